@@ -1,0 +1,6 @@
+"""``python -m recbole_hnlm --model=... --dataset=... --sampler=...``"""
+import sys
+
+from recbole_hnlm.quick_start import main
+
+sys.exit(main())

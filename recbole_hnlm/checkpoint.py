@@ -1,0 +1,103 @@
+"""Pickle-free training checkpoints: tensors in safetensors, everything else as JSON metadata.
+
+A checkpoint holds the model ``state_dict``, the model's ``other_parameter()`` tensors, the optimizer state and the
+trainer's progress (epoch, step, best validation score). Loading never unpickles anything, so a checkpoint received
+from someone else is safe to open. Writes go to a temporary file that is renamed into place.
+"""
+import json
+import os
+import tempfile
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+FORMAT = "recbole_hnlm/checkpoint/v1"
+
+
+def _plain(value):
+    """JSON-able copy of optimizer hyper-parameters and trainer scalars (tensors are stored separately)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, torch.Tensor):  # numpy scalar
+        return value.item()
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    raise TypeError(f"cannot store {type(value).__name__} in a checkpoint's metadata")
+
+
+def save_checkpoint(path, model, optimizer=None, trainer_state=None):
+    """Write ``model`` (+ optimizer and trainer state) to ``path`` atomically.
+
+    Args:
+        path (str): destination ``.safetensors`` file.
+        model (torch.nn.Module): a RecBole model (``other_parameter()`` is stored when present).
+        optimizer (torch.optim.Optimizer, optional): its state tensors go under ``optimizer.<param>.<key>``.
+        trainer_state (dict, optional): plain scalars (epoch, cur_step, best_valid_score, model name, config).
+    """
+    tensors, meta = {}, {"format": FORMAT, "trainer": _plain(trainer_state or {})}
+    for name, value in model.state_dict().items():
+        tensors[f"model.{name}"] = value
+    other = model.other_parameter() if hasattr(model, "other_parameter") else None
+    meta["other_parameter"] = {}
+    for name, value in (other or {}).items():
+        meta["other_parameter"][name] = value is not None
+        if value is not None:
+            tensors[f"other.{name}"] = value
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        scalars = {}
+        for param_id, param_state in state["state"].items():
+            for key, value in param_state.items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"optimizer.{param_id}.{key}"] = value
+                else:
+                    scalars.setdefault(str(param_id), {})[key] = _plain(value)
+        meta["optimizer"] = {"param_groups": _plain(state["param_groups"]), "scalars": scalars,
+                             "param_ids": [str(k) for k in state["state"]]}
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={"recbole_hnlm": json.dumps(meta)})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_checkpoint(path, model, optimizer=None, device="cpu"):
+    """Load a checkpoint written by :func:`save_checkpoint` into ``model`` (and ``optimizer``).
+
+    Returns:
+        dict: the trainer state stored with it.
+
+    Raises:
+        ValueError: the file is not a recbole_hnlm checkpoint.
+    """
+    with safe_open(path, framework="pt", device=str(device)) as f:
+        header = f.metadata() or {}
+        if "recbole_hnlm" not in header:
+            raise ValueError(f"{path} is not a recbole_hnlm checkpoint (no 'recbole_hnlm' metadata)")
+        meta = json.loads(header["recbole_hnlm"])
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{path}: unsupported checkpoint format {meta.get('format')!r}, expected {FORMAT!r}")
+        tensors = {key: f.get_tensor(key) for key in f.keys()}
+    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    if hasattr(model, "load_other_parameter"):
+        other = {name: tensors.get(f"other.{name}") for name in meta.get("other_parameter", {})}
+        model.load_other_parameter(other or None)
+    if optimizer is not None and "optimizer" in meta:
+        opt_meta = meta["optimizer"]
+        state = {}
+        for param_id in opt_meta["param_ids"]:
+            entry = dict(opt_meta["scalars"].get(param_id, {}))
+            prefix = f"optimizer.{param_id}."
+            entry.update({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+            state[int(param_id)] = entry
+        optimizer.load_state_dict({"state": state, "param_groups": opt_meta["param_groups"]})
+    return meta["trainer"]

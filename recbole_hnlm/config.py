@@ -1,0 +1,80 @@
+"""``Config``: RecBole's configurator with the plugin's property files layered on top.
+
+Precedence, lowest to highest (RecBole's own rule, extended by one sampler layer):
+
+1. RecBole's ``overall.yaml``, ``model/<Model>.yaml`` and ``dataset/<dataset>.yaml``;
+2. the plugin's ``properties/overall.yaml``;
+3. the plugin's ``properties/model/<Model>.yaml``;
+4. the plugin's ``properties/sampler/<Sampler>.yaml`` (sampler chosen by the ``sampler`` key);
+5. the plugin's ``properties/dataset/<dataset>.yaml``;
+6. config files < config dict < command line (``--key=value``), exactly as in RecBole.
+
+After the merge, the chosen sampler validates its hyper-parameters, so a bad value stops the run at start-up.
+"""
+import os
+
+from recbole.config import Config as RecBoleConfig
+
+from recbole_hnlm.compat import install_numpy_aliases
+
+PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "properties")
+if not os.path.isdir(PROPERTIES_DIR):  # editable install: the yaml files live in the repository's properties/
+    PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "properties")
+
+
+class Config(RecBoleConfig):
+    """RecBole ``Config`` that resolves plugin models first and loads the plugin's property files.
+
+    Args:
+        model (str or type, optional): model name or class; read from the external config when ``None``.
+        dataset (str, optional): dataset name; read from the external config when ``None``.
+        config_file_list (list of str, optional): yaml files.
+        config_dict (dict, optional): parameters.
+    """
+
+    def compatibility_settings(self):
+        install_numpy_aliases()
+
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None):
+        super().__init__(model, dataset, config_file_list, config_dict)
+        from recbole_hnlm.utils import check_model_sampler_pair, get_sampler
+
+        sampler_class = get_sampler(self.final_config_dict["sampler"])
+        self.final_config_dict["sampler"] = sampler_class.name
+        check_model_sampler_pair(self.model_class, sampler_class)
+        sampler_class.check_config(self)
+
+    def _get_model_and_dataset(self, model, dataset):
+        from recbole_hnlm.utils import get_model
+
+        if model is None:
+            if "model" not in self.external_config_dict:
+                raise KeyError("Set the model with --model=NAME, a config file or the config dict.")
+            model = self.external_config_dict["model"]
+        if isinstance(model, str):
+            model_class = get_model(model)
+        else:
+            model_class, model = model, model.__name__
+        if dataset is None:
+            if "dataset" not in self.external_config_dict:
+                raise KeyError("Set the dataset with --dataset=NAME, a config file or the config dict.")
+            dataset = self.external_config_dict["dataset"]
+        return model, model_class, dataset
+
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        from recbole_hnlm.utils import get_sampler
+
+        super()._load_internal_config_dict(model, model_class, dataset)
+        self._update_internal_config_dict(os.path.join(PROPERTIES_DIR, "overall.yaml"))
+        self._load_plugin_yaml("model", model)
+        sampler = self.external_config_dict.get("sampler", self.internal_config_dict.get("sampler"))
+        self._load_plugin_yaml("sampler", get_sampler(sampler).name)
+        dataset_config = self._load_plugin_yaml("dataset", dataset)
+        if dataset_config:
+            self.parameters["Dataset"] += [key for key in dataset_config if key not in self.parameters["Dataset"]]
+
+    def _load_plugin_yaml(self, kind, name):
+        path = os.path.join(PROPERTIES_DIR, kind, f"{name}.yaml")
+        if os.path.isfile(path):
+            return self._update_internal_config_dict(path)
+        return None

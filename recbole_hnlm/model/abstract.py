@@ -1,0 +1,131 @@
+"""``SampledRecommender``: the RecBole skeleton shared by the plugin's backbones.
+
+A backbone implements :meth:`SampledRecommender.propagate`; this class owns the negative sampler, the candidate
+generator, the pairwise loss and RecBole's prediction interface. Per training batch: one propagation, candidates if the
+sampler needs them, the sampler's negatives, then
+
+.. math::
+    \mathcal L = \frac1B \sum_b \sum_{t=1}^{N} \operatorname{softplus}\big(s(u_b, j_{bt}) - s(u_b, i_b)\big)
+      + \frac{\lambda}{2B}\big(\|E^{(0)}_u\|^2 + \|E^{(0)}_i\|^2 + \|E^{(0)}_j\|^2\big)
+
+which is BPR for one negative (algorithms.md §0; MixGCF/AHNS ``create_bpr_loss``), plus the sampler's and the
+backbone's auxiliary losses, each logged as its own ``train_loss`` column by RecBole's trainer.
+"""
+import torch
+import torch.nn.functional as F
+from recbole.model.abstract_recommender import GeneralRecommender
+from recbole.utils import InputType
+
+from recbole_hnlm.sampler.base import Propagation, SamplingContext
+from recbole_hnlm.sampler.candidates import CandidateGenerator
+
+
+class SampledRecommender(GeneralRecommender):
+    """Base class of recbole_hnlm backbones (MF, NGCF, LightGCN, SGL).
+
+    Config:
+        embedding_size (int): ``d``.
+        reg_weight (float): :math:`\\lambda` of the layer-0 L2 term (squared norms, as MixGCF/AHNS).
+        sampler (str): negative sampler name; its hyper-parameters come from ``properties/sampler/<name>.yaml``.
+        candidate_max_rounds (int): redraw rounds that remove training positives from candidates.
+    """
+
+    input_type = InputType.PAIRWISE
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        from recbole_hnlm.utils import get_sampler
+
+        self.embedding_size = config["embedding_size"]
+        self.reg_weight = config["reg_weight"]
+        users, items = self.training_pairs(dataset)
+        self.sampler = get_sampler(config["sampler"])(config, dataset)
+        self.candidate_generator = CandidateGenerator(users, items, self.n_items, config["candidate_max_rounds"])
+        self.restore_user_e = None
+        self.restore_item_e = None
+        self.other_parameter_name = ["restore_user_e", "restore_item_e"]
+
+    def training_pairs(self, dataset):
+        """``(users, items)`` int64 tensors of the training interactions the model was built with."""
+        return (dataset.inter_feat[dataset.uid_field].long(), dataset.inter_feat[dataset.iid_field].long())
+
+    # -- what a backbone implements ------------------------------------------------------------------------------
+    def propagate(self, with_layers: bool) -> Propagation:
+        """Propagate once and return ego, pooled and (if ``with_layers``) per-layer embeddings."""
+        raise NotImplementedError
+
+    def extra_losses(self, interaction, emb: Propagation) -> tuple:
+        """Backbone-specific loss terms (SGL's contrastive loss); none by default."""
+        return ()
+
+    # -- RecBole interface ---------------------------------------------------------------------------------------
+    def forward(self):
+        emb = self.propagate(with_layers=False)
+        return emb.user, emb.item
+
+    def calculate_loss(self, interaction):
+        self.restore_user_e = self.restore_item_e = None
+        user, pos, neg = interaction[self.USER_ID], interaction[self.ITEM_ID], interaction[self.NEG_ITEM_ID]
+        emb = self.propagate(with_layers=self.sampler.needs_layers)
+        candidates = None
+        if self.sampler.n_candidates:
+            candidates = self.candidate_generator(user, self.sampler.n_candidates)
+        negatives = self.sampler(SamplingContext(user=user, pos=pos, neg=neg, emb=emb, candidates=candidates))
+
+        u, i = emb.user[user], emb.item[pos]
+        pos_score = (u * i).sum(-1, keepdim=True)
+        neg_score = (u.unsqueeze(1) * negatives.pooled).sum(-1)
+        rank_loss = F.softplus(neg_score - pos_score).sum(1).mean()
+        reg_loss = self.reg_weight * (
+            emb.user_ego[user].pow(2).sum() + emb.item_ego[pos].pow(2).sum() + negatives.ego.pow(2).sum()
+        ) / (2 * user.shape[0])
+        aux = tuple(negatives.aux_losses) + tuple(self.extra_losses(interaction, emb))
+        if aux:
+            return (rank_loss + reg_loss,) + aux
+        return rank_loss + reg_loss
+
+    def on_epoch_start(self, epoch_idx):
+        """Called by the trainer before every training epoch."""
+        report = getattr(self.sampler, "epoch_report", None)
+        if report is not None:
+            report()
+
+    def _pooled_for_inference(self):
+        if self.restore_user_e is None or self.restore_item_e is None:
+            self.restore_user_e, self.restore_item_e = self.forward()
+        return self.restore_user_e, self.restore_item_e
+
+    def predict(self, interaction):
+        user_e, item_e = self._pooled_for_inference()
+        return (user_e[interaction[self.USER_ID]] * item_e[interaction[self.ITEM_ID]]).sum(-1)
+
+    def full_sort_predict(self, interaction):
+        user_e, item_e = self._pooled_for_inference()
+        return (user_e[interaction[self.USER_ID]] @ item_e.T).view(-1)
+
+    # -- used by the LLM module (teacher export) -----------------------------------------------------------------
+    @torch.no_grad()
+    def pooled_embeddings(self):
+        """``(user [n_users, d'], item [n_items, d'])`` pooled embeddings, without gradients."""
+        emb = self.propagate(with_layers=False)
+        return emb.user.detach(), emb.item.detach()
+
+    @torch.no_grad()
+    def hard_negatives(self, user, pos):
+        """``[B, d']`` pooled hard negatives of the configured sampler for the pairs ``(user, pos)``, without
+        gradients (the teacher targets of HNLMRec's fine-tuning; algorithms.md §10.13)."""
+        emb = self.propagate(with_layers=self.sampler.needs_layers)
+        candidates = self.candidate_generator(user, self.sampler.n_candidates) if self.sampler.n_candidates else None
+        neg = torch.randint(1, self.n_items, user.shape, device=user.device)
+        ctx = SamplingContext(user=user, pos=pos, neg=neg, emb=emb, candidates=candidates)
+        return self.sampler(ctx).pooled[:, 0].detach()
+
+
+def mean_pool(layers):
+    """Mean over the layer axis: ``[..., K+1, d] -> [..., d]``."""
+    return layers.mean(dim=-2)
+
+
+def concat_pool(layers):
+    """Concatenate the layers: ``[..., K+1, d] -> [..., (K+1) d]`` (NGCF)."""
+    return layers.flatten(-2)

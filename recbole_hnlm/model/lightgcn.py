@@ -1,0 +1,56 @@
+r"""LightGCN
+################################################
+Reference:
+    Xiangnan He et al. "LightGCN: Simplifying and Powering Graph Convolution Network for Recommendation." in SIGIR 2020.
+"""
+import torch
+from torch import nn
+
+from recbole_hnlm.model.abstract import SampledRecommender, mean_pool
+from recbole_hnlm.ops import bipartite_normalized_graph, lightgcn_propagate
+from recbole_hnlm.sampler.base import Propagation
+
+
+class LightGCN(SampledRecommender):
+    r"""LightGCN with a pluggable negative sampler.
+
+    .. math::
+        E^{(k+1)} = \hat A E^{(k)}, \qquad \bar E = \frac{1}{K+1} \sum_{k=0}^{K} E^{(k)}, \qquad
+        \hat A = D^{-1/2} \begin{bmatrix} 0 & R \\ R^\top & 0 \end{bmatrix} D^{-1/2}
+
+    Propagation runs through :func:`recbole_hnlm.ops.lightgcn_propagate` (C++ kernel, one autograd op); the layer
+    stack is materialised only for samplers that need it (MixGCF).
+
+    Config:
+        n_layers (int): ``K``. Default 3 (MixGCF/AHNS setting).
+    """
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.n_layers = config["n_layers"]
+        self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
+        self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
+        nn.init.xavier_uniform_(self.user_embedding.weight)
+        nn.init.xavier_uniform_(self.item_embedding.weight)
+        users, items = self.training_pairs(dataset)
+        self.graph = bipartite_normalized_graph(users, items, self.n_users, self.n_items).to(self.device)
+
+    def ego_embeddings(self):
+        return torch.cat([self.user_embedding.weight, self.item_embedding.weight], dim=0)
+
+    def propagate_graph(self, graph, with_layers: bool) -> Propagation:
+        """Propagate the ego embeddings over ``graph`` (the training graph, or an augmented view for SGL)."""
+        ego = self.ego_embeddings()
+        n = self.n_users
+        if with_layers:
+            layers = lightgcn_propagate(graph, ego, self.n_layers, return_layers=True)
+            pooled = layers.mean(dim=1)
+        else:
+            layers, pooled = None, lightgcn_propagate(graph, ego, self.n_layers)
+        emb = Propagation(user_ego=ego[:n], item_ego=ego[n:], user=pooled[:n], item=pooled[n:], pool=mean_pool)
+        if layers is not None:
+            emb.user_layers, emb.item_layers = layers[:n], layers[n:]
+        return emb
+
+    def propagate(self, with_layers: bool) -> Propagation:
+        return self.propagate_graph(self.graph, with_layers)

@@ -1,0 +1,68 @@
+r"""NGCF
+################################################
+Reference:
+    Xiang Wang et al. "Neural Graph Collaborative Filtering." in SIGIR 2019.
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recbole_hnlm.model.abstract import SampledRecommender, concat_pool
+from recbole_hnlm.utils import ConfigError
+from recbole_hnlm.ops import bipartite_normalized_graph, spmm
+from recbole_hnlm.sampler.base import Propagation
+
+
+class NGCF(SampledRecommender):
+    r"""NGCF with a pluggable negative sampler.
+
+    .. math::
+        E^{(l+1)} = \mathrm{LeakyReLU}\big((\hat A + I) E^{(l)} W_1^{(l)} + (\hat A E^{(l)} \odot E^{(l)})
+        W_2^{(l)}\big)
+
+    followed by message dropout and L2 row normalisation (paper eq. 7); the final embedding concatenates all layers,
+    so MixGCF scores layer ``l`` with the user's layer-``l`` embedding (concat pooling, MixGCF §3.2).
+
+    Config:
+        hidden_size_list (list of int): output size of each layer. MixGCF needs every size equal to
+            ``embedding_size`` (it mixes layers of one width).
+        message_dropout (float): dropout on each layer's output. Default 0.1.
+    """
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.hidden_sizes = list(config["hidden_size_list"])
+        self.message_dropout = float(config["message_dropout"])
+        if self.sampler.needs_layers and any(h != self.embedding_size for h in self.hidden_sizes):
+            raise ConfigError(
+                f"Sampler {self.sampler.name} mixes per-layer embeddings and needs every entry of hidden_size_list "
+                f"({self.hidden_sizes}) equal to embedding_size ({self.embedding_size})."
+            )
+        self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
+        self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
+        sizes = [self.embedding_size] + self.hidden_sizes
+        self.w1 = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.w2 = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        for module in [self.user_embedding, self.item_embedding, *self.w1, *self.w2]:
+            nn.init.xavier_uniform_(module.weight)
+        users, items = self.training_pairs(dataset)
+        self.graph = bipartite_normalized_graph(users, items, self.n_users, self.n_items).to(self.device)
+
+    def propagate(self, with_layers: bool) -> Propagation:
+        ego = torch.cat([self.user_embedding.weight, self.item_embedding.weight], dim=0)
+        layers = [ego]
+        x = ego
+        for w1, w2 in zip(self.w1, self.w2):
+            side = spmm(self.graph, x)
+            x = F.leaky_relu(w1(side + x) + w2(side * x), negative_slope=0.2)
+            x = F.dropout(x, p=self.message_dropout, training=self.training)
+            x = F.normalize(x, p=2, dim=1)
+            layers.append(x)
+        pooled = torch.cat(layers, dim=1)
+        n = self.n_users
+        emb = Propagation(user_ego=ego[:n], item_ego=ego[n:], user=pooled[:n], item=pooled[n:], pool=concat_pool,
+                          layerwise_query=True)
+        if with_layers:
+            stack = torch.stack(layers, dim=1)
+            emb.user_layers, emb.item_layers = stack[:n], stack[n:]
+        return emb

@@ -1,0 +1,78 @@
+r"""SGL
+################################################
+Reference:
+    Jiancan Wu et al. "Self-supervised Graph Learning for Recommendation." in SIGIR 2021.
+"""
+import torch
+import torch.nn.functional as F
+
+from recbole_hnlm.model.lightgcn import LightGCN
+from recbole_hnlm.utils import ConfigError
+from recbole_hnlm.ops import bipartite_normalized_graph
+
+SGL_AUGMENTATIONS = ("ED", "ND")
+
+
+class SGL(LightGCN):
+    r"""LightGCN plus SGL's self-supervised contrast between two augmented graph views.
+
+    Each epoch two views are drawn: edge dropout (``type: ED``) or node dropout (``type: ND``) with ``drop_ratio``.
+    For the batch's users (and, separately, positive items), InfoNCE over all users (items) of the other view:
+
+    .. math::
+        \mathcal L_{ssl} = \sum_{u \in \mathcal B} -\log \frac{\exp(\cos(z'_u, z''_u)/\tau)}
+        {\sum_{v \in \mathcal U} \exp(\cos(z'_u, z''_v)/\tau)}
+
+    (paper eq. 10), weighted by ``ssl_weight`` and logged as its own loss column.
+
+    Config:
+        type (str): ``ED`` or ``ND``. drop_ratio (float): in [0, 1). ssl_tau (float): > 0. ssl_weight (float).
+    """
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        if config["type"] not in SGL_AUGMENTATIONS:
+            raise ConfigError(f"SGL option 'type' must be one of {SGL_AUGMENTATIONS}, got {config['type']!r}.")
+        if not 0 <= float(config["drop_ratio"]) < 1:
+            raise ConfigError(f"SGL option 'drop_ratio' must be in [0, 1), got {config['drop_ratio']!r}.")
+        if not float(config["ssl_tau"]) > 0:
+            raise ConfigError(f"SGL option 'ssl_tau' must be > 0, got {config['ssl_tau']!r}.")
+        self.augmentation = config["type"]
+        self.drop_ratio = float(config["drop_ratio"])
+        self.ssl_tau = float(config["ssl_tau"])
+        self.ssl_weight = float(config["ssl_weight"])
+        self.train_users, self.train_items = self.training_pairs(dataset)
+        self.views = None
+
+    def augmented_graph(self):
+        """One random view of the training graph."""
+        users, items = self.train_users, self.train_items
+        if self.augmentation == "ED":
+            keep = torch.rand(users.shape[0]) >= self.drop_ratio
+        else:
+            drop_user = torch.rand(self.n_users) < self.drop_ratio
+            drop_item = torch.rand(self.n_items) < self.drop_ratio
+            keep = ~(drop_user[users] | drop_item[items])
+        return bipartite_normalized_graph(users[keep], items[keep], self.n_users, self.n_items).to(self.device)
+
+    def on_epoch_start(self, epoch_idx):
+        super().on_epoch_start(epoch_idx)
+        self.views = (self.augmented_graph(), self.augmented_graph())
+
+    @staticmethod
+    def info_nce(view1, view2, index, tau):
+        z1 = F.normalize(view1[index], dim=1)
+        z_all = F.normalize(view2, dim=1)
+        logits = z1 @ z_all.T / tau
+        positive = (z1 * z_all[index]).sum(1) / tau
+        return (torch.logsumexp(logits, dim=1) - positive).sum()
+
+    def extra_losses(self, interaction, emb):
+        if self.views is None:
+            self.views = (self.augmented_graph(), self.augmented_graph())
+        view1 = self.propagate_graph(self.views[0], with_layers=False)
+        view2 = self.propagate_graph(self.views[1], with_layers=False)
+        user, pos = interaction[self.USER_ID], interaction[self.ITEM_ID]
+        ssl = self.info_nce(view1.user, view2.user, user, self.ssl_tau) + self.info_nce(
+            view1.item, view2.item, pos, self.ssl_tau)
+        return (self.ssl_weight * ssl,)

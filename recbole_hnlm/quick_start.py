@@ -1,0 +1,116 @@
+"""Run a backbone with a negative sampler end to end: the plugin's counterpart of RecBole's ``run_recbole``.
+
+It never imports ``recbole.quick_start`` (which pulls in ray) and builds the run from ``recbole.config``,
+``recbole.data`` and ``recbole.utils``::
+
+    python run_recbole_hnlm.py --model=LightGCN --sampler=MixGCF --dataset=ml-100k
+    python run_recbole_hnlm.py --model=LightGCN --sampler=DNS --dataset=yelp2018 --data_path=/data/atomic --dns_topn=2
+"""
+import argparse
+import logging
+import os
+import sys
+from logging import getLogger
+
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import init_logger, init_seed, set_color
+
+from recbole_hnlm.config import Config
+from recbole_hnlm.utils import ConfigError, get_model, get_sampler, get_trainer
+
+#: Atomic-file suffixes RecBole can split into train/valid/test on its own.
+_SPLIT_SUFFIXES = ("inter",)
+
+
+def check_dataset_files(config):
+    """Fail fast, naming the paths searched, when a dataset's atomic files are missing (RecBole would otherwise
+    try to download it)."""
+    dataset, data_path = config["dataset"], config["data_path"]
+    names = [f"{dataset}.{suffix}" for suffix in _SPLIT_SUFFIXES]
+    if config["benchmark_filename"]:
+        names = [f"{dataset}.{part}.inter" for part in config["benchmark_filename"]]
+    missing = [os.path.join(data_path, name) for name in names if not os.path.isfile(os.path.join(data_path, name))]
+    if missing:
+        raise FileNotFoundError(
+            f"Dataset '{dataset}' not found: missing {', '.join(missing)}. Put the RecBole atomic files there, or "
+            f"pass --data_path=DIR where DIR/{dataset}/{dataset}.inter exists (ml-100k needs no files: it ships "
+            "with RecBole)."
+        )
+
+
+def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True):
+    """Train and test ``model`` on ``dataset`` with the configured ``sampler``.
+
+    Args:
+        model (str, optional): backbone name; read from the config when ``None``.
+        dataset (str, optional): dataset name; read from the config when ``None``.
+        config_file_list (list of str, optional): yaml files.
+        config_dict (dict, optional): parameters (lower priority than the command line).
+        saved (bool): save the best model's checkpoint (safetensors) and test it.
+
+    Returns:
+        dict: ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``, ``checkpoint``.
+    """
+    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(sys.argv)
+    logger.info(config)
+    check_dataset_files(config)
+
+    dataset = create_dataset(config)
+    logger.info(dataset)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    sampler_class = get_sampler(config["sampler"])
+    sampler_class.prepare(config, dataset, train_data)
+
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    logger.info(model)
+
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"])
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    return {
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+        "checkpoint": trainer.saved_model_file if saved else None,
+    }
+
+
+def objective_function(config_dict=None, config_file_list=None, saved=True):
+    """RecBole-style objective for hyper-parameter tuning: same run, same return value."""
+    return run_recbole_hnlm(config_dict=config_dict, config_file_list=config_file_list, saved=saved)
+
+
+def main(argv=None):
+    """Command line entry point; mirrors ``run_recbole.py``: ``--model``, ``--dataset``, ``--sampler``,
+    ``--config_files``, and every other ``--key=value`` is read by ``Config`` (values go through ``eval``)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", "-m", type=str, default="LightGCN", help="backbone (MF, NGCF, LightGCN, SGL)")
+    parser.add_argument("--dataset", "-d", type=str, default="ml-100k", help="dataset name")
+    parser.add_argument("--sampler", "-s", type=str, default=None, help="RNS, DNS, MixGCF, AHNS or HNLMRec")
+    parser.add_argument("--config_files", type=str, default=None, help="space-separated yaml files")
+    args, _ = parser.parse_known_args(argv)
+    config_file_list = args.config_files.strip().split(" ") if args.config_files else None
+    config_dict = {"sampler": args.sampler} if args.sampler else None
+    program_argv = sys.argv
+    sys.argv = [program_argv[0] if program_argv else "recbole-hnlm"] + argv  # RecBole's Config reads sys.argv
+    try:
+        run_recbole_hnlm(model=args.model, dataset=args.dataset, config_file_list=config_file_list,
+                         config_dict=config_dict)
+    except (ConfigError, FileNotFoundError) as error:
+        logging.getLogger().error(str(error))
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        sys.argv = program_argv
+    return 0

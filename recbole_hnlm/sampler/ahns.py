@@ -1,0 +1,74 @@
+r"""AHNS
+################################################
+Reference:
+    Riwei Lai et al. "Adaptive Hardness Negative Sampling for Collaborative Filtering." in AAAI 2024.
+
+Reference code:
+    https://github.com/Riwei-HEU/AHNS (``adaptive_negative_sampling``)
+"""
+import logging
+
+import torch
+
+from recbole_hnlm.ops import select_candidates
+from recbole_hnlm.sampler.base import NegativeSampler, Negatives, SamplingContext, gather_items, require
+
+
+class AHNS(NegativeSampler):
+    r"""Adaptive hardness negative sampling, AHNS\ :sub:`p<0`.
+
+    The target hardness depends on the positive's score :math:`s^+_b = \langle \bar e_u, \bar e_i \rangle`
+    (criteria C1-C3 of the paper); the candidate whose score is closest to it is chosen:
+
+    .. math::
+        j_b = \arg\min_{m} \big|\, S_{bm} - \beta\,(s^+_b + \alpha)^{p+1} \big|
+
+    As in the official code, the target is not clamped when :math:`s^+_b + \alpha \le 0`; how often that happens is
+    counted in :attr:`nonpositive_base` and logged every epoch by the model.
+
+    Config:
+        ahns_candidates (int): ``M``. Default 32.
+        ahns_alpha (float): :math:`\alpha`. Default 1.0.
+        ahns_beta (float): :math:`\beta > 0`. Default 0.1.
+        ahns_p (int): :math:`p < -1` (the paper's AHNS\ :sub:`p<0` with a decreasing target). Default -2.
+    """
+
+    name = "AHNS"
+    n_candidates_key = "ahns_candidates"
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.alpha = float(config["ahns_alpha"])
+        self.beta = float(config["ahns_beta"])
+        self.p = config["ahns_p"]
+        self.nonpositive_base = 0
+
+    @classmethod
+    def check_config(cls, config):
+        super().check_config(config)
+        require(config, "ahns_alpha", lambda v: isinstance(v, (int, float)), "a number")
+        require(config, "ahns_beta", lambda v: isinstance(v, (int, float)) and v > 0, "a number > 0")
+        require(config, "ahns_p", lambda v: isinstance(v, (int, float)) and v < -1,
+                "a number < -1 (AHNS_{p<0}: the target hardness must fall as the positive score rises)")
+
+    @torch.no_grad()
+    def target(self, ctx: SamplingContext) -> torch.Tensor:
+        """``[B]`` target score :math:`\\beta (s^+ + \\alpha)^{p+1}`."""
+        user, pos = ctx.emb.user[ctx.user], ctx.emb.item[ctx.pos]
+        base = (user * pos).sum(-1).float() + self.alpha
+        self.nonpositive_base += int((base <= 0).sum())
+        return self.beta * base.pow(self.p + 1)
+
+    @torch.no_grad()
+    def select(self, ctx: SamplingContext) -> torch.Tensor:
+        position = select_candidates(ctx.emb.user[ctx.user], ctx.emb.item, ctx.candidates, target=self.target(ctx))
+        return ctx.candidates.gather(1, position.unsqueeze(1))
+
+    def forward(self, ctx: SamplingContext) -> Negatives:
+        return gather_items(ctx.emb, self.select(ctx))
+
+    def epoch_report(self):
+        """Log and reset the count of rows with a non-positive base ``s+ + alpha``."""
+        if self.nonpositive_base:
+            logging.getLogger().info(f"AHNS: {self.nonpositive_base} rows had s+ + alpha <= 0 this epoch")
+        self.nonpositive_base = 0

@@ -1,0 +1,117 @@
+"""The contract between backbones and negative samplers.
+
+A sampler is an ``nn.Module`` strategy owned by the model (so its parameters are trained, moved and checkpointed with
+it). The model propagates once per batch, wraps the result in :class:`Propagation`, and calls the sampler with a
+:class:`SamplingContext`; the sampler returns :class:`Negatives`. Selection (argmax, argmin, top-N) runs without
+gradients; only the chosen or synthesised embeddings carry them. Samplers draw random numbers from torch's global RNG,
+which ``init_seed`` seeds, and never switch the model between ``train()`` and ``eval()``.
+"""
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Propagation:
+    """One propagation of a backbone.
+
+    Attributes:
+        user_ego, item_ego: layer-0 (ego) embeddings ``[n_users, d]`` / ``[n_items, d]``, used for L2 regularisation.
+        user, item: pooled embeddings ``[n_users, d']`` / ``[n_items, d']`` that score pairs (``d' = d`` for mean
+            pooling, ``(K+1) d`` for NGCF's concatenation).
+        user_layers, item_layers: layer stacks ``[n, K+1, d]`` when the sampler asked for them, else ``None``.
+        pool: maps a stack ``[..., K+1, d]`` to pooled ``[..., d']`` (mean or concat).
+        layerwise_query: ``True`` when layer ``l`` is scored with the user's layer-``l`` embedding (concat pooling),
+            ``False`` when every layer is scored with the pooled user embedding (mean pooling; MixGCF §3.2).
+    """
+
+    user_ego: torch.Tensor
+    item_ego: torch.Tensor
+    user: torch.Tensor
+    item: torch.Tensor
+    pool: Callable[[torch.Tensor], torch.Tensor]
+    user_layers: Optional[torch.Tensor] = None
+    item_layers: Optional[torch.Tensor] = None
+    layerwise_query: bool = False
+
+
+@dataclass
+class SamplingContext:
+    """What a sampler sees for one training batch of ``B`` positive pairs.
+
+    Attributes:
+        user, pos: ``[B]`` internal user and positive item ids.
+        neg: ``[B]`` the data loader's uniform negative (positives excluded); RNS and HNLMRec's random negative.
+        emb: the batch's :class:`Propagation`.
+        candidates: ``[B, M]`` uniform candidates without training positives, when the sampler needs them.
+    """
+
+    user: torch.Tensor
+    pos: torch.Tensor
+    neg: torch.Tensor
+    emb: Propagation
+    candidates: Optional[torch.Tensor] = None
+
+
+@dataclass
+class Negatives:
+    """A sampler's answer for one batch.
+
+    Attributes:
+        pooled: ``[B, N, d']`` negative embeddings that enter the ranking loss (``N`` negatives per positive).
+        ego: ``[B, N, d]`` their layer-0 part, regularised like the user and positive ego embeddings.
+        item_ids: ``[B, N]`` ids when the negatives are real items (``None`` for synthetic ones).
+        aux_losses: extra loss terms (e.g. HNLMRec's InfoNCE alignment), added to the total and logged separately.
+    """
+
+    pooled: torch.Tensor
+    ego: torch.Tensor
+    item_ids: Optional[torch.Tensor] = None
+    aux_losses: tuple = ()
+
+
+def gather_items(emb: Propagation, ids: torch.Tensor) -> Negatives:
+    """Negatives that are real items ``ids`` (any shape ``[B, N]``): pooled and ego rows, with gradients."""
+    return Negatives(pooled=emb.item[ids], ego=emb.item_ego[ids], item_ids=ids)
+
+
+class NegativeSampler(nn.Module):
+    """Base class of all samplers.
+
+    Class attributes:
+        name: the value of the ``sampler`` config key (and the yaml file ``properties/sampler/<name>.yaml``).
+        needs_layers: the backbone must return per-layer stacks (MixGCF).
+        n_candidates_key: config key holding ``M`` when the sampler draws candidates, else ``None``.
+    """
+
+    name = ""
+    needs_layers = False
+    n_candidates_key = None
+
+    def __init__(self, config, dataset):
+        super().__init__()
+        self.n_candidates = config[self.n_candidates_key] if self.n_candidates_key else 0
+
+    @classmethod
+    def check_config(cls, config):
+        """Reject bad hyper-parameters at start-up with a message naming the key."""
+        if cls.n_candidates_key:
+            require(config, cls.n_candidates_key, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
+
+    @classmethod
+    def prepare(cls, config, dataset, train_data):
+        """Run offline work the sampler needs before the model is built (HNLMRec's LLM precompute)."""
+
+    def forward(self, ctx: SamplingContext) -> Negatives:
+        raise NotImplementedError
+
+
+def require(config, key, predicate, expectation):
+    """Raise ``ValueError`` naming ``key`` unless ``predicate(config[key])`` holds."""
+    from recbole_hnlm.utils import ConfigError
+
+    value = config[key]
+    if value is None or not predicate(value):
+        raise ConfigError(f"Invalid value for '{key}': {value!r}; expected {expectation}.")

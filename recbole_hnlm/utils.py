@@ -1,0 +1,65 @@
+"""Name-based discovery of models, samplers and trainers: the plugin first, then RecBole."""
+import importlib
+
+from recbole.utils import ModelType
+from recbole.utils import get_model as recbole_get_model
+from recbole.utils import get_trainer as recbole_get_trainer
+
+class ConfigError(ValueError):
+    """A user-facing configuration error (unknown name, bad hyper-parameter, incompatible pair)."""
+
+
+#: Backbones shipped by the plugin (they shadow RecBole's models of the same name).
+PLUGIN_MODELS = ("MF", "NGCF", "LightGCN", "SGL")
+
+
+def get_model(model_name):
+    """Return the model class for ``model_name``: a plugin backbone, else a RecBole general model.
+
+    Raises:
+        ValueError: the name is neither; the message lists the valid names.
+    """
+    for name in PLUGIN_MODELS:
+        if name.lower() == str(model_name).lower():
+            module = importlib.import_module(f"recbole_hnlm.model.{name.lower()}")
+            return getattr(module, name)
+    try:
+        return recbole_get_model(model_name)
+    except ValueError:
+        raise ConfigError(
+            f"Unknown model '{model_name}'. recbole_hnlm backbones: {', '.join(PLUGIN_MODELS)}; "
+            "any RecBole general recommender (e.g. BPR, NeuMF, ENMF) also runs with --sampler=RNS."
+        ) from None
+
+
+def get_sampler(sampler_name):
+    """Return the sampler class registered under ``sampler_name`` (case-insensitive)."""
+    from recbole_hnlm.sampler import SAMPLERS
+
+    for name, sampler_class in SAMPLERS.items():
+        if name.lower() == str(sampler_name).lower():
+            return sampler_class
+    raise ConfigError(f"Unknown sampler '{sampler_name}'. Valid samplers: {', '.join(SAMPLERS)}.")
+
+
+def check_model_sampler_pair(model_class, sampler_class):
+    """Reject a sampler that cannot work with the chosen backbone, saying why."""
+    from recbole_hnlm.model.abstract import SampledRecommender
+
+    if issubclass(model_class, SampledRecommender):
+        return
+    if sampler_class.name != "RNS":
+        raise ConfigError(
+            f"Sampler {sampler_class.name} needs the propagated user/item embeddings of a recbole_hnlm backbone "
+            f"({', '.join(PLUGIN_MODELS)}); RecBole's {model_class.__name__} only exposes scores. "
+            f"Use --model=<one of {', '.join(PLUGIN_MODELS)}> or --sampler=RNS."
+        )
+    if model_class.type != ModelType.GENERAL:
+        raise ConfigError(f"recbole_hnlm runs general (user-item) recommenders; {model_class.__name__} is {model_class.type}.")
+
+
+def get_trainer(model_type, model_name):
+    """Return a trainer class whose checkpoints are safetensors files (no pickle), for any RecBole model."""
+    from recbole_hnlm.trainer import make_safe_trainer
+
+    return make_safe_trainer(recbole_get_trainer(model_type, model_name))

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Create ./.venv (or $VENV) with the pinned stack and install recbole-hnlm in editable mode, building the C++
+# extension recbole_hnlm._C. Idempotent: dependencies are reinstalled only when requirements/*.txt change, and the
+# extension rebuild is incremental (ninja).
+#
+# Why not a plain `pip install -e .`: recbole 1.2.1's own requirements pull ray, numpy 2, pandas 3, scipy >= 1.13
+# and a multi-GB CUDA torch, which break RecBole (docs/install.md). So torch is pinned to the CPU wheel (override
+# with TORCH_SPEC, e.g. TORCH_SPEC="torch==2.13.0 --index-url ..."), recbole is installed with --no-deps, and its
+# real runtime dependencies come from requirements/runtime.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating $VENV with $($PYTHON --version)"
+  "$PYTHON" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+
+stamp="$VENV/.recbole_hnlm_requirements"
+want=$(cat requirements/*.txt | sha256sum | cut -d' ' -f1)-$TORCH_SPEC
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "[setup] installing the pinned stack (torch, recbole --no-deps, requirements/*.txt)"
+  "${PIP[@]}" install -q --upgrade "pip<25"
+  # shellcheck disable=SC2086
+  "${PIP[@]}" install -q $TORCH_SPEC
+  "${PIP[@]}" install -q --no-deps recbole==1.2.1
+  "${PIP[@]}" install -q -r requirements/runtime.txt -r requirements/llm.txt -r requirements/test.txt
+  echo "$want" > "$stamp"
+fi
+
+echo "[setup] building recbole_hnlm._C and installing recbole-hnlm (editable)"
+MAX_JOBS=${MAX_JOBS:-2} "${PIP[@]}" install -q --no-build-isolation --no-deps -e .
+"$VENV/bin/python" -c "import recbole_hnlm.ops as ops; print('[setup] C++ extension loaded:', ops.WITH_EXT)"

@@ -1,0 +1,91 @@
+"""Build and install recbole-hnlm.
+
+The C++ extension ``recbole_hnlm._C`` is always built for the CPU (OpenMP through ATen's
+``at::parallel_for``). CUDA sources under ``csrc/cuda`` are added when torch has CUDA and nvcc is
+found, or when ``FORCE_CUDA=1``. Switches: ``FORCE_ONLY_CPU=1`` (never build CUDA),
+``RECBOLE_HNLM_SKIP_EXT=1`` (pure-Python install; every op falls back to its PyTorch reference),
+``TORCH_CUDA_ARCH_LIST`` (default "8.0;9.0"), ``NVCC_FLAGS`` (extra nvcc flags), ``MAX_JOBS``.
+"""
+import glob
+import os
+
+from setuptools import find_packages, setup
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def _flag(name):
+    return os.environ.get(name, "0").lower() in ("1", "true", "yes")
+
+
+def extensions():
+    if _flag("RECBOLE_HNLM_SKIP_EXT"):
+        return [], {}
+    import torch
+    from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+
+    with_cuda = (torch.cuda.is_available() and CUDA_HOME is not None) or _flag("FORCE_CUDA")
+    if _flag("FORCE_ONLY_CPU"):
+        with_cuda = False
+    sources = sorted(glob.glob("csrc/*.cpp")) + sorted(glob.glob("csrc/cpu/*.cpp"))
+    cxx_flags = ["-O3", "-std=c++17"]
+    # at::parallel_for is header-inlined `#pragma omp parallel`: without -fopenmp it runs serially.
+    if "parallel backend: OpenMP" in torch.__config__.parallel_info():
+        cxx_flags.append("-fopenmp")
+    define_macros = []
+    extra_compile_args = {"cxx": cxx_flags}
+    Extension = CppExtension
+    if with_cuda:
+        Extension = CUDAExtension
+        sources += sorted(glob.glob("csrc/cuda/*.cu"))
+        define_macros.append(("WITH_CUDA", None))
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+        nvcc_flags = ["-O3", "--expt-relaxed-constexpr", "-std=c++17"]
+        nvcc_flags += os.environ.get("NVCC_FLAGS", "").split()
+        extra_compile_args["nvcc"] = nvcc_flags
+    ext = Extension(
+        "recbole_hnlm._C",
+        sources,
+        include_dirs=[os.path.join(ROOT, "csrc")],
+        define_macros=define_macros,
+        extra_compile_args=extra_compile_args,
+    )
+    return [ext], {"build_ext": BuildExtension.with_options(use_ninja=True)}
+
+
+ext_modules, cmdclass = extensions()
+
+setup(
+    name="recbole-hnlm",
+    version="0.1.0",
+    description="LLM-driven and ID-based hard negative sampling for RecBole, with C++/CUDA kernels",
+    long_description=open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    if os.path.exists(os.path.join(ROOT, "README.md")) else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["recbole_hnlm", "recbole_hnlm.*"]) + ["recbole_hnlm.properties"],
+    package_dir={"recbole_hnlm.properties": "properties"},
+    package_data={"recbole_hnlm.properties": ["*.yaml", "*/*.yaml"]},
+    include_package_data=True,
+    zip_safe=False,
+    # torch and recbole are listed for metadata; scripts/setup.sh installs them first (torch pinned to the
+    # CPU wheel, recbole with --no-deps) and installs this package with --no-deps. See README.md.
+    install_requires=[
+        "torch>=2.1",
+        "recbole==1.2.1",
+        "numpy>=1.26,<2",
+        "pandas>=2.2,<3",
+        "scipy>=1.11",
+        "safetensors>=0.4",
+        "tqdm",
+        "pyyaml",
+    ],
+    extras_require={
+        "llm": ["transformers>=4.46,<5", "peft>=0.13", "sentence-transformers>=3.0", "gguf>=0.10",
+                "bitsandbytes; platform_system=='Linux'"],
+        "test": ["pytest>=8", "pytest-benchmark>=4"],
+    },
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
+    entry_points={"console_scripts": ["recbole-hnlm=recbole_hnlm.quick_start:main"]},
+)

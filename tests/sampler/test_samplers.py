@@ -1,0 +1,120 @@
+"""Sampler invariants on random embeddings: what each one selects, shapes, gradients, determinism."""
+import pytest
+import torch
+
+from recbole_hnlm.model.abstract import concat_pool, mean_pool
+from recbole_hnlm.sampler import AHNS, DNS, RNS, CandidateGenerator, MixGCF, Propagation, SamplingContext
+
+N_USERS, N_ITEMS, D, L, B, M = 30, 50, 8, 3, 16, 10
+
+
+def propagation(layerwise=False, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    user_layers = torch.randn(N_USERS, L, D, generator=g, dtype=torch.float64, requires_grad=True)
+    item_layers = torch.randn(N_ITEMS, L, D, generator=g, dtype=torch.float64, requires_grad=True)
+    pool = concat_pool if layerwise else mean_pool
+    return Propagation(user_ego=user_layers[:, 0], item_ego=item_layers[:, 0], user=pool(user_layers),
+                       item=pool(item_layers), pool=pool, user_layers=user_layers, item_layers=item_layers,
+                       layerwise_query=layerwise)
+
+
+def context(emb, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    user = torch.randint(0, N_USERS, (B,), generator=g)
+    pos = torch.randint(1, N_ITEMS, (B,), generator=g)
+    neg = torch.randint(1, N_ITEMS, (B,), generator=g)
+    candidates = torch.randint(1, N_ITEMS, (B, M), generator=g)
+    return SamplingContext(user=user, pos=pos, neg=neg, emb=emb, candidates=candidates)
+
+
+def scores(ctx):
+    return (ctx.emb.user[ctx.user].unsqueeze(1) * ctx.emb.item[ctx.candidates]).sum(-1)
+
+
+def test_rns_returns_the_loader_negative():
+    ctx = context(propagation())
+    out = RNS({}, None)(ctx)
+    assert torch.equal(out.item_ids[:, 0], ctx.neg)
+    assert torch.allclose(out.pooled[:, 0], ctx.emb.item[ctx.neg])
+
+
+def test_dns_picks_the_highest_scoring_candidate():
+    ctx = context(propagation())
+    sampler = DNS({"dns_candidates": M, "dns_topn": 1, "dns_variant": "single"}, None)
+    out = sampler(ctx)
+    expected = ctx.candidates.gather(1, scores(ctx).argmax(1, keepdim=True))
+    assert torch.equal(out.item_ids, expected)
+    out.pooled.sum().backward()  # gradients reach the chosen item rows only
+    touched = ctx.emb.item_layers.grad.abs().sum((1, 2)) > 0
+    assert set(torch.nonzero(touched).flatten().tolist()) == set(expected.flatten().tolist())
+
+
+def test_dns_mn_variants():
+    ctx = context(propagation())
+    top3 = scores(ctx).topk(3, dim=1).indices
+    shi = DNS({"dns_candidates": M, "dns_topn": 3, "dns_variant": "shi_sum"}, None)(ctx)
+    assert shi.pooled.shape == (B, 3, D)
+    assert torch.equal(shi.item_ids, ctx.candidates.gather(1, top3))
+    single = DNS({"dns_candidates": M, "dns_topn": 3, "dns_variant": "single"}, None)(ctx)
+    assert single.item_ids.shape == (B, 1)
+    allowed = ctx.candidates.gather(1, top3)
+    assert bool((single.item_ids == allowed).any(1).all())
+
+
+def test_ahns_picks_the_candidate_closest_to_the_target_hardness():
+    ctx = context(propagation())
+    config = {"ahns_candidates": M, "ahns_alpha": 1.0, "ahns_beta": 0.1, "ahns_p": -2}
+    sampler = AHNS(config, None)
+    out = sampler(ctx)
+    s_pos = (ctx.emb.user[ctx.user] * ctx.emb.item[ctx.pos]).sum(-1)
+    target = 0.1 * (s_pos + 1.0).pow(-1)
+    expected = ctx.candidates.gather(1, (scores(ctx) - target[:, None]).abs().argmin(1, keepdim=True))
+    assert torch.equal(out.item_ids, expected)
+    assert sampler.nonpositive_base == int(((s_pos + 1.0) <= 0).sum())
+
+
+@pytest.mark.parametrize("layerwise", [False, True])
+def test_mixgcf_synthesises_the_official_negative(layerwise):
+    ctx = context(propagation(layerwise))
+    torch.manual_seed(7)
+    out = MixGCF({"mixgcf_candidates": M}, None)(ctx)
+    torch.manual_seed(7)
+    alpha = torch.rand(B, L, dtype=torch.float64)
+    # official formulation (MixGCF modules/LightGCN.py): mix every candidate, score, argmax per layer, pool
+    pos = ctx.emb.item_layers[ctx.pos].detach()
+    cand = ctx.emb.item_layers[ctx.candidates].detach()  # [B, M, L, D]
+    mixed = alpha[:, None, :, None] * pos[:, None] + (1 - alpha[:, None, :, None]) * cand
+    query = ctx.emb.user_layers[ctx.user].detach() if layerwise else ctx.emb.user[ctx.user].detach()[:, None]
+    score = (mixed * query[:, None]).sum(-1)  # [B, M, L]
+    chosen = score.argmax(1)  # [B, L]
+    z = mixed[torch.arange(B)[:, None], chosen, torch.arange(L)[None]]
+    pooled = concat_pool(z) if layerwise else mean_pool(z)
+    assert torch.allclose(out.pooled[:, 0], pooled, atol=1e-12)
+    assert torch.allclose(out.ego[:, 0], z[:, 0], atol=1e-12)
+    out.pooled.sum().backward()
+    assert ctx.emb.item_layers.grad is not None and ctx.emb.item_layers.grad.abs().sum() > 0
+
+
+def test_hard_samplers_are_harder_than_uniform():
+    ctx = context(propagation(), seed=3)
+    u = ctx.emb.user[ctx.user]
+    hard = DNS({"dns_candidates": M, "dns_topn": 1, "dns_variant": "single"}, None)(ctx).pooled[:, 0]
+    easy = RNS({}, None)(ctx).pooled[:, 0]
+    assert (u * hard).sum(-1).mean() > (u * easy).sum(-1).mean()
+
+
+def test_candidates_exclude_training_positives_and_are_seeded():
+    g = torch.Generator().manual_seed(0)
+    users = torch.randint(0, 20, (400,), generator=g)
+    items = torch.randint(1, 40, (400,), generator=g)
+    generator = CandidateGenerator(users, items, n_items=40)
+    batch = torch.arange(20).repeat(5)
+    torch.manual_seed(5)
+    first = generator(batch, 64)
+    torch.manual_seed(5)
+    second = generator(batch, 64)
+    assert torch.equal(first, second)
+    assert first.shape == (100, 64) and int(first.min()) >= 1 and int(first.max()) < 40
+    positives = set(zip(users.tolist(), items.tolist()))
+    leaked = sum((u, c) in positives for u, row in zip(batch.tolist(), first.tolist()) for c in row)
+    assert leaked == 0 and generator.leaked == 0

@@ -1,0 +1,59 @@
+"""Property-file layering, name resolution and start-up validation."""
+import pytest
+
+from recbole_hnlm.config import Config
+from recbole_hnlm.utils import ConfigError
+
+
+def make(fast_config, **overrides):
+    return Config(config_dict={**fast_config, **overrides})
+
+
+def test_sampler_yaml_is_loaded_and_overridable(fast_config):
+    config = make(fast_config, model="LightGCN", sampler="mixgcf")
+    assert config["sampler"] == "MixGCF"  # canonical name
+    assert config["mixgcf_candidates"] == 64  # properties/sampler/MixGCF.yaml
+    assert config["n_layers"] == 3  # plugin LightGCN.yaml over RecBole's (2)
+    assert config["reg_weight"] == 1e-4
+    config = make(fast_config, model="LightGCN", sampler="MixGCF", mixgcf_candidates=8)
+    assert config["mixgcf_candidates"] == 8
+
+
+def test_evaluation_defaults(fast_config):
+    config = make(fast_config, model="MF", sampler="RNS")
+    assert config["topk"] == [10, 20]
+    assert config["valid_metric"] == "NDCG@20"
+    assert [m.lower() for m in config["metrics"]] == ["recall", "ndcg"]
+
+
+def test_config_file_then_command_line_precedence(fast_config, tmp_path, monkeypatch):
+    yaml_file = tmp_path / "run.yaml"
+    yaml_file.write_text("sampler: DNS\ndns_candidates: 16\n")
+    monkeypatch.setattr("sys.argv", ["prog", "--sampler=ahns", "--ahns_beta=0.2"])
+    config = Config(model="LightGCN", config_file_list=[str(yaml_file)], config_dict=fast_config)
+    assert config["sampler"] == "AHNS"
+    assert config["ahns_beta"] == 0.2
+    assert config["ahns_p"] == -2
+
+
+def test_unknown_names_list_the_valid_ones(fast_config):
+    with pytest.raises(ConfigError, match="MF, NGCF, LightGCN, SGL"):
+        make(fast_config, model="NoSuchModel")
+    with pytest.raises(ConfigError, match="RNS, DNS, MixGCF, AHNS"):
+        make(fast_config, model="LightGCN", sampler="nope")
+
+
+@pytest.mark.parametrize("key,value", [
+    ("mixgcf_candidates", 0), ("dns_topn", 40), ("dns_variant", "best"), ("ahns_beta", -1.0), ("ahns_p", 0.5),
+    ("dns_candidates", 2.5),
+])
+def test_bad_hyper_parameters_are_rejected(fast_config, key, value):
+    sampler = key.split("_")[0]
+    with pytest.raises(ConfigError, match=key):
+        make(fast_config, model="LightGCN", sampler=sampler, **{key: value})
+
+
+def test_recbole_model_without_layers_cannot_use_hard_samplers(fast_config):
+    with pytest.raises(ConfigError, match="recbole_hnlm backbone"):
+        make(fast_config, model="NeuMF", sampler="MixGCF")
+    assert make(fast_config, model="BPR", sampler="RNS")["model"] == "BPR"
