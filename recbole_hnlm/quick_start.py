@@ -16,7 +16,8 @@ from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_logger, init_seed, set_color
 
 from recbole_hnlm.config import Config
-from recbole_hnlm.utils import ConfigError, get_model, get_sampler, get_trainer
+from recbole_hnlm.errors import ConfigError
+from recbole_hnlm.utils import get_model, get_sampler, get_trainer
 
 #: Atomic-file suffixes RecBole can split into train/valid/test on its own.
 _SPLIT_SUFFIXES = ("inter",)

@@ -1,20 +1,18 @@
 """Name-based discovery of models, samplers and trainers: the plugin first, then RecBole."""
 import importlib
+import importlib.util
 
 from recbole.utils import ModelType
-from recbole.utils import get_model as recbole_get_model
 from recbole.utils import get_trainer as recbole_get_trainer
 
-class ConfigError(ValueError):
-    """A user-facing configuration error (unknown name, bad hyper-parameter, incompatible pair)."""
-
+from recbole_hnlm.errors import ConfigError
 
 #: Backbones shipped by the plugin (they shadow RecBole's models of the same name).
 PLUGIN_MODELS = ("MF", "NGCF", "LightGCN", "SGL")
 
 
 def get_model(model_name):
-    """Return the model class for ``model_name``: a plugin backbone, else a RecBole general model.
+    """Return the model class for ``model_name``: a plugin backbone, else a RecBole general recommender.
 
     Raises:
         ValueError: the name is neither; the message lists the valid names.
@@ -23,13 +21,16 @@ def get_model(model_name):
         if name.lower() == str(model_name).lower():
             module = importlib.import_module(f"recbole_hnlm.model.{name.lower()}")
             return getattr(module, name)
-    try:
-        return recbole_get_model(model_name)
-    except ValueError:
-        raise ConfigError(
-            f"Unknown model '{model_name}'. recbole_hnlm backbones: {', '.join(PLUGIN_MODELS)}; "
-            "any RecBole general recommender (e.g. BPR, NeuMF, ENMF) also runs with --sampler=RNS."
-        ) from None
+    module_name = f"recbole.model.general_recommender.{str(model_name).lower()}"
+    if importlib.util.find_spec(module_name) is not None:
+        module = importlib.import_module(module_name)
+        for name in dir(module):
+            if name.lower() == str(model_name).lower():
+                return getattr(module, name)
+    raise ConfigError(
+        f"Unknown model '{model_name}'. recbole_hnlm backbones: {', '.join(PLUGIN_MODELS)}; "
+        "any RecBole general recommender (e.g. BPR, NeuMF, ENMF) also runs with --sampler=RNS."
+    )
 
 
 def get_sampler(sampler_name):

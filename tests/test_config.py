@@ -2,7 +2,7 @@
 import pytest
 
 from recbole_hnlm.config import Config
-from recbole_hnlm.utils import ConfigError
+from recbole_hnlm.errors import ConfigError
 
 
 def make(fast_config, **overrides):

@@ -3,6 +3,7 @@ import os
 
 import pytest
 import torch
+from recbole.utils import init_seed
 from safetensors import safe_open
 
 from recbole_hnlm.quick_start import main, run_recbole_hnlm
@@ -33,6 +34,7 @@ def test_checkpoint_round_trip_gives_identical_scores(fast_config):
 
     result = run_recbole_hnlm(model="LightGCN", config_dict={**fast_config, "sampler": "DNS"})
     config = Config(model="LightGCN", config_dict={**fast_config, "sampler": "DNS"})
+    init_seed(config["seed"], config["reproducibility"])  # the same split as the run
     train_data, _, test_data = data_preparation(config, create_dataset(config))
     model = LightGCN(config, train_data._dataset)
     state = load_checkpoint(result["checkpoint"], model)
@@ -51,6 +53,7 @@ def test_resume_restores_optimizer_state(fast_config, tmp_path):
     from recbole_hnlm.trainer import HNLMTrainer
 
     config = Config(model="MF", config_dict={**fast_config, "sampler": "RNS"})
+    init_seed(config["seed"], config["reproducibility"])
     train_data, valid_data, _ = data_preparation(config, create_dataset(config))
     model = MF(config, train_data._dataset)
     trainer = HNLMTrainer(config, model)

@@ -39,7 +39,7 @@ class SampledRecommender(GeneralRecommender):
         self.embedding_size = config["embedding_size"]
         self.reg_weight = config["reg_weight"]
         users, items = self.training_pairs(dataset)
-        self.sampler = get_sampler(config["sampler"])(config, dataset)
+        self.sampler = get_sampler(config["sampler"])(config, dataset, pooled_size=self.pooled_size(config))
         self.candidate_generator = CandidateGenerator(users, items, self.n_items, config["candidate_max_rounds"])
         self.restore_user_e = None
         self.restore_item_e = None
@@ -50,6 +50,10 @@ class SampledRecommender(GeneralRecommender):
         return (dataset.inter_feat[dataset.uid_field].long(), dataset.inter_feat[dataset.iid_field].long())
 
     # -- what a backbone implements ------------------------------------------------------------------------------
+    def pooled_size(self, config):
+        """Width ``d'`` of the pooled embeddings that score pairs (``d`` for mean pooling)."""
+        return config["embedding_size"]
+
     def propagate(self, with_layers: bool) -> Propagation:
         """Propagate once and return ego, pooled and (if ``with_layers``) per-layer embeddings."""
         raise NotImplementedError
@@ -75,7 +79,10 @@ class SampledRecommender(GeneralRecommender):
         u, i = emb.user[user], emb.item[pos]
         pos_score = (u * i).sum(-1, keepdim=True)
         neg_score = (u.unsqueeze(1) * negatives.pooled).sum(-1)
-        rank_loss = F.softplus(neg_score - pos_score).sum(1).mean()
+        if negatives.margin is None:
+            rank_loss = F.softplus(neg_score - pos_score).sum(1).mean()
+        else:
+            rank_loss = F.relu(neg_score - pos_score + negatives.margin).sum(1).mean()
         reg_loss = self.reg_weight * (
             emb.user_ego[user].pow(2).sum() + emb.item_ego[pos].pow(2).sum() + negatives.ego.pow(2).sum()
         ) / (2 * user.shape[0])
@@ -92,7 +99,8 @@ class SampledRecommender(GeneralRecommender):
 
     def _pooled_for_inference(self):
         if self.restore_user_e is None or self.restore_item_e is None:
-            self.restore_user_e, self.restore_item_e = self.forward()
+            user_e, item_e = self.forward()
+            self.restore_user_e, self.restore_item_e = user_e.detach(), item_e.detach()
         return self.restore_user_e, self.restore_item_e
 
     def predict(self, interaction):

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recbole_hnlm.errors import ConfigError
 from recbole_hnlm.model.abstract import SampledRecommender, concat_pool
-from recbole_hnlm.utils import ConfigError
 from recbole_hnlm.ops import bipartite_normalized_graph, spmm
 from recbole_hnlm.sampler.base import Propagation
 
@@ -47,6 +47,9 @@ class NGCF(SampledRecommender):
             nn.init.xavier_uniform_(module.weight)
         users, items = self.training_pairs(dataset)
         self.graph = bipartite_normalized_graph(users, items, self.n_users, self.n_items).to(self.device)
+
+    def pooled_size(self, config):
+        return config["embedding_size"] + sum(config["hidden_size_list"])
 
     def propagate(self, with_layers: bool) -> Propagation:
         ego = torch.cat([self.user_embedding.weight, self.item_embedding.weight], dim=0)

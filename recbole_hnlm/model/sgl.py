@@ -6,8 +6,8 @@ Reference:
 import torch
 import torch.nn.functional as F
 
+from recbole_hnlm.errors import ConfigError
 from recbole_hnlm.model.lightgcn import LightGCN
-from recbole_hnlm.utils import ConfigError
 from recbole_hnlm.ops import bipartite_normalized_graph
 
 SGL_AUGMENTATIONS = ("ED", "ND")

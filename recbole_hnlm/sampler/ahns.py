@@ -36,8 +36,8 @@ class AHNS(NegativeSampler):
     name = "AHNS"
     n_candidates_key = "ahns_candidates"
 
-    def __init__(self, config, dataset):
-        super().__init__(config, dataset)
+    def __init__(self, config, dataset, pooled_size=None):
+        super().__init__(config, dataset, pooled_size)
         self.alpha = float(config["ahns_alpha"])
         self.beta = float(config["ahns_beta"])
         self.p = config["ahns_p"]

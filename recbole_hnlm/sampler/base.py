@@ -12,6 +12,8 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
+from recbole_hnlm.errors import ConfigError
+
 
 @dataclass
 class Propagation:
@@ -64,12 +66,15 @@ class Negatives:
         ego: ``[B, N, d]`` their layer-0 part, regularised like the user and positive ego embeddings.
         item_ids: ``[B, N]`` ids when the negatives are real items (``None`` for synthetic ones).
         aux_losses: extra loss terms (e.g. HNLMRec's InfoNCE alignment), added to the total and logged separately.
+        margin: when set, the model ranks with the hinge ``relu(s_neg - s_pos + margin)`` instead of BPR (only to
+            reproduce HNLMRec's official code, algorithms.md §6.2).
     """
 
     pooled: torch.Tensor
     ego: torch.Tensor
     item_ids: Optional[torch.Tensor] = None
     aux_losses: tuple = ()
+    margin: Optional[float] = None
 
 
 def gather_items(emb: Propagation, ids: torch.Tensor) -> Negatives:
@@ -90,8 +95,9 @@ class NegativeSampler(nn.Module):
     needs_layers = False
     n_candidates_key = None
 
-    def __init__(self, config, dataset):
+    def __init__(self, config, dataset, pooled_size=None):
         super().__init__()
+        self.pooled_size = pooled_size
         self.n_candidates = config[self.n_candidates_key] if self.n_candidates_key else 0
 
     @classmethod
@@ -110,8 +116,6 @@ class NegativeSampler(nn.Module):
 
 def require(config, key, predicate, expectation):
     """Raise ``ValueError`` naming ``key`` unless ``predicate(config[key])`` holds."""
-    from recbole_hnlm.utils import ConfigError
-
     value = config[key]
     if value is None or not predicate(value):
         raise ConfigError(f"Invalid value for '{key}': {value!r}; expected {expectation}.")

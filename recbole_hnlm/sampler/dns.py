@@ -37,8 +37,8 @@ class DNS(NegativeSampler):
     name = "DNS"
     n_candidates_key = "dns_candidates"
 
-    def __init__(self, config, dataset):
-        super().__init__(config, dataset)
+    def __init__(self, config, dataset, pooled_size=None):
+        super().__init__(config, dataset, pooled_size)
         self.top_n = config["dns_topn"]
         self.variant = config["dns_variant"]
 

@@ -1,0 +1,158 @@
+r"""HNLMRec
+################################################
+Reference:
+    "Can LLM-Driven Hard Negative Sampling Empower Collaborative Filtering?" (HNLMRec), §3.1 and §4.3.
+
+Reference code:
+    https://github.com/user683/HNLMRec (``model_training/model/graph/LightGCN.py``); where it departs from the paper
+    (algorithms.md §6.2) the paper is implemented and the code's choices are flags.
+"""
+import logging
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recbole_hnlm.errors import ConfigError
+from recbole_hnlm.sampler.base import NegativeSampler, Negatives, SamplingContext, require
+
+MISSING_POLICIES = ("error", "random")
+
+
+class HNLMRec(NegativeSampler):
+    r"""Semantic alignment of precomputed LLM hard negatives (paper §3.1 "semantic alignment", §4.3).
+
+    For each training pair the LLM stage stored one vector :math:`x_{ui} \in \mathbb R^D`
+    (:mod:`recbole_hnlm.llm`). Per batch:
+
+    .. math::
+        h_{ui} = \mathrm{MLP}(x_{ui})                                         \quad \text{(eq. 6, no output activation)}
+
+        \hat e^-_{ui} = \lambda\, h_{ui} + (1 - \lambda)\, \bar e_j            \quad \text{(eq. 7)}
+
+        \mathcal L_{CL} = \frac1B \sum_b -\log \frac{e^{\cos(\bar e_u, \bar e_i)/\tau}}
+            {e^{\cos(\bar e_u, \bar e_i)/\tau} + e^{\cos(\bar e_u, h_{ui})/\tau}}  \quad \text{(eq. 9)}
+
+    with :math:`j` the loader's uniform negative; BPR on :math:`\hat e^-` (eq. 8) is computed by the model and
+    :math:`\lambda_1 \mathcal L_{CL}` is added (eq. 10). The adapter is trainable (paper) unless
+    ``hnlm_frozen_adapter``. Pairs without a stored vector are an error unless ``hnlm_missing: random``, which trains
+    them with the pure random negative and no alignment term; coverage is logged. The mean
+    :math:`\cos(\bar e_u, h_{ui})` is logged every epoch: the degenerate solution of algorithms.md §6.3 drives it to
+    -1 (the "hard" negative becomes an easy one).
+
+    Config:
+        hnlm_file (str): side-car store; ``~`` lets :meth:`prepare` build or find it (``recbole_hnlm.llm``).
+        hnlm_lambda (float): :math:`\lambda` of eq. 7 in [0, 1]. Default 1e-4 (code, Yelp); 1e-2 for Toys.
+        hnlm_adapter_hidden (list of int): hidden widths of the eq. 6 MLP. Default [2048, 1024] (code).
+        hnlm_cl_weight (float): :math:`\lambda_1`. Default 1e-3.  hnlm_cl_temperature (float): :math:`\tau`. 0.2.
+        hnlm_cl_in_batch (bool): also contrast against the other rows' :math:`h` (in-batch denominators).
+        hnlm_missing (str): ``error`` or ``random``.
+        hnlm_frozen_adapter, hnlm_final_relu (bool), hnlm_margin (float or ~), hnlm_detach_in_bpr (bool): flags that
+            reproduce the official code (frozen random adapter, ReLU output, hinge loss with margin 0.3) or the
+            degenerate-solution guard (adapter learns from :math:`\mathcal L_{CL}` only).
+    """
+
+    name = "HNLMRec"
+
+    def __init__(self, config, dataset, pooled_size=None):
+        super().__init__(config, dataset, pooled_size)
+        from recbole_hnlm.llm.store import PairEmbeddingStore
+        if not config["hnlm_file"]:
+            raise ConfigError("HNLMRec needs 'hnlm_file' (set by HNLMRec.prepare, or give the store's path).")
+        store = PairEmbeddingStore.open(config["hnlm_file"])
+        self.pairs = store.align(dataset)
+        self.mix = float(config["hnlm_lambda"])
+        self.cl_weight = float(config["hnlm_cl_weight"])
+        self.cl_temperature = float(config["hnlm_cl_temperature"])
+        self.cl_in_batch = bool(config["hnlm_cl_in_batch"])
+        self.missing = config["hnlm_missing"]
+        self.margin = config["hnlm_margin"]
+        self.detach_in_bpr = bool(config["hnlm_detach_in_bpr"])
+        widths = [self.pairs.dim] + list(config["hnlm_adapter_hidden"]) + [pooled_size or config["embedding_size"]]
+        layers = []
+        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+            layers.append(nn.Linear(a, b))
+            if i < len(widths) - 2 or config["hnlm_final_relu"]:
+                layers.append(nn.ReLU())
+        self.adapter = nn.Sequential(*layers)
+        if config["hnlm_frozen_adapter"]:
+            self.adapter.requires_grad_(False)
+        self._stats = {"rows": 0, "found": 0, "cos_sum": 0.0}
+        logging.getLogger().info(
+            f"HNLMRec: {store.path}: {store.num_pairs} stored pairs, dim {store.dim}, "
+            f"{self.pairs.num_pairs} mapped into the dataset (coverage {self.pairs.coverage:.4f})")
+        self.check_training_coverage(dataset)
+
+    @classmethod
+    def check_config(cls, config):
+        require(config, "hnlm_lambda", lambda v: isinstance(v, (int, float)) and 0 <= v <= 1, "a number in [0, 1]")
+        require(config, "hnlm_cl_weight", lambda v: isinstance(v, (int, float)) and v >= 0, "a number >= 0")
+        require(config, "hnlm_cl_temperature", lambda v: isinstance(v, (int, float)) and v > 0, "a number > 0")
+        require(config, "hnlm_missing", lambda v: v in MISSING_POLICIES, f"one of {MISSING_POLICIES}")
+        require(config, "hnlm_adapter_hidden",
+                lambda v: isinstance(v, (list, tuple)) and all(isinstance(w, int) and w > 0 for w in v),
+                "a list of positive integers (may be empty)")
+        margin = config["hnlm_margin"]
+        if margin is not None and not (isinstance(margin, (int, float)) and margin >= 0):
+            require(config, "hnlm_margin", lambda v: False, "~ (BPR, the paper) or a number >= 0 (hinge, the code)")
+
+    @classmethod
+    def prepare(cls, config, dataset, train_data):
+        """Build the LLM negatives when they are missing (semantic pipeline by default) and set ``hnlm_file``."""
+        if config["hnlm_file"]:
+            return
+        from recbole_hnlm.llm import ensure_negatives
+
+        config["hnlm_file"] = ensure_negatives(config, train_data._dataset)
+
+    def check_training_coverage(self, dataset):
+        """Refuse (``hnlm_missing: error``) or log training pairs without a stored vector."""
+        users, items = dataset.inter_feat[dataset.uid_field], dataset.inter_feat[dataset.iid_field]
+        coverage = self.pairs.pair_coverage(users, items)
+        message = f"HNLMRec: {coverage:.2%} of the {len(users)} training pairs have an LLM negative"
+        if coverage < 1.0 and self.missing == "error":
+            raise ConfigError(
+                f"{message}. Set hnlm_missing=random to train the others with the random negative only, or "
+                "precompute negatives for every training pair.")
+        logging.getLogger().info(message)
+
+    def forward(self, ctx: SamplingContext) -> Negatives:
+        emb = ctx.emb
+        x, found = self.pairs.lookup(ctx.user, ctx.pos)
+        h = self.adapter(x.to(emb.item.dtype))
+        user, pos, random_neg = emb.user[ctx.user], emb.item[ctx.pos], emb.item[ctx.neg]
+        h_bpr = h.detach() if self.detach_in_bpr else h
+        weight = self.mix * found.to(h.dtype).unsqueeze(1)
+        negative = weight * h_bpr + (1 - weight) * random_neg
+        aux = ()
+        if self.cl_weight > 0:
+            aux = (self.cl_weight * self.alignment_loss(user, pos, h, found),)
+        self._record(user, h, found)
+        return Negatives(pooled=negative.unsqueeze(1), ego=emb.item_ego[ctx.neg].unsqueeze(1),
+                         item_ids=None, aux_losses=aux, margin=self.margin)
+
+    def alignment_loss(self, user, pos, h, found):
+        """Eq. 9 over the rows that have an LLM negative (2-way softmax; in-batch denominators optional)."""
+        if not bool(found.any()):
+            return h.sum() * 0.0
+        u, i, n = (F.normalize(t[found], dim=1) for t in (user, pos, h))
+        positive = (u * i).sum(1, keepdim=True) / self.cl_temperature
+        negative = (u @ n.T if self.cl_in_batch else (u * n).sum(1, keepdim=True)) / self.cl_temperature
+        logits = torch.cat([positive, negative], dim=1)
+        return (torch.logsumexp(logits, dim=1) - positive[:, 0]).mean()
+
+    @torch.no_grad()
+    def _record(self, user, h, found):
+        self._stats["rows"] += int(found.numel())
+        self._stats["found"] += int(found.sum())
+        if bool(found.any()):
+            self._stats["cos_sum"] += float(F.cosine_similarity(user[found], h[found], dim=1).sum())
+
+    def epoch_report(self):
+        """Log batch coverage and the mean cos(user, projected negative) of the last epoch, then reset."""
+        stats = self._stats
+        if stats["rows"]:
+            cos = stats["cos_sum"] / max(stats["found"], 1)
+            logging.getLogger().info(
+                f"HNLMRec: batch coverage {stats['found'] / stats['rows']:.2%}, mean cos(user, h) {cos:+.4f}")
+        self._stats = {"rows": 0, "found": 0, "cos_sum": 0.0}
