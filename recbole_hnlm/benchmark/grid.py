@@ -1,0 +1,162 @@
+"""The grid: backbones x samplers x seeds (x training ratios for the sparsity analysis), resumable.
+
+Layout of the output folder ``out``::
+
+    out/grid.json                    the last invocation: dataset, lists, shared settings, environment
+    out/runs/<cell>.json             one result per finished cell (runner.run_cell), written atomically
+    out/runs/<cell>.error.txt        traceback of a failed cell (removed when the cell later succeeds)
+    out/logs/<cell>.log              RecBole's log of the cell
+    out/checkpoints/<cell>/          the cell's best checkpoint (safetensors)
+
+A cell is *finished* when ``runs/<cell>.json`` exists, was produced with the same dataset and shared settings, and
+holds every analysis asked for now; finished cells are skipped, so an interrupted grid resumes where it stopped. A
+finished cell whose settings differ from the current ones stops the grid before anything runs (mixing them would
+corrupt the table): use another ``out`` folder. A failing cell is recorded and the grid goes on.
+"""
+import json
+import logging
+import os
+import tempfile
+import traceback
+from itertools import product
+
+from tqdm import tqdm
+
+from recbole_hnlm.benchmark.runner import CELL_ANALYSES, Cell, environment, run_cell
+
+#: Training ratios of the sparsity analysis (1.0 is the main cell).
+SPARSITY_RATIOS = (0.2, 0.4, 0.6, 0.8)
+ANALYSES = CELL_ANALYSES + ("sparsity",)
+
+
+class SettingsMismatch(RuntimeError):
+    """A finished cell in the output folder was produced with other settings."""
+
+
+def write_json_atomic(path, obj):
+    """Write ``obj`` as JSON to ``path`` through a temporary file in the same folder and ``os.replace``, so a reader
+    (or a resumed grid) never sees a half-written file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1, allow_nan=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def expand_cells(models, samplers, seeds, analyses=(), ratios=SPARSITY_RATIOS):
+    """The cells of a grid, backbone-major: every (model, sampler, seed), then, with ``sparsity``, the same with each
+    training ratio in ``ratios``."""
+    cells = [Cell(m, s, int(seed)) for m, s, seed in product(models, samplers, seeds)]
+    if "sparsity" in analyses:
+        cells += [Cell(m, s, int(seed), float(r)) for r in ratios for m, s, seed in product(models, samplers, seeds)]
+    return cells
+
+
+def result_path(out, cell):
+    return os.path.join(out, "runs", f"{cell.key}.json")
+
+
+def error_path(out, cell):
+    return os.path.join(out, "runs", f"{cell.key}.error.txt")
+
+
+def load_result(path):
+    """The stored result at ``path``, or ``None`` when it is missing or unreadable (then the cell runs again)."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _needs_run(result, dataset, settings, cell_analyses):
+    """``False`` when ``result`` is a finished run for these settings; raise :class:`SettingsMismatch` when it was
+    produced with other settings."""
+    if result is None:
+        return True
+    if result.get("dataset") != dataset or result.get("settings") != settings:
+        raise SettingsMismatch(
+            f"{result.get('cell')}: stored with dataset={result.get('dataset')!r} settings={result.get('settings')}, "
+            f"now dataset={dataset!r} settings={settings}. Use another --out folder (or delete the old runs).")
+    return any(name not in result.get("analysis", {}) for name in cell_analyses)
+
+
+def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_file_list=None, analyses=(),
+             ratios=SPARSITY_RATIOS, progress=True, cell_runner=run_cell, **cell_kwargs):
+    """Run every unfinished cell of the grid and store one JSON file per cell.
+
+    Args:
+        dataset (str): RecBole dataset name.
+        models, samplers (list of str): backbones and samplers.
+        seeds (list of int): seeds; the same seed gives every backbone and sampler the same split.
+        out (str): output folder (see the module docstring).
+        config_dict (dict, optional): settings shared by every cell (``epochs``, ``data_path``, ...); part of each
+            result's ``settings`` and checked on resume.
+        config_file_list (list of str, optional): yaml files shared by every cell.
+        analyses (iterable of str): any of ``popularity``, ``fhn``, ``sparsity``.
+        ratios (tuple of float): training ratios of the sparsity cells.
+        progress (bool): show a tqdm bar over the cells.
+        cell_runner (callable): runs one cell (``runner.run_cell``; replaceable in tests).
+        **cell_kwargs: passed to ``cell_runner`` (e.g. ``fhn_pairs``).
+
+    Returns:
+        dict: ``ran``, ``skipped``, ``failed`` (lists of cell keys) and ``results`` (key -> result of every finished
+        cell of this grid).
+    """
+    analyses = tuple(analyses)
+    unknown = [a for a in analyses if a not in ANALYSES]
+    if unknown:
+        raise ValueError(f"unknown analysis {unknown}; choose from {', '.join(ANALYSES)}")
+    cell_analyses = tuple(a for a in analyses if a in CELL_ANALYSES)
+    settings = dict(config_dict or {})
+    if config_file_list:
+        settings["config_files"] = list(config_file_list)
+    settings = json.loads(json.dumps(settings))  # as it reads back from a result file (tuples become lists)
+    cells = expand_cells(models, samplers, seeds, analyses, ratios)
+
+    todo, summary = [], {"ran": [], "skipped": [], "failed": [], "results": {}}
+    for cell in cells:  # check every stored cell before training anything
+        stored = load_result(result_path(out, cell))
+        if _needs_run(stored, dataset, settings, cell_analyses):
+            todo.append(cell)
+        else:
+            summary["skipped"].append(cell.key)
+            summary["results"][cell.key] = stored
+    os.makedirs(os.path.join(out, "runs"), exist_ok=True)
+    write_json_atomic(os.path.join(out, "grid.json"), {
+        "dataset": dataset, "models": list(models), "samplers": list(samplers), "seeds": [int(s) for s in seeds],
+        "analyses": list(analyses), "ratios": list(ratios), "settings": settings, "environment": environment()})
+
+    logger = logging.getLogger()
+    bar = tqdm(todo, desc=f"{dataset} grid", unit="cell", disable=not progress, dynamic_ncols=True)
+    if progress and summary["skipped"]:
+        bar.write(f"resuming: {len(summary['skipped'])} finished cell(s) skipped, {len(todo)} to run")
+    for cell in bar:
+        bar.set_postfix_str(cell.key)
+        try:
+            result = cell_runner(cell, dataset, out, config_dict=dict(config_dict or {}),
+                                 config_file_list=config_file_list, analyses=cell_analyses, **cell_kwargs)
+            result["settings"] = settings
+        except Exception as error:  # record and go on: one broken sampler must not stop the grid
+            message = f"{type(error).__name__}: {error}"
+            with open(error_path(out, cell), "w") as f:
+                f.write(f"{cell.key}\n{message}\n\n{traceback.format_exc()}")
+            logger.error(f"benchmark cell {cell.key} failed: {message}")
+            if progress:
+                bar.write(f"FAILED {cell.key}: {message} (see {error_path(out, cell)})")
+            summary["failed"].append(cell.key)
+            continue
+        write_json_atomic(result_path(out, cell), result)
+        if os.path.exists(error_path(out, cell)):
+            os.remove(error_path(out, cell))
+        summary["ran"].append(cell.key)
+        summary["results"][cell.key] = result
+    return summary

@@ -1,0 +1,278 @@
+"""Tables of a grid: a CSV of every run and a markdown report.
+
+The report has, per backbone, the mean ± sample standard deviation (``ddof=1``) over seeds of Recall/NDCG@10,20 on the
+test split and the training wall time per epoch (median over a run's epochs, robust to the first epoch's warm-up
+and to load spikes on a shared machine; mean over seeds); then the relative improvement of each sampler's mean over RNS
+and over the best ID-based sampler (DNS, MixGCF, AHNS: the one with the highest mean for that metric and backbone),
+each with a paired t-test across the seeds both samplers ran (``scipy.stats.ttest_rel``; pairs share a seed and
+therefore a split). With fewer than two common seeds there is no test and the cell says ``n<2``; when the paired
+differences are all equal the t statistic is undefined and the cell says ``p=n/a``. Analysis sections (popularity
+groups, false-hard-negative rate, sparsity) follow when the runs hold them. Only main cells (``train_ratio == 1``)
+enter the main table.
+"""
+import csv
+import glob
+import json
+import math
+import os
+
+import numpy as np
+from scipy import stats
+
+from recbole_hnlm.benchmark.analysis import POPULARITY_GROUPS
+from recbole_hnlm.benchmark.runner import METRICS
+
+#: ID-based hard negative samplers (the "best ID-based" reference).
+ID_BASED = ("DNS", "MixGCF", "AHNS")
+SAMPLER_ORDER = ("RNS", "DNS", "MixGCF", "AHNS", "HNLMRec")
+MODEL_ORDER = ("MF", "NGCF", "LightGCN", "SGL")
+METRIC_NAMES = {"recall@10": "Recall@10", "recall@20": "Recall@20", "ndcg@10": "NDCG@10", "ndcg@20": "NDCG@20"}
+
+
+def _order(values, preferred):
+    values = list(dict.fromkeys(values))
+    return [v for v in preferred if v in values] + sorted(v for v in values if v not in preferred)
+
+
+def load_results(out):
+    """Every finished result in ``out/runs`` (sorted by file name)."""
+    results = []
+    for path in sorted(glob.glob(os.path.join(out, "runs", "*.json"))):
+        with open(path) as f:
+            results.append(json.load(f))
+    return results
+
+
+def load_errors(out):
+    """``{cell: first line of the error}`` of the failed cells in ``out/runs``."""
+    errors = {}
+    for path in sorted(glob.glob(os.path.join(out, "runs", "*.error.txt"))):
+        with open(path) as f:
+            lines = f.read().splitlines()
+        errors[os.path.basename(path)[:-len(".error.txt")]] = lines[1] if len(lines) > 1 else ""
+    return errors
+
+
+def flatten(result):
+    """One CSV row of a result."""
+    row = {
+        "dataset": result["dataset"], "model": result["model"], "sampler": result["sampler"], "seed": result["seed"],
+        "train_ratio": result["train_ratio"],
+    }
+    row.update({metric: result["test_result"].get(metric) for metric in METRICS})
+    row.update({
+        "valid_" + result["valid_metric"].lower(): result["best_valid_score"],
+        "best_epoch": result["best_epoch"], "epochs_run": result["epochs_run"],
+        "mean_epoch_time_s": result["mean_epoch_time"], "median_epoch_time_s": result.get("median_epoch_time"),
+        "total_time_s": result["total_time"],
+    })
+    popularity = result.get("analysis", {}).get("popularity")
+    if popularity:
+        for group, values in popularity.items():
+            row[f"{group}_recall@20"] = values["recall@20"]
+            row[f"{group}_ndcg@20"] = values["ndcg@20"]
+    fhn = result.get("analysis", {}).get("fhn")
+    if fhn:
+        row["fhn_rate"] = fhn["rate"]
+    row["split"] = result["split"]["fingerprint"][:12]
+    row["cell"] = result["cell"]
+    return row
+
+
+def write_csv(results, path):
+    """CSV with one row per run (columns: the union of :func:`flatten`'s keys, in first-seen order)."""
+    rows = [flatten(r) for r in results]
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row)
+    return path
+
+
+def paired_test(a, b):
+    """Paired t-test of ``a`` against ``b`` (same length, pairs by position).
+
+    Returns:
+        dict: ``n``, ``t``, ``p`` (``None`` when ``n < 2``; ``nan`` when the differences are constant) and ``note``.
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"paired samples differ in length: {a.shape} vs {b.shape}")
+    n = int(a.size)
+    if n < 2:
+        return {"n": n, "t": None, "p": None, "note": "n<2"}
+    diff = a - b
+    if np.allclose(diff, diff.mean(), rtol=1e-9, atol=1e-12):  # equal up to float noise (0.4-0.3 vs 0.3-0.2)
+        return {"n": n, "t": float("nan"), "p": float("nan"), "note": "constant differences"}
+    result = stats.ttest_rel(a, b)
+    return {"n": n, "t": float(result.statistic), "p": float(result.pvalue), "note": ""}
+
+
+def _main_runs(results):
+    return [r for r in results if float(r["train_ratio"]) == 1.0]
+
+
+def _by_seed(results, model, sampler, metric):
+    return {r["seed"]: r["test_result"][metric] for r in results if r["model"] == model and r["sampler"] == sampler}
+
+
+def summarize(results):
+    """Per (model, sampler): ``n``, seeds, mean and std of every metric, mean s/epoch; computed on main cells."""
+    main = _main_runs(results)
+    summary = {}
+    for model in _order([r["model"] for r in main], MODEL_ORDER):
+        for sampler in _order([r["sampler"] for r in main if r["model"] == model], SAMPLER_ORDER):
+            runs = [r for r in main if r["model"] == model and r["sampler"] == sampler]
+            entry = {"n": len(runs), "seeds": sorted(r["seed"] for r in runs)}
+            for metric in METRICS:
+                values = np.array([r["test_result"][metric] for r in runs], dtype=float)
+                entry[metric] = (float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else float("nan"))
+            times = [r.get("median_epoch_time", r["mean_epoch_time"]) for r in runs if r["mean_epoch_time"] is not None]
+            entry["s_per_epoch"] = float(np.mean(times)) if times else float("nan")
+            entry["epochs_run"] = float(np.mean([r["epochs_run"] for r in runs]))
+            best = [r["best_epoch"] for r in runs if r["best_epoch"] is not None]
+            entry["best_epoch"] = float(np.mean(best)) if best else float("nan")
+            summary[(model, sampler)] = entry
+    return summary
+
+
+def compare(results, model, sampler, reference, metric):
+    """Relative improvement (%) of ``sampler``'s mean over ``reference``'s and the paired t-test over common seeds."""
+    main = _main_runs(results)
+    a, b = _by_seed(main, model, sampler, metric), _by_seed(main, model, reference, metric)
+    seeds = sorted(set(a) & set(b))
+    mean_a, mean_b = np.mean(list(a.values())), np.mean(list(b.values()))
+    improvement = (mean_a - mean_b) / mean_b * 100.0 if mean_b else float("nan")
+    test = paired_test([a[s] for s in seeds], [b[s] for s in seeds])
+    return {"improvement": float(improvement), **test}
+
+
+def best_id_based(summary, model, metric):
+    """The ID-based sampler with the highest mean ``metric`` on ``model``, or ``None``."""
+    candidates = [(summary[(model, s)][metric][0], s) for s in ID_BASED if (model, s) in summary]
+    return max(candidates)[1] if candidates else None
+
+
+def _fmt_mean_std(mean, std):
+    if math.isnan(std):
+        return f"{mean:.4f}"
+    return f"{mean:.4f} ± {std:.4f}"
+
+
+def _fmt_compare(c):
+    sign = "+" if c["improvement"] >= 0 else ""
+    text = f"{sign}{c['improvement']:.1f}%"
+    if c["p"] is None:
+        return f"{text} (n<2)"
+    if math.isnan(c["p"]):
+        return f"{text} (p=n/a, n={c['n']})"
+    return f"{text} (p={c['p']:.3g}, n={c['n']})"
+
+
+def _table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def markdown_report(results, errors=None, title=None):
+    """The markdown report of ``results`` (see the module docstring)."""
+    summary = summarize(results)
+    names = [METRIC_NAMES[m] for m in METRICS]
+    dataset = ", ".join(sorted({r["dataset"] for r in results})) or "-"
+    parts = [f"# {title or 'Benchmark'}: {dataset}", ""]
+    parts.append("Test split, full ranking; mean ± sample std over seeds (n = runs); s/epoch: median training wall "
+                 "time per epoch (mean over seeds); epochs (best): epochs trained and the best validation epoch "
+                 "(0-based).")
+    models = _order([m for m, _ in summary], MODEL_ORDER)
+    for model in models:
+        samplers = _order([s for m, s in summary if m == model], SAMPLER_ORDER)
+        rows = []
+        for sampler in samplers:
+            e = summary[(model, sampler)]
+            rows.append([sampler, e["n"]] + [_fmt_mean_std(*e[m]) for m in METRICS]
+                        + [f"{e['s_per_epoch']:.2f}", f"{e['epochs_run']:.1f} ({e['best_epoch']:.1f})"])
+        parts += ["", f"## {model}", "", _table(["Sampler", "n"] + names + ["s/epoch", "epochs (best)"], rows)]
+
+        comparison_rows = []
+        best = {m: best_id_based(summary, model, m) for m in METRICS}
+        for sampler in samplers:
+            row = [sampler]
+            row += ["—" if sampler == "RNS" or (model, "RNS") not in summary
+                    else _fmt_compare(compare(results, model, sampler, "RNS", m)) for m in METRICS]
+            row += ["—" if best[m] is None or sampler == best[m]
+                    else _fmt_compare(compare(results, model, sampler, best[m], m)) for m in METRICS]
+            comparison_rows.append(row)
+        best_text = ", ".join(f"{METRIC_NAMES[m]}: {best[m] or '-'}" for m in METRICS)
+        parts += ["", f"Relative improvement of the mean, paired t-test across seeds (best ID-based: {best_text}).",
+                  "", _table(["Sampler"] + [f"vs RNS {n}" for n in names] + [f"vs best ID {n}" for n in names],
+                             comparison_rows)]
+
+    popularity = [r for r in _main_runs(results) if r.get("analysis", {}).get("popularity")]
+    if popularity:
+        rows = []
+        for model in _order([r["model"] for r in popularity], MODEL_ORDER):
+            for sampler in _order([r["sampler"] for r in popularity if r["model"] == model], SAMPLER_ORDER):
+                runs = [r["analysis"]["popularity"] for r in popularity
+                        if r["model"] == model and r["sampler"] == sampler]
+                row = [model, sampler, len(runs)]
+                for group in ("All",) + POPULARITY_GROUPS:
+                    row.append(" / ".join(f"{np.nanmean([g[group][m] for g in runs]):.4f}"
+                                          for m in ("recall@20", "ndcg@20")))
+                rows.append(row)
+        sizes = popularity[0]["analysis"]["popularity"]
+        size_text = ", ".join(f"{g} {sizes[g]['n_items']} items / {sizes[g]['n_test']} test pairs"
+                              for g in POPULARITY_GROUPS)
+        parts += ["", "## Popularity groups (Recall@20 / NDCG@20, mean over seeds)", "", f"Groups: {size_text}.", "",
+                  _table(["Model", "Sampler", "n", "All", *POPULARITY_GROUPS], rows)]
+
+    fhn = [r for r in _main_runs(results) if r.get("analysis", {}).get("fhn")]
+    if fhn:
+        rows = []
+        for model in _order([r["model"] for r in fhn], MODEL_ORDER):
+            for sampler in _order([r["sampler"] for r in fhn if r["model"] == model], SAMPLER_ORDER):
+                runs = [r for r in fhn if r["model"] == model and r["sampler"] == sampler]
+                rates = [r["analysis"]["fhn"]["rate"] for r in runs]
+                first = [r["epochs"][0].get("fhn_rate", float("nan")) for r in runs if r["epochs"]]
+                rows.append([model, sampler, len(runs), f"{np.nanmean(first):.2%}", f"{np.nanmean(rates):.2%}"])
+        threshold = fhn[0]["analysis"]["fhn"]["threshold"]
+        parts += ["", f"## False hard negatives (cosine > {threshold} with a test positive of the user)", "",
+                  _table(["Model", "Sampler", "n", "after epoch 0", "best checkpoint"], rows)]
+
+    sparse = [r for r in results if float(r["train_ratio"]) < 1.0]
+    if sparse:
+        ratios = sorted({float(r["train_ratio"]) for r in results})
+        rows = []
+        for model in _order([r["model"] for r in sparse], MODEL_ORDER):
+            for sampler in _order([r["sampler"] for r in sparse if r["model"] == model], SAMPLER_ORDER):
+                row = [model, sampler]
+                for ratio in ratios:
+                    values = [r["test_result"]["ndcg@20"] for r in results if r["model"] == model
+                              and r["sampler"] == sampler and float(r["train_ratio"]) == ratio]
+                    row.append(f"{np.mean(values):.4f}" if values else "-")
+                rows.append(row)
+        parts += ["", "## Sparsity (test NDCG@20, mean over seeds, by share of training interactions kept)", "",
+                  _table(["Model", "Sampler"] + [f"{int(round(r * 100))}%" for r in ratios], rows)]
+
+    if errors:
+        parts += ["", "## Failed cells", ""] + [f"* `{cell}`: {message}" for cell, message in errors.items()]
+    return "\n".join(parts) + "\n"
+
+
+def write_report(out, plots=True):
+    """Write ``out/runs.csv``, ``out/table.md`` and (``plots``) the PNG figures; return their paths."""
+    results = load_results(out)
+    errors = load_errors(out)
+    paths = {"csv": write_csv(results, os.path.join(out, "runs.csv"))}
+    table = os.path.join(out, "table.md")
+    with open(table, "w") as f:
+        f.write(markdown_report(results, errors))
+    paths["table"] = table
+    if plots and results:
+        from recbole_hnlm.benchmark.plots import write_plots
+
+        paths.update(write_plots(results, os.path.join(out, "plots")))
+    return paths

@@ -1,0 +1,350 @@
+"""One benchmark cell: train a backbone with a sampler on one seed, record the validation curve and the wall time of
+every epoch, test the best checkpoint, and run the requested analyses.
+
+The run follows :func:`recbole_hnlm.quick_start.run_recbole_hnlm` step by step (``init_seed`` before
+``create_dataset``, so the same seed gives the same split for every sampler and backbone; the sampler's ``prepare``
+before the model; ``init_seed`` again before the model), with two differences:
+
+* the trainer is the plugin's trainer with :class:`RecordingMixin` in front, which records per epoch the training
+  wall time, the training loss, the validation result (``ndcg@20`` etc.) and, with the ``fhn`` analysis, the
+  false-hard-negative rate (:func:`recbole_hnlm.benchmark.analysis.false_hard_negative_rate`);
+* with ``train_ratio < 1`` (the sparsity analysis) each user's training interactions are subsampled after the split
+  (:func:`recbole_hnlm.benchmark.analysis.subsample_per_user`); validation, test and the evaluation mask stay those of
+  the full split, so every ratio is scored on the same held-out items.
+
+RecBole's ``Config`` reads ``sys.argv``; the harness builds it with an empty command line so that its own arguments
+never leak into a cell (every setting arrives through the config dict).
+"""
+import contextlib
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+#: Metrics of the paper's tables (RecBole result keys).
+METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+#: Analyses computed on the trained model of a cell (``sparsity`` adds cells instead, see ``grid.expand_cells``).
+CELL_ANALYSES = ("popularity", "fhn")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid.
+
+    Attributes:
+        model (str): backbone name (``MF``, ``NGCF``, ``LightGCN``, ``SGL``).
+        sampler (str): sampler name (``RNS``, ``DNS``, ``MixGCF``, ``AHNS``, ``HNLMRec``).
+        seed (int): RecBole ``seed`` (split, initialisation and sampling).
+        train_ratio (float): share of each user's training interactions used for training (1.0 = all).
+    """
+
+    model: str
+    sampler: str
+    seed: int
+    train_ratio: float = 1.0
+
+    @property
+    def key(self) -> str:
+        """File-name stem of the cell, e.g. ``MF-DNS-seed2020`` or ``MF-DNS-seed2020-train40``."""
+        key = f"{self.model}-{self.sampler}-seed{self.seed}"
+        if self.train_ratio < 1.0:
+            key += f"-train{int(round(self.train_ratio * 100)):02d}"
+        return key
+
+
+@contextlib.contextmanager
+def clean_argv():
+    """Hide the harness's command line from RecBole's ``Config`` (which parses ``sys.argv``)."""
+    saved = sys.argv
+    sys.argv = [saved[0] if saved else "recbole-hnlm-benchmark"]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def make_config(model, dataset, config_dict, config_file_list=None):
+    """The plugin's ``Config`` for one cell, built from ``config_dict`` only (no command line)."""
+    from recbole_hnlm.config import Config
+
+    with clean_argv():
+        return Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+
+
+@contextlib.contextmanager
+def cell_logging(config, log_file: Optional[str]):
+    """RecBole-style logging for one cell: INFO and above into ``log_file``; the console shows only records at or
+    above the configured ``state`` (default WARNING in the harness), so tqdm's progress bar stays readable."""
+    from recbole.utils.logger import RemoveColorFilter
+
+    root = logging.getLogger()
+    level = getattr(logging, str(config["state"] or "INFO").upper(), logging.INFO)
+    if not any(type(h) is logging.StreamHandler for h in root.handlers):
+        console = logging.StreamHandler()
+        console.setFormatter(logging.Formatter("%(asctime)-15s %(levelname)s  %(message)s", "%d %b %H:%M"))
+        root.addHandler(console)
+    consoles = [h for h in root.handlers if type(h) is logging.StreamHandler]
+    console_levels = [h.level for h in consoles]
+    for handler in consoles:
+        handler.setLevel(level)
+    old_level = root.level
+    root.setLevel(min(level, logging.INFO))
+    handler = None
+    if log_file:
+        os.makedirs(os.path.dirname(log_file), exist_ok=True)
+        handler = logging.FileHandler(log_file, mode="w")
+        handler.setLevel(logging.INFO)
+        handler.setFormatter(logging.Formatter("%(asctime)-15s %(levelname)s  %(message)s", "%a %d %b %Y %H:%M:%S"))
+        handler.addFilter(RemoveColorFilter())
+        root.addHandler(handler)
+    try:
+        yield
+    finally:
+        if handler is not None:
+            root.removeHandler(handler)
+            handler.close()
+        root.setLevel(old_level)
+        for console, console_level in zip(consoles, console_levels):
+            console.setLevel(console_level)
+
+
+@contextlib.contextmanager
+def preserved_rng():
+    """Run a probe without changing torch's random streams, so measuring (e.g. the FHN rate every epoch) leaves the
+    training trajectory exactly as it is without the measurement."""
+    cpu = torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    try:
+        yield
+    finally:
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+
+
+class RecordingMixin:
+    """Trainer mixin that records, per epoch, the training wall time and loss, and every validation result.
+
+    Attributes:
+        epochs_log (list of dict): one entry per trained epoch: ``epoch``, ``train_time`` (s), ``train_loss`` and,
+            at validation epochs, ``valid_time`` (s), ``valid_score`` and the metrics (``ndcg@20``, ...); plus
+            whatever ``epoch_probe(epoch_idx)`` returned (e.g. ``fhn_rate``).
+        epoch_probe (callable, optional): called after every training epoch with the epoch index; returns a dict
+            merged into the epoch's entry.
+    """
+
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        self.epochs_log = []
+        self.epoch_probe = None
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        start = time.perf_counter()
+        loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        elapsed = time.perf_counter() - start
+        total = sum(loss) if isinstance(loss, tuple) else loss
+        entry = {"epoch": int(epoch_idx), "train_time": elapsed, "train_loss": float(total)}
+        if self.epoch_probe is not None:
+            entry.update(self.epoch_probe(epoch_idx))
+        self.epochs_log.append(entry)
+        return loss
+
+    def _valid_epoch(self, valid_data, show_progress=False):
+        start = time.perf_counter()
+        score, result = super()._valid_epoch(valid_data, show_progress=show_progress)
+        entry = self.epochs_log[-1] if self.epochs_log else {"epoch": -1}
+        entry.update({"valid_time": time.perf_counter() - start, "valid_score": float(score)})
+        entry.update({key: float(value) for key, value in result.items()})
+        return score, result
+
+
+def make_recording_trainer(trainer_class):
+    """``trainer_class`` (a plugin trainer from ``recbole_hnlm.utils.get_trainer``) with :class:`RecordingMixin`."""
+    return type(f"Recording{trainer_class.__name__}", (RecordingMixin, trainer_class), {})
+
+
+def split_fingerprint(train_dataset, valid_dataset, test_dataset):
+    """sha1 of the (user, item) pairs of the three splits: equal fingerprints mean an identical split."""
+    digest = hashlib.sha1()
+    for part in (train_dataset, valid_dataset, test_dataset):
+        feat = part.inter_feat
+        pairs = torch.stack([feat[part.uid_field].long(), feat[part.iid_field].long()], 1).numpy()
+        pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+        digest.update(np.ascontiguousarray(pairs).tobytes())
+        digest.update(b"|")
+    return digest.hexdigest()
+
+
+def environment():
+    """Hardware and versions recorded with every result."""
+    import recbole
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "recbole": recbole.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def _pairs(dataset):
+    feat = dataset.inter_feat
+    return feat[dataset.uid_field].long(), feat[dataset.iid_field].long()
+
+
+def build_data(config, dataset, train_ratio=1.0, seed=0):
+    """Split ``dataset`` as RecBole's ``data_preparation`` does and return ``(train_data, valid_data, test_data,
+    full_train_dataset)``; with ``train_ratio < 1`` the training loader holds a per-user subsample of the training
+    split, while the evaluation loaders (and their history masks) are those of the full split."""
+    from recbole.data.utils import create_samplers, get_dataloader
+
+    from recbole_hnlm.benchmark.analysis import subsample_per_user
+
+    built = dataset.build()
+    train_dataset, valid_dataset, test_dataset = built
+    train_sampler, valid_sampler, test_sampler = create_samplers(config, dataset, built)
+    full_train = train_dataset
+    if train_ratio < 1.0:
+        users = train_dataset.inter_feat[train_dataset.uid_field].numpy()
+        keep = subsample_per_user(users, train_ratio, seed)
+        train_dataset = train_dataset.copy(train_dataset.inter_feat[torch.from_numpy(keep)])
+    train_data = get_dataloader(config, "train")(config, train_dataset, train_sampler, shuffle=config["shuffle"])
+    valid_data = get_dataloader(config, "valid")(config, valid_dataset, valid_sampler, shuffle=False)
+    test_data = get_dataloader(config, "test")(config, test_dataset, test_sampler, shuffle=False)
+    return train_data, valid_data, test_data, full_train
+
+
+def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_file_list=None, analyses=(),
+             fhn_pairs=2048, fhn_threshold=0.99, saved=True):
+    """Train and test one cell; return a JSON-ready result dict.
+
+    Args:
+        cell (Cell): backbone, sampler, seed and training ratio.
+        dataset (str): RecBole dataset name.
+        out_dir (str): the grid's output folder; the cell's checkpoints go to ``out_dir/checkpoints/<key>`` and its
+            log to ``out_dir/logs/<key>.log``.
+        config_dict (dict, optional): settings shared by every cell (``epochs``, ``data_path``, ...).
+        config_file_list (list of str, optional): yaml files shared by every cell.
+        analyses (iterable of str): any of ``popularity`` and ``fhn``.
+        fhn_pairs (int): training pairs sampled (once, seeded) to measure the false-hard-negative rate.
+        fhn_threshold (float): cosine above which a sampled negative counts as a test positive.
+        saved (bool): keep the best checkpoint and test it (else the last epoch's weights are tested).
+
+    Returns:
+        dict: ``cell``, ``model``, ``sampler``, ``seed``, ``train_ratio``, ``dataset``, ``settings``,
+        ``best_valid_score``, ``best_valid_result``, ``best_epoch``, ``test_result``, ``epochs`` (the per-epoch log of
+        :class:`RecordingMixin`), ``mean_epoch_time``, ``median_epoch_time``, ``total_time``, ``split``,
+        ``analysis``, ``checkpoint``, ``environment``.
+    """
+    from recbole.data import create_dataset
+    from recbole.utils import init_seed
+
+    from recbole_hnlm.benchmark import analysis as A
+    from recbole_hnlm.quick_start import check_dataset_files
+    from recbole_hnlm.utils import get_model, get_sampler, get_trainer
+
+    start = time.perf_counter()
+    checkpoint_dir = os.path.join(out_dir, "checkpoints", cell.key)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)  # left over by an unfinished run of this cell
+    settings = dict(config_dict or {})
+    cell_dict = {"state": "WARNING", "show_progress": False, **settings,
+                 "sampler": cell.sampler, "seed": cell.seed, "checkpoint_dir": checkpoint_dir}
+    config = make_config(cell.model, dataset, cell_dict, config_file_list)
+    with cell_logging(config, os.path.join(out_dir, "logs", f"{cell.key}.log")):
+        logger = logging.getLogger()
+        logger.info(f"benchmark cell {cell.key}")
+        logger.info(config)
+        init_seed(config["seed"], config["reproducibility"])
+        check_dataset_files(config)
+        data = create_dataset(config)
+        logger.info(data)
+        train_data, valid_data, test_data, full_train = build_data(config, data, cell.train_ratio, cell.seed)
+        get_sampler(config["sampler"]).prepare(config, data, train_data)
+
+        init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+        model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+        logger.info(model)
+        trainer = make_recording_trainer(get_trainer(config["MODEL_TYPE"], config["model"]))(config, model)
+
+        train_users, train_items = _pairs(train_data._dataset)
+        full_train_pairs = _pairs(full_train)
+        valid_pairs, test_pairs = _pairs(valid_data._dataset), _pairs(test_data._dataset)
+        n_users, n_items = model.n_users, model.n_items
+        fhn_probe = None
+        if "fhn" in analyses:
+            if not hasattr(model, "hard_negatives"):
+                raise ValueError(f"the fhn analysis needs a recbole_hnlm backbone; {cell.model} has no hard_negatives")
+            fhn_probe = A.FHNProbe(train_users, train_items, test_pairs, n_users, n_items, fhn_pairs,
+                                   seed=cell.seed, threshold=fhn_threshold, device=config["device"])
+            trainer.epoch_probe = lambda epoch: {"fhn_rate": fhn_probe(model)}
+
+        best_valid_score, best_valid_result = trainer.fit(
+            train_data, valid_data, saved=saved, show_progress=config["show_progress"])
+        test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+        logger.info(f"test result: {dict(test_result)}")
+
+        result_analysis = {}
+        if "popularity" in analyses or "fhn" in analyses:
+            model.eval()
+        if "popularity" in analyses:
+            user_e, item_e = model.pooled_embeddings()
+            counts = torch.bincount(train_items, minlength=n_items).numpy()
+            groups = A.popularity_groups(counts)
+            exclude = tuple(torch.cat([full, valid]) for full, valid in zip(full_train_pairs, valid_pairs))
+            groups_all = {"All": np.ones(n_items, dtype=bool), **groups}
+            groups_all["All"][0] = False
+            metrics = A.group_metrics(user_e, item_e, exclude, test_pairs, groups_all, k=20)
+            result_analysis["popularity"] = metrics
+        if fhn_probe is not None:
+            result_analysis["fhn"] = {"rate": fhn_probe(model), "threshold": fhn_threshold,
+                                      "pairs": fhn_probe.n_pairs, "note": "best checkpoint"}
+
+    epochs = trainer.epochs_log
+    best_epoch = None
+    scored = [e for e in epochs if "valid_score" in e]
+    if scored:
+        bigger = config["valid_metric_bigger"]
+        best = scored[0]
+        for entry in scored[1:]:
+            if (entry["valid_score"] > best["valid_score"]) if bigger else (entry["valid_score"] < best["valid_score"]):
+                best = entry
+        best_epoch = best["epoch"]
+    train_times = [e["train_time"] for e in epochs]
+    return {
+        "cell": cell.key,
+        "model": cell.model,
+        "sampler": config["sampler"],
+        "seed": cell.seed,
+        "train_ratio": cell.train_ratio,
+        "dataset": dataset,
+        "settings": settings,
+        "valid_metric": config["valid_metric"],
+        "best_valid_score": float(best_valid_score),
+        "best_valid_result": {k: float(v) for k, v in (best_valid_result or {}).items()},
+        "best_epoch": best_epoch,
+        "test_result": {k: float(v) for k, v in test_result.items()},
+        "epochs": epochs,
+        "epochs_run": len(epochs),
+        "mean_epoch_time": float(np.mean(train_times)) if train_times else None,
+        "median_epoch_time": float(np.median(train_times)) if train_times else None,
+        "total_time": time.perf_counter() - start,
+        "split": {"n_users": int(n_users), "n_items": int(n_items), "n_train": int(len(full_train_pairs[0])),
+                  "n_train_used": int(len(train_users)), "n_valid": int(len(valid_pairs[0])),
+                  "n_test": int(len(test_pairs[0])),
+                  "fingerprint": split_fingerprint(full_train, valid_data._dataset, test_data._dataset)},
+        "analysis": result_analysis,
+        "checkpoint": os.path.relpath(trainer.saved_model_file, out_dir) if saved else None,
+        "environment": environment(),
+    }

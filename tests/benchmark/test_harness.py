@@ -1,0 +1,287 @@
+"""Benchmark harness on a tiny real grid (MF x {RNS, DNS} x one seed x two epochs on a 120-user slice of ml-100k,
+plus the 40 % sparsity cells), and the analysis and statistics functions on constructed cases."""
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from recbole_hnlm.benchmark import analysis as A
+from recbole_hnlm.benchmark.__main__ import main as cli_main
+from recbole_hnlm.benchmark.grid import SettingsMismatch, result_path, run_grid
+from recbole_hnlm.benchmark.report import load_results, paired_test, write_report
+from recbole_hnlm.benchmark.runner import METRICS, Cell, preserved_rng, run_cell
+
+SAMPLERS = ["RNS", "DNS"]
+SEED = 2020
+
+
+class CountingRunner:
+    """``run_cell`` that counts its calls (to prove that resume trains nothing)."""
+
+    def __init__(self, inner=run_cell):
+        self.inner, self.calls = inner, []
+
+    def __call__(self, cell, *args, **kwargs):
+        self.calls.append(cell.key)
+        return self.inner(cell, *args, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def grid(ml_slice, tmp_path_factory):
+    """The tiny grid, run once for the module: ``(out, settings, summary, report paths, runner)``."""
+    data_path, dataset = ml_slice  # conftest: the first 120 users of RecBole's bundled ml-100k, dataset "ml-slice"
+    assert dataset == "ml-slice"
+    out = str(tmp_path_factory.mktemp("out"))
+    settings = {"data_path": data_path, "epochs": 2, "train_batch_size": 1024, "eval_step": 1, "stopping_step": 10,
+                "use_gpu": False, "dns_candidates": 16}
+    runner = CountingRunner()
+    summary = run_grid("ml-slice", ["MF"], SAMPLERS, [SEED], out, config_dict=settings,
+                       analyses=("popularity", "fhn", "sparsity"), ratios=(0.4,), progress=False,
+                       cell_runner=runner, fhn_pairs=512)
+    paths = write_report(out)
+    return out, settings, summary, paths, runner
+
+
+def _result(out, sampler, ratio=1.0):
+    with open(result_path(out, Cell("MF", sampler, SEED, ratio))) as f:
+        return json.load(f)
+
+
+def _table_row(table, sampler, section="## MF"):
+    lines = table.split(section, 1)[1].splitlines()
+    row = next(line for line in lines if line.startswith(f"| {sampler} |"))
+    return [cell.strip() for cell in row.strip("|").split("|")]
+
+
+def test_every_cell_ran_and_wrote_its_result(grid):
+    out, _, summary, _, runner = grid
+    expected = ["MF-RNS-seed2020", "MF-DNS-seed2020", "MF-RNS-seed2020-train40", "MF-DNS-seed2020-train40"]
+    assert runner.calls == expected
+    assert summary["ran"] == expected and not summary["failed"] and not summary["skipped"]
+    for sampler in SAMPLERS:
+        result = _result(out, sampler)
+        assert result["sampler"] == sampler and result["seed"] == SEED
+        assert set(result["test_result"]) == set(METRICS)
+        assert all(0.0 <= v <= 1.0 for v in result["test_result"].values())
+        assert result["test_result"]["ndcg@20"] > 0.0
+        # the per-epoch log: two epochs, each with its wall time and validation NDCG@20
+        assert [e["epoch"] for e in result["epochs"]] == [0, 1]
+        assert all(e["train_time"] > 0 and 0 <= e["ndcg@20"] <= 1 for e in result["epochs"])
+        assert result["best_valid_score"] == max(e["ndcg@20"] for e in result["epochs"])
+        assert result["mean_epoch_time"] == pytest.approx(np.mean([e["train_time"] for e in result["epochs"]]))
+        # per-cell isolation: the cell's checkpoint lives in the output folder
+        assert os.path.isfile(os.path.join(out, result["checkpoint"]))
+        assert result["checkpoint"].startswith(os.path.join("checkpoints", result["cell"]))
+    assert not [n for n in os.listdir(os.path.join(out, "runs")) if n.startswith(".tmp")]
+
+
+def test_same_seed_gives_every_sampler_the_same_split(grid):
+    out = grid[0]
+    prints = {_result(out, s)["split"]["fingerprint"] for s in SAMPLERS}
+    prints |= {_result(out, s, 0.4)["split"]["fingerprint"] for s in SAMPLERS}
+    assert len(prints) == 1
+
+
+def test_table_holds_the_runs_numbers(grid):
+    out = grid[0]
+    with open(grid[3]["table"]) as f:
+        table = f.read()
+    results = {s: _result(out, s)["test_result"] for s in SAMPLERS}
+    for sampler in SAMPLERS:
+        row = _table_row(table, sampler)
+        assert row[1] == "1"
+        assert row[2:6] == [f"{results[sampler][m]:.4f}" for m in METRICS]  # n = 1: mean, no std
+    rel = (results["DNS"]["ndcg@20"] - results["RNS"]["ndcg@20"]) / results["RNS"]["ndcg@20"] * 100
+    comparison = table.split("Relative improvement", 1)[1]
+    row = _table_row(comparison, "DNS", section="|---")
+    assert row[4] == f"{'+' if rel >= 0 else ''}{rel:.1f}% (n<2)"  # vs RNS NDCG@20, and no test with one seed
+
+
+def test_csv_rows_match_the_results(grid):
+    import csv
+
+    out = grid[0]
+    with open(grid[3]["csv"]) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4
+    for row in rows:
+        result = _result(out, row["sampler"], float(row["train_ratio"]))
+        assert row["cell"] == result["cell"] and int(row["seed"]) == SEED
+        for metric in METRICS:
+            assert float(row[metric]) == pytest.approx(result["test_result"][metric])
+        assert float(row["fhn_rate"]) == pytest.approx(result["analysis"]["fhn"]["rate"])
+
+
+def test_plots_are_non_empty_png_files(grid):
+    paths = grid[3]
+    for name in ("metrics_png", "convergence_png", "epoch_time_png", "popularity_png", "fhn_png", "sparsity_png"):
+        with open(paths[name], "rb") as f:
+            head = f.read(8)
+        assert head == b"\x89PNG\r\n\x1a\n" and os.path.getsize(paths[name]) > 1000, name
+
+
+def test_resume_skips_finished_cells(grid):
+    out, settings, _, _, _ = grid
+    files = [os.path.join(out, "runs", n) for n in os.listdir(os.path.join(out, "runs"))]
+    mtimes = {p: os.stat(p).st_mtime_ns for p in files}
+    runner = CountingRunner()
+    summary = run_grid("ml-slice", ["MF"], SAMPLERS, [SEED], out, config_dict=settings,
+                       analyses=("popularity", "fhn", "sparsity"), ratios=(0.4,), progress=False, cell_runner=runner)
+    assert runner.calls == [] and summary["ran"] == [] and len(summary["skipped"]) == 4
+    assert {p: os.stat(p).st_mtime_ns for p in files} == mtimes
+
+
+def test_cli_resumes_the_same_grid(grid, capsys):
+    out, settings, _, _, _ = grid
+    argv = ["--dataset", "ml-slice", "--models", "MF", "--samplers", *SAMPLERS, "--seeds", str(SEED), "--out", out,
+            "--epochs", "2", "--analysis", "popularity,fhn,sparsity", "--ratios", "0.4", "--no-progress",
+            "--no-plots"] + [f"--{k}={v}" for k, v in settings.items() if k != "epochs"]
+    assert cli_main(argv) == 0
+    assert "0 ran, 4 skipped" in capsys.readouterr().out
+
+
+def test_changed_settings_stop_before_training(grid):
+    out, settings, _, _, _ = grid
+    runner = CountingRunner()
+    with pytest.raises(SettingsMismatch, match="another --out"):
+        run_grid("ml-slice", ["MF"], SAMPLERS, [SEED], out, config_dict={**settings, "epochs": 3}, progress=False,
+                 cell_runner=runner)
+    assert runner.calls == []
+
+
+def test_popularity_group_all_equals_recbole_test_metrics(grid):
+    for sampler in SAMPLERS:
+        result = _result(grid[0], sampler)
+        groups = result["analysis"]["popularity"]
+        for metric in ("recall@20", "ndcg@20"):  # RecBole rounds to 4 decimals
+            assert groups["All"][metric] == pytest.approx(result["test_result"][metric], abs=5.1e-5)
+        n_items = groups["All"]["n_items"]
+        assert [groups[g]["n_items"] for g in A.POPULARITY_GROUPS] == [
+            round(0.8 * n_items), n_items - round(0.8 * n_items) - round(0.05 * n_items), round(0.05 * n_items)]
+        assert sum(groups[g]["n_test"] for g in A.POPULARITY_GROUPS) == groups["All"]["n_test"]
+
+
+def test_sparsity_cells_train_on_a_subsample_and_test_on_the_full_split(grid):
+    for sampler in SAMPLERS:
+        full, sparse = _result(grid[0], sampler), _result(grid[0], sampler, 0.4)
+        assert sparse["split"]["n_train"] == full["split"]["n_train_used"] == full["split"]["n_train"]
+        assert 0.35 < sparse["split"]["n_train_used"] / full["split"]["n_train"] < 0.45
+        assert sparse["split"]["n_test"] == full["split"]["n_test"]
+
+
+def test_failing_cell_is_recorded_and_the_grid_goes_on(tmp_path):
+    def fake(cell, dataset, out, config_dict=None, **kwargs):
+        if cell.sampler == "DNS":
+            raise RuntimeError("boom")
+        return {"cell": cell.key, "model": cell.model, "sampler": cell.sampler, "seed": cell.seed,
+                "train_ratio": 1.0, "dataset": dataset, "valid_metric": "NDCG@20", "best_valid_score": 0.1,
+                "best_epoch": 0, "epochs_run": 1, "mean_epoch_time": 1.0, "total_time": 1.0, "analysis": {},
+                "test_result": {m: 0.1 + 0.01 * cell.seed for m in METRICS}, "epochs": [],
+                "split": {"fingerprint": "0" * 40}}
+
+    out = str(tmp_path)
+    summary = run_grid("toy", ["MF"], ["RNS", "DNS", "AHNS"], [1, 2], out, progress=False, cell_runner=fake)
+    assert summary["failed"] == ["MF-DNS-seed1", "MF-DNS-seed2"]
+    assert len(summary["ran"]) == 4
+    with open(os.path.join(out, "runs", "MF-DNS-seed1.error.txt")) as f:
+        assert "RuntimeError: boom" in f.read()
+    assert len(load_results(out)) == 4
+    write_report(out, plots=False)
+    with open(os.path.join(out, "table.md")) as f:
+        table = f.read()
+    assert "## Failed cells" in table and "MF-DNS-seed2" in table
+    # AHNS - RNS is the same on both seeds: the paired test is undefined, not a crash
+    assert "p=n/a, n=2" in table
+    # the error file goes away once the cell succeeds
+    run_grid("toy", ["MF"], ["DNS"], [1], out, progress=False,
+             cell_runner=lambda cell, *a, **k: fake(Cell(cell.model, "RNS", cell.seed), *a, **k) | {
+                 "cell": cell.key, "sampler": "DNS"})
+    assert not os.path.exists(os.path.join(out, "runs", "MF-DNS-seed1.error.txt"))
+
+
+def test_paired_test_matches_scipy_and_hand_computation():
+    a, b = [0.30, 0.32, 0.31], [0.28, 0.29, 0.30]
+    result = paired_test(a, b)
+    reference = stats.ttest_rel(a, b)
+    assert result["n"] == 3
+    assert result["t"] == pytest.approx(reference.statistic) and result["p"] == pytest.approx(reference.pvalue)
+    # differences 0.02, 0.03, 0.01: mean 0.02, sd 0.01 -> t = 0.02 / (0.01 / sqrt(3)); two-sided p with 2 dof
+    assert result["t"] == pytest.approx(2 * math.sqrt(3), rel=1e-6)
+    assert result["p"] == pytest.approx(2 * stats.t.sf(2 * math.sqrt(3), 2), rel=1e-6)
+    assert paired_test([0.3], [0.2]) == {"n": 1, "t": None, "p": None, "note": "n<2"}
+    assert math.isnan(paired_test([0.3, 0.4], [0.2, 0.3])["p"])
+    with pytest.raises(ValueError):
+        paired_test([0.1, 0.2], [0.1])
+
+
+def test_popularity_groups_split_80_15_5_by_clicks():
+    rng = np.random.default_rng(0)
+    counts = np.concatenate([[0], rng.permutation(np.arange(100)) * 3])  # 100 items with distinct click counts
+    groups = A.popularity_groups(counts)
+    sizes = [int(groups[g].sum()) for g in A.POPULARITY_GROUPS]
+    assert sizes == [80, 15, 5]
+    assert not any(groups[g][0] for g in A.POPULARITY_GROUPS)  # padding id
+    assert (groups["Unpopular"] | groups["Normal"] | groups["Popular"])[1:].all()
+    assert counts[groups["Unpopular"]].max() < counts[groups["Normal"]].min()
+    assert counts[groups["Normal"]].max() < counts[groups["Popular"]].min()
+    assert set(np.flatnonzero(groups["Popular"])) == set(np.argsort(counts)[-5:])
+
+
+def test_group_metrics_on_a_known_ranking():
+    # scores = item id for every user: the ranking is 5, 4, 3, 2, 1 before masking
+    n_items = 6
+    user_e = torch.ones(3, 1)
+    item_e = torch.arange(n_items, dtype=torch.float32).unsqueeze(1)
+    exclude = (torch.tensor([1]), torch.tensor([5]))  # user 1 trained on item 5
+    test = (torch.tensor([1, 1, 2]), torch.tensor([4, 1, 2]))
+    low = np.array([False, True, True, False, False, False])  # items 1, 2
+    groups = {"All": np.arange(n_items) > 0, "Low": low}
+    out = A.group_metrics(user_e, item_e, exclude, test, groups, k=2)
+    # user 1 ranks 4, 3: hit on 4 (of 2 test items); user 2 ranks 5, 4: no hit
+    d = 1 / np.log2(np.arange(2, 4))
+    assert out["All"]["recall@2"] == pytest.approx((0.5 + 0.0) / 2)
+    assert out["All"]["ndcg@2"] == pytest.approx((d[0] / d.sum() + 0.0) / 2)
+    assert out["Low"]["recall@2"] == 0.0 and out["Low"]["n_users"] == 2 and out["Low"]["n_test"] == 2
+    out = A.group_metrics(user_e, item_e, exclude, test, groups, k=5)
+    assert out["All"]["recall@5"] == pytest.approx(1.0)  # with padding and training items masked, all test items rank
+
+
+def test_false_hard_negative_rate_constructed_cases():
+    item_e = torch.eye(6)
+    test = (torch.tensor([0, 0, 1]), torch.tensor([2, 3, 4]))
+    users = torch.tensor([0, 1, 2])  # user 2 has no test items: not counted
+    unrelated = torch.stack([item_e[5], item_e[5], item_e[2]])
+    rate, n = A.false_hard_negative_rate(unrelated, users, item_e, test)
+    assert (rate, n) == (0.0, 2)
+    # user 0's negative points (up to scale and a tiny offset) at its test item 3; user 1's at item 5
+    close = torch.stack([2.0 * item_e[3] + 0.01 * item_e[1], item_e[5], item_e[4]])
+    rate, n = A.false_hard_negative_rate(close, users, item_e, test)
+    assert (rate, n) == (0.5, 2)
+    # another user's test item is not a false negative for this user
+    rate, _ = A.false_hard_negative_rate(torch.stack([item_e[4], item_e[2]]), torch.tensor([0, 1]), item_e, test)
+    assert rate == 0.0
+    assert A.false_hard_negative_rate(item_e[:1], torch.tensor([2]), item_e, test)[1] == 0
+
+
+def test_subsample_per_user_keeps_the_quota_of_every_user():
+    users = np.repeat(np.arange(1, 6), [1, 2, 5, 10, 7])
+    keep = A.subsample_per_user(users, 0.4, seed=3)
+    kept = np.bincount(users[keep], minlength=6)[1:]
+    assert kept.tolist() == [max(1, round(0.4 * n)) for n in (1, 2, 5, 10, 7)]
+    assert np.all(np.diff(keep) > 0)
+    assert np.array_equal(keep, A.subsample_per_user(users, 0.4, seed=3))
+    assert not np.array_equal(keep, A.subsample_per_user(users, 0.4, seed=4))
+    assert np.array_equal(A.subsample_per_user(users, 1.0, seed=3), np.arange(len(users)))
+
+
+def test_probe_leaves_the_random_stream_unchanged():
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    with preserved_rng():
+        torch.rand(100)
+    assert torch.equal(torch.rand(3), expected)
