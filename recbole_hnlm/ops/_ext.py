@@ -1,0 +1,109 @@
+"""Loading of the compiled extension ``recbole_hnlm._C`` and the decision kernel-or-reference per call.
+
+Importing ``recbole_hnlm._C`` registers the ops under ``torch.ops.recbole_hnlm``. When it is missing (a
+``RECBOLE_HNLM_SKIP_EXT=1`` install, a failed build) or when a tensor's device has no kernel (e.g. CUDA tensors with a
+CPU-only build), every public op falls back to its pure-PyTorch reference in :mod:`recbole_hnlm.ops.reference`
+and warns once per reason.
+
+Switches:
+    * environment variable ``RECBOLE_HNLM_DISABLE_EXT=1`` (read at import): use the references everywhere, silently;
+    * :func:`set_enabled` / the :func:`disabled` context manager: the same at run time (tests use it).
+"""
+import contextlib
+import os
+import warnings
+from typing import Dict, Tuple
+
+import torch
+
+__all__ = ["WITH_EXT", "WITH_CUDA_EXT", "DISABLE_ENV", "is_enabled", "set_enabled", "disabled", "use_kernel", "ops"]
+
+DISABLE_ENV = "RECBOLE_HNLM_DISABLE_EXT"
+
+try:
+    from recbole_hnlm import _C  # noqa: F401  (registers torch.ops.recbole_hnlm.*)
+
+    WITH_EXT = True
+    _IMPORT_ERROR = None
+except ImportError as error:  # pragma: no cover - depends on the build
+    WITH_EXT = False
+    _IMPORT_ERROR = error
+
+
+def _has_kernel(op: str, dispatch_key: str) -> bool:
+    try:
+        return torch._C._dispatch_has_kernel_for_dispatch_key(f"recbole_hnlm::{op}", dispatch_key)
+    except RuntimeError:
+        return False
+
+
+WITH_CUDA_EXT = WITH_EXT and _has_kernel("spmm", "CUDA")
+
+_enabled = os.environ.get(DISABLE_ENV, "0").strip().lower() not in ("1", "true", "yes", "on")
+_kernel_cache: Dict[Tuple[str, str], bool] = {}
+_warned = set()
+
+
+def is_enabled() -> bool:
+    """Whether the compiled kernels are used when available."""
+    return _enabled
+
+
+def set_enabled(enabled: bool) -> None:
+    """Turn the compiled kernels on or off for the whole process (off = always the reference)."""
+    global _enabled
+    _enabled = bool(enabled)
+
+
+@contextlib.contextmanager
+def disabled():
+    """Context manager running the enclosed code on the references only."""
+    previous = _enabled
+    set_enabled(False)
+    try:
+        yield
+    finally:
+        set_enabled(previous)
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def use_kernel(op: str, device: torch.device) -> bool:
+    """True when ``torch.ops.recbole_hnlm.<op>`` has a kernel for ``device`` and the kernels are enabled.
+
+    Otherwise returns False (the caller runs the reference) and warns once per reason, unless the kernels were
+    switched off on purpose.
+    """
+    if not _enabled:
+        return False
+    if not WITH_EXT:
+        _warn_once(
+            "missing",
+            f"recbole_hnlm._C is not available ({_IMPORT_ERROR}); recbole_hnlm.ops falls back to the slower "
+            "pure-PyTorch reference. Rebuild with `pip install --no-build-isolation -e .`.",
+        )
+        return False
+    key = (op, device.type)
+    if key not in _kernel_cache:
+        dispatch_key = {"cpu": "CPU", "cuda": "CUDA"}.get(device.type)
+        _kernel_cache[key] = dispatch_key is not None and _has_kernel(op, dispatch_key)
+    if not _kernel_cache[key]:
+        _warn_once(
+            f"device:{device.type}",
+            f"recbole_hnlm._C has no {device.type} kernels (op {op}); falling back to the pure-PyTorch reference.",
+        )
+    return _kernel_cache[key]
+
+
+class _Ops:
+    """``torch.ops.recbole_hnlm``, resolved lazily so that importing this module never fails."""
+
+    def __getattr__(self, name):
+        return getattr(torch.ops.recbole_hnlm, name)
+
+
+ops = _Ops()

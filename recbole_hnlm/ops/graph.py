@@ -1,0 +1,131 @@
+"""The user-item graph as a CSR matrix: the symmetric normalized adjacency of LightGCN / NGCF.
+
+Reference: algorithms.md §0 (LightGCN backbone); Xiangnan He et al. "LightGCN: Simplifying and Powering Graph
+Convolution Network for Recommendation." in SIGIR 2020, Eq. (7).
+"""
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = ["CSRGraph", "bipartite_normalized_graph"]
+
+
+@dataclass
+class CSRGraph:
+    r"""A square sparse matrix in CSR form, normally :math:`\hat A = D^{-1/2} A D^{-1/2}`.
+
+    The propagation ops use ``graph`` as its own transpose in the backward pass, so a ``CSRGraph`` given to
+    :func:`~recbole_hnlm.ops.spmm` or :func:`~recbole_hnlm.ops.lightgcn_propagate` must be **symmetric**, as every
+    graph built by :func:`bipartite_normalized_graph` is. The values are constants (no gradient flows to ``val``).
+
+    Attributes:
+        rowptr (Tensor): ``[num_nodes + 1]`` row offsets, int32 (int64 when nnz or num_nodes exceeds int32).
+        col (Tensor): ``[nnz]`` column indices, same dtype as ``rowptr``, sorted within each row.
+        val (Tensor): ``[nnz]`` float32 edge weights.
+        num_nodes (int): number of rows (= columns).
+    """
+
+    rowptr: Tensor
+    col: Tensor
+    val: Tensor
+    num_nodes: int
+
+    @property
+    def nnz(self) -> int:
+        return self.col.numel()
+
+    @property
+    def device(self) -> torch.device:
+        return self.rowptr.device
+
+    def to(self, device) -> "CSRGraph":
+        """A copy on ``device`` (``self`` when it is already there)."""
+        device = torch.device(device)
+        if self.rowptr.device == device:
+            return self
+        return CSRGraph(self.rowptr.to(device), self.col.to(device), self.val.to(device), self.num_nodes)
+
+    def to_sparse_csr(self, dtype=None) -> Tensor:
+        """The same matrix as a ``torch.sparse_csr_tensor`` (used by the reference ops); ``dtype`` casts ``val``."""
+        import warnings
+
+        val = self.val if dtype is None else self.val.to(dtype)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Ss]parse CSR tensor support is in beta.*")
+            return torch.sparse_csr_tensor(
+                self.rowptr, self.col, val, (self.num_nodes, self.num_nodes), check_invariants=False
+            )
+
+    def to_dense(self) -> Tensor:
+        """Dense ``[num_nodes, num_nodes]`` float32 matrix, for tests on small graphs."""
+        row = torch.repeat_interleave(torch.arange(self.num_nodes, device=self.device), self.rowptr.diff().long())
+        dense = torch.zeros(self.num_nodes, self.num_nodes, dtype=self.val.dtype, device=self.device)
+        dense[row, self.col.long()] = self.val
+        return dense
+
+    def validate(self) -> "CSRGraph":
+        """Check the CSR invariants (one pass over the indices); return ``self``. Raises ``ValueError``."""
+        if self.rowptr.dim() != 1 or self.rowptr.numel() != self.num_nodes + 1:
+            raise ValueError(f"rowptr must have num_nodes + 1 = {self.num_nodes + 1} entries, got {self.rowptr.shape}")
+        if self.rowptr.dtype not in (torch.int32, torch.int64) or self.col.dtype != self.rowptr.dtype:
+            raise ValueError(f"rowptr and col must share an int32/int64 dtype, got {self.rowptr.dtype}, {self.col.dtype}")
+        if self.col.shape != self.val.shape or self.col.dim() != 1:
+            raise ValueError(f"col and val must be 1-D of equal length, got {self.col.shape} and {self.val.shape}")
+        if int(self.rowptr[0]) != 0 or int(self.rowptr[-1]) != self.nnz or bool((self.rowptr.diff() < 0).any()):
+            raise ValueError("rowptr must start at 0, end at nnz and be non-decreasing")
+        if self.nnz and (int(self.col.min()) < 0 or int(self.col.max()) >= self.num_nodes):
+            raise ValueError(f"col must lie in [0, {self.num_nodes})")
+        return self
+
+
+def bipartite_normalized_graph(user_ids: Tensor, item_ids: Tensor, n_users: int, n_items: int) -> CSRGraph:
+    r"""Build :math:`\hat A = D^{-1/2} A D^{-1/2}` with :math:`A = \begin{bmatrix}0 & R\\ R^\top & 0\end{bmatrix}`.
+
+    Node ``u`` (``0 <= u < n_users``) is a user and node ``n_users + i`` is item ``i``. Duplicate ``(u, i)`` pairs
+    count once; nodes without interactions (e.g. RecBole's padding item 0) keep an empty row, so they are isolated
+    and :math:`\hat A` has no entry for them. Column indices are sorted within each row. Pure torch, runs on the
+    device of the inputs.
+
+    Args:
+        user_ids (Tensor): ``[E]`` integer user ids of the training interactions.
+        item_ids (Tensor): ``[E]`` integer item ids, same length.
+        n_users (int): number of users (ids are ``< n_users``).
+        n_items (int): number of items (ids are ``< n_items``).
+
+    Returns:
+        CSRGraph: ``num_nodes = n_users + n_items``, ``nnz = 2 * #unique pairs``, float32 values
+        :math:`1/\sqrt{d_u d_i}`.
+
+    Example:
+        >>> g = bipartite_normalized_graph(torch.tensor([0, 0, 1]), torch.tensor([1, 2, 1]), 2, 3)
+        >>> g.rowptr.tolist(), g.col.tolist()
+        ([0, 2, 3, 3, 5, 6], [3, 4, 3, 0, 1, 0])
+    """
+    user_ids, item_ids = torch.as_tensor(user_ids).long().flatten(), torch.as_tensor(item_ids).long().flatten()
+    if user_ids.shape != item_ids.shape:
+        raise ValueError(f"user_ids and item_ids must have the same length, got {user_ids.numel()} and {item_ids.numel()}")
+    if n_users < 0 or n_items < 0:
+        raise ValueError(f"n_users and n_items must be >= 0, got {n_users} and {n_items}")
+    if user_ids.numel():
+        if int(user_ids.min()) < 0 or int(user_ids.max()) >= n_users:
+            raise ValueError(f"user_ids must lie in [0, {n_users})")
+        if int(item_ids.min()) < 0 or int(item_ids.max()) >= n_items:
+            raise ValueError(f"item_ids must lie in [0, {n_items})")
+    device = user_ids.device
+    num_nodes = n_users + n_items
+    pairs = torch.unique(user_ids * n_items + item_ids)  # sorted, deduplicated
+    users, items = pairs // n_items if n_items else pairs, (pairs % n_items if n_items else pairs) + n_users
+    # Both directions, sorted by (row, col) through one key.
+    row = torch.cat([users, items])
+    col = torch.cat([items, users])
+    order = torch.argsort(row * num_nodes + col)
+    row, col = row[order], col[order]
+
+    degree = torch.bincount(row, minlength=num_nodes)
+    inv_sqrt = degree.double().clamp(min=1).rsqrt()
+    val = (inv_sqrt[row] * inv_sqrt[col]).float()
+    rowptr = torch.zeros(num_nodes + 1, dtype=torch.long, device=device)
+    torch.cumsum(degree, 0, out=rowptr[1:])
+    index_dtype = torch.int32 if max(num_nodes, row.numel()) < 2**31 - 1 else torch.long
+    return CSRGraph(rowptr.to(index_dtype), col.to(index_dtype), val, num_nodes)

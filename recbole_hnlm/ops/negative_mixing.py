@@ -1,0 +1,157 @@
+"""Hard-negative selection over candidate pools: MixGCF mixing, DNS scoring / argmax, AHNS argmin-to-target.
+
+References (algorithms.md §2-§4):
+    Tinglin Huang et al. "MixGCF: An Improved Training Method for Graph Neural Network-based Recommender Systems."
+    in KDD 2021 (positive mixing Eq. (5), hop mixing Eq. (6)-(7)).
+    Weinan Zhang et al. "Optimizing Top-N Collaborative Filtering via Dynamic Negative Item Sampling." in SIGIR 2013.
+    Riwei Lai et al. "Adaptive Hardness Negative Sampling for Collaborative Filtering." in AAAI 2024.
+
+Kernels own no RNG: MixGCF's ``alpha`` is drawn by the caller (``torch.rand``), so ``torch.manual_seed`` governs
+the kernel and the reference alike. Ties pick the smallest candidate position, as ``torch.argmax``/``argmin``.
+"""
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from . import _ext
+from .reference import candidate_scores_reference, mixgcf_mix_reference, select_candidates_reference
+
+__all__ = ["mixgcf_mix", "candidate_scores", "select_candidates"]
+
+
+class _MixGCFMix(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, query, pos_layers, item_layers, candidates, alpha):
+        z, chosen = _ext.ops.mixgcf_mix(query, pos_layers, item_layers, candidates, alpha)
+        ctx.save_for_backward(chosen, alpha)
+        ctx.num_items = item_layers.size(0)
+        ctx.mark_non_differentiable(chosen)
+        return z, chosen
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_z, _grad_chosen):
+        chosen, alpha = ctx.saved_tensors
+        if not (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]):
+            return None, None, None, None, None
+        grad_pos, grad_items = _ext.ops.mixgcf_mix_backward(grad_z.contiguous(), chosen, alpha, ctx.num_items)
+        return (
+            None,
+            grad_pos if ctx.needs_input_grad[1] else None,
+            grad_items if ctx.needs_input_grad[2] else None,
+            None,
+            None,
+        )
+
+
+def _check_candidates(candidates: Tensor, batch: int, num_items: int, check_range: bool) -> None:
+    if candidates.dim() != 2 or candidates.size(0) != batch or candidates.size(1) < 1:
+        raise ValueError(f"candidates must have shape [B={batch}, M>=1], got {tuple(candidates.shape)}")
+    if candidates.dtype != torch.int64:
+        raise TypeError(f"candidates must be int64, got {candidates.dtype}")
+    # The kernels check the range while reading; the reference path checks here for a clear message.
+    if check_range and candidates.numel() and (int(candidates.min()) < 0 or int(candidates.max()) >= num_items):
+        raise IndexError(f"candidates must lie in [0, {num_items})")
+
+
+def mixgcf_mix(
+    query: Tensor, pos_layers: Tensor, item_layers: Tensor, candidates: Tensor, alpha: Tensor
+) -> Tuple[Tensor, Tensor]:
+    r"""MixGCF positive mixing + hop mixing: one synthetic hard negative per row and layer.
+
+    .. math::
+        Q'_{b,m,l} = \alpha_{b,l} P_{b,l} + (1-\alpha_{b,l}) E^{(l)}_{C_{b,m}}, \qquad
+        m^*_{b,l} = \arg\max_m \langle q_{b,l}, Q'_{b,m,l} \rangle, \qquad Z_{b,l} = Q'_{b,m^*_{b,l},l}
+
+    Because :math:`\alpha_{b,l}` does not depend on :math:`m` and :math:`1-\alpha>0`, the argmax equals the argmax
+    over the raw candidates (algorithms.md §3); the kernel scores raw rows in one pass and never forms the
+    :math:`[B, M, L, d]` tensor. Backward writes :math:`\alpha g` into ``pos_layers`` and scatter-adds
+    :math:`(1-\alpha) g` into the chosen rows of ``item_layers``; it saves only ``chosen`` and ``alpha``.
+
+    Args:
+        query (Tensor): the scoring user, mean-pooled ``[B, d]`` (LightGCN) or per layer ``[B, L, d]`` (NGCF /
+            concat pooling). Receives no gradient.
+        pos_layers (Tensor): the positive item's layer stack :math:`P`.
+        item_layers (Tensor): the layer stack of all items.
+        candidates (Tensor): int64 item ids in ``[0, I)``.
+        alpha (Tensor): mixing coefficients in ``[0, 1)``, one per row and layer (``torch.rand(B, L)``).
+
+    Shapes:
+        query :math:`(B, d)` or :math:`(B, L, d)`, pos_layers :math:`(B, L, d)`, item_layers :math:`(I, L, d)`,
+        candidates :math:`(B, M)`, alpha :math:`(B, L)` -> Z :math:`(B, L, d)`, chosen item ids :math:`(B, L)`.
+
+    Returns:
+        (Tensor, Tensor): the mixed negatives Z (differentiable w.r.t. ``pos_layers`` and ``item_layers``) and the
+        chosen item id per row and layer.
+    """
+    if pos_layers.dim() != 3:
+        raise ValueError(f"pos_layers must be [B, L, d], got {tuple(pos_layers.shape)}")
+    B, L, d = pos_layers.shape
+    if query.shape not in ((B, d), (B, L, d)):
+        raise ValueError(f"query must be [B={B}, d={d}] or [B, L={L}, d], got {tuple(query.shape)}")
+    if item_layers.dim() != 3 or item_layers.shape[1:] != (L, d):
+        raise ValueError(f"item_layers must be [I, L={L}, d={d}], got {tuple(item_layers.shape)}")
+    if alpha.shape != (B, L):
+        raise ValueError(f"alpha must be [B={B}, L={L}], got {tuple(alpha.shape)}")
+    use_kernel = _ext.use_kernel("mixgcf_mix", pos_layers.device)
+    _check_candidates(candidates, B, item_layers.size(0), check_range=not use_kernel)
+    if use_kernel:
+        return _MixGCFMix.apply(query.detach(), pos_layers, item_layers, candidates, alpha.detach())
+    return mixgcf_mix_reference(query, pos_layers, item_layers, candidates, alpha)
+
+
+def _check_scoring(user: Tensor, items: Tensor, candidates: Tensor, use_kernel: bool) -> None:
+    if user.dim() != 2 or items.dim() != 2 or items.size(1) != user.size(1):
+        raise ValueError(f"user must be [B, d] and items [I, d], got {tuple(user.shape)} and {tuple(items.shape)}")
+    _check_candidates(candidates, user.size(0), items.size(0), check_range=not use_kernel)
+
+
+def candidate_scores(user: Tensor, items: Tensor, candidates: Tensor) -> Tensor:
+    r"""Scores :math:`s_{bm} = \langle u_b, e_{C_{bm}} \rangle` of every candidate (fused gather + dot, no grad).
+
+    Used by DNS(M, N) to take the top-N of M candidates (algorithms.md §2.2).
+
+    Shapes:
+        user :math:`(B, d)`, items :math:`(I, d)`, candidates :math:`(B, M)` int64 -> :math:`(B, M)`.
+    """
+    use_kernel = _ext.use_kernel("candidate_scores", user.device)
+    _check_scoring(user, items, candidates, use_kernel)
+    if use_kernel:
+        with torch.no_grad():
+            return _ext.ops.candidate_scores(user.detach(), items.detach(), candidates)
+    return candidate_scores_reference(user, items, candidates)
+
+
+def select_candidates(user: Tensor, items: Tensor, candidates: Tensor, target: Optional[Tensor] = None) -> Tensor:
+    r"""Position of the hardest candidate per row: DNS argmax, or AHNS argmin distance to a target score.
+
+    .. math::
+        m^*_b = \arg\max_m s_{bm} \ \text{(DNS)} \qquad\text{or}\qquad m^*_b = \arg\min_m |s_{bm} - t_b|
+        \ \text{(AHNS, } t_b = \beta (s^+_b + \alpha)^{p+1}\text{)}
+
+    Ties pick the smallest position. NaN follows ``torch.argmax``/``torch.argmin`` (the first NaN wins); in
+    particular a row whose target is inf or NaN selects position 0, as the reference AHNS code does. Scores are
+    accumulated in float32 (float64 for float64 inputs) and ``target`` is cast to that precision. No gradient.
+
+    Args:
+        user (Tensor): scoring user embeddings.
+        items (Tensor): item embedding table.
+        candidates (Tensor): int64 item ids in ``[0, I)``.
+        target (Tensor, optional): AHNS target score per row; ``None`` selects the argmax. (default: :obj:`None`)
+
+    Shapes:
+        user :math:`(B, d)`, items :math:`(I, d)`, candidates :math:`(B, M)`, target :math:`(B,)` ->
+        positions :math:`(B,)` int64 in ``[0, M)`` (use ``candidates.gather(1, pos[:, None])`` for item ids).
+    """
+    use_kernel = _ext.use_kernel("select_candidates", user.device)
+    _check_scoring(user, items, candidates, use_kernel)
+    if target is not None and target.shape != (user.size(0),):
+        raise ValueError(f"target must be [B={user.size(0)}], got {tuple(target.shape)}")
+    if use_kernel:
+        with torch.no_grad():
+            return _ext.ops.select_candidates(
+                user.detach(), items.detach(), candidates, None if target is None else target.detach()
+            )
+    return select_candidates_reference(user, items, candidates, target)

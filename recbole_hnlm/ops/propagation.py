@@ -1,0 +1,119 @@
+"""Graph propagation over the normalized user-item adjacency: one SpMM and the fused LightGCN layer sum.
+
+Reference: algorithms.md §0 and §7; Xiangnan He et al. "LightGCN: Simplifying and Powering Graph Convolution Network
+for Recommendation." in SIGIR 2020, Eqs. (3)-(4). Both ops are single autograd nodes that keep only the graph for
+the backward pass: :math:`\\hat A` is symmetric, so every vector-Jacobian product is the same operator applied to
+the incoming gradient.
+"""
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from . import _ext
+from .graph import CSRGraph
+from .reference import lightgcn_propagate_reference, spmm_reference
+
+__all__ = ["spmm", "lightgcn_propagate"]
+
+
+class _SpMM(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, rowptr, col, val):
+        ctx.save_for_backward(rowptr, col, val)
+        return _ext.ops.spmm(rowptr, col, val, x)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        rowptr, col, val = ctx.saved_tensors
+        return _ext.ops.spmm(rowptr, col, val, grad.contiguous()), None, None, None
+
+
+class _LightGCNMean(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, ego, rowptr, col, val, num_layers):
+        ctx.save_for_backward(rowptr, col, val)
+        ctx.num_layers = num_layers
+        return _ext.ops.lightgcn_mean(rowptr, col, val, ego, num_layers)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        rowptr, col, val = ctx.saved_tensors
+        return _ext.ops.lightgcn_mean(rowptr, col, val, grad.contiguous(), ctx.num_layers), None, None, None, None
+
+
+class _LightGCNLayers(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, ego, rowptr, col, val, num_layers):
+        ctx.save_for_backward(rowptr, col, val)
+        return _ext.ops.lightgcn_layers(rowptr, col, val, ego, num_layers)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        rowptr, col, val = ctx.saved_tensors
+        return _ext.ops.lightgcn_layers_backward(rowptr, col, val, grad.contiguous()), None, None, None, None
+
+
+def _check(graph: CSRGraph, x: Tensor, name: str) -> None:
+    if x.dim() != 2 or x.size(0) != graph.num_nodes:
+        raise ValueError(f"{name} must have shape [num_nodes={graph.num_nodes}, d], got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor, got {x.dtype}")
+    if x.device != graph.device:
+        raise ValueError(f"{name} is on {x.device} but the graph is on {graph.device}; use graph.to(device)")
+
+
+def spmm(graph: CSRGraph, x: Tensor) -> Tensor:
+    r"""Sparse-dense product :math:`\hat A X` (one propagation layer, used by NGCF).
+
+    Differentiable w.r.t. ``x``; the backward is :math:`\hat A\,G` because ``graph`` is symmetric.
+
+    Args:
+        graph (CSRGraph): symmetric normalized adjacency (:func:`~recbole_hnlm.ops.bipartite_normalized_graph`).
+        x (Tensor): node features, float32/float64 (bfloat16/float16 accumulate in float32).
+
+    Shapes:
+        ``x``: :math:`(N, d)` -> :math:`(N, d)`.
+
+    Example:
+        >>> g = bipartite_normalized_graph(torch.tensor([0]), torch.tensor([0]), 1, 1)
+        >>> spmm(g, torch.tensor([[1.0], [2.0]])).tolist()
+        [[2.0], [1.0]]
+    """
+    _check(graph, x, "x")
+    if _ext.use_kernel("spmm", x.device):
+        return _SpMM.apply(x, graph.rowptr, graph.col, graph.val)
+    return spmm_reference(graph, x)
+
+
+def lightgcn_propagate(graph: CSRGraph, ego: Tensor, num_layers: int, return_layers: bool = False) -> Tensor:
+    r"""LightGCN propagation :math:`E^{(k+1)} = \hat A E^{(k)}`, pooled by the mean or returned as the layer stack.
+
+    .. math::
+        \bar E = \frac{1}{K+1} \sum_{k=0}^{K} \hat A^k E^{(0)}
+
+    ``return_layers=False`` runs one fused kernel (two ping-pong buffers and a running sum, no ``K+1`` stack) and
+    saves nothing dense for backward: the gradient is the same operator applied to the incoming gradient.
+    ``return_layers=True`` returns the stack :math:`[E^{(0)}, \dots, E^{(K)}]` (needed by MixGCF's hop mixing); its
+    backward is Horner's scheme :math:`G_0 + \hat A (G_1 + \hat A (G_2 + \dots))` and again saves no dense layer.
+
+    Args:
+        graph (CSRGraph): symmetric normalized adjacency.
+        ego (Tensor): layer-0 embeddings :math:`E^{(0)}` (users then items).
+        num_layers (int): :math:`K \ge 0`; ``0`` returns ``ego`` (or ``ego[:, None]``).
+        return_layers (bool): return the stack instead of the mean. (default: :obj:`False`)
+
+    Shapes:
+        ``ego``: :math:`(N, d)` -> :math:`(N, d)`, or :math:`(N, K+1, d)` when ``return_layers``.
+    """
+    _check(graph, ego, "ego")
+    num_layers = int(num_layers)
+    if num_layers < 0:
+        raise ValueError(f"num_layers must be >= 0, got {num_layers}")
+    op = "lightgcn_layers" if return_layers else "lightgcn_mean"
+    if not _ext.use_kernel(op, ego.device):
+        return lightgcn_propagate_reference(graph, ego, num_layers, return_layers)
+    function = _LightGCNLayers if return_layers else _LightGCNMean
+    return function.apply(ego, graph.rowptr, graph.col, graph.val, num_layers)

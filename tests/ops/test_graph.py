@@ -1,0 +1,79 @@
+"""bipartite_normalized_graph against a dense construction; CSRGraph helpers."""
+import pytest
+import torch
+
+from recbole_hnlm.ops import CSRGraph, bipartite_normalized_graph
+
+
+def dense_normalized_adjacency(users, items, n_users, n_items):
+    """A_hat built the textbook way: dense R, block matrix, D^-1/2 A D^-1/2 with 0 for isolated nodes."""
+    R = torch.zeros(n_users, n_items, dtype=torch.float64)
+    R[users, items] = 1.0  # duplicates collapse
+    A = torch.zeros(n_users + n_items, n_users + n_items, dtype=torch.float64)
+    A[:n_users, n_users:] = R
+    A[n_users:, :n_users] = R.T
+    deg = A.sum(1)
+    inv = torch.where(deg > 0, deg.pow(-0.5), torch.zeros_like(deg))
+    return inv[:, None] * A * inv[None, :]
+
+
+def test_docstring_example():
+    g = bipartite_normalized_graph(torch.tensor([0, 0, 1]), torch.tensor([1, 2, 1]), 2, 3)
+    assert g.rowptr.tolist() == [0, 2, 3, 3, 5, 6]
+    assert g.col.tolist() == [3, 4, 3, 0, 1, 0]
+    assert g.num_nodes == 5 and g.nnz == 6
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_dense_construction(seed):
+    gen = torch.Generator().manual_seed(seed)
+    n_users, n_items, n_edges = 13, 17, 60
+    users = torch.randint(0, n_users - 1, (n_edges,), generator=gen)  # last user isolated
+    items = torch.randint(1, n_items - 2, (n_edges,), generator=gen)  # items 0, n-2, n-1 isolated
+    users = torch.cat([users, users[:10]])  # explicit duplicate pairs
+    items = torch.cat([items, items[:10]])
+    g = bipartite_normalized_graph(users, items, n_users, n_items)
+    expected = dense_normalized_adjacency(users, items, n_users, n_items)
+    torch.testing.assert_close(g.to_dense().double(), expected, atol=1e-7, rtol=1e-6)
+    dense = g.to_dense()
+    assert torch.equal(dense, dense.T)  # exactly symmetric
+    unique_pairs = torch.unique(users * n_items + items).numel()
+    assert g.nnz == 2 * unique_pairs
+    assert g.rowptr.dtype == torch.int32 and g.col.dtype == torch.int32 and g.val.dtype == torch.float32
+    degree = g.rowptr.diff()
+    for isolated in (n_users - 1, n_users + 0, n_users + n_items - 2, n_users + n_items - 1):
+        assert degree[isolated] == 0
+    for r in range(g.num_nodes):  # sorted columns within each row
+        row_cols = g.col[g.rowptr[r] : g.rowptr[r + 1]]
+        assert torch.all(row_cols[1:] > row_cols[:-1])
+    g.validate()
+
+
+def test_no_interactions_gives_empty_rows():
+    g = bipartite_normalized_graph(torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long), 3, 4)
+    assert g.num_nodes == 7 and g.nnz == 0 and g.rowptr.tolist() == [0] * 8
+
+
+def test_rejects_out_of_range_ids():
+    with pytest.raises(ValueError, match="item_ids"):
+        bipartite_normalized_graph(torch.tensor([0]), torch.tensor([5]), 2, 5)
+    with pytest.raises(ValueError, match="user_ids"):
+        bipartite_normalized_graph(torch.tensor([-1]), torch.tensor([0]), 2, 5)
+    with pytest.raises(ValueError, match="same length"):
+        bipartite_normalized_graph(torch.tensor([0, 1]), torch.tensor([0]), 2, 5)
+
+
+def test_validate_catches_broken_csr():
+    g = bipartite_normalized_graph(torch.tensor([0, 1]), torch.tensor([1, 0]), 2, 2)
+    bad = CSRGraph(g.rowptr, g.col.clone(), g.val, g.num_nodes)
+    bad.col[0] = g.num_nodes
+    with pytest.raises(ValueError, match="col"):
+        bad.validate()
+    with pytest.raises(ValueError, match="rowptr"):
+        CSRGraph(g.rowptr[:-1], g.col, g.val, g.num_nodes).validate()
+
+
+def test_to_same_device_is_identity():
+    g = bipartite_normalized_graph(torch.tensor([0]), torch.tensor([0]), 1, 1)
+    assert g.to("cpu") is g
+    assert g.device == torch.device("cpu")

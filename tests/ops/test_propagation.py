@@ -1,0 +1,230 @@
+"""spmm / lightgcn_propagate: kernel vs reference (values, gradients), gradcheck, saved tensors, fallback.
+
+Tolerances: float32 atol=rtol=1e-5, float64 1e-10, bfloat16/float16 2e-2 (float32 accumulation on both sides).
+"""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from recbole_hnlm.ops import CSRGraph, WITH_EXT, bipartite_normalized_graph, lightgcn_propagate, spmm
+from recbole_hnlm.ops import _ext
+from recbole_hnlm.ops.reference import lightgcn_propagate_reference, spmm_reference
+
+requires_ext = pytest.mark.skipif(not WITH_EXT, reason="recbole_hnlm._C is not built")
+
+TOL = {
+    torch.float32: dict(atol=1e-5, rtol=1e-5),
+    torch.float64: dict(atol=1e-10, rtol=1e-10),
+    torch.bfloat16: dict(atol=2e-2, rtol=2e-2),
+    torch.float16: dict(atol=2e-2, rtol=2e-2),
+}
+
+
+def random_graph(n_users, n_items, n_edges, seed=0, hub=False):
+    """Random bipartite graph; the last user and item 0 are isolated; ``hub`` links item 1 to every user."""
+    gen = torch.Generator().manual_seed(seed)
+    users = torch.randint(0, max(n_users - 1, 1), (n_edges,), generator=gen)
+    items = torch.randint(1, n_items, (n_edges,), generator=gen)
+    if hub:
+        users = torch.cat([users, torch.arange(n_users - 1)])
+        items = torch.cat([items, torch.ones(n_users - 1, dtype=torch.long)])
+    return bipartite_normalized_graph(users, items, n_users, n_items)
+
+
+GRAPHS = {
+    "tiny": lambda: random_graph(3, 4, 4, seed=1),
+    "isolated_hub": lambda: random_graph(40, 30, 120, seed=2, hub=True),
+    # large enough for several nnz-balanced parts, with a hub of degree ~2000
+    "balanced_parts": lambda: random_graph(2000, 1500, 30000, seed=3, hub=True),
+    "no_edges": lambda: bipartite_normalized_graph(torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long), 3, 2),
+}
+
+
+@pytest.fixture(scope="module", params=list(GRAPHS))
+def graph(request):
+    return GRAPHS[request.param]()
+
+
+def assert_close(actual, expected, dtype):
+    torch.testing.assert_close(actual, expected, **TOL[dtype])
+
+
+@requires_ext
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("d", [1, 7, 64])
+def test_spmm_matches_reference(graph, dtype, d):
+    x = torch.randn(graph.num_nodes, d, dtype=dtype, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_()
+    out, ref = spmm(graph, x), spmm_reference(graph, x_ref)
+    assert_close(out, ref, dtype)
+    upstream = torch.randn_like(out)
+    out.backward(upstream)
+    ref.backward(upstream)
+    assert_close(x.grad, x_ref.grad, dtype)
+
+
+@requires_ext
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("num_layers", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("return_layers", [False, True])
+def test_lightgcn_propagate_matches_reference(graph, dtype, num_layers, return_layers):
+    d = 64 if num_layers % 2 else 5  # both the fixed-width and the generic kernel
+    ego = torch.randn(graph.num_nodes, d, dtype=dtype, requires_grad=True)
+    ego_ref = ego.detach().clone().requires_grad_()
+    out = lightgcn_propagate(graph, ego, num_layers, return_layers)
+    ref = lightgcn_propagate_reference(graph, ego_ref, num_layers, return_layers)
+    expected_shape = (graph.num_nodes, num_layers + 1, d) if return_layers else (graph.num_nodes, d)
+    assert out.shape == expected_shape
+    assert_close(out, ref, dtype)
+    upstream = torch.randn_like(out)
+    out.backward(upstream)
+    ref.backward(upstream)
+    assert_close(ego.grad, ego_ref.grad, dtype)
+
+
+@requires_ext
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_accumulates_in_float32(dtype):
+    g = GRAPHS["isolated_hub"]()
+    ego = torch.randn(g.num_nodes, 64).to(dtype)
+    expected = lightgcn_propagate_reference(g, ego.float(), 3)
+    assert lightgcn_propagate(g, ego, 3).dtype == dtype
+    assert_close(lightgcn_propagate(g, ego, 3).float(), expected, dtype)
+    assert_close(lightgcn_propagate(g, ego, 3, True).float(), lightgcn_propagate_reference(g, ego.float(), 3, True), dtype)
+    assert_close(spmm(g, ego).float(), spmm_reference(g, ego.float()), dtype)
+
+
+@requires_ext
+def test_non_contiguous_input():
+    g = GRAPHS["isolated_hub"]()
+    x = torch.randn(9, g.num_nodes).T  # [N, 9] with strides (1, N)
+    assert not x.is_contiguous()
+    assert_close(spmm(g, x), spmm_reference(g, x), torch.float32)
+    assert_close(lightgcn_propagate(g, x, 2), lightgcn_propagate_reference(g, x, 2), torch.float32)
+
+
+@requires_ext
+@pytest.mark.parametrize("return_layers", [False, True])
+def test_gradcheck(return_layers):
+    g = GRAPHS["isolated_hub"]()
+    x = torch.randn(g.num_nodes, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: spmm(g, t), (x,))
+    assert torch.autograd.gradcheck(lambda t: lightgcn_propagate(g, t, 3, return_layers), (x,))
+    assert torch.autograd.gradcheck(lambda t: lightgcn_propagate(g, t, 0, return_layers), (x,))
+
+
+def saved_tensors(fn):
+    """Tensors packed for backward while running ``fn`` (through saved_tensors_hooks)."""
+    packed = []
+
+    def pack(t):
+        packed.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return out, packed
+
+
+@requires_ext
+@pytest.mark.parametrize("return_layers", [False, True])
+def test_saves_only_the_graph(return_layers):
+    g = GRAPHS["balanced_parts"]()
+    d = 32
+    ego = torch.randn(g.num_nodes, d, requires_grad=True)
+    out, packed = saved_tensors(lambda: lightgcn_propagate(g, ego, 3, return_layers))
+    graph_bytes = sum(t.numel() * t.element_size() for t in (g.rowptr, g.col, g.val))
+    saved_bytes = sum(t.numel() * t.element_size() for t in packed)
+    assert saved_bytes == graph_bytes
+    assert all(t.shape[0] != g.num_nodes or t.dim() == 1 for t in packed), [t.shape for t in packed]
+    # the hook does see dense tensors when an op saves them (guards against a vacuous pass)
+    _, packed_dense = saved_tensors(lambda: (ego * ego).sum())
+    assert any(t.shape == (g.num_nodes, d) for t in packed_dense)
+    out.sum().backward()
+    assert ego.grad.shape == ego.shape
+
+
+def test_reference_fallback_through_public_api():
+    g = GRAPHS["isolated_hub"]()
+    ego = torch.randn(g.num_nodes, 8, dtype=torch.float64, requires_grad=True)
+    with _ext.disabled():
+        assert not _ext.use_kernel("lightgcn_mean", ego.device)
+        out = lightgcn_propagate(g, ego, 2)
+        layers = lightgcn_propagate(g, ego, 2, return_layers=True)
+        one = spmm(g, ego)
+        assert "LightGCN" not in type(out.grad_fn).__name__  # plain autograd chain, not the fused Function
+    expected = lightgcn_propagate_reference(g, ego, 2)
+    assert_close(out, expected, torch.float64)
+    assert_close(layers.mean(1), expected, torch.float64)
+    assert_close(one, spmm_reference(g, ego), torch.float64)
+    assert torch.autograd.gradcheck(lambda t: lightgcn_propagate(g, t, 2), (ego,)) if not WITH_EXT else True
+
+
+def test_fallback_warns_once(monkeypatch):
+    monkeypatch.setattr(_ext, "WITH_EXT", False)
+    monkeypatch.setattr(_ext, "_warned", set())
+    monkeypatch.setattr(_ext, "_enabled", True)
+    g = GRAPHS["tiny"]()
+    x = torch.randn(g.num_nodes, 4)
+    with pytest.warns(RuntimeWarning, match="falls back"):
+        out = spmm(g, x)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        spmm(g, x)  # second call: no warning
+        lightgcn_propagate(g, x, 2)
+    assert_close(out, spmm_reference(g, x), torch.float32)
+
+
+@requires_ext
+def test_device_without_kernel_is_reported(monkeypatch):
+    monkeypatch.setattr(_ext, "_warned", set())
+    with pytest.warns(RuntimeWarning, match="no meta kernels"):
+        assert not _ext.use_kernel("spmm", torch.device("meta"))
+    assert _ext.use_kernel("spmm", torch.device("cpu"))
+
+
+def test_env_var_disables_extension():
+    code = "from recbole_hnlm.ops import _ext; print(_ext.is_enabled())"
+    env = dict(os.environ, RECBOLE_HNLM_DISABLE_EXT="1")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_input_validation():
+    g = GRAPHS["tiny"]()
+    with pytest.raises(ValueError, match="ego must have shape"):
+        lightgcn_propagate(g, torch.randn(g.num_nodes + 1, 4), 2)
+    with pytest.raises(ValueError, match="num_layers"):
+        lightgcn_propagate(g, torch.randn(g.num_nodes, 4), -1)
+    with pytest.raises(TypeError, match="floating"):
+        spmm(g, torch.ones(g.num_nodes, 4, dtype=torch.long))
+
+
+@requires_ext
+def test_kernel_errors_name_the_argument():
+    g = GRAPHS["tiny"]()
+    x = torch.randn(g.num_nodes, 4)
+    with pytest.raises(RuntimeError, match="rowptr and col must have the same dtype"):
+        torch.ops.recbole_hnlm.spmm(g.rowptr.long(), g.col, g.val, x)
+    with pytest.raises(RuntimeError, match=r"x.size\(0\) must be"):
+        torch.ops.recbole_hnlm.spmm(g.rowptr, g.col, g.val, x[:-1])
+    broken = g.col.clone()
+    broken[0] = 1000
+    with pytest.raises(RuntimeError, match="out of range"):
+        torch.ops.recbole_hnlm.spmm(g.rowptr, broken, g.val, x)
+    with pytest.raises(RuntimeError, match="grad_layers must be 3-D"):
+        torch.ops.recbole_hnlm.lightgcn_layers_backward(g.rowptr, g.col, g.val, x)
+
+
+def test_custom_csr_graph_int64():
+    g = GRAPHS["isolated_hub"]()
+    g64 = CSRGraph(g.rowptr.long(), g.col.long(), g.val, g.num_nodes)
+    x = torch.randn(g.num_nodes, 6, dtype=torch.float64)
+    assert_close(lightgcn_propagate(g64, x, 3), lightgcn_propagate_reference(g, x, 3), torch.float64)
