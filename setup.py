@@ -65,7 +65,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["recbole_hnlm", "recbole_hnlm.*"]) + ["recbole_hnlm.properties"],
     package_dir={"recbole_hnlm.properties": "properties"},
-    package_data={"recbole_hnlm.properties": ["*.yaml", "*/*.yaml"]},
+    package_data={"recbole_hnlm.properties": ["*.yaml", "*/*.yaml"], "recbole_hnlm.llm": ["prompts/*.txt"]},
     include_package_data=True,
     zip_safe=False,
     # torch and recbole are listed for metadata; scripts/setup.sh installs them first (torch pinned to the

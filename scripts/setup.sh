@@ -29,6 +29,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "${PIP[@]}" install -q $TORCH_SPEC
   "${PIP[@]}" install -q --no-deps recbole==1.2.1
   "${PIP[@]}" install -q -r requirements/runtime.txt -r requirements/llm.txt -r requirements/test.txt
+  "${PIP[@]}" install -q --no-deps -r requirements/llm-nodeps.txt
   echo "$want" > "$stamp"
 fi
 
