@@ -1,0 +1,174 @@
+"""Throughput of the LLM stage with the default offline models, and the implied full ml-100k precompute time.
+
+    python benchmarks/bench_llm.py [--users 4] [--pairs_per_user 8] [--embed_pairs 512] [--threads 2]
+
+Rows: profile generation (eq. 2-3), semantic negatives (eq. 4-5) with and without the per-user prefix KV cache,
+the fine-tuned embed path (hybrid prompt -> [EOS] state, §4.3) with and without the prefix cache, and the
+fine-tuning step time. Correctness first: the cached and uncached paths must agree before anything is timed.
+The estimates assume ml-100k's RecBole 8:1:1 split: 80,000 training pairs, 943 users, 1,682 items.
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+ML100K_PAIRS, ML100K_USERS, ML100K_ITEMS = 80_000, 943, 1_682
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=4)
+    parser.add_argument("--pairs_per_user", type=int, default=8)
+    parser.add_argument("--embed_pairs", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--skip_semantic", action="store_true")
+    parser.add_argument("--item_text", choices=["none", "title"], default="none", help="hnlm_ft_item_text")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    import recbole
+
+    from recbole_hnlm.llm.config import LLMConfig
+    from recbole_hnlm.llm.dataset_text import DatasetText
+    from recbole_hnlm.llm.generation import Generator
+    from recbole_hnlm.llm.hybrid_encoder import HybridPromptEncoder, info_nce
+    from recbole_hnlm.llm.models import TextEncoder, load_causal_lm
+    from recbole_hnlm.llm.profiles import ProfileBook, build_profiles
+    from recbole_hnlm.llm.prompts import ChatFormatter, PromptTemplate
+    from recbole_hnlm.llm.semantic import NEGATIVE_TEMPLATE, _chunk_negatives
+
+    data_path = os.path.join(os.path.dirname(recbole.__file__), "dataset_example")
+    text = DatasetText(data_path, "ml-100k")
+    rows = []
+
+    class Rows(list):
+        def append(self, row):  # print each row as soon as it is measured (long runs)
+            print(f"  {row[0]}: {row[1]}  {row[2]}", flush=True)
+            super().append(row)
+
+    rows = Rows()
+    (lm, tok, ref), load_s = _timed(lambda: load_causal_lm("smollm2", device="cpu"))
+    rows.append(("load SmolLM2-135M (GGUF, dequantised)", f"{load_s:.1f} s", ""))
+    cfg = LLMConfig(item_profiles=False, max_history=15)
+    users = text.users()[:args.users]
+    pairs = [p for u in users for p in [x for x in text.pairs if x[0] == u][:args.pairs_per_user]]
+
+    if not args.skip_semantic:
+        encoder = TextEncoder("minilm", batch_size=64)
+        gen = Generator(lm, tok, max_new_tokens=cfg.profile_max_new_tokens, batch_size=cfg.gen_batch_size,
+                        retries=cfg.retries)
+        with tempfile.TemporaryDirectory() as tmp:
+            book = ProfileBook(os.path.join(tmp, "p.jsonl"))
+            items = sorted({i for _, i in pairs})[:args.users]
+            gen.tokens_generated = 0
+            _, s = _timed(lambda: build_profiles(text, gen, ref.name, book, users=[], items=items,
+                                                 item_profiles=True, progress=False))
+            item_rate = len(items) / s
+            rows.append(("item profiles (eq. 2)", f"{item_rate:.3f} profiles/s",
+                         f"{ML100K_ITEMS / item_rate / 60:.0f} min for {ML100K_ITEMS} items"))
+            _, s = _timed(lambda: build_profiles(text, gen, ref.name, book, users=users, items=[],
+                                                 item_profiles=False, progress=False))
+            user_rate = len(users) / s
+            ok = sum(book.summary("user", u) is not None for u in users)
+            rows.append(("user profiles (eq. 3)", f"{user_rate:.3f} profiles/s",
+                         f"{ML100K_USERS / user_rate / 60:.0f} min for {ML100K_USERS} users; {ok}/{len(users)} ok"))
+            template = PromptTemplate.load(NEGATIVE_TEMPLATE)
+            formatter = ChatFormatter(tok)
+            gen.max_new_tokens = cfg.max_new_tokens
+            for cached in (True, False):
+                cfg.prefix_cache = cached
+                gen.tokens_generated = 0
+                (r, emb, rec), s = _timed(lambda: _chunk_negatives(range(len(pairs)), pairs, text, book, gen, encoder,
+                                                                   template, formatter, cfg))
+                rate = len(pairs) / s
+                rows.append((f"semantic negatives, prefix cache {'on' if cached else 'off'} (eq. 4-5)",
+                             f"{rate:.3f} pairs/s",
+                             f"{ML100K_PAIRS / rate / 3600:.1f} h for {ML100K_PAIRS} pairs; {len(r)}/{len(pairs)} ok;"
+                             f" {gen.tokens_generated / s:.0f} tok/s"))
+                if cached:
+                    example = next((x for x in rec if x["ok"]), None)
+                    if example:
+                        rows.append(("  example negative", example["negatives"][0][:60], f"user {example['user']}"))
+
+    # fine-tuned embed path: one forward per pair, per-user prefix cached (LoRA merged -> base cost)
+    torch.manual_seed(0)
+    hybrid = HybridPromptEncoder(lm, tok, cf_dim=64, soft_tokens=1, lora=None).eval()
+    n_users = max(1, args.embed_pairs // 85)  # ml-100k: ~85 training pairs per user
+    embed_users = text.users()[:n_users]
+    per_user = {u: [i for x, i in text.pairs if x == u][:85] for u in embed_users}
+    titles = {u: "liked: " + "; ".join(text.items[e.item].title for e in text.user_history(u, 15)) for u in embed_users}
+    total = sum(len(v) for v in per_user.values())
+    cf_u, cf_i = torch.randn(len(embed_users), 64), torch.randn(200, 64)
+
+    def item_text(i):
+        if args.item_text == "none":
+            return ""
+        info = text.items[i]
+        return f" {info.title} ({info.attributes.get('year', '')}, {info.attributes.get('genres', '')})"
+
+    with torch.inference_mode():
+        u0 = embed_users[0]
+        its = per_user[u0][:4]
+        a = hybrid.encode_user_pairs(titles[u0], cf_u[0], [item_text(i) for i in its], cf_i[:4])
+        b = hybrid.encode_full([titles[u0]] * 4, [item_text(i) for i in its], cf_u[:1].expand(4, -1), cf_i[:4])
+        torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
+
+        def run_cached():
+            for k, u in enumerate(embed_users):
+                items = per_user[u]
+                hybrid.encode_user_pairs(titles[u], cf_u[k], [item_text(i) for i in items], cf_i[:len(items)], 64)
+
+        _, s = _timed(run_cached)
+        rate = total / s
+        rows.append((f"fine-tuned embed, item text {args.item_text}, prefix cache on (§4.3)", f"{rate:.1f} pairs/s",
+                     f"{ML100K_PAIRS / rate / 60:.1f} min for {ML100K_PAIRS} pairs ({total} timed)"))
+        sub = [(u, i) for u in embed_users[:1] for i in per_user[u][:32]]
+
+        def run_full():
+            for s in range(0, len(sub), 16):
+                part = sub[s:s + 16]
+                hybrid.encode_full([titles[u] for u, _ in part], [item_text(i) for _, i in part],
+                                   cf_u[:1].expand(len(part), -1), cf_i[:len(part)])
+
+        _, s = _timed(run_full)
+        rate_full = len(sub) / s
+        rows.append((f"fine-tuned embed, item text {args.item_text}, prefix cache off", f"{rate_full:.1f} pairs/s",
+                     f"{ML100K_PAIRS / rate_full / 60:.1f} min for {ML100K_PAIRS} pairs"))
+    # fine-tuning step (LoRA r=16 + MLPs, batch 16, InfoNCE)
+    lm2, tok2, _ = load_causal_lm("smollm2", device="cpu")
+    tuned = HybridPromptEncoder(lm2, tok2, cf_dim=64, soft_tokens=1, lora=dict(r=16, alpha=32, dropout=0.05))
+    opt = torch.optim.AdamW([p for p in tuned.parameters() if p.requires_grad], lr=2e-4)
+    batch = [(u, i) for u in embed_users[:2] for i in per_user[u][:8]]
+
+    def step():
+        q = tuned.encode_full([titles[u] for u, _ in batch], [item_text(i) for _, i in batch],
+                              torch.randn(len(batch), 64), torch.randn(len(batch), 64))
+        loss = info_nce(q, tuned.targets(torch.randn(len(batch), 64)), None, 0.05)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    step()
+    _, s = _timed(step)
+    rows.append(("fine-tuning step (batch 16, LoRA r16)", f"{s:.1f} s/step",
+                 f"{512 / 16 * s / 60:.1f} min for the default 512 pairs x 1 epoch"))
+    width = max(len(r[0]) for r in rows)
+    print(f"\ntorch {torch.__version__}, threads {torch.get_num_threads()}, {os.cpu_count()} cpus")
+    print(f"{'stage'.ljust(width)} | {'throughput':>22} | estimate / notes")
+    print("-" * (width + 60))
+    for name, value, note in rows:
+        print(f"{name.ljust(width)} | {value:>22} | {note}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""Atomic file writes: write to a temporary file in the target folder, fsync, then ``os.replace``.
+
+A reader never sees a half-written file, and a killed writer leaves at most a ``*.tmp-<pid>`` file behind
+(ignored and overwritten by the next run).
+"""
+import json
+import os
+from contextlib import contextmanager
+
+__all__ = ["atomic_path", "write_json_atomic", "write_text_atomic"]
+
+
+@contextmanager
+def atomic_path(path: str):
+    """Yield a temporary path next to ``path``; on success it is renamed onto ``path`` (same file system)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        yield tmp
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+
+def write_json_atomic(path: str, obj) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")

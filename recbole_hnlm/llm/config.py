@@ -1,0 +1,92 @@
+"""Settings of the LLM stage, read from a RecBole ``Config`` (or any dict-like) by their ``hnlm_*`` keys.
+
+The defaults here equal the documented defaults of ``properties/sampler/HNLMRec.yaml``; a key absent from the
+config (or set to ``None``) takes the default. Unknown values raise errors naming the key.
+"""
+from dataclasses import dataclass, field, fields
+from typing import Optional
+
+__all__ = ["LLMConfig"]
+
+
+@dataclass
+class LLMConfig:
+    variant: str = field(default="semantic", metadata={"help": "semantic (paper §3.1) | finetuned (§4.2-4.3)"})
+    store_path: Optional[str] = field(default=None, metadata={
+        "help": "side-car file; default <data_path>/<ds>/<ds>.hnlm-<variant>.safetensors"})
+    generator: str = field(default="smollm2", metadata={"help": "causal LM: smollm2 | local folder | .gguf file"})
+    encoder: str = field(default="minilm", metadata={"help": "text encoder (eq. 5): minilm | local folder"})
+    dtype: str = field(default="float32", metadata={"help": "LLM compute dtype: float32 | bfloat16 | float16"})
+    load_in_4bit: bool = field(default=False, metadata={"help": "bitsandbytes NF4 loading (CUDA only)"})
+    store_dtype: str = field(default="float16", metadata={"help": "stored embedding dtype: float16 | float32"})
+    seed: int = field(default=2020, metadata={"help": "seed for pair subsets, sampled retries, teacher draws"})
+    max_pairs: int = field(default=0, metadata={
+        "help": "0 = every training pair; N = seeded uniform subset of N pairs (the others have no negative)"})
+    threads: int = field(default=0, metadata={
+        "help": "torch CPU threads for the LLM stage; 0 = torch default (use 1 on a CPU shared with other jobs)"})
+    chunk_size: int = field(default=256, metadata={"help": "pairs per resumable chunk"})
+    # semantic variant: generation
+    negatives_per_pair: int = field(default=1, metadata={"help": "hard negatives per pair, averaged (eq. 5)"})
+    gen_batch_size: int = field(default=16, metadata={"help": "prompts per generate call"})
+    max_new_tokens: int = field(default=48, metadata={"help": "answer budget of a hard-negative answer"})
+    profile_max_new_tokens: int = field(default=96, metadata={"help": "answer budget of a profile answer"})
+    retries: int = field(default=2, metadata={"help": "sampled retries of a malformed answer, then a failure"})
+    prefix_cache: bool = field(default=True, metadata={
+        "help": "semantic generation: reuse the per-user prefix KV cache (same answers; ~15% faster on CPU)"})
+    item_profiles: bool = field(default=True, metadata={
+        "help": "generate item profiles (eq. 2); False describes items by raw title/attributes"})
+    max_history: int = field(default=15, metadata={"help": "training interactions per user-profile prompt"})
+    max_reviews: int = field(default=5, metadata={"help": "review texts per item-profile prompt"})
+    profile_words: int = field(default=30, metadata={"help": "item-profile words inside user/negative prompts"})
+    # finetuned variant
+    teacher_path: Optional[str] = field(default=None, metadata={
+        "help": "teacher file from export_teacher (default <data_path>/<ds>/<ds>.hnlm-teacher.safetensors)"})
+    adapter_path: Optional[str] = field(default=None, metadata={
+        "help": "fine-tuned adapter folder (default <data_path>/<ds>/<ds>.hnlm-adapter/)"})
+    ft_epochs: int = field(default=1, metadata={"help": "fine-tuning epochs"})
+    ft_max_train_pairs: int = field(default=512, metadata={"help": "0 = all teacher pairs; N = seeded subset"})
+    ft_batch_size: int = field(default=16, metadata={"help": "pairs per fine-tuning step (in-batch negatives)"})
+    ft_lr: float = field(default=2e-4, metadata={"help": "AdamW learning rate (LoRA + MLPs)"})
+    ft_tau: float = field(default=0.05, metadata={"help": "InfoNCE temperature of fine-tuning"})
+    ft_explicit_negatives: int = field(default=1, metadata={"help": "random-item negatives per query (InfoNCE)"})
+    ft_lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    ft_lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
+    ft_lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
+    ft_soft_tokens: int = field(default=1, metadata={"help": "soft tokens per CF embedding slot"})
+    ft_item_text: str = field(default="none", metadata={
+        "help": "item text after the item soft token: none (2 tokens per pair, the CPU default) | title | profile"})
+    ft_user_text: str = field(default="history", metadata={
+        "help": "user text in the hybrid prompt: history (recent training titles; CPU default) | profile (eq. 3, "
+                "generated first: hours on CPU, the paper's choice on a GPU)"})
+    embed_batch_size: int = field(default=64, metadata={"help": "pairs per forward in the fine-tuned embed path"})
+
+    @classmethod
+    def from_config(cls, config=None, **overrides) -> "LLMConfig":
+        """Read ``hnlm_<name>`` keys of a RecBole Config / dict; keyword overrides win."""
+        values = {}
+        for spec in fields(cls):
+            key = f"hnlm_{spec.name}"
+            if config is not None and key in config and config[key] is not None:
+                values[spec.name] = config[key]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        out = cls(**values)
+        out.validate()
+        return out
+
+    def validate(self) -> None:
+        choices = {"variant": ("semantic", "finetuned"), "store_dtype": ("float16", "float32"),
+                   "dtype": ("float32", "bfloat16", "float16"), "ft_item_text": ("title", "profile", "none"),
+                   "ft_user_text": ("profile", "history")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"hnlm_{name}={getattr(self, name)!r}: expected one of {allowed}")
+        for name in ("chunk_size", "negatives_per_pair", "gen_batch_size", "max_new_tokens", "ft_batch_size",
+                     "embed_batch_size", "ft_soft_tokens"):
+            if int(getattr(self, name)) <= 0:
+                raise ValueError(f"hnlm_{name} must be positive, got {getattr(self, name)}")
+        if self.ft_tau <= 0:
+            raise ValueError(f"hnlm_ft_tau must be positive, got {self.ft_tau}")
+
+    @staticmethod
+    def help_table() -> str:
+        return "\n".join(f"hnlm_{f.name}: {f.default!r}   # {f.metadata.get('help', '')}" for f in fields(LLMConfig))

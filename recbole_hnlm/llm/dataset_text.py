@@ -1,0 +1,174 @@
+"""Text of a RecBole dataset, read straight from its atomic files (no RecBole ``Dataset``: fast, no filtering).
+
+Reads ``<data_path>/<ds>/<ds>.inter`` and, when present, ``<ds>.item``. Headers are ``name:type``. Known fields:
+
+* item title: ``movie_title`` (ml-100k), ``title`` (Amazon), ``name`` (Yelp), ``item_name``
+* item attributes: ``release_year``/``year``, ``class``/``genre``/``genres`` (ml-100k genres), ``categories``/
+  ``category``, ``brand``, ``city``/``state`` (Yelp), ``description``, ``price``
+* interaction rating: ``rating``/``stars``/``score``; review text: ``review``/``review_text``/``reviewText``/``text``/
+  ``summary``; order: ``timestamp``
+
+Only *training* interactions may feed profiles (the test items would otherwise leak into the negatives). Pass the
+training split as a set of ``(user_token, item_token)`` pairs; without it every interaction counts as training
+(documented fallback for stand-alone precompute, logged as a warning).
+"""
+import csv
+import logging
+import os
+import random
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
+
+import pandas as pd
+
+from .store import file_sha256
+
+__all__ = ["ItemText", "Interaction", "DatasetText", "atomic_file"]
+
+logger = logging.getLogger(__name__)
+
+TITLE_FIELDS = ("movie_title", "title", "name", "item_name")
+ATTRIBUTE_FIELDS = (("release_year", "year"), ("year", "year"), ("class", "genres"), ("genre", "genres"),
+                    ("genres", "genres"), ("categories", "categories"), ("category", "categories"),
+                    ("brand", "brand"), ("city", "city"), ("state", "state"), ("price", "price"),
+                    ("description", "description"))
+RATING_FIELDS = ("rating", "stars", "score")
+REVIEW_FIELDS = ("review", "review_text", "reviewText", "text", "summary")
+TIME_FIELDS = ("timestamp", "date", "time")
+
+
+def atomic_file(data_path: str, dataset: str, suffix: str) -> str:
+    return os.path.join(data_path, dataset, f"{dataset}.{suffix}")
+
+
+def _read_atomic(path: str) -> pd.DataFrame:
+    """Read an atomic file as strings; columns renamed from ``name:type`` to ``name``."""
+    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE,
+                        encoding="utf-8", encoding_errors="replace")
+    names = []
+    for column in frame.columns:
+        if ":" not in column:
+            raise ValueError(f"{path}: header field {column!r} is not 'name:type'")
+        names.append(column.split(":", 1)[0])
+    frame.columns = names
+    return frame
+
+
+def _first(columns: Iterable[str], candidates: Sequence[str]) -> Optional[str]:
+    present = set(columns)
+    return next((c for c in candidates if c in present), None)
+
+
+@dataclass
+class ItemText:
+    token: str
+    title: str
+    attributes: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Interaction:
+    user: str
+    item: str
+    rating: Optional[str]
+    review: Optional[str]
+    order: float
+
+
+class DatasetText:
+    """Items, training interactions and pairs of one dataset, all keyed by original tokens.
+
+    Args:
+        data_path: folder containing ``<dataset>/``.
+        dataset: dataset name.
+        train_pairs: training ``(user_token, item_token)`` pairs; ``None`` = all interactions (fallback).
+        uid_field, iid_field: id columns of ``.inter`` (RecBole defaults ``user_id``, ``item_id``).
+    """
+
+    def __init__(self, data_path: str, dataset: str, train_pairs: Optional[Iterable[Tuple[str, str]]] = None,
+                 uid_field: str = "user_id", iid_field: str = "item_id"):
+        self.data_path, self.dataset = data_path, dataset
+        self.inter_path = atomic_file(data_path, dataset, "inter")
+        if not os.path.exists(self.inter_path):
+            raise FileNotFoundError(f"{self.inter_path}: interaction file not found (check --data_path / "
+                                    f"data_path and --dataset)")
+        inter = _read_atomic(self.inter_path)
+        for name in (uid_field, iid_field):
+            if name not in inter.columns:
+                raise ValueError(f"{self.inter_path}: field {name!r} missing (columns: {list(inter.columns)})")
+        rating = _first(inter.columns, RATING_FIELDS)
+        review = _first(inter.columns, REVIEW_FIELDS)
+        when = _first(inter.columns, TIME_FIELDS)
+        self.has_reviews = review is not None
+        train = None if train_pairs is None else {(str(u), str(i)) for u, i in train_pairs}
+        if train is None:
+            logger.warning("%s: no training split given; every interaction feeds the profiles and negatives",
+                           self.inter_path)
+        users, items = inter[uid_field].tolist(), inter[iid_field].tolist()
+        ratings = inter[rating].tolist() if rating else [None] * len(users)
+        reviews = inter[review].tolist() if review else [None] * len(users)
+        orders = inter[when].tolist() if when else list(range(len(users)))
+        self.history: Dict[str, List[Interaction]] = {}
+        self.item_reviews: Dict[str, List[str]] = {}
+        self.pairs: List[Tuple[str, str]] = []
+        seen: Set[Tuple[str, str]] = set()
+        for row, (u, i, r, text, t) in enumerate(zip(users, items, ratings, reviews, orders)):
+            key = (u, i)
+            if (train is not None and key not in train) or key in seen:
+                continue
+            seen.add(key)
+            try:
+                order = float(t)
+            except (TypeError, ValueError):
+                order = float(row)
+            self.history.setdefault(u, []).append(Interaction(u, i, r or None, text or None, order))
+            if text:
+                self.item_reviews.setdefault(i, []).append(text)
+        for u, events in self.history.items():
+            events.sort(key=lambda e: e.order)
+        # pairs grouped by user (first appearance order), items in time order: a user's pairs are contiguous
+        for u in self.history:
+            self.pairs.extend((u, e.item) for e in self.history[u])
+        if train is not None and len(seen) < len(train):
+            logger.warning("%s: %d training pairs are not in the interaction file and are ignored",
+                           self.inter_path, len(train) - len(seen))
+        self.items: Dict[str, ItemText] = {}
+        item_path = atomic_file(data_path, dataset, "item")
+        if os.path.exists(item_path):
+            frame = _read_atomic(item_path)
+            if iid_field not in frame.columns:
+                raise ValueError(f"{item_path}: field {iid_field!r} missing")
+            title = _first(frame.columns, TITLE_FIELDS)
+            attrs = [(src, dst) for src, dst in ATTRIBUTE_FIELDS if src in frame.columns]
+            for record in frame.to_dict("records"):
+                token = record[iid_field]
+                attributes = {}
+                for src, dst in attrs:
+                    if record[src] and dst not in attributes:
+                        attributes[dst] = record[src]
+                self.items[token] = ItemText(token, record[title] if title else token, attributes)
+        for i in {i for _, i in self.pairs}:
+            self.items.setdefault(i, ItemText(i, f"item {i}", {}))
+
+    def dataset_hash(self) -> str:
+        """SHA-256 of the ``.inter`` file bytes (recorded in every manifest)."""
+        return file_sha256(self.inter_path)
+
+    def users(self) -> List[str]:
+        return list(self.history)
+
+    def item_tokens(self) -> List[str]:
+        """Items that occur in a training pair (only those need a profile)."""
+        return sorted({i for _, i in self.pairs}, key=lambda t: (len(t), t))
+
+    def user_history(self, user: str, max_items: int) -> List[Interaction]:
+        """The user's most recent ``max_items`` training interactions, oldest first."""
+        events = self.history.get(user, [])
+        return events[-max_items:] if max_items > 0 else list(events)
+
+    def select_pairs(self, max_pairs: Optional[int], seed: int) -> List[Tuple[str, str]]:
+        """All training pairs, or a seeded uniform subset of ``max_pairs`` kept in user-grouped order."""
+        if max_pairs is None or max_pairs <= 0 or max_pairs >= len(self.pairs):
+            return list(self.pairs)
+        chosen = sorted(random.Random(seed).sample(range(len(self.pairs)), max_pairs))
+        return [self.pairs[k] for k in chosen]

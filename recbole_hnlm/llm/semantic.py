@@ -1,0 +1,151 @@
+"""Semantic negative sampling (paper eq. 4-5): the LLM names a hard negative per (user, item) training pair, the
+text encoder embeds it (mean over several negatives), and the vectors go to the side-car store (variant semantic).
+
+Per chunk, pairs are grouped by user (they are contiguous, see :class:`DatasetText`); the shared prefix
+(instruction + user profile) is prefilled once per user and its KV cache reused for that user's items
+(``prefix_cache``). Answers must be ``{"hard_negative_item": ..., "reasoning": ...}``; "None"-like items or
+malformed answers after retries are failure records (``<store>.texts.jsonl``) and the pair gets no row.
+"""
+import hashlib
+import json
+import logging
+import os
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from tqdm.auto import tqdm
+
+from .atomic import write_text_atomic
+from .chunks import ChunkedRun
+from .config import LLMConfig
+from .dataset_text import DatasetText
+from .generation import Generator
+from .profiles import ProfileBook, _item_description
+from .prompts import ChatFormatter, PromptTemplate, quote
+from .store import write_pair_store
+
+__all__ = ["pairs_sha256", "semantic_manifest", "run_semantic_negatives", "NEGATIVE_TEMPLATE"]
+
+logger = logging.getLogger(__name__)
+NEGATIVE_TEMPLATE = "hard_negative.v1"
+_NONE_ANSWERS = {"none", "null", "n/a", "na", "nothing", "unknown", "<item name, at most 20 words>"}
+
+
+def pairs_sha256(pairs: Sequence[Tuple[str, str]]) -> str:
+    digest = hashlib.sha256()
+    for u, i in pairs:
+        digest.update(f"{u}\t{i}\n".encode("utf-8"))
+    return digest.hexdigest()
+
+
+def semantic_manifest(cfg: LLMConfig, text: DatasetText, pairs, generator_name: str, encoder_name: str,
+                      prompt_versions: Dict[str, str]) -> Dict:
+    """Identity of a semantic run: what a cached store must match to be reused."""
+    return dict(variant="semantic", dataset=text.dataset, dataset_hash=text.dataset_hash(),
+                pairs_hash=pairs_sha256(pairs), generator=generator_name, encoder=encoder_name,
+                prompt_version=",".join(f"{k}={v}" for k, v in sorted(prompt_versions.items())),
+                negatives_per_pair=cfg.negatives_per_pair, max_pairs=cfg.max_pairs, seed=cfg.seed,
+                settings=dict(max_history=cfg.max_history, max_reviews=cfg.max_reviews,
+                              profile_words=cfg.profile_words, item_profiles=cfg.item_profiles,
+                              max_new_tokens=cfg.max_new_tokens, retries=cfg.retries))
+
+
+def _valid_negative(answer: Dict) -> Optional[str]:
+    name = " ".join(str(answer.get("hard_negative_item", "")).split())
+    return None if name.lower().strip(" .") in _NONE_ANSWERS else name
+
+
+def _chunk_negatives(rows: range, pairs, text: DatasetText, book: ProfileBook, generator: Generator, encoder,
+                     template: PromptTemplate, formatter: ChatFormatter, cfg: LLMConfig):
+    """Generate + embed one chunk -> (row indices that succeeded, [n, D] embeddings, records)."""
+    records, ok_rows, ok_texts = [], [], []
+    groups: Dict[str, List[int]] = {}
+    for row in rows:
+        groups.setdefault(pairs[row][0], []).append(row)
+    for user, user_rows in groups.items():
+        profile = book.summary("user", user)
+        if profile is None:
+            for row in user_rows:
+                records.append(dict(row=row, user=user, item=pairs[row][1], ok=False, negatives=[],
+                                    error="user profile missing or failed"))
+            continue
+        prefix, tail = formatter.render_split(template, {"user_id": quote(user), "user_profile": quote(profile)})
+        suffixes = []
+        for row in user_rows:
+            item = pairs[row][1]
+            suffixes.append(template.render_item_block({
+                "item_id": quote(item), "item_title": quote(text.items[item].title),
+                "item_profile": quote(_item_description(text, book, item, cfg.profile_words))}) + tail)
+        per_pair: List[List[str]] = [[] for _ in user_rows]
+        errors: List[List[str]] = [[] for _ in user_rows]
+        reasons: List[List[str]] = [[] for _ in user_rows]
+        for draw in range(cfg.negatives_per_pair):
+            generator.do_sample, generator.seed = draw > 0, cfg.seed + draw
+            results = generator.generate_with_prefix(prefix, suffixes, required=["hard_negative_item"],
+                                                     answer_prefix=template.answer_prefix,
+                                                     use_cache=cfg.prefix_cache)
+            for k, result in enumerate(results):
+                name = _valid_negative(result["answer"]) if result["ok"] else None
+                if name:
+                    per_pair[k].append(name)
+                    reasons[k].append(str(result["answer"].get("reasoning", "")))
+                else:
+                    errors[k].append(result["error"] or f"no usable item in answer: {result['raw'][:120]!r}")
+        generator.do_sample, generator.seed = False, cfg.seed
+        for k, row in enumerate(user_rows):
+            ok = bool(per_pair[k])
+            records.append(dict(row=row, user=user, item=pairs[row][1], ok=ok, negatives=per_pair[k],
+                                reasoning=reasons[k], error=None if ok else "; ".join(errors[k])))
+            if ok:
+                ok_rows.append(row)
+                ok_texts.append(per_pair[k])
+    flat = [t for texts in ok_texts for t in texts]
+    vectors = encoder.encode(flat) if flat else torch.zeros(0, encoder.dim)
+    emb, start = [], 0
+    for texts in ok_texts:  # eq. 5: mean over the pair's negatives
+        emb.append(vectors[start:start + len(texts)].mean(0))
+        start += len(texts)
+    emb = torch.stack(emb) if emb else torch.zeros(0, encoder.dim)
+    return torch.tensor(ok_rows, dtype=torch.int64), emb, records
+
+
+def run_semantic_negatives(cfg: LLMConfig, text: DatasetText, pairs: List[Tuple[str, str]], store_path: str,
+                           generator: Generator, encoder, book: ProfileBook, manifest: Dict,
+                           on_chunk: Optional[Callable[[int], None]] = None, progress: bool = True) -> Dict:
+    """Compute the negatives of ``pairs`` chunk by chunk (resumable), then merge into ``store_path``.
+
+    Args:
+        manifest: from :func:`semantic_manifest`; pins the work folder and is written into the store.
+        on_chunk: called with the chunk index after each chunk is saved (tests use it to simulate a kill).
+    """
+    template = PromptTemplate.load(NEGATIVE_TEMPLATE)
+    formatter = ChatFormatter(generator.tokenizer)
+    run = ChunkedRun(store_path + ".work", dict(manifest=manifest), len(pairs), cfg.chunk_size)
+    pending = run.pending()
+    if len(pending) < run.num_chunks:
+        logger.info("%s: resuming, %d/%d chunks already done", store_path, run.num_chunks - len(pending),
+                    run.num_chunks)
+    bar = tqdm(total=len(pairs), initial=len(pairs) - sum(len(run.chunk_rows(k)) for k in pending),
+               desc="semantic negatives", unit="pair", disable=not progress)
+    for k in pending:
+        rows, emb, records = _chunk_negatives(run.chunk_rows(k), pairs, text, book, generator, encoder, template,
+                                              formatter, cfg)
+        run.save_chunk(k, rows, emb.reshape(-1, encoder.dim), records)
+        bar.update(len(run.chunk_rows(k)))
+        if on_chunk is not None:
+            on_chunk(k)
+    bar.close()
+    rows, emb, records = run.merge()
+    failures = sum(not r["ok"] for r in records)
+    full = dict(manifest, num_failures=failures, num_requested=len(pairs))
+    dtype = getattr(torch, cfg.store_dtype)
+    written = write_pair_store(store_path, [pairs[r][0] for r in rows.tolist()],
+                               [pairs[r][1] for r in rows.tolist()], emb, full, dtype)
+    write_text_atomic(store_path + ".texts.jsonl",
+                      "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    run.cleanup()
+    if failures:
+        logger.warning("%s: %d/%d pairs failed (no negative stored; see %s.texts.jsonl)", store_path, failures,
+                       len(pairs), store_path)
+    logger.info("%s: wrote %d pair embeddings of dim %d", store_path, written["num_pairs"], written["dim"])
+    return written

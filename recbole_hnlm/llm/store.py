@@ -1,0 +1,277 @@
+"""Side-car store of one negative embedding per (user, item) training pair (paper eq. 5 / §4.3 output).
+
+File layout (``docs/llm.md`` §File format)::
+
+    <data_path>/<ds>/<ds>.hnlm-<variant>.safetensors
+        emb   float16|float32 [P, D]   one row per pair
+        user  int64 [P]                original RecBole user token (only when every token is integer-like)
+        item  int64 [P]                original RecBole item token (idem)
+        __metadata__ = {"format": FORMAT, "manifest": <JSON manifest>}
+    <ds>.hnlm-<variant>.safetensors.manifest.json   the same manifest, human readable
+    <ds>.hnlm-<variant>.safetensors.keys.tsv        "user<TAB>item" per row, when tokens are not integer-like
+
+Tokens are the *original* tokens of the atomic files, so the store survives RecBole's filtering and id remapping;
+:meth:`PairEmbeddingStore.align` maps them to internal ids of a concrete RecBole ``Dataset``.
+"""
+import hashlib
+import json
+import os
+import re
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .atomic import atomic_path, write_json_atomic, write_text_atomic
+
+__all__ = [
+    "FORMAT", "IDENTITY_FIELDS", "StoreError", "default_store_path", "file_sha256", "write_pair_store",
+    "PairEmbeddingStore", "AlignedPairEmbeddings", "manifest_mismatch",
+]
+
+FORMAT = "recbole_hnlm/pair-neg-emb/v1"
+# Manifest fields that must be equal for a stored file to count as a cache hit for a requested run.
+IDENTITY_FIELDS = ("format", "variant", "dataset", "dataset_hash", "pairs_hash", "generator", "encoder",
+                   "prompt_version", "negatives_per_pair", "adapter_hash", "teacher_hash", "max_pairs", "seed",
+                   "settings")
+_REQUIRED_FIELDS = ("format", "variant", "dataset", "dataset_hash", "dim", "num_pairs", "key_type", "dtype")
+_INT_TOKEN = re.compile(r"-?(0|[1-9][0-9]*)")
+_SAFETENSORS_DTYPES = {"F16": np.float16, "F32": np.float32, "BF16": None, "I64": np.int64}
+
+
+class StoreError(ValueError):
+    """A side-car file is missing, malformed, or does not match what was asked for."""
+
+
+def default_store_path(data_path: str, dataset: str, variant: str) -> str:
+    return os.path.join(data_path, dataset, f"{dataset}.hnlm-{variant}.safetensors")
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _integer_like(tokens: Sequence[str]) -> bool:
+    """True when every token round-trips through int64 unchanged ("7" yes, "007" and "x7" no)."""
+    return all(_INT_TOKEN.fullmatch(t) is not None and abs(int(t)) < 2 ** 63 for t in tokens)
+
+
+def manifest_mismatch(stored: Dict, wanted: Dict, fields: Sequence[str] = IDENTITY_FIELDS) -> Optional[str]:
+    """Return a message naming the first differing identity field, or None when ``stored`` satisfies ``wanted``."""
+    for field in fields:
+        if field in wanted and stored.get(field) != wanted[field]:
+            return f"manifest field '{field}': stored {stored.get(field)!r} != requested {wanted[field]!r}"
+    return None
+
+
+def write_pair_store(path: str, user_tokens: Sequence[str], item_tokens: Sequence[str], emb: torch.Tensor,
+                     manifest: Dict, dtype: torch.dtype = torch.float16) -> Dict:
+    """Atomically write a store (tensors, manifest, optional keys file). Returns the full manifest written.
+
+    Args:
+        user_tokens, item_tokens: original RecBole tokens, one per row of ``emb``.
+        emb: ``[P, D]`` embeddings; stored as ``dtype`` (float16 or float32).
+        manifest: identity fields (model, prompt version, dataset hash, ...); dims, counts, key type are added here.
+    """
+    if emb.dim() != 2 or emb.shape[0] != len(user_tokens) or len(user_tokens) != len(item_tokens):
+        raise StoreError(f"{path}: emb {tuple(emb.shape)} does not match {len(user_tokens)} users / "
+                         f"{len(item_tokens)} items")
+    if dtype not in (torch.float16, torch.float32):
+        raise StoreError(f"{path}: store dtype must be float16 or float32, got {dtype}")
+    user_tokens = [str(t) for t in user_tokens]
+    item_tokens = [str(t) for t in item_tokens]
+    key_type = "int64" if _integer_like(user_tokens) and _integer_like(item_tokens) else "tsv"
+    full = dict(manifest)
+    full.update(format=FORMAT, dim=int(emb.shape[1]), num_pairs=int(emb.shape[0]), key_type=key_type,
+                dtype=str(dtype).replace("torch.", ""))
+    tensors = {"emb": emb.detach().to("cpu", dtype).contiguous()}
+    keys_path = path + ".keys.tsv"
+    if key_type == "int64":
+        tensors["user"] = torch.tensor([int(t) for t in user_tokens], dtype=torch.int64)
+        tensors["item"] = torch.tensor([int(t) for t in item_tokens], dtype=torch.int64)
+    else:
+        for token in user_tokens + item_tokens:
+            if "\t" in token or "\n" in token:
+                raise StoreError(f"{path}: token {token!r} contains a tab or newline and cannot be keyed")
+        write_text_atomic(keys_path, "".join(f"{u}\t{i}\n" for u, i in zip(user_tokens, item_tokens)))
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as tmp:
+        save_file(tensors, tmp, metadata={"format": FORMAT, "manifest": json.dumps(full, sort_keys=True)})
+    write_json_atomic(path + ".manifest.json", full)
+    if key_type == "int64" and os.path.exists(keys_path):
+        os.remove(keys_path)  # stale keys from an earlier string-keyed file
+    return full
+
+
+def _read_header(path: str):
+    with open(path, "rb") as handle:
+        raw = handle.read(8)
+        if len(raw) != 8:
+            raise StoreError(f"{path}: not a safetensors file (too short)")
+        size = int.from_bytes(raw, "little")
+        if size <= 0 or size > 100 * 2 ** 20:
+            raise StoreError(f"{path}: not a safetensors file (header size {size})")
+        header = json.loads(handle.read(size))
+    return header, 8 + size
+
+
+def _mmap_tensor(path: str, info: Dict, data_start: int, name: str) -> torch.Tensor:
+    dtype = _SAFETENSORS_DTYPES.get(info["dtype"])
+    if dtype is None:
+        raise StoreError(f"{path}: tensor '{name}' has unsupported dtype {info['dtype']}")
+    begin, end = info["data_offsets"]
+    shape = tuple(info["shape"])
+    if end - begin != int(np.prod(shape)) * np.dtype(dtype).itemsize:
+        raise StoreError(f"{path}: tensor '{name}' byte range does not match its shape {shape}")
+    if end == begin:
+        return torch.empty(shape, dtype=torch.from_numpy(np.empty(0, dtype)).dtype)
+    # mode "c" (copy-on-write) gives a writable view for torch without ever touching the file
+    array = np.memmap(path, dtype=dtype, mode="c", offset=data_start + begin, shape=shape)
+    return torch.from_numpy(array)
+
+
+class PairEmbeddingStore:
+    """Read-only view of a side-car file; ``emb`` is memory-mapped.
+
+    Attributes:
+        path (str), manifest (dict), dim (int), num_pairs (int),
+        user_tokens / item_tokens (list[str]): original tokens per row.
+    """
+
+    def __init__(self, path: str, manifest: Dict, emb: torch.Tensor, user_tokens, item_tokens):
+        self.path, self.manifest, self.emb = path, manifest, emb
+        self.user_tokens, self.item_tokens = user_tokens, item_tokens
+        self.dim = int(manifest["dim"])
+        self.num_pairs = int(manifest["num_pairs"])
+
+    @classmethod
+    def open(cls, path: str) -> "PairEmbeddingStore":
+        """Open and validate a store; every error names the file and the failing field."""
+        if not os.path.exists(path):
+            raise StoreError(f"{path}: side-car store not found (run `python -m recbole_hnlm.llm negatives|embed` "
+                             f"or set hnlm_store_path)")
+        header, data_start = _read_header(path)
+        meta = header.pop("__metadata__", None) or {}
+        if meta.get("format") != FORMAT:
+            raise StoreError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+        try:
+            manifest = json.loads(meta["manifest"])
+        except (KeyError, json.JSONDecodeError) as err:
+            raise StoreError(f"{path}: __metadata__ has no valid 'manifest' ({err})") from err
+        for field in _REQUIRED_FIELDS:
+            if field not in manifest:
+                raise StoreError(f"{path}: manifest lacks field '{field}'")
+        side = path + ".manifest.json"
+        if os.path.exists(side):
+            with open(side, encoding="utf-8") as handle:
+                if json.load(handle) != manifest:
+                    raise StoreError(f"{side}: differs from the manifest inside {path} (edited or stale)")
+        if "emb" not in header:
+            raise StoreError(f"{path}: tensor 'emb' missing")
+        emb = _mmap_tensor(path, header["emb"], data_start, "emb")
+        if emb.dim() != 2 or emb.shape[0] != manifest["num_pairs"] or emb.shape[1] != manifest["dim"]:
+            raise StoreError(f"{path}: emb shape {tuple(emb.shape)} != manifest [num_pairs={manifest['num_pairs']}, "
+                             f"dim={manifest['dim']}]")
+        if manifest["key_type"] == "int64":
+            for name in ("user", "item"):
+                if name not in header:
+                    raise StoreError(f"{path}: tensor '{name}' missing (key_type int64)")
+            users = [str(t) for t in _mmap_tensor(path, header["user"], data_start, "user").tolist()]
+            items = [str(t) for t in _mmap_tensor(path, header["item"], data_start, "item").tolist()]
+        elif manifest["key_type"] == "tsv":
+            keys = path + ".keys.tsv"
+            if not os.path.exists(keys):
+                raise StoreError(f"{keys}: keys file missing (key_type tsv)")
+            with open(keys, encoding="utf-8") as handle:
+                rows = [line.rstrip("\n").split("\t") for line in handle]
+            if any(len(r) != 2 for r in rows):
+                raise StoreError(f"{keys}: every line must be 'user<TAB>item'")
+            users, items = [r[0] for r in rows], [r[1] for r in rows]
+        else:
+            raise StoreError(f"{path}: manifest key_type {manifest['key_type']!r} is neither 'int64' nor 'tsv'")
+        if len(users) != manifest["num_pairs"] or len(items) != manifest["num_pairs"]:
+            raise StoreError(f"{path}: {len(users)} keys for num_pairs={manifest['num_pairs']}")
+        return cls(path, manifest, emb, users, items)
+
+    def check(self, wanted: Dict) -> None:
+        """Raise :class:`StoreError` naming the field when the manifest does not match ``wanted``."""
+        message = manifest_mismatch(self.manifest, wanted)
+        if message is not None:
+            raise StoreError(f"{self.path}: {message}")
+
+    def align(self, dataset) -> "AlignedPairEmbeddings":
+        """Map original tokens to ``dataset``'s internal ids; pairs whose user or item RecBole dropped are skipped."""
+        uid_map = dataset.field2token_id[dataset.uid_field]
+        iid_map = dataset.field2token_id[dataset.iid_field]
+        n_items = int(dataset.item_num)
+        rows, keys = [], []
+        for row, (u, i) in enumerate(zip(self.user_tokens, self.item_tokens)):
+            uid, iid = uid_map.get(u), iid_map.get(i)
+            if uid is None or iid is None:
+                continue
+            rows.append(row)
+            keys.append(uid * n_items + iid)
+        keys_t = torch.tensor(keys, dtype=torch.int64)
+        rows_t = torch.tensor(rows, dtype=torch.int64)
+        keys_t, order = torch.sort(keys_t)
+        rows_t = rows_t[order]
+        if keys_t.numel() > 1:  # duplicated pairs: keep the first row of each key
+            keep = torch.ones_like(keys_t, dtype=torch.bool)
+            keep[1:] = keys_t[1:] != keys_t[:-1]
+            keys_t, rows_t = keys_t[keep], rows_t[keep]
+        emb = self.emb[rows_t].clone() if rows_t.numel() else torch.zeros(0, self.dim, dtype=self.emb.dtype)
+        coverage = keys_t.numel() / self.num_pairs if self.num_pairs else 0.0
+        return AlignedPairEmbeddings(keys_t, emb, n_items, coverage)
+
+
+class AlignedPairEmbeddings(nn.Module):
+    """Pair embeddings addressed by RecBole internal ids (sorted ``uid * n_items + iid`` keys + ``searchsorted``).
+
+    Buffers follow ``.to(device)`` and are not part of ``state_dict`` (``persistent=False``).
+
+    Attributes:
+        dim (int): embedding size D.  coverage (float): share of the store's pairs present in the dataset.
+    """
+
+    def __init__(self, keys: torch.Tensor, emb: torch.Tensor, n_items: int, coverage: float):
+        super().__init__()
+        self.register_buffer("keys", keys, persistent=False)
+        self.register_buffer("emb", emb, persistent=False)
+        self.n_items = int(n_items)
+        self.dim = int(emb.shape[1])
+        self.coverage = float(coverage)
+        self.num_pairs = int(keys.numel())
+
+    def _find(self, user: torch.Tensor, item: torch.Tensor):
+        query = user.to(self.keys.device, torch.int64) * self.n_items + item.to(self.keys.device, torch.int64)
+        if self.keys.numel() == 0:
+            return torch.zeros_like(query), torch.zeros_like(query, dtype=torch.bool)
+        pos = torch.searchsorted(self.keys, query).clamp_(max=self.keys.numel() - 1)
+        return pos, self.keys[pos] == query
+
+    def lookup(self, user: torch.Tensor, item: torch.Tensor):
+        """Internal ids ``[B]`` -> (``[B, D]`` float32 embeddings on ``user.device``, ``[B]`` bool found mask).
+
+        Rows of pairs without a stored embedding are zeros; callers must use the mask, never the zeros.
+        """
+        pos, found = self._find(user, item)
+        if self.keys.numel() == 0:
+            out = torch.zeros(user.shape[0], self.dim, dtype=torch.float32, device=user.device)
+        else:
+            out = self.emb[pos].float() * found.unsqueeze(1)
+        return out.to(user.device), found.to(user.device)
+
+    def pair_coverage(self, user: torch.Tensor, item: torch.Tensor) -> float:
+        """Share of the given pairs that have a stored embedding."""
+        if user.numel() == 0:
+            return 0.0
+        return float(self._find(user, item)[1].float().mean())
+
+    def extra_repr(self) -> str:
+        return f"num_pairs={self.num_pairs}, dim={self.dim}, coverage={self.coverage:.4f}"

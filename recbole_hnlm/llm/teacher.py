@@ -1,0 +1,148 @@
+"""Teacher file for HNLMRec fine-tuning (§4.2, algorithms.md §10.13): CF embeddings and MixGCF hard negatives.
+
+``<data_path>/<ds>/<ds>.hnlm-teacher.safetensors``::
+
+    user_emb  float32 [U, d]   pooled CF embedding per user   (row r <-> user_tokens[r])
+    item_emb  float32 [I, d]   pooled CF embedding per item   (row r <-> item_tokens[r])
+    pair_user int64 [P]        row into user_emb of each training pair
+    pair_item int64 [P]        row into item_emb of each training pair
+    neg_emb   float32 [P, d]   MixGCF pooled synthetic hard negative of the pair (one draw, fixed seed)
+    __metadata__: {"format", "user_tokens" (JSON list), "item_tokens" (JSON list), "dataset", "seed", "source"}
+
+Tokens are original RecBole tokens, so the file survives re-filtering just like the side-car store.
+"""
+import json
+import os
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+
+from .atomic import atomic_path
+from .store import file_sha256
+
+__all__ = ["TEACHER_FORMAT", "Teacher", "export_teacher", "default_teacher_path"]
+
+TEACHER_FORMAT = "recbole_hnlm/teacher/v1"
+_TENSORS = ("user_emb", "item_emb", "pair_user", "pair_item", "neg_emb")
+
+
+def default_teacher_path(data_path: str, dataset: str) -> str:
+    return os.path.join(data_path, dataset, f"{dataset}.hnlm-teacher.safetensors")
+
+
+def _train_ids(dataset, train_data_pairs) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Internal (user, item) ids of the training pairs from a RecBole Dataset/dataloader or an id pair tuple."""
+    source = getattr(train_data_pairs, "_dataset", None) or getattr(train_data_pairs, "dataset", None)
+    source = source if source is not None and hasattr(source, "inter_feat") else train_data_pairs
+    if hasattr(source, "inter_feat"):
+        feat = source.inter_feat
+        return torch.as_tensor(feat[dataset.uid_field]).long(), torch.as_tensor(feat[dataset.iid_field]).long()
+    users, items = train_data_pairs
+    return torch.as_tensor(users).long(), torch.as_tensor(items).long()
+
+
+@torch.no_grad()
+def export_teacher(model, dataset, train_data_pairs, path: str, batch_size: int = 4096, seed: int = 2020) -> str:
+    """Write the teacher file from a trained plugin model (MixGCF sampler).
+
+    Args:
+        model: provides ``pooled_embeddings() -> (user [n_users, d], item [n_items, d])`` and
+            ``hard_negatives(user_ids, pos_ids) -> [B, d]`` (internal ids, no grad).
+        dataset: the RecBole Dataset the model was built on (token <-> id maps).
+        train_data_pairs: the training split: a RecBole Dataset / train dataloader, or ``(user_ids, item_ids)``.
+        path: output file (written atomically).
+    """
+    from safetensors.torch import save_file
+
+    users, items = _train_ids(dataset, train_data_pairs)
+    user_all, item_all = model.pooled_embeddings()
+    user_tokens = [str(t) for t in dataset.field2id_token[dataset.uid_field]]
+    item_tokens = [str(t) for t in dataset.field2id_token[dataset.iid_field]]
+    if user_all.shape[0] != len(user_tokens) or item_all.shape[0] != len(item_tokens):
+        raise ValueError(f"pooled_embeddings() shapes {tuple(user_all.shape)}, {tuple(item_all.shape)} do not match "
+                         f"the dataset ({len(user_tokens)} users, {len(item_tokens)} items incl. [PAD])")
+    device = user_all.device
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    negs = []
+    for start in range(0, users.numel(), batch_size):
+        u = users[start:start + batch_size].to(device)
+        i = items[start:start + batch_size].to(device)
+        negs.append(model.hard_negatives(u, i).detach().float().cpu())
+    torch.random.set_rng_state(generator_state)
+    neg = torch.cat(negs) if negs else torch.zeros(0, user_all.shape[1])
+    # row 0 of RecBole's tables is [PAD]: drop it, so rows are r = id - 1
+    tensors = {"user_emb": user_all[1:].detach().float().cpu().contiguous(),
+               "item_emb": item_all[1:].detach().float().cpu().contiguous(),
+               "pair_user": (users - 1).contiguous(), "pair_item": (items - 1).contiguous(),
+               "neg_emb": neg.contiguous()}
+    metadata = {"format": TEACHER_FORMAT, "user_tokens": json.dumps(user_tokens[1:]),
+                "item_tokens": json.dumps(item_tokens[1:]), "dataset": str(getattr(dataset, "dataset_name", "")),
+                "seed": str(seed), "source": type(model).__name__}
+    with atomic_path(path) as tmp:
+        save_file(tensors, tmp, metadata=metadata)
+    return path
+
+
+@dataclass
+class Teacher:
+    path: str
+    user_emb: torch.Tensor
+    item_emb: torch.Tensor
+    pair_user: torch.Tensor
+    pair_item: torch.Tensor
+    neg_emb: torch.Tensor
+    user_tokens: List[str]
+    item_tokens: List[str]
+    sha256: str
+
+    @property
+    def dim(self) -> int:
+        return int(self.user_emb.shape[1])
+
+    @classmethod
+    def load(cls, path: str) -> "Teacher":
+        from safetensors import safe_open
+
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"{path}: teacher file not found (hnlm_teacher_path). Train the plugin model with the MixGCF sampler "
+                f"and call recbole_hnlm.llm.export_teacher(model, dataset, train_data, path) first")
+        with safe_open(path, framework="pt") as handle:
+            meta = handle.metadata() or {}
+            if meta.get("format") != TEACHER_FORMAT:
+                raise ValueError(f"{path}: format {meta.get('format')!r}, expected {TEACHER_FORMAT!r}")
+            missing = [k for k in _TENSORS if k not in handle.keys()]
+            if missing:
+                raise ValueError(f"{path}: tensors {missing} missing")
+            tensors = {k: handle.get_tensor(k) for k in _TENSORS}
+        teacher = cls(path=path, user_tokens=json.loads(meta["user_tokens"]),
+                      item_tokens=json.loads(meta["item_tokens"]), sha256=file_sha256(path), **tensors)
+        teacher.validate()
+        return teacher
+
+    def validate(self) -> None:
+        p = self.pair_user.shape[0]
+        checks = [
+            (self.user_emb.shape[0] == len(self.user_tokens), "user_emb rows != len(user_tokens)"),
+            (self.item_emb.shape[0] == len(self.item_tokens), "item_emb rows != len(item_tokens)"),
+            (self.pair_item.shape[0] == p and self.neg_emb.shape[0] == p, "pair_user/pair_item/neg_emb lengths"),
+            (self.neg_emb.shape[1] == self.user_emb.shape[1] == self.item_emb.shape[1], "embedding dims differ"),
+            (p == 0 or (0 <= int(self.pair_user.min()) and int(self.pair_user.max()) < len(self.user_tokens)),
+             "pair_user out of range"),
+            (p == 0 or (0 <= int(self.pair_item.min()) and int(self.pair_item.max()) < len(self.item_tokens)),
+             "pair_item out of range"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"{self.path}: {message}")
+
+    def rows_for(self, pairs: Sequence[Tuple[str, str]]) -> Tuple[List[int], List[Optional[Tuple[int, int]]]]:
+        """Teacher (user row, item row) per token pair; None where the teacher lacks the user or the item."""
+        users = {t: r for r, t in enumerate(self.user_tokens)}
+        items = {t: r for r, t in enumerate(self.item_tokens)}
+        out = []
+        for u, i in pairs:
+            out.append((users[u], items[i]) if u in users and i in items else None)
+        return [k for k, r in enumerate(out) if r is not None], out

@@ -1,0 +1,34 @@
+"""Model loading: clear errors for missing paths and for 4-bit on the CPU; offline by default."""
+import os
+
+import pytest
+import torch
+
+from recbole_hnlm.llm.config import LLMConfig
+from recbole_hnlm.llm.models import ModelNotFound, TextEncoder, load_causal_lm, resolve_encoder, resolve_generator
+
+
+def test_missing_model_path_names_the_option(tmp_path):
+    with pytest.raises(ModelNotFound, match="hnlm_generator"):
+        resolve_generator(str(tmp_path / "nope"))
+    with pytest.raises(ModelNotFound, match="hnlm_encoder"):
+        resolve_encoder(str(tmp_path / "nope"))
+    with pytest.raises(ModelNotFound, match="GGUF"):
+        resolve_generator(str(tmp_path / "x.gguf"))
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU error")
+def test_4bit_on_cpu_is_a_clear_error(tiny_llama_dir):
+    with pytest.raises(RuntimeError, match="4-bit.*CUDA"):
+        load_causal_lm(tiny_llama_dir, load_in_4bit=True)
+
+
+def test_mean_pooled_encoder_and_config_validation(tiny_encoder_dir):
+    enc = TextEncoder(tiny_encoder_dir, batch_size=2)
+    out = enc.encode(["Heat", "Fargo Casino", "Heat"])
+    assert out.shape == (3, 24) and torch.allclose(out[0], out[2], atol=1e-5)
+    assert (out[0] - out[1]).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="hnlm_variant"):
+        LLMConfig.from_config({"hnlm_variant": "magic"})
+    assert LLMConfig.from_config({"hnlm_max_pairs": None}).max_pairs == 0

