@@ -4,7 +4,8 @@
 # when its cache is missing. On 2 CPU cores the semantic pipeline writes about 0.3-0.4 negatives per second, so the
 # default main job precomputes a seeded subset of 32 training pairs and trains the other pairs with the random
 # negative (hnlm_missing=random); raise hnlm_max_pairs on a GPU. Extra arguments are passed to run_recbole_hnlm.py
-# and override these, e.g. scripts/main.sh --epochs=5, scripts/main.sh --hnlm_max_pairs=1000.
+# (e.g. scripts/main.sh --show_progress=False); RecBole refuses a key given twice with different values, so to
+# change the settings below run .venv/bin/python run_recbole_hnlm.py with your own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
