@@ -1,0 +1,123 @@
+"""HNLMRec sampler (eq. 6-10): mixing, alignment loss, missing-pair policy, and end-to-end training on a store."""
+import os
+
+import pytest
+import torch
+
+from recbole_hnlm.errors import ConfigError
+from recbole_hnlm.llm.store import write_pair_store
+from recbole_hnlm.quick_start import run_recbole_hnlm
+
+D_LLM = 24
+
+
+def write_store(ml_slice, path, fraction=1.0, seed=0):
+    """A store with one random LLM vector per (user, item) line of the slice's .inter (or a fraction of them)."""
+    data_path, name = ml_slice
+    with open(os.path.join(data_path, name, f"{name}.inter")) as f:
+        next(f)
+        pairs = [line.split("\t")[:2] for line in f]
+    pairs = pairs[: int(len(pairs) * fraction)]
+    emb = torch.randn(len(pairs), D_LLM, generator=torch.Generator().manual_seed(seed))
+    write_pair_store(str(path), [u for u, _ in pairs], [i for _, i in pairs], emb,
+                     {"variant": "semantic", "dataset": name, "dataset_hash": "test"}, dtype=torch.float32)
+    return str(path)
+
+
+def config_for(fast_config, store, **extra):
+    return {**fast_config, "sampler": "HNLMRec", "hnlm_file": store, "hnlm_adapter_hidden": [16],
+            "epochs": 1, **extra}
+
+
+def build(fast_config, store, **extra):
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import init_seed
+
+    from recbole_hnlm.config import Config
+    from recbole_hnlm.model.lightgcn import LightGCN
+
+    config = Config(model="LightGCN", config_dict=config_for(fast_config, store, **extra))
+    init_seed(config["seed"], True)
+    train_data, _, _ = data_preparation(config, create_dataset(config))
+    return LightGCN(config, train_data._dataset), next(iter(train_data))
+
+
+def test_mixing_follows_eq7_and_alignment_is_added(fast_config, ml_slice, tmp_path):
+    store = write_store(ml_slice, tmp_path / "s.safetensors")
+    model, batch = build(fast_config, store, hnlm_lambda=0.3)
+    sampler = model.sampler
+    assert isinstance(sampler.adapter[-1], torch.nn.Linear)  # eq. 6: no activation after the last layer
+    from recbole_hnlm.sampler.base import SamplingContext
+
+    user, pos, neg = batch["user_id"], batch["item_id"], batch["neg_item_id"]
+    emb = model.propagate(with_layers=False)
+    out = sampler(SamplingContext(user=user, pos=pos, neg=neg, emb=emb))
+    x, found = sampler.pairs.lookup(user, pos)
+    assert bool(found.all())
+    expected = 0.3 * sampler.adapter(x) + 0.7 * emb.item[neg]
+    assert torch.allclose(out.pooled[:, 0], expected, atol=1e-6)
+    assert len(out.aux_losses) == 1 and float(out.aux_losses[0].detach()) > 0
+    loss = model.calculate_loss(batch)
+    assert isinstance(loss, tuple) and len(loss) == 2
+    sum(loss).backward()
+    assert sampler.adapter[0].weight.grad is not None and sampler.adapter[0].weight.grad.abs().sum() > 0
+
+
+def test_alignment_loss_matches_eq9(fast_config, ml_slice, tmp_path):
+    store = write_store(ml_slice, tmp_path / "s.safetensors")
+    model, _ = build(fast_config, store)
+    g = torch.Generator().manual_seed(1)
+    u, i, h = (torch.randn(5, 8, generator=g) for _ in range(3))
+    found = torch.tensor([True, True, False, True, True])
+    tau = model.sampler.cl_temperature
+    cos = torch.nn.functional.cosine_similarity
+    pos, negv = torch.exp(cos(u, i) / tau), torch.exp(cos(u, h) / tau)
+    expected = (-torch.log(pos / (pos + negv)))[found].mean()
+    assert torch.allclose(model.sampler.alignment_loss(u, i, h, found), expected, atol=1e-6)
+
+
+def test_missing_pairs_are_an_error_unless_a_fallback_is_named(fast_config, ml_slice, tmp_path):
+    store = write_store(ml_slice, tmp_path / "half.safetensors", fraction=0.5)
+    with pytest.raises(ConfigError, match="hnlm_missing=random"):
+        build(fast_config, store)
+    model, batch = build(fast_config, store, hnlm_missing="random", hnlm_lambda=0.5)
+    from recbole_hnlm.sampler.base import SamplingContext
+
+    user, pos, neg = batch["user_id"], batch["item_id"], batch["neg_item_id"]
+    emb = model.propagate(with_layers=False)
+    out = model.sampler(SamplingContext(user=user, pos=pos, neg=neg, emb=emb))
+    _, found = model.sampler.pairs.lookup(user, pos)
+    assert 0 < int(found.sum()) < len(found)
+    # a pair without an LLM vector gets exactly the random negative: never noise
+    assert torch.equal(out.pooled[~found, 0], emb.item[neg[~found]])
+
+
+def test_frozen_adapter_flag(fast_config, ml_slice, tmp_path):
+    store = write_store(ml_slice, tmp_path / "s.safetensors")
+    model, _ = build(fast_config, store, hnlm_frozen_adapter=True, hnlm_final_relu=True)
+    assert not any(p.requires_grad for p in model.sampler.adapter.parameters())
+    assert isinstance(model.sampler.adapter[-1], torch.nn.ReLU)
+
+
+def test_training_with_llm_negatives_changes_the_loss(fast_config, ml_slice, tmp_path):
+    store = write_store(ml_slice, tmp_path / "s.safetensors")
+    rns = run_recbole_hnlm(model="LightGCN", config_dict={**fast_config, "sampler": "RNS", "epochs": 1})
+    hnlm = run_recbole_hnlm(model="LightGCN", config_dict=config_for(fast_config, store, hnlm_lambda=0.5))
+    assert hnlm["test_result"]["ndcg@20"] > 0
+    model0, batch = build(fast_config, store, hnlm_lambda=0.0, hnlm_cl_weight=0.0)
+    torch.manual_seed(0)
+    base = float(model0.calculate_loss(batch))
+    model1, _ = build(fast_config, store, hnlm_lambda=0.5, hnlm_cl_weight=0.0)
+    torch.manual_seed(0)
+    mixed = float(model1.calculate_loss(batch))
+    assert abs(mixed - base) > 1e-4
+    assert rns["test_result"] != hnlm["test_result"]
+
+
+def test_bad_hnlm_options_are_rejected(fast_config, ml_slice, tmp_path):
+    store = write_store(ml_slice, tmp_path / "s.safetensors")
+    from recbole_hnlm.config import Config
+
+    for key, value in [("hnlm_lambda", 1.5), ("hnlm_missing", "noise"), ("hnlm_cl_temperature", 0.0)]:
+        with pytest.raises(ConfigError, match=key):
+            Config(model="LightGCN", config_dict=config_for(fast_config, store, **{key: value}))
