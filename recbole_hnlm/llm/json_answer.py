@@ -22,25 +22,33 @@ class MalformedAnswer(ValueError):
     """The model's answer holds no usable JSON object with the required keys."""
 
 
+def _scan(text: str, start: int):
+    """Yield ``(pos, char, quote)`` for ``text[start:]``, where ``quote`` is the delimiter of the string still open
+    after ``char`` (``None`` outside strings); backslash escapes inside strings are honoured."""
+    quote, escaped = None, False
+    for pos in range(start, len(text)):
+        char = text[pos]
+        if quote:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == quote:
+                quote = None
+        elif char in "\"'":
+            quote = char
+        yield pos, char, quote
+
+
 def first_json_block(text: str) -> Optional[str]:
     """Return the first balanced ``{...}`` block, honouring quoted strings; None when there is none."""
     start = text.find("{")
     while start != -1:
-        depth, quote, escaped = 0, None, False
-        for pos in range(start, len(text)):
-            char = text[pos]
-            if quote:
-                if escaped:
-                    escaped = False
-                elif char == "\\":
-                    escaped = True
-                elif char == quote:
-                    quote = None
-            elif char in "\"'":
-                quote = char
-            elif char == "{":
+        depth = 0
+        for pos, char, quote in _scan(text, start):
+            if quote is None and char == "{":
                 depth += 1
-            elif char == "}":
+            elif quote is None and char == "}":
                 depth -= 1
                 if depth == 0:
                     return text[start:pos + 1]
@@ -54,19 +62,11 @@ def close_truncated(text: str) -> List[str]:
     start = text.find("{")
     if start == -1:
         return []
-    depth, quote, escaped, commas = 0, None, False, []
-    for pos in range(start, len(text)):
-        char = text[pos]
-        if quote:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == quote:
-                quote = None
-        elif char in "\"'":
-            quote = char
-        elif char in "{[":
+    depth, quote, commas = 0, None, []
+    for pos, char, quote in _scan(text, start):
+        if quote is not None:
+            continue
+        if char in "{[":
             depth += 1
         elif char in "}]":
             depth -= 1
