@@ -11,9 +11,10 @@ import json
 import logging
 import os
 import shutil
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
+from tqdm.auto import tqdm
 
 from .atomic import atomic_path, write_json_atomic
 
@@ -63,6 +64,26 @@ class ChunkedRun:
 
     def pending(self) -> List[int]:
         return [k for k in range(self.num_chunks) if not os.path.exists(self.chunk_path(k))]
+
+    def run_pending(self, compute: Callable[[range], Tuple[torch.Tensor, torch.Tensor, List[Dict]]], desc: str,
+                    progress: bool = True, on_chunk: Optional[Callable[[int], None]] = None) -> None:
+        """Compute and save every missing chunk, with a tqdm bar that starts at the rows already done.
+
+        Args:
+            compute: maps a chunk's row range to ``(rows, emb [n, D], records)`` for :meth:`save_chunk`.
+            on_chunk: called with the chunk index after each chunk is saved (tests use it to simulate a kill).
+        """
+        pending = self.pending()
+        if len(pending) < self.num_chunks:
+            logger.info("%s: resuming, %d/%d chunks already done", self.work_dir, self.num_chunks - len(pending),
+                        self.num_chunks)
+        done = self.num_rows - sum(len(self.chunk_rows(k)) for k in pending)
+        with tqdm(total=self.num_rows, initial=done, desc=desc, unit="pair", disable=not progress) as bar:
+            for k in pending:
+                self.save_chunk(k, *compute(self.chunk_rows(k)))
+                bar.update(len(self.chunk_rows(k)))
+                if on_chunk is not None:
+                    on_chunk(k)
 
     def save_chunk(self, k: int, rows: torch.Tensor, emb: torch.Tensor, records: List[Dict]) -> None:
         """Atomically store chunk ``k``: ``rows`` [n] int64 pair indices that succeeded, ``emb`` [n, D]."""

@@ -7,7 +7,7 @@ Only LoRA, the soft-token MLPs, the soft-token norms and ``MLP_t`` train; the LL
 """
 import logging
 import random
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from tqdm.auto import tqdm

@@ -7,7 +7,6 @@ import os
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
-from tqdm.auto import tqdm
 
 from .atomic import write_text_atomic
 from .chunks import ChunkedRun
@@ -94,16 +93,12 @@ def embed_pairs(cfg: LLMConfig, pairs: List[Tuple[str, str]], store_path: str, e
                 progress: bool = True) -> Dict:
     """One [EOS] embedding per pair, chunked and resumable, merged into ``store_path``."""
     run = ChunkedRun(store_path + ".work", dict(manifest=manifest), len(pairs), cfg.chunk_size)
-    pending = run.pending()
-    bar = tqdm(total=len(pairs), initial=len(pairs) - sum(len(run.chunk_rows(k)) for k in pending),
-               desc="fine-tuned embed", unit="pair", disable=not progress)
-    for k in pending:
-        rows, emb, records = _embed_chunk(run.chunk_rows(k), pairs, encoder, teacher, texts, cfg)
-        run.save_chunk(k, rows, emb.reshape(-1, encoder.hidden), records)
-        bar.update(len(run.chunk_rows(k)))
-        if on_chunk is not None:
-            on_chunk(k)
-    bar.close()
+
+    def compute(rows_range):
+        rows, emb, records = _embed_chunk(rows_range, pairs, encoder, teacher, texts, cfg)
+        return rows, emb.reshape(-1, encoder.hidden), records
+
+    run.run_pending(compute, "fine-tuned embed", progress, on_chunk)
     rows, emb, records = run.merge()
     failures = [r for r in records if not r["ok"]]
     full = dict(manifest, num_failures=len(failures), num_requested=len(pairs))

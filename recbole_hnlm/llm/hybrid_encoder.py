@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .models import end_of_sequence_id
-from .prompts import ChatFormatter, PromptTemplate, quote
+from .prompts import ChatFormatter, PromptTemplate
 
 __all__ = ["HybridPromptEncoder", "info_nce", "HYBRID_TEMPLATE"]
 

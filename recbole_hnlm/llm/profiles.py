@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .dataset_text import DatasetText
 from .generation import Generator
-from .prompts import ChatFormatter, PromptTemplate, quote
+from .prompts import ChatFormatter, PromptTemplate
 
 __all__ = ["ProfileBook", "item_profile_prompt", "user_profile_prompt", "build_profiles"]
 

@@ -9,11 +9,9 @@ malformed answers after retries are failure records (``<store>.texts.jsonl``) an
 import hashlib
 import json
 import logging
-import os
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
-from tqdm.auto import tqdm
 
 from .atomic import write_text_atomic
 from .chunks import ChunkedRun
@@ -121,20 +119,13 @@ def run_semantic_negatives(cfg: LLMConfig, text: DatasetText, pairs: List[Tuple[
     template = PromptTemplate.load(NEGATIVE_TEMPLATE)
     formatter = ChatFormatter(generator.tokenizer)
     run = ChunkedRun(store_path + ".work", dict(manifest=manifest), len(pairs), cfg.chunk_size)
-    pending = run.pending()
-    if len(pending) < run.num_chunks:
-        logger.info("%s: resuming, %d/%d chunks already done", store_path, run.num_chunks - len(pending),
-                    run.num_chunks)
-    bar = tqdm(total=len(pairs), initial=len(pairs) - sum(len(run.chunk_rows(k)) for k in pending),
-               desc="semantic negatives", unit="pair", disable=not progress)
-    for k in pending:
-        rows, emb, records = _chunk_negatives(run.chunk_rows(k), pairs, text, book, generator, encoder, template,
+
+    def compute(rows_range):
+        rows, emb, records = _chunk_negatives(rows_range, pairs, text, book, generator, encoder, template,
                                               formatter, cfg)
-        run.save_chunk(k, rows, emb.reshape(-1, encoder.dim), records)
-        bar.update(len(run.chunk_rows(k)))
-        if on_chunk is not None:
-            on_chunk(k)
-    bar.close()
+        return rows, emb.reshape(-1, encoder.dim), records
+
+    run.run_pending(compute, "semantic negatives", progress, on_chunk)
     rows, emb, records = run.merge()
     failures = sum(not r["ok"] for r in records)
     full = dict(manifest, num_failures=failures, num_requested=len(pairs))

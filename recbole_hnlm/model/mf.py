@@ -3,7 +3,6 @@ r"""MF
 Reference:
     Steffen Rendle et al. "BPR: Bayesian Personalized Ranking from Implicit Feedback." in UAI 2009.
 """
-import torch
 from torch import nn
 
 from recbole_hnlm.model.abstract import SampledRecommender, mean_pool
