@@ -126,7 +126,7 @@ def main():
         def run_cached():
             for k, u in enumerate(embed_users):
                 items = per_user[u]
-                hybrid.encode_user_pairs(titles[u], cf_u[k], [item_text(i) for i in items], cf_i[:len(items)], 64)
+                hybrid.encode_user_pairs(titles[u], cf_u[k], [item_text(i) for i in items], cf_i[:len(items)], LLMConfig().embed_batch_size)
 
         _, s = _timed(run_cached)
         rate = total / s

@@ -52,7 +52,7 @@ def propagation_case(graph, return_layers: bool) -> Dict[str, Callable]:
     ego = torch.randn(graph.num_nodes, D, generator=gen).requires_grad_()
     shape = (graph.num_nodes, K + 1, D) if return_layers else (graph.num_nodes, D)
     upstream = torch.randn(shape, generator=gen)
-    csr, coo = graph.to_sparse_csr(), _coo(graph)
+    coo = _coo(graph)
 
     def chain(adj):
         layers = [ego]

@@ -30,12 +30,15 @@ class Config(RecBoleConfig):
         dataset (str, optional): dataset name; read from the external config when ``None``.
         config_file_list (list of str, optional): yaml files.
         config_dict (dict, optional): parameters.
+        command_line (bool): read ``--key=value`` from ``sys.argv`` as RecBole does; ``False`` builds a config
+            from the arguments alone (e.g. the MixGCF teacher trained inside an HNLMRec run). (default: ``True``)
     """
 
     def compatibility_settings(self):
         install_numpy_aliases()
 
-    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None):
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, command_line=True):
+        self._read_command_line = command_line
         super().__init__(model, dataset, config_file_list, config_dict)
         from recbole_hnlm.utils import check_model_sampler_pair, get_sampler
 
@@ -43,6 +46,9 @@ class Config(RecBoleConfig):
         self.final_config_dict["sampler"] = sampler_class.name
         check_model_sampler_pair(self.model_class, sampler_class)
         sampler_class.check_config(self)
+
+    def _load_cmd_line(self):
+        return super()._load_cmd_line() if self._read_command_line else {}
 
     def _get_model_and_dataset(self, model, dataset):
         from recbole_hnlm.utils import get_model

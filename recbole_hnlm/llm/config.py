@@ -13,7 +13,7 @@ __all__ = ["LLMConfig"]
 class LLMConfig:
     variant: str = field(default="semantic", metadata={"help": "semantic (paper §3.1) | finetuned (§4.2-4.3)"})
     store_path: Optional[str] = field(default=None, metadata={
-        "help": "side-car file; default <data_path>/<ds>/<ds>.hnlm-<variant>.safetensors"})
+        "help": "side-car file; default <dir>/<ds>.hnlm-<variant>.safetensors"})
     generator: str = field(default="smollm2", metadata={"help": "causal LM: smollm2 | local folder | .gguf file"})
     encoder: str = field(default="minilm", metadata={"help": "text encoder (eq. 5): minilm | local folder"})
     dtype: str = field(default="float32", metadata={"help": "LLM compute dtype: float32 | bfloat16 | float16"})
@@ -40,9 +40,13 @@ class LLMConfig:
     profile_words: int = field(default=30, metadata={"help": "item-profile words inside user/negative prompts"})
     # finetuned variant
     teacher_path: Optional[str] = field(default=None, metadata={
-        "help": "teacher file from export_teacher (default <data_path>/<ds>/<ds>.hnlm-teacher.safetensors)"})
+        "help": "teacher file from export_teacher (default <dir>/<ds>.hnlm-teacher.safetensors)"})
+    teacher_model: str = field(default="LightGCN", metadata={
+        "help": "backbone of the MixGCF teacher trained when the teacher file is missing (variant finetuned)"})
+    teacher_epochs: int = field(default=30, metadata={
+        "help": "training epochs of that teacher (fixed; it never sees validation data)"})
     adapter_path: Optional[str] = field(default=None, metadata={
-        "help": "fine-tuned adapter folder (default <data_path>/<ds>/<ds>.hnlm-adapter/)"})
+        "help": "fine-tuned adapter folder (default <dir>/<ds>.hnlm-adapter/)"})
     ft_epochs: int = field(default=1, metadata={"help": "fine-tuning epochs"})
     ft_max_train_pairs: int = field(default=512, metadata={"help": "0 = all teacher pairs; N = seeded subset"})
     ft_batch_size: int = field(default=16, metadata={"help": "pairs per fine-tuning step (in-batch negatives)"})
@@ -58,7 +62,8 @@ class LLMConfig:
     ft_user_text: str = field(default="history", metadata={
         "help": "user text in the hybrid prompt: history (recent training titles; CPU default) | profile (eq. 3, "
                 "generated first: hours on CPU, the paper's choice on a GPU)"})
-    embed_batch_size: int = field(default=64, metadata={"help": "pairs per forward in the fine-tuned embed path"})
+    embed_batch_size: int = field(default=256, metadata={
+        "help": "suffixes packed behind one user prefix per forward (fine-tuned embed)"})
 
     @classmethod
     def from_config(cls, config=None, **overrides) -> "LLMConfig":
@@ -81,7 +86,7 @@ class LLMConfig:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"hnlm_{name}={getattr(self, name)!r}: expected one of {allowed}")
         for name in ("chunk_size", "negatives_per_pair", "gen_batch_size", "max_new_tokens", "ft_batch_size",
-                     "embed_batch_size", "ft_soft_tokens"):
+                     "embed_batch_size", "ft_soft_tokens", "teacher_epochs"):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"hnlm_{name} must be positive, got {getattr(self, name)}")
         if self.ft_tau <= 0:

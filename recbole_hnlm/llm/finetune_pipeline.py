@@ -13,6 +13,7 @@ from .chunks import ChunkedRun
 from .config import LLMConfig
 from .dataset_text import DatasetText
 from .hybrid_encoder import HYBRID_TEMPLATE, HybridPromptEncoder, folder_hash, read_settings
+from .paths import artifact_dir
 from .prompts import PromptTemplate
 from .semantic import pairs_sha256
 from .store import write_pair_store
@@ -24,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 
 def default_adapter_path(data_path: str, dataset: str) -> str:
-    return os.path.join(data_path, dataset, f"{dataset}.hnlm-adapter")
+    return os.path.join(artifact_dir(data_path, dataset), f"{dataset}.hnlm-adapter")
 
 
 def adapter_identity(cfg: LLMConfig, teacher: Teacher, generator_name: str) -> Dict:

@@ -8,8 +8,8 @@ Query prompt (template ``hybrid_query.v2``, ``format: raw`` like the authors' in
 ``<soft_u> = MLP_u(e_u)`` and ``<soft_i> = MLP_i(e_i)`` map the pre-trained CF embeddings into the LLM's token
 embedding space (``ft_soft_tokens`` vectors each; fed through ``inputs_embeds``, never written as numbers). The
 query embedding is the last-layer hidden state at the appended [EOS], for training and inference alike. Training
-runs each full sequence; inference runs the per-user prefix once and reuses its KV cache for the user's pairs
-(identical numbers, checked by the tests). LoRA (peft) adapts the attention projections; the positive target is the
+runs each full sequence; inference runs the per-user prefix once and packs the user's suffixes behind its KV
+cache under a block mask (identical numbers, checked by the tests). LoRA (peft) adapts the attention projections; the positive target is the
 MixGCF hard negative mapped by a trainable ``MLP_t`` into the same space (InfoNCE, eq. 12 reconstructed).
 """
 import hashlib
@@ -144,30 +144,34 @@ class HybridPromptEncoder(nn.Module):
 
     def encode_user_pairs(self, user_text: str, user_cf: torch.Tensor, item_texts: Sequence[str],
                           item_cf: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-        """Inference path for one user's pairs: the prefix runs once (KV cache), the suffixes in batches of
-        ``batch_size`` reuse it -> ``[len(item_texts), H]``."""
-        from transformers import DynamicCache
+        """Inference path for one user's pairs -> ``[len(item_texts), H]``.
 
+        The prefix runs once; up to ``batch_size`` suffixes are then packed into *one* sequence behind it, with a
+        block mask (each suffix sees the prefix and its own earlier tokens) and positions restarting at the prefix
+        length for every suffix. That is exactly the attention pattern of separate prompts, without copying the
+        prefix KV cache per suffix (copying it cost more than the suffix forward on CPU). The cache is cropped
+        back to the prefix between packs.
+        """
         prefix = self.prefix_embeds(user_text, self._soft(self.user_proj, user_cf.view(1, -1))[0])
-        legacy = self.body(inputs_embeds=prefix[None], use_cache=True).past_key_values.to_legacy_cache()
+        cache = self.body(inputs_embeds=prefix[None], use_cache=True).past_key_values
         plen = prefix.shape[0]
         soft_i = self._soft(self.item_proj, item_cf)
         outputs = []
         for start in range(0, len(item_texts), batch_size):
             rows = [self.suffix_embeds(t, soft_i[start + k]) for k, t in enumerate(item_texts[start:start + batch_size])]
-            batch = len(rows)
             lengths = torch.tensor([r.shape[0] for r in rows], device=self.device)
-            width = int(lengths.max())
-            embeds = torch.stack([F.pad(r, (0, 0, 0, width - r.shape[0])) for r in rows])
-            cache = DynamicCache.from_legacy_cache(tuple(
-                (k.expand(batch, -1, -1, -1).contiguous(), v.expand(batch, -1, -1, -1).contiguous())
-                for k, v in legacy))
-            mask = torch.cat([torch.ones(batch, plen, dtype=torch.long, device=self.device),
-                              (torch.arange(width, device=self.device)[None] < lengths[:, None]).long()], dim=1)
-            positions = (plen + torch.arange(width, device=self.device))[None].expand(batch, -1)
-            hidden = self.body(inputs_embeds=embeds, attention_mask=mask, past_key_values=cache,
-                               position_ids=positions, use_cache=True).last_hidden_state
-            outputs.append(hidden[torch.arange(batch, device=self.device), lengths - 1].float())
+            segment = torch.repeat_interleave(torch.arange(len(rows), device=self.device), lengths)
+            offset = torch.arange(int(lengths.sum()), device=self.device) - (torch.cumsum(lengths, 0) - lengths)[segment]
+            own = (segment[:, None] == segment[None, :]) & (offset[None, :] <= offset[:, None])
+            visible = torch.cat([torch.ones(own.shape[0], plen, dtype=torch.bool, device=self.device), own], dim=1)
+            dtype = prefix.dtype
+            mask = torch.zeros(visible.shape, dtype=dtype, device=self.device).masked_fill_(
+                ~visible, torch.finfo(dtype).min)
+            hidden = self.body(inputs_embeds=torch.cat(rows)[None], attention_mask=mask[None, None],
+                               past_key_values=cache, position_ids=(plen + offset)[None],
+                               use_cache=True).last_hidden_state[0]
+            cache.crop(plen)
+            outputs.append(hidden[torch.cumsum(lengths, 0) - 1].float())
         return torch.cat(outputs)
 
     def targets(self, cf: torch.Tensor) -> torch.Tensor:

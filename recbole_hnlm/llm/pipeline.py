@@ -11,20 +11,30 @@ import torch
 
 from .config import LLMConfig
 from .dataset_text import DatasetText
+from .paths import artifact_dir
 from .store import PairEmbeddingStore, StoreError, default_store_path, manifest_mismatch
 
 __all__ = ["ensure_negatives", "run_profiles", "run_negatives", "profiles_path", "store_path_for",
-           "load_dataset_text"]
+           "load_dataset_text", "teacher_path_for"]
 
 logger = logging.getLogger(__name__)
 
 
 def profiles_path(data_path: str, dataset: str) -> str:
-    return os.path.join(data_path, dataset, f"{dataset}.hnlm-profiles.jsonl")
+    return os.path.join(artifact_dir(data_path, dataset), f"{dataset}.hnlm-profiles.jsonl")
 
 
 def store_path_for(cfg: LLMConfig, data_path: str, dataset: str) -> str:
     return cfg.store_path or default_store_path(data_path, dataset, cfg.variant)
+
+
+def teacher_path_for(config) -> str:
+    """Teacher file of a RecBole run: ``hnlm_teacher_path`` or the default in the dataset's artifact folder."""
+    from .teacher import default_teacher_path
+
+    cfg = LLMConfig.from_config(config)
+    dataset = config["dataset"]
+    return cfg.teacher_path or default_teacher_path(_root_data_path(config, dataset), dataset)
 
 
 def _id_fields(config) -> Tuple[str, str]:

@@ -2,13 +2,16 @@
 
 File layout (``docs/llm.md`` §File format)::
 
-    <data_path>/<ds>/<ds>.hnlm-<variant>.safetensors
+    <dir>/<ds>.hnlm-<variant>.safetensors
         emb   float16|float32 [P, D]   one row per pair
         user  int64 [P]                original RecBole user token (only when every token is integer-like)
         item  int64 [P]                original RecBole item token (idem)
         __metadata__ = {"format": FORMAT, "manifest": <JSON manifest>}
     <ds>.hnlm-<variant>.safetensors.manifest.json   the same manifest, human readable
     <ds>.hnlm-<variant>.safetensors.keys.tsv        "user<TAB>item" per row, when tokens are not integer-like
+
+``<dir>`` is :func:`recbole_hnlm.llm.paths.artifact_dir`: next to the atomic files, or ``./saved/hnlm/<ds>/`` when
+those sit inside an installed package (RecBole's bundled ml-100k) or a read-only folder.
 
 Tokens are the *original* tokens of the atomic files, so the store survives RecBole's filtering and id remapping;
 :meth:`PairEmbeddingStore.align` maps them to internal ids of a concrete RecBole ``Dataset``.
@@ -24,6 +27,7 @@ import torch
 from torch import nn
 
 from .atomic import atomic_path, write_json_atomic, write_text_atomic
+from .paths import artifact_dir
 
 __all__ = [
     "FORMAT", "IDENTITY_FIELDS", "StoreError", "default_store_path", "file_sha256", "write_pair_store",
@@ -45,7 +49,7 @@ class StoreError(ValueError):
 
 
 def default_store_path(data_path: str, dataset: str, variant: str) -> str:
-    return os.path.join(data_path, dataset, f"{dataset}.hnlm-{variant}.safetensors")
+    return os.path.join(artifact_dir(data_path, dataset), f"{dataset}.hnlm-{variant}.safetensors")
 
 
 def file_sha256(path: str) -> str:

@@ -1,6 +1,6 @@
 """Teacher file for HNLMRec fine-tuning (§4.2, algorithms.md §10.13): CF embeddings and MixGCF hard negatives.
 
-``<data_path>/<ds>/<ds>.hnlm-teacher.safetensors``::
+``<dir>/<ds>.hnlm-teacher.safetensors``::
 
     user_emb  float32 [U, d]   pooled CF embedding per user   (row r <-> user_tokens[r])
     item_emb  float32 [I, d]   pooled CF embedding per item   (row r <-> item_tokens[r])
@@ -19,6 +19,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 
 from .atomic import atomic_path
+from .paths import artifact_dir
 from .store import file_sha256
 
 __all__ = ["TEACHER_FORMAT", "Teacher", "export_teacher", "default_teacher_path"]
@@ -28,7 +29,7 @@ _TENSORS = ("user_emb", "item_emb", "pair_user", "pair_item", "neg_emb")
 
 
 def default_teacher_path(data_path: str, dataset: str) -> str:
-    return os.path.join(data_path, dataset, f"{dataset}.hnlm-teacher.safetensors")
+    return os.path.join(artifact_dir(data_path, dataset), f"{dataset}.hnlm-teacher.safetensors")
 
 
 def _train_ids(dataset, train_data_pairs) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -107,8 +108,9 @@ class Teacher:
 
         if not os.path.exists(path):
             raise FileNotFoundError(
-                f"{path}: teacher file not found (hnlm_teacher_path). Train the plugin model with the MixGCF sampler "
-                f"and call recbole_hnlm.llm.export_teacher(model, dataset, train_data, path) first")
+                f"{path}: teacher file not found (hnlm_teacher_path). `python -m recbole_hnlm.llm teacher --dataset "
+                f"<name>` trains it (the run script does so itself with --hnlm_variant=finetuned), or call "
+                f"recbole_hnlm.llm.export_teacher(model, dataset, train_data, path) after your own MixGCF run")
         with safe_open(path, framework="pt") as handle:
             meta = handle.metadata() or {}
             if meta.get("format") != TEACHER_FORMAT:

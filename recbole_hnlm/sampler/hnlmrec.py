@@ -8,6 +8,7 @@ Reference code:
     (algorithms.md §6.2) the paper is implemented and the code's choices are flags.
 """
 import logging
+import os
 
 import torch
 import torch.nn.functional as F
@@ -98,11 +99,22 @@ class HNLMRec(NegativeSampler):
 
     @classmethod
     def prepare(cls, config, dataset, train_data):
-        """Build the LLM negatives when they are missing (semantic pipeline by default) and set ``hnlm_file``."""
+        """Build the LLM negatives when they are missing (semantic pipeline by default) and set ``hnlm_file``.
+
+        The fine-tuned variant first trains its MixGCF teacher on this run's training split when the teacher file
+        is missing (``recbole_hnlm.llm.teacher_training``).
+        """
         if config["hnlm_file"]:
             return
         from recbole_hnlm.llm import ensure_negatives
+        from recbole_hnlm.llm.pipeline import teacher_path_for
 
+        if config["hnlm_variant"] == "finetuned":
+            path = teacher_path_for(config)
+            if not os.path.exists(path):
+                from recbole_hnlm.llm.teacher_training import train_teacher
+
+                train_teacher(config, train_data, path)
         config["hnlm_file"] = ensure_negatives(config, train_data._dataset)
 
     def check_training_coverage(self, dataset):

@@ -89,8 +89,11 @@ def test_kv_cache_inference_equals_training_forward(tiny_llama_dir):
     with torch.no_grad():
         full = enc.encode_full(["liked: Fargo; Heat"] * 3, items, user_cf.expand(3, -1), item_cf)
         cached = enc.encode_user_pairs("liked: Fargo; Heat", user_cf, items, item_cf)
+        # packs of two: the second pack must see the prefix only (cache cropped back after the first)
+        packed_by_two = enc.encode_user_pairs("liked: Fargo; Heat", user_cf, items, item_cf, batch_size=2)
     assert full.shape == (3, 32)
     torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(packed_by_two, full, atol=1e-5, rtol=1e-4)
     assert (full[0] - full[1]).abs().max() > 1e-4  # different items -> different embeddings
 
 

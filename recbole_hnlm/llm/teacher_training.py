@@ -1,0 +1,70 @@
+"""Train the MixGCF teacher of HNLMRec's fine-tuned variant when its file is missing (paper §4.2).
+
+The fine-tuned variant needs pre-trained CF embeddings and MixGCF hard negatives (``teacher.py``). Inside a run
+(``--sampler=HNLMRec --hnlm_variant=finetuned``) the teacher is trained here on the run's own training split:
+backbone ``hnlm_teacher_model`` with the MixGCF sampler, for a fixed ``hnlm_teacher_epochs`` and no validation
+data (so no split other than training is ever seen), then exported with :func:`export_teacher`. The RNG state is
+restored afterwards (Python, NumPy, torch and the dataloader's shuffling generator), so the HNLMRec run itself is the same whether the teacher was trained now or found on disk.
+"""
+import logging
+import random
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .teacher import export_teacher
+
+__all__ = ["train_teacher", "teacher_config"]
+
+logger = logging.getLogger(__name__)
+
+# Keys of the run that must not leak into the teacher's config: its own model/sampler choice and the run's
+# training length (the teacher has hnlm_teacher_epochs).
+_RUN_ONLY_KEYS = ("model", "sampler", "epochs", "stopping_step", "checkpoint_dir")
+
+
+def teacher_config(config, model: str, epochs: int):
+    """The teacher's plugin Config: the run's external settings (dataset, split, seed, device...), the teacher's
+    backbone and the MixGCF sampler with its yaml defaults. The command line is not re-read."""
+    from recbole_hnlm.config import Config
+
+    external = {k: v for k, v in config.external_config_dict.items()
+                if k not in _RUN_ONLY_KEYS and not k.startswith("hnlm_")}
+    external.update(sampler="MixGCF", epochs=int(epochs), show_progress=config["show_progress"])
+    return Config(model=model, dataset=config["dataset"], config_dict=external, command_line=False)
+
+
+def train_teacher(config, train_data, path: str, model: Optional[str] = None, epochs: Optional[int] = None) -> str:
+    """Train ``model`` + MixGCF on ``train_data`` and write the teacher file to ``path``. Returns ``path``.
+
+    Args:
+        config: the HNLMRec run's Config (read for ``hnlm_teacher_model`` / ``hnlm_teacher_epochs``, the dataset
+            settings and the seed).
+        train_data: the run's training dataloader (the same split the HNLMRec model trains on).
+        path: output teacher file (written atomically).
+    """
+    from recbole_hnlm.utils import get_model, get_trainer
+
+    model = model or config["hnlm_teacher_model"] or "LightGCN"
+    epochs = int(epochs if epochs is not None else config["hnlm_teacher_epochs"] or 30)
+    loader_generator = getattr(train_data, "generator", None)  # RecBole's shuffling generator
+    states = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+              loader_generator.get_state() if loader_generator is not None else None)
+    try:
+        t_config = teacher_config(config, model, epochs)
+        torch.manual_seed(t_config["seed"])
+        dataset = train_data._dataset
+        net = get_model(model)(t_config, dataset).to(t_config["device"])
+        logger.info("HNLMRec teacher: training %s + MixGCF for %d epochs -> %s", model, epochs, path)
+        trainer = get_trainer(t_config["MODEL_TYPE"], model)(t_config, net)
+        trainer.fit(train_data, valid_data=None, saved=False, show_progress=t_config["show_progress"])
+        net.eval()
+        export_teacher(net, dataset, dataset, path, seed=t_config["seed"])
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+        if loader_generator is not None:
+            loader_generator.set_state(states[3])
+    return path

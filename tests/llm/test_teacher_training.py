@@ -1,0 +1,126 @@
+"""MixGCF teacher trained inside an HNLMRec fine-tuned run, and where LLM artifacts go by default."""
+import os
+import sys
+
+import pytest
+import recbole
+import torch
+from recbole.data import create_dataset, data_preparation
+
+from recbole_hnlm.config import Config
+from recbole_hnlm.llm.paths import artifact_dir
+from recbole_hnlm.llm.pipeline import teacher_path_for
+from recbole_hnlm.llm.teacher import Teacher
+from recbole_hnlm.llm.teacher_training import teacher_config, train_teacher
+
+
+def test_artifact_dir_next_to_atomic_files_when_writable(tmp_path):
+    (tmp_path / "toys").mkdir()
+    assert artifact_dir(str(tmp_path), "toys") == str(tmp_path / "toys")
+    assert artifact_dir(str(tmp_path), "not-yet-created") == str(tmp_path / "not-yet-created")
+
+
+def test_artifact_dir_avoids_installed_packages(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bundled = os.path.join(os.path.dirname(recbole.__file__), "dataset_example")
+    assert artifact_dir(bundled, "ml-100k") == str(tmp_path / "saved" / "hnlm" / "ml-100k")
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root can write read-only folders")
+def test_artifact_dir_avoids_read_only_folders(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    (data / "toys").mkdir(parents=True)
+    os.chmod(data / "toys", 0o555)
+    monkeypatch.chdir(tmp_path)
+    try:
+        assert artifact_dir(str(data), "toys") == str(tmp_path / "saved" / "hnlm" / "toys")
+    finally:
+        os.chmod(data / "toys", 0o755)
+
+
+@pytest.fixture
+def hnlm_finetuned_config(fast_config, tmp_path):
+    settings = dict(fast_config, sampler="HNLMRec", hnlm_variant="finetuned",
+                    hnlm_teacher_path=str(tmp_path / "teacher.safetensors"))
+    return Config(model="MF", dataset=fast_config["dataset"], config_dict=settings, command_line=False)
+
+
+def test_config_without_command_line_ignores_argv(fast_config, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["run_recbole_hnlm.py", "--epochs=7", "--sampler=DNS"])
+    assert Config(model="MF", dataset=fast_config["dataset"], config_dict=fast_config)["epochs"] == 7
+    config = Config(model="MF", dataset=fast_config["dataset"], config_dict=fast_config, command_line=False)
+    assert config["epochs"] == fast_config["epochs"] and config["sampler"] == "RNS"
+
+
+def test_teacher_config_keeps_dataset_settings_and_takes_mixgcf(hnlm_finetuned_config, fast_config):
+    t_config = teacher_config(hnlm_finetuned_config, "LightGCN", epochs=3)
+    assert t_config["model"] == "LightGCN" and t_config["sampler"] == "MixGCF" and t_config["epochs"] == 3
+    assert t_config["mixgcf_candidates"] == 64  # the MixGCF yaml was layered in
+    assert t_config["data_path"] == hnlm_finetuned_config["data_path"]
+    assert t_config["seed"] == hnlm_finetuned_config["seed"]
+    assert not any(key.startswith("hnlm_") for key in t_config.external_config_dict)
+
+
+def test_train_teacher_writes_the_training_split_and_restores_rng(hnlm_finetuned_config):
+    config = hnlm_finetuned_config
+    dataset = create_dataset(config)
+    train_data, _, _ = data_preparation(config, dataset)
+    path = teacher_path_for(config)
+    assert path == config["hnlm_teacher_path"] and not os.path.exists(path)
+
+    torch.manual_seed(123)
+    expected_next = torch.rand(4)
+    shuffle_state = train_data.generator.get_state()
+    torch.manual_seed(123)
+    train_teacher(config, train_data, path, epochs=1)
+    assert torch.equal(torch.rand(4), expected_next)  # the HNLMRec run is unchanged by training its teacher
+    assert torch.equal(train_data.generator.get_state(), shuffle_state)
+
+    teacher = Teacher.load(path)
+    feat = train_data._dataset.inter_feat
+    assert teacher.pair_user.numel() == len(feat) and teacher.dim == config["embedding_size"]
+    assert torch.equal(teacher.pair_user + 1, feat[dataset.uid_field].long())
+    assert torch.equal(teacher.pair_item + 1, feat[dataset.iid_field].long())
+    # the hard negative is a MixGCF mixture, not a copy of the positive item's embedding
+    positives = teacher.item_emb[teacher.pair_item]
+    assert not torch.allclose(teacher.neg_emb, positives)
+    assert torch.isfinite(teacher.neg_emb).all() and teacher.neg_emb.std() > 0
+
+
+def test_finetuned_run_trains_teacher_then_embeds_every_training_pair(fast_config, tiny_llama_dir, tmp_path):
+    """The run script's path for ``--hnlm_variant=finetuned`` with nothing on disk: teacher -> LoRA -> store."""
+    from recbole_hnlm.llm.store import PairEmbeddingStore
+    from recbole_hnlm.quick_start import run_recbole_hnlm
+
+    settings = dict(fast_config, sampler="HNLMRec", hnlm_variant="finetuned", hnlm_generator=tiny_llama_dir,
+                    hnlm_teacher_epochs=1, hnlm_ft_max_train_pairs=32, hnlm_ft_batch_size=8, epochs=1)
+    result = run_recbole_hnlm(model="MF", dataset=fast_config["dataset"], config_dict=settings, saved=False)
+    folder = os.path.join(fast_config["data_path"], fast_config["dataset"])
+    teacher = Teacher.load(os.path.join(folder, f"{fast_config['dataset']}.hnlm-teacher.safetensors"))
+    store = PairEmbeddingStore.open(os.path.join(folder, f"{fast_config['dataset']}.hnlm-finetuned.safetensors"))
+    assert store.manifest["variant"] == "finetuned" and store.manifest["teacher_hash"] == teacher.sha256
+    assert store.num_pairs == teacher.pair_user.numel()  # every training pair has its negative
+    assert 0 <= result["test_result"]["ndcg@20"] <= 1
+
+
+def test_cli_split_is_the_run_split_and_teacher_stage_writes_the_file(fast_config, tmp_path):
+    from recbole.utils import init_seed
+
+    from recbole_hnlm.llm.__main__ import main, recbole_split
+    from recbole_hnlm.llm.recbole_pairs import train_pairs_from_dataset
+
+    data_path, name = fast_config["data_path"], fast_config["dataset"]
+    train, _ = recbole_split(name, data_path, None, "LightGCN", {"load_col": fast_config["load_col"]})
+    run_config = Config(model="LightGCN", dataset=name, command_line=False, config_dict=dict(
+        data_path=data_path, load_col=fast_config["load_col"], sampler="HNLMRec"))
+    init_seed(run_config["seed"], run_config["reproducibility"])
+    torch.rand(5)  # RNG use between seeding and the split must not matter: the CLI re-seeds like the run does
+    init_seed(run_config["seed"], run_config["reproducibility"])
+    run_train, _, _ = data_preparation(run_config, create_dataset(run_config))
+    assert train_pairs_from_dataset(train) == train_pairs_from_dataset(run_train)
+
+    teacher_file = tmp_path / "cli-teacher.safetensors"
+    assert main(["teacher", "--dataset", name, "--data_path", data_path, "--quiet", "--hnlm_teacher_epochs=1",
+                 "--hnlm_teacher_model=MF", f"--hnlm_teacher_path={teacher_file}",
+                 f"--load_col={fast_config['load_col']}"]) == 0
+    assert Teacher.load(str(teacher_file)).pair_user.numel() == len(run_train._dataset.inter_feat)
