@@ -39,6 +39,11 @@ def check_dataset_files(config):
         )
 
 
+def split_seed(config) -> int:
+    """Seed of the train/valid/test split: ``split_seed`` when set, else the run's ``seed`` (RecBole's behaviour)."""
+    return int(config["seed"] if config["split_seed"] is None else config["split_seed"])
+
+
 def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True):
     """Train and test ``model`` on ``dataset`` with the configured ``sampler``.
 
@@ -60,6 +65,7 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
     logger.info(config)
     check_dataset_files(config)
 
+    init_seed(split_seed(config), config["reproducibility"])
     dataset = create_dataset(config)
     logger.info(dataset)
     train_data, valid_data, test_data = data_preparation(config, dataset)

@@ -12,8 +12,10 @@ before the model; ``init_seed`` again before the model), with two differences:
   (:func:`recbole_hnlm.benchmark.analysis.subsample_per_user`); validation, test and the evaluation mask stay those of
   the full split, so every ratio is scored on the same held-out items.
 
-RecBole's ``Config`` reads ``sys.argv``; the harness builds it with an empty command line so that its own arguments
-never leak into a cell (every setting arrives through the config dict).
+RecBole's ``Config`` reads ``sys.argv``; the harness builds it with ``command_line=False`` so that its own arguments
+never leak into a cell (every setting arrives through the config dict). ``split_seed`` (default: the cell's seed)
+seeds the split alone: with ``--split_seed=2020`` every seed trains on one split (and HNLMRec's LLM artifacts,
+which depend on the training pairs, are computed once), and seeds vary initialisation and sampling only.
 """
 import contextlib
 import hashlib
@@ -21,7 +23,6 @@ import logging
 import os
 import platform
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -60,23 +61,12 @@ class Cell:
         return key
 
 
-@contextlib.contextmanager
-def clean_argv():
-    """Hide the harness's command line from RecBole's ``Config`` (which parses ``sys.argv``)."""
-    saved = sys.argv
-    sys.argv = [saved[0] if saved else "recbole-hnlm-benchmark"]
-    try:
-        yield
-    finally:
-        sys.argv = saved
-
-
 def make_config(model, dataset, config_dict, config_file_list=None):
     """The plugin's ``Config`` for one cell, built from ``config_dict`` only (no command line)."""
     from recbole_hnlm.config import Config
 
-    with clean_argv():
-        return Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    return Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict,
+                  command_line=False)
 
 
 @contextlib.contextmanager
@@ -252,7 +242,7 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
     from recbole.utils import init_seed
 
     from recbole_hnlm.benchmark import analysis as A
-    from recbole_hnlm.quick_start import check_dataset_files
+    from recbole_hnlm.quick_start import check_dataset_files, split_seed
     from recbole_hnlm.utils import get_model, get_sampler, get_trainer
 
     start = time.perf_counter()
@@ -266,7 +256,7 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
         logger = logging.getLogger()
         logger.info(f"benchmark cell {cell.key}")
         logger.info(config)
-        init_seed(config["seed"], config["reproducibility"])
+        init_seed(split_seed(config), config["reproducibility"])
         check_dataset_files(config)
         data = create_dataset(config)
         logger.info(data)
@@ -343,7 +333,8 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
         "split": {"n_users": int(n_users), "n_items": int(n_items), "n_train": int(len(full_train_pairs[0])),
                   "n_train_used": int(len(train_users)), "n_valid": int(len(valid_pairs[0])),
                   "n_test": int(len(test_pairs[0])),
-                  "fingerprint": split_fingerprint(full_train, valid_data._dataset, test_data._dataset)},
+                  "fingerprint": split_fingerprint(full_train, valid_data._dataset, test_data._dataset),
+                  "split_seed": split_seed(config)},
         "analysis": result_analysis,
         "checkpoint": os.path.relpath(trainer.saved_model_file, out_dir) if saved else None,
         "environment": environment(),

@@ -285,3 +285,16 @@ def test_probe_leaves_the_random_stream_unchanged():
     with preserved_rng():
         torch.rand(100)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_split_seed_fixes_the_split_across_training_seeds(ml_slice, tmp_path):
+    data_path, dataset = ml_slice
+    settings = {"data_path": data_path, "epochs": 1, "train_batch_size": 1024, "use_gpu": False}
+    fixed = [run_cell(Cell("MF", "RNS", seed), dataset, str(tmp_path / f"fixed{seed}"), saved=False,
+                      config_dict=dict(settings, split_seed=2020)) for seed in (2021, 2022)]
+    free = run_cell(Cell("MF", "RNS", 2021), dataset, str(tmp_path / "free"), saved=False, config_dict=settings)
+    assert fixed[0]["split"]["fingerprint"] == fixed[1]["split"]["fingerprint"]
+    assert fixed[0]["split"]["split_seed"] == 2020 and free["split"]["split_seed"] == 2021
+    assert free["split"]["fingerprint"] != fixed[0]["split"]["fingerprint"]
+    # the training seed still matters: different initialisation, different scores
+    assert fixed[0]["best_valid_result"] != fixed[1]["best_valid_result"]
