@@ -1,0 +1,236 @@
+// CUDA kernels of the propagation ops (schemas in csrc/module.cpp; CPU twin csrc/cpu/propagation_cpu.cpp;
+// reference recbole_hnlm/ops/reference.py). One SpMM kernel serves all four ops:
+//
+//   out[r, :] (+)= sum_{e in row r} val[e] * x[col[e], :]
+//
+// Scheduling copes with power-law degrees by splitting *edges*, not rows: warp w owns the edge range
+// [w*E, (w+1)*E) (E = kEdgesPerWarp) whatever rows it crosses, finds its first row by binary search on rowptr,
+// and walks the rows of its range. A row that lies wholly inside the range is stored; a row cut by a range
+// boundary (a hub item spans hundreds of warps) is added with atomics into the zero-initialised output. So a hub of
+// degree 1,700 costs ~27 warps of equal work instead of one warp doing 1,700 serial gathers.
+//
+// Lanes hold VEC consecutive features each (float4 / float2 loads when aligned); 32*VEC features per pass, more
+// passes for wider rows. Accumulation is in the op-math type (float for half/bfloat16, double for double).
+//
+// The layer ops compose this kernel with ATen element-wise ops, exactly as the CPU kernels compose their sweep:
+//   lightgcn_mean     sum = E0; E_k = A E_{k-1} (rounded to the feature dtype, as on the CPU); mean = sum/(K+1)
+//   lightgcn_layers   stack[:, k] = A stack[:, k-1], written in place (strided)
+//   ..._backward      Horner: h_K = g_K, h_k = g_k + A h_{k+1} (A_hat symmetric), result h_0
+// Nothing but the graph is saved for backward (autograd lives in recbole_hnlm/ops/propagation.py).
+
+#include "utils.cuh"
+
+namespace {
+
+using namespace hnlm_cuda;
+
+constexpr int64_t kEdgesPerWarp = 64;
+
+template <typename index_t>
+__device__ __forceinline__ int64_t first_row_containing(const index_t* __restrict__ rowptr, int64_t n_rows,
+                                                        int64_t edge) {
+  // largest r with rowptr[r] <= edge (then rowptr[r + 1] > edge because rowptr is non-decreasing)
+  int64_t lo = 0, hi = n_rows;  // answer in [0, n_rows - 1]
+  while (lo < hi) {
+    const int64_t mid = (lo + hi + 1) / 2;
+    if (static_cast<int64_t>(rowptr[mid]) <= edge) lo = mid; else hi = mid - 1;
+  }
+  return lo;
+}
+
+template <typename scalar_t, typename acc_t, typename index_t, int VEC>
+__global__ void __launch_bounds__(kBlock) spmm_edge_split_kernel(
+    const index_t* __restrict__ rowptr, const index_t* __restrict__ col, const acc_t* __restrict__ val,
+    const scalar_t* __restrict__ x, int64_t x_stride, acc_t* __restrict__ out, int64_t out_stride, int64_t n_rows,
+    int64_t nnz, int64_t d) {
+  const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  const int64_t e0 = warp * kEdgesPerWarp;
+  if (e0 >= nnz) return;
+  const int64_t e1 = min(nnz, e0 + kEdgesPerWarp);
+  const int64_t row0 = first_row_containing(rowptr, n_rows, e0);
+
+  const int64_t passes = ceil_div(d, kWarp * VEC);  // 1 for d = 64 (float2) or d = 128 (float4)
+  for (int64_t pass = 0; pass < passes; ++pass) {
+    // every lane runs every pass (uniform trip counts keep the warp converged on the col/val loads)
+    const int64_t f0 = (pass * kWarp + lane) * VEC;
+    const bool active = f0 < d;
+    int64_t r = row0;
+    int64_t e = e0;
+    while (e < e1) {
+      while (static_cast<int64_t>(rowptr[r + 1]) <= e) ++r;  // skip empty rows
+      const int64_t row_begin = rowptr[r], row_end_all = rowptr[r + 1];
+      const int64_t row_end = min(row_end_all, e1);
+      acc_t acc[VEC];
+#pragma unroll
+      for (int i = 0; i < VEC; ++i) acc[i] = acc_t(0);
+      for (; e < row_end; ++e) {
+        const int64_t c = static_cast<int64_t>(col[e]);
+        CUDA_KERNEL_ASSERT(c >= 0 && c < n_rows);
+        const acc_t w = val[e];
+        if (active) {
+          acc_t v[VEC];
+          load_vec<scalar_t, acc_t, VEC>(x + c * x_stride + f0, v);
+#pragma unroll
+          for (int i = 0; i < VEC; ++i) acc[i] += w * v[i];
+        }
+      }
+      if (active) {
+        acc_t* dst = out + r * out_stride + f0;
+        if (row_begin >= e0 && row_end_all <= e1) {
+#pragma unroll
+          for (int i = 0; i < VEC; ++i) dst[i] = acc[i];
+        } else {  // the row continues in a neighbouring warp's range
+#pragma unroll
+          for (int i = 0; i < VEC; ++i) gpuAtomicAdd(dst + i, acc[i]);
+        }
+      }
+    }
+  }
+}
+
+struct CsrCuda {
+  at::Tensor rowptr, col, val;  // val in the op-math type of the features
+  int64_t nnz;
+};
+
+CsrCuda prepare_cuda(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& val, const at::Tensor& x) {
+  check_csr_graph(rowptr, col, val);
+  check_node_features(rowptr, val, x);
+  CHECK_CUDA(rowptr);
+  CHECK_CUDA(x);
+  const auto acc_type = at::toOpMathType(x.scalar_type());
+  CsrCuda g{rowptr.contiguous(), col.contiguous(), val.to(acc_type).contiguous(), col.numel()};
+  TORCH_CHECK(g.nnz == 0 || g.rowptr.numel() > 1, "a graph with nnz > 0 must have at least one node");
+  const int64_t last = g.rowptr[-1].item<int64_t>();  // one small copy; also validates the CSR contract
+  TORCH_CHECK(last == g.nnz, "rowptr[-1] must equal nnz = ", g.nnz, ", got ", last);
+  const int64_t first = g.rowptr[0].item<int64_t>();
+  TORCH_CHECK(first == 0, "rowptr[0] must be 0, got ", first);
+  return g;
+}
+
+// out (op-math dtype, zero-filled, rows `out_stride` apart) += A_hat x (rows of x `x_stride` apart).
+void spmm_into(const CsrCuda& g, const at::Tensor& x, int64_t x_stride, const at::Tensor& out, int64_t out_stride) {
+  const int64_t n = g.rowptr.numel() - 1, d = x.size(-1);
+  if (n == 0 || d == 0 || g.nnz == 0) return;
+  const auto stream = c10::cuda::getCurrentCUDAStream();
+  const int64_t warps = ceil_div(g.nnz, kEdgesPerWarp);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::ScalarType::Half, at::ScalarType::BFloat16, x.scalar_type(), "spmm_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    AT_DISPATCH_INDEX_TYPES(g.rowptr.scalar_type(), "spmm_cuda_index", [&] {
+      const int vec = vector_width(d, {{x.data_ptr(), x_stride}, {out.data_ptr(), out_stride}}, sizeof(scalar_t));
+      auto launch = [&](auto vec_constant) {
+        constexpr int VEC = decltype(vec_constant)::value;
+        spmm_edge_split_kernel<scalar_t, acc_t, index_t, VEC><<<blocks_for_warps(warps), kBlock, 0, stream>>>(
+            g.rowptr.data_ptr<index_t>(), g.col.data_ptr<index_t>(), g.val.data_ptr<acc_t>(),
+            x.data_ptr<scalar_t>(), x_stride, out.data_ptr<acc_t>(), out_stride, n, g.nnz, d);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      };
+      // vector loads only for float (load_vec); other dtypes go element-wise
+      if constexpr (std::is_same<scalar_t, float>::value) {
+        if (vec == 4) {
+          launch(std::integral_constant<int, 4>{});
+        } else if (vec == 2) {
+          launch(std::integral_constant<int, 2>{});
+        } else {
+          launch(std::integral_constant<int, 1>{});
+        }
+      } else {
+        launch(std::integral_constant<int, 1>{});
+      }
+    });
+  });
+}
+
+at::Tensor zeros_acc(int64_t n, int64_t d, const at::Tensor& like) {
+  return at::zeros({n, d}, like.options().dtype(at::toOpMathType(like.scalar_type())));
+}
+
+}  // namespace
+
+at::Tensor spmm_cuda(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& val, const at::Tensor& x) {
+  const c10::cuda::CUDAGuard guard(x.device());
+  const auto g = prepare_cuda(rowptr, col, val, x);
+  const auto xc = x.contiguous();
+  const int64_t n = xc.size(0), d = xc.size(1);
+  auto acc = zeros_acc(n, d, xc);
+  spmm_into(g, xc, d, acc, d);
+  return acc.scalar_type() == xc.scalar_type() ? acc : acc.to(xc.scalar_type());
+}
+
+at::Tensor lightgcn_mean_cuda(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& val,
+                              const at::Tensor& ego, int64_t num_layers) {
+  TORCH_CHECK(num_layers >= 0, "num_layers must be >= 0, got ", num_layers);
+  const c10::cuda::CUDAGuard guard(ego.device());
+  const auto g = prepare_cuda(rowptr, col, val, ego);
+  const auto ego_c = ego.contiguous();
+  if (num_layers == 0) return ego_c.clone();
+  const int64_t n = ego_c.size(0), d = ego_c.size(1);
+  const auto acc_type = at::toOpMathType(ego_c.scalar_type());
+  auto sum = ego_c.to(acc_type, /*non_blocking=*/false, /*copy=*/true);
+  at::Tensor cur = ego_c;
+  at::Tensor buffers[2] = {zeros_acc(n, d, ego_c), num_layers > 1 ? zeros_acc(n, d, ego_c) : at::Tensor()};
+  for (int64_t layer = 1; layer <= num_layers; ++layer) {
+    auto& next = buffers[(layer - 1) % 2];
+    if (layer > 2) next.zero_();
+    spmm_into(g, cur, d, next, d);
+    sum.add_(next);
+    // the next layer reads E_k in the feature dtype, as the CPU kernel (and the reference chain) do
+    cur = next.scalar_type() == ego_c.scalar_type() ? next : next.to(ego_c.scalar_type());
+  }
+  return sum.div_(static_cast<double>(num_layers + 1)).to(ego_c.scalar_type());
+}
+
+at::Tensor lightgcn_layers_cuda(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& val,
+                                const at::Tensor& ego, int64_t num_layers) {
+  TORCH_CHECK(num_layers >= 0, "num_layers must be >= 0, got ", num_layers);
+  const c10::cuda::CUDAGuard guard(ego.device());
+  const auto g = prepare_cuda(rowptr, col, val, ego);
+  const auto ego_c = ego.contiguous();
+  const int64_t n = ego_c.size(0), d = ego_c.size(1), width = num_layers + 1;
+  auto stack = at::zeros({n, width, d}, ego_c.options());
+  if (n == 0 || d == 0) return stack;
+  stack.select(1, 0).copy_(ego_c);
+  const bool direct = at::toOpMathType(ego_c.scalar_type()) == ego_c.scalar_type();
+  at::Tensor scratch = direct ? at::Tensor() : zeros_acc(n, d, ego_c);
+  for (int64_t layer = 1; layer <= num_layers; ++layer) {
+    const auto src = stack.select(1, layer - 1);  // strided view [n, d], row stride width*d
+    if (direct) {
+      spmm_into(g, src, width * d, stack.select(1, layer), width * d);  // in place, zero-initialised
+    } else {
+      if (layer > 1) scratch.zero_();
+      spmm_into(g, src, width * d, scratch, d);
+      stack.select(1, layer).copy_(scratch);  // bf16/half stack: rounded once per layer
+    }
+  }
+  return stack;
+}
+
+at::Tensor lightgcn_layers_backward_cuda(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& val,
+                                         const at::Tensor& grad_layers) {
+  CHECK_DIM(grad_layers, 3);
+  TORCH_CHECK(grad_layers.size(1) >= 1, "grad_layers must have K+1 >= 1 layers, got shape ", grad_layers.sizes());
+  const c10::cuda::CUDAGuard guard(grad_layers.device());
+  const auto grads = grad_layers.contiguous();
+  const auto g = prepare_cuda(rowptr, col, val, grads.select(1, 0));
+  const int64_t n = grads.size(0), width = grads.size(1), d = grads.size(2), num_layers = width - 1;
+  if (num_layers == 0 || n == 0 || d == 0) return grads.select(1, 0).clone(at::MemoryFormat::Contiguous);
+  at::Tensor h = grads.select(1, num_layers);  // strided view
+  int64_t h_stride = width * d;
+  auto acc = zeros_acc(n, d, grads);
+  for (int64_t layer = num_layers - 1; layer >= 0; --layer) {
+    if (layer < num_layers - 1) acc.zero_();
+    spmm_into(g, h, h_stride, acc, d);
+    acc.add_(grads.select(1, layer));
+    h = acc.scalar_type() == grads.scalar_type() ? acc.clone() : acc.to(grads.scalar_type());
+    h_stride = d;
+  }
+  return h;
+}
+
+TORCH_LIBRARY_IMPL(recbole_hnlm, CUDA, m) {
+  m.impl("spmm", &spmm_cuda);
+  m.impl("lightgcn_mean", &lightgcn_mean_cuda);
+  m.impl("lightgcn_layers", &lightgcn_layers_cuda);
+  m.impl("lightgcn_layers_backward", &lightgcn_layers_backward_cuda);
+}

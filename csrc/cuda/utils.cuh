@@ -1,0 +1,68 @@
+#pragma once
+
+// Shared pieces of the CUDA kernels: launch helpers, warp reductions, vector loads, argmax semantics.
+
+#include <ATen/cuda/Atomic.cuh>
+#include <c10/cuda/CUDAStream.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include "../utils.h"
+
+namespace hnlm_cuda {
+
+constexpr int kWarp = 32;
+constexpr int kBlock = 256;  // 8 warps per block
+constexpr int kWarpsPerBlock = kBlock / kWarp;
+
+__host__ __device__ __forceinline__ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+inline int64_t blocks_for_warps(int64_t warps) { return std::max<int64_t>(1, ceil_div(warps, kWarpsPerBlock)); }
+
+template <typename T>
+__device__ __forceinline__ T warp_sum(T value) {
+#pragma unroll
+  for (int offset = kWarp / 2; offset > 0; offset >>= 1) value += __shfl_xor_sync(0xffffffffu, value, offset);
+  return value;  // every lane holds the sum (butterfly), in a fixed order: deterministic
+}
+
+// torch.argmax / torch.argmin on CUDA: the first NaN wins, otherwise the first extremum (strict comparison keeps
+// the smallest position on ties). Same rule as the CPU kernels (csrc/cpu/negative_mixing_cpu.cpp).
+template <bool kMax, typename acc_t>
+__device__ __forceinline__ bool improves(acc_t value, acc_t best) {
+  if (isnan(best)) return false;
+  if (isnan(value)) return true;
+  return kMax ? value > best : value < best;
+}
+
+// VEC consecutive elements of a row, converted to the op-math type. float rows with VEC 2/4 use one vector load
+// (the launcher checks alignment); other types load element-wise (the compiler merges adjacent loads).
+template <typename scalar_t, typename acc_t, int VEC>
+__device__ __forceinline__ void load_vec(const scalar_t* __restrict__ p, acc_t (&out)[VEC]) {
+  if constexpr (std::is_same<scalar_t, float>::value && VEC == 4) {
+    const float4 v = __ldg(reinterpret_cast<const float4*>(p));
+    out[0] = v.x; out[1] = v.y; out[2] = v.z; out[3] = v.w;
+  } else if constexpr (std::is_same<scalar_t, float>::value && VEC == 2) {
+    const float2 v = __ldg(reinterpret_cast<const float2*>(p));
+    out[0] = v.x; out[1] = v.y;
+  } else {
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) out[i] = static_cast<acc_t>(p[i]);
+  }
+}
+
+// Widest vector (4, 2 or 1 elements) such that every row start of every strided operand stays aligned.
+inline int vector_width(int64_t d, std::initializer_list<std::pair<const void*, int64_t>> rows, size_t itemsize) {
+  for (int vec : {4, 2}) {
+    if (d % vec != 0) continue;
+    bool ok = true;
+    for (const auto& row : rows) {
+      const auto address = reinterpret_cast<uintptr_t>(row.first);
+      ok = ok && address % (vec * itemsize) == 0 && row.second % vec == 0;
+    }
+    if (ok) return vec;
+  }
+  return 1;
+}
+
+}  // namespace hnlm_cuda

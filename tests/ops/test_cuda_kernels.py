@@ -1,0 +1,197 @@
+"""CUDA kernels against the PyTorch references (skipped without a CUDA build and a GPU; run on the device machine).
+
+Every case draws fresh random inputs and compares values and gradients with ``recbole_hnlm.ops.reference`` run on
+the same device. Tolerances (relative and absolute): float64 1e-10, float32 1e-5 (1e-4 after K=3 layers of atomics,
+whose summation order is not fixed), bfloat16 / float16 3e-2 (float32 accumulation on both sides). Outputs are
+"poisoned": the caching allocator first hands out NaN-filled blocks of the same size, so a kernel that leaves any
+output element unwritten fails.
+"""
+import pytest
+import torch
+
+from recbole_hnlm.ops import WITH_CUDA_EXT, bipartite_normalized_graph, candidate_scores, lightgcn_propagate
+from recbole_hnlm.ops import mixgcf_mix, select_candidates, spmm
+from recbole_hnlm.ops import _ext
+from recbole_hnlm.ops.reference import (
+    candidate_scores_reference,
+    lightgcn_propagate_reference,
+    mixgcf_mix_official,
+    mixgcf_mix_reference,
+    select_candidates_reference,
+    spmm_reference,
+)
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not (torch.cuda.is_available() and WITH_CUDA_EXT),
+                       reason="needs a GPU and recbole_hnlm._C built with CUDA"),
+]
+
+TOL = {
+    torch.float64: dict(atol=1e-10, rtol=1e-10),
+    torch.float32: dict(atol=1e-4, rtol=1e-4),
+    torch.bfloat16: dict(atol=3e-2, rtol=3e-2),
+    torch.float16: dict(atol=3e-2, rtol=3e-2),
+}
+DEV = "cuda"
+
+
+def poison(*shapes, dtype=torch.float32):
+    """Fill and free blocks so the next allocations of these sizes start as NaN (caching allocator reuse)."""
+    blocks = [torch.full(s, float("nan"), dtype=dtype, device=DEV) for s in shapes]
+    del blocks
+
+
+def random_graph(n_users, n_items, n_edges, seed=0, hub=False):
+    """Random bipartite graph; the last user and item 0 are isolated; ``hub`` links item 1 to every user."""
+    gen = torch.Generator().manual_seed(seed)
+    users = torch.randint(0, max(n_users - 1, 1), (n_edges,), generator=gen)
+    items = torch.randint(1, n_items, (n_edges,), generator=gen)
+    if hub:
+        users = torch.cat([users, torch.arange(n_users - 1)])
+        items = torch.cat([items, torch.ones(n_users - 1, dtype=torch.long)])
+    return bipartite_normalized_graph(users, items, n_users, n_items)
+
+
+def cuda_graph(name):
+    builders = {
+        "tiny": lambda: random_graph(3, 4, 4, seed=1),
+        "isolated_hub": lambda: random_graph(40, 30, 120, seed=2, hub=True),
+        # hub of degree ~5000 spans ~80 warps' edge ranges: exercises the boundary atomics
+        "hub5000": lambda: random_graph(5001, 800, 20000, seed=3, hub=True),
+        "no_edges": lambda: random_graph(3, 2, 0, seed=4),
+    }
+    return builders[name]().to(DEV)
+
+
+@pytest.mark.parametrize("name", ["tiny", "isolated_hub", "hub5000", "no_edges"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("d", [1, 7, 64, 128, 200])
+def test_spmm_matches_reference(name, dtype, d):
+    graph = cuda_graph(name)
+    x = torch.randn(graph.num_nodes, d, device=DEV, dtype=dtype)
+    poison((graph.num_nodes, d), dtype=dtype)
+    torch.testing.assert_close(spmm(graph, x), spmm_reference(graph, x.double()).to(dtype), **TOL[dtype])
+
+
+@pytest.mark.parametrize("name", ["tiny", "isolated_hub", "hub5000"])
+@pytest.mark.parametrize("return_layers", [False, True])
+@pytest.mark.parametrize("num_layers", [0, 1, 3])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_propagation_values_and_gradients(name, return_layers, num_layers, dtype):
+    graph = cuda_graph(name)
+    ego = torch.randn(graph.num_nodes, 64, device=DEV, dtype=dtype, requires_grad=True)
+    ego_ref = ego.detach().clone().requires_grad_()
+    out = lightgcn_propagate(graph, ego, num_layers, return_layers)
+    ref = lightgcn_propagate_reference(graph, ego_ref, num_layers, return_layers)
+    torch.testing.assert_close(out, ref, **TOL[dtype])
+    upstream = torch.randn_like(out)
+    (grad,) = torch.autograd.grad(out, ego, upstream)
+    (grad_ref,) = torch.autograd.grad(ref, ego_ref, upstream)
+    torch.testing.assert_close(grad, grad_ref, **TOL[dtype])
+
+
+@pytest.mark.parametrize("return_layers", [False, True])
+def test_propagation_low_precision(return_layers):
+    graph = cuda_graph("hub5000")
+    ego = torch.randn(graph.num_nodes, 64, device=DEV)
+    for dtype in (torch.bfloat16, torch.float16):
+        out = lightgcn_propagate(graph, ego.to(dtype), 3, return_layers)
+        ref = lightgcn_propagate_reference(graph, ego.to(dtype).double(), 3, return_layers)
+        assert out.dtype == dtype
+        torch.testing.assert_close(out.double(), ref, **TOL[dtype])
+
+
+def test_propagation_gradcheck_float64():
+    graph = cuda_graph("isolated_hub")
+    ego = torch.randn(graph.num_nodes, 3, device=DEV, dtype=torch.float64, requires_grad=True)
+    for return_layers in (False, True):
+        assert torch.autograd.gradcheck(lambda e: lightgcn_propagate(graph, e, 2, return_layers), (ego,))
+
+
+def test_propagation_agrees_with_cpu_kernel():
+    graph = random_graph(300, 200, 3000, seed=5, hub=True)
+    ego = torch.randn(graph.num_nodes, 64)
+    cpu = lightgcn_propagate(graph, ego, 3, True)
+    gpu = lightgcn_propagate(graph.to(DEV), ego.to(DEV), 3, True)
+    torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-5, rtol=1e-5)
+
+
+def mix_inputs(B, M, L, d, I, dtype, per_layer_query, seed):
+    gen = torch.Generator().manual_seed(seed)
+    query = torch.randn((B, L, d) if per_layer_query else (B, d), generator=gen)
+    pos = torch.randn(B, L, d, generator=gen)
+    items = torch.randn(I, L, d, generator=gen)
+    candidates = torch.randint(0, I, (B, M), generator=gen)
+    alpha = torch.rand(B, L, generator=gen)
+    return [t.to(DEV, dtype) if t.is_floating_point() else t.to(DEV) for t in (query, pos, items, candidates, alpha)]
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 8, 5), (7, 1, 4, 64, 50), (1, 64, 4, 64, 1000), (256, 64, 4, 64, 3000),
+                                   (33, 5, 3, 7, 20)])
+@pytest.mark.parametrize("per_layer_query", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_mixgcf_mix_values_and_gradients(shape, per_layer_query, dtype):
+    B, M, L, d, I = shape
+    query, pos, items, candidates, alpha = mix_inputs(B, M, L, d, I, dtype, per_layer_query, seed=B + M)
+    pos.requires_grad_()
+    items.requires_grad_()
+    poison((B, L, d), (I, L, d), dtype=dtype)
+    z, chosen = mixgcf_mix(query, pos, items, candidates, alpha)
+    pos_ref, items_ref = pos.detach().clone().requires_grad_(), items.detach().clone().requires_grad_()
+    z_ref, chosen_ref = mixgcf_mix_reference(query, pos_ref, items_ref, candidates, alpha)
+    assert torch.equal(chosen, chosen_ref)
+    torch.testing.assert_close(z, z_ref, **TOL[dtype])
+    _, chosen_official = mixgcf_mix_official(query, pos, items, candidates, alpha)
+    assert (chosen == chosen_official).float().mean() > 0.999  # float rounding may split exact near-ties only
+    upstream = torch.randn_like(z)
+    grads = torch.autograd.grad(z, [pos, items], upstream)
+    grads_ref = torch.autograd.grad(z_ref, [pos_ref, items_ref], upstream)
+    for got, want in zip(grads, grads_ref):
+        torch.testing.assert_close(got, want, **TOL[dtype])
+
+
+def test_mixgcf_repeated_choice_accumulates_on_gpu():
+    query, pos, items, _, alpha = mix_inputs(64, 4, 4, 64, 10, torch.float64, False, seed=9)
+    candidates = torch.full((64, 4), 3, device=DEV)  # every row and layer picks item 3
+    items.requires_grad_()
+    z, _ = mixgcf_mix(query, pos, items, candidates, alpha)
+    (grad,) = torch.autograd.grad(z.sum(), items)
+    expected = (1 - alpha).sum(0)[:, None].expand(4, 64)
+    torch.testing.assert_close(grad[3], expected)
+    assert grad[torch.arange(10, device=DEV) != 3].abs().max() == 0
+
+
+@pytest.mark.parametrize("B,M,d,I", [(1, 1, 64, 3), (2048, 64, 64, 5000), (17, 9, 7, 30)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_scoring_and_selection(B, M, d, I, dtype):
+    gen = torch.Generator().manual_seed(B * M)
+    user = torch.randn(B, d, generator=gen).to(DEV, dtype)
+    items = torch.randn(I, d, generator=gen).to(DEV, dtype)
+    candidates = torch.randint(0, I, (B, M), generator=gen).to(DEV)
+    target = torch.randn(B, generator=gen).to(DEV, dtype)
+    poison((B, M), dtype=dtype)
+    torch.testing.assert_close(candidate_scores(user, items, candidates),
+                               candidate_scores_reference(user, items, candidates), **TOL[dtype])
+    if dtype != torch.bfloat16:  # bf16 scores round to ties; positions compared on exact dtypes only
+        assert torch.equal(select_candidates(user, items, candidates),
+                           select_candidates_reference(user, items, candidates))
+        assert torch.equal(select_candidates(user, items, candidates, target),
+                           select_candidates_reference(user, items, candidates, target))
+
+
+def test_selection_ties_and_nan_follow_torch():
+    user = torch.ones(3, 4, device=DEV)
+    items = torch.tensor([[1.0] * 4, [1.0] * 4, [float("nan")] * 4, [2.0] * 4], device=DEV)
+    candidates = torch.tensor([[0, 1, 3], [3, 2, 0], [1, 0, 0]], device=DEV)
+    assert select_candidates(user, items, candidates).tolist() == \
+        select_candidates_reference(user, items, candidates).tolist()
+    target = torch.tensor([float("inf"), 4.0, float("nan")], device=DEV)
+    assert select_candidates(user, items, candidates, target).tolist() == \
+        select_candidates_reference(user, items, candidates, target).tolist()
+
+
+def test_cuda_kernels_are_dispatched():
+    for op in ("spmm", "lightgcn_mean", "lightgcn_layers", "lightgcn_layers_backward", "mixgcf_mix",
+               "mixgcf_mix_backward", "candidate_scores", "select_candidates"):
+        assert _ext.use_kernel(op, torch.device(DEV)), op
