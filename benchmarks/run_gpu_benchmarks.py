@@ -1,0 +1,257 @@
+"""GPU benchmark of the recbole_hnlm CUDA kernels against their baselines, printed as one markdown table (issue 4).
+
+    python benchmarks/run_gpu_benchmarks.py [--graphs yelp2018 amazon-book] [--dtypes float32 bfloat16] [--rounds 20]
+    python benchmarks/run_gpu_benchmarks.py --device cpu --quick     # smoke-test the script itself (no GPU)
+
+Per graph (synthetic power-law graphs of the published LightGCN training sizes, d=64, K=3) and dtype:
+
+* one propagation layer: ours ``spmm`` vs ``torch.sparse.mm`` (cuSPARSE CSR);
+* LightGCN propagation fwd+bwd (mean of K+1 layers): ours vs the reference autograd chain (``torch.sparse.mm`` per
+  layer + stack + mean) vs PyG ``LGConv`` when torch_geometric is importable;
+* effective gathered bandwidth of our SpMM (bytes of the gathered rows + the written rows + indices over time) and
+  its ratio to the device's peak bandwidth (``--peak-gbps``, default from the device name);
+* the fused MixGCF step (B=2048, M=64) fwd+bwd vs eager official MixGCF, with the bytes saved for backward;
+* DNS / AHNS selection vs eager gather+bmm+argmax/argmin;
+* one epoch of LightGCN + MixGCF training on the graph with GPU-side candidate sampling (BPR, Adam, batch 2048),
+  ours vs the reference ops.
+
+Timing: CUDA events around each call, warm-up first, median over ``--rounds``, variants interleaved per round.
+Correctness is cross-checked against the references before timing.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from synthetic_graph import YELP2018, power_law_interactions  # noqa: E402
+
+from recbole_hnlm.ops import _ext, bipartite_normalized_graph, lightgcn_propagate, mixgcf_mix  # noqa: E402
+from recbole_hnlm.ops import select_candidates, spmm  # noqa: E402
+from recbole_hnlm.ops.reference import (  # noqa: E402
+    lightgcn_propagate_reference,
+    mixgcf_mix_official,
+    select_candidates_reference,
+)
+
+#: LightGCN's Amazon-Book training split (users, items, training interactions).
+AMAZON_BOOK = dict(n_users=52_643, n_items=91_599, n_edges=2_380_730)
+GRAPHS = {"yelp2018": YELP2018, "amazon-book": AMAZON_BOOK}
+#: Peak HBM bandwidth (GB/s) by device-name substring, for the ratio to the floor.
+PEAK_GBPS = {"H200": 4800.0, "H100": 3350.0, "A100": 2039.0}
+D, K, B, M = 64, 3, 2048, 64
+
+
+class Timer:
+    """Median wall time of a callable: CUDA events on a GPU, perf_counter on the CPU."""
+
+    def __init__(self, device):
+        self.cuda = device.type == "cuda"
+
+    def once(self, fn):
+        if self.cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / 1e3
+        begin = time.perf_counter()
+        fn()
+        return time.perf_counter() - begin
+
+    def interleaved(self, variants, rounds, warmup=3):
+        for fn in variants.values():
+            for _ in range(warmup):
+                fn()
+        samples = {name: [] for name in variants}
+        for _ in range(rounds):
+            for name, fn in variants.items():
+                samples[name].append(self.once(fn))
+        return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def build_graph(name, device, quick):
+    sizes = dict(GRAPHS[name])
+    if quick:
+        sizes = {k: v // 20 for k, v in sizes.items()}
+    users, items = power_law_interactions(**sizes)
+    graph = bipartite_normalized_graph(users, items, sizes["n_users"], sizes["n_items"]).to(device)
+    return graph, sizes
+
+
+def pyg_propagation(graph, num_layers):
+    """PyG LGConv chain on the same normalised graph (None when torch_geometric is missing)."""
+    try:
+        from torch_geometric.nn import LGConv
+    except ImportError:
+        return None
+    conv = LGConv(normalize=False)
+    adj = graph.to_sparse_csr()
+
+    def run(ego):
+        layers = [ego]
+        for _ in range(num_layers):
+            layers.append(conv(layers[-1], adj))
+        return torch.stack(layers, 1).mean(1)
+
+    return run
+
+
+def saved_bytes(fn):
+    """Bytes autograd saves for backward while ``fn`` runs (saved-tensor hooks)."""
+    total = [0]
+
+    def pack(t):
+        total[0] += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return total[0]
+
+
+def epoch_step_factory(graph, sizes, device, dtype, use_kernels, batch=B):
+    """One LightGCN + MixGCF training epoch with candidates drawn on the device (no loader, no CPU work)."""
+    n_users, n_items = sizes["n_users"], sizes["n_items"]
+    gen = torch.Generator(device=device).manual_seed(0)
+    emb = torch.nn.Parameter(0.1 * torch.randn(graph.num_nodes, D, device=device, generator=gen, dtype=dtype))
+    opt = torch.optim.Adam([emb], lr=1e-3)
+    users, items = power_law_interactions(**sizes)
+    users, items = users.to(device), items.to(device)
+    n_batches = (users.numel() + batch - 1) // batch
+
+    def epoch():
+        order = torch.randperm(users.numel(), device=device, generator=gen)
+        for k in range(n_batches):
+            idx = order[k * batch:(k + 1) * batch]
+            u, p = users[idx], items[idx]
+            cand = torch.randint(0, n_items, (idx.numel(), M), device=device, generator=gen)
+            alpha = torch.rand(idx.numel(), K + 1, device=device, generator=gen, dtype=dtype)
+            stack = (lightgcn_propagate if use_kernels else lightgcn_propagate_reference)(graph, emb, K, True)
+            user_layers, item_layers = stack[:n_users], stack[n_users:]
+            query = user_layers[u].mean(1)
+            mix = mixgcf_mix if use_kernels else mixgcf_mix_official
+            z, _ = mix(query.detach(), item_layers[p], item_layers, cand, alpha)
+            pos_score = (query * item_layers[p].mean(1)).sum(-1)
+            neg_score = (query * z.mean(1)).sum(-1)
+            loss = torch.nn.functional.softplus(neg_score - pos_score).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    return epoch, n_batches
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--graphs", nargs="+", default=list(GRAPHS), choices=list(GRAPHS))
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--epoch-rounds", type=int, default=3)
+    parser.add_argument("--peak-gbps", type=float, default=None)
+    parser.add_argument("--quick", action="store_true", help="20x smaller graphs (smoke test)")
+    parser.add_argument("--skip-epoch", action="store_true")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    timer = Timer(device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    peak = args.peak_gbps or next((v for k, v in PEAK_GBPS.items() if k in name), None)
+    print(f"- device: {name}; torch {torch.__version__}; CUDA kernels: {_ext.WITH_CUDA_EXT}; "
+          f"peak bandwidth {peak} GB/s; rounds {args.rounds}")
+    print("\n| graph | dtype | case | variant | median ms | ratio (baseline / ours) | notes |")
+    print("|---|---|---|---|---|---|---|")
+
+    def row(graph_name, dtype_name, case, results, notes=None):
+        ours = next(iter(results.values()))
+        for variant, seconds in results.items():
+            ratio = "1.0 (ours)" if seconds is ours else f"{seconds / ours:.2f}x"
+            note = (notes or {}).get(variant, "")
+            print(f"| {graph_name} | {dtype_name} | {case} | {variant} | {seconds * 1e3:.3f} | {ratio} | {note} |",
+                  flush=True)
+
+    for graph_name in args.graphs:
+        graph, sizes = build_graph(graph_name, device, args.quick)
+        n, nnz = graph.num_nodes, graph.nnz
+        for dtype_name in args.dtypes:
+            dtype = getattr(torch, dtype_name)
+            gen = torch.Generator(device=device).manual_seed(1)
+            x = torch.randn(n, D, device=device, dtype=dtype, generator=gen)
+            ref = lightgcn_propagate_reference(graph, x.double(), K)
+            torch.testing.assert_close(lightgcn_propagate(graph, x, K).double(), ref, atol=3e-2, rtol=3e-2)
+            csr = graph.to_sparse_csr(dtype)
+            variants = {"ours spmm": lambda: spmm(graph, x)}
+            try:
+                torch.sparse.mm(csr, x)
+                variants["torch.sparse.mm CSR (cuSPARSE)"] = lambda: torch.sparse.mm(csr, x)
+            except RuntimeError as error:  # e.g. no bf16 SpMM for this build
+                print(f"<!-- torch.sparse.mm {dtype_name}: {error} -->")
+            results = timer.interleaved(variants, args.rounds)
+            item = x.element_size()
+            moved = nnz * D * item + n * D * item + nnz * (graph.col.element_size() + 4) + (n + 1) * 8
+            gbps = moved / results["ours spmm"] / 1e9
+            note = f"{gbps:.0f} GB/s effective" + (f", {gbps / peak:.2f} of peak" if peak else "")
+            row(graph_name, dtype_name, "1 layer", results, {"ours spmm": note})
+
+            ego = x.clone().requires_grad_()
+            upstream = torch.randn(n, D, device=device, dtype=dtype, generator=gen)
+            variants = {
+                "ours lightgcn_propagate": lambda: torch.autograd.grad(lightgcn_propagate(graph, ego, K), [ego], upstream),
+                "reference chain (torch.sparse.mm)": lambda: torch.autograd.grad(
+                    lightgcn_propagate_reference(graph, ego, K), [ego], upstream),
+            }
+            pyg = pyg_propagation(graph, K)
+            if pyg is not None:
+                variants["PyG LGConv chain"] = lambda: torch.autograd.grad(pyg(ego), [ego], upstream)
+            row(graph_name, dtype_name, f"propagation fwd+bwd K={K}", timer.interleaved(variants, args.rounds))
+
+        # negative selection (float32, B=2048, M=64, L=K+1)
+        gen = torch.Generator(device=device).manual_seed(2)
+        n_items = sizes["n_items"]
+        items = torch.randn(n_items, K + 1, D, device=device, generator=gen).requires_grad_()
+        pos = torch.randn(B, K + 1, D, device=device, generator=gen).requires_grad_()
+        query = torch.randn(B, D, device=device, generator=gen)
+        cand = torch.randint(0, n_items, (B, M), device=device, generator=gen)
+        alpha = torch.rand(B, K + 1, device=device, generator=gen)
+        up = torch.randn(B, K + 1, D, device=device, generator=gen)
+        z, chosen = mixgcf_mix(query, pos, items, cand, alpha)
+        z_off, chosen_off = mixgcf_mix_official(query, pos, items, cand, alpha)
+        assert (chosen == chosen_off).float().mean() > 0.999
+        ours_saved = saved_bytes(lambda: mixgcf_mix(query, pos, items, cand, alpha))
+        eager_saved = saved_bytes(lambda: mixgcf_mix_official(query, pos, items, cand, alpha))
+        variants = {
+            "ours mixgcf_mix": lambda: torch.autograd.grad(mixgcf_mix(query, pos, items, cand, alpha)[0],
+                                                           [pos, items], up),
+            "eager official MixGCF": lambda: torch.autograd.grad(
+                mixgcf_mix_official(query, pos, items, cand, alpha)[0], [pos, items], up),
+        }
+        row(graph_name, "float32", f"MixGCF step fwd+bwd B={B} M={M}", timer.interleaved(variants, args.rounds),
+            {"ours mixgcf_mix": f"saved for backward {ours_saved / 1e6:.3f} MB",
+             "eager official MixGCF": f"saved for backward {eager_saved / 1e6:.1f} MB"})
+        user = torch.randn(B, D, device=device, generator=gen)
+        flat = items.detach()[:, 0].contiguous()
+        target = torch.randn(B, device=device, generator=gen)
+        for case, tgt in (("DNS select", None), ("AHNS select", target)):
+            assert torch.equal(select_candidates(user, flat, cand, tgt), select_candidates_reference(user, flat, cand, tgt))
+            variants = {"ours select_candidates": lambda: select_candidates(user, flat, cand, tgt),
+                        "eager gather+bmm+arg": lambda: select_candidates_reference(user, flat, cand, tgt)}
+            row(graph_name, "float32", case, timer.interleaved(variants, args.rounds))
+
+        if not args.skip_epoch:
+            results, notes = {}, {}
+            for label, use_kernels in (("ours (kernels)", True), ("reference ops", False)):
+                epoch, n_batches = epoch_step_factory(graph, sizes, device, torch.float32, use_kernels)
+                epoch()  # warm-up epoch
+                times = [timer.once(epoch) for _ in range(args.epoch_rounds)]
+                results[label] = statistics.median(times)
+                notes[label] = f"{n_batches} batches"
+            row(graph_name, "float32", "LightGCN+MixGCF epoch (GPU sampling)", results, notes)
+
+
+if __name__ == "__main__":
+    main()
