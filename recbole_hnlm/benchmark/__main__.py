@@ -11,23 +11,15 @@ parse as one, else strings), e.g. ``--data_path=/data/atomic --stopping_step=10 
 Rerunning the same command skips finished cells (``out/runs/<cell>.json``).
 """
 import argparse
-import ast
 import sys
 import warnings
+
+from recbole_hnlm.cli_settings import parse_settings
 
 #: Defaults of the issue's grid.
 DEFAULT_MODELS = ("LightGCN", "MF")
 DEFAULT_SAMPLERS = ("RNS", "DNS", "MixGCF", "AHNS", "HNLMRec")
 DEFAULT_SEEDS = (2020, 2021, 2022)
-
-
-def parse_value(text):
-    """``--key=value`` value: a Python literal when it parses as one (``10``, ``1e-3``, ``[64, 32]``, ``None``),
-    else the string itself."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 def parse_args(argv):
@@ -49,12 +41,7 @@ def parse_args(argv):
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args, extra = parser.parse_known_args(argv)
-    config = {}
-    for item in extra:
-        if not item.startswith("--") or "=" not in item:
-            parser.error(f"unrecognized argument {item!r}: settings are written --key=value")
-        key, value = item[2:].split("=", 1)
-        config[key] = parse_value(value)
+    config = parse_settings(extra, parser.error)
     if args.epochs is not None:
         config["epochs"] = args.epochs
     args.config = config

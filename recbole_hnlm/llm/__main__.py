@@ -13,19 +13,13 @@ validation/test interactions); ``--split all`` uses every interaction. Any ``--h
 setting; other ``--<key>=<value>`` go to RecBole's config of the split (e.g. ``--load_col``, ``--eval_args``). Every stage is resumable: run the same command again after an interruption.
 """
 import argparse
-import ast
 import logging
 import os
 import sys
 
+from recbole_hnlm.cli_settings import parse_settings
+
 from .config import LLMConfig
-
-
-def _literal(value: str):
-    try:
-        return ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return {"true": True, "false": False, "none": None}.get(value.lower(), value)
 
 
 def _default_data_path(dataset: str) -> str:
@@ -70,13 +64,7 @@ def main(argv=None) -> int:
     if args.stage == "keys":
         print(LLMConfig.help_table())
         return 0
-    overrides = {}
-    for item in rest:
-        if not item.startswith("--") or "=" not in item:
-            parser.error(f"unrecognised argument {item!r} (settings are --<key>=<value>: hnlm_* keys, or RecBole "
-                         f"dataset keys such as --load_col for the split)")
-        key, value = item[2:].split("=", 1)
-        overrides[key] = _literal(value)
+    overrides = parse_settings(rest, parser.error, hint=" (hnlm_* keys, or RecBole dataset keys such as --load_col)")
     if args.max_pairs is not None:
         overrides["hnlm_max_pairs"] = args.max_pairs
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

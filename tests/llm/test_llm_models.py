@@ -32,3 +32,20 @@ def test_mean_pooled_encoder_and_config_validation(tiny_encoder_dir):
     with pytest.raises(ValueError, match="hnlm_variant"):
         LLMConfig.from_config({"hnlm_variant": "magic"})
     assert LLMConfig.from_config({"hnlm_max_pairs": None}).max_pairs == 0
+
+
+def test_llm_config_defaults_equal_the_sampler_yaml():
+    """Every hnlm_* key of LLMConfig is in properties/sampler/HNLMRec.yaml with the same default (one source of
+    truth for users reading the yaml, and for code that builds LLMConfig without RecBole)."""
+    from dataclasses import fields
+
+    import yaml
+
+    from recbole_hnlm.config import PROPERTIES_DIR
+
+    with open(os.path.join(PROPERTIES_DIR, "sampler", "HNLMRec.yaml"), encoding="utf-8") as handle:
+        documented = yaml.safe_load(handle)
+    for spec in fields(LLMConfig):
+        key = f"hnlm_{spec.name}"
+        assert key in documented, f"{key} missing from HNLMRec.yaml"
+        assert documented[key] == spec.default, f"{key}: yaml {documented[key]!r} != LLMConfig {spec.default!r}"

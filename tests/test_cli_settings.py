@@ -1,0 +1,24 @@
+"""``--key=value`` parsing shared by the plugin's command lines."""
+import pytest
+
+from recbole_hnlm.cli_settings import parse_settings, parse_value
+
+
+def test_values_are_literals_yaml_words_or_strings():
+    assert parse_value("10") == 10 and parse_value("1e-3") == 1e-3 and parse_value("[64, 32]") == [64, 32]
+    assert parse_value("True") is True and parse_value("false") is False and parse_value("none") is None
+    assert parse_value("LightGCN") == "LightGCN" and parse_value("/data/atomic") == "/data/atomic"
+
+
+def test_settings_and_errors():
+    assert parse_settings(["--epochs=5", "--hnlm_variant=finetuned"], pytest.fail) == {
+        "epochs": 5, "hnlm_variant": "finetuned"}
+    assert parse_settings(["--eval_args={'order': 'RO'}"], pytest.fail) == {"eval_args": {"order": "RO"}}
+
+    def error(message):
+        raise ValueError(message)
+
+    with pytest.raises(ValueError, match="'--epochs'.*--key=value"):
+        parse_settings(["--epochs"], error)
+    with pytest.raises(ValueError, match="'epochs=3'"):
+        parse_settings(["epochs=3"], error)
