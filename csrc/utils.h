@@ -75,6 +75,69 @@ inline void check_candidates(const at::Tensor& items, const at::Tensor& candidat
   CHECK_SAME_DEVICE(items, candidates);
 }
 
+// rowptr[0] == 0 and rowptr[-1] == nnz (reads two entries; on CUDA, two small device-to-host copies).
+inline void check_csr_ends(const at::Tensor& rowptr, int64_t nnz) {
+  TORCH_CHECK(nnz == 0 || rowptr.numel() > 1, "a graph with nnz > 0 must have at least one node");
+  const int64_t first = rowptr[0].item<int64_t>(), last = rowptr[-1].item<int64_t>();
+  TORCH_CHECK(first == 0, "rowptr[0] must be 0, got ", first);
+  TORCH_CHECK(last == nnz, "rowptr[-1] must equal nnz = ", nnz, ", got ", last);
+}
+
+// mixgcf_mix(query, pos_layers, item_layers, candidates, alpha): shapes and dtypes (not the device).
+inline void check_mixgcf_mix_args(const at::Tensor& query, const at::Tensor& pos_layers, const at::Tensor& item_layers,
+                                  const at::Tensor& candidates, const at::Tensor& alpha) {
+  CHECK_DIM(pos_layers, 3);
+  const int64_t B = pos_layers.size(0), L = pos_layers.size(1), d = pos_layers.size(2);
+  TORCH_CHECK(L >= 1, "pos_layers must have at least one layer (L >= 1), got shape ", pos_layers.sizes());
+  TORCH_CHECK(query.dim() == 2 || query.dim() == 3, "query must be [B, d] or [B, L, d], got shape ",
+              query.sizes());
+  if (query.dim() == 2) {
+    CHECK_SHAPE(query, B, d);
+  } else {
+    CHECK_SHAPE(query, B, L, d);
+  }
+  CHECK_DIM(item_layers, 3);
+  CHECK_SIZE(item_layers, 1, L);
+  CHECK_SIZE(item_layers, 2, d);
+  CHECK_SHAPE(alpha, B, L);
+  CHECK_FLOATING(pos_layers);
+  CHECK_FLOATING(alpha);
+  CHECK_SAME_DTYPE(query, pos_layers);
+  CHECK_SAME_DTYPE(item_layers, pos_layers);
+  check_candidates(item_layers, candidates, B);
+  for (const auto* t : {&query, &item_layers, &alpha}) CHECK_SAME_DEVICE(pos_layers, (*t));
+}
+
+// mixgcf_mix_backward(grad_z, chosen, alpha, num_items): shapes and dtypes (not the device).
+inline void check_mixgcf_backward_args(const at::Tensor& grad_z, const at::Tensor& chosen, const at::Tensor& alpha,
+                                       int64_t num_items) {
+  CHECK_DIM(grad_z, 3);
+  CHECK_FLOATING(grad_z);
+  CHECK_LONG(chosen);
+  CHECK_SHAPE(chosen, grad_z.size(0), grad_z.size(1));
+  CHECK_SHAPE(alpha, grad_z.size(0), grad_z.size(1));
+  TORCH_CHECK(num_items >= 0, "num_items must be >= 0, got ", num_items);
+  CHECK_SAME_DEVICE(grad_z, chosen);
+  CHECK_SAME_DEVICE(grad_z, alpha);
+}
+
+// candidate_scores / select_candidates(user, items, candidates[, target]): shapes and dtypes (not the device).
+inline void check_scoring_args(const at::Tensor& user, const at::Tensor& items, const at::Tensor& candidates,
+                               const c10::optional<at::Tensor>& target = c10::nullopt) {
+  CHECK_DIM(user, 2);
+  CHECK_DIM(items, 2);
+  CHECK_FLOATING(user);
+  CHECK_SAME_DTYPE(user, items);
+  CHECK_SIZE(items, 1, user.size(1));
+  check_candidates(items, candidates, user.size(0));
+  CHECK_SAME_DEVICE(user, items);
+  if (target.has_value() && target->defined()) {
+    CHECK_FLOATING((*target));
+    CHECK_SHAPE((*target), user.size(0));
+    CHECK_SAME_DEVICE(user, (*target));
+  }
+}
+
 // A zero-filled CPU tensor. Buffers of several MB (layer stacks, the [I, L, d] item gradient) are mapped
 // directly with transparent huge pages: glibc serves them with a fresh mmap on every call, and faulting
 // them in 4 KB pages cost more than the kernels that fill them (e.g. 64 ms for a 71 MB stack on the

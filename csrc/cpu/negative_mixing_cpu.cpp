@@ -71,25 +71,8 @@ constexpr int64_t kItemGrain = 2048;
 std::tuple<at::Tensor, at::Tensor> mixgcf_mix_cpu(const at::Tensor& query, const at::Tensor& pos_layers,
                                                   const at::Tensor& item_layers, const at::Tensor& candidates,
                                                   const at::Tensor& alpha) {
-  CHECK_DIM(pos_layers, 3);
+  check_mixgcf_mix_args(query, pos_layers, item_layers, candidates, alpha);
   const int64_t B = pos_layers.size(0), L = pos_layers.size(1), d = pos_layers.size(2);
-  TORCH_CHECK(L >= 1, "pos_layers must have at least one layer (L >= 1), got shape ", pos_layers.sizes());
-  TORCH_CHECK(query.dim() == 2 || query.dim() == 3, "query must be [B, d] or [B, L, d], got shape ",
-              query.sizes());
-  if (query.dim() == 2) {
-    CHECK_SHAPE(query, B, d);
-  } else {
-    CHECK_SHAPE(query, B, L, d);
-  }
-  CHECK_DIM(item_layers, 3);
-  CHECK_SIZE(item_layers, 1, L);
-  CHECK_SIZE(item_layers, 2, d);
-  CHECK_SHAPE(alpha, B, L);
-  CHECK_FLOATING(pos_layers);
-  CHECK_FLOATING(alpha);
-  CHECK_SAME_DTYPE(query, pos_layers);
-  CHECK_SAME_DTYPE(item_layers, pos_layers);
-  check_candidates(item_layers, candidates, B);
   for (const auto* t : {&query, &pos_layers, &item_layers, &candidates, &alpha}) CHECK_CPU(*t);
 
   const auto query_c = query.contiguous(), pos_c = pos_layers.contiguous(), items_c = item_layers.contiguous();
@@ -159,13 +142,8 @@ std::tuple<at::Tensor, at::Tensor> mixgcf_mix_cpu(const at::Tensor& query, const
 
 std::tuple<at::Tensor, at::Tensor> mixgcf_mix_backward_cpu(const at::Tensor& grad_z, const at::Tensor& chosen,
                                                            const at::Tensor& alpha, int64_t num_items) {
-  CHECK_DIM(grad_z, 3);
+  check_mixgcf_backward_args(grad_z, chosen, alpha, num_items);
   const int64_t B = grad_z.size(0), L = grad_z.size(1), d = grad_z.size(2);
-  CHECK_FLOATING(grad_z);
-  CHECK_LONG(chosen);
-  CHECK_SHAPE(chosen, B, L);
-  CHECK_SHAPE(alpha, B, L);
-  TORCH_CHECK(num_items >= 0, "num_items must be >= 0, got ", num_items);
   for (const auto* t : {&grad_z, &chosen, &alpha}) CHECK_CPU(*t);
   const auto grad_z_c = grad_z.contiguous(), chosen_c = chosen.contiguous();
   const auto alpha_c = alpha.to(at::toOpMathType(grad_z_c.scalar_type())).contiguous();
@@ -211,23 +189,17 @@ std::tuple<at::Tensor, at::Tensor> mixgcf_mix_backward_cpu(const at::Tensor& gra
 
 namespace {
 
-void check_scoring_args(const at::Tensor& user, const at::Tensor& items, const at::Tensor& candidates) {
-  CHECK_DIM(user, 2);
-  CHECK_DIM(items, 2);
-  CHECK_FLOATING(user);
-  CHECK_SAME_DTYPE(user, items);
-  CHECK_SIZE(items, 1, user.size(1));
-  check_candidates(items, candidates, user.size(0));
+void check_scoring_args_cpu(const at::Tensor& user, const at::Tensor& items, const at::Tensor& candidates,
+                            const c10::optional<at::Tensor>& target = c10::nullopt) {
+  check_scoring_args(user, items, candidates, target);
   CHECK_CPU(user);
-  CHECK_CPU(items);
-  CHECK_CPU(candidates);
 }
 
 }  // namespace
 
 at::Tensor candidate_scores_cpu(const at::Tensor& user, const at::Tensor& items,
                                 const at::Tensor& candidates) {
-  check_scoring_args(user, items, candidates);
+  check_scoring_args_cpu(user, items, candidates);
   const auto user_c = user.contiguous(), items_c = items.contiguous(), candidates_c = candidates.contiguous();
   const int64_t B = user_c.size(0), d = user_c.size(1), M = candidates_c.size(1), I = items_c.size(0);
   auto scores = at::empty({B, M}, user_c.options());
@@ -254,14 +226,9 @@ at::Tensor candidate_scores_cpu(const at::Tensor& user, const at::Tensor& items,
 
 at::Tensor select_candidates_cpu(const at::Tensor& user, const at::Tensor& items,
                                  const at::Tensor& candidates, const c10::optional<at::Tensor>& target) {
-  check_scoring_args(user, items, candidates);
+  check_scoring_args_cpu(user, items, candidates, target);
   const int64_t B = user.size(0);
   const bool has_target = target.has_value() && target->defined();
-  if (has_target) {
-    CHECK_FLOATING((*target));
-    CHECK_SHAPE((*target), B);
-    CHECK_CPU((*target));
-  }
   const auto user_c = user.contiguous(), items_c = items.contiguous(), candidates_c = candidates.contiguous();
   const int64_t d = user_c.size(1), M = candidates_c.size(1), I = items_c.size(0);
   auto positions = at::empty({B}, candidates_c.options());

@@ -108,9 +108,7 @@ Csr prepare(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& v
   CHECK_CPU(x);
   const auto acc_type = at::toOpMathType(x.scalar_type());
   Csr g{rowptr.contiguous(), col.contiguous(), val.to(acc_type).contiguous()};
-  TORCH_CHECK(g.col.numel() == 0 || g.rowptr.numel() > 1, "a graph with nnz > 0 must have at least one node");
-  const int64_t last = g.rowptr[-1].item<int64_t>();
-  TORCH_CHECK(last == g.col.numel(), "rowptr[-1] must equal nnz = ", g.col.numel(), ", got ", last);
+  check_csr_ends(g.rowptr, g.col.numel());
   return g;
 }
 

@@ -128,43 +128,16 @@ __global__ void __launch_bounds__(kBlock) select_candidates_kernel(
   if (lane == 0) positions[b] = best_m;
 }
 
-void check_scoring_args(const at::Tensor& user, const at::Tensor& items, const at::Tensor& candidates) {
-  CHECK_DIM(user, 2);
-  CHECK_DIM(items, 2);
-  CHECK_FLOATING(user);
-  CHECK_SAME_DTYPE(user, items);
-  CHECK_SIZE(items, 1, user.size(1));
-  check_candidates(items, candidates, user.size(0));
-  CHECK_CUDA(user);
-  CHECK_SAME_DEVICE(user, items);
-}
-
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> mixgcf_mix_cuda(const at::Tensor& query, const at::Tensor& pos_layers,
                                                    const at::Tensor& item_layers, const at::Tensor& candidates,
                                                    const at::Tensor& alpha) {
-  CHECK_DIM(pos_layers, 3);
+  check_mixgcf_mix_args(query, pos_layers, item_layers, candidates, alpha);
   const int64_t B = pos_layers.size(0), L = pos_layers.size(1), d = pos_layers.size(2);
-  TORCH_CHECK(L >= 1 && L <= kMaxLayers, "pos_layers must have 1..", kMaxLayers, " layers, got shape ",
+  TORCH_CHECK(L <= kMaxLayers, "pos_layers must have at most ", kMaxLayers, " layers on CUDA, got shape ",
               pos_layers.sizes());
-  TORCH_CHECK(query.dim() == 2 || query.dim() == 3, "query must be [B, d] or [B, L, d], got shape ", query.sizes());
-  if (query.dim() == 2) {
-    CHECK_SHAPE(query, B, d);
-  } else {
-    CHECK_SHAPE(query, B, L, d);
-  }
-  CHECK_DIM(item_layers, 3);
-  CHECK_SIZE(item_layers, 1, L);
-  CHECK_SIZE(item_layers, 2, d);
-  CHECK_SHAPE(alpha, B, L);
-  CHECK_FLOATING(pos_layers);
-  CHECK_FLOATING(alpha);
-  CHECK_SAME_DTYPE(query, pos_layers);
-  CHECK_SAME_DTYPE(item_layers, pos_layers);
-  check_candidates(item_layers, candidates, B);
   CHECK_CUDA(pos_layers);
-  for (const auto* t : {&query, &item_layers, &candidates, &alpha}) CHECK_SAME_DEVICE(pos_layers, (*t));
   const c10::cuda::CUDAGuard guard(pos_layers.device());
   const auto query_c = query.contiguous(), pos_c = pos_layers.contiguous(), items_c = item_layers.contiguous();
   const auto candidates_c = candidates.contiguous();
@@ -186,16 +159,9 @@ std::tuple<at::Tensor, at::Tensor> mixgcf_mix_cuda(const at::Tensor& query, cons
 
 std::tuple<at::Tensor, at::Tensor> mixgcf_mix_backward_cuda(const at::Tensor& grad_z, const at::Tensor& chosen,
                                                             const at::Tensor& alpha, int64_t num_items) {
-  CHECK_DIM(grad_z, 3);
+  check_mixgcf_backward_args(grad_z, chosen, alpha, num_items);
   const int64_t B = grad_z.size(0), L = grad_z.size(1), d = grad_z.size(2);
-  CHECK_FLOATING(grad_z);
-  CHECK_LONG(chosen);
-  CHECK_SHAPE(chosen, B, L);
-  CHECK_SHAPE(alpha, B, L);
-  TORCH_CHECK(num_items >= 0, "num_items must be >= 0, got ", num_items);
   CHECK_CUDA(grad_z);
-  CHECK_SAME_DEVICE(grad_z, chosen);
-  CHECK_SAME_DEVICE(grad_z, alpha);
   const c10::cuda::CUDAGuard guard(grad_z.device());
   const auto grad_c = grad_z.contiguous(), chosen_c = chosen.contiguous();
   const auto acc_type = at::toOpMathType(grad_c.scalar_type());
@@ -219,6 +185,7 @@ std::tuple<at::Tensor, at::Tensor> mixgcf_mix_backward_cuda(const at::Tensor& gr
 
 at::Tensor candidate_scores_cuda(const at::Tensor& user, const at::Tensor& items, const at::Tensor& candidates) {
   check_scoring_args(user, items, candidates);
+  CHECK_CUDA(user);
   const c10::cuda::CUDAGuard guard(user.device());
   const auto user_c = user.contiguous(), items_c = items.contiguous(), candidates_c = candidates.contiguous();
   const int64_t B = user_c.size(0), d = user_c.size(1), M = candidates_c.size(1);
@@ -237,14 +204,10 @@ at::Tensor candidate_scores_cuda(const at::Tensor& user, const at::Tensor& items
 
 at::Tensor select_candidates_cuda(const at::Tensor& user, const at::Tensor& items, const at::Tensor& candidates,
                                   const c10::optional<at::Tensor>& target) {
-  check_scoring_args(user, items, candidates);
+  check_scoring_args(user, items, candidates, target);
+  CHECK_CUDA(user);
   const int64_t B = user.size(0);
   const bool has_target = target.has_value() && target->defined();
-  if (has_target) {
-    CHECK_FLOATING((*target));
-    CHECK_SHAPE((*target), B);
-    CHECK_SAME_DEVICE(user, (*target));
-  }
   const c10::cuda::CUDAGuard guard(user.device());
   const auto user_c = user.contiguous(), items_c = items.contiguous(), candidates_c = candidates.contiguous();
   const int64_t d = user_c.size(1), M = candidates_c.size(1);

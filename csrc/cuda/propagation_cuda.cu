@@ -101,11 +101,7 @@ CsrCuda prepare_cuda(const at::Tensor& rowptr, const at::Tensor& col, const at::
   CHECK_CUDA(x);
   const auto acc_type = at::toOpMathType(x.scalar_type());
   CsrCuda g{rowptr.contiguous(), col.contiguous(), val.to(acc_type).contiguous(), col.numel()};
-  TORCH_CHECK(g.nnz == 0 || g.rowptr.numel() > 1, "a graph with nnz > 0 must have at least one node");
-  const int64_t last = g.rowptr[-1].item<int64_t>();  // one small copy; also validates the CSR contract
-  TORCH_CHECK(last == g.nnz, "rowptr[-1] must equal nnz = ", g.nnz, ", got ", last);
-  const int64_t first = g.rowptr[0].item<int64_t>();
-  TORCH_CHECK(first == 0, "rowptr[0] must be 0, got ", first);
+  check_csr_ends(g.rowptr, g.nnz);
   return g;
 }
 

@@ -9,8 +9,9 @@ output element unwritten fails.
 import pytest
 import torch
 
-from recbole_hnlm.ops import WITH_CUDA_EXT, bipartite_normalized_graph, candidate_scores, lightgcn_propagate
+from recbole_hnlm.ops import WITH_CUDA_EXT, candidate_scores, lightgcn_propagate
 from recbole_hnlm.ops import mixgcf_mix, select_candidates, spmm
+from test_propagation import random_graph  # tests/ops is on sys.path (rootdir-relative, no __init__.py)
 from recbole_hnlm.ops import _ext
 from recbole_hnlm.ops.reference import (
     candidate_scores_reference,
@@ -40,17 +41,6 @@ def poison(*shapes, dtype=torch.float32):
     """Fill and free blocks so the next allocations of these sizes start as NaN (caching allocator reuse)."""
     blocks = [torch.full(s, float("nan"), dtype=dtype, device=DEV) for s in shapes]
     del blocks
-
-
-def random_graph(n_users, n_items, n_edges, seed=0, hub=False):
-    """Random bipartite graph; the last user and item 0 are isolated; ``hub`` links item 1 to every user."""
-    gen = torch.Generator().manual_seed(seed)
-    users = torch.randint(0, max(n_users - 1, 1), (n_edges,), generator=gen)
-    items = torch.randint(1, n_items, (n_edges,), generator=gen)
-    if hub:
-        users = torch.cat([users, torch.arange(n_users - 1)])
-        items = torch.cat([items, torch.ones(n_users - 1, dtype=torch.long)])
-    return bipartite_normalized_graph(users, items, n_users, n_items)
 
 
 def cuda_graph(name):
