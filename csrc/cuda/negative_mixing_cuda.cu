@@ -41,8 +41,8 @@ __global__ void __launch_bounds__(kBlock) mixgcf_mix_kernel(
     const scalar_t* __restrict__ query, bool per_layer_query, const scalar_t* __restrict__ pos,
     const scalar_t* __restrict__ items, const int64_t* __restrict__ candidates, const acc_t* __restrict__ alpha,
     scalar_t* __restrict__ z, int64_t* __restrict__ chosen, int64_t B, int64_t M, int L, int64_t d, int64_t I) {
-  const int64_t b = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
-  const int lane = threadIdx.x % kWarp;
+  const int64_t b = global_warp();
+  const int lane = lane_id();
   if (b >= B) return;
   const scalar_t* q = query + (per_layer_query ? b * L * d : b * d);
   const int64_t* cand = candidates + b * M;
@@ -81,8 +81,8 @@ template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kBlock) mixgcf_scatter_kernel(
     const scalar_t* __restrict__ grad_z, const int64_t* __restrict__ chosen, const acc_t* __restrict__ alpha,
     acc_t* __restrict__ grad_items, int64_t rows, int L, int64_t d, int64_t I) {
-  const int64_t r = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
-  const int lane = threadIdx.x % kWarp;
+  const int64_t r = global_warp();
+  const int lane = lane_id();
   if (r >= rows) return;
   const int64_t item = chosen[r];
   CUDA_KERNEL_ASSERT(item >= 0 && item < I);
@@ -95,8 +95,8 @@ template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kBlock) candidate_scores_kernel(
     const scalar_t* __restrict__ user, const scalar_t* __restrict__ items, const int64_t* __restrict__ candidates,
     scalar_t* __restrict__ scores, int64_t B, int64_t M, int64_t d, int64_t I) {
-  const int64_t bm = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
-  const int lane = threadIdx.x % kWarp;
+  const int64_t bm = global_warp();
+  const int lane = lane_id();
   if (bm >= B * M) return;
   const int64_t c = candidates[bm];
   CUDA_KERNEL_ASSERT(c >= 0 && c < I);
@@ -108,8 +108,8 @@ template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kBlock) select_candidates_kernel(
     const scalar_t* __restrict__ user, const scalar_t* __restrict__ items, const int64_t* __restrict__ candidates,
     const acc_t* __restrict__ target, int64_t* __restrict__ positions, int64_t B, int64_t M, int64_t d, int64_t I) {
-  const int64_t b = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
-  const int lane = threadIdx.x % kWarp;
+  const int64_t b = global_warp();
+  const int lane = lane_id();
   if (b >= B) return;
   acc_t best = acc_t(0);
   int64_t best_m = 0;

@@ -43,8 +43,8 @@ __global__ void __launch_bounds__(kBlock) spmm_edge_split_kernel(
     const index_t* __restrict__ rowptr, const index_t* __restrict__ col, const acc_t* __restrict__ val,
     const scalar_t* __restrict__ x, int64_t x_stride, acc_t* __restrict__ out, int64_t out_stride, int64_t n_rows,
     int64_t nnz, int64_t d) {
-  const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
-  const int lane = threadIdx.x % kWarp;
+  const int64_t warp = global_warp();
+  const int lane = lane_id();
   const int64_t e0 = warp * kEdgesPerWarp;
   if (e0 >= nnz) return;
   const int64_t e1 = min(nnz, e0 + kEdgesPerWarp);
@@ -105,35 +105,37 @@ CsrCuda prepare_cuda(const at::Tensor& rowptr, const at::Tensor& col, const at::
   return g;
 }
 
+template <typename scalar_t, typename index_t, int VEC>
+void launch_spmm(const CsrCuda& g, const at::Tensor& x, int64_t x_stride, const at::Tensor& out, int64_t out_stride,
+                 int64_t n, int64_t d) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t warps = ceil_div(g.nnz, kEdgesPerWarp);
+  spmm_edge_split_kernel<scalar_t, acc_t, index_t, VEC>
+      <<<blocks_for_warps(warps), kBlock, 0, c10::cuda::getCurrentCUDAStream()>>>(
+          g.rowptr.data_ptr<index_t>(), g.col.data_ptr<index_t>(), g.val.data_ptr<acc_t>(), x.data_ptr<scalar_t>(),
+          x_stride, out.data_ptr<acc_t>(), out_stride, n, g.nnz, d);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// Vector loads (float2 / float4) only for float rows that allow them; every other dtype loads element-wise.
+template <typename scalar_t, typename index_t>
+void launch_spmm_vectorised(const CsrCuda& g, const at::Tensor& x, int64_t x_stride, const at::Tensor& out,
+                            int64_t out_stride, int64_t n, int64_t d) {
+  if constexpr (std::is_same<scalar_t, float>::value) {
+    const int vec = vector_width(d, {{x.data_ptr(), x_stride}, {out.data_ptr(), out_stride}}, sizeof(float));
+    if (vec == 4) return launch_spmm<scalar_t, index_t, 4>(g, x, x_stride, out, out_stride, n, d);
+    if (vec == 2) return launch_spmm<scalar_t, index_t, 2>(g, x, x_stride, out, out_stride, n, d);
+  }
+  launch_spmm<scalar_t, index_t, 1>(g, x, x_stride, out, out_stride, n, d);
+}
+
 // out (op-math dtype, zero-filled, rows `out_stride` apart) += A_hat x (rows of x `x_stride` apart).
 void spmm_into(const CsrCuda& g, const at::Tensor& x, int64_t x_stride, const at::Tensor& out, int64_t out_stride) {
   const int64_t n = g.rowptr.numel() - 1, d = x.size(-1);
   if (n == 0 || d == 0 || g.nnz == 0) return;
-  const auto stream = c10::cuda::getCurrentCUDAStream();
-  const int64_t warps = ceil_div(g.nnz, kEdgesPerWarp);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::ScalarType::Half, at::ScalarType::BFloat16, x.scalar_type(), "spmm_cuda", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
     AT_DISPATCH_INDEX_TYPES(g.rowptr.scalar_type(), "spmm_cuda_index", [&] {
-      const int vec = vector_width(d, {{x.data_ptr(), x_stride}, {out.data_ptr(), out_stride}}, sizeof(scalar_t));
-      auto launch = [&](auto vec_constant) {
-        constexpr int VEC = decltype(vec_constant)::value;
-        spmm_edge_split_kernel<scalar_t, acc_t, index_t, VEC><<<blocks_for_warps(warps), kBlock, 0, stream>>>(
-            g.rowptr.data_ptr<index_t>(), g.col.data_ptr<index_t>(), g.val.data_ptr<acc_t>(),
-            x.data_ptr<scalar_t>(), x_stride, out.data_ptr<acc_t>(), out_stride, n, g.nnz, d);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      };
-      // vector loads only for float (load_vec); other dtypes go element-wise
-      if constexpr (std::is_same<scalar_t, float>::value) {
-        if (vec == 4) {
-          launch(std::integral_constant<int, 4>{});
-        } else if (vec == 2) {
-          launch(std::integral_constant<int, 2>{});
-        } else {
-          launch(std::integral_constant<int, 1>{});
-        }
-      } else {
-        launch(std::integral_constant<int, 1>{});
-      }
+      launch_spmm_vectorised<scalar_t, index_t>(g, x, x_stride, out, out_stride, n, d);
     });
   });
 }

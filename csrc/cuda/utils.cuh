@@ -19,6 +19,12 @@ __host__ __device__ __forceinline__ int64_t ceil_div(int64_t a, int64_t b) { ret
 
 inline int64_t blocks_for_warps(int64_t warps) { return std::max<int64_t>(1, ceil_div(warps, kWarpsPerBlock)); }
 
+// Index of the calling thread's warp in the grid, and its lane: every kernel here maps one warp to one work item.
+__device__ __forceinline__ int64_t global_warp() {
+  return (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
+}
+__device__ __forceinline__ int lane_id() { return threadIdx.x % kWarp; }
+
 template <typename T>
 __device__ __forceinline__ T warp_sum(T value) {
 #pragma unroll
