@@ -10,7 +10,8 @@
 ``--data_path`` defaults to RecBole's bundled folder for ml-100k, else ``dataset/``. ``--split recbole`` (default)
 takes the training split from RecBole with the given ``--config_files`` (so profiles and negatives never see
 validation/test interactions); ``--split all`` uses every interaction. Any ``--hnlm_<key>=<value>`` overrides a
-setting; other ``--<key>=<value>`` go to RecBole's config of the split (e.g. ``--load_col``, ``--eval_args``). Every stage is resumable: run the same command again after an interruption.
+setting; other ``--<key>=<value>`` go to RecBole's config of the split (e.g. ``--load_col``, ``--split_seed``).
+Every stage is resumable: run the same command again after an interruption.
 """
 import argparse
 import logging
@@ -38,11 +39,12 @@ def recbole_split(dataset: str, data_path: str, config_files, model: str, settin
     from recbole.utils import init_seed
 
     from recbole_hnlm.config import Config
+    from recbole_hnlm.quick_start import split_seed
 
     config = Config(model=model, dataset=dataset, config_file_list=config_files or None,
                     config_dict=dict(settings or {}, data_path=data_path, show_progress=False, sampler="HNLMRec"),
                     command_line=False)
-    init_seed(config["seed"], config["reproducibility"])
+    init_seed(split_seed(config), config["reproducibility"])
     train, _, _ = data_preparation(config, create_dataset(config))
     return train, config
 
