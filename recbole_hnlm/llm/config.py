@@ -11,7 +11,7 @@ __all__ = ["LLMConfig"]
 
 @dataclass
 class LLMConfig:
-    variant: str = field(default="semantic", metadata={"help": "semantic (paper §3.1) | finetuned (§4.2-4.3)"})
+    variant: str = field(default="finetuned", metadata={"help": "finetuned (HNLMRec, §4.2-4.3) | semantic (LLM-written negatives, §3.1)"})
     store_path: Optional[str] = field(default=None, metadata={
         "help": "side-car file; default <dir>/<ds>.hnlm-<variant>.safetensors"})
     generator: str = field(default="smollm2", metadata={"help": "causal LM: smollm2 | local folder | .gguf file"})

@@ -247,6 +247,7 @@ class AlignedPairEmbeddings(nn.Module):
         super().__init__()
         self.register_buffer("keys", keys, persistent=False)
         self.register_buffer("emb", emb, persistent=False)
+        self.register_buffer("shift", torch.zeros(emb.shape[1], dtype=torch.float32), persistent=False)
         self.n_items = int(n_items)
         self.dim = int(emb.shape[1])
         self.coverage = float(coverage)
@@ -268,8 +269,18 @@ class AlignedPairEmbeddings(nn.Module):
         if self.keys.numel() == 0:
             out = torch.zeros(user.shape[0], self.dim, dtype=torch.float32, device=user.device)
         else:
-            out = self.emb[pos].float() * found.unsqueeze(1)
+            out = (self.emb[pos].float() - self.shift) * found.unsqueeze(1)
         return out.to(user.device), found.to(user.device)
+
+    @torch.no_grad()
+    def center(self, chunk: int = 65536) -> float:
+        """Subtract the mean stored vector from every lookup (removes the common direction of anisotropic LLM
+        embeddings). Returns the norm of that mean; the stored rows are not copied or changed."""
+        total = torch.zeros(self.dim, dtype=torch.float64, device=self.emb.device)
+        for start in range(0, self.emb.shape[0], chunk):
+            total += self.emb[start:start + chunk].double().sum(0)
+        self.shift = (total / max(self.emb.shape[0], 1)).float()
+        return float(self.shift.norm())
 
     def pair_coverage(self, user: torch.Tensor, item: torch.Tensor) -> float:
         """Share of the given pairs that have a stored embedding."""

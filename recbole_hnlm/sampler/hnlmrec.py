@@ -18,6 +18,7 @@ from recbole_hnlm.errors import ConfigError
 from recbole_hnlm.sampler.base import NegativeSampler, Negatives, SamplingContext, require
 
 MISSING_POLICIES = ("error", "random")
+NORM_POLICIES = ("none", "item")
 
 
 class HNLMRec(NegativeSampler):
@@ -62,6 +63,9 @@ class HNLMRec(NegativeSampler):
             raise ConfigError("HNLMRec needs 'hnlm_file' (set by HNLMRec.prepare, or give the store's path).")
         store = PairEmbeddingStore.open(config["hnlm_file"])
         self.pairs = store.align(dataset)
+        if config["hnlm_center"]:
+            mean_norm = self.pairs.center()
+            logging.getLogger().info(f"HNLMRec: stored vectors centred (norm of their mean {mean_norm:.4g})")
         self.mix = float(config["hnlm_lambda"])
         self.cl_weight = float(config["hnlm_cl_weight"])
         self.cl_temperature = float(config["hnlm_cl_temperature"])
@@ -69,6 +73,8 @@ class HNLMRec(NegativeSampler):
         self.missing = config["hnlm_missing"]
         self.margin = config["hnlm_margin"]
         self.detach_in_bpr = bool(config["hnlm_detach_in_bpr"])
+        self.h_norm = config["hnlm_h_norm"]
+        self.adapter_reg_weight = float(config["hnlm_adapter_reg_weight"])
         widths = [self.pairs.dim] + list(config["hnlm_adapter_hidden"]) + [pooled_size or config["embedding_size"]]
         layers = []
         for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
@@ -90,6 +96,9 @@ class HNLMRec(NegativeSampler):
         require(config, "hnlm_cl_weight", lambda v: isinstance(v, (int, float)) and v >= 0, "a number >= 0")
         require(config, "hnlm_cl_temperature", lambda v: isinstance(v, (int, float)) and v > 0, "a number > 0")
         require(config, "hnlm_missing", lambda v: v in MISSING_POLICIES, f"one of {MISSING_POLICIES}")
+        require(config, "hnlm_center", lambda v: isinstance(v, bool), "True or False")
+        require(config, "hnlm_h_norm", lambda v: v in NORM_POLICIES, f"one of {NORM_POLICIES}")
+        require(config, "hnlm_adapter_reg_weight", lambda v: isinstance(v, (int, float)) and v >= 0, "a number >= 0")
         require(config, "hnlm_adapter_hidden",
                 lambda v: isinstance(v, (list, tuple)) and all(isinstance(w, int) and w > 0 for w in v),
                 "a list of positive integers (may be empty)")
@@ -134,14 +143,22 @@ class HNLMRec(NegativeSampler):
         h = self.adapter(x.to(emb.item.dtype))
         user, pos, random_neg = emb.user[ctx.user], emb.item[ctx.pos], emb.item[ctx.neg]
         h_bpr = h.detach() if self.detach_in_bpr else h
+        if self.h_norm == "item":
+            h_bpr = F.normalize(h_bpr, dim=1) * random_neg.detach().norm(dim=1, keepdim=True)
         weight = self.mix * found.to(h.dtype).unsqueeze(1)
         negative = weight * h_bpr + (1 - weight) * random_neg
         aux = ()
         if self.cl_weight > 0:
-            aux = (self.cl_weight * self.alignment_loss(user, pos, h, found),)
+            aux += (self.cl_weight * self.alignment_loss(user, pos, h, found),)
+        if self.adapter_reg_weight > 0 and any(p.requires_grad for p in self.adapter.parameters()):
+            aux += (self.adapter_reg_weight * self.adapter_frobenius(),)
         self._record(user, h, found)
         return Negatives(pooled=negative.unsqueeze(1), ego=emb.item_ego[ctx.neg].unsqueeze(1),
                          item_ids=None, aux_losses=aux, margin=self.margin)
+
+    def adapter_frobenius(self):
+        """Squared Frobenius norm of the adapter's weight matrices (the parameter term of eq. 10)."""
+        return sum(layer.weight.pow(2).sum() for layer in self.adapter if isinstance(layer, nn.Linear))
 
     def alignment_loss(self, user, pos, h, found):
         """Eq. 9 over the rows that have an LLM negative (2-way softmax; in-batch denominators optional)."""

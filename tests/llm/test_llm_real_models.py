@@ -16,7 +16,7 @@ def test_semantic_negatives_with_default_models(tmp_path):
     from recbole_hnlm.llm import ensure_negatives
 
     root = write_slice(str(tmp_path), "tiny", users=2, per_user=3)
-    store = ensure_negatives({"hnlm_item_profiles": False, "hnlm_max_history": 3, "hnlm_max_new_tokens": 32,
+    store = ensure_negatives({"hnlm_variant": "semantic", "hnlm_item_profiles": False, "hnlm_max_history": 3, "hnlm_max_new_tokens": 32,
                               "hnlm_profile_max_new_tokens": 48, "hnlm_retries": 1}, "tiny", root)
     s = PairEmbeddingStore.open(store)
     assert s.manifest["generator"] == "SmolLM2-135M-Instruct.Q4_1" and s.manifest["encoder"] == "all-MiniLM-L6-v2"

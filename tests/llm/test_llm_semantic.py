@@ -72,7 +72,8 @@ def test_generation_prefix_cache_matches_full_prefill(tiny_llama_dir):
 
 
 def _run(data_root, store, tiny_tokenizer, tiny_encoder_dir, on_chunk=None, **overrides):
-    cfg = LLMConfig.from_config({"hnlm_chunk_size": 7, "hnlm_max_pairs": 40, "hnlm_generator": "scripted"},
+    cfg = LLMConfig.from_config({"hnlm_variant": "semantic", "hnlm_chunk_size": 7, "hnlm_max_pairs": 40,
+                                 "hnlm_generator": "scripted"},
                                 **overrides)
     text = DatasetText(data_root, "mini")
     gen = make_scripted_generator(tiny_tokenizer)
@@ -131,8 +132,8 @@ def test_ensure_negatives_cache_hit_and_miss(tmp_path, data_root, tiny_tokenizer
     monkeypatch.setattr("recbole_hnlm.llm.models.resolve_generator", lambda *a, **k: type("R", (), {"name": "scripted"}))
     monkeypatch.setattr("recbole_hnlm.llm.models.resolve_encoder",
                         lambda *a, **k: type("R", (), {"name": os.path.basename(tiny_encoder_dir)}))
-    config = {"hnlm_chunk_size": 7, "hnlm_max_pairs": 40, "hnlm_store_path": store, "hnlm_generator": "scripted",
-              "hnlm_encoder": tiny_encoder_dir}
+    config = {"hnlm_variant": "semantic", "hnlm_chunk_size": 7, "hnlm_max_pairs": 40, "hnlm_store_path": store,
+              "hnlm_generator": "scripted", "hnlm_encoder": tiny_encoder_dir}
     assert ensure_negatives(config, "mini", data_root) == store and not calls
     with pytest.raises(AssertionError, match="cache hit"):  # another subset -> miss -> would load the model
         ensure_negatives(dict(config, hnlm_max_pairs=41), "mini", data_root)
@@ -146,7 +147,8 @@ def test_ensure_negatives_recbole_call_form(tmp_path, data_root, tiny_tokenizer,
     import recbole_hnlm.llm.pipeline as pipeline
 
     config = Config(model="BPR", dataset="mini", config_dict={"data_path": data_root, "show_progress": False,
-                                                              "checkpoint_dir": str(tmp_path)})
+                                                              "checkpoint_dir": str(tmp_path),
+                                                              "hnlm_variant": "semantic"})
     train, _, _ = data_preparation(config, create_dataset(config))
     seen = {}
 

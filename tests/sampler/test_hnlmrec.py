@@ -44,7 +44,7 @@ def build(fast_config, store, **extra):
 
 def test_mixing_follows_eq7_and_alignment_is_added(fast_config, ml_slice, tmp_path):
     store = write_store(ml_slice, tmp_path / "s.safetensors")
-    model, batch = build(fast_config, store, hnlm_lambda=0.3)
+    model, batch = build(fast_config, store, hnlm_lambda=0.3, hnlm_h_norm="none", hnlm_adapter_reg_weight=0.0)
     sampler = model.sampler
     assert isinstance(sampler.adapter[-1], torch.nn.Linear)  # eq. 6: no activation after the last layer
     from recbole_hnlm.sampler.base import SamplingContext
@@ -61,6 +61,43 @@ def test_mixing_follows_eq7_and_alignment_is_added(fast_config, ml_slice, tmp_pa
     assert isinstance(loss, tuple) and len(loss) == 2
     sum(loss).backward()
     assert sampler.adapter[0].weight.grad is not None and sampler.adapter[0].weight.grad.abs().sum() > 0
+
+
+def test_item_norm_bounds_the_llm_part_and_adapter_is_regularised(fast_config, ml_slice, tmp_path):
+    store = write_store(ml_slice, tmp_path / "s.safetensors")
+    model, batch = build(fast_config, store, hnlm_lambda=1.0, hnlm_h_norm="item", hnlm_adapter_reg_weight=0.01,
+                         hnlm_cl_weight=0.0)
+    sampler = model.sampler
+    from recbole_hnlm.sampler.base import SamplingContext
+
+    user, pos, neg = batch["user_id"], batch["item_id"], batch["neg_item_id"]
+    emb = model.propagate(with_layers=False)
+    with torch.no_grad():  # a huge adapter output must not reach the ranking loss at its own scale
+        sampler.adapter[-1].weight.mul_(1e4)
+    out = sampler(SamplingContext(user=user, pos=pos, neg=neg, emb=emb))
+    x, _ = sampler.pairs.lookup(user, pos)
+    h = sampler.adapter(x)
+    # lambda = 1: the negative is h, rescaled to the norm of the random negative it replaces, same direction
+    assert torch.allclose(out.pooled[:, 0].norm(dim=1), emb.item[neg].norm(dim=1), rtol=1e-5)
+    assert torch.allclose(torch.nn.functional.cosine_similarity(out.pooled[:, 0], h), torch.ones(len(h)), atol=1e-5)
+    # the parameter term of eq. 10 on the adapter's weights (not its biases)
+    frobenius = sum(float(m.weight.pow(2).sum()) for m in sampler.adapter if isinstance(m, torch.nn.Linear))
+    assert len(out.aux_losses) == 1
+    assert float(out.aux_losses[0]) == pytest.approx(0.01 * frobenius, rel=1e-5)
+
+
+def test_centering_removes_the_mean_stored_vector(fast_config, ml_slice, tmp_path):
+    store = write_store(ml_slice, tmp_path / "s.safetensors")
+    model, batch = build(fast_config, store, hnlm_center=False)
+    raw = model.sampler.pairs.emb.float()
+    centred_model, _ = build(fast_config, store, hnlm_center=True)
+    aligned = centred_model.sampler.pairs
+    assert torch.allclose(aligned.shift, raw.mean(0), atol=1e-5)
+    x, found = aligned.lookup(batch["user_id"], batch["item_id"])
+    x_raw, _ = model.sampler.pairs.lookup(batch["user_id"], batch["item_id"])
+    assert bool(found.all()) and torch.allclose(x, x_raw - raw.mean(0), atol=1e-5)
+    everything = (aligned.emb.float() - aligned.shift).mean(0)
+    assert float(everything.abs().max()) < 1e-5
 
 
 def test_alignment_loss_matches_eq9(fast_config, ml_slice, tmp_path):
@@ -104,13 +141,13 @@ def test_training_with_llm_negatives_changes_the_loss(fast_config, ml_slice, tmp
     rns = run_recbole_hnlm(model="LightGCN", config_dict={**fast_config, "sampler": "RNS", "epochs": 1})
     hnlm = run_recbole_hnlm(model="LightGCN", config_dict=config_for(fast_config, store, hnlm_lambda=0.5))
     assert hnlm["test_result"]["ndcg@20"] > 0
-    model0, batch = build(fast_config, store, hnlm_lambda=0.0, hnlm_cl_weight=0.0)
+    model0, batch = build(fast_config, store, hnlm_lambda=0.0, hnlm_cl_weight=0.0, hnlm_adapter_reg_weight=0.0)
     torch.manual_seed(0)
     base = float(model0.calculate_loss(batch))
-    model1, _ = build(fast_config, store, hnlm_lambda=0.5, hnlm_cl_weight=0.0)
+    model1, _ = build(fast_config, store, hnlm_lambda=0.5, hnlm_cl_weight=0.0, hnlm_adapter_reg_weight=0.0)
     torch.manual_seed(0)
     mixed = float(model1.calculate_loss(batch))
-    assert abs(mixed - base) > 1e-4
+    assert abs(mixed - base) > 1e-6  # identical draws (same seed): only the eq. 7 mixing differs
     assert rns["test_result"] != hnlm["test_result"]
 
 
@@ -118,6 +155,7 @@ def test_bad_hnlm_options_are_rejected(fast_config, ml_slice, tmp_path):
     store = write_store(ml_slice, tmp_path / "s.safetensors")
     from recbole_hnlm.config import Config
 
-    for key, value in [("hnlm_lambda", 1.5), ("hnlm_missing", "noise"), ("hnlm_cl_temperature", 0.0)]:
+    for key, value in [("hnlm_lambda", 1.5), ("hnlm_missing", "noise"), ("hnlm_cl_temperature", 0.0),
+                       ("hnlm_h_norm", "unit"), ("hnlm_adapter_reg_weight", -1.0), ("hnlm_center", "yes")]:
         with pytest.raises(ConfigError, match=key):
             Config(model="LightGCN", config_dict=config_for(fast_config, store, **{key: value}))
