@@ -1,13 +1,11 @@
 #!/usr/bin/env bash
 # Set up whatever is missing, then run the main job: LightGCN trained with HNLMRec negatives on the embedded
-# ml-100k. The LLM precompute (SmolLM2-135M writes user profiles and hard negatives, MiniLM embeds them) runs first
-# when its cache is missing. On 2 CPU cores the semantic pipeline writes about 0.3-0.4 negatives per second, so the
-# default main job precomputes a seeded subset of 32 training pairs and trains the other pairs with the random
-# negative (hnlm_missing=random); raise hnlm_max_pairs on a GPU. Extra arguments are passed to run_recbole_hnlm.py
-# (e.g. scripts/main.sh --show_progress=False); RecBole refuses a key given twice with different values, so to
-# change the settings below run .venv/bin/python run_recbole_hnlm.py with your own.
+# ml-100k (python run_recbole_hnlm.py --model=LightGCN --sampler=HNLMRec --dataset=ml-100k). When its artifacts are
+# missing, the run first builds them, each stage resumable and cached under saved/hnlm/ml-100k/: the MixGCF teacher
+# (LightGCN + MixGCF on the training split), the LoRA fine-tuning of SmolLM2-135M-Instruct on the hybrid prompt, and
+# one [EOS] negative embedding for every training pair (docs/llm.md). Extra arguments are passed to the run script
+# (e.g. scripts/main.sh --show_progress=False --epochs=50).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec "${VENV:-.venv}/bin/python" run_recbole_hnlm.py --model=LightGCN --sampler=HNLMRec --dataset=ml-100k \
-  --hnlm_max_pairs=32 --hnlm_missing=random --hnlm_item_profiles=False --epochs=20 "$@"
+exec "${VENV:-.venv}/bin/python" run_recbole_hnlm.py --model=LightGCN --sampler=HNLMRec --dataset=ml-100k "$@"
