@@ -49,6 +49,10 @@ class HNLMRec(NegativeSampler):
         hnlm_cl_weight (float): :math:`\lambda_1`. Default 1e-3.  hnlm_cl_temperature (float): :math:`\tau`. 0.2.
         hnlm_cl_in_batch (bool): also contrast against the other rows' :math:`h` (in-batch denominators).
         hnlm_missing (str): ``error`` or ``random``.
+        hnlm_h_norm (str): ``item`` (default) rescales :math:`h` to the norm of :math:`\bar e_j` before eq. 7, so
+            :math:`\lambda` is the LLM share of the negative; ``none`` leaves it unbounded (the degenerate solution).
+        hnlm_center (bool): subtract the mean stored vector before the adapter (anisotropic [EOS] states).
+        hnlm_adapter_reg_weight (float): squared Frobenius norm of the adapter weights (the parameter term of eq. 10).
         hnlm_frozen_adapter, hnlm_final_relu (bool), hnlm_margin (float or ~), hnlm_detach_in_bpr (bool): flags that
             reproduce the official code (frozen random adapter, ReLU output, hinge loss with margin 0.3) or the
             degenerate-solution guard (adapter learns from :math:`\mathcal L_{CL}` only).
