@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create ./.venv (or $VENV) with the pinned stack and install recbole-hnlm in editable mode, building the C++
 # extension recbole_hnlm._C. Idempotent: dependencies are reinstalled only when requirements/*.txt change, and the
-# extension is rebuilt only when csrc/, setup.py or pyproject.toml change.
+# extension is rebuilt only when csrc/, setup.py, pyproject.toml or the pinned stack change.
 #
 # Why not a plain `pip install -e .`: recbole 1.2.1's own requirements pull ray, numpy 2, pandas 3, scipy >= 1.13
 # and a multi-GB CUDA torch, which break RecBole (docs/install.md). So torch is pinned to the CPU wheel (override
@@ -36,10 +36,11 @@ fi
 # The editable install rebuilds the extension from scratch (minutes): skip it when the build inputs are those of the
 # last successful build and the installed package imports from outside the repository.
 ext_stamp="$VENV/.recbole_hnlm_extension"
-ext_want=$( (cat setup.py pyproject.toml; find csrc -type f | LC_ALL=C sort | xargs cat) | sha256sum | cut -d' ' -f1)
+# (the stack's stamp is part of it: a new torch needs a rebuild even when the import happens to succeed)
+ext_want=$( (echo "$want"; cat setup.py pyproject.toml; find csrc -type f | LC_ALL=C sort | xargs cat) | sha256sum | cut -d' ' -f1)
 venv_python="$(cd "$VENV" && pwd)/bin/python"
 if [ "$(cat "$ext_stamp" 2>/dev/null)" = "$ext_want" ] && (cd / && "$venv_python" -c "import torch, recbole_hnlm._C") 2>/dev/null; then
-  echo "[setup] recbole_hnlm._C is up to date (csrc/, setup.py unchanged since the last build)"
+  echo "[setup] recbole_hnlm._C is up to date (csrc/, setup.py and the stack unchanged since the last build)"
 else
   echo "[setup] building recbole_hnlm._C and installing recbole-hnlm (editable)"
   MAX_JOBS=${MAX_JOBS:-2} "${PIP[@]}" install -q --no-build-isolation --no-deps -e .

@@ -78,7 +78,6 @@ class HNLMRec(NegativeSampler):
         self.margin = config["hnlm_margin"]
         self.detach_in_bpr = bool(config["hnlm_detach_in_bpr"])
         self.h_norm = config["hnlm_h_norm"]
-        self.adapter_reg_weight = float(config["hnlm_adapter_reg_weight"])
         widths = [self.pairs.dim] + list(config["hnlm_adapter_hidden"]) + [pooled_size or config["embedding_size"]]
         layers = []
         for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
@@ -88,6 +87,8 @@ class HNLMRec(NegativeSampler):
         self.adapter = nn.Sequential(*layers)
         if config["hnlm_frozen_adapter"]:
             self.adapter.requires_grad_(False)
+        # a frozen adapter has nothing to regularise
+        self.adapter_reg_weight = 0.0 if config["hnlm_frozen_adapter"] else float(config["hnlm_adapter_reg_weight"])
         self._stats = {"rows": 0, "found": 0, "cos_sum": 0.0}
         logging.getLogger().info(
             f"HNLMRec: {store.path}: {store.num_pairs} stored pairs, dim {store.dim}, "
@@ -154,7 +155,7 @@ class HNLMRec(NegativeSampler):
         aux = ()
         if self.cl_weight > 0:
             aux += (self.cl_weight * self.alignment_loss(user, pos, h, found),)
-        if self.adapter_reg_weight > 0 and any(p.requires_grad for p in self.adapter.parameters()):
+        if self.adapter_reg_weight > 0:
             aux += (self.adapter_reg_weight * self.adapter_frobenius(),)
         self._record(user, h, found)
         return Negatives(pooled=negative.unsqueeze(1), ego=emb.item_ego[ctx.neg].unsqueeze(1),
