@@ -9,6 +9,7 @@ The estimates assume ml-100k's RecBole 8:1:1 split: 80,000 training pairs, 943 u
 """
 import argparse
 import os
+import random
 import sys
 import tempfile
 import time
@@ -41,7 +42,7 @@ def main():
     from recbole_hnlm.llm.config import LLMConfig
     from recbole_hnlm.llm.dataset_text import DatasetText
     from recbole_hnlm.llm.generation import Generator
-    from recbole_hnlm.llm.hybrid_encoder import HybridPromptEncoder, info_nce
+    from recbole_hnlm.llm.hybrid_encoder import HybridPromptEncoder, PromptGroup, info_nce
     from recbole_hnlm.llm.models import TextEncoder, load_causal_lm
     from recbole_hnlm.llm.profiles import ProfileBook, build_profiles
     from recbole_hnlm.llm.prompts import ChatFormatter, PromptTemplate
@@ -59,7 +60,7 @@ def main():
     rows = Rows()
     (lm, tok, ref), load_s = _timed(lambda: load_causal_lm("smollm2", device="cpu"))
     rows.append(("load SmolLM2-135M (GGUF, dequantised)", f"{load_s:.1f} s", ""))
-    cfg = LLMConfig(item_profiles=False, max_history=15)
+    cfg = LLMConfig(item_profiles=False)
     users = text.users()[:args.users]
     pairs = [p for u in users for p in [x for x in text.pairs if x[0] == u][:args.pairs_per_user]]
 
@@ -100,15 +101,15 @@ def main():
                     if example:
                         rows.append(("  example negative", example["negatives"][0][:60], f"user {example['user']}"))
 
-    # fine-tuned embed path: one forward per pair, per-user prefix cached (LoRA merged -> base cost)
+    # fine-tuned embed path (§4.3): LoRA merged -> base model cost; users drawn at random (pair counts vary a lot)
     torch.manual_seed(0)
     hybrid = HybridPromptEncoder(lm, tok, cf_dim=64, soft_tokens=1, lora=None).eval()
-    n_users = max(1, args.embed_pairs // 85)  # ml-100k: ~85 training pairs per user
-    embed_users = text.users()[:n_users]
-    per_user = {u: [i for x, i in text.pairs if x == u][:85] for u in embed_users}
-    titles = {u: "liked: " + "; ".join(text.items[e.item].title for e in text.user_history(u, 15)) for u in embed_users}
+    n_users = max(2, args.embed_pairs // 85)  # ml-100k: ~85 training pairs per user
+    embed_users = random.Random(0).sample(text.users(), n_users)
+    per_user = {u: [i for x, i in text.pairs if x == u] for u in embed_users}
+    titles = {u: "liked: " + "; ".join(text.items[e.item].title for e in text.user_history(u, cfg.ft_history))
+              for u in embed_users}
     total = sum(len(v) for v in per_user.values())
-    cf_u, cf_i = torch.randn(len(embed_users), 64), torch.randn(200, 64)
 
     def item_text(i):
         if args.item_text == "none":
@@ -116,52 +117,42 @@ def main():
         info = text.items[i]
         return f" {info.title} ({info.attributes.get('year', '')}, {info.attributes.get('genres', '')})"
 
+    def group(u, items):
+        return PromptGroup(titles[u], torch.randn(64), [item_text(i) for i in items], torch.randn(len(items), 64))
+
+    groups = [group(u, per_user[u]) for u in embed_users]
     with torch.inference_mode():
-        u0 = embed_users[0]
-        its = per_user[u0][:4]
-        a = hybrid.encode_user_pairs(titles[u0], cf_u[0], [item_text(i) for i in its], cf_i[:4])
-        b = hybrid.encode_full([titles[u0]] * 4, [item_text(i) for i in its], cf_u[:1].expand(4, -1), cf_i[:4])
-        torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
-
-        def run_cached():
-            for k, u in enumerate(embed_users):
-                items = per_user[u]
-                hybrid.encode_user_pairs(titles[u], cf_u[k], [item_text(i) for i in items], cf_i[:len(items)], LLMConfig().embed_batch_size)
-
-        _, s = _timed(run_cached)
+        _, s = _timed(lambda: hybrid.embed(groups, cfg.embed_batch_size, cfg.embed_tokens))
         rate = total / s
-        rows.append((f"fine-tuned embed, item text {args.item_text}, prefix cache on (§4.3)", f"{rate:.1f} pairs/s",
-                     f"{ML100K_PAIRS / rate / 60:.1f} min for {ML100K_PAIRS} pairs ({total} timed)"))
-        sub = [(u, i) for u in embed_users[:1] for i in per_user[u][:32]]
-
-        def run_full():
-            for s in range(0, len(sub), 16):
-                part = sub[s:s + 16]
-                hybrid.encode_full([titles[u] for u, _ in part], [item_text(i) for _, i in part],
-                                   cf_u[:1].expand(len(part), -1), cf_i[:len(part)])
-
-        _, s = _timed(run_full)
+        rows.append((f"fine-tuned embed, item text {args.item_text}, prefix shared per user (§4.3)",
+                     f"{rate:.1f} pairs/s", f"{ML100K_PAIRS / rate / 60:.1f} min for {ML100K_PAIRS} pairs "
+                     f"({total} pairs of {n_users} random users)"))
+        sub = [(u, i) for u in embed_users[:2] for i in per_user[u][:16]]
+        _, s = _timed(lambda: [hybrid.encode_full([titles[u] for u, _ in sub[k:k + 16]],
+                                                  [item_text(i) for _, i in sub[k:k + 16]], torch.randn(16, 64),
+                                                  torch.randn(16, 64)) for k in range(0, len(sub), 16)])
         rate_full = len(sub) / s
-        rows.append((f"fine-tuned embed, item text {args.item_text}, prefix cache off", f"{rate_full:.1f} pairs/s",
+        rows.append((f"fine-tuned embed, item text {args.item_text}, one full prompt per pair", f"{rate_full:.1f} pairs/s",
                      f"{ML100K_PAIRS / rate_full / 60:.1f} min for {ML100K_PAIRS} pairs"))
-    # fine-tuning step (LoRA r=16 + MLPs, batch 16, InfoNCE)
+    # fine-tuning step (LoRA r=16 + MLPs, 16 pairs, InfoNCE): user groups of ft_pairs_per_user vs independent pairs
     lm2, tok2, _ = load_causal_lm("smollm2", device="cpu")
     tuned = HybridPromptEncoder(lm2, tok2, cf_dim=64, soft_tokens=1, lora=dict(r=16, alpha=32, dropout=0.05))
     opt = torch.optim.AdamW([p for p in tuned.parameters() if p.requires_grad], lr=2e-4)
-    batch = [(u, i) for u in embed_users[:2] for i in per_user[u][:8]]
+    busy = [u for u in embed_users if len(per_user[u]) >= 4] or embed_users
 
-    def step():
-        q = tuned.encode_full([titles[u] for u, _ in batch], [item_text(i) for _, i in batch],
-                              torch.randn(len(batch), 64), torch.randn(len(batch), 64))
-        loss = info_nce(q, tuned.targets(torch.randn(len(batch), 64)), None, 0.05)
+    def step(groups):
+        q = tuned.encode_groups(groups)
+        loss = info_nce(q, tuned.targets(torch.randn(q.shape[0], 64)), None, 0.05)
         opt.zero_grad()
         loss.backward()
         opt.step()
 
-    step()
-    _, s = _timed(step)
-    rows.append(("fine-tuning step (batch 16, LoRA r16)", f"{s:.1f} s/step",
-                 f"{512 / 16 * s / 60:.1f} min for the default 512 pairs x 1 epoch"))
+    for per in (cfg.ft_pairs_per_user, 1):
+        batch = [group(busy[k % len(busy)], per_user[busy[k % len(busy)]][:per]) for k in range(16 // per)]
+        step(batch)
+        _, s = _timed(lambda: step(batch))
+        rows.append((f"fine-tuning step (16 pairs, {per} per user prompt, LoRA r16)", f"{s:.1f} s/step",
+                     f"{cfg.ft_max_train_pairs / 16 * s / 60:.1f} min for the default {cfg.ft_max_train_pairs} pairs"))
     width = max(len(r[0]) for r in rows)
     print(f"\ntorch {torch.__version__}, threads {torch.get_num_threads()}, {os.cpu_count()} cpus")
     print(f"{'stage'.ljust(width)} | {'throughput':>22} | estimate / notes")

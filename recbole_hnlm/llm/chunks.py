@@ -7,20 +7,33 @@ run produces the same bytes as an uninterrupted one. ``plan.json`` pins what the
 discards the stale chunks.
 """
 import glob
+import hashlib
 import json
 import logging
 import os
 import shutil
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from tqdm.auto import tqdm
 
 from .atomic import atomic_path, write_json_atomic
 
-__all__ = ["ChunkedRun"]
+__all__ = ["ChunkedRun", "user_aligned_starts"]
 
 logger = logging.getLogger(__name__)
+
+
+def user_aligned_starts(pairs: Sequence[Tuple[str, str]], chunk_size: int) -> List[int]:
+    """Chunk starts that never split a user's contiguous run of pairs: a chunk closes at the first user boundary
+    once it holds ``chunk_size`` pairs (so a user's shared prompt prefix runs once, not once per chunk)."""
+    starts, size = [], chunk_size
+    for row, (user, _) in enumerate(pairs):
+        if size >= chunk_size and (row == 0 or user != pairs[row - 1][0]):
+            starts.append(row)
+            size = 0
+        size += 1
+    return starts
 
 
 class ChunkedRun:
@@ -31,13 +44,21 @@ class ChunkedRun:
         plan: JSON-serialisable description of the run (manifest identity, pair count, chunk size).
         num_rows: number of pairs to process.
         chunk_size: pairs per chunk.
+        starts: first row of every chunk (from :func:`user_aligned_starts`); None = fixed ``chunk_size`` cuts.
     """
 
-    def __init__(self, work_dir: str, plan: Dict, num_rows: int, chunk_size: int):
+    def __init__(self, work_dir: str, plan: Dict, num_rows: int, chunk_size: int,
+                 starts: Optional[List[int]] = None):
         if chunk_size <= 0:
             raise ValueError(f"chunk_size must be positive, got {chunk_size}")
         self.work_dir, self.num_rows, self.chunk_size = work_dir, int(num_rows), int(chunk_size)
-        self.plan = dict(plan, num_rows=self.num_rows, chunk_size=self.chunk_size)
+        if starts is None:
+            starts = list(range(0, self.num_rows, self.chunk_size))
+        if starts and (starts[0] != 0 or any(b <= a for a, b in zip(starts, starts[1:])) or starts[-1] >= num_rows):
+            raise ValueError(f"chunk starts must rise strictly from 0 below {num_rows}, got {starts[:5]}...")
+        self.starts = [int(s) for s in starts] + [self.num_rows]
+        self.plan = dict(plan, num_rows=self.num_rows, chunk_size=self.chunk_size,
+                         chunk_starts_sha256=hashlib.sha256(json.dumps(self.starts).encode()).hexdigest())
         plan_path = os.path.join(work_dir, "plan.json")
         if os.path.exists(plan_path):
             with open(plan_path, encoding="utf-8") as handle:
@@ -51,10 +72,10 @@ class ChunkedRun:
 
     @property
     def num_chunks(self) -> int:
-        return (self.num_rows + self.chunk_size - 1) // self.chunk_size
+        return len(self.starts) - 1
 
     def chunk_rows(self, k: int) -> range:
-        return range(k * self.chunk_size, min((k + 1) * self.chunk_size, self.num_rows))
+        return range(self.starts[k], self.starts[k + 1])
 
     def chunk_path(self, k: int) -> str:
         return os.path.join(self.work_dir, f"chunk_{k:06d}.safetensors")

@@ -50,6 +50,8 @@ class LLMConfig:
     ft_epochs: int = field(default=1, metadata={"help": "fine-tuning epochs"})
     ft_max_train_pairs: int = field(default=512, metadata={"help": "0 = all teacher pairs; N = seeded subset"})
     ft_batch_size: int = field(default=16, metadata={"help": "pairs per fine-tuning step (in-batch negatives)"})
+    ft_pairs_per_user: int = field(default=4, metadata={
+        "help": "pairs of one user sharing a prompt prefix in a fine-tuning batch (1 = independent pairs)"})
     ft_lr: float = field(default=2e-4, metadata={"help": "AdamW learning rate (LoRA + MLPs)"})
     ft_tau: float = field(default=0.05, metadata={"help": "InfoNCE temperature of fine-tuning"})
     ft_explicit_negatives: int = field(default=1, metadata={"help": "random-item negatives per query (InfoNCE)"})
@@ -59,11 +61,15 @@ class LLMConfig:
     ft_soft_tokens: int = field(default=1, metadata={"help": "soft tokens per CF embedding slot"})
     ft_item_text: str = field(default="none", metadata={
         "help": "item text after the item soft token: none (2 tokens per pair, the CPU default) | title | profile"})
+    ft_history: int = field(default=8, metadata={
+        "help": "recent training titles in the hybrid prompt's user text (ft_user_text history)"})
     ft_user_text: str = field(default="history", metadata={
         "help": "user text in the hybrid prompt: history (recent training titles; CPU default) | profile (eq. 3, "
                 "generated first: hours on CPU, the paper's choice on a GPU)"})
     embed_batch_size: int = field(default=256, metadata={
-        "help": "suffixes packed behind one user prefix per forward (fine-tuned embed)"})
+        "help": "suffixes packed behind one user prefix per forward row (fine-tuned embed)"})
+    embed_tokens: int = field(default=512, metadata={
+        "help": "padded tokens per embed forward: small users' rows share a forward up to this (CPU optimum)"})
 
     @classmethod
     def from_config(cls, config=None, **overrides) -> "LLMConfig":
@@ -86,7 +92,7 @@ class LLMConfig:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"hnlm_{name}={getattr(self, name)!r}: expected one of {allowed}")
         for name in ("chunk_size", "negatives_per_pair", "gen_batch_size", "max_new_tokens", "ft_batch_size",
-                     "embed_batch_size", "ft_soft_tokens", "teacher_epochs"):
+                     "embed_batch_size", "embed_tokens", "ft_history", "ft_soft_tokens", "ft_pairs_per_user", "teacher_epochs"):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"hnlm_{name} must be positive, got {getattr(self, name)}")
         if self.ft_tau <= 0:

@@ -4,20 +4,23 @@ Query = hybrid prompt of (u, i) -> [EOS] hidden state ``h_q``. Positive = ``MLP_
 of the pair from the teacher file. Negatives = the other rows' positives (in-batch) + ``ft_explicit_negatives``
 random items ``MLP_t(e_j)`` per row. Loss = InfoNCE with cosine similarity and temperature ``ft_tau`` (0.05).
 Only LoRA, the soft-token MLPs, the soft-token norms and ``MLP_t`` train; the LLM weights stay frozen.
+A batch holds ``ft_batch_size`` pairs in groups of up to ``ft_pairs_per_user`` pairs of one user: each group is one
+row of the same forward the embed stage runs (the user's prefix once, its pairs' suffixes behind it), so a step
+costs about one prompt per user rather than one per pair; in-batch negatives include the same user's other pairs.
 """
 import logging
 import random
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
 from .config import LLMConfig
 from .dataset_text import DatasetText
-from .hybrid_encoder import HybridPromptEncoder, info_nce
+from .hybrid_encoder import HybridPromptEncoder, PromptGroup, info_nce
 from .teacher import Teacher
 
-__all__ = ["PairTexts", "train_hybrid_encoder"]
+__all__ = ["PairTexts", "TrainingGroup", "training_examples", "train_hybrid_encoder"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +40,7 @@ class PairTexts:
     def user_text(self, user: str) -> Optional[str]:
         if self.cfg.ft_user_text == "profile":
             return self.book.summary("user", user)
-        titles = [self.text.items[e.item].title for e in self.text.user_history(user, self.cfg.max_history)]
+        titles = [self.text.items[e.item].title for e in self.text.user_history(user, self.cfg.ft_history)]
         return "liked: " + "; ".join(titles) if titles else None
 
     def item_text(self, item: str) -> str:
@@ -51,26 +54,66 @@ class PairTexts:
         return prefix + (f"{info.title} ({extra})" if extra else info.title)
 
 
-def training_examples(teacher: Teacher, texts: PairTexts, cfg: LLMConfig) -> List[Tuple[int, str, str]]:
-    """(teacher pair row, user text, item text) for a seeded subset of the teacher's pairs with a user text."""
-    rows = list(range(teacher.pair_user.shape[0]))
-    if 0 < cfg.ft_max_train_pairs < len(rows):
-        rows = sorted(random.Random(cfg.seed).sample(rows, cfg.ft_max_train_pairs))
-    out = []
-    for r in rows:
-        user = teacher.user_tokens[int(teacher.pair_user[r])]
-        item = teacher.item_tokens[int(teacher.pair_item[r])]
-        if item not in texts.text.items:
+class TrainingGroup(NamedTuple):
+    """Up to ``ft_pairs_per_user`` teacher pairs of one user: one row of a fine-tuning forward."""
+    user_text: str
+    rows: List[int]  # teacher pair rows
+    item_texts: List[str]
+
+
+def training_examples(teacher: Teacher, texts: PairTexts, cfg: LLMConfig) -> List[TrainingGroup]:
+    """Seeded user groups of teacher pairs, ``ft_max_train_pairs`` pairs in all (0 = every pair).
+
+    Each user's pairs (with an item and a user text) are shuffled and cut into groups of ``ft_pairs_per_user``;
+    whole groups are then drawn at random until the pair budget is reached. ``ft_pairs_per_user: 1`` draws
+    independent pairs, each its own full prompt.
+    """
+    rng = random.Random(cfg.seed)
+    by_user: Dict[int, List[int]] = {}
+    for r, u in enumerate(teacher.pair_user.tolist()):
+        by_user.setdefault(u, []).append(r)
+    groups = []
+    for u, rows in by_user.items():
+        user_text = texts.user_text(teacher.user_tokens[u])
+        rows = [r for r in rows if teacher.item_tokens[int(teacher.pair_item[r])] in texts.text.items]
+        if user_text is None or not rows:
             continue
-        user_text = texts.user_text(user)
-        if user_text is not None:
-            out.append((r, user_text, texts.item_text(item)))
-    return out
+        rng.shuffle(rows)
+        for s in range(0, len(rows), cfg.ft_pairs_per_user):
+            part = sorted(rows[s:s + cfg.ft_pairs_per_user])
+            groups.append(TrainingGroup(user_text, part, [texts.item_text(teacher.item_tokens[int(teacher.pair_item[r])])
+                                                          for r in part]))
+    rng.shuffle(groups)
+    if cfg.ft_max_train_pairs > 0:
+        chosen, total = [], 0
+        for g in groups:
+            if total >= cfg.ft_max_train_pairs:
+                break
+            g = g._replace(rows=g.rows[:cfg.ft_max_train_pairs - total],
+                           item_texts=g.item_texts[:cfg.ft_max_train_pairs - total])
+            chosen.append(g)
+            total += len(g.rows)
+        groups = chosen
+    return groups
 
 
-def train_hybrid_encoder(encoder: HybridPromptEncoder, teacher: Teacher, examples: Sequence[Tuple[int, str, str]],
+def _batches(groups: Sequence[TrainingGroup], order: Sequence[int], batch_size: int) -> List[List[TrainingGroup]]:
+    """Consecutive groups until each batch holds at least ``batch_size`` pairs (the last may hold fewer)."""
+    batches, current, size = [], [], 0
+    for k in order:
+        current.append(groups[k])
+        size += len(groups[k].rows)
+        if size >= batch_size:
+            batches.append(current)
+            current, size = [], 0
+    if current:
+        batches.append(current)
+    return batches
+
+
+def train_hybrid_encoder(encoder: HybridPromptEncoder, teacher: Teacher, examples: Sequence[TrainingGroup],
                          cfg: LLMConfig, progress: bool = True, max_steps: Optional[int] = None) -> List[float]:
-    """Run ``ft_epochs`` of InfoNCE fine-tuning; returns the loss of every step."""
+    """Run ``ft_epochs`` of InfoNCE fine-tuning over user groups; returns the loss of every step."""
     if not examples:
         raise ValueError("no fine-tuning examples (teacher pairs without user text or item)")
     params = [p for p in encoder.parameters() if p.requires_grad]
@@ -80,39 +123,38 @@ def train_hybrid_encoder(encoder: HybridPromptEncoder, teacher: Teacher, example
     n_items = teacher.item_emb.shape[0]
     losses: List[float] = []
     encoder.train()
-    steps = cfg.ft_epochs * ((len(examples) + cfg.ft_batch_size - 1) // cfg.ft_batch_size)
-    bar = tqdm(total=min(steps, max_steps or steps), desc="fine-tune", unit="step", disable=not progress)
+    epochs = []
     for _ in range(cfg.ft_epochs):
         order = list(range(len(examples)))
         rng.shuffle(order)
-        for start in range(0, len(order), cfg.ft_batch_size):
-            batch = [examples[k] for k in order[start:start + cfg.ft_batch_size]]
-            if len(batch) < 2:
-                continue  # InfoNCE needs in-batch negatives
-            rows = torch.tensor([r for r, _, _ in batch])
-            query = encoder.encode_full([u for _, u, _ in batch], [i for _, _, i in batch],
-                                        teacher.user_emb[teacher.pair_user[rows]],
-                                        teacher.item_emb[teacher.pair_item[rows]])
-            positive = encoder.targets(teacher.neg_emb[rows])
-            negatives = None
-            if cfg.ft_explicit_negatives > 0:
-                random_items = torch.randint(0, n_items, (len(batch), cfg.ft_explicit_negatives), generator=draw)
-                negatives = encoder.targets(teacher.item_emb[random_items].view(-1, teacher.dim)).view(
-                    len(batch), cfg.ft_explicit_negatives, -1)
-            loss = info_nce(query, positive, negatives, cfg.ft_tau)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            losses.append(float(loss.detach()))
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
-            if len(losses) % 10 == 0:
-                logger.info("fine-tune step %d/%d loss %.4f", len(losses), steps, losses[-1])
-            if max_steps is not None and len(losses) >= max_steps:
-                bar.close()
-                encoder.eval()
-                return losses
+        epochs.append(_batches(examples, order, cfg.ft_batch_size))
+    steps = sum(len(e) for e in epochs)
+    bar = tqdm(total=min(steps, max_steps or steps), desc="fine-tune", unit="step", disable=not progress)
+    for batch in (b for e in epochs for b in e):
+        rows = torch.tensor([r for g in batch for r in g.rows])
+        if len(rows) < 2:
+            continue  # InfoNCE needs in-batch negatives
+        query = encoder.encode_groups([
+            PromptGroup(g.user_text, teacher.user_emb[teacher.pair_user[g.rows[0]]], g.item_texts,
+                        teacher.item_emb[teacher.pair_item[torch.tensor(g.rows)]]) for g in batch])
+        positive = encoder.targets(teacher.neg_emb[rows])
+        negatives = None
+        if cfg.ft_explicit_negatives > 0:
+            random_items = torch.randint(0, n_items, (len(rows), cfg.ft_explicit_negatives), generator=draw)
+            negatives = encoder.targets(teacher.item_emb[random_items].view(-1, teacher.dim)).view(
+                len(rows), cfg.ft_explicit_negatives, -1)
+        loss = info_nce(query, positive, negatives, cfg.ft_tau)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if len(losses) % 10 == 0:
+            logger.info("fine-tune step %d/%d loss %.4f", len(losses), steps, losses[-1])
+        if max_steps is not None and len(losses) >= max_steps:
+            break
     bar.close()
     encoder.eval()
     return losses

@@ -9,10 +9,10 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 from .atomic import write_text_atomic
-from .chunks import ChunkedRun
+from .chunks import ChunkedRun, user_aligned_starts
 from .config import LLMConfig
 from .dataset_text import DatasetText
-from .hybrid_encoder import HYBRID_TEMPLATE, HybridPromptEncoder, folder_hash, read_settings
+from .hybrid_encoder import HYBRID_TEMPLATE, HybridPromptEncoder, PromptGroup, folder_hash, read_settings
 from .paths import artifact_dir
 from .prompts import PromptTemplate
 from .semantic import pairs_sha256
@@ -31,11 +31,13 @@ def default_adapter_path(data_path: str, dataset: str) -> str:
 def adapter_identity(cfg: LLMConfig, teacher: Teacher, generator_name: str) -> Dict:
     """What a saved adapter must have been trained with to be reused."""
     return dict(teacher_hash=teacher.sha256, generator=generator_name, ft_epochs=cfg.ft_epochs,
-                ft_max_train_pairs=cfg.ft_max_train_pairs, ft_batch_size=cfg.ft_batch_size, ft_lr=cfg.ft_lr,
+                ft_max_train_pairs=cfg.ft_max_train_pairs, ft_batch_size=cfg.ft_batch_size,
+                ft_pairs_per_user=cfg.ft_pairs_per_user, ft_lr=cfg.ft_lr,
                 ft_tau=cfg.ft_tau, ft_explicit_negatives=cfg.ft_explicit_negatives, ft_lora_r=cfg.ft_lora_r,
                 ft_lora_alpha=cfg.ft_lora_alpha, ft_lora_dropout=cfg.ft_lora_dropout,
                 ft_soft_tokens=cfg.ft_soft_tokens, ft_user_text=cfg.ft_user_text, ft_item_text=cfg.ft_item_text,
-                max_history=cfg.max_history, profile_words=cfg.profile_words, seed=cfg.seed)
+                ft_history=cfg.ft_history, max_history=cfg.max_history, profile_words=cfg.profile_words,
+                seed=cfg.seed)
 
 
 def _adapter_matches(folder: str, identity: Dict) -> bool:
@@ -59,17 +61,18 @@ def finetuned_manifest(cfg: LLMConfig, text: DatasetText, pairs, generator_name:
                 negatives_per_pair=1, adapter_hash=adapter_hash, teacher_hash=teacher.sha256,
                 max_pairs=cfg.max_pairs, seed=cfg.seed,
                 settings=dict(ft_user_text=cfg.ft_user_text, ft_item_text=cfg.ft_item_text,
-                              max_history=cfg.max_history, profile_words=cfg.profile_words))
+                              ft_history=cfg.ft_history, max_history=cfg.max_history,
+                              profile_words=cfg.profile_words))
 
 
 @torch.inference_mode()
 def _embed_chunk(rows: range, pairs, encoder: HybridPromptEncoder, teacher: Teacher, texts, cfg: LLMConfig):
     lookup = {t: r for r, t in enumerate(teacher.user_tokens)}, {t: r for r, t in enumerate(teacher.item_tokens)}
-    groups: Dict[str, List[int]] = {}
+    by_user: Dict[str, List[int]] = {}
     for row in rows:
-        groups.setdefault(pairs[row][0], []).append(row)
-    ok_rows, embs, records = [], [], []
-    for user, user_rows in groups.items():
+        by_user.setdefault(pairs[row][0], []).append(row)
+    ok_rows, records, groups = [], [], []
+    for user, user_rows in by_user.items():
         user_text = texts.user_text(user) if user in lookup[0] else None
         good = [r for r in user_rows if pairs[r][1] in lookup[1] and pairs[r][1] in texts.text.items]
         for r in user_rows:
@@ -79,13 +82,12 @@ def _embed_chunk(rows: range, pairs, encoder: HybridPromptEncoder, teacher: Teac
                 records.append(dict(row=r, user=user, item=pairs[r][1], ok=False, error=reason))
         if user_text is None or not good:
             continue
-        user_cf = teacher.user_emb[lookup[0][user]]
         item_rows = torch.tensor([lookup[1][pairs[r][1]] for r in good])
-        embs.append(encoder.encode_user_pairs(user_text, user_cf, [texts.item_text(pairs[r][1]) for r in good],
-                                              teacher.item_emb[item_rows], cfg.embed_batch_size).cpu())
+        groups.append(PromptGroup(user_text, teacher.user_emb[lookup[0][user]],
+                                  [texts.item_text(pairs[r][1]) for r in good], teacher.item_emb[item_rows]))
         ok_rows.extend(good)
         records.extend(dict(row=r, user=user, item=pairs[r][1], ok=True, error=None) for r in good)
-    emb = torch.cat(embs) if embs else torch.zeros(0, encoder.hidden)
+    emb = encoder.embed(groups, cfg.embed_batch_size, cfg.embed_tokens).cpu() if groups else torch.zeros(0, encoder.hidden)
     return torch.tensor(ok_rows, dtype=torch.int64), emb, records
 
 
@@ -93,7 +95,8 @@ def embed_pairs(cfg: LLMConfig, pairs: List[Tuple[str, str]], store_path: str, e
                 teacher: Teacher, texts, manifest: Dict, on_chunk: Optional[Callable[[int], None]] = None,
                 progress: bool = True) -> Dict:
     """One [EOS] embedding per pair, chunked and resumable, merged into ``store_path``."""
-    run = ChunkedRun(store_path + ".work", dict(manifest=manifest), len(pairs), cfg.chunk_size)
+    run = ChunkedRun(store_path + ".work", dict(manifest=manifest), len(pairs), cfg.chunk_size,
+                     starts=user_aligned_starts(pairs, cfg.chunk_size))
 
     def compute(rows_range):
         rows, emb, records = _embed_chunk(rows_range, pairs, encoder, teacher, texts, cfg)

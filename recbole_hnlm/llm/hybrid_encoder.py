@@ -3,20 +3,22 @@
 Query prompt (template ``hybrid_query.v2``, ``format: raw`` like the authors' inference prompt)::
 
     Instruct: ... Query: USER: <soft_u> user text ITEM: | <soft_i>[ item text] [EOS]
-    \________ per-user prefix (KV cached) ________/   \___ per-pair suffix ___/
+    \___________ per-user prefix (shared) __________/   \___ per-pair suffix ___/
 
 ``<soft_u> = MLP_u(e_u)`` and ``<soft_i> = MLP_i(e_i)`` map the pre-trained CF embeddings into the LLM's token
 embedding space (``ft_soft_tokens`` vectors each; fed through ``inputs_embeds``, never written as numbers). The
-query embedding is the last-layer hidden state at the appended [EOS], for training and inference alike. Training
-runs each full sequence; inference runs the per-user prefix once and packs the user's suffixes behind its KV
-cache under a block mask (identical numbers, checked by the tests). LoRA (peft) adapts the attention projections; the positive target is the
-MixGCF hard negative mapped by a trainable ``MLP_t`` into the same space (InfoNCE, eq. 12 reconstructed).
+query embedding is the last-layer hidden state at the appended [EOS]. Training and inference run the same forward:
+one row per user group, ``prefix | suffix_1 | ... | suffix_k``, under a block mask (each suffix sees the prefix
+and itself, positions restart at the prefix length), so the prefix's keys and values are computed once and shared
+by the group's pairs, with the numbers of separate full prompts (checked by the tests). LoRA (peft) adapts the
+attention projections; the positive target is the MixGCF hard negative mapped by a trainable ``MLP_t`` into the
+same space (InfoNCE, eq. 12 reconstructed).
 """
 import hashlib
 import json
 import os
 import shutil
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -25,12 +27,28 @@ from torch import nn
 from .models import end_of_sequence_id
 from .prompts import ChatFormatter, PromptTemplate
 
-__all__ = ["HybridPromptEncoder", "info_nce", "HYBRID_TEMPLATE"]
+__all__ = ["HybridPromptEncoder", "PromptGroup", "info_nce", "HYBRID_TEMPLATE"]
 
 HYBRID_TEMPLATE = "hybrid_query.v2"
 _SOFT_U, _SOFT_I = "\u2063SOFT_USER\u2063", "\u2063SOFT_ITEM\u2063"
 _PROJECTORS = "projectors.safetensors"
 _SETTINGS = "hybrid.json"
+_PAD = -2  # segment of padding tokens (-1 = prefix, k >= 0 = suffix k)
+
+
+class PromptGroup(NamedTuple):
+    """One user's prompt group: the shared prefix and the suffixes of some of its pairs."""
+    user_text: str
+    user_cf: torch.Tensor  # [d]
+    item_texts: Sequence[str]
+    item_cf: torch.Tensor  # [k, d]
+
+
+class _Row(NamedTuple):
+    embeds: torch.Tensor  # [T, H]
+    segment: List[int]
+    position: List[int]
+    ends: List[int]  # [EOS] position of each suffix
 
 
 def _mlp(d_in: int, d_out: int, hidden: Optional[int] = None) -> nn.Sequential:
@@ -129,50 +147,73 @@ class HybridPromptEncoder(nn.Module):
                           self._embed_ids(self._ids(after_i) + [self.eos_id])])
 
     # ---- forward paths --------------------------------------------------------------------------------------
+    def _row(self, group: PromptGroup, soft_u: torch.Tensor, soft_i: torch.Tensor) -> _Row:
+        """Embeddings of ``prefix | suffix_1 | ... | suffix_k`` with each token's segment and position."""
+        prefix = self.prefix_embeds(group.user_text, soft_u)
+        suffixes = [self.suffix_embeds(t, soft_i[k]) for k, t in enumerate(group.item_texts)]
+        plen, lengths = prefix.shape[0], [s.shape[0] for s in suffixes]
+        segment = [-1] * plen + [k for k, n in enumerate(lengths) for _ in range(n)]
+        position = list(range(plen)) + [plen + j for n in lengths for j in range(n)]
+        ends = torch.tensor(lengths).cumsum(0) + plen - 1
+        return _Row(torch.cat([prefix] + suffixes), segment, position, ends.tolist())
+
+    def _forward_rows(self, rows: Sequence[_Row]) -> torch.Tensor:
+        """One forward over right-padded rows -> the [EOS] states of every suffix, row by row ``[sum k, H]``."""
+        width = max(len(r.segment) for r in rows)
+        dev = self.device
+        embeds = torch.stack([F.pad(r.embeds, (0, 0, 0, width - r.embeds.shape[0])) for r in rows])
+        segment = torch.tensor([r.segment + [_PAD] * (width - len(r.segment)) for r in rows], device=dev)
+        position = torch.tensor([r.position + [0] * (width - len(r.position)) for r in rows], device=dev)
+        index = torch.arange(width, device=dev)
+        # query t sees key s <= t of the prefix or of its own suffix (pads see the prefix and pads: never empty)
+        visible = (index[None, None, :] <= index[None, :, None]) & (
+            (segment[:, None, :] == -1) | (segment[:, None, :] == segment[:, :, None]))
+        dtype = embeds.dtype
+        mask = torch.zeros(visible.shape, dtype=dtype, device=dev).masked_fill_(~visible, torch.finfo(dtype).min)
+        hidden = self.body(inputs_embeds=embeds, attention_mask=mask[:, None], position_ids=position,
+                           use_cache=False).last_hidden_state
+        row_of = torch.tensor([k for k, r in enumerate(rows) for _ in r.ends], device=dev)
+        ends = torch.tensor([e for r in rows for e in r.ends], device=dev)
+        return hidden[row_of, ends].float()
+
+    def _rows(self, groups: Sequence[PromptGroup]) -> List[_Row]:
+        soft_u = self._soft(self.user_proj, torch.stack([g.user_cf.reshape(-1) for g in groups]))
+        soft_i = self._soft(self.item_proj, torch.cat([g.item_cf.reshape(len(g.item_texts), -1) for g in groups]))
+        starts = [0] + torch.tensor([len(g.item_texts) for g in groups]).cumsum(0).tolist()
+        return [self._row(g, soft_u[k], soft_i[starts[k]:starts[k + 1]]) for k, g in enumerate(groups)]
+
+    def encode_groups(self, groups: Sequence[PromptGroup]) -> torch.Tensor:
+        """One forward (training and inference): row ``k`` = user k's prefix + its packed suffixes -> ``[sum k, H]``.
+
+        Each suffix sees the prefix and its own earlier tokens, with positions restarting at the prefix length:
+        exactly the attention of separate ``prefix + suffix`` prompts, while the prefix runs once per row.
+        """
+        return self._forward_rows(self._rows(groups))
+
     def encode_full(self, user_texts: Sequence[str], item_texts: Sequence[str], user_cf: torch.Tensor,
                     item_cf: torch.Tensor) -> torch.Tensor:
-        """Training path: every full sequence (prefix + suffix), right-padded -> ``[B, H]`` at [EOS]."""
-        soft_u, soft_i = self._soft(self.user_proj, user_cf), self._soft(self.item_proj, item_cf)
-        rows = [torch.cat([self.prefix_embeds(u, soft_u[k]), self.suffix_embeds(i, soft_i[k])])
-                for k, (u, i) in enumerate(zip(user_texts, item_texts))]
-        lengths = torch.tensor([r.shape[0] for r in rows], device=self.device)
-        width = int(lengths.max())
-        embeds = torch.stack([F.pad(r, (0, 0, 0, width - r.shape[0])) for r in rows])
-        mask = (torch.arange(width, device=self.device)[None] < lengths[:, None]).long()
-        hidden = self.body(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
-        return hidden[torch.arange(len(rows), device=self.device), lengths - 1].float()
+        """Every pair as its own full prompt (groups of one) -> ``[B, H]``."""
+        return self.encode_groups([PromptGroup(u, user_cf[k], [i], item_cf[k:k + 1])
+                                   for k, (u, i) in enumerate(zip(user_texts, item_texts))])
 
-    def encode_user_pairs(self, user_text: str, user_cf: torch.Tensor, item_texts: Sequence[str],
-                          item_cf: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-        """Inference path for one user's pairs -> ``[len(item_texts), H]``.
-
-        The prefix runs once; up to ``batch_size`` suffixes are then packed into *one* sequence behind it, with a
-        block mask (each suffix sees the prefix and its own earlier tokens) and positions restarting at the prefix
-        length for every suffix. That is exactly the attention pattern of separate prompts, without copying the
-        prefix KV cache per suffix (copying it cost more than the suffix forward on CPU). The cache is cropped
-        back to the prefix between packs.
-        """
-        prefix = self.prefix_embeds(user_text, self._soft(self.user_proj, user_cf.view(1, -1))[0])
-        cache = self.body(inputs_embeds=prefix[None], use_cache=True).past_key_values
-        plen = prefix.shape[0]
-        soft_i = self._soft(self.item_proj, item_cf)
-        outputs = []
-        for start in range(0, len(item_texts), batch_size):
-            rows = [self.suffix_embeds(t, soft_i[start + k]) for k, t in enumerate(item_texts[start:start + batch_size])]
-            lengths = torch.tensor([r.shape[0] for r in rows], device=self.device)
-            segment = torch.repeat_interleave(torch.arange(len(rows), device=self.device), lengths)
-            offset = torch.arange(int(lengths.sum()), device=self.device) - (torch.cumsum(lengths, 0) - lengths)[segment]
-            own = (segment[:, None] == segment[None, :]) & (offset[None, :] <= offset[:, None])
-            visible = torch.cat([torch.ones(own.shape[0], plen, dtype=torch.bool, device=self.device), own], dim=1)
-            dtype = prefix.dtype
-            mask = torch.zeros(visible.shape, dtype=dtype, device=self.device).masked_fill_(
-                ~visible, torch.finfo(dtype).min)
-            hidden = self.body(inputs_embeds=torch.cat(rows)[None], attention_mask=mask[None, None],
-                               past_key_values=cache, position_ids=(plen + offset)[None],
-                               use_cache=True).last_hidden_state[0]
-            cache.crop(plen)
-            outputs.append(hidden[torch.cumsum(lengths, 0) - 1].float())
-        return torch.cat(outputs)
+    def embed(self, groups: Sequence[PromptGroup], pairs_per_row: int = 256, tokens_per_forward: int = 2048,
+              ) -> torch.Tensor:
+        """Inference over many groups: each split into rows of <= ``pairs_per_row`` suffixes, rows batched into
+        forwards of <= ``tokens_per_forward`` padded tokens (one row at least). ``[sum of pairs, H]`` in order."""
+        pieces = [PromptGroup(g.user_text, g.user_cf, g.item_texts[s:s + pairs_per_row],
+                              g.item_cf[s:s + pairs_per_row])
+                  for g in groups for s in range(0, len(g.item_texts), pairs_per_row)]
+        rows, outputs, batch, width = self._rows(pieces), [], [], 0
+        for row in rows:
+            wider = max(width, len(row.segment))
+            if batch and wider * (len(batch) + 1) > tokens_per_forward:
+                outputs.append(self._forward_rows(batch))
+                batch, wider = [], len(row.segment)
+            batch.append(row)
+            width = wider
+        if batch:
+            outputs.append(self._forward_rows(batch))
+        return torch.cat(outputs) if outputs else torch.zeros(0, self.hidden)
 
     def targets(self, cf: torch.Tensor) -> torch.Tensor:
         return self.target_proj(cf.to(self.device, torch.float32))

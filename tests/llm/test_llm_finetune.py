@@ -8,7 +8,8 @@ from recbole_hnlm.llm.config import LLMConfig
 from recbole_hnlm.llm.dataset_text import DatasetText
 from recbole_hnlm.llm.finetune import PairTexts, train_hybrid_encoder, training_examples
 from recbole_hnlm.llm.finetune_pipeline import ensure_finetuned
-from recbole_hnlm.llm.hybrid_encoder import HybridPromptEncoder, info_nce
+from recbole_hnlm.llm.chunks import user_aligned_starts
+from recbole_hnlm.llm.hybrid_encoder import HybridPromptEncoder, PromptGroup, info_nce
 from recbole_hnlm.llm.models import load_causal_lm
 from recbole_hnlm.llm.store import PairEmbeddingStore
 from recbole_hnlm.llm.teacher import Teacher, default_teacher_path, export_teacher
@@ -80,21 +81,41 @@ def tiny_lm(tiny_llama_dir):
     return model, tokenizer
 
 
-def test_kv_cache_inference_equals_training_forward(tiny_llama_dir):
+def _separate_prompt(enc, user_text, user_cf, item_text, item_cf):
+    """Reference: the plain causal forward of one full ``prefix + suffix`` prompt, no custom mask."""
+    prefix = enc.prefix_embeds(user_text, enc._soft(enc.user_proj, user_cf.view(1, -1))[0])
+    suffix = enc.suffix_embeds(item_text, enc._soft(enc.item_proj, item_cf.view(1, -1))[0])
+    return enc.body(inputs_embeds=torch.cat([prefix, suffix])[None]).last_hidden_state[0, -1].float()
+
+
+def test_grouped_forward_equals_separate_prompts(tiny_llama_dir):
+    """Rows of different users and lengths (padding), packed suffixes, rows split by pairs_per_row and batched
+    by tokens_per_forward: every [EOS] state equals the plain forward of that pair's own prompt."""
     model, tokenizer, _ = load_causal_lm(tiny_llama_dir, device="cpu")
     torch.manual_seed(0)
     enc = HybridPromptEncoder(model, tokenizer, cf_dim=8, soft_tokens=2, lora=dict(r=4, alpha=8, dropout=0.0)).eval()
-    user_cf, item_cf = torch.randn(8), torch.randn(3, 8)
-    items = ["Toy Story (1995, Animation)", "Heat", ""]
+    users = ["liked: Fargo; Heat", "liked: Toy Story (1995); Babe; Casino; Clerks; Seven", "liked: Heat"]
+    items = [["Toy Story (1995, Animation)", "Heat", ""], ["Babe"], ["", "Casino (1995)", "Fargo", "Heat", ""]]
+    groups = [PromptGroup(u, torch.randn(8), its, torch.randn(len(its), 8)) for u, its in zip(users, items)]
     with torch.no_grad():
-        full = enc.encode_full(["liked: Fargo; Heat"] * 3, items, user_cf.expand(3, -1), item_cf)
-        cached = enc.encode_user_pairs("liked: Fargo; Heat", user_cf, items, item_cf)
-        # packs of two: the second pack must see the prefix only (cache cropped back after the first)
-        packed_by_two = enc.encode_user_pairs("liked: Fargo; Heat", user_cf, items, item_cf, batch_size=2)
-    assert full.shape == (3, 32)
-    torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(packed_by_two, full, atol=1e-5, rtol=1e-4)
-    assert (full[0] - full[1]).abs().max() > 1e-4  # different items -> different embeddings
+        ref = torch.stack([_separate_prompt(enc, g.user_text, g.user_cf, t, g.item_cf[k])
+                           for g in groups for k, t in enumerate(g.item_texts)])
+        one_forward = enc.encode_groups(groups)
+        split_rows = enc.embed(groups, pairs_per_row=2, tokens_per_forward=10_000)
+        one_row_each = enc.embed(groups, pairs_per_row=256, tokens_per_forward=1)
+    assert one_forward.shape == (9, 32)
+    for got in (one_forward, split_rows, one_row_each):
+        torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-4)
+    assert (ref[0] - ref[1]).abs().max() > 1e-4  # different items -> different embeddings
+    assert (ref[0] - ref[3]).abs().max() > 1e-4  # different users -> different embeddings
+
+
+def test_user_aligned_chunks_keep_users_whole():
+    pairs = [("a", "1"), ("a", "2"), ("a", "3"), ("b", "1"), ("c", "1"), ("c", "2"), ("d", "4")]
+    assert user_aligned_starts(pairs, 2) == [0, 3, 6]
+    assert user_aligned_starts(pairs, 1) == [0, 3, 4, 6]
+    assert user_aligned_starts(pairs, 4) == [0, 4]
+    assert user_aligned_starts([], 4) == []
 
 
 def test_info_nce_prefers_matching_pairs():
@@ -111,13 +132,36 @@ def test_finetuning_reduces_info_nce(tiny_llama_dir, teacher_path, data_root):
     teacher = Teacher.load(teacher_path)
     texts = PairTexts(DatasetText(data_root, "mini"), cfg)
     examples = training_examples(teacher, texts, cfg)
-    assert len(examples) == 16
+    rows = [r for g in examples for r in g.rows]
+    assert len(rows) == 16 and len(set(rows)) == 16
+    for g in examples:  # a group = up to ft_pairs_per_user pairs of one user, with their item texts
+        assert 1 <= len(g.rows) <= 4 and len(g.item_texts) == len(g.rows)
+        assert len({int(teacher.pair_user[r]) for r in g.rows}) == 1
+    assert sum(len(g.rows) > 1 for g in examples) >= 2
     enc = HybridPromptEncoder(model, tokenizer, teacher.dim, 1, lora=dict(r=4, alpha=8, dropout=0.0))
     trainable = {n for n, p in enc.named_parameters() if p.requires_grad}
     assert any("lora" in n for n in trainable) and not any("embed_tokens" in n for n in trainable)
+
+    def held_loss():  # InfoNCE of all 16 pairs in one eval batch (no dropout, no random negatives)
+        groups = [PromptGroup(g.user_text, teacher.user_emb[teacher.pair_user[g.rows[0]]], g.item_texts,
+                              teacher.item_emb[teacher.pair_item[torch.tensor(g.rows)]]) for g in examples]
+        with torch.no_grad():
+            return float(info_nce(enc.eval().encode_groups(groups), enc.targets(teacher.neg_emb[rows]), None, 0.05))
+
+    before = held_loss()
     losses = train_hybrid_encoder(enc, teacher, examples, cfg, progress=False)
-    assert len(losses) == 24
-    assert sum(losses[-4:]) / 4 < 0.7 * sum(losses[:2]) / 2
+    assert 24 <= len(losses) <= 36  # 12 epochs x (2 or 3 batches of >= 8 pairs, whole groups)
+    assert held_loss() < 0.75 * before  # measured 3.31 -> 2.11
+
+
+def test_training_examples_single_pairs(teacher_path, data_root):
+    cfg = LLMConfig.from_config({"hnlm_ft_max_train_pairs": 12, "hnlm_ft_pairs_per_user": 1})
+    teacher = Teacher.load(teacher_path)
+    examples = training_examples(teacher, PairTexts(DatasetText(data_root, "mini"), cfg), cfg)
+    assert len(examples) == 12 and all(len(g.rows) == 1 for g in examples)
+    assert len({int(teacher.pair_user[g.rows[0]]) for g in examples}) > 1
+    again = training_examples(teacher, PairTexts(DatasetText(data_root, "mini"), cfg), cfg)
+    assert [g.rows for g in again] == [g.rows for g in examples]  # seeded
 
 
 def test_finetuned_embed_writes_store_and_caches(tmp_path, tiny_llama_dir, teacher_path, data_root, mini_recbole):
@@ -148,6 +192,31 @@ def test_finetuned_embed_writes_store_and_caches(tmp_path, tiny_llama_dir, teach
     texts = PairTexts(text, cfg)
     u, i = s.user_tokens[0], s.item_tokens[0]
     with torch.no_grad():
-        again = enc.encode_user_pairs(texts.user_text(u), teacher.user_emb[teacher.user_tokens.index(u)],
-                                      [texts.item_text(i)], teacher.item_emb[[teacher.item_tokens.index(i)]])
+        again = enc.encode_groups([PromptGroup(texts.user_text(u), teacher.user_emb[teacher.user_tokens.index(u)],
+                                               [texts.item_text(i)], teacher.item_emb[[teacher.item_tokens.index(i)]])])
     torch.testing.assert_close(again[0], s.emb[0].float(), atol=2e-2, rtol=1e-2)
+
+    # a killed embed run resumes at its first missing chunk and writes the same store as an uninterrupted run
+    class Killed(RuntimeError):
+        pass
+
+    def kill_after_first(k):
+        if k == 0:
+            raise Killed()
+
+    def embed_into(path, on_chunk=None):
+        lm, tok, _ = load_causal_lm(tiny_llama_dir, device="cpu")  # fresh weights: loading merges LoRA in place
+        ensure_finetuned(LLMConfig.from_config(dict(config, hnlm_store_path=path)), text, path, progress=False,
+                         lm_and_tokenizer=(lm, tok), on_chunk=on_chunk)
+
+    whole, resumed = str(tmp_path / "whole.safetensors"), str(tmp_path / "resumed.safetensors")
+    embed_into(whole)
+    with pytest.raises(Killed):
+        embed_into(resumed, kill_after_first)
+    assert not os.path.exists(resumed) and os.path.exists(resumed + ".work/chunk_000000.safetensors")
+    done = []
+    embed_into(resumed, done.append)
+    assert done and done[0] == 1  # chunk 0 was not recomputed
+    a, b = PairEmbeddingStore.open(whole), PairEmbeddingStore.open(resumed)
+    assert a.user_tokens == b.user_tokens and a.item_tokens == b.item_tokens and torch.equal(a.emb, b.emb)
+    torch.testing.assert_close(a.emb.float(), s.emb.float(), atol=2e-2, rtol=1e-2)  # = the in-memory run
