@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .models import end_of_sequence_id
+from .prefix_attention import prefix_segment_forward
 from .prompts import ChatFormatter, PromptTemplate
 
 __all__ = ["HybridPromptEncoder", "PromptGroup", "info_nce", "HYBRID_TEMPLATE"]
@@ -45,10 +46,12 @@ class PromptGroup(NamedTuple):
 
 
 class _Row(NamedTuple):
-    embeds: torch.Tensor  # [T, H]
-    segment: List[int]
-    position: List[int]
-    ends: List[int]  # [EOS] position of each suffix
+    prefix: torch.Tensor  # [P, H]
+    suffixes: List[torch.Tensor]  # [L_k, H] each
+
+    @property
+    def width(self) -> int:
+        return self.prefix.shape[0] + sum(s.shape[0] for s in self.suffixes)
 
 
 def _mlp(d_in: int, d_out: int, hidden: Optional[int] = None) -> nn.Sequential:
@@ -148,22 +151,53 @@ class HybridPromptEncoder(nn.Module):
 
     # ---- forward paths --------------------------------------------------------------------------------------
     def _row(self, group: PromptGroup, soft_u: torch.Tensor, soft_i: torch.Tensor) -> _Row:
-        """Embeddings of ``prefix | suffix_1 | ... | suffix_k`` with each token's segment and position."""
-        prefix = self.prefix_embeds(group.user_text, soft_u)
-        suffixes = [self.suffix_embeds(t, soft_i[k]) for k, t in enumerate(group.item_texts)]
-        plen, lengths = prefix.shape[0], [s.shape[0] for s in suffixes]
-        segment = [-1] * plen + [k for k, n in enumerate(lengths) for _ in range(n)]
-        position = list(range(plen)) + [plen + j for n in lengths for j in range(n)]
-        ends = torch.tensor(lengths).cumsum(0) + plen - 1
-        return _Row(torch.cat([prefix] + suffixes), segment, position, ends.tolist())
+        return _Row(self.prefix_embeds(group.user_text, soft_u),
+                    [self.suffix_embeds(t, soft_i[k]) for k, t in enumerate(group.item_texts)])
 
     def _forward_rows(self, rows: Sequence[_Row]) -> torch.Tensor:
-        """One forward over right-padded rows -> the [EOS] states of every suffix, row by row ``[sum k, H]``."""
-        width = max(len(r.segment) for r in rows)
+        """One forward over ``rows`` -> the [EOS] states of every suffix, row by row ``[sum k, H]``."""
+        lengths = {s.shape[0] for r in rows for s in r.suffixes}
+        if len(lengths) == 1:
+            return self._forward_segments(rows, lengths.pop())
+        return self._forward_masked(rows)
+
+    def _forward_segments(self, rows: Sequence[_Row], seg: int) -> torch.Tensor:
+        """Fast path, suffixes of equal length: ``prefix zone | segments`` rows (:mod:`.prefix_attention`)."""
         dev = self.device
-        embeds = torch.stack([F.pad(r.embeds, (0, 0, 0, width - r.embeds.shape[0])) for r in rows])
-        segment = torch.tensor([r.segment + [_PAD] * (width - len(r.segment)) for r in rows], device=dev)
-        position = torch.tensor([r.position + [0] * (width - len(r.position)) for r in rows], device=dev)
+        zone = max(r.prefix.shape[0] for r in rows)
+        n = max(len(r.suffixes) for r in rows)
+        prefix_len = torch.tensor([r.prefix.shape[0] for r in rows], device=dev)
+        embeds = torch.stack([torch.cat([F.pad(r.prefix, (0, 0, 0, zone - r.prefix.shape[0]))] + r.suffixes +
+                                        [r.prefix.new_zeros((n - len(r.suffixes)) * seg, r.prefix.shape[1])])
+                              for r in rows])
+        in_segment = torch.arange(n * seg, device=dev) % seg
+        position = torch.cat([torch.arange(zone, device=dev).expand(len(rows), -1),
+                              prefix_len[:, None] + in_segment[None]], dim=1)
+        valid = torch.arange(zone, device=dev)[None] < prefix_len[:, None]
+        with prefix_segment_forward(self.body.config):
+            hidden = self.body(inputs_embeds=embeds, position_ids=position, use_cache=False,
+                               hnlm_layout=(zone, seg, valid)).last_hidden_state
+        row_of = torch.tensor([k for k, r in enumerate(rows) for _ in r.suffixes], device=dev)
+        ends = torch.tensor([zone + j * seg + seg - 1 for r in rows for j in range(len(r.suffixes))], device=dev)
+        return hidden[row_of, ends].float()
+
+    def _forward_masked(self, rows: Sequence[_Row]) -> torch.Tensor:
+        """Reference path, any suffix lengths: rows ``prefix | suffix_1 | ...`` right-padded, dense block mask."""
+        dev = self.device
+        width = max(r.width for r in rows)
+        embeds = torch.stack([F.pad(torch.cat([r.prefix] + r.suffixes), (0, 0, 0, width - r.width)) for r in rows])
+        segment = torch.full((len(rows), width), _PAD, device=dev)
+        position = torch.zeros((len(rows), width), dtype=torch.long, device=dev)
+        ends = []
+        for k, r in enumerate(rows):
+            plen = r.prefix.shape[0]
+            segment[k, :plen], position[k, :plen] = -1, torch.arange(plen, device=dev)
+            start = plen
+            for j, s in enumerate(r.suffixes):
+                segment[k, start:start + s.shape[0]] = j
+                position[k, start:start + s.shape[0]] = plen + torch.arange(s.shape[0], device=dev)
+                start += s.shape[0]
+                ends.append((k, start - 1))
         index = torch.arange(width, device=dev)
         # query t sees key s <= t of the prefix or of its own suffix (pads see the prefix and pads: never empty)
         visible = (index[None, None, :] <= index[None, :, None]) & (
@@ -172,9 +206,8 @@ class HybridPromptEncoder(nn.Module):
         mask = torch.zeros(visible.shape, dtype=dtype, device=dev).masked_fill_(~visible, torch.finfo(dtype).min)
         hidden = self.body(inputs_embeds=embeds, attention_mask=mask[:, None], position_ids=position,
                            use_cache=False).last_hidden_state
-        row_of = torch.tensor([k for k, r in enumerate(rows) for _ in r.ends], device=dev)
-        ends = torch.tensor([e for r in rows for e in r.ends], device=dev)
-        return hidden[row_of, ends].float()
+        row_of, at = zip(*ends)
+        return hidden[torch.tensor(row_of, device=dev), torch.tensor(at, device=dev)].float()
 
     def _rows(self, groups: Sequence[PromptGroup]) -> List[_Row]:
         soft_u = self._soft(self.user_proj, torch.stack([g.user_cf.reshape(-1) for g in groups]))
@@ -205,10 +238,10 @@ class HybridPromptEncoder(nn.Module):
                   for g in groups for s in range(0, len(g.item_texts), pairs_per_row)]
         rows, outputs, batch, width = self._rows(pieces), [], [], 0
         for row in rows:
-            wider = max(width, len(row.segment))
+            wider = max(width, row.width)
             if batch and wider * (len(batch) + 1) > tokens_per_forward:
                 outputs.append(self._forward_rows(batch))
-                batch, wider = [], len(row.segment)
+                batch, wider = [], row.width
             batch.append(row)
             width = wider
         if batch:

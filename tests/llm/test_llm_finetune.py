@@ -110,6 +110,29 @@ def test_grouped_forward_equals_separate_prompts(tiny_llama_dir):
     assert (ref[0] - ref[3]).abs().max() > 1e-4  # different users -> different embeddings
 
 
+def test_equal_suffixes_take_the_segment_path_with_the_same_numbers(tiny_llama_dir):
+    """Empty item texts (the default): every suffix is <soft_i> [EOS], so rows run the prefix/segment attention;
+    its [EOS] states equal the dense-mask path and the plain per-pair forwards, in eval and with gradients."""
+    model, tokenizer, _ = load_causal_lm(tiny_llama_dir, device="cpu")
+    torch.manual_seed(1)
+    enc = HybridPromptEncoder(model, tokenizer, cf_dim=8, soft_tokens=1, lora=dict(r=4, alpha=8, dropout=0.0)).eval()
+    users = ["liked: Fargo; Heat", "liked: Toy Story (1995); Babe; Casino; Clerks; Seven"]
+    groups = [PromptGroup(u, torch.randn(8), [""] * k, torch.randn(k, 8)) for u, k in zip(users, (4, 2))]
+    rows = enc._rows(groups)
+    assert {s.shape[0] for r in rows for s in r.suffixes} == {2}
+    with torch.no_grad():
+        ref = torch.stack([_separate_prompt(enc, g.user_text, g.user_cf, "", g.item_cf[k])
+                           for g in groups for k in range(len(g.item_texts))])
+        torch.testing.assert_close(enc._forward_segments(rows, 2), ref, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(enc._forward_masked(rows), ref, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(enc.encode_groups(groups), ref, atol=1e-5, rtol=1e-4)
+    fast = enc._forward_segments(enc._rows(groups), 2).sum()
+    masked = enc._forward_masked(enc._rows(groups)).sum()
+    lora = [p for n, p in enc.named_parameters() if "lora_B" in n][0]
+    g_fast, g_masked = torch.autograd.grad(fast, lora), torch.autograd.grad(masked, lora)
+    torch.testing.assert_close(g_fast, g_masked, atol=1e-4, rtol=1e-3)
+
+
 def test_user_aligned_chunks_keep_users_whole():
     pairs = [("a", "1"), ("a", "2"), ("a", "3"), ("b", "1"), ("c", "1"), ("c", "2"), ("d", "4")]
     assert user_aligned_starts(pairs, 2) == [0, 3, 6]
