@@ -71,6 +71,11 @@ class LLMConfig:
     embed_tokens: int = field(default=512, metadata={
         "help": "padded tokens per embed forward: small users' rows share a forward up to this (CPU optimum)"})
 
+    @property
+    def compute(self) -> str:
+        """The LLM's numerics, part of every artifact's identity: ``float32``, ``bfloat16``, ``nf4+bfloat16``, ..."""
+        return f"nf4+{self.dtype}" if self.load_in_4bit else self.dtype
+
     @classmethod
     def from_config(cls, config=None, **overrides) -> "LLMConfig":
         """Read ``hnlm_<name>`` keys of a RecBole Config / dict; keyword overrides win."""

@@ -37,7 +37,7 @@ def adapter_identity(cfg: LLMConfig, teacher: Teacher, generator_name: str) -> D
                 ft_lora_alpha=cfg.ft_lora_alpha, ft_lora_dropout=cfg.ft_lora_dropout,
                 ft_soft_tokens=cfg.ft_soft_tokens, ft_user_text=cfg.ft_user_text, ft_item_text=cfg.ft_item_text,
                 ft_history=cfg.ft_history, max_history=cfg.max_history, profile_words=cfg.profile_words,
-                seed=cfg.seed)
+                compute=cfg.compute, seed=cfg.seed)
 
 
 def _adapter_matches(folder: str, identity: Dict) -> bool:
@@ -62,7 +62,7 @@ def finetuned_manifest(cfg: LLMConfig, text: DatasetText, pairs, generator_name:
                 max_pairs=cfg.max_pairs, seed=cfg.seed,
                 settings=dict(ft_user_text=cfg.ft_user_text, ft_item_text=cfg.ft_item_text,
                               ft_history=cfg.ft_history, max_history=cfg.max_history,
-                              profile_words=cfg.profile_words))
+                              profile_words=cfg.profile_words, compute=cfg.compute))
 
 
 @torch.inference_mode()

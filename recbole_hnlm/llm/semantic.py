@@ -45,7 +45,7 @@ def semantic_manifest(cfg: LLMConfig, text: DatasetText, pairs, generator_name: 
                 negatives_per_pair=cfg.negatives_per_pair, max_pairs=cfg.max_pairs, seed=cfg.seed,
                 settings=dict(max_history=cfg.max_history, max_reviews=cfg.max_reviews,
                               profile_words=cfg.profile_words, item_profiles=cfg.item_profiles,
-                              max_new_tokens=cfg.max_new_tokens, retries=cfg.retries))
+                              max_new_tokens=cfg.max_new_tokens, retries=cfg.retries, compute=cfg.compute))
 
 
 def _valid_negative(answer: Dict) -> Optional[str]:

@@ -7,11 +7,11 @@ import torch
 from recbole_hnlm.llm.config import LLMConfig
 from recbole_hnlm.llm.dataset_text import DatasetText
 from recbole_hnlm.llm.finetune import PairTexts, train_hybrid_encoder, training_examples
-from recbole_hnlm.llm.finetune_pipeline import ensure_finetuned
+from recbole_hnlm.llm.finetune_pipeline import adapter_identity, ensure_finetuned, finetuned_manifest
 from recbole_hnlm.llm.chunks import user_aligned_starts
-from recbole_hnlm.llm.hybrid_encoder import HybridPromptEncoder, PromptGroup, info_nce
+from recbole_hnlm.llm.hybrid_encoder import HybridPromptEncoder, PromptGroup, info_nce, read_settings
 from recbole_hnlm.llm.models import load_causal_lm
-from recbole_hnlm.llm.store import PairEmbeddingStore
+from recbole_hnlm.llm.store import PairEmbeddingStore, manifest_mismatch
 from recbole_hnlm.llm.teacher import Teacher, default_teacher_path, export_teacher
 
 
@@ -243,3 +243,30 @@ def test_finetuned_embed_writes_store_and_caches(tmp_path, tiny_llama_dir, teach
     a, b = PairEmbeddingStore.open(whole), PairEmbeddingStore.open(resumed)
     assert a.user_tokens == b.user_tokens and a.item_tokens == b.item_tokens and torch.equal(a.emb, b.emb)
     torch.testing.assert_close(a.emb.float(), s.emb.float(), atol=2e-2, rtol=1e-2)  # = the in-memory run
+
+
+def test_finetuned_pipeline_in_bfloat16(tmp_path, tiny_llama_dir, teacher_path, data_root, mini_recbole):
+    """`hnlm_dtype: bfloat16` (the GPU commands of docs/llm.md) end to end on the CPU: fine-tuning, the saved
+    adapter, and a store of finite, distinct vectors that the manifest marks as bf16."""
+    store = str(tmp_path / "bf16.safetensors")
+    config = {"hnlm_variant": "finetuned", "hnlm_ft_user_text": "history", "hnlm_ft_max_train_pairs": 16,
+              "hnlm_ft_batch_size": 8, "hnlm_ft_epochs": 1, "hnlm_chunk_size": 16, "hnlm_store_path": store,
+              "hnlm_adapter_path": str(tmp_path / "adapter"), "hnlm_generator": tiny_llama_dir,
+              "hnlm_dtype": "bfloat16"}
+    cfg = LLMConfig.from_config(config)
+    model, tokenizer, _ = load_causal_lm(tiny_llama_dir, dtype="bfloat16", device="cpu")
+    train_pairs = _train_token_pairs(mini_recbole)
+    ensure_finetuned(cfg, DatasetText(data_root, "mini", train_pairs), store, progress=False,
+                     lm_and_tokenizer=(model, tokenizer))
+    s = PairEmbeddingStore.open(store)
+    assert s.num_pairs == len(train_pairs) and torch.isfinite(s.emb.float()).all()
+    assert len({tuple(r) for r in s.emb.tolist()}) == s.num_pairs
+    assert s.manifest["settings"]["compute"] == "bfloat16"
+    assert read_settings(str(tmp_path / "adapter"))["compute"] == "bfloat16"
+    # the numerics are part of the identity: a float32 request neither reuses the bf16 adapter nor the store
+    cfg32 = LLMConfig.from_config(dict(config, hnlm_dtype="float32"))
+    teacher = Teacher.load(teacher_path)
+    assert adapter_identity(cfg32, teacher, "g")["compute"] == "float32"
+    assert manifest_mismatch(s.manifest, finetuned_manifest(cfg32, DatasetText(data_root, "mini", train_pairs),
+                                                            train_pairs, s.manifest["generator"], teacher,
+                                                            s.manifest["adapter_hash"])) is not None
