@@ -1,6 +1,7 @@
 """Throughput of the LLM stage with the default offline models, and the implied full ml-100k precompute time.
 
     python benchmarks/bench_llm.py [--users 4] [--pairs_per_user 8] [--embed_pairs 512] [--threads 2]
+                                   [--skip_semantic] [--embed_dtypes float32 bfloat16]
 
 Rows: profile generation (eq. 2-3), semantic negatives (eq. 4-5) with and without the per-user prefix KV cache,
 the fine-tuned embed path (hybrid prompt -> [EOS] state, §4.3) with and without the prefix cache, and the
@@ -27,6 +28,14 @@ def _timed(fn):
     return out, time.perf_counter() - start
 
 
+def _gemm_gflops(dtype, m=512, k=576, n=1536, repeats=30):
+    a, w = torch.randn(m, k, dtype=dtype), torch.randn(n, k, dtype=dtype)
+    for _ in range(3):
+        torch.nn.functional.linear(a, w)
+    _, s = _timed(lambda: [torch.nn.functional.linear(a, w) for _ in range(repeats)])
+    return 2 * m * k * n * repeats / s / 1e9
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=4)
@@ -35,6 +44,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip_semantic", action="store_true")
     parser.add_argument("--item_text", choices=["none", "title"], default="none", help="hnlm_ft_item_text")
+    parser.add_argument("--embed_dtypes", nargs="+", default=["float32"], choices=["float32", "bfloat16"],
+                        help="hnlm_dtype values for the fine-tuned embed rows (same pairs; fidelity vs float32)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import recbole
@@ -121,12 +132,30 @@ def main():
         return PromptGroup(titles[u], torch.randn(64), [item_text(i) for i in items], torch.randn(len(items), 64))
 
     groups = [group(u, per_user[u]) for u in embed_users]
-    with torch.inference_mode():
-        _, s = _timed(lambda: hybrid.embed(groups, cfg.embed_batch_size, cfg.embed_tokens))
+    for dtype in ("float32", "bfloat16"):  # the floor of the embed: dense GEMM throughput at its shapes
+        rows.append((f"GEMM {dtype} (512x576 @ 576x1536, torch.nn.functional.linear)",
+                     f"{_gemm_gflops(getattr(torch, dtype)):.0f} GFLOP/s", "the embed is ~50 TFLOP of such GEMMs"))
+    reference = None
+    for dtype in args.embed_dtypes:
+        model = hybrid
+        if dtype != "float32":  # same soft-token MLPs, the LM loaded in dtype
+            lm_d, tok_d, _ = load_causal_lm("smollm2", dtype=dtype, device="cpu")
+            torch.manual_seed(0)
+            model = HybridPromptEncoder(lm_d, tok_d, cf_dim=64, soft_tokens=1, lora=None).eval()
+        with torch.inference_mode():
+            model.embed(groups[:1], cfg.embed_batch_size, cfg.embed_tokens)  # warm-up
+            out, s = _timed(lambda: model.embed(groups, cfg.embed_batch_size, cfg.embed_tokens))
         rate = total / s
-        rows.append((f"fine-tuned embed, item text {args.item_text}, prefix shared per user (§4.3)",
-                     f"{rate:.1f} pairs/s", f"{ML100K_PAIRS / rate / 60:.1f} min for {ML100K_PAIRS} pairs "
-                     f"({total} pairs of {n_users} random users)"))
+        note = f"({total} pairs of {n_users} random users)"
+        if dtype == "float32":
+            reference = out
+        elif reference is not None:  # the sampler centres the stored vectors: compare what it sees
+            mu = reference.mean(0)
+            cos = torch.nn.functional.cosine_similarity(out - mu, reference - mu, dim=-1)
+            note += f"; centred cosine to float32: mean {cos.mean():.3f}, min {cos.min():.3f}"
+        rows.append((f"fine-tuned embed {dtype}, item text {args.item_text}, prefix shared per user (§4.3)",
+                     f"{rate:.1f} pairs/s", f"{ML100K_PAIRS / rate / 60:.1f} min for {ML100K_PAIRS} pairs {note}"))
+    with torch.inference_mode():
         sub = [(u, i) for u in embed_users[:2] for i in per_user[u][:16]]
         _, s = _timed(lambda: [hybrid.encode_full([titles[u] for u, _ in sub[k:k + 16]],
                                                   [item_text(i) for _, i in sub[k:k + 16]], torch.randn(16, 64),
