@@ -102,6 +102,9 @@ CsrCuda prepare_cuda(const at::Tensor& rowptr, const at::Tensor& col, const at::
   const auto acc_type = at::toOpMathType(x.scalar_type());
   CsrCuda g{rowptr.contiguous(), col.contiguous(), val.to(acc_type).contiguous(), col.numel()};
   check_csr_ends(g.rowptr, g.nnz);
+  // the CPU sweep checks this row by row; here one reduction (a decreasing rowptr would give wrong sums silently)
+  TORCH_CHECK(g.rowptr.numel() < 2 || (g.rowptr.slice(0, 1) >= g.rowptr.slice(0, 0, -1)).all().item<bool>(),
+              "rowptr must be non-decreasing");
   return g;
 }
 

@@ -59,16 +59,17 @@ __device__ __forceinline__ void load_vec(const scalar_t* __restrict__ p, acc_t (
 
 // Widest vector (4, 2 or 1 elements) such that every row start of every strided operand stays aligned.
 inline int vector_width(int64_t d, std::initializer_list<std::pair<const void*, int64_t>> rows, size_t itemsize) {
-  for (int vec : {4, 2}) {
-    if (d % vec != 0) continue;
-    bool ok = true;
+  // fewest passes of a warp over d, then the narrower vector (more lanes busy): d = 64 -> 2, d = 128 -> 4
+  int best = 1;
+  for (int vec : {2, 4}) {
+    bool ok = d % vec == 0;
     for (const auto& row : rows) {
       const auto address = reinterpret_cast<uintptr_t>(row.first);
       ok = ok && address % (vec * itemsize) == 0 && row.second % vec == 0;
     }
-    if (ok) return vec;
+    if (ok && ceil_div(d, int64_t(kWarp) * vec) < ceil_div(d, int64_t(kWarp) * best)) best = vec;
   }
-  return 1;
+  return best;
 }
 
 }  // namespace hnlm_cuda

@@ -221,6 +221,11 @@ def test_kernel_errors_name_the_argument():
         torch.ops.recbole_hnlm.spmm(g.rowptr, broken, g.val, x)
     with pytest.raises(RuntimeError, match="grad_layers must be 3-D"):
         torch.ops.recbole_hnlm.lightgcn_layers_backward(g.rowptr, g.col, g.val, x)
+    decreasing = g.rowptr.clone()
+    decreasing[1] = g.rowptr[-1]  # same ends, but row 0 would own every edge and row 1 a negative range
+    assert decreasing[1] > decreasing[2]
+    with pytest.raises(RuntimeError, match="non-decreasing"):
+        torch.ops.recbole_hnlm.spmm(decreasing, g.col, g.val, x)
 
 
 def test_custom_csr_graph_int64():
