@@ -2,21 +2,25 @@
 import os
 
 import pytest
-import recbole
 
-ML100K_DIR = os.path.join(os.path.dirname(recbole.__file__), "dataset_example", "ml-100k")
+
+def ml100k_dir():
+    """RecBole's bundled ml-100k (imported here, not at module level: tests/ops runs on a GPU image without RecBole)."""
+    import recbole
+
+    return os.path.join(os.path.dirname(recbole.__file__), "dataset_example", "ml-100k")
 
 
 def write_ml100k_slice(root, name="ml-slice", max_user=120):
     """Copy the interactions of users ``1..max_user`` (and every item line) of ml-100k into ``root/name``."""
-    folder = os.path.join(root, name)
+    folder, source = os.path.join(root, name), ml100k_dir()
     os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(ML100K_DIR, "ml-100k.inter")) as src, open(os.path.join(folder, f"{name}.inter"), "w") as dst:
+    with open(os.path.join(source, "ml-100k.inter")) as src, open(os.path.join(folder, f"{name}.inter"), "w") as dst:
         dst.write(src.readline())
         for line in src:
             if int(line.split("\t", 1)[0]) <= max_user:
                 dst.write(line)
-    with open(os.path.join(ML100K_DIR, "ml-100k.item")) as src, open(os.path.join(folder, f"{name}.item"), "w") as dst:
+    with open(os.path.join(source, "ml-100k.item")) as src, open(os.path.join(folder, f"{name}.item"), "w") as dst:
         dst.write(src.read())
     return root
 
