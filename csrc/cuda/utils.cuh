@@ -57,9 +57,9 @@ __device__ __forceinline__ void load_vec(const scalar_t* __restrict__ p, acc_t (
   }
 }
 
-// Widest vector (4, 2 or 1 elements) such that every row start of every strided operand stays aligned.
+// Vector of 4, 2 or 1 elements that keeps every row start of every strided operand aligned and needs the fewest
+// passes of a warp over d, the narrower one on a tie (more lanes busy): d = 64 -> 2, d = 128 -> 4.
 inline int vector_width(int64_t d, std::initializer_list<std::pair<const void*, int64_t>> rows, size_t itemsize) {
-  // fewest passes of a warp over d, then the narrower vector (more lanes busy): d = 64 -> 2, d = 128 -> 4
   int best = 1;
   for (int vec : {2, 4}) {
     bool ok = d % vec == 0;

@@ -187,13 +187,18 @@ def test_training_examples_single_pairs(teacher_path, data_root):
     assert [g.rows for g in again] == [g.rows for g in examples]  # seeded
 
 
+def _small_finetune_config(tmp_path, tiny_llama_dir, store, **extra):
+    """A fine-tuned run small enough for a test: 16 training pairs, one epoch, 16-pair chunks."""
+    return dict({"hnlm_variant": "finetuned", "hnlm_ft_user_text": "history", "hnlm_ft_max_train_pairs": 16,
+                 "hnlm_ft_batch_size": 8, "hnlm_ft_epochs": 1, "hnlm_chunk_size": 16, "hnlm_store_path": store,
+                 "hnlm_adapter_path": str(tmp_path / "adapter"), "hnlm_generator": tiny_llama_dir}, **extra)
+
+
 def test_finetuned_embed_writes_store_and_caches(tmp_path, tiny_llama_dir, teacher_path, data_root, mini_recbole):
     model, tokenizer, _ = load_causal_lm(tiny_llama_dir, device="cpu")
     torch.manual_seed(0)
     store = str(tmp_path / "ft.safetensors")
-    config = {"hnlm_variant": "finetuned", "hnlm_ft_user_text": "history", "hnlm_ft_max_train_pairs": 16,
-              "hnlm_ft_batch_size": 8, "hnlm_ft_epochs": 1, "hnlm_chunk_size": 16, "hnlm_store_path": store,
-              "hnlm_adapter_path": str(tmp_path / "adapter"), "hnlm_generator": tiny_llama_dir}
+    config = _small_finetune_config(tmp_path, tiny_llama_dir, store)
     cfg = LLMConfig.from_config(config)
     train_pairs = _train_token_pairs(mini_recbole)
     text = DatasetText(data_root, "mini", train_pairs)
@@ -249,15 +254,12 @@ def test_finetuned_pipeline_in_bfloat16(tmp_path, tiny_llama_dir, teacher_path, 
     """`hnlm_dtype: bfloat16` (the GPU commands of docs/llm.md) end to end on the CPU: fine-tuning, the saved
     adapter, and a store of finite, distinct vectors that the manifest marks as bf16."""
     store = str(tmp_path / "bf16.safetensors")
-    config = {"hnlm_variant": "finetuned", "hnlm_ft_user_text": "history", "hnlm_ft_max_train_pairs": 16,
-              "hnlm_ft_batch_size": 8, "hnlm_ft_epochs": 1, "hnlm_chunk_size": 16, "hnlm_store_path": store,
-              "hnlm_adapter_path": str(tmp_path / "adapter"), "hnlm_generator": tiny_llama_dir,
-              "hnlm_dtype": "bfloat16"}
+    config = _small_finetune_config(tmp_path, tiny_llama_dir, store, hnlm_dtype="bfloat16")
     cfg = LLMConfig.from_config(config)
     model, tokenizer, _ = load_causal_lm(tiny_llama_dir, dtype="bfloat16", device="cpu")
     train_pairs = _train_token_pairs(mini_recbole)
-    ensure_finetuned(cfg, DatasetText(data_root, "mini", train_pairs), store, progress=False,
-                     lm_and_tokenizer=(model, tokenizer))
+    text = DatasetText(data_root, "mini", train_pairs)
+    ensure_finetuned(cfg, text, store, progress=False, lm_and_tokenizer=(model, tokenizer))
     s = PairEmbeddingStore.open(store)
     assert s.num_pairs == len(train_pairs) and torch.isfinite(s.emb.float()).all()
     assert len({tuple(r) for r in s.emb.tolist()}) == s.num_pairs
@@ -267,6 +269,5 @@ def test_finetuned_pipeline_in_bfloat16(tmp_path, tiny_llama_dir, teacher_path, 
     cfg32 = LLMConfig.from_config(dict(config, hnlm_dtype="float32"))
     teacher = Teacher.load(teacher_path)
     assert adapter_identity(cfg32, teacher, "g")["compute"] == "float32"
-    assert manifest_mismatch(s.manifest, finetuned_manifest(cfg32, DatasetText(data_root, "mini", train_pairs),
-                                                            train_pairs, s.manifest["generator"], teacher,
-                                                            s.manifest["adapter_hash"])) is not None
+    assert manifest_mismatch(s.manifest, finetuned_manifest(cfg32, text, train_pairs, s.manifest["generator"],
+                                                            teacher, s.manifest["adapter_hash"])) is not None
