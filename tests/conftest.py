@@ -51,3 +51,12 @@ def fast_config(ml_slice, tmp_path):
         "use_gpu": False,
         "load_col": {"inter": ["user_id", "item_id", "rating", "timestamp"]},
     }
+
+
+def pytest_make_parametrize_id(config, val, argname):
+    """Readable ids for torch dtypes (``float32``, not ``dtype1``), so ``-k "hub5000 and float32"`` selects cases."""
+    import torch
+
+    if isinstance(val, torch.dtype):
+        return str(val).removeprefix("torch.")
+    return None

@@ -138,21 +138,19 @@ std::tuple<at::Tensor, at::Tensor> mixgcf_mix_cuda(const at::Tensor& query, cons
   TORCH_CHECK(L <= kMaxLayers, "pos_layers must have at most ", kMaxLayers, " layers on CUDA, got shape ",
               pos_layers.sizes());
   CHECK_CUDA(pos_layers);
-  const c10::cuda::CUDAGuard guard(pos_layers.device());
+  const DeviceGuard guard(pos_layers.device());
   const auto query_c = query.contiguous(), pos_c = pos_layers.contiguous(), items_c = item_layers.contiguous();
   const auto candidates_c = candidates.contiguous();
   const auto alpha_c = alpha.to(at::toOpMathType(pos_c.scalar_type())).contiguous();
   auto z = at::empty({B, L, d}, pos_c.options());
   auto chosen = at::empty({B, L}, candidates_c.options());
   if (B == 0) return {z, chosen};
-  const auto stream = c10::cuda::getCurrentCUDAStream();
   HNLM_DISPATCH_FLOATING(pos_c.scalar_type(), "mixgcf_mix_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    mixgcf_mix_kernel<scalar_t, acc_t><<<blocks_for_warps(B), kBlock, 0, stream>>>(
+    launch_kernel(mixgcf_mix_kernel<scalar_t, acc_t>, blocks_for_warps(B), kBlock,
         query_c.data_ptr<scalar_t>(), query_c.dim() == 3, pos_c.data_ptr<scalar_t>(), items_c.data_ptr<scalar_t>(),
         candidates_c.data_ptr<int64_t>(), alpha_c.data_ptr<acc_t>(), z.data_ptr<scalar_t>(),
         chosen.data_ptr<int64_t>(), B, candidates_c.size(1), static_cast<int>(L), d, items_c.size(0));
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {z, chosen};
 }
@@ -162,7 +160,7 @@ std::tuple<at::Tensor, at::Tensor> mixgcf_mix_backward_cuda(const at::Tensor& gr
   check_mixgcf_backward_args(grad_z, chosen, alpha, num_items);
   const int64_t B = grad_z.size(0), L = grad_z.size(1), d = grad_z.size(2);
   CHECK_CUDA(grad_z);
-  const c10::cuda::CUDAGuard guard(grad_z.device());
+  const DeviceGuard guard(grad_z.device());
   const auto grad_c = grad_z.contiguous(), chosen_c = chosen.contiguous();
   const auto acc_type = at::toOpMathType(grad_c.scalar_type());
   const auto alpha_c = alpha.to(acc_type).contiguous();
@@ -170,13 +168,11 @@ std::tuple<at::Tensor, at::Tensor> mixgcf_mix_backward_cuda(const at::Tensor& gr
   auto grad_items = at::zeros({num_items, L, d}, grad_c.options().dtype(acc_type));
   const int64_t rows = B * L;
   if (rows > 0 && d > 0) {
-    const auto stream = c10::cuda::getCurrentCUDAStream();
     HNLM_DISPATCH_FLOATING(grad_c.scalar_type(), "mixgcf_mix_backward_cuda", [&] {
       using acc_t = at::opmath_type<scalar_t>;
-      mixgcf_scatter_kernel<scalar_t, acc_t><<<blocks_for_warps(rows), kBlock, 0, stream>>>(
+      launch_kernel(mixgcf_scatter_kernel<scalar_t, acc_t>, blocks_for_warps(rows), kBlock,
           grad_c.data_ptr<scalar_t>(), chosen_c.data_ptr<int64_t>(), alpha_c.data_ptr<acc_t>(),
           grad_items.data_ptr<acc_t>(), rows, static_cast<int>(L), d, num_items);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   }
   if (grad_items.scalar_type() != grad_c.scalar_type()) grad_items = grad_items.to(grad_c.scalar_type());
@@ -186,18 +182,16 @@ std::tuple<at::Tensor, at::Tensor> mixgcf_mix_backward_cuda(const at::Tensor& gr
 at::Tensor candidate_scores_cuda(const at::Tensor& user, const at::Tensor& items, const at::Tensor& candidates) {
   check_scoring_args(user, items, candidates);
   CHECK_CUDA(user);
-  const c10::cuda::CUDAGuard guard(user.device());
+  const DeviceGuard guard(user.device());
   const auto user_c = user.contiguous(), items_c = items.contiguous(), candidates_c = candidates.contiguous();
   const int64_t B = user_c.size(0), d = user_c.size(1), M = candidates_c.size(1);
   auto scores = at::empty({B, M}, user_c.options());
   if (B == 0) return scores;
-  const auto stream = c10::cuda::getCurrentCUDAStream();
   HNLM_DISPATCH_FLOATING(user_c.scalar_type(), "candidate_scores_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    candidate_scores_kernel<scalar_t, acc_t><<<blocks_for_warps(B * M), kBlock, 0, stream>>>(
+    launch_kernel(candidate_scores_kernel<scalar_t, acc_t>, blocks_for_warps(B * M), kBlock,
         user_c.data_ptr<scalar_t>(), items_c.data_ptr<scalar_t>(), candidates_c.data_ptr<int64_t>(),
         scores.data_ptr<scalar_t>(), B, M, d, items_c.size(0));
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return scores;
 }
@@ -208,24 +202,22 @@ at::Tensor select_candidates_cuda(const at::Tensor& user, const at::Tensor& item
   CHECK_CUDA(user);
   const int64_t B = user.size(0);
   const bool has_target = target.has_value() && target->defined();
-  const c10::cuda::CUDAGuard guard(user.device());
+  const DeviceGuard guard(user.device());
   const auto user_c = user.contiguous(), items_c = items.contiguous(), candidates_c = candidates.contiguous();
   const int64_t d = user_c.size(1), M = candidates_c.size(1);
   auto positions = at::empty({B}, candidates_c.options());
   if (B == 0) return positions;
-  const auto stream = c10::cuda::getCurrentCUDAStream();
   HNLM_DISPATCH_FLOATING(user_c.scalar_type(), "select_candidates_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const auto target_c = has_target ? target->to(c10::CppTypeToScalarType<acc_t>::value).contiguous() : at::Tensor();
-    select_candidates_kernel<scalar_t, acc_t><<<blocks_for_warps(B), kBlock, 0, stream>>>(
+    launch_kernel(select_candidates_kernel<scalar_t, acc_t>, blocks_for_warps(B), kBlock,
         user_c.data_ptr<scalar_t>(), items_c.data_ptr<scalar_t>(), candidates_c.data_ptr<int64_t>(),
         has_target ? target_c.data_ptr<acc_t>() : nullptr, positions.data_ptr<int64_t>(), B, M, d, items_c.size(0));
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return positions;
 }
 
-TORCH_LIBRARY_IMPL(recbole_hnlm, CUDA, m) {
+TORCH_LIBRARY_IMPL(HNLM_CUDA_LIBRARY, HNLM_CUDA_DISPATCH_KEY, m) {
   m.impl("mixgcf_mix", &mixgcf_mix_cuda);
   m.impl("mixgcf_mix_backward", &mixgcf_mix_backward_cuda);
   m.impl("candidate_scores", &candidate_scores_cuda);

@@ -113,11 +113,9 @@ void launch_spmm(const CsrCuda& g, const at::Tensor& x, int64_t x_stride, const 
                  int64_t n, int64_t d) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t warps = ceil_div(g.nnz, kEdgesPerWarp);
-  spmm_edge_split_kernel<scalar_t, acc_t, index_t, VEC>
-      <<<blocks_for_warps(warps), kBlock, 0, c10::cuda::getCurrentCUDAStream()>>>(
-          g.rowptr.data_ptr<index_t>(), g.col.data_ptr<index_t>(), g.val.data_ptr<acc_t>(), x.data_ptr<scalar_t>(),
-          x_stride, out.data_ptr<acc_t>(), out_stride, n, g.nnz, d);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  launch_kernel(spmm_edge_split_kernel<scalar_t, acc_t, index_t, VEC>, blocks_for_warps(warps), kBlock,
+                g.rowptr.data_ptr<index_t>(), g.col.data_ptr<index_t>(), g.val.data_ptr<acc_t>(),
+                x.data_ptr<scalar_t>(), x_stride, out.data_ptr<acc_t>(), out_stride, n, g.nnz, d);
 }
 
 // Vector loads (float2 / float4) only for float rows that allow them; every other dtype loads element-wise.
@@ -150,7 +148,7 @@ at::Tensor zeros_acc(int64_t n, int64_t d, const at::Tensor& like) {
 }  // namespace
 
 at::Tensor spmm_cuda(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& val, const at::Tensor& x) {
-  const c10::cuda::CUDAGuard guard(x.device());
+  const DeviceGuard guard(x.device());
   const auto g = prepare_cuda(rowptr, col, val, x);
   const auto xc = x.contiguous();
   const int64_t n = xc.size(0), d = xc.size(1);
@@ -162,7 +160,7 @@ at::Tensor spmm_cuda(const at::Tensor& rowptr, const at::Tensor& col, const at::
 at::Tensor lightgcn_mean_cuda(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& val,
                               const at::Tensor& ego, int64_t num_layers) {
   TORCH_CHECK(num_layers >= 0, "num_layers must be >= 0, got ", num_layers);
-  const c10::cuda::CUDAGuard guard(ego.device());
+  const DeviceGuard guard(ego.device());
   const auto g = prepare_cuda(rowptr, col, val, ego);
   const auto ego_c = ego.contiguous();
   if (num_layers == 0) return ego_c.clone();
@@ -185,7 +183,7 @@ at::Tensor lightgcn_mean_cuda(const at::Tensor& rowptr, const at::Tensor& col, c
 at::Tensor lightgcn_layers_cuda(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& val,
                                 const at::Tensor& ego, int64_t num_layers) {
   TORCH_CHECK(num_layers >= 0, "num_layers must be >= 0, got ", num_layers);
-  const c10::cuda::CUDAGuard guard(ego.device());
+  const DeviceGuard guard(ego.device());
   const auto g = prepare_cuda(rowptr, col, val, ego);
   const auto ego_c = ego.contiguous();
   const int64_t n = ego_c.size(0), d = ego_c.size(1), width = num_layers + 1;
@@ -211,7 +209,7 @@ at::Tensor lightgcn_layers_backward_cuda(const at::Tensor& rowptr, const at::Ten
                                          const at::Tensor& grad_layers) {
   CHECK_DIM(grad_layers, 3);
   TORCH_CHECK(grad_layers.size(1) >= 1, "grad_layers must have K+1 >= 1 layers, got shape ", grad_layers.sizes());
-  const c10::cuda::CUDAGuard guard(grad_layers.device());
+  const DeviceGuard guard(grad_layers.device());
   const auto grads = grad_layers.contiguous();
   const auto g = prepare_cuda(rowptr, col, val, grads.select(1, 0));
   const int64_t n = grads.size(0), width = grads.size(1), d = grads.size(2), num_layers = width - 1;
@@ -229,7 +227,7 @@ at::Tensor lightgcn_layers_backward_cuda(const at::Tensor& rowptr, const at::Ten
   return h;
 }
 
-TORCH_LIBRARY_IMPL(recbole_hnlm, CUDA, m) {
+TORCH_LIBRARY_IMPL(HNLM_CUDA_LIBRARY, HNLM_CUDA_DISPATCH_KEY, m) {
   m.impl("spmm", &spmm_cuda);
   m.impl("lightgcn_mean", &lightgcn_mean_cuda);
   m.impl("lightgcn_layers", &lightgcn_layers_cuda);

@@ -1,15 +1,49 @@
 #pragma once
 
 // Shared pieces of the CUDA kernels: launch helpers, warp reductions, vector loads, argmax semantics.
+//
+// With HNLM_CUDA_EMULATION defined, the same .cu sources compile as C++ for the host: kernels run on the warp
+// emulator (emulation/warp_emulator.h) and the ops register under `recbole_hnlm_cuda_emulation` for CPU tensors.
+// The tests (tests/ops/test_cuda_kernels.py) run every CUDA test case both ways.
 
+#include "../utils.h"
+
+#ifdef HNLM_CUDA_EMULATION
+#include "emulation/cuda_builtins.h"
+#define HNLM_CUDA_LIBRARY recbole_hnlm_cuda_emulation
+#define HNLM_CUDA_DISPATCH_KEY CPU
+#undef CHECK_CUDA
+#define CHECK_CUDA(x) CHECK_CPU(x)
+#else
 #include <ATen/cuda/Atomic.cuh>
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
-
-#include "../utils.h"
+#define HNLM_CUDA_LIBRARY recbole_hnlm
+#define HNLM_CUDA_DISPATCH_KEY CUDA
+#endif
 
 namespace hnlm_cuda {
+
+#ifdef HNLM_CUDA_EMULATION
+struct DeviceGuard {
+  explicit DeviceGuard(c10::Device) {}
+};
+
+template <typename... Params, typename... Args>
+void launch_kernel(void (*kernel)(Params...), int64_t blocks, int threads, Args... args) {
+  cuda_emulation::launch(dim3(static_cast<unsigned>(blocks)), dim3(threads), [&] { kernel(args...); });
+}
+#else
+using DeviceGuard = c10::cuda::CUDAGuard;
+
+// kernel<<<blocks, threads, 0, current stream>>>(args...), then the launch error check.
+template <typename... Params, typename... Args>
+void launch_kernel(void (*kernel)(Params...), int64_t blocks, int threads, Args... args) {
+  kernel<<<static_cast<unsigned>(blocks), threads, 0, c10::cuda::getCurrentCUDAStream()>>>(args...);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+#endif
 
 constexpr int kWarp = 32;
 constexpr int kBlock = 256;  // 8 warps per block

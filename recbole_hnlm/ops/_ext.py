@@ -7,7 +7,9 @@ and warns once per reason.
 
 Switches:
     * environment variable ``RECBOLE_HNLM_DISABLE_EXT=1`` (read at import): use the references everywhere, silently;
-    * :func:`set_enabled` / the :func:`disabled` context manager: the same at run time (tests use it).
+    * :func:`set_enabled` / the :func:`disabled` context manager: the same at run time (tests use it);
+    * the :func:`library` context manager: route the ops to another library with the same schemas. The tests use it
+      to run the CUDA sources on the host warp emulator (library ``recbole_hnlm_cuda_emulation``, CPU tensors).
 """
 import contextlib
 import os
@@ -16,9 +18,12 @@ from typing import Dict, Tuple
 
 import torch
 
-__all__ = ["WITH_EXT", "WITH_CUDA_EXT", "DISABLE_ENV", "is_enabled", "set_enabled", "disabled", "use_kernel", "ops"]
+__all__ = ["WITH_EXT", "WITH_CUDA_EXT", "DISABLE_ENV", "LIBRARY", "is_enabled", "set_enabled", "disabled", "library",
+           "use_kernel", "ops"]
 
 DISABLE_ENV = "RECBOLE_HNLM_DISABLE_EXT"
+LIBRARY = "recbole_hnlm"
+_library = LIBRARY
 
 try:
     from recbole_hnlm import _C  # noqa: F401  (registers torch.ops.recbole_hnlm.*)
@@ -30,9 +35,9 @@ except ImportError as error:  # pragma: no cover - depends on the build
     _IMPORT_ERROR = error
 
 
-def _has_kernel(op: str, dispatch_key: str) -> bool:
+def _has_kernel(op: str, dispatch_key: str, namespace: str = LIBRARY) -> bool:
     try:
-        return torch._C._dispatch_has_kernel_for_dispatch_key(f"recbole_hnlm::{op}", dispatch_key)
+        return torch._C._dispatch_has_kernel_for_dispatch_key(f"{namespace}::{op}", dispatch_key)
     except RuntimeError:
         return False
 
@@ -40,7 +45,7 @@ def _has_kernel(op: str, dispatch_key: str) -> bool:
 WITH_CUDA_EXT = WITH_EXT and _has_kernel("spmm", "CUDA")
 
 _enabled = os.environ.get(DISABLE_ENV, "0").strip().lower() not in ("1", "true", "yes", "on")
-_kernel_cache: Dict[Tuple[str, str], bool] = {}
+_kernel_cache: Dict[Tuple[str, str, str], bool] = {}
 _warned = set()
 
 
@@ -53,6 +58,20 @@ def set_enabled(enabled: bool) -> None:
     """Turn the compiled kernels on or off for the whole process (off = always the reference)."""
     global _enabled
     _enabled = bool(enabled)
+
+
+@contextlib.contextmanager
+def library(namespace: str):
+    """Context manager routing every public op to ``torch.ops.<namespace>``, a library that defines the same schemas
+    (:data:`LIBRARY`'s), e.g. the CUDA sources built for the host emulator. Kernels of the routed library are looked
+    up per device like those of ``recbole_hnlm``; with none for a device the ops fall back to the reference."""
+    global _library
+    previous = _library
+    _library = namespace
+    try:
+        yield
+    finally:
+        _library = previous
 
 
 @contextlib.contextmanager
@@ -80,30 +99,31 @@ def use_kernel(op: str, device: torch.device) -> bool:
     """
     if not _enabled:
         return False
-    if not WITH_EXT:
+    if _library == LIBRARY and not WITH_EXT:
         _warn_once(
             "missing",
             f"recbole_hnlm._C is not available ({_IMPORT_ERROR}); recbole_hnlm.ops falls back to the slower "
             "pure-PyTorch reference. Rebuild with `pip install --no-build-isolation -e .`.",
         )
         return False
-    key = (op, device.type)
+    key = (_library, op, device.type)
     if key not in _kernel_cache:
         dispatch_key = {"cpu": "CPU", "cuda": "CUDA"}.get(device.type)
-        _kernel_cache[key] = dispatch_key is not None and _has_kernel(op, dispatch_key)
+        _kernel_cache[key] = dispatch_key is not None and _has_kernel(op, dispatch_key, _library)
     if not _kernel_cache[key]:
         _warn_once(
-            f"device:{device.type}",
-            f"recbole_hnlm._C has no {device.type} kernels (op {op}); falling back to the pure-PyTorch reference.",
+            f"device:{_library}:{device.type}",
+            f"{_library} has no {device.type} kernels (op {op}); falling back to the pure-PyTorch reference.",
         )
     return _kernel_cache[key]
 
 
 class _Ops:
-    """``torch.ops.recbole_hnlm``, resolved lazily so that importing this module never fails."""
+    """``torch.ops.recbole_hnlm`` (or the library routed to by :func:`library`), resolved lazily so that importing
+    this module never fails."""
 
     def __getattr__(self, name):
-        return getattr(torch.ops.recbole_hnlm, name)
+        return getattr(getattr(torch.ops, _library), name)
 
 
 ops = _Ops()

@@ -1,20 +1,27 @@
-"""CUDA kernels against the PyTorch references (skipped without a CUDA build and a GPU; run on the device machine).
+"""CUDA kernels against the PyTorch references, on two backends of the same sources in csrc/cuda:
+
+* ``cuda``: the real extension on a GPU (skipped without a CUDA build and a GPU; run on the device machine);
+* ``emulated``: the .cu files compiled for the host warp emulator (csrc/cuda/emulation, built by
+  ``cuda_emulation.py``) on CPU tensors. It runs the kernels and their launchers as written, one warp at a time with
+  lockstep shuffles, so it checks their logic (edge ranges, cut rows, argmax, scatter, vector-load alignment, device
+  assertions) in CI; it says nothing about speed, memory ordering between warps or the GPU toolchain.
 
 Every case draws fresh random inputs and compares values and gradients with ``recbole_hnlm.ops.reference`` run on
 the same device. Tolerances (relative and absolute): float64 1e-10, float32 1e-5 (1e-4 after K=3 layers of atomics,
 whose summation order is not fixed), bfloat16 / float16 3e-2 (float32 accumulation on both sides). Outputs are
-"poisoned": the caching allocator first hands out NaN-filled blocks of the same size, so a kernel that leaves any
-output element unwritten fails. Argmax/argmin positions are compared exactly in float64 (random inputs) and in float32
-on dyadic inputs (multiples of 1/4, alpha a multiple of 1/16): every score is then exact in any summation order, so
-the kernel and cuBLAS must pick the same candidate, ties included; random float32 inputs could split near-ties
-(~1e-6 relative) between the two summation orders.
+"poisoned": freed NaN-filled blocks of the same size are handed out again (the CUDA caching allocator does so every
+time, glibc's malloc often), so a kernel that leaves any output element unwritten fails. Argmax/argmin positions are
+compared exactly in float64 (random inputs) and in float32 on dyadic inputs (multiples of 1/4, alpha a multiple of
+1/16): every score is then exact in any summation order, so the kernel and the reference must pick the same
+candidate, ties included; random float32 inputs could split near-ties (~1e-6 relative) between the two orders.
 """
 import pytest
 import torch
 
+import cuda_emulation  # tests/ops is on sys.path (rootdir-relative, no __init__.py)
 from recbole_hnlm.ops import WITH_CUDA_EXT, candidate_scores, lightgcn_propagate
 from recbole_hnlm.ops import mixgcf_mix, select_candidates, spmm
-from test_propagation import random_graph  # tests/ops is on sys.path (rootdir-relative, no __init__.py)
+from test_propagation import random_graph
 from recbole_hnlm.ops import _ext
 from recbole_hnlm.ops.reference import (
     candidate_scores_reference,
@@ -25,28 +32,42 @@ from recbole_hnlm.ops.reference import (
     spmm_reference,
 )
 
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(not (torch.cuda.is_available() and WITH_CUDA_EXT),
-                       reason="needs a GPU and recbole_hnlm._C built with CUDA"),
-]
-
 TOL = {
     torch.float64: dict(atol=1e-10, rtol=1e-10),
     torch.float32: dict(atol=1e-4, rtol=1e-4),
     torch.bfloat16: dict(atol=3e-2, rtol=3e-2),
     torch.float16: dict(atol=3e-2, rtol=3e-2),
 }
-DEV = "cuda"
+OPS = ("spmm", "lightgcn_mean", "lightgcn_layers", "lightgcn_layers_backward", "mixgcf_mix", "mixgcf_mix_backward",
+       "candidate_scores", "select_candidates")
+BACKENDS = [
+    pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
+        not (torch.cuda.is_available() and WITH_CUDA_EXT), reason="needs a GPU and recbole_hnlm._C built with CUDA")]),
+    pytest.param("emulated", marks=[pytest.mark.emulation, pytest.mark.skipif(
+        not cuda_emulation.SUPPORTED, reason=cuda_emulation.UNSUPPORTED_REASON)]),
+]
 
 
-def poison(*shapes, dtype=torch.float32):
-    """Fill and free blocks so the next allocations of these sizes start as NaN (caching allocator reuse)."""
-    blocks = [torch.full(s, float("nan"), dtype=dtype, device=DEV) for s in shapes]
+@pytest.fixture(params=BACKENDS)
+def dev(request):
+    """The device of the backend under test, with the public ops routed to its kernels (never to a reference)."""
+    if request.param == "cuda":
+        device, routing = "cuda", _ext.library(_ext.LIBRARY)
+    else:
+        device, routing = "cpu", _ext.library(cuda_emulation.build())
+    with routing:
+        missing = [op for op in OPS if not _ext.use_kernel(op, torch.device(device))]
+        assert not missing, f"{request.param}: no kernels for {missing}; the tests would compare a reference to itself"
+        yield device
+
+
+def poison(dev, *shapes, dtype=torch.float32):
+    """Fill and free blocks so the next allocations of these sizes start as NaN (allocator reuse)."""
+    blocks = [torch.full(s, float("nan"), dtype=dtype, device=dev) for s in shapes]
     del blocks
 
 
-def cuda_graph(name):
+def cuda_graph(name, dev):
     builders = {
         "tiny": lambda: random_graph(3, 4, 4, seed=1),
         "isolated_hub": lambda: random_graph(40, 30, 120, seed=2, hub=True),
@@ -54,16 +75,16 @@ def cuda_graph(name):
         "hub5000": lambda: random_graph(5001, 800, 20000, seed=3, hub=True),
         "no_edges": lambda: random_graph(3, 2, 0, seed=4),
     }
-    return builders[name]().to(DEV)
+    return builders[name]().to(dev)
 
 
 @pytest.mark.parametrize("name", ["tiny", "isolated_hub", "hub5000", "no_edges"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("d", [1, 7, 64, 128, 200])
-def test_spmm_matches_reference(name, dtype, d):
-    graph = cuda_graph(name)
-    x = torch.randn(graph.num_nodes, d, device=DEV, dtype=dtype)
-    poison((graph.num_nodes, d), dtype=dtype)
+def test_spmm_matches_reference(dev, name, dtype, d):
+    graph = cuda_graph(name, dev)
+    x = torch.randn(graph.num_nodes, d, device=dev, dtype=dtype)
+    poison(dev, (graph.num_nodes, d), dtype=dtype)
     torch.testing.assert_close(spmm(graph, x), spmm_reference(graph, x.double()).to(dtype), **TOL[dtype])
 
 
@@ -71,9 +92,9 @@ def test_spmm_matches_reference(name, dtype, d):
 @pytest.mark.parametrize("return_layers", [False, True])
 @pytest.mark.parametrize("num_layers", [0, 1, 3])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_propagation_values_and_gradients(name, return_layers, num_layers, dtype):
-    graph = cuda_graph(name)
-    ego = torch.randn(graph.num_nodes, 64, device=DEV, dtype=dtype, requires_grad=True)
+def test_propagation_values_and_gradients(dev, name, return_layers, num_layers, dtype):
+    graph = cuda_graph(name, dev)
+    ego = torch.randn(graph.num_nodes, 64, device=dev, dtype=dtype, requires_grad=True)
     ego_ref = ego.detach().clone().requires_grad_()
     out = lightgcn_propagate(graph, ego, num_layers, return_layers)
     ref = lightgcn_propagate_reference(graph, ego_ref, num_layers, return_layers)
@@ -85,9 +106,9 @@ def test_propagation_values_and_gradients(name, return_layers, num_layers, dtype
 
 
 @pytest.mark.parametrize("return_layers", [False, True])
-def test_propagation_low_precision(return_layers):
-    graph = cuda_graph("hub5000")
-    ego = torch.randn(graph.num_nodes, 64, device=DEV)
+def test_propagation_low_precision(dev, return_layers):
+    graph = cuda_graph("hub5000", dev)
+    ego = torch.randn(graph.num_nodes, 64, device=dev)
     for dtype in (torch.bfloat16, torch.float16):
         out = lightgcn_propagate(graph, ego.to(dtype), 3, return_layers)
         ref = lightgcn_propagate_reference(graph, ego.to(dtype).double(), 3, return_layers)
@@ -95,18 +116,19 @@ def test_propagation_low_precision(return_layers):
         torch.testing.assert_close(out.double(), ref, **TOL[dtype])
 
 
-def test_propagation_gradcheck_float64():
-    graph = cuda_graph("isolated_hub")
-    ego = torch.randn(graph.num_nodes, 3, device=DEV, dtype=torch.float64, requires_grad=True)
+def test_propagation_gradcheck_float64(dev):
+    graph = cuda_graph("isolated_hub", dev)
+    ego = torch.randn(graph.num_nodes, 3, device=dev, dtype=torch.float64, requires_grad=True)
     for return_layers in (False, True):
         assert torch.autograd.gradcheck(lambda e: lightgcn_propagate(graph, e, 2, return_layers), (ego,))
 
 
-def test_propagation_agrees_with_cpu_kernel():
+def test_propagation_agrees_with_cpu_kernel(dev):
     graph = random_graph(300, 200, 3000, seed=5, hub=True)
     ego = torch.randn(graph.num_nodes, 64)
-    cpu = lightgcn_propagate(graph, ego, 3, True)
-    gpu = lightgcn_propagate(graph.to(DEV), ego.to(DEV), 3, True)
+    with _ext.library(_ext.LIBRARY):
+        cpu = lightgcn_propagate(graph, ego, 3, True)
+    gpu = lightgcn_propagate(graph.to(dev), ego.to(dev), 3, True)
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-5, rtol=1e-5)
 
 
@@ -115,27 +137,27 @@ def draw(shape, gen, exact):
     return torch.randint(-8, 9, shape, generator=gen) / 4.0 if exact else torch.randn(shape, generator=gen)
 
 
-def mix_inputs(B, M, L, d, I, dtype, per_layer_query, seed, exact=False):
+def mix_inputs(dev, B, M, L, d, I, dtype, per_layer_query, seed, exact=False):
     gen = torch.Generator().manual_seed(seed)
     query = draw((B, L, d) if per_layer_query else (B, d), gen, exact)
     pos = draw((B, L, d), gen, exact)
     items = draw((I, L, d), gen, exact)
     candidates = torch.randint(0, I, (B, M), generator=gen)
     alpha = torch.randint(1, 16, (B, L), generator=gen) / 16.0 if exact else torch.rand(B, L, generator=gen)
-    return [t.to(DEV, dtype) if t.is_floating_point() else t.to(DEV) for t in (query, pos, items, candidates, alpha)]
+    return [t.to(dev, dtype) if t.is_floating_point() else t.to(dev) for t in (query, pos, items, candidates, alpha)]
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 1, 8, 5), (7, 1, 4, 64, 50), (1, 64, 4, 64, 1000), (256, 64, 4, 64, 3000),
                                    (33, 5, 3, 7, 20)])
 @pytest.mark.parametrize("per_layer_query", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_mixgcf_mix_values_and_gradients(shape, per_layer_query, dtype):
+def test_mixgcf_mix_values_and_gradients(dev, shape, per_layer_query, dtype):
     B, M, L, d, I = shape
-    query, pos, items, candidates, alpha = mix_inputs(B, M, L, d, I, dtype, per_layer_query, seed=B + M,
+    query, pos, items, candidates, alpha = mix_inputs(dev, B, M, L, d, I, dtype, per_layer_query, seed=B + M,
                                                       exact=dtype == torch.float32)
     pos.requires_grad_()
     items.requires_grad_()
-    poison((B, L, d), (I, L, d), dtype=dtype)
+    poison(dev, (B, L, d), (I, L, d), dtype=dtype)
     z, chosen = mixgcf_mix(query, pos, items, candidates, alpha)
     pos_ref, items_ref = pos.detach().clone().requires_grad_(), items.detach().clone().requires_grad_()
     z_ref, chosen_ref = mixgcf_mix_reference(query, pos_ref, items_ref, candidates, alpha)
@@ -150,27 +172,27 @@ def test_mixgcf_mix_values_and_gradients(shape, per_layer_query, dtype):
         torch.testing.assert_close(got, want, **TOL[dtype])
 
 
-def test_mixgcf_repeated_choice_accumulates_on_gpu():
-    query, pos, items, _, alpha = mix_inputs(64, 4, 4, 64, 10, torch.float64, False, seed=9)
-    candidates = torch.full((64, 4), 3, device=DEV)  # every row and layer picks item 3
+def test_mixgcf_repeated_choice_accumulates_on_gpu(dev):
+    query, pos, items, _, alpha = mix_inputs(dev, 64, 4, 4, 64, 10, torch.float64, False, seed=9)
+    candidates = torch.full((64, 4), 3, device=dev)  # every row and layer picks item 3
     items.requires_grad_()
     z, _ = mixgcf_mix(query, pos, items, candidates, alpha)
     (grad,) = torch.autograd.grad(z.sum(), items)
     expected = (1 - alpha).sum(0)[:, None].expand(4, 64)
     torch.testing.assert_close(grad[3], expected)
-    assert grad[torch.arange(10, device=DEV) != 3].abs().max() == 0
+    assert grad[torch.arange(10, device=dev) != 3].abs().max() == 0
 
 
 @pytest.mark.parametrize("B,M,d,I", [(1, 1, 64, 3), (2048, 64, 64, 5000), (17, 9, 7, 30)])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
-def test_scoring_and_selection(B, M, d, I, dtype):
+def test_scoring_and_selection(dev, B, M, d, I, dtype):
     gen = torch.Generator().manual_seed(B * M)
     exact = dtype == torch.float32
-    user = draw((B, d), gen, exact).to(DEV, dtype)
-    items = draw((I, d), gen, exact).to(DEV, dtype)
-    candidates = torch.randint(0, I, (B, M), generator=gen).to(DEV)
-    target = draw((B,), gen, exact).to(DEV, dtype)
-    poison((B, M), dtype=dtype)
+    user = draw((B, d), gen, exact).to(dev, dtype)
+    items = draw((I, d), gen, exact).to(dev, dtype)
+    candidates = torch.randint(0, I, (B, M), generator=gen).to(dev)
+    target = draw((B,), gen, exact).to(dev, dtype)
+    poison(dev, (B, M), dtype=dtype)
     torch.testing.assert_close(candidate_scores(user, items, candidates),
                                candidate_scores_reference(user, items, candidates), **TOL[dtype])
     if dtype != torch.bfloat16:  # bf16 scores round to ties; positions compared on exact dtypes only
@@ -180,26 +202,59 @@ def test_scoring_and_selection(B, M, d, I, dtype):
                            select_candidates_reference(user, items, candidates, target))
 
 
-def test_selection_ties_and_nan_follow_torch():
-    user = torch.ones(3, 4, device=DEV)
-    items = torch.tensor([[1.0] * 4, [1.0] * 4, [float("nan")] * 4, [2.0] * 4], device=DEV)
-    candidates = torch.tensor([[0, 1, 3], [3, 2, 0], [1, 0, 0]], device=DEV)
+def test_selection_ties_and_nan_follow_torch(dev):
+    user = torch.ones(3, 4, device=dev)
+    items = torch.tensor([[1.0] * 4, [1.0] * 4, [float("nan")] * 4, [2.0] * 4], device=dev)
+    candidates = torch.tensor([[0, 1, 3], [3, 2, 0], [1, 0, 0]], device=dev)
     assert select_candidates(user, items, candidates).tolist() == \
         select_candidates_reference(user, items, candidates).tolist()
-    target = torch.tensor([float("inf"), 4.0, float("nan")], device=DEV)
+    target = torch.tensor([float("inf"), 4.0, float("nan")], device=dev)
     assert select_candidates(user, items, candidates, target).tolist() == \
         select_candidates_reference(user, items, candidates, target).tolist()
 
 
-def test_decreasing_rowptr_is_an_error_not_wrong_sums():
-    g = cuda_graph("isolated_hub")
+def test_decreasing_rowptr_is_an_error_not_wrong_sums(dev):
+    g = cuda_graph("isolated_hub", dev)
     decreasing = g.rowptr.clone()
     decreasing[1] = g.rowptr[-1]
     with pytest.raises(RuntimeError, match="non-decreasing"):
-        torch.ops.recbole_hnlm.spmm(decreasing, g.col, g.val, torch.randn(g.num_nodes, 8, device=DEV))
+        _ext.ops.spmm(decreasing, g.col, g.val, torch.randn(g.num_nodes, 8, device=dev))
 
 
-def test_cuda_kernels_are_dispatched():
-    for op in ("spmm", "lightgcn_mean", "lightgcn_layers", "lightgcn_layers_backward", "mixgcf_mix",
-               "mixgcf_mix_backward", "candidate_scores", "select_candidates"):
-        assert _ext.use_kernel(op, torch.device(DEV)), op
+def test_cuda_kernels_are_dispatched(dev):
+    for op in OPS:
+        assert _ext.use_kernel(op, torch.device(dev)), op
+
+
+@pytest.mark.parametrize("d", [2, 64, 128])
+def test_unaligned_rows_fall_back_to_scalar_loads(dev, d):
+    """Rows starting 4 bytes past a 16-byte boundary (a view at storage offset 1) must not take float2/float4 loads:
+    a GPU faults on them ("misaligned address"), the emulator reports them."""
+    graph = cuda_graph("isolated_hub", dev)
+    base = torch.randn(graph.num_nodes * d + 1, device=dev)
+    x = base[1:].view(graph.num_nodes, d)
+    assert x.is_contiguous() and x.data_ptr() % 8 != 0
+    torch.testing.assert_close(spmm(graph, x), spmm_reference(graph, x.double()).float(), **TOL[torch.float32])
+    out = lightgcn_propagate(graph, x, 2, True)
+    torch.testing.assert_close(out, lightgcn_propagate_reference(graph, x.double(), 2, True).float(),
+                               **TOL[torch.float32])
+
+
+@pytest.mark.parametrize("dev", BACKENDS[1:], indirect=True)  # on a GPU the assertion ends the CUDA context
+def test_out_of_range_ids_trip_the_device_assertion(dev):
+    """Ids outside [0, I) are caught inside the kernels: a clear error naming the failed condition (here the
+    emulator's; a GPU reports "device-side assert triggered"), never a silent out-of-bounds read."""
+    user, items = torch.randn(4, 8), torch.randn(5, 8)
+    bad = torch.tensor([[0, 1], [2, 5], [3, 4], [1, 1]])
+    with pytest.raises(RuntimeError, match=r"device-side assertion `c >= 0 && c < I` failed"):
+        candidate_scores(user, items, bad)
+    with pytest.raises(RuntimeError, match=r"device-side assertion `c >= 0 && c < I` failed"):
+        select_candidates(user, items, -bad)
+    query, pos, item_layers, _, alpha = mix_inputs(dev, 4, 2, 3, 8, 5, torch.float32, False, seed=1)
+    with pytest.raises(RuntimeError, match=r"device-side assertion `c >= 0 && c < I` failed"):
+        mixgcf_mix(query, pos, item_layers, bad, alpha)
+    graph = cuda_graph("tiny", dev)
+    col = graph.col.clone()
+    col[-1] = graph.num_nodes
+    with pytest.raises(RuntimeError, match=r"device-side assertion `c >= 0 && c < n_rows` failed"):
+        _ext.ops.spmm(graph.rowptr, col, graph.val, torch.randn(graph.num_nodes, 4))

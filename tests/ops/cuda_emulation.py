@@ -1,0 +1,37 @@
+"""The CUDA sources of ``csrc/cuda`` built for the host warp emulator (``csrc/cuda/emulation``).
+
+:func:`build` compiles them once per source change (ninja, under ``build/cuda_emulation``) into the op library
+``recbole_hnlm_cuda_emulation`` and loads it; its kernels serve CPU tensors. ``test_cuda_kernels.py`` runs every
+CUDA test case on it, routed with :func:`recbole_hnlm.ops._ext.library`, so the kernels' logic is tested in CI
+without a GPU. POSIX only (fibers: a hand-written switch on x86-64, ``ucontext`` elsewhere).
+"""
+import functools
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+EMULATION = ROOT / "csrc" / "cuda" / "emulation"
+LIBRARY = "recbole_hnlm_cuda_emulation"
+SOURCES = ("library.cpp", "warp_emulator.cpp", "propagation_emulated.cpp", "negative_mixing_emulated.cpp",
+           "self_test.cpp")
+SUPPORTED = sys.platform.startswith("linux") or sys.platform == "darwin"
+UNSUPPORTED_REASON = f"the CUDA emulator needs a POSIX host (ucontext / x86-64 fibers), not {sys.platform}"
+
+
+@functools.lru_cache(maxsize=None)
+def build() -> str:
+    """Compile (if needed) and load the emulated library; returns its namespace under ``torch.ops``."""
+    from torch.utils import cpp_extension
+
+    build_dir = ROOT / "build" / "cuda_emulation"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    cpp_extension.load(
+        name=LIBRARY,
+        sources=[str(EMULATION / name) for name in SOURCES],
+        extra_cflags=["-O2", "-DHNLM_CUDA_EMULATION", "-Wno-unknown-pragmas"],
+        extra_include_paths=[str(ROOT / "csrc")],
+        build_directory=str(build_dir),
+        is_python_module=False,
+        verbose=False,
+    )
+    return LIBRARY

@@ -1,0 +1,41 @@
+"""The host warp emulator (csrc/cuda/emulation) on kernels written to test it: shuffles exchange the right values,
+and what a GPU would crash on or compute garbage from (divergent shuffles, misaligned vector loads, device
+assertions) is reported as an error naming the failure and the thread."""
+import pytest
+import torch
+
+import cuda_emulation  # tests/ops is on sys.path
+
+pytestmark = [pytest.mark.emulation,
+              pytest.mark.skipif(not cuda_emulation.SUPPORTED, reason=cuda_emulation.UNSUPPORTED_REASON)]
+
+
+@pytest.fixture(scope="module")
+def self_test():
+    return getattr(torch.ops, cuda_emulation.build()).emulator_self_test
+
+
+def test_butterfly_sum_gives_every_lane_its_warp_total(self_test):
+    out = self_test("warp_sum").view(2, 2, 32)  # [block, warp, lane]
+    thread = torch.arange(64, dtype=torch.float32).view(2, 32) + 1  # threadIdx.x + 1 per warp of a block
+    expected = thread.sum(1)[None, :, None].expand(2, 2, 32)
+    assert torch.equal(out, expected)
+
+
+def test_shuffle_width_keeps_lanes_in_their_segment(self_test):
+    lane = torch.arange(32)
+    assert torch.equal(self_test("shuffle_width"), ((lane ^ 1) * 100 + lane).float())
+
+
+@pytest.mark.parametrize("name, message", [
+    ("early_return", r"warp divergence: thread 3 returned while its warp waits in __shfl_xor_sync"),
+    ("two_shuffle_sites", r"warp divergence: lanes of one warp at different __shfl_xor_sync calls"),
+    ("partial_warp", r"__shfl_xor_sync mask 0xffffffff does not name exactly the live lanes 0xffff \(block 0, "
+                     r"thread 32\)"),
+    ("misaligned_load", r"misaligned address in a 16-byte __ldg"),
+    ("assertion", r"device-side assertion `threadIdx.x != 40` failed at .*self_test.cpp:\d+ \(block 0, thread 40\)"),
+])
+def test_failures_are_reported_with_the_thread(self_test, name, message):
+    with pytest.raises(RuntimeError, match=message):
+        self_test(name)
+    assert torch.equal(self_test("shuffle_width")[:2], torch.tensor([100.0, 1.0]))  # the emulator is still usable
