@@ -28,7 +28,9 @@ def extensions():
     if _flag("FORCE_ONLY_CPU"):
         with_cuda = False
     sources = sorted(glob.glob("csrc/*.cpp")) + sorted(glob.glob("csrc/cpu/*.cpp"))
-    cxx_flags = ["-O3", "-std=c++17"]
+    # no -std: BuildExtension picks the standard torch's headers need (C++20 for torch 2.13, C++17 before), and
+    # nvcc accepts one -std only
+    cxx_flags = ["-O3"]
     # at::parallel_for is header-inlined `#pragma omp parallel`: without -fopenmp it runs serially.
     if "parallel backend: OpenMP" in torch.__config__.parallel_info():
         cxx_flags.append("-fopenmp")
@@ -40,7 +42,7 @@ def extensions():
         sources += sorted(glob.glob("csrc/cuda/*.cu"))
         define_macros.append(("WITH_CUDA", None))
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
-        nvcc_flags = ["-O3", "--expt-relaxed-constexpr", "-std=c++17"]
+        nvcc_flags = ["-O3", "--expt-relaxed-constexpr"]
         nvcc_flags += os.environ.get("NVCC_FLAGS", "").split()
         extra_compile_args["nvcc"] = nvcc_flags
     ext = Extension(

@@ -22,7 +22,8 @@ namespace {
 
 using namespace hnlm_cuda;
 
-// Layers held in registers per warp (K + 1 <= 16 covers every propagation depth used in practice).
+// Layers whose running argmax a warp holds in registers at once; deeper stacks are scored in chunks of this many
+// layers (the candidate ids are re-read per chunk, the rows once per layer as always).
 constexpr int kMaxLayers = 16;
 
 #define HNLM_DISPATCH_FLOATING(type, name, ...) \
@@ -47,33 +48,39 @@ __global__ void __launch_bounds__(kBlock) mixgcf_mix_kernel(
   const scalar_t* q = query + (per_layer_query ? b * L * d : b * d);
   const int64_t* cand = candidates + b * M;
   const int64_t item_stride = static_cast<int64_t>(L) * d;
-  acc_t best[kMaxLayers];
-  int64_t best_m[kMaxLayers];
-  for (int64_t m = 0; m < M; ++m) {
-    const int64_t c = cand[m];
-    CUDA_KERNEL_ASSERT(c >= 0 && c < I);
-    const scalar_t* row = items + c * item_stride;
+  for (int l0 = 0; l0 < L; l0 += kMaxLayers) {
+    const int layers = min(kMaxLayers, L - l0);
+    acc_t best[kMaxLayers];
+    int64_t best_m[kMaxLayers];
+    for (int64_t m = 0; m < M; ++m) {
+      const int64_t c = cand[m];
+      CUDA_KERNEL_ASSERT(c >= 0 && c < I);
+      const scalar_t* row = items + c * item_stride;
 #pragma unroll
-    for (int l = 0; l < kMaxLayers; ++l) {
-      if (l >= L) break;
-      const acc_t s = warp_dot<scalar_t, acc_t>(per_layer_query ? q + l * d : q, row + l * d, d, lane);
-      if (m == 0 || improves<true>(s, best[l])) {
-        best[l] = s;
-        best_m[l] = m;
+      for (int l = 0; l < kMaxLayers; ++l) {
+        if (l >= layers) break;
+        const int layer = l0 + l;
+        const acc_t s = warp_dot<scalar_t, acc_t>(per_layer_query ? q + layer * d : q, row + layer * d, d, lane);
+        if (m == 0 || improves<true>(s, best[l])) {
+          best[l] = s;
+          best_m[l] = m;
+        }
       }
     }
-  }
 #pragma unroll
-  for (int l = 0; l < kMaxLayers; ++l) {
-    if (l >= L) break;
-    const int64_t item = cand[best_m[l]];
-    const int64_t r = b * L + l;
-    if (lane == 0) chosen[r] = item;
-    const acc_t a = alpha[r];
-    const scalar_t* p = pos + r * d;
-    const scalar_t* n = items + item * item_stride + l * d;
-    for (int64_t k = lane; k < d; k += kWarp)
-      z[r * d + k] = static_cast<scalar_t>(a * static_cast<acc_t>(p[k]) + (acc_t(1) - a) * static_cast<acc_t>(n[k]));
+    for (int l = 0; l < kMaxLayers; ++l) {
+      if (l >= layers) break;
+      const int layer = l0 + l;
+      const int64_t item = cand[best_m[l]];
+      const int64_t r = b * L + layer;
+      if (lane == 0) chosen[r] = item;
+      const acc_t a = alpha[r];
+      const scalar_t* p = pos + r * d;
+      const scalar_t* n = items + item * item_stride + layer * d;
+      for (int64_t k = lane; k < d; k += kWarp)
+        z[r * d + k] =
+            static_cast<scalar_t>(a * static_cast<acc_t>(p[k]) + (acc_t(1) - a) * static_cast<acc_t>(n[k]));
+    }
   }
 }
 
@@ -135,8 +142,6 @@ std::tuple<at::Tensor, at::Tensor> mixgcf_mix_cuda(const at::Tensor& query, cons
                                                    const at::Tensor& alpha) {
   check_mixgcf_mix_args(query, pos_layers, item_layers, candidates, alpha);
   const int64_t B = pos_layers.size(0), L = pos_layers.size(1), d = pos_layers.size(2);
-  TORCH_CHECK(L <= kMaxLayers, "pos_layers must have at most ", kMaxLayers, " layers on CUDA, got shape ",
-              pos_layers.sizes());
   CHECK_CUDA(pos_layers);
   const DeviceGuard guard(pos_layers.device());
   const auto query_c = query.contiguous(), pos_c = pos_layers.contiguous(), items_c = item_layers.contiguous();

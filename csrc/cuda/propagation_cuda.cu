@@ -216,12 +216,14 @@ at::Tensor lightgcn_layers_backward_cuda(const at::Tensor& rowptr, const at::Ten
   if (num_layers == 0 || n == 0 || d == 0) return grads.select(1, 0).clone(at::MemoryFormat::Contiguous);
   at::Tensor h = grads.select(1, num_layers);  // strided view
   int64_t h_stride = width * d;
-  auto acc = zeros_acc(n, d, grads);
-  for (int64_t layer = num_layers - 1; layer >= 0; --layer) {
-    if (layer < num_layers - 1) acc.zero_();
+  // two accumulators in turn: h_{k+1} is read from one while h_k is summed into the other (no copy per layer)
+  at::Tensor buffers[2] = {zeros_acc(n, d, grads), num_layers > 1 ? zeros_acc(n, d, grads) : at::Tensor()};
+  for (int64_t layer = num_layers - 1, step = 0; layer >= 0; --layer, ++step) {
+    auto& acc = buffers[step % 2];
+    if (step > 1) acc.zero_();
     spmm_into(g, h, h_stride, acc, d);
     acc.add_(grads.select(1, layer));
-    h = acc.scalar_type() == grads.scalar_type() ? acc.clone() : acc.to(grads.scalar_type());
+    h = acc.scalar_type() == grads.scalar_type() ? acc : acc.to(grads.scalar_type());  // bf16/half: rounded per layer
     h_stride = d;
   }
   return h;

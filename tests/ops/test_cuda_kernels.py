@@ -148,7 +148,7 @@ def mix_inputs(dev, B, M, L, d, I, dtype, per_layer_query, seed, exact=False):
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 1, 8, 5), (7, 1, 4, 64, 50), (1, 64, 4, 64, 1000), (256, 64, 4, 64, 3000),
-                                   (33, 5, 3, 7, 20)])
+                                   (33, 5, 3, 7, 20), (9, 6, 20, 8, 40)])  # (B, M, L, d, I); L = 20: two chunks
 @pytest.mark.parametrize("per_layer_query", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_mixgcf_mix_values_and_gradients(dev, shape, per_layer_query, dtype):
