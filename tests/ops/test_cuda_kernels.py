@@ -20,7 +20,7 @@ import torch
 
 import cuda_emulation  # tests/ops is on sys.path (rootdir-relative, no __init__.py)
 from recbole_hnlm.ops import WITH_CUDA_EXT, candidate_scores, lightgcn_propagate
-from recbole_hnlm.ops import mixgcf_mix, select_candidates, spmm
+from recbole_hnlm.ops import CSRGraph, mixgcf_mix, select_candidates, spmm
 from test_propagation import random_graph
 from recbole_hnlm.ops import _ext
 from recbole_hnlm.ops.reference import (
@@ -130,6 +130,21 @@ def test_propagation_agrees_with_cpu_kernel(dev):
         cpu = lightgcn_propagate(graph, ego, 3, True)
     gpu = lightgcn_propagate(graph.to(dev), ego.to(dev), 3, True)
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("return_layers", [False, True])
+def test_int64_indices_give_the_int32_results(dev, return_layers):
+    """Graphs past 2**31 entries use int64 rowptr/col (bipartite_normalized_graph): the other index instantiation."""
+    g32 = cuda_graph("hub5000", dev)
+    g64 = CSRGraph(g32.rowptr.long(), g32.col.long(), g32.val, g32.num_nodes)
+    ego = torch.randn(g32.num_nodes, 64, device=dev, dtype=torch.float64, requires_grad=True)
+    out32 = lightgcn_propagate(g32, ego, 3, return_layers)
+    out64 = lightgcn_propagate(g64, ego, 3, return_layers)
+    torch.testing.assert_close(out64, out32, **TOL[torch.float64])
+    upstream = torch.randn_like(out32)
+    grads = [torch.autograd.grad(out, ego, upstream)[0] for out in (out32, out64)]
+    torch.testing.assert_close(grads[1], grads[0], **TOL[torch.float64])
+    torch.testing.assert_close(spmm(g64, ego.detach()), spmm_reference(g32, ego.detach()), **TOL[torch.float64])
 
 
 def draw(shape, gen, exact):
