@@ -32,6 +32,7 @@ struct DeviceGuard {
 
 template <typename... Params, typename... Args>
 void launch_kernel(void (*kernel)(Params...), int64_t blocks, int threads, Args... args) {
+  TORCH_CHECK(blocks >= 1 && blocks <= 0x7fffffff, "a launch needs 1 to 2^31 - 1 blocks, got ", blocks);
   cuda_emulation::launch(dim3(static_cast<unsigned>(blocks)), dim3(threads), [&] { kernel(args...); });
 }
 #else
@@ -40,6 +41,7 @@ using DeviceGuard = c10::cuda::CUDAGuard;
 // kernel<<<blocks, threads, 0, current stream>>>(args...), then the launch error check.
 template <typename... Params, typename... Args>
 void launch_kernel(void (*kernel)(Params...), int64_t blocks, int threads, Args... args) {
+  TORCH_CHECK(blocks >= 1 && blocks <= 0x7fffffff, "a launch needs 1 to 2^31 - 1 blocks, got ", blocks);
   kernel<<<static_cast<unsigned>(blocks), threads, 0, c10::cuda::getCurrentCUDAStream()>>>(args...);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }

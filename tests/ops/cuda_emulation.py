@@ -3,7 +3,7 @@
 :func:`build` compiles them once per source change (ninja, under ``build/cuda_emulation``) into the op library
 ``recbole_hnlm_cuda_emulation`` and loads it; its kernels serve CPU tensors. ``test_cuda_kernels.py`` runs every
 CUDA test case on it, routed with :func:`recbole_hnlm.ops._ext.library`, so the kernels' logic is tested in CI
-without a GPU. POSIX only (fibers: a hand-written switch on x86-64, ``ucontext`` elsewhere).
+without a GPU. Linux only (fibers: a hand-written switch on x86-64, glibc's ``ucontext`` elsewhere).
 """
 import functools
 import pathlib
@@ -14,8 +14,8 @@ EMULATION = ROOT / "csrc" / "cuda" / "emulation"
 LIBRARY = "recbole_hnlm_cuda_emulation"
 SOURCES = ("library.cpp", "warp_emulator.cpp", "propagation_emulated.cpp", "negative_mixing_emulated.cpp",
            "self_test.cpp")
-SUPPORTED = sys.platform.startswith("linux") or sys.platform == "darwin"
-UNSUPPORTED_REASON = f"the CUDA emulator needs a POSIX host (ucontext / x86-64 fibers), not {sys.platform}"
+SUPPORTED = sys.platform.startswith("linux")
+UNSUPPORTED_REASON = f"the CUDA emulator is built for Linux (ELF assembly, glibc ucontext), not {sys.platform}"
 
 
 @functools.lru_cache(maxsize=None)

@@ -22,9 +22,12 @@ def test_butterfly_sum_gives_every_lane_its_warp_total(self_test):
     assert torch.equal(out, expected)
 
 
-def test_shuffle_width_keeps_lanes_in_their_segment(self_test):
+def test_shuffle_width_follows_ptx_bfly_segments(self_test):
+    """xor 1 in segments of 4 stays inside them; xor 8 in segments of 8 reads the earlier segment (lanes 8-15 get
+    0-7) and leaves lanes whose source lies past their segment with their own value (lanes 0-7 keep 0-7)."""
     lane = torch.arange(32)
-    assert torch.equal(self_test("shuffle_width"), ((lane ^ 1) * 100 + lane).float())
+    far = torch.where((lane // 8) % 2 == 1, lane ^ 8, lane)
+    assert torch.equal(self_test("shuffle_width"), ((lane ^ 1) * 100 + far).float())
 
 
 @pytest.mark.parametrize("name, message", [
@@ -34,6 +37,7 @@ def test_shuffle_width_keeps_lanes_in_their_segment(self_test):
                      r"thread 32\)"),
     ("misaligned_load", r"misaligned address in a 16-byte __ldg"),
     ("assertion", r"device-side assertion `threadIdx.x != 40` failed at .*self_test.cpp:\d+ \(block 0, thread 40\)"),
+    ("exception", r"thrown in a kernel \(block 0, thread 5\)"),
 ])
 def test_failures_are_reported_with_the_thread(self_test, name, message):
     with pytest.raises(RuntimeError, match=message):

@@ -7,7 +7,6 @@
 #include <cmath>
 #include <cstdint>
 #include <algorithm>
-#include <string>
 
 #include "warp_emulator.h"
 
@@ -41,8 +40,10 @@ struct alignas(16) float4 {
 template <typename T>
 inline T __ldg(const T* address) {
   if (reinterpret_cast<std::uintptr_t>(address) % alignof(T) != 0)
-    ::cuda_emulation::kernel_fail("misaligned address in a " + std::to_string(sizeof(T)) + "-byte __ldg", __FILE__,
-                                  __LINE__);
+    ::cuda_emulation::kernel_fail(sizeof(T) == 16  ? "misaligned address in a 16-byte __ldg"
+                                  : sizeof(T) == 8 ? "misaligned address in an 8-byte __ldg"
+                                                   : "misaligned address in an __ldg",
+                                  __FILE__, __LINE__);
   return *address;
 }
 

@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include <stdexcept>
+
 #include "cuda_builtins.h"
 
 namespace {
@@ -14,8 +16,8 @@ void warp_sum_kernel(float* out) {
   out[blockIdx.x * blockDim.x + threadIdx.x] = value;
 }
 
-// Each thread: the value of lane ^ 1 within segments of 4 lanes, then of lane ^ 8 (outside a width-8 segment:
-// its own value).
+// Each thread: the value of lane ^ 1 within segments of 4 lanes, then of lane ^ 8 with width 8 (PTX shfl.bfly: a
+// source past the end of the caller's segment leaves the caller its own value, one in an earlier segment is read).
 void shuffle_width_kernel(float* out) {
   const float lane = static_cast<float>(threadIdx.x % 32);
   const float pair = __shfl_xor_sync(0xffffffffu, lane, 1, 4);
@@ -37,6 +39,11 @@ void misaligned_load_kernel(float* out) {
   out[threadIdx.x] = v.x;
 }
 
+void exception_kernel(float* out) {  // a C++ exception inside a kernel: reported with its thread
+  if (threadIdx.x == 5) throw std::runtime_error("thrown in a kernel");
+  out[threadIdx.x] = 1.0f;
+}
+
 void assertion_kernel(float* out) {
   CUDA_KERNEL_ASSERT(threadIdx.x != 40);
   out[threadIdx.x] = 1.0f;
@@ -55,6 +62,7 @@ at::Tensor emulator_self_test(c10::string_view name) {
   else if (name == "two_shuffle_sites") kernel = two_shuffle_sites_kernel;
   else if (name == "misaligned_load") kernel = misaligned_load_kernel;
   else if (name == "assertion") kernel = assertion_kernel;
+  else if (name == "exception") kernel = exception_kernel;
   TORCH_CHECK(kernel != nullptr, "unknown emulator self test ", name);
   float* data = out.data_ptr<float>();
   cuda_emulation::launch(dim3(blocks), dim3(threads), [&] { kernel(data); });

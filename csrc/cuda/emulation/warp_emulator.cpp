@@ -8,7 +8,9 @@
 
 #include <c10/util/Exception.h>
 
-#if !defined(__x86_64__) || defined(HNLM_EMULATOR_UCONTEXT)
+// ucontext where the hand-written switch does not apply: other CPUs, and builds with shadow stacks (CET), whose
+// `ret` into another fiber's stack would fault; glibc's swapcontext handles them.
+#if !defined(__x86_64__) || defined(HNLM_EMULATOR_UCONTEXT) || (defined(__CET__) && (__CET__ & 2))
 #define HNLM_EMULATOR_USES_UCONTEXT 1
 #include <ucontext.h>
 #endif
@@ -105,29 +107,38 @@ struct Warp {
   int live = 0;              // lanes that exist in this warp (a block of 48 threads has a warp of 16)
   Lane* running = nullptr;   // the lane whose fiber is executing
   const std::function<void()>* body = nullptr;
-  std::string failure;       // first failure, with its location
+  bool failed = false;       // a lane failed: the launch is abandoned
+  std::string failure;       // the first failure, with its location
 };
 
-thread_local Warp* active = nullptr;  // the warp being emulated by this OS thread
-
-[[noreturn]] void run_lane() {
-  Warp& warp = *active;
-  Lane& lane = *warp.running;
-  try {
-    (*warp.body)();
-    lane.state = LaneState::kReturned;
-  } catch (const std::exception& error) {  // never unwind through the fiber's entry frame
-    lane.state = LaneState::kFailed;
-    if (warp.failure.empty()) warp.failure = error.what();
-  }
-  fiber_switch(lane.fiber, warp.scheduler);  // never resumed
-  std::terminate();
+void fail(Warp& warp, const std::string& message) {
+  if (!warp.failed) warp.failure = message.empty() ? "unknown error" : message;
+  warp.failed = true;
 }
+
+thread_local Warp* active = nullptr;  // the warp being emulated by this OS thread
 
 std::string where(const ThreadIndex& index) {
   std::ostringstream out;
   out << "block " << index.block_idx.x << ", thread " << index.thread_idx.x;
   return out.str();
+}
+
+[[noreturn]] void run_lane() {
+  Warp& warp = *active;
+  Lane& lane = *warp.running;
+  try {  // nothing may unwind past the fiber's entry frame
+    (*warp.body)();
+    lane.state = LaneState::kReturned;
+  } catch (const std::exception& error) {
+    lane.state = LaneState::kFailed;
+    fail(warp, std::string(error.what()) + " (" + where(lane.index) + ")");
+  } catch (...) {
+    lane.state = LaneState::kFailed;
+    fail(warp, "a non-standard C++ exception (" + where(lane.index) + ")");
+  }
+  fiber_switch(lane.fiber, warp.scheduler);  // never resumed
+  std::terminate();
 }
 
 // Exchanges the values of a warp whose live lanes all wait at one shuffle; reports any divergence.
@@ -136,14 +147,14 @@ void exchange(Warp& warp) {
   for (int i = 0; i < warp.live; ++i) {
     const Lane& lane = warp.lanes[i];
     if (lane.state != LaneState::kAtShuffle) {
-      warp.failure = "warp divergence: thread " + std::to_string(lane.index.thread_idx.x) +
-                     " returned while its warp waits in __shfl_xor_sync (" + where(first.index) + ")";
+      fail(warp, "warp divergence: thread " + std::to_string(lane.index.thread_idx.x) +
+                     " returned while its warp waits in __shfl_xor_sync (" + where(first.index) + ")");
       return;
     }
     if (lane.mask != first.mask || lane.lane_mask != first.lane_mask || lane.width != first.width ||
         lane.size != first.size) {
-      warp.failure = "warp divergence: lanes of one warp at different __shfl_xor_sync calls (" +
-                     where(lane.index) + ")";
+      fail(warp, "warp divergence: lanes of one warp at different __shfl_xor_sync calls (" + where(lane.index) +
+                     ")");
       return;
     }
   }
@@ -152,12 +163,15 @@ void exchange(Warp& warp) {
     std::ostringstream out;
     out << "__shfl_xor_sync mask 0x" << std::hex << first.mask << " does not name exactly the live lanes 0x"
         << expected << " (" << where(first.index) << ")";
-    warp.failure = out.str();
+    fail(warp, out.str());
     return;
   }
   for (int i = 0; i < warp.live; ++i) {
-    int source = i ^ first.lane_mask;
-    if (source / first.width != i / first.width || source >= warp.live) source = i;  // outside the segment: own
+    // PTX shfl.bfly: the source lane i ^ (laneMask & 31) is read unless it lies past the end of the caller's
+    // width-segment (then the caller keeps its own value); a source in an earlier segment is read.
+    const int segment_end = (i / first.width) * first.width + first.width - 1;
+    int source = i ^ (first.lane_mask & (kWarpSize - 1));
+    if (source > segment_end || source >= warp.live) source = i;
     std::memcpy(warp.lanes[i].received, warp.lanes[source].sent, first.size);
     warp.lanes[i].state = LaneState::kReady;
   }
@@ -175,13 +189,13 @@ void run_warp(Warp& warp) {
       if (lane.state != LaneState::kReady) continue;
       warp.running = &lane;
       fiber_switch(warp.scheduler, lane.fiber);  // back here at a shuffle, a return or a failure
-      if (lane.state == LaneState::kFailed) return;
+      if (warp.failed) return;
     }
     bool any_waiting = false;
     for (int i = 0; i < warp.live; ++i) any_waiting |= warp.lanes[i].state == LaneState::kAtShuffle;
     if (!any_waiting) return;  // every lane returned
     exchange(warp);
-    if (!warp.failure.empty()) return;
+    if (warp.failed) return;
   }
 }
 
@@ -192,13 +206,13 @@ const ThreadIndex& current_thread() {
   return active->running->index;
 }
 
-void kernel_fail(const std::string& message, const char* file, int line) {
+void kernel_fail(const char* message, const char* file, int line) {
   Warp& warp = *active;
   Lane& lane = *warp.running;
-  if (warp.failure.empty()) {
+  {  // destroyed before the switch: nothing on this fiber's stack is ever unwound
     std::ostringstream out;
     out << message << " at " << file << ":" << line << " (" << where(lane.index) << ")";
-    warp.failure = out.str();
+    fail(warp, out.str());
   }
   lane.state = LaneState::kFailed;
   fiber_switch(lane.fiber, warp.scheduler);  // never resumed: the launch is abandoned
@@ -209,8 +223,7 @@ void shuffle_xor(unsigned mask, void* value, std::size_t size, int lane_mask, in
   Warp& warp = *active;
   Lane& lane = *warp.running;
   if (width <= 0 || width > kWarpSize || (width & (width - 1)) != 0)
-    kernel_fail("__shfl_xor_sync width must be a power of two <= 32, got " + std::to_string(width), __FILE__,
-                __LINE__);
+    kernel_fail("__shfl_xor_sync width must be a power of two <= 32", __FILE__, __LINE__);
   lane.mask = mask;
   lane.lane_mask = lane_mask;
   lane.width = width;
@@ -224,6 +237,7 @@ void shuffle_xor(unsigned mask, void* value, std::size_t size, int lane_mask, in
 void launch(dim3 grid, dim3 block, const std::function<void()>& thread_body) {
   TORCH_CHECK(grid.y == 1 && grid.z == 1 && block.y == 1 && block.z == 1, "the emulator runs 1-D launches only");
   TORCH_CHECK(block.x >= 1 && block.x <= 1024, "block size must be in [1, 1024], got ", block.x);
+  TORCH_CHECK(grid.x >= 1 && grid.x <= 0x7fffffffu, "grid size must be in [1, 2^31 - 1], got ", grid.x);
   TORCH_CHECK(active == nullptr, "a kernel launched from inside a kernel");
   auto warp = std::make_unique<Warp>();
   std::vector<std::unique_ptr<char[]>> stacks;
@@ -233,17 +247,19 @@ void launch(dim3 grid, dim3 block, const std::function<void()>& thread_body) {
   }
   warp->body = &thread_body;
   active = warp.get();
+  struct Deactivate {
+    ~Deactivate() { active = nullptr; }
+  } deactivate;
   const unsigned warps_per_block = (block.x + kWarpSize - 1) / kWarpSize;
-  for (unsigned b = 0; b < grid.x && warp->failure.empty(); ++b) {
-    for (unsigned w = 0; w < warps_per_block && warp->failure.empty(); ++w) {
+  for (unsigned b = 0; b < grid.x && !warp->failed; ++b) {
+    for (unsigned w = 0; w < warps_per_block && !warp->failed; ++w) {
       warp->live = static_cast<int>(std::min<unsigned>(kWarpSize, block.x - w * kWarpSize));
       for (int i = 0; i < warp->live; ++i)
         warp->lanes[i].index = ThreadIndex{{w * kWarpSize + i, 0, 0}, {b, 0, 0}, block, grid};
       run_warp(*warp);
     }
   }
-  active = nullptr;
-  TORCH_CHECK(warp->failure.empty(), "emulated CUDA kernel failed: ", warp->failure);
+  TORCH_CHECK(!warp->failed, "emulated CUDA kernel failed: ", warp->failure);
 }
 
 }  // namespace cuda_emulation

@@ -14,7 +14,6 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
-#include <string>
 #include <type_traits>
 
 namespace cuda_emulation {
@@ -43,8 +42,9 @@ void launch(dim3 grid, dim3 block, const std::function<void()>& thread_body);
 // Only valid inside a running kernel.
 const ThreadIndex& current_thread();
 
-// Abandons the launch from inside a kernel: launch() throws with this message.
-[[noreturn]] void kernel_fail(const std::string& message, const char* file, int line);
+// Abandons the launch from inside a kernel: launch() throws with this message. Takes a literal: the calling
+// fiber's stack is never unwound, so a temporary std::string there would leak.
+[[noreturn]] void kernel_fail(const char* message, const char* file, int line);
 
 // __shfl_xor_sync on raw bytes (at most 16): waits for the warp, returns the value of lane `lane ^ lane_mask`.
 void shuffle_xor(unsigned mask, void* value, std::size_t size, int lane_mask, int width);
