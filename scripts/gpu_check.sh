@@ -5,6 +5,8 @@
 #
 # Prepare on the CPU machine (the GPU image has Python 3.12 and may lack pytest, setuptools and ninja):
 #   python3 -m pip download --only-binary=:all: --python-version 3.12 -d .whl pytest pytest-benchmark setuptools wheel ninja
+#   python3 -m pip download --only-binary=:all: --python-version 3.12 -d .whl/pyg torch_geometric && rm .whl/pyg/numpy-*
+# (.whl/pyg, ~6 MB: PyG's LGConv baseline for the benchmark, optional; numpy is left to the image)
 # then run it with the `device` tool, carrying .whl:  bash scripts/gpu_check.sh   (QUICK=1: smaller benchmark)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +33,9 @@ nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
   | tee "$OUT/versions.txt"
 if [ -d .whl ]; then
   stage tools 120 "$PY" -m pip install --no-index --find-links .whl pytest pytest-benchmark setuptools wheel ninja
+fi
+if [ -d .whl/pyg ]; then  # optional: without it the benchmark leaves out the PyG rows
+  stage pyg 90 "$PY" -m pip install --no-index --find-links .whl/pyg torch_geometric
 fi
 stage build 420 "$PY" -m pip install --no-build-isolation --no-deps -e . || exit 1
 stage dispatch 60 "$PY" -c "import recbole_hnlm.ops as o; print('WITH_EXT', o.WITH_EXT, 'WITH_CUDA_EXT', o.WITH_CUDA_EXT); assert o.WITH_CUDA_EXT" || exit 1
