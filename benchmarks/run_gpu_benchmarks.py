@@ -94,8 +94,7 @@ def pyg_propagations(graph, num_layers, dtype):
         return {}
     conv = LGConv(normalize=False)
     adj = graph.to_sparse_csr(dtype)
-    rows = torch.repeat_interleave(torch.arange(graph.num_nodes, device=graph.rowptr.device), graph.rowptr.diff())
-    edge_index = torch.stack([graph.col.long(), rows])  # messages flow col -> row: out[row] += val * x[col]
+    edge_index = torch.stack([graph.col.long(), graph.row_indices()])  # col -> row: out[row] += val * x[col]
     weight = graph.val.to(dtype)
 
     def chain(layer):

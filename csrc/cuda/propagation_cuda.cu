@@ -145,6 +145,15 @@ at::Tensor zeros_acc(int64_t n, int64_t d, const at::Tensor& like) {
   return at::zeros({n, d}, like.options().dtype(at::toOpMathType(like.scalar_type())));
 }
 
+// The zeroed accumulator of step `step` of a layer sweep whose next step reads this step's result. Float features
+// read the accumulator itself, so two buffers take turns; bf16/half read a rounded copy, so one buffer is reused.
+at::Tensor& sweep_accumulator(at::Tensor (&buffers)[2], int64_t step, int64_t n, int64_t d, const at::Tensor& like) {
+  const bool read_in_place = at::toOpMathType(like.scalar_type()) == like.scalar_type();
+  auto& acc = buffers[read_in_place ? step % 2 : 0];
+  if (acc.defined()) acc.zero_(); else acc = zeros_acc(n, d, like);
+  return acc;
+}
+
 }  // namespace
 
 at::Tensor spmm_cuda(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& val, const at::Tensor& x) {
@@ -168,10 +177,9 @@ at::Tensor lightgcn_mean_cuda(const at::Tensor& rowptr, const at::Tensor& col, c
   const auto acc_type = at::toOpMathType(ego_c.scalar_type());
   auto sum = ego_c.to(acc_type, /*non_blocking=*/false, /*copy=*/true);
   at::Tensor cur = ego_c;
-  at::Tensor buffers[2] = {zeros_acc(n, d, ego_c), num_layers > 1 ? zeros_acc(n, d, ego_c) : at::Tensor()};
+  at::Tensor buffers[2];
   for (int64_t layer = 1; layer <= num_layers; ++layer) {
-    auto& next = buffers[(layer - 1) % 2];
-    if (layer > 2) next.zero_();
+    auto& next = sweep_accumulator(buffers, layer - 1, n, d, ego_c);
     spmm_into(g, cur, d, next, d);
     sum.add_(next);
     // the next layer reads E_k in the feature dtype, as the CPU kernel (and the reference chain) do
@@ -216,11 +224,9 @@ at::Tensor lightgcn_layers_backward_cuda(const at::Tensor& rowptr, const at::Ten
   if (num_layers == 0 || n == 0 || d == 0) return grads.select(1, 0).clone(at::MemoryFormat::Contiguous);
   at::Tensor h = grads.select(1, num_layers);  // strided view
   int64_t h_stride = width * d;
-  // two accumulators in turn: h_{k+1} is read from one while h_k is summed into the other (no copy per layer)
-  at::Tensor buffers[2] = {zeros_acc(n, d, grads), num_layers > 1 ? zeros_acc(n, d, grads) : at::Tensor()};
+  at::Tensor buffers[2];  // float: h_{k+1} is read from one while h_k is summed into the other (no copy per layer)
   for (int64_t layer = num_layers - 1, step = 0; layer >= 0; --layer, ++step) {
-    auto& acc = buffers[step % 2];
-    if (step > 1) acc.zero_();
+    auto& acc = sweep_accumulator(buffers, step, n, d, grads);
     spmm_into(g, h, h_stride, acc, d);
     acc.add_(grads.select(1, layer));
     h = acc.scalar_type() == grads.scalar_type() ? acc : acc.to(grads.scalar_type());  // bf16/half: rounded per layer

@@ -25,6 +25,10 @@
 
 namespace hnlm_cuda {
 
+inline void check_block_count(int64_t blocks) {
+  TORCH_CHECK(blocks >= 1 && blocks <= 0x7fffffff, "a launch needs 1 to 2^31 - 1 blocks, got ", blocks);
+}
+
 #ifdef HNLM_CUDA_EMULATION
 struct DeviceGuard {
   explicit DeviceGuard(c10::Device) {}
@@ -32,7 +36,7 @@ struct DeviceGuard {
 
 template <typename... Params, typename... Args>
 void launch_kernel(void (*kernel)(Params...), int64_t blocks, int threads, Args... args) {
-  TORCH_CHECK(blocks >= 1 && blocks <= 0x7fffffff, "a launch needs 1 to 2^31 - 1 blocks, got ", blocks);
+  check_block_count(blocks);
   cuda_emulation::launch(dim3(static_cast<unsigned>(blocks)), dim3(threads), [&] { kernel(args...); });
 }
 #else
@@ -41,7 +45,7 @@ using DeviceGuard = c10::cuda::CUDAGuard;
 // kernel<<<blocks, threads, 0, current stream>>>(args...), then the launch error check.
 template <typename... Params, typename... Args>
 void launch_kernel(void (*kernel)(Params...), int64_t blocks, int threads, Args... args) {
-  TORCH_CHECK(blocks >= 1 && blocks <= 0x7fffffff, "a launch needs 1 to 2^31 - 1 blocks, got ", blocks);
+  check_block_count(blocks);
   kernel<<<static_cast<unsigned>(blocks), threads, 0, c10::cuda::getCurrentCUDAStream()>>>(args...);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }

@@ -57,11 +57,14 @@ class CSRGraph:
                 self.rowptr, self.col, val, (self.num_nodes, self.num_nodes), check_invariants=False
             )
 
+    def row_indices(self) -> Tensor:
+        """The row of every stored entry (int64, aligned with ``col`` and ``val``): the COO form's rows."""
+        return torch.repeat_interleave(torch.arange(self.num_nodes, device=self.device), self.rowptr.diff().long())
+
     def to_dense(self) -> Tensor:
         """Dense ``[num_nodes, num_nodes]`` float32 matrix, for tests on small graphs."""
-        row = torch.repeat_interleave(torch.arange(self.num_nodes, device=self.device), self.rowptr.diff().long())
         dense = torch.zeros(self.num_nodes, self.num_nodes, dtype=self.val.dtype, device=self.device)
-        dense[row, self.col.long()] = self.val
+        dense[self.row_indices(), self.col.long()] = self.val
         return dense
 
     def validate(self) -> "CSRGraph":
