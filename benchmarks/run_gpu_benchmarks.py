@@ -8,12 +8,15 @@ Per graph (synthetic power-law graphs of the published LightGCN training sizes, 
 * one propagation layer: ours ``spmm`` vs ``torch.sparse.mm`` (cuSPARSE CSR);
 * LightGCN propagation fwd+bwd (mean of K+1 layers): ours vs the reference autograd chain (``torch.sparse.mm`` per
   layer + stack + mean) vs PyG ``LGConv`` (CSR adjacency and edge_index forms) when torch_geometric is importable;
+* the layer stack fwd+bwd (what MixGCF needs, float32 embeddings): ours with a float32 stack, ours with a bfloat16
+  stack (``layers_dtype``), the reference chain;
 * effective gathered bandwidth of our SpMM (bytes of the gathered rows + the written rows + indices over time) and
   its ratio to the device's peak bandwidth (``--peak-gbps``, default from the device name);
-* the fused MixGCF step (B=2048, M=64) fwd+bwd vs eager official MixGCF, with the bytes saved for backward;
+* the fused MixGCF step (B=2048, M=64) fwd+bwd vs eager official MixGCF, with the bytes saved for backward, and
+  ours on a bfloat16 item stack;
 * DNS / AHNS selection vs eager gather+bmm+argmax/argmin;
 * one epoch of LightGCN + MixGCF training on the graph with GPU-side candidate sampling (BPR, Adam, batch 2048),
-  ours vs the reference ops.
+  ours (float32 and bfloat16 layer stack) vs the reference ops.
 
 Timing: CUDA events around each call, warm-up first, median over ``--rounds``, variants interleaved per round.
 Correctness is cross-checked against the references before timing.
@@ -125,8 +128,9 @@ def saved_bytes(fn):
     return total[0]
 
 
-def epoch_step_factory(graph, sizes, device, dtype, use_kernels, batch=B):
-    """One LightGCN + MixGCF training epoch with candidates drawn on the device (no loader, no CPU work)."""
+def epoch_step_factory(graph, sizes, device, dtype, use_kernels, layers_dtype=None, batch=B):
+    """One LightGCN + MixGCF training epoch with candidates drawn on the device (no loader, no CPU work);
+    ``layers_dtype`` is LightGCN's option of the same name (kernels only)."""
     n_users, n_items = sizes["n_users"], sizes["n_items"]
     gen = torch.Generator(device=device).manual_seed(0)
     emb = torch.nn.Parameter(0.1 * torch.randn(graph.num_nodes, D, device=device, generator=gen, dtype=dtype))
@@ -142,13 +146,16 @@ def epoch_step_factory(graph, sizes, device, dtype, use_kernels, batch=B):
             u, p = users[idx], items[idx]
             cand = torch.randint(0, n_items, (idx.numel(), M), device=device, generator=gen)
             alpha = torch.rand(idx.numel(), K + 1, device=device, generator=gen, dtype=dtype)
-            stack = (lightgcn_propagate if use_kernels else lightgcn_propagate_reference)(graph, emb, K, True)
+            if use_kernels:
+                stack = lightgcn_propagate(graph, emb, K, True, layers_dtype=layers_dtype)
+            else:
+                stack = lightgcn_propagate_reference(graph, emb, K, True)
             user_layers, item_layers = stack[:n_users], stack[n_users:]
-            query = user_layers[u].mean(1)
+            query = user_layers[u].mean(1, dtype=dtype)
             mix = mixgcf_mix if use_kernels else mixgcf_mix_official
-            z, _ = mix(query.detach(), item_layers[p], item_layers, cand, alpha)
-            pos_score = (query * item_layers[p].mean(1)).sum(-1)
-            neg_score = (query * z.mean(1)).sum(-1)
+            z, _ = mix(query.detach().to(stack.dtype), item_layers[p], item_layers, cand, alpha)
+            pos_score = (query * item_layers[p].mean(1, dtype=dtype)).sum(-1)
+            neg_score = (query * z.mean(1, dtype=dtype)).sum(-1)
             loss = torch.nn.functional.softplus(neg_score - pos_score).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -225,6 +232,22 @@ def main():
                 variants[name] = lambda pyg=pyg: torch.autograd.grad(pyg(ego), [ego], upstream)
             row(graph_name, dtype_name, f"propagation fwd+bwd K={K}", timer.interleaved(variants, args.rounds), notes)
 
+        # the layer stack (MixGCF's input) from float32 embeddings, stored in float32 or bfloat16
+        ego = torch.randn(n, D, device=device, generator=gen).requires_grad_()
+        up32 = torch.randn(n, K + 1, D, device=device, generator=gen)
+        up16 = up32.bfloat16()
+        stack16 = lightgcn_propagate(graph, ego, K, True, layers_dtype=torch.bfloat16)
+        stack_ref = lightgcn_propagate_reference(graph, ego.detach().bfloat16().double(), K, True)
+        torch.testing.assert_close(stack16.double(), stack_ref, atol=3e-2, rtol=3e-2)
+        variants = {
+            "ours, float32 stack": lambda: torch.autograd.grad(lightgcn_propagate(graph, ego, K, True), [ego], up32),
+            "ours, bfloat16 stack (layers_dtype)": lambda: torch.autograd.grad(
+                lightgcn_propagate(graph, ego, K, True, layers_dtype=torch.bfloat16), [ego], up16),
+            "reference chain, float32 stack": lambda: torch.autograd.grad(
+                lightgcn_propagate_reference(graph, ego, K, True), [ego], up32),
+        }
+        row(graph_name, "float32", f"layer stack fwd+bwd K={K}", timer.interleaved(variants, args.rounds))
+
         # negative selection (float32, B=2048, M=64, L=K+1)
         gen = torch.Generator(device=device).manual_seed(2)
         n_items = sizes["n_items"]
@@ -245,6 +268,10 @@ def main():
             "eager official MixGCF": lambda: torch.autograd.grad(
                 mixgcf_mix_official(query, pos, items, cand, alpha)[0], [pos, items], up),
         }
+        items16 = items.detach().bfloat16().requires_grad_()
+        pos16, query16, up16 = pos.detach().bfloat16().requires_grad_(), query.bfloat16(), up.bfloat16()
+        variants["ours mixgcf_mix, bfloat16 stack"] = lambda: torch.autograd.grad(
+            mixgcf_mix(query16, pos16, items16, cand, alpha)[0], [pos16, items16], up16)
         row(graph_name, "float32", f"MixGCF step fwd+bwd B={B} M={M}", timer.interleaved(variants, args.rounds),
             {"ours mixgcf_mix": f"saved for backward {ours_saved / 1e6:.3f} MB",
              "eager official MixGCF": f"saved for backward {eager_saved / 1e6:.1f} MB"})
@@ -259,8 +286,10 @@ def main():
 
         if not args.skip_epoch:
             results, notes = {}, {}
-            for label, use_kernels in (("ours (kernels)", True), ("reference ops", False)):
-                epoch, n_batches = epoch_step_factory(graph, sizes, device, torch.float32, use_kernels)
+            for label, use_kernels, layers_dtype in (("ours (kernels)", True, None),
+                                                     ("ours (kernels), bfloat16 stack", True, torch.bfloat16),
+                                                     ("reference ops", False, None)):
+                epoch, n_batches = epoch_step_factory(graph, sizes, device, torch.float32, use_kernels, layers_dtype)
                 epoch()  # warm-up epoch
                 times = [timer.once(epoch) for _ in range(args.epoch_rounds)]
                 results[label] = statistics.median(times)

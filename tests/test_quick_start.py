@@ -25,6 +25,29 @@ def test_every_backbone_trains_with_every_sampler(fast_config, model, sampler):
         assert any(key.startswith("model.") for key in f.keys())
 
 
+def test_lightgcn_mixgcf_with_a_bfloat16_layer_stack(fast_config):
+    from recbole_hnlm.errors import ConfigError
+
+    config = {**fast_config, "epochs": 1, "mixgcf_candidates": 16, "sampler": "MixGCF", "layers_dtype": "bfloat16"}
+    result = run_recbole_hnlm(model="LightGCN", config_dict=config)
+    assert result["test_result"]["ndcg@20"] > 0.0
+    with safe_open(result["checkpoint"], framework="pt") as f:  # parameters stay float32
+        dtypes = {key: f.get_tensor(key).dtype for key in f.keys() if key.endswith("_embedding.weight")}
+    assert len(dtypes) == 2 and set(dtypes.values()) == {torch.float32}, dtypes
+
+    from recbole.data import create_dataset, data_preparation
+
+    from recbole_hnlm.config import Config
+    from recbole_hnlm.model.lightgcn import LightGCN
+
+    model_config = Config(model="LightGCN", config_dict=config)
+    train_data, _, _ = data_preparation(model_config, create_dataset(model_config))
+    emb = LightGCN(model_config, train_data._dataset).propagate(with_layers=True)
+    assert emb.item_layers.dtype == torch.bfloat16 and emb.item.dtype == torch.float32
+    with pytest.raises(ConfigError, match="layers_dtype"):
+        run_recbole_hnlm(model="LightGCN", config_dict={**config, "layers_dtype": "int8"})
+
+
 def test_checkpoint_round_trip_gives_identical_scores(fast_config):
     from recbole.data import create_dataset, data_preparation
 

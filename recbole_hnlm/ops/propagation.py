@@ -5,6 +5,8 @@ for Recommendation." in SIGIR 2020, Eqs. (3)-(4). Both ops are single autograd n
 the backward pass: :math:`\\hat A` is symmetric, so every vector-Jacobian product is the same operator applied to
 the incoming gradient.
 """
+from typing import Optional
+
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
@@ -45,15 +47,17 @@ class _LightGCNMean(torch.autograd.Function):
 
 class _LightGCNLayers(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, ego, rowptr, col, val, num_layers):
+    def forward(ctx, ego, rowptr, col, val, num_layers, layers_dtype):
         ctx.save_for_backward(rowptr, col, val)
-        return _ext.ops.lightgcn_layers(rowptr, col, val, ego, num_layers)
+        ctx.ego_dtype = ego.dtype
+        return _ext.ops.lightgcn_layers(rowptr, col, val, ego.to(layers_dtype), num_layers)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
         rowptr, col, val = ctx.saved_tensors
-        return _ext.ops.lightgcn_layers_backward(rowptr, col, val, grad.contiguous()), None, None, None, None
+        grad_ego = _ext.ops.lightgcn_layers_backward(rowptr, col, val, grad.contiguous())
+        return grad_ego.to(ctx.ego_dtype), None, None, None, None, None
 
 
 def _check(graph: CSRGraph, x: Tensor, name: str) -> None:
@@ -88,7 +92,9 @@ def spmm(graph: CSRGraph, x: Tensor) -> Tensor:
     return spmm_reference(graph, x)
 
 
-def lightgcn_propagate(graph: CSRGraph, ego: Tensor, num_layers: int, return_layers: bool = False) -> Tensor:
+def lightgcn_propagate(
+    graph: CSRGraph, ego: Tensor, num_layers: int, return_layers: bool = False, layers_dtype: Optional[torch.dtype] = None
+) -> Tensor:
     r"""LightGCN propagation :math:`E^{(k+1)} = \hat A E^{(k)}`, pooled by the mean or returned as the layer stack.
 
     .. math::
@@ -99,11 +105,19 @@ def lightgcn_propagate(graph: CSRGraph, ego: Tensor, num_layers: int, return_lay
     ``return_layers=True`` returns the stack :math:`[E^{(0)}, \dots, E^{(K)}]` (needed by MixGCF's hop mixing); its
     backward is Horner's scheme :math:`G_0 + \hat A (G_1 + \hat A (G_2 + \dots))` and again saves no dense layer.
 
+    ``layers_dtype=torch.bfloat16`` (or ``float16``) stores the stack in 16 bits while ``ego`` stays float32: layer 0
+    is ``ego`` rounded, each layer is summed in float32 from the stored previous one and rounded once, and the
+    gradient comes back to ``ego`` in its own dtype (the backward sweeps run on the 16-bit incoming gradient, again
+    with float32 sums). The stack then costs half the memory, and half the bytes for every gather MixGCF makes
+    from it.
+
     Args:
         graph (CSRGraph): symmetric normalized adjacency.
         ego (Tensor): layer-0 embeddings :math:`E^{(0)}` (users then items).
         num_layers (int): :math:`K \ge 0`; ``0`` returns ``ego`` (or ``ego[:, None]``).
         return_layers (bool): return the stack instead of the mean. (default: :obj:`False`)
+        layers_dtype (torch.dtype, optional): dtype of the returned stack (``return_layers`` only): ``ego.dtype``
+            or a 16-bit float dtype. (default: :obj:`None`, ``ego.dtype``)
 
     Shapes:
         ``ego``: :math:`(N, d)` -> :math:`(N, d)`, or :math:`(N, K+1, d)` when ``return_layers``.
@@ -112,8 +126,24 @@ def lightgcn_propagate(graph: CSRGraph, ego: Tensor, num_layers: int, return_lay
     num_layers = int(num_layers)
     if num_layers < 0:
         raise ValueError(f"num_layers must be >= 0, got {num_layers}")
+    layers_dtype = _check_layers_dtype(ego, layers_dtype, return_layers)
     op = "lightgcn_layers" if return_layers else "lightgcn_mean"
     if not _ext.use_kernel(op, ego.device):
-        return lightgcn_propagate_reference(graph, ego, num_layers, return_layers)
-    function = _LightGCNLayers if return_layers else _LightGCNMean
-    return function.apply(ego, graph.rowptr, graph.col, graph.val, num_layers)
+        return lightgcn_propagate_reference(graph, ego, num_layers, return_layers, layers_dtype)
+    if return_layers:
+        return _LightGCNLayers.apply(ego, graph.rowptr, graph.col, graph.val, num_layers, layers_dtype)
+    return _LightGCNMean.apply(ego, graph.rowptr, graph.col, graph.val, num_layers)
+
+
+_STACK_DTYPES = (torch.bfloat16, torch.float16)
+
+
+def _check_layers_dtype(ego: Tensor, layers_dtype: Optional[torch.dtype], return_layers: bool) -> torch.dtype:
+    if layers_dtype is None or layers_dtype == ego.dtype:
+        return ego.dtype
+    if not return_layers:
+        raise ValueError("layers_dtype applies to the layer stack: pass return_layers=True or leave it None")
+    if layers_dtype not in _STACK_DTYPES:
+        raise ValueError(f"layers_dtype must be {ego.dtype} (ego's dtype), torch.bfloat16 or torch.float16, "
+                         f"got {layers_dtype}")
+    return layers_dtype

@@ -37,13 +37,21 @@ def spmm_reference(graph: CSRGraph, x: Tensor) -> Tensor:
     return out.to(x.dtype)
 
 
-def lightgcn_propagate_reference(graph: CSRGraph, ego: Tensor, num_layers: int, return_layers: bool = False) -> Tensor:
+def lightgcn_propagate_reference(
+    graph: CSRGraph, ego: Tensor, num_layers: int, return_layers: bool = False, layers_dtype: Optional[torch.dtype] = None
+) -> Tensor:
     r"""The LightGCN autograd chain: ``E_{k+1} = A_hat E_k`` per layer, then stack (and mean).
 
     This is how the official LightGCN/MixGCF code propagates (``torch.sparse.mm`` per layer + ``stack`` + ``mean``).
+    ``layers_dtype`` (with ``return_layers``) is the dtype of the returned stack; the layers are computed from
+    ``ego`` rounded to it, in float32 for 16-bit dtypes.
 
     Shapes: ``ego [N, d]`` -> ``[N, d]`` (mean of the K+1 layers) or ``[N, K+1, d]`` when ``return_layers``.
     """
+    if layers_dtype is not None and layers_dtype != ego.dtype:
+        if not return_layers:
+            raise ValueError("layers_dtype applies to the layer stack: pass return_layers=True or leave it None")
+        return lightgcn_propagate_reference(graph, ego.to(layers_dtype), num_layers, return_layers=True)
     if num_layers < 0:
         raise ValueError(f"num_layers must be >= 0, got {num_layers}")
     compute = _compute_dtype(ego.dtype)

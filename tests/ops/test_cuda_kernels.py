@@ -116,6 +116,25 @@ def test_propagation_low_precision(dev, return_layers):
         torch.testing.assert_close(out.double(), ref, **TOL[dtype])
 
 
+@pytest.mark.parametrize("layers_dtype", [torch.bfloat16, torch.float16])
+def test_layer_stack_in_16_bits_values_and_gradients(dev, layers_dtype):
+    """float32 ego, 16-bit stack (the layers MixGCF gathers from): 16-bit stack and backward sweeps, float32 grad."""
+    graph = cuda_graph("hub5000", dev)
+    ego = torch.randn(graph.num_nodes, 64, device=dev, requires_grad=True)
+    poison(dev, (graph.num_nodes, 4, 64), dtype=layers_dtype)
+    stack = lightgcn_propagate(graph, ego, 3, return_layers=True, layers_dtype=layers_dtype)
+    assert stack.dtype == layers_dtype
+    ref = lightgcn_propagate_reference(graph, ego.detach().to(layers_dtype).double(), 3, return_layers=True)
+    torch.testing.assert_close(stack.double(), ref, **TOL[layers_dtype])
+    upstream = torch.randn(stack.shape, device=dev).to(layers_dtype)
+    poison(dev, (graph.num_nodes, 64))
+    (grad,) = torch.autograd.grad(stack, ego, upstream)
+    ego64 = ego.detach().double().requires_grad_()
+    (grad_ref,) = torch.autograd.grad(lightgcn_propagate_reference(graph, ego64, 3, True), ego64, upstream.double())
+    assert grad.dtype == torch.float32
+    torch.testing.assert_close(grad.double(), grad_ref, **TOL[layers_dtype])
+
+
 def test_propagation_gradcheck_float64(dev):
     graph = cuda_graph("isolated_hub", dev)
     ego = torch.randn(graph.num_nodes, 3, device=dev, dtype=torch.float64, requires_grad=True)

@@ -97,6 +97,40 @@ def test_low_precision_accumulates_in_float32(dtype):
     assert_close(spmm(g, ego).float(), spmm_reference(g, ego.float()), dtype)
 
 
+@pytest.mark.parametrize("use_kernels", [True, False], ids=["kernel", "reference"])
+@pytest.mark.parametrize("layers_dtype", [torch.bfloat16, torch.float16])
+def test_layer_stack_stored_in_16_bits(layers_dtype, use_kernels):
+    """float32 ego, 16-bit stack: the stack against the float64 chain on the rounded ego, and the float32 gradient of
+    ego against the float64 chain's (bf16/fp16 tolerance: the stack and the backward sweeps are 16-bit)."""
+    if use_kernels and not WITH_EXT:
+        pytest.skip("recbole_hnlm._C is not built")
+    g = GRAPHS["balanced_parts"]()
+    ego = torch.randn(g.num_nodes, 64, requires_grad=True)
+    with _ext.library(_ext.LIBRARY) if use_kernels else _ext.disabled():
+        stack = lightgcn_propagate(g, ego, 3, return_layers=True, layers_dtype=layers_dtype)
+    assert stack.dtype == layers_dtype and stack.shape == (g.num_nodes, 4, 64)
+    assert ("LightGCN" in type(stack.grad_fn).__name__) == use_kernels
+    expected = lightgcn_propagate_reference(g, ego.detach().to(layers_dtype).double(), 3, return_layers=True)
+    assert_close(stack.double(), expected, layers_dtype)
+    upstream = torch.randn(stack.shape).to(layers_dtype)
+    stack.backward(upstream)
+    ego64 = ego.detach().double().requires_grad_()
+    lightgcn_propagate_reference(g, ego64, 3, return_layers=True).backward(upstream.double())
+    assert ego.grad.dtype == torch.float32
+    assert_close(ego.grad.double(), ego64.grad, layers_dtype)
+
+
+def test_layers_dtype_validation():
+    g = GRAPHS["tiny"]()
+    ego = torch.randn(g.num_nodes, 4)
+    with pytest.raises(ValueError, match="return_layers=True"):
+        lightgcn_propagate(g, ego, 2, layers_dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match="layers_dtype must be"):
+        lightgcn_propagate(g, ego, 2, return_layers=True, layers_dtype=torch.float64)
+    # ego's own dtype is the default, whatever the mode
+    assert lightgcn_propagate(g, ego, 2, layers_dtype=torch.float32).shape == ego.shape
+
+
 @requires_ext
 def test_non_contiguous_input():
     g = GRAPHS["isolated_hub"]()

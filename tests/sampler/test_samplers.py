@@ -95,6 +95,32 @@ def test_mixgcf_synthesises_the_official_negative(layerwise):
     assert ctx.emb.item_layers.grad is not None and ctx.emb.item_layers.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("stack_dtype", [torch.bfloat16, torch.float16])
+def test_mixgcf_on_a_16_bit_stack(stack_dtype):
+    """LightGCN's ``layers_dtype``: float32 pooled embeddings, 16-bit layer stack. MixGCF scores and mixes in 16 bits
+    (float32 sums) and hands back float32 negatives: the official formulation on the rounded stack, in float64."""
+    g = torch.Generator().manual_seed(5)
+    user_layers = torch.randn(N_USERS, L, D, generator=g).to(stack_dtype)
+    item_layers = torch.randn(N_ITEMS, L, D, generator=g).to(stack_dtype).requires_grad_()
+    emb = Propagation(user_ego=user_layers[:, 0].float(), item_ego=item_layers[:, 0].float(),
+                      user=user_layers.mean(1, dtype=torch.float32), item=item_layers.mean(1, dtype=torch.float32),
+                      pool=mean_pool, user_layers=user_layers, item_layers=item_layers)
+    ctx = context(emb)
+    torch.manual_seed(7)
+    out = MixGCF({"mixgcf_candidates": M}, None)(ctx)
+    assert out.pooled.dtype == torch.float32 and out.ego.dtype == torch.float32
+    torch.manual_seed(7)
+    alpha = torch.rand(B, L).double()  # drawn in the pooled (float32) dtype, whatever the stack's
+    pos = item_layers[ctx.pos].detach().double()
+    cand = item_layers[ctx.candidates].detach().double()
+    query = emb.user[ctx.user].to(stack_dtype).double()
+    chosen = (cand * query[:, None, None]).sum(-1).argmax(1)  # raw-candidate argmax (algorithms.md §3)
+    z = alpha[..., None] * pos + (1 - alpha[..., None]) * cand[torch.arange(B)[:, None], chosen, torch.arange(L)[None]]
+    torch.testing.assert_close(out.pooled[:, 0].double(), mean_pool(z), atol=2e-2, rtol=2e-2)
+    out.pooled.sum().backward()
+    assert item_layers.grad.dtype == stack_dtype and item_layers.grad.abs().sum() > 0
+
+
 def test_hard_samplers_are_harder_than_uniform():
     ctx = context(propagation(), seed=3)
     u = ctx.emb.user[ctx.user]
