@@ -9,8 +9,8 @@
 // boundary (a hub item spans hundreds of warps) is added with atomics into the zero-initialised output. So a hub of
 // degree 1,700 costs ~27 warps of equal work instead of one warp doing 1,700 serial gathers.
 //
-// Lanes hold VEC consecutive features each (float4 / float2 loads when aligned); 32*VEC features per pass, more
-// passes for wider rows. Accumulation is in the op-math type (float for half/bfloat16, double for double).
+// Lanes hold VEC consecutive features each (float4 / float2 loads, or 4-16 byte loads of half/bfloat16, when aligned);
+// 32*VEC features per pass, more passes for wider rows. Accumulation is in the op-math type (float for half/bfloat16, double for double).
 //
 // The layer ops compose this kernel with ATen element-wise ops, exactly as the CPU kernels compose their sweep:
 //   lightgcn_mean     sum = E0; E_k = A E_{k-1} (rounded to the feature dtype, as on the CPU); mean = sum/(K+1)
@@ -118,12 +118,16 @@ void launch_spmm(const CsrCuda& g, const at::Tensor& x, int64_t x_stride, const 
                 x.data_ptr<scalar_t>(), x_stride, out.data_ptr<acc_t>(), out_stride, n, g.nnz, d);
 }
 
-// Vector loads (float2 / float4) only for float rows that allow them; every other dtype loads element-wise.
+// Vector loads for float (float2 / float4) and half/bfloat16 (4, 8 or 16 bytes) rows that allow them; double rows
+// and unaligned ones load element-wise.
 template <typename scalar_t, typename index_t>
 void launch_spmm_vectorised(const CsrCuda& g, const at::Tensor& x, int64_t x_stride, const at::Tensor& out,
                             int64_t out_stride, int64_t n, int64_t d) {
-  if constexpr (std::is_same<scalar_t, float>::value) {
-    const int vec = vector_width(d, {{x.data_ptr(), x_stride}, {out.data_ptr(), out_stride}}, sizeof(float));
+  if constexpr (std::is_same<scalar_t, float>::value || is_16bit_float<scalar_t>) {
+    const int vec = vector_width(d, {{x.data_ptr(), x_stride}, {out.data_ptr(), out_stride}}, sizeof(scalar_t));
+    if constexpr (is_16bit_float<scalar_t>) {
+      if (vec == 8) return launch_spmm<scalar_t, index_t, 8>(g, x, x_stride, out, out_stride, n, d);
+    }
     if (vec == 4) return launch_spmm<scalar_t, index_t, 4>(g, x, x_stride, out, out_stride, n, d);
     if (vec == 2) return launch_spmm<scalar_t, index_t, 2>(g, x, x_stride, out, out_stride, n, d);
   }

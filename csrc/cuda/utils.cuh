@@ -81,8 +81,22 @@ __device__ __forceinline__ bool improves(acc_t value, acc_t best) {
   return kMax ? value > best : value < best;
 }
 
-// VEC consecutive elements of a row, converted to the op-math type. float rows with VEC 2/4 use one vector load
-// (the launcher checks alignment); other types load element-wise (the compiler merges adjacent loads).
+template <typename scalar_t>
+constexpr bool is_16bit_float = std::is_same<scalar_t, at::Half>::value || std::is_same<scalar_t, at::BFloat16>::value;
+
+// The load word of VEC 16-bit elements (4, 8 or 16 bytes), and its 32-bit parts in address order.
+template <int VEC> struct Words16;
+template <> struct Words16<2> { using type = unsigned int; };
+template <> struct Words16<4> { using type = uint2; };
+template <> struct Words16<8> { using type = uint4; };
+__device__ __forceinline__ void split_words(unsigned int w, uint32_t (&o)[1]) { o[0] = w; }
+__device__ __forceinline__ void split_words(uint2 w, uint32_t (&o)[2]) { o[0] = w.x; o[1] = w.y; }
+__device__ __forceinline__ void split_words(uint4 w, uint32_t (&o)[4]) { o[0] = w.x; o[1] = w.y; o[2] = w.z; o[3] = w.w; }
+
+// VEC consecutive elements of a row, converted to the op-math type, in one vector load when the type has one:
+// float with VEC 2/4 (float2/float4), half/bfloat16 with VEC 2/4/8 (4, 8 or 16 bytes, unpacked in registers; the
+// element at the lower address is the low half of its 32-bit word). The launcher checks alignment. Other types
+// load element-wise.
 template <typename scalar_t, typename acc_t, int VEC>
 __device__ __forceinline__ void load_vec(const scalar_t* __restrict__ p, acc_t (&out)[VEC]) {
   if constexpr (std::is_same<scalar_t, float>::value && VEC == 4) {
@@ -91,17 +105,26 @@ __device__ __forceinline__ void load_vec(const scalar_t* __restrict__ p, acc_t (
   } else if constexpr (std::is_same<scalar_t, float>::value && VEC == 2) {
     const float2 v = __ldg(reinterpret_cast<const float2*>(p));
     out[0] = v.x; out[1] = v.y;
+  } else if constexpr (is_16bit_float<scalar_t> && (VEC == 2 || VEC == 4 || VEC == 8)) {
+    uint32_t words[VEC / 2];
+    split_words(__ldg(reinterpret_cast<const typename Words16<VEC>::type*>(p)), words);
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) {
+      const auto bits = static_cast<uint16_t>(words[i / 2] >> (16 * (i % 2)));
+      out[i] = static_cast<acc_t>(scalar_t(bits, scalar_t::from_bits()));
+    }
   } else {
 #pragma unroll
     for (int i = 0; i < VEC; ++i) out[i] = static_cast<acc_t>(p[i]);
   }
 }
 
-// Vector of 4, 2 or 1 elements that keeps every row start of every strided operand aligned and needs the fewest
-// passes of a warp over d, the narrower one on a tie (more lanes busy): d = 64 -> 2, d = 128 -> 4.
+// Vector of up to 16 bytes (float: 4, 2 or 1 elements; half/bfloat16: 8, 4, 2 or 1) that keeps every row start of
+// every strided operand aligned and needs the fewest passes of a warp over d, the narrower one on a tie (more lanes
+// busy): float d = 64 -> 2, d = 128 -> 4; bfloat16 d = 64 -> 2, d = 128 -> 4, d = 256 -> 8.
 inline int vector_width(int64_t d, std::initializer_list<std::pair<const void*, int64_t>> rows, size_t itemsize) {
   int best = 1;
-  for (int vec : {2, 4}) {
+  for (int vec = 2; vec * itemsize <= 16; vec *= 2) {
     bool ok = d % vec == 0;
     for (const auto& row : rows) {
       const auto address = reinterpret_cast<uintptr_t>(row.first);

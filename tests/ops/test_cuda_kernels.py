@@ -255,18 +255,19 @@ def test_decreasing_rowptr_is_an_error_not_wrong_sums(dev):
         _ext.ops.spmm(decreasing, g.col, g.val, torch.randn(g.num_nodes, 8, device=dev))
 
 
-@pytest.mark.parametrize("d", [2, 64, 128])
-def test_unaligned_rows_fall_back_to_scalar_loads(dev, d):
-    """Rows starting 4 bytes past a 16-byte boundary (a view at storage offset 1) must not take float2/float4 loads:
-    a GPU faults on them ("misaligned address"), the emulator reports them."""
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("d", [2, 64, 128, 256])
+def test_unaligned_rows_fall_back_to_scalar_loads(dev, d, dtype):
+    """Rows starting one element past an aligned address (a view at storage offset 1) must not take vector loads
+    (float2/float4, or 4-16 bytes of half/bfloat16): a GPU faults on them ("misaligned address"), the emulator
+    reports them."""
     graph = cuda_graph("isolated_hub", dev)
-    base = torch.randn(graph.num_nodes * d + 1, device=dev)
+    base = torch.randn(graph.num_nodes * d + 1, device=dev).to(dtype)
     x = base[1:].view(graph.num_nodes, d)
-    assert x.is_contiguous() and x.data_ptr() % 8 != 0
-    torch.testing.assert_close(spmm(graph, x), spmm_reference(graph, x.double()).float(), **TOL[torch.float32])
+    assert x.is_contiguous() and x.data_ptr() % (2 * x.element_size()) != 0
+    torch.testing.assert_close(spmm(graph, x), spmm_reference(graph, x.double()).to(dtype), **TOL[dtype])
     out = lightgcn_propagate(graph, x, 2, True)
-    torch.testing.assert_close(out, lightgcn_propagate_reference(graph, x.double(), 2, True).float(),
-                               **TOL[torch.float32])
+    torch.testing.assert_close(out, lightgcn_propagate_reference(graph, x.double(), 2, True).to(dtype), **TOL[dtype])
 
 
 @pytest.mark.parametrize("dev", BACKENDS[1:], indirect=True)  # on a GPU the assertion ends the CUDA context

@@ -35,6 +35,12 @@ struct alignas(8) float2 {
 struct alignas(16) float4 {
   float x, y, z, w;
 };
+struct alignas(8) uint2 {
+  unsigned int x, y;
+};
+struct alignas(16) uint4 {
+  unsigned int x, y, z, w;
+};
 
 // A GPU faults on a misaligned vector load ("misaligned address"); here it is a kernel failure.
 template <typename T>
