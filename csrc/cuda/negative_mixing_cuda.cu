@@ -3,7 +3,8 @@
 //
 // One warp per batch row b (or per (b, m) for candidate_scores). Lanes split the feature dimension; a dot product
 // is a per-lane partial sum reduced with a butterfly shuffle, so every lane knows every score and keeps the same
-// running argmax: no shared memory, no divergence. Candidate rows are gathered straight from the item table; nothing
+// running argmax: no shared memory, no divergence. The argmax kernels score kCandidatesInFlight candidates at once
+// (their gathers overlap) and fold them into the running argmax in position order. Candidate rows are gathered straight from the item table; nothing
 // of shape [B, M, L, d] or [B, M, d] is formed.
 //
 //   mixgcf_mix           by the argmax identity (algorithms.md §3) score raw candidates per layer, keep the best,
@@ -23,8 +24,14 @@ namespace {
 using namespace hnlm_cuda;
 
 // Layers whose running argmax a warp holds in registers at once; deeper stacks are scored in chunks of this many
-// layers (the candidate ids are re-read per chunk, the rows once per layer as always).
-constexpr int kMaxLayers = 16;
+// layers (the candidate ids are re-read per chunk, the rows once per layer as always). 4 covers K = 3, the usual
+// depth, in one chunk; with __launch_bounds__(kBlock, 2) the kernel then fits 128 registers without spilling (nvcc 13,
+// sm_80/sm_90), so two blocks share an SM and a batch of 2,048 rows (warps) runs on an H100 in one wave.
+constexpr int kMaxLayers = 4;
+// Candidates a warp scores at once. One warp per batch row gives the GPU few warps (B = 2,048 is ~16 per SM), so the
+// gathers' latency must be hidden inside the warp: the rows of U candidates are loaded back to back, and their
+// U dot products reduced together, instead of one gather, one butterfly, then the next.
+constexpr int kCandidatesInFlight = 4;
 
 #define HNLM_DISPATCH_FLOATING(type, name, ...) \
   AT_DISPATCH_FLOATING_TYPES_AND2(at::ScalarType::Half, at::ScalarType::BFloat16, type, name, __VA_ARGS__)
@@ -37,8 +44,41 @@ __device__ __forceinline__ acc_t warp_dot(const scalar_t* __restrict__ a, const 
   return warp_sum(partial);
 }
 
+// <q, rows[u]> for U rows at once, every lane holding every score. Each score is summed exactly as warp_dot sums it
+// (same per-lane partials, same butterfly), so the result does not depend on U.
+template <int U, typename scalar_t, typename acc_t>
+__device__ __forceinline__ void warp_dots(const scalar_t* __restrict__ q, const scalar_t* const (&rows)[U], int64_t d,
+                                          int lane, acc_t (&scores)[U]) {
+#pragma unroll
+  for (int u = 0; u < U; ++u) scores[u] = acc_t(0);
+  for (int64_t k = lane; k < d; k += kWarp) {
+    const acc_t qk = static_cast<acc_t>(q[k]);
+#pragma unroll
+    for (int u = 0; u < U; ++u) scores[u] += qk * static_cast<acc_t>(rows[u][k]);
+  }
+#pragma unroll
+  for (int offset = kWarp / 2; offset > 0; offset >>= 1) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) scores[u] += __shfl_xor_sync(0xffffffffu, scores[u], offset);
+  }
+}
+
+// Rows of the candidates m0 .. m0 + U - 1 of one batch row (positions past M repeat candidate M - 1: loaded, never
+// compared), each checked against [0, I).
+template <int U, typename scalar_t>
+__device__ __forceinline__ void candidate_rows(const int64_t* __restrict__ cand, int64_t m0, int64_t M,
+                                               const scalar_t* items, int64_t row_stride, int64_t I,
+                                               const scalar_t* (&rows)[U]) {
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    const int64_t c = cand[min(m0 + u, M - 1)];
+    CUDA_KERNEL_ASSERT(c >= 0 && c < I);
+    rows[u] = items + c * row_stride;
+  }
+}
+
 template <typename scalar_t, typename acc_t>
-__global__ void __launch_bounds__(kBlock) mixgcf_mix_kernel(
+__global__ void __launch_bounds__(kBlock, 2) mixgcf_mix_kernel(
     const scalar_t* __restrict__ query, bool per_layer_query, const scalar_t* __restrict__ pos,
     const scalar_t* __restrict__ items, const int64_t* __restrict__ candidates, const acc_t* __restrict__ alpha,
     scalar_t* __restrict__ z, int64_t* __restrict__ chosen, int64_t B, int64_t M, int L, int64_t d, int64_t I) {
@@ -52,18 +92,25 @@ __global__ void __launch_bounds__(kBlock) mixgcf_mix_kernel(
     const int layers = min(kMaxLayers, L - l0);
     acc_t best[kMaxLayers];
     int64_t best_m[kMaxLayers];
-    for (int64_t m = 0; m < M; ++m) {
-      const int64_t c = cand[m];
-      CUDA_KERNEL_ASSERT(c >= 0 && c < I);
-      const scalar_t* row = items + c * item_stride;
+    for (int64_t m0 = 0; m0 < M; m0 += kCandidatesInFlight) {
+      const scalar_t* rows[kCandidatesInFlight];
+      candidate_rows(cand, m0, M, items, item_stride, I, rows);
 #pragma unroll
       for (int l = 0; l < kMaxLayers; ++l) {
         if (l >= layers) break;
         const int layer = l0 + l;
-        const acc_t s = warp_dot<scalar_t, acc_t>(per_layer_query ? q + layer * d : q, row + layer * d, d, lane);
-        if (m == 0 || improves<true>(s, best[l])) {
-          best[l] = s;
-          best_m[l] = m;
+        const scalar_t* layer_rows[kCandidatesInFlight];
+#pragma unroll
+        for (int u = 0; u < kCandidatesInFlight; ++u) layer_rows[u] = rows[u] + layer * d;
+        acc_t s[kCandidatesInFlight];
+        warp_dots(per_layer_query ? q + layer * d : q, layer_rows, d, lane, s);
+#pragma unroll
+        for (int u = 0; u < kCandidatesInFlight; ++u) {  // in position order: ties and NaN as torch.argmax
+          const int64_t m = m0 + u;
+          if (m < M && (m == 0 || improves<true>(s[u], best[l]))) {
+            best[l] = s[u];
+            best_m[l] = m;
+          }
         }
       }
     }
@@ -120,16 +167,22 @@ __global__ void __launch_bounds__(kBlock) select_candidates_kernel(
   if (b >= B) return;
   acc_t best = acc_t(0);
   int64_t best_m = 0;
-  for (int64_t m = 0; m < M; ++m) {
-    const int64_t c = candidates[b * M + m];
-    CUDA_KERNEL_ASSERT(c >= 0 && c < I);
-    const acc_t s = warp_dot<scalar_t, acc_t>(user + b * d, items + c * d, d, lane);
-    // AHNS: with an inf/nan target every |s - t| is inf/nan, so position 0 wins, as in torch.argmin.
-    const acc_t key = target != nullptr ? abs(s - target[b]) : s;
-    const bool better = target != nullptr ? improves<false>(key, best) : improves<true>(key, best);
-    if (m == 0 || better) {
-      best = key;
-      best_m = m;
+  const acc_t t = target != nullptr ? target[b] : acc_t(0);
+  for (int64_t m0 = 0; m0 < M; m0 += kCandidatesInFlight) {
+    const scalar_t* rows[kCandidatesInFlight];
+    candidate_rows(candidates + b * M, m0, M, items, d, I, rows);
+    acc_t s[kCandidatesInFlight];
+    warp_dots(user + b * d, rows, d, lane, s);
+#pragma unroll
+    for (int u = 0; u < kCandidatesInFlight; ++u) {  // in position order: ties and NaN as torch.argmax/argmin
+      const int64_t m = m0 + u;
+      // AHNS: with an inf/nan target every |s - t| is inf/nan, so position 0 wins, as in torch.argmin.
+      const acc_t key = target != nullptr ? abs(s[u] - t) : s[u];
+      const bool better = target != nullptr ? improves<false>(key, best) : improves<true>(key, best);
+      if (m < M && (m == 0 || better)) {
+        best = key;
+        best_m = m;
+      }
     }
   }
   if (lane == 0) positions[b] = best_m;

@@ -236,6 +236,23 @@ def test_scoring_and_selection(dev, B, M, d, I, dtype):
                            select_candidates_reference(user, items, candidates, target))
 
 
+def test_argmax_order_holds_across_candidate_groups(dev):
+    """The argmax kernels score candidates in groups (kCandidatesInFlight = 4) and fold each group in position
+    order: a tie spread over groups keeps the first position, the first NaN wins whatever group it is in, and the
+    padding of a short last group (M = 9) is never chosen."""
+    user = torch.ones(2, 4, device=dev, dtype=torch.float64)
+    items = torch.tensor([[1.0] * 4, [3.0] * 4, [float("nan")] * 4, [2.0] * 4], device=dev, dtype=torch.float64)
+    candidates = torch.tensor([[0, 3, 0, 1, 3, 1, 0, 1, 3], [0, 0, 0, 0, 3, 2, 1, 2, 1]], device=dev)
+    expected = select_candidates_reference(user, items, candidates)
+    assert expected.tolist() == [3, 5]  # the inputs do what this test is about
+    assert torch.equal(select_candidates(user, items, candidates), expected)
+    layers = torch.stack([items, items.flip(0)], 1)  # L = 2: layer 1 ranks the items differently
+    alpha = torch.full((2, 2), 0.5, device=dev, dtype=torch.float64)
+    _, chosen = mixgcf_mix(user, layers[candidates[:, 0]], layers, candidates, alpha)
+    _, chosen_ref = mixgcf_mix_reference(user, layers[candidates[:, 0]], layers, candidates, alpha)
+    assert torch.equal(chosen, chosen_ref)
+
+
 def test_selection_ties_and_nan_follow_torch(dev):
     user = torch.ones(3, 4, device=dev)
     items = torch.tensor([[1.0] * 4, [1.0] * 4, [float("nan")] * 4, [2.0] * 4], device=dev)
