@@ -17,12 +17,17 @@ class CandidateGenerator(nn.Module):
         n_items (int): number of items including padding.
         max_rounds (int): redraw rounds before giving up on a row (a user who interacted with almost every item);
             remaining collisions are counted in :attr:`leaked` and logged once.
+        device_rounds (int, optional): rounds run first without any host synchronisation: every hit is replaced by
+            a fresh draw of a full ``[B, M]`` tensor (same distribution as redrawing only the hits). Each later round
+            reads ``hit.any()`` on the host, which on a GPU stalls the queue of kernels the CPU runs ahead with.
+            (default: 3 off the CPU, 0 on it, where full draws cost more than a check)
     """
 
-    def __init__(self, users, items, n_items, max_rounds=100):
+    def __init__(self, users, items, n_items, max_rounds=100, device_rounds=None):
         super().__init__()
         self.n_items = int(n_items)
         self.max_rounds = int(max_rounds)
+        self.device_rounds = device_rounds
         keys = torch.unique(users.long() * self.n_items + items.long())
         self.register_buffer("positive_keys", keys, persistent=False)
         self.leaked = 0
@@ -43,7 +48,11 @@ class CandidateGenerator(nn.Module):
         shape = (user.shape[0], int(num_candidates))
         candidates = torch.randint(1, self.n_items, shape, device=user.device)
         hit = self.is_positive(user, candidates)
-        rounds = 0
+        device_rounds = self.device_rounds if self.device_rounds is not None else (user.device.type != "cpu") * 3
+        rounds = min(int(device_rounds), self.max_rounds)
+        for _ in range(rounds):
+            candidates = torch.where(hit, torch.randint(1, self.n_items, shape, device=user.device), candidates)
+            hit = self.is_positive(user, candidates)
         while rounds < self.max_rounds and bool(hit.any()):
             redraw = torch.randint(1, self.n_items, (int(hit.sum()),), device=user.device)
             candidates[hit] = redraw

@@ -129,11 +129,14 @@ def test_hard_samplers_are_harder_than_uniform():
     assert (u * hard).sum(-1).mean() > (u * easy).sum(-1).mean()
 
 
-def test_candidates_exclude_training_positives_and_are_seeded():
+@pytest.mark.parametrize("device_rounds", [0, 3, 100], ids=["host-checked", "3-device-rounds", "all-device-rounds"])
+def test_candidates_exclude_training_positives_and_are_seeded(device_rounds):
+    """Whatever share of the redraw rounds runs without host checks (the GPU default is 3), no training positive is
+    left and the draws are seeded; users 0-19 have ~15 of 39 items each, so every round has hits to redraw."""
     g = torch.Generator().manual_seed(0)
     users = torch.randint(0, 20, (400,), generator=g)
     items = torch.randint(1, 40, (400,), generator=g)
-    generator = CandidateGenerator(users, items, n_items=40)
+    generator = CandidateGenerator(users, items, n_items=40, device_rounds=device_rounds)
     batch = torch.arange(20).repeat(5)
     torch.manual_seed(5)
     first = generator(batch, 64)
@@ -144,3 +147,17 @@ def test_candidates_exclude_training_positives_and_are_seeded():
     positives = set(zip(users.tolist(), items.tolist()))
     leaked = sum((u, c) in positives for u, row in zip(batch.tolist(), first.tolist()) for c in row)
     assert leaked == 0 and generator.leaked == 0
+
+
+def test_device_rounds_keep_candidates_uniform_over_non_positives():
+    """Replacing hits from full fresh draws (device rounds) must leave every allowed item equally likely."""
+    users = torch.zeros(30, dtype=torch.long)
+    items = torch.arange(1, 31)  # user 0 owns items 1..30 of 1..39: 9 allowed items
+    generator = CandidateGenerator(users, items, n_items=40, max_rounds=100, device_rounds=100)
+    torch.manual_seed(0)
+    draws = generator(torch.zeros(400, dtype=torch.long), 90).flatten()
+    assert int(draws.min()) >= 31 and generator.leaked == 0
+    counts = torch.bincount(draws - 31, minlength=9).double()
+    expected = draws.numel() / 9
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    assert chi2 < 26.1, counts  # chi-square, 8 degrees of freedom, p = 0.001
