@@ -25,14 +25,15 @@ def main():
     with _ext.library(cuda_emulation.build()):
         for n_users, n_items, n_edges in [(3, 4, 4), (40, 30, 120), (600, 120, 3000)]:
             graph = random_graph(n_users, n_items, n_edges, seed=1, hub=True)
-            for d in (1, 7, 64, 128):
+            for d in (1, 7, 64, 128, 256):  # bf16 d = 256: 16-byte loads
                 for dtype in (torch.float32, torch.float64, torch.bfloat16):
                     x = torch.randn(graph.num_nodes, d, dtype=dtype, requires_grad=True)
                     spmm(graph, x.detach())
                     for return_layers in (False, True):
                         out = lightgcn_propagate(graph, x, 3, return_layers)
                         out.backward(torch.randn_like(out))
-        for B, M, L, d, I in [(1, 1, 1, 8, 5), (33, 5, 3, 7, 20), (9, 6, 20, 8, 40), (64, 16, 4, 64, 300)]:
+        for B, M, L, d, I in [(1, 1, 1, 8, 5), (33, 5, 3, 7, 20), (9, 6, 20, 8, 40), (64, 16, 4, 64, 300),
+                              (17, 9, 5, 64, 50)]:  # M = 9: a short last candidate group; L = 5: two layer chunks
             for dtype in (torch.float32, torch.bfloat16):
                 query = torch.randn(B, L, d, dtype=dtype)
                 pos = torch.randn(B, L, d, dtype=dtype, requires_grad=True)
