@@ -44,8 +44,9 @@ def test_lightgcn_mixgcf_with_a_bfloat16_layer_stack(fast_config):
     train_data, _, _ = data_preparation(model_config, create_dataset(model_config))
     emb = LightGCN(model_config, train_data._dataset).propagate(with_layers=True)
     assert emb.item_layers.dtype == torch.bfloat16 and emb.item.dtype == torch.float32
-    with pytest.raises(ConfigError, match="layers_dtype"):
-        run_recbole_hnlm(model="LightGCN", config_dict={**config, "layers_dtype": "int8"})
+    for refused in ("int8", "float16"):
+        with pytest.raises(ConfigError, match="layers_dtype"):
+            run_recbole_hnlm(model="LightGCN", config_dict={**config, "layers_dtype": refused})
 
 
 def test_checkpoint_round_trip_gives_identical_scores(fast_config):

@@ -53,12 +53,14 @@ class CandidateGenerator(nn.Module):
         for _ in range(rounds):
             candidates = torch.where(hit, torch.randint(1, self.n_items, shape, device=user.device), candidates)
             hit = self.is_positive(user, candidates)
-        while rounds < self.max_rounds and bool(hit.any()):
+        any_hit = bool(hit.any())  # with device rounds first, normally the call's one host sync
+        while rounds < self.max_rounds and any_hit:
             redraw = torch.randint(1, self.n_items, (int(hit.sum()),), device=user.device)
             candidates[hit] = redraw
             hit[hit.clone()] = self.is_positive(user.unsqueeze(-1).expand(shape)[hit], redraw)
             rounds += 1
-        if bool(hit.any()):
+            any_hit = bool(hit.any())
+        if any_hit:
             if self.leaked == 0:
                 logging.getLogger().warning(set_color(
                     f"CandidateGenerator: {int(hit.sum())} candidates are still training positives after "

@@ -44,7 +44,7 @@ class MixGCF(NegativeSampler):
         user_layers, pos_layers = emb.user_layers[ctx.user], emb.item_layers[ctx.pos]
         query = user_layers if emb.layerwise_query else emb.user[ctx.user]
         alpha = torch.rand(pos_layers.shape[:2], device=pos_layers.device, dtype=emb.user.dtype)
-        query = query.detach().to(pos_layers.dtype)  # a 16-bit stack (LightGCN's layers_dtype) is scored in 16 bits
+        query = query.detach().to(pos_layers.dtype)  # a bf16 stack (LightGCN's layers_dtype) is scored in bf16
         neg_layers, _ = mixgcf_mix(query, pos_layers, emb.item_layers, ctx.candidates, alpha)
         neg_layers = neg_layers.to(emb.user.dtype)
         return Negatives(pooled=emb.pool(neg_layers).unsqueeze(1), ego=neg_layers[:, 0].unsqueeze(1))
