@@ -4,8 +4,8 @@
 // One warp per batch row b (or per (b, m) for candidate_scores). Lanes split the feature dimension; a dot product
 // is a per-lane partial sum reduced with a butterfly shuffle, so every lane knows every score and keeps the same
 // running argmax: no shared memory, no divergence. The argmax kernels score kCandidatesInFlight candidates at once
-// (their gathers overlap) and fold them into the running argmax in position order. Candidate rows are gathered straight from the item table; nothing
-// of shape [B, M, L, d] or [B, M, d] is formed.
+// (their gathers overlap) and fold them into the running argmax in position order. Candidate rows are gathered
+// straight from the item table; nothing of shape [B, M, L, d] or [B, M, d] is formed.
 //
 //   mixgcf_mix           by the argmax identity (algorithms.md §3) score raw candidates per layer, keep the best,
 //                        then write z = a*p + (1-a)*e_best for that layer and the chosen id
@@ -36,16 +36,8 @@ constexpr int kCandidatesInFlight = 4;
 #define HNLM_DISPATCH_FLOATING(type, name, ...) \
   AT_DISPATCH_FLOATING_TYPES_AND2(at::ScalarType::Half, at::ScalarType::BFloat16, type, name, __VA_ARGS__)
 
-template <typename scalar_t, typename acc_t>
-__device__ __forceinline__ acc_t warp_dot(const scalar_t* __restrict__ a, const scalar_t* __restrict__ b, int64_t d,
-                                          int lane) {
-  acc_t partial = acc_t(0);
-  for (int64_t k = lane; k < d; k += kWarp) partial += static_cast<acc_t>(a[k]) * static_cast<acc_t>(b[k]);
-  return warp_sum(partial);
-}
-
-// <q, rows[u]> for U rows at once, every lane holding every score. Each score is summed exactly as warp_dot sums it
-// (same per-lane partials, same butterfly), so the result does not depend on U.
+// <q, rows[u]> for U rows at once, every lane holding every score. Each score is a per-lane partial sum over
+// features lane, lane + 32, ... reduced by warp_sum's butterfly, so its value does not depend on U.
 template <int U, typename scalar_t, typename acc_t>
 __device__ __forceinline__ void warp_dots(const scalar_t* __restrict__ q, const scalar_t* const (&rows)[U], int64_t d,
                                           int lane, acc_t (&scores)[U]) {
@@ -154,8 +146,10 @@ __global__ void __launch_bounds__(kBlock) candidate_scores_kernel(
   if (bm >= B * M) return;
   const int64_t c = candidates[bm];
   CUDA_KERNEL_ASSERT(c >= 0 && c < I);
-  const acc_t s = warp_dot<scalar_t, acc_t>(user + (bm / M) * d, items + c * d, d, lane);
-  if (lane == 0) scores[bm] = static_cast<scalar_t>(s);
+  const scalar_t* row[1] = {items + c * d};
+  acc_t s[1];
+  warp_dots(user + (bm / M) * d, row, d, lane, s);
+  if (lane == 0) scores[bm] = static_cast<scalar_t>(s[0]);
 }
 
 template <typename scalar_t, typename acc_t>

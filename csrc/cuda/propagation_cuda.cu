@@ -9,8 +9,9 @@
 // boundary (a hub item spans hundreds of warps) is added with atomics into the zero-initialised output. So a hub of
 // degree 1,700 costs ~27 warps of equal work instead of one warp doing 1,700 serial gathers.
 //
-// Lanes hold VEC consecutive features each (float4 / float2 loads, or 4-16 byte loads of half/bfloat16, when aligned);
-// 32*VEC features per pass, more passes for wider rows. Accumulation is in the op-math type (float for half/bfloat16, double for double).
+// Lanes hold VEC consecutive features each (float4 / float2 loads, or 4-16 byte loads of half/bfloat16, when
+// aligned); 32*VEC features per pass, more passes for wider rows. Accumulation is in the op-math type (float for
+// half/bfloat16, double for double).
 //
 // The layer ops compose this kernel with ATen element-wise ops, exactly as the CPU kernels compose their sweep:
 //   lightgcn_mean     sum = E0; E_k = A E_{k-1} (rounded to the feature dtype, as on the CPU); mean = sum/(K+1)

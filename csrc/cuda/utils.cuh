@@ -91,7 +91,9 @@ template <> struct Words16<4> { using type = uint2; };
 template <> struct Words16<8> { using type = uint4; };
 __device__ __forceinline__ void split_words(unsigned int w, uint32_t (&o)[1]) { o[0] = w; }
 __device__ __forceinline__ void split_words(uint2 w, uint32_t (&o)[2]) { o[0] = w.x; o[1] = w.y; }
-__device__ __forceinline__ void split_words(uint4 w, uint32_t (&o)[4]) { o[0] = w.x; o[1] = w.y; o[2] = w.z; o[3] = w.w; }
+__device__ __forceinline__ void split_words(uint4 w, uint32_t (&o)[4]) {
+  o[0] = w.x; o[1] = w.y; o[2] = w.z; o[3] = w.w;
+}
 
 // VEC consecutive elements of a row, converted to the op-math type, in one vector load when the type has one:
 // float with VEC 2/4 (float2/float4), half/bfloat16 with VEC 2/4/8 (4, 8 or 16 bytes, unpacked in registers; the

@@ -13,7 +13,7 @@ from torch.autograd.function import once_differentiable
 
 from . import _ext
 from .graph import CSRGraph
-from .reference import lightgcn_propagate_reference, spmm_reference
+from .reference import check_layers_dtype, lightgcn_propagate_reference, spmm_reference
 
 __all__ = ["spmm", "lightgcn_propagate"]
 
@@ -93,7 +93,11 @@ def spmm(graph: CSRGraph, x: Tensor) -> Tensor:
 
 
 def lightgcn_propagate(
-    graph: CSRGraph, ego: Tensor, num_layers: int, return_layers: bool = False, layers_dtype: Optional[torch.dtype] = None
+    graph: CSRGraph,
+    ego: Tensor,
+    num_layers: int,
+    return_layers: bool = False,
+    layers_dtype: Optional[torch.dtype] = None,
 ) -> Tensor:
     r"""LightGCN propagation :math:`E^{(k+1)} = \hat A E^{(k)}`, pooled by the mean or returned as the layer stack.
 
@@ -128,24 +132,10 @@ def lightgcn_propagate(
     num_layers = int(num_layers)
     if num_layers < 0:
         raise ValueError(f"num_layers must be >= 0, got {num_layers}")
-    layers_dtype = _check_layers_dtype(ego, layers_dtype, return_layers)
+    layers_dtype = check_layers_dtype(ego, layers_dtype, return_layers)
     op = "lightgcn_layers" if return_layers else "lightgcn_mean"
     if not _ext.use_kernel(op, ego.device):
         return lightgcn_propagate_reference(graph, ego, num_layers, return_layers, layers_dtype)
     if return_layers:
         return _LightGCNLayers.apply(ego, graph.rowptr, graph.col, graph.val, num_layers, layers_dtype)
     return _LightGCNMean.apply(ego, graph.rowptr, graph.col, graph.val, num_layers)
-
-
-_STACK_DTYPES = (torch.bfloat16,)
-
-
-def _check_layers_dtype(ego: Tensor, layers_dtype: Optional[torch.dtype], return_layers: bool) -> torch.dtype:
-    if layers_dtype is None or layers_dtype == ego.dtype:
-        return ego.dtype
-    if not return_layers:
-        raise ValueError("layers_dtype applies to the layer stack: pass return_layers=True or leave it None")
-    if layers_dtype not in _STACK_DTYPES:
-        raise ValueError(f"layers_dtype must be {ego.dtype} (ego's dtype) or torch.bfloat16 (float16 gradients "
-                         f"underflow), got {layers_dtype}")
-    return layers_dtype

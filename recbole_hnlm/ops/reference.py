@@ -37,20 +37,39 @@ def spmm_reference(graph: CSRGraph, x: Tensor) -> Tensor:
     return out.to(x.dtype)
 
 
+_STACK_DTYPES = (torch.bfloat16,)
+
+
+def check_layers_dtype(ego: Tensor, layers_dtype: Optional[torch.dtype], return_layers: bool) -> torch.dtype:
+    """The dtype of the layer stack for ``layers_dtype`` (``None``: ``ego.dtype``); ValueError unless it is ``ego``'s
+    or bfloat16 with ``return_layers`` (float16 is refused: LightGCN's gradients underflow its range)."""
+    if layers_dtype is None or layers_dtype == ego.dtype:
+        return ego.dtype
+    if not return_layers:
+        raise ValueError("layers_dtype applies to the layer stack: pass return_layers=True or leave it None")
+    if layers_dtype not in _STACK_DTYPES:
+        raise ValueError(f"layers_dtype must be {ego.dtype} (ego's dtype) or torch.bfloat16 (float16 gradients "
+                         f"underflow), got {layers_dtype}")
+    return layers_dtype
+
+
 def lightgcn_propagate_reference(
-    graph: CSRGraph, ego: Tensor, num_layers: int, return_layers: bool = False, layers_dtype: Optional[torch.dtype] = None
+    graph: CSRGraph,
+    ego: Tensor,
+    num_layers: int,
+    return_layers: bool = False,
+    layers_dtype: Optional[torch.dtype] = None,
 ) -> Tensor:
     r"""The LightGCN autograd chain: ``E_{k+1} = A_hat E_k`` per layer, then stack (and mean).
 
     This is how the official LightGCN/MixGCF code propagates (``torch.sparse.mm`` per layer + ``stack`` + ``mean``).
-    ``layers_dtype`` (with ``return_layers``) is the dtype of the returned stack; the layers are computed from
-    ``ego`` rounded to it, in float32 for 16-bit dtypes.
+    ``layers_dtype`` (with ``return_layers``) is the dtype of the returned stack (see :func:`check_layers_dtype`);
+    the layers are computed from ``ego`` rounded to it, in float32 for bfloat16.
 
     Shapes: ``ego [N, d]`` -> ``[N, d]`` (mean of the K+1 layers) or ``[N, K+1, d]`` when ``return_layers``.
     """
-    if layers_dtype is not None and layers_dtype != ego.dtype:
-        if not return_layers:
-            raise ValueError("layers_dtype applies to the layer stack: pass return_layers=True or leave it None")
+    layers_dtype = check_layers_dtype(ego, layers_dtype, return_layers)
+    if layers_dtype != ego.dtype:
         return lightgcn_propagate_reference(graph, ego.to(layers_dtype), num_layers, return_layers=True)
     if num_layers < 0:
         raise ValueError(f"num_layers must be >= 0, got {num_layers}")
