@@ -10,7 +10,9 @@
 //   mixgcf_mix           by the argmax identity (algorithms.md §3) score raw candidates per layer, keep the best,
 //                        then write z = a*p + (1-a)*e_best for that layer and the chosen id
 //   mixgcf_mix_backward  grad_pos = a*g; grad_items[chosen] += (1-a)*g (atomics: several rows may pick one item;
-//                        the order of those adds is not fixed, unlike the CPU kernel)
+//                        the order of those adds is not fixed, unlike the CPU kernel). Under
+//                        torch.use_deterministic_algorithms(True): the rows are sorted by (item, layer), stably, and
+//                        one warp sums each item's rows in batch order, as the CPU kernel does (no atomics)
 //   candidate_scores     s[b, m] = <u_b, e_{C[b,m]}>
 //   select_candidates    argmax_m s[b, m] (DNS) or argmin_m |s[b, m] - t_b| (AHNS)
 //
@@ -137,6 +139,28 @@ __global__ void __launch_bounds__(kBlock) mixgcf_scatter_kernel(
   for (int64_t k = lane; k < d; k += kWarp) gpuAtomicAdd(dst + k, w * static_cast<acc_t>(grad_z[r * d + k]));
 }
 
+// Deterministic twin of mixgcf_scatter_kernel. `keys` are the rows' (item * L + layer) sorted stably, `order` the
+// rows in that order; the warp at the first position of each key sums the key's rows in batch order and stores.
+template <typename scalar_t, typename acc_t>
+__global__ void __launch_bounds__(kBlock) mixgcf_segment_sum_kernel(
+    const scalar_t* __restrict__ grad_z, const int64_t* __restrict__ keys, const int64_t* __restrict__ order,
+    const acc_t* __restrict__ alpha, acc_t* __restrict__ grad_items, int64_t rows, int64_t d, int64_t num_keys) {
+  const int64_t i = global_warp();
+  const int lane = lane_id();
+  if (i >= rows) return;
+  const int64_t key = keys[i];
+  if (i > 0 && keys[i - 1] == key) return;  // not the first row of its key
+  CUDA_KERNEL_ASSERT(key >= 0 && key < num_keys);
+  for (int64_t k = lane; k < d; k += kWarp) {
+    acc_t sum = acc_t(0);
+    for (int64_t j = i; j < rows && keys[j] == key; ++j) {
+      const int64_t r = order[j];
+      sum += (acc_t(1) - alpha[r]) * static_cast<acc_t>(grad_z[r * d + k]);
+    }
+    grad_items[key * d + k] = sum;
+  }
+}
+
 template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kBlock) candidate_scores_kernel(
     const scalar_t* __restrict__ user, const scalar_t* __restrict__ items, const int64_t* __restrict__ candidates,
@@ -219,7 +243,18 @@ std::tuple<at::Tensor, at::Tensor> mixgcf_mix_backward_cuda(const at::Tensor& gr
   auto grad_pos = (grad_c.to(acc_type) * alpha_c.unsqueeze(-1)).to(grad_c.scalar_type());
   auto grad_items = at::zeros({num_items, L, d}, grad_c.options().dtype(acc_type));
   const int64_t rows = B * L;
-  if (rows > 0 && d > 0) {
+  if (rows > 0 && d > 0 && at::globalContext().deterministicAlgorithms()) {
+    // row b*L + l adds into grad_items' row item * L + l; a stable sort keeps batch order within an item
+    const auto layer = at::arange(L, chosen_c.options()).repeat({B});
+    const auto [keys, order] =
+        at::sort(chosen_c.reshape({rows}) * L + layer, /*stable=*/std::optional<bool>(true), /*dim=*/0);
+    HNLM_DISPATCH_FLOATING(grad_c.scalar_type(), "mixgcf_mix_backward_cuda", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      launch_kernel(mixgcf_segment_sum_kernel<scalar_t, acc_t>, blocks_for_warps(rows), kBlock,
+          grad_c.data_ptr<scalar_t>(), keys.data_ptr<int64_t>(), order.data_ptr<int64_t>(), alpha_c.data_ptr<acc_t>(),
+          grad_items.data_ptr<acc_t>(), rows, d, num_items * L);
+    });
+  } else if (rows > 0 && d > 0) {
     HNLM_DISPATCH_FLOATING(grad_c.scalar_type(), "mixgcf_mix_backward_cuda", [&] {
       using acc_t = at::opmath_type<scalar_t>;
       launch_kernel(mixgcf_scatter_kernel<scalar_t, acc_t>, blocks_for_warps(rows), kBlock,

@@ -9,6 +9,13 @@
 // boundary (a hub item spans hundreds of warps) is added with atomics into the zero-initialised output. So a hub of
 // degree 1,700 costs ~27 warps of equal work instead of one warp doing 1,700 serial gathers.
 //
+// The order of those atomic adds is not fixed, so with three or more pieces a cut row's float sum can differ in its
+// last bits from run to run. Under torch.use_deterministic_algorithms(True) the cut rows are summed in a fixed order
+// instead, in two launches: the warp holding a cut row's first edge (its leader) stores its piece, every later warp
+// of the row writes its piece to a carry buffer ([warps, d], op-math type), and spmm_carry_kernel then adds the
+// carries to the leader's piece in warp order. Bitwise reproducible at the cost of a second, short launch and the
+// carry traffic: one op-math row written and read per 64 edges, ~3 % of the gathered bytes (float32), ~6 % (bf16).
+//
 // Lanes hold VEC consecutive features each (float4 / float2 loads, or 4-16 byte loads of half/bfloat16, when
 // aligned); 32*VEC features per pass, more passes for wider rows. Accumulation is in the op-math type (float for
 // half/bfloat16, double for double).
@@ -42,8 +49,9 @@ __device__ __forceinline__ int64_t first_row_containing(const index_t* __restric
 template <typename scalar_t, typename acc_t, typename index_t, int VEC>
 __global__ void __launch_bounds__(kBlock) spmm_edge_split_kernel(
     const index_t* __restrict__ rowptr, const index_t* __restrict__ col, const acc_t* __restrict__ val,
-    const scalar_t* __restrict__ x, int64_t x_stride, acc_t* __restrict__ out, int64_t out_stride, int64_t n_rows,
-    int64_t nnz, int64_t d) {
+    const scalar_t* __restrict__ x, int64_t x_stride, acc_t* __restrict__ out, int64_t out_stride,
+    acc_t* __restrict__ carry, int64_t n_rows, int64_t nnz, int64_t d) {
+  // carry == nullptr: cut rows are added with atomics; otherwise a cut row's leader stores and the rest write carries
   const int64_t warp = global_warp();
   const int lane = lane_id();
   const int64_t e0 = warp * kEdgesPerWarp;
@@ -81,12 +89,38 @@ __global__ void __launch_bounds__(kBlock) spmm_edge_split_kernel(
         if (row_begin >= e0 && row_end_all <= e1) {
 #pragma unroll
           for (int i = 0; i < VEC; ++i) dst[i] = acc[i];
-        } else {  // the row continues in a neighbouring warp's range
+        } else if (carry == nullptr) {  // the row continues in a neighbouring warp's range
 #pragma unroll
           for (int i = 0; i < VEC; ++i) gpuAtomicAdd(dst + i, acc[i]);
+        } else {  // deterministic: the leader (the row starts in this range) stores, a later warp writes its carry
+          acc_t* piece = row_begin >= e0 ? dst : carry + warp * d + f0;  // only row0 can start before e0
+#pragma unroll
+          for (int i = 0; i < VEC; ++i) piece[i] = acc[i];
         }
       }
     }
+  }
+}
+
+// Second launch of the deterministic SpMM: warp w leads the row holding its last edge if that row starts in w's range
+// and continues past it; it adds the carries of the warps w+1, w+2, ... that the row spans, in that order.
+template <typename acc_t, typename index_t>
+__global__ void __launch_bounds__(kBlock) spmm_carry_kernel(
+    const index_t* __restrict__ rowptr, const acc_t* __restrict__ carry, acc_t* __restrict__ out, int64_t out_stride,
+    int64_t n_rows, int64_t nnz, int64_t d) {
+  const int64_t warp = global_warp();
+  const int lane = lane_id();
+  const int64_t e0 = warp * kEdgesPerWarp;
+  if (e0 >= nnz) return;
+  const int64_t e1 = min(nnz, e0 + kEdgesPerWarp);
+  const int64_t r = first_row_containing(rowptr, n_rows, e1 - 1);
+  const int64_t row_begin = rowptr[r], row_end = rowptr[r + 1];
+  if (row_begin < e0 || row_end <= e1) return;  // this warp leads no cut row
+  const int64_t last_warp = (row_end - 1) / kEdgesPerWarp;
+  for (int64_t k = lane; k < d; k += kWarp) {
+    acc_t sum = out[r * out_stride + k];
+    for (int64_t w = warp + 1; w <= last_warp; ++w) sum += carry[w * d + k];
+    out[r * out_stride + k] = sum;
   }
 }
 
@@ -114,9 +148,16 @@ void launch_spmm(const CsrCuda& g, const at::Tensor& x, int64_t x_stride, const 
                  int64_t n, int64_t d) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t warps = ceil_div(g.nnz, kEdgesPerWarp);
+  // uninitialised: the carry kernel reads only rows that the first launch wrote
+  const at::Tensor carry = at::globalContext().deterministicAlgorithms()
+      ? at::empty({warps, d}, out.options()) : at::Tensor();
+  acc_t* carry_ptr = carry.defined() ? carry.data_ptr<acc_t>() : nullptr;
   launch_kernel(spmm_edge_split_kernel<scalar_t, acc_t, index_t, VEC>, blocks_for_warps(warps), kBlock,
                 g.rowptr.data_ptr<index_t>(), g.col.data_ptr<index_t>(), g.val.data_ptr<acc_t>(),
-                x.data_ptr<scalar_t>(), x_stride, out.data_ptr<acc_t>(), out_stride, n, g.nnz, d);
+                x.data_ptr<scalar_t>(), x_stride, out.data_ptr<acc_t>(), out_stride, carry_ptr, n, g.nnz, d);
+  if (carry_ptr != nullptr)
+    launch_kernel(spmm_carry_kernel<acc_t, index_t>, blocks_for_warps(warps), kBlock, g.rowptr.data_ptr<index_t>(),
+                  static_cast<const acc_t*>(carry_ptr), out.data_ptr<acc_t>(), out_stride, n, g.nnz, d);
 }
 
 // Vector loads for float (float2 / float4) and half/bfloat16 (4, 8 or 16 bytes) rows that allow them; double rows

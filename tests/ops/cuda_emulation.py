@@ -5,6 +5,7 @@
 CUDA test case on it, routed with :func:`recbole_hnlm.ops._ext.library`, so the kernels' logic is tested in CI
 without a GPU. Linux only (fibers: a hand-written switch on x86-64, glibc's ``ucontext`` elsewhere).
 """
+import contextlib
 import functools
 import pathlib
 import sys
@@ -35,3 +36,24 @@ def build() -> str:
         verbose=False,
     )
     return LIBRARY
+
+
+@contextlib.contextmanager
+def warp_schedule(seed: int):
+    """Run the emulated launches inside the block with their warps in an order drawn from ``seed`` (not grid order).
+
+    Every order is one a GPU may choose (warp_emulator.h), so a result that changes with the seed depends on the
+    schedule, as the order of atomic adds does.
+    """
+    set_schedule = getattr(torch_ops(), "set_warp_schedule")
+    set_schedule(seed)
+    try:
+        yield
+    finally:
+        set_schedule(0)
+
+
+def torch_ops():
+    import torch
+
+    return getattr(torch.ops, build())

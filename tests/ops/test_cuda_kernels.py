@@ -14,7 +14,14 @@ time, glibc's malloc often), so a kernel that leaves any output element unwritte
 compared exactly in float64 (random inputs) and in float32 on dyadic inputs (multiples of 1/4, alpha a multiple of
 1/16): every score is then exact in any summation order, so the kernel and the reference must pick the same
 candidate, ties included; random float32 inputs could split near-ties (~1e-6 relative) between the two orders.
+
+The emulated backend runs the warps of every launch in a shuffled order (``cuda_emulation.warp_schedule``), one a GPU
+may also choose, so no test depends on grid order. The ops that add with atomics (SpMM cut rows, MixGCF's backward
+scatter) are also tested under ``torch.use_deterministic_algorithms(True)``, where they sum in a fixed order: the same
+bits under every warp schedule (emulated) or run (GPU).
 """
+import contextlib
+
 import pytest
 import torch
 
@@ -52,13 +59,30 @@ BACKENDS = [
 def dev(request):
     """The device of the backend under test, with the public ops routed to its kernels (never to a reference)."""
     if request.param == "cuda":
-        device, routing = "cuda", _ext.library(_ext.LIBRARY)
+        device, routing, schedule = "cuda", _ext.library(_ext.LIBRARY), contextlib.nullcontext()
     else:
-        device, routing = "cpu", _ext.library(cuda_emulation.build())
-    with routing:
+        device, routing, schedule = "cpu", _ext.library(cuda_emulation.build()), cuda_emulation.warp_schedule(2020)
+    with routing, schedule:
         missing = [op for op in OPS if not _ext.use_kernel(op, torch.device(device))]
         assert not missing, f"{request.param}: no kernels for {missing}; the tests would compare a reference to itself"
         yield device
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(enabled):
+    """torch.use_deterministic_algorithms(enabled) inside the block (warn-only: torch's own ops only warn)."""
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    try:
+        yield enabled
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+
+
+@pytest.fixture(params=[False, True], ids=["atomic", "deterministic"])
+def deterministic(request):
+    with deterministic_algorithms(request.param):
+        yield request.param
 
 
 def poison(dev, *shapes, dtype=torch.float32):
@@ -81,7 +105,7 @@ def cuda_graph(name, dev):
 @pytest.mark.parametrize("name", ["tiny", "isolated_hub", "hub5000", "no_edges"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("d", [1, 7, 64, 128, 200])
-def test_spmm_matches_reference(dev, name, dtype, d):
+def test_spmm_matches_reference(dev, deterministic, name, dtype, d):
     graph = cuda_graph(name, dev)
     x = torch.randn(graph.num_nodes, d, device=dev, dtype=dtype)
     poison(dev, (graph.num_nodes, d), dtype=dtype)
@@ -92,7 +116,7 @@ def test_spmm_matches_reference(dev, name, dtype, d):
 @pytest.mark.parametrize("return_layers", [False, True])
 @pytest.mark.parametrize("num_layers", [0, 1, 3])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_propagation_values_and_gradients(dev, name, return_layers, num_layers, dtype):
+def test_propagation_values_and_gradients(dev, deterministic, name, return_layers, num_layers, dtype):
     graph = cuda_graph(name, dev)
     ego = torch.randn(graph.num_nodes, 64, device=dev, dtype=dtype, requires_grad=True)
     ego_ref = ego.detach().clone().requires_grad_()
@@ -185,7 +209,7 @@ def mix_inputs(dev, B, M, L, d, I, dtype, per_layer_query, seed, exact=False):
                                    (33, 5, 3, 7, 20), (9, 6, 20, 8, 40)])  # (B, M, L, d, I); L = 20: two chunks
 @pytest.mark.parametrize("per_layer_query", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_mixgcf_mix_values_and_gradients(dev, shape, per_layer_query, dtype):
+def test_mixgcf_mix_values_and_gradients(dev, deterministic, shape, per_layer_query, dtype):
     B, M, L, d, I = shape
     query, pos, items, candidates, alpha = mix_inputs(dev, B, M, L, d, I, dtype, per_layer_query, seed=B + M,
                                                       exact=dtype == torch.float32)
@@ -206,7 +230,7 @@ def test_mixgcf_mix_values_and_gradients(dev, shape, per_layer_query, dtype):
         torch.testing.assert_close(got, want, **TOL[dtype])
 
 
-def test_mixgcf_repeated_choice_accumulates_on_gpu(dev):
+def test_mixgcf_repeated_choice_accumulates_on_gpu(dev, deterministic):
     query, pos, items, _, alpha = mix_inputs(dev, 64, 4, 4, 64, 10, torch.float64, False, seed=9)
     candidates = torch.full((64, 4), 3, device=dev)  # every row and layer picks item 3
     items.requires_grad_()
@@ -215,6 +239,60 @@ def test_mixgcf_repeated_choice_accumulates_on_gpu(dev):
     expected = (1 - alpha).sum(0)[:, None].expand(4, 64)
     torch.testing.assert_close(grad[3], expected)
     assert grad[torch.arange(10, device=dev) != 3].abs().max() == 0
+
+
+def repeated_runs(dev, fn, runs=4):
+    """fn()'s results from `runs` calls: under as many warp schedules (emulated), or repeated (GPU)."""
+    results = []
+    for seed in range(1, runs + 1):
+        with cuda_emulation.warp_schedule(seed) if dev == "cpu" else contextlib.nullcontext():
+            results.append([t.detach().clone() for t in fn()])
+    return results
+
+
+ATOMIC_OUTPUTS = ("spmm fp32", "spmm bf16", "layers", "grad ego", "grad items")
+
+
+def atomic_ops_step(dev):
+    """The ops whose CUDA kernels add with atomics: SpMM over a hub row that ~80 warps share (fp32, bf16), LightGCN
+    forward and backward over it, and MixGCF's backward scatter where 4 items take 256 rows' gradients."""
+    graph = cuda_graph("hub5000", dev)
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(graph.num_nodes, 64, generator=gen).to(dev)
+    ego = x.clone().requires_grad_()
+    upstream = torch.randn(graph.num_nodes, 4, 64, generator=gen).to(dev)
+    query, pos, items, candidates, alpha = mix_inputs(dev, 256, 4, 4, 64, 4, torch.float32, False, seed=11)
+    items.requires_grad_()
+    mix_upstream = torch.randn(256, 4, 64, generator=gen).to(dev)
+
+    def step():
+        layers = lightgcn_propagate(graph, ego, 3, return_layers=True)
+        (grad_ego,) = torch.autograd.grad(layers, ego, upstream)
+        z, _ = mixgcf_mix(query, pos, items, candidates, alpha)
+        (grad_items,) = torch.autograd.grad(z, items, mix_upstream)
+        return spmm(graph, x), spmm(graph, x.bfloat16()), layers, grad_ego, grad_items
+    return step
+
+
+def test_deterministic_mode_gives_the_same_bits_every_run(dev):
+    """torch.use_deterministic_algorithms(True): cut rows and the MixGCF scatter are summed in a fixed order."""
+    with deterministic_algorithms(True):
+        first, *others = repeated_runs(dev, atomic_ops_step(dev))
+    for other in others:
+        for name, a, b in zip(ATOMIC_OUTPUTS, first, other):
+            assert torch.equal(a, b), f"{name} changed between runs in deterministic mode"
+
+
+@pytest.mark.emulation
+@pytest.mark.skipif(not cuda_emulation.SUPPORTED, reason=cuda_emulation.UNSUPPORTED_REASON)
+def test_atomic_sums_depend_on_the_warp_schedule():
+    """The other side of the test above: with atomics the same ops give other bits under other warp schedules, so
+    the emulator's schedules can tell a fixed summation order from an unfixed one."""
+    with _ext.library(cuda_emulation.build()), deterministic_algorithms(False):
+        first, *others = repeated_runs("cpu", atomic_ops_step("cpu"))
+    for index, name in enumerate(ATOMIC_OUTPUTS):
+        if name != "spmm bf16":  # rounded to bf16, the float32 sums' last bits rarely show
+            assert any(not torch.equal(first[index], other[index]) for other in others), name
 
 
 @pytest.mark.parametrize("B,M,d,I", [(1, 1, 64, 3), (2048, 64, 64, 5000), (17, 9, 7, 30)])

@@ -39,6 +39,12 @@ struct ThreadIndex {
 // assertion, misaligned vector load, divergent shuffle) and the block/thread it happened in.
 void launch(dim3 grid, dim3 block, const std::function<void()>& thread_body);
 
+// Order of the warps of the following launches: grid order (seed 0, the default), or a permutation of all the
+// grid's warps drawn from `seed` and a launch counter, so two launches of one kernel run in different orders. A GPU
+// may run warps in any order, and no kernel in csrc/cuda cooperates within a block, so every such order is a valid
+// schedule: results that depend on it (the order of atomic adds) differ between seeds, as between GPU runs.
+void set_warp_schedule(std::uint64_t seed);
+
 // Only valid inside a running kernel.
 const ThreadIndex& current_thread();
 
