@@ -16,7 +16,9 @@ Per graph (synthetic power-law graphs of the published LightGCN training sizes, 
   ours on a bfloat16 item stack;
 * DNS / AHNS selection vs eager gather+bmm+argmax/argmin;
 * one epoch of LightGCN + MixGCF training on the graph with GPU-side candidate sampling (BPR, Adam, batch 2048),
-  ours (float32 and bfloat16 layer stack) vs the reference ops.
+  ours (float32 and bfloat16 layer stack) vs the reference ops;
+* the cost of ``torch.use_deterministic_algorithms(True)`` (option ``use_deterministic_algorithms``): our SpMM,
+  propagation, MixGCF step and epoch with it, next to the same ops without it (a ratio above 1 is its cost).
 
 Timing: CUDA events around each call, warm-up first, median over ``--rounds``, variants interleaved per round.
 Correctness is cross-checked against the references before timing.
@@ -33,6 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from synthetic_graph import YELP2018, power_law_interactions  # noqa: E402
 
+from recbole_hnlm.determinism import deterministic_algorithms  # noqa: E402
 from recbole_hnlm.ops import _ext, bipartite_normalized_graph, lightgcn_propagate, mixgcf_mix  # noqa: E402
 from recbole_hnlm.ops import select_candidates, spmm  # noqa: E402
 from recbole_hnlm.ops.reference import (  # noqa: E402
@@ -47,6 +50,14 @@ GRAPHS = {"yelp2018": YELP2018, "amazon-book": AMAZON_BOOK}
 #: Peak HBM bandwidth (GB/s) by device-name substring, for the ratio to the floor.
 PEAK_GBPS = {"H200": 4800.0, "H100": 3350.0, "A100": 2039.0}
 D, K, B, M = 64, 3, 2048, 64
+
+
+def deterministic(fn):
+    """fn run under torch.use_deterministic_algorithms(True, warn_only=True): fixed summation orders."""
+    def run():
+        with deterministic_algorithms(True):
+            return fn()
+    return run
 
 
 class Timer:
@@ -202,7 +213,8 @@ def main():
             ref = lightgcn_propagate_reference(graph, x.double(), K)
             torch.testing.assert_close(lightgcn_propagate(graph, x, K).double(), ref, atol=3e-2, rtol=3e-2)
             csr = graph.to_sparse_csr(dtype)
-            variants = {"ours spmm": lambda: spmm(graph, x)}
+            variants = {"ours spmm": lambda: spmm(graph, x),
+                        "ours spmm, deterministic mode": deterministic(lambda: spmm(graph, x))}
             try:
                 torch.sparse.mm(csr, x)
                 variants["torch.sparse.mm CSR (cuSPARSE)"] = lambda: torch.sparse.mm(csr, x)
@@ -219,6 +231,8 @@ def main():
             upstream = torch.randn(n, D, device=device, dtype=dtype, generator=gen)
             variants = {
                 "ours lightgcn_propagate": lambda: torch.autograd.grad(lightgcn_propagate(graph, ego, K), [ego], upstream),
+                "ours, deterministic mode": deterministic(
+                    lambda: torch.autograd.grad(lightgcn_propagate(graph, ego, K), [ego], upstream)),
                 "reference chain (torch.sparse.mm)": lambda: torch.autograd.grad(
                     lightgcn_propagate_reference(graph, ego, K), [ego], upstream),
             }
@@ -265,6 +279,8 @@ def main():
         variants = {
             "ours mixgcf_mix": lambda: torch.autograd.grad(mixgcf_mix(query, pos, items, cand, alpha)[0],
                                                            [pos, items], up),
+            "ours mixgcf_mix, deterministic mode": deterministic(lambda: torch.autograd.grad(
+                mixgcf_mix(query, pos, items, cand, alpha)[0], [pos, items], up)),
             "eager official MixGCF": lambda: torch.autograd.grad(
                 mixgcf_mix_official(query, pos, items, cand, alpha)[0], [pos, items], up),
         }
@@ -286,10 +302,13 @@ def main():
 
         if not args.skip_epoch:
             results, notes = {}, {}
-            for label, use_kernels, layers_dtype in (("ours (kernels)", True, None),
-                                                     ("ours (kernels), bfloat16 stack", True, torch.bfloat16),
-                                                     ("reference ops", False, None)):
+            for label, use_kernels, layers_dtype, strict in (
+                    ("ours (kernels)", True, None, False),
+                    ("ours (kernels), bfloat16 stack", True, torch.bfloat16, False),
+                    ("ours (kernels), deterministic mode", True, None, True),
+                    ("reference ops", False, None, False)):
                 epoch, n_batches = epoch_step_factory(graph, sizes, device, torch.float32, use_kernels, layers_dtype)
+                epoch = deterministic(epoch) if strict else epoch
                 epoch()  # warm-up epoch
                 times = [timer.once(epoch) for _ in range(args.epoch_rounds)]
                 results[label] = statistics.median(times)

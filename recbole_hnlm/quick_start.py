@@ -16,6 +16,7 @@ from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_logger, init_seed, set_color
 
 from recbole_hnlm.config import Config
+from recbole_hnlm.determinism import deterministic_algorithms
 from recbole_hnlm.errors import ConfigError
 from recbole_hnlm.utils import get_model, get_sampler, get_trainer
 
@@ -58,38 +59,39 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
         dict: ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``, ``checkpoint``.
     """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-    logger = getLogger()
-    logger.info(sys.argv)
-    logger.info(config)
-    check_dataset_files(config)
+    with deterministic_algorithms(config["use_deterministic_algorithms"]):
+        init_seed(config["seed"], config["reproducibility"])
+        init_logger(config)
+        logger = getLogger()
+        logger.info(sys.argv)
+        logger.info(config)
+        check_dataset_files(config)
 
-    init_seed(split_seed(config), config["reproducibility"])
-    dataset = create_dataset(config)
-    logger.info(dataset)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    sampler_class = get_sampler(config["sampler"])
-    sampler_class.prepare(config, dataset, train_data)
+        init_seed(split_seed(config), config["reproducibility"])
+        dataset = create_dataset(config)
+        logger.info(dataset)
+        train_data, valid_data, test_data = data_preparation(config, dataset)
+        sampler_class = get_sampler(config["sampler"])
+        sampler_class.prepare(config, dataset, train_data)
 
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    logger.info(model)
+        init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+        model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+        logger.info(model)
 
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-    best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"])
-    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+        trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+        best_valid_score, best_valid_result = trainer.fit(
+            train_data, valid_data, saved=saved, show_progress=config["show_progress"])
+        test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
 
-    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
-    logger.info(set_color("test result", "yellow") + f": {test_result}")
-    return {
-        "best_valid_score": best_valid_score,
-        "valid_score_bigger": config["valid_metric_bigger"],
-        "best_valid_result": best_valid_result,
-        "test_result": test_result,
-        "checkpoint": trainer.saved_model_file if saved else None,
-    }
+        logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+        logger.info(set_color("test result", "yellow") + f": {test_result}")
+        return {
+            "best_valid_score": best_valid_score,
+            "valid_score_bigger": config["valid_metric_bigger"],
+            "best_valid_result": best_valid_result,
+            "test_result": test_result,
+            "checkpoint": trainer.saved_model_file if saved else None,
+        }
 
 
 def objective_function(config_dict=None, config_file_list=None, saved=True):

@@ -43,7 +43,8 @@ stage dispatch 60 "$PY" -c "import recbole_hnlm.ops as o; print('WITH_EXT', o.WI
 stage tests 300 "$PY" -m pytest -q -p no:cacheprovider tests/ops -rs -m "not emulation"
 if command -v compute-sanitizer > /dev/null; then
   stage memcheck 240 compute-sanitizer --tool memcheck --error-exitcode 9 \
-    "$PY" -m pytest -q -p no:cacheprovider tests/ops/test_cuda_kernels.py -m "not emulation" -k "hub5000 and float32"
+    "$PY" -m pytest -q -p no:cacheprovider tests/ops/test_cuda_kernels.py -m "not emulation" \
+    -k "(hub5000 and float32) or same_bits"
   stage racecheck 240 compute-sanitizer --tool racecheck --error-exitcode 9 \
     "$PY" -m pytest -q -p no:cacheprovider tests/ops/test_cuda_kernels.py -m "not emulation" -k "mixgcf and float32"
 else

@@ -106,3 +106,41 @@ def test_cli_reports_unknown_sampler(capsys):
     code = main(["--model=LightGCN", "--sampler=Bogus"])
     assert code == 2
     assert "Valid samplers" in capsys.readouterr().err
+
+
+def test_use_deterministic_algorithms_option(fast_config):
+    """The option runs under torch's deterministic mode (restored afterwards); on the CPU every op of a LightGCN +
+    MixGCF run has a deterministic implementation (torch would warn otherwise) and the results do not change."""
+    import warnings
+
+    from recbole_hnlm.errors import ConfigError
+
+    config = {**fast_config, "epochs": 1, "mixgcf_candidates": 16, "sampler": "MixGCF"}
+    plain = run_recbole_hnlm(model="LightGCN", config_dict=config)
+    assert not torch.are_deterministic_algorithms_enabled()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        strict = run_recbole_hnlm(model="LightGCN", config_dict={**config, "use_deterministic_algorithms": True})
+    assert not [str(w.message) for w in caught if "determinis" in str(w.message)]
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert strict["test_result"] == plain["test_result"]
+    with pytest.raises(ConfigError, match="use_deterministic_algorithms"):
+        run_recbole_hnlm(model="LightGCN", config_dict={**config, "use_deterministic_algorithms": "yes"})
+
+
+def test_deterministic_algorithms_scope():
+    from recbole_hnlm.determinism import deterministic_algorithms
+
+    with deterministic_algorithms(True):
+        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"]
+        with deterministic_algorithms(False):  # False leaves the caller's mode alone
+            assert torch.are_deterministic_algorithms_enabled()
+    assert not torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        with deterministic_algorithms(True):
+            assert torch.is_deterministic_algorithms_warn_only_enabled()
+        assert torch.are_deterministic_algorithms_enabled() and not torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)

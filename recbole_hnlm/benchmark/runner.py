@@ -242,6 +242,7 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
     from recbole.utils import init_seed
 
     from recbole_hnlm.benchmark import analysis as A
+    from recbole_hnlm.determinism import deterministic_algorithms
     from recbole_hnlm.quick_start import check_dataset_files, split_seed
     from recbole_hnlm.utils import get_model, get_sampler, get_trainer
 
@@ -252,7 +253,8 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
     cell_dict = {"state": "WARNING", "show_progress": False, **settings,
                  "sampler": cell.sampler, "seed": cell.seed, "checkpoint_dir": checkpoint_dir}
     config = make_config(cell.model, dataset, cell_dict, config_file_list)
-    with cell_logging(config, os.path.join(out_dir, "logs", f"{cell.key}.log")):
+    with cell_logging(config, os.path.join(out_dir, "logs", f"{cell.key}.log")), \
+            deterministic_algorithms(config["use_deterministic_algorithms"]):
         logger = logging.getLogger()
         logger.info(f"benchmark cell {cell.key}")
         logger.info(config)
