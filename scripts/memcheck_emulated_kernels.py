@@ -4,7 +4,7 @@ write in a kernel (a GPU's compute-sanitizer memcheck finding) shows up here wit
     valgrind --tool=memcheck --undef-value-errors=no --error-limit=no --log-file=/tmp/vg.log \\
         .venv/bin/python scripts/memcheck_emulated_kernels.py
 
-(~10 min on 2 cores; expect "client switching stacks" warnings from the emulator's fibers and a few invalid reads in
+(~20 min on 2 cores; expect "client switching stacks" warnings from the emulator's fibers and a few invalid reads in
 ld.so's strncmp while libraries load, none under csrc/.) Also runs, in seconds, without valgrind.
 """
 import os
@@ -22,7 +22,15 @@ from recbole_hnlm.ops import _ext, candidate_scores, lightgcn_propagate, mixgcf_
 
 def main():
     torch.manual_seed(0)
-    with _ext.library(cuda_emulation.build()):
+    for deterministic in (False, True):  # True: the fixed-order paths (SpMM carry buffer, MixGCF segment sums)
+        torch.use_deterministic_algorithms(deterministic)
+        run_every_op()
+    torch.use_deterministic_algorithms(False)
+    print("every emulated op ran, with atomics and in deterministic mode")
+
+
+def run_every_op():
+    with _ext.library(cuda_emulation.build()), cuda_emulation.warp_schedule(7):
         for n_users, n_items, n_edges in [(3, 4, 4), (40, 30, 120), (600, 120, 3000)]:
             graph = random_graph(n_users, n_items, n_edges, seed=1, hub=True)
             for d in (1, 7, 64, 128, 256):  # bf16 d = 256: 16-byte loads
@@ -45,7 +53,6 @@ def main():
                 candidate_scores(user, table, candidates)
                 select_candidates(user, table, candidates)
                 select_candidates(user, table, candidates, torch.randn(B))
-    print("every emulated op ran")
 
 
 if __name__ == "__main__":

@@ -82,8 +82,11 @@ def main(argv=None) -> int:
             from .pipeline import teacher_path_for
             from .teacher_training import train_teacher
 
+            from recbole_hnlm.determinism import deterministic_algorithms
+
             rb_config["show_progress"] = not args.quiet
-            print(train_teacher(rb_config, train, teacher_path_for(rb_config)))
+            with deterministic_algorithms(rb_config["use_deterministic_algorithms"]):  # as inside a run
+                print(train_teacher(rb_config, train, teacher_path_for(rb_config)))
             return 0
         train_pairs = train_pairs_from_dataset(train)
         config = {k: rb_config[k] for k in rb_config.final_config_dict if k.startswith("hnlm_") or k.endswith("_FIELD")}

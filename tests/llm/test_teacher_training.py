@@ -122,5 +122,6 @@ def test_cli_split_is_the_run_split_and_teacher_stage_writes_the_file(fast_confi
     teacher_file = tmp_path / "cli-teacher.safetensors"
     assert main(["teacher", "--dataset", name, "--data_path", data_path, "--quiet", "--hnlm_teacher_epochs=1",
                  "--hnlm_teacher_model=MF", f"--hnlm_teacher_path={teacher_file}",
-                 f"--load_col={fast_config['load_col']}"]) == 0
+                 f"--load_col={fast_config['load_col']}", "--use_deterministic_algorithms=True"]) == 0
+    assert not torch.are_deterministic_algorithms_enabled()  # restored after the stage
     assert Teacher.load(str(teacher_file)).pair_user.numel() == len(run_train._dataset.inter_feat)

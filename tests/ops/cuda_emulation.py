@@ -46,11 +46,16 @@ def warp_schedule(seed: int):
     schedule, as the order of atomic adds does.
     """
     set_schedule = getattr(torch_ops(), "set_warp_schedule")
+    previous, _schedule[0] = _schedule[0], seed
     set_schedule(seed)
     try:
         yield
     finally:
-        set_schedule(0)
+        _schedule[0] = previous
+        set_schedule(previous)  # a nested block hands back the outer schedule (restarted from its seed)
+
+
+_schedule = [0]  # the seed in force (0: grid order)
 
 
 def torch_ops():
