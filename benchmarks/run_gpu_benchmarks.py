@@ -212,6 +212,8 @@ def main():
             x = torch.randn(n, D, device=device, dtype=dtype, generator=gen)
             ref = lightgcn_propagate_reference(graph, x.double(), K)
             torch.testing.assert_close(lightgcn_propagate(graph, x, K).double(), ref, atol=3e-2, rtol=3e-2)
+            with deterministic_algorithms(True):  # the fixed-order paths, checked before they are timed
+                torch.testing.assert_close(lightgcn_propagate(graph, x, K).double(), ref, atol=3e-2, rtol=3e-2)
             csr = graph.to_sparse_csr(dtype)
             variants = {"ours spmm": lambda: spmm(graph, x),
                         "ours spmm, deterministic mode": deterministic(lambda: spmm(graph, x))}
@@ -274,6 +276,11 @@ def main():
         z, chosen = mixgcf_mix(query, pos, items, cand, alpha)
         z_off, chosen_off = mixgcf_mix_official(query, pos, items, cand, alpha)
         assert (chosen == chosen_off).float().mean() > 0.999
+        grads = torch.autograd.grad(z, [pos, items], up)
+        with deterministic_algorithms(True):
+            z_det, _ = mixgcf_mix(query, pos, items, cand, alpha)
+            for got, want in zip(torch.autograd.grad(z_det, [pos, items], up), grads):
+                torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
         ours_saved = saved_bytes(lambda: mixgcf_mix(query, pos, items, cand, alpha))
         eager_saved = saved_bytes(lambda: mixgcf_mix_official(query, pos, items, cand, alpha))
         variants = {

@@ -10,12 +10,13 @@ It costs speed on a GPU and changes nothing on the CPU, whose kernels are determ
 """
 import contextlib
 import os
+import warnings
 
 import torch
 
 from recbole_hnlm.errors import ConfigError
 
-#: cuBLAS's reproducible workspace setting (torch.use_deterministic_algorithms' documentation), set if unset.
+#: cuBLAS's reproducible workspace setting (torch.use_deterministic_algorithms' documentation).
 CUBLAS_WORKSPACE_CONFIG = ":4096:8"
 
 
@@ -23,7 +24,9 @@ CUBLAS_WORKSPACE_CONFIG = ":4096:8"
 def deterministic_algorithms(enabled):
     """Run the block under ``torch.use_deterministic_algorithms(True, warn_only=True)`` when ``enabled``.
 
-    The previous mode is restored on exit; with ``enabled`` false the block runs under whatever mode is set.
+    A caller's strict mode (``warn_only=False``) stays strict; the previous mode is restored on exit. With
+    ``enabled`` false the block runs under whatever mode is set. ``CUBLAS_WORKSPACE_CONFIG`` is set for the block
+    when unset; cuBLAS reads it when CUDA starts, so a process that has used CUDA already is warned to export it.
 
     Raises:
         ConfigError: ``enabled`` is not a bool (option ``use_deterministic_algorithms``).
@@ -34,9 +37,16 @@ def deterministic_algorithms(enabled):
         yield
         return
     before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    set_cublas = "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+    if set_cublas:
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            warnings.warn("use_deterministic_algorithms: CUDA was started before CUBLAS_WORKSPACE_CONFIG was set, so "
+                          "cuBLAS may not honour it; export CUBLAS_WORKSPACE_CONFIG=:4096:8 before starting Python.")
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE_CONFIG
+    torch.use_deterministic_algorithms(True, warn_only=before[1] if before[0] else True)
     try:
         yield
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        if set_cublas:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)

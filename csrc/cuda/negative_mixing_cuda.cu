@@ -12,7 +12,8 @@
 //   mixgcf_mix_backward  grad_pos = a*g; grad_items[chosen] += (1-a)*g (atomics: several rows may pick one item;
 //                        the order of those adds is not fixed, unlike the CPU kernel). Under
 //                        torch.use_deterministic_algorithms(True): the rows are sorted by (item, layer), stably, and
-//                        one warp sums each item's rows in batch order, as the CPU kernel does (no atomics)
+//                        one warp sums each item's rows in batch order, the CPU kernel's order (no atomics; the CPU
+//                        rounds bf16/half after each add, and nvcc may fuse w * g + s, so the bits can differ)
 //   candidate_scores     s[b, m] = <u_b, e_{C[b,m]}>
 //   select_candidates    argmax_m s[b, m] (DNS) or argmin_m |s[b, m] - t_b| (AHNS)
 //

@@ -176,7 +176,7 @@ def test_propagation_agrees_with_cpu_kernel(dev):
 
 
 @pytest.mark.parametrize("return_layers", [False, True])
-def test_int64_indices_give_the_int32_results(dev, return_layers):
+def test_int64_indices_give_the_int32_results(dev, deterministic, return_layers):
     """Graphs past 2**31 entries use int64 rowptr/col (bipartite_normalized_graph): the other index instantiation."""
     g32 = cuda_graph("hub5000", dev)
     g64 = CSRGraph(g32.rowptr.long(), g32.col.long(), g32.val, g32.num_nodes)
@@ -281,6 +281,27 @@ def test_deterministic_mode_gives_the_same_bits_every_run(dev):
     for other in others:
         for name, a, b in zip(ATOMIC_OUTPUTS, first, other):
             assert torch.equal(a, b), f"{name} changed between runs in deterministic mode"
+
+
+@pytest.mark.emulation
+@pytest.mark.skipif(not cuda_emulation.SUPPORTED, reason=cuda_emulation.UNSUPPORTED_REASON)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_deterministic_mixgcf_backward_sums_in_batch_order(dtype):
+    """In deterministic mode each item's rows are summed in batch order, the CPU kernel's order: on the emulator
+    (no fused multiply-add) the float bits equal the CPU kernel's. A GPU keeps the order but may contract w * g + s
+    into one FMA, so there only run-to-run equality is tested. An unstable sort or another order fails here."""
+    _, _, _, _, alpha = mix_inputs("cpu", 300, 4, 3, 70, 5, dtype, False, seed=13)
+    gen = torch.Generator().manual_seed(14)
+    grad_z = torch.randn(300, 3, 70, generator=gen, dtype=dtype)
+    chosen = torch.randint(0, 5, (300, 3), generator=gen)  # ~60 rows per item and layer
+    cpu = torch.ops.recbole_hnlm.mixgcf_mix_backward(grad_z, chosen, alpha, 5)
+    emulated_ops = cuda_emulation.torch_ops()
+    with deterministic_algorithms(True), cuda_emulation.warp_schedule(3):
+        emulated = emulated_ops.mixgcf_mix_backward(grad_z, chosen, alpha, 5)
+    with deterministic_algorithms(False), cuda_emulation.warp_schedule(3):
+        atomic = emulated_ops.mixgcf_mix_backward(grad_z, chosen, alpha, 5)
+    assert torch.equal(emulated[0], cpu[0]) and torch.equal(emulated[1], cpu[1])
+    assert not torch.equal(atomic[1], cpu[1])  # the shuffled atomics do change the order (the test has teeth)
 
 
 @pytest.mark.emulation
