@@ -43,3 +43,23 @@ def test_failures_are_reported_with_the_thread(self_test, name, message):
     with pytest.raises(RuntimeError, match=message):
         self_test(name)
     assert torch.equal(self_test("shuffle_width")[:2], torch.tensor([100.0, 1.0]))  # the emulator is still usable
+
+
+def test_warp_schedule_runs_every_warp_once_in_a_seeded_order(self_test):
+    """Grid order by default; a seed gives a permutation of all warps of the grid (blocks mixed), the same one for
+    the same seed and launch, another for the next launch or another seed."""
+    grid_order = torch.arange(32, dtype=torch.float32)
+    assert torch.equal(self_test("warp_order"), grid_order)
+    orders = {}
+    for seed in (1, 2):
+        with cuda_emulation.warp_schedule(seed):
+            orders[seed] = [self_test("warp_order") for _ in range(2)]
+        with cuda_emulation.warp_schedule(seed):
+            assert torch.equal(self_test("warp_order"), orders[seed][0])  # reproducible from the seed
+    for first, second in orders.values():
+        assert torch.equal(first.sort().values, grid_order)  # each warp ran exactly once
+        assert not torch.equal(first, grid_order) and not torch.equal(first, second)
+    assert not torch.equal(orders[1][0], orders[2][0])
+    assert torch.equal(self_test("warp_order"), grid_order)  # grid order again after the block
+    with pytest.raises(RuntimeError, match="warp schedule seed must be >= 0"):
+        cuda_emulation.torch_ops().set_warp_schedule(-1)

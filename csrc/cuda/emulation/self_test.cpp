@@ -49,11 +49,19 @@ void assertion_kernel(float* out) {
   out[threadIdx.x] = 1.0f;
 }
 
+int warps_started = 0;  // warp_order: how many warps of the launch have started
+
+void warp_order_kernel(float* out) {  // lane 0 of each warp: its position in the order the warps ran
+  if (threadIdx.x % 32 == 0) out[(blockIdx.x * blockDim.x + threadIdx.x) / 32] = static_cast<float>(warps_started++);
+}
+
 at::Tensor emulator_self_test(c10::string_view name) {
   // warp_sum: 2 blocks of 2 warps; partial_warp: the same sums in a block of 48 threads (a warp of 16 lanes, whose
-  // full-mask shuffle names lanes that do not exist); assertion: 2 warps; the rest: one warp
-  const unsigned blocks = name == "warp_sum" ? 2 : 1;
-  const unsigned threads = name == "partial_warp" ? 48 : (name == "warp_sum" || name == "assertion" ? 64 : 32);
+  // full-mask shuffle names lanes that do not exist); assertion: 2 warps; warp_order: 16 blocks of 2 warps; the rest:
+  // one warp
+  const unsigned blocks = name == "warp_sum" ? 2 : (name == "warp_order" ? 16 : 1);
+  const unsigned threads =
+      name == "partial_warp" ? 48 : (name == "warp_sum" || name == "assertion" || name == "warp_order" ? 64 : 32);
   auto out = at::zeros({blocks * threads + 4}, at::kFloat);
   void (*kernel)(float*) = nullptr;
   if (name == "warp_sum" || name == "partial_warp") kernel = warp_sum_kernel;
@@ -63,10 +71,12 @@ at::Tensor emulator_self_test(c10::string_view name) {
   else if (name == "misaligned_load") kernel = misaligned_load_kernel;
   else if (name == "assertion") kernel = assertion_kernel;
   else if (name == "exception") kernel = exception_kernel;
+  else if (name == "warp_order") kernel = warp_order_kernel;
+  warps_started = 0;
   TORCH_CHECK(kernel != nullptr, "unknown emulator self test ", name);
   float* data = out.data_ptr<float>();
   cuda_emulation::launch(dim3(blocks), dim3(threads), [&] { kernel(data); });
-  return out.narrow(0, 0, blocks * threads);
+  return name == "warp_order" ? out.narrow(0, 0, blocks * threads / 32) : out.narrow(0, 0, blocks * threads);
 }
 
 }  // namespace
