@@ -244,23 +244,25 @@ std::tuple<at::Tensor, at::Tensor> mixgcf_mix_backward_cuda(const at::Tensor& gr
   auto grad_pos = (grad_c.to(acc_type) * alpha_c.unsqueeze(-1)).to(grad_c.scalar_type());
   auto grad_items = at::zeros({num_items, L, d}, grad_c.options().dtype(acc_type));
   const int64_t rows = B * L;
-  if (rows > 0 && d > 0 && at::globalContext().deterministicAlgorithms()) {
-    // row b*L + l adds into grad_items' row item * L + l; a stable sort keeps batch order within an item
-    const auto layer = at::arange(L, chosen_c.options()).repeat({B});
-    const auto [keys, order] =
-        at::sort(chosen_c.reshape({rows}) * L + layer, /*stable=*/std::optional<bool>(true), /*dim=*/0);
+  if (rows > 0 && d > 0) {
+    at::Tensor keys, order;  // deterministic mode: the rows sorted by the grad_items row they add into
+    if (at::globalContext().deterministicAlgorithms()) {
+      // row b*L + l adds into grad_items' row item * L + l; a stable sort keeps batch order within an item
+      const auto layer = at::arange(L, chosen_c.options()).repeat({B});
+      std::tie(keys, order) =
+          at::sort(chosen_c.reshape({rows}) * L + layer, /*stable=*/std::optional<bool>(true), /*dim=*/0);
+    }
     HNLM_DISPATCH_FLOATING(grad_c.scalar_type(), "mixgcf_mix_backward_cuda", [&] {
       using acc_t = at::opmath_type<scalar_t>;
-      launch_kernel(mixgcf_segment_sum_kernel<scalar_t, acc_t>, blocks_for_warps(rows), kBlock,
-          grad_c.data_ptr<scalar_t>(), keys.data_ptr<int64_t>(), order.data_ptr<int64_t>(), alpha_c.data_ptr<acc_t>(),
-          grad_items.data_ptr<acc_t>(), rows, d, num_items * L);
-    });
-  } else if (rows > 0 && d > 0) {
-    HNLM_DISPATCH_FLOATING(grad_c.scalar_type(), "mixgcf_mix_backward_cuda", [&] {
-      using acc_t = at::opmath_type<scalar_t>;
-      launch_kernel(mixgcf_scatter_kernel<scalar_t, acc_t>, blocks_for_warps(rows), kBlock,
-          grad_c.data_ptr<scalar_t>(), chosen_c.data_ptr<int64_t>(), alpha_c.data_ptr<acc_t>(),
-          grad_items.data_ptr<acc_t>(), rows, static_cast<int>(L), d, num_items);
+      if (keys.defined()) {
+        launch_kernel(mixgcf_segment_sum_kernel<scalar_t, acc_t>, blocks_for_warps(rows), kBlock,
+            grad_c.data_ptr<scalar_t>(), keys.data_ptr<int64_t>(), order.data_ptr<int64_t>(),
+            alpha_c.data_ptr<acc_t>(), grad_items.data_ptr<acc_t>(), rows, d, num_items * L);
+      } else {
+        launch_kernel(mixgcf_scatter_kernel<scalar_t, acc_t>, blocks_for_warps(rows), kBlock,
+            grad_c.data_ptr<scalar_t>(), chosen_c.data_ptr<int64_t>(), alpha_c.data_ptr<acc_t>(),
+            grad_items.data_ptr<acc_t>(), rows, static_cast<int>(L), d, num_items);
+      }
     });
   }
   if (grad_items.scalar_type() != grad_c.scalar_type()) grad_items = grad_items.to(grad_c.scalar_type());

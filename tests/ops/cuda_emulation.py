@@ -38,6 +38,9 @@ def build() -> str:
     return LIBRARY
 
 
+_schedule = [0]  # the warp_schedule seed in force (0: grid order)
+
+
 @contextlib.contextmanager
 def warp_schedule(seed: int):
     """Run the emulated launches inside the block with their warps in an order drawn from ``seed`` (not grid order).
@@ -53,9 +56,6 @@ def warp_schedule(seed: int):
     finally:
         _schedule[0] = previous
         set_schedule(previous)  # a nested block hands back the outer schedule (restarted from its seed)
-
-
-_schedule = [0]  # the seed in force (0: grid order)
 
 
 def torch_ops():

@@ -29,6 +29,7 @@ import cuda_emulation  # tests/ops is on sys.path (rootdir-relative, no __init__
 from recbole_hnlm.ops import WITH_CUDA_EXT, candidate_scores, lightgcn_propagate
 from recbole_hnlm.ops import CSRGraph, mixgcf_mix, select_candidates, spmm
 from test_propagation import random_graph
+from recbole_hnlm.determinism import deterministic_algorithms
 from recbole_hnlm.ops import _ext
 from recbole_hnlm.ops.reference import (
     candidate_scores_reference,
@@ -68,19 +69,10 @@ def dev(request):
         yield device
 
 
-@contextlib.contextmanager
-def deterministic_algorithms(enabled):
-    """torch.use_deterministic_algorithms(enabled) inside the block (warn-only: torch's own ops only warn)."""
-    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(enabled, warn_only=True)
-    try:
-        yield enabled
-    finally:
-        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
-
-
 @pytest.fixture(params=[False, True], ids=["atomic", "deterministic"])
 def deterministic(request):
+    """The atomic paths, or the fixed-order ones under the run option's torch.use_deterministic_algorithms."""
+    assert not torch.are_deterministic_algorithms_enabled(), "deterministic mode was left on"
     with deterministic_algorithms(request.param):
         yield request.param
 
@@ -298,7 +290,8 @@ def test_deterministic_mixgcf_backward_sums_in_batch_order(dtype):
     emulated_ops = cuda_emulation.torch_ops()
     with deterministic_algorithms(True), cuda_emulation.warp_schedule(3):
         emulated = emulated_ops.mixgcf_mix_backward(grad_z, chosen, alpha, 5)
-    with deterministic_algorithms(False), cuda_emulation.warp_schedule(3):
+    assert not torch.are_deterministic_algorithms_enabled()
+    with cuda_emulation.warp_schedule(3):
         atomic = emulated_ops.mixgcf_mix_backward(grad_z, chosen, alpha, 5)
     assert torch.equal(emulated[0], cpu[0]) and torch.equal(emulated[1], cpu[1])
     assert not torch.equal(atomic[1], cpu[1])  # the shuffled atomics do change the order (the test has teeth)
@@ -309,7 +302,8 @@ def test_deterministic_mixgcf_backward_sums_in_batch_order(dtype):
 def test_atomic_sums_depend_on_the_warp_schedule():
     """The other side of the test above: with atomics the same ops give other bits under other warp schedules, so
     the emulator's schedules can tell a fixed summation order from an unfixed one."""
-    with _ext.library(cuda_emulation.build()), deterministic_algorithms(False):
+    assert not torch.are_deterministic_algorithms_enabled()
+    with _ext.library(cuda_emulation.build()):
         first, *others = repeated_runs("cpu", atomic_ops_step("cpu"))
     for index, name in enumerate(ATOMIC_OUTPUTS):
         if name != "spmm bf16":  # rounded to bf16, the float32 sums' last bits rarely show

@@ -72,8 +72,8 @@ at::Tensor emulator_self_test(c10::string_view name) {
   else if (name == "assertion") kernel = assertion_kernel;
   else if (name == "exception") kernel = exception_kernel;
   else if (name == "warp_order") kernel = warp_order_kernel;
-  warps_started = 0;
   TORCH_CHECK(kernel != nullptr, "unknown emulator self test ", name);
+  warps_started = 0;
   float* data = out.data_ptr<float>();
   cuda_emulation::launch(dim3(blocks), dim3(threads), [&] { kernel(data); });
   return name == "warp_order" ? out.narrow(0, 0, blocks * threads / 32) : out.narrow(0, 0, blocks * threads);

@@ -261,23 +261,20 @@ void launch(dim3 grid, dim3 block, const std::function<void()>& thread_body) {
     ~Deactivate() { active = nullptr; }
   } deactivate;
   const unsigned warps_per_block = (block.x + kWarpSize - 1) / kWarpSize;
-  const auto run = [&](unsigned b, unsigned w) {
-    warp->live = static_cast<int>(std::min<unsigned>(kWarpSize, block.x - w * kWarpSize));
-    for (int i = 0; i < warp->live; ++i)
-      warp->lanes[i].index = ThreadIndex{{w * kWarpSize + i, 0, 0}, {b, 0, 0}, block, grid};
-    run_warp(*warp);
-  };
-  if (schedule_seed == 0) {
-    for (unsigned b = 0; b < grid.x && !warp->failed; ++b)
-      for (unsigned w = 0; w < warps_per_block && !warp->failed; ++w) run(b, w);
-  } else {
-    std::vector<std::pair<unsigned, unsigned>> order;
-    order.reserve(static_cast<std::size_t>(grid.x) * warps_per_block);
-    for (unsigned b = 0; b < grid.x; ++b)
-      for (unsigned w = 0; w < warps_per_block; ++w) order.emplace_back(b, w);
+  std::vector<std::pair<unsigned, unsigned>> order;  // (block, warp in block), in the order they run
+  order.reserve(static_cast<std::size_t>(grid.x) * warps_per_block);
+  for (unsigned b = 0; b < grid.x; ++b)
+    for (unsigned w = 0; w < warps_per_block; ++w) order.emplace_back(b, w);
+  if (schedule_seed != 0) {
     std::mt19937_64 generator(schedule_seed * 0x9E3779B97F4A7C15ull + launches_since_seed++);
     std::shuffle(order.begin(), order.end(), generator);
-    for (std::size_t i = 0; i < order.size() && !warp->failed; ++i) run(order[i].first, order[i].second);
+  }
+  for (std::size_t i = 0; i < order.size() && !warp->failed; ++i) {
+    const auto [b, w] = order[i];
+    warp->live = static_cast<int>(std::min<unsigned>(kWarpSize, block.x - w * kWarpSize));
+    for (int l = 0; l < warp->live; ++l)
+      warp->lanes[l].index = ThreadIndex{{w * kWarpSize + l, 0, 0}, {b, 0, 0}, block, grid};
+    run_warp(*warp);
   }
   TORCH_CHECK(!warp->failed, "emulated CUDA kernel failed: ", warp->failure);
 }
