@@ -20,8 +20,10 @@ class NGCF(SampledRecommender):
         E^{(l+1)} = \mathrm{LeakyReLU}\big((\hat A + I) E^{(l)} W_1^{(l)} + (\hat A E^{(l)} \odot E^{(l)})
         W_2^{(l)}\big)
 
-    followed by message dropout and L2 row normalisation (paper eq. 7); the final embedding concatenates all layers,
-    so MixGCF scores layer ``l`` with the user's layer-``l`` embedding (concat pooling, MixGCF §3.2).
+    (paper eq. 8), followed by message dropout. Each layer is stored L2-row-normalised while the next layer is
+    computed from the unnormalised one, as in the official NGCF and MixGCF code (RecBole's NGCF carries the
+    normalised one). The final embedding concatenates all layers, so MixGCF scores layer ``l`` with the user's
+    layer-``l`` embedding (concat pooling, MixGCF §3.2).
 
     Config:
         hidden_size_list (list of int): output size of each layer. MixGCF needs every size equal to
@@ -59,8 +61,7 @@ class NGCF(SampledRecommender):
             side = spmm(self.graph, x)
             x = F.leaky_relu(w1(side + x) + w2(side * x), negative_slope=0.2)
             x = F.dropout(x, p=self.message_dropout, training=self.training)
-            x = F.normalize(x, p=2, dim=1)
-            layers.append(x)
+            layers.append(F.normalize(x, p=2, dim=1))
         pooled = torch.cat(layers, dim=1)
         n = self.n_users
         emb = Propagation(user_ego=ego[:n], item_ego=ego[n:], user=pooled[:n], item=pooled[n:], pool=concat_pool,

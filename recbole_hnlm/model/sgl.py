@@ -20,10 +20,12 @@ class SGL(LightGCN):
     For the batch's users (and, separately, positive items), InfoNCE over all users (items) of the other view:
 
     .. math::
-        \mathcal L_{ssl} = \sum_{u \in \mathcal B} -\log \frac{\exp(\cos(z'_u, z''_u)/\tau)}
+        \mathcal L_{ssl} = \frac{1}{|\mathcal B|} \sum_{u \in \mathcal B} -\log \frac{\exp(\cos(z'_u, z''_u)/\tau)}
         {\sum_{v \in \mathcal U} \exp(\cos(z'_u, z''_v)/\tau)}
 
-    (paper eq. 10), weighted by ``ssl_weight`` and logged as its own loss column.
+    (paper eq. 10), weighted by ``ssl_weight`` and logged as its own loss column. Eq. 10 and the official code sum
+    over the batch, as they sum BPR; our BPR is a batch mean (MixGCF's ``create_bpr_loss``), so the contrastive term
+    is a batch mean too, which keeps SGL's ratio of the two losses and so the meaning of ``ssl_weight``.
 
     Config:
         type (str): ``ED`` or ``ND``. drop_ratio (float): in [0, 1). ssl_tau (float): > 0. ssl_weight (float).
@@ -61,11 +63,12 @@ class SGL(LightGCN):
 
     @staticmethod
     def info_nce(view1, view2, index, tau):
+        """Mean over ``index`` of eq. 10's InfoNCE: row ``index`` of ``view1`` against every row of ``view2``."""
         z1 = F.normalize(view1[index], dim=1)
         z_all = F.normalize(view2, dim=1)
         logits = z1 @ z_all.T / tau
         positive = (z1 * z_all[index]).sum(1) / tau
-        return (torch.logsumexp(logits, dim=1) - positive).sum()
+        return (torch.logsumexp(logits, dim=1) - positive).mean()
 
     def extra_losses(self, interaction, emb):
         if self.views is None:

@@ -45,7 +45,8 @@ class HNLMRec(NegativeSampler):
     Config:
         hnlm_file (str): side-car store; ``~`` lets :meth:`prepare` build or find it (``recbole_hnlm.llm``).
         hnlm_lambda (float): :math:`\lambda` of eq. 7 in [0, 1]. Default 1e-4 (code, Yelp); 1e-2 for Toys.
-        hnlm_adapter_hidden (list of int): hidden widths of the eq. 6 MLP. Default [2048, 1024] (code).
+        hnlm_adapter_hidden (list of int): hidden widths of the eq. 6 MLP. Default [512] (eq. 6 has one hidden
+            layer; the authors' code uses [2048, 1024]).
         hnlm_cl_weight (float): :math:`\lambda_1`. Default 1e-3.  hnlm_cl_temperature (float): :math:`\tau`. 0.2.
         hnlm_cl_in_batch (bool): also contrast against the other rows' :math:`h` (in-batch denominators).
         hnlm_missing (str): ``error`` or ``random``.

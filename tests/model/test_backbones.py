@@ -1,0 +1,113 @@
+"""Backbone formulas against plain dense references: NGCF's layers (official code's order) and SGL's contrastive loss."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+
+def build(fast_config, model_name, **extra):
+    """The backbone on the ml-100k slice with RNS, its first training batch, and its training dataset."""
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import init_seed
+
+    from recbole_hnlm.config import Config
+    from recbole_hnlm.model.ngcf import NGCF
+    from recbole_hnlm.model.sgl import SGL
+
+    config = Config(model=model_name, config_dict={**fast_config, "sampler": "RNS", **extra})
+    init_seed(config["seed"], True)
+    train_data, _, _ = data_preparation(config, create_dataset(config))
+    model = {"NGCF": NGCF, "SGL": SGL}[model_name](config, train_data._dataset)
+    return model, next(iter(train_data)), train_data._dataset
+
+
+def dense_normalized_adjacency(model, dataset):
+    """D^-1/2 A D^-1/2 of the training graph, built densely from the training pairs (independent of the ops)."""
+    n = model.n_users + model.n_items
+    users, items = model.training_pairs(dataset)
+    adjacency = torch.zeros(n, n, dtype=torch.float64)
+    adjacency[users, model.n_users + items] = 1.0
+    adjacency[model.n_users + items, users] = 1.0
+    degree = adjacency.sum(1)
+    scale = torch.where(degree > 0, degree.rsqrt(), torch.zeros_like(degree))
+    return scale[:, None] * adjacency * scale[None, :]
+
+
+def test_ngcf_carries_the_unnormalised_layer_and_stores_the_normalised_one(fast_config):
+    """Official NGCF / MixGCF: E(l+1) = LeakyReLU(W1((Â+I)E(l)) + W2(ÂE(l) ⊙ E(l))) from the *unnormalised* E(l);
+    each stored layer is L2-normalised. Checked in float64 with dropout off (eval mode), three layers."""
+    model, _, dataset = build(fast_config, "NGCF", message_dropout=0.3)
+    model.eval()
+    a_hat = dense_normalized_adjacency(model, dataset)
+    ego = torch.cat([model.user_embedding.weight, model.item_embedding.weight]).detach().double()
+    expected, x = [ego], ego
+    for w1, w2 in zip(model.w1, model.w2):
+        side = a_hat @ x
+        x = F.leaky_relu(F.linear(side + x, w1.weight.double(), w1.bias.double())
+                         + F.linear(side * x, w2.weight.double(), w2.bias.double()), negative_slope=0.2)
+        expected.append(x / x.norm(dim=1, keepdim=True).clamp_min(1e-12))
+    with torch.no_grad():
+        emb = model.propagate(with_layers=True)
+    got = torch.cat([emb.user_layers, emb.item_layers]).double()
+    assert len(model.w1) == 3 and got.shape[1] == 4
+    for layer in range(4):
+        assert torch.allclose(got[:, layer], expected[layer], rtol=1e-4, atol=1e-5), f"layer {layer}"
+    assert torch.allclose(torch.cat([emb.user, emb.item]).double(), torch.cat(expected, dim=1), rtol=1e-4, atol=1e-5)
+
+
+def test_ngcf_message_dropout_only_in_training(fast_config):
+    model, _, _ = build(fast_config, "NGCF", message_dropout=0.5)
+    model.eval()
+    with torch.no_grad():
+        first, second = model.propagate(with_layers=False).user, model.propagate(with_layers=False).user
+    assert torch.equal(first, second)
+    model.train()
+    with torch.no_grad():
+        assert not torch.equal(model.propagate(with_layers=False).user, first)
+
+
+def reference_info_nce(view1, view2, index, tau):
+    """Eq. 10 of SGL as a cross-entropy: row ``index[b]`` of view 1 must pick row ``index[b]`` of view 2 (mean)."""
+    logits = F.normalize(view1[index], dim=1) @ F.normalize(view2, dim=1).T / tau
+    return F.cross_entropy(logits, index)
+
+
+def test_sgl_info_nce_is_the_batch_mean_of_eq10():
+    gen = torch.Generator().manual_seed(7)
+    from recbole_hnlm.model.sgl import SGL
+
+    for n, d, batch, tau in [(50, 8, 16, 0.2), (7, 3, 40, 0.5), (200, 64, 1, 1.0)]:
+        view1 = torch.randn(n, d, dtype=torch.float64, generator=gen)
+        view2 = torch.randn(n, d, dtype=torch.float64, generator=gen)
+        index = torch.randint(0, n, (batch,), generator=gen)
+        got = SGL.info_nce(view1, view2, index, tau)
+        assert torch.allclose(got, reference_info_nce(view1, view2, index, tau), rtol=1e-12, atol=1e-12)
+
+
+def test_sgl_contrastive_loss_keeps_its_scale_with_the_batch_size(fast_config):
+    """BPR is a batch mean, so the weighted InfoNCE must be one too: doubling the batch by repeating it leaves both
+    terms unchanged (a summed InfoNCE would double and outweigh BPR by a factor of the batch size)."""
+    model, batch, _ = build(fast_config, "SGL", ssl_weight=0.1, ssl_tau=0.2)
+    model.on_epoch_start(0)  # draws the two views, fixed for the epoch; RNS uses the batch's own negatives
+    bpr, ssl = model.calculate_loss(batch)
+
+    from recbole.data.interaction import Interaction
+
+    doubled = Interaction({key: torch.cat([batch[key], batch[key]]) for key in batch.interaction})
+    bpr2, ssl2 = model.calculate_loss(doubled)
+    assert torch.allclose(ssl2, ssl, rtol=1e-5) and torch.allclose(bpr2, bpr, rtol=1e-5)
+
+    user, pos = batch[model.USER_ID], batch[model.ITEM_ID]
+    view1 = model.propagate_graph(model.views[0], with_layers=False)
+    view2 = model.propagate_graph(model.views[1], with_layers=False)
+    expected = 0.1 * (reference_info_nce(view1.user, view2.user, user, 0.2)
+                      + reference_info_nce(view1.item, view2.item, pos, 0.2))
+    assert torch.allclose(ssl, expected, rtol=1e-5)
+    assert ssl.item() < 10 * bpr.item()  # same order as BPR at initialisation, not ~B times larger
+
+
+@pytest.mark.parametrize("augmentation", ["ED", "ND"])
+def test_sgl_views_drop_edges_of_the_training_graph(fast_config, augmentation):
+    model, _, _ = build(fast_config, "SGL", type=augmentation, drop_ratio=0.5)
+    full = model.graph.col.numel()
+    kept = [model.augmented_graph().col.numel() for _ in range(3)]
+    assert all(0 < k < full for k in kept) and len(set(kept)) > 1
