@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 
+from recbole_hnlm.ops import gather_rows
 from recbole_hnlm.sampler.base import Propagation, SamplingContext
 from recbole_hnlm.sampler.candidates import CandidateGenerator
 
@@ -76,7 +77,7 @@ class SampledRecommender(GeneralRecommender):
             candidates = self.candidate_generator(user, self.sampler.n_candidates)
         negatives = self.sampler(SamplingContext(user=user, pos=pos, neg=neg, emb=emb, candidates=candidates))
 
-        u, i = emb.user[user], emb.item[pos]
+        u, i = gather_rows(emb.user, user), gather_rows(emb.item, pos)
         pos_score = (u * i).sum(-1, keepdim=True)
         neg_score = (u.unsqueeze(1) * negatives.pooled).sum(-1)
         if negatives.margin is None:
@@ -84,7 +85,7 @@ class SampledRecommender(GeneralRecommender):
         else:
             rank_loss = F.relu(neg_score - pos_score + negatives.margin).sum(1).mean()
         reg_loss = self.reg_weight * (
-            emb.user_ego[user].pow(2).sum() + emb.item_ego[pos].pow(2).sum() + negatives.ego.pow(2).sum()
+            gather_rows(emb.user_ego, user).pow(2).sum() + gather_rows(emb.item_ego, pos).pow(2).sum() + negatives.ego.pow(2).sum()
         ) / (2 * user.shape[0])
         aux = tuple(negatives.aux_losses) + tuple(self.extra_losses(interaction, emb))
         if aux:

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from recbole_hnlm.errors import ConfigError
 from recbole_hnlm.model.lightgcn import LightGCN
-from recbole_hnlm.ops import bipartite_normalized_graph
+from recbole_hnlm.ops import bipartite_normalized_graph, gather_rows
 
 SGL_AUGMENTATIONS = ("ED", "ND")
 
@@ -64,10 +64,10 @@ class SGL(LightGCN):
     @staticmethod
     def info_nce(view1, view2, index, tau):
         """Mean over ``index`` of eq. 10's InfoNCE: row ``index`` of ``view1`` against every row of ``view2``."""
-        z1 = F.normalize(view1[index], dim=1)
+        z1 = F.normalize(gather_rows(view1, index), dim=1)
         z_all = F.normalize(view2, dim=1)
         logits = z1 @ z_all.T / tau
-        positive = (z1 * z_all[index]).sum(1) / tau
+        positive = (z1 * gather_rows(z_all, index)).sum(1) / tau
         return (torch.logsumexp(logits, dim=1) - positive).mean()
 
     def extra_losses(self, interaction, emb):

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from recbole_hnlm.errors import ConfigError
+from recbole_hnlm.ops import gather_rows
 
 
 @dataclass
@@ -79,7 +80,7 @@ class Negatives:
 
 def gather_items(emb: Propagation, ids: torch.Tensor) -> Negatives:
     """Negatives that are real items ``ids`` (any shape ``[B, N]``): pooled and ego rows, with gradients."""
-    return Negatives(pooled=emb.item[ids], ego=emb.item_ego[ids], item_ids=ids)
+    return Negatives(pooled=gather_rows(emb.item, ids), ego=gather_rows(emb.item_ego, ids), item_ids=ids)
 
 
 class NegativeSampler(nn.Module):

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recbole_hnlm.errors import ConfigError
+from recbole_hnlm.ops import gather_rows
 from recbole_hnlm.sampler.base import NegativeSampler, Negatives, SamplingContext, require
 
 MISSING_POLICIES = ("error", "random")
@@ -147,7 +148,8 @@ class HNLMRec(NegativeSampler):
         emb = ctx.emb
         x, found = self.pairs.lookup(ctx.user, ctx.pos)
         h = self.adapter(x.to(emb.item.dtype))
-        user, pos, random_neg = emb.user[ctx.user], emb.item[ctx.pos], emb.item[ctx.neg]
+        user, pos, random_neg = (gather_rows(emb.user, ctx.user), gather_rows(emb.item, ctx.pos),
+                                  gather_rows(emb.item, ctx.neg))
         h_bpr = h.detach() if self.detach_in_bpr else h
         if self.h_norm == "item":
             h_bpr = F.normalize(h_bpr, dim=1) * random_neg.detach().norm(dim=1, keepdim=True)
@@ -159,7 +161,7 @@ class HNLMRec(NegativeSampler):
         if self.adapter_reg_weight > 0:
             aux += (self.adapter_reg_weight * self.adapter_frobenius(),)
         self._record(user, h, found)
-        return Negatives(pooled=negative.unsqueeze(1), ego=emb.item_ego[ctx.neg].unsqueeze(1),
+        return Negatives(pooled=negative.unsqueeze(1), ego=gather_rows(emb.item_ego, ctx.neg).unsqueeze(1),
                          item_ids=None, aux_losses=aux, margin=self.margin)
 
     def adapter_frobenius(self):

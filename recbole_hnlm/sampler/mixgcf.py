@@ -9,7 +9,7 @@ Reference code:
 """
 import torch
 
-from recbole_hnlm.ops import mixgcf_mix
+from recbole_hnlm.ops import gather_rows, mixgcf_mix
 from recbole_hnlm.sampler.base import NegativeSampler, Negatives, SamplingContext
 
 
@@ -41,7 +41,7 @@ class MixGCF(NegativeSampler):
 
     def forward(self, ctx: SamplingContext) -> Negatives:
         emb = ctx.emb
-        user_layers, pos_layers = emb.user_layers[ctx.user], emb.item_layers[ctx.pos]
+        user_layers, pos_layers = gather_rows(emb.user_layers, ctx.user), gather_rows(emb.item_layers, ctx.pos)
         query = user_layers if emb.layerwise_query else emb.user[ctx.user]
         alpha = torch.rand(pos_layers.shape[:2], device=pos_layers.device, dtype=emb.user.dtype)
         query = query.detach().to(pos_layers.dtype)  # a bf16 stack (LightGCN's layers_dtype) is scored in bf16

@@ -1,0 +1,59 @@
+"""gather_rows: the values of ``table[index]``, and a backward that adds repeated rows in index order."""
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from recbole_hnlm.ops import gather_rows
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("index_shape", [(1,), (700,), (64, 5), (0,)])
+def test_values_and_shapes_match_advanced_indexing(dtype, index_shape):
+    gen = torch.Generator().manual_seed(3)
+    table = torch.randn(50, 4, 8, generator=gen).to(dtype)
+    index = torch.randint(0, 50, index_shape, generator=gen)
+    got = gather_rows(table, index)
+    assert got.shape == (*index_shape, 4, 8) and got.dtype == dtype
+    assert torch.equal(got, table[index])
+
+
+def serial_accumulation(num_rows, index, upstream):
+    """The gradient summed one index at a time, in index order (the order the backward must use)."""
+    grad = torch.zeros(num_rows, upstream.shape[-1], dtype=upstream.dtype)
+    for k, row in enumerate(index.tolist()):
+        grad[row] += upstream[k]
+    return grad
+
+
+def test_gradient_adds_repeated_rows_in_index_order():
+    gen = torch.Generator().manual_seed(4)
+    table = torch.randn(40, 16, generator=gen, requires_grad=True)
+    index = torch.randint(0, 40, (3000,), generator=gen)  # each row repeated ~75 times
+    upstream = torch.randn(3000, 16, generator=gen)
+    (gather_rows(table, index) * upstream).sum().backward()
+    assert torch.equal(table.grad, serial_accumulation(40, index, upstream))  # bitwise: same order of float adds
+
+
+def test_gradient_is_reproducible_on_a_busy_machine():
+    """With the cores contended, thread timing varies from call to call; the gradient bits must not."""
+    gen = torch.Generator().manual_seed(5)
+    table = torch.randn(1683, 64, generator=gen, requires_grad=True)
+    index = torch.randint(0, 1683, (2048,), generator=gen)
+    upstream = torch.randn(2048, 64, generator=gen)
+
+    def gradient():
+        table.grad = None
+        (gather_rows(table, index) * upstream).sum().backward()
+        return table.grad.clone()
+
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        first = gradient()
+        differing = sum(not torch.equal(gradient(), first) for _ in range(300))
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
+    assert differing == 0
