@@ -9,13 +9,18 @@ Precedence, lowest to highest (RecBole's own rule, extended by one sampler layer
 5. the plugin's ``properties/dataset/<dataset>.yaml``;
 6. config files < config dict < command line (``--key=value``), exactly as in RecBole.
 
-After the merge, the chosen sampler validates its hyper-parameters, so a bad value stops the run at start-up.
+After the merge, RecBole's core options (types, ranges, no pickle writers: ``config_checks.py``) and the chosen
+sampler's hyper-parameters are validated, so a bad value stops the run at start-up; keys that no property file
+defines are listed in ``unknown_options`` for the caller to warn about (likely typos).
 """
 import os
 
+import yaml
 from recbole.config import Config as RecBoleConfig
 
 from recbole_hnlm.compat import install_numpy_aliases
+from recbole_hnlm.config_checks import check_core_options, unknown_options
+from recbole_hnlm.errors import ConfigError
 
 PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "properties")
 if not os.path.isdir(PROPERTIES_DIR):  # editable install: the yaml files live in the repository's properties/
@@ -39,13 +44,39 @@ class Config(RecBoleConfig):
 
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, command_line=True):
         self._read_command_line = command_line
-        super().__init__(model, dataset, config_file_list, config_dict)
+        try:
+            super().__init__(model, dataset, config_file_list, config_dict)
+        except ValueError as error:  # RecBole's own checks (topk, metrics, ...): a configuration error too
+            if isinstance(error, ConfigError):
+                raise
+            raise ConfigError(str(error)) from error
         from recbole_hnlm.utils import check_model_sampler_pair, get_sampler
 
         sampler_class = get_sampler(self.final_config_dict["sampler"])
         self.final_config_dict["sampler"] = sampler_class.name
         check_model_sampler_pair(self.model_class, sampler_class)
+        check_core_options(self)
         sampler_class.check_config(self)
+        self.unknown_options = unknown_options(self.external_config_dict, PROPERTIES_DIR)
+
+    def _load_config_files(self, file_list):
+        """RecBole's merge of the yaml files, with a clear error naming a file that is not a YAML mapping (an empty
+        file sets nothing)."""
+        merged = {}
+        for path in file_list or []:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+            try:
+                content = yaml.load(text, Loader=self.yaml_loader)
+            except yaml.YAMLError as error:
+                raise ConfigError(f"Config file '{path}' is not valid YAML: {' '.join(str(error).split())}") from None
+            if content is None:
+                continue
+            if not isinstance(content, dict):
+                raise ConfigError(f"Config file '{path}' must hold 'key: value' lines, got a YAML "
+                                  f"{type(content).__name__}.")
+            merged.update(content)
+        return merged
 
     def _load_cmd_line(self):
         return super()._load_cmd_line() if self._read_command_line else {}

@@ -1,5 +1,10 @@
-"""Exceptions the run script reports as one clear line instead of a traceback."""
+"""Exceptions the command lines report as one clear line instead of a traceback."""
 
 
 class ConfigError(ValueError):
     """A user-facing configuration error: unknown name, bad hyper-parameter, incompatible model and sampler."""
+
+
+class DataError(ValueError):
+    """A user-facing data error: an atomic file or a side-car file that cannot be used as it is (the message names
+    the file and what to change)."""

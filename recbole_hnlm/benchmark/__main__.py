@@ -9,6 +9,11 @@
 Every other ``--key=value`` is a RecBole / sampler setting shared by all cells (values are Python literals when they
 parse as one, else strings), e.g. ``--data_path=/data/atomic --stopping_step=10 --dns_candidates=64``.
 Rerunning the same command skips finished cells (``out/runs/<cell>.json``).
+
+Exit status: 0 when every cell finished; 1 when a cell failed (the summary names its ``out/runs/<cell>.error.txt``);
+2 for bad input, caught before any cell runs (unknown model or sampler, invalid setting, missing dataset files, a
+finished cell with other settings in ``out``, ``--report-only`` on a folder without runs); 130 when interrupted
+(Ctrl-C: finished cells are kept, the rerun resumes).
 """
 import argparse
 import sys
@@ -55,8 +60,13 @@ def main(argv=None):
     from recbole_hnlm.benchmark.grid import SettingsMismatch, run_grid
     from recbole_hnlm.benchmark.report import write_report
 
+    def fail(error):
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
     args = parse_args(sys.argv[1:] if argv is None else list(argv))
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole\.")  # pandas / amp deprecations
+    summary = {"failed": []}
     if not args.report_only:
         try:
             summary = run_grid(args.dataset, args.models, args.samplers, args.seeds, args.out,
@@ -64,14 +74,23 @@ def main(argv=None):
                                config_file_list=args.config_files.split() if args.config_files else None,
                                analyses=args.analyses, ratios=args.ratios, progress=not args.no_progress,
                                fhn_pairs=args.fhn_pairs)
-        except (SettingsMismatch, ValueError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
+        except (SettingsMismatch, ValueError, FileNotFoundError) as error:  # ConfigError is a ValueError
+            return fail(error)
+        except KeyboardInterrupt:
+            print("interrupted: finished cells are saved; rerun the same command to resume", file=sys.stderr)
+            return 130
         print(f"cells: {len(summary['ran'])} ran, {len(summary['skipped'])} skipped (finished), "
               f"{len(summary['failed'])} failed{': ' + ', '.join(summary['failed']) if summary['failed'] else ''}")
-    paths = write_report(args.out, plots=not args.no_plots)
+    try:
+        paths = write_report(args.out, plots=not args.no_plots)
+    except FileNotFoundError as error:
+        return fail(error)
     for name, path in paths.items():
         print(f"{name}: {path}")
+    if summary["failed"]:
+        print(f"error: {len(summary['failed'])} cell(s) failed; see {', '.join(summary['errors'].values())}",
+              file=sys.stderr)
+        return 1
     return 0
 
 

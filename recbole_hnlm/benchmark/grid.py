@@ -11,7 +11,9 @@ Layout of the output folder ``out``::
 A cell is *finished* when ``runs/<cell>.json`` exists, was produced with the same dataset and shared settings, and
 holds every analysis asked for now; finished cells are skipped, so an interrupted grid resumes where it stopped. A
 finished cell whose settings differ from the current ones stops the grid before anything runs (mixing them would
-corrupt the table): use another ``out`` folder. A failing cell is recorded and the grid goes on.
+corrupt the table): use another ``out`` folder. So does a cell that cannot start (unknown model or sampler, invalid
+sampler setting, missing dataset files: ``runner.check_cell``), before anything is written. A cell failing while it
+runs is recorded and the grid goes on.
 """
 import json
 import logging
@@ -22,7 +24,7 @@ from itertools import product
 
 from tqdm import tqdm
 
-from recbole_hnlm.benchmark.runner import CELL_ANALYSES, Cell, environment, run_cell
+from recbole_hnlm.benchmark.runner import CELL_ANALYSES, Cell, check_cell, environment, run_cell
 
 #: Training ratios of the sparsity analysis (1.0 is the main cell).
 SPARSITY_RATIOS = (0.2, 0.4, 0.6, 0.8)
@@ -90,7 +92,7 @@ def _needs_run(result, dataset, settings, cell_analyses):
 
 
 def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_file_list=None, analyses=(),
-             ratios=SPARSITY_RATIOS, progress=True, cell_runner=run_cell, **cell_kwargs):
+             ratios=SPARSITY_RATIOS, progress=True, cell_runner=run_cell, cell_checker=check_cell, **cell_kwargs):
     """Run every unfinished cell of the grid and store one JSON file per cell.
 
     Args:
@@ -105,11 +107,17 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
         ratios (tuple of float): training ratios of the sparsity cells.
         progress (bool): show a tqdm bar over the cells.
         cell_runner (callable): runs one cell (``runner.run_cell``; replaceable in tests).
+        cell_checker (callable, optional): validates one cell without training (``runner.check_cell``); called once
+            per (model, sampler) pair still to run, before anything runs or is written. ``None`` skips the checks.
         **cell_kwargs: passed to ``cell_runner`` (e.g. ``fhn_pairs``).
 
     Returns:
-        dict: ``ran``, ``skipped``, ``failed`` (lists of cell keys) and ``results`` (key -> result of every finished
-        cell of this grid).
+        dict: ``ran``, ``skipped``, ``failed`` (lists of cell keys), ``errors`` (failed key -> its error file) and
+        ``results`` (key -> result of every finished cell of this grid).
+
+    Raises:
+        SettingsMismatch: a finished cell in ``out`` was produced with other settings.
+        ConfigError, FileNotFoundError: from ``cell_checker``: a bad name or value, missing dataset files.
     """
     analyses = tuple(analyses)
     unknown = [a for a in analyses if a not in ANALYSES]
@@ -122,7 +130,7 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
     settings = json.loads(json.dumps(settings))  # as it reads back from a result file (tuples become lists)
     cells = expand_cells(models, samplers, seeds, analyses, ratios)
 
-    todo, summary = [], {"ran": [], "skipped": [], "failed": [], "results": {}}
+    todo, summary = [], {"ran": [], "skipped": [], "failed": [], "errors": {}, "results": {}}
     for cell in cells:  # check every stored cell before training anything
         stored = load_result(result_path(out, cell))
         if _needs_run(stored, dataset, settings, cell_analyses):
@@ -130,6 +138,13 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
         else:
             summary["skipped"].append(cell.key)
             summary["results"][cell.key] = stored
+    if cell_checker is not None:  # a typo or a bad value stops the grid here, not in every cell's error file
+        first_of_pair = {}
+        for cell in todo:
+            first_of_pair.setdefault((cell.model, cell.sampler), cell)
+        for cell in first_of_pair.values():
+            cell_checker(cell, dataset, out, config_dict=dict(config_dict or {}), config_file_list=config_file_list,
+                         analyses=cell_analyses)
     os.makedirs(os.path.join(out, "runs"), exist_ok=True)
     write_json_atomic(os.path.join(out, "grid.json"), {
         "dataset": dataset, "models": list(models), "samplers": list(samplers), "seeds": [int(s) for s in seeds],
@@ -153,6 +168,7 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
             if progress:
                 bar.write(f"FAILED {cell.key}: {message} (see {error_path(out, cell)})")
             summary["failed"].append(cell.key)
+            summary["errors"][cell.key] = error_path(out, cell)
             continue
         write_json_atomic(result_path(out, cell), result)
         if os.path.exists(error_path(out, cell)):

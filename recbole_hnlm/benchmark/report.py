@@ -263,9 +263,16 @@ def markdown_report(results, errors=None, title=None):
 
 
 def write_report(out, plots=True):
-    """Write ``out/runs.csv``, ``out/table.md`` and (``plots``) the PNG figures; return their paths."""
+    """Write ``out/runs.csv``, ``out/table.md`` and (``plots``) the PNG figures; return their paths.
+
+    Raises:
+        FileNotFoundError: ``out/runs`` holds no result and no error file (nothing is written then).
+    """
     results = load_results(out)
     errors = load_errors(out)
+    if not results and not errors:
+        raise FileNotFoundError(f"No runs found in '{out}': expected {os.path.join(out, 'runs', '<cell>.json')} "
+                                f"from a grid run with --out {out}.")
     paths = {"csv": write_csv(results, os.path.join(out, "runs.csv"))}
     table = os.path.join(out, "table.md")
     with open(table, "w") as f:

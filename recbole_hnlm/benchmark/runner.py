@@ -69,6 +69,33 @@ def make_config(model, dataset, config_dict, config_file_list=None):
                   command_line=False)
 
 
+def cell_config_dict(cell, out_dir, config_dict=None):
+    """The config dict of one cell: the shared settings plus the cell's sampler, seed and checkpoint folder."""
+    return {"state": "WARNING", "show_progress": False, **dict(config_dict or {}), "sampler": cell.sampler,
+            "seed": cell.seed, "checkpoint_dir": os.path.join(out_dir, "checkpoints", cell.key)}
+
+
+def check_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_file_list=None, analyses=()):
+    """Validate one cell without loading data or training: the model and sampler names, their pairing and the
+    sampler's hyper-parameters (all checked by ``Config``), the dataset's atomic files and what the analyses need.
+
+    Raises:
+        ConfigError: an unknown name, an incompatible pair or an invalid value (the message names it).
+        FileNotFoundError: the dataset's atomic files (or a config file) are missing.
+    """
+    from recbole_hnlm.errors import ConfigError
+    from recbole_hnlm.quick_start import check_dataset_files
+
+    from recbole_hnlm.config_checks import unknown_option_messages
+
+    config = make_config(cell.model, dataset, cell_config_dict(cell, out_dir, config_dict), config_file_list)
+    for message in unknown_option_messages(config.unknown_options):
+        logging.getLogger().warning(message)
+    check_dataset_files(config)
+    if "fhn" in analyses and not hasattr(config.model_class, "hard_negatives"):
+        raise ConfigError(f"--analysis fhn needs a recbole_hnlm backbone with hard_negatives; {cell.model} has none.")
+
+
 @contextlib.contextmanager
 def cell_logging(config, log_file: Optional[str]):
     """RecBole-style logging for one cell: INFO and above into ``log_file``; the console shows only records at or
@@ -243,15 +270,13 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
 
     from recbole_hnlm.benchmark import analysis as A
     from recbole_hnlm.determinism import deterministic_algorithms
-    from recbole_hnlm.quick_start import check_dataset_files, split_seed
+    from recbole_hnlm.quick_start import check_dataset_files, check_splits_not_empty, check_topk_fits, split_seed
     from recbole_hnlm.utils import get_model, get_sampler, get_trainer
 
     start = time.perf_counter()
-    checkpoint_dir = os.path.join(out_dir, "checkpoints", cell.key)
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)  # left over by an unfinished run of this cell
     settings = dict(config_dict or {})
-    cell_dict = {"state": "WARNING", "show_progress": False, **settings,
-                 "sampler": cell.sampler, "seed": cell.seed, "checkpoint_dir": checkpoint_dir}
+    cell_dict = cell_config_dict(cell, out_dir, settings)
+    shutil.rmtree(cell_dict["checkpoint_dir"], ignore_errors=True)  # left over by an unfinished run of this cell
     config = make_config(cell.model, dataset, cell_dict, config_file_list)
     with cell_logging(config, os.path.join(out_dir, "logs", f"{cell.key}.log")), \
             deterministic_algorithms(config["use_deterministic_algorithms"]):
@@ -262,7 +287,9 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
         check_dataset_files(config)
         data = create_dataset(config)
         logger.info(data)
+        check_topk_fits(config, data)
         train_data, valid_data, test_data, full_train = build_data(config, data, cell.train_ratio, cell.seed)
+        check_splits_not_empty(config, valid_data, test_data)
         get_sampler(config["sampler"]).prepare(config, data, train_data)
 
         init_seed(config["seed"] + config["local_rank"], config["reproducibility"])

@@ -19,6 +19,7 @@ import os
 import sys
 
 from recbole_hnlm.cli_settings import parse_settings
+from recbole_hnlm.errors import ConfigError, DataError
 
 from .config import LLMConfig
 
@@ -39,17 +40,30 @@ def recbole_split(dataset: str, data_path: str, config_files, model: str, settin
     from recbole.utils import init_seed
 
     from recbole_hnlm.config import Config
-    from recbole_hnlm.quick_start import split_seed
+    from recbole_hnlm.quick_start import check_dataset_files, split_seed
 
     config = Config(model=model, dataset=dataset, config_file_list=config_files or None,
                     config_dict=dict(settings or {}, data_path=data_path, show_progress=False, sampler="HNLMRec"),
                     command_line=False)
+    check_dataset_files(config)
     init_seed(split_seed(config), config["reproducibility"])
     train, _, _ = data_preparation(config, create_dataset(config))
     return train, config
 
 
 def main(argv=None) -> int:
+    """Run one stage; bad input is one ``error:`` line and exit status 2, an interruption exit status 130."""
+    try:
+        return _run_stage(argv)
+    except (ConfigError, DataError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished work is saved; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def _run_stage(argv) -> int:
     parser = argparse.ArgumentParser(prog="python -m recbole_hnlm.llm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage", choices=["profiles", "negatives", "teacher", "finetune", "embed", "keys"])
@@ -70,6 +84,11 @@ def main(argv=None) -> int:
     if args.max_pairs is not None:
         overrides["hnlm_max_pairs"] = args.max_pairs
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from recbole_hnlm.config import PROPERTIES_DIR
+    from recbole_hnlm.config_checks import unknown_option_messages, unknown_options
+
+    for message in unknown_option_messages(unknown_options(overrides, PROPERTIES_DIR)):
+        logging.getLogger(__name__).warning(message)
     data_path = args.data_path or _default_data_path(args.dataset)
     if args.stage == "teacher" and args.split != "recbole":
         parser.error("the teacher trains on RecBole's training split: drop --split all")

@@ -6,6 +6,8 @@ config (or set to ``None``) takes the default. Unknown values raise errors namin
 from dataclasses import dataclass, field, fields
 from typing import Optional
 
+from recbole_hnlm.errors import ConfigError
+
 __all__ = ["LLMConfig"]
 
 
@@ -95,13 +97,14 @@ class LLMConfig:
                    "ft_user_text": ("profile", "history")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"hnlm_{name}={getattr(self, name)!r}: expected one of {allowed}")
+                raise ConfigError(f"hnlm_{name}={getattr(self, name)!r}: expected one of {allowed}")
         for name in ("chunk_size", "negatives_per_pair", "gen_batch_size", "max_new_tokens", "ft_batch_size",
                      "embed_batch_size", "embed_tokens", "ft_history", "ft_soft_tokens", "ft_pairs_per_user", "teacher_epochs"):
-            if int(getattr(self, name)) <= 0:
-                raise ValueError(f"hnlm_{name} must be positive, got {getattr(self, name)}")
-        if self.ft_tau <= 0:
-            raise ValueError(f"hnlm_ft_tau must be positive, got {self.ft_tau}")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"hnlm_{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.ft_tau, (int, float)) or self.ft_tau <= 0:
+            raise ConfigError(f"hnlm_ft_tau must be a positive number, got {self.ft_tau!r}")
 
     @staticmethod
     def help_table() -> str:

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from recbole_hnlm.errors import DataError
+
 from .atomic import atomic_path, write_json_atomic, write_text_atomic
 from .paths import artifact_dir
 
@@ -44,7 +46,7 @@ _INT_TOKEN = re.compile(r"-?(0|[1-9][0-9]*)")
 _SAFETENSORS_DTYPES = {"F16": np.float16, "F32": np.float32, "BF16": None, "I64": np.int64}
 
 
-class StoreError(ValueError):
+class StoreError(DataError):
     """A side-car file is missing, malformed, or does not match what was asked for."""
 
 

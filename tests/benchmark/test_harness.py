@@ -184,8 +184,10 @@ def test_failing_cell_is_recorded_and_the_grid_goes_on(tmp_path):
                 "split": {"fingerprint": "0" * 40}}
 
     out = str(tmp_path)
-    summary = run_grid("toy", ["MF"], ["RNS", "DNS", "AHNS"], [1, 2], out, progress=False, cell_runner=fake)
+    summary = run_grid("toy", ["MF"], ["RNS", "DNS", "AHNS"], [1, 2], out, progress=False, cell_runner=fake,
+                       cell_checker=None)  # "toy" has no atomic files: skip the up-front checks
     assert summary["failed"] == ["MF-DNS-seed1", "MF-DNS-seed2"]
+    assert summary["errors"] == {key: os.path.join(out, "runs", f"{key}.error.txt") for key in summary["failed"]}
     assert len(summary["ran"]) == 4
     with open(os.path.join(out, "runs", "MF-DNS-seed1.error.txt")) as f:
         assert "RuntimeError: boom" in f.read()
@@ -197,7 +199,7 @@ def test_failing_cell_is_recorded_and_the_grid_goes_on(tmp_path):
     # AHNS - RNS is the same on both seeds: the paired test is undefined, not a crash
     assert "p=n/a, n=2" in table
     # the error file goes away once the cell succeeds
-    run_grid("toy", ["MF"], ["DNS"], [1], out, progress=False,
+    run_grid("toy", ["MF"], ["DNS"], [1], out, progress=False, cell_checker=None,
              cell_runner=lambda cell, *a, **k: fake(Cell(cell.model, "RNS", cell.seed), *a, **k) | {
                  "cell": cell.key, "sampler": "DNS"})
     assert not os.path.exists(os.path.join(out, "runs", "MF-DNS-seed1.error.txt"))

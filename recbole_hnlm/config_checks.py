@@ -1,0 +1,105 @@
+"""Checks of RecBole's own options once the configuration is merged: types and ranges, pickle writers, misspelt keys.
+
+RecBole passes ``--epochs=abc`` or ``learning_rate: 1e-3x`` straight to the trainer (a ``TypeError`` deep inside
+torch), runs ``--train_batch_size=-5`` forever, and ignores ``--epochz=3`` without a word. These checks turn each
+into one line that names the option.
+"""
+import difflib
+import glob
+import os
+from numbers import Integral, Real
+
+import yaml
+
+from recbole_hnlm.errors import ConfigError
+
+#: option -> (predicate, what it must be). Checked when the option is set (not ``None``).
+_INTEGER_RULES = {
+    "epochs": (lambda v: v >= 1, "an integer >= 1"),
+    "train_batch_size": (lambda v: v >= 1, "an integer >= 1"),
+    "eval_batch_size": (lambda v: v >= 1, "an integer >= 1"),
+    "embedding_size": (lambda v: v >= 1, "an integer >= 1"),
+    "stopping_step": (lambda v: v >= 1, "an integer >= 1"),
+    "n_layers": (lambda v: v >= 0, "an integer >= 0"),
+    "eval_step": (lambda v: True, "an integer"),
+    "seed": (lambda v: True, "an integer"),
+    "split_seed": (lambda v: True, "an integer, or ~ for the run's seed"),
+}
+_NUMBER_RULES = {
+    "learning_rate": (lambda v: v > 0, "a number > 0"),
+    "reg_weight": (lambda v: v >= 0, "a number >= 0"),
+    "weight_decay": (lambda v: v >= 0, "a number >= 0"),
+}
+#: RecBole options that write pickles (``torch.save`` of whole objects); users receive no pickle from this plugin.
+_PICKLE_WRITERS = ("save_dataset", "save_dataloaders")
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def check_core_options(config) -> None:
+    """Raise :class:`ConfigError` naming the first RecBole option with a wrong type or range, or a pickle writer."""
+    for key, (ok, expected) in _INTEGER_RULES.items():
+        value = config[key]
+        if value is not None and not (_is_integer(value) and ok(value)):
+            raise ConfigError(f"Option '{key}' must be {expected}, got {value!r}.")
+    for key, (ok, expected) in _NUMBER_RULES.items():
+        value = config[key]
+        if value is not None and not (_is_number(value) and ok(value)):
+            raise ConfigError(f"Option '{key}' must be {expected}, got {value!r}.")
+    topk = config["topk"]
+    cutoffs = topk if isinstance(topk, (list, tuple)) else [topk]
+    if not cutoffs or not all(_is_integer(k) and k >= 1 for k in cutoffs):
+        raise ConfigError(f"Option 'topk' must be an integer >= 1 or a list of them, got {topk!r}.")
+    for key in _PICKLE_WRITERS:
+        if config[key]:
+            raise ConfigError(f"Option '{key}' makes RecBole write a pickle file; recbole_hnlm writes none. Leave "
+                              f"{key}=False: the dataset is rebuilt from the atomic files in seconds.")
+
+
+def _yaml_keys(folder: str) -> set:
+    keys = set()
+    for path in glob.glob(os.path.join(folder, "**", "*.yaml"), recursive=True):
+        with open(path, encoding="utf-8") as f:
+            content = yaml.safe_load(f)
+        if isinstance(content, dict):
+            keys.update(content)
+    return keys
+
+
+_KNOWN_KEYS = None
+
+
+def known_option_names(plugin_properties_dir: str) -> set:
+    """Every option RecBole or the plugin defines: the keys of all their property yaml files (cached)."""
+    global _KNOWN_KEYS
+    if _KNOWN_KEYS is None:
+        import recbole
+
+        recbole_properties = os.path.join(os.path.dirname(recbole.__file__), "properties")
+        _KNOWN_KEYS = frozenset(_yaml_keys(recbole_properties) | _yaml_keys(plugin_properties_dir)
+                                | {"model", "dataset", "config_files", "local_rank"})
+    return _KNOWN_KEYS
+
+
+def unknown_options(external_keys, plugin_properties_dir: str) -> list:
+    """``[(key, suggestion or None)]`` for each user-set key that no property file defines (likely a typo)."""
+    known = known_option_names(plugin_properties_dir)
+    found = []
+    for key in external_keys:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+            found.append((key, close[0] if close else None))
+    return found
+
+
+def unknown_option_messages(unknown) -> list:
+    """One warning line per unknown option, with the closest known name when there is one."""
+    return [f"Unknown option '{key}' is ignored" + (f": did you mean '{hint}'?" if hint else
+                                                     " (no RecBole or recbole_hnlm property file defines it).")
+            for key, hint in unknown]

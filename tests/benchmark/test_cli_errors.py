@@ -1,0 +1,104 @@
+"""Exit codes and up-front checks of the benchmark command line: 1 when a cell fails, 2 for bad input caught before
+any cell runs (names, dataset files, sampler settings) and for ``--report-only`` on a folder without runs."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from recbole_hnlm.benchmark.__main__ import main as cli_main
+from recbole_hnlm.benchmark.grid import run_grid
+from recbole_hnlm.benchmark.report import write_report
+from recbole_hnlm.errors import ConfigError
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _cli(argv, capsys):
+    """``(exit code, stdout, lines of stderr that start with 'error:')`` of one in-process run."""
+    code = cli_main(argv + ["--no-progress", "--no-plots"])
+    captured = capsys.readouterr()
+    return code, captured.out, [line for line in captured.err.splitlines() if line.startswith("error:")]
+
+
+@pytest.fixture
+def broken_dataset(tmp_path):
+    """``(data_path, name)`` of a well-formed dataset where every user has one interaction: it passes the up-front
+    checks, and every cell fails once the data is split (empty validation split)."""
+    folder = tmp_path / "data" / "broken"
+    folder.mkdir(parents=True)
+    rows = "".join(f"u{u}\ti{u % 30}\n" for u in range(60))
+    (folder / "broken.inter").write_text("user_id:token\titem_id:token\n" + rows)
+    return str(tmp_path / "data"), "broken"
+
+
+def test_failed_cells_give_exit_code_1_and_name_their_error_files(broken_dataset, tmp_path, capsys):
+    data_path, dataset = broken_dataset
+    out = str(tmp_path / "out")
+    code, stdout, errors = _cli(["--dataset", dataset, "--models", "MF", "--samplers", "RNS", "DNS", "--seeds", "1",
+                                 "--out", out, f"--data_path={data_path}"], capsys)
+    assert code == 1
+    assert "cells: 0 ran, 0 skipped (finished), 2 failed: MF-RNS-seed1, MF-DNS-seed1" in stdout
+    error_files = [os.path.join(out, "runs", f"MF-{s}-seed1.error.txt") for s in ("RNS", "DNS")]
+    assert len(errors) == 1 and "2 cell(s) failed" in errors[0]
+    for path in error_files:
+        assert path in errors[0] and os.path.isfile(path)
+    with open(os.path.join(out, "table.md")) as f:  # the report is still written, with the failures listed
+        assert "## Failed cells" in f.read()
+
+
+@pytest.mark.parametrize("grid_args, expected", [
+    (["--models", "MF", "MFX"], "Unknown model 'MFX'"),
+    (["--samplers", "RNS", "DNZ"], "Unknown sampler 'DNZ'"),
+    (["--dataset", "nosuch"], "Dataset 'nosuch' not found"),
+    (["--samplers", "RNS", "DNS", "--dns_candidates=0"], "Invalid value for 'dns_candidates': 0"),
+    (["--samplers", "RNS", "AHNS", "--ahns_beta=-1"], "Invalid value for 'ahns_beta': -1"),
+    (["--models", "BPR", "--samplers", "RNS", "DNS"], "Sampler DNS needs the propagated"),
+    (["--models", "BPR", "--samplers", "RNS", "--analysis", "fhn"], "--analysis fhn needs a recbole_hnlm backbone"),
+], ids=["model", "sampler", "dataset", "dns_candidates", "ahns_beta", "pair", "fhn"])
+def test_bad_input_stops_before_any_cell_with_exit_code_2(grid_args, expected, ml_slice, tmp_path, capsys):
+    data_path, dataset = ml_slice
+    out = str(tmp_path / "out")
+    defaults = {"--dataset": dataset, "--models": "MF", "--samplers": "RNS"}
+    argv = [arg for key, value in defaults.items() if key not in grid_args for arg in (key, value)]
+    argv += grid_args + ["--seeds", "1", "--epochs", "1", "--out", out, f"--data_path={data_path}"]
+    code, _, errors = _cli(argv, capsys)
+    assert code == 2
+    assert len(errors) == 1 and expected in errors[0]
+    assert not os.path.exists(out)  # no cell ran (a cell writes its log there), no grid.json, no table
+
+
+def test_run_grid_checks_every_pair_before_running_a_cell(ml_slice, tmp_path):
+    data_path, dataset = ml_slice
+    calls = []
+    with pytest.raises(ConfigError, match="'dns_candidates': 0"):
+        run_grid(dataset, ["MF"], ["RNS", "DNS"], [1, 2], str(tmp_path / "out"), progress=False,
+                 config_dict={"data_path": data_path, "dns_candidates": 0},
+                 cell_runner=lambda cell, *args, **kwargs: calls.append(cell.key))
+    assert calls == []
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_report_only_without_runs_is_an_error_and_writes_nothing(tmp_path, capsys):
+    missing = str(tmp_path / "nonexistent")
+    code, stdout, errors = _cli(["--report-only", "--out", missing], capsys)
+    assert code == 2 and stdout == ""
+    assert len(errors) == 1 and "No runs found" in errors[0] and missing in errors[0]
+    assert not os.path.exists(missing)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _cli(["--report-only", "--out", str(empty)], capsys)[0] == 2
+    assert os.listdir(empty) == []
+    with pytest.raises(FileNotFoundError, match="No runs found"):
+        write_report(str(empty))
+
+
+def test_compare_script_exit_code_for_a_missing_dataset(tmp_path):
+    out = str(tmp_path / "out")
+    process = subprocess.run(
+        [sys.executable, os.path.join(REPO, "benchmarks", "compare.py"), "--dataset", "nosuch", "--models", "MF",
+         "--samplers", "RNS", "--seeds", "1", "--out", out, "--no-progress", "--no-plots",
+         f"--data_path={tmp_path}"], capture_output=True, text=True, timeout=300)
+    assert process.returncode == 2, process.stderr
+    assert "error: Dataset 'nosuch' not found" in process.stderr and "cells:" not in process.stdout
+    assert not os.path.exists(out)

@@ -1,0 +1,158 @@
+"""Bad input is one clear error naming the option or file: RecBole's core options, yaml files, misspelt keys,
+atomic-file headers, datasets too small for the cut-offs or the split, and the command lines' exit codes."""
+import os
+
+import pytest
+
+from recbole_hnlm.config import Config
+from recbole_hnlm.errors import ConfigError, DataError
+from recbole_hnlm.quick_start import check_inter_header, main, run_recbole_hnlm
+
+
+def build_config(**options):
+    return Config(model="LightGCN", dataset="ml-100k", config_dict=options, command_line=False)
+
+
+@pytest.mark.parametrize("options, named", [
+    ({"epochs": "abc"}, "'epochs' must be an integer >= 1, got 'abc'"),
+    ({"epochs": 0}, "'epochs' must be an integer >= 1, got 0"),
+    ({"epochs": 1.5}, "'epochs'"),
+    ({"epochs": True}, "'epochs'"),
+    ({"train_batch_size": -5}, "'train_batch_size' must be an integer >= 1"),
+    ({"eval_batch_size": 0}, "'eval_batch_size'"),
+    ({"learning_rate": "1e-3x"}, "'learning_rate' must be a number > 0"),
+    ({"learning_rate": 0}, "'learning_rate'"),
+    ({"seed": 1.5}, "'seed' must be an integer"),
+    ({"split_seed": "abc"}, "'split_seed'"),
+    ({"embedding_size": 0}, "'embedding_size'"),
+    ({"reg_weight": -1e-4}, "'reg_weight' must be a number >= 0"),
+    ({"n_layers": -1}, "'n_layers'"),
+    ({"topk": [10, 0]}, "topk"),
+    ({"save_dataset": True}, "'save_dataset' makes RecBole write a pickle"),
+    ({"save_dataloaders": True}, "'save_dataloaders'"),
+], ids=lambda v: str(v) if not isinstance(v, dict) else "-".join(f"{k}={v[k]}" for k in v))
+def test_bad_core_options_name_the_option(options, named):
+    with pytest.raises(ConfigError, match=named.replace("(", r"\(").replace("[", r"\[")):
+        build_config(**options)
+
+
+def test_good_values_pass():
+    config = build_config(epochs=3, train_batch_size=512, learning_rate=5e-4, seed=7, split_seed=None, topk=[5, 50],
+                          reg_weight=0, n_layers=2)
+    assert config["epochs"] == 3 and config["topk"] == [5, 50] and config.unknown_options == []
+
+
+def test_misspelt_options_are_listed_with_the_closest_name():
+    config = build_config(epochz=3, dns_candidatez=8, my_own_setting=1, dns_candidates=8)
+    assert config.unknown_options == [("epochz", "epochs"), ("dns_candidatez", "dns_candidates"),
+                                      ("my_own_setting", None)]  # dns_candidates is known, even for another sampler
+
+
+def test_yaml_files_malformed_empty_or_not_a_mapping(tmp_path):
+    broken, empty, listed, good = (tmp_path / n for n in ("broken.yaml", "empty.yaml", "list.yaml", "good.yaml"))
+    broken.write_text("epochs: 3\nlearning_rate: [0.1\n")
+    empty.write_text("")
+    listed.write_text("- epochs\n- 3\n")
+    good.write_text("epochs: 4\n")
+    with pytest.raises(ConfigError, match=f"Config file '{broken}' is not valid YAML"):
+        Config(model="LightGCN", dataset="ml-100k", config_file_list=[str(broken)], command_line=False)
+    with pytest.raises(ConfigError, match=f"Config file '{listed}' must hold 'key: value' lines"):
+        Config(model="LightGCN", dataset="ml-100k", config_file_list=[str(listed)], command_line=False)
+    config = Config(model="LightGCN", dataset="ml-100k", config_file_list=[str(empty), str(good)], command_line=False)
+    assert config["epochs"] == 4
+
+
+INTER_CASES = {
+    "empty": ("", "is empty: its first line must be a header"),
+    "no_types": ("user_id\titem_id\n1\t2\n", "header field 'user_id' is not 'name:type'"),
+    "commas": ("user_id:token,item_id:token\n1,2\n", "separated by field_separator"),
+    "bad_type": ("user_id:tokn\titem_id:token\n1\t2\n", "header field 'user_id:tokn'"),
+    "no_item": ("user_id:token\trating:float\n1\t2\n", "no 'item_id' field in the header"),
+    "float_ids": ("user_id:token\titem_id:float\n1\t2\n", "ids must be 'item_id:token'"),
+    "header_only": ("user_id:token\titem_id:token\n\n", "has a header but no interactions"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INTER_CASES))
+def test_inter_header_errors_name_the_file_and_field(case, tmp_path):
+    text, expected = INTER_CASES[case]
+    path = tmp_path / f"{case}.inter"
+    path.write_text(text)
+    config = build_config()
+    with pytest.raises(DataError) as error:
+        check_inter_header(str(path), config)
+    assert str(path) in str(error.value) and expected in str(error.value)
+
+
+def test_a_well_formed_header_passes(tmp_path):
+    path = tmp_path / "ok.inter"
+    path.write_text("user_id:token\titem_id:token\trating:float\ttags:token_seq\nu1\ti1\t4\ta b\n")
+    check_inter_header(str(path), build_config())
+
+
+def write_dataset(root, name, pairs):
+    folder = os.path.join(root, name)
+    os.makedirs(folder)
+    with open(os.path.join(folder, f"{name}.inter"), "w") as f:
+        f.write("user_id:token\titem_id:token\n")
+        f.writelines(f"u{u}\ti{i}\n" for u, i in pairs)
+    return str(root)
+
+
+def test_fewer_items_than_the_largest_cutoff(fast_config, tmp_path):
+    data_path = write_dataset(tmp_path, "twelve", [(u, (u + k) % 12) for u in range(30) for k in range(8)])
+    config = {**fast_config, "dataset": "twelve", "data_path": data_path}
+    with pytest.raises(DataError, match="has 12 items, fewer than the largest cut-off topk = 20"):
+        run_recbole_hnlm(model="LightGCN", config_dict=config)
+    result = run_recbole_hnlm(model="LightGCN", config_dict={**config, "topk": [5], "valid_metric": "NDCG@5",
+                                                              "epochs": 1})
+    assert set(result["test_result"]) == {"recall@5", "ndcg@5"}
+
+
+def test_an_empty_validation_split_is_an_error(fast_config, tmp_path):
+    data_path = write_dataset(tmp_path, "single", [(u, u % 30) for u in range(60)])  # one interaction per user
+    config = {**fast_config, "dataset": "single", "data_path": data_path}
+    with pytest.raises(DataError, match="validation split of dataset 'single' is empty"):
+        run_recbole_hnlm(model="LightGCN", config_dict=config)
+
+
+def test_run_script_exit_codes(tmp_path, capsys):
+    assert main(["--model=LightGCN", "--dataset=ml-100k", "--epochs", "3"]) == 2
+    assert "option --epochs has no value" in capsys.readouterr().err
+    assert main(["--model=LightGCN", "--dataset=ml-100k", "--epochs=abc"]) == 2
+    assert "'epochs' must be an integer >= 1, got 'abc'" in capsys.readouterr().err
+    data_path = write_dataset(tmp_path, "noheader", [])
+    with open(os.path.join(data_path, "noheader", "noheader.inter"), "w") as f:
+        f.write("user_id\titem_id\n1\t2\n")
+    assert main(["--model=LightGCN", "--dataset=noheader", f"--data_path={data_path}"]) == 2
+    assert "noheader.inter: header field 'user_id' is not 'name:type'" in capsys.readouterr().err
+
+
+def test_llm_command_line_exit_codes(tmp_path, capsys):
+    from recbole_hnlm.llm.__main__ import main as llm_main
+
+    assert llm_main(["profiles", "--dataset", "nosuch", "--data_path", str(tmp_path)]) == 2
+    assert "Dataset 'nosuch' not found" in capsys.readouterr().err
+    assert llm_main(["profiles", "--dataset", "ml-100k", "--split", "all", "--hnlm_chunk_size=0"]) == 2
+    assert "hnlm_chunk_size must be a positive integer, got 0" in capsys.readouterr().err
+
+
+def test_ctrl_c_ends_the_run_script_with_one_line_and_status_130(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "run_recbole_hnlm.py")
+    process = subprocess.Popen([sys.executable, script, "--model=MF", "--dataset=ml-100k", "--epochs=500",
+                                "--eval_step=500", "--show_progress=False", f"--checkpoint_dir={tmp_path}"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    try:
+        for line in process.stdout:  # interrupt once training runs, as a user would
+            if "training [" in line:
+                break
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, output[-2000:]
+    assert "interrupted:" in output and "Traceback" not in output
