@@ -6,11 +6,12 @@ from someone else is safe to open. Writes go to a temporary file that is renamed
 """
 import json
 import os
-import tempfile
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+
+from recbole_hnlm.llm.atomic import atomic_path
 
 FORMAT = "recbole_hnlm/checkpoint/v1"
 
@@ -58,16 +59,8 @@ def save_checkpoint(path, model, optimizer=None, trainer_state=None):
         meta["optimizer"] = {"param_groups": _plain(state["param_groups"]), "scalars": scalars,
                              "param_ids": [str(k) for k in state["state"]]}
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:  # created with the umask's mode (mkstemp's would be 0600)
         save_file(tensors, tmp, metadata={"recbole_hnlm": json.dumps(meta)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def load_checkpoint(path, model, optimizer=None, device="cpu"):

@@ -46,8 +46,8 @@ class Config(RecBoleConfig):
         self._read_command_line = command_line
         try:
             super().__init__(model, dataset, config_file_list, config_dict)
-        except ValueError as error:  # RecBole's own checks (topk, metrics, ...): a configuration error too
-            if isinstance(error, ConfigError):
+        except (ValueError, TypeError, NotImplementedError) as error:  # RecBole's own checks (topk, metrics,
+            if isinstance(error, ConfigError):                                # eval_args, ...): configuration errors
                 raise
             raise ConfigError(str(error)) from error
         from recbole_hnlm.utils import check_model_sampler_pair, get_sampler

@@ -19,7 +19,7 @@ _INTEGER_RULES = {
     "train_batch_size": (lambda v: v >= 1, "an integer >= 1"),
     "eval_batch_size": (lambda v: v >= 1, "an integer >= 1"),
     "embedding_size": (lambda v: v >= 1, "an integer >= 1"),
-    "stopping_step": (lambda v: v >= 1, "an integer >= 1"),
+    "stopping_step": (lambda v: v >= 0, "an integer >= 0"),
     "n_layers": (lambda v: v >= 0, "an integer >= 0"),
     "eval_step": (lambda v: True, "an integer"),
     "seed": (lambda v: True, "an integer"),
@@ -52,14 +52,23 @@ def check_core_options(config) -> None:
         value = config[key]
         if value is not None and not (_is_number(value) and ok(value)):
             raise ConfigError(f"Option '{key}' must be {expected}, got {value!r}.")
-    topk = config["topk"]
-    cutoffs = topk if isinstance(topk, (list, tuple)) else [topk]
-    if not cutoffs or not all(_is_integer(k) and k >= 1 for k in cutoffs):
-        raise ConfigError(f"Option 'topk' must be an integer >= 1 or a list of them, got {topk!r}.")
+    check_valid_metric(config)
     for key in _PICKLE_WRITERS:
         if config[key]:
             raise ConfigError(f"Option '{key}' makes RecBole write a pickle file; recbole_hnlm writes none. Leave "
                               f"{key}=False: the dataset is rebuilt from the atomic files in seconds.")
+
+
+def check_valid_metric(config) -> None:
+    """``valid_metric`` (e.g. ``NDCG@20``) must be one of the computed ``metrics`` at one of the ``topk`` cut-offs;
+    RecBole would otherwise fail with a ``KeyError`` after the first epoch."""
+    metric = str(config["valid_metric"] or "")
+    name, at, cutoff = metric.partition("@")
+    metrics = [m.lower() for m in config["metrics"] or []]
+    topk = config["topk"] if isinstance(config["topk"], list) else [config["topk"]]
+    if at and (name.lower() not in metrics or not cutoff.isdigit() or int(cutoff) not in topk):
+        raise ConfigError(f"Option 'valid_metric' = {metric!r} is not computed: metrics = {config['metrics']}, "
+                          f"topk = {topk}. Pick one of them (e.g. --valid_metric={config['metrics'][0]}@{topk[0]}).")
 
 
 def _yaml_keys(folder: str) -> set:
@@ -73,6 +82,9 @@ def _yaml_keys(folder: str) -> set:
 
 
 _KNOWN_KEYS = None
+#: Options RecBole reads that no property yaml lists.
+_OPTIONS_WITHOUT_YAML = frozenset({"model", "dataset", "config_files", "local_rank", "encoding", "nproc",
+                                   "world_size", "offset", "ip", "port"})
 
 
 def known_option_names(plugin_properties_dir: str) -> set:
@@ -83,7 +95,7 @@ def known_option_names(plugin_properties_dir: str) -> set:
 
         recbole_properties = os.path.join(os.path.dirname(recbole.__file__), "properties")
         _KNOWN_KEYS = frozenset(_yaml_keys(recbole_properties) | _yaml_keys(plugin_properties_dir)
-                                | {"model", "dataset", "config_files", "local_rank"})
+                                | _OPTIONS_WITHOUT_YAML)
     return _KNOWN_KEYS
 
 

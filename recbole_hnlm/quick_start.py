@@ -7,6 +7,7 @@ It never imports ``recbole.quick_start`` (which pulls in ray) and builds the run
     python run_recbole_hnlm.py --model=LightGCN --sampler=DNS --dataset=yelp2018 --data_path=/data/atomic --dns_topn=2
 """
 import argparse
+import glob
 import logging
 import os
 import sys
@@ -41,6 +42,21 @@ def check_dataset_files(config):
         )
     for name in names:
         check_inter_header(os.path.join(data_path, name), config)
+    check_no_recbole_pickles(config)
+
+
+def check_no_recbole_pickles(config):
+    """RecBole unpickles ``dataset_save_path``/``dataloaders_save_path``, or ``<checkpoint_dir>/<dataset>-*.pth`` when
+    such files exist; recbole_hnlm never loads a pickle, so these stop the run instead."""
+    for key in ("dataset_save_path", "dataloaders_save_path"):
+        if config[key]:
+            raise ConfigError(f"Option '{key}' makes RecBole load a pickle; recbole_hnlm loads none. Leave it unset: "
+                              "the dataset is rebuilt from the atomic files.")
+    pattern = os.path.join(config["checkpoint_dir"], f"{glob.escape(config['dataset'])}-*.pth")
+    found = sorted(glob.glob(pattern))
+    if found:
+        raise DataError(f"RecBole would unpickle {found[0]} (a saved dataset or dataloader); recbole_hnlm never loads "
+                        f"a pickle. Move or delete {', '.join(found)}.")
 
 
 #: Field types of RecBole's atomic files (``recbole.utils.FeatureType``).
@@ -85,8 +101,9 @@ def check_topk_fits(config, dataset):
     """Full ranking needs more items than the largest cut-off (RecBole fails only after the first epoch)."""
     largest, items = max(config["topk"]) if isinstance(config["topk"], list) else config["topk"], dataset.item_num - 1
     if largest > items:
+        small = min(10, items)
         raise DataError(f"Dataset '{config['dataset']}' has {items} items, fewer than the largest cut-off topk = "
-                        f"{largest}: lower --topk (e.g. --topk=[{min(10, items)}]) or use more items.")
+                        f"{largest}: lower it (e.g. --topk=[{small}] --valid_metric=NDCG@{small}) or use more items.")
 
 
 def check_splits_not_empty(config, valid_data, test_data):
@@ -94,8 +111,8 @@ def check_splits_not_empty(config, valid_data, test_data):
     for name, data in (("validation", valid_data), ("test", test_data)):
         if data is not None and len(data.dataset) == 0:
             raise DataError(f"The {name} split of dataset '{config['dataset']}' is empty: RecBole splits each user's "
-                            f"interactions by eval_args split {config['eval_args']['split']}, and users with one or two "
-                            "interactions keep all of them for training. Use a dataset with more interactions per "
+                            f"interactions by eval_args split {config['eval_args']['split']}, and users with too few "
+                            "interactions leave that split empty. Use a dataset with more interactions per "
                             "user (e.g. a k-core filter: --user_inter_num_interval=\"[5,inf)\").")
 
 

@@ -5,6 +5,7 @@ RecBole 1.2.1 pickles its ``Config`` into ``torch.save`` checkpoints and reloads
 instead (no pickle) and works on top of any RecBole trainer class (:func:`make_safe_trainer`).
 """
 import os
+import warnings
 
 from recbole.trainer import Trainer
 from recbole.utils import get_local_time, set_color
@@ -56,7 +57,9 @@ class SafeCheckpointMixin:
         hook = getattr(self.model, "on_epoch_start", None)
         if hook is not None:
             hook(epoch_idx)
-        return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        with warnings.catch_warnings():  # RecBole builds torch.cuda.amp.GradScaler every epoch (deprecated alias)
+            warnings.filterwarnings("ignore", message=r"`torch\.cuda\.amp\.GradScaler", category=FutureWarning)
+            return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
 
 
 def make_safe_trainer(trainer_class):

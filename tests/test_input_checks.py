@@ -28,6 +28,10 @@ def build_config(**options):
     ({"reg_weight": -1e-4}, "'reg_weight' must be a number >= 0"),
     ({"n_layers": -1}, "'n_layers'"),
     ({"topk": [10, 0]}, "topk"),
+    ({"topk": "abc"}, "topk"),
+    ({"metrics": ["Recal"]}, "no metric named 'Recal'"),
+    ({"valid_metric": "NDCG@50"}, "'valid_metric' = 'NDCG@50' is not computed"),
+    ({"valid_metric": "MRR@20"}, "'valid_metric' = 'MRR@20'"),
     ({"save_dataset": True}, "'save_dataset' makes RecBole write a pickle"),
     ({"save_dataloaders": True}, "'save_dataloaders'"),
 ], ids=lambda v: str(v) if not isinstance(v, dict) else "-".join(f"{k}={v[k]}" for k in v))
@@ -37,9 +41,9 @@ def test_bad_core_options_name_the_option(options, named):
 
 
 def test_good_values_pass():
-    config = build_config(epochs=3, train_batch_size=512, learning_rate=5e-4, seed=7, split_seed=None, topk=[5, 50],
-                          reg_weight=0, n_layers=2)
-    assert config["epochs"] == 3 and config["topk"] == [5, 50] and config.unknown_options == []
+    config = build_config(epochs=3, train_batch_size=512, learning_rate=5e-4, seed=7, split_seed=None, topk=[5, 20],
+                          reg_weight=0, n_layers=2, stopping_step=0, valid_metric="recall@5", encoding="utf-8")
+    assert config["epochs"] == 3 and config["topk"] == [5, 20] and config.unknown_options == []
 
 
 def test_misspelt_options_are_listed_with_the_closest_name():
@@ -114,6 +118,17 @@ def test_an_empty_validation_split_is_an_error(fast_config, tmp_path):
     config = {**fast_config, "dataset": "single", "data_path": data_path}
     with pytest.raises(DataError, match="validation split of dataset 'single' is empty"):
         run_recbole_hnlm(model="LightGCN", config_dict=config)
+
+
+def test_recbole_pickles_are_never_loaded(fast_config, tmp_path):
+    checkpoint_dir = tmp_path / "saved"
+    checkpoint_dir.mkdir()
+    with pytest.raises(ConfigError, match="'dataset_save_path' makes RecBole load a pickle"):
+        run_recbole_hnlm(model="LightGCN", config_dict={**fast_config, "dataset_save_path": str(tmp_path / "d.pth")})
+    pickle_file = checkpoint_dir / f"{fast_config['dataset']}-Dataset.pth"
+    pickle_file.write_bytes(b"not loaded")
+    with pytest.raises(DataError, match="RecBole would unpickle .*-Dataset.pth"):
+        run_recbole_hnlm(model="LightGCN", config_dict={**fast_config, "checkpoint_dir": str(checkpoint_dir)})
 
 
 def test_run_script_exit_codes(tmp_path, capsys):

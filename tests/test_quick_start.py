@@ -57,6 +57,10 @@ def test_checkpoint_round_trip_gives_identical_scores(fast_config):
     from recbole_hnlm.model.lightgcn import LightGCN
 
     result = run_recbole_hnlm(model="LightGCN", config_dict={**fast_config, "sampler": "DNS"})
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert os.stat(result["checkpoint"]).st_mode & 0o777 == 0o666 & ~umask  # readable as any file the user writes
+    assert not [f for f in os.listdir(os.path.dirname(result["checkpoint"])) if ".tmp" in f]
     config = Config(model="LightGCN", config_dict={**fast_config, "sampler": "DNS"})
     init_seed(config["seed"], config["reproducibility"])  # the same split as the run
     train_data, _, test_data = data_preparation(config, create_dataset(config))

@@ -18,13 +18,13 @@ runs is recorded and the grid goes on.
 import json
 import logging
 import os
-import tempfile
 import traceback
 from itertools import product
 
 from tqdm import tqdm
 
 from recbole_hnlm.benchmark.runner import CELL_ANALYSES, Cell, check_cell, environment, run_cell
+from recbole_hnlm.llm.atomic import atomic_path
 
 #: Training ratios of the sparsity analysis (1.0 is the main cell).
 SPARSITY_RATIOS = (0.2, 0.4, 0.6, 0.8)
@@ -38,19 +38,9 @@ class SettingsMismatch(RuntimeError):
 def write_json_atomic(path, obj):
     """Write ``obj`` as JSON to ``path`` through a temporary file in the same folder and ``os.replace``, so a reader
     (or a resumed grid) never sees a half-written file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
             json.dump(obj, f, indent=1, allow_nan=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def expand_cells(models, samplers, seeds, analyses=(), ratios=SPARSITY_RATIOS):

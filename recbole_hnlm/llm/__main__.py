@@ -89,6 +89,11 @@ def _run_stage(argv) -> int:
 
     for message in unknown_option_messages(unknown_options(overrides, PROPERTIES_DIR)):
         logging.getLogger(__name__).warning(message)
+    if args.quiet:  # transformers' own bars and notices too (GGUF de-quantising, tokenizer legacy notice)
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+        transformers_logging.set_verbosity_error()
     data_path = args.data_path or _default_data_path(args.dataset)
     if args.stage == "teacher" and args.split != "recbole":
         parser.error("the teacher trains on RecBole's training split: drop --split all")

@@ -10,6 +10,12 @@ from contextlib import contextmanager
 __all__ = ["atomic_path", "write_json_atomic", "write_text_atomic"]
 
 
+def _umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
 @contextmanager
 def atomic_path(path: str):
     """Yield a temporary path next to ``path``; on success it is renamed onto ``path`` (same file system)."""
@@ -20,6 +26,7 @@ def atomic_path(path: str):
         yield tmp
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # writers such as safetensors create 0600 files; users share results
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

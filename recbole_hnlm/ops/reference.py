@@ -12,6 +12,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from .gather import gather_rows
 from .graph import CSRGraph
 
 __all__ = [
@@ -114,7 +115,8 @@ def mixgcf_mix_reference(
         chosen = candidates.gather(1, scores.argmax(dim=1))  # [B, L]
     layer_index = torch.arange(L, device=pos_layers.device).expand(B, L)
     a = alpha.to(compute)[..., None]
-    z = a * pos_layers.to(compute) + (1 - a) * item_layers[chosen, layer_index].to(compute)
+    flat = item_layers.reshape(-1, item_layers.shape[-1])  # row item * L + layer; index-order backward
+    z = a * pos_layers.to(compute) + (1 - a) * gather_rows(flat, chosen * L + layer_index).to(compute)
     return z.to(pos_layers.dtype), chosen
 
 

@@ -33,8 +33,8 @@ def dense_normalized_adjacency(model, dataset):
 
 
 def test_ngcf_carries_the_unnormalised_layer_and_stores_the_normalised_one(fast_config):
-    """Official NGCF / MixGCF: E(l+1) = LeakyReLU(W1((Â+I)E(l)) + W2(ÂE(l) ⊙ E(l))) from the *unnormalised* E(l);
-    each stored layer is L2-normalised. Checked in float64 with dropout off (eval mode), three layers."""
+    """E(l+1) = LeakyReLU(W1((Â+I)E(l)) + W2(ÂE(l) ⊙ E(l))) (NGCF eq. 8) from the *unnormalised* E(l), as the
+    official NGCF and MixGCF code carry it; each stored layer is L2-normalised. Float64, dropout off, three layers."""
     model, _, dataset = build(fast_config, "NGCF", message_dropout=0.3)
     model.eval()
     a_hat = dense_normalized_adjacency(model, dataset)
