@@ -1,4 +1,4 @@
-"""Checks of RecBole's own options once the configuration is merged: types and ranges, pickle writers, misspelt keys.
+"""Checks of RecBole's own options once the configuration is merged: types and ranges, pickle options, misspelt keys.
 
 RecBole passes ``--epochs=abc`` or ``learning_rate: 1e-3x`` straight to the trainer (a ``TypeError`` deep inside
 torch), runs ``--train_batch_size=-5`` forever, and ignores ``--epochz=3`` without a word. These checks turn each
@@ -32,6 +32,8 @@ _NUMBER_RULES = {
 }
 #: RecBole options that write pickles (``torch.save`` of whole objects); users receive no pickle from this plugin.
 _PICKLE_WRITERS = ("save_dataset", "save_dataloaders")
+#: RecBole options that name pickles to load; this plugin never loads one.
+_PICKLE_READERS = ("dataset_save_path", "dataloaders_save_path")
 
 
 def _is_integer(value) -> bool:
@@ -43,7 +45,8 @@ def _is_number(value) -> bool:
 
 
 def check_core_options(config) -> None:
-    """Raise :class:`ConfigError` naming the first RecBole option with a wrong type or range, or a pickle writer."""
+    """Raise :class:`ConfigError` naming the first RecBole option with a wrong type or range, or one that would make
+    RecBole write or load a pickle."""
     for key, (ok, expected) in _INTEGER_RULES.items():
         value = config[key]
         if value is not None and not (_is_integer(value) and ok(value)):
@@ -57,6 +60,10 @@ def check_core_options(config) -> None:
         if config[key]:
             raise ConfigError(f"Option '{key}' makes RecBole write a pickle file; recbole_hnlm writes none. Leave "
                               f"{key}=False: the dataset is rebuilt from the atomic files in seconds.")
+    for key in _PICKLE_READERS:
+        if config[key]:
+            raise ConfigError(f"Option '{key}' makes RecBole load a pickle; recbole_hnlm loads none. Leave it unset: "
+                              "the dataset is rebuilt from the atomic files.")
 
 
 def check_valid_metric(config) -> None:
@@ -65,7 +72,7 @@ def check_valid_metric(config) -> None:
     metric = str(config["valid_metric"] or "")
     name, at, cutoff = metric.partition("@")
     metrics = [m.lower() for m in config["metrics"] or []]
-    topk = config["topk"] if isinstance(config["topk"], list) else [config["topk"]]
+    topk = config["topk"]  # always a list: RecBole's Config turns an int into one
     if at and (name.lower() not in metrics or not cutoff.isdigit() or int(cutoff) not in topk):
         raise ConfigError(f"Option 'valid_metric' = {metric!r} is not computed: metrics = {config['metrics']}, "
                           f"topk = {topk}. Pick one of them (e.g. --valid_metric={config['metrics'][0]}@{topk[0]}).")

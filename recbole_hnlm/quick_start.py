@@ -7,9 +7,7 @@ It never imports ``recbole.quick_start`` (which pulls in ray) and builds the run
     python run_recbole_hnlm.py --model=LightGCN --sampler=DNS --dataset=yelp2018 --data_path=/data/atomic --dns_topn=2
 """
 import argparse
-import glob
 import logging
-import os
 import sys
 from logging import getLogger
 
@@ -18,103 +16,10 @@ from recbole.utils import init_logger, init_seed, set_color
 
 from recbole_hnlm.config import Config
 from recbole_hnlm.config_checks import unknown_option_messages
+from recbole_hnlm.data_checks import check_dataset_files, check_splits_not_empty, check_topk_fits
 from recbole_hnlm.determinism import deterministic_algorithms
 from recbole_hnlm.errors import ConfigError, DataError
 from recbole_hnlm.utils import get_model, get_sampler, get_trainer
-
-#: Atomic-file suffixes RecBole can split into train/valid/test on its own.
-_SPLIT_SUFFIXES = ("inter",)
-
-
-def check_dataset_files(config):
-    """Fail fast, naming the paths searched, when a dataset's atomic files are missing (RecBole would otherwise
-    try to download it)."""
-    dataset, data_path = config["dataset"], config["data_path"]
-    names = [f"{dataset}.{suffix}" for suffix in _SPLIT_SUFFIXES]
-    if config["benchmark_filename"]:
-        names = [f"{dataset}.{part}.inter" for part in config["benchmark_filename"]]
-    missing = [os.path.join(data_path, name) for name in names if not os.path.isfile(os.path.join(data_path, name))]
-    if missing:
-        raise FileNotFoundError(
-            f"Dataset '{dataset}' not found: missing {', '.join(missing)}. Put the RecBole atomic files there, or "
-            f"pass --data_path=DIR where DIR/{dataset}/{dataset}.inter exists (ml-100k needs no files: it ships "
-            "with RecBole)."
-        )
-    for name in names:
-        check_inter_header(os.path.join(data_path, name), config)
-    check_no_recbole_pickles(config)
-
-
-def check_no_recbole_pickles(config):
-    """RecBole unpickles ``dataset_save_path``/``dataloaders_save_path``, or ``<checkpoint_dir>/<dataset>-*.pth`` when
-    such files exist; recbole_hnlm never loads a pickle, so these stop the run instead."""
-    for key in ("dataset_save_path", "dataloaders_save_path"):
-        if config[key]:
-            raise ConfigError(f"Option '{key}' makes RecBole load a pickle; recbole_hnlm loads none. Leave it unset: "
-                              "the dataset is rebuilt from the atomic files.")
-    pattern = os.path.join(config["checkpoint_dir"], f"{glob.escape(config['dataset'])}-*.pth")
-    found = sorted(glob.glob(pattern))
-    if found:
-        raise DataError(f"RecBole would unpickle {found[0]} (a saved dataset or dataloader); recbole_hnlm never loads "
-                        f"a pickle. Move or delete {', '.join(found)}.")
-
-
-#: Field types of RecBole's atomic files (``recbole.utils.FeatureType``).
-_ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")
-
-
-def check_inter_header(path, config):
-    """Check an ``.inter`` file's header before RecBole parses it: ``name:type`` fields split by
-    ``field_separator``, the user and item id fields present as ``token``, and at least one interaction line.
-
-    Raises:
-        DataError: naming the file, the field and what to write instead.
-    """
-    separator = config["field_separator"] or "\t"
-    with open(path, encoding=config["encoding"] or "utf-8") as f:
-        header = f.readline().rstrip("\r\n")
-        has_rows = any(line.strip() for line in f)
-    example = f"user_id:token{separator}item_id:token"
-    if not header.strip():
-        raise DataError(f"{path} is empty: its first line must be a header such as {example!r}.")
-    fields = {}
-    for column in header.split(separator):
-        name, colon, kind = column.partition(":")
-        if not colon or kind not in _ATOMIC_TYPES:
-            hint = (" Fields must be separated by field_separator (a tab by default)."
-                    if any(sep in header for sep in (",", ";", " ")) and separator not in header else "")
-            raise DataError(f"{path}: header field {column!r} is not 'name:type' with a type in {_ATOMIC_TYPES}."
-                            f"{hint} Example header: {example!r}.")
-        fields[name] = kind
-    for key in ("USER_ID_FIELD", "ITEM_ID_FIELD"):
-        name = config[key]
-        if name not in fields:
-            raise DataError(f"{path}: no '{name}' field in the header {header!r} ({key} = {name!r}; rename the "
-                            f"column or set --{key}=<its name>).")
-        if fields[name] != "token":
-            raise DataError(f"{path}: field '{name}' is '{name}:{fields[name]}'; ids must be '{name}:token'.")
-    if not has_rows:
-        raise DataError(f"{path} has a header but no interactions.")
-
-
-def check_topk_fits(config, dataset):
-    """Full ranking needs more items than the largest cut-off (RecBole fails only after the first epoch)."""
-    largest, items = max(config["topk"]) if isinstance(config["topk"], list) else config["topk"], dataset.item_num - 1
-    if largest > items:
-        small = min(10, items)
-        raise DataError(f"Dataset '{config['dataset']}' has {items} items, fewer than the largest cut-off topk = "
-                        f"{largest}: lower it (e.g. --topk=[{small}] --valid_metric=NDCG@{small}) or use more items.")
-
-
-def check_splits_not_empty(config, valid_data, test_data):
-    """An empty validation or test split would end the run with ``test result: None``."""
-    for name, data in (("validation", valid_data), ("test", test_data)):
-        if data is not None and len(data.dataset) == 0:
-            raise DataError(f"The {name} split of dataset '{config['dataset']}' is empty: RecBole splits each user's "
-                            f"interactions by eval_args split {config['eval_args']['split']}, and users with too few "
-                            "interactions leave that split empty. Use a dataset with more interactions per "
-                            "user (e.g. a k-core filter: --user_inter_num_interval=\"[5,inf)\").")
-
 
 def split_seed(config) -> int:
     """Seed of the train/valid/test split: ``split_seed`` when set, else the run's ``seed`` (RecBole's behaviour)."""

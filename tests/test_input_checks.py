@@ -6,7 +6,8 @@ import pytest
 
 from recbole_hnlm.config import Config
 from recbole_hnlm.errors import ConfigError, DataError
-from recbole_hnlm.quick_start import check_inter_header, main, run_recbole_hnlm
+from recbole_hnlm.data_checks import check_inter_header
+from recbole_hnlm.quick_start import main, run_recbole_hnlm
 
 
 def build_config(**options):
