@@ -83,10 +83,9 @@ def check_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_
         ConfigError: an unknown name, an incompatible pair or an invalid value (the message names it).
         FileNotFoundError: the dataset's atomic files (or a config file) are missing.
     """
-    from recbole_hnlm.errors import ConfigError
-    from recbole_hnlm.data_checks import check_dataset_files
-
     from recbole_hnlm.config_checks import unknown_option_messages
+    from recbole_hnlm.data_checks import check_dataset_files
+    from recbole_hnlm.errors import ConfigError
 
     config = make_config(cell.model, dataset, cell_config_dict(cell, out_dir, config_dict), config_file_list)
     for message in unknown_option_messages(config.unknown_options):
@@ -269,8 +268,8 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
     from recbole.utils import init_seed
 
     from recbole_hnlm.benchmark import analysis as A
-    from recbole_hnlm.determinism import deterministic_algorithms
     from recbole_hnlm.data_checks import check_dataset_files, check_splits_not_empty, check_topk_fits
+    from recbole_hnlm.determinism import deterministic_algorithms
     from recbole_hnlm.quick_start import split_seed
     from recbole_hnlm.utils import get_model, get_sampler, get_trainer
 
