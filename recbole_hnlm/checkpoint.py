@@ -1,11 +1,11 @@
 """Pickle-free training checkpoints: tensors in safetensors, everything else as JSON metadata.
 
-A checkpoint holds the model ``state_dict``, the model's ``other_parameter()`` tensors, the optimizer state and the
-trainer's progress (epoch, step, best validation score). Loading never unpickles anything, so a checkpoint received
+A checkpoint holds the model ``state_dict``, the model's ``other_parameter()`` tensors, the optimizer state, the
+trainer's progress (epoch, step, best validation score) and, for the state that resumes a run, every random stream
+(:mod:`recbole_hnlm.rng_state`). Loading never unpickles anything, so a checkpoint received
 from someone else is safe to open. Writes go to a temporary file that is renamed into place.
 """
 import json
-import os
 
 import torch
 from safetensors import safe_open
@@ -29,7 +29,7 @@ def _plain(value):
     raise TypeError(f"cannot store {type(value).__name__} in a checkpoint's metadata")
 
 
-def save_checkpoint(path, model, optimizer=None, trainer_state=None):
+def save_checkpoint(path, model, optimizer=None, trainer_state=None, rng_state=None):
     """Write ``model`` (+ optimizer and trainer state) to ``path`` atomically.
 
     Args:
@@ -37,6 +37,7 @@ def save_checkpoint(path, model, optimizer=None, trainer_state=None):
         model (torch.nn.Module): a RecBole model (``other_parameter()`` is stored when present).
         optimizer (torch.optim.Optimizer, optional): its state tensors go under ``optimizer.<param>.<key>``.
         trainer_state (dict, optional): plain scalars (epoch, cur_step, best_valid_score, model name, config).
+        rng_state (tuple, optional): ``(tensors, meta)`` of :func:`recbole_hnlm.rng_state.capture_rng_state`.
     """
     tensors, meta = {}, {"format": FORMAT, "trainer": _plain(trainer_state or {})}
     for name, value in model.state_dict().items():
@@ -58,9 +59,44 @@ def save_checkpoint(path, model, optimizer=None, trainer_state=None):
                     scalars.setdefault(str(param_id), {})[key] = _plain(value)
         meta["optimizer"] = {"param_groups": _plain(state["param_groups"]), "scalars": scalars,
                              "param_ids": [str(k) for k in state["state"]]}
+    if rng_state is not None:
+        rng_tensors, meta["rng"] = rng_state
+        tensors.update({f"rng.{name}": value for name, value in rng_tensors.items()})
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     with atomic_path(path) as tmp:  # created with the umask's mode (mkstemp's would be 0600)
         save_file(tensors, tmp, metadata={"recbole_hnlm": json.dumps(meta)})
+
+
+def _header(path):
+    """The checkpoint's JSON metadata, checking that the file is one of ours."""
+    with safe_open(path, framework="pt", device="cpu") as f:
+        header = f.metadata() or {}
+    if "recbole_hnlm" not in header:
+        raise ValueError(f"{path} is not a recbole_hnlm checkpoint (no 'recbole_hnlm' metadata)")
+    meta = json.loads(header["recbole_hnlm"])
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: unsupported checkpoint format {meta.get('format')!r}, expected {FORMAT!r}")
+    return meta
+
+
+def _read(path, device="cpu"):
+    """``(meta, tensors)`` of a checkpoint file."""
+    meta = _header(path)
+    with safe_open(path, framework="pt", device=str(device)) as f:
+        return meta, {key: f.get_tensor(key) for key in f.keys()}
+
+
+def read_trainer_state(path):
+    """The trainer state stored in a checkpoint, without loading any tensor."""
+    return _header(path).get("trainer", {})
+
+
+def read_rng_state(path):
+    """``(tensors, meta)`` of the random streams stored in a checkpoint, or ``None`` when it has none."""
+    meta, tensors = _read(path)
+    if "rng" not in meta:
+        return None
+    return {k[len("rng."):]: v for k, v in tensors.items() if k.startswith("rng.")}, meta["rng"]
 
 
 def load_checkpoint(path, model, optimizer=None, device="cpu"):
@@ -72,14 +108,7 @@ def load_checkpoint(path, model, optimizer=None, device="cpu"):
     Raises:
         ValueError: the file is not a recbole_hnlm checkpoint.
     """
-    with safe_open(path, framework="pt", device=str(device)) as f:
-        header = f.metadata() or {}
-        if "recbole_hnlm" not in header:
-            raise ValueError(f"{path} is not a recbole_hnlm checkpoint (no 'recbole_hnlm' metadata)")
-        meta = json.loads(header["recbole_hnlm"])
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{path}: unsupported checkpoint format {meta.get('format')!r}, expected {FORMAT!r}")
-        tensors = {key: f.get_tensor(key) for key in f.keys()}
+    meta, tensors = _read(path, device)
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
     if hasattr(model, "load_other_parameter"):
         other = {name: tensors.get(f"other.{name}") for name in meta.get("other_parameter", {})}

@@ -1,30 +1,43 @@
 """Checks of a dataset before and after RecBole loads it: atomic files present and well-formed, no RecBole pickle
-in the way, enough items for the cut-offs, non-empty evaluation splits. Each failure names the file or option."""
+in the way, enough items for the cut-offs, non-empty evaluation splits. Each failure names the file or option;
+duplicate interactions, which RecBole keeps, are a warning."""
 import glob
+import logging
 import os
 
+import numpy as np
+
 from recbole_hnlm.errors import DataError
+
+logger = logging.getLogger(__name__)
 
 #: Atomic-file suffixes RecBole can split into train/valid/test on its own.
 _SPLIT_SUFFIXES = ("inter",)
 
 
-def check_dataset_files(config):
-    """Fail fast, naming the paths searched, when a dataset's atomic files are missing (RecBole would otherwise
-    try to download it)."""
+def _inter_files(config):
+    """Paths of the ``.inter`` file(s) RecBole reads: ``<dataset>.inter`` or the ``benchmark_filename`` parts."""
     dataset, data_path = config["dataset"], config["data_path"]
     names = [f"{dataset}.{suffix}" for suffix in _SPLIT_SUFFIXES]
     if config["benchmark_filename"]:
         names = [f"{dataset}.{part}.inter" for part in config["benchmark_filename"]]
-    missing = [os.path.join(data_path, name) for name in names if not os.path.isfile(os.path.join(data_path, name))]
+    return [os.path.join(data_path, name) for name in names]
+
+
+def check_dataset_files(config):
+    """Fail fast, naming the paths searched, when a dataset's atomic files are missing (RecBole would otherwise
+    try to download it)."""
+    dataset = config["dataset"]
+    paths = _inter_files(config)
+    missing = [path for path in paths if not os.path.isfile(path)]
     if missing:
         raise FileNotFoundError(
             f"Dataset '{dataset}' not found: missing {', '.join(missing)}. Put the RecBole atomic files there, or "
             f"pass --data_path=DIR where DIR/{dataset}/{dataset}.inter exists (ml-100k needs no files: it ships "
             "with RecBole)."
         )
-    for name in names:
-        check_inter_header(os.path.join(data_path, name), config)
+    for path in paths:
+        check_inter_header(path, config)
     check_no_recbole_pickles(config)
 
 
@@ -84,6 +97,22 @@ def check_topk_fits(config, dataset):
         small = min(10, items)
         raise DataError(f"Dataset '{config['dataset']}' has {items} items, fewer than the largest cut-off topk = "
                         f"{largest}: lower it (e.g. --topk=[{small}] --valid_metric=NDCG@{small}) or use more items.")
+
+
+def check_duplicate_interactions(config, dataset):
+    """Warn when a (user, item) pair occurs on several rows of the built dataset: RecBole keeps them unless
+    ``rm_dup_inter`` is set, so they weigh more in training and a pair can land in both training and test.
+    One sort of ``user * n_items + item``: about 0.1 s on a CPU for Yelp2018's 1.5M rows."""
+    users = np.asarray(dataset.inter_feat[dataset.uid_field], dtype=np.int64)  # a DataFrame column before build()
+    items = np.asarray(dataset.inter_feat[dataset.iid_field], dtype=np.int64)
+    _, counts = np.unique(users * dataset.item_num + items, return_counts=True)
+    repeated = counts[counts > 1]
+    if len(repeated):
+        logger.warning(f"{' and '.join(_inter_files(config))}: {len(repeated)} (user, item) pairs occur on more than "
+                       f"one row ({int(repeated.sum()) - len(repeated)} extra of {len(users)} rows). RecBole keeps "
+                       "them, so they count several times in training and a pair can be both a training and a test "
+                       "item. Set rm_dup_inter: first (or --rm_dup_inter=first) to keep only the first of each "
+                       "(the earliest, when there is a timestamp field).")
 
 
 def check_splits_not_empty(config, valid_data, test_data):

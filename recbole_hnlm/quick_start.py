@@ -8,6 +8,7 @@ It never imports ``recbole.quick_start`` (which pulls in ray) and builds the run
 """
 import argparse
 import logging
+import os
 import sys
 from logging import getLogger
 
@@ -16,9 +17,11 @@ from recbole.utils import init_logger, init_seed, set_color
 
 from recbole_hnlm.config import Config
 from recbole_hnlm.config_checks import unknown_option_messages
-from recbole_hnlm.data_checks import check_dataset_files, check_splits_not_empty, check_topk_fits
+from recbole_hnlm.data_checks import (check_dataset_files, check_duplicate_interactions, check_splits_not_empty,
+                                      check_topk_fits)
 from recbole_hnlm.determinism import deterministic_algorithms
-from recbole_hnlm.errors import ConfigError, DataError
+from recbole_hnlm.errors import ConfigError, DataError, TrainingInterrupted
+from recbole_hnlm.resume import changed_options, check_resume_from
 from recbole_hnlm.utils import get_model, get_sampler, get_trainer
 
 def split_seed(config) -> int:
@@ -37,7 +40,11 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
         saved (bool): save the best model's checkpoint (safetensors) and test it.
 
     Returns:
-        dict: ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``, ``checkpoint``.
+        dict: ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``, ``checkpoint``
+        and ``resume_state`` (the file ``resume_from`` takes to train on; ``None`` with ``save_resume_state=False``).
+
+    Raises:
+        TrainingInterrupted: Ctrl-C after the first epoch; its ``resume_file`` continues the run.
     """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     with deterministic_algorithms(config["use_deterministic_algorithms"]):
@@ -53,11 +60,13 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
                            f"data_path={config.external_config_dict['data_path']!r}. Give your copy another name "
                            "(e.g. ml-100k-local) to use it.")
         check_dataset_files(config)
+        check_resume_from(config)
 
         init_seed(split_seed(config), config["reproducibility"])
         dataset = create_dataset(config)
         logger.info(dataset)
         check_topk_fits(config, dataset)
+        check_duplicate_interactions(config, dataset)
         train_data, valid_data, test_data = data_preparation(config, dataset)
         check_splits_not_empty(config, valid_data, test_data)
         sampler_class = get_sampler(config["sampler"])
@@ -68,8 +77,15 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
         logger.info(model)
 
         trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-        best_valid_score, best_valid_result = trainer.fit(
-            train_data, valid_data, saved=saved, show_progress=config["show_progress"])
+        if config["resume_from"]:
+            resume(trainer, config, logger)
+        try:
+            best_valid_score, best_valid_result = trainer.fit(
+                train_data, valid_data, saved=saved, show_progress=config["show_progress"])
+        except KeyboardInterrupt as interrupt:
+            if saved and config["save_resume_state"] and os.path.isfile(trainer.resume_state_file):
+                raise TrainingInterrupted(trainer.resume_state_file) from interrupt
+            raise
         test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
 
         logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
@@ -80,7 +96,22 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
             "best_valid_result": best_valid_result,
             "test_result": test_result,
             "checkpoint": trainer.saved_model_file if saved else None,
+            "resume_state": trainer.resume_state_file if os.path.isfile(trainer.resume_state_file) else None,
         }
+
+
+def resume(trainer, config, logger):
+    """Load ``config["resume_from"]`` into ``trainer``, warning about options changed since that run."""
+    path = config["resume_from"]
+    changed = changed_options(config, path)
+    if changed:
+        logger.warning(f"resume_from: options changed since {path} was written, so the continuation will not repeat "
+                       f"the uninterrupted run: {'; '.join(changed)}")
+    try:
+        trainer.resume_checkpoint(path)
+    except RuntimeError as error:  # load_state_dict: missing keys or shape mismatches
+        raise ConfigError(f"resume_from: the weights in {path} do not fit this model; resume with the options of "
+                          f"the interrupted run ({str(error).splitlines()[0]}).") from error
 
 
 def objective_function(config_dict=None, config_file_list=None, saved=True):
@@ -124,6 +155,10 @@ def main(argv=None):
         _log_to_files(f"error: {error}")
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as interrupt:
+        print(f"interrupted: the last finished epoch is saved; continue the run with the same options and "
+              f"--resume_from={interrupt.resume_file}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("interrupted: nothing half-written is left; rerun the command to start the run again (finished LLM "
               "artifacts are reused)", file=sys.stderr)

@@ -7,18 +7,42 @@ instead (no pickle) and works on top of any RecBole trainer class (:func:`make_s
 import os
 import warnings
 
+import torch
+
 from recbole.trainer import Trainer
 from recbole.utils import get_local_time, set_color
 
-from recbole_hnlm.checkpoint import load_checkpoint, save_checkpoint
+from recbole_hnlm.checkpoint import load_checkpoint, read_rng_state, save_checkpoint
+from recbole_hnlm.resume import training_options
+from recbole_hnlm.rng_state import capture_rng_state, restore_rng_state
+
+
+def _loader_generators(train_data):
+    """The training dataloader's own generator (RecBole shuffles with it), by the name a resume state stores it."""
+    generator = getattr(train_data, "generator", None)
+    return {"train_data": generator} if isinstance(generator, torch.Generator) else {}
 
 
 class SafeCheckpointMixin:
-    """Checkpoint save/load without pickle, and an ``on_epoch_start`` hook for models that need one."""
+    """Checkpoint save/load without pickle, resumable runs, and an ``on_epoch_start`` hook for models that need one.
+
+    Besides the best epoch's checkpoint (``saved_model_file``), a run with ``save_resume_state`` writes the whole
+    training state after every epoch to ``resume_state_file`` (``<model>-<time>.resume.safetensors``): weights,
+    optimizer, early-stopping counters, the best result so far and every random stream. :meth:`resume_checkpoint`
+    on that file continues the run exactly where it stopped: the resumed run reaches the same weights, bit for bit,
+    as one that was never interrupted.
+    """
 
     def __init__(self, config, model):
         super().__init__(config, model)
-        self.saved_model_file = os.path.join(self.checkpoint_dir, f"{config['model']}-{get_local_time()}.safetensors")
+        stem = os.path.join(self.checkpoint_dir, f"{config['model']}-{get_local_time()}")
+        self.saved_model_file = f"{stem}.safetensors"
+        self.resume_state_file = f"{stem}.resume.safetensors"
+        self.save_resume_state = bool(config["save_resume_state"]) if "save_resume_state" in config else False
+        self._writes_resume_state = False
+        self._rng_to_restore = None
+        self._stopped_early = False
+        self._last_trained_epoch = None
 
     def _trainer_state(self, epoch):
         return {
@@ -38,13 +62,61 @@ class SafeCheckpointMixin:
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 
+    def _save_resume_state(self, next_epoch, train_data):
+        """Write everything :meth:`resume_checkpoint` needs to train epoch ``next_epoch`` next."""
+        state = {**self._trainer_state(next_epoch - 1), "resume_state": True, "stopped_early": self._stopped_early,
+                 "best_checkpoint": os.path.abspath(self.saved_model_file) if os.path.exists(self.saved_model_file) else None,
+                 "best_valid_result": {k: float(v) for k, v in (self.best_valid_result or {}).items()},
+                 "options": training_options(self.config)}
+        save_checkpoint(self.resume_state_file, self.model, self.optimizer, state,
+                        rng_state=capture_rng_state(_loader_generators(train_data)))
+
     def resume_checkpoint(self, resume_file):
-        state = load_checkpoint(str(resume_file), self.model, self.optimizer, device=self.device)
-        self.saved_model_file = str(resume_file)
+        """Load ``resume_file`` and continue from it at the next :meth:`fit`.
+
+        A resume-state file (``*.resume.safetensors``) continues the interrupted run exactly, and keeps writing its
+        best checkpoint to the run's own best file. Any other checkpoint (a best epoch's file) restores weights,
+        optimizer and counters but no random streams; training then goes on from that epoch as RecBole's own
+        ``resume_checkpoint`` does, and that file receives the next best epochs.
+        """
+        resume_file = str(resume_file)
+        state = load_checkpoint(resume_file, self.model, self.optimizer, device=self.device)
         self.start_epoch = state["epoch"] + 1
         self.cur_step = state["cur_step"]
         self.best_valid_score = state["best_valid_score"]
+        if state.get("resume_state"):
+            self.resume_state_file = resume_file
+            self.saved_model_file = state["best_checkpoint"] or self.saved_model_file
+            self.best_valid_result = state["best_valid_result"] or None
+            self._stopped_early = bool(state["stopped_early"])
+            self._rng_to_restore = read_rng_state(resume_file)
+        else:
+            self.saved_model_file = resume_file
+            self.logger.warning(f"{resume_file} is a best-epoch checkpoint, not a resume state: training goes on "
+                                f"from epoch {self.start_epoch} with fresh random streams, so it will not repeat "
+                                "an uninterrupted run bit for bit.")
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        if self._stopped_early or self.start_epoch >= self.epochs:
+            # RecBole would save the current weights over the best checkpoint here; there is nothing left to train.
+            reason = "early stopping ended it" if self._stopped_early else f"all {self.epochs} epochs are done"
+            self.logger.warning(f"Nothing to train: {reason}. Best valid score {self.best_valid_score}.")
+            return self.best_valid_score, self.best_valid_result
+        if self._rng_to_restore is not None:
+            restore_rng_state(*self._rng_to_restore, generators=_loader_generators(train_data))
+            self._rng_to_restore = None
+        self._writes_resume_state = saved and self.save_resume_state
+        self._last_trained_epoch = None
+        try:
+            result = super().fit(train_data, valid_data, verbose=verbose, saved=saved, show_progress=show_progress,
+                                 callback_fn=callback_fn)
+            if self._writes_resume_state and self._last_trained_epoch is not None:
+                self._stopped_early = self._last_trained_epoch + 1 < self.epochs
+                self._save_resume_state(self._last_trained_epoch + 1, train_data)
+            return result
+        finally:
+            self._writes_resume_state = False
 
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         if load_best_model and eval_data:
@@ -54,6 +126,9 @@ class SafeCheckpointMixin:
         return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        if self._writes_resume_state and self._last_trained_epoch is not None:
+            self._save_resume_state(epoch_idx, train_data)  # the previous epoch, validation included, is complete
+        self._last_trained_epoch = epoch_idx
         hook = getattr(self.model, "on_epoch_start", None)
         if hook is not None:
             hook(epoch_idx)

@@ -9,10 +9,14 @@ from recbole_hnlm.errors import ConfigError
 
 #: Backbones shipped by the plugin (they shadow RecBole's models of the same name).
 PLUGIN_MODELS = ("MF", "NGCF", "LightGCN", "SGL")
+#: How hints spell the model and sampler options: the run script's by default; another command line passes its own
+#: (the benchmark's ``--models NAME``).
+RUN_SCRIPT_OPTIONS = {"model": "--model=", "sampler": "--sampler="}
 
 
-def get_model(model_name):
+def get_model(model_name, options=RUN_SCRIPT_OPTIONS):
     """Return the model class for ``model_name``: a plugin backbone, else a RecBole general recommender.
+    ``options`` spells the options named in the error (see :data:`RUN_SCRIPT_OPTIONS`).
 
     Raises:
         ValueError: the name is neither; the message lists the valid names.
@@ -29,7 +33,7 @@ def get_model(model_name):
                 return getattr(module, name)
     raise ConfigError(
         f"Unknown model '{model_name}'. recbole_hnlm backbones: {', '.join(PLUGIN_MODELS)}; "
-        "any RecBole general recommender (e.g. BPR, NeuMF, ENMF) also runs with --sampler=RNS."
+        f"any RecBole general recommender (e.g. BPR, NeuMF, ENMF) also runs with {options['sampler']}RNS."
     )
 
 
@@ -43,8 +47,8 @@ def get_sampler(sampler_name):
     raise ConfigError(f"Unknown sampler '{sampler_name}'. Valid samplers: {', '.join(SAMPLERS)}.")
 
 
-def check_model_sampler_pair(model_class, sampler_class):
-    """Reject a sampler that cannot work with the chosen backbone, saying why."""
+def check_model_sampler_pair(model_class, sampler_class, options=RUN_SCRIPT_OPTIONS):
+    """Reject a sampler that cannot work with the chosen backbone, saying why (``options`` as in :func:`get_model`)."""
     from recbole_hnlm.model.abstract import SampledRecommender
 
     if issubclass(model_class, SampledRecommender):
@@ -53,7 +57,7 @@ def check_model_sampler_pair(model_class, sampler_class):
         raise ConfigError(
             f"Sampler {sampler_class.name} needs the propagated user/item embeddings of a recbole_hnlm backbone "
             f"({', '.join(PLUGIN_MODELS)}); RecBole's {model_class.__name__} only exposes scores. "
-            f"Use --model=<one of {', '.join(PLUGIN_MODELS)}> or --sampler=RNS."
+            f"Use {options['model']}<one of {', '.join(PLUGIN_MODELS)}> or {options['sampler']}RNS."
         )
     if model_class.type != ModelType.GENERAL:
         raise ConfigError(f"recbole_hnlm runs general (user-item) recommenders; {model_class.__name__} is {model_class.type}.")

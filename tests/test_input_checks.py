@@ -114,6 +114,47 @@ def test_fewer_items_than_the_largest_cutoff(fast_config, tmp_path):
     assert set(result["test_result"]) == {"recall@5", "ndcg@5"}
 
 
+def _duplicate_warnings(caplog):
+    return [r.getMessage() for r in caplog.records if "(user, item) pairs occur on more than one row" in r.getMessage()]
+
+
+def test_duplicate_interactions_are_a_warning_naming_file_count_and_option(fast_config, tmp_path, caplog):
+    from recbole.data import create_dataset
+
+    from recbole_hnlm.data_checks import check_duplicate_interactions
+
+    pairs = [(u, (u + k) % 40) for u in range(30) for k in range(8)]
+    data_path = write_dataset(tmp_path, "dups", pairs + pairs[:5] + pairs[:2] + pairs[-1:])  # 6 pairs, 8 extra rows
+    settings = {**fast_config, "dataset": "dups", "data_path": data_path}
+    config = Config(model="MF", dataset="dups", config_dict=settings, command_line=False)
+    caplog.set_level("WARNING")
+    check_duplicate_interactions(config, create_dataset(config))
+    inter = os.path.join(data_path, "dups", "dups.inter")
+    assert _duplicate_warnings(caplog) == [
+        f"{inter}: 6 (user, item) pairs occur on more than one row (8 extra of 248 rows). RecBole keeps them, so they "
+        "count several times in training and a pair can be both a training and a test item. Set rm_dup_inter: first "
+        "(or --rm_dup_inter=first) to keep only the first of each (the earliest, when there is a timestamp field)."]
+    caplog.clear()
+    deduplicated = Config(model="MF", dataset="dups", config_dict={**settings, "rm_dup_inter": "first"},
+                          command_line=False)
+    check_duplicate_interactions(deduplicated, create_dataset(deduplicated))
+    clean = Config(model="MF", dataset=fast_config["dataset"], config_dict=fast_config, command_line=False)
+    check_duplicate_interactions(clean, create_dataset(clean))
+    assert _duplicate_warnings(caplog) == []
+
+
+def test_benchmark_cells_warn_about_duplicate_interactions(fast_config, tmp_path):
+    from recbole_hnlm.benchmark.runner import Cell, run_cell
+
+    pairs = [(u, (u + k) % 40) for u in range(30) for k in range(8)]
+    data_path = write_dataset(tmp_path, "dups", pairs + pairs[:3])
+    settings = {"data_path": data_path, "epochs": 1, "train_batch_size": 1024, "gpu_id": "", "use_gpu": False}
+    out = str(tmp_path / "out")
+    run_cell(Cell("MF", "RNS", 1), "dups", out, config_dict=settings, saved=False)
+    with open(os.path.join(out, "logs", "MF-RNS-seed1.log")) as f:
+        assert "3 (user, item) pairs occur on more than one row" in f.read()
+
+
 def test_an_empty_validation_split_is_an_error(fast_config, tmp_path):
     data_path = write_dataset(tmp_path, "single", [(u, u % 30) for u in range(60)])  # one interaction per user
     config = {**fast_config, "dataset": "single", "data_path": data_path}

@@ -11,11 +11,13 @@ parse as one, else strings), e.g. ``--data_path=/data/atomic --stopping_step=10 
 Rerunning the same command skips finished cells (``out/runs/<cell>.json``).
 
 Exit status: 0 when every cell finished; 1 when a cell failed (the summary names its ``out/runs/<cell>.error.txt``);
-2 for bad input, caught before any cell runs (unknown model or sampler, invalid setting, missing dataset files, a
-finished cell with other settings in ``out``, ``--report-only`` on a folder without runs); 130 when interrupted
-(Ctrl-C: finished cells are kept, the rerun resumes).
+2 for bad input, caught before any cell runs or anything is written (a malformed option such as ``--ratios abc``,
+unknown model or sampler, invalid setting, missing dataset files, a finished cell with other settings in ``out``,
+``--report-only`` on a folder without runs); 130 when interrupted (Ctrl-C: finished cells are kept, the rerun
+resumes). Bad input is one ``error:`` line on stderr, without a traceback.
 """
 import argparse
+import os
 import sys
 import warnings
 
@@ -25,33 +27,116 @@ from recbole_hnlm.cli_settings import parse_settings
 DEFAULT_MODELS = ("LightGCN", "MF")
 DEFAULT_SAMPLERS = ("RNS", "DNS", "MixGCF", "AHNS", "HNLMRec")
 DEFAULT_SEEDS = (2020, 2021, 2022)
+#: ``--key=value`` settings that every cell sets itself, and the option to use instead.
+CELL_KEYS = {"model": "--models", "sampler": "--samplers", "seed": "--seeds", "checkpoint_dir": "--out"}
+_MAX_SEED = 2 ** 32 - 1  # numpy's limit (RecBole's init_seed)
+
+
+class UsageError(ValueError):
+    """A malformed command line; ``main`` reports it as one ``error:`` line with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _integer(low, high=None, what="an integer"):
+    """An argparse ``type``: an integer in ``[low, high]``, else an error saying ``what`` is expected."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+    return parse
+
+
+def _ratios(text):
+    """``0.2,0.4`` -> ``(0.2, 0.4)``: shares of the training split, each giving its own cell name."""
+    from recbole_hnlm.benchmark.runner import Cell
+
+    expected = f"comma-separated numbers strictly between 0 and 1 (e.g. 0.2,0.4,0.6,0.8), got {text!r}"
+    try:
+        ratios = tuple(float(r) for r in text.split(",") if r.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}") from None
+    if not ratios or not all(0.0 < r < 1.0 for r in ratios):
+        raise argparse.ArgumentTypeError(f"expected {expected}")
+    keys = [Cell("M", "S", 0, r).key.rsplit("-", 1)[1] for r in ratios]  # cells are named by whole percent
+    for k, key in enumerate(keys):
+        if key in keys[:k]:
+            other = ratios[keys.index(key)]
+            raise argparse.ArgumentTypeError(f"{other} and {ratios[k]} both name their cells {key}: give ratios "
+                                             "that differ by at least 0.01")
+    return ratios
+
+
+def _analyses(text):
+    """``popularity,fhn`` -> ``["popularity", "fhn"]``."""
+    from recbole_hnlm.benchmark.grid import ANALYSES
+
+    names = [a.strip() for a in text.split(",") if a.strip()]
+    unknown = [a for a in names if a not in ANALYSES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {', '.join(ANALYSES)}, got {text!r}")
+    return names
+
+
+def _no_repeats(parser, option, values, key=str):
+    seen = {}
+    for value in values:
+        if key(value) in seen:
+            first = seen[key(value)]
+            parser.error(f"argument {option}: {value} is listed twice" if value == first else
+                         f"argument {option}: {value} repeats {first} (names are case-insensitive)")
+        seen[key(value)] = value
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
+    """The parsed command line; a malformed one raises :class:`UsageError` naming the option."""
+    parser = _Parser(
         prog="python -m recbole_hnlm.benchmark", allow_abbrev=False,
         description="Samplers x backbones x seeds on one dataset: per-cell JSON, runs.csv, table.md, plots/*.png.",
         epilog="Any other --key=value is a RecBole or sampler setting shared by every cell.")
     parser.add_argument("--dataset", "-d", default="ml-100k", help="RecBole dataset name (default ml-100k)")
     parser.add_argument("--models", "-m", nargs="+", default=list(DEFAULT_MODELS), help="backbones")
     parser.add_argument("--samplers", "-s", nargs="+", default=list(DEFAULT_SAMPLERS), help="samplers")
-    parser.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS), help="seeds")
+    parser.add_argument("--seeds", nargs="+", type=_integer(0, _MAX_SEED, f"integers from 0 to {_MAX_SEED}"),
+                        default=list(DEFAULT_SEEDS), help="seeds")
     parser.add_argument("--out", "-o", default=None, help="output folder (default results/<dataset>)")
-    parser.add_argument("--epochs", type=int, default=None, help="maximum epochs per cell (default: the yaml's)")
-    parser.add_argument("--analysis", default="", help="comma-separated: popularity, fhn, sparsity")
-    parser.add_argument("--ratios", default="0.2,0.4,0.6,0.8", help="training ratios of the sparsity analysis")
-    parser.add_argument("--fhn-pairs", type=int, default=2048, help="training pairs sampled for the FHN rate")
+    parser.add_argument("--epochs", type=_integer(1, what="an integer >= 1"), default=None,
+                        help="maximum epochs per cell (default: the yaml's)")
+    parser.add_argument("--analysis", type=_analyses, default="", dest="analyses", metavar="NAMES",
+                        help="comma-separated: popularity, fhn, sparsity")
+    parser.add_argument("--ratios", type=_ratios, default="0.2,0.4,0.6,0.8",
+                        help="training ratios of the sparsity analysis, each in (0, 1)")
+    parser.add_argument("--fhn-pairs", type=_integer(1, what="an integer >= 1"), default=2048,
+                        help="training pairs sampled for the FHN rate")
     parser.add_argument("--config_files", default=None, help="space-separated yaml files shared by every cell")
     parser.add_argument("--report-only", action="store_true", help="only rebuild the CSV, table and plots")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args, extra = parser.parse_known_args(argv)
+    _no_repeats(parser, "--models", args.models, str.lower)
+    _no_repeats(parser, "--samplers", args.samplers, str.lower)
+    _no_repeats(parser, "--seeds", args.seeds)
     config = parse_settings(extra, parser.error)
+    for key, option in CELL_KEYS.items():
+        if key in config:
+            parser.error(f"--{key}={config[key]} is set by each cell here: use {option} instead")
+    if "resume_from" in config:
+        parser.error("--resume_from continues one run of the run script; the grid resumes by itself: rerun the same "
+                     "command and the finished cells are kept")
     if args.epochs is not None:
         config["epochs"] = args.epochs
     args.config = config
-    args.analyses = [a.strip() for a in args.analysis.split(",") if a.strip()]
-    args.ratios = tuple(float(r) for r in args.ratios.split(",") if r.strip())
+    args.config_files = args.config_files.split() if args.config_files else None
+    missing = [path for path in args.config_files or () if not os.path.isfile(path)]
+    if missing:
+        parser.error(f"argument --config_files: {', '.join(missing)} not found")
     args.out = args.out or f"results/{args.dataset}"
     return args
 
@@ -64,14 +149,17 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 2
 
-    args = parse_args(sys.argv[1:] if argv is None else list(argv))
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else list(argv))
+    except UsageError as error:
+        return fail(f"{error} (see --help)")
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole\.")  # pandas / amp deprecations
     summary = {"failed": []}
     if not args.report_only:
         try:
             summary = run_grid(args.dataset, args.models, args.samplers, args.seeds, args.out,
                                config_dict=args.config,
-                               config_file_list=args.config_files.split() if args.config_files else None,
+                               config_file_list=args.config_files,
                                analyses=args.analyses, ratios=args.ratios, progress=not args.no_progress,
                                fhn_pairs=args.fhn_pairs)
         except (SettingsMismatch, ValueError, FileNotFoundError) as error:  # ConfigError is a ValueError

@@ -98,7 +98,8 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
         progress (bool): show a tqdm bar over the cells.
         cell_runner (callable): runs one cell (``runner.run_cell``; replaceable in tests).
         cell_checker (callable, optional): validates one cell without training (``runner.check_cell``); called once
-            per (model, sampler) pair still to run, before anything runs or is written. ``None`` skips the checks.
+            per (model, sampler) pair still to run, before anything runs or is written, with ``warn`` logging each
+            distinct warning once. ``None`` skips the checks.
         **cell_kwargs: passed to ``cell_runner`` (e.g. ``fhn_pairs``).
 
     Returns:
@@ -132,9 +133,16 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
         first_of_pair = {}
         for cell in todo:
             first_of_pair.setdefault((cell.model, cell.sampler), cell)
+        warned = set()
+
+        def warn_once(message):  # the pairs share their settings, hence their warnings
+            if message not in warned:
+                warned.add(message)
+                logging.getLogger().warning(message)
+
         for cell in first_of_pair.values():
             cell_checker(cell, dataset, out, config_dict=dict(config_dict or {}), config_file_list=config_file_list,
-                         analyses=cell_analyses)
+                         analyses=cell_analyses, warn=warn_once)
     os.makedirs(os.path.join(out, "runs"), exist_ok=True)
     write_json_atomic(os.path.join(out, "grid.json"), {
         "dataset": dataset, "models": list(models), "samplers": list(samplers), "seeds": [int(s) for s in seeds],

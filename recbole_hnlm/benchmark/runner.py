@@ -32,6 +32,8 @@ import torch
 
 #: Metrics of the paper's tables (RecBole result keys).
 METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+#: How error hints spell the grid's model and sampler options (``recbole_hnlm.utils.get_model``).
+GRID_OPTIONS = {"model": "--models ", "sampler": "--samplers "}
 #: Analyses computed on the trained model of a cell (``sparsity`` adds cells instead, see ``grid.expand_cells``).
 CELL_ANALYSES = ("popularity", "fhn")
 
@@ -70,26 +72,34 @@ def make_config(model, dataset, config_dict, config_file_list=None):
 
 
 def cell_config_dict(cell, out_dir, config_dict=None):
-    """The config dict of one cell: the shared settings plus the cell's sampler, seed and checkpoint folder."""
+    """The config dict of one cell: the shared settings plus the cell's sampler, seed and checkpoint folder. Cells
+    write no per-epoch resume state (the grid resumes per finished cell, and the write would count in epoch times)."""
     return {"state": "WARNING", "show_progress": False, **dict(config_dict or {}), "sampler": cell.sampler,
-            "seed": cell.seed, "checkpoint_dir": os.path.join(out_dir, "checkpoints", cell.key)}
+            "seed": cell.seed, "checkpoint_dir": os.path.join(out_dir, "checkpoints", cell.key),
+            "save_resume_state": False}
 
 
-def check_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_file_list=None, analyses=()):
+def check_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_file_list=None, analyses=(),
+               warn=None):
     """Validate one cell without loading data or training: the model and sampler names, their pairing and the
     sampler's hyper-parameters (all checked by ``Config``), the dataset's atomic files and what the analyses need.
+    Unknown options (likely typos) go to ``warn`` (default: the root logger's ``warning``) before the files are
+    checked, so ``--data_pth=...`` is named next to the missing dataset.
 
     Raises:
-        ConfigError: an unknown name, an incompatible pair or an invalid value (the message names it).
+        ConfigError: an unknown name, an incompatible pair or an invalid value (the message names it, and the
+            benchmark's own options: ``--models``, ``--samplers``).
         FileNotFoundError: the dataset's atomic files (or a config file) are missing.
     """
     from recbole_hnlm.config_checks import unknown_option_messages
     from recbole_hnlm.data_checks import check_dataset_files
     from recbole_hnlm.errors import ConfigError
+    from recbole_hnlm.utils import check_model_sampler_pair, get_model, get_sampler
 
+    check_model_sampler_pair(get_model(cell.model, GRID_OPTIONS), get_sampler(cell.sampler), GRID_OPTIONS)
     config = make_config(cell.model, dataset, cell_config_dict(cell, out_dir, config_dict), config_file_list)
     for message in unknown_option_messages(config.unknown_options):
-        logging.getLogger().warning(message)
+        (warn or logging.getLogger().warning)(message)
     check_dataset_files(config)
     if "fhn" in analyses and not hasattr(config.model_class, "hard_negatives"):
         raise ConfigError(f"--analysis fhn needs a recbole_hnlm backbone with hard_negatives; {cell.model} has none.")
@@ -268,7 +278,8 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
     from recbole.utils import init_seed
 
     from recbole_hnlm.benchmark import analysis as A
-    from recbole_hnlm.data_checks import check_dataset_files, check_splits_not_empty, check_topk_fits
+    from recbole_hnlm.data_checks import (check_dataset_files, check_duplicate_interactions, check_splits_not_empty,
+                                          check_topk_fits)
     from recbole_hnlm.determinism import deterministic_algorithms
     from recbole_hnlm.quick_start import split_seed
     from recbole_hnlm.utils import get_model, get_sampler, get_trainer
@@ -288,6 +299,7 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
         data = create_dataset(config)
         logger.info(data)
         check_topk_fits(config, data)
+        check_duplicate_interactions(config, data)
         train_data, valid_data, test_data, full_train = build_data(config, data, cell.train_ratio, cell.seed)
         check_splits_not_empty(config, valid_data, test_data)
         get_sampler(config["sampler"]).prepare(config, data, train_data)

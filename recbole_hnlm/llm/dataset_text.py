@@ -8,6 +8,9 @@ Reads ``<data_path>/<ds>/<ds>.inter`` and, when present, ``<ds>.item``. Headers 
 * interaction rating: ``rating``/``stars``/``score``; review text: ``review``/``review_text``/``reviewText``/``text``/
   ``summary``; order: ``timestamp``
 
+Without an ``.item`` file, or without any of its title/attribute fields, items are described by their ids alone (the
+LLM's negatives are then weak): logged once as a warning that names the file and the fields to provide.
+
 Only *training* interactions may feed profiles (the test items would otherwise leak into the negatives). Pass the
 training split as a set of ``(user_token, item_token)`` pairs; without it every interaction counts as training
 (documented fallback for stand-alone precompute, logged as a warning).
@@ -134,8 +137,10 @@ class DatasetText:
                            self.inter_path, len(train) - len(seen))
         self.items: Dict[str, ItemText] = {}
         item_path = atomic_file(data_path, dataset, "item")
+        title, attrs, fields = None, [], None
         if os.path.exists(item_path):
             frame = _read_atomic(item_path)
+            fields = list(frame.columns)
             if iid_field not in frame.columns:
                 raise ValueError(f"{item_path}: field {iid_field!r} missing")
             title = _first(frame.columns, TITLE_FIELDS)
@@ -147,8 +152,29 @@ class DatasetText:
                     if record[src] and dst not in attributes:
                         attributes[dst] = record[src]
                 self.items[token] = ItemText(token, record[title] if title else token, attributes)
-        for i in {i for _, i in self.pairs}:
-            self.items.setdefault(i, ItemText(i, f"item {i}", {}))
+        used = {i for _, i in self.pairs}
+        missing = sorted(used - self.items.keys())
+        if title is None and not attrs:
+            self._warn_no_item_text(item_path, iid_field, fields)
+        elif missing:
+            logger.warning("%s has no row for %d of the %d items in training pairs (e.g. %s): the LLM sees only "
+                           "their ids", item_path, len(missing), len(used), ", ".join(missing[:3]))
+        for i in missing:
+            self.items[i] = ItemText(i, f"item {i}", {})
+
+    def _warn_no_item_text(self, item_path: str, iid_field: str, fields: Optional[List[str]]) -> None:
+        """One warning when the items have no title or attribute (``fields``: the ``.item`` file's, ``None`` when
+        there is no such file): the LLM then sees bare item ids."""
+        if fields is None:
+            problem = f"{item_path} not found"
+        else:
+            problem = f"{item_path} has none of the text fields recbole_hnlm reads (its fields: {', '.join(fields)})"
+        sees = "item ids and the review text of the .inter file" if self.has_reviews else "item ids"
+        example = "\t".join([f"{iid_field}:token", "title:token_seq", "categories:token_seq"])
+        logger.warning("%s: item profiles and prompts show the LLM only %s, so its semantic hard negatives will be "
+                       "weak. Provide %s with a title field (one of %s) and attributes (any of %s), e.g. the header "
+                       "%r.", problem, sees, item_path, ", ".join(TITLE_FIELDS),
+                       ", ".join(dict.fromkeys(src for src, _ in ATTRIBUTE_FIELDS)), example)
 
     def dataset_hash(self) -> str:
         """SHA-256 of the ``.inter`` file bytes (recorded in every manifest)."""

@@ -102,3 +102,70 @@ def test_compare_script_exit_code_for_a_missing_dataset(tmp_path):
     assert process.returncode == 2, process.stderr
     assert "error: Dataset 'nosuch' not found" in process.stderr and "cells:" not in process.stdout
     assert not os.path.exists(out)
+
+
+@pytest.mark.parametrize("bad_args, expected", [
+    (["--ratios", "abc"], "argument --ratios: expected comma-separated numbers strictly between 0 and 1"),
+    (["--ratios", "0.2,1.0"], "argument --ratios: expected comma-separated numbers strictly between 0 and 1"),
+    (["--ratios", "0.2,0.201"], "argument --ratios: 0.2 and 0.201 both name their cells train20"),
+    (["--seeds", "x"], "argument --seeds: expected integers from 0 to 4294967295, got 'x'"),
+    (["--seeds", "-1"], "argument --seeds: expected integers from 0 to 4294967295, got '-1'"),
+    (["--seeds", "1", "2", "1"], "argument --seeds: 1 is listed twice"),
+    (["--epochs", "abc"], "argument --epochs: expected an integer >= 1, got 'abc'"),
+    (["--epochs", "0"], "argument --epochs: expected an integer >= 1, got '0'"),
+    (["--fhn-pairs", "-5"], "argument --fhn-pairs: expected an integer >= 1, got '-5'"),
+    (["--analysis", "popularity,fnh"], "argument --analysis: expected a comma-separated subset of popularity, fhn"),
+    (["--models", "MF", "mf"], "argument --models: mf repeats MF (names are case-insensitive)"),
+    (["--config_files", "nosuch.yaml"], "argument --config_files: nosuch.yaml not found"),
+    (["--sampler=DNS"], "--sampler=DNS is set by each cell here: use --samplers instead"),
+    (["--seed=3"], "--seed=3 is set by each cell here: use --seeds instead"),
+    (["--resume_from=x.resume.safetensors"], "the grid resumes by itself: rerun the same command"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_malformed_options_are_one_error_line_naming_the_option(bad_args, expected, tmp_path, capsys):
+    out = str(tmp_path / "out")
+    code, stdout, errors = _cli(["--dataset", "nosuch", "--models", "MF", "--samplers", "RNS", "--out", out]
+                                + bad_args, capsys)
+    assert code == 2 and stdout == ""
+    assert len(errors) == 1 and expected in errors[0], errors
+    assert not os.path.exists(out)
+
+
+def test_compare_script_malformed_ratios_without_traceback(tmp_path):
+    out = str(tmp_path / "out")
+    process = subprocess.run(
+        [sys.executable, os.path.join(REPO, "benchmarks", "compare.py"), "--ratios", "abc", "--out", out],
+        capture_output=True, text=True, timeout=300)
+    assert process.returncode == 2, process.stderr
+    assert "Traceback" not in process.stderr
+    errors = [line for line in process.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "--ratios" in errors[0] and "'abc'" in errors[0]
+    assert not os.path.exists(out)
+
+
+@pytest.mark.parametrize("grid_args, expected", [
+    (["--models", "MFX"], "also runs with --samplers RNS."),
+    (["--models", "BPR", "--samplers", "RNS", "DNS"],
+     "Use --models <one of MF, NGCF, LightGCN, SGL> or --samplers RNS."),
+], ids=["model", "pair"])
+def test_name_errors_hint_at_the_grid_options(grid_args, expected, ml_slice, tmp_path, capsys):
+    from recbole_hnlm.utils import get_model
+
+    data_path, dataset = ml_slice
+    out = str(tmp_path / "out")
+    argv = ["--dataset", dataset, "--samplers", "RNS"] if "--samplers" not in grid_args else ["--dataset", dataset]
+    code, _, errors = _cli(argv + grid_args + ["--seeds", "1", "--out", out, f"--data_path={data_path}"], capsys)
+    assert code == 2 and len(errors) == 1
+    assert expected in errors[0] and "--sampler=" not in errors[0] and "--model=" not in errors[0]
+    with pytest.raises(ConfigError, match="also runs with --sampler=RNS"):  # the run script keeps its own wording
+        get_model("MFX")
+
+
+def test_unknown_option_warnings_are_printed_once_per_grid(ml_slice, tmp_path, caplog):
+    data_path, dataset = ml_slice
+    ran = []
+    run_grid(dataset, ["MF", "LightGCN"], ["RNS", "DNS"], [1], str(tmp_path / "out"), progress=False,
+             config_dict={"data_path": data_path, "epochz": 3},
+             cell_runner=lambda cell, *args, **kwargs: ran.append(cell.key) or {"cell": cell.key})
+    assert len(ran) == 4  # four (model, sampler) pairs checked, each with the same settings
+    warnings = [r.getMessage() for r in caplog.records if "Unknown option 'epochz'" in r.getMessage()]
+    assert warnings == ["Unknown option 'epochz' is ignored: did you mean 'epochs'?"]

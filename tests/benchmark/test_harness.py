@@ -76,6 +76,8 @@ def test_every_cell_ran_and_wrote_its_result(grid):
         # per-cell isolation: the cell's checkpoint lives in the output folder
         assert os.path.isfile(os.path.join(out, result["checkpoint"]))
         assert result["checkpoint"].startswith(os.path.join("checkpoints", result["cell"]))
+        # no per-epoch resume state: the grid resumes per cell, and the write would count in the epoch times
+        assert not [n for n in os.listdir(os.path.join(out, "checkpoints", result["cell"])) if ".resume." in n]
     assert not [n for n in os.listdir(os.path.join(out, "runs")) if n.startswith(".tmp")]
 
 

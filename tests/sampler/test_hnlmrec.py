@@ -81,7 +81,7 @@ def test_item_norm_bounds_the_llm_part_and_adapter_is_regularised(fast_config, m
     assert torch.allclose(out.pooled[:, 0].norm(dim=1), emb.item[neg].norm(dim=1), rtol=1e-5)
     assert torch.allclose(torch.nn.functional.cosine_similarity(out.pooled[:, 0], h), torch.ones(len(h)), atol=1e-5)
     # the parameter term of eq. 10 on the adapter's weights (not its biases)
-    frobenius = sum(float(m.weight.pow(2).sum()) for m in sampler.adapter if isinstance(m, torch.nn.Linear))
+    frobenius = sum(float(m.weight.detach().pow(2).sum()) for m in sampler.adapter if isinstance(m, torch.nn.Linear))
     assert len(out.aux_losses) == 1
     assert float(out.aux_losses[0]) == pytest.approx(0.01 * frobenius, rel=1e-5)
 

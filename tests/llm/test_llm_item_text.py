@@ -1,0 +1,77 @@
+"""Items without text: a dataset with no ``.item`` file, or one without title/attribute fields, gets one warning
+that names the file, says the LLM sees only item ids and lists the fields to provide."""
+import json
+import logging
+import os
+import shutil
+
+from llm_helpers import make_scripted_generator
+from recbole_hnlm.llm.config import LLMConfig
+from recbole_hnlm.llm.dataset_text import DatasetText
+from recbole_hnlm.llm.pipeline import profiles_path, run_profiles
+
+
+def _copy_inter(data_root, root, name):
+    os.makedirs(os.path.join(root, name))
+    shutil.copy(os.path.join(data_root, "mini", "mini.inter"), os.path.join(root, name, f"{name}.inter"))
+    return os.path.join(root, name, f"{name}.item")
+
+
+def _item_text_warnings(caplog):
+    return [r.getMessage() for r in caplog.records
+            if r.levelno == logging.WARNING and "semantic hard negatives will be weak" in r.getMessage()]
+
+
+def test_profile_stage_warns_once_without_an_item_file(data_root, tiny_tokenizer, tmp_path, caplog):
+    item_path = _copy_inter(data_root, str(tmp_path), "bare")
+    caplog.set_level(logging.WARNING)
+    text = DatasetText(str(tmp_path), "bare")
+    pairs = text.select_pairs(20, seed=0)
+    run_profiles(LLMConfig.from_config({"hnlm_generator": "scripted"}), text, pairs,
+                 generator=make_scripted_generator(tiny_tokenizer), generator_name="scripted", progress=False)
+    warnings = _item_text_warnings(caplog)
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith(f"{item_path} not found: ") and "only item ids" in warnings[0]
+    assert "movie_title, title, name, item_name" in warnings[0] and "categories" in warnings[0]
+    with open(profiles_path(str(tmp_path), "bare"), encoding="utf-8") as f:  # the stage still ran, on ids alone
+        assert any(json.loads(line)["kind"] == "item" for line in f)
+
+
+def test_item_file_without_text_fields_is_named_with_its_fields(data_root, tmp_path, caplog):
+    item_path = _copy_inter(data_root, str(tmp_path), "numeric")
+    items = sorted({i for _, i in DatasetText(data_root, "mini").pairs})
+    with open(item_path, "w", encoding="utf-8") as f:
+        f.write("item_id:token\tpopularity:float\n" + "".join(f"{i}\t1.0\n" for i in items))
+    caplog.set_level(logging.WARNING)
+    DatasetText(str(tmp_path), "numeric")
+    warnings = _item_text_warnings(caplog)
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"{item_path} has none of the text fields recbole_hnlm reads (its fields: "
+                                  "item_id, popularity)")
+
+
+def test_items_with_text_give_no_warning_and_missing_rows_are_counted(data_root, tmp_path, caplog):
+    caplog.set_level(logging.WARNING)
+    DatasetText(data_root, "mini")
+    assert _item_text_warnings(caplog) == []
+    item_path = _copy_inter(data_root, str(tmp_path), "partial")
+    with open(os.path.join(data_root, "mini", "mini.item"), encoding="utf-8") as f:
+        header, first, *_ = f.read().splitlines()
+    with open(item_path, "w", encoding="utf-8") as f:
+        f.write(f"{header}\n{first}\n")
+    text = DatasetText(str(tmp_path), "partial")
+    used = len({i for _, i in text.pairs})
+    assert _item_text_warnings(caplog) == []
+    assert any(f"{item_path} has no row for {used - 1} of the {used} items" in r.getMessage()
+               for r in caplog.records)
+    assert text.items[first.split("\t")[0]].attributes  # the rows present keep their text
+
+
+def test_review_text_is_mentioned_when_present(tmp_path, caplog):
+    os.makedirs(tmp_path / "rev")
+    (tmp_path / "rev" / "rev.inter").write_text("user_id:token\titem_id:token\treview:token_seq\nu1\ti1\tgreat\n"
+                                                "u1\ti2\tdull\nu2\ti1\tfine\n")
+    caplog.set_level(logging.WARNING)
+    DatasetText(str(tmp_path), "rev")
+    warnings = _item_text_warnings(caplog)
+    assert len(warnings) == 1 and "only item ids and the review text of the .inter file" in warnings[0]

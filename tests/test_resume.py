@@ -1,0 +1,169 @@
+"""Resuming an interrupted run (``--resume_from``): the continuation reaches the uninterrupted run's weights bit for
+bit, and unusable resume files stop the run with one line naming the option."""
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from recbole_hnlm.checkpoint import read_trainer_state
+from recbole_hnlm.errors import ConfigError, TrainingInterrupted
+from recbole_hnlm.model.abstract import SampledRecommender
+from recbole_hnlm.quick_start import main, run_recbole_hnlm
+from recbole_hnlm.rng_state import capture_rng_state, restore_rng_state
+
+
+def _model_tensors(path):
+    return {k: v for k, v in load_file(path).items() if k.startswith("model.")}
+
+
+def _assert_same_weights(path_a, path_b):
+    a, b = _model_tensors(path_a), _model_tensors(path_b)
+    assert a.keys() == b.keys() and a
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.fixture
+def ctrl_c_in_epoch(monkeypatch):
+    """``ctrl_c_in_epoch(e)``: the next run gets a KeyboardInterrupt at its second batch of epoch ``e`` (as from
+    Ctrl-C: the first batch of that epoch has already updated the weights)."""
+    def arm(epoch):
+        seen = {"epoch": -1, "batches": 0}
+        hook, loss = SampledRecommender.on_epoch_start, SampledRecommender.calculate_loss
+
+        def on_epoch_start(self, epoch_idx):
+            seen.update(epoch=epoch_idx, batches=0)
+            return hook(self, epoch_idx)
+
+        def calculate_loss(self, interaction):
+            seen["batches"] += 1
+            if seen["epoch"] == epoch and seen["batches"] == 2:
+                monkeypatch.undo()  # disarmed once fired
+                raise KeyboardInterrupt
+            return loss(self, interaction)
+
+        monkeypatch.setattr(SampledRecommender, "on_epoch_start", on_epoch_start)
+        monkeypatch.setattr(SampledRecommender, "calculate_loss", calculate_loss)
+    return arm
+
+
+def test_rng_state_round_trip():
+    generator = torch.Generator().manual_seed(5)
+    tensors, meta = capture_rng_state({"loader": generator})
+
+    def draw():
+        return (random.random(), np.random.rand(3).tolist(), np.random.normal(), torch.rand(3).tolist(),
+                torch.rand(3, generator=generator).tolist())
+
+    first = draw()
+    draw()
+    restore_rng_state(tensors, meta, {"loader": generator})
+    assert draw() == first
+    with pytest.raises(ValueError, match="no generator 'other'"):
+        restore_rng_state(tensors, meta, {"other": torch.Generator()})
+
+
+# MF+RNS draws its negatives from NumPy (RecBole's loader), LightGCN+MixGCF from torch, SGL+DNS also redraws its
+# graph views every epoch; all of them shuffle with the loader's own generator. Leaving out any one stream breaks one.
+@pytest.mark.parametrize("model,sampler", [("MF", "RNS"), ("LightGCN", "MixGCF"), ("SGL", "DNS")])
+def test_interrupted_run_resumes_bit_for_bit(fast_config, tmp_path, ctrl_c_in_epoch, model, sampler):
+    settings = {**fast_config, "epochs": 3, "sampler": sampler}
+    straight = run_recbole_hnlm(model=model, config_dict={**settings, "checkpoint_dir": str(tmp_path / "straight")})
+
+    ctrl_c_in_epoch(2)
+    with pytest.raises(TrainingInterrupted) as interrupted:
+        run_recbole_hnlm(model=model, config_dict={**settings, "checkpoint_dir": str(tmp_path / "interrupted")})
+    resume_file = interrupted.value.resume_file
+    assert resume_file.endswith(".resume.safetensors")
+
+    resumed = run_recbole_hnlm(model=model, config_dict={**settings, "checkpoint_dir": str(tmp_path / "resumed"),
+                                                          "resume_from": resume_file})
+    assert resumed["resume_state"] == resume_file  # the run goes on writing to its own file
+    _assert_same_weights(straight["resume_state"], resumed["resume_state"])
+    _assert_same_weights(straight["checkpoint"], resumed["checkpoint"])
+    assert resumed["best_valid_result"] == straight["best_valid_result"]
+    assert resumed["test_result"] == straight["test_result"]
+
+
+def test_finished_run_trains_on_with_more_epochs(fast_config, tmp_path, caplog):
+    settings = {**fast_config, "sampler": "RNS"}
+    straight = run_recbole_hnlm(model="MF", config_dict={**settings, "epochs": 4,
+                                                         "checkpoint_dir": str(tmp_path / "straight")})
+    first = run_recbole_hnlm(model="MF", config_dict={**settings, "epochs": 2, "checkpoint_dir": str(tmp_path / "a")})
+    with open(first["checkpoint"], "rb") as f:
+        best_bytes = f.read()
+
+    again = run_recbole_hnlm(model="MF", config_dict={**settings, "epochs": 2, "checkpoint_dir": str(tmp_path / "b"),
+                                                      "resume_from": first["resume_state"]})
+    assert "Nothing to train: all 2 epochs are done" in caplog.text
+    with open(first["checkpoint"], "rb") as f:
+        assert f.read() == best_bytes  # RecBole's fit would have saved the last weights over the best epoch's
+    assert again["test_result"] == first["test_result"]
+    assert "options changed" not in caplog.text  # epochs and checkpoint_dir do not count
+
+    more = run_recbole_hnlm(model="MF", config_dict={**settings, "epochs": 4, "checkpoint_dir": str(tmp_path / "c"),
+                                                     "resume_from": first["resume_state"]})
+    _assert_same_weights(straight["resume_state"], more["resume_state"])
+    assert more["test_result"] == straight["test_result"]
+
+
+def test_early_stopped_run_is_not_trained_further(fast_config, tmp_path, caplog):
+    # NDCG rises in the first epochs; scored "smaller is better", the second epoch already fails to improve.
+    settings = {**fast_config, "sampler": "RNS", "epochs": 6, "stopping_step": 0, "valid_metric_bigger": False}
+    first = run_recbole_hnlm(model="MF", config_dict={**settings, "checkpoint_dir": str(tmp_path / "a")})
+    stored = read_trainer_state(first["resume_state"])
+    assert stored["stopped_early"] and stored["epoch"] < 5, stored
+    resumed = run_recbole_hnlm(model="MF", config_dict={**settings, "epochs": 10, "checkpoint_dir": str(tmp_path / "b"),
+                                                        "resume_from": first["resume_state"]})
+    assert "Nothing to train: early stopping ended it" in caplog.text
+    assert resumed["test_result"] == first["test_result"]
+
+
+def test_no_resume_state_when_switched_off(fast_config, tmp_path):
+    result = run_recbole_hnlm(model="MF", config_dict={**fast_config, "sampler": "RNS", "save_resume_state": False})
+    assert result["resume_state"] is None and result["checkpoint"]
+
+
+def test_resume_errors_name_the_option(fast_config, tmp_path, caplog):
+    settings = {**fast_config, "sampler": "RNS", "epochs": 1}
+    missing = str(tmp_path / "nosuch.resume.safetensors")
+    with pytest.raises(ConfigError, match="resume_from: no file .*nosuch.resume.safetensors"):
+        run_recbole_hnlm(model="MF", config_dict={**settings, "resume_from": missing})
+    not_ours = tmp_path / "notes.txt"
+    not_ours.write_text("hello")
+    with pytest.raises(ConfigError, match="is not a recbole_hnlm checkpoint"):
+        run_recbole_hnlm(model="MF", config_dict={**settings, "resume_from": str(not_ours)})
+
+    first = run_recbole_hnlm(model="MF", config_dict=settings)
+    with pytest.raises(ConfigError, match="trained with model=MF, this run has model=LightGCN"):
+        run_recbole_hnlm(model="LightGCN", config_dict={**settings, "resume_from": first["resume_state"]})
+    with pytest.raises(ConfigError, match="the weights in .* do not fit this model"):
+        run_recbole_hnlm(model="MF", config_dict={**settings, "embedding_size": 32, "epochs": 2,
+                                                  "resume_from": first["resume_state"]})
+    assert "embedding_size: 64 -> 32" in caplog.text
+
+    caplog.clear()
+    run_recbole_hnlm(model="MF", config_dict={**settings, "epochs": 2, "learning_rate": 0.01,
+                                              "resume_from": first["resume_state"]})
+    assert "options changed" in caplog.text and "learning_rate: 0.001 -> 0.01" in caplog.text
+
+    os.remove(first["checkpoint"])
+    with pytest.raises(ConfigError, match="best checkpoint .* is missing"):
+        run_recbole_hnlm(model="MF", config_dict={**settings, "resume_from": first["resume_state"]})
+
+
+def test_command_line_names_the_resume_file_on_ctrl_c(fast_config, tmp_path, ctrl_c_in_epoch, capsys):
+    argv = ["--model=MF", "--sampler=RNS", f"--dataset={fast_config['dataset']}",
+            f"--data_path={fast_config['data_path']}", "--epochs=3", f"--checkpoint_dir={tmp_path}",
+            "--state=WARNING", "--show_progress=False", "--load_col={'inter': ['user_id', 'item_id']}"]
+    ctrl_c_in_epoch(1)
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "--resume_from=" in err
+    resume_file = err.split("--resume_from=")[1].split()[0]
+    assert main(argv + [f"--resume_from={resume_file}"]) == 0
+    assert main(argv + ["--resume_from=/nonexistent.resume.safetensors"]) == 2
+    assert "resume_from: no file /nonexistent.resume.safetensors" in capsys.readouterr().err
