@@ -15,6 +15,7 @@ from logging import getLogger
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_logger, init_seed, set_color
 
+from recbole_hnlm.checkpoint import read_trainer_state
 from recbole_hnlm.config import Config
 from recbole_hnlm.config_checks import unknown_option_messages
 from recbole_hnlm.data_checks import (check_dataset_files, check_duplicate_interactions, check_splits_not_empty,
@@ -41,7 +42,8 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
 
     Returns:
         dict: ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``, ``checkpoint``
-        and ``resume_state`` (the file ``resume_from`` takes to train on; ``None`` with ``save_resume_state=False``).
+        and ``resume_state`` (the file ``resume_from`` takes to train on; ``None`` when the run wrote none:
+        ``save_resume_state=False``, ``saved=False`` or a RecBole model).
 
     Raises:
         TrainingInterrupted: Ctrl-C after the first epoch; its ``resume_file`` continues the run.
@@ -79,14 +81,15 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
         trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
         if config["resume_from"]:
             resume(trainer, config, logger)
+        writes_resume_state = saved and trainer.save_resume_state
         try:
             best_valid_score, best_valid_result = trainer.fit(
                 train_data, valid_data, saved=saved, show_progress=config["show_progress"])
+            test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
         except KeyboardInterrupt as interrupt:
-            if saved and config["save_resume_state"] and os.path.isfile(trainer.resume_state_file):
+            if writes_resume_state and os.path.isfile(trainer.resume_state_file):
                 raise TrainingInterrupted(trainer.resume_state_file) from interrupt
             raise
-        test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
 
         logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
         logger.info(set_color("test result", "yellow") + f": {test_result}")
@@ -96,7 +99,7 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
             "best_valid_result": best_valid_result,
             "test_result": test_result,
             "checkpoint": trainer.saved_model_file if saved else None,
-            "resume_state": trainer.resume_state_file if os.path.isfile(trainer.resume_state_file) else None,
+            "resume_state": trainer.resume_state_file if writes_resume_state else None,
         }
 
 
@@ -109,7 +112,7 @@ def resume(trainer, config, logger):
                        f"the uninterrupted run: {'; '.join(changed)}")
     try:
         trainer.resume_checkpoint(path)
-    except RuntimeError as error:  # load_state_dict: missing keys or shape mismatches
+    except (RuntimeError, ValueError, KeyError) as error:  # load_state_dict: missing keys, shapes, optimizer groups
         raise ConfigError(f"resume_from: the weights in {path} do not fit this model; resume with the options of "
                           f"the interrupted run ({str(error).splitlines()[0]}).") from error
 
@@ -156,8 +159,9 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 2
     except TrainingInterrupted as interrupt:
-        print(f"interrupted: the last finished epoch is saved; continue the run with the same options and "
-              f"--resume_from={interrupt.resume_file}", file=sys.stderr)
+        epoch = read_trainer_state(interrupt.resume_file).get("epoch")
+        print(f"interrupted: the run's state after epoch {epoch} is saved (later work is lost); continue it with "
+              f"the same options and --resume_from={interrupt.resume_file}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print("interrupted: nothing half-written is left; rerun the command to start the run again (finished LLM "

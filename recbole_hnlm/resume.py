@@ -10,12 +10,14 @@ import os
 
 from recbole_hnlm.checkpoint import read_trainer_state
 from recbole_hnlm.errors import ConfigError
+from recbole_hnlm.utils import PLUGIN_MODELS, get_model
 
-#: Options that change where things go or what is shown, not what is trained.
+#: Options that change where things go or what is shown, not what is trained (``worker`` and the device do change
+#: the random draws, so they are compared).
 _NOT_TRAINING_OPTIONS = frozenset({
     "epochs", "resume_from", "save_resume_state", "show_progress", "state", "checkpoint_dir", "log_wandb",
-    "wandb_project", "gpu_id", "worker", "eval_batch_size", "data_path", "config_files", "device", "use_gpu",
-    "single_spec", "local_rank", "nproc", "world_size", "offset", "ip", "port", "encoding",
+    "wandb_project", "eval_batch_size", "config_files", "single_spec", "local_rank", "nproc", "world_size", "offset",
+    "ip", "port", "encoding",
 })
 
 
@@ -42,18 +44,30 @@ def check_resume_from(config) -> None:
     if not isinstance(path, str) or not path:
         raise ConfigError(f"Option 'resume_from' must be the path of a .resume.safetensors file, got {path!r}.")
     if not os.path.isfile(path):
-        raise ConfigError(f"resume_from: no file {path}. A run writes its resume state after every epoch to "
+        what = "is a folder, not a file" if os.path.isdir(path) else "does not exist"
+        raise ConfigError(f"resume_from: {path} {what}. A run writes its resume state after every epoch to "
                           f"<checkpoint_dir>/<model>-<time>.resume.safetensors (checkpoint_dir is "
                           f"{config['checkpoint_dir']}).")
+    if not getattr(get_model(config["model"]), "resumable", False):
+        raise ConfigError(f"resume_from: {config['model']} cannot be resumed; only the plugin's backbones "
+                          f"({', '.join(PLUGIN_MODELS)}) can. RecBole's models keep training state (annealing "
+                          "counters, extra optimizers) outside their weights.")
     try:
         state = read_trainer_state(path)
-    except Exception as error:  # safetensors raises its own error type for a file that is not safetensors
+    except ValueError as error:  # ours: the message names the file
+        raise ConfigError(f"resume_from: {error}.") from error
+    except Exception as error:  # safetensors' own error type: not a safetensors file at all
         raise ConfigError(f"resume_from: {path} is not a recbole_hnlm checkpoint ({error}).") from error
     for key in ("model", "sampler", "dataset"):
         if str(state.get(key)).lower() != str(config[key]).lower():
             raise ConfigError(f"resume_from: {path} was trained with {key}={state.get(key)}, this run has "
                               f"{key}={config[key]}. Resume with --{key}={state.get(key)}, or start afresh "
                               "without resume_from.")
+    stored_learner = (state.get("options") or {}).get("learner")
+    if stored_learner is not None and str(stored_learner).lower() != str(config["learner"]).lower():
+        raise ConfigError(f"resume_from: {path} was trained with learner={stored_learner}, this run has "
+                          f"learner={config['learner']}; the optimizer state only fits the same learner. Resume with "
+                          f"--learner={stored_learner}.")
     best = state.get("best_checkpoint")
     if state.get("resume_state") and best and not os.path.isfile(best):
         raise ConfigError(f"resume_from: the interrupted run's best checkpoint {best} is missing; the final test "

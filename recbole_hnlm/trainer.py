@@ -26,11 +26,12 @@ def _loader_generators(train_data):
 class SafeCheckpointMixin:
     """Checkpoint save/load without pickle, resumable runs, and an ``on_epoch_start`` hook for models that need one.
 
-    Besides the best epoch's checkpoint (``saved_model_file``), a run with ``save_resume_state`` writes the whole
-    training state after every epoch to ``resume_state_file`` (``<model>-<time>.resume.safetensors``): weights,
-    optimizer, early-stopping counters, the best result so far and every random stream. :meth:`resume_checkpoint`
-    on that file continues the run exactly where it stopped: the resumed run reaches the same weights, bit for bit,
-    as one that was never interrupted.
+    Besides the best epoch's checkpoint (``saved_model_file``), a run of a resumable model (the plugin's backbones,
+    ``model.resumable``) with ``save_resume_state`` writes the whole training state after every epoch to
+    ``resume_state_file`` (``<model>-<time>.resume.safetensors``): weights, optimizer, early-stopping counters, the
+    best result so far and every random stream. :meth:`resume_checkpoint` on that file continues the run where it
+    stopped; with the same options it reaches the same weights, bit for bit, as a run that was never interrupted
+    (on the CPU; on a GPU as far as the run itself is reproducible, see ``use_deterministic_algorithms``).
     """
 
     def __init__(self, config, model):
@@ -38,7 +39,8 @@ class SafeCheckpointMixin:
         stem = os.path.join(self.checkpoint_dir, f"{config['model']}-{get_local_time()}")
         self.saved_model_file = f"{stem}.safetensors"
         self.resume_state_file = f"{stem}.resume.safetensors"
-        self.save_resume_state = bool(config["save_resume_state"]) if "save_resume_state" in config else False
+        self.save_resume_state = bool(getattr(model, "resumable", False) and config["save_resume_state"]
+                                      if "save_resume_state" in config else False)
         self._writes_resume_state = False
         self._rng_to_restore = None
         self._stopped_early = False
@@ -86,7 +88,9 @@ class SafeCheckpointMixin:
         self.best_valid_score = state["best_valid_score"]
         if state.get("resume_state"):
             self.resume_state_file = resume_file
-            self.saved_model_file = state["best_checkpoint"] or self.saved_model_file
+            beside = resume_file.replace(".resume.safetensors", ".safetensors")  # no best epoch yet: keep the pair
+            self.saved_model_file = state["best_checkpoint"] or (beside if beside != resume_file else
+                                                                 self.saved_model_file)
             self.best_valid_result = state["best_valid_result"] or None
             self._stopped_early = bool(state["stopped_early"])
             self._rng_to_restore = read_rng_state(resume_file)
@@ -95,6 +99,10 @@ class SafeCheckpointMixin:
             self.logger.warning(f"{resume_file} is a best-epoch checkpoint, not a resume state: training goes on "
                                 f"from epoch {self.start_epoch} with fresh random streams, so it will not repeat "
                                 "an uninterrupted run bit for bit.")
+        for group in self.optimizer.param_groups:  # the run's options win over the stored ones (the same when unchanged)
+            group["lr"] = self.learning_rate
+            if "weight_decay" in group:
+                group["weight_decay"] = self.weight_decay
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
@@ -112,7 +120,7 @@ class SafeCheckpointMixin:
             result = super().fit(train_data, valid_data, verbose=verbose, saved=saved, show_progress=show_progress,
                                  callback_fn=callback_fn)
             if self._writes_resume_state and self._last_trained_epoch is not None:
-                self._stopped_early = self._last_trained_epoch + 1 < self.epochs
+                self._stopped_early = self.cur_step > self.stopping_step  # RecBole's early_stopping rule
                 self._save_resume_state(self._last_trained_epoch + 1, train_data)
             return result
         finally:

@@ -1,12 +1,14 @@
 """Resuming an interrupted run (``--resume_from``): the continuation reaches the uninterrupted run's weights bit for
 bit, and unusable resume files stop the run with one line naming the option."""
+import json
 import os
 import random
 
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from recbole_hnlm.checkpoint import read_trainer_state
 from recbole_hnlm.errors import ConfigError, TrainingInterrupted
@@ -68,20 +70,25 @@ def test_rng_state_round_trip():
 
 # MF+RNS draws its negatives from NumPy (RecBole's loader), LightGCN+MixGCF from torch, SGL+DNS also redraws its
 # graph views every epoch; all of them shuffle with the loader's own generator. Leaving out any one stream breaks one.
-@pytest.mark.parametrize("model,sampler", [("MF", "RNS"), ("LightGCN", "MixGCF"), ("SGL", "DNS")])
-def test_interrupted_run_resumes_bit_for_bit(fast_config, tmp_path, ctrl_c_in_epoch, model, sampler):
-    settings = {**fast_config, "epochs": 3, "sampler": sampler}
+# With eval_step=2, the LightGCN+DNS run is interrupted before its first validation (no best checkpoint yet).
+@pytest.mark.parametrize("model,sampler,eval_step,interrupt_epoch", [
+    ("MF", "RNS", 1, 2), ("LightGCN", "MixGCF", 1, 2), ("SGL", "DNS", 1, 2), ("LightGCN", "DNS", 2, 1)])
+def test_interrupted_run_resumes_bit_for_bit(fast_config, tmp_path, ctrl_c_in_epoch, model, sampler, eval_step,
+                                             interrupt_epoch):
+    settings = {**fast_config, "epochs": 3, "sampler": sampler, "eval_step": eval_step}
     straight = run_recbole_hnlm(model=model, config_dict={**settings, "checkpoint_dir": str(tmp_path / "straight")})
 
-    ctrl_c_in_epoch(2)
+    ctrl_c_in_epoch(interrupt_epoch)
     with pytest.raises(TrainingInterrupted) as interrupted:
         run_recbole_hnlm(model=model, config_dict={**settings, "checkpoint_dir": str(tmp_path / "interrupted")})
     resume_file = interrupted.value.resume_file
     assert resume_file.endswith(".resume.safetensors")
+    assert read_trainer_state(resume_file)["epoch"] == interrupt_epoch - 1
 
     resumed = run_recbole_hnlm(model=model, config_dict={**settings, "checkpoint_dir": str(tmp_path / "resumed"),
                                                           "resume_from": resume_file})
-    assert resumed["resume_state"] == resume_file  # the run goes on writing to its own file
+    assert resumed["resume_state"] == resume_file  # the run goes on writing to its own two files
+    assert resumed["checkpoint"] == resume_file.replace(".resume.safetensors", ".safetensors")
     _assert_same_weights(straight["resume_state"], resumed["resume_state"])
     _assert_same_weights(straight["checkpoint"], resumed["checkpoint"])
     assert resumed["best_valid_result"] == straight["best_valid_result"]
@@ -111,44 +118,69 @@ def test_finished_run_trains_on_with_more_epochs(fast_config, tmp_path, caplog):
 
 
 def test_early_stopped_run_is_not_trained_further(fast_config, tmp_path, caplog):
-    # NDCG rises in the first epochs; scored "smaller is better", the second epoch already fails to improve.
-    settings = {**fast_config, "sampler": "RNS", "epochs": 6, "stopping_step": 0, "valid_metric_bigger": False}
-    first = run_recbole_hnlm(model="MF", config_dict={**settings, "checkpoint_dir": str(tmp_path / "a")})
-    stored = read_trainer_state(first["resume_state"])
-    assert stored["stopped_early"] and stored["epoch"] < 5, stored
-    resumed = run_recbole_hnlm(model="MF", config_dict={**settings, "epochs": 10, "checkpoint_dir": str(tmp_path / "b"),
-                                                        "resume_from": first["resume_state"]})
+    # stopping_step=0: the first validation without a new best ends the run
+    settings = {**fast_config, "sampler": "RNS", "stopping_step": 0}
+    long = run_recbole_hnlm(model="MF", config_dict={**settings, "epochs": 12, "checkpoint_dir": str(tmp_path / "a")})
+    stop_epoch = read_trainer_state(long["resume_state"])["epoch"]
+    assert read_trainer_state(long["resume_state"])["stopped_early"] and stop_epoch < 11
+
+    # the same stop on the run's very last epoch must be recorded as a stop too
+    short = run_recbole_hnlm(model="MF", config_dict={**settings, "epochs": stop_epoch + 1,
+                                                      "checkpoint_dir": str(tmp_path / "b")})
+    assert read_trainer_state(short["resume_state"])["stopped_early"]
+    resumed = run_recbole_hnlm(model="MF", config_dict={**settings, "epochs": 12, "checkpoint_dir": str(tmp_path / "c"),
+                                                        "resume_from": short["resume_state"]})
     assert "Nothing to train: early stopping ended it" in caplog.text
-    assert resumed["test_result"] == first["test_result"]
+    assert resumed["test_result"] == long["test_result"]
 
 
-def test_no_resume_state_when_switched_off(fast_config, tmp_path):
+def test_no_resume_state_when_switched_off_or_for_recbole_models(fast_config, tmp_path):
     result = run_recbole_hnlm(model="MF", config_dict={**fast_config, "sampler": "RNS", "save_resume_state": False})
     assert result["resume_state"] is None and result["checkpoint"]
+    bpr = run_recbole_hnlm(model="BPR", config_dict={**fast_config, "sampler": "RNS", "epochs": 1})
+    assert bpr["resume_state"] is None and not [n for n in os.listdir(fast_config["checkpoint_dir"]) if ".resume." in n]
+    with pytest.raises(ConfigError, match="resume_from: BPR cannot be resumed; only the plugin's backbones"):
+        run_recbole_hnlm(model="BPR", config_dict={**fast_config, "sampler": "RNS", "resume_from": bpr["checkpoint"]})
+
+
+def _stored_optimizer_groups(path):
+    with safe_open(path, framework="pt") as f:
+        return json.loads(f.metadata()["recbole_hnlm"])["optimizer"]["param_groups"]
 
 
 def test_resume_errors_name_the_option(fast_config, tmp_path, caplog):
     settings = {**fast_config, "sampler": "RNS", "epochs": 1}
     missing = str(tmp_path / "nosuch.resume.safetensors")
-    with pytest.raises(ConfigError, match="resume_from: no file .*nosuch.resume.safetensors"):
+    with pytest.raises(ConfigError, match="resume_from: .*nosuch.resume.safetensors does not exist"):
         run_recbole_hnlm(model="MF", config_dict={**settings, "resume_from": missing})
+    with pytest.raises(ConfigError, match="is a folder, not a file"):
+        run_recbole_hnlm(model="MF", config_dict={**settings, "resume_from": str(tmp_path)})
     not_ours = tmp_path / "notes.txt"
     not_ours.write_text("hello")
     with pytest.raises(ConfigError, match="is not a recbole_hnlm checkpoint"):
         run_recbole_hnlm(model="MF", config_dict={**settings, "resume_from": str(not_ours)})
+    foreign = str(tmp_path / "foreign.safetensors")
+    save_file({"w": torch.zeros(2)}, foreign)
+    with pytest.raises(ConfigError) as error:
+        run_recbole_hnlm(model="MF", config_dict={**settings, "resume_from": foreign})
+    assert str(error.value).count("is not a recbole_hnlm checkpoint") == 1, str(error.value)
 
     first = run_recbole_hnlm(model="MF", config_dict=settings)
     with pytest.raises(ConfigError, match="trained with model=MF, this run has model=LightGCN"):
         run_recbole_hnlm(model="LightGCN", config_dict={**settings, "resume_from": first["resume_state"]})
+    with pytest.raises(ConfigError, match="trained with learner=adam, this run has learner=sgd"):
+        run_recbole_hnlm(model="MF", config_dict={**settings, "learner": "sgd", "resume_from": first["resume_state"]})
     with pytest.raises(ConfigError, match="the weights in .* do not fit this model"):
         run_recbole_hnlm(model="MF", config_dict={**settings, "embedding_size": 32, "epochs": 2,
                                                   "resume_from": first["resume_state"]})
     assert "embedding_size: 64 -> 32" in caplog.text
 
-    caplog.clear()
+    caplog.clear()  # a changed learning rate is listed, and applied
+    assert [g["lr"] for g in _stored_optimizer_groups(first["resume_state"])] == [0.001]
     run_recbole_hnlm(model="MF", config_dict={**settings, "epochs": 2, "learning_rate": 0.01,
                                               "resume_from": first["resume_state"]})
     assert "options changed" in caplog.text and "learning_rate: 0.001 -> 0.01" in caplog.text
+    assert [g["lr"] for g in _stored_optimizer_groups(first["resume_state"])] == [0.01]
 
     os.remove(first["checkpoint"])
     with pytest.raises(ConfigError, match="best checkpoint .* is missing"):
@@ -157,13 +189,35 @@ def test_resume_errors_name_the_option(fast_config, tmp_path, caplog):
 
 def test_command_line_names_the_resume_file_on_ctrl_c(fast_config, tmp_path, ctrl_c_in_epoch, capsys):
     argv = ["--model=MF", "--sampler=RNS", f"--dataset={fast_config['dataset']}",
-            f"--data_path={fast_config['data_path']}", "--epochs=3", f"--checkpoint_dir={tmp_path}",
-            "--state=WARNING", "--show_progress=False", "--load_col={'inter': ['user_id', 'item_id']}"]
+            f"--data_path={fast_config['data_path']}", "--epochs=3", "--state=WARNING", "--show_progress=False",
+            "--load_col={'inter': ['user_id', 'item_id']}"]
+    assert main(argv + [f"--checkpoint_dir={tmp_path / 'straight'}"]) == 0
     ctrl_c_in_epoch(1)
-    assert main(argv) == 130
+    assert main(argv + [f"--checkpoint_dir={tmp_path / 'cut'}"]) == 130
     err = capsys.readouterr().err
-    assert "--resume_from=" in err
+    assert "the run's state after epoch 0 is saved" in err and "--resume_from=" in err
     resume_file = err.split("--resume_from=")[1].split()[0]
-    assert main(argv + [f"--resume_from={resume_file}"]) == 0
+    assert main(argv + [f"--checkpoint_dir={tmp_path / 'cut'}", f"--resume_from={resume_file}"]) == 0
+    straight = [n for n in os.listdir(tmp_path / "straight") if n.endswith(".resume.safetensors")]
+    _assert_same_weights(str(tmp_path / "straight" / straight[0]), resume_file)
     assert main(argv + ["--resume_from=/nonexistent.resume.safetensors"]) == 2
-    assert "resume_from: no file /nonexistent.resume.safetensors" in capsys.readouterr().err
+    assert "resume_from: /nonexistent.resume.safetensors does not exist" in capsys.readouterr().err
+
+
+def test_ctrl_c_during_the_final_test_points_to_the_resume_state(fast_config, monkeypatch):
+    from recbole_hnlm.trainer import SafeCheckpointMixin
+
+    evaluate = SafeCheckpointMixin.evaluate
+
+    def interrupted_test(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        if load_best_model:  # the final test (validation passes False)
+            raise KeyboardInterrupt
+        return evaluate(self, eval_data, load_best_model=False, show_progress=show_progress)
+
+    settings = {**fast_config, "sampler": "RNS"}
+    monkeypatch.setattr(SafeCheckpointMixin, "evaluate", interrupted_test)
+    with pytest.raises(TrainingInterrupted) as interrupted:
+        run_recbole_hnlm(model="MF", config_dict=settings)
+    monkeypatch.undo()
+    done = run_recbole_hnlm(model="MF", config_dict={**settings, "resume_from": interrupted.value.resume_file})
+    assert done["test_result"]["ndcg@20"] > 0  # nothing left to train: straight to the test

@@ -127,9 +127,10 @@ def parse_args(argv):
     for key, option in CELL_KEYS.items():
         if key in config:
             parser.error(f"--{key}={config[key]} is set by each cell here: use {option} instead")
-    if "resume_from" in config:
-        parser.error("--resume_from continues one run of the run script; the grid resumes by itself: rerun the same "
-                     "command and the finished cells are kept")
+    for key in ("resume_from", "save_resume_state"):
+        if key in config:
+            parser.error(f"--{key} is for single runs of the run script; the grid resumes by itself (rerun the same "
+                         "command: finished cells are kept) and its cells write no per-epoch resume state")
     if args.epochs is not None:
         config["epochs"] = args.epochs
     args.config = config

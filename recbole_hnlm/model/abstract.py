@@ -32,6 +32,9 @@ class SampledRecommender(GeneralRecommender):
     """
 
     input_type = InputType.PAIRWISE
+    #: Every bit of training state is in the weights, the optimizer and the random streams, so a run can be resumed
+    #: exactly (:mod:`recbole_hnlm.resume`); several RecBole models keep counters outside them (MultiVAE's annealing).
+    resumable = True
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)

@@ -119,7 +119,8 @@ def test_compare_script_exit_code_for_a_missing_dataset(tmp_path):
     (["--config_files", "nosuch.yaml"], "argument --config_files: nosuch.yaml not found"),
     (["--sampler=DNS"], "--sampler=DNS is set by each cell here: use --samplers instead"),
     (["--seed=3"], "--seed=3 is set by each cell here: use --seeds instead"),
-    (["--resume_from=x.resume.safetensors"], "the grid resumes by itself: rerun the same command"),
+    (["--resume_from=x.resume.safetensors"], "--resume_from is for single runs of the run script; the grid resumes"),
+    (["--save_resume_state=True"], "--save_resume_state is for single runs of the run script"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_malformed_options_are_one_error_line_naming_the_option(bad_args, expected, tmp_path, capsys):
     out = str(tmp_path / "out")
