@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from logging import getLogger
 
 from recbole.data import create_dataset, data_preparation
@@ -65,7 +66,10 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
         check_resume_from(config)
 
         init_seed(split_seed(config), config["reproducibility"])
-        dataset = create_dataset(config)
+        with warnings.catch_warnings():  # RecBole's chained fillna(inplace=True): works on the pinned pandas 2
+            warnings.filterwarnings("ignore", message="A value is trying to be set on a copy", category=FutureWarning,
+                                    module=r"recbole\.")
+            dataset = create_dataset(config)
         logger.info(dataset)
         check_topk_fits(config, dataset)
         check_duplicate_interactions(config, dataset)
