@@ -31,7 +31,8 @@ def _jsonable(value):
 
 def training_options(config) -> dict:
     """The options that decide what a run trains, as JSON values (stored in the resume state and compared)."""
-    return {key: _jsonable(value) for key, value in config.final_config_dict.items() if key not in _NOT_TRAINING_OPTIONS}
+    return {key: _jsonable(value) for key, value in config.final_config_dict.items()
+            if key not in _NOT_TRAINING_OPTIONS}
 
 
 def check_resume_from(config) -> None:

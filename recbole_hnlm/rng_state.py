@@ -15,7 +15,8 @@ def capture_rng_state(generators=None):
     """Snapshot the global generators and the named ``generators``.
 
     Args:
-        generators (dict of str to torch.Generator, optional): extra generators, e.g. ``{"train_data": loader.generator}``.
+        generators (dict of str to torch.Generator, optional): extra generators, e.g.
+            ``{"train_data": loader.generator}``.
 
     Returns:
         (dict, dict): tensors (``uint8``/``int64``, CPU) and plain metadata.

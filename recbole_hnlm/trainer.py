@@ -66,8 +66,9 @@ class SafeCheckpointMixin:
 
     def _save_resume_state(self, next_epoch, train_data):
         """Write everything :meth:`resume_checkpoint` needs to train epoch ``next_epoch`` next."""
+        best = os.path.abspath(self.saved_model_file) if os.path.exists(self.saved_model_file) else None
         state = {**self._trainer_state(next_epoch - 1), "resume_state": True, "stopped_early": self._stopped_early,
-                 "best_checkpoint": os.path.abspath(self.saved_model_file) if os.path.exists(self.saved_model_file) else None,
+                 "best_checkpoint": best,
                  "best_valid_result": {k: float(v) for k, v in (self.best_valid_result or {}).items()},
                  "options": training_options(self.config)}
         save_checkpoint(self.resume_state_file, self.model, self.optimizer, state,
@@ -99,7 +100,7 @@ class SafeCheckpointMixin:
             self.logger.warning(f"{resume_file} is a best-epoch checkpoint, not a resume state: training goes on "
                                 f"from epoch {self.start_epoch} with fresh random streams, so it will not repeat "
                                 "an uninterrupted run bit for bit.")
-        for group in self.optimizer.param_groups:  # the run's options win over the stored ones (the same when unchanged)
+        for group in self.optimizer.param_groups:  # the run's options win over the stored ones (equal if unchanged)
             group["lr"] = self.learning_rate
             if "weight_decay" in group:
                 group["weight_decay"] = self.weight_decay
