@@ -67,10 +67,9 @@ def save_checkpoint(path, model, optimizer=None, trainer_state=None, rng_state=N
         save_file(tensors, tmp, metadata={"recbole_hnlm": json.dumps(meta)})
 
 
-def _header(path):
-    """The checkpoint's JSON metadata, checking that the file is one of ours."""
-    with safe_open(path, framework="pt", device="cpu") as f:
-        header = f.metadata() or {}
+def _checked_meta(path, header):
+    """The recbole_hnlm metadata of a safetensors ``header``, checking that the file is one of ours."""
+    header = header or {}
     if "recbole_hnlm" not in header:
         raise ValueError(f"{path} is not a recbole_hnlm checkpoint (no 'recbole_hnlm' metadata)")
     meta = json.loads(header["recbole_hnlm"])
@@ -79,11 +78,17 @@ def _header(path):
     return meta
 
 
-def _read(path, device="cpu"):
-    """``(meta, tensors)`` of a checkpoint file."""
-    meta = _header(path)
+def _header(path):
+    """The checkpoint's JSON metadata, without loading any tensor."""
+    with safe_open(path, framework="pt", device="cpu") as f:
+        return _checked_meta(path, f.metadata())
+
+
+def _read(path, device="cpu", prefix=""):
+    """``(meta, tensors)`` of a checkpoint file, in one pass; only the tensors whose names start with ``prefix``."""
     with safe_open(path, framework="pt", device=str(device)) as f:
-        return meta, {key: f.get_tensor(key) for key in f.keys()}
+        meta = _checked_meta(path, f.metadata())
+        return meta, {key: f.get_tensor(key) for key in f.keys() if key.startswith(prefix)}
 
 
 def read_trainer_state(path):
@@ -93,10 +98,10 @@ def read_trainer_state(path):
 
 def read_rng_state(path):
     """``(tensors, meta)`` of the random streams stored in a checkpoint, or ``None`` when it has none."""
-    meta, tensors = _read(path)
+    meta, tensors = _read(path, prefix="rng.")  # not the weights again: the trainer has just loaded them
     if "rng" not in meta:
         return None
-    return {k[len("rng."):]: v for k, v in tensors.items() if k.startswith("rng.")}, meta["rng"]
+    return {k[len("rng."):]: v for k, v in tensors.items()}, meta["rng"]
 
 
 def load_checkpoint(path, model, optimizer=None, device="cpu"):

@@ -56,6 +56,11 @@ def check_core_options(config) -> None:
         if value is not None and not (_is_number(value) and ok(value)):
             raise ConfigError(f"Option '{key}' must be {expected}, got {value!r}.")
     check_valid_metric(config)
+    if not isinstance(config["save_resume_state"], bool):
+        raise ConfigError(f"Option 'save_resume_state' must be True or False, got {config['save_resume_state']!r}.")
+    resume_from = config["resume_from"]
+    if resume_from is not None and not (isinstance(resume_from, str) and resume_from):
+        raise ConfigError(f"Option 'resume_from' must be the path of a .resume.safetensors file, got {resume_from!r}.")
     for key in _PICKLE_WRITERS:
         if config[key]:
             raise ConfigError(f"Option '{key}' makes RecBole write a pickle file; recbole_hnlm writes none. Leave "

@@ -37,13 +37,9 @@ def training_options(config) -> dict:
 
 def check_resume_from(config) -> None:
     """Raise :class:`ConfigError` when ``resume_from`` cannot continue this run; a no-op when it is unset."""
-    path = config["resume_from"]
-    if not isinstance(config["save_resume_state"], bool):
-        raise ConfigError(f"Option 'save_resume_state' must be True or False, got {config['save_resume_state']!r}.")
+    path = config["resume_from"]  # its type is checked with the other options (config_checks)
     if path is None:
         return
-    if not isinstance(path, str) or not path:
-        raise ConfigError(f"Option 'resume_from' must be the path of a .resume.safetensors file, got {path!r}.")
     if not os.path.isfile(path):
         what = "is a folder, not a file" if os.path.isdir(path) else "does not exist"
         raise ConfigError(f"resume_from: {path} {what}. A run writes its resume state after every epoch to "

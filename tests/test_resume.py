@@ -3,6 +3,7 @@ bit, and unusable resume files stop the run with one line naming the option."""
 import json
 import os
 import random
+import re
 
 import numpy as np
 import pytest
@@ -221,3 +222,12 @@ def test_ctrl_c_during_the_final_test_points_to_the_resume_state(fast_config, mo
     monkeypatch.undo()
     done = run_recbole_hnlm(model="MF", config_dict={**settings, "resume_from": interrupted.value.resume_file})
     assert done["test_result"]["ndcg@20"] > 0  # nothing left to train: straight to the test
+
+
+@pytest.mark.parametrize("option, value, expected", [
+    ("save_resume_state", "yes", "Option 'save_resume_state' must be True or False, got 'yes'"),
+    ("resume_from", 3, "Option 'resume_from' must be the path of a .resume.safetensors file, got 3"),
+])
+def test_resume_option_types(fast_config, option, value, expected):
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        run_recbole_hnlm(model="MF", config_dict={**fast_config, "sampler": "RNS", option: value})
