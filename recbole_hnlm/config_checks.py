@@ -61,6 +61,12 @@ def check_core_options(config) -> None:
     resume_from = config["resume_from"]
     if resume_from is not None and not (isinstance(resume_from, str) and resume_from):
         raise ConfigError(f"Option 'resume_from' must be the path of a .resume.safetensors file, got {resume_from!r}.")
+    init_from = config["init_from"]
+    if init_from is not None and not (isinstance(init_from, str) and init_from):
+        raise ConfigError(f"Option 'init_from' must be the path of a checkpoint (.safetensors) file, got {init_from!r}.")
+    if init_from is not None and resume_from is not None:
+        raise ConfigError("Options 'init_from' and 'resume_from' are both set: resume_from continues a run with its "
+                          "own weights, init_from starts a new run from another run's weights. Keep one of them.")
     for key in _PICKLE_WRITERS:
         if config[key]:
             raise ConfigError(f"Option '{key}' makes RecBole write a pickle file; recbole_hnlm writes none. Leave "

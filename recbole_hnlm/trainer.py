@@ -23,6 +23,17 @@ def _loader_generators(train_data):
     return {"train_data": generator} if isinstance(generator, torch.Generator) else {}
 
 
+def _unused_stem(stem):
+    """``stem``, or ``stem-2``, ``stem-3`` ... when a run that started in the same second left its files there (RecBole
+    names checkpoints by the second; a second run would write over the first one's, e.g. the one it warm-starts
+    from)."""
+    candidate, n = stem, 1
+    while os.path.exists(f"{candidate}.safetensors") or os.path.exists(f"{candidate}.resume.safetensors"):
+        n += 1
+        candidate = f"{stem}-{n}"
+    return candidate
+
+
 class SafeCheckpointMixin:
     """Checkpoint save/load without pickle, resumable runs, and an ``on_epoch_start`` hook for models that need one.
 
@@ -36,7 +47,7 @@ class SafeCheckpointMixin:
 
     def __init__(self, config, model):
         super().__init__(config, model)
-        stem = os.path.join(self.checkpoint_dir, f"{config['model']}-{get_local_time()}")
+        stem = _unused_stem(os.path.join(self.checkpoint_dir, f"{config['model']}-{get_local_time()}"))
         self.saved_model_file = f"{stem}.safetensors"
         self.resume_state_file = f"{stem}.resume.safetensors"
         self.save_resume_state = bool(getattr(model, "resumable", False) and config["save_resume_state"]
@@ -45,9 +56,11 @@ class SafeCheckpointMixin:
         self._rng_to_restore = None
         self._stopped_early = False
         self._last_trained_epoch = None
+        init_from = config["init_from"] if "init_from" in config else None
+        self.init_from = os.path.abspath(init_from) if init_from else None  # the warm start's origin, recorded
 
     def _trainer_state(self, epoch):
-        return {
+        state = {
             "model": self.config["model"],
             "sampler": self.config["sampler"],
             "dataset": self.config["dataset"],
@@ -55,6 +68,12 @@ class SafeCheckpointMixin:
             "cur_step": int(self.cur_step),
             "best_valid_score": float(self.best_valid_score),
         }
+        id_map = getattr(self.model, "id_map_digest", None)  # the plugin's backbones (recbole_hnlm.warm_start)
+        if id_map is not None:
+            state["id_map"] = id_map
+        if self.init_from is not None:
+            state["init_from"] = self.init_from
+        return state
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         if not self.config["single_spec"] and self.config["local_rank"] != 0:
@@ -87,6 +106,7 @@ class SafeCheckpointMixin:
         self.start_epoch = state["epoch"] + 1
         self.cur_step = state["cur_step"]
         self.best_valid_score = state["best_valid_score"]
+        self.init_from = state.get("init_from")  # a resumed warm-started run keeps its origin
         if state.get("resume_state"):
             self.resume_state_file = resume_file
             beside = resume_file.replace(".resume.safetensors", ".safetensors")  # no best epoch yet: keep the pair

@@ -73,6 +73,23 @@ def test_checkpoint_round_trip_gives_identical_scores(fast_config):
     assert again == pytest.approx(result["test_result"], abs=1e-6)
 
 
+def test_runs_started_in_the_same_second_keep_their_own_checkpoints(fast_config, monkeypatch):
+    import recbole_hnlm.trainer
+
+    monkeypatch.setattr(recbole_hnlm.trainer, "get_local_time", lambda: "Dec-03-2026_12-00-00")  # one clock second
+    runs = [run_recbole_hnlm(model="MF", config_dict={**fast_config, "sampler": sampler, "epochs": 1})
+            for sampler in ("RNS", "DNS", "RNS")]
+    stems = [os.path.basename(r["checkpoint"]) for r in runs]
+    assert stems == ["MF-Dec-03-2026_12-00-00.safetensors", "MF-Dec-03-2026_12-00-00-2.safetensors",
+                     "MF-Dec-03-2026_12-00-00-3.safetensors"]
+    assert [r["resume_state"] for r in runs] == [r["checkpoint"].replace(".safetensors", ".resume.safetensors")
+                                                 for r in runs]
+    with safe_open(runs[0]["checkpoint"], framework="pt") as f:  # not overwritten by the later runs
+        assert '"sampler": "RNS"' in f.metadata()["recbole_hnlm"]
+    with safe_open(runs[1]["checkpoint"], framework="pt") as f:
+        assert '"sampler": "DNS"' in f.metadata()["recbole_hnlm"]
+
+
 def test_resume_restores_optimizer_state(fast_config, tmp_path):
     from recbole.data import create_dataset, data_preparation
 

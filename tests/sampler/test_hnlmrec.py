@@ -159,3 +159,43 @@ def test_bad_hnlm_options_are_rejected(fast_config, ml_slice, tmp_path):
                        ("hnlm_h_norm", "unit"), ("hnlm_adapter_reg_weight", -1.0), ("hnlm_center", "yes")]:
         with pytest.raises(ConfigError, match=key):
             Config(model="LightGCN", config_dict=config_for(fast_config, store, **{key: value}))
+
+
+def test_warm_start_takes_the_adapter_only_from_an_hnlmrec_run(fast_config, ml_slice, tmp_path, caplog, monkeypatch):
+    import logging
+
+    from safetensors.torch import load_file
+
+    from recbole_hnlm.model.abstract import SampledRecommender
+
+    starts, hook = [], SampledRecommender.on_epoch_start
+
+    def on_epoch_start(self, epoch_idx):  # records each run's weights as its first epoch starts
+        if epoch_idx == 0:
+            starts.append({k: v.detach().clone() for k, v in self.state_dict().items()})
+        return hook(self, epoch_idx)
+
+    monkeypatch.setattr(SampledRecommender, "on_epoch_start", on_epoch_start)
+    caplog.set_level(logging.INFO)
+    store = write_store(ml_slice, tmp_path / "s.safetensors")
+    first = run_recbole_hnlm(model="LightGCN", config_dict={**config_for(fast_config, store), "state": "INFO"})
+    stored = {k[len("model."):]: v for k, v in load_file(first["checkpoint"]).items() if k.startswith("model.")}
+    adapter = [k for k in stored if k.startswith("sampler.")]
+    assert adapter and "user_embedding.weight" in stored
+
+    run_recbole_hnlm(model="LightGCN", config_dict={**config_for(fast_config, store), "init_from": first["checkpoint"],
+                                                    "state": "INFO"})
+    assert all(torch.equal(starts[-1][k], stored[k]) for k in stored)  # backbone and adapter
+    assert "HNLMRec parameters loaded" in caplog.text
+
+    rns = run_recbole_hnlm(model="LightGCN", config_dict={**fast_config, "sampler": "RNS", "epochs": 1})
+    run_recbole_hnlm(model="LightGCN", config_dict={**config_for(fast_config, store), "init_from": rns["checkpoint"],
+                                                    "state": "INFO"})
+    assert torch.equal(starts[-1]["user_embedding.weight"], load_file(rns["checkpoint"])["model.user_embedding.weight"])
+    assert not any(torch.equal(starts[-1][k], stored[k]) for k in adapter)  # fresh adapter, not the HNLMRec run's
+    assert "HNLMRec parameters freshly initialised" in caplog.text
+
+    run_recbole_hnlm(model="LightGCN", config_dict={**fast_config, "sampler": "DNS", "epochs": 1,
+                                                    "init_from": first["checkpoint"]})
+    assert starts[-1].keys() == {"user_embedding.weight", "item_embedding.weight"}
+    assert all(torch.equal(starts[-1][k], stored[k]) for k in starts[-1])  # the adapter is simply not taken

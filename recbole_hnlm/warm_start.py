@@ -1,0 +1,112 @@
+"""Warm start: a new run's backbone weights from another run's checkpoint (``--init_from=<file>``).
+
+``resume_from`` continues the same run; ``init_from`` starts a new one (epoch 0, fresh optimizer, early stopping and
+random streams) from the weights of a finished or interrupted run of the same backbone on the same dataset, trained
+with any sampler. The usual case: a hard negative sampler (DNS, MixGCF, AHNS, HNLMRec) started from an RNS run,
+so that the first hard negatives are drawn from a model that already ranks (docs/results.md, "Warm start").
+
+Checkpoints record a digest of the dataset's user and item tokens in id order (:func:`id_map_digest`), so weights
+are never laid onto other users or items when the dataset or its filtering options changed but the counts did not.
+The sampler's own parameters (HNLMRec's eq. 6 adapter) are taken only from a run of the same sampler.
+"""
+import hashlib
+import os
+
+from recbole_hnlm.checkpoint import _read, read_trainer_state
+from recbole_hnlm.errors import ConfigError
+from recbole_hnlm.utils import PLUGIN_MODELS, get_model
+
+__all__ = ["id_map_digest", "check_init_from", "warm_start"]
+
+_SAMPLER_PREFIX = "sampler."
+
+
+def id_map_digest(dataset) -> str:
+    """SHA-256 of the user and item tokens in internal-id order: equal exactly when every id means the same user
+    or item."""
+    digest = hashlib.sha256()
+    for field in (dataset.uid_field, dataset.iid_field):
+        digest.update(f"{field}\0{len(dataset.field2id_token[field])}\0".encode())
+        for token in dataset.field2id_token[field]:
+            digest.update(str(token).encode())
+            digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def check_init_from(config) -> None:
+    """Raise :class:`ConfigError` when ``init_from`` cannot start this run; a no-op when it is unset. Runs before
+    any data is loaded; :func:`warm_start` checks the ids and the weights themselves."""
+    path = config["init_from"]  # its type is checked with the other options (config_checks)
+    if path is None:
+        return
+    if not os.path.isfile(path):
+        what = "is a folder, not a file" if os.path.isdir(path) else "does not exist"
+        raise ConfigError(f"init_from: {path} {what}. Give a checkpoint of an earlier run: "
+                          f"<checkpoint_dir>/<model>-<time>.safetensors or its .resume.safetensors (checkpoint_dir "
+                          f"is {config['checkpoint_dir']}).")
+    if not getattr(get_model(config["model"]), "resumable", False):  # SampledRecommender: the plugin's backbones
+        raise ConfigError(f"init_from: {config['model']} cannot be warm-started; only the plugin's backbones "
+                          f"({', '.join(PLUGIN_MODELS)}) can.")
+    try:
+        state = read_trainer_state(path)
+    except ValueError as error:  # ours: the message names the file
+        raise ConfigError(f"init_from: {error}.") from error
+    except Exception as error:  # safetensors' own error type: not a safetensors file at all
+        raise ConfigError(f"init_from: {path} is not a recbole_hnlm checkpoint ({error}).") from error
+    for key in ("model", "dataset"):
+        if str(state.get(key)).lower() != str(config[key]).lower():
+            raise ConfigError(f"init_from: {path} holds {key}={state.get(key)}, this run has {key}={config[key]}; "
+                              f"a warm start needs the same {key} (the sampler may differ).")
+
+
+def _mismatch(stored: dict, wanted: dict) -> str:
+    """The first difference between two ``name -> tensor`` maps, in words; ``""`` when names and shapes agree."""
+    for name in sorted(set(stored) | set(wanted)):
+        if name not in stored:
+            return f"{name} is missing from the checkpoint"
+        if name not in wanted:
+            return f"the checkpoint has {name}, which this model does not"
+        if tuple(stored[name].shape) != tuple(wanted[name].shape):
+            return f"{name} is {tuple(stored[name].shape)} there and {tuple(wanted[name].shape)} here"
+    return ""
+
+
+def warm_start(model, config) -> str:
+    """Load the weights of ``config["init_from"]`` into ``model``; return a one-line summary for the log.
+
+    Backbone weights must match in names and shapes, and the checkpoint's dataset digest (when it has one) must
+    equal this run's; the sampler's parameters are loaded when the checkpoint was trained with the same sampler and
+    keep their fresh initialisation otherwise.
+
+    Raises:
+        ConfigError: the ids or the weights do not fit this run.
+    """
+    path = config["init_from"]
+    meta, tensors = _read(path, prefix="model.")
+    state = meta.get("trainer", {})
+    stored_ids, ids = state.get("id_map"), getattr(model, "id_map_digest", None)
+    if stored_ids is not None and ids is not None and stored_ids != ids:
+        raise ConfigError(f"init_from: {path} was trained on other users or items than this run's {config['dataset']}"
+                          " (the dataset files or their filtering options, e.g. user_inter_num_interval, changed); "
+                          "its weights would land on the wrong rows.")
+    stored = {name[len("model."):]: value for name, value in tensors.items()}
+    own = model.state_dict()
+    backbone = {k: v for k, v in stored.items() if not k.startswith(_SAMPLER_PREFIX)}
+    problem = _mismatch(backbone, {k: v for k, v in own.items() if not k.startswith(_SAMPLER_PREFIX)})
+    if problem:
+        raise ConfigError(f"init_from: the weights in {path} do not fit this {config['model']} ({problem}); "
+                          "use the same backbone options (embedding_size, n_layers ...) as that run.")
+    same_sampler = str(state.get("sampler")).lower() == str(config["sampler"]).lower()
+    sampler_own = {k: v for k, v in own.items() if k.startswith(_SAMPLER_PREFIX)}
+    sampler_stored = {k: v for k, v in stored.items() if k.startswith(_SAMPLER_PREFIX)}
+    take_sampler = bool(sampler_own) and same_sampler and not _mismatch(sampler_stored, sampler_own)
+    weights = {**backbone, **(sampler_stored if take_sampler else {})}
+    model.load_state_dict(weights, strict=False)
+    sampler_note = ""
+    if sampler_own:
+        sampler_note = (f"; {config['sampler']} parameters {'loaded' if take_sampler else 'freshly initialised'}"
+                        + ("" if take_sampler or not same_sampler else " (their shapes differ)"))
+    if stored_ids is None:
+        sampler_note += "; the checkpoint has no dataset digest (written before it was stored), so only shapes were checked"
+    origin = f"{state.get('model')}+{state.get('sampler')}, epoch {state.get('epoch')}"
+    return f"init_from: backbone weights of {path} ({origin}){sampler_note}; training starts at epoch 0."

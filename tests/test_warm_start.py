@@ -1,0 +1,153 @@
+"""Warm start (``--init_from``): a new run starts from another run's backbone weights, any sampler; checkpoints of
+other models, datasets, ids or shapes stop the run with one line naming the option."""
+import json
+import logging
+import os
+import re
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from recbole_hnlm.checkpoint import read_trainer_state
+from recbole_hnlm.errors import ConfigError
+from recbole_hnlm.model.abstract import SampledRecommender
+from recbole_hnlm.quick_start import main, run_recbole_hnlm
+from recbole_hnlm.warm_start import id_map_digest
+
+
+def _weights(path):
+    return {k: v for k, v in load_file(path).items() if k.startswith("model.")}
+
+
+def _with_trainer_state(path, out, **changes):
+    """A copy of checkpoint ``path`` at ``out`` whose stored trainer state has ``changes`` applied."""
+    with safe_open(path, framework="pt") as f:
+        meta = json.loads(f.metadata()["recbole_hnlm"])
+    meta["trainer"].update(changes)
+    save_file(load_file(path), str(out), metadata={"recbole_hnlm": json.dumps(meta)})
+    return str(out)
+
+
+@pytest.fixture
+def rns_run(fast_config, tmp_path):
+    """An MF+RNS run of two epochs: the checkpoint the warm starts take."""
+    return run_recbole_hnlm(model="MF", config_dict={**fast_config, "sampler": "RNS",
+                                                     "checkpoint_dir": str(tmp_path / "rns")})
+
+
+@pytest.fixture
+def first_epoch_weights(monkeypatch):
+    """The weights each run has when its first training epoch starts (recorded by the trainer's epoch hook)."""
+    seen = []
+    hook = SampledRecommender.on_epoch_start
+
+    def on_epoch_start(self, epoch_idx):
+        if epoch_idx == 0:
+            seen.append({f"model.{k}": v.detach().clone() for k, v in self.state_dict().items()})
+        return hook(self, epoch_idx)
+
+    monkeypatch.setattr(SampledRecommender, "on_epoch_start", on_epoch_start)
+    return seen
+
+
+@pytest.mark.parametrize("source", ["checkpoint", "resume_state"])
+def test_a_new_run_starts_from_the_checkpoint_weights(fast_config, rns_run, tmp_path, source, first_epoch_weights):
+    settings = {**fast_config, "sampler": "DNS", "epochs": 1}
+    warm = run_recbole_hnlm(model="MF", config_dict={**settings, "init_from": rns_run[source],
+                                                     "checkpoint_dir": str(tmp_path / "warm")})
+    cold = run_recbole_hnlm(model="MF", config_dict={**settings, "checkpoint_dir": str(tmp_path / "cold")})
+    (warm_start, cold_start), stored = first_epoch_weights, _weights(rns_run[source])
+    assert stored.keys() == warm_start.keys() and stored
+    assert all(torch.equal(stored[k], warm_start[k]) for k in stored)
+    assert not torch.equal(stored["model.user_embedding.weight"], cold_start["model.user_embedding.weight"])
+    assert warm["test_result"] != cold["test_result"]
+
+    state = read_trainer_state(warm["checkpoint"])
+    assert state["sampler"] == "DNS" and state["epoch"] == 0  # a new run: epoch 0, not the source's epoch 1
+    assert state["init_from"] == os.path.abspath(rns_run[source])
+    assert state["id_map"] == read_trainer_state(rns_run["checkpoint"])["id_map"]
+
+
+def test_warm_started_training_goes_on_and_resumes_with_its_origin(fast_config, rns_run, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    settings = {**fast_config, "sampler": "MixGCF", "init_from": rns_run["checkpoint"], "state": "INFO"}
+    warm = run_recbole_hnlm(model="MF", config_dict={**settings, "checkpoint_dir": str(tmp_path / "a")})
+    assert f"init_from: backbone weights of {rns_run['checkpoint']} (MF+RNS, epoch" in caplog.text
+    assert not torch.equal(_weights(rns_run["checkpoint"])["model.item_embedding.weight"],
+                           _weights(warm["resume_state"])["model.item_embedding.weight"])
+    longer = {k: v for k, v in settings.items() if k != "init_from"}
+    caplog.clear()
+    run_recbole_hnlm(model="MF", config_dict={**longer, "epochs": 3, "checkpoint_dir": str(tmp_path / "a"),
+                                              "resume_from": warm["resume_state"]})
+    assert "options changed" not in caplog.text  # the weights come from the resume state: init_from is no change
+    assert read_trainer_state(warm["resume_state"])["init_from"] == os.path.abspath(rns_run["checkpoint"])
+    assert read_trainer_state(warm["resume_state"])["epoch"] == 2
+
+
+def test_unusable_checkpoints_name_the_option(fast_config, ml_slice, rns_run, tmp_path):
+    settings = {**fast_config, "sampler": "DNS", "epochs": 1}
+    with pytest.raises(ConfigError, match="init_from: .*nosuch.safetensors does not exist"):
+        run_recbole_hnlm(model="MF", config_dict={**settings, "init_from": str(tmp_path / "nosuch.safetensors")})
+    with pytest.raises(ConfigError, match="is a folder, not a file"):
+        run_recbole_hnlm(model="MF", config_dict={**settings, "init_from": str(tmp_path)})
+    foreign = str(tmp_path / "foreign.safetensors")
+    save_file({"w": torch.zeros(2)}, foreign)
+    with pytest.raises(ConfigError, match="init_from: .*foreign.safetensors is not a recbole_hnlm checkpoint"):
+        run_recbole_hnlm(model="MF", config_dict={**settings, "init_from": foreign})
+    with pytest.raises(ConfigError, match="holds model=MF, this run has model=LightGCN"):
+        run_recbole_hnlm(model="LightGCN", config_dict={**settings, "init_from": rns_run["checkpoint"]})
+    other_data = _with_trainer_state(rns_run["checkpoint"], tmp_path / "other.safetensors", dataset="yelp2018")
+    with pytest.raises(ConfigError, match="holds dataset=yelp2018, this run has dataset=ml-slice"):
+        run_recbole_hnlm(model="MF", config_dict={**settings, "init_from": other_data})
+    with pytest.raises(ConfigError, match="init_from: BPR cannot be warm-started"):
+        run_recbole_hnlm(model="BPR", config_dict={**settings, "sampler": "RNS", "init_from": rns_run["checkpoint"]})
+    with pytest.raises(ConfigError, match="Options 'init_from' and 'resume_from' are both set"):
+        run_recbole_hnlm(model="MF", config_dict={**settings, "init_from": rns_run["checkpoint"],
+                                                  "resume_from": rns_run["resume_state"]})
+    with pytest.raises(ConfigError, match=re.escape("item_embedding.weight is (1266, 64) there and (1266, 32) here")):
+        run_recbole_hnlm(model="MF", config_dict={**settings, "embedding_size": 32,
+                                                  "init_from": rns_run["checkpoint"]})
+    with pytest.raises(ConfigError, match="init_from: the weights in .* do not fit this NGCF .*w1.0.bias is missing"):
+        ngcf = _with_trainer_state(rns_run["checkpoint"], tmp_path / "as-ngcf.safetensors", model="NGCF")
+        run_recbole_hnlm(model="NGCF", config_dict={**settings, "init_from": ngcf})
+
+
+def test_other_users_or_items_are_refused_even_when_the_counts_agree(fast_config, rns_run, tmp_path):
+    settings = {**fast_config, "sampler": "DNS", "epochs": 1}
+    shuffled = _with_trainer_state(rns_run["checkpoint"], tmp_path / "ids.safetensors", id_map="0" * 64)
+    assert _weights(shuffled).keys() == _weights(rns_run["checkpoint"]).keys()  # same shapes, other ids
+    with pytest.raises(ConfigError, match="init_from: .*ids.safetensors was trained on other users or items"):
+        run_recbole_hnlm(model="MF", config_dict={**settings, "init_from": shuffled})
+    with pytest.raises(ConfigError, match="init_from: .* was trained on other users or items"):  # real re-filtering
+        run_recbole_hnlm(model="MF", config_dict={**settings, "user_inter_num_interval": "[60,inf)",
+                                                  "init_from": rns_run["checkpoint"]})
+    resume = _with_trainer_state(rns_run["resume_state"], tmp_path / "ids.resume.safetensors", id_map="0" * 64)
+    with pytest.raises(ConfigError, match="resume_from: .* was trained on other users or items"):
+        run_recbole_hnlm(model="MF", config_dict={**fast_config, "sampler": "RNS", "resume_from": resume})
+
+
+def test_id_map_digest_follows_the_token_order(fast_config):
+    from recbole.data import create_dataset
+
+    from recbole_hnlm.config import Config
+
+    dataset = create_dataset(Config(model="MF", config_dict={**fast_config, "sampler": "RNS"}))
+    digest = id_map_digest(dataset)
+    assert digest == id_map_digest(dataset) and len(digest) == 64
+    tokens = dataset.field2id_token[dataset.iid_field]
+    tokens[[1, 2]] = tokens[[2, 1]]  # two items swap ids
+    assert id_map_digest(dataset) != digest
+
+
+def test_init_from_option_on_the_command_line(fast_config, rns_run, capsys):
+    with pytest.raises(ConfigError, match=re.escape("Option 'init_from' must be the path of a checkpoint "
+                                                    "(.safetensors) file, got 3")):
+        run_recbole_hnlm(model="MF", config_dict={**fast_config, "sampler": "RNS", "init_from": 3})
+    argv = ["--model=MF", "--sampler=AHNS", f"--dataset={fast_config['dataset']}",
+            f"--data_path={fast_config['data_path']}", "--epochs=1", "--state=WARNING", "--show_progress=False",
+            f"--checkpoint_dir={fast_config['checkpoint_dir']}", "--load_col={'inter': ['user_id', 'item_id']}"]
+    assert main(argv + [f"--init_from={rns_run['checkpoint']}"]) == 0
+    assert main(argv + ["--init_from=/nonexistent.safetensors"]) == 2
+    assert "error: init_from: /nonexistent.safetensors does not exist" in capsys.readouterr().err
