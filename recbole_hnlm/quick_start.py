@@ -25,7 +25,7 @@ from recbole_hnlm.determinism import deterministic_algorithms
 from recbole_hnlm.errors import ConfigError, DataError, TrainingInterrupted
 from recbole_hnlm.resume import changed_options, check_resume_from
 from recbole_hnlm.utils import get_model, get_sampler, get_trainer
-from recbole_hnlm.warm_start import check_init_from, warm_start
+from recbole_hnlm.warm_start import check_init_from, check_same_data, warm_start
 
 def split_seed(config) -> int:
     """Seed of the train/valid/test split: ``split_seed`` when set, else the run's ``seed`` (RecBole's behaviour)."""
@@ -114,11 +114,7 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
 def resume(trainer, config, logger):
     """Load ``config["resume_from"]`` into ``trainer``, warning about options changed since that run."""
     path = config["resume_from"]
-    stored_ids, ids = read_trainer_state(path).get("id_map"), getattr(trainer.model, "id_map_digest", None)
-    if stored_ids is not None and ids is not None and stored_ids != ids:
-        raise ConfigError(f"resume_from: {path} was trained on other users or items than this run's "
-                          f"{config['dataset']} (the dataset files or their filtering options changed); resume with "
-                          "the interrupted run's data and options.")
+    check_same_data(read_trainer_state(path), trainer.model, "resume_from", path, config["dataset"])
     changed = changed_options(config, path)
     if changed:
         logger.warning(f"resume_from: options changed since {path} was written, so the continuation will not repeat "

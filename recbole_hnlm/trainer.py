@@ -15,6 +15,7 @@ from recbole.utils import get_local_time, set_color
 from recbole_hnlm.checkpoint import load_checkpoint, read_rng_state, save_checkpoint
 from recbole_hnlm.resume import training_options
 from recbole_hnlm.rng_state import capture_rng_state, restore_rng_state
+from recbole_hnlm.warm_start import data_digests
 
 
 def _loader_generators(train_data):
@@ -68,9 +69,7 @@ class SafeCheckpointMixin:
             "cur_step": int(self.cur_step),
             "best_valid_score": float(self.best_valid_score),
         }
-        id_map = getattr(self.model, "id_map_digest", None)  # the plugin's backbones (recbole_hnlm.warm_start)
-        if id_map is not None:
-            state["id_map"] = id_map
+        state.update(data_digests(self.model))  # the plugin's backbones: ids and training split
         if self.init_from is not None:
             state["init_from"] = self.init_from
         return state

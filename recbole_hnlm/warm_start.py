@@ -5,18 +5,23 @@ random streams) from the weights of a finished or interrupted run of the same ba
 with any sampler. The usual case: a hard negative sampler (DNS, MixGCF, AHNS, HNLMRec) started from an RNS run,
 so that the first hard negatives are drawn from a model that already ranks (docs/results.md, "Warm start").
 
-Checkpoints record a digest of the dataset's user and item tokens in id order (:func:`id_map_digest`), so weights
-are never laid onto other users or items when the dataset or its filtering options changed but the counts did not.
-The sampler's own parameters (HNLMRec's eq. 6 adapter) are taken only from a run of the same sampler.
+Checkpoints record two digests (:func:`data_digests`): the dataset's user and item tokens in id order, so weights are
+never laid onto other users or items when the dataset or its filtering options changed but the counts did not; and
+the training split's (user, item) pairs, so a run never starts from weights that were trained on its own validation
+or test interactions (another ``split_seed``, split ratios or training fraction). The sampler's own parameters
+(HNLMRec's eq. 6 adapter) are taken only from a run of the same sampler.
 """
 import hashlib
 import os
+
+import numpy as np
 
 from recbole_hnlm.checkpoint import _read, read_trainer_state
 from recbole_hnlm.errors import ConfigError
 from recbole_hnlm.utils import PLUGIN_MODELS, get_model
 
-__all__ = ["id_map_digest", "check_init_from", "warm_start"]
+__all__ = ["id_map_digest", "train_pairs_digest", "data_digests", "check_same_data", "check_init_from",
+           "warm_start"]
 
 _SAMPLER_PREFIX = "sampler."
 
@@ -31,6 +36,35 @@ def id_map_digest(dataset) -> str:
             digest.update(str(token).encode())
             digest.update(b"\0")
     return digest.hexdigest()
+
+
+def train_pairs_digest(users, items) -> str:
+    """SHA-256 of the set of training (user id, item id) pairs, independent of their order."""
+    users, items = np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64)
+    width = int(items.max()) + 1 if items.size else 1
+    keys = np.unique(users * width + items)  # sorted, duplicates once
+    return hashlib.sha256(f"{width}\0".encode() + keys.astype("<i8").tobytes()).hexdigest()
+
+
+def data_digests(model) -> dict:
+    """``{"id_map": ..., "train_split": ...}`` of a plugin backbone (the entries it has), as checkpoints store them."""
+    return {key: getattr(model, attr) for key, attr in (("id_map", "id_map_digest"),
+                                                        ("train_split", "train_split_digest"))
+            if getattr(model, attr, None) is not None}
+
+
+def check_same_data(state: dict, model, option: str, path: str, dataset: str) -> None:
+    """Raise :class:`ConfigError` when the checkpoint ``path`` (trainer ``state``) was trained on other ids or another
+    training split than ``model``; digests a checkpoint does not have are not compared."""
+    own = data_digests(model)
+    if state.get("id_map") is not None and "id_map" in own and state["id_map"] != own["id_map"]:
+        raise ConfigError(f"{option}: {path} was trained on other users or items than this run's {dataset} (the "
+                          "dataset files or their filtering options, e.g. user_inter_num_interval, changed); its "
+                          "weights would land on the wrong rows.")
+    if state.get("train_split") is not None and "train_split" in own and state["train_split"] != own["train_split"]:
+        raise ConfigError(f"{option}: {path} was trained on another training split of {dataset} (split_seed, "
+                          "eval_args or the training fraction differ), so its weights may have seen this run's "
+                          "validation and test interactions. Use a checkpoint trained with this run's split.")
 
 
 def check_init_from(config) -> None:
@@ -74,8 +108,8 @@ def _mismatch(stored: dict, wanted: dict) -> str:
 def warm_start(model, config) -> str:
     """Load the weights of ``config["init_from"]`` into ``model``; return a one-line summary for the log.
 
-    Backbone weights must match in names and shapes, and the checkpoint's dataset digest (when it has one) must
-    equal this run's; the sampler's parameters are loaded when the checkpoint was trained with the same sampler and
+    Backbone weights must match in names and shapes, and the checkpoint's digests (when it has them) must equal this
+    run's (:func:`check_same_data`); the sampler's parameters are loaded when the checkpoint was trained with the same sampler and
     keep their fresh initialisation otherwise.
 
     Raises:
@@ -84,11 +118,7 @@ def warm_start(model, config) -> str:
     path = config["init_from"]
     meta, tensors = _read(path, prefix="model.")
     state = meta.get("trainer", {})
-    stored_ids, ids = state.get("id_map"), getattr(model, "id_map_digest", None)
-    if stored_ids is not None and ids is not None and stored_ids != ids:
-        raise ConfigError(f"init_from: {path} was trained on other users or items than this run's {config['dataset']}"
-                          " (the dataset files or their filtering options, e.g. user_inter_num_interval, changed); "
-                          "its weights would land on the wrong rows.")
+    check_same_data(state, model, "init_from", path, config["dataset"])
     stored = {name[len("model."):]: value for name, value in tensors.items()}
     own = model.state_dict()
     backbone = {k: v for k, v in stored.items() if not k.startswith(_SAMPLER_PREFIX)}
@@ -106,7 +136,8 @@ def warm_start(model, config) -> str:
     if sampler_own:
         sampler_note = (f"; {config['sampler']} parameters {'loaded' if take_sampler else 'freshly initialised'}"
                         + ("" if take_sampler or not same_sampler else " (their shapes differ)"))
-    if stored_ids is None:
-        sampler_note += "; the checkpoint has no dataset digest (written before it was stored), so only shapes were checked"
+    if not {"id_map", "train_split"} <= set(state):
+        sampler_note += ("; the checkpoint predates the dataset and split digests, so only shapes were checked: make "
+                         "sure it was trained on this run's training split")
     origin = f"{state.get('model')}+{state.get('sampler')}, epoch {state.get('epoch')}"
     return f"init_from: backbone weights of {path} ({origin}){sampler_note}; training starts at epoch 0."

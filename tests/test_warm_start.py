@@ -5,6 +5,7 @@ import logging
 import os
 import re
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -14,7 +15,7 @@ from recbole_hnlm.checkpoint import read_trainer_state
 from recbole_hnlm.errors import ConfigError
 from recbole_hnlm.model.abstract import SampledRecommender
 from recbole_hnlm.quick_start import main, run_recbole_hnlm
-from recbole_hnlm.warm_start import id_map_digest
+from recbole_hnlm.warm_start import id_map_digest, train_pairs_digest
 
 
 def _weights(path):
@@ -67,7 +68,8 @@ def test_a_new_run_starts_from_the_checkpoint_weights(fast_config, rns_run, tmp_
     state = read_trainer_state(warm["checkpoint"])
     assert state["sampler"] == "DNS" and state["epoch"] == 0  # a new run: epoch 0, not the source's epoch 1
     assert state["init_from"] == os.path.abspath(rns_run[source])
-    assert state["id_map"] == read_trainer_state(rns_run["checkpoint"])["id_map"]
+    source_state = read_trainer_state(rns_run["checkpoint"])
+    assert state["id_map"] == source_state["id_map"] and state["train_split"] == source_state["train_split"]
 
 
 def test_warm_started_training_goes_on_and_resumes_with_its_origin(fast_config, rns_run, tmp_path, caplog):
@@ -123,9 +125,29 @@ def test_other_users_or_items_are_refused_even_when_the_counts_agree(fast_config
     with pytest.raises(ConfigError, match="init_from: .* was trained on other users or items"):  # real re-filtering
         run_recbole_hnlm(model="MF", config_dict={**settings, "user_inter_num_interval": "[60,inf)",
                                                   "init_from": rns_run["checkpoint"]})
+    with pytest.raises(ConfigError, match="init_from: .* was trained on another training split of ml-slice"):
+        run_recbole_hnlm(model="MF", config_dict={**settings, "split_seed": 7, "init_from": rns_run["checkpoint"]})
     resume = _with_trainer_state(rns_run["resume_state"], tmp_path / "ids.resume.safetensors", id_map="0" * 64)
     with pytest.raises(ConfigError, match="resume_from: .* was trained on other users or items"):
         run_recbole_hnlm(model="MF", config_dict={**fast_config, "sampler": "RNS", "resume_from": resume})
+
+
+def test_resume_refuses_another_training_split(fast_config, rns_run):
+    with pytest.raises(ConfigError, match="resume_from: .* was trained on another training split"):
+        run_recbole_hnlm(model="MF", config_dict={**fast_config, "sampler": "RNS", "split_seed": 7,
+                                                  "resume_from": rns_run["resume_state"]})
+
+
+def test_train_pairs_digest_is_a_digest_of_the_pair_set():
+    users, items = np.array([1, 1, 2, 3]), np.array([5, 6, 5, 1])
+    digest = train_pairs_digest(users, items)
+    order = np.array([3, 0, 2, 1])
+    assert train_pairs_digest(users[order], items[order]) == digest  # order does not matter
+    assert train_pairs_digest(np.append(users, 1), np.append(items, 5)) == digest  # a repeated row adds nothing
+    assert train_pairs_digest(users[:3], items[:3]) != digest  # a pair fewer
+    assert train_pairs_digest(np.array([1, 1, 2, 3]), np.array([5, 6, 6, 1])) != digest  # one pair moved
+    assert train_pairs_digest(np.array([1, 1]), np.array([10, 1])) != train_pairs_digest(np.array([1, 1]),
+                                                                                          np.array([11, 0]))
 
 
 def test_id_map_digest_follows_the_token_order(fast_config):
@@ -151,3 +173,21 @@ def test_init_from_option_on_the_command_line(fast_config, rns_run, capsys):
     assert main(argv + [f"--init_from={rns_run['checkpoint']}"]) == 0
     assert main(argv + ["--init_from=/nonexistent.safetensors"]) == 2
     assert "error: init_from: /nonexistent.safetensors does not exist" in capsys.readouterr().err
+
+
+def test_a_comparison_grid_starts_every_cell_from_the_checkpoint(ml_slice, rns_run, tmp_path, capsys):
+    from recbole_hnlm.benchmark.__main__ import main as compare_main
+
+    data_path, dataset = ml_slice
+    out = str(tmp_path / "grid")
+    argv = ["--dataset", dataset, "--samplers", "DNS", "MixGCF", "--seeds", "1", "--epochs", "1", "--out", out,
+            f"--data_path={data_path}", f"--init_from={rns_run['checkpoint']}", "--no-progress", "--no-plots",
+            "--split_seed=2020"]  # the split of rns_run (seed 2020); the cells' seed 1 would split otherwise
+    assert compare_main(argv + ["--models", "LightGCN"]) == 2  # checked before any cell runs
+    assert "init_from: " in capsys.readouterr().err and not os.path.exists(os.path.join(out, "runs"))
+    assert compare_main(argv + ["--models", "MF"]) == 0
+    for sampler in ("DNS", "MixGCF"):
+        with open(os.path.join(out, "logs", f"MF-{sampler}-seed1.log")) as f:
+            assert f"init_from: backbone weights of {rns_run['checkpoint']} (MF+RNS" in f.read()
+    with open(os.path.join(out, "grid.json")) as f:
+        assert json.load(f)["settings"]["init_from"] == rns_run["checkpoint"]

@@ -131,9 +131,9 @@ def parse_args(argv):
         if key in config:
             parser.error(f"--{key} is for single runs of the run script; the grid resumes by itself (rerun the same "
                          "command: finished cells are kept) and its cells write no per-epoch resume state")
-    if "init_from" in config:
-        parser.error("--init_from is for single runs of the run script: a checkpoint fits one model, and a grid cell "
-                     "starts from random weights")
+    if "init_from" in config and "sparsity" in args.analyses:
+        parser.error("--init_from cannot be combined with --analysis sparsity: the checkpoint was trained on the whole "
+                     "training split, and each sparsity cell trains on a part of it")
     if args.epochs is not None:
         config["epochs"] = args.epochs
     args.config = config

@@ -95,12 +95,14 @@ def check_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_
     from recbole_hnlm.data_checks import check_dataset_files
     from recbole_hnlm.errors import ConfigError
     from recbole_hnlm.utils import check_model_sampler_pair, get_model, get_sampler
+    from recbole_hnlm.warm_start import check_init_from
 
     check_model_sampler_pair(get_model(cell.model, GRID_OPTIONS), get_sampler(cell.sampler), GRID_OPTIONS)
     config = make_config(cell.model, dataset, cell_config_dict(cell, out_dir, config_dict), config_file_list)
     for message in unknown_option_messages(config.unknown_options):
         (warn or logging.getLogger().warning)(message)
     check_dataset_files(config)
+    check_init_from(config)
     if "fhn" in analyses and not hasattr(config.model_class, "hard_negatives"):
         raise ConfigError(f"--analysis fhn needs a recbole_hnlm backbone with hard_negatives; {cell.model} has none.")
 
@@ -283,6 +285,7 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
     from recbole_hnlm.determinism import deterministic_algorithms
     from recbole_hnlm.quick_start import split_seed
     from recbole_hnlm.utils import get_model, get_sampler, get_trainer
+    from recbole_hnlm.warm_start import warm_start
 
     start = time.perf_counter()
     settings = dict(config_dict or {})
@@ -307,6 +310,8 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
         init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
         model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
         logger.info(model)
+        if config["init_from"]:
+            logger.info(warm_start(model, config))
         trainer = make_recording_trainer(get_trainer(config["MODEL_TYPE"], config["model"]))(config, model)
 
         train_users, train_items = _pairs(train_data._dataset)

@@ -121,7 +121,8 @@ def test_compare_script_exit_code_for_a_missing_dataset(tmp_path):
     (["--seed=3"], "--seed=3 is set by each cell here: use --seeds instead"),
     (["--resume_from=x.resume.safetensors"], "--resume_from is for single runs of the run script; the grid resumes"),
     (["--save_resume_state=True"], "--save_resume_state is for single runs of the run script"),
-    (["--init_from=saved/MF-x.safetensors"], "--init_from is for single runs of the run script: a checkpoint fits"),
+    (["--init_from=saved/MF-x.safetensors", "--analysis", "sparsity"],
+     "--init_from cannot be combined with --analysis sparsity: the checkpoint was trained on the whole"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_malformed_options_are_one_error_line_naming_the_option(bad_args, expected, tmp_path, capsys):
     out = str(tmp_path / "out")
