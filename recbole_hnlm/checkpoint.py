@@ -96,6 +96,13 @@ def read_trainer_state(path):
     return _header(path).get("trainer", {})
 
 
+def read_model_weights(path):
+    """``(trainer state, {name: tensor})``: the stored trainer state and the model's ``state_dict`` entries, on the
+    CPU, without the optimizer or the random streams."""
+    meta, tensors = _read(path, prefix="model.")
+    return meta.get("trainer", {}), {k[len("model."):]: v for k, v in tensors.items()}
+
+
 def read_rng_state(path):
     """``(tensors, meta)`` of the random streams stored in a checkpoint, or ``None`` when it has none."""
     meta, tensors = _read(path, prefix="rng.")  # not the weights again: the trainer has just loaded them

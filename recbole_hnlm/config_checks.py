@@ -63,7 +63,8 @@ def check_core_options(config) -> None:
         raise ConfigError(f"Option 'resume_from' must be the path of a .resume.safetensors file, got {resume_from!r}.")
     init_from = config["init_from"]
     if init_from is not None and not (isinstance(init_from, str) and init_from):
-        raise ConfigError(f"Option 'init_from' must be the path of a checkpoint (.safetensors) file, got {init_from!r}.")
+        raise ConfigError(f"Option 'init_from' must be the path of a checkpoint (.safetensors) file, got "
+                          f"{init_from!r}.")
     if init_from is not None and resume_from is not None:
         raise ConfigError("Options 'init_from' and 'resume_from' are both set: resume_from continues a run with its "
                           "own weights, init_from starts a new run from another run's weights. Keep one of them.")

@@ -16,9 +16,9 @@ from recbole_hnlm.utils import PLUGIN_MODELS, get_model
 #: the random draws, so they are compared). ``init_from`` only sets the first epoch's weights: a resumed run takes
 #: its weights from the resume state (which records the warm start's origin).
 _NOT_TRAINING_OPTIONS = frozenset({
-    "epochs", "resume_from", "save_resume_state", "init_from", "show_progress", "state", "checkpoint_dir", "log_wandb",
-    "wandb_project", "eval_batch_size", "config_files", "single_spec", "local_rank", "nproc", "world_size", "offset",
-    "ip", "port", "encoding",
+    "epochs", "resume_from", "save_resume_state", "init_from", "show_progress", "state", "checkpoint_dir",
+    "log_wandb", "wandb_project", "eval_batch_size", "config_files", "single_spec", "local_rank", "nproc",
+    "world_size", "offset", "ip", "port", "encoding",
 })
 
 

@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from recbole_hnlm.checkpoint import _read, read_trainer_state
+from recbole_hnlm.checkpoint import read_model_weights, read_trainer_state
 from recbole_hnlm.errors import ConfigError
 from recbole_hnlm.utils import PLUGIN_MODELS, get_model
 
@@ -109,17 +109,15 @@ def warm_start(model, config) -> str:
     """Load the weights of ``config["init_from"]`` into ``model``; return a one-line summary for the log.
 
     Backbone weights must match in names and shapes, and the checkpoint's digests (when it has them) must equal this
-    run's (:func:`check_same_data`); the sampler's parameters are loaded when the checkpoint was trained with the same sampler and
-    keep their fresh initialisation otherwise.
+    run's (:func:`check_same_data`); the sampler's parameters are loaded when the checkpoint was trained with the
+    same sampler and keep their fresh initialisation otherwise.
 
     Raises:
         ConfigError: the ids or the weights do not fit this run.
     """
     path = config["init_from"]
-    meta, tensors = _read(path, prefix="model.")
-    state = meta.get("trainer", {})
+    state, stored = read_model_weights(path)
     check_same_data(state, model, "init_from", path, config["dataset"])
-    stored = {name[len("model."):]: value for name, value in tensors.items()}
     own = model.state_dict()
     backbone = {k: v for k, v in stored.items() if not k.startswith(_SAMPLER_PREFIX)}
     problem = _mismatch(backbone, {k: v for k, v in own.items() if not k.startswith(_SAMPLER_PREFIX)})

@@ -22,11 +22,14 @@ def _weights(path):
     return {k: v for k, v in load_file(path).items() if k.startswith("model.")}
 
 
-def _with_trainer_state(path, out, **changes):
-    """A copy of checkpoint ``path`` at ``out`` whose stored trainer state has ``changes`` applied."""
+def _with_trainer_state(path, out, drop=(), **changes):
+    """A copy of checkpoint ``path`` at ``out`` whose stored trainer state has ``changes`` applied and ``drop``
+    removed."""
     with safe_open(path, framework="pt") as f:
         meta = json.loads(f.metadata()["recbole_hnlm"])
     meta["trainer"].update(changes)
+    for key in drop:
+        del meta["trainer"][key]
     save_file(load_file(path), str(out), metadata={"recbole_hnlm": json.dumps(meta)})
     return str(out)
 
@@ -130,6 +133,14 @@ def test_other_users_or_items_are_refused_even_when_the_counts_agree(fast_config
     resume = _with_trainer_state(rns_run["resume_state"], tmp_path / "ids.resume.safetensors", id_map="0" * 64)
     with pytest.raises(ConfigError, match="resume_from: .* was trained on other users or items"):
         run_recbole_hnlm(model="MF", config_dict={**fast_config, "sampler": "RNS", "resume_from": resume})
+
+
+def test_a_checkpoint_without_digests_is_taken_with_a_note(fast_config, rns_run, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    old = _with_trainer_state(rns_run["checkpoint"], tmp_path / "old.safetensors", drop=("id_map", "train_split"))
+    run_recbole_hnlm(model="MF", config_dict={**fast_config, "sampler": "DNS", "epochs": 1, "state": "INFO",
+                                              "init_from": old})
+    assert "the checkpoint predates the dataset and split digests, so only shapes were checked" in caplog.text
 
 
 def test_resume_refuses_another_training_split(fast_config, rns_run):
