@@ -36,26 +36,40 @@ def training_options(config) -> dict:
             if key not in _NOT_TRAINING_OPTIONS}
 
 
+def option_checkpoint_state(config, option: str, hint: str, refusal: str, reason: str = "") -> dict:
+    """The trainer state stored in the checkpoint ``config[option]`` names (``resume_from``, ``init_from``).
+
+    Raises:
+        ConfigError: naming ``option``, when the file is missing or a folder (followed by ``hint``), when the run's
+            model is not one of the plugin's backbones (``refusal``: what such a model cannot do, then ``reason``)
+            or when the file is not a recbole_hnlm checkpoint.
+    """
+    path = config[option]
+    if not os.path.isfile(path):
+        what = "is a folder, not a file" if os.path.isdir(path) else "does not exist"
+        raise ConfigError(f"{option}: {path} {what}. {hint}")
+    if not getattr(get_model(config["model"]), "resumable", False):  # SampledRecommender: the plugin's backbones
+        raise ConfigError(f"{option}: {config['model']} {refusal}; only the plugin's backbones "
+                          f"({', '.join(PLUGIN_MODELS)}) can.{reason}")
+    try:
+        return read_trainer_state(path)
+    except ValueError as error:  # ours: the message names the file
+        raise ConfigError(f"{option}: {error}.") from error
+    except Exception as error:  # safetensors' own error type: not a safetensors file at all
+        raise ConfigError(f"{option}: {path} is not a recbole_hnlm checkpoint ({error}).") from error
+
+
 def check_resume_from(config) -> None:
     """Raise :class:`ConfigError` when ``resume_from`` cannot continue this run; a no-op when it is unset."""
     path = config["resume_from"]  # its type is checked with the other options (config_checks)
     if path is None:
         return
-    if not os.path.isfile(path):
-        what = "is a folder, not a file" if os.path.isdir(path) else "does not exist"
-        raise ConfigError(f"resume_from: {path} {what}. A run writes its resume state after every epoch to "
-                          f"<checkpoint_dir>/<model>-<time>.resume.safetensors (checkpoint_dir is "
-                          f"{config['checkpoint_dir']}).")
-    if not getattr(get_model(config["model"]), "resumable", False):
-        raise ConfigError(f"resume_from: {config['model']} cannot be resumed; only the plugin's backbones "
-                          f"({', '.join(PLUGIN_MODELS)}) can. RecBole's models keep training state (annealing "
-                          "counters, extra optimizers) outside their weights.")
-    try:
-        state = read_trainer_state(path)
-    except ValueError as error:  # ours: the message names the file
-        raise ConfigError(f"resume_from: {error}.") from error
-    except Exception as error:  # safetensors' own error type: not a safetensors file at all
-        raise ConfigError(f"resume_from: {path} is not a recbole_hnlm checkpoint ({error}).") from error
+    state = option_checkpoint_state(
+        config, "resume_from",
+        hint=("A run writes its resume state after every epoch to <checkpoint_dir>/<model>-<time>.resume.safetensors "
+              f"(checkpoint_dir is {config['checkpoint_dir']})."),
+        refusal="cannot be resumed",
+        reason=" RecBole's models keep training state (annealing counters, extra optimizers) outside their weights.")
     for key in ("model", "sampler", "dataset"):
         if str(state.get(key)).lower() != str(config[key]).lower():
             raise ConfigError(f"resume_from: {path} was trained with {key}={state.get(key)}, this run has "

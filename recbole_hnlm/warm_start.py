@@ -12,13 +12,12 @@ or test interactions (another ``split_seed``, split ratios or training fraction)
 (HNLMRec's eq. 6 adapter) are taken only from a run of the same sampler.
 """
 import hashlib
-import os
 
 import numpy as np
 
-from recbole_hnlm.checkpoint import read_model_weights, read_trainer_state
+from recbole_hnlm.checkpoint import read_model_weights
 from recbole_hnlm.errors import ConfigError
-from recbole_hnlm.utils import PLUGIN_MODELS, get_model
+from recbole_hnlm.resume import option_checkpoint_state
 
 __all__ = ["id_map_digest", "train_pairs_digest", "data_digests", "check_same_data", "check_init_from",
            "warm_start"]
@@ -73,20 +72,11 @@ def check_init_from(config) -> None:
     path = config["init_from"]  # its type is checked with the other options (config_checks)
     if path is None:
         return
-    if not os.path.isfile(path):
-        what = "is a folder, not a file" if os.path.isdir(path) else "does not exist"
-        raise ConfigError(f"init_from: {path} {what}. Give a checkpoint of an earlier run: "
-                          f"<checkpoint_dir>/<model>-<time>.safetensors or its .resume.safetensors (checkpoint_dir "
-                          f"is {config['checkpoint_dir']}).")
-    if not getattr(get_model(config["model"]), "resumable", False):  # SampledRecommender: the plugin's backbones
-        raise ConfigError(f"init_from: {config['model']} cannot be warm-started; only the plugin's backbones "
-                          f"({', '.join(PLUGIN_MODELS)}) can.")
-    try:
-        state = read_trainer_state(path)
-    except ValueError as error:  # ours: the message names the file
-        raise ConfigError(f"init_from: {error}.") from error
-    except Exception as error:  # safetensors' own error type: not a safetensors file at all
-        raise ConfigError(f"init_from: {path} is not a recbole_hnlm checkpoint ({error}).") from error
+    state = option_checkpoint_state(
+        config, "init_from",
+        hint=("Give a checkpoint of an earlier run: <checkpoint_dir>/<model>-<time>.safetensors or its "
+              f".resume.safetensors (checkpoint_dir is {config['checkpoint_dir']})."),
+        refusal="cannot be warm-started")
     for key in ("model", "dataset"):
         if str(state.get(key)).lower() != str(config[key]).lower():
             raise ConfigError(f"init_from: {path} holds {key}={state.get(key)}, this run has {key}={config[key]}; "
