@@ -70,6 +70,9 @@ def test_a_new_run_starts_from_the_checkpoint_weights(fast_config, rns_run, tmp_
 
     state = read_trainer_state(warm["checkpoint"])
     assert state["sampler"] == "DNS" and state["epoch"] == 0  # a new run: epoch 0, not the source's epoch 1
+    steps = {name: load_file(path)["optimizer.0.step"] for name, path in (("warm", warm["checkpoint"]),
+                                                                          ("source", rns_run["resume_state"]))}
+    assert 2 * steps["warm"] == steps["source"] > 0  # a fresh optimizer: one epoch of Adam steps, not three
     assert state["init_from"] == os.path.abspath(rns_run[source])
     source_state = read_trainer_state(rns_run["checkpoint"])
     assert state["id_map"] == source_state["id_map"] and state["train_split"] == source_state["train_split"]
