@@ -125,3 +125,12 @@ def test_cli_split_is_the_run_split_and_teacher_stage_writes_the_file(fast_confi
                  f"--load_col={fast_config['load_col']}", "--use_deterministic_algorithms=True"]) == 0
     assert not torch.are_deterministic_algorithms_enabled()  # restored after the stage
     assert Teacher.load(str(teacher_file)).pair_user.numel() == len(run_train._dataset.inter_feat)
+
+
+def test_teacher_config_leaves_the_runs_weight_files_out(fast_config, tmp_path):
+    settings = dict(fast_config, sampler="HNLMRec", hnlm_variant="finetuned",
+                    init_from=str(tmp_path / "MF-x.safetensors"))
+    run = Config(model="MF", dataset=fast_config["dataset"], config_dict=settings, command_line=False)
+    assert run["init_from"]  # the HNLMRec run starts from it; the teacher (another model, maybe) must not
+    t_config = teacher_config(run, "LightGCN", epochs=3)
+    assert t_config["init_from"] is None and t_config["resume_from"] is None
