@@ -45,7 +45,7 @@ def write_random_store(path, dim, seed=0):
                      {"variant": "semantic", "dataset": "ml-100k", "dataset_hash": "benchmark"}, dtype=torch.float16)
 
 
-def build(model_name, sampler, store, extra):
+def build(model_name, sampler, store, extra, checkpoint_dir):
     """``(trainer, train_data, config)`` of one variant on ml-100k (split of seed 2020)."""
     import warnings
 
@@ -56,7 +56,8 @@ def build(model_name, sampler, store, extra):
     from recbole_hnlm.utils import get_model, get_sampler, get_trainer
 
     settings = {"sampler": sampler, "show_progress": False, "state": "ERROR", "seed": 2020, "epochs": 1,
-                "save_resume_state": False, **extra}
+                "save_resume_state": False, "use_gpu": False, "gpu_id": "", "checkpoint_dir": checkpoint_dir,
+                **extra}  # a CPU benchmark, also on a machine with a GPU; nothing written outside the temp folder
     if sampler == "HNLMRec":
         settings["hnlm_file"] = store
     config = Config(model=model_name, dataset="ml-100k", config_dict=settings, command_line=False)
@@ -90,7 +91,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         store = os.path.join(tmp, "ml-100k.random-store.safetensors")
         write_random_store(store, args.dim)
-        runs = [(name, *build(args.model, sampler, store, extra)) for name, sampler, extra in VARIANTS]
+        runs = [(name, *build(args.model, sampler, store, extra, tmp)) for name, sampler, extra in VARIANTS]
         times = {name: [] for name, *_ in runs}
         for round_ in range(args.rounds + 1):  # round 0 warms up (allocator, first-touch), not counted
             for name, trainer, train_data, _ in runs:

@@ -115,3 +115,8 @@ class Config(RecBoleConfig):
         if os.path.isfile(path):
             return self._update_internal_config_dict(path)
         return None
+
+
+def split_seed(config) -> int:
+    """Seed of the train/valid/test split: ``split_seed`` when set, else the run's ``seed`` (RecBole's behaviour)."""
+    return int(config["seed"] if config["split_seed"] is None else config["split_seed"])

@@ -65,9 +65,6 @@ def check_core_options(config) -> None:
     if init_from is not None and not (isinstance(init_from, str) and init_from):
         raise ConfigError(f"Option 'init_from' must be the path of a checkpoint (.safetensors) file, got "
                           f"{init_from!r}.")
-    if init_from is not None and resume_from is not None:
-        raise ConfigError("Options 'init_from' and 'resume_from' are both set: resume_from continues a run with its "
-                          "own weights, init_from starts a new run from another run's weights. Keep one of them.")
     for key in _PICKLE_WRITERS:
         if config[key]:
             raise ConfigError(f"Option '{key}' makes RecBole write a pickle file; recbole_hnlm writes none. Leave "

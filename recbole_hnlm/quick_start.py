@@ -17,7 +17,7 @@ from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_logger, init_seed, set_color
 
 from recbole_hnlm.checkpoint import read_trainer_state
-from recbole_hnlm.config import Config
+from recbole_hnlm.config import Config, split_seed
 from recbole_hnlm.config_checks import unknown_option_messages
 from recbole_hnlm.data_checks import (check_dataset_files, check_duplicate_interactions, check_splits_not_empty,
                                       check_topk_fits)
@@ -25,11 +25,7 @@ from recbole_hnlm.determinism import deterministic_algorithms
 from recbole_hnlm.errors import ConfigError, DataError, TrainingInterrupted
 from recbole_hnlm.resume import changed_options, check_resume_from
 from recbole_hnlm.utils import get_model, get_sampler, get_trainer
-from recbole_hnlm.warm_start import check_init_from, check_same_data, warm_start
-
-def split_seed(config) -> int:
-    """Seed of the train/valid/test split: ``split_seed`` when set, else the run's ``seed`` (RecBole's behaviour)."""
-    return int(config["seed"] if config["split_seed"] is None else config["split_seed"])
+from recbole_hnlm.warm_start import check_checkpoint_data, check_init_from, warm_start
 
 
 def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True):
@@ -77,6 +73,7 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
         check_duplicate_interactions(config, dataset)
         train_data, valid_data, test_data = data_preparation(config, dataset)
         check_splits_not_empty(config, valid_data, test_data)
+        check_checkpoint_data(config, train_data._dataset)  # before HNLMRec's LLM stage
         sampler_class = get_sampler(config["sampler"])
         sampler_class.prepare(config, dataset, train_data)
 
@@ -114,7 +111,6 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
 def resume(trainer, config, logger):
     """Load ``config["resume_from"]`` into ``trainer``, warning about options changed since that run."""
     path = config["resume_from"]
-    check_same_data(read_trainer_state(path), trainer.model, "resume_from", path, config["dataset"])
     changed = changed_options(config, path)
     if changed:
         logger.warning(f"resume_from: options changed since {path} was written, so the continuation will not repeat "

@@ -13,6 +13,7 @@ from recbole.trainer import Trainer
 from recbole.utils import get_local_time, set_color
 
 from recbole_hnlm.checkpoint import load_checkpoint, read_rng_state, save_checkpoint
+from recbole_hnlm.config import split_seed
 from recbole_hnlm.resume import training_options
 from recbole_hnlm.rng_state import capture_rng_state, restore_rng_state
 from recbole_hnlm.warm_start import data_digests
@@ -70,6 +71,11 @@ class SafeCheckpointMixin:
             "best_valid_score": float(self.best_valid_score),
         }
         state.update(data_digests(self.model))  # the plugin's backbones: ids and training split
+        if "split_seed" in self.config:
+            state["split_seed"] = split_seed(self.config)
+        fingerprint = getattr(getattr(self.model, "sampler", None), "parameter_fingerprint", None)
+        if fingerprint is not None:  # what the sampler's own parameters were trained on (HNLMRec's store)
+            state["sampler_fingerprint"] = fingerprint
         if self.init_from is not None:
             state["init_from"] = self.init_from
         return state

@@ -12,15 +12,18 @@ or test interactions (another ``split_seed``, split ratios or training fraction)
 (HNLMRec's eq. 6 adapter) are taken only from a run of the same sampler.
 """
 import hashlib
+import logging
+import os
 
 import numpy as np
 
-from recbole_hnlm.checkpoint import read_model_weights
+from recbole_hnlm.checkpoint import read_model_weights, read_trainer_state
+from recbole_hnlm.config import split_seed
 from recbole_hnlm.errors import ConfigError
 from recbole_hnlm.resume import option_checkpoint_state
 
-__all__ = ["id_map_digest", "train_pairs_digest", "data_digests", "check_same_data", "check_init_from",
-           "warm_start"]
+__all__ = ["id_map_digest", "train_pairs_digest", "dataset_digests", "data_digests", "check_same_data",
+           "check_checkpoint_data", "check_init_from", "warm_start"]
 
 _SAMPLER_PREFIX = "sampler."
 
@@ -45,17 +48,23 @@ def train_pairs_digest(users, items) -> str:
     return hashlib.sha256(f"{width}\0".encode() + keys.astype("<i8").tobytes()).hexdigest()
 
 
+def dataset_digests(train_dataset) -> dict:
+    """``{"id_map", "train_split"}`` of the dataset a model trains on (``train_data._dataset``), as checkpoints store
+    them."""
+    users = np.asarray(train_dataset.inter_feat[train_dataset.uid_field])
+    items = np.asarray(train_dataset.inter_feat[train_dataset.iid_field])
+    return {"id_map": id_map_digest(train_dataset), "train_split": train_pairs_digest(users, items)}
+
+
 def data_digests(model) -> dict:
-    """``{"id_map": ..., "train_split": ...}`` of a plugin backbone (the entries it has), as checkpoints store them."""
-    return {key: getattr(model, attr) for key, attr in (("id_map", "id_map_digest"),
-                                                        ("train_split", "train_split_digest"))
-            if getattr(model, attr, None) is not None}
+    """The digests of the data a plugin backbone was built on (``{}`` for RecBole's models)."""
+    return dict(getattr(model, "data_digests", None) or {})
 
 
-def check_same_data(state: dict, model, option: str, path: str, dataset: str) -> None:
+def check_same_data(state: dict, own: dict, option: str, path: str, dataset: str) -> None:
     """Raise :class:`ConfigError` when the checkpoint ``path`` (trainer ``state``) was trained on other ids or another
-    training split than ``model``; digests a checkpoint does not have are not compared."""
-    own = data_digests(model)
+    training split than the digests ``own`` of this run; digests the checkpoint does not have are not compared (a
+    warning says so)."""
     if state.get("id_map") is not None and "id_map" in own and state["id_map"] != own["id_map"]:
         raise ConfigError(f"{option}: {path} was trained on other users or items than this run's {dataset} (the "
                           "dataset files or their filtering options, e.g. user_inter_num_interval, changed); its "
@@ -64,6 +73,20 @@ def check_same_data(state: dict, model, option: str, path: str, dataset: str) ->
         raise ConfigError(f"{option}: {path} was trained on another training split of {dataset} (split_seed, "
                           "eval_args or the training fraction differ), so its weights may have seen this run's "
                           "validation and test interactions. Use a checkpoint trained with this run's split.")
+    if own and not {"id_map", "train_split"} <= set(state):
+        logging.getLogger().warning(
+            f"{option}: {path} predates the dataset and split digests, so only the weights' shapes are checked: "
+            "make sure it was trained on this run's dataset and training split.")
+
+
+def check_checkpoint_data(config, train_dataset) -> None:
+    """Right after the split, before the sampler's preparation (HNLMRec's LLM stage): refuse a ``resume_from`` or
+    ``init_from`` checkpoint trained on other ids or another split (:func:`check_same_data`)."""
+    own = None
+    for option in ("resume_from", "init_from"):
+        if config[option] is not None:
+            own = own or dataset_digests(train_dataset)
+            check_same_data(read_trainer_state(config[option]), own, option, config[option], config["dataset"])
 
 
 def check_init_from(config) -> None:
@@ -72,6 +95,14 @@ def check_init_from(config) -> None:
     path = config["init_from"]  # its type is checked with the other options (config_checks)
     if path is None:
         return
+    if config["resume_from"] is not None:  # "the same options" of a warm-started run include its init_from
+        started_from = read_trainer_state(config["resume_from"]).get("init_from")
+        if started_from is not None and os.path.abspath(path) == started_from:
+            config["init_from"] = None  # the resume state holds the weights; its init_from is kept as the origin
+            return
+        origin = f"from {started_from}" if started_from else "from random weights"
+        raise ConfigError(f"init_from: resume_from continues {config['resume_from']}, a run started {origin}; its "
+                          "weights come from the resume state. Drop --init_from.")
     state = option_checkpoint_state(
         config, "init_from",
         hint=("Give a checkpoint of an earlier run: <checkpoint_dir>/<model>-<time>.safetensors or its "
@@ -81,6 +112,11 @@ def check_init_from(config) -> None:
         if str(state.get(key)).lower() != str(config[key]).lower():
             raise ConfigError(f"init_from: {path} holds {key}={state.get(key)}, this run has {key}={config[key]}; "
                               f"a warm start needs the same {key} (the sampler may differ).")
+    stored_split = state.get("split_seed")
+    if stored_split is not None and int(stored_split) != split_seed(config):
+        raise ConfigError(f"init_from: {path} was trained on the split of seed {stored_split}, this run splits with "
+                          f"seed {split_seed(config)}; its weights may have seen this run's validation and test "
+                          f"interactions. Add --split_seed={stored_split}.")
 
 
 def _mismatch(stored: dict, wanted: dict) -> str:
@@ -98,34 +134,36 @@ def _mismatch(stored: dict, wanted: dict) -> str:
 def warm_start(model, config) -> str:
     """Load the weights of ``config["init_from"]`` into ``model``; return a one-line summary for the log.
 
-    Backbone weights must match in names and shapes, and the checkpoint's digests (when it has them) must equal this
-    run's (:func:`check_same_data`); the sampler's parameters are loaded when the checkpoint was trained with the
-    same sampler and keep their fresh initialisation otherwise.
+    Backbone weights must match in names and shapes (the caller has compared the checkpoint's data digests with
+    :func:`check_checkpoint_data` before the sampler's preparation). The sampler's parameters are loaded when the
+    checkpoint was trained with the same sampler on the same input (``sampler.parameter_fingerprint``: HNLMRec's
+    store and adapter settings) and keep their fresh initialisation otherwise.
 
     Raises:
-        ConfigError: the ids or the weights do not fit this run.
+        ConfigError: the weights do not fit this model.
     """
     path = config["init_from"]
     state, stored = read_model_weights(path)
-    check_same_data(state, model, "init_from", path, config["dataset"])
     own = model.state_dict()
     backbone = {k: v for k, v in stored.items() if not k.startswith(_SAMPLER_PREFIX)}
     problem = _mismatch(backbone, {k: v for k, v in own.items() if not k.startswith(_SAMPLER_PREFIX)})
     if problem:
         raise ConfigError(f"init_from: the weights in {path} do not fit this {config['model']} ({problem}); "
                           "use the same backbone options (embedding_size, n_layers ...) as that run.")
-    same_sampler = str(state.get("sampler")).lower() == str(config["sampler"]).lower()
     sampler_own = {k: v for k, v in own.items() if k.startswith(_SAMPLER_PREFIX)}
     sampler_stored = {k: v for k, v in stored.items() if k.startswith(_SAMPLER_PREFIX)}
-    take_sampler = bool(sampler_own) and same_sampler and not _mismatch(sampler_stored, sampler_own)
-    weights = {**backbone, **(sampler_stored if take_sampler else {})}
+    why_fresh = None
+    if str(state.get("sampler")).lower() != str(config["sampler"]).lower():
+        why_fresh = f"the checkpoint's sampler is {state.get('sampler')}"
+    elif _mismatch(sampler_stored, sampler_own):
+        why_fresh = f"their names or shapes differ: {_mismatch(sampler_stored, sampler_own)}"
+    elif state.get("sampler_fingerprint") != getattr(model.sampler, "parameter_fingerprint", None):
+        why_fresh = "that run used another store or other adapter settings (hnlm_center, hnlm_final_relu)"
+    weights = {**backbone, **(sampler_stored if why_fresh is None else {})}
     model.load_state_dict(weights, strict=False)
     sampler_note = ""
     if sampler_own:
-        sampler_note = (f"; {config['sampler']} parameters {'loaded' if take_sampler else 'freshly initialised'}"
-                        + ("" if take_sampler or not same_sampler else " (their shapes differ)"))
-    if not {"id_map", "train_split"} <= set(state):
-        sampler_note += ("; the checkpoint predates the dataset and split digests, so only shapes were checked: make "
-                         "sure it was trained on this run's training split")
+        sampler_note = (f"; {config['sampler']} parameters loaded" if why_fresh is None else
+                        f"; {config['sampler']} parameters freshly initialised ({why_fresh})")
     origin = f"{state.get('model')}+{state.get('sampler')}, epoch {state.get('epoch')}"
     return f"init_from: backbone weights of {path} ({origin}){sampler_note}; training starts at epoch 0."

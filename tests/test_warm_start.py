@@ -85,11 +85,10 @@ def test_warm_started_training_goes_on_and_resumes_with_its_origin(fast_config, 
     assert f"init_from: backbone weights of {rns_run['checkpoint']} (MF+RNS, epoch" in caplog.text
     assert not torch.equal(_weights(rns_run["checkpoint"])["model.item_embedding.weight"],
                            _weights(warm["resume_state"])["model.item_embedding.weight"])
-    longer = {k: v for k, v in settings.items() if k != "init_from"}
-    caplog.clear()
-    run_recbole_hnlm(model="MF", config_dict={**longer, "epochs": 3, "checkpoint_dir": str(tmp_path / "a"),
+    caplog.clear()  # "the same options" (init_from included) and --resume_from continue the warm-started run
+    run_recbole_hnlm(model="MF", config_dict={**settings, "epochs": 3, "checkpoint_dir": str(tmp_path / "a"),
                                               "resume_from": warm["resume_state"]})
-    assert "options changed" not in caplog.text  # the weights come from the resume state: init_from is no change
+    assert "options changed" not in caplog.text and "init_from: backbone weights" not in caplog.text
     assert read_trainer_state(warm["resume_state"])["init_from"] == os.path.abspath(rns_run["checkpoint"])
     assert read_trainer_state(warm["resume_state"])["epoch"] == 2
 
@@ -111,8 +110,9 @@ def test_unusable_checkpoints_name_the_option(fast_config, ml_slice, rns_run, tm
         run_recbole_hnlm(model="MF", config_dict={**settings, "init_from": other_data})
     with pytest.raises(ConfigError, match="init_from: BPR cannot be warm-started"):
         run_recbole_hnlm(model="BPR", config_dict={**settings, "sampler": "RNS", "init_from": rns_run["checkpoint"]})
-    with pytest.raises(ConfigError, match="Options 'init_from' and 'resume_from' are both set"):
-        run_recbole_hnlm(model="MF", config_dict={**settings, "init_from": rns_run["checkpoint"],
+    with pytest.raises(ConfigError, match="init_from: resume_from continues .*, a run started from random weights; "
+                                          "its weights come from the resume state. Drop --init_from."):
+        run_recbole_hnlm(model="MF", config_dict={**settings, "sampler": "RNS", "init_from": rns_run["checkpoint"],
                                                   "resume_from": rns_run["resume_state"]})
     with pytest.raises(ConfigError, match=re.escape("item_embedding.weight is (1266, 64) there and (1266, 32) here")):
         run_recbole_hnlm(model="MF", config_dict={**settings, "embedding_size": 32,
@@ -131,24 +131,36 @@ def test_other_users_or_items_are_refused_even_when_the_counts_agree(fast_config
     with pytest.raises(ConfigError, match="init_from: .* was trained on other users or items"):  # real re-filtering
         run_recbole_hnlm(model="MF", config_dict={**settings, "user_inter_num_interval": "[60,inf)",
                                                   "init_from": rns_run["checkpoint"]})
-    with pytest.raises(ConfigError, match="init_from: .* was trained on another training split of ml-slice"):
+    with pytest.raises(ConfigError, match="init_from: .* was trained on the split of seed 2020, this run splits with "
+                                          "seed 7; .* Add --split_seed=2020."):  # known before any data is read
         run_recbole_hnlm(model="MF", config_dict={**settings, "split_seed": 7, "init_from": rns_run["checkpoint"]})
     resume = _with_trainer_state(rns_run["resume_state"], tmp_path / "ids.resume.safetensors", id_map="0" * 64)
     with pytest.raises(ConfigError, match="resume_from: .* was trained on other users or items"):
         run_recbole_hnlm(model="MF", config_dict={**fast_config, "sampler": "RNS", "resume_from": resume})
 
 
-def test_a_checkpoint_without_digests_is_taken_with_a_note(fast_config, rns_run, tmp_path, caplog):
-    caplog.set_level(logging.INFO)
+def test_a_checkpoint_without_digests_is_taken_with_a_warning(fast_config, rns_run, tmp_path, caplog):
     old = _with_trainer_state(rns_run["checkpoint"], tmp_path / "old.safetensors", drop=("id_map", "train_split"))
-    run_recbole_hnlm(model="MF", config_dict={**fast_config, "sampler": "DNS", "epochs": 1, "state": "INFO",
-                                              "init_from": old})
-    assert "the checkpoint predates the dataset and split digests, so only shapes were checked" in caplog.text
+    run_recbole_hnlm(model="MF", config_dict={**fast_config, "sampler": "DNS", "epochs": 1, "init_from": old})
+    assert "old.safetensors predates the dataset and split digests, so only the weights' shapes are checked" in \
+        caplog.text  # a warning: shown at the harness' WARNING console level too
 
 
-def test_resume_refuses_another_training_split(fast_config, rns_run):
+def test_another_split_is_refused_before_the_sampler_prepares(fast_config, rns_run, monkeypatch):
+    from recbole_hnlm.sampler.dns import DNS
+
+    prepared = []
+    prepare = DNS.prepare.__func__
+    monkeypatch.setattr(DNS, "prepare", classmethod(lambda cls, *args: prepared.append(1) or prepare(cls, *args)))
+    other_ratios = {"split": {"RS": [0.7, 0.15, 0.15]}, "order": "RO", "group_by": "user", "mode": "full"}
+    settings = {**fast_config, "sampler": "DNS", "epochs": 1, "eval_args": other_ratios}  # same split seed
+    with pytest.raises(ConfigError, match="init_from: .* was trained on another training split of ml-slice"):
+        run_recbole_hnlm(model="MF", config_dict={**settings, "init_from": rns_run["checkpoint"]})
+    assert not prepared  # HNLMRec's LLM stage would have run here
+    run_recbole_hnlm(model="MF", config_dict=settings)
+    assert prepared  # the spy itself works
     with pytest.raises(ConfigError, match="resume_from: .* was trained on another training split"):
-        run_recbole_hnlm(model="MF", config_dict={**fast_config, "sampler": "RNS", "split_seed": 7,
+        run_recbole_hnlm(model="MF", config_dict={**fast_config, "sampler": "RNS", "eval_args": other_ratios,
                                                   "resume_from": rns_run["resume_state"]})
 
 
@@ -199,6 +211,9 @@ def test_a_comparison_grid_starts_every_cell_from_the_checkpoint(ml_slice, rns_r
             "--split_seed=2020"]  # the split of rns_run (seed 2020); the cells' seed 1 would split otherwise
     assert compare_main(argv + ["--models", "LightGCN"]) == 2  # checked before any cell runs
     assert "init_from: " in capsys.readouterr().err and not os.path.exists(os.path.join(out, "runs"))
+    no_split_seed = [arg for arg in argv if arg != "--split_seed=2020"]
+    assert compare_main(no_split_seed + ["--models", "MF"]) == 2  # each seed would split on its own
+    assert "Add --split_seed=2020" in capsys.readouterr().err and not os.path.exists(os.path.join(out, "runs"))
     assert compare_main(argv + ["--models", "MF"]) == 0
     for sampler in ("DNS", "MixGCF"):
         with open(os.path.join(out, "logs", f"MF-{sampler}-seed1.log")) as f:

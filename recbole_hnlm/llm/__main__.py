@@ -41,7 +41,7 @@ def recbole_split(dataset: str, data_path: str, config_files, model: str, settin
 
     from recbole_hnlm.config import Config
     from recbole_hnlm.data_checks import check_dataset_files
-    from recbole_hnlm.quick_start import split_seed
+    from recbole_hnlm.config import split_seed
 
     config = Config(model=model, dataset=dataset, config_file_list=config_files or None,
                     config_dict=dict(settings or {}, data_path=data_path, show_progress=False, sampler="HNLMRec"),

@@ -19,7 +19,7 @@ from recbole.utils import InputType
 from recbole_hnlm.ops import gather_rows
 from recbole_hnlm.sampler.base import Propagation, SamplingContext
 from recbole_hnlm.sampler.candidates import CandidateGenerator
-from recbole_hnlm.warm_start import id_map_digest, train_pairs_digest
+from recbole_hnlm.warm_start import dataset_digests
 
 
 class SampledRecommender(GeneralRecommender):
@@ -44,9 +44,7 @@ class SampledRecommender(GeneralRecommender):
         self.embedding_size = config["embedding_size"]
         self.reg_weight = config["reg_weight"]
         users, items = self.training_pairs(dataset)
-        # stored in checkpoints; init_from and resume_from compare them (recbole_hnlm.warm_start)
-        self.id_map_digest = id_map_digest(dataset)
-        self.train_split_digest = train_pairs_digest(users.numpy(), items.numpy())
+        self.data_digests = dataset_digests(dataset)  # stored in checkpoints (recbole_hnlm.warm_start)
         self.sampler = get_sampler(config["sampler"])(config, dataset, pooled_size=self.pooled_size(config))
         self.candidate_generator = CandidateGenerator(users, items, self.n_items, config["candidate_max_rounds"])
         self.restore_user_e = None

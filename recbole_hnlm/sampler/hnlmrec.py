@@ -7,6 +7,8 @@ Reference code:
     https://github.com/user683/HNLMRec (``model_training/model/graph/LightGCN.py``); where it departs from the paper
     (algorithms.md §6.2) the paper is implemented and the code's choices are flags.
 """
+import hashlib
+import json
 import logging
 import os
 
@@ -20,6 +22,16 @@ from recbole_hnlm.sampler.base import NegativeSampler, Negatives, SamplingContex
 
 MISSING_POLICIES = ("error", "random")
 NORM_POLICIES = ("none", "item")
+
+
+def parameter_fingerprint(manifest, config) -> str:
+    """SHA-256 of the store's identity (LLM, prompts, dataset, variant: ``IDENTITY_FIELDS``) and the options that
+    change what the adapter sees or computes with the same shapes (centring, final ReLU)."""
+    from recbole_hnlm.llm.store import IDENTITY_FIELDS
+
+    identity = {key: manifest.get(key) for key in IDENTITY_FIELDS + ("dim",)}
+    settings = {"hnlm_center": bool(config["hnlm_center"]), "hnlm_final_relu": bool(config["hnlm_final_relu"])}
+    return hashlib.sha256(json.dumps([identity, settings], sort_keys=True, default=str).encode()).hexdigest()
 
 
 class HNLMRec(NegativeSampler):
@@ -92,6 +104,8 @@ class HNLMRec(NegativeSampler):
         # a frozen adapter has nothing to regularise
         self.adapter_reg_weight = 0.0 if config["hnlm_frozen_adapter"] else float(config["hnlm_adapter_reg_weight"])
         self._stats = {"rows": 0, "found": 0, "cos_sum": 0.0}
+        #: What the adapter's weights were trained on: a warm start (``init_from``) takes them only when it is equal.
+        self.parameter_fingerprint = parameter_fingerprint(store.manifest, config)
         logging.getLogger().info(
             f"HNLMRec: {store.path}: {store.num_pairs} stored pairs, dim {store.dim}, "
             f"{self.pairs.num_pairs} mapped into the dataset (coverage {self.pairs.coverage:.4f})")

@@ -188,12 +188,20 @@ def test_warm_start_takes_the_adapter_only_from_an_hnlmrec_run(fast_config, ml_s
     assert all(torch.equal(starts[-1][k], stored[k]) for k in stored)  # backbone and adapter
     assert "HNLMRec parameters loaded" in caplog.text
 
+    # the same shapes, but the adapter would now see uncentred vectors: it starts fresh
+    run_recbole_hnlm(model="LightGCN", config_dict={**config_for(fast_config, store), "init_from": first["checkpoint"],
+                                                    "hnlm_center": False, "state": "INFO"})
+    assert ("HNLMRec parameters freshly initialised (that run used another store or other adapter settings"
+            in caplog.text)
+    assert not any(torch.equal(starts[-1][k], stored[k]) for k in adapter)
+    assert torch.equal(starts[-1]["user_embedding.weight"], stored["user_embedding.weight"])
+
     rns = run_recbole_hnlm(model="LightGCN", config_dict={**fast_config, "sampler": "RNS", "epochs": 1})
     run_recbole_hnlm(model="LightGCN", config_dict={**config_for(fast_config, store), "init_from": rns["checkpoint"],
                                                     "state": "INFO"})
     assert torch.equal(starts[-1]["user_embedding.weight"], load_file(rns["checkpoint"])["model.user_embedding.weight"])
     assert not any(torch.equal(starts[-1][k], stored[k]) for k in adapter)  # fresh adapter, not the HNLMRec run's
-    assert "HNLMRec parameters freshly initialised" in caplog.text
+    assert "HNLMRec parameters freshly initialised (the checkpoint's sampler is RNS)" in caplog.text
 
     run_recbole_hnlm(model="LightGCN", config_dict={**fast_config, "sampler": "DNS", "epochs": 1,
                                                     "init_from": first["checkpoint"]})
