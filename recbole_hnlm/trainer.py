@@ -25,15 +25,26 @@ def _loader_generators(train_data):
     return {"train_data": generator} if isinstance(generator, torch.Generator) else {}
 
 
-def _unused_stem(stem):
-    """``stem``, or ``stem-2``, ``stem-3`` ... when a run that started in the same second left its files there (RecBole
-    names checkpoints by the second; a second run would write over the first one's, e.g. the one it warm-starts
-    from)."""
+def _reserve_stem(stem):
+    """``(stem, marker)``: ``stem``, or ``stem-2``, ``stem-3`` ... when another run took that name, and the hidden
+    empty file that reserves it until the run has written its own files.
+
+    RecBole names checkpoints by the second, so runs started together (seeds launched side by side, or a warm start
+    right after its source) would otherwise write over each other's checkpoints. A name is taken when its files exist
+    or when another live run holds its marker (created atomically, so two processes never get the same name).
+    """
+    folder, base = os.path.split(stem)
     candidate, n = stem, 1
-    while os.path.exists(f"{candidate}.safetensors") or os.path.exists(f"{candidate}.resume.safetensors"):
+    while True:
+        if not (os.path.exists(f"{candidate}.safetensors") or os.path.exists(f"{candidate}.resume.safetensors")):
+            marker = os.path.join(folder, f".{os.path.basename(candidate)}.reserved")
+            try:
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                return candidate, marker
+            except FileExistsError:
+                pass
         n += 1
         candidate = f"{stem}-{n}"
-    return candidate
 
 
 class SafeCheckpointMixin:
@@ -49,7 +60,8 @@ class SafeCheckpointMixin:
 
     def __init__(self, config, model):
         super().__init__(config, model)
-        stem = _unused_stem(os.path.join(self.checkpoint_dir, f"{config['model']}-{get_local_time()}"))
+        stem, self._name_marker = _reserve_stem(os.path.join(self.checkpoint_dir,
+                                                              f"{config['model']}-{get_local_time()}"))
         self.saved_model_file = f"{stem}.safetensors"
         self.resume_state_file = f"{stem}.resume.safetensors"
         self.save_resume_state = bool(getattr(model, "resumable", False) and config["save_resume_state"]
@@ -60,6 +72,15 @@ class SafeCheckpointMixin:
         self._last_trained_epoch = None
         init_from = config["init_from"] if "init_from" in config else None
         self.init_from = os.path.abspath(init_from) if init_from else None  # the warm start's origin, recorded
+
+    def _release_name(self):
+        """Drop the marker that reserved this run's file names (its own files, once written, keep them taken)."""
+        if self._name_marker is not None:
+            try:
+                os.remove(self._name_marker)
+            except FileNotFoundError:
+                pass
+            self._name_marker = None
 
     def _trainer_state(self, epoch):
         state = {
@@ -112,6 +133,7 @@ class SafeCheckpointMixin:
         self.cur_step = state["cur_step"]
         self.best_valid_score = state["best_valid_score"]
         self.init_from = state.get("init_from")  # a resumed warm-started run keeps its origin
+        self._release_name()  # the run goes on writing to the files of the run it continues
         if state.get("resume_state"):
             self.resume_state_file = resume_file
             beside = resume_file.replace(".resume.safetensors", ".safetensors")  # no best epoch yet: keep the pair
@@ -136,6 +158,7 @@ class SafeCheckpointMixin:
             # RecBole would save the current weights over the best checkpoint here; there is nothing left to train.
             reason = "early stopping ended it" if self._stopped_early else f"all {self.epochs} epochs are done"
             self.logger.warning(f"Nothing to train: {reason}. Best valid score {self.best_valid_score}.")
+            self._release_name()
             return self.best_valid_score, self.best_valid_result
         if self._rng_to_restore is not None:
             restore_rng_state(*self._rng_to_restore, generators=_loader_generators(train_data))
@@ -151,8 +174,11 @@ class SafeCheckpointMixin:
             return result
         finally:
             self._writes_resume_state = False
+            self._release_name()
 
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        if load_best_model:  # a final test (validation inside fit passes False): this trainer writes no more files
+            self._release_name()
         if load_best_model and eval_data:
             checkpoint_file = model_file or self.saved_model_file
             load_checkpoint(checkpoint_file, self.model, device=self.device)

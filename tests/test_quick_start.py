@@ -88,6 +88,31 @@ def test_runs_started_in_the_same_second_keep_their_own_checkpoints(fast_config,
         assert '"sampler": "RNS"' in f.metadata()["recbole_hnlm"]
     with safe_open(runs[1]["checkpoint"], framework="pt") as f:
         assert '"sampler": "DNS"' in f.metadata()["recbole_hnlm"]
+    assert not [name for name in os.listdir(fast_config["checkpoint_dir"]) if name.endswith(".reserved")]
+
+
+def test_trainers_started_together_get_their_own_names(fast_config, monkeypatch):
+    """Runs launched side by side (e.g. one per seed) reserve their names before either has written a file."""
+    from recbole.data import create_dataset, data_preparation
+
+    import recbole_hnlm.trainer
+    from recbole_hnlm.config import Config
+    from recbole_hnlm.model.mf import MF
+    from recbole_hnlm.trainer import HNLMTrainer
+
+    monkeypatch.setattr(recbole_hnlm.trainer, "get_local_time", lambda: "Dec-03-2026_12-00-00")
+    config = Config(model="MF", config_dict={**fast_config, "sampler": "RNS", "epochs": 1})
+    train_data, valid_data, _ = data_preparation(config, create_dataset(config))
+    first, second = (HNLMTrainer(config, MF(config, train_data._dataset)) for _ in range(2))
+    assert first.saved_model_file != second.saved_model_file and not os.path.exists(first.saved_model_file)
+    assert first.resume_state_file != second.resume_state_file
+    folder = fast_config["checkpoint_dir"]
+    assert len([name for name in os.listdir(folder) if name.endswith(".reserved")]) == 2
+    first.fit(train_data, valid_data)
+    second.fit(train_data, valid_data)
+    assert not [name for name in os.listdir(folder) if name.endswith(".reserved")]
+    third = HNLMTrainer(config, MF(config, train_data._dataset))  # the first two names are taken by their files now
+    assert third.saved_model_file.endswith("MF-Dec-03-2026_12-00-00-3.safetensors")
 
 
 def test_resume_restores_optimizer_state(fast_config, tmp_path):
