@@ -33,7 +33,7 @@ def _reserve_stem(stem):
     right after its source) would otherwise write over each other's checkpoints. A name is taken when its files exist
     or when another live run holds its marker (created atomically, so two processes never get the same name).
     """
-    folder, base = os.path.split(stem)
+    folder = os.path.dirname(stem)
     candidate, n = stem, 1
     while True:
         if not (os.path.exists(f"{candidate}.safetensors") or os.path.exists(f"{candidate}.resume.safetensors")):

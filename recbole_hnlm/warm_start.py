@@ -3,13 +3,15 @@
 ``resume_from`` continues the same run; ``init_from`` starts a new one (epoch 0, fresh optimizer, early stopping and
 random streams) from the weights of a finished or interrupted run of the same backbone on the same dataset, trained
 with any sampler. The usual case: a hard negative sampler (DNS, MixGCF, AHNS, HNLMRec) started from an RNS run,
-so that the first hard negatives are drawn from a model that already ranks (docs/results.md, "Warm start").
+so that the first hard negatives are drawn from a model that already ranks (docs/results.md: SGL on ml-100k,
+warm-started).
 
 Checkpoints record two digests (:func:`data_digests`): the dataset's user and item tokens in id order, so weights are
 never laid onto other users or items when the dataset or its filtering options changed but the counts did not; and
 the training split's (user, item) pairs, so a run never starts from weights that were trained on its own validation
-or test interactions (another ``split_seed``, split ratios or training fraction). The sampler's own parameters
-(HNLMRec's eq. 6 adapter) are taken only from a run of the same sampler.
+or test interactions (another ``split_seed``, split ratios or training fraction); they are compared right after the
+split, before the sampler's preparation (:func:`check_checkpoint_data`). The sampler's own parameters (HNLMRec's eq. 6
+adapter) are taken only from a run of the same sampler on the same input (:func:`warm_start`).
 """
 import hashlib
 import logging
@@ -91,7 +93,8 @@ def check_checkpoint_data(config, train_dataset) -> None:
 
 def check_init_from(config) -> None:
     """Raise :class:`ConfigError` when ``init_from`` cannot start this run; a no-op when it is unset. Runs before
-    any data is loaded; :func:`warm_start` checks the ids and the weights themselves."""
+    any data is loaded (file, model, dataset, split seed); :func:`check_checkpoint_data` compares the ids and the
+    split once the data is split, and :func:`warm_start` the weights."""
     path = config["init_from"]  # its type is checked with the other options (config_checks)
     if path is None:
         return
