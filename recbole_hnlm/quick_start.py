@@ -73,15 +73,7 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
         check_duplicate_interactions(config, dataset)
         train_data, valid_data, test_data = data_preparation(config, dataset)
         check_splits_not_empty(config, valid_data, test_data)
-        check_checkpoint_data(config, train_data._dataset)  # before HNLMRec's LLM stage
-        sampler_class = get_sampler(config["sampler"])
-        sampler_class.prepare(config, dataset, train_data)
-
-        init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-        model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-        logger.info(model)
-        if config["init_from"]:
-            logger.info(warm_start(model, config))
+        model = build_model(config, dataset, train_data, logger)
 
         trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
         if config["resume_from"]:
@@ -106,6 +98,20 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
             "checkpoint": trainer.saved_model_file if saved else None,
             "resume_state": trainer.resume_state_file if writes_resume_state else None,
         }
+
+
+def build_model(config, dataset, train_data, logger):
+    """The run's model once the data is split: the resume/warm-start checkpoint's data checked against the split
+    (before the sampler's preparation, which is HNLMRec's LLM stage), the sampler prepared, the model built under
+    the run's seed and, with ``init_from``, warm-started. Shared by the run script and the grid's cells."""
+    check_checkpoint_data(config, train_data._dataset)
+    get_sampler(config["sampler"]).prepare(config, dataset, train_data)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    logger.info(model)
+    if config["init_from"]:
+        logger.info(warm_start(model, config))
+    return model
 
 
 def resume(trainer, config, logger):

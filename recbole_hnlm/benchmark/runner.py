@@ -280,12 +280,12 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
     from recbole.utils import init_seed
 
     from recbole_hnlm.benchmark import analysis as A
+    from recbole_hnlm.config import split_seed
     from recbole_hnlm.data_checks import (check_dataset_files, check_duplicate_interactions, check_splits_not_empty,
                                           check_topk_fits)
     from recbole_hnlm.determinism import deterministic_algorithms
-    from recbole_hnlm.config import split_seed
-    from recbole_hnlm.utils import get_model, get_sampler, get_trainer
-    from recbole_hnlm.warm_start import check_checkpoint_data, warm_start
+    from recbole_hnlm.quick_start import build_model
+    from recbole_hnlm.utils import get_trainer
 
     start = time.perf_counter()
     settings = dict(config_dict or {})
@@ -305,14 +305,7 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
         check_duplicate_interactions(config, data)
         train_data, valid_data, test_data, full_train = build_data(config, data, cell.train_ratio, cell.seed)
         check_splits_not_empty(config, valid_data, test_data)
-        check_checkpoint_data(config, train_data._dataset)  # before HNLMRec's LLM stage
-        get_sampler(config["sampler"]).prepare(config, data, train_data)
-
-        init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-        model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-        logger.info(model)
-        if config["init_from"]:
-            logger.info(warm_start(model, config))
+        model = build_model(config, data, train_data, logger)
         trainer = make_recording_trainer(get_trainer(config["MODEL_TYPE"], config["model"]))(config, model)
 
         train_users, train_items = _pairs(train_data._dataset)
