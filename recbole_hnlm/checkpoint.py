@@ -11,7 +11,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from recbole_hnlm.llm.atomic import atomic_path
+from recbole_hnlm.files import atomic_path
 
 FORMAT = "recbole_hnlm/checkpoint/v1"
 

@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from recbole_hnlm.checkpoint import read_trainer_state
 from recbole_hnlm.errors import ConfigError
+from recbole_hnlm.files import file_sha256
 from recbole_hnlm.model.abstract import SampledRecommender
 from recbole_hnlm.quick_start import main, run_recbole_hnlm
 from recbole_hnlm.warm_start import id_map_digest, train_pairs_digest
@@ -219,4 +220,17 @@ def test_a_comparison_grid_starts_every_cell_from_the_checkpoint(ml_slice, rns_r
         with open(os.path.join(out, "logs", f"MF-{sampler}-seed1.log")) as f:
             assert f"init_from: backbone weights of {rns_run['checkpoint']} (MF+RNS" in f.read()
     with open(os.path.join(out, "grid.json")) as f:
-        assert json.load(f)["settings"]["init_from"] == rns_run["checkpoint"]
+        grid = json.load(f)
+    sha256 = file_sha256(rns_run["checkpoint"])
+    assert grid["settings"]["init_from"] == rns_run["checkpoint"] and grid["init_from_sha256"] == sha256
+    result_file = os.path.join(out, "runs", "MF-DNS-seed1.json")
+    with open(result_file) as f:
+        assert json.load(f)["init_from_sha256"] == sha256
+    written = os.stat(result_file).st_mtime_ns
+    assert compare_main(argv + ["--models", "MF"]) == 0  # same file, same content: both cells are finished
+    assert os.stat(result_file).st_mtime_ns == written
+    # the source is replaced under the same name (e.g. its run was redone): the finished cells no longer match
+    _with_trainer_state(rns_run["checkpoint"], rns_run["checkpoint"], epoch=7)
+    assert compare_main(argv + ["--models", "MF"]) == 2
+    message = capsys.readouterr().err
+    assert "the source checkpoint changed" in message and sha256[:12] in message

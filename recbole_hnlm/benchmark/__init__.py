@@ -12,7 +12,8 @@ In Python::
     run_grid("ml-100k", ["MF"], ["RNS", "DNS"], [2020], "results/ml-100k", config_dict={"epochs": 10})
     write_report("results/ml-100k")
 """
-from recbole_hnlm.benchmark.grid import expand_cells, run_grid, write_json_atomic
+from recbole_hnlm.files import write_json_atomic
+from recbole_hnlm.benchmark.grid import expand_cells, run_grid
 from recbole_hnlm.benchmark.report import load_results, markdown_report, paired_test, write_csv, write_report
 from recbole_hnlm.benchmark.runner import Cell, run_cell
 

@@ -2,7 +2,8 @@
 
 Layout of the output folder ``out``::
 
-    out/grid.json                    the last invocation: dataset, lists, shared settings, environment
+    out/grid.json                    the last invocation: dataset, lists, shared settings (and the sha256 of the
+                                     ``init_from`` checkpoint, when there is one), environment
     out/runs/<cell>.json             one result per finished cell (runner.run_cell), written atomically
     out/runs/<cell>.error.txt        traceback of a failed cell (removed when the cell later succeeds)
     out/logs/<cell>.log              RecBole's log of the cell
@@ -10,10 +11,10 @@ Layout of the output folder ``out``::
 
 A cell is *finished* when ``runs/<cell>.json`` exists, was produced with the same dataset and shared settings, and
 holds every analysis asked for now; finished cells are skipped, so an interrupted grid resumes where it stopped. A
-finished cell whose settings differ from the current ones stops the grid before anything runs (mixing them would
-corrupt the table): use another ``out`` folder. So does a cell that cannot start (unknown model or sampler, invalid
-sampler setting, missing dataset files: ``runner.check_cell``), before anything is written. A cell failing while it
-runs is recorded and the grid goes on.
+finished cell whose settings differ from the current ones (or whose ``init_from`` checkpoint has other content now)
+stops the grid before anything runs (mixing them would corrupt the table): use another ``out`` folder. So does a cell
+that cannot start (unknown model or sampler, invalid sampler setting, missing dataset files: ``runner.check_cell``),
+before anything is written. A cell failing while it runs is recorded and the grid goes on.
 """
 import json
 import logging
@@ -24,7 +25,7 @@ from itertools import product
 from tqdm import tqdm
 
 from recbole_hnlm.benchmark.runner import CELL_ANALYSES, Cell, check_cell, environment, run_cell
-from recbole_hnlm.llm.atomic import atomic_path
+from recbole_hnlm.files import file_sha256, write_json_atomic
 
 #: Training ratios of the sparsity analysis (1.0 is the main cell).
 SPARSITY_RATIOS = (0.2, 0.4, 0.6, 0.8)
@@ -33,14 +34,6 @@ ANALYSES = CELL_ANALYSES + ("sparsity",)
 
 class SettingsMismatch(RuntimeError):
     """A finished cell in the output folder was produced with other settings."""
-
-
-def write_json_atomic(path, obj):
-    """Write ``obj`` as JSON to ``path`` through a temporary file in the same folder and ``os.replace``, so a reader
-    (or a resumed grid) never sees a half-written file."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=1, allow_nan=True)
 
 
 def expand_cells(models, samplers, seeds, analyses=(), ratios=SPARSITY_RATIOS):
@@ -69,15 +62,22 @@ def load_result(path):
         return None
 
 
-def _needs_run(result, dataset, settings, cell_analyses):
+def _needs_run(result, dataset, settings, cell_analyses, init_from_sha256=None):
     """``False`` when ``result`` is a finished run for these settings; raise :class:`SettingsMismatch` when it was
-    produced with other settings."""
+    produced with other settings, or warm-started from a checkpoint whose content has changed since (results stored
+    before the content digest was recorded are compared by path only)."""
     if result is None:
         return True
     if result.get("dataset") != dataset or result.get("settings") != settings:
         raise SettingsMismatch(
             f"{result.get('cell')}: stored with dataset={result.get('dataset')!r} settings={result.get('settings')}, "
             f"now dataset={dataset!r} settings={settings}. Use another --out folder (or delete the old runs).")
+    stored_sha256 = result.get("init_from_sha256")
+    if stored_sha256 is not None and init_from_sha256 is not None and stored_sha256 != init_from_sha256:
+        raise SettingsMismatch(
+            f"{result.get('cell')}: warm-started from init_from={settings.get('init_from')!r} with sha256 "
+            f"{stored_sha256[:12]}..., but that file now has sha256 {init_from_sha256[:12]}...: the source checkpoint "
+            "changed. Use another --out folder (or delete the old runs).")
     return any(name not in result.get("analysis", {}) for name in cell_analyses)
 
 
@@ -120,11 +120,13 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
         settings["config_files"] = list(config_file_list)
     settings = json.loads(json.dumps(settings))  # as it reads back from a result file (tuples become lists)
     cells = expand_cells(models, samplers, seeds, analyses, ratios)
+    init_from = settings.get("init_from")  # a missing file is left to cell_checker's error
+    init_from_sha256 = file_sha256(init_from) if isinstance(init_from, str) and os.path.isfile(init_from) else None
 
     todo, summary = [], {"ran": [], "skipped": [], "failed": [], "errors": {}, "results": {}}
     for cell in cells:  # check every stored cell before training anything
         stored = load_result(result_path(out, cell))
-        if _needs_run(stored, dataset, settings, cell_analyses):
+        if _needs_run(stored, dataset, settings, cell_analyses, init_from_sha256):
             todo.append(cell)
         else:
             summary["skipped"].append(cell.key)
@@ -146,7 +148,8 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
     os.makedirs(os.path.join(out, "runs"), exist_ok=True)
     write_json_atomic(os.path.join(out, "grid.json"), {
         "dataset": dataset, "models": list(models), "samplers": list(samplers), "seeds": [int(s) for s in seeds],
-        "analyses": list(analyses), "ratios": list(ratios), "settings": settings, "environment": environment()})
+        "analyses": list(analyses), "ratios": list(ratios), "settings": settings, "init_from_sha256": init_from_sha256,
+        "environment": environment()})
 
     logger = logging.getLogger()
     bar = tqdm(todo, desc=f"{dataset} grid", unit="cell", disable=not progress, dynamic_ncols=True)
@@ -158,6 +161,8 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
             result = cell_runner(cell, dataset, out, config_dict=dict(config_dict or {}),
                                  config_file_list=config_file_list, analyses=cell_analyses, **cell_kwargs)
             result["settings"] = settings
+            if init_from_sha256 is not None:
+                result["init_from_sha256"] = init_from_sha256
         except Exception as error:  # record and go on: one broken sampler must not stop the grid
             message = f"{type(error).__name__}: {error}"
             with open(error_path(out, cell), "w") as f:

@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from tqdm.auto import tqdm
 
-from .atomic import atomic_path, write_json_atomic
+from recbole_hnlm.files import atomic_path, write_json_atomic
 
 __all__ = ["ChunkedRun", "user_aligned_starts"]
 

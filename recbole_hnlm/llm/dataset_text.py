@@ -24,7 +24,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import pandas as pd
 
-from .store import file_sha256
+from recbole_hnlm.files import file_sha256
 
 __all__ = ["ItemText", "Interaction", "DatasetText", "atomic_file"]
 

@@ -8,7 +8,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from .atomic import write_text_atomic
+from recbole_hnlm.files import write_text_atomic
 from .chunks import ChunkedRun, user_aligned_starts
 from .config import LLMConfig
 from .dataset_text import DatasetText

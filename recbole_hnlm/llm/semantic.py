@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from .atomic import write_text_atomic
+from recbole_hnlm.files import write_text_atomic
 from .chunks import ChunkedRun
 from .config import LLMConfig
 from .dataset_text import DatasetText

@@ -16,7 +16,6 @@ those sit inside an installed package (RecBole's bundled ml-100k) or a read-only
 Tokens are the *original* tokens of the atomic files, so the store survives RecBole's filtering and id remapping;
 :meth:`PairEmbeddingStore.align` maps them to internal ids of a concrete RecBole ``Dataset``.
 """
-import hashlib
 import json
 import os
 import re
@@ -28,7 +27,7 @@ from torch import nn
 
 from recbole_hnlm.errors import DataError
 
-from .atomic import atomic_path, write_json_atomic, write_text_atomic
+from recbole_hnlm.files import atomic_path, file_sha256, write_json_atomic, write_text_atomic
 from .paths import artifact_dir
 
 __all__ = [
@@ -52,14 +51,6 @@ class StoreError(DataError):
 
 def default_store_path(data_path: str, dataset: str, variant: str) -> str:
     return os.path.join(artifact_dir(data_path, dataset), f"{dataset}.hnlm-{variant}.safetensors")
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _integer_like(tokens: Sequence[str]) -> bool:

@@ -1,13 +1,15 @@
-"""Atomic file writes: write to a temporary file in the target folder, fsync, then ``os.replace``.
+"""Files the plugin writes and checks: atomic writes and content digests.
 
-A reader never sees a half-written file, and a killed writer leaves at most a ``*.tmp-<pid>`` file behind
-(ignored and overwritten by the next run).
+Atomic writes go to a temporary file in the target folder, are fsynced, then ``os.replace``d onto the target: a reader
+never sees a half-written file, and a killed writer leaves at most a ``*.tmp-<pid>`` file behind (ignored and
+overwritten by the next run).
 """
+import hashlib
 import json
 import os
 from contextlib import contextmanager
 
-__all__ = ["atomic_path", "write_json_atomic", "write_text_atomic"]
+__all__ = ["atomic_path", "file_sha256", "write_json_atomic", "write_text_atomic"]
 
 
 def _umask() -> int:
@@ -41,3 +43,12 @@ def write_text_atomic(path: str, text: str) -> None:
 
 def write_json_atomic(path: str, obj) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def file_sha256(path: str) -> str:
+    """Hex SHA-256 of the file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
