@@ -81,6 +81,36 @@ def _needs_run(result, dataset, settings, cell_analyses, init_from_sha256=None):
     return any(name not in result.get("analysis", {}) for name in cell_analyses)
 
 
+def grid_settings(config_dict=None, config_file_list=None):
+    """The shared settings of a grid as its results store them: ``config_dict`` plus ``config_files``, as they read
+    back from JSON (tuples become lists)."""
+    settings = dict(config_dict or {})
+    if config_file_list:
+        settings["config_files"] = list(config_file_list)
+    return json.loads(json.dumps(settings))
+
+
+def init_from_sha256_of(settings):
+    init_from = settings.get("init_from")  # a missing file is left to the cell checker's error
+    return file_sha256(init_from) if isinstance(init_from, str) and os.path.isfile(init_from) else None
+
+
+def pending_cells(out, dataset, cells, settings, cell_analyses=(), init_from_sha256=None):
+    """``(todo, finished)``: the cells of ``cells`` still to run, and ``{key: stored result}`` of the finished ones.
+
+    Raises:
+        SettingsMismatch: a stored cell was produced with another dataset or other settings (see :func:`_needs_run`).
+    """
+    todo, finished = [], {}
+    for cell in cells:
+        stored = load_result(result_path(out, cell))
+        if _needs_run(stored, dataset, settings, cell_analyses, init_from_sha256):
+            todo.append(cell)
+        else:
+            finished[cell.key] = stored
+    return todo, finished
+
+
 def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_file_list=None, analyses=(),
              ratios=SPARSITY_RATIOS, progress=True, cell_runner=run_cell, cell_checker=check_cell, **cell_kwargs):
     """Run every unfinished cell of the grid and store one JSON file per cell.
@@ -115,22 +145,11 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
     if unknown:
         raise ValueError(f"unknown analysis {unknown}; choose from {', '.join(ANALYSES)}")
     cell_analyses = tuple(a for a in analyses if a in CELL_ANALYSES)
-    settings = dict(config_dict or {})
-    if config_file_list:
-        settings["config_files"] = list(config_file_list)
-    settings = json.loads(json.dumps(settings))  # as it reads back from a result file (tuples become lists)
+    settings = grid_settings(config_dict, config_file_list)
+    init_from_sha256 = init_from_sha256_of(settings)
     cells = expand_cells(models, samplers, seeds, analyses, ratios)
-    init_from = settings.get("init_from")  # a missing file is left to cell_checker's error
-    init_from_sha256 = file_sha256(init_from) if isinstance(init_from, str) and os.path.isfile(init_from) else None
-
-    todo, summary = [], {"ran": [], "skipped": [], "failed": [], "errors": {}, "results": {}}
-    for cell in cells:  # check every stored cell before training anything
-        stored = load_result(result_path(out, cell))
-        if _needs_run(stored, dataset, settings, cell_analyses, init_from_sha256):
-            todo.append(cell)
-        else:
-            summary["skipped"].append(cell.key)
-            summary["results"][cell.key] = stored
+    todo, finished = pending_cells(out, dataset, cells, settings, cell_analyses, init_from_sha256)
+    summary = {"ran": [], "skipped": list(finished), "failed": [], "errors": {}, "results": dict(finished)}
     if cell_checker is not None:  # a typo or a bad value stops the grid here, not in every cell's error file
         first_of_pair = {}
         for cell in todo:

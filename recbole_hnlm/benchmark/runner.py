@@ -361,6 +361,7 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
         "dataset": dataset,
         "settings": settings,
         "valid_metric": config["valid_metric"],
+        "valid_metric_bigger": bool(config["valid_metric_bigger"]),
         "best_valid_score": float(best_valid_score),
         "best_valid_result": {k: float(v) for k, v in (best_valid_result or {}).items()},
         "best_epoch": best_epoch,

@@ -1,0 +1,298 @@
+"""Hyper-parameter search for one backbone and sampler: RecBole's ``run_hyper.py``, on the benchmark grid::
+
+    python benchmarks/tune.py --model LightGCN --sampler MixGCF --dataset ml-100k --params_file mixgcf.hyper \\
+        --seeds 2020 2021 --out results/tune-lightgcn-mixgcf --epochs 100
+    python benchmarks/tune.py --model MF --sampler DNS --params_file dns.hyper --algo random --max_evals 20
+
+The params file is RecBole's (``search_space.py``). Every trial is a grid of one backbone, one sampler and the seeds
+(``grid.py``), trained with the trial's values on top of the shared ``--key=value`` settings; trials are ranked by
+their mean validation score over the seeds (RecBole's ``valid_metric``). The test metrics are reported beside it and
+play no part in the choice.
+
+Layout of ``out``::
+
+    out/search.json            the search: space, algorithm, settings, and per trial its values, status, folder,
+                               validation and test means (rewritten after every trial)
+    out/search.md              the trials ranked by validation, the best one first
+    out/trials/<trial>/        the trial's grid: grid.json, runs/<cell>.json, logs/, checkpoints/
+
+Everything is checked before the first trial runs: the params file, every trial's values (``Config``'s type and range
+checks, ``runner.check_cell``), and the trials already stored in ``out`` (same dataset and settings). Rerunning the
+same command resumes: finished cells are skipped, so finished trials cost nothing.
+
+Exit status: 0 when every trial finished; 1 when a cell failed (its ``error.txt`` is named); 2 for bad input, before
+anything runs; 130 when interrupted.
+"""
+import logging
+import os
+import sys
+import warnings
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from recbole_hnlm.benchmark.grid import (SettingsMismatch, expand_cells, grid_settings, init_from_sha256_of,
+                                         pending_cells, run_grid)
+from recbole_hnlm.benchmark.report import METRIC_NAMES
+from recbole_hnlm.benchmark.runner import METRICS, Cell, check_cell, run_cell
+from recbole_hnlm.benchmark.search_space import ALGORITHMS, make_trials, read_params_file, trial_key
+from recbole_hnlm.errors import ConfigError
+from recbole_hnlm.files import write_json_atomic, write_text_atomic
+
+__all__ = ["run_search", "search_report", "main"]
+
+#: Settings each trial's cells set themselves, and the option that sets them.
+TRIAL_KEYS = {"model": "--model", "sampler": "--sampler", "seed": "--seeds", "checkpoint_dir": "--out"}
+
+
+def _check_params(params, config_dict):
+    """A tuned name must be an option, must not be set on the command line too, and must not be a cell's own."""
+    from recbole_hnlm.config import PROPERTIES_DIR
+    from recbole_hnlm.config_checks import unknown_options
+
+    where = {p.name: p.where for p in params}
+    for name, hint in unknown_options(list(where), PROPERTIES_DIR):
+        raise ConfigError(f"{where[name]}: '{name}' is not a RecBole or recbole_hnlm option"
+                          + (f": did you mean '{hint}'?" if hint else ""))
+    for name in where:
+        if name in TRIAL_KEYS:
+            raise ConfigError(f"{where[name]}: '{name}' is set by each cell; use {TRIAL_KEYS[name]}")
+        if name in (config_dict or {}):
+            raise ConfigError(f"{where[name]}: '{name}' is searched here and also set with --{name}=...: drop one")
+
+
+def _values(trial) -> str:
+    return ", ".join(f"{k}={v}" for k, v in trial.items())
+
+
+def _seed_summary(values: Sequence[float]) -> Dict[str, Optional[float]]:
+    return {"mean": float(np.mean(values)),
+            "std": float(np.std(values, ddof=1)) if len(values) > 1 else None}
+
+
+def trial_summary(values, folder, seeds, model, sampler, grid_summary) -> Dict[str, object]:
+    """One trial of ``search.json``: its values and folder, ``status`` (``finished`` / ``failed`` / ``pending``), and
+    over its seeds the validation score, the test metrics and the best epochs."""
+    keys = [Cell(model, sampler, int(seed)).key for seed in seeds]
+    results = [grid_summary["results"][k] for k in keys if k in grid_summary.get("results", {})]
+    failed = [k for k in keys if k in grid_summary.get("failed", ())]
+    entry = {"values": values, "folder": folder, "status": "failed" if failed else
+             ("finished" if len(results) == len(keys) else "pending"),
+             "errors": [grid_summary["errors"][k] for k in failed]}
+    if results and not failed and len(results) == len(keys):
+        entry["valid_metric"] = results[0]["valid_metric"]
+        entry["valid_metric_bigger"] = results[0].get("valid_metric_bigger", True)
+        entry["valid"] = _seed_summary([r["best_valid_score"] for r in results])
+        entry["test"] = {m: _seed_summary([r["test_result"][m] for r in results]) for m in METRICS
+                         if all(m in r["test_result"] for r in results)}
+        entry["best_epochs"] = [r["best_epoch"] for r in results]
+    return entry
+
+
+def ranked(trials: List[Dict[str, object]]) -> List[Dict[str, object]]:
+    """The finished trials, best mean validation score first (smaller first when the metric is not bigger-better)."""
+    finished = [t for t in trials if t["status"] == "finished"]
+    return sorted(finished, key=lambda t: -t["valid"]["mean"] if t["valid_metric_bigger"] else t["valid"]["mean"])
+
+
+def _cell(stats) -> str:
+    if stats is None:
+        return "-"
+    return f"{stats['mean']:.4f}" + (f" ± {stats['std']:.4f}" if stats["std"] is not None else "")
+
+
+def search_report(search: Dict[str, object]) -> str:
+    """``search.md``: the trials ranked by validation, then the unfinished ones."""
+    names = [p["name"] for p in search["space"]]
+    order = ranked(search["trials"])
+    lines = [f"# Hyper-parameter search: {search['model']} + {search['sampler']} on {search['dataset']}", "",
+             f"{search['algo']} search, {len(search['trials'])} trials, seeds {' '.join(map(str, search['seeds']))}; "
+             "ranked by the mean over seeds of the validation score (RecBole's valid_metric, best epoch of each run). "
+             "Test metrics are shown beside it and take no part in the ranking (mean ± sample std over seeds).", ""]
+    if order:
+        best = order[0]
+        lines += [f"**Best:** {_values(best['values'])} (validation "
+                  f"{best['valid_metric']} {_cell(best['valid'])}, test NDCG@20 {_cell(best['test'].get('ndcg@20'))}; "
+                  f"`{best['folder']}`)", ""]
+    metric = order[0]["valid_metric"] if order else "valid"
+    header = ["rank", *names, f"valid {metric}", *(f"test {METRIC_NAMES[m]}" for m in METRICS), "best epochs"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for rank, trial in enumerate(order, start=1):
+        cells = [str(rank), *(str(trial["values"][n]) for n in names), _cell(trial["valid"]),
+                 *(_cell(trial["test"].get(m)) for m in METRICS), " ".join(map(str, trial["best_epochs"]))]
+        lines.append("| " + " | ".join(cells) + " |")
+    others = [t for t in search["trials"] if t["status"] != "finished"]
+    if others:
+        lines += ["", "Not finished:", ""]
+        for trial in others:
+            lines.append(f"* {_values(trial['values'])}: {trial['status']}" + (f" (see {', '.join(trial['errors'])})"
+                                                              if trial["errors"] else ""))
+    return "\n".join(lines) + "\n"
+
+
+def run_search(dataset, model, sampler, seeds, params_file, out, algo="exhaustive", max_evals=None, search_seed=2020,
+               config_dict=None, config_file_list=None, progress=True, cell_runner=run_cell, cell_checker=check_cell):
+    """Run every unfinished trial of the search and write ``search.json`` and ``search.md`` (see the module
+    docstring).
+
+    Args:
+        dataset, model, sampler (str): RecBole dataset, backbone and sampler.
+        seeds (list of int): each trial runs one cell per seed.
+        params_file (str): the search space, in RecBole's params-file format.
+        out (str): output folder.
+        algo (str): ``exhaustive`` or ``random``; max_evals (int): the number of trials (required for random);
+            search_seed (int): seed of the random draws.
+        config_dict (dict): settings shared by every trial; config_file_list (list of str): yaml files.
+        progress (bool): a tqdm bar over the trials.
+        cell_runner, cell_checker: as in :func:`grid.run_grid` (``cell_checker=None`` skips the up-front checks).
+
+    Returns:
+        dict: the content of ``search.json`` (``trials`` in run order; :func:`ranked` orders them).
+
+    Raises:
+        ConfigError: a malformed params file, a tuned name that is no option, an invalid value in some trial.
+        SettingsMismatch: ``out`` holds a trial stored with other settings.
+        FileNotFoundError: the params file or the dataset's files are missing.
+    """
+    params = read_params_file(params_file)
+    config_dict = dict(config_dict or {})
+    _check_params(params, config_dict)
+    trials = make_trials(params, algo, max_evals, search_seed)
+    folders = [os.path.join("trials", trial_key(t)) for t in trials]
+    for index, folder in enumerate(folders):
+        if folder in folders[:index]:
+            first = trials[folders.index(folder)]
+            raise ConfigError(f"{params_file}: the trials {_values(first)} and {_values(trials[index])} print the same "
+                              f"(folder {folder}): give values that differ as text")
+    warned = set()
+
+    def warn_once(message):
+        if message not in warned:
+            warned.add(message)
+            logging.getLogger().warning(message)
+
+    cells = expand_cells([model], [sampler], seeds)
+    for trial, folder in zip(trials, folders):  # every trial is checked before the first one trains
+        trial_dict = {**config_dict, **trial}
+        settings = grid_settings(trial_dict, config_file_list)
+        pending_cells(os.path.join(out, folder), dataset, cells, settings, (), init_from_sha256_of(settings))
+        if cell_checker is not None:
+            try:
+                cell_checker(cells[0], dataset, os.path.join(out, folder), config_dict=trial_dict,
+                             config_file_list=config_file_list, warn=warn_once)
+            except ConfigError as error:
+                raise ConfigError(f"trial {_values(trial)}: {error}") from None
+
+    search = {"dataset": dataset, "model": model, "sampler": sampler, "seeds": [int(s) for s in seeds],
+              "algo": algo, "max_evals": max_evals, "search_seed": search_seed, "params_file": params_file,
+              "space": [{"name": p.name, "kind": p.kind, "values": list(p.values), "bounds": list(p.bounds)}
+                        for p in params],
+              "settings": grid_settings(config_dict, config_file_list), "trials": []}
+    summaries = [{} for _ in trials]
+
+    def write():
+        search["trials"] = [trial_summary(t, f, seeds, model, sampler, s) for t, f, s in zip(trials, folders, summaries)]
+        write_json_atomic(os.path.join(out, "search.json"), search)
+        write_text_atomic(os.path.join(out, "search.md"), search_report(search))
+
+    write()
+    bar = tqdm(list(zip(trials, folders)), desc=f"{model}+{sampler} search", unit="trial", disable=not progress,
+               dynamic_ncols=True)
+    for index, (trial, folder) in enumerate(bar):
+        bar.set_postfix_str(os.path.basename(folder))
+        summaries[index] = run_grid(dataset, [model], [sampler], seeds, os.path.join(out, folder),
+                                    config_dict={**config_dict, **trial}, config_file_list=config_file_list,
+                                    progress=False, cell_runner=cell_runner, cell_checker=None)
+        write()
+    return search
+
+
+def _parse_args(argv):
+    from recbole_hnlm.benchmark.__main__ import _MAX_SEED, _integer, _no_repeats, _Parser
+    from recbole_hnlm.cli_settings import parse_settings
+
+    parser = _Parser(prog="python benchmarks/tune.py", allow_abbrev=False,
+                     description="Hyper-parameter search for one backbone and sampler (RecBole's params-file format).",
+                     epilog="Any other --key=value is a RecBole or sampler setting shared by every trial.")
+    parser.add_argument("--model", "-m", required=True, help="backbone")
+    parser.add_argument("--sampler", "-s", default="RNS", help="sampler (default RNS)")
+    parser.add_argument("--dataset", "-d", default="ml-100k", help="RecBole dataset name (default ml-100k)")
+    parser.add_argument("--params_file", required=True, help="search space: '<name> <type> <values>' per line")
+    parser.add_argument("--algo", choices=ALGORITHMS, default="exhaustive",
+                        help="exhaustive: every combination of the choice lines; random: --max_evals draws")
+    parser.add_argument("--max_evals", type=_integer(1, what="an integer >= 1"), default=None,
+                        help="number of trials (random search; caps exhaustive search)")
+    parser.add_argument("--search_seed", type=_integer(0, _MAX_SEED, f"an integer from 0 to {_MAX_SEED}"),
+                        default=2020, help="seed of the random draws")
+    parser.add_argument("--seeds", nargs="+", type=_integer(0, _MAX_SEED, f"integers from 0 to {_MAX_SEED}"),
+                        default=[2020], help="seeds of each trial (default 2020)")
+    parser.add_argument("--out", "-o", default=None, help="output folder (default results/tune-<dataset>-<model>-"
+                        "<sampler>)")
+    parser.add_argument("--epochs", type=_integer(1, what="an integer >= 1"), default=None,
+                        help="maximum epochs per run (default: the yaml's)")
+    parser.add_argument("--config_files", default=None, help="space-separated yaml files shared by every trial")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args, extra = parser.parse_known_args(argv)
+    _no_repeats(parser, "--seeds", args.seeds)
+    config = parse_settings(extra, parser.error)
+    for key, option in TRIAL_KEYS.items():
+        if key in config:
+            parser.error(f"--{key}={config[key]} is set by each cell here: use {option} instead")
+    for key in ("resume_from", "save_resume_state"):
+        if key in config:
+            parser.error(f"--{key} is for single runs of the run script; a search resumes by itself (rerun the same "
+                         "command: finished cells are kept)")
+    if args.algo == "random" and args.max_evals is None:
+        parser.error("argument --max_evals: random search needs the number of trials")
+    if args.epochs is not None:
+        config["epochs"] = args.epochs
+    args.config = config
+    args.config_files = args.config_files.split() if args.config_files else None
+    for path in [args.params_file, *(args.config_files or ())]:
+        if not os.path.isfile(path):
+            parser.error(f"{path} not found")
+    args.out = args.out or f"results/tune-{args.dataset}-{args.model}-{args.sampler}"
+    return args
+
+
+def main(argv=None) -> int:
+    """Command line (see the module docstring)."""
+    from recbole_hnlm.benchmark.__main__ import UsageError
+
+    def fail(error):
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    try:
+        args = _parse_args(sys.argv[1:] if argv is None else list(argv))
+    except UsageError as error:
+        return fail(f"{error} (see --help)")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole\.")
+    try:
+        search = run_search(args.dataset, args.model, args.sampler, args.seeds, args.params_file, args.out,
+                            algo=args.algo, max_evals=args.max_evals, search_seed=args.search_seed,
+                            config_dict=args.config, config_file_list=args.config_files,
+                            progress=not args.no_progress)
+    except (SettingsMismatch, ValueError, FileNotFoundError) as error:  # ConfigError is a ValueError
+        return fail(error)
+    except KeyboardInterrupt:
+        print("interrupted: finished cells are saved; rerun the same command to resume", file=sys.stderr)
+        return 130
+    order = ranked(search["trials"])
+    if order:
+        best = order[0]
+        print(f"best: {_values(best['values'])} "
+              f"(valid {best['valid_metric']} {_cell(best['valid'])}, test ndcg@20 "
+              f"{_cell(best['test'].get('ndcg@20'))})")
+    print(f"report: {os.path.join(args.out, 'search.md')}")
+    failed = [t for t in search["trials"] if t["status"] == "failed"]
+    if failed:
+        errors = [e for t in failed for e in t["errors"]]
+        print(f"error: {len(failed)} trial(s) failed; see {', '.join(errors)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

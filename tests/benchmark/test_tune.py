@@ -1,0 +1,192 @@
+"""Hyper-parameter search: RecBole's params-file format, the trials drawn from it, and the resumable search that
+ranks them by validation (``recbole_hnlm.benchmark.search_space`` and ``.tune``)."""
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from recbole_hnlm.benchmark.grid import SettingsMismatch
+from recbole_hnlm.benchmark.search_space import Param, make_trials, read_params_file, trial_key
+from recbole_hnlm.benchmark.tune import main, ranked, run_search
+from recbole_hnlm.errors import ConfigError
+
+
+def _params(tmp_path, text, name="space.hyper"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_params_file_in_recbole_format(tmp_path):
+    path = _params(tmp_path, "# learning rates\nlearning_rate choice [0.01, 0.005]\n\nreg_weight loguniform -9,-4\n"
+                             "mixgcf_candidates quniform 8,64,8\nahns_beta uniform 0.05,0.5\n"
+                             "hnlm_adapter_hidden choice [[512], [2048, 1024]]\n")
+    params = read_params_file(path)
+    assert [(p.name, p.kind) for p in params] == [("learning_rate", "choice"), ("reg_weight", "loguniform"),
+                                                  ("mixgcf_candidates", "quniform"), ("ahns_beta", "uniform"),
+                                                  ("hnlm_adapter_hidden", "choice")]
+    assert params[0].values == (0.01, 0.005) and params[1].bounds == (-9.0, -4.0)
+    assert params[4].values == ([512], [2048, 1024]) and params[2].where == f"{path}:5"
+
+
+@pytest.mark.parametrize("text, line, match", [
+    ("learning_rate choice [0.1]\nlearning_rate choice [0.2]\n", 2, "already set on .*:1"),
+    ("learning_rate normal 0,1\n", 1, "unknown type 'normal'"),
+    ("learning_rate choice\n", 1, "expected '<name> <type> <values>'"),
+    ("x choice [__import__('os').getcwd()]\n", 1, "Python list of literals"),  # RecBole would eval this
+    ("x choice 3\n", 1, "non-empty list"),
+    ("x choice []\n", 1, "non-empty list"),
+    ("x uniform 1\n", 1, "2 comma-separated numbers low,high"),
+    ("x uniform 2,1\n", 1, "low < high"),
+    ("x loguniform 1,inf\n", 1, "2 comma-separated numbers"),
+    ("x quniform 1,9,0\n", 1, "step q > 0"),
+    ("x quniform 1,9\n", 1, "3 comma-separated numbers low,high,q"),
+])
+def test_malformed_lines_name_file_and_line(tmp_path, text, line, match):
+    path = _params(tmp_path, text)
+    with pytest.raises(ConfigError, match=match) as error:
+        read_params_file(path)
+    assert f"{path}:{line}: " in str(error.value)
+
+
+def test_empty_params_file_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="no parameters"):
+        read_params_file(_params(tmp_path, "# nothing\n\n"))
+
+
+def test_exhaustive_search_takes_every_combination_in_file_order():
+    a, b = Param("a", "choice", values=(1, 2, 3)), Param("b", "choice", values=("x", "y"))
+    trials = make_trials([a, b], "exhaustive")
+    assert trials == [{"a": i, "b": s} for i in (1, 2, 3) for s in ("x", "y")]
+    assert make_trials([a, b], "exhaustive", max_evals=4) == trials[:4]
+    with pytest.raises(ConfigError, match="f:3: exhaustive search takes only 'choice' lines.*--algo=random"):
+        make_trials([a, Param("c", "uniform", bounds=(0.0, 1.0), where="f:3")], "exhaustive")
+
+
+def test_random_search_draws_from_each_distribution():
+    params = [Param("u", "uniform", bounds=(0.05, 0.5)), Param("lu", "loguniform", bounds=(-9.0, -4.0)),
+              Param("q", "quniform", bounds=(8.0, 64.0, 8.0)), Param("qf", "quniform", bounds=(0.0, 1.0, 0.25)),
+              Param("c", "choice", values=(1, 2))]
+    trials = make_trials(params, "random", max_evals=200, seed=7)
+    assert len(trials) == 200 and len({trial_key(t) for t in trials}) == 200
+    assert trials == make_trials(params, "random", max_evals=200, seed=7)  # seeded
+    assert trials != make_trials(params, "random", max_evals=200, seed=8)
+    u, lu = np.array([t["u"] for t in trials]), np.array([t["lu"] for t in trials])
+    assert u.min() >= 0.05 and u.max() <= 0.5 and u.std() > 0.1  # spread over the range, not a constant
+    assert lu.min() >= math.exp(-9) * (1 - 1e-3) and lu.max() <= math.exp(-4) * (1 + 1e-3)
+    assert abs(np.log(lu).mean() - (-6.5)) < 0.3  # uniform in log space, as hyperopt's hp.loguniform
+    assert all(isinstance(t["q"], int) and t["q"] % 8 == 0 and 8 <= t["q"] <= 64 for t in trials)
+    assert {t["qf"] for t in trials} == {0.0, 0.25, 0.5, 0.75, 1.0}
+    assert {t["c"] for t in trials} == {1, 2}
+    assert all(f"{t['u']:.4g}" == str(t["u"]) for t in trials)  # rounded: the name is the value
+    with pytest.raises(ConfigError, match="--max_evals"):
+        make_trials(params, "random")
+
+
+def test_random_search_over_a_small_discrete_space_stops_at_its_size():
+    trials = make_trials([Param("a", "choice", values=(1, 2)), Param("b", "choice", values=(3, 4))], "random",
+                         max_evals=10)
+    assert sorted((t["a"], t["b"]) for t in trials) == [(1, 3), (1, 4), (2, 3), (2, 4)]
+
+
+def test_trial_keys_are_folder_names_and_stay_distinct():
+    assert trial_key({"learning_rate": 0.001, "n": 16}) == "learning_rate=0.001,n=16"
+    odd = [trial_key({"h": [512]}), trial_key({"h": [512, 256]}), trial_key({"h": (512,)}), trial_key({"p": "a/b"})]
+    assert len(set(odd)) == 4 and all("/" not in k and " " not in k for k in odd)
+    long = [trial_key({"name": "x" * 200 + str(i)}) for i in range(3)]
+    assert len(set(long)) == 3 and all(len(k) <= 120 for k in long)
+
+
+@pytest.fixture
+def search_args(ml_slice, tmp_path):
+    data_path, dataset = ml_slice
+    params = _params(tmp_path, "learning_rate choice [0.02, 0.0001]\nembedding_size choice [16]\n")
+    return dict(dataset=dataset, model="MF", sampler="RNS", seeds=[1, 2], params_file=params,
+                out=str(tmp_path / "search"), progress=False,
+                config_dict={"data_path": data_path, "epochs": 2, "train_batch_size": 1024,
+                             "load_col": {"inter": ["user_id", "item_id"]}})
+
+
+def test_search_ranks_trials_by_mean_validation_and_resumes(search_args):
+    search = run_search(**search_args)
+    out = search_args["out"]
+    with open(os.path.join(out, "search.json")) as f:
+        assert json.load(f) == json.loads(json.dumps(search))
+    assert [t["status"] for t in search["trials"]] == ["finished", "finished"]
+    for trial in search["trials"]:  # the trial's means are those of its stored runs
+        runs = []
+        for seed in (1, 2):
+            with open(os.path.join(out, trial["folder"], "runs", f"MF-RNS-seed{seed}.json")) as f:
+                runs.append(json.load(f))
+        assert [r["settings"]["learning_rate"] for r in runs] == [trial["values"]["learning_rate"]] * 2
+        assert all(r["settings"]["embedding_size"] == 16 for r in runs)
+        assert trial["valid"]["mean"] == pytest.approx(np.mean([r["best_valid_score"] for r in runs]), abs=1e-12)
+        assert trial["test"]["ndcg@20"]["std"] == pytest.approx(
+            np.std([r["test_result"]["ndcg@20"] for r in runs], ddof=1), abs=1e-12)
+    order = ranked(search["trials"])
+    assert order[0]["valid"]["mean"] > order[1]["valid"]["mean"]  # lr 1e-4 barely moves in two epochs
+    assert order[0]["values"]["learning_rate"] == 0.02
+    with open(os.path.join(out, "search.md")) as f:
+        report = f.read()
+    assert "**Best:** learning_rate=0.02, embedding_size=16" in report
+    rows = [line for line in report.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |")]
+    assert rows[0].startswith("| 1 | 0.02 | 16 | ") and rows[1].startswith("| 2 | 0.0001 | 16 | ")
+
+    run_file = os.path.join(out, order[0]["folder"], "runs", "MF-RNS-seed1.json")
+    written = os.stat(run_file).st_mtime_ns
+    assert run_search(**search_args)["trials"] == search["trials"]  # a rerun resumes: nothing trains again
+    assert os.stat(run_file).st_mtime_ns == written
+    with pytest.raises(SettingsMismatch, match="another --out"):
+        run_search(**{**search_args, "config_dict": {**search_args["config_dict"], "epochs": 3}})
+
+
+def test_every_trial_is_checked_before_the_first_one_runs(search_args, tmp_path):
+    bad_value = _params(tmp_path, "learning_rate choice [0.01, -1]\n", "bad.hyper")
+    with pytest.raises(ConfigError, match="trial learning_rate=-1: .*learning_rate"):
+        run_search(**{**search_args, "params_file": bad_value})
+    typo = _params(tmp_path, "learnin_rate choice [0.01]\n", "typo.hyper")
+    with pytest.raises(ConfigError, match=r"typo.hyper:1: 'learnin_rate' is not .*did you mean 'learning_rate'"):
+        run_search(**{**search_args, "params_file": typo})
+    twice = _params(tmp_path, "epochs choice [1, 2]\n", "twice.hyper")
+    with pytest.raises(ConfigError, match="'epochs' is searched here and also set with --epochs"):
+        run_search(**{**search_args, "params_file": twice})
+    same_name = _params(tmp_path, "hnlm_adapter_hidden choice [[512], '[512]']\n", "same.hyper")
+    with pytest.raises(ConfigError, match=r"hnlm_adapter_hidden=\[512\] and hnlm_adapter_hidden=\[512\] .*same"):
+        run_search(**{**search_args, "params_file": same_name})
+    cell_key = _params(tmp_path, "seed choice [1, 2]\n", "seed.hyper")
+    with pytest.raises(ConfigError, match="'seed' is set by each cell; use --seeds"):
+        run_search(**{**search_args, "params_file": cell_key})
+    assert not os.path.exists(search_args["out"])  # nothing ran, nothing was written
+
+
+def test_command_line(search_args, tmp_path, capsys):
+    a = search_args
+    argv = ["--model", "MF", "--sampler", "RNS", "--dataset", a["dataset"], "--params_file", a["params_file"],
+            "--seeds", "1", "--epochs", "1", "--out", a["out"], "--no-progress",
+            f"--data_path={a['config_dict']['data_path']}", "--load_col={'inter': ['user_id', 'item_id']}"]
+    assert main(argv) == 0
+    assert "best: learning_rate=" in capsys.readouterr().out
+    assert main(argv + ["--algo", "random"]) == 2
+    assert "error: argument --max_evals: random search needs the number of trials" in capsys.readouterr().err
+    assert main(argv + ["--seed=3"]) == 2
+    assert "use --seeds instead" in capsys.readouterr().err
+    assert main([arg if arg != a["params_file"] else "/nonexistent.hyper" for arg in argv]) == 2
+    assert "error: /nonexistent.hyper not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, sampler", [("backbone", "RNS"), ("mixgcf", "MixGCF"), ("ahns", "AHNS"),
+                                           ("hnlmrec", "HNLMRec")])
+def test_shipped_params_files_name_real_options_with_valid_values(name, sampler, tmp_path):
+    from recbole_hnlm.benchmark.runner import Cell, check_cell
+    from recbole_hnlm.benchmark.tune import _check_params
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    params = read_params_file(os.path.join(repo, "benchmarks", "hyper", f"{name}.hyper"))
+    _check_params(params, {})
+    discrete = all(p.kind == "choice" for p in params)
+    trials = make_trials(params, "exhaustive" if discrete else "random", None if discrete else 8)
+    assert len(trials) >= 2
+    for trial in trials:  # Config's type and range checks accept every value
+        check_cell(Cell("LightGCN", sampler, 1), "ml-100k", str(tmp_path), config_dict=trial)
