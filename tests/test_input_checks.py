@@ -155,6 +155,17 @@ def test_benchmark_cells_warn_about_duplicate_interactions(fast_config, tmp_path
         assert "3 (user, item) pairs occur on more than one row" in f.read()
 
 
+def test_llm_stages_warn_about_duplicate_interactions(tmp_path, caplog):
+    from recbole_hnlm.llm.__main__ import recbole_split
+
+    pairs = [(u, (u + k) % 40) for u in range(30) for k in range(8)]
+    data_path = write_dataset(tmp_path, "dups", pairs + pairs[:4])
+    caplog.set_level("WARNING")
+    train, _ = recbole_split("dups", data_path, None, "LightGCN", {"gpu_id": "", "use_gpu": False})
+    assert [m.split(": ", 1)[1][:50] for m in _duplicate_warnings(caplog)] == [
+        "4 (user, item) pairs occur on more than one row (4"]
+
+
 def test_an_empty_validation_split_is_an_error(fast_config, tmp_path):
     data_path = write_dataset(tmp_path, "single", [(u, u % 30) for u in range(60)])  # one interaction per user
     config = {**fast_config, "dataset": "single", "data_path": data_path}

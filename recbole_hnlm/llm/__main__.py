@@ -39,16 +39,17 @@ def recbole_split(dataset: str, data_path: str, config_files, model: str, settin
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_seed
 
-    from recbole_hnlm.config import Config
-    from recbole_hnlm.data_checks import check_dataset_files
-    from recbole_hnlm.config import split_seed
+    from recbole_hnlm.config import Config, split_seed
+    from recbole_hnlm.data_checks import check_dataset_files, check_duplicate_interactions
 
     config = Config(model=model, dataset=dataset, config_file_list=config_files or None,
                     config_dict=dict(settings or {}, data_path=data_path, show_progress=False, sampler="HNLMRec"),
                     command_line=False)
     check_dataset_files(config)
     init_seed(split_seed(config), config["reproducibility"])
-    train, _, _ = data_preparation(config, create_dataset(config))
+    built = create_dataset(config)
+    check_duplicate_interactions(config, built)  # a warning, as in a run
+    train, _, _ = data_preparation(config, built)
     return train, config
 
 
