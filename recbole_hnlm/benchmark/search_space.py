@@ -11,7 +11,7 @@ One parameter per line, ``<name> <type> <values>``; blank lines and lines starti
 As in hyperopt (which RecBole's ``run_hyper.py`` uses): ``uniform`` draws from U(low, high), ``quniform``
 round(U(low, high) / q) * q, ``loguniform`` exp(U(low, high)) (so ``-11.5,-4.6`` spans 1e-5 to 1e-2).
 ``choice`` values are Python literals read with ``ast.literal_eval`` (RecBole evaluates them with ``eval``; nothing
-is executed here). ``quniform`` gives integers when ``low``, ``high`` and ``q`` are written as integers.
+is executed here). ``quniform`` gives integers when ``low``, ``high`` and ``q`` are whole numbers.
 
 Exhaustive search (RecBole's default ``algo``) takes every combination of the ``choice`` lines, in file order, the
 last line varying fastest. Random search draws trials from a generator seeded by ``seed``; drawn numbers are rounded
@@ -20,6 +20,8 @@ already in the list is drawn again.
 """
 import ast
 import hashlib
+import json
+import logging
 import math
 import re
 from dataclasses import dataclass
@@ -35,6 +37,8 @@ __all__ = ["ALGORITHMS", "Param", "read_params_file", "make_trials", "trial_key"
 ALGORITHMS = ("exhaustive", "random")
 _KINDS = ("choice", "uniform", "quniform", "loguniform")
 _MAX_KEY_LENGTH = 120
+_MAX_LOG = 700.0  # exp(709.8) is the largest float64
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -101,12 +105,24 @@ def _parse_line(line: str, where: str) -> Param:
                               f"[0.01, 0.001] or ['a', 'b'], got {text!r}") from None
         if not isinstance(values, (list, tuple)) or not values:
             raise ConfigError(f"{where}: the values of '{name}' must be a non-empty list, got {text!r}")
+        try:  # trials are stored as JSON (and option values come from yaml): no sets, bytes or infinities
+            json.dumps(values, allow_nan=False)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: the values of '{name}' must be numbers, strings, booleans, None, lists or "
+                              f"dicts with string keys, all finite; got {text!r}") from None
+        texts = [str(v) for v in values]
+        repeated = sorted({t for t in texts if texts.count(t) > 1})
+        if repeated:
+            raise ConfigError(f"{where}: the values of '{name}' repeat {', '.join(repeated)}")
         return Param(name, kind, values=tuple(values), where=where)
     bounds = _numbers(text, 3 if kind == "quniform" else 2, name, where)
     if bounds[0] > bounds[1] or (kind != "quniform" and bounds[0] == bounds[1]):
         raise ConfigError(f"{where}: '{name}' needs low < high, got {text!r}")
     if kind == "quniform" and bounds[2] <= 0:
         raise ConfigError(f"{where}: '{name}' needs a step q > 0, got {text!r}")
+    if kind == "loguniform" and max(abs(bounds[0]), abs(bounds[1])) > _MAX_LOG:
+        raise ConfigError(f"{where}: '{name}' is loguniform: low and high are natural logarithms (exp(low) to "
+                          f"exp(high), e.g. -11.5,-4.6 for 1e-5 to 1e-2) within +-{_MAX_LOG}, got {text!r}")
     return Param(name, kind, bounds=bounds, where=where)
 
 
@@ -162,6 +178,7 @@ def make_trials(params: Sequence[Param], algo: str = "exhaustive", max_evals: Op
         return trials[:max_evals] if max_evals else trials
     if not max_evals:
         raise ConfigError("random search needs the number of trials: --max_evals=N")
+    asked = max_evals
     if all(p.kind == "choice" for p in params):
         max_evals = min(max_evals, math.prod(len(p.values) for p in params))
     rng = np.random.default_rng(seed)
@@ -173,6 +190,9 @@ def make_trials(params: Sequence[Param], algo: str = "exhaustive", max_evals: Op
             trials.append(trial)
             if len(trials) == max_evals:
                 break
+    if len(trials) < asked:
+        logger.warning(f"random search: only {len(trials)} distinct trials of --max_evals={asked} (the space has too "
+                       "few, with drawn numbers rounded to 4 significant digits)")
     return trials
 
 

@@ -16,13 +16,16 @@ Layout of ``out``::
     out/search.md              the trials ranked by validation, the best one first
     out/trials/<trial>/        the trial's grid: grid.json, runs/<cell>.json, logs/, checkpoints/
 
-Everything is checked before the first trial runs: the params file, every trial's values (``Config``'s type and range
-checks, ``runner.check_cell``), and the trials already stored in ``out`` (same dataset and settings). Rerunning the
-same command resumes: finished cells are skipped, so finished trials cost nothing.
+Everything is checked before the first trial runs: the params file, the names it searches (options, not set on the
+command line too, and none that would change what the trials are ranked on: ``valid_metric``, ``eval_args``,
+``split_seed``, ``data_path``), every trial's values (``Config``'s type and range checks, ``runner.check_cell``), and
+what ``out`` already holds (the same search, trials with the same dataset and settings). Rerunning the same command
+resumes: finished cells are skipped, so finished trials cost nothing.
 
 Exit status: 0 when every trial finished; 1 when a cell failed (its ``error.txt`` is named); 2 for bad input, before
 anything runs; 130 when interrupted.
 """
+import json
 import logging
 import os
 import sys
@@ -43,7 +46,18 @@ from recbole_hnlm.files import write_json_atomic, write_text_atomic
 __all__ = ["run_search", "search_report", "main"]
 
 #: Settings each trial's cells set themselves, and the option that sets them.
-TRIAL_KEYS = {"model": "--model", "sampler": "--sampler", "seed": "--seeds", "checkpoint_dir": "--out"}
+TRIAL_KEYS = {"model": "--model", "sampler": "--sampler", "seed": "--seeds", "checkpoint_dir": "--out",
+              "dataset": "--dataset"}
+#: Settings a search must not vary, and why: the trials are ranked on one validation split and one metric.
+FIXED_KEYS = {
+    "valid_metric": "the trials are ranked by one validation metric",
+    "valid_metric_bigger": "the trials are ranked by one validation metric",
+    "eval_args": "the trials are ranked on one validation split",
+    "split_seed": "the trials are ranked on one validation split",
+    "data_path": "the trials are ranked on one dataset",
+    "resume_from": "a search resumes by itself (rerun the same command: finished cells are kept)",
+    "save_resume_state": "a search resumes by itself (rerun the same command: finished cells are kept)",
+}
 
 
 def _check_params(params, config_dict):
@@ -57,7 +71,9 @@ def _check_params(params, config_dict):
                           + (f": did you mean '{hint}'?" if hint else ""))
     for name in where:
         if name in TRIAL_KEYS:
-            raise ConfigError(f"{where[name]}: '{name}' is set by each cell; use {TRIAL_KEYS[name]}")
+            raise ConfigError(f"{where[name]}: '{name}' is set by the search itself: use {TRIAL_KEYS[name]}")
+        if name in FIXED_KEYS:
+            raise ConfigError(f"{where[name]}: '{name}' cannot be searched: {FIXED_KEYS[name]}")
         if name in (config_dict or {}):
             raise ConfigError(f"{where[name]}: '{name}' is searched here and also set with --{name}=...: drop one")
 
@@ -96,6 +112,24 @@ def ranked(trials: List[Dict[str, object]]) -> List[Dict[str, object]]:
     return sorted(finished, key=lambda t: -t["valid"]["mean"] if t["valid_metric_bigger"] else t["valid"]["mean"])
 
 
+def _check_same_search(out, search):
+    """``out`` may hold an earlier run of this search only: another dataset, backbone or sampler would replace its
+    ``search.json`` and drop its trials from the report."""
+    path = os.path.join(out, "search.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as handle:
+        stored = json.load(handle)
+    for key in ("dataset", "model", "sampler"):
+        if stored.get(key) != search[key]:
+            raise SettingsMismatch(f"{path}: a search of {key}={stored.get(key)!r}, now {key}={search[key]!r}. Use "
+                                   "another --out folder.")
+
+
+def _markdown(value) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
 def _cell(stats) -> str:
     if stats is None:
         return "-"
@@ -119,7 +153,7 @@ def search_report(search: Dict[str, object]) -> str:
     header = ["rank", *names, f"valid {metric}", *(f"test {METRIC_NAMES[m]}" for m in METRICS), "best epochs"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for rank, trial in enumerate(order, start=1):
-        cells = [str(rank), *(str(trial["values"][n]) for n in names), _cell(trial["valid"]),
+        cells = [str(rank), *(_markdown(trial["values"][n]) for n in names), _cell(trial["valid"]),
                  *(_cell(trial["test"].get(m)) for m in METRICS), " ".join(map(str, trial["best_epochs"]))]
         lines.append("| " + " | ".join(cells) + " |")
     others = [t for t in search["trials"] if t["status"] != "finished"]
@@ -172,11 +206,23 @@ def run_search(dataset, model, sampler, seeds, params_file, out, algo="exhaustiv
             warned.add(message)
             logging.getLogger().warning(message)
 
+    search = {"dataset": dataset, "model": model, "sampler": sampler, "seeds": [int(s) for s in seeds],
+              "algo": algo, "max_evals": max_evals, "search_seed": search_seed, "params_file": params_file,
+              "space": [{"name": p.name, "kind": p.kind, "values": list(p.values), "bounds": list(p.bounds)}
+                        for p in params],
+              "settings": grid_settings(config_dict, config_file_list), "trials": []}
+    _check_same_search(out, search)
     cells = expand_cells([model], [sampler], seeds)
+    summaries = []
+    init_from_sha256 = init_from_sha256_of(config_dict)
     for trial, folder in zip(trials, folders):  # every trial is checked before the first one trains
         trial_dict = {**config_dict, **trial}
         settings = grid_settings(trial_dict, config_file_list)
-        pending_cells(os.path.join(out, folder), dataset, cells, settings, (), init_from_sha256_of(settings))
+        try:
+            _, finished = pending_cells(os.path.join(out, folder), dataset, cells, settings, (), init_from_sha256)
+        except SettingsMismatch as error:
+            raise SettingsMismatch(f"{os.path.join(out, folder)}: {error}") from None
+        summaries.append({"results": finished})
         if cell_checker is not None:
             try:
                 cell_checker(cells[0], dataset, os.path.join(out, folder), config_dict=trial_dict,
@@ -184,12 +230,6 @@ def run_search(dataset, model, sampler, seeds, params_file, out, algo="exhaustiv
             except ConfigError as error:
                 raise ConfigError(f"trial {_values(trial)}: {error}") from None
 
-    search = {"dataset": dataset, "model": model, "sampler": sampler, "seeds": [int(s) for s in seeds],
-              "algo": algo, "max_evals": max_evals, "search_seed": search_seed, "params_file": params_file,
-              "space": [{"name": p.name, "kind": p.kind, "values": list(p.values), "bounds": list(p.bounds)}
-                        for p in params],
-              "settings": grid_settings(config_dict, config_file_list), "trials": []}
-    summaries = [{} for _ in trials]
 
     def write():
         search["trials"] = [trial_summary(t, f, seeds, model, sampler, s) for t, f, s in zip(trials, folders, summaries)]
@@ -241,8 +281,7 @@ def _parse_args(argv):
             parser.error(f"--{key}={config[key]} is set by each cell here: use {option} instead")
     for key in ("resume_from", "save_resume_state"):
         if key in config:
-            parser.error(f"--{key} is for single runs of the run script; a search resumes by itself (rerun the same "
-                         "command: finished cells are kept)")
+            parser.error(f"--{key} is for single runs of the run script: {FIXED_KEYS[key]}")
     if args.algo == "random" and args.max_evals is None:
         parser.error("argument --max_evals: random search needs the number of trials")
     if args.epochs is not None:

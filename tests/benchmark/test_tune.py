@@ -43,6 +43,10 @@ def test_params_file_in_recbole_format(tmp_path):
     ("x loguniform 1,inf\n", 1, "2 comma-separated numbers"),
     ("x quniform 1,9,0\n", 1, "step q > 0"),
     ("x quniform 1,9\n", 1, "3 comma-separated numbers low,high,q"),
+    ("x loguniform -1,1000\n", 1, "natural logarithms"),  # exp(1000) overflows
+    ("x choice [0.01, 0.02, 0.01]\n", 1, "repeat 0.01"),
+    ("x choice [{0.01}]\n", 1, "all finite"),  # a set: not JSON
+    ("x choice [1e999]\n", 1, "all finite"),
 ])
 def test_malformed_lines_name_file_and_line(tmp_path, text, line, match):
     path = _params(tmp_path, text)
@@ -85,10 +89,13 @@ def test_random_search_draws_from_each_distribution():
         make_trials(params, "random")
 
 
-def test_random_search_over_a_small_discrete_space_stops_at_its_size():
+def test_random_search_over_a_small_space_stops_at_its_size_and_says_so(caplog):
     trials = make_trials([Param("a", "choice", values=(1, 2)), Param("b", "choice", values=(3, 4))], "random",
                          max_evals=10)
     assert sorted((t["a"], t["b"]) for t in trials) == [(1, 3), (1, 4), (2, 3), (2, 4)]
+    trials = make_trials([Param("n", "quniform", bounds=(1.0, 3.0, 1.0))], "random", max_evals=5)
+    assert sorted(t["n"] for t in trials) == [1, 2, 3]
+    assert "only 3 distinct trials of --max_evals=5" in caplog.text
 
 
 def test_trial_keys_are_folder_names_and_stay_distinct():
@@ -102,7 +109,7 @@ def test_trial_keys_are_folder_names_and_stay_distinct():
 @pytest.fixture
 def search_args(ml_slice, tmp_path):
     data_path, dataset = ml_slice
-    params = _params(tmp_path, "learning_rate choice [0.02, 0.0001]\nembedding_size choice [16]\n")
+    params = _params(tmp_path, "learning_rate choice [0.0001, 0.02]\nembedding_size choice [16]\n")
     return dict(dataset=dataset, model="MF", sampler="RNS", seeds=[1, 2], params_file=params,
                 out=str(tmp_path / "search"), progress=False,
                 config_dict={"data_path": data_path, "epochs": 2, "train_batch_size": 1024,
@@ -127,7 +134,7 @@ def test_search_ranks_trials_by_mean_validation_and_resumes(search_args):
             np.std([r["test_result"]["ndcg@20"] for r in runs], ddof=1), abs=1e-12)
     order = ranked(search["trials"])
     assert order[0]["valid"]["mean"] > order[1]["valid"]["mean"]  # lr 1e-4 barely moves in two epochs
-    assert order[0]["values"]["learning_rate"] == 0.02
+    assert order[0]["values"]["learning_rate"] == 0.02 and search["trials"][1] is order[0]  # ranked, not run order
     with open(os.path.join(out, "search.md")) as f:
         report = f.read()
     assert "**Best:** learning_rate=0.02, embedding_size=16" in report
@@ -152,11 +159,17 @@ def test_every_trial_is_checked_before_the_first_one_runs(search_args, tmp_path)
     twice = _params(tmp_path, "epochs choice [1, 2]\n", "twice.hyper")
     with pytest.raises(ConfigError, match="'epochs' is searched here and also set with --epochs"):
         run_search(**{**search_args, "params_file": twice})
-    same_name = _params(tmp_path, "hnlm_adapter_hidden choice [[512], '[512]']\n", "same.hyper")
-    with pytest.raises(ConfigError, match=r"hnlm_adapter_hidden=\[512\] and hnlm_adapter_hidden=\[512\] .*same"):
+    same_name = _params(tmp_path, "dns_variant choice ['x,hnlm_missing=y', 'x']\n"
+                                  "hnlm_missing choice ['z', 'y,hnlm_missing=z']\n", "same.hyper")
+    with pytest.raises(ConfigError, match="print the same .*dns_variant=x,hnlm_missing=y,hnlm_missing=z"):
         run_search(**{**search_args, "params_file": same_name})
+    for name, why in (("valid_metric", "one validation metric"), ("split_seed", "one validation split"),
+                      ("resume_from", "resumes by itself")):
+        fixed = _params(tmp_path, f"{name} choice ['a', 'b']\n", "fixed.hyper")
+        with pytest.raises(ConfigError, match=f"fixed.hyper:1: '{name}' cannot be searched: .*{why}"):
+            run_search(**{**search_args, "params_file": fixed})
     cell_key = _params(tmp_path, "seed choice [1, 2]\n", "seed.hyper")
-    with pytest.raises(ConfigError, match="'seed' is set by each cell; use --seeds"):
+    with pytest.raises(ConfigError, match="'seed' is set by the search itself: use --seeds"):
         run_search(**{**search_args, "params_file": cell_key})
     assert not os.path.exists(search_args["out"])  # nothing ran, nothing was written
 
@@ -190,3 +203,52 @@ def test_shipped_params_files_name_real_options_with_valid_values(name, sampler,
     assert len(trials) >= 2
     for trial in trials:  # Config's type and range checks accept every value
         check_cell(Cell("LightGCN", sampler, 1), "ml-100k", str(tmp_path), config_dict=trial)
+
+
+def test_an_interrupted_rerun_keeps_the_finished_trials_in_the_report(search_args, tmp_path):
+    run_search(**search_args)
+    wider = _params(tmp_path, "learning_rate choice [0.005, 0.0001, 0.02]\nembedding_size choice [16]\n", "w.hyper")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_search(**{**search_args, "params_file": wider}, cell_runner=interrupted)
+    with open(os.path.join(search_args["out"], "search.json")) as f:
+        stored = json.load(f)
+    assert [(t["values"]["learning_rate"], t["status"]) for t in stored["trials"]] == [
+        (0.005, "pending"), (0.0001, "finished"), (0.02, "finished")]
+    assert ranked(stored["trials"])[0]["values"]["learning_rate"] == 0.02
+
+
+def test_a_failed_trial_is_reported_and_left_out_of_the_ranking(search_args, capsys):
+    from recbole_hnlm.benchmark.runner import run_cell
+
+    def fails_for_small_rates(cell, dataset, out, config_dict=None, **kwargs):
+        if config_dict["learning_rate"] < 0.001:
+            raise RuntimeError("diverged")
+        return run_cell(cell, dataset, out, config_dict=config_dict, **kwargs)
+
+    search = run_search(**search_args, cell_runner=fails_for_small_rates)
+    failed, finished = search["trials"]
+    assert failed["status"] == "failed" and len(failed["errors"]) == 2 and "valid" not in failed
+    assert [t["values"]["learning_rate"] for t in ranked(search["trials"])] == [0.02]
+    with open(os.path.join(search_args["out"], "search.md")) as f:
+        report = f.read()
+    assert "Not finished:" in report and "learning_rate=0.0001, embedding_size=16: failed (see " in report
+
+
+def test_ranking_follows_valid_metric_bigger():
+    def trial(score, bigger):
+        return {"status": "finished", "valid": {"mean": score}, "valid_metric_bigger": bigger}
+
+    assert [t["valid"]["mean"] for t in ranked([trial(0.2, True), trial(0.5, True), trial(0.1, True)])] == [
+        0.5, 0.2, 0.1]
+    assert [t["valid"]["mean"] for t in ranked([trial(0.2, False), trial(0.5, False), trial(0.1, False)])] == [
+        0.1, 0.2, 0.5]
+
+
+def test_an_out_folder_holds_one_search(search_args):
+    run_search(**{**search_args, "seeds": [1]})
+    with pytest.raises(SettingsMismatch, match="search.json: a search of sampler='RNS', now sampler='DNS'"):
+        run_search(**{**search_args, "seeds": [1], "sampler": "DNS"})
