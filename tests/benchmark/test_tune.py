@@ -189,7 +189,7 @@ def test_command_line(search_args, tmp_path, capsys):
     assert "error: /nonexistent.hyper not found" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name, sampler", [("backbone", "RNS"), ("mixgcf", "MixGCF"), ("ahns", "AHNS"),
+@pytest.mark.parametrize("name, sampler", [("backbone", "RNS"), ("dns", "DNS"), ("mixgcf", "MixGCF"), ("ahns", "AHNS"),
                                            ("hnlmrec", "HNLMRec")])
 def test_shipped_params_files_name_real_options_with_valid_values(name, sampler, tmp_path):
     from recbole_hnlm.benchmark.runner import Cell, check_cell
