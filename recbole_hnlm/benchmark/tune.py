@@ -28,6 +28,7 @@ anything runs; 130 when interrupted.
 import json
 import logging
 import os
+import shlex
 import sys
 import warnings
 from typing import Dict, List, Optional, Sequence
@@ -136,6 +137,29 @@ def _cell(stats) -> str:
     return f"{stats['mean']:.4f}" + (f" ± {stats['std']:.4f}" if stats["std"] is not None else "")
 
 
+def _argument(key, value) -> str:
+    """``--key=value`` as the plugin's command lines read it back (``cli_settings.parse_value``), shell-quoted."""
+    from recbole_hnlm.cli_settings import parse_value
+
+    text = value if isinstance(value, str) and parse_value(value) == value else repr(value)
+    return shlex.quote(f"--{key}={text}")
+
+
+def confirm_command(search, values) -> str:
+    """The ``benchmarks/compare.py`` command that reruns ``values`` with the search's settings on the search's seeds
+    and two more, into ``<out>/confirm`` (another sampler's confirmation can share that folder and its table)."""
+    seeds = list(search["seeds"])
+    seeds += [max(seeds) + 1, max(seeds) + 2]
+    settings = dict(search["settings"])
+    words = ["python", "benchmarks/compare.py", "--dataset", search["dataset"], "--models", search["model"],
+             "--samplers", search["sampler"], "--seeds", *map(str, seeds),
+             "--out", shlex.quote(os.path.join(search["out"], "confirm"))]
+    if "config_files" in settings:
+        words += ["--config_files", shlex.quote(" ".join(settings.pop("config_files")))]
+    words += [_argument(k, v) for k, v in {**settings, **values}.items()]
+    return " ".join(words)
+
+
 def search_report(search: Dict[str, object]) -> str:
     """``search.md``: the trials ranked by validation, then the unfinished ones."""
     names = [p["name"] for p in search["space"]]
@@ -148,7 +172,9 @@ def search_report(search: Dict[str, object]) -> str:
         best = order[0]
         lines += [f"**Best:** {_values(best['values'])} (validation "
                   f"{best['valid_metric']} {_cell(best['valid'])}, test NDCG@20 {_cell(best['test'].get('ndcg@20'))}; "
-                  f"`{best['folder']}`)", ""]
+                  f"`{best['folder']}`)", "",
+                  "To confirm it on more seeds (these and two more), beside other samplers in one table:", "",
+                  "```", confirm_command(search, best["values"]), "```", ""]
     metric = order[0]["valid_metric"] if order else "valid"
     header = ["rank", *names, f"valid {metric}", *(f"test {METRIC_NAMES[m]}" for m in METRICS), "best epochs"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -206,7 +232,7 @@ def run_search(dataset, model, sampler, seeds, params_file, out, algo="exhaustiv
             warned.add(message)
             logging.getLogger().warning(message)
 
-    search = {"dataset": dataset, "model": model, "sampler": sampler, "seeds": [int(s) for s in seeds],
+    search = {"dataset": dataset, "model": model, "sampler": sampler, "seeds": [int(s) for s in seeds], "out": out,
               "algo": algo, "max_evals": max_evals, "search_seed": search_seed, "params_file": params_file,
               "space": [{"name": p.name, "kind": p.kind, "values": list(p.values), "bounds": list(p.bounds)}
                         for p in params],

@@ -9,7 +9,7 @@ import pytest
 
 from recbole_hnlm.benchmark.grid import SettingsMismatch
 from recbole_hnlm.benchmark.search_space import Param, make_trials, read_params_file, trial_key
-from recbole_hnlm.benchmark.tune import main, ranked, run_search
+from recbole_hnlm.benchmark.tune import confirm_command, main, ranked, run_search
 from recbole_hnlm.errors import ConfigError
 
 
@@ -141,6 +141,12 @@ def test_search_ranks_trials_by_mean_validation_and_resumes(search_args):
     rows = [line for line in report.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |")]
     assert rows[0].startswith("| 1 | 0.02 | 16 | ") and rows[1].startswith("| 2 | 0.0001 | 16 | ")
 
+    command = report.split("```\n", 2)[1].strip()
+    assert command == confirm_command(search, order[0]["values"])
+    assert command.startswith(f"python benchmarks/compare.py --dataset {search_args['dataset']} --models MF --samplers "
+                              "RNS --seeds 1 2 3 4 --out ")
+    assert "--learning_rate=0.02 --embedding_size=16" in command and "--epochs=2" in command
+
     run_file = os.path.join(out, order[0]["folder"], "runs", "MF-RNS-seed1.json")
     written = os.stat(run_file).st_mtime_ns
     assert run_search(**search_args)["trials"] == search["trials"]  # a rerun resumes: nothing trains again
@@ -252,3 +258,21 @@ def test_an_out_folder_holds_one_search(search_args):
     run_search(**{**search_args, "seeds": [1]})
     with pytest.raises(SettingsMismatch, match="search.json: a search of sampler='RNS', now sampler='DNS'"):
         run_search(**{**search_args, "seeds": [1], "sampler": "DNS"})
+
+
+def test_the_confirm_command_reads_back_as_the_search_settings(tmp_path):
+    import shlex
+
+    from recbole_hnlm.benchmark.__main__ import parse_args
+
+    search = {"dataset": "ml-100k", "model": "MF", "sampler": "DNS", "seeds": [7], "out": str(tmp_path / "my out"),
+              "settings": {"epochs": 50, "load_col": {"inter": ["user_id", "item_id"]}, "dns_variant": "shi_sum",
+                           "stopping_step": 10, "flag": "True"}}
+    (tmp_path / "a.yaml").write_text("epochs: 3\n")
+    search["settings"]["config_files"] = [str(tmp_path / "a.yaml")]
+    values = {"learning_rate": 0.005, "hnlm_adapter_hidden": [512, 64]}
+    args = parse_args(shlex.split(confirm_command(search, values))[2:])
+    assert (args.dataset, args.models, args.samplers, args.seeds) == ("ml-100k", ["MF"], ["DNS"], [7, 8, 9])
+    assert args.out == str(tmp_path / "my out" / "confirm") and args.config_files == [str(tmp_path / "a.yaml")]
+    expected = {k: v for k, v in search["settings"].items() if k != "config_files"}
+    assert args.config == {**expected, **values}  # "True" stays a string, lists and dicts stay themselves
