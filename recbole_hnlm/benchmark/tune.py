@@ -27,6 +27,7 @@ anything runs; 130 when interrupted.
 """
 import json
 import logging
+import math
 import os
 import shlex
 import sys
@@ -62,7 +63,8 @@ FIXED_KEYS = {
 
 
 def _check_params(params, config_dict):
-    """A tuned name must be an option, must not be set on the command line too, and must not be a cell's own."""
+    """A searched name must be an option, not set on the command line too, not one the search sets itself, and not
+    one that changes what the trials are ranked on (:data:`FIXED_KEYS`)."""
     from recbole_hnlm.config import PROPERTIES_DIR
     from recbole_hnlm.config_checks import unknown_options
 
@@ -108,9 +110,13 @@ def trial_summary(values, folder, seeds, model, sampler, grid_summary) -> Dict[s
 
 
 def ranked(trials: List[Dict[str, object]]) -> List[Dict[str, object]]:
-    """The finished trials, best mean validation score first (smaller first when the metric is not bigger-better)."""
-    finished = [t for t in trials if t["status"] == "finished"]
-    return sorted(finished, key=lambda t: -t["valid"]["mean"] if t["valid_metric_bigger"] else t["valid"]["mean"])
+    """The finished trials, best mean validation score first (smaller first when the metric is not bigger-better;
+    a NaN score last); ties keep the run order."""
+    def key(trial):
+        score = trial["valid"]["mean"]
+        return (math.isnan(score), -score if trial["valid_metric_bigger"] else score)
+
+    return sorted([t for t in trials if t["status"] == "finished"], key=key)
 
 
 def _check_same_search(out, search):

@@ -252,6 +252,9 @@ def test_ranking_follows_valid_metric_bigger():
         0.5, 0.2, 0.1]
     assert [t["valid"]["mean"] for t in ranked([trial(0.2, False), trial(0.5, False), trial(0.1, False)])] == [
         0.1, 0.2, 0.5]
+    nan = float("nan")
+    assert [t["valid"]["mean"] for t in ranked([trial(nan, True), trial(0.1, True), trial(0.3, True)])][:2] == [
+        0.3, 0.1]
 
 
 def test_an_out_folder_holds_one_search(search_args):
