@@ -25,7 +25,7 @@ from recbole_hnlm.determinism import deterministic_algorithms
 from recbole_hnlm.errors import ConfigError, DataError, TrainingInterrupted
 from recbole_hnlm.resume import changed_options, check_resume_from
 from recbole_hnlm.utils import get_model, get_sampler, get_trainer
-from recbole_hnlm.warm_start import check_checkpoint_data, check_init_from, warm_start
+from recbole_hnlm.warm_start import check_checkpoint_data, check_init_from, load_backbone, warm_start
 
 
 def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True):
@@ -41,7 +41,9 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
     Returns:
         dict: ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``, ``checkpoint``
         and ``resume_state`` (the file ``resume_from`` takes to train on; ``None`` when the run wrote none:
-        ``save_resume_state=False``, ``saved=False`` or a RecBole model).
+        ``save_resume_state=False``, ``saved=False`` or a RecBole model). With ``eval_only`` the ``init_from``
+        checkpoint is evaluated instead of training (:func:`evaluate_checkpoint`): the valid and test results are
+        its own, and ``checkpoint`` is that file.
 
     Raises:
         TrainingInterrupted: Ctrl-C after the first epoch; its ``resume_file`` continues the run.
@@ -73,6 +75,8 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
         check_duplicate_interactions(config, dataset)
         train_data, valid_data, test_data = data_preparation(config, dataset)
         check_splits_not_empty(config, valid_data, test_data)
+        if config["eval_only"]:
+            return evaluate_checkpoint(config, train_data, valid_data, test_data, logger)
         model = build_model(config, dataset, train_data, logger)
 
         trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
@@ -112,6 +116,31 @@ def build_model(config, dataset, train_data, logger):
     if config["init_from"]:
         logger.info(warm_start(model, config))
     return model
+
+
+def evaluate_checkpoint(config, train_data, valid_data, test_data, logger):
+    """``eval_only``: the ``init_from`` checkpoint's backbone on the validation and test splits, with this run's
+    metrics and cut-offs. Its ids and split are checked as for a warm start; the model is built with the uniform
+    sampler (a sampler only shapes training), so HNLMRec's LLM stage never runs. No checkpoint is written."""
+    check_checkpoint_data(config, train_data._dataset)
+    if str(config["sampler"]).upper() != "RNS":
+        logger.info(f"eval_only: the sampler ({config['sampler']}) plays no part in evaluation and is not prepared")
+        config["sampler"] = "RNS"
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    logger.info(model)
+    logger.info(load_backbone(model, config))
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    try:
+        valid_result = trainer.evaluate(valid_data, load_best_model=False, show_progress=config["show_progress"])
+        test_result = trainer.evaluate(test_data, load_best_model=False, show_progress=config["show_progress"])
+    finally:
+        trainer.close()
+    logger.info(set_color("valid result", "yellow") + f": {valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    return {"best_valid_score": valid_result[config["valid_metric"].lower()],
+            "valid_score_bigger": config["valid_metric_bigger"], "best_valid_result": valid_result,
+            "test_result": test_result, "checkpoint": config["init_from"], "resume_state": None}
 
 
 def resume(trainer, config, logger):

@@ -82,6 +82,10 @@ class SafeCheckpointMixin:
                 pass
             self._name_marker = None
 
+    def close(self):
+        """Give up the reserved file names: for a trainer that writes no checkpoint (``eval_only``)."""
+        self._release_name()
+
     def _trainer_state(self, epoch):
         state = {
             "model": self.config["model"],

@@ -96,6 +96,9 @@ def check_init_from(config) -> None:
     any data is loaded (file, model, dataset, split seed); :func:`check_checkpoint_data` compares the ids and the
     split once the data is split, and :func:`warm_start` the weights."""
     path = config["init_from"]  # its type is checked with the other options (config_checks)
+    if config["eval_only"] and (path is None or config["resume_from"] is not None):
+        raise ConfigError("eval_only: evaluates the checkpoint given with --init_from=<file> (a best checkpoint or a "
+                          + ("resume state), without --resume_from." if path else "resume state); none was given."))
     if path is None:
         return
     if config["resume_from"] is not None:  # "the same options" of a warm-started run include its init_from
@@ -132,6 +135,26 @@ def _mismatch(stored: dict, wanted: dict) -> str:
         if tuple(stored[name].shape) != tuple(wanted[name].shape):
             return f"{name} is {tuple(stored[name].shape)} there and {tuple(wanted[name].shape)} here"
     return ""
+
+
+def load_backbone(model, config) -> str:
+    """Load the backbone weights of ``config["init_from"]`` into ``model`` for evaluation (``eval_only``): the
+    sampler's parameters play no part in ranking. Returns a one-line summary for the log.
+
+    Raises:
+        ConfigError: the weights do not fit this model.
+    """
+    path = config["init_from"]
+    state, stored = read_model_weights(path)
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith(_SAMPLER_PREFIX)}
+    backbone = {k: v for k, v in stored.items() if not k.startswith(_SAMPLER_PREFIX)}
+    problem = _mismatch(backbone, own)
+    if problem:
+        raise ConfigError(f"init_from: the weights in {path} do not fit this {config['model']} ({problem}); "
+                          "use the same backbone options (embedding_size, n_layers ...) as that run.")
+    model.load_state_dict(backbone, strict=False)
+    return (f"eval_only: weights of {path} ({state.get('model')}+{state.get('sampler')}, epoch {state.get('epoch')}); "
+            "no training.")
 
 
 def warm_start(model, config) -> str:

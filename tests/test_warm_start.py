@@ -234,3 +234,48 @@ def test_a_comparison_grid_starts_every_cell_from_the_checkpoint(ml_slice, rns_r
     assert compare_main(argv + ["--models", "MF"]) == 2
     message = capsys.readouterr().err
     assert "the source checkpoint changed" in message and sha256[:12] in message
+
+
+def test_eval_only_reproduces_the_runs_own_test_result(fast_config, rns_run, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    out = tmp_path / "eval"
+    settings = {**fast_config, "init_from": rns_run["checkpoint"], "eval_only": True, "checkpoint_dir": str(out),
+                "state": "INFO"}
+    result = run_recbole_hnlm(model="MF", config_dict={**settings, "sampler": "RNS"})
+    assert result["test_result"] == rns_run["test_result"]  # the same weights on the same split: the same numbers
+    assert result["best_valid_result"] == rns_run["best_valid_result"]
+    assert result["best_valid_score"] == rns_run["best_valid_score"] and result["checkpoint"] == rns_run["checkpoint"]
+    assert "eval_only: weights of" in caplog.text and "no training" in caplog.text
+    assert not out.exists() or os.listdir(out) == []  # no checkpoint, no resume state, no name marker
+    # another sampler is not prepared (HNLMRec has no store here), and other cut-offs and metrics are computed
+    other = run_recbole_hnlm(model="MF", config_dict={**settings, "sampler": "HNLMRec", "topk": [5, 20],
+                                                      "metrics": ["Recall", "NDCG", "MRR"]})
+    assert set(other["test_result"]) == {f"{m}@{k}" for m in ("recall", "ndcg", "mrr") for k in (5, 20)}
+    assert other["test_result"]["ndcg@20"] == rns_run["test_result"]["ndcg@20"]
+    assert "the sampler (HNLMRec) plays no part in evaluation" in caplog.text
+
+
+def test_eval_only_needs_a_usable_checkpoint(fast_config, rns_run, tmp_path):
+    settings = {**fast_config, "sampler": "RNS", "eval_only": True}
+    with pytest.raises(ConfigError, match="eval_only: evaluates the checkpoint given with --init_from=<file>"):
+        run_recbole_hnlm(model="MF", config_dict=settings)
+    with pytest.raises(ConfigError, match="without --resume_from"):
+        run_recbole_hnlm(model="MF", config_dict={**settings, "init_from": rns_run["checkpoint"],
+                                                  "resume_from": rns_run["resume_state"]})
+    with pytest.raises(ConfigError, match="init_from: the weights in .* do not fit this MF .*embedding"):
+        run_recbole_hnlm(model="MF", config_dict={**settings, "init_from": rns_run["checkpoint"],
+                                                  "embedding_size": 8})
+    with pytest.raises(ConfigError, match="Add --split_seed=2020"):  # another split would test on training pairs
+        run_recbole_hnlm(model="MF", config_dict={**settings, "init_from": rns_run["checkpoint"], "seed": 7})
+    with pytest.raises(ConfigError, match="Option 'eval_only' must be True or False"):
+        run_recbole_hnlm(model="MF", config_dict={**settings, "eval_only": "yes"})
+
+
+def test_a_grid_refuses_eval_only(ml_slice, rns_run, tmp_path, capsys):
+    from recbole_hnlm.benchmark.__main__ import main as compare_main
+
+    data_path, dataset = ml_slice
+    assert compare_main(["--dataset", dataset, "--models", "MF", "--samplers", "RNS", "--seeds", "1", "--out",
+                         str(tmp_path / "g"), f"--data_path={data_path}", f"--init_from={rns_run['checkpoint']}",
+                         "--eval_only=True", "--no-progress"]) == 2
+    assert "eval_only evaluates one checkpoint with the run script" in capsys.readouterr().err

@@ -101,6 +101,9 @@ def check_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_
     config = make_config(cell.model, dataset, cell_config_dict(cell, out_dir, config_dict), config_file_list)
     for message in unknown_option_messages(config.unknown_options):
         (warn or logging.getLogger().warning)(message)
+    if config["eval_only"]:
+        raise ConfigError("eval_only evaluates one checkpoint with the run script (run_recbole_hnlm.py "
+                          "--init_from=<file> --eval_only=True); the cells of a grid train.")
     check_dataset_files(config)
     check_init_from(config)
     if "fhn" in analyses and not hasattr(config.model_class, "hard_negatives"):

@@ -21,7 +21,8 @@ logger = logging.getLogger(__name__)
 
 # Keys of the run that must not leak into the teacher's config: its own model/sampler choice, the run's
 # training length (the teacher has hnlm_teacher_epochs) and the run's own weights files.
-_RUN_ONLY_KEYS = ("model", "sampler", "epochs", "stopping_step", "checkpoint_dir", "init_from", "resume_from")
+_RUN_ONLY_KEYS = ("model", "sampler", "epochs", "stopping_step", "checkpoint_dir", "init_from", "resume_from",
+                  "eval_only")
 
 
 def teacher_config(config, model: str, epochs: int):
