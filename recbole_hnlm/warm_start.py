@@ -113,7 +113,7 @@ def check_init_from(config) -> None:
         config, "init_from",
         hint=("Give a checkpoint of an earlier run: <checkpoint_dir>/<model>-<time>.safetensors or its "
               f".resume.safetensors (checkpoint_dir is {config['checkpoint_dir']})."),
-        refusal="cannot be warm-started")
+        refusal="cannot be evaluated with eval_only" if config["eval_only"] else "cannot be warm-started")
     for key in ("model", "dataset"):
         if str(state.get(key)).lower() != str(config[key]).lower():
             raise ConfigError(f"init_from: {path} holds {key}={state.get(key)}, this run has {key}={config[key]}; "
