@@ -137,6 +137,23 @@ def _mismatch(stored: dict, wanted: dict) -> str:
     return ""
 
 
+def _checked_backbone(model, config):
+    """``(trainer state, stored weights, backbone weights)`` of ``config["init_from"]``, the backbone's names and
+    shapes checked against ``model``.
+
+    Raises:
+        ConfigError: the weights do not fit this model.
+    """
+    path = config["init_from"]
+    state, stored = read_model_weights(path)
+    backbone = {k: v for k, v in stored.items() if not k.startswith(_SAMPLER_PREFIX)}
+    problem = _mismatch(backbone, {k: v for k, v in model.state_dict().items() if not k.startswith(_SAMPLER_PREFIX)})
+    if problem:
+        raise ConfigError(f"init_from: the weights in {path} do not fit this {config['model']} ({problem}); "
+                          "use the same backbone options (embedding_size, n_layers ...) as that run.")
+    return state, stored, backbone
+
+
 def load_backbone(model, config) -> str:
     """Load the backbone weights of ``config["init_from"]`` into ``model`` for evaluation (``eval_only``): the
     sampler's parameters play no part in ranking. Returns a one-line summary for the log.
@@ -144,17 +161,10 @@ def load_backbone(model, config) -> str:
     Raises:
         ConfigError: the weights do not fit this model.
     """
-    path = config["init_from"]
-    state, stored = read_model_weights(path)
-    own = {k: v for k, v in model.state_dict().items() if not k.startswith(_SAMPLER_PREFIX)}
-    backbone = {k: v for k, v in stored.items() if not k.startswith(_SAMPLER_PREFIX)}
-    problem = _mismatch(backbone, own)
-    if problem:
-        raise ConfigError(f"init_from: the weights in {path} do not fit this {config['model']} ({problem}); "
-                          "use the same backbone options (embedding_size, n_layers ...) as that run.")
+    state, _, backbone = _checked_backbone(model, config)
     model.load_state_dict(backbone, strict=False)
-    return (f"eval_only: weights of {path} ({state.get('model')}+{state.get('sampler')}, epoch {state.get('epoch')}); "
-            "no training.")
+    return (f"eval_only: weights of {config['init_from']} ({state.get('model')}+{state.get('sampler')}, epoch "
+            f"{state.get('epoch')}); no training.")
 
 
 def warm_start(model, config) -> str:
@@ -169,13 +179,8 @@ def warm_start(model, config) -> str:
         ConfigError: the weights do not fit this model.
     """
     path = config["init_from"]
-    state, stored = read_model_weights(path)
+    state, stored, backbone = _checked_backbone(model, config)
     own = model.state_dict()
-    backbone = {k: v for k, v in stored.items() if not k.startswith(_SAMPLER_PREFIX)}
-    problem = _mismatch(backbone, {k: v for k, v in own.items() if not k.startswith(_SAMPLER_PREFIX)})
-    if problem:
-        raise ConfigError(f"init_from: the weights in {path} do not fit this {config['model']} ({problem}); "
-                          "use the same backbone options (embedding_size, n_layers ...) as that run.")
     sampler_own = {k: v for k, v in own.items() if k.startswith(_SAMPLER_PREFIX)}
     sampler_stored = {k: v for k, v in stored.items() if k.startswith(_SAMPLER_PREFIX)}
     why_fresh = None

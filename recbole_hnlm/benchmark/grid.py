@@ -91,6 +91,7 @@ def grid_settings(config_dict=None, config_file_list=None):
 
 
 def init_from_sha256_of(settings):
+    """The sha256 of the ``init_from`` checkpoint named in ``settings``; ``None`` when there is none (or no file)."""
     init_from = settings.get("init_from")  # a missing file is left to the cell checker's error
     return file_sha256(init_from) if isinstance(init_from, str) and os.path.isfile(init_from) else None
 
