@@ -95,6 +95,43 @@ def _no_repeats(parser, option, values, key=str):
         seen[key(value)] = value
 
 
+def shared_settings(parser, args, extra, cell_keys, resume_note):
+    """The ``--key=value`` settings of a grid-like command line, checked: none that the cells set themselves
+    (``cell_keys``: key -> the option to use), no resume options (``resume_note`` says why), ``--epochs`` folded in;
+    ``args.config_files`` split into a list of existing files. Errors go through ``parser.error``."""
+    config = parse_settings(extra, parser.error)
+    for key, option in cell_keys.items():
+        if key in config:
+            parser.error(f"--{key}={config[key]} is set by each cell here: use {option} instead")
+    for key in ("resume_from", "save_resume_state"):
+        if key in config:
+            parser.error(f"--{key} is for single runs of the run script; {resume_note}")
+    if args.epochs is not None:
+        config["epochs"] = args.epochs
+    args.config_files = args.config_files.split() if args.config_files else None
+    missing = [path for path in args.config_files or () if not os.path.isfile(path)]
+    if missing:
+        parser.error(f"argument --config_files: {', '.join(missing)} not found")
+    return config
+
+
+def parse_command_line(parse, argv):
+    """``(args, None)`` from ``parse`` on ``argv`` (default ``sys.argv[1:]``), or ``(None, 2)`` after printing a
+    malformed command line's ``error:`` line; RecBole's FutureWarnings (pandas, amp) are silenced for the run."""
+    try:
+        args = parse(sys.argv[1:] if argv is None else list(argv))
+    except UsageError as error:
+        return None, fail(f"{error} (see --help)")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole\.")
+    return args, None
+
+
+def fail(error) -> int:
+    """Bad input: one ``error:`` line on stderr, exit status 2."""
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+
+
 def parse_args(argv):
     """The parsed command line; a malformed one raises :class:`UsageError` naming the option."""
     parser = _Parser(
@@ -123,24 +160,13 @@ def parse_args(argv):
     _no_repeats(parser, "--models", args.models, str.lower)
     _no_repeats(parser, "--samplers", args.samplers, str.lower)
     _no_repeats(parser, "--seeds", args.seeds)
-    config = parse_settings(extra, parser.error)
-    for key, option in CELL_KEYS.items():
-        if key in config:
-            parser.error(f"--{key}={config[key]} is set by each cell here: use {option} instead")
-    for key in ("resume_from", "save_resume_state"):
-        if key in config:
-            parser.error(f"--{key} is for single runs of the run script; the grid resumes by itself (rerun the same "
-                         "command: finished cells are kept) and its cells write no per-epoch resume state")
+    config = shared_settings(parser, args, extra, CELL_KEYS,
+                             "the grid resumes by itself (rerun the same command: finished cells are kept) and its "
+                             "cells write no per-epoch resume state")
     if "init_from" in config and "sparsity" in args.analyses:
         parser.error("--init_from cannot be combined with --analysis sparsity: the checkpoint was trained on the whole "
                      "training split, and each sparsity cell trains on a part of it")
-    if args.epochs is not None:
-        config["epochs"] = args.epochs
     args.config = config
-    args.config_files = args.config_files.split() if args.config_files else None
-    missing = [path for path in args.config_files or () if not os.path.isfile(path)]
-    if missing:
-        parser.error(f"argument --config_files: {', '.join(missing)} not found")
     args.out = args.out or f"results/{args.dataset}"
     return args
 
@@ -149,15 +175,9 @@ def main(argv=None):
     from recbole_hnlm.benchmark.grid import SettingsMismatch, run_grid
     from recbole_hnlm.benchmark.report import write_report
 
-    def fail(error):
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-
-    try:
-        args = parse_args(sys.argv[1:] if argv is None else list(argv))
-    except UsageError as error:
-        return fail(f"{error} (see --help)")
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole\.")  # pandas / amp deprecations
+    args, status = parse_command_line(parse_args, argv)
+    if args is None:
+        return status
     summary = {"failed": []}
     if not args.report_only:
         try:

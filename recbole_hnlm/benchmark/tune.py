@@ -31,7 +31,6 @@ import math
 import os
 import shlex
 import sys
-import warnings
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -281,8 +280,7 @@ def run_search(dataset, model, sampler, seeds, params_file, out, algo="exhaustiv
 
 
 def _parse_args(argv):
-    from recbole_hnlm.benchmark.__main__ import _MAX_SEED, _integer, _no_repeats, _Parser
-    from recbole_hnlm.cli_settings import parse_settings
+    from recbole_hnlm.benchmark.__main__ import _MAX_SEED, _integer, _no_repeats, _Parser, shared_settings
 
     parser = _Parser(prog="python benchmarks/tune.py", allow_abbrev=False,
                      description="Hyper-parameter search for one backbone and sampler (RecBole's params-file format).",
@@ -307,39 +305,22 @@ def _parse_args(argv):
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args, extra = parser.parse_known_args(argv)
     _no_repeats(parser, "--seeds", args.seeds)
-    config = parse_settings(extra, parser.error)
-    for key, option in TRIAL_KEYS.items():
-        if key in config:
-            parser.error(f"--{key}={config[key]} is set by each cell here: use {option} instead")
-    for key in ("resume_from", "save_resume_state"):
-        if key in config:
-            parser.error(f"--{key} is for single runs of the run script: {FIXED_KEYS[key]}")
+    args.config = shared_settings(parser, args, extra, TRIAL_KEYS, FIXED_KEYS["resume_from"])
     if args.algo == "random" and args.max_evals is None:
         parser.error("argument --max_evals: random search needs the number of trials")
-    if args.epochs is not None:
-        config["epochs"] = args.epochs
-    args.config = config
-    args.config_files = args.config_files.split() if args.config_files else None
-    for path in [args.params_file, *(args.config_files or ())]:
-        if not os.path.isfile(path):
-            parser.error(f"{path} not found")
+    if not os.path.isfile(args.params_file):
+        parser.error(f"argument --params_file: {args.params_file} not found")
     args.out = args.out or f"results/tune-{args.dataset}-{args.model}-{args.sampler}"
     return args
 
 
 def main(argv=None) -> int:
     """Command line (see the module docstring)."""
-    from recbole_hnlm.benchmark.__main__ import UsageError
+    from recbole_hnlm.benchmark.__main__ import fail, parse_command_line
 
-    def fail(error):
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-
-    try:
-        args = _parse_args(sys.argv[1:] if argv is None else list(argv))
-    except UsageError as error:
-        return fail(f"{error} (see --help)")
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole\.")
+    args, status = parse_command_line(_parse_args, argv)
+    if args is None:
+        return status
     try:
         search = run_search(args.dataset, args.model, args.sampler, args.seeds, args.params_file, args.out,
                             algo=args.algo, max_evals=args.max_evals, search_seed=args.search_seed,

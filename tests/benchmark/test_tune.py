@@ -192,7 +192,7 @@ def test_command_line(search_args, tmp_path, capsys):
     assert main(argv + ["--seed=3"]) == 2
     assert "use --seeds instead" in capsys.readouterr().err
     assert main([arg if arg != a["params_file"] else "/nonexistent.hyper" for arg in argv]) == 2
-    assert "error: /nonexistent.hyper not found" in capsys.readouterr().err
+    assert "error: argument --params_file: /nonexistent.hyper not found" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name, sampler", [("backbone", "RNS"), ("dns", "DNS"), ("mixgcf", "MixGCF"), ("ahns", "AHNS"),
