@@ -65,6 +65,8 @@ def check_core_options(config) -> None:
     if init_from is not None and not (isinstance(init_from, str) and init_from):
         raise ConfigError(f"Option 'init_from' must be the path of a checkpoint (.safetensors) file, got "
                           f"{init_from!r}.")
+    if not isinstance(config["flush_denormal"], bool):
+        raise ConfigError(f"Option 'flush_denormal' must be True or False, got {config['flush_denormal']!r}.")
     if not isinstance(config["eval_only"], bool):
         raise ConfigError(f"Option 'eval_only' must be True or False, got {config['eval_only']!r}.")
     for key in _PICKLE_WRITERS:
