@@ -209,9 +209,9 @@ def test_run_script_shows_no_recbole_pandas_warnings(fast_config):
 
 def test_runs_flush_subnormal_floats_unless_told_not_to(fast_config):
     """Subnormal weights (HNLMRec's adapter decaying under its L2 term) made CPU epochs 20-30x slower."""
-    subnormal = torch.tensor([1e-39], dtype=torch.float32)
     try:
-        torch.set_flush_denormal(False)
+        torch.set_flush_denormal(False)  # earlier runs in this process may have turned it on
+        subnormal = torch.tensor([1e-39], dtype=torch.float32)  # created while subnormals are kept
         run_recbole_hnlm(model="MF", config_dict={**fast_config, "sampler": "RNS", "epochs": 1,
                                                   "flush_denormal": False})
         assert (subnormal * 1.0).item() != 0.0
