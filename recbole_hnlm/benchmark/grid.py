@@ -81,6 +81,18 @@ def _needs_run(result, dataset, settings, cell_analyses, init_from_sha256=None):
     return any(name not in result.get("analysis", {}) for name in cell_analyses)
 
 
+def warning_once():
+    """A ``warn(message)`` for cell checkers that logs each distinct message once (cells share their settings)."""
+    warned = set()
+
+    def warn(message):
+        if message not in warned:
+            warned.add(message)
+            logging.getLogger().warning(message)
+
+    return warn
+
+
 def grid_settings(config_dict=None, config_file_list=None):
     """The shared settings of a grid as its results store them: ``config_dict`` plus ``config_files``, as they read
     back from JSON (tuples become lists)."""
@@ -155,13 +167,7 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
         first_of_pair = {}
         for cell in todo:
             first_of_pair.setdefault((cell.model, cell.sampler), cell)
-        warned = set()
-
-        def warn_once(message):  # the pairs share their settings, hence their warnings
-            if message not in warned:
-                warned.add(message)
-                logging.getLogger().warning(message)
-
+        warn_once = warning_once()  # the pairs share their settings, hence their warnings
         for cell in first_of_pair.values():
             cell_checker(cell, dataset, out, config_dict=dict(config_dict or {}), config_file_list=config_file_list,
                          analyses=cell_analyses, warn=warn_once)

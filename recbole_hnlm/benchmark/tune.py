@@ -26,7 +26,6 @@ Exit status: 0 when every trial finished; 1 when a cell failed (its ``error.txt`
 anything runs; 130 when interrupted.
 """
 import json
-import logging
 import math
 import os
 import shlex
@@ -37,7 +36,7 @@ import numpy as np
 from tqdm import tqdm
 
 from recbole_hnlm.benchmark.grid import (SettingsMismatch, expand_cells, grid_settings, init_from_sha256_of,
-                                         pending_cells, run_grid)
+                                         pending_cells, run_grid, warning_once)
 from recbole_hnlm.benchmark.report import METRIC_NAMES
 from recbole_hnlm.benchmark.runner import METRICS, Cell, check_cell, run_cell
 from recbole_hnlm.benchmark.search_space import ALGORITHMS, make_trials, read_params_file, trial_key
@@ -95,10 +94,11 @@ def trial_summary(values, folder, seeds, model, sampler, grid_summary) -> Dict[s
     keys = [Cell(model, sampler, int(seed)).key for seed in seeds]
     results = [grid_summary["results"][k] for k in keys if k in grid_summary.get("results", {})]
     failed = [k for k in keys if k in grid_summary.get("failed", ())]
-    entry = {"values": values, "folder": folder, "status": "failed" if failed else
-             ("finished" if len(results) == len(keys) else "pending"),
+    finished = not failed and len(results) == len(keys)
+    entry = {"values": values, "folder": folder,
+             "status": "failed" if failed else ("finished" if finished else "pending"),
              "errors": [grid_summary["errors"][k] for k in failed]}
-    if results and not failed and len(results) == len(keys):
+    if finished:
         entry["valid_metric"] = results[0]["valid_metric"]
         entry["valid_metric_bigger"] = results[0].get("valid_metric_bigger", True)
         entry["valid"] = _seed_summary([r["best_valid_score"] for r in results])
@@ -230,13 +230,7 @@ def run_search(dataset, model, sampler, seeds, params_file, out, algo="exhaustiv
             first = trials[folders.index(folder)]
             raise ConfigError(f"{params_file}: the trials {_values(first)} and {_values(trials[index])} print the same "
                               f"(folder {folder}): give values that differ as text")
-    warned = set()
-
-    def warn_once(message):
-        if message not in warned:
-            warned.add(message)
-            logging.getLogger().warning(message)
-
+    warn_once = warning_once()
     search = {"dataset": dataset, "model": model, "sampler": sampler, "seeds": [int(s) for s in seeds], "out": out,
               "algo": algo, "max_evals": max_evals, "search_seed": search_seed, "params_file": params_file,
               "space": [{"name": p.name, "kind": p.kind, "values": list(p.values), "bounds": list(p.bounds)}
@@ -260,7 +254,6 @@ def run_search(dataset, model, sampler, seeds, params_file, out, algo="exhaustiv
                              config_file_list=config_file_list, warn=warn_once)
             except ConfigError as error:
                 raise ConfigError(f"trial {_values(trial)}: {error}") from None
-
 
     def write():
         search["trials"] = [trial_summary(t, f, seeds, model, sampler, s) for t, f, s in zip(trials, folders, summaries)]

@@ -18,9 +18,9 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
-from recbole_hnlm.files import atomic_path
+from recbole_hnlm.files import atomic_path, file_sha256
+
 from .paths import artifact_dir
-from recbole_hnlm.files import file_sha256
 
 __all__ = ["TEACHER_FORMAT", "Teacher", "export_teacher", "default_teacher_path"]
 
