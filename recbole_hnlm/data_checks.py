@@ -31,9 +31,13 @@ def check_dataset_files(config):
     paths = _inter_files(config)
     missing = [path for path in paths if not os.path.isfile(path)]
     if missing:
+        presplit = [os.path.join(config["data_path"], f"{dataset}.{part}.inter") for part in ("train", "valid", "test")]
+        hint = (" The folder holds a pre-split dataset (from python -m recbole_hnlm.split_import): add "
+                "\"--benchmark_filename=['train','valid','test']\"."
+                if not config["benchmark_filename"] and all(map(os.path.isfile, presplit)) else "")
         raise FileNotFoundError(
-            f"Dataset '{dataset}' not found: missing {', '.join(missing)}. Put the RecBole atomic files there, or "
-            f"pass --data_path=DIR where DIR/{dataset}/{dataset}.inter exists (ml-100k needs no files: it ships "
+            f"Dataset '{dataset}' not found: missing {', '.join(missing)}.{hint} Put the RecBole atomic files there, "
+            f"or pass --data_path=DIR where DIR/{dataset}/{dataset}.inter exists (ml-100k needs no files: it ships "
             "with RecBole)."
         )
     for path in paths:
@@ -108,11 +112,15 @@ def check_duplicate_interactions(config, dataset):
     _, counts = np.unique(users * dataset.item_num + items, return_counts=True)
     repeated = counts[counts > 1]
     if len(repeated):
+        remedy = ("RecBole reads pre-split files (benchmark_filename) as they are, rm_dup_inter included: remove the "
+                  "repeats from the files (python -m recbole_hnlm.split_import drops them within each file and "
+                  "counts test pairs that are also training pairs)." if config["benchmark_filename"] else
+                  "Set rm_dup_inter: first (or --rm_dup_inter=first) to keep only the first of each (the earliest, "
+                  "when there is a timestamp field).")
         logger.warning(f"{' and '.join(_inter_files(config))}: {len(repeated)} (user, item) pairs occur on more than "
                        f"one row ({int(repeated.sum()) - len(repeated)} extra of {len(users)} rows). RecBole keeps "
                        "them, so they count several times in training and a pair can be both a training and a test "
-                       "item. Set rm_dup_inter: first (or --rm_dup_inter=first) to keep only the first of each "
-                       "(the earliest, when there is a timestamp field).")
+                       f"item. {remedy}")
 
 
 def check_splits_not_empty(config, valid_data, test_data):

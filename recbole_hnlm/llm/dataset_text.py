@@ -1,6 +1,7 @@
 """Text of a RecBole dataset, read straight from its atomic files (no RecBole ``Dataset``: fast, no filtering).
 
-Reads ``<data_path>/<ds>/<ds>.inter`` and, when present, ``<ds>.item``. Headers are ``name:type``. Known fields:
+Reads ``<data_path>/<ds>/<ds>.inter`` (or the pre-split ``<ds>.<part>.inter`` files of RecBole's
+``benchmark_filename``) and, when present, ``<ds>.item``. Headers are ``name:type``. Known fields:
 
 * item title: ``movie_title`` (ml-100k), ``title`` (Amazon), ``name`` (Yelp), ``item_name``
 * item attributes: ``release_year``/``year``, ``class``/``genre``/``genres`` (ml-100k genres), ``categories``/
@@ -16,6 +17,7 @@ training split as a set of ``(user_token, item_token)`` pairs; without it every 
 (documented fallback for stand-alone precompute, logged as a warning).
 """
 import csv
+import hashlib
 import logging
 import os
 import random
@@ -86,19 +88,30 @@ class DatasetText:
         dataset: dataset name.
         train_pairs: training ``(user_token, item_token)`` pairs; ``None`` = all interactions (fallback).
         uid_field, iid_field: id columns of ``.inter`` (RecBole defaults ``user_id``, ``item_id``).
+        inter_parts: RecBole's ``benchmark_filename`` (e.g. ``['train', 'valid', 'test']``): read the pre-split
+            ``<dataset>.<part>.inter`` files instead of ``<dataset>.inter``.
     """
 
     def __init__(self, data_path: str, dataset: str, train_pairs: Optional[Iterable[Tuple[str, str]]] = None,
-                 uid_field: str = "user_id", iid_field: str = "item_id"):
+                 uid_field: str = "user_id", iid_field: str = "item_id", inter_parts: Optional[Sequence[str]] = None):
         self.data_path, self.dataset = data_path, dataset
-        self.inter_path = atomic_file(data_path, dataset, "inter")
-        if not os.path.exists(self.inter_path):
-            raise FileNotFoundError(f"{self.inter_path}: interaction file not found (check --data_path / "
-                                    f"data_path and --dataset)")
-        inter = _read_atomic(self.inter_path)
-        for name in (uid_field, iid_field):
-            if name not in inter.columns:
-                raise ValueError(f"{self.inter_path}: field {name!r} missing (columns: {list(inter.columns)})")
+        suffixes = [f"{part}.inter" for part in inter_parts] if inter_parts else ["inter"]
+        self.inter_paths = [atomic_file(data_path, dataset, suffix) for suffix in suffixes]
+        self.inter_path = " + ".join(self.inter_paths)  # for messages
+        frames = []
+        for path in self.inter_paths:
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"{path}: interaction file not found (check --data_path / data_path, "
+                                        f"--dataset and benchmark_filename)")
+            frame = _read_atomic(path)
+            for name in (uid_field, iid_field):
+                if name not in frame.columns:
+                    raise ValueError(f"{path}: field {name!r} missing (columns: {list(frame.columns)})")
+            if frames and list(frame.columns) != list(frames[0].columns):
+                raise ValueError(f"{path}: fields {list(frame.columns)} differ from {self.inter_paths[0]}'s "
+                                 f"{list(frames[0].columns)}; the pre-split files need one header")
+            frames.append(frame)
+        inter = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         rating = _first(inter.columns, RATING_FIELDS)
         review = _first(inter.columns, REVIEW_FIELDS)
         when = _first(inter.columns, TIME_FIELDS)
@@ -177,8 +190,12 @@ class DatasetText:
                        ", ".join(dict.fromkeys(src for src, _ in ATTRIBUTE_FIELDS)), example)
 
     def dataset_hash(self) -> str:
-        """SHA-256 of the ``.inter`` file bytes (recorded in every manifest)."""
-        return file_sha256(self.inter_path)
+        """SHA-256 of the ``.inter`` file bytes (recorded in every manifest); for pre-split files, of their names
+        and digests in order."""
+        if len(self.inter_paths) == 1:
+            return file_sha256(self.inter_paths[0])
+        listing = "\n".join(f"{os.path.basename(path)}:{file_sha256(path)}" for path in self.inter_paths)
+        return hashlib.sha256(listing.encode()).hexdigest()
 
     def users(self) -> List[str]:
         return list(self.history)

@@ -54,6 +54,36 @@ def test_dataset_text_uses_only_training_pairs(data_root):
         DatasetText(data_root, "nope")
 
 
+def test_dataset_text_reads_pre_split_files(data_root, tmp_path):
+    """``benchmark_filename`` parts: the same pairs, history and items as one ``.inter`` file holding their rows; a
+    digest that changes with any part; one header for all parts."""
+    import shutil
+
+    full = DatasetText(data_root, "mini")
+    folder = tmp_path / "mini"
+    shutil.copytree(os.path.join(data_root, "mini"), folder)
+    lines = (folder / "mini.inter").read_text().splitlines(keepends=True)
+    header, rows = lines[0], lines[1:]
+    cut = [0, len(rows) // 2, 3 * len(rows) // 4, len(rows)]
+    for part, start, end in zip(("train", "valid", "test"), cut, cut[1:]):
+        (folder / f"mini.{part}.inter").write_text(header + "".join(rows[start:end]))
+    (folder / "mini.inter").unlink()
+    split = DatasetText(str(tmp_path), "mini", inter_parts=["train", "valid", "test"])
+    assert split.pairs == full.pairs and split.items == full.items
+    assert split.history == full.history
+    digest = split.dataset_hash()
+    assert len(digest) == 64 and digest != full.dataset_hash()
+    with open(folder / "mini.test.inter", "a") as handle:
+        handle.write(rows[0])
+    assert DatasetText(str(tmp_path), "mini", inter_parts=["train", "valid", "test"]).dataset_hash() != digest
+    (folder / "mini.valid.inter").write_text(header.replace("\t", "\tx:float\t", 1) + "".join(
+        row.replace("\t", "\t1\t", 1) for row in rows[cut[1]:cut[2]]))
+    with pytest.raises(ValueError, match="mini.valid.inter: fields .* differ from .*mini.train.inter"):
+        DatasetText(str(tmp_path), "mini", inter_parts=["train", "valid", "test"])
+    with pytest.raises(FileNotFoundError, match="mini.other.inter"):
+        DatasetText(str(tmp_path), "mini", inter_parts=["train", "other"])
+
+
 def test_generation_prefix_cache_matches_full_prefill(tiny_llama_dir):
     model, tokenizer, _ = load_causal_lm(tiny_llama_dir, device="cpu")
     from recbole_hnlm.llm.generation import Generator

@@ -134,3 +134,31 @@ def test_teacher_config_leaves_the_runs_weight_files_out(fast_config, tmp_path):
     assert run["init_from"]  # the HNLMRec run starts from it; the teacher (another model, maybe) must not
     t_config = teacher_config(run, "LightGCN", epochs=3)
     assert t_config["init_from"] is None and t_config["resume_from"] is None
+
+
+def test_finetuned_run_on_an_imported_published_split(fast_config, tiny_llama_dir, tmp_path, caplog):
+    """A pre-split dataset (``split_import``, no item text): the teacher and the store cover exactly the imported
+    training pairs, not the validation hold-out or the test pairs; test pairs that are also training pairs are
+    reported with the remedy that works for pre-split files."""
+    from recbole_hnlm.llm.store import PairEmbeddingStore
+    from recbole_hnlm.quick_start import run_recbole_hnlm
+    from recbole_hnlm.split_import import PARTS, import_split
+
+    train_txt, test_txt = tmp_path / "train.txt", tmp_path / "test.txt"
+    train_txt.write_text("".join(f"{u} " + " ".join(str((u * 7 + k * 3) % 90) for k in range(12)) + "\n"
+                                 for u in range(40)))
+    test_txt.write_text("".join(f"{u} {(u * 7 + 50) % 90} {(u * 5 + 61) % 90}\n" for u in range(40)))
+    out = str(tmp_path / "atomic")
+    manifest = import_split("pub", str(train_txt), str(test_txt), out, valid_ratio=0.2, seed=3)
+    settings = dict(fast_config, dataset="pub", data_path=out, benchmark_filename=list(PARTS),
+                    load_col={"inter": ["user_id", "item_id"]}, sampler="HNLMRec", hnlm_variant="finetuned",
+                    hnlm_generator=tiny_llama_dir, hnlm_teacher_epochs=1, hnlm_ft_max_train_pairs=32,
+                    hnlm_ft_batch_size=8, epochs=1)
+    result = run_recbole_hnlm(model="MF", dataset="pub", config_dict=settings, saved=False)
+    folder = os.path.join(out, "pub")
+    teacher = Teacher.load(os.path.join(folder, "pub.hnlm-teacher.safetensors"))
+    store = PairEmbeddingStore.open(os.path.join(folder, "pub.hnlm-finetuned.safetensors"))
+    assert teacher.pair_user.numel() == store.num_pairs == manifest["counts"]["train_pairs"]
+    assert 0 <= result["test_result"]["ndcg@20"] <= 1
+    assert manifest["counts"]["test_pairs_also_in_train"] > 0
+    assert "RecBole reads pre-split files (benchmark_filename) as they are" in caplog.text

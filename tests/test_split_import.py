@@ -1,0 +1,198 @@
+"""Importing a published train/test split (LightGCN adjacency or SELFRec pairs) as RecBole pre-split atomic files:
+formats, the seeded validation hold-out, bad input, reruns, and that RecBole trains and tests on exactly the pairs
+written."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from recbole_hnlm.errors import DataError
+from recbole_hnlm.split_import import (PARTS, detect_format, hold_out_validation, import_split, main,
+                                       read_split_file)
+from tests.conftest import ml100k_dir
+
+
+def write(path, lines):
+    path.write_text("".join(f"{line}\n" for line in lines))
+    return str(path)
+
+
+def read_inter(path):
+    with open(path) as handle:
+        assert handle.readline() == "user_id:token\titem_id:token\n"
+        return [tuple(map(int, line.split("\t"))) for line in handle]
+
+
+def ml100k_published_split(tmp_path, test_share=0.2, seed=0):
+    """ml-100k cut into adjacency-format train.txt/test.txt, as LightGCN publishes Yelp2018."""
+    rng = np.random.default_rng(seed)
+    train, test = {}, {}
+    with open(os.path.join(ml100k_dir(), "ml-100k.inter")) as handle:
+        handle.readline()
+        for line in handle:
+            user, item = map(int, line.split("\t")[:2])
+            (test if rng.random() < test_share else train).setdefault(user, []).append(item)
+    paths = []
+    for name, lists in (("train", train), ("test", test)):
+        paths.append(write(tmp_path / f"{name}.txt", [" ".join(map(str, [u, *items])) for u, items in lists.items()]))
+    return paths, train, test
+
+
+def test_adjacency_and_pairs_read_the_same_pairs(tmp_path):
+    adjacency = write(tmp_path / "adj.txt", ["0 5 7 9 11", "1 5", "2 3 4 5 6 7"])
+    pairs = write(tmp_path / "pairs.txt", ["0 5 1", "0 7 1", "0 9 1", "0 11 1", "1 5 1", "2 3 1", "2 4 1", "2 5 1",
+                                           "2 6 1", "2 7 1"])
+    assert detect_format(adjacency) == "adjacency" and detect_format(pairs) == "pairs"
+    assert read_split_file(adjacency).pairs == read_split_file(pairs).pairs == [
+        (0, 5), (0, 7), (0, 9), (0, 11), (1, 5), (2, 3), (2, 4), (2, 5), (2, 6), (2, 7)]
+    # a SELFRec file read as adjacency would make item 1 everyone's positive: the explicit format decides
+    assert (1, 1) not in read_split_file(pairs, "pairs").pairs
+    assert (0, 1) in read_split_file(pairs, "adjacency").pairs
+
+
+def test_ambiguous_three_column_files_need_a_format(tmp_path):
+    ambiguous = write(tmp_path / "amb.txt", ["0 5 7", "1 5 9", "2 3"])
+    with pytest.raises(DataError, match="amb.txt.*--format pairs or --format adjacency"):
+        detect_format(ambiguous)
+    assert read_split_file(ambiguous, "adjacency").pairs == [(0, 5), (0, 7), (1, 5), (1, 9), (2, 3)]
+    # a published test file is often short; its training file decides
+    train = write(tmp_path / "train.txt", ["0 1 2 3 4", "1 2"])
+    assert detect_format(train, ambiguous) == "adjacency"
+    manifest = import_split("amb", train, ambiguous, str(tmp_path / "atomic"))
+    assert manifest["options"]["format"] == "adjacency" and manifest["counts"]["test_pairs"] == 5
+    weighted = write(tmp_path / "weighted.txt", ["0 5 4.5", "1 5 3.0"])
+    assert detect_format(weighted) == "pairs"
+
+
+@pytest.mark.parametrize("lines, fmt, message", [
+    (["user item", "0 5"], "auto", r"bad.txt:1: user 'user' is not a non-negative integer id"),
+    (["0 5", "1 x7"], "adjacency", r"bad.txt:2: item 'x7'"),
+    (["0 5", "1 -3"], "adjacency", r"bad.txt:2: item '-3'"),
+    (["0 5 1", "1 5 6 7"], "pairs", r"bad.txt:2: 4 fields; pairs format"),
+    (["", "  "], "auto", r"bad.txt has no \(user, item\) pairs"),
+])
+def test_malformed_files_name_file_and_line(tmp_path, lines, fmt, message):
+    path = write(tmp_path / "bad.txt", lines)
+    with pytest.raises(DataError, match=message):
+        read_split_file(path, fmt)
+
+
+def test_duplicates_and_users_without_items_are_counted(tmp_path):
+    source = read_split_file(write(tmp_path / "t.txt", ["0 5 5 7", "1", "0 7 9"]), "adjacency")
+    assert source.pairs == [(0, 5), (0, 7), (0, 9)]
+    assert source.duplicates == 2 and source.users_without_items == 1
+
+
+def test_hold_out_partitions_each_user_and_is_seeded():
+    rng = np.random.default_rng(3)
+    pairs = [(user, int(item)) for user in range(200)
+             for item in rng.choice(1000, size=int(rng.integers(1, 40)), replace=False)]
+    train, valid = hold_out_validation(pairs, 0.1, seed=7)
+    assert sorted(train + valid) == sorted(pairs) and not set(train) & set(valid)
+    assert [p for p in pairs if p in set(train)] == train  # file order kept
+    users = {user for user, _ in pairs}
+    assert users == {user for user, _ in train}  # every user keeps a training pair
+    singles = {user for user in users if sum(u == user for u, _ in pairs) == 1}
+    assert singles and not singles & {user for user, _ in valid}
+    assert abs(len(valid) / len(pairs) - 0.1) < 0.02
+    assert hold_out_validation(pairs, 0.1, seed=7) == (train, valid)
+    assert hold_out_validation(pairs, 0.1, seed=8)[1] != valid
+    for ratio in (0.0, 1.0, -0.1):
+        with pytest.raises(DataError, match="--valid_ratio must be in"):
+            hold_out_validation(pairs, ratio, seed=7)
+
+
+def test_import_writes_three_files_and_manifest_and_reruns_idempotently(tmp_path):
+    (train_txt, test_txt), train, test = ml100k_published_split(tmp_path)
+    manifest = import_split("pub", train_txt, test_txt, str(tmp_path / "atomic"), valid_ratio=0.1, seed=5)
+    folder = tmp_path / "atomic" / "pub"
+    written = {part: read_inter(folder / f"pub.{part}.inter") for part in PARTS}
+    assert sorted(written["train"] + written["valid"]) == sorted((u, i) for u, items in train.items() for i in items)
+    assert written["test"] == [(u, i) for u, items in test.items() for i in items]
+    assert manifest == json.loads((folder / "pub.split.json").read_text())
+    assert manifest["counts"]["valid_pairs"] == len(written["valid"]) and manifest["options"]["seed"] == 5
+    assert manifest["sources"]["train"]["format"] == "adjacency" and len(manifest["sources"]["test"]["sha256"]) == 64
+    assert not [name for name in os.listdir(folder) if ".tmp-" in name]
+
+    before = {name: os.stat(folder / name).st_mtime_ns for name in os.listdir(folder)}
+    assert import_split("pub", train_txt, test_txt, str(tmp_path / "atomic"), valid_ratio=0.1, seed=5) == manifest
+    assert {name: os.stat(folder / name).st_mtime_ns for name in os.listdir(folder)} == before
+    with pytest.raises(DataError, match="pub.train.inter was imported from other sources or with other options.*"
+                       "--overwrite"):
+        import_split("pub", train_txt, test_txt, str(tmp_path / "atomic"), valid_ratio=0.1, seed=6)
+    assert read_inter(folder / "pub.valid.inter") == written["valid"]  # refused: nothing touched
+    again = import_split("pub", train_txt, test_txt, str(tmp_path / "atomic"), valid_ratio=0.1, seed=6,
+                         overwrite=True)
+    assert again["options"]["seed"] == 6 and read_inter(folder / "pub.valid.inter") != written["valid"]
+
+
+def test_bad_input_writes_nothing(tmp_path):
+    good = write(tmp_path / "train.txt", ["0 1 2 3", "1 2 3"])
+    bad = write(tmp_path / "test.txt", ["0 4", "1 oops"])
+    with pytest.raises(DataError, match="test.txt:2"):
+        import_split("pub", good, bad, str(tmp_path / "atomic"))
+    with pytest.raises(DataError, match="cannot read .*missing.txt"):
+        import_split("pub", good, str(tmp_path / "missing.txt"), str(tmp_path / "atomic"))
+    with pytest.raises(DataError, match="--dataset must be a plain folder name"):
+        import_split("../up", good, good, str(tmp_path / "atomic"))
+    assert not (tmp_path / "atomic").exists()
+
+
+def test_warnings_for_leaks_duplicates_cold_users_and_weights(tmp_path):
+    train = write(tmp_path / "train.txt", ["0 1 4", "0 2 4", "0 1 4", "1 2 5"])
+    test = write(tmp_path / "test.txt", ["0 1 1", "2 3 1"])
+    manifest = import_split("w", train, test, str(tmp_path / "atomic"), file_format="pairs")
+    counts, warnings = manifest["counts"], " ".join(manifest["warnings"])
+    assert counts["test_pairs_also_in_train"] == 1 and "can never be hit" in warnings
+    assert counts["duplicate_pairs_dropped"] == 1 and "1 repeated" in warnings
+    assert counts["test_users_without_training_pairs"] == 1 and counts["test_items_without_training_pairs"] == 1
+    assert "train.txt: the third column (weights) varies" in warnings and "test.txt: the third" not in warnings
+
+
+def test_command_line_exit_codes_and_run_hint(tmp_path, capsys):
+    (train_txt, test_txt), _, _ = ml100k_published_split(tmp_path)
+    out = str(tmp_path / "atomic")
+    assert main(["--dataset", "pub", "--train", train_txt, "--test", test_txt, "--out", out]) == 0
+    printed = capsys.readouterr().out
+    assert "--dataset=pub" in printed and "--benchmark_filename=['train','valid','test']" in printed
+    assert main(["--dataset", "pub", "--train", train_txt, "--test", test_txt, "--out", out, "--seed", "1"]) == 2
+    assert "error: " in capsys.readouterr().err
+
+
+def test_recbole_trains_and_tests_on_exactly_the_imported_pairs(tmp_path, fast_config):
+    """Through the plugin's Config and RecBole's data preparation, as a run builds them."""
+    from recbole.data import create_dataset, data_preparation
+
+    from recbole_hnlm.config import Config
+    from recbole_hnlm.data_checks import check_dataset_files
+
+    (train_txt, test_txt), _, _ = ml100k_published_split(tmp_path, test_share=0.3, seed=1)
+    out = str(tmp_path / "atomic")
+    import_split("pub", train_txt, test_txt, out)
+    folder = os.path.join(out, "pub")
+    options = dict(fast_config, dataset="pub", data_path=out, load_col={"inter": ["user_id", "item_id"]})
+    with pytest.raises(FileNotFoundError, match=r"pre-split dataset .*--benchmark_filename=\['train','valid','test'\]"):
+        check_dataset_files(Config(model="LightGCN", config_dict=options, command_line=False))
+    config = Config(model="LightGCN", config_dict=dict(options, benchmark_filename=list(PARTS)), command_line=False)
+    check_dataset_files(config)
+    dataset = create_dataset(config)
+    loaders = data_preparation(config, dataset)
+    for part, loader in zip(PARTS, loaders):
+        inter = loader.dataset.inter_feat
+        users = dataset.id2token("user_id", inter["user_id"].numpy())
+        items = dataset.id2token("item_id", inter["item_id"].numpy())
+        assert sorted(zip(map(int, users), map(int, items))) == sorted(read_inter(os.path.join(folder,
+                                                                                              f"pub.{part}.inter")))
+
+
+def test_run_on_imported_split(tmp_path, fast_config):
+    from recbole_hnlm.quick_start import run_recbole_hnlm
+
+    (train_txt, test_txt), _, _ = ml100k_published_split(tmp_path)
+    out = str(tmp_path / "atomic")
+    import_split("pub", train_txt, test_txt, out)
+    result = run_recbole_hnlm(model="MF", dataset="pub", config_dict=dict(
+        fast_config, dataset="pub", data_path=out, sampler="DNS", benchmark_filename=list(PARTS),
+        load_col={"inter": ["user_id", "item_id"]}))
+    assert result["test_result"]["ndcg@20"] > 0.0 and np.isfinite(result["best_valid_score"])
