@@ -69,6 +69,12 @@ def check_core_options(config) -> None:
         raise ConfigError(f"Option 'flush_denormal' must be True or False, got {config['flush_denormal']!r}.")
     if not isinstance(config["eval_only"], bool):
         raise ConfigError(f"Option 'eval_only' must be True or False, got {config['eval_only']!r}.")
+    parts = config["benchmark_filename"]
+    if parts is not None and not (isinstance(parts, (list, tuple)) and len(parts) == 3
+                                  and all(isinstance(part, str) and part for part in parts)):
+        raise ConfigError(f"Option 'benchmark_filename' must name the three pre-split files in order train, valid, "
+                          f"test (e.g. \"--benchmark_filename=['train','valid','test']\" for <dataset>.train.inter "
+                          f"...), got {parts!r}.")
     for key in _PICKLE_WRITERS:
         if config[key]:
             raise ConfigError(f"Option '{key}' makes RecBole write a pickle file; recbole_hnlm writes none. Leave "

@@ -106,21 +106,47 @@ def check_topk_fits(config, dataset):
 def check_duplicate_interactions(config, dataset):
     """Warn when a (user, item) pair occurs on several rows of the built dataset: RecBole keeps them unless
     ``rm_dup_inter`` is set, so they weigh more in training and a pair can land in both training and test.
-    One sort of ``user * n_items + item``: about 0.1 s on a CPU for Yelp2018's 1.5M rows."""
+    One sort of ``user * n_items + item``: about 0.1 s on a CPU for Yelp2018's 1.5M rows.
+
+    Pre-split files (``benchmark_filename``) are read as they are, ``rm_dup_inter`` included. For them the warning
+    counts repeats inside the training file and evaluation pairs that are also training pairs (RecBole ranks those
+    as easy hits); a validation file that repeats the test file is a protocol choice, not counted."""
     users = np.asarray(dataset.inter_feat[dataset.uid_field], dtype=np.int64)  # a DataFrame column before build()
     items = np.asarray(dataset.inter_feat[dataset.iid_field], dtype=np.int64)
-    _, counts = np.unique(users * dataset.item_num + items, return_counts=True)
+    keys = users * dataset.item_num + items
+    if config["benchmark_filename"]:
+        _warn_presplit_duplicates(config, keys, list(getattr(dataset, "file_size_list", [len(keys)])))
+        return
+    _, counts = np.unique(keys, return_counts=True)
     repeated = counts[counts > 1]
     if len(repeated):
-        remedy = ("RecBole reads pre-split files (benchmark_filename) as they are, rm_dup_inter included: remove the "
-                  "repeats from the files (python -m recbole_hnlm.split_import drops them within each file and "
-                  "counts test pairs that are also training pairs)." if config["benchmark_filename"] else
-                  "Set rm_dup_inter: first (or --rm_dup_inter=first) to keep only the first of each (the earliest, "
-                  "when there is a timestamp field).")
         logger.warning(f"{' and '.join(_inter_files(config))}: {len(repeated)} (user, item) pairs occur on more than "
                        f"one row ({int(repeated.sum()) - len(repeated)} extra of {len(users)} rows). RecBole keeps "
                        "them, so they count several times in training and a pair can be both a training and a test "
-                       f"item. {remedy}")
+                       "item. Set rm_dup_inter: first (or --rm_dup_inter=first) to keep only the first of each "
+                       "(the earliest, when there is a timestamp field).")
+
+
+def _warn_presplit_duplicates(config, keys, sizes):
+    """The pre-split form of :func:`check_duplicate_interactions` (the first file trains, the others evaluate)."""
+    paths = _inter_files(config)
+    bounds = np.cumsum([0] + sizes)
+    train = keys[bounds[0]:bounds[1]]
+    unique_train = np.unique(train)
+    problems = []
+    if len(unique_train) < len(train):
+        problems.append(f"{paths[0]} repeats {len(train) - len(unique_train)} (user, item) rows, which count several "
+                        "times in training")
+    for path, start, end in zip(paths[1:], bounds[1:-1], bounds[2:]):
+        leaked = int(np.isin(np.unique(keys[start:end]), unique_train).sum())
+        if leaked:
+            problems.append(f"{path} has {leaked} (user, item) pairs that are also training pairs, which RecBole's "
+                            "full ranking does not mask: easy hits that raise its metrics")
+    if problems:
+        logger.warning("; ".join(problems) + ". RecBole reads pre-split files (benchmark_filename) as they are, "
+                       "rm_dup_inter included: remove those rows from the files (python -m recbole_hnlm.split_import "
+                       "drops repeats within each file, and test pairs that are also training pairs with "
+                       "--drop_test_pairs_in_train).")
 
 
 def check_splits_not_empty(config, valid_data, test_data):

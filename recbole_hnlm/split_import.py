@@ -9,16 +9,25 @@ MixGCF, AHNS and LightGCN publish Yelp2018 and Amazon-Book as ``train.txt``/``te
 line per user: ``user item item ...``); HNLMRec's SELFRec code reads *pairs* (``user item [weight]`` per line).
 ``--format auto`` (the default) tells them apart and stops when a file could be either.
 
-The papers select their best epoch on the test split and have no validation split. RecBole needs one, and it cannot
-reuse the test split: its full ranking masks the training *and validation* items of each user at test time, so a copy
-of the test split as validation would hide every test item. The validation split is therefore held out of the
-published training split, per user and seeded (``--valid_ratio``, ``--seed``): every user keeps at least one training
-item, and the published test split is written unchanged. Model selection then never sees the test split.
+The papers have no validation split: they pick their best epoch on the test split. RecBole early-stops and picks the
+best epoch on a validation split, so ``--valid`` chooses one:
+
+* ``holdout`` (default): a seeded per-user hold-out of the published training file (``--valid_ratio``, ``--seed``;
+  every user keeps at least one training pair). Model selection never sees the test split, but the model trains on
+  ``1 - valid_ratio`` of the training pairs, so its numbers sit a little below a run on the whole file.
+* ``test``: the validation file is a copy of the test file, the papers' protocol (the whole training file trains,
+  the best epoch is picked on the test split, so the test numbers are optimistic). RecBole does not mask a user's
+  test items at test time even when they are also validation items, so this ranks as the papers' code does.
+
+The published test split is written unchanged, unless ``--drop_test_pairs_in_train`` removes its pairs that are also
+training pairs: RecBole ranks such a pair's item at test time (it masks only the *other* training items of a user),
+where the papers' code masks every training item.
 
 Written to ``<out>/<dataset>/``: ``<dataset>.{train,valid,test}.inter`` (``user_id:token``, ``item_id:token``, ids
-as in the source files) and ``<dataset>.split.json`` (the sources' sha256, the options, counts and warnings). RecBole
-reads pre-split files as they are, without filtering or k-core, so what is written is what trains and evaluates.
-Rerunning with the same sources and options changes nothing; other sources or options need ``--overwrite``.
+as in the source files) and ``<dataset>.split.json`` (the sources' and outputs' sha256, the options, counts and
+warnings). RecBole reads pre-split files as they are, without filtering or k-core, so what is written is what trains
+and evaluates. Rerunning with the same sources and options changes nothing; other sources or options, or output files
+changed since, need ``--overwrite``.
 """
 import argparse
 import json
@@ -36,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 PARTS = ("train", "valid", "test")
 FORMATS = ("auto", "adjacency", "pairs")
+VALID_SOURCES = ("holdout", "test")
 HEADER = "user_id:token\titem_id:token\n"
 #: The RecBole option that reads the three files, as written on a command line.
 BENCHMARK_FILENAME = "[" + ",".join(f"'{part}'" for part in PARTS) + "]"
@@ -54,7 +64,7 @@ class SplitFile:
 
 
 def _parse_id(token: str, path: str, line_no: int, what: str) -> int:
-    if not token.isdigit():
+    if not (token.isascii() and token.isdigit()):
         raise DataError(f"{path}:{line_no}: {what} {token!r} is not a non-negative integer id (a header line? "
                         "the published files have none).")
     return int(token)
@@ -63,7 +73,7 @@ def _parse_id(token: str, path: str, line_no: int, what: str) -> int:
 def _rows(path: str):
     """``(line number, whitespace-split fields)`` of every non-blank line."""
     try:
-        handle = open(path, encoding="utf-8")
+        handle = open(path, encoding="utf-8-sig")  # a byte-order mark is not part of the first id
     except OSError as error:
         raise DataError(f"cannot read {path}: {error.strerror}") from None
     with handle:
@@ -77,21 +87,26 @@ def detect_format(*paths: str) -> str:
     """``adjacency`` or ``pairs``, from the column counts and the third column of all ``paths`` together (a
     published split is in one format; its test file alone is often ambiguous).
 
-    A line with more than three fields is only possible in adjacency format. When every line has two fields both
-    formats read the same pairs. When the longest lines have three fields, a non-integer or constant third column is
-    a weight (pairs); anything else could be either, and the caller must say which.
+    Adjacency lists vary in length; a line with more than three fields is only possible in that format, unless every
+    line has the same four or more fields (a table such as ``user item rating timestamp``: refused). When every line
+    has two fields both formats read the same pairs. When the longest lines have three fields, a non-integer or
+    constant third column is a weight (pairs); anything else could be either, and the caller must say which.
     """
-    longest, thirds = 0, set()
+    counts, thirds = set(), set()
     for path in paths:
         for _, fields in _rows(path):
-            longest = max(longest, len(fields))
-            if longest > 3:
-                return "adjacency"
+            counts.add(len(fields))
             if len(fields) == 3:
                 thirds.add(fields[2])
-    if longest <= 2:
+    if not counts or max(counts) <= 2:
         return "pairs"
-    if len(thirds) == 1 or any(not value.isdigit() for value in thirds):
+    if max(counts) > 3:
+        if len(counts) == 1:
+            raise DataError(f"{', '.join(paths)}: every line has {max(counts)} fields, like a table (user item rating "
+                            "timestamp?) rather than adjacency lists 'user item item ...', whose lengths vary; pass "
+                            "--format adjacency if they are lists, or cut the file to 'user item' pairs.")
+        return "adjacency"
+    if len(thirds) == 1 or any(not (value.isascii() and value.isdigit()) for value in thirds):
         return "pairs"
     raise DataError(f"{', '.join(paths)}: every line has at most three fields, so they could be 'user item weight' "
                     "pairs or 'user item item' adjacency lists; pass --format pairs or --format adjacency.")
@@ -113,7 +128,10 @@ def read_split_file(path: str, file_format: str = "auto") -> SplitFile:
                                 "'user item weight' (lists of items are --format adjacency).")
             items = [_parse_id(fields[1], path, line_no, "item")]
             if len(fields) == 3:
-                result.weights.add(fields[2])
+                try:
+                    result.weights.add(float(fields[2]))
+                except ValueError:
+                    raise DataError(f"{path}:{line_no}: weight {fields[2]!r} is not a number.") from None
         else:
             items = [_parse_id(token, path, line_no, "item") for token in fields[1:]]
             if not items:
@@ -156,32 +174,46 @@ def hold_out_validation(train_pairs, valid_ratio: float, seed: int):
     return train, valid
 
 
-def _summary(parts, train_file, test_file):
+def _summary(parts, train_file, test_file, valid_source, dropped):
     """Counts and the warnings worth reading before a run."""
-    train_users = {user for user, _ in parts["train"]} | {user for user, _ in parts["valid"]}
-    train_items = {item for _, item in parts["train"]} | {item for _, item in parts["valid"]}
-    train_set = set(parts["train"]) | set(parts["valid"])
-    test = parts["test"]
+    train, test = parts["train"], parts["test"]
+    train_users, train_items = {user for user, _ in train}, {item for _, item in train}
+    test_users, test_items = {user for user, _ in test}, {item for _, item in test}
+    source_set = set(train_file.pairs)
     counts = {f"{part}_pairs": len(pairs) for part, pairs in parts.items()}
     counts.update({
-        "users": len(train_users | {user for user, _ in test}),
-        "items": len(train_items | {item for _, item in test}),
-        "test_users": len({user for user, _ in test}),
-        "test_users_without_training_pairs": len({user for user, _ in test} - train_users),
-        "test_items_without_training_pairs": len({item for _, item in test} - train_items),
-        "test_pairs_also_in_train": sum(pair in train_set for pair in test),
+        "users": len({user for user, _ in train_file.pairs} | test_users),
+        "items": len({item for _, item in train_file.pairs} | test_items),
+        "test_users": len(test_users),
+        "test_users_without_training_pairs": len(test_users - train_users),
+        "test_items_without_training_pairs": len(test_items - train_items),
+        "test_pairs_also_in_train": sum(pair in source_set for pair in test),
+        "test_pairs_in_train_dropped": dropped,
         "duplicate_pairs_dropped": train_file.duplicates + test_file.duplicates,
+        "users_listed_without_items": train_file.users_without_items + test_file.users_without_items,
     })
+    if valid_source == "holdout":
+        counts["items_only_in_validation"] = len({item for _, item in parts["valid"]} - train_items)
     warnings = []
     if counts["test_pairs_also_in_train"]:
-        warnings.append(f"{counts['test_pairs_also_in_train']} test pairs are also training pairs; RecBole masks a "
-                        "user's training items when it ranks for the test, so these can never be hit.")
+        warnings.append(f"{counts['test_pairs_also_in_train']} test pairs are also training pairs. RecBole's full "
+                        "ranking does not mask a training item that is also the user's test item, so these are easy "
+                        "hits that raise Recall/NDCG (the papers' code masks every training item); "
+                        "--drop_test_pairs_in_train removes them from the test file.")
+    if dropped:
+        warnings.append(f"{dropped} test pairs that are also training pairs were dropped from the test file.")
     if counts["duplicate_pairs_dropped"]:
         warnings.append(f"{counts['duplicate_pairs_dropped']} repeated (user, item) pairs were dropped "
                         f"({train_file.duplicates} in {train_file.path}, {test_file.duplicates} in {test_file.path}).")
     if counts["test_users_without_training_pairs"]:
         warnings.append(f"{counts['test_users_without_training_pairs']} test users have no training pairs (cold "
                         "users, ranked from an untrained embedding).")
+    if counts.get("items_only_in_validation"):
+        warnings.append(f"{counts['items_only_in_validation']} items have all their training pairs in the validation "
+                        "hold-out, so the model never trains on them.")
+    if valid_source == "test":
+        warnings.append("The validation file is the test file (--valid test, the papers' protocol): the best epoch is "
+                        "picked on the test split, so the test numbers are optimistic.")
     for source in (train_file, test_file):
         if len(source.weights) > 1:
             warnings.append(f"{source.path}: the third column (weights) varies; it is not imported, every pair is a "
@@ -201,28 +233,61 @@ def _manifest(train_file, test_file, options, counts, warnings):
     }
 
 
-def _same_import(old: dict, new: dict) -> bool:
-    keys = ("options", "benchmark_filename")
-    return (all(old.get(key) == new.get(key) for key in keys)
-            and {part: src.get("sha256") for part, src in old.get("sources", {}).items()}
-            == {part: src["sha256"] for part, src in new["sources"].items()})
+def _read_manifest(path: str):
+    """The manifest at ``path``, ``None`` when there is none."""
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            manifest = json.load(handle)
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path} is unreadable ({error}); pass --overwrite to import the split again.") from None
+    if not isinstance(manifest, dict):
+        raise DataError(f"{path} is not a split manifest; pass --overwrite to import the split again.")
+    return manifest
 
 
-def import_split(dataset: str, train_path: str, test_path: str, out: str, valid_ratio: float = 0.1,
-                 seed: int = 2020, file_format: str = "auto", overwrite: bool = False) -> dict:
+def _up_to_date(old, new, targets) -> bool:
+    """Same sources and options, and every output file as that import wrote it."""
+    if old is None or any(old.get(key) != new[key] for key in ("options", "benchmark_filename")):
+        return False
+    if {part: (src or {}).get("sha256") for part, src in (old.get("sources") or {}).items()} != \
+            {part: src["sha256"] for part, src in new["sources"].items()}:
+        return False
+    outputs = old.get("outputs") or {}
+    return all(os.path.exists(path) and outputs.get(part) == file_sha256(path) for part, path in targets.items())
+
+
+def import_split(dataset: str, train_path: str, test_path: str, out: str, valid: str = "holdout",
+                 valid_ratio: float = 0.1, seed: int = 2020, file_format: str = "auto",
+                 drop_test_pairs_in_train: bool = False, overwrite: bool = False) -> dict:
     """Write ``<out>/<dataset>/<dataset>.{train,valid,test}.inter`` and ``<dataset>.split.json``; return the
-    manifest. Nothing is written when an input is bad, and existing files of another import are kept unless
-    ``overwrite``."""
+    manifest. Nothing is written when an input is bad, and existing files are kept unless they are this very import
+    (then nothing is written) or ``overwrite``."""
     if not dataset or os.sep in dataset or dataset.startswith("."):
         raise DataError(f"--dataset must be a plain folder name, got {dataset!r}")
+    if valid not in VALID_SOURCES:
+        raise DataError(f"--valid must be one of {VALID_SOURCES}, got {valid!r}")
     if file_format == "auto":
         file_format = detect_format(train_path, test_path)
     train_file = read_split_file(train_path, file_format)
     test_file = read_split_file(test_path, file_format)
-    train, valid = hold_out_validation(train_file.pairs, valid_ratio, seed)
-    parts = {"train": train, "valid": valid, "test": test_file.pairs}
-    counts, warnings = _summary(parts, train_file, test_file)
-    options = {"valid_ratio": valid_ratio, "seed": seed, "format": file_format}
+    test, dropped = test_file.pairs, 0
+    if drop_test_pairs_in_train:
+        source_set = set(train_file.pairs)
+        test = [pair for pair in test_file.pairs if pair not in source_set]
+        dropped = len(test_file.pairs) - len(test)
+        if not test:
+            raise DataError(f"every pair of {test_path} is also a training pair; nothing is left to test on.")
+    if valid == "holdout":
+        train, valid_pairs = hold_out_validation(train_file.pairs, valid_ratio, seed)
+        options = {"valid": valid, "valid_ratio": valid_ratio, "seed": seed}
+    else:
+        train, valid_pairs = list(train_file.pairs), list(test)
+        options = {"valid": valid}
+    options.update(format=file_format, drop_test_pairs_in_train=drop_test_pairs_in_train)
+    parts = {"train": train, "valid": valid_pairs, "test": test}
+    counts, warnings = _summary(parts, train_file, test_file, valid, dropped)
     manifest = _manifest(train_file, test_file, options, counts, warnings)
 
     folder = os.path.join(out, dataset)
@@ -230,25 +295,31 @@ def import_split(dataset: str, train_path: str, test_path: str, out: str, valid_
     targets = {part: os.path.join(folder, f"{dataset}.{part}.inter") for part in PARTS}
     existing = [path for path in [*targets.values(), manifest_path] if os.path.exists(path)]
     if existing and not overwrite:
-        old = None
-        if os.path.exists(manifest_path):
-            with open(manifest_path, encoding="utf-8") as handle:
-                old = json.load(handle)
-        if old is not None and _same_import(old, manifest) and all(map(os.path.exists, targets.values())):
+        old = _read_manifest(manifest_path)
+        if _up_to_date(old, manifest, targets):
             logger.info("%s is up to date (same sources and options); nothing written", folder)
             return old
-        origin = ("was imported from other sources or with other options (see its split.json)" if old is not None
-                  else "already exists")
-        raise DataError(f"{existing[0]} {origin}; pass --overwrite to replace {folder}'s split files, or choose "
-                        "another --out or --dataset.")
+        if old is None:
+            reason = f"{existing[0]} exists without {manifest_path}"
+        elif not all(map(os.path.exists, targets.values())):
+            reason = f"{next(p for p in targets.values() if not os.path.exists(p))} is missing"
+        elif old.get("options") != manifest["options"] or old.get("sources") != manifest["sources"]:
+            reason = f"{manifest_path} records other sources or options"
+        else:
+            reason = "a split file changed since it was imported"
+        raise DataError(f"{folder}: {reason}; pass --overwrite to import the split again, or choose another --out "
+                        "or --dataset.")
     for message in warnings:
         logger.warning(message)
+    if os.path.exists(manifest_path):
+        os.remove(manifest_path)  # first: without it, a half-replaced set of files is never taken as up to date
     with atomic_path(targets["train"]) as tmp_train, atomic_path(targets["valid"]) as tmp_valid, \
             atomic_path(targets["test"]) as tmp_test:
         for tmp, part in ((tmp_train, "train"), (tmp_valid, "valid"), (tmp_test, "test")):
             with open(tmp, "w", encoding="utf-8") as handle:
                 handle.write(HEADER)
                 handle.writelines(f"{user}\t{item}\n" for user, item in parts[part])
+    manifest["outputs"] = {part: file_sha256(path) for part, path in targets.items()}
     write_json_atomic(manifest_path, manifest)  # last: its presence says the three files are complete
     return manifest
 
@@ -269,15 +340,21 @@ def main(argv=None) -> int:
     parser.add_argument("--format", choices=FORMATS, default="auto",
                         help="adjacency ('user item item ...', LightGCN/MixGCF/AHNS) or pairs ('user item [weight]', "
                              "SELFRec/HNLMRec); auto detects it")
+    parser.add_argument("--valid", choices=VALID_SOURCES, default="holdout",
+                        help="holdout: a seeded per-user hold-out of the training file (default); test: a copy of the "
+                             "test file, the papers' protocol (best epoch picked on the test split)")
     parser.add_argument("--valid_ratio", type=float, default=0.1,
                         help="share of each user's training pairs held out for validation (default 0.1)")
     parser.add_argument("--seed", type=int, default=2020, help="seed of the validation hold-out (default 2020)")
+    parser.add_argument("--drop_test_pairs_in_train", action="store_true",
+                        help="drop test pairs that are also training pairs (RecBole would rank them as easy hits)")
     parser.add_argument("--overwrite", action="store_true", help="replace the split files of another import")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        manifest = import_split(args.dataset, args.train, args.test, args.out, valid_ratio=args.valid_ratio,
-                                seed=args.seed, file_format=args.format, overwrite=args.overwrite)
+        manifest = import_split(args.dataset, args.train, args.test, args.out, valid=args.valid,
+                                valid_ratio=args.valid_ratio, seed=args.seed, file_format=args.format,
+                                drop_test_pairs_in_train=args.drop_test_pairs_in_train, overwrite=args.overwrite)
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -35,6 +35,8 @@ def build_config(**options):
     ({"valid_metric": "MRR@20"}, "'valid_metric' = 'MRR@20'"),
     ({"save_dataset": True}, "'save_dataset' makes RecBole write a pickle"),
     ({"save_dataloaders": True}, "'save_dataloaders'"),
+    ({"benchmark_filename": ["train", "test"]}, "'benchmark_filename' must name the three pre-split files"),
+    ({"benchmark_filename": "train"}, "'benchmark_filename'"),
 ], ids=lambda v: str(v) if not isinstance(v, dict) else "-".join(f"{k}={v[k]}" for k in v))
 def test_bad_core_options_name_the_option(options, named):
     with pytest.raises(ConfigError, match=named.replace("(", r"\(").replace("[", r"\[")):

@@ -71,6 +71,9 @@ def test_ambiguous_three_column_files_need_a_format(tmp_path):
     (["0 5", "1 -3"], "adjacency", r"bad.txt:2: item '-3'"),
     (["0 5 1", "1 5 6 7"], "pairs", r"bad.txt:2: 4 fields; pairs format"),
     (["", "  "], "auto", r"bad.txt has no \(user, item\) pairs"),
+    (["0 5", "1 \u00b2"], "adjacency", r"bad.txt:2: item '\u00b2'"),  # str.isdigit() is true for it
+    (["0 5 x", "1 5 1"], "pairs", r"bad.txt:1: weight 'x' is not a number"),
+    (["0 5 4 881250949", "1 7 3 881250950"], "auto", r"bad.txt: every line has 4 fields, like a table"),
 ])
 def test_malformed_files_name_file_and_line(tmp_path, lines, fmt, message):
     path = write(tmp_path / "bad.txt", lines)
@@ -118,8 +121,7 @@ def test_import_writes_three_files_and_manifest_and_reruns_idempotently(tmp_path
     before = {name: os.stat(folder / name).st_mtime_ns for name in os.listdir(folder)}
     assert import_split("pub", train_txt, test_txt, str(tmp_path / "atomic"), valid_ratio=0.1, seed=5) == manifest
     assert {name: os.stat(folder / name).st_mtime_ns for name in os.listdir(folder)} == before
-    with pytest.raises(DataError, match="pub.train.inter was imported from other sources or with other options.*"
-                       "--overwrite"):
+    with pytest.raises(DataError, match="pub.split.json records other sources or options; pass --overwrite"):
         import_split("pub", train_txt, test_txt, str(tmp_path / "atomic"), valid_ratio=0.1, seed=6)
     assert read_inter(folder / "pub.valid.inter") == written["valid"]  # refused: nothing touched
     again = import_split("pub", train_txt, test_txt, str(tmp_path / "atomic"), valid_ratio=0.1, seed=6,
@@ -144,7 +146,7 @@ def test_warnings_for_leaks_duplicates_cold_users_and_weights(tmp_path):
     test = write(tmp_path / "test.txt", ["0 1 1", "2 3 1"])
     manifest = import_split("w", train, test, str(tmp_path / "atomic"), file_format="pairs")
     counts, warnings = manifest["counts"], " ".join(manifest["warnings"])
-    assert counts["test_pairs_also_in_train"] == 1 and "can never be hit" in warnings
+    assert counts["test_pairs_also_in_train"] == 1 and "easy hits" in warnings
     assert counts["duplicate_pairs_dropped"] == 1 and "1 repeated" in warnings
     assert counts["test_users_without_training_pairs"] == 1 and counts["test_items_without_training_pairs"] == 1
     assert "train.txt: the third column (weights) varies" in warnings and "test.txt: the third" not in warnings
@@ -196,3 +198,123 @@ def test_run_on_imported_split(tmp_path, fast_config):
         fast_config, dataset="pub", data_path=out, sampler="DNS", benchmark_filename=list(PARTS),
         load_col={"inter": ["user_id", "item_id"]}))
     assert result["test_result"]["ndcg@20"] > 0.0 and np.isfinite(result["best_valid_score"])
+
+
+def test_byte_order_mark_tabs_crlf_and_float_weights(tmp_path):
+    path = tmp_path / "bom.txt"
+    path.write_bytes("\ufeff0 5 7\r\n1\t5\t9 \r\n\r\n2 3\r\n".encode("utf-8"))
+    assert read_split_file(str(path), "adjacency").pairs == [(0, 5), (0, 7), (1, 5), (1, 9), (2, 3)]
+    weights = read_split_file(write(tmp_path / "w.txt", ["0 5 1", "1 5 1.0", "2 5 1e0"]), "pairs")
+    assert weights.weights == {1.0}  # the same weight however it is written: no "weights vary" warning
+
+
+def test_partial_or_edited_outputs_are_never_up_to_date(tmp_path):
+    (train_txt, test_txt), _, _ = ml100k_published_split(tmp_path)
+    out = str(tmp_path / "atomic")
+    folder = tmp_path / "atomic" / "pub"
+    first = import_split("pub", train_txt, test_txt, out, seed=5)
+    assert set(first["outputs"]) == set(PARTS)
+    valid_5 = (folder / "pub.valid.inter").read_text()
+    # an --overwrite killed after replacing some files: the manifest went first, so nothing passes as up to date
+    import_split("pub", train_txt, test_txt, str(tmp_path / "other"), seed=6)
+    (folder / "pub.split.json").unlink()
+    (folder / "pub.valid.inter").write_text((tmp_path / "other" / "pub" / "pub.valid.inter").read_text())
+    with pytest.raises(DataError, match="pub.train.inter exists without .*pub.split.json; pass --overwrite"):
+        import_split("pub", train_txt, test_txt, out, seed=5)
+    assert import_split("pub", train_txt, test_txt, out, seed=5, overwrite=True)["outputs"] == first["outputs"]
+    assert (folder / "pub.valid.inter").read_text() == valid_5
+    # a file edited by hand, or removed
+    with open(folder / "pub.train.inter", "a") as handle:
+        handle.write("1\t1\n")
+    with pytest.raises(DataError, match="a split file changed since it was imported"):
+        import_split("pub", train_txt, test_txt, out, seed=5)
+    (folder / "pub.train.inter").unlink()
+    with pytest.raises(DataError, match=r"pub.train.inter is missing"):
+        import_split("pub", train_txt, test_txt, out, seed=5)
+    # another source file: its digest differs
+    import_split("pub", train_txt, test_txt, out, seed=5, overwrite=True)
+    with open(train_txt, "a") as handle:
+        handle.write("9999 1 2 3\n")
+    with pytest.raises(DataError, match="records other sources or options"):
+        import_split("pub", train_txt, test_txt, out, seed=5)
+    (folder / "pub.split.json").write_text("{not json")
+    with pytest.raises(DataError, match="pub.split.json is unreadable"):
+        import_split("pub", train_txt, test_txt, out, seed=5)
+
+
+def test_drop_test_pairs_in_train_and_papers_protocol(tmp_path):
+    train = write(tmp_path / "train.txt", ["0 1 2 3 4", "1 2 3 4 5", "2 3 4"])
+    test = write(tmp_path / "test.txt", ["0 5 1", "1 6", "2 7 8"])  # (0, 1) is also a training pair
+    kept = import_split("a", train, test, str(tmp_path / "atomic"), valid="test")
+    folder = tmp_path / "atomic" / "a"
+    assert read_inter(folder / "a.valid.inter") == read_inter(folder / "a.test.inter") == [
+        (0, 5), (0, 1), (1, 6), (2, 7), (2, 8)]
+    assert len(read_inter(folder / "a.train.inter")) == 10  # the whole training file trains
+    assert kept["options"] == {"valid": "test", "format": "adjacency", "drop_test_pairs_in_train": False}
+    assert "picked on the test split" in " ".join(kept["warnings"])
+    dropped = import_split("b", train, test, str(tmp_path / "atomic"), drop_test_pairs_in_train=True)
+    assert read_inter(tmp_path / "atomic" / "b" / "b.test.inter") == [(0, 5), (1, 6), (2, 7), (2, 8)]
+    assert dropped["counts"]["test_pairs_in_train_dropped"] == 1
+    with pytest.raises(DataError, match="--valid must be one of"):
+        import_split("c", train, test, str(tmp_path / "atomic"), valid="train")
+    with pytest.raises(DataError, match="nothing is left to test on"):
+        import_split("c", train, train, str(tmp_path / "atomic"), drop_test_pairs_in_train=True)
+
+
+def test_recbole_ranks_test_items_that_are_training_or_validation_items(tmp_path, fast_config):
+    """What the warnings and --valid test rely on: RecBole's test ranking masks a user's used items *minus* the
+    test positives, so a test pair that is also a training (or validation) pair is ranked, not masked."""
+    from recbole.data import create_dataset, data_preparation
+
+    from recbole_hnlm.config import Config
+
+    (train_txt, test_txt), train, test = ml100k_published_split(tmp_path, test_share=0.3, seed=2)
+    user = next(iter(test))
+    leaked = train[user][0]
+    with open(test_txt, "a") as handle:
+        handle.write(f"{user} {leaked}\n")
+    out = str(tmp_path / "atomic")
+    import_split("pub", train_txt, test_txt, out, valid="test")
+    config = Config(model="LightGCN", command_line=False, config_dict=dict(
+        fast_config, dataset="pub", data_path=out, benchmark_filename=list(PARTS),
+        load_col={"inter": ["user_id", "item_id"]}))
+    dataset = create_dataset(config)
+    _, valid_data, test_data = data_preparation(config, dataset)
+    uid = int(dataset.token2id("user_id", str(user)))
+    history = set(dataset.id2token("item_id", test_data.uid2history_item[uid].numpy()).astype(int).tolist())
+    positives = set(dataset.id2token("item_id", test_data.uid2positive_item[uid].numpy()).astype(int).tolist())
+    assert leaked in positives and leaked not in history  # ranked: an easy hit
+    assert set(test[user]) <= positives and not set(test[user]) & history  # validation = test masks nothing
+    assert set(train[user]) - {leaked} <= history
+
+
+def test_presplit_duplicate_warning_counts_training_repeats_and_leaks_not_valid_equal_test(tmp_path, fast_config,
+                                                                                            caplog):
+    from recbole.data import create_dataset
+
+    from recbole_hnlm.config import Config
+    from recbole_hnlm.data_checks import check_duplicate_interactions
+
+    folder = tmp_path / "hand"
+    folder.mkdir()
+    header = "user_id:token\titem_id:token\n"
+    rows = {"train": ["1\t1", "1\t2", "1\t2", "2\t3", "2\t4", "3\t5", "3\t6"], "test": ["1\t1", "2\t5", "3\t7"]}
+    rows["valid"] = rows["test"]  # the papers' protocol: not a problem in itself
+    for part, lines in rows.items():
+        (folder / f"hand.{part}.inter").write_text(header + "".join(f"{line}\n" for line in lines))
+    config = Config(model="MF", command_line=False, config_dict=dict(
+        fast_config, dataset="hand", data_path=str(tmp_path), benchmark_filename=list(PARTS),
+        load_col={"inter": ["user_id", "item_id"]}))
+    with caplog.at_level("WARNING", logger="recbole_hnlm.data_checks"):
+        check_duplicate_interactions(config, create_dataset(config))
+    assert "hand.train.inter repeats 1 (user, item) rows" in caplog.text
+    assert "hand.valid.inter has 1 (user, item) pairs that are also training pairs" in caplog.text
+    assert "hand.test.inter has 1 (user, item) pairs" in caplog.text
+    assert "rm_dup_inter included" in caplog.text and "Set rm_dup_inter" not in caplog.text
+    caplog.clear()
+    for part in PARTS:
+        (folder / f"hand.{part}.inter").write_text(header + "".join(
+            f"{line}\n" for line in sorted(set(rows[part]) - ({"1\t1"} if part != "train" else set()))))
+    with caplog.at_level("WARNING", logger="recbole_hnlm.data_checks"):
+        check_duplicate_interactions(config, create_dataset(config))
+    assert "occur" not in caplog.text and "repeats" not in caplog.text and "also training" not in caplog.text

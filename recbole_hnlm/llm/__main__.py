@@ -115,7 +115,8 @@ def _run_stage(argv) -> int:
                 print(train_teacher(rb_config, train, teacher_path_for(rb_config)))
             return 0
         train_pairs = train_pairs_from_dataset(train)
-        config = {k: rb_config[k] for k in rb_config.final_config_dict if k.startswith("hnlm_") or k.endswith("_FIELD")}
+        config = {k: rb_config[k] for k in rb_config.final_config_dict
+                  if k.startswith("hnlm_") or k.endswith("_FIELD") or k == "benchmark_filename"}  # yaml files too
     config.update(overrides)
     if args.stage in ("negatives", "embed"):
         config["hnlm_variant"] = "semantic" if args.stage == "negatives" else "finetuned"

@@ -162,3 +162,28 @@ def test_finetuned_run_on_an_imported_published_split(fast_config, tiny_llama_di
     assert 0 <= result["test_result"]["ndcg@20"] <= 1
     assert manifest["counts"]["test_pairs_also_in_train"] > 0
     assert "RecBole reads pre-split files (benchmark_filename) as they are" in caplog.text
+
+
+def test_llm_stages_read_benchmark_filename_from_a_config_file(fast_config, tiny_llama_dir, tmp_path):
+    """``python -m recbole_hnlm.llm teacher|finetune|embed`` on a pre-split dataset whose ``benchmark_filename`` is
+    set in a yaml file (as a dataset's properties file would), not on the command line."""
+    from recbole_hnlm.llm.__main__ import main
+    from recbole_hnlm.llm.store import PairEmbeddingStore
+    from recbole_hnlm.split_import import import_split
+
+    train_txt, test_txt = tmp_path / "train.txt", tmp_path / "test.txt"
+    train_txt.write_text("".join(f"{u} " + " ".join(str((u * 5 + k * 7) % 80) for k in range(10)) + "\n"
+                                 for u in range(30)))
+    test_txt.write_text("".join(f"{u} {(u * 5 + 3) % 80} {(u * 3 + 1) % 80}\n" for u in range(30)))
+    out = str(tmp_path / "atomic")
+    manifest = import_split("cli", str(train_txt), str(test_txt), out, drop_test_pairs_in_train=True)
+    yaml_file = tmp_path / "presplit.yaml"
+    yaml_file.write_text("benchmark_filename: [train, valid, test]\nload_col:\n  inter: [user_id, item_id]\n")
+    common = ["--dataset", "cli", "--data_path", out, "--config_files", str(yaml_file), "--quiet",
+              "--hnlm_teacher_model=MF", f"--hnlm_generator={tiny_llama_dir}", "--hnlm_ft_max_train_pairs=16",
+              "--hnlm_ft_batch_size=8"]
+    assert main(["teacher", *common, "--hnlm_teacher_epochs=1"]) == 0
+    assert main(["finetune", *common]) == 0
+    assert main(["embed", *common]) == 0
+    store = PairEmbeddingStore.open(os.path.join(out, "cli", "cli.hnlm-finetuned.safetensors"))
+    assert store.num_pairs == manifest["counts"]["train_pairs"]
