@@ -281,6 +281,9 @@ def import_split(dataset: str, train_path: str, test_path: str, out: str, valid:
             raise DataError(f"every pair of {test_path} is also a training pair; nothing is left to test on.")
     if valid == "holdout":
         train, valid_pairs = hold_out_validation(train_file.pairs, valid_ratio, seed)
+        if not valid_pairs:
+            raise DataError(f"the validation hold-out of {train_path} is empty (--valid_ratio {valid_ratio} of users "
+                            "with at least two training pairs): raise --valid_ratio, or pass --valid test.")
         options = {"valid": valid, "valid_ratio": valid_ratio, "seed": seed}
     else:
         train, valid_pairs = list(train_file.pairs), list(test)

@@ -59,7 +59,7 @@ def test_ambiguous_three_column_files_need_a_format(tmp_path):
     # a published test file is often short; its training file decides
     train = write(tmp_path / "train.txt", ["0 1 2 3 4", "1 2"])
     assert detect_format(train, ambiguous) == "adjacency"
-    manifest = import_split("amb", train, ambiguous, str(tmp_path / "atomic"))
+    manifest = import_split("amb", train, ambiguous, str(tmp_path / "atomic"), valid_ratio=0.5)
     assert manifest["options"]["format"] == "adjacency" and manifest["counts"]["test_pairs"] == 5
     weighted = write(tmp_path / "weighted.txt", ["0 5 4.5", "1 5 3.0"])
     assert detect_format(weighted) == "pairs"
@@ -144,7 +144,7 @@ def test_bad_input_writes_nothing(tmp_path):
 def test_warnings_for_leaks_duplicates_cold_users_and_weights(tmp_path):
     train = write(tmp_path / "train.txt", ["0 1 4", "0 2 4", "0 1 4", "1 2 5"])
     test = write(tmp_path / "test.txt", ["0 1 1", "2 3 1"])
-    manifest = import_split("w", train, test, str(tmp_path / "atomic"), file_format="pairs")
+    manifest = import_split("w", train, test, str(tmp_path / "atomic"), file_format="pairs", valid_ratio=0.5)
     counts, warnings = manifest["counts"], " ".join(manifest["warnings"])
     assert counts["test_pairs_also_in_train"] == 1 and "easy hits" in warnings
     assert counts["duplicate_pairs_dropped"] == 1 and "1 repeated" in warnings
@@ -252,11 +252,15 @@ def test_drop_test_pairs_in_train_and_papers_protocol(tmp_path):
     assert len(read_inter(folder / "a.train.inter")) == 10  # the whole training file trains
     assert kept["options"] == {"valid": "test", "format": "adjacency", "drop_test_pairs_in_train": False}
     assert "picked on the test split" in " ".join(kept["warnings"])
-    dropped = import_split("b", train, test, str(tmp_path / "atomic"), drop_test_pairs_in_train=True)
+    dropped = import_split("b", train, test, str(tmp_path / "atomic"), drop_test_pairs_in_train=True,
+                           valid_ratio=0.5)
     assert read_inter(tmp_path / "atomic" / "b" / "b.test.inter") == [(0, 5), (1, 6), (2, 7), (2, 8)]
     assert dropped["counts"]["test_pairs_in_train_dropped"] == 1
     with pytest.raises(DataError, match="--valid must be one of"):
         import_split("c", train, test, str(tmp_path / "atomic"), valid="train")
+    with pytest.raises(DataError, match="validation hold-out of .*train1.txt is empty .*--valid test"):
+        import_split("c", write(tmp_path / "train1.txt", ["0 1", "1 2", "2 3"]), test, str(tmp_path / "atomic"),
+                     file_format="adjacency")
     with pytest.raises(DataError, match="nothing is left to test on"):
         import_split("c", train, train, str(tmp_path / "atomic"), drop_test_pairs_in_train=True)
 
