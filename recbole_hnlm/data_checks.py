@@ -123,7 +123,7 @@ def check_duplicate_interactions(config, dataset):
         logger.warning(f"{' and '.join(_inter_files(config))}: {len(repeated)} (user, item) pairs occur on more than "
                        f"one row ({int(repeated.sum()) - len(repeated)} extra of {len(users)} rows). RecBole keeps "
                        "them, so they count several times in training and a pair can be both a training and a test "
-                       "item. Set rm_dup_inter: first (or --rm_dup_inter=first) to keep only the first of each "
+                       "item, which RecBole's full ranking does not mask (an easy hit). Set rm_dup_inter: first (or --rm_dup_inter=first) to keep only the first of each "
                        "(the earliest, when there is a timestamp field).")
 
 

@@ -134,7 +134,8 @@ def test_duplicate_interactions_are_a_warning_naming_file_count_and_option(fast_
     inter = os.path.join(data_path, "dups", "dups.inter")
     assert _duplicate_warnings(caplog) == [
         f"{inter}: 6 (user, item) pairs occur on more than one row (8 extra of 248 rows). RecBole keeps them, so they "
-        "count several times in training and a pair can be both a training and a test item. Set rm_dup_inter: first "
+        "count several times in training and a pair can be both a training and a test item, which RecBole's full "
+        "ranking does not mask (an easy hit). Set rm_dup_inter: first "
         "(or --rm_dup_inter=first) to keep only the first of each (the earliest, when there is a timestamp field)."]
     caplog.clear()
     deduplicated = Config(model="MF", dataset="dups", config_dict={**settings, "rm_dup_inter": "first"},
