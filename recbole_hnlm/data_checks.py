@@ -31,9 +31,11 @@ def check_dataset_files(config):
     paths = _inter_files(config)
     missing = [path for path in paths if not os.path.isfile(path)]
     if missing:
-        presplit = [os.path.join(config["data_path"], f"{dataset}.{part}.inter") for part in ("train", "valid", "test")]
+        from recbole_hnlm.split_import import BENCHMARK_FILENAME, PARTS
+
+        presplit = [os.path.join(config["data_path"], f"{dataset}.{part}.inter") for part in PARTS]
         hint = (" The folder holds a pre-split dataset (from python -m recbole_hnlm.split_import): add "
-                "\"--benchmark_filename=['train','valid','test']\"."
+                f"\"--benchmark_filename={BENCHMARK_FILENAME}\"."
                 if not config["benchmark_filename"] and all(map(os.path.isfile, presplit)) else "")
         raise FileNotFoundError(
             f"Dataset '{dataset}' not found: missing {', '.join(missing)}.{hint} Put the RecBole atomic files there, "
@@ -123,8 +125,9 @@ def check_duplicate_interactions(config, dataset):
         logger.warning(f"{' and '.join(_inter_files(config))}: {len(repeated)} (user, item) pairs occur on more than "
                        f"one row ({int(repeated.sum()) - len(repeated)} extra of {len(users)} rows). RecBole keeps "
                        "them, so they count several times in training and a pair can be both a training and a test "
-                       "item, which RecBole's full ranking does not mask (an easy hit). Set rm_dup_inter: first (or --rm_dup_inter=first) to keep only the first of each "
-                       "(the earliest, when there is a timestamp field).")
+                       "item, which RecBole's full ranking does not mask (an easy hit). Set rm_dup_inter: first (or "
+                       "--rm_dup_inter=first) to keep only the first of each (the earliest, when there is a timestamp "
+                       "field).")
 
 
 def _warn_presplit_duplicates(config, keys, sizes):

@@ -63,8 +63,13 @@ class SplitFile:
     weights: set = field(default_factory=set)
 
 
+def _is_id(token: str) -> bool:
+    """A non-negative integer written in ASCII digits (``str.isdigit`` alone also accepts e.g. superscripts)."""
+    return token.isascii() and token.isdigit()
+
+
 def _parse_id(token: str, path: str, line_no: int, what: str) -> int:
-    if not (token.isascii() and token.isdigit()):
+    if not _is_id(token):
         raise DataError(f"{path}:{line_no}: {what} {token!r} is not a non-negative integer id (a header line? "
                         "the published files have none).")
     return int(token)
@@ -106,7 +111,7 @@ def detect_format(*paths: str) -> str:
                             "timestamp?) rather than adjacency lists 'user item item ...', whose lengths vary; pass "
                             "--format adjacency if they are lists, or cut the file to 'user item' pairs.")
         return "adjacency"
-    if len(thirds) == 1 or any(not (value.isascii() and value.isdigit()) for value in thirds):
+    if len(thirds) == 1 or not all(map(_is_id, thirds)):
         return "pairs"
     raise DataError(f"{', '.join(paths)}: every line has at most three fields, so they could be 'user item weight' "
                     "pairs or 'user item item' adjacency lists; pass --format pairs or --format adjacency.")
@@ -174,12 +179,11 @@ def hold_out_validation(train_pairs, valid_ratio: float, seed: int):
     return train, valid
 
 
-def _summary(parts, train_file, test_file, valid_source, dropped):
-    """Counts and the warnings worth reading before a run."""
+def _summary(parts, train_file, test_file, training_pairs, valid_source, dropped):
+    """Counts and the warnings worth reading before a run (``training_pairs``: the set of the training file's)."""
     train, test = parts["train"], parts["test"]
     train_users, train_items = {user for user, _ in train}, {item for _, item in train}
     test_users, test_items = {user for user, _ in test}, {item for _, item in test}
-    source_set = set(train_file.pairs)
     counts = {f"{part}_pairs": len(pairs) for part, pairs in parts.items()}
     counts.update({
         "users": len({user for user, _ in train_file.pairs} | test_users),
@@ -187,7 +191,7 @@ def _summary(parts, train_file, test_file, valid_source, dropped):
         "test_users": len(test_users),
         "test_users_without_training_pairs": len(test_users - train_users),
         "test_items_without_training_pairs": len(test_items - train_items),
-        "test_pairs_also_in_train": sum(pair in source_set for pair in test),
+        "test_pairs_also_in_train": sum(pair in training_pairs for pair in test),
         "test_pairs_in_train_dropped": dropped,
         "duplicate_pairs_dropped": train_file.duplicates + test_file.duplicates,
         "users_listed_without_items": train_file.users_without_items + test_file.users_without_items,
@@ -247,12 +251,17 @@ def _read_manifest(path: str):
     return manifest
 
 
+def _same_inputs(old, new) -> bool:
+    """The same options and source contents (by sha256, wherever the sources now lie)."""
+    if any(old.get(key) != new[key] for key in ("options", "benchmark_filename")):
+        return False
+    return ({part: (src or {}).get("sha256") for part, src in (old.get("sources") or {}).items()}
+            == {part: src["sha256"] for part, src in new["sources"].items()})
+
+
 def _up_to_date(old, new, targets) -> bool:
     """Same sources and options, and every output file as that import wrote it."""
-    if old is None or any(old.get(key) != new[key] for key in ("options", "benchmark_filename")):
-        return False
-    if {part: (src or {}).get("sha256") for part, src in (old.get("sources") or {}).items()} != \
-            {part: src["sha256"] for part, src in new["sources"].items()}:
+    if old is None or not _same_inputs(old, new):
         return False
     outputs = old.get("outputs") or {}
     return all(os.path.exists(path) and outputs.get(part) == file_sha256(path) for part, path in targets.items())
@@ -272,10 +281,10 @@ def import_split(dataset: str, train_path: str, test_path: str, out: str, valid:
         file_format = detect_format(train_path, test_path)
     train_file = read_split_file(train_path, file_format)
     test_file = read_split_file(test_path, file_format)
+    training_pairs = set(train_file.pairs)
     test, dropped = test_file.pairs, 0
     if drop_test_pairs_in_train:
-        source_set = set(train_file.pairs)
-        test = [pair for pair in test_file.pairs if pair not in source_set]
+        test = [pair for pair in test_file.pairs if pair not in training_pairs]
         dropped = len(test_file.pairs) - len(test)
         if not test:
             raise DataError(f"every pair of {test_path} is also a training pair; nothing is left to test on.")
@@ -290,7 +299,7 @@ def import_split(dataset: str, train_path: str, test_path: str, out: str, valid:
         options = {"valid": valid}
     options.update(format=file_format, drop_test_pairs_in_train=drop_test_pairs_in_train)
     parts = {"train": train, "valid": valid_pairs, "test": test}
-    counts, warnings = _summary(parts, train_file, test_file, valid, dropped)
+    counts, warnings = _summary(parts, train_file, test_file, training_pairs, valid, dropped)
     manifest = _manifest(train_file, test_file, options, counts, warnings)
 
     folder = os.path.join(out, dataset)
@@ -306,7 +315,7 @@ def import_split(dataset: str, train_path: str, test_path: str, out: str, valid:
             reason = f"{existing[0]} exists without {manifest_path}"
         elif not all(map(os.path.exists, targets.values())):
             reason = f"{next(p for p in targets.values() if not os.path.exists(p))} is missing"
-        elif old.get("options") != manifest["options"] or old.get("sources") != manifest["sources"]:
+        elif not _same_inputs(old, manifest):
             reason = f"{manifest_path} records other sources or options"
         else:
             reason = "a split file changed since it was imported"
