@@ -133,12 +133,18 @@ def evaluate_checkpoint(config, train_data, valid_data, test_data, logger):
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     logger.info(model)
     logger.info(load_backbone(model, config))
+    checkpoint_dir_existed = os.path.isdir(config["checkpoint_dir"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     try:
         valid_result = trainer.evaluate(valid_data, load_best_model=False, show_progress=config["show_progress"])
         test_result = trainer.evaluate(test_data, load_best_model=False, show_progress=config["show_progress"])
     finally:
         trainer.close()
+        if not checkpoint_dir_existed:  # RecBole's trainer creates it; nothing was written there
+            try:
+                os.rmdir(config["checkpoint_dir"])
+            except OSError:  # not empty (another run writes there) or already gone
+                pass
     logger.info(set_color("valid result", "yellow") + f": {valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
     return {"best_valid_score": valid_result[config["valid_metric"].lower()],

@@ -246,7 +246,10 @@ def test_eval_only_reproduces_the_runs_own_test_result(fast_config, rns_run, tmp
     assert result["best_valid_result"] == rns_run["best_valid_result"]
     assert result["best_valid_score"] == rns_run["best_valid_score"] and result["checkpoint"] == rns_run["checkpoint"]
     assert "eval_only: weights of" in caplog.text and "no training" in caplog.text
-    assert not out.exists() or os.listdir(out) == []  # no checkpoint, no resume state, no name marker
+    assert not out.exists()  # no checkpoint, no resume state, no name marker, and no empty folder
+    out.mkdir()  # a folder that was there stays
+    run_recbole_hnlm(model="MF", config_dict={**settings, "sampler": "RNS"})
+    assert out.is_dir() and os.listdir(out) == []
     # another sampler is not prepared (HNLMRec has no store here), and other cut-offs and metrics are computed
     other = run_recbole_hnlm(model="MF", config_dict={**settings, "sampler": "HNLMRec", "topk": [5, 20],
                                                       "metrics": ["Recall", "NDCG", "MRR"]})
