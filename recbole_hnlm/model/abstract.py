@@ -8,8 +8,10 @@ sampler needs them, the sampler's negatives, then
     \mathcal L = \frac1B \sum_b \sum_{t=1}^{N} \operatorname{softplus}\big(s(u_b, j_{bt}) - s(u_b, i_b)\big)
       + \frac{\lambda}{2B}\big(\|E^{(0)}_u\|^2 + \|E^{(0)}_i\|^2 + \|E^{(0)}_j\|^2\big)
 
-which is BPR for one negative (algorithms.md §0; MixGCF/AHNS ``create_bpr_loss``), plus the sampler's and the
-backbone's auxiliary losses, each logged as its own ``train_loss`` column by RecBole's trainer.
+which is BPR (algorithms.md §0; MixGCF/AHNS ``create_bpr_loss`` with one negative), plus the sampler's and the
+backbone's auxiliary losses, each logged as its own ``train_loss`` column by RecBole's trainer. Only DNS's
+``shi_sum`` returns ``N > 1`` negatives: their BPR terms are summed as in Shi et al. (``create_bpr_loss`` would take
+:math:`\log(1 + \sum_t e^{s_{j_t} - s_i})` instead).
 """
 import torch
 import torch.nn.functional as F
@@ -129,8 +131,12 @@ class SampledRecommender(GeneralRecommender):
         """``[B, d']`` pooled hard negatives of the configured sampler for the pairs ``(user, pos)``, without
         gradients (the teacher targets of HNLMRec's fine-tuning; algorithms.md §10.13)."""
         emb = self.propagate(with_layers=self.sampler.needs_layers)
-        candidates = self.candidate_generator(user, self.sampler.n_candidates) if self.sampler.n_candidates else None
-        neg = torch.randint(1, self.n_items, user.shape, device=user.device)
+        if self.sampler.n_candidates:
+            candidates = self.candidate_generator(user, self.sampler.n_candidates)
+            # not read by the candidate samplers; drawn so that their exports keep the random stream they had
+            neg = torch.randint(1, self.n_items, user.shape, device=user.device)
+        else:  # RNS, HNLMRec: a uniform negative that is not a training positive, as the training loader draws
+            candidates, neg = None, self.candidate_generator(user, 1)[:, 0]
         ctx = SamplingContext(user=user, pos=pos, neg=neg, emb=emb, candidates=candidates)
         return self.sampler(ctx).pooled[:, 0].detach()
 

@@ -28,7 +28,9 @@ class NGCF(SampledRecommender):
     Config:
         hidden_size_list (list of int): output size of each layer. MixGCF needs every size equal to
             ``embedding_size`` (it mixes layers of one width).
-        message_dropout (float): dropout on each layer's output. Default 0.1.
+        message_dropout (float): dropout on each layer's output during training. Default 0, as in the MixGCF and
+            AHNS code that the samplers' published NGCF results come from; NGCF's own code and RecBole use 0.1. The
+            hard samplers select on the same propagation, so with dropout they score dropped-out embeddings.
     """
 
     def __init__(self, config, dataset):

@@ -2,7 +2,7 @@
 
 References (algorithms.md §2-§4):
     Tinglin Huang et al. "MixGCF: An Improved Training Method for Graph Neural Network-based Recommender Systems."
-    in KDD 2021 (positive mixing Eq. (5), hop mixing Eq. (6)-(7)).
+    in KDD 2021 (positive mixing and hop mixing).
     Weinan Zhang et al. "Optimizing Top-N Collaborative Filtering via Dynamic Negative Item Sampling." in SIGIR 2013.
     Riwei Lai et al. "Adaptive Hardness Negative Sampling for Collaborative Filtering." in AAAI 2024.
 

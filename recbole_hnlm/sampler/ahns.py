@@ -24,13 +24,20 @@ class AHNS(NegativeSampler):
         j_b = \arg\min_{m} \big|\, S_{bm} - \beta\,(s^+_b + \alpha)^{p+1} \big|
 
     As in the official code, the target is not clamped when :math:`s^+_b + \alpha \le 0`; how often that happens is
-    counted in :attr:`nonpositive_base` and logged every epoch by the model.
+    counted in :attr:`nonpositive_base` and logged every epoch by the model. With a non-integer :math:`p` such a row
+    has no target (a negative base to a fractional power is NaN) and takes its first candidate, a uniform negative;
+    those rows are counted in :attr:`undefined_target` and logged as well.
+
+    The defaults (``alpha`` 1, ``beta`` 0.1) are the authors' for mean-pooled MF and LightGCN. With NGCF's
+    concatenated layers the scores live on another scale (three of the four blocks are unit-normalised), so the same
+    values set another hardness there: tune them for NGCF.
 
     Config:
         ahns_candidates (int): ``M``. Default 32.
         ahns_alpha (float): :math:`\alpha`. Default 1.0.
         ahns_beta (float): :math:`\beta > 0`. Default 0.1.
-        ahns_p (int): :math:`p < -1` (the paper's AHNS\ :sub:`p<0` with a decreasing target). Default -2.
+        ahns_p (int): :math:`p < -1` (the paper's AHNS\ :sub:`p<0` with a decreasing target). Default -2. A
+            non-integer ``p`` is accepted (see above).
     """
 
     name = "AHNS"
@@ -42,6 +49,7 @@ class AHNS(NegativeSampler):
         self.beta = float(config["ahns_beta"])
         self.p = config["ahns_p"]
         self.nonpositive_base = 0
+        self.undefined_target = 0
 
     @classmethod
     def check_config(cls, config):
@@ -57,7 +65,9 @@ class AHNS(NegativeSampler):
         user, pos = ctx.emb.user[ctx.user], ctx.emb.item[ctx.pos]
         base = (user * pos).sum(-1).float() + self.alpha
         self.nonpositive_base += int((base <= 0).sum())
-        return self.beta * base.pow(self.p + 1)
+        target = self.beta * base.pow(self.p + 1)
+        self.undefined_target += int(torch.isnan(target).sum())
+        return target
 
     @torch.no_grad()
     def select(self, ctx: SamplingContext) -> torch.Tensor:
@@ -68,7 +78,13 @@ class AHNS(NegativeSampler):
         return gather_items(ctx.emb, self.select(ctx))
 
     def epoch_report(self):
-        """Log and reset the count of rows with a non-positive base ``s+ + alpha``."""
+        """Log and reset the counts of rows with a non-positive base ``s+ + alpha`` and with no defined target."""
         if self.nonpositive_base:
             logging.getLogger().info(f"AHNS: {self.nonpositive_base} rows had s+ + alpha <= 0 this epoch")
+        if self.undefined_target:
+            logging.getLogger().warning(
+                f"AHNS: {self.undefined_target} rows had no target hardness this epoch ((s+ + alpha)^(p+1) with "
+                f"s+ + alpha < 0 and a non-integer ahns_p={self.p}); they took a uniform negative. Use an integer "
+                "ahns_p or a larger ahns_alpha.")
         self.nonpositive_base = 0
+        self.undefined_target = 0

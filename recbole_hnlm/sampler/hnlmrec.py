@@ -103,7 +103,7 @@ class HNLMRec(NegativeSampler):
             self.adapter.requires_grad_(False)
         # a frozen adapter has nothing to regularise
         self.adapter_reg_weight = 0.0 if config["hnlm_frozen_adapter"] else float(config["hnlm_adapter_reg_weight"])
-        self._stats = {"rows": 0, "found": 0, "cos_sum": 0.0}
+        self._stats = self._empty_stats()
         #: What the adapter's weights were trained on: a warm start (``init_from``) takes them only when it is equal.
         self.parameter_fingerprint = parameter_fingerprint(store.manifest, config)
         logging.getLogger().info(
@@ -192,18 +192,32 @@ class HNLMRec(NegativeSampler):
         logits = torch.cat([positive, negative], dim=1)
         return (torch.logsumexp(logits, dim=1) - positive[:, 0]).mean()
 
+    @staticmethod
+    def _empty_stats():
+        return {"rows": 0, "found": 0, "cos_sum": 0.0, "pair_cos_sum": 0.0, "pairs": 0}
+
     @torch.no_grad()
     def _record(self, user, h, found):
         self._stats["rows"] += int(found.numel())
-        self._stats["found"] += int(found.sum())
-        if bool(found.any()):
+        k = int(found.sum())
+        self._stats["found"] += k
+        if k:
             self._stats["cos_sum"] += float(F.cosine_similarity(user[found], h[found], dim=1).sum())
+        if k > 1:  # sum of cos(h_a, h_b) over the ordered pairs a != b of the batch: |sum of unit rows|^2 - k
+            unit = F.normalize(h[found].double(), dim=1)
+            self._stats["pair_cos_sum"] += float(unit.sum(0).pow(2).sum()) - float(unit.pow(2).sum())
+            self._stats["pairs"] += k * (k - 1)
 
     def epoch_report(self):
-        """Log batch coverage and the mean cos(user, projected negative) of the last epoch, then reset."""
+        """Log, for the last epoch, the batch coverage, the mean cos(user, h) and the mean cos(h, h') between the
+        projected negatives of a batch, then reset. cos(user, h) near -1 is the degenerate solution of algorithms.md
+        §6.3; cos(h, h') near 1 means the adapter's output hardly depends on the LLM vector (as with the constant rows
+        the authors' lookup produces, §6.2)."""
         stats = self._stats
         if stats["rows"]:
             cos = stats["cos_sum"] / max(stats["found"], 1)
-            logging.getLogger().info(
-                f"HNLMRec: batch coverage {stats['found'] / stats['rows']:.2%}, mean cos(user, h) {cos:+.4f}")
-        self._stats = {"rows": 0, "found": 0, "cos_sum": 0.0}
+            message = f"HNLMRec: batch coverage {stats['found'] / stats['rows']:.2%}, mean cos(user, h) {cos:+.4f}"
+            if stats["pairs"]:
+                message += f", mean cos(h, h') within a batch {stats['pair_cos_sum'] / stats['pairs']:+.4f}"
+            logging.getLogger().info(message)
+        self._stats = self._empty_stats()

@@ -16,12 +16,12 @@ from recbole_hnlm.sampler.base import NegativeSampler, Negatives, SamplingContex
 class MixGCF(NegativeSampler):
     r"""Synthesises a hard negative from ``M`` candidates by positive mixing and hop mixing.
 
-    Positive mixing (paper eq. 6), one :math:`\alpha^{(l)}_b \sim U(0, 1)` per row and layer:
+    Positive mixing, one :math:`\alpha^{(l)}_b \sim U(0, 1)` per row and layer:
 
     .. math::
         e'^{(l)}_{c} = \alpha^{(l)} e^{(l)}_i + (1 - \alpha^{(l)})\, e^{(l)}_{c}
 
-    Hop mixing (eq. 7-8): per layer, the candidate with the highest score against the query (the pooled user for
+    Hop mixing: per layer, the candidate with the highest score against the query (the pooled user for
     mean pooling, the user's layer-``l`` embedding for concat pooling) is kept, and the chosen layers are pooled:
 
     .. math::

@@ -10,13 +10,15 @@ def build(fast_config, model_name, **extra):
     from recbole.utils import init_seed
 
     from recbole_hnlm.config import Config
+    from recbole_hnlm.model.lightgcn import LightGCN
+    from recbole_hnlm.model.mf import MF
     from recbole_hnlm.model.ngcf import NGCF
     from recbole_hnlm.model.sgl import SGL
 
     config = Config(model=model_name, config_dict={**fast_config, "sampler": "RNS", **extra})
     init_seed(config["seed"], True)
     train_data, _, _ = data_preparation(config, create_dataset(config))
-    model = {"NGCF": NGCF, "SGL": SGL}[model_name](config, train_data._dataset)
+    model = {"MF": MF, "LightGCN": LightGCN, "NGCF": NGCF, "SGL": SGL}[model_name](config, train_data._dataset)
     return model, next(iter(train_data)), train_data._dataset
 
 
@@ -111,3 +113,23 @@ def test_sgl_views_drop_edges_of_the_training_graph(fast_config, augmentation):
     full = model.graph.col.numel()
     kept = [model.augmented_graph().col.numel() for _ in range(3)]
     assert all(0 < k < full for k in kept) and len(set(kept)) > 1
+
+
+@pytest.mark.parametrize("model_name", ["MF", "LightGCN"])
+def test_exported_random_negatives_are_never_training_positives(fast_config, model_name):
+    """``hard_negatives`` with RNS (the analysis' and a teacher's export) draws as the training loader does: uniform
+    over the items that are not the user's training positives."""
+    model, _, dataset = build(fast_config, model_name)
+    model.eval()
+    users, items = model.training_pairs(dataset)
+    positives = set(zip(users.tolist(), items.tolist()))
+    busiest = torch.bincount(users).topk(5).indices  # the users a blind draw would hit most often
+    user = busiest.repeat_interleave(400)
+    torch.manual_seed(0)
+    pooled = model.hard_negatives(user, torch.ones_like(user))
+    _, item_table = model.pooled_embeddings()
+    drawn = torch.cdist(pooled.double(), item_table.double()).argmin(1)  # the item each returned row belongs to
+    assert torch.allclose(pooled, item_table[drawn])
+    hits = sum((u, i) in positives for u, i in zip(user.tolist(), drawn.tolist()))
+    assert hits == 0
+    assert (drawn >= 1).all() and len(set(drawn.tolist())) > model.n_items // 3  # spread over the catalogue

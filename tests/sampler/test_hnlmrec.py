@@ -86,6 +86,42 @@ def test_item_norm_bounds_the_llm_part_and_adapter_is_regularised(fast_config, m
     assert float(out.aux_losses[0].detach()) == pytest.approx(0.01 * frobenius, rel=1e-5)
 
 
+def test_epoch_report_logs_how_much_the_projected_negatives_differ(fast_config, ml_slice, tmp_path, caplog):
+    """mean cos(h, h') over the pairs of a batch: computed as a direct pairwise mean, and 1 for a collapsed adapter."""
+    import logging
+    import re
+
+    import torch.nn.functional as F
+
+    from recbole_hnlm.sampler.base import SamplingContext
+
+    store = write_store(ml_slice, tmp_path / "s.safetensors")
+    model, batch = build(fast_config, store)
+    sampler = model.sampler
+    user, pos, neg = batch["user_id"], batch["item_id"], batch["neg_item_id"]
+    emb = model.propagate(with_layers=False)
+
+    def reported():
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            sampler.epoch_report()
+        return float(re.search(r"mean cos\(h, h'\) within a batch ([-+0-9.]+)", caplog.text).group(1))
+
+    halves = (slice(0, len(user) // 2), slice(len(user) // 2, None))  # two batches of one epoch
+    with torch.no_grad():
+        for part in halves:
+            sampler(SamplingContext(user=user[part], pos=pos[part], neg=neg[part], emb=emb))
+        unit = [F.normalize(sampler.adapter(sampler.pairs.lookup(user[p], pos[p])[0]).double(), dim=1) for p in halves]
+    cosines = [u @ u.T for u in unit]
+    expected = sum(float(c.sum() - c.diagonal().sum()) for c in cosines) / sum(len(u) * (len(u) - 1) for u in unit)
+    assert reported() == pytest.approx(expected, abs=1e-4)
+    assert abs(expected) < 0.9  # random LLM vectors through a fresh adapter are not collapsed
+    with torch.no_grad():  # an adapter that ignores its input: every h is the same vector
+        sampler.adapter[0].weight.zero_()
+        sampler(SamplingContext(user=user, pos=pos, neg=neg, emb=emb))
+    assert reported() == pytest.approx(1.0, abs=1e-4)
+
+
 def test_centering_removes_the_mean_stored_vector(fast_config, ml_slice, tmp_path):
     store = write_store(ml_slice, tmp_path / "s.safetensors")
     model, batch = build(fast_config, store, hnlm_center=False)

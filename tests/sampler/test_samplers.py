@@ -73,6 +73,25 @@ def test_ahns_picks_the_candidate_closest_to_the_target_hardness():
     assert sampler.nonpositive_base == int(((s_pos + 1.0) <= 0).sum())
 
 
+def test_ahns_counts_and_reports_rows_without_a_target(caplog):
+    """A non-integer p leaves rows with s+ + alpha < 0 without a target (NaN): they take their first candidate."""
+    ctx = context(propagation())
+    sampler = AHNS({"ahns_candidates": M, "ahns_alpha": 0.0, "ahns_beta": 0.1, "ahns_p": -1.5}, None)
+    out = sampler(ctx)
+    s_pos = (ctx.emb.user[ctx.user] * ctx.emb.item[ctx.pos]).sum(-1)
+    negative = s_pos < 0
+    assert 0 < int(negative.sum()) < B  # both kinds of rows in this draw
+    assert sampler.undefined_target == int(negative.sum())
+    assert torch.equal(out.item_ids[negative, 0], ctx.candidates[negative, 0])
+    with caplog.at_level("INFO"):
+        sampler.epoch_report()
+    assert f"AHNS: {int(negative.sum())} rows had no target hardness" in caplog.text and "ahns_p=-1.5" in caplog.text
+    assert sampler.undefined_target == 0 and sampler.nonpositive_base == 0
+    integer = AHNS({"ahns_candidates": M, "ahns_alpha": 0.0, "ahns_beta": 0.1, "ahns_p": -2}, None)
+    integer(ctx)
+    assert integer.undefined_target == 0 and integer.nonpositive_base == int((s_pos <= 0).sum())
+
+
 @pytest.mark.parametrize("layerwise", [False, True])
 def test_mixgcf_synthesises_the_official_negative(layerwise):
     ctx = context(propagation(layerwise))
