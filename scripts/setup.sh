@@ -4,9 +4,10 @@
 # extension is rebuilt only when csrc/, setup.py, pyproject.toml or the pinned stack change.
 #
 # Why not a plain `pip install -e .`: recbole 1.2.1's own requirements pull ray, numpy 2, pandas 3, scipy >= 1.13
-# and a multi-GB CUDA torch, which break RecBole (docs/install.md). So torch is pinned to the CPU wheel (override
-# with TORCH_SPEC, e.g. TORCH_SPEC="torch==2.13.0 --index-url ..."), recbole is installed with --no-deps, and its
-# real runtime dependencies come from requirements/runtime.txt.
+# and a multi-GB CUDA torch, which break RecBole (docs/install.md). So torch is pinned (the CPU wheel where pip's
+# index has it, as on our machines; plain PyPI serves the CUDA build: choose with TORCH_SPEC, e.g.
+# TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"), recbole is installed with
+# --no-deps, and its real runtime dependencies come from requirements/runtime.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

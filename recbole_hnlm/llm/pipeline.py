@@ -158,7 +158,7 @@ def ensure_negatives(config, dataset_name, data_path: Optional[str] = None,
 
     Args:
         config: RecBole Config or dict with ``hnlm_*`` keys (see :class:`LLMConfig`); ``hnlm_variant`` picks
-            semantic (default) or finetuned.
+            finetuned (default) or semantic.
         dataset_name: dataset name, or the RecBole training Dataset / dataloader (then ``config["dataset"]``,
             ``config["data_path"]`` and the training pairs are read from them).
         data_path: folder holding ``<dataset_name>/``; default derived from ``config["data_path"]``.

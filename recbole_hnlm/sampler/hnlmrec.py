@@ -129,7 +129,8 @@ class HNLMRec(NegativeSampler):
 
     @classmethod
     def prepare(cls, config, dataset, train_data):
-        """Build the LLM negatives when they are missing (semantic pipeline by default) and set ``hnlm_file``.
+        """Build the LLM negatives when they are missing (``hnlm_variant``, fine-tuned by default) and set
+        ``hnlm_file``.
 
         The fine-tuned variant first trains its MixGCF teacher on this run's training split when the teacher file
         is missing (``recbole_hnlm.llm.teacher_training``).
