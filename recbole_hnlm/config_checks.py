@@ -21,6 +21,7 @@ _INTEGER_RULES = {
     "embedding_size": (lambda v: v >= 1, "an integer >= 1"),
     "stopping_step": (lambda v: v >= 0, "an integer >= 0"),
     "n_layers": (lambda v: v >= 0, "an integer >= 0"),
+    "negative_warmup_epochs": (lambda v: v >= 0, "an integer >= 0"),
     "eval_step": (lambda v: True, "an integer"),
     "seed": (lambda v: True, "an integer"),
     "split_seed": (lambda v: True, "an integer, or ~ for the run's seed"),

@@ -219,3 +219,27 @@ def test_runs_flush_subnormal_floats_unless_told_not_to(fast_config):
         assert (subnormal * 1.0).item() == 0.0
     finally:
         torch.set_flush_denormal(False)
+
+
+def test_negative_warmup_trains_with_the_uniform_negative_then_switches(fast_config, caplog):
+    """``negative_warmup_epochs=N``: the first N epochs are an RNS run (the same weights, bit for bit), then the
+    sampler takes over; a warm-up as long as the run is the RNS run itself."""
+    import logging
+
+    from recbole_hnlm.errors import ConfigError
+
+    caplog.set_level(logging.INFO)
+    settings = {**fast_config, "epochs": 3, "state": "INFO"}
+    rns = run_recbole_hnlm(model="LightGCN", config_dict={**settings, "sampler": "RNS"})
+    whole = run_recbole_hnlm(model="LightGCN", config_dict={**settings, "sampler": "MixGCF",
+                                                            "negative_warmup_epochs": 3})
+    assert whole["best_valid_result"] == rns["best_valid_result"] and whole["test_result"] == rns["test_result"]
+    assert "negative_warmup_epochs=3: from epoch 0 training uses the uniform negative (RNS)" in caplog.text
+    caplog.clear()
+    switched = run_recbole_hnlm(model="LightGCN", config_dict={**settings, "sampler": "MixGCF",
+                                                               "negative_warmup_epochs": 2})
+    assert "from epoch 0 training uses the uniform negative" in caplog.text
+    assert "negative_warmup_epochs=2: from epoch 2 training uses the MixGCF sampler" in caplog.text
+    assert switched["test_result"] != rns["test_result"]  # epoch 2 trained with MixGCF's negatives
+    with pytest.raises(ConfigError, match="Option 'negative_warmup_epochs' must be an integer >= 0, got -1"):
+        run_recbole_hnlm(model="LightGCN", config_dict={**settings, "negative_warmup_epochs": -1})

@@ -72,11 +72,14 @@ def test_rng_state_round_trip():
 # MF+RNS draws its negatives from NumPy (RecBole's loader), LightGCN+MixGCF from torch, SGL+DNS also redraws its
 # graph views every epoch; all of them shuffle with the loader's own generator. Leaving out any one stream breaks one.
 # With eval_step=2, the LightGCN+DNS run is interrupted before its first validation (no best checkpoint yet).
-@pytest.mark.parametrize("model,sampler,eval_step,interrupt_epoch", [
-    ("MF", "RNS", 1, 2), ("LightGCN", "MixGCF", 1, 2), ("SGL", "DNS", 1, 2), ("LightGCN", "DNS", 2, 1)])
+# With a negative warm-up of 2 epochs, the resumed run must go on warming up in epoch 1 and switch at epoch 2.
+@pytest.mark.parametrize("model,sampler,eval_step,interrupt_epoch,warmup", [
+    ("MF", "RNS", 1, 2, 0), ("LightGCN", "MixGCF", 1, 2, 0), ("SGL", "DNS", 1, 2, 0), ("LightGCN", "DNS", 2, 1, 0),
+    ("LightGCN", "MixGCF", 1, 1, 2)])
 def test_interrupted_run_resumes_bit_for_bit(fast_config, tmp_path, ctrl_c_in_epoch, model, sampler, eval_step,
-                                             interrupt_epoch):
-    settings = {**fast_config, "epochs": 3, "sampler": sampler, "eval_step": eval_step}
+                                             interrupt_epoch, warmup):
+    settings = {**fast_config, "epochs": 3, "sampler": sampler, "eval_step": eval_step,
+                "negative_warmup_epochs": warmup}
     straight = run_recbole_hnlm(model=model, config_dict={**settings, "checkpoint_dir": str(tmp_path / "straight")})
 
     ctrl_c_in_epoch(interrupt_epoch)

@@ -20,9 +20,10 @@ __all__ = ["train_teacher", "teacher_config"]
 logger = logging.getLogger(__name__)
 
 # Keys of the run that must not leak into the teacher's config: its own model/sampler choice, the run's
-# training length (the teacher has hnlm_teacher_epochs) and the run's own weights files.
+# training length and schedule (the teacher has hnlm_teacher_epochs, MixGCF from the start) and the run's own weights
+# files.
 _RUN_ONLY_KEYS = ("model", "sampler", "epochs", "stopping_step", "checkpoint_dir", "init_from", "resume_from",
-                  "eval_only")
+                  "eval_only", "negative_warmup_epochs")
 
 
 def teacher_config(config, model: str, epochs: int):

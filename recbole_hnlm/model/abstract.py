@@ -13,13 +13,15 @@ backbone's auxiliary losses, each logged as its own ``train_loss`` column by Rec
 ``shi_sum`` returns ``N > 1`` negatives: their BPR terms are summed as in Shi et al. (``create_bpr_loss`` would take
 :math:`\log(1 + \sum_t e^{s_{j_t} - s_i})` instead).
 """
+import logging
+
 import torch
 import torch.nn.functional as F
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 
 from recbole_hnlm.ops import gather_rows
-from recbole_hnlm.sampler.base import Propagation, SamplingContext
+from recbole_hnlm.sampler.base import Propagation, SamplingContext, gather_items
 from recbole_hnlm.sampler.candidates import CandidateGenerator
 from recbole_hnlm.warm_start import dataset_digests
 
@@ -32,6 +34,8 @@ class SampledRecommender(GeneralRecommender):
         reg_weight (float): :math:`\\lambda` of the layer-0 L2 term (squared norms, as MixGCF/AHNS).
         sampler (str): negative sampler name; its hyper-parameters come from ``properties/sampler/<name>.yaml``.
         candidate_max_rounds (int): redraw rounds that remove training positives from candidates.
+        negative_warmup_epochs (int): the first ``N`` epochs train with the loader's uniform negative (RNS); the
+            sampler takes over from epoch ``N``, on embeddings that already rank. 0 (default): from the start.
     """
 
     input_type = InputType.PAIRWISE
@@ -49,6 +53,9 @@ class SampledRecommender(GeneralRecommender):
         self.data_digests = dataset_digests(dataset)  # stored in checkpoints (recbole_hnlm.warm_start)
         self.sampler = get_sampler(config["sampler"])(config, dataset, pooled_size=self.pooled_size(config))
         self.candidate_generator = CandidateGenerator(users, items, self.n_items, config["candidate_max_rounds"])
+        self.negative_warmup_epochs = int(config["negative_warmup_epochs"] or 0)
+        self.warming_up = self.negative_warmup_epochs > 0  # set per epoch by on_epoch_start
+        self._announced_warm_up = None
         self.restore_user_e = None
         self.restore_item_e = None
         self.other_parameter_name = ["restore_user_e", "restore_item_e"]
@@ -78,11 +85,15 @@ class SampledRecommender(GeneralRecommender):
     def calculate_loss(self, interaction):
         self.restore_user_e = self.restore_item_e = None
         user, pos, neg = interaction[self.USER_ID], interaction[self.ITEM_ID], interaction[self.NEG_ITEM_ID]
-        emb = self.propagate(with_layers=self.sampler.needs_layers)
-        candidates = None
-        if self.sampler.n_candidates:
-            candidates = self.candidate_generator(user, self.sampler.n_candidates)
-        negatives = self.sampler(SamplingContext(user=user, pos=pos, neg=neg, emb=emb, candidates=candidates))
+        if self.warming_up:  # negative_warmup_epochs: the loader's uniform negative, as RNS
+            emb = self.propagate(with_layers=False)
+            negatives = gather_items(emb, neg.unsqueeze(1))
+        else:
+            emb = self.propagate(with_layers=self.sampler.needs_layers)
+            candidates = None
+            if self.sampler.n_candidates:
+                candidates = self.candidate_generator(user, self.sampler.n_candidates)
+            negatives = self.sampler(SamplingContext(user=user, pos=pos, neg=neg, emb=emb, candidates=candidates))
 
         u, i = gather_rows(emb.user, user), gather_rows(emb.item, pos)
         pos_score = (u * i).sum(-1, keepdim=True)
@@ -100,10 +111,16 @@ class SampledRecommender(GeneralRecommender):
         return rank_loss + reg_loss
 
     def on_epoch_start(self, epoch_idx):
-        """Called by the trainer before every training epoch."""
+        """Called by the trainer before every training epoch (also the first epoch of a resumed run)."""
         report = getattr(self.sampler, "epoch_report", None)
         if report is not None:
             report()
+        self.warming_up = epoch_idx < self.negative_warmup_epochs
+        if self.negative_warmup_epochs and self.warming_up != self._announced_warm_up:  # the run's start, the switch
+            self._announced_warm_up = self.warming_up
+            logging.getLogger().info(
+                f"negative_warmup_epochs={self.negative_warmup_epochs}: from epoch {epoch_idx} training uses "
+                + ("the uniform negative (RNS)" if self.warming_up else f"the {self.sampler.name} sampler"))
 
     def _pooled_for_inference(self):
         if self.restore_user_e is None or self.restore_item_e is None:
