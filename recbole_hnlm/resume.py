@@ -45,18 +45,33 @@ def option_checkpoint_state(config, option: str, hint: str, refusal: str, reason
             or when the file is not a recbole_hnlm checkpoint.
     """
     path = config[option]
-    if not os.path.isfile(path):
-        what = "is a folder, not a file" if os.path.isdir(path) else "does not exist"
-        raise ConfigError(f"{option}: {path} {what}. {hint}")
+    _check_is_file(path, option, hint)
     if not getattr(get_model(config["model"]), "resumable", False):  # SampledRecommender: the plugin's backbones
         raise ConfigError(f"{option}: {config['model']} {refusal}; only the plugin's backbones "
                           f"({', '.join(PLUGIN_MODELS)}) can.{reason}")
+    return checkpoint_state(path, option, hint)
+
+
+def checkpoint_state(path, option: str, hint: str) -> dict:
+    """The trainer state stored in the checkpoint ``path``.
+
+    Raises:
+        ConfigError: naming ``option`` (the option or function that was given ``path``), when the file is missing or
+            a folder (followed by ``hint``) or is not a recbole_hnlm checkpoint.
+    """
+    _check_is_file(path, option, hint)
     try:
         return read_trainer_state(path)
     except ValueError as error:  # ours: the message names the file
         raise ConfigError(f"{option}: {error}.") from error
     except Exception as error:  # safetensors' own error type: not a safetensors file at all
         raise ConfigError(f"{option}: {path} is not a recbole_hnlm checkpoint ({error}).") from error
+
+
+def _check_is_file(path, option, hint):
+    if not os.path.isfile(path):
+        what = "is a folder, not a file" if os.path.isdir(path) else "does not exist"
+        raise ConfigError(f"{option}: {path} {what}. {hint}")
 
 
 def check_resume_from(config) -> None:

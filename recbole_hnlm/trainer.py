@@ -4,6 +4,7 @@ RecBole 1.2.1 pickles its ``Config`` into ``torch.save`` checkpoints and reloads
 >= 2.6 refuses (``weights_only``). :class:`SafeCheckpointMixin` stores checkpoints with :mod:`recbole_hnlm.checkpoint`
 instead (no pickle) and works on top of any RecBole trainer class (:func:`make_safe_trainer`).
 """
+import json
 import os
 import warnings
 
@@ -23,6 +24,19 @@ def _loader_generators(train_data):
     """The training dataloader's own generator (RecBole shuffles with it), by the name a resume state stores it."""
     generator = getattr(train_data, "generator", None)
     return {"train_data": generator} if isinstance(generator, torch.Generator) else {}
+
+
+def _run_settings(config):
+    """The settings the run was started with (its config files, dict and command line) for
+    :func:`recbole_hnlm.load.load_data_and_model`; a value JSON cannot hold is left out."""
+    settings = {}
+    for key, value in config.external_config_dict.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            continue
+        settings[key] = value
+    return settings
 
 
 def _reserve_stem(stem):
@@ -103,6 +117,7 @@ class SafeCheckpointMixin:
             state["sampler_fingerprint"] = fingerprint
         if self.init_from is not None:
             state["init_from"] = self.init_from
+        state["run_settings"] = _run_settings(self.config)
         return state
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):

@@ -1,0 +1,75 @@
+"""A trained run back in memory for inference: the plugin's counterpart of RecBole's ``load_data_and_model``.
+
+RecBole's version unpickles the ``Config`` and the dataset stored with a ``torch.save`` checkpoint; the plugin's
+checkpoints are safetensors and hold no pickle. They record the run's own settings instead (``run_settings``: the
+config files, dict and command-line values it was started with), so the configuration, the dataset and the split
+are rebuilt from the atomic files::
+
+    from recbole.utils.case_study import full_sort_topk
+    from recbole_hnlm.load import load_data_and_model
+
+    config, model, dataset, train_data, valid_data, test_data = load_data_and_model("saved/LightGCN-....safetensors")
+    uid = dataset.token2id(dataset.uid_field, ["196", "186"])
+    scores, iids = full_sort_topk(uid, model, test_data, k=10, device=config["device"])
+    dataset.id2token(dataset.iid_field, iids.cpu())
+"""
+import os
+import warnings
+
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import init_seed
+
+from recbole_hnlm.config import Config, split_seed
+from recbole_hnlm.data_checks import check_dataset_files
+from recbole_hnlm.resume import checkpoint_state
+from recbole_hnlm.utils import get_model
+from recbole_hnlm.warm_start import check_checkpoint_data, check_init_from, load_backbone
+
+#: Settings of the training run that do not describe the model or its data: where it wrote or what it continued.
+_NOT_REUSED = ("checkpoint_dir", "resume_from", "init_from", "eval_only", "save_resume_state")
+
+
+def load_data_and_model(checkpoint, config_dict=None):
+    """``(config, model, dataset, train_data, valid_data, test_data)`` of the run that wrote ``checkpoint``.
+
+    The configuration is the run's stored settings, updated with ``config_dict`` (e.g. ``data_path`` on another
+    machine, or ``gpu_id``); the data are read and split as in the run, and the split is checked against the
+    checkpoint's digests of the ids and of the training split before its weights are loaded. The backbone's weights
+    are loaded and the model is returned in eval mode; the sampler plays no part in ranking, so it is not prepared
+    (HNLMRec's LLM stage does not run) and ``config["sampler"]`` names the run's sampler.
+
+    Args:
+        checkpoint (str): a best-epoch checkpoint or a resume state (``.safetensors``) of the plugin's trainer.
+        config_dict (dict, optional): settings that override the stored ones. Checkpoints written before run
+            settings were stored need the run's dataset options here (``data_path``, ``load_col``, ``split_seed``
+            ...); their split is still checked.
+
+    Raises:
+        ConfigError: the file is not such a checkpoint, or its weights, ids or split do not fit the rebuilt run.
+        FileNotFoundError: the dataset's atomic files are not where the settings say (pass ``data_path``).
+    """
+    checkpoint = os.path.abspath(str(checkpoint))
+    state = checkpoint_state(checkpoint, "load_data_and_model",
+                             "Give a checkpoint of a run: <checkpoint_dir>/<model>-<time>.safetensors.")
+    settings = {k: v for k, v in (state.get("run_settings") or {}).items() if k not in _NOT_REUSED}
+    settings.update(config_dict or {})
+    settings.update(init_from=checkpoint, eval_only=True, resume_from=None, sampler=state.get("sampler") or "RNS")
+    config = Config(model=state.get("model"), dataset=state.get("dataset"), config_dict=settings, command_line=False)
+    check_init_from(config)  # model, dataset and split seed against the checkpoint
+    check_dataset_files(config)
+    init_seed(split_seed(config), config["reproducibility"])
+    with warnings.catch_warnings():  # RecBole's chained fillna(inplace=True): works on the pinned pandas 2
+        warnings.filterwarnings("ignore", message="A value is trying to be set on a copy", category=FutureWarning,
+                                module=r"recbole\.")
+        dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    check_checkpoint_data(config, train_data._dataset)  # the same ids and the same training split
+    sampler = config["sampler"]
+    config["sampler"] = "RNS"  # builds the backbone without preparing its sampler
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    load_backbone(model, config)
+    config["sampler"] = sampler
+    model.eval()
+    return config, model, dataset, train_data, valid_data, test_data
+

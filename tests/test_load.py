@@ -1,0 +1,73 @@
+"""load_data_and_model: a finished run rebuilt from its checkpoint alone (settings, data, split, weights)."""
+import json
+
+import pytest
+import torch
+from recbole.utils.case_study import full_sort_topk
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from recbole_hnlm.errors import ConfigError
+from recbole_hnlm.load import load_data_and_model
+from recbole_hnlm.quick_start import run_recbole_hnlm
+from recbole_hnlm.utils import get_trainer
+
+
+@pytest.fixture
+def dns_run(fast_config, tmp_path):
+    """A LightGCN+DNS run of two epochs on the split of seed 2020, with a non-default option (embedding_size)."""
+    return run_recbole_hnlm(model="LightGCN", config_dict={**fast_config, "sampler": "DNS", "seed": 7,
+                                                           "split_seed": 2020, "embedding_size": 16,
+                                                           "checkpoint_dir": str(tmp_path / "run")})
+
+
+def _evaluate(config, model, data):
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    try:
+        return trainer.evaluate(data, load_best_model=False)
+    finally:
+        trainer.close()
+
+
+def test_a_run_is_rebuilt_from_its_checkpoint(dns_run, tmp_path):
+    elsewhere = {"checkpoint_dir": str(tmp_path / "eval")}  # the evaluating trainer's own (empty) folder
+    config, model, dataset, train_data, valid_data, test_data = load_data_and_model(dns_run["checkpoint"], elsewhere)
+    assert config["model"] == "LightGCN" and config["sampler"] == "DNS"  # the run's, from the checkpoint
+    assert config["embedding_size"] == 16 and config["seed"] == 7 and config["split_seed"] == 2020
+    assert not model.training
+    stored = {k[len("model."):]: v for k, v in load_file(dns_run["checkpoint"]).items() if k.startswith("model.")}
+    own = model.state_dict()
+    assert stored.keys() <= own.keys() and all(torch.equal(own[k], stored[k]) for k in stored)
+    # the same data, split and weights: the run's own validation and test numbers
+    assert _evaluate(config, model, test_data) == dns_run["test_result"]
+    assert _evaluate(config, model, valid_data) == dns_run["best_valid_result"]
+    # RecBole's case-study helpers work on what it returns
+    uid = dataset.token2id(dataset.uid_field, ["1", "2"])
+    scores, iids = full_sort_topk(uid, model, test_data, k=10, device=config["device"])
+    assert iids.shape == (2, 10) and bool((scores[:, :-1] >= scores[:, 1:]).all())
+    assert len(dataset.id2token(dataset.iid_field, iids.cpu())[0]) == 10
+
+
+def test_overrides_and_refusals(dns_run, fast_config, tmp_path):
+    with pytest.raises(ConfigError, match="load_data_and_model: .*missing.safetensors does not exist"):
+        load_data_and_model(str(tmp_path / "missing.safetensors"))
+    not_a_checkpoint = tmp_path / "x.safetensors"
+    not_a_checkpoint.write_text("hello")
+    with pytest.raises(ConfigError, match="is not a recbole_hnlm checkpoint"):
+        load_data_and_model(str(not_a_checkpoint))
+    with pytest.raises(ConfigError, match="split of seed 2020"):  # another split would test on training pairs
+        load_data_and_model(dns_run["checkpoint"], {"split_seed": 3})
+    with pytest.raises(ConfigError, match="do not fit this LightGCN"):
+        load_data_and_model(dns_run["checkpoint"], {"embedding_size": 8})
+    # a checkpoint written before run settings were stored: the dataset options come from config_dict
+    with safe_open(dns_run["checkpoint"], framework="pt") as f:
+        meta = json.loads(f.metadata()["recbole_hnlm"])
+    del meta["trainer"]["run_settings"]
+    older = str(tmp_path / "older.safetensors")
+    save_file(load_file(dns_run["checkpoint"]), older, metadata={"recbole_hnlm": json.dumps(meta)})
+    with pytest.raises(FileNotFoundError, match="Dataset 'ml-slice' not found"):  # not in the default data_path
+        load_data_and_model(older)
+    options = {k: fast_config[k] for k in ("data_path", "load_col")}
+    config, model, *_, test_data = load_data_and_model(older, {**options, "split_seed": 2020, "embedding_size": 16,
+                                                               "checkpoint_dir": str(tmp_path / "eval")})
+    assert _evaluate(config, model, test_data) == dns_run["test_result"]
