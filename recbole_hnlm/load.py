@@ -13,6 +13,7 @@ are rebuilt from the atomic files::
     scores, iids = full_sort_topk(uid, model, test_data, k=10, device=config["device"])
     dataset.id2token(dataset.iid_field, iids.cpu())
 """
+import logging
 import os
 import warnings
 
@@ -21,12 +22,16 @@ from recbole.utils import init_seed
 
 from recbole_hnlm.config import Config, split_seed
 from recbole_hnlm.data_checks import check_dataset_files
-from recbole_hnlm.resume import checkpoint_state
+from recbole_hnlm.errors import ConfigError
+from recbole_hnlm.resume import changed_options, checkpoint_state
 from recbole_hnlm.utils import get_model
 from recbole_hnlm.warm_start import check_checkpoint_data, check_init_from, load_backbone
 
-#: Settings of the training run that do not describe the model or its data: where it wrote or what it continued.
-_NOT_REUSED = ("checkpoint_dir", "resume_from", "init_from", "eval_only", "save_resume_state")
+#: Settings of the training run that do not describe the model or its data: where it wrote, what it continued, and
+#: the devices of the machine it ran on (the loading machine's RecBole defaults apply; ``config_dict`` chooses).
+_NOT_REUSED = ("checkpoint_dir", "resume_from", "init_from", "eval_only", "save_resume_state", "gpu_id", "use_gpu")
+#: Options that may differ from the run's without changing the model it rebuilds.
+_NOT_COMPARED = frozenset(_NOT_REUSED + ("sampler", "device", "data_path"))
 
 
 def load_data_and_model(checkpoint, config_dict=None):
@@ -52,10 +57,16 @@ def load_data_and_model(checkpoint, config_dict=None):
     state = checkpoint_state(checkpoint, "load_data_and_model",
                              "Give a checkpoint of a run: <checkpoint_dir>/<model>-<time>.safetensors.")
     settings = {k: v for k, v in (state.get("run_settings") or {}).items() if k not in _NOT_REUSED}
+    settings["sampler"] = state.get("sampler") or "RNS"
     settings.update(config_dict or {})
-    settings.update(init_from=checkpoint, eval_only=True, resume_from=None, sampler=state.get("sampler") or "RNS")
-    config = Config(model=state.get("model"), dataset=state.get("dataset"), config_dict=settings, command_line=False)
-    check_init_from(config)  # model, dataset and split seed against the checkpoint
+    settings.update(init_from=checkpoint, eval_only=True, resume_from=None)
+    try:
+        config = Config(model=state.get("model"), dataset=state.get("dataset"), config_dict=settings,
+                        command_line=False)
+        check_init_from(config)  # model, dataset and split seed against the checkpoint
+    except ConfigError as error:
+        raise _for_this_function(error, checkpoint) from error
+    _warn_about_changed_options(config, checkpoint, overridden=set(config_dict or ()))
     check_dataset_files(config)
     init_seed(split_seed(config), config["reproducibility"])
     with warnings.catch_warnings():  # RecBole's chained fillna(inplace=True): works on the pinned pandas 2
@@ -63,13 +74,34 @@ def load_data_and_model(checkpoint, config_dict=None):
                                 module=r"recbole\.")
         dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
-    check_checkpoint_data(config, train_data._dataset)  # the same ids and the same training split
     sampler = config["sampler"]
     config["sampler"] = "RNS"  # builds the backbone without preparing its sampler
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    load_backbone(model, config)
-    config["sampler"] = sampler
+    try:
+        check_checkpoint_data(config, train_data._dataset)  # the same ids and the same training split
+        init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+        model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+        load_backbone(model, config)
+    except ConfigError as error:
+        raise _for_this_function(error, checkpoint) from error
+    config["sampler"], config["init_from"], config["eval_only"] = sampler, None, False  # as the run had them
     model.eval()
     return config, model, dataset, train_data, valid_data, test_data
+
+
+def _for_this_function(error, checkpoint):
+    """The option checks' error, worded for this function (their ``init_from:``/``--option`` are command-line)."""
+    message = str(error).replace("init_from: ", "", 1)
+    return ConfigError(f"load_data_and_model({os.path.basename(checkpoint)}): {message} (Options go in config_dict, "
+                       "e.g. {'split_seed': 2020}.)")
+
+
+def _warn_about_changed_options(config, checkpoint, overridden):
+    """Warn when the rebuilt configuration differs from the run's final one in an option not set by the caller: a
+    property-file default changed since, or a setting the checkpoint could not store (older checkpoints: all)."""
+    changed = [line for line in changed_options(config, checkpoint)
+               if line.split(":", 1)[0] not in _NOT_COMPARED | overridden]
+    if changed:
+        logging.getLogger().warning(
+            f"load_data_and_model: {checkpoint} was trained with other values of these options than the rebuilt "
+            f"configuration has (run -> now); pass the run's values in config_dict: {'; '.join(changed)}")
 

@@ -8,6 +8,8 @@ that changed since the interrupted run are listed, since the continuation then n
 import json
 import os
 
+import numpy as np
+
 from recbole_hnlm.checkpoint import read_trainer_state
 from recbole_hnlm.errors import ConfigError
 from recbole_hnlm.utils import PLUGIN_MODELS, get_model
@@ -23,6 +25,8 @@ _NOT_TRAINING_OPTIONS = frozenset({
 
 
 def _jsonable(value):
+    if isinstance(value, np.generic):  # NumPy scalars (scripts pass np.int64 options): the same number, in JSON
+        value = value.item()
     try:
         json.dumps(value)
         return value

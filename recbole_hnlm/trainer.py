@@ -8,6 +8,7 @@ import json
 import os
 import warnings
 
+import numpy as np
 import torch
 
 from recbole.trainer import Trainer
@@ -28,9 +29,15 @@ def _loader_generators(train_data):
 
 def _run_settings(config):
     """The settings the run was started with (its config files, dict and command line) for
-    :func:`recbole_hnlm.load.load_data_and_model`; a value JSON cannot hold is left out."""
+    :func:`recbole_hnlm.load.load_data_and_model`: NumPy scalars as Python numbers, ``data_path`` absolute; a value
+    JSON cannot hold is left out (the checkpoint's ``options`` still record every final value, and loading compares
+    against them)."""
     settings = {}
     for key, value in config.external_config_dict.items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        if key == "data_path" and isinstance(value, str):
+            value = os.path.abspath(value)
         try:
             json.dumps(value)
         except (TypeError, ValueError):
@@ -118,6 +125,7 @@ class SafeCheckpointMixin:
         if self.init_from is not None:
             state["init_from"] = self.init_from
         state["run_settings"] = _run_settings(self.config)
+        state["options"] = training_options(self.config)
         return state
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
@@ -133,8 +141,7 @@ class SafeCheckpointMixin:
         best = os.path.abspath(self.saved_model_file) if os.path.exists(self.saved_model_file) else None
         state = {**self._trainer_state(next_epoch - 1), "resume_state": True, "stopped_early": self._stopped_early,
                  "best_checkpoint": best,
-                 "best_valid_result": {k: float(v) for k, v in (self.best_valid_result or {}).items()},
-                 "options": training_options(self.config)}
+                 "best_valid_result": {k: float(v) for k, v in (self.best_valid_result or {}).items()}}
         save_checkpoint(self.resume_state_file, self.model, self.optimizer, state,
                         rng_state=capture_rng_state(_loader_generators(train_data)))
 

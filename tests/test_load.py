@@ -1,6 +1,10 @@
 """load_data_and_model: a finished run rebuilt from its checkpoint alone (settings, data, split, weights)."""
 import json
 
+import logging
+import os
+
+import numpy as np
 import pytest
 import torch
 from recbole.utils.case_study import full_sort_topk
@@ -14,10 +18,14 @@ from recbole_hnlm.utils import get_trainer
 
 
 @pytest.fixture
-def dns_run(fast_config, tmp_path):
-    """A LightGCN+DNS run of two epochs on the split of seed 2020, with a non-default option (embedding_size)."""
+def dns_run(fast_config, tmp_path, monkeypatch):
+    """A LightGCN+DNS run of two epochs on the split of seed 2020, with non-default options: one that changes the
+    weights' shapes (embedding_size), one that does not (n_layers, given as a NumPy integer as scripts often do),
+    and the training machine's GPUs (RecBole exports them to CUDA_VISIBLE_DEVICES: restored after the test)."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     return run_recbole_hnlm(model="LightGCN", config_dict={**fast_config, "sampler": "DNS", "seed": 7,
                                                            "split_seed": 2020, "embedding_size": 16,
+                                                           "n_layers": np.int64(1), "gpu_id": (0, 1),
                                                            "checkpoint_dir": str(tmp_path / "run")})
 
 
@@ -29,11 +37,18 @@ def _evaluate(config, model, data):
         trainer.close()
 
 
-def test_a_run_is_rebuilt_from_its_checkpoint(dns_run, tmp_path):
+def test_a_run_is_rebuilt_from_its_checkpoint(dns_run, tmp_path, caplog):
     elsewhere = {"checkpoint_dir": str(tmp_path / "eval")}  # the evaluating trainer's own (empty) folder
-    config, model, dataset, train_data, valid_data, test_data = load_data_and_model(dns_run["checkpoint"], elsewhere)
+    with caplog.at_level(logging.WARNING):
+        config, model, dataset, train_data, valid_data, test_data = load_data_and_model(dns_run["checkpoint"],
+                                                                                        elsewhere)
+    assert "load_data_and_model" not in caplog.text  # every option as the run had it
     assert config["model"] == "LightGCN" and config["sampler"] == "DNS"  # the run's, from the checkpoint
     assert config["embedding_size"] == 16 and config["seed"] == 7 and config["split_seed"] == 2020
+    assert config["n_layers"] == 1 and model.n_layers == 1
+    assert config["gpu_id"] not in ((0, 1), [0, 1], "[0, 1]")  # the training machine's devices are not reused
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == str(config["gpu_id"])
+    assert config["init_from"] is None and config["eval_only"] is False  # not a warm start, not an evaluation
     assert not model.training
     stored = {k[len("model."):]: v for k, v in load_file(dns_run["checkpoint"]).items() if k.startswith("model.")}
     own = model.state_dict()
@@ -55,10 +70,12 @@ def test_overrides_and_refusals(dns_run, fast_config, tmp_path):
     not_a_checkpoint.write_text("hello")
     with pytest.raises(ConfigError, match="is not a recbole_hnlm checkpoint"):
         load_data_and_model(str(not_a_checkpoint))
-    with pytest.raises(ConfigError, match="split of seed 2020"):  # another split would test on training pairs
+    with pytest.raises(ConfigError, match=r"load_data_and_model\(.*\.safetensors\): .*split of seed 2020.*"
+                                          r"config_dict"):  # another split would test on training pairs
         load_data_and_model(dns_run["checkpoint"], {"split_seed": 3})
     with pytest.raises(ConfigError, match="do not fit this LightGCN"):
         load_data_and_model(dns_run["checkpoint"], {"embedding_size": 8})
+    assert load_data_and_model(dns_run["checkpoint"], {"sampler": "MixGCF"})[0]["sampler"] == "MixGCF"
     # a checkpoint written before run settings were stored: the dataset options come from config_dict
     with safe_open(dns_run["checkpoint"], framework="pt") as f:
         meta = json.loads(f.metadata()["recbole_hnlm"])
@@ -68,6 +85,18 @@ def test_overrides_and_refusals(dns_run, fast_config, tmp_path):
     with pytest.raises(FileNotFoundError, match="Dataset 'ml-slice' not found"):  # not in the default data_path
         load_data_and_model(older)
     options = {k: fast_config[k] for k in ("data_path", "load_col")}
+    caplog_records = []
+    handler = logging.Handler()
+    handler.emit = caplog_records.append
+    logging.getLogger().addHandler(handler)
+    try:  # n_layers is missing and does not change shapes: the rebuilt model differs, and a warning says so
+        config, model, *_, test_data = load_data_and_model(older, {**options, "split_seed": 2020, "seed": 7,
+                                                                   "embedding_size": 16,
+                                                                   "checkpoint_dir": str(tmp_path / "eval")})
+    finally:
+        logging.getLogger().removeHandler(handler)
+    warned = " ".join(record.getMessage() for record in caplog_records)
+    assert "n_layers: 1 -> 3" in warned and "embedding_size" not in warned and "split_seed" not in warned
     config, model, *_, test_data = load_data_and_model(older, {**options, "split_seed": 2020, "embedding_size": 16,
-                                                               "checkpoint_dir": str(tmp_path / "eval")})
+                                                               "n_layers": 1, "checkpoint_dir": str(tmp_path / "e")})
     assert _evaluate(config, model, test_data) == dns_run["test_result"]

@@ -34,8 +34,9 @@ class SampledRecommender(GeneralRecommender):
         reg_weight (float): :math:`\\lambda` of the layer-0 L2 term (squared norms, as MixGCF/AHNS).
         sampler (str): negative sampler name; its hyper-parameters come from ``properties/sampler/<name>.yaml``.
         candidate_max_rounds (int): redraw rounds that remove training positives from candidates.
-        negative_warmup_epochs (int): the first ``N`` epochs train with the loader's uniform negative (RNS); the
-            sampler takes over from epoch ``N``, on embeddings that already rank. 0 (default): from the start.
+        negative_warmup_epochs (int): the first ``N`` epochs train with the loader's uniform negative (RNS), without
+            the sampler's own loss terms; the sampler takes over from epoch ``N``, on embeddings that already rank.
+            0 (default): from the start.
     """
 
     input_type = InputType.PAIRWISE

@@ -24,9 +24,9 @@ class AHNS(NegativeSampler):
         j_b = \arg\min_{m} \big|\, S_{bm} - \beta\,(s^+_b + \alpha)^{p+1} \big|
 
     As in the official code, the target is not clamped when :math:`s^+_b + \alpha \le 0`; how often that happens is
-    counted in :attr:`nonpositive_base` and logged every epoch by the model. With a non-integer :math:`p` such a row
-    has no target (a negative base to a fractional power is NaN) and takes its first candidate, a uniform negative;
-    those rows are counted in :attr:`undefined_target` and logged as well.
+    counted in :attr:`nonpositive_base` and logged every epoch by the model. A row whose target is not finite (a
+    negative base to a non-integer :math:`p`, a base of exactly 0, or diverged scores) takes its first candidate, a
+    uniform negative; those rows are counted in :attr:`undefined_target` and logged as well.
 
     The defaults (``alpha`` 1, ``beta`` 0.1) are the authors' for mean-pooled MF and LightGCN. With NGCF's
     concatenated layers the scores live on another scale (three of the four blocks are unit-normalised), so the same
@@ -66,7 +66,7 @@ class AHNS(NegativeSampler):
         base = (user * pos).sum(-1).float() + self.alpha
         self.nonpositive_base += int((base <= 0).sum())
         target = self.beta * base.pow(self.p + 1)
-        self.undefined_target += int(torch.isnan(target).sum())
+        self.undefined_target += int((~torch.isfinite(target)).sum())
         return target
 
     @torch.no_grad()
@@ -83,8 +83,8 @@ class AHNS(NegativeSampler):
             logging.getLogger().info(f"AHNS: {self.nonpositive_base} rows had s+ + alpha <= 0 this epoch")
         if self.undefined_target:
             logging.getLogger().warning(
-                f"AHNS: {self.undefined_target} rows had no target hardness this epoch ((s+ + alpha)^(p+1) with "
-                f"s+ + alpha < 0 and a non-integer ahns_p={self.p}); they took a uniform negative. Use an integer "
-                "ahns_p or a larger ahns_alpha.")
+                f"AHNS: {self.undefined_target} rows had no finite target hardness this epoch ((s+ + alpha)^(p+1) "
+                f"with ahns_p={self.p}: s+ + alpha < 0 and a non-integer p, s+ + alpha = 0, or non-finite scores); "
+                "they took a uniform negative. Use an integer ahns_p or a larger ahns_alpha.")
         self.nonpositive_base = 0
         self.undefined_target = 0

@@ -195,7 +195,7 @@ class HNLMRec(NegativeSampler):
 
     @staticmethod
     def _empty_stats():
-        return {"rows": 0, "found": 0, "cos_sum": 0.0, "pair_cos_sum": 0.0, "pairs": 0}
+        return {"rows": 0, "found": 0, "cos_sum": 0.0, "pair_cos_sum": 0.0, "pairs": 0, "zero_h": 0}
 
     @torch.no_grad()
     def _record(self, user, h, found):
@@ -204,6 +204,8 @@ class HNLMRec(NegativeSampler):
         self._stats["found"] += k
         if k:
             self._stats["cos_sum"] += float(F.cosine_similarity(user[found], h[found], dim=1).sum())
+        if k:
+            self._stats["zero_h"] += int((h[found].norm(dim=1) == 0).sum())  # a dead adapter (final ReLU): cos 0
         if k > 1:  # sum of cos(h_a, h_b) over the ordered pairs a != b of the batch: |sum of unit rows|^2 - k
             unit = F.normalize(h[found].double(), dim=1)
             self._stats["pair_cos_sum"] += float(unit.sum(0).pow(2).sum()) - float(unit.pow(2).sum())
@@ -220,5 +222,7 @@ class HNLMRec(NegativeSampler):
             message = f"HNLMRec: batch coverage {stats['found'] / stats['rows']:.2%}, mean cos(user, h) {cos:+.4f}"
             if stats["pairs"]:
                 message += f", mean cos(h, h') within a batch {stats['pair_cos_sum'] / stats['pairs']:+.4f}"
+            if stats["zero_h"]:
+                message += f"; h = 0 in {stats['zero_h']} rows (counted as cos 0)"
             logging.getLogger().info(message)
         self._stats = self._empty_stats()

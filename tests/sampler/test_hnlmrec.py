@@ -116,10 +116,16 @@ def test_epoch_report_logs_how_much_the_projected_negatives_differ(fast_config, 
     expected = sum(float(c.sum() - c.diagonal().sum()) for c in cosines) / sum(len(u) * (len(u) - 1) for u in unit)
     assert reported() == pytest.approx(expected, abs=1e-4)
     assert abs(expected) < 0.9  # random LLM vectors through a fresh adapter are not collapsed
+    assert "h = 0 in" not in caplog.text
     with torch.no_grad():  # an adapter that ignores its input: every h is the same vector
         sampler.adapter[0].weight.zero_()
         sampler(SamplingContext(user=user, pos=pos, neg=neg, emb=emb))
     assert reported() == pytest.approx(1.0, abs=1e-4)
+    with torch.no_grad():  # a dead adapter: every h is 0, which the cosines alone would show as 0
+        sampler.adapter[-1].weight.zero_()
+        sampler.adapter[-1].bias.zero_()
+        sampler(SamplingContext(user=user, pos=pos, neg=neg, emb=emb))
+    assert reported() == 0.0 and f"h = 0 in {len(user)} rows" in caplog.text
 
 
 def test_centering_removes_the_mean_stored_vector(fast_config, ml_slice, tmp_path):

@@ -85,11 +85,17 @@ def test_ahns_counts_and_reports_rows_without_a_target(caplog):
     assert torch.equal(out.item_ids[negative, 0], ctx.candidates[negative, 0])
     with caplog.at_level("INFO"):
         sampler.epoch_report()
-    assert f"AHNS: {int(negative.sum())} rows had no target hardness" in caplog.text and "ahns_p=-1.5" in caplog.text
+    assert f"AHNS: {int(negative.sum())} rows had no finite target hardness" in caplog.text
+    assert "ahns_p=-1.5" in caplog.text
     assert sampler.undefined_target == 0 and sampler.nonpositive_base == 0
     integer = AHNS({"ahns_candidates": M, "ahns_alpha": 0.0, "ahns_beta": 0.1, "ahns_p": -2}, None)
     integer(ctx)
     assert integer.undefined_target == 0 and integer.nonpositive_base == int((s_pos <= 0).sum())
+    # a base of exactly 0: (0)^(p+1) is infinite for p < -1, also no target
+    alpha = -float(s_pos[0].detach())
+    at_zero = AHNS({"ahns_candidates": M, "ahns_alpha": alpha, "ahns_beta": 0.1, "ahns_p": -2}, None)
+    at_zero(ctx)
+    assert at_zero.undefined_target >= 1
 
 
 @pytest.mark.parametrize("layerwise", [False, True])
