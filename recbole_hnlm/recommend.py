@@ -1,0 +1,131 @@
+"""Top-k recommendations of a trained run, written as a tab-separated file::
+
+    python -m recbole_hnlm.recommend --checkpoint saved/LightGCN-<time>.safetensors --k 20 --out recs.tsv
+    python -m recbole_hnlm.recommend --checkpoint ... --users 196,186 --out recs.tsv --data_path=/data/atomic
+
+The run is rebuilt with :func:`recbole_hnlm.load.load_data_and_model` (``--key=value`` settings override the
+stored ones). Every item a user interacted with in the dataset (training, validation and test) is left out unless
+``--keep_seen``, as is RecBole's padding item. Output, one line per (user, rank), in the dataset's own tokens::
+
+    user_id<TAB>rank<TAB>item_id<TAB>score
+"""
+import argparse
+import sys
+from typing import List, Optional, Sequence
+
+import torch
+from tqdm import tqdm
+
+from recbole_hnlm.cli_settings import parse_settings
+from recbole_hnlm.errors import ConfigError
+from recbole_hnlm.files import atomic_path
+
+HEADER = "user_id\trank\titem_id\tscore\n"
+
+
+def top_k(model, user_ids: torch.Tensor, k: int, seen: Optional[torch.Tensor] = None, batch_size: int = 1024,
+          progress: bool = False):
+    """``(scores [U, k], item ids [U, k])`` of ``model.full_sort_predict`` for internal ``user_ids``, best first
+    (``k`` is capped at the number of real items).
+
+    Args:
+        seen: ``[n_users, n_items]`` bool mask of items to leave out per user (``None``: only the padding item 0).
+        progress: a tqdm bar over the user batches.
+    """
+    n_items = model.n_items
+    k = min(int(k), n_items - 1)
+    scores, items = [], []
+    starts = range(0, len(user_ids), batch_size)
+    with torch.no_grad():
+        for start in tqdm(starts, desc="recommend", unit="batch", disable=not progress):
+            users = user_ids[start:start + batch_size]
+            score = model.full_sort_predict({model.USER_ID: users.to(model.device)}).view(len(users), n_items)
+            score = score.float().cpu()
+            score[:, 0] = -torch.inf
+            if seen is not None:
+                score[seen[users]] = -torch.inf
+            best = score.topk(k, dim=1)
+            scores.append(best.values)
+            items.append(best.indices)
+    return torch.cat(scores), torch.cat(items)
+
+
+def seen_items(dataset) -> torch.Tensor:
+    """``[n_users, n_items]`` bool: the items each user interacted with anywhere in ``dataset``."""
+    mask = torch.zeros(dataset.user_num, dataset.item_num, dtype=torch.bool)
+    mask[dataset.inter_feat[dataset.uid_field].long(), dataset.inter_feat[dataset.iid_field].long()] = True
+    return mask
+
+
+def write_recommendations(path: str, dataset, user_ids: torch.Tensor, scores: torch.Tensor, items: torch.Tensor):
+    """Write the TSV atomically (a temporary file, then rename): the dataset's tokens, ranks from 1.
+
+    Rows whose score is ``-inf`` (a user who has seen almost every item) are left out."""
+    users = dataset.id2token(dataset.uid_field, user_ids.numpy())
+    tokens = dataset.id2token(dataset.iid_field, items.numpy())
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as out:
+            out.write(HEADER)
+            for user, row_items, row_scores in zip(users, tokens, scores.tolist()):
+                for rank, (item, score) in enumerate(zip(row_items, row_scores), start=1):
+                    if score != -float("inf"):
+                        out.write(f"{user}\t{rank}\t{item}\t{score:.6g}\n")
+
+
+def _user_ids(dataset, tokens: Optional[List[str]]) -> torch.Tensor:
+    """Internal ids of ``tokens`` (every user of the dataset when ``None``); unknown tokens are an error."""
+    if tokens is None:
+        return torch.arange(1, dataset.user_num)
+    known = dataset.field2token_id[dataset.uid_field]
+    unknown = [token for token in tokens if token not in known]
+    if unknown:
+        raise ConfigError(f"--users: {len(unknown)} user(s) not in the dataset {dataset.dataset_name}, e.g. "
+                          f"{', '.join(map(repr, unknown[:5]))}.")
+    return torch.tensor([known[token] for token in tokens], dtype=torch.long)
+
+
+def _read_users(args) -> Optional[List[str]]:
+    if args.users is not None:
+        return [token.strip() for token in args.users.split(",") if token.strip()]
+    if args.users_file is not None:
+        with open(args.users_file, encoding="utf-8") as f:
+            return [line.strip() for line in f if line.strip()]
+    return None
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m recbole_hnlm.recommend", description=__doc__.split("\n\n")[0],
+                                     allow_abbrev=False,
+                                     epilog="Other settings go in --key=value form (e.g. --data_path=DIR, --gpu_id=0) "
+                                            "and override those stored in the checkpoint.")
+    parser.add_argument("--checkpoint", required=True, help="a checkpoint of run_recbole_hnlm.py (.safetensors)")
+    parser.add_argument("--out", required=True, help="output TSV file (written atomically)")
+    parser.add_argument("--k", type=int, default=10, help="recommendations per user (default 10)")
+    who = parser.add_mutually_exclusive_group()
+    who.add_argument("--users", help="comma-separated user tokens (default: every user)")
+    who.add_argument("--users_file", help="a file with one user token per line")
+    parser.add_argument("--keep_seen", action="store_true", help="do not leave out items the user interacted with")
+    parser.add_argument("--batch_size", type=int, default=1024, help="users scored per forward (default 1024)")
+    args, extra = parser.parse_known_args(argv)
+    if args.k < 1 or args.batch_size < 1:
+        parser.error("--k and --batch_size must be >= 1")
+    overrides = parse_settings(extra, parser.error)
+
+    from recbole_hnlm.load import load_data_and_model
+
+    try:
+        tokens = _read_users(args)
+        config, model, dataset, *_ = load_data_and_model(args.checkpoint, overrides)
+        user_ids = _user_ids(dataset, tokens)
+    except (ConfigError, FileNotFoundError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    seen = None if args.keep_seen else seen_items(dataset)
+    scores, items = top_k(model, user_ids, args.k, seen, batch_size=args.batch_size, progress=config["show_progress"])
+    write_recommendations(args.out, dataset, user_ids, scores, items)
+    print(f"{args.out}: top-{min(args.k, model.n_items - 1)} items for {len(user_ids)} users")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

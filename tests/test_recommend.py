@@ -1,0 +1,87 @@
+"""python -m recbole_hnlm.recommend: top-k lists of a trained run, checked against the model's own embeddings."""
+import os
+
+import pytest
+import torch
+
+from recbole_hnlm.load import load_data_and_model
+from recbole_hnlm.quick_start import run_recbole_hnlm
+from recbole_hnlm.recommend import main
+
+
+@pytest.fixture
+def checkpoint(fast_config, tmp_path):
+    result = run_recbole_hnlm(model="LightGCN", config_dict={**fast_config, "sampler": "RNS",
+                                                             "checkpoint_dir": str(tmp_path / "run")})
+    return result["checkpoint"]
+
+
+def _read(path):
+    with open(path, encoding="utf-8") as f:
+        header = f.readline()
+        rows = [line.rstrip("\n").split("\t") for line in f]
+    return header, rows
+
+
+def _interactions(ml_slice):
+    """``{user token: set of item tokens}`` of every interaction in the slice's .inter file."""
+    data_path, name = ml_slice
+    seen = {}
+    with open(os.path.join(data_path, name, f"{name}.inter"), encoding="utf-8") as f:
+        next(f)
+        for line in f:
+            user, item = line.split("\t")[:2]
+            seen.setdefault(user, set()).add(item)
+    return seen
+
+
+def _expected(checkpoint, user_tokens, k, seen):
+    """The top-k item tokens per user from the pooled embeddings' dot products, leaving out ``seen`` items."""
+    _, model, dataset, *_ = load_data_and_model(checkpoint)
+    user_e, item_e = model.forward()
+    expected = {}
+    for token in user_tokens:
+        uid = int(dataset.token2id(dataset.uid_field, token))
+        score = (user_e[uid] @ item_e.T).detach().clone()
+        score[0] = -torch.inf
+        for item in seen.get(token, ()):
+            score[int(dataset.token2id(dataset.iid_field, item))] = -torch.inf
+        expected[token] = list(dataset.id2token(dataset.iid_field, score.topk(k).indices.numpy()))
+    return expected
+
+
+def test_recommendations_leave_out_seen_items_and_follow_the_scores(checkpoint, ml_slice, tmp_path, capsys):
+    out = tmp_path / "recs.tsv"
+    assert main(["--checkpoint", checkpoint, "--out", str(out), "--k", "5", "--users", "1,2,3"]) == 0
+    header, rows = _read(out)
+    assert header == "user_id\trank\titem_id\tscore\n"
+    seen = _interactions(ml_slice)
+    expected = _expected(checkpoint, ["1", "2", "3"], 5, seen)
+    for user in ("1", "2", "3"):
+        mine = [row for row in rows if row[0] == user]
+        assert [int(row[1]) for row in mine] == [1, 2, 3, 4, 5]
+        assert [row[2] for row in mine] == expected[user]
+        assert not {row[2] for row in mine} & seen[user]  # training, validation and test items all left out
+        scores = [float(row[3]) for row in mine]
+        assert scores == sorted(scores, reverse=True)
+    assert "top-5 items for 3 users" in capsys.readouterr().out
+
+
+def test_every_user_and_seen_items_kept_on_request(checkpoint, ml_slice, tmp_path):
+    out = tmp_path / "all.tsv"
+    assert main(["--checkpoint", checkpoint, "--out", str(out), "--k", "3", "--keep_seen", "--batch_size", "7"]) == 0
+    _, rows = _read(out)
+    users = {row[0] for row in rows}
+    assert users == set(_interactions(ml_slice)) and len(rows) == 3 * len(users)
+    expected = _expected(checkpoint, ["1"], 3, seen={})
+    assert [row[2] for row in rows if row[0] == "1"] == expected["1"]
+
+
+def test_bad_input_is_named_and_writes_nothing(checkpoint, tmp_path, capsys):
+    out = tmp_path / "recs.tsv"
+    assert main(["--checkpoint", checkpoint, "--out", str(out), "--users", "1,no-such-user"]) == 2
+    assert "--users: 1 user(s) not in the dataset" in capsys.readouterr().err and not out.exists()
+    assert main(["--checkpoint", str(tmp_path / "missing.safetensors"), "--out", str(out)]) == 2
+    assert "missing.safetensors does not exist" in capsys.readouterr().err and not out.exists()
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", checkpoint, "--out", str(out), "--k", "0"])
