@@ -97,7 +97,8 @@ def _for_this_function(error, checkpoint):
 
 def _warn_about_changed_options(config, checkpoint, overridden):
     """Warn when the rebuilt configuration differs from the run's final one in an option not set by the caller: a
-    property-file default changed since, or a setting the checkpoint could not store (older checkpoints: all)."""
+    property-file default changed since, or a setting the checkpoint could not store. Best-epoch checkpoints of earlier
+    versions hold no final options (their resume states do): nothing to compare, no warning."""
     changed = [line for line in changed_options(config, checkpoint)
                if line.split(":", 1)[0] not in _NOT_COMPARED | overridden]
     if changed:
