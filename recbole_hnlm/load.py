@@ -15,14 +15,14 @@ are rebuilt from the atomic files::
 """
 import logging
 import os
-import warnings
 
-from recbole.data import create_dataset, data_preparation
+from recbole.data import data_preparation
 from recbole.utils import init_seed
 
-from recbole_hnlm.config import Config, split_seed
+from recbole_hnlm.config import Config
 from recbole_hnlm.data_checks import check_dataset_files
 from recbole_hnlm.errors import ConfigError
+from recbole_hnlm.quick_start import read_dataset
 from recbole_hnlm.resume import changed_options, checkpoint_state
 from recbole_hnlm.utils import get_model
 from recbole_hnlm.warm_start import check_checkpoint_data, check_init_from, load_backbone
@@ -68,11 +68,7 @@ def load_data_and_model(checkpoint, config_dict=None):
         raise _for_this_function(error, checkpoint) from error
     _warn_about_changed_options(config, checkpoint, overridden=set(config_dict or ()))
     check_dataset_files(config)
-    init_seed(split_seed(config), config["reproducibility"])
-    with warnings.catch_warnings():  # RecBole's chained fillna(inplace=True): works on the pinned pandas 2
-        warnings.filterwarnings("ignore", message="A value is trying to be set on a copy", category=FutureWarning,
-                                module=r"recbole\.")
-        dataset = create_dataset(config)
+    dataset = read_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     sampler = config["sampler"]
     config["sampler"] = "RNS"  # builds the backbone without preparing its sampler

@@ -66,11 +66,7 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
         check_resume_from(config)
         check_init_from(config)
 
-        init_seed(split_seed(config), config["reproducibility"])
-        with warnings.catch_warnings():  # RecBole's chained fillna(inplace=True): works on the pinned pandas 2
-            warnings.filterwarnings("ignore", message="A value is trying to be set on a copy", category=FutureWarning,
-                                    module=r"recbole\.")
-            dataset = create_dataset(config)
+        dataset = read_dataset(config)
         logger.info(dataset)
         check_topk_fits(config, dataset)
         check_duplicate_interactions(config, dataset)
@@ -103,6 +99,16 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
             "checkpoint": trainer.saved_model_file if saved else None,
             "resume_state": trainer.resume_state_file if writes_resume_state else None,
         }
+
+
+def read_dataset(config):
+    """RecBole's dataset of the run, read under the split seed (the seed RecBole's run sets before reading and
+    splitting, so the split follows ``split_seed``)."""
+    init_seed(split_seed(config), config["reproducibility"])
+    with warnings.catch_warnings():  # RecBole's chained fillna(inplace=True): works on the pinned pandas 2
+        warnings.filterwarnings("ignore", message="A value is trying to be set on a copy", category=FutureWarning,
+                                module=r"recbole\.")
+        return create_dataset(config)
 
 
 def build_model(config, dataset, train_data, logger):
