@@ -14,7 +14,7 @@ import torch
 from recbole.trainer import Trainer
 from recbole.utils import get_local_time, set_color
 
-from recbole_hnlm.checkpoint import load_checkpoint, read_rng_state, save_checkpoint
+from recbole_hnlm.checkpoint import load_checkpoint, read_rng_state, read_trainer_state, save_checkpoint
 from recbole_hnlm.config import split_seed
 from recbole_hnlm.resume import training_options
 from recbole_hnlm.rng_state import capture_rng_state, restore_rng_state
@@ -197,10 +197,25 @@ class SafeCheckpointMixin:
             if self._writes_resume_state and self._last_trained_epoch is not None:
                 self._stopped_early = self.cur_step > self.stopping_step  # RecBole's early_stopping rule
                 self._save_resume_state(self._last_trained_epoch + 1, train_data)
+            if saved and valid_data is not None:
+                self._warn_if_best_epoch_in_warm_up()
             return result
         finally:
             self._writes_resume_state = False
             self._release_name()
+
+    def _warn_if_best_epoch_in_warm_up(self):
+        """``negative_warmup_epochs``: say so when the best checkpoint (the one the test loads) never trained with
+        the sampler."""
+        warm_up = getattr(self.model, "negative_warmup_epochs", 0)
+        if not warm_up or not os.path.isfile(self.saved_model_file):
+            return
+        best = read_trainer_state(self.saved_model_file).get("epoch")
+        if best is not None and 0 <= best < warm_up:
+            self.logger.warning(set_color(
+                f"negative_warmup_epochs={warm_up}: the best validation epoch ({best}) lies inside the warm-up, so "
+                f"the checkpoint that is tested was trained with the uniform negative only, never with "
+                f"{self.config['sampler']}.", "yellow"))
 
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         if load_best_model:  # a final test (validation inside fit passes False): this trainer writes no more files

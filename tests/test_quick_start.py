@@ -226,6 +226,7 @@ def test_negative_warmup_trains_with_the_uniform_negative_then_switches(fast_con
     sampler takes over; a warm-up as long as the run is the RNS run itself."""
     import logging
 
+    from recbole_hnlm.checkpoint import read_trainer_state
     from recbole_hnlm.errors import ConfigError
 
     caplog.set_level(logging.INFO)
@@ -235,11 +236,14 @@ def test_negative_warmup_trains_with_the_uniform_negative_then_switches(fast_con
                                                             "negative_warmup_epochs": 3})
     assert whole["best_valid_result"] == rns["best_valid_result"] and whole["test_result"] == rns["test_result"]
     assert "negative_warmup_epochs=3: from epoch 0 training uses the uniform negative (RNS)" in caplog.text
+    assert "lies inside the warm-up" in caplog.text and "never with MixGCF" in caplog.text  # what was tested
     caplog.clear()
     switched = run_recbole_hnlm(model="LightGCN", config_dict={**settings, "sampler": "MixGCF",
                                                                "negative_warmup_epochs": 2})
     assert "from epoch 0 training uses the uniform negative" in caplog.text
     assert "negative_warmup_epochs=2: from epoch 2 training uses the MixGCF sampler" in caplog.text
     assert switched["test_result"] != rns["test_result"]  # epoch 2 trained with MixGCF's negatives
+    best = read_trainer_state(switched["checkpoint"])["epoch"]
+    assert ("lies inside the warm-up" in caplog.text) == (best < 2)
     with pytest.raises(ConfigError, match="Option 'negative_warmup_epochs' must be an integer >= 0, got -1"):
         run_recbole_hnlm(model="LightGCN", config_dict={**settings, "negative_warmup_epochs": -1})
