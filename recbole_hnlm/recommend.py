@@ -23,13 +23,34 @@ from recbole_hnlm.files import atomic_path
 HEADER = "user_id\trank\titem_id\tscore\n"
 
 
-def top_k(model, user_ids: torch.Tensor, k: int, seen: Optional[torch.Tensor] = None, batch_size: int = 1024,
+class SeenItems:
+    """The items each user interacted with anywhere in a dataset, as CSR arrays (``offsets``, ``items``): memory
+    grows with the interactions, not with users × items."""
+
+    def __init__(self, dataset):
+        users = dataset.inter_feat[dataset.uid_field].long()
+        order = torch.argsort(users, stable=True)
+        self.items = dataset.inter_feat[dataset.iid_field].long()[order]
+        self.offsets = torch.zeros(dataset.user_num + 1, dtype=torch.long)
+        self.offsets[1:] = torch.bincount(users, minlength=dataset.user_num).cumsum(0)
+
+    def positions(self, users: torch.Tensor):
+        """``(rows, items)``: row ``r`` of ``users`` has seen item ``items[j]`` wherever ``rows[j] == r``."""
+        start = self.offsets[users]
+        length = self.offsets[users + 1] - start
+        rows = torch.repeat_interleave(torch.arange(len(users)), length)
+        first = torch.repeat_interleave(start, length)
+        within = torch.arange(len(rows)) - torch.repeat_interleave(length.cumsum(0) - length, length)
+        return rows, self.items[first + within]
+
+
+def top_k(model, user_ids: torch.Tensor, k: int, seen: Optional[SeenItems] = None, batch_size: int = 1024,
           progress: bool = False):
     """``(scores [U, k], item ids [U, k])`` of ``model.full_sort_predict`` for internal ``user_ids``, best first
     (``k`` is capped at the number of real items).
 
     Args:
-        seen: ``[n_users, n_items]`` bool mask of items to leave out per user (``None``: only the padding item 0).
+        seen: items to leave out per user (``None``: only the padding item 0).
         progress: a tqdm bar over the user batches.
     """
     n_items = model.n_items
@@ -43,18 +64,12 @@ def top_k(model, user_ids: torch.Tensor, k: int, seen: Optional[torch.Tensor] = 
             score = score.float().cpu()
             score[:, 0] = -torch.inf
             if seen is not None:
-                score[seen[users]] = -torch.inf
+                rows, seen_columns = seen.positions(users)
+                score[rows, seen_columns] = -torch.inf
             best = score.topk(k, dim=1)
             scores.append(best.values)
             items.append(best.indices)
     return torch.cat(scores), torch.cat(items)
-
-
-def seen_items(dataset) -> torch.Tensor:
-    """``[n_users, n_items]`` bool: the items each user interacted with anywhere in ``dataset``."""
-    mask = torch.zeros(dataset.user_num, dataset.item_num, dtype=torch.bool)
-    mask[dataset.inter_feat[dataset.uid_field].long(), dataset.inter_feat[dataset.iid_field].long()] = True
-    return mask
 
 
 def write_recommendations(path: str, dataset, user_ids: torch.Tensor, scores: torch.Tensor, items: torch.Tensor):
@@ -120,7 +135,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ConfigError, FileNotFoundError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    seen = None if args.keep_seen else seen_items(dataset)
+    seen = None if args.keep_seen else SeenItems(dataset)
     scores, items = top_k(model, user_ids, args.k, seen, batch_size=args.batch_size, progress=config["show_progress"])
     write_recommendations(args.out, dataset, user_ids, scores, items)
     print(f"{args.out}: top-{min(args.k, model.n_items - 1)} items for {len(user_ids)} users")

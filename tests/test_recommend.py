@@ -85,3 +85,19 @@ def test_bad_input_is_named_and_writes_nothing(checkpoint, tmp_path, capsys):
     assert "missing.safetensors does not exist" in capsys.readouterr().err and not out.exists()
     with pytest.raises(SystemExit):
         main(["--checkpoint", checkpoint, "--out", str(out), "--k", "0"])
+
+
+def test_seen_items_match_the_interactions(ml_slice, checkpoint):
+    """The CSR lookup gives, for any batch of users (repeats and users without interactions included), exactly the
+    dataset's (user, item) pairs."""
+    from recbole_hnlm.recommend import SeenItems
+
+    _, _, dataset, *_ = load_data_and_model(checkpoint)
+    seen = SeenItems(dataset)
+    users = torch.tensor([3, 0, 1, 3, dataset.user_num - 1])
+    rows, items = seen.positions(users)
+    got = sorted(zip(users[rows].tolist(), items.tolist()))
+    inter = dataset.inter_feat
+    pairs = list(zip(inter[dataset.uid_field].tolist(), inter[dataset.iid_field].tolist()))
+    expected = sorted(pair for user in users.tolist() for pair in pairs if pair[0] == user)
+    assert got == expected and len(got) > 0
