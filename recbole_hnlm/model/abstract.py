@@ -147,7 +147,11 @@ class SampledRecommender(GeneralRecommender):
     @torch.no_grad()
     def hard_negatives(self, user, pos):
         """``[B, d']`` pooled hard negatives of the configured sampler for the pairs ``(user, pos)``, without
-        gradients (the teacher targets of HNLMRec's fine-tuning; algorithms.md §10.13)."""
+        gradients (the teacher targets of HNLMRec's fine-tuning; algorithms.md §10.13). Inside the negative warm-up
+        these are the uniform negatives training draws at that point."""
+        if self.warming_up:
+            emb = self.propagate(with_layers=False)
+            return gather_items(emb, self.candidate_generator(user, 1)).pooled[:, 0].detach()
         emb = self.propagate(with_layers=self.sampler.needs_layers)
         if self.sampler.n_candidates:
             candidates = self.candidate_generator(user, self.sampler.n_candidates)

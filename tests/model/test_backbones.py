@@ -133,3 +133,25 @@ def test_exported_random_negatives_are_never_training_positives(fast_config, mod
     hits = sum((u, i) in positives for u, i in zip(user.tolist(), drawn.tolist()))
     assert hits == 0
     assert (drawn >= 1).all() and len(set(drawn.tolist())) > model.n_items // 3  # spread over the catalogue
+
+
+def test_exported_negatives_follow_the_negative_warm_up(fast_config):
+    """Inside the warm-up ``hard_negatives`` returns what training draws then (uniform items, never positives);
+    after the switch, the sampler's (MixGCF's mixtures, which are no item's row)."""
+    model, _, dataset = build(fast_config, "LightGCN", sampler="MixGCF", negative_warmup_epochs=2)
+    model.eval()
+    user = torch.arange(1, 41)
+    _, item_table = model.pooled_embeddings()
+
+    def nearest(pooled):
+        distance, item = torch.cdist(pooled.double(), item_table.double()).min(1)
+        return distance, item
+
+    model.on_epoch_start(1)
+    distance, drawn = nearest(model.hard_negatives(user, torch.ones_like(user)))
+    assert float(distance.max()) < 1e-6  # item rows
+    positives = set(zip(*(t.tolist() for t in model.training_pairs(dataset))))
+    assert not any((u, i) in positives for u, i in zip(user.tolist(), drawn.tolist()))
+    model.on_epoch_start(2)
+    distance, _ = nearest(model.hard_negatives(user, torch.ones_like(user)))
+    assert float(distance.min()) > 1e-6  # mixtures of the positive and the candidates
