@@ -204,6 +204,16 @@ class SafeCheckpointMixin:
             self._writes_resume_state = False
             self._release_name()
 
+    def _start_model_selection_afresh(self, epoch_idx):
+        """At the end of the negative warm-up: early stopping and the best checkpoint start again, so the tested
+        model is one trained with the sampler (as with a warm start, ``init_from``), and the dip that often follows
+        the switch does not stop the run."""
+        self.best_valid_score = -np.inf if self.valid_metric_bigger else np.inf
+        self.best_valid_result = None
+        self.cur_step = 0
+        self.logger.info(f"negative_warmup_epochs={epoch_idx}: early stopping and the best checkpoint start afresh "
+                         f"with {self.config['sampler']}")
+
     def _warn_if_best_epoch_in_warm_up(self):
         """``negative_warmup_epochs``: say so when the best checkpoint (the one the test loads) never trained with
         the sampler."""
@@ -233,6 +243,8 @@ class SafeCheckpointMixin:
         hook = getattr(self.model, "on_epoch_start", None)
         if hook is not None:
             hook(epoch_idx)
+        if epoch_idx and epoch_idx == getattr(self.model, "negative_warmup_epochs", 0):
+            self._start_model_selection_afresh(epoch_idx)
         with warnings.catch_warnings():  # RecBole builds torch.cuda.amp.GradScaler every epoch (deprecated alias)
             warnings.filterwarnings("ignore", message=r"`torch\.cuda\.amp\.GradScaler", category=FutureWarning)
             return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)

@@ -243,7 +243,31 @@ def test_negative_warmup_trains_with_the_uniform_negative_then_switches(fast_con
     assert "from epoch 0 training uses the uniform negative" in caplog.text
     assert "negative_warmup_epochs=2: from epoch 2 training uses the MixGCF sampler" in caplog.text
     assert switched["test_result"] != rns["test_result"]  # epoch 2 trained with MixGCF's negatives
-    best = read_trainer_state(switched["checkpoint"])["epoch"]
-    assert ("lies inside the warm-up" in caplog.text) == (best < 2)
+    assert "early stopping and the best checkpoint start afresh with MixGCF" in caplog.text
+    assert read_trainer_state(switched["checkpoint"])["epoch"] == 2 and "lies inside the warm-up" not in caplog.text
     with pytest.raises(ConfigError, match="Option 'negative_warmup_epochs' must be an integer >= 0, got -1"):
         run_recbole_hnlm(model="LightGCN", config_dict={**settings, "negative_warmup_epochs": -1})
+
+
+def test_model_selection_starts_afresh_when_the_sampler_takes_over(fast_config):
+    """At epoch N of a warm-up of N epochs the trainer forgets the warm-up's best score and its early-stopping count
+    (so the tested checkpoint is trained with the sampler, and the dip after the switch does not end the run)."""
+    from recbole.data import create_dataset, data_preparation
+
+    from recbole_hnlm.config import Config
+    from recbole_hnlm.utils import get_model, get_trainer
+
+    config = Config(model="LightGCN", config_dict={**fast_config, "sampler": "DNS", "negative_warmup_epochs": 2})
+    init_seed(config["seed"], True)
+    train_data, _, _ = data_preparation(config, create_dataset(config))
+    model = get_model("LightGCN")(config, train_data._dataset)
+    trainer = get_trainer(config["MODEL_TYPE"], "LightGCN")(config, model)
+    try:
+        for epoch, kept in ((1, True), (2, False), (3, True)):
+            trainer.best_valid_score, trainer.cur_step, trainer.best_valid_result = 0.5, 7, {"ndcg@20": 0.5}
+            trainer._train_epoch(train_data, epoch)
+            assert (trainer.best_valid_score, trainer.cur_step) == ((0.5, 7) if kept else (-float("inf"), 0))
+            assert (trainer.best_valid_result is not None) == kept
+            assert model.warming_up == (epoch < 2)
+    finally:
+        trainer.close()
