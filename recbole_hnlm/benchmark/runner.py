@@ -147,6 +147,24 @@ def cell_logging(config, log_file: Optional[str]):
             console.setLevel(console_level)
 
 
+def _best_epoch(trainer, model, config, epochs, saved):
+    """The epoch whose weights were tested: the one stored in the best checkpoint; without a checkpoint, the one
+    RecBole's early stopping keeps (the later of equal scores; after a negative warm-up, only epochs after it)."""
+    from recbole_hnlm.checkpoint import read_trainer_state
+
+    if saved and os.path.isfile(trainer.saved_model_file):
+        return read_trainer_state(trainer.saved_model_file).get("epoch")
+    scored = [e for e in epochs if "valid_score" in e]
+    warm_up = getattr(model, "negative_warmup_epochs", 0)
+    scored = [e for e in scored if e["epoch"] >= warm_up] or scored
+    best = None
+    for entry in scored:
+        if best is None or (entry["valid_score"] >= best["valid_score"] if config["valid_metric_bigger"]
+                            else entry["valid_score"] <= best["valid_score"]):
+            best = entry
+    return None if best is None else best["epoch"]
+
+
 @contextlib.contextmanager
 def preserved_rng():
     """Run a probe without changing torch's random streams, so measuring (e.g. the FHN rate every epoch) leaves the
@@ -345,15 +363,7 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
                                       "pairs": fhn_probe.n_pairs, "note": "best checkpoint"}
 
     epochs = trainer.epochs_log
-    best_epoch = None
-    scored = [e for e in epochs if "valid_score" in e]
-    if scored:
-        bigger = config["valid_metric_bigger"]
-        best = scored[0]
-        for entry in scored[1:]:
-            if (entry["valid_score"] > best["valid_score"]) if bigger else (entry["valid_score"] < best["valid_score"]):
-                best = entry
-        best_epoch = best["epoch"]
+    best_epoch = _best_epoch(trainer, model, config, epochs, saved)
     train_times = [e["train_time"] for e in epochs]
     return {
         "cell": cell.key,

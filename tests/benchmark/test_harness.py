@@ -302,3 +302,40 @@ def test_split_seed_fixes_the_split_across_training_seeds(ml_slice, tmp_path):
     assert free["split"]["fingerprint"] != fixed[0]["split"]["fingerprint"]
     # the training seed still matters: different initialisation, different scores
     assert fixed[0]["best_valid_result"] != fixed[1]["best_valid_result"]
+
+
+def test_best_epoch_is_the_tested_one(ml_slice, tmp_path):
+    """The cell's best epoch is the epoch of the checkpoint that is tested (after a negative warm-up, one trained
+    with the sampler); without a checkpoint, RecBole's rule on the logged scores."""
+    from recbole_hnlm.checkpoint import read_trainer_state
+
+    data_path, dataset = ml_slice
+    settings = {"data_path": data_path, "epochs": 4, "train_batch_size": 1024, "use_gpu": False,
+                "dns_candidates": 16, "negative_warmup_epochs": 2}
+    saved = run_cell(Cell("LightGCN", "DNS", SEED), dataset, str(tmp_path / "saved"), config_dict=settings)
+    tested = read_trainer_state(os.path.join(tmp_path, "saved", saved["checkpoint"]))["epoch"]
+    assert saved["best_epoch"] == tested >= 2
+    unsaved = run_cell(Cell("LightGCN", "DNS", SEED), dataset, str(tmp_path / "unsaved"), saved=False,
+                       config_dict=settings)
+    scores = {e["epoch"]: e["valid_score"] for e in unsaved["epochs"]}
+    after = max(scores[2], scores[3])
+    assert unsaved["best_epoch"] == (3 if scores[3] >= after else 2)
+
+
+def test_best_epoch_rule_without_a_checkpoint():
+    """RecBole keeps the later of equal scores; after a negative warm-up only later epochs count (the trainer starts
+    model selection afresh at the switch); a smaller-is-better metric picks the minimum."""
+    from types import SimpleNamespace
+
+    from recbole_hnlm.benchmark.runner import _best_epoch
+
+    epochs = [{"epoch": e, "valid_score": v} for e, v in enumerate([0.30, 0.50, 0.40, 0.45, 0.45])]
+    bigger = {"valid_metric_bigger": True}
+
+    def best(warm_up, config=bigger):
+        return _best_epoch(None, SimpleNamespace(negative_warmup_epochs=warm_up), config, epochs, saved=False)
+
+    assert best(0) == 1
+    assert best(2) == 4  # the warm-up's 0.50 no longer counts; of the equal 0.45s the later one
+    assert best(9) == 1  # no epoch after the warm-up: all of them
+    assert best(0, {"valid_metric_bigger": False}) == 0
