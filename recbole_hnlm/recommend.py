@@ -10,6 +10,7 @@ stored ones). Every item a user interacted with in the dataset (training, valida
     user_id<TAB>rank<TAB>item_id<TAB>score
 """
 import argparse
+import os
 import sys
 from typing import List, Optional, Sequence
 
@@ -44,55 +45,54 @@ class SeenItems:
         return rows, self.items[first + within]
 
 
-def top_k(model, user_ids: torch.Tensor, k: int, seen: Optional[SeenItems] = None, batch_size: int = 1024,
-          progress: bool = False):
-    """``(scores [U, k], item ids [U, k])`` of ``model.full_sort_predict`` for internal ``user_ids``, best first
-    (``k`` is capped at the number of real items).
-
-    Args:
-        seen: items to leave out per user (``None``: only the padding item 0).
-        progress: a tqdm bar over the user batches.
-    """
+def top_k(model, users: torch.Tensor, k: int, seen: Optional[SeenItems] = None):
+    """``(scores [U, k], item ids [U, k])`` of ``model.full_sort_predict`` for the internal ids ``users``, best
+    first (``k`` is capped at the number of real items). Left-out items (the padding item 0, and ``seen`` ones)
+    score ``-inf``."""
     n_items = model.n_items
-    k = min(int(k), n_items - 1)
-    scores, items = [], []
-    starts = range(0, len(user_ids), batch_size)
     with torch.no_grad():
-        for start in tqdm(starts, desc="recommend", unit="batch", disable=not progress):
-            users = user_ids[start:start + batch_size]
-            score = model.full_sort_predict({model.USER_ID: users.to(model.device)}).view(len(users), n_items)
-            score = score.float().cpu()
-            score[:, 0] = -torch.inf
-            if seen is not None:
-                rows, seen_columns = seen.positions(users)
-                score[rows, seen_columns] = -torch.inf
-            best = score.topk(k, dim=1)
-            scores.append(best.values)
-            items.append(best.indices)
-    return torch.cat(scores), torch.cat(items)
+        score = model.full_sort_predict({model.USER_ID: users.to(model.device)}).view(len(users), n_items)
+    score = score.float().cpu()
+    score[:, 0] = -torch.inf
+    if seen is not None:
+        rows, seen_columns = seen.positions(users)
+        score[rows, seen_columns] = -torch.inf
+    best = score.topk(min(int(k), n_items - 1), dim=1)
+    return best.values, best.indices
 
 
-def write_recommendations(path: str, dataset, user_ids: torch.Tensor, scores: torch.Tensor, items: torch.Tensor):
-    """Write the TSV atomically (a temporary file, then rename): the dataset's tokens, ranks from 1.
-
-    Rows whose score is ``-inf`` (a user who has seen almost every item) are left out."""
-    users = dataset.id2token(dataset.uid_field, user_ids.numpy())
-    tokens = dataset.id2token(dataset.iid_field, items.numpy())
+def write_recommendations(path: str, model, dataset, user_ids: torch.Tensor, k: int, seen: Optional[SeenItems] = None,
+                          batch_size: int = 1024, progress: bool = False) -> int:
+    """Score ``user_ids`` batch by batch and write the TSV atomically (a temporary file, then rename), in the
+    dataset's tokens with ranks from 1; returns the number of lines. A user who has seen almost every item gets
+    fewer than ``k`` lines (left-out items are never written)."""
+    lines = 0
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as out:
             out.write(HEADER)
-            for user, row_items, row_scores in zip(users, tokens, scores.tolist()):
-                for rank, (item, score) in enumerate(zip(row_items, row_scores), start=1):
-                    if score != -float("inf"):
-                        out.write(f"{user}\t{rank}\t{item}\t{score:.6g}\n")
+            starts = range(0, len(user_ids), batch_size)
+            for start in tqdm(starts, desc="recommend", unit="batch", disable=not progress):
+                users = user_ids[start:start + batch_size]
+                scores, items = top_k(model, users, k, seen)
+                user_tokens = dataset.id2token(dataset.uid_field, users.numpy())
+                item_tokens = dataset.id2token(dataset.iid_field, items.numpy())
+                for user, row_items, row_scores in zip(user_tokens, item_tokens, scores.tolist()):
+                    for rank, (item, score) in enumerate(zip(row_items, row_scores), start=1):
+                        if score != -float("inf"):
+                            out.write(f"{user}\t{rank}\t{item}\t{score:.6g}\n")
+                            lines += 1
+    return lines
 
 
 def _user_ids(dataset, tokens: Optional[List[str]]) -> torch.Tensor:
-    """Internal ids of ``tokens`` (every user of the dataset when ``None``); unknown tokens are an error."""
+    """Internal ids of ``tokens`` in their order (every user of the dataset, in RecBole's id order, when ``None``);
+    unknown tokens, RecBole's padding user and an empty selection are errors."""
     if tokens is None:
         return torch.arange(1, dataset.user_num)
+    if not tokens:
+        raise ConfigError("--users/--users_file: no user tokens given.")
     known = dataset.field2token_id[dataset.uid_field]
-    unknown = [token for token in tokens if token not in known]
+    unknown = [token for token in tokens if known.get(token, 0) == 0]  # id 0 is RecBole's padding ([PAD])
     if unknown:
         raise ConfigError(f"--users: {len(unknown)} user(s) not in the dataset {dataset.dataset_name}, e.g. "
                           f"{', '.join(map(repr, unknown[:5]))}.")
@@ -103,7 +103,7 @@ def _read_users(args) -> Optional[List[str]]:
     if args.users is not None:
         return [token.strip() for token in args.users.split(",") if token.strip()]
     if args.users_file is not None:
-        with open(args.users_file, encoding="utf-8") as f:
+        with open(args.users_file, encoding="utf-8-sig") as f:  # -sig: a byte-order mark is not part of a token
             return [line.strip() for line in f if line.strip()]
     return None
 
@@ -111,19 +111,22 @@ def _read_users(args) -> Optional[List[str]]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m recbole_hnlm.recommend", description=__doc__.split("\n\n")[0],
                                      allow_abbrev=False,
-                                     epilog="Other settings go in --key=value form (e.g. --data_path=DIR, --gpu_id=0) "
-                                            "and override those stored in the checkpoint.")
+                                     epilog="Other settings go in --key=value form (e.g. --data_path=DIR, --gpu_id=0, "
+                                            "--show_progress=False) and override those stored in the checkpoint.")
     parser.add_argument("--checkpoint", required=True, help="a checkpoint of run_recbole_hnlm.py (.safetensors)")
     parser.add_argument("--out", required=True, help="output TSV file (written atomically)")
     parser.add_argument("--k", type=int, default=10, help="recommendations per user (default 10)")
     who = parser.add_mutually_exclusive_group()
-    who.add_argument("--users", help="comma-separated user tokens (default: every user)")
-    who.add_argument("--users_file", help="a file with one user token per line")
+    who.add_argument("--users", help="comma-separated user tokens, written in this order, repeats included "
+                                     "(default: every user, in RecBole's id order)")
+    who.add_argument("--users_file", help="a file with one user token per line (same rules)")
     parser.add_argument("--keep_seen", action="store_true", help="do not leave out items the user interacted with")
     parser.add_argument("--batch_size", type=int, default=1024, help="users scored per forward (default 1024)")
     args, extra = parser.parse_known_args(argv)
     if args.k < 1 or args.batch_size < 1:
         parser.error("--k and --batch_size must be >= 1")
+    if os.path.isdir(args.out):
+        parser.error(f"--out {args.out} is a folder; give a file name")
     overrides = parse_settings(extra, parser.error)
 
     from recbole_hnlm.load import load_data_and_model
@@ -132,13 +135,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         tokens = _read_users(args)
         config, model, dataset, *_ = load_data_and_model(args.checkpoint, overrides)
         user_ids = _user_ids(dataset, tokens)
-    except (ConfigError, FileNotFoundError, OSError) as error:
+        seen = None if args.keep_seen else SeenItems(dataset)
+        lines = write_recommendations(args.out, model, dataset, user_ids, args.k, seen, batch_size=args.batch_size,
+                                      progress=config["show_progress"])
+    except (ConfigError, OSError) as error:  # OSError includes FileNotFoundError (dataset, users file, --out)
         print(f"error: {error}", file=sys.stderr)
         return 2
-    seen = None if args.keep_seen else SeenItems(dataset)
-    scores, items = top_k(model, user_ids, args.k, seen, batch_size=args.batch_size, progress=config["show_progress"])
-    write_recommendations(args.out, dataset, user_ids, scores, items)
-    print(f"{args.out}: top-{min(args.k, model.n_items - 1)} items for {len(user_ids)} users")
+    print(f"{args.out}: {lines} recommendations for {len(user_ids)} users (at most {args.k} each)")
     return 0
 
 

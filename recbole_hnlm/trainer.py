@@ -91,6 +91,7 @@ class SafeCheckpointMixin:
         self._rng_to_restore = None
         self._stopped_early = False
         self._last_trained_epoch = None
+        self._selection_restarted = False  # negative_warmup_epochs: model selection restarted after the warm-up
         init_from = config["init_from"] if "init_from" in config else None
         self.init_from = os.path.abspath(init_from) if init_from else None  # the warm start's origin, recorded
 
@@ -115,6 +116,7 @@ class SafeCheckpointMixin:
             "epoch": int(epoch),
             "cur_step": int(self.cur_step),
             "best_valid_score": float(self.best_valid_score),
+            "selection_restarted": self._selection_restarted,
         }
         state.update(data_digests(self.model))  # the plugin's backbones: ids and training split
         if "split_seed" in self.config:
@@ -158,6 +160,7 @@ class SafeCheckpointMixin:
         self.start_epoch = state["epoch"] + 1
         self.cur_step = state["cur_step"]
         self.best_valid_score = state["best_valid_score"]
+        self._selection_restarted = bool(state.get("selection_restarted", False))
         self.init_from = state.get("init_from")  # a resumed warm-started run keeps its origin
         self._release_name()  # the run goes on writing to the files of the run it continues
         if state.get("resume_state"):
@@ -204,14 +207,26 @@ class SafeCheckpointMixin:
             self._writes_resume_state = False
             self._release_name()
 
-    def _start_model_selection_afresh(self, epoch_idx):
-        """At the end of the negative warm-up: early stopping and the best checkpoint start again, so the tested
-        model is one trained with the sampler (as with a warm start, ``init_from``), and the dip that often follows
-        the switch does not stop the run."""
+    def _valid_epoch(self, valid_data, show_progress=False):
+        """RecBole's validation, with the model selection of a negative warm-up (``negative_warmup_epochs``): early
+        stopping never ends a run inside the warm-up, and the first validation after it starts early stopping and
+        the best checkpoint afresh, so the tested model is one trained with the sampler (as with a warm start,
+        ``init_from``) and the dip that often follows the switch does not stop the run."""
+        warm_up = getattr(self.model, "negative_warmup_epochs", 0)
+        epoch = self._last_trained_epoch
+        if warm_up and epoch is not None:
+            if epoch < warm_up:
+                self.cur_step = 0
+            elif not self._selection_restarted:
+                self._start_model_selection_afresh(warm_up)
+        return super()._valid_epoch(valid_data, show_progress=show_progress)
+
+    def _start_model_selection_afresh(self, warm_up):
         self.best_valid_score = -np.inf if self.valid_metric_bigger else np.inf
         self.best_valid_result = None
         self.cur_step = 0
-        self.logger.info(f"negative_warmup_epochs={epoch_idx}: early stopping and the best checkpoint start afresh "
+        self._selection_restarted = True
+        self.logger.info(f"negative_warmup_epochs={warm_up}: early stopping and the best checkpoint start afresh "
                          f"with {self.config['sampler']}")
 
     def _warn_if_best_epoch_in_warm_up(self):
@@ -243,8 +258,6 @@ class SafeCheckpointMixin:
         hook = getattr(self.model, "on_epoch_start", None)
         if hook is not None:
             hook(epoch_idx)
-        if epoch_idx and epoch_idx == getattr(self.model, "negative_warmup_epochs", 0):
-            self._start_model_selection_afresh(epoch_idx)
         with warnings.catch_warnings():  # RecBole builds torch.cuda.amp.GradScaler every epoch (deprecated alias)
             warnings.filterwarnings("ignore", message=r"`torch\.cuda\.amp\.GradScaler", category=FutureWarning)
             return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)

@@ -250,8 +250,9 @@ def test_negative_warmup_trains_with_the_uniform_negative_then_switches(fast_con
 
 
 def test_model_selection_starts_afresh_when_the_sampler_takes_over(fast_config):
-    """At epoch N of a warm-up of N epochs the trainer forgets the warm-up's best score and its early-stopping count
-    (so the tested checkpoint is trained with the sampler, and the dip after the switch does not end the run)."""
+    """With a warm-up of N epochs: early stopping never ends the run inside it, and the first validation after it
+    forgets the warm-up's best score and early-stopping count (so the tested checkpoint is trained with the sampler,
+    and the dip after the switch does not end the run); later validations keep them."""
     from recbole.data import create_dataset, data_preparation
 
     from recbole_hnlm.config import Config
@@ -259,15 +260,29 @@ def test_model_selection_starts_afresh_when_the_sampler_takes_over(fast_config):
 
     config = Config(model="LightGCN", config_dict={**fast_config, "sampler": "DNS", "negative_warmup_epochs": 2})
     init_seed(config["seed"], True)
-    train_data, _, _ = data_preparation(config, create_dataset(config))
+    train_data, valid_data, _ = data_preparation(config, create_dataset(config))
     model = get_model("LightGCN")(config, train_data._dataset)
     trainer = get_trainer(config["MODEL_TYPE"], "LightGCN")(config, model)
+    inf = float("inf")
     try:
-        for epoch, kept in ((1, True), (2, False), (3, True)):
+        for epoch, expected in ((1, (0.5, 0, True)), (3, (-inf, 0, False)), (4, (0.5, 7, True))):
             trainer.best_valid_score, trainer.cur_step, trainer.best_valid_result = 0.5, 7, {"ndcg@20": 0.5}
-            trainer._train_epoch(train_data, epoch)
-            assert (trainer.best_valid_score, trainer.cur_step) == ((0.5, 7) if kept else (-float("inf"), 0))
-            assert (trainer.best_valid_result is not None) == kept
+            trainer._train_epoch(train_data, epoch)  # epoch 2 trains without a validation (e.g. eval_step 2)
             assert model.warming_up == (epoch < 2)
+            trainer._valid_epoch(valid_data)
+            got = (trainer.best_valid_score, trainer.cur_step, trainer.best_valid_result is not None)
+            assert got == expected, epoch
     finally:
         trainer.close()
+
+
+def test_a_warm_up_without_a_later_validation_keeps_its_best(fast_config, caplog):
+    """eval_step 2, warm-up 2, 3 epochs: no validation after the switch, so the warm-up's best stays the result,
+    and the run says the tested checkpoint never trained with the sampler."""
+    import logging
+
+    caplog.set_level(logging.WARNING)
+    result = run_recbole_hnlm(model="LightGCN", config_dict={**fast_config, "sampler": "MixGCF", "epochs": 3,
+                                                             "eval_step": 2, "negative_warmup_epochs": 2})
+    assert result["best_valid_result"] is not None and result["best_valid_score"] > 0
+    assert "lies inside the warm-up" in caplog.text

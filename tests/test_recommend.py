@@ -64,7 +64,7 @@ def test_recommendations_leave_out_seen_items_and_follow_the_scores(checkpoint, 
         assert not {row[2] for row in mine} & seen[user]  # training, validation and test items all left out
         scores = [float(row[3]) for row in mine]
         assert scores == sorted(scores, reverse=True)
-    assert "top-5 items for 3 users" in capsys.readouterr().out
+    assert "15 recommendations for 3 users (at most 5 each)" in capsys.readouterr().out
 
 
 def test_every_user_and_seen_items_kept_on_request(checkpoint, ml_slice, tmp_path):
@@ -77,10 +77,36 @@ def test_every_user_and_seen_items_kept_on_request(checkpoint, ml_slice, tmp_pat
     assert [row[2] for row in rows if row[0] == "1"] == expected["1"]
 
 
+def test_a_users_file_and_more_than_the_unseen_items(checkpoint, ml_slice, tmp_path):
+    """A users file with a byte-order mark and blank lines; k above the number of unseen items gives every unseen
+    item once and nothing that was seen."""
+    users = tmp_path / "users.txt"
+    users.write_bytes("\ufeff2\n\n  1  \n2\n".encode("utf-8"))
+    out = tmp_path / "recs.tsv"
+    assert main(["--checkpoint", checkpoint, "--out", str(out), "--users_file", str(users), "--k", "100000"]) == 0
+    _, rows = _read(out)
+    blocks = [user for i, user in enumerate(row[0] for row in rows) if i == 0 or rows[i - 1][0] != user]
+    assert blocks == ["2", "1", "2"]  # the file's order, repeats included
+    _, _, dataset, *_ = load_data_and_model(checkpoint)
+    all_items = set(dataset.field2token_id[dataset.iid_field]) - {"[PAD]"}
+    seen = _interactions(ml_slice)
+    for user in ("1", "2"):
+        mine = [row[2] for row in rows if row[0] == user]
+        expected = all_items - seen[user]
+        assert set(mine) == expected and len(mine) == len(expected) * (2 if user == "2" else 1)
+
+
 def test_bad_input_is_named_and_writes_nothing(checkpoint, tmp_path, capsys):
     out = tmp_path / "recs.tsv"
     assert main(["--checkpoint", checkpoint, "--out", str(out), "--users", "1,no-such-user"]) == 2
     assert "--users: 1 user(s) not in the dataset" in capsys.readouterr().err and not out.exists()
+    assert main(["--checkpoint", checkpoint, "--out", str(out), "--users", "[PAD]"]) == 2  # RecBole's padding
+    assert "not in the dataset" in capsys.readouterr().err and not out.exists()
+    assert main(["--checkpoint", checkpoint, "--out", str(out), "--users", " , "]) == 2
+    assert "no user tokens given" in capsys.readouterr().err and not out.exists()
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", checkpoint, "--out", str(tmp_path)])
+    assert "is a folder" in capsys.readouterr().err
     assert main(["--checkpoint", str(tmp_path / "missing.safetensors"), "--out", str(out)]) == 2
     assert "missing.safetensors does not exist" in capsys.readouterr().err and not out.exists()
     with pytest.raises(SystemExit):

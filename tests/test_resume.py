@@ -75,7 +75,7 @@ def test_rng_state_round_trip():
 # With a negative warm-up of 2 epochs, the resumed run must go on warming up in epoch 1 and switch at epoch 2.
 @pytest.mark.parametrize("model,sampler,eval_step,interrupt_epoch,warmup", [
     ("MF", "RNS", 1, 2, 0), ("LightGCN", "MixGCF", 1, 2, 0), ("SGL", "DNS", 1, 2, 0), ("LightGCN", "DNS", 2, 1, 0),
-    ("LightGCN", "MixGCF", 1, 1, 2)])
+    ("LightGCN", "MixGCF", 1, 1, 2), ("LightGCN", "DNS", 1, 2, 1)])
 def test_interrupted_run_resumes_bit_for_bit(fast_config, tmp_path, ctrl_c_in_epoch, model, sampler, eval_step,
                                              interrupt_epoch, warmup):
     settings = {**fast_config, "epochs": 3, "sampler": sampler, "eval_step": eval_step,
@@ -88,12 +88,17 @@ def test_interrupted_run_resumes_bit_for_bit(fast_config, tmp_path, ctrl_c_in_ep
     resume_file = interrupted.value.resume_file
     assert resume_file.endswith(".resume.safetensors")
     assert read_trainer_state(resume_file)["epoch"] == interrupt_epoch - 1
+    restarted_at_interruption = read_trainer_state(resume_file)["selection_restarted"]
 
     resumed = run_recbole_hnlm(model=model, config_dict={**settings, "checkpoint_dir": str(tmp_path / "resumed"),
                                                           "resume_from": resume_file})
     assert resumed["resume_state"] == resume_file  # the run goes on writing to its own two files
     assert resumed["checkpoint"] == resume_file.replace(".resume.safetensors", ".safetensors")
     _assert_same_weights(straight["resume_state"], resumed["resume_state"])
+    if warmup:  # model selection restarted after the warm-up, in the run and (once, before or after) its continuation
+        assert read_trainer_state(straight["resume_state"])["selection_restarted"]
+        assert restarted_at_interruption == (interrupt_epoch > warmup)
+        assert read_trainer_state(resumed["resume_state"])["selection_restarted"]
     _assert_same_weights(straight["checkpoint"], resumed["checkpoint"])
     assert resumed["best_valid_result"] == straight["best_valid_result"]
     assert resumed["test_result"] == straight["test_result"]

@@ -297,15 +297,12 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
         :class:`RecordingMixin`), ``mean_epoch_time``, ``median_epoch_time``, ``total_time``, ``split``,
         ``analysis``, ``checkpoint``, ``environment``.
     """
-    from recbole.data import create_dataset
-    from recbole.utils import init_seed
-
     from recbole_hnlm.benchmark import analysis as A
     from recbole_hnlm.config import split_seed
     from recbole_hnlm.data_checks import (check_dataset_files, check_duplicate_interactions, check_splits_not_empty,
                                           check_topk_fits)
     from recbole_hnlm.determinism import deterministic_algorithms
-    from recbole_hnlm.quick_start import build_model
+    from recbole_hnlm.quick_start import build_model, read_dataset
     from recbole_hnlm.utils import get_trainer
 
     start = time.perf_counter()
@@ -318,9 +315,8 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
         logger = logging.getLogger()
         logger.info(f"benchmark cell {cell.key}")
         logger.info(config)
-        init_seed(split_seed(config), config["reproducibility"])
         check_dataset_files(config)
-        data = create_dataset(config)
+        data = read_dataset(config)  # under the split seed
         logger.info(data)
         check_topk_fits(config, data)
         check_duplicate_interactions(config, data)

@@ -55,7 +55,7 @@ class SampledRecommender(GeneralRecommender):
         self.sampler = get_sampler(config["sampler"])(config, dataset, pooled_size=self.pooled_size(config))
         self.candidate_generator = CandidateGenerator(users, items, self.n_items, config["candidate_max_rounds"])
         self.negative_warmup_epochs = int(config["negative_warmup_epochs"] or 0)
-        self.warming_up = self.negative_warmup_epochs > 0  # set per epoch by on_epoch_start
+        self.warming_up = False  # set before every training epoch by on_epoch_start (a loaded model is past it)
         self._announced_warm_up = None
         self.restore_user_e = None
         self.restore_item_e = None
