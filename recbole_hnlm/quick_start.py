@@ -13,7 +13,6 @@ import sys
 import warnings
 from logging import getLogger
 
-import torch
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_logger, init_seed, set_color
 
@@ -22,6 +21,7 @@ from recbole_hnlm.config import Config, split_seed
 from recbole_hnlm.config_checks import unknown_option_messages
 from recbole_hnlm.data_checks import (check_dataset_files, check_duplicate_interactions, check_splits_not_empty,
                                       check_topk_fits)
+from recbole_hnlm.denormals import flush_denormals
 from recbole_hnlm.determinism import deterministic_algorithms
 from recbole_hnlm.errors import ConfigError, DataError, TrainingInterrupted
 from recbole_hnlm.resume import changed_options, check_resume_from
@@ -58,6 +58,7 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
         logger.info(config)
         for message in unknown_option_messages(config.unknown_options):
             logger.warning(message)
+        flush_denormals(config["flush_denormal"])  # before the run's first parallel torch operation
         if config["dataset"] == "ml-100k" and "data_path" in config.external_config_dict:
             logger.warning(f"ml-100k is RecBole's bundled example: RecBole reads {config['data_path']} and ignores "
                            f"data_path={config.external_config_dict['data_path']!r}. Give your copy another name "
@@ -116,8 +117,6 @@ def build_model(config, dataset, train_data, logger):
     (before the sampler's preparation, which is HNLMRec's LLM stage), the sampler prepared, the model built under
     the run's seed and, with ``init_from``, warm-started. Shared by the run script and the grid's cells."""
     check_checkpoint_data(config, train_data._dataset)
-    if config["flush_denormal"]:  # subnormal weights (an adapter decaying under its L2 term) cost 20-30x on CPUs
-        torch.set_flush_denormal(True)
     get_sampler(config["sampler"]).prepare(config, dataset, train_data)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])

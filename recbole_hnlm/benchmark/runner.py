@@ -301,6 +301,7 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
     from recbole_hnlm.config import split_seed
     from recbole_hnlm.data_checks import (check_dataset_files, check_duplicate_interactions, check_splits_not_empty,
                                           check_topk_fits)
+    from recbole_hnlm.denormals import flush_denormals
     from recbole_hnlm.determinism import deterministic_algorithms
     from recbole_hnlm.quick_start import build_model, read_dataset
     from recbole_hnlm.utils import get_trainer
@@ -315,6 +316,7 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
         logger = logging.getLogger()
         logger.info(f"benchmark cell {cell.key}")
         logger.info(config)
+        flush_denormals(config["flush_denormal"])  # before the cell's first parallel torch operation
         check_dataset_files(config)
         data = read_dataset(config)  # under the split seed
         logger.info(data)
