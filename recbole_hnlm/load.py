@@ -17,15 +17,13 @@ import logging
 import os
 
 from recbole.data import data_preparation
-from recbole.utils import init_seed
 
 from recbole_hnlm.config import Config
 from recbole_hnlm.data_checks import check_dataset_files
 from recbole_hnlm.errors import ConfigError
-from recbole_hnlm.quick_start import read_dataset
+from recbole_hnlm.quick_start import checkpoint_backbone, read_dataset
 from recbole_hnlm.resume import changed_options, checkpoint_state
-from recbole_hnlm.utils import get_model
-from recbole_hnlm.warm_start import check_checkpoint_data, check_init_from, load_backbone
+from recbole_hnlm.warm_start import check_init_from
 
 #: Settings of the training run that do not describe the model or its data: where it wrote, what it continued, and
 #: the devices of the machine it ran on (the loading machine's RecBole defaults apply; ``config_dict`` chooses).
@@ -71,12 +69,8 @@ def load_data_and_model(checkpoint, config_dict=None):
     dataset = read_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     sampler = config["sampler"]
-    config["sampler"] = "RNS"  # builds the backbone without preparing its sampler
     try:
-        check_checkpoint_data(config, train_data._dataset)  # the same ids and the same training split
-        init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-        model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-        load_backbone(model, config)
+        model, _ = checkpoint_backbone(config, train_data)  # the same ids and training split, then the weights
     except ConfigError as error:
         raise _for_this_function(error, checkpoint) from error
     config["sampler"], config["init_from"], config["eval_only"] = sampler, None, False  # as the run had them

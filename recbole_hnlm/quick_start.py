@@ -126,18 +126,28 @@ def build_model(config, dataset, train_data, logger):
     return model
 
 
+def checkpoint_backbone(config, train_data):
+    """``(model, summary line)``: the ``init_from`` checkpoint's backbone for evaluation. Its ids and split are checked
+    against ``train_data`` as for a warm start; the model is built under the run's seed with the uniform sampler (a
+    sampler only shapes training, so HNLMRec's LLM stage never runs; ``config["sampler"]`` is left ``RNS``).
+    Shared by ``eval_only`` and :func:`recbole_hnlm.load.load_data_and_model`."""
+    check_checkpoint_data(config, train_data._dataset)
+    config["sampler"] = "RNS"
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    return model, load_backbone(model, config)
+
+
 def evaluate_checkpoint(config, train_data, valid_data, test_data, logger):
     """``eval_only``: the ``init_from`` checkpoint's backbone on the validation and test splits, with this run's
     metrics and cut-offs. Its ids and split are checked as for a warm start; the model is built with the uniform
     sampler (a sampler only shapes training), so HNLMRec's LLM stage never runs. No checkpoint is written."""
-    check_checkpoint_data(config, train_data._dataset)
-    if str(config["sampler"]).upper() != "RNS":
-        logger.info(f"eval_only: the sampler ({config['sampler']}) plays no part in evaluation and is not prepared")
-        config["sampler"] = "RNS"
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    sampler = config["sampler"]
+    model, summary = checkpoint_backbone(config, train_data)
+    if str(sampler).upper() != "RNS":
+        logger.info(f"eval_only: the sampler ({sampler}) plays no part in evaluation and is not prepared")
     logger.info(model)
-    logger.info(load_backbone(model, config))
+    logger.info(summary)
     checkpoint_dir_existed = os.path.isdir(config["checkpoint_dir"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     try:

@@ -24,12 +24,21 @@ _NOT_TRAINING_OPTIONS = frozenset({
 })
 
 
-def _jsonable(value):
-    if isinstance(value, np.generic):  # NumPy scalars (scripts pass np.int64 options): the same number, in JSON
+def json_value(value):
+    """``value`` as JSON holds it: NumPy scalars (scripts pass np.int64 options) become the same Python number.
+
+    Raises:
+        TypeError, ValueError: JSON cannot hold the value.
+    """
+    if isinstance(value, np.generic):
         value = value.item()
+    json.dumps(value)
+    return value
+
+
+def _jsonable(value):
     try:
-        json.dumps(value)
-        return value
+        return json_value(value)
     except (TypeError, ValueError):
         return repr(value)
 

@@ -4,7 +4,6 @@ RecBole 1.2.1 pickles its ``Config`` into ``torch.save`` checkpoints and reloads
 >= 2.6 refuses (``weights_only``). :class:`SafeCheckpointMixin` stores checkpoints with :mod:`recbole_hnlm.checkpoint`
 instead (no pickle) and works on top of any RecBole trainer class (:func:`make_safe_trainer`).
 """
-import json
 import os
 import warnings
 
@@ -16,7 +15,7 @@ from recbole.utils import get_local_time, set_color
 
 from recbole_hnlm.checkpoint import load_checkpoint, read_rng_state, read_trainer_state, save_checkpoint
 from recbole_hnlm.config import split_seed
-from recbole_hnlm.resume import training_options
+from recbole_hnlm.resume import json_value, training_options
 from recbole_hnlm.rng_state import capture_rng_state, restore_rng_state
 from recbole_hnlm.warm_start import data_digests
 
@@ -34,15 +33,12 @@ def _run_settings(config):
     against them)."""
     settings = {}
     for key, value in config.external_config_dict.items():
-        if isinstance(value, np.generic):
-            value = value.item()
         if key == "data_path" and isinstance(value, str):
             value = os.path.abspath(value)
         try:
-            json.dumps(value)
+            settings[key] = json_value(value)
         except (TypeError, ValueError):
             continue
-        settings[key] = value
     return settings
 
 

@@ -204,7 +204,6 @@ class HNLMRec(NegativeSampler):
         self._stats["found"] += k
         if k:
             self._stats["cos_sum"] += float(F.cosine_similarity(user[found], h[found], dim=1).sum())
-        if k:
             self._stats["zero_h"] += int((h[found].norm(dim=1) == 0).sum())  # a dead adapter (final ReLU): cos 0
         if k > 1:  # sum of cos(h_a, h_b) over the ordered pairs a != b of the batch: |sum of unit rows|^2 - k
             unit = F.normalize(h[found].double(), dim=1)
