@@ -49,7 +49,7 @@ def run(batch=2048, in_dim=576, out_dim=512, share=0.36, reps=20, rounds=2):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=2048)
     parser.add_argument("--in-dim", type=int, default=576)
     parser.add_argument("--out-dim", type=int, default=512)

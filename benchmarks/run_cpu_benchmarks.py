@@ -1,6 +1,6 @@
 """Side-by-side CPU benchmark of the recbole_hnlm kernels, printed as a markdown table with ratios.
 
-    cd /work/main && .venv/bin/python benchmarks/run_cpu_benchmarks.py [--rounds 5] [--quick]
+    .venv/bin/python benchmarks/run_cpu_benchmarks.py [--rounds 5] [--quick] [--only TEXT]   # repository root
 
 Variants of one case run interleaved (round r times every variant once), so a noisy shared machine slows them
 alike; the table reports per-variant medians and the ratio baseline median / ours median. Correctness is
@@ -50,6 +50,20 @@ def main():
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", default="", help="run only the cases whose title contains this text")
     args = parser.parse_args()
+    cases = [  # built lazily: each case allocates its own inputs (graph, n_items: set below)
+        ("SpMM forward, 1 layer", lambda: workloads.spmm_case(graph)),
+        ("LightGCN propagation fwd+bwd, mean", lambda: workloads.propagation_case(graph, return_layers=False)),
+        ("LightGCN propagation fwd+bwd, layer stack", lambda: workloads.propagation_case(graph, return_layers=True)),
+        ("MixGCF mixing fwd+bwd", lambda: workloads.mixgcf_case(n_items, backward=True)),
+        ("MixGCF mixing fwd", lambda: workloads.mixgcf_case(n_items, backward=False)),
+        ("DNS select (argmax)", lambda: workloads.scoring_case("dns", n_items)),
+        ("AHNS select (argmin to target)", lambda: workloads.scoring_case("ahns", n_items)),
+        ("DNS(M,N) candidate scores", lambda: workloads.scoring_case("scores", n_items)),
+    ]
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1 (timed rounds after one warm-up call)")
+    if not any(args.only.lower() in title.lower() for title, _ in cases):
+        parser.error(f"--only {args.only!r} matches no case; the cases are: {'; '.join(title for title, _ in cases)}")
     if not WITH_EXT:
         sys.exit("recbole_hnlm._C is not built: nothing to benchmark")
     if args.quick:
@@ -65,16 +79,6 @@ def main():
     print("- correctness cross-check: ok\n")
 
     n_items = workloads.YELP2018["n_items"]
-    cases = [  # built lazily: each case allocates its own inputs
-        ("SpMM forward, 1 layer", lambda: workloads.spmm_case(graph)),
-        ("LightGCN propagation fwd+bwd, mean", lambda: workloads.propagation_case(graph, return_layers=False)),
-        ("LightGCN propagation fwd+bwd, layer stack", lambda: workloads.propagation_case(graph, return_layers=True)),
-        ("MixGCF mixing fwd+bwd", lambda: workloads.mixgcf_case(n_items, backward=True)),
-        ("MixGCF mixing fwd", lambda: workloads.mixgcf_case(n_items, backward=False)),
-        ("DNS select (argmax)", lambda: workloads.scoring_case("dns", n_items)),
-        ("AHNS select (argmin to target)", lambda: workloads.scoring_case("ahns", n_items)),
-        ("DNS(M,N) candidate scores", lambda: workloads.scoring_case("scores", n_items)),
-    ]
     print("| case | variant | median ms | min-max ms | speed-up of ours |")
     print("|---|---|---|---|---|")
     for title, variants in cases:

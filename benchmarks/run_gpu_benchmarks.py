@@ -187,6 +187,11 @@ def main():
     parser.add_argument("--skip-epoch", action="store_true")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: torch {torch.__version__} sees no CUDA GPU; on a machine without one, "
+                     "smoke-test the script with --device cpu --quick")
+    if args.rounds < 1 or args.epoch_rounds < 1:
+        parser.error("--rounds and --epoch-rounds must be >= 1")
     timer = Timer(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     peak = args.peak_gbps or next((v for k, v in PEAK_GBPS.items() if k in name), None)

@@ -4,9 +4,10 @@ Values are Python literals when they parse as one (``10``, ``1e-3``, ``[64, 32]`
 lower-case words ``true``/``false``/``none`` as in RecBole's yaml, and plain strings otherwise.
 """
 import ast
-from typing import Callable, Dict, Iterable
+import difflib
+from typing import Callable, Dict, Iterable, List
 
-__all__ = ["parse_value", "parse_settings"]
+__all__ = ["parse_value", "parse_settings", "parser_flags"]
 
 
 def parse_value(text: str):
@@ -17,11 +18,25 @@ def parse_value(text: str):
         return {"true": True, "false": False, "none": None}.get(text.lower(), text)
 
 
-def parse_settings(items: Iterable[str], error: Callable[[str], None], hint: str = "") -> Dict[str, object]:
-    """``{key: value}`` of ``--key=value`` arguments; anything else is reported through ``error`` (argparse's)."""
+def parser_flags(parser) -> List[str]:
+    """The ``--long`` option strings of an ``argparse`` parser (for :func:`parse_settings`' suggestions)."""
+    return [flag for action in parser._actions for flag in action.option_strings if flag.startswith("--")]
+
+
+def parse_settings(items: Iterable[str], error: Callable[[str], None], hint: str = "",
+                   flags: Iterable[str] = ()) -> Dict[str, object]:
+    """``{key: value}`` of ``--key=value`` arguments; anything else is reported through ``error`` (argparse's),
+    with the closest of the command's own ``flags`` when one is close (``--keep-seen``: ``--keep_seen``)."""
     settings = {}
+    flags = list(flags)
     for item in items:
         if not item.startswith("--") or "=" not in item:
+            name = item.split("=", 1)[0]
+            if name.startswith("--"):
+                name = "--" + name[2:].replace("-", "_")
+            close = difflib.get_close_matches(name, flags, n=1, cutoff=0.75)
+            if close:
+                error(f"unrecognised argument {item!r}: did you mean {close[0]}?")
             error(f"unrecognised argument {item!r}: settings are written --key=value{hint}")
         key, value = item[2:].split("=", 1)
         settings[key] = parse_value(value)

@@ -88,8 +88,9 @@ class Config(RecBoleConfig):
             if "model" not in self.external_config_dict:
                 raise KeyError("Set the model with --model=NAME, a config file or the config dict.")
             model = self.external_config_dict["model"]
-        if isinstance(model, str):
+        if isinstance(model, str):  # matched case-insensitively; the class's spelling names its property files
             model_class = get_model(model)
+            model = model_class.__name__
         else:
             model_class, model = model, model.__name__
         if dataset is None:

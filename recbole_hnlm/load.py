@@ -28,8 +28,9 @@ from recbole_hnlm.warm_start import check_init_from
 #: Settings of the training run that do not describe the model or its data: where it wrote, what it continued, and
 #: the devices of the machine it ran on (the loading machine's RecBole defaults apply; ``config_dict`` chooses).
 _NOT_REUSED = ("checkpoint_dir", "resume_from", "init_from", "eval_only", "save_resume_state", "gpu_id", "use_gpu")
-#: Options that may differ from the run's without changing the model it rebuilds.
-_NOT_COMPARED = frozenset(_NOT_REUSED + ("sampler", "device", "data_path"))
+#: Options that may differ from the run's without changing the model it rebuilds (``hnlm_file``: the run's HNLMRec
+#: sampler filled it in; loading does not prepare the sampler).
+_NOT_COMPARED = frozenset(_NOT_REUSED + ("sampler", "device", "data_path", "hnlm_file"))
 
 
 def load_data_and_model(checkpoint, config_dict=None):

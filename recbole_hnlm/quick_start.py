@@ -195,10 +195,30 @@ def _log_to_files(message):
             handler.handle(record)
 
 
+def _last_setting_wins(argv):
+    """``argv`` with only the last ``--key=value`` of each key (RecBole stops at a repeated key with a traceback;
+    ``scripts/main.sh --sampler=RNS`` repeats the script's own ``--sampler``), saying which value is used."""
+    last = {}
+    for index, arg in enumerate(argv):
+        if arg.startswith("--") and "=" in arg:
+            last[arg[2:].split("=", 1)[0]] = index
+    kept = []
+    for index, arg in enumerate(argv):
+        key = arg[2:].split("=", 1)[0] if arg.startswith("--") and "=" in arg else None
+        if key is not None and last[key] != index:
+            if arg != argv[last[key]]:
+                print(f"warning: --{key} is given more than once; the last one is used ({argv[last[key]]})",
+                      file=sys.stderr)
+            continue
+        kept.append(arg)
+    return kept
+
+
 def main(argv=None):
     """Command line entry point; mirrors ``run_recbole.py``: ``--model``, ``--dataset``, ``--sampler``,
-    ``--config_files``, and every other ``--key=value`` is read by ``Config`` (values go through ``eval``)."""
-    argv = sys.argv[1:] if argv is None else list(argv)
+    ``--config_files``, and every other ``--key=value`` is read by ``Config`` (values go through ``eval``). A key
+    given twice takes its last value."""
+    argv = _last_setting_wins(sys.argv[1:] if argv is None else list(argv))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", "-m", type=str, default="LightGCN", help="backbone (MF, NGCF, LightGCN, SGL)")
     parser.add_argument("--dataset", "-d", type=str, default="ml-100k", help="dataset name")

@@ -17,7 +17,7 @@ from typing import List, Optional, Sequence
 import torch
 from tqdm import tqdm
 
-from recbole_hnlm.cli_settings import parse_settings
+from recbole_hnlm.cli_settings import parse_settings, parser_flags
 from recbole_hnlm.errors import ConfigError
 from recbole_hnlm.files import atomic_path
 
@@ -109,8 +109,8 @@ def _read_users(args) -> Optional[List[str]]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recbole_hnlm.recommend", description=__doc__.split("\n\n")[0],
-                                     allow_abbrev=False,
+    parser = argparse.ArgumentParser(prog="python -m recbole_hnlm.recommend", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
                                      epilog="Other settings go in --key=value form (e.g. --data_path=DIR, --gpu_id=0, "
                                             "--show_progress=False) and override those stored in the checkpoint.")
     parser.add_argument("--checkpoint", required=True, help="a checkpoint of run_recbole_hnlm.py (.safetensors)")
@@ -127,10 +127,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--k and --batch_size must be >= 1")
     if os.path.isdir(args.out):
         parser.error(f"--out {args.out} is a folder; give a file name")
-    overrides = parse_settings(extra, parser.error)
+    overrides = parse_settings(extra, parser.error, flags=parser_flags(parser))
 
+    from recbole_hnlm.config import PROPERTIES_DIR
+    from recbole_hnlm.config_checks import unknown_option_messages, unknown_options
     from recbole_hnlm.load import load_data_and_model
 
+    for message in unknown_option_messages(unknown_options(overrides, PROPERTIES_DIR)):
+        print(f"warning: {message}", file=sys.stderr)
     try:
         tokens = _read_users(args)
         config, model, dataset, *_ = load_data_and_model(args.checkpoint, overrides)

@@ -5,6 +5,7 @@ RecBole 1.2.1 pickles its ``Config`` into ``torch.save`` checkpoints and reloads
 instead (no pickle) and works on top of any RecBole trainer class (:func:`make_safe_trainer`).
 """
 import os
+import shutil
 import warnings
 
 import numpy as np
@@ -15,6 +16,7 @@ from recbole.utils import get_local_time, set_color
 
 from recbole_hnlm.checkpoint import load_checkpoint, read_rng_state, read_trainer_state, save_checkpoint
 from recbole_hnlm.config import split_seed
+from recbole_hnlm.files import atomic_path
 from recbole_hnlm.resume import json_value, training_options
 from recbole_hnlm.rng_state import capture_rng_state, restore_rng_state
 from recbole_hnlm.warm_start import data_digests
@@ -65,7 +67,8 @@ def _reserve_stem(stem):
 
 
 class SafeCheckpointMixin:
-    """Checkpoint save/load without pickle, resumable runs, and an ``on_epoch_start`` hook for models that need one.
+    """Checkpoint save/load without pickle, resumable runs, and ``on_epoch_start``/``on_epoch_end`` hooks for models
+    that need them.
 
     Besides the best epoch's checkpoint (``saved_model_file``), a run of a resumable model (the plugin's backbones,
     ``model.resumable``) with ``save_resume_state`` writes the whole training state after every epoch to
@@ -149,7 +152,8 @@ class SafeCheckpointMixin:
         A resume-state file (``*.resume.safetensors``) continues the interrupted run exactly, and keeps writing its
         best checkpoint to the run's own best file. Any other checkpoint (a best epoch's file) restores weights,
         optimizer and counters but no random streams; training then goes on from that epoch as RecBole's own
-        ``resume_checkpoint`` does, and that file receives the next best epochs.
+        ``resume_checkpoint`` does, into this run's own pair of files (its best file starts as a copy of the
+        checkpoint, which is left unchanged).
         """
         resume_file = str(resume_file)
         state = load_checkpoint(resume_file, self.model, self.optimizer, device=self.device)
@@ -158,8 +162,8 @@ class SafeCheckpointMixin:
         self.best_valid_score = state["best_valid_score"]
         self._selection_restarted = bool(state.get("selection_restarted", False))
         self.init_from = state.get("init_from")  # a resumed warm-started run keeps its origin
-        self._release_name()  # the run goes on writing to the files of the run it continues
         if state.get("resume_state"):
+            self._release_name()  # the run goes on writing to the files of the run it continues
             self.resume_state_file = resume_file
             beside = resume_file.replace(".resume.safetensors", ".safetensors")  # no best epoch yet: keep the pair
             self.saved_model_file = state["best_checkpoint"] or (beside if beside != resume_file else
@@ -167,11 +171,14 @@ class SafeCheckpointMixin:
             self.best_valid_result = state["best_valid_result"] or None
             self._stopped_early = bool(state["stopped_early"])
             self._rng_to_restore = read_rng_state(resume_file)
-        else:
-            self.saved_model_file = resume_file
+        else:  # the best so far is the checkpoint itself: this run's best file starts as its copy
+            with atomic_path(self.saved_model_file) as tmp:
+                shutil.copyfile(resume_file, tmp)
             self.logger.warning(f"{resume_file} is a best-epoch checkpoint, not a resume state: training goes on "
                                 f"from epoch {self.start_epoch} with fresh random streams, so it will not repeat "
-                                "an uninterrupted run bit for bit.")
+                                "an uninterrupted run bit for bit. The checkpoint is left as it is; this run writes "
+                                f"{self.saved_model_file} (a copy of it until a better epoch) and "
+                                f"{self.resume_state_file}.")
         for group in self.optimizer.param_groups:  # the run's options win over the stored ones (equal if unchanged)
             group["lr"] = self.learning_rate
             if "weight_decay" in group:
@@ -256,7 +263,11 @@ class SafeCheckpointMixin:
             hook(epoch_idx)
         with warnings.catch_warnings():  # RecBole builds torch.cuda.amp.GradScaler every epoch (deprecated alias)
             warnings.filterwarnings("ignore", message=r"`torch\.cuda\.amp\.GradScaler", category=FutureWarning)
-            return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+            loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        hook = getattr(self.model, "on_epoch_end", None)
+        if hook is not None:
+            hook(epoch_idx)
+        return loss
 
 
 def make_safe_trainer(trainer_class):

@@ -22,3 +22,16 @@ def test_settings_and_errors():
         parse_settings(["--epochs"], error)
     with pytest.raises(ValueError, match="'epochs=3'"):
         parse_settings(["epochs=3"], error)
+
+
+def test_a_misspelt_flag_of_the_command_is_suggested():
+    def error(message):
+        raise ValueError(message)
+
+    flags = ["--keep_seen", "--users", "--out"]
+    with pytest.raises(ValueError, match="'--keep-seen': did you mean --keep_seen"):
+        parse_settings(["--keep-seen"], error, flags=flags)
+    with pytest.raises(ValueError, match="'--usrs': did you mean --users"):
+        parse_settings(["--usrs"], error, flags=flags)
+    with pytest.raises(ValueError, match="settings are written --key=value"):  # nothing close: the general rule
+        parse_settings(["--epochs"], error, flags=flags)

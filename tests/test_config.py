@@ -19,6 +19,15 @@ def test_sampler_yaml_is_loaded_and_overridable(fast_config):
     assert config["mixgcf_candidates"] == 8
 
 
+@pytest.mark.parametrize("spelling,canonical", [("lightgcn", "LightGCN"), ("mf", "MF"), ("bpr", "BPR")])
+def test_model_names_are_case_insensitive_and_load_their_property_files(fast_config, spelling, canonical):
+    config = make(fast_config, model=spelling, sampler="RNS")
+    assert config["model"] == canonical
+    assert config["embedding_size"] == 64  # RecBole's model yaml (was None for a lower-case spelling)
+    if canonical == "LightGCN":
+        assert config["n_layers"] == 3  # the plugin's LightGCN.yaml
+
+
 def test_evaluation_defaults(fast_config):
     config = make(fast_config, model="MF", sampler="RNS")
     assert config["topk"] == [10, 20]

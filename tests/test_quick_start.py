@@ -154,6 +154,17 @@ def test_cli_reports_unknown_sampler(capsys):
     assert "Valid samplers" in capsys.readouterr().err
 
 
+def test_a_setting_given_twice_takes_its_last_value(capsys):
+    """As ``scripts/main.sh --sampler=RNS`` does (it passes its own --sampler first); RecBole itself stops with a
+    SyntaxError traceback on a repeated key."""
+    assert main(["--model=LightGCN", "--sampler=HNLMRec", "--sampler=Bogus"]) == 2
+    err = capsys.readouterr().err
+    assert "--sampler is given more than once; the last one is used (--sampler=Bogus)" in err
+    assert "Unknown sampler 'Bogus'" in err
+    assert main(["--model=LightGCN", "--epochs=abc", "--epochs=0"]) == 2
+    assert "'epochs' must be an integer >= 1, got 0" in capsys.readouterr().err
+
+
 def test_use_deterministic_algorithms_option(fast_config):
     """The option runs under torch's deterministic mode (restored afterwards); on the CPU every op of a LightGCN +
     MixGCF run has a deterministic implementation (torch would warn otherwise) and the results do not change."""

@@ -111,6 +111,15 @@ def test_bad_input_is_named_and_writes_nothing(checkpoint, tmp_path, capsys):
     assert "missing.safetensors does not exist" in capsys.readouterr().err and not out.exists()
     with pytest.raises(SystemExit):
         main(["--checkpoint", checkpoint, "--out", str(out), "--k", "0"])
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", checkpoint, "--out", str(out), "--keep-seen"])
+    assert "did you mean --keep_seen?" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_misspelt_setting_is_named(checkpoint, tmp_path, capsys):
+    out = tmp_path / "recs.tsv"
+    assert main(["--checkpoint", checkpoint, "--out", str(out), "--users", "1", "--show_progres=False"]) == 0
+    assert "Unknown option 'show_progres' is ignored: did you mean 'show_progress'?" in capsys.readouterr().err
 
 
 def test_seen_items_match_the_interactions(ml_slice, checkpoint):

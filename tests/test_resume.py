@@ -152,6 +152,26 @@ def test_no_resume_state_when_switched_off_or_for_recbole_models(fast_config, tm
         run_recbole_hnlm(model="BPR", config_dict={**fast_config, "sampler": "RNS", "resume_from": bpr["checkpoint"]})
 
 
+def test_resuming_from_a_best_checkpoint_leaves_it_unchanged(fast_config, tmp_path, caplog):
+    """A best-epoch checkpoint given to resume_from: training goes on from its epoch into the new run's own pair of
+    files (the best file starts as the checkpoint's copy), and the checkpoint itself is not written over."""
+    import logging
+
+    from recbole_hnlm.files import file_sha256
+
+    settings = {**fast_config, "sampler": "RNS", "checkpoint_dir": str(tmp_path)}
+    first = run_recbole_hnlm(model="MF", config_dict={**settings, "epochs": 2})
+    before = file_sha256(first["checkpoint"])
+    with caplog.at_level(logging.WARNING):
+        more = run_recbole_hnlm(model="MF", config_dict={**settings, "epochs": 4, "resume_from": first["checkpoint"]})
+    assert "is a best-epoch checkpoint, not a resume state" in caplog.text and "left as it is" in caplog.text
+    assert file_sha256(first["checkpoint"]) == before
+    assert more["checkpoint"] != first["checkpoint"]
+    assert more["resume_state"] == more["checkpoint"].replace(".safetensors", ".resume.safetensors")
+    assert read_trainer_state(more["resume_state"])["epoch"] == 3
+    assert read_trainer_state(more["checkpoint"])["epoch"] >= read_trainer_state(first["checkpoint"])["epoch"]
+
+
 def _stored_optimizer_groups(path):
     with safe_open(path, framework="pt") as f:
         return json.loads(f.metadata()["recbole_hnlm"])["optimizer"]["param_groups"]

@@ -21,7 +21,7 @@ import os
 import sys
 import warnings
 
-from recbole_hnlm.cli_settings import parse_settings
+from recbole_hnlm.cli_settings import parse_settings, parser_flags
 
 #: Defaults of the issue's grid.
 DEFAULT_MODELS = ("LightGCN", "MF")
@@ -99,7 +99,7 @@ def shared_settings(parser, args, extra, cell_keys, resume_note):
     """The ``--key=value`` settings of a grid-like command line, checked: none that the cells set themselves
     (``cell_keys``: key -> the option to use), no resume options (``resume_note`` says why), ``--epochs`` folded in;
     ``args.config_files`` split into a list of existing files. Errors go through ``parser.error``."""
-    config = parse_settings(extra, parser.error)
+    config = parse_settings(extra, parser.error, flags=parser_flags(parser))
     for key, option in cell_keys.items():
         if key in config:
             parser.error(f"--{key}={config[key]} is set by each cell here: use {option} instead")

@@ -2,7 +2,7 @@
 
     python -m recbole_hnlm.llm profiles  --dataset ml-100k [--max_pairs 2000]
     python -m recbole_hnlm.llm negatives --dataset ml-100k [--max_pairs 2000]       # variant semantic
-    python -m recbole_hnlm.llm teacher   --dataset ml-100k                          # MixGCF teacher (finetuned)
+    python -m recbole_hnlm.llm teacher   --dataset ml-100k [--overwrite]            # MixGCF teacher (finetuned)
     python -m recbole_hnlm.llm finetune  --dataset ml-100k                          # adapter only
     python -m recbole_hnlm.llm embed     --dataset ml-100k                          # variant finetuned
     python -m recbole_hnlm.llm keys                                                 # list hnlm_* settings
@@ -11,14 +11,15 @@
 takes the training split from RecBole with the given ``--config_files`` (so profiles and negatives never see
 validation/test interactions); ``--split all`` uses every interaction. Any ``--hnlm_<key>=<value>`` overrides a
 setting; other ``--<key>=<value>`` go to RecBole's config of the split (e.g. ``--load_col``, ``--split_seed``).
-Every stage is resumable: run the same command again after an interruption.
+Every stage is resumable: run the same command again after an interruption. A finished teacher file is reused, as
+the run script reuses it (the fine-tuned adapter and store are keyed by its hash): ``--overwrite`` trains it again.
 """
 import argparse
 import logging
 import os
 import sys
 
-from recbole_hnlm.cli_settings import parse_settings
+from recbole_hnlm.cli_settings import parse_settings, parser_flags
 from recbole_hnlm.errors import ConfigError, DataError
 
 from .config import LLMConfig
@@ -78,11 +79,13 @@ def _run_stage(argv) -> int:
     parser.add_argument("--model", default="LightGCN", help="model name for RecBole's config (split only; the "
                         "teacher's backbone is --hnlm_teacher_model)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--overwrite", action="store_true", help="teacher: train again over an existing file")
     args, rest = parser.parse_known_args(argv)
     if args.stage == "keys":
         print(LLMConfig.help_table())
         return 0
-    overrides = parse_settings(rest, parser.error, hint=" (hnlm_* keys, or RecBole dataset keys such as --load_col)")
+    overrides = parse_settings(rest, parser.error, hint=" (hnlm_* keys, or RecBole dataset keys such as --load_col)",
+                               flags=parser_flags(parser))
     if args.max_pairs is not None:
         overrides["hnlm_max_pairs"] = args.max_pairs
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -110,9 +113,16 @@ def _run_stage(argv) -> int:
 
             from recbole_hnlm.determinism import deterministic_algorithms
 
+            path = teacher_path_for(rb_config)
+            if os.path.exists(path) and not args.overwrite:
+                logging.getLogger(__name__).info(
+                    "HNLMRec teacher: %s exists and is reused, as a run reuses it (--overwrite trains it again; a new "
+                    "teacher makes the fine-tuned adapter and store be built again)", path)
+                print(path)
+                return 0
             rb_config["show_progress"] = not args.quiet
             with deterministic_algorithms(rb_config["use_deterministic_algorithms"]):  # as inside a run
-                print(train_teacher(rb_config, train, teacher_path_for(rb_config)))
+                print(train_teacher(rb_config, train, path))
             return 0
         train_pairs = train_pairs_from_dataset(train)
         config = {k: rb_config[k] for k in rb_config.final_config_dict

@@ -113,15 +113,18 @@ class SampledRecommender(GeneralRecommender):
 
     def on_epoch_start(self, epoch_idx):
         """Called by the trainer before every training epoch (also the first epoch of a resumed run)."""
-        report = getattr(self.sampler, "epoch_report", None)
-        if report is not None:
-            report()
         self.warming_up = epoch_idx < self.negative_warmup_epochs
         if self.negative_warmup_epochs and self.warming_up != self._announced_warm_up:  # the run's start, the switch
             self._announced_warm_up = self.warming_up
             logging.getLogger().info(
                 f"negative_warmup_epochs={self.negative_warmup_epochs}: from epoch {epoch_idx} training uses "
                 + ("the uniform negative (RNS)" if self.warming_up else f"the {self.sampler.name} sampler"))
+
+    def on_epoch_end(self, epoch_idx):
+        """Called by the trainer after every training epoch: the sampler logs what it counted in it."""
+        report = getattr(self.sampler, "epoch_report", None)
+        if report is not None:
+            report()
 
     def _pooled_for_inference(self):
         if self.restore_user_e is None or self.restore_item_e is None:

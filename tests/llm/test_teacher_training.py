@@ -120,11 +120,18 @@ def test_cli_split_is_the_run_split_and_teacher_stage_writes_the_file(fast_confi
     assert train_pairs_from_dataset(train) == train_pairs_from_dataset(run_train)
 
     teacher_file = tmp_path / "cli-teacher.safetensors"
-    assert main(["teacher", "--dataset", name, "--data_path", data_path, "--quiet", "--hnlm_teacher_epochs=1",
-                 "--hnlm_teacher_model=MF", f"--hnlm_teacher_path={teacher_file}",
-                 f"--load_col={fast_config['load_col']}", "--use_deterministic_algorithms=True"]) == 0
+    args = ["teacher", "--dataset", name, "--data_path", data_path, "--quiet", "--hnlm_teacher_model=MF",
+            f"--hnlm_teacher_path={teacher_file}", f"--load_col={fast_config['load_col']}"]
+    assert main([*args, "--hnlm_teacher_epochs=1", "--use_deterministic_algorithms=True"]) == 0
     assert not torch.are_deterministic_algorithms_enabled()  # restored after the stage
-    assert Teacher.load(str(teacher_file)).pair_user.numel() == len(run_train._dataset.inter_feat)
+    first = Teacher.load(str(teacher_file))
+    assert first.pair_user.numel() == len(run_train._dataset.inter_feat)
+    # a finished teacher is reused, as the run script reuses it; --overwrite trains it again
+    written = teacher_file.stat().st_mtime_ns
+    assert main([*args, "--hnlm_teacher_epochs=2"]) == 0
+    assert teacher_file.stat().st_mtime_ns == written and Teacher.load(str(teacher_file)).sha256 == first.sha256
+    assert main([*args, "--hnlm_teacher_epochs=2", "--overwrite"]) == 0
+    assert Teacher.load(str(teacher_file)).sha256 != first.sha256
 
 
 def test_teacher_config_leaves_the_runs_weight_files_out(fast_config, tmp_path):

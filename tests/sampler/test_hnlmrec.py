@@ -128,6 +128,23 @@ def test_epoch_report_logs_how_much_the_projected_negatives_differ(fast_config, 
     assert reported() == 0.0 and f"h = 0 in {len(user)} rows" in caplog.text
 
 
+def test_every_training_epoch_is_reported_the_last_one_included(fast_config, ml_slice, tmp_path, caplog):
+    """The sampler's report follows each epoch's training (it was logged at the start of the next epoch, so the last
+    epoch's figures never appeared)."""
+    import logging
+    import re
+
+    store = write_store(ml_slice, tmp_path / "s.safetensors")
+    with caplog.at_level(logging.INFO):
+        run_recbole_hnlm(model="LightGCN", config_dict={**config_for(fast_config, store, epochs=2), "state": "INFO"})
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", r.getMessage()) for r in caplog.records]  # RecBole's colours
+    reports = [i for i, line in enumerate(lines) if line.startswith("HNLMRec: batch coverage")]
+    trained = [i for i, line in enumerate(lines) if "training [time" in line]
+    assert len(reports) == len(trained) == 2
+    assert all(r < t for r, t in zip(reports, trained))  # each just before RecBole's line for its epoch
+    assert reports[1] > trained[0]
+
+
 def test_centering_removes_the_mean_stored_vector(fast_config, ml_slice, tmp_path):
     store = write_store(ml_slice, tmp_path / "s.safetensors")
     model, batch = build(fast_config, store, hnlm_center=False)
@@ -249,3 +266,26 @@ def test_warm_start_takes_the_adapter_only_from_an_hnlmrec_run(fast_config, ml_s
                                                     "init_from": first["checkpoint"]})
     assert starts[-1].keys() == {"user_embedding.weight", "item_embedding.weight"}
     assert all(torch.equal(starts[-1][k], stored[k]) for k in starts[-1])  # the adapter is simply not taken
+
+
+def test_loading_a_run_whose_store_the_sampler_found_warns_about_nothing(fast_config, ml_slice, tmp_path, caplog,
+                                                                          monkeypatch):
+    """A run started without ``hnlm_file`` has it filled in by ``HNLMRec.prepare`` (the LLM stage's store, found by
+    its manifest); loading the run does not prepare the sampler, and that is not a changed option."""
+    import logging
+
+    from recbole_hnlm.load import load_data_and_model
+    from recbole_hnlm.sampler.hnlmrec import HNLMRec
+
+    store = write_store(ml_slice, tmp_path / "s.safetensors")
+
+    def found_store(cls, config, dataset, train_data):  # what a cached LLM stage returns, without running it
+        config["hnlm_file"] = store
+
+    monkeypatch.setattr(HNLMRec, "prepare", classmethod(found_store))
+    run = run_recbole_hnlm(model="LightGCN", config_dict={**config_for(fast_config, None, epochs=1),
+                                                          "checkpoint_dir": str(tmp_path / "run")})
+    with caplog.at_level(logging.WARNING):
+        config, *_ = load_data_and_model(run["checkpoint"])
+    assert "trained with other values" not in caplog.text
+    assert config["sampler"] == "HNLMRec"
