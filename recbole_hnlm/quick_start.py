@@ -198,20 +198,17 @@ def _log_to_files(message):
 def _last_setting_wins(argv):
     """``argv`` with only the last ``--key=value`` of each key (RecBole stops at a repeated key with a traceback;
     ``scripts/main.sh --sampler=RNS`` repeats the script's own ``--sampler``), saying which value is used."""
-    last = {}
-    for index, arg in enumerate(argv):
-        if arg.startswith("--") and "=" in arg:
-            last[arg[2:].split("=", 1)[0]] = index
-    kept = []
-    for index, arg in enumerate(argv):
+    kept, last = [], {}
+    for arg in reversed(argv):
         key = arg[2:].split("=", 1)[0] if arg.startswith("--") and "=" in arg else None
-        if key is not None and last[key] != index:
-            if arg != argv[last[key]]:
-                print(f"warning: --{key} is given more than once; the last one is used ({argv[last[key]]})",
-                      file=sys.stderr)
+        if key in last:
+            if arg != last[key]:
+                print(f"warning: --{key} is given more than once; the last one is used ({last[key]})", file=sys.stderr)
             continue
+        if key is not None:
+            last[key] = arg
         kept.append(arg)
-    return kept
+    return kept[::-1]
 
 
 def main(argv=None):

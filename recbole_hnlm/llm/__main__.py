@@ -109,20 +109,13 @@ def _run_stage(argv) -> int:
         train, rb_config = recbole_split(args.dataset, data_path, args.config_files, args.model, overrides)
         if args.stage == "teacher":
             from .pipeline import teacher_path_for
-            from .teacher_training import train_teacher
+            from .teacher_training import ensure_teacher
 
             from recbole_hnlm.determinism import deterministic_algorithms
 
-            path = teacher_path_for(rb_config)
-            if os.path.exists(path) and not args.overwrite:
-                logging.getLogger(__name__).info(
-                    "HNLMRec teacher: %s exists and is reused, as a run reuses it (--overwrite trains it again; a new "
-                    "teacher makes the fine-tuned adapter and store be built again)", path)
-                print(path)
-                return 0
             rb_config["show_progress"] = not args.quiet
             with deterministic_algorithms(rb_config["use_deterministic_algorithms"]):  # as inside a run
-                print(train_teacher(rb_config, train, path))
+                print(ensure_teacher(rb_config, train, teacher_path_for(rb_config), overwrite=args.overwrite))
             return 0
         train_pairs = train_pairs_from_dataset(train)
         config = {k: rb_config[k] for k in rb_config.final_config_dict

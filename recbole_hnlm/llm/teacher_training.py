@@ -7,6 +7,7 @@ data (so no split other than training is ever seen), then exported with :func:`e
 restored afterwards (Python, NumPy, torch and the dataloader's shuffling generator), so the HNLMRec run itself is the same whether the teacher was trained now or found on disk.
 """
 import logging
+import os
 import random
 from typing import Optional
 
@@ -15,7 +16,7 @@ import torch
 
 from .teacher import export_teacher
 
-__all__ = ["train_teacher", "teacher_config"]
+__all__ = ["ensure_teacher", "train_teacher", "teacher_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,16 @@ def teacher_config(config, model: str, epochs: int):
                 if k not in _RUN_ONLY_KEYS and not k.startswith("hnlm_")}
     external.update(sampler="MixGCF", epochs=int(epochs), show_progress=config["show_progress"])
     return Config(model=model, dataset=config["dataset"], config_dict=external, command_line=False)
+
+
+def ensure_teacher(config, train_data, path: str, overwrite: bool = False) -> str:
+    """The teacher file at ``path``: reused when it exists (the fine-tuned adapter and store are keyed by its hash, so
+    a new teacher makes them be built again), else trained by :func:`train_teacher`. Returns ``path``."""
+    if os.path.exists(path) and not overwrite:
+        logger.info("HNLMRec teacher: %s exists and is reused (python -m recbole_hnlm.llm teacher --overwrite trains "
+                    "it again; a new teacher makes the fine-tuned adapter and store be built again)", path)
+        return path
+    return train_teacher(config, train_data, path)
 
 
 def train_teacher(config, train_data, path: str, model: Optional[str] = None, epochs: Optional[int] = None) -> str:

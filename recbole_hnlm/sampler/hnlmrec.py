@@ -10,7 +10,6 @@ Reference code:
 import hashlib
 import json
 import logging
-import os
 
 import torch
 import torch.nn.functional as F
@@ -139,13 +138,10 @@ class HNLMRec(NegativeSampler):
             return
         from recbole_hnlm.llm import ensure_negatives
         from recbole_hnlm.llm.pipeline import teacher_path_for
+        from recbole_hnlm.llm.teacher_training import ensure_teacher
 
         if config["hnlm_variant"] == "finetuned":
-            path = teacher_path_for(config)
-            if not os.path.exists(path):
-                from recbole_hnlm.llm.teacher_training import train_teacher
-
-                train_teacher(config, train_data, path)
+            ensure_teacher(config, train_data, teacher_path_for(config))
         config["hnlm_file"] = ensure_negatives(config, train_data._dataset)
 
     def check_training_coverage(self, dataset):
