@@ -83,7 +83,7 @@ def _for_this_function(error, checkpoint):
     """The option checks' error, worded for this function (their ``init_from:``/``--option`` are command-line)."""
     message = str(error).replace("init_from: ", "", 1)
     return ConfigError(f"load_data_and_model({os.path.basename(checkpoint)}): {message} (Options go in config_dict, "
-                       "e.g. {'split_seed': 2020}.)")
+                       "e.g. {'split_seed': 2020}; for recommend, on its command line: --split_seed=2020.)")
 
 
 def _warn_about_changed_options(config, checkpoint, overridden):
@@ -95,5 +95,6 @@ def _warn_about_changed_options(config, checkpoint, overridden):
     if changed:
         logging.getLogger().warning(
             f"load_data_and_model: {checkpoint} was trained with other values of these options than the rebuilt "
-            f"configuration has (run -> now); pass the run's values in config_dict: {'; '.join(changed)}")
+            f"configuration has (run -> now); pass the run's values in config_dict (recommend: as --key=value): "
+            f"{'; '.join(changed)}")
 

@@ -97,6 +97,7 @@ def test_overrides_and_refusals(dns_run, fast_config, tmp_path):
         logging.getLogger().removeHandler(handler)
     warned = " ".join(record.getMessage() for record in caplog_records)
     assert "n_layers: 1 -> 3" in warned and "embedding_size" not in warned and "split_seed" not in warned
+    assert "config_dict (recommend: as --key=value)" in warned  # both ways to pass them
     config, model, *_, test_data = load_data_and_model(older, {**options, "split_seed": 2020, "embedding_size": 16,
                                                                "n_layers": 1, "checkpoint_dir": str(tmp_path / "e")})
     assert _evaluate(config, model, test_data) == dns_run["test_result"]

@@ -162,6 +162,11 @@ def _fmt_mean_std(mean, std):
     return f"{mean:.4f} ± {std:.4f}"
 
 
+def _fmt_count(mean):
+    """An epoch count averaged over seeds: ``12`` when whole (one seed, or seeds that agree), else ``12.3``."""
+    return f"{mean:.0f}" if float(mean).is_integer() else f"{mean:.1f}"
+
+
 def _fmt_compare(c):
     sign = "+" if c["improvement"] >= 0 else ""
     text = f"{sign}{c['improvement']:.1f}%"
@@ -194,7 +199,7 @@ def markdown_report(results, errors=None, title=None):
         for sampler in samplers:
             e = summary[(model, sampler)]
             rows.append([sampler, e["n"]] + [_fmt_mean_std(*e[m]) for m in METRICS]
-                        + [f"{e['s_per_epoch']:.2f}", f"{e['epochs_run']:.1f} ({e['best_epoch']:.1f})"])
+                        + [f"{e['s_per_epoch']:.2f}", f"{_fmt_count(e['epochs_run'])} ({_fmt_count(e['best_epoch'])})"])
         parts += ["", f"## {model}", "", _table(["Sampler", "n"] + names + ["s/epoch", "epochs (best)"], rows)]
 
         comparison_rows = []

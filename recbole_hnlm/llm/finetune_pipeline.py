@@ -8,6 +8,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
+from recbole_hnlm.errors import DataError
 from recbole_hnlm.files import write_text_atomic
 from .chunks import ChunkedRun, user_aligned_starts
 from .config import LLMConfig
@@ -19,7 +20,8 @@ from .semantic import pairs_sha256
 from .store import write_pair_store
 from .teacher import Teacher, default_teacher_path
 
-__all__ = ["ensure_finetuned", "adapter_identity", "embed_pairs", "default_adapter_path", "finetuned_manifest"]
+__all__ = ["ensure_finetuned", "check_teacher_split", "adapter_identity", "embed_pairs", "default_adapter_path",
+           "finetuned_manifest"]
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +118,22 @@ def embed_pairs(cfg: LLMConfig, pairs: List[Tuple[str, str]], store_path: str, e
     return written
 
 
+def check_teacher_split(teacher: Teacher, text: DatasetText) -> None:
+    """Refuse a teacher trained on another split: its pairs, embeddings and MixGCF negatives would carry this run's
+    validation and test interactions into the fine-tuned LLM (§4.2 trains it on the training split only)."""
+    outside = teacher.pairs_outside(text.pairs)
+    if not outside:
+        return
+    user, item = outside[0]
+    raise DataError(
+        f"{teacher.path}: {len(outside)} of the teacher's {teacher.pair_user.numel()} training pairs (e.g. user "
+        f"{user!r}, item {item!r}) are not training pairs of this run's split of {text.inter_path}, so it was trained "
+        "on another split (another seed, eval_args or dataset filter) and fine-tuning on it would leak this run's "
+        "validation and test interactions. Train the teacher on this split: `python -m recbole_hnlm.llm teacher "
+        "--overwrite` with the run's settings, or move the file away (the run script then trains one), or set "
+        "hnlm_teacher_path to another file (a benchmark grid over seeds: give it --split_seed, one split for all)")
+
+
 def ensure_finetuned(cfg: LLMConfig, text: DatasetText, store_path: str, progress: bool = True,
                      lm_and_tokenizer=None, generator_name: Optional[str] = None, on_chunk=None,
                      embed: bool = True) -> str:
@@ -129,6 +147,7 @@ def ensure_finetuned(cfg: LLMConfig, text: DatasetText, store_path: str, progres
     from .profiles import ProfileBook
 
     teacher = Teacher.load(cfg.teacher_path or default_teacher_path(text.data_path, text.dataset))
+    check_teacher_split(teacher, text)
     generator_name = generator_name or resolve_generator(cfg.generator).name
     adapter = cfg.adapter_path or default_adapter_path(text.data_path, text.dataset)
     identity = adapter_identity(cfg, teacher, generator_name)

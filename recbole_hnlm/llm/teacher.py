@@ -140,6 +140,13 @@ class Teacher:
             if not ok:
                 raise ValueError(f"{self.path}: {message}")
 
+    def pairs_outside(self, allowed: Sequence[Tuple[str, str]]) -> List[Tuple[str, str]]:
+        """The teacher's training pairs, as ``(user_token, item_token)``, that are not in ``allowed``."""
+        allowed = set(allowed)
+        users, items = self.user_tokens, self.item_tokens
+        pairs = ((users[u], items[i]) for u, i in zip(self.pair_user.tolist(), self.pair_item.tolist()))
+        return [pair for pair in pairs if pair not in allowed]
+
     def rows_for(self, pairs: Sequence[Tuple[str, str]]) -> Tuple[List[int], List[Optional[Tuple[int, int]]]]:
         """Teacher (user row, item row) per token pair; None where the teacher lacks the user or the item."""
         users = {t: r for r, t in enumerate(self.user_tokens)}

@@ -97,6 +97,8 @@ def test_table_holds_the_runs_numbers(grid):
         row = _table_row(table, sampler)
         assert row[1] == "1"
         assert row[2:6] == [f"{results[sampler][m]:.4f}" for m in METRICS]  # n = 1: mean, no std
+        run = _result(out, sampler)
+        assert row[7] == f"{run['epochs_run']} ({run['best_epoch']})"  # whole epochs for one seed, not "2.0 (1.0)"
     rel = (results["DNS"]["ndcg@20"] - results["RNS"]["ndcg@20"]) / results["RNS"]["ndcg@20"] * 100
     comparison = table.split("Relative improvement", 1)[1]
     row = _table_row(comparison, "DNS", section="|---")

@@ -250,6 +250,24 @@ def test_finetuned_embed_writes_store_and_caches(tmp_path, tiny_llama_dir, teach
     torch.testing.assert_close(a.emb.float(), s.emb.float(), atol=2e-2, rtol=1e-2)  # = the in-memory run
 
 
+def test_teacher_of_another_split_is_refused_before_the_llm_loads(tmp_path, teacher_path, data_root, mini_recbole):
+    """Pairs the teacher trained on that are not training pairs of this split (here: three moved to the hold-out)
+    are this run's validation or test interactions: refused, naming the file, the count and one pair."""
+    from recbole_hnlm.errors import DataError
+
+    cfg = LLMConfig.from_config(_small_finetune_config(tmp_path, "no-such-model", str(tmp_path / "s.safetensors")))
+    train_pairs = _train_token_pairs(mini_recbole)
+    teacher = Teacher.load(teacher_path)
+    assert teacher.pairs_outside(train_pairs) == []
+    held_out = train_pairs[5:8]
+    assert teacher.pairs_outside(train_pairs[:5] + train_pairs[8:]) == held_out
+    text = DatasetText(data_root, "mini", train_pairs[:5] + train_pairs[8:])
+    with pytest.raises(DataError, match=f"3 of the teacher's {len(train_pairs)} training pairs") as error:
+        ensure_finetuned(cfg, text, str(tmp_path / "s.safetensors"), progress=False, lm_and_tokenizer=(None, None))
+    assert teacher_path in str(error.value) and repr(held_out[0][0]) in str(error.value)
+    assert not os.path.exists(tmp_path / "adapter")
+
+
 def test_finetuned_pipeline_in_bfloat16(tmp_path, tiny_llama_dir, teacher_path, data_root, mini_recbole):
     """`hnlm_dtype: bfloat16` (the GPU commands of docs/llm.md) end to end on the CPU: fine-tuning, the saved
     adapter, and a store of finite, distinct vectors that the manifest marks as bf16."""

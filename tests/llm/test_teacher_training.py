@@ -134,6 +134,25 @@ def test_cli_split_is_the_run_split_and_teacher_stage_writes_the_file(fast_confi
     assert Teacher.load(str(teacher_file)).sha256 != first.sha256
 
 
+def test_a_teacher_of_another_split_is_refused(fast_config, tmp_path, capsys):
+    """A teacher file trained on the split of another seed holds pairs that are this split's validation and test
+    pairs: the fine-tuning stage refuses it (exit 2, one line naming the file and the remedy) before loading the LLM,
+    and writes no adapter."""
+    from recbole_hnlm.llm.__main__ import main
+
+    data_path, name = fast_config["data_path"], fast_config["dataset"]
+    teacher_file, adapter = tmp_path / "teacher.safetensors", tmp_path / "adapter"
+    args = ["--dataset", name, "--data_path", data_path, "--quiet", "--hnlm_teacher_model=MF",
+            f"--hnlm_teacher_path={teacher_file}", f"--hnlm_adapter_path={adapter}",
+            f"--load_col={fast_config['load_col']}", "--hnlm_generator=no-such-model"]
+    assert main(["teacher", *args, "--hnlm_teacher_epochs=1", "--split_seed=1"]) == 0
+    capsys.readouterr()
+    assert main(["finetune", *args, "--split_seed=2"]) == 2
+    message = capsys.readouterr().err
+    assert str(teacher_file) in message and "not training pairs of this run's split" in message
+    assert "--overwrite" in message and not adapter.exists()
+
+
 def test_teacher_config_leaves_the_runs_weight_files_out(fast_config, tmp_path):
     settings = dict(fast_config, sampler="HNLMRec", hnlm_variant="finetuned",
                     init_from=str(tmp_path / "MF-x.safetensors"))
