@@ -7,14 +7,15 @@
     pair_user int64 [P]        row into user_emb of each training pair
     pair_item int64 [P]        row into item_emb of each training pair
     neg_emb   float32 [P, d]   MixGCF pooled synthetic hard negative of the pair (one draw, fixed seed)
-    __metadata__: {"format", "user_tokens" (JSON list), "item_tokens" (JSON list), "dataset", "seed", "source"}
+    __metadata__: {"format", "user_tokens" (JSON list), "item_tokens" (JSON list), "dataset", "seed", "source",
+                   "training" (JSON object; only when teacher_training trained it: what it was trained with)}
 
 Tokens are original RecBole tokens, so the file survives re-filtering just like the side-car store.
 """
 import json
 import os
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -22,7 +23,7 @@ from recbole_hnlm.files import atomic_path, file_sha256
 
 from .paths import artifact_dir
 
-__all__ = ["TEACHER_FORMAT", "Teacher", "export_teacher", "default_teacher_path"]
+__all__ = ["TEACHER_FORMAT", "Teacher", "export_teacher", "default_teacher_path", "training_settings"]
 
 TEACHER_FORMAT = "recbole_hnlm/teacher/v1"
 _TENSORS = ("user_emb", "item_emb", "pair_user", "pair_item", "neg_emb")
@@ -44,7 +45,8 @@ def _train_ids(dataset, train_data_pairs) -> Tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def export_teacher(model, dataset, train_data_pairs, path: str, batch_size: int = 4096, seed: int = 2020) -> str:
+def export_teacher(model, dataset, train_data_pairs, path: str, batch_size: int = 4096, seed: int = 2020,
+                   training: Optional[Dict] = None) -> str:
     """Write the teacher file from a trained plugin model (MixGCF sampler).
 
     Args:
@@ -53,6 +55,7 @@ def export_teacher(model, dataset, train_data_pairs, path: str, batch_size: int 
         dataset: the RecBole Dataset the model was built on (token <-> id maps).
         train_data_pairs: the training split: a RecBole Dataset / train dataloader, or ``(user_ids, item_ids)``.
         path: output file (written atomically).
+        training: the settings the model was trained with (JSON-able), stored as the ``training`` metadata.
     """
     from safetensors.torch import save_file
 
@@ -81,9 +84,21 @@ def export_teacher(model, dataset, train_data_pairs, path: str, batch_size: int 
     metadata = {"format": TEACHER_FORMAT, "user_tokens": json.dumps(user_tokens[1:]),
                 "item_tokens": json.dumps(item_tokens[1:]), "dataset": str(getattr(dataset, "dataset_name", "")),
                 "seed": str(seed), "source": type(model).__name__}
+    if training is not None:
+        metadata["training"] = json.dumps(training, sort_keys=True)
     with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=metadata)
     return path
+
+
+def training_settings(path: str) -> Optional[Dict]:
+    """The ``training`` metadata of a teacher file (``None`` for files exported without it), read without its
+    tensors."""
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as handle:
+        text = (handle.metadata() or {}).get("training")
+    return json.loads(text) if text else None
 
 
 @dataclass
@@ -97,6 +112,7 @@ class Teacher:
     user_tokens: List[str]
     item_tokens: List[str]
     sha256: str
+    training: Optional[Dict] = None
 
     @property
     def dim(self) -> int:
@@ -120,7 +136,8 @@ class Teacher:
                 raise ValueError(f"{path}: tensors {missing} missing")
             tensors = {k: handle.get_tensor(k) for k in _TENSORS}
         teacher = cls(path=path, user_tokens=json.loads(meta["user_tokens"]),
-                      item_tokens=json.loads(meta["item_tokens"]), sha256=file_sha256(path), **tensors)
+                      item_tokens=json.loads(meta["item_tokens"]), sha256=file_sha256(path),
+                      training=json.loads(meta["training"]) if meta.get("training") else None, **tensors)
         teacher.validate()
         return teacher
 

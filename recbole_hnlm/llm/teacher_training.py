@@ -14,9 +14,9 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .teacher import export_teacher
+from .teacher import export_teacher, training_settings
 
-__all__ = ["ensure_teacher", "train_teacher", "teacher_config"]
+__all__ = ["ensure_teacher", "train_teacher", "teacher_config", "teacher_settings"]
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +25,10 @@ logger = logging.getLogger(__name__)
 # files.
 _RUN_ONLY_KEYS = ("model", "sampler", "epochs", "stopping_step", "checkpoint_dir", "init_from", "resume_from",
                   "eval_only", "negative_warmup_epochs")
+#: Options of the teacher's Config that change what it learns: recorded in the teacher file, compared on reuse. Not the
+#: seed: a grid over training seeds on one split shares its teacher by design (the file's ``seed`` records it).
+_TRAINING_KEYS = ("learning_rate", "reg_weight", "embedding_size", "n_layers", "train_batch_size",
+                  "mixgcf_candidates", "layers_dtype")
 
 
 def teacher_config(config, model: str, epochs: int):
@@ -42,10 +46,38 @@ def ensure_teacher(config, train_data, path: str, overwrite: bool = False) -> st
     """The teacher file at ``path``: reused when it exists (the fine-tuned adapter and store are keyed by its hash, so
     a new teacher makes them be built again), else trained by :func:`train_teacher`. Returns ``path``."""
     if os.path.exists(path) and not overwrite:
+        _warn_if_trained_otherwise(config, path)
         logger.info("HNLMRec teacher: %s exists and is reused (python -m recbole_hnlm.llm teacher --overwrite trains "
                     "it again; a new teacher makes the fine-tuned adapter and store be built again)", path)
         return path
     return train_teacher(config, train_data, path)
+
+
+def teacher_settings(t_config, model: str, epochs: int) -> dict:
+    """What a teacher trained with ``t_config`` learns from, as the teacher file records it (``training``)."""
+    return dict(hnlm_teacher_model=model, hnlm_teacher_epochs=int(epochs), **{k: t_config[k] for k in _TRAINING_KEYS})
+
+
+def _teacher_choice(config, model: Optional[str] = None, epochs: Optional[int] = None):
+    """The teacher's backbone and epochs: the arguments, else ``hnlm_teacher_model`` / ``hnlm_teacher_epochs``."""
+    return (model or config["hnlm_teacher_model"] or "LightGCN",
+            int(epochs if epochs is not None else config["hnlm_teacher_epochs"] or 30))
+
+
+def _warn_if_trained_otherwise(config, path: str) -> None:
+    """A reused teacher file keeps what it was trained with: say which of those settings this run would change.
+    Files exported without the record (``export_teacher`` after the user's own run) are not compared."""
+    recorded = training_settings(path)
+    if recorded is None:
+        return
+    model, epochs = _teacher_choice(config)
+    wanted = teacher_settings(teacher_config(config, model, epochs), model, epochs)
+    changed = [f"{key}: {recorded.get(key)!r} -> {value!r}" for key, value in wanted.items()
+               if recorded.get(key) != value]
+    if changed:
+        logger.warning("HNLMRec teacher: %s was trained with other settings than this run's (file -> run: %s); it is "
+                       "reused as it is. `python -m recbole_hnlm.llm teacher --overwrite` with the run's settings "
+                       "trains it again (or move the file away)", path, "; ".join(changed))
 
 
 def train_teacher(config, train_data, path: str, model: Optional[str] = None, epochs: Optional[int] = None) -> str:
@@ -59,8 +91,7 @@ def train_teacher(config, train_data, path: str, model: Optional[str] = None, ep
     """
     from recbole_hnlm.utils import get_model, get_trainer
 
-    model = model or config["hnlm_teacher_model"] or "LightGCN"
-    epochs = int(epochs if epochs is not None else config["hnlm_teacher_epochs"] or 30)
+    model, epochs = _teacher_choice(config, model, epochs)
     loader_generator = getattr(train_data, "generator", None)  # RecBole's shuffling generator
     states = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
               loader_generator.get_state() if loader_generator is not None else None)
@@ -73,7 +104,8 @@ def train_teacher(config, train_data, path: str, model: Optional[str] = None, ep
         trainer = get_trainer(t_config["MODEL_TYPE"], model)(t_config, net)
         trainer.fit(train_data, valid_data=None, saved=False, show_progress=t_config["show_progress"])
         net.eval()
-        export_teacher(net, dataset, dataset, path, seed=t_config["seed"])
+        export_teacher(net, dataset, dataset, path, seed=t_config["seed"],
+                       training=teacher_settings(t_config, model, epochs))
     finally:
         random.setstate(states[0])
         np.random.set_state(states[1])

@@ -1,4 +1,5 @@
 """MixGCF teacher trained inside an HNLMRec fine-tuned run, and where LLM artifacts go by default."""
+import logging
 import os
 import sys
 
@@ -103,7 +104,7 @@ def test_finetuned_run_trains_teacher_then_embeds_every_training_pair(fast_confi
     assert 0 <= result["test_result"]["ndcg@20"] <= 1
 
 
-def test_cli_split_is_the_run_split_and_teacher_stage_writes_the_file(fast_config, tmp_path):
+def test_cli_split_is_the_run_split_and_teacher_stage_writes_the_file(fast_config, tmp_path, caplog):
     from recbole.utils import init_seed
 
     from recbole_hnlm.llm.__main__ import main, recbole_split
@@ -126,10 +127,20 @@ def test_cli_split_is_the_run_split_and_teacher_stage_writes_the_file(fast_confi
     assert not torch.are_deterministic_algorithms_enabled()  # restored after the stage
     first = Teacher.load(str(teacher_file))
     assert first.pair_user.numel() == len(run_train._dataset.inter_feat)
-    # a finished teacher is reused, as the run script reuses it; --overwrite trains it again
+    assert first.training["hnlm_teacher_model"] == "MF" and first.training["hnlm_teacher_epochs"] == 1
+    assert first.training["learning_rate"] == run_config["learning_rate"]
+    # a finished teacher is reused, as the run script reuses it, and the settings it keeps are named; --overwrite
+    # trains it again
     written = teacher_file.stat().st_mtime_ns
-    assert main([*args, "--hnlm_teacher_epochs=2"]) == 0
+    caplog.set_level(logging.WARNING)
+    assert main([*args, "--hnlm_teacher_epochs=1"]) == 0
+    assert "was trained with other settings" not in caplog.text
+    assert main([*args, "--hnlm_teacher_epochs=2", "--learning_rate=0.01"]) == 0
     assert teacher_file.stat().st_mtime_ns == written and Teacher.load(str(teacher_file)).sha256 == first.sha256
+    warned = caplog.text.split("was trained with other settings", 1)[1]
+    assert "hnlm_teacher_epochs: 1 -> 2" in warned
+    assert f"learning_rate: {run_config['learning_rate']!r} -> 0.01" in warned
+    assert "embedding_size" not in warned
     assert main([*args, "--hnlm_teacher_epochs=2", "--overwrite"]) == 0
     assert Teacher.load(str(teacher_file)).sha256 != first.sha256
 
