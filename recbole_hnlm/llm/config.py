@@ -103,6 +103,16 @@ class LLMConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"hnlm_{name} must be a positive integer, got {value!r}")
+        for name in ("max_pairs", "threads", "retries", "max_history", "max_reviews", "profile_words",
+                     "ft_max_train_pairs", "ft_explicit_negatives", "ft_epochs", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or (value < 0 and name != "seed"):
+                kind = "an integer" if name == "seed" else "an integer >= 0"
+                raise ConfigError(f"hnlm_{name} must be {kind}, got {value!r}")
+        if isinstance(self.profile_max_new_tokens, bool) or not isinstance(self.profile_max_new_tokens, int) \
+                or self.profile_max_new_tokens <= 0:
+            raise ConfigError(f"hnlm_profile_max_new_tokens must be a positive integer, got "
+                              f"{self.profile_max_new_tokens!r}")
         if not isinstance(self.ft_tau, (int, float)) or self.ft_tau <= 0:
             raise ConfigError(f"hnlm_ft_tau must be a positive number, got {self.ft_tau!r}")
 

@@ -149,7 +149,7 @@ class DatasetText:
             logger.warning("%s: %d training pairs are not in the interaction file and are ignored",
                            self.inter_path, len(train) - len(seen))
         self.items: Dict[str, ItemText] = {}
-        item_path = atomic_file(data_path, dataset, "item")
+        item_path = self.item_path = atomic_file(data_path, dataset, "item")
         title, attrs, fields = None, [], None
         if os.path.exists(item_path):
             frame = _read_atomic(item_path)
@@ -190,11 +190,12 @@ class DatasetText:
                        ", ".join(dict.fromkeys(src for src, _ in ATTRIBUTE_FIELDS)), example)
 
     def dataset_hash(self) -> str:
-        """SHA-256 of the ``.inter`` file bytes (recorded in every manifest); for pre-split files, of their names
-        and digests in order."""
-        if len(self.inter_paths) == 1:
-            return file_sha256(self.inter_paths[0])
-        listing = "\n".join(f"{os.path.basename(path)}:{file_sha256(path)}" for path in self.inter_paths)
+        """SHA-256 of the ``.inter`` file bytes (recorded in every manifest); for pre-split files, or with a
+        ``.item`` file (its titles and attributes are in the prompts), of their names and digests in order."""
+        paths = self.inter_paths + ([self.item_path] if os.path.exists(self.item_path) else [])
+        if len(paths) == 1:
+            return file_sha256(paths[0])
+        listing = "\n".join(f"{os.path.basename(path)}:{file_sha256(path)}" for path in paths)
         return hashlib.sha256(listing.encode()).hexdigest()
 
     def users(self) -> List[str]:

@@ -61,7 +61,7 @@ def finetuned_manifest(cfg: LLMConfig, text: DatasetText, pairs, generator_name:
                 pairs_hash=pairs_sha256(pairs), generator=generator_name, encoder="[EOS] last hidden state",
                 prompt_version=",".join(f"{k}={v}" for k, v in sorted(versions.items())),
                 negatives_per_pair=1, adapter_hash=adapter_hash, teacher_hash=teacher.sha256,
-                max_pairs=cfg.max_pairs, seed=cfg.seed,
+                max_pairs=cfg.max_pairs, seed=cfg.seed, dtype=cfg.store_dtype,
                 settings=dict(ft_user_text=cfg.ft_user_text, ft_item_text=cfg.ft_item_text,
                               ft_history=cfg.ft_history, max_history=cfg.max_history,
                               profile_words=cfg.profile_words, compute=cfg.compute))
@@ -108,9 +108,10 @@ def embed_pairs(cfg: LLMConfig, pairs: List[Tuple[str, str]], store_path: str, e
     rows, emb, records = run.merge()
     failures = [r for r in records if not r["ok"]]
     full = dict(manifest, num_failures=len(failures), num_requested=len(pairs))
+    # the failures first: the store is the cache key, so once it exists everything beside it must be complete
+    write_text_atomic(store_path + ".failures.jsonl", "".join(json.dumps(r) + "\n" for r in failures))
     written = write_pair_store(store_path, [pairs[r][0] for r in rows.tolist()], [pairs[r][1] for r in rows.tolist()],
                                emb, full, getattr(torch, cfg.store_dtype))
-    write_text_atomic(store_path + ".failures.jsonl", "".join(json.dumps(r) + "\n" for r in failures))
     run.cleanup()
     if failures:
         logger.warning("%s: %d/%d pairs have no embedding (see %s.failures.jsonl)", store_path, len(failures),
@@ -141,10 +142,8 @@ def ensure_finetuned(cfg: LLMConfig, text: DatasetText, store_path: str, progres
 
     With ``embed=False`` only the adapter is ensured (CLI ``finetune``); returns the adapter folder then.
     """
-    from .finetune import PairTexts, train_hybrid_encoder, training_examples
-    from .models import load_causal_lm, resolve_generator
-    from .pipeline import _cached, _set_threads, run_profiles
-    from .profiles import ProfileBook
+    from .models import resolve_generator
+    from .pipeline import _cached, llm_threads
 
     teacher = Teacher.load(cfg.teacher_path or default_teacher_path(text.data_path, text.dataset))
     check_teacher_split(teacher, text)
@@ -160,7 +159,19 @@ def ensure_finetuned(cfg: LLMConfig, text: DatasetText, store_path: str, progres
         if _cached(store_path, wanted):
             logger.info("%s: cache hit, fine-tuned negatives already computed", store_path)
             return store_path
-    _set_threads(cfg)
+    with llm_threads(cfg):
+        return _train_and_embed(cfg, text, store_path, progress, lm_and_tokenizer, generator_name, on_chunk, embed,
+                                teacher, adapter, identity, pairs)
+
+
+def _train_and_embed(cfg, text, store_path, progress, lm_and_tokenizer, generator_name, on_chunk, embed, teacher,
+                     adapter, identity, pairs):
+    """The uncached part of :func:`ensure_finetuned`: load the LLM, fine-tune or load the adapter, embed."""
+    from .finetune import PairTexts, train_hybrid_encoder, training_examples
+    from .models import load_causal_lm
+    from .pipeline import run_profiles
+    from .profiles import ProfileBook
+
     if lm_and_tokenizer is None:
         lm, tokenizer, _ = load_causal_lm(cfg.generator, cfg.dtype, cfg.load_in_4bit)
     else:

@@ -8,8 +8,10 @@ Two paths give the same kind of output:
   left-padded *between* prefix and suffix; positions come from the attention mask, so they are identical to an
   unpadded prompt).
 
-Greedy decoding by default. A malformed answer is retried with sampling (seeded per prompt and attempt, so a run is
-reproducible and chunk-independent); after ``retries`` attempts it becomes a failure record, never a made-up value.
+Greedy decoding by default. A malformed answer is retried with sampling; after ``retries`` attempts it becomes a
+failure record, never a made-up value. Sampling draws from one generator per prompt, seeded by the prompt and the
+attempt (:class:`RowSampler`), so a sampled answer does not depend on which prompts share its batch or chunk, on
+``gen_batch_size`` or on a resume (tested).
 """
 import hashlib
 import logging
@@ -20,7 +22,7 @@ import torch
 from .json_answer import MalformedAnswer, parse_json_answer
 from .models import stop_token_ids
 
-__all__ = ["Generator", "GenerationResult"]
+__all__ = ["Generator", "GenerationResult", "RowSampler"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +34,26 @@ class GenerationResult(dict):
 def _seed_for(text: str, attempt: int, seed: int) -> int:
     digest = hashlib.sha256(f"{seed}:{attempt}:{text}".encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "little") & 0x7FFFFFFFFFFFFFFF
+
+
+class RowSampler:
+    """Temperature + nucleus (top-p) sampling with one ``torch.Generator`` per batch row, as a logits processor for
+    greedy ``generate``: it keeps only the drawn token of each row, so greedy search emits it. (``generate``'s own
+    sampling draws every row from the global generator, so a row's tokens would depend on its neighbours.)"""
+
+    def __init__(self, seeds: Sequence[int], temperature: float, top_p: float, device):
+        self.generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
+        self.temperature, self.top_p = temperature, top_p
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        # the nucleus: the most likely tokens until their mass reaches top_p (the first one always)
+        sorted_probs = sorted_probs * ((sorted_probs.cumsum(-1) - sorted_probs) < self.top_p)
+        drawn = torch.stack([torch.multinomial(row, 1, generator=gen)
+                             for row, gen in zip(sorted_probs, self.generators)])
+        tokens = order.gather(1, drawn)
+        return torch.full_like(scores, float("-inf")).scatter_(1, tokens, 0.0)
 
 
 class Generator:
@@ -72,27 +94,30 @@ class Generator:
             texts.append((self.tokenizer.decode(row[:cut], skip_special_tokens=True), not stopped))
         return texts
 
-    def _gen_kwargs(self, sample: bool) -> Dict:
+    def _gen_kwargs(self, seeds: Optional[Sequence[int]]) -> Dict:
+        """``generate`` arguments: greedy, or (``seeds``: one per row) sampling by :class:`RowSampler`."""
+        from transformers import LogitsProcessorList
+
         kwargs = dict(max_new_tokens=self.max_new_tokens, eos_token_id=self.stop_ids,
-                      pad_token_id=self.tokenizer.pad_token_id, do_sample=sample)
-        if sample:
-            kwargs.update(temperature=self.temperature, top_p=self.top_p)
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
+                      pad_token_id=self.tokenizer.pad_token_id, do_sample=False, temperature=None, top_p=None,
+                      top_k=None)
+        if seeds:
+            kwargs["logits_processor"] = LogitsProcessorList([RowSampler(seeds, self.temperature, self.top_p,
+                                                                         self.device)])
         return kwargs
 
     @torch.inference_mode()
-    def _generate_ids(self, id_lists: Sequence[List[int]], sample: bool) -> List[Tuple[str, bool]]:
+    def _generate_ids(self, id_lists: Sequence[List[int]], seeds: Optional[Sequence[int]]) -> List[Tuple[str, bool]]:
         width = max(len(ids) for ids in id_lists)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in id_lists], device=self.device)
         mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in id_lists], device=self.device)
-        out = self.model.generate(input_ids=input_ids, attention_mask=mask, **self._gen_kwargs(sample))
+        out = self.model.generate(input_ids=input_ids, attention_mask=mask, **self._gen_kwargs(seeds))
         return self._decode(out[:, width:])
 
     @torch.inference_mode()
     def _generate_prefixed(self, prefix_cache, prefix_len: int, suffixes: Sequence[List[int]],
-                           sample: bool) -> List[Tuple[str, bool]]:
+                           seeds: Optional[Sequence[int]]) -> List[Tuple[str, bool]]:
         from transformers import DynamicCache
 
         batch = len(suffixes)
@@ -106,7 +131,7 @@ class Generator:
         cache = DynamicCache.from_legacy_cache(legacy)
         input_ids = torch.tensor(rows, device=self.device)
         out = self.model.generate(input_ids=input_ids, attention_mask=torch.tensor(mask, device=self.device),
-                                  past_key_values=cache, **self._gen_kwargs(sample))
+                                  past_key_values=cache, **self._gen_kwargs(seeds))
         return self._decode(out[:, prefix_len + width:])
 
     @torch.inference_mode()
@@ -128,9 +153,8 @@ class Generator:
             sample = self.do_sample or attempt > 0
             for start in range(0, len(todo), self.batch_size):
                 batch = todo[start:start + self.batch_size]
-                if sample:  # seeded by the prompt, so a result never depends on its batch neighbours' order
-                    torch.manual_seed(_seed_for(keys[batch[0]], attempt, self.seed))
-                texts = call(batch, sample)
+                seeds = [_seed_for(keys[k], attempt, self.seed) for k in batch] if sample else None
+                texts = call(batch, seeds)
                 for index, text in zip(batch, texts):
                     text, truncated = text if isinstance(text, tuple) else (text, False)
                     raw = answer_prefix + text
@@ -148,7 +172,7 @@ class Generator:
                  answer_prefix: str = "") -> List[GenerationResult]:
         """Independent prompts (already chat-formatted, ending with ``answer_prefix``)."""
         ids = [self._encode(p) for p in prompts]
-        return self._run(prompts, lambda batch, sample: self._generate_ids([ids[k] for k in batch], sample),
+        return self._run(prompts, lambda batch, seeds: self._generate_ids([ids[k] for k in batch], seeds),
                          required, answer_prefix)
 
     def generate_with_prefix(self, prefix: str, suffixes: Sequence[str], required: Sequence[str] = (),
@@ -162,8 +186,8 @@ class Generator:
         keys = [prefix + s for s in suffixes]
         if not use_cache:
             prefix_ids = self._encode(prefix)
-            return self._run(keys, lambda batch, sample: self._generate_ids(
-                [prefix_ids + suffix_ids[k] for k in batch], sample), required, answer_prefix)
+            return self._run(keys, lambda batch, seeds: self._generate_ids(
+                [prefix_ids + suffix_ids[k] for k in batch], seeds), required, answer_prefix)
         cache = self.prefix_cache(prefix)
-        return self._run(keys, lambda batch, sample: self._generate_prefixed(
-            cache, len(cache["ids"]), [suffix_ids[k] for k in batch], sample), required, answer_prefix)
+        return self._run(keys, lambda batch, seeds: self._generate_prefixed(
+            cache, len(cache["ids"]), [suffix_ids[k] for k in batch], seeds), required, answer_prefix)

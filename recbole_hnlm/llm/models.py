@@ -18,6 +18,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
+from recbole_hnlm.errors import ConfigError
+
 __all__ = ["DEFAULT_GENERATOR", "DEFAULT_ENCODER", "resolve_generator", "resolve_encoder", "load_causal_lm",
            "TextEncoder", "load_text_encoder", "ModelNotFound"]
 
@@ -85,10 +87,10 @@ def _check_4bit(load_in_4bit: bool, option: str) -> None:
     if not load_in_4bit:
         return
     if not torch.cuda.is_available():
-        raise RuntimeError(f"{option}: 4-bit loading (bitsandbytes) needs a CUDA GPU; none is available. "
-                           f"Set hnlm_load_in_4bit=False on the CPU.")
+        raise ConfigError(f"{option}: 4-bit loading (bitsandbytes) needs a CUDA GPU; none is available. "
+                          f"Set hnlm_load_in_4bit=False on the CPU.")
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise RuntimeError(f"{option}: 4-bit loading needs the 'bitsandbytes' package (pip install bitsandbytes)")
+        raise ConfigError(f"{option}: 4-bit loading needs the 'bitsandbytes' package (pip install bitsandbytes)")
 
 
 def load_causal_lm(path: str = DEFAULT_GENERATOR, dtype: str = "float32", load_in_4bit: bool = False,

@@ -3,6 +3,7 @@
 Stages: ``profiles`` (eq. 2-3) -> ``negatives`` (eq. 4-5, variant semantic) or ``finetune`` (§4.2-4.3) ->
 ``embed`` (variant finetuned). Each stage is resumable and skips work whose output already matches its manifest.
 """
+import contextlib
 import logging
 import os
 from typing import Iterable, Optional, Tuple
@@ -64,9 +65,17 @@ def _cached(path: str, wanted: dict) -> bool:
     return True
 
 
-def _set_threads(cfg: LLMConfig) -> None:
+@contextlib.contextmanager
+def llm_threads(cfg: LLMConfig):
+    """``hnlm_threads`` for the LLM stage only: the thread count before it is restored after it, so the CF training
+    that follows runs with the same threads (and numerics) whether the stage ran or its store was cached."""
+    before = torch.get_num_threads()
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _generator(cfg: LLMConfig, max_new_tokens: int):
@@ -81,6 +90,11 @@ def _generator(cfg: LLMConfig, max_new_tokens: int):
 def run_profiles(cfg: LLMConfig, text: DatasetText, pairs, generator=None, generator_name: Optional[str] = None,
                  progress: bool = True):
     """Item then user profiles needed by ``pairs`` (resumable JSONL). Returns (book, prompt versions)."""
+    with llm_threads(cfg):
+        return _run_profiles(cfg, text, pairs, generator, generator_name, progress)
+
+
+def _run_profiles(cfg: LLMConfig, text: DatasetText, pairs, generator, generator_name: Optional[str], progress: bool):
     from .models import resolve_generator
     from .profiles import ProfileBook, build_profiles
 
@@ -99,7 +113,7 @@ def run_profiles(cfg: LLMConfig, text: DatasetText, pairs, generator=None, gener
         versions = build_profiles(text, generator, generator_name, book, users=users, items=items,
                                   max_history=cfg.max_history, max_reviews=cfg.max_reviews,
                                   profile_words=cfg.profile_words, item_profiles=cfg.item_profiles,
-                                  progress=progress)
+                                  progress=progress, compute=cfg.compute)
     finally:
         generator.max_new_tokens = saved
     return book, versions
@@ -130,14 +144,14 @@ def run_negatives(cfg: LLMConfig, text: DatasetText, store_path: Optional[str] =
     if _cached(store_path, wanted):
         logger.info("%s: cache hit, semantic negatives already computed", store_path)
         return store_path
-    _set_threads(cfg)
-    if generator is None:
-        generator, _ = _generator(cfg, cfg.max_new_tokens)
-    if encoder is None:
-        encoder = TextEncoder(cfg.encoder)
-    book, _ = run_profiles(cfg, text, pairs, generator, generator_name, progress)
-    generator.max_new_tokens = cfg.max_new_tokens
-    run_semantic_negatives(cfg, text, pairs, store_path, generator, encoder, book, wanted, on_chunk, progress)
+    with llm_threads(cfg):
+        if generator is None:
+            generator, _ = _generator(cfg, cfg.max_new_tokens)
+        if encoder is None:
+            encoder = TextEncoder(cfg.encoder)
+        book, _ = run_profiles(cfg, text, pairs, generator, generator_name, progress)
+        generator.max_new_tokens = cfg.max_new_tokens
+        run_semantic_negatives(cfg, text, pairs, store_path, generator, encoder, book, wanted, on_chunk, progress)
     return store_path
 
 

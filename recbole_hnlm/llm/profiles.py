@@ -4,11 +4,14 @@ Item profile (eq. 2): title + attributes + training-review text -> ``{"summariza
 User profile (eq. 3): the user's most recent training interactions (title, rating, *item profile*) -> idem; item
 profiles are therefore generated first. Only ``summarization`` is used downstream.
 
-Each JSONL record: ``{"kind", "key", "input_sha", "generator", "prompt_version", "ok", "summarization", "raw",
-"attempts", "error"}``. Records are appended per batch (flushed + fsynced); on restart the last valid record per
-(kind, key) whose ``input_sha`` and generator match is reused, a truncated last line is ignored. A failed profile
-stays a failure record: a user whose profile failed gets no negatives; an item whose profile failed is described by
-its raw title/attributes inside user prompts (counted and logged).
+Each JSONL record: ``{"kind", "key", "input_sha", "generator", "settings", "prompt_version", "ok", "summarization",
+"raw", "attempts", "error"}``. Records are appended per batch (flushed + fsynced); on restart the last valid record
+per (kind, key) whose ``input_sha`` (the prompt), generator and ``settings`` (the LLM's numerics, answer budget,
+retries and seed: what else decides the answer) match is reused; a line cut by a killed run is cut off the file
+before the next append. A failed profile stays a failure record while those match (the same settings would fail
+again): a user whose profile failed gets no negatives; an item whose profile failed is described by its raw
+title/attributes inside user prompts (counted and logged). Changing e.g. ``hnlm_profile_max_new_tokens`` or
+``hnlm_retries`` generates the profiles again.
 """
 import hashlib
 import json
@@ -46,13 +49,16 @@ class ProfileBook:
                     except (json.JSONDecodeError, KeyError, TypeError):
                         continue  # a line cut by a killed run
 
-    def get(self, kind: str, key: str, input_sha: Optional[str] = None, generator: Optional[str] = None):
+    def get(self, kind: str, key: str, input_sha: Optional[str] = None, generator: Optional[str] = None,
+            settings: Optional[Dict] = None):
         record = self.records.get((kind, key))
         if record is None:
             return None
         if input_sha is not None and record.get("input_sha") != input_sha:
             return None
         if generator is not None and record.get("generator") != generator:
+            return None
+        if settings is not None and record.get("settings") != settings:
             return None
         return record
 
@@ -65,6 +71,7 @@ class ProfileBook:
         if not records:
             return
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        _cut_partial_last_line(self.path)
         with open(self.path, "a", encoding="utf-8") as handle:
             for record in records:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -73,13 +80,35 @@ class ProfileBook:
             os.fsync(handle.fileno())
 
 
+def _cut_partial_last_line(path: str) -> None:
+    """Cut a last line without its newline (a record a killed run was writing), so the next append starts a line of
+    its own instead of being glued to it and lost on the next read."""
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return
+    with open(path, "rb+") as handle:
+        handle.seek(-1, os.SEEK_END)
+        if handle.read(1) == b"\n":
+            return
+        handle.seek(0)
+        data = handle.read()
+        handle.truncate(data.rfind(b"\n") + 1)
+
+
+def generation_settings(generator: Generator, compute: str) -> Dict:
+    """What decides a profile's answer besides its prompt and model: part of each record's identity."""
+    return dict(compute=compute, max_new_tokens=generator.max_new_tokens, retries=generator.retries,
+                seed=generator.seed)
+
+
 def _item_info(text: DatasetText, item: str) -> Dict[str, str]:
     info = text.items[item]
     return dict({"item_id": item, "title": info.title}, **info.attributes)
 
 
-def _item_description(text: DatasetText, book: ProfileBook, item: str, words: int) -> str:
-    profile = book.summary("item", item)
+def _item_description(text: DatasetText, book: Optional[ProfileBook], item: str, words: int) -> str:
+    """The item's generated profile (eq. 2) from ``book``, else (no book: ``item_profiles`` off, or the profile
+    failed) its raw attributes; cut to ``words`` words."""
+    profile = book.summary("item", item) if book is not None else None
     if profile is None:
         info = text.items[item]
         profile = ", ".join(f"{k}: {v}" for k, v in info.attributes.items()) or "no description"
@@ -94,7 +123,8 @@ def item_profile_prompt(formatter: ChatFormatter, template: PromptTemplate, text
     return formatter.render(template.sections["system"], user, template.answer_prefix)
 
 
-def user_profile_prompt(formatter: ChatFormatter, template: PromptTemplate, text: DatasetText, book: ProfileBook,
+def user_profile_prompt(formatter: ChatFormatter, template: PromptTemplate, text: DatasetText,
+                        book: Optional[ProfileBook],
                         user: str, max_history: int, profile_words: int) -> str:
     lines = []
     for event in text.user_history(user, max_history):
@@ -108,9 +138,10 @@ def user_profile_prompt(formatter: ChatFormatter, template: PromptTemplate, text
 
 
 def _generate_kind(kind: str, keys: List[str], prompts: List[str], generator: Generator, template: PromptTemplate,
-                   book: ProfileBook, generator_name: str, progress: bool, flush_every: int = 32) -> int:
+                   book: ProfileBook, generator_name: str, settings: Dict, progress: bool,
+                   flush_every: int = 32) -> int:
     todo = [(k, p, _sha(p)) for k, p in zip(keys, prompts)]
-    todo = [(k, p, s) for k, p, s in todo if book.get(kind, k, s, generator_name) is None]
+    todo = [(k, p, s) for k, p, s in todo if book.get(kind, k, s, generator_name, settings) is None]
     failures = 0
     bar = tqdm(total=len(todo), desc=f"{kind} profiles", disable=not progress, unit=kind)
     for start in range(0, len(todo), flush_every):
@@ -120,7 +151,7 @@ def _generate_kind(kind: str, keys: List[str], prompts: List[str], generator: Ge
         records = []
         for (key, _, sha), result in zip(batch, results):
             failures += not result["ok"]
-            records.append(dict(kind=kind, key=key, input_sha=sha, generator=generator_name,
+            records.append(dict(kind=kind, key=key, input_sha=sha, generator=generator_name, settings=settings,
                                 prompt_version=template.version, ok=result["ok"],
                                 summarization=result["answer"]["summarization"] if result["ok"] else None,
                                 raw=result["raw"], attempts=result["attempts"], error=result["error"]))
@@ -134,7 +165,7 @@ def build_profiles(text: DatasetText, generator: Generator, generator_name: str,
                    users: Optional[List[str]] = None, items: Optional[List[str]] = None,
                    item_template: str = "item_profile.v1", user_template: str = "user_profile.v1",
                    max_history: int = 15, max_reviews: int = 5, profile_words: int = 30,
-                   item_profiles: bool = True, progress: bool = True) -> Dict[str, str]:
+                   item_profiles: bool = True, progress: bool = True, compute: str = "float32") -> Dict[str, str]:
     """Generate missing item profiles, then user profiles (resumable). Returns the prompt versions used.
 
     Args:
@@ -143,6 +174,7 @@ def build_profiles(text: DatasetText, generator: Generator, generator_name: str,
         item_profiles: False describes items by raw title/attributes instead of generated profiles (cheaper).
         max_history: most recent training interactions per user prompt.  profile_words: item profile words kept
             inside a user prompt.
+        compute: the LLM's numerics (``LLMConfig.compute``), recorded with each profile.
     """
     formatter = ChatFormatter(generator.tokenizer)
     item_t, user_t = PromptTemplate.load(item_template), PromptTemplate.load(user_template)
@@ -150,16 +182,17 @@ def build_profiles(text: DatasetText, generator: Generator, generator_name: str,
     if items is None:
         items = sorted({e.item for u in users for e in text.user_history(u, max_history)})
     versions = {"user_profile": user_t.version}
+    settings = generation_settings(generator, compute)
     if item_profiles:
         versions["item_profile"] = item_t.version
         prompts = [item_profile_prompt(formatter, item_t, text, i, max_reviews) for i in items]
-        failed = _generate_kind("item", items, prompts, generator, item_t, book, generator_name, progress)
+        failed = _generate_kind("item", items, prompts, generator, item_t, book, generator_name, settings, progress)
         if failed:
             logger.warning("%d/%d item profiles failed (recorded in %s); user prompts describe those items by "
                            "their raw attributes", failed, len(items), book.path)
-    prompts = [user_profile_prompt(formatter, user_t, text, book if item_profiles else ProfileBook(os.devnull), u,
+    prompts = [user_profile_prompt(formatter, user_t, text, book if item_profiles else None, u,
                                    max_history, profile_words) for u in users]
-    failed = _generate_kind("user", users, prompts, generator, user_t, book, generator_name, progress)
+    failed = _generate_kind("user", users, prompts, generator, user_t, book, generator_name, settings, progress)
     if failed:
         logger.warning("%d/%d user profiles failed (recorded in %s); their pairs get no negatives", failed,
                        len(users), book.path)

@@ -43,9 +43,11 @@ def semantic_manifest(cfg: LLMConfig, text: DatasetText, pairs, generator_name: 
                 pairs_hash=pairs_sha256(pairs), generator=generator_name, encoder=encoder_name,
                 prompt_version=",".join(f"{k}={v}" for k, v in sorted(prompt_versions.items())),
                 negatives_per_pair=cfg.negatives_per_pair, max_pairs=cfg.max_pairs, seed=cfg.seed,
+                dtype=cfg.store_dtype,
                 settings=dict(max_history=cfg.max_history, max_reviews=cfg.max_reviews,
                               profile_words=cfg.profile_words, item_profiles=cfg.item_profiles,
-                              max_new_tokens=cfg.max_new_tokens, retries=cfg.retries, compute=cfg.compute))
+                              max_new_tokens=cfg.max_new_tokens, profile_max_new_tokens=cfg.profile_max_new_tokens,
+                              retries=cfg.retries, compute=cfg.compute))
 
 
 def _valid_negative(answer: Dict) -> Optional[str]:
@@ -73,7 +75,8 @@ def _chunk_negatives(rows: range, pairs, text: DatasetText, book: ProfileBook, g
             item = pairs[row][1]
             suffixes.append(template.render_item_block({
                 "item_id": quote(item), "item_title": quote(text.items[item].title),
-                "item_profile": quote(_item_description(text, book, item, cfg.profile_words))}) + tail)
+                "item_profile": quote(_item_description(text, book if cfg.item_profiles else None, item,
+                                                        cfg.profile_words))}) + tail)
         per_pair: List[List[str]] = [[] for _ in user_rows]
         errors: List[List[str]] = [[] for _ in user_rows]
         reasons: List[List[str]] = [[] for _ in user_rows]
@@ -130,10 +133,11 @@ def run_semantic_negatives(cfg: LLMConfig, text: DatasetText, pairs: List[Tuple[
     failures = sum(not r["ok"] for r in records)
     full = dict(manifest, num_failures=failures, num_requested=len(pairs))
     dtype = getattr(torch, cfg.store_dtype)
-    written = write_pair_store(store_path, [pairs[r][0] for r in rows.tolist()],
-                               [pairs[r][1] for r in rows.tolist()], emb, full, dtype)
+    # the texts first: the store is the cache key, so once it exists everything beside it must be complete
     write_text_atomic(store_path + ".texts.jsonl",
                       "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    written = write_pair_store(store_path, [pairs[r][0] for r in rows.tolist()],
+                               [pairs[r][1] for r in rows.tolist()], emb, full, dtype)
     run.cleanup()
     if failures:
         logger.warning("%s: %d/%d pairs failed (no negative stored; see %s.texts.jsonl)", store_path, failures,

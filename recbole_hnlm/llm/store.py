@@ -16,6 +16,7 @@ those sit inside an installed package (RecBole's bundled ml-100k) or a read-only
 Tokens are the *original* tokens of the atomic files, so the store survives RecBole's filtering and id remapping;
 :meth:`PairEmbeddingStore.align` maps them to internal ids of a concrete RecBole ``Dataset``.
 """
+import hashlib
 import json
 import os
 import re
@@ -39,9 +40,9 @@ FORMAT = "recbole_hnlm/pair-neg-emb/v1"
 # Manifest fields that must be equal for a stored file to count as a cache hit for a requested run.
 IDENTITY_FIELDS = ("format", "variant", "dataset", "dataset_hash", "pairs_hash", "generator", "encoder",
                    "prompt_version", "negatives_per_pair", "adapter_hash", "teacher_hash", "max_pairs", "seed",
-                   "settings")
+                   "settings", "dtype")
 _REQUIRED_FIELDS = ("format", "variant", "dataset", "dataset_hash", "dim", "num_pairs", "key_type", "dtype")
-_INT_TOKEN = re.compile(r"-?(0|[1-9][0-9]*)")
+_INT_TOKEN = re.compile(r"0|-?[1-9][0-9]*")  # not "-0": int() would give it back as "0"
 _SAFETENSORS_DTYPES = {"F16": np.float16, "F32": np.float32, "BF16": None, "I64": np.int64}
 
 
@@ -95,7 +96,9 @@ def write_pair_store(path: str, user_tokens: Sequence[str], item_tokens: Sequenc
         for token in user_tokens + item_tokens:
             if "\t" in token or "\n" in token:
                 raise StoreError(f"{path}: token {token!r} contains a tab or newline and cannot be keyed")
-        write_text_atomic(keys_path, "".join(f"{u}\t{i}\n" for u, i in zip(user_tokens, item_tokens)))
+        keys = "".join(f"{u}\t{i}\n" for u, i in zip(user_tokens, item_tokens))
+        full["keys_sha256"] = hashlib.sha256(keys.encode("utf-8")).hexdigest()  # pairs the two files (open checks)
+        write_text_atomic(keys_path, keys)
     from safetensors.torch import save_file
 
     with atomic_path(path) as tmp:
@@ -114,7 +117,12 @@ def _read_header(path: str):
         size = int.from_bytes(raw, "little")
         if size <= 0 or size > 100 * 2 ** 20:
             raise StoreError(f"{path}: not a safetensors file (header size {size})")
-        header = json.loads(handle.read(size))
+        try:
+            header = json.loads(handle.read(size).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise StoreError(f"{path}: not a safetensors file (unreadable header: {err})") from err
+    if not isinstance(header, dict):
+        raise StoreError(f"{path}: not a safetensors file (header is not a JSON object)")
     return header, 8 + size
 
 
@@ -126,6 +134,8 @@ def _mmap_tensor(path: str, info: Dict, data_start: int, name: str) -> torch.Ten
     shape = tuple(info["shape"])
     if end - begin != int(np.prod(shape)) * np.dtype(dtype).itemsize:
         raise StoreError(f"{path}: tensor '{name}' byte range does not match its shape {shape}")
+    if data_start + end > os.path.getsize(path):
+        raise StoreError(f"{path}: tensor '{name}' ends past the end of the file (truncated)")
     if end == begin:
         return torch.empty(shape, dtype=torch.from_numpy(np.empty(0, dtype)).dtype)
     # mode "c" (copy-on-write) gives a writable view for torch without ever touching the file
@@ -166,9 +176,13 @@ class PairEmbeddingStore:
                 raise StoreError(f"{path}: manifest lacks field '{field}'")
         side = path + ".manifest.json"
         if os.path.exists(side):
-            with open(side, encoding="utf-8") as handle:
-                if json.load(handle) != manifest:
-                    raise StoreError(f"{side}: differs from the manifest inside {path} (edited or stale)")
+            try:
+                with open(side, encoding="utf-8") as handle:
+                    same = json.load(handle) == manifest
+            except (UnicodeDecodeError, json.JSONDecodeError) as err:
+                raise StoreError(f"{side}: not a JSON manifest ({err})") from err
+            if not same:
+                raise StoreError(f"{side}: differs from the manifest inside {path} (edited or stale)")
         if "emb" not in header:
             raise StoreError(f"{path}: tensor 'emb' missing")
         emb = _mmap_tensor(path, header["emb"], data_start, "emb")
@@ -186,7 +200,12 @@ class PairEmbeddingStore:
             if not os.path.exists(keys):
                 raise StoreError(f"{keys}: keys file missing (key_type tsv)")
             with open(keys, encoding="utf-8") as handle:
-                rows = [line.rstrip("\n").split("\t") for line in handle]
+                text = handle.read()
+            digest = manifest.get("keys_sha256")
+            if digest is not None and hashlib.sha256(text.encode("utf-8")).hexdigest() != digest:
+                raise StoreError(f"{keys}: not the keys file written with {path} (a write was cut off between the "
+                                 f"two, or one was replaced); compute the store again")
+            rows = [line.split("\t") for line in text.splitlines()]
             if any(len(r) != 2 for r in rows):
                 raise StoreError(f"{keys}: every line must be 'user<TAB>item'")
             users, items = [r[0] for r in rows], [r[1] for r in rows]

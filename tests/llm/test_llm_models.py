@@ -4,6 +4,7 @@ import os
 import pytest
 import torch
 
+from recbole_hnlm.errors import ConfigError
 from recbole_hnlm.llm.config import LLMConfig
 from recbole_hnlm.llm.models import ModelNotFound, TextEncoder, load_causal_lm, resolve_encoder, resolve_generator
 
@@ -20,7 +21,7 @@ def test_missing_model_path_names_the_option(tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU error")
 def test_4bit_on_cpu_is_a_clear_error(tiny_llama_dir):
-    with pytest.raises(RuntimeError, match="4-bit.*CUDA"):
+    with pytest.raises(ConfigError, match="4-bit.*CUDA"):  # one clear CLI line, not a traceback
         load_causal_lm(tiny_llama_dir, load_in_4bit=True)
 
 
@@ -32,6 +33,12 @@ def test_mean_pooled_encoder_and_config_validation(tiny_encoder_dir):
     with pytest.raises(ValueError, match="hnlm_variant"):
         LLMConfig.from_config({"hnlm_variant": "magic"})
     assert LLMConfig.from_config({"hnlm_max_pairs": None}).max_pairs == 0
+    # values that used to reach the stages and fail there with a TypeError
+    for key, value, expected in (("hnlm_retries", -1, "an integer >= 0"), ("hnlm_max_pairs", "abc", "an integer >= 0"),
+                                 ("hnlm_profile_max_new_tokens", 0, "a positive integer"),
+                                 ("hnlm_max_history", 1.5, "an integer >= 0"), ("hnlm_seed", "x", "an integer")):
+        with pytest.raises(ConfigError, match=f"{key} must be {expected}, got {value!r}"):
+            LLMConfig.from_config({key: value})
 
 
 def test_llm_config_defaults_equal_the_sampler_yaml():

@@ -101,6 +101,34 @@ def test_generation_prefix_cache_matches_full_prefill(tiny_llama_dir):
     assert single == [r["raw"] for r in cached]
 
 
+def test_sampled_answers_do_not_depend_on_their_batch(tiny_llama_dir):
+    """Sampling (retries, extra negatives) draws per prompt: the same answer alone, next to other prompts, with
+    another batch size, through the prefix cache; another seed draws otherwise; top_p ~ 0 is greedy."""
+    from recbole_hnlm.llm.generation import Generator, RowSampler
+
+    model, tokenizer, _ = load_causal_lm(tiny_llama_dir, device="cpu")
+    prompts = ["profile of a user who likes Heat", "INTERACTED ITEM : Toy Story", "Fargo Casino 1995", "Balto"]
+
+    def answers(batch_size, seed=7, texts=prompts, prefix=None):
+        gen = Generator(model, tokenizer, max_new_tokens=8, batch_size=batch_size, retries=0, do_sample=True,
+                        seed=seed)
+        results = gen.generate_with_prefix(prefix, texts) if prefix else gen.generate(texts)
+        return [r["raw"] for r in results]
+
+    together = answers(4)
+    assert answers(1) == together and answers(3) == together
+    assert answers(4, texts=prompts[::-1]) == together[::-1]
+    assert answers(4, seed=8) != together
+    greedy = Generator(model, tokenizer, max_new_tokens=8, batch_size=4, retries=0)
+    assert [r["raw"] for r in greedy.generate(prompts)] != together
+    suffixes = [" Toy Story", " GoldenEye", " Fargo"]
+    assert answers(3, texts=suffixes, prefix="USER : likes Heat") == [
+        answers(1, texts=[s], prefix="USER : likes Heat")[0] for s in suffixes]
+    scores = torch.randn(3, 50)
+    kept = RowSampler([1, 2, 3], temperature=0.7, top_p=1e-6, device="cpu")(None, scores.clone())
+    assert torch.equal(kept.argmax(1), scores.argmax(1)) and torch.isinf(kept).sum() == 3 * 49
+
+
 def _run(data_root, store, tiny_tokenizer, tiny_encoder_dir, on_chunk=None, **overrides):
     cfg = LLMConfig.from_config({"hnlm_variant": "semantic", "hnlm_chunk_size": 7, "hnlm_max_pairs": 40,
                                  "hnlm_generator": "scripted"},

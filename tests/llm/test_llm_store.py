@@ -36,6 +36,8 @@ def test_round_trip_string_tokens_use_keys_file(tmp_path):
     store = PairEmbeddingStore.open(path)
     assert store.user_tokens == ["a", "007", "c"]  # "007" must not become 7
     assert torch.equal(store.emb, emb)
+    path, _, manifest = _write(tmp_path, ["-0", "5"], ["1", "2"], name="minus-zero.safetensors")
+    assert manifest["key_type"] == "tsv" and PairEmbeddingStore.open(path).user_tokens == ["-0", "5"]
 
 
 def test_errors_name_the_file_and_field(tmp_path):
@@ -53,6 +55,29 @@ def test_errors_name_the_file_and_field(tmp_path):
     path, _, _ = _write(tmp_path, ["a"], ["b"], name="t.safetensors")
     os.remove(path + ".keys.tsv")
     with pytest.raises(StoreError, match="keys.tsv"):
+        PairEmbeddingStore.open(path)
+    # corrupt files are store errors (a cache check then recomputes), not tracebacks
+    path, _, _ = _write(tmp_path, ["1", "2"], ["3", "4"], name="cut.safetensors")
+    with open(path, "rb") as handle:
+        data = handle.read()
+    with open(path, "wb") as handle:
+        handle.write(data[:-10])
+    with pytest.raises(StoreError, match="cut.safetensors: tensor .* past the end of the file"):
+        PairEmbeddingStore.open(path)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes((16).to_bytes(8, "little") + b"\xff" * 16)
+    with pytest.raises(StoreError, match="garbage.safetensors: not a safetensors file"):
+        PairEmbeddingStore.open(str(garbage))
+    path, _, _ = _write(tmp_path, ["1"], ["2"], name="side.safetensors")
+    with open(path + ".manifest.json", "wb") as handle:
+        handle.write(b"\xff{")
+    with pytest.raises(StoreError, match="side.safetensors.manifest.json: not a JSON manifest"):
+        PairEmbeddingStore.open(path)
+    # a keys file of another write of the same size (the write cut off between the two files) is refused
+    path, _, _ = _write(tmp_path, ["a", "b"], ["x", "y"], name="k.safetensors")
+    with open(path + ".keys.tsv", "w") as handle:
+        handle.write("b\tx\na\ty\n")
+    with pytest.raises(StoreError, match="k.safetensors.keys.tsv: not the keys file written with"):
         PairEmbeddingStore.open(path)
 
 

@@ -1,0 +1,119 @@
+"""Semantic store and profiles: what makes a cached artifact stale, and what a killed run leaves behind."""
+import json
+import os
+
+import pytest
+import torch
+
+from llm_helpers import make_scripted_generator, write_slice
+from recbole_hnlm.llm.config import LLMConfig
+from recbole_hnlm.llm.dataset_text import DatasetText
+from recbole_hnlm.llm.models import TextEncoder
+from recbole_hnlm.llm.pipeline import run_negatives
+from recbole_hnlm.llm.profiles import ProfileBook
+from recbole_hnlm.llm.store import PairEmbeddingStore
+
+
+def _run(root, store, tiny_tokenizer, tiny_encoder_dir, on_chunk=None, **overrides):
+    """The semantic variant on ``root``'s mini dataset with the scripted generator (answers = hash of the prompt)."""
+    settings = {"hnlm_variant": "semantic", "hnlm_chunk_size": 7, "hnlm_max_pairs": 20, "hnlm_generator": "scripted"}
+    settings.update({f"hnlm_{k}": v for k, v in overrides.items()})
+    cfg = LLMConfig.from_config(settings)
+    return run_negatives(cfg, DatasetText(root, "mini"), store, progress=False, on_chunk=on_chunk,
+                         generator=make_scripted_generator(tiny_tokenizer),
+                         encoder=TextEncoder(tiny_encoder_dir, batch_size=8), generator_name="scripted")
+
+
+def _profiles(root):
+    return os.path.join(root, "mini", "mini.hnlm-profiles.jsonl")
+
+
+@pytest.fixture
+def root(tmp_path):
+    return write_slice(str(tmp_path / "data"))
+
+
+def test_store_dtype_and_item_file_are_part_of_the_cache_key(root, tmp_path, tiny_tokenizer, tiny_encoder_dir):
+    store = str(tmp_path / "s.safetensors")
+    _run(root, store, tiny_tokenizer, tiny_encoder_dir)
+    assert PairEmbeddingStore.open(store).emb.dtype == torch.float16
+    chunks = []
+    _run(root, store, tiny_tokenizer, tiny_encoder_dir, on_chunk=chunks.append)
+    assert chunks == []  # same request: a cache hit
+    _run(root, store, tiny_tokenizer, tiny_encoder_dir, on_chunk=chunks.append, store_dtype="float32")
+    assert chunks and PairEmbeddingStore.open(store).emb.dtype == torch.float32
+    # new titles in the .item file reach every prompt: the store is computed again
+    item_file = os.path.join(root, "mini", "mini.item")
+    with open(item_file, encoding="utf-8") as handle:
+        header, *rows = handle.read().splitlines()
+    with open(item_file, "w", encoding="utf-8") as handle:
+        handle.write("\n".join([header] + [row.replace("\t", "\tRenamed ", 1) for row in rows]) + "\n")
+    chunks.clear()
+    _run(root, store, tiny_tokenizer, tiny_encoder_dir, on_chunk=chunks.append, store_dtype="float32")
+    assert chunks
+
+
+def test_without_item_profiles_no_stored_item_profile_reaches_the_prompts(tmp_path, tiny_tokenizer, tiny_encoder_dir):
+    """hnlm_item_profiles=False describes items by their raw attributes even when an earlier run wrote item
+    profiles into the same profiles file: the store equals one computed where no item profile was ever made."""
+    used, fresh = write_slice(str(tmp_path / "used")), write_slice(str(tmp_path / "fresh"))
+    _run(used, str(tmp_path / "with.safetensors"), tiny_tokenizer, tiny_encoder_dir)
+    assert any(json.loads(line)["kind"] == "item" for line in open(_profiles(used), encoding="utf-8"))
+    _run(used, str(tmp_path / "a.safetensors"), tiny_tokenizer, tiny_encoder_dir, item_profiles=False)
+    _run(fresh, str(tmp_path / "b.safetensors"), tiny_tokenizer, tiny_encoder_dir, item_profiles=False)
+    a, b = (PairEmbeddingStore.open(str(tmp_path / f"{name}.safetensors")) for name in "ab")
+    assert a.num_pairs > 0 and a.user_tokens == b.user_tokens and torch.equal(a.emb, b.emb)
+    texts = [open(str(tmp_path / f"{n}.safetensors.texts.jsonl"), encoding="utf-8").read() for n in "ab"]
+    assert texts[0] == texts[1]
+
+
+def test_profiles_are_generated_again_when_their_settings_change(root, tmp_path, tiny_tokenizer, tiny_encoder_dir):
+    _run(root, str(tmp_path / "a.safetensors"), tiny_tokenizer, tiny_encoder_dir)
+    first = sum(1 for _ in open(_profiles(root), encoding="utf-8"))
+    _run(root, str(tmp_path / "b.safetensors"), tiny_tokenizer, tiny_encoder_dir, max_history=15)
+    assert sum(1 for _ in open(_profiles(root), encoding="utf-8")) == first  # same settings: reused
+    _run(root, str(tmp_path / "c.safetensors"), tiny_tokenizer, tiny_encoder_dir, profile_max_new_tokens=40)
+    records = [json.loads(line) for line in open(_profiles(root), encoding="utf-8")]
+    assert len(records) == 2 * first  # every profile again, failures included
+    assert {r["settings"]["max_new_tokens"] for r in records} == {96, 40}
+
+
+def test_a_line_cut_by_a_killed_run_does_not_swallow_the_next_record(tmp_path):
+    path = str(tmp_path / "p.jsonl")
+    book = ProfileBook(path)
+    book.append([dict(kind="user", key=str(k), ok=True, summarization=f"s{k}") for k in (1, 2)])
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write('{"kind": "user", "key": "3", "ok": tr')  # the kill came mid-record
+    ProfileBook(path).append([dict(kind="user", key="4", ok=True, summarization="s4")])
+    assert sorted(key for _, key in ProfileBook(path).records) == ["1", "2", "4"]
+    with open(path, encoding="utf-8") as handle:
+        assert all(json.loads(line) for line in handle)
+
+
+def test_the_stage_keeps_its_threads_to_itself(root, tmp_path, tiny_tokenizer, tiny_encoder_dir):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        _run(root, str(tmp_path / "s.safetensors"), tiny_tokenizer, tiny_encoder_dir, threads=1)
+        assert torch.get_num_threads() == 2  # the CF training after it runs as it would after a cache hit
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_kill_while_writing_leaves_no_store_without_its_texts(root, tmp_path, tiny_tokenizer, tiny_encoder_dir,
+                                                              monkeypatch):
+    import recbole_hnlm.llm.semantic as semantic
+
+    store = str(tmp_path / "s.safetensors")
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(semantic, "write_text_atomic", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _run(root, store, tiny_tokenizer, tiny_encoder_dir)
+    assert not os.path.exists(store)  # no cache hit on the next run: it finishes the job
+    monkeypatch.undo()
+    chunks = []
+    _run(root, store, tiny_tokenizer, tiny_encoder_dir, on_chunk=chunks.append)
+    assert chunks == [] and os.path.exists(store + ".texts.jsonl") and not os.path.exists(store + ".work")
