@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -81,11 +82,15 @@ def _rows(path: str):
         handle = open(path, encoding="utf-8-sig")  # a byte-order mark is not part of the first id
     except OSError as error:
         raise DataError(f"cannot read {path}: {error.strerror}") from None
+    line_no = 0
     with handle:
-        for line_no, line in enumerate(handle, 1):
-            fields = line.split()
-            if fields:
-                yield line_no, fields
+        try:
+            for line_no, line in enumerate(handle, 1):
+                fields = line.split()
+                if fields:
+                    yield line_no, fields
+        except UnicodeDecodeError:
+            raise DataError(f"{path}:{line_no + 1}: not UTF-8 text (a compressed file? gunzip it first).") from None
 
 
 def detect_format(*paths: str) -> str:
@@ -97,15 +102,21 @@ def detect_format(*paths: str) -> str:
     has two fields both formats read the same pairs. When the longest lines have three fields, a non-integer or
     constant third column is a weight (pairs); anything else could be either, and the caller must say which.
     """
-    counts, thirds = set(), set()
+    lengths, thirds = Counter(), set()
     for path in paths:
         for _, fields in _rows(path):
-            counts.add(len(fields))
+            lengths[len(fields)] += 1
             if len(fields) == 3:
                 thirds.add(fields[2])
+    counts = set(lengths)
     if not counts or max(counts) <= 2:
         return "pairs"
     if max(counts) > 3:
+        longer = sum(n for length, n in lengths.items() if length > 3)
+        if lengths[3] >= 9 * longer:  # 'user item weight' lines with a few stray longer ones
+            raise DataError(f"{', '.join(paths)}: {lengths[3]} lines have three fields and only {longer} more, so "
+                            "they look like 'user item weight' pairs with a few malformed lines, or short adjacency "
+                            "lists; pass --format pairs or --format adjacency.")
         if len(counts) == 1:
             raise DataError(f"{', '.join(paths)}: every line has {max(counts)} fields, like a table (user item rating "
                             "timestamp?) rather than adjacency lists 'user item item ...', whose lengths vary; pass "
@@ -325,14 +336,18 @@ def import_split(dataset: str, train_path: str, test_path: str, out: str, valid:
         logger.warning(message)
     if os.path.exists(manifest_path):
         os.remove(manifest_path)  # first: without it, a half-replaced set of files is never taken as up to date
-    with atomic_path(targets["train"]) as tmp_train, atomic_path(targets["valid"]) as tmp_valid, \
-            atomic_path(targets["test"]) as tmp_test:
-        for tmp, part in ((tmp_train, "train"), (tmp_valid, "valid"), (tmp_test, "test")):
-            with open(tmp, "w", encoding="utf-8") as handle:
-                handle.write(HEADER)
-                handle.writelines(f"{user}\t{item}\n" for user, item in parts[part])
-    manifest["outputs"] = {part: file_sha256(path) for part, path in targets.items()}
-    write_json_atomic(manifest_path, manifest)  # last: its presence says the three files are complete
+    try:
+        with atomic_path(targets["train"]) as tmp_train, atomic_path(targets["valid"]) as tmp_valid, \
+                atomic_path(targets["test"]) as tmp_test:
+            for tmp, part in ((tmp_train, "train"), (tmp_valid, "valid"), (tmp_test, "test")):
+                with open(tmp, "w", encoding="utf-8") as handle:
+                    handle.write(HEADER)
+                    handle.writelines(f"{user}\t{item}\n" for user, item in parts[part])
+        manifest["outputs"] = {part: file_sha256(path) for part, path in targets.items()}
+        write_json_atomic(manifest_path, manifest)  # last: its presence says the three files are complete
+    except OSError as error:
+        raise DataError(f"--out {out}: cannot write {error.filename or folder} ({error.strerror}); choose a "
+                        "writable folder.") from None
     return manifest
 
 
@@ -362,6 +377,8 @@ def main(argv=None) -> int:
                         help="drop test pairs that are also training pairs (RecBole would rank them as easy hits)")
     parser.add_argument("--overwrite", action="store_true", help="replace the split files of another import")
     args = parser.parse_args(argv)
+    if args.seed < 0:
+        parser.error(f"--seed must be >= 0, got {args.seed}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         manifest = import_split(args.dataset, args.train, args.test, args.out, valid=args.valid,

@@ -77,6 +77,12 @@ INTER_CASES = {
     "no_item": ("user_id:token\trating:float\n1\t2\n", "no 'item_id' field in the header"),
     "float_ids": ("user_id:token\titem_id:float\n1\t2\n", "ids must be 'item_id:token'"),
     "header_only": ("user_id:token\titem_id:token\n\n", "has a header but no interactions"),
+    # lines that pandas would read with shifted columns (the run went on, training on timestamps as items)
+    "extra_field": ("user_id:token\titem_id:token\n1\t2\n1\t3\t881250949\n", ":3: 3 fields, but the header"),
+    "trailing_tab": ("user_id:token\titem_id:token\n1\t2\t\n", ":2: 3 fields, but the header"),
+    "spaces": ("user_id:token\titem_id:token\n1 2\n", ":2: 1 field, but the header"),
+    "bom": ("\ufeffuser_id:token\titem_id:token\n1\t2\n", "starts with a byte-order mark"),
+    "rating_text": ("user_id:token\titem_id:token\trating:float\n1\t2\tthree\n", ":2: field 'rating' is 'three'"),
 }
 
 
@@ -93,8 +99,29 @@ def test_inter_header_errors_name_the_file_and_field(case, tmp_path):
 
 def test_a_well_formed_header_passes(tmp_path):
     path = tmp_path / "ok.inter"
-    path.write_text("user_id:token\titem_id:token\trating:float\ttags:token_seq\nu1\ti1\t4\ta b\n")
+    path.write_text("user_id:token\titem_id:token\trating:float\ttags:token_seq\nu1\ti1\t4\ta b\nu2\ti1\t\tc\n\n")
     check_inter_header(str(path), build_config())
+
+
+def test_encodings_load_col_and_pre_split_ids_are_named(tmp_path):
+    path = tmp_path / "latin.inter"
+    path.write_bytes("user_id:token\titem_id:token\nRen\u00e9\t2\n".encode("latin-1"))
+    with pytest.raises(DataError, match="latin.inter is not utf-8 text .*--encoding=<its encoding>"):
+        check_inter_header(str(path), build_config())
+    check_inter_header(str(path), build_config(encoding="latin-1"))
+    path = tmp_path / "ids.inter"
+    path.write_text("uid:token\tiid:token\n1\t2\n")
+    with pytest.raises(DataError, match=r"load_col\['inter'\] = \['item_id', 'user_id'\] does not load the "
+                                        "USER_ID_FIELD field 'uid'"):
+        check_inter_header(str(path), build_config(USER_ID_FIELD="uid", ITEM_ID_FIELD="iid",
+                                                   load_col={"inter": ["user_id", "item_id"]}))
+    check_inter_header(str(path), build_config(USER_ID_FIELD="uid", ITEM_ID_FIELD="iid",
+                                               load_col={"inter": ["uid", "iid"]}))
+    path = tmp_path / "test.inter"
+    path.write_text("user_id:token\titem_id:token\n1\t2\n3\t\n")
+    check_inter_header(str(path), build_config())  # one file: RecBole drops the row
+    with pytest.raises(DataError, match="test.inter:3: empty 'item_id'"):
+        check_inter_header(str(path), build_config(benchmark_filename=["train", "valid", "test"]))
 
 
 def write_dataset(root, name, pairs):

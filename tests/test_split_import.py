@@ -63,6 +63,10 @@ def test_ambiguous_three_column_files_need_a_format(tmp_path):
     assert manifest["options"]["format"] == "adjacency" and manifest["counts"]["test_pairs"] == 5
     weighted = write(tmp_path / "weighted.txt", ["0 5 4.5", "1 5 3.0"])
     assert detect_format(weighted) == "pairs"
+    # weighted pairs with one stray longer line were read as adjacency lists (the weight became an item)
+    stray = write(tmp_path / "stray.txt", [f"{u} {u + 5} 1" for u in range(12)] + ["2 6 1 9"])
+    with pytest.raises(DataError, match="stray.txt: 12 lines have three fields and only 1 more"):
+        detect_format(stray)
 
 
 @pytest.mark.parametrize("lines, fmt, message", [
@@ -138,7 +142,14 @@ def test_bad_input_writes_nothing(tmp_path):
         import_split("pub", good, str(tmp_path / "missing.txt"), str(tmp_path / "atomic"))
     with pytest.raises(DataError, match="--dataset must be a plain folder name"):
         import_split("../up", good, good, str(tmp_path / "atomic"))
+    gz = tmp_path / "test.txt.gz"
+    gz.write_bytes(b"\x1f\x8b\x08\x00" + bytes(range(128, 200)))
+    with pytest.raises(DataError, match=r"test.txt.gz:1: not UTF-8 text \(a compressed file"):
+        import_split("pub", good, str(gz), str(tmp_path / "atomic"))
     assert not (tmp_path / "atomic").exists()
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(DataError, match="--out .*a-file: cannot write"):
+        import_split("pub", good, write(tmp_path / "ok.txt", ["0 4", "1 4"]), str(tmp_path / "a-file"), valid="test")
 
 
 def test_warnings_for_leaks_duplicates_cold_users_and_weights(tmp_path):
@@ -160,6 +171,9 @@ def test_command_line_exit_codes_and_run_hint(tmp_path, capsys):
     assert "--dataset=pub" in printed and "--benchmark_filename=['train','valid','test']" in printed
     assert main(["--dataset", "pub", "--train", train_txt, "--test", test_txt, "--out", out, "--seed", "1"]) == 2
     assert "error: " in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--dataset", "pub", "--train", train_txt, "--test", test_txt, "--out", out, "--seed", "-1"])
+    assert "--seed must be >= 0" in capsys.readouterr().err
 
 
 def test_recbole_trains_and_tests_on_exactly_the_imported_pairs(tmp_path, fast_config):
@@ -297,7 +311,7 @@ def test_presplit_duplicate_warning_counts_training_repeats_and_leaks_not_valid_
     from recbole.data import create_dataset
 
     from recbole_hnlm.config import Config
-    from recbole_hnlm.data_checks import check_duplicate_interactions
+    from recbole_hnlm.data_checks import check_dataset_files, check_duplicate_interactions
 
     folder = tmp_path / "hand"
     folder.mkdir()
@@ -315,6 +329,7 @@ def test_presplit_duplicate_warning_counts_training_repeats_and_leaks_not_valid_
     assert "hand.valid.inter has 1 (user, item) pairs that are also training pairs" in caplog.text
     assert "hand.test.inter has 1 (user, item) pairs" in caplog.text
     assert "rm_dup_inter included" in caplog.text and "Set rm_dup_inter" not in caplog.text
+    assert "hand.test.inter: 0 users and 1 items that" in caplog.text  # item 7 (cold, or written otherwise)
     caplog.clear()
     for part in PARTS:
         (folder / f"hand.{part}.inter").write_text(header + "".join(
@@ -322,3 +337,8 @@ def test_presplit_duplicate_warning_counts_training_repeats_and_leaks_not_valid_
     with caplog.at_level("WARNING", logger="recbole_hnlm.data_checks"):
         check_duplicate_interactions(config, create_dataset(config))
     assert "occur" not in caplog.text and "repeats" not in caplog.text and "also training" not in caplog.text
+    (folder / "hand.inter").write_text(header + "1\t1\n")
+    (folder / "hand.valid.inter").unlink()
+    with pytest.raises(FileNotFoundError, match=r"missing .*hand.valid.inter\. .*hand.inter exists: drop "
+                                                r"--benchmark_filename.*holds hand.train.inter, hand.valid.inter"):
+        check_dataset_files(config)

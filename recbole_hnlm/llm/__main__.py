@@ -54,6 +54,28 @@ def recbole_split(dataset: str, data_path: str, config_files, model: str, settin
     return train, config
 
 
+def _stage_key(key: str) -> bool:
+    """The settings the LLM stage takes from RecBole's configuration."""
+    return key.startswith("hnlm_") or key.endswith("_FIELD") or key == "benchmark_filename"
+
+
+def _yaml_settings(config_files) -> dict:
+    """The stage's settings in ``--config_files`` (``--split all`` builds no RecBole configuration)."""
+    import yaml
+
+    settings = {}
+    for path in config_files or ():
+        try:
+            with open(path, encoding="utf-8") as handle:
+                loaded = yaml.safe_load(handle) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise ConfigError(f"--config_files {path}: {error}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"--config_files {path}: must hold 'key: value' lines")
+        settings.update({k: v for k, v in loaded.items() if _stage_key(k)})
+    return settings
+
+
 def main(argv=None) -> int:
     """Run one stage; bad input is one ``error:`` line and exit status 2, an interruption exit status 130."""
     try:
@@ -118,8 +140,17 @@ def _run_stage(argv) -> int:
                 print(ensure_teacher(rb_config, train, teacher_path_for(rb_config), overwrite=args.overwrite))
             return 0
         train_pairs = train_pairs_from_dataset(train)
-        config = {k: rb_config[k] for k in rb_config.final_config_dict
-                  if k.startswith("hnlm_") or k.endswith("_FIELD") or k == "benchmark_filename"}  # yaml files too
+        config = {k: rb_config[k] for k in rb_config.final_config_dict if _stage_key(k)}  # yaml files too
+        from .pipeline import _root_data_path
+
+        read_from = _root_data_path(rb_config, args.dataset)  # RecBole reads its bundled ml-100k whatever is asked
+        if os.path.abspath(read_from) != os.path.abspath(data_path):
+            logging.getLogger(__name__).warning(
+                "--data_path %s: RecBole reads %s from %s, so the LLM stage reads and writes there too (where the run "
+                "script looks for its artifacts)", data_path, args.dataset, read_from)
+            data_path = read_from
+    else:
+        config = _yaml_settings(args.config_files)
     config.update(overrides)
     if args.stage in ("negatives", "embed"):
         config["hnlm_variant"] = "semantic" if args.stage == "negatives" else "finetuned"

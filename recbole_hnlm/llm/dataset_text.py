@@ -26,6 +26,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import pandas as pd
 
+from recbole_hnlm.errors import DataError
 from recbole_hnlm.files import file_sha256
 
 __all__ = ["ItemText", "Interaction", "DatasetText", "atomic_file"]
@@ -53,7 +54,7 @@ def _read_atomic(path: str) -> pd.DataFrame:
     names = []
     for column in frame.columns:
         if ":" not in column:
-            raise ValueError(f"{path}: header field {column!r} is not 'name:type'")
+            raise DataError(f"{path}: header field {column!r} is not 'name:type'")
         names.append(column.split(":", 1)[0])
     frame.columns = names
     return frame
@@ -106,9 +107,9 @@ class DatasetText:
             frame = _read_atomic(path)
             for name in (uid_field, iid_field):
                 if name not in frame.columns:
-                    raise ValueError(f"{path}: field {name!r} missing (columns: {list(frame.columns)})")
+                    raise DataError(f"{path}: field {name!r} missing (columns: {list(frame.columns)})")
             if frames and list(frame.columns) != list(frames[0].columns):
-                raise ValueError(f"{path}: fields {list(frame.columns)} differ from {self.inter_paths[0]}'s "
+                raise DataError(f"{path}: fields {list(frame.columns)} differ from {self.inter_paths[0]}'s "
                                  f"{list(frames[0].columns)}; the pre-split files need one header")
             frames.append(frame)
         inter = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
@@ -155,7 +156,7 @@ class DatasetText:
             frame = _read_atomic(item_path)
             fields = list(frame.columns)
             if iid_field not in frame.columns:
-                raise ValueError(f"{item_path}: field {iid_field!r} missing")
+                raise DataError(f"{item_path}: field {iid_field!r} missing")
             title = _first(frame.columns, TITLE_FIELDS)
             attrs = [(src, dst) for src, dst in ATTRIBUTE_FIELDS if src in frame.columns]
             for record in frame.to_dict("records"):
@@ -212,6 +213,9 @@ class DatasetText:
 
     def select_pairs(self, max_pairs: Optional[int], seed: int) -> List[Tuple[str, str]]:
         """All training pairs, or a seeded uniform subset of ``max_pairs`` kept in user-grouped order."""
+        if not self.pairs:
+            raise DataError(f"{self.inter_path}: no training pairs (an empty file, or none of the given training "
+                            "split's pairs is in it): nothing for the LLM stage to do.")
         if max_pairs is None or max_pairs <= 0 or max_pairs >= len(self.pairs):
             return list(self.pairs)
         chosen = sorted(random.Random(seed).sample(range(len(self.pairs)), max_pairs))

@@ -1,0 +1,43 @@
+"""``python -m recbole_hnlm.llm``: where the stages read their settings and data, and one-line errors."""
+import logging
+import os
+
+from llm_helpers import write_slice
+from recbole_hnlm.llm.__main__ import main
+from recbole_hnlm.llm.store import PairEmbeddingStore
+
+
+def test_split_all_reads_the_stage_settings_of_config_files(tmp_path, tiny_llama_dir, tiny_encoder_dir):
+    """``--split all`` builds no RecBole configuration; the hnlm_* keys of --config_files still apply (they were
+    dropped: the store went to the default path with every pair requested)."""
+    root = write_slice(str(tmp_path / "data"))
+    store = tmp_path / "from-yaml.safetensors"
+    settings = tmp_path / "stage.yaml"
+    settings.write_text(f"hnlm_max_pairs: 3\nhnlm_store_path: {store}\nhnlm_item_profiles: False\n"
+                        "hnlm_max_new_tokens: 4\nhnlm_profile_max_new_tokens: 4\nhnlm_retries: 0\nepochs: 7\n")
+    assert main(["negatives", "--split", "all", "--dataset", "mini", "--data_path", root, "--quiet",
+                 "--config_files", str(settings), f"--hnlm_generator={tiny_llama_dir}",
+                 f"--hnlm_encoder={tiny_encoder_dir}"]) == 0
+    manifest = PairEmbeddingStore.open(str(store)).manifest
+    assert manifest["num_requested"] == 3 and manifest["max_pairs"] == 3 and manifest["settings"]["retries"] == 0
+
+
+def test_no_training_pairs_is_one_line_before_any_model_loads(tmp_path, capsys):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    (folder / "empty.inter").write_text("user_id:token\titem_id:token\n")
+    assert main(["negatives", "--split", "all", "--dataset", "empty", "--data_path", str(tmp_path),
+                 "--hnlm_generator=no-such-model"]) == 2
+    assert "empty.inter: no training pairs" in capsys.readouterr().err
+    assert sorted(os.listdir(folder)) == ["empty.inter"]
+
+
+def test_the_stage_works_where_recbole_reads_the_dataset(tmp_path, caplog, capsys):
+    """RecBole reads its bundled ml-100k whatever --data_path says: the stage takes the split from there, so it
+    must read the texts and write its artifacts where the run script will look, not into --data_path."""
+    caplog.set_level(logging.WARNING)
+    assert main(["profiles", "--dataset", "ml-100k", "--data_path", str(tmp_path), "--max_pairs", "1",
+                 "--hnlm_generator=no-such-model", "--load_col={'inter': ['user_id', 'item_id']}"]) == 2
+    assert "so the LLM stage reads and writes there too" in caplog.text
+    assert "no-such-model" in capsys.readouterr().err  # it got as far as loading the generator
+    assert os.listdir(tmp_path) == []
