@@ -76,9 +76,17 @@ class Generator:
         self.stop_ids = stop_token_ids(tokenizer)
         self.device = next(model.parameters()).device
         self.tokens_generated = 0
+        self.prompts_cut = 0  # prompts longer than max_prompt_tokens (cut from the left; the first one is logged)
 
     def _encode(self, text: str) -> List[int]:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) > self.max_prompt_tokens:
+            if not self.prompts_cut:
+                logger.warning("a prompt of %d tokens is cut to its last %d (max_prompt_tokens): the instructions at "
+                               "its start are lost; shorten the profiles or histories (hnlm_max_history, "
+                               "hnlm_max_reviews, hnlm_profile_words). Counted in Generator.prompts_cut.",
+                               len(ids), self.max_prompt_tokens)
+            self.prompts_cut += 1
         return ids[-self.max_prompt_tokens:]
 
     def _decode(self, rows: torch.Tensor) -> List[Tuple[str, bool]]:

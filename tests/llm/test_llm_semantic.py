@@ -124,6 +124,9 @@ def test_sampled_answers_do_not_depend_on_their_batch(tiny_llama_dir):
     suffixes = [" Toy Story", " GoldenEye", " Fargo"]
     assert answers(3, texts=suffixes, prefix="USER : likes Heat") == [
         answers(1, texts=[s], prefix="USER : likes Heat")[0] for s in suffixes]
+    cut = Generator(model, tokenizer, max_new_tokens=2, retries=0, max_prompt_tokens=4)
+    cut.generate(["Heat Casino Fargo Clueless Se7en", "Heat"])
+    assert cut.prompts_cut == 1  # counted (and logged once) instead of cut without a word
     scores = torch.randn(3, 50)
     kept = RowSampler([1, 2, 3], temperature=0.7, top_p=1e-6, device="cpu")(None, scores.clone())
     assert torch.equal(kept.argmax(1), scores.argmax(1)) and torch.isinf(kept).sum() == 3 * 49
