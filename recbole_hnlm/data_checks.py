@@ -89,9 +89,8 @@ def check_inter_header(path, config):
             fields = _header_fields(path, header, separator, example, config)
             has_rows = _check_rows(path, f, header, fields, separator, config)
     except UnicodeDecodeError as error:
-        raise DataError(f"{path} is not {encoding} text (byte {error.object[error.start:error.start + 1]!r} at "
-                        f"offset {error.start} of a block): save it as UTF-8, or pass --encoding=<its encoding> "
-                        "(e.g. latin-1).") from None
+        raise DataError(f"{path} is not {encoding} text (byte {error.object[error.start:error.start + 1]!r}: "
+                        f"{error.reason}): save it as UTF-8, or pass --encoding=<its encoding> (e.g. latin-1).") from None
     if not has_rows:
         raise DataError(f"{path} has a header but no interactions.")
 
@@ -152,9 +151,9 @@ def _check_rows(path, lines, header, fields, separator, config):
         if line.count(separator) != len(names) - 1:
             count = line.count(separator) + 1
             raise DataError(f"{path}:{line_no}: {count} field{'s' * (count != 1)}, but the header {header!r} has "
-                            f"{len(names)}. Every line "
-                            f"needs one value per header field, separated by field_separator {separator!r} (no "
-                            "trailing separator); RecBole would read the columns shifted.")
+                            f"{len(names)}. Every line needs one value per header field, separated by "
+                            f"field_separator {separator!r} (no trailing separator); RecBole would read the columns "
+                            "shifted.")
         if numeric or ids:
             values = line.split(separator)
             for k in numeric:
