@@ -10,6 +10,7 @@ Any local folder also works: a Hugging Face causal LM folder (or ``folder/file.g
 sentence-transformers folder or any Hugging Face encoder folder (mean pooling) for the encoder. The hub is switched
 off (``HF_HUB_OFFLINE=1``, ``local_files_only=True``).
 """
+import hashlib
 import importlib.util
 import logging
 import os
@@ -46,6 +47,45 @@ def _package_folder(package: str, option: str) -> str:
     return list(spec.submodule_search_locations)[0]
 
 
+#: Bytes read from the start, the middle and the end of each model file for its fingerprint.
+_SAMPLE_BYTES = 4 * 2 ** 20
+
+
+def _file_fingerprint(path: str) -> str:
+    """sha256 of a file's size and of three samples of it (start, middle, end): whole files for small ones, 12 MiB
+    of a multi-GB weight file (tensors of another checkpoint of the same architecture differ in every sample)."""
+    size = os.path.getsize(path)
+    digest = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as handle:
+        if size <= 3 * _SAMPLE_BYTES:
+            digest.update(handle.read())
+        else:
+            for offset in (0, size // 2, size - _SAMPLE_BYTES):
+                handle.seek(offset)
+                digest.update(handle.read(_SAMPLE_BYTES))
+    return digest.hexdigest()
+
+
+def _local_model_name(folder: str, files) -> str:
+    """``<name>@<12 hex digits>`` of a local model: its name and a fingerprint of its files, so that two models
+    named alike (``checkpoint-500``, ``model``) never share cached artifacts, and a copy elsewhere still does."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(f"{name}:{_file_fingerprint(os.path.join(folder, name))}\n".encode())
+    return digest.hexdigest()[:12]
+
+
+def _model_files(folder: str):
+    """The files of a model folder that decide its outputs: weights, configs, tokenizer files (not READMEs)."""
+    suffixes = (".safetensors", ".bin", ".json", ".model", ".txt", ".gguf", ".pt", ".pth", ".h5", ".msgpack")
+    found = []
+    for root, _, names in os.walk(folder):
+        for name in names:
+            if name.endswith(suffixes) and not name.startswith(".") and name.lower() != "readme.txt":
+                found.append(os.path.relpath(os.path.join(root, name), folder))
+    return found
+
+
 @dataclass
 class ModelRef:
     """A resolved local model: folder, optional GGUF file name, and a short name for manifests."""
@@ -65,10 +105,17 @@ def resolve_generator(path: str, option: str = "hnlm_generator") -> ModelRef:
     if path.endswith(".gguf"):
         if not os.path.isfile(path):
             raise ModelNotFound(f"{option}: GGUF file {path} not found")
-        return ModelRef(os.path.dirname(os.path.abspath(path)), os.path.basename(path), os.path.basename(path))
+        folder, name = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
+        return ModelRef(folder, name, f"{name}@{_local_model_name(folder, [name])}")
     if not os.path.isdir(path):
         raise ModelNotFound(f"{option}: model folder {path} not found (no hub access: give a local path)")
-    return ModelRef(os.path.abspath(path), None, os.path.basename(os.path.normpath(path)))
+    return _local_folder(path)
+
+
+def _local_folder(path: str) -> ModelRef:
+    folder = os.path.abspath(path)
+    return ModelRef(folder, None, f"{os.path.basename(os.path.normpath(path))}@"
+                                  f"{_local_model_name(folder, _model_files(folder))}")
 
 
 def resolve_encoder(path: str, option: str = "hnlm_encoder") -> ModelRef:
@@ -80,7 +127,7 @@ def resolve_encoder(path: str, option: str = "hnlm_encoder") -> ModelRef:
         return ModelRef(folder, None, "all-MiniLM-L6-v2")
     if not os.path.isdir(path):
         raise ModelNotFound(f"{option}: encoder folder {path} not found (no hub access: give a local path)")
-    return ModelRef(os.path.abspath(path), None, os.path.basename(os.path.normpath(path)))
+    return _local_folder(path)
 
 
 def _check_4bit(load_in_4bit: bool, option: str) -> None:

@@ -19,6 +19,24 @@ def test_missing_model_path_names_the_option(tmp_path):
     assert os.environ["HF_HUB_OFFLINE"] == "1"
 
 
+def test_local_models_are_named_by_their_files_not_only_their_folder(tmp_path, tiny_llama_dir):
+    """Two checkpoints in folders of one name (``model``, ``checkpoint-500``) must not share cached artifacts; a
+    copy of a model elsewhere keeps its name (artifacts move with it)."""
+    import shutil
+
+    first, second, copy = tmp_path / "a" / "model", tmp_path / "b" / "model", tmp_path / "c" / "model"
+    shutil.copytree(tiny_llama_dir, first)
+    shutil.copytree(tiny_llama_dir, copy)
+    shutil.copytree(tiny_llama_dir, second)
+    weights = next(p for p in os.listdir(second) if p.endswith(".safetensors"))
+    data = bytearray((second / weights).read_bytes())
+    data[-1] ^= 1  # one bit of the last tensor
+    (second / weights).write_bytes(bytes(data))
+    names = [resolve_generator(str(folder)).name for folder in (first, second, copy)]
+    assert names[0].startswith("model@") and names[0] != names[1] and names[0] == names[2]
+    assert resolve_encoder(str(first)).name == names[0]
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU error")
 def test_4bit_on_cpu_is_a_clear_error(tiny_llama_dir):
     with pytest.raises(ConfigError, match="4-bit.*CUDA"):  # one clear CLI line, not a traceback

@@ -9,7 +9,7 @@ from llm_helpers import make_scripted_generator
 from recbole_hnlm.llm.config import LLMConfig
 from recbole_hnlm.llm.dataset_text import DatasetText
 from recbole_hnlm.llm.json_answer import MalformedAnswer, parse_json_answer
-from recbole_hnlm.llm.models import TextEncoder, load_causal_lm
+from recbole_hnlm.llm.models import TextEncoder, load_causal_lm, resolve_encoder
 from recbole_hnlm.llm.pipeline import ensure_negatives, run_negatives
 from recbole_hnlm.llm.store import PairEmbeddingStore
 
@@ -191,8 +191,9 @@ def test_ensure_negatives_cache_hit_and_miss(tmp_path, data_root, tiny_tokenizer
     monkeypatch.setattr(pipeline, "_generator", lambda *a, **k: calls.append(1) or (_ for _ in ()).throw(
         AssertionError("model loaded on a cache hit")))
     monkeypatch.setattr("recbole_hnlm.llm.models.resolve_generator", lambda *a, **k: type("R", (), {"name": "scripted"}))
+    encoder_name = resolve_encoder(tiny_encoder_dir).name
     monkeypatch.setattr("recbole_hnlm.llm.models.resolve_encoder",
-                        lambda *a, **k: type("R", (), {"name": os.path.basename(tiny_encoder_dir)}))
+                        lambda *a, **k: type("R", (), {"name": encoder_name}))
     config = {"hnlm_variant": "semantic", "hnlm_chunk_size": 7, "hnlm_max_pairs": 40, "hnlm_store_path": store,
               "hnlm_generator": "scripted", "hnlm_encoder": tiny_encoder_dir}
     assert ensure_negatives(config, "mini", data_root) == store and not calls
