@@ -73,6 +73,9 @@ def _parse_id(token: str, path: str, line_no: int, what: str) -> int:
     if not _is_id(token):
         raise DataError(f"{path}:{line_no}: {what} {token!r} is not a non-negative integer id (a header line? "
                         "the published files have none).")
+    if len(token) > 1 and token[0] == "0":
+        raise DataError(f"{path}:{line_no}: {what} {token!r} has a leading zero; ids are written back as integers, "
+                        f"so it and {str(int(token))!r} would be one id. Strip the zeros, or rename the ids.")
     return int(token)
 
 

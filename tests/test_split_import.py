@@ -76,6 +76,7 @@ def test_ambiguous_three_column_files_need_a_format(tmp_path):
     (["0 5 1", "1 5 6 7"], "pairs", r"bad.txt:2: 4 fields; pairs format"),
     (["", "  "], "auto", r"bad.txt has no \(user, item\) pairs"),
     (["0 5", "1 \u00b2"], "adjacency", r"bad.txt:2: item '\u00b2'"),  # str.isdigit() is true for it
+    (["0 5 7", "1 07"], "adjacency", r"bad.txt:2: item '07' has a leading zero"),  # '07' and '7' were one id
     (["0 5 x", "1 5 1"], "pairs", r"bad.txt:1: weight 'x' is not a number"),
     (["0 5 4 881250949", "1 7 3 881250950"], "auto", r"bad.txt: every line has 4 fields, like a table"),
 ])
