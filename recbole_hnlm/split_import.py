@@ -33,6 +33,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -357,7 +358,7 @@ def import_split(dataset: str, train_path: str, test_path: str, out: str, valid:
 def run_command(dataset: str, out: str) -> str:
     """The run that trains on the imported split."""
     return (f"python run_recbole_hnlm.py --model=LightGCN --sampler=MixGCF --dataset={dataset} "
-            f"--data_path={os.path.abspath(out)} \"--benchmark_filename={BENCHMARK_FILENAME}\"")
+            f"{shlex.quote('--data_path=' + os.path.abspath(out))} \"--benchmark_filename={BENCHMARK_FILENAME}\"")
 
 
 def main(argv=None) -> int:

@@ -165,11 +165,15 @@ def test_warnings_for_leaks_duplicates_cold_users_and_weights(tmp_path):
 
 
 def test_command_line_exit_codes_and_run_hint(tmp_path, capsys):
+    import shlex
+
     (train_txt, test_txt), _, _ = ml100k_published_split(tmp_path)
-    out = str(tmp_path / "atomic")
+    out = str(tmp_path / "atomic files")  # the printed command quotes the space
     assert main(["--dataset", "pub", "--train", train_txt, "--test", test_txt, "--out", out]) == 0
     printed = capsys.readouterr().out
     assert "--dataset=pub" in printed and "--benchmark_filename=['train','valid','test']" in printed
+    command = shlex.split(printed.split("run: ", 1)[1])
+    assert f"--data_path={out}" in command and "--benchmark_filename=['train','valid','test']" in command
     assert main(["--dataset", "pub", "--train", train_txt, "--test", test_txt, "--out", out, "--seed", "1"]) == 2
     assert "error: " in capsys.readouterr().err
     with pytest.raises(SystemExit):
