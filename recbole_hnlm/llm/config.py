@@ -99,12 +99,13 @@ class LLMConfig:
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"hnlm_{name}={getattr(self, name)!r}: expected one of {allowed}")
         for name in ("chunk_size", "negatives_per_pair", "gen_batch_size", "max_new_tokens", "ft_batch_size",
-                     "embed_batch_size", "embed_tokens", "ft_history", "ft_soft_tokens", "ft_pairs_per_user", "teacher_epochs"):
+                     "embed_batch_size", "embed_tokens", "ft_history", "ft_soft_tokens", "ft_pairs_per_user",
+                     "teacher_epochs", "ft_epochs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"hnlm_{name} must be a positive integer, got {value!r}")
         for name in ("max_pairs", "threads", "retries", "max_history", "max_reviews", "profile_words",
-                     "ft_max_train_pairs", "ft_explicit_negatives", "ft_epochs", "seed"):
+                     "ft_max_train_pairs", "ft_explicit_negatives", "seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or (value < 0 and name != "seed"):
                 kind = "an integer" if name == "seed" else "an integer >= 0"

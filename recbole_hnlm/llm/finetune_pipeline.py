@@ -8,7 +8,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from recbole_hnlm.errors import DataError
+from recbole_hnlm.errors import ConfigError, DataError
 from recbole_hnlm.files import write_text_atomic
 from .chunks import ChunkedRun, user_aligned_starts
 from .config import LLMConfig
@@ -30,9 +30,22 @@ def default_adapter_path(data_path: str, dataset: str) -> str:
     return os.path.join(artifact_dir(data_path, dataset), f"{dataset}.hnlm-adapter")
 
 
-def adapter_identity(cfg: LLMConfig, teacher: Teacher, generator_name: str) -> Dict:
-    """What a saved adapter must have been trained with to be reused."""
-    return dict(teacher_hash=teacher.sha256, generator=generator_name, ft_epochs=cfg.ft_epochs,
+def _profile_settings(cfg: LLMConfig) -> Dict:
+    """What decides the generated profiles, when the hybrid prompt shows them (``ft_*_text: profile``)."""
+    if "profile" not in (cfg.ft_user_text, cfg.ft_item_text):
+        return {}
+    versions = {"user_profile": PromptTemplate.load("user_profile.v1").version}
+    if cfg.item_profiles:
+        versions["item_profile"] = PromptTemplate.load("item_profile.v1").version
+    return dict(item_profiles=cfg.item_profiles, max_reviews=cfg.max_reviews,
+                profile_max_new_tokens=cfg.profile_max_new_tokens, retries=cfg.retries, profile_prompts=versions)
+
+
+def adapter_identity(cfg: LLMConfig, teacher: Teacher, generator_name: str, text: DatasetText) -> Dict:
+    """What a saved adapter must have been trained with to be reused: the teacher, the fine-tuning settings, and
+    the texts its prompts were built from (the dataset files and the training pairs behind the histories)."""
+    return dict(teacher_hash=teacher.sha256, generator=generator_name, dataset_hash=text.dataset_hash(),
+                train_pairs_hash=pairs_sha256(text.pairs), **_profile_settings(cfg), ft_epochs=cfg.ft_epochs,
                 ft_max_train_pairs=cfg.ft_max_train_pairs, ft_batch_size=cfg.ft_batch_size,
                 ft_pairs_per_user=cfg.ft_pairs_per_user, ft_lr=cfg.ft_lr,
                 ft_tau=cfg.ft_tau, ft_explicit_negatives=cfg.ft_explicit_negatives, ft_lora_r=cfg.ft_lora_r,
@@ -64,7 +77,7 @@ def finetuned_manifest(cfg: LLMConfig, text: DatasetText, pairs, generator_name:
                 max_pairs=cfg.max_pairs, seed=cfg.seed, dtype=cfg.store_dtype,
                 settings=dict(ft_user_text=cfg.ft_user_text, ft_item_text=cfg.ft_item_text,
                               ft_history=cfg.ft_history, max_history=cfg.max_history,
-                              profile_words=cfg.profile_words, compute=cfg.compute))
+                              profile_words=cfg.profile_words, compute=cfg.compute, **_profile_settings(cfg)))
 
 
 @torch.inference_mode()
@@ -149,7 +162,7 @@ def ensure_finetuned(cfg: LLMConfig, text: DatasetText, store_path: str, progres
     check_teacher_split(teacher, text)
     generator_name = generator_name or resolve_generator(cfg.generator).name
     adapter = cfg.adapter_path or default_adapter_path(text.data_path, text.dataset)
-    identity = adapter_identity(cfg, teacher, generator_name)
+    identity = adapter_identity(cfg, teacher, generator_name, text)
     pairs = text.select_pairs(cfg.max_pairs, cfg.seed)
     if _adapter_matches(adapter, identity) and not embed:
         logger.info("%s: matching adapter already trained", adapter)
@@ -182,9 +195,11 @@ def _train_and_embed(cfg, text, store_path, progress, lm_and_tokenizer, generato
 
         generator = Generator(lm, tokenizer, max_new_tokens=cfg.profile_max_new_tokens,
                               batch_size=cfg.gen_batch_size, retries=cfg.retries, seed=cfg.seed)
-        train_users = [(teacher.user_tokens[int(u)], "") for u in teacher.pair_user.unique()]
-        needed = list(dict.fromkeys([u for u, _ in pairs] + [u for u, _ in train_users]))
-        book, _ = run_profiles(cfg, text, [(u, "") for u in needed], generator, generator_name, progress)
+        # the users and items of the pairs to embed and of the teacher's pairs (fine-tuning examples)
+        teacher_pairs = [(teacher.user_tokens[u], teacher.item_tokens[i])
+                         for u, i in zip(teacher.pair_user.tolist(), teacher.pair_item.tolist())]
+        needed = list(dict.fromkeys(list(pairs) + teacher_pairs))
+        book, _ = run_profiles(cfg, text, needed, generator, generator_name, progress)
         book = ProfileBook(book.path)
     texts = PairTexts(text, cfg, book)
     if _adapter_matches(adapter, identity):
@@ -194,6 +209,10 @@ def _train_and_embed(cfg, text, store_path, progress, lm_and_tokenizer, generato
         encoder = HybridPromptEncoder(lm, tokenizer, teacher.dim, cfg.ft_soft_tokens, lora=lora)
         examples = training_examples(teacher, texts, cfg)
         losses = train_hybrid_encoder(encoder, teacher, examples, cfg, progress)
+        if not losses:
+            raise ConfigError(f"fine-tuning ran no step: {len(examples)} training examples, and a step needs a batch "
+                              "of at least two (in-batch negatives). Raise hnlm_ft_max_train_pairs or "
+                              "hnlm_ft_batch_size, or check that the teacher's pairs have texts.")
         logger.info("fine-tuning: %d steps, loss %.4f -> %.4f", len(losses), losses[0], losses[-1])
         encoder.save(adapter, dict(identity, losses=losses))
         if not cfg.load_in_4bit:  # merging into 4-bit weights would re-quantise them: keep LoRA separate there

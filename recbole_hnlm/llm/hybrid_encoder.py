@@ -104,6 +104,9 @@ class HybridPromptEncoder(nn.Module):
         # so the first forward stays in the LLM's input distribution whatever the CF embedding scale
         norm = float(self.token_embeddings().weight.detach().float().norm(dim=-1).mean())
         self.soft_scale = nn.Parameter(torch.tensor([norm, norm]))
+        for part in (self.user_proj, self.item_proj, self.target_proj):  # float32, beside the LLM (e.g. on CUDA)
+            part.to(self.device)
+        self.soft_scale.data = self.soft_scale.data.to(self.device)
         self._formatter = ChatFormatter(tokenizer)
         self._ids_cache: Dict[str, List[int]] = {}
 

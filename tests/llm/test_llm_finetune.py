@@ -286,6 +286,65 @@ def test_finetuned_pipeline_in_bfloat16(tmp_path, tiny_llama_dir, teacher_path, 
     # the numerics are part of the identity: a float32 request neither reuses the bf16 adapter nor the store
     cfg32 = LLMConfig.from_config(dict(config, hnlm_dtype="float32"))
     teacher = Teacher.load(teacher_path)
-    assert adapter_identity(cfg32, teacher, "g")["compute"] == "float32"
+    assert adapter_identity(cfg32, teacher, "g", text)["compute"] == "float32"
     assert manifest_mismatch(s.manifest, finetuned_manifest(cfg32, text, train_pairs, s.manifest["generator"],
                                                             teacher, s.manifest["adapter_hash"])) is not None
+
+
+def test_profile_texts_in_the_hybrid_prompt(tmp_path, tiny_llama_dir, teacher_path, mini_recbole, monkeypatch):
+    """``hnlm_ft_user_text/ft_item_text: profile`` (the paper's prompts): the users and items of the embedded and
+    the teacher's pairs are profiled first, then fine-tuning and embedding use those texts (it crashed with
+    KeyError '' before any profile was made). The profile settings are part of the adapter's and store's identity.
+    The LLM's answers are scripted here (a random tiny model writes no JSON); the pipeline around them is real."""
+    from llm_helpers import MOVIES, write_slice
+    from recbole_hnlm.llm.generation import Generator
+    from recbole_hnlm.llm.pipeline import profiles_path
+    from recbole_hnlm.llm.profiles import ProfileBook
+
+    def scripted(self, id_lists, seeds):
+        return [f'likes {MOVIES[sum(ids) % len(MOVIES)]} style movies", "reasoning": "history"}}' for ids in id_lists]
+
+    monkeypatch.setattr(Generator, "_generate_ids", scripted)
+    root = write_slice(str(tmp_path / "data"))  # the same users and items as data_root, its own profiles file
+    store = str(tmp_path / "profile.safetensors")
+    config = _small_finetune_config(tmp_path, tiny_llama_dir, store, hnlm_ft_user_text="profile",
+                                    hnlm_ft_item_text="profile", hnlm_teacher_path=teacher_path)
+    cfg = LLMConfig.from_config(config)
+    train_pairs = _train_token_pairs(mini_recbole)
+    text = DatasetText(root, "mini", train_pairs)
+    model, tokenizer, _ = load_causal_lm(tiny_llama_dir, device="cpu")
+    ensure_finetuned(cfg, text, store, progress=False, lm_and_tokenizer=(model, tokenizer))
+    s = PairEmbeddingStore.open(store)
+    assert s.num_pairs == len(train_pairs) and s.manifest["settings"]["item_profiles"] is True
+    book = ProfileBook(profiles_path(root, "mini"))
+    assert all(book.summary("user", u) for u, _ in train_pairs)
+    assert all(book.summary("item", i) for _, i in train_pairs)  # every pair's own item, not only histories
+    teacher = Teacher.load(teacher_path)
+    identity = adapter_identity(cfg, teacher, "g", text)
+    assert identity != adapter_identity(LLMConfig.from_config(dict(config, hnlm_max_reviews=1)), teacher, "g", text)
+    assert identity != adapter_identity(cfg, teacher, "g", DatasetText(root, "mini"))  # histories of every pair
+
+
+def test_fine_tuning_without_a_step_is_a_clear_error(tmp_path, tiny_llama_dir, teacher_path, data_root, mini_recbole):
+    from recbole_hnlm.errors import ConfigError
+
+    config = _small_finetune_config(tmp_path, tiny_llama_dir, str(tmp_path / "s.safetensors"),
+                                    hnlm_ft_max_train_pairs=1)
+    model, tokenizer, _ = load_causal_lm(tiny_llama_dir, device="cpu")
+    with pytest.raises(ConfigError, match="fine-tuning ran no step: 1 training examples"):
+        ensure_finetuned(LLMConfig.from_config(config),
+                         DatasetText(data_root, "mini", _train_token_pairs(mini_recbole)),
+                         str(tmp_path / "s.safetensors"), progress=False, lm_and_tokenizer=(model, tokenizer))
+    assert not os.path.exists(tmp_path / "adapter")
+    with pytest.raises(ConfigError, match="hnlm_ft_epochs must be a positive integer, got 0"):
+        LLMConfig.from_config(dict(config, hnlm_ft_epochs=0))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: the encoder's own parts follow the LLM there")
+def test_encoder_parts_live_on_the_llms_device(tiny_llama_dir):
+    model, tokenizer, _ = load_causal_lm(tiny_llama_dir, device="cuda")
+    encoder = HybridPromptEncoder(model, tokenizer, 8, 1, lora=dict(r=4, alpha=8, dropout=0.0))
+    assert {p.device.type for p in encoder.parameters()} == {"cuda"}
+    cf = torch.randn(2, 8)
+    out = encoder.encode_groups([PromptGroup("likes Heat", cf[0], ["Fargo"], cf[1:])])
+    assert out.device.type == "cuda" and torch.isfinite(out).all()
