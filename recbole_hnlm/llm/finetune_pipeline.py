@@ -206,9 +206,13 @@ def _train_and_embed(cfg, text, store_path, progress, lm_and_tokenizer, generato
         encoder = HybridPromptEncoder.load(lm, tokenizer, adapter, merge=not cfg.load_in_4bit)
     else:
         lora = dict(r=cfg.ft_lora_r, alpha=cfg.ft_lora_alpha, dropout=cfg.ft_lora_dropout)
-        encoder = HybridPromptEncoder(lm, tokenizer, teacher.dim, cfg.ft_soft_tokens, lora=lora)
-        examples = training_examples(teacher, texts, cfg)
-        losses = train_hybrid_encoder(encoder, teacher, examples, cfg, progress)
+        # LoRA and MLP initialisation and dropout draw from hnlm_seed, not from where the caller left the global RNG
+        # (restored afterwards): the CLI stage and a run build the same adapter
+        with torch.random.fork_rng():
+            torch.manual_seed(cfg.seed)
+            encoder = HybridPromptEncoder(lm, tokenizer, teacher.dim, cfg.ft_soft_tokens, lora=lora)
+            examples = training_examples(teacher, texts, cfg)
+            losses = train_hybrid_encoder(encoder, teacher, examples, cfg, progress)
         if not losses:
             raise ConfigError(f"fine-tuning ran no step: {len(examples)} training examples, and a step needs a batch "
                               "of at least two (in-batch negatives). Raise hnlm_ft_max_train_pairs or "

@@ -348,3 +348,24 @@ def test_encoder_parts_live_on_the_llms_device(tiny_llama_dir):
     cf = torch.randn(2, 8)
     out = encoder.encode_groups([PromptGroup("likes Heat", cf[0], ["Fargo"], cf[1:])])
     assert out.device.type == "cuda" and torch.isfinite(out).all()
+
+
+def test_the_adapter_depends_on_hnlm_seed_not_on_the_callers_rng(tmp_path, tiny_llama_dir, teacher_path, data_root,
+                                                                mini_recbole):
+    """LoRA/MLP initialisation and dropout draw from hnlm_seed: the CLI stage and a run (which reach fine-tuning
+    with different global RNG states) build the same adapter, and the caller's RNG is left as it was."""
+    from recbole_hnlm.llm.hybrid_encoder import folder_hash
+
+    text = DatasetText(data_root, "mini", _train_token_pairs(mini_recbole))
+    hashes = []
+    for caller_seed, folder in ((1, "a"), (2, "b")):
+        config = dict(_small_finetune_config(tmp_path, tiny_llama_dir, str(tmp_path / "s.safetensors")),
+                      hnlm_adapter_path=str(tmp_path / folder), hnlm_ft_lora_dropout=0.1)
+        model, tokenizer, _ = load_causal_lm(tiny_llama_dir, device="cpu")
+        torch.manual_seed(caller_seed)
+        state = torch.get_rng_state()
+        ensure_finetuned(LLMConfig.from_config(config), text, str(tmp_path / "s.safetensors"), progress=False,
+                         lm_and_tokenizer=(model, tokenizer), embed=False)
+        assert torch.equal(torch.get_rng_state(), state)
+        hashes.append(folder_hash(str(tmp_path / folder)))
+    assert hashes[0] == hashes[1]
