@@ -44,7 +44,8 @@ def _profile_settings(cfg: LLMConfig) -> Dict:
 def adapter_identity(cfg: LLMConfig, teacher: Teacher, generator_name: str, text: DatasetText) -> Dict:
     """What a saved adapter must have been trained with to be reused: the teacher, the fine-tuning settings, and
     the texts its prompts were built from (the dataset files and the training pairs behind the histories)."""
-    return dict(teacher_hash=teacher.sha256, generator=generator_name, dataset_hash=text.dataset_hash(),
+    return dict(teacher_hash=teacher.sha256, generator=generator_name,
+                template=PromptTemplate.load(HYBRID_TEMPLATE).version, dataset_hash=text.dataset_hash(),
                 train_pairs_hash=pairs_sha256(text.pairs), **_profile_settings(cfg), ft_epochs=cfg.ft_epochs,
                 ft_max_train_pairs=cfg.ft_max_train_pairs, ft_batch_size=cfg.ft_batch_size,
                 ft_pairs_per_user=cfg.ft_pairs_per_user, ft_lr=cfg.ft_lr,

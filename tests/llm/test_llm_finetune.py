@@ -1,4 +1,5 @@
 """Fine-tuned variant (§4.2-4.3): teacher export, hybrid prompt, InfoNCE training, embed path, store."""
+import json
 import os
 
 import pytest
@@ -369,3 +370,12 @@ def test_the_adapter_depends_on_hnlm_seed_not_on_the_callers_rng(tmp_path, tiny_
         assert torch.equal(torch.get_rng_state(), state)
         hashes.append(folder_hash(str(tmp_path / folder)))
     assert hashes[0] == hashes[1]
+    # an adapter of another prompt template is trained again, not reported as matching (and refused at the embed)
+    settings_file = tmp_path / "b" / "hybrid.json"
+    settings = json.loads(settings_file.read_text())
+    installed, settings["template"] = settings["template"], "hybrid_query.v1@0000"
+    settings_file.write_text(json.dumps(settings))
+    model, tokenizer, _ = load_causal_lm(tiny_llama_dir, device="cpu")
+    ensure_finetuned(LLMConfig.from_config(config), text, str(tmp_path / "s.safetensors"), progress=False,
+                     lm_and_tokenizer=(model, tokenizer), embed=False)
+    assert json.loads(settings_file.read_text())["template"] == installed
