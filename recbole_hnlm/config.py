@@ -27,6 +27,27 @@ if not os.path.isdir(PROPERTIES_DIR):  # editable install: the yaml files live i
     PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "properties")
 
 
+def read_config_files(file_list, loader=None):
+    """RecBole's merge of yaml files (``loader``: RecBole's, which reads ``1e-4`` as a float; the default builds it),
+    with a clear error naming a file that is not a YAML mapping (an empty file sets nothing)."""
+    loader = loader or RecBoleConfig._build_yaml_loader(None)  # the method uses no instance state
+    merged = {}
+    for path in file_list or []:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        try:
+            content = yaml.load(text, Loader=loader)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"Config file '{path}' is not valid YAML: {' '.join(str(error).split())}") from None
+        if content is None:
+            continue
+        if not isinstance(content, dict):
+            raise ConfigError(f"Config file '{path}' must hold 'key: value' lines, got a YAML "
+                              f"{type(content).__name__}.")
+        merged.update(content)
+    return merged
+
+
 class Config(RecBoleConfig):
     """RecBole ``Config`` that resolves plugin models first and loads the plugin's property files.
 
@@ -60,23 +81,7 @@ class Config(RecBoleConfig):
         self.unknown_options = unknown_options(self.external_config_dict, PROPERTIES_DIR)
 
     def _load_config_files(self, file_list):
-        """RecBole's merge of the yaml files, with a clear error naming a file that is not a YAML mapping (an empty
-        file sets nothing)."""
-        merged = {}
-        for path in file_list or []:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-            try:
-                content = yaml.load(text, Loader=self.yaml_loader)
-            except yaml.YAMLError as error:
-                raise ConfigError(f"Config file '{path}' is not valid YAML: {' '.join(str(error).split())}") from None
-            if content is None:
-                continue
-            if not isinstance(content, dict):
-                raise ConfigError(f"Config file '{path}' must hold 'key: value' lines, got a YAML "
-                                  f"{type(content).__name__}.")
-            merged.update(content)
-        return merged
+        return read_config_files(file_list, self.yaml_loader)
 
     def _load_cmd_line(self):
         return super()._load_cmd_line() if self._read_command_line else {}

@@ -90,7 +90,8 @@ def check_inter_header(path, config):
             has_rows = _check_rows(path, f, header, fields, separator, config)
     except UnicodeDecodeError as error:
         raise DataError(f"{path} is not {encoding} text (byte {error.object[error.start:error.start + 1]!r}: "
-                        f"{error.reason}): save it as UTF-8, or pass --encoding=<its encoding> (e.g. latin-1).") from None
+                        f"{error.reason}): save it as UTF-8, or pass --encoding=<its encoding> (e.g. "
+                        "latin-1).") from None
     if not has_rows:
         raise DataError(f"{path} has a header but no interactions.")
 

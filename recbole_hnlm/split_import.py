@@ -104,7 +104,8 @@ def detect_format(*paths: str) -> str:
     Adjacency lists vary in length; a line with more than three fields is only possible in that format, unless every
     line has the same four or more fields (a table such as ``user item rating timestamp``: refused). When every line
     has two fields both formats read the same pairs. When the longest lines have three fields, a non-integer or
-    constant third column is a weight (pairs); anything else could be either, and the caller must say which.
+    constant third column is a weight (pairs); anything else could be either, and the caller must say which. So must
+    they when three-field lines outnumber the longer ones nine to one (weighted pairs with a few malformed lines).
     """
     lengths, thirds = Counter(), set()
     for path in paths:

@@ -61,19 +61,9 @@ def _stage_key(key: str) -> bool:
 
 def _yaml_settings(config_files) -> dict:
     """The stage's settings in ``--config_files`` (``--split all`` builds no RecBole configuration)."""
-    import yaml
+    from recbole_hnlm.config import read_config_files
 
-    settings = {}
-    for path in config_files or ():
-        try:
-            with open(path, encoding="utf-8") as handle:
-                loaded = yaml.safe_load(handle) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise ConfigError(f"--config_files {path}: {error}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"--config_files {path}: must hold 'key: value' lines")
-        settings.update({k: v for k, v in loaded.items() if _stage_key(k)})
-    return settings
+    return {k: v for k, v in read_config_files(config_files).items() if _stage_key(k)}
 
 
 def main(argv=None) -> int:

@@ -11,6 +11,17 @@ from recbole_hnlm.errors import ConfigError
 __all__ = ["LLMConfig"]
 
 
+#: (integer settings, smallest allowed value or None, how the error says it)
+_INTEGER_RULES = (
+    (("chunk_size", "negatives_per_pair", "gen_batch_size", "max_new_tokens", "profile_max_new_tokens",
+      "ft_batch_size", "embed_batch_size", "embed_tokens", "ft_history", "ft_soft_tokens", "ft_pairs_per_user",
+      "teacher_epochs", "ft_epochs"), 1, "a positive integer"),
+    (("max_pairs", "threads", "retries", "max_history", "max_reviews", "profile_words", "ft_max_train_pairs",
+      "ft_explicit_negatives"), 0, "an integer >= 0"),
+    (("seed",), None, "an integer"),
+)
+
+
 @dataclass
 class LLMConfig:
     variant: str = field(default="finetuned", metadata={"help": "finetuned (HNLMRec, §4.2-4.3) | semantic (LLM-written negatives, §3.1)"})
@@ -98,22 +109,11 @@ class LLMConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"hnlm_{name}={getattr(self, name)!r}: expected one of {allowed}")
-        for name in ("chunk_size", "negatives_per_pair", "gen_batch_size", "max_new_tokens", "ft_batch_size",
-                     "embed_batch_size", "embed_tokens", "ft_history", "ft_soft_tokens", "ft_pairs_per_user",
-                     "teacher_epochs", "ft_epochs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"hnlm_{name} must be a positive integer, got {value!r}")
-        for name in ("max_pairs", "threads", "retries", "max_history", "max_reviews", "profile_words",
-                     "ft_max_train_pairs", "ft_explicit_negatives", "seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or (value < 0 and name != "seed"):
-                kind = "an integer" if name == "seed" else "an integer >= 0"
-                raise ConfigError(f"hnlm_{name} must be {kind}, got {value!r}")
-        if isinstance(self.profile_max_new_tokens, bool) or not isinstance(self.profile_max_new_tokens, int) \
-                or self.profile_max_new_tokens <= 0:
-            raise ConfigError(f"hnlm_profile_max_new_tokens must be a positive integer, got "
-                              f"{self.profile_max_new_tokens!r}")
+        for names, minimum, kind in _INTEGER_RULES:
+            for name in names:
+                value = getattr(self, name)
+                if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
+                    raise ConfigError(f"hnlm_{name} must be {kind}, got {value!r}")
         if not isinstance(self.ft_tau, (int, float)) or self.ft_tau <= 0:
             raise ConfigError(f"hnlm_ft_tau must be a positive number, got {self.ft_tau!r}")
 

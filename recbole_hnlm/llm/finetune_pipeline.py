@@ -197,9 +197,7 @@ def _train_and_embed(cfg, text, store_path, progress, lm_and_tokenizer, generato
         generator = Generator(lm, tokenizer, max_new_tokens=cfg.profile_max_new_tokens,
                               batch_size=cfg.gen_batch_size, retries=cfg.retries, seed=cfg.seed)
         # the users and items of the pairs to embed and of the teacher's pairs (fine-tuning examples)
-        teacher_pairs = [(teacher.user_tokens[u], teacher.item_tokens[i])
-                         for u, i in zip(teacher.pair_user.tolist(), teacher.pair_item.tolist())]
-        needed = list(dict.fromkeys(list(pairs) + teacher_pairs))
+        needed = list(dict.fromkeys(list(pairs) + teacher.token_pairs()))
         book, _ = run_profiles(cfg, text, needed, generator, generator_name, progress)
         book = ProfileBook(book.path)
     texts = PairTexts(text, cfg, book)

@@ -97,7 +97,11 @@ def training_settings(path: str) -> Optional[Dict]:
     from safetensors import safe_open
 
     with safe_open(path, framework="pt") as handle:
-        text = (handle.metadata() or {}).get("training")
+        return _training_of(handle.metadata() or {})
+
+
+def _training_of(metadata: Dict) -> Optional[Dict]:
+    text = metadata.get("training")
     return json.loads(text) if text else None
 
 
@@ -137,7 +141,7 @@ class Teacher:
             tensors = {k: handle.get_tensor(k) for k in _TENSORS}
         teacher = cls(path=path, user_tokens=json.loads(meta["user_tokens"]),
                       item_tokens=json.loads(meta["item_tokens"]), sha256=file_sha256(path),
-                      training=json.loads(meta["training"]) if meta.get("training") else None, **tensors)
+                      training=_training_of(meta), **tensors)
         teacher.validate()
         return teacher
 
@@ -157,12 +161,15 @@ class Teacher:
             if not ok:
                 raise ValueError(f"{self.path}: {message}")
 
-    def pairs_outside(self, allowed: Sequence[Tuple[str, str]]) -> List[Tuple[str, str]]:
-        """The teacher's training pairs, as ``(user_token, item_token)``, that are not in ``allowed``."""
-        allowed = set(allowed)
+    def token_pairs(self) -> List[Tuple[str, str]]:
+        """The teacher's training pairs as ``(user_token, item_token)``, in file order."""
         users, items = self.user_tokens, self.item_tokens
-        pairs = ((users[u], items[i]) for u, i in zip(self.pair_user.tolist(), self.pair_item.tolist()))
-        return [pair for pair in pairs if pair not in allowed]
+        return [(users[u], items[i]) for u, i in zip(self.pair_user.tolist(), self.pair_item.tolist())]
+
+    def pairs_outside(self, allowed: Sequence[Tuple[str, str]]) -> List[Tuple[str, str]]:
+        """The teacher's training pairs that are not in ``allowed``."""
+        allowed = set(allowed)
+        return [pair for pair in self.token_pairs() if pair not in allowed]
 
     def rows_for(self, pairs: Sequence[Tuple[str, str]]) -> Tuple[List[int], List[Optional[Tuple[int, int]]]]:
         """Teacher (user row, item row) per token pair; None where the teacher lacks the user or the item."""
