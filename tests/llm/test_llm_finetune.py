@@ -341,16 +341,6 @@ def test_fine_tuning_without_a_step_is_a_clear_error(tmp_path, tiny_llama_dir, t
         LLMConfig.from_config(dict(config, hnlm_ft_epochs=0))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: the encoder's own parts follow the LLM there")
-def test_encoder_parts_live_on_the_llms_device(tiny_llama_dir):
-    model, tokenizer, _ = load_causal_lm(tiny_llama_dir, device="cuda")
-    encoder = HybridPromptEncoder(model, tokenizer, 8, 1, lora=dict(r=4, alpha=8, dropout=0.0))
-    assert {p.device.type for p in encoder.parameters()} == {"cuda"}
-    cf = torch.randn(2, 8)
-    out = encoder.encode_groups([PromptGroup("likes Heat", cf[0], ["Fargo"], cf[1:])])
-    assert out.device.type == "cuda" and torch.isfinite(out).all()
-
-
 def test_the_adapter_depends_on_hnlm_seed_not_on_the_callers_rng(tmp_path, tiny_llama_dir, teacher_path, data_root,
                                                                 mini_recbole):
     """LoRA/MLP initialisation and dropout draw from hnlm_seed: the CLI stage and a run (which reach fine-tuning
