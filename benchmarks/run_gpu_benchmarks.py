@@ -29,7 +29,10 @@ import statistics
 import sys
 import time
 
-import torch
+# the deterministic-mode rows need cuBLAS's fixed workspace, which is read when CUDA starts (before torch's import
+# is early enough; recbole_hnlm.determinism warns otherwise)
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 

@@ -27,6 +27,9 @@
 //   ..._backward      Horner: h_K = g_K, h_k = g_k + A h_{k+1} (A_hat symmetric), result h_0
 // Nothing but the graph is saved for backward (autograd lives in recbole_hnlm/ops/propagation.py).
 
+#include <mutex>
+#include <vector>
+
 #include "utils.cuh"
 
 namespace {
@@ -34,6 +37,8 @@ namespace {
 using namespace hnlm_cuda;
 
 constexpr int64_t kEdgesPerWarp = 64;
+// Gathers a warp issues before it adds them (see the edge loop of spmm_edge_split_kernel).
+constexpr int kUnroll = 4;
 
 template <typename index_t>
 __device__ __forceinline__ int64_t first_row_containing(const index_t* __restrict__ rowptr, int64_t n_rows,
@@ -74,6 +79,29 @@ __global__ void __launch_bounds__(kBlock) spmm_edge_split_kernel(
       acc_t acc[VEC];
 #pragma unroll
       for (int i = 0; i < VEC; ++i) acc[i] = acc_t(0);
+      // kUnroll edges at a time: their index loads, then their row gathers, are issued back to back, so a warp
+      // has kUnroll gathers in flight instead of one (the gathers are latency-bound: too few warps per SM to hide a
+      // DRAM round trip each). The sum keeps its edge order, so results are bitwise those of one edge at a time.
+      for (; e + kUnroll <= row_end; e += kUnroll) {
+        int64_t c[kUnroll];
+        acc_t w[kUnroll];
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) {
+          c[u] = static_cast<int64_t>(col[e + u]);
+          w[u] = val[e + u];
+          CUDA_KERNEL_ASSERT(c[u] >= 0 && c[u] < n_rows);
+        }
+        if (active) {
+          acc_t v[kUnroll][VEC];
+#pragma unroll
+          for (int u = 0; u < kUnroll; ++u) load_vec<scalar_t, acc_t, VEC>(x + c[u] * x_stride + f0, v[u]);
+#pragma unroll
+          for (int u = 0; u < kUnroll; ++u) {
+#pragma unroll
+            for (int i = 0; i < VEC; ++i) acc[i] += w[u] * v[u][i];
+          }
+        }
+      }
       for (; e < row_end; ++e) {
         const int64_t c = static_cast<int64_t>(col[e]);
         CUDA_KERNEL_ASSERT(c >= 0 && c < n_rows);
@@ -130,6 +158,47 @@ struct CsrCuda {
   int64_t nnz;
 };
 
+// The rowptr checks read values from the device: three host synchronisations per op call, each of which also drains
+// the launch queue (a LightGCN step calls the ops twice per batch). So a rowptr tensor that passed is remembered, by
+// a weak reference and its version counter, and later calls on the same unmodified tensor skip the checks. Any
+// in-place change through PyTorch bumps the version and the tensor is checked again; writes that bypass the version
+// counter (through `.data`, DLPack) are not seen. Inference tensors have no version counter: always checked.
+class CheckedRowptrs {
+ public:
+  bool contains(const at::Tensor& rowptr, int64_t nnz) {
+    if (rowptr.is_inference()) return false;
+    const std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& entry : entries_) {
+      if (entry.nnz == nnz && entry.version == rowptr._version() &&
+          entry.impl.lock().get() == rowptr.unsafeGetTensorImpl())
+        return true;
+    }
+    return false;
+  }
+
+  void add(const at::Tensor& rowptr, int64_t nnz) {
+    if (rowptr.is_inference()) return;
+    const std::lock_guard<std::mutex> lock(mutex_);
+    if (entries_.size() == kCapacity) entries_.erase(entries_.begin());
+    entries_.push_back({Weak(rowptr.getIntrusivePtr()), rowptr._version(), nnz});
+  }
+
+ private:
+  using Weak = c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl>;
+  struct Entry {
+    Weak impl;
+    int64_t version, nnz;
+  };
+  static constexpr size_t kCapacity = 16;  // graphs in use at once (train/eval graphs, SGL's two views, ...)
+  std::mutex mutex_;
+  std::vector<Entry> entries_;
+};
+
+CheckedRowptrs& checked_rowptrs() {
+  static CheckedRowptrs instance;
+  return instance;
+}
+
 CsrCuda prepare_cuda(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& val, const at::Tensor& x) {
   check_csr_graph(rowptr, col, val);
   check_node_features(rowptr, val, x);
@@ -137,10 +206,13 @@ CsrCuda prepare_cuda(const at::Tensor& rowptr, const at::Tensor& col, const at::
   CHECK_CUDA(x);
   const auto acc_type = at::toOpMathType(x.scalar_type());
   CsrCuda g{rowptr.contiguous(), col.contiguous(), val.to(acc_type).contiguous(), col.numel()};
-  check_csr_ends(g.rowptr, g.nnz);
-  // the CPU sweep checks this row by row; here one reduction (a decreasing rowptr would give wrong sums silently)
-  TORCH_CHECK(g.rowptr.numel() < 2 || (g.rowptr.slice(0, 1) >= g.rowptr.slice(0, 0, -1)).all().item<bool>(),
-              "rowptr must be non-decreasing");
+  if (!checked_rowptrs().contains(g.rowptr, g.nnz)) {
+    check_csr_ends(g.rowptr, g.nnz);
+    // the CPU sweep checks this row by row; here one reduction (a decreasing rowptr would give wrong sums silently)
+    TORCH_CHECK(g.rowptr.numel() < 2 || (g.rowptr.slice(0, 1) >= g.rowptr.slice(0, 0, -1)).all().item<bool>(),
+                "rowptr must be non-decreasing");
+    checked_rowptrs().add(g.rowptr, g.nnz);
+  }
   return g;
 }
 

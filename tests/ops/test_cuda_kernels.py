@@ -365,6 +365,22 @@ def test_decreasing_rowptr_is_an_error_not_wrong_sums(dev):
         _ext.ops.spmm(decreasing, g.col, g.val, torch.randn(g.num_nodes, 8, device=dev))
 
 
+def test_a_checked_rowptr_is_checked_again_after_an_in_place_change(dev):
+    """The kernels check a rowptr tensor once (the checks synchronise with the device) and remember it with its
+    version counter: an in-place change must bring the check back, not be summed silently."""
+    g = cuda_graph("isolated_hub", dev)
+    rowptr, x = g.rowptr.clone(), torch.randn(g.num_nodes, 8, device=dev)
+    first = _ext.ops.spmm(rowptr, g.col, g.val, x)
+    torch.testing.assert_close(_ext.ops.spmm(rowptr, g.col, g.val, x), first, atol=0, rtol=0)  # remembered
+    rowptr[1] = g.rowptr[-1]
+    with pytest.raises(RuntimeError, match="non-decreasing"):
+        _ext.ops.spmm(rowptr, g.col, g.val, x)
+    rowptr.copy_(g.rowptr)
+    rowptr[-1] += 1
+    with pytest.raises(RuntimeError, match=r"rowptr\[-1\] must equal nnz"):
+        _ext.ops.lightgcn_layers(rowptr, g.col, g.val, x, 2)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("d", [2, 64, 128, 256])
 def test_unaligned_rows_fall_back_to_scalar_loads(dev, d, dtype):
