@@ -8,6 +8,7 @@ found, or when ``FORCE_CUDA=1``. Switches: ``FORCE_ONLY_CPU=1`` (never build CUD
 """
 import glob
 import os
+import subprocess
 
 from setuptools import find_packages, setup
 
@@ -16,6 +17,26 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 
 def _flag(name):
     return os.environ.get(name, "0").lower() in ("1", "true", "yes")
+
+
+def _shared_libstdcxx_link_args():
+    """``-l:libstdc++.so.6``: link the C++ runtime the process already has, never a static copy of it.
+
+    A GPU image (gcc 13, Ubuntu 24.04) linked ``libstdc++.a`` into ``_C``: the extension defined
+    ``std::ostream::_M_insert<long>`` and ``codecvt<char16_t>::do_unshift`` itself (``.text`` 1.4 MB instead of 0.7),
+    as ``-static-libstdc++`` or a toolchain without ``libstdc++.so`` does. Streams built by torch's header code then
+    mixed the two runtimes, and every error message that formats an integer (``TORCH_CHECK(..., "got ", n)``)
+    crashed the process instead of raising. Named before the compiler's own ``-lstdc++`` (static or not), the shared
+    runtime resolves every libstdc++ symbol, so nothing of the archive is linked; where it is linked dynamically
+    already, the flag changes nothing. Left out when the compiler cannot find ``libstdc++.so.6``.
+    """
+    compiler = os.environ.get("CXX", "c++")
+    try:
+        found = subprocess.run([compiler, "-print-file-name=libstdc++.so.6"], capture_output=True, text=True,
+                               timeout=60).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return ["-l:libstdc++.so.6"] if os.path.isabs(found) and os.path.exists(found) else []
 
 
 def extensions():
@@ -51,6 +72,7 @@ def extensions():
         include_dirs=[os.path.join(ROOT, "csrc")],
         define_macros=define_macros,
         extra_compile_args=extra_compile_args,
+        extra_link_args=_shared_libstdcxx_link_args(),
     )
     return [ext], {"build_ext": BuildExtension.with_options(use_ninja=True)}
 

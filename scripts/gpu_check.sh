@@ -44,7 +44,11 @@ stage() {  # stage NAME LOG SECONDS CMD...: run CMD, limited to SECONDS and to w
   'numpy', numpy.__version__, torch.cuda.get_device_name(0))"; } > "$OUT/env.txt" 2>&1
 tail -n 1 "$OUT/env.txt"
 
-stage build build.log 300 "$PY" -m pip install --no-build-isolation --no-deps -e . || exit 1
+stage build build.log 300 "$PY" -m pip install -v --no-build-isolation --no-deps -e . || exit 1
+# a static libstdc++ in _C (see setup.py) shows as these symbols and a .text of ~1.4 MB instead of ~0.7 MB
+{ echo "=== static libstdc++ symbols in _C (expect 0):"
+  nm --defined-only recbole_hnlm/_C*.so | grep -c -e _ZNSo9_M_insertIlEERSoT_ -e _ZNKSt7codecvtIDsc11__mbstate_t
+  size -A recbole_hnlm/_C*.so | grep -e '^.text' -e '^.nv_fatbin'; } >> "$OUT/build.log" 2>&1
 stage dispatch build.log 30 "$PY" -c "import recbole_hnlm.ops as o; print('WITH_EXT', o.WITH_EXT, 'WITH_CUDA_EXT',
   o.WITH_CUDA_EXT); assert o.WITH_CUDA_EXT" || exit 1
 # the emulated backend (CPU, already run by CI) is left out here: device time is for the GPU
@@ -55,7 +59,10 @@ if command -v compute-sanitizer > /dev/null; then
   stage memcheck sanitizer.log 100 compute-sanitizer --tool memcheck --error-exitcode 9 --print-limit 20 \
     "${PYTEST[@]}" tests/ops/test_cuda_kernels.py -m "not emulation" \
     -k "float32 and (hub5000 or isolated_hub or shape0 or shape5) or same_bits or scoring_and_selection"
-  stage racecheck sanitizer.log 60 compute-sanitizer --tool racecheck --error-exitcode 9 --print-limit 20 \
+  # cuSPARSE's csrmv_v3_kernel<double> (the float64 reference's torch.sparse.mm) reports shared-memory hazards of its
+  # own (12 in 30 tests on an H200, none in ours): left out so that the stage judges our kernels
+  stage racecheck sanitizer.log 90 compute-sanitizer --tool racecheck --error-exitcode 9 --print-limit 20 \
+    --kernel-name-exclude kns=cusparse \
     "${PYTEST[@]}" tests/ops/test_cuda_kernels.py -m "not emulation" \
     -k "float32 and (shape0 or shape5 or hub5000) and not low_precision"
   unset PYTORCH_NO_CUDA_MEMORY_CACHING

@@ -1,0 +1,47 @@
+"""The built extension uses the process's shared C++ runtime (setup.py's ``-l:libstdc++.so.6``).
+
+A GPU image linked a static copy of libstdc++ into ``recbole_hnlm._C``; every error message that formatted an
+integer then crashed the Python process (segmentation fault in ``std::ostream::_M_insert<long>``) instead of
+raising. These tests name that failure instead of letting it end the test run.
+"""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from recbole_hnlm.ops import WITH_EXT
+
+requires_ext = pytest.mark.skipif(not WITH_EXT, reason="recbole_hnlm._C is not built")
+
+#: Symbols that only a static libstdc++ puts into the extension: ostream's integer insertion and a codecvt member.
+STATIC_RUNTIME_SYMBOLS = ("_ZNSo9_M_insertIlEERSoT_", "_ZNKSt7codecvtIDsc11__mbstate_tE10do_unshiftERS0_PcS3_RS3_")
+
+
+@requires_ext
+def test_an_error_message_with_numbers_raises_in_a_fresh_process():
+    code = "\n".join([
+        "import torch",
+        "import recbole_hnlm.ops",
+        "try:",
+        "    torch.ops.recbole_hnlm.candidate_scores(torch.randn(2, 4), torch.randn(3, 4), torch.tensor([[0, 7], [1, 2]]))",
+        "except RuntimeError as error:",
+        "    print(str(error).splitlines()[0])",
+    ])
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 0, (f"exit status {done.returncode} (-11: segmentation fault: the extension carries its "
+                                  f"own libstdc++, see setup.py)\n{done.stderr[-2000:]}")
+    assert "candidates contains item id 7 outside [0, 3)" in done.stdout
+
+
+@requires_ext
+@pytest.mark.skipif(shutil.which("nm") is None, reason="needs nm (binutils)")
+def test_the_extension_defines_no_libstdcxx_runtime():
+    import recbole_hnlm._C as extension
+
+    symbols = subprocess.run(["nm", "--defined-only", extension.__file__], capture_output=True, text=True,
+                             timeout=300, check=True).stdout
+    carried = [name for name in STATIC_RUNTIME_SYMBOLS if name in symbols]
+    assert not carried, f"{extension.__file__} defines libstdc++'s {carried}: it was linked with a static libstdc++"
