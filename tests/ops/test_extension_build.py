@@ -25,7 +25,8 @@ def test_an_error_message_with_numbers_raises_in_a_fresh_process():
         "import torch",
         "import recbole_hnlm.ops",
         "try:",
-        "    torch.ops.recbole_hnlm.candidate_scores(torch.randn(2, 4), torch.randn(3, 4), torch.tensor([[0, 7], [1, 2]]))",
+        "    ids = torch.tensor([[0, 7], [1, 2]])",
+        "    torch.ops.recbole_hnlm.candidate_scores(torch.randn(2, 4), torch.randn(3, 4), ids)",
         "except RuntimeError as error:",
         "    print(str(error).splitlines()[0])",
     ])
