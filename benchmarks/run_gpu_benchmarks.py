@@ -17,6 +17,8 @@ Per graph (synthetic power-law graphs of the published LightGCN training sizes, 
 * DNS / AHNS selection vs eager gather+bmm+argmax/argmin;
 * one epoch of LightGCN + MixGCF training on the graph with GPU-side candidate sampling (BPR, Adam, batch 2048),
   ours (float32 and bfloat16 layer stack) vs the reference ops;
+* the SpMM experiment ``RECBOLE_HNLM_SPMM_GROUPS`` = 2 and 4 (rows a warp gathers per load instruction) for one
+  layer and for propagation, next to the default (1);
 * the cost of ``torch.use_deterministic_algorithms(True)`` (option ``use_deterministic_algorithms``): our SpMM,
   propagation, MixGCF step and epoch with it, next to the same ops without it (a ratio above 1 is its cost).
 
@@ -45,6 +47,7 @@ from recbole_hnlm.ops.reference import (  # noqa: E402
     lightgcn_propagate_reference,
     mixgcf_mix_official,
     select_candidates_reference,
+    spmm_reference,
 )
 
 #: LightGCN's Amazon-Book training split (users, items, training interactions).
@@ -53,6 +56,20 @@ GRAPHS = {"yelp2018": YELP2018, "amazon-book": AMAZON_BOOK}
 #: Peak HBM bandwidth (GB/s) by device-name substring, for the ratio to the floor.
 PEAK_GBPS = {"H200": 4800.0, "H100": 3350.0, "A100": 2039.0}
 D, K, B, M = 64, 3, 2048, 64
+#: RECBOLE_HNLM_SPMM_GROUPS values timed next to the default (1): rows a warp gathers per load instruction.
+GROUPS = (2, 4)
+
+
+def spmm_groups(groups, fn):
+    """fn run with RECBOLE_HNLM_SPMM_GROUPS=groups: the SpMM gathers that many rows per load instruction (an
+    experiment, csrc/cuda/propagation_cuda.cu; setting the variable costs the timed region a few microseconds)."""
+    def run():
+        os.environ["RECBOLE_HNLM_SPMM_GROUPS"] = str(groups)
+        try:
+            return fn()
+        finally:
+            del os.environ["RECBOLE_HNLM_SPMM_GROUPS"]
+    return run
 
 
 def deterministic(fn):
@@ -222,9 +239,14 @@ def main():
             torch.testing.assert_close(lightgcn_propagate(graph, x, K).double(), ref, atol=3e-2, rtol=3e-2)
             with deterministic_algorithms(True):  # the fixed-order paths, checked before they are timed
                 torch.testing.assert_close(lightgcn_propagate(graph, x, K).double(), ref, atol=3e-2, rtol=3e-2)
+            for groups in GROUPS:  # the experiment's sums, checked before they are timed
+                torch.testing.assert_close(spmm_groups(groups, lambda: spmm(graph, x))().double(),
+                                           spmm_reference(graph, x.double()), atol=3e-2, rtol=3e-2)
             csr = graph.to_sparse_csr(dtype)
             variants = {"ours spmm": lambda: spmm(graph, x),
                         "ours spmm, deterministic mode": deterministic(lambda: spmm(graph, x))}
+            for groups in GROUPS:
+                variants[f"ours spmm, {groups} rows per load"] = spmm_groups(groups, lambda: spmm(graph, x))
             try:
                 torch.sparse.mm(csr, x)
                 variants["torch.sparse.mm CSR (cuSPARSE)"] = lambda: torch.sparse.mm(csr, x)
@@ -246,6 +268,9 @@ def main():
                 "reference chain (torch.sparse.mm)": lambda: torch.autograd.grad(
                     lightgcn_propagate_reference(graph, ego, K), [ego], upstream),
             }
+            for groups in GROUPS:
+                variants[f"ours, {groups} rows per load"] = spmm_groups(groups, lambda: torch.autograd.grad(
+                    lightgcn_propagate(graph, ego, K), [ego], upstream))
             notes = {}
             for name, pyg in pyg_propagations(graph, K, dtype).items():
                 try:  # PyG's precision is its own (bf16 scatter-add accumulates in bf16): reported, not asserted

@@ -27,7 +27,9 @@
 //   ..._backward      Horner: h_K = g_K, h_k = g_k + A h_{k+1} (A_hat symmetric), result h_0
 // Nothing but the graph is saved for backward (autograd lives in recbole_hnlm/ops/propagation.py).
 
+#include <cstdlib>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "utils.cuh"
@@ -52,23 +54,28 @@ __device__ __forceinline__ int64_t first_row_containing(const index_t* __restric
   return lo;
 }
 
-template <typename scalar_t, typename acc_t, typename index_t, int VEC>
+template <typename scalar_t, typename acc_t, typename index_t, int VEC, int GROUPS>
 __global__ void __launch_bounds__(kBlock) spmm_edge_split_kernel(
     const index_t* __restrict__ rowptr, const index_t* __restrict__ col, const acc_t* __restrict__ val,
     const scalar_t* __restrict__ x, int64_t x_stride, acc_t* __restrict__ out, int64_t out_stride,
     acc_t* __restrict__ carry, int64_t n_rows, int64_t nnz, int64_t d) {
-  // carry == nullptr: cut rows are added with atomics; otherwise a cut row's leader stores and the rest write carries
+  // carry == nullptr: cut rows are added with atomics; otherwise a cut row's leader stores and the rest write carries.
+  // GROUPS > 1 splits the warp into GROUPS groups of kLanes lanes that gather different edges of the same row (group g
+  // takes edges g, g + GROUPS, ...), so one load instruction fetches GROUPS rows; the groups' sums are then added by
+  // a butterfly in a fixed order (deterministic, but not the bits of GROUPS = 1).
+  constexpr int kLanes = kWarp / GROUPS;
   const int64_t warp = global_warp();
   const int lane = lane_id();
+  const int group = lane / kLanes, sub = lane % kLanes;
   const int64_t e0 = warp * kEdgesPerWarp;
   if (e0 >= nnz) return;
   const int64_t e1 = min(nnz, e0 + kEdgesPerWarp);
   const int64_t row0 = first_row_containing(rowptr, n_rows, e0);
 
-  const int64_t passes = ceil_div(d, kWarp * VEC);  // 1 for d = 64 (float2) or d = 128 (float4)
+  const int64_t passes = ceil_div(d, kLanes * VEC);  // 1 for d = 64 (float2) or d = 128 (float4)
   for (int64_t pass = 0; pass < passes; ++pass) {
     // every lane runs every pass (uniform trip counts keep the warp converged on the col/val loads)
-    const int64_t f0 = (pass * kWarp + lane) * VEC;
+    const int64_t f0 = (pass * kLanes + sub) * VEC;
     const bool active = f0 < d;
     int64_t r = row0;
     int64_t e = e0;
@@ -82,13 +89,14 @@ __global__ void __launch_bounds__(kBlock) spmm_edge_split_kernel(
       // kUnroll edges at a time: their index loads, then their row gathers, are issued back to back, so a warp
       // has kUnroll gathers in flight instead of one (the gathers are latency-bound: too few warps per SM to hide a
       // DRAM round trip each). The sum keeps its edge order, so results are bitwise those of one edge at a time.
-      for (; e + kUnroll <= row_end; e += kUnroll) {
+      int64_t k = e + group;
+      for (; k + (kUnroll - 1) * GROUPS < row_end; k += kUnroll * GROUPS) {
         int64_t c[kUnroll];
         acc_t w[kUnroll];
 #pragma unroll
         for (int u = 0; u < kUnroll; ++u) {
-          c[u] = static_cast<int64_t>(col[e + u]);
-          w[u] = val[e + u];
+          c[u] = static_cast<int64_t>(col[k + u * GROUPS]);
+          w[u] = val[k + u * GROUPS];
           CUDA_KERNEL_ASSERT(c[u] >= 0 && c[u] < n_rows);
         }
         if (active) {
@@ -102,10 +110,10 @@ __global__ void __launch_bounds__(kBlock) spmm_edge_split_kernel(
           }
         }
       }
-      for (; e < row_end; ++e) {
-        const int64_t c = static_cast<int64_t>(col[e]);
+      for (; k < row_end; k += GROUPS) {
+        const int64_t c = static_cast<int64_t>(col[k]);
         CUDA_KERNEL_ASSERT(c >= 0 && c < n_rows);
-        const acc_t w = val[e];
+        const acc_t w = val[k];
         if (active) {
           acc_t v[VEC];
           load_vec<scalar_t, acc_t, VEC>(x + c * x_stride + f0, v);
@@ -113,7 +121,15 @@ __global__ void __launch_bounds__(kBlock) spmm_edge_split_kernel(
           for (int i = 0; i < VEC; ++i) acc[i] += w * v[i];
         }
       }
-      if (active) {
+      e = row_end;
+      if constexpr (GROUPS > 1) {  // every lane gets the sum over the groups (the lanes are converged again here)
+#pragma unroll
+        for (int offset = kLanes; offset < kWarp; offset *= 2) {
+#pragma unroll
+          for (int i = 0; i < VEC; ++i) acc[i] += __shfl_xor_sync(0xffffffffu, acc[i], offset);
+        }
+      }
+      if (active && group == 0) {
         acc_t* dst = out + r * out_stride + f0;
         if (row_begin >= e0 && row_end_all <= e1) {
 #pragma unroll
@@ -216,7 +232,7 @@ CsrCuda prepare_cuda(const at::Tensor& rowptr, const at::Tensor& col, const at::
   return g;
 }
 
-template <typename scalar_t, typename index_t, int VEC>
+template <typename scalar_t, typename index_t, int VEC, int GROUPS>
 void launch_spmm(const CsrCuda& g, const at::Tensor& x, int64_t x_stride, const at::Tensor& out, int64_t out_stride,
                  int64_t n, int64_t d) {
   using acc_t = at::opmath_type<scalar_t>;
@@ -226,7 +242,7 @@ void launch_spmm(const CsrCuda& g, const at::Tensor& x, int64_t x_stride, const 
   const at::Tensor carry = at::globalContext().deterministicAlgorithms()
       ? at::empty({warps, d}, out.options()) : at::Tensor();
   acc_t* carry_ptr = carry.defined() ? carry.data_ptr<acc_t>() : nullptr;
-  launch_kernel(spmm_edge_split_kernel<scalar_t, acc_t, index_t, VEC>, blocks_for_warps(warps), kBlock,
+  launch_kernel(spmm_edge_split_kernel<scalar_t, acc_t, index_t, VEC, GROUPS>, blocks_for_warps(warps), kBlock,
                 g.rowptr.data_ptr<index_t>(), g.col.data_ptr<index_t>(), g.val.data_ptr<acc_t>(),
                 x.data_ptr<scalar_t>(), x_stride, out.data_ptr<acc_t>(), out_stride, carry_ptr, n, g.nnz, d);
   if (carry_ptr != nullptr)
@@ -234,20 +250,45 @@ void launch_spmm(const CsrCuda& g, const at::Tensor& x, int64_t x_stride, const 
                   static_cast<const acc_t*>(carry_ptr), out.data_ptr<acc_t>(), out_stride, n, g.nnz, d);
 }
 
-// Vector loads for float (float2 / float4) and half/bfloat16 (4, 8 or 16 bytes) rows that allow them; double rows
-// and unaligned ones load element-wise.
+// Rows a warp gathers per load instruction (spmm_edge_split_kernel's GROUPS): 1, unless the environment variable
+// RECBOLE_HNLM_SPMM_GROUPS asks for 2 or 4 (float and 16-bit features). An experiment for the GPU benchmark, read at
+// every call, until a measurement picks the default (docs/performance.md).
+int spmm_groups() {
+  const char* value = std::getenv("RECBOLE_HNLM_SPMM_GROUPS");
+  if (value == nullptr || *value == '\0') return 1;
+  const std::string text(value);
+  TORCH_CHECK(text == "1" || text == "2" || text == "4", "RECBOLE_HNLM_SPMM_GROUPS must be 1, 2 or 4, got '", text,
+              "'");
+  return text[0] - '0';
+}
+
+// Vector loads for float (float2 / float4) and half/bfloat16 (4, 8 or 16 bytes) rows that allow them, sized for the
+// kWarp / GROUPS lanes of a group; double rows and unaligned ones load element-wise.
+template <typename scalar_t, typename index_t, int GROUPS>
+void launch_spmm_grouped(const CsrCuda& g, const at::Tensor& x, int64_t x_stride, const at::Tensor& out,
+                         int64_t out_stride, int64_t n, int64_t d) {
+  const int vec = vector_width(d, {{x.data_ptr(), x_stride}, {out.data_ptr(), out_stride}}, sizeof(scalar_t),
+                               kWarp / GROUPS);
+  if constexpr (is_16bit_float<scalar_t>) {
+    if (vec == 8) return launch_spmm<scalar_t, index_t, 8, GROUPS>(g, x, x_stride, out, out_stride, n, d);
+  }
+  if (vec == 4) return launch_spmm<scalar_t, index_t, 4, GROUPS>(g, x, x_stride, out, out_stride, n, d);
+  if (vec == 2) return launch_spmm<scalar_t, index_t, 2, GROUPS>(g, x, x_stride, out, out_stride, n, d);
+  launch_spmm<scalar_t, index_t, 1, GROUPS>(g, x, x_stride, out, out_stride, n, d);
+}
+
 template <typename scalar_t, typename index_t>
 void launch_spmm_vectorised(const CsrCuda& g, const at::Tensor& x, int64_t x_stride, const at::Tensor& out,
                             int64_t out_stride, int64_t n, int64_t d) {
   if constexpr (std::is_same<scalar_t, float>::value || is_16bit_float<scalar_t>) {
-    const int vec = vector_width(d, {{x.data_ptr(), x_stride}, {out.data_ptr(), out_stride}}, sizeof(scalar_t));
-    if constexpr (is_16bit_float<scalar_t>) {
-      if (vec == 8) return launch_spmm<scalar_t, index_t, 8>(g, x, x_stride, out, out_stride, n, d);
+    switch (spmm_groups()) {
+      case 2: return launch_spmm_grouped<scalar_t, index_t, 2>(g, x, x_stride, out, out_stride, n, d);
+      case 4: return launch_spmm_grouped<scalar_t, index_t, 4>(g, x, x_stride, out, out_stride, n, d);
+      default: return launch_spmm_grouped<scalar_t, index_t, 1>(g, x, x_stride, out, out_stride, n, d);
     }
-    if (vec == 4) return launch_spmm<scalar_t, index_t, 4>(g, x, x_stride, out, out_stride, n, d);
-    if (vec == 2) return launch_spmm<scalar_t, index_t, 2>(g, x, x_stride, out, out_stride, n, d);
+  } else {
+    launch_spmm<scalar_t, index_t, 1, 1>(g, x, x_stride, out, out_stride, n, d);
   }
-  launch_spmm<scalar_t, index_t, 1>(g, x, x_stride, out, out_stride, n, d);
 }
 
 // out (op-math dtype, zero-filled, rows `out_stride` apart) += A_hat x (rows of x `x_stride` apart).

@@ -122,9 +122,11 @@ __device__ __forceinline__ void load_vec(const scalar_t* __restrict__ p, acc_t (
 }
 
 // Vector of up to 16 bytes (float: 4, 2 or 1 elements; half/bfloat16: 8, 4, 2 or 1) that keeps every row start of
-// every strided operand aligned and needs the fewest passes of a warp over d, the narrower one on a tie (more lanes
-// busy): float d = 64 -> 2, d = 128 -> 4; bfloat16 d = 64 -> 2, d = 128 -> 4, d = 256 -> 8.
-inline int vector_width(int64_t d, std::initializer_list<std::pair<const void*, int64_t>> rows, size_t itemsize) {
+// every strided operand aligned and needs the fewest passes of `lanes` lanes over d, the narrower one on a tie (more
+// lanes busy): with a whole warp, float d = 64 -> 2, d = 128 -> 4; bfloat16 d = 64 -> 2, d = 128 -> 4, d = 256 -> 8;
+// with 16 lanes, float d = 64 -> 4.
+inline int vector_width(int64_t d, std::initializer_list<std::pair<const void*, int64_t>> rows, size_t itemsize,
+                        int lanes = kWarp) {
   int best = 1;
   for (int vec = 2; vec * itemsize <= 16; vec *= 2) {
     bool ok = d % vec == 0;
@@ -132,7 +134,7 @@ inline int vector_width(int64_t d, std::initializer_list<std::pair<const void*, 
       const auto address = reinterpret_cast<uintptr_t>(row.first);
       ok = ok && address % (vec * itemsize) == 0 && row.second % vec == 0;
     }
-    if (ok && ceil_div(d, int64_t(kWarp) * vec) < ceil_div(d, int64_t(kWarp) * best)) best = vec;
+    if (ok && ceil_div(d, int64_t(lanes) * vec) < ceil_div(d, int64_t(lanes) * best)) best = vec;
   }
   return best;
 }

@@ -104,6 +104,43 @@ def test_spmm_matches_reference(dev, deterministic, name, dtype, d):
     torch.testing.assert_close(spmm(graph, x), spmm_reference(graph, x.double()).to(dtype), **TOL[dtype])
 
 
+@pytest.mark.parametrize("groups", ["2", "4"])
+@pytest.mark.parametrize("name", ["tiny", "isolated_hub", "hub5000"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("d", [7, 64, 128])
+def test_spmm_groups_experiment_matches_reference(dev, deterministic, monkeypatch, groups, name, dtype, d):
+    """RECBOLE_HNLM_SPMM_GROUPS (2 or 4 rows gathered per load instruction, a benchmark experiment): the same sums,
+    gradients through the layer ops too, and in deterministic mode the same bits every run."""
+    monkeypatch.setenv("RECBOLE_HNLM_SPMM_GROUPS", groups)
+    graph = cuda_graph(name, dev)
+    x = torch.randn(graph.num_nodes, d, device=dev, dtype=dtype)
+    poison(dev, (graph.num_nodes, d), dtype=dtype)
+    out = spmm(graph, x)
+    torch.testing.assert_close(out, spmm_reference(graph, x.double()).to(dtype), **TOL[dtype])
+    if deterministic:
+        assert torch.equal(spmm(graph, x), out)
+    if name == "hub5000" and dtype == torch.float32:  # the setting is read: the groups sum in another order
+        with monkeypatch.context() as one_group:
+            one_group.setenv("RECBOLE_HNLM_SPMM_GROUPS", "1")
+            assert not torch.equal(spmm(graph, x), out)
+    ego = x.float().requires_grad_()
+    layers = lightgcn_propagate(graph, ego, 2, True)
+    ref = lightgcn_propagate_reference(graph, ego.detach().double(), 2, True)
+    torch.testing.assert_close(layers.double(), ref, **TOL[torch.float32])
+    upstream = torch.randn_like(layers)
+    (grad,) = torch.autograd.grad(layers, ego, upstream)
+    ego_ref = ego.detach().double().requires_grad_()
+    (grad_ref,) = torch.autograd.grad(lightgcn_propagate_reference(graph, ego_ref, 2, True), ego_ref, upstream.double())
+    torch.testing.assert_close(grad.double(), grad_ref, **TOL[torch.float32])
+
+
+def test_spmm_groups_setting_is_checked(dev, monkeypatch):
+    monkeypatch.setenv("RECBOLE_HNLM_SPMM_GROUPS", "3")
+    graph = cuda_graph("tiny", dev)
+    with pytest.raises(RuntimeError, match="RECBOLE_HNLM_SPMM_GROUPS must be 1, 2 or 4, got '3'"):
+        spmm(graph, torch.randn(graph.num_nodes, 8, device=dev))
+
+
 @pytest.mark.parametrize("name", ["tiny", "isolated_hub", "hub5000"])
 @pytest.mark.parametrize("return_layers", [False, True])
 @pytest.mark.parametrize("num_layers", [0, 1, 3])
