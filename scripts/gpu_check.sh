@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Issue 4 on a lent GPU, in one call: build the CUDA extension, run the CUDA tests, compute-sanitizer once (memcheck,
-# racecheck), the kernel benchmarks, and the fine-tuned encoder's device test. Every stage has its own time limit,
-# cut to what is left of BUDGET seconds (default 560), and logs to $OUT (default gpu_out/); $OUT/summary.txt has one
-# line per stage. At most 7 files are written (the device tool brings back 8).
+# racecheck), the kernel benchmarks, the fine-tuned encoder's device test, and Nsight Compute profiles of the SpMM
+# and MixGCF kernels. Every stage has its own time limit, cut to what is left of BUDGET seconds (default 560), and
+# logs to $OUT (default gpu_out/); $OUT/summary.txt has one line per stage. At most 7 files are written (the device
+# tool brings back 8). Stages run in order of importance: with the budget spent, the last ones are skipped.
 #
 # The GPU image (Python 3.12) has torch with CUDA, nvcc, pytest, pytest-benchmark, setuptools, ninja, transformers and
 # torch_geometric, but no RecBole: the op tests and benchmarks do not import it. The encoder's device test reads
@@ -74,6 +75,14 @@ stage bench-yelp2018 bench.log 170 "$PY" benchmarks/run_gpu_benchmarks.py --grap
 if ls .whl/recbole-*.whl > /dev/null 2>&1; then
   "$PY" -m pip install -q --no-index --no-deps --target /tmp/recbole_site .whl/recbole-*.whl >> "$OUT/llm.log" 2>&1
   stage llm llm.log 60 env PYTHONPATH=/tmp/recbole_site "${PYTEST[@]}" tests/llm/test_hybrid_encoder_cuda.py
+fi
+if command -v ncu > /dev/null; then  # why the kernels take what they take (appended to bench.log; clocks left alone)
+  NCU=(ncu --clock-control none --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy
+       --section WarpStateStats --section LaunchStats)
+  stage ncu-spmm bench.log 60 "${NCU[@]}" --kernel-name regex:spmm_edge_split \
+    "$PY" benchmarks/profile_gpu_kernels.py spmm
+  stage ncu-mixgcf bench.log 45 "${NCU[@]}" --kernel-name regex:"mixgcf_(mix|scatter)_kernel" \
+    "$PY" benchmarks/profile_gpu_kernels.py mixgcf
 fi
 stage bench-amazon-book bench.log 240 "$PY" benchmarks/run_gpu_benchmarks.py --graphs amazon-book \
   --dtypes float32 bfloat16 --rounds 20 --epoch-rounds 3
