@@ -25,11 +25,10 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from synthetic_graph import YELP2018, power_law_interactions  # noqa: E402
+from synthetic_graph import YELP2018  # noqa: E402
+from workloads import D, mixgcf_inputs, yelp_graph  # noqa: E402
 
-from recbole_hnlm.ops import bipartite_normalized_graph, mixgcf_mix, spmm  # noqa: E402
-
-D, K, B, M = 64, 3, 2048, 64
+from recbole_hnlm.ops import mixgcf_mix, spmm  # noqa: E402
 
 
 def timed(label, fn, repeat, device):
@@ -51,8 +50,7 @@ def timed(label, fn, repeat, device):
 
 
 def spmm_case(device, repeat):
-    users, items = power_law_interactions(**YELP2018)
-    graph = bipartite_normalized_graph(users, items, YELP2018["n_users"], YELP2018["n_items"]).to(device)
+    graph = yelp_graph().to(device)
     x = torch.randn(graph.num_nodes, D, device=device)
     for groups in ("1", "2", "4"):
         os.environ["RECBOLE_HNLM_SPMM_GROUPS"] = groups
@@ -61,14 +59,7 @@ def spmm_case(device, repeat):
 
 
 def mixgcf_case(device, repeat):
-    gen = torch.Generator(device=device).manual_seed(2)
-    n_items = YELP2018["n_items"]
-    items = torch.randn(n_items, K + 1, D, device=device, generator=gen).requires_grad_()
-    pos = torch.randn(B, K + 1, D, device=device, generator=gen).requires_grad_()
-    query = torch.randn(B, D, device=device, generator=gen)
-    cand = torch.randint(0, n_items, (B, M), device=device, generator=gen)
-    alpha = torch.rand(B, K + 1, device=device, generator=gen)
-    up = torch.randn(B, K + 1, D, device=device, generator=gen)
+    query, pos, items, cand, alpha, up = mixgcf_inputs(YELP2018["n_items"], device)
     timed("mixgcf step fwd+bwd",
           lambda: torch.autograd.grad(mixgcf_mix(query, pos, items, cand, alpha)[0], [pos, items], up), repeat,
           device)

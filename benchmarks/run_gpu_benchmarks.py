@@ -39,6 +39,7 @@ import torch  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from synthetic_graph import YELP2018, power_law_interactions  # noqa: E402
+from workloads import mixgcf_inputs  # noqa: E402
 
 from recbole_hnlm.determinism import deterministic_algorithms  # noqa: E402
 from recbole_hnlm.ops import _ext, bipartite_normalized_graph, lightgcn_propagate, mixgcf_mix  # noqa: E402
@@ -299,13 +300,7 @@ def main():
 
         # negative selection (float32, B=2048, M=64, L=K+1)
         gen = torch.Generator(device=device).manual_seed(2)
-        n_items = sizes["n_items"]
-        items = torch.randn(n_items, K + 1, D, device=device, generator=gen).requires_grad_()
-        pos = torch.randn(B, K + 1, D, device=device, generator=gen).requires_grad_()
-        query = torch.randn(B, D, device=device, generator=gen)
-        cand = torch.randint(0, n_items, (B, M), device=device, generator=gen)
-        alpha = torch.rand(B, K + 1, device=device, generator=gen)
-        up = torch.randn(B, K + 1, D, device=device, generator=gen)
+        query, pos, items, cand, alpha, up = mixgcf_inputs(sizes["n_items"], device)
         z, chosen = mixgcf_mix(query, pos, items, cand, alpha)
         z_off, chosen_off = mixgcf_mix_official(query, pos, items, cand, alpha)
         assert (chosen == chosen_off).float().mean() > 0.999

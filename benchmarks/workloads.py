@@ -71,15 +71,19 @@ def propagation_case(graph, return_layers: bool) -> Dict[str, Callable]:
     }
 
 
-def mixgcf_inputs(n_items: int):
+def mixgcf_inputs(n_items: int, device="cpu"):
+    """``(query, pos_layers, item_layers, candidates, alpha, upstream)`` of one MixGCF step, drawn on the CPU from a
+    fixed seed and moved to ``device``; the layer stacks require gradients."""
     gen = torch.Generator().manual_seed(2)
-    item_layers = torch.randn(n_items, K + 1, D, generator=gen).requires_grad_()
-    pos_layers = torch.randn(B, K + 1, D, generator=gen).requires_grad_()
+    item_layers = torch.randn(n_items, K + 1, D, generator=gen)
+    pos_layers = torch.randn(B, K + 1, D, generator=gen)
     query = torch.randn(B, D, generator=gen)
     candidates = torch.randint(0, n_items, (B, M), generator=gen)
     alpha = torch.rand(B, K + 1, generator=gen)
     upstream = torch.randn(B, K + 1, D, generator=gen)
-    return query, pos_layers, item_layers, candidates, alpha, upstream
+    query, pos_layers, item_layers, candidates, alpha, upstream = (
+        t.to(device) for t in (query, pos_layers, item_layers, candidates, alpha, upstream))
+    return query, pos_layers.requires_grad_(), item_layers.requires_grad_(), candidates, alpha, upstream
 
 
 def mixgcf_case(n_items: int = YELP2018["n_items"], backward: bool = True) -> Dict[str, Callable]:
