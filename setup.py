@@ -8,7 +8,9 @@ found, or when ``FORCE_CUDA=1``. Switches: ``FORCE_ONLY_CPU=1`` (never build CUD
 """
 import glob
 import os
+import shlex
 import subprocess
+import sysconfig
 
 from setuptools import find_packages, setup
 
@@ -28,11 +30,15 @@ def _shared_libstdcxx_link_args():
     mixed the two runtimes, and every error message that formats an integer (``TORCH_CHECK(..., "got ", n)``)
     crashed the process instead of raising. Named before the compiler's own ``-lstdc++`` (static or not), the shared
     runtime resolves every libstdc++ symbol, so nothing of the archive is linked; where it is linked dynamically
-    already, the flag changes nothing. Left out when the compiler cannot find ``libstdc++.so.6``.
+    already, the flag changes nothing. Left out when the compiler cannot find ``libstdc++.so.6``, and for a fully
+    static link (``-static`` or ``-Wl,-Bstatic`` in ``LDFLAGS``), which cannot take a shared library.
     """
-    compiler = os.environ.get("CXX", "c++")
+    ldflags = shlex.split(os.environ.get("LDFLAGS", ""))
+    if any(flag == "-static" or "-Bstatic" in flag for flag in ldflags):
+        return []
+    compiler = shlex.split(os.environ.get("CXX") or sysconfig.get_config_var("CXX") or "c++")
     try:
-        found = subprocess.run([compiler, "-print-file-name=libstdc++.so.6"], capture_output=True, text=True,
+        found = subprocess.run(compiler + ["-print-file-name=libstdc++.so.6"], capture_output=True, text=True,
                                timeout=60).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return []

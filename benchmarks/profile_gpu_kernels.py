@@ -26,6 +26,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from synthetic_graph import YELP2018  # noqa: E402
+from run_gpu_benchmarks import spmm_groups  # noqa: E402
 from workloads import D, mixgcf_inputs, yelp_graph  # noqa: E402
 
 from recbole_hnlm.ops import mixgcf_mix, spmm  # noqa: E402
@@ -52,10 +53,8 @@ def timed(label, fn, repeat, device):
 def spmm_case(device, repeat):
     graph = yelp_graph().to(device)
     x = torch.randn(graph.num_nodes, D, device=device)
-    for groups in ("1", "2", "4"):
-        os.environ["RECBOLE_HNLM_SPMM_GROUPS"] = groups
-        timed(f"spmm, RECBOLE_HNLM_SPMM_GROUPS={groups}", lambda: spmm(graph, x), repeat, device)
-    del os.environ["RECBOLE_HNLM_SPMM_GROUPS"]
+    for groups in (1, 2, 4):
+        timed(f"spmm, RECBOLE_HNLM_SPMM_GROUPS={groups}", spmm_groups(groups, lambda: spmm(graph, x)), repeat, device)
 
 
 def mixgcf_case(device, repeat):

@@ -65,11 +65,15 @@ def spmm_groups(groups, fn):
     """fn run with RECBOLE_HNLM_SPMM_GROUPS=groups: the SpMM gathers that many rows per load instruction (an
     experiment, csrc/cuda/propagation_cuda.cu; setting the variable costs the timed region a few microseconds)."""
     def run():
+        before = os.environ.get("RECBOLE_HNLM_SPMM_GROUPS")
         os.environ["RECBOLE_HNLM_SPMM_GROUPS"] = str(groups)
         try:
             return fn()
         finally:
-            del os.environ["RECBOLE_HNLM_SPMM_GROUPS"]
+            if before is None:
+                del os.environ["RECBOLE_HNLM_SPMM_GROUPS"]
+            else:
+                os.environ["RECBOLE_HNLM_SPMM_GROUPS"] = before
     return run
 
 

@@ -178,11 +178,15 @@ struct CsrCuda {
 // the launch queue (a LightGCN step calls the ops twice per batch). So a rowptr tensor that passed is remembered, by
 // a weak reference and its version counter, and later calls on the same unmodified tensor skip the checks. Any
 // in-place change through PyTorch bumps the version and the tensor is checked again; writes that bypass the version
-// counter (through `.data`, DLPack) are not seen. Inference tensors have no version counter: always checked.
+// counter (through `.data`, a storage alias made with `set_`, DLPack, other libraries' kernels) are not seen.
+// Inference tensors have no version counter, and a non-contiguous rowptr is copied on every call: both are always
+// checked.
 class CheckedRowptrs {
  public:
+  static bool cacheable(const at::Tensor& rowptr) { return !rowptr.is_inference() && rowptr.is_contiguous(); }
+
   bool contains(const at::Tensor& rowptr, int64_t nnz) {
-    if (rowptr.is_inference()) return false;
+    if (!cacheable(rowptr)) return false;
     const std::lock_guard<std::mutex> lock(mutex_);
     for (const auto& entry : entries_) {
       if (entry.nnz == nnz && entry.version == rowptr._version() &&
@@ -192,11 +196,11 @@ class CheckedRowptrs {
     return false;
   }
 
-  void add(const at::Tensor& rowptr, int64_t nnz) {
-    if (rowptr.is_inference()) return;
+  // `version`: the tensor's version when its checks began (a change during them is then seen next time)
+  void add(const at::Tensor& rowptr, int64_t version, int64_t nnz) {
     const std::lock_guard<std::mutex> lock(mutex_);
     if (entries_.size() == kCapacity) entries_.erase(entries_.begin());
-    entries_.push_back({Weak(rowptr.getIntrusivePtr()), rowptr._version(), nnz});
+    entries_.push_back({Weak(rowptr.getIntrusivePtr()), version, nnz});
   }
 
  private:
@@ -222,12 +226,14 @@ CsrCuda prepare_cuda(const at::Tensor& rowptr, const at::Tensor& col, const at::
   CHECK_CUDA(x);
   const auto acc_type = at::toOpMathType(x.scalar_type());
   CsrCuda g{rowptr.contiguous(), col.contiguous(), val.to(acc_type).contiguous(), col.numel()};
-  if (!checked_rowptrs().contains(g.rowptr, g.nnz)) {
+  if (!checked_rowptrs().contains(rowptr, g.nnz)) {
+    const bool remember = CheckedRowptrs::cacheable(rowptr);
+    const int64_t version = remember ? rowptr._version() : 0;
     check_csr_ends(g.rowptr, g.nnz);
     // the CPU sweep checks this row by row; here one reduction (a decreasing rowptr would give wrong sums silently)
     TORCH_CHECK(g.rowptr.numel() < 2 || (g.rowptr.slice(0, 1) >= g.rowptr.slice(0, 0, -1)).all().item<bool>(),
                 "rowptr must be non-decreasing");
-    checked_rowptrs().add(g.rowptr, g.nnz);
+    if (remember) checked_rowptrs().add(rowptr, version, g.nnz);
   }
   return g;
 }
@@ -280,13 +286,15 @@ void launch_spmm_grouped(const CsrCuda& g, const at::Tensor& x, int64_t x_stride
 template <typename scalar_t, typename index_t>
 void launch_spmm_vectorised(const CsrCuda& g, const at::Tensor& x, int64_t x_stride, const at::Tensor& out,
                             int64_t out_stride, int64_t n, int64_t d) {
+  const int groups = spmm_groups();  // checked for every dtype, though double features always use one group
   if constexpr (std::is_same<scalar_t, float>::value || is_16bit_float<scalar_t>) {
-    switch (spmm_groups()) {
+    switch (groups) {
       case 2: return launch_spmm_grouped<scalar_t, index_t, 2>(g, x, x_stride, out, out_stride, n, d);
       case 4: return launch_spmm_grouped<scalar_t, index_t, 4>(g, x, x_stride, out, out_stride, n, d);
       default: return launch_spmm_grouped<scalar_t, index_t, 1>(g, x, x_stride, out, out_stride, n, d);
     }
   } else {
+    (void)groups;
     launch_spmm<scalar_t, index_t, 1, 1>(g, x, x_stride, out, out_stride, n, d);
   }
 }

@@ -106,8 +106,8 @@ def test_spmm_matches_reference(dev, deterministic, name, dtype, d):
 
 @pytest.mark.parametrize("groups", ["2", "4"])
 @pytest.mark.parametrize("name", ["tiny", "isolated_hub", "hub5000"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("d", [7, 64, 128])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("d", [7, 64, 200])  # 200: several passes, the last one partly active
 def test_spmm_groups_experiment_matches_reference(dev, deterministic, monkeypatch, groups, name, dtype, d):
     """RECBOLE_HNLM_SPMM_GROUPS (2 or 4 rows gathered per load instruction, a benchmark experiment): the same sums,
     gradients through the layer ops too, and in deterministic mode the same bits every run."""
@@ -134,11 +134,12 @@ def test_spmm_groups_experiment_matches_reference(dev, deterministic, monkeypatc
     torch.testing.assert_close(grad.double(), grad_ref, **TOL[torch.float32])
 
 
-def test_spmm_groups_setting_is_checked(dev, monkeypatch):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_spmm_groups_setting_is_checked(dev, monkeypatch, dtype):
     monkeypatch.setenv("RECBOLE_HNLM_SPMM_GROUPS", "3")
     graph = cuda_graph("tiny", dev)
     with pytest.raises(RuntimeError, match="RECBOLE_HNLM_SPMM_GROUPS must be 1, 2 or 4, got '3'"):
-        spmm(graph, torch.randn(graph.num_nodes, 8, device=dev))
+        spmm(graph, torch.randn(graph.num_nodes, 8, device=dev, dtype=dtype))
 
 
 @pytest.mark.parametrize("name", ["tiny", "isolated_hub", "hub5000"])
@@ -413,6 +414,9 @@ def test_a_checked_rowptr_is_checked_again_after_an_in_place_change(dev):
     with pytest.raises(RuntimeError, match="non-decreasing"):
         _ext.ops.spmm(rowptr, g.col, g.val, x)
     rowptr.copy_(g.rowptr)
+    _ext.ops.lightgcn_layers(rowptr, g.col, g.val, x, 2)  # checked and remembered again
+    with pytest.raises(RuntimeError, match=r"rowptr\[-1\] must equal nnz"):  # the same tensor, another nnz
+        _ext.ops.spmm(rowptr, g.col[:-1], g.val[:-1], x)
     rowptr[-1] += 1
     with pytest.raises(RuntimeError, match=r"rowptr\[-1\] must equal nnz"):
         _ext.ops.lightgcn_layers(rowptr, g.col, g.val, x, 2)
