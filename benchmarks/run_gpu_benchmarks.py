@@ -39,7 +39,7 @@ import torch  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from synthetic_graph import YELP2018, power_law_interactions  # noqa: E402
-from workloads import mixgcf_inputs  # noqa: E402
+from workloads import B, D, K, M, mixgcf_inputs  # noqa: E402
 
 from recbole_hnlm.determinism import deterministic_algorithms  # noqa: E402
 from recbole_hnlm.ops import _ext, bipartite_normalized_graph, lightgcn_propagate, mixgcf_mix  # noqa: E402
@@ -56,7 +56,6 @@ AMAZON_BOOK = dict(n_users=52_643, n_items=91_599, n_edges=2_380_730)
 GRAPHS = {"yelp2018": YELP2018, "amazon-book": AMAZON_BOOK}
 #: Peak HBM bandwidth (GB/s) by device-name substring, for the ratio to the floor.
 PEAK_GBPS = {"H200": 4800.0, "H100": 3350.0, "A100": 2039.0}
-D, K, B, M = 64, 3, 2048, 64
 #: RECBOLE_HNLM_SPMM_GROUPS values timed next to the default (1): rows a warp gathers per load instruction.
 GROUPS = (2, 4)
 

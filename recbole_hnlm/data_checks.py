@@ -86,8 +86,9 @@ def check_inter_header(path, config):
     try:
         with open(path, encoding=encoding) as f:
             header = f.readline().rstrip("\r\n")
-            fields = _header_fields(path, header, separator, example, config)
-            has_rows = _check_rows(path, f, header, fields, separator, config)
+            loaded = _loaded_columns(config)
+            fields = _header_fields(path, header, separator, example, config, loaded)
+            has_rows = _check_rows(path, f, header, fields, separator, config, loaded)
     except UnicodeDecodeError as error:
         raise DataError(f"{path} is not {encoding} text (byte {error.object[error.start:error.start + 1]!r}: "
                         f"{error.reason}): save it as UTF-8, or pass --encoding=<its encoding> (e.g. "
@@ -96,8 +97,8 @@ def check_inter_header(path, config):
         raise DataError(f"{path} has a header but no interactions.")
 
 
-def _header_fields(path, header, separator, example, config):
-    """``{name: type}`` of a header line, with the id fields checked."""
+def _header_fields(path, header, separator, example, config, loaded):
+    """``{name: type}`` of a header line, with the id fields checked (``loaded``: see :func:`_loaded_columns`)."""
     if not header.strip():
         raise DataError(f"{path} is empty: its first line must be a header such as {example!r}.")
     if header.startswith("\ufeff"):
@@ -112,7 +113,6 @@ def _header_fields(path, header, separator, example, config):
             raise DataError(f"{path}: header field {column!r} is not 'name:type' with a type in {_ATOMIC_TYPES}."
                             f"{hint} Example header: {example!r}.")
         fields[name] = kind
-    loaded = _loaded_columns(config)
     for key in ("USER_ID_FIELD", "ITEM_ID_FIELD"):
         name = config[key]
         if name not in fields:
@@ -135,11 +135,10 @@ def _loaded_columns(config):
     return None
 
 
-def _check_rows(path, lines, header, fields, separator, config):
+def _check_rows(path, lines, header, fields, separator, config, loaded):
     """Every non-blank line after the header: the header's field count, numbers in loaded float fields, ids in
     pre-split files. Returns whether there was a line."""
     names = list(fields)
-    loaded = _loaded_columns(config)
     numeric = [k for k, name in enumerate(names) if fields[name] == "float" and (loaded is None or name in loaded)]
     ids = ([names.index(config["USER_ID_FIELD"]), names.index(config["ITEM_ID_FIELD"])]
            if config["benchmark_filename"] else [])

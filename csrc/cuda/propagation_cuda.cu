@@ -72,7 +72,7 @@ __global__ void __launch_bounds__(kBlock) spmm_edge_split_kernel(
   const int64_t e1 = min(nnz, e0 + kEdgesPerWarp);
   const int64_t row0 = first_row_containing(rowptr, n_rows, e0);
 
-  const int64_t passes = ceil_div(d, kLanes * VEC);  // 1 for d = 64 (float2) or d = 128 (float4)
+  const int64_t passes = ceil_div(d, kLanes * VEC);  // 1 pass for d = 64 (float2, or float4 with 2 groups)
   for (int64_t pass = 0; pass < passes; ++pass) {
     // every lane runs every pass (uniform trip counts keep the warp converged on the col/val loads)
     const int64_t f0 = (pass * kLanes + sub) * VEC;

@@ -66,9 +66,10 @@ def _file_fingerprint(path: str) -> str:
     return digest.hexdigest()
 
 
-def _local_model_name(folder: str, files) -> str:
-    """``<name>@<12 hex digits>`` of a local model: its name and a fingerprint of its files, so that two models
-    named alike (``checkpoint-500``, ``model``) never share cached artifacts, and a copy elsewhere still does."""
+def _model_fingerprint(folder: str, files) -> str:
+    """12 hex digits from a local model's files (names and :func:`_file_fingerprint`), the ``@...`` of its name
+    ``<name>@<fingerprint>``: two models named alike (``checkpoint-500``, ``model``) never share cached artifacts,
+    and a copy elsewhere still does."""
     digest = hashlib.sha256()
     for name in sorted(files):
         digest.update(f"{name}:{_file_fingerprint(os.path.join(folder, name))}\n".encode())
@@ -106,7 +107,7 @@ def resolve_generator(path: str, option: str = "hnlm_generator") -> ModelRef:
         if not os.path.isfile(path):
             raise ModelNotFound(f"{option}: GGUF file {path} not found")
         folder, name = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
-        return ModelRef(folder, name, f"{name}@{_local_model_name(folder, [name])}")
+        return ModelRef(folder, name, f"{name}@{_model_fingerprint(folder, [name])}")
     if not os.path.isdir(path):
         raise ModelNotFound(f"{option}: model folder {path} not found (no hub access: give a local path)")
     return _local_folder(path)
@@ -115,7 +116,7 @@ def resolve_generator(path: str, option: str = "hnlm_generator") -> ModelRef:
 def _local_folder(path: str) -> ModelRef:
     folder = os.path.abspath(path)
     return ModelRef(folder, None, f"{os.path.basename(os.path.normpath(path))}@"
-                                  f"{_local_model_name(folder, _model_files(folder))}")
+                                  f"{_model_fingerprint(folder, _model_files(folder))}")
 
 
 def resolve_encoder(path: str, option: str = "hnlm_encoder") -> ModelRef:
