@@ -5,7 +5,8 @@ kernel's memory throughput, L2 hit rate, achieved occupancy and warp stall reaso
 d = 64, K = 3, B = 2048, M = 64, as in the benchmark):
 
 * ``spmm``: one propagation layer in float32, the default kernel, then ``RECBOLE_HNLM_SPMM_GROUPS`` = 2 and 4;
-* ``mixgcf``: one MixGCF step, forward (``mixgcf_mix_kernel``) and backward (``mixgcf_scatter_kernel``).
+* ``mixgcf``: one MixGCF step, forward (``mixgcf_mix_kernel``) and backward (``mixgcf_scatter_kernel``), then the
+  forward of the split kernel (``mixgcf_mix_split_kernel``) with ``RECBOLE_HNLM_ARGMAX_GROUPS`` = 1, 2 and 4.
 
 Each kernel runs ``--repeat`` times (default 1) after a warm-up; profile them all, e.g.::
 
@@ -26,7 +27,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from synthetic_graph import YELP2018  # noqa: E402
-from run_gpu_benchmarks import spmm_groups  # noqa: E402
+from run_gpu_benchmarks import argmax_groups, spmm_groups  # noqa: E402
 from workloads import D, mixgcf_inputs, yelp_graph  # noqa: E402
 
 from recbole_hnlm.ops import mixgcf_mix, spmm  # noqa: E402
@@ -62,6 +63,10 @@ def mixgcf_case(device, repeat):
     timed("mixgcf step fwd+bwd",
           lambda: torch.autograd.grad(mixgcf_mix(query, pos, items, cand, alpha)[0], [pos, items], up), repeat,
           device)
+    with torch.no_grad():
+        for groups in (1, 2, 4):
+            timed(f"mixgcf forward, RECBOLE_HNLM_ARGMAX_GROUPS={groups}",
+                  argmax_groups(groups, lambda: mixgcf_mix(query, pos, items, cand, alpha)), repeat, device)
 
 
 def main():

@@ -19,6 +19,8 @@ Per graph (synthetic power-law graphs of the published LightGCN training sizes, 
   ours (float32 and bfloat16 layer stack) vs the reference ops;
 * the SpMM experiment ``RECBOLE_HNLM_SPMM_GROUPS`` = 2 and 4 (rows a warp gathers per load instruction) for one
   layer and for propagation, next to the default (1);
+* the argmax experiment ``RECBOLE_HNLM_ARGMAX_GROUPS`` = 1, 2 and 4 (MixGCF: one warp per row and layer; MixGCF,
+  DNS and AHNS: candidate groups of lanes with vector loads) for the MixGCF step, the selections and the epoch (2);
 * the cost of ``torch.use_deterministic_algorithms(True)`` (option ``use_deterministic_algorithms``): our SpMM,
   propagation, MixGCF step and epoch with it, next to the same ops without it (a ratio above 1 is its cost).
 
@@ -58,22 +60,36 @@ GRAPHS = {"yelp2018": YELP2018, "amazon-book": AMAZON_BOOK}
 PEAK_GBPS = {"H200": 4800.0, "H100": 3350.0, "A100": 2039.0}
 #: RECBOLE_HNLM_SPMM_GROUPS values timed next to the default (1): rows a warp gathers per load instruction.
 GROUPS = (2, 4)
+#: RECBOLE_HNLM_ARGMAX_GROUPS values timed next to the default kernels (unset): candidate groups per warp of the split
+#: MixGCF / DNS / AHNS kernels; the epoch times the first one only.
+ARGMAX_GROUPS = (1, 2, 4)
 
 
-def spmm_groups(groups, fn):
-    """fn run with RECBOLE_HNLM_SPMM_GROUPS=groups: the SpMM gathers that many rows per load instruction (an
-    experiment, csrc/cuda/propagation_cuda.cu; setting the variable costs the timed region a few microseconds)."""
+def with_env(name, value, fn):
+    """fn run with the environment variable `name` set to `value` (restored afterwards): the kernel experiments of
+    csrc/cuda are switched this way, read at every call (setting it costs the timed region a few microseconds)."""
     def run():
-        before = os.environ.get("RECBOLE_HNLM_SPMM_GROUPS")
-        os.environ["RECBOLE_HNLM_SPMM_GROUPS"] = str(groups)
+        before = os.environ.get(name)
+        os.environ[name] = str(value)
         try:
             return fn()
         finally:
             if before is None:
-                del os.environ["RECBOLE_HNLM_SPMM_GROUPS"]
+                del os.environ[name]
             else:
-                os.environ["RECBOLE_HNLM_SPMM_GROUPS"] = before
+                os.environ[name] = before
     return run
+
+
+def spmm_groups(groups, fn):
+    """fn with RECBOLE_HNLM_SPMM_GROUPS=groups: the SpMM gathers that many rows per load instruction."""
+    return with_env("RECBOLE_HNLM_SPMM_GROUPS", groups, fn)
+
+
+def argmax_groups(groups, fn):
+    """fn with RECBOLE_HNLM_ARGMAX_GROUPS=groups: MixGCF runs one warp per (row, layer), and MixGCF, DNS and AHNS
+    score candidates in that many groups of lanes with vector loads."""
+    return with_env("RECBOLE_HNLM_ARGMAX_GROUPS", groups, fn)
 
 
 def deterministic(fn):
@@ -266,7 +282,8 @@ def main():
             ego = x.clone().requires_grad_()
             upstream = torch.randn(n, D, device=device, dtype=dtype, generator=gen)
             variants = {
-                "ours lightgcn_propagate": lambda: torch.autograd.grad(lightgcn_propagate(graph, ego, K), [ego], upstream),
+                "ours lightgcn_propagate": lambda: torch.autograd.grad(
+                    lightgcn_propagate(graph, ego, K), [ego], upstream),
                 "ours, deterministic mode": deterministic(
                     lambda: torch.autograd.grad(lightgcn_propagate(graph, ego, K), [ego], upstream)),
                 "reference chain (torch.sparse.mm)": lambda: torch.autograd.grad(
@@ -312,6 +329,13 @@ def main():
             z_det, _ = mixgcf_mix(query, pos, items, cand, alpha)
             for got, want in zip(torch.autograd.grad(z_det, [pos, items], up), grads):
                 torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+        for groups in ARGMAX_GROUPS:  # the experiment's choices, checked before they are timed (near-ties may split)
+            z_split, chosen_split = argmax_groups(groups, lambda: mixgcf_mix(query, pos, items, cand, alpha))()
+            assert (chosen_split == chosen).float().mean() > 0.999
+            agree = (chosen_split == chosen)[..., None]
+            torch.testing.assert_close(z_split * agree, z * agree)
+            grads_split = torch.autograd.grad(z_split, [pos, items], up)
+            torch.testing.assert_close(grads_split[0], grads[0])
         ours_saved = saved_bytes(lambda: mixgcf_mix(query, pos, items, cand, alpha))
         eager_saved = saved_bytes(lambda: mixgcf_mix_official(query, pos, items, cand, alpha))
         variants = {
@@ -322,6 +346,9 @@ def main():
             "eager official MixGCF": lambda: torch.autograd.grad(
                 mixgcf_mix_official(query, pos, items, cand, alpha)[0], [pos, items], up),
         }
+        for groups in ARGMAX_GROUPS:
+            variants[f"ours mixgcf_mix, split, {groups} candidate groups"] = argmax_groups(groups, lambda: (
+                torch.autograd.grad(mixgcf_mix(query, pos, items, cand, alpha)[0], [pos, items], up)))
         items16 = items.detach().bfloat16().requires_grad_()
         pos16, query16, up16 = pos.detach().bfloat16().requires_grad_(), query.bfloat16(), up.bfloat16()
         variants["ours mixgcf_mix, bfloat16 stack"] = lambda: torch.autograd.grad(
@@ -333,20 +360,28 @@ def main():
         flat = items.detach()[:, 0].contiguous()
         target = torch.randn(B, device=device, generator=gen)
         for case, tgt in (("DNS select", None), ("AHNS select", target)):
-            assert torch.equal(select_candidates(user, flat, cand, tgt), select_candidates_reference(user, flat, cand, tgt))
-            variants = {"ours select_candidates": lambda: select_candidates(user, flat, cand, tgt),
-                        "eager gather+bmm+arg": lambda: select_candidates_reference(user, flat, cand, tgt)}
+            expected = select_candidates_reference(user, flat, cand, tgt)
+            assert torch.equal(select_candidates(user, flat, cand, tgt), expected)
+            variants = {"ours select_candidates": lambda tgt=tgt: select_candidates(user, flat, cand, tgt),
+                        "eager gather+bmm+arg": lambda tgt=tgt: select_candidates_reference(user, flat, cand, tgt)}
+            for groups in ARGMAX_GROUPS:
+                split = argmax_groups(groups, lambda tgt=tgt: select_candidates(user, flat, cand, tgt))
+                assert (split() == expected).float().mean() > 0.999
+                variants[f"ours, split, {groups} candidate groups"] = split
             row(graph_name, "float32", case, timer.interleaved(variants, args.rounds))
 
         if not args.skip_epoch:
             results, notes = {}, {}
-            for label, use_kernels, layers_dtype, strict in (
-                    ("ours (kernels)", True, None, False),
-                    ("ours (kernels), bfloat16 stack", True, torch.bfloat16, False),
-                    ("ours (kernels), deterministic mode", True, None, True),
-                    ("reference ops", False, None, False)):
+            split = ARGMAX_GROUPS[1]
+            for label, use_kernels, layers_dtype, mode in (
+                    ("ours (kernels)", True, None, None),
+                    ("ours (kernels), bfloat16 stack", True, torch.bfloat16, None),
+                    ("ours (kernels), deterministic mode", True, None, "deterministic"),
+                    (f"ours (kernels), split MixGCF, {split} candidate groups", True, None, "split"),
+                    ("reference ops", False, None, None)):
                 epoch, n_batches = epoch_step_factory(graph, sizes, device, torch.float32, use_kernels, layers_dtype)
-                epoch = deterministic(epoch) if strict else epoch
+                epoch = {"deterministic": deterministic, "split": lambda fn: argmax_groups(split, fn),
+                         None: lambda fn: fn}[mode](epoch)
                 epoch()  # warm-up epoch
                 times = [timer.once(epoch) for _ in range(args.epoch_rounds)]
                 results[label] = statistics.median(times)

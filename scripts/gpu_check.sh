@@ -81,7 +81,7 @@ if command -v ncu > /dev/null; then  # why the kernels take what they take (appe
        --section WarpStateStats --section LaunchStats)
   stage ncu-spmm bench.log 60 "${NCU[@]}" --kernel-name regex:spmm_edge_split \
     "$PY" benchmarks/profile_gpu_kernels.py spmm
-  stage ncu-mixgcf bench.log 45 "${NCU[@]}" --kernel-name regex:"mixgcf_(mix|scatter)_kernel" \
+  stage ncu-mixgcf bench.log 45 "${NCU[@]}" --kernel-name regex:"mixgcf_(mix|scatter|mix_split)_kernel" \
     "$PY" benchmarks/profile_gpu_kernels.py mixgcf
 fi
 stage bench-amazon-book bench.log 240 "$PY" benchmarks/run_gpu_benchmarks.py --graphs amazon-book \

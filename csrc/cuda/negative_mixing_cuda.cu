@@ -19,6 +19,18 @@
 //
 // Ties pick the smallest position and the first NaN wins (torch.argmax/argmin), as on the CPU. Ids outside
 // [0, I) trip a device assertion.
+//
+// An experiment for the GPU benchmark, off by default: RECBOLE_HNLM_ARGMAX_GROUPS = 1, 2 or 4 switches mixgcf_mix and
+// select_candidates to "split" kernels. MixGCF gets one warp per (batch row, layer) instead of one per batch row
+// (the layers' argmaxes are independent: 4x the warps for K = 3), and the warp is cut into that many groups of lanes
+// that score different candidates with vector loads (2 groups of 16 lanes x float4 cover two d = 64 rows per load
+// instruction). The groups' running argmaxes are merged by a butterfly under the same rule (first NaN, else the
+// first extremum), so the chosen position is the same; the scores are summed in another order (not the same bits).
+
+#include <cstdlib>
+#include <limits>
+#include <string>
+#include <type_traits>
 
 #include "utils.cuh"
 
@@ -126,6 +138,122 @@ __global__ void __launch_bounds__(kBlock, 2) mixgcf_mix_kernel(
   }
 }
 
+// Does the score `key` at position m win over the running best (best_key at best_m) under torch.argmax (maximize) or
+// torch.argmin: the first NaN, else the first extremum? A position < 0 is "no candidate". Unlike improves(), the
+// positions may come in any order, so the running bests of several candidate groups can be merged.
+template <typename acc_t>
+__device__ __forceinline__ bool wins(bool maximize, acc_t key, int m, acc_t best_key, int best_m) {
+  if (m < 0) return false;
+  if (best_m < 0) return true;
+  const bool key_nan = isnan(key), best_nan = isnan(best_key);
+  if (key_nan || best_nan) return key_nan && (!best_nan || m < best_m);
+  if (key == best_key) return m < best_m;
+  return maximize ? key > best_key : key < best_key;
+}
+
+// The winning position among the M candidates `cand` of one warp's row (every lane gets it): scores <q, row_c> of the
+// rows items + c * row_stride + offset, ranked by argmax (no target) or by argmin |score - target| (AHNS). The warp
+// is cut into GROUPS groups of kWarp / GROUPS lanes; group g scores positions g, g + GROUPS, ... kCandidatesInFlight
+// at a time, each lane taking VEC features per load, and the groups' winners are merged by a butterfly.
+template <int GROUPS, int VEC, typename scalar_t, typename acc_t>
+__device__ __forceinline__ int grouped_argmax(const scalar_t* __restrict__ q, const int64_t* __restrict__ cand,
+                                              int M, const scalar_t* __restrict__ items, int64_t row_stride,
+                                              int64_t offset, int64_t I, int64_t d, const acc_t* target, int lane) {
+  constexpr int kLanes = kWarp / GROUPS;
+  constexpr int U = kCandidatesInFlight;
+  const int group = lane / kLanes, group_lane = lane % kLanes;
+  const bool maximize = target == nullptr;
+  const acc_t t = target != nullptr ? *target : acc_t(0);
+  acc_t best = acc_t(0);
+  int best_m = -1;
+  for (int m0 = 0; m0 < M; m0 += U * GROUPS) {
+    const scalar_t* rows[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {  // positions past M repeat candidate M - 1: loaded, never compared
+      const int64_t c = cand[min(m0 + u * GROUPS + group, M - 1)];
+      CUDA_KERNEL_ASSERT(c >= 0 && c < I);
+      rows[u] = items + c * row_stride + offset;
+    }
+    acc_t s[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) s[u] = acc_t(0);
+    for (int64_t k = int64_t(group_lane) * VEC; k < d; k += int64_t(kLanes) * VEC) {
+      acc_t qv[VEC];
+      load_vec<scalar_t, acc_t, VEC>(q + k, qv);
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        acc_t rv[VEC];
+        load_vec<scalar_t, acc_t, VEC>(rows[u] + k, rv);
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) s[u] += qv[j] * rv[j];
+      }
+    }
+#pragma unroll
+    for (int width = kLanes / 2; width > 0; width >>= 1) {  // within the group: the lanes' partial sums
+#pragma unroll
+      for (int u = 0; u < U; ++u) s[u] += __shfl_xor_sync(0xffffffffu, s[u], width);
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {  // this group's positions, in increasing order
+      const int m = m0 + u * GROUPS + group;
+      const acc_t key = maximize ? s[u] : abs(s[u] - t);
+      if (m < M && wins(maximize, key, m, best, best_m)) {
+        best = key;
+        best_m = m;
+      }
+    }
+  }
+#pragma unroll
+  for (int width = kLanes; width < kWarp; width <<= 1) {  // across the groups (no-op for one group)
+    const acc_t other = __shfl_xor_sync(0xffffffffu, best, width);
+    const int other_m = __shfl_xor_sync(0xffffffffu, best_m, width);
+    if (wins(maximize, other, other_m, best, best_m)) {
+      best = other;
+      best_m = other_m;
+    }
+  }
+  return best_m;
+}
+
+// mixgcf_mix with one warp per (batch row, layer) r = b * L + layer (RECBOLE_HNLM_ARGMAX_GROUPS): the layer's argmax
+// over the raw candidates, then z[r] = a * p + (1 - a) * e_best and the chosen id, as mixgcf_mix_kernel.
+template <typename scalar_t, typename acc_t, int VEC, int GROUPS>
+__global__ void __launch_bounds__(kBlock) mixgcf_mix_split_kernel(
+    const scalar_t* __restrict__ query, bool per_layer_query, const scalar_t* __restrict__ pos,
+    const scalar_t* __restrict__ items, const int64_t* __restrict__ candidates, const acc_t* __restrict__ alpha,
+    scalar_t* __restrict__ z, int64_t* __restrict__ chosen, int64_t B, int M, int L, int64_t d, int64_t I) {
+  const int64_t r = global_warp();
+  const int lane = lane_id();
+  if (r >= B * L) return;
+  const int64_t b = r / L;
+  const int64_t layer_offset = (r % L) * d;
+  const int64_t item_stride = static_cast<int64_t>(L) * d;
+  const int64_t* cand = candidates + b * M;
+  const int best_m = grouped_argmax<GROUPS, VEC>(query + (per_layer_query ? r * d : b * d), cand, M, items,
+                                                 item_stride, layer_offset, I, d, static_cast<const acc_t*>(nullptr),
+                                                 lane);
+  const int64_t item = cand[best_m];
+  if (lane == 0) chosen[r] = item;
+  const acc_t a = alpha[r];
+  const scalar_t* p = pos + r * d;
+  const scalar_t* n = items + item * item_stride + layer_offset;
+  for (int64_t k = lane; k < d; k += kWarp)
+    z[r * d + k] = static_cast<scalar_t>(a * static_cast<acc_t>(p[k]) + (acc_t(1) - a) * static_cast<acc_t>(n[k]));
+}
+
+// select_candidates with candidate groups and vector loads (RECBOLE_HNLM_ARGMAX_GROUPS); one warp per batch row.
+template <typename scalar_t, typename acc_t, int VEC, int GROUPS>
+__global__ void __launch_bounds__(kBlock) select_candidates_split_kernel(
+    const scalar_t* __restrict__ user, const scalar_t* __restrict__ items, const int64_t* __restrict__ candidates,
+    const acc_t* __restrict__ target, int64_t* __restrict__ positions, int64_t B, int M, int64_t d, int64_t I) {
+  const int64_t b = global_warp();
+  const int lane = lane_id();
+  if (b >= B) return;
+  const int best_m = grouped_argmax<GROUPS, VEC>(user + b * d, candidates + b * M, M, items, d, 0, I, d,
+                                                 target != nullptr ? target + b : nullptr, lane);
+  if (lane == 0) positions[b] = best_m;
+}
+
 template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kBlock) mixgcf_scatter_kernel(
     const scalar_t* __restrict__ grad_z, const int64_t* __restrict__ chosen, const acc_t* __restrict__ alpha,
@@ -207,6 +335,46 @@ __global__ void __launch_bounds__(kBlock) select_candidates_kernel(
   if (lane == 0) positions[b] = best_m;
 }
 
+// Candidate groups per warp of the split kernels: 0 (the default kernels) unless the environment variable
+// RECBOLE_HNLM_ARGMAX_GROUPS asks for 1, 2 or 4. An experiment for the GPU benchmark, read at every call, until a
+// measurement picks the default (docs/performance.md).
+int argmax_groups() {
+  const char* value = std::getenv("RECBOLE_HNLM_ARGMAX_GROUPS");
+  if (value == nullptr || *value == '\0') return 0;
+  const std::string text(value);
+  TORCH_CHECK(text == "1" || text == "2" || text == "4",
+              "RECBOLE_HNLM_ARGMAX_GROUPS must be 1, 2 or 4 (or unset), got '", text, "'");
+  return text[0] - '0';
+}
+
+// launch(VEC, GROUPS) with both as std::integral_constant: GROUPS = `groups`, VEC the widest vector load that keeps
+// every row of `rows` aligned with the fewest passes of a group's lanes over d (vector_width); float and 16-bit rows
+// only (double rows load element-wise).
+template <typename scalar_t, typename Launch>
+void dispatch_split(int groups, int64_t d, std::initializer_list<std::pair<const void*, int64_t>> rows,
+                    const Launch& launch) {
+  const auto with_groups = [&](auto groups_c) {
+    using Vec = std::integral_constant<int, 1>;
+    const int vec = vector_width(d, rows, sizeof(scalar_t), kWarp / decltype(groups_c)::value);
+    if constexpr (is_16bit_float<scalar_t>) {
+      if (vec == 8) return launch(std::integral_constant<int, 8>(), groups_c);
+    }
+    if constexpr (is_16bit_float<scalar_t> || std::is_same<scalar_t, float>::value) {
+      if (vec == 4) return launch(std::integral_constant<int, 4>(), groups_c);
+      if (vec == 2) return launch(std::integral_constant<int, 2>(), groups_c);
+    }
+    launch(Vec(), groups_c);
+  };
+  if (groups == 1) return with_groups(std::integral_constant<int, 1>());
+  if (groups == 2) return with_groups(std::integral_constant<int, 2>());
+  with_groups(std::integral_constant<int, 4>());
+}
+
+void check_split_positions(int64_t M) {
+  TORCH_CHECK(M <= std::numeric_limits<int>::max(), "RECBOLE_HNLM_ARGMAX_GROUPS: at most 2^31 - 1 candidates per "
+              "row, got M = ", M);
+}
+
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> mixgcf_mix_cuda(const at::Tensor& query, const at::Tensor& pos_layers,
@@ -222,12 +390,26 @@ std::tuple<at::Tensor, at::Tensor> mixgcf_mix_cuda(const at::Tensor& query, cons
   auto z = at::empty({B, L, d}, pos_c.options());
   auto chosen = at::empty({B, L}, candidates_c.options());
   if (B == 0) return {z, chosen};
+  const int64_t M = candidates_c.size(1);
+  const int groups = argmax_groups();
   HNLM_DISPATCH_FLOATING(pos_c.scalar_type(), "mixgcf_mix_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
+    if (groups > 0) {
+      check_split_positions(M);
+      const int64_t d_stride = d;  // every query and item-layer row starts a multiple of d elements in
+      return dispatch_split<scalar_t>(groups, d, {{query_c.data_ptr(), d_stride}, {items_c.data_ptr(), d_stride}},
+          [&](auto vec, auto groups_c) {
+            launch_kernel(mixgcf_mix_split_kernel<scalar_t, acc_t, decltype(vec)::value, decltype(groups_c)::value>,
+                blocks_for_warps(B * L), kBlock, query_c.data_ptr<scalar_t>(), query_c.dim() == 3,
+                pos_c.data_ptr<scalar_t>(), items_c.data_ptr<scalar_t>(), candidates_c.data_ptr<int64_t>(),
+                alpha_c.data_ptr<acc_t>(), z.data_ptr<scalar_t>(), chosen.data_ptr<int64_t>(), B,
+                static_cast<int>(M), static_cast<int>(L), d, items_c.size(0));
+          });
+    }
     launch_kernel(mixgcf_mix_kernel<scalar_t, acc_t>, blocks_for_warps(B), kBlock,
         query_c.data_ptr<scalar_t>(), query_c.dim() == 3, pos_c.data_ptr<scalar_t>(), items_c.data_ptr<scalar_t>(),
         candidates_c.data_ptr<int64_t>(), alpha_c.data_ptr<acc_t>(), z.data_ptr<scalar_t>(),
-        chosen.data_ptr<int64_t>(), B, candidates_c.size(1), static_cast<int>(L), d, items_c.size(0));
+        chosen.data_ptr<int64_t>(), B, M, static_cast<int>(L), d, items_c.size(0));
   });
   return {z, chosen};
 }
@@ -297,9 +479,21 @@ at::Tensor select_candidates_cuda(const at::Tensor& user, const at::Tensor& item
   const int64_t d = user_c.size(1), M = candidates_c.size(1);
   auto positions = at::empty({B}, candidates_c.options());
   if (B == 0) return positions;
+  const int groups = argmax_groups();
   HNLM_DISPATCH_FLOATING(user_c.scalar_type(), "select_candidates_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const auto target_c = has_target ? target->to(c10::CppTypeToScalarType<acc_t>::value).contiguous() : at::Tensor();
+    if (groups > 0) {
+      check_split_positions(M);
+      return dispatch_split<scalar_t>(groups, d, {{user_c.data_ptr(), d}, {items_c.data_ptr(), d}},
+          [&](auto vec, auto groups_c) {
+            launch_kernel(
+                select_candidates_split_kernel<scalar_t, acc_t, decltype(vec)::value, decltype(groups_c)::value>,
+                blocks_for_warps(B), kBlock, user_c.data_ptr<scalar_t>(), items_c.data_ptr<scalar_t>(),
+                candidates_c.data_ptr<int64_t>(), has_target ? target_c.data_ptr<acc_t>() : nullptr,
+                positions.data_ptr<int64_t>(), B, static_cast<int>(M), d, items_c.size(0));
+          });
+    }
     launch_kernel(select_candidates_kernel<scalar_t, acc_t>, blocks_for_warps(B), kBlock,
         user_c.data_ptr<scalar_t>(), items_c.data_ptr<scalar_t>(), candidates_c.data_ptr<int64_t>(),
         has_target ? target_c.data_ptr<acc_t>() : nullptr, positions.data_ptr<int64_t>(), B, M, d, items_c.size(0));

@@ -367,10 +367,23 @@ def test_scoring_and_selection(dev, B, M, d, I, dtype):
                            select_candidates_reference(user, items, candidates, target))
 
 
-def test_argmax_order_holds_across_candidate_groups(dev):
-    """The argmax kernels score candidates in groups (kCandidatesInFlight = 4) and fold each group in position
-    order: a tie spread over groups keeps the first position, the first NaN wins whatever group it is in, and the
-    padding of a short last group (M = 9) is never chosen."""
+ARGMAX_KERNELS = [None, "1", "2", "4"]  # RECBOLE_HNLM_ARGMAX_GROUPS: unset (the default kernels) or the split ones
+
+
+def use_argmax_kernels(monkeypatch, groups):
+    if groups is None:
+        monkeypatch.delenv("RECBOLE_HNLM_ARGMAX_GROUPS", raising=False)
+    else:
+        monkeypatch.setenv("RECBOLE_HNLM_ARGMAX_GROUPS", groups)
+
+
+@pytest.mark.parametrize("groups", ARGMAX_KERNELS)
+def test_argmax_order_holds_across_candidate_groups(dev, monkeypatch, groups):
+    """The argmax kernels score candidates in groups (kCandidatesInFlight = 4, and with RECBOLE_HNLM_ARGMAX_GROUPS
+    over 1, 2 or 4 groups of lanes whose winners are merged) and fold them in position order: a tie spread over
+    groups keeps the first position, the first NaN wins whatever group it is in, and the padding of a short last
+    group (M = 9) is never chosen."""
+    use_argmax_kernels(monkeypatch, groups)
     user = torch.ones(2, 4, device=dev, dtype=torch.float64)
     items = torch.tensor([[1.0] * 4, [3.0] * 4, [float("nan")] * 4, [2.0] * 4], device=dev, dtype=torch.float64)
     candidates = torch.tensor([[0, 3, 0, 1, 3, 1, 0, 1, 3], [0, 0, 0, 0, 3, 2, 1, 2, 1]], device=dev)
@@ -384,7 +397,9 @@ def test_argmax_order_holds_across_candidate_groups(dev):
     assert torch.equal(chosen, chosen_ref)
 
 
-def test_selection_ties_and_nan_follow_torch(dev):
+@pytest.mark.parametrize("groups", ARGMAX_KERNELS)
+def test_selection_ties_and_nan_follow_torch(dev, monkeypatch, groups):
+    use_argmax_kernels(monkeypatch, groups)
     user = torch.ones(3, 4, device=dev)
     items = torch.tensor([[1.0] * 4, [1.0] * 4, [float("nan")] * 4, [2.0] * 4], device=dev)
     candidates = torch.tensor([[0, 1, 3], [3, 2, 0], [1, 0, 0]], device=dev)
@@ -393,6 +408,116 @@ def test_selection_ties_and_nan_follow_torch(dev):
     target = torch.tensor([float("inf"), 4.0, float("nan")], device=dev)
     assert select_candidates(user, items, candidates, target).tolist() == \
         select_candidates_reference(user, items, candidates, target).tolist()
+
+
+@pytest.mark.parametrize("groups", ARGMAX_KERNELS[1:])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 8, 5), (7, 3, 4, 64, 50), (256, 64, 4, 64, 3000), (33, 5, 3, 7, 20),
+                                   (9, 6, 20, 8, 40), (5, 9, 2, 128, 30), (3, 10, 2, 200, 30)])  # (B, M, L, d, I)
+@pytest.mark.parametrize("per_layer_query", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
+def test_split_mixgcf_kernel_matches_reference(dev, monkeypatch, groups, shape, per_layer_query, dtype):
+    """RECBOLE_HNLM_ARGMAX_GROUPS (one warp per row and layer, candidate groups with vector loads; a benchmark
+    experiment): the positions of the float64 reference on exact inputs (multiples of 1/4: every score is exact in
+    float32 whatever the order, also when the inputs are stored in bfloat16/half), z and gradients within TOL."""
+    use_argmax_kernels(monkeypatch, groups)
+    B, M, L, d, I = shape
+    exact = dtype != torch.float64
+    query, pos, items, candidates, alpha = mix_inputs(dev, B, M, L, d, I, dtype, per_layer_query, seed=B + M + d,
+                                                      exact=exact)
+    pos.requires_grad_()
+    items.requires_grad_()
+    poison(dev, (B, L, d), (I, L, d), dtype=dtype)
+    z, chosen = mixgcf_mix(query, pos, items, candidates, alpha)
+    pos_ref, items_ref = pos.detach().double().requires_grad_(), items.detach().double().requires_grad_()
+    z_ref, chosen_ref = mixgcf_mix_reference(query.double(), pos_ref, items_ref, candidates, alpha.double())
+    assert torch.equal(chosen, chosen_ref)
+    torch.testing.assert_close(z, z_ref.to(dtype), **TOL[dtype])
+    upstream = torch.randn(z.shape, dtype=torch.float64).to(dev)
+    grads = torch.autograd.grad(z, [pos, items], upstream.to(dtype))
+    grads_ref = torch.autograd.grad(z_ref, [pos_ref, items_ref], upstream)
+    for got, want in zip(grads, grads_ref):
+        torch.testing.assert_close(got, want.to(dtype), **TOL[dtype])
+
+
+@pytest.mark.parametrize("groups", ARGMAX_KERNELS[1:])
+@pytest.mark.parametrize("B,M,d,I", [(1, 1, 64, 3), (2048, 64, 64, 5000), (17, 9, 7, 30), (6, 11, 256, 40)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
+def test_split_selection_kernel_matches_reference(dev, monkeypatch, groups, B, M, d, I, dtype):
+    """DNS/AHNS selection under RECBOLE_HNLM_ARGMAX_GROUPS: the float64 reference's positions (exact inputs)."""
+    use_argmax_kernels(monkeypatch, groups)
+    gen = torch.Generator().manual_seed(B * M + d)
+    exact = dtype != torch.float64
+    user, items, target = draw((B, d), gen, exact), draw((I, d), gen, exact), draw((B,), gen, exact)
+    candidates = torch.randint(0, I, (B, M), generator=gen).to(dev)
+    user, items, target = (t.to(dev, dtype) for t in (user, items, target))
+    poison(dev, (B,), dtype=torch.float64)  # the int64 positions, same size
+    assert torch.equal(select_candidates(user, items, candidates),
+                       select_candidates_reference(user.double(), items.double(), candidates))
+    assert torch.equal(select_candidates(user, items, candidates, target),
+                       select_candidates_reference(user.double(), items.double(), candidates, target.double()))
+
+
+@pytest.mark.parametrize("groups", ARGMAX_KERNELS[1:])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_split_kernels_on_unaligned_rows(dev, monkeypatch, groups, dtype):
+    """Query and item rows one element past an aligned address take scalar loads in the split kernels (a vector load
+    would fault on a GPU; the emulator reports it)."""
+    use_argmax_kernels(monkeypatch, groups)
+    B, M, L, d, I = 6, 7, 3, 64, 20
+    gen = torch.Generator().manual_seed(21)
+
+    def unaligned(*shape):
+        base = draw((int(torch.tensor(shape).prod()) + 1,), gen, True).to(dev, dtype)
+        view = base[1:].view(*shape)
+        assert view.data_ptr() % (2 * view.element_size()) != 0
+        return view
+
+    query, items, pos = unaligned(B, d), unaligned(I, L, d), unaligned(B, L, d)
+    candidates = torch.randint(0, I, (B, M), generator=gen).to(dev)
+    alpha = (torch.randint(1, 16, (B, L), generator=gen) / 16.0).to(dev, dtype)
+    z, chosen = mixgcf_mix(query, pos, items, candidates, alpha)
+    z_ref, chosen_ref = mixgcf_mix_reference(query.double(), pos.double(), items.double(), candidates, alpha.double())
+    assert torch.equal(chosen, chosen_ref)
+    torch.testing.assert_close(z, z_ref.to(dtype), **TOL[dtype])
+    user_items = unaligned(I, d)
+    assert torch.equal(select_candidates(query, user_items, candidates),
+                       select_candidates_reference(query.double(), user_items.double(), candidates))
+
+
+def order_sensitive_scores(dev):
+    """Two candidates for a query of ones: item 0 holds 1e8, 1, -1e8 in features 0-2 (score 1 when lanes 0, 1, 2 each
+    hold one feature, as in the default kernels; 0 in float32 when one lane adds the three in a row, 1e8 + 1 rounding
+    to 1e8, as the split kernels' vector loads do), item 1 scores 0.5 in any order."""
+    user = torch.ones(1, 64, device=dev)
+    items = torch.zeros(2, 64, device=dev)
+    items[0, :3] = torch.tensor([1e8, 1.0, -1e8])
+    items[1, 0] = 0.5
+    return user, items, torch.tensor([[0, 1]], device=dev)
+
+
+@pytest.mark.parametrize("groups", ARGMAX_KERNELS[1:])
+def test_argmax_groups_setting_is_read(dev, monkeypatch, groups):
+    """The setting switches kernels at every call: on inputs whose float32 score depends on the summation order the
+    default kernels (one feature per lane) pick item 0, the split ones (2 or 4 features per lane, vector loads)
+    item 1."""
+    user, items, candidates = order_sensitive_scores(dev)
+    layers = items[:, None, :]
+    alpha = torch.full((1, 1), 0.5, device=dev)
+    use_argmax_kernels(monkeypatch, None)
+    assert select_candidates(user, items, candidates).tolist() == [0]
+    assert mixgcf_mix(user, layers[[1]], layers, candidates, alpha)[1].tolist() == [[0]]
+    use_argmax_kernels(monkeypatch, groups)
+    assert select_candidates(user, items, candidates).tolist() == [1]
+    assert mixgcf_mix(user, layers[[1]], layers, candidates, alpha)[1].tolist() == [[1]]
+
+
+def test_argmax_groups_setting_is_checked(dev, monkeypatch):
+    user, items, candidates = order_sensitive_scores(dev)
+    monkeypatch.setenv("RECBOLE_HNLM_ARGMAX_GROUPS", "8")
+    with pytest.raises(RuntimeError, match="RECBOLE_HNLM_ARGMAX_GROUPS must be 1, 2 or 4 \\(or unset\\), got '8'"):
+        select_candidates(user, items, candidates)
+    with pytest.raises(RuntimeError, match="RECBOLE_HNLM_ARGMAX_GROUPS must be 1, 2 or 4"):
+        mixgcf_mix(user, items[[1], None], items[:, None], candidates, torch.full((1, 1), 0.5, device=dev))
 
 
 def test_decreasing_rowptr_is_an_error_not_wrong_sums(dev):
