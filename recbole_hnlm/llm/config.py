@@ -116,6 +116,11 @@ class LLMConfig:
                     raise ConfigError(f"hnlm_{name} must be {kind}, got {value!r}")
         if not isinstance(self.ft_tau, (int, float)) or self.ft_tau <= 0:
             raise ConfigError(f"hnlm_ft_tau must be a positive number, got {self.ft_tau!r}")
+        if self.variant == "finetuned" and self.ft_item_text == "profile" and not self.item_profiles:
+            # the hybrid prompt would show whatever item profiles an earlier run left in the profiles file
+            raise ConfigError("hnlm_ft_item_text=profile needs generated item profiles, but hnlm_item_profiles is "
+                              "False: set hnlm_item_profiles: True, or hnlm_ft_item_text: title (raw title and "
+                              "attributes)")
 
     @staticmethod
     def help_table() -> str:

@@ -36,6 +36,8 @@ class PairTexts:
         self.text, self.cfg, self.book = text, cfg, book
         if (cfg.ft_user_text == "profile" or cfg.ft_item_text == "profile") and book is None:
             raise ValueError("hnlm_ft_user_text/hnlm_ft_item_text = profile needs generated profiles")
+        if cfg.ft_item_text == "profile" and not cfg.item_profiles:  # LLMConfig.validate says so first
+            raise ValueError("hnlm_ft_item_text=profile needs hnlm_item_profiles: True")
 
     def user_text(self, user: str) -> Optional[str]:
         if self.cfg.ft_user_text == "profile":

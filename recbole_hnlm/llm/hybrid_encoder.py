@@ -1,9 +1,12 @@
 """HNLMRec hybrid-prompt encoder (paper §4.2-4.3, algorithms.md §5.3 and §10.12).
 
-Query prompt (template ``hybrid_query.v2``, ``format: raw`` like the authors' inference prompt)::
+Query prompt (template ``hybrid_query.v3``, ``format: raw`` like the authors' inference prompt)::
 
-    Instruct: ... Query: USER: <soft_u> user text ITEM: | <soft_i>[ item text] [EOS]
-    \___________ per-user prefix (shared) __________/   \___ per-pair suffix ___/
+    [BOS] Instruct: ... Query: USER: <soft_u> user text ITEM: | <soft_i>[ item text] [EOS]
+    \_______________ per-user prefix (shared) _____________/   \___ per-pair suffix ___/
+
+``[BOS]`` is whatever the tokenizer puts before a text by default (``start: tokenizer``; Llama-3's
+``<|begin_of_text|>``, nothing for SmolLM2).
 
 ``<soft_u> = MLP_u(e_u)`` and ``<soft_i> = MLP_i(e_i)`` map the pre-trained CF embeddings into the LLM's token
 embedding space (``ft_soft_tokens`` vectors each; fed through ``inputs_embeds``, never written as numbers). The
@@ -24,13 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import end_of_sequence_id
+from .models import end_of_sequence_id, sequence_start_ids
 from .prefix_attention import prefix_segment_forward
 from .prompts import ChatFormatter, PromptTemplate
 
 __all__ = ["HybridPromptEncoder", "PromptGroup", "info_nce", "HYBRID_TEMPLATE"]
 
-HYBRID_TEMPLATE = "hybrid_query.v2"
+HYBRID_TEMPLATE = "hybrid_query.v3"
 _SOFT_U, _SOFT_I = "\u2063SOFT_USER\u2063", "\u2063SOFT_ITEM\u2063"
 _PROJECTORS = "projectors.safetensors"
 _SETTINGS = "hybrid.json"
@@ -87,6 +90,7 @@ class HybridPromptEncoder(nn.Module):
         self.cf_dim, self.soft_tokens = int(cf_dim), int(soft_tokens)
         self.tokenizer, self.template = tokenizer, PromptTemplate.load(template)
         self.eos_id = end_of_sequence_id(tokenizer)
+        self.start_ids = sequence_start_ids(tokenizer) if self.template.opens_with_start_tokens else []
         for p in body.parameters():
             p.requires_grad_(False)
         self.lora_settings = lora
@@ -145,7 +149,8 @@ class HybridPromptEncoder(nn.Module):
 
     def prefix_embeds(self, user_text: str, soft_u: torch.Tensor) -> torch.Tensor:
         (before_u, after_u), _ = self.prompt_pieces(user_text, "")
-        return torch.cat([self._embed_ids(self._ids(before_u)), soft_u, self._embed_ids(self._ids(after_u))])
+        return torch.cat([self._embed_ids(self.start_ids + self._ids(before_u)), soft_u,
+                          self._embed_ids(self._ids(after_u))])
 
     def suffix_embeds(self, item_text: str, soft_i: torch.Tensor) -> torch.Tensor:
         _, (before_i, after_i) = self.prompt_pieces("", item_text)

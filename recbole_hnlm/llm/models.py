@@ -194,6 +194,22 @@ def stop_token_ids(tokenizer) -> List[int]:
     return ids
 
 
+def sequence_start_ids(tokenizer) -> List[int]:
+    """The tokens ``tokenizer`` puts before a text by default (Llama's ``<s>``, Llama-3's ``<|begin_of_text|>``): its
+    model saw them open every training sequence, and a prompt tokenised piece by piece without special tokens (the
+    fine-tuned variant's hybrid prompt) must add them itself, as the authors' plain tokenizer call does. ChatML's
+    ``<|im_start|>`` is left out: GGUF files of ChatML models (SmolLM2, Qwen) name it their BOS, which their original
+    tokenizers never add, and it opens a chat turn, not a text."""
+    probe = "a"
+    plain = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    full = tokenizer(probe)["input_ids"]
+    if len(full) <= len(plain) or full[len(full) - len(plain):] != plain:
+        return []
+    start = full[:len(full) - len(plain)]
+    chat_turn = tokenizer.get_vocab().get("<|im_start|>")
+    return [token for token in start if token != chat_turn]
+
+
 def end_of_sequence_id(tokenizer) -> int:
     """The [EOS] appended for last-token pooling (fine-tuned variant): the end-of-turn marker when there is one."""
     vocab = tokenizer.get_vocab()

@@ -5,7 +5,10 @@ A template file has ``### <section>`` headers: ``system``, ``user`` (the user me
 ``$item_block``; everything before it is the shared per-user prefix whose KV cache can be reused) and optional
 ``answer_prefix`` (the start of the assistant turn, e.g. ``{"summarization": "``, which keeps small models on JSON)
 and optional ``format`` (``chat`` default, or ``raw``: no chat wrapping, so nothing follows the item block; used by
-the fine-tuned query, whose per-pair suffix is then only the item soft token(s), the item text and [EOS]).
+the fine-tuned query, whose per-pair suffix is then only the item soft token(s), the item text and [EOS]) and
+optional ``start`` (``tokenizer``: the prompt opens with the start-of-text tokens the tokenizer puts before any text
+by default, e.g. Llama-3's ``<|begin_of_text|>``, which a raw prompt gets from no chat template;
+:func:`recbole_hnlm.llm.models.sequence_start_ids`).
 
 The version recorded in manifests is ``<name>.v<N>@<sha256[:8]>``, so an edited file never matches an old cache.
 """
@@ -61,6 +64,14 @@ class PromptTemplate:
     def format(self) -> str:
         """``chat`` (tokenizer chat template, default) or ``raw`` (system + newline + user, nothing appended)."""
         return self.sections.get("format", "chat").strip()
+
+    @property
+    def opens_with_start_tokens(self) -> bool:
+        """``### start`` is ``tokenizer``: the tokenizer's default start-of-text tokens come first."""
+        start = self.sections.get("start", "").strip()
+        if start not in ("", "tokenizer"):
+            raise ValueError(f"template {self.name}: '### start' must be 'tokenizer' or absent, got {start!r}")
+        return start == "tokenizer"
 
     @property
     def answer_prefix(self) -> str:

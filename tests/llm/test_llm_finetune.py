@@ -89,6 +89,46 @@ def _separate_prompt(enc, user_text, user_cf, item_text, item_cf):
     return enc.body(inputs_embeds=torch.cat([prefix, suffix])[None]).last_hidden_state[0, -1].float()
 
 
+def _opening_with(tokenizer, token):
+    """A copy of ``tokenizer`` that puts ``token`` before every text by default, as Llama's tokenizers do."""
+    from tokenizers import Tokenizer, processors
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    backend.post_processor = processors.TemplateProcessing(single=f"{token} $A", pair=f"{token} $A $B",
+                                                           special_tokens=[(token, token_id)])
+    copy = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", eos_token="<eos>",
+                                   bos_token=token)
+    copy.chat_template = tokenizer.chat_template
+    return copy
+
+
+def test_hybrid_prompt_opens_with_the_tokenizers_start_token(tiny_lm):
+    """A tokenizer that puts a start token before every text (Llama's <s>, Llama-3's <|begin_of_text|>) gets it at
+    the head of the hybrid prompt, which is tokenised in pieces without special tokens (it had none before v3); one
+    that adds none gets none, and ChatML's <|im_start|>, which GGUF files of ChatML models call BOS, is left out."""
+    from recbole_hnlm.llm.models import sequence_start_ids
+
+    model, tokenizer = tiny_lm
+    opening = _opening_with(tokenizer, "[CLS]")
+    cls_id = tokenizer.convert_tokens_to_ids("[CLS]")
+    assert opening("liked: Heat")["input_ids"][0] == cls_id  # the copy does what the test is about
+    assert sequence_start_ids(opening) == [cls_id]
+    assert sequence_start_ids(tokenizer) == []
+    assert sequence_start_ids(_opening_with(tokenizer, "<|im_start|>")) == []
+    with_start = HybridPromptEncoder(model, opening, cf_dim=8)
+    without = HybridPromptEncoder(model, tokenizer, cf_dim=8)
+    soft = with_start._soft(with_start.user_proj, torch.randn(1, 8))[0]
+    with torch.no_grad():
+        first = with_start.prefix_embeds("liked: Heat", soft)
+        plain = without.prefix_embeds("liked: Heat", soft)
+    embeddings = model.get_input_embeddings().weight
+    assert first.shape[0] == plain.shape[0] + 1
+    assert torch.equal(first[0], embeddings[cls_id]) and torch.equal(first[1:], plain)
+    assert not torch.equal(plain[0], embeddings[cls_id])
+
+
 def test_grouped_forward_equals_separate_prompts(tiny_llama_dir):
     """Rows of different users and lengths (padding), packed suffixes, rows split by pairs_per_row and batched
     by tokens_per_forward: every [EOS] state equals the plain forward of that pair's own prompt."""
@@ -324,6 +364,21 @@ def test_profile_texts_in_the_hybrid_prompt(tmp_path, tiny_llama_dir, teacher_pa
     identity = adapter_identity(cfg, teacher, "g", text)
     assert identity != adapter_identity(LLMConfig.from_config(dict(config, hnlm_max_reviews=1)), teacher, "g", text)
     assert identity != adapter_identity(cfg, teacher, "g", DatasetText(root, "mini"))  # histories of every pair
+
+
+def test_item_profile_text_without_item_profiles_is_a_config_error(tmp_path, tiny_llama_dir):
+    """``hnlm_ft_item_text: profile`` with ``hnlm_item_profiles: False`` generates no item profiles, so the hybrid
+    prompt showed whatever item profiles an earlier run had left in the profiles file: a one-line error up front."""
+    from recbole_hnlm.errors import ConfigError
+
+    config = _small_finetune_config(tmp_path, tiny_llama_dir, str(tmp_path / "s.safetensors"),
+                                    hnlm_ft_item_text="profile", hnlm_item_profiles=False)
+    with pytest.raises(ConfigError, match="hnlm_ft_item_text=profile needs generated item profiles.*"
+                                          "hnlm_item_profiles: True, or hnlm_ft_item_text: title"):
+        LLMConfig.from_config(config)
+    assert LLMConfig.from_config(dict(config, hnlm_item_profiles=True)).ft_item_text == "profile"
+    assert not LLMConfig.from_config(dict(config, hnlm_ft_item_text="title")).item_profiles
+    assert LLMConfig.from_config(dict(config, hnlm_variant="semantic")).variant == "semantic"  # ft_* unused there
 
 
 def test_fine_tuning_without_a_step_is_a_clear_error(tmp_path, tiny_llama_dir, teacher_path, data_root, mini_recbole):

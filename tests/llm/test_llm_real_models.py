@@ -25,3 +25,16 @@ def test_semantic_negatives_with_default_models(tmp_path):
     assert len(records) == 6 and all(r["ok"] == bool(r["negatives"]) for r in records)
     assert s.num_pairs == sum(r["ok"] for r in records) >= 3  # a 135M model answers most prompts in JSON
     assert len({tuple(r) for r in s.emb.tolist()}) >= min(2, s.num_pairs)
+
+
+def test_smollm2_hybrid_prompt_opens_with_no_start_token():
+    """SmolLM2's GGUF tokenizer puts ChatML's <|im_start|> (the file's "BOS") before every text; the hybrid prompt
+    leaves it out (sequence_start_ids), so the main command's prompts are those it had before template v3."""
+    from transformers import AutoTokenizer
+
+    from recbole_hnlm.llm.models import resolve_generator, sequence_start_ids
+
+    ref = resolve_generator("smollm2")
+    tokenizer = AutoTokenizer.from_pretrained(ref.folder, gguf_file=ref.gguf_file, local_files_only=True)
+    assert tokenizer("a")["input_ids"][0] == tokenizer.convert_tokens_to_ids("<|im_start|>")
+    assert sequence_start_ids(tokenizer) == []
