@@ -4,7 +4,8 @@ The GPU benchmark (run_gpu_benchmarks.py) says how fast each op is; this says wh
 kernel's memory throughput, L2 hit rate, achieved occupancy and warp stall reasons. Workloads (Yelp2018-size graph,
 d = 64, K = 3, B = 2048, M = 64, as in the benchmark):
 
-* ``spmm``: one propagation layer in float32, the default kernel, then ``RECBOLE_HNLM_SPMM_GROUPS`` = 2 and 4;
+* ``spmm``: one propagation layer in float32, the default kernel, then ``RECBOLE_HNLM_SPMM_GROUPS`` = 2 and 4, then
+  ``RECBOLE_HNLM_SPMM_SHORT_CHAINS=1``;
 * ``mixgcf``: one MixGCF step, forward (``mixgcf_mix_kernel``) and backward (``mixgcf_scatter_kernel``), then the
   forward of the split kernel (``mixgcf_mix_split_kernel``) with ``RECBOLE_HNLM_ARGMAX_GROUPS`` = 1, 2 and 4.
 
@@ -27,7 +28,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from synthetic_graph import YELP2018  # noqa: E402
-from run_gpu_benchmarks import argmax_groups, spmm_groups  # noqa: E402
+from run_gpu_benchmarks import argmax_groups, spmm_groups, spmm_short_chains  # noqa: E402
 from workloads import D, mixgcf_inputs, yelp_graph  # noqa: E402
 
 from recbole_hnlm.ops import mixgcf_mix, spmm  # noqa: E402
@@ -56,6 +57,7 @@ def spmm_case(device, repeat):
     x = torch.randn(graph.num_nodes, D, device=device)
     for groups in (1, 2, 4):
         timed(f"spmm, RECBOLE_HNLM_SPMM_GROUPS={groups}", spmm_groups(groups, lambda: spmm(graph, x)), repeat, device)
+    timed("spmm, RECBOLE_HNLM_SPMM_SHORT_CHAINS=1", spmm_short_chains(lambda: spmm(graph, x)), repeat, device)
 
 
 def mixgcf_case(device, repeat):

@@ -17,8 +17,9 @@ Per graph (synthetic power-law graphs of the published LightGCN training sizes, 
 * DNS / AHNS selection vs eager gather+bmm+argmax/argmin;
 * one epoch of LightGCN + MixGCF training on the graph with GPU-side candidate sampling (BPR, Adam, batch 2048),
   ours (float32 and bfloat16 layer stack) vs the reference ops;
-* the SpMM experiment ``RECBOLE_HNLM_SPMM_GROUPS`` = 2 and 4 (rows a warp gathers per load instruction) for one
-  layer and for propagation, next to the default (1);
+* the SpMM experiments ``RECBOLE_HNLM_SPMM_GROUPS`` = 2 and 4 (rows a warp gathers per load instruction) and
+  ``RECBOLE_HNLM_SPMM_SHORT_CHAINS=1`` (shorter chains of dependent loads, same bits) for one layer and for
+  propagation, next to the default;
 * the argmax experiment ``RECBOLE_HNLM_ARGMAX_GROUPS`` = 1, 2 and 4 (MixGCF: one warp per row and layer; MixGCF,
   DNS and AHNS: candidate groups of lanes with vector loads) for the MixGCF step, the selections and the epoch (2);
 * the cost of ``torch.use_deterministic_algorithms(True)`` (option ``use_deterministic_algorithms``): our SpMM,
@@ -84,6 +85,12 @@ def with_env(name, value, fn):
 def spmm_groups(groups, fn):
     """fn with RECBOLE_HNLM_SPMM_GROUPS=groups: the SpMM gathers that many rows per load instruction."""
     return with_env("RECBOLE_HNLM_SPMM_GROUPS", groups, fn)
+
+
+def spmm_short_chains(fn):
+    """fn with RECBOLE_HNLM_SPMM_SHORT_CHAINS=1: each SpMM warp reads its first row from a table (no binary search)
+    and gathers a row's last edges together (the same sums, bit for bit)."""
+    return with_env("RECBOLE_HNLM_SPMM_SHORT_CHAINS", 1, fn)
 
 
 def argmax_groups(groups, fn):
@@ -259,6 +266,8 @@ def main():
             torch.testing.assert_close(lightgcn_propagate(graph, x, K).double(), ref, atol=3e-2, rtol=3e-2)
             with deterministic_algorithms(True):  # the fixed-order paths, checked before they are timed
                 torch.testing.assert_close(lightgcn_propagate(graph, x, K).double(), ref, atol=3e-2, rtol=3e-2)
+            with deterministic_algorithms(True):  # short chains add the same terms in the same order
+                assert torch.equal(spmm_short_chains(lambda: spmm(graph, x))(), spmm(graph, x))
             for groups in GROUPS:  # the experiment's sums, checked before they are timed
                 torch.testing.assert_close(spmm_groups(groups, lambda: spmm(graph, x))().double(),
                                            spmm_reference(graph, x.double()), atol=3e-2, rtol=3e-2)
@@ -267,6 +276,7 @@ def main():
                         "ours spmm, deterministic mode": deterministic(lambda: spmm(graph, x))}
             for groups in GROUPS:
                 variants[f"ours spmm, {groups} rows per load"] = spmm_groups(groups, lambda: spmm(graph, x))
+            variants["ours spmm, short chains"] = spmm_short_chains(lambda: spmm(graph, x))
             try:
                 torch.sparse.mm(csr, x)
                 variants["torch.sparse.mm CSR (cuSPARSE)"] = lambda: torch.sparse.mm(csr, x)
@@ -292,6 +302,8 @@ def main():
             for groups in GROUPS:
                 variants[f"ours, {groups} rows per load"] = spmm_groups(groups, lambda: torch.autograd.grad(
                     lightgcn_propagate(graph, ego, K), [ego], upstream))
+            variants["ours, short chains"] = spmm_short_chains(lambda: torch.autograd.grad(
+                lightgcn_propagate(graph, ego, K), [ego], upstream))
             notes = {}
             for name, pyg in pyg_propagations(graph, K, dtype).items():
                 try:  # PyG's precision is its own (bf16 scatter-add accumulates in bf16): reported, not asserted

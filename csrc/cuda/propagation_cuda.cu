@@ -58,8 +58,12 @@ template <typename scalar_t, typename acc_t, typename index_t, int VEC, int GROU
 __global__ void __launch_bounds__(kBlock) spmm_edge_split_kernel(
     const index_t* __restrict__ rowptr, const index_t* __restrict__ col, const acc_t* __restrict__ val,
     const scalar_t* __restrict__ x, int64_t x_stride, acc_t* __restrict__ out, int64_t out_stride,
-    acc_t* __restrict__ carry, int64_t n_rows, int64_t nnz, int64_t d) {
+    acc_t* __restrict__ carry, const index_t* __restrict__ warp_rows, bool batched_tail, int64_t n_rows, int64_t nnz,
+    int64_t d) {
   // carry == nullptr: cut rows are added with atomics; otherwise a cut row's leader stores and the rest write carries.
+  // warp_rows (RECBOLE_HNLM_SPMM_SHORT_CHAINS): each warp's first row, read instead of found by a binary search (~17
+  // dependent loads at Yelp2018 size); batched_tail: a row's last < kUnroll edges issue their gathers together.
+  // Neither changes the order of the adds, so the sums are the same bits.
   // GROUPS > 1 splits the warp into GROUPS groups of kLanes lanes that gather different edges of the same row (group g
   // takes edges g, g + GROUPS, ...), so one load instruction fetches GROUPS rows; the groups' sums are then added by
   // a butterfly in a fixed order (deterministic, but not the bits of GROUPS = 1).
@@ -70,7 +74,8 @@ __global__ void __launch_bounds__(kBlock) spmm_edge_split_kernel(
   const int64_t e0 = warp * kEdgesPerWarp;
   if (e0 >= nnz) return;
   const int64_t e1 = min(nnz, e0 + kEdgesPerWarp);
-  const int64_t row0 = first_row_containing(rowptr, n_rows, e0);
+  const int64_t row0 = warp_rows != nullptr ? static_cast<int64_t>(warp_rows[warp])
+                                             : first_row_containing(rowptr, n_rows, e0);
 
   const int64_t passes = ceil_div(d, kLanes * VEC);  // 1 pass for d = 64 (float2, or float4 with 2 groups)
   for (int64_t pass = 0; pass < passes; ++pass) {
@@ -109,6 +114,31 @@ __global__ void __launch_bounds__(kBlock) spmm_edge_split_kernel(
             for (int i = 0; i < VEC; ++i) acc[i] += w[u] * v[u][i];
           }
         }
+      }
+      if (batched_tail && k < row_end) {  // the < kUnroll edges left, their index loads and gathers issued together
+        const int64_t left = ceil_div(row_end - k, GROUPS);
+        int64_t c[kUnroll - 1];
+        acc_t w[kUnroll - 1];
+#pragma unroll
+        for (int u = 0; u < kUnroll - 1; ++u) {  // positions past the row repeat its last edge: loaded, never added
+          const int64_t edge = min(k + u * GROUPS, row_end - 1);
+          c[u] = static_cast<int64_t>(col[edge]);
+          w[u] = val[edge];
+          CUDA_KERNEL_ASSERT(c[u] >= 0 && c[u] < n_rows);
+        }
+        if (active) {
+          acc_t v[kUnroll - 1][VEC];
+#pragma unroll
+          for (int u = 0; u < kUnroll - 1; ++u) load_vec<scalar_t, acc_t, VEC>(x + c[u] * x_stride + f0, v[u]);
+#pragma unroll
+          for (int u = 0; u < kUnroll - 1; ++u) {
+            if (u < left) {
+#pragma unroll
+              for (int i = 0; i < VEC; ++i) acc[i] += w[u] * v[u][i];
+            }
+          }
+        }
+        k = row_end;
       }
       for (; k < row_end; k += GROUPS) {
         const int64_t c = static_cast<int64_t>(col[k]);
@@ -172,7 +202,19 @@ __global__ void __launch_bounds__(kBlock) spmm_carry_kernel(
 struct CsrCuda {
   at::Tensor rowptr, col, val;  // val in the op-math type of the features
   int64_t nnz;
+  at::Tensor warp_rows;  // RECBOLE_HNLM_SPMM_SHORT_CHAINS: the first row of each warp's edge range, else undefined
 };
+
+// RECBOLE_HNLM_SPMM_SHORT_CHAINS=1 shortens each warp's chain of dependent loads (spmm_edge_split_kernel: the warps'
+// first rows from a table, the row tails' gathers issued together; the same bits). An experiment for the GPU
+// benchmark, read at every call, until a measurement picks the default (docs/performance.md).
+bool spmm_short_chains() {
+  const char* value = std::getenv("RECBOLE_HNLM_SPMM_SHORT_CHAINS");
+  if (value == nullptr || *value == '\0') return false;
+  const std::string text(value);
+  TORCH_CHECK(text == "0" || text == "1", "RECBOLE_HNLM_SPMM_SHORT_CHAINS must be 0 or 1, got '", text, "'");
+  return text == "1";
+}
 
 // The rowptr checks read values from the device: three host synchronisations per op call, each of which also drains
 // the launch queue (a LightGCN step calls the ops twice per batch). So a rowptr tensor that passed is remembered, by
@@ -235,6 +277,11 @@ CsrCuda prepare_cuda(const at::Tensor& rowptr, const at::Tensor& col, const at::
                 "rowptr must be non-decreasing");
     if (remember) checked_rowptrs().add(rowptr, version, g.nnz);
   }
+  if (spmm_short_chains() && g.nnz > 0) {  // largest r with rowptr[r] <= e for every warp's first edge e
+    const auto starts = at::arange(0, g.nnz, kEdgesPerWarp, g.rowptr.options());
+    g.warp_rows = at::searchsorted(g.rowptr, starts, /*out_int32=*/g.rowptr.scalar_type() == at::kInt,
+                                   /*right=*/true).sub_(1);
+  }
   return g;
 }
 
@@ -250,7 +297,9 @@ void launch_spmm(const CsrCuda& g, const at::Tensor& x, int64_t x_stride, const 
   acc_t* carry_ptr = carry.defined() ? carry.data_ptr<acc_t>() : nullptr;
   launch_kernel(spmm_edge_split_kernel<scalar_t, acc_t, index_t, VEC, GROUPS>, blocks_for_warps(warps), kBlock,
                 g.rowptr.data_ptr<index_t>(), g.col.data_ptr<index_t>(), g.val.data_ptr<acc_t>(),
-                x.data_ptr<scalar_t>(), x_stride, out.data_ptr<acc_t>(), out_stride, carry_ptr, n, g.nnz, d);
+                x.data_ptr<scalar_t>(), x_stride, out.data_ptr<acc_t>(), out_stride, carry_ptr,
+                g.warp_rows.defined() ? g.warp_rows.data_ptr<index_t>() : nullptr, g.warp_rows.defined(), n, g.nnz,
+                d);
   if (carry_ptr != nullptr)
     launch_kernel(spmm_carry_kernel<acc_t, index_t>, blocks_for_warps(warps), kBlock, g.rowptr.data_ptr<index_t>(),
                   static_cast<const acc_t*>(carry_ptr), out.data_ptr<acc_t>(), out_stride, n, g.nnz, d);

@@ -142,6 +142,45 @@ def test_spmm_groups_setting_is_checked(dev, monkeypatch, dtype):
         spmm(graph, torch.randn(graph.num_nodes, 8, device=dev, dtype=dtype))
 
 
+@pytest.mark.parametrize("groups", ["1", "2", "4"])
+@pytest.mark.parametrize("name", ["tiny", "isolated_hub", "hub5000", "no_edges"])
+@pytest.mark.parametrize("index", [torch.int32, torch.int64])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("d", [1, 7, 64, 200])
+def test_spmm_short_chains_give_the_same_bits(dev, monkeypatch, groups, name, index, dtype, d):
+    """RECBOLE_HNLM_SPMM_SHORT_CHAINS=1 (a benchmark experiment: each warp's first row from a searchsorted table
+    instead of a binary search, a row's last edges gathered together) adds the same terms in the same order: the
+    same bits as without it, for one layer and for the layer stack with its gradient (deterministic mode, where the
+    order of cut rows is fixed too). A wrong first row or a tail edge added twice, or not at all, changes them."""
+    monkeypatch.setenv("RECBOLE_HNLM_SPMM_GROUPS", groups)
+    graph = cuda_graph(name, dev)
+    graph = CSRGraph(graph.rowptr.to(index), graph.col.to(index), graph.val, graph.num_nodes)
+    x = torch.randn(graph.num_nodes, d, device=dev, dtype=dtype)
+    upstream = torch.randn(graph.num_nodes, 3, d, device=dev, dtype=dtype)
+
+    def outputs():
+        ego = x.clone().requires_grad_()
+        layers = lightgcn_propagate(graph, ego, 2, True)
+        return spmm(graph, x), layers, torch.autograd.grad(layers, ego, upstream)[0]
+
+    with deterministic_algorithms(True):
+        monkeypatch.setenv("RECBOLE_HNLM_SPMM_SHORT_CHAINS", "0")
+        expected = outputs()
+        monkeypatch.setenv("RECBOLE_HNLM_SPMM_SHORT_CHAINS", "1")
+        poison(dev, (graph.num_nodes, d), (graph.num_nodes, 3, d), dtype=dtype)
+        got = outputs()
+    for a, b in zip(got, expected):
+        assert torch.equal(a, b)
+    torch.testing.assert_close(got[0], spmm_reference(graph, x.double()).to(dtype), **TOL[dtype])
+
+
+def test_spmm_short_chains_setting_is_checked(dev, monkeypatch):
+    monkeypatch.setenv("RECBOLE_HNLM_SPMM_SHORT_CHAINS", "yes")
+    graph = cuda_graph("tiny", dev)
+    with pytest.raises(RuntimeError, match="RECBOLE_HNLM_SPMM_SHORT_CHAINS must be 0 or 1, got 'yes'"):
+        spmm(graph, torch.randn(graph.num_nodes, 8, device=dev))
+
+
 @pytest.mark.parametrize("name", ["tiny", "isolated_hub", "hub5000"])
 @pytest.mark.parametrize("return_layers", [False, True])
 @pytest.mark.parametrize("num_layers", [0, 1, 3])
