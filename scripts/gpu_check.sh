@@ -53,19 +53,22 @@ stage build build.log 300 "$PY" -m pip install -v --no-build-isolation --no-deps
 stage dispatch build.log 30 "$PY" -c "import recbole_hnlm.ops as o; print('WITH_EXT', o.WITH_EXT, 'WITH_CUDA_EXT',
   o.WITH_CUDA_EXT); assert o.WITH_CUDA_EXT" || exit 1
 # the emulated backend (CPU, already run by CI) is left out here: device time is for the GPU
-stage tests tests.log 200 "${PYTEST[@]}" tests/ops -m "not emulation"
+# the tests of the kernel experiments (RECBOLE_HNLM_SPMM_SHORT_CHAINS, RECBOLE_HNLM_ARGMAX_GROUPS) run later, after
+# the benchmark, which checks each experiment's results against the default kernels before timing it
+EXPERIMENTS="split or short_chains or argmax_groups"
+stage tests tests.log 200 "${PYTEST[@]}" tests/ops -m "not emulation" -k "not ($EXPERIMENTS)"
 if command -v compute-sanitizer > /dev/null; then
   # one cudaMalloc per tensor, so that an access past a tensor's end is outside any allocation memcheck knows
   export PYTORCH_NO_CUDA_MEMORY_CACHING=1
   stage memcheck sanitizer.log 100 compute-sanitizer --tool memcheck --error-exitcode 9 --print-limit 20 \
     "${PYTEST[@]}" tests/ops/test_cuda_kernels.py -m "not emulation" \
-    -k "(float32 and (hub5000 or isolated_hub or shape0 or shape5) or same_bits or scoring_and_selection) and not groups"
+    -k "((float32 and (hub5000 or isolated_hub or shape0 or shape5) or same_bits or scoring_and_selection) and not groups and not short_chains) or (short_chains and float32 and int32 and hub5000 and 64)"
   # cuSPARSE's csrmv_v3_kernel<double> (the float64 reference's torch.sparse.mm) reports shared-memory hazards of its
   # own (12 in 30 tests on an H200, none in ours): left out so that the stage judges our kernels
   stage racecheck sanitizer.log 90 compute-sanitizer --tool racecheck --error-exitcode 9 --print-limit 20 \
     --kernel-name-exclude kns=cusparse \
     "${PYTEST[@]}" tests/ops/test_cuda_kernels.py -m "not emulation" \
-    -k "float32 and (shape0 or shape5 or hub5000) and not low_precision and not groups"
+    -k "float32 and (shape0 or shape5 or hub5000) and not low_precision and not groups and not short_chains and not split"
   unset PYTORCH_NO_CUDA_MEMORY_CACHING
 else
   echo "compute-sanitizer not found: sanitizer stages skipped" | tee -a "$OUT/summary.txt"
@@ -76,6 +79,8 @@ if ls .whl/recbole-*.whl > /dev/null 2>&1; then
   "$PY" -m pip install -q --no-index --no-deps --target /tmp/recbole_site .whl/recbole-*.whl >> "$OUT/llm.log" 2>&1
   stage llm llm.log 60 env PYTHONPATH=/tmp/recbole_site "${PYTEST[@]}" tests/llm/test_hybrid_encoder_cuda.py
 fi
+stage experiment-tests tests.log 120 "${PYTEST[@]}" tests/ops/test_cuda_kernels.py -m "not emulation" \
+  -k "$EXPERIMENTS"
 if command -v ncu > /dev/null; then  # why the kernels take what they take (appended to bench.log; clocks left alone)
   NCU=(ncu --clock-control none --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy
        --section WarpStateStats --section LaunchStats)
