@@ -370,9 +370,10 @@ void dispatch_split(int groups, int64_t d, std::initializer_list<std::pair<const
   with_groups(std::integral_constant<int, 4>());
 }
 
+// The split kernels count positions in int; their loop steps past M by up to kCandidatesInFlight * 4 (4 groups).
 void check_split_positions(int64_t M) {
-  TORCH_CHECK(M <= std::numeric_limits<int>::max(), "RECBOLE_HNLM_ARGMAX_GROUPS: at most 2^31 - 1 candidates per "
-              "row, got M = ", M);
+  constexpr int64_t kMaxM = std::numeric_limits<int>::max() - kCandidatesInFlight * 4;
+  TORCH_CHECK(M <= kMaxM, "RECBOLE_HNLM_ARGMAX_GROUPS: at most ", kMaxM, " candidates per row, got M = ", M);
 }
 
 }  // namespace

@@ -203,9 +203,8 @@ def sequence_start_ids(tokenizer) -> List[int]:
     probe = "a"
     plain = tokenizer(probe, add_special_tokens=False)["input_ids"]
     full = tokenizer(probe)["input_ids"]
-    if len(full) <= len(plain) or full[len(full) - len(plain):] != plain:
-        return []
-    start = full[:len(full) - len(plain)]
+    at = next((i for i in range(len(full) - len(plain) + 1) if full[i:i + len(plain)] == plain), 0)
+    start = full[:at]  # what comes before the text (an end token some tokenizers also add is not wanted)
     chat_turn = tokenizer.get_vocab().get("<|im_start|>")
     return [token for token in start if token != chat_turn]
 

@@ -89,15 +89,17 @@ def _separate_prompt(enc, user_text, user_cf, item_text, item_cf):
     return enc.body(inputs_embeds=torch.cat([prefix, suffix])[None]).last_hidden_state[0, -1].float()
 
 
-def _opening_with(tokenizer, token):
-    """A copy of ``tokenizer`` that puts ``token`` before every text by default, as Llama's tokenizers do."""
+def _opening_with(tokenizer, token, end=None):
+    """A copy of ``tokenizer`` that puts ``token`` before every text by default, as Llama's tokenizers do (and
+    ``end`` after it, as some others do)."""
     from tokenizers import Tokenizer, processors
     from transformers import PreTrainedTokenizerFast
 
     backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
-    token_id = tokenizer.convert_tokens_to_ids(token)
-    backend.post_processor = processors.TemplateProcessing(single=f"{token} $A", pair=f"{token} $A $B",
-                                                           special_tokens=[(token, token_id)])
+    tail = f" {end}" if end else ""
+    specials = [(t, tokenizer.convert_tokens_to_ids(t)) for t in (token, end) if t]
+    backend.post_processor = processors.TemplateProcessing(single=f"{token} $A{tail}", pair=f"{token} $A $B{tail}",
+                                                           special_tokens=specials)
     copy = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", eos_token="<eos>",
                                    bos_token=token)
     copy.chat_template = tokenizer.chat_template
@@ -115,24 +117,33 @@ def test_hybrid_prompt_opens_with_the_tokenizers_start_token(tiny_lm):
     cls_id = tokenizer.convert_tokens_to_ids("[CLS]")
     assert opening("liked: Heat")["input_ids"][0] == cls_id  # the copy does what the test is about
     assert sequence_start_ids(opening) == [cls_id]
+    assert sequence_start_ids(_opening_with(tokenizer, "[CLS]", end="[SEP]")) == [cls_id]  # an end token is not
     assert sequence_start_ids(tokenizer) == []
     assert sequence_start_ids(_opening_with(tokenizer, "<|im_start|>")) == []
     with_start = HybridPromptEncoder(model, opening, cf_dim=8)
     without = HybridPromptEncoder(model, tokenizer, cf_dim=8)
     soft = with_start._soft(with_start.user_proj, torch.randn(1, 8))[0]
+    soft_item = with_start._soft(with_start.item_proj, torch.randn(1, 8))[0]
     with torch.no_grad():
         first = with_start.prefix_embeds("liked: Heat", soft)
         plain = without.prefix_embeds("liked: Heat", soft)
+        suffix = with_start.suffix_embeds(" Heat", soft_item)
+        plain_suffix = without.suffix_embeds(" Heat", soft_item)
     embeddings = model.get_input_embeddings().weight
     assert first.shape[0] == plain.shape[0] + 1
     assert torch.equal(first[0], embeddings[cls_id]) and torch.equal(first[1:], plain)
     assert not torch.equal(plain[0], embeddings[cls_id])
+    assert torch.equal(suffix, plain_suffix)  # once per prompt: the per-pair suffix has none
 
 
-def test_grouped_forward_equals_separate_prompts(tiny_llama_dir):
+@pytest.mark.parametrize("start_token", [False, True], ids=["no_start_token", "start_token"])
+def test_grouped_forward_equals_separate_prompts(tiny_llama_dir, start_token):
     """Rows of different users and lengths (padding), packed suffixes, rows split by pairs_per_row and batched
-    by tokens_per_forward: every [EOS] state equals the plain forward of that pair's own prompt."""
+    by tokens_per_forward: every [EOS] state equals the plain forward of that pair's own prompt (also with a
+    tokenizer that opens every text with a start token)."""
     model, tokenizer, _ = load_causal_lm(tiny_llama_dir, device="cpu")
+    if start_token:
+        tokenizer = _opening_with(tokenizer, "[CLS]")
     torch.manual_seed(0)
     enc = HybridPromptEncoder(model, tokenizer, cf_dim=8, soft_tokens=2, lora=dict(r=4, alpha=8, dropout=0.0)).eval()
     users = ["liked: Fargo; Heat", "liked: Toy Story (1995); Babe; Casino; Clerks; Seven", "liked: Heat"]

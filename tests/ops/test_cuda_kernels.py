@@ -174,6 +174,21 @@ def test_spmm_short_chains_give_the_same_bits(dev, monkeypatch, groups, name, in
     torch.testing.assert_close(got[0], spmm_reference(graph, x.double()).to(dtype), **TOL[dtype])
 
 
+def test_spmm_short_chains_setting_is_read(dev, monkeypatch):
+    """The setting switches the path at every call: with it the op computes the warps' first-row table (one
+    aten::searchsorted per op call, seen by the profiler), without it none."""
+    graph = cuda_graph("hub5000", dev)
+    x = torch.randn(graph.num_nodes, 8, device=dev)
+
+    def searches(setting):
+        monkeypatch.setenv("RECBOLE_HNLM_SPMM_SHORT_CHAINS", setting)
+        with torch.profiler.profile() as profile:
+            spmm(graph, x)
+        return sum(event.name == "aten::searchsorted" for event in profile.events())
+
+    assert searches("1") == 1 and searches("0") == 0
+
+
 def test_spmm_short_chains_setting_is_checked(dev, monkeypatch):
     monkeypatch.setenv("RECBOLE_HNLM_SPMM_SHORT_CHAINS", "yes")
     graph = cuda_graph("tiny", dev)
@@ -407,6 +422,8 @@ def test_scoring_and_selection(dev, B, M, d, I, dtype):
 
 
 ARGMAX_KERNELS = [None, "1", "2", "4"]  # RECBOLE_HNLM_ARGMAX_GROUPS: unset (the default kernels) or the split ones
+#: test ids: the split cases carry "argmax_groups" (scripts/gpu_check.sh runs the experiments' tests in their own stage)
+ARGMAX_KERNEL_IDS = ["default_kernels", "argmax_groups1", "argmax_groups2", "argmax_groups4"]
 
 
 def use_argmax_kernels(monkeypatch, groups):
@@ -416,7 +433,7 @@ def use_argmax_kernels(monkeypatch, groups):
         monkeypatch.setenv("RECBOLE_HNLM_ARGMAX_GROUPS", groups)
 
 
-@pytest.mark.parametrize("groups", ARGMAX_KERNELS)
+@pytest.mark.parametrize("groups", ARGMAX_KERNELS, ids=ARGMAX_KERNEL_IDS)
 def test_argmax_order_holds_across_candidate_groups(dev, monkeypatch, groups):
     """The argmax kernels score candidates in groups (kCandidatesInFlight = 4, and with RECBOLE_HNLM_ARGMAX_GROUPS
     over 1, 2 or 4 groups of lanes whose winners are merged) and fold them in position order: a tie spread over
@@ -436,7 +453,7 @@ def test_argmax_order_holds_across_candidate_groups(dev, monkeypatch, groups):
     assert torch.equal(chosen, chosen_ref)
 
 
-@pytest.mark.parametrize("groups", ARGMAX_KERNELS)
+@pytest.mark.parametrize("groups", ARGMAX_KERNELS, ids=ARGMAX_KERNEL_IDS)
 def test_selection_ties_and_nan_follow_torch(dev, monkeypatch, groups):
     use_argmax_kernels(monkeypatch, groups)
     user = torch.ones(3, 4, device=dev)
@@ -447,6 +464,24 @@ def test_selection_ties_and_nan_follow_torch(dev, monkeypatch, groups):
     target = torch.tensor([float("inf"), 4.0, float("nan")], device=dev)
     assert select_candidates(user, items, candidates, target).tolist() == \
         select_candidates_reference(user, items, candidates, target).tolist()
+
+
+@pytest.mark.parametrize("groups", ARGMAX_KERNELS, ids=ARGMAX_KERNEL_IDS)
+def test_first_nan_wins_over_later_nans_in_other_groups(dev, monkeypatch, groups):
+    """Several NaN scores in different candidate groups: the first position wins (torch.argmax), whichever group
+    holds it; the merge of the groups' winners must order two NaNs by position too."""
+    use_argmax_kernels(monkeypatch, groups)
+    user = torch.ones(4, 4, device=dev, dtype=torch.float64)
+    items = torch.tensor([[1.0] * 4, [float("nan")] * 4, [float("nan")] * 4, [5.0] * 4], device=dev,
+                         dtype=torch.float64)
+    candidates = torch.tensor([[0, 1, 2, 3, 0], [0, 3, 2, 1, 2], [2, 0, 0, 0, 1], [3, 0, 3, 2, 3]], device=dev)
+    expected = select_candidates_reference(user, items, candidates)
+    assert expected.tolist() == [1, 2, 0, 3]  # NaNs at positions 1, 2 (0, 4): the first one
+    assert torch.equal(select_candidates(user, items, candidates), expected)
+    layers = items[:, None, :]
+    alpha = torch.full((4, 1), 0.5, device=dev, dtype=torch.float64)
+    _, chosen = mixgcf_mix(user, layers[candidates[:, 0]], layers, candidates, alpha)
+    assert torch.equal(chosen[:, 0], candidates.gather(1, expected[:, None])[:, 0])
 
 
 @pytest.mark.parametrize("groups", ARGMAX_KERNELS[1:])
