@@ -22,6 +22,7 @@ Per graph (synthetic power-law graphs of the published LightGCN training sizes, 
   propagation, next to the default;
 * the argmax experiment ``RECBOLE_HNLM_ARGMAX_GROUPS`` = 1, 2 and 4 (MixGCF: one warp per row and layer; MixGCF,
   DNS and AHNS: candidate groups of lanes with vector loads) for the MixGCF step, the selections and the epoch (2);
+  the epoch also with the short-chain SpMM, and with both experiments;
 * the cost of ``torch.use_deterministic_algorithms(True)`` (option ``use_deterministic_algorithms``): our SpMM,
   propagation, MixGCF step and epoch with it, next to the same ops without it (a ratio above 1 is its cost).
 
@@ -390,9 +391,13 @@ def main():
                     ("ours (kernels), bfloat16 stack", True, torch.bfloat16, None),
                     ("ours (kernels), deterministic mode", True, None, "deterministic"),
                     (f"ours (kernels), split MixGCF, {split} candidate groups", True, None, "split"),
+                    ("ours (kernels), short-chain SpMM", True, None, "short chains"),
+                    ("ours (kernels), both experiments", True, None, "both"),
                     ("reference ops", False, None, None)):
                 epoch, n_batches = epoch_step_factory(graph, sizes, device, torch.float32, use_kernels, layers_dtype)
                 epoch = {"deterministic": deterministic, "split": lambda fn: argmax_groups(split, fn),
+                         "short chains": spmm_short_chains,
+                         "both": lambda fn: spmm_short_chains(argmax_groups(split, fn)),
                          None: lambda fn: fn}[mode](epoch)
                 epoch()  # warm-up epoch
                 times = [timer.once(epoch) for _ in range(args.epoch_rounds)]
