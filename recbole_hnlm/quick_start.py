@@ -24,6 +24,7 @@ from recbole_hnlm.data_checks import (check_dataset_files, check_duplicate_inter
 from recbole_hnlm.denormals import flush_denormals
 from recbole_hnlm.determinism import deterministic_algorithms
 from recbole_hnlm.errors import ConfigError, DataError, TrainingInterrupted
+from recbole_hnlm.ops._ext import kernel_experiments
 from recbole_hnlm.resume import changed_options, check_resume_from
 from recbole_hnlm.utils import get_model, get_sampler, get_trainer
 from recbole_hnlm.warm_start import check_checkpoint_data, check_init_from, load_backbone, warm_start
@@ -58,6 +59,10 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
         logger.info(config)
         for message in unknown_option_messages(config.unknown_options):
             logger.warning(message)
+        experiments = kernel_experiments()
+        if experiments:  # variants of the CUDA kernels (same sums or positions; their speed is being measured)
+            logger.info("CUDA kernel experiments set in the environment: " +
+                        ", ".join(f"{name}={value}" for name, value in experiments.items()))
         flush_denormals(config["flush_denormal"])  # before the run's first parallel torch operation
         if config["dataset"] == "ml-100k" and "data_path" in config.external_config_dict:
             logger.warning(f"ml-100k is RecBole's bundled example: RecBole reads {config['data_path']} and ignores "

@@ -260,6 +260,25 @@ def test_negative_warmup_trains_with_the_uniform_negative_then_switches(fast_con
         run_recbole_hnlm(model="LightGCN", config_dict={**settings, "negative_warmup_epochs": -1})
 
 
+def test_a_run_logs_the_kernel_experiments_set_in_its_environment(fast_config, caplog, monkeypatch):
+    """The CUDA kernels' experiment switches (environment variables, read at every op call) are named in the run's
+    log when set, so a result can be traced to the kernels that made it; unset, nothing is logged."""
+    import logging
+
+    caplog.set_level(logging.INFO)
+    settings = {**fast_config, "epochs": 1, "state": "INFO"}
+    for name in ("RECBOLE_HNLM_SPMM_GROUPS", "RECBOLE_HNLM_SPMM_SHORT_CHAINS", "RECBOLE_HNLM_ARGMAX_GROUPS"):
+        monkeypatch.delenv(name, raising=False)
+    run_recbole_hnlm(model="LightGCN", config_dict=settings)
+    assert "CUDA kernel experiments" not in caplog.text
+    caplog.clear()
+    monkeypatch.setenv("RECBOLE_HNLM_ARGMAX_GROUPS", "2")
+    monkeypatch.setenv("RECBOLE_HNLM_SPMM_SHORT_CHAINS", "1")
+    run_recbole_hnlm(model="LightGCN", config_dict=settings)
+    assert ("CUDA kernel experiments set in the environment: RECBOLE_HNLM_SPMM_SHORT_CHAINS=1, "
+            "RECBOLE_HNLM_ARGMAX_GROUPS=2") in caplog.text
+
+
 def test_model_selection_starts_afresh_when_the_sampler_takes_over(fast_config):
     """With a warm-up of N epochs: early stopping never ends the run inside it, and the first validation after it
     forgets the warm-up's best score and early-stopping count (so the tested checkpoint is trained with the sampler,

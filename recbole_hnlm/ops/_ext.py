@@ -7,6 +7,8 @@ and warns once per reason.
 
 Switches:
     * environment variable ``RECBOLE_HNLM_DISABLE_EXT=1`` (read at import): use the references everywhere, silently;
+    * the CUDA kernels' experiments (:data:`KERNEL_EXPERIMENTS`, read at every call; csrc/cuda/README.md), which a run
+      logs when they are set (:func:`kernel_experiments`);
     * :func:`set_enabled` / the :func:`disabled` context manager: the same at run time (tests use it);
     * the :func:`library` context manager: route the ops to another library with the same schemas. The tests use it
       to run the CUDA sources on the host warp emulator (library ``recbole_hnlm_cuda_emulation``, CPU tensors).
@@ -18,10 +20,12 @@ from typing import Dict, Tuple
 
 import torch
 
-__all__ = ["WITH_EXT", "WITH_CUDA_EXT", "DISABLE_ENV", "LIBRARY", "is_enabled", "set_enabled", "disabled", "library",
-           "use_kernel", "ops"]
+__all__ = ["WITH_EXT", "WITH_CUDA_EXT", "DISABLE_ENV", "LIBRARY", "KERNEL_EXPERIMENTS", "is_enabled", "set_enabled",
+           "disabled", "library", "use_kernel", "ops", "kernel_experiments"]
 
 DISABLE_ENV = "RECBOLE_HNLM_DISABLE_EXT"
+#: Environment variables that switch the CUDA kernels to variants under measurement (docs/performance.md).
+KERNEL_EXPERIMENTS = ("RECBOLE_HNLM_SPMM_GROUPS", "RECBOLE_HNLM_SPMM_SHORT_CHAINS", "RECBOLE_HNLM_ARGMAX_GROUPS")
 LIBRARY = "recbole_hnlm"
 _library = LIBRARY
 
@@ -127,3 +131,8 @@ class _Ops:
 
 
 ops = _Ops()
+
+
+def kernel_experiments() -> Dict[str, str]:
+    """The kernel experiments set in the environment (name -> value), for a run's log."""
+    return {name: os.environ[name] for name in KERNEL_EXPERIMENTS if os.environ.get(name)}
