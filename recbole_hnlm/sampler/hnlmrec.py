@@ -136,6 +136,12 @@ class HNLMRec(NegativeSampler):
         """
         if config["hnlm_file"]:
             return
+        warm_up, epochs = config["negative_warmup_epochs"] or 0, config["epochs"]
+        if epochs is not None and warm_up >= epochs:
+            logging.getLogger().warning(
+                f"negative_warmup_epochs={warm_up} covers all epochs={epochs}: this run never trains with HNLMRec's "
+                "negatives (it is an RNS run), yet their LLM stage runs first (cached for later runs). Lower "
+                "negative_warmup_epochs, or use --sampler=RNS.")
         from recbole_hnlm.llm import ensure_negatives
         from recbole_hnlm.llm.pipeline import teacher_path_for
         from recbole_hnlm.llm.teacher_training import ensure_teacher

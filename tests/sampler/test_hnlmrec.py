@@ -289,3 +289,22 @@ def test_loading_a_run_whose_store_the_sampler_found_warns_about_nothing(fast_co
         config, *_ = load_data_and_model(run["checkpoint"])
     assert "trained with other values" not in caplog.text
     assert config["sampler"] == "HNLMRec"
+
+
+@pytest.mark.parametrize("warm_up,warns", [(3, True), (5, True), (2, False), (None, False)])
+def test_a_warm_up_covering_the_run_is_said_before_the_llm_stage(monkeypatch, caplog, warm_up, warns):
+    """negative_warmup_epochs >= epochs: the run never uses HNLMRec's negatives, so the (long) LLM stage that builds
+    them is announced as such before it runs; it still runs, and its store is kept for later runs."""
+    import logging
+    import types
+
+    import recbole_hnlm.llm as llm
+    from recbole_hnlm.sampler.hnlmrec import HNLMRec
+
+    built = []  # the LLM stage itself is tested in tests/llm; here only what prepare() says and does around it
+    monkeypatch.setattr(llm, "ensure_negatives", lambda config, dataset: built.append(dataset) or "s.safetensors")
+    config = {"hnlm_file": None, "negative_warmup_epochs": warm_up, "epochs": 3, "hnlm_variant": "semantic"}
+    with caplog.at_level(logging.WARNING):
+        HNLMRec.prepare(config, None, types.SimpleNamespace(_dataset="train split"))
+    assert built == ["train split"] and config["hnlm_file"] == "s.safetensors"
+    assert ("never trains with HNLMRec's negatives" in caplog.text) == warns
