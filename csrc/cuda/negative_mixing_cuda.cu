@@ -348,26 +348,14 @@ int argmax_groups() {
 }
 
 // launch(VEC, GROUPS) with both as std::integral_constant: GROUPS = `groups`, VEC the widest vector load that keeps
-// every row of `rows` aligned with the fewest passes of a group's lanes over d (vector_width); float and 16-bit rows
-// only (double rows load element-wise).
+// every row of `rows` aligned with the fewest passes of a group's lanes over d (vector_width, with_vector_width).
 template <typename scalar_t, typename Launch>
 void dispatch_split(int groups, int64_t d, std::initializer_list<std::pair<const void*, int64_t>> rows,
                     const Launch& launch) {
-  const auto with_groups = [&](auto groups_c) {
-    using Vec = std::integral_constant<int, 1>;
+  with_groups(groups, [&](auto groups_c) {
     const int vec = vector_width(d, rows, sizeof(scalar_t), kWarp / decltype(groups_c)::value);
-    if constexpr (is_16bit_float<scalar_t>) {
-      if (vec == 8) return launch(std::integral_constant<int, 8>(), groups_c);
-    }
-    if constexpr (is_16bit_float<scalar_t> || std::is_same<scalar_t, float>::value) {
-      if (vec == 4) return launch(std::integral_constant<int, 4>(), groups_c);
-      if (vec == 2) return launch(std::integral_constant<int, 2>(), groups_c);
-    }
-    launch(Vec(), groups_c);
-  };
-  if (groups == 1) return with_groups(std::integral_constant<int, 1>());
-  if (groups == 2) return with_groups(std::integral_constant<int, 2>());
-  with_groups(std::integral_constant<int, 4>());
+    with_vector_width<scalar_t>(vec, [&](auto vec_c) { launch(vec_c, groups_c); });
+  });
 }
 
 // The split kernels count positions in int; their loop steps past M by up to kCandidatesInFlight * 4 (4 groups).

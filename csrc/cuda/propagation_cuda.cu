@@ -318,30 +318,21 @@ int spmm_groups() {
 }
 
 // Vector loads for float (float2 / float4) and half/bfloat16 (4, 8 or 16 bytes) rows that allow them, sized for the
-// kWarp / GROUPS lanes of a group; double rows and unaligned ones load element-wise.
-template <typename scalar_t, typename index_t, int GROUPS>
-void launch_spmm_grouped(const CsrCuda& g, const at::Tensor& x, int64_t x_stride, const at::Tensor& out,
-                         int64_t out_stride, int64_t n, int64_t d) {
-  const int vec = vector_width(d, {{x.data_ptr(), x_stride}, {out.data_ptr(), out_stride}}, sizeof(scalar_t),
-                               kWarp / GROUPS);
-  if constexpr (is_16bit_float<scalar_t>) {
-    if (vec == 8) return launch_spmm<scalar_t, index_t, 8, GROUPS>(g, x, x_stride, out, out_stride, n, d);
-  }
-  if (vec == 4) return launch_spmm<scalar_t, index_t, 4, GROUPS>(g, x, x_stride, out, out_stride, n, d);
-  if (vec == 2) return launch_spmm<scalar_t, index_t, 2, GROUPS>(g, x, x_stride, out, out_stride, n, d);
-  launch_spmm<scalar_t, index_t, 1, GROUPS>(g, x, x_stride, out, out_stride, n, d);
-}
-
+// kWarp / GROUPS lanes of a group, and GROUPS from RECBOLE_HNLM_SPMM_GROUPS; double rows load element-wise with one
+// group (the setting is still checked).
 template <typename scalar_t, typename index_t>
 void launch_spmm_vectorised(const CsrCuda& g, const at::Tensor& x, int64_t x_stride, const at::Tensor& out,
                             int64_t out_stride, int64_t n, int64_t d) {
-  const int groups = spmm_groups();  // checked for every dtype, though double features always use one group
+  const int groups = spmm_groups();
   if constexpr (std::is_same<scalar_t, float>::value || is_16bit_float<scalar_t>) {
-    switch (groups) {
-      case 2: return launch_spmm_grouped<scalar_t, index_t, 2>(g, x, x_stride, out, out_stride, n, d);
-      case 4: return launch_spmm_grouped<scalar_t, index_t, 4>(g, x, x_stride, out, out_stride, n, d);
-      default: return launch_spmm_grouped<scalar_t, index_t, 1>(g, x, x_stride, out, out_stride, n, d);
-    }
+    with_groups(groups, [&](auto groups_c) {
+      constexpr int kGroups = decltype(groups_c)::value;
+      const int vec = vector_width(d, {{x.data_ptr(), x_stride}, {out.data_ptr(), out_stride}}, sizeof(scalar_t),
+                                   kWarp / kGroups);
+      with_vector_width<scalar_t>(vec, [&](auto vec_c) {
+        launch_spmm<scalar_t, index_t, decltype(vec_c)::value, kGroups>(g, x, x_stride, out, out_stride, n, d);
+      });
+    });
   } else {
     (void)groups;
     launch_spmm<scalar_t, index_t, 1, 1>(g, x, x_stride, out, out_stride, n, d);

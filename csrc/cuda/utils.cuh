@@ -139,4 +139,26 @@ inline int vector_width(int64_t d, std::initializer_list<std::pair<const void*, 
   return best;
 }
 
+// launch(std::integral_constant<int, VEC>()) for the width `vec` that vector_width chose: 8 for half/bfloat16, 4 and 2
+// for float and half/bfloat16; double (and any other width) loads element-wise, VEC = 1. Instantiates only those.
+template <typename scalar_t, typename Launch>
+void with_vector_width(int vec, const Launch& launch) {
+  if constexpr (is_16bit_float<scalar_t>) {
+    if (vec == 8) return launch(std::integral_constant<int, 8>());
+  }
+  if constexpr (is_16bit_float<scalar_t> || std::is_same<scalar_t, float>::value) {
+    if (vec == 4) return launch(std::integral_constant<int, 4>());
+    if (vec == 2) return launch(std::integral_constant<int, 2>());
+  }
+  launch(std::integral_constant<int, 1>());
+}
+
+// launch(std::integral_constant<int, GROUPS>()) for groups 2 or 4, else 1 (the kernel experiments' lane groups).
+template <typename Launch>
+void with_groups(int groups, const Launch& launch) {
+  if (groups == 2) return launch(std::integral_constant<int, 2>());
+  if (groups == 4) return launch(std::integral_constant<int, 4>());
+  launch(std::integral_constant<int, 1>());
+}
+
 }  // namespace hnlm_cuda
