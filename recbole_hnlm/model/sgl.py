@@ -23,9 +23,11 @@ class SGL(LightGCN):
         \mathcal L_{ssl} = \frac{1}{|\mathcal B|} \sum_{u \in \mathcal B} -\log \frac{\exp(\cos(z'_u, z''_u)/\tau)}
         {\sum_{v \in \mathcal U} \exp(\cos(z'_u, z''_v)/\tau)}
 
-    (paper eq. 10), weighted by ``ssl_weight`` and logged as its own loss column. Eq. 10 and the official code sum
-    over the batch, as they sum BPR; our BPR is a batch mean (MixGCF's ``create_bpr_loss``), so the contrastive term
-    is a batch mean too, which keeps SGL's ratio of the two losses and so the meaning of ``ssl_weight``.
+    (paper eq. 10), weighted by ``ssl_weight`` and logged as its own loss column. The denominators sum over the
+    dataset's users (items), not RecBole's padding id 0, which RecBole's own SGL counts in them. Eq. 10 and the
+    official code sum over the batch, as they sum BPR; our BPR is a batch mean (MixGCF's ``create_bpr_loss``), so the
+    contrastive term is a batch mean too, which keeps SGL's ratio of the two losses and so the meaning of
+    ``ssl_weight``.
 
     Config:
         type (str): ``ED`` or ``ND``. drop_ratio (float): in [0, 1). ssl_tau (float): > 0. ssl_weight (float).
@@ -75,7 +77,8 @@ class SGL(LightGCN):
             self.views = (self.augmented_graph(), self.augmented_graph())
         view1 = self.propagate_graph(self.views[0], with_layers=False)
         view2 = self.propagate_graph(self.views[1], with_layers=False)
-        user, pos = interaction[self.USER_ID], interaction[self.ITEM_ID]
-        ssl = self.info_nce(view1.user, view2.user, user, self.ssl_tau) + self.info_nce(
-            view1.item, view2.item, pos, self.ssl_tau)
+        # row 0 is RecBole's padding id, neither a user nor an item: it stays out of eq. 10's denominators
+        user, pos = interaction[self.USER_ID] - 1, interaction[self.ITEM_ID] - 1
+        ssl = self.info_nce(view1.user[1:], view2.user[1:], user, self.ssl_tau) + self.info_nce(
+            view1.item[1:], view2.item[1:], pos, self.ssl_tau)
         return (self.ssl_weight * ssl,)

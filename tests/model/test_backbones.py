@@ -101,10 +101,25 @@ def test_sgl_contrastive_loss_keeps_its_scale_with_the_batch_size(fast_config):
     user, pos = batch[model.USER_ID], batch[model.ITEM_ID]
     view1 = model.propagate_graph(model.views[0], with_layers=False)
     view2 = model.propagate_graph(model.views[1], with_layers=False)
-    expected = 0.1 * (reference_info_nce(view1.user, view2.user, user, 0.2)
-                      + reference_info_nce(view1.item, view2.item, pos, 0.2))
+    expected = 0.1 * (reference_info_nce(view1.user[1:], view2.user[1:], user - 1, 0.2)
+                      + reference_info_nce(view1.item[1:], view2.item[1:], pos - 1, 0.2))
     assert torch.allclose(ssl, expected, rtol=1e-5)
     assert ssl.item() < 10 * bpr.item()  # same order as BPR at initialisation, not ~B times larger
+
+
+def test_sgl_contrastive_loss_leaves_out_the_padding_id(fast_config):
+    """Eq. 10's denominators run over users and items; RecBole's padding id 0 is neither. Moving the padding rows of
+    both views onto a batch user's (item's) row, which would add a big term to every denominator, changes nothing."""
+    model, batch, _ = build(fast_config, "SGL", ssl_weight=1.0, ssl_tau=0.2)
+    model.on_epoch_start(0)
+    user, pos = batch[model.USER_ID], batch[model.ITEM_ID]
+    assert bool((user > 0).all()) and bool((pos > 0).all())
+    _, ssl = model.calculate_loss(batch)
+    with torch.no_grad():
+        model.user_embedding.weight[0] = 10 * model.user_embedding.weight[user[0]]
+        model.item_embedding.weight[0] = 10 * model.item_embedding.weight[pos[0]]
+    _, moved = model.calculate_loss(batch)
+    assert torch.equal(moved, ssl)
 
 
 @pytest.mark.parametrize("augmentation", ["ED", "ND"])
