@@ -7,7 +7,11 @@ d = 64, K = 3, B = 2048, M = 64, as in the benchmark):
 * ``spmm``: one propagation layer in float32, the default kernel, then ``RECBOLE_HNLM_SPMM_GROUPS`` = 2 and 4, then
   ``RECBOLE_HNLM_SPMM_SHORT_CHAINS=1``;
 * ``mixgcf``: one MixGCF step, forward (``mixgcf_mix_kernel``) and backward (``mixgcf_scatter_kernel``), then the
-  forward of the split kernel (``mixgcf_mix_split_kernel``) with ``RECBOLE_HNLM_ARGMAX_GROUPS`` = 1, 2 and 4.
+  forward of the split kernel (``mixgcf_mix_split_kernel``) with ``RECBOLE_HNLM_ARGMAX_GROUPS`` = 1, 2 and 4;
+* ``epoch``: where a batch of the benchmark's LightGCN + MixGCF epoch goes (no ``ncu``: run it plainly). It prints
+  the wall time per batch, the time the CPU takes to issue a batch, the GPU's busy time (the union of its kernel,
+  memset and memcpy intervals, from ``torch.profiler``) and each kernel's share of it. Wall well above busy means
+  the GPU waits for the CPU (launch-bound); busy near wall means the kernels themselves set the epoch's time.
 
 Each kernel runs ``--repeat`` times (default 1) after a warm-up; profile them all, e.g.::
 
@@ -28,7 +32,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from synthetic_graph import YELP2018  # noqa: E402
-from run_gpu_benchmarks import argmax_groups, spmm_groups, spmm_short_chains  # noqa: E402
+from run_gpu_benchmarks import argmax_groups, build_graph, epoch_step_factory, spmm_groups, spmm_short_chains  # noqa
 from workloads import D, mixgcf_inputs, yelp_graph  # noqa: E402
 
 from recbole_hnlm.ops import mixgcf_mix, spmm  # noqa: E402
@@ -71,19 +75,84 @@ def mixgcf_case(device, repeat):
                   argmax_groups(groups, lambda: mixgcf_mix(query, pos, items, cand, alpha)), repeat, device)
 
 
+def busy_microseconds(intervals):
+    """Length of the union of ``(start, end)`` intervals (overlapping kernels count once)."""
+    total, reach = 0.0, None
+    for start, end in sorted(intervals):
+        if reach is None or start > reach:
+            total += end - start
+            reach = end
+        elif end > reach:
+            total += end - reach
+            reach = end
+    return total
+
+
+def device_activity(prof):
+    """``(name, start_us, end_us)`` of every kernel, memset and memcpy the profiler saw on a GPU."""
+    return [(e.name, e.time_range.start, e.time_range.end) for e in prof.events()
+            if e.device_type == torch.autograd.DeviceType.CUDA]
+
+
+def epoch_case(device, repeat, batches, quick):
+    """The benchmark's epoch cut to ``batches`` batches (float32, default kernels): wall, issue and busy time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    graph, sizes = build_graph("yelp2018", device, quick)
+    epoch, n = epoch_step_factory(graph, sizes, device, torch.float32, True, max_batches=batches)
+    cuda = device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    timed(f"epoch of {n} batches (wall)", epoch, repeat, device)
+    # the CPU's issue time, on a few batches: a launch queue of ~1,000 kernels would make a longer run wait on it
+    issue_epoch, issued = epoch_step_factory(graph, sizes, device, torch.float32, True, max_batches=min(n, 4))
+    issue_epoch()
+    sync()
+    begin = time.perf_counter()
+    issue_epoch()
+    issue_ms = (time.perf_counter() - begin) * 1e3 / issued
+    sync()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        begin = time.perf_counter()
+        epoch()
+        sync()
+        wall_ms = (time.perf_counter() - begin) * 1e3 / n
+    print(f"per batch: wall {wall_ms:.3f} ms (under the profiler), CPU issue {issue_ms:.3f} ms (no sync, {issued} "
+          "batches)")
+    if not cuda:  # smoke test: the CPU ops by self time
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+        return
+    activity = device_activity(prof)
+    busy_ms = busy_microseconds([(start, end) for _, start, end in activity]) / 1e3 / n
+    print(f"per batch: GPU busy {busy_ms:.3f} ms ({100 * busy_ms / wall_ms:.0f} % of wall), "
+          f"{len(activity) / n:.1f} kernels, memsets and memcpys")
+    totals = {}
+    for name, start, end in activity:
+        count, micros = totals.get(name, (0, 0.0))
+        totals[name] = (count + 1, micros + end - start)
+    print("| kernel | launches per batch | us per batch | share of busy |\n|---|---|---|---|")
+    for name, (count, micros) in sorted(totals.items(), key=lambda item: -item[1][1])[:20]:
+        print(f"| {name[:90]} | {count / n:.1f} | {micros / n:.1f} | {micros / n / 10 / busy_ms:.1f} % |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("case", choices=["spmm", "mixgcf"])
+    parser.add_argument("case", choices=["spmm", "mixgcf", "epoch"])
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--batches", type=int, default=20, help="epoch: batches profiled")
+    parser.add_argument("--quick", action="store_true", help="epoch: a 20x smaller graph (smoke test)")
     parser.add_argument("--device", default="cuda", help="cpu: smoke-test the script itself (the CPU kernels run)")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error(f"torch {torch.__version__} sees no CUDA GPU: this script launches CUDA kernels for ncu "
                      "(--device cpu smoke-tests it)")
-    if args.repeat < 1:
-        parser.error("--repeat must be >= 1")
-    {"spmm": spmm_case, "mixgcf": mixgcf_case}[args.case](device, args.repeat)
+    if args.repeat < 1 or args.batches < 1:
+        parser.error("--repeat and --batches must be >= 1")
+    if args.case == "epoch":
+        epoch_case(device, args.repeat, args.batches, args.quick)
+    else:
+        {"spmm": spmm_case, "mixgcf": mixgcf_case}[args.case](device, args.repeat)
 
 
 if __name__ == "__main__":

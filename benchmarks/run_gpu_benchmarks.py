@@ -187,9 +187,9 @@ def saved_bytes(fn):
     return total[0]
 
 
-def epoch_step_factory(graph, sizes, device, dtype, use_kernels, layers_dtype=None, batch=B):
+def epoch_step_factory(graph, sizes, device, dtype, use_kernels, layers_dtype=None, batch=B, max_batches=None):
     """One LightGCN + MixGCF training epoch with candidates drawn on the device (no loader, no CPU work);
-    ``layers_dtype`` is LightGCN's option of the same name (kernels only)."""
+    ``layers_dtype`` is LightGCN's option of the same name (kernels only); ``max_batches`` cuts the epoch short."""
     n_users, n_items = sizes["n_users"], sizes["n_items"]
     gen = torch.Generator(device=device).manual_seed(0)
     emb = torch.nn.Parameter(0.1 * torch.randn(graph.num_nodes, D, device=device, generator=gen, dtype=dtype))
@@ -197,6 +197,8 @@ def epoch_step_factory(graph, sizes, device, dtype, use_kernels, layers_dtype=No
     users, items = power_law_interactions(**sizes)
     users, items = users.to(device), items.to(device)
     n_batches = (users.numel() + batch - 1) // batch
+    if max_batches is not None:
+        n_batches = min(n_batches, max_batches)
 
     def epoch():
         order = torch.randperm(users.numel(), device=device, generator=gen)

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Issue 4 on a lent GPU, in one call: build the CUDA extension, run the CUDA tests, compute-sanitizer once (memcheck,
-# racecheck), the kernel benchmarks, the fine-tuned encoder's device test, and Nsight Compute profiles of the SpMM
-# and MixGCF kernels. Every stage has its own time limit, cut to what is left of BUDGET seconds (default 560), and
-# logs to $OUT (default gpu_out/); $OUT/summary.txt has one line per stage. At most 7 files are written (the device
-# tool brings back 8). Stages run in order of importance: with the budget spent, the last ones are skipped.
+# racecheck), the kernel benchmarks, the fine-tuned encoder's device test, a torch.profiler breakdown of an epoch
+# batch, and Nsight Compute profiles of the SpMM and MixGCF kernels. Every stage has its own time limit, cut to what
+# is left of BUDGET seconds (default 560), and logs to $OUT (default gpu_out/); $OUT/summary.txt has one line per
+# stage. At most 7 files are written (the device tool brings back 8). Stages run in order of importance: with the
+# budget spent, the last ones are skipped.
 #
 # The GPU image (Python 3.12) has torch with CUDA, nvcc, pytest, pytest-benchmark, setuptools, ninja, transformers and
 # torch_geometric, but no RecBole: the op tests and benchmarks do not import it. The encoder's device test reads
@@ -81,6 +82,8 @@ if ls .whl/recbole-*.whl > /dev/null 2>&1; then
 fi
 stage experiment-tests tests.log 120 "${PYTEST[@]}" tests/ops/test_cuda_kernels.py -m "not emulation" \
   -k "$EXPERIMENTS"
+# where an epoch batch goes: wall vs CPU issue vs GPU busy time, and each kernel's share (the epoch target)
+stage profile-epoch bench.log 45 "$PY" benchmarks/profile_gpu_kernels.py epoch --batches 20
 if command -v ncu > /dev/null; then  # why the kernels take what they take (appended to bench.log; clocks left alone)
   NCU=(ncu --clock-control none --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy
        --section WarpStateStats --section LaunchStats)
