@@ -77,6 +77,10 @@ class Config(RecBoleConfig):
         self.final_config_dict["sampler"] = sampler_class.name
         check_model_sampler_pair(self.model_class, sampler_class)
         check_core_options(self)
+        from recbole_hnlm.model.abstract import SampledRecommender
+
+        if isinstance(self.model_class, type) and issubclass(self.model_class, SampledRecommender):
+            self.model_class.check_config(self)  # the backbone's own options, before the dataset loads
         sampler_class.check_config(self)
         self.unknown_options = unknown_options(self.external_config_dict, PROPERTIES_DIR)
 

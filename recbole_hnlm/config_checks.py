@@ -37,11 +37,11 @@ _PICKLE_WRITERS = ("save_dataset", "save_dataloaders")
 _PICKLE_READERS = ("dataset_save_path", "dataloaders_save_path")
 
 
-def _is_integer(value) -> bool:
+def is_integer(value) -> bool:
     return isinstance(value, Integral) and not isinstance(value, bool)
 
 
-def _is_number(value) -> bool:
+def is_number(value) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool)
 
 
@@ -50,11 +50,11 @@ def check_core_options(config) -> None:
     RecBole write or load a pickle."""
     for key, (ok, expected) in _INTEGER_RULES.items():
         value = config[key]
-        if value is not None and not (_is_integer(value) and ok(value)):
+        if value is not None and not (is_integer(value) and ok(value)):
             raise ConfigError(f"Option '{key}' must be {expected}, got {value!r}.")
     for key, (ok, expected) in _NUMBER_RULES.items():
         value = config[key]
-        if value is not None and not (_is_number(value) and ok(value)):
+        if value is not None and not (is_number(value) and ok(value)):
             raise ConfigError(f"Option '{key}' must be {expected}, got {value!r}.")
     check_valid_metric(config)
     if not isinstance(config["save_resume_state"], bool):

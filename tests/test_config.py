@@ -66,3 +66,24 @@ def test_recbole_model_without_layers_cannot_use_hard_samplers(fast_config):
     with pytest.raises(ConfigError, match="recbole_hnlm backbone"):
         make(fast_config, model="NeuMF", sampler="MixGCF")
     assert make(fast_config, model="BPR", sampler="RNS")["model"] == "BPR"
+
+
+@pytest.mark.parametrize("model,key,value", [
+    ("NGCF", "message_dropout", 1.5), ("NGCF", "message_dropout", -0.1), ("NGCF", "message_dropout", "x"),
+    ("NGCF", "hidden_size_list", [64, -3]), ("NGCF", "hidden_size_list", "abc"), ("NGCF", "hidden_size_list", [64.5]),
+    ("SGL", "ssl_weight", -1), ("SGL", "drop_ratio", "abc"), ("SGL", "drop_ratio", 1.0), ("SGL", "ssl_tau", 0),
+    ("SGL", "type", "XX"), ("SGL", "layers_dtype", "float16"), ("LightGCN", "layers_dtype", "float16"),
+])
+def test_bad_backbone_options_are_rejected_before_the_dataset_loads(fast_config, model, key, value):
+    """Config (which loads no data) names the option; before, these came after the dataset loaded, or as a raw
+    traceback from torch (NGCF's dropout and layer sizes), or not at all (a negative ssl_weight)."""
+    with pytest.raises(ConfigError, match=f"'{key}'"):
+        make(fast_config, model=model, sampler="RNS", **{key: value})
+
+
+def test_backbone_option_bounds_are_accepted(fast_config):
+    assert make(fast_config, model="NGCF", sampler="RNS", message_dropout=0, hidden_size_list=[32, 16])[
+        "hidden_size_list"] == [32, 16]
+    assert make(fast_config, model="SGL", sampler="RNS", ssl_weight=0, drop_ratio=0)["ssl_weight"] == 0
+    with pytest.raises(ConfigError, match="equal to embedding_size"):
+        make(fast_config, model="NGCF", sampler="MixGCF", hidden_size_list=[64, 32])

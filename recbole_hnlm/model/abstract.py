@@ -45,6 +45,7 @@ class SampledRecommender(GeneralRecommender):
     resumable = True
 
     def __init__(self, config, dataset):
+        type(self).check_config(config)
         super().__init__(config, dataset)
         from recbole_hnlm.utils import get_sampler
 
@@ -66,6 +67,11 @@ class SampledRecommender(GeneralRecommender):
         return (dataset.inter_feat[dataset.uid_field].long(), dataset.inter_feat[dataset.iid_field].long())
 
     # -- what a backbone implements ------------------------------------------------------------------------------
+    @classmethod
+    def check_config(cls, config):
+        """Reject a bad backbone option with a message naming it. :class:`recbole_hnlm.config.Config` calls this
+        before the dataset loads, and the constructor again (for configurations built another way)."""
+
     def pooled_size(self, config):
         """Width ``d'`` of the pooled embeddings that score pairs (``d`` for mean pooling)."""
         return config["embedding_size"]

@@ -44,6 +44,11 @@ class LightGCN(SampledRecommender):
             bfloat16 precision, ~0.4 %, as in any mixed-precision training).
     """
 
+    @classmethod
+    def check_config(cls, config):
+        super().check_config(config)
+        stack_dtype(config["layers_dtype"])
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.n_layers = config["n_layers"]

@@ -8,9 +8,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from recbole_hnlm.errors import ConfigError
+from recbole_hnlm.config_checks import is_integer, is_number
 from recbole_hnlm.model.abstract import SampledRecommender, concat_pool
 from recbole_hnlm.ops import bipartite_normalized_graph, spmm
-from recbole_hnlm.sampler.base import Propagation
+from recbole_hnlm.sampler.base import Propagation, require
 
 
 class NGCF(SampledRecommender):
@@ -33,15 +34,26 @@ class NGCF(SampledRecommender):
             hard samplers select on the same propagation, so with dropout they score dropped-out embeddings.
     """
 
+    @classmethod
+    def check_config(cls, config):
+        super().check_config(config)
+        from recbole_hnlm.utils import get_sampler
+
+        require(config, "hidden_size_list",
+                lambda v: isinstance(v, (list, tuple)) and all(is_integer(h) and h >= 1 for h in v),
+                "a list of integers >= 1, the output size of each layer (e.g. [64,64,64])")
+        require(config, "message_dropout", lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)")
+        sampler = get_sampler(config["sampler"])
+        if sampler.needs_layers and any(h != config["embedding_size"] for h in config["hidden_size_list"]):
+            raise ConfigError(
+                f"Sampler {sampler.name} mixes per-layer embeddings and needs every entry of hidden_size_list "
+                f"({list(config['hidden_size_list'])}) equal to embedding_size ({config['embedding_size']})."
+            )
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.hidden_sizes = list(config["hidden_size_list"])
         self.message_dropout = float(config["message_dropout"])
-        if self.sampler.needs_layers and any(h != self.embedding_size for h in self.hidden_sizes):
-            raise ConfigError(
-                f"Sampler {self.sampler.name} mixes per-layer embeddings and needs every entry of hidden_size_list "
-                f"({self.hidden_sizes}) equal to embedding_size ({self.embedding_size})."
-            )
         self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
         sizes = [self.embedding_size] + self.hidden_sizes

@@ -6,9 +6,10 @@ Reference:
 import torch
 import torch.nn.functional as F
 
-from recbole_hnlm.errors import ConfigError
+from recbole_hnlm.config_checks import is_number
 from recbole_hnlm.model.lightgcn import LightGCN
 from recbole_hnlm.ops import bipartite_normalized_graph, gather_rows
+from recbole_hnlm.sampler.base import require
 
 SGL_AUGMENTATIONS = ("ED", "ND")
 
@@ -30,17 +31,20 @@ class SGL(LightGCN):
     ``ssl_weight``.
 
     Config:
-        type (str): ``ED`` or ``ND``. drop_ratio (float): in [0, 1). ssl_tau (float): > 0. ssl_weight (float).
+        type (str): ``ED`` or ``ND``. drop_ratio (float): in [0, 1). ssl_tau (float): > 0. ssl_weight (float):
+        >= 0.
     """
+
+    @classmethod
+    def check_config(cls, config):
+        super().check_config(config)
+        require(config, "type", lambda v: v in SGL_AUGMENTATIONS, f"one of {SGL_AUGMENTATIONS}")
+        require(config, "drop_ratio", lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)")
+        require(config, "ssl_tau", lambda v: is_number(v) and v > 0, "a number > 0")
+        require(config, "ssl_weight", lambda v: is_number(v) and v >= 0, "a number >= 0 (0 turns SGL into LightGCN)")
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        if config["type"] not in SGL_AUGMENTATIONS:
-            raise ConfigError(f"SGL option 'type' must be one of {SGL_AUGMENTATIONS}, got {config['type']!r}.")
-        if not 0 <= float(config["drop_ratio"]) < 1:
-            raise ConfigError(f"SGL option 'drop_ratio' must be in [0, 1), got {config['drop_ratio']!r}.")
-        if not float(config["ssl_tau"]) > 0:
-            raise ConfigError(f"SGL option 'ssl_tau' must be > 0, got {config['ssl_tau']!r}.")
         self.augmentation = config["type"]
         self.drop_ratio = float(config["drop_ratio"])
         self.ssl_tau = float(config["ssl_tau"])

@@ -100,6 +100,12 @@ class NegativeSampler(nn.Module):
         super().__init__()
         self.pooled_size = pooled_size
         self.n_candidates = config[self.n_candidates_key] if self.n_candidates_key else 0
+        n_items = dataset.item_num - 1 if dataset is not None else None  # id 0 is RecBole's padding
+        if n_items is not None and self.n_candidates > n_items:
+            raise ConfigError(
+                f"Option '{self.n_candidates_key}' = {self.n_candidates} exceeds the {n_items} items of dataset "
+                f"{config['dataset']!r}: candidates are drawn uniformly from its items, so more than that only repeat "
+                f"items and cost time. Use at most {n_items}.")
 
     @classmethod
     def check_config(cls, config):

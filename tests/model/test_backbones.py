@@ -170,3 +170,17 @@ def test_exported_negatives_follow_the_negative_warm_up(fast_config):
     model.on_epoch_start(2)
     distance, _ = nearest(model.hard_negatives(user, torch.ones_like(user)))
     assert float(distance.min()) > 1e-6  # mixtures of the positive and the candidates
+
+
+@pytest.mark.parametrize("sampler,key", [("DNS", "dns_candidates"), ("MixGCF", "mixgcf_candidates"),
+                                         ("AHNS", "ahns_candidates")])
+def test_more_candidates_than_items_is_a_config_error(fast_config, sampler, key):
+    """Candidates are drawn from the items (id 0 is padding): M up to the item count runs, more is refused."""
+    model, _, dataset = build(fast_config, "LightGCN", sampler=sampler, **{key: 8})
+    n_items = dataset.item_num - 1
+    model, _, _ = build(fast_config, "LightGCN", sampler=sampler, **{key: n_items})
+    assert model.sampler.n_candidates == n_items
+    from recbole_hnlm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"'{key}' = {n_items + 1} exceeds the {n_items} items"):
+        build(fast_config, "LightGCN", sampler=sampler, **{key: n_items + 1})
