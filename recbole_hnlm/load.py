@@ -82,8 +82,8 @@ def load_data_and_model(checkpoint, config_dict=None):
 def _for_this_function(error, checkpoint):
     """The option checks' error, worded for this function (their ``init_from:``/``--option`` are command-line)."""
     message = str(error).replace("init_from: ", "", 1)
-    return ConfigError(f"load_data_and_model({os.path.basename(checkpoint)}): {message} (Options go in config_dict, "
-                       "e.g. {'split_seed': 2020}; for recommend, on its command line: --split_seed=2020.)")
+    return ConfigError(f"load_data_and_model({os.path.basename(checkpoint)}): {message} (Options go in config_dict "
+                       "as {'key': value}; for recommend, on its command line as --key=value.)")
 
 
 def _warn_about_changed_options(config, checkpoint, overridden):

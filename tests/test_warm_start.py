@@ -165,6 +165,22 @@ def test_another_split_is_refused_before_the_sampler_prepares(fast_config, rns_r
                                                   "resume_from": rns_run["resume_state"]})
 
 
+def test_changed_interactions_are_named_as_a_cause(fast_config, ml_slice, rns_run, tmp_path):
+    """One interaction fewer in the .inter file (every user and item still present, so the same ids): the refusal
+    names the changed interactions first, not only split options the user did not touch."""
+    data_path, name = ml_slice
+    lines = open(os.path.join(data_path, name, f"{name}.inter")).read().splitlines()
+    items = [line.split("\t")[1] for line in lines[1:]]
+    drop = next(i for i in range(len(lines) - 1, 0, -1) if items.count(items[i - 1]) > 1)
+    os.makedirs(tmp_path / "edited" / name)
+    with open(tmp_path / "edited" / name / f"{name}.inter", "w") as f:
+        f.write("\n".join(lines[:drop] + lines[drop + 1:]) + "\n")
+    settings = {**fast_config, "sampler": "DNS", "epochs": 1, "data_path": str(tmp_path / "edited")}
+    with pytest.raises(ConfigError, match="init_from: .* was trained on another training split of ml-slice: the "
+                                          "dataset's interactions changed"):
+        run_recbole_hnlm(model="MF", config_dict={**settings, "init_from": rns_run["checkpoint"]})
+
+
 def test_train_pairs_digest_is_a_digest_of_the_pair_set():
     users, items = np.array([1, 1, 2, 3]), np.array([5, 6, 5, 1])
     digest = train_pairs_digest(users, items)
