@@ -56,6 +56,10 @@ def check_core_options(config) -> None:
         value = config[key]
         if value is not None and not (is_number(value) and ok(value)):
             raise ConfigError(f"Option '{key}' must be {expected}, got {value!r}.")
+    dataset = config["dataset"]
+    if not (isinstance(dataset, str) and dataset.strip() and dataset == dataset.strip()):
+        raise ConfigError(f"Option 'dataset' must name a dataset, the folder <data_path>/<dataset>/ with its atomic "
+                          f"files (e.g. --dataset=ml-100k), got {dataset!r}.")
     check_valid_metric(config)
     if not isinstance(config["save_resume_state"], bool):
         raise ConfigError(f"Option 'save_resume_state' must be True or False, got {config['save_resume_state']!r}.")

@@ -57,6 +57,12 @@ def load_data_and_model(checkpoint, config_dict=None):
                              "Give a checkpoint of a run: <checkpoint_dir>/<model>-<time>.safetensors.")
     settings = {k: v for k, v in (state.get("run_settings") or {}).items() if k not in _NOT_REUSED}
     settings["sampler"] = state.get("sampler") or "RNS"
+    for key in ("model", "dataset"):  # Config takes both from the checkpoint below: a different one would be ignored
+        wanted = (config_dict or {}).get(key)
+        if wanted is not None and str(wanted).lower() != str(state.get(key)).lower():
+            raise ConfigError(f"load_data_and_model({os.path.basename(checkpoint)}): {key}={wanted} was given, but "
+                              f"the checkpoint holds {key}={state.get(key)}, and a checkpoint is loaded with its own "
+                              f"{key}. Drop {key}, or give a checkpoint of that {key}.")
     settings.update(config_dict or {})
     settings.update(init_from=checkpoint, eval_only=True, resume_from=None)
     try:

@@ -81,6 +81,12 @@ def test_bad_backbone_options_are_rejected_before_the_dataset_loads(fast_config,
         make(fast_config, model=model, sampler="RNS", **{key: value})
 
 
+@pytest.mark.parametrize("name", ["", " ", "ml-100k "])
+def test_a_blank_dataset_name_is_refused(fast_config, name):
+    with pytest.raises(ConfigError, match="Option 'dataset' must name a dataset"):
+        make(fast_config, model="MF", sampler="RNS", dataset=name)
+
+
 def test_backbone_option_bounds_are_accepted(fast_config):
     assert make(fast_config, model="NGCF", sampler="RNS", message_dropout=0, hidden_size_list=[32, 16])[
         "hidden_size_list"] == [32, 16]

@@ -76,6 +76,12 @@ def test_overrides_and_refusals(dns_run, fast_config, tmp_path):
     with pytest.raises(ConfigError, match="do not fit this LightGCN"):
         load_data_and_model(dns_run["checkpoint"], {"embedding_size": 8})
     assert load_data_and_model(dns_run["checkpoint"], {"sampler": "MixGCF"})[0]["sampler"] == "MixGCF"
+    for key, value in (("dataset", "ml-100k"), ("model", "MF")):  # was ignored: the checkpoint's own was loaded
+        with pytest.raises(ConfigError, match=rf"load_data_and_model\(.*\): {key}={value} was given, but the "
+                                              rf"checkpoint holds {key}="):
+            load_data_and_model(dns_run["checkpoint"], {key: value})
+    assert load_data_and_model(dns_run["checkpoint"], {"model": "lightgcn", "dataset": "ml-slice"})[0]["model"] == \
+        "LightGCN"  # the checkpoint's own, in any case
     # a checkpoint written before run settings were stored: the dataset options come from config_dict
     with safe_open(dns_run["checkpoint"], framework="pt") as f:
         meta = json.loads(f.metadata()["recbole_hnlm"])
