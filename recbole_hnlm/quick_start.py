@@ -221,10 +221,16 @@ def main(argv=None):
     ``--config_files``, and every other ``--key=value`` is read by ``Config`` (values go through ``eval``). A key
     given twice takes its last value."""
     argv = _last_setting_wins(sys.argv[1:] if argv is None else list(argv))
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", "-m", type=str, default="LightGCN", help="backbone (MF, NGCF, LightGCN, SGL)")
-    parser.add_argument("--dataset", "-d", type=str, default="ml-100k", help="dataset name")
-    parser.add_argument("--sampler", "-s", type=str, default=None, help="RNS, DNS, MixGCF, AHNS or HNLMRec")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="Every other RecBole or plugin option goes in --key=value form (e.g. --epochs=50, --data_path=DIR); "
+               "defaults are in properties/*.yaml.")
+    parser.add_argument("--model", "-m", type=str, default="LightGCN",
+                        help="backbone: MF, NGCF, LightGCN or SGL, or a RecBole model with RNS (default: LightGCN)")
+    parser.add_argument("--dataset", "-d", type=str, default="ml-100k",
+                        help="dataset name, the folder <data_path>/<dataset>/ of atomic files (default: ml-100k)")
+    parser.add_argument("--sampler", "-s", type=str, default=None,
+                        help="RNS, DNS, MixGCF, AHNS or HNLMRec (default: RNS, or the config files' sampler)")
     parser.add_argument("--config_files", type=str, default=None, help="space-separated yaml files")
     args, rest = parser.parse_known_args(argv)
     valueless = [arg for arg in rest if arg.startswith("-") and "=" not in arg]

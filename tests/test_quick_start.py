@@ -316,3 +316,14 @@ def test_a_warm_up_without_a_later_validation_keeps_its_best(fast_config, caplog
                                                              "eval_step": 2, "negative_warmup_epochs": 2})
     assert result["best_valid_result"] is not None and result["best_valid_score"] > 0
     assert "lies inside the warm-up" in caplog.text
+
+
+def test_help_names_the_defaults(capsys):
+    from recbole_hnlm.quick_start import main as cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: LightGCN)" in text and "(default: ml-100k)" in text and "(default: RNS" in text
+    assert "--key=value" in text
