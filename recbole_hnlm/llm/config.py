@@ -11,11 +11,13 @@ from recbole_hnlm.errors import ConfigError
 __all__ = ["LLMConfig"]
 
 
+#: True/False settings (a YAML or command-line ``no`` or ``maybe`` stays a string, which Python would take as True)
+_BOOLEANS = ("load_in_4bit", "prefix_cache", "item_profiles")
 #: (integer settings, smallest allowed value or None, how the error says it)
 _INTEGER_RULES = (
     (("chunk_size", "negatives_per_pair", "gen_batch_size", "max_new_tokens", "profile_max_new_tokens",
       "ft_batch_size", "embed_batch_size", "embed_tokens", "ft_history", "ft_soft_tokens", "ft_pairs_per_user",
-      "teacher_epochs", "ft_epochs"), 1, "a positive integer"),
+      "teacher_epochs", "ft_epochs", "ft_lora_r", "ft_lora_alpha"), 1, "a positive integer"),
     (("max_pairs", "threads", "retries", "max_history", "max_reviews", "profile_words", "ft_max_train_pairs",
       "ft_explicit_negatives"), 0, "an integer >= 0"),
     (("seed",), None, "an integer"),
@@ -114,8 +116,16 @@ class LLMConfig:
                 value = getattr(self, name)
                 if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
                     raise ConfigError(f"hnlm_{name} must be {kind}, got {value!r}")
-        if not isinstance(self.ft_tau, (int, float)) or self.ft_tau <= 0:
-            raise ConfigError(f"hnlm_ft_tau must be a positive number, got {self.ft_tau!r}")
+        for name in _BOOLEANS:
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"hnlm_{name} must be True or False, got {getattr(self, name)!r}")
+        for name in ("ft_tau", "ft_lr"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"hnlm_{name} must be a positive number, got {value!r}")
+        dropout = self.ft_lora_dropout
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise ConfigError(f"hnlm_ft_lora_dropout must be a number in [0, 1), got {dropout!r}")
         if self.variant == "finetuned" and self.ft_item_text == "profile" and not self.item_profiles:
             # the hybrid prompt would show whatever item profiles an earlier run left in the profiles file
             raise ConfigError("hnlm_ft_item_text=profile needs generated item profiles, but hnlm_item_profiles is "

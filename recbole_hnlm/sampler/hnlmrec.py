@@ -125,6 +125,9 @@ class HNLMRec(NegativeSampler):
         margin = config["hnlm_margin"]
         if margin is not None and not (isinstance(margin, (int, float)) and margin >= 0):
             require(config, "hnlm_margin", lambda v: False, "~ (BPR, the paper) or a number >= 0 (hinge, the code)")
+        from recbole_hnlm.llm.config import LLMConfig
+
+        LLMConfig.from_config(config)  # the LLM stage's settings, before a teacher trains for minutes
 
     @classmethod
     def prepare(cls, config, dataset, train_data):

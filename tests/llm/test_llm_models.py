@@ -59,6 +59,29 @@ def test_mean_pooled_encoder_and_config_validation(tiny_encoder_dir):
             LLMConfig.from_config({key: value})
 
 
+@pytest.mark.parametrize("key,value,expected", [
+    ("hnlm_ft_lr", -1, "a positive number"), ("hnlm_ft_lr", 0, "a positive number"),
+    ("hnlm_ft_lr", "fast", "a positive number"), ("hnlm_ft_tau", 0, "a positive number"),
+    ("hnlm_ft_lora_r", -3, "a positive integer"), ("hnlm_ft_lora_alpha", 0, "a positive integer"),
+    ("hnlm_ft_lora_dropout", 1.5, r"a number in \[0, 1\)"), ("hnlm_ft_lora_dropout", -0.1, r"a number in \[0, 1\)"),
+    ("hnlm_item_profiles", "maybe", "True or False"), ("hnlm_load_in_4bit", "no", "True or False"),
+    ("hnlm_prefix_cache", 1, "True or False"),
+])
+def test_fine_tuning_and_switch_settings_are_checked(key, value, expected):
+    """These reached torch's AdamW, peft's LoRA or torch's dropout after the teacher had trained (raw tracebacks),
+    or, for the switches, any string was taken as True."""
+    with pytest.raises(ConfigError, match=f"{key} must be {expected}, got {value!r}"):
+        LLMConfig.from_config({key: value})
+
+
+def test_bad_llm_settings_stop_a_run_before_the_dataset_loads(fast_config):
+    from recbole_hnlm.config import Config
+
+    with pytest.raises(ConfigError, match="hnlm_ft_lr must be a positive number"):
+        Config(model="MF", config_dict={**fast_config, "sampler": "HNLMRec", "hnlm_ft_lr": -1})
+    assert LLMConfig.from_config({"hnlm_ft_lora_dropout": 0, "hnlm_ft_lr": 1}).ft_lr == 1
+
+
 def test_llm_config_defaults_equal_the_sampler_yaml():
     """Every hnlm_* key of LLMConfig is in properties/sampler/HNLMRec.yaml with the same default (one source of
     truth for users reading the yaml, and for code that builds LLMConfig without RecBole)."""
