@@ -6,6 +6,7 @@ it). The model propagates once per batch, wraps the result in :class:`Propagatio
 gradients; only the chosen or synthesised embeddings carry them. Samplers draw random numbers from torch's global RNG,
 which ``init_seed`` seeds, and never switch the model between ``train()`` and ``eval()``.
 """
+import logging
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -101,11 +102,11 @@ class NegativeSampler(nn.Module):
         self.pooled_size = pooled_size
         self.n_candidates = config[self.n_candidates_key] if self.n_candidates_key else 0
         n_items = dataset.item_num - 1 if dataset is not None else None  # id 0 is RecBole's padding
-        if n_items is not None and self.n_candidates > n_items:
-            raise ConfigError(
+        if n_items is not None and self.n_candidates > n_items:  # a warning: defaults (64) exceed toy datasets
+            logging.getLogger().warning(
                 f"Option '{self.n_candidates_key}' = {self.n_candidates} exceeds the {n_items} items of dataset "
-                f"{config['dataset']!r}: candidates are drawn uniformly from its items, so more than that only repeat "
-                f"items and cost time. Use at most {n_items}.")
+                f"{config['dataset']!r}: candidates are drawn uniformly with replacement, so they repeat items, and "
+                f"every batch scores all {self.n_candidates} of them per pair. At most {n_items} is enough.")
 
     @classmethod
     def check_config(cls, config):

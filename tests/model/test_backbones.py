@@ -174,13 +174,14 @@ def test_exported_negatives_follow_the_negative_warm_up(fast_config):
 
 @pytest.mark.parametrize("sampler,key", [("DNS", "dns_candidates"), ("MixGCF", "mixgcf_candidates"),
                                          ("AHNS", "ahns_candidates")])
-def test_more_candidates_than_items_is_a_config_error(fast_config, sampler, key):
-    """Candidates are drawn from the items (id 0 is padding): M up to the item count runs, more is refused."""
+def test_more_candidates_than_items_is_warned_about(fast_config, sampler, key, caplog):
+    """Candidates are drawn from the items (id 0 is padding), with replacement: M up to the item count runs without
+    a word, more runs with a warning (a dataset smaller than a sampler's default M still trains)."""
     model, _, dataset = build(fast_config, "LightGCN", sampler=sampler, **{key: 8})
     n_items = dataset.item_num - 1
+    caplog.clear()
     model, _, _ = build(fast_config, "LightGCN", sampler=sampler, **{key: n_items})
-    assert model.sampler.n_candidates == n_items
-    from recbole_hnlm.errors import ConfigError
-
-    with pytest.raises(ConfigError, match=f"'{key}' = {n_items + 1} exceeds the {n_items} items"):
-        build(fast_config, "LightGCN", sampler=sampler, **{key: n_items + 1})
+    assert model.sampler.n_candidates == n_items and "exceeds" not in caplog.text
+    model, _, _ = build(fast_config, "LightGCN", sampler=sampler, **{key: n_items + 1})
+    assert model.sampler.n_candidates == n_items + 1
+    assert f"'{key}' = {n_items + 1} exceeds the {n_items} items of dataset 'ml-slice'" in caplog.text
