@@ -106,14 +106,21 @@ def resolve_generator(path: str, option: str = "hnlm_generator") -> ModelRef:
     if path.endswith(".gguf"):
         if not os.path.isfile(path):
             raise ModelNotFound(f"{option}: GGUF file {path} not found")
+        with open(path, "rb") as f:
+            if f.read(4) != b"GGUF":
+                raise ModelNotFound(f"{option}: {path} is not a GGUF file (it does not start with the GGUF magic)")
         folder, name = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
         return ModelRef(folder, name, f"{name}@{_model_fingerprint(folder, [name])}")
     if not os.path.isdir(path):
         raise ModelNotFound(f"{option}: model folder {path} not found (no hub access: give a local path)")
-    return _local_folder(path)
+    return _local_folder(path, option)
 
 
-def _local_folder(path: str) -> ModelRef:
+def _local_folder(path: str, option: str) -> ModelRef:
+    """A local model folder (it must hold ``config.json``) named by its base name and a fingerprint of its files."""
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise ModelNotFound(f"{option}: {path} is not a model folder: it has no config.json (give a folder saved by "
+                            "save_pretrained or sentence-transformers; hnlm_generator also takes a .gguf file)")
     folder = os.path.abspath(path)
     return ModelRef(folder, None, f"{os.path.basename(os.path.normpath(path))}@"
                                   f"{_model_fingerprint(folder, _model_files(folder))}")
@@ -128,7 +135,7 @@ def resolve_encoder(path: str, option: str = "hnlm_encoder") -> ModelRef:
         return ModelRef(folder, None, "all-MiniLM-L6-v2")
     if not os.path.isdir(path):
         raise ModelNotFound(f"{option}: encoder folder {path} not found (no hub access: give a local path)")
-    return _local_folder(path)
+    return _local_folder(path, option)
 
 
 def _check_4bit(load_in_4bit: bool, option: str) -> None:

@@ -19,6 +19,21 @@ def test_missing_model_path_names_the_option(tmp_path):
     assert os.environ["HF_HUB_OFFLINE"] == "1"
 
 
+def test_a_path_that_holds_no_model_names_the_option(tmp_path, tiny_llama_dir):
+    """An empty folder and a file that is not GGUF were raw transformers tracebacks (``'NoneType' object has no
+    attribute 'endswith'``, ``GGUF magic invalid``) after the data had loaded."""
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelNotFound, match="hnlm_generator: .*empty is not a model folder: it has no config.json"):
+        resolve_generator(str(tmp_path / "empty"))
+    with pytest.raises(ModelNotFound, match="hnlm_encoder: .*empty is not a model folder"):
+        resolve_encoder(str(tmp_path / "empty"))
+    (tmp_path / "fake.gguf").write_bytes(b"not a model")
+    with pytest.raises(ModelNotFound, match="hnlm_generator: .*fake.gguf is not a GGUF file"):
+        resolve_generator(str(tmp_path / "fake.gguf"))
+    assert resolve_generator(tiny_llama_dir).gguf_file is None  # a real folder still resolves
+    assert resolve_generator("smollm2").gguf_file  # and the packaged GGUF file passes the magic check
+
+
 def test_local_models_are_named_by_their_files_not_only_their_folder(tmp_path, tiny_llama_dir):
     """Two checkpoints in folders of one name (``model``, ``checkpoint-500``) must not share cached artifacts; a
     copy of a model elsewhere keeps its name (artifacts move with it)."""
