@@ -52,7 +52,53 @@ def check_dataset_files(config):
         )
     for path in paths:
         check_inter_header(path, config)
+    for path, id_key in _side_files(config):
+        check_side_file(path, id_key, config)
     check_no_recbole_pickles(config)
+
+
+def _side_files(config):
+    """``(path, id option)`` of the ``.user`` / ``.item`` files RecBole will read: present, and loaded by
+    ``load_col`` (every file when it is ``None``)."""
+    load_col = config["load_col"]
+    for suffix, id_key in (("user", "USER_ID_FIELD"), ("item", "ITEM_ID_FIELD")):
+        path = os.path.join(config["data_path"], f"{config['dataset']}.{suffix}")
+        if os.path.isfile(path) and (load_col is None or (isinstance(load_col, dict) and suffix in load_col)):
+            yield path, id_key
+
+
+def check_side_file(path, id_key, config):
+    """A ``.user`` / ``.item`` file RecBole will read: ``encoding`` text without a byte-order mark, a ``name:type``
+    header that holds the id field (RecBole fails on these with a ``UnicodeDecodeError`` or "iid_field must be
+    loaded if item_feat is loaded").
+
+    Raises:
+        DataError: naming the file and what to change.
+    """
+    encoding = config["encoding"] or "utf-8"
+    separator = config["field_separator"] or "\t"
+    try:
+        with open(path, encoding=encoding) as f:
+            header = f.readline().rstrip("\r\n")
+            for _ in f:  # the whole file decodes, as RecBole will read it
+                pass
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path} is not {encoding} text (byte {error.object[error.start:error.start + 1]!r}: "
+                        f"{error.reason}): save it as UTF-8, or pass --encoding=<its encoding> (e.g. "
+                        "latin-1).") from None
+    if header.startswith("\ufeff"):
+        raise DataError(f"{path} starts with a byte-order mark (saved as 'UTF-8 with BOM'): save it without one, or "
+                        "pass --encoding=utf-8-sig.")
+    names = []
+    for column in header.split(separator):
+        name, colon, kind = column.partition(":")
+        if not colon or kind not in _ATOMIC_TYPES:
+            raise DataError(f"{path}: header field {column!r} is not 'name:type' with a type in {_ATOMIC_TYPES} "
+                            "(fields separated by field_separator, a tab by default).")
+        names.append(name)
+    if config[id_key] not in names:
+        raise DataError(f"{path}: no '{config[id_key]}' field in the header {header!r} ({id_key} = "
+                        f"{config[id_key]!r}): RecBole needs it to join this file to the interactions.")
 
 
 def check_no_recbole_pickles(config):

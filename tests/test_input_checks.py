@@ -143,6 +143,32 @@ def test_fewer_items_than_the_largest_cutoff(fast_config, tmp_path):
     assert set(result["test_result"]) == {"recall@5", "ndcg@5"}
 
 
+ITEM_CASES = {
+    "latin1": ("item_id:token\tmovie_title:token_seq\ni1\tCaf\u00e9\n".encode("latin-1"), "is not utf-8 text"),
+    "bom": ("\ufeffitem_id:token\tmovie_title:token_seq\ni1\tHeat\n".encode("utf-8"), "starts with a byte-order mark"),
+    "no_types": (b"item_id\tmovie_title\ni1\tHeat\n", "header field 'item_id' is not 'name:type'"),
+    "no_id": (b"iid:token\tmovie_title:token_seq\ni1\tHeat\n", "no 'item_id' field in the header"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ITEM_CASES))
+def test_a_loaded_item_file_is_checked_before_recbole_reads_it(fast_config, tmp_path, case):
+    """RecBole stopped on these with a raw UnicodeDecodeError or "iid_field must be loaded if item_feat is loaded";
+    a .item file that load_col leaves out is not read, so it is not checked either."""
+    data_path = write_dataset(tmp_path, "side", [(u, (u + k) % 40) for u in range(30) for k in range(10)])
+    content, expected = ITEM_CASES[case]
+    item_path = os.path.join(data_path, "side", "side.item")
+    with open(item_path, "wb") as f:
+        f.write(content)
+    config = {**fast_config, "dataset": "side", "data_path": data_path, "epochs": 1, "topk": [5],
+              "valid_metric": "NDCG@5", "load_col": {"inter": ["user_id", "item_id"], "item": ["item_id"]}}
+    with pytest.raises(DataError) as error:
+        run_recbole_hnlm(model="MF", config_dict=config)
+    assert item_path in str(error.value) and expected in str(error.value)
+    result = run_recbole_hnlm(model="MF", config_dict={**config, "load_col": {"inter": ["user_id", "item_id"]}})
+    assert "ndcg@5" in result["test_result"]
+
+
 def _duplicate_warnings(caplog):
     return [r.getMessage() for r in caplog.records if "(user, item) pairs occur on more than one row" in r.getMessage()]
 
