@@ -47,10 +47,17 @@ def atomic_file(data_path: str, dataset: str, suffix: str) -> str:
     return os.path.join(data_path, dataset, f"{dataset}.{suffix}")
 
 
-def _read_atomic(path: str) -> pd.DataFrame:
-    """Read an atomic file as strings; columns renamed from ``name:type`` to ``name``."""
-    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE,
-                        encoding="utf-8", encoding_errors="replace")
+def _read_atomic(path: str, encoding: str = "utf-8") -> pd.DataFrame:
+    """Read an atomic file as strings; columns renamed from ``name:type`` to ``name``. Text that is not
+    ``encoding`` (RecBole's option) is an error naming the file: replaced characters would reach the prompts without
+    a word. (pandas drops a UTF-8 byte-order mark.)"""
+    try:
+        frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE,
+                            encoding=encoding)
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path} is not {encoding} text (byte {error.object[error.start:error.start + 1]!r}: "
+                        f"{error.reason}): save it as UTF-8, or pass --encoding=<its encoding> (e.g. "
+                        "latin-1).") from None
     names = []
     for column in frame.columns:
         if ":" not in column:
@@ -91,10 +98,12 @@ class DatasetText:
         uid_field, iid_field: id columns of ``.inter`` (RecBole defaults ``user_id``, ``item_id``).
         inter_parts: RecBole's ``benchmark_filename`` (e.g. ``['train', 'valid', 'test']``): read the pre-split
             ``<dataset>.<part>.inter`` files instead of ``<dataset>.inter``.
+        encoding: of the atomic files (RecBole's ``encoding`` option).
     """
 
     def __init__(self, data_path: str, dataset: str, train_pairs: Optional[Iterable[Tuple[str, str]]] = None,
-                 uid_field: str = "user_id", iid_field: str = "item_id", inter_parts: Optional[Sequence[str]] = None):
+                 uid_field: str = "user_id", iid_field: str = "item_id", inter_parts: Optional[Sequence[str]] = None,
+                 encoding: str = "utf-8"):
         self.data_path, self.dataset = data_path, dataset
         suffixes = [f"{part}.inter" for part in inter_parts] if inter_parts else ["inter"]
         self.inter_paths = [atomic_file(data_path, dataset, suffix) for suffix in suffixes]
@@ -104,7 +113,7 @@ class DatasetText:
             if not os.path.exists(path):
                 raise FileNotFoundError(f"{path}: interaction file not found (check --data_path / data_path, "
                                         f"--dataset and benchmark_filename)")
-            frame = _read_atomic(path)
+            frame = _read_atomic(path, encoding)
             for name in (uid_field, iid_field):
                 if name not in frame.columns:
                     raise DataError(f"{path}: field {name!r} missing (columns: {list(frame.columns)})")
@@ -153,19 +162,31 @@ class DatasetText:
         item_path = self.item_path = atomic_file(data_path, dataset, "item")
         title, attrs, fields = None, [], None
         if os.path.exists(item_path):
-            frame = _read_atomic(item_path)
+            frame = _read_atomic(item_path, encoding)
             fields = list(frame.columns)
             if iid_field not in frame.columns:
                 raise DataError(f"{item_path}: field {iid_field!r} missing")
             title = _first(frame.columns, TITLE_FIELDS)
             attrs = [(src, dst) for src, dst in ATTRIBUTE_FIELDS if src in frame.columns]
+            untitled, repeated = [], []
             for record in frame.to_dict("records"):
                 token = record[iid_field]
                 attributes = {}
                 for src, dst in attrs:
                     if record[src] and dst not in attributes:
                         attributes[dst] = record[src]
-                self.items[token] = ItemText(token, record[title] if title else token, attributes)
+                if token in self.items:
+                    repeated.append(token)
+                if title and not record[title].strip():
+                    untitled.append(token)
+                self.items[token] = ItemText(token, record[title] if title and record[title].strip() else token,
+                                             attributes)
+            if untitled:
+                logger.warning("%s: %d of its %d items have an empty '%s' (e.g. %s): the LLM sees their ids instead",
+                               item_path, len(untitled), len(frame), title, ", ".join(untitled[:3]))
+            if repeated:
+                logger.warning("%s: %d item ids occur on more than one row (e.g. %s); the last row of each is used",
+                               item_path, len(repeated), ", ".join(repeated[:3]))
         used = {i for _, i in self.pairs}
         missing = sorted(used - self.items.keys())
         if title is None and not attrs:

@@ -47,7 +47,9 @@ def _id_fields(config) -> Tuple[str, str]:
 def load_dataset_text(config, dataset: str, data_path: str, train_pairs=None) -> DatasetText:
     uid, iid = _id_fields(config)
     parts = config["benchmark_filename"] if config is not None and "benchmark_filename" in config else None
-    return DatasetText(data_path, dataset, train_pairs, uid_field=uid, iid_field=iid, inter_parts=parts)
+    encoding = config["encoding"] if config is not None and "encoding" in config and config["encoding"] else "utf-8"
+    return DatasetText(data_path, dataset, train_pairs, uid_field=uid, iid_field=iid, inter_parts=parts,
+                       encoding=encoding)
 
 
 def _cached(path: str, wanted: dict) -> bool:

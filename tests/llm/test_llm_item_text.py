@@ -75,3 +75,43 @@ def test_review_text_is_mentioned_when_present(tmp_path, caplog):
     DatasetText(str(tmp_path), "rev")
     warnings = _item_text_warnings(caplog)
     assert len(warnings) == 1 and "only item ids and the review text of the .inter file" in warnings[0]
+
+
+def _write_items(item_path, data, encoding="utf-8"):
+    with open(item_path, "wb") as f:
+        f.write(data.encode(encoding))
+
+
+def test_item_text_in_another_encoding_is_an_error_not_replaced_characters(data_root, tmp_path):
+    """A latin-1 .item file reached the prompts as 'Caf\ufffd Cr\ufffdme' without a word; now it names the file and the
+    remedy, and --encoding (RecBole's option, passed by the pipeline) reads it right."""
+    import pytest
+
+    from recbole_hnlm.errors import DataError
+    from recbole_hnlm.llm.pipeline import load_dataset_text
+
+    item_path = _copy_inter(data_root, str(tmp_path), "latin")
+    items = sorted({i for _, i in DatasetText(data_root, "mini").pairs})
+    _write_items(item_path, "item_id:token\ttitle:token_seq\n" + "".join(f"{i}\tCaf\u00e9 Cr\u00e8me {i}\n" for i in items),
+                 "latin-1")
+    with pytest.raises(DataError, match=f"{item_path} is not utf-8 text .*--encoding=<its encoding>"):
+        DatasetText(str(tmp_path), "latin")
+    text = load_dataset_text({"encoding": "latin-1"}, "latin", str(tmp_path))
+    assert text.items[items[0]].title == f"Caf\u00e9 Cr\u00e8me {items[0]}"
+    _write_items(item_path, "\ufeffitem_id:token\ttitle:token_seq\n" + "".join(f"{i}\tT{i}\n" for i in items))
+    assert DatasetText(str(tmp_path), "latin").items[items[0]].title == f"T{items[0]}"  # pandas drops the mark
+
+
+def test_empty_titles_and_repeated_item_rows_are_warned_about(data_root, tmp_path, caplog):
+    item_path = _copy_inter(data_root, str(tmp_path), "gaps")
+    items = sorted({i for _, i in DatasetText(data_root, "mini").pairs})
+    rows = [f"{i}\t\n" for i in items[:3]] + [f"{i}\tTitle {i}\n" for i in items[3:]] + [f"{items[4]}\tAgain\n"]
+    _write_items(item_path, "item_id:token\ttitle:token_seq\n" + "".join(rows))
+    caplog.set_level(logging.WARNING)
+    text = DatasetText(str(tmp_path), "gaps")
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith(f"{item_path}: 3 of its {len(items) + 1} items have an empty 'title'") for m in messages)
+    assert any(m.startswith(f"{item_path}: 1 item ids occur on more than one row (e.g. {items[4]})")
+               for m in messages)
+    assert text.items[items[0]].title == items[0]  # the id, not an empty title
+    assert text.items[items[4]].title == "Again"  # the last row, as the warning says
