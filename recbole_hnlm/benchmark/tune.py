@@ -25,6 +25,7 @@ resumes: finished cells are skipped, so finished trials cost nothing.
 Exit status: 0 when every trial finished; 1 when a cell failed (its ``error.txt`` is named); 2 for bad input, before
 anything runs; 130 when interrupted.
 """
+import glob
 import json
 import math
 import os
@@ -33,6 +34,7 @@ import sys
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+import yaml
 from tqdm import tqdm
 
 from recbole_hnlm.benchmark.grid import (SettingsMismatch, expand_cells, grid_settings, init_from_sha256_of,
@@ -60,16 +62,44 @@ FIXED_KEYS = {
 }
 
 
-def _check_params(params, config_dict):
-    """A searched name must be an option, not set on the command line too, not one the search sets itself, and not
-    one that changes what the trials are ranked on (:data:`FIXED_KEYS`)."""
+#: Samplers whose options a sampler also reads: HNLMRec's fine-tuned variant trains a MixGCF teacher with the run's
+#: settings (recbole_hnlm.llm.teacher_training).
+_ALSO_READS = {"HNLMRec": ("MixGCF",)}
+
+
+def _sampler_owners(name):
+    """The plugin samplers whose property file (``properties/sampler/<name>.yaml``) holds the option ``name``."""
+    from recbole_hnlm.config import PROPERTIES_DIR
+
+    owners = []
+    for path in sorted(glob.glob(os.path.join(PROPERTIES_DIR, "sampler", "*.yaml"))):
+        with open(path, encoding="utf-8") as f:
+            if name in (yaml.safe_load(f) or {}):
+                owners.append(os.path.basename(path)[:-len(".yaml")])
+    return owners
+
+
+def _check_params(params, config_dict, sampler=None):
+    """A searched name must be an option, not set on the command line too, not one the search sets itself, not
+    one that changes what the trials are ranked on (:data:`FIXED_KEYS`), and not an option of another sampler than
+    ``sampler`` (its trials would repeat one run)."""
     from recbole_hnlm.config import PROPERTIES_DIR
     from recbole_hnlm.config_checks import unknown_options
+    from recbole_hnlm.utils import get_sampler
 
     where = {p.name: p.where for p in params}
     for name, hint in unknown_options(list(where), PROPERTIES_DIR):
         raise ConfigError(f"{where[name]}: '{name}' is not a RecBole or recbole_hnlm option"
                           + (f": did you mean '{hint}'?" if hint else ""))
+    if sampler is not None:
+        sampler = get_sampler(sampler).name
+        readers = {sampler, *_ALSO_READS.get(sampler, ())}
+        for name in where:
+            owners = _sampler_owners(name)
+            if owners and not readers & set(owners):
+                raise ConfigError(f"{where[name]}: '{name}' is an option of the {'/'.join(owners)} sampler, which "
+                                  f"a search with --sampler {sampler} never reads: its values would repeat one run. "
+                                  f"Drop the line, or search it with --sampler {owners[0]}.")
     for name in where:
         if name in TRIAL_KEYS:
             raise ConfigError(f"{where[name]}: '{name}' is set by the search itself: use {TRIAL_KEYS[name]}")
@@ -180,8 +210,8 @@ def search_report(search: Dict[str, object]) -> str:
                   f"`{best['folder']}`)", "",
                   "To confirm it on more seeds (these and two more), beside other samplers in one table:", "",
                   "```", confirm_command(search, best["values"]), "```", ""]
-    metric = order[0]["valid_metric"] if order else "valid"
-    header = ["rank", *names, f"valid {metric}", *(f"test {METRIC_NAMES[m]}" for m in METRICS), "best epochs"]
+    valid = f"valid {order[0]['valid_metric']}" if order else "valid"  # no finished trial names its metric yet
+    header = ["rank", *names, valid, *(f"test {METRIC_NAMES[m]}" for m in METRICS), "best epochs"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for rank, trial in enumerate(order, start=1):
         cells = [str(rank), *(_markdown(trial["values"][n]) for n in names), _cell(trial["valid"]),
@@ -222,7 +252,7 @@ def run_search(dataset, model, sampler, seeds, params_file, out, algo="exhaustiv
     """
     params = read_params_file(params_file)
     config_dict = dict(config_dict or {})
-    _check_params(params, config_dict)
+    _check_params(params, config_dict, sampler)
     trials = make_trials(params, algo, max_evals, search_seed)
     folders = [os.path.join("trials", trial_key(t)) for t in trials]
     for index, folder in enumerate(folders):

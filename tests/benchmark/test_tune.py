@@ -165,10 +165,14 @@ def test_every_trial_is_checked_before_the_first_one_runs(search_args, tmp_path)
     twice = _params(tmp_path, "epochs choice [1, 2]\n", "twice.hyper")
     with pytest.raises(ConfigError, match="'epochs' is searched here and also set with --epochs"):
         run_search(**{**search_args, "params_file": twice})
-    same_name = _params(tmp_path, "dns_variant choice ['x,hnlm_missing=y', 'x']\n"
-                                  "hnlm_missing choice ['z', 'y,hnlm_missing=z']\n", "same.hyper")
-    with pytest.raises(ConfigError, match="print the same .*dns_variant=x,hnlm_missing=y,hnlm_missing=z"):
+    same_name = _params(tmp_path, "learner choice ['x,state=y', 'x']\n"
+                                  "state choice ['z', 'y,state=z']\n", "same.hyper")
+    with pytest.raises(ConfigError, match="print the same .*learner=x,state=y,state=z"):
         run_search(**{**search_args, "params_file": same_name})
+    other_sampler = _params(tmp_path, "learning_rate choice [0.01]\nmixgcf_candidates choice [16, 64]\n", "other.hyper")
+    with pytest.raises(ConfigError, match="other.hyper:2: 'mixgcf_candidates' is an option of the MixGCF sampler, "
+                                          "which a search with --sampler RNS never reads"):
+        run_search(**{**search_args, "params_file": other_sampler})
     for name, why in (("valid_metric", "one validation metric"), ("split_seed", "one validation split"),
                       ("resume_from", "resumes by itself")):
         fixed = _params(tmp_path, f"{name} choice ['a', 'b']\n", "fixed.hyper")
@@ -178,6 +182,27 @@ def test_every_trial_is_checked_before_the_first_one_runs(search_args, tmp_path)
     with pytest.raises(ConfigError, match="'seed' is set by the search itself: use --seeds"):
         run_search(**{**search_args, "params_file": cell_key})
     assert not os.path.exists(search_args["out"])  # nothing ran, nothing was written
+
+
+def test_report_before_any_trial_finished_has_one_valid_column():
+    from recbole_hnlm.benchmark.tune import search_report
+
+    search = {"model": "MF", "sampler": "RNS", "dataset": "d", "algo": "exhaustive", "seeds": [1],
+              "space": [{"name": "learning_rate"}],
+              "trials": [{"status": "failed", "values": {"learning_rate": 0.1}, "errors": []}]}
+    header = next(line for line in search_report(search).splitlines() if line.startswith("| rank |"))
+    assert header.startswith("| rank | learning_rate | valid | test ") and "valid valid" not in header
+
+
+def test_hnlmrec_searches_may_tune_its_mixgcf_teacher(tmp_path):
+    """HNLMRec's fine-tuned variant trains a MixGCF teacher with the run's settings: MixGCF's options change it."""
+    from recbole_hnlm.benchmark.tune import _check_params
+
+    params = read_params_file(_params(tmp_path, "mixgcf_candidates choice [16, 64]\n"))
+    _check_params(params, {}, "HNLMRec")
+    _check_params(params, {}, "mixgcf")
+    with pytest.raises(ConfigError, match="option of the MixGCF sampler, which a search with --sampler DNS"):
+        _check_params(params, {}, "dns")
 
 
 def test_command_line(search_args, tmp_path, capsys):
@@ -203,7 +228,7 @@ def test_shipped_params_files_name_real_options_with_valid_values(name, sampler,
 
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     params = read_params_file(os.path.join(repo, "benchmarks", "hyper", f"{name}.hyper"))
-    _check_params(params, {})
+    _check_params(params, {}, sampler)
     discrete = all(p.kind == "choice" for p in params)
     trials = make_trials(params, "exhaustive" if discrete else "random", None if discrete else 8)
     assert len(trials) >= 2
