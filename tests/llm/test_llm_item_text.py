@@ -92,8 +92,8 @@ def test_item_text_in_another_encoding_is_an_error_not_replaced_characters(data_
 
     item_path = _copy_inter(data_root, str(tmp_path), "latin")
     items = sorted({i for _, i in DatasetText(data_root, "mini").pairs})
-    _write_items(item_path, "item_id:token\ttitle:token_seq\n" + "".join(f"{i}\tCaf\u00e9 Cr\u00e8me {i}\n" for i in items),
-                 "latin-1")
+    rows = "".join(f"{i}\tCaf\u00e9 Cr\u00e8me {i}\n" for i in items)
+    _write_items(item_path, "item_id:token\ttitle:token_seq\n" + rows, "latin-1")
     with pytest.raises(DataError, match=f"{item_path} is not utf-8 text .*--encoding=<its encoding>"):
         DatasetText(str(tmp_path), "latin")
     text = load_dataset_text({"encoding": "latin-1"}, "latin", str(tmp_path))
