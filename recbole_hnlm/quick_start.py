@@ -257,7 +257,8 @@ def main(argv=None):
         return 130
     except KeyboardInterrupt:
         print("interrupted: nothing half-written is left; rerun the command to start the run again (finished LLM "
-              "artifacts are reused)", file=sys.stderr)
+              "artifacts are reused; an interrupted profile, negative or embedding stage goes on from its last "
+              "finished chunk, the teacher and fine-tuning start again)", file=sys.stderr)
         return 130
     finally:
         sys.argv = program_argv

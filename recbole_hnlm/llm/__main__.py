@@ -15,6 +15,7 @@ Every stage is resumable: run the same command again after an interruption. A fi
 the run script reuses it (the fine-tuned adapter and store are keyed by its hash): ``--overwrite`` trains it again.
 """
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -66,10 +67,30 @@ def _yaml_settings(config_files) -> dict:
     return {k: v for k, v in read_config_files(config_files).items() if _stage_key(k)}
 
 
+@contextlib.contextmanager
+def _quiet_third_party_output():
+    """``--quiet`` for what other packages print, until the stage ends: bars made with plain tqdm (transformers' GGUF
+    loader; tqdm reads its ``TQDM_DISABLE`` variable only when it is imported) and RecBole's pandas FutureWarnings."""
+    import functools
+    import warnings
+
+    import tqdm
+
+    init = tqdm.std.tqdm.__init__
+    tqdm.std.tqdm.__init__ = functools.partialmethod(init, disable=True)  # an explicit disable= still wins
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole\.")
+            yield
+    finally:
+        tqdm.std.tqdm.__init__ = init
+
+
 def main(argv=None) -> int:
     """Run one stage; bad input is one ``error:`` line and exit status 2, an interruption exit status 130."""
     try:
-        return _run_stage(argv)
+        with contextlib.ExitStack() as quiet:
+            return _run_stage(argv, quiet)
     except (ConfigError, DataError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -78,7 +99,7 @@ def main(argv=None) -> int:
         return 130
 
 
-def _run_stage(argv) -> int:
+def _run_stage(argv, quiet: contextlib.ExitStack) -> int:
     parser = argparse.ArgumentParser(prog="python -m recbole_hnlm.llm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage", choices=["profiles", "negatives", "teacher", "finetune", "embed", "keys"])
@@ -90,7 +111,7 @@ def _run_stage(argv) -> int:
     parser.add_argument("--config_files", nargs="*", default=None)
     parser.add_argument("--model", default="LightGCN", help="model name for RecBole's config (split only; the "
                         "teacher's backbone is --hnlm_teacher_model)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars, and warnings and errors only")
     parser.add_argument("--overwrite", action="store_true", help="teacher: train again over an existing file")
     args, rest = parser.parse_known_args(argv)
     if args.stage == "keys":
@@ -100,7 +121,8 @@ def _run_stage(argv) -> int:
                                flags=parser_flags(parser))
     if args.max_pairs is not None:
         overrides["hnlm_max_pairs"] = args.max_pairs
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from recbole_hnlm.config import PROPERTIES_DIR
     from recbole_hnlm.config_checks import unknown_option_messages, unknown_options
 
@@ -109,6 +131,7 @@ def _run_stage(argv) -> int:
     if args.quiet:  # transformers' own bars and notices too (GGUF de-quantising, tokenizer legacy notice)
         from transformers.utils import logging as transformers_logging
 
+        quiet.enter_context(_quiet_third_party_output())
         transformers_logging.disable_progress_bar()
         transformers_logging.set_verbosity_error()
     data_path = args.data_path or _default_data_path(args.dataset)

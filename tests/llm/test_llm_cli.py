@@ -41,3 +41,33 @@ def test_the_stage_works_where_recbole_reads_the_dataset(tmp_path, caplog, capsy
     assert "so the LLM stage reads and writes there too" in caplog.text
     assert "no-such-model" in capsys.readouterr().err  # it got as far as loading the generator
     assert os.listdir(tmp_path) == []
+
+
+def test_quiet_silences_plain_tqdm_bars_and_recbole_future_warnings_until_the_stage_ends():
+    """transformers' GGUF loader draws its bar with plain tqdm and RecBole's dataset code warns through pandas: under
+    --quiet neither prints, and both are back once the stage is over (main runs in-process in tests and notebooks)."""
+    import io
+    import warnings
+
+    from tqdm.auto import tqdm
+
+    from recbole_hnlm.llm.__main__ import _quiet_third_party_output
+
+    def draw(label, out):
+        list(tqdm(range(3), file=out, desc=label))
+
+    def recbole_warning():
+        warnings.warn_explicit("fillna inplace", FutureWarning, "dataset.py", 648, module="recbole.data.dataset")
+
+    out = io.StringIO()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with _quiet_third_party_output():
+            draw("inside", out)
+            recbole_warning()
+            list(tqdm(range(2), file=out, desc="explicit", disable=False))  # our bars pass disable= themselves
+        draw("after", out)
+        recbole_warning()
+    text = out.getvalue()
+    assert "inside" not in text and "explicit" in text and "after" in text
+    assert len([w for w in seen if "fillna inplace" in str(w.message)]) == 1
