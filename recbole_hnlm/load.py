@@ -59,7 +59,9 @@ def load_data_and_model(checkpoint, config_dict=None):
     settings["sampler"] = state.get("sampler") or "RNS"
     for key in ("model", "dataset"):  # Config takes both from the checkpoint below: a different one would be ignored
         wanted = (config_dict or {}).get(key)
-        if wanted is not None and str(wanted).lower() != str(state.get(key)).lower():
+        same = (str(wanted).lower() == str(state.get(key)).lower() if key == "model"  # model names: any case
+                else str(wanted) == str(state.get(key)))  # dataset names are folder names
+        if wanted is not None and not same:
             raise ConfigError(f"load_data_and_model({os.path.basename(checkpoint)}): {key}={wanted} was given, but "
                               f"the checkpoint holds {key}={state.get(key)}, and a checkpoint is loaded with its own "
                               f"{key}. Drop {key}, or give a checkpoint of that {key}.")

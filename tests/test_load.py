@@ -76,7 +76,7 @@ def test_overrides_and_refusals(dns_run, fast_config, tmp_path):
     with pytest.raises(ConfigError, match="do not fit this LightGCN"):
         load_data_and_model(dns_run["checkpoint"], {"embedding_size": 8})
     assert load_data_and_model(dns_run["checkpoint"], {"sampler": "MixGCF"})[0]["sampler"] == "MixGCF"
-    for key, value in (("dataset", "ml-100k"), ("model", "MF")):  # was ignored: the checkpoint's own was loaded
+    for key, value in (("dataset", "ml-100k"), ("dataset", "ML-SLICE"), ("model", "MF")):  # were ignored
         with pytest.raises(ConfigError, match=rf"load_data_and_model\(.*\): {key}={value} was given, but the "
                                               rf"checkpoint holds {key}="):
             load_data_and_model(dns_run["checkpoint"], {key: value})

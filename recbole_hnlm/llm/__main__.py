@@ -57,7 +57,7 @@ def recbole_split(dataset: str, data_path: str, config_files, model: str, settin
 
 def _stage_key(key: str) -> bool:
     """The settings the LLM stage takes from RecBole's configuration."""
-    return key.startswith("hnlm_") or key.endswith("_FIELD") or key == "benchmark_filename"
+    return key.startswith("hnlm_") or key.endswith("_FIELD") or key in ("benchmark_filename", "encoding")
 
 
 def _yaml_settings(config_files) -> dict:
@@ -70,7 +70,8 @@ def _yaml_settings(config_files) -> dict:
 @contextlib.contextmanager
 def _quiet_third_party_output():
     """``--quiet`` for what other packages print, until the stage ends: bars made with plain tqdm (transformers' GGUF
-    loader; tqdm reads its ``TQDM_DISABLE`` variable only when it is imported) and RecBole's pandas FutureWarnings."""
+    loader; tqdm reads its ``TQDM_DISABLE`` variable only when it is imported) and RecBole's pandas FutureWarnings.
+    ``tqdm.notebook`` passes ``disable`` itself, so in Jupyter the GGUF loader's bar still shows."""
     import functools
     import warnings
 

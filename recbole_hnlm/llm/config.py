@@ -11,13 +11,13 @@ from recbole_hnlm.errors import ConfigError
 __all__ = ["LLMConfig"]
 
 
-#: True/False settings (a YAML or command-line ``no`` or ``maybe`` stays a string, which Python would take as True)
+#: True/False settings (a command-line ``no``, or a ``maybe`` anywhere, stays a string, which Python takes as True)
 _BOOLEANS = ("load_in_4bit", "prefix_cache", "item_profiles")
 #: (integer settings, smallest allowed value or None, how the error says it)
 _INTEGER_RULES = (
     (("chunk_size", "negatives_per_pair", "gen_batch_size", "max_new_tokens", "profile_max_new_tokens",
       "ft_batch_size", "embed_batch_size", "embed_tokens", "ft_history", "ft_soft_tokens", "ft_pairs_per_user",
-      "teacher_epochs", "ft_epochs", "ft_lora_r", "ft_lora_alpha"), 1, "a positive integer"),
+      "teacher_epochs", "ft_epochs", "ft_lora_r"), 1, "a positive integer"),
     (("max_pairs", "threads", "retries", "max_history", "max_reviews", "profile_words", "ft_max_train_pairs",
       "ft_explicit_negatives"), 0, "an integer >= 0"),
     (("seed",), None, "an integer"),
@@ -71,7 +71,7 @@ class LLMConfig:
     ft_tau: float = field(default=0.05, metadata={"help": "InfoNCE temperature of fine-tuning"})
     ft_explicit_negatives: int = field(default=1, metadata={"help": "random-item negatives per query (InfoNCE)"})
     ft_lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
-    ft_lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
+    ft_lora_alpha: float = field(default=32, metadata={"help": "LoRA alpha (a number > 0)"})
     ft_lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
     ft_soft_tokens: int = field(default=1, metadata={"help": "soft tokens per CF embedding slot"})
     ft_item_text: str = field(default="none", metadata={
@@ -119,7 +119,7 @@ class LLMConfig:
         for name in _BOOLEANS:
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"hnlm_{name} must be True or False, got {getattr(self, name)!r}")
-        for name in ("ft_tau", "ft_lr"):
+        for name in ("ft_tau", "ft_lr", "ft_lora_alpha"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigError(f"hnlm_{name} must be a positive number, got {value!r}")

@@ -168,25 +168,26 @@ class DatasetText:
                 raise DataError(f"{item_path}: field {iid_field!r} missing")
             title = _first(frame.columns, TITLE_FIELDS)
             attrs = [(src, dst) for src, dst in ATTRIBUTE_FIELDS if src in frame.columns]
-            untitled, repeated = [], []
+            untitled, repeated = [], {}
             for record in frame.to_dict("records"):
                 token = record[iid_field]
+                if token in self.items:  # RecBole keeps an id's first row too (drop_duplicates, keep="first")
+                    repeated.setdefault(token, None)
+                    continue
                 attributes = {}
                 for src, dst in attrs:
                     if record[src] and dst not in attributes:
                         attributes[dst] = record[src]
-                if token in self.items:
-                    repeated.append(token)
                 if title and not record[title].strip():
                     untitled.append(token)
                 self.items[token] = ItemText(token, record[title] if title and record[title].strip() else token,
                                              attributes)
             if untitled:
                 logger.warning("%s: %d of its %d items have an empty '%s' (e.g. %s): the LLM sees their ids instead",
-                               item_path, len(untitled), len(frame), title, ", ".join(untitled[:3]))
+                               item_path, len(untitled), len(self.items), title, ", ".join(untitled[:3]))
             if repeated:
-                logger.warning("%s: %d item ids occur on more than one row (e.g. %s); the last row of each is used",
-                               item_path, len(repeated), ", ".join(repeated[:3]))
+                logger.warning("%s: %d item ids occur on more than one row (e.g. %s); the first row of each is used, "
+                               "as RecBole does", item_path, len(repeated), ", ".join(list(repeated)[:3]))
         used = {i for _, i in self.pairs}
         missing = sorted(used - self.items.keys())
         if title is None and not attrs:

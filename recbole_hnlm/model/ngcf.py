@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recbole_hnlm.errors import ConfigError
 from recbole_hnlm.config_checks import is_integer, is_number
+from recbole_hnlm.errors import ConfigError
 from recbole_hnlm.model.abstract import SampledRecommender, concat_pool
 from recbole_hnlm.ops import bipartite_normalized_graph, spmm
 from recbole_hnlm.sampler.base import Propagation, require

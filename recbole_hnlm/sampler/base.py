@@ -105,8 +105,8 @@ class NegativeSampler(nn.Module):
         if n_items is not None and self.n_candidates > n_items:  # a warning: defaults (64) exceed toy datasets
             logging.getLogger().warning(
                 f"Option '{self.n_candidates_key}' = {self.n_candidates} exceeds the {n_items} items of dataset "
-                f"{config['dataset']!r}: candidates are drawn uniformly with replacement, so they repeat items, and "
-                f"every batch scores all {self.n_candidates} of them per pair. At most {n_items} is enough.")
+                f"{config['dataset']!r}: every batch scores all {self.n_candidates} candidates per pair, drawn "
+                f"uniformly with replacement, so most of them repeat an item. At most {n_items} is enough.")
 
     @classmethod
     def check_config(cls, config):

@@ -49,3 +49,23 @@ def test_epoch_case_refuses_zero_batches():
     process = subprocess.run([sys.executable, SCRIPT, "epoch", "--device", "cpu", "--batches", "0"],
                              capture_output=True, text=True, timeout=120, cwd=REPO)
     assert process.returncode == 2 and "--batches must be >= 1" in process.stderr
+
+
+def test_device_activity_keeps_gpu_work_and_leaves_out_annotation_ranges(script):
+    """The profiler mirrors record_function ranges (Optimizer.step#Adam.step) onto the GPU timeline: they are not
+    GPU work, and counting them would fill the gaps inside the optimizer step."""
+    import torch
+    from torch.autograd.profiler_util import FunctionEvent
+
+    cuda, cpu = torch.autograd.DeviceType.CUDA, torch.autograd.DeviceType.CPU
+
+    class Profile:
+        @staticmethod
+        def events():
+            return [FunctionEvent(0, "kernel_a", 1, 10, 20, device_type=cuda),
+                    FunctionEvent(1, "Optimizer.step#Adam.step", 1, 0, 100, device_type=cuda,
+                                  is_user_annotation=True),
+                    FunctionEvent(2, "aten::mm", 1, 5, 30, device_type=cpu),
+                    FunctionEvent(3, "Memset (Device)", 1, 40, 45, device_type=cuda)]
+
+    assert script.device_activity(Profile()) == [("kernel_a", 10, 20), ("Memset (Device)", 40, 45)]

@@ -45,7 +45,7 @@ def test_the_stage_works_where_recbole_reads_the_dataset(tmp_path, caplog, capsy
 
 def test_quiet_silences_plain_tqdm_bars_and_recbole_future_warnings_until_the_stage_ends():
     """transformers' GGUF loader draws its bar with plain tqdm and RecBole's dataset code warns through pandas: under
-    --quiet neither prints, and both are back once the stage is over (main runs in-process in tests and notebooks)."""
+    --quiet neither prints, and both are back once the stage is over (main may run in-process, as in these tests)."""
     import io
     import warnings
 
@@ -71,3 +71,25 @@ def test_quiet_silences_plain_tqdm_bars_and_recbole_future_warnings_until_the_st
     text = out.getvalue()
     assert "inside" not in text and "explicit" in text and "after" in text
     assert len([w for w in seen if "fillna inplace" in str(w.message)]) == 1
+
+
+def test_the_encoding_of_config_files_reaches_the_stage(tmp_path, tiny_llama_dir, tiny_encoder_dir, capsys):
+    """RecBole's ``encoding`` in --config_files is how the stage reads a latin-1 .item file (it was dropped: the
+    stage read UTF-8 and stopped, telling the user to pass the encoding they had passed)."""
+    root = write_slice(str(tmp_path / "data"))
+    item_path = os.path.join(root, "mini", "mini.item")
+    with open(item_path, encoding="utf-8") as f:
+        header, first, *rest = f.read().splitlines()
+    token, title = first.split("\t", 2)[:2]
+    first = first.replace(title, f"Caf\u00e9 {title}", 1)
+    with open(item_path, "wb") as f:
+        f.write("\n".join([header, first, *rest, ""]).encode("latin-1"))
+    args = ["negatives", "--split", "all", "--dataset", "mini", "--data_path", root, "--quiet",
+            f"--hnlm_generator={tiny_llama_dir}", f"--hnlm_encoder={tiny_encoder_dir}", "--max_pairs", "2",
+            "--hnlm_item_profiles=False", "--hnlm_max_new_tokens=4", "--hnlm_retries=0",
+            f"--hnlm_store_path={tmp_path / 's.safetensors'}"]
+    assert main(args) == 2  # UTF-8 by default: the latin-1 byte is named
+    assert "mini.item is not utf-8 text" in capsys.readouterr().err
+    settings = tmp_path / "enc.yaml"
+    settings.write_text("encoding: latin-1\n")
+    assert main(args + ["--config_files", str(settings)]) == 0

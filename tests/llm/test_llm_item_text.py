@@ -105,13 +105,14 @@ def test_item_text_in_another_encoding_is_an_error_not_replaced_characters(data_
 def test_empty_titles_and_repeated_item_rows_are_warned_about(data_root, tmp_path, caplog):
     item_path = _copy_inter(data_root, str(tmp_path), "gaps")
     items = sorted({i for _, i in DatasetText(data_root, "mini").pairs})
-    rows = [f"{i}\t\n" for i in items[:3]] + [f"{i}\tTitle {i}\n" for i in items[3:]] + [f"{items[4]}\tAgain\n"]
+    rows = ([f"{i}\t\n" for i in items[:3]] + [f"{i}\tTitle {i}\n" for i in items[3:]]
+            + [f"{items[4]}\tAgain\n", f"{items[4]}\tThird\n"])
     _write_items(item_path, "item_id:token\ttitle:token_seq\n" + "".join(rows))
     caplog.set_level(logging.WARNING)
     text = DatasetText(str(tmp_path), "gaps")
     messages = [r.getMessage() for r in caplog.records]
-    assert any(m.startswith(f"{item_path}: 3 of its {len(items) + 1} items have an empty 'title'") for m in messages)
-    assert any(m.startswith(f"{item_path}: 1 item ids occur on more than one row (e.g. {items[4]})")
+    assert any(m.startswith(f"{item_path}: 3 of its {len(items)} items have an empty 'title'") for m in messages)
+    assert any(m.startswith(f"{item_path}: 1 item ids occur on more than one row (e.g. {items[4]}); the first row")
                for m in messages)
     assert text.items[items[0]].title == items[0]  # the id, not an empty title
-    assert text.items[items[4]].title == "Again"  # the last row, as the warning says
+    assert text.items[items[4]].title == f"Title {items[4]}"  # the first row, as RecBole keeps

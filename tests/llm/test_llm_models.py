@@ -77,7 +77,7 @@ def test_mean_pooled_encoder_and_config_validation(tiny_encoder_dir):
 @pytest.mark.parametrize("key,value,expected", [
     ("hnlm_ft_lr", -1, "a positive number"), ("hnlm_ft_lr", 0, "a positive number"),
     ("hnlm_ft_lr", "fast", "a positive number"), ("hnlm_ft_tau", 0, "a positive number"),
-    ("hnlm_ft_lora_r", -3, "a positive integer"), ("hnlm_ft_lora_alpha", 0, "a positive integer"),
+    ("hnlm_ft_lora_r", -3, "a positive integer"), ("hnlm_ft_lora_alpha", 0, "a positive number"),
     ("hnlm_ft_lora_dropout", 1.5, r"a number in \[0, 1\)"), ("hnlm_ft_lora_dropout", -0.1, r"a number in \[0, 1\)"),
     ("hnlm_item_profiles", "maybe", "True or False"), ("hnlm_load_in_4bit", "no", "True or False"),
     ("hnlm_prefix_cache", 1, "True or False"),
@@ -95,6 +95,7 @@ def test_bad_llm_settings_stop_a_run_before_the_dataset_loads(fast_config):
     with pytest.raises(ConfigError, match="hnlm_ft_lr must be a positive number"):
         Config(model="MF", config_dict={**fast_config, "sampler": "HNLMRec", "hnlm_ft_lr": -1})
     assert LLMConfig.from_config({"hnlm_ft_lora_dropout": 0, "hnlm_ft_lr": 1}).ft_lr == 1
+    assert LLMConfig.from_config({"hnlm_ft_lora_alpha": 16.0}).ft_lora_alpha == 16.0  # peft takes a float
 
 
 def test_llm_config_defaults_equal_the_sampler_yaml():
