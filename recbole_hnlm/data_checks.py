@@ -80,22 +80,11 @@ def check_side_file(path, id_key, config):
     try:
         with open(path, encoding=encoding) as f:
             header = f.readline().rstrip("\r\n")
+            names = _parse_header(path, header, separator, f"{config[id_key]}:token{separator}name:token_seq")
             for _ in f:  # the whole file decodes, as RecBole will read it
                 pass
     except UnicodeDecodeError as error:
-        raise DataError(f"{path} is not {encoding} text (byte {error.object[error.start:error.start + 1]!r}: "
-                        f"{error.reason}): save it as UTF-8, or pass --encoding=<its encoding> (e.g. "
-                        "latin-1).") from None
-    if header.startswith("\ufeff"):
-        raise DataError(f"{path} starts with a byte-order mark (saved as 'UTF-8 with BOM'): save it without one, or "
-                        "pass --encoding=utf-8-sig.")
-    names = []
-    for column in header.split(separator):
-        name, colon, kind = column.partition(":")
-        if not colon or kind not in _ATOMIC_TYPES:
-            raise DataError(f"{path}: header field {column!r} is not 'name:type' with a type in {_ATOMIC_TYPES} "
-                            "(fields separated by field_separator, a tab by default).")
-        names.append(name)
+        raise encoding_error(path, encoding, error) from None
     if config[id_key] not in names:
         raise DataError(f"{path}: no '{config[id_key]}' field in the header {header!r} ({id_key} = "
                         f"{config[id_key]!r}): RecBole needs it to join this file to the interactions.")
@@ -136,15 +125,37 @@ def check_inter_header(path, config):
             fields = _header_fields(path, header, separator, example, config, loaded)
             has_rows = _check_rows(path, f, header, fields, separator, config, loaded)
     except UnicodeDecodeError as error:
-        raise DataError(f"{path} is not {encoding} text (byte {error.object[error.start:error.start + 1]!r}: "
-                        f"{error.reason}): save it as UTF-8, or pass --encoding=<its encoding> (e.g. "
-                        "latin-1).") from None
+        raise encoding_error(path, encoding, error) from None
     if not has_rows:
         raise DataError(f"{path} has a header but no interactions.")
 
 
+def encoding_error(path, encoding, error: UnicodeDecodeError) -> DataError:
+    """The error for an atomic file that is not ``encoding`` text (RecBole's option), naming the first bad byte."""
+    return DataError(f"{path} is not {encoding} text (byte {error.object[error.start:error.start + 1]!r}: "
+                     f"{error.reason}): save it as UTF-8, or pass --encoding=<its encoding> (e.g. latin-1).")
+
+
 def _header_fields(path, header, separator, example, config, loaded):
     """``{name: type}`` of a header line, with the id fields checked (``loaded``: see :func:`_loaded_columns`)."""
+    fields = _parse_header(path, header, separator, example)
+    for key in ("USER_ID_FIELD", "ITEM_ID_FIELD"):
+        name = config[key]
+        if name not in fields:
+            raise DataError(f"{path}: no '{name}' field in the header {header!r} ({key} = {name!r}; rename the "
+                            f"column, or set --{key}=<its name> and list it in load_col, e.g. "
+                            "--load_col=\"{'inter': ['<user field>', '<item field>']}\").")
+        if fields[name] != "token":
+            raise DataError(f"{path}: field '{name}' is '{name}:{fields[name]}'; ids must be '{name}:token'.")
+        if loaded is not None and name not in loaded:
+            raise DataError(f"{path}: load_col['inter'] = {sorted(loaded)} does not load the {key} field '{name}': "
+                            "add it to load_col.")
+    return fields
+
+
+def _parse_header(path, header, separator, example):
+    """``{name: type}`` of an atomic file's header line; an empty line, a byte-order mark or a field that is not
+    ``name:type`` with one of RecBole's types is an error (``example``: a header to show)."""
     if not header.strip():
         raise DataError(f"{path} is empty: its first line must be a header such as {example!r}.")
     if header.startswith("\ufeff"):
@@ -159,17 +170,6 @@ def _header_fields(path, header, separator, example, config, loaded):
             raise DataError(f"{path}: header field {column!r} is not 'name:type' with a type in {_ATOMIC_TYPES}."
                             f"{hint} Example header: {example!r}.")
         fields[name] = kind
-    for key in ("USER_ID_FIELD", "ITEM_ID_FIELD"):
-        name = config[key]
-        if name not in fields:
-            raise DataError(f"{path}: no '{name}' field in the header {header!r} ({key} = {name!r}; rename the "
-                            f"column, or set --{key}=<its name> and list it in load_col, e.g. "
-                            "--load_col=\"{'inter': ['<user field>', '<item field>']}\").")
-        if fields[name] != "token":
-            raise DataError(f"{path}: field '{name}' is '{name}:{fields[name]}'; ids must be '{name}:token'.")
-        if loaded is not None and name not in loaded:
-            raise DataError(f"{path}: load_col['inter'] = {sorted(loaded)} does not load the {key} field '{name}': "
-                            "add it to load_col.")
     return fields
 
 

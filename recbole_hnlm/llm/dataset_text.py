@@ -26,6 +26,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import pandas as pd
 
+from recbole_hnlm.data_checks import encoding_error
 from recbole_hnlm.errors import DataError
 from recbole_hnlm.files import file_sha256
 
@@ -55,9 +56,7 @@ def _read_atomic(path: str, encoding: str = "utf-8") -> pd.DataFrame:
         frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE,
                             encoding=encoding)
     except UnicodeDecodeError as error:
-        raise DataError(f"{path} is not {encoding} text (byte {error.object[error.start:error.start + 1]!r}: "
-                        f"{error.reason}): save it as UTF-8, or pass --encoding=<its encoding> (e.g. "
-                        "latin-1).") from None
+        raise encoding_error(path, encoding, error) from None
     names = []
     for column in frame.columns:
         if ":" not in column:
