@@ -67,16 +67,15 @@ FIXED_KEYS = {
 _ALSO_READS = {"HNLMRec": ("MixGCF",)}
 
 
-def _sampler_owners(name):
-    """The plugin samplers whose property file (``properties/sampler/<name>.yaml``) holds the option ``name``."""
+def _sampler_options():
+    """``{sampler: the option names of properties/sampler/<sampler>.yaml}`` for every plugin sampler."""
     from recbole_hnlm.config import PROPERTIES_DIR
 
-    owners = []
+    options = {}
     for path in sorted(glob.glob(os.path.join(PROPERTIES_DIR, "sampler", "*.yaml"))):
         with open(path, encoding="utf-8") as f:
-            if name in (yaml.safe_load(f) or {}):
-                owners.append(os.path.basename(path)[:-len(".yaml")])
-    return owners
+            options[os.path.basename(path)[:-len(".yaml")]] = set(yaml.safe_load(f) or {})
+    return options
 
 
 def _check_params(params, config_dict, sampler=None):
@@ -94,8 +93,9 @@ def _check_params(params, config_dict, sampler=None):
     if sampler is not None:
         sampler = get_sampler(sampler).name
         readers = {sampler, *_ALSO_READS.get(sampler, ())}
+        options = _sampler_options()
         for name in where:
-            owners = _sampler_owners(name)
+            owners = [owner for owner, names in options.items() if name in names]
             if owners and not readers & set(owners):
                 raise ConfigError(f"{where[name]}: '{name}' is an option of the {'/'.join(owners)} sampler, which "
                                   f"a search with --sampler {sampler} never reads: its values would repeat one run. "
