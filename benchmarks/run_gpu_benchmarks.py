@@ -189,7 +189,8 @@ def saved_bytes(fn):
 
 def epoch_step_factory(graph, sizes, device, dtype, use_kernels, layers_dtype=None, batch=B, max_batches=None):
     """One LightGCN + MixGCF training epoch with candidates drawn on the device (no loader, no CPU work);
-    ``layers_dtype`` is LightGCN's option of the same name (kernels only); ``max_batches`` cuts the epoch short."""
+    ``layers_dtype`` is LightGCN's option of the same name (kernels only); ``max_batches`` cuts the epoch short, and
+    ``epoch(batches)`` runs only its first ``batches`` batches."""
     n_users, n_items = sizes["n_users"], sizes["n_items"]
     gen = torch.Generator(device=device).manual_seed(0)
     emb = torch.nn.Parameter(0.1 * torch.randn(graph.num_nodes, D, device=device, generator=gen, dtype=dtype))
@@ -200,9 +201,9 @@ def epoch_step_factory(graph, sizes, device, dtype, use_kernels, layers_dtype=No
     if max_batches is not None:
         n_batches = min(n_batches, max_batches)
 
-    def epoch():
+    def epoch(batches=n_batches):
         order = torch.randperm(users.numel(), device=device, generator=gen)
-        for k in range(n_batches):
+        for k in range(batches):
             idx = order[k * batch:(k + 1) * batch]
             u, p = users[idx], items[idx]
             cand = torch.randint(0, n_items, (idx.numel(), M), device=device, generator=gen)
