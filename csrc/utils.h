@@ -123,7 +123,7 @@ inline void check_mixgcf_backward_args(const at::Tensor& grad_z, const at::Tenso
 
 // candidate_scores / select_candidates(user, items, candidates[, target]): shapes and dtypes (not the device).
 inline void check_scoring_args(const at::Tensor& user, const at::Tensor& items, const at::Tensor& candidates,
-                               const c10::optional<at::Tensor>& target = c10::nullopt) {
+                               const c10::optional<at::Tensor>& maybe_target = c10::nullopt) {
   CHECK_DIM(user, 2);
   CHECK_DIM(items, 2);
   CHECK_FLOATING(user);
@@ -131,10 +131,11 @@ inline void check_scoring_args(const at::Tensor& user, const at::Tensor& items, 
   CHECK_SIZE(items, 1, user.size(1));
   check_candidates(items, candidates, user.size(0));
   CHECK_SAME_DEVICE(user, items);
-  if (target.has_value() && target->defined()) {
-    CHECK_FLOATING((*target));
-    CHECK_SHAPE((*target), user.size(0));
-    CHECK_SAME_DEVICE(user, (*target));
+  if (maybe_target.has_value() && maybe_target->defined()) {
+    const at::Tensor& target = *maybe_target;
+    CHECK_FLOATING(target);
+    CHECK_SHAPE(target, user.size(0));
+    CHECK_SAME_DEVICE(user, target);
   }
 }
 

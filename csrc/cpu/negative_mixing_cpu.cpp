@@ -127,6 +127,9 @@ std::tuple<at::Tensor, at::Tensor> mixgcf_mix_cpu(const at::Tensor& query, const
           const int64_t item = cand[best_m[l]];
           chosen_ptr[b * L + l] = item;
           const acc_t a = a_ptr[b * L + l];
+          // The argmax identity above needs 1 - alpha > 0 (NaN fails the check too).
+          TORCH_CHECK(a >= acc_t(0) && a < acc_t(1), "alpha[", b, ", ", l, "] = ", static_cast<double>(a),
+                      " is outside [0, 1), which MixGCF's positive mixing requires");
           const scalar_t* p = p_ptr + (b * L + l) * d;
           const scalar_t* n = it_ptr + item * item_stride + l * d;
           scalar_t* out = z_ptr + (b * L + l) * d;

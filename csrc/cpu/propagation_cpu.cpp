@@ -64,7 +64,10 @@ void csr_sweep_impl(const index_t* rowptr, const index_t* col, const at::opmath_
     acc_t* __restrict__ acc = acc_buffer.data();
     for (int64_t r = splits[part]; r < splits[part + 1]; ++r) {
       const int64_t e0 = rowptr[r], e1 = rowptr[r + 1];
-      TORCH_CHECK(e0 <= e1, "rowptr must be non-decreasing, violated at row ", r);
+      // Every row's range is checked before it is read: the ends alone (rowptr[0] == 0, rowptr[-1] == nnz) do
+      // not bound a row in the middle, and another thread may not have reached the row that breaks the order.
+      TORCH_CHECK(0 <= e0 && e0 <= e1 && e1 <= nnz, "rowptr must be non-decreasing from 0 to nnz = ", nnz,
+                  ", violated at row ", r, " (rowptr[", r, "] = ", e0, ", rowptr[", r + 1, "] = ", e1, ")");
       for (int64_t k = 0; k < d; ++k) acc[k] = acc_t(0);
       for (int64_t e = e0; e < e1; ++e) {
         const int64_t c = static_cast<int64_t>(col[e]);

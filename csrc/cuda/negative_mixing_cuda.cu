@@ -129,6 +129,7 @@ __global__ void __launch_bounds__(kBlock, 2) mixgcf_mix_kernel(
       const int64_t r = b * L + layer;
       if (lane == 0) chosen[r] = item;
       const acc_t a = alpha[r];
+      CUDA_KERNEL_ASSERT(a >= acc_t(0) && a < acc_t(1));  // the argmax identity needs 1 - alpha > 0
       const scalar_t* p = pos + r * d;
       const scalar_t* n = items + item * item_stride + layer * d;
       for (int64_t k = lane; k < d; k += kWarp)
@@ -235,6 +236,7 @@ __global__ void __launch_bounds__(kBlock) mixgcf_mix_split_kernel(
   const int64_t item = cand[best_m];
   if (lane == 0) chosen[r] = item;
   const acc_t a = alpha[r];
+  CUDA_KERNEL_ASSERT(a >= acc_t(0) && a < acc_t(1));  // the argmax identity needs 1 - alpha > 0
   const scalar_t* p = pos + r * d;
   const scalar_t* n = items + item * item_stride + layer_offset;
   for (int64_t k = lane; k < d; k += kWarp)

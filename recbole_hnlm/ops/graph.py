@@ -3,6 +3,7 @@
 Reference: algorithms.md §0 (LightGCN backbone); Xiangnan He et al. "LightGCN: Simplifying and Powering Graph
 Convolution Network for Recommendation." in SIGIR 2020, Eq. (7).
 """
+import operator
 from dataclasses import dataclass
 
 import torch
@@ -105,11 +106,10 @@ def bipartite_normalized_graph(user_ids: Tensor, item_ids: Tensor, n_users: int,
         >>> g.rowptr.tolist(), g.col.tolist()
         ([0, 2, 3, 3, 5, 6], [3, 4, 3, 0, 1, 0])
     """
-    user_ids, item_ids = torch.as_tensor(user_ids).long().flatten(), torch.as_tensor(item_ids).long().flatten()
+    user_ids, item_ids = _id_vector(user_ids, "user_ids"), _id_vector(item_ids, "item_ids")
     if user_ids.shape != item_ids.shape:
         raise ValueError(f"user_ids and item_ids must have the same length, got {user_ids.numel()} and {item_ids.numel()}")
-    if n_users < 0 or n_items < 0:
-        raise ValueError(f"n_users and n_items must be >= 0, got {n_users} and {n_items}")
+    n_users, n_items = _count(n_users, "n_users"), _count(n_items, "n_items")
     if user_ids.numel():
         if int(user_ids.min()) < 0 or int(user_ids.max()) >= n_users:
             raise ValueError(f"user_ids must lie in [0, {n_users})")
@@ -132,3 +132,24 @@ def bipartite_normalized_graph(user_ids: Tensor, item_ids: Tensor, n_users: int,
     torch.cumsum(degree, 0, out=rowptr[1:])
     index_dtype = torch.int32 if max(num_nodes, row.numel()) < 2**31 - 1 else torch.long
     return CSRGraph(rowptr.to(index_dtype), col.to(index_dtype), val, num_nodes)
+
+
+def _id_vector(ids, name: str) -> Tensor:
+    """``ids`` as a 1-D int64 tensor; floating, boolean or multi-dimensional ids are refused, not truncated."""
+    ids = torch.as_tensor(ids)
+    if ids.dim() != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {tuple(ids.shape)}")
+    if ids.numel() and (ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool):  # [] is float32
+        raise TypeError(f"{name} must hold integer ids, got {ids.dtype}")
+    return ids.long()
+
+
+def _count(n, name: str) -> int:
+    """``n`` as a Python int >= 0 (an integer scalar tensor is taken)."""
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {n!r}") from None
+    if n < 0:
+        raise ValueError(f"{name} must be >= 0, got {n}")
+    return n

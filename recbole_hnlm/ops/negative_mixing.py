@@ -13,9 +13,9 @@ from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from . import _ext
+from .gather import gather_rows
 from .reference import candidate_scores_reference, mixgcf_mix_reference, select_candidates_reference
 
 __all__ = ["mixgcf_mix", "candidate_scores", "select_candidates"]
@@ -31,12 +31,11 @@ class _MixGCFMix(torch.autograd.Function):
         return z, chosen
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_z, _grad_chosen):
         chosen, alpha = ctx.saved_tensors
         if not (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]):
             return None, None, None, None, None
-        grad_pos, grad_items = _ext.ops.mixgcf_mix_backward(grad_z.contiguous(), chosen, alpha, ctx.num_items)
+        grad_pos, grad_items = _MixGCFScatter.apply(grad_z.contiguous(), chosen, alpha, ctx.num_items)
         return (
             None,
             grad_pos if ctx.needs_input_grad[1] else None,
@@ -44,6 +43,28 @@ class _MixGCFMix(torch.autograd.Function):
             None,
             None,
         )
+
+
+class _MixGCFScatter(torch.autograd.Function):
+    """MixGCF's backward, :math:`G \\mapsto (\\alpha G,\\ \\text{scatter}_{chosen}((1-\\alpha) G))`, as an autograd node:
+    it is linear in :math:`G`, and its own backward (the gather below) gives ``create_graph=True`` its second
+    derivatives."""
+
+    @staticmethod
+    def forward(ctx, grad_z, chosen, alpha, num_items):
+        ctx.save_for_backward(chosen, alpha)
+        return _ext.ops.mixgcf_mix_backward(grad_z, chosen, alpha, num_items)
+
+    @staticmethod
+    def backward(ctx, grad_grad_pos, grad_grad_items):
+        chosen, alpha = ctx.saved_tensors
+        B, L, d = grad_grad_pos.shape
+        compute = grad_grad_items.dtype
+        a = alpha.to(compute)[..., None]
+        layer = torch.arange(L, device=chosen.device).expand(B, L)
+        winners = gather_rows(grad_grad_items.reshape(-1, d), chosen * L + layer)  # row item * L + layer
+        grad = a * grad_grad_pos.to(compute) + (1 - a) * winners
+        return grad.to(grad_grad_pos.dtype), None, None, None
 
 
 def _check_candidates(candidates: Tensor, batch: int, num_items: int, check_range: bool) -> None:
@@ -76,7 +97,8 @@ def mixgcf_mix(
         pos_layers (Tensor): the positive item's layer stack :math:`P`.
         item_layers (Tensor): the layer stack of all items.
         candidates (Tensor): int64 item ids in ``[0, I)``.
-        alpha (Tensor): mixing coefficients in ``[0, 1)``, one per row and layer (``torch.rand(B, L)``).
+        alpha (Tensor): mixing coefficients in ``[0, 1)``, one per row and layer (``torch.rand(B, L)``); a value
+            outside it is an error (on a GPU, a device-side assertion).
 
     Shapes:
         query :math:`(B, d)` or :math:`(B, L, d)`, pos_layers :math:`(B, L, d)`, item_layers :math:`(I, L, d)`,
@@ -95,8 +117,14 @@ def mixgcf_mix(
         raise ValueError(f"item_layers must be [I, L={L}, d={d}], got {tuple(item_layers.shape)}")
     if alpha.shape != (B, L):
         raise ValueError(f"alpha must be [B={B}, L={L}], got {tuple(alpha.shape)}")
+    _check_floating(pos_layers, "pos_layers")
+    _check_floating(alpha, "alpha")
+    _check_same_dtype(query, "query", pos_layers, "pos_layers")
+    _check_same_dtype(item_layers, "item_layers", pos_layers, "pos_layers")
     use_kernel = _ext.use_kernel("mixgcf_mix", pos_layers.device)
     _check_candidates(candidates, B, item_layers.size(0), check_range=not use_kernel)
+    if not use_kernel:
+        _check_alpha(alpha)
     if use_kernel:
         return _MixGCFMix.apply(query.detach(), pos_layers, item_layers, candidates, alpha.detach())
     return mixgcf_mix_reference(query, pos_layers, item_layers, candidates, alpha)
@@ -105,7 +133,27 @@ def mixgcf_mix(
 def _check_scoring(user: Tensor, items: Tensor, candidates: Tensor, use_kernel: bool) -> None:
     if user.dim() != 2 or items.dim() != 2 or items.size(1) != user.size(1):
         raise ValueError(f"user must be [B, d] and items [I, d], got {tuple(user.shape)} and {tuple(items.shape)}")
+    _check_floating(user, "user")
+    _check_same_dtype(user, "user", items, "items")
     _check_candidates(candidates, user.size(0), items.size(0), check_range=not use_kernel)
+
+
+def _check_floating(x: Tensor, name: str) -> None:
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor (float32, float64, bfloat16 or float16), got {x.dtype}")
+
+
+def _check_same_dtype(x: Tensor, x_name: str, y: Tensor, y_name: str) -> None:
+    """The kernels' dtype contract (csrc/utils.h), enforced on both paths: code that runs on the PyTorch
+    fallback must not fail once the extension is built, nor the other way round."""
+    if x.dtype != y.dtype:
+        raise TypeError(f"{x_name} and {y_name} must have the same dtype, got {x.dtype} and {y.dtype}")
+
+
+def _check_alpha(alpha: Tensor) -> None:
+    """MixGCF's argmax identity needs :math:`1 - \\alpha > 0` (the kernels check while reading ``alpha``)."""
+    if alpha.numel() and not bool(((alpha >= 0) & (alpha < 1)).all()):
+        raise ValueError("alpha must lie in [0, 1) (torch.rand), as MixGCF's positive mixing requires")
 
 
 def candidate_scores(user: Tensor, items: Tensor, candidates: Tensor) -> Tensor:
@@ -149,6 +197,8 @@ def select_candidates(user: Tensor, items: Tensor, candidates: Tensor, target: O
     _check_scoring(user, items, candidates, use_kernel)
     if target is not None and target.shape != (user.size(0),):
         raise ValueError(f"target must be [B={user.size(0)}], got {tuple(target.shape)}")
+    if target is not None:
+        _check_floating(target, "target")
     if use_kernel:
         with torch.no_grad():
             return _ext.ops.select_candidates(

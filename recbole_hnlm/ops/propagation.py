@@ -3,13 +3,14 @@
 Reference: algorithms.md §0 and §7; Xiangnan He et al. "LightGCN: Simplifying and Powering Graph Convolution Network
 for Recommendation." in SIGIR 2020, Eqs. (3)-(4). Both ops are single autograd nodes that keep only the graph for
 the backward pass: :math:`\\hat A` is symmetric, so every vector-Jacobian product is the same operator applied to
-the incoming gradient.
+the incoming gradient. The backward passes are themselves these autograd nodes, so ``create_graph=True`` gives
+second derivatives (gradient penalties, Hessian-vector products).
 """
+import operator
 from typing import Optional
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from . import _ext
 from .graph import CSRGraph
@@ -19,19 +20,23 @@ __all__ = ["spmm", "lightgcn_propagate"]
 
 
 class _SpMM(torch.autograd.Function):
+    """:math:`\\hat A X`; its backward is the same op on the gradient (``\\hat A`` symmetric), so higher
+    derivatives (``create_graph=True``) come from the same node."""
+
     @staticmethod
     def forward(ctx, x, rowptr, col, val):
         ctx.save_for_backward(rowptr, col, val)
         return _ext.ops.spmm(rowptr, col, val, x)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad):
         rowptr, col, val = ctx.saved_tensors
-        return _ext.ops.spmm(rowptr, col, val, grad.contiguous()), None, None, None
+        return _SpMM.apply(grad.contiguous(), rowptr, col, val), None, None, None
 
 
 class _LightGCNMean(torch.autograd.Function):
+    """:math:`\\frac1{K+1}\\sum_k \\hat A^k E`, a symmetric linear map: its backward is itself."""
+
     @staticmethod
     def forward(ctx, ego, rowptr, col, val, num_layers):
         ctx.save_for_backward(rowptr, col, val)
@@ -39,13 +44,14 @@ class _LightGCNMean(torch.autograd.Function):
         return _ext.ops.lightgcn_mean(rowptr, col, val, ego, num_layers)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad):
         rowptr, col, val = ctx.saved_tensors
-        return _ext.ops.lightgcn_mean(rowptr, col, val, grad.contiguous(), ctx.num_layers), None, None, None, None
+        return _LightGCNMean.apply(grad.contiguous(), rowptr, col, val, ctx.num_layers), None, None, None, None
 
 
 class _LightGCNLayers(torch.autograd.Function):
+    """``E -> [E, \\hat A E, ..., \\hat A^K E]``; its backward is the adjoint :class:`_LightGCNLayersAdjoint`."""
+
     @staticmethod
     def forward(ctx, ego, rowptr, col, val, num_layers, layers_dtype):
         ctx.save_for_backward(rowptr, col, val)
@@ -53,20 +59,40 @@ class _LightGCNLayers(torch.autograd.Function):
         return _ext.ops.lightgcn_layers(rowptr, col, val, ego.to(layers_dtype), num_layers)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad):
         rowptr, col, val = ctx.saved_tensors
-        grad_ego = _ext.ops.lightgcn_layers_backward(rowptr, col, val, grad.contiguous())
+        grad_ego = _LightGCNLayersAdjoint.apply(grad.contiguous(), rowptr, col, val)
         return grad_ego.to(ctx.ego_dtype), None, None, None, None, None
 
 
-def _check(graph: CSRGraph, x: Tensor, name: str) -> None:
+class _LightGCNLayersAdjoint(torch.autograd.Function):
+    """``[G_0, ..., G_K] -> \\sum_k \\hat A^k G_k`` by Horner's scheme (the layer stack's backward); its own backward
+    is the layer stack again, so second derivatives of the stack work."""
+
+    @staticmethod
+    def forward(ctx, grad_layers, rowptr, col, val):
+        ctx.save_for_backward(rowptr, col, val)
+        ctx.num_layers, ctx.layers_dtype = grad_layers.size(1) - 1, grad_layers.dtype
+        return _ext.ops.lightgcn_layers_backward(rowptr, col, val, grad_layers)
+
+    @staticmethod
+    def backward(ctx, grad):
+        rowptr, col, val = ctx.saved_tensors
+        layers = _LightGCNLayers.apply(grad.contiguous(), rowptr, col, val, ctx.num_layers, ctx.layers_dtype)
+        return layers, None, None, None
+
+
+def _check(graph: CSRGraph, x: Tensor, name: str, use_kernel: bool) -> None:
+    if x.layout != torch.strided:
+        raise TypeError(f"{name} must be a dense (strided) tensor, got layout {x.layout}")
     if x.dim() != 2 or x.size(0) != graph.num_nodes:
         raise ValueError(f"{name} must have shape [num_nodes={graph.num_nodes}, d], got {tuple(x.shape)}")
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating tensor, got {x.dtype}")
     if x.device != graph.device:
         raise ValueError(f"{name} is on {x.device} but the graph is on {graph.device}; use graph.to(device)")
+    if not use_kernel:  # the kernels check the CSR structure while reading it; torch's sparse ops do not
+        graph.validate()
 
 
 def spmm(graph: CSRGraph, x: Tensor) -> Tensor:
@@ -86,8 +112,9 @@ def spmm(graph: CSRGraph, x: Tensor) -> Tensor:
         >>> spmm(g, torch.tensor([[1.0], [2.0]])).tolist()
         [[2.0], [1.0]]
     """
-    _check(graph, x, "x")
-    if _ext.use_kernel("spmm", x.device):
+    use_kernel = _ext.use_kernel("spmm", x.device)
+    _check(graph, x, "x", use_kernel)
+    if use_kernel:
         return _SpMM.apply(x, graph.rowptr, graph.col, graph.val)
     return spmm_reference(graph, x)
 
@@ -128,13 +155,16 @@ def lightgcn_propagate(
     Shapes:
         ``ego``: :math:`(N, d)` -> :math:`(N, d)`, or :math:`(N, K+1, d)` when ``return_layers``.
     """
-    _check(graph, ego, "ego")
-    num_layers = int(num_layers)
+    try:
+        num_layers = operator.index(num_layers)
+    except TypeError:
+        raise TypeError(f"num_layers must be an integer, got {num_layers!r}") from None
     if num_layers < 0:
         raise ValueError(f"num_layers must be >= 0, got {num_layers}")
+    use_kernel = _ext.use_kernel("lightgcn_layers" if return_layers else "lightgcn_mean", ego.device)
+    _check(graph, ego, "ego", use_kernel)
     layers_dtype = check_layers_dtype(ego, layers_dtype, return_layers)
-    op = "lightgcn_layers" if return_layers else "lightgcn_mean"
-    if not _ext.use_kernel(op, ego.device):
+    if not use_kernel:
         return lightgcn_propagate_reference(graph, ego, num_layers, return_layers, layers_dtype)
     if return_layers:
         return _LightGCNLayers.apply(ego, graph.rowptr, graph.col, graph.val, num_layers, layers_dtype)

@@ -649,6 +649,9 @@ def test_out_of_range_ids_trip_the_device_assertion(dev):
     query, pos, item_layers, _, alpha = mix_inputs(dev, 4, 2, 3, 8, 5, torch.float32, False, seed=1)
     with pytest.raises(RuntimeError, match=r"device-side assertion `c >= 0 && c < I` failed"):
         mixgcf_mix(query, pos, item_layers, bad, alpha)
+    alpha[2, 1] = 1.0  # the argmax identity needs 1 - alpha > 0
+    with pytest.raises(RuntimeError, match=r"device-side assertion `a >= acc_t\(0\) && a < acc_t\(1\)` failed"):
+        _ext.ops.mixgcf_mix(query, pos, item_layers, bad.clamp(0, 4), alpha)
     graph = cuda_graph("tiny", dev)
     col = graph.col.clone()
     col[-1] = graph.num_nodes

@@ -63,6 +63,22 @@ def test_rejects_out_of_range_ids():
         bipartite_normalized_graph(torch.tensor([0, 1]), torch.tensor([0]), 2, 5)
 
 
+def test_rejects_ids_and_counts_that_are_not_integers():
+    """Float ids were truncated (0.7 -> user 0), 2-D ids flattened, a float count failed inside bincount."""
+    with pytest.raises(TypeError, match="user_ids must hold integer ids, got torch.float32"):
+        bipartite_normalized_graph(torch.tensor([0.7, 1.2]), torch.tensor([0, 1]), 2, 2)
+    with pytest.raises(TypeError, match="item_ids must hold integer ids, got torch.bool"):
+        bipartite_normalized_graph(torch.tensor([0, 1]), torch.tensor([True, False]), 2, 2)
+    with pytest.raises(ValueError, match=r"user_ids must be 1-D, got shape \(2, 3\)"):
+        bipartite_normalized_graph(torch.zeros(2, 3, dtype=torch.long), torch.zeros(6, dtype=torch.long), 2, 2)
+    with pytest.raises(TypeError, match="n_users must be an integer, got 2.0"):
+        bipartite_normalized_graph(torch.tensor([0]), torch.tensor([0]), 2.0, 2)
+    with pytest.raises(ValueError, match="n_items must be >= 0"):
+        bipartite_normalized_graph(torch.tensor([], dtype=torch.long), torch.tensor([], dtype=torch.long), 2, -1)
+    g = bipartite_normalized_graph([], [], torch.tensor(2), 3)  # empty lists, an integer scalar tensor
+    assert g.num_nodes == 5 and isinstance(g.num_nodes, int) and g.nnz == 0
+
+
 def test_validate_catches_broken_csr():
     g = bipartite_normalized_graph(torch.tensor([0, 1]), torch.tensor([1, 0]), 2, 2)
     bad = CSRGraph(g.rowptr, g.col.clone(), g.val, g.num_nodes)

@@ -3,6 +3,8 @@
 Ids must match exactly; float32 values atol=rtol=1e-5, float64 1e-10. Random Gaussian inputs make score ties
 vanishingly unlikely except where a test creates them on purpose (duplicate candidates).
 """
+import contextlib
+
 import pytest
 import torch
 
@@ -241,3 +243,83 @@ def test_reference_fallback_through_public_api():
     torch.testing.assert_close(scores, (user[:, None] * table[cand]).sum(-1))
     assert torch.equal(dns, scores.argmax(1))
     assert torch.equal(ahns, scores.abs().argmin(1))
+
+
+def kernels(on: bool):
+    """The enclosed calls run on the compiled kernels (``on``) or on the PyTorch fallback."""
+    return contextlib.nullcontext() if on else _ext.disabled()
+
+
+BOTH_PATHS = pytest.mark.parametrize("kernel", [pytest.param(True, marks=requires_ext), False],
+                                     ids=["kernel", "fallback"])
+
+
+@BOTH_PATHS
+def test_mixgcf_second_derivatives(kernel):
+    """``create_graph=True`` through MixGCF: gradgradcheck, and a gradient penalty's gradient equal on both paths
+    (the kernel's backward was once_differentiable, and ``torch.autograd.grad`` then found the inputs unused)."""
+    query, pos, items, candidates, alpha = mixgcf_inputs(5, 4, 3, 6, 4, torch.float64, False, seed=5)
+    pos.requires_grad_()
+    items.requires_grad_()
+    with kernels(kernel):
+        assert torch.autograd.gradgradcheck(lambda p, i: mixgcf_mix(query, p, i, candidates, alpha)[0], (pos, items))
+
+        def penalty_gradient():
+            z = mixgcf_mix(query, pos, items, candidates, alpha)[0]
+            grads = torch.autograd.grad(z.square().sum(), (pos, items), create_graph=True)
+            return torch.autograd.grad(sum(g.square().sum() for g in grads), (pos, items))
+
+        ours = penalty_gradient()
+    chosen = mixgcf_mix_reference(query, pos, items, candidates, alpha)[1]
+    a = alpha[..., None]
+    z = a * pos + (1 - a) * items[chosen, torch.arange(3)]  # the mixed negatives, by advanced indexing
+    grads = torch.autograd.grad(z.square().sum(), (pos, items), create_graph=True)
+    expected = torch.autograd.grad(sum(g.square().sum() for g in grads), (pos, items))
+    for actual, wanted in zip(ours, expected):
+        assert wanted.abs().max() > 1e-3
+        torch.testing.assert_close(actual, wanted, **TOL[torch.float64])
+
+
+@BOTH_PATHS
+@pytest.mark.parametrize("value", [1.0, 1.5, -0.25, float("nan")])
+def test_mixgcf_refuses_alpha_outside_unit_interval(kernel, value):
+    """The argmax identity needs 1 - alpha > 0; alpha >= 1 silently chose other negatives than published MixGCF."""
+    query, pos, items, candidates, alpha = mixgcf_inputs(6, 4, 3, 5, 9, torch.float32, False)
+    alpha[4, 2] = value
+    with kernels(kernel), pytest.raises(RuntimeError if kernel else ValueError, match="alpha"):
+        mixgcf_mix(query, pos, items, candidates, alpha)
+
+
+def test_reference_mixgcf_gives_alpha_no_gradient():
+    """Z is differentiable w.r.t. pos_layers and item_layers only, on both paths (the reference let alpha's flow)."""
+    query, pos, items, candidates, alpha = mixgcf_inputs(4, 3, 2, 5, 6, torch.float64, False)
+    alpha.requires_grad_()
+    z, _ = mixgcf_mix_reference(query, pos, items, candidates, alpha)
+    assert not z.requires_grad
+
+
+@BOTH_PATHS
+def test_both_paths_refuse_the_same_dtypes(kernel):
+    """The kernels' dtype contract holds on the fallback too: code written on one path runs on the other."""
+    query, pos, items, candidates, alpha = mixgcf_inputs(3, 4, 2, 5, 6, torch.float32, False)
+    user, table, cand = scoring_inputs(3, 4, 5, 6)
+    with kernels(kernel):
+        with pytest.raises(TypeError, match="query and pos_layers must have the same dtype"):
+            mixgcf_mix(query.double(), pos, items, candidates, alpha)
+        with pytest.raises(TypeError, match="item_layers and pos_layers must have the same dtype"):
+            mixgcf_mix(query, pos, items.double(), candidates, alpha)
+        with pytest.raises(TypeError, match="alpha must be a floating tensor"):
+            mixgcf_mix(query, pos, items, candidates, torch.zeros(3, 2, dtype=torch.long))
+        with pytest.raises(TypeError, match="user and items must have the same dtype"):
+            select_candidates(user.double(), table, cand)
+        with pytest.raises(TypeError, match="user and items must have the same dtype"):
+            candidate_scores(user, table.double(), cand)
+        with pytest.raises(TypeError, match="target must be a floating tensor"):
+            select_candidates(user, table, cand, torch.zeros(3, dtype=torch.long))
+
+
+@requires_ext
+def test_raw_kernel_names_target():
+    user, table, cand = scoring_inputs(3, 4, 5, 6)
+    with pytest.raises(RuntimeError, match=r"^target must be a floating tensor"):
+        torch.ops.recbole_hnlm.select_candidates(user, table, cand, torch.zeros(3, dtype=torch.long))

@@ -2,6 +2,7 @@
 
 Tolerances: float32 atol=rtol=1e-5, float64 1e-10, bfloat16/float16 2e-2 (float32 accumulation on both sides).
 """
+import contextlib
 import os
 import subprocess
 import sys
@@ -46,6 +47,11 @@ GRAPHS = {
 @pytest.fixture(scope="module", params=list(GRAPHS))
 def graph(request):
     return GRAPHS[request.param]()
+
+
+def kernels(on: bool):
+    """The enclosed calls run on the compiled kernels (``on``) or on the PyTorch fallback."""
+    return contextlib.nullcontext() if on else _ext.disabled()
 
 
 def assert_close(actual, expected, dtype):
@@ -268,3 +274,82 @@ def test_custom_csr_graph_int64():
     g64 = CSRGraph(g.rowptr.long(), g.col.long(), g.val, g.num_nodes)
     x = torch.randn(g.num_nodes, 6, dtype=torch.float64)
     assert_close(lightgcn_propagate(g64, x, 3), lightgcn_propagate_reference(g, x, 3), torch.float64)
+
+
+@pytest.mark.parametrize("kernel", [pytest.param(True, marks=requires_ext), False], ids=["kernel", "fallback"])
+@pytest.mark.parametrize("op", ["spmm", "mean", "layers"])
+def test_second_derivatives(kernel, op):
+    """``create_graph=True`` through the ops: gradgradcheck, and a gradient penalty's gradient equal to the
+    reference's (the backward nodes were once_differentiable: ``torch.autograd.grad`` then found the input
+    unused)."""
+    g = GRAPHS["isolated_hub"]()
+    run = {
+        "spmm": lambda graph, x: spmm(graph, x),
+        "mean": lambda graph, x: lightgcn_propagate(graph, x, 3),
+        "layers": lambda graph, x: lightgcn_propagate(graph, x, 3, return_layers=True),
+    }[op]
+    reference = {
+        "spmm": spmm_reference,
+        "mean": lambda graph, x: lightgcn_propagate_reference(graph, x, 3),
+        "layers": lambda graph, x: lightgcn_propagate_reference(graph, x, 3, True),
+    }[op]
+    x = torch.randn(g.num_nodes, 3, dtype=torch.float64, requires_grad=True)
+    with kernels(kernel):
+        assert torch.autograd.gradgradcheck(lambda t: run(g, t), (x,))
+
+        def penalty_gradient(fn):
+            out = fn(g, x)
+            weight = torch.linspace(-1, 1, out.numel(), dtype=torch.float64).view_as(out)
+            grad_x, = torch.autograd.grad((weight * out.square()).sum(), x, create_graph=True)
+            return torch.autograd.grad(grad_x.square().sum(), x)[0]
+
+        ours = penalty_gradient(run)
+    expected = penalty_gradient(reference)
+    assert expected.abs().max() > 1e-3
+    assert_close(ours, expected, torch.float64)
+
+
+@requires_ext
+def test_rowptr_past_nnz_is_refused_before_any_read():
+    """A row ending beyond nnz (the ends rowptr[0] = 0 and rowptr[-1] = nnz still hold) would read past ``col`` and
+    ``val``; the kernel refuses it at that row, before reading it."""
+    g = GRAPHS["tiny"]()
+    rowptr = g.rowptr.clone()
+    rowptr[1] = g.nnz + 3
+    x = torch.randn(g.num_nodes, 4)
+    with pytest.raises(RuntimeError, match=r"rowptr must be non-decreasing from 0 to nnz = \d+, violated at row 0"):
+        torch.ops.recbole_hnlm.spmm(rowptr, g.col, g.val, x)
+    with pytest.raises(RuntimeError, match="rowptr must be non-decreasing"):
+        lightgcn_propagate(CSRGraph(rowptr, g.col, g.val, g.num_nodes), x, 2, return_layers=True)
+
+
+@pytest.mark.parametrize("corrupt", ["rowptr_past_nnz", "col_too_large", "col_negative"])
+def test_fallback_validates_the_graph(corrupt):
+    """torch's sparse ops do not check a CSR built with check_invariants=False: the fallback validates the graph
+    (it returned garbage, or segfaulted, on these)."""
+    g = GRAPHS["tiny"]()
+    rowptr, col = g.rowptr.clone(), g.col.clone()
+    if corrupt == "rowptr_past_nnz":
+        rowptr[1] = g.nnz + 3
+    else:
+        col[0] = 1_000_000 if corrupt == "col_too_large" else -5
+    broken = CSRGraph(rowptr, col, g.val, g.num_nodes)
+    x = torch.randn(g.num_nodes, 4)
+    with _ext.disabled():
+        with pytest.raises(ValueError, match="rowptr" if corrupt.startswith("rowptr") else "col must lie"):
+            spmm(broken, x)
+        with pytest.raises(ValueError, match="rowptr" if corrupt.startswith("rowptr") else "col must lie"):
+            lightgcn_propagate(broken, x, 2)
+
+
+@pytest.mark.parametrize("kernel", [pytest.param(True, marks=requires_ext), False], ids=["kernel", "fallback"])
+def test_bad_arguments_are_named(kernel):
+    g = GRAPHS["tiny"]()
+    x = torch.randn(g.num_nodes, 4)
+    with kernels(kernel):
+        with pytest.raises(TypeError, match="num_layers must be an integer, got 2.7"):
+            lightgcn_propagate(g, x, 2.7)
+        with pytest.raises(TypeError, match="x must be a dense"):
+            spmm(g, x.to_sparse())
+        with pytest.raises(TypeError, match="ego must be a dense"):
+            lightgcn_propagate(g, x.to_sparse(), 2)
