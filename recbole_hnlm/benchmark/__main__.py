@@ -195,7 +195,7 @@ def main(argv=None):
               f"{len(summary['failed'])} failed{': ' + ', '.join(summary['failed']) if summary['failed'] else ''}")
     try:
         paths = write_report(args.out, plots=not args.no_plots)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, ValueError) as error:  # no runs; a result file that is not JSON
         return fail(error)
     for name, path in paths.items():
         print(f"{name}: {path}")

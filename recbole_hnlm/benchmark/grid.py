@@ -11,10 +11,13 @@ Layout of the output folder ``out``::
 
 A cell is *finished* when ``runs/<cell>.json`` exists, was produced with the same dataset and shared settings, and
 holds every analysis asked for now; finished cells are skipped, so an interrupted grid resumes where it stopped. A
-finished cell whose settings differ from the current ones (or whose ``init_from`` checkpoint has other content now)
-stops the grid before anything runs (mixing them would corrupt the table): use another ``out`` folder. So does a cell
-that cannot start (unknown model or sampler, invalid sampler setting, missing dataset files: ``runner.check_cell``),
-before anything is written. A cell failing while it runs is recorded and the grid goes on.
+stored cell of a (backbone, sampler) row this command runs whose settings differ from the current ones (or whose
+``init_from`` checkpoint or ``config_files`` have other content now, or whose FHN rate used another ``fhn_pairs``)
+stops the grid before anything runs: a table row must average runs of one configuration. Use another ``out`` folder.
+Settings that only change what a run prints (:data:`PRESENTATION_KEYS`) are not compared. So does a cell that cannot
+start (unknown model or sampler, invalid sampler setting, missing dataset files: ``runner.check_cell``), before
+anything is written. A cell failing while it runs is recorded and the grid goes on. Model and sampler names are
+spelled as their classes (``--models mf`` runs ``MF``), so one cell never has two files.
 """
 import json
 import logging
@@ -25,6 +28,7 @@ from itertools import product
 from tqdm import tqdm
 
 from recbole_hnlm.benchmark.runner import CELL_ANALYSES, Cell, check_cell, environment, run_cell
+from recbole_hnlm.errors import ConfigError
 from recbole_hnlm.files import file_sha256, write_json_atomic
 
 #: Training ratios of the sparsity analysis (1.0 is the main cell).
@@ -32,8 +36,29 @@ SPARSITY_RATIOS = (0.2, 0.4, 0.6, 0.8)
 ANALYSES = CELL_ANALYSES + ("sparsity",)
 
 
+#: Settings that change what a run prints, not what it computes: not compared on resume.
+PRESENTATION_KEYS = ("state", "show_progress")
+#: Digests of the files a grid's settings name, stored in every result and compared on resume.
+SOURCE_DIGESTS = {"init_from_sha256": "checkpoint", "config_files_sha256": "config files"}
+
+
 class SettingsMismatch(RuntimeError):
     """A finished cell in the output folder was produced with other settings."""
+
+
+def canonical_names(models, samplers):
+    """``(models, samplers)`` spelled as their classes (``mf`` -> ``MF``, ``mixgcf`` -> ``MixGCF``); a name that
+    is neither is kept as given, for the cell checker to report."""
+    from recbole_hnlm.utils import get_model, get_sampler
+
+    def canonical(name, lookup, spelling):
+        try:
+            return spelling(lookup(name))
+        except ValueError:  # ConfigError: unknown name
+            return name
+
+    return ([canonical(m, get_model, lambda c: c.__name__) for m in models],
+            [canonical(s, get_sampler, lambda c: c.name) for s in samplers])
 
 
 def expand_cells(models, samplers, seeds, analyses=(), ratios=SPARSITY_RATIOS):
@@ -62,23 +87,43 @@ def load_result(path):
         return None
 
 
-def _needs_run(result, dataset, settings, cell_analyses, init_from_sha256=None):
+def _comparable(settings):
+    return {k: v for k, v in (settings or {}).items() if k not in PRESENTATION_KEYS}
+
+
+def _needs_run(result, dataset, settings, cell_analyses, digests=None, fhn_pairs=None):
     """``False`` when ``result`` is a finished run for these settings; raise :class:`SettingsMismatch` when it was
-    produced with other settings, or warm-started from a checkpoint whose content has changed since (results stored
-    before the content digest was recorded are compared by path only)."""
+    produced with other settings (:data:`PRESENTATION_KEYS` aside), from files that have other content now
+    (``digests``: :func:`source_digests`; results stored before a digest was recorded are compared by path only), or
+    measured its FHN rate on another number of pairs than ``fhn_pairs``."""
     if result is None:
         return True
-    if result.get("dataset") != dataset or result.get("settings") != settings:
+    if result.get("dataset") != dataset or _comparable(result.get("settings")) != _comparable(settings):
         raise SettingsMismatch(
             f"{result.get('cell')}: stored with dataset={result.get('dataset')!r} settings={result.get('settings')}, "
             f"now dataset={dataset!r} settings={settings}. Use another --out folder (or delete the old runs).")
-    stored_sha256 = result.get("init_from_sha256")
-    if stored_sha256 is not None and init_from_sha256 is not None and stored_sha256 != init_from_sha256:
+    for key, now in (digests or {}).items():
+        stored = result.get(key)
+        if stored is not None and now is not None and stored != now:
+            what = SOURCE_DIGESTS[key]
+            raise SettingsMismatch(
+                f"{result.get('cell')}: ran with the {what} {_named_files(key, settings)} of sha256 {_short(stored)}, "
+                f"but they now have sha256 {_short(now)}: the source {what} changed. Use another --out folder (or "
+                "delete the old runs).")
+    requested = result.get("analysis", {}).get("fhn", {}).get("requested_pairs")  # absent in older results
+    if requested is not None and fhn_pairs is not None and "fhn" in cell_analyses and requested != fhn_pairs:
         raise SettingsMismatch(
-            f"{result.get('cell')}: warm-started from init_from={settings.get('init_from')!r} with sha256 "
-            f"{stored_sha256[:12]}..., but that file now has sha256 {init_from_sha256[:12]}...: the source checkpoint "
-            "changed. Use another --out folder (or delete the old runs).")
+            f"{result.get('cell')}: its FHN rate was measured with --fhn-pairs {requested}, now --fhn-pairs "
+            f"{fhn_pairs}. Use another --out folder (or delete the old runs).")
     return any(name not in result.get("analysis", {}) for name in cell_analyses)
+
+
+def _short(digest):
+    return ", ".join(d[:12] + "..." for d in ([digest] if isinstance(digest, str) else digest))
+
+
+def _named_files(key, settings):
+    return settings.get("init_from") if key == "init_from_sha256" else ", ".join(settings.get("config_files", []))
 
 
 def warning_once():
@@ -108,8 +153,30 @@ def init_from_sha256_of(settings):
     return file_sha256(init_from) if isinstance(init_from, str) and os.path.isfile(init_from) else None
 
 
-def pending_cells(out, dataset, cells, settings, cell_analyses=(), init_from_sha256=None):
+def source_digests(settings):
+    """``{key: digest}`` of the files ``settings`` names (:data:`SOURCE_DIGESTS`; ``None`` where there is none):
+    the ``init_from`` checkpoint's sha256 and the list of the ``config_files``' sha256."""
+    config_files = settings.get("config_files") or []
+    readable = all(os.path.isfile(path) for path in config_files)  # a missing file is left to the checks' error
+    return {"init_from_sha256": init_from_sha256_of(settings),
+            "config_files_sha256": [file_sha256(path) for path in config_files] if config_files and readable else None}
+
+
+def _stored_row_results(out, pairs):
+    """The stored results in ``out/runs`` whose (model, sampler) is in ``pairs``, any seed or training ratio."""
+    found = []
+    for name in sorted(os.listdir(os.path.join(out, "runs"))) if os.path.isdir(os.path.join(out, "runs")) else ():
+        if name.endswith(".json"):
+            result = load_result(os.path.join(out, "runs", name))
+            if result is not None and (result.get("model"), result.get("sampler")) in pairs:
+                found.append(result)
+    return found
+
+
+def pending_cells(out, dataset, cells, settings, cell_analyses=(), digests=None, fhn_pairs=None):
     """``(todo, finished)``: the cells of ``cells`` still to run, and ``{key: stored result}`` of the finished ones.
+    Every stored result of the same (model, sampler) rows, other seeds and training ratios included, must have been
+    produced with these settings: a row of the table averages them.
 
     Raises:
         SettingsMismatch: a stored cell was produced with another dataset or other settings (see :func:`_needs_run`).
@@ -117,10 +184,14 @@ def pending_cells(out, dataset, cells, settings, cell_analyses=(), init_from_sha
     todo, finished = [], {}
     for cell in cells:
         stored = load_result(result_path(out, cell))
-        if _needs_run(stored, dataset, settings, cell_analyses, init_from_sha256):
+        if _needs_run(stored, dataset, settings, cell_analyses, digests, fhn_pairs):
             todo.append(cell)
         else:
             finished[cell.key] = stored
+    keys = {cell.key for cell in cells}
+    for stored in _stored_row_results(out, {(cell.model, cell.sampler) for cell in cells}):
+        if stored.get("cell") not in keys:  # another seed of a row of this grid: same settings, or no shared row
+            _needs_run(stored, dataset, settings, (), digests)
     return todo, finished
 
 
@@ -150,18 +221,23 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
         ``results`` (key -> result of every finished cell of this grid).
 
     Raises:
-        SettingsMismatch: a finished cell in ``out`` was produced with other settings.
-        ConfigError, FileNotFoundError: from ``cell_checker``: a bad name or value, missing dataset files.
+        SettingsMismatch: a stored cell of a row in ``out`` was produced with other settings.
+        ConfigError, FileNotFoundError: ``out`` is a file or cannot be created; from ``cell_checker``: a bad name or
+            value, missing dataset files.
     """
     analyses = tuple(analyses)
     unknown = [a for a in analyses if a not in ANALYSES]
     if unknown:
         raise ValueError(f"unknown analysis {unknown}; choose from {', '.join(ANALYSES)}")
     cell_analyses = tuple(a for a in analyses if a in CELL_ANALYSES)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ConfigError(f"--out {out}: a file is there; give a folder (it is created when missing)")
     settings = grid_settings(config_dict, config_file_list)
-    init_from_sha256 = init_from_sha256_of(settings)
+    digests = source_digests(settings)
+    models, samplers = canonical_names(models, samplers)
     cells = expand_cells(models, samplers, seeds, analyses, ratios)
-    todo, finished = pending_cells(out, dataset, cells, settings, cell_analyses, init_from_sha256)
+    todo, finished = pending_cells(out, dataset, cells, settings, cell_analyses, digests,
+                                   cell_kwargs.get("fhn_pairs", 2048) if "fhn" in cell_analyses else None)
     summary = {"ran": [], "skipped": list(finished), "failed": [], "errors": {}, "results": dict(finished)}
     if cell_checker is not None:  # a typo or a bad value stops the grid here, not in every cell's error file
         first_of_pair = {}
@@ -171,10 +247,13 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
         for cell in first_of_pair.values():
             cell_checker(cell, dataset, out, config_dict=dict(config_dict or {}), config_file_list=config_file_list,
                          analyses=cell_analyses, warn=warn_once)
-    os.makedirs(os.path.join(out, "runs"), exist_ok=True)
+    try:
+        os.makedirs(os.path.join(out, "runs"), exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"--out {out}: cannot create the folder ({error.strerror})") from None
     write_json_atomic(os.path.join(out, "grid.json"), {
         "dataset": dataset, "models": list(models), "samplers": list(samplers), "seeds": [int(s) for s in seeds],
-        "analyses": list(analyses), "ratios": list(ratios), "settings": settings, "init_from_sha256": init_from_sha256,
+        "analyses": list(analyses), "ratios": list(ratios), "settings": settings, **digests,
         "environment": environment()})
 
     logger = logging.getLogger()
@@ -187,8 +266,7 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
             result = cell_runner(cell, dataset, out, config_dict=dict(config_dict or {}),
                                  config_file_list=config_file_list, analyses=cell_analyses, **cell_kwargs)
             result["settings"] = settings
-            if init_from_sha256 is not None:
-                result["init_from_sha256"] = init_from_sha256
+            result.update({key: digest for key, digest in digests.items() if digest is not None})
         except Exception as error:  # record and go on: one broken sampler must not stop the grid
             message = f"{type(error).__name__}: {error}"
             with open(error_path(out, cell), "w") as f:

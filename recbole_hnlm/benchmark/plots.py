@@ -76,6 +76,7 @@ def _curves(results, model, sampler, key):
 def plot_curve(results, path, key="ndcg@20", ylabel="validation NDCG@20"):
     """``key`` of the per-epoch log against the epoch, mean over seeds, per backbone and sampler."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
     main = [r for r in results if float(r["train_ratio"]) == 1.0]
     models = _order([r["model"] for r in main], MODEL_ORDER)
     fig, axes = _panels(plt, max(len(models), 1))
@@ -86,6 +87,7 @@ def plot_curve(results, path, key="ndcg@20", ylabel="validation NDCG@20"):
                 ax.plot(epochs, values, marker="o", markersize=2, label=sampler)
         ax.set_title(model)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no 0.5 ticks on short runs
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=7)
     return _save(fig, path)
@@ -135,7 +137,7 @@ def plot_sparsity(results, path):
         for sampler in _order([r["sampler"] for r in results if r["model"] == model], SAMPLER_ORDER):
             runs = [r for r in results if r["model"] == model and r["sampler"] == sampler]
             ratios = sorted({float(r["train_ratio"]) for r in runs})
-            values = [np.mean([r["test_result"]["ndcg@20"] for r in runs if float(r["train_ratio"]) == q])
+            values = [np.mean([r["test_result"].get("ndcg@20", np.nan) for r in runs if float(r["train_ratio"]) == q])
                       for q in ratios]
             ax.plot([q * 100 for q in ratios], values, marker="o", label=sampler)
         ax.set_xlabel("% of training interactions")
@@ -151,7 +153,9 @@ def write_plots(results, folder):
     paths = {}
     if main:
         paths["metrics_png"] = plot_metrics(results, os.path.join(folder, "metrics.png"))
-        paths["convergence_png"] = plot_curve(results, os.path.join(folder, "convergence.png"))
+        metric = main[0].get("valid_metric", "NDCG@20") if main else "NDCG@20"  # what every validation logged
+        paths["convergence_png"] = plot_curve(results, os.path.join(folder, "convergence.png"), key=metric.lower(),
+                                              ylabel=f"validation {metric}")
         paths["epoch_time_png"] = plot_epoch_time(results, os.path.join(folder, "epoch_time.png"))
     if any(r.get("analysis", {}).get("popularity") for r in main):
         paths["popularity_png"] = plot_popularity(results, os.path.join(folder, "popularity.png"))

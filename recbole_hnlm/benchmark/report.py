@@ -4,14 +4,16 @@ The report has, per backbone, the mean ± sample standard deviation (``ddof=1``)
 test split and the training wall time per epoch (median over a run's epochs, robust to the first epoch's warm-up
 and to load spikes on a shared machine; mean over seeds); then the relative improvement of each sampler's mean over RNS
 and over the best ID-based sampler (DNS, MixGCF, AHNS: the one with the highest mean for that metric and backbone),
-each with a paired t-test across the seeds both samplers ran (``scipy.stats.ttest_rel``; pairs share a seed and
-therefore a split). With fewer than two common seeds there is no test and the cell says ``n<2``; when the paired
+each with a paired t-test across the seeds both samplers ran on the same split (``scipy.stats.ttest_rel``; pairs
+share a seed and a split fingerprint), the improvement then also over those pairs. With fewer than two pairs there is
+no test and the cell says ``n<2`` (``unpaired`` when no seed shares a split); when the paired
 differences are all equal the t statistic is undefined and the cell says ``p=n/a``. Analysis sections (popularity
 groups, false-hard-negative rate, sparsity) follow when the runs hold them. Only main cells (``train_ratio == 1``)
 enter the main table.
 """
 import csv
 import glob
+import io
 import json
 import math
 import os
@@ -21,6 +23,7 @@ from scipy import stats
 
 from recbole_hnlm.benchmark.analysis import POPULARITY_GROUPS
 from recbole_hnlm.benchmark.runner import METRICS
+from recbole_hnlm.files import write_text_atomic
 
 #: ID-based hard negative samplers (the "best ID-based" reference).
 ID_BASED = ("DNS", "MixGCF", "AHNS")
@@ -35,11 +38,19 @@ def _order(values, preferred):
 
 
 def load_results(out):
-    """Every finished result in ``out/runs`` (sorted by file name)."""
+    """Every finished result in ``out/runs`` (sorted by file name).
+
+    Raises:
+        ValueError: a result file is not readable JSON (the message names it).
+    """
     results = []
     for path in sorted(glob.glob(os.path.join(out, "runs", "*.json"))):
-        with open(path) as f:
-            results.append(json.load(f))
+        try:
+            with open(path) as f:
+                results.append(json.load(f))
+        except ValueError as error:
+            raise ValueError(f"{path} is not a readable result ({error}): delete it, or rerun the grid command that "
+                             "made it (a grid reruns a cell whose result it cannot read)") from None
     return results
 
 
@@ -84,11 +95,12 @@ def write_csv(results, path):
     rows = [flatten(r) for r in results]
     columns = list(dict.fromkeys(key for row in rows for key in row))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(row)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row)
+    write_text_atomic(path, text.getvalue())
     return path
 
 
@@ -116,7 +128,9 @@ def _main_runs(results):
 
 
 def _by_seed(results, model, sampler, metric):
-    return {r["seed"]: r["test_result"][metric] for r in results if r["model"] == model and r["sampler"] == sampler}
+    """``{seed: (value, split fingerprint)}`` of the runs of a row that report ``metric``."""
+    return {r["seed"]: (r["test_result"][metric], r.get("split", {}).get("fingerprint")) for r in results
+            if r["model"] == model and r["sampler"] == sampler and r["test_result"].get(metric) is not None}
 
 
 def summarize(results):
@@ -127,8 +141,8 @@ def summarize(results):
         for sampler in _order([r["sampler"] for r in main if r["model"] == model], SAMPLER_ORDER):
             runs = [r for r in main if r["model"] == model and r["sampler"] == sampler]
             entry = {"n": len(runs), "seeds": sorted(r["seed"] for r in runs)}
-            for metric in METRICS:
-                values = np.array([r["test_result"][metric] for r in runs], dtype=float)
+            for metric in METRICS:  # a metric the runs did not compute (topk without 20) stays NaN: "-"
+                values = np.array([r["test_result"].get(metric, np.nan) for r in runs], dtype=float)
                 entry[metric] = (float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else float("nan"))
             times = [r.get("median_epoch_time", r["mean_epoch_time"]) for r in runs if r["mean_epoch_time"] is not None]
             entry["s_per_epoch"] = float(np.mean(times)) if times else float("nan")
@@ -140,23 +154,36 @@ def summarize(results):
 
 
 def compare(results, model, sampler, reference, metric):
-    """Relative improvement (%) of ``sampler``'s mean over ``reference``'s and the paired t-test over common seeds."""
+    """Relative improvement (%) of ``sampler``'s mean over ``reference``'s and the paired t-test, both over the
+    *pairs*: seeds both ran on the same split (equal split fingerprints). Without pairs (other seeds, or splits
+    that differ, e.g. one ran with ``split_seed`` and the other without) the improvement compares the two means and
+    ``note`` says ``unpaired``."""
     main = _main_runs(results)
     a, b = _by_seed(main, model, sampler, metric), _by_seed(main, model, reference, metric)
-    seeds = sorted(set(a) & set(b))
-    mean_a, mean_b = np.mean(list(a.values())), np.mean(list(b.values()))
+    if not a or not b:
+        return {"improvement": float("nan"), "n": 0, "t": None, "p": None, "note": "n<2"}
+    seeds = sorted(s for s in set(a) & set(b) if a[s][1] == b[s][1])
+    if seeds:
+        mean_a, mean_b = np.mean([a[s][0] for s in seeds]), np.mean([b[s][0] for s in seeds])
+    else:
+        mean_a, mean_b = np.mean([v for v, _ in a.values()]), np.mean([v for v, _ in b.values()])
     improvement = (mean_a - mean_b) / mean_b * 100.0 if mean_b else float("nan")
-    test = paired_test([a[s] for s in seeds], [b[s] for s in seeds])
+    test = paired_test([a[s][0] for s in seeds], [b[s][0] for s in seeds])
+    if not seeds:
+        test["note"] = "unpaired"
     return {"improvement": float(improvement), **test}
 
 
 def best_id_based(summary, model, metric):
     """The ID-based sampler with the highest mean ``metric`` on ``model``, or ``None``."""
     candidates = [(summary[(model, s)][metric][0], s) for s in ID_BASED if (model, s) in summary]
+    candidates = [c for c in candidates if not math.isnan(c[0])]
     return max(candidates)[1] if candidates else None
 
 
 def _fmt_mean_std(mean, std):
+    if math.isnan(mean):
+        return "-"
     if math.isnan(std):
         return f"{mean:.4f}"
     return f"{mean:.4f} ± {std:.4f}"
@@ -168,8 +195,12 @@ def _fmt_count(mean):
 
 
 def _fmt_compare(c):
+    if math.isnan(c["improvement"]):
+        return "-"
     sign = "+" if c["improvement"] >= 0 else ""
     text = f"{sign}{c['improvement']:.1f}%"
+    if c["note"] == "unpaired":
+        return f"{text} (unpaired: no seed on a shared split)"
     if c["p"] is None:
         return f"{text} (n<2)"
     if math.isnan(c["p"]):
@@ -256,7 +287,8 @@ def markdown_report(results, errors=None, title=None):
                 row = [model, sampler]
                 for ratio in ratios:
                     values = [r["test_result"]["ndcg@20"] for r in results if r["model"] == model
-                              and r["sampler"] == sampler and float(r["train_ratio"]) == ratio]
+                              and r["sampler"] == sampler and float(r["train_ratio"]) == ratio
+                              and r["test_result"].get("ndcg@20") is not None]
                     row.append(f"{np.mean(values):.4f}" if values else "-")
                 rows.append(row)
         parts += ["", "## Sparsity (test NDCG@20, mean over seeds, by share of training interactions kept)", "",
@@ -278,10 +310,10 @@ def write_report(out, plots=True):
     if not results and not errors:
         raise FileNotFoundError(f"No runs found in '{out}': expected {os.path.join(out, 'runs', '<cell>.json')} "
                                 f"from a grid run with --out {out}.")
+    report = markdown_report(results, errors)  # built before anything is written: a failure leaves the old files
     paths = {"csv": write_csv(results, os.path.join(out, "runs.csv"))}
     table = os.path.join(out, "table.md")
-    with open(table, "w") as f:
-        f.write(markdown_report(results, errors))
+    write_text_atomic(table, report)
     paths["table"] = table
     if plots and results:
         from recbole_hnlm.benchmark.plots import write_plots

@@ -80,11 +80,12 @@ def cell_config_dict(cell, out_dir, config_dict=None):
 
 
 def check_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_file_list=None, analyses=(),
-               warn=None):
+               warn=None, options=GRID_OPTIONS):
     """Validate one cell without loading data or training: the model and sampler names, their pairing and the
     sampler's hyper-parameters (all checked by ``Config``), the dataset's atomic files and what the analyses need.
     Unknown options (likely typos) go to ``warn`` (default: the root logger's ``warning``) before the files are
-    checked, so ``--data_pth=...`` is named next to the missing dataset.
+    checked, so ``--data_pth=...`` is named next to the missing dataset. ``options`` spells the command's model and
+    sampler options in the messages (:data:`GRID_OPTIONS`).
 
     Raises:
         ConfigError: an unknown name, an incompatible pair or an invalid value (the message names it, and the
@@ -97,7 +98,7 @@ def check_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_
     from recbole_hnlm.utils import check_model_sampler_pair, get_model, get_sampler
     from recbole_hnlm.warm_start import check_init_from
 
-    check_model_sampler_pair(get_model(cell.model, GRID_OPTIONS), get_sampler(cell.sampler), GRID_OPTIONS)
+    check_model_sampler_pair(get_model(cell.model, options), get_sampler(cell.sampler), options)
     config = make_config(cell.model, dataset, cell_config_dict(cell, out_dir, config_dict), config_file_list)
     for message in unknown_option_messages(config.unknown_options):
         (warn or logging.getLogger().warning)(message)
@@ -108,6 +109,9 @@ def check_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_
     check_init_from(config)
     if "fhn" in analyses and not hasattr(config.model_class, "hard_negatives"):
         raise ConfigError(f"--analysis fhn needs a recbole_hnlm backbone with hard_negatives; {cell.model} has none.")
+    if "popularity" in analyses and not hasattr(config.model_class, "pooled_embeddings"):
+        raise ConfigError(f"--analysis popularity needs a recbole_hnlm backbone with pooled_embeddings (it ranks "
+                          f"every item by its embedding); {cell.model} has none.")
 
 
 @contextlib.contextmanager
@@ -358,7 +362,8 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
             result_analysis["popularity"] = metrics
         if fhn_probe is not None:
             result_analysis["fhn"] = {"rate": fhn_probe(model), "threshold": fhn_threshold,
-                                      "pairs": fhn_probe.n_pairs, "note": "best checkpoint"}
+                                      "pairs": fhn_probe.n_pairs, "requested_pairs": int(fhn_pairs),
+                                      "note": "best checkpoint"}
 
     epochs = trainer.epochs_log
     best_epoch = _best_epoch(trainer, model, config, epochs, saved)

@@ -133,7 +133,7 @@ def read_params_file(path: str) -> List[Param]:
         FileNotFoundError: no file at ``path``.
         ConfigError: a malformed line, an unknown type or a repeated name (the message names ``path:line``).
     """
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8-sig") as handle:  # a byte-order mark (Windows editors) is not part of a name
         lines = handle.read().splitlines()
     params: List[Param] = []
     for number, raw in enumerate(lines, start=1):

@@ -37,8 +37,8 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from recbole_hnlm.benchmark.grid import (SettingsMismatch, expand_cells, grid_settings, init_from_sha256_of,
-                                         pending_cells, run_grid, warning_once)
+from recbole_hnlm.benchmark.grid import (SettingsMismatch, canonical_names, expand_cells, grid_settings,
+                                         pending_cells, run_grid, source_digests, warning_once)
 from recbole_hnlm.benchmark.report import METRIC_NAMES
 from recbole_hnlm.benchmark.runner import METRICS, Cell, check_cell, run_cell
 from recbole_hnlm.benchmark.search_space import ALGORITHMS, make_trials, read_params_file, trial_key
@@ -47,6 +47,8 @@ from recbole_hnlm.files import write_json_atomic, write_text_atomic
 
 __all__ = ["run_search", "search_report", "main"]
 
+#: How error hints spell this command's model and sampler options (compare.py's are ``--models``/``--samplers``).
+TUNE_OPTIONS = {"model": "--model ", "sampler": "--sampler "}
 #: Settings each trial's cells set themselves, and the option that sets them.
 TRIAL_KEYS = {"model": "--model", "sampler": "--sampler", "seed": "--seeds", "checkpoint_dir": "--out",
               "dataset": "--dataset"}
@@ -251,6 +253,7 @@ def run_search(dataset, model, sampler, seeds, params_file, out, algo="exhaustiv
         FileNotFoundError: the params file or the dataset's files are missing.
     """
     params = read_params_file(params_file)
+    (model,), (sampler,) = canonical_names([model], [sampler])
     config_dict = dict(config_dict or {})
     _check_params(params, config_dict, sampler)
     trials = make_trials(params, algo, max_evals, search_seed)
@@ -269,19 +272,19 @@ def run_search(dataset, model, sampler, seeds, params_file, out, algo="exhaustiv
     _check_same_search(out, search)
     cells = expand_cells([model], [sampler], seeds)
     summaries = []
-    init_from_sha256 = init_from_sha256_of(config_dict)
     for trial, folder in zip(trials, folders):  # every trial is checked before the first one trains
         trial_dict = {**config_dict, **trial}
         settings = grid_settings(trial_dict, config_file_list)
         try:
-            _, finished = pending_cells(os.path.join(out, folder), dataset, cells, settings, (), init_from_sha256)
+            _, finished = pending_cells(os.path.join(out, folder), dataset, cells, settings, (),
+                                        source_digests(settings))
         except SettingsMismatch as error:
             raise SettingsMismatch(f"{os.path.join(out, folder)}: {error}") from None
         summaries.append({"results": finished})
         if cell_checker is not None:
             try:
                 cell_checker(cells[0], dataset, os.path.join(out, folder), config_dict=trial_dict,
-                             config_file_list=config_file_list, warn=warn_once)
+                             config_file_list=config_file_list, warn=warn_once, options=TUNE_OPTIONS)
             except ConfigError as error:
                 raise ConfigError(f"trial {_values(trial)}: {error}") from None
 
@@ -332,7 +335,8 @@ def _parse_args(argv):
     if args.algo == "random" and args.max_evals is None:
         parser.error("argument --max_evals: random search needs the number of trials")
     if not os.path.isfile(args.params_file):
-        parser.error(f"argument --params_file: {args.params_file} not found")
+        parser.error(f"argument --params_file: {args.params_file} " +
+                     ("is a folder; give the params file in it" if os.path.isdir(args.params_file) else "not found"))
     args.out = args.out or f"results/tune-{args.dataset}-{args.model}-{args.sampler}"
     return args
 

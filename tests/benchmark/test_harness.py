@@ -134,7 +134,8 @@ def test_resume_skips_finished_cells(grid):
     mtimes = {p: os.stat(p).st_mtime_ns for p in files}
     runner = CountingRunner()
     summary = run_grid("ml-slice", ["MF"], SAMPLERS, [SEED], out, config_dict=settings,
-                       analyses=("popularity", "fhn", "sparsity"), ratios=(0.4,), progress=False, cell_runner=runner)
+                       analyses=("popularity", "fhn", "sparsity"), ratios=(0.4,), progress=False, cell_runner=runner,
+                       fhn_pairs=512)
     assert runner.calls == [] and summary["ran"] == [] and len(summary["skipped"]) == 4
     assert {p: os.stat(p).st_mtime_ns for p in files} == mtimes
 
@@ -143,7 +144,7 @@ def test_cli_resumes_the_same_grid(grid, capsys):
     out, settings, _, _, _ = grid
     argv = ["--dataset", "ml-slice", "--models", "MF", "--samplers", *SAMPLERS, "--seeds", str(SEED), "--out", out,
             "--epochs", "2", "--analysis", "popularity,fhn,sparsity", "--ratios", "0.4", "--no-progress",
-            "--no-plots"] + [f"--{k}={v}" for k, v in settings.items() if k != "epochs"]
+            "--no-plots", "--fhn-pairs", "512"] + [f"--{k}={v}" for k, v in settings.items() if k != "epochs"]
     assert cli_main(argv) == 0
     assert "0 ran, 4 skipped" in capsys.readouterr().out
 

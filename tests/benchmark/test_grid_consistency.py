@@ -1,0 +1,152 @@
+"""A grid folder's rows average runs of one configuration, and its report never loses a table: checks of
+``grid.run_grid`` and ``report`` with a constructed cell runner (no training), plus the up-front cell checks."""
+import json
+import os
+
+import pytest
+
+from recbole_hnlm.benchmark.__main__ import main as cli_main
+from recbole_hnlm.benchmark.grid import SettingsMismatch, canonical_names, run_grid
+from recbole_hnlm.benchmark.report import compare, write_report
+from recbole_hnlm.benchmark.runner import METRICS, Cell, check_cell
+from recbole_hnlm.benchmark.search_space import read_params_file
+from recbole_hnlm.errors import ConfigError
+
+
+class FakeRunner:
+    """A cell runner returning a result shaped like ``run_cell``'s: NDCG and Recall ``base + seed / 100`` (plus
+    ``bonus[sampler]``), on the split ``split(cell)``; it records the cells it ran."""
+
+    def __init__(self, bonus=None, split=lambda cell: "0" * 40, metrics=METRICS, fhn_pairs=None):
+        self.bonus, self.split, self.metrics, self.calls = bonus or {}, split, metrics, []
+
+    def __call__(self, cell, dataset, out, config_dict=None, analyses=(), fhn_pairs=2048, **kwargs):
+        self.calls.append(cell.key)
+        value = 0.1 + cell.seed / 100 + self.bonus.get(cell.sampler, 0.0)
+        analysis = {"fhn": {"rate": 0.0, "pairs": 10, "requested_pairs": fhn_pairs}} if "fhn" in analyses else {}
+        return {"cell": cell.key, "model": cell.model, "sampler": cell.sampler, "seed": cell.seed,
+                "train_ratio": cell.train_ratio, "dataset": dataset, "valid_metric": "NDCG@10",
+                "best_valid_score": value, "best_epoch": 0, "epochs_run": 1, "mean_epoch_time": 1.0,
+                "total_time": 1.0, "analysis": analysis, "test_result": {m: value for m in self.metrics},
+                "epochs": [{"epoch": 0, "train_time": 1.0, "train_loss": 1.0, "valid_score": value, "ndcg@10": value}],
+                "split": {"fingerprint": self.split(cell)}}
+
+
+def grid(out, samplers, seeds, runner, models=("MF",), **kwargs):
+    return run_grid("toy", list(models), list(samplers), list(seeds), str(out), progress=False, cell_runner=runner,
+                    cell_checker=None, **kwargs)
+
+
+def test_a_changed_config_file_stops_the_resume(tmp_path):
+    """Only the yaml's path was stored: a rerun with other content in it mixed two learning rates in one row."""
+    yaml_file = tmp_path / "cf.yaml"
+    yaml_file.write_text("learning_rate: 0.01\n")
+    grid(tmp_path / "out", ["RNS"], [1], FakeRunner(), config_file_list=[str(yaml_file)])
+    runner = FakeRunner()
+    grid(tmp_path / "out", ["RNS"], [1], runner, config_file_list=[str(yaml_file)])  # same content: finished
+    assert runner.calls == []
+    yaml_file.write_text("learning_rate: 0.0001\n")
+    with pytest.raises(SettingsMismatch, match="the source config files changed"):
+        grid(tmp_path / "out", ["RNS"], [1, 2], runner, config_file_list=[str(yaml_file)])
+    assert runner.calls == []
+
+
+def test_another_seed_of_a_row_must_share_its_settings(tmp_path):
+    """A later command adding a seed with other settings averaged both into one row; other rows may differ (a
+    tuned sampler's settings), and settings that only change the output (state) are not compared."""
+    out = tmp_path / "out"
+    grid(out, ["DNS"], [1], FakeRunner(), config_dict={"dns_candidates": 4})
+    runner = FakeRunner()
+    with pytest.raises(SettingsMismatch, match="MF-DNS-seed1: stored with .*dns_candidates.*: 4"):
+        grid(out, ["DNS"], [2], runner, config_dict={"dns_candidates": 32})
+    assert runner.calls == [] and not os.path.exists(out / "runs" / "MF-DNS-seed2.json")
+    grid(out, ["RNS"], [2], runner, config_dict={"learning_rate": 0.01})  # another row: its own settings
+    grid(out, ["DNS"], [2], runner, config_dict={"dns_candidates": 4, "state": "INFO"})
+    assert runner.calls == ["MF-RNS-seed2", "MF-DNS-seed2"]
+
+
+def test_names_are_spelled_as_their_classes(tmp_path):
+    """``--samplers rns`` wrote MF-rns-seed1.json beside MF-RNS-seed1.json, and the report counted the seed twice."""
+    assert canonical_names(["mf", "lightgcn", "bpr"], ["rns", "mixgcf", "ahns"]) == (
+        ["MF", "LightGCN", "BPR"], ["RNS", "MixGCF", "AHNS"])
+    assert canonical_names(["NoSuchModel"], ["nosuch"]) == (["NoSuchModel"], ["nosuch"])  # left to the checker
+    grid(tmp_path, ["RNS"], [1], FakeRunner())
+    runner = FakeRunner()
+    summary = grid(tmp_path, ["rns"], [1], runner, models=["mf"])
+    assert runner.calls == [] and summary["skipped"] == ["MF-RNS-seed1"]
+    assert sorted(os.listdir(tmp_path / "runs")) == ["MF-RNS-seed1.json"]
+
+
+def test_improvement_and_test_use_the_same_pairs(tmp_path):
+    """With a seed missing for one sampler, the improvement compared means over different seeds (+130 % where the
+    pairs give +147 %); runs on different splits are not paired at all."""
+    grid(tmp_path, ["RNS"], [1, 2], FakeRunner())
+    grid(tmp_path, ["DNS"], [1], FakeRunner(bonus={"DNS": 0.05}))
+    results = [json.loads((tmp_path / "runs" / name).read_text()) for name in os.listdir(tmp_path / "runs")]
+    dns, rns = 0.11 + 0.05, 0.11  # seed 1 only
+    result = compare(results, "MF", "DNS", "RNS", "ndcg@20")
+    assert result["improvement"] == pytest.approx((dns - rns) / rns * 100) and result["n"] == 1
+    other = tmp_path / "other"
+    grid(other, ["RNS"], [1, 2], FakeRunner(split=lambda cell: f"{cell.seed:040d}"))
+    grid(other, ["DNS"], [1, 2], FakeRunner(bonus={"DNS": 0.05}, split=lambda cell: "f" * 40))
+    results = [json.loads((other / "runs" / name).read_text()) for name in os.listdir(other / "runs")]
+    result = compare(results, "MF", "DNS", "RNS", "ndcg@20")
+    assert result["n"] == 0 and result["note"] == "unpaired"
+    assert result["improvement"] == pytest.approx(0.05 / 0.115 * 100)
+    write_report(str(other), plots=False)
+    assert "(unpaired: no seed on a shared split)" in (other / "table.md").read_text()
+
+
+def test_report_without_some_metrics_and_without_losing_the_table(tmp_path):
+    """Runs with topk=[10] crashed the report (KeyError 'recall@20') after table.md had been opened, leaving it
+    empty; a corrupt result file was a raw JSONDecodeError."""
+    grid(tmp_path, ["RNS", "DNS"], [1, 2], FakeRunner(bonus={"DNS": 0.01}))
+    write_report(str(tmp_path), plots=False)
+    good = (tmp_path / "table.md").read_text()
+    grid(tmp_path / "top10", ["RNS", "DNS"], [1, 2], FakeRunner(metrics=("recall@10", "ndcg@10")))
+    write_report(str(tmp_path / "top10"), plots=True)
+    table = (tmp_path / "top10" / "table.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| DNS | 2 |"))
+    assert row.split("|")[4].strip() == "-" and row.split("|")[3].strip().startswith("0.1150")
+    broken = json.loads((tmp_path / "runs" / "MF-DNS-seed1.json").read_text())
+    del broken["test_result"]
+    (tmp_path / "runs" / "MF-DNS-seed1.json").write_text(json.dumps(broken))
+    with pytest.raises(KeyError):
+        write_report(str(tmp_path), plots=False)
+    assert (tmp_path / "table.md").read_text() == good
+    (tmp_path / "runs" / "MF-DNS-seed1.json").write_text("{not json")
+    with pytest.raises(ValueError, match="MF-DNS-seed1.json is not a readable result"):
+        write_report(str(tmp_path), plots=False)
+    assert cli_main(["--out", str(tmp_path), "--report-only", "--no-plots"]) == 2
+    assert (tmp_path / "table.md").read_text() == good
+
+
+def test_fhn_pairs_are_part_of_a_finished_cell(tmp_path):
+    grid(tmp_path, ["RNS"], [1], FakeRunner(), analyses=("fhn",), fhn_pairs=512)
+    runner = FakeRunner()
+    grid(tmp_path, ["RNS"], [1], runner, analyses=("fhn",), fhn_pairs=512)
+    assert runner.calls == []
+    with pytest.raises(SettingsMismatch, match="--fhn-pairs 512, now --fhn-pairs 100"):
+        grid(tmp_path, ["RNS"], [1], runner, analyses=("fhn",), fhn_pairs=100)
+
+
+def test_out_that_is_a_file_is_one_error_line(tmp_path, capsys):
+    path = tmp_path / "afile"
+    path.write_text("x")
+    assert cli_main(["--models", "MF", "--samplers", "RNS", "--seeds", "1", "--out", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out") and "a file is there" in err and "Traceback" not in err
+
+
+def test_popularity_analysis_needs_a_plugin_backbone(tmp_path):
+    """BPR passed the checks and failed after training, on pooled_embeddings."""
+    with pytest.raises(ConfigError, match="--analysis popularity needs a recbole_hnlm backbone"):
+        check_cell(Cell("BPR", "RNS", 1), "ml-100k", str(tmp_path), config_dict={"epochs": 1},
+                   analyses=("popularity",))
+
+
+def test_params_file_with_a_byte_order_mark(tmp_path):
+    path = tmp_path / "bom.hyper"
+    path.write_bytes("learning_rate choice [0.01, 0.001]\n".encode("utf-8-sig"))
+    (param,) = read_params_file(str(path))
+    assert param.name == "learning_rate" and list(param.values) == [0.01, 0.001]
