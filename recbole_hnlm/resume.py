@@ -108,10 +108,35 @@ def check_resume_from(config) -> None:
         raise ConfigError(f"resume_from: {path} was trained with learner={stored_learner}, this run has "
                           f"learner={config['learner']}; the optimizer state only fits the same learner. Resume with "
                           f"--learner={stored_learner}.")
-    best = state.get("best_checkpoint")
-    if state.get("resume_state") and best and not os.path.isfile(best):
-        raise ConfigError(f"resume_from: the interrupted run's best checkpoint {best} is missing; the final test "
-                          "loads it. Put it back, or start afresh without resume_from.")
+    stored_options = state.get("options") or {}
+    for key in ("valid_metric", "valid_metric_bigger"):  # the stored best score was selected by them
+        if key in stored_options and str(stored_options[key]).lower() != str(config[key]).lower():
+            raise ConfigError(f"resume_from: {path} selects its best epoch by {key}={stored_options[key]}, this run "
+                              f"has {key}={config[key]}: its best score so far ({state.get('best_valid_score')}) "
+                              f"is not comparable with the new one. Resume with --{key}={stored_options[key]}, or "
+                              f"start a new run from its weights with --init_from={path}.")
+    if state.get("resume_state") and state.get("best_checkpoint") and best_checkpoint_of(path, state) is None:
+        beside, written = _beside(path, state["best_checkpoint"]), state["best_checkpoint"]
+        elsewhere = f" (nor is it at {written}, where it was written)" if beside != written else ""
+        raise ConfigError(f"resume_from: the interrupted run's best checkpoint {beside} is missing{elsewhere}; the "
+                          "final test loads it. Put it back, or start afresh without resume_from.")
+
+
+def _beside(resume_file, best_checkpoint):
+    return os.path.join(os.path.dirname(os.path.abspath(resume_file)), os.path.basename(best_checkpoint))
+
+
+def best_checkpoint_of(resume_file, state):
+    """The best checkpoint of the run whose resume state ``resume_file`` holds (trainer ``state``): the file of that
+    name beside the resume state (the two are written side by side, and a folder may have been copied or moved),
+    else the path it was written to; ``None`` when the run had no best epoch yet or neither file exists."""
+    stored = state.get("best_checkpoint")
+    if not stored:
+        return None
+    for candidate in (_beside(resume_file, stored), stored):
+        if os.path.isfile(candidate):
+            return candidate
+    return None
 
 
 def changed_options(config, path) -> list:

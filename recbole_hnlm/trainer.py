@@ -17,7 +17,7 @@ from recbole.utils import get_local_time, set_color
 from recbole_hnlm.checkpoint import load_checkpoint, read_rng_state, read_trainer_state, save_checkpoint
 from recbole_hnlm.config import split_seed
 from recbole_hnlm.files import atomic_path
-from recbole_hnlm.resume import json_value, training_options
+from recbole_hnlm.resume import best_checkpoint_of, json_value, training_options
 from recbole_hnlm.rng_state import capture_rng_state, restore_rng_state
 from recbole_hnlm.warm_start import data_digests
 
@@ -166,8 +166,16 @@ class SafeCheckpointMixin:
             self._release_name()  # the run goes on writing to the files of the run it continues
             self.resume_state_file = resume_file
             beside = resume_file.replace(".resume.safetensors", ".safetensors")  # no best epoch yet: keep the pair
-            self.saved_model_file = state["best_checkpoint"] or (beside if beside != resume_file else
-                                                                 self.saved_model_file)
+            # the best file beside the resume state, not the path it was first written to: resuming a copied folder
+            # wrote into the original run's best file
+            self.saved_model_file = best_checkpoint_of(resume_file, state) or (
+                beside if beside != resume_file else self.saved_model_file)
+            run_folder = os.path.dirname(os.path.abspath(resume_file))
+            if run_folder != os.path.abspath(self.config["checkpoint_dir"]):  # a warning when it was set elsewhere
+                log = self.logger.info if os.path.normpath(self.config["checkpoint_dir"]) == "saved" else \
+                    self.logger.warning
+                log(f"resume_from: the run goes on writing its files in {run_folder}, beside its resume state, not "
+                    f"in checkpoint_dir={self.config['checkpoint_dir']}.")
             self.best_valid_result = state["best_valid_result"] or None
             self._stopped_early = bool(state["stopped_early"])
             self._rng_to_restore = read_rng_state(resume_file)

@@ -126,6 +126,22 @@ def check_init_from(config) -> None:
                           f"interactions. Add --split_seed={stored_split}.")
 
 
+def backbone_option_changes(config, state: dict) -> list:
+    """``"name: trained -> now"`` for each option that shapes the backbone's ranking (the model class's
+    ``ranking_options``, e.g. LightGCN's ``n_layers``) whose value in this run differs from the one the checkpoint
+    (trainer ``state``) was trained with; ``[]`` for checkpoints that predate stored options."""
+    from recbole_hnlm.resume import training_options
+    from recbole_hnlm.utils import get_model
+
+    stored = state.get("options")
+    if stored is None:
+        return []
+    current = training_options(config)
+    return [f"{key}: {stored[key]!r} -> {current.get(key)!r}"
+            for key in getattr(get_model(config["model"]), "ranking_options", ())
+            if key in stored and stored[key] != current.get(key)]
+
+
 def _mismatch(stored: dict, wanted: dict) -> str:
     """The first difference between two ``name -> tensor`` maps, in words; ``""`` when names and shapes agree."""
     for name in sorted(set(stored) | set(wanted)):
@@ -164,6 +180,12 @@ def load_backbone(model, config) -> str:
     """
     state, _, backbone = _checked_backbone(model, config)
     model.load_state_dict(backbone, strict=False)
+    changes = backbone_option_changes(config, state)
+    if changes:  # the same weights under other options (n_layers) rank differently: not the model that was trained
+        logging.getLogger().warning(
+            f"{config['init_from']} was trained with other {config['model']} options than this run's "
+            f"({'; '.join(changes)}): the evaluated model is not the trained one. Give the trained values (e.g. in "
+            "the run's config file) to evaluate it as trained.")
     return (f"eval_only: weights of {config['init_from']} ({state.get('model')}+{state.get('sampler')}, epoch "
             f"{state.get('epoch')}); no training.")
 

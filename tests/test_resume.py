@@ -259,3 +259,42 @@ def test_ctrl_c_during_the_final_test_points_to_the_resume_state(fast_config, mo
 def test_resume_option_types(fast_config, option, value, expected):
     with pytest.raises(ConfigError, match=re.escape(expected)):
         run_recbole_hnlm(model="MF", config_dict={**fast_config, "sampler": "RNS", option: value})
+
+
+def test_a_copied_or_moved_run_folder_resumes_into_itself(fast_config, tmp_path, ctrl_c_in_epoch):
+    """The resume state stored its best checkpoint's absolute path: resuming a copy of the folder wrote into the
+    original run's best file, and a moved folder was refused as "missing" with the file beside it."""
+    import shutil
+
+    settings = {**fast_config, "epochs": 3, "sampler": "DNS", "dns_candidates": 8}
+    ctrl_c_in_epoch(2)
+    with pytest.raises(TrainingInterrupted) as interrupted:
+        run_recbole_hnlm(model="MF", config_dict={**settings, "checkpoint_dir": str(tmp_path / "original")})
+    resume_name = os.path.basename(interrupted.value.resume_file)
+    best_name = resume_name.replace(".resume.safetensors", ".safetensors")
+    shutil.copytree(tmp_path / "original", tmp_path / "copy")
+    original_best = (tmp_path / "original" / best_name).read_bytes()
+    resumed = run_recbole_hnlm(model="MF", config_dict={
+        **settings, "checkpoint_dir": str(tmp_path / "copy"), "resume_from": str(tmp_path / "copy" / resume_name)})
+    assert resumed["checkpoint"] == str(tmp_path / "copy" / best_name)
+    assert read_trainer_state(resumed["resume_state"])["best_checkpoint"] == str(tmp_path / "copy" / best_name)
+    assert (tmp_path / "original" / best_name).read_bytes() == original_best  # the original run is untouched
+    os.rename(tmp_path / "original", tmp_path / "moved")
+    moved = run_recbole_hnlm(model="MF", config_dict={
+        **settings, "checkpoint_dir": str(tmp_path / "moved"), "resume_from": str(tmp_path / "moved" / resume_name)})
+    assert moved["checkpoint"] == str(tmp_path / "moved" / best_name)
+    _assert_same_weights(resumed["resume_state"], moved["resume_state"])
+
+
+def test_resume_refuses_another_validation_metric(fast_config, tmp_path, ctrl_c_in_epoch):
+    """The stored best score was selected by NDCG@20; compared with Recall@10 scores, better epochs were never
+    saved and the old epoch was reported as best."""
+    settings = {**fast_config, "epochs": 3, "sampler": "RNS"}
+    ctrl_c_in_epoch(2)
+    with pytest.raises(TrainingInterrupted) as interrupted:
+        run_recbole_hnlm(model="MF", config_dict=settings)
+    resume = {**settings, "resume_from": interrupted.value.resume_file}
+    with pytest.raises(ConfigError, match=r"selects its best epoch by valid_metric=NDCG@20, this run has "
+                                          r"valid_metric=Recall@10.*--valid_metric=NDCG@20.*--init_from="):
+        run_recbole_hnlm(model="MF", config_dict={**resume, "valid_metric": "Recall@10"})
+    run_recbole_hnlm(model="MF", config_dict={**resume, "valid_metric": "ndcg@20"})  # the same metric, any case

@@ -298,3 +298,19 @@ def test_a_grid_refuses_eval_only(ml_slice, rns_run, tmp_path, capsys):
                          str(tmp_path / "g"), f"--data_path={data_path}", f"--init_from={rns_run['checkpoint']}",
                          "--eval_only=True", "--no-progress"]) == 2
     assert "eval_only evaluates one checkpoint with the run script" in capsys.readouterr().err
+
+
+def test_eval_only_warns_when_ranking_options_differ(fast_config, tmp_path, caplog):
+    """The same LightGCN weights evaluated with another n_layers rank differently (0.19 vs 0.28 NDCG@20 in a
+    helper's run), silently; now a warning names the option and both values."""
+    trained = run_recbole_hnlm(model="LightGCN", config_dict={**fast_config, "sampler": "RNS", "epochs": 1,
+                                                              "n_layers": 2, "checkpoint_dir": str(tmp_path / "lgn")})
+    settings = {**fast_config, "sampler": "RNS", "init_from": trained["checkpoint"], "eval_only": True,
+                "checkpoint_dir": str(tmp_path / "eval")}
+    caplog.set_level(logging.WARNING)
+    same = run_recbole_hnlm(model="LightGCN", config_dict={**settings, "n_layers": 2})
+    assert same["test_result"] == trained["test_result"]
+    assert "trained with other LightGCN options" not in caplog.text
+    other = run_recbole_hnlm(model="LightGCN", config_dict={**settings, "n_layers": 1})
+    assert other["test_result"] != trained["test_result"]
+    assert "trained with other LightGCN options than this run's (n_layers: 2 -> 1)" in caplog.text

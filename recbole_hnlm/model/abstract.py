@@ -43,6 +43,9 @@ class SampledRecommender(GeneralRecommender):
     #: Every bit of training state is in the weights, the optimizer and the random streams, so a run can be resumed
     #: exactly (:mod:`recbole_hnlm.resume`); several RecBole models keep counters outside them (MultiVAE's annealing).
     resumable = True
+    #: Options besides the weights that change how the trained model ranks (LightGCN's ``n_layers``): evaluating a
+    #: checkpoint under other values warns (``eval_only``, :func:`recbole_hnlm.load.load_data_and_model`).
+    ranking_options = ()
 
     def __init__(self, config, dataset):
         type(self).check_config(config)

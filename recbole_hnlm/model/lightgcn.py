@@ -44,6 +44,8 @@ class LightGCN(SampledRecommender):
             bfloat16 precision, ~0.4 %, as in any mixed-precision training).
     """
 
+    ranking_options = ("n_layers",)
+
     @classmethod
     def check_config(cls, config):
         super().check_config(config)

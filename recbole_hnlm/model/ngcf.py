@@ -34,6 +34,8 @@ class NGCF(SampledRecommender):
             hard samplers select on the same propagation, so with dropout they score dropped-out embeddings.
     """
 
+    ranking_options = ("hidden_size_list",)  # its layer count (the widths are checked with the weights' shapes)
+
     @classmethod
     def check_config(cls, config):
         super().check_config(config)
