@@ -37,11 +37,15 @@ def check_dataset_files(config):
         hint = (" The folder holds a pre-split dataset (from python -m recbole_hnlm.split_import): add "
                 f"\"--benchmark_filename={BENCHMARK_FILENAME}\"."
                 if not config["benchmark_filename"] and all(map(os.path.isfile, presplit)) else "")
+        bundled = (" ml-100k is RecBole's bundled example: RecBole reads it from its own folder and ignores "
+                   "data_path, so files of your own need another dataset name (e.g. ml-100k-split)."
+                   if dataset == "ml-100k" else "")  # RecBole maps this name to its copy whatever data_path says
+        hint = bundled + hint
         if config["benchmark_filename"]:
             wanted = ", ".join(f"{dataset}.{part}.inter" for part in config["benchmark_filename"])
             whole = os.path.join(config["data_path"], f"{dataset}.inter")
-            hint = (f" {whole} exists: drop --benchmark_filename to let RecBole split it."
-                    if os.path.isfile(whole) else "")
+            hint = bundled + (f" {whole} exists: drop --benchmark_filename to let RecBole split it."
+                              if os.path.isfile(whole) else "")
             raise FileNotFoundError(f"Dataset '{dataset}' not found: missing {', '.join(missing)}.{hint} Put the "
                                     f"pre-split files there, or pass --data_path=DIR where DIR/{dataset}/ holds "
                                     f"{wanted}.")

@@ -104,8 +104,10 @@ def detect_format(*paths: str) -> str:
     Adjacency lists vary in length; a line with more than three fields is only possible in that format, unless every
     line has the same four or more fields (a table such as ``user item rating timestamp``: refused). When every line
     has two fields both formats read the same pairs. When the longest lines have three fields, a non-integer or
-    constant third column is a weight (pairs); anything else could be either, and the caller must say which. So must
-    they when three-field lines outnumber the longer ones nine to one (weighted pairs with a few malformed lines).
+    third column is a weight (pairs), and so is a constant one when every line has three fields ('user item 1');
+    anything else could be either (two-field lines beside a few 'user item item' lines: a constant third column of
+    one line says nothing), and the caller must say which. So must they when three-field lines outnumber the longer
+    ones nine to one (weighted pairs with a few malformed lines).
     """
     lengths, thirds = Counter(), set()
     for path in paths:
@@ -127,10 +129,11 @@ def detect_format(*paths: str) -> str:
                             "timestamp?) rather than adjacency lists 'user item item ...', whose lengths vary; pass "
                             "--format adjacency if they are lists, or cut the file to 'user item' pairs.")
         return "adjacency"
-    if len(thirds) == 1 or not all(map(_is_id, thirds)):
+    if not all(map(_is_id, thirds)) or (len(thirds) == 1 and set(lengths) == {3}):
         return "pairs"
-    raise DataError(f"{', '.join(paths)}: every line has at most three fields, so they could be 'user item weight' "
-                    "pairs or 'user item item' adjacency lists; pass --format pairs or --format adjacency.")
+    raise DataError(f"{', '.join(paths)}: every line has at most three fields ({lengths[3]} have three), so they "
+                    "could be 'user item weight' pairs or 'user item item' adjacency lists; pass --format pairs or "
+                    "--format adjacency.")
 
 
 def read_split_file(path: str, file_format: str = "auto") -> SplitFile:
@@ -291,6 +294,10 @@ def import_split(dataset: str, train_path: str, test_path: str, out: str, valid:
     (then nothing is written) or ``overwrite``."""
     if not dataset or os.sep in dataset or dataset.startswith("."):
         raise DataError(f"--dataset must be a plain folder name, got {dataset!r}")
+    if dataset == "ml-100k":
+        raise DataError("--dataset ml-100k is RecBole's bundled example: RecBole always reads it from its own folder "
+                        "and ignores data_path, so an import under that name could never be used; give it another "
+                        "name (e.g. ml-100k-split)")
     if valid not in VALID_SOURCES:
         raise DataError(f"--valid must be one of {VALID_SOURCES}, got {valid!r}")
     if file_format == "auto":

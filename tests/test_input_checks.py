@@ -252,6 +252,14 @@ def test_run_script_exit_codes(tmp_path, capsys):
     assert "noheader.inter: header field 'user_id' is not 'name:type'" in capsys.readouterr().err
 
 
+def test_missing_presplit_ml100k_explains_the_bundled_example(tmp_path, capsys):
+    """A split imported as ml-100k is never read: RecBole maps the name to its bundled copy. The error said to pass
+    --data_path, which was given."""
+    argv = ["--model=MF", "--dataset=ml-100k", f"--data_path={tmp_path}", "--benchmark_filename=['train','valid','test']"]
+    assert main(argv) == 2
+    assert "ml-100k is RecBole's bundled example" in capsys.readouterr().err
+
+
 def test_llm_command_line_exit_codes(tmp_path, capsys):
     from recbole_hnlm.llm.__main__ import main as llm_main
 

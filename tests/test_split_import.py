@@ -67,6 +67,12 @@ def test_ambiguous_three_column_files_need_a_format(tmp_path):
     stray = write(tmp_path / "stray.txt", [f"{u} {u + 5} 1" for u in range(12)] + ["2 6 1 9"])
     with pytest.raises(DataError, match="stray.txt: 12 lines have three fields and only 1 more"):
         detect_format(stray)
+    # two-field lines beside one 'user item item' line: its third column is trivially constant, and was taken for a
+    # weight (item 9 dropped); constant weights are recognised only when every line has them
+    mixed = write(tmp_path / "mixed.txt", ["0 1", "1 2", "7 3 9"])
+    with pytest.raises(DataError, match=r"mixed.txt: every line has at most three fields \(1 have three\)"):
+        detect_format(mixed)
+    assert detect_format(write(tmp_path / "ones.txt", ["0 5 1", "1 5 1", "2 3 1"])) == "pairs"
 
 
 @pytest.mark.parametrize("lines, fmt, message", [
@@ -143,6 +149,8 @@ def test_bad_input_writes_nothing(tmp_path):
         import_split("pub", good, str(tmp_path / "missing.txt"), str(tmp_path / "atomic"))
     with pytest.raises(DataError, match="--dataset must be a plain folder name"):
         import_split("../up", good, good, str(tmp_path / "atomic"))
+    with pytest.raises(DataError, match="--dataset ml-100k is RecBole's bundled example.*another name"):
+        import_split("ml-100k", good, good, str(tmp_path / "atomic"))
     gz = tmp_path / "test.txt.gz"
     gz.write_bytes(b"\x1f\x8b\x08\x00" + bytes(range(128, 200)))
     with pytest.raises(DataError, match=r"test.txt.gz:1: not UTF-8 text \(a compressed file"):
