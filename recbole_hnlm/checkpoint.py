@@ -72,10 +72,31 @@ def _checked_meta(path, header):
     header = header or {}
     if "recbole_hnlm" not in header:
         raise ValueError(f"{path} is not a recbole_hnlm checkpoint (no 'recbole_hnlm' metadata)")
-    meta = json.loads(header["recbole_hnlm"])
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: unsupported checkpoint format {meta.get('format')!r}, expected {FORMAT!r}")
+    try:
+        meta = json.loads(header["recbole_hnlm"])
+    except ValueError as error:
+        raise ValueError(f"{path}: its recbole_hnlm metadata is not valid JSON ({error}): the file was edited or "
+                         "damaged") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else meta
+        raise ValueError(f"{path}: unsupported checkpoint format {found!r}, expected {FORMAT!r}")
+    _check_trainer_state(path, meta.get("trainer", {}))
     return meta
+
+
+def _check_trainer_state(path, trainer):
+    """The trainer state's types, which resuming does arithmetic with (a hand-edited file failed deep inside)."""
+    def damaged(what):
+        return ValueError(f"{path}: damaged checkpoint metadata: {what} (the file was edited or damaged)")
+
+    if not isinstance(trainer, dict):
+        raise damaged(f"'trainer' is {type(trainer).__name__}, not a mapping")
+    for key in ("epoch", "cur_step"):
+        if key in trainer and (not isinstance(trainer[key], int) or isinstance(trainer[key], bool)):
+            raise damaged(f"'{key}' is {trainer[key]!r}, not an integer")
+    score = trainer.get("best_valid_score")
+    if score is not None and (not isinstance(score, (int, float)) or isinstance(score, bool)):
+        raise damaged(f"'best_valid_score' is {score!r}, not a number")
 
 
 def _header(path):

@@ -16,7 +16,7 @@ from logging import getLogger
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_logger, init_seed, set_color
 
-from recbole_hnlm.checkpoint import read_trainer_state
+from recbole_hnlm.checkpoint import read_model_weights, read_trainer_state
 from recbole_hnlm.config import Config, split_seed
 from recbole_hnlm.config_checks import unknown_option_messages
 from recbole_hnlm.data_checks import (check_dataset_files, check_duplicate_interactions, check_splits_not_empty,
@@ -27,7 +27,8 @@ from recbole_hnlm.errors import ConfigError, DataError, TrainingInterrupted
 from recbole_hnlm.ops._ext import kernel_experiments
 from recbole_hnlm.resume import changed_options, check_resume_from
 from recbole_hnlm.utils import get_model, get_sampler, get_trainer
-from recbole_hnlm.warm_start import check_checkpoint_data, check_init_from, load_backbone, warm_start
+from recbole_hnlm.warm_start import (check_checkpoint_data, check_init_from, load_backbone, warm_start,
+                                    weights_mismatch)
 
 
 def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True):
@@ -182,8 +183,12 @@ def resume(trainer, config, logger):
     try:
         trainer.resume_checkpoint(path)
     except (RuntimeError, ValueError, KeyError) as error:  # load_state_dict: missing keys, shapes, optimizer groups
-        raise ConfigError(f"resume_from: the weights in {path} do not fit this model; resume with the options of "
-                          f"the interrupted run ({str(error).splitlines()[0]}).") from error
+        _, stored = read_model_weights(path)
+        # load_state_dict's first line is only "Error(s) in loading state_dict for MF:"
+        problem = weights_mismatch(stored, trainer.model.state_dict()) or next(
+            (line.strip() for line in reversed(str(error).splitlines()) if line.strip()), type(error).__name__)
+        raise ConfigError(f"resume_from: the weights in {path} do not fit this model ({problem}); resume with the "
+                          "options of the interrupted run (embedding_size, n_layers ...).") from error
 
 
 def objective_function(config_dict=None, config_file_list=None, saved=True):

@@ -25,7 +25,7 @@ from recbole_hnlm.errors import ConfigError
 from recbole_hnlm.resume import option_checkpoint_state
 
 __all__ = ["id_map_digest", "train_pairs_digest", "dataset_digests", "data_digests", "check_same_data",
-           "check_checkpoint_data", "check_init_from", "warm_start"]
+           "check_checkpoint_data", "check_init_from", "warm_start", "weights_mismatch"]
 
 _SAMPLER_PREFIX = "sampler."
 
@@ -142,7 +142,7 @@ def backbone_option_changes(config, state: dict) -> list:
             if key in stored and stored[key] != current.get(key)]
 
 
-def _mismatch(stored: dict, wanted: dict) -> str:
+def weights_mismatch(stored: dict, wanted: dict) -> str:
     """The first difference between two ``name -> tensor`` maps, in words; ``""`` when names and shapes agree."""
     for name in sorted(set(stored) | set(wanted)):
         if name not in stored:
@@ -164,7 +164,7 @@ def _checked_backbone(model, config):
     path = config["init_from"]
     state, stored = read_model_weights(path)
     backbone = {k: v for k, v in stored.items() if not k.startswith(_SAMPLER_PREFIX)}
-    problem = _mismatch(backbone, {k: v for k, v in model.state_dict().items() if not k.startswith(_SAMPLER_PREFIX)})
+    problem = weights_mismatch(backbone, {k: v for k, v in model.state_dict().items() if not k.startswith(_SAMPLER_PREFIX)})
     if problem:
         raise ConfigError(f"init_from: the weights in {path} do not fit this {config['model']} ({problem}); "
                           "use the same backbone options (embedding_size, n_layers ...) as that run.")
@@ -209,8 +209,8 @@ def warm_start(model, config) -> str:
     why_fresh = None
     if str(state.get("sampler")).lower() != str(config["sampler"]).lower():
         why_fresh = f"the checkpoint's sampler is {state.get('sampler')}"
-    elif _mismatch(sampler_stored, sampler_own):
-        why_fresh = f"their names or shapes differ: {_mismatch(sampler_stored, sampler_own)}"
+    elif weights_mismatch(sampler_stored, sampler_own):
+        why_fresh = f"their names or shapes differ: {weights_mismatch(sampler_stored, sampler_own)}"
     elif state.get("sampler_fingerprint") != getattr(model.sampler, "parameter_fingerprint", None):
         why_fresh = "that run used another store or other adapter settings (hnlm_center, hnlm_final_relu)"
     weights = {**backbone, **(sampler_stored if why_fresh is None else {})}

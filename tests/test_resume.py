@@ -199,7 +199,8 @@ def test_resume_errors_name_the_option(fast_config, tmp_path, caplog):
         run_recbole_hnlm(model="LightGCN", config_dict={**settings, "resume_from": first["resume_state"]})
     with pytest.raises(ConfigError, match="trained with learner=adam, this run has learner=sgd"):
         run_recbole_hnlm(model="MF", config_dict={**settings, "learner": "sgd", "resume_from": first["resume_state"]})
-    with pytest.raises(ConfigError, match="the weights in .* do not fit this model"):
+    with pytest.raises(ConfigError, match=r"the weights in .* do not fit this model \(\w+_embedding.weight is "
+                                          r"\(\d+, 64\) there and \(\d+, 32\) here\)"):
         run_recbole_hnlm(model="MF", config_dict={**settings, "embedding_size": 32, "epochs": 2,
                                                   "resume_from": first["resume_state"]})
     assert "embedding_size: 64 -> 32" in caplog.text
@@ -298,3 +299,24 @@ def test_resume_refuses_another_validation_metric(fast_config, tmp_path, ctrl_c_
                                           r"valid_metric=Recall@10.*--valid_metric=NDCG@20.*--init_from="):
         run_recbole_hnlm(model="MF", config_dict={**resume, "valid_metric": "Recall@10"})
     run_recbole_hnlm(model="MF", config_dict={**resume, "valid_metric": "ndcg@20"})  # the same metric, any case
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda meta: meta["trainer"].update(epoch="three"), "damaged checkpoint metadata: 'epoch' is 'three', not an "
+                                                          "integer"),
+    (lambda meta: meta.update(trainer="x"), "damaged checkpoint metadata: 'trainer' is str, not a mapping"),
+    (None, "its recbole_hnlm metadata is not valid JSON"),
+])
+def test_hand_edited_checkpoint_metadata_is_named(fast_config, tmp_path, edit, message):
+    """A hand-edited trainer state crashed deep inside the resume (TypeError, AttributeError); malformed metadata
+    gave json's message without the file."""
+    settings = {**fast_config, "sampler": "RNS", "epochs": 1}
+    first = run_recbole_hnlm(model="MF", config_dict=settings)
+    with safe_open(first["resume_state"], framework="pt") as f:
+        meta = json.loads(f.metadata()["recbole_hnlm"])
+    text = "{not json" if edit is None else (edit(meta), json.dumps(meta))[1]
+    edited = str(tmp_path / "edited.resume.safetensors")
+    save_file(load_file(first["resume_state"]), edited, metadata={"recbole_hnlm": text})
+    for option in ("resume_from", "init_from"):
+        with pytest.raises(ConfigError, match=f"{option}: .*edited.resume.safetensors: {re.escape(message)}"):
+            run_recbole_hnlm(model="MF", config_dict={**settings, option: edited})
