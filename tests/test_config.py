@@ -19,6 +19,15 @@ def test_sampler_yaml_is_loaded_and_overridable(fast_config):
     assert config["mixgcf_candidates"] == 8
 
 
+def test_dataset_yaml_sets_the_samplers_per_dataset_values(fast_config):
+    """HNLMRec's eq. 7 lambda is 1e-2 for Toys in the authors' code (1e-4 elsewhere): the dataset file sets it."""
+    toys = make(fast_config, model="LightGCN", sampler="HNLMRec", dataset="amazon-toys")
+    assert toys["hnlm_lambda"] == 1e-2
+    assert make(fast_config, model="LightGCN", sampler="HNLMRec", dataset="amazon-cds")["hnlm_lambda"] == 1e-4
+    assert make(fast_config, model="LightGCN", sampler="HNLMRec", dataset="amazon-toys",
+                hnlm_lambda=0.5)["hnlm_lambda"] == 0.5
+
+
 @pytest.mark.parametrize("spelling,canonical", [("lightgcn", "LightGCN"), ("mf", "MF"), ("bpr", "BPR")])
 def test_model_names_are_case_insensitive_and_load_their_property_files(fast_config, spelling, canonical):
     config = make(fast_config, model=spelling, sampler="RNS")
@@ -70,6 +79,7 @@ def test_recbole_model_without_layers_cannot_use_hard_samplers(fast_config):
 
 @pytest.mark.parametrize("model,key,value", [
     ("NGCF", "message_dropout", 1.5), ("NGCF", "message_dropout", -0.1), ("NGCF", "message_dropout", "x"),
+    ("NGCF", "self_loop", "yes"),
     ("NGCF", "hidden_size_list", [64, -3]), ("NGCF", "hidden_size_list", "abc"), ("NGCF", "hidden_size_list", [64.5]),
     ("SGL", "ssl_weight", -1), ("SGL", "drop_ratio", "abc"), ("SGL", "drop_ratio", 1.0), ("SGL", "ssl_tau", 0),
     ("SGL", "type", "XX"), ("SGL", "layers_dtype", "float16"), ("LightGCN", "layers_dtype", "float16"),

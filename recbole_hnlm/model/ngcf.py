@@ -21,20 +21,24 @@ class NGCF(SampledRecommender):
         E^{(l+1)} = \mathrm{LeakyReLU}\big((\hat A + I) E^{(l)} W_1^{(l)} + (\hat A E^{(l)} \odot E^{(l)})
         W_2^{(l)}\big)
 
-    (paper eq. 8), followed by message dropout. Each layer is stored L2-row-normalised while the next layer is
-    computed from the unnormalised one, as in the official NGCF and MixGCF code (RecBole's NGCF carries the
-    normalised one). The final embedding concatenates all layers, so MixGCF scores layer ``l`` with the user's
-    layer-``l`` embedding (concat pooling, MixGCF §3.2).
+    (paper eq. 8, RecBole's NGCF), followed by message dropout. ``self_loop: False`` drops the self term
+    :math:`E^{(l)} W_1^{(l)}` and sums the neighbours only, :math:`\hat A E^{(l)} W_1^{(l)}`, as the NGCF of the MixGCF
+    and AHNS code does (``modules/NGCF.py``: no self-loop in its graph). Each layer is stored L2-row-normalised while
+    the next layer is computed from the unnormalised one, as in the official NGCF and MixGCF code (RecBole's NGCF
+    carries the normalised one). The final embedding concatenates all layers, so MixGCF scores layer ``l`` with the
+    user's layer-``l`` embedding (concat pooling, MixGCF §3.2).
 
     Config:
         hidden_size_list (list of int): output size of each layer. MixGCF needs every size equal to
             ``embedding_size`` (it mixes layers of one width).
+        self_loop (bool): the self term of eq. 8 (default True, the NGCF paper and RecBole); False as in the MixGCF
+            and AHNS code, whose published NGCF results the hard samplers come from.
         message_dropout (float): dropout on each layer's output during training. Default 0, as in the MixGCF and
             AHNS code that the samplers' published NGCF results come from; NGCF's own code and RecBole use 0.1. The
             hard samplers select on the same propagation, so with dropout they score dropped-out embeddings.
     """
 
-    ranking_options = ("hidden_size_list",)  # its layer count (the widths are checked with the weights' shapes)
+    ranking_options = ("hidden_size_list", "self_loop")  # layer count (widths: checked with the weights' shapes)
 
     @classmethod
     def check_config(cls, config):
@@ -45,6 +49,7 @@ class NGCF(SampledRecommender):
                 lambda v: isinstance(v, (list, tuple)) and all(is_integer(h) and h >= 1 for h in v),
                 "a list of integers >= 1, the output size of each layer (e.g. [64,64,64])")
         require(config, "message_dropout", lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)")
+        require(config, "self_loop", lambda v: isinstance(v, bool), "True or False")
         sampler = get_sampler(config["sampler"])
         if sampler.needs_layers and any(h != config["embedding_size"] for h in config["hidden_size_list"]):
             raise ConfigError(
@@ -56,6 +61,7 @@ class NGCF(SampledRecommender):
         super().__init__(config, dataset)
         self.hidden_sizes = list(config["hidden_size_list"])
         self.message_dropout = float(config["message_dropout"])
+        self.self_loop = bool(config["self_loop"])
         self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
         sizes = [self.embedding_size] + self.hidden_sizes
@@ -75,7 +81,7 @@ class NGCF(SampledRecommender):
         x = ego
         for w1, w2 in zip(self.w1, self.w2):
             side = spmm(self.graph, x)
-            x = F.leaky_relu(w1(side + x) + w2(side * x), negative_slope=0.2)
+            x = F.leaky_relu(w1(side + x if self.self_loop else side) + w2(side * x), negative_slope=0.2)
             x = F.dropout(x, p=self.message_dropout, training=self.training)
             layers.append(F.normalize(x, p=2, dim=1))
         pooled = torch.cat(layers, dim=1)

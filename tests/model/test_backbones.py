@@ -34,17 +34,19 @@ def dense_normalized_adjacency(model, dataset):
     return scale[:, None] * adjacency * scale[None, :]
 
 
-def test_ngcf_carries_the_unnormalised_layer_and_stores_the_normalised_one(fast_config):
+@pytest.mark.parametrize("self_loop", [True, False])
+def test_ngcf_carries_the_unnormalised_layer_and_stores_the_normalised_one(fast_config, self_loop):
     """E(l+1) = LeakyReLU(W1((Â+I)E(l)) + W2(ÂE(l) ⊙ E(l))) (NGCF eq. 8) from the *unnormalised* E(l), as the
-    official NGCF and MixGCF code carry it; each stored layer is L2-normalised. Float64, dropout off, three layers."""
-    model, _, dataset = build(fast_config, "NGCF", message_dropout=0.3)
+    official NGCF and MixGCF code carry it; each stored layer is L2-normalised. Float64, dropout off, three layers.
+    ``self_loop=False``: W1(ÂE(l)), the neighbours only, as MixGCF's and AHNS's NGCF code."""
+    model, _, dataset = build(fast_config, "NGCF", message_dropout=0.3, self_loop=self_loop)
     model.eval()
     a_hat = dense_normalized_adjacency(model, dataset)
     ego = torch.cat([model.user_embedding.weight, model.item_embedding.weight]).detach().double()
     expected, x = [ego], ego
     for w1, w2 in zip(model.w1, model.w2):
         side = a_hat @ x
-        x = F.leaky_relu(F.linear(side + x, w1.weight.double(), w1.bias.double())
+        x = F.leaky_relu(F.linear(side + x if self_loop else side, w1.weight.double(), w1.bias.double())
                          + F.linear(side * x, w2.weight.double(), w2.bias.double()), negative_slope=0.2)
         expected.append(x / x.norm(dim=1, keepdim=True).clamp_min(1e-12))
     with torch.no_grad():
