@@ -10,8 +10,10 @@ sampler needs them, the sampler's negatives, then
 
 which is BPR (algorithms.md §0; MixGCF/AHNS ``create_bpr_loss`` with one negative), plus the sampler's and the
 backbone's auxiliary losses, each logged as its own ``train_loss`` column by RecBole's trainer. Only DNS's
-``shi_sum`` returns ``N > 1`` negatives: their BPR terms are summed as in Shi et al. (``create_bpr_loss`` would take
-:math:`\log(1 + \sum_t e^{s_{j_t} - s_i})` instead).
+``shi_sum`` returns ``N > 1`` negatives: their BPR terms are summed over the negatives, as in Shi et al., and averaged
+over the batch like every other term (Shi et al. also sum over the batch, algorithms.md §2.2, which only weighs the
+ranking term B times more against the L2 term); ``create_bpr_loss`` would take
+:math:`\log(1 + \sum_t e^{s_{j_t} - s_i})` instead.
 """
 import logging
 

@@ -26,7 +26,8 @@ class DNS(NegativeSampler):
 
     * ``dns_variant: single`` (default; AHNS repo): one negative drawn uniformly from :math:`\mathcal T_b`; with
       ``dns_topn: 1`` this is Zhang et al.'s DNS, :math:`j_b = \arg\max_m S_{bm}`.
-    * ``dns_variant: shi_sum`` (Shi et al.): all ``N`` negatives enter the loss, summed.
+    * ``dns_variant: shi_sum`` (Shi et al.): all ``N`` negatives enter the loss, summed over ``N`` (and, as every
+      loss term here, averaged over the batch; Shi et al. sum over it).
 
     Config:
         dns_candidates (int): ``M``, candidates per positive pair. Default 32.
