@@ -11,8 +11,11 @@ class DataError(ValueError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during training, once a resume state exists: ``resume_file`` continues the run (``--resume_from``)."""
+    """Ctrl-C during training, once a resume state exists: ``resume_file`` continues the run (``--resume_from``).
+    With ``best_only`` the run wrote no resume state and ``resume_file`` is its best checkpoint so far, from which
+    ``--resume_from`` goes on with fresh random streams."""
 
-    def __init__(self, resume_file):
+    def __init__(self, resume_file, best_only=False):
         super().__init__(resume_file)
         self.resume_file = resume_file
+        self.best_only = best_only

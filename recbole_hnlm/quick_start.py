@@ -49,7 +49,8 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
         its own, and ``checkpoint`` is that file.
 
     Raises:
-        TrainingInterrupted: Ctrl-C after the first epoch; its ``resume_file`` continues the run.
+        TrainingInterrupted: Ctrl-C after the first epoch; its ``resume_file`` continues the run (``best_only``: a
+            run without resume state, interrupted after a best checkpoint, which ``resume_from`` also takes).
     """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     with deterministic_algorithms(config["use_deterministic_algorithms"]):
@@ -94,6 +95,9 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
         except KeyboardInterrupt as interrupt:
             if writes_resume_state and os.path.isfile(trainer.resume_state_file):
                 raise TrainingInterrupted(trainer.resume_state_file) from interrupt
+            resumable = getattr(model, "resumable", False)  # a plugin backbone: resume_from takes a best checkpoint
+            if saved and resumable and os.path.isfile(trainer.saved_model_file):
+                raise TrainingInterrupted(trainer.saved_model_file, best_only=True) from interrupt
             raise
 
         logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
@@ -257,13 +261,20 @@ def main(argv=None):
         return 2
     except TrainingInterrupted as interrupt:
         epoch = read_trainer_state(interrupt.resume_file).get("epoch")
-        print(f"interrupted: the run's state after epoch {epoch} is saved (later work is lost); continue it with "
-              f"the same options and --resume_from={interrupt.resume_file}", file=sys.stderr)
+        if interrupt.best_only:
+            print(f"interrupted: this run writes no resume state (save_resume_state=False); its best checkpoint so "
+                  f"far, after epoch {epoch}, is {interrupt.resume_file}. Go on from it with the same options and "
+                  f"--resume_from={interrupt.resume_file} (fresh random streams), or rerun the command.",
+                  file=sys.stderr)
+        else:
+            print(f"interrupted: the run's state after epoch {epoch} is saved (later work is lost); continue it with "
+                  f"the same options and --resume_from={interrupt.resume_file}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
-        print("interrupted: nothing half-written is left; rerun the command to start the run again (finished LLM "
-              "artifacts are reused; an interrupted profile, negative or embedding stage goes on from its last "
-              "finished chunk, the teacher and fine-tuning start again)", file=sys.stderr)
+        llm = (args.sampler or "").lower() == "hnlmrec" or bool(args.config_files)  # config files may set it
+        print("interrupted: nothing half-written is left; rerun the command to start the run again" + (
+            " (finished LLM artifacts are reused; an interrupted profile, negative or embedding stage goes on from "
+            "its last finished chunk, the teacher and fine-tuning start again)" if llm else ""), file=sys.stderr)
         return 130
     finally:
         sys.argv = program_argv

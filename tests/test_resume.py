@@ -232,6 +232,13 @@ def test_command_line_names_the_resume_file_on_ctrl_c(fast_config, tmp_path, ctr
     _assert_same_weights(str(tmp_path / "straight" / straight[0]), resume_file)
     assert main(argv + ["--resume_from=/nonexistent.resume.safetensors"]) == 2
     assert "resume_from: /nonexistent.resume.safetensors does not exist" in capsys.readouterr().err
+    # without a resume state the message named the LLM stages; it now points to the best checkpoint so far
+    ctrl_c_in_epoch(2)
+    assert main(argv + [f"--checkpoint_dir={tmp_path / 'nostate'}", "--save_resume_state=False"]) == 130
+    err = capsys.readouterr().err
+    assert "writes no resume state" in err and "after epoch 1" in err and "LLM" not in err
+    best = err.split("--resume_from=")[1].split()[0]
+    assert os.path.dirname(best) == str(tmp_path / "nostate") and not best.endswith(".resume.safetensors")
 
 
 def test_ctrl_c_during_the_final_test_points_to_the_resume_state(fast_config, monkeypatch):
