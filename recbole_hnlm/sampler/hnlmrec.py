@@ -65,7 +65,10 @@ class HNLMRec(NegativeSampler):
         hnlm_h_norm (str): ``item`` (default) rescales :math:`h` to the norm of :math:`\bar e_j` before eq. 7, so
             :math:`\lambda` is the LLM share of the negative; ``none`` leaves it unbounded (the degenerate solution).
         hnlm_center (bool): subtract the mean stored vector before the adapter (anisotropic [EOS] states).
-        hnlm_adapter_reg_weight (float): squared Frobenius norm of the adapter weights (the parameter term of eq. 10).
+        hnlm_adapter_reg_weight (float): weight of the squared Frobenius norm of the adapter weights (the parameter
+            term of eq. 10). Default 0, as the authors' code: the BPR and eq. 9 gradients reaching the adapter are
+            ~1e-4 of its weights, so under Adam even 1e-4 shrinks them to ~0 within a few epochs and h becomes the
+            output bias, the same vector for every pair (docs/results.md, "The adapter's Frobenius term").
         hnlm_frozen_adapter, hnlm_final_relu (bool), hnlm_margin (float or ~), hnlm_detach_in_bpr (bool): flags that
             reproduce the official code (frozen random adapter, ReLU output, hinge loss with margin 0.3) or the
             degenerate-solution guard (adapter learns from :math:`\mathcal L_{CL}` only).

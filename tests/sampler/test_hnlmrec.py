@@ -308,3 +308,25 @@ def test_a_warm_up_covering_the_run_is_said_before_the_llm_stage(monkeypatch, ca
         HNLMRec.prepare(config, None, types.SimpleNamespace(_dataset="train split"))
     assert built == ["train split"] and config["hnlm_file"] == "s.safetensors"
     assert ("never trains with HNLMRec's negatives" in caplog.text) == warns
+
+
+def test_default_adapter_keeps_its_weights_under_adam(fast_config, ml_slice, tmp_path):
+    """With a Frobenius weight of 1e-4 (the old default) Adam shrinks the adapter towards zero, since the BPR and
+    eq. 9 gradients that reach it are far smaller and Adam normalises the sum: h became the output bias. The default
+    (0, as the authors' code) leaves the weights at their scale. 60 Adam steps at lr 1e-2 on one batch."""
+    store = write_store(ml_slice, tmp_path / "store.safetensors")
+
+    def first_layer_norm_after_training(**extra):
+        model, batch = build(fast_config, store, hnlm_adapter_hidden=[32], **extra)
+        first = model.sampler.adapter[0].weight
+        start = float(first.detach().norm())
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for _ in range(60):
+            optimizer.zero_grad()
+            losses = model.calculate_loss(batch)
+            sum(losses).backward()
+            optimizer.step()
+        return float(first.detach().norm()) / start
+
+    assert first_layer_norm_after_training() > 0.8
+    assert first_layer_norm_after_training(hnlm_adapter_reg_weight=1e-4) < 0.5
