@@ -60,7 +60,8 @@ def check_core_options(config) -> None:
     if not (isinstance(dataset, str) and dataset.strip() and dataset == dataset.strip()):
         raise ConfigError(f"Option 'dataset' must name a dataset, the folder <data_path>/<dataset>/ with its atomic "
                           f"files (e.g. --dataset=ml-100k), got {dataset!r}.")
-    check_valid_metric(config)
+    if config["eval_only"] is not True:  # evaluating a checkpoint selects no epoch: any topk and metrics will do
+        check_valid_metric(config)
     if not isinstance(config["save_resume_state"], bool):
         raise ConfigError(f"Option 'save_resume_state' must be True or False, got {config['save_resume_state']!r}.")
     resume_from = config["resume_from"]

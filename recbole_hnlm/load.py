@@ -89,7 +89,7 @@ def load_data_and_model(checkpoint, config_dict=None):
 
 def _for_this_function(error, checkpoint):
     """The option checks' error, worded for this function (their ``init_from:``/``--option`` are command-line)."""
-    message = str(error).replace("init_from: ", "", 1)
+    message = str(error).replace("init_from: ", "", 1).replace("cannot be evaluated with eval_only", "cannot be loaded")
     return ConfigError(f"load_data_and_model({os.path.basename(checkpoint)}): {message} (Options go in config_dict "
                        "as {'key': value}; for recommend, on its command line as --key=value.)")
 

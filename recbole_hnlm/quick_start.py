@@ -172,7 +172,7 @@ def evaluate_checkpoint(config, train_data, valid_data, test_data, logger):
                 pass
     logger.info(set_color("valid result", "yellow") + f": {valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
-    return {"best_valid_score": valid_result[config["valid_metric"].lower()],
+    return {"best_valid_score": valid_result.get(config["valid_metric"].lower()),  # None: not among the metrics
             "valid_score_bigger": config["valid_metric_bigger"], "best_valid_result": valid_result,
             "test_result": test_result, "checkpoint": config["init_from"], "resume_state": None}
 

@@ -76,6 +76,12 @@ def test_overrides_and_refusals(dns_run, fast_config, tmp_path):
     with pytest.raises(ConfigError, match="do not fit this LightGCN"):
         load_data_and_model(dns_run["checkpoint"], {"embedding_size": 8})
     assert load_data_and_model(dns_run["checkpoint"], {"sampler": "MixGCF"})[0]["sampler"] == "MixGCF"
+    # no epoch is selected here: other cut-offs and metrics need not hold the run's validation metric
+    assert load_data_and_model(dns_run["checkpoint"], {"topk": [5], "metrics": ["Hit"]})[0]["topk"] == [5]
+    bpr = run_recbole_hnlm(model="BPR", config_dict={**fast_config, "sampler": "RNS", "epochs": 1,
+                                                     "checkpoint_dir": str(tmp_path / "bpr")})
+    with pytest.raises(ConfigError, match=r"load_data_and_model\(.*\): BPR cannot be loaded; only the plugin's"):
+        load_data_and_model(bpr["checkpoint"])
     for key, value in (("dataset", "ml-100k"), ("dataset", "ML-SLICE"), ("model", "MF")):  # were ignored
         with pytest.raises(ConfigError, match=rf"load_data_and_model\(.*\): {key}={value} was given, but the "
                                               rf"checkpoint holds {key}="):

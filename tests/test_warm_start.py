@@ -272,6 +272,9 @@ def test_eval_only_reproduces_the_runs_own_test_result(fast_config, rns_run, tmp
     assert set(other["test_result"]) == {f"{m}@{k}" for m in ("recall", "ndcg", "mrr") for k in (5, 20)}
     assert other["test_result"]["ndcg@20"] == rns_run["test_result"]["ndcg@20"]
     assert "the sampler (HNLMRec) plays no part in evaluation" in caplog.text
+    # no epoch is selected, so the validation metric need not be among them (it was refused as "not computed")
+    hits = run_recbole_hnlm(model="MF", config_dict={**settings, "sampler": "RNS", "topk": [5], "metrics": ["Hit"]})
+    assert set(hits["test_result"]) == {"hit@5"} and hits["best_valid_score"] is None
 
 
 def test_eval_only_needs_a_usable_checkpoint(fast_config, rns_run, tmp_path):
