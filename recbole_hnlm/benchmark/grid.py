@@ -13,7 +13,8 @@ A cell is *finished* when ``runs/<cell>.json`` exists, was produced with the sam
 holds every analysis asked for now; finished cells are skipped, so an interrupted grid resumes where it stopped. A
 stored cell of a (backbone, sampler) row this command runs whose settings differ from the current ones (or whose
 ``init_from`` checkpoint or ``config_files`` have other content now, or whose FHN rate used another ``fhn_pairs``)
-stops the grid before anything runs: a table row must average runs of one configuration. Use another ``out`` folder.
+stops the grid before anything runs, and so does one that ran with other defaults of the plugin's property files (a
+newer recbole_hnlm): a table row must average runs of one configuration. Use another ``out`` folder.
 Settings that only change what a run prints (:data:`PRESENTATION_KEYS`) are not compared. So does a cell that cannot
 start (unknown model or sampler, invalid sampler setting, missing dataset files: ``runner.check_cell``), before
 anything is written. A cell failing while it runs is recorded and the grid goes on. Model and sampler names are
@@ -110,12 +111,33 @@ def _needs_run(result, dataset, settings, cell_analyses, digests=None, fhn_pairs
                 f"{result.get('cell')}: ran with the {what} {_named_files(key, settings)} of sha256 {_short(stored)}, "
                 f"but they now have sha256 {_short(now)}: the source {what} changed. Use another --out folder (or "
                 "delete the old runs).")
+    stored_defaults = result.get("defaults")  # absent in older results
+    if stored_defaults is not None:
+        now = plugin_defaults(result.get("model"), result.get("sampler"), dataset)
+        changed = [f"{key}: {stored_defaults.get(key)!r} -> {now.get(key)!r}" for key in sorted(set(stored_defaults)
+                   | set(now)) if stored_defaults.get(key) != now.get(key) and key not in settings]
+        if changed:
+            raise SettingsMismatch(
+                f"{result.get('cell')}: ran with other defaults of the plugin's property files ({'; '.join(changed)}): "
+                "recbole_hnlm was updated since. Use another --out folder (or delete the old runs).")
     requested = result.get("analysis", {}).get("fhn", {}).get("requested_pairs")  # absent in older results
     if requested is not None and fhn_pairs is not None and "fhn" in cell_analyses and requested != fhn_pairs:
         raise SettingsMismatch(
             f"{result.get('cell')}: its FHN rate was measured with --fhn-pairs {requested}, now --fhn-pairs "
             f"{fhn_pairs}. Use another --out folder (or delete the old runs).")
     return any(name not in result.get("analysis", {}) for name in cell_analyses)
+
+
+def plugin_defaults(model, sampler, dataset):
+    """The values the plugin's property files give a cell of ``model`` + ``sampler`` on ``dataset`` (overall, model,
+    sampler and dataset yaml, in ``Config``'s order), as JSON holds them: stored with every result, so that a grid
+    resumed after a default changed (a newer recbole_hnlm) does not average both in one row."""
+    from recbole_hnlm.config import PROPERTIES_DIR, read_config_files
+
+    paths = [os.path.join(PROPERTIES_DIR, "overall.yaml")] + [
+        os.path.join(PROPERTIES_DIR, kind, f"{name}.yaml") for kind, name in
+        (("model", model), ("sampler", sampler), ("dataset", dataset))]
+    return json.loads(json.dumps(read_config_files([p for p in paths if os.path.isfile(p)]), default=str))
 
 
 def _short(digest):
@@ -266,6 +288,7 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
             result = cell_runner(cell, dataset, out, config_dict=dict(config_dict or {}),
                                  config_file_list=config_file_list, analyses=cell_analyses, **cell_kwargs)
             result["settings"] = settings
+            result["defaults"] = plugin_defaults(cell.model, cell.sampler, dataset)
             result.update({key: digest for key, digest in digests.items() if digest is not None})
         except Exception as error:  # record and go on: one broken sampler must not stop the grid
             message = f"{type(error).__name__}: {error}"

@@ -150,3 +150,24 @@ def test_params_file_with_a_byte_order_mark(tmp_path):
     path.write_bytes("learning_rate choice [0.01, 0.001]\n".encode("utf-8-sig"))
     (param,) = read_params_file(str(path))
     assert param.name == "learning_rate" and list(param.values) == [0.01, 0.001]
+
+
+def test_a_changed_property_file_default_stops_the_resume(tmp_path, monkeypatch):
+    """Only explicit settings were compared: a grid resumed after a default changed (this session's
+    hnlm_adapter_reg_weight) would average both in one row."""
+    import shutil
+
+    from recbole_hnlm import config as config_module
+
+    properties = tmp_path / "properties"
+    shutil.copytree(config_module.PROPERTIES_DIR, properties)
+    monkeypatch.setattr(config_module, "PROPERTIES_DIR", str(properties))
+    grid(tmp_path / "out", ["DNS"], [1], FakeRunner())
+    stored = json.loads((tmp_path / "out" / "runs" / "MF-DNS-seed1.json").read_text())
+    assert stored["defaults"]["dns_candidates"] == 32 and stored["defaults"]["embedding_size"] == 64
+    sampler_file = properties / "sampler" / "DNS.yaml"
+    sampler_file.write_text(sampler_file.read_text().replace("dns_candidates: 32", "dns_candidates: 16"))
+    runner = FakeRunner()
+    with pytest.raises(SettingsMismatch, match=r"ran with other defaults .*dns_candidates: 32 -> 16"):
+        grid(tmp_path / "out", ["DNS"], [1, 2], runner)
+    assert runner.calls == []
