@@ -277,7 +277,10 @@ def test_ctrl_c_ends_the_run_script_with_one_line_and_status_130(tmp_path):
     script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "run_recbole_hnlm.py")
     process = subprocess.Popen([sys.executable, script, "--model=MF", "--dataset=ml-100k", "--epochs=500",
                                 "--eval_step=500", "--show_progress=False", f"--checkpoint_dir={tmp_path}"],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+                               # a test run started in the background of a shell inherits SIGINT ignored, and Python
+                               # then installs no KeyboardInterrupt handler: give the run the terminal's default
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         for line in process.stdout:  # interrupt once training runs, as a user would
             if "training [" in line:
