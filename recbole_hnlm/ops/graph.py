@@ -109,7 +109,7 @@ def bipartite_normalized_graph(user_ids: Tensor, item_ids: Tensor, n_users: int,
     user_ids, item_ids = _id_vector(user_ids, "user_ids"), _id_vector(item_ids, "item_ids")
     if user_ids.shape != item_ids.shape:
         raise ValueError(f"user_ids and item_ids must have the same length, got {user_ids.numel()} and {item_ids.numel()}")
-    n_users, n_items = _count(n_users, "n_users"), _count(n_items, "n_items")
+    n_users, n_items = nonnegative_int(n_users, "n_users"), nonnegative_int(n_items, "n_items")
     if user_ids.numel():
         if int(user_ids.min()) < 0 or int(user_ids.max()) >= n_users:
             raise ValueError(f"user_ids must lie in [0, {n_users})")
@@ -144,8 +144,8 @@ def _id_vector(ids, name: str) -> Tensor:
     return ids.long()
 
 
-def _count(n, name: str) -> int:
-    """``n`` as a Python int >= 0 (an integer scalar tensor is taken)."""
+def nonnegative_int(n, name: str) -> int:
+    """``n`` as a Python int >= 0 (an integer scalar tensor is taken); errors name the argument ``name``."""
     try:
         n = operator.index(n)
     except TypeError:

@@ -6,14 +6,13 @@ the backward pass: :math:`\\hat A` is symmetric, so every vector-Jacobian produc
 the incoming gradient. The backward passes are themselves these autograd nodes, so ``create_graph=True`` gives
 second derivatives (gradient penalties, Hessian-vector products).
 """
-import operator
 from typing import Optional
 
 import torch
 from torch import Tensor
 
 from . import _ext
-from .graph import CSRGraph
+from .graph import CSRGraph, nonnegative_int
 from .reference import check_layers_dtype, lightgcn_propagate_reference, spmm_reference
 
 __all__ = ["spmm", "lightgcn_propagate"]
@@ -155,12 +154,7 @@ def lightgcn_propagate(
     Shapes:
         ``ego``: :math:`(N, d)` -> :math:`(N, d)`, or :math:`(N, K+1, d)` when ``return_layers``.
     """
-    try:
-        num_layers = operator.index(num_layers)
-    except TypeError:
-        raise TypeError(f"num_layers must be an integer, got {num_layers!r}") from None
-    if num_layers < 0:
-        raise ValueError(f"num_layers must be >= 0, got {num_layers}")
+    num_layers = nonnegative_int(num_layers, "num_layers")
     use_kernel = _ext.use_kernel("lightgcn_layers" if return_layers else "lightgcn_mean", ego.device)
     _check(graph, ego, "ego", use_kernel)
     layers_dtype = check_layers_dtype(ego, layers_dtype, return_layers)
