@@ -86,7 +86,11 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
 
         trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
         if config["resume_from"]:
-            resume(trainer, config, logger)
+            try:
+                resume(trainer, config, logger)
+            except BaseException:  # a refused resume writes nothing: give up the file names the trainer reserved
+                trainer.close()
+                raise
         writes_resume_state = saved and trainer.save_resume_state
         try:
             best_valid_score, best_valid_result = trainer.fit(

@@ -58,7 +58,7 @@ def _reserve_stem(stem):
         if not (os.path.exists(f"{candidate}.safetensors") or os.path.exists(f"{candidate}.resume.safetensors")):
             marker = os.path.join(folder, f".{os.path.basename(candidate)}.reserved")
             try:
-                os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))  # an empty file, not 0755
                 return candidate, marker
             except FileExistsError:
                 pass

@@ -203,6 +203,8 @@ def test_resume_errors_name_the_option(fast_config, tmp_path, caplog):
                                           r"\(\d+, 64\) there and \(\d+, 32\) here\)"):
         run_recbole_hnlm(model="MF", config_dict={**settings, "embedding_size": 32, "epochs": 2,
                                                   "resume_from": first["resume_state"]})
+    # the refused resume gave up the file names its trainer had reserved (a hidden marker stayed behind)
+    assert not [n for n in os.listdir(settings["checkpoint_dir"]) if n.endswith(".reserved")]
     assert "embedding_size: 64 -> 32" in caplog.text
 
     caplog.clear()  # a changed learning rate is listed, and applied
