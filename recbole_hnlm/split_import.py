@@ -231,6 +231,9 @@ def _summary(parts, train_file, test_file, training_pairs, valid_source, dropped
     if counts["test_users_without_training_pairs"]:
         warnings.append(f"{counts['test_users_without_training_pairs']} test users have no training pairs (cold "
                         "users, ranked from an untrained embedding).")
+    if counts["test_items_without_training_pairs"]:
+        warnings.append(f"{counts['test_items_without_training_pairs']} test items have no training pairs (cold "
+                        "items, ranked from an untrained embedding: their test pairs are near-certain misses).")
     if counts.get("items_only_in_validation"):
         warnings.append(f"{counts['items_only_in_validation']} items have all their training pairs in the validation "
                         "hold-out, so the model never trains on them.")

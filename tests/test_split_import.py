@@ -169,6 +169,7 @@ def test_warnings_for_leaks_duplicates_cold_users_and_weights(tmp_path):
     assert counts["test_pairs_also_in_train"] == 1 and "easy hits" in warnings
     assert counts["duplicate_pairs_dropped"] == 1 and "1 repeated" in warnings
     assert counts["test_users_without_training_pairs"] == 1 and counts["test_items_without_training_pairs"] == 1
+    assert "1 test users have no training pairs" in warnings and "1 test items have no training pairs" in warnings
     assert "train.txt: the third column (weights) varies" in warnings and "test.txt: the third" not in warnings
 
 
