@@ -15,7 +15,8 @@ class TrainingInterrupted(KeyboardInterrupt):
     With ``best_only`` the run wrote no resume state and ``resume_file`` is its best checkpoint so far, from which
     ``--resume_from`` goes on with fresh random streams."""
 
-    def __init__(self, resume_file, best_only=False):
+    def __init__(self, resume_file, best_only=False, why=""):
         super().__init__(resume_file)
         self.resume_file = resume_file
         self.best_only = best_only
+        self.why = why  # best_only: why there is no resume state

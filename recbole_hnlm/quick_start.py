@@ -101,7 +101,9 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
                 raise TrainingInterrupted(trainer.resume_state_file) from interrupt
             resumable = getattr(model, "resumable", False)  # a plugin backbone: resume_from takes a best checkpoint
             if saved and resumable and os.path.isfile(trainer.saved_model_file):
-                raise TrainingInterrupted(trainer.saved_model_file, best_only=True) from interrupt
+                why = "its first resume state was not written yet" if writes_resume_state else \
+                    "this run writes none (save_resume_state=False)"
+                raise TrainingInterrupted(trainer.saved_model_file, best_only=True, why=why) from interrupt
             raise
 
         logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
@@ -266,8 +268,8 @@ def main(argv=None):
     except TrainingInterrupted as interrupt:
         epoch = read_trainer_state(interrupt.resume_file).get("epoch")
         if interrupt.best_only:
-            print(f"interrupted: this run writes no resume state (save_resume_state=False); its best checkpoint so "
-                  f"far, after epoch {epoch}, is {interrupt.resume_file}. Go on from it with the same options and "
+            print(f"interrupted: no resume state ({interrupt.why}); the best checkpoint so far, after epoch {epoch}, "
+                  f"is {interrupt.resume_file}. Go on from it with the same options and "
                   f"--resume_from={interrupt.resume_file} (fresh random streams), or rerun the command.",
                   file=sys.stderr)
         else:

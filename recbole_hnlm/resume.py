@@ -17,11 +17,16 @@ from recbole_hnlm.utils import PLUGIN_MODELS, get_model
 #: Options that change where things go or what is shown, not what is trained (``worker`` and the device do change
 #: the random draws, so they are compared). ``init_from`` only sets the first epoch's weights: a resumed run takes
 #: its weights from the resume state (which records the warm start's origin).
-_NOT_TRAINING_OPTIONS = frozenset({
+NOT_TRAINING_OPTIONS = frozenset({
     "epochs", "resume_from", "save_resume_state", "init_from", "show_progress", "state", "checkpoint_dir",
     "log_wandb", "wandb_project", "eval_batch_size", "config_files", "single_spec", "local_rank", "nproc",
     "world_size", "offset", "ip", "port", "encoding",
 })
+
+
+#: Options added after checkpoints were first written, with the value that describes what those checkpoints did
+#: (NGCF always had the self term): a checkpoint without the option is compared with that value.
+OPTIONS_ADDED = {"self_loop": True}
 
 
 def json_value(value):
@@ -46,7 +51,7 @@ def _jsonable(value):
 def training_options(config) -> dict:
     """The options that decide what a run trains, as JSON values (stored in the resume state and compared)."""
     return {key: _jsonable(value) for key, value in config.final_config_dict.items()
-            if key not in _NOT_TRAINING_OPTIONS}
+            if key not in NOT_TRAINING_OPTIONS}
 
 
 def option_checkpoint_state(config, option: str, hint: str, refusal: str, reason: str = "") -> dict:
@@ -145,5 +150,6 @@ def changed_options(config, path) -> list:
     if stored is None:
         return []
     current = training_options(config)
+    stored = {**{k: v for k, v in OPTIONS_ADDED.items() if k in current}, **stored}
     return [f"{key}: {stored.get(key)!r} -> {current.get(key)!r}"
             for key in sorted(set(stored) | set(current)) if stored.get(key) != current.get(key)]

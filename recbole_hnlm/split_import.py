@@ -103,7 +103,7 @@ def detect_format(*paths: str) -> str:
 
     Adjacency lists vary in length; a line with more than three fields is only possible in that format, unless every
     line has the same four or more fields (a table such as ``user item rating timestamp``: refused). When every line
-    has two fields both formats read the same pairs. When the longest lines have three fields, a non-integer or
+    has two fields both formats read the same pairs. When the longest lines have three fields, a non-integer
     third column is a weight (pairs), and so is a constant one when every line has three fields ('user item 1');
     anything else could be either (two-field lines beside a few 'user item item' lines: a constant third column of
     one line says nothing), and the caller must say which. So must they when three-field lines outnumber the longer

@@ -167,9 +167,15 @@ class SafeCheckpointMixin:
             self.resume_state_file = resume_file
             beside = resume_file.replace(".resume.safetensors", ".safetensors")  # no best epoch yet: keep the pair
             # the best file beside the resume state, not the path it was first written to: resuming a copied folder
-            # wrote into the original run's best file
-            self.saved_model_file = best_checkpoint_of(resume_file, state) or (
-                beside if beside != resume_file else self.saved_model_file)
+            # wrote into the original run's best file. A resume state copied without it takes a copy of the original.
+            best = best_checkpoint_of(resume_file, state)
+            if best is not None and os.path.abspath(best) != os.path.abspath(beside) and beside != resume_file:
+                with atomic_path(beside) as tmp:
+                    shutil.copyfile(best, tmp)
+                self.logger.warning(f"resume_from: {best} (the best checkpoint so far) is not beside the resume "
+                                    f"state; this run goes on with a copy of it, {beside}, and leaves it unchanged.")
+                best = beside
+            self.saved_model_file = best or (beside if beside != resume_file else self.saved_model_file)
             run_folder = os.path.dirname(os.path.abspath(resume_file))
             if run_folder != os.path.abspath(self.config["checkpoint_dir"]):  # a warning when it was set elsewhere
                 log = self.logger.info if os.path.normpath(self.config["checkpoint_dir"]) == "saved" else \

@@ -130,12 +130,13 @@ def backbone_option_changes(config, state: dict) -> list:
     """``"name: trained -> now"`` for each option that shapes the backbone's ranking (the model class's
     ``ranking_options``, e.g. LightGCN's ``n_layers``) whose value in this run differs from the one the checkpoint
     (trainer ``state``) was trained with; ``[]`` for checkpoints that predate stored options."""
-    from recbole_hnlm.resume import training_options
+    from recbole_hnlm.resume import OPTIONS_ADDED, training_options
     from recbole_hnlm.utils import get_model
 
     stored = state.get("options")
     if stored is None:
         return []
+    stored = {**OPTIONS_ADDED, **stored}  # what checkpoints written before an option existed did
     current = training_options(config)
     return [f"{key}: {stored[key]!r} -> {current.get(key)!r}"
             for key in getattr(get_model(config["model"]), "ranking_options", ())

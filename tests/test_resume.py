@@ -238,7 +238,8 @@ def test_command_line_names_the_resume_file_on_ctrl_c(fast_config, tmp_path, ctr
     ctrl_c_in_epoch(2)
     assert main(argv + [f"--checkpoint_dir={tmp_path / 'nostate'}", "--save_resume_state=False"]) == 130
     err = capsys.readouterr().err
-    assert "writes no resume state" in err and "after epoch 1" in err and "LLM" not in err
+    assert "no resume state (this run writes none (save_resume_state=False))" in err and "after epoch 1" in err
+    assert "LLM" not in err
     best = err.split("--resume_from=")[1].split()[0]
     assert os.path.dirname(best) == str(tmp_path / "nostate") and not best.endswith(".resume.safetensors")
 
@@ -289,6 +290,13 @@ def test_a_copied_or_moved_run_folder_resumes_into_itself(fast_config, tmp_path,
     assert resumed["checkpoint"] == str(tmp_path / "copy" / best_name)
     assert read_trainer_state(resumed["resume_state"])["best_checkpoint"] == str(tmp_path / "copy" / best_name)
     assert (tmp_path / "original" / best_name).read_bytes() == original_best  # the original run is untouched
+    (tmp_path / "lonely").mkdir()  # the resume state copied alone: the run goes on with a copy of the best file
+    shutil.copyfile(tmp_path / "original" / resume_name, tmp_path / "lonely" / resume_name)
+    lonely = run_recbole_hnlm(model="MF", config_dict={
+        **settings, "checkpoint_dir": str(tmp_path / "lonely"), "resume_from": str(tmp_path / "lonely" / resume_name)})
+    assert lonely["checkpoint"] == str(tmp_path / "lonely" / best_name)
+    assert (tmp_path / "original" / best_name).read_bytes() == original_best
+    _assert_same_weights(resumed["resume_state"], lonely["resume_state"])
     os.rename(tmp_path / "original", tmp_path / "moved")
     moved = run_recbole_hnlm(model="MF", config_dict={
         **settings, "checkpoint_dir": str(tmp_path / "moved"), "resume_from": str(tmp_path / "moved" / resume_name)})

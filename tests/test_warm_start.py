@@ -317,3 +317,16 @@ def test_eval_only_warns_when_ranking_options_differ(fast_config, tmp_path, capl
     other = run_recbole_hnlm(model="LightGCN", config_dict={**settings, "n_layers": 1})
     assert other["test_result"] != trained["test_result"]
     assert "trained with other LightGCN options than this run's (n_layers: 2 -> 1)" in caplog.text
+
+
+def test_ranking_options_of_checkpoints_older_than_the_option(fast_config):
+    """NGCF's self_loop came later: a checkpoint without it was trained with the self term, so evaluating it with
+    self_loop False is a change (it was silent), and resuming it with the default lists nothing."""
+    from recbole_hnlm.config import Config
+    from recbole_hnlm.warm_start import backbone_option_changes
+
+    older = {"options": {"hidden_size_list": [64, 64, 64]}}
+    config = Config(model="NGCF", config_dict={**fast_config, "sampler": "RNS", "self_loop": False})
+    assert backbone_option_changes(config, older) == ["self_loop: True -> False"]
+    config = Config(model="NGCF", config_dict={**fast_config, "sampler": "RNS"})
+    assert backbone_option_changes(config, older) == []

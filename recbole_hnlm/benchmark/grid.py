@@ -29,6 +29,7 @@ from itertools import product
 from tqdm import tqdm
 
 from recbole_hnlm.benchmark.runner import CELL_ANALYSES, Cell, check_cell, environment, run_cell
+from recbole_hnlm.config import read_config_files
 from recbole_hnlm.errors import ConfigError
 from recbole_hnlm.files import file_sha256, write_json_atomic
 
@@ -39,6 +40,11 @@ ANALYSES = CELL_ANALYSES + ("sparsity",)
 
 #: Settings that change what a run prints, not what it computes: not compared on resume.
 PRESENTATION_KEYS = ("state", "show_progress")
+#: Property-file defaults changed before results stored theirs (key, old value, whether it applied to a result).
+LEGACY_DEFAULTS = (
+    ("hnlm_adapter_reg_weight", 1e-4, lambda result, dataset: result.get("sampler") == "HNLMRec"),  # session 21
+    ("hnlm_lambda", 1e-4, lambda result, dataset: result.get("sampler") == "HNLMRec" and dataset == "amazon-toys"),
+)
 #: Digests of the files a grid's settings name, stored in every result and compared on resume.
 SOURCE_DIGESTS = {"init_from_sha256": "checkpoint", "config_files_sha256": "config files"}
 
@@ -111,11 +117,15 @@ def _needs_run(result, dataset, settings, cell_analyses, digests=None, fhn_pairs
                 f"{result.get('cell')}: ran with the {what} {_named_files(key, settings)} of sha256 {_short(stored)}, "
                 f"but they now have sha256 {_short(now)}: the source {what} changed. Use another --out folder (or "
                 "delete the old runs).")
-    stored_defaults = result.get("defaults")  # absent in older results
-    if stored_defaults is not None:
-        now = plugin_defaults(result.get("model"), result.get("sampler"), dataset)
+    stored_defaults = result.get("defaults")
+    now = plugin_defaults(result.get("model"), result.get("sampler"), dataset)
+    if stored_defaults is None:  # results written before the defaults were stored: the changes known since
+        stored_defaults = {key: old for key, old, applies in LEGACY_DEFAULTS if applies(result, dataset)}
+        now = {key: now.get(key) for key in stored_defaults}
+    if stored_defaults or now:
+        fixed = set(settings) | set(read_config_files(settings.get("config_files") or [])) | _UNCOMPARED_DEFAULTS
         changed = [f"{key}: {stored_defaults.get(key)!r} -> {now.get(key)!r}" for key in sorted(set(stored_defaults)
-                   | set(now)) if stored_defaults.get(key) != now.get(key) and key not in settings]
+                   | set(now)) if stored_defaults.get(key) != now.get(key) and key not in fixed]
         if changed:
             raise SettingsMismatch(
                 f"{result.get('cell')}: ran with other defaults of the plugin's property files ({'; '.join(changed)}): "
@@ -128,6 +138,13 @@ def _needs_run(result, dataset, settings, cell_analyses, digests=None, fhn_pairs
     return any(name not in result.get("analysis", {}) for name in cell_analyses)
 
 
+def _uncompared_defaults():
+    """Defaults that do not change what a cell computes (where files go, what is shown) or that each cell sets."""
+    from recbole_hnlm.resume import NOT_TRAINING_OPTIONS
+
+    return frozenset(NOT_TRAINING_OPTIONS) | set(PRESENTATION_KEYS) | {"sampler", "seed", "checkpoint_dir"}
+
+
 def plugin_defaults(model, sampler, dataset):
     """The values the plugin's property files give a cell of ``model`` + ``sampler`` on ``dataset`` (overall, model,
     sampler and dataset yaml, in ``Config``'s order), as JSON holds them: stored with every result, so that a grid
@@ -138,6 +155,9 @@ def plugin_defaults(model, sampler, dataset):
         os.path.join(PROPERTIES_DIR, kind, f"{name}.yaml") for kind, name in
         (("model", model), ("sampler", sampler), ("dataset", dataset))]
     return json.loads(json.dumps(read_config_files([p for p in paths if os.path.isfile(p)]), default=str))
+
+
+_UNCOMPARED_DEFAULTS = _uncompared_defaults()
 
 
 def _short(digest):
@@ -213,7 +233,7 @@ def pending_cells(out, dataset, cells, settings, cell_analyses=(), digests=None,
     keys = {cell.key for cell in cells}
     for stored in _stored_row_results(out, {(cell.model, cell.sampler) for cell in cells}):
         if stored.get("cell") not in keys:  # another seed of a row of this grid: same settings, or no shared row
-            _needs_run(stored, dataset, settings, (), digests)
+            _needs_run(stored, dataset, settings, cell_analyses, digests, fhn_pairs)  # checks only: it is not run
     return todo, finished
 
 

@@ -159,7 +159,9 @@ def _check_same_search(out, search):
     with open(path) as handle:
         stored = json.load(handle)
     for key in ("dataset", "model", "sampler"):
-        if stored.get(key) != search[key]:
+        same = (stored.get(key) == search[key] if key == "dataset"  # names of earlier versions kept their case
+                else str(stored.get(key)).lower() == str(search[key]).lower())
+        if not same:
             raise SettingsMismatch(f"{path}: a search of {key}={stored.get(key)!r}, now {key}={search[key]!r}. Use "
                                    "another --out folder.")
 

@@ -5,7 +5,8 @@ from torch import Tensor
 
 def gather_rows(table: Tensor, index: Tensor) -> Tensor:
     """``table[index]`` for an integer ``index`` of any shape: rows of ``table`` along dim 0, with gradients. Ids
-    must lie in ``[0, len(table))``: unlike indexing, a negative id is an ``IndexError``, not a row from the end.
+    must lie in ``[0, len(table))``: unlike indexing, a negative id is an error (``IndexError`` on the CPU, a
+    device-side assertion on a GPU), not a row from the end.
 
     Advanced indexing's backward (``index_put_`` with ``accumulate=True``) adds the gradients of repeated rows in
     an order set by thread timing on a multi-threaded CPU (PyTorch lists ``__getitem__``'s CPU backward as

@@ -68,6 +68,16 @@ class CSRGraph:
         dense[self.row_indices(), self.col.long()] = self.val
         return dense
 
+    def validate_once(self) -> "CSRGraph":
+        """:meth:`validate` unless these very index tensors, unmodified, passed it before (the fallback ops call
+        this on every call; a pass over the indices, with host reads, each time would cost the fallback dearly)."""
+        key = (self.rowptr.data_ptr(), self.col.data_ptr(), self.rowptr._version, self.col._version,
+               self.rowptr.numel(), self.col.numel(), self.num_nodes)
+        if getattr(self, "_validated", None) != key:
+            self.validate()
+            self._validated = key
+        return self
+
     def validate(self) -> "CSRGraph":
         """Check the CSR invariants (one pass over the indices); return ``self``. Raises ``ValueError``."""
         if self.rowptr.dim() != 1 or self.rowptr.numel() != self.num_nodes + 1:

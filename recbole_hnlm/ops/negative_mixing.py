@@ -59,10 +59,10 @@ class _MixGCFScatter(torch.autograd.Function):
     def backward(ctx, grad_grad_pos, grad_grad_items):
         chosen, alpha = ctx.saved_tensors
         B, L, d = grad_grad_pos.shape
-        compute = grad_grad_items.dtype
+        compute = torch.promote_types(grad_grad_items.dtype, torch.float32)  # float32 sums for 16-bit stacks
         a = alpha.to(compute)[..., None]
         layer = torch.arange(L, device=chosen.device).expand(B, L)
-        winners = gather_rows(grad_grad_items.reshape(-1, d), chosen * L + layer)  # row item * L + layer
+        winners = gather_rows(grad_grad_items.reshape(-1, d), chosen * L + layer).to(compute)  # row item * L + layer
         grad = a * grad_grad_pos.to(compute) + (1 - a) * winners
         return grad.to(grad_grad_pos.dtype), None, None, None
 

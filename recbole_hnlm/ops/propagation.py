@@ -91,7 +91,7 @@ def _check(graph: CSRGraph, x: Tensor, name: str, use_kernel: bool) -> None:
     if x.device != graph.device:
         raise ValueError(f"{name} is on {x.device} but the graph is on {graph.device}; use graph.to(device)")
     if not use_kernel:  # the kernels check the CSR structure while reading it; torch's sparse ops do not
-        graph.validate()
+        graph.validate_once()
 
 
 def spmm(graph: CSRGraph, x: Tensor) -> Tensor:

@@ -78,8 +78,8 @@ def test_names_are_spelled_as_their_classes(tmp_path):
 
 
 def test_improvement_and_test_use_the_same_pairs(tmp_path):
-    """With a seed missing for one sampler, the improvement compared means over different seeds (+130 % where the
-    pairs give +147 %); runs on different splits are not paired at all."""
+    """With a seed missing for one sampler, the improvement compared means over different seeds (a helper's grid:
+    +130 % where the pairs gave +147 %); runs on different splits are not paired at all."""
     grid(tmp_path, ["RNS"], [1, 2], FakeRunner())
     grid(tmp_path, ["DNS"], [1], FakeRunner(bonus={"DNS": 0.05}))
     results = [json.loads((tmp_path / "runs" / name).read_text()) for name in os.listdir(tmp_path / "runs")]
@@ -170,4 +170,42 @@ def test_a_changed_property_file_default_stops_the_resume(tmp_path, monkeypatch)
     runner = FakeRunner()
     with pytest.raises(SettingsMismatch, match=r"ran with other defaults .*dns_candidates: 32 -> 16"):
         grid(tmp_path / "out", ["DNS"], [1, 2], runner)
+    assert runner.calls == []
+
+
+def test_defaults_that_a_run_did_not_use_or_older_results(tmp_path, monkeypatch):
+    """A default overridden by a config file, or one that does not change what a cell computes, is not compared;
+    results written before defaults were stored are compared on the defaults known to have changed since."""
+    import shutil
+
+    from recbole_hnlm import config as config_module
+
+    properties = tmp_path / "properties"
+    shutil.copytree(config_module.PROPERTIES_DIR, properties)
+    monkeypatch.setattr(config_module, "PROPERTIES_DIR", str(properties))
+    yaml_file = tmp_path / "cf.yaml"
+    yaml_file.write_text("dns_candidates: 8\n")
+    grid(tmp_path / "out", ["DNS"], [1], FakeRunner(), config_file_list=[str(yaml_file)])
+    sampler_file = properties / "sampler" / "DNS.yaml"
+    sampler_file.write_text(sampler_file.read_text().replace("dns_candidates: 32", "dns_candidates: 16"))
+    overall = properties / "overall.yaml"
+    overall.write_text(overall.read_text() + "\neval_batch_size: 1234\n")
+    runner = FakeRunner()
+    grid(tmp_path / "out", ["DNS"], [1, 2], runner, config_file_list=[str(yaml_file)])
+    assert runner.calls == ["MF-DNS-seed2"]
+    # an HNLMRec result of an earlier version: it ran with the adapter's Frobenius weight 1e-4, the default then
+    grid(tmp_path / "old", ["HNLMRec"], [1], FakeRunner(), models=["LightGCN"])
+    path = tmp_path / "old" / "runs" / "LightGCN-HNLMRec-seed1.json"
+    older = json.loads(path.read_text())
+    del older["defaults"]
+    path.write_text(json.dumps(older))
+    with pytest.raises(SettingsMismatch, match=r"hnlm_adapter_reg_weight: 0\.0001 -> 0"):
+        grid(tmp_path / "old", ["HNLMRec"], [1, 2], FakeRunner(), models=["LightGCN"])
+
+
+def test_fhn_pairs_of_another_seed_of_the_row(tmp_path):
+    grid(tmp_path, ["RNS"], [1], FakeRunner(), analyses=("fhn",), fhn_pairs=512)
+    runner = FakeRunner()
+    with pytest.raises(SettingsMismatch, match="--fhn-pairs 512, now --fhn-pairs 100"):
+        grid(tmp_path, ["RNS"], [2], runner, analyses=("fhn",), fhn_pairs=100)
     assert runner.calls == []

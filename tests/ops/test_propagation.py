@@ -353,3 +353,23 @@ def test_bad_arguments_are_named(kernel):
             spmm(g, x.to_sparse())
         with pytest.raises(TypeError, match="ego must be a dense"):
             lightgcn_propagate(g, x.to_sparse(), 2)
+
+
+def test_fallback_validates_a_graph_once_until_its_indices_change():
+    g = GRAPHS["tiny"]()
+    x = torch.randn(g.num_nodes, 4)
+    with _ext.disabled():
+        spmm(g, x)
+        calls = []
+        original = CSRGraph.validate
+        try:
+            CSRGraph.validate = lambda self: calls.append(1) or original(self)
+            spmm(g, x)
+            lightgcn_propagate(g, x, 2)
+            assert calls == []  # already validated, indices unchanged
+            g.col[0] = g.num_nodes + 5  # an in-place change bumps the tensor's version: validated again
+            with pytest.raises(ValueError, match="col must lie"):
+                spmm(g, x)
+            assert calls == [1]
+        finally:
+            CSRGraph.validate = original
