@@ -19,6 +19,7 @@ import os
 from recbole.data import data_preparation
 
 from recbole_hnlm.config import Config
+from recbole_hnlm.config_checks import check_valid_metric
 from recbole_hnlm.data_checks import check_dataset_files
 from recbole_hnlm.errors import ConfigError
 from recbole_hnlm.quick_start import checkpoint_backbone, read_dataset
@@ -83,6 +84,11 @@ def load_data_and_model(checkpoint, config_dict=None):
     except ConfigError as error:
         raise _for_this_function(error, checkpoint) from error
     config["sampler"], config["init_from"], config["eval_only"] = sampler, None, False  # as the run had them
+    try:
+        check_valid_metric(config)  # skipped while loading: evaluating selects no epoch
+    except ConfigError as error:
+        logging.getLogger().warning(f"load_data_and_model: {error} That is fine for evaluating; training with this "
+                                    "config needs a valid_metric among them (RecBole fails after the first epoch).")
     model.eval()
     return config, model, dataset, train_data, valid_data, test_data
 

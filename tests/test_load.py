@@ -77,7 +77,16 @@ def test_overrides_and_refusals(dns_run, fast_config, tmp_path):
         load_data_and_model(dns_run["checkpoint"], {"embedding_size": 8})
     assert load_data_and_model(dns_run["checkpoint"], {"sampler": "MixGCF"})[0]["sampler"] == "MixGCF"
     # no epoch is selected here: other cut-offs and metrics need not hold the run's validation metric
-    assert load_data_and_model(dns_run["checkpoint"], {"topk": [5], "metrics": ["Hit"]})[0]["topk"] == [5]
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger().addHandler(handler)
+    try:
+        assert load_data_and_model(dns_run["checkpoint"], {"topk": [5], "metrics": ["Hit"]})[0]["topk"] == [5]
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert any("valid_metric' = 'NDCG@20' is not computed" in r.getMessage() and "fine for evaluating" in r.getMessage()
+               for r in records)
     bpr = run_recbole_hnlm(model="BPR", config_dict={**fast_config, "sampler": "RNS", "epochs": 1,
                                                      "checkpoint_dir": str(tmp_path / "bpr")})
     with pytest.raises(ConfigError, match=r"load_data_and_model\(.*\): BPR cannot be loaded; only the plugin's"):
