@@ -32,6 +32,7 @@ from recbole_hnlm.benchmark.runner import CELL_ANALYSES, Cell, check_cell, envir
 from recbole_hnlm.config import read_config_files
 from recbole_hnlm.errors import ConfigError
 from recbole_hnlm.files import file_sha256, write_json_atomic
+from recbole_hnlm.resume import NOT_TRAINING_OPTIONS
 
 #: Training ratios of the sparsity analysis (1.0 is the main cell).
 SPARSITY_RATIOS = (0.2, 0.4, 0.6, 0.8)
@@ -45,6 +46,9 @@ LEGACY_DEFAULTS = (
     ("hnlm_adapter_reg_weight", 1e-4, lambda result, dataset: result.get("sampler") == "HNLMRec"),  # session 21
     ("hnlm_lambda", 1e-4, lambda result, dataset: result.get("sampler") == "HNLMRec" and dataset == "amazon-toys"),
 )
+#: Defaults not compared on resume: options that do not change what a cell computes (where files go, what is shown;
+#: the resume check's list, but ``epochs`` sets a cell's result) and those each cell sets itself.
+_UNCOMPARED_DEFAULTS = (NOT_TRAINING_OPTIONS - {"epochs"}) | set(PRESENTATION_KEYS) | {"sampler", "seed"}
 #: Digests of the files a grid's settings name, stored in every result and compared on resume.
 SOURCE_DIGESTS = {"init_from_sha256": "checkpoint", "config_files_sha256": "config files"}
 
@@ -98,11 +102,28 @@ def _comparable(settings):
     return {k: v for k, v in (settings or {}).items() if k not in PRESENTATION_KEYS}
 
 
-def _needs_run(result, dataset, settings, cell_analyses, digests=None, fhn_pairs=None):
+class _DefaultsNow:
+    """The plugin defaults stored results are compared with, for one check of a folder: the keys this grid fixes
+    itself (its settings, its config files, options that do not change what a cell computes) and each row's
+    property-file defaults, each read once."""
+
+    def __init__(self, dataset, settings):
+        self.dataset = dataset
+        self.fixed = set(settings) | set(read_config_files(settings.get("config_files") or [])) | _UNCOMPARED_DEFAULTS
+        self._rows = {}
+
+    def of(self, model, sampler):
+        if (model, sampler) not in self._rows:
+            self._rows[model, sampler] = plugin_defaults(model, sampler, self.dataset)
+        return self._rows[model, sampler]
+
+
+def _needs_run(result, dataset, settings, cell_analyses, digests=None, fhn_pairs=None, defaults_now=None):
     """``False`` when ``result`` is a finished run for these settings; raise :class:`SettingsMismatch` when it was
     produced with other settings (:data:`PRESENTATION_KEYS` aside), from files that have other content now
-    (``digests``: :func:`source_digests`; results stored before a digest was recorded are compared by path only), or
-    measured its FHN rate on another number of pairs than ``fhn_pairs``."""
+    (``digests``: :func:`source_digests`; results stored before a digest was recorded are compared by path only),
+    with other property-file defaults than ``defaults_now`` (a :class:`_DefaultsNow`) gives, or measured its FHN rate
+    on another number of pairs than ``fhn_pairs``."""
     if result is None:
         return True
     if result.get("dataset") != dataset or _comparable(result.get("settings")) != _comparable(settings):
@@ -117,15 +138,15 @@ def _needs_run(result, dataset, settings, cell_analyses, digests=None, fhn_pairs
                 f"{result.get('cell')}: ran with the {what} {_named_files(key, settings)} of sha256 {_short(stored)}, "
                 f"but they now have sha256 {_short(now)}: the source {what} changed. Use another --out folder (or "
                 "delete the old runs).")
+    defaults_now = defaults_now or _DefaultsNow(dataset, settings)
     stored_defaults = result.get("defaults")
-    now = plugin_defaults(result.get("model"), result.get("sampler"), dataset)
+    now = defaults_now.of(result.get("model"), result.get("sampler"))
     if stored_defaults is None:  # results written before the defaults were stored: the changes known since
         stored_defaults = {key: old for key, old, applies in LEGACY_DEFAULTS if applies(result, dataset)}
         now = {key: now.get(key) for key in stored_defaults}
     if stored_defaults or now:
-        fixed = set(settings) | set(read_config_files(settings.get("config_files") or [])) | _UNCOMPARED_DEFAULTS
         changed = [f"{key}: {stored_defaults.get(key)!r} -> {now.get(key)!r}" for key in sorted(set(stored_defaults)
-                   | set(now)) if stored_defaults.get(key) != now.get(key) and key not in fixed]
+                   | set(now)) if stored_defaults.get(key) != now.get(key) and key not in defaults_now.fixed]
         if changed:
             raise SettingsMismatch(
                 f"{result.get('cell')}: ran with other defaults of the plugin's property files ({'; '.join(changed)}): "
@@ -138,26 +159,16 @@ def _needs_run(result, dataset, settings, cell_analyses, digests=None, fhn_pairs
     return any(name not in result.get("analysis", {}) for name in cell_analyses)
 
 
-def _uncompared_defaults():
-    """Defaults that do not change what a cell computes (where files go, what is shown) or that each cell sets."""
-    from recbole_hnlm.resume import NOT_TRAINING_OPTIONS
-
-    return frozenset(NOT_TRAINING_OPTIONS) | set(PRESENTATION_KEYS) | {"sampler", "seed", "checkpoint_dir"}
-
-
 def plugin_defaults(model, sampler, dataset):
     """The values the plugin's property files give a cell of ``model`` + ``sampler`` on ``dataset`` (overall, model,
     sampler and dataset yaml, in ``Config``'s order), as JSON holds them: stored with every result, so that a grid
     resumed after a default changed (a newer recbole_hnlm) does not average both in one row."""
-    from recbole_hnlm.config import PROPERTIES_DIR, read_config_files
+    from recbole_hnlm.config import PROPERTIES_DIR  # read at each call (tests point it elsewhere)
 
     paths = [os.path.join(PROPERTIES_DIR, "overall.yaml")] + [
         os.path.join(PROPERTIES_DIR, kind, f"{name}.yaml") for kind, name in
         (("model", model), ("sampler", sampler), ("dataset", dataset))]
     return json.loads(json.dumps(read_config_files([p for p in paths if os.path.isfile(p)]), default=str))
-
-
-_UNCOMPARED_DEFAULTS = _uncompared_defaults()
 
 
 def _short(digest):
@@ -204,11 +215,12 @@ def source_digests(settings):
             "config_files_sha256": [file_sha256(path) for path in config_files] if config_files and readable else None}
 
 
-def _stored_row_results(out, pairs):
-    """The stored results in ``out/runs`` whose (model, sampler) is in ``pairs``, any seed or training ratio."""
+def _stored_row_results(out, pairs, skip=()):
+    """The stored results in ``out/runs`` whose (model, sampler) is in ``pairs``, any seed or training ratio, except
+    the cells ``skip`` names (already read)."""
     found = []
     for name in sorted(os.listdir(os.path.join(out, "runs"))) if os.path.isdir(os.path.join(out, "runs")) else ():
-        if name.endswith(".json"):
+        if name.endswith(".json") and name[:-len(".json")] not in skip:
             result = load_result(os.path.join(out, "runs", name))
             if result is not None and (result.get("model"), result.get("sampler")) in pairs:
                 found.append(result)
@@ -224,16 +236,16 @@ def pending_cells(out, dataset, cells, settings, cell_analyses=(), digests=None,
         SettingsMismatch: a stored cell was produced with another dataset or other settings (see :func:`_needs_run`).
     """
     todo, finished = [], {}
+    defaults_now = _DefaultsNow(dataset, settings)
     for cell in cells:
         stored = load_result(result_path(out, cell))
-        if _needs_run(stored, dataset, settings, cell_analyses, digests, fhn_pairs):
+        if _needs_run(stored, dataset, settings, cell_analyses, digests, fhn_pairs, defaults_now):
             todo.append(cell)
         else:
             finished[cell.key] = stored
-    keys = {cell.key for cell in cells}
-    for stored in _stored_row_results(out, {(cell.model, cell.sampler) for cell in cells}):
-        if stored.get("cell") not in keys:  # another seed of a row of this grid: same settings, or no shared row
-            _needs_run(stored, dataset, settings, cell_analyses, digests, fhn_pairs)  # checks only: it is not run
+    rows, keys = {(cell.model, cell.sampler) for cell in cells}, {cell.key for cell in cells}
+    for stored in _stored_row_results(out, rows, skip=keys):  # the rows' other seeds and training ratios
+        _needs_run(stored, dataset, settings, cell_analyses, digests, fhn_pairs, defaults_now)  # checked, not run
     return todo, finished
 
 
