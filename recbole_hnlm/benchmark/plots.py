@@ -153,7 +153,7 @@ def write_plots(results, folder):
     paths = {}
     if main:
         paths["metrics_png"] = plot_metrics(results, os.path.join(folder, "metrics.png"))
-        metric = main[0].get("valid_metric", "NDCG@20") if main else "NDCG@20"  # what every validation logged
+        metric = main[0].get("valid_metric", "NDCG@20")  # what every validation logged
         paths["convergence_png"] = plot_curve(results, os.path.join(folder, "convergence.png"), key=metric.lower(),
                                               ylabel=f"validation {metric}")
         paths["epoch_time_png"] = plot_epoch_time(results, os.path.join(folder, "epoch_time.png"))

@@ -38,7 +38,7 @@ class NGCF(SampledRecommender):
             hard samplers select on the same propagation, so with dropout they score dropped-out embeddings.
     """
 
-    ranking_options = ("hidden_size_list", "self_loop")  # layer count (widths: checked with the weights' shapes)
+    ranking_options = ("self_loop",)  # hidden_size_list: another one does not fit the weights, which is refused
 
     @classmethod
     def check_config(cls, config):

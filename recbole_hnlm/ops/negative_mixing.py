@@ -123,10 +123,9 @@ def mixgcf_mix(
     _check_same_dtype(item_layers, "item_layers", pos_layers, "pos_layers")
     use_kernel = _ext.use_kernel("mixgcf_mix", pos_layers.device)
     _check_candidates(candidates, B, item_layers.size(0), check_range=not use_kernel)
-    if not use_kernel:
-        _check_alpha(alpha)
-    if use_kernel:
+    if use_kernel:  # the kernels check alpha while reading it
         return _MixGCFMix.apply(query.detach(), pos_layers, item_layers, candidates, alpha.detach())
+    _check_alpha(alpha)
     return mixgcf_mix_reference(query, pos_layers, item_layers, candidates, alpha)
 
 
@@ -195,9 +194,9 @@ def select_candidates(user: Tensor, items: Tensor, candidates: Tensor, target: O
     """
     use_kernel = _ext.use_kernel("select_candidates", user.device)
     _check_scoring(user, items, candidates, use_kernel)
-    if target is not None and target.shape != (user.size(0),):
-        raise ValueError(f"target must be [B={user.size(0)}], got {tuple(target.shape)}")
     if target is not None:
+        if target.shape != (user.size(0),):
+            raise ValueError(f"target must be [B={user.size(0)}], got {tuple(target.shape)}")
         _check_floating(target, "target")
     if use_kernel:
         with torch.no_grad():
