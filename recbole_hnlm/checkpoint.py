@@ -97,6 +97,10 @@ def _check_trainer_state(path, trainer):
     score = trainer.get("best_valid_score")
     if score is not None and (not isinstance(score, (int, float)) or isinstance(score, bool)):
         raise damaged(f"'best_valid_score' is {score!r}, not a number")
+    result = trainer.get("best_valid_result")
+    if result is not None and not (isinstance(result, dict) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in result.values())):
+        raise damaged(f"'best_valid_result' is {result!r}, not a mapping of metric names to numbers")
 
 
 def _header(path):

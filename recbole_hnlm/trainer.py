@@ -90,6 +90,7 @@ class SafeCheckpointMixin:
         self._rng_to_restore = None
         self._stopped_early = False
         self._last_trained_epoch = None
+        self._last_valid = None  # (epoch, result) of the latest validation: a best checkpoint stores its result
         self._selection_restarted = False  # negative_warmup_epochs: model selection restarted after the warm-up
         init_from = config["init_from"] if "init_from" in config else None
         self.init_from = os.path.abspath(init_from) if init_from else None  # the warm start's origin, recorded
@@ -133,7 +134,10 @@ class SafeCheckpointMixin:
         if not self.config["single_spec"] and self.config["local_rank"] != 0:
             return
         saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
-        save_checkpoint(saved_model_file, self.model, self.optimizer, self._trainer_state(epoch))
+        state = self._trainer_state(epoch)
+        if self._last_valid is not None and self._last_valid[0] == epoch:  # RecBole saves a new best before it
+            state["best_valid_result"] = _plain_result(self._last_valid[1])  # records it as best_valid_result
+        save_checkpoint(saved_model_file, self.model, self.optimizer, state)
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 
@@ -142,7 +146,7 @@ class SafeCheckpointMixin:
         best = os.path.abspath(self.saved_model_file) if os.path.exists(self.saved_model_file) else None
         state = {**self._trainer_state(next_epoch - 1), "resume_state": True, "stopped_early": self._stopped_early,
                  "best_checkpoint": best,
-                 "best_valid_result": {k: float(v) for k, v in (self.best_valid_result or {}).items()}}
+                 "best_valid_result": _plain_result(self.best_valid_result)}
         save_checkpoint(self.resume_state_file, self.model, self.optimizer, state,
                         rng_state=capture_rng_state(_loader_generators(train_data)))
 
@@ -186,6 +190,7 @@ class SafeCheckpointMixin:
             self._stopped_early = bool(state["stopped_early"])
             self._rng_to_restore = read_rng_state(resume_file)
         else:  # the best so far is the checkpoint itself: this run's best file starts as its copy
+            self.best_valid_result = state.get("best_valid_result") or None  # None in files older than session 22
             with atomic_path(self.saved_model_file) as tmp:
                 shutil.copyfile(resume_file, tmp)
             self.logger.warning(f"{resume_file} is a best-epoch checkpoint, not a resume state: training goes on "
@@ -236,7 +241,9 @@ class SafeCheckpointMixin:
                 self.cur_step = 0
             elif not self._selection_restarted:
                 self._start_model_selection_afresh(warm_up)
-        return super()._valid_epoch(valid_data, show_progress=show_progress)
+        score, result = super()._valid_epoch(valid_data, show_progress=show_progress)
+        self._last_valid = (epoch, result)
+        return score, result
 
     def _start_model_selection_afresh(self, warm_up):
         self.best_valid_score = -np.inf if self.valid_metric_bigger else np.inf
@@ -282,6 +289,11 @@ class SafeCheckpointMixin:
         if hook is not None:
             hook(epoch_idx)
         return loss
+
+
+def _plain_result(result):
+    """A validation result as plain floats for a checkpoint's JSON metadata (``{}`` for none)."""
+    return {k: float(v) for k, v in (result or {}).items()}
 
 
 def make_safe_trainer(trainer_class):

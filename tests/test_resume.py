@@ -172,6 +172,24 @@ def test_resuming_from_a_best_checkpoint_leaves_it_unchanged(fast_config, tmp_pa
     assert read_trainer_state(more["checkpoint"])["epoch"] >= read_trainer_state(first["checkpoint"])["epoch"]
 
 
+def test_a_best_checkpoint_carries_its_validation_result(fast_config, tmp_path, caplog):
+    """A run resumed from a best-epoch checkpoint that finds no better epoch reports that checkpoint's validation
+    result (it reported ``best valid : None``)."""
+    import logging
+
+    settings = {**fast_config, "sampler": "RNS", "checkpoint_dir": str(tmp_path)}
+    first = run_recbole_hnlm(model="MF", config_dict={**settings, "epochs": 3})
+    stored = read_trainer_state(first["checkpoint"])
+    assert stored["best_valid_result"] == pytest.approx(first["best_valid_result"], abs=0)
+    with caplog.at_level(logging.INFO):
+        again = run_recbole_hnlm(model="MF", config_dict={**settings, "epochs": stored["epoch"] + 1,
+                                                          "resume_from": first["checkpoint"]})
+    assert "Nothing to train" in caplog.text
+    assert again["best_valid_result"] == first["best_valid_result"] and again["best_valid_result"]
+    assert again["best_valid_score"] == first["best_valid_score"]
+    assert again["test_result"] == first["test_result"]
+
+
 def _stored_optimizer_groups(path):
     with safe_open(path, framework="pt") as f:
         return json.loads(f.metadata()["recbole_hnlm"])["optimizer"]["param_groups"]
@@ -322,6 +340,8 @@ def test_resume_refuses_another_validation_metric(fast_config, tmp_path, ctrl_c_
     (lambda meta: meta["trainer"].update(epoch="three"), "damaged checkpoint metadata: 'epoch' is 'three', not an "
                                                           "integer"),
     (lambda meta: meta.update(trainer="x"), "damaged checkpoint metadata: 'trainer' is str, not a mapping"),
+    (lambda meta: meta["trainer"].update(best_valid_result=[0.1]), "damaged checkpoint metadata: "
+                                                                    "'best_valid_result' is [0.1], not a mapping"),
     (None, "its recbole_hnlm metadata is not valid JSON"),
 ])
 def test_hand_edited_checkpoint_metadata_is_named(fast_config, tmp_path, edit, message):
