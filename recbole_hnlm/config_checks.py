@@ -81,6 +81,10 @@ def check_core_options(config) -> None:
         raise ConfigError(f"Option 'benchmark_filename' must name the three pre-split files in order train, valid, "
                           f"test (e.g. \"--benchmark_filename=['train','valid','test']\" for <dataset>.train.inter "
                           f"...), got {parts!r}.")
+    if parts is not None and sorted(parts) == ["test", "train", "valid"] and list(parts) != ["train", "valid", "test"]:
+        raise ConfigError(f"Option 'benchmark_filename' lists {list(parts)}: RecBole trains on the first file, selects "
+                          "the epoch on the second and reports the third as the test result, so the order must be "
+                          "\"--benchmark_filename=['train','valid','test']\".")
     for key in _PICKLE_WRITERS:
         if config[key]:
             raise ConfigError(f"Option '{key}' makes RecBole write a pickle file; recbole_hnlm writes none. Leave "

@@ -1,9 +1,11 @@
 """Checks of a dataset before and after RecBole loads it: atomic files present and well-formed, no RecBole pickle
 in the way, enough items for the cut-offs, non-empty evaluation splits. Each failure names the file or option;
 duplicate interactions, which RecBole keeps, are a warning."""
+import csv
 import glob
 import logging
 import os
+import re
 
 import numpy as np
 
@@ -56,9 +58,65 @@ def check_dataset_files(config):
         )
     for path in paths:
         check_inter_header(path, config)
+    warn_unapplied_options(config)
     for path, id_key in _side_files(config):
         check_side_file(path, id_key, config)
     check_no_recbole_pickles(config)
+
+
+#: RecBole's interaction filters and the values that filter nothing (its defaults).
+_FILTERS = {"user_inter_num_interval": (None, "[0,inf)"), "item_inter_num_interval": (None, "[0,inf)"),
+            "val_interval": (None,), "rm_dup_inter": (None,)}
+
+
+def warn_unapplied_options(config):
+    """Warn about dataset options RecBole takes without a word but that change nothing here: interaction filters
+    with pre-split files (RecBole reads those as they are), and ``threshold`` (a 0/1 label that RecBole's
+    general recommenders, and so the samplers, never read: every interaction trains and is tested)."""
+    if config["benchmark_filename"]:
+        ignored = [f"{key}={config[key]!r}" for key, unset in _FILTERS.items() if config[key] not in unset]
+        if ignored:
+            logger.warning(f"benchmark_filename: RecBole reads pre-split files as they are, so {', '.join(ignored)} "
+                           f"{'is' if len(ignored) == 1 else 'are'} not applied. Filter the interactions before "
+                           "splitting them (python -m recbole_hnlm.split_import writes the files it is given).")
+    if config["threshold"] is not None:
+        logger.warning(f"threshold={config['threshold']!r} gives each interaction a 0/1 label, which the general "
+                       "recommenders and their samplers never read: every interaction still trains and counts as a "
+                       "positive in evaluation. To drop low-rated interactions, use val_interval instead (e.g. "
+                       "--val_interval=\"{'rating': '[4,inf)'}\", with rating in load_col).")
+
+
+#: Options that name a field of the interactions (RecBole's "Field [x] not defined" names none of them).
+_FIELD_OPTIONS = ("val_interval", "threshold", "normalize_field", "numerical_features", "preload_weight",
+                  "alias_of_user_id", "alias_of_item_id", "unused_col")
+
+
+def dataset_error(config, error):
+    """RecBole's message for filters that leave nothing, or an option naming a field that is not loaded, as an error
+    that names the options; ``None`` for other errors."""
+    text = str(error)
+    name = config["dataset"]
+    if "Some feat is empty" in text:
+        applied = [f"{key}={config[key]!r}" for key, unset in _FILTERS.items() if config[key] not in unset]
+        return DataError(f"Dataset '{name}': the interaction filters leave no interactions "
+                         f"({', '.join(applied) or 'no filter option set'}): loosen them.")
+    match = re.fullmatch(r"Field \[(.+)\] not (?:defined in dataset|in inter_feat)\.", text)
+    if match:
+        field = match.group(1)
+        options = [key for key in _FIELD_OPTIONS if key in config and field in _named_fields(config[key])]
+        return DataError(f"Dataset '{name}': {' and '.join(options) or 'an option'} name{'s' * (len(options) < 2)} "
+                         f"field '{field}', which is not loaded: add it to load_col (now {config['load_col']!r}) or "
+                         "drop it from that option.")
+    return None
+
+
+def _named_fields(value):
+    """The field names an option's value holds: a dict's keys (and listed values), a list's items, a name."""
+    if isinstance(value, dict):
+        return set(value) | {name for names in value.values() if isinstance(names, (list, tuple)) for name in names}
+    if isinstance(value, (list, tuple)):
+        return set(value)
+    return {value}
 
 
 def _side_files(config):
@@ -123,7 +181,7 @@ def check_inter_header(path, config):
     encoding = config["encoding"] or "utf-8"
     example = f"user_id:token{separator}item_id:token"
     try:
-        with open(path, encoding=encoding) as f:
+        with open(path, encoding=encoding, newline="") as f:  # as pandas opens it: the reader sees \r\n and \r
             header = f.readline().rstrip("\r\n")
             loaded = _loaded_columns(config)
             fields = _header_fields(path, header, separator, example, config, loaded)
@@ -173,6 +231,9 @@ def _parse_header(path, header, separator, example):
                     if any(sep in header for sep in (",", ";", " ")) and separator not in header else "")
             raise DataError(f"{path}: header field {column!r} is not 'name:type' with a type in {_ATOMIC_TYPES}."
                             f"{hint} Example header: {example!r}.")
+        if name in fields:
+            raise DataError(f"{path}: the header {header!r} names field '{name}' twice: give each column its own "
+                            "name.")
         fields[name] = kind
     return fields
 
@@ -185,39 +246,90 @@ def _loaded_columns(config):
     return None
 
 
+def _records(lines, separator):
+    """``(first line, last line, values)`` of each record after the header, split as RecBole's reader splits it:
+    pandas' Python engine with a one-character separator is a strict ``csv.reader`` that takes ``"`` as a quote
+    (a quoted field may hold the separator, or run on over several lines). A longer separator is a regular
+    expression to pandas, which knows no quotes: plain splitting."""
+    if len(separator) != 1:
+        for line_no, line in enumerate(lines, 2):
+            yield line_no, line_no, line.rstrip("\r\n").split(separator)
+        return
+    reader = csv.reader(lines, delimiter=separator, quotechar='"', doublequote=True, strict=True)
+    end = 1  # the header
+    while True:
+        start = end + 1
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            yield start, 1 + reader.line_num, error
+            return
+        end = 1 + reader.line_num
+        yield start, end, values
+
+
+def _quote_error(path, start, end, error):
+    """A record RecBole's reader would take apart at a double quote (it takes ``"`` as a CSV quote character)."""
+    fix = ("remove the double quotes from the field, or quote the whole field and double each quote inside it "
+           '(\"a \"\"quoted\"\" word\")')
+    if isinstance(error, csv.Error) and "unexpected end of data" in str(error):
+        return DataError(f"{path}:{start}: a field opens a double quote that is never closed, so RecBole's reader "
+                         f"(pandas, which takes '\"' as a CSV quote) fails at the end of the file: {fix}.")
+    if isinstance(error, csv.Error):
+        return DataError(f"{path}:{start}: a double quote that RecBole's reader (pandas, which takes '\"' as a CSV "
+                         f"quote) cannot parse ({error}, line {end}): {fix}.")
+    return DataError(f"{path}:{start}: a field opens a double quote that is closed only on line {end}, so RecBole's "
+                     f"reader (pandas, which takes '\"' as a CSV quote) would read lines {start}-{end} as one "
+                     f"interaction and lose the others: {fix}.")
+
+
 def _check_rows(path, lines, header, fields, separator, config, loaded):
-    """Every non-blank line after the header: the header's field count, numbers in loaded float fields, ids in
-    pre-split files. Returns whether there was a line."""
+    """Every non-blank record after the header, split as RecBole's reader splits it (:func:`_records`): the
+    header's field count, numbers in loaded float fields, ids in pre-split files; quotes that would merge lines or
+    fail pandas are named, and ids with surrounding spaces (RecBole keeps them: ``'U1 '`` is not ``'U1'``) are
+    counted in a warning. Returns whether there was a record."""
     names = list(fields)
     numeric = [k for k, name in enumerate(names) if fields[name] == "float" and (loaded is None or name in loaded)]
-    ids = ([names.index(config["USER_ID_FIELD"]), names.index(config["ITEM_ID_FIELD"])]
-           if config["benchmark_filename"] else [])
-    has_rows = False
-    for line_no, line in enumerate(lines, 2):
-        line = line.rstrip("\r\n")
-        if not line.strip():
-            continue
+    ids = [names.index(config["USER_ID_FIELD"]), names.index(config["ITEM_ID_FIELD"])]
+    presplit = bool(config["benchmark_filename"])
+    has_rows, spaced, first_spaced = False, 0, None
+    for start, end, values in _records(lines, separator):
+        if isinstance(values, csv.Error):
+            raise _quote_error(path, start, end, values)
+        if not any(value.strip() for value in values):
+            continue  # a blank line (pandas skips it)
+        if end > start:
+            raise _quote_error(path, start, end, None)
         has_rows = True
-        if line.count(separator) != len(names) - 1:
-            count = line.count(separator) + 1
-            raise DataError(f"{path}:{line_no}: {count} field{'s' * (count != 1)}, but the header {header!r} has "
+        if len(values) != len(names):
+            count = len(values)
+            raise DataError(f"{path}:{start}: {count} field{'s' * (count != 1)}, but the header {header!r} has "
                             f"{len(names)}. Every line needs one value per header field, separated by "
                             f"field_separator {separator!r} (no trailing separator); RecBole would read the columns "
                             "shifted.")
-        if numeric or ids:
-            values = line.split(separator)
-            for k in numeric:
-                value = values[k].strip()
-                if value:
-                    try:
-                        float(value)
-                    except ValueError:
-                        raise DataError(f"{path}:{line_no}: field '{names[k]}' is {value!r}, not a number (it is "
-                                        f"'{names[k]}:float').") from None
-            for k in ids:
-                if not values[k].strip():
-                    raise DataError(f"{path}:{line_no}: empty '{names[k]}'. RecBole reads pre-split files as they "
-                                    "are (no row with a missing id is dropped): remove the line.")
+        for k in numeric:
+            value = values[k].strip()
+            if value:
+                try:
+                    float(value)
+                except ValueError:
+                    raise DataError(f"{path}:{start}: field '{names[k]}' is {value!r}, not a number (it is "
+                                    f"'{names[k]}:float').") from None
+        for k in ids:
+            value = values[k]
+            if presplit and not value.strip():
+                raise DataError(f"{path}:{start}: empty '{names[k]}'. RecBole reads pre-split files as they are (no "
+                                "row with a missing id is dropped): remove the line.")
+            if value != value.strip():
+                spaced += 1
+                first_spaced = first_spaced or (start, names[k], value)
+    if spaced:
+        line_no, name, value = first_spaced
+        logger.warning(f"{path}:{line_no}: '{name}' is {value!r}, with spaces around it; RecBole keeps them, so it is "
+                       f"another id than {value.strip()!r} ({spaced} such id{'s' * (spaced != 1)} in the file). "
+                       "Remove the spaces if they are not part of the ids.")
     return has_rows
 
 
@@ -253,8 +365,8 @@ def check_duplicate_interactions(config, dataset):
                        f"one row ({int(repeated.sum()) - len(repeated)} extra of {len(users)} rows). RecBole keeps "
                        "them, so they count several times in training and a pair can be both a training and a test "
                        "item, which RecBole's full ranking does not mask (an easy hit). Set rm_dup_inter: first (or "
-                       "--rm_dup_inter=first) to keep only the first of each (the earliest, when there is a timestamp "
-                       "field).")
+                       "--rm_dup_inter=first) to keep only the first of each (the earliest when a timestamp field is "
+                       "loaded, load_col).")
 
 
 def _warn_presplit_duplicates(config, keys, sizes):

@@ -20,7 +20,7 @@ from recbole_hnlm.checkpoint import read_model_weights, read_trainer_state
 from recbole_hnlm.config import Config, split_seed
 from recbole_hnlm.config_checks import unknown_option_messages
 from recbole_hnlm.data_checks import (check_dataset_files, check_duplicate_interactions, check_splits_not_empty,
-                                      check_topk_fits)
+                                      check_topk_fits, dataset_error)
 from recbole_hnlm.denormals import flush_denormals
 from recbole_hnlm.determinism import deterministic_algorithms
 from recbole_hnlm.errors import ConfigError, DataError, TrainingInterrupted
@@ -125,7 +125,13 @@ def read_dataset(config):
     with warnings.catch_warnings():  # RecBole's chained fillna(inplace=True): works on the pinned pandas 2
         warnings.filterwarnings("ignore", message="A value is trying to be set on a copy", category=FutureWarning,
                                 module=r"recbole\.")
-        return create_dataset(config)
+        try:
+            return create_dataset(config)
+        except ValueError as error:
+            clear = dataset_error(config, error)
+            if clear is None:
+                raise
+            raise clear from error
 
 
 def build_model(config, dataset, train_data, logger):

@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from recbole_hnlm.cli_settings import parse_settings, parser_flags
-from recbole_hnlm.errors import ConfigError
+from recbole_hnlm.errors import ConfigError, DataError
 from recbole_hnlm.files import atomic_path
 
 HEADER = "user_id\trank\titem_id\tscore\n"
@@ -142,7 +142,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         seen = None if args.keep_seen else SeenItems(dataset)
         lines = write_recommendations(args.out, model, dataset, user_ids, args.k, seen, batch_size=args.batch_size,
                                       progress=config["show_progress"])
-    except (ConfigError, OSError) as error:  # OSError includes FileNotFoundError (dataset, users file, --out)
+    except (ConfigError, DataError, OSError) as error:  # OSError: FileNotFoundError (dataset, users file, --out)
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"{args.out}: {lines} recommendations for {len(user_ids)} users (at most {args.k} each)")

@@ -37,6 +37,8 @@ def build_config(**options):
     ({"save_dataloaders": True}, "'save_dataloaders'"),
     ({"benchmark_filename": ["train", "test"]}, "'benchmark_filename' must name the three pre-split files"),
     ({"benchmark_filename": "train"}, "'benchmark_filename'"),
+    ({"benchmark_filename": ["train", "test", "valid"]}, "'benchmark_filename' lists ['train', 'test', 'valid']: "
+                                                         "RecBole trains on the first file"),
 ], ids=lambda v: str(v) if not isinstance(v, dict) else "-".join(f"{k}={v[k]}" for k in v))
 def test_bad_core_options_name_the_option(options, named):
     with pytest.raises(ConfigError, match=named.replace("(", r"\(").replace("[", r"\[")):
@@ -69,6 +71,7 @@ def test_yaml_files_malformed_empty_or_not_a_mapping(tmp_path):
     assert config["epochs"] == 4
 
 
+REVIEWS = "user_id:token\titem_id:token\treview:token_seq\n"
 INTER_CASES = {
     "empty": ("", "is empty: its first line must be a header"),
     "no_types": ("user_id\titem_id\n1\t2\n", "header field 'user_id' is not 'name:type'"),
@@ -83,6 +86,14 @@ INTER_CASES = {
     "spaces": ("user_id:token\titem_id:token\n1 2\n", ":2: 1 field, but the header"),
     "bom": ("\ufeffuser_id:token\titem_id:token\n1\t2\n", "starts with a byte-order mark"),
     "rating_text": ("user_id:token\titem_id:token\trating:float\n1\t2\tthree\n", ":2: field 'rating' is 'three'"),
+    "twice": ("user_id:token\titem_id:token\trating:float\trating:float\n1\t2\t3\t4\n", "names field 'rating' twice"),
+    # RecBole's reader (pandas) takes '"' as a CSV quote: an unclosed one merged the following lines into one
+    # review without a word; a quote followed by more text failed with pandas' ParserError (no file, no line)
+    "unclosed_quote": (REVIEWS + '1\t2\t"so good\n1\t3\tthe end"\n1\t4\tok\n',
+                       ':2: a field opens a double quote that is closed only on line 3'),
+    "quote_then_text": (REVIEWS + '1\t2\tok\n1\t3\t"Best toy ever, 12" tall\n',
+                        ":3: a double quote that RecBole's reader (pandas, which takes '\"' as a CSV quote) cannot"),
+    "never_closed": (REVIEWS + '1\t2\tok\n1\t3\t"the end\n', ":3: a field opens a double quote that is never closed"),
 }
 
 
@@ -101,6 +112,31 @@ def test_a_well_formed_header_passes(tmp_path):
     path = tmp_path / "ok.inter"
     path.write_text("user_id:token\titem_id:token\trating:float\ttags:token_seq\nu1\ti1\t4\ta b\nu2\ti1\t\tc\n\n")
     check_inter_header(str(path), build_config())
+
+
+@pytest.mark.parametrize("separator, text", [
+    ("\t", REVIEWS + '1\t2\t"a ""quoted"" word"\n1\t3\t"a\ttab inside"\n2\t3\tsay "hi"\n'),
+    (",", "user_id:token,item_id:token,review:token_seq\n1,2,\"fun, but loud\"\n1,3,plain\n"),
+])
+def test_quoted_fields_pass_as_recbole_reads_them(separator, text, tmp_path):
+    """Quoted fields that pandas reads into the right columns pass (the line-based check refused a separator inside
+    quotes as a shifted line), and the check's verdict is RecBole's reader's: one row per line."""
+    import pandas as pd
+
+    path = tmp_path / "quoted.inter"
+    path.write_text(text)
+    check_inter_header(str(path), build_config(field_separator=separator))
+    frame = pd.read_csv(path, delimiter=separator, dtype=str, engine="python")
+    assert frame.shape == (text.count("\n") - 1, 3) and frame.notna().all().all()
+
+
+def test_ids_with_spaces_around_them_are_warned(tmp_path, caplog):
+    path = tmp_path / "spaced.inter"
+    path.write_text("user_id:token\titem_id:token\nU1\tI1\nU1 \tI2\n U2\t I1\n")
+    caplog.set_level("WARNING")
+    check_inter_header(str(path), build_config())
+    assert f"{path}:3: 'user_id' is 'U1 ', with spaces around it; RecBole keeps them, so it is another id than 'U1' " \
+           "(3 such ids in the file)" in caplog.text
 
 
 def test_encodings_load_col_and_pre_split_ids_are_named(tmp_path):
@@ -189,7 +225,8 @@ def test_duplicate_interactions_are_a_warning_naming_file_count_and_option(fast_
         f"{inter}: 6 (user, item) pairs occur on more than one row (8 extra of 248 rows). RecBole keeps them, so they "
         "count several times in training and a pair can be both a training and a test item, which RecBole's full "
         "ranking does not mask (an easy hit). Set rm_dup_inter: first "
-        "(or --rm_dup_inter=first) to keep only the first of each (the earliest, when there is a timestamp field)."]
+        "(or --rm_dup_inter=first) to keep only the first of each (the earliest when a timestamp field is loaded, "
+        "load_col)."]
     caplog.clear()
     deduplicated = Config(model="MF", dataset="dups", config_dict={**settings, "rm_dup_inter": "first"},
                           command_line=False)
@@ -227,6 +264,40 @@ def test_an_empty_validation_split_is_an_error(fast_config, tmp_path):
     config = {**fast_config, "dataset": "single", "data_path": data_path}
     with pytest.raises(DataError, match="validation split of dataset 'single' is empty"):
         run_recbole_hnlm(model="LightGCN", config_dict=config)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"user_inter_num_interval": "[1000,inf)"}, "Dataset 'ml-slice': the interaction filters leave no interactions "
+                                                "(user_inter_num_interval='[1000,inf)'): loosen them."),
+    ({"val_interval": {"rating": "[3,inf)"}, "load_col": {"inter": ["user_id", "item_id"]}},
+     "Dataset 'ml-slice': val_interval names field 'rating', which is not loaded: add it to load_col (now "
+     "{'inter': ['user_id', 'item_id']}) or drop it from that option."),
+    ({"threshold": {"rating": 4}, "load_col": {"inter": ["user_id", "item_id"]}}, "threshold names field 'rating'"),
+])
+def test_recbole_dataset_errors_name_the_options(fast_config, options, message):
+    """Filters that leave nothing, and options naming a field that load_col leaves out, were RecBole tracebacks
+    ("Some feat is empty", "Field [rating] not defined in dataset")."""
+    with pytest.raises(DataError) as error:
+        run_recbole_hnlm(model="MF", config_dict={**fast_config, **options})
+    assert message in str(error.value)
+
+
+def test_options_recbole_takes_but_does_not_apply_are_warned(caplog):
+    from recbole_hnlm.data_checks import warn_unapplied_options
+
+    caplog.set_level("WARNING")
+    presplit = ["train", "valid", "test"]
+    warn_unapplied_options(build_config(benchmark_filename=presplit))
+    warn_unapplied_options(build_config(user_inter_num_interval="[10,inf)", rm_dup_inter="first"))
+    assert caplog.text == ""
+    warn_unapplied_options(build_config(benchmark_filename=presplit, user_inter_num_interval="[10,inf)",
+                                        rm_dup_inter="first"))
+    assert "benchmark_filename: RecBole reads pre-split files as they are, so user_inter_num_interval='[10,inf)', " \
+           "rm_dup_inter='first' are not applied." in caplog.text
+    caplog.clear()
+    warn_unapplied_options(build_config(threshold={"rating": 4}))
+    assert "threshold={'rating': 4} gives each interaction a 0/1 label, which the general recommenders and their " \
+           "samplers never read" in caplog.text
 
 
 def test_recbole_pickles_are_never_loaded(fast_config, tmp_path):

@@ -116,6 +116,23 @@ def test_bad_input_is_named_and_writes_nothing(checkpoint, tmp_path, capsys):
     assert "did you mean --keep_seen?" in capsys.readouterr().err and not out.exists()
 
 
+def test_a_data_error_is_one_line(checkpoint, ml_slice, tmp_path, capsys):
+    """A dataset that fails its checks (here a byte-order mark) is an ``error:`` line and exit 2, as in the run
+    script (it was a traceback)."""
+    import shutil
+
+    data_path, name = ml_slice
+    copy = tmp_path / "data"
+    shutil.copytree(os.path.join(data_path, name), copy / name)
+    inter = copy / name / f"{name}.inter"
+    inter.write_text("\ufeff" + inter.read_text(encoding="utf-8"), encoding="utf-8")
+    out = tmp_path / "recs.tsv"
+    assert main(["--checkpoint", checkpoint, "--out", str(out), f"--data_path={copy}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "starts with a byte-order mark" in err and "Traceback" not in err
+    assert not out.exists()
+
+
 def test_a_misspelt_setting_is_named(checkpoint, tmp_path, capsys):
     out = tmp_path / "recs.tsv"
     assert main(["--checkpoint", checkpoint, "--out", str(out), "--users", "1", "--show_progres=False"]) == 0
