@@ -357,3 +357,17 @@ def test_hand_edited_checkpoint_metadata_is_named(fast_config, tmp_path, edit, m
     for option in ("resume_from", "init_from"):
         with pytest.raises(ConfigError, match=f"{option}: .*edited.resume.safetensors: {re.escape(message)}"):
             run_recbole_hnlm(model="MF", config_dict={**settings, option: edited})
+
+
+def test_a_resumed_run_tests_the_model_as_now_configured(fast_config, tmp_path):
+    """Checkpoints stored the inference cache (pooled embeddings) and the test reused it: a finished LightGCN run
+    resumed with another n_layers reported the old ranking's metrics under the new options."""
+    settings = {**fast_config, "sampler": "RNS", "epochs": 1, "checkpoint_dir": str(tmp_path)}
+    first = run_recbole_hnlm(model="LightGCN", config_dict=settings)
+    with safe_open(first["checkpoint"], framework="pt") as f:
+        assert not [name for name in f.keys() if name.startswith("other.")]
+    again = run_recbole_hnlm(model="LightGCN", config_dict={**settings, "n_layers": 1,
+                                                               "resume_from": first["resume_state"]})
+    evaluated = run_recbole_hnlm(model="LightGCN", config_dict={**settings, "n_layers": 1, "eval_only": True,
+                                                                   "init_from": first["checkpoint"]})
+    assert again["test_result"] == evaluated["test_result"] != first["test_result"]

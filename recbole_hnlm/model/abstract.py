@@ -63,9 +63,8 @@ class SampledRecommender(GeneralRecommender):
         self.negative_warmup_epochs = int(config["negative_warmup_epochs"] or 0)
         self.warming_up = False  # set before every training epoch by on_epoch_start (a loaded model is past it)
         self._announced_warm_up = None
-        self.restore_user_e = None
-        self.restore_item_e = None
-        self.other_parameter_name = ["restore_user_e", "restore_item_e"]
+        self.restore_user_e = None  # inference cache of the pooled embeddings (not stored in checkpoints: it
+        self.restore_item_e = None  # follows the weights and the backbone options, see _drop_inference_cache)
 
     def training_pairs(self, dataset):
         """``(users, items)`` int64 tensors of the training interactions the model was built with."""
@@ -95,7 +94,7 @@ class SampledRecommender(GeneralRecommender):
         return emb.user, emb.item
 
     def calculate_loss(self, interaction):
-        self.restore_user_e = self.restore_item_e = None
+        self._drop_inference_cache()
         user, pos, neg = interaction[self.USER_ID], interaction[self.ITEM_ID], interaction[self.NEG_ITEM_ID]
         if self.warming_up:  # negative_warmup_epochs: the loader's uniform negative, as RNS
             emb = self.propagate(with_layers=False)
@@ -136,6 +135,25 @@ class SampledRecommender(GeneralRecommender):
         report = getattr(self.sampler, "epoch_report", None)
         if report is not None:
             report()
+
+    def _drop_inference_cache(self):
+        self.restore_user_e = self.restore_item_e = None
+
+    def train(self, mode=True):
+        """``nn.Module.train``/``eval``; each evaluation (RecBole calls ``eval()`` first) propagates afresh."""
+        self._drop_inference_cache()
+        return super().train(mode)
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        """New weights: the inference cache no longer matches them."""
+        self._drop_inference_cache()
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def load_other_parameter(self, para):
+        """Checkpoints written before session 22 hold the inference cache (RecBole's ``other_parameter``): it is
+        ignored, since it was computed with the options of the run that wrote it (a changed ``n_layers`` was
+        tested with the old ranking)."""
+        self._drop_inference_cache()
 
     def _pooled_for_inference(self):
         if self.restore_user_e is None or self.restore_item_e is None:

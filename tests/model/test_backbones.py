@@ -187,3 +187,32 @@ def test_more_candidates_than_items_is_warned_about(fast_config, sampler, key, c
     model, _, _ = build(fast_config, "LightGCN", sampler=sampler, **{key: n_items + 1})
     assert model.sampler.n_candidates == n_items + 1
     assert f"'{key}' = {n_items + 1} exceeds the {n_items} items of dataset 'ml-slice'" in caplog.text
+
+
+@pytest.mark.parametrize("model_name", ["MF", "NGCF", "LightGCN", "SGL"])
+def test_inference_scores_follow_the_weights(fast_config, model_name):
+    """``predict`` and ``full_sort_predict`` agree, and the cached pooled embeddings they share are dropped by
+    ``eval()``/``train()`` and by loading weights: a graph backbone served the old scores after its weights changed
+    (MF followed them only because its cache shares the weights' storage)."""
+    from recbole.data.interaction import Interaction
+
+    model, batch, _ = build(fast_config, model_name)
+    model.eval()
+    users = torch.arange(1, 6)
+    with torch.no_grad():
+        full = model.full_sort_predict(Interaction({"user_id": users})).view(len(users), -1)
+        items = torch.arange(model.n_items).repeat(len(users))
+        pointwise = model.predict(Interaction({"user_id": users.repeat_interleave(model.n_items), "item_id": items}))
+    assert torch.allclose(full.flatten(), pointwise, rtol=1e-5, atol=1e-6)
+
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        model.item_embedding.weight.mul_(-1.0)
+    model.eval()
+    with torch.no_grad():
+        flipped = model.full_sort_predict(Interaction({"user_id": users})).view(len(users), -1)
+    assert not torch.allclose(flipped, full)
+    model.load_state_dict(state)
+    with torch.no_grad():
+        assert torch.allclose(model.full_sort_predict(Interaction({"user_id": users})).view(len(users), -1), full)
+    assert model.other_parameter() == {}  # nothing of the cache goes into a checkpoint
