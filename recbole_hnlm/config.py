@@ -19,7 +19,7 @@ import yaml
 from recbole.config import Config as RecBoleConfig
 
 from recbole_hnlm.compat import install_numpy_aliases
-from recbole_hnlm.config_checks import check_core_options, unknown_options
+from recbole_hnlm.config_checks import check_core_options, foreign_options, unknown_options
 from recbole_hnlm.errors import ConfigError
 
 PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "properties")
@@ -83,6 +83,9 @@ class Config(RecBoleConfig):
             self.model_class.check_config(self)  # the backbone's own options, before the dataset loads
         sampler_class.check_config(self)
         self.unknown_options = unknown_options(self.external_config_dict, PROPERTIES_DIR)
+        teacher = [self.final_config_dict.get("hnlm_teacher_model")] if sampler_class.name == "HNLMRec" else []
+        self.foreign_options = foreign_options(self.external_config_dict, PROPERTIES_DIR, self.model,
+                                               sampler_class.name, also_models=[m for m in teacher if m])
 
     def _load_config_files(self, file_list):
         return read_config_files(file_list, self.yaml_loader)

@@ -108,13 +108,9 @@ def check_valid_metric(config) -> None:
 
 
 def _yaml_keys(folder: str) -> set:
-    keys = set()
-    for path in glob.glob(os.path.join(folder, "**", "*.yaml"), recursive=True):
-        with open(path, encoding="utf-8") as f:
-            content = yaml.safe_load(f)
-        if isinstance(content, dict):
-            keys.update(content)
-    return keys
+    """The keys of every yaml file under ``folder``."""
+    return {key for path in glob.glob(os.path.join(folder, "**", "*.yaml"), recursive=True)
+            for key in _yaml_keys_of(path)}
 
 
 _KNOWN_KEYS = None
@@ -133,6 +129,81 @@ def known_option_names(plugin_properties_dir: str) -> set:
         _KNOWN_KEYS = frozenset(_yaml_keys(recbole_properties) | _yaml_keys(plugin_properties_dir)
                                 | _OPTIONS_WITHOUT_YAML)
     return _KNOWN_KEYS
+
+
+#: Samplers whose runs also read another sampler's options: HNLMRec's fine-tuned variant trains a MixGCF teacher with
+#: the run's settings (recbole_hnlm.llm.teacher_training).
+ALSO_READS = {"HNLMRec": ("MixGCF",)}
+_OWNERS = None
+
+
+def plugin_option_owners(plugin_properties_dir: str) -> dict:
+    """``{(kind, name): option names}`` of the plugin's ``model/<name>.yaml`` and ``sampler/<name>.yaml`` files
+    (cached)."""
+    global _OWNERS
+    if _OWNERS is None:
+        owners = {}
+        for kind in ("model", "sampler"):
+            for path in sorted(glob.glob(os.path.join(plugin_properties_dir, kind, "*.yaml"))):
+                owners[(kind, os.path.basename(path)[:-len(".yaml")])] = frozenset(_yaml_keys_of(path))
+        _OWNERS = owners
+    return _OWNERS
+
+
+def foreign_options(external_keys, plugin_properties_dir: str, model: str, sampler: str, also_models=()) -> list:
+    """``[(key, owners)]`` for each user-set key that only other backbones' or samplers' property files define, so
+    that a run of ``model`` with ``sampler`` never reads it (e.g. ``n_layers`` for MF, ``dns_candidates`` for AHNS);
+    ``owners`` names them (``"the LightGCN/SGL model"``). ``also_models``: backbones the run also trains (HNLMRec's
+    teacher)."""
+    import recbole
+
+    owners = plugin_option_owners(plugin_properties_dir)
+    readers = {("model", model), *(("model", m) for m in also_models), ("sampler", sampler),
+               *(("sampler", s) for s in ALSO_READS.get(sampler, ()))}
+    recbole_properties = os.path.join(os.path.dirname(recbole.__file__), "properties")
+    read = set(_yaml_keys_of(os.path.join(recbole_properties, "model", f"{model}.yaml")))
+    for reader in readers:
+        read |= owners.get(reader, frozenset())
+    found = []
+    for key in external_keys:
+        holders = [(kind, name) for (kind, name), names in owners.items() if key in names]
+        if holders and key not in read and not _general_option(key, plugin_properties_dir):
+            described = [f"the {'/'.join(n for k, n in holders if k == kind)} {kind}" for kind in ("model", "sampler")
+                         if any(k == kind for k, _ in holders)]
+            found.append((key, " and ".join(described)))
+    return found
+
+
+def foreign_option_messages(foreign, model: str, sampler: str) -> list:
+    """One warning line per option that this run never reads (:func:`foreign_options`)."""
+    return [f"Option '{key}' is ignored: it is an option of {owners}, which a {model} run with the {sampler} sampler "
+            "never reads." for key, owners in foreign]
+
+
+_GENERAL_KEYS = None
+
+
+def _general_option(key, plugin_properties_dir):
+    """An option of RecBole's or the plugin's overall and dataset property files (every run reads those)."""
+    global _GENERAL_KEYS
+    if _GENERAL_KEYS is None:
+        import recbole
+
+        recbole_properties = os.path.join(os.path.dirname(recbole.__file__), "properties")
+        paths = [os.path.join(folder, "overall.yaml") for folder in (recbole_properties, plugin_properties_dir)]
+        paths += glob.glob(os.path.join(recbole_properties, "dataset", "*.yaml"))
+        paths += glob.glob(os.path.join(plugin_properties_dir, "dataset", "*.yaml"))
+        _GENERAL_KEYS = frozenset(key for path in paths for key in _yaml_keys_of(path)) | _OPTIONS_WITHOUT_YAML
+    return key in _GENERAL_KEYS
+
+
+def _yaml_keys_of(path):
+    """The keys of one yaml file (none when it is missing or not a mapping)."""
+    if not os.path.isfile(path):
+        return set()
+    with open(path, encoding="utf-8") as f:
+        content = yaml.safe_load(f)
+    return set(content) if isinstance(content, dict) else set()
 
 
 def unknown_options(external_keys, plugin_properties_dir: str) -> list:

@@ -57,6 +57,24 @@ def test_misspelt_options_are_listed_with_the_closest_name():
                                       ("my_own_setting", None)]  # dns_candidates is known, even for another sampler
 
 
+def test_options_of_other_backbones_and_samplers_are_named():
+    """Another backbone's or sampler's option was accepted without a word (``n_layers`` for MF): it is listed with
+    its owners; options the run reads, HNLMRec's teacher's included, are not."""
+    from recbole_hnlm.config_checks import foreign_option_messages
+
+    config = Config(model="MF", dataset="ml-100k", config_dict={
+        "sampler": "AHNS", "n_layers": 5, "message_dropout": 0.5, "dns_candidates": 8, "ahns_candidates": 8,
+        "reg_weight": 1e-4, "epochs": 3}, command_line=False)
+    assert config.foreign_options == [("n_layers", "the LightGCN/SGL model"), ("message_dropout", "the NGCF model"),
+                                      ("dns_candidates", "the DNS sampler")]
+    assert foreign_option_messages(config.foreign_options[:1], "MF", "AHNS") == [
+        "Option 'n_layers' is ignored: it is an option of the LightGCN/SGL model, which a MF run with the AHNS "
+        "sampler never reads."]
+    teacher = Config(model="MF", dataset="ml-100k", config_dict={"sampler": "HNLMRec", "n_layers": 2,
+                                                                 "mixgcf_candidates": 8}, command_line=False)
+    assert teacher.foreign_options == []  # the MixGCF teacher (LightGCN) reads both
+
+
 def test_yaml_files_malformed_empty_or_not_a_mapping(tmp_path):
     broken, empty, listed, good = (tmp_path / n for n in ("broken.yaml", "empty.yaml", "list.yaml", "good.yaml"))
     broken.write_text("epochs: 3\nlearning_rate: [0.1\n")
@@ -326,7 +344,8 @@ def test_run_script_exit_codes(tmp_path, capsys):
 def test_missing_presplit_ml100k_explains_the_bundled_example(tmp_path, capsys):
     """A split imported as ml-100k is never read: RecBole maps the name to its bundled copy. The error said to pass
     --data_path, which was given."""
-    argv = ["--model=MF", "--dataset=ml-100k", f"--data_path={tmp_path}", "--benchmark_filename=['train','valid','test']"]
+    argv = ["--model=MF", "--dataset=ml-100k", f"--data_path={tmp_path}",
+            "--benchmark_filename=['train','valid','test']"]
     assert main(argv) == 2
     assert "ml-100k is RecBole's bundled example" in capsys.readouterr().err
 

@@ -25,7 +25,6 @@ resumes: finished cells are skipped, so finished trials cost nothing.
 Exit status: 0 when every trial finished; 1 when a cell failed (its ``error.txt`` is named); 2 for bad input, before
 anything runs; 130 when interrupted.
 """
-import glob
 import json
 import math
 import os
@@ -34,7 +33,6 @@ import sys
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-import yaml
 from tqdm import tqdm
 
 from recbole_hnlm.benchmark.grid import (SettingsMismatch, canonical_names, expand_cells, grid_settings,
@@ -64,28 +62,12 @@ FIXED_KEYS = {
 }
 
 
-#: Samplers whose options a sampler also reads: HNLMRec's fine-tuned variant trains a MixGCF teacher with the run's
-#: settings (recbole_hnlm.llm.teacher_training).
-_ALSO_READS = {"HNLMRec": ("MixGCF",)}
-
-
-def _sampler_options():
-    """``{sampler: the option names of properties/sampler/<sampler>.yaml}`` for every plugin sampler."""
-    from recbole_hnlm.config import PROPERTIES_DIR
-
-    options = {}
-    for path in sorted(glob.glob(os.path.join(PROPERTIES_DIR, "sampler", "*.yaml"))):
-        with open(path, encoding="utf-8") as f:
-            options[os.path.basename(path)[:-len(".yaml")]] = set(yaml.safe_load(f) or {})
-    return options
-
-
 def _check_params(params, config_dict, sampler=None):
     """A searched name must be an option, not set on the command line too, not one the search sets itself, not
     one that changes what the trials are ranked on (:data:`FIXED_KEYS`), and not an option of another sampler than
     ``sampler`` (its trials would repeat one run)."""
     from recbole_hnlm.config import PROPERTIES_DIR
-    from recbole_hnlm.config_checks import unknown_options
+    from recbole_hnlm.config_checks import ALSO_READS, plugin_option_owners, unknown_options
     from recbole_hnlm.utils import get_sampler
 
     where = {p.name: p.where for p in params}
@@ -94,8 +76,9 @@ def _check_params(params, config_dict, sampler=None):
                           + (f": did you mean '{hint}'?" if hint else ""))
     if sampler is not None:
         sampler = get_sampler(sampler).name
-        readers = {sampler, *_ALSO_READS.get(sampler, ())}
-        options = _sampler_options()
+        readers = {sampler, *ALSO_READS.get(sampler, ())}
+        options = {name: keys for (kind, name), keys in plugin_option_owners(PROPERTIES_DIR).items()
+                   if kind == "sampler"}
         for name in where:
             owners = [owner for owner, names in options.items() if name in names]
             if owners and not readers & set(owners):
