@@ -2,7 +2,7 @@
 
 A bipartite Chung-Lu model: each interaction draws its user with probability proportional to a Pareto user
 activity and its item proportional to a Zipf item popularity; duplicate pairs are dropped and the set is trimmed
-to exactly ``n_edges``. Both degree sequences are heavy tailed like the real data (perf_anchors.md §1, §5), and
+to exactly ``n_edges``. Both degree sequences are heavy tailed like the real data (docs/perf_anchors.md §1, §5), and
 generation takes about a second.
 
     python benchmarks/synthetic_graph.py      # prints the statistics of the default graph

@@ -4,7 +4,7 @@ Each ``*_case`` returns ``{variant name: zero-argument callable}`` over identica
 ours, the others are baselines. Backward passes use ``torch.autograd.grad`` with a fixed upstream gradient, so no
 variant pays for ``.grad`` accumulation or an expanded ``sum()`` gradient.
 
-Sizes follow perf_anchors.md §1/§6: Yelp2018 training graph (31,668 users, 38,048 items, 1,237,259 edges,
+Sizes follow docs/perf_anchors.md §1/§6: Yelp2018 training graph (31,668 users, 38,048 items, 1,237,259 edges,
 synthetic power-law), d = 64, K = 3; MixGCF B = 2048, M = 64, L = K + 1 = 4.
 """
 import warnings

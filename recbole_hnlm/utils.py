@@ -60,7 +60,8 @@ def check_model_sampler_pair(model_class, sampler_class, options=RUN_SCRIPT_OPTI
             f"Use {options['model']}<one of {', '.join(PLUGIN_MODELS)}> or {options['sampler']}RNS."
         )
     if model_class.type != ModelType.GENERAL:
-        raise ConfigError(f"recbole_hnlm runs general (user-item) recommenders; {model_class.__name__} is {model_class.type}.")
+        raise ConfigError(f"recbole_hnlm runs general (user-item) recommenders; {model_class.__name__} is "
+                          f"{model_class.type}.")
 
 
 def get_trainer(model_type, model_name):

@@ -165,7 +165,8 @@ def _checked_backbone(model, config):
     path = config["init_from"]
     state, stored = read_model_weights(path)
     backbone = {k: v for k, v in stored.items() if not k.startswith(_SAMPLER_PREFIX)}
-    problem = weights_mismatch(backbone, {k: v for k, v in model.state_dict().items() if not k.startswith(_SAMPLER_PREFIX)})
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith(_SAMPLER_PREFIX)}
+    problem = weights_mismatch(backbone, own)
     if problem:
         raise ConfigError(f"init_from: the weights in {path} do not fit this {config['model']} ({problem}); "
                           "use the same backbone options (embedding_size, n_layers ...) as that run.")

@@ -6,11 +6,11 @@
 # stage. At most 7 files are written (the device tool brings back 8). Stages run in order of importance: with the
 # budget spent, the last ones are skipped.
 #
-# The GPU image (Python 3.12) has torch with CUDA, nvcc, pytest, pytest-benchmark, setuptools, ninja, transformers and
-# torch_geometric, but no RecBole: the op tests and benchmarks do not import it. The encoder's device test reads
-# RecBole's bundled ml-100k titles for its tokenizer, so its wheel travels (pure Python, 2 MB, installed --no-deps):
-#   python3 -m pip download --no-deps -d .whl recbole==1.2.1
-# then run with the `device` tool, carrying .whl:  bash scripts/gpu_check.sh
+# Python: $PYTHON (default python3), e.g. PYTHON=.venv/bin/python after scripts/setup.sh with a CUDA torch. A bare
+# GPU image (ours: Python 3.12 with torch, nvcc, pytest, pytest-benchmark, setuptools, ninja, transformers and
+# torch_geometric) also works without RecBole: the op tests and benchmarks do not import it. The encoder's device
+# test reads RecBole's bundled ml-100k titles for its tokenizer; a RecBole wheel in .whl/ is installed --no-deps
+# (pure Python, 2 MB; fetch it where PyPI is reachable: python3 -m pip download --no-deps -d .whl recbole==1.2.1).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_out}
