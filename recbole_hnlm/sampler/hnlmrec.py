@@ -83,6 +83,8 @@ class HNLMRec(NegativeSampler):
             raise ConfigError("HNLMRec needs 'hnlm_file' (set by HNLMRec.prepare, or give the store's path).")
         store = PairEmbeddingStore.open(config["hnlm_file"])
         self.pairs = store.align(dataset)
+        self.store_path, self.store_dataset = store.path, store.manifest.get("dataset")
+        self.check_no_pairs_outside_training(dataset)
         if config["hnlm_center"]:
             mean_norm = self.pairs.center()
             logging.getLogger().info(f"HNLMRec: stored vectors centred (norm of their mean {mean_norm:.4g})")
@@ -156,15 +158,48 @@ class HNLMRec(NegativeSampler):
             ensure_teacher(config, train_data, teacher_path_for(config))
         config["hnlm_file"] = ensure_negatives(config, train_data._dataset)
 
+    @staticmethod
+    def _training_keys(dataset):
+        users, items = dataset.inter_feat[dataset.uid_field], dataset.inter_feat[dataset.iid_field]
+        return torch.as_tensor(users).long() * int(dataset.item_num) + torch.as_tensor(items).long()
+
+    def check_no_pairs_outside_training(self, dataset):
+        """Refuse a store that holds pairs of this dataset that are not training pairs of this run: it was built on
+        another split (or with ``--split all``), so its negatives come from profiles, or from an LLM fine-tuned on a
+        teacher, that saw interactions this run validates and tests on."""
+        outside = self.pairs.keys[~torch.isin(self.pairs.keys, self._training_keys(dataset))]
+        if outside.numel():
+            user = dataset.id2token(dataset.uid_field, int(outside[0]) // self.pairs.n_items)
+            item = dataset.id2token(dataset.iid_field, int(outside[0]) % self.pairs.n_items)
+            raise ConfigError(
+                f"hnlm_file: {self.store_path} holds {outside.numel()} (user, item) pairs of dataset "
+                f"'{dataset.dataset_name}' that are not training pairs of this run (e.g. user {user!r}, item "
+                f"{item!r}): it was built on another split (other split_seed, eval_args or pre-split files), on "
+                "every interaction (--split all) or on more training pairs (a sparsity cell), so its negatives were "
+                "made from interactions this run must not see (its validation and test pairs, when the split "
+                "differs). Leave hnlm_file unset to build the negatives of this run's training pairs, or run with "
+                "the split settings of the run that built it.")
+
     def check_training_coverage(self, dataset):
         """Refuse (``hnlm_missing: error``) or log training pairs without a stored vector."""
-        users, items = dataset.inter_feat[dataset.uid_field], dataset.inter_feat[dataset.iid_field]
-        coverage = self.pairs.pair_coverage(users, items)
+        users = dataset.inter_feat[dataset.uid_field]
+        coverage = self.pairs.pair_coverage(users, dataset.inter_feat[dataset.iid_field])
         message = f"HNLMRec: {coverage:.2%} of the {len(users)} training pairs have an LLM negative"
+        other = self.store_dataset and self.store_dataset != dataset.dataset_name
+        if coverage == 0:
+            why = (f"{self.store_path} was built for dataset '{self.store_dataset}'" if other else
+                   f"{self.store_path} holds none of this dataset's pairs")
+            if self.missing == "error":
+                raise ConfigError(f"{message}: {why}. Leave hnlm_file unset to build the negatives of this dataset.")
+            logging.getLogger().warning(f"{message} ({why}): this run trains with the random negative only, as RNS.")
+            return
         if coverage < 1.0 and self.missing == "error":
             raise ConfigError(
                 f"{message}. Set hnlm_missing=random to train the others with the random negative only, or "
                 "precompute negatives for every training pair.")
+        if other:
+            logging.getLogger().warning(f"HNLMRec: {self.store_path} was built for dataset '{self.store_dataset}', "
+                                        f"this run reads '{dataset.dataset_name}'.")
         logging.getLogger().info(message)
 
     def forward(self, ctx: SamplingContext) -> Negatives:

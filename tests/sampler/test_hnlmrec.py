@@ -11,12 +11,33 @@ from recbole_hnlm.quick_start import run_recbole_hnlm
 D_LLM = 24
 
 
-def write_store(ml_slice, path, fraction=1.0, seed=0):
-    """A store with one random LLM vector per (user, item) line of the slice's .inter (or a fraction of them)."""
-    data_path, name = ml_slice
-    with open(os.path.join(data_path, name, f"{name}.inter")) as f:
-        next(f)
-        pairs = [line.split("\t")[:2] for line in f]
+_TRAINING_PAIRS = {}
+
+
+def training_pairs(ml_slice):
+    """``(user, item)`` tokens of the slice's training split (RecBole's default split, seed 2020), as the LLM stage
+    builds its store for: a store holding other pairs is refused."""
+    if ml_slice not in _TRAINING_PAIRS:
+        from recbole.data import create_dataset, data_preparation
+        from recbole.utils import init_seed
+
+        from recbole_hnlm.config import Config
+        from recbole_hnlm.llm.recbole_pairs import train_pairs_from_dataset
+
+        data_path, name = ml_slice
+        config = Config(model="LightGCN", dataset=name, config_dict={
+            "data_path": data_path, "sampler": "RNS", "load_col": {"inter": ["user_id", "item_id", "rating",
+                                                                             "timestamp"]}}, command_line=False)
+        init_seed(config["seed"], True)
+        train_data, _, _ = data_preparation(config, create_dataset(config))
+        _TRAINING_PAIRS[ml_slice] = train_pairs_from_dataset(train_data)
+    return _TRAINING_PAIRS[ml_slice]
+
+
+def write_store(ml_slice, path, fraction=1.0, seed=0, pairs=None):
+    """A store with one random LLM vector per training pair of the slice (or a fraction of them, or ``pairs``)."""
+    _, name = ml_slice
+    pairs = training_pairs(ml_slice) if pairs is None else pairs
     pairs = pairs[: int(len(pairs) * fraction)]
     emb = torch.randn(len(pairs), D_LLM, generator=torch.Generator().manual_seed(seed))
     write_pair_store(str(path), [u for u, _ in pairs], [i for _, i in pairs], emb,
@@ -186,6 +207,28 @@ def test_missing_pairs_are_an_error_unless_a_fallback_is_named(fast_config, ml_s
     assert 0 < int(found.sum()) < len(found)
     # a pair without an LLM vector gets exactly the random negative: never noise
     assert torch.equal(out.pooled[~found, 0], emb.item[neg[~found]])
+
+
+def test_a_store_of_other_pairs_is_refused(fast_config, ml_slice, tmp_path, caplog):
+    """A store built on another split (it holds pairs this run validates or tests on) trained silently once
+    hnlm_missing=random was set, as the coverage error advised; a store of another dataset became an RNS run."""
+    data_path, name = ml_slice
+    with open(os.path.join(data_path, name, f"{name}.inter")) as f:
+        next(f)
+        every = [tuple(line.split("\t")[:2]) for line in f]
+    store = write_store(ml_slice, tmp_path / "all.safetensors", pairs=every)
+    for missing in ("error", "random"):
+        with pytest.raises(ConfigError, match=r"hnlm_file: .*all.safetensors holds \d+ \(user, item\) pairs of "
+                                              "dataset 'ml-slice' that are not training pairs of this run"):
+            build(fast_config, store, hnlm_missing=missing)
+    write_pair_store(str(tmp_path / "other.safetensors"), ["nobody"], ["nothing"], torch.ones(1, D_LLM),
+                     {"variant": "semantic", "dataset": "yelp2018", "dataset_hash": "test"}, dtype=torch.float32)
+    with pytest.raises(ConfigError, match="0.00% of the .* training pairs have an LLM negative: .*other.safetensors "
+                                          "was built for dataset 'yelp2018'"):
+        build(fast_config, str(tmp_path / "other.safetensors"))
+    caplog.set_level("WARNING")
+    build(fast_config, str(tmp_path / "other.safetensors"), hnlm_missing="random")
+    assert "this run trains with the random negative only, as RNS" in caplog.text
 
 
 def test_frozen_adapter_flag(fast_config, ml_slice, tmp_path):
