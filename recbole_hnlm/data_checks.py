@@ -270,6 +270,32 @@ def _records(lines, separator):
         yield start, end, values
 
 
+def check_records(path, encoding="utf-8", separator="\t"):
+    """Any atomic file, split as RecBole's reader splits it (:func:`_records`): quotes that would merge lines or fail
+    pandas, and lines with another field count than the header, are errors naming the file and line. For files the
+    LLM stages read that RecBole may not load (a ``.item`` file outside ``load_col``).
+
+    Raises:
+        DataError: naming the file and line.
+    """
+    try:
+        with open(path, encoding=encoding, newline="") as f:
+            header = f.readline().rstrip("\r\n")
+            count = len(header.split(separator))
+            for start, end, values in _records(f, separator):
+                if isinstance(values, csv.Error):
+                    raise _quote_error(path, start, end, values)
+                if not any(value.strip() for value in values):
+                    continue
+                if end > start:
+                    raise _quote_error(path, start, end, None)
+                if len(values) != count:
+                    raise DataError(f"{path}:{start}: {len(values)} fields, but the header {header!r} has {count}: "
+                                    f"every line needs one value per header field, separated by {separator!r}.")
+    except UnicodeDecodeError as error:
+        raise encoding_error(path, encoding, error) from None
+
+
 def _quote_error(path, start, end, error):
     """A record RecBole's reader would take apart at a double quote (it takes ``"`` as a CSV quote character)."""
     fix = ("remove the double quotes from the field, or quote the whole field and double each quote inside it "

@@ -16,7 +16,6 @@ Only *training* interactions may feed profiles (the test items would otherwise l
 training split as a set of ``(user_token, item_token)`` pairs; without it every interaction counts as training
 (documented fallback for stand-alone precompute, logged as a warning).
 """
-import csv
 import hashlib
 import logging
 import os
@@ -26,7 +25,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import pandas as pd
 
-from recbole_hnlm.data_checks import encoding_error
+from recbole_hnlm.data_checks import check_records
 from recbole_hnlm.errors import DataError
 from recbole_hnlm.files import file_sha256
 
@@ -49,14 +48,12 @@ def atomic_file(data_path: str, dataset: str, suffix: str) -> str:
 
 
 def _read_atomic(path: str, encoding: str = "utf-8") -> pd.DataFrame:
-    """Read an atomic file as strings; columns renamed from ``name:type`` to ``name``. Text that is not
-    ``encoding`` (RecBole's option) is an error naming the file: replaced characters would reach the prompts without
-    a word. (pandas drops a UTF-8 byte-order mark.)"""
-    try:
-        frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE,
-                            encoding=encoding)
-    except UnicodeDecodeError as error:
-        raise encoding_error(path, encoding, error) from None
+    """Read an atomic file as strings, as RecBole reads it (pandas' Python engine, ``"`` a CSV quote); columns
+    renamed from ``name:type`` to ``name``. Text that is not ``encoding`` (RecBole's option), quotes that would merge
+    lines and lines with a wrong field count are errors naming the file (:func:`check_records`): replaced characters
+    would reach the prompts without a word. (pandas drops a UTF-8 byte-order mark.)"""
+    check_records(path, encoding)
+    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, encoding=encoding, engine="python")
     names = []
     for column in frame.columns:
         if ":" not in column:

@@ -10,6 +10,7 @@ Reference code:
 import hashlib
 import json
 import logging
+import os
 
 import torch
 import torch.nn.functional as F
@@ -150,10 +151,14 @@ class HNLMRec(NegativeSampler):
                 f"negative_warmup_epochs={warm_up} covers all epochs={epochs}: this run never trains with HNLMRec's "
                 "negatives (it is an RNS run), yet their LLM stage runs first (cached for later runs). Lower "
                 "negative_warmup_epochs, or use --sampler=RNS.")
+        from recbole_hnlm.data_checks import check_records
         from recbole_hnlm.llm import ensure_negatives
         from recbole_hnlm.llm.pipeline import teacher_path_for
         from recbole_hnlm.llm.teacher_training import ensure_teacher
 
+        item_file = os.path.join(config["data_path"], f"{config['dataset']}.item")
+        if os.path.isfile(item_file):  # the LLM stage reads it, loaded or not: fail before the teacher trains
+            check_records(item_file, config["encoding"] or "utf-8")  # tab-separated, as the LLM stage reads it
         if config["hnlm_variant"] == "finetuned":
             ensure_teacher(config, train_data, teacher_path_for(config))
         config["hnlm_file"] = ensure_negatives(config, train_data._dataset)

@@ -116,3 +116,32 @@ def test_empty_titles_and_repeated_item_rows_are_warned_about(data_root, tmp_pat
                for m in messages)
     assert text.items[items[0]].title == items[0]  # the id, not an empty title
     assert text.items[items[4]].title == f"Title {items[4]}"  # the first row, as RecBole keeps
+
+
+def test_quoted_item_text_is_read_as_recbole_reads_it(data_root, tmp_path, monkeypatch):
+    """The LLM stage read atomic files without quoting while RecBole takes '"' as a CSV quote: a tab inside a quoted
+    title split the row (a pandas traceback after the teacher had trained). A quote that would merge lines is named
+    by file and line, before the teacher trains."""
+    import pytest
+
+    from recbole_hnlm.errors import DataError
+    from recbole_hnlm.llm import teacher_training
+    from recbole_hnlm.sampler.hnlmrec import HNLMRec
+
+    item_path = _copy_inter(data_root, str(tmp_path), "quoted")
+    items = sorted({i for _, i in DatasetText(data_root, "mini").pairs})
+    rows = "".join(f"{i}\t\"Sushi\tRamen {i}\"\n" for i in items)
+    _write_items(item_path, "item_id:token\ttitle:token_seq\n" + rows)
+    assert DatasetText(str(tmp_path), "quoted").items[items[0]].title == f"Sushi\tRamen {items[0]}"
+
+    _write_items(item_path, "item_id:token\ttitle:token_seq\n" + f"{items[0]}\t\"Sushi bar\n"
+                 + "".join(f"{i}\tT{i}\n" for i in items[1:]))
+    with pytest.raises(DataError, match=f"{item_path}:2: a field opens a double quote that is never closed"):
+        DatasetText(str(tmp_path), "quoted")
+    trained = []
+    monkeypatch.setattr(teacher_training, "ensure_teacher", lambda *args: trained.append(args))
+    config = {"hnlm_file": None, "negative_warmup_epochs": 0, "epochs": 1, "hnlm_variant": "finetuned",
+              "data_path": os.path.join(str(tmp_path), "quoted"), "dataset": "quoted", "encoding": "utf-8"}
+    with pytest.raises(DataError, match="quoted.item:2: a field opens a double quote"):
+        HNLMRec.prepare(config, None, None)
+    assert trained == []
