@@ -63,12 +63,14 @@ class Generator:
         model, tokenizer: from :func:`recbole_hnlm.llm.models.load_causal_lm` (left padding).
         max_new_tokens: answer budget.  batch_size: prompts per ``generate`` call.
         retries: extra sampled attempts for malformed answers.  temperature/top_p: for the retries only
-        (and for every attempt when ``do_sample``).  max_prompt_tokens: prompts are cut from the left beyond this.
+        (and for every attempt when ``do_sample``).  max_prompt_tokens: prompts are cut from the left beyond this
+        (their instructions are lost: warned, counted in ``prompts_cut``); ``None`` (default): what the model's
+        context (``max_position_embeddings``, 2048 when unknown) leaves after the answer budget.
     """
 
     def __init__(self, model, tokenizer, max_new_tokens: int = 64, batch_size: int = 8, retries: int = 2,
                  do_sample: bool = False, temperature: float = 0.7, top_p: float = 0.9,
-                 max_prompt_tokens: int = 1024, seed: int = 2020):
+                 max_prompt_tokens: Optional[int] = None, seed: int = 2020):
         self.model, self.tokenizer = model, tokenizer
         self.max_new_tokens, self.batch_size, self.retries = max_new_tokens, batch_size, retries
         self.do_sample, self.temperature, self.top_p = do_sample, temperature, top_p
@@ -78,16 +80,24 @@ class Generator:
         self.tokens_generated = 0
         self.prompts_cut = 0  # prompts longer than max_prompt_tokens (cut from the left; the first one is logged)
 
+    def prompt_limit(self) -> int:
+        """Prompt tokens kept: ``max_prompt_tokens``, or the model's context minus the answer budget."""
+        if self.max_prompt_tokens is not None:
+            return int(self.max_prompt_tokens)
+        context = int(getattr(getattr(self.model, "config", None), "max_position_embeddings", 0) or 2048)
+        return max(1, context - self.max_new_tokens)
+
     def _encode(self, text: str) -> List[int]:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if len(ids) > self.max_prompt_tokens:
+        limit = self.prompt_limit()
+        if len(ids) > limit:
             if not self.prompts_cut:
-                logger.warning("a prompt of %d tokens is cut to its last %d (max_prompt_tokens): the instructions at "
-                               "its start are lost; shorten the profiles or histories (hnlm_max_history, "
-                               "hnlm_max_reviews, hnlm_profile_words). Counted in Generator.prompts_cut.",
-                               len(ids), self.max_prompt_tokens)
+                logger.warning("a prompt of %d tokens is cut to its last %d (the model's context less the answer "
+                               "budget): the instructions at its start are lost; shorten the histories "
+                               "(hnlm_max_history, hnlm_max_reviews, hnlm_profile_words). Counted in "
+                               "Generator.prompts_cut and reported when the stage ends.", len(ids), limit)
             self.prompts_cut += 1
-        return ids[-self.max_prompt_tokens:]
+        return ids[-limit:]
 
     def _decode(self, rows: torch.Tensor) -> List[Tuple[str, bool]]:
         """-> (text up to the first stop token, True when no stop token came: cut by the token budget)."""

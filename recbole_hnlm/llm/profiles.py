@@ -100,9 +100,20 @@ def generation_settings(generator: Generator, compute: str) -> Dict:
                 seed=generator.seed)
 
 
+#: Words kept of each attribute value (a description) and of each review in an item-profile prompt: a long text
+#: would push the prompt past the model's context, whose start (the instructions) is then cut off.
+ITEM_TEXT_WORDS = 200
+
+
+def _words(text: str, words: int) -> str:
+    parts = text.split()
+    return text if len(parts) <= words else " ".join(parts[:words]) + " ..."
+
+
 def _item_info(text: DatasetText, item: str) -> Dict[str, str]:
     info = text.items[item]
-    return dict({"item_id": item, "title": info.title}, **info.attributes)
+    attributes = {key: _words(value, ITEM_TEXT_WORDS) for key, value in info.attributes.items()}
+    return dict({"item_id": item, "title": info.title}, **attributes)
 
 
 def _item_description(text: DatasetText, book: Optional[ProfileBook], item: str, words: int) -> str:
@@ -117,7 +128,7 @@ def _item_description(text: DatasetText, book: Optional[ProfileBook], item: str,
 
 def item_profile_prompt(formatter: ChatFormatter, template: PromptTemplate, text: DatasetText, item: str,
                         max_reviews: int) -> str:
-    reviews = text.item_reviews.get(item, [])[:max_reviews]
+    reviews = [_words(review, ITEM_TEXT_WORDS) for review in text.item_reviews.get(item, [])[:max_reviews]]
     user = template.user_message({"item_info": json.dumps(_item_info(text, item), ensure_ascii=False),
                                   "reviews": json.dumps(reviews, ensure_ascii=False)})
     return formatter.render(template.sections["system"], user, template.answer_prefix)
@@ -196,4 +207,8 @@ def build_profiles(text: DatasetText, generator: Generator, generator_name: str,
     if failed:
         logger.warning("%d/%d user profiles failed (recorded in %s); their pairs get no negatives", failed,
                        len(users), book.path)
+    if generator.prompts_cut:
+        logger.warning("%d prompts were longer than the model's context and lost their start (the instructions); "
+                       "their profiles are unreliable: shorten the histories (hnlm_max_history, hnlm_profile_words)",
+                       generator.prompts_cut)
     return versions

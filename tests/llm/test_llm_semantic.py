@@ -101,6 +101,34 @@ def test_generation_prefix_cache_matches_full_prefill(tiny_llama_dir):
     assert single == [r["raw"] for r in cached]
 
 
+def test_prompts_are_cut_only_beyond_the_model_context(tiny_llama_dir):
+    """Prompts were cut at a fixed 1,024 tokens (SmolLM2 reads 8,192), losing their instructions at default settings
+    on datasets with reviews; the default limit is the model's context less the answer budget."""
+    from recbole_hnlm.llm.generation import Generator
+
+    model, tokenizer, _ = load_causal_lm(tiny_llama_dir, device="cpu")
+    context = model.config.max_position_embeddings
+    gen = Generator(model, tokenizer, max_new_tokens=3, retries=0)
+    assert gen.prompt_limit() == context - 3
+    gen.generate(["Heat " * (context - 10), "Heat " * (context + 10)])
+    assert gen.prompts_cut == 1
+
+
+def test_item_profile_prompts_cut_long_descriptions_and_reviews():
+    """A 7,000-word description filled the prompt; each attribute and review keeps ITEM_TEXT_WORDS words."""
+    from recbole_hnlm.llm.dataset_text import ItemText
+    from recbole_hnlm.llm.profiles import ITEM_TEXT_WORDS, item_profile_prompt
+    from recbole_hnlm.llm.prompts import ChatFormatter, PromptTemplate
+
+    class Text:  # the two fields item_profile_prompt reads of a DatasetText
+        items = {"i1": ItemText("i1", "Golden Dragon", {"description": "tasty " * 7000, "city": "Austin"})}
+        item_reviews = {"i1": ["great " * 500, "short review"]}
+
+    prompt = item_profile_prompt(ChatFormatter(None), PromptTemplate.load("item_profile.v1"), Text(), "i1", 5)
+    assert prompt.count("tasty") == ITEM_TEXT_WORDS and prompt.count("great") == ITEM_TEXT_WORDS
+    assert "short review" in prompt and "Austin" in prompt and "Golden Dragon" in prompt
+
+
 def test_sampled_answers_do_not_depend_on_their_batch(tiny_llama_dir):
     """Sampling (retries, extra negatives) draws per prompt: the same answer alone, next to other prompts, with
     another batch size, through the prefix cache; another seed draws otherwise; top_p ~ 0 is greedy."""
