@@ -63,6 +63,9 @@ def _adapter_matches(folder: str, identity: Dict) -> bool:
         settings = read_settings(folder)
     except FileNotFoundError:
         return False
+    except DataError as error:  # a damaged folder is fine-tuned again (saved atomically over it)
+        logger.warning("%s; it is fine-tuned again", error)
+        return False
     return all(settings.get(k) == v for k, v in identity.items())
 
 

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recbole_hnlm.errors import DataError
+
 from .models import end_of_sequence_id, sequence_start_ids
 from .prefix_attention import prefix_segment_forward
 from .prompts import ChatFormatter, PromptTemplate
@@ -289,9 +291,18 @@ class HybridPromptEncoder(nn.Module):
     @classmethod
     def load(cls, lm, tokenizer, folder: str, merge: bool = True) -> "HybridPromptEncoder":
         """Rebuild from a saved folder; ``merge`` folds LoRA into the weights (faster inference)."""
-        from safetensors.torch import load_file
+        from safetensors import SafetensorError
 
         settings = read_settings(folder)
+        try:
+            return cls._from_folder(lm, tokenizer, folder, settings, merge)
+        except (SafetensorError, OSError, KeyError) as error:  # truncated or missing files, settings without a key
+            raise _damaged(folder, f"{type(error).__name__}: {error}") from error
+
+    @classmethod
+    def _from_folder(cls, lm, tokenizer, folder: str, settings: Dict, merge: bool) -> "HybridPromptEncoder":
+        from safetensors.torch import load_file
+
         encoder = cls(lm, tokenizer, settings["cf_dim"], settings["soft_tokens"], lora=None,
                       template=settings["template"].split("@")[0])
         if settings["template"] != encoder.template.version:
@@ -313,12 +324,24 @@ class HybridPromptEncoder(nn.Module):
         return encoder.eval()
 
 
+def _damaged(folder: str, error) -> DataError:
+    """A fine-tuned adapter folder whose files cannot be read (a killed copy, hand edits)."""
+    return DataError(f"{folder}: not a readable fine-tuned adapter ({error}). Delete the folder to fine-tune again, "
+                     "or point hnlm_adapter_path at a complete one.")
+
+
 def read_settings(folder: str) -> Dict:
     path = os.path.join(folder, _SETTINGS)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: fine-tuned adapter settings missing (hnlm_adapter_path)")
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            settings = json.load(handle)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise _damaged(folder, f"{_SETTINGS}: {error}") from error
+    if not isinstance(settings, dict):
+        raise _damaged(folder, f"{_SETTINGS} is not a JSON object")
+    return settings
 
 
 def folder_hash(folder: str) -> str:

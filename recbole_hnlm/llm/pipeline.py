@@ -26,7 +26,10 @@ def profiles_path(data_path: str, dataset: str) -> str:
 
 
 def store_path_for(cfg: LLMConfig, data_path: str, dataset: str) -> str:
-    return cfg.store_path or default_store_path(data_path, dataset, cfg.variant)
+    path = cfg.store_path or default_store_path(data_path, dataset, cfg.variant)
+    if os.path.isdir(path):  # before hours of generation that could not be written
+        raise StoreError(f"{path} is a folder: hnlm_store_path names the store's .safetensors file")
+    return path
 
 
 def teacher_path_for(config) -> str:

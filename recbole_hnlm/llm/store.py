@@ -163,6 +163,8 @@ class PairEmbeddingStore:
         if not os.path.exists(path):
             raise StoreError(f"{path}: side-car store not found (run `python -m recbole_hnlm.llm negatives|embed` "
                              f"or set hnlm_store_path)")
+        if os.path.isdir(path):
+            raise StoreError(f"{path} is a folder: hnlm_file / hnlm_store_path name the store's .safetensors file")
         header, data_start = _read_header(path)
         meta = header.pop("__metadata__", None) or {}
         if meta.get("format") != FORMAT:

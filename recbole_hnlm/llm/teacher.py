@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from recbole_hnlm.errors import DataError
 from recbole_hnlm.files import atomic_path, file_sha256
 
 from .paths import artifact_dir
@@ -91,13 +92,28 @@ def export_teacher(model, dataset, train_data_pairs, path: str, batch_size: int 
     return path
 
 
+def _unreadable(path: str, error) -> DataError:
+    """A teacher file that is not one (truncated by a killed copy, another kind of file)."""
+    return DataError(f"{path}: not a readable teacher file ({error}). Delete it, or point hnlm_teacher_path at a "
+                     "teacher file: `python -m recbole_hnlm.llm teacher --overwrite` (or the run script, when it is "
+                     "missing) trains it again.")
+
+
 def training_settings(path: str) -> Optional[Dict]:
     """The ``training`` metadata of a teacher file (``None`` for files exported without it), read without its
     tensors."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(path, framework="pt") as handle:
-        return _training_of(handle.metadata() or {})
+    try:
+        with safe_open(path, framework="pt") as handle:
+            meta = handle.metadata() or {}
+        if meta.get("format") != TEACHER_FORMAT:
+            raise _unreadable(path, f"format {meta.get('format')!r}, expected {TEACHER_FORMAT!r}")
+        return _training_of(meta)
+    except (SafetensorError, OSError, ValueError) as error:
+        if isinstance(error, DataError):
+            raise
+        raise _unreadable(path, error) from error
 
 
 def _training_of(metadata: Dict) -> Optional[Dict]:
@@ -131,17 +147,25 @@ class Teacher:
                 f"{path}: teacher file not found (hnlm_teacher_path). `python -m recbole_hnlm.llm teacher --dataset "
                 f"<name>` trains it (the run script does so itself with --hnlm_variant=finetuned), or call "
                 f"recbole_hnlm.llm.export_teacher(model, dataset, train_data, path) after your own MixGCF run")
-        with safe_open(path, framework="pt") as handle:
-            meta = handle.metadata() or {}
-            if meta.get("format") != TEACHER_FORMAT:
-                raise ValueError(f"{path}: format {meta.get('format')!r}, expected {TEACHER_FORMAT!r}")
-            missing = [k for k in _TENSORS if k not in handle.keys()]
-            if missing:
-                raise ValueError(f"{path}: tensors {missing} missing")
-            tensors = {k: handle.get_tensor(k) for k in _TENSORS}
-        teacher = cls(path=path, user_tokens=json.loads(meta["user_tokens"]),
-                      item_tokens=json.loads(meta["item_tokens"]), sha256=file_sha256(path),
-                      training=_training_of(meta), **tensors)
+        from safetensors import SafetensorError
+
+        try:
+            with safe_open(path, framework="pt") as handle:
+                meta = handle.metadata() or {}
+                if meta.get("format") != TEACHER_FORMAT:
+                    raise _unreadable(path, f"format {meta.get('format')!r}, expected {TEACHER_FORMAT!r}")
+                missing = [k for k in _TENSORS if k not in handle.keys()]
+                if missing:
+                    raise _unreadable(path, f"tensors {missing} missing")
+                tensors = {k: handle.get_tensor(k) for k in _TENSORS}
+            user_tokens, item_tokens = json.loads(meta["user_tokens"]), json.loads(meta["item_tokens"])
+            training = _training_of(meta)
+        except (SafetensorError, OSError, ValueError, KeyError) as error:
+            if isinstance(error, DataError):
+                raise
+            raise _unreadable(path, error) from error
+        teacher = cls(path=path, user_tokens=user_tokens, item_tokens=item_tokens, sha256=file_sha256(path),
+                      training=training, **tensors)
         teacher.validate()
         return teacher
 

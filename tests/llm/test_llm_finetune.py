@@ -435,3 +435,53 @@ def test_the_adapter_depends_on_hnlm_seed_not_on_the_callers_rng(tmp_path, tiny_
     ensure_finetuned(LLMConfig.from_config(config), text, str(tmp_path / "s.safetensors"), progress=False,
                      lm_and_tokenizer=(model, tokenizer), embed=False)
     assert json.loads(settings_file.read_text())["template"] == installed
+
+
+def test_damaged_teacher_and_adapter_files_are_named(tmp_path, tiny_llama_dir, teacher_path, data_root, mini_recbole,
+                                                     caplog):
+    """A truncated teacher, a store given as teacher, a truncated adapter file or settings file, or a folder as the
+    store path gave raw tracebacks (SafetensorError, JSONDecodeError, IsADirectoryError); now one error naming the
+    file and the remedy, and damaged adapter settings are fine-tuned again."""
+    import shutil
+
+    import pytest
+
+    from recbole_hnlm.errors import DataError
+    from recbole_hnlm.llm.pipeline import store_path_for
+    from recbole_hnlm.llm.teacher import training_settings
+
+    truncated = tmp_path / "teacher.safetensors"
+    data = open(teacher_path, "rb").read()
+    truncated.write_bytes(data[: len(data) // 2])
+    for read in (Teacher.load, training_settings):
+        with pytest.raises(DataError, match=f"{truncated}: not a readable teacher file .*--overwrite"):
+            read(str(truncated))
+
+    model, tokenizer, _ = load_causal_lm(tiny_llama_dir, device="cpu")
+    store = str(tmp_path / "ft.safetensors")
+    config = _small_finetune_config(tmp_path, tiny_llama_dir, store)
+    cfg = LLMConfig.from_config(config)
+    text = DatasetText(data_root, "mini", _train_token_pairs(mini_recbole))
+    ensure_finetuned(cfg, text, store, progress=False, lm_and_tokenizer=(model, tokenizer))
+    with pytest.raises(DataError, match="format 'recbole_hnlm/pair-neg-emb/v1', expected"):
+        Teacher.load(store)
+
+    adapter = tmp_path / "adapter"
+    broken = tmp_path / "broken"
+    shutil.copytree(adapter, broken)
+    weights = broken / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(DataError, match=f"{broken}: not a readable fine-tuned adapter .*Delete the folder"):
+        HybridPromptEncoder.load(model, tokenizer, str(broken))
+    settings = next(p for p in broken.iterdir() if p.suffix == ".json" and "adapter_config" not in p.name)
+    settings.write_text(settings.read_text()[:20])
+    with pytest.raises(DataError, match="not a readable fine-tuned adapter"):
+        HybridPromptEncoder.load(model, tokenizer, str(broken))
+    from recbole_hnlm.llm.finetune_pipeline import _adapter_matches
+
+    assert _adapter_matches(str(broken), {}) is False and "it is fine-tuned again" in caplog.text
+
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    with pytest.raises(DataError, match="is a folder: hnlm_store_path names the store's .safetensors file"):
+        store_path_for(LLMConfig.from_config({**config, "hnlm_store_path": str(folder)}), data_root, "mini")
