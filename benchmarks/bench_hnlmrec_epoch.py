@@ -30,16 +30,13 @@ VARIANTS = (
 )
 
 
-def write_random_store(path, dim, seed=0):
-    """A store with one random ``dim``-vector per interaction of RecBole's bundled ml-100k."""
-    import recbole
-
+def write_random_store(path, dim, train_data, seed=0):
+    """A store with one random ``dim``-vector per training pair of ``train_data`` (HNLMRec refuses a store holding
+    pairs it does not train on)."""
+    from recbole_hnlm.llm.recbole_pairs import train_pairs_from_dataset
     from recbole_hnlm.llm.store import write_pair_store
 
-    source = os.path.join(os.path.dirname(recbole.__file__), "dataset_example", "ml-100k", "ml-100k.inter")
-    with open(source) as f:
-        next(f)
-        pairs = [line.split("\t")[:2] for line in f]
+    pairs = train_pairs_from_dataset(train_data)
     emb = torch.randn(len(pairs), dim, generator=torch.Generator().manual_seed(seed))
     write_pair_store(path, [u for u, _ in pairs], [i for _, i in pairs], emb,
                      {"variant": "semantic", "dataset": "ml-100k", "dataset_hash": "benchmark"}, dtype=torch.float16)
@@ -70,10 +67,11 @@ def build(model_name, sampler, store, extra, checkpoint_dir):
     return get_trainer(config["MODEL_TYPE"], model_name)(config, model), train_data, config
 
 
-def adapter_gflop(config, dim, n_pairs):
+def adapter_gflop(config, dim, n_pairs, out_width):
     """GEMM work of the eq. 6 adapter over one epoch of ``n_pairs`` rows, in GFLOP: forward, weight gradients (as
-    much again) and input gradients of every layer but the first (the stored vectors need none)."""
-    widths = [dim] + list(config["hnlm_adapter_hidden"]) + [config["embedding_size"]]
+    much again) and input gradients of every layer but the first (the stored vectors need none). ``out_width``: the
+    backbone's pooled width (NGCF concatenates its layers)."""
+    widths = [dim] + list(config["hnlm_adapter_hidden"]) + [out_width]
     macs = [a * b for a, b in zip(widths[:-1], widths[1:])]
     return 2 * n_pairs * (2 * sum(macs) + sum(macs[1:])) / 1e9
 
@@ -90,8 +88,9 @@ def main():
 
     with tempfile.TemporaryDirectory() as tmp:
         store = os.path.join(tmp, "ml-100k.random-store.safetensors")
-        write_random_store(store, args.dim)
-        runs = [(name, *build(args.model, sampler, store, extra, tmp)) for name, sampler, extra in VARIANTS]
+        runs = [(VARIANTS[0][0], *build(args.model, VARIANTS[0][1], store, VARIANTS[0][2], tmp))]  # RNS first
+        write_random_store(store, args.dim, runs[0][2])  # its split: every variant's (seed 2020)
+        runs += [(name, *build(args.model, sampler, store, extra, tmp)) for name, sampler, extra in VARIANTS[1:]]
         times = {name: [] for name, *_ in runs}
         for round_ in range(args.rounds + 1):  # round 0 warms up (allocator, first-touch), not counted
             for name, trainer, train_data, _ in runs:
@@ -106,9 +105,10 @@ def main():
         base = statistics.median(times["RNS"])
         print(f"| {'variant':38s} | s/epoch | x RNS | adapter GFLOP/epoch |")
         print(f"|{'-' * 40}|---------|-------|--------------------|")
-        for name, _, _, config in runs:
+        for name, trainer, _, config in runs:
             median = statistics.median(times[name])
-            work = f"{adapter_gflop(config, args.dim, n_pairs):.1f}" if config["sampler"] == "HNLMRec" else "-"
+            width = trainer.model.pooled_size(config)
+            work = f"{adapter_gflop(config, args.dim, n_pairs, width):.1f}" if config["sampler"] == "HNLMRec" else "-"
             print(f"| {name:38s} | {median:7.3f} | {median / base:5.2f} | {work:>18s} |")
 
         if args.profile:

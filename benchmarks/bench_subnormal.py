@@ -9,6 +9,7 @@ with ``--share`` of its entries scaled into the subnormal range; the two setting
 each, one thread) and printed as a table with their ratio.
 """
 import argparse
+import statistics
 import time
 
 import torch
@@ -45,7 +46,7 @@ def run(batch=2048, in_dim=576, out_dim=512, share=0.36, reps=20, rounds=2):
                 times[flush].append(time_gemms(weights, inputs, reps))
     finally:
         torch.set_flush_denormal(False)
-    return {flush: sorted(values)[len(values) // 2] for flush, values in times.items()}
+    return {flush: statistics.median(values) for flush, values in times.items()}
 
 
 def main():

@@ -18,7 +18,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import workloads  # noqa: E402
-from recbole_hnlm.ops import WITH_EXT  # noqa: E402
+from recbole_hnlm.ops import WITH_EXT, _ext  # noqa: E402
 
 
 def cpu_model() -> str:
@@ -66,11 +66,14 @@ def main():
         parser.error(f"--only {args.only!r} matches no case; the cases are: {'; '.join(title for title, _ in cases)}")
     if not WITH_EXT:
         sys.exit("recbole_hnlm._C is not built: nothing to benchmark")
+    if not _ext.is_enabled():  # "ours" would silently be the PyTorch reference timed against itself
+        sys.exit(f"the C++ kernels are switched off ({_ext.DISABLE_ENV} is set): unset it to benchmark them")
     if args.quick:
         workloads.YELP2018 = dict(n_users=3_167, n_items=3_805, n_edges=123_726)
 
     print(f"- CPU: {cpu_model()}, {os.cpu_count()} logical cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} intra-op threads, THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}")
+          f"{torch.get_num_threads()} intra-op threads, THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}, "
+          f"load average {os.getloadavg()[0]:.1f} (other work on the cores moves the ratios)")
     start = time.perf_counter()
     graph = workloads.yelp_graph()
     print(f"- graph: {graph.num_nodes} nodes, nnz {graph.nnz} (built in {time.perf_counter() - start:.1f} s); "

@@ -288,7 +288,8 @@ def main():
                 print(f"<!-- torch.sparse.mm {dtype_name}: {error} -->")
             results = timer.interleaved(variants, args.rounds)
             item = x.element_size()
-            moved = nnz * D * item + n * D * item + nnz * (graph.col.element_size() + 4) + (n + 1) * 8
+            moved = (nnz * D * item + n * D * item + nnz * (graph.col.element_size() + 4)
+                     + (n + 1) * graph.rowptr.element_size())
             gbps = moved / results["ours spmm"] / 1e9
             note = f"{gbps:.0f} GB/s effective" + (f", {gbps / peak:.2f} of peak" if peak else "")
             row(graph_name, dtype_name, "1 layer", results, {"ours spmm": note})
