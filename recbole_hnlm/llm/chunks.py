@@ -3,7 +3,7 @@
 Pairs are processed in a fixed order and cut into fixed chunks. Each finished chunk is written atomically to
 ``<work_dir>/chunk_<k>.safetensors`` (row indices, float32 embeddings, JSON records such as generated text or
 failures). A killed run restarts at the first missing chunk; chunk contents depend only on the chunk, so a resumed
-run produces the same bytes as an uninterrupted one. ``plan.json`` pins what the chunks belong to: a different plan
+run produces the same tensors and records as an uninterrupted one. ``plan.json`` pins what the chunks belong to: a different plan
 discards the stale chunks.
 """
 import glob
