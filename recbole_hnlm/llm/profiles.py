@@ -150,7 +150,10 @@ def user_profile_prompt(formatter: ChatFormatter, template: PromptTemplate, text
 
 def _generate_kind(kind: str, keys: List[str], prompts: List[str], generator: Generator, template: PromptTemplate,
                    book: ProfileBook, generator_name: str, settings: Dict, progress: bool,
-                   flush_every: int = 32) -> int:
+                   flush_every: Optional[int] = None) -> int:
+    """Generate the missing profiles of one kind; each ``generate`` batch (``flush_every``, default the generator's
+    batch size) is appended to ``book`` as it finishes, so a kill loses at most one batch. Returns the failures."""
+    flush_every = flush_every or generator.batch_size
     todo = [(k, p, _sha(p)) for k, p in zip(keys, prompts)]
     todo = [(k, p, s) for k, p, s in todo if book.get(kind, k, s, generator_name, settings) is None]
     failures = 0

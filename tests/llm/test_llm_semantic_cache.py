@@ -117,3 +117,28 @@ def test_a_kill_while_writing_leaves_no_store_without_its_texts(root, tmp_path, 
     chunks = []
     _run(root, store, tiny_tokenizer, tiny_encoder_dir, on_chunk=chunks.append)
     assert chunks == [] and os.path.exists(store + ".texts.jsonl") and not os.path.exists(store + ".work")
+
+
+def test_profiles_are_saved_per_generate_batch(tiny_tokenizer, tmp_path):
+    """Profiles were appended every 32 prompts whatever the batch size: a kill lost up to 31 finished profiles
+    (about 4 minutes of ml-100k item profiles on 2 cores). Now every batch is on disk as soon as it finishes."""
+    from recbole_hnlm.llm.profiles import ProfileBook, _generate_kind
+    from recbole_hnlm.llm.prompts import PromptTemplate
+
+    generator = make_scripted_generator(tiny_tokenizer)
+    generator.batch_size, batches = 4, []
+    generate = generator.generate
+
+    def killed_in_third_batch(prompts, **kwargs):
+        batches.append(len(prompts))
+        if len(batches) == 3:
+            raise KeyboardInterrupt
+        return generate(prompts, **kwargs)
+
+    generator.generate = killed_in_third_batch
+    book = ProfileBook(str(tmp_path / "profiles.jsonl"))
+    keys = [f"i{k}" for k in range(10)]
+    with pytest.raises(KeyboardInterrupt):
+        _generate_kind("item", keys, [f"item {k} profile please" for k in keys], generator,
+                       PromptTemplate.load("item_profile.v1"), book, "scripted", {}, progress=False)
+    assert batches == [4, 4, 2] and len(ProfileBook(book.path).records) == 8
