@@ -121,6 +121,9 @@ def _run_stage(argv, quiet: contextlib.ExitStack) -> int:
     overrides = parse_settings(rest, parser.error, hint=" (hnlm_* keys, or RecBole dataset keys such as --load_col)",
                                flags=parser_flags(parser))
     if args.max_pairs is not None:
+        if "hnlm_max_pairs" in overrides and overrides["hnlm_max_pairs"] != args.max_pairs:
+            parser.error(f"--max_pairs={args.max_pairs} and --hnlm_max_pairs={overrides['hnlm_max_pairs']!r} disagree: "
+                         "give one of them")
         overrides["hnlm_max_pairs"] = args.max_pairs
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

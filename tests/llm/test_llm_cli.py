@@ -93,3 +93,14 @@ def test_the_encoding_of_config_files_reaches_the_stage(tmp_path, tiny_llama_dir
     settings = tmp_path / "enc.yaml"
     settings.write_text("encoding: latin-1\n")
     assert main(args + ["--config_files", str(settings)]) == 0
+
+
+def test_max_pairs_and_hnlm_max_pairs_must_agree(tmp_path, capsys):
+    """--max_pairs silently replaced an invalid --hnlm_max_pairs=abc (or another number)."""
+    import pytest
+
+    for value in ("abc", "5"):
+        with pytest.raises(SystemExit):
+            main(["negatives", "--split", "all", "--dataset", "mini", "--data_path", str(tmp_path), "--max_pairs", "3",
+                  f"--hnlm_max_pairs={value}"])
+        assert "--max_pairs=3 and --hnlm_max_pairs=" in capsys.readouterr().err
