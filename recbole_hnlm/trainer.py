@@ -7,6 +7,7 @@ instead (no pickle) and works on top of any RecBole trainer class (:func:`make_s
 import os
 import shutil
 import warnings
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -186,11 +187,11 @@ class SafeCheckpointMixin:
                     self.logger.warning
                 log(f"resume_from: the run goes on writing its files in {run_folder}, beside its resume state, not "
                     f"in checkpoint_dir={self.config['checkpoint_dir']}.")
-            self.best_valid_result = state["best_valid_result"] or None
+            self.best_valid_result = OrderedDict(state["best_valid_result"]) or None  # as RecBole's evaluate gives
             self._stopped_early = bool(state["stopped_early"])
             self._rng_to_restore = read_rng_state(resume_file)
         else:  # the best so far is the checkpoint itself: this run's best file starts as its copy
-            self.best_valid_result = state.get("best_valid_result") or None  # None in files older than session 22
+            self.best_valid_result = OrderedDict(state.get("best_valid_result") or {}) or None  # None: older files
             with atomic_path(self.saved_model_file) as tmp:
                 shutil.copyfile(resume_file, tmp)
             self.logger.warning(f"{resume_file} is a best-epoch checkpoint, not a resume state: training goes on "

@@ -186,6 +186,7 @@ def test_a_best_checkpoint_carries_its_validation_result(fast_config, tmp_path, 
                                                           "resume_from": first["checkpoint"]})
     assert "Nothing to train" in caplog.text
     assert again["best_valid_result"] == first["best_valid_result"] and again["best_valid_result"]
+    assert type(again["best_valid_result"]) is type(first["best_valid_result"])  # RecBole's OrderedDict, logged alike
     assert again["best_valid_score"] == first["best_valid_score"]
     assert again["test_result"] == first["test_result"]
 
