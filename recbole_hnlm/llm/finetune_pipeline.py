@@ -216,9 +216,10 @@ def _train_and_embed(cfg, text, store_path, progress, lm_and_tokenizer, generato
             examples = training_examples(teacher, texts, cfg)
             losses = train_hybrid_encoder(encoder, teacher, examples, cfg, progress)
         if not losses:
+            raise_ = "hnlm_ft_batch_size (now 1)" if cfg.ft_batch_size < 2 else "hnlm_ft_max_train_pairs"
             raise ConfigError(f"fine-tuning ran no step: {len(examples)} training examples, and a step needs a batch "
-                              "of at least two (in-batch negatives). Raise hnlm_ft_max_train_pairs or "
-                              "hnlm_ft_batch_size, or check that the teacher's pairs have texts.")
+                              f"of at least two (in-batch negatives). Raise {raise_}, or check that the teacher's "
+                              "pairs have texts.")
         logger.info("fine-tuning: %d steps, loss %.4f -> %.4f", len(losses), losses[0], losses[-1])
         encoder.save(adapter, dict(identity, losses=losses))
         if not cfg.load_in_4bit:  # merging into 4-bit weights would re-quantise them: keep LoRA separate there
