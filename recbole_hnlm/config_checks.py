@@ -134,20 +134,19 @@ def known_option_names(plugin_properties_dir: str) -> set:
 #: Samplers whose runs also read another sampler's options: HNLMRec's fine-tuned variant trains a MixGCF teacher with
 #: the run's settings (recbole_hnlm.llm.teacher_training).
 ALSO_READS = {"HNLMRec": ("MixGCF",)}
-_OWNERS = None
+_OWNERS = {}
 
 
 def plugin_option_owners(plugin_properties_dir: str) -> dict:
     """``{(kind, name): option names}`` of the plugin's ``model/<name>.yaml`` and ``sampler/<name>.yaml`` files
-    (cached)."""
-    global _OWNERS
-    if _OWNERS is None:
+    (cached per folder)."""
+    if plugin_properties_dir not in _OWNERS:
         owners = {}
         for kind in ("model", "sampler"):
             for path in sorted(glob.glob(os.path.join(plugin_properties_dir, kind, "*.yaml"))):
                 owners[(kind, os.path.basename(path)[:-len(".yaml")])] = frozenset(_yaml_keys_of(path))
-        _OWNERS = owners
-    return _OWNERS
+        _OWNERS[plugin_properties_dir] = owners
+    return _OWNERS[plugin_properties_dir]
 
 
 def foreign_options(external_keys, plugin_properties_dir: str, model: str, sampler: str, also_models=()) -> list:
@@ -180,21 +179,24 @@ def foreign_option_messages(foreign, model: str, sampler: str) -> list:
             "never reads." for key, owners in foreign]
 
 
-_GENERAL_KEYS = None
+_GENERAL_KEYS = {}
 
 
 def _general_option(key, plugin_properties_dir):
-    """An option of RecBole's or the plugin's overall and dataset property files (every run reads those)."""
-    global _GENERAL_KEYS
-    if _GENERAL_KEYS is None:
+    """An option of RecBole's or the plugin's overall and dataset property files (every run reads those); a
+    sampler's or backbone's option that a dataset file sets (amazon-toys' ``hnlm_lambda``) stays theirs."""
+    if plugin_properties_dir not in _GENERAL_KEYS:
         import recbole
 
         recbole_properties = os.path.join(os.path.dirname(recbole.__file__), "properties")
         paths = [os.path.join(folder, "overall.yaml") for folder in (recbole_properties, plugin_properties_dir)]
         paths += glob.glob(os.path.join(recbole_properties, "dataset", "*.yaml"))
-        paths += glob.glob(os.path.join(plugin_properties_dir, "dataset", "*.yaml"))
-        _GENERAL_KEYS = frozenset(key for path in paths for key in _yaml_keys_of(path)) | _OPTIONS_WITHOUT_YAML
-    return key in _GENERAL_KEYS
+        owned = set().union(*plugin_option_owners(plugin_properties_dir).values())
+        plugin_dataset = {key for path in glob.glob(os.path.join(plugin_properties_dir, "dataset", "*.yaml"))
+                          for key in _yaml_keys_of(path)} - owned
+        _GENERAL_KEYS[plugin_properties_dir] = (frozenset(key for path in paths for key in _yaml_keys_of(path))
+                                                | plugin_dataset | _OPTIONS_WITHOUT_YAML)
+    return key in _GENERAL_KEYS[plugin_properties_dir]
 
 
 def _yaml_keys_of(path):

@@ -132,7 +132,7 @@ def _side_files(config):
 def check_side_file(path, id_key, config):
     """A ``.user`` / ``.item`` file RecBole will read: ``encoding`` text without a byte-order mark, a ``name:type``
     header that holds the id field (RecBole fails on these with a ``UnicodeDecodeError`` or "iid_field must be
-    loaded if item_feat is loaded").
+    loaded if item_feat is loaded"), and lines as RecBole's reader splits them (:func:`check_records`).
 
     Raises:
         DataError: naming the file and what to change.
@@ -143,10 +143,9 @@ def check_side_file(path, id_key, config):
         with open(path, encoding=encoding) as f:
             header = f.readline().rstrip("\r\n")
             names = _parse_header(path, header, separator, f"{config[id_key]}:token{separator}name:token_seq")
-            for _ in f:  # the whole file decodes, as RecBole will read it
-                pass
     except UnicodeDecodeError as error:
         raise encoding_error(path, encoding, error) from None
+    check_records(path, encoding, separator)  # decodes, and splits as RecBole will
     if config[id_key] not in names:
         raise DataError(f"{path}: no '{config[id_key]}' field in the header {header!r} ({id_key} = "
                         f"{config[id_key]!r}): RecBole needs it to join this file to the interactions.")
@@ -172,7 +171,7 @@ def check_inter_header(path, config):
     user and item id fields present as ``token`` (and loaded, ``load_col``), then every line: as many fields as the
     header (pandas would otherwise shift the columns without a word), loaded ``float`` fields numeric, and for
     pre-split files (``benchmark_filename``, read as they are) no empty id. Text in another encoding than
-    ``encoding`` and a byte-order mark are named. About 1 s for Yelp2018's 1.5M lines.
+    ``encoding`` and a byte-order mark are named. About 1.5 s for Yelp2018's 1.5M lines.
 
     Raises:
         DataError: naming the file (and line), the field and what to write instead.
@@ -252,8 +251,9 @@ def _records(lines, separator):
     (a quoted field may hold the separator, or run on over several lines). A longer separator is a regular
     expression to pandas, which knows no quotes: plain splitting."""
     if len(separator) != 1:
+        pattern = re.compile(separator)
         for line_no, line in enumerate(lines, 2):
-            yield line_no, line_no, line.rstrip("\r\n").split(separator)
+            yield line_no, line_no, pattern.split(line.strip())
         return
     reader = csv.reader(lines, delimiter=separator, quotechar='"', doublequote=True, strict=True)
     end = 1  # the header
@@ -270,28 +270,35 @@ def _records(lines, separator):
         yield start, end, values
 
 
-def check_records(path, encoding="utf-8", separator="\t"):
-    """Any atomic file, split as RecBole's reader splits it (:func:`_records`): quotes that would merge lines or fail
-    pandas, and lines with another field count than the header, are errors naming the file and line. For files the
-    LLM stages read that RecBole may not load (a ``.item`` file outside ``load_col``).
+def check_records(path, encoding="utf-8", separator="\t", quoted=True):
+    """Any atomic file, split as RecBole's reader splits it (:func:`_records`; ``quoted=False``: plain lines, for
+    files RecBole does not load, which the LLM stage reads with quotes as text): a header of ``name:type`` fields;
+    quotes that would merge lines or fail pandas, and lines with more fields than the header, are errors naming the
+    file and line (pandas fills a shorter line's last fields as empty). For files the LLM stage reads.
 
     Raises:
         DataError: naming the file and line.
     """
     try:
         with open(path, encoding=encoding, newline="") as f:
-            header = f.readline().rstrip("\r\n")
-            count = len(header.split(separator))
-            for start, end, values in _records(f, separator):
+            header = f.readline().rstrip("\r\n").lstrip("\ufeff")  # pandas drops a byte-order mark
+            names = header.split(separator)
+            if not header.strip() or any(":" not in name for name in names):
+                raise DataError(f"{path}: the first line {header!r} is not a header of 'name:type' fields separated "
+                                f"by {separator!r} (e.g. 'item_id:token{separator}title:token_seq').")
+            lines = _records(f, separator) if quoted else (
+                (k, k, line.rstrip("\r\n").split(separator)) for k, line in enumerate(f, 2))
+            for start, end, values in lines:
                 if isinstance(values, csv.Error):
                     raise _quote_error(path, start, end, values)
                 if not any(value.strip() for value in values):
                     continue
                 if end > start:
                     raise _quote_error(path, start, end, None)
-                if len(values) != count:
-                    raise DataError(f"{path}:{start}: {len(values)} fields, but the header {header!r} has {count}: "
-                                    f"every line needs one value per header field, separated by {separator!r}.")
+                if len(values) > len(names):
+                    raise DataError(f"{path}:{start}: {len(values)} fields, but the header {header!r} has "
+                                    f"{len(names)}: every line needs one value per header field, separated by "
+                                    f"{separator!r}.")
     except UnicodeDecodeError as error:
         raise encoding_error(path, encoding, error) from None
 
@@ -300,6 +307,9 @@ def _quote_error(path, start, end, error):
     """A record RecBole's reader would take apart at a double quote (it takes ``"`` as a CSV quote character)."""
     fix = ("remove the double quotes from the field, or quote the whole field and double each quote inside it "
            '(\"a \"\"quoted\"\" word\")')
+    if isinstance(error, csv.Error) and "field larger than field limit" in str(error):
+        return DataError(f"{path}:{start}: a field longer than {csv.field_size_limit():,} characters, which RecBole's "
+                         "reader (pandas' Python engine) cannot read: shorten it.")
     if isinstance(error, csv.Error) and "unexpected end of data" in str(error):
         return DataError(f"{path}:{start}: a field opens a double quote that is never closed, so RecBole's reader "
                          f"(pandas, which takes '\"' as a CSV quote) fails at the end of the file: {fix}.")
@@ -307,8 +317,8 @@ def _quote_error(path, start, end, error):
         return DataError(f"{path}:{start}: a double quote that RecBole's reader (pandas, which takes '\"' as a CSV "
                          f"quote) cannot parse ({error}, line {end}): {fix}.")
     return DataError(f"{path}:{start}: a field opens a double quote that is closed only on line {end}, so RecBole's "
-                     f"reader (pandas, which takes '\"' as a CSV quote) would read lines {start}-{end} as one "
-                     f"interaction and lose the others: {fix}.")
+                     f"reader (pandas, which takes '\"' as a CSV quote) would read lines {start}-{end} as one row (an "
+                     f"atomic file holds one per line): {fix}, or close the quote on its own line.")
 
 
 def _check_rows(path, lines, header, fields, separator, config, loaded):

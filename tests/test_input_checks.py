@@ -73,6 +73,8 @@ def test_options_of_other_backbones_and_samplers_are_named():
     teacher = Config(model="MF", dataset="ml-100k", config_dict={"sampler": "HNLMRec", "n_layers": 2,
                                                                  "mixgcf_candidates": 8}, command_line=False)
     assert teacher.foreign_options == []  # the MixGCF teacher (LightGCN) reads both
+    dns = Config(model="MF", dataset="ml-100k", config_dict={"sampler": "DNS", "hnlm_lambda": 0.1}, command_line=False)
+    assert dns.foreign_options == [("hnlm_lambda", "the HNLMRec sampler")]  # amazon-toys.yaml sets it: still HNLMRec's
 
 
 def test_yaml_files_malformed_empty_or_not_a_mapping(tmp_path):
@@ -202,6 +204,7 @@ ITEM_CASES = {
     "bom": ("\ufeffitem_id:token\tmovie_title:token_seq\ni1\tHeat\n".encode("utf-8"), "starts with a byte-order mark"),
     "no_types": (b"item_id\tmovie_title\ni1\tHeat\n", "header field 'item_id' is not 'name:type'"),
     "no_id": (b"iid:token\tmovie_title:token_seq\ni1\tHeat\n", "no 'item_id' field in the header"),
+    "quote": (b'item_id:token\tmovie_title:token_seq\ni1\t"Weird Al" Yankovic\n', ":2: a double quote that RecBole's"),
 }
 
 

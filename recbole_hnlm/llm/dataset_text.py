@@ -16,6 +16,7 @@ Only *training* interactions may feed profiles (the test items would otherwise l
 training split as a set of ``(user_token, item_token)`` pairs; without it every interaction counts as training
 (documented fallback for stand-alone precompute, logged as a warning).
 """
+import csv
 import hashlib
 import logging
 import os
@@ -47,13 +48,16 @@ def atomic_file(data_path: str, dataset: str, suffix: str) -> str:
     return os.path.join(data_path, dataset, f"{dataset}.{suffix}")
 
 
-def _read_atomic(path: str, encoding: str = "utf-8") -> pd.DataFrame:
-    """Read an atomic file as strings, as RecBole reads it (pandas' Python engine, ``"`` a CSV quote); columns
-    renamed from ``name:type`` to ``name``. Text that is not ``encoding`` (RecBole's option), quotes that would merge
-    lines and lines with a wrong field count are errors naming the file (:func:`check_records`): replaced characters
-    would reach the prompts without a word. (pandas drops a UTF-8 byte-order mark.)"""
-    check_records(path, encoding)
-    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, encoding=encoding, engine="python")
+def _read_atomic(path: str, encoding: str = "utf-8", quoted: bool = True) -> pd.DataFrame:
+    """Read an atomic file as strings; columns renamed from ``name:type`` to ``name``. ``quoted``: as RecBole reads
+    it (``"`` a CSV quote), for the files RecBole loads; otherwise quotes are text (an ``.item`` file outside
+    ``load_col`` may hold titles such as ``"Weird Al" Yankovic``). Text that is not ``encoding`` (RecBole's option),
+    quotes that would merge lines and lines with more fields than the header are errors naming the file
+    (:func:`check_records`): replaced characters would reach the prompts without a word. (pandas drops a UTF-8
+    byte-order mark.)"""
+    check_records(path, encoding, quoted=quoted)
+    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, encoding=encoding,
+                        quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
     names = []
     for column in frame.columns:
         if ":" not in column:
@@ -95,11 +99,13 @@ class DatasetText:
         inter_parts: RecBole's ``benchmark_filename`` (e.g. ``['train', 'valid', 'test']``): read the pre-split
             ``<dataset>.<part>.inter`` files instead of ``<dataset>.inter``.
         encoding: of the atomic files (RecBole's ``encoding`` option).
+        item_quoted: RecBole loads the ``.item`` file too (``load_col``), so it is read as RecBole reads it, with
+            ``"`` as a quote; otherwise quotes are part of the text.
     """
 
     def __init__(self, data_path: str, dataset: str, train_pairs: Optional[Iterable[Tuple[str, str]]] = None,
                  uid_field: str = "user_id", iid_field: str = "item_id", inter_parts: Optional[Sequence[str]] = None,
-                 encoding: str = "utf-8"):
+                 encoding: str = "utf-8", item_quoted: bool = False):
         self.data_path, self.dataset = data_path, dataset
         suffixes = [f"{part}.inter" for part in inter_parts] if inter_parts else ["inter"]
         self.inter_paths = [atomic_file(data_path, dataset, suffix) for suffix in suffixes]
@@ -158,7 +164,7 @@ class DatasetText:
         item_path = self.item_path = atomic_file(data_path, dataset, "item")
         title, attrs, fields = None, [], None
         if os.path.exists(item_path):
-            frame = _read_atomic(item_path, encoding)
+            frame = _read_atomic(item_path, encoding, quoted=item_quoted)
             fields = list(frame.columns)
             if iid_field not in frame.columns:
                 raise DataError(f"{item_path}: field {iid_field!r} missing")

@@ -87,9 +87,10 @@ class Generator:
         context = int(getattr(getattr(self.model, "config", None), "max_position_embeddings", 0) or 2048)
         return max(1, context - self.max_new_tokens)
 
-    def _encode(self, text: str) -> List[int]:
+    def _encode(self, text: str, reserve: int = 0) -> List[int]:
+        """Token ids of ``text``, cut from the left to the prompt limit less ``reserve`` (a suffix that follows)."""
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        limit = self.prompt_limit()
+        limit = max(1, self.prompt_limit() - reserve)
         if len(ids) > limit:
             if not self.prompts_cut:
                 logger.warning("a prompt of %d tokens is cut to its last %d (the model's context less the answer "
@@ -153,9 +154,10 @@ class Generator:
         return self._decode(out[:, prefix_len + width:])
 
     @torch.inference_mode()
-    def prefix_cache(self, prefix: str) -> Dict:
-        """Run the shared prefix once; returns ``{"ids": [...], "kv": legacy cache of batch 1}``."""
-        ids = self._encode(prefix)
+    def prefix_cache(self, prefix: str, reserve: int = 0) -> Dict:
+        """Run the shared prefix once (cut to leave ``reserve`` tokens for a suffix); returns ``{"ids": [...], "kv":
+        legacy cache of batch 1}``."""
+        ids = self._encode(prefix, reserve)
         out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True)
         past = out.past_key_values
         legacy = past.to_legacy_cache() if hasattr(past, "to_legacy_cache") else past
@@ -202,10 +204,11 @@ class Generator:
         """
         suffix_ids = [self.tokenizer(s, add_special_tokens=False)["input_ids"] for s in suffixes]
         keys = [prefix + s for s in suffixes]
+        reserve = max(map(len, suffix_ids), default=0)  # prefix and longest suffix within the model's context
         if not use_cache:
-            prefix_ids = self._encode(prefix)
+            prefix_ids = self._encode(prefix, reserve)
             return self._run(keys, lambda batch, seeds: self._generate_ids(
                 [prefix_ids + suffix_ids[k] for k in batch], seeds), required, answer_prefix)
-        cache = self.prefix_cache(prefix)
+        cache = self.prefix_cache(prefix, reserve)
         return self._run(keys, lambda batch, seeds: self._generate_prefixed(
             cache, len(cache["ids"]), [suffix_ids[k] for k in batch], seeds), required, answer_prefix)

@@ -52,7 +52,16 @@ def load_dataset_text(config, dataset: str, data_path: str, train_pairs=None) ->
     parts = config["benchmark_filename"] if config is not None and "benchmark_filename" in config else None
     encoding = config["encoding"] if config is not None and "encoding" in config and config["encoding"] else "utf-8"
     return DatasetText(data_path, dataset, train_pairs, uid_field=uid, iid_field=iid, inter_parts=parts,
-                       encoding=encoding)
+                       encoding=encoding, item_quoted=item_file_loaded(config))
+
+
+def item_file_loaded(config) -> bool:
+    """Whether RecBole loads the ``.item`` file (``load_col`` is ``None`` or names it): then the LLM stage reads it
+    as RecBole does."""
+    if config is None or "load_col" not in config:
+        return False
+    load_col = config["load_col"]
+    return load_col is None or (isinstance(load_col, dict) and "item" in load_col)
 
 
 def _cached(path: str, wanted: dict) -> bool:
@@ -156,7 +165,12 @@ def run_negatives(cfg: LLMConfig, text: DatasetText, store_path: Optional[str] =
             encoder = TextEncoder(cfg.encoder)
         book, _ = run_profiles(cfg, text, pairs, generator, generator_name, progress)
         generator.max_new_tokens = cfg.max_new_tokens
+        cut = generator.prompts_cut
         run_semantic_negatives(cfg, text, pairs, store_path, generator, encoder, book, wanted, on_chunk, progress)
+        if generator.prompts_cut > cut:
+            logger.warning("%d hard-negative prompts were longer than the model's context and lost their start (the "
+                           "instructions): shorten the user profiles' histories (hnlm_max_history, "
+                           "hnlm_profile_words)", generator.prompts_cut - cut)
     return store_path
 
 

@@ -153,12 +153,12 @@ class HNLMRec(NegativeSampler):
                 "negative_warmup_epochs, or use --sampler=RNS.")
         from recbole_hnlm.data_checks import check_records
         from recbole_hnlm.llm import ensure_negatives
-        from recbole_hnlm.llm.pipeline import teacher_path_for
+        from recbole_hnlm.llm.pipeline import item_file_loaded, teacher_path_for
         from recbole_hnlm.llm.teacher_training import ensure_teacher
 
         item_file = os.path.join(config["data_path"], f"{config['dataset']}.item")
         if os.path.isfile(item_file):  # the LLM stage reads it, loaded or not: fail before the teacher trains
-            check_records(item_file, config["encoding"] or "utf-8")  # tab-separated, as the LLM stage reads it
+            check_records(item_file, config["encoding"] or "utf-8", quoted=item_file_loaded(config))
         if config["hnlm_variant"] == "finetuned":
             ensure_teacher(config, train_data, teacher_path_for(config))
         config["hnlm_file"] = ensure_negatives(config, train_data._dataset)
@@ -173,6 +173,11 @@ class HNLMRec(NegativeSampler):
         another split (or with ``--split all``), so its negatives come from profiles, or from an LLM fine-tuned on a
         teacher, that saw interactions this run validates and tests on."""
         outside = self.pairs.keys[~torch.isin(self.pairs.keys, self._training_keys(dataset))]
+        if outside.numel() and self.store_dataset and self.store_dataset != dataset.dataset_name:
+            raise ConfigError(f"hnlm_file: {self.store_path} was built for dataset '{self.store_dataset}' (its "
+                              f"manifest), and {outside.numel()} of its (user, item) pairs are ids of "
+                              f"'{dataset.dataset_name}' that this run does not train on. Leave hnlm_file unset to "
+                              "build the negatives of this dataset.")
         if outside.numel():
             user = dataset.id2token(dataset.uid_field, int(outside[0]) // self.pairs.n_items)
             item = dataset.id2token(dataset.iid_field, int(outside[0]) % self.pairs.n_items)

@@ -132,7 +132,7 @@ def make_scripted_generator(tokenizer, always_bad_mod: int = 11, first_bad_mod: 
             Scripted.calls += 1
             return [self._answer(cache["ids"] + s, sample) for s in suffixes]
 
-        def prefix_cache(self, prefix):
+        def prefix_cache(self, prefix, reserve=0):
             return {"ids": self._encode(prefix), "kv": None}
 
     return Scripted(torch.nn.Linear(1, 1), tokenizer, max_new_tokens=16, batch_size=4, retries=2)

@@ -119,9 +119,9 @@ def test_empty_titles_and_repeated_item_rows_are_warned_about(data_root, tmp_pat
 
 
 def test_quoted_item_text_is_read_as_recbole_reads_it(data_root, tmp_path, monkeypatch):
-    """The LLM stage read atomic files without quoting while RecBole takes '"' as a CSV quote: a tab inside a quoted
-    title split the row (a pandas traceback after the teacher had trained). A quote that would merge lines is named
-    by file and line, before the teacher trains."""
+    """An .item file RecBole loads (load_col) is read as RecBole reads it, '"' a CSV quote: a tab inside a quoted title
+    split the row (a pandas traceback after the teacher had trained), and a quote that would merge lines is named by
+    file and line before the teacher trains. One RecBole does not load keeps its quotes as text ("Weird Al")."""
     import pytest
 
     from recbole_hnlm.errors import DataError
@@ -132,16 +132,22 @@ def test_quoted_item_text_is_read_as_recbole_reads_it(data_root, tmp_path, monke
     items = sorted({i for _, i in DatasetText(data_root, "mini").pairs})
     rows = "".join(f"{i}\t\"Sushi\tRamen {i}\"\n" for i in items)
     _write_items(item_path, "item_id:token\ttitle:token_seq\n" + rows)
-    assert DatasetText(str(tmp_path), "quoted").items[items[0]].title == f"Sushi\tRamen {items[0]}"
+    assert DatasetText(str(tmp_path), "quoted", item_quoted=True).items[items[0]].title == f"Sushi\tRamen {items[0]}"
+    with pytest.raises(DataError, match=f"{item_path}:2: 3 fields, but the header"):
+        DatasetText(str(tmp_path), "quoted")  # quotes as text: the tab splits the title
 
-    _write_items(item_path, "item_id:token\ttitle:token_seq\n" + f"{items[0]}\t\"Sushi bar\n"
-                 + "".join(f"{i}\tT{i}\n" for i in items[1:]))
-    with pytest.raises(DataError, match=f"{item_path}:2: a field opens a double quote that is never closed"):
-        DatasetText(str(tmp_path), "quoted")
+    unclosed = "item_id:token\ttitle:token_seq\tgenre:token\n" + f"{items[0]}\t\"Weird Al\" Yankovic\n" + "".join(
+        f"{i}\tT{i}\tpop\n" for i in items[1:])
+    _write_items(item_path, unclosed)
+    text = DatasetText(str(tmp_path), "quoted")  # a short row is filled, as pandas fills it
+    assert text.items[items[0]].title == '"Weird Al" Yankovic' and text.items[items[1]].attributes == {"genres": "pop"}
+    with pytest.raises(DataError, match=f"{item_path}:2: a double quote that RecBole's reader"):
+        DatasetText(str(tmp_path), "quoted", item_quoted=True)
     trained = []
     monkeypatch.setattr(teacher_training, "ensure_teacher", lambda *args: trained.append(args))
     config = {"hnlm_file": None, "negative_warmup_epochs": 0, "epochs": 1, "hnlm_variant": "finetuned",
-              "data_path": os.path.join(str(tmp_path), "quoted"), "dataset": "quoted", "encoding": "utf-8"}
-    with pytest.raises(DataError, match="quoted.item:2: a field opens a double quote"):
+              "data_path": os.path.join(str(tmp_path), "quoted"), "dataset": "quoted", "encoding": "utf-8",
+              "load_col": {"inter": ["user_id", "item_id"], "item": ["item_id", "title"]}}
+    with pytest.raises(DataError, match="quoted.item:2: a double quote that RecBole's reader"):
         HNLMRec.prepare(config, None, None)
     assert trained == []

@@ -112,6 +112,10 @@ def test_prompts_are_cut_only_beyond_the_model_context(tiny_llama_dir):
     assert gen.prompt_limit() == context - 3
     gen.generate(["Heat " * (context - 10), "Heat " * (context + 10)])
     assert gen.prompts_cut == 1
+    for use_cache in (True, False):  # a shared prefix leaves room for the longest suffix after it
+        prefixed = Generator(model, tokenizer, max_new_tokens=3, retries=0)
+        prefixed.generate_with_prefix("Heat " * (context - 8), [" Fargo" * 10, " Balto"], use_cache=use_cache)
+        assert prefixed.prompts_cut == 1
 
 
 def test_item_profile_prompts_cut_long_descriptions_and_reviews():

@@ -221,6 +221,11 @@ def test_a_store_of_other_pairs_is_refused(fast_config, ml_slice, tmp_path, capl
         with pytest.raises(ConfigError, match=r"hnlm_file: .*all.safetensors holds \d+ \(user, item\) pairs of "
                                               "dataset 'ml-slice' that are not training pairs of this run"):
             build(fast_config, store, hnlm_missing=missing)
+    renamed = str(tmp_path / "renamed.safetensors")
+    write_pair_store(renamed, [u for u, _ in every], [i for _, i in every], torch.ones(len(every), D_LLM),
+                     {"variant": "semantic", "dataset": "ml-1m", "dataset_hash": "test"}, dtype=torch.float32)
+    with pytest.raises(ConfigError, match="renamed.safetensors was built for dataset 'ml-1m' \\(its manifest\\)"):
+        build(fast_config, renamed)
     write_pair_store(str(tmp_path / "other.safetensors"), ["nobody"], ["nothing"], torch.ones(1, D_LLM),
                      {"variant": "semantic", "dataset": "yelp2018", "dataset_hash": "test"}, dtype=torch.float32)
     with pytest.raises(ConfigError, match="0.00% of the .* training pairs have an LLM negative: .*other.safetensors "
