@@ -384,3 +384,16 @@ def test_ctrl_c_ends_the_run_script_with_one_line_and_status_130(tmp_path):
         process.kill()
     assert process.returncode == 130, output[-2000:]
     assert "interrupted:" in output and "Traceback" not in output
+
+
+def test_multi_character_separators_split_as_pandas_splits_them(tmp_path, caplog):
+    """pandas takes a longer separator as a regular expression over the stripped line: trailing spaces are not part
+    of an id (the check warned about them), and '||' does not split where it seems to (the check passed the file)."""
+    path = tmp_path / "colons.inter"
+    path.write_text("user_id:token::item_id:token\nu1::i1  \nu2::i2\n")
+    caplog.set_level("WARNING")
+    check_inter_header(str(path), build_config(field_separator="::"))
+    assert "spaces around it" not in caplog.text
+    path.write_text("user_id:token||item_id:token\nu1||i1\n")
+    with pytest.raises(DataError, match="fields, but the header"):
+        check_inter_header(str(path), build_config(field_separator="||"))
