@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 import re
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -267,12 +267,20 @@ class AlignedPairEmbeddings(nn.Module):
         self.coverage = float(coverage)
         self.num_pairs = int(keys.numel())
 
+    def _key(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        return user.to(self.keys.device, torch.int64) * self.n_items + item.to(self.keys.device, torch.int64)
+
     def _find(self, user: torch.Tensor, item: torch.Tensor):
-        query = user.to(self.keys.device, torch.int64) * self.n_items + item.to(self.keys.device, torch.int64)
+        query = self._key(user, item)
         if self.keys.numel() == 0:
             return torch.zeros_like(query), torch.zeros_like(query, dtype=torch.bool)
         pos = torch.searchsorted(self.keys, query).clamp_(max=self.keys.numel() - 1)
         return pos, self.keys[pos] == query
+
+    def pairs_outside(self, user: torch.Tensor, item: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(user ids, item ids)`` of the stored pairs that are not among the given pairs."""
+        outside = self.keys[~torch.isin(self.keys, self._key(user, item))]
+        return outside // self.n_items, outside % self.n_items
 
     def lookup(self, user: torch.Tensor, item: torch.Tensor):
         """Internal ids ``[B]`` -> (``[B, D]`` float32 embeddings on ``user.device``, ``[B]`` bool found mask).

@@ -163,32 +163,29 @@ class HNLMRec(NegativeSampler):
             ensure_teacher(config, train_data, teacher_path_for(config))
         config["hnlm_file"] = ensure_negatives(config, train_data._dataset)
 
-    @staticmethod
-    def _training_keys(dataset):
-        users, items = dataset.inter_feat[dataset.uid_field], dataset.inter_feat[dataset.iid_field]
-        return torch.as_tensor(users).long() * int(dataset.item_num) + torch.as_tensor(items).long()
-
     def check_no_pairs_outside_training(self, dataset):
         """Refuse a store that holds pairs of this dataset that are not training pairs of this run: it was built on
         another split (or with ``--split all``), so its negatives come from profiles, or from an LLM fine-tuned on a
         teacher, that saw interactions this run validates and tests on."""
-        outside = self.pairs.keys[~torch.isin(self.pairs.keys, self._training_keys(dataset))]
-        if outside.numel() and self.store_dataset and self.store_dataset != dataset.dataset_name:
+        users, items = self.pairs.pairs_outside(dataset.inter_feat[dataset.uid_field],
+                                                dataset.inter_feat[dataset.iid_field])
+        if not users.numel():
+            return
+        if self.store_dataset and self.store_dataset != dataset.dataset_name:
             raise ConfigError(f"hnlm_file: {self.store_path} was built for dataset '{self.store_dataset}' (its "
-                              f"manifest), and {outside.numel()} of its (user, item) pairs are ids of "
+                              f"manifest), and {users.numel()} of its (user, item) pairs are ids of "
                               f"'{dataset.dataset_name}' that this run does not train on. Leave hnlm_file unset to "
                               "build the negatives of this dataset.")
-        if outside.numel():
-            user = dataset.id2token(dataset.uid_field, int(outside[0]) // self.pairs.n_items)
-            item = dataset.id2token(dataset.iid_field, int(outside[0]) % self.pairs.n_items)
-            raise ConfigError(
-                f"hnlm_file: {self.store_path} holds {outside.numel()} (user, item) pairs of dataset "
-                f"'{dataset.dataset_name}' that are not training pairs of this run (e.g. user {user!r}, item "
-                f"{item!r}): it was built on another split (other split_seed, eval_args or pre-split files), on "
-                "every interaction (--split all) or on more training pairs (a sparsity cell), so its negatives were "
-                "made from interactions this run must not see (its validation and test pairs, when the split "
-                "differs). Leave hnlm_file unset to build the negatives of this run's training pairs, or run with "
-                "the split settings of the run that built it.")
+        user = dataset.id2token(dataset.uid_field, int(users[0]))
+        item = dataset.id2token(dataset.iid_field, int(items[0]))
+        raise ConfigError(
+            f"hnlm_file: {self.store_path} holds {users.numel()} (user, item) pairs of dataset "
+            f"'{dataset.dataset_name}' that are not training pairs of this run (e.g. user {user!r}, item "
+            f"{item!r}): it was built on another split (other split_seed, eval_args or pre-split files), on "
+            "every interaction (--split all) or on more training pairs (a sparsity cell), so its negatives were "
+            "made from interactions this run must not see (its validation and test pairs, when the split "
+            "differs). Leave hnlm_file unset to build the negatives of this run's training pairs, or run with "
+            "the split settings of the run that built it.")
 
     def check_training_coverage(self, dataset):
         """Refuse (``hnlm_missing: error``) or log training pairs without a stored vector."""
