@@ -69,12 +69,17 @@ _FILTERS = {"user_inter_num_interval": (None, "[0,inf)"), "item_inter_num_interv
             "val_interval": (None,), "rm_dup_inter": (None,)}
 
 
+def _applied_filters(config):
+    """``key=value`` of each interaction filter set to something that filters."""
+    return [f"{key}={config[key]!r}" for key, unset in _FILTERS.items() if config[key] not in unset]
+
+
 def warn_unapplied_options(config):
     """Warn about dataset options RecBole takes without a word but that change nothing here: interaction filters
     with pre-split files (RecBole reads those as they are), and ``threshold`` (a 0/1 label that RecBole's
     general recommenders, and so the samplers, never read: every interaction trains and is tested)."""
     if config["benchmark_filename"]:
-        ignored = [f"{key}={config[key]!r}" for key, unset in _FILTERS.items() if config[key] not in unset]
+        ignored = _applied_filters(config)
         if ignored:
             logger.warning(f"benchmark_filename: RecBole reads pre-split files as they are, so {', '.join(ignored)} "
                            f"{'is' if len(ignored) == 1 else 'are'} not applied. Filter the interactions before "
@@ -97,9 +102,8 @@ def dataset_error(config, error):
     text = str(error)
     name = config["dataset"]
     if "Some feat is empty" in text:
-        applied = [f"{key}={config[key]!r}" for key, unset in _FILTERS.items() if config[key] not in unset]
         return DataError(f"Dataset '{name}': the interaction filters leave no interactions "
-                         f"({', '.join(applied) or 'no filter option set'}): loosen them.")
+                         f"({', '.join(_applied_filters(config)) or 'no filter option set'}): loosen them.")
     match = re.fullmatch(r"Field \[(.+)\] not (?:defined in dataset|in inter_feat)\.", text)
     if match:
         field = match.group(1)
@@ -245,11 +249,16 @@ def _loaded_columns(config):
     return None
 
 
-def _records(lines, separator):
+def _records(lines, separator, quoted=True):
     """``(first line, last line, values)`` of each record after the header, split as RecBole's reader splits it:
     pandas' Python engine with a one-character separator is a strict ``csv.reader`` that takes ``"`` as a quote
     (a quoted field may hold the separator, or run on over several lines). A longer separator is a regular
-    expression to pandas, which knows no quotes: plain splitting."""
+    expression to pandas, which knows no quotes: plain splitting. ``quoted=False``: plain lines split at
+    ``separator`` (quotes are text)."""
+    if not quoted:
+        for line_no, line in enumerate(lines, 2):
+            yield line_no, line_no, line.rstrip("\r\n").split(separator)
+        return
     if len(separator) != 1:
         pattern = re.compile(separator)
         for line_no, line in enumerate(lines, 2):
@@ -270,6 +279,19 @@ def _records(lines, separator):
         yield start, end, values
 
 
+def _filled_records(path, lines, separator, quoted=True):
+    """``(line, values)`` of each non-blank record (:func:`_records`); a quote that fails pandas or runs over lines
+    is an error naming the file and line."""
+    for start, end, values in _records(lines, separator, quoted):
+        if isinstance(values, csv.Error):
+            raise _quote_error(path, start, end, values)
+        if not any(value.strip() for value in values):
+            continue  # a blank line (pandas skips it)
+        if end > start:
+            raise _quote_error(path, start, end, None)
+        yield start, values
+
+
 def check_records(path, encoding="utf-8", separator="\t", quoted=True):
     """Any atomic file, split as RecBole's reader splits it (:func:`_records`; ``quoted=False``: plain lines, for
     files RecBole does not load, which the LLM stage reads with quotes as text): a header of ``name:type`` fields;
@@ -286,15 +308,7 @@ def check_records(path, encoding="utf-8", separator="\t", quoted=True):
             if not header.strip() or any(":" not in name for name in names):
                 raise DataError(f"{path}: the first line {header!r} is not a header of 'name:type' fields separated "
                                 f"by {separator!r} (e.g. 'item_id:token{separator}title:token_seq').")
-            lines = _records(f, separator) if quoted else (
-                (k, k, line.rstrip("\r\n").split(separator)) for k, line in enumerate(f, 2))
-            for start, end, values in lines:
-                if isinstance(values, csv.Error):
-                    raise _quote_error(path, start, end, values)
-                if not any(value.strip() for value in values):
-                    continue
-                if end > start:
-                    raise _quote_error(path, start, end, None)
+            for start, values in _filled_records(path, f, separator, quoted):
                 if len(values) > len(names):
                     raise DataError(f"{path}:{start}: {len(values)} fields, but the header {header!r} has "
                                     f"{len(names)}: every line needs one value per header field, separated by "
@@ -331,13 +345,7 @@ def _check_rows(path, lines, header, fields, separator, config, loaded):
     ids = [names.index(config["USER_ID_FIELD"]), names.index(config["ITEM_ID_FIELD"])]
     presplit = bool(config["benchmark_filename"])
     has_rows, spaced, first_spaced = False, 0, None
-    for start, end, values in _records(lines, separator):
-        if isinstance(values, csv.Error):
-            raise _quote_error(path, start, end, values)
-        if not any(value.strip() for value in values):
-            continue  # a blank line (pandas skips it)
-        if end > start:
-            raise _quote_error(path, start, end, None)
+    for start, values in _filled_records(path, lines, separator):
         has_rows = True
         if len(values) != len(names):
             count = len(values)
