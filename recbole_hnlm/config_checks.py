@@ -107,6 +107,13 @@ def check_valid_metric(config) -> None:
                           f"topk = {topk}. Pick one of them (e.g. --valid_metric={config['metrics'][0]}@{topk[0]}).")
 
 
+def _recbole_properties() -> str:
+    """RecBole's own property files (overall, model and dataset yaml)."""
+    import recbole
+
+    return os.path.join(os.path.dirname(recbole.__file__), "properties")
+
+
 def _yaml_keys(folder: str) -> set:
     """The keys of every yaml file under ``folder``."""
     return {key for path in glob.glob(os.path.join(folder, "**", "*.yaml"), recursive=True)
@@ -123,10 +130,7 @@ def known_option_names(plugin_properties_dir: str) -> set:
     """Every option RecBole or the plugin defines: the keys of all their property yaml files (cached)."""
     global _KNOWN_KEYS
     if _KNOWN_KEYS is None:
-        import recbole
-
-        recbole_properties = os.path.join(os.path.dirname(recbole.__file__), "properties")
-        _KNOWN_KEYS = frozenset(_yaml_keys(recbole_properties) | _yaml_keys(plugin_properties_dir)
+        _KNOWN_KEYS = frozenset(_yaml_keys(_recbole_properties()) | _yaml_keys(plugin_properties_dir)
                                 | _OPTIONS_WITHOUT_YAML)
     return _KNOWN_KEYS
 
@@ -154,13 +158,10 @@ def foreign_options(external_keys, plugin_properties_dir: str, model: str, sampl
     that a run of ``model`` with ``sampler`` never reads it (e.g. ``n_layers`` for MF, ``dns_candidates`` for AHNS);
     ``owners`` names them (``"the LightGCN/SGL model"``). ``also_models``: backbones the run also trains (HNLMRec's
     teacher)."""
-    import recbole
-
     owners = plugin_option_owners(plugin_properties_dir)
     readers = {("model", model), *(("model", m) for m in also_models), ("sampler", sampler),
                *(("sampler", s) for s in ALSO_READS.get(sampler, ()))}
-    recbole_properties = os.path.join(os.path.dirname(recbole.__file__), "properties")
-    read = set(_yaml_keys_of(os.path.join(recbole_properties, "model", f"{model}.yaml")))
+    read = set(_yaml_keys_of(os.path.join(_recbole_properties(), "model", f"{model}.yaml")))
     for reader in readers:
         read |= owners.get(reader, frozenset())
     found = []
@@ -186,9 +187,7 @@ def _general_option(key, plugin_properties_dir):
     """An option of RecBole's or the plugin's overall and dataset property files (every run reads those); a
     sampler's or backbone's option that a dataset file sets (amazon-toys' ``hnlm_lambda``) stays theirs."""
     if plugin_properties_dir not in _GENERAL_KEYS:
-        import recbole
-
-        recbole_properties = os.path.join(os.path.dirname(recbole.__file__), "properties")
+        recbole_properties = _recbole_properties()
         paths = [os.path.join(folder, "overall.yaml") for folder in (recbole_properties, plugin_properties_dir)]
         paths += glob.glob(os.path.join(recbole_properties, "dataset", "*.yaml"))
         owned = set().union(*plugin_option_owners(plugin_properties_dir).values())

@@ -187,11 +187,11 @@ class SafeCheckpointMixin:
                     self.logger.warning
                 log(f"resume_from: the run goes on writing its files in {run_folder}, beside its resume state, not "
                     f"in checkpoint_dir={self.config['checkpoint_dir']}.")
-            self.best_valid_result = OrderedDict(state["best_valid_result"]) or None  # as RecBole's evaluate gives
+            self.best_valid_result = _restored_result(state)
             self._stopped_early = bool(state["stopped_early"])
             self._rng_to_restore = read_rng_state(resume_file)
         else:  # the best so far is the checkpoint itself: this run's best file starts as its copy
-            self.best_valid_result = OrderedDict(state.get("best_valid_result") or {}) or None  # None: older files
+            self.best_valid_result = _restored_result(state)  # None in best checkpoints before session 22
             with atomic_path(self.saved_model_file) as tmp:
                 shutil.copyfile(resume_file, tmp)
             self.logger.warning(f"{resume_file} is a best-epoch checkpoint, not a resume state: training goes on "
@@ -295,6 +295,11 @@ class SafeCheckpointMixin:
 def _plain_result(result):
     """A validation result as plain floats for a checkpoint's JSON metadata (``{}`` for none)."""
     return {k: float(v) for k, v in (result or {}).items()}
+
+
+def _restored_result(state):
+    """A stored validation result as RecBole's ``evaluate`` gives it (an ``OrderedDict``), or ``None``."""
+    return OrderedDict(state.get("best_valid_result") or {}) or None
 
 
 def make_safe_trainer(trainer_class):

@@ -106,14 +106,19 @@ def training_settings(path: str) -> Optional[Dict]:
 
     try:
         with safe_open(path, framework="pt") as handle:
-            meta = handle.metadata() or {}
-        if meta.get("format") != TEACHER_FORMAT:
-            raise _unreadable(path, f"format {meta.get('format')!r}, expected {TEACHER_FORMAT!r}")
-        return _training_of(meta)
+            return _training_of(_teacher_metadata(path, handle))
+    except DataError:
+        raise
     except (SafetensorError, OSError, ValueError) as error:
-        if isinstance(error, DataError):
-            raise
         raise _unreadable(path, error) from error
+
+
+def _teacher_metadata(path: str, handle) -> Dict:
+    """The metadata of an open teacher file, whose format is checked."""
+    meta = handle.metadata() or {}
+    if meta.get("format") != TEACHER_FORMAT:
+        raise _unreadable(path, f"format {meta.get('format')!r}, expected {TEACHER_FORMAT!r}")
+    return meta
 
 
 def _training_of(metadata: Dict) -> Optional[Dict]:
@@ -151,18 +156,16 @@ class Teacher:
 
         try:
             with safe_open(path, framework="pt") as handle:
-                meta = handle.metadata() or {}
-                if meta.get("format") != TEACHER_FORMAT:
-                    raise _unreadable(path, f"format {meta.get('format')!r}, expected {TEACHER_FORMAT!r}")
+                meta = _teacher_metadata(path, handle)
                 missing = [k for k in _TENSORS if k not in handle.keys()]
                 if missing:
                     raise _unreadable(path, f"tensors {missing} missing")
                 tensors = {k: handle.get_tensor(k) for k in _TENSORS}
             user_tokens, item_tokens = json.loads(meta["user_tokens"]), json.loads(meta["item_tokens"])
             training = _training_of(meta)
+        except DataError:
+            raise
         except (SafetensorError, OSError, ValueError, KeyError) as error:
-            if isinstance(error, DataError):
-                raise
             raise _unreadable(path, error) from error
         teacher = cls(path=path, user_tokens=user_tokens, item_tokens=item_tokens, sha256=file_sha256(path),
                       training=training, **tensors)
