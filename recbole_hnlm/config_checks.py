@@ -174,10 +174,15 @@ def foreign_options(external_keys, plugin_properties_dir: str, model: str, sampl
     return found
 
 
-def foreign_option_messages(foreign, model: str, sampler: str) -> list:
-    """One warning line per option that this run never reads (:func:`foreign_options`)."""
-    return [f"Option '{key}' is ignored: it is an option of {owners}, which a {model} run with the {sampler} sampler "
-            "never reads." for key, owners in foreign]
+def foreign_option_messages(foreign, never_read_by: str) -> list:
+    """One warning line per option that is never read (:func:`foreign_options`); ``never_read_by`` ends the sentence
+    (``"a MF run with the AHNS sampler never reads"``)."""
+    return [f"Option '{key}' is ignored: it is an option of {owners}, which {never_read_by}." for key, owners in foreign]
+
+
+def run_never_reads(model: str, sampler: str) -> str:
+    """The end of a :func:`foreign_option_messages` line for one run."""
+    return f"a {model} run with the {sampler} sampler never reads"
 
 
 _GENERAL_KEYS = {}

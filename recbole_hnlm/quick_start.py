@@ -18,7 +18,7 @@ from recbole.utils import init_logger, init_seed, set_color
 
 from recbole_hnlm.checkpoint import read_model_weights, read_trainer_state
 from recbole_hnlm.config import Config, split_seed
-from recbole_hnlm.config_checks import foreign_option_messages, unknown_option_messages
+from recbole_hnlm.config_checks import foreign_option_messages, run_never_reads, unknown_option_messages
 from recbole_hnlm.data_checks import (check_dataset_files, check_duplicate_interactions, check_splits_not_empty,
                                       check_topk_fits, dataset_error)
 from recbole_hnlm.denormals import flush_denormals
@@ -61,7 +61,8 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
         logger.info(config)
         for message in unknown_option_messages(config.unknown_options):
             logger.warning(message)
-        for message in foreign_option_messages(config.foreign_options, config["model"], config["sampler"]):
+        for message in foreign_option_messages(config.foreign_options,
+                                               run_never_reads(config["model"], config["sampler"])):
             logger.warning(message)
         experiments = kernel_experiments()
         if experiments:  # variants of the CUDA kernels (same sums or positions; their speed is being measured)

@@ -60,14 +60,14 @@ def test_misspelt_options_are_listed_with_the_closest_name():
 def test_options_of_other_backbones_and_samplers_are_named():
     """Another backbone's or sampler's option was accepted without a word (``n_layers`` for MF): it is listed with
     its owners; options the run reads, HNLMRec's teacher's included, are not."""
-    from recbole_hnlm.config_checks import foreign_option_messages
+    from recbole_hnlm.config_checks import foreign_option_messages, run_never_reads
 
     config = Config(model="MF", dataset="ml-100k", config_dict={
         "sampler": "AHNS", "n_layers": 5, "message_dropout": 0.5, "dns_candidates": 8, "ahns_candidates": 8,
         "reg_weight": 1e-4, "epochs": 3}, command_line=False)
     assert config.foreign_options == [("n_layers", "the LightGCN/SGL model"), ("message_dropout", "the NGCF model"),
                                       ("dns_candidates", "the DNS sampler")]
-    assert foreign_option_messages(config.foreign_options[:1], "MF", "AHNS") == [
+    assert foreign_option_messages(config.foreign_options[:1], run_never_reads("MF", "AHNS")) == [
         "Option 'n_layers' is ignored: it is an option of the LightGCN/SGL model, which a MF run with the AHNS "
         "sampler never reads."]
     teacher = Config(model="MF", dataset="ml-100k", config_dict={"sampler": "HNLMRec", "n_layers": 2,

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from recbole_hnlm.benchmark.runner import CELL_ANALYSES, Cell, check_cell, environment, run_cell
 from recbole_hnlm.config import read_config_files
+from recbole_hnlm.config_checks import foreign_option_messages, run_never_reads
 from recbole_hnlm.errors import ConfigError
 from recbole_hnlm.files import file_sha256, write_json_atomic
 from recbole_hnlm.resume import NOT_TRAINING_OPTIONS
@@ -298,9 +299,17 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
         for cell in todo:
             first_of_pair.setdefault((cell.model, cell.sampler), cell)
         warn_once = warning_once()  # the pairs share their settings, hence their warnings
+        unread = None  # options of other backbones or samplers that no cell to run reads
         for cell in first_of_pair.values():
-            cell_checker(cell, dataset, out, config_dict=dict(config_dict or {}), config_file_list=config_file_list,
-                         analyses=cell_analyses, warn=warn_once)
+            foreign = cell_checker(cell, dataset, out, config_dict=dict(config_dict or {}),
+                                   config_file_list=config_file_list, analyses=cell_analyses, warn=warn_once)
+            foreign = dict(foreign or ())
+            unread = foreign if unread is None else {key: unread[key] for key in unread if key in foreign}
+        pairs = sorted(first_of_pair)
+        never_read_by = (run_never_reads(*pairs[0]) if len(pairs) == 1 else
+                         f"none of this grid's {len(pairs)} model-sampler pairs to run reads")
+        for message in foreign_option_messages(list((unread or {}).items()), never_read_by):
+            warn_once(message)
     try:
         os.makedirs(os.path.join(out, "runs"), exist_ok=True)
     except OSError as error:

@@ -87,6 +87,10 @@ def check_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_
     checked, so ``--data_pth=...`` is named next to the missing dataset. ``options`` spells the command's model and
     sampler options in the messages (:data:`GRID_OPTIONS`).
 
+    Returns:
+        list: ``[(key, owners)]``, the options of other backbones or samplers that this cell never reads
+        (``Config.foreign_options``); the grid warns about those that no cell reads.
+
     Raises:
         ConfigError: an unknown name, an incompatible pair or an invalid value (the message names it, and the
             benchmark's own options: ``--models``, ``--samplers``).
@@ -112,6 +116,7 @@ def check_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_
     if "popularity" in analyses and not hasattr(config.model_class, "pooled_embeddings"):
         raise ConfigError(f"--analysis popularity needs a recbole_hnlm backbone with pooled_embeddings (it ranks "
                           f"every item by its embedding); {cell.model} has none.")
+    return config.foreign_options
 
 
 @contextlib.contextmanager

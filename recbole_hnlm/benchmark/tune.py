@@ -40,6 +40,7 @@ from recbole_hnlm.benchmark.grid import (SettingsMismatch, canonical_names, expa
 from recbole_hnlm.benchmark.report import METRIC_NAMES
 from recbole_hnlm.benchmark.runner import METRICS, Cell, check_cell, run_cell
 from recbole_hnlm.benchmark.search_space import ALGORITHMS, make_trials, read_params_file, trial_key
+from recbole_hnlm.config_checks import foreign_option_messages, run_never_reads
 from recbole_hnlm.errors import ConfigError
 from recbole_hnlm.files import write_json_atomic, write_text_atomic
 
@@ -268,10 +269,12 @@ def run_search(dataset, model, sampler, seeds, params_file, out, algo="exhaustiv
         summaries.append({"results": finished})
         if cell_checker is not None:
             try:
-                cell_checker(cells[0], dataset, os.path.join(out, folder), config_dict=trial_dict,
-                             config_file_list=config_file_list, warn=warn_once, options=TUNE_OPTIONS)
+                foreign = cell_checker(cells[0], dataset, os.path.join(out, folder), config_dict=trial_dict,
+                                       config_file_list=config_file_list, warn=warn_once, options=TUNE_OPTIONS)
             except ConfigError as error:
                 raise ConfigError(f"trial {_values(trial)}: {error}") from None
+            for message in foreign_option_messages(foreign or [], run_never_reads(model, sampler)):
+                warn_once(message)  # a searched option of another backbone or sampler: every trial trains alike
 
     def write():
         search["trials"] = [trial_summary(t, f, seeds, model, sampler, s) for t, f, s in zip(trials, folders, summaries)]

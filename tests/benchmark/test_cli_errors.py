@@ -172,3 +172,24 @@ def test_unknown_option_warnings_are_printed_once_per_grid(ml_slice, tmp_path, c
     assert len(ran) == 4  # four (model, sampler) pairs checked, each with the same settings
     warnings = [r.getMessage() for r in caplog.records if "Unknown option 'epochz'" in r.getMessage()]
     assert warnings == ["Unknown option 'epochz' is ignored: did you mean 'epochs'?"]
+
+
+def test_options_no_cell_reads_are_warned_about_once(ml_slice, tmp_path, caplog):
+    """A grid accepted another backbone's or sampler's option without a word (``--n_layers`` for a grid of MF
+    cells); an option that some cell reads (LightGCN's ``n_layers`` in an MF + LightGCN grid) is not warned about."""
+    data_path, dataset = ml_slice
+
+    def warnings(models, samplers, **options):
+        caplog.clear()
+        run_grid(dataset, models, samplers, [1], str(tmp_path / "-".join(models + samplers)), progress=False,
+                 config_dict={"data_path": data_path, **options},
+                 cell_runner=lambda cell, *args, **kwargs: {"cell": cell.key})
+        return [r.getMessage() for r in caplog.records if "is ignored" in r.getMessage()]
+
+    assert warnings(["MF"], ["RNS", "DNS"], n_layers=2, dns_candidates=8) == [
+        "Option 'n_layers' is ignored: it is an option of the LightGCN/SGL model, which none of this grid's 2 "
+        "model-sampler pairs to run reads."]
+    assert warnings(["MF"], ["RNS"], dns_candidates=8) == [
+        "Option 'dns_candidates' is ignored: it is an option of the DNS sampler, which a MF run with the RNS sampler "
+        "never reads."]
+    assert warnings(["MF", "LightGCN"], ["RNS"], n_layers=2) == []

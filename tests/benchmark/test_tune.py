@@ -269,6 +269,16 @@ def test_a_failed_trial_is_reported_and_left_out_of_the_ranking(search_args, cap
     assert "Not finished:" in report and "learning_rate=0.0001, embedding_size=16: failed (see " in report
 
 
+def test_a_shared_option_the_searched_pair_never_reads_is_warned_about_once(search_args, caplog):
+    def not_trained(cell, *args, **kwargs):
+        raise RuntimeError("not trained in this test")
+
+    run_search(**{**search_args, "config_dict": {**search_args["config_dict"], "n_layers": 2}}, cell_runner=not_trained)
+    warnings = [r.getMessage() for r in caplog.records if "is ignored" in r.getMessage()]
+    assert warnings == ["Option 'n_layers' is ignored: it is an option of the LightGCN/SGL model, which a MF run with "
+                        "the RNS sampler never reads."]  # once for the two trials
+
+
 def test_ranking_follows_valid_metric_bigger():
     def trial(score, bigger):
         return {"status": "finished", "valid": {"mean": score}, "valid_metric_bigger": bigger}
