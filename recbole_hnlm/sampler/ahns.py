@@ -30,7 +30,9 @@ class AHNS(NegativeSampler):
 
     The defaults (``alpha`` 1, ``beta`` 0.1) are the authors' for mean-pooled MF and LightGCN. With NGCF's
     concatenated layers the scores live on another scale (three of the four blocks are unit-normalised), so the same
-    values set another hardness there: tune them for NGCF.
+    values set another hardness there: tune them for NGCF. While every score is near 0 (early training) the target
+    :math:`\beta (s^+_b + \alpha)^{p+1}` (0.1 with the defaults) lies above every candidate's score, so the choice is
+    DNS's (the highest-scored candidate) until the scores grow past it.
 
     Config:
         ahns_candidates (int): ``M``. Default 32.

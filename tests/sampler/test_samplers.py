@@ -1,4 +1,6 @@
 """Sampler invariants on random embeddings: what each one selects, shapes, gradients, determinism."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -71,6 +73,21 @@ def test_ahns_picks_the_candidate_closest_to_the_target_hardness():
     expected = ctx.candidates.gather(1, (scores(ctx) - target[:, None]).abs().argmin(1, keepdim=True))
     assert torch.equal(out.item_ids, expected)
     assert sampler.nonpositive_base == int(((s_pos + 1.0) <= 0).sum())
+
+
+def test_ahns_with_its_defaults_picks_as_dns_while_the_scores_are_small():
+    """As documented (AHNS docstring, docs/results.md): early in training every candidate scores below the target
+    beta / (s+ + 1) ~ 0.1, so the closest candidate is the highest-scored one."""
+    emb = propagation()
+    ctx = context(dataclasses.replace(emb, user=emb.user * 0.01, item=emb.item * 0.01))
+    ahns = AHNS({"ahns_candidates": M, "ahns_alpha": 1.0, "ahns_beta": 0.1, "ahns_p": -2}, None)(ctx)
+    dns = DNS({"dns_candidates": M, "dns_topn": 1, "dns_variant": "single"}, None)(ctx)
+    assert float(scores(ctx).detach().abs().max()) < 0.05
+    assert torch.equal(ahns.item_ids, dns.item_ids)
+    ctx = context(emb)  # at the test's unit scale some candidates pass the target, and the two part
+    assert not torch.equal(AHNS({"ahns_candidates": M, "ahns_alpha": 1.0, "ahns_beta": 0.1, "ahns_p": -2}, None)(ctx)
+                           .item_ids, DNS({"dns_candidates": M, "dns_topn": 1, "dns_variant": "single"}, None)(ctx)
+                           .item_ids)
 
 
 def test_ahns_counts_and_reports_rows_without_a_target(caplog):
