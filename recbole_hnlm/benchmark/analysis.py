@@ -199,8 +199,8 @@ class FHNProbe:
     """Measures the false-hard-negative rate of a model's sampler on a fixed sample of training pairs.
 
     The sample (``n_pairs`` pairs whose user has test items, drawn once with ``torch.Generator().manual_seed(seed)``)
-    is the same at every call, and each call restores torch's RNG state, so probing every epoch does not change the
-    training run.
+    is the same at every call, and each call restores torch's RNG state and the model's train/eval mode, so probing
+    every epoch does not change the training run; the model is probed in eval mode (no dropout).
 
     Args:
         train_users, train_items (LongTensor [E]): training pairs the sample is drawn from.
@@ -227,9 +227,14 @@ class FHNProbe:
 
         if self.n_pairs == 0:
             return float("nan")
-        with preserved_rng():
-            negatives = torch.cat([model.hard_negatives(self.users[s:s + batch], self.items[s:s + batch])
-                                   for s in range(0, self.n_pairs, batch)])
-            _, item_e = model.pooled_embeddings()
+        training = model.training
+        model.eval()  # as at the best checkpoint's probe: no dropout (NGCF's message_dropout)
+        try:
+            with preserved_rng():
+                negatives = torch.cat([model.hard_negatives(self.users[s:s + batch], self.items[s:s + batch])
+                                       for s in range(0, self.n_pairs, batch)])
+                _, item_e = model.pooled_embeddings()
+        finally:
+            model.train(training)
         rate, _ = false_hard_negative_rate(negatives, self.users, item_e, self.test, self.threshold)
         return rate

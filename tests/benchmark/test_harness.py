@@ -274,6 +274,29 @@ def test_false_hard_negative_rate_constructed_cases():
     assert A.false_hard_negative_rate(item_e[:1], torch.tensor([2]), item_e, test)[1] == 0
 
 
+def test_fhn_probe_measures_in_eval_mode_and_keeps_the_training_mode(fast_config):
+    """The per-epoch probe ran with the model in training mode (NGCF's message dropout on) while the best checkpoint
+    was probed in eval mode: the two columns of the report measured different models."""
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import init_seed
+
+    from recbole_hnlm.config import Config
+    from recbole_hnlm.model.ngcf import NGCF
+
+    config = Config(model="NGCF", config_dict={**fast_config, "sampler": "DNS", "message_dropout": 0.5})
+    init_seed(config["seed"], True)
+    train_data, _, test_data = data_preparation(config, create_dataset(config))
+    model = NGCF(config, train_data._dataset)
+    users, items = (torch.as_tensor(train_data._dataset.inter_feat[f]) for f in ("user_id", "item_id"))
+    test = tuple(torch.as_tensor(test_data._dataset.inter_feat[f]) for f in ("user_id", "item_id"))
+    probe = A.FHNProbe(users, items, test, model.n_users, model.n_items, 512, seed=0, threshold=0.9)
+    model.eval()
+    in_eval = probe(model)
+    assert 0.0 < in_eval < 1.0 and not model.training
+    model.train()
+    assert probe(model) == in_eval and model.training
+
+
 def test_subsample_per_user_keeps_the_quota_of_every_user():
     users = np.repeat(np.arange(1, 6), [1, 2, 5, 10, 7])
     keep = A.subsample_per_user(users, 0.4, seed=3)
