@@ -9,7 +9,9 @@ share a seed and a split fingerprint), the improvement then also over those pair
 no test and the cell says ``n<2`` (``unpaired`` when no seed shares a split); when the paired
 differences are all equal the t statistic is undefined and the cell says ``p=n/a``. Analysis sections (popularity
 groups, false-hard-negative rate, sparsity) follow when the runs hold them. Only main cells (``train_ratio == 1``)
-enter the main table.
+enter the main table. The report also lists the settings of its rows (each row's when they differ), names ties for
+the best ID-based sampler, and names the cells of the last grid command (``grid.json``) that left neither a result
+nor an error file. All statistics use RecBole's metrics as reported, rounded to ``metric_decimal_place`` decimals.
 """
 import csv
 import glob
@@ -175,10 +177,49 @@ def compare(results, model, sampler, reference, metric):
 
 
 def best_id_based(summary, model, metric):
-    """The ID-based sampler with the highest mean ``metric`` on ``model``, or ``None``."""
+    """The ID-based sampler with the highest mean ``metric`` on ``model`` (of equal means, the last name in
+    alphabetical order; :func:`tied_with_best` names the others), or ``None``."""
     candidates = [(summary[(model, s)][metric][0], s) for s in ID_BASED if (model, s) in summary]
     candidates = [c for c in candidates if not math.isnan(c[0])]
     return max(candidates)[1] if candidates else None
+
+
+def tied_with_best(summary, model, metric, best):
+    """The other ID-based samplers whose mean ``metric`` equals that of ``best``."""
+    if best is None:
+        return []
+    top = summary[(model, best)][metric][0]
+    return [s for s in ID_BASED if s != best and (model, s) in summary and summary[(model, s)][metric][0] == top]
+
+
+def settings_section(results):
+    """Markdown lines with the shared settings of the main runs and, when rows were trained with other settings
+    (cells added to a grid's folder by a later command, e.g. a tuned confirmation), each row's differences."""
+    rows = {}
+    for r in _main_runs(results):
+        rows.setdefault((r["model"], r["sampler"]), r.get("settings") or {})  # one row holds one set of settings
+    if not rows:
+        return []
+    rows = {(m, s): rows[(m, s)] for m in _order([m for m, _ in rows], MODEL_ORDER)
+            for s in _order([s for m2, s in rows if m2 == m], SAMPLER_ORDER)}
+    keys = sorted({key for settings in rows.values() for key in settings})
+    missing = object()
+
+    def shown(value):
+        return "(default)" if value is missing else json.dumps(value) if not isinstance(value, str) else value
+
+    shared = [key for key in keys if len({shown(s.get(key, missing)) for s in rows.values()}) == 1]
+    first = next(iter(rows.values()))
+    text = ", ".join(f"{key}={shown(first[key])}" for key in shared)
+    lines = ["", f"Settings of every row: {text or 'the defaults'}."]
+    differing = [key for key in keys if key not in shared]
+    if differing:
+        lines += ["", f"**Rows trained with different settings** (compare them with care; unlisted of "
+                      f"{', '.join(differing)}: the default):", ""]
+        lines += [f"* {model} + {sampler}: " + (", ".join(f"{key}={shown(settings[key])}" for key in differing
+                                                         if key in settings) or "none of them set")
+                  for (model, sampler), settings in rows.items()]
+    return lines
 
 
 def _fmt_mean_std(mean, std):
@@ -214,15 +255,18 @@ def _table(header, rows):
     return "\n".join(lines)
 
 
-def markdown_report(results, errors=None, title=None):
-    """The markdown report of ``results`` (see the module docstring)."""
+def markdown_report(results, errors=None, title=None, not_finished=()):
+    """The markdown report of ``results`` (see the module docstring); ``not_finished``: keys of the cells of the last
+    grid command that have neither a result nor an error file."""
     summary = summarize(results)
     names = [METRIC_NAMES[m] for m in METRICS]
     dataset = ", ".join(sorted({r["dataset"] for r in results})) or "-"
     parts = [f"# {title or 'Benchmark'}: {dataset}", ""]
     parts.append("Test split, full ranking; mean ± sample std over seeds (n = runs); s/epoch: median training wall "
                  "time per epoch (mean over seeds); epochs (best): epochs trained and the best validation epoch "
-                 "(0-based).")
+                 "(0-based). Every statistic is computed on the metrics as RecBole reports them, rounded to its "
+                 "`metric_decimal_place` (4 unless set): differences below the last digit read as ties.")
+    parts += settings_section(results)
     models = _order([m for m, _ in summary], MODEL_ORDER)
     for model in models:
         samplers = _order([s for m, s in summary if m == model], SAMPLER_ORDER)
@@ -242,8 +286,12 @@ def markdown_report(results, errors=None, title=None):
             row += ["—" if best[m] is None or sampler == best[m]
                     else _fmt_compare(compare(results, model, sampler, best[m], m)) for m in METRICS]
             comparison_rows.append(row)
-        best_text = ", ".join(f"{METRIC_NAMES[m]}: {best[m] or '-'}" for m in METRICS)
-        parts += ["", f"Relative improvement of the mean, paired t-test across seeds (best ID-based: {best_text}).",
+        best_text = ", ".join(f"{METRIC_NAMES[m]}: {best[m] or '-'}"
+                              + "".join(f" (tied with {t})" for t in tied_with_best(summary, model, m, best[m]))
+                              for m in METRICS)
+        parts += ["", "Relative improvement of the mean over the seeds both samplers ran on the same split (it can "
+                      "differ from the ratio of the means above when their seeds differ), paired t-test across those "
+                      f"seeds; the best ID-based sampler is chosen on these test means ({best_text}).",
                   "", _table(["Sampler"] + [f"vs RNS {n}" for n in names] + [f"vs best ID {n}" for n in names],
                              comparison_rows)]
 
@@ -259,8 +307,11 @@ def markdown_report(results, errors=None, title=None):
                     row.append(" / ".join(f"{np.nanmean([g[group][m] for g in runs]):.4f}"
                                           for m in ("recall@20", "ndcg@20")))
                 rows.append(row)
-        sizes = popularity[0]["analysis"]["popularity"]
-        size_text = ", ".join(f"{g} {sizes[g]['n_items']} items / {sizes[g]['n_test']} test pairs"
+        def span(group, key):  # the splits of different seeds may give the groups other sizes
+            values = sorted({r["analysis"]["popularity"][group][key] for r in popularity})
+            return f"{values[0]}" if len(values) == 1 else f"{values[0]}–{values[-1]}"
+
+        size_text = ", ".join(f"{g} {span(g, 'n_items')} items / {span(g, 'n_test')} test pairs"
                               for g in POPULARITY_GROUPS)
         parts += ["", "## Popularity groups (Recall@20 / NDCG@20, mean over seeds)", "", f"Groups: {size_text}.", "",
                   _table(["Model", "Sampler", "n", "All", *POPULARITY_GROUPS], rows)]
@@ -289,14 +340,34 @@ def markdown_report(results, errors=None, title=None):
                     values = [r["test_result"]["ndcg@20"] for r in results if r["model"] == model
                               and r["sampler"] == sampler and float(r["train_ratio"]) == ratio
                               and r["test_result"].get("ndcg@20") is not None]
-                    row.append(f"{np.mean(values):.4f}" if values else "-")
+                    row.append(f"{np.mean(values):.4f} (n={len(values)})" if values else "-")
                 rows.append(row)
-        parts += ["", "## Sparsity (test NDCG@20, mean over seeds, by share of training interactions kept)", "",
+        parts += ["", "## Sparsity (test NDCG@20, mean over n seeds, by share of training interactions kept)", "",
                   _table(["Model", "Sampler"] + [f"{int(round(r * 100))}%" for r in ratios], rows)]
 
     if errors:
         parts += ["", "## Failed cells", ""] + [f"* `{cell}`: {message}" for cell, message in errors.items()]
+    if not_finished:
+        parts += ["", "## Not finished", "", "Cells of the last grid command (`grid.json`) with neither a result nor an "
+                  "error file: interrupted, killed or not run yet (the same command runs them), so the rows above "
+                  "hold fewer seeds.", ""] + [f"* `{cell}`" for cell in not_finished]
     return "\n".join(parts) + "\n"
+
+
+def not_finished_cells(out, results, errors):
+    """Keys of the cells that ``out/grid.json`` (the last grid command) lists and ``out/runs`` holds neither a
+    result nor an error file for; ``[]`` without a readable ``grid.json``."""
+    from recbole_hnlm.benchmark.grid import expand_cells
+
+    try:
+        with open(os.path.join(out, "grid.json")) as f:
+            grid = json.load(f)
+        cells = expand_cells(grid["models"], grid["samplers"], grid["seeds"], grid.get("analyses", ()),
+                             grid.get("ratios", ()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    done = {r.get("cell") for r in results} | set(errors)
+    return [cell.key for cell in cells if cell.key not in done]
 
 
 def write_report(out, plots=True):
@@ -310,7 +381,8 @@ def write_report(out, plots=True):
     if not results and not errors:
         raise FileNotFoundError(f"No runs found in '{out}': expected {os.path.join(out, 'runs', '<cell>.json')} "
                                 f"from a grid run with --out {out}.")
-    report = markdown_report(results, errors)  # built before anything is written: a failure leaves the old files
+    # built before anything is written: a failure leaves the old files
+    report = markdown_report(results, errors, not_finished=not_finished_cells(out, results, errors))
     paths = {"csv": write_csv(results, os.path.join(out, "runs.csv"))}
     table = os.path.join(out, "table.md")
     write_text_atomic(table, report)

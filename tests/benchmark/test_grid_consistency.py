@@ -209,3 +209,68 @@ def test_fhn_pairs_of_another_seed_of_the_row(tmp_path):
     with pytest.raises(SettingsMismatch, match="--fhn-pairs 512, now --fhn-pairs 100"):
         grid(tmp_path, ["RNS"], [2], runner, analyses=("fhn",), fhn_pairs=100)
     assert runner.calls == []
+
+
+class KilledAt:
+    """A cell runner that stops the grid like Ctrl-C or a kill at ``cell_key`` (no result, no error file)."""
+
+    def __init__(self, cell_key, runner):
+        self.cell_key, self.runner = cell_key, runner
+
+    def __call__(self, cell, *args, **kwargs):
+        if cell.key == self.cell_key:
+            raise KeyboardInterrupt
+        return self.runner(cell, *args, **kwargs)
+
+
+def test_cells_of_the_grid_without_a_result_are_named(tmp_path):
+    """An interrupted or killed cell left its row averaged over fewer seeds without a word."""
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        grid(out, ["RNS", "DNS"], [1, 2, 3], KilledAt("MF-DNS-seed2", FakeRunner()))
+    text = open(write_report(str(out), plots=False)["table"]).read()
+    missing = text.split("## Not finished", 1)[1]
+    assert "`MF-DNS-seed2`" in missing and "`MF-DNS-seed3`" in missing and "seed1" not in missing
+    grid(out, ["RNS", "DNS"], [1, 2, 3], FakeRunner())
+    assert "Not finished" not in open(write_report(str(out), plots=False)["table"]).read()
+
+
+def test_rows_trained_with_other_settings_are_listed(tmp_path):
+    """A later command may add a row with other settings (a tuned sampler) to a grid's folder: the report said
+    nothing, and one row's lr looked comparable to the others'."""
+    out = tmp_path / "out"
+    grid(out, ["RNS"], [1], FakeRunner(), config_dict={"epochs": 2})
+    text = open(write_report(str(out), plots=False)["table"]).read()
+    assert "Settings of every row: epochs=2." in text and "different settings" not in text
+    grid(out, ["DNS"], [1], FakeRunner(), config_dict={"epochs": 3, "dns_candidates": 8})
+    text = open(write_report(str(out), plots=False)["table"]).read()
+    assert "Settings of every row: the defaults." in text
+    assert "* MF + RNS: epochs=2\n* MF + DNS: dns_candidates=8, epochs=3\n" in text
+
+
+def test_ties_for_the_best_id_based_sampler_and_sparsity_counts_are_shown(tmp_path):
+    out = tmp_path / "out"
+    grid(out, ["DNS", "AHNS", "RNS"], [1, 2], FakeRunner(), analyses=("sparsity",), ratios=(0.5,))
+    os.remove(os.path.join(out, "runs", "MF-RNS-seed2-train50.json"))
+    text = open(write_report(str(out), plots=False)["table"]).read()
+    assert "NDCG@20: DNS (tied with AHNS)" in text  # equal means: the choice is named, not hidden
+    sparsity = text.split("## Sparsity", 1)[1]
+    assert "| MF | RNS | 0.1100 (n=1) | 0.1150 (n=2) |" in sparsity
+    assert "| MF | DNS | 0.1150 (n=2) | 0.1150 (n=2) |" in sparsity
+
+
+def test_popularity_group_sizes_of_splits_that_differ_are_ranges():
+    """The group sizes were those of the first run's split, whichever seed's split the others had."""
+    from recbole_hnlm.benchmark.analysis import POPULARITY_GROUPS
+    from recbole_hnlm.benchmark.report import markdown_report
+
+    results = []
+    for seed, n_test in ((1, 100), (2, 90)):
+        result = FakeRunner()(Cell("MF", "RNS", seed), "toy", None)
+        result["analysis"]["popularity"] = {group: {"recall@20": 0.1, "ndcg@20": 0.1, "n_items": 10,
+                                                    "n_test": n_test + index}
+                                            for index, group in enumerate(("All",) + POPULARITY_GROUPS)}
+        results.append(result)
+    groups = markdown_report(results).split("Groups: ", 1)[1].split("\n", 1)[0]
+    assert groups.startswith(f"{POPULARITY_GROUPS[0]} 10 items / 91–101 test pairs, ")
+    assert markdown_report(results[:1]).split("Groups: ", 1)[1].startswith(f"{POPULARITY_GROUPS[0]} 10 items / 101 ")
