@@ -5,6 +5,10 @@ The C++ extension ``recbole_hnlm._C`` is always built for the CPU (OpenMP throug
 found, or when ``FORCE_CUDA=1``. Switches: ``FORCE_ONLY_CPU=1`` (never build CUDA),
 ``RECBOLE_HNLM_SKIP_EXT=1`` (pure-Python install; every op falls back to its PyTorch reference),
 ``TORCH_CUDA_ARCH_LIST`` (default "8.0;9.0"), ``NVCC_FLAGS`` (extra nvcc flags), ``MAX_JOBS``.
+
+The extension is compiled against the torch of the build environment, and the package then requires that torch's
+minor version: build with ``--no-build-isolation`` in the environment that runs it (``scripts/setup.sh`` does), or
+an isolated build takes the newest torch from PyPI. ``MANIFEST.in`` puts every ``csrc/`` file in the sdist.
 """
 import glob
 import os
@@ -85,6 +89,18 @@ def extensions():
 
 ext_modules, cmdclass = extensions()
 
+
+def torch_requirement():
+    """``torch==X.Y.*`` of the torch the extension is compiled against (``_C`` links torch's C++ library, whose ABI
+    changes between minor versions: a wheel built on 2.13 does not load under 2.14); ``torch>=2.1`` without it."""
+    if not ext_modules:
+        return "torch>=2.1"
+    import torch
+
+    major, minor = torch.__version__.split("+")[0].split(".")[:2]
+    return f"torch=={major}.{minor}.*"
+
+
 setup(
     name="recbole-hnlm",
     version="0.1.0",
@@ -101,7 +117,7 @@ setup(
     # torch and recbole are listed for metadata; scripts/setup.sh installs them first (torch pinned to the
     # CPU wheel, recbole with --no-deps) and installs this package with --no-deps. See README.md.
     install_requires=[
-        "torch>=2.1",
+        torch_requirement(),
         "recbole==1.2.1",
         "numpy>=1.26,<2",
         "pandas>=2.2,<3",

@@ -24,7 +24,7 @@ from recbole_hnlm.data_checks import check_dataset_files
 from recbole_hnlm.errors import ConfigError
 from recbole_hnlm.quick_start import checkpoint_backbone, read_dataset
 from recbole_hnlm.resume import changed_options, checkpoint_state
-from recbole_hnlm.warm_start import check_init_from
+from recbole_hnlm.warm_start import check_init_from, warn_about_changed_eval_split
 
 #: Settings of the training run that do not describe the model or its data: where it wrote, what it continued, and
 #: the devices of the machine it ran on (the loading machine's RecBole defaults apply; ``config_dict`` chooses).
@@ -41,7 +41,9 @@ def load_data_and_model(checkpoint, config_dict=None):
     machine, or ``gpu_id``); the data are read and split as in the run, and the split is checked against the
     checkpoint's digests of the ids and of the training split before its weights are loaded. The backbone's weights
     are loaded and the model is returned in eval mode; the sampler plays no part in ranking, so it is not prepared
-    (HNLMRec's LLM stage does not run) and ``config["sampler"]`` names the run's sampler.
+    (HNLMRec's LLM stage does not run): ``model.sampler`` is the uniform one while ``config["sampler"]`` names the
+    run's (to train on, start a run with ``init_from``). Validation or test pairs that differ from those the run was
+    evaluated on are warned about (its logged metrics will not be reproduced).
 
     Args:
         checkpoint (str): a best-epoch checkpoint or a resume state (``.safetensors``) of the plugin's trainer.
@@ -83,6 +85,8 @@ def load_data_and_model(checkpoint, config_dict=None):
         model, _ = checkpoint_backbone(config, train_data)  # the same ids and training split, then the weights
     except ConfigError as error:
         raise _for_this_function(error, checkpoint) from error
+    warn_about_changed_eval_split(checkpoint, valid_data, test_data,
+                                  f"load_data_and_model({os.path.basename(checkpoint)})")
     config["sampler"], config["init_from"], config["eval_only"] = sampler, None, False  # as the run had them
     try:
         check_valid_metric(config)  # skipped while loading: evaluating selects no epoch

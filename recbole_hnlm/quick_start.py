@@ -24,11 +24,11 @@ from recbole_hnlm.data_checks import (check_dataset_files, check_duplicate_inter
 from recbole_hnlm.denormals import flush_denormals
 from recbole_hnlm.determinism import deterministic_algorithms
 from recbole_hnlm.errors import ConfigError, DataError, TrainingInterrupted
-from recbole_hnlm.ops._ext import kernel_experiments
+from recbole_hnlm.ops._ext import kernel_experiments, kernels_in_use
 from recbole_hnlm.resume import changed_options, check_resume_from
 from recbole_hnlm.utils import get_model, get_sampler, get_trainer
-from recbole_hnlm.warm_start import (check_checkpoint_data, check_init_from, load_backbone, warm_start,
-                                    weights_mismatch)
+from recbole_hnlm.warm_start import (check_checkpoint_data, check_init_from, load_backbone, record_eval_split,
+                                     warm_start, warn_about_changed_eval_split, weights_mismatch)
 
 
 def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True):
@@ -64,6 +64,7 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
         for message in foreign_option_messages(config.foreign_options,
                                                run_never_reads(config["model"], config["sampler"])):
             logger.warning(message)
+        logger.info(f"recbole_hnlm ops on {config['device']}: {kernels_in_use(config['device'])}")
         experiments = kernel_experiments()
         if experiments:  # variants of the CUDA kernels (same sums or positions; their speed is being measured)
             logger.info("CUDA kernel experiments set in the environment: " +
@@ -86,6 +87,7 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
         if config["eval_only"]:
             return evaluate_checkpoint(config, train_data, valid_data, test_data, logger)
         model = build_model(config, dataset, train_data, logger)
+        record_eval_split(model, valid_data, test_data)
 
         trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
         if config["resume_from"]:
@@ -169,6 +171,7 @@ def evaluate_checkpoint(config, train_data, valid_data, test_data, logger):
     sampler (a sampler only shapes training), so HNLMRec's LLM stage never runs. No checkpoint is written."""
     sampler = config["sampler"]
     model, summary = checkpoint_backbone(config, train_data)
+    warn_about_changed_eval_split(config["init_from"], valid_data, test_data, "eval_only")
     if str(sampler).upper() != "RNS":
         logger.info(f"eval_only: the sampler ({sampler}) plays no part in evaluation and is not prepared")
     logger.info(model)

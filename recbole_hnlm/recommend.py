@@ -63,25 +63,30 @@ def top_k(model, users: torch.Tensor, k: int, seen: Optional[SeenItems] = None):
 
 def write_recommendations(path: str, model, dataset, user_ids: torch.Tensor, k: int, seen: Optional[SeenItems] = None,
                           batch_size: int = 1024, progress: bool = False) -> int:
-    """Score ``user_ids`` batch by batch and write the TSV atomically (a temporary file, then rename), in the
-    dataset's tokens with ranks from 1; returns the number of lines. A user who has seen almost every item gets
-    fewer than ``k`` lines (left-out items are never written)."""
-    lines = 0
+    """Score ``user_ids`` batch by batch and write the TSV atomically (a temporary file, then rename; ``"-"``:
+    standard output), in the dataset's tokens with ranks from 1; returns the number of lines. A user who has seen
+    almost every item gets fewer than ``k`` lines (left-out items are never written)."""
+    def write(out):
+        lines = 0
+        out.write(HEADER)
+        starts = range(0, len(user_ids), batch_size)
+        for start in tqdm(starts, desc="recommend", unit="batch", disable=not progress):
+            users = user_ids[start:start + batch_size]
+            scores, items = top_k(model, users, k, seen)
+            user_tokens = dataset.id2token(dataset.uid_field, users.numpy())
+            item_tokens = dataset.id2token(dataset.iid_field, items.numpy())
+            for user, row_items, row_scores in zip(user_tokens, item_tokens, scores.tolist()):
+                for rank, (item, score) in enumerate(zip(row_items, row_scores), start=1):
+                    if score != -float("inf"):
+                        out.write(f"{user}\t{rank}\t{item}\t{score:.6g}\n")
+                        lines += 1
+        return lines
+
+    if path == "-":
+        return write(sys.stdout)
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as out:
-            out.write(HEADER)
-            starts = range(0, len(user_ids), batch_size)
-            for start in tqdm(starts, desc="recommend", unit="batch", disable=not progress):
-                users = user_ids[start:start + batch_size]
-                scores, items = top_k(model, users, k, seen)
-                user_tokens = dataset.id2token(dataset.uid_field, users.numpy())
-                item_tokens = dataset.id2token(dataset.iid_field, items.numpy())
-                for user, row_items, row_scores in zip(user_tokens, item_tokens, scores.tolist()):
-                    for rank, (item, score) in enumerate(zip(row_items, row_scores), start=1):
-                        if score != -float("inf"):
-                            out.write(f"{user}\t{rank}\t{item}\t{score:.6g}\n")
-                            lines += 1
-    return lines
+            return write(out)
 
 
 def _user_ids(dataset, tokens: Optional[List[str]]) -> torch.Tensor:
@@ -114,7 +119,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                      epilog="Other settings go in --key=value form (e.g. --data_path=DIR, --gpu_id=0, "
                                             "--show_progress=False) and override those stored in the checkpoint.")
     parser.add_argument("--checkpoint", required=True, help="a checkpoint of run_recbole_hnlm.py (.safetensors)")
-    parser.add_argument("--out", required=True, help="output TSV file (written atomically)")
+    parser.add_argument("--out", required=True, help="output TSV file (written atomically; - for standard output)")
     parser.add_argument("--k", type=int, default=10, help="recommendations per user (default 10)")
     who = parser.add_mutually_exclusive_group()
     who.add_argument("--users", help="comma-separated user tokens, written in this order, repeats included "
@@ -145,7 +150,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ConfigError, DataError, OSError) as error:  # OSError: FileNotFoundError (dataset, users file, --out)
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"{args.out}: {lines} recommendations for {len(user_ids)} users (at most {args.k} each)")
+    print(f"{'stdout' if args.out == '-' else args.out}: {lines} recommendations for {len(user_ids)} users (at most "
+          f"{args.k} each)", file=sys.stderr if args.out == "-" else sys.stdout)
     return 0
 
 

@@ -94,7 +94,20 @@ def _rows(path: str):
                 if fields:
                     yield line_no, fields
         except UnicodeDecodeError:
-            raise DataError(f"{path}:{line_no + 1}: not UTF-8 text (a compressed file? gunzip it first).") from None
+            raise DataError(f"{path}:{_first_undecodable_line(path)}: not UTF-8 text (a compressed file? gunzip it "
+                            "first).") from None
+
+
+def _first_undecodable_line(path: str) -> int:
+    """The number of the first line that is not UTF-8 (the text reader decodes whole blocks, so the line it had
+    reached when the error came can be hundreds of lines earlier)."""
+    with open(path, "rb") as handle:
+        for line_no, raw in enumerate(handle, 1):
+            try:
+                raw.decode("utf-8")  # no UTF-8 character holds the byte of "\n": a line split cuts none
+            except UnicodeDecodeError:
+                return line_no
+    return 1
 
 
 def detect_format(*paths: str) -> str:

@@ -24,7 +24,8 @@ from recbole_hnlm.config import split_seed
 from recbole_hnlm.errors import ConfigError
 from recbole_hnlm.resume import option_checkpoint_state
 
-__all__ = ["id_map_digest", "train_pairs_digest", "dataset_digests", "data_digests", "check_same_data",
+__all__ = ["id_map_digest", "train_pairs_digest", "dataset_digests", "data_digests", "record_eval_split",
+           "warn_about_changed_eval_split", "check_same_data",
            "check_checkpoint_data", "check_init_from", "warm_start", "weights_mismatch"]
 
 _SAMPLER_PREFIX = "sampler."
@@ -56,6 +57,31 @@ def dataset_digests(train_dataset) -> dict:
     users = np.asarray(train_dataset.inter_feat[train_dataset.uid_field])
     items = np.asarray(train_dataset.inter_feat[train_dataset.iid_field])
     return {"id_map": id_map_digest(train_dataset), "train_split": train_pairs_digest(users, items)}
+
+
+def eval_split_digest(valid_dataset, test_dataset) -> str:
+    """The validation and test pairs' digests (:func:`train_pairs_digest` of each), joined."""
+    return ":".join(train_pairs_digest(np.asarray(d.inter_feat[d.uid_field]), np.asarray(d.inter_feat[d.iid_field]))
+                    for d in (valid_dataset, test_dataset))
+
+
+def record_eval_split(model, valid_data, test_data) -> None:
+    """Add the digest of the run's validation and test pairs to a plugin backbone's ``data_digests`` (its
+    checkpoints store it), so that evaluating the checkpoint later can say when they changed."""
+    if getattr(model, "data_digests", None) is not None:
+        model.data_digests["eval_split"] = eval_split_digest(valid_data._dataset, test_data._dataset)
+
+
+def warn_about_changed_eval_split(path, valid_data, test_data, who) -> None:
+    """Warn when the checkpoint ``path`` was evaluated on other validation or test pairs than ``valid_data`` and
+    ``test_data`` (its weights are fine: they trained on the same split, which is checked; its logged metrics are not
+    comparable). Checkpoints without the digest are not compared."""
+    stored = read_trainer_state(path).get("eval_split")
+    if stored is not None and stored != eval_split_digest(valid_data._dataset, test_data._dataset):
+        logging.getLogger().warning(
+            f"{who}: the validation or test pairs differ from those the run of {os.path.basename(path)} was "
+            "evaluated on (a changed .valid/.test file, or options that filter the dataset): its metrics here will "
+            "differ from the ones it logged, and recommendations leave out other items.")
 
 
 def data_digests(model) -> dict:

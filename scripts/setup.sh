@@ -44,7 +44,8 @@ if [ "$(cat "$ext_stamp" 2>/dev/null)" = "$ext_want" ] && (cd / && "$venv_python
   echo "[setup] recbole_hnlm._C is up to date (csrc/, setup.py and the stack unchanged since the last build)"
 else
   echo "[setup] building recbole_hnlm._C and installing recbole-hnlm (editable)"
-  MAX_JOBS=${MAX_JOBS:-2} "${PIP[@]}" install -q --no-build-isolation --no-deps -e .
+  # the venv's bin first: torch builds with ninja (parallel, MAX_JOBS) only when it finds the venv's ninja on PATH
+  PATH="$(cd "$VENV" && pwd)/bin:$PATH" MAX_JOBS=${MAX_JOBS:-2} "${PIP[@]}" install -q --no-build-isolation --no-deps -e .
   echo "$ext_want" > "$ext_stamp"
 fi
 "$VENV/bin/python" -c "import recbole_hnlm.ops as ops; print('[setup] C++ extension loaded:', ops.WITH_EXT)"

@@ -122,3 +122,37 @@ def test_overrides_and_refusals(dns_run, fast_config, tmp_path):
     config, model, *_, test_data = load_data_and_model(older, {**options, "split_seed": 2020, "embedding_size": 16,
                                                                "n_layers": 1, "checkpoint_dir": str(tmp_path / "e")})
     assert _evaluate(config, model, test_data) == dns_run["test_result"]
+
+
+def test_changed_validation_or_test_pairs_are_named(fast_config, tmp_path, caplog):
+    """Only the ids and the training pairs were compared: a checkpoint evaluated on an edited .test file reported
+    other metrics than its run logged, without a word."""
+    folder = tmp_path / "data" / "presplit"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    splits = {"train": [], "valid": [], "test": []}
+    for user in range(40):
+        items = rng.choice(60, 10, replace=False)
+        splits["train"] += [(user, item) for item in items[:8]]
+        splits["valid"].append((user, items[8]))
+        splits["test"].append((user, items[9]))
+
+    def write(name, pairs):
+        (folder / f"presplit.{name}.inter").write_text(
+            "user_id:token\titem_id:token\n" + "".join(f"u{u}\ti{i}\n" for u, i in pairs))
+
+    for name, pairs in splits.items():
+        write(name, pairs)
+    settings = {**fast_config, "dataset": "presplit", "data_path": str(tmp_path / "data"), "epochs": 1,
+                "benchmark_filename": ["train", "valid", "test"], "load_col": {"inter": ["user_id", "item_id"]},
+                "checkpoint_dir": str(tmp_path / "run")}
+    run = run_recbole_hnlm(model="MF", config_dict={**settings, "sampler": "RNS"})
+    with caplog.at_level(logging.WARNING):
+        load_data_and_model(run["checkpoint"])
+    assert "differ" not in caplog.text
+    splits["valid"][0], splits["test"][0] = splits["test"][0], splits["valid"][0]  # same ids, same training pairs
+    write("valid", splits["valid"])
+    write("test", splits["test"])
+    with caplog.at_level(logging.WARNING):
+        load_data_and_model(run["checkpoint"])
+    assert "the validation or test pairs differ from those the run of" in caplog.text

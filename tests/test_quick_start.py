@@ -271,6 +271,11 @@ def test_a_run_logs_the_kernel_experiments_set_in_its_environment(fast_config, c
         monkeypatch.delenv(name, raising=False)
     run_recbole_hnlm(model="LightGCN", config_dict=settings)
     assert "CUDA kernel experiments" not in caplog.text
+    from recbole_hnlm.ops import WITH_EXT
+
+    # which kernels ran was only a stderr warning when the extension was missing, never in the run's log
+    assert ("recbole_hnlm ops on cpu: " + ("C++ kernels of recbole_hnlm._C" if WITH_EXT else "PyTorch references")
+            in caplog.text)
     caplog.clear()
     monkeypatch.setenv("RECBOLE_HNLM_ARGMAX_GROUPS", "2")
     monkeypatch.setenv("RECBOLE_HNLM_SPMM_SHORT_CHAINS", "1")

@@ -153,3 +153,24 @@ def test_seen_items_match_the_interactions(ml_slice, checkpoint):
     pairs = list(zip(inter[dataset.uid_field].tolist(), inter[dataset.iid_field].tolist()))
     expected = sorted(pair for user in users.tolist() for pair in pairs if pair[0] == user)
     assert got == expected and len(got) > 0
+
+
+def test_out_as_a_link_a_pipe_or_standard_output(checkpoint, tmp_path, capsys):
+    """A link given as --out was replaced by a regular file (its target kept the old content) and /dev/stdout
+    became a file, both reported as written."""
+    target = tmp_path / "real.tsv"
+    target.write_text("old\n")
+    link = tmp_path / "latest.tsv"
+    link.symlink_to(target)
+    assert main(["--checkpoint", checkpoint, "--out", str(link), "--users", "1", "--k", "3"]) == 0
+    assert link.is_symlink() and _read(target)[0] == "user_id\trank\titem_id\tscore\n" and len(_read(link)[1]) == 3
+    capsys.readouterr()
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    assert main(["--checkpoint", checkpoint, "--out", str(pipe), "--users", "1", "--k", "3"]) == 2
+    assert f"error: {pipe} is not a regular file" in capsys.readouterr().err
+    assert main(["--checkpoint", checkpoint, "--out", "-", "--users", "1,2", "--k", "3"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0] == "user_id\trank\titem_id\tscore" and len(lines) == 7
+    assert "stdout: 6 recommendations for 2 users" in captured.err and not os.path.exists("-")

@@ -241,11 +241,16 @@ def split_fingerprint(train_dataset, valid_dataset, test_dataset):
     return digest.hexdigest()
 
 
-def environment():
-    """Hardware and versions recorded with every result."""
+def environment(device=None):
+    """Hardware and versions recorded with every result, and whether the ops on ``device`` (default: the GPU when
+    there is one) ran the compiled kernels or the PyTorch references."""
     import recbole
 
+    from recbole_hnlm.ops._ext import kernels_in_use
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return {
+        "kernels": kernels_in_use(device),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "recbole": recbole.__version__,
@@ -314,6 +319,7 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
     from recbole_hnlm.determinism import deterministic_algorithms
     from recbole_hnlm.quick_start import build_model, read_dataset
     from recbole_hnlm.utils import get_trainer
+    from recbole_hnlm.warm_start import record_eval_split
 
     start = time.perf_counter()
     settings = dict(config_dict or {})
@@ -325,6 +331,7 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
         logger = logging.getLogger()
         logger.info(f"benchmark cell {cell.key}")
         logger.info(config)
+        logger.info(f"recbole_hnlm ops on {config['device']}: {environment(config['device'])['kernels']}")
         flush_denormals(config["flush_denormal"])  # before the cell's first parallel torch operation
         check_dataset_files(config)
         data = read_dataset(config)  # under the split seed
@@ -334,6 +341,7 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
         train_data, valid_data, test_data, full_train = build_data(config, data, cell.train_ratio, cell.seed)
         check_splits_not_empty(config, valid_data, test_data)
         model = build_model(config, data, train_data, logger)
+        record_eval_split(model, valid_data, test_data)
         trainer = make_recording_trainer(get_trainer(config["MODEL_TYPE"], config["model"]))(config, model)
 
         train_users, train_items = _pairs(train_data._dataset)
@@ -399,5 +407,5 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
                   "split_seed": split_seed(config)},
         "analysis": result_analysis,
         "checkpoint": os.path.relpath(trainer.saved_model_file, out_dir) if saved else None,
-        "environment": environment(),
+        "environment": environment(config["device"]),
     }

@@ -21,7 +21,7 @@ from typing import Dict, Tuple
 import torch
 
 __all__ = ["WITH_EXT", "WITH_CUDA_EXT", "DISABLE_ENV", "LIBRARY", "KERNEL_EXPERIMENTS", "is_enabled", "set_enabled",
-           "disabled", "library", "use_kernel", "ops", "kernel_experiments"]
+           "disabled", "library", "use_kernel", "ops", "kernel_experiments", "kernels_in_use"]
 
 DISABLE_ENV = "RECBOLE_HNLM_DISABLE_EXT"
 #: Environment variables that switch the CUDA kernels to variants under measurement (docs/performance.md).
@@ -95,6 +95,20 @@ def _warn_once(key: str, message: str) -> None:
         warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
+def kernels_in_use(device) -> str:
+    """One line for a run's log: do the ops on ``device`` run the compiled kernels or the PyTorch references?"""
+    device = torch.device(device)
+    if not _enabled:
+        return f"PyTorch references ({DISABLE_ENV}=1 or set_enabled(False))"
+    if _library == LIBRARY and not WITH_EXT:
+        return f"PyTorch references (recbole_hnlm._C is not available: {_IMPORT_ERROR})"
+    dispatch_key = {"cpu": "CPU", "cuda": "CUDA"}.get(device.type)
+    if dispatch_key is None or not _has_kernel("spmm", dispatch_key, _library):
+        return f"PyTorch references on {device.type} (recbole_hnlm._C has no {device.type} kernels)"
+    kind = "CUDA" if device.type == "cuda" else "C++"
+    return f"{kind} kernels of recbole_hnlm._C" if _library == LIBRARY else f"kernels of torch.ops.{_library}"
+
+
 def use_kernel(op: str, device: torch.device) -> bool:
     """True when ``torch.ops.recbole_hnlm.<op>`` has a kernel for ``device`` and the kernels are enabled.
 
@@ -107,7 +121,8 @@ def use_kernel(op: str, device: torch.device) -> bool:
         _warn_once(
             "missing",
             f"recbole_hnlm._C is not available ({_IMPORT_ERROR}); recbole_hnlm.ops falls back to the slower "
-            "pure-PyTorch reference. Rebuild with `pip install --no-build-isolation -e .`.",
+            "pure-PyTorch reference. Build it against the installed torch: `bash scripts/setup.sh` in a checkout, "
+            "else `pip install --no-build-isolation --no-deps .` (docs/install.md).",
         )
         return False
     key = (_library, op, device.type)

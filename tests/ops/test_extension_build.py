@@ -47,3 +47,19 @@ def test_the_extension_defines_no_libstdcxx_runtime():
                              timeout=300, check=True).stdout
     carried = [name for name in STATIC_RUNTIME_SYMBOLS if name in symbols]
     assert not carried, f"{extension.__file__} defines libstdc++'s {carried}: it was linked with a static libstdc++"
+
+
+def test_the_kernels_in_use_are_described_per_device():
+    from recbole_hnlm.ops import WITH_CUDA_EXT, WITH_EXT
+    from recbole_hnlm.ops._ext import disabled, kernels_in_use
+
+    with disabled():
+        assert kernels_in_use("cpu").startswith("PyTorch references (RECBOLE_HNLM_DISABLE_EXT=1")
+    if WITH_EXT:
+        assert kernels_in_use("cpu") == "C++ kernels of recbole_hnlm._C"
+    else:
+        assert kernels_in_use("cpu").startswith("PyTorch references (recbole_hnlm._C is not available")
+    if WITH_EXT and not WITH_CUDA_EXT:
+        assert kernels_in_use("cuda") == "PyTorch references on cuda (recbole_hnlm._C has no cuda kernels)"
+    if WITH_CUDA_EXT:
+        assert kernels_in_use("cuda") == "CUDA kernels of recbole_hnlm._C"

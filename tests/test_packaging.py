@@ -1,0 +1,46 @@
+"""What a user installing from the sdist or the wheel receives: every file a build needs, and the torch the compiled
+extension was built against."""
+import glob
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+
+import pytest
+import torch
+
+import recbole_hnlm.ops as ops
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _files(pattern):
+    return {os.path.relpath(path, REPO) for path in glob.glob(os.path.join(REPO, pattern), recursive=True)
+            if os.path.isfile(path)}
+
+
+def test_the_sdist_holds_every_file_a_build_needs(tmp_path):
+    """The sdist held the five .cpp sources only: no header, no CUDA source, so building it failed."""
+    source = tmp_path / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".whl", "build", "saved", "results", "log", "log_tensorboard", "*.so", "*.egg-info",
+        "__pycache__", ".pytest_cache"))
+    done = subprocess.run([sys.executable, "setup.py", "-q", "sdist", "--dist-dir", str(tmp_path / "dist")],
+                          cwd=source, env={**os.environ, "RECBOLE_HNLM_SKIP_EXT": "1"}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (archive,) = (tmp_path / "dist").glob("*.tar.gz")
+    with tarfile.open(archive) as tar:
+        names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
+    needed = (_files("csrc/**/*") | _files("properties/**/*.yaml") | _files("recbole_hnlm/llm/prompts/*.txt")
+              | _files("requirements/*.txt") | {"scripts/setup.sh", "setup.py", "pyproject.toml", "README.md"})
+    assert {"csrc/utils.h", "csrc/cuda/utils.cuh"} <= needed
+    assert not needed - names, sorted(needed - names)
+
+
+@pytest.mark.skipif(not ops.WITH_EXT, reason="the installed package has no compiled extension")
+def test_the_package_requires_the_torch_its_extension_was_built_against():
+    """``torch>=2.1`` let pip pair the compiled ``_C`` with another torch, which does not load it."""
+    major, minor = torch.__version__.split("+")[0].split(".")[:2]
+    assert f"torch=={major}.{minor}.*" in importlib.metadata.requires("recbole-hnlm")
