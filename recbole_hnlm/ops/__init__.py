@@ -6,7 +6,7 @@ kernels loaded; ``RECBOLE_HNLM_DISABLE_EXT=1`` or :func:`recbole_hnlm.ops._ext.d
 """
 from ._ext import WITH_CUDA_EXT, WITH_EXT
 from .gather import gather_rows
-from .graph import CSRGraph, bipartite_normalized_graph
+from .graph import CSRGraph, bipartite_normalized_graph, drop_edges, transpose_positions
 from .negative_mixing import candidate_scores, mixgcf_mix, select_candidates
 from .propagation import lightgcn_propagate, spmm
 
@@ -15,6 +15,8 @@ __all__ = [
     "WITH_CUDA_EXT",
     "CSRGraph",
     "bipartite_normalized_graph",
+    "drop_edges",
+    "transpose_positions",
     "spmm",
     "lightgcn_propagate",
     "mixgcf_mix",

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["CSRGraph", "bipartite_normalized_graph"]
+__all__ = ["CSRGraph", "bipartite_normalized_graph", "transpose_positions", "drop_edges"]
 
 
 @dataclass
@@ -142,6 +142,51 @@ def bipartite_normalized_graph(user_ids: Tensor, item_ids: Tensor, n_users: int,
     torch.cumsum(degree, 0, out=rowptr[1:])
     index_dtype = torch.int32 if max(num_nodes, row.numel()) < 2**31 - 1 else torch.long
     return CSRGraph(rowptr.to(index_dtype), col.to(index_dtype), val, num_nodes)
+
+
+def transpose_positions(graph: CSRGraph) -> Tensor:
+    """``[nnz]`` int64: for each stored entry ``(r, c)`` of a symmetric ``graph``, the position of ``(c, r)``.
+
+    Raises:
+        ValueError: the sparsity pattern is not symmetric.
+    """
+    n = graph.num_nodes
+    keys = graph.row_indices() * n + graph.col.long()  # increasing: rows in order, columns sorted within a row
+    mirrored = graph.col.long() * n + graph.row_indices()
+    positions = torch.searchsorted(keys, mirrored).clamp(max=max(graph.nnz - 1, 0))
+    if graph.nnz and not bool((keys[positions] == mirrored).all()):
+        raise ValueError("transpose_positions needs a graph with a symmetric sparsity pattern")
+    return positions
+
+
+def drop_edges(graph: CSRGraph, rate: float, transpose: Tensor = None) -> CSRGraph:
+    r"""Edge dropout of a symmetric graph: each undirected edge is dropped with probability ``rate`` and the kept
+    values are scaled by :math:`1 / (1 - 	ext{rate})`, without renormalising (NGCF's node dropout as RecBole's
+    ``SparseDropout`` and MixGCF's ``_sparse_dropout`` apply it). Both directions of an edge are kept or dropped
+    together, so the result stays symmetric, as the propagation ops' backward pass needs; those two implementations
+    drop the two stored entries independently (the same expectation). Draws from torch's global generator on the
+    graph's device.
+
+    Args:
+        graph (CSRGraph): a symmetric graph (e.g. from :func:`bipartite_normalized_graph`).
+        rate (float): drop probability in ``[0, 1)``; 0 returns ``graph`` itself.
+        transpose (Tensor, optional): :func:`transpose_positions` of ``graph``, when the caller keeps it.
+    """
+    if not 0 <= rate < 1:
+        raise ValueError(f"rate must lie in [0, 1), got {rate}")
+    if rate == 0 or graph.nnz == 0:
+        return graph
+    transpose = transpose_positions(graph) if transpose is None else transpose
+    rows = graph.row_indices()
+    upper = (rows <= graph.col.long()).nonzero(as_tuple=True)[0]  # one stored entry per undirected edge
+    keep_edge = torch.rand(upper.numel(), device=graph.device) >= rate
+    keep = torch.zeros(graph.nnz, dtype=torch.bool, device=graph.device)
+    keep[upper] = keep_edge
+    keep[transpose[upper]] = keep_edge  # a diagonal entry is its own transpose
+    degree = torch.bincount(rows[keep], minlength=graph.num_nodes)
+    rowptr = torch.zeros(graph.num_nodes + 1, dtype=torch.long, device=graph.device)
+    torch.cumsum(degree, 0, out=rowptr[1:])
+    return CSRGraph(rowptr.to(graph.rowptr.dtype), graph.col[keep], graph.val[keep] / (1.0 - rate), graph.num_nodes)
 
 
 def _id_vector(ids, name: str) -> Tensor:

@@ -69,6 +69,64 @@ def test_ngcf_message_dropout_only_in_training(fast_config):
         assert not torch.equal(model.propagate(with_layers=False).user, first)
 
 
+def test_ngcf_biases_are_xavier_rows_as_in_the_official_code(fast_config):
+    """nn.Linear's default U(±1/√d) biases matched neither the official code ([1, d] Xavier rows) nor RecBole (0)."""
+    model, _, _ = build(fast_config, "NGCF")
+    for linear in [*model.w1, *model.w2]:
+        bound = (6 / (1 + linear.out_features)) ** 0.5
+        largest = float(linear.bias.detach().abs().max())
+        assert 1.5 / linear.in_features ** 0.5 < largest <= bound  # beyond nn.Linear's bound
+
+
+def test_ngcf_node_dropout_drops_edges_in_training_only(fast_config):
+    """RecBole's ``node_dropout`` was accepted and ignored. In training, the first layer's neighbour sum is that of
+    Â with whole edges dropped and the kept values scaled by 1/(1-p); in eval mode it is Â's."""
+    model, _, dataset = build(fast_config, "NGCF", node_dropout=0.4, self_loop=False)
+    a_hat = dense_normalized_adjacency(model, dataset)
+    ego = torch.cat([model.user_embedding.weight, model.item_embedding.weight]).detach()
+    seen = []
+    original = model.propagate.__globals__["spmm"]
+
+    def recording_spmm(graph, x):
+        seen.append(graph)
+        return original(graph, x)
+
+    model.propagate.__globals__["spmm"] = recording_spmm
+    try:
+        model.eval()
+        with torch.no_grad():
+            model.propagate(with_layers=False)
+        model.train()
+        with torch.no_grad():
+            model.propagate(with_layers=False)
+            model.propagate(with_layers=False)
+    finally:
+        model.propagate.__globals__["spmm"] = original
+    evaluated, first, second = seen[0], seen[3], seen[6]  # three layers per propagation
+    assert torch.equal(evaluated.to_dense(), a_hat.float())
+    dropped = first.to_dense().double()
+    assert torch.equal(dropped, dropped.T)  # whole edges: the ops' backward uses the graph as its transpose
+    kept = dropped != 0
+    assert torch.allclose(dropped[kept], a_hat[kept] / 0.6, rtol=1e-6)
+    assert 0.55 < kept.sum() / (a_hat != 0).sum() < 0.65  # ~(1 - p) of the edges
+    assert not torch.equal(first.to_dense(), second.to_dense())  # redrawn at every propagation
+    assert all(graph is first for graph in seen[3:6])  # one draw for the layers of a propagation
+    side = first.to_dense() @ ego  # the first layer's input, as computed from the drawn graph
+    assert torch.allclose(original(first, ego), side, atol=1e-6)
+
+
+@pytest.mark.parametrize("require_pow", [True, False])
+def test_the_l2_term_follows_recboles_require_pow(fast_config, require_pow):
+    """``require_pow`` (RecBole's EmbLoss switch) was ignored: the term was always squared."""
+    from recbole.model.loss import EmbLoss
+
+    model, batch, _ = build(fast_config, "MF", reg_weight=0.1, require_pow=require_pow)
+    u = model.user_embedding(batch[model.USER_ID])
+    i, j = model.item_embedding(batch[model.ITEM_ID]), model.item_embedding(batch[model.NEG_ITEM_ID])
+    expected = F.softplus((u * j).sum(1) - (u * i).sum(1)).mean() + 0.1 * EmbLoss()(u, i, j, require_pow=require_pow)
+    assert torch.allclose(model.calculate_loss(batch), expected, rtol=1e-5)
+
+
 def reference_info_nce(view1, view2, index, tau):
     """Eq. 10 of SGL as a cross-entropy: row ``index[b]`` of view 1 must pick row ``index[b]`` of view 2 (mean)."""
     logits = F.normalize(view1[index], dim=1) @ F.normalize(view2, dim=1).T / tau

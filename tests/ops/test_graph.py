@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from recbole_hnlm.ops import CSRGraph, bipartite_normalized_graph
+from recbole_hnlm.ops import CSRGraph, bipartite_normalized_graph, drop_edges, transpose_positions
 
 
 def dense_normalized_adjacency(users, items, n_users, n_items):
@@ -93,3 +93,24 @@ def test_to_same_device_is_identity():
     g = bipartite_normalized_graph(torch.tensor([0]), torch.tensor([0]), 1, 1)
     assert g.to("cpu") is g
     assert g.device == torch.device("cpu")
+
+
+def test_drop_edges_keeps_the_graph_symmetric_and_scales_the_kept_values():
+    torch.manual_seed(0)
+    graph = bipartite_normalized_graph(torch.randint(0, 40, (600,)), torch.randint(0, 70, (600,)), 40, 70)
+    dense = graph.to_dense()
+    transpose = transpose_positions(graph)
+    assert torch.equal(graph.col.long()[transpose], graph.row_indices())
+    dropped = drop_edges(graph, 0.3, transpose).validate()
+    out = dropped.to_dense()
+    assert torch.equal(out, out.T) and dropped.rowptr.dtype == graph.rowptr.dtype
+    kept = out != 0
+    assert bool((dense[kept] != 0).all()) and torch.allclose(out[kept], dense[kept] / 0.7)
+    assert 0.6 < kept.sum() / (dense != 0).sum() < 0.8
+    assert drop_edges(graph, 0.0) is graph
+    with pytest.raises(ValueError, match=r"rate must lie in \[0, 1\)"):
+        drop_edges(graph, 1.0)
+    one_way = CSRGraph(torch.tensor([0, 1, 1], dtype=torch.int32), torch.tensor([1], dtype=torch.int32),
+                       torch.ones(1), 2)
+    with pytest.raises(ValueError, match="symmetric sparsity pattern"):
+        transpose_positions(one_way)
