@@ -66,7 +66,12 @@ def _adapter_matches(folder: str, identity: Dict) -> bool:
     except DataError as error:  # a damaged folder is fine-tuned again (saved atomically over it)
         logger.warning("%s; it is fine-tuned again", error)
         return False
-    return all(settings.get(k) == v for k, v in identity.items())
+    changed = [key for key, value in identity.items() if settings.get(key) != value]
+    if changed:  # a cache: the run's adapter replaces it, but a folder the user named may be one they meant to keep
+        logger.warning("HNLMRec adapter: %s was fine-tuned with other settings or data than this run's (%s); it is "
+                       "fine-tuned again over it. Give hnlm_adapter_path another folder to keep it.", folder,
+                       ", ".join(changed))
+    return not changed
 
 
 def finetuned_manifest(cfg: LLMConfig, text: DatasetText, pairs, generator_name: str, teacher: Teacher,
@@ -162,27 +167,32 @@ def ensure_finetuned(cfg: LLMConfig, text: DatasetText, store_path: str, progres
     from .models import resolve_generator
     from .pipeline import _cached, llm_threads
 
+    if cfg.negatives_per_pair != 1:
+        logger.warning("hnlm_negatives_per_pair=%d is ignored: it averages several written negatives (eq. 5) in the "
+                       "semantic variant, and the fine-tuned variant emits one [EOS] embedding per pair.",
+                       cfg.negatives_per_pair)
     teacher = Teacher.load(cfg.teacher_path or default_teacher_path(text.data_path, text.dataset))
     check_teacher_split(teacher, text)
     generator_name = generator_name or resolve_generator(cfg.generator).name
     adapter = cfg.adapter_path or default_adapter_path(text.data_path, text.dataset)
     identity = adapter_identity(cfg, teacher, generator_name, text)
     pairs = text.select_pairs(cfg.max_pairs, cfg.seed)
-    if _adapter_matches(adapter, identity) and not embed:
+    reusable = _adapter_matches(adapter, identity)  # read once: a mismatch is warned about once
+    if reusable and not embed:
         logger.info("%s: matching adapter already trained", adapter)
         return adapter
-    if _adapter_matches(adapter, identity):
+    if reusable:
         wanted = finetuned_manifest(cfg, text, pairs, generator_name, teacher, folder_hash(adapter))
         if _cached(store_path, wanted):
             logger.info("%s: cache hit, fine-tuned negatives already computed", store_path)
             return store_path
     with llm_threads(cfg):
         return _train_and_embed(cfg, text, store_path, progress, lm_and_tokenizer, generator_name, on_chunk, embed,
-                                teacher, adapter, identity, pairs)
+                                teacher, adapter, identity, pairs, reusable)
 
 
 def _train_and_embed(cfg, text, store_path, progress, lm_and_tokenizer, generator_name, on_chunk, embed, teacher,
-                     adapter, identity, pairs):
+                     adapter, identity, pairs, reusable):
     """The uncached part of :func:`ensure_finetuned`: load the LLM, fine-tune or load the adapter, embed."""
     from .finetune import PairTexts, train_hybrid_encoder, training_examples
     from .models import load_causal_lm
@@ -204,7 +214,7 @@ def _train_and_embed(cfg, text, store_path, progress, lm_and_tokenizer, generato
         book, _ = run_profiles(cfg, text, needed, generator, generator_name, progress)
         book = ProfileBook(book.path)
     texts = PairTexts(text, cfg, book)
-    if _adapter_matches(adapter, identity):
+    if reusable:
         encoder = HybridPromptEncoder.load(lm, tokenizer, adapter, merge=not cfg.load_in_4bit)
     else:
         lora = dict(r=cfg.ft_lora_r, alpha=cfg.ft_lora_alpha, dropout=cfg.ft_lora_dropout)

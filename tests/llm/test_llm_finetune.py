@@ -1,5 +1,6 @@
 """Fine-tuned variant (§4.2-4.3): teacher export, hybrid prompt, InfoNCE training, embed path, store."""
 import json
+import logging
 import os
 
 import pytest
@@ -408,7 +409,7 @@ def test_fine_tuning_without_a_step_is_a_clear_error(tmp_path, tiny_llama_dir, t
 
 
 def test_the_adapter_depends_on_hnlm_seed_not_on_the_callers_rng(tmp_path, tiny_llama_dir, teacher_path, data_root,
-                                                                mini_recbole):
+                                                                mini_recbole, caplog):
     """LoRA/MLP initialisation and dropout draw from hnlm_seed: the CLI stage and a run (which reach fine-tuning
     with different global RNG states) build the same adapter, and the caller's RNG is left as it was."""
     from recbole_hnlm.llm.hybrid_encoder import folder_hash
@@ -417,7 +418,8 @@ def test_the_adapter_depends_on_hnlm_seed_not_on_the_callers_rng(tmp_path, tiny_
     hashes = []
     for caller_seed, folder in ((1, "a"), (2, "b")):
         config = dict(_small_finetune_config(tmp_path, tiny_llama_dir, str(tmp_path / "s.safetensors")),
-                      hnlm_adapter_path=str(tmp_path / folder), hnlm_ft_lora_dropout=0.1)
+                      hnlm_adapter_path=str(tmp_path / folder), hnlm_ft_lora_dropout=0.1,
+                      hnlm_negatives_per_pair=caller_seed)
         model, tokenizer, _ = load_causal_lm(tiny_llama_dir, device="cpu")
         torch.manual_seed(caller_seed)
         state = torch.get_rng_state()
@@ -426,15 +428,20 @@ def test_the_adapter_depends_on_hnlm_seed_not_on_the_callers_rng(tmp_path, tiny_
         assert torch.equal(torch.get_rng_state(), state)
         hashes.append(folder_hash(str(tmp_path / folder)))
     assert hashes[0] == hashes[1]
+    # the semantic variant's option was accepted without a word (it plays no part here: the adapters are equal)
+    assert caplog.text.count("hnlm_negatives_per_pair=2 is ignored") == 1 and "per_pair=1" not in caplog.text
     # an adapter of another prompt template is trained again, not reported as matching (and refused at the embed)
     settings_file = tmp_path / "b" / "hybrid.json"
     settings = json.loads(settings_file.read_text())
     installed, settings["template"] = settings["template"], "hybrid_query.v1@0000"
     settings_file.write_text(json.dumps(settings))
     model, tokenizer, _ = load_causal_lm(tiny_llama_dir, device="cpu")
-    ensure_finetuned(LLMConfig.from_config(config), text, str(tmp_path / "s.safetensors"), progress=False,
-                     lm_and_tokenizer=(model, tokenizer), embed=False)
+    with caplog.at_level(logging.WARNING):
+        ensure_finetuned(LLMConfig.from_config(config), text, str(tmp_path / "s.safetensors"), progress=False,
+                         lm_and_tokenizer=(model, tokenizer), embed=False)
     assert json.loads(settings_file.read_text())["template"] == installed
+    # the folder was replaced without a word: a folder the user named may hold an adapter they meant to keep
+    assert caplog.text.count("was fine-tuned with other settings or data than this run's (template)") == 1
 
 
 def test_damaged_teacher_and_adapter_files_are_named(tmp_path, tiny_llama_dir, teacher_path, data_root, mini_recbole,
