@@ -304,8 +304,10 @@ def markdown_report(results, errors=None, title=None, not_finished=()):
                         if r["model"] == model and r["sampler"] == sampler]
                 row = [model, sampler, len(runs)]
                 for group in ("All",) + POPULARITY_GROUPS:
-                    row.append(" / ".join(f"{np.nanmean([g[group][m] for g in runs]):.4f}"
-                                          for m in ("recall@20", "ndcg@20")))
+                    values = np.array([[g[group][m] for m in ("recall@20", "ndcg@20")] for g in runs], dtype=float)
+                    finite = int(np.isfinite(values[:, 0]).sum())  # a group without test users is NaN in a split
+                    cell = " / ".join(f"{np.nanmean(values[:, j]):.4f}" if finite else "-" for j in (0, 1))
+                    row.append(cell if finite == len(runs) else f"{cell} (n={finite})")
                 rows.append(row)
         def span(group, key):  # the splits of different seeds may give the groups other sizes
             values = sorted({r["analysis"]["popularity"][group][key] for r in popularity})

@@ -273,4 +273,8 @@ def test_popularity_group_sizes_of_splits_that_differ_are_ranges():
         results.append(result)
     groups = markdown_report(results).split("Groups: ", 1)[1].split("\n", 1)[0]
     assert groups.startswith(f"{POPULARITY_GROUPS[0]} 10 items / 91–101 test pairs, ")
+    results[1]["analysis"]["popularity"][POPULARITY_GROUPS[0]].update({"recall@20": float("nan"),
+                                                                       "ndcg@20": float("nan")})
+    row = [line for line in markdown_report(results).splitlines() if line.startswith("| MF | RNS | 2 |")][0]
+    assert "| 0.1000 / 0.1000 (n=1) |" in row  # the mean of one seed says so: the n column counts two
     assert markdown_report(results[:1]).split("Groups: ", 1)[1].startswith(f"{POPULARITY_GROUPS[0]} 10 items / 101 ")
