@@ -86,6 +86,10 @@ class Config(RecBoleConfig):
         teacher = [self.final_config_dict.get("hnlm_teacher_model")] if sampler_class.name == "HNLMRec" else []
         self.foreign_options = foreign_options(self.external_config_dict, PROPERTIES_DIR, self.model,
                                                sampler_class.name, also_models=[m for m in teacher if m])
+        plugin_backbone = isinstance(self.model_class, type) and issubclass(self.model_class, SampledRecommender)
+        if plugin_backbone and "require_pow" in self.external_config_dict:  # RecBole's EmbLoss switch
+            self.foreign_options.append(("require_pow", "RecBole's own models (the plugin's backbones always square "
+                                                        "the L2 norms, as the MixGCF/AHNS code)"))
 
     def _load_config_files(self, file_list):
         return read_config_files(file_list, self.yaml_loader)

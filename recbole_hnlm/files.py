@@ -20,14 +20,10 @@ def _umask() -> int:
 
 @contextmanager
 def atomic_path(path: str):
-    """Yield a temporary path next to ``path``; on success it is renamed onto ``path`` (same file system). A
-    symbolic link is followed (its target is replaced, the link stays); a path that exists and is not a regular file
-    (a device such as ``/dev/stdout``, a pipe, a folder) raises :class:`FileExistsError`, as a rename would replace
-    it with a file."""
-    given, path = path, os.path.realpath(path)
-    if os.path.exists(path) and not os.path.isfile(path):
-        raise FileExistsError(f"{given} is not a regular file (a folder, device or pipe): give a file path")
-    folder = os.path.dirname(path)
+    """Yield a temporary path next to ``path``; on success it is renamed onto ``path`` (same file system). A symbolic
+    link at ``path`` is replaced, not followed (a run resumed from a folder of links to another run's files must not
+    write into them); callers that mean the link's target resolve it first."""
+    folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}"
     try:

@@ -113,6 +113,19 @@ def _read_users(args) -> Optional[List[str]]:
     return None
 
 
+def _special_file(path: str) -> bool:
+    """Whether ``path``, or a link on the way to its target, is a device, pipe, folder or standard stream
+    (``/dev/stdout`` resolves through ``/proc/self/fd/1`` to whatever file the shell redirected to)."""
+    for _ in range(40):  # the kernel's limit on links followed
+        path = os.path.abspath(path)
+        if path.startswith(("/dev/", "/proc/")):
+            return True
+        if not os.path.islink(path):
+            return os.path.exists(path) and not os.path.isfile(path)
+        path = os.path.join(os.path.dirname(path), os.readlink(path))
+    return True
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m recbole_hnlm.recommend", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
@@ -132,6 +145,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--k and --batch_size must be >= 1")
     if os.path.isdir(args.out):
         parser.error(f"--out {args.out} is a folder; give a file name")
+    target = args.out if args.out == "-" else os.path.realpath(args.out)  # a link's target is written, not the link
+    if target != "-" and _special_file(args.out):
+        parser.error(f"--out {args.out} is not a regular file (a device, pipe or standard stream, which the atomic "
+                     "write would replace by a file): give a file path, or - for standard output")
     overrides = parse_settings(extra, parser.error, flags=parser_flags(parser))
 
     from recbole_hnlm.config import PROPERTIES_DIR
@@ -145,7 +162,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         config, model, dataset, *_ = load_data_and_model(args.checkpoint, overrides)
         user_ids = _user_ids(dataset, tokens)
         seen = None if args.keep_seen else SeenItems(dataset)
-        lines = write_recommendations(args.out, model, dataset, user_ids, args.k, seen, batch_size=args.batch_size,
+        lines = write_recommendations(target, model, dataset, user_ids, args.k, seen, batch_size=args.batch_size,
                                       progress=config["show_progress"])
     except (ConfigError, DataError, OSError) as error:  # OSError: FileNotFoundError (dataset, users file, --out)
         print(f"error: {error}", file=sys.stderr)

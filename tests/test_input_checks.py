@@ -73,6 +73,10 @@ def test_options_of_other_backbones_and_samplers_are_named():
     teacher = Config(model="MF", dataset="ml-100k", config_dict={"sampler": "HNLMRec", "n_layers": 2,
                                                                  "mixgcf_candidates": 8}, command_line=False)
     assert teacher.foreign_options == []  # the MixGCF teacher (LightGCN) reads both
+    squared = Config(model="LightGCN", dataset="ml-100k", config_dict={"require_pow": False}, command_line=False)
+    assert [key for key, _ in squared.foreign_options] == ["require_pow"]  # RecBole's switch: the plugin squares
+    assert Config(model="BPR", dataset="ml-100k", config_dict={"require_pow": False},
+                  command_line=False).foreign_options == []  # RecBole's own models read it
     dns = Config(model="MF", dataset="ml-100k", config_dict={"sampler": "DNS", "hnlm_lambda": 0.1}, command_line=False)
     assert dns.foreign_options == [("hnlm_lambda", "the HNLMRec sampler")]  # amazon-toys.yaml sets it: still HNLMRec's
 

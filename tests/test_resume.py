@@ -309,6 +309,14 @@ def test_a_copied_or_moved_run_folder_resumes_into_itself(fast_config, tmp_path,
     assert resumed["checkpoint"] == str(tmp_path / "copy" / best_name)
     assert read_trainer_state(resumed["resume_state"])["best_checkpoint"] == str(tmp_path / "copy" / best_name)
     assert (tmp_path / "original" / best_name).read_bytes() == original_best  # the original run is untouched
+    (tmp_path / "links").mkdir()  # a folder of links to the run's files: the writes replace the links, not the files
+    original_resume = (tmp_path / "original" / resume_name).read_bytes()
+    for name in (resume_name, best_name):
+        (tmp_path / "links" / name).symlink_to(tmp_path / "original" / name)
+    run_recbole_hnlm(model="MF", config_dict={
+        **settings, "checkpoint_dir": str(tmp_path / "links"), "resume_from": str(tmp_path / "links" / resume_name)})
+    assert (tmp_path / "original" / best_name).read_bytes() == original_best
+    assert (tmp_path / "original" / resume_name).read_bytes() == original_resume
     (tmp_path / "lonely").mkdir()  # the resume state copied alone: the run goes on with a copy of the best file
     shutil.copyfile(tmp_path / "original" / resume_name, tmp_path / "lonely" / resume_name)
     lonely = run_recbole_hnlm(model="MF", config_dict={

@@ -317,7 +317,7 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
     write_json_atomic(os.path.join(out, "grid.json"), {
         "dataset": dataset, "models": list(models), "samplers": list(samplers), "seeds": [int(s) for s in seeds],
         "analyses": list(analyses), "ratios": list(ratios), "settings": settings, **digests,
-        "environment": environment()})
+        "environment": environment(None if (config_dict or {}).get("use_gpu", True) else "cpu")})
 
     logger = logging.getLogger()
     bar = tqdm(todo, desc=f"{dataset} grid", unit="cell", disable=not progress, dynamic_ncols=True)

@@ -33,11 +33,8 @@ class SampledRecommender(GeneralRecommender):
 
     Config:
         embedding_size (int): ``d``.
-        reg_weight (float): :math:`\\lambda` of the layer-0 L2 term.
-        require_pow (bool): RecBole's switch of that term (its ``EmbLoss``): True (the plugin's default), squared
-            norms :math:`\\lambda \\sum \\lVert e \\rVert^2 / 2B`, as the MixGCF/AHNS code; False, RecBole's own default,
-            the norms of the batch's user, positive and negative blocks unsquared, :math:`\\lambda \\sum \\lVert E
-            \\rVert_F / B`.
+        reg_weight (float): :math:`\\lambda` of the layer-0 L2 term (squared norms, as MixGCF/AHNS: RecBole's
+            ``EmbLoss(require_pow=True)``; RecBole's ``require_pow`` option is not read, and setting it is warned about).
         sampler (str): negative sampler name; its hyper-parameters come from ``properties/sampler/<name>.yaml``.
         candidate_max_rounds (int): redraw rounds that remove training positives from candidates.
         negative_warmup_epochs (int): the first ``N`` epochs train with the loader's uniform negative (RNS), without
@@ -60,7 +57,6 @@ class SampledRecommender(GeneralRecommender):
 
         self.embedding_size = config["embedding_size"]
         self.reg_weight = config["reg_weight"]
-        self.require_pow = config["require_pow"] is not False  # a RecBole Config built without our yaml: None
         users, items = self.training_pairs(dataset)
         self.data_digests = dataset_digests(dataset)  # stored in checkpoints (recbole_hnlm.warm_start)
         self.sampler = get_sampler(config["sampler"])(config, dataset, pooled_size=self.pooled_size(config))
@@ -80,10 +76,6 @@ class SampledRecommender(GeneralRecommender):
     def check_config(cls, config):
         """Reject a bad backbone option with a message naming it. :class:`recbole_hnlm.config.Config` calls this
         before the dataset loads, and the constructor again (for configurations built another way)."""
-        from recbole_hnlm.sampler.base import require
-
-        if config["require_pow"] is not None:
-            require(config, "require_pow", lambda v: isinstance(v, bool), "True or False")
 
     def pooled_size(self, config):
         """Width ``d'`` of the pooled embeddings that score pairs (``d`` for mean pooling)."""
@@ -122,11 +114,9 @@ class SampledRecommender(GeneralRecommender):
             rank_loss = F.softplus(neg_score - pos_score).sum(1).mean()
         else:
             rank_loss = F.relu(neg_score - pos_score + negatives.margin).sum(1).mean()
-        egos = (gather_rows(emb.user_ego, user), gather_rows(emb.item_ego, pos), negatives.ego)
-        if self.require_pow:
-            reg_loss = self.reg_weight * sum(e.pow(2).sum() for e in egos) / (2 * user.shape[0])
-        else:  # RecBole's EmbLoss(require_pow=False)
-            reg_loss = self.reg_weight * sum(torch.linalg.vector_norm(e) for e in egos) / user.shape[0]
+        reg_loss = self.reg_weight * (
+            gather_rows(emb.user_ego, user).pow(2).sum() + gather_rows(emb.item_ego, pos).pow(2).sum() + negatives.ego.pow(2).sum()
+        ) / (2 * user.shape[0])
         aux = tuple(negatives.aux_losses) + tuple(self.extra_losses(interaction, emb))
         if aux:
             return (rank_loss + reg_loss,) + aux

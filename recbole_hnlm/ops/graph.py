@@ -161,7 +161,7 @@ def transpose_positions(graph: CSRGraph) -> Tensor:
 
 def drop_edges(graph: CSRGraph, rate: float, transpose: Tensor = None) -> CSRGraph:
     r"""Edge dropout of a symmetric graph: each undirected edge is dropped with probability ``rate`` and the kept
-    values are scaled by :math:`1 / (1 - 	ext{rate})`, without renormalising (NGCF's node dropout as RecBole's
+    values are scaled by :math:`1 / (1 - \text{rate})`, without renormalising (NGCF's node dropout as RecBole's
     ``SparseDropout`` and MixGCF's ``_sparse_dropout`` apply it). Both directions of an edge are kept or dropped
     together, so the result stays symmetric, as the propagation ops' backward pass needs; those two implementations
     drop the two stored entries independently (the same expectation). Draws from torch's global generator on the

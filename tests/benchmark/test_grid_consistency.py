@@ -278,3 +278,18 @@ def test_popularity_group_sizes_of_splits_that_differ_are_ranges():
     row = [line for line in markdown_report(results).splitlines() if line.startswith("| MF | RNS | 2 |")][0]
     assert "| 0.1000 / 0.1000 (n=1) |" in row  # the mean of one seed says so: the n column counts two
     assert markdown_report(results[:1]).split("Groups: ", 1)[1].startswith(f"{POPULARITY_GROUPS[0]} 10 items / 101 ")
+
+
+def test_not_finished_names_only_rows_the_tables_show(tmp_path):
+    """A folder whose grid.json came from another command (runs moved in by hand) listed rows that never existed
+    as interrupted."""
+    out = tmp_path / "out"
+    grid(out, ["RNS"], [1, 2], FakeRunner())
+    with open(out / "grid.json") as f:
+        stored = json.load(f)
+    stored["samplers"] = ["RNS", "DNS"]  # a DNS row that has no result at all
+    stored["seeds"] = [1, 2, 3]
+    with open(out / "grid.json", "w") as f:
+        json.dump(stored, f)
+    text = open(write_report(str(out), plots=False)["table"]).read()
+    assert text.split("## Not finished", 1)[1].count("`MF-") == 1 and "`MF-RNS-seed3`" in text

@@ -115,18 +115,6 @@ def test_ngcf_node_dropout_drops_edges_in_training_only(fast_config):
     assert torch.allclose(original(first, ego), side, atol=1e-6)
 
 
-@pytest.mark.parametrize("require_pow", [True, False])
-def test_the_l2_term_follows_recboles_require_pow(fast_config, require_pow):
-    """``require_pow`` (RecBole's EmbLoss switch) was ignored: the term was always squared."""
-    from recbole.model.loss import EmbLoss
-
-    model, batch, _ = build(fast_config, "MF", reg_weight=0.1, require_pow=require_pow)
-    u = model.user_embedding(batch[model.USER_ID])
-    i, j = model.item_embedding(batch[model.ITEM_ID]), model.item_embedding(batch[model.NEG_ITEM_ID])
-    expected = F.softplus((u * j).sum(1) - (u * i).sum(1)).mean() + 0.1 * EmbLoss()(u, i, j, require_pow=require_pow)
-    assert torch.allclose(model.calculate_loss(batch), expected, rtol=1e-5)
-
-
 def reference_info_nce(view1, view2, index, tau):
     """Eq. 10 of SGL as a cross-entropy: row ``index[b]`` of view 1 must pick row ``index[b]`` of view 2 (mean)."""
     logits = F.normalize(view1[index], dim=1) @ F.normalize(view2, dim=1).T / tau
