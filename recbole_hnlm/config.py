@@ -67,8 +67,8 @@ class Config(RecBoleConfig):
         self._read_command_line = command_line
         try:
             super().__init__(model, dataset, config_file_list, config_dict)
-        except (ValueError, TypeError, NotImplementedError) as error:  # RecBole's own checks (topk, metrics,
-            if isinstance(error, ConfigError):                                # eval_args, ...): configuration errors
+        except (ValueError, TypeError, NotImplementedError, RuntimeError) as error:  # RecBole's own checks (topk,
+            if isinstance(error, ConfigError):  # metrics, eval_args, ranking and value metrics together, ...)
                 raise
             raise ConfigError(str(error)) from error
         from recbole_hnlm.utils import check_model_sampler_pair, get_sampler
@@ -86,6 +86,7 @@ class Config(RecBoleConfig):
         teacher = [self.final_config_dict.get("hnlm_teacher_model")] if sampler_class.name == "HNLMRec" else []
         self.foreign_options = foreign_options(self.external_config_dict, PROPERTIES_DIR, self.model,
                                                sampler_class.name, also_models=[m for m in teacher if m])
+        self.option_warnings = sampler_class.option_warnings(self)
         plugin_backbone = isinstance(self.model_class, type) and issubclass(self.model_class, SampledRecommender)
         if plugin_backbone and "require_pow" in self.external_config_dict:  # RecBole's EmbLoss switch
             self.foreign_options.append(("require_pow", "RecBole's own models (the plugin's backbones always square "

@@ -85,6 +85,18 @@ def check_core_options(config) -> None:
         raise ConfigError(f"Option 'benchmark_filename' lists {list(parts)}: RecBole trains on the first file, selects "
                           "the epoch on the second and reports the third as the test result, so the order must be "
                           "\"--benchmark_filename=['train','valid','test']\".")
+    for key in ("user_inter_num_interval", "item_inter_num_interval"):
+        if config[key] is not None and not _intervals_ok(config[key]):
+            raise ConfigError(f"Option '{key}' = {config[key]!r} is not an interval such as \"[5,inf)\" (RecBole "
+                              "would warn and leave the interactions unfiltered).")
+    val_interval = config["val_interval"]
+    for field, intervals in (val_interval.items() if isinstance(val_interval, dict) else ()):
+        if not _intervals_ok(intervals):
+            raise ConfigError(f"Option 'val_interval' = {val_interval!r}: {intervals!r} for field '{field}' is not an "
+                              "interval such as \"[3,inf)\" (RecBole would warn and not filter by it).")
+    if config["rm_dup_inter"] not in (None, "first", "last"):
+        raise ConfigError(f"Option 'rm_dup_inter' must be first, last or None (keep duplicates), got "
+                          f"{config['rm_dup_inter']!r}.")
     for key in _PICKLE_WRITERS:
         if config[key]:
             raise ConfigError(f"Option '{key}' makes RecBole write a pickle file; recbole_hnlm writes none. Leave "
@@ -95,14 +107,39 @@ def check_core_options(config) -> None:
                               "the dataset is rebuilt from the atomic files.")
 
 
+def _intervals_ok(intervals) -> bool:
+    """Whether RecBole parses ``intervals`` (``"[5,inf)"``, ``"(0,1];[3,4)"``) without its "illegal interval"
+    warning, which drops the interval and so the filter."""
+    for piece in str(intervals).split(";"):
+        piece = piece.strip()
+        ends = piece[1:-1].split(",")
+        if len(piece) < 3 or piece[0] not in "([" or piece[-1] not in ")]" or len(ends) != 2:
+            return False
+        try:
+            low, high = float(ends[0]), float(ends[1])
+        except ValueError:
+            return False
+        if low > high:
+            return False
+    return True
+
+
 def check_valid_metric(config) -> None:
-    """``valid_metric`` (e.g. ``NDCG@20``) must be one of the computed ``metrics`` at one of the ``topk`` cut-offs;
-    RecBole would otherwise fail with a ``KeyError`` after the first epoch."""
+    """``valid_metric`` (e.g. ``NDCG@20``; ``GAUC`` or ``AUC`` for metrics without a cut-off) must be one of the
+    computed ``metrics``, at one of the ``topk`` cut-offs when the metric has them; RecBole would otherwise fail with
+    a ``KeyError`` after the first epoch."""
+    from recbole.evaluator.register import metrics_dict
+
     metric = str(config["valid_metric"] or "")
+    if not metric:
+        return
     name, at, cutoff = metric.partition("@")
     metrics = [m.lower() for m in config["metrics"] or []]
     topk = config["topk"]  # always a list: RecBole's Config turns an int into one
-    if at and (name.lower() not in metrics or not cutoff.isdigit() or int(cutoff) not in topk):
+    needs = getattr(metrics_dict.get(name.lower()), "metric_need", ())
+    cut = any(need in ("rec.topk", "rec.items") for need in needs)  # reported per cut-off, as "<name>@<k>"
+    wrong_cutoff = (not cutoff.isdigit() or int(cutoff) not in topk) if at else cut
+    if name.lower() not in metrics or wrong_cutoff:
         raise ConfigError(f"Option 'valid_metric' = {metric!r} is not computed: metrics = {config['metrics']}, "
                           f"topk = {topk}. Pick one of them (e.g. --valid_metric={config['metrics'][0]}@{topk[0]}).")
 

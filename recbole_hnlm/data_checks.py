@@ -452,7 +452,16 @@ def _warn_presplit_unseen(config, users, items, sizes):
 
 def check_splits_not_empty(config, valid_data, test_data):
     """An empty validation or test split would end the run with ``test result: None``."""
-    for name, data in (("validation", valid_data), ("test", test_data)):
+    split = config["eval_args"]["split"]
+    ratios = split.get("RS") if isinstance(split, dict) else None
+    for index, (name, data) in enumerate((("validation", valid_data), ("test", test_data))):
+        leaves_none = (isinstance(split, dict) and split.get("LS") in ("valid_only", "test_only")
+                       or isinstance(ratios, (list, tuple)) and len(ratios) == 3 and not ratios[1 + index])
+        if data is not None and len(data.dataset) == 0 and leaves_none:
+            raise DataError(f"The {name} split of dataset '{config['dataset']}' is empty: eval_args split {split} "
+                            f"gives it no interaction. The plugin's runs validate and test: give both splits a "
+                            "share, e.g. \"--eval_args={'split': {'RS': [0.8, 0.1, 0.1]}}\" or {'LS': "
+                            "'valid_and_test'}.")
         if data is not None and len(data.dataset) == 0:
             raise DataError(f"The {name} split of dataset '{config['dataset']}' is empty: RecBole splits each user's "
                             f"interactions by eval_args split {config['eval_args']['split']}, and users with too few "

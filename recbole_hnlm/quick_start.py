@@ -62,7 +62,8 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
         for message in unknown_option_messages(config.unknown_options):
             logger.warning(message)
         for message in foreign_option_messages(config.foreign_options,
-                                               run_never_reads(config["model"], config["sampler"])):
+                                               run_never_reads(config["model"], config["sampler"])) + \
+                config.option_warnings:
             logger.warning(message)
         logger.info(f"recbole_hnlm ops on {config['device']}: {kernels_in_use(config['device'])}")
         experiments = kernel_experiments()

@@ -15,6 +15,7 @@ import torch
 from recbole.trainer import Trainer
 from recbole.utils import get_local_time, set_color
 
+from recbole_hnlm.compat import EvalCollector
 from recbole_hnlm.checkpoint import load_checkpoint, read_rng_state, read_trainer_state, save_checkpoint
 from recbole_hnlm.config import split_seed
 from recbole_hnlm.files import atomic_path
@@ -81,6 +82,8 @@ class SafeCheckpointMixin:
 
     def __init__(self, config, model):
         super().__init__(config, model)
+        if hasattr(self, "eval_collector"):  # RecBole's, without its crash on the item-count metrics
+            self.eval_collector = EvalCollector(config)
         stem, self._name_marker = _reserve_stem(os.path.join(self.checkpoint_dir,
                                                               f"{config['model']}-{get_local_time()}"))
         self.saved_model_file = f"{stem}.safetensors"

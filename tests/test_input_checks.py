@@ -33,6 +33,16 @@ def build_config(**options):
     ({"metrics": ["Recal"]}, "no metric named 'Recal'"),
     ({"valid_metric": "NDCG@50"}, "'valid_metric' = 'NDCG@50' is not computed"),
     ({"valid_metric": "MRR@20"}, "'valid_metric' = 'MRR@20'"),
+    ({"valid_metric": "NDCG"}, "'valid_metric' = 'NDCG' is not computed"),  # a KeyError after the first epoch
+    ({"valid_metric": "GAUC"}, "'valid_metric' = 'GAUC' is not computed"),  # not among the metrics
+    ({"train_neg_sample_args": None}, "'train_neg_sample_args' = .*need at least one loader negative"),
+    ({"train_neg_sample_args": {"distribution": "uniform", "sample_num": 0}}, "'train_neg_sample_args'"),
+    ({"metrics": ["AUC", "Recall"]}, "Ranking metrics and value metrics can not be used at the same time"),
+    ({"user_inter_num_interval": 5}, "'user_inter_num_interval' = 5 is not an interval"),  # was: no filter at all
+    ({"item_inter_num_interval": "[10,5]"}, "'item_inter_num_interval'"),
+    ({"val_interval": {"rating": "3"}}, "'val_interval' = .*'3' for field 'rating' is not an interval"),
+    ({"rm_dup_inter": "yes"}, "'rm_dup_inter' must be first, last or None"),  # was: a pandas traceback
+    ({"learner": "sparse_adam"}, "'learner' = 'sparse_adam' needs sparse gradients"),
     ({"save_dataset": True}, "'save_dataset' makes RecBole write a pickle"),
     ({"save_dataloaders": True}, "'save_dataloaders'"),
     ({"benchmark_filename": ["train", "test"]}, "'benchmark_filename' must name the three pre-split files"),
@@ -49,6 +59,27 @@ def test_good_values_pass():
     config = build_config(epochs=3, train_batch_size=512, learning_rate=5e-4, seed=7, split_seed=None, topk=[5, 20],
                           reg_weight=0, n_layers=2, stopping_step=0, valid_metric="recall@5", encoding="utf-8")
     assert config["epochs"] == 3 and config["topk"] == [5, 20] and config.unknown_options == []
+    assert build_config(metrics=["Recall", "NDCG", "GAUC"], valid_metric="GAUC")["valid_metric"] == "GAUC"
+    assert build_config(user_inter_num_interval="[5,inf)", item_inter_num_interval="(0,1];[3,4)",
+                        val_interval={"rating": "[3,inf)"}, rm_dup_inter="first")["rm_dup_inter"] == "first"
+
+
+def test_loader_negative_settings_a_candidate_sampler_never_reads_are_warned_about():
+    """DNS/MixGCF/AHNS draw their own uniform candidates: a popularity or dynamic loader negative changed nothing
+    (bit-identical runs) and dynamic negatives cost a model forward per batch, without a word."""
+    popularity = {"distribution": "popularity", "sample_num": 1}
+    assert Config(model="MF", dataset="ml-100k", config_dict={"sampler": "RNS", "train_neg_sample_args": popularity},
+                  command_line=False).option_warnings == []  # RNS trains with the loader's negative
+    dns = Config(model="MF", dataset="ml-100k", config_dict={"sampler": "DNS", "train_neg_sample_args": popularity},
+                 command_line=False)
+    assert len(dns.option_warnings) == 1 and "changes nothing for the DNS sampler" in dns.option_warnings[0]
+    dynamic = {"distribution": "uniform", "sample_num": 1, "dynamic": True, "candidate_num": 8}
+    mixgcf = Config(model="LightGCN", dataset="ml-100k", config_dict={"sampler": "MixGCF",
+                                                                      "train_neg_sample_args": dynamic},
+                    command_line=False)
+    assert "dynamic negatives still score every batch" in mixgcf.option_warnings[0]
+    assert Config(model="MF", dataset="ml-100k", config_dict={"sampler": "AHNS"},
+                  command_line=False).option_warnings == []
 
 
 def test_misspelt_options_are_listed_with_the_closest_name():
@@ -287,8 +318,17 @@ def test_llm_stages_warn_about_duplicate_interactions(tmp_path, caplog):
 def test_an_empty_validation_split_is_an_error(fast_config, tmp_path):
     data_path = write_dataset(tmp_path, "single", [(u, u % 30) for u in range(60)])  # one interaction per user
     config = {**fast_config, "dataset": "single", "data_path": data_path}
-    with pytest.raises(DataError, match="validation split of dataset 'single' is empty"):
+    with pytest.raises(DataError, match="validation split of dataset 'single' is empty: RecBole splits each user's"):
         run_recbole_hnlm(model="LightGCN", config_dict=config)
+
+
+@pytest.mark.parametrize("split, empty", [({"LS": "valid_only"}, "test"), ({"RS": [0.9, 0.0, 0.1]}, "validation")])
+def test_a_split_option_that_leaves_a_split_empty_is_named(fast_config, split, empty):
+    """The message advised a k-core filter, which cannot help when eval_args gives the split no share."""
+    settings = {**fast_config, "eval_args": {"split": split, "order": "RO", "group_by": "user", "mode": "full"}}
+    with pytest.raises(DataError, match=f"The {empty} split of dataset 'ml-slice' is empty: eval_args split .* gives "
+                                        "it no interaction"):
+        run_recbole_hnlm(model="MF", config_dict=settings)
 
 
 @pytest.mark.parametrize("options, message", [

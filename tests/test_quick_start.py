@@ -332,3 +332,14 @@ def test_help_names_the_defaults(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "(default: LightGCN)" in text and "(default: ml-100k)" in text and "(default: RNS" in text
     assert "--key=value" in text
+
+
+def test_item_count_metrics_are_computed(fast_config):
+    """RecBole 1.2.1's collector called .cpu() on the item counts that ItemCoverage, GiniIndex, AveragePopularity
+    and TailPercentage need: every run with them failed after its first epoch (RUCAIBox/RecBole#2131)."""
+    metrics = ["Recall", "NDCG", "ItemCoverage", "GiniIndex", "AveragePopularity", "TailPercentage"]
+    result = run_recbole_hnlm(model="MF", config_dict={**fast_config, "sampler": "DNS", "epochs": 1, "topk": [10],
+                                                       "metrics": metrics, "valid_metric": "NDCG@10"})
+    test = result["test_result"]
+    assert set(test) == {f"{m.lower()}@10" for m in metrics}
+    assert 0 < test["itemcoverage@10"] <= 1 and 0 <= test["giniindex@10"] <= 1 and test["averagepopularity@10"] > 1

@@ -104,7 +104,7 @@ def check_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_
 
     check_model_sampler_pair(get_model(cell.model, options), get_sampler(cell.sampler), options)
     config = make_config(cell.model, dataset, cell_config_dict(cell, out_dir, config_dict), config_file_list)
-    for message in unknown_option_messages(config.unknown_options):
+    for message in unknown_option_messages(config.unknown_options) + config.option_warnings:
         (warn or logging.getLogger().warning)(message)
     if config["eval_only"]:
         raise ConfigError("eval_only evaluates one checkpoint with the run script (run_recbole_hnlm.py "

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 
+from recbole_hnlm.errors import ConfigError
 from recbole_hnlm.ops import gather_rows
 from recbole_hnlm.sampler.base import Propagation, SamplingContext, gather_items
 from recbole_hnlm.sampler.candidates import CandidateGenerator
@@ -76,6 +77,15 @@ class SampledRecommender(GeneralRecommender):
     def check_config(cls, config):
         """Reject a bad backbone option with a message naming it. :class:`recbole_hnlm.config.Config` calls this
         before the dataset loads, and the constructor again (for configurations built another way)."""
+        args = config["train_neg_sample_args"] or {}
+        sample_num = args.get("sample_num")
+        if args.get("distribution") == "none" or not isinstance(sample_num, int) or sample_num < 1:
+            raise ConfigError(f"Option 'train_neg_sample_args' = {config['train_neg_sample_args']}: the plugin's "
+                              "backbones train pairwise (BPR) and need at least one loader negative per pair, e.g. "
+                              "{'distribution': 'uniform', 'sample_num': 1} (the default).")
+        if str(config["learner"]).lower() == "sparse_adam":
+            raise ConfigError("Option 'learner' = 'sparse_adam' needs sparse gradients, and the plugin's backbones "
+                              "have dense ones (PyTorch's SparseAdam fails at the first step): use adam or adamw.")
 
     def pooled_size(self, config):
         """Width ``d'`` of the pooled embeddings that score pairs (``d`` for mean pooling)."""

@@ -116,6 +116,20 @@ class NegativeSampler(nn.Module):
             require(config, cls.n_candidates_key, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
 
     @classmethod
+    def option_warnings(cls, config) -> list:
+        """Warnings about options this sampler accepts but that change nothing for it (logged at start-up): a
+        candidate sampler draws its own uniform candidates, so RecBole's loader-negative distribution and dynamic
+        negatives (``train_neg_sample_args``) only cost time."""
+        args = config["train_neg_sample_args"] or {}
+        if not cls.n_candidates_key or (args.get("distribution") == "uniform" and not args.get("dynamic")):
+            return []
+        return [f"Option 'train_neg_sample_args' = {dict(args)} changes nothing for the {cls.name} sampler: it scores "
+                f"{config[cls.n_candidates_key]} candidates drawn uniformly ('{cls.n_candidates_key}') and reads no "
+                "loader negative (only RNS, HNLMRec's random negative and the negative warm-up do)"
+                + (", while RecBole's dynamic negatives still score every batch (slower)." if args.get("dynamic")
+                   else ".")]
+
+    @classmethod
     def prepare(cls, config, dataset, train_data):
         """Run offline work the sampler needs before the model is built (HNLMRec's LLM precompute)."""
 
