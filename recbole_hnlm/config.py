@@ -87,6 +87,11 @@ class Config(RecBoleConfig):
         self.foreign_options = foreign_options(self.external_config_dict, PROPERTIES_DIR, self.model,
                                                sampler_class.name, also_models=[m for m in teacher if m])
         self.option_warnings = sampler_class.option_warnings(self)
+        wanted = self.external_config_dict.get("valid_metric_bigger")
+        if wanted is not None and wanted != self.final_config_dict["valid_metric_bigger"]:  # RecBole overrides it
+            self.option_warnings.append(
+                f"Option 'valid_metric_bigger' = {wanted!r} is not applied: RecBole sets it from valid_metric "
+                f"({self.final_config_dict['valid_metric']}: {self.final_config_dict['valid_metric_bigger']}).")
         plugin_backbone = isinstance(self.model_class, type) and issubclass(self.model_class, SampledRecommender)
         if plugin_backbone and "require_pow" in self.external_config_dict:  # RecBole's EmbLoss switch
             self.foreign_options.append(("require_pow", "RecBole's own models (the plugin's backbones always square "

@@ -214,7 +214,8 @@ def foreign_options(external_keys, plugin_properties_dir: str, model: str, sampl
 def foreign_option_messages(foreign, never_read_by: str) -> list:
     """One warning line per option that is never read (:func:`foreign_options`); ``never_read_by`` ends the sentence
     (``"a MF run with the AHNS sampler never reads"``)."""
-    return [f"Option '{key}' is ignored: it is an option of {owners}, which {never_read_by}." for key, owners in foreign]
+    return [f"Option '{key}' is ignored: it is an option of {owners}, which {never_read_by}."
+            for key, owners in foreign]
 
 
 def run_never_reads(model: str, sampler: str) -> str:

@@ -16,13 +16,11 @@ are rebuilt from the atomic files::
 import logging
 import os
 
-from recbole.data import data_preparation
-
 from recbole_hnlm.config import Config
 from recbole_hnlm.config_checks import check_valid_metric
 from recbole_hnlm.data_checks import check_dataset_files
 from recbole_hnlm.errors import ConfigError
-from recbole_hnlm.quick_start import checkpoint_backbone, read_dataset
+from recbole_hnlm.quick_start import checkpoint_backbone, read_dataset, split_dataset
 from recbole_hnlm.resume import changed_options, checkpoint_state
 from recbole_hnlm.warm_start import check_init_from, warn_about_changed_eval_split
 
@@ -79,7 +77,7 @@ def load_data_and_model(checkpoint, config_dict=None):
     _warn_about_changed_options(config, checkpoint, overridden=set(config_dict or ()))
     check_dataset_files(config)
     dataset = read_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
+    train_data, valid_data, test_data = split_dataset(config, dataset)
     sampler = config["sampler"]
     try:
         model, _ = checkpoint_backbone(config, train_data)  # the same ids and training split, then the weights

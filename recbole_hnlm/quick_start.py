@@ -83,7 +83,7 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
         logger.info(dataset)
         check_topk_fits(config, dataset)
         check_duplicate_interactions(config, dataset)
-        train_data, valid_data, test_data = data_preparation(config, dataset)
+        train_data, valid_data, test_data = split_dataset(config, dataset)
         check_splits_not_empty(config, valid_data, test_data)
         if config["eval_only"]:
             return evaluate_checkpoint(config, train_data, valid_data, test_data, logger)
@@ -138,6 +138,18 @@ def read_dataset(config):
             if clear is None:
                 raise
             raise clear from error
+
+
+def split_dataset(config, dataset):
+    """RecBole's ``data_preparation``, its errors about the options (a split by a field that is not loaded) as one
+    :class:`DataError` naming them."""
+    try:
+        return data_preparation(config, dataset)
+    except ValueError as error:
+        clear = dataset_error(config, error)
+        if clear is None:
+            raise
+        raise clear from None  # RecBole's message prints the whole interaction table
 
 
 def build_model(config, dataset, train_data, logger):

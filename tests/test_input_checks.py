@@ -80,6 +80,9 @@ def test_loader_negative_settings_a_candidate_sampler_never_reads_are_warned_abo
     assert "dynamic negatives still score every batch" in mixgcf.option_warnings[0]
     assert Config(model="MF", dataset="ml-100k", config_dict={"sampler": "AHNS"},
                   command_line=False).option_warnings == []
+    smaller = Config(model="MF", dataset="ml-100k", config_dict={"valid_metric_bigger": False}, command_line=False)
+    assert smaller.option_warnings == ["Option 'valid_metric_bigger' = False is not applied: RecBole sets it from "
+                                       "valid_metric (NDCG@20: True)."]  # it selected the highest NDCG silently
 
 
 def test_misspelt_options_are_listed_with_the_closest_name():
@@ -320,6 +323,16 @@ def test_an_empty_validation_split_is_an_error(fast_config, tmp_path):
     config = {**fast_config, "dataset": "single", "data_path": data_path}
     with pytest.raises(DataError, match="validation split of dataset 'single' is empty: RecBole splits each user's"):
         run_recbole_hnlm(model="LightGCN", config_dict=config)
+
+
+def test_a_time_ordered_split_without_the_time_field_is_one_error(fast_config):
+    """RecBole's ValueError printed the whole interaction table (about 140 lines) and named no option."""
+    settings = {**fast_config, "load_col": {"inter": ["user_id", "item_id"]},
+                "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "TO", "group_by": "user", "mode": "full"}}
+    with pytest.raises(DataError, match=r"the split \(eval_args order 'TO'\) sorts by field 'timestamp' "
+                                        r"\(TIME_FIELD\), which is not loaded") as raised:
+        run_recbole_hnlm(model="MF", config_dict=settings)
+    assert len(str(raised.value)) < 400
 
 
 @pytest.mark.parametrize("split, empty", [({"LS": "valid_only"}, "test"), ({"RS": [0.9, 0.0, 0.1]}, "validation")])

@@ -157,7 +157,8 @@ def test_bad_input_writes_nothing(tmp_path):
         import_split("pub", good, str(gz), str(tmp_path / "atomic"))
     assert not (tmp_path / "atomic").exists()
     late = tmp_path / "late.txt"  # the text reader decodes in blocks: the error came on the block's first line
-    late.write_bytes("".join(f"{u} {u % 7} {u % 5 + 7}\n" for u in range(5000)).encode().replace(b"3000 4", b"3000 \xff"))
+    lines = "".join(f"{u} {u % 7} {u % 5 + 7}\n" for u in range(5000)).encode()
+    late.write_bytes(lines.replace(b"3000 4", b"3000 \xff"))
     with pytest.raises(DataError, match=r"late.txt:3001: not UTF-8 text"):
         import_split("pub", str(late), good, str(tmp_path / "atomic"))
     (tmp_path / "a-file").write_text("not a folder")

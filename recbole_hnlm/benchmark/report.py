@@ -350,7 +350,8 @@ def markdown_report(results, errors=None, title=None, not_finished=()):
     if errors:
         parts += ["", "## Failed cells", ""] + [f"* `{cell}`: {message}" for cell, message in errors.items()]
     if not_finished:
-        parts += ["", "## Not finished", "", "Cells of the last grid command (`grid.json`) with neither a result nor an "
+        parts += ["", "## Not finished", "",
+                  "Cells of the last grid command (`grid.json`) with neither a result nor an "
                   "error file: interrupted, killed or not run yet (the same command runs them), so the rows above "
                   "hold fewer seeds.", ""] + [f"* `{cell}`" for cell in not_finished]
     return "\n".join(parts) + "\n"

@@ -35,7 +35,8 @@ class SampledRecommender(GeneralRecommender):
     Config:
         embedding_size (int): ``d``.
         reg_weight (float): :math:`\\lambda` of the layer-0 L2 term (squared norms, as MixGCF/AHNS: RecBole's
-            ``EmbLoss(require_pow=True)``; RecBole's ``require_pow`` option is not read, and setting it is warned about).
+            ``EmbLoss(require_pow=True)``; RecBole's ``require_pow`` option is not read, and setting it is warned
+            about).
         sampler (str): negative sampler name; its hyper-parameters come from ``properties/sampler/<name>.yaml``.
         candidate_max_rounds (int): redraw rounds that remove training positives from candidates.
         negative_warmup_epochs (int): the first ``N`` epochs train with the loader's uniform negative (RNS), without
