@@ -91,12 +91,12 @@ def check_core_options(config) -> None:
                               "would warn and leave the interactions unfiltered).")
     val_interval = config["val_interval"]
     for field, intervals in (val_interval.items() if isinstance(val_interval, dict) else ()):
-        if not _intervals_ok(intervals):
+        if isinstance(intervals, str) and not _intervals_ok(intervals):  # a list: values of a token field
             raise ConfigError(f"Option 'val_interval' = {val_interval!r}: {intervals!r} for field '{field}' is not an "
                               "interval such as \"[3,inf)\" (RecBole would warn and not filter by it).")
-    if config["rm_dup_inter"] not in (None, "first", "last"):
-        raise ConfigError(f"Option 'rm_dup_inter' must be first, last or None (keep duplicates), got "
-                          f"{config['rm_dup_inter']!r}.")
+    if config["rm_dup_inter"] not in (None, "first", "last", False):
+        raise ConfigError(f"Option 'rm_dup_inter' must be first or last (keep that row of a duplicated pair), False "
+                          f"(drop every duplicated pair) or None (keep duplicates), got {config['rm_dup_inter']!r}.")
     for key in _PICKLE_WRITERS:
         if config[key]:
             raise ConfigError(f"Option '{key}' makes RecBole write a pickle file; recbole_hnlm writes none. Leave "
@@ -108,18 +108,16 @@ def check_core_options(config) -> None:
 
 
 def _intervals_ok(intervals) -> bool:
-    """Whether RecBole parses ``intervals`` (``"[5,inf)"``, ``"(0,1];[3,4)"``) without its "illegal interval"
-    warning, which drops the interval and so the filter."""
+    """Whether RecBole parses ``intervals`` (``"[5,inf)"``, ``"(0,1];[3,4)"``): one it cannot parse is dropped with an
+    "illegal interval" warning, and so is the filter (a reversed one is kept, and warned about by RecBole)."""
     for piece in str(intervals).split(";"):
         piece = piece.strip()
         ends = piece[1:-1].split(",")
         if len(piece) < 3 or piece[0] not in "([" or piece[-1] not in ")]" or len(ends) != 2:
             return False
         try:
-            low, high = float(ends[0]), float(ends[1])
+            float(ends[0]), float(ends[1])
         except ValueError:
-            return False
-        if low > high:
             return False
     return True
 
@@ -131,14 +129,14 @@ def check_valid_metric(config) -> None:
     from recbole.evaluator.register import metrics_dict
 
     metric = str(config["valid_metric"] or "")
-    if not metric:
+    if not metric or (is_integer(config["eval_step"]) and config["eval_step"] <= 0):  # no validation: never read
         return
     name, at, cutoff = metric.partition("@")
     metrics = [m.lower() for m in config["metrics"] or []]
     topk = config["topk"]  # always a list: RecBole's Config turns an int into one
     needs = getattr(metrics_dict.get(name.lower()), "metric_need", ())
     cut = any(need in ("rec.topk", "rec.items") for need in needs)  # reported per cut-off, as "<name>@<k>"
-    wrong_cutoff = (not cutoff.isdigit() or int(cutoff) not in topk) if at else cut
+    wrong_cutoff = (not cut or not cutoff.isdigit() or int(cutoff) not in topk) if at else cut
     if name.lower() not in metrics or wrong_cutoff:
         raise ConfigError(f"Option 'valid_metric' = {metric!r} is not computed: metrics = {config['metrics']}, "
                           f"topk = {topk}. Pick one of them (e.g. --valid_metric={config['metrics'][0]}@{topk[0]}).")

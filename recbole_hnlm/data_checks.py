@@ -104,10 +104,11 @@ def dataset_error(config, error):
     if "Some feat is empty" in text:
         return DataError(f"Dataset '{name}': the interaction filters leave no interactions "
                          f"({', '.join(_applied_filters(config)) or 'no filter option set'}): loosen them.")
-    missing = re.match(r"\[([^\]]+)\] is not exist in interaction", text)  # the split sorts by a field not loaded
+    missing = re.match(r"\[([^\]]+)\] is not exist in interaction|Wrong type of by \[(None)\]", text)  # the split
+    # sorts by a field that is not loaded, or by TIME_FIELD=None
     if missing:
         return DataError(f"Dataset '{name}': the split (eval_args order {config['eval_args'].get('order')!r}) sorts "
-                         f"by field '{missing.group(1)}' (TIME_FIELD), which is not loaded: set TIME_FIELD to the "
+                         f"by field '{missing.group(1) or missing.group(2)}' (TIME_FIELD), which is not loaded: set TIME_FIELD to the "
                          f"time column and load it (load_col, now {config['load_col']!r}), or use order 'RO'.")
     match = re.fullmatch(r"Field \[(.+)\] not (?:defined in dataset|in inter_feat)\.", text)
     if match:

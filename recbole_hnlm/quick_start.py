@@ -145,7 +145,7 @@ def split_dataset(config, dataset):
     :class:`DataError` naming them."""
     try:
         return data_preparation(config, dataset)
-    except ValueError as error:
+    except (ValueError, TypeError) as error:
         clear = dataset_error(config, error)
         if clear is None:
             raise
@@ -191,6 +191,7 @@ def evaluate_checkpoint(config, train_data, valid_data, test_data, logger):
     logger.info(summary)
     checkpoint_dir_existed = os.path.isdir(config["checkpoint_dir"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer.eval_collector.data_collect(train_data)  # item counts (ItemCoverage ...), as RecBole's fit collects them
     try:
         valid_result = trainer.evaluate(valid_data, load_best_model=False, show_progress=config["show_progress"])
         test_result = trainer.evaluate(test_data, load_best_model=False, show_progress=config["show_progress"])

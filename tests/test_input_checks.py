@@ -35,13 +35,15 @@ def build_config(**options):
     ({"valid_metric": "MRR@20"}, "'valid_metric' = 'MRR@20'"),
     ({"valid_metric": "NDCG"}, "'valid_metric' = 'NDCG' is not computed"),  # a KeyError after the first epoch
     ({"valid_metric": "GAUC"}, "'valid_metric' = 'GAUC' is not computed"),  # not among the metrics
-    ({"train_neg_sample_args": None}, "'train_neg_sample_args' = .*need at least one loader negative"),
+    ({"metrics": ["Recall", "GAUC"], "valid_metric": "GAUC@10"}, "'valid_metric' = 'GAUC@10'"),  # RecBole: 'gauc'
+    ({"train_neg_sample_args": {"distribution": "uniform", "sample_num": 1.0}}, "an integer sample_num >= 1"),
+    ({"train_neg_sample_args": None}, "'train_neg_sample_args' = .*need an integer sample_num >= 1"),
     ({"train_neg_sample_args": {"distribution": "uniform", "sample_num": 0}}, "'train_neg_sample_args'"),
     ({"metrics": ["AUC", "Recall"]}, "Ranking metrics and value metrics can not be used at the same time"),
     ({"user_inter_num_interval": 5}, "'user_inter_num_interval' = 5 is not an interval"),  # was: no filter at all
-    ({"item_inter_num_interval": "[10,5]"}, "'item_inter_num_interval'"),
+    ({"item_inter_num_interval": "[10;5]"}, "'item_inter_num_interval'"),
     ({"val_interval": {"rating": "3"}}, "'val_interval' = .*'3' for field 'rating' is not an interval"),
-    ({"rm_dup_inter": "yes"}, "'rm_dup_inter' must be first, last or None"),  # was: a pandas traceback
+    ({"rm_dup_inter": "yes"}, "'rm_dup_inter' must be first or last"),  # was: a pandas traceback
     ({"learner": "sparse_adam"}, "'learner' = 'sparse_adam' needs sparse gradients"),
     ({"save_dataset": True}, "'save_dataset' makes RecBole write a pickle"),
     ({"save_dataloaders": True}, "'save_dataloaders'"),
@@ -62,6 +64,10 @@ def test_good_values_pass():
     assert build_config(metrics=["Recall", "NDCG", "GAUC"], valid_metric="GAUC")["valid_metric"] == "GAUC"
     assert build_config(user_inter_num_interval="[5,inf)", item_inter_num_interval="(0,1];[3,4)",
                         val_interval={"rating": "[3,inf)"}, rm_dup_inter="first")["rm_dup_inter"] == "first"
+    # forms RecBole takes: token values of a field, dropping every duplicated pair, a reversed interval in a union
+    # (RecBole warns and keeps it), no validation at all (valid_metric is never read)
+    build_config(val_interval={"gender": ["M"]}, rm_dup_inter=False, user_inter_num_interval="[10,5];[1,inf)")
+    build_config(eval_step=0, valid_metric="NDCG")
 
 
 def test_loader_negative_settings_a_candidate_sampler_never_reads_are_warned_about():
@@ -80,6 +86,9 @@ def test_loader_negative_settings_a_candidate_sampler_never_reads_are_warned_abo
     assert "dynamic negatives still score every batch" in mixgcf.option_warnings[0]
     assert Config(model="MF", dataset="ml-100k", config_dict={"sampler": "AHNS"},
                   command_line=False).option_warnings == []
+    assert Config(model="MF", dataset="ml-100k", config_dict={"sampler": "DNS", "train_neg_sample_args": popularity,
+                                                              "negative_warmup_epochs": 2},
+                  command_line=False).option_warnings == []  # the warm-up trains on the loader's negative
     smaller = Config(model="MF", dataset="ml-100k", config_dict={"valid_metric_bigger": False}, command_line=False)
     assert smaller.option_warnings == ["Option 'valid_metric_bigger' = False is not applied: RecBole sets it from "
                                        "valid_metric (NDCG@20: True)."]  # it selected the highest NDCG silently
@@ -333,6 +342,8 @@ def test_a_time_ordered_split_without_the_time_field_is_one_error(fast_config):
                                         r"\(TIME_FIELD\), which is not loaded") as raised:
         run_recbole_hnlm(model="MF", config_dict=settings)
     assert len(str(raised.value)) < 400
+    with pytest.raises(DataError, match=r"sorts by field 'None' \(TIME_FIELD\)"):  # was: TypeError "Wrong type of by"
+        run_recbole_hnlm(model="MF", config_dict={**settings, "TIME_FIELD": None})
 
 
 @pytest.mark.parametrize("split, empty", [({"LS": "valid_only"}, "test"), ({"RS": [0.9, 0.0, 0.1]}, "validation")])

@@ -343,3 +343,7 @@ def test_item_count_metrics_are_computed(fast_config):
     test = result["test_result"]
     assert set(test) == {f"{m.lower()}@10" for m in metrics}
     assert 0 < test["itemcoverage@10"] <= 1 and 0 <= test["giniindex@10"] <= 1 and test["averagepopularity@10"] > 1
+    evaluated = run_recbole_hnlm(model="MF", config_dict={  # eval_only never collected the item counts
+        **fast_config, "sampler": "DNS", "topk": [10], "metrics": metrics, "valid_metric": "NDCG@10",
+        "init_from": result["checkpoint"], "eval_only": True})
+    assert evaluated["test_result"] == test

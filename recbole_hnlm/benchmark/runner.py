@@ -275,7 +275,15 @@ def build_data(config, dataset, train_ratio=1.0, seed=0):
 
     from recbole_hnlm.benchmark.analysis import subsample_per_user
 
-    built = dataset.build()
+    from recbole_hnlm.data_checks import dataset_error
+
+    try:
+        built = dataset.build()
+    except (ValueError, TypeError) as error:  # a split by a field that is not loaded: one error naming the options
+        clear = dataset_error(config, error)
+        if clear is None:
+            raise
+        raise clear from None
     train_dataset, valid_dataset, test_dataset = built
     train_sampler, valid_sampler, test_sampler = create_samplers(config, dataset, built)
     full_train = train_dataset

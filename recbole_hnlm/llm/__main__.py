@@ -38,20 +38,17 @@ def _default_data_path(dataset: str) -> str:
 def recbole_split(dataset: str, data_path: str, config_files, model: str, settings=None):
     """RecBole's training dataloader and the plugin Config, built exactly as the run script builds them (same
     seed before the split), so the pairs prepared here are the pairs the HNLMRec run trains on."""
-    from recbole.data import create_dataset, data_preparation
-    from recbole.utils import init_seed
-
-    from recbole_hnlm.config import Config, split_seed
+    from recbole_hnlm.config import Config
     from recbole_hnlm.data_checks import check_dataset_files, check_duplicate_interactions
+    from recbole_hnlm.quick_start import read_dataset, split_dataset
 
     config = Config(model=model, dataset=dataset, config_file_list=config_files or None,
                     config_dict=dict(settings or {}, data_path=data_path, show_progress=False, sampler="HNLMRec"),
                     command_line=False)
     check_dataset_files(config)
-    init_seed(split_seed(config), config["reproducibility"])
-    built = create_dataset(config)
+    built = read_dataset(config)  # under the split seed, as a run
     check_duplicate_interactions(config, built)  # a warning, as in a run
-    train, _, _ = data_preparation(config, built)
+    train, _, _ = split_dataset(config, built)
     return train, config
 
 

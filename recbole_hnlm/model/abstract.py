@@ -82,8 +82,8 @@ class SampledRecommender(GeneralRecommender):
         sample_num = args.get("sample_num")
         if args.get("distribution") == "none" or not isinstance(sample_num, int) or sample_num < 1:
             raise ConfigError(f"Option 'train_neg_sample_args' = {config['train_neg_sample_args']}: the plugin's "
-                              "backbones train pairwise (BPR) and need at least one loader negative per pair, e.g. "
-                              "{'distribution': 'uniform', 'sample_num': 1} (the default).")
+                              "backbones train pairwise (BPR) and need an integer sample_num >= 1 loader negatives "
+                              "per pair, e.g. {'distribution': 'uniform', 'sample_num': 1} (the default).")
         if str(config["learner"]).lower() == "sparse_adam":
             raise ConfigError("Option 'learner' = 'sparse_adam' needs sparse gradients, and the plugin's backbones "
                               "have dense ones (PyTorch's SparseAdam fails at the first step): use adam or adamw.")

@@ -123,9 +123,11 @@ class NegativeSampler(nn.Module):
         args = config["train_neg_sample_args"] or {}
         if not cls.n_candidates_key or (args.get("distribution") == "uniform" and not args.get("dynamic")):
             return []
+        if config["negative_warmup_epochs"]:  # the warm-up trains on the loader's negative
+            return []
         return [f"Option 'train_neg_sample_args' = {dict(args)} changes nothing for the {cls.name} sampler: it scores "
                 f"{config[cls.n_candidates_key]} candidates drawn uniformly ('{cls.n_candidates_key}') and reads no "
-                "loader negative (only RNS, HNLMRec's random negative and the negative warm-up do)"
+                "loader negative (only RNS, HNLMRec's random negative and a negative warm-up do)"
                 + (", while RecBole's dynamic negatives still score every batch (slower)." if args.get("dynamic")
                    else ".")]
 
