@@ -1,6 +1,7 @@
 """Checks of a dataset before and after RecBole loads it: atomic files present and well-formed, no RecBole pickle
 in the way, enough items for the cut-offs, non-empty evaluation splits. Each failure names the file or option;
 duplicate interactions, which RecBole keeps, are a warning."""
+import contextlib
 import csv
 import glob
 import logging
@@ -108,8 +109,9 @@ def dataset_error(config, error):
     # sorts by a field that is not loaded, or by TIME_FIELD=None
     if missing:
         return DataError(f"Dataset '{name}': the split (eval_args order {config['eval_args'].get('order')!r}) sorts "
-                         f"by field '{missing.group(1) or missing.group(2)}' (TIME_FIELD), which is not loaded: set TIME_FIELD to the "
-                         f"time column and load it (load_col, now {config['load_col']!r}), or use order 'RO'.")
+                         f"by field '{missing.group(1) or missing.group(2)}' (TIME_FIELD), which is not loaded: set "
+                         f"TIME_FIELD to the time column and load it (load_col, now {config['load_col']!r}), or use "
+                         "order 'RO'.")
     match = re.fullmatch(r"Field \[(.+)\] not (?:defined in dataset|in inter_feat)\.", text)
     if match:
         field = match.group(1)
@@ -118,6 +120,19 @@ def dataset_error(config, error):
                          f"field '{field}', which is not loaded: add it to load_col (now {config['load_col']!r}) or "
                          "drop it from that option.")
     return None
+
+
+@contextlib.contextmanager
+def dataset_errors_named(config):
+    """Context manager around RecBole's dataset reading and splitting: an error :func:`dataset_error` recognises is
+    raised as its :class:`DataError` (RecBole's own message may print the whole interaction table); others pass."""
+    try:
+        yield
+    except (ValueError, TypeError) as error:
+        clear = dataset_error(config, error)
+        if clear is None:
+            raise
+        raise clear from None
 
 
 def _named_fields(value):
@@ -461,15 +476,15 @@ def check_splits_not_empty(config, valid_data, test_data):
     split = config["eval_args"]["split"]
     ratios = split.get("RS") if isinstance(split, dict) else None
     for index, (name, data) in enumerate((("validation", valid_data), ("test", test_data))):
-        leaves_none = (isinstance(split, dict) and split.get("LS") in ("valid_only", "test_only")
-                       or isinstance(ratios, (list, tuple)) and len(ratios) == 3 and not ratios[1 + index])
-        if data is not None and len(data.dataset) == 0 and leaves_none:
+        if data is None or len(data.dataset):
+            continue
+        if (isinstance(split, dict) and split.get("LS") in ("valid_only", "test_only")
+                or isinstance(ratios, (list, tuple)) and len(ratios) == 3 and not ratios[1 + index]):
             raise DataError(f"The {name} split of dataset '{config['dataset']}' is empty: eval_args split {split} "
                             f"gives it no interaction. The plugin's runs validate and test: give both splits a "
                             "share, e.g. \"--eval_args={'split': {'RS': [0.8, 0.1, 0.1]}}\" or {'LS': "
                             "'valid_and_test'}.")
-        if data is not None and len(data.dataset) == 0:
-            raise DataError(f"The {name} split of dataset '{config['dataset']}' is empty: RecBole splits each user's "
-                            f"interactions by eval_args split {config['eval_args']['split']}, and users with too few "
-                            "interactions leave that split empty. Use a dataset with more interactions per "
-                            "user (e.g. a k-core filter: --user_inter_num_interval=\"[5,inf)\").")
+        raise DataError(f"The {name} split of dataset '{config['dataset']}' is empty: RecBole splits each user's "
+                        f"interactions by eval_args split {split}, and users with too few interactions leave that "
+                        "split empty. Use a dataset with more interactions per user (e.g. a k-core filter: "
+                        "--user_inter_num_interval=\"[5,inf)\").")

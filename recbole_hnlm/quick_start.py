@@ -20,7 +20,7 @@ from recbole_hnlm.checkpoint import read_model_weights, read_trainer_state
 from recbole_hnlm.config import Config, split_seed
 from recbole_hnlm.config_checks import foreign_option_messages, run_never_reads, unknown_option_messages
 from recbole_hnlm.data_checks import (check_dataset_files, check_duplicate_interactions, check_splits_not_empty,
-                                      check_topk_fits, dataset_error)
+                                      check_topk_fits, dataset_errors_named)
 from recbole_hnlm.denormals import flush_denormals
 from recbole_hnlm.determinism import deterministic_algorithms
 from recbole_hnlm.errors import ConfigError, DataError, TrainingInterrupted
@@ -131,25 +131,15 @@ def read_dataset(config):
     with warnings.catch_warnings():  # RecBole's chained fillna(inplace=True): works on the pinned pandas 2
         warnings.filterwarnings("ignore", message="A value is trying to be set on a copy", category=FutureWarning,
                                 module=r"recbole\.")
-        try:
+        with dataset_errors_named(config):
             return create_dataset(config)
-        except ValueError as error:
-            clear = dataset_error(config, error)
-            if clear is None:
-                raise
-            raise clear from error
 
 
 def split_dataset(config, dataset):
     """RecBole's ``data_preparation``, its errors about the options (a split by a field that is not loaded) as one
     :class:`DataError` naming them."""
-    try:
+    with dataset_errors_named(config):
         return data_preparation(config, dataset)
-    except (ValueError, TypeError) as error:
-        clear = dataset_error(config, error)
-        if clear is None:
-            raise
-        raise clear from None  # RecBole's message prints the whole interaction table
 
 
 def build_model(config, dataset, train_data, logger):

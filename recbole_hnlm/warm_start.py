@@ -51,18 +51,21 @@ def train_pairs_digest(users, items) -> str:
     return hashlib.sha256(f"{width}\0".encode() + keys.astype("<i8").tobytes()).hexdigest()
 
 
+def _dataset_pairs_digest(dataset) -> str:
+    """:func:`train_pairs_digest` of a RecBole dataset's (user, item) pairs."""
+    return train_pairs_digest(np.asarray(dataset.inter_feat[dataset.uid_field]),
+                              np.asarray(dataset.inter_feat[dataset.iid_field]))
+
+
 def dataset_digests(train_dataset) -> dict:
     """``{"id_map", "train_split"}`` of the dataset a model trains on (``train_data._dataset``), as checkpoints store
     them."""
-    users = np.asarray(train_dataset.inter_feat[train_dataset.uid_field])
-    items = np.asarray(train_dataset.inter_feat[train_dataset.iid_field])
-    return {"id_map": id_map_digest(train_dataset), "train_split": train_pairs_digest(users, items)}
+    return {"id_map": id_map_digest(train_dataset), "train_split": _dataset_pairs_digest(train_dataset)}
 
 
 def eval_split_digest(valid_dataset, test_dataset) -> str:
-    """The validation and test pairs' digests (:func:`train_pairs_digest` of each), joined."""
-    return ":".join(train_pairs_digest(np.asarray(d.inter_feat[d.uid_field]), np.asarray(d.inter_feat[d.iid_field]))
-                    for d in (valid_dataset, test_dataset))
+    """The validation and test pairs' digests, joined."""
+    return ":".join(_dataset_pairs_digest(d) for d in (valid_dataset, test_dataset))
 
 
 def record_eval_split(model, valid_data, test_data) -> None:

@@ -275,15 +275,10 @@ def build_data(config, dataset, train_ratio=1.0, seed=0):
 
     from recbole_hnlm.benchmark.analysis import subsample_per_user
 
-    from recbole_hnlm.data_checks import dataset_error
+    from recbole_hnlm.data_checks import dataset_errors_named
 
-    try:
+    with dataset_errors_named(config):  # a split by a field that is not loaded: one error naming the options
         built = dataset.build()
-    except (ValueError, TypeError) as error:  # a split by a field that is not loaded: one error naming the options
-        clear = dataset_error(config, error)
-        if clear is None:
-            raise
-        raise clear from None
     train_dataset, valid_dataset, test_dataset = built
     train_sampler, valid_sampler, test_sampler = create_samplers(config, dataset, built)
     full_train = train_dataset
@@ -327,6 +322,7 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
     from recbole_hnlm.determinism import deterministic_algorithms
     from recbole_hnlm.quick_start import build_model, read_dataset
     from recbole_hnlm.utils import get_trainer
+    from recbole_hnlm.ops._ext import kernels_in_use
     from recbole_hnlm.warm_start import record_eval_split
 
     start = time.perf_counter()
@@ -339,7 +335,7 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
         logger = logging.getLogger()
         logger.info(f"benchmark cell {cell.key}")
         logger.info(config)
-        logger.info(f"recbole_hnlm ops on {config['device']}: {environment(config['device'])['kernels']}")
+        logger.info(f"recbole_hnlm ops on {config['device']}: {kernels_in_use(config['device'])}")
         flush_denormals(config["flush_denormal"])  # before the cell's first parallel torch operation
         check_dataset_files(config)
         data = read_dataset(config)  # under the split seed
