@@ -44,3 +44,13 @@ def test_the_package_requires_the_torch_its_extension_was_built_against():
     """``torch>=2.1`` let pip pair the compiled ``_C`` with another torch, which does not load it."""
     major, minor = torch.__version__.split("+")[0].split(".")[:2]
     assert f"torch=={major}.{minor}.*" in importlib.metadata.requires("recbole-hnlm")
+
+
+@pytest.mark.parametrize("module", ["recbole_hnlm.benchmark", "recbole_hnlm.benchmark.tune", "recbole_hnlm.llm",
+                                    "recbole_hnlm.recommend", "recbole_hnlm.split_import"])
+def test_each_command_line_tool_names_the_command_that_runs_it(module):
+    """``python -m recbole_hnlm.benchmark.tune --help`` named itself ``python benchmarks/tune.py``, a file an installed
+    package does not have."""
+    done = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith(f"usage: python -m {module} "), done.stdout[:200]

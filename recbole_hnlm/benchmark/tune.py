@@ -1,13 +1,13 @@
 """Hyper-parameter search for one backbone and sampler: RecBole's ``run_hyper.py``, on the benchmark grid::
 
-    python benchmarks/tune.py --model LightGCN --sampler MixGCF --dataset ml-100k --params_file mixgcf.hyper \\
-        --seeds 2020 2021 --out results/tune-lightgcn-mixgcf --epochs 100
-    python benchmarks/tune.py --model MF --sampler DNS --params_file dns.hyper --algo random --max_evals 20
+    python -m recbole_hnlm.benchmark.tune --model LightGCN --sampler MixGCF --dataset ml-100k \\
+        --params_file benchmarks/hyper/mixgcf.hyper --seeds 2020 2021 --out results/tune-lightgcn-mixgcf --epochs 100
+    python -m recbole_hnlm.benchmark.tune --model MF --sampler DNS --params_file dns.hyper --algo random --max_evals 20
 
-The params file is RecBole's (``search_space.py``). Every trial is a grid of one backbone, one sampler and the seeds
-(``grid.py``), trained with the trial's values on top of the shared ``--key=value`` settings; trials are ranked by
-their mean validation score over the seeds (RecBole's ``valid_metric``). The test metrics are reported beside it and
-play no part in the choice.
+(``python benchmarks/tune.py`` is the same command from a checkout.) The params file is RecBole's (``search_space.py``).
+Every trial is a grid of one backbone, one sampler and the seeds (``grid.py``), trained with the trial's values on top
+of the shared ``--key=value`` settings; trials are ranked by their mean validation score over the seeds (RecBole's
+``valid_metric``). The test metrics are reported beside it and play no part in the choice.
 
 Layout of ``out``::
 
@@ -296,7 +296,7 @@ def run_search(dataset, model, sampler, seeds, params_file, out, algo="exhaustiv
 def _parse_args(argv):
     from recbole_hnlm.benchmark.__main__ import _MAX_SEED, _integer, _no_repeats, _Parser, shared_settings
 
-    parser = _Parser(prog="python benchmarks/tune.py", allow_abbrev=False,
+    parser = _Parser(prog="python -m recbole_hnlm.benchmark.tune", allow_abbrev=False,
                      description="Hyper-parameter search for one backbone and sampler (RecBole's params-file format).",
                      epilog="Any other --key=value is a RecBole or sampler setting shared by every trial.")
     parser.add_argument("--model", "-m", required=True, help="backbone")
