@@ -76,11 +76,13 @@ inline void check_candidates(const at::Tensor& items, const at::Tensor& candidat
 }
 
 // rowptr[0] == 0 and rowptr[-1] == nnz (reads two entries; on CUDA, two small device-to-host copies).
+// Checks of the graph's and the candidates' contents raise c10::ValueError / c10::IndexError (Python ValueError /
+// IndexError), what the PyTorch fallback raises for the same input; shape and dtype checks raise RuntimeError.
 inline void check_csr_ends(const at::Tensor& rowptr, int64_t nnz) {
-  TORCH_CHECK(nnz == 0 || rowptr.numel() > 1, "a graph with nnz > 0 must have at least one node");
+  TORCH_CHECK_VALUE(nnz == 0 || rowptr.numel() > 1, "a graph with nnz > 0 must have at least one node");
   const int64_t first = rowptr[0].item<int64_t>(), last = rowptr[-1].item<int64_t>();
-  TORCH_CHECK(first == 0, "rowptr[0] must be 0, got ", first);
-  TORCH_CHECK(last == nnz, "rowptr[-1] must equal nnz = ", nnz, ", got ", last);
+  TORCH_CHECK_VALUE(first == 0, "rowptr[0] must be 0, got ", first);
+  TORCH_CHECK_VALUE(last == nnz, "rowptr[-1] must equal nnz = ", nnz, ", got ", last);
 }
 
 // mixgcf_mix(query, pos_layers, item_layers, candidates, alpha): shapes and dtypes (not the device).

@@ -40,8 +40,8 @@ inline void with_width(int64_t d, const F& fn) {
 
 inline int64_t checked_candidate(const int64_t* candidates, int64_t index, int64_t num_items) {
   const int64_t c = candidates[index];
-  TORCH_CHECK(static_cast<uint64_t>(c) < static_cast<uint64_t>(num_items), "candidates contains item id ", c,
-              " outside [0, ", num_items, ")");
+  TORCH_CHECK_INDEX(static_cast<uint64_t>(c) < static_cast<uint64_t>(num_items), "candidates contains item id ", c,
+                    " outside [0, ", num_items, ")");
   return c;
 }
 
@@ -128,8 +128,8 @@ std::tuple<at::Tensor, at::Tensor> mixgcf_mix_cpu(const at::Tensor& query, const
           chosen_ptr[b * L + l] = item;
           const acc_t a = a_ptr[b * L + l];
           // The argmax identity above needs 1 - alpha > 0 (NaN fails the check too).
-          TORCH_CHECK(a >= acc_t(0) && a < acc_t(1), "alpha[", b, ", ", l, "] = ", static_cast<double>(a),
-                      " is outside [0, 1), which MixGCF's positive mixing requires");
+          TORCH_CHECK_VALUE(a >= acc_t(0) && a < acc_t(1), "alpha[", b, ", ", l, "] = ", static_cast<double>(a),
+                            " is outside [0, 1), which MixGCF's positive mixing requires");
           const scalar_t* p = p_ptr + (b * L + l) * d;
           const scalar_t* n = it_ptr + item * item_stride + l * d;
           scalar_t* out = z_ptr + (b * L + l) * d;

@@ -55,7 +55,7 @@ void csr_sweep_impl(const index_t* rowptr, const index_t* col, const at::opmath_
                     const Epilogue& epilogue) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t d = kD > 0 ? kD : dyn_d;
-  TORCH_CHECK(rowptr[0] == 0, "rowptr[0] must be 0, got ", static_cast<int64_t>(rowptr[0]));
+  TORCH_CHECK_VALUE(rowptr[0] == 0, "rowptr[0] must be 0, got ", static_cast<int64_t>(rowptr[0]));
   const auto splits = balanced_row_splits(rowptr, n_rows);
   const int64_t nnz = rowptr[n_rows];
   const int64_t row_bytes = d * static_cast<int64_t>(sizeof(scalar_t));
@@ -66,13 +66,13 @@ void csr_sweep_impl(const index_t* rowptr, const index_t* col, const at::opmath_
       const int64_t e0 = rowptr[r], e1 = rowptr[r + 1];
       // Every row's range is checked before it is read: the ends alone (rowptr[0] == 0, rowptr[-1] == nnz) do
       // not bound a row in the middle, and another thread may not have reached the row that breaks the order.
-      TORCH_CHECK(0 <= e0 && e0 <= e1 && e1 <= nnz, "rowptr must be non-decreasing from 0 to nnz = ", nnz,
-                  ", violated at row ", r, " (rowptr[", r, "] = ", e0, ", rowptr[", r + 1, "] = ", e1, ")");
+      TORCH_CHECK_VALUE(0 <= e0 && e0 <= e1 && e1 <= nnz, "rowptr must be non-decreasing from 0 to nnz = ", nnz,
+                        ", violated at row ", r, " (rowptr[", r, "] = ", e0, ", rowptr[", r + 1, "] = ", e1, ")");
       for (int64_t k = 0; k < d; ++k) acc[k] = acc_t(0);
       for (int64_t e = e0; e < e1; ++e) {
         const int64_t c = static_cast<int64_t>(col[e]);
-        TORCH_CHECK(static_cast<uint64_t>(c) < static_cast<uint64_t>(n_rows), "col[", e, "] = ", c,
-                    " is out of range [0, ", n_rows, ")");
+        TORCH_CHECK_VALUE(static_cast<uint64_t>(c) < static_cast<uint64_t>(n_rows), "col[", e, "] = ", c,
+                          " is out of range [0, ", n_rows, ")");
         // The gathers are random rows of a table larger than the private caches: issue the loads of
         // the row kPrefetch edges ahead so that several misses are in flight (hardware prefetchers
         // cannot predict indirect addresses).

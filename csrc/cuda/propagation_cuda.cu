@@ -273,8 +273,8 @@ CsrCuda prepare_cuda(const at::Tensor& rowptr, const at::Tensor& col, const at::
     const int64_t version = remember ? rowptr._version() : 0;
     check_csr_ends(g.rowptr, g.nnz);
     // the CPU sweep checks this row by row; here one reduction (a decreasing rowptr would give wrong sums silently)
-    TORCH_CHECK(g.rowptr.numel() < 2 || (g.rowptr.slice(0, 1) >= g.rowptr.slice(0, 0, -1)).all().item<bool>(),
-                "rowptr must be non-decreasing");
+    TORCH_CHECK_VALUE(g.rowptr.numel() < 2 || (g.rowptr.slice(0, 1) >= g.rowptr.slice(0, 0, -1)).all().item<bool>(),
+                      "rowptr must be non-decreasing");
     if (remember) checked_rowptrs().add(rowptr, version, g.nnz);
   }
   if (spmm_short_chains() && g.nnz > 0) {  // largest r with rowptr[r] <= e for every warp's first edge e

@@ -51,7 +51,7 @@ class CSRGraph:
         """The same matrix as a ``torch.sparse_csr_tensor`` (used by the reference ops); ``dtype`` casts ``val``."""
         import warnings
 
-        val = self.val if dtype is None else self.val.to(dtype)
+        val = self.val.detach() if dtype is None else self.val.detach().to(dtype)  # constants, as in the kernels
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*[Ss]parse CSR tensor support is in beta.*")
             return torch.sparse_csr_tensor(
@@ -69,10 +69,11 @@ class CSRGraph:
         return dense
 
     def validate_once(self) -> "CSRGraph":
-        """:meth:`validate` unless these very index tensors, unmodified, passed it before (the fallback ops call
-        this on every call; a pass over the indices, with host reads, each time would cost the fallback dearly)."""
+        """:meth:`validate` unless these very tensors, their indices unmodified, passed it before (the fallback ops
+        call this on every call; a pass over the indices, with host reads, each time would cost the fallback dearly).
+        A replaced ``val`` is checked again: torch's sparse ops would read past the end of a shorter one."""
         key = (self.rowptr.data_ptr(), self.col.data_ptr(), self.rowptr._version, self.col._version,
-               self.rowptr.numel(), self.col.numel(), self.num_nodes)
+               self.rowptr.numel(), self.col.numel(), self.val.data_ptr(), self.val.shape, self.num_nodes)
         if getattr(self, "_validated", None) != key:
             self.validate()
             self._validated = key
@@ -147,14 +148,22 @@ def bipartite_normalized_graph(user_ids: Tensor, item_ids: Tensor, n_users: int,
 def transpose_positions(graph: CSRGraph) -> Tensor:
     """``[nnz]`` int64: for each stored entry ``(r, c)`` of a symmetric ``graph``, the position of ``(c, r)``.
 
+    A pair stored more than once is matched copy by copy (the k-th ``(r, c)`` with the k-th ``(c, r)``), so the map
+    is its own inverse and a permutation.
+
     Raises:
-        ValueError: the sparsity pattern is not symmetric.
+        ValueError: the sparsity pattern is not symmetric (an entry without its mirror, or fewer copies of it), or
+            the columns of a row are not sorted.
     """
     n = graph.num_nodes
-    keys = graph.row_indices() * n + graph.col.long()  # increasing: rows in order, columns sorted within a row
+    keys = graph.row_indices() * n + graph.col.long()  # non-decreasing: rows in order, columns sorted within a row
+    if graph.nnz > 1 and bool((keys.diff() < 0).any()):
+        raise ValueError("transpose_positions needs a graph whose column indices are sorted within each row")
+    copy = torch.arange(graph.nnz, device=graph.device) - torch.searchsorted(keys, keys)  # k-th copy of its pair
     mirrored = graph.col.long() * n + graph.row_indices()
-    positions = torch.searchsorted(keys, mirrored).clamp(max=max(graph.nnz - 1, 0))
-    if graph.nnz and not bool((keys[positions] == mirrored).all()):
+    positions = torch.searchsorted(keys, mirrored) + copy  # past the end when the last key lacks mirrored copies
+    found = keys[positions.clamp(max=max(graph.nnz - 1, 0))] == mirrored
+    if not bool((found & (positions < graph.nnz)).all()):
         raise ValueError("transpose_positions needs a graph with a symmetric sparsity pattern")
     return positions
 

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from . import _ext
 from .gather import gather_rows
-from .reference import candidate_scores_reference, mixgcf_mix_reference, select_candidates_reference
+from .reference import _compute_dtype, candidate_scores_reference, mixgcf_mix_reference, select_candidates_reference
 
 __all__ = ["mixgcf_mix", "candidate_scores", "select_candidates"]
 
@@ -108,8 +108,8 @@ def mixgcf_mix(
         (Tensor, Tensor): the mixed negatives Z (differentiable w.r.t. ``pos_layers`` and ``item_layers``) and the
         chosen item id per row and layer.
     """
-    if pos_layers.dim() != 3:
-        raise ValueError(f"pos_layers must be [B, L, d], got {tuple(pos_layers.shape)}")
+    if pos_layers.dim() != 3 or pos_layers.size(1) < 1:
+        raise ValueError(f"pos_layers must be [B, L, d] with L >= 1, got {tuple(pos_layers.shape)}")
     B, L, d = pos_layers.shape
     if query.shape not in ((B, d), (B, L, d)):
         raise ValueError(f"query must be [B={B}, d={d}] or [B, L={L}, d], got {tuple(query.shape)}")
@@ -125,7 +125,7 @@ def mixgcf_mix(
     _check_candidates(candidates, B, item_layers.size(0), check_range=not use_kernel)
     if use_kernel:  # the kernels check alpha while reading it
         return _MixGCFMix.apply(query.detach(), pos_layers, item_layers, candidates, alpha.detach())
-    _check_alpha(alpha)
+    _check_alpha(alpha, pos_layers.dtype)
     return mixgcf_mix_reference(query, pos_layers, item_layers, candidates, alpha)
 
 
@@ -149,8 +149,10 @@ def _check_same_dtype(x: Tensor, x_name: str, y: Tensor, y_name: str) -> None:
         raise TypeError(f"{x_name} and {y_name} must have the same dtype, got {x.dtype} and {y.dtype}")
 
 
-def _check_alpha(alpha: Tensor) -> None:
-    """MixGCF's argmax identity needs :math:`1 - \\alpha > 0` (the kernels check while reading ``alpha``)."""
+def _check_alpha(alpha: Tensor, stack_dtype: torch.dtype) -> None:
+    """MixGCF's argmax identity needs :math:`1 - \\alpha > 0` (the kernels check while reading ``alpha``), for
+    ``alpha`` in the precision it is mixed in: a float64 ``1 - 1e-9`` is 1 in float32."""
+    alpha = alpha.to(_compute_dtype(stack_dtype))
     if alpha.numel() and not bool(((alpha >= 0) & (alpha < 1)).all()):
         raise ValueError("alpha must lie in [0, 1) (torch.rand), as MixGCF's positive mixing requires")
 

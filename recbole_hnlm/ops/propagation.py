@@ -90,6 +90,8 @@ def _check(graph: CSRGraph, x: Tensor, name: str, use_kernel: bool) -> None:
         raise TypeError(f"{name} must be a floating tensor, got {x.dtype}")
     if x.device != graph.device:
         raise ValueError(f"{name} is on {x.device} but the graph is on {graph.device}; use graph.to(device)")
+    if graph.val.dtype not in (torch.float32, x.dtype):  # the kernels' contract (csrc/utils.h), on both paths
+        raise TypeError(f"graph.val must be float32 or {name}'s dtype {x.dtype}, got {graph.val.dtype}")
     if not use_kernel:  # the kernels check the CSR structure while reading it; torch's sparse ops do not
         graph.validate_once()
 

@@ -1,8 +1,10 @@
 """Pure-PyTorch references of every kernel: the specification, the test oracle and the fallback.
 
 Each function here defines what the matching op in :mod:`recbole_hnlm.ops` computes; the C++/CUDA kernels must
-agree with it (ids exactly, values to floating-point tolerance). Gradients come from ordinary autograd.
-bfloat16/float16 inputs are computed in float32 and cast back, as the kernels accumulate in float32.
+agree with it (values to floating-point tolerance; ids exactly, except between candidates whose scores are equal in
+exact arithmetic but round apart, as the kernels sum each dot product in another order). Gradients come from
+ordinary autograd. bfloat16/float16 inputs are computed in float32 and cast back, as the kernels accumulate in
+float32.
 
 ``mixgcf_mix_official`` is not a fallback: it is the original mix-then-score formulation of MixGCF
 (algorithms.md §3, steps 1-4) kept as the oracle for the argmax identity and as the eager benchmark baseline.

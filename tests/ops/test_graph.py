@@ -114,3 +114,27 @@ def test_drop_edges_keeps_the_graph_symmetric_and_scales_the_kept_values():
                        torch.ones(1), 2)
     with pytest.raises(ValueError, match="symmetric sparsity pattern"):
         transpose_positions(one_way)
+
+
+def test_a_pair_stored_twice_is_mirrored_copy_by_copy():
+    """With a pair stored twice, both copies of (r, c) mapped to the first copy of (c, r): drop_edges never kept the
+    second mirrored copy and returned an asymmetric graph (half the draws), which the ops' backward cannot use."""
+    rowptr = torch.tensor([0, 3, 5, 7], dtype=torch.int32)  # (0,1) x2, (0,2); (1,0) x2; (2,0), (2,2) self-loop
+    col = torch.tensor([1, 1, 2, 0, 0, 0, 2], dtype=torch.int32)
+    graph = CSRGraph(rowptr, col, torch.arange(1.0, 8.0), 3)
+    transpose = transpose_positions(graph)
+    assert transpose.tolist() == [3, 4, 5, 0, 1, 2, 6]
+    assert torch.equal(transpose[transpose], torch.arange(graph.nnz))
+    torch.manual_seed(0)
+    for _ in range(20):
+        dropped = drop_edges(graph, 0.5, transpose)
+        pattern = torch.zeros(3, 3, dtype=torch.long)
+        pattern.index_put_((dropped.row_indices(), dropped.col.long()), torch.ones(dropped.nnz, dtype=torch.long),
+                           accumulate=True)  # counts the copies kept of every pair
+        assert torch.equal(pattern, pattern.T)
+    fewer_copies = CSRGraph(torch.tensor([0, 2, 3]), torch.tensor([1, 1, 0]), torch.ones(3), 2)
+    with pytest.raises(ValueError, match="symmetric sparsity pattern"):
+        transpose_positions(fewer_copies)
+    unsorted = CSRGraph(torch.tensor([0, 2, 3, 4]), torch.tensor([2, 1, 0, 0]), torch.ones(4), 3)
+    with pytest.raises(ValueError, match="sorted within each row"):
+        transpose_positions(unsorted)

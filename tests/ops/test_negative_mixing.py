@@ -139,7 +139,7 @@ def test_mixgcf_low_precision():
 
 def test_mixgcf_rejects_bad_inputs():
     query, pos, items, candidates, alpha = mixgcf_inputs(3, 4, 2, 5, 6, torch.float32, False)
-    with pytest.raises(IndexError if not (WITH_EXT and _ext.is_enabled()) else RuntimeError, match="6"):
+    with pytest.raises(IndexError, match="6"):  # both paths: IndexError
         bad = candidates.clone()
         bad[1, 2] = 6
         mixgcf_mix(query, pos, items, bad, alpha)
@@ -164,9 +164,9 @@ def test_kernel_checks_name_the_argument():
         torch.ops.recbole_hnlm.mixgcf_mix(query, pos, items[:, :1], candidates, alpha)
     bad = candidates.clone()
     bad[2, 3] = 99
-    with pytest.raises(RuntimeError, match="outside"):
+    with pytest.raises(IndexError, match="outside"):  # the fallback's exception type
         torch.ops.recbole_hnlm.mixgcf_mix(query, pos, items, bad, alpha)
-    with pytest.raises(RuntimeError, match="outside"):
+    with pytest.raises(IndexError, match="outside"):
         torch.ops.recbole_hnlm.candidate_scores(query, items[:, 0], bad)
 
 
@@ -286,8 +286,26 @@ def test_mixgcf_refuses_alpha_outside_unit_interval(kernel, value):
     """The argmax identity needs 1 - alpha > 0; alpha >= 1 silently chose other negatives than published MixGCF."""
     query, pos, items, candidates, alpha = mixgcf_inputs(6, 4, 3, 5, 9, torch.float32, False)
     alpha[4, 2] = value
-    with kernels(kernel), pytest.raises(RuntimeError if kernel else ValueError, match="alpha"):
+    with kernels(kernel), pytest.raises(ValueError, match="alpha"):
         mixgcf_mix(query, pos, items, candidates, alpha)
+
+
+@BOTH_PATHS
+@pytest.mark.parametrize("stack_dtype", [torch.float32, torch.bfloat16])
+def test_mixgcf_checks_alpha_in_the_precision_it_mixes_in(kernel, stack_dtype):
+    """float64 alpha = 1 - 1e-9 is 1 in float32: the kernel refused it, the fallback mixed with alpha = 1 (Z = P)."""
+    query, pos, items, candidates, alpha = mixgcf_inputs(6, 4, 3, 5, 9, torch.float32, False)
+    query, pos, items, alpha = query.to(stack_dtype), pos.to(stack_dtype), items.to(stack_dtype), alpha.double()
+    alpha[1, 0] = 1 - 1e-9
+    with kernels(kernel), pytest.raises(ValueError, match="alpha"):
+        mixgcf_mix(query, pos, items, candidates, alpha)
+
+
+@BOTH_PATHS
+def test_mixgcf_refuses_an_empty_layer_stack(kernel):
+    query, pos, items, candidates, alpha = mixgcf_inputs(6, 4, 3, 5, 9, torch.float32, False)
+    with kernels(kernel), pytest.raises(ValueError, match="L >= 1"):
+        mixgcf_mix(query, pos[:, :0], items[:, :0], candidates, alpha[:, :0])
 
 
 def test_reference_mixgcf_gives_alpha_no_gradient():

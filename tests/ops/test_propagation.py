@@ -258,14 +258,14 @@ def test_kernel_errors_name_the_argument():
         torch.ops.recbole_hnlm.spmm(g.rowptr, g.col, g.val, x[:-1])
     broken = g.col.clone()
     broken[0] = 1000
-    with pytest.raises(RuntimeError, match="out of range"):
+    with pytest.raises(ValueError, match="out of range"):  # the graph's contents: the fallback's ValueError
         torch.ops.recbole_hnlm.spmm(g.rowptr, broken, g.val, x)
     with pytest.raises(RuntimeError, match="grad_layers must be 3-D"):
         torch.ops.recbole_hnlm.lightgcn_layers_backward(g.rowptr, g.col, g.val, x)
     decreasing = g.rowptr.clone()
     decreasing[1] = g.rowptr[-1]  # same ends, but row 0 would own every edge and row 1 a negative range
     assert decreasing[1] > decreasing[2]
-    with pytest.raises(RuntimeError, match="non-decreasing"):
+    with pytest.raises(ValueError, match="non-decreasing"):
         torch.ops.recbole_hnlm.spmm(decreasing, g.col, g.val, x)
 
 
@@ -317,16 +317,18 @@ def test_rowptr_past_nnz_is_refused_before_any_read():
     rowptr = g.rowptr.clone()
     rowptr[1] = g.nnz + 3
     x = torch.randn(g.num_nodes, 4)
-    with pytest.raises(RuntimeError, match=r"rowptr must be non-decreasing from 0 to nnz = \d+, violated at row 0"):
+    with pytest.raises(ValueError, match=r"rowptr must be non-decreasing from 0 to nnz = \d+, violated at row 0"):
         torch.ops.recbole_hnlm.spmm(rowptr, g.col, g.val, x)
-    with pytest.raises(RuntimeError, match="rowptr must be non-decreasing"):
+    with pytest.raises(ValueError, match="rowptr must be non-decreasing"):
         lightgcn_propagate(CSRGraph(rowptr, g.col, g.val, g.num_nodes), x, 2, return_layers=True)
 
 
+@pytest.mark.parametrize("kernel", [pytest.param(True, marks=requires_ext), False], ids=["kernel", "fallback"])
 @pytest.mark.parametrize("corrupt", ["rowptr_past_nnz", "col_too_large", "col_negative"])
-def test_fallback_validates_the_graph(corrupt):
+def test_a_broken_graph_is_a_value_error_on_both_paths(kernel, corrupt):
     """torch's sparse ops do not check a CSR built with check_invariants=False: the fallback validates the graph
-    (it returned garbage, or segfaulted, on these)."""
+    (it returned garbage, or segfaulted, on these); the kernels check while reading it and raise the same
+    exception type (they raised RuntimeError, so ``except ValueError`` code failed once the extension was built)."""
     g = GRAPHS["tiny"]()
     rowptr, col = g.rowptr.clone(), g.col.clone()
     if corrupt == "rowptr_past_nnz":
@@ -335,10 +337,10 @@ def test_fallback_validates_the_graph(corrupt):
         col[0] = 1_000_000 if corrupt == "col_too_large" else -5
     broken = CSRGraph(rowptr, col, g.val, g.num_nodes)
     x = torch.randn(g.num_nodes, 4)
-    with _ext.disabled():
-        with pytest.raises(ValueError, match="rowptr" if corrupt.startswith("rowptr") else "col must lie"):
+    with kernels(kernel):
+        with pytest.raises(ValueError, match="rowptr" if corrupt.startswith("rowptr") else "col"):
             spmm(broken, x)
-        with pytest.raises(ValueError, match="rowptr" if corrupt.startswith("rowptr") else "col must lie"):
+        with pytest.raises(ValueError, match="rowptr" if corrupt.startswith("rowptr") else "col"):
             lightgcn_propagate(broken, x, 2)
 
 
@@ -373,3 +375,37 @@ def test_fallback_validates_a_graph_once_until_its_indices_change():
             assert calls == [1]
         finally:
             CSRGraph.validate = original
+
+
+def test_fallback_validates_a_replaced_val_again():
+    """The validation was remembered by rowptr and col alone: a shorter ``val`` set afterwards made torch's sparse
+    ops read past its end (NaN or garbage)."""
+    g = GRAPHS["isolated_hub"]()
+    x = torch.randn(g.num_nodes, 4)
+    with _ext.disabled():
+        spmm(g, x)
+        g.val = torch.ones(1)
+        with pytest.raises(ValueError, match="col and val must be 1-D of equal length"):
+            spmm(g, x)
+
+
+@pytest.mark.parametrize("kernel", [pytest.param(True, marks=requires_ext), False], ids=["kernel", "fallback"])
+@pytest.mark.parametrize("val_dtype", [torch.float64, torch.bfloat16, torch.int64])
+def test_graph_values_of_another_dtype_are_refused_on_both_paths(kernel, val_dtype):
+    """The kernels take ``val`` in float32 or the features' dtype; the fallback cast any other silently."""
+    g = GRAPHS["tiny"]()
+    other = CSRGraph(g.rowptr, g.col, g.val.to(val_dtype), g.num_nodes)
+    with kernels(kernel), pytest.raises(TypeError, match="graph.val must be float32 or x's dtype torch.float32"):
+        spmm(other, torch.randn(g.num_nodes, 4))
+
+
+@pytest.mark.parametrize("kernel", [pytest.param(True, marks=requires_ext), False], ids=["kernel", "fallback"])
+def test_no_gradient_flows_to_the_graph_values_on_either_path(kernel):
+    """The values are constants: the kernels give ``val`` no gradient; the fallback filled ``val.grad``."""
+    g = GRAPHS["tiny"]()
+    val = g.val.clone().requires_grad_()
+    x = torch.randn(g.num_nodes, 4, requires_grad=True)
+    with kernels(kernel):
+        (spmm(CSRGraph(g.rowptr, g.col, val, g.num_nodes), x).sum()
+         + lightgcn_propagate(CSRGraph(g.rowptr, g.col, val, g.num_nodes), x, 2).sum()).backward()
+    assert val.grad is None and x.grad is not None
