@@ -8,14 +8,15 @@ Two paths give the same kind of output:
   left-padded *between* prefix and suffix; positions come from the attention mask, so they are identical to an
   unpadded prompt).
 
-Greedy decoding by default. A malformed answer is retried with sampling; after ``retries`` attempts it becomes a
-failure record, never a made-up value. Sampling draws from one generator per prompt, seeded by the prompt and the
+Greedy decoding by default. A malformed answer, or one the caller's ``check`` refuses (e.g. a hard negative that
+names the interacted item), is retried with sampling; after ``retries`` attempts it becomes a failure record, never a
+made-up value. Sampling draws from one generator per prompt, seeded by the prompt and the
 attempt (:class:`RowSampler`), so a sampled answer does not depend on which prompts share its batch or chunk, on
 ``gen_batch_size`` or on a resume (tested).
 """
 import hashlib
 import logging
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -163,8 +164,10 @@ class Generator:
         legacy = past.to_legacy_cache() if hasattr(past, "to_legacy_cache") else past
         return {"ids": ids, "kv": legacy}
 
-    def _run(self, keys: Sequence[str], call, required: Sequence[str], answer_prefix: str) -> List[GenerationResult]:
-        """Generate for all ``keys`` (prompt identities), parse, retry the malformed ones."""
+    def _run(self, keys: Sequence[str], call, required: Sequence[str], answer_prefix: str,
+             check: Optional[Callable[[int, Dict], Optional[str]]] = None) -> List[GenerationResult]:
+        """Generate for all ``keys`` (prompt identities), parse, retry the malformed ones and those ``check`` (prompt
+        index, parsed answer -> an error message or None) refuses."""
         results: List[Optional[GenerationResult]] = [None] * len(keys)
         todo = list(range(len(keys)))
         for attempt in range(self.retries + 1):
@@ -180,6 +183,9 @@ class Generator:
                     raw = answer_prefix + text
                     try:
                         answer = parse_json_answer(raw, required, allow_truncated=truncated)
+                        problem = check(index, answer) if check else None
+                        if problem:
+                            raise MalformedAnswer(problem)
                         results[index] = GenerationResult(ok=True, answer=answer, raw=raw, attempts=attempt + 1,
                                                           error=None)
                     except MalformedAnswer as err:
@@ -196,11 +202,13 @@ class Generator:
                          required, answer_prefix)
 
     def generate_with_prefix(self, prefix: str, suffixes: Sequence[str], required: Sequence[str] = (),
-                             answer_prefix: str = "", use_cache: bool = True) -> List[GenerationResult]:
+                             answer_prefix: str = "", use_cache: bool = True,
+                             check: Optional[Callable[[int, Dict], Optional[str]]] = None) -> List[GenerationResult]:
         """Prompts ``prefix + suffix`` (tokenised separately, then joined).
 
         With ``use_cache`` the prefix KV cache is computed once and shared by every suffix; without it each prompt
-        is prefilled in full (same tokens, used to measure what the cache saves).
+        is prefilled in full (same tokens, used to measure what the cache saves). ``check(k, answer)`` returns an
+        error message for a parsed answer to ``suffixes[k]`` that must be retried like a malformed one, else None.
         """
         suffix_ids = [self.tokenizer(s, add_special_tokens=False)["input_ids"] for s in suffixes]
         keys = [prefix + s for s in suffixes]
@@ -208,7 +216,7 @@ class Generator:
         if not use_cache:
             prefix_ids = self._encode(prefix, reserve)
             return self._run(keys, lambda batch, seeds: self._generate_ids(
-                [prefix_ids + suffix_ids[k] for k in batch], seeds), required, answer_prefix)
+                [prefix_ids + suffix_ids[k] for k in batch], seeds), required, answer_prefix, check)
         cache = self.prefix_cache(prefix, reserve)
         return self._run(keys, lambda batch, seeds: self._generate_prefixed(
-            cache, len(cache["ids"]), [suffix_ids[k] for k in batch], seeds), required, answer_prefix)
+            cache, len(cache["ids"]), [suffix_ids[k] for k in batch], seeds), required, answer_prefix, check)

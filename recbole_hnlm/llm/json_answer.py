@@ -1,8 +1,8 @@
 """Tolerant parsing of the JSON object an LLM was asked to answer with.
 
 Accepted deviations, in this order: code fences (```json ... ```), text before/after the object (the first balanced
-``{...}`` block is used), trailing commas, single-quoted strings, Python literals (True/False/None), unquoted keys.
-An object cut off by the token budget is closed
+``{...}`` block is used), trailing commas, single-quoted strings, Python literals (True/False/None), unquoted keys;
+the repairs touch the text between string literals only. An object cut off by the token budget is closed
 (:func:`close_truncated`; the text is the model's own, only the closing quote/brace is added) and must still hold
 every required key. Anything else raises :class:`MalformedAnswer`; callers retry and then record a failure, they never invent a value.
 """
@@ -80,6 +80,21 @@ def close_truncated(text: str) -> List[str]:
     return candidates
 
 
+def _outside_strings(block: str, repair) -> str:
+    """``repair`` applied to the text between string literals only: a title such as ``"Star Wars, Episode: IV"`` or
+    ``"True Lies"`` is the model's text, not JSON syntax to mend."""
+    parts, start, inside = [], 0, False
+    for pos, _, quote in _scan(block, 0):
+        if not inside and quote is not None:  # a string opens at pos
+            parts.append(repair(block[start:pos]))
+            start, inside = pos, True
+        elif inside and quote is None:  # and closes at pos
+            parts.append(block[start:pos + 1])
+            start, inside = pos + 1, False
+    parts.append(block[start:] if inside else repair(block[start:]))
+    return "".join(parts)
+
+
 def _single_to_double_quotes(block: str) -> str:
     """Rewrite 'single-quoted' strings as JSON strings; apostrophes inside double-quoted strings are kept."""
     out, pos = [], 0
@@ -111,13 +126,14 @@ def _single_to_double_quotes(block: str) -> str:
 
 def _loads_lenient(block: str):
     attempts = [block]
-    fixed = _TRAILING_COMMA.sub(r"\1", block)
+    fixed = _outside_strings(block, lambda text: _TRAILING_COMMA.sub(r"\1", text))
     attempts.append(fixed)
     fixed = _single_to_double_quotes(fixed)
     attempts.append(fixed)
-    fixed = _PY_LITERALS.sub(lambda m: {"True": "true", "False": "false", "None": "null"}[m.group(1)], fixed)
+    fixed = _outside_strings(fixed, lambda text: _PY_LITERALS.sub(
+        lambda m: {"True": "true", "False": "false", "None": "null"}[m.group(1)], text))
     attempts.append(fixed)
-    attempts.append(_UNQUOTED_KEY.sub(r'\1"\2":', fixed))
+    attempts.append(_outside_strings(fixed, lambda text: _UNQUOTED_KEY.sub(r'\1"\2":', text)))
     for attempt in attempts:
         try:
             return json.loads(attempt, strict=False)

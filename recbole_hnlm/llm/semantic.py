@@ -3,12 +3,16 @@ text encoder embeds it (mean over several negatives), and the vectors go to the 
 
 Per chunk, pairs are grouped by user (they are contiguous, see :class:`DatasetText`); the shared prefix
 (instruction + user profile) is prefilled once per user and its KV cache reused for that user's items
-(``prefix_cache``). Answers must be ``{"hard_negative_item": ..., "reasoning": ...}``; "None"-like items or
-malformed answers after retries are failure records (``<store>.texts.jsonl``) and the pair gets no row.
+(``prefix_cache``). Answers must be ``{"hard_negative_item": ..., "reasoning": ...}``. A malformed answer, a
+"None"-like item (or the prompt's placeholder echoed) and an item that is the interacted item itself (its title, up
+to case, punctuation, a trailing year and a trailing article) are retried with sampling; after the retries they are
+failure records (``<store>.texts.jsonl``) and the pair gets no row (paper eq. 4 asks for an item the user would not
+interact with: the positive is never one).
 """
 import hashlib
 import json
 import logging
+import re
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -26,7 +30,10 @@ __all__ = ["pairs_sha256", "semantic_manifest", "run_semantic_negatives", "NEGAT
 
 logger = logging.getLogger(__name__)
 NEGATIVE_TEMPLATE = "hard_negative.v1"
-_NONE_ANSWERS = {"none", "null", "n/a", "na", "nothing", "unknown", "<item name, at most 20 words>"}
+#: What answers are refused (in the manifest: a store written under other checks is computed again).
+ANSWER_CHECKS = "v2: none-like, placeholder, the interacted item"
+_NONE_ANSWERS = {"none", "null", "n a", "na", "nothing", "unknown", "no hard negative", "no hard negative item",
+                 "no item", "none found", "not applicable"}
 
 
 def pairs_sha256(pairs: Sequence[Tuple[str, str]]) -> str:
@@ -43,16 +50,36 @@ def semantic_manifest(cfg: LLMConfig, text: DatasetText, pairs, generator_name: 
                 pairs_hash=pairs_sha256(pairs), generator=generator_name, encoder=encoder_name,
                 prompt_version=",".join(f"{k}={v}" for k, v in sorted(prompt_versions.items())),
                 negatives_per_pair=cfg.negatives_per_pair, max_pairs=cfg.max_pairs, seed=cfg.seed,
-                dtype=cfg.store_dtype,
+                dtype=cfg.store_dtype, answer_checks=ANSWER_CHECKS,
                 settings=dict(max_history=cfg.max_history, max_reviews=cfg.max_reviews,
                               profile_words=cfg.profile_words, item_profiles=cfg.item_profiles,
                               max_new_tokens=cfg.max_new_tokens, profile_max_new_tokens=cfg.profile_max_new_tokens,
                               retries=cfg.retries, compute=cfg.compute))
 
 
-def _valid_negative(answer: Dict) -> Optional[str]:
-    name = " ".join(str(answer.get("hard_negative_item", "")).split())
-    return None if name.lower().strip(" .") in _NONE_ANSWERS else name
+def title_key(title: str) -> str:
+    """A title compared loosely: lower case, no trailing ``(1994)``, ``Usual Suspects, The`` as ``the usual
+    suspects``, punctuation as spaces."""
+    key = re.sub(r"\s*\(\s*\d{4}\s*\)\s*$", "", " ".join(str(title).lower().split()))
+    article = re.match(r"^(.*),\s*(the|a|an)$", key)
+    if article:
+        key = f"{article.group(2)} {article.group(1)}"
+    return " ".join(re.sub(r"[^\w]+", " ", key).split())
+
+
+def negative_name(answer: Dict) -> str:
+    """The answer's item name, whitespace collapsed."""
+    return " ".join(str(answer.get("hard_negative_item", "")).split())
+
+
+def negative_problem(answer: Dict, interacted_title: str) -> Optional[str]:
+    """Why a parsed answer names no usable hard negative for a pair whose item is ``interacted_title``, or None."""
+    name = negative_name(answer)
+    if name.startswith("<") or title_key(name) in _NONE_ANSWERS:
+        return f"no item named: {name[:120]!r}"
+    if title_key(name) == title_key(interacted_title):
+        return f"the answer names the interacted item itself: {name[:120]!r}"
+    return None
 
 
 def _chunk_negatives(rows: range, pairs, text: DatasetText, book: ProfileBook, generator: Generator, encoder,
@@ -80,18 +107,19 @@ def _chunk_negatives(rows: range, pairs, text: DatasetText, book: ProfileBook, g
         per_pair: List[List[str]] = [[] for _ in user_rows]
         errors: List[List[str]] = [[] for _ in user_rows]
         reasons: List[List[str]] = [[] for _ in user_rows]
+        titles = [text.items[pairs[row][1]].title for row in user_rows]
         for draw in range(cfg.negatives_per_pair):
             generator.do_sample, generator.seed = draw > 0, cfg.seed + draw
             results = generator.generate_with_prefix(prefix, suffixes, required=["hard_negative_item"],
                                                      answer_prefix=template.answer_prefix,
-                                                     use_cache=cfg.prefix_cache)
+                                                     use_cache=cfg.prefix_cache,
+                                                     check=lambda k, answer: negative_problem(answer, titles[k]))
             for k, result in enumerate(results):
-                name = _valid_negative(result["answer"]) if result["ok"] else None
-                if name:
-                    per_pair[k].append(name)
+                if result["ok"]:
+                    per_pair[k].append(negative_name(result["answer"]))
                     reasons[k].append(str(result["answer"].get("reasoning", "")))
                 else:
-                    errors[k].append(result["error"] or f"no usable item in answer: {result['raw'][:120]!r}")
+                    errors[k].append(result["error"])
         generator.do_sample, generator.seed = False, cfg.seed
         for k, row in enumerate(user_rows):
             ok = bool(per_pair[k])

@@ -11,6 +11,7 @@ from recbole_hnlm.llm.dataset_text import DatasetText
 from recbole_hnlm.llm.json_answer import MalformedAnswer, parse_json_answer
 from recbole_hnlm.llm.models import TextEncoder, load_causal_lm, resolve_encoder
 from recbole_hnlm.llm.pipeline import ensure_negatives, run_negatives
+from recbole_hnlm.llm.semantic import negative_problem, title_key
 from recbole_hnlm.llm.store import PairEmbeddingStore
 
 
@@ -23,6 +24,11 @@ from recbole_hnlm.llm.store import PairEmbeddingStore
     ('{"a": "brace } inside", "b": 1}', "brace } inside"),
     ('{"a": "cut off by the token bud', "cut off by the token bud"),  # truncated: closed, text kept
     ('{"a": "done", "reaso', "done"),  # dangling partial key dropped
+    # the repairs mend the syntax between strings, never the model's text inside them
+    ("{'a': 'True Lies', 'ok': True}", "True Lies"),
+    ("{'a': 'None But the Brave'}", "None But the Brave"),
+    ('{"a": "A, ]B", "r": 1,}', "A, ]B"),
+    ('{"a": "Star Wars, Episode: IV", reasoning: "x"}', "Star Wars, Episode: IV"),
 ])
 def test_parser_tolerates_common_defects(raw, expected):
     assert parse_json_answer(raw, required=["a"], allow_truncated=True)["a"] == expected
@@ -37,6 +43,22 @@ def test_parser_closes_only_budget_truncated_answers():
 def test_parser_rejects_unusable_answers(raw):
     with pytest.raises(MalformedAnswer):
         parse_json_answer(raw, required=["a"], allow_truncated=True)
+
+
+@pytest.mark.parametrize("name, interacted, refused", [
+    ("Heavyweights", "Heavyweights (1994)", True),
+    ("the usual suspects (1995)", "Usual Suspects, The (1995)", True),
+    ("Toy Story ( 1995 )", "Toy Story (1995)", True),
+    ("Heavyweights 2", "Heavyweights (1994)", False),
+    ("No Country for Old Men", "Heat (1995)", False),
+    ("N/A", "Heat (1995)", True),
+    ("No hard negative.", "Heat (1995)", True),
+    ("<item name, at most 20", "Heat (1995)", True),  # the prompt's placeholder echoed, cut by the budget
+])
+def test_a_negative_naming_the_interacted_item_or_nothing_is_refused(name, interacted, refused):
+    """The LLM named the positive itself as its hard negative ("Heavyweights" for Heavyweights (1994)), and it was
+    stored; a cut placeholder or "No hard negative" passed as an item."""
+    assert (negative_problem({"hard_negative_item": name}, interacted) is not None) == refused
 
 
 def test_dataset_text_uses_only_training_pairs(data_root):
@@ -254,3 +276,45 @@ def test_ensure_negatives_recbole_call_form(tmp_path, data_root, tiny_tokenizer,
     path = ensure_negatives(config, train._dataset)
     assert path == os.path.join(data_root, "mini", "mini.hnlm-semantic.safetensors")
     assert 0 < len(seen["text"].pairs) < 96  # the training split only, not every interaction
+
+
+def test_an_answer_naming_the_interacted_item_is_retried_then_a_failure(tmp_path, data_root, tiny_tokenizer,
+                                                                         tiny_encoder_dir, monkeypatch):
+    """A model that answers each pair's own title greedily: the sampled retries name other items; without retries
+    the pairs are failure records, never stored with the positive as their negative."""
+    import re
+
+    scripted = make_scripted_generator
+    echoed = []
+
+    def echoing_generator(tokenizer):
+        generator = scripted(tokenizer, always_bad_mod=10 ** 9, first_bad_mod=10 ** 9)  # no garbage answers
+        generator.retries = retries  # as the pipeline builds it from hnlm_retries
+        answer = type(generator)._answer
+
+        def _answer(self, ids, sample):
+            prompt = self.tokenizer.decode(ids)
+            title = re.findall(r'title " : " (.*?) " ?,', prompt)
+            if title and not sample and "negative" in prompt.split("assistant")[-1]:
+                echoed.append(title[-1])
+                return f'{title[-1]}", "reasoning": "same"}}'
+            return answer(self, ids, sample)
+
+        type(generator)._answer = _answer
+        return generator
+
+    monkeypatch.setitem(globals(), "make_scripted_generator", echoing_generator)  # the generator _run builds
+    text = DatasetText(data_root, "mini")
+    for retries, path in ((0, str(tmp_path / "none.safetensors")), (2, str(tmp_path / "retried.safetensors"))):
+        echoed.clear()
+        _run(data_root, path, tiny_tokenizer, tiny_encoder_dir, retries=retries)
+        records = [json.loads(x) for x in open(path + ".texts.jsonl")]
+        assert len(echoed) >= 5  # the greedy answers that named the pair's own item
+        for record in records:
+            for negative in record["negatives"]:
+                assert title_key(negative) != title_key(text.items[record["item"]].title)
+        refused = [r for r in records if "names the interacted item itself" in (r["error"] or "")]
+        if retries == 0:  # most echoes are refused as the item itself (the rest decode to another title or <unk>)
+            assert len(refused) >= len(records) // 2
+        else:
+            assert not refused and sum(r["ok"] for r in records) == len(records)
