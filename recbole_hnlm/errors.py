@@ -10,6 +10,11 @@ class DataError(ValueError):
     the file and what to change)."""
 
 
+class ConcurrentWriterError(RuntimeError):
+    """Another process holds the lock of the files this one was about to write (the message names the lock file and
+    the holder's pid)."""
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during training, once a resume state exists: ``resume_file`` continues the run (``--resume_from``).
     With ``best_only`` the run wrote no resume state and ``resume_file`` is its best checkpoint so far, from which

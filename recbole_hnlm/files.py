@@ -1,15 +1,23 @@
-"""Files the plugin writes and checks: atomic writes and content digests.
+"""Files the plugin writes and checks: atomic writes, locks and content digests.
 
 Atomic writes go to a temporary file in the target folder, are fsynced, then ``os.replace``d onto the target: a reader
-never sees a half-written file, and a killed writer leaves at most a ``*.tmp-<pid>`` file behind (ignored and
-overwritten by the next run).
+never sees a half-written file; a failed write removes its temporary file, and a hard-killed writer (SIGKILL, power
+loss) leaves at most a ``*.tmp-<pid>`` file behind, which nothing reads and which can be deleted.
 """
+import errno
 import hashlib
 import json
 import os
 from contextlib import contextmanager
 
-__all__ = ["atomic_path", "file_sha256", "write_json_atomic", "write_text_atomic"]
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks, concurrent runs are not detected
+    fcntl = None
+
+from recbole_hnlm.errors import ConcurrentWriterError
+
+__all__ = ["atomic_path", "exclusive_lock", "file_sha256", "write_json_atomic", "write_text_atomic"]
 
 
 def _umask() -> int:
@@ -45,6 +53,36 @@ def write_text_atomic(path: str, text: str) -> None:
 
 def write_json_atomic(path: str, obj) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+@contextmanager
+def exclusive_lock(path: str, what: str, wait: bool = False):
+    """Hold an advisory lock (``flock``) on the file ``path`` (created, kept afterwards) for the ``with`` block.
+
+    The operating system releases it when its holder exits, however it exits, so a killed run leaves no stale lock.
+    ``wait=False`` raises :class:`ConcurrentWriterError` naming ``what`` and the holder's pid when another process
+    (or another ``with`` block of this one) holds it; ``wait=True`` blocks until it is free."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    handle = open(path, "a+", encoding="utf-8")
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except OSError as error:
+                if error.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                raise ConcurrentWriterError(
+                    f"{path}: another process (pid {holder}) is writing {what}; wait for it to finish, or give "
+                    "this run files of its own") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+        yield
+    finally:
+        handle.close()  # releases the lock
 
 
 def file_sha256(path: str) -> str:

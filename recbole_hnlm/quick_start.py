@@ -23,7 +23,7 @@ from recbole_hnlm.data_checks import (check_dataset_files, check_duplicate_inter
                                       check_topk_fits, dataset_errors_named)
 from recbole_hnlm.denormals import flush_denormals
 from recbole_hnlm.determinism import deterministic_algorithms
-from recbole_hnlm.errors import ConfigError, DataError, TrainingInterrupted
+from recbole_hnlm.errors import ConcurrentWriterError, ConfigError, DataError, TrainingInterrupted
 from recbole_hnlm.ops._ext import kernel_experiments, kernels_in_use
 from recbole_hnlm.resume import changed_options, check_resume_from
 from recbole_hnlm.utils import get_model, get_sampler, get_trainer
@@ -281,6 +281,10 @@ def main(argv=None):
         _log_to_files(f"error: {error}")
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except ConcurrentWriterError as error:
+        _log_to_files(f"error: {error}")
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except TrainingInterrupted as interrupt:
         epoch = read_trainer_state(interrupt.resume_file).get("epoch")
         if interrupt.best_only:

@@ -21,7 +21,7 @@ import os
 import sys
 
 from recbole_hnlm.cli_settings import parse_settings, parser_flags
-from recbole_hnlm.errors import ConfigError, DataError
+from recbole_hnlm.errors import ConcurrentWriterError, ConfigError, DataError
 
 from .config import LLMConfig
 
@@ -92,6 +92,9 @@ def main(argv=None) -> int:
     except (ConfigError, DataError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except ConcurrentWriterError as error:  # not bad input: the same command works once the other run is done
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: finished work is saved; run the same command again to resume", file=sys.stderr)
         return 130

@@ -3,8 +3,10 @@
 Pairs are processed in a fixed order and cut into fixed chunks. Each finished chunk is written atomically to
 ``<work_dir>/chunk_<k>.safetensors`` (row indices, float32 embeddings, JSON records such as generated text or
 failures). A killed run restarts at the first missing chunk; chunk contents depend only on the chunk, so a resumed
-run produces the same tensors and records as an uninterrupted one. ``plan.json`` pins what the chunks belong to: a different plan
-discards the stale chunks.
+run produces the same tensors and records as an uninterrupted one. ``plan.json`` pins what the chunks belong to: a
+different plan discards the stale chunks. A run holds ``<work_dir>.lock`` while it works (``with ChunkedRun(...)``):
+a second process computing into the same folder, with the same plan or another, is refused instead of mixing its
+chunks into the first one's store.
 """
 import glob
 import hashlib
@@ -17,7 +19,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from tqdm.auto import tqdm
 
-from recbole_hnlm.files import atomic_path, write_json_atomic
+from recbole_hnlm.files import atomic_path, exclusive_lock, write_json_atomic
 
 __all__ = ["ChunkedRun", "user_aligned_starts"]
 
@@ -37,7 +39,8 @@ def user_aligned_starts(pairs: Sequence[Tuple[str, str]], chunk_size: int) -> Li
 
 
 class ChunkedRun:
-    """Work folder of one precompute run.
+    """Work folder of one precompute run; use it as a context manager (``with ChunkedRun(...) as run:``), which
+    locks the folder, then discards chunks of another plan.
 
     Args:
         work_dir: folder for ``plan.json`` and chunk files.
@@ -59,16 +62,40 @@ class ChunkedRun:
         self.starts = [int(s) for s in starts] + [self.num_rows]
         self.plan = dict(plan, num_rows=self.num_rows, chunk_size=self.chunk_size,
                          chunk_starts_sha256=hashlib.sha256(json.dumps(self.starts).encode()).hexdigest())
-        plan_path = os.path.join(work_dir, "plan.json")
+        self._lock = None
+
+    def __enter__(self) -> "ChunkedRun":
+        self._lock = exclusive_lock(self.work_dir.rstrip(os.sep) + ".lock", f"the chunks of {self.work_dir}")
+        self._lock.__enter__()
+        try:
+            self._adopt_plan()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.__exit__(None, None, None)
+
+    def _adopt_plan(self) -> None:
+        """Keep the chunks of this plan; discard those of another one."""
+        plan_path = os.path.join(self.work_dir, "plan.json")
         if os.path.exists(plan_path):
             with open(plan_path, encoding="utf-8") as handle:
                 old = json.load(handle)
             if old != json.loads(json.dumps(self.plan)):
-                logger.warning("%s: plan changed, discarding %d stale chunk(s)", work_dir, len(self._chunk_files()))
-                shutil.rmtree(work_dir)
-        os.makedirs(work_dir, exist_ok=True)
+                logger.warning("%s: plan changed, discarding %d stale chunk(s)", self.work_dir,
+                               len(self._chunk_files()))
+                shutil.rmtree(self.work_dir)
+        os.makedirs(self.work_dir, exist_ok=True)
         if not os.path.exists(plan_path):
             write_json_atomic(plan_path, self.plan)
+
+    def _check_locked(self) -> None:
+        if self._lock is None:
+            raise RuntimeError("use the run as a context manager: with ChunkedRun(...) as run")
 
     @property
     def num_chunks(self) -> int:
@@ -94,6 +121,7 @@ class ChunkedRun:
             compute: maps a chunk's row range to ``(rows, emb [n, D], records)`` for :meth:`save_chunk`.
             on_chunk: called with the chunk index after each chunk is saved (tests use it to simulate a kill).
         """
+        self._check_locked()
         pending = self.pending()
         if len(pending) < self.num_chunks:
             logger.info("%s: resuming, %d/%d chunks already done", self.work_dir, self.num_chunks - len(pending),
@@ -110,6 +138,7 @@ class ChunkedRun:
         """Atomically store chunk ``k``: ``rows`` [n] int64 pair indices that succeeded, ``emb`` [n, D]."""
         from safetensors.torch import save_file
 
+        self._check_locked()
         if emb.dim() != 2 or rows.shape[0] != emb.shape[0]:
             raise ValueError(f"chunk {k}: rows {tuple(rows.shape)} vs emb {tuple(emb.shape)}")
         tensors = {"rows": rows.to(torch.int64).contiguous(), "emb": emb.detach().float().contiguous()}

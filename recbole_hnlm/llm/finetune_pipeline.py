@@ -119,22 +119,22 @@ def embed_pairs(cfg: LLMConfig, pairs: List[Tuple[str, str]], store_path: str, e
                 teacher: Teacher, texts, manifest: Dict, on_chunk: Optional[Callable[[int], None]] = None,
                 progress: bool = True) -> Dict:
     """One [EOS] embedding per pair, chunked and resumable, merged into ``store_path``."""
-    run = ChunkedRun(store_path + ".work", dict(manifest=manifest), len(pairs), cfg.chunk_size,
-                     starts=user_aligned_starts(pairs, cfg.chunk_size))
 
     def compute(rows_range):
         rows, emb, records = _embed_chunk(rows_range, pairs, encoder, teacher, texts, cfg)
         return rows, emb.reshape(-1, encoder.hidden), records
 
-    run.run_pending(compute, "fine-tuned embed", progress, on_chunk)
-    rows, emb, records = run.merge()
-    failures = [r for r in records if not r["ok"]]
-    full = dict(manifest, num_failures=len(failures), num_requested=len(pairs))
-    # the failures first: the store is the cache key, so once it exists everything beside it must be complete
-    write_text_atomic(store_path + ".failures.jsonl", "".join(json.dumps(r) + "\n" for r in failures))
-    written = write_pair_store(store_path, [pairs[r][0] for r in rows.tolist()], [pairs[r][1] for r in rows.tolist()],
-                               emb, full, getattr(torch, cfg.store_dtype))
-    run.cleanup()
+    with ChunkedRun(store_path + ".work", dict(manifest=manifest), len(pairs), cfg.chunk_size,
+                    starts=user_aligned_starts(pairs, cfg.chunk_size)) as run:
+        run.run_pending(compute, "fine-tuned embed", progress, on_chunk)
+        rows, emb, records = run.merge()
+        failures = [r for r in records if not r["ok"]]
+        full = dict(manifest, num_failures=len(failures), num_requested=len(pairs))
+        # the failures first: the store is the cache key, so once it exists everything beside it must be complete
+        write_text_atomic(store_path + ".failures.jsonl", "".join(json.dumps(r) + "\n" for r in failures))
+        written = write_pair_store(store_path, [pairs[r][0] for r in rows.tolist()],
+                                   [pairs[r][1] for r in rows.tolist()], emb, full, getattr(torch, cfg.store_dtype))
+        run.cleanup()
     if failures:
         logger.warning("%s: %d/%d pairs have no embedding (see %s.failures.jsonl)", store_path, len(failures),
                        len(pairs), store_path)

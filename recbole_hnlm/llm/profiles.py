@@ -21,6 +21,7 @@ from typing import Dict, Iterable, List, Optional
 
 from tqdm.auto import tqdm
 
+from recbole_hnlm.files import exclusive_lock
 from .dataset_text import DatasetText
 from .generation import Generator
 from .prompts import ChatFormatter, PromptTemplate
@@ -71,13 +72,15 @@ class ProfileBook:
         if not records:
             return
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        _cut_partial_last_line(self.path)
-        with open(self.path, "a", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-                self.records[(record["kind"], record["key"])] = record
-            handle.flush()
-            os.fsync(handle.fileno())
+        # another run may append to the same book: its last line is complete once it releases the lock
+        with exclusive_lock(self.path + ".lock", "profiles", wait=True):
+            _cut_partial_last_line(self.path)
+            with open(self.path, "a", encoding="utf-8") as handle:
+                for record in records:
+                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    self.records[(record["kind"], record["key"])] = record
+                handle.flush()
+                os.fsync(handle.fileno())
 
 
 def _cut_partial_last_line(path: str) -> None:

@@ -149,24 +149,24 @@ def run_semantic_negatives(cfg: LLMConfig, text: DatasetText, pairs: List[Tuple[
     """
     template = PromptTemplate.load(NEGATIVE_TEMPLATE)
     formatter = ChatFormatter(generator.tokenizer)
-    run = ChunkedRun(store_path + ".work", dict(manifest=manifest), len(pairs), cfg.chunk_size)
 
     def compute(rows_range):
         rows, emb, records = _chunk_negatives(rows_range, pairs, text, book, generator, encoder, template,
                                               formatter, cfg)
         return rows, emb.reshape(-1, encoder.dim), records
 
-    run.run_pending(compute, "semantic negatives", progress, on_chunk)
-    rows, emb, records = run.merge()
-    failures = sum(not r["ok"] for r in records)
-    full = dict(manifest, num_failures=failures, num_requested=len(pairs))
-    dtype = getattr(torch, cfg.store_dtype)
-    # the texts first: the store is the cache key, so once it exists everything beside it must be complete
-    write_text_atomic(store_path + ".texts.jsonl",
-                      "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-    written = write_pair_store(store_path, [pairs[r][0] for r in rows.tolist()],
-                               [pairs[r][1] for r in rows.tolist()], emb, full, dtype)
-    run.cleanup()
+    with ChunkedRun(store_path + ".work", dict(manifest=manifest), len(pairs), cfg.chunk_size) as run:
+        run.run_pending(compute, "semantic negatives", progress, on_chunk)
+        rows, emb, records = run.merge()
+        failures = sum(not r["ok"] for r in records)
+        full = dict(manifest, num_failures=failures, num_requested=len(pairs))
+        dtype = getattr(torch, cfg.store_dtype)
+        # the texts first: the store is the cache key, so once it exists everything beside it must be complete
+        write_text_atomic(store_path + ".texts.jsonl",
+                          "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        written = write_pair_store(store_path, [pairs[r][0] for r in rows.tolist()],
+                                   [pairs[r][1] for r in rows.tolist()], emb, full, dtype)
+        run.cleanup()
     if failures:
         logger.warning("%s: %d/%d pairs failed (no negative stored; see %s.texts.jsonl)", store_path, failures,
                        len(pairs), store_path)

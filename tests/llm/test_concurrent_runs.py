@@ -1,0 +1,85 @@
+"""Two runs writing the same LLM artifacts at once: refused (chunked stores) or serialised (the profile book)."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from recbole_hnlm.errors import ConcurrentWriterError
+from recbole_hnlm.llm.chunks import ChunkedRun
+from recbole_hnlm.llm.profiles import ProfileBook
+
+
+def _save(run, k, value):
+    rows = torch.tensor(list(run.chunk_rows(k)))
+    run.save_chunk(k, rows, torch.full((len(rows), 2), float(value)), [{"run": value}] * len(rows))
+
+
+def test_a_second_run_into_the_same_work_folder_is_refused(tmp_path):
+    """The second run (other settings) discarded the first one's folder and wrote its chunks there, and the first
+    merged them into its own store."""
+    work = str(tmp_path / "store.safetensors.work")
+    with ChunkedRun(work, {"seed": 1}, 4, 2) as first:
+        _save(first, 0, 1)
+        with pytest.raises(ConcurrentWriterError, match=r"store\.safetensors\.work\.lock: another process \(pid \d+\)"):
+            with ChunkedRun(work, {"seed": 2}, 4, 2):
+                pass
+        _save(first, 1, 1)
+        rows, emb, records = first.merge()
+        assert bool((emb == 1).all()) and {r["run"] for r in records} == {1}
+    with ChunkedRun(work, {"seed": 2}, 4, 2) as second:  # free again: the other plan discards the chunks
+        assert second.pending() == [0, 1]
+
+
+def test_a_run_that_is_not_entered_cannot_write():
+    run = ChunkedRun("/nonexistent/work", {}, 2, 1)
+    with pytest.raises(RuntimeError, match="context manager"):
+        run.run_pending(lambda rows: None, "x", progress=False)
+
+
+def test_profile_appends_wait_for_another_writer_to_finish_its_line(tmp_path):
+    """A run appending while another was mid-line cut that line (taking it for a killed run's) and the other's
+    tail then glued onto nothing: a lost or corrupt record."""
+    book_path = str(tmp_path / "p.jsonl")
+    other = textwrap.dedent(f"""
+        import fcntl, sys, time
+        with open({book_path + ".lock"!r}, "a+") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            with open({book_path!r}, "a") as book:
+                book.write('{{"kind": "user", "key": "a", "summa')
+                book.flush()
+                print("ready", flush=True)
+                time.sleep(1.0)
+                book.write('rization": "x", "ok": true}}\\n')
+    """)
+    writer = subprocess.Popen([sys.executable, "-c", other], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "ready"
+        ProfileBook(book_path).append([{"kind": "user", "key": "b", "summarization": "y", "ok": True}])
+    finally:
+        writer.wait(timeout=60)
+    lines = open(book_path, encoding="utf-8").read().splitlines()
+    assert [json.loads(line)["key"] for line in lines] == ["a", "b"]
+    assert set(ProfileBook(book_path).records) == {("user", "a"), ("user", "b")}
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
+    work = str(tmp_path / "s.work")
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import fcntl, os, time
+        lock = open({work + ".lock"!r}, "a+")
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        print("held", flush=True)
+        time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(ConcurrentWriterError):
+        with ChunkedRun(work, {}, 2, 1):
+            pass
+    holder.kill()
+    holder.wait(timeout=60)
+    with ChunkedRun(work, {}, 2, 1) as run:
+        assert run.pending() == [0, 1] and os.path.isdir(work)
