@@ -1,8 +1,8 @@
 """Hyper-parameter search for one backbone and sampler, RecBole's params-file format (thin wrapper of
 ``recbole_hnlm.benchmark.tune``).
 
-    python benchmarks/tune.py --model LightGCN --sampler MixGCF --dataset ml-100k --params_file mixgcf.hyper \\
-        --seeds 2020 2021 --out results/tune-lightgcn-mixgcf --epochs 100
+    python benchmarks/tune.py --model LightGCN --sampler MixGCF --dataset ml-100k \\
+        --params_file benchmarks/hyper/mixgcf.hyper --seeds 2020 2021 --out results/tune-lightgcn-mixgcf --epochs 100
 
 Writes out/search.json, out/search.md (trials ranked by validation) and out/trials/<trial>/ (one grid per trial;
 rerunning resumes). Any other --key=value is a RecBole or sampler setting shared by every trial.

@@ -26,7 +26,8 @@ def parser_flags(parser) -> List[str]:
 def parse_settings(items: Iterable[str], error: Callable[[str], None], hint: str = "",
                    flags: Iterable[str] = ()) -> Dict[str, object]:
     """``{key: value}`` of ``--key=value`` arguments; anything else is reported through ``error`` (argparse's),
-    with the closest of the command's own ``flags`` when one is close (``--keep-seen``: ``--keep_seen``)."""
+    with the closest of the command's own ``flags`` when one is close (``--keep-seen``: ``--keep_seen``). A key
+    with a dash is refused too (``--max-evals=3`` is no RecBole option, and was taken for one)."""
     settings = {}
     flags = list(flags)
     for item in items:
@@ -39,5 +40,9 @@ def parse_settings(items: Iterable[str], error: Callable[[str], None], hint: str
                 error(f"unrecognised argument {item!r}: did you mean {close[0]}?")
             error(f"unrecognised argument {item!r}: settings are written --key=value{hint}")
         key, value = item[2:].split("=", 1)
+        if "-" in key:
+            underscored = "--" + key.replace("-", "_")
+            error(f"unrecognised argument {item!r}: " + (f"did you mean {underscored}={value}?" if underscored in flags
+                                                          else f"option names have underscores: {underscored}"))
         settings[key] = parse_value(value)
     return settings

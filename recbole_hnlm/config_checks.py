@@ -13,7 +13,8 @@ import yaml
 
 from recbole_hnlm.errors import ConfigError
 
-#: option -> (predicate, what it must be). Checked when the option is set (not ``None``).
+#: option -> (predicate, what it must be). Checked when the option is set (not ``None``); ``None`` is refused for
+#: the options in :data:`_NEVER_NONE`.
 _INTEGER_RULES = {
     "epochs": (lambda v: v >= 1, "an integer >= 1"),
     "train_batch_size": (lambda v: v >= 1, "an integer >= 1"),
@@ -31,6 +32,10 @@ _NUMBER_RULES = {
     "reg_weight": (lambda v: v >= 0, "a number >= 0"),
     "weight_decay": (lambda v: v >= 0, "a number >= 0"),
 }
+#: Options every run reads, which RecBole's overall.yaml sets: ``--learning_rate=None`` (or a searched ``None``)
+#: failed inside torch's optimizer once the data had loaded.
+_NEVER_NONE = frozenset({"epochs", "train_batch_size", "eval_batch_size", "stopping_step", "eval_step", "seed",
+                         "learning_rate", "weight_decay"})
 #: RecBole options that write pickles (``torch.save`` of whole objects); users receive no pickle from this plugin.
 _PICKLE_WRITERS = ("save_dataset", "save_dataloaders")
 #: RecBole options that name pickles to load; this plugin never loads one.
@@ -48,14 +53,11 @@ def is_number(value) -> bool:
 def check_core_options(config) -> None:
     """Raise :class:`ConfigError` naming the first RecBole option with a wrong type or range, or one that would make
     RecBole write or load a pickle."""
-    for key, (ok, expected) in _INTEGER_RULES.items():
-        value = config[key]
-        if value is not None and not (is_integer(value) and ok(value)):
-            raise ConfigError(f"Option '{key}' must be {expected}, got {value!r}.")
-    for key, (ok, expected) in _NUMBER_RULES.items():
-        value = config[key]
-        if value is not None and not (is_number(value) and ok(value)):
-            raise ConfigError(f"Option '{key}' must be {expected}, got {value!r}.")
+    for rules, is_kind in ((_INTEGER_RULES, is_integer), (_NUMBER_RULES, is_number)):
+        for key, (ok, expected) in rules.items():
+            value = config[key]
+            if (value is not None or key in _NEVER_NONE) and not (is_kind(value) and ok(value)):
+                raise ConfigError(f"Option '{key}' must be {expected}, got {value!r}.")
     dataset = config["dataset"]
     if not (isinstance(dataset, str) and dataset.strip() and dataset == dataset.strip()):
         raise ConfigError(f"Option 'dataset' must name a dataset, the folder <data_path>/<dataset>/ with its atomic "
@@ -237,6 +239,21 @@ def _general_option(key, plugin_properties_dir):
         _GENERAL_KEYS[plugin_properties_dir] = (frozenset(key for path in paths for key in _yaml_keys_of(path))
                                                 | plugin_dataset | _OPTIONS_WITHOUT_YAML)
     return key in _GENERAL_KEYS[plugin_properties_dir]
+
+
+def check_options_set(config, plugin_properties_dir: str, kind: str, name: str) -> None:
+    """Raise :class:`ConfigError` for an option of the plugin's ``<kind>/<name>.yaml`` (a backbone's or sampler's)
+    set to ``None`` (``--reg_weight=None``, a searched ``None``) where the file gives a value: the run would fail
+    inside the model or sampler once the data had loaded."""
+    path = os.path.join(plugin_properties_dir, kind, f"{name}.yaml")
+    if not os.path.isfile(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        defaults = yaml.safe_load(f) or {}
+    for key, default in defaults.items():
+        if default is not None and config[key] is None:
+            raise ConfigError(f"Option '{key}' of the {name} {kind} needs a value (its default is {default}), got "
+                              "None.")
 
 
 def _yaml_keys_of(path):

@@ -35,3 +35,17 @@ def test_a_misspelt_flag_of_the_command_is_suggested():
         parse_settings(["--usrs"], error, flags=flags)
     with pytest.raises(ValueError, match="settings are written --key=value"):  # nothing close: the general rule
         parse_settings(["--epochs"], error, flags=flags)
+
+
+def test_a_setting_with_a_dash_is_refused_not_taken_for_a_recbole_option():
+    """``tune --max-evals=1`` ran the whole search: ``max-evals`` became a RecBole setting (a warning), and was stored
+    in the trials' settings, so the same command without it was refused later."""
+    def error(message):
+        raise ValueError(message)
+
+    with pytest.raises(ValueError, match=r"'--max-evals=1': did you mean --max_evals=1\?"):
+        parse_settings(["--max-evals=1"], error, flags=["--max_evals", "--out"])
+    with pytest.raises(ValueError, match="option names have underscores: --learning_rate"):
+        parse_settings(["--learning-rate=0.01"], error, flags=["--max_evals"])
+    assert parse_settings(["--data_path=/data/my-sets", "--x=a-b"], error) == {"data_path": "/data/my-sets",
+                                                                              "x": "a-b"}

@@ -91,6 +91,24 @@ def test_bad_backbone_options_are_rejected_before_the_dataset_loads(fast_config,
         make(fast_config, model=model, sampler="RNS", **{key: value})
 
 
+@pytest.mark.parametrize("model,sampler,key", [
+    ("MF", "RNS", "learning_rate"), ("MF", "RNS", "weight_decay"), ("MF", "RNS", "train_batch_size"),
+    ("MF", "RNS", "reg_weight"), ("LightGCN", "RNS", "n_layers"), ("LightGCN", "RNS", "embedding_size"),
+    ("MF", "DNS", "dns_candidates"), ("LightGCN", "MixGCF", "mixgcf_candidates"), ("MF", "AHNS", "ahns_beta"),
+])
+def test_an_option_every_run_reads_cannot_be_none(fast_config, model, sampler, key):
+    """``--learning_rate=None`` or a searched ``None`` passed the checks (they skip unset options) and failed inside
+    torch or the model once the data had loaded."""
+    with pytest.raises(ConfigError, match=f"Option '{key}'.*None"):
+        make(fast_config, model=model, sampler=sampler, **{key: None})
+
+
+def test_options_that_may_be_none_stay_accepted(fast_config):
+    config = make(fast_config, model="LightGCN", sampler="HNLMRec", hnlm_margin=None, hnlm_file=None, split_seed=None,
+                  negative_warmup_epochs=None)
+    assert config["hnlm_margin"] is None and config["split_seed"] is None
+
+
 @pytest.mark.parametrize("name", ["", " ", "ml-100k "])
 def test_a_blank_dataset_name_is_refused(fast_config, name):
     with pytest.raises(ConfigError, match="Option 'dataset' must name a dataset"):

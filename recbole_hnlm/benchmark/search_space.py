@@ -110,8 +110,9 @@ def _parse_line(line: str, where: str) -> Param:
         except (TypeError, ValueError):
             raise ConfigError(f"{where}: the values of '{name}' must be numbers, strings, booleans, None, lists or "
                               f"dicts with string keys, all finite; got {text!r}") from None
-        texts = [str(v) for v in values]
-        repeated = sorted({t for t in texts if texts.count(t) > 1})
+        # 1 and 1.0 are one value (two trials that train alike); True stays apart from 1
+        same = [float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v) for v in values]
+        repeated = sorted({str(v) for v, key in zip(values, same) if same.count(key) > 1})
         if repeated:
             raise ConfigError(f"{where}: the values of '{name}' repeat {', '.join(repeated)}")
         return Param(name, kind, values=tuple(values), where=where)
@@ -133,8 +134,12 @@ def read_params_file(path: str) -> List[Param]:
         FileNotFoundError: no file at ``path``.
         ConfigError: a malformed line, an unknown type or a repeated name (the message names ``path:line``).
     """
-    with open(path, encoding="utf-8-sig") as handle:  # a byte-order mark (Windows editors) is not part of a name
-        lines = handle.read().splitlines()
+    try:
+        with open(path, encoding="utf-8-sig") as handle:  # a byte-order mark (Windows editors) is not part of a name
+            lines = handle.read().splitlines()
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start}: {error.reason}); save the params file as "
+                          "UTF-8") from None
     params: List[Param] = []
     for number, raw in enumerate(lines, start=1):
         line = raw.strip()

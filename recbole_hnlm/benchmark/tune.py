@@ -2,7 +2,8 @@
 
     python -m recbole_hnlm.benchmark.tune --model LightGCN --sampler MixGCF --dataset ml-100k \\
         --params_file benchmarks/hyper/mixgcf.hyper --seeds 2020 2021 --out results/tune-lightgcn-mixgcf --epochs 100
-    python -m recbole_hnlm.benchmark.tune --model MF --sampler DNS --params_file dns.hyper --algo random --max_evals 20
+    python -m recbole_hnlm.benchmark.tune --model MF --sampler DNS --params_file benchmarks/hyper/dns.hyper \\
+        --algo random --max_evals 20
 
 (``python benchmarks/tune.py`` is the same command from a checkout.) The params file is RecBole's (``search_space.py``).
 Every trial is a grid of one backbone, one sampler and the seeds (``grid.py``), trained with the trial's values on top
@@ -140,14 +141,31 @@ def _check_same_search(out, search):
     path = os.path.join(out, "search.json")
     if not os.path.exists(path):
         return
-    with open(path) as handle:
-        stored = json.load(handle)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            stored = json.load(handle)
+        if not isinstance(stored, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise SettingsMismatch(f"{path}: not a search record of this tool ({error}). Use another --out folder, or "
+                               "delete the file to start the report afresh (finished trials are kept).") from None
     for key in ("dataset", "model", "sampler"):
         same = (stored.get(key) == search[key] if key == "dataset"  # names of earlier versions kept their case
                 else str(stored.get(key)).lower() == str(search[key]).lower())
         if not same:
             raise SettingsMismatch(f"{path}: a search of {key}={stored.get(key)!r}, now {key}={search[key]!r}. Use "
                                    "another --out folder.")
+    return stored
+
+
+def _warn_about_dropped_trials(stored, folders, out, warn) -> None:
+    """A changed space (or --max_evals, --search_seed) leaves trials of the earlier search out of the new report;
+    their folders stay in ``out``."""
+    dropped = [t for t in (stored or {}).get("trials", ()) if isinstance(t, dict) and t.get("folder") not in folders]
+    if dropped:
+        warn(f"{out} holds {len(dropped)} trial(s) of an earlier search that this search's report leaves out (their "
+             "folders stay): " + "; ".join(_values(t.get("values", {})) for t in dropped[:5])
+             + ("; ..." if len(dropped) > 5 else ""))
 
 
 def _markdown(value) -> str:
@@ -238,7 +256,12 @@ def run_search(dataset, model, sampler, seeds, params_file, out, algo="exhaustiv
         SettingsMismatch: ``out`` holds a trial stored with other settings.
         FileNotFoundError: the params file or the dataset's files are missing.
     """
+    from recbole_hnlm.utils import get_model
+
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ConfigError(f"--out {out}: a file is there; give a folder (it is created when missing)")
     params = read_params_file(params_file)
+    get_model(model)  # an unknown name is the command's error, not a trial's
     (model,), (sampler,) = canonical_names([model], [sampler])
     config_dict = dict(config_dict or {})
     _check_params(params, config_dict, sampler)
@@ -255,11 +278,17 @@ def run_search(dataset, model, sampler, seeds, params_file, out, algo="exhaustiv
               "space": [{"name": p.name, "kind": p.kind, "values": list(p.values), "bounds": list(p.bounds)}
                         for p in params],
               "settings": grid_settings(config_dict, config_file_list), "trials": []}
-    _check_same_search(out, search)
+    stored = _check_same_search(out, search)
+    _warn_about_dropped_trials(stored, folders, out, warn_once)
     cells = expand_cells([model], [sampler], seeds)
     summaries = []
+    where = {p.name: p.where for p in params}
     for trial, folder in zip(trials, folders):  # every trial is checked before the first one trains
         trial_dict = {**config_dict, **trial}
+        eval_step = trial_dict.get("eval_step")
+        if isinstance(eval_step, int) and eval_step <= 0:
+            raise ConfigError((f"{where['eval_step']}: " if "eval_step" in trial else "") + f"eval_step={eval_step} "
+                              "never validates, and a search ranks its trials on validation: give eval_step >= 1")
         settings = grid_settings(trial_dict, config_file_list)
         try:
             _, finished = pending_cells(os.path.join(out, folder), dataset, cells, settings, (),
@@ -273,8 +302,13 @@ def run_search(dataset, model, sampler, seeds, params_file, out, algo="exhaustiv
                                        config_file_list=config_file_list, warn=warn_once, options=TUNE_OPTIONS)
             except ConfigError as error:
                 raise ConfigError(f"trial {_values(trial)}: {error}") from None
+            for key, owners in foreign or []:
+                if key in trial:  # every trial would train alike
+                    raise ConfigError(f"{where[key]}: '{key}' is an option of {owners}, which "
+                                      f"{run_never_reads(model, sampler)}: its values would repeat one run. Drop the "
+                                      "line.")
             for message in foreign_option_messages(foreign or [], run_never_reads(model, sampler)):
-                warn_once(message)  # a searched option of another backbone or sampler: every trial trains alike
+                warn_once(message)  # a shared option of another backbone or sampler
 
     def write():
         search["trials"] = [trial_summary(t, f, seeds, model, sampler, s) for t, f, s in zip(trials, folders, summaries)]

@@ -45,6 +45,8 @@ def test_params_file_in_recbole_format(tmp_path):
     ("x quniform 1,9\n", 1, "3 comma-separated numbers low,high,q"),
     ("x loguniform -1,1000\n", 1, "natural logarithms"),  # exp(1000) overflows
     ("x choice [0.01, 0.02, 0.01]\n", 1, "repeat 0.01"),
+    ("x choice [1, 1.0]\n", 1, "repeat 1, 1.0"),  # one value: two trials that train alike
+    ("x choice [0, 0.0, True]\n", 1, "repeat 0, 0.0$"),
     ("x choice [{0.01}]\n", 1, "all finite"),  # a set: not JSON
     ("x choice [1e999]\n", 1, "all finite"),
 ])
@@ -53,6 +55,13 @@ def test_malformed_lines_name_file_and_line(tmp_path, text, line, match):
     with pytest.raises(ConfigError, match=match) as error:
         read_params_file(path)
     assert f"{path}:{line}: " in str(error.value)
+
+
+def test_a_params_file_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "latin1.hyper"
+    path.write_bytes("x choice ['caf\xe9']\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=f"{path}: not UTF-8 text.*save the params file as UTF-8"):
+        read_params_file(str(path))
 
 
 def test_empty_params_file_is_an_error(tmp_path):
@@ -182,6 +191,43 @@ def test_every_trial_is_checked_before_the_first_one_runs(search_args, tmp_path)
     with pytest.raises(ConfigError, match="'seed' is set by the search itself: use --seeds"):
         run_search(**{**search_args, "params_file": cell_key})
     assert not os.path.exists(search_args["out"])  # nothing ran, nothing was written
+
+
+def test_searches_whose_trials_would_not_differ_or_rank_are_refused_up_front(search_args, tmp_path):
+    """A backbone option MF never reads (n_layers), RecBole's require_pow (the plugin's backbones square the norms)
+    and a trial without validation (eval_step=0, ranked -inf) used to run, warned about or not."""
+    for line, match in (("n_layers choice [1, 2]", "never.hyper:1: 'n_layers' is an option of the LightGCN"),
+                        ("require_pow choice [True, False]", "never.hyper:1: 'require_pow' is an option of RecBole's"),
+                        ("eval_step choice [0, 1]", "never.hyper:1: eval_step=0 never validates")):
+        params = _params(tmp_path, f"{line}\n", "never.hyper")
+        with pytest.raises(ConfigError, match=match):
+            run_search(**{**search_args, "params_file": params})
+    with pytest.raises(ConfigError, match="Unknown model 'XX'") as error:
+        run_search(**{**search_args, "model": "XX"})
+    assert "trial" not in str(error.value)  # the command's error, not one trial's
+    assert not os.path.exists(search_args["out"])
+
+
+def test_an_out_that_is_a_file_or_holds_a_corrupt_record_is_named(search_args, tmp_path, capsys):
+    a = search_args
+    argv = ["--model", "MF", "--params_file", a["params_file"], "--no-progress", "--out"]
+    (tmp_path / "f").write_text("")
+    assert main(argv + [str(tmp_path / "f")]) == 2
+    assert f"error: --out {tmp_path / 'f'}: a file is there" in capsys.readouterr().err
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "search.json").write_text('{"dataset": "x\x01')
+    assert main(argv + [str(tmp_path / "o")]) == 2
+    assert f"error: {tmp_path / 'o' / 'search.json'}: not a search record of this tool" in capsys.readouterr().err
+
+
+def test_a_changed_space_says_which_earlier_trials_its_report_leaves_out(search_args, tmp_path, caplog):
+    fast = {**search_args, "seeds": [1], "config_dict": {**search_args["config_dict"], "epochs": 1}}
+    run_search(**fast)
+    smaller = _params(tmp_path, "learning_rate choice [0.02]\nembedding_size choice [16]\n", "smaller.hyper")
+    search = run_search(**{**fast, "params_file": smaller})
+    assert [t["values"]["learning_rate"] for t in search["trials"]] == [0.02]
+    assert "holds 1 trial(s) of an earlier search that this search's report leaves out" in caplog.text
+    assert "learning_rate=0.0001" in caplog.text
 
 
 def test_report_before_any_trial_finished_has_one_valid_column():
