@@ -24,6 +24,8 @@ from recbole_hnlm.files import atomic_path, exclusive_lock, write_json_atomic
 __all__ = ["ChunkedRun", "user_aligned_starts"]
 
 logger = logging.getLogger(__name__)
+#: What a chunk's computation returns: succeeded row indices [n], embeddings [n, D], one record per row.
+ChunkResult = Tuple[torch.Tensor, torch.Tensor, List[Dict]]
 
 
 def user_aligned_starts(pairs: Sequence[Tuple[str, str]], chunk_size: int) -> List[int]:
@@ -113,12 +115,14 @@ class ChunkedRun:
     def pending(self) -> List[int]:
         return [k for k in range(self.num_chunks) if not os.path.exists(self.chunk_path(k))]
 
-    def run_pending(self, compute: Callable[[range], Tuple[torch.Tensor, torch.Tensor, List[Dict]]], desc: str,
+    def run_pending(self, compute: Callable[[range, Callable[[int], None]], ChunkResult], desc: str,
                     progress: bool = True, on_chunk: Optional[Callable[[int], None]] = None) -> None:
         """Compute and save every missing chunk, with a tqdm bar that starts at the rows already done.
 
         Args:
-            compute: maps a chunk's row range to ``(rows, emb [n, D], records)`` for :meth:`save_chunk`.
+            compute: maps a chunk's row range and ``advance(n)`` (moves the bar by ``n`` rows of the chunk, for
+                chunks that take minutes; the rest is counted when the chunk is saved) to ``(rows, emb [n, D],
+                records)`` for :meth:`save_chunk`.
             on_chunk: called with the chunk index after each chunk is saved (tests use it to simulate a kill).
         """
         self._check_locked()
@@ -129,8 +133,15 @@ class ChunkedRun:
         done = self.num_rows - sum(len(self.chunk_rows(k)) for k in pending)
         with tqdm(total=self.num_rows, initial=done, desc=desc, unit="pair", disable=not progress) as bar:
             for k in pending:
-                self.save_chunk(k, *compute(self.chunk_rows(k)))
-                bar.update(len(self.chunk_rows(k)))
+                rows, moved = self.chunk_rows(k), [0]
+
+                def advance(n: int, rows=rows, moved=moved) -> None:
+                    n = max(0, min(n, len(rows) - moved[0]))
+                    moved[0] += n
+                    bar.update(n)
+
+                self.save_chunk(k, *compute(rows, advance))
+                bar.update(len(rows) - moved[0])
                 if on_chunk is not None:
                     on_chunk(k)
 

@@ -106,7 +106,7 @@ class DatasetText:
     def __init__(self, data_path: str, dataset: str, train_pairs: Optional[Iterable[Tuple[str, str]]] = None,
                  uid_field: str = "user_id", iid_field: str = "item_id", inter_parts: Optional[Sequence[str]] = None,
                  encoding: str = "utf-8", item_quoted: bool = False):
-        self.data_path, self.dataset = data_path, dataset
+        self.data_path, self.dataset, self.item_quoted = data_path, dataset, item_quoted
         suffixes = [f"{part}.inter" for part in inter_parts] if inter_parts else ["inter"]
         self.inter_paths = [atomic_file(data_path, dataset, suffix) for suffix in suffixes]
         self.inter_path = " + ".join(self.inter_paths)  # for messages
@@ -216,11 +216,15 @@ class DatasetText:
 
     def dataset_hash(self) -> str:
         """SHA-256 of the ``.inter`` file bytes (recorded in every manifest); for pre-split files, or with a
-        ``.item`` file (its titles and attributes are in the prompts), of their names and digests in order."""
-        paths = self.inter_paths + ([self.item_path] if os.path.exists(self.item_path) else [])
+        ``.item`` file (its titles and attributes are in the prompts), of their names and digests in order, and of
+        how the ``.item`` file is read (``item_quoted``: ``"Kolya"`` or ``Kolya`` in the prompts)."""
+        has_item_file = os.path.exists(self.item_path)
+        paths = self.inter_paths + ([self.item_path] if has_item_file else [])
         if len(paths) == 1:
             return file_sha256(paths[0])
         listing = "\n".join(f"{os.path.basename(path)}:{file_sha256(path)}" for path in paths)
+        if has_item_file and self.item_quoted:  # absent otherwise: hashes of the default reading stay as they were
+            listing += "\n.item read with RecBole's quoting"
         return hashlib.sha256(listing.encode()).hexdigest()
 
     def users(self) -> List[str]:

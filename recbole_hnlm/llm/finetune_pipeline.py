@@ -120,7 +120,7 @@ def embed_pairs(cfg: LLMConfig, pairs: List[Tuple[str, str]], store_path: str, e
                 progress: bool = True) -> Dict:
     """One [EOS] embedding per pair, chunked and resumable, merged into ``store_path``."""
 
-    def compute(rows_range):
+    def compute(rows_range, advance):  # a chunk takes about a second: the bar moves per chunk
         rows, emb, records = _embed_chunk(rows_range, pairs, encoder, teacher, texts, cfg)
         return rows, emb.reshape(-1, encoder.hidden), records
 

@@ -83,8 +83,10 @@ def negative_problem(answer: Dict, interacted_title: str) -> Optional[str]:
 
 
 def _chunk_negatives(rows: range, pairs, text: DatasetText, book: ProfileBook, generator: Generator, encoder,
-                     template: PromptTemplate, formatter: ChatFormatter, cfg: LLMConfig):
-    """Generate + embed one chunk -> (row indices that succeeded, [n, D] embeddings, records)."""
+                     template: PromptTemplate, formatter: ChatFormatter, cfg: LLMConfig,
+                     advance: Callable[[int], None] = lambda n: None):
+    """Generate + embed one chunk -> (row indices that succeeded, [n, D] embeddings, records); ``advance(n)`` after
+    each user's pairs (a chunk takes minutes on a CPU)."""
     records, ok_rows, ok_texts = [], [], []
     groups: Dict[str, List[int]] = {}
     for row in rows:
@@ -95,6 +97,7 @@ def _chunk_negatives(rows: range, pairs, text: DatasetText, book: ProfileBook, g
             for row in user_rows:
                 records.append(dict(row=row, user=user, item=pairs[row][1], ok=False, negatives=[],
                                     error="user profile missing or failed"))
+            advance(len(user_rows))
             continue
         prefix, tail = formatter.render_split(template, {"user_id": quote(user), "user_profile": quote(profile)})
         suffixes = []
@@ -128,6 +131,7 @@ def _chunk_negatives(rows: range, pairs, text: DatasetText, book: ProfileBook, g
             if ok:
                 ok_rows.append(row)
                 ok_texts.append(per_pair[k])
+        advance(len(user_rows))
     flat = [t for texts in ok_texts for t in texts]
     vectors = encoder.encode(flat) if flat else torch.zeros(0, encoder.dim)
     emb, start = [], 0
@@ -150,9 +154,9 @@ def run_semantic_negatives(cfg: LLMConfig, text: DatasetText, pairs: List[Tuple[
     template = PromptTemplate.load(NEGATIVE_TEMPLATE)
     formatter = ChatFormatter(generator.tokenizer)
 
-    def compute(rows_range):
+    def compute(rows_range, advance):
         rows, emb, records = _chunk_negatives(rows_range, pairs, text, book, generator, encoder, template,
-                                              formatter, cfg)
+                                              formatter, cfg, advance)
         return rows, emb.reshape(-1, encoder.dim), records
 
     with ChunkedRun(store_path + ".work", dict(manifest=manifest), len(pairs), cfg.chunk_size) as run:

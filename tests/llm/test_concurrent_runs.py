@@ -37,7 +37,7 @@ def test_a_second_run_into_the_same_work_folder_is_refused(tmp_path):
 def test_a_run_that_is_not_entered_cannot_write():
     run = ChunkedRun("/nonexistent/work", {}, 2, 1)
     with pytest.raises(RuntimeError, match="context manager"):
-        run.run_pending(lambda rows: None, "x", progress=False)
+        run.run_pending(lambda rows, advance: None, "x", progress=False)
 
 
 def test_profile_appends_wait_for_another_writer_to_finish_its_line(tmp_path):
@@ -83,3 +83,28 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
     holder.wait(timeout=60)
     with ChunkedRun(work, {}, 2, 1) as run:
         assert run.pending() == [0, 1] and os.path.isdir(work)
+
+
+def test_the_bar_moves_within_a_chunk(tmp_path, monkeypatch):
+    """Semantic chunks take ~10 minutes on a CPU (256 pairs at 0.4 pairs/s) and the bar moved once per chunk."""
+    import recbole_hnlm.llm.chunks as chunks
+
+    seen = []
+
+    class Recording(chunks.tqdm):
+        def update(self, n=1):
+            seen.append(n)
+            return super().update(n)
+
+    monkeypatch.setattr(chunks, "tqdm", Recording)
+
+    def compute(rows, advance):
+        advance(1)
+        advance(1)
+        assert seen[-2:] == [1, 1]  # before the chunk is saved
+        advance(10)  # more than the chunk has left: counted up to its end
+        return torch.tensor(list(rows)), torch.zeros(len(rows), 2), [{}] * len(rows)
+
+    with ChunkedRun(str(tmp_path / "w"), {}, 6, 4) as run:
+        run.run_pending(compute, "x", progress=False)
+    assert seen == [1, 1, 2, 0, 1, 1, 0, 0] and sum(seen) == 6

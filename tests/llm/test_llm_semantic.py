@@ -76,6 +76,14 @@ def test_dataset_text_uses_only_training_pairs(data_root):
         DatasetText(data_root, "nope")
 
 
+def test_the_digest_tells_how_the_item_file_is_read(data_root):
+    """With load_col naming the .item file RecBole reads it with quotes ("Kolya" -> Kolya), so the prompts differ; the
+    digest was the same, and a store built from the other reading counted as a cache hit."""
+    plain, quoted = DatasetText(data_root, "mini"), DatasetText(data_root, "mini", item_quoted=True)
+    assert plain.dataset_hash() != quoted.dataset_hash()
+    assert plain.dataset_hash() == DatasetText(data_root, "mini").dataset_hash()
+
+
 def test_dataset_text_reads_pre_split_files(data_root, tmp_path):
     """``benchmark_filename`` parts: the same pairs, history and items as one ``.inter`` file holding their rows; a
     digest that changes with any part; one header for all parts."""
