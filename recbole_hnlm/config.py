@@ -19,7 +19,8 @@ import yaml
 from recbole.config import Config as RecBoleConfig
 
 from recbole_hnlm.compat import install_numpy_aliases
-from recbole_hnlm.config_checks import check_core_options, check_options_set, foreign_options, unknown_options
+from recbole_hnlm.config_checks import (check_backbone_options_set, check_core_options, foreign_options,
+                                       unknown_options)
 from recbole_hnlm.errors import ConfigError
 
 PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "properties")
@@ -77,8 +78,7 @@ class Config(RecBoleConfig):
         self.final_config_dict["sampler"] = sampler_class.name
         check_model_sampler_pair(self.model_class, sampler_class)
         check_core_options(self)
-        check_options_set(self, PROPERTIES_DIR, "model", self.model)
-        check_options_set(self, PROPERTIES_DIR, "sampler", sampler_class.name)
+        check_backbone_options_set(self, PROPERTIES_DIR, self.model)
         from recbole_hnlm.model.abstract import SampledRecommender
 
         if isinstance(self.model_class, type) and issubclass(self.model_class, SampledRecommender):

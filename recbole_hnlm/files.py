@@ -7,6 +7,7 @@ loss) leaves at most a ``*.tmp-<pid>`` file behind, which nothing reads and whic
 import errno
 import hashlib
 import json
+import logging
 import os
 from contextlib import contextmanager
 
@@ -18,6 +19,10 @@ except ImportError:  # Windows: no advisory locks, concurrent runs are not detec
 from recbole_hnlm.errors import ConcurrentWriterError
 
 __all__ = ["atomic_path", "exclusive_lock", "file_sha256", "write_json_atomic", "write_text_atomic"]
+
+logger = logging.getLogger(__name__)
+#: flock errors of file systems without locks (NFS without lockd, some FUSE and SMB mounts): work goes on unlocked.
+_NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)}
 
 
 def _umask() -> int:
@@ -61,21 +66,12 @@ def exclusive_lock(path: str, what: str, wait: bool = False):
 
     The operating system releases it when its holder exits, however it exits, so a killed run leaves no stale lock.
     ``wait=False`` raises :class:`ConcurrentWriterError` naming ``what`` and the holder's pid when another process
-    (or another ``with`` block of this one) holds it; ``wait=True`` blocks until it is free."""
+    (or another ``with`` block of this one) holds it; ``wait=True`` blocks until it is free. On a file system
+    without locks the block runs unlocked, after a warning."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     handle = open(path, "a+", encoding="utf-8")
     try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except OSError as error:
-                if error.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                handle.seek(0)
-                holder = handle.read().strip() or "unknown"
-                raise ConcurrentWriterError(
-                    f"{path}: another process (pid {holder}) is writing {what}; wait for it to finish, or give "
-                    "this run files of its own") from None
+        if fcntl is not None and _flock(handle, path, what, wait):
             handle.seek(0)
             handle.truncate()
             handle.write(f"{os.getpid()}\n")
@@ -83,6 +79,24 @@ def exclusive_lock(path: str, what: str, wait: bool = False):
         yield
     finally:
         handle.close()  # releases the lock
+
+
+def _flock(handle, path: str, what: str, wait: bool) -> bool:
+    """Lock ``handle`` for :func:`exclusive_lock`; False (after a warning) where the file system takes no locks."""
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        return True
+    except OSError as error:
+        if error.errno in _NO_LOCKS:
+            logger.warning("%s: the file system takes no locks (%s); a second run writing %s at the same time would "
+                           "not be detected", path, error.strerror, what)
+            return False
+        if error.errno not in (errno.EAGAIN, errno.EACCES):
+            raise
+    handle.seek(0)
+    holder = handle.read().strip() or "unknown"
+    raise ConcurrentWriterError(f"{path}: another process (pid {holder}) is writing {what}; wait for it to finish, or "
+                                "give this run files of its own")
 
 
 def file_sha256(path: str) -> str:

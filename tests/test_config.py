@@ -99,14 +99,17 @@ def test_bad_backbone_options_are_rejected_before_the_dataset_loads(fast_config,
 def test_an_option_every_run_reads_cannot_be_none(fast_config, model, sampler, key):
     """``--learning_rate=None`` or a searched ``None`` passed the checks (they skip unset options) and failed inside
     torch or the model once the data had loaded."""
-    with pytest.raises(ConfigError, match=f"Option '{key}'.*None"):
+    with pytest.raises(ConfigError, match=f"'{key}'.*None"):
         make(fast_config, model=model, sampler=sampler, **{key: None})
 
 
 def test_options_that_may_be_none_stay_accepted(fast_config):
+    """None is their default (LLMConfig's fields, layers_dtype) or reads as False (HNLMRec's switches)."""
     config = make(fast_config, model="LightGCN", sampler="HNLMRec", hnlm_margin=None, hnlm_file=None, split_seed=None,
-                  negative_warmup_epochs=None)
-    assert config["hnlm_margin"] is None and config["split_seed"] is None
+                  negative_warmup_epochs=None, layers_dtype=None, hnlm_max_pairs=None, hnlm_teacher_epochs=None,
+                  hnlm_final_relu=None)
+    assert config["hnlm_margin"] is None and config["split_seed"] is None and config["layers_dtype"] is None
+    assert make(fast_config, model="MF", sampler="RNS")["n_layers"] is None  # MF reads no n_layers
 
 
 @pytest.mark.parametrize("name", ["", " ", "ml-100k "])

@@ -146,6 +146,10 @@ def _check_same_search(out, search):
             stored = json.load(handle)
         if not isinstance(stored, dict):
             raise ValueError("not a JSON object")
+        trials = stored.get("trials", [])
+        if not isinstance(trials, list) or not all(isinstance(t, dict) and isinstance(t.get("values", {}), dict)
+                                                   for t in trials):
+            raise ValueError("'trials' is not a list of trial records")
     except (ValueError, UnicodeDecodeError) as error:
         raise SettingsMismatch(f"{path}: not a search record of this tool ({error}). Use another --out folder, or "
                                "delete the file to start the report afresh (finished trials are kept).") from None
@@ -161,7 +165,7 @@ def _check_same_search(out, search):
 def _warn_about_dropped_trials(stored, folders, out, warn) -> None:
     """A changed space (or --max_evals, --search_seed) leaves trials of the earlier search out of the new report;
     their folders stay in ``out``."""
-    dropped = [t for t in (stored or {}).get("trials", ()) if isinstance(t, dict) and t.get("folder") not in folders]
+    dropped = [t for t in (stored or {}).get("trials", ()) if t.get("folder") not in folders]
     if dropped:
         warn(f"{out} holds {len(dropped)} trial(s) of an earlier search that this search's report leaves out (their "
              "folders stay): " + "; ".join(_values(t.get("values", {})) for t in dropped[:5])
@@ -283,6 +287,7 @@ def run_search(dataset, model, sampler, seeds, params_file, out, algo="exhaustiv
     cells = expand_cells([model], [sampler], seeds)
     summaries = []
     where = {p.name: p.where for p in params}
+    never_read = {}  # searched key -> (its owners, the trials that never read it)
     for trial, folder in zip(trials, folders):  # every trial is checked before the first one trains
         trial_dict = {**config_dict, **trial}
         eval_step = trial_dict.get("eval_step")
@@ -303,12 +308,17 @@ def run_search(dataset, model, sampler, seeds, params_file, out, algo="exhaustiv
             except ConfigError as error:
                 raise ConfigError(f"trial {_values(trial)}: {error}") from None
             for key, owners in foreign or []:
-                if key in trial:  # every trial would train alike
-                    raise ConfigError(f"{where[key]}: '{key}' is an option of {owners}, which "
-                                      f"{run_never_reads(model, sampler)}: its values would repeat one run. Drop the "
-                                      "line.")
-            for message in foreign_option_messages(foreign or [], run_never_reads(model, sampler)):
+                if key in trial:
+                    never_read.setdefault(key, (owners, []))[1].append(trial)
+            for message in foreign_option_messages([f for f in foreign or [] if f[0] not in trial],
+                                                   run_never_reads(model, sampler)):
                 warn_once(message)  # a shared option of another backbone or sampler
+    for key, (owners, unread) in never_read.items():
+        if len(unread) == len(trials):  # its values would repeat one run
+            raise ConfigError(f"{where[key]}: '{key}' is an option of {owners}, which "
+                              f"{run_never_reads(model, sampler)}: its values would repeat one run. Drop the line.")
+        warn_once(f"{where[key]}: '{key}' is read by some trials only: {len(unread)} of {len(trials)} never read it "
+                  f"(an option of {owners}), e.g. {_values(unread[0])}.")
 
     def write():
         search["trials"] = [trial_summary(t, f, seeds, model, sampler, s) for t, f, s in zip(trials, folders, summaries)]

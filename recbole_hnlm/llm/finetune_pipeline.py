@@ -9,7 +9,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 from recbole_hnlm.errors import ConfigError, DataError
-from recbole_hnlm.files import write_text_atomic
+from recbole_hnlm.files import exclusive_lock, write_text_atomic
 from .chunks import ChunkedRun, user_aligned_starts
 from .config import LLMConfig
 from .dataset_text import DatasetText
@@ -186,7 +186,8 @@ def ensure_finetuned(cfg: LLMConfig, text: DatasetText, store_path: str, progres
         if _cached(store_path, wanted):
             logger.info("%s: cache hit, fine-tuned negatives already computed", store_path)
             return store_path
-    with llm_threads(cfg):
+    # one run at a time fine-tunes (or reads) the adapter folder: a second one would save over it after hours
+    with exclusive_lock(adapter.rstrip(os.sep) + ".lock", f"the adapter {adapter}"), llm_threads(cfg):
         return _train_and_embed(cfg, text, store_path, progress, lm_and_tokenizer, generator_name, on_chunk, embed,
                                 teacher, adapter, identity, pairs, reusable)
 

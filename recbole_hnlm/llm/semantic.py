@@ -5,7 +5,7 @@ Per chunk, pairs are grouped by user (they are contiguous, see :class:`DatasetTe
 (instruction + user profile) is prefilled once per user and its KV cache reused for that user's items
 (``prefix_cache``). Answers must be ``{"hard_negative_item": ..., "reasoning": ...}``. A malformed answer, a
 "None"-like item (or the prompt's placeholder echoed) and an item that is the interacted item itself (its title, up
-to case, punctuation, a trailing year and a trailing article) are retried with sampling; after the retries they are
+to case, punctuation and a trailing article, and its year when the answer gives one) are retried with sampling; after the retries they are
 failure records (``<store>.texts.jsonl``) and the pair gets no row (paper eq. 4 asks for an item the user would not
 interact with: the positive is never one).
 """
@@ -72,12 +72,22 @@ def negative_name(answer: Dict) -> str:
     return " ".join(str(answer.get("hard_negative_item", "")).split())
 
 
-def negative_problem(answer: Dict, interacted_title: str) -> Optional[str]:
-    """Why a parsed answer names no usable hard negative for a pair whose item is ``interacted_title``, or None."""
+def title_year(title: str) -> Optional[str]:
+    """The trailing ``(1994)`` of a title, or None."""
+    found = re.search(r"\(\s*(\d{4})\s*\)\s*$", str(title))
+    return found.group(1) if found else None
+
+
+def negative_problem(answer: Dict, interacted_title: str, interacted_year: Optional[str] = None) -> Optional[str]:
+    """Why a parsed answer names no usable hard negative for a pair whose item is ``interacted_title`` (released in
+    ``interacted_year``, when the title or the item's attributes tell), or None. A year in the answer that differs
+    from the item's names another item of the same title (*Sabrina (1954)* for the 1995 *Sabrina*)."""
     name = negative_name(answer)
-    if name.startswith("<") or title_key(name) in _NONE_ANSWERS:
+    year = title_year(name)
+    if name.startswith("<") or (year is None and title_key(name) in _NONE_ANSWERS):
         return f"no item named: {name[:120]!r}"
-    if title_key(name) == title_key(interacted_title):
+    interacted_year = title_year(interacted_title) or (str(interacted_year).strip() if interacted_year else None)
+    if title_key(name) == title_key(interacted_title) and not (year and interacted_year and year != interacted_year):
         return f"the answer names the interacted item itself: {name[:120]!r}"
     return None
 
@@ -95,7 +105,7 @@ def _chunk_negatives(rows: range, pairs, text: DatasetText, book: ProfileBook, g
         profile = book.summary("user", user)
         if profile is None:
             for row in user_rows:
-                records.append(dict(row=row, user=user, item=pairs[row][1], ok=False, negatives=[],
+                records.append(dict(row=row, user=user, item=pairs[row][1], ok=False, negatives=[], reasoning=[],
                                     error="user profile missing or failed"))
             advance(len(user_rows))
             continue
@@ -110,13 +120,14 @@ def _chunk_negatives(rows: range, pairs, text: DatasetText, book: ProfileBook, g
         per_pair: List[List[str]] = [[] for _ in user_rows]
         errors: List[List[str]] = [[] for _ in user_rows]
         reasons: List[List[str]] = [[] for _ in user_rows]
-        titles = [text.items[pairs[row][1]].title for row in user_rows]
+        titles = [(text.items[pairs[row][1]].title, text.items[pairs[row][1]].attributes.get("year"))
+                  for row in user_rows]
         for draw in range(cfg.negatives_per_pair):
             generator.do_sample, generator.seed = draw > 0, cfg.seed + draw
             results = generator.generate_with_prefix(prefix, suffixes, required=["hard_negative_item"],
                                                      answer_prefix=template.answer_prefix,
                                                      use_cache=cfg.prefix_cache,
-                                                     check=lambda k, answer: negative_problem(answer, titles[k]))
+                                                     check=lambda k, answer: negative_problem(answer, *titles[k]))
             for k, result in enumerate(results):
                 if result["ok"]:
                     per_pair[k].append(negative_name(result["answer"]))

@@ -215,9 +215,24 @@ def test_an_out_that_is_a_file_or_holds_a_corrupt_record_is_named(search_args, t
     assert main(argv + [str(tmp_path / "f")]) == 2
     assert f"error: --out {tmp_path / 'f'}: a file is there" in capsys.readouterr().err
     (tmp_path / "o").mkdir()
-    (tmp_path / "o" / "search.json").write_text('{"dataset": "x\x01')
-    assert main(argv + [str(tmp_path / "o")]) == 2
-    assert f"error: {tmp_path / 'o' / 'search.json'}: not a search record of this tool" in capsys.readouterr().err
+    for record in ('{"dataset": "x\x01', '{"trials": 5}', '{"trials": [{"folder": "z", "values": [1]}]}'):
+        (tmp_path / "o" / "search.json").write_text(record)
+        assert main(argv + [str(tmp_path / "o")]) == 2
+        assert f"error: {tmp_path / 'o' / 'search.json'}: not a search record of this tool" in capsys.readouterr().err
+
+
+def test_an_option_some_trials_read_is_searched_with_a_warning(search_args, tmp_path, caplog):
+    """hidden_size_list is NGCF's: the trials whose HNLMRec teacher is NGCF read it, so the line is not refused."""
+    params = _params(tmp_path, "hnlm_teacher_model choice ['LightGCN', 'NGCF']\nhidden_size_list choice [[8], [16]]\n",
+                     "teacher.hyper")
+
+    def not_trained(*args, **kwargs):
+        raise RuntimeError("the checks passed")
+
+    search = run_search(**{**search_args, "sampler": "HNLMRec", "params_file": params, "seeds": [1]},
+                        cell_runner=not_trained)
+    assert [t["status"] for t in search["trials"]] == ["failed"] * 4
+    assert "teacher.hyper:2: 'hidden_size_list' is read by some trials only: 2 of 4 never read it" in caplog.text
 
 
 def test_a_changed_space_says_which_earlier_trials_its_report_leaves_out(search_args, tmp_path, caplog):

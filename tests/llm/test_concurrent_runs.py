@@ -108,3 +108,19 @@ def test_the_bar_moves_within_a_chunk(tmp_path, monkeypatch):
     with ChunkedRun(str(tmp_path / "w"), {}, 6, 4) as run:
         run.run_pending(compute, "x", progress=False)
     assert seen == [1, 1, 2, 0, 1, 1, 0, 0] and sum(seen) == 6
+
+
+def test_a_file_system_without_locks_runs_unlocked_after_a_warning(tmp_path, monkeypatch, caplog):
+    """NFS without lockd answers flock with ENOLCK: every LLM stage and profile append died with a traceback."""
+    import errno
+
+    import recbole_hnlm.files as files
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(files.fcntl, "flock", no_locks)
+    with ChunkedRun(str(tmp_path / "w"), {}, 2, 1) as run:
+        _save(run, 0, 1)
+    ProfileBook(str(tmp_path / "p.jsonl")).append([{"kind": "user", "key": "a", "summarization": "x", "ok": True}])
+    assert "takes no locks (No locks available)" in caplog.text

@@ -321,6 +321,37 @@ def test_teacher_of_another_split_is_refused_before_the_llm_loads(tmp_path, teac
     assert not os.path.exists(tmp_path / "adapter")
 
 
+def test_a_second_run_fine_tuning_the_same_adapter_is_refused_before_it_trains(tmp_path, tiny_llama_dir, teacher_path,
+                                                                                data_root, mini_recbole):
+    """Two runs fine-tuning one adapter folder: the second saved its adapter over the first's after its whole
+    fine-tuning, and only the embedding stage's lock stopped it."""
+    import subprocess
+    import sys
+
+    from recbole_hnlm.errors import ConcurrentWriterError
+
+    adapter = str(tmp_path / "adapter")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, time\n"
+        f"lock = open({adapter + '.lock'!r}, 'a+')\n"
+        "fcntl.flock(lock.fileno(), fcntl.LOCK_EX)\n"
+        "lock.write('4242\\n'); lock.flush()\n"
+        "print('held', flush=True)\n"
+        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        cfg = LLMConfig.from_config(_small_finetune_config(tmp_path, tiny_llama_dir, str(tmp_path / "s.safetensors")))
+        text = DatasetText(data_root, "mini", _train_token_pairs(mini_recbole))
+        with pytest.raises(ConcurrentWriterError, match=r"adapter\.lock: another process \(pid 4242\) is writing the "
+                                                        "adapter"):
+            ensure_finetuned(cfg, text, str(tmp_path / "s.safetensors"), progress=False,
+                             lm_and_tokenizer=(None, None))  # nothing may load or train
+    finally:
+        holder.kill()
+        holder.wait(timeout=60)
+    assert not os.path.exists(adapter)
+
+
 def test_finetuned_pipeline_in_bfloat16(tmp_path, tiny_llama_dir, teacher_path, data_root, mini_recbole):
     """`hnlm_dtype: bfloat16` (the GPU commands of docs/llm.md) end to end on the CPU: fine-tuning, the saved
     adapter, and a store of finite, distinct vectors that the manifest marks as bf16."""

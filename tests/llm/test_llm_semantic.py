@@ -47,6 +47,9 @@ def test_parser_rejects_unusable_answers(raw):
 
 @pytest.mark.parametrize("name, interacted, refused", [
     ("Heavyweights", "Heavyweights (1994)", True),
+    ("Sabrina (1954)", "Sabrina (1995)", False),  # a remake: another item of the same title
+    ("Psycho (1960)", "Psycho (1960)", True),
+    ("Nothing (2003)", "Heat (1995)", False),  # a film, not a none-like answer
     ("the usual suspects (1995)", "Usual Suspects, The (1995)", True),
     ("Toy Story ( 1995 )", "Toy Story (1995)", True),
     ("Heavyweights 2", "Heavyweights (1994)", False),
@@ -59,6 +62,13 @@ def test_a_negative_naming_the_interacted_item_or_nothing_is_refused(name, inter
     """The LLM named the positive itself as its hard negative ("Heavyweights" for Heavyweights (1994)), and it was
     stored; a cut placeholder or "No hard negative" passed as an item."""
     assert (negative_problem({"hard_negative_item": name}, interacted) is not None) == refused
+
+
+def test_the_item_year_from_its_attributes_tells_remakes_apart():
+    """ml-100k's titles carry no year (release_year is a field of its own): Sabrina (1954) is not the 1995 item."""
+    assert negative_problem({"hard_negative_item": "Sabrina (1954)"}, "Sabrina", "1995") is None
+    assert negative_problem({"hard_negative_item": "Sabrina (1995)"}, "Sabrina", "1995") is not None
+    assert negative_problem({"hard_negative_item": "Sabrina"}, "Sabrina", "1995") is not None
 
 
 def test_dataset_text_uses_only_training_pairs(data_root):
