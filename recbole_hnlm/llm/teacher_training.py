@@ -4,16 +4,24 @@ The fine-tuned variant needs pre-trained CF embeddings and MixGCF hard negatives
 (``--sampler=HNLMRec --hnlm_variant=finetuned``) the teacher is trained here on the run's own training split:
 backbone ``hnlm_teacher_model`` with the MixGCF sampler, for a fixed ``hnlm_teacher_epochs`` and no validation
 data (so no split other than training is ever seen), then exported with :func:`export_teacher`. The RNG state is
-restored afterwards (Python, NumPy, torch and the dataloader's shuffling generator), so the HNLMRec run itself is the same whether the teacher was trained now or found on disk.
+restored afterwards (Python, NumPy, torch and the dataloader's shuffling generator), so the HNLMRec run itself is the
+same whether the teacher was trained now or found on disk.
+
+Training writes its resume state after every epoch to ``<teacher file>.work/``: an interrupted teacher goes on from
+its last finished epoch when the same settings train it again (the same weights, bit for bit on the CPU, as an
+uninterrupted one), and starts afresh when they changed. The folder goes once the teacher file is written.
 """
+import glob
 import logging
 import os
 import random
+import shutil
 from typing import Optional
 
 import numpy as np
 import torch
 
+from recbole_hnlm.files import exclusive_lock
 from .teacher import export_teacher, training_settings
 
 __all__ = ["ensure_teacher", "train_teacher", "teacher_config", "teacher_settings"]
@@ -31,14 +39,17 @@ _TRAINING_KEYS = ("learning_rate", "reg_weight", "embedding_size", "n_layers", "
                   "mixgcf_candidates", "layers_dtype")
 
 
-def teacher_config(config, model: str, epochs: int):
+def teacher_config(config, model: str, epochs: int, work_dir: Optional[str] = None):
     """The teacher's plugin Config: the run's external settings (dataset, split, seed, device...), the teacher's
-    backbone and the MixGCF sampler with its yaml defaults. The command line is not re-read."""
+    backbone and the MixGCF sampler with its yaml defaults. The command line is not re-read. ``work_dir``: where its
+    trainer writes its per-epoch resume state."""
     from recbole_hnlm.config import Config
 
     external = {k: v for k, v in config.external_config_dict.items()
                 if k not in _RUN_ONLY_KEYS and not k.startswith("hnlm_")}
     external.update(sampler="MixGCF", epochs=int(epochs), show_progress=config["show_progress"])
+    if work_dir is not None:
+        external.update(checkpoint_dir=work_dir, save_resume_state=True)
     return Config(model=model, dataset=config["dataset"], config_dict=external, command_line=False)
 
 
@@ -95,17 +106,26 @@ def train_teacher(config, train_data, path: str, model: Optional[str] = None, ep
     loader_generator = getattr(train_data, "generator", None)  # RecBole's shuffling generator
     states = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
               loader_generator.get_state() if loader_generator is not None else None)
+    work = path + ".work"
     try:
-        t_config = teacher_config(config, model, epochs)
-        torch.manual_seed(t_config["seed"])
-        dataset = train_data._dataset
-        net = get_model(model)(t_config, dataset).to(t_config["device"])
-        logger.info("HNLMRec teacher: training %s + MixGCF for %d epochs -> %s", model, epochs, path)
-        trainer = get_trainer(t_config["MODEL_TYPE"], model)(t_config, net)
-        trainer.fit(train_data, valid_data=None, saved=False, show_progress=t_config["show_progress"])
-        net.eval()
-        export_teacher(net, dataset, dataset, path, seed=t_config["seed"],
-                       training=teacher_settings(t_config, model, epochs))
+        with exclusive_lock(work + ".lock", f"the teacher {path}"):
+            t_config = teacher_config(config, model, epochs, work)
+            torch.manual_seed(t_config["seed"])
+            dataset = train_data._dataset
+            net = get_model(model)(t_config, dataset).to(t_config["device"])
+            trainer = get_trainer(t_config["MODEL_TYPE"], model)(t_config, net)
+            resume_file = _resume_state(work, t_config, net)
+            if resume_file is not None:
+                trainer.resume_checkpoint(resume_file)
+                logger.info("HNLMRec teacher: resuming %s + MixGCF at epoch %d of %d (%s) -> %s", model,
+                            trainer.start_epoch + 1, epochs, resume_file, path)
+            else:
+                logger.info("HNLMRec teacher: training %s + MixGCF for %d epochs -> %s", model, epochs, path)
+            trainer.fit(train_data, valid_data=None, saved=True, show_progress=t_config["show_progress"])
+            net.eval()
+            export_teacher(net, dataset, dataset, path, seed=t_config["seed"],
+                           training=teacher_settings(t_config, model, epochs))
+            shutil.rmtree(work, ignore_errors=True)
     finally:
         random.setstate(states[0])
         np.random.set_state(states[1])
@@ -113,3 +133,34 @@ def train_teacher(config, train_data, path: str, model: Optional[str] = None, ep
         if loader_generator is not None:
             loader_generator.set_state(states[3])
     return path
+
+
+def _resume_state(work: str, t_config, net) -> Optional[str]:
+    """The resume state an interrupted training of this very teacher left in ``work`` (same options, ids and
+    training split), else None; a state of other settings is removed (with the folder), with a warning."""
+    from recbole_hnlm.checkpoint import read_trainer_state
+    from recbole_hnlm.resume import changed_options
+    from recbole_hnlm.warm_start import data_digests
+
+    found = sorted(glob.glob(os.path.join(work, "*.resume.safetensors")), key=os.path.getmtime)
+    if not found:
+        return None
+    latest = found[-1]
+    try:
+        state = read_trainer_state(latest)
+        changed = changed_options(t_config, latest)
+    except Exception as error:  # a damaged file: train afresh
+        changed = [f"unreadable ({error})"]
+        state = {}
+    own = data_digests(net)
+    changed += [f"{key} (the data)" for key in own if state.get(key) is not None and state.get(key) != own[key]]
+    if state and state.get("model") != t_config["model"]:
+        changed.append(f"model: {state.get('model')!r} -> {t_config['model']!r}")
+    if state.get("epoch", -1) + 1 > t_config["epochs"]:  # it trained past the epochs asked for now
+        changed.append(f"epochs: {state.get('epoch') + 1} done, {t_config['epochs']} asked for")
+    if not changed:
+        return latest
+    logger.warning("HNLMRec teacher: the interrupted training in %s had other settings (%s); training afresh", work,
+                   "; ".join(changed[:5]))
+    shutil.rmtree(work, ignore_errors=True)
+    return None

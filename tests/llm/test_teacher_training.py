@@ -1,4 +1,5 @@
 """MixGCF teacher trained inside an HNLMRec fine-tuned run, and where LLM artifacts go by default."""
+import glob
 import logging
 import os
 import sys
@@ -86,6 +87,49 @@ def test_train_teacher_writes_the_training_split_and_restores_rng(hnlm_finetuned
     positives = teacher.item_emb[teacher.pair_item]
     assert not torch.allclose(teacher.neg_emb, positives)
     assert torch.isfinite(teacher.neg_emb).all() and teacher.neg_emb.std() > 0
+
+
+def test_an_interrupted_teacher_goes_on_from_its_last_epoch(hnlm_finetuned_config, monkeypatch):
+    """The teacher (30 epochs; hours on a large dataset on a CPU) started again from scratch after Ctrl-C."""
+    from recbole_hnlm.trainer import SafeCheckpointMixin
+
+    config = hnlm_finetuned_config
+    train_data, _, _ = data_preparation(config, create_dataset(config))
+    whole, resumed = config["hnlm_teacher_path"], config["hnlm_teacher_path"] + ".resumed.safetensors"
+    train_teacher(config, train_data, whole, epochs=2)
+    assert not os.path.exists(whole + ".work")  # removed once the teacher file is written
+
+    trained, interrupt = [], [True]
+    original = SafeCheckpointMixin._train_epoch
+
+    def interrupted_in_epoch_1(self, train_data, epoch_idx, *args, **kwargs):
+        result = original(self, train_data, epoch_idx, *args, **kwargs)  # writes epoch 0's resume state first
+        trained.append(epoch_idx)
+        if epoch_idx == 1 and interrupt[0]:
+            interrupt[0] = False
+            raise KeyboardInterrupt
+        return result
+
+    monkeypatch.setattr(SafeCheckpointMixin, "_train_epoch", interrupted_in_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        train_teacher(config, train_data, resumed, epochs=2)
+    assert not os.path.exists(resumed) and glob.glob(resumed + ".work/*.resume.safetensors")
+    train_teacher(config, train_data, resumed, epochs=2)
+    assert trained == [0, 1, 1]  # only the interrupted epoch ran again
+    a, b = Teacher.load(whole), Teacher.load(resumed)
+    for name in ("user_emb", "item_emb", "neg_emb"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name  # bit for bit on the CPU
+    assert not os.path.exists(resumed + ".work")
+
+    # other settings: the interrupted state is not taken, the teacher trains afresh
+    interrupt[0] = True
+    with pytest.raises(KeyboardInterrupt):
+        train_teacher(config, train_data, resumed + "2", epochs=2)
+    other = Config(model="MF", dataset=config["dataset"], command_line=False,
+                   config_dict=dict(config.external_config_dict, learning_rate=0.01))
+    trained.clear()
+    train_teacher(other, train_data, resumed + "2", epochs=2)
+    assert trained == [0, 1]
 
 
 def test_finetuned_run_trains_teacher_then_embeds_every_training_pair(fast_config, tiny_llama_dir, tmp_path):
