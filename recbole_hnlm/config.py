@@ -14,6 +14,7 @@ sampler's hyper-parameters are validated, so a bad value stops the run at start-
 defines are listed in ``unknown_options`` for the caller to warn about (likely typos).
 """
 import os
+import traceback
 
 import yaml
 from recbole.config import Config as RecBoleConfig
@@ -72,6 +73,14 @@ class Config(RecBoleConfig):
             if isinstance(error, ConfigError):  # metrics, eval_args, ranking and value metrics together, ...)
                 raise
             raise ConfigError(str(error)) from error
+        except (AssertionError, KeyError) as error:  # RecBole asserts some options without a message (gpu_id, nproc)
+            frame = traceback.extract_tb(error.__traceback__)[-1]
+            ddp = any(key in (frame.line or "") for key in ("nproc", "world_size", "local_rank"))
+            raise ConfigError(
+                f"RecBole's Config failed on these options ({type(error).__name__} {error} at "
+                f"{os.path.basename(frame.filename)}:{frame.lineno}: {frame.line})."
+                + (" recbole_hnlm trains in one process: drop --nproc, --world_size and --local_rank." if ddp else "")
+            ) from None
         from recbole_hnlm.utils import check_model_sampler_pair, get_sampler
 
         sampler_class = get_sampler(self.final_config_dict["sampler"])

@@ -87,6 +87,18 @@ def check_core_options(config) -> None:
         raise ConfigError(f"Option 'benchmark_filename' lists {list(parts)}: RecBole trains on the first file, selects "
                           "the epoch on the second and reports the third as the test result, so the order must be "
                           "\"--benchmark_filename=['train','valid','test']\".")
+    split = (config["eval_args"] or {}).get("split") if isinstance(config["eval_args"], dict) else None
+    ratios = split.get("RS") if isinstance(split, dict) and parts is None else None  # pre-split files: unused
+    if ratios is not None and not (isinstance(ratios, (list, tuple)) and len(ratios) == 3
+                                   and all(is_number(r) and r >= 0 for r in ratios) and sum(ratios) > 0):
+        raise ConfigError(f"Option 'eval_args' split {{'RS': {ratios!r}}}: RS takes three ratios [train, valid, test] "
+                          "(RecBole scales them to sum to 1), e.g. \"--eval_args={'split': {'RS': [0.8, 0.1, 0.1]}}\" "
+                          "(RecBole's own message was an unpacking error).")
+    for option in ("nproc", "world_size"):
+        if is_integer(config[option]) and config[option] > 1:
+            raise ConfigError(f"Option '{option}' = {config[option]}: recbole_hnlm trains in one process; RecBole's "
+                              "multi-process (DDP) training is not supported (its samplers, checkpoints and resume "
+                              f"states are per process). Drop --{option}.")
     for key in ("user_inter_num_interval", "item_inter_num_interval"):
         if config[key] is not None and not _intervals_ok(config[key]):
             raise ConfigError(f"Option '{key}' = {config[key]!r} is not an interval such as \"[5,inf)\" (RecBole "

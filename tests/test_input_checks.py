@@ -78,12 +78,17 @@ def test_loader_negative_settings_a_candidate_sampler_never_reads_are_warned_abo
                   command_line=False).option_warnings == []  # RNS trains with the loader's negative
     dns = Config(model="MF", dataset="ml-100k", config_dict={"sampler": "DNS", "train_neg_sample_args": popularity},
                  command_line=False)
-    assert len(dns.option_warnings) == 1 and "changes nothing for the DNS sampler" in dns.option_warnings[0]
+    assert len(dns.option_warnings) == 1 and "distribution changes nothing for the DNS sampler" in dns.option_warnings[0]
+    assert "does count" not in dns.option_warnings[0]
+    three = Config(model="MF", dataset="ml-100k", command_line=False, config_dict={
+        "sampler": "DNS", "train_neg_sample_args": dict(popularity, sample_num=3)})
+    # sample_num repeats every pair per epoch (each with its own candidates): the warning said it changed nothing
+    assert "sample_num = 3 does count: every training pair appears 3 times per epoch" in three.option_warnings[0]
     dynamic = {"distribution": "uniform", "sample_num": 1, "dynamic": True, "candidate_num": 8}
     mixgcf = Config(model="LightGCN", dataset="ml-100k", config_dict={"sampler": "MixGCF",
                                                                       "train_neg_sample_args": dynamic},
                     command_line=False)
-    assert "dynamic negatives still score every batch" in mixgcf.option_warnings[0]
+    assert "dynamic negatives score every batch" in mixgcf.option_warnings[0]
     assert Config(model="MF", dataset="ml-100k", config_dict={"sampler": "AHNS"},
                   command_line=False).option_warnings == []
     assert Config(model="MF", dataset="ml-100k", config_dict={"sampler": "DNS", "train_neg_sample_args": popularity,
@@ -344,6 +349,22 @@ def test_a_time_ordered_split_without_the_time_field_is_one_error(fast_config):
     assert len(str(raised.value)) < 400
     with pytest.raises(DataError, match=r"sorts by field 'None' \(TIME_FIELD\)"):  # was: TypeError "Wrong type of by"
         run_recbole_hnlm(model="MF", config_dict={**settings, "TIME_FIELD": None})
+
+
+@pytest.mark.parametrize("ratios", [[0.8, 0.2], [0.7, 0.1, 0.1, 0.1], "0.8,0.1,0.1", [0.8, -0.1, 0.3], [0, 0, 0]])
+def test_a_random_split_needs_three_ratios(ratios):
+    """{'RS': [0.8, 0.2]} ended in RecBole's 'not enough values to unpack' traceback after the dataset loaded."""
+    eval_args = {"split": {"RS": ratios}, "order": "RO", "group_by": "user", "mode": "full"}
+    with pytest.raises(ConfigError, match=r"split \{'RS': .*\}: RS takes three ratios \[train, valid, test\]"):
+        build_config(eval_args=eval_args)
+    assert build_config(eval_args=dict(eval_args, split={"RS": [8, 1, 1]}))["eval_args"]["split"] == {"RS": [8, 1, 1]}
+
+
+@pytest.mark.parametrize("options", [{"nproc": 2}, {"world_size": 2, "local_rank": 0}])
+def test_multi_process_training_is_refused(options):
+    """--nproc=2 trained in one process without a word; --world_size=2 ended in RecBole's bare AssertionError."""
+    with pytest.raises(ConfigError, match="trains in one process"):
+        build_config(**options)
 
 
 @pytest.mark.parametrize("split, empty", [({"LS": "valid_only"}, "test"), ({"RS": [0.9, 0.0, 0.1]}, "validation")])

@@ -58,8 +58,9 @@ def ensure_teacher(config, train_data, path: str, overwrite: bool = False) -> st
     a new teacher makes them be built again), else trained by :func:`train_teacher`. Returns ``path``."""
     if os.path.exists(path) and not overwrite:
         _warn_if_trained_otherwise(config, path)
-        logger.info("HNLMRec teacher: %s exists and is reused (python -m recbole_hnlm.llm teacher --overwrite trains "
-                    "it again; a new teacher makes the fine-tuned adapter and store be built again)", path)
+        logger.info("HNLMRec teacher: %s exists and is reused if it was trained on this run's training split (checked "
+                    "next; python -m recbole_hnlm.llm teacher --overwrite trains it again; a new teacher makes the "
+                    "fine-tuned adapter and store be built again)", path)
         return path
     return train_teacher(config, train_data, path)
 

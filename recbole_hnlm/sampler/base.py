@@ -125,11 +125,14 @@ class NegativeSampler(nn.Module):
             return []
         if config["negative_warmup_epochs"]:  # the warm-up trains on the loader's negative
             return []
-        return [f"Option 'train_neg_sample_args' = {dict(args)} changes nothing for the {cls.name} sampler: it scores "
-                f"{config[cls.n_candidates_key]} candidates drawn uniformly ('{cls.n_candidates_key}') and reads no "
-                "loader negative (only RNS, HNLMRec's random negative and a negative warm-up do)"
-                + (", while RecBole's dynamic negatives still score every batch (slower)." if args.get("dynamic")
-                   else ".")]
+        repeats = args.get("sample_num") if isinstance(args.get("sample_num"), int) else 1
+        return [f"Option 'train_neg_sample_args' = {dict(args)}: its distribution changes nothing for the {cls.name} "
+                f"sampler, which scores {config[cls.n_candidates_key]} candidates drawn uniformly "
+                f"('{cls.n_candidates_key}') and reads no loader negative (only RNS, HNLMRec's random negative and a "
+                "negative warm-up do); RecBole still draws them"
+                + (", and its dynamic negatives score every batch (slower)" if args.get("dynamic") else " (slower)")
+                + (f". Its sample_num = {repeats} does count: every training pair appears {repeats} times per epoch, "
+                   "each with its own candidates." if repeats > 1 else ".")]
 
     @classmethod
     def prepare(cls, config, dataset, train_data):
