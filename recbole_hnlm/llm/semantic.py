@@ -4,10 +4,11 @@ text encoder embeds it (mean over several negatives), and the vectors go to the 
 Per chunk, pairs are grouped by user (they are contiguous, see :class:`DatasetText`); the shared prefix
 (instruction + user profile) is prefilled once per user and its KV cache reused for that user's items
 (``prefix_cache``). Answers must be ``{"hard_negative_item": ..., "reasoning": ...}``. A malformed answer, a
-"None"-like item (or the prompt's placeholder echoed) and an item that is the interacted item itself (its title, up
-to case, punctuation and a trailing article, and its year when the answer gives one) are retried with sampling; after the retries they are
-failure records (``<store>.texts.jsonl``) and the pair gets no row (paper eq. 4 asks for an item the user would not
-interact with: the positive is never one).
+"None"-like item (or the prompt's placeholder echoed), the interacted item itself and any other item of the user's
+training history (a positive, not a negative; titles compared up to case, punctuation and a trailing article, and
+the year when the answer gives one) are retried with sampling; after the retries they are failure records
+(``<store>.texts.jsonl``) and the pair gets no row (paper eq. 4 asks for an item the user would not interact with:
+the positive is never one).
 """
 import hashlib
 import json
@@ -31,7 +32,7 @@ __all__ = ["pairs_sha256", "semantic_manifest", "run_semantic_negatives", "NEGAT
 logger = logging.getLogger(__name__)
 NEGATIVE_TEMPLATE = "hard_negative.v1"
 #: What answers are refused (in the manifest: a store written under other checks is computed again).
-ANSWER_CHECKS = "v2: none-like, placeholder, the interacted item"
+ANSWER_CHECKS = "v3: none-like, placeholder, the interacted item, the user's training items"
 _NONE_ANSWERS = {"none", "null", "n a", "na", "nothing", "unknown", "no hard negative", "no hard negative item",
                  "no item", "none found", "not applicable"}
 
@@ -78,17 +79,26 @@ def title_year(title: str) -> Optional[str]:
     return found.group(1) if found else None
 
 
-def negative_problem(answer: Dict, interacted_title: str, interacted_year: Optional[str] = None) -> Optional[str]:
+def _names(name: str, title: str, year: Optional[str]) -> bool:
+    """Whether the answer ``name`` names the item ``title`` (released in ``year``, when the title or the item's
+    attributes tell): a year in the answer that differs from the item's names another item of the same title
+    (*Sabrina (1954)* for the 1995 *Sabrina*)."""
+    asked, item_year = title_year(name), title_year(title) or (str(year).strip() if year else None)
+    return title_key(name) == title_key(title) and not (asked and item_year and asked != item_year)
+
+
+def negative_problem(answer: Dict, interacted_title: str, interacted_year: Optional[str] = None,
+                     history: Sequence[Tuple[str, Optional[str]]] = ()) -> Optional[str]:
     """Why a parsed answer names no usable hard negative for a pair whose item is ``interacted_title`` (released in
-    ``interacted_year``, when the title or the item's attributes tell), or None. A year in the answer that differs
-    from the item's names another item of the same title (*Sabrina (1954)* for the 1995 *Sabrina*)."""
+    ``interacted_year``), or None: no item, the interacted item itself, or an item of the user's training
+    ``history`` (``(title, year)`` pairs), which is a positive of the user, not a negative."""
     name = negative_name(answer)
-    year = title_year(name)
-    if name.startswith("<") or (year is None and title_key(name) in _NONE_ANSWERS):
+    if name.startswith("<") or (title_year(name) is None and title_key(name) in _NONE_ANSWERS):
         return f"no item named: {name[:120]!r}"
-    interacted_year = title_year(interacted_title) or (str(interacted_year).strip() if interacted_year else None)
-    if title_key(name) == title_key(interacted_title) and not (year and interacted_year and year != interacted_year):
+    if _names(name, interacted_title, interacted_year):
         return f"the answer names the interacted item itself: {name[:120]!r}"
+    if any(_names(name, title, year) for title, year in history):
+        return f"the answer names an item the user interacted with in training: {name[:120]!r}"
     return None
 
 
@@ -122,12 +132,15 @@ def _chunk_negatives(rows: range, pairs, text: DatasetText, book: ProfileBook, g
         reasons: List[List[str]] = [[] for _ in user_rows]
         titles = [(text.items[pairs[row][1]].title, text.items[pairs[row][1]].attributes.get("year"))
                   for row in user_rows]
+        history = [(text.items[e.item].title, text.items[e.item].attributes.get("year"))
+                   for e in text.history.get(user, ()) if e.item in text.items]
         for draw in range(cfg.negatives_per_pair):
             generator.do_sample, generator.seed = draw > 0, cfg.seed + draw
             results = generator.generate_with_prefix(prefix, suffixes, required=["hard_negative_item"],
                                                      answer_prefix=template.answer_prefix,
                                                      use_cache=cfg.prefix_cache,
-                                                     check=lambda k, answer: negative_problem(answer, *titles[k]))
+                                                     check=lambda k, answer: negative_problem(answer, *titles[k],
+                                                                                              history=history))
             for k, result in enumerate(results):
                 if result["ok"]:
                     per_pair[k].append(negative_name(result["answer"]))

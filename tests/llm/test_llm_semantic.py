@@ -64,6 +64,15 @@ def test_a_negative_naming_the_interacted_item_or_nothing_is_refused(name, inter
     assert (negative_problem({"hard_negative_item": name}, interacted) is not None) == refused
 
 
+def test_a_negative_naming_an_item_of_the_users_training_history_is_refused():
+    """An item the user interacted with is a positive of theirs: it was stored as their hard negative."""
+    history = [("Heat", "1995"), ("Usual Suspects, The", "1995")]
+    assert "interacted with in training" in negative_problem({"hard_negative_item": "The Usual Suspects"}, "Fargo",
+                                                             "1996", history)
+    assert negative_problem({"hard_negative_item": "Heat (1986)"}, "Fargo", "1996", history) is None  # another Heat
+    assert negative_problem({"hard_negative_item": "Casino"}, "Fargo", "1996", history) is None
+
+
 def test_the_item_year_from_its_attributes_tells_remakes_apart():
     """ml-100k's titles carry no year (release_year is a field of its own): Sabrina (1954) is not the 1995 item."""
     assert negative_problem({"hard_negative_item": "Sabrina (1954)"}, "Sabrina", "1995") is None
@@ -336,3 +345,37 @@ def test_an_answer_naming_the_interacted_item_is_retried_then_a_failure(tmp_path
             assert len(refused) >= len(records) // 2
         else:
             assert not refused and sum(r["ok"] for r in records) == len(records)
+
+
+def test_an_answer_naming_an_item_of_the_users_history_is_retried(tmp_path, data_root, tiny_tokenizer,
+                                                                  tiny_encoder_dir, monkeypatch):
+    """A model that greedily names the first item of the user's own training history: refused, retried."""
+    import re
+
+    text = DatasetText(data_root, "mini")
+    scripted, named = make_scripted_generator, []
+
+    def history_generator(tokenizer):
+        generator = scripted(tokenizer, always_bad_mod=10 ** 9, first_bad_mod=10 ** 9)
+        answer = type(generator)._answer
+
+        def _answer(self, ids, sample):
+            prompt = self.tokenizer.decode(ids)
+            user = re.findall(r'user _ id " : " (.*?) " ?,', prompt)
+            if user and not sample and "negative" in prompt.split("assistant")[-1]:
+                first = text.history[user[-1]][0].item
+                named.append((user[-1], first))
+                return f'{text.items[first].title}", "reasoning": "seen"}}'
+            return answer(self, ids, sample)
+
+        type(generator)._answer = _answer
+        return generator
+
+    monkeypatch.setitem(globals(), "make_scripted_generator", history_generator)
+    path = str(tmp_path / "h.safetensors")
+    _run(data_root, path, tiny_tokenizer, tiny_encoder_dir)
+    records = [json.loads(x) for x in open(path + ".texts.jsonl")]
+    assert named and all(r["ok"] for r in records)  # the sampled retries named other items
+    for record in records:
+        own = {title_key(text.items[e.item].title) for e in text.history[record["user"]]}
+        assert not own & {title_key(n) for n in record["negatives"]}
