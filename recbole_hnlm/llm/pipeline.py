@@ -73,8 +73,9 @@ def _cached(path: str, wanted: dict) -> bool:
         logger.warning("%s: unreadable store, recomputing (%s)", path, err)
         return False
     message = manifest_mismatch(store.manifest, wanted)
-    if message:
-        logger.info("%s: cache miss, %s", path, message)
+    if message:  # hours of work on a large dataset, and the file is replaced: said even under --quiet
+        logger.warning("%s was built with other settings or data (%s): it is computed again and replaced (give "
+                       "hnlm_store_path another file to keep it)", path, message)
         return False
     return True
 

@@ -263,7 +263,8 @@ def test_semantic_store_resume_equals_uninterrupted(tmp_path, data_root, tiny_to
     assert not os.path.exists(path + ".work")
 
 
-def test_ensure_negatives_cache_hit_and_miss(tmp_path, data_root, tiny_tokenizer, tiny_encoder_dir, monkeypatch):
+def test_ensure_negatives_cache_hit_and_miss(tmp_path, data_root, tiny_tokenizer, tiny_encoder_dir, monkeypatch,
+                                            caplog):
     store = str(tmp_path / "e.safetensors")
     _run(data_root, store, tiny_tokenizer, tiny_encoder_dir)
     calls = []
@@ -280,6 +281,9 @@ def test_ensure_negatives_cache_hit_and_miss(tmp_path, data_root, tiny_tokenizer
     assert ensure_negatives(config, "mini", data_root) == store and not calls
     with pytest.raises(AssertionError, match="cache hit"):  # another subset -> miss -> would load the model
         ensure_negatives(dict(config, hnlm_max_pairs=41), "mini", data_root)
+    # the miss replaces the store: a warning (it was an INFO line, hidden by the CLI's --quiet)
+    assert any(r.levelname == "WARNING" and "built with other settings or data" in r.getMessage()
+               and "pairs_hash" in r.getMessage() for r in caplog.records)
 
 
 def test_ensure_negatives_recbole_call_form(tmp_path, data_root, tiny_tokenizer, tiny_encoder_dir, monkeypatch):
