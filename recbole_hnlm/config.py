@@ -18,12 +18,15 @@ import traceback
 
 import yaml
 from recbole.config import Config as RecBoleConfig
+from recbole.config import configurator as recbole_configurator
 
 from recbole_hnlm.compat import install_numpy_aliases
 from recbole_hnlm.config_checks import (check_backbone_options_set, check_core_options, foreign_options,
                                        unknown_options)
 from recbole_hnlm.errors import ConfigError
 
+#: RecBole's multi-process (DDP) options: the plugin trains in one process.
+_DDP_OPTIONS = ("nproc", "world_size", "local_rank", "offset", "ip", "port")
 PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "properties")
 if not os.path.isdir(PROPERTIES_DIR):  # editable install: the yaml files live in the repository's properties/
     PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "properties")
@@ -75,12 +78,14 @@ class Config(RecBoleConfig):
             raise ConfigError(str(error)) from error
         except (AssertionError, KeyError) as error:  # RecBole asserts some options without a message (gpu_id, nproc)
             frame = traceback.extract_tb(error.__traceback__)[-1]
-            ddp = any(key in (frame.line or "") for key in ("nproc", "world_size", "local_rank"))
+            if os.path.realpath(frame.filename) != os.path.realpath(recbole_configurator.__file__):
+                raise  # the plugin's own code: a bug to see in full, not an option to name
+            ddp = any(key in f"{frame.line} {error}" for key in _DDP_OPTIONS)
             raise ConfigError(
                 f"RecBole's Config failed on these options ({type(error).__name__} {error} at "
                 f"{os.path.basename(frame.filename)}:{frame.lineno}: {frame.line})."
-                + (" recbole_hnlm trains in one process: drop --nproc, --world_size and --local_rank." if ddp else "")
-            ) from None
+                + (" recbole_hnlm trains in one process: drop --nproc, --world_size, --local_rank and --offset."
+                   if ddp else "")) from error
         from recbole_hnlm.utils import check_model_sampler_pair, get_sampler
 
         sampler_class = get_sampler(self.final_config_dict["sampler"])
@@ -119,7 +124,7 @@ class Config(RecBoleConfig):
 
         if model is None:
             if "model" not in self.external_config_dict:
-                raise KeyError("Set the model with --model=NAME, a config file or the config dict.")
+                raise ConfigError("Set the model with --model=NAME, a config file or the config dict.")
             model = self.external_config_dict["model"]
         if isinstance(model, str):  # matched case-insensitively; the class's spelling names its property files
             model_class = get_model(model)

@@ -9,6 +9,7 @@ import glob
 import os
 from numbers import Integral, Real
 
+import numpy as np
 import yaml
 
 from recbole_hnlm.errors import ConfigError
@@ -89,13 +90,13 @@ def check_core_options(config) -> None:
                           "\"--benchmark_filename=['train','valid','test']\".")
     split = (config["eval_args"] or {}).get("split") if isinstance(config["eval_args"], dict) else None
     ratios = split.get("RS") if isinstance(split, dict) and parts is None else None  # pre-split files: unused
-    if ratios is not None and not (isinstance(ratios, (list, tuple)) and len(ratios) == 3
+    if ratios is not None and not (not isinstance(ratios, (str, dict)) and np.ndim(ratios) == 1 and len(ratios) == 3
                                    and all(is_number(r) and r >= 0 for r in ratios) and sum(ratios) > 0):
         raise ConfigError(f"Option 'eval_args' split {{'RS': {ratios!r}}}: RS takes three ratios [train, valid, test] "
                           "(RecBole scales them to sum to 1), e.g. \"--eval_args={'split': {'RS': [0.8, 0.1, 0.1]}}\" "
                           "(RecBole's own message was an unpacking error).")
     for option in ("nproc", "world_size"):
-        if is_integer(config[option]) and config[option] > 1:
+        if is_number(config[option]) and config[option] > 1:
             raise ConfigError(f"Option '{option}' = {config[option]}: recbole_hnlm trains in one process; RecBole's "
                               "multi-process (DDP) training is not supported (its samplers, checkpoints and resume "
                               f"states are per process). Drop --{option}.")

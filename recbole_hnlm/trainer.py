@@ -134,7 +134,13 @@ class SafeCheckpointMixin:
         state["options"] = training_options(self.config)
         return state
 
+    #: False for a training without validation whose only use of its files is resuming (HNLMRec's teacher): RecBole
+    #: would write a "best" checkpoint after every epoch, which nothing reads.
+    saves_best_checkpoints = True
+
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        if not self.saves_best_checkpoints:
+            return
         if not self.config["single_spec"] and self.config["local_rank"] != 0:
             return
         saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)

@@ -360,11 +360,32 @@ def test_a_random_split_needs_three_ratios(ratios):
     assert build_config(eval_args=dict(eval_args, split={"RS": [8, 1, 1]}))["eval_args"]["split"] == {"RS": [8, 1, 1]}
 
 
-@pytest.mark.parametrize("options", [{"nproc": 2}, {"world_size": 2, "local_rank": 0}])
+@pytest.mark.parametrize("options", [{"nproc": 2}, {"nproc": 2.0}, {"world_size": 2, "local_rank": 0},
+                                     {"local_rank": 0, "nproc": 1}])
 def test_multi_process_training_is_refused(options):
     """--nproc=2 trained in one process without a word; --world_size=2 ended in RecBole's bare AssertionError."""
     with pytest.raises(ConfigError, match="trains in one process"):
         build_config(**options)
+    assert build_config(nproc=1, world_size=-1)["nproc"] == 1  # what old checkpoints store
+
+
+def test_random_split_ratios_may_be_any_sequence_of_three():
+    import numpy as np
+
+    eval_args = {"split": {"RS": np.array([0.8, 0.1, 0.1])}, "order": "RO", "group_by": "user", "mode": "full"}
+    assert list(build_config(eval_args=eval_args)["eval_args"]["split"]["RS"]) == [0.8, 0.1, 0.1]
+
+
+def test_the_plugins_own_errors_in_config_are_not_taken_for_recboles(monkeypatch):
+    """A KeyError of the plugin's own Config code came out as "RecBole's Config failed on these options"."""
+    def broken(self, *args, **kwargs):
+        raise KeyError("a plugin bug")
+
+    monkeypatch.setattr(Config, "_load_plugin_yaml", broken)
+    with pytest.raises(KeyError, match="a plugin bug"):
+        build_config()
+    with pytest.raises(ConfigError, match="Set the model with --model=NAME"):
+        Config(dataset="ml-100k", config_dict={}, command_line=False)
 
 
 @pytest.mark.parametrize("split, empty", [({"LS": "valid_only"}, "test"), ({"RS": [0.9, 0.0, 0.1]}, "validation")])

@@ -33,6 +33,10 @@ logger = logging.getLogger(__name__)
 # files.
 _RUN_ONLY_KEYS = ("model", "sampler", "epochs", "stopping_step", "checkpoint_dir", "init_from", "resume_from",
                   "eval_only", "negative_warmup_epochs")
+#: Options a teacher trained without validation data never reads (evaluation, early stopping; ``gpu_id``: the
+#: ``device`` option is compared): a resume state differing in them only is taken.
+_NOT_TEACHER = frozenset({"topk", "metrics", "valid_metric", "valid_metric_bigger", "eval_step", "stopping_step",
+                          "metric_decimal_place", "gpu_id"})
 #: Options of the teacher's Config that change what it learns: recorded in the teacher file, compared on reuse. Not the
 #: seed: a grid over training seeds on one split shares its teacher by design (the file's ``seed`` records it).
 _TRAINING_KEYS = ("learning_rate", "reg_weight", "embedding_size", "n_layers", "train_batch_size",
@@ -62,7 +66,7 @@ def ensure_teacher(config, train_data, path: str, overwrite: bool = False) -> st
                     "next; python -m recbole_hnlm.llm teacher --overwrite trains it again; a new teacher makes the "
                     "fine-tuned adapter and store be built again)", path)
         return path
-    return train_teacher(config, train_data, path)
+    return train_teacher(config, train_data, path, fresh=overwrite)
 
 
 def teacher_settings(t_config, model: str, epochs: int) -> dict:
@@ -92,7 +96,8 @@ def _warn_if_trained_otherwise(config, path: str) -> None:
                        "trains it again (or move the file away)", path, "; ".join(changed))
 
 
-def train_teacher(config, train_data, path: str, model: Optional[str] = None, epochs: Optional[int] = None) -> str:
+def train_teacher(config, train_data, path: str, model: Optional[str] = None, epochs: Optional[int] = None,
+                  fresh: bool = False) -> str:
     """Train ``model`` + MixGCF on ``train_data`` and write the teacher file to ``path``. Returns ``path``.
 
     Args:
@@ -100,6 +105,8 @@ def train_teacher(config, train_data, path: str, model: Optional[str] = None, ep
             settings and the seed).
         train_data: the run's training dataloader (the same split the HNLMRec model trains on).
         path: output teacher file (written atomically).
+        fresh: train from the first epoch (``--overwrite``): an interrupted training's resume state is discarded.
+            Otherwise a teacher file that another run wrote while this one waited is taken as it is.
     """
     from recbole_hnlm.utils import get_model, get_trainer
 
@@ -109,20 +116,29 @@ def train_teacher(config, train_data, path: str, model: Optional[str] = None, ep
               loader_generator.get_state() if loader_generator is not None else None)
     work = path + ".work"
     try:
-        with exclusive_lock(work + ".lock", f"the teacher {path}"):
+        with exclusive_lock(work + ".lock", f"the teacher {path} (the run that holds it trains it)"):
+            if os.path.exists(path) and not fresh:  # written by the run that held the lock
+                logger.info("HNLMRec teacher: %s was written meanwhile and is reused", path)
+                return path
+            if fresh:
+                shutil.rmtree(work, ignore_errors=True)
             t_config = teacher_config(config, model, epochs, work)
             torch.manual_seed(t_config["seed"])
             dataset = train_data._dataset
             net = get_model(model)(t_config, dataset).to(t_config["device"])
             trainer = get_trainer(t_config["MODEL_TYPE"], model)(t_config, net)
+            trainer.saves_best_checkpoints = False  # only the resume state is read back
             resume_file = _resume_state(work, t_config, net)
             if resume_file is not None:
                 trainer.resume_checkpoint(resume_file)
-                logger.info("HNLMRec teacher: resuming %s + MixGCF at epoch %d of %d (%s) -> %s", model,
-                            trainer.start_epoch + 1, epochs, resume_file, path)
+            if resume_file is not None and trainer.start_epoch >= epochs:
+                trainer.close()
+                logger.info("HNLMRec teacher: its training had finished (%s); exporting it -> %s", resume_file, path)
             else:
-                logger.info("HNLMRec teacher: training %s + MixGCF for %d epochs -> %s", model, epochs, path)
-            trainer.fit(train_data, valid_data=None, saved=True, show_progress=t_config["show_progress"])
+                logger.info("HNLMRec teacher: %s %s + MixGCF for %d epochs -> %s",
+                            f"resuming at epoch {trainer.start_epoch + 1}" if resume_file else "training", model,
+                            epochs, path)
+                trainer.fit(train_data, valid_data=None, saved=True, show_progress=t_config["show_progress"])
             net.eval()
             export_teacher(net, dataset, dataset, path, seed=t_config["seed"],
                            training=teacher_settings(t_config, model, epochs))
@@ -149,7 +165,7 @@ def _resume_state(work: str, t_config, net) -> Optional[str]:
     latest = found[-1]
     try:
         state = read_trainer_state(latest)
-        changed = changed_options(t_config, latest)
+        changed = [line for line in changed_options(t_config, latest) if line.split(":", 1)[0] not in _NOT_TEACHER]
     except Exception as error:  # a damaged file: train afresh
         changed = [f"unreadable ({error})"]
         state = {}

@@ -132,6 +132,57 @@ def test_an_interrupted_teacher_goes_on_from_its_last_epoch(hnlm_finetuned_confi
     assert trained == [0, 1]
 
 
+def test_teacher_resume_ignores_evaluation_options_and_overwrite_starts_afresh(hnlm_finetuned_config, monkeypatch,
+                                                                               caplog):
+    """A resume state was refused (and deleted) for options a teacher never reads (topk, valid_metric); --overwrite
+    with a finished training left behind only exported it again; every epoch wrote an unread best checkpoint."""
+    import recbole_hnlm.llm.teacher_training as teacher_training
+    from recbole_hnlm.trainer import SafeCheckpointMixin
+
+    config = hnlm_finetuned_config
+    train_data, _, _ = data_preparation(config, create_dataset(config))
+    path = config["hnlm_teacher_path"]
+    trained, interrupt = [], [True]
+    original = SafeCheckpointMixin._train_epoch
+
+    def interrupted_in_epoch_1(self, train_data, epoch_idx, *args, **kwargs):
+        result = original(self, train_data, epoch_idx, *args, **kwargs)
+        trained.append(epoch_idx)
+        if epoch_idx == 1 and interrupt[0]:
+            interrupt[0] = False
+            raise KeyboardInterrupt
+        return result
+
+    monkeypatch.setattr(SafeCheckpointMixin, "_train_epoch", interrupted_in_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        train_teacher(config, train_data, path, epochs=2)
+    written = glob.glob(path + ".work/*.safetensors")
+    assert written and all(name.endswith(".resume.safetensors") for name in written)  # no best checkpoints
+    evaluation = Config(model="MF", dataset=config["dataset"], command_line=False, config_dict=dict(
+        config.external_config_dict, topk=[5], valid_metric="NDCG@5"))
+    export = teacher_training.export_teacher
+
+    def killed_before_the_folder_goes(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(teacher_training, "export_teacher", killed_before_the_folder_goes)
+    with pytest.raises(KeyboardInterrupt):
+        train_teacher(evaluation, train_data, path, epochs=2)
+    assert trained == [0, 1, 1]  # resumed despite the other evaluation options
+    monkeypatch.setattr(teacher_training, "export_teacher", export)
+    caplog.set_level(logging.INFO)
+    train_teacher(config, train_data, path, epochs=2)  # the training had finished: exported, nothing trained
+    assert trained == [0, 1, 1] and "its training had finished" in caplog.text and os.path.exists(path)
+    assert not os.path.exists(path + ".work")
+
+    interrupt[0] = True
+    with pytest.raises(KeyboardInterrupt):
+        train_teacher(config, train_data, path + ".2", epochs=2)
+    trained.clear()
+    train_teacher(config, train_data, path + ".2", epochs=2, fresh=True)  # --overwrite: from the first epoch
+    assert trained == [0, 1]
+
+
 def test_finetuned_run_trains_teacher_then_embeds_every_training_pair(fast_config, tiny_llama_dir, tmp_path):
     """The run script's path for ``--hnlm_variant=finetuned`` with nothing on disk: teacher -> LoRA -> store."""
     from recbole_hnlm.llm.store import PairEmbeddingStore
