@@ -106,7 +106,7 @@ def train_teacher(config, train_data, path: str, model: Optional[str] = None, ep
         train_data: the run's training dataloader (the same split the HNLMRec model trains on).
         path: output teacher file (written atomically).
         fresh: train from the first epoch (``--overwrite``): an interrupted training's resume state is discarded.
-            Otherwise a teacher file that another run wrote while this one waited is taken as it is.
+            Otherwise a teacher file that another run wrote since the caller looked for it is taken as it is.
     """
     from recbole_hnlm.utils import get_model, get_trainer
 
@@ -117,7 +117,7 @@ def train_teacher(config, train_data, path: str, model: Optional[str] = None, ep
     work = path + ".work"
     try:
         with exclusive_lock(work + ".lock", f"the teacher {path} (the run that holds it trains it)"):
-            if os.path.exists(path) and not fresh:  # written by the run that held the lock
+            if os.path.exists(path) and not fresh:  # written by a run that held the lock before this one
                 logger.info("HNLMRec teacher: %s was written meanwhile and is reused", path)
                 return path
             if fresh:
