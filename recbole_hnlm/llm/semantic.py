@@ -32,9 +32,17 @@ __all__ = ["pairs_sha256", "semantic_manifest", "run_semantic_negatives", "NEGAT
 logger = logging.getLogger(__name__)
 NEGATIVE_TEMPLATE = "hard_negative.v1"
 #: What answers are refused (in the manifest: a store written under other checks is computed again).
-ANSWER_CHECKS = "v3: none-like, placeholder, the interacted item, the user's training items"
-_NONE_ANSWERS = {"none", "null", "n a", "na", "nothing", "unknown", "no hard negative", "no hard negative item",
-                 "no item", "none found", "not applicable"}
+ANSWER_CHECKS = ("v4: none-like, placeholder, the interacted item or a training item of the user (also as the "
+                 "answer's leading title), the user's profile repeated")
+_NONE_ANSWERS = {"none", "null", "n a", "na", "nothing", "unknown", "no item", "none found", "not applicable",
+                 "item name", "none of the above"}
+_NONE_STARTS = ("no hard negative", "none of the ", "not applicable", "there is no ")
+#: Articles RecBole's datasets move to the end of a title ("Usual Suspects, The", "Boot, Das", "Postino, Il").
+_ARTICLES = ("the", "a", "an", "das", "der", "die", "le", "la", "les", "il", "el", "los", "las")
+#: What a model writes before a title ("The movie 2001: A Space Odyssey.").
+_LEAD_IN = re.compile(r"^(?:the\s+)?(?:movie|film)\s*:?\s+", re.IGNORECASE)
+#: Where a sentence or an aside starts after a leading title: ". ", "! ", ", ", "; ", " - ", " (film)".
+_TITLE_END = re.compile(r"[.!?;,](?:\s|$)|\s[-\u2013\u2014]\s|\s\((?!\s*\d{4}\s*\))")
 
 
 def pairs_sha256(pairs: Sequence[Tuple[str, str]]) -> str:
@@ -59,12 +67,11 @@ def semantic_manifest(cfg: LLMConfig, text: DatasetText, pairs, generator_name: 
 
 
 def title_key(title: str) -> str:
-    """A title compared loosely: lower case, no trailing ``(1994)``, ``Usual Suspects, The`` as ``the usual
-    suspects``, punctuation as spaces."""
+    """A title compared loosely: lower case, no trailing ``(1994)``, no leading or trailing article (``Usual
+    Suspects, The`` and ``The Usual Suspects`` as ``usual suspects``), punctuation as spaces."""
     key = re.sub(r"\s*\(\s*\d{4}\s*\)\s*$", "", " ".join(str(title).lower().split()))
-    article = re.match(r"^(.*),\s*(the|a|an)$", key)
-    if article:
-        key = f"{article.group(2)} {article.group(1)}"
+    key = re.sub(rf"^(.*),\s*(?:{'|'.join(_ARTICLES)})$", r"\1", key)  # "Usual Suspects, The" as "usual suspects"
+    key = re.sub(rf"^(?:{'|'.join(_ARTICLES)})\s+(?=\S)", "", key)  # "The Usual Suspects" likewise
     return " ".join(re.sub(r"[^\w]+", " ", key).split())
 
 
@@ -79,22 +86,39 @@ def title_year(title: str) -> Optional[str]:
     return found.group(1) if found else None
 
 
+def leading_title(name: str) -> str:
+    """The title an answer starts with: after a lead-in ("The movie ..."), up to a sentence break or an aside
+    ("That Thing You Do! In fact, ..." -> "That Thing You Do"; "Chinatown (film)" -> "Chinatown"). A sequel's
+    number stays ("Toy Story 2")."""
+    text = _LEAD_IN.sub("", name.strip())
+    end = _TITLE_END.search(text)
+    return text[:end.start()] if end else text
+
+
 def _names(name: str, title: str, year: Optional[str]) -> bool:
-    """Whether the answer ``name`` names the item ``title`` (released in ``year``, when the title or the item's
-    attributes tell): a year in the answer that differs from the item's names another item of the same title
-    (*Sabrina (1954)* for the 1995 *Sabrina*)."""
+    """Whether the answer ``name``, or the title it starts with, names the item ``title`` (released in ``year``,
+    when the title or the item's attributes tell): a year in the answer that differs from the item's names another
+    item of the same title (*Sabrina (1954)* for the 1995 *Sabrina*)."""
     asked, item_year = title_year(name), title_year(title) or (str(year).strip() if year else None)
-    return title_key(name) == title_key(title) and not (asked and item_year and asked != item_year)
+    if asked and item_year and asked != item_year:
+        return False
+    key = title_key(title)
+    return bool(key) and key in (title_key(name), title_key(leading_title(name)))
 
 
 def negative_problem(answer: Dict, interacted_title: str, interacted_year: Optional[str] = None,
-                     history: Sequence[Tuple[str, Optional[str]]] = ()) -> Optional[str]:
+                     history: Sequence[Tuple[str, Optional[str]]] = (), profile: str = "") -> Optional[str]:
     """Why a parsed answer names no usable hard negative for a pair whose item is ``interacted_title`` (released in
-    ``interacted_year``), or None: no item, the interacted item itself, or an item of the user's training
-    ``history`` (``(title, year)`` pairs), which is a positive of the user, not a negative."""
+    ``interacted_year``), or None: no item, the interacted item itself, an item of the user's training ``history``
+    (``(title, year)`` pairs; a positive of the user, not a negative), or the user's ``profile`` repeated (SmolLM2
+    copied it as its answer)."""
     name = negative_name(answer)
-    if name.startswith("<") or (title_year(name) is None and title_key(name) in _NONE_ANSWERS):
+    key = title_key(name)
+    if name.startswith("<") or (title_year(name) is None and (key in _NONE_ANSWERS or key.startswith(_NONE_STARTS))):
         return f"no item named: {name[:120]!r}"
+    summary = title_key(profile)[:40]
+    if len(summary) >= 20 and (key.startswith(summary) or (len(key) >= 20 and summary.startswith(key))):
+        return f"the answer repeats the user's profile: {name[:120]!r}"
     if _names(name, interacted_title, interacted_year):
         return f"the answer names the interacted item itself: {name[:120]!r}"
     if any(_names(name, title, year) for title, year in history):
@@ -139,8 +163,8 @@ def _chunk_negatives(rows: range, pairs, text: DatasetText, book: ProfileBook, g
             results = generator.generate_with_prefix(prefix, suffixes, required=["hard_negative_item"],
                                                      answer_prefix=template.answer_prefix,
                                                      use_cache=cfg.prefix_cache,
-                                                     check=lambda k, answer: negative_problem(answer, *titles[k],
-                                                                                              history=history))
+                                                     check=lambda k, answer: negative_problem(
+                                                         answer, *titles[k], history=history, profile=profile))
             for k, result in enumerate(results):
                 if result["ok"]:
                     per_pair[k].append(negative_name(result["answer"]))

@@ -40,7 +40,7 @@ FORMAT = "recbole_hnlm/pair-neg-emb/v1"
 # Manifest fields that must be equal for a stored file to count as a cache hit for a requested run.
 IDENTITY_FIELDS = ("format", "variant", "dataset", "dataset_hash", "pairs_hash", "generator", "encoder",
                    "prompt_version", "negatives_per_pair", "adapter_hash", "teacher_hash", "max_pairs", "seed",
-                   "settings", "dtype")
+                   "settings", "dtype", "answer_checks")
 _REQUIRED_FIELDS = ("format", "variant", "dataset", "dataset_hash", "dim", "num_pairs", "key_type", "dtype")
 _INT_TOKEN = re.compile(r"0|-?[1-9][0-9]*")  # not "-0": int() would give it back as "0"
 _SAFETENSORS_DTYPES = {"F16": np.float16, "F32": np.float32, "BF16": None, "I64": np.int64}
@@ -60,11 +60,14 @@ def _integer_like(tokens: Sequence[str]) -> bool:
 
 
 def manifest_mismatch(stored: Dict, wanted: Dict, fields: Sequence[str] = IDENTITY_FIELDS) -> Optional[str]:
-    """Return a message naming the first differing identity field, or None when ``stored`` satisfies ``wanted``."""
-    for field in fields:
-        if field in wanted and stored.get(field) != wanted[field]:
-            return f"manifest field '{field}': stored {stored.get(field)!r} != requested {wanted[field]!r}"
-    return None
+    """Return a message naming every differing identity field (the settings before the hashes they explain, e.g.
+    ``max_pairs`` before ``pairs_hash``), or None when ``stored`` satisfies ``wanted``."""
+    differing = [field for field in fields if field in wanted and stored.get(field) != wanted[field]]
+    differing.sort(key=lambda field: field.endswith("_hash"))  # stable: file order otherwise
+    if not differing:
+        return None
+    return "; ".join(f"manifest field '{field}': stored {stored.get(field)!r} != requested {wanted[field]!r}"
+                     for field in differing)
 
 
 def write_pair_store(path: str, user_tokens: Sequence[str], item_tokens: Sequence[str], emb: torch.Tensor,

@@ -50,6 +50,17 @@ def test_parser_rejects_unusable_answers(raw):
     ("Sabrina (1954)", "Sabrina (1995)", False),  # a remake: another item of the same title
     ("Psycho (1960)", "Psycho (1960)", True),
     ("Nothing (2003)", "Heat (1995)", False),  # a film, not a none-like answer
+    # SmolLM2 writes sentences: the title an answer starts with counts (the whole answer was compared)
+    ("That Thing You Do! In fact, that's a classic comedy", "That Thing You Do!", True),
+    ("Chinatown (film)", "Chinatown", True),
+    ("Usual Suspects", "Usual Suspects, The (1995)", True),
+    ("Das Boot", "Boot, Das (1981)", True),
+    ("Toy Story 2", "Toy Story (1995)", False),  # a sequel
+    ("Star Wars: Episode V", "Star Wars (1977)", False),
+    ("It Happened One Night", "It (1990)", False),
+    ("None of the above", "Heat (1995)", True),
+    ("No hard negative item found", "Heat (1995)", True),
+    ("No Country for Old Men", "Heat (1995)", False),
     ("the usual suspects (1995)", "Usual Suspects, The (1995)", True),
     ("Toy Story ( 1995 )", "Toy Story (1995)", True),
     ("Heavyweights 2", "Heavyweights (1994)", False),
@@ -69,8 +80,18 @@ def test_a_negative_naming_an_item_of_the_users_training_history_is_refused():
     history = [("Heat", "1995"), ("Usual Suspects, The", "1995")]
     assert "interacted with in training" in negative_problem({"hard_negative_item": "The Usual Suspects"}, "Fargo",
                                                              "1996", history)
+    assert "interacted with in training" in negative_problem({"hard_negative_item": "The movie Heat."}, "Fargo",
+                                                             "1996", history)
     assert negative_problem({"hard_negative_item": "Heat (1986)"}, "Fargo", "1996", history) is None  # another Heat
     assert negative_problem({"hard_negative_item": "Casino"}, "Fargo", "1996", history) is None
+
+
+def test_an_answer_repeating_the_users_profile_is_refused():
+    """16 of 27 stored negatives in a real SmolLM2 run were the user's own profile text."""
+    profile = "Likes Ransom style movies, tense thrillers and heist films of the nineties."
+    assert "repeats the user's profile" in negative_problem(
+        {"hard_negative_item": "likes Ransom style movies, tense thrillers"}, "Heat", "1995", (), profile)
+    assert negative_problem({"hard_negative_item": "Casino"}, "Heat", "1995", (), profile) is None
 
 
 def test_the_item_year_from_its_attributes_tells_remakes_apart():

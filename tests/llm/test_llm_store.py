@@ -136,3 +136,15 @@ def test_align_drops_filtered_tokens_and_lookup_is_exact(tmp_path, recbole_datas
     assert aligned.pair_coverage(torch.cat([uid[:3], miss_u]), torch.cat([iid[:3], miss_i])) == 0.75
     assert "keys" not in aligned.state_dict() and "emb" not in aligned.state_dict()
     assert aligned.to("cpu").keys.device.type == "cpu"
+
+
+def test_every_differing_identity_field_is_named_settings_first():
+    """Only the first differing field was named: 'pairs_hash', not the max_pairs that changed it; the semantic
+    variant's answer checks were no identity field, so a store of older checks stayed a cache hit."""
+    from recbole_hnlm.llm.store import manifest_mismatch
+
+    message = manifest_mismatch({"pairs_hash": "a", "max_pairs": 30, "answer_checks": "v2"},
+                                {"pairs_hash": "b", "max_pairs": 0, "answer_checks": "v4"})
+    assert message.index("'max_pairs'") < message.index("'answer_checks'") < message.index("'pairs_hash'")
+    assert manifest_mismatch({"answer_checks": "v4"}, {"answer_checks": "v4"}) is None
+    assert manifest_mismatch({}, {"max_pairs": 0}) == "manifest field 'max_pairs': stored None != requested 0"
