@@ -89,15 +89,10 @@ def test_train_teacher_writes_the_training_split_and_restores_rng(hnlm_finetuned
     assert torch.isfinite(teacher.neg_emb).all() and teacher.neg_emb.std() > 0
 
 
-def test_an_interrupted_teacher_goes_on_from_its_last_epoch(hnlm_finetuned_config, monkeypatch):
-    """The teacher (30 epochs; hours on a large dataset on a CPU) started again from scratch after Ctrl-C."""
+def _interrupt_in_epoch_1(monkeypatch):
+    """Trainers record the epochs they train in ``trained``; the next training with ``interrupt[0]`` set is
+    interrupted (Ctrl-C) at the end of epoch 1, after epoch 0's resume state was written."""
     from recbole_hnlm.trainer import SafeCheckpointMixin
-
-    config = hnlm_finetuned_config
-    train_data, _, _ = data_preparation(config, create_dataset(config))
-    whole, resumed = config["hnlm_teacher_path"], config["hnlm_teacher_path"] + ".resumed.safetensors"
-    train_teacher(config, train_data, whole, epochs=2)
-    assert not os.path.exists(whole + ".work")  # removed once the teacher file is written
 
     trained, interrupt = [], [True]
     original = SafeCheckpointMixin._train_epoch
@@ -111,6 +106,18 @@ def test_an_interrupted_teacher_goes_on_from_its_last_epoch(hnlm_finetuned_confi
         return result
 
     monkeypatch.setattr(SafeCheckpointMixin, "_train_epoch", interrupted_in_epoch_1)
+    return trained, interrupt
+
+
+def test_an_interrupted_teacher_goes_on_from_its_last_epoch(hnlm_finetuned_config, monkeypatch):
+    """The teacher (30 epochs; hours on a large dataset on a CPU) started again from scratch after Ctrl-C."""
+    config = hnlm_finetuned_config
+    train_data, _, _ = data_preparation(config, create_dataset(config))
+    whole, resumed = config["hnlm_teacher_path"], config["hnlm_teacher_path"] + ".resumed.safetensors"
+    train_teacher(config, train_data, whole, epochs=2)
+    assert not os.path.exists(whole + ".work")  # removed once the teacher file is written
+
+    trained, interrupt = _interrupt_in_epoch_1(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         train_teacher(config, train_data, resumed, epochs=2)
     assert not os.path.exists(resumed) and glob.glob(resumed + ".work/*.resume.safetensors")
@@ -137,23 +144,11 @@ def test_teacher_resume_ignores_evaluation_options_and_overwrite_starts_afresh(h
     """A resume state was refused (and deleted) for options a teacher never reads (topk, valid_metric); --overwrite
     with a finished training left behind only exported it again; every epoch wrote an unread best checkpoint."""
     import recbole_hnlm.llm.teacher_training as teacher_training
-    from recbole_hnlm.trainer import SafeCheckpointMixin
 
     config = hnlm_finetuned_config
     train_data, _, _ = data_preparation(config, create_dataset(config))
     path = config["hnlm_teacher_path"]
-    trained, interrupt = [], [True]
-    original = SafeCheckpointMixin._train_epoch
-
-    def interrupted_in_epoch_1(self, train_data, epoch_idx, *args, **kwargs):
-        result = original(self, train_data, epoch_idx, *args, **kwargs)
-        trained.append(epoch_idx)
-        if epoch_idx == 1 and interrupt[0]:
-            interrupt[0] = False
-            raise KeyboardInterrupt
-        return result
-
-    monkeypatch.setattr(SafeCheckpointMixin, "_train_epoch", interrupted_in_epoch_1)
+    trained, interrupt = _interrupt_in_epoch_1(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         train_teacher(config, train_data, path, epochs=2)
     written = glob.glob(path + ".work/*.safetensors")
