@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 
 
 class GenerationResult(dict):
-    """``{"ok": bool, "answer": dict|None, "raw": str, "attempts": int, "error": str|None}``."""
+    """``{"ok": bool, "answer": dict|None, "raw": str, "attempts": int, "error": str|None, "errors": [str]}``:
+    ``error`` is the last attempt's (None when it succeeded), ``errors`` every failed attempt's, in order."""
 
 
 def _seed_for(text: str, attempt: int, seed: int) -> int:
@@ -169,6 +170,7 @@ class Generator:
         """Generate for all ``keys`` (prompt identities), parse, retry the malformed ones and those ``check`` (prompt
         index, parsed answer -> an error message or None) refuses."""
         results: List[Optional[GenerationResult]] = [None] * len(keys)
+        failed: List[List[str]] = [[] for _ in keys]
         todo = list(range(len(keys)))
         for attempt in range(self.retries + 1):
             if not todo:
@@ -187,10 +189,11 @@ class Generator:
                         if problem:
                             raise MalformedAnswer(problem)
                         results[index] = GenerationResult(ok=True, answer=answer, raw=raw, attempts=attempt + 1,
-                                                          error=None)
+                                                          error=None, errors=list(failed[index]))
                     except MalformedAnswer as err:
+                        failed[index].append(str(err))
                         results[index] = GenerationResult(ok=False, answer=None, raw=raw, attempts=attempt + 1,
-                                                          error=str(err))
+                                                          error=str(err), errors=list(failed[index]))
             todo = [k for k in todo if not results[k]["ok"]]
         return results
 

@@ -140,7 +140,7 @@ def _chunk_negatives(rows: range, pairs, text: DatasetText, book: ProfileBook, g
         if profile is None:
             for row in user_rows:
                 records.append(dict(row=row, user=user, item=pairs[row][1], ok=False, negatives=[], reasoning=[],
-                                    error="user profile missing or failed"))
+                                    error="user profile missing or failed", attempts=[], refused=[]))
             advance(len(user_rows))
             continue
         prefix, tail = formatter.render_split(template, {"user_id": quote(user), "user_profile": quote(profile)})
@@ -153,6 +153,8 @@ def _chunk_negatives(rows: range, pairs, text: DatasetText, book: ProfileBook, g
                                                         cfg.profile_words))}) + tail)
         per_pair: List[List[str]] = [[] for _ in user_rows]
         errors: List[List[str]] = [[] for _ in user_rows]
+        refused: List[List[str]] = [[] for _ in user_rows]  # every failed attempt, of every draw
+        attempts: List[List[int]] = [[] for _ in user_rows]
         reasons: List[List[str]] = [[] for _ in user_rows]
         titles = [(text.items[pairs[row][1]].title, text.items[pairs[row][1]].attributes.get("year"))
                   for row in user_rows]
@@ -166,6 +168,8 @@ def _chunk_negatives(rows: range, pairs, text: DatasetText, book: ProfileBook, g
                                                      check=lambda k, answer: negative_problem(
                                                          answer, *titles[k], history=history, profile=profile))
             for k, result in enumerate(results):
+                attempts[k].append(result["attempts"])
+                refused[k].extend(result["errors"])
                 if result["ok"]:
                     per_pair[k].append(negative_name(result["answer"]))
                     reasons[k].append(str(result["answer"].get("reasoning", "")))
@@ -175,7 +179,8 @@ def _chunk_negatives(rows: range, pairs, text: DatasetText, book: ProfileBook, g
         for k, row in enumerate(user_rows):
             ok = bool(per_pair[k])
             records.append(dict(row=row, user=user, item=pairs[row][1], ok=ok, negatives=per_pair[k],
-                                reasoning=reasons[k], error=None if ok else "; ".join(errors[k])))
+                                reasoning=reasons[k], error=None if ok else "; ".join(errors[k]),
+                                attempts=attempts[k], refused=refused[k]))
             if ok:
                 ok_rows.append(row)
                 ok_texts.append(per_pair[k])

@@ -370,6 +370,9 @@ def test_an_answer_naming_the_interacted_item_is_retried_then_a_failure(tmp_path
             assert len(refused) >= len(records) // 2
         else:
             assert not refused and sum(r["ok"] for r in records) == len(records)
+            retried = [r for r in records if any("names the interacted item itself" in e for e in r["refused"])]
+            assert len(retried) >= len(records) // 2  # the records say what was refused on the way
+            assert all(r["attempts"][0] >= 2 for r in retried)
 
 
 def test_an_answer_naming_an_item_of_the_users_history_is_retried(tmp_path, data_root, tiny_tokenizer,
