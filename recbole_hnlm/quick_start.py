@@ -277,14 +277,10 @@ def main(argv=None):
     try:
         run_recbole_hnlm(model=args.model, dataset=args.dataset, config_file_list=config_file_list,
                          config_dict=config_dict)
-    except (ConfigError, DataError, FileNotFoundError) as error:
+    except (ConfigError, DataError, FileNotFoundError, ConcurrentWriterError) as error:
         _log_to_files(f"error: {error}")
         print(f"error: {error}", file=sys.stderr)
-        return 2
-    except ConcurrentWriterError as error:
-        _log_to_files(f"error: {error}")
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return 1 if isinstance(error, ConcurrentWriterError) else 2  # not bad input: it works once the other ends
     except TrainingInterrupted as interrupt:
         epoch = read_trainer_state(interrupt.resume_file).get("epoch")
         if interrupt.best_only:

@@ -192,6 +192,12 @@ def warning_once():
     return warn
 
 
+def check_out_folder(out):
+    """Raise :class:`ConfigError` when ``--out`` names a file (a missing folder is created later)."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ConfigError(f"--out {out}: a file is there; give a folder (it is created when missing)")
+
+
 def grid_settings(config_dict=None, config_file_list=None):
     """The shared settings of a grid as its results store them: ``config_dict`` plus ``config_files``, as they read
     back from JSON (tuples become lists)."""
@@ -285,8 +291,7 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
     if unknown:
         raise ValueError(f"unknown analysis {unknown}; choose from {', '.join(ANALYSES)}")
     cell_analyses = tuple(a for a in analyses if a in CELL_ANALYSES)
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise ConfigError(f"--out {out}: a file is there; give a folder (it is created when missing)")
+    check_out_folder(out)
     settings = grid_settings(config_dict, config_file_list)
     digests = source_digests(settings)
     models, samplers = canonical_names(models, samplers)

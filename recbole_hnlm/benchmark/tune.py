@@ -36,8 +36,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from recbole_hnlm.benchmark.grid import (SettingsMismatch, canonical_names, expand_cells, grid_settings,
-                                         pending_cells, run_grid, source_digests, warning_once)
+from recbole_hnlm.benchmark.grid import (SettingsMismatch, canonical_names, check_out_folder, expand_cells,
+                                         grid_settings, pending_cells, run_grid, source_digests, warning_once)
 from recbole_hnlm.benchmark.report import METRIC_NAMES
 from recbole_hnlm.benchmark.runner import METRICS, Cell, check_cell, run_cell
 from recbole_hnlm.benchmark.search_space import ALGORITHMS, make_trials, read_params_file, trial_key
@@ -262,8 +262,7 @@ def run_search(dataset, model, sampler, seeds, params_file, out, algo="exhaustiv
     """
     from recbole_hnlm.utils import get_model
 
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise ConfigError(f"--out {out}: a file is there; give a folder (it is created when missing)")
+    check_out_folder(out)
     params = read_params_file(params_file)
     get_model(model)  # an unknown name is the command's error, not a trial's
     (model,), (sampler,) = canonical_names([model], [sampler])

@@ -89,12 +89,9 @@ def main(argv=None) -> int:
     try:
         with contextlib.ExitStack() as quiet:
             return _run_stage(argv, quiet)
-    except (ConfigError, DataError, FileNotFoundError) as error:
+    except (ConfigError, DataError, FileNotFoundError, ConcurrentWriterError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
-    except ConcurrentWriterError as error:  # not bad input: the same command works once the other run is done
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return 1 if isinstance(error, ConcurrentWriterError) else 2  # not bad input: it works once the other ends
     except KeyboardInterrupt:
         print("interrupted: finished work is saved; run the same command again to resume", file=sys.stderr)
         return 130

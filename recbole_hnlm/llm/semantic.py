@@ -95,15 +95,16 @@ def leading_title(name: str) -> str:
     return text[:end.start()] if end else text
 
 
-def _names(name: str, title: str, year: Optional[str]) -> bool:
-    """Whether the answer ``name``, or the title it starts with, names the item ``title`` (released in ``year``,
-    when the title or the item's attributes tell): a year in the answer that differs from the item's names another
-    item of the same title (*Sabrina (1954)* for the 1995 *Sabrina*)."""
-    asked, item_year = title_year(name), title_year(title) or (str(year).strip() if year else None)
-    if asked and item_year and asked != item_year:
+def _names(answer_keys: Tuple[str, str], answer_year: Optional[str], title: str, year: Optional[str]) -> bool:
+    """Whether an answer (the :func:`title_key` of the whole answer and of the title it starts with, and the year it
+    gives) names the item ``title`` (released in ``year``, when the title or the item's attributes tell): a year in
+    the answer that differs from the item's names another item of the same title (*Sabrina (1954)* for the 1995
+    *Sabrina*)."""
+    item_year = title_year(title) or (str(year).strip() if year else None)
+    if answer_year and item_year and answer_year != item_year:
         return False
     key = title_key(title)
-    return bool(key) and key in (title_key(name), title_key(leading_title(name)))
+    return bool(key) and key in answer_keys
 
 
 def negative_problem(answer: Dict, interacted_title: str, interacted_year: Optional[str] = None,
@@ -113,15 +114,16 @@ def negative_problem(answer: Dict, interacted_title: str, interacted_year: Optio
     (``(title, year)`` pairs; a positive of the user, not a negative), or the user's ``profile`` repeated (SmolLM2
     copied it as its answer)."""
     name = negative_name(answer)
-    key = title_key(name)
-    if name.startswith("<") or (title_year(name) is None and (key in _NONE_ANSWERS or key.startswith(_NONE_STARTS))):
+    key, answer_year = title_key(name), title_year(name)
+    if name.startswith("<") or (answer_year is None and (key in _NONE_ANSWERS or key.startswith(_NONE_STARTS))):
         return f"no item named: {name[:120]!r}"
     summary = title_key(profile)[:40]
     if len(summary) >= 20 and (key.startswith(summary) or (len(key) >= 20 and summary.startswith(key))):
         return f"the answer repeats the user's profile: {name[:120]!r}"
-    if _names(name, interacted_title, interacted_year):
+    keys = (key, title_key(leading_title(name)))  # once per answer, not once per history item
+    if _names(keys, answer_year, interacted_title, interacted_year):
         return f"the answer names the interacted item itself: {name[:120]!r}"
-    if any(_names(name, title, year) for title, year in history):
+    if any(_names(keys, answer_year, title, year) for title, year in history):
         return f"the answer names an item the user interacted with in training: {name[:120]!r}"
     return None
 
