@@ -296,7 +296,8 @@ def main(argv=None):
         llm = (args.sampler or "").lower() == "hnlmrec" or bool(args.config_files)  # config files may set it
         print("interrupted: nothing half-written is left; rerun the command to start the run again" + (
             " (finished LLM artifacts are reused; an interrupted profile, negative or embedding stage goes on from "
-            "its last finished chunk, the teacher from its last finished epoch; the fine-tuning starts again)"
+            "its last finished chunk, the teacher from its last finished epoch, the fine-tuning from its last state, "
+            "saved every 5 minutes)"
             if llm else ""), file=sys.stderr)
         return 130
     finally:

@@ -10,6 +10,7 @@ costs about one prompt per user rather than one per pair; in-batch negatives inc
 """
 import logging
 import random
+import time
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import torch
@@ -17,12 +18,15 @@ from tqdm.auto import tqdm
 
 from .config import LLMConfig
 from .dataset_text import DatasetText
+from .finetune_state import FineTuneProgress, load_finetune_state, save_finetune_state
 from .hybrid_encoder import HybridPromptEncoder, PromptGroup, info_nce
 from .teacher import Teacher
 
 __all__ = ["PairTexts", "TrainingGroup", "training_examples", "train_hybrid_encoder"]
 
 logger = logging.getLogger(__name__)
+#: Longest stretch of fine-tuning an interruption loses: the resume state is saved at most this often.
+SAVE_EVERY_SECONDS = 300.0
 
 
 class PairTexts:
@@ -114,25 +118,46 @@ def _batches(groups: Sequence[TrainingGroup], order: Sequence[int], batch_size: 
 
 
 def train_hybrid_encoder(encoder: HybridPromptEncoder, teacher: Teacher, examples: Sequence[TrainingGroup],
-                         cfg: LLMConfig, progress: bool = True, max_steps: Optional[int] = None) -> List[float]:
-    """Run ``ft_epochs`` of InfoNCE fine-tuning over user groups; returns the loss of every step."""
+                         cfg: LLMConfig, progress: bool = True, max_steps: Optional[int] = None,
+                         work_dir: Optional[str] = None, identity: Optional[Dict] = None,
+                         save_every: Optional[float] = None) -> List[float]:
+    """Run ``ft_epochs`` of InfoNCE fine-tuning over user groups; returns the loss of every step.
+
+    With ``work_dir``, the resume state (``finetune_state.py``) is written there at most every ``save_every`` seconds
+    (default :data:`SAVE_EVERY_SECONDS`), and a state saved by an interrupted fine-tuning of the same ``identity`` (the
+    adapter's) is continued.
+    """
     if not examples:
         raise ValueError("no fine-tuning examples (teacher pairs without user text or item)")
+    save_every = SAVE_EVERY_SECONDS if save_every is None else save_every
     params = [p for p in encoder.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.ft_lr, weight_decay=0.0)
     rng = random.Random(cfg.seed)
     draw = torch.Generator().manual_seed(cfg.seed)
     n_items = teacher.item_emb.shape[0]
-    losses: List[float] = []
     encoder.train()
     epochs = []
     for _ in range(cfg.ft_epochs):
         order = list(range(len(examples)))
         rng.shuffle(order)
         epochs.append(_batches(examples, order, cfg.ft_batch_size))
+    batches = [b for e in epochs for b in e]
+    resumed = None
+    if work_dir is not None:
+        resumed = load_finetune_state(work_dir, identity or {}, encoder, optimizer, draw, len(batches))
+    start, losses = resumed or FineTuneProgress(0, [])
     steps = sum(len(e) for e in epochs)
-    bar = tqdm(total=min(steps, max_steps or steps), desc="fine-tune", unit="step", disable=not progress)
-    for batch in (b for e in epochs for b in e):
+    bar = tqdm(total=min(steps, max_steps or steps), initial=len(losses), desc="fine-tune", unit="step",
+               disable=not progress)
+    last_save = time.monotonic()
+    for index in range(start, len(batches)):
+        if max_steps is not None and len(losses) >= max_steps:
+            break
+        if work_dir is not None and index > start and time.monotonic() - last_save >= save_every:
+            save_finetune_state(work_dir, identity or {}, encoder, optimizer, draw, FineTuneProgress(index, losses),
+                                len(batches))
+            last_save = time.monotonic()
+        batch = batches[index]
         rows = torch.tensor([r for g in batch for r in g.rows])
         if len(rows) < 2:
             continue  # InfoNCE needs in-batch negatives
@@ -155,8 +180,6 @@ def train_hybrid_encoder(encoder: HybridPromptEncoder, teacher: Teacher, example
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
         if len(losses) % 10 == 0:
             logger.info("fine-tune step %d/%d loss %.4f", len(losses), steps, losses[-1])
-        if max_steps is not None and len(losses) >= max_steps:
-            break
     bar.close()
     encoder.eval()
     return losses

@@ -196,6 +196,7 @@ def _train_and_embed(cfg, text, store_path, progress, lm_and_tokenizer, generato
                      adapter, identity, pairs, reusable):
     """The uncached part of :func:`ensure_finetuned`: load the LLM, fine-tune or load the adapter, embed."""
     from .finetune import PairTexts, train_hybrid_encoder, training_examples
+    from .finetune_state import discard_finetune_state
     from .models import load_causal_lm
     from .pipeline import run_profiles
     from .profiles import ProfileBook
@@ -219,13 +220,15 @@ def _train_and_embed(cfg, text, store_path, progress, lm_and_tokenizer, generato
         encoder = HybridPromptEncoder.load(lm, tokenizer, adapter, merge=not cfg.load_in_4bit)
     else:
         lora = dict(r=cfg.ft_lora_r, alpha=cfg.ft_lora_alpha, dropout=cfg.ft_lora_dropout)
+        work_dir = adapter.rstrip(os.sep) + ".work"  # the resume state of an interrupted fine-tuning
         # LoRA and MLP initialisation and dropout draw from hnlm_seed, not from where the caller left the global RNG
         # (restored afterwards): the CLI stage and a run build the same adapter
         with torch.random.fork_rng():
             torch.manual_seed(cfg.seed)
             encoder = HybridPromptEncoder(lm, tokenizer, teacher.dim, cfg.ft_soft_tokens, lora=lora)
             examples = training_examples(teacher, texts, cfg)
-            losses = train_hybrid_encoder(encoder, teacher, examples, cfg, progress)
+            losses = train_hybrid_encoder(encoder, teacher, examples, cfg, progress, work_dir=work_dir,
+                                          identity=identity)
         if not losses:
             raise_ = "hnlm_ft_batch_size (now 1)" if cfg.ft_batch_size < 2 else "hnlm_ft_max_train_pairs"
             raise ConfigError(f"fine-tuning ran no step: {len(examples)} training examples, and a step needs a batch "
@@ -233,6 +236,7 @@ def _train_and_embed(cfg, text, store_path, progress, lm_and_tokenizer, generato
                               "pairs have texts.")
         logger.info("fine-tuning: %d steps, loss %.4f -> %.4f", len(losses), losses[0], losses[-1])
         encoder.save(adapter, dict(identity, losses=losses))
+        discard_finetune_state(work_dir)
         if not cfg.load_in_4bit:  # merging into 4-bit weights would re-quantise them: keep LoRA separate there
             encoder.body = encoder.body.merge_and_unload()
         encoder.eval()

@@ -303,6 +303,70 @@ def test_finetuned_embed_writes_store_and_caches(tmp_path, tiny_llama_dir, teach
     torch.testing.assert_close(a.emb.float(), s.emb.float(), atol=2e-2, rtol=1e-2)  # = the in-memory run
 
 
+def test_an_interrupted_fine_tuning_resumes_bit_for_bit(tmp_path, tiny_llama_dir, teacher_path, data_root,
+                                                         mini_recbole, monkeypatch, caplog):
+    """A fine-tuning killed after its fourth step goes on from its saved state (weights, AdamW moments, dropout and
+    random-negative streams) and writes the same adapter, byte for byte, as an uninterrupted one; the state folder
+    goes once the adapter is written. A state of other settings is discarded with a warning naming them."""
+    from recbole_hnlm.llm import finetune
+    from recbole_hnlm.llm.finetune_state import STATE_FILE
+    from recbole_hnlm.llm.hybrid_encoder import folder_hash
+
+    text = DatasetText(data_root, "mini", _train_token_pairs(mini_recbole))
+    store = str(tmp_path / "s.safetensors")
+
+    def fine_tune(folder, **extra):
+        config = dict(_small_finetune_config(tmp_path, tiny_llama_dir, store), hnlm_adapter_path=str(tmp_path / folder),
+                      hnlm_ft_epochs=3, hnlm_ft_lora_dropout=0.1, **extra)
+        model, tokenizer, _ = load_causal_lm(tiny_llama_dir, device="cpu")
+        ensure_finetuned(LLMConfig.from_config(config), text, store, progress=False,
+                         lm_and_tokenizer=(model, tokenizer), embed=False)
+        return str(tmp_path / folder)
+
+    whole = fine_tune("whole")
+    total = len(read_settings(whole)["losses"])
+    assert total >= 6
+    steps, real_info_nce = [], finetune.info_nce
+
+    def info_nce_killed_at_step_5(*args):
+        if len(steps) == 4:
+            raise KeyboardInterrupt
+        steps.append(1)
+        return real_info_nce(*args)
+
+    monkeypatch.setattr(finetune, "SAVE_EVERY_SECONDS", 0.0)  # a state before every step
+    monkeypatch.setattr(finetune, "info_nce", info_nce_killed_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        fine_tune("resumed")
+    work = tmp_path / "resumed.work"
+    assert not os.path.exists(tmp_path / "resumed") and os.path.exists(work / STATE_FILE)
+    steps.clear()
+    monkeypatch.setattr(finetune, "info_nce", lambda *args: steps.append(1) or real_info_nce(*args))
+    with caplog.at_level(logging.INFO):
+        resumed = fine_tune("resumed")
+    assert "resuming from" in caplog.text and len(steps) == total - 4
+    assert folder_hash(resumed) == folder_hash(whole) and not os.path.exists(work)
+
+    # the state of a fine-tuning with another learning rate is not continued
+    monkeypatch.setattr(finetune, "info_nce", info_nce_killed_at_step_5)
+    steps.clear()
+    with pytest.raises(KeyboardInterrupt):
+        fine_tune("other", hnlm_ft_lr=1e-3)
+    steps.clear()
+    monkeypatch.setattr(finetune, "info_nce", lambda *args: steps.append(1) or real_info_nce(*args))
+    fine_tune("other")
+    assert len(steps) == total and folder_hash(str(tmp_path / "other")) == folder_hash(whole)
+    assert "is not continued: it had other settings or data (ft_lr)" in caplog.text
+    assert not os.path.exists(tmp_path / "other.work")
+    # a state cut short (a full disk) is named and fine-tuned afresh
+    os.makedirs(tmp_path / "cut.work")
+    (tmp_path / "cut.work" / STATE_FILE).write_bytes(b"\x08\x00\x00")
+    steps.clear()
+    fine_tune("cut")
+    assert len(steps) == total and folder_hash(str(tmp_path / "cut")) == folder_hash(whole)
+    assert f"{STATE_FILE} cannot be read (SafetensorError" in caplog.text
+
+
 def test_teacher_of_another_split_is_refused_before_the_llm_loads(tmp_path, teacher_path, data_root, mini_recbole):
     """Pairs the teacher trained on that are not training pairs of this split (here: three moved to the hold-out)
     are this run's validation or test interactions: refused, naming the file, the count and one pair."""
