@@ -119,6 +119,22 @@ class _DefaultsNow:
         return self._rows[model, sampler]
 
 
+def _legacy_settings(result, dataset, settings, defaults_now):
+    """The stored settings of ``result``, comparable with ``settings``. A result written before the defaults were
+    stored ran with the old value of each :data:`LEGACY_DEFAULTS` key where it applied, and never read the key where
+    its row has no such option: a command giving that old value explicitly (as docs/results.md's commands do) asks
+    for what it ran with."""
+    stored = _comparable(result.get("settings"))
+    if result.get("defaults") is not None:
+        return stored
+    read_by_row = defaults_now.of(result.get("model"), result.get("sampler"))
+    for key, old, applies in LEGACY_DEFAULTS:
+        if key not in stored and key in settings and settings[key] == old and (
+                applies(result, dataset) or key not in read_by_row):
+            stored[key] = settings[key]
+    return stored
+
+
 def _needs_run(result, dataset, settings, cell_analyses, digests=None, fhn_pairs=None, defaults_now=None):
     """``False`` when ``result`` is a finished run for these settings; raise :class:`SettingsMismatch` when it was
     produced with other settings (:data:`PRESENTATION_KEYS` aside), from files that have other content now
@@ -127,7 +143,9 @@ def _needs_run(result, dataset, settings, cell_analyses, digests=None, fhn_pairs
     on another number of pairs than ``fhn_pairs``."""
     if result is None:
         return True
-    if result.get("dataset") != dataset or _comparable(result.get("settings")) != _comparable(settings):
+    defaults_now = defaults_now or _DefaultsNow(dataset, settings)
+    if result.get("dataset") != dataset or _legacy_settings(result, dataset, settings, defaults_now) != \
+            _comparable(settings):
         raise SettingsMismatch(
             f"{result.get('cell')}: stored with dataset={result.get('dataset')!r} settings={result.get('settings')}, "
             f"now dataset={dataset!r} settings={settings}. Use another --out folder (or delete the old runs).")
@@ -139,7 +157,6 @@ def _needs_run(result, dataset, settings, cell_analyses, digests=None, fhn_pairs
                 f"{result.get('cell')}: ran with the {what} {_named_files(key, settings)} of sha256 {_short(stored)}, "
                 f"but they now have sha256 {_short(now)}: the source {what} changed. Use another --out folder (or "
                 "delete the old runs).")
-    defaults_now = defaults_now or _DefaultsNow(dataset, settings)
     stored_defaults = result.get("defaults")
     now = defaults_now.of(result.get("model"), result.get("sampler"))
     if stored_defaults is None:  # results written before the defaults were stored: the changes known since

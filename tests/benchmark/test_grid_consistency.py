@@ -203,6 +203,30 @@ def test_defaults_that_a_run_did_not_use_or_older_results(tmp_path, monkeypatch)
         grid(tmp_path / "old", ["HNLMRec"], [1, 2], FakeRunner(), models=["LightGCN"])
 
 
+def test_older_results_resume_with_their_old_default_given_explicitly(tmp_path):
+    """docs/results.md's commands pass --hnlm_adapter_reg_weight=1e-4 (the default its results ran with), and every
+    folder written before the defaults were stored was refused with it as "other settings", RNS rows included (they
+    never read the option), and without it as "other defaults": those folders could not be resumed at all."""
+    settings = {"split_seed": 1, "epochs": 3}
+    grid(tmp_path, ["RNS", "HNLMRec"], [1], FakeRunner(), models=["LightGCN"], config_dict=settings)
+    for name in ("LightGCN-RNS-seed1.json", "LightGCN-HNLMRec-seed1.json"):  # as an earlier version wrote them
+        path = tmp_path / "runs" / name
+        older = json.loads(path.read_text())
+        del older["defaults"]
+        path.write_text(json.dumps(older))
+    runner = FakeRunner()
+    grid(tmp_path, ["RNS", "HNLMRec"], [1, 2], runner, models=["LightGCN"],
+         config_dict=dict(settings, hnlm_adapter_reg_weight=1e-4))
+    assert runner.calls == ["LightGCN-RNS-seed2", "LightGCN-HNLMRec-seed2"]
+    # another value is other settings; an old value of a default that did not change for this dataset is too
+    for other, cell in (({"hnlm_adapter_reg_weight": 1e-3}, "RNS"), ({"hnlm_adapter_reg_weight": 1e-4,
+                                                                       "hnlm_lambda": 1e-4}, "HNLMRec")):
+        runner = FakeRunner()
+        with pytest.raises(SettingsMismatch, match=f"LightGCN-{cell}-seed1: stored with"):
+            grid(tmp_path, ["RNS", "HNLMRec"], [1], runner, models=["LightGCN"], config_dict=dict(settings, **other))
+        assert runner.calls == []
+
+
 def test_fhn_pairs_of_another_seed_of_the_row(tmp_path):
     grid(tmp_path, ["RNS"], [1], FakeRunner(), analyses=("fhn",), fhn_pairs=512)
     runner = FakeRunner()
