@@ -20,12 +20,18 @@ def pytest_collect_file(file_path, parent):
     return None
 
 
-@pytest.fixture(scope="session")
-def graph():
+@pytest.fixture(scope="session", autouse=True)
+def kernels_on():
+    """Every bench times the ops against the PyTorch reference: with the kernels off, the "ours" rows would be the
+    reference timed against itself."""
     from recbole_hnlm.ops import _ext
 
-    if not _ext.is_enabled():  # the "ours" rows would be the PyTorch reference timed against itself
+    if not _ext.is_enabled():
         pytest.exit(f"the C++ kernels are off ({_ext.DISABLE_ENV} is set, or _C is not built): nothing to compare")
+
+
+@pytest.fixture(scope="session")
+def graph():
     g = yelp_graph()
     check_correctness(g)
     return g

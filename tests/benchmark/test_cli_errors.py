@@ -193,3 +193,14 @@ def test_options_no_cell_reads_are_warned_about_once(ml_slice, tmp_path, caplog)
         "Option 'dns_candidates' is ignored: it is an option of the DNS sampler, which a MF run with the RNS sampler "
         "never reads."]
     assert warnings(["MF", "LightGCN"], ["RNS"], n_layers=2) == []
+
+
+@pytest.mark.parametrize("bench", ["selection", "spmm_forward"])
+def test_kernel_benches_refuse_to_run_with_the_kernels_off(bench):
+    """With the kernels switched off the "ours" rows time the PyTorch reference against itself; only the
+    propagation benches (those taking the graph fixture) refused, the negative-mixing ones ran and exited 0."""
+    env = dict(os.environ, RECBOLE_HNLM_DISABLE_EXT="1")
+    done = subprocess.run([sys.executable, "-m", "pytest", os.path.join(REPO, "benchmarks"), "--benchmark-only",
+                           "--benchmark-enable", "-k", bench, "-q", "-p", "no:cacheprovider"],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+    assert done.returncode == 2 and "the C++ kernels are off" in done.stdout + done.stderr
