@@ -94,6 +94,25 @@ class ChunkedRun:
         os.makedirs(self.work_dir, exist_ok=True)
         if not os.path.exists(plan_path):
             write_json_atomic(plan_path, self.plan)
+        self._drop_unreadable_chunks()
+
+    def _drop_unreadable_chunks(self) -> None:
+        """Remove chunk files that cannot be read (cut by a full disk or a copy, edited), so they are computed again:
+        each was otherwise taken as done and failed the merge after every other chunk, on every rerun. Chunks are
+        written atomically, so a killed run leaves none; the check reads headers only."""
+        from safetensors import SafetensorError, safe_open
+
+        for path in self._chunk_files():
+            try:
+                with safe_open(path, framework="pt") as handle:
+                    complete = {"rows", "emb"} <= set(handle.keys()) and "records" in (handle.metadata() or {})
+            except (SafetensorError, OSError) as error:
+                complete, why = False, f"{type(error).__name__}: {error}"
+            else:
+                why = "rows, emb or records missing"
+            if not complete:
+                logger.warning("%s: unreadable chunk (%s); it is computed again", path, why)
+                os.remove(path)
 
     def _check_locked(self) -> None:
         if self._lock is None:

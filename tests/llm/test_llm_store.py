@@ -148,3 +148,31 @@ def test_every_differing_identity_field_is_named_settings_first():
     assert message.index("'max_pairs'") < message.index("'answer_checks'") < message.index("'pairs_hash'")
     assert manifest_mismatch({"answer_checks": "v4"}, {"answer_checks": "v4"}) is None
     assert manifest_mismatch({}, {"max_pairs": 0}) == "manifest field 'max_pairs': stored None != requested 0"
+
+
+def test_an_unreadable_chunk_is_computed_again(tmp_path, caplog):
+    """A chunk cut short (a full disk, a copy) counted as done: every rerun computed the other chunks and then failed
+    in the merge with SafetensorError, and never recovered."""
+    from recbole_hnlm.llm.chunks import ChunkedRun
+
+    work = str(tmp_path / "store.safetensors.work")
+
+    def save(run, k):
+        rows = torch.tensor(list(run.chunk_rows(k)))
+        run.save_chunk(k, rows, rows[:, None].float().repeat(1, 3), [{"row": int(r)} for r in rows])
+
+    with ChunkedRun(work, {"seed": 1}, 6, 2) as run:
+        for k in range(3):
+            save(run, k)
+    chunk = run.chunk_path(1)
+    with open(chunk, "rb") as handle:
+        data = handle.read()
+    with open(chunk, "wb") as handle:
+        handle.write(data[:-10])
+    with ChunkedRun(work, {"seed": 1}, 6, 2) as run:
+        assert run.pending() == [1]
+        assert f"{chunk}: unreadable chunk (SafetensorError" in caplog.text
+        save(run, 1)
+        rows, emb, records = run.merge()
+    assert rows.tolist() == list(range(6)) and emb[:, 0].tolist() == list(range(6))
+    assert [r["row"] for r in records] == list(range(6))
