@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from contextlib import contextmanager
 
 try:
@@ -18,7 +19,8 @@ except ImportError:  # Windows: no advisory locks, concurrent runs are not detec
 
 from recbole_hnlm.errors import ConcurrentWriterError
 
-__all__ = ["atomic_path", "exclusive_lock", "file_sha256", "write_json_atomic", "write_text_atomic"]
+__all__ = ["atomic_folder", "atomic_path", "exclusive_lock", "file_sha256", "is_safetensors_file", "write_json_atomic",
+           "write_text_atomic"]
 
 logger = logging.getLogger(__name__)
 #: flock errors of file systems without locks (NFS without lockd, some FUSE and SMB mounts): work goes on unlocked.
@@ -48,6 +50,29 @@ def atomic_path(path: str):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+@contextmanager
+def atomic_folder(path: str):
+    """Yield a temporary folder next to ``path``; on success its files are fsynced and given the permissions of
+    :func:`atomic_path`, and it replaces ``path`` (an earlier folder there is removed first: a kill between the two
+    leaves no folder, never a mixed one). On failure the temporary folder is removed."""
+    tmp = f"{path.rstrip(os.sep)}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    try:
+        yield tmp
+        for name in os.listdir(tmp):
+            full = os.path.join(tmp, name)
+            if os.path.isfile(full):
+                with open(full, "rb") as handle:
+                    os.fsync(handle.fileno())
+                os.chmod(full, 0o666 & ~_umask())  # safetensors and peft write 0600 files; users share results
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_text_atomic(path: str, text: str) -> None:
@@ -106,3 +131,14 @@ def file_sha256(path: str) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def is_safetensors_file(path: str) -> bool:
+    """Whether ``path`` starts like a safetensors file (an 8-byte header length, then a JSON object), complete or not:
+    an artifact path naming another kind of file (a data file, a typo) must not be written over."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(9)
+    except OSError:
+        return False
+    return len(head) == 9 and 2 <= int.from_bytes(head[:8], "little") <= 1 << 30 and head[8:9] == b"{"

@@ -52,6 +52,17 @@ def recbole_split(dataset: str, data_path: str, config_files, model: str, settin
     return train, config
 
 
+def _check_teacher_of_split(path: str, rb_config, dataset: str, train_pairs) -> None:
+    """The ``teacher`` stage reuses an existing file: say now, not at the fine-tuning, when it was trained on another
+    split than the one these settings give."""
+    from .finetune_pipeline import check_teacher_split
+    from .pipeline import _root_data_path, load_dataset_text
+    from .teacher import Teacher
+
+    text = load_dataset_text(rb_config, dataset, _root_data_path(rb_config, dataset), train_pairs)
+    check_teacher_split(Teacher.load(path), text)
+
+
 def _stage_key(key: str) -> bool:
     """The settings the LLM stage takes from RecBole's configuration."""
     return key.startswith("hnlm_") or key.endswith("_FIELD") or key in ("benchmark_filename", "encoding")
@@ -113,7 +124,10 @@ def _run_stage(argv, quiet: contextlib.ExitStack) -> int:
     parser.add_argument("--overwrite", action="store_true", help="teacher: train again over an existing file")
     args, rest = parser.parse_known_args(argv)
     if args.stage == "keys":
-        print(LLMConfig.help_table())
+        try:
+            print(LLMConfig.help_table(), flush=True)
+        except BrokenPipeError:  # `keys | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 0
     overrides = parse_settings(rest, parser.error, hint=" (hnlm_* keys, or RecBole dataset keys such as --load_col)",
                                flags=parser_flags(parser))
@@ -151,7 +165,9 @@ def _run_stage(argv, quiet: contextlib.ExitStack) -> int:
 
             rb_config["show_progress"] = not args.quiet
             with deterministic_algorithms(rb_config["use_deterministic_algorithms"]):  # as inside a run
-                print(ensure_teacher(rb_config, train, teacher_path_for(rb_config), overwrite=args.overwrite))
+                path = ensure_teacher(rb_config, train, teacher_path_for(rb_config), overwrite=args.overwrite)
+            _check_teacher_of_split(path, rb_config, args.dataset, train_pairs_from_dataset(train))
+            print(path)
             return 0
         train_pairs = train_pairs_from_dataset(train)
         config = {k: rb_config[k] for k in rb_config.final_config_dict if _stage_key(k)}  # yaml files too

@@ -20,8 +20,8 @@ from .semantic import pairs_sha256
 from .store import write_pair_store
 from .teacher import Teacher, default_teacher_path
 
-__all__ = ["ensure_finetuned", "check_teacher_split", "adapter_identity", "embed_pairs", "default_adapter_path",
-           "finetuned_manifest"]
+__all__ = ["ensure_finetuned", "check_adapter_path", "check_teacher_split", "adapter_identity", "embed_pairs",
+           "default_adapter_path", "finetuned_manifest"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,19 @@ def adapter_identity(cfg: LLMConfig, teacher: Teacher, generator_name: str, text
                 ft_soft_tokens=cfg.ft_soft_tokens, ft_user_text=cfg.ft_user_text, ft_item_text=cfg.ft_item_text,
                 ft_history=cfg.ft_history, max_history=cfg.max_history, profile_words=cfg.profile_words,
                 compute=cfg.compute, seed=cfg.seed)
+
+
+def check_adapter_path(folder: str) -> None:
+    """Refuse, before any work, an ``hnlm_adapter_path`` that fine-tuning could not write or would wipe: a file, or a
+    folder holding files but no adapter settings (fine-tuning replaces the whole folder)."""
+    from .hybrid_encoder import SETTINGS_FILE
+
+    if os.path.isfile(folder):
+        raise ConfigError(f"{folder} is a file: hnlm_adapter_path names the adapter's folder")
+    if os.path.isdir(folder) and os.listdir(folder) and not os.path.exists(os.path.join(folder, SETTINGS_FILE)):
+        raise ConfigError(f"{folder} holds files but no {SETTINGS_FILE}, so it is not an adapter folder, and "
+                          "fine-tuning would replace everything in it: give hnlm_adapter_path a new or empty folder "
+                          "(or move the files away)")
 
 
 def _adapter_matches(folder: str, identity: Dict) -> bool:
@@ -171,13 +184,17 @@ def ensure_finetuned(cfg: LLMConfig, text: DatasetText, store_path: str, progres
         logger.warning("hnlm_negatives_per_pair=%d is ignored: it averages several written negatives (eq. 5) in the "
                        "semantic variant, and the fine-tuned variant emits one [EOS] embedding per pair.",
                        cfg.negatives_per_pair)
+    adapter = cfg.adapter_path or default_adapter_path(text.data_path, text.dataset)
+    check_adapter_path(adapter)
     teacher = Teacher.load(cfg.teacher_path or default_teacher_path(text.data_path, text.dataset))
     check_teacher_split(teacher, text)
     generator_name = generator_name or resolve_generator(cfg.generator).name
-    adapter = cfg.adapter_path or default_adapter_path(text.data_path, text.dataset)
     identity = adapter_identity(cfg, teacher, generator_name, text)
     pairs = text.select_pairs(cfg.max_pairs, cfg.seed)
     reusable = _adapter_matches(adapter, identity)  # read once: a mismatch is warned about once
+    if embed and not reusable and os.path.exists(store_path):  # its manifest names the adapter hash: never a hit
+        logger.warning("%s: its adapter %s is fine-tuned again, so the store is computed again and replaced (give "
+                       "hnlm_store_path another file to keep it)", store_path, adapter)
     if reusable and not embed:
         logger.info("%s: matching adapter already trained", adapter)
         return adapter
@@ -187,7 +204,8 @@ def ensure_finetuned(cfg: LLMConfig, text: DatasetText, store_path: str, progres
             logger.info("%s: cache hit, fine-tuned negatives already computed", store_path)
             return store_path
     # one run at a time fine-tunes (or reads) the adapter folder: a second one would save over it after hours
-    with exclusive_lock(adapter.rstrip(os.sep) + ".lock", f"the adapter {adapter}"), llm_threads(cfg):
+    with exclusive_lock(adapter.rstrip(os.sep) + ".lock", f"the adapter {adapter} (or embedding pairs with it)"), \
+            llm_threads(cfg):
         return _train_and_embed(cfg, text, store_path, progress, lm_and_tokenizer, generator_name, on_chunk, embed,
                                 teacher, adapter, identity, pairs, reusable)
 

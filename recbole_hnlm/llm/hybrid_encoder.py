@@ -20,7 +20,6 @@ same space (InfoNCE, eq. 12 reconstructed).
 import hashlib
 import json
 import os
-import shutil
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recbole_hnlm.errors import DataError
+from recbole_hnlm.files import atomic_folder
 
 from .models import end_of_sequence_id, sequence_start_ids
 from .prefix_attention import prefix_segment_forward
@@ -38,7 +38,7 @@ __all__ = ["HybridPromptEncoder", "PromptGroup", "info_nce", "HYBRID_TEMPLATE"]
 HYBRID_TEMPLATE = "hybrid_query.v3"
 _SOFT_U, _SOFT_I = "\u2063SOFT_USER\u2063", "\u2063SOFT_ITEM\u2063"
 _PROJECTORS = "projectors.safetensors"
-_SETTINGS = "hybrid.json"
+SETTINGS_FILE = "hybrid.json"
 _PAD = -2  # segment of padding tokens (-1 = prefix, k >= 0 = suffix k)
 
 
@@ -273,19 +273,14 @@ class HybridPromptEncoder(nn.Module):
         """Atomically write ``folder`` (LoRA adapter + projectors + settings). Returns the adapter hash."""
         from safetensors.torch import save_file
 
-        tmp = f"{folder}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
-        if self.lora_settings is not None:
-            self.body.save_pretrained(tmp, safe_serialization=True)
-        save_file(self.trainable_state(), os.path.join(tmp, _PROJECTORS))
-        settings = dict(settings, cf_dim=self.cf_dim, soft_tokens=self.soft_tokens, hidden=self.hidden,
-                        template=self.template.version, lora=self.lora_settings)
-        with open(os.path.join(tmp, _SETTINGS), "w", encoding="utf-8") as handle:
-            json.dump(settings, handle, indent=2, sort_keys=True)
-        if os.path.exists(folder):
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        with atomic_folder(folder) as tmp:
+            if self.lora_settings is not None:
+                self.body.save_pretrained(tmp, safe_serialization=True)
+            save_file(self.trainable_state(), os.path.join(tmp, _PROJECTORS))
+            settings = dict(settings, cf_dim=self.cf_dim, soft_tokens=self.soft_tokens, hidden=self.hidden,
+                            template=self.template.version, lora=self.lora_settings)
+            with open(os.path.join(tmp, SETTINGS_FILE), "w", encoding="utf-8") as handle:
+                json.dump(settings, handle, indent=2, sort_keys=True)
         return folder_hash(folder)
 
     @classmethod
@@ -331,16 +326,16 @@ def _damaged(folder: str, error) -> DataError:
 
 
 def read_settings(folder: str) -> Dict:
-    path = os.path.join(folder, _SETTINGS)
+    path = os.path.join(folder, SETTINGS_FILE)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: fine-tuned adapter settings missing (hnlm_adapter_path)")
     try:
         with open(path, encoding="utf-8") as handle:
             settings = json.load(handle)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise _damaged(folder, f"{_SETTINGS}: {error}") from error
+        raise _damaged(folder, f"{SETTINGS_FILE}: {error}") from error
     if not isinstance(settings, dict):
-        raise _damaged(folder, f"{_SETTINGS} is not a JSON object")
+        raise _damaged(folder, f"{SETTINGS_FILE} is not a JSON object")
     return settings
 
 

@@ -10,6 +10,7 @@ from typing import Iterable, Optional, Tuple
 
 import torch
 
+from recbole_hnlm.files import is_safetensors_file
 from .config import LLMConfig
 from .dataset_text import DatasetText
 from .paths import artifact_dir
@@ -29,6 +30,9 @@ def store_path_for(cfg: LLMConfig, data_path: str, dataset: str) -> str:
     path = cfg.store_path or default_store_path(data_path, dataset, cfg.variant)
     if os.path.isdir(path):  # before hours of generation that could not be written
         raise StoreError(f"{path} is a folder: hnlm_store_path names the store's .safetensors file")
+    if os.path.isfile(path) and not is_safetensors_file(path):  # a store (even a damaged one) is replaced, not this
+        raise StoreError(f"{path} is not a safetensors file, so not a store this plugin wrote: it is not replaced. "
+                         "Give hnlm_store_path another file, or move this one away")
     return path
 
 

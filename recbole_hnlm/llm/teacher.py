@@ -19,12 +19,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from recbole_hnlm.errors import DataError
-from recbole_hnlm.files import atomic_path, file_sha256
+from recbole_hnlm.errors import ConfigError, DataError
+from recbole_hnlm.files import atomic_path, file_sha256, is_safetensors_file
 
 from .paths import artifact_dir
 
-__all__ = ["TEACHER_FORMAT", "Teacher", "export_teacher", "default_teacher_path", "training_settings"]
+__all__ = ["TEACHER_FORMAT", "Teacher", "export_teacher", "default_teacher_path", "training_settings",
+           "check_replaceable_teacher"]
 
 TEACHER_FORMAT = "recbole_hnlm/teacher/v1"
 _TENSORS = ("user_emb", "item_emb", "pair_user", "pair_item", "neg_emb")
@@ -94,9 +95,37 @@ def export_teacher(model, dataset, train_data_pairs, path: str, batch_size: int 
 
 def _unreadable(path: str, error) -> DataError:
     """A teacher file that is not one (truncated by a killed copy, another kind of file)."""
+    if os.path.isdir(path):
+        return DataError(f"{path} is a folder: hnlm_teacher_path names the teacher's .safetensors file")
+    if not is_safetensors_file(path):
+        return DataError(f"{path}: not a safetensors file, so not a teacher file: check hnlm_teacher_path (a teacher "
+                         "is written by `python -m recbole_hnlm.llm teacher`, or by the run script when it is missing)")
     return DataError(f"{path}: not a readable teacher file ({error}). Delete it, or point hnlm_teacher_path at a "
                      "teacher file: `python -m recbole_hnlm.llm teacher --overwrite` (or the run script, when it is "
                      "missing) trains it again.")
+
+
+def check_replaceable_teacher(path: str) -> None:
+    """Refuse to train a teacher into ``path`` when something other than a teacher is there: a folder, a file that is
+    not safetensors (a data file named by mistake), or a safetensors file of another format (a store). A damaged
+    teacher file may be replaced."""
+    from safetensors import SafetensorError, safe_open
+
+    if os.path.isdir(path):
+        raise ConfigError(f"{path} is a folder: hnlm_teacher_path names the teacher's .safetensors file")
+    if not os.path.exists(path):
+        return
+    if not is_safetensors_file(path):
+        raise ConfigError(f"{path} is not a safetensors file, so not a teacher: it is not replaced. Check "
+                          "hnlm_teacher_path, or move the file away")
+    try:
+        with safe_open(path, framework="pt") as handle:
+            kind = (handle.metadata() or {}).get("format")
+    except (SafetensorError, OSError):
+        return  # a damaged teacher
+    if kind != TEACHER_FORMAT:
+        raise ConfigError(f"{path} is a safetensors file of format {kind!r}, not a teacher: it is not replaced. Check "
+                          "hnlm_teacher_path, or move the file away")
 
 
 def training_settings(path: str) -> Optional[Dict]:

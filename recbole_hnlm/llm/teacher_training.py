@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from recbole_hnlm.files import exclusive_lock
-from .teacher import export_teacher, training_settings
+from .teacher import check_replaceable_teacher, export_teacher, training_settings
 
 __all__ = ["ensure_teacher", "train_teacher", "teacher_config", "teacher_settings"]
 
@@ -60,6 +60,8 @@ def teacher_config(config, model: str, epochs: int, work_dir: Optional[str] = No
 def ensure_teacher(config, train_data, path: str, overwrite: bool = False) -> str:
     """The teacher file at ``path``: reused when it exists (the fine-tuned adapter and store are keyed by its hash, so
     a new teacher makes them be built again), else trained by :func:`train_teacher`. Returns ``path``."""
+    if os.path.isdir(path) or overwrite:  # before the training, which could not be written there
+        check_replaceable_teacher(path)
     if os.path.exists(path) and not overwrite:
         _warn_if_trained_otherwise(config, path)
         logger.info("HNLMRec teacher: %s exists and is reused if it was trained on this run's training split (checked "

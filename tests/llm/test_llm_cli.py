@@ -104,3 +104,15 @@ def test_max_pairs_and_hnlm_max_pairs_must_agree(tmp_path, capsys):
             main(["negatives", "--split", "all", "--dataset", "mini", "--data_path", str(tmp_path), "--max_pairs", "3",
                   f"--hnlm_max_pairs={value}"])
         assert "--max_pairs=3 and --hnlm_max_pairs=" in capsys.readouterr().err
+
+
+def test_keys_into_a_closed_pipe_ends_quietly():
+    """`python -m recbole_hnlm.llm keys | head -3` ended in a BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-m", "recbole_hnlm.llm", "keys"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    child.stdout.close()  # the reader is gone before the table is written
+    stderr = child.stderr.read().decode()
+    assert child.wait(timeout=120) == 0 and "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr

@@ -11,7 +11,7 @@ from recbole_hnlm.llm.dataset_text import DatasetText
 from recbole_hnlm.llm.finetune import PairTexts, train_hybrid_encoder, training_examples
 from recbole_hnlm.llm.finetune_pipeline import adapter_identity, ensure_finetuned, finetuned_manifest
 from recbole_hnlm.llm.chunks import user_aligned_starts
-from recbole_hnlm.llm.hybrid_encoder import HybridPromptEncoder, PromptGroup, info_nce, read_settings
+from recbole_hnlm.llm.hybrid_encoder import HybridPromptEncoder, PromptGroup, folder_hash, info_nce, read_settings
 from recbole_hnlm.llm.models import load_causal_lm
 from recbole_hnlm.llm.store import PairEmbeddingStore, manifest_mismatch
 from recbole_hnlm.llm.teacher import Teacher, default_teacher_path, export_teacher
@@ -262,6 +262,10 @@ def test_finetuned_embed_writes_store_and_caches(tmp_path, tiny_llama_dir, teach
     assert len({tuple(r) for r in s.emb.tolist()}) == s.num_pairs
     assert os.path.exists(str(tmp_path / "adapter" / "adapter_model.safetensors"))
     assert not any(name.endswith((".pt", ".pkl", ".bin")) for name in os.listdir(tmp_path / "adapter"))
+    umask = os.umask(0o022)
+    os.umask(umask)
+    modes = {name: os.stat(tmp_path / "adapter" / name).st_mode & 0o777 for name in os.listdir(tmp_path / "adapter")}
+    assert set(modes.values()) == {0o666 & ~umask}, modes  # the weights were 0600 (safetensors), other artifacts not
     # cache hit: nothing is loaded or trained again
     mtime = os.path.getmtime(store)
     ensure_finetuned(cfg, text, store, progress=False, lm_and_tokenizer=(None, None))
@@ -365,6 +369,23 @@ def test_an_interrupted_fine_tuning_resumes_bit_for_bit(tmp_path, tiny_llama_dir
     fine_tune("cut")
     assert len(steps) == total and folder_hash(str(tmp_path / "cut")) == folder_hash(whole)
     assert f"{STATE_FILE} cannot be read (SafetensorError" in caplog.text
+
+
+def test_a_store_replaced_because_its_adapter_is_fine_tuned_again_is_warned_about(tmp_path, tiny_llama_dir,
+                                                                                  teacher_path, data_root,
+                                                                                  mini_recbole, caplog):
+    """The adapter's mismatch skipped the store's check, so the store was replaced without a word (`--split all`
+    after a run's split, or another hnlm_ft_lr)."""
+    text = DatasetText(data_root, "mini", _train_token_pairs(mini_recbole))
+    store = str(tmp_path / "ft.safetensors")
+    for lr in (2e-4, 1e-3):
+        model, tokenizer, _ = load_causal_lm(tiny_llama_dir, device="cpu")
+        cfg = LLMConfig.from_config(_small_finetune_config(tmp_path, tiny_llama_dir, store, hnlm_ft_lr=lr))
+        with caplog.at_level(logging.WARNING):
+            ensure_finetuned(cfg, text, store, progress=False, lm_and_tokenizer=(model, tokenizer))
+    assert caplog.text.count(f"{store}: its adapter {tmp_path / 'adapter'} is fine-tuned again, so the store is "
+                             "computed again and replaced") == 1
+    assert PairEmbeddingStore.open(store).manifest["adapter_hash"] == folder_hash(str(tmp_path / "adapter"))
 
 
 def test_teacher_of_another_split_is_refused_before_the_llm_loads(tmp_path, teacher_path, data_root, mini_recbole):

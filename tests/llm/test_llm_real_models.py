@@ -23,7 +23,9 @@ def test_semantic_negatives_with_default_models(tmp_path):
     assert s.dim == 384 and s.manifest["num_requested"] == 6
     records = [json.loads(line) for line in open(store + ".texts.jsonl")]
     assert len(records) == 6 and all(r["ok"] == bool(r["negatives"]) for r in records)
-    assert s.num_pairs == sum(r["ok"] for r in records) >= 3  # a 135M model answers most prompts in JSON
+    # a 135M model answers in JSON, but often with a copy of the user's profile, which is refused (and recorded)
+    assert s.num_pairs == sum(r["ok"] for r in records) >= 1
+    assert all(r["refused"] for r in records if not r["ok"])
     assert len({tuple(r) for r in s.emb.tolist()}) >= min(2, s.num_pairs)
 
 

@@ -92,6 +92,13 @@ def test_an_answer_repeating_the_users_profile_is_refused():
     assert "repeats the user's profile" in negative_problem(
         {"hard_negative_item": "likes Ransom style movies, tense thrillers"}, "Heat", "1995", (), profile)
     assert negative_problem({"hard_negative_item": "Casino"}, "Heat", "1995", (), profile) is None
+    # a one-word change at the start passed (a helper's real SmolLM2 run stored it as the pair's negative)
+    profile = "This user enjoys a variety of items, including comedies, dramas and some thrillers."
+    assert "repeats the user's profile" in negative_problem(
+        {"hard_negative_item": "The user enjoys a variety of items, including a variety of items"}, "Heat", "1995", (),
+        profile)
+    for title in ("Star Wars", "Die Hard: With a Vengeance", "Some Like It Hot", "A Variety of Comedies and Dramas"):
+        assert negative_problem({"hard_negative_item": title}, "Heat", "1995", (), profile) is None, title
 
 
 def test_the_item_year_from_its_attributes_tells_remakes_apart():

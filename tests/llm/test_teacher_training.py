@@ -252,6 +252,59 @@ def test_a_teacher_of_another_split_is_refused(fast_config, tmp_path, capsys):
     message = capsys.readouterr().err
     assert str(teacher_file) in message and "not training pairs of this run's split" in message
     assert "--overwrite" in message and not adapter.exists()
+    # the teacher stage itself said "reused" with exit 0 and left the refusal to the fine-tuning
+    assert main(["teacher", *args, "--hnlm_teacher_epochs=1", "--split_seed=2"]) == 2
+    assert "not training pairs of this run's split" in capsys.readouterr().err
+
+
+def test_artifact_paths_naming_other_things_are_refused_before_any_work(fast_config, tmp_path, capsys):
+    """An adapter path naming a folder of other files had them deleted without a word (fine-tuning replaces the
+    folder), one naming a file failed after the fine-tuning with a traceback; a teacher path naming a folder gave "No
+    such device" and, with --overwrite, a traceback after the training; --overwrite replaced a data file named as the
+    teacher, and a store path naming one was replaced after an "unreadable store" warning."""
+    from recbole_hnlm.llm.__main__ import main
+
+    data_path, name = fast_config["data_path"], fast_config["dataset"]
+    teacher_file = tmp_path / "teacher.safetensors"
+    args = ["--dataset", name, "--data_path", data_path, "--quiet", "--hnlm_teacher_model=MF",
+            f"--load_col={fast_config['load_col']}", "--hnlm_generator=no-such-model"]
+    assert main(["teacher", *args, "--hnlm_teacher_epochs=1", f"--hnlm_teacher_path={teacher_file}"]) == 0
+    capsys.readouterr()
+    precious = tmp_path / "precious"
+    (precious / "sub").mkdir(parents=True)
+    (precious / "thesis.txt").write_text("x")
+    afile, inter = tmp_path / "afile", tmp_path / "victim.inter"
+    afile.write_text("hi")
+    inter.write_text("user_id:token\titem_id:token\n1\t2\n")
+    cases = [
+        (["finetune", f"--hnlm_teacher_path={teacher_file}", f"--hnlm_adapter_path={precious}"],
+         "holds files but no hybrid.json, so it is not an adapter folder"),
+        (["embed", f"--hnlm_teacher_path={teacher_file}", f"--hnlm_adapter_path={afile}"],
+         "is a file: hnlm_adapter_path names the adapter's folder"),
+        (["teacher", f"--hnlm_teacher_path={precious}"], "is a folder: hnlm_teacher_path names"),
+        (["finetune", f"--hnlm_teacher_path={precious}", f"--hnlm_adapter_path={tmp_path / 'new'}"],
+         "is a folder: hnlm_teacher_path names"),
+        (["teacher", "--overwrite", f"--hnlm_teacher_path={inter}"], "is not a safetensors file, so not a teacher"),
+        (["finetune", f"--hnlm_teacher_path={inter}", f"--hnlm_adapter_path={tmp_path / 'new'}"],
+         "not a safetensors file, so not a teacher file"),
+        (["embed", f"--hnlm_teacher_path={teacher_file}", f"--hnlm_store_path={inter}"],
+         "is not a safetensors file, so not a store this plugin wrote: it is not replaced"),
+    ]
+    for stage_args, expected in cases:
+        assert main([stage_args[0], *args, *stage_args[1:]]) == 2, stage_args
+        error = capsys.readouterr().err
+        assert expected in error and "Traceback" not in error, (stage_args, error)
+    assert (precious / "thesis.txt").read_text() == "x" and (precious / "sub").is_dir()
+    assert inter.read_text().startswith("user_id:token") and afile.read_text() == "hi"
+    assert not (tmp_path / "new").exists() and sorted(os.listdir(tmp_path)) == sorted(
+        ["afile", "precious", "teacher.safetensors", "teacher.safetensors.work.lock", "victim.inter"])
+    # a store given as the teacher is a safetensors file of another format: --overwrite does not replace it either
+    from recbole_hnlm.llm.store import write_pair_store
+
+    store = str(tmp_path / "store.safetensors")
+    write_pair_store(store, ["1"], ["2"], torch.zeros(1, 4), {"variant": "semantic"}, torch.float32)
+    assert main(["teacher", *args, "--overwrite", f"--hnlm_teacher_path={store}"]) == 2
+    assert "is a safetensors file of format 'recbole_hnlm/pair-neg-emb/v1', not a teacher" in capsys.readouterr().err
 
 
 def test_teacher_config_leaves_the_runs_weight_files_out(fast_config, tmp_path):
