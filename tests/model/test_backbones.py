@@ -34,6 +34,40 @@ def dense_normalized_adjacency(model, dataset):
     return scale[:, None] * adjacency * scale[None, :]
 
 
+@pytest.mark.parametrize("model_name,sampler", [("MF", "RNS"), ("LightGCN", "RNS"), ("LightGCN", "DNS")])
+def test_the_training_loss_is_bpr_plus_l2_of_the_ego_embeddings(fast_config, model_name, sampler):
+    """calculate_loss against the formula written out in float64: mean_b sum_n softplus(s_bn - s_b+) over the pooled
+    embeddings (LightGCN eq. 4: the mean of D^-1/2 A D^-1/2 powers, built densely) plus reg_weight / (2B) times the
+    squared norms of the batch's ego embeddings (user, positive, negatives). DNS(M, N=M) with shi_sum enters every
+    candidate, so its negatives are the candidates drawn again from the same seed. A flipped sign or an averaged
+    shi_sum passed every earlier test."""
+    extra = {} if sampler == "RNS" else dict(sampler="DNS", dns_candidates=4, dns_topn=4, dns_variant="shi_sum")
+    model, batch, dataset = build(fast_config, model_name, **extra)
+    user, pos = batch[model.USER_ID], batch[model.ITEM_ID]
+    torch.manual_seed(7)
+    got = model.calculate_loss(batch)
+    if sampler == "RNS":
+        neg = batch[model.NEG_ITEM_ID][:, None]
+    else:
+        torch.manual_seed(7)
+        neg = model.candidate_generator(user, 4)
+    ego = torch.cat([model.user_embedding.weight, model.item_embedding.weight]).detach().double()
+    pooled = ego
+    if model_name == "LightGCN":
+        a_hat, layer, layers = dense_normalized_adjacency(model, dataset), ego, [ego]
+        for _ in range(model.n_layers):
+            layer = a_hat @ layer
+            layers.append(layer)
+        pooled = torch.stack(layers).mean(0)
+    offset = model.n_users
+    u, i, j = pooled[user], pooled[offset + pos], pooled[offset + neg]
+    bpr = F.softplus((u[:, None] * j).sum(-1) - (u * i).sum(-1, keepdim=True)).sum(1).mean()
+    reg = model.reg_weight * (ego[user].pow(2).sum() + ego[offset + pos].pow(2).sum()
+                              + ego[offset + neg].pow(2).sum()) / (2 * user.shape[0])
+    assert neg.shape == (user.shape[0], 1 if sampler == "RNS" else 4) and float(reg) > 0
+    assert torch.isclose(got.double(), bpr + reg, rtol=1e-5, atol=0), (float(got), float(bpr + reg))
+
+
 @pytest.mark.parametrize("self_loop", [True, False])
 def test_ngcf_carries_the_unnormalised_layer_and_stores_the_normalised_one(fast_config, self_loop):
     """E(l+1) = LeakyReLU(W1((Â+I)E(l)) + W2(ÂE(l) ⊙ E(l))) (NGCF eq. 8) from the *unnormalised* E(l), as the
