@@ -95,6 +95,9 @@ class SafeCheckpointMixin:
         self._stopped_early = False
         self._last_trained_epoch = None
         self._last_valid = None  # (epoch, result) of the latest validation: a best checkpoint stores its result
+        self._best_epoch = None  # the epoch of the best checkpoint, recorded in the resume state
+        self._train_data = None  # the loader whose generators a resume state captures
+        self._resume_state_for = None  # the epoch the resume state on disk trains next
         self._selection_restarted = False  # negative_warmup_epochs: model selection restarted after the warm-up
         init_from = config["init_from"] if "init_from" in config else None
         self.init_from = os.path.abspath(init_from) if init_from else None  # the warm start's origin, recorded
@@ -145,20 +148,31 @@ class SafeCheckpointMixin:
             return
         saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
         state = self._trainer_state(epoch)
-        if self._last_valid is not None and self._last_valid[0] == epoch:  # RecBole saves a new best before it
-            state["best_valid_result"] = _plain_result(self._last_valid[1])  # records it as best_valid_result
+        result = self._last_valid[1] if self._last_valid is not None and self._last_valid[0] == epoch else None
+        if result is not None:  # RecBole saves a new best before it records it as best_valid_result
+            state["best_valid_result"] = _plain_result(result)
+        self._best_epoch = int(epoch)
+        if self._writes_resume_state and self._train_data is not None:
+            # the resume state first: a run stopped between the two writes goes on from this epoch and rewrites the
+            # best file from the state's weights (resume_checkpoint). In the other order the best file could hold an
+            # epoch the resume state does not cover, and a continuation with fewer epochs tested it as another's.
+            self._save_resume_state(epoch + 1, self._train_data, result)
         save_checkpoint(saved_model_file, self.model, self.optimizer, state)
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 
-    def _save_resume_state(self, next_epoch, train_data):
-        """Write everything :meth:`resume_checkpoint` needs to train epoch ``next_epoch`` next."""
+    def _save_resume_state(self, next_epoch, train_data, best_valid_result=None):
+        """Write everything :meth:`resume_checkpoint` needs to train epoch ``next_epoch`` next (``best_valid_result``:
+        a new best's result, which RecBole records only after saving its checkpoint)."""
         best = os.path.abspath(self.saved_model_file) if os.path.exists(self.saved_model_file) else None
+        if best is None and self._best_epoch is not None:  # written next (_save_checkpoint)
+            best = os.path.abspath(self.saved_model_file)
         state = {**self._trainer_state(next_epoch - 1), "resume_state": True, "stopped_early": self._stopped_early,
-                 "best_checkpoint": best,
-                 "best_valid_result": _plain_result(self.best_valid_result)}
+                 "best_checkpoint": best, "best_epoch": self._best_epoch,
+                 "best_valid_result": _plain_result(best_valid_result or self.best_valid_result)}
         save_checkpoint(self.resume_state_file, self.model, self.optimizer, state,
                         rng_state=capture_rng_state(_loader_generators(train_data)))
+        self._resume_state_for = int(next_epoch)
 
     def resume_checkpoint(self, resume_file):
         """Load ``resume_file`` and continue from it at the next :meth:`fit`.
@@ -199,6 +213,8 @@ class SafeCheckpointMixin:
             self.best_valid_result = _restored_result(state)
             self._stopped_early = bool(state["stopped_early"])
             self._rng_to_restore = read_rng_state(resume_file)
+            self._best_epoch = state.get("best_epoch")
+            self._mend_best_checkpoint(state)
         else:  # the best so far is the checkpoint itself: this run's best file starts as its copy
             self.best_valid_result = _restored_result(state)  # None in best checkpoints before session 22
             with atomic_path(self.saved_model_file) as tmp:
@@ -213,6 +229,28 @@ class SafeCheckpointMixin:
             if "weight_decay" in group:
                 group["weight_decay"] = self.weight_decay
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
+
+    def _mend_best_checkpoint(self, state):
+        """Make the best file agree with a resume state just loaded. A run stopped after the resume state of a new
+        best epoch and before its best file: the state's weights are that epoch's, and are written as the best file.
+        A best file of an epoch after the state's (written by a version that saved the resume state after the best
+        file): the best epoch's weights are gone, so model selection starts afresh from the next validation."""
+        best_epoch, last = state.get("best_epoch"), int(state["epoch"])
+        stored = read_trainer_state(self.saved_model_file).get("epoch") if os.path.isfile(self.saved_model_file) \
+            else None
+        if best_epoch is not None and best_epoch == last and stored != best_epoch:
+            self._last_valid = (best_epoch, self.best_valid_result)
+            self._save_checkpoint(best_epoch, verbose=False)
+            self.logger.warning(f"resume_from: the run stopped before it wrote the best checkpoint of epoch "
+                                f"{best_epoch}; written now from the resume state: {self.saved_model_file}")
+        elif stored is not None and stored > last:
+            self.best_valid_score = -np.inf if self.valid_metric_bigger else np.inf
+            self.best_valid_result = None
+            self.cur_step = 0
+            self.logger.warning(f"resume_from: the best checkpoint {self.saved_model_file} holds epoch {stored}, "
+                                f"after the resume state's epoch {last}: the weights of the best epoch before it are "
+                                "gone, so model selection starts afresh (and, with no epoch left to train, the test "
+                                f"loads epoch {stored}).")
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         if self._stopped_early or self.start_epoch >= self.epochs:
@@ -286,7 +324,8 @@ class SafeCheckpointMixin:
         return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
-        if self._writes_resume_state and self._last_trained_epoch is not None:
+        self._train_data = train_data
+        if self._writes_resume_state and self._last_trained_epoch is not None and self._resume_state_for != epoch_idx:
             self._save_resume_state(epoch_idx, train_data)  # the previous epoch, validation included, is complete
         self._last_trained_epoch = epoch_idx
         hook = getattr(self.model, "on_epoch_start", None)

@@ -380,3 +380,67 @@ def test_a_resumed_run_tests_the_model_as_now_configured(fast_config, tmp_path):
     evaluated = run_recbole_hnlm(model="LightGCN", config_dict={**settings, "n_layers": 1, "eval_only": True,
                                                                    "init_from": first["checkpoint"]})
     assert again["test_result"] == evaluated["test_result"] != first["test_result"]
+
+
+@pytest.mark.parametrize("stop", ["after_best_file", "before_best_file"])
+def test_a_run_stopped_around_a_best_checkpoint_resumes_to_a_consistent_pair(fast_config, tmp_path, monkeypatch,
+                                                                              stop):
+    """Ctrl-C right after epoch 1's best checkpoint was written left a resume state of epoch 0 beside it: resumed
+    with epochs=1 ("Nothing to train"), the run reported epoch 0's validation and tested epoch 1's weights. The
+    resume state is now written first; stopped between the two writes, the resumed run writes the best file from the
+    state's weights, and goes on as the uninterrupted run."""
+    from recbole_hnlm import trainer as trainer_module
+
+    settings = {**fast_config, "sampler": "RNS", "epochs": 2}
+    straight = run_recbole_hnlm(model="MF", config_dict={**settings, "checkpoint_dir": str(tmp_path / "straight")})
+    assert read_trainer_state(straight["checkpoint"])["epoch"] == 1  # epoch 1 is a new best in this setting
+    real_save = trainer_module.save_checkpoint
+
+    def stopped_at_epoch_1_best(path, model, optimizer, state, **kwargs):
+        best_file = not path.endswith(".resume.safetensors")
+        if best_file and state["epoch"] == 1 and stop == "before_best_file":
+            monkeypatch.setattr(trainer_module, "save_checkpoint", real_save)
+            raise KeyboardInterrupt
+        real_save(path, model, optimizer, state, **kwargs)
+        if best_file and state["epoch"] == 1:
+            monkeypatch.setattr(trainer_module, "save_checkpoint", real_save)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", stopped_at_epoch_1_best)
+    with pytest.raises(TrainingInterrupted) as interrupted:
+        run_recbole_hnlm(model="MF", config_dict={**settings, "checkpoint_dir": str(tmp_path / "interrupted")})
+    resume_file = interrupted.value.resume_file
+    assert read_trainer_state(resume_file)["epoch"] == 1  # the state covers the best epoch
+    for epochs in (1, 2):  # fewer epochs than it trained, or as many
+        resumed = run_recbole_hnlm(model="MF", config_dict={**settings, "epochs": epochs, "resume_from": resume_file})
+        best = read_trainer_state(resumed["checkpoint"])
+        assert best["epoch"] == 1 and best["best_valid_result"] == resumed["best_valid_result"]
+        _assert_same_weights(straight["checkpoint"], resumed["checkpoint"])
+        assert resumed["best_valid_result"] == straight["best_valid_result"]
+        assert resumed["test_result"] == straight["test_result"]
+
+
+def test_a_best_file_newer_than_its_resume_state_restarts_model_selection(fast_config, tmp_path, ctrl_c_in_epoch,
+                                                                           caplog):
+    """What the order before this fix could leave (a best file of epoch 1 beside a resume state of epoch 0): the best
+    epoch's weights are gone, so the resumed run selects afresh, and its best file and result agree again."""
+    import shutil
+
+    settings = {**fast_config, "sampler": "RNS", "epochs": 2}
+    straight = run_recbole_hnlm(model="MF", config_dict={**settings, "checkpoint_dir": str(tmp_path / "straight")})
+    ctrl_c_in_epoch(1)
+    with pytest.raises(TrainingInterrupted) as interrupted:
+        run_recbole_hnlm(model="MF", config_dict={**settings, "checkpoint_dir": str(tmp_path / "interrupted")})
+    resume_file = interrupted.value.resume_file
+    best_file = resume_file.replace(".resume.safetensors", ".safetensors")
+    assert read_trainer_state(resume_file)["epoch"] == 0 and read_trainer_state(best_file)["epoch"] == 0
+    shutil.copyfile(straight["checkpoint"], best_file)  # epoch 1's best file
+    with safe_open(resume_file, framework="pt") as handle:  # a state of that version: no best_epoch
+        tensors, meta = {k: handle.get_tensor(k) for k in handle.keys()}, json.loads(handle.metadata()["recbole_hnlm"])
+    del meta["trainer"]["best_epoch"]
+    save_file(tensors, resume_file, metadata={"recbole_hnlm": json.dumps(meta)})
+    resumed = run_recbole_hnlm(model="MF", config_dict={**settings, "resume_from": resume_file})
+    assert "holds epoch 1, after the resume state's epoch 0" in caplog.text
+    best = read_trainer_state(resumed["checkpoint"])
+    assert best["epoch"] == 1 and best["best_valid_result"] == resumed["best_valid_result"]
+    assert resumed["test_result"] == straight["test_result"]
