@@ -19,13 +19,29 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from tqdm.auto import tqdm
 
+from recbole_hnlm.errors import ConcurrentWriterError
 from recbole_hnlm.files import atomic_path, exclusive_lock, write_json_atomic
 
-__all__ = ["ChunkedRun", "user_aligned_starts"]
+__all__ = ["ChunkedRun", "discard_stale_work", "user_aligned_starts"]
 
 logger = logging.getLogger(__name__)
 #: What a chunk's computation returns: succeeded row indices [n], embeddings [n, D], one record per row.
 ChunkResult = Tuple[torch.Tensor, torch.Tensor, List[Dict]]
+
+
+def discard_stale_work(work_dir: str) -> None:
+    """Remove the work folder beside a finished artifact that is reused (a store that is a cache hit, a teacher file):
+    the chunks or resume state of a run killed after it wrote the artifact, or of another settings' run that never
+    finished (of no use to the artifact; a full dataset's chunks take hundreds of MB). A folder another process is
+    working in (locked) is left alone."""
+    if not os.path.isdir(work_dir):
+        return
+    try:
+        with exclusive_lock(work_dir.rstrip(os.sep) + ".lock", f"the chunks of {work_dir}"):
+            shutil.rmtree(work_dir, ignore_errors=True)
+    except ConcurrentWriterError:
+        return
+    logger.info("%s: removed (left beside a finished artifact by an earlier run)", work_dir)
 
 
 def user_aligned_starts(pairs: Sequence[Tuple[str, str]], chunk_size: int) -> List[int]:

@@ -10,7 +10,7 @@ import torch
 
 from recbole_hnlm.errors import ConfigError, DataError
 from recbole_hnlm.files import exclusive_lock, write_text_atomic
-from .chunks import ChunkedRun, user_aligned_starts
+from .chunks import ChunkedRun, discard_stale_work, user_aligned_starts
 from .config import LLMConfig
 from .dataset_text import DatasetText
 from .hybrid_encoder import HYBRID_TEMPLATE, HybridPromptEncoder, PromptGroup, folder_hash, read_settings
@@ -202,6 +202,7 @@ def ensure_finetuned(cfg: LLMConfig, text: DatasetText, store_path: str, progres
         wanted = finetuned_manifest(cfg, text, pairs, generator_name, teacher, folder_hash(adapter))
         if _cached(store_path, wanted):
             logger.info("%s: cache hit, fine-tuned negatives already computed", store_path)
+            discard_stale_work(store_path + ".work")
             return store_path
     # one run at a time fine-tunes (or reads) the adapter folder: a second one would save over it after hours
     with exclusive_lock(adapter.rstrip(os.sep) + ".lock", f"the adapter {adapter} (or embedding pairs with it)"), \

@@ -104,9 +104,12 @@ def write_pair_store(path: str, user_tokens: Sequence[str], item_tokens: Sequenc
         write_text_atomic(keys_path, keys)
     from safetensors.torch import save_file
 
+    side = path + ".manifest.json"
+    if os.path.exists(side):  # the old store's: a run stopped after the rename below would leave it "stale"
+        os.remove(side)
     with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata={"format": FORMAT, "manifest": json.dumps(full, sort_keys=True)})
-    write_json_atomic(path + ".manifest.json", full)
+    write_json_atomic(side, full)
     if key_type == "int64" and os.path.exists(keys_path):
         os.remove(keys_path)  # stale keys from an earlier string-keyed file
     return full

@@ -266,10 +266,11 @@ def test_finetuned_embed_writes_store_and_caches(tmp_path, tiny_llama_dir, teach
     os.umask(umask)
     modes = {name: os.stat(tmp_path / "adapter" / name).st_mode & 0o777 for name in os.listdir(tmp_path / "adapter")}
     assert set(modes.values()) == {0o666 & ~umask}, modes  # the weights were 0600 (safetensors), other artifacts not
-    # cache hit: nothing is loaded or trained again
+    # cache hit: nothing is loaded or trained again, and chunks a stopped run left beside the store are removed
     mtime = os.path.getmtime(store)
+    os.makedirs(store + ".work")
     ensure_finetuned(cfg, text, store, progress=False, lm_and_tokenizer=(None, None))
-    assert os.path.getmtime(store) == mtime
+    assert os.path.getmtime(store) == mtime and not os.path.exists(store + ".work")
     # the saved adapter reproduces the in-memory embeddings
     model2, tokenizer2, _ = load_causal_lm(tiny_llama_dir, device="cpu")
     enc = HybridPromptEncoder.load(model2, tokenizer2, str(tmp_path / "adapter"))

@@ -176,3 +176,49 @@ def test_an_unreadable_chunk_is_computed_again(tmp_path, caplog):
         rows, emb, records = run.merge()
     assert rows.tolist() == list(range(6)) and emb[:, 0].tolist() == list(range(6))
     assert [r["row"] for r in records] == list(range(6))
+
+
+def test_a_store_rewritten_up_to_its_rename_opens_without_the_old_manifest(tmp_path, monkeypatch):
+    """A run stopped after the new store's rename and before its manifest.json left the old manifest beside it, and
+    the store could not be opened ("differs ... (edited or stale)"), so the next run computed it again."""
+    from recbole_hnlm.llm import store as store_module
+
+    path, _, _ = _write(tmp_path, ["1", "2"], ["3", "4"])
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store_module, "write_json_atomic", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        write_pair_store(path, ["1", "2", "5"], ["3", "4", "6"], torch.randn(3, 8), dict(variant="semantic",
+                         dataset="x", dataset_hash="new"), torch.float32)
+    assert not os.path.exists(path + ".manifest.json")
+    opened = PairEmbeddingStore.open(path)
+    assert opened.num_pairs == 3 and opened.manifest["dataset_hash"] == "new"
+
+
+def test_stale_work_beside_a_finished_artifact_is_removed_unless_in_use(tmp_path):
+    import subprocess
+    import sys
+
+    from recbole_hnlm.llm.chunks import discard_stale_work
+
+    work = tmp_path / "s.safetensors.work"
+    work.mkdir()
+    (work / "chunk_000000.safetensors").write_bytes(b"x")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, time\n"
+        f"lock = open({str(work) + '.lock'!r}, 'a+')\n"
+        "fcntl.flock(lock.fileno(), fcntl.LOCK_EX)\n"
+        "print('held', flush=True)\n"
+        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        discard_stale_work(str(work))  # another run computes into it
+        assert (work / "chunk_000000.safetensors").exists()
+    finally:
+        holder.kill()
+        holder.wait(timeout=60)
+    discard_stale_work(str(work))
+    assert not work.exists()
+    discard_stale_work(str(work))  # nothing there: nothing to do
