@@ -26,6 +26,7 @@ from recbole_hnlm.determinism import deterministic_algorithms
 from recbole_hnlm.errors import ConcurrentWriterError, ConfigError, DataError, TrainingInterrupted
 from recbole_hnlm.ops._ext import kernel_experiments, kernels_in_use
 from recbole_hnlm.resume import changed_options, check_resume_from
+from recbole_hnlm.signals import sigterm_as_interrupt
 from recbole_hnlm.utils import get_model, get_sampler, get_trainer
 from recbole_hnlm.warm_start import (check_checkpoint_data, check_init_from, load_backbone, record_eval_split,
                                      warm_start, warn_about_changed_eval_split, weights_mismatch)
@@ -275,8 +276,9 @@ def main(argv=None):
     program_argv = sys.argv
     sys.argv = [program_argv[0] if program_argv else "recbole-hnlm"] + argv  # RecBole's Config reads sys.argv
     try:
-        run_recbole_hnlm(model=args.model, dataset=args.dataset, config_file_list=config_file_list,
-                         config_dict=config_dict)
+        with sigterm_as_interrupt():
+            run_recbole_hnlm(model=args.model, dataset=args.dataset, config_file_list=config_file_list,
+                             config_dict=config_dict)
     except (ConfigError, DataError, FileNotFoundError, ConcurrentWriterError) as error:
         _log_to_files(f"error: {error}")
         print(f"error: {error}", file=sys.stderr)

@@ -444,3 +444,40 @@ def test_a_best_file_newer_than_its_resume_state_restarts_model_selection(fast_c
     best = read_trainer_state(resumed["checkpoint"])
     assert best["epoch"] == 1 and best["best_valid_result"] == resumed["best_valid_result"]
     assert resumed["test_result"] == straight["test_result"]
+
+
+def test_sigterm_stops_a_run_as_ctrl_c_does(fast_config, tmp_path, monkeypatch, capsys):
+    """timeout, Slurm and docker stop send SIGTERM: the run ended with status -15, no message, and its name marker
+    left behind. It now stops as on Ctrl-C: resume state, hint, status 130."""
+    import signal
+
+    argv = ["--model=MF", "--sampler=RNS", f"--dataset={fast_config['dataset']}",
+            f"--data_path={fast_config['data_path']}", "--epochs=3", "--state=WARNING", "--show_progress=False",
+            "--load_col={'inter': ['user_id', 'item_id']}", f"--checkpoint_dir={tmp_path}"]
+    seen, hook = {"epoch": -1}, SampledRecommender.on_epoch_start
+
+    def on_epoch_start(self, epoch_idx):
+        seen["epoch"] = epoch_idx
+        if epoch_idx == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return hook(self, epoch_idx)
+
+    monkeypatch.setattr(SampledRecommender, "on_epoch_start", on_epoch_start)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "the run's state after epoch 0 is saved" in err and "--resume_from=" in err and seen["epoch"] == 1
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler is the command's only
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".reserved")]
+
+
+def test_sigterm_as_interrupt_only_inside_its_block():
+    import signal
+
+    from recbole_hnlm.signals import sigterm_as_interrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+        with sigterm_as_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs before the next statement
+    assert signal.getsignal(signal.SIGTERM) == before

@@ -174,6 +174,7 @@ def parse_args(argv):
 def main(argv=None):
     from recbole_hnlm.benchmark.grid import SettingsMismatch, run_grid
     from recbole_hnlm.benchmark.report import write_report
+    from recbole_hnlm.signals import sigterm_as_interrupt
 
     args, status = parse_command_line(parse_args, argv)
     if args is None:
@@ -181,11 +182,11 @@ def main(argv=None):
     summary = {"failed": []}
     if not args.report_only:
         try:
-            summary = run_grid(args.dataset, args.models, args.samplers, args.seeds, args.out,
-                               config_dict=args.config,
-                               config_file_list=args.config_files,
-                               analyses=args.analyses, ratios=args.ratios, progress=not args.no_progress,
-                               fhn_pairs=args.fhn_pairs)
+            with sigterm_as_interrupt():
+                summary = run_grid(args.dataset, args.models, args.samplers, args.seeds, args.out,
+                                   config_dict=args.config, config_file_list=args.config_files,
+                                   analyses=args.analyses, ratios=args.ratios, progress=not args.no_progress,
+                                   fhn_pairs=args.fhn_pairs)
         except (SettingsMismatch, ValueError, FileNotFoundError) as error:  # ConfigError is a ValueError
             return fail(error)
         except KeyboardInterrupt:

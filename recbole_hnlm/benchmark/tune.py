@@ -375,15 +375,17 @@ def _parse_args(argv):
 def main(argv=None) -> int:
     """Command line (see the module docstring)."""
     from recbole_hnlm.benchmark.__main__ import fail, parse_command_line
+    from recbole_hnlm.signals import sigterm_as_interrupt
 
     args, status = parse_command_line(_parse_args, argv)
     if args is None:
         return status
     try:
-        search = run_search(args.dataset, args.model, args.sampler, args.seeds, args.params_file, args.out,
-                            algo=args.algo, max_evals=args.max_evals, search_seed=args.search_seed,
-                            config_dict=args.config, config_file_list=args.config_files,
-                            progress=not args.no_progress)
+        with sigterm_as_interrupt():
+            search = run_search(args.dataset, args.model, args.sampler, args.seeds, args.params_file, args.out,
+                                algo=args.algo, max_evals=args.max_evals, search_seed=args.search_seed,
+                                config_dict=args.config, config_file_list=args.config_files,
+                                progress=not args.no_progress)
     except (SettingsMismatch, ValueError, FileNotFoundError) as error:  # ConfigError is a ValueError
         return fail(error)
     except KeyboardInterrupt:

@@ -22,6 +22,7 @@ import sys
 
 from recbole_hnlm.cli_settings import parse_settings, parser_flags
 from recbole_hnlm.errors import ConcurrentWriterError, ConfigError, DataError
+from recbole_hnlm.signals import sigterm_as_interrupt
 
 from .config import LLMConfig
 
@@ -98,7 +99,7 @@ def _quiet_third_party_output():
 def main(argv=None) -> int:
     """Run one stage; bad input is one ``error:`` line and exit status 2, an interruption exit status 130."""
     try:
-        with contextlib.ExitStack() as quiet:
+        with contextlib.ExitStack() as quiet, sigterm_as_interrupt():
             return _run_stage(argv, quiet)
     except (ConfigError, DataError, FileNotFoundError, ConcurrentWriterError) as error:
         print(f"error: {error}", file=sys.stderr)
