@@ -2,7 +2,8 @@
 
 Atomic writes go to a temporary file in the target folder, are fsynced, then ``os.replace``d onto the target: a reader
 never sees a half-written file; a failed write removes its temporary file, and a hard-killed writer (SIGKILL, power
-loss) leaves at most a ``*.tmp-<pid>`` file behind, which nothing reads and which can be deleted.
+loss) leaves at most a ``*.tmp-<pid>`` file behind, which nothing reads, and which the next write of the same path
+removes once no process of that pid runs.
 """
 import errno
 import hashlib
@@ -19,8 +20,8 @@ except ImportError:  # Windows: no advisory locks, concurrent runs are not detec
 
 from recbole_hnlm.errors import ConcurrentWriterError
 
-__all__ = ["atomic_folder", "atomic_path", "exclusive_lock", "file_sha256", "is_safetensors_file", "write_json_atomic",
-           "write_text_atomic"]
+__all__ = ["atomic_folder", "atomic_path", "exclusive_lock", "file_sha256", "is_safetensors_file",
+           "remove_dead_writers_files", "write_json_atomic", "write_text_atomic"]
 
 logger = logging.getLogger(__name__)
 #: flock errors of file systems without locks (NFS without lockd, some FUSE and SMB mounts): work goes on unlocked.
@@ -33,6 +34,37 @@ def _umask() -> int:
     return current
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_dead_writers_files(path: str) -> None:
+    """Remove the ``<path>.tmp-<pid>`` files and folders of writers that no longer run (hard-killed during a write);
+    those of live processes stay."""
+    folder, prefix = os.path.dirname(os.path.abspath(path)), os.path.basename(path.rstrip(os.sep)) + ".tmp-"
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix):]
+        if name.startswith(prefix) and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            full = os.path.join(folder, name)
+            if os.path.isdir(full):
+                shutil.rmtree(full, ignore_errors=True)
+            else:
+                try:
+                    os.remove(full)
+                except FileNotFoundError:
+                    pass
+
+
 @contextmanager
 def atomic_path(path: str):
     """Yield a temporary path next to ``path``; on success it is renamed onto ``path`` (same file system). A symbolic
@@ -40,6 +72,7 @@ def atomic_path(path: str):
     write into them); callers that mean the link's target resolve it first."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
+    remove_dead_writers_files(path)
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
         yield tmp
@@ -57,6 +90,7 @@ def atomic_folder(path: str):
     """Yield a temporary folder next to ``path``; on success its files are fsynced and given the permissions of
     :func:`atomic_path`, and it replaces ``path`` (an earlier folder there is removed first: a kill between the two
     leaves no folder, never a mixed one). On failure the temporary folder is removed."""
+    remove_dead_writers_files(path)
     tmp = f"{path.rstrip(os.sep)}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)

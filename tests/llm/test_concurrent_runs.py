@@ -124,3 +124,30 @@ def test_a_file_system_without_locks_runs_unlocked_after_a_warning(tmp_path, mon
         _save(run, 0, 1)
     ProfileBook(str(tmp_path / "p.jsonl")).append([{"kind": "user", "key": "a", "summarization": "x", "ok": True}])
     assert "takes no locks (No locks available)" in caplog.text
+
+
+def test_a_write_removes_the_temporary_files_of_dead_writers_only(tmp_path):
+    """A writer killed mid-write (SIGKILL) left `<file>.tmp-<pid>` (a checkpoint's: MBs) that no later run removed."""
+    from recbole_hnlm.files import atomic_folder, write_text_atomic
+
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait(timeout=60)
+    try:
+        target = tmp_path / "result.json"
+        for pid in (live.pid, dead.pid):
+            (tmp_path / f"result.json.tmp-{pid}").write_text("half")
+        (tmp_path / "result.json.tmp-notapid").write_text("kept")
+        write_text_atomic(str(target), "{}")
+        assert target.read_text() == "{}"
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+            ["result.json", f"result.json.tmp-{live.pid}", "result.json.tmp-notapid"])
+        folder = tmp_path / "adapter"
+        (tmp_path / f"adapter.tmp-{dead.pid}").mkdir()
+        with atomic_folder(str(folder)) as tmp:
+            with open(os.path.join(tmp, "a.txt"), "w") as handle:
+                handle.write("a")
+        assert (folder / "a.txt").read_text() == "a" and not (tmp_path / f"adapter.tmp-{dead.pid}").exists()
+    finally:
+        live.kill()
+        live.wait(timeout=60)
