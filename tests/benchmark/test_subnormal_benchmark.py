@@ -28,4 +28,8 @@ def test_run_leaves_flushing_off_and_the_script_prints_both_rows():
                              capture_output=True, text=True, timeout=300)
     assert process.returncode == 0, process.stderr[-2000:]
     rows = [line for line in process.stdout.splitlines() if line.startswith("| kept") or line.startswith("| flushed")]
-    assert len(rows) == 2 and rows[1].endswith("| 1.0 |"), process.stdout
+    assert len(rows) == 2, process.stdout
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
+    kept, flushed, ratio = float(cells[0][1]), float(cells[1][1]), float(cells[0][2])
+    if flushed > 0:  # the kept time over the flushed one, up to the rounding of the printed numbers
+        assert abs(ratio - kept / flushed) <= 0.05 + 0.0005 * (1 + ratio) / flushed, process.stdout

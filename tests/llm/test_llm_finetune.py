@@ -276,11 +276,13 @@ def test_finetuned_embed_writes_store_and_caches(tmp_path, tiny_llama_dir, teach
     enc = HybridPromptEncoder.load(model2, tokenizer2, str(tmp_path / "adapter"))
     teacher = Teacher.load(teacher_path)
     texts = PairTexts(text, cfg)
-    u, i = s.user_tokens[0], s.item_tokens[0]
-    with torch.no_grad():
-        again = enc.encode_groups([PromptGroup(texts.user_text(u), teacher.user_emb[teacher.user_tokens.index(u)],
-                                               [texts.item_text(i)], teacher.item_emb[[teacher.item_tokens.index(i)]])])
-    torch.testing.assert_close(again[0], s.emb[0].float(), atol=2e-2, rtol=1e-2)
+    for row in range(0, s.num_pairs, 9):  # float16 store: about 2e-3 of rounding at these magnitudes
+        u, i = s.user_tokens[row], s.item_tokens[row]
+        with torch.no_grad():
+            again = enc.encode_groups([PromptGroup(texts.user_text(u), teacher.user_emb[teacher.user_tokens.index(u)],
+                                                   [texts.item_text(i)],
+                                                   teacher.item_emb[[teacher.item_tokens.index(i)]])])
+        torch.testing.assert_close(again[0], s.emb[row].float(), atol=4e-3, rtol=2e-3)
 
     # a killed embed run resumes at its first missing chunk and writes the same store as an uninterrupted run
     class Killed(RuntimeError):

@@ -63,6 +63,17 @@ def test_mean_pooled_encoder_and_config_validation(tiny_encoder_dir):
     out = enc.encode(["Heat", "Fargo Casino", "Heat"])
     assert out.shape == (3, 24) and torch.allclose(out[0], out[2], atol=1e-5)
     assert (out[0] - out[1]).abs().max() > 1e-3
+    # the mean of the last hidden states over each text's own tokens, computed one text at a time (no padding): a
+    # first-token pooling, or padding counted in the mean of the shorter text of a batch, passed the checks above
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_encoder_dir, local_files_only=True)
+    bert = AutoModel.from_pretrained(tiny_encoder_dir, local_files_only=True).eval()
+    for row, text in enumerate(["Heat", "Fargo Casino"]):
+        with torch.no_grad():
+            hidden = bert(**tokenizer([text], return_tensors="pt")).last_hidden_state[0]
+        assert hidden.shape[0] >= row + 1  # "Fargo Casino": several tokens, so a first-token pooling differs
+        torch.testing.assert_close(out[row], hidden.mean(0), atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="hnlm_variant"):
         LLMConfig.from_config({"hnlm_variant": "magic"})
     assert LLMConfig.from_config({"hnlm_max_pairs": None}).max_pairs == 0

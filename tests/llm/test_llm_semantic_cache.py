@@ -91,10 +91,15 @@ def test_a_line_cut_by_a_killed_run_does_not_swallow_the_next_record(tmp_path):
 
 
 def test_the_stage_keeps_its_threads_to_itself(root, tmp_path, tiny_tokenizer, tiny_encoder_dir):
+    """hnlm_threads holds inside the stage (read at every finished chunk) and the thread count before it comes back
+    after it; only the latter was checked, so a stage ignoring hnlm_threads passed."""
     before = torch.get_num_threads()
     torch.set_num_threads(2)
+    inside = []
     try:
-        _run(root, str(tmp_path / "s.safetensors"), tiny_tokenizer, tiny_encoder_dir, threads=1)
+        _run(root, str(tmp_path / "s.safetensors"), tiny_tokenizer, tiny_encoder_dir, threads=1,
+             on_chunk=lambda k: inside.append(torch.get_num_threads()))
+        assert inside and set(inside) == {1}
         assert torch.get_num_threads() == 2  # the CF training after it runs as it would after a cache hit
     finally:
         torch.set_num_threads(before)

@@ -183,10 +183,20 @@ def test_finetuned_run_trains_teacher_then_embeds_every_training_pair(fast_confi
     from recbole_hnlm.llm.store import PairEmbeddingStore
     from recbole_hnlm.quick_start import run_recbole_hnlm
 
-    settings = dict(fast_config, sampler="HNLMRec", hnlm_variant="finetuned", hnlm_generator=tiny_llama_dir,
-                    hnlm_teacher_epochs=1, hnlm_ft_max_train_pairs=32, hnlm_ft_batch_size=8, epochs=1)
+    import shutil
+
+    # its own copy of the atomic files: the artifacts are written beside them, not into the session's shared folder
+    data_path, name = str(tmp_path / "data"), fast_config["dataset"]
+    os.makedirs(os.path.join(data_path, name))
+    for suffix in (".inter", ".item"):
+        shutil.copyfile(os.path.join(fast_config["data_path"], name, name + suffix),
+                        os.path.join(data_path, name, name + suffix))
+    settings = dict(fast_config, data_path=data_path, sampler="HNLMRec", hnlm_variant="finetuned",
+                    hnlm_generator=tiny_llama_dir, hnlm_teacher_epochs=1, hnlm_ft_max_train_pairs=32,
+                    hnlm_ft_batch_size=8, epochs=1)
+    folder = os.path.join(data_path, fast_config["dataset"])
+    assert not [name for name in os.listdir(folder) if ".hnlm-" in name]  # nothing on disk
     result = run_recbole_hnlm(model="MF", dataset=fast_config["dataset"], config_dict=settings, saved=False)
-    folder = os.path.join(fast_config["data_path"], fast_config["dataset"])
     teacher = Teacher.load(os.path.join(folder, f"{fast_config['dataset']}.hnlm-teacher.safetensors"))
     store = PairEmbeddingStore.open(os.path.join(folder, f"{fast_config['dataset']}.hnlm-finetuned.safetensors"))
     assert store.manifest["variant"] == "finetuned" and store.manifest["teacher_hash"] == teacher.sha256
