@@ -254,7 +254,7 @@ def main(argv=None):
     given twice takes its last value."""
     argv = _last_setting_wins(sys.argv[1:] if argv is None else list(argv))
     parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
+        description=__doc__.splitlines()[0], allow_abbrev=False,  # "--data=..." is not --dataset
         epilog="Every other RecBole or plugin option goes in --key=value form (e.g. --epochs=50, --data_path=DIR); "
                "defaults are in properties/*.yaml.")
     parser.add_argument("--model", "-m", type=str, default="LightGCN",

@@ -25,6 +25,7 @@ from recbole_hnlm.errors import ConcurrentWriterError, ConfigError, DataError
 from recbole_hnlm.signals import sigterm_as_interrupt
 
 from .config import LLMConfig
+from .paths import artifact_dir
 
 
 def _default_data_path(dataset: str) -> str:
@@ -110,7 +111,7 @@ def main(argv=None) -> int:
 
 
 def _run_stage(argv, quiet: contextlib.ExitStack) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recbole_hnlm.llm", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m recbole_hnlm.llm", description=__doc__, allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage", choices=["profiles", "negatives", "teacher", "finetune", "embed", "keys"])
     parser.add_argument("--dataset", "-d", default="ml-100k")
@@ -177,14 +178,19 @@ def _run_stage(argv, quiet: contextlib.ExitStack) -> int:
         read_from = _root_data_path(rb_config, args.dataset)  # RecBole reads its bundled ml-100k whatever is asked
         if os.path.abspath(read_from) != os.path.abspath(data_path):
             logging.getLogger(__name__).warning(
-                "--data_path %s: RecBole reads %s from %s, so the LLM stage reads and writes there too (where the run "
-                "script looks for its artifacts)", data_path, args.dataset, read_from)
+                "--data_path %s: RecBole reads %s from %s, so the LLM stage reads it from there too, and keeps its "
+                "artifacts where the run script looks for them (%s)", data_path, args.dataset, read_from,
+                artifact_dir(read_from, args.dataset))
             data_path = read_from
     else:
         config = _yaml_settings(args.config_files)
     config.update(overrides)
     if args.stage in ("negatives", "embed"):
-        config["hnlm_variant"] = "semantic" if args.stage == "negatives" else "finetuned"
+        variant = "semantic" if args.stage == "negatives" else "finetuned"
+        if overrides.get("hnlm_variant") not in (None, variant):  # given on the command line (the yaml has one)
+            logging.getLogger(__name__).warning("--hnlm_variant=%s is ignored: the %s stage computes the %s variant",
+                                                overrides["hnlm_variant"], args.stage, variant)
+        config["hnlm_variant"] = variant
     cfg = LLMConfig.from_config(config)
     from .pipeline import load_dataset_text, profiles_path, run_negatives, run_profiles, store_path_for
 

@@ -38,7 +38,9 @@ def test_the_stage_works_where_recbole_reads_the_dataset(tmp_path, caplog, capsy
     caplog.set_level(logging.WARNING)
     assert main(["profiles", "--dataset", "ml-100k", "--data_path", str(tmp_path), "--max_pairs", "1",
                  "--hnlm_generator=no-such-model", "--load_col={'inter': ['user_id', 'item_id']}"]) == 2
-    assert "so the LLM stage reads and writes there too" in caplog.text
+    # it said "reads and writes there too" (inside the installed package), but the artifacts go to ./saved/hnlm
+    assert "so the LLM stage reads it from there too, and keeps its artifacts where the run script looks for them (" \
+        in caplog.text and os.path.join("saved", "hnlm", "ml-100k") in caplog.text
     assert "no-such-model" in capsys.readouterr().err  # it got as far as loading the generator
     assert os.listdir(tmp_path) == []
 
@@ -116,3 +118,20 @@ def test_keys_into_a_closed_pipe_ends_quietly():
     child.stdout.close()  # the reader is gone before the table is written
     stderr = child.stderr.read().decode()
     assert child.wait(timeout=120) == 0 and "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+
+
+def test_stage_options_are_not_abbreviated_and_a_foreign_variant_is_named(tmp_path, caplog, capsys):
+    """`--overwrit` was taken as --overwrite, `--data=...` as --dataset; `negatives --hnlm_variant=finetuned` was
+    overridden without a word."""
+    import pytest
+
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    (folder / "empty.inter").write_text("user_id:token\titem_id:token\n")
+    common = ["--split", "all", "--dataset", "empty", "--data_path", str(tmp_path), "--hnlm_generator=no-such-model"]
+    caplog.set_level(logging.WARNING)
+    assert main(["negatives", *common, "--hnlm_variant=finetuned"]) == 2  # fails later: no training pairs
+    assert "--hnlm_variant=finetuned is ignored: the negatives stage computes the semantic variant" in caplog.text
+    with pytest.raises(SystemExit):
+        main(["teacher", *common, "--overwrit"])
+    assert "--overwrit" in capsys.readouterr().err
