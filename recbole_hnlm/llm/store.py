@@ -66,8 +66,25 @@ def manifest_mismatch(stored: Dict, wanted: Dict, fields: Sequence[str] = IDENTI
     differing.sort(key=lambda field: field.endswith("_hash"))  # stable: file order otherwise
     if not differing:
         return None
-    return "; ".join(f"manifest field '{field}': stored {stored.get(field)!r} != requested {wanted[field]!r}"
-                     for field in differing)
+    return "; ".join(_difference(field, stored.get(field), wanted[field]) for field in differing)
+
+
+def _difference(field: str, stored, wanted) -> str:
+    """One differing field; for two dicts (``settings``) only the keys that differ, as ``settings.retries``."""
+    if isinstance(stored, dict) and isinstance(wanted, dict):
+        keys = [k for k in sorted(set(stored) | set(wanted), key=str)
+                if stored.get(k, _ABSENT) != wanted.get(k, _ABSENT)]
+        return "; ".join(f"manifest field '{field}.{k}': stored {stored.get(k, _ABSENT)!r} != requested "
+                         f"{wanted.get(k, _ABSENT)!r}" for k in keys)
+    return f"manifest field '{field}': stored {stored!r} != requested {wanted!r}"
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "(absent)"
+
+
+_ABSENT = _Absent()
 
 
 def write_pair_store(path: str, user_tokens: Sequence[str], item_tokens: Sequence[str], emb: torch.Tensor,

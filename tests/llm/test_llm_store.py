@@ -88,6 +88,11 @@ def test_manifest_mismatch_names_field(tmp_path):
     with pytest.raises(StoreError, match="dataset_hash"):
         store.check({"dataset_hash": "other"})
     assert manifest_mismatch(store.manifest, {"generator": "m"}) is not None
+    # a settings dict names the keys that differ, not both whole dicts (in different key order)
+    message = manifest_mismatch({"settings": {"retries": 2, "seed": 1, "compute": "float32"}},
+                                {"settings": {"compute": "float32", "seed": 1, "retries": 1, "threads": 2}})
+    assert message == ("manifest field 'settings.retries': stored 2 != requested 1; manifest field "
+                       "'settings.threads': stored (absent) != requested 2")
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path):
