@@ -276,6 +276,7 @@ class HybridPromptEncoder(nn.Module):
         with atomic_folder(folder) as tmp:
             if self.lora_settings is not None:
                 self.body.save_pretrained(tmp, safe_serialization=True)
+                _sort_target_modules(os.path.join(tmp, "adapter_config.json"))
             save_file(self.trainable_state(), os.path.join(tmp, _PROJECTORS))
             settings = dict(settings, cf_dim=self.cf_dim, soft_tokens=self.soft_tokens, hidden=self.hidden,
                             template=self.template.version, lora=self.lora_settings)
@@ -317,6 +318,19 @@ class HybridPromptEncoder(nn.Module):
             getattr(encoder, name).load_state_dict({k[len(name) + 1:]: v for k, v in state.items()
                                                     if k.startswith(name + ".")})
         return encoder.eval()
+
+
+def _sort_target_modules(path: str) -> None:
+    """peft writes LoRA's ``target_modules`` from a set, in the order of the process's string hashing: sorted, equal
+    adapters trained in two processes have equal files, and so the same adapter hash (the store's cache key)."""
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as handle:
+        config = json.load(handle)
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(config, handle, indent=2, sort_keys=True)
 
 
 def _damaged(folder: str, error) -> DataError:

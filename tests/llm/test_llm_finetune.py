@@ -266,6 +266,10 @@ def test_finetuned_embed_writes_store_and_caches(tmp_path, tiny_llama_dir, teach
     os.umask(umask)
     modes = {name: os.stat(tmp_path / "adapter" / name).st_mode & 0o777 for name in os.listdir(tmp_path / "adapter")}
     assert set(modes.values()) == {0o666 & ~umask}, modes  # the weights were 0600 (safetensors), other artifacts not
+    # peft listed target_modules in the process's set order: equal adapters of two processes hashed apart
+    with open(tmp_path / "adapter" / "adapter_config.json", encoding="utf-8") as handle:
+        modules = json.load(handle)["target_modules"]
+    assert modules == ["k_proj", "o_proj", "q_proj", "v_proj"]
     # cache hit: nothing is loaded or trained again, and chunks a stopped run left beside the store are removed
     mtime = os.path.getmtime(store)
     os.makedirs(store + ".work")
