@@ -21,7 +21,7 @@ except ImportError:  # Windows: no advisory locks, concurrent runs are not detec
 from recbole_hnlm.errors import ConcurrentWriterError
 
 __all__ = ["atomic_folder", "atomic_path", "exclusive_lock", "file_sha256", "is_safetensors_file",
-           "remove_dead_writers_files", "write_json_atomic", "write_text_atomic"]
+           "pid_alive", "remove_dead_writers_files", "write_json_atomic", "write_text_atomic"]
 
 logger = logging.getLogger(__name__)
 #: flock errors of file systems without locks (NFS without lockd, some FUSE and SMB mounts): work goes on unlocked.
@@ -34,7 +34,8 @@ def _umask() -> int:
     return current
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of ``pid`` runs (ours or another user's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -54,7 +55,7 @@ def remove_dead_writers_files(path: str) -> None:
         return
     for name in names:
         pid = name[len(prefix):]
-        if name.startswith(prefix) and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        if name.startswith(prefix) and pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             full = os.path.join(folder, name)
             if os.path.isdir(full):
                 shutil.rmtree(full, ignore_errors=True)

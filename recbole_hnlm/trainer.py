@@ -18,7 +18,7 @@ from recbole.utils import get_local_time, set_color
 from recbole_hnlm.compat import EvalCollector
 from recbole_hnlm.checkpoint import load_checkpoint, read_rng_state, read_trainer_state, save_checkpoint
 from recbole_hnlm.config import split_seed
-from recbole_hnlm.files import atomic_path
+from recbole_hnlm.files import atomic_path, pid_alive
 from recbole_hnlm.resume import best_checkpoint_of, json_value, training_options
 from recbole_hnlm.rng_state import capture_rng_state, restore_rng_state
 from recbole_hnlm.warm_start import data_digests
@@ -48,24 +48,48 @@ def _run_settings(config):
 
 def _reserve_stem(stem):
     """``(stem, marker)``: ``stem``, or ``stem-2``, ``stem-3`` ... when another run took that name, and the hidden
-    empty file that reserves it until the run has written its own files.
+    file (holding the run's pid) that reserves it until the run has written its own files.
 
     RecBole names checkpoints by the second, so runs started together (seeds launched side by side, or a warm start
     right after its source) would otherwise write over each other's checkpoints. A name is taken when its files exist
-    or when another live run holds its marker (created atomically, so two processes never get the same name).
+    or when another live run holds its marker (created atomically, so two processes never get the same name); the
+    marker of a run that no longer runs (hard-killed) is removed, and its name is free again.
     """
-    folder = os.path.dirname(stem)
     candidate, n = stem, 1
     while True:
         if not (os.path.exists(f"{candidate}.safetensors") or os.path.exists(f"{candidate}.resume.safetensors")):
-            marker = os.path.join(folder, f".{os.path.basename(candidate)}.reserved")
+            marker = _marker_of(candidate)
             try:
-                os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))  # an empty file, not 0755
+                handle = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)  # 0666 & umask, not 0755
+                os.write(handle, f"{os.getpid()}\n".encode())
+                os.close(handle)
                 return candidate, marker
             except FileExistsError:
-                pass
+                if _remove_if_dead(marker, legacy_too=False):  # a hard-killed run's: the name is free again
+                    continue
         n += 1
         candidate = f"{stem}-{n}"
+
+
+def _marker_of(stem):
+    return os.path.join(os.path.dirname(stem), f".{os.path.basename(stem)}.reserved")
+
+
+def _remove_if_dead(marker, legacy_too):
+    """Remove a name marker whose run no longer runs (its pid is dead); a marker without a pid (written by versions
+    before session 25) only with ``legacy_too``. Whether it was removed."""
+    try:
+        with open(marker, encoding="utf-8") as handle:
+            text = handle.read().strip()
+    except OSError:
+        return False
+    if (text.isdigit() and int(text) != os.getpid() and not pid_alive(int(text))) or (not text and legacy_too):
+        try:
+            os.remove(marker)
+        except FileNotFoundError:
+            pass
+        return True
+    return False
 
 
 class SafeCheckpointMixin:
@@ -193,6 +217,8 @@ class SafeCheckpointMixin:
         if state.get("resume_state"):
             self._release_name()  # the run goes on writing to the files of the run it continues
             self.resume_state_file = resume_file
+            # the interrupted run's marker, left by a hard kill: that run is over (this one continues it)
+            _remove_if_dead(_marker_of(resume_file[:-len(".resume.safetensors")]), legacy_too=True)
             beside = resume_file.replace(".resume.safetensors", ".safetensors")  # no best epoch yet: keep the pair
             # the best file beside the resume state, not the path it was first written to: resuming a copied folder
             # wrote into the original run's best file. A resume state copied without it takes a copy of the original.

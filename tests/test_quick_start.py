@@ -115,6 +115,45 @@ def test_trainers_started_together_get_their_own_names(fast_config, monkeypatch)
     assert third.saved_model_file.endswith("MF-Dec-03-2026_12-00-00-3.safetensors")
 
 
+def test_a_hard_killed_runs_name_marker_is_taken_over(fast_config, monkeypatch):
+    """A run killed with SIGKILL left its hidden marker for good (14 of them after 16 kills, a helper found): a
+    marker whose pid no longer runs frees its name, a live run's does not."""
+    import subprocess
+    import sys
+
+    from recbole.data import create_dataset, data_preparation
+
+    import recbole_hnlm.trainer
+    from recbole_hnlm.config import Config
+    from recbole_hnlm.model.mf import MF
+    from recbole_hnlm.trainer import HNLMTrainer
+
+    monkeypatch.setattr(recbole_hnlm.trainer, "get_local_time", lambda: "Dec-05-2026_12-00-00")
+    config = Config(model="MF", config_dict={**fast_config, "sampler": "RNS", "epochs": 1})
+    train_data, _, _ = data_preparation(config, create_dataset(config))
+    folder = fast_config["checkpoint_dir"]
+    os.makedirs(folder, exist_ok=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait(timeout=60)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with open(os.path.join(folder, ".MF-Dec-05-2026_12-00-00.reserved"), "w") as handle:
+            handle.write(f"{dead.pid}\n")
+        with open(os.path.join(folder, ".MF-Dec-05-2026_12-00-00-2.reserved"), "w") as handle:
+            handle.write(f"{live.pid}\n")
+        first = HNLMTrainer(config, MF(config, train_data._dataset))
+        second = HNLMTrainer(config, MF(config, train_data._dataset))
+    finally:
+        live.kill()
+        live.wait(timeout=60)
+    assert first.saved_model_file.endswith("MF-Dec-05-2026_12-00-00.safetensors")  # the dead run's name
+    assert second.saved_model_file.endswith("MF-Dec-05-2026_12-00-00-3.safetensors")  # not the live run's
+    with open(os.path.join(folder, ".MF-Dec-05-2026_12-00-00.reserved")) as handle:
+        assert handle.read().strip() == str(os.getpid())
+    first.close()
+    second.close()
+
+
 def test_resume_restores_optimizer_state(fast_config, tmp_path):
     from recbole.data import create_dataset, data_preparation
 

@@ -481,3 +481,16 @@ def test_sigterm_as_interrupt_only_inside_its_block():
         with sigterm_as_interrupt():
             os.kill(os.getpid(), signal.SIGTERM)  # the handler runs before the next statement
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_resuming_removes_the_name_marker_a_hard_kill_left(fast_config, tmp_path, ctrl_c_in_epoch):
+    """SIGKILL leaves the run's hidden name marker; the run that continues it removed only its own new one."""
+    settings = {**fast_config, "sampler": "RNS", "epochs": 2, "checkpoint_dir": str(tmp_path)}
+    ctrl_c_in_epoch(1)
+    with pytest.raises(TrainingInterrupted) as interrupted:
+        run_recbole_hnlm(model="MF", config_dict=settings)
+    resume_file = interrupted.value.resume_file
+    stem = os.path.basename(resume_file)[:-len(".resume.safetensors")]
+    open(os.path.join(tmp_path, f".{stem}.reserved"), "w").close()  # as a killed run (of an earlier version) left it
+    run_recbole_hnlm(model="MF", config_dict={**settings, "resume_from": resume_file})
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".reserved")]
