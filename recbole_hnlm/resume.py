@@ -120,7 +120,10 @@ def check_resume_from(config) -> None:
                               f"has {key}={config[key]}: its best score so far ({state.get('best_valid_score')}) "
                               f"is not comparable with the new one. Resume with --{key}={stored_options[key]}, or "
                               f"start a new run from its weights with --init_from={path}.")
-    if state.get("resume_state") and state.get("best_checkpoint") and best_checkpoint_of(path, state) is None:
+    # a run stopped after the resume state of a new best epoch and before its best file: written when resumed
+    best_from_state = state.get("best_epoch") is not None and state.get("best_epoch") == state.get("epoch")
+    if state.get("resume_state") and state.get("best_checkpoint") and best_checkpoint_of(path, state) is None \
+            and not best_from_state:
         beside, written = _beside(path, state["best_checkpoint"]), state["best_checkpoint"]
         elsewhere = f" (nor is it at {written}, where it was written)" if beside != written else ""
         raise ConfigError(f"resume_from: the interrupted run's best checkpoint {beside} is missing{elsewhere}; the "

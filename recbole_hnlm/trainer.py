@@ -270,9 +270,7 @@ class SafeCheckpointMixin:
             self.logger.warning(f"resume_from: the run stopped before it wrote the best checkpoint of epoch "
                                 f"{best_epoch}; written now from the resume state: {self.saved_model_file}")
         elif stored is not None and stored > last:
-            self.best_valid_score = -np.inf if self.valid_metric_bigger else np.inf
-            self.best_valid_result = None
-            self.cur_step = 0
+            self._forget_best()
             self.logger.warning(f"resume_from: the best checkpoint {self.saved_model_file} holds epoch {stored}, "
                                 f"after the resume state's epoch {last}: the weights of the best epoch before it are "
                                 "gone, so model selection starts afresh (and, with no epoch left to train, the test "
@@ -319,10 +317,14 @@ class SafeCheckpointMixin:
         self._last_valid = (epoch, result)
         return score, result
 
-    def _start_model_selection_afresh(self, warm_up):
+    def _forget_best(self):
+        """Model selection from scratch: no best score or result, early stopping's counter at 0."""
         self.best_valid_score = -np.inf if self.valid_metric_bigger else np.inf
         self.best_valid_result = None
         self.cur_step = 0
+
+    def _start_model_selection_afresh(self, warm_up):
+        self._forget_best()
         self._selection_restarted = True
         self.logger.info(f"negative_warmup_epochs={warm_up}: early stopping and the best checkpoint start afresh "
                          f"with {self.config['sampler']}")

@@ -382,13 +382,14 @@ def test_a_resumed_run_tests_the_model_as_now_configured(fast_config, tmp_path):
     assert again["test_result"] == evaluated["test_result"] != first["test_result"]
 
 
-@pytest.mark.parametrize("stop", ["after_best_file", "before_best_file"])
+@pytest.mark.parametrize("stop,epoch", [("after_best_file", 1), ("before_best_file", 1), ("before_best_file", 0)])
 def test_a_run_stopped_around_a_best_checkpoint_resumes_to_a_consistent_pair(fast_config, tmp_path, monkeypatch,
-                                                                              stop):
+                                                                              stop, epoch):
     """Ctrl-C right after epoch 1's best checkpoint was written left a resume state of epoch 0 beside it: resumed
     with epochs=1 ("Nothing to train"), the run reported epoch 0's validation and tested epoch 1's weights. The
     resume state is now written first; stopped between the two writes, the resumed run writes the best file from the
-    state's weights, and goes on as the uninterrupted run."""
+    state's weights (also at the first best epoch, when no best file exists yet), and goes on as the uninterrupted
+    run."""
     from recbole_hnlm import trainer as trainer_module
 
     settings = {**fast_config, "sampler": "RNS", "epochs": 2}
@@ -396,28 +397,29 @@ def test_a_run_stopped_around_a_best_checkpoint_resumes_to_a_consistent_pair(fas
     assert read_trainer_state(straight["checkpoint"])["epoch"] == 1  # epoch 1 is a new best in this setting
     real_save = trainer_module.save_checkpoint
 
-    def stopped_at_epoch_1_best(path, model, optimizer, state, **kwargs):
+    def stopped_at_a_best(path, model, optimizer, state, **kwargs):
         best_file = not path.endswith(".resume.safetensors")
-        if best_file and state["epoch"] == 1 and stop == "before_best_file":
+        if best_file and state["epoch"] == epoch and stop == "before_best_file":
             monkeypatch.setattr(trainer_module, "save_checkpoint", real_save)
             raise KeyboardInterrupt
         real_save(path, model, optimizer, state, **kwargs)
-        if best_file and state["epoch"] == 1:
+        if best_file and state["epoch"] == epoch:
             monkeypatch.setattr(trainer_module, "save_checkpoint", real_save)
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(trainer_module, "save_checkpoint", stopped_at_epoch_1_best)
+    monkeypatch.setattr(trainer_module, "save_checkpoint", stopped_at_a_best)
     with pytest.raises(TrainingInterrupted) as interrupted:
         run_recbole_hnlm(model="MF", config_dict={**settings, "checkpoint_dir": str(tmp_path / "interrupted")})
     resume_file = interrupted.value.resume_file
-    assert read_trainer_state(resume_file)["epoch"] == 1  # the state covers the best epoch
-    for epochs in (1, 2):  # fewer epochs than it trained, or as many
+    assert read_trainer_state(resume_file)["epoch"] == epoch  # the state covers the best epoch
+    for epochs in (epoch + 1, 2):  # no epoch left to train, or the uninterrupted run's epochs
         resumed = run_recbole_hnlm(model="MF", config_dict={**settings, "epochs": epochs, "resume_from": resume_file})
         best = read_trainer_state(resumed["checkpoint"])
-        assert best["epoch"] == 1 and best["best_valid_result"] == resumed["best_valid_result"]
-        _assert_same_weights(straight["checkpoint"], resumed["checkpoint"])
-        assert resumed["best_valid_result"] == straight["best_valid_result"]
-        assert resumed["test_result"] == straight["test_result"]
+        assert best["epoch"] == epochs - 1 and best["best_valid_result"] == resumed["best_valid_result"]
+        if epochs == 2:
+            _assert_same_weights(straight["checkpoint"], resumed["checkpoint"])
+            assert resumed["best_valid_result"] == straight["best_valid_result"]
+            assert resumed["test_result"] == straight["test_result"]
 
 
 def test_a_best_file_newer_than_its_resume_state_restarts_model_selection(fast_config, tmp_path, ctrl_c_in_epoch,
