@@ -64,7 +64,7 @@ def main():
     print("| subnormals | s | x flushed |")
     print("|---|---|---|")
     for flush, label in ((False, "kept (flush_denormal=False)"), (True, "flushed (flush_denormal=True)")):
-        print(f"| {label} | {times[flush]:.3f} | {times[flush] / times[True]:.1f} |")
+        print(f"| {label} | {times[flush]:.6f} | {times[flush] / times[True]:.2f} |")
 
 
 if __name__ == "__main__":

@@ -35,12 +35,15 @@ def _umask() -> int:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process of ``pid`` runs (ours or another user's)."""
+    """Whether a process of ``pid`` may run on this machine: False only when it certainly does not. On Windows
+    (where ``os.kill(pid, 0)`` would send Ctrl-C) and for pids the system cannot look up, True."""
+    if os.name == "nt":
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's live process
+    except (OSError, OverflowError, ValueError):  # another user's live process, or no such pid number
         return True
     return True
 

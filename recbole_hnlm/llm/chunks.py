@@ -29,19 +29,23 @@ logger = logging.getLogger(__name__)
 ChunkResult = Tuple[torch.Tensor, torch.Tensor, List[Dict]]
 
 
-def discard_stale_work(work_dir: str) -> None:
-    """Remove the work folder beside a finished artifact that is reused (a store that is a cache hit, a teacher file):
-    the chunks or resume state of a run killed after it wrote the artifact, or of another settings' run that never
-    finished (of no use to the artifact; a full dataset's chunks take hundreds of MB). A folder another process is
-    working in (locked) is left alone."""
+def discard_stale_work(work_dir: str, artifact: str) -> None:
+    """Remove the work folder beside a finished ``artifact`` that is reused (a store that is a cache hit, a teacher
+    file): the chunks or resume state of the run that wrote the artifact and was stopped before it removed them (a
+    full dataset's chunks take hundreds of MB). Only when nothing in it is newer than the artifact: a later run of other
+    settings, stopped on the way, keeps its folder to resume from; so does a run working in it now (locked)."""
     if not os.path.isdir(work_dir):
         return
+    written = os.path.getmtime(artifact)
+    for folder, _, names in os.walk(work_dir):
+        if any(os.path.getmtime(os.path.join(folder, name)) > written for name in names):
+            return
     try:
         with exclusive_lock(work_dir.rstrip(os.sep) + ".lock", f"the chunks of {work_dir}"):
             shutil.rmtree(work_dir, ignore_errors=True)
     except ConcurrentWriterError:
         return
-    logger.info("%s: removed (left beside a finished artifact by an earlier run)", work_dir)
+    logger.info("%s: removed (left beside %s by the run that wrote it)", work_dir, artifact)
 
 
 def user_aligned_starts(pairs: Sequence[Tuple[str, str]], chunk_size: int) -> List[int]:

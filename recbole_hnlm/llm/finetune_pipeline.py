@@ -192,6 +192,8 @@ def ensure_finetuned(cfg: LLMConfig, text: DatasetText, store_path: str, progres
     identity = adapter_identity(cfg, teacher, generator_name, text)
     pairs = text.select_pairs(cfg.max_pairs, cfg.seed)
     reusable = _adapter_matches(adapter, identity)  # read once: a mismatch is warned about once
+    if reusable:  # a fine-tuning stopped between saving the adapter and removing its resume state
+        discard_stale_work(adapter.rstrip(os.sep) + ".work", adapter)
     if embed and not reusable and os.path.exists(store_path):  # its manifest names the adapter hash: never a hit
         logger.warning("%s: its adapter %s is fine-tuned again, so the store is computed again and replaced (give "
                        "hnlm_store_path another file to keep it)", store_path, adapter)
@@ -202,7 +204,7 @@ def ensure_finetuned(cfg: LLMConfig, text: DatasetText, store_path: str, progres
         wanted = finetuned_manifest(cfg, text, pairs, generator_name, teacher, folder_hash(adapter))
         if _cached(store_path, wanted):
             logger.info("%s: cache hit, fine-tuned negatives already computed", store_path)
-            discard_stale_work(store_path + ".work")
+            discard_stale_work(store_path + ".work", store_path)
             return store_path
     # one run at a time fine-tunes (or reads) the adapter folder: a second one would save over it after hours
     with exclusive_lock(adapter.rstrip(os.sep) + ".lock", f"the adapter {adapter} (or embedding pairs with it)"), \

@@ -85,6 +85,13 @@ def load_finetune_state(work_dir: str, identity: Dict, encoder, optimizer: torch
     missing = sorted(set(params) - {key[len("param."):] for key in tensors if key.startswith("param.")})
     if missing:
         return _start_afresh(work_dir, f"{path} lacks trainable weights ({missing[0]})")
+    unlike = next((name for name, p in params.items() if tensors[f"param.{name}"].shape != p.shape), None)
+    if unlike is not None:  # the same settings, another model behind the generator's name
+        return _start_afresh(work_dir, f"its weight {unlike} has shape {tuple(tensors['param.' + unlike].shape)}, "
+                                       f"this model's {tuple(params[unlike].shape)}")
+    if not isinstance(header.get("next_batch"), int) or not isinstance(header.get("losses"), list) or \
+            not {"rng.torch", "rng.draw"} <= set(tensors):
+        return _start_afresh(work_dir, f"{path} lacks its position or random streams")
     with torch.no_grad():
         for name, p in params.items():
             p.copy_(tensors[f"param.{name}"])

@@ -163,7 +163,7 @@ def run_negatives(cfg: LLMConfig, text: DatasetText, store_path: Optional[str] =
     wanted = semantic_manifest(cfg, text, pairs, generator_name, encoder_name, _prompt_versions(cfg))
     if _cached(store_path, wanted):
         logger.info("%s: cache hit, semantic negatives already computed", store_path)
-        discard_stale_work(store_path + ".work")
+        discard_stale_work(store_path + ".work", store_path)
         return store_path
     with llm_threads(cfg):
         if generator is None:

@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 NEGATIVE_TEMPLATE = "hard_negative.v1"
 #: What answers are refused (in the manifest: a store written under other checks is computed again).
 ANSWER_CHECKS = ("v5: none-like, placeholder, the interacted item or a training item of the user (also as the "
-                 "answer's leading title), the user's profile repeated (its start, or a sentence of its words)")
+                 "answer's leading title), the user's profile repeated (its start, or an undated sentence of its words)")
 _NONE_ANSWERS = {"none", "null", "n a", "na", "nothing", "unknown", "no item", "none found", "not applicable",
                  "item name", "none of the above"}
 _NONE_STARTS = ("no hard negative", "none of the ", "not applicable", "there is no ")
@@ -107,15 +107,15 @@ def _names(answer_keys: Tuple[str, str], answer_year: Optional[str], title: str,
     return bool(key) and key in answer_keys
 
 
-def _repeats(key: str, profile_key: str) -> bool:
-    """Whether an answer (``title_key``) copies the user's profile: its start, or a sentence of six or more words
-    whose words are nearly all (5 in 6) the profile's ("The user enjoys a variety of items" from a profile opening
-    "This user enjoys a variety of items"). Titles are shorter, or share few words with a profile."""
+def _repeats(key: str, profile_key: str, dated: bool) -> bool:
+    """Whether an answer (``title_key``) copies the user's profile: its start, or, for an answer without a year (a
+    dated answer names a title), a sentence of six or more distinct words nearly all of which (5 in 6) are the
+    profile's ("The user enjoys a variety of items" from a profile opening "This user enjoys a variety of items")."""
     summary = profile_key[:40]
     if len(summary) >= 20 and (key.startswith(summary) or (len(key) >= 20 and summary.startswith(key))):
         return True
-    words, known = key.split(), set(profile_key.split())
-    return len(words) >= 6 and sum(word in known for word in words) >= 5 / 6 * len(words)
+    words, known = set(key.split()), set(profile_key.split())
+    return not dated and len(words) >= 6 and len(words & known) >= 5 / 6 * len(words)
 
 
 def negative_problem(answer: Dict, interacted_title: str, interacted_year: Optional[str] = None,
@@ -128,7 +128,7 @@ def negative_problem(answer: Dict, interacted_title: str, interacted_year: Optio
     key, answer_year = title_key(name), title_year(name)
     if name.startswith("<") or (answer_year is None and (key in _NONE_ANSWERS or key.startswith(_NONE_STARTS))):
         return f"no item named: {name[:120]!r}"
-    if _repeats(key, title_key(profile)):
+    if _repeats(key, title_key(profile), answer_year is not None):
         return f"the answer repeats the user's profile: {name[:120]!r}"
     keys = (key, title_key(leading_title(name)))  # once per answer, not once per history item
     if _names(keys, answer_year, interacted_title, interacted_year):

@@ -64,7 +64,7 @@ def ensure_teacher(config, train_data, path: str, overwrite: bool = False) -> st
     if os.path.isdir(path) or overwrite:  # before the training, which could not be written there
         check_replaceable_teacher(path)
     if os.path.exists(path) and not overwrite:
-        discard_stale_work(path + ".work")  # a run stopped between writing the teacher and removing its resume state
+        discard_stale_work(path + ".work", path)  # a run stopped between writing the teacher and removing its resume state
         _warn_if_trained_otherwise(config, path)
         logger.info("HNLMRec teacher: %s exists and is reused if it was trained on this run's training split (checked "
                     "next; python -m recbole_hnlm.llm teacher --overwrite trains it again; a new teacher makes the "

@@ -138,10 +138,12 @@ def test_a_write_removes_the_temporary_files_of_dead_writers_only(tmp_path):
         for pid in (live.pid, dead.pid):
             (tmp_path / f"result.json.tmp-{pid}").write_text("half")
         (tmp_path / "result.json.tmp-notapid").write_text("kept")
+        (tmp_path / "result.json.tmp-99999999999999999999").write_text("kept")  # no such pid number: OverflowError
         write_text_atomic(str(target), "{}")
         assert target.read_text() == "{}"
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-            ["result.json", f"result.json.tmp-{live.pid}", "result.json.tmp-notapid"])
+            ["result.json", f"result.json.tmp-{live.pid}", "result.json.tmp-notapid",
+             "result.json.tmp-99999999999999999999"])
         folder = tmp_path / "adapter"
         (tmp_path / f"adapter.tmp-{dead.pid}").mkdir()
         with atomic_folder(str(folder)) as tmp:

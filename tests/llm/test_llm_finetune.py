@@ -357,6 +357,13 @@ def test_an_interrupted_fine_tuning_resumes_bit_for_bit(tmp_path, tiny_llama_dir
         resumed = fine_tune("resumed")
     assert "resuming from" in caplog.text and len(steps) == total - 4
     assert folder_hash(resumed) == folder_hash(whole) and not os.path.exists(work)
+    # a stop between saving the adapter and removing its state left the folder: the adapter's reuse removes it
+    os.makedirs(work)
+    (work / STATE_FILE).write_bytes(b"old")
+    os.utime(work / STATE_FILE, (os.path.getmtime(resumed) - 10,) * 2)
+    steps.clear()
+    fine_tune("resumed")
+    assert not steps and not os.path.exists(work)
 
     # the state of a fine-tuning with another learning rate is not continued
     monkeypatch.setattr(finetune, "info_nce", info_nce_killed_at_step_5)
@@ -369,6 +376,24 @@ def test_an_interrupted_fine_tuning_resumes_bit_for_bit(tmp_path, tiny_llama_dir
     assert len(steps) == total and folder_hash(str(tmp_path / "other")) == folder_hash(whole)
     assert "is not continued: it had other settings or data (ft_lr)" in caplog.text
     assert not os.path.exists(tmp_path / "other.work")
+    # a state of the same settings but another model behind the generator's name (other weight shapes) likewise
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    monkeypatch.setattr(finetune, "info_nce", info_nce_killed_at_step_5)
+    steps.clear()
+    with pytest.raises(KeyboardInterrupt):
+        fine_tune("reshaped")
+    state_file = str(tmp_path / "reshaped.work" / STATE_FILE)
+    with safe_open(state_file, framework="pt") as handle:
+        tensors, metadata = {k: handle.get_tensor(k) for k in handle.keys()}, handle.metadata()
+    first = next(k for k in sorted(tensors) if k.startswith("param."))
+    tensors[first] = torch.zeros(1)
+    save_file(tensors, state_file, metadata=metadata)
+    monkeypatch.setattr(finetune, "info_nce", lambda *args: steps.append(1) or real_info_nce(*args))
+    steps.clear()
+    fine_tune("reshaped")
+    assert len(steps) == total and f"its weight {first[len('param.'):]} has shape (1,)" in caplog.text
     # a state cut short (a full disk) is named and fine-tuned afresh
     os.makedirs(tmp_path / "cut.work")
     (tmp_path / "cut.work" / STATE_FILE).write_bytes(b"\x08\x00\x00")

@@ -98,6 +98,10 @@ def test_an_answer_repeating_the_users_profile_is_refused():
         profile)
     for title in ("Star Wars", "Die Hard: With a Vengeance", "Some Like It Hot", "A Variety of Comedies and Dramas"):
         assert negative_problem({"hard_negative_item": title}, "Heat", "1995", (), profile) is None, title
+    # a dated answer names a title, even one whose words the profile has (a reviewer's examples)
+    profile = "Loved Star Wars: Return of the Jedi and The War, the Love and the Comedy; likes sci-fi"
+    for title in ("Star Wars: Return of the Jedi (1983)", "The War, the Love and the Comedy (1999)"):
+        assert negative_problem({"hard_negative_item": title}, "Heat", "1995", (), profile) is None, title
 
 
 def test_the_item_year_from_its_attributes_tells_remakes_apart():

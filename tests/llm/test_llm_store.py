@@ -202,15 +202,25 @@ def test_a_store_rewritten_up_to_its_rename_opens_without_the_old_manifest(tmp_p
     assert opened.num_pairs == 3 and opened.manifest["dataset_hash"] == "new"
 
 
-def test_stale_work_beside_a_finished_artifact_is_removed_unless_in_use(tmp_path):
+def test_stale_work_beside_a_finished_artifact_is_removed_unless_newer_or_in_use(tmp_path):
+    """The chunks a run left beside the store it wrote go; those of a later run of other settings, stopped on the way
+    (newer than the store), stay for it to resume from, and so does a folder another process works in."""
     import subprocess
     import sys
+    import time
 
     from recbole_hnlm.llm.chunks import discard_stale_work
 
-    work = tmp_path / "s.safetensors.work"
+    work, store = tmp_path / "s.safetensors.work", tmp_path / "s.safetensors"
     work.mkdir()
-    (work / "chunk_000000.safetensors").write_bytes(b"x")
+    chunk = work / "chunk_000000.safetensors"
+    chunk.write_bytes(b"x")
+    store.write_bytes(b"store")
+    later = time.time() + 60
+    os.utime(chunk, (later, later))  # written after the store: another run's
+    discard_stale_work(str(work), str(store))
+    assert chunk.exists()
+    os.utime(chunk, (later - 120, later - 120))  # before the store: its writer's leftovers
     holder = subprocess.Popen([sys.executable, "-c", (
         "import fcntl, time\n"
         f"lock = open({str(work) + '.lock'!r}, 'a+')\n"
@@ -219,11 +229,11 @@ def test_stale_work_beside_a_finished_artifact_is_removed_unless_in_use(tmp_path
         "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        discard_stale_work(str(work))  # another run computes into it
-        assert (work / "chunk_000000.safetensors").exists()
+        discard_stale_work(str(work), str(store))  # another run computes into it
+        assert chunk.exists()
     finally:
         holder.kill()
         holder.wait(timeout=60)
-    discard_stale_work(str(work))
+    discard_stale_work(str(work), str(store))
     assert not work.exists()
-    discard_stale_work(str(work))  # nothing there: nothing to do
+    discard_stale_work(str(work), str(store))  # nothing there: nothing to do
