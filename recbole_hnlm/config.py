@@ -38,8 +38,12 @@ def read_config_files(file_list, loader=None):
     loader = loader or RecBoleConfig._build_yaml_loader(None)  # the method uses no instance state
     merged = {}
     for path in file_list or []:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as error:  # a missing file, a folder, another encoding
+            why = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            raise ConfigError(f"config_files: {path} cannot be read ({why})") from None
         try:
             content = yaml.load(text, Loader=loader)
         except yaml.YAMLError as error:

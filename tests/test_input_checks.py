@@ -142,6 +142,10 @@ def test_yaml_files_malformed_empty_or_not_a_mapping(tmp_path):
         Config(model="LightGCN", dataset="ml-100k", config_file_list=[str(listed)], command_line=False)
     config = Config(model="LightGCN", dataset="ml-100k", config_file_list=[str(empty), str(good)], command_line=False)
     assert config["epochs"] == 4
+    # a missing file or a folder named the errno, not the option ("error: [Errno 2] No such file or directory")
+    for unreadable, why in ((tmp_path / "nope.yaml", "No such file or directory"), (tmp_path, "Is a directory")):
+        with pytest.raises(ConfigError, match=f"config_files: {unreadable} cannot be read \\({why}\\)"):
+            Config(model="LightGCN", dataset="ml-100k", config_file_list=[str(unreadable)], command_line=False)
 
 
 REVIEWS = "user_id:token\titem_id:token\treview:token_seq\n"
