@@ -234,8 +234,28 @@ def test_resume_errors_name_the_option(fast_config, tmp_path, caplog):
     assert [g["lr"] for g in _stored_optimizer_groups(first["resume_state"])] == [0.01]
 
     os.remove(first["checkpoint"])
-    with pytest.raises(ConfigError, match="best checkpoint .* is missing"):
-        run_recbole_hnlm(model="MF", config_dict={**settings, "resume_from": first["resume_state"]})
+    # a state whose best epoch is an earlier one (or of a version that did not record it) cannot give it back
+    state = read_trainer_state(first["resume_state"])
+    for best_epoch in (state["epoch"] - 1, None):
+        _set_trainer_state(first["resume_state"], best_epoch=best_epoch)
+        with pytest.raises(ConfigError, match="best checkpoint .* is missing"):
+            run_recbole_hnlm(model="MF", config_dict={**settings, "resume_from": first["resume_state"]})
+    # when the best epoch is the state's own, the state holds its weights: the best file is written from them
+    _set_trainer_state(first["resume_state"], best_epoch=state["epoch"])
+    again = run_recbole_hnlm(model="MF", config_dict={**settings, "epochs": 2, "resume_from": first["resume_state"]})
+    assert read_trainer_state(again["checkpoint"])["epoch"] == state["epoch"]
+    assert _model_tensors(again["checkpoint"]).keys() == _model_tensors(first["resume_state"]).keys()
+    for key, value in _model_tensors(again["checkpoint"]).items():
+        assert torch.equal(value, _model_tensors(first["resume_state"])[key]), key
+
+
+def _set_trainer_state(path, **changes):
+    """Edit the trainer state stored in a checkpoint's metadata (as another version, or a run stopped elsewhere,
+    would have left it)."""
+    with safe_open(path, framework="pt") as handle:
+        tensors, meta = {k: handle.get_tensor(k) for k in handle.keys()}, json.loads(handle.metadata()["recbole_hnlm"])
+    meta["trainer"].update(changes)
+    save_file(tensors, path, metadata={"recbole_hnlm": json.dumps(meta)})
 
 
 def test_command_line_names_the_resume_file_on_ctrl_c(fast_config, tmp_path, ctrl_c_in_epoch, capsys):
@@ -437,10 +457,7 @@ def test_a_best_file_newer_than_its_resume_state_restarts_model_selection(fast_c
     best_file = resume_file.replace(".resume.safetensors", ".safetensors")
     assert read_trainer_state(resume_file)["epoch"] == 0 and read_trainer_state(best_file)["epoch"] == 0
     shutil.copyfile(straight["checkpoint"], best_file)  # epoch 1's best file
-    with safe_open(resume_file, framework="pt") as handle:  # a state of that version: no best_epoch
-        tensors, meta = {k: handle.get_tensor(k) for k in handle.keys()}, json.loads(handle.metadata()["recbole_hnlm"])
-    del meta["trainer"]["best_epoch"]
-    save_file(tensors, resume_file, metadata={"recbole_hnlm": json.dumps(meta)})
+    _set_trainer_state(resume_file, best_epoch=None)  # a state of that version: no best_epoch
     resumed = run_recbole_hnlm(model="MF", config_dict={**settings, "resume_from": resume_file})
     assert "holds epoch 1, after the resume state's epoch 0" in caplog.text
     best = read_trainer_state(resumed["checkpoint"])
