@@ -20,8 +20,9 @@ except ImportError:  # Windows: no advisory locks, concurrent runs are not detec
 
 from recbole_hnlm.errors import ConcurrentWriterError
 
-__all__ = ["atomic_folder", "atomic_path", "exclusive_lock", "file_sha256", "is_safetensors_file",
-           "pid_alive", "remove_dead_writers_files", "write_json_atomic", "write_text_atomic"]
+__all__ = ["atomic_folder", "atomic_path", "discard_stale_work", "exclusive_lock", "file_sha256",
+           "is_safetensors_file", "lock_file", "pid_alive", "remove_dead_writers_files", "work_folder",
+           "write_json_atomic", "write_text_atomic"]
 
 logger = logging.getLogger(__name__)
 #: flock errors of file systems without locks (NFS without lockd, some FUSE and SMB mounts): work goes on unlocked.
@@ -121,6 +122,37 @@ def write_text_atomic(path: str, text: str) -> None:
 
 def write_json_atomic(path: str, obj) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def lock_file(path: str) -> str:
+    """The file :func:`exclusive_lock` takes to guard the writing of ``path`` (a file or a folder)."""
+    return path.rstrip(os.sep) + ".lock"
+
+
+def work_folder(artifact: str) -> str:
+    """The folder beside ``artifact`` where an unfinished computation of it keeps what it resumes from (chunks, a
+    resume state); it is guarded by ``lock_file(work_folder(artifact))``."""
+    return artifact.rstrip(os.sep) + ".work"
+
+
+def discard_stale_work(artifact: str) -> None:
+    """Remove the work folder beside a finished ``artifact`` that is reused (a store that is a cache hit, a teacher
+    file, an adapter): the chunks or resume state of the run that wrote the artifact and was stopped before it removed
+    them (a full dataset's chunks take hundreds of MB). Only when nothing in it is newer than the artifact: a later run
+    of other settings, stopped on the way, keeps its folder to resume from; so does a run working in it now (locked)."""
+    work = work_folder(artifact)
+    if not os.path.isdir(work):
+        return
+    written = os.path.getmtime(artifact)
+    for folder, _, names in os.walk(work):
+        if any(os.path.getmtime(os.path.join(folder, name)) > written for name in names):
+            return
+    try:
+        with exclusive_lock(lock_file(work), f"the work folder {work}"):
+            shutil.rmtree(work, ignore_errors=True)
+    except ConcurrentWriterError:
+        return
+    logger.info("%s: removed (left beside %s by the run that wrote it)", work, artifact)
 
 
 @contextmanager

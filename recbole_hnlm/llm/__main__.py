@@ -166,9 +166,12 @@ def _run_stage(argv, quiet: contextlib.ExitStack) -> int:
             from recbole_hnlm.determinism import deterministic_algorithms
 
             rb_config["show_progress"] = not args.quiet
+            path = teacher_path_for(rb_config)
+            reused = os.path.exists(path) and not args.overwrite  # a teacher trained now is of this split
             with deterministic_algorithms(rb_config["use_deterministic_algorithms"]):  # as inside a run
-                path = ensure_teacher(rb_config, train, teacher_path_for(rb_config), overwrite=args.overwrite)
-            _check_teacher_of_split(path, rb_config, args.dataset, train_pairs_from_dataset(train))
+                ensure_teacher(rb_config, train, path, overwrite=args.overwrite)
+            if reused:
+                _check_teacher_of_split(path, rb_config, args.dataset, train_pairs_from_dataset(train))
             print(path)
             return 0
         train_pairs = train_pairs_from_dataset(train)

@@ -19,33 +19,13 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from tqdm.auto import tqdm
 
-from recbole_hnlm.errors import ConcurrentWriterError
-from recbole_hnlm.files import atomic_path, exclusive_lock, write_json_atomic
+from recbole_hnlm.files import atomic_path, exclusive_lock, lock_file, write_json_atomic
 
-__all__ = ["ChunkedRun", "discard_stale_work", "user_aligned_starts"]
+__all__ = ["ChunkedRun", "user_aligned_starts"]
 
 logger = logging.getLogger(__name__)
 #: What a chunk's computation returns: succeeded row indices [n], embeddings [n, D], one record per row.
 ChunkResult = Tuple[torch.Tensor, torch.Tensor, List[Dict]]
-
-
-def discard_stale_work(work_dir: str, artifact: str) -> None:
-    """Remove the work folder beside a finished ``artifact`` that is reused (a store that is a cache hit, a teacher
-    file): the chunks or resume state of the run that wrote the artifact and was stopped before it removed them (a
-    full dataset's chunks take hundreds of MB). Only when nothing in it is newer than the artifact: a later run of other
-    settings, stopped on the way, keeps its folder to resume from; so does a run working in it now (locked)."""
-    if not os.path.isdir(work_dir):
-        return
-    written = os.path.getmtime(artifact)
-    for folder, _, names in os.walk(work_dir):
-        if any(os.path.getmtime(os.path.join(folder, name)) > written for name in names):
-            return
-    try:
-        with exclusive_lock(work_dir.rstrip(os.sep) + ".lock", f"the chunks of {work_dir}"):
-            shutil.rmtree(work_dir, ignore_errors=True)
-    except ConcurrentWriterError:
-        return
-    logger.info("%s: removed (left beside %s by the run that wrote it)", work_dir, artifact)
 
 
 def user_aligned_starts(pairs: Sequence[Tuple[str, str]], chunk_size: int) -> List[int]:
@@ -87,7 +67,7 @@ class ChunkedRun:
         self._lock = None
 
     def __enter__(self) -> "ChunkedRun":
-        self._lock = exclusive_lock(self.work_dir.rstrip(os.sep) + ".lock", f"the chunks of {self.work_dir}")
+        self._lock = exclusive_lock(lock_file(self.work_dir), f"the chunks of {self.work_dir}")
         self._lock.__enter__()
         try:
             self._adopt_plan()

@@ -9,8 +9,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 from recbole_hnlm.errors import ConfigError, DataError
-from recbole_hnlm.files import exclusive_lock, write_text_atomic
-from .chunks import ChunkedRun, discard_stale_work, user_aligned_starts
+from recbole_hnlm.files import discard_stale_work, exclusive_lock, lock_file, work_folder, write_text_atomic
+from .chunks import ChunkedRun, user_aligned_starts
 from .config import LLMConfig
 from .dataset_text import DatasetText
 from .hybrid_encoder import HYBRID_TEMPLATE, HybridPromptEncoder, PromptGroup, folder_hash, read_settings
@@ -137,7 +137,7 @@ def embed_pairs(cfg: LLMConfig, pairs: List[Tuple[str, str]], store_path: str, e
         rows, emb, records = _embed_chunk(rows_range, pairs, encoder, teacher, texts, cfg)
         return rows, emb.reshape(-1, encoder.hidden), records
 
-    with ChunkedRun(store_path + ".work", dict(manifest=manifest), len(pairs), cfg.chunk_size,
+    with ChunkedRun(work_folder(store_path), dict(manifest=manifest), len(pairs), cfg.chunk_size,
                     starts=user_aligned_starts(pairs, cfg.chunk_size)) as run:
         run.run_pending(compute, "fine-tuned embed", progress, on_chunk)
         rows, emb, records = run.merge()
@@ -193,7 +193,7 @@ def ensure_finetuned(cfg: LLMConfig, text: DatasetText, store_path: str, progres
     pairs = text.select_pairs(cfg.max_pairs, cfg.seed)
     reusable = _adapter_matches(adapter, identity)  # read once: a mismatch is warned about once
     if reusable:  # a fine-tuning stopped between saving the adapter and removing its resume state
-        discard_stale_work(adapter.rstrip(os.sep) + ".work", adapter)
+        discard_stale_work(adapter)
     if embed and not reusable and os.path.exists(store_path):  # its manifest names the adapter hash: never a hit
         logger.warning("%s: its adapter %s is fine-tuned again, so the store is computed again and replaced (give "
                        "hnlm_store_path another file to keep it)", store_path, adapter)
@@ -204,10 +204,10 @@ def ensure_finetuned(cfg: LLMConfig, text: DatasetText, store_path: str, progres
         wanted = finetuned_manifest(cfg, text, pairs, generator_name, teacher, folder_hash(adapter))
         if _cached(store_path, wanted):
             logger.info("%s: cache hit, fine-tuned negatives already computed", store_path)
-            discard_stale_work(store_path + ".work", store_path)
+            discard_stale_work(store_path)
             return store_path
     # one run at a time fine-tunes (or reads) the adapter folder: a second one would save over it after hours
-    with exclusive_lock(adapter.rstrip(os.sep) + ".lock", f"the adapter {adapter} (or embedding pairs with it)"), \
+    with exclusive_lock(lock_file(adapter), f"the adapter {adapter} (or embedding pairs with it)"), \
             llm_threads(cfg):
         return _train_and_embed(cfg, text, store_path, progress, lm_and_tokenizer, generator_name, on_chunk, embed,
                                 teacher, adapter, identity, pairs, reusable)
@@ -241,7 +241,7 @@ def _train_and_embed(cfg, text, store_path, progress, lm_and_tokenizer, generato
         encoder = HybridPromptEncoder.load(lm, tokenizer, adapter, merge=not cfg.load_in_4bit)
     else:
         lora = dict(r=cfg.ft_lora_r, alpha=cfg.ft_lora_alpha, dropout=cfg.ft_lora_dropout)
-        work_dir = adapter.rstrip(os.sep) + ".work"  # the resume state of an interrupted fine-tuning
+        work_dir = work_folder(adapter)  # the resume state of an interrupted fine-tuning
         # LoRA and MLP initialisation and dropout draw from hnlm_seed, not from where the caller left the global RNG
         # (restored afterwards): the CLI stage and a run build the same adapter
         with torch.random.fork_rng():

@@ -10,8 +10,7 @@ from typing import Iterable, Optional, Tuple
 
 import torch
 
-from recbole_hnlm.files import is_safetensors_file
-from .chunks import discard_stale_work
+from recbole_hnlm.files import discard_stale_work, is_safetensors_file
 from .config import LLMConfig
 from .dataset_text import DatasetText
 from .paths import artifact_dir
@@ -163,7 +162,7 @@ def run_negatives(cfg: LLMConfig, text: DatasetText, store_path: Optional[str] =
     wanted = semantic_manifest(cfg, text, pairs, generator_name, encoder_name, _prompt_versions(cfg))
     if _cached(store_path, wanted):
         logger.info("%s: cache hit, semantic negatives already computed", store_path)
-        discard_stale_work(store_path + ".work", store_path)
+        discard_stale_work(store_path)
         return store_path
     with llm_threads(cfg):
         if generator is None:

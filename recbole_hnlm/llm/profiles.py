@@ -21,7 +21,7 @@ from typing import Dict, Iterable, List, Optional
 
 from tqdm.auto import tqdm
 
-from recbole_hnlm.files import exclusive_lock
+from recbole_hnlm.files import exclusive_lock, lock_file
 from .dataset_text import DatasetText
 from .generation import Generator
 from .prompts import ChatFormatter, PromptTemplate
@@ -73,7 +73,7 @@ class ProfileBook:
             return
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         # another run may append to the same book: its last line is complete once it releases the lock
-        with exclusive_lock(self.path + ".lock", "profiles", wait=True):
+        with exclusive_lock(lock_file(self.path), "profiles", wait=True):
             _cut_partial_last_line(self.path)
             with open(self.path, "a", encoding="utf-8") as handle:
                 for record in records:

@@ -18,7 +18,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from recbole_hnlm.files import write_text_atomic
+from recbole_hnlm.files import work_folder, write_text_atomic
 from .chunks import ChunkedRun
 from .config import LLMConfig
 from .dataset_text import DatasetText
@@ -224,7 +224,7 @@ def run_semantic_negatives(cfg: LLMConfig, text: DatasetText, pairs: List[Tuple[
                                               formatter, cfg, advance)
         return rows, emb.reshape(-1, encoder.dim), records
 
-    with ChunkedRun(store_path + ".work", dict(manifest=manifest), len(pairs), cfg.chunk_size) as run:
+    with ChunkedRun(work_folder(store_path), dict(manifest=manifest), len(pairs), cfg.chunk_size) as run:
         run.run_pending(compute, "semantic negatives", progress, on_chunk)
         rows, emb, records = run.merge()
         failures = sum(not r["ok"] for r in records)

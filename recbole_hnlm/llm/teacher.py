@@ -93,13 +93,21 @@ def export_teacher(model, dataset, train_data_pairs, path: str, batch_size: int 
     return path
 
 
+def _something_else(path: str) -> Optional[str]:
+    """Why an existing ``path`` is no teacher file at all (a folder, not safetensors), or None."""
+    if os.path.isdir(path):
+        return f"{path} is a folder: hnlm_teacher_path names the teacher's .safetensors file"
+    if not is_safetensors_file(path):
+        return f"{path} is not a safetensors file, so not a teacher file"
+    return None
+
+
 def _unreadable(path: str, error) -> DataError:
     """A teacher file that is not one (truncated by a killed copy, another kind of file)."""
-    if os.path.isdir(path):
-        return DataError(f"{path} is a folder: hnlm_teacher_path names the teacher's .safetensors file")
-    if not is_safetensors_file(path):
-        return DataError(f"{path}: not a safetensors file, so not a teacher file: check hnlm_teacher_path (a teacher "
-                         "is written by `python -m recbole_hnlm.llm teacher`, or by the run script when it is missing)")
+    other = _something_else(path)
+    if other is not None:
+        return DataError(f"{other}: check hnlm_teacher_path (a teacher is written by `python -m recbole_hnlm.llm "
+                         "teacher`, or by the run script when it is missing)")
     return DataError(f"{path}: not a readable teacher file ({error}). Delete it, or point hnlm_teacher_path at a "
                      "teacher file: `python -m recbole_hnlm.llm teacher --overwrite` (or the run script, when it is "
                      "missing) trains it again.")
@@ -111,13 +119,11 @@ def check_replaceable_teacher(path: str) -> None:
     teacher file may be replaced."""
     from safetensors import SafetensorError, safe_open
 
-    if os.path.isdir(path):
-        raise ConfigError(f"{path} is a folder: hnlm_teacher_path names the teacher's .safetensors file")
     if not os.path.exists(path):
         return
-    if not is_safetensors_file(path):
-        raise ConfigError(f"{path} is not a safetensors file, so not a teacher: it is not replaced. Check "
-                          "hnlm_teacher_path, or move the file away")
+    other = _something_else(path)
+    if other is not None:
+        raise ConfigError(f"{other}; it is not replaced. Check hnlm_teacher_path, or move it away")
     try:
         with safe_open(path, framework="pt") as handle:
             kind = (handle.metadata() or {}).get("format")

@@ -21,8 +21,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from recbole_hnlm.files import exclusive_lock
-from .chunks import discard_stale_work
+from recbole_hnlm.files import discard_stale_work, exclusive_lock, lock_file, work_folder
 from .teacher import check_replaceable_teacher, export_teacher, training_settings
 
 __all__ = ["ensure_teacher", "train_teacher", "teacher_config", "teacher_settings"]
@@ -64,7 +63,7 @@ def ensure_teacher(config, train_data, path: str, overwrite: bool = False) -> st
     if os.path.isdir(path) or overwrite:  # before the training, which could not be written there
         check_replaceable_teacher(path)
     if os.path.exists(path) and not overwrite:
-        discard_stale_work(path + ".work", path)  # a run stopped between writing the teacher and removing its resume state
+        discard_stale_work(path)  # a run stopped between writing the teacher and removing its resume state
         _warn_if_trained_otherwise(config, path)
         logger.info("HNLMRec teacher: %s exists and is reused if it was trained on this run's training split (checked "
                     "next; python -m recbole_hnlm.llm teacher --overwrite trains it again; a new teacher makes the "
@@ -118,9 +117,9 @@ def train_teacher(config, train_data, path: str, model: Optional[str] = None, ep
     loader_generator = getattr(train_data, "generator", None)  # RecBole's shuffling generator
     states = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
               loader_generator.get_state() if loader_generator is not None else None)
-    work = path + ".work"
+    work = work_folder(path)
     try:
-        with exclusive_lock(work + ".lock", f"the teacher {path} (the run that holds it trains it)"):
+        with exclusive_lock(lock_file(work), f"the teacher {path} (the run that holds it trains it)"):
             if os.path.exists(path) and not fresh:  # written by a run that held the lock before this one
                 logger.info("HNLMRec teacher: %s was written meanwhile and is reused", path)
                 return path

@@ -209,7 +209,7 @@ def test_stale_work_beside_a_finished_artifact_is_removed_unless_newer_or_in_use
     import sys
     import time
 
-    from recbole_hnlm.llm.chunks import discard_stale_work
+    from recbole_hnlm.files import discard_stale_work
 
     work, store = tmp_path / "s.safetensors.work", tmp_path / "s.safetensors"
     work.mkdir()
@@ -218,7 +218,7 @@ def test_stale_work_beside_a_finished_artifact_is_removed_unless_newer_or_in_use
     store.write_bytes(b"store")
     later = time.time() + 60
     os.utime(chunk, (later, later))  # written after the store: another run's
-    discard_stale_work(str(work), str(store))
+    discard_stale_work(str(store))
     assert chunk.exists()
     os.utime(chunk, (later - 120, later - 120))  # before the store: its writer's leftovers
     holder = subprocess.Popen([sys.executable, "-c", (
@@ -229,11 +229,11 @@ def test_stale_work_beside_a_finished_artifact_is_removed_unless_newer_or_in_use
         "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        discard_stale_work(str(work), str(store))  # another run computes into it
+        discard_stale_work(str(store))  # another run computes into it
         assert chunk.exists()
     finally:
         holder.kill()
         holder.wait(timeout=60)
-    discard_stale_work(str(work), str(store))
+    discard_stale_work(str(store))
     assert not work.exists()
-    discard_stale_work(str(work), str(store))  # nothing there: nothing to do
+    discard_stale_work(str(store))  # nothing there: nothing to do
