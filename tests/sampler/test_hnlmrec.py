@@ -379,3 +379,52 @@ def test_default_adapter_keeps_its_weights_under_adam(fast_config, ml_slice, tmp
 
     assert first_layer_norm_after_training() > 0.8
     assert first_layer_norm_after_training(hnlm_adapter_reg_weight=1e-4) < 0.5
+
+
+@pytest.mark.parametrize("margin", [None, 0.3])
+def test_ranking_loss_is_bpr_or_the_codes_hinge(fast_config, ml_slice, tmp_path, margin):
+    """Eq. 8 (BPR, the default) or the authors' hinge ``mean relu(s_neg - s_pos + 0.3)`` (hnlm_margin), written out in
+    float64 from the negative the sampler returns, plus the L2 term of the batch's ego embeddings."""
+    import torch.nn.functional as F
+
+    from recbole_hnlm.ops import gather_rows
+    from recbole_hnlm.sampler.base import SamplingContext
+
+    store = write_store(ml_slice, tmp_path / "s.safetensors")
+    model, batch = build(fast_config, store, hnlm_lambda=0.5, hnlm_cl_weight=0.0, hnlm_adapter_reg_weight=0.0,
+                         hnlm_margin=margin)
+    user, pos, neg = batch["user_id"], batch["item_id"], batch["neg_item_id"]
+    with torch.no_grad():  # scores far from 0, so the hinge is cut for some pairs and BPR is not near-linear
+        model.user_embedding.weight.mul_(30)
+        model.item_embedding.weight.mul_(30)
+    got = model.calculate_loss(batch)
+    assert not isinstance(got, tuple)  # no alignment or adapter term asked for
+    emb = model.propagate(with_layers=False)
+    mixed = model.sampler(SamplingContext(user=user, pos=pos, neg=neg, emb=emb)).pooled[:, 0].detach().double()
+    u, i = gather_rows(emb.user, user).detach().double(), gather_rows(emb.item, pos).detach().double()
+    diff = (u * mixed).sum(-1) - (u * i).sum(-1)
+    rank = F.softplus(diff).mean() if margin is None else F.relu(diff + margin).mean()
+    ego_u, ego_i = model.user_embedding.weight.detach().double(), model.item_embedding.weight.detach().double()
+    reg = model.reg_weight * (ego_u[user].pow(2).sum() + ego_i[pos].pow(2).sum() + ego_i[neg].pow(2).sum()) / (
+        2 * len(user))
+    assert bool((diff + 0.3 > 0).any()) and bool((diff + 0.3 < 0).any())  # both sides of the hinge's kink
+    assert torch.isclose(got.double(), rank + reg, rtol=1e-5, atol=0), (float(got), float(rank + reg))
+
+
+def test_detach_in_bpr_leaves_the_adapter_to_the_alignment_loss(fast_config, ml_slice, tmp_path):
+    """hnlm_detach_in_bpr: the ranking loss sends no gradient into the adapter (it still moves the embeddings), the
+    alignment loss (eq. 9) still does; without the flag the ranking loss reaches the adapter."""
+    store = write_store(ml_slice, tmp_path / "s.safetensors")
+
+    def adapter_and_embedding_grads(detach, cl_weight):
+        model, batch = build(fast_config, store, hnlm_lambda=0.5, hnlm_cl_weight=cl_weight,
+                             hnlm_adapter_reg_weight=0.0, hnlm_detach_in_bpr=detach)
+        loss = model.calculate_loss(batch)
+        (sum(loss) if isinstance(loss, tuple) else loss).backward()
+        adapter = sum(float(p.grad.abs().sum()) for p in model.sampler.adapter.parameters() if p.grad is not None)
+        return adapter, float(model.item_embedding.weight.grad.abs().sum())
+
+    detached, item_grad = adapter_and_embedding_grads(True, 0.0)
+    assert detached == 0.0 and item_grad > 0
+    assert adapter_and_embedding_grads(False, 0.0)[0] > 0
+    assert adapter_and_embedding_grads(True, 0.1)[0] > 0
