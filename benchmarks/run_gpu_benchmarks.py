@@ -3,6 +3,9 @@
     python benchmarks/run_gpu_benchmarks.py [--graphs yelp2018 amazon-book] [--dtypes float32 bfloat16] [--rounds 20]
     python benchmarks/run_gpu_benchmarks.py --device cpu --quick     # smoke-test the script itself (no GPU)
 
+``--quick`` runs every row on 20x smaller graphs, 2 rounds (unless ``--rounds`` is given), one epoch round of
+``QUICK_EPOCH_BATCHES`` batches: a check that the script runs and its cross-checks hold, not a measurement.
+
 Per graph (synthetic power-law graphs of the published LightGCN training sizes, d=64, K=3) and dtype:
 
 * one propagation layer: ours ``spmm`` vs ``torch.sparse.mm`` (cuSPARSE CSR);
@@ -58,6 +61,8 @@ from recbole_hnlm.ops.reference import (  # noqa: E402
 #: LightGCN's Amazon-Book training split (users, items, training interactions).
 AMAZON_BOOK = dict(n_users=52_643, n_items=91_599, n_edges=2_380_730)
 GRAPHS = {"yelp2018": YELP2018, "amazon-book": AMAZON_BOOK}
+#: batches of each timed epoch under ``--quick`` (a full epoch of even the 20x smaller Yelp2018 graph is 37 batches)
+QUICK_EPOCH_BATCHES = 2
 #: Peak HBM bandwidth (GB/s) by device-name substring, for the ratio to the floor.
 PEAK_GBPS = {"H200": 4800.0, "H100": 3350.0, "A100": 2039.0}
 #: RECBOLE_HNLM_SPMM_GROUPS values timed next to the default (1): rows a warp gathers per load instruction.
@@ -231,18 +236,26 @@ def main():
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--graphs", nargs="+", default=list(GRAPHS), choices=list(GRAPHS))
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
-    parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--epoch-rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds per row (default 20; 2 with --quick)")
+    parser.add_argument("--epoch-rounds", type=int, default=None, help="timed epochs per variant (default 3; 1 with "
+                        "--quick)")
     parser.add_argument("--peak-gbps", type=float, default=None)
-    parser.add_argument("--quick", action="store_true", help="20x smaller graphs (smoke test)")
+    parser.add_argument("--quick", action="store_true", help=f"smoke test: 20x smaller graphs, 2 rounds, epochs of "
+                        f"{QUICK_EPOCH_BATCHES} batches")
     parser.add_argument("--skip-epoch", action="store_true")
     args = parser.parse_args()
+    if args.rounds is None:
+        args.rounds = 2 if args.quick else 20
+    if args.epoch_rounds is None:
+        args.epoch_rounds = 1 if args.quick else 3
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: torch {torch.__version__} sees no CUDA GPU; on a machine without one, "
                      "smoke-test the script with --device cpu --quick")
     if args.rounds < 1 or args.epoch_rounds < 1:
         parser.error("--rounds and --epoch-rounds must be >= 1")
+    if not _ext.has_kernels(device):  # every "ours" row would be the PyTorch reference timed against itself
+        sys.exit(f"the ops on {device} run {_ext.kernels_in_use(device)}: nothing to benchmark")
     timer = Timer(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     peak = args.peak_gbps or next((v for k, v in PEAK_GBPS.items() if k in name), None)
@@ -398,7 +411,8 @@ def main():
                     ("ours (kernels), short-chain SpMM", True, None, "short chains"),
                     ("ours (kernels), both experiments", True, None, "both"),
                     ("reference ops", False, None, None)):
-                epoch, n_batches = epoch_step_factory(graph, sizes, device, torch.float32, use_kernels, layers_dtype)
+                epoch, n_batches = epoch_step_factory(graph, sizes, device, torch.float32, use_kernels, layers_dtype,
+                                                      max_batches=QUICK_EPOCH_BATCHES if args.quick else None)
                 epoch = {"deterministic": deterministic, "split": lambda fn: argmax_groups(split, fn),
                          "short chains": spmm_short_chains,
                          "both": lambda fn: spmm_short_chains(argmax_groups(split, fn)),

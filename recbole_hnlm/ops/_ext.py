@@ -21,7 +21,7 @@ from typing import Dict, Tuple
 import torch
 
 __all__ = ["WITH_EXT", "WITH_CUDA_EXT", "DISABLE_ENV", "LIBRARY", "KERNEL_EXPERIMENTS", "is_enabled", "set_enabled",
-           "disabled", "library", "use_kernel", "ops", "kernel_experiments", "kernels_in_use"]
+           "disabled", "library", "use_kernel", "ops", "kernel_experiments", "kernels_in_use", "has_kernels"]
 
 DISABLE_ENV = "RECBOLE_HNLM_DISABLE_EXT"
 #: Environment variables that switch the CUDA kernels to variants under measurement (docs/performance.md).
@@ -95,9 +95,8 @@ def _warn_once(key: str, message: str) -> None:
         warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
-def kernels_in_use(device) -> str:
-    """One line for a run's log: do the ops on ``device`` run the compiled kernels or the PyTorch references?"""
-    device = torch.device(device)
+def _references_reason(device: torch.device):
+    """"PyTorch references (why)" when the ops on ``device`` run the references, None when they run kernels."""
     if not _enabled:
         return f"PyTorch references ({DISABLE_ENV}=1 or set_enabled(False))"
     if _library == LIBRARY and not WITH_EXT:
@@ -105,6 +104,20 @@ def kernels_in_use(device) -> str:
     dispatch_key = {"cpu": "CPU", "cuda": "CUDA"}.get(device.type)
     if dispatch_key is None or not _has_kernel("spmm", dispatch_key, _library):
         return f"PyTorch references on {device.type} (recbole_hnlm._C has no {device.type} kernels)"
+    return None
+
+
+def has_kernels(device) -> bool:
+    """Whether the ops on ``device`` run compiled kernels (benchmarks refuse to time the references as "ours")."""
+    return _references_reason(torch.device(device)) is None
+
+
+def kernels_in_use(device) -> str:
+    """One line for a run's log: do the ops on ``device`` run the compiled kernels or the PyTorch references?"""
+    device = torch.device(device)
+    references = _references_reason(device)
+    if references is not None:
+        return references
     kind = "CUDA" if device.type == "cuda" else "C++"
     return f"{kind} kernels of recbole_hnlm._C" if _library == LIBRARY else f"kernels of torch.ops.{_library}"
 

@@ -51,15 +51,18 @@ def test_the_extension_defines_no_libstdcxx_runtime():
 
 def test_the_kernels_in_use_are_described_per_device():
     from recbole_hnlm.ops import WITH_CUDA_EXT, WITH_EXT
-    from recbole_hnlm.ops._ext import disabled, kernels_in_use
+    from recbole_hnlm.ops._ext import disabled, has_kernels, kernels_in_use
 
     with disabled():
         assert kernels_in_use("cpu").startswith("PyTorch references (RECBOLE_HNLM_DISABLE_EXT=1")
+        assert not has_kernels("cpu") and not has_kernels("cuda")
     if WITH_EXT:
-        assert kernels_in_use("cpu") == "C++ kernels of recbole_hnlm._C"
+        assert kernels_in_use("cpu") == "C++ kernels of recbole_hnlm._C" and has_kernels("cpu")
     else:
         assert kernels_in_use("cpu").startswith("PyTorch references (recbole_hnlm._C is not available")
-    if WITH_EXT and not WITH_CUDA_EXT:
+        assert not has_kernels("cpu")
+    if WITH_EXT and not WITH_CUDA_EXT:  # a CPU-only build: the benchmarks must not time CUDA references as ours
         assert kernels_in_use("cuda") == "PyTorch references on cuda (recbole_hnlm._C has no cuda kernels)"
+        assert not has_kernels("cuda")
     if WITH_CUDA_EXT:
-        assert kernels_in_use("cuda") == "CUDA kernels of recbole_hnlm._C"
+        assert kernels_in_use("cuda") == "CUDA kernels of recbole_hnlm._C" and has_kernels("cuda")

@@ -1,0 +1,47 @@
+"""The GPU benchmark script's smoke test on the CPU (``--device cpu --quick``): every case of the table is printed,
+after the cross-checks against the references that run before timing. Times on the CPU mean nothing here."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from recbole_hnlm.ops import _ext
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCRIPT = os.path.join(REPO, "benchmarks", "run_gpu_benchmarks.py")
+CASES = ["1 layer", "propagation fwd+bwd K=3", "layer stack fwd+bwd K=3", "MixGCF step fwd+bwd B=2048 M=64",
+         "DNS select", "AHNS select", "LightGCN+MixGCF epoch (GPU sampling)"]
+
+
+@pytest.mark.skipif(not _ext.is_enabled(), reason="the script times the C++ kernels (refused without them)")
+def test_quick_run_on_the_cpu_prints_every_case():
+    process = subprocess.run([sys.executable, SCRIPT, "--device", "cpu", "--quick", "--graphs", "yelp2018",
+                              "--dtypes", "float32"], capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert "rounds 2" in process.stdout  # --quick's default
+    rows = [line.split(" | ") for line in process.stdout.splitlines() if line.startswith("| yelp2018 | float32 |")]
+    assert [case for case in CASES if case not in {row[2] for row in rows}] == []
+    for row in rows:
+        assert float(row[4]) > 0 and re.fullmatch(r"1\.0 \(ours\)|[0-9.]+x", row[5]), row
+    epochs = [row for row in rows if row[2] == CASES[-1]]
+    assert len(epochs) == 7 and all(row[6].startswith("2 batches") for row in epochs)
+
+
+def test_cuda_device_without_a_gpu_is_refused_with_the_smoke_test_named():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here")
+    process = subprocess.run([sys.executable, SCRIPT, "--rounds", "1"], capture_output=True, text=True, timeout=300,
+                             cwd=REPO)
+    assert process.returncode == 2 and "--device cpu --quick" in process.stderr, process.stderr
+
+
+def test_the_script_refuses_to_time_the_references_as_ours():
+    env = dict(os.environ, RECBOLE_HNLM_DISABLE_EXT="1")
+    process = subprocess.run([sys.executable, SCRIPT, "--device", "cpu", "--quick"], capture_output=True, text=True,
+                             timeout=300, cwd=REPO, env=env)
+    assert process.returncode == 1 and "nothing to benchmark" in process.stderr, process.stderr
+    assert "run PyTorch references (RECBOLE_HNLM_DISABLE_EXT=1" in process.stderr and "|" not in process.stdout
