@@ -239,12 +239,19 @@ class DatasetText:
         events = self.history.get(user, [])
         return events[-max_items:] if max_items > 0 else list(events)
 
+    def effective_max_pairs(self, max_pairs: Optional[int]) -> int:
+        """``max_pairs`` as stores record it: 0 (every pair) when it selects every training pair, so that a
+        ``max_pairs`` of at least the number of pairs and ``max_pairs: 0`` name the same store."""
+        if max_pairs is None or max_pairs <= 0 or max_pairs >= len(self.pairs):
+            return 0
+        return int(max_pairs)
+
     def select_pairs(self, max_pairs: Optional[int], seed: int) -> List[Tuple[str, str]]:
         """All training pairs, or a seeded uniform subset of ``max_pairs`` kept in user-grouped order."""
         if not self.pairs:
             raise DataError(f"{self.inter_path}: no training pairs (an empty file, or none of the given training "
                             "split's pairs is in it): nothing for the LLM stage to do.")
-        if max_pairs is None or max_pairs <= 0 or max_pairs >= len(self.pairs):
+        if self.effective_max_pairs(max_pairs) == 0:
             return list(self.pairs)
         chosen = sorted(random.Random(seed).sample(range(len(self.pairs)), max_pairs))
         return [self.pairs[k] for k in chosen]

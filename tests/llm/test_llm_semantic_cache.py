@@ -147,3 +147,19 @@ def test_profiles_are_saved_per_generate_batch(tiny_tokenizer, tmp_path):
         _generate_kind("item", keys, [f"item {k} profile please" for k in keys], generator,
                        PromptTemplate.load("item_profile.v1"), book, "scripted", {}, progress=False)
     assert batches == [4, 4, 2] and len(ProfileBook(book.path).records) == 8
+
+
+def test_max_pairs_of_every_pair_names_the_store_of_every_pair(root, tmp_path, tiny_tokenizer, tiny_encoder_dir):
+    """``max_pairs`` at or above the number of training pairs selects them all, as ``max_pairs: 0`` does: the
+    store records 0 and the other request is a cache hit (it recorded the number given, so it was computed again)."""
+    store = str(tmp_path / "s.safetensors")
+    _run(root, store, tiny_tokenizer, tiny_encoder_dir, max_pairs=10 ** 6)
+    n_pairs = len(DatasetText(root, "mini").pairs)  # the store holds those with an accepted answer
+    assert PairEmbeddingStore.open(store).manifest["max_pairs"] == 0
+    for max_pairs in (0, n_pairs):
+        chunks = []
+        _run(root, store, tiny_tokenizer, tiny_encoder_dir, on_chunk=chunks.append, max_pairs=max_pairs)
+        assert chunks == [], max_pairs
+    chunks = []
+    _run(root, store, tiny_tokenizer, tiny_encoder_dir, on_chunk=chunks.append, max_pairs=n_pairs - 1)
+    assert chunks and PairEmbeddingStore.open(store).manifest["max_pairs"] == n_pairs - 1
