@@ -97,6 +97,18 @@ def _quiet_third_party_output():
         tqdm.std.tqdm.__init__ = init
 
 
+def _warn_unread_options(args, overrides) -> None:
+    """Name the options the chosen stage does not read (they were ignored without a word)."""
+    log = logging.getLogger(__name__)
+    if args.stage in ("teacher", "finetune") and "hnlm_max_pairs" in overrides:
+        log.warning("--max_pairs is ignored: the %s stage %s; it limits the pairs the negatives and embed stages "
+                    "compute", args.stage, "trains on every training pair" if args.stage == "teacher" else
+                    "fine-tunes on hnlm_ft_max_train_pairs pairs")
+    if args.overwrite and args.stage != "teacher":
+        log.warning("--overwrite is ignored: only the teacher stage reads it (the %s stage computes its artifacts "
+                    "again when their inputs or settings change)", args.stage)
+
+
 def main(argv=None) -> int:
     """Run one stage; bad input is one ``error:`` line and exit status 2, an interruption exit status 130."""
     try:
@@ -114,18 +126,25 @@ def _run_stage(argv, quiet: contextlib.ExitStack) -> int:
     parser = argparse.ArgumentParser(prog="python -m recbole_hnlm.llm", description=__doc__, allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage", choices=["profiles", "negatives", "teacher", "finetune", "embed", "keys"])
-    parser.add_argument("--dataset", "-d", default="ml-100k")
-    parser.add_argument("--data_path", default=None)
+    parser.add_argument("--dataset", "-d", default="ml-100k", help="RecBole dataset name (atomic files "
+                        "<data_path>/<dataset>/<dataset>.inter, .item)")
+    parser.add_argument("--data_path", default=None, help="folder of the dataset folders (default: RecBole's bundled "
+                        "one for ml-100k, else dataset/)")
     parser.add_argument("--max_pairs", type=int, default=None, help="= --hnlm_max_pairs")
     parser.add_argument("--split", choices=["recbole", "all"], default="recbole",
                         help="training split of RecBole's data preparation, or every interaction (not for teacher)")
-    parser.add_argument("--config_files", nargs="*", default=None)
+    parser.add_argument("--config_files", nargs="*", default=None, help="RecBole yaml files, as the run script's "
+                        "(their hnlm_* keys and the split's settings)")
     parser.add_argument("--model", default="LightGCN", help="model name for RecBole's config (split only; the "
                         "teacher's backbone is --hnlm_teacher_model)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, and warnings and errors only")
     parser.add_argument("--overwrite", action="store_true", help="teacher: train again over an existing file")
     args, rest = parser.parse_known_args(argv)
     if args.stage == "keys":
+        given = list(sys.argv[1:] if argv is None else argv)
+        given.remove("keys")
+        if given:
+            parser.error(f"keys lists the hnlm_* settings and takes no options: got {' '.join(given)}")
         try:
             print(LLMConfig.help_table(), flush=True)
         except BrokenPipeError:  # `keys | head`: the reader has what it wanted
@@ -140,6 +159,7 @@ def _run_stage(argv, quiet: contextlib.ExitStack) -> int:
         overrides["hnlm_max_pairs"] = args.max_pairs
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _warn_unread_options(args, overrides)
     from recbole_hnlm.config import PROPERTIES_DIR
     from recbole_hnlm.config_checks import unknown_option_messages, unknown_options
 

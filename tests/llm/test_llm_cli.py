@@ -135,3 +135,35 @@ def test_stage_options_are_not_abbreviated_and_a_foreign_variant_is_named(tmp_pa
     with pytest.raises(SystemExit):
         main(["teacher", *common, "--overwrit"])
     assert "--overwrit" in capsys.readouterr().err
+
+
+def test_options_a_stage_does_not_read_are_named(tmp_path, caplog, capsys):
+    """`keys --hnlm_bogus=1 extra` printed the table and exited 0; `teacher --max_pairs 5` and `negatives
+    --overwrite` ignored the option without a word."""
+    import pytest
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["keys", "--hnlm_bogus=1", "extra"])
+    assert exit_info.value.code == 2
+    assert "keys lists the hnlm_* settings and takes no options: got --hnlm_bogus=1 extra" in capsys.readouterr().err
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    (folder / "empty.inter").write_text("user_id:token\titem_id:token\n")
+    common = ["--split", "all", "--dataset", "empty", "--data_path", str(tmp_path), "--hnlm_generator=no-such-model"]
+    caplog.set_level(logging.WARNING)
+    for stage, option, expected in (
+            ("finetune", ["--max_pairs", "5"], "--max_pairs is ignored: the finetune stage fine-tunes on "
+                                                "hnlm_ft_max_train_pairs pairs"),
+            ("finetune", ["--hnlm_max_pairs=5"], "--max_pairs is ignored: the finetune stage"),
+            ("negatives", ["--overwrite"], "--overwrite is ignored: only the teacher stage reads it"),
+            ("negatives", ["--max_pairs", "5"], None)):
+        caplog.clear()
+        assert main([stage, *common, *option]) == 2  # fails later: no training pairs
+        if expected:
+            assert expected in caplog.text, (stage, option)
+        else:
+            assert "is ignored" not in caplog.text
+    # the teacher stage refuses --split all before any warning: with RecBole's split it warns first
+    caplog.clear()
+    main(["teacher", "--dataset", "empty", "--data_path", str(tmp_path), "--max_pairs", "5"])
+    assert "--max_pairs is ignored: the teacher stage trains on every training pair" in caplog.text
