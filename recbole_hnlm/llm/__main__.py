@@ -160,10 +160,11 @@ def _run_stage(argv, quiet: contextlib.ExitStack) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _warn_unread_options(args, overrides)
-    from recbole_hnlm.config import PROPERTIES_DIR
+    from recbole_hnlm.config import PROPERTIES_DIR, read_config_files
     from recbole_hnlm.config_checks import unknown_option_messages, unknown_options
 
-    for message in unknown_option_messages(unknown_options(overrides, PROPERTIES_DIR)):
+    in_files = [key for key in read_config_files(args.config_files) if key not in overrides]  # as the run script
+    for message in unknown_option_messages(unknown_options(list(overrides) + in_files, PROPERTIES_DIR)):
         logging.getLogger(__name__).warning(message)
     if args.quiet:  # transformers' own bars and notices too (GGUF de-quantising, tokenizer legacy notice)
         from transformers.utils import logging as transformers_logging

@@ -167,3 +167,18 @@ def test_options_a_stage_does_not_read_are_named(tmp_path, caplog, capsys):
     caplog.clear()
     main(["teacher", "--dataset", "empty", "--data_path", str(tmp_path), "--max_pairs", "5"])
     assert "--max_pairs is ignored: the teacher stage trains on every training pair" in caplog.text
+
+
+def test_a_misspelt_key_in_config_files_is_named_as_on_the_command_line(tmp_path, caplog):
+    """The run script warns about a yaml key no property file defines; the LLM stages read the same files and said
+    nothing, so `hnlm_max_pair: 5` in a yaml ran every pair."""
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    (folder / "empty.inter").write_text("user_id:token\titem_id:token\n")
+    yaml_file = tmp_path / "typo.yaml"
+    yaml_file.write_text("hnlm_max_pair: 5\nhnlm_retries: 1\n")
+    caplog.set_level(logging.WARNING)
+    assert main(["negatives", "--split", "all", "--dataset", "empty", "--data_path", str(tmp_path),
+                 "--config_files", str(yaml_file), "--hnlm_generator=no-such-model"]) == 2  # no training pairs
+    assert "Unknown option 'hnlm_max_pair' is ignored: did you mean 'hnlm_max_pairs'?" in caplog.text
+    assert "hnlm_retries" not in caplog.text
