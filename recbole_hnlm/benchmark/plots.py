@@ -31,9 +31,12 @@ def _panels(plt, n, width=5.0, height=3.6):
 
 
 def _save(fig, path):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    """Write ``fig`` atomically (a stopped grid leaves the previous plot, never a cut one)."""
+    from recbole_hnlm.files import atomic_path
+
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:  # the temporary name has no extension: name the format
+        fig.savefig(tmp, dpi=120, format=os.path.splitext(path)[1].lstrip(".") or "png")
     import matplotlib.pyplot as plt
 
     plt.close(fig)

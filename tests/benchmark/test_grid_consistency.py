@@ -317,3 +317,27 @@ def test_not_finished_names_only_rows_the_tables_show(tmp_path):
         json.dump(stored, f)
     text = open(write_report(str(out), plots=False)["table"]).read()
     assert text.split("## Not finished", 1)[1].count("`MF-") == 1 and "`MF-RNS-seed3`" in text
+
+
+def test_a_plot_stopped_while_written_leaves_the_previous_one(tmp_path, monkeypatch):
+    """The report's PNGs were written in place: a stop during savefig left a cut image in the results folder."""
+    import matplotlib.figure
+
+    grid(tmp_path, ["RNS", "DNS"], [1, 2], FakeRunner(bonus={"DNS": 0.01}))
+    write_report(str(tmp_path), plots=True)
+    plots = tmp_path / "plots"
+    pngs = sorted(name for name in os.listdir(plots) if name.endswith(".png"))
+    assert pngs
+    before = {name: (plots / name).read_bytes() for name in pngs}
+    assert all(data.startswith(b"\x89PNG") for data in before.values())
+
+    def cut_short(self, fname, **kwargs):
+        with open(fname, "wb") as handle:
+            handle.write(b"\x89PNG cut")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", cut_short)
+    with pytest.raises(KeyboardInterrupt):
+        write_report(str(tmp_path), plots=True)
+    assert {name: (plots / name).read_bytes() for name in pngs} == before
+    assert not [name for name in os.listdir(plots) if ".tmp-" in name]
