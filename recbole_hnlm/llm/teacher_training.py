@@ -139,7 +139,7 @@ def train_teacher(config, train_data, path: str, model: Optional[str] = None, ep
                 logger.info("HNLMRec teacher: its training had finished (%s); exporting it -> %s", resume_file, path)
             else:
                 logger.info("HNLMRec teacher: %s %s + MixGCF for %d epochs -> %s",
-                            f"resuming at epoch {trainer.start_epoch + 1}" if resume_file else "training", model,
+                            f"resuming at epoch {trainer.start_epoch}" if resume_file else "training", model,
                             epochs, path)
                 trainer.fit(train_data, valid_data=None, saved=True, show_progress=t_config["show_progress"])
             net.eval()

@@ -161,11 +161,13 @@ def test_teacher_resume_ignores_evaluation_options_and_overwrite_starts_afresh(h
         raise KeyboardInterrupt
 
     monkeypatch.setattr(teacher_training, "export_teacher", killed_before_the_folder_goes)
+    caplog.set_level(logging.INFO)
     with pytest.raises(KeyboardInterrupt):
         train_teacher(evaluation, train_data, path, epochs=2)
     assert trained == [0, 1, 1]  # resumed despite the other evaluation options
+    # 0-based, as RecBole's epoch lines and the trainer's "Resume training from epoch 1" (it said "epoch 2")
+    assert "HNLMRec teacher: resuming at epoch 1 " in caplog.text
     monkeypatch.setattr(teacher_training, "export_teacher", export)
-    caplog.set_level(logging.INFO)
     train_teacher(config, train_data, path, epochs=2)  # the training had finished: exported, nothing trained
     assert trained == [0, 1, 1] and "its training had finished" in caplog.text and os.path.exists(path)
     assert not os.path.exists(path + ".work")
