@@ -26,7 +26,7 @@ from recbole_hnlm.determinism import deterministic_algorithms
 from recbole_hnlm.errors import ConcurrentWriterError, ConfigError, DataError, TrainingInterrupted
 from recbole_hnlm.ops._ext import kernel_experiments, kernels_in_use
 from recbole_hnlm.resume import changed_options, check_resume_from
-from recbole_hnlm.signals import sigterm_as_interrupt
+from recbole_hnlm.signals import interrupted_status, sigterm_as_interrupt
 from recbole_hnlm.utils import get_model, get_sampler, get_trainer
 from recbole_hnlm.warm_start import (check_checkpoint_data, check_init_from, load_backbone, record_eval_split,
                                      warm_start, warn_about_changed_eval_split, weights_mismatch)
@@ -293,7 +293,7 @@ def main(argv=None):
         else:
             print(f"interrupted: the run's state after epoch {epoch} is saved (later work is lost); continue it with "
                   f"the same options and --resume_from={interrupt.resume_file}", file=sys.stderr)
-        return 130
+        return interrupted_status()
     except KeyboardInterrupt:
         llm = (args.sampler or "").lower() == "hnlmrec" or bool(args.config_files)  # config files may set it
         print("interrupted: nothing half-written is left; rerun the command to start the run again" + (
@@ -301,7 +301,7 @@ def main(argv=None):
             "its last finished chunk, the teacher from its last finished epoch, the fine-tuning from its last state, "
             "saved every 5 minutes)"
             if llm else ""), file=sys.stderr)
-        return 130
+        return interrupted_status()
     finally:
         sys.argv = program_argv
     return 0

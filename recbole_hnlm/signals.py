@@ -5,11 +5,21 @@ import contextlib
 import signal
 import threading
 
-__all__ = ["sigterm_as_interrupt"]
+__all__ = ["sigterm_as_interrupt", "interrupted_status"]
+
+_received = None  # the signal number that stopped the current command, None for Ctrl-C
 
 
 def _interrupt(signum, frame):
+    global _received
+    _received = signum
     raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+def interrupted_status() -> int:
+    """Exit status of a command stopped inside :func:`sigterm_as_interrupt`: 128 + the signal's number, as a shell
+    reports a process that signal killed (143 for SIGTERM, 130 for Ctrl-C)."""
+    return 128 + (_received or signal.SIGINT)
 
 
 @contextlib.contextmanager
@@ -19,6 +29,8 @@ def sigterm_as_interrupt():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    global _received
+    _received = None
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         yield

@@ -467,7 +467,8 @@ def test_a_best_file_newer_than_its_resume_state_restarts_model_selection(fast_c
 
 def test_sigterm_stops_a_run_as_ctrl_c_does(fast_config, tmp_path, monkeypatch, capsys):
     """timeout, Slurm and docker stop send SIGTERM: the run ended with status -15, no message, and its name marker
-    left behind. It now stops as on Ctrl-C: resume state, hint, status 130."""
+    left behind. It now stops as on Ctrl-C: resume state, hint, and status 143 (128 + SIGTERM, as a shell reports
+    it; it was 130, Ctrl-C's); a Ctrl-C after it in the same process is 130 again."""
     import signal
 
     argv = ["--model=MF", "--sampler=RNS", f"--dataset={fast_config['dataset']}",
@@ -483,11 +484,19 @@ def test_sigterm_stops_a_run_as_ctrl_c_does(fast_config, tmp_path, monkeypatch, 
 
     monkeypatch.setattr(SampledRecommender, "on_epoch_start", on_epoch_start)
     before = signal.getsignal(signal.SIGTERM)
-    assert main(argv) == 130
+    assert main(argv) == 143
     err = capsys.readouterr().err
     assert "the run's state after epoch 0 is saved" in err and "--resume_from=" in err and seen["epoch"] == 1
     assert signal.getsignal(signal.SIGTERM) == before  # the handler is the command's only
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".reserved")]
+
+    def ctrl_c(self, epoch_idx):
+        if epoch_idx == 1:
+            raise KeyboardInterrupt
+        return hook(self, epoch_idx)
+
+    monkeypatch.setattr(SampledRecommender, "on_epoch_start", ctrl_c)
+    assert main(argv[:-1] + [f"--checkpoint_dir={tmp_path / 'ctrl-c'}"]) == 130
 
 
 def test_sigterm_as_interrupt_only_inside_its_block():

@@ -13,7 +13,7 @@ Rerunning the same command skips finished cells (``out/runs/<cell>.json``).
 Exit status: 0 when every cell finished; 1 when a cell failed (the summary names its ``out/runs/<cell>.error.txt``);
 2 for bad input, caught before any cell runs or anything is written (a malformed option such as ``--ratios abc``,
 unknown model or sampler, invalid setting, missing dataset files, a finished cell with other settings in ``out``,
-``--report-only`` on a folder without runs); 130 when interrupted (Ctrl-C: finished cells are kept, the rerun
+``--report-only`` on a folder without runs); 130 when interrupted (143 by SIGTERM; Ctrl-C: finished cells are kept, the rerun
 resumes). Bad input is one ``error:`` line on stderr, without a traceback.
 """
 import argparse
@@ -174,7 +174,7 @@ def parse_args(argv):
 def main(argv=None):
     from recbole_hnlm.benchmark.grid import SettingsMismatch, run_grid
     from recbole_hnlm.benchmark.report import write_report
-    from recbole_hnlm.signals import sigterm_as_interrupt
+    from recbole_hnlm.signals import interrupted_status, sigterm_as_interrupt
 
     args, status = parse_command_line(parse_args, argv)
     if args is None:
@@ -191,7 +191,7 @@ def main(argv=None):
             return fail(error)
         except KeyboardInterrupt:
             print("interrupted: finished cells are saved; rerun the same command to resume", file=sys.stderr)
-            return 130
+            return interrupted_status()
         print(f"cells: {len(summary['ran'])} ran, {len(summary['skipped'])} skipped (finished), "
               f"{len(summary['failed'])} failed{': ' + ', '.join(summary['failed']) if summary['failed'] else ''}")
     try:

@@ -24,7 +24,7 @@ what ``out`` already holds (the same search, trials with the same dataset and se
 resumes: finished cells are skipped, so finished trials cost nothing.
 
 Exit status: 0 when every trial finished; 1 when a cell failed (its ``error.txt`` is named); 2 for bad input, before
-anything runs; 130 when interrupted.
+anything runs; 130 when interrupted (143 by SIGTERM).
 """
 import json
 import math
@@ -375,7 +375,7 @@ def _parse_args(argv):
 def main(argv=None) -> int:
     """Command line (see the module docstring)."""
     from recbole_hnlm.benchmark.__main__ import fail, parse_command_line
-    from recbole_hnlm.signals import sigterm_as_interrupt
+    from recbole_hnlm.signals import interrupted_status, sigterm_as_interrupt
 
     args, status = parse_command_line(_parse_args, argv)
     if args is None:
@@ -390,7 +390,7 @@ def main(argv=None) -> int:
         return fail(error)
     except KeyboardInterrupt:
         print("interrupted: finished cells are saved; rerun the same command to resume", file=sys.stderr)
-        return 130
+        return interrupted_status()
     order = ranked(search["trials"])
     if order:
         best = order[0]

@@ -22,7 +22,7 @@ import sys
 
 from recbole_hnlm.cli_settings import parse_settings, parser_flags
 from recbole_hnlm.errors import ConcurrentWriterError, ConfigError, DataError
-from recbole_hnlm.signals import sigterm_as_interrupt
+from recbole_hnlm.signals import interrupted_status, sigterm_as_interrupt
 
 from .config import LLMConfig
 from .paths import artifact_dir
@@ -110,7 +110,7 @@ def _warn_unread_options(args, overrides) -> None:
 
 
 def main(argv=None) -> int:
-    """Run one stage; bad input is one ``error:`` line and exit status 2, an interruption exit status 130."""
+    """Run one stage; bad input is one ``error:`` line and exit status 2, an interruption exit status 130 (143 by SIGTERM)."""
     try:
         with contextlib.ExitStack() as quiet, sigterm_as_interrupt():
             return _run_stage(argv, quiet)
@@ -119,7 +119,7 @@ def main(argv=None) -> int:
         return 1 if isinstance(error, ConcurrentWriterError) else 2  # not bad input: it works once the other ends
     except KeyboardInterrupt:
         print("interrupted: finished work is saved; run the same command again to resume", file=sys.stderr)
-        return 130
+        return interrupted_status()
 
 
 def _run_stage(argv, quiet: contextlib.ExitStack) -> int:
