@@ -295,11 +295,13 @@ def main(argv=None):
                   f"the same options and --resume_from={interrupt.resume_file}", file=sys.stderr)
         return interrupted_status()
     except KeyboardInterrupt:
+        from recbole_hnlm.llm.finetune_state import SAVE_EVERY_SECONDS
+
         llm = (args.sampler or "").lower() == "hnlmrec" or bool(args.config_files)  # config files may set it
         print("interrupted: nothing half-written is left; rerun the command to start the run again" + (
             " (finished LLM artifacts are reused; an interrupted profile, negative or embedding stage goes on from "
             "its last finished chunk, the teacher from its last finished epoch, the fine-tuning from its last state, "
-            "saved every 5 minutes)"
+            f"saved every {SAVE_EVERY_SECONDS / 60:g} minutes)"
             if llm else ""), file=sys.stderr)
         return interrupted_status()
     finally:

@@ -522,3 +522,25 @@ def test_resuming_removes_the_name_marker_a_hard_kill_left(fast_config, tmp_path
     open(os.path.join(tmp_path, f".{stem}.reserved"), "w").close()  # as a killed run (of an earlier version) left it
     run_recbole_hnlm(model="MF", config_dict={**settings, "resume_from": resume_file})
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".reserved")]
+
+
+def test_ctrl_c_in_the_llm_stage_names_what_resumes(fast_config, tmp_path, monkeypatch, capsys):
+    """Ctrl-C before training (an HNLMRec run's LLM stage) is not a training interruption: the hint says which LLM
+    work is kept and how often the fine-tuning saves its state (the constant the fine-tuning reads)."""
+    import recbole_hnlm.llm.teacher_training as teacher_training
+    from recbole_hnlm.llm.finetune_state import SAVE_EVERY_SECONDS
+
+    def interrupted(*args, **kwargs):  # Ctrl-C while the teacher trains, the LLM stage's first step
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(teacher_training, "ensure_teacher", interrupted)
+    argv = ["--model=MF", "--sampler=HNLMRec", f"--dataset={fast_config['dataset']}",
+            f"--data_path={fast_config['data_path']}", "--state=WARNING", "--show_progress=False",
+            "--load_col={'inter': ['user_id', 'item_id']}", f"--checkpoint_dir={tmp_path}"]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "interrupted: nothing half-written is left" in err and "finished LLM artifacts are reused" in err
+    assert f"the fine-tuning from its last state, saved every {SAVE_EVERY_SECONDS / 60:g} minutes)" in err
+    monkeypatch.setattr("recbole_hnlm.llm.finetune_state.SAVE_EVERY_SECONDS", 90.0)
+    assert main(argv) == 130
+    assert "saved every 1.5 minutes)" in capsys.readouterr().err

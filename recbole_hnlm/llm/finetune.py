@@ -18,15 +18,13 @@ from tqdm.auto import tqdm
 
 from .config import LLMConfig
 from .dataset_text import DatasetText
-from .finetune_state import FineTuneProgress, load_finetune_state, save_finetune_state
+from .finetune_state import SAVE_EVERY_SECONDS, FineTuneProgress, load_finetune_state, save_finetune_state
 from .hybrid_encoder import HybridPromptEncoder, PromptGroup, info_nce
 from .teacher import Teacher
 
 __all__ = ["PairTexts", "TrainingGroup", "training_examples", "train_hybrid_encoder"]
 
 logger = logging.getLogger(__name__)
-#: Longest stretch of fine-tuning an interruption loses: the resume state is saved at most this often.
-SAVE_EVERY_SECONDS = 300.0
 
 
 class PairTexts:

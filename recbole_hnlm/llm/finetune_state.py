@@ -17,7 +17,11 @@ import torch
 
 from recbole_hnlm.files import atomic_path
 
-__all__ = ["FineTuneProgress", "STATE_FILE", "save_finetune_state", "load_finetune_state", "discard_finetune_state"]
+__all__ = ["SAVE_EVERY_SECONDS", "FineTuneProgress", "STATE_FILE", "save_finetune_state", "load_finetune_state",
+           "discard_finetune_state"]
+
+#: Longest stretch of fine-tuning an interruption loses: the resume state is saved at most this often.
+SAVE_EVERY_SECONDS = 300.0
 
 logger = logging.getLogger(__name__)
 
