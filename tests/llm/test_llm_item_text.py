@@ -19,7 +19,7 @@ def _copy_inter(data_root, root, name):
 
 def _item_text_warnings(caplog):
     return [r.getMessage() for r in caplog.records
-            if r.levelno == logging.WARNING and "semantic hard negatives will be weak" in r.getMessage()]
+            if r.levelno == logging.WARNING and "the hard negatives it writes or embeds will be weak" in r.getMessage()]
 
 
 def test_profile_stage_warns_once_without_an_item_file(data_root, tiny_tokenizer, tmp_path, caplog):
