@@ -66,8 +66,9 @@ def _check_teacher_of_split(path: str, rb_config, dataset: str, train_pairs) -> 
 
 
 def _stage_key(key: str) -> bool:
-    """The settings the LLM stage takes from RecBole's configuration."""
-    return key.startswith("hnlm_") or key.endswith("_FIELD") or key in ("benchmark_filename", "encoding")
+    """The settings the LLM stage takes from RecBole's configuration (``load_col``: whether RecBole loads the
+    ``.item`` file, and so reads its quotes as CSV quotes: the run's prompts and dataset hash follow it)."""
+    return key.startswith("hnlm_") or key.endswith("_FIELD") or key in ("benchmark_filename", "encoding", "load_col")
 
 
 def _yaml_settings(config_files) -> dict:

@@ -182,3 +182,30 @@ def test_a_misspelt_key_in_config_files_is_named_as_on_the_command_line(tmp_path
                  "--config_files", str(yaml_file), "--hnlm_generator=no-such-model"]) == 2  # no training pairs
     assert "Unknown option 'hnlm_max_pair' is ignored: did you mean 'hnlm_max_pairs'?" in caplog.text
     assert "hnlm_retries" not in caplog.text
+
+
+def test_load_col_of_config_files_reads_the_item_file_as_the_run_does(tmp_path, tiny_llama_dir, tiny_encoder_dir):
+    """A ``load_col`` naming the ``.item`` file makes RecBole (and the run's LLM stage) read its quotes as CSV quotes;
+    given in --config_files the CLI dropped it and read them as text: other titles in the prompts and another dataset
+    hash, so the run computed every CLI-built artifact again."""
+    from recbole_hnlm.llm.dataset_text import DatasetText
+
+    root = write_slice(str(tmp_path / "data"))
+    item_path = os.path.join(root, "mini", "mini.item")
+    with open(item_path, encoding="utf-8") as f:
+        header, first, *rest = f.read().splitlines()
+    title = first.split("\t")[1]
+    with open(item_path, "w", encoding="utf-8") as f:
+        f.write("\n".join([header, first.replace(title, f'"{title}"', 1), *rest, ""]))
+    fields = [name.split(":")[0] for name in header.split("\t")]
+    settings = tmp_path / "load.yaml"
+    settings.write_text(f"load_col:\n  inter: [user_id, item_id, rating, timestamp]\n  item: [{', '.join(fields)}]\n")
+    run_hash = DatasetText(root, "mini", item_quoted=True).dataset_hash()
+    assert run_hash != DatasetText(root, "mini").dataset_hash()
+    for split in ("all", "recbole"):
+        store = tmp_path / f"{split}.safetensors"
+        assert main(["negatives", "--split", split, "--dataset", "mini", "--data_path", root, "--quiet",
+                     "--config_files", str(settings), f"--hnlm_generator={tiny_llama_dir}",
+                     f"--hnlm_encoder={tiny_encoder_dir}", "--max_pairs", "2", "--hnlm_item_profiles=False",
+                     "--hnlm_max_new_tokens=4", "--hnlm_retries=0", f"--hnlm_store_path={store}"]) == 0, split
+        assert PairEmbeddingStore.open(str(store)).manifest["dataset_hash"] == run_hash, split
