@@ -17,7 +17,7 @@ from .hybrid_encoder import HYBRID_TEMPLATE, HybridPromptEncoder, PromptGroup, f
 from .paths import artifact_dir
 from .prompts import PromptTemplate
 from .semantic import pairs_sha256
-from .store import write_pair_store
+from .store import split_sha256, write_pair_store
 from .teacher import Teacher, default_teacher_path
 
 __all__ = ["ensure_finetuned", "check_adapter_path", "check_teacher_split", "adapter_identity", "embed_pairs",
@@ -96,7 +96,7 @@ def finetuned_manifest(cfg: LLMConfig, text: DatasetText, pairs, generator_name:
                 pairs_hash=pairs_sha256(pairs), generator=generator_name, encoder="[EOS] last hidden state",
                 prompt_version=",".join(f"{k}={v}" for k, v in sorted(versions.items())),
                 negatives_per_pair=1, adapter_hash=adapter_hash, teacher_hash=teacher.sha256,
-                max_pairs=text.effective_max_pairs(cfg.max_pairs), seed=cfg.seed, dtype=cfg.store_dtype,
+                max_pairs=text.effective_max_pairs(cfg.max_pairs), split_hash=split_sha256(text.pairs), seed=cfg.seed, dtype=cfg.store_dtype,
                 settings=dict(ft_user_text=cfg.ft_user_text, ft_item_text=cfg.ft_item_text,
                               ft_history=cfg.ft_history, max_history=cfg.max_history,
                               profile_words=cfg.profile_words, compute=cfg.compute, **_profile_settings(cfg)))

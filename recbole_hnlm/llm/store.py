@@ -33,7 +33,7 @@ from .paths import artifact_dir
 
 __all__ = [
     "FORMAT", "IDENTITY_FIELDS", "StoreError", "default_store_path", "file_sha256", "write_pair_store",
-    "PairEmbeddingStore", "AlignedPairEmbeddings", "manifest_mismatch",
+    "PairEmbeddingStore", "AlignedPairEmbeddings", "manifest_mismatch", "split_sha256", "dataset_split_sha256",
 ]
 
 FORMAT = "recbole_hnlm/pair-neg-emb/v1"
@@ -57,6 +57,23 @@ def default_store_path(data_path: str, dataset: str, variant: str) -> str:
 def _integer_like(tokens: Sequence[str]) -> bool:
     """True when every token round-trips through int64 unchanged ("7" yes, "007" and "x7" no)."""
     return all(_INT_TOKEN.fullmatch(t) is not None and abs(int(t)) < 2 ** 63 for t in tokens)
+
+
+def split_sha256(pairs) -> str:
+    """SHA-256 of the distinct ``(user, item)`` token pairs a store was built from (its manifest's ``split_hash``:
+    the training split whose histories and teacher made its negatives; every interaction under ``--split all``),
+    independent of their order and repeats."""
+    digest = hashlib.sha256()
+    for user, item in sorted({(str(u), str(i)) for u, i in pairs}):
+        digest.update(f"{user}\t{item}\n".encode("utf-8"))
+    return digest.hexdigest()
+
+
+def dataset_split_sha256(dataset) -> str:
+    """:func:`split_sha256` of a RecBole dataset's interactions (a run's training split)."""
+    users = dataset.id2token(dataset.uid_field, dataset.inter_feat[dataset.uid_field].numpy())
+    items = dataset.id2token(dataset.iid_field, dataset.inter_feat[dataset.iid_field].numpy())
+    return split_sha256(zip(users.tolist(), items.tolist()))
 
 
 def manifest_mismatch(stored: Dict, wanted: Dict, fields: Sequence[str] = IDENTITY_FIELDS) -> Optional[str]:

@@ -86,6 +86,7 @@ class HNLMRec(NegativeSampler):
         self.pairs = store.align(dataset)
         self.store_path, self.store_dataset = store.path, store.manifest.get("dataset")
         self.check_no_pairs_outside_training(dataset)
+        self.check_built_on_this_split(store.manifest, dataset)
         if config["hnlm_center"]:
             mean_norm = self.pairs.center()
             logging.getLogger().info(f"HNLMRec: stored vectors centred (norm of their mean {mean_norm:.4g})")
@@ -186,6 +187,23 @@ class HNLMRec(NegativeSampler):
             "made from interactions this run must not see (its validation and test pairs, when the split "
             "differs). Leave hnlm_file unset to build the negatives of this run's training pairs, or run with "
             "the split settings of the run that built it.")
+
+    def check_built_on_this_split(self, manifest, dataset):
+        """Refuse a store built from another set of training pairs, even when every pair it holds is a training pair
+        of this run (a ``max_pairs`` subset): the histories in its prompts, and the teacher its LLM was fine-tuned
+        on, came from that other split, which may hold this run's validation and test interactions. Stores written
+        before they recorded their split (no ``split_hash``) are checked by their pairs only."""
+        from recbole_hnlm.llm.store import dataset_split_sha256
+
+        stored = manifest.get("split_hash")
+        if stored is None or stored == dataset_split_sha256(dataset):
+            return
+        raise ConfigError(
+            f"hnlm_file: {self.store_path} was built from other training pairs than this run's (its manifest's "
+            "split_hash): another split (split_seed, eval_args, pre-split files, a filter), every interaction "
+            "(--split all) or another .inter file, so its prompts and teacher may hold interactions this run "
+            "validates and tests on. Leave hnlm_file unset to build the negatives of this run's training pairs, "
+            "or run with the split settings of the run that built it.")
 
     def check_training_coverage(self, dataset):
         """Refuse (``hnlm_missing: error``) or log training pairs without a stored vector."""

@@ -156,6 +156,9 @@ def test_max_pairs_of_every_pair_names_the_store_of_every_pair(root, tmp_path, t
     _run(root, store, tiny_tokenizer, tiny_encoder_dir, max_pairs=10 ** 6)
     n_pairs = len(DatasetText(root, "mini").pairs)  # the store holds those with an accepted answer
     assert PairEmbeddingStore.open(store).manifest["max_pairs"] == 0
+    from recbole_hnlm.llm.store import split_sha256
+
+    assert PairEmbeddingStore.open(store).manifest["split_hash"] == split_sha256(DatasetText(root, "mini").pairs)
     for max_pairs in (0, n_pairs):
         chunks = []
         _run(root, store, tiny_tokenizer, tiny_encoder_dir, on_chunk=chunks.append, max_pairs=max_pairs)

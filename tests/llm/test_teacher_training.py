@@ -204,6 +204,17 @@ def test_finetuned_run_trains_teacher_then_embeds_every_training_pair(fast_confi
     assert store.manifest["variant"] == "finetuned" and store.manifest["teacher_hash"] == teacher.sha256
     assert store.num_pairs == teacher.pair_user.numel()  # every training pair has its negative
     assert 0 <= result["test_result"]["ndcg@20"] <= 1
+    # the split it was built from, as the sampler hashes the run's training dataset (same tokens, any order)
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import init_seed
+
+    from recbole_hnlm.config import Config
+    from recbole_hnlm.llm.store import dataset_split_sha256
+
+    config = Config(model="MF", dataset=fast_config["dataset"], config_dict=settings, command_line=False)
+    init_seed(config["seed"], True)
+    train_data, _, _ = data_preparation(config, create_dataset(config))
+    assert store.manifest["split_hash"] == dataset_split_sha256(train_data._dataset)
 
 
 def test_cli_split_is_the_run_split_and_teacher_stage_writes_the_file(fast_config, tmp_path, caplog):

@@ -236,6 +236,37 @@ def test_a_store_of_other_pairs_is_refused(fast_config, ml_slice, tmp_path, capl
     assert "this run trains with the random negative only, as RNS" in caplog.text
 
 
+def test_a_subset_store_of_another_split_is_refused_though_its_pairs_are_training_pairs(fast_config, ml_slice,
+                                                                                        tmp_path):
+    """A store of a few pairs (``--max_pairs``) built with ``--split all`` or on another split passed the pair check
+    when its pairs happened to be training pairs of this run, yet its prompts held this run's test items: the
+    manifest's split_hash names the training pairs it was built from."""
+    from recbole_hnlm.llm.store import split_sha256
+
+    data_path, name = ml_slice
+    with open(os.path.join(data_path, name, f"{name}.inter")) as f:
+        next(f)
+        every = [tuple(line.split("\t")[:2]) for line in f]
+    train = training_pairs(ml_slice)
+    assert len(train) < len(every)
+    few = train[:5]
+
+    def store_built_from(split, file_name):
+        path = str(tmp_path / file_name)
+        write_pair_store(path, [u for u, _ in few], [i for _, i in few], torch.randn(len(few), D_LLM),
+                         {"variant": "semantic", "dataset": name, "dataset_hash": "test",
+                          "split_hash": split_sha256(split)}, dtype=torch.float32)
+        return path
+
+    with pytest.raises(ConfigError, match=r"hnlm_file: .*every.safetensors was built from other training pairs than "
+                                          r"this run's \(its manifest's split_hash\)"):
+        build(fast_config, store_built_from(every, "every.safetensors"), hnlm_missing="random")
+    # the same training pairs in another order, repeated: this run's split
+    model, _ = build(fast_config, store_built_from(list(reversed(train)) + train[:3], "same.safetensors"),
+                     hnlm_missing="random")
+    assert model.sampler.pairs.num_pairs == len(few)
+
+
 def test_frozen_adapter_flag(fast_config, ml_slice, tmp_path):
     store = write_store(ml_slice, tmp_path / "s.safetensors")
     model, _ = build(fast_config, store, hnlm_frozen_adapter=True, hnlm_final_relu=True)
