@@ -63,10 +63,8 @@ def split_sha256(pairs) -> str:
     """SHA-256 of the distinct ``(user, item)`` token pairs a store was built from (its manifest's ``split_hash``:
     the training split whose histories and teacher made its negatives; every interaction under ``--split all``),
     independent of their order and repeats."""
-    digest = hashlib.sha256()
-    for user, item in sorted({(str(u), str(i)) for u, i in pairs}):
-        digest.update(f"{user}\t{item}\n".encode("utf-8"))
-    return digest.hexdigest()
+    lines = sorted({f"{user}\t{item}\n" for user, item in pairs})  # one join: ~2 s for Yelp2018's 1.2M pairs
+    return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
 
 
 def dataset_split_sha256(dataset) -> str:
