@@ -88,6 +88,16 @@ class Interaction:
     order: float
 
 
+def _repeated_pairs(users: List[str], items: List[str]) -> Set[Tuple[str, str]]:
+    """The ``(user, item)`` pairs on more than one row."""
+    once, repeated = set(), set()
+    for key in zip(users, items):
+        if key in once:
+            repeated.add(key)
+        once.add(key)
+    return repeated
+
+
 class DatasetText:
     """Items, training interactions and pairs of one dataset, all keyed by original tokens.
 
@@ -140,11 +150,14 @@ class DatasetText:
         self.item_reviews: Dict[str, List[str]] = {}
         self.pairs: List[Tuple[str, str]] = []
         seen: Set[Tuple[str, str]] = set()
+        repeated = _repeated_pairs(users, items) if train is not None and (rating or review) else set()
         for row, (u, i, r, text, t) in enumerate(zip(users, items, ratings, reviews, orders)):
             key = (u, i)
             if (train is not None and key not in train) or key in seen:
                 continue
             seen.add(key)
+            if key in repeated:  # which of its rows RecBole trains on is unknown: show none's rating or review
+                r, text = None, None
             try:
                 order = float(t)
             except (TypeError, ValueError):
@@ -152,6 +165,11 @@ class DatasetText:
             self.history.setdefault(u, []).append(Interaction(u, i, r or None, text or None, order))
             if text:
                 self.item_reviews.setdefault(i, []).append(text)
+        repeated_in_train = len(repeated & seen)
+        if repeated_in_train:
+            logger.warning("%s: %d training pairs occur on more than one row (RecBole may have put another row of the "
+                           "pair into validation or test, or dropped it with rm_dup_inter): their prompts show no "
+                           "rating or review", self.inter_path, repeated_in_train)
         for u, events in self.history.items():
             events.sort(key=lambda e: e.order)
         # pairs grouped by user (first appearance order), items in time order: a user's pairs are contiguous

@@ -126,6 +126,33 @@ def test_dataset_text_uses_only_training_pairs(data_root):
         DatasetText(data_root, "nope")
 
 
+def test_a_training_pair_on_several_rows_shows_no_rating_or_review(tmp_path, data_root, caplog):
+    """With a (user, item) pair on two rows, RecBole may train on one and test on the other; the prompts took the
+    first row in the file, so a test copy's rating (or review) reached them. Now none is shown, with a warning."""
+    import logging
+
+    folder = tmp_path / "dup"
+    folder.mkdir()
+    with open(os.path.join(data_root, "mini", "mini.inter"), encoding="utf-8") as handle:
+        header, *rows = handle.read().splitlines()
+    fields = header.split("\t")
+    rating = next(k for k, name in enumerate(fields) if name.startswith("rating"))
+    copy = rows[3].split("\t")
+    copy[rating] = "9"  # the test copy's rating, first in the file
+    (folder / "dup.inter").write_text("\n".join([header, "\t".join(copy)] + rows) + "\n", encoding="utf-8")
+    user, item = copy[0], copy[1]
+    train = [tuple(row.split("\t")[:2]) for row in rows]
+    caplog.set_level(logging.WARNING)
+    text = DatasetText(str(tmp_path), "dup", train_pairs=train)
+    events = {(e.user, e.item): e for history in text.history.values() for e in history}
+    assert events[(user, item)].rating is None and sorted(text.pairs) == sorted(set(train))
+    assert sum(e.rating is not None for e in events.values()) == len(events) - 1  # the others keep theirs
+    assert "1 training pairs occur on more than one row" in caplog.text
+    caplog.clear()
+    DatasetText(data_root, "mini", train_pairs=train)  # no repeated row: no warning
+    assert "more than one row" not in caplog.text
+
+
 def test_the_digest_tells_how_the_item_file_is_read(data_root):
     """With load_col naming the .item file RecBole reads it with quotes ("Kolya" -> Kolya), so the prompts differ; the
     digest was the same, and a store built from the other reading counted as a cache hit."""
