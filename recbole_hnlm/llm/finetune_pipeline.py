@@ -164,7 +164,8 @@ def check_teacher_split(teacher: Teacher, text: DatasetText) -> None:
     raise DataError(
         f"{teacher.path}: {len(outside)} of the teacher's {teacher.pair_user.numel()} training pairs (e.g. user "
         f"{user!r}, item {item!r}) are not training pairs of this run's split of {text.inter_path}, so it was trained "
-        "on another split (another seed, eval_args or dataset filter) and fine-tuning on it would leak this run's "
+        "on another split (another seed, eval_args or dataset filter) or before that file changed, and fine-tuning "
+        "on it would leak this run's "
         "validation and test interactions. Train the teacher on this split: `python -m recbole_hnlm.llm teacher "
         "--overwrite` with the run's settings, or move the file away (the run script then trains one), or set "
         "hnlm_teacher_path to another file (a benchmark grid over seeds: give it --split_seed, one split for all)")

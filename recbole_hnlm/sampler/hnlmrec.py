@@ -209,7 +209,8 @@ class HNLMRec(NegativeSampler):
         """Refuse (``hnlm_missing: error``) or log training pairs without a stored vector."""
         users = dataset.inter_feat[dataset.uid_field]
         coverage = self.pairs.pair_coverage(users, dataset.inter_feat[dataset.iid_field])
-        message = f"HNLMRec: {coverage:.2%} of the {len(users)} training pairs have an LLM negative"
+        covered = round(coverage * len(users))  # 2 pairs of 80,808 read "0.00%" alone
+        message = f"HNLMRec: {coverage:.2%} ({covered}) of the {len(users)} training pairs have an LLM negative"
         other = self.store_dataset and self.store_dataset != dataset.dataset_name
         if coverage == 0:
             why = (f"{self.store_path} was built for dataset '{self.store_dataset}'" if other else
