@@ -134,7 +134,7 @@ def negative_problem(answer: Dict, interacted_title: str, interacted_year: Optio
     if _names(keys, answer_year, interacted_title, interacted_year):
         return f"the answer names the interacted item itself: {name[:120]!r}"
     if any(_names(keys, answer_year, title, year) for title, year in history):
-        return f"the answer names an item the user interacted with in training: {name[:120]!r}"
+        return f"the answer names an item of the user's history: {name[:120]!r}"
     return None
 
 
