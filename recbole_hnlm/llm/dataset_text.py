@@ -7,7 +7,8 @@ Reads ``<data_path>/<ds>/<ds>.inter`` (or the pre-split ``<ds>.<part>.inter`` fi
 * item attributes: ``release_year``/``year``, ``class``/``genre``/``genres`` (ml-100k genres), ``categories``/
   ``category``, ``brand``, ``city``/``state`` (Yelp), ``description``, ``price``
 * interaction rating: ``rating``/``stars``/``score``; review text: ``review``/``review_text``/``reviewText``/``text``/
-  ``summary``; order: ``timestamp``
+  ``summary``; order: RecBole's ``TIME_FIELD``, else ``timestamp``/``date``/``time`` (file order when a value is
+  not a number)
 
 Without an ``.item`` file, or without any of its title/attribute fields, items are described by their ids alone (the
 LLM's negatives are then weak): logged once as a warning that names the file and the fields to provide.
@@ -88,6 +89,26 @@ class Interaction:
     order: float
 
 
+def _orders(values: List, path: str, field: str) -> List[float]:
+    """The time field as numbers that order each user's history; file order for all rows when any value is not a
+    number (mixing times and row numbers would order nothing)."""
+    try:
+        return [float(v) for v in values]
+    except (TypeError, ValueError):
+        bad = next(v for v in values if not _is_number(v))
+        logger.warning("%s: field %r holds a value that is not a number (%r): histories are in file order",
+                       path, field, bad)
+        return [float(row) for row in range(len(values))]
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
 def _repeated_pairs(users: List[str], items: List[str]) -> Set[Tuple[str, str]]:
     """The ``(user, item)`` pairs on more than one row."""
     once, repeated = set(), set()
@@ -111,11 +132,13 @@ class DatasetText:
         encoding: of the atomic files (RecBole's ``encoding`` option).
         item_quoted: RecBole loads the ``.item`` file too (``load_col``), so it is read as RecBole reads it, with
             ``"`` as a quote; otherwise quotes are part of the text.
+        time_field: RecBole's ``TIME_FIELD``, which orders the histories (else the first of :data:`TIME_FIELDS`
+            the file has, else file order).
     """
 
     def __init__(self, data_path: str, dataset: str, train_pairs: Optional[Iterable[Tuple[str, str]]] = None,
                  uid_field: str = "user_id", iid_field: str = "item_id", inter_parts: Optional[Sequence[str]] = None,
-                 encoding: str = "utf-8", item_quoted: bool = False):
+                 encoding: str = "utf-8", item_quoted: bool = False, time_field: Optional[str] = None):
         self.data_path, self.dataset, self.item_quoted = data_path, dataset, item_quoted
         suffixes = [f"{part}.inter" for part in inter_parts] if inter_parts else ["inter"]
         self.inter_paths = [atomic_file(data_path, dataset, suffix) for suffix in suffixes]
@@ -136,7 +159,7 @@ class DatasetText:
         inter = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         rating = _first(inter.columns, RATING_FIELDS)
         review = _first(inter.columns, REVIEW_FIELDS)
-        when = _first(inter.columns, TIME_FIELDS)
+        when = _first(inter.columns, ((time_field,) if time_field else ()) + TIME_FIELDS)
         self.has_reviews = review is not None
         train = None if train_pairs is None else {(str(u), str(i)) for u, i in train_pairs}
         if train is None:
@@ -145,7 +168,7 @@ class DatasetText:
         users, items = inter[uid_field].tolist(), inter[iid_field].tolist()
         ratings = inter[rating].tolist() if rating else [None] * len(users)
         reviews = inter[review].tolist() if review else [None] * len(users)
-        orders = inter[when].tolist() if when else list(range(len(users)))
+        orders = _orders(inter[when].tolist(), self.inter_path, when) if when else list(range(len(users)))
         self.history: Dict[str, List[Interaction]] = {}
         self.item_reviews: Dict[str, List[str]] = {}
         self.pairs: List[Tuple[str, str]] = []
@@ -158,11 +181,7 @@ class DatasetText:
             seen.add(key)
             if key in repeated:  # which of its rows RecBole trains on is unknown: show none's rating or review
                 r, text = None, None
-            try:
-                order = float(t)
-            except (TypeError, ValueError):
-                order = float(row)
-            self.history.setdefault(u, []).append(Interaction(u, i, r or None, text or None, order))
+            self.history.setdefault(u, []).append(Interaction(u, i, r or None, text or None, t))
             if text:
                 self.item_reviews.setdefault(i, []).append(text)
         repeated_in_train = len(repeated & seen)

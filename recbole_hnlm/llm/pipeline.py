@@ -55,8 +55,9 @@ def load_dataset_text(config, dataset: str, data_path: str, train_pairs=None) ->
     uid, iid = _id_fields(config)
     parts = config["benchmark_filename"] if config is not None and "benchmark_filename" in config else None
     encoding = config["encoding"] if config is not None and "encoding" in config and config["encoding"] else "utf-8"
+    time_field = config["TIME_FIELD"] if config is not None and "TIME_FIELD" in config else None
     return DatasetText(data_path, dataset, train_pairs, uid_field=uid, iid_field=iid, inter_parts=parts,
-                       encoding=encoding, item_quoted=item_file_loaded(config))
+                       encoding=encoding, item_quoted=item_file_loaded(config), time_field=time_field)
 
 
 def item_file_loaded(config) -> bool:

@@ -153,6 +153,40 @@ def test_a_training_pair_on_several_rows_shows_no_rating_or_review(tmp_path, dat
     assert "more than one row" not in caplog.text
 
 
+def test_histories_follow_recboles_time_field_or_the_file_order(tmp_path, data_root, caplog):
+    """The history order came from a field named timestamp/date/time only (RecBole's TIME_FIELD was not read), and
+    a file with some non-numeric times mixed times and row numbers."""
+    import logging
+
+    with open(os.path.join(data_root, "mini", "mini.inter"), encoding="utf-8") as handle:
+        header, *rows = handle.read().splitlines()
+    fields = [name.split(":")[0] for name in header.split("\t")]
+    when = fields.index("timestamp")
+    rows = [row.split("\t") for row in rows]
+
+    def write(name, header_fields, table):
+        (tmp_path / name).mkdir()
+        lines = ["\t".join(header_fields)] + ["\t".join(row) for row in table]
+        (tmp_path / name / f"{name}.inter").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    renamed = header.split("\t")
+    renamed[when] = "ts:float"
+    write("ts", renamed, rows)
+    user = rows[0][0]
+    by_time = [row[1] for row in sorted((r for r in rows if r[0] == user), key=lambda r: float(r[when]))]
+    in_file = [row[1] for row in rows if row[0] == user]
+    assert by_time != in_file
+    assert [e.item for e in DatasetText(str(tmp_path), "ts", time_field="ts").history[user]] == by_time
+    assert [e.item for e in DatasetText(str(tmp_path), "ts").history[user]] == in_file  # no known time field
+    broken = [list(row) for row in rows]
+    broken[-1][when] = "yesterday"
+    write("broken", header.split("\t"), broken)
+    caplog.set_level(logging.WARNING)
+    assert [e.item for e in DatasetText(str(tmp_path), "broken").history[user]] == in_file
+    assert "field 'timestamp' holds a value that is not a number ('yesterday'): histories are in file order" \
+        in caplog.text
+
+
 def test_the_digest_tells_how_the_item_file_is_read(data_root):
     """With load_col naming the .item file RecBole reads it with quotes ("Kolya" -> Kolya), so the prompts differ; the
     digest was the same, and a store built from the other reading counted as a cache hit."""
