@@ -68,6 +68,67 @@ def test_the_training_loss_is_bpr_plus_l2_of_the_ego_embeddings(fast_config, mod
     assert torch.isclose(got.double(), bpr + reg, rtol=1e-5, atol=0), (float(got), float(bpr + reg))
 
 
+def dense_layers(model, dataset, ego):
+    """Layers 0..K of LightGCN written out densely (the ego embeddings alone for MF)."""
+    layers = [ego]
+    if model.__class__.__name__ == "LightGCN":
+        a_hat = dense_normalized_adjacency(model, dataset)
+        for _ in range(model.n_layers):
+            layers.append(a_hat @ layers[-1])
+    return torch.stack(layers, dim=1)  # [N, K+1, d]
+
+
+@pytest.mark.parametrize("model_name,sampler", [("MF", "MixGCF"), ("LightGCN", "MixGCF"), ("LightGCN", "AHNS")])
+def test_loss_and_gradients_with_hard_negatives_match_the_formulas(fast_config, model_name, sampler):
+    """calculate_loss and its gradients against the samplers written out in float64 on dense LightGCN layers:
+    MixGCF (algorithms.md §3: per layer, alpha e_i + (1 - alpha) e_c for each candidate, the argmax against the pooled
+    user, the chosen layers mean-pooled; the ego term is layer 0 of the mixed negative) and AHNS (the candidate whose
+    score is nearest beta (s+ + alpha)^(p+1)). The gradients reach the positive through the mixing, the chosen
+    candidates and every layer; a detached stack, sum pooling, K-1 layers or the loader's negative in the L2 term
+    passed every earlier test."""
+    m = 8
+    extra = dict(sampler=sampler, mixgcf_candidates=m) if sampler == "MixGCF" else dict(sampler=sampler,
+                                                                                        ahns_candidates=m)
+    model, batch, dataset = build(fast_config, model_name, **extra)
+    user, pos = batch[model.USER_ID], batch[model.ITEM_ID]
+    torch.manual_seed(7)
+    loss = model.calculate_loss(batch)
+    loss.backward()
+    torch.manual_seed(7)  # the same draws, in the model's order: candidates, then MixGCF's alpha
+    cand = model.candidate_generator(user, m)
+    alpha = torch.rand(len(user), model.n_layers + 1 if model_name == "LightGCN" else 1).double()
+
+    user_w = model.user_embedding.weight.detach().double().requires_grad_()
+    item_w = model.item_embedding.weight.detach().double().requires_grad_()
+    ego = torch.cat([user_w, item_w])
+    stack = dense_layers(model, dataset, ego)
+    pooled = stack.mean(1)
+    offset, rows = model.n_users, torch.arange(len(user))
+    u, i = pooled[user], pooled[offset + pos]
+    if sampler == "MixGCF":
+        query = u.detach()
+        pos_layers, cand_layers = stack[offset + pos], stack[offset + cand]  # [B, L, d], [B, M, L, d]
+        mixed = alpha[:, None, :, None] * pos_layers[:, None] + (1 - alpha[:, None, :, None]) * cand_layers
+        best = (query[:, None, None, :] * mixed).sum(-1).argmax(1)  # [B, L]: per layer, over the candidates
+        neg_layers = mixed[rows[:, None], best, torch.arange(mixed.shape[2])[None, :]]  # [B, L, d]
+        neg, neg_ego = neg_layers.mean(1), neg_layers[:, 0]
+    else:
+        with torch.no_grad():
+            target = model.sampler.beta * ((u * i).sum(-1) + model.sampler.alpha).pow(model.sampler.p + 1)
+            scores = (u.detach()[:, None] * pooled.detach()[offset + cand]).sum(-1)
+            chosen = cand[rows, (scores - target[:, None]).abs().argmin(1)]
+        neg, neg_ego = pooled[offset + chosen], ego[offset + chosen]
+    bpr = F.softplus((u * neg).sum(-1) - (u * i).sum(-1)).mean()
+    reg = model.reg_weight * (ego[user].pow(2).sum() + ego[offset + pos].pow(2).sum() + neg_ego.pow(2).sum()) / (
+        2 * len(user))
+    expected = bpr + reg
+    expected.backward()
+    assert torch.isclose(loss.detach().double(), expected.detach(), rtol=1e-5, atol=0), (float(loss), float(expected))
+    for got, want in ((model.user_embedding.weight.grad, user_w.grad), (model.item_embedding.weight.grad, item_w.grad)):
+        scale = float(want.abs().max())
+        assert scale > 0 and float((got.double() - want).abs().max()) <= 1e-4 * scale
+
+
 @pytest.mark.parametrize("self_loop", [True, False])
 def test_ngcf_carries_the_unnormalised_layer_and_stores_the_normalised_one(fast_config, self_loop):
     """E(l+1) = LeakyReLU(W1((Â+I)E(l)) + W2(ÂE(l) ⊙ E(l))) (NGCF eq. 8) from the *unnormalised* E(l), as the
