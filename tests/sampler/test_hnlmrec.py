@@ -461,3 +461,57 @@ def test_detach_in_bpr_leaves_the_adapter_to_the_alignment_loss(fast_config, ml_
     assert detached == 0.0 and item_grad > 0
     assert adapter_and_embedding_grads(False, 0.0)[0] > 0
     assert adapter_and_embedding_grads(True, 0.1)[0] > 0
+
+
+@pytest.mark.parametrize("h_norm,in_batch", [("none", False), ("item", True)])
+def test_every_loss_term_and_the_adapter_gradient_match_eq6_to_eq10(fast_config, ml_slice, tmp_path, h_norm,
+                                                                     in_batch):
+    """calculate_loss of an HNLMRec run against eq. 6-10 written out in float64 from the run's options (not the
+    sampler's attributes): half the pairs stored (the others keep the random negative), eq. 7's mixing (with the
+    item-norm option), BPR + L2 over the random negative's ego row, eq. 9 with tau = 0.3 (2-way or in-batch) between
+    the pooled user, the positive and h, and eq. 10's Frobenius term; the adapter's gradients too. Passing eq. 9 the
+    random negative, swapping user and item, detaching h or ignoring the temperature passed every earlier test."""
+    import copy
+
+    import torch.nn.functional as F
+
+    from recbole_hnlm.ops import gather_rows
+
+    tau, cl_weight, lam, frobenius_weight = 0.3, 0.5, 0.4, 0.01
+    store = write_store(ml_slice, tmp_path / "half.safetensors", fraction=0.5)
+    model, batch = build(fast_config, store, hnlm_missing="random", hnlm_lambda=lam, hnlm_h_norm=h_norm,
+                         hnlm_cl_weight=cl_weight, hnlm_cl_temperature=tau, hnlm_cl_in_batch=in_batch,
+                         hnlm_adapter_reg_weight=frobenius_weight, hnlm_center=False)
+    user, pos, neg = batch["user_id"], batch["item_id"], batch["neg_item_id"]
+    with torch.no_grad():  # scores away from 0, and an adapter output on the embeddings' scale
+        model.user_embedding.weight.mul_(10)
+        model.item_embedding.weight.mul_(10)
+    losses = model.calculate_loss(batch)
+    assert isinstance(losses, tuple) and len(losses) == 3
+    sum(losses).backward()
+    adapter = copy.deepcopy(model.sampler.adapter).double()
+    adapter.zero_grad()
+    x, found = model.sampler.pairs.lookup(user, pos)
+    assert 0 < int(found.sum()) < len(found)
+    emb = model.propagate(with_layers=False)
+    u, i, j = (gather_rows(t, r).detach().double() for t, r in ((emb.user, user), (emb.item, pos), (emb.item, neg)))
+    h = adapter(x.double())
+    h_bpr = F.normalize(h, dim=1) * j.norm(dim=1, keepdim=True) if h_norm == "item" else h
+    weight = lam * found.double()[:, None]
+    mixed = weight * h_bpr + (1 - weight) * j  # eq. 7
+    bpr = F.softplus((u * mixed).sum(1) - (u * i).sum(1)).mean()  # eq. 8
+    ego_u, ego_i = model.user_embedding.weight.detach().double(), model.item_embedding.weight.detach().double()
+    l2 = model.reg_weight * (ego_u[user].pow(2).sum() + ego_i[pos].pow(2).sum() + ego_i[neg].pow(2).sum()) / (
+        2 * len(user))
+    un, pn, hn = (F.normalize(t[found], dim=1) for t in (u, i, h))
+    positive = (un * pn).sum(1) / tau
+    negatives = (un @ hn.T if in_batch else (un * hn).sum(1, keepdim=True)) / tau  # eq. 9's denominator
+    alignment = (torch.logsumexp(torch.cat([positive[:, None], negatives], 1), 1) - positive).mean()
+    frobenius = sum(layer.weight.pow(2).sum() for layer in adapter if isinstance(layer, torch.nn.Linear))
+    expected = (bpr + l2, cl_weight * alignment, frobenius_weight * frobenius)
+    for got, want in zip(losses, expected):
+        assert torch.isclose(got.detach().double(), want.detach(), rtol=1e-5, atol=0), (float(got), float(want))
+    sum(expected).backward()
+    for got, want in zip(model.sampler.adapter.parameters(), adapter.parameters()):
+        scale = float(want.grad.abs().max())
+        assert scale > 0 and float((got.grad.double() - want.grad).abs().max()) <= 1e-4 * scale
