@@ -231,7 +231,7 @@ def test_sgl_info_nce_is_the_batch_mean_of_eq10():
 def test_sgl_contrastive_loss_keeps_its_scale_with_the_batch_size(fast_config):
     """BPR is a batch mean, so the weighted InfoNCE must be one too: doubling the batch by repeating it leaves both
     terms unchanged (a summed InfoNCE would double and outweigh BPR by a factor of the batch size)."""
-    model, batch, _ = build(fast_config, "SGL", ssl_weight=0.1, ssl_tau=0.2)
+    model, batch, _ = build(fast_config, "SGL", ssl_weight=0.3, ssl_tau=0.2)
     model.on_epoch_start(0)  # draws the two views, fixed for the epoch; RNS uses the batch's own negatives
     bpr, ssl = model.calculate_loss(batch)
 
@@ -244,7 +244,7 @@ def test_sgl_contrastive_loss_keeps_its_scale_with_the_batch_size(fast_config):
     user, pos = batch[model.USER_ID], batch[model.ITEM_ID]
     view1 = model.propagate_graph(model.views[0], with_layers=False)
     view2 = model.propagate_graph(model.views[1], with_layers=False)
-    expected = 0.1 * (reference_info_nce(view1.user[1:], view2.user[1:], user - 1, 0.2)
+    expected = 0.3 * (reference_info_nce(view1.user[1:], view2.user[1:], user - 1, 0.2)
                       + reference_info_nce(view1.item[1:], view2.item[1:], pos - 1, 0.2))
     assert torch.allclose(ssl, expected, rtol=1e-5)
     assert ssl.item() < 10 * bpr.item()  # same order as BPR at initialisation, not ~B times larger
@@ -267,10 +267,35 @@ def test_sgl_contrastive_loss_leaves_out_the_padding_id(fast_config):
 
 @pytest.mark.parametrize("augmentation", ["ED", "ND"])
 def test_sgl_views_drop_edges_of_the_training_graph(fast_config, augmentation):
-    model, _, _ = build(fast_config, "SGL", type=augmentation, drop_ratio=0.5)
-    full = model.graph.col.numel()
-    kept = [model.augmented_graph().col.numel() for _ in range(3)]
-    assert all(0 < k < full for k in kept) and len(set(kept)) > 1
+    """Each view keeps a subset of the training edges: ED drops each edge with drop_ratio, ND each node (and so an
+    edge survives when both its ends do, (1 - rho)^2). rho = 0.1: 0.5 could not tell keep from drop, and the edge
+    share could not tell ND's 'either end dropped' from 'both ends dropped'. Two views per epoch, drawn anew each
+    epoch."""
+    rho = 0.1
+    model, _, _ = build(fast_config, "SGL", type=augmentation, drop_ratio=rho)
+    full_edges = set(_graph_edges(model.graph))
+    torch.manual_seed(3)
+    kept = []
+    for _ in range(3):
+        edges = _graph_edges(model.augmented_graph())
+        assert set(edges) <= full_edges and len(set(edges)) == len(edges)
+        kept.append(len(edges) / len(full_edges))
+    share = (1 - rho) if augmentation == "ED" else (1 - rho) ** 2
+    # the mean of three views; ED: binomial over the edges, ND: node draws (hub nodes move many edges at once),
+    # far from the 0.99 that dropping only edges with both ends dropped would keep
+    tolerance = 0.01 if augmentation == "ED" else 0.05
+    assert abs(sum(kept) / len(kept) - share) < tolerance, (kept, share)
+    model.on_epoch_start(0)
+    first = [_graph_edges(view) for view in model.views]
+    assert first[0] != first[1]  # two views, not one twice
+    model.on_epoch_start(1)
+    assert [_graph_edges(view) for view in model.views] != first  # drawn again each epoch
+
+
+def _graph_edges(graph):
+    """The graph's stored (row, col) entries, sorted."""
+    rows = graph.row_indices().tolist()
+    return sorted(zip(rows, graph.col.tolist()))
 
 
 @pytest.mark.parametrize("model_name", ["MF", "LightGCN"])
