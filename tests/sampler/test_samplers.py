@@ -63,6 +63,20 @@ def test_dns_mn_variants():
     assert bool((single.item_ids == allowed).any(1).all())
 
 
+def test_dns_single_draws_uniformly_among_the_top_n():
+    """DNS(M, N) 'single': one of the N best candidates, each with probability 1/N (membership alone passed a
+    sampler that always took the best one, or never the N-th)."""
+    ctx = context(propagation())
+    top3 = ctx.candidates.gather(1, scores(ctx).topk(3, dim=1).indices)  # best first
+    sampler = DNS({"dns_candidates": M, "dns_topn": 3, "dns_variant": "single"}, None)
+    torch.manual_seed(0)
+    distinct = (top3[:, :1] != top3[:, 1:]).all(1) & (top3[:, 1] != top3[:, 2])  # candidates may repeat an item
+    assert int(distinct.sum()) >= B // 2
+    ranks = torch.cat([(sampler(ctx).item_ids == top3).int().argmax(1)[distinct] for _ in range(1000)])
+    shares = torch.bincount(ranks, minlength=3).double() / ranks.numel()
+    assert torch.allclose(shares, torch.full((3,), 1 / 3, dtype=torch.float64), atol=0.02), shares  # > 8,000 draws
+
+
 def test_ahns_picks_the_candidate_closest_to_the_target_hardness():
     ctx = context(propagation())
     config = {"ahns_candidates": M, "ahns_alpha": 1.0, "ahns_beta": 0.1, "ahns_p": -2}
