@@ -205,11 +205,13 @@ def test_candidates_exclude_training_positives_and_are_seeded(device_rounds):
     assert leaked == 0 and generator.leaked == 0
 
 
-def test_device_rounds_keep_candidates_uniform_over_non_positives():
-    """Replacing hits from full fresh draws (device rounds) must leave every allowed item equally likely."""
+@pytest.mark.parametrize("device_rounds", [100, None])
+def test_device_rounds_keep_candidates_uniform_over_non_positives(device_rounds):
+    """Replacing hits from full fresh draws (device rounds) or by per-hit redraws (the host rounds, the CPU's
+    default) must leave every allowed item equally likely, the last one included."""
     users = torch.zeros(30, dtype=torch.long)
     items = torch.arange(1, 31)  # user 0 owns items 1..30 of 1..39: 9 allowed items
-    generator = CandidateGenerator(users, items, n_items=40, max_rounds=100, device_rounds=100)
+    generator = CandidateGenerator(users, items, n_items=40, max_rounds=100, device_rounds=device_rounds)
     torch.manual_seed(0)
     draws = generator(torch.zeros(400, dtype=torch.long), 90).flatten()
     assert int(draws.min()) >= 31 and generator.leaked == 0
