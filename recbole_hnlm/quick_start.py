@@ -209,6 +209,8 @@ def resume(trainer, config, logger):
                        f"the uninterrupted run: {'; '.join(changed)}")
     try:
         trainer.resume_checkpoint(path)
+    except ConcurrentWriterError:  # a RuntimeError too, but no mismatch: the run it continues is still writing
+        raise
     except (RuntimeError, ValueError, KeyError) as error:  # load_state_dict: missing keys, shapes, optimizer groups
         _, stored = read_model_weights(path)
         # load_state_dict's first line is only "Error(s) in loading state_dict for MF:"

@@ -18,6 +18,7 @@ from recbole.utils import get_local_time, set_color
 from recbole_hnlm.compat import EvalCollector
 from recbole_hnlm.checkpoint import load_checkpoint, read_rng_state, read_trainer_state, save_checkpoint
 from recbole_hnlm.config import split_seed
+from recbole_hnlm.errors import ConcurrentWriterError
 from recbole_hnlm.files import atomic_path, pid_alive
 from recbole_hnlm.resume import best_checkpoint_of, json_value, training_options
 from recbole_hnlm.rng_state import capture_rng_state, restore_rng_state
@@ -55,6 +56,7 @@ def _reserve_stem(stem):
     or when another live run holds its marker (created atomically, so two processes never get the same name); the
     marker of a run that no longer runs (hard-killed) is removed, and its name is free again.
     """
+    _remove_dead_markers(os.path.dirname(stem) or ".")
     candidate, n = stem, 1
     while True:
         if not (os.path.exists(f"{candidate}.safetensors") or os.path.exists(f"{candidate}.resume.safetensors")):
@@ -69,6 +71,41 @@ def _reserve_stem(stem):
                     continue
         n += 1
         candidate = f"{stem}-{n}"
+
+
+def _claim_marker(marker):
+    """Hold ``marker`` (write this process's pid into it) for a run that goes on writing an earlier run's files
+    (``resume_from``). Returns None, or the pid of the live process that holds it (that run is still writing)."""
+    while True:
+        try:
+            handle = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            try:
+                with open(marker, encoding="utf-8") as existing:
+                    text = existing.read().strip()
+            except FileNotFoundError:
+                continue
+            if text.isdigit() and int(text) != os.getpid() and pid_alive(int(text)):
+                return int(text)
+            try:  # a dead run's, a marker without a pid (older versions) or this process's own
+                os.remove(marker)
+            except FileNotFoundError:
+                pass
+            continue
+        os.write(handle, f"{os.getpid()}\n".encode())
+        os.close(handle)
+        return None
+
+
+def _remove_dead_markers(folder):
+    """Remove the name markers of runs that no longer run (hard-killed runs never resumed left one each)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(".") and name.endswith(".reserved"):
+            _remove_if_dead(os.path.join(folder, name), legacy_too=False)
 
 
 def _marker_of(stem):
@@ -215,10 +252,17 @@ class SafeCheckpointMixin:
         self._selection_restarted = bool(state.get("selection_restarted", False))
         self.init_from = state.get("init_from")  # a resumed warm-started run keeps its origin
         if state.get("resume_state"):
-            self._release_name()  # the run goes on writing to the files of the run it continues
+            # the run goes on writing to the files of the run it continues: it holds their marker (that run's, left
+            # by a hard kill, is removed), and refuses while that run, or another resume of it, still writes them
+            marker = _marker_of(resume_file[:-len(".resume.safetensors")])
+            holder = _claim_marker(marker)
+            if holder is not None:
+                raise ConcurrentWriterError(
+                    f"resume_from: {resume_file}: another process (pid {holder}) is still writing this run's files "
+                    f"(it holds {marker}); resume it once that process has ended")
+            self._release_name()
+            self._name_marker = marker
             self.resume_state_file = resume_file
-            # the interrupted run's marker, left by a hard kill: that run is over (this one continues it)
-            _remove_if_dead(_marker_of(resume_file[:-len(".resume.safetensors")]), legacy_too=True)
             beside = resume_file.replace(".resume.safetensors", ".safetensors")  # no best epoch yet: keep the pair
             # the best file beside the resume state, not the path it was first written to: resuming a copied folder
             # wrote into the original run's best file. A resume state copied without it takes a copy of the original.

@@ -154,6 +154,39 @@ def test_a_hard_killed_runs_name_marker_is_taken_over(fast_config, monkeypatch):
     second.close()
 
 
+def test_markers_of_dead_runs_of_other_names_are_swept(fast_config):
+    """A hard-killed run that was never resumed left its marker for good: only a run of the same name (the same
+    second) took it over. A new run now removes every dead run's marker in its folder, and leaves live ones."""
+    import subprocess
+    import sys
+
+    from recbole.data import create_dataset, data_preparation
+
+    from recbole_hnlm.config import Config
+    from recbole_hnlm.model.mf import MF
+    from recbole_hnlm.trainer import HNLMTrainer
+
+    config = Config(model="MF", config_dict={**fast_config, "sampler": "RNS", "epochs": 1})
+    train_data, _, _ = data_preparation(config, create_dataset(config))
+    folder = fast_config["checkpoint_dir"]
+    os.makedirs(folder, exist_ok=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait(timeout=60)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    markers = {".NGCF-Nov-01-2026_10-00-00.reserved": dead.pid, ".MF-Nov-02-2026_10-00-00.reserved": live.pid}
+    try:
+        for name, pid in markers.items():
+            with open(os.path.join(folder, name), "w") as handle:
+                handle.write(f"{pid}\n")
+        run = HNLMTrainer(config, MF(config, train_data._dataset))
+        left = sorted(name for name in os.listdir(folder) if name.endswith(".reserved"))
+    finally:
+        live.kill()
+        live.wait(timeout=60)
+    run.close()
+    assert ".NGCF-Nov-01-2026_10-00-00.reserved" not in left and ".MF-Nov-02-2026_10-00-00.reserved" in left
+
+
 def test_resume_restores_optimizer_state(fast_config, tmp_path):
     from recbole.data import create_dataset, data_preparation
 

@@ -524,6 +524,40 @@ def test_resuming_removes_the_name_marker_a_hard_kill_left(fast_config, tmp_path
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".reserved")]
 
 
+def test_a_run_still_writing_its_files_is_not_resumed_beside_it(fast_config, tmp_path, ctrl_c_in_epoch, capsys):
+    """Resuming from the files of a run that still writes them (or that another resume continues) let both write
+    the same resume state and best file; the resume is refused naming the live process, and goes ahead once it is
+    gone (the resumed run then holds the marker, so a second resume of it is refused in turn)."""
+    import subprocess
+    import sys
+
+    settings = {**fast_config, "sampler": "RNS", "epochs": 2, "checkpoint_dir": str(tmp_path)}
+    ctrl_c_in_epoch(1)
+    with pytest.raises(TrainingInterrupted) as interrupted:
+        run_recbole_hnlm(model="MF", config_dict=settings)
+    resume_file = interrupted.value.resume_file
+    marker = os.path.join(tmp_path, "." + os.path.basename(resume_file)[:-len(".resume.safetensors")] + ".reserved")
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        with open(marker, "w") as handle:  # the run (or a resume of it) still writing, as its marker says
+            handle.write(f"{live.pid}\n")
+        before = {name: os.path.getmtime(os.path.join(tmp_path, name)) for name in os.listdir(tmp_path)}
+        argv = ["--model=MF", "--sampler=RNS", f"--dataset={fast_config['dataset']}", "--epochs=2",
+                f"--data_path={fast_config['data_path']}", "--state=WARNING", "--show_progress=False",
+                "--load_col={'inter': ['user_id', 'item_id']}", f"--checkpoint_dir={tmp_path}",
+                f"--resume_from={resume_file}"]
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert f"another process (pid {live.pid}) is still writing this run's files" in err
+        after = {name: os.path.getmtime(os.path.join(tmp_path, name)) for name in os.listdir(tmp_path)}
+        assert after == before  # nothing written, no marker of its own left
+    finally:
+        live.kill()
+        live.wait(timeout=60)
+    result = run_recbole_hnlm(model="MF", config_dict={**settings, "resume_from": resume_file})
+    assert result["resume_state"] == resume_file and not os.path.exists(marker)
+
+
 def test_ctrl_c_in_the_llm_stage_names_what_resumes(fast_config, tmp_path, monkeypatch, capsys):
     """Ctrl-C before training (an HNLMRec run's LLM stage) is not a training interruption: the hint says which LLM
     work is kept and how often the fine-tuning saves its state (the constant the fine-tuning reads)."""
