@@ -28,8 +28,8 @@ from recbole_hnlm.ops._ext import kernel_experiments, kernels_in_use
 from recbole_hnlm.resume import changed_options, check_resume_from
 from recbole_hnlm.signals import interrupted_status, sigterm_as_interrupt
 from recbole_hnlm.utils import get_model, get_sampler, get_trainer
-from recbole_hnlm.warm_start import (check_checkpoint_data, check_init_from, load_backbone, record_eval_split,
-                                     warm_start, warn_about_changed_eval_split, weights_mismatch)
+from recbole_hnlm.warm_start import (check_checkpoint_data, check_checkpoint_shapes, check_init_from, load_backbone,
+                                     record_eval_split, warm_start, warn_about_changed_eval_split, weights_mismatch)
 
 
 def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True):
@@ -148,6 +148,7 @@ def build_model(config, dataset, train_data, logger):
     (before the sampler's preparation, which is HNLMRec's LLM stage), the sampler prepared, the model built under
     the run's seed and, with ``init_from``, warm-started. Shared by the run script and the grid's cells."""
     check_checkpoint_data(config, train_data._dataset)
+    check_checkpoint_shapes(config, train_data._dataset)
     get_sampler(config["sampler"]).prepare(config, dataset, train_data)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
@@ -216,8 +217,8 @@ def resume(trainer, config, logger):
         # load_state_dict's first line is only "Error(s) in loading state_dict for MF:"
         problem = weights_mismatch(stored, trainer.model.state_dict()) or next(
             (line.strip() for line in reversed(str(error).splitlines()) if line.strip()), type(error).__name__)
-        raise ConfigError(f"resume_from: the weights in {path} do not fit this model ({problem}); resume with the "
-                          "options of the interrupted run (embedding_size, n_layers ...).") from error
+        raise ConfigError(f"resume_from: the weights in {path} do not fit this {config['model']} ({problem}); resume "
+                          "with the options of the interrupted run (embedding_size, n_layers ...).") from error
 
 
 def objective_function(config_dict=None, config_file_list=None, saved=True):

@@ -121,6 +121,41 @@ def check_checkpoint_data(config, train_dataset) -> None:
             check_same_data(read_trainer_state(config[option]), own, option, config[option], config["dataset"])
 
 
+def check_checkpoint_shapes(config, train_dataset) -> None:
+    """Before the sampler's preparation (HNLMRec's LLM stage: minutes to hours): refuse a ``resume_from`` or
+    ``init_from`` checkpoint whose backbone weights do not fit this run's backbone (another ``embedding_size``,
+    ``n_layers`` ...). The backbone is built once with the uniform sampler to read its names and shapes; the
+    random streams are put back, so the run that follows is the same."""
+    from recbole_hnlm.rng_state import capture_rng_state, restore_rng_state
+    from recbole_hnlm.utils import get_model
+
+    options = [option for option in ("resume_from", "init_from") if config[option] is not None]
+    if not options:
+        return
+    sampler, streams = config["sampler"], capture_rng_state()
+    config["sampler"] = "RNS"  # a sampler shapes no backbone weight (HNLMRec's needs its store, not built yet)
+    try:
+        own = {k: v for k, v in get_model(config["model"])(config, train_dataset).state_dict().items()
+               if not k.startswith(_SAMPLER_PREFIX)}
+    finally:
+        config["sampler"] = sampler
+        restore_rng_state(*streams)
+    for option in options:
+        _, stored = read_model_weights(config[option])
+        problem = weights_mismatch({k: v for k, v in stored.items() if not k.startswith(_SAMPLER_PREFIX)}, own)
+        if problem:
+            if option == "resume_from":
+                from recbole_hnlm.resume import changed_options
+
+                changed = changed_options(config, config[option])
+                hint = "resume with the options of the interrupted run" + (
+                    f" (changed since: {'; '.join(changed)})" if changed else " (embedding_size, n_layers ...)")
+            else:
+                hint = "use the same backbone options as that run (embedding_size, n_layers ...)"
+            raise ConfigError(f"{option}: the weights in {config[option]} do not fit this {config['model']} "
+                              f"({problem}); {hint}.")
+
+
 def check_init_from(config) -> None:
     """Raise :class:`ConfigError` when ``init_from`` cannot start this run; a no-op when it is unset. Runs before
     any data is loaded (file, model, dataset, split seed); :func:`check_checkpoint_data` compares the ids and the

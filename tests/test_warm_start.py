@@ -277,6 +277,26 @@ def test_eval_only_reproduces_the_runs_own_test_result(fast_config, rns_run, tmp
     assert set(hits["test_result"]) == {"hit@5"} and hits["best_valid_score"] is None
 
 
+@pytest.mark.parametrize("option", ["init_from", "resume_from"])
+def test_weights_of_other_shapes_are_refused_before_the_llm_stage(fast_config, rns_run, monkeypatch, option):
+    """docs/usage.md says the checkpoint checks run before HNLMRec's LLM stage: the shapes were compared only once
+    the model was built, after the teacher, the fine-tuning and the embedding (minutes to hours)."""
+    import recbole_hnlm.llm.teacher_training as teacher_training
+    from recbole_hnlm.sampler import RNS
+
+    def llm_stage(*args, **kwargs):
+        raise AssertionError("the sampler's preparation ran before the refusal")
+
+    monkeypatch.setattr(teacher_training, "ensure_teacher", llm_stage)  # HNLMRec's first step
+    monkeypatch.setattr(RNS, "prepare", classmethod(llm_stage))  # a resume keeps its sampler: RNS here
+    path = rns_run["checkpoint" if option == "init_from" else "resume_state"]
+    sampler = "HNLMRec" if option == "init_from" else "RNS"
+    with pytest.raises(ConfigError, match=rf"{option}: the weights in .* do not fit this MF \(item_embedding.weight "
+                                          r"is \(\d+, 64\) there and \(\d+, 32\) here\)"):
+        run_recbole_hnlm(model="MF", config_dict={**fast_config, "sampler": sampler, "embedding_size": 32,
+                                                  "epochs": 3, option: path})
+
+
 def test_eval_only_needs_a_usable_checkpoint(fast_config, rns_run, tmp_path):
     settings = {**fast_config, "sampler": "RNS", "eval_only": True}
     with pytest.raises(ConfigError, match="eval_only: evaluates the checkpoint given with --init_from=<file>"):
