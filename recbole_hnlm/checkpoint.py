@@ -91,6 +91,9 @@ def _check_trainer_state(path, trainer):
 
     if not isinstance(trainer, dict):
         raise damaged(f"'trainer' is {type(trainer).__name__}, not a mapping")
+    for key in ("model", "sampler", "dataset"):  # every checkpoint names them: the checks compare them with the run
+        if not isinstance(trainer.get(key), str) or not trainer[key]:
+            raise damaged(f"'{key}' is missing" if key not in trainer else f"'{key}' is {trainer[key]!r}, not a name")
     for key in ("epoch", "cur_step"):
         if key in trainer and (not isinstance(trainer[key], int) or isinstance(trainer[key], bool)):
             raise damaged(f"'{key}' is {trainer[key]!r}, not an integer")

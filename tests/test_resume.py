@@ -372,6 +372,8 @@ def test_resume_refuses_another_validation_metric(fast_config, tmp_path, ctrl_c_
     (lambda meta: meta["trainer"].update(best_valid_result=[0.1]), "damaged checkpoint metadata: "
                                                                     "'best_valid_result' is [0.1], not a mapping"),
     (None, "its recbole_hnlm metadata is not valid JSON"),
+    (lambda meta: meta["trainer"].pop("model"), "damaged checkpoint metadata: 'model' is missing"),  # "model=None"
+    (lambda meta: meta["trainer"].update(sampler=None), "damaged checkpoint metadata: 'sampler' is None, not a name"),
 ])
 def test_hand_edited_checkpoint_metadata_is_named(fast_config, tmp_path, edit, message):
     """A hand-edited trainer state crashed deep inside the resume (TypeError, AttributeError); malformed metadata
