@@ -47,8 +47,9 @@ class SeenItems:
 
 def top_k(model, users: torch.Tensor, k: int, seen: Optional[SeenItems] = None):
     """``(scores [U, k], item ids [U, k])`` of ``model.full_sort_predict`` for the internal ids ``users``, best
-    first (``k`` is capped at the number of real items). Left-out items (the padding item 0, and ``seen`` ones)
-    score ``-inf``."""
+    first, equal scores in the order of the internal item ids (``topk`` leaves the order of ties unspecified: two
+    machines could list them differently); ``k`` is capped at the number of real items. Left-out items (the padding
+    item 0, and ``seen`` ones) score ``-inf``."""
     n_items = model.n_items
     with torch.no_grad():
         score = model.full_sort_predict({model.USER_ID: users.to(model.device)}).view(len(users), n_items)
@@ -57,8 +58,20 @@ def top_k(model, users: torch.Tensor, k: int, seen: Optional[SeenItems] = None):
     if seen is not None:
         rows, seen_columns = seen.positions(users)
         score[rows, seen_columns] = -torch.inf
-    best = score.topk(min(int(k), n_items - 1), dim=1)
-    return best.values, best.indices
+    k = min(int(k), n_items - 1)
+    top = score.topk(k + 1, dim=1)  # one more than asked: a tie across the k-th place shows as an equal (k+1)-th
+    values, items = top.values[:, :k], top.indices[:, :k]
+    cut = (top.values[:, k] == top.values[:, k - 1]).nonzero()[:, 0]
+    if len(cut):  # more items share the k-th score than places are left: the lowest ids among them
+        rows, threshold = score[cut], top.values[cut, k - 1:k]
+        above, tied = rows > threshold, rows == threshold
+        chosen = above | (tied & (tied.cumsum(1) <= k - above.sum(1, keepdim=True)))
+        items = items.clone()
+        items[cut] = chosen.nonzero()[:, 1].view(len(cut), k)
+        values = score.gather(1, items)
+    by_id = items.sort(dim=1)  # then by score, stably: equal scores keep the id order
+    order = torch.sort(values.gather(1, by_id.indices), dim=1, descending=True, stable=True)
+    return order.values, by_id.values.gather(1, order.indices)
 
 
 def write_recommendations(path: str, model, dataset, user_ids: torch.Tensor, k: int, seen: Optional[SeenItems] = None,

@@ -176,3 +176,31 @@ def test_out_as_a_link_a_pipe_or_standard_output(checkpoint, tmp_path, capsys):
     lines = captured.out.splitlines()
     assert lines[0] == "user_id\trank\titem_id\tscore" and len(lines) == 7
     assert "stdout: 6 recommendations for 2 users" in captured.err and not os.path.exists("-")
+
+
+def test_equal_scores_are_listed_in_item_id_order():
+    """topk leaves the order of equal scores unspecified (two machines could list tied items differently): they
+    come in the order of the internal item ids, the k-th place included."""
+    from recbole_hnlm.recommend import top_k
+
+    scores = torch.tensor([[0.0, 0.5, 0.9, 0.5, 0.9, 0.5, 0.1, 0.5],
+                           [0.0, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2]])
+
+    class Scored:  # what a model's full_sort_predict returns for the rows of ``table``
+        USER_ID, device = "user_id", torch.device("cpu")
+
+        def __init__(self, table):
+            self.table, self.n_items = table, table.shape[1]
+
+        def full_sort_predict(self, interaction):
+            return self.table[interaction[self.USER_ID]].flatten()
+
+    values, items = top_k(Scored(scores), torch.tensor([0, 1]), 4)
+    assert items.tolist() == [[2, 4, 1, 3], [1, 2, 3, 4]]
+    assert torch.equal(values[0], scores[0, [2, 4, 1, 3]])
+    generator = torch.Generator().manual_seed(0)
+    many = torch.randint(0, 3, (3, 2000), generator=generator).float()  # 3 scores over 2000 items: ties everywhere
+    _, got = top_k(Scored(many), torch.tensor([0, 1, 2]), 700)
+    for row, ids in zip(many, got):
+        keys = [(-float(row[i]), int(i)) for i in ids]
+        assert keys == sorted(keys) and 0 not in ids.tolist()
