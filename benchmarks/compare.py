@@ -1,7 +1,7 @@
 """Compare negative samplers across backbones and seeds on one dataset (thin wrapper of ``recbole_hnlm.benchmark``).
 
     python benchmarks/compare.py --dataset ml-100k --models LightGCN MF --samplers RNS DNS MixGCF AHNS HNLMRec \\
-        --seeds 2020 2021 2022 --out results/ml-100k
+        --seeds 2020 2021 2022 --split_seed=2020 --out results/my-grid
     python benchmarks/compare.py --dataset ml-100k --models MF --samplers RNS DNS --seeds 2020 --epochs 10 \\
         --out results/ml-100k-mf --analysis popularity,fhn,sparsity
     python benchmarks/compare.py --out results/ml-100k --report-only

@@ -1,7 +1,7 @@
 """Run a benchmark grid and write its report::
 
     python -m recbole_hnlm.benchmark --dataset ml-100k --models LightGCN MF \\
-        --samplers RNS DNS MixGCF AHNS HNLMRec --seeds 2020 2021 2022 --out results/ml-100k
+        --samplers RNS DNS MixGCF AHNS HNLMRec --seeds 2020 2021 2022 --split_seed=2020 --out results/my-grid
     python -m recbole_hnlm.benchmark --dataset ml-100k --models MF --samplers RNS DNS --seeds 2020 --epochs 10 \\
         --analysis popularity,fhn,sparsity --out results/ml-100k-mf --learning_rate=0.002
     python -m recbole_hnlm.benchmark --out results/ml-100k --report-only
@@ -13,8 +13,8 @@ Rerunning the same command skips finished cells (``out/runs/<cell>.json``).
 Exit status: 0 when every cell finished; 1 when a cell failed (the summary names its ``out/runs/<cell>.error.txt``);
 2 for bad input, caught before any cell runs or anything is written (a malformed option such as ``--ratios abc``,
 unknown model or sampler, invalid setting, missing dataset files, a finished cell with other settings in ``out``,
-``--report-only`` on a folder without runs); 130 when interrupted (143 by SIGTERM; Ctrl-C: finished cells are kept, the rerun
-resumes). Bad input is one ``error:`` line on stderr, without a traceback.
+``--report-only`` on a folder without runs); 130 when interrupted (143 by SIGTERM; finished cells are kept, the
+rerun resumes). Bad input is one ``error:`` line on stderr, without a traceback.
 """
 import argparse
 import os

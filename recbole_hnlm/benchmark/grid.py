@@ -215,6 +215,25 @@ def check_out_folder(out):
         raise ConfigError(f"--out {out}: a file is there; give a folder (it is created when missing)")
 
 
+def check_one_split_for_llm_artifacts(cells, config_dict=None, config_file_list=None):
+    """Refuse, before any cell runs, HNLMRec cells of several seeds without ``split_seed``: each seed would split the
+    data its own way, while HNLMRec's LLM artifacts (the teacher, adapter and store in the dataset's artifact
+    folder) serve one training split, so every seed but the first failed (the teacher of another split)."""
+    from recbole_hnlm.config import read_config_files
+
+    seeds = sorted({cell.seed for cell in cells if cell.sampler == "HNLMRec"})
+    if len(seeds) < 2:
+        return
+    options = {**read_config_files(config_file_list), **(config_dict or {})}
+    if options.get("split_seed") is not None:
+        return
+    raise ConfigError(
+        f"--samplers HNLMRec with --seeds {' '.join(map(str, seeds))}: without --split_seed each seed splits the data "
+        "its own way, but HNLMRec's LLM artifacts (teacher, adapter, store) serve one training split. Give "
+        f"--split_seed={seeds[0]}: one split for every cell, each seed still its own initialisation and sampling "
+        "(as docs/results.md's grids).")
+
+
 def grid_settings(config_dict=None, config_file_list=None):
     """The shared settings of a grid as its results store them: ``config_dict`` plus ``config_files``, as they read
     back from JSON (tuples become lists)."""
@@ -317,6 +336,7 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
                                    cell_kwargs.get("fhn_pairs", 2048) if "fhn" in cell_analyses else None)
     summary = {"ran": [], "skipped": list(finished), "failed": [], "errors": {}, "results": dict(finished)}
     if cell_checker is not None:  # a typo or a bad value stops the grid here, not in every cell's error file
+        check_one_split_for_llm_artifacts(cells, config_dict, config_file_list)
         first_of_pair = {}
         for cell in todo:
             first_of_pair.setdefault((cell.model, cell.sampler), cell)

@@ -204,3 +204,30 @@ def test_kernel_benches_refuse_to_run_with_the_kernels_off(bench):
                            "--benchmark-enable", "-k", bench, "-q", "-p", "no:cacheprovider"],
                           capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
     assert done.returncode == 2 and "run PyTorch references (RECBOLE_HNLM_DISABLE_EXT=1" in done.stdout + done.stderr
+
+
+def test_hnlmrec_over_seeds_needs_one_split(ml_slice, tmp_path, capsys):
+    """The README's grid (HNLMRec, seeds 2020-2022, no --split_seed) failed every HNLMRec cell but the first seed's:
+    the teacher file serves one split. It is refused before anything runs, naming the option; one seed, or
+    --split_seed given on the command line or in a config file, passes the check."""
+    data_path, dataset = ml_slice
+    out = str(tmp_path / "out")
+    common = ["--dataset", dataset, "--models", "MF", "--samplers", "RNS", "HNLMRec", "--out", out,
+              f"--data_path={data_path}"]
+    code, _, errors = _cli(common + ["--seeds", "2020", "2021"], capsys)
+    assert code == 2 and errors == [
+        "error: --samplers HNLMRec with --seeds 2020 2021: without --split_seed each seed splits the data its own way, "
+        "but HNLMRec's LLM artifacts (teacher, adapter, store) serve one training split. Give --split_seed=2020: one "
+        "split for every cell, each seed still its own initialisation and sampling (as docs/results.md's grids)."]
+    assert not os.path.exists(out)
+    from recbole_hnlm.benchmark.grid import check_one_split_for_llm_artifacts
+    from recbole_hnlm.benchmark.runner import Cell
+
+    cells = [Cell("MF", "HNLMRec", seed) for seed in (2020, 2021)]
+    settings = tmp_path / "split.yaml"
+    settings.write_text("split_seed: 7\n")
+    check_one_split_for_llm_artifacts(cells, {"split_seed": 2020})
+    check_one_split_for_llm_artifacts(cells, None, [str(settings)])
+    check_one_split_for_llm_artifacts(cells[:1] + [Cell("MF", "RNS", 2021)])
+    with pytest.raises(ConfigError, match="--split_seed=2020"):
+        check_one_split_for_llm_artifacts(cells)
