@@ -3,7 +3,8 @@
 Layout of the output folder ``out``::
 
     out/grid.json                    the last invocation: dataset, lists, shared settings (and the sha256 of the
-                                     ``init_from`` checkpoint, when there is one), environment
+                                     ``init_from`` checkpoint, when there is one), environment, and whether it ran
+                                     every cell (``completed``: false while it runs and after an interruption)
     out/runs/<cell>.json             one result per finished cell (runner.run_cell), written atomically
     out/runs/<cell>.error.txt        traceback of a failed cell (removed when the cell later succeeds)
     out/logs/<cell>.log              RecBole's log of the cell
@@ -356,10 +357,11 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
         os.makedirs(os.path.join(out, "runs"), exist_ok=True)
     except OSError as error:
         raise ConfigError(f"--out {out}: cannot create the folder ({error.strerror})") from None
-    write_json_atomic(os.path.join(out, "grid.json"), {
+    record = {
         "dataset": dataset, "models": list(models), "samplers": list(samplers), "seeds": [int(s) for s in seeds],
         "analyses": list(analyses), "ratios": list(ratios), "settings": settings, **digests,
-        "environment": environment(None if (config_dict or {}).get("use_gpu", True) else "cpu")})
+        "environment": environment(None if (config_dict or {}).get("use_gpu", True) else "cpu")}
+    write_json_atomic(os.path.join(out, "grid.json"), {**record, "completed": False})  # true once every cell ran
 
     logger = logging.getLogger()
     bar = tqdm(todo, desc=f"{dataset} grid", unit="cell", disable=not progress, dynamic_ncols=True)
@@ -388,4 +390,5 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
             os.remove(error_path(out, cell))
         summary["ran"].append(cell.key)
         summary["results"][cell.key] = result
+    write_json_atomic(os.path.join(out, "grid.json"), {**record, "completed": True})
     return summary

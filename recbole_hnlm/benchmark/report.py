@@ -359,8 +359,8 @@ def markdown_report(results, errors=None, title=None, not_finished=()):
 
 def not_finished_cells(out, results, errors):
     """Keys of the cells that ``out/grid.json`` (the last grid command) lists and ``out/runs`` holds neither a
-    result nor an error file for, in rows (model, sampler, training ratio) that hold results; ``[]`` without a
-    readable ``grid.json``."""
+    result nor an error file for: all of them when that command was interrupted (``completed`` false), else those
+    in rows (model, sampler, training ratio) that hold results; ``[]`` without a readable ``grid.json``."""
     from recbole_hnlm.benchmark.grid import expand_cells
 
     try:
@@ -371,6 +371,8 @@ def not_finished_cells(out, results, errors):
     except (OSError, ValueError, KeyError, TypeError):
         return []
     done = {r.get("cell") for r in results} | set(errors)
+    if grid.get("completed") is False:  # an interrupted command: its rows that never started too
+        return [cell.key for cell in cells if cell.key not in done]
     rows = {(r.get("model"), r.get("sampler"), float(r.get("train_ratio", 1.0))) for r in results}
     # only rows the tables show: a folder whose grid.json is another command's (runs moved by hand) names no
     # row that was never there

@@ -341,3 +341,24 @@ def test_a_plot_stopped_while_written_leaves_the_previous_one(tmp_path, monkeypa
         write_report(str(tmp_path), plots=True)
     assert {name: (plots / name).read_bytes() for name in pngs} == before
     assert not [name for name in os.listdir(plots) if ".tmp-" in name]
+
+
+def test_an_interrupted_grid_names_the_rows_it_never_started(tmp_path):
+    """Ctrl-C in the first DNS cell left a table of the RNS row alone with no 'Not finished' section: a complete
+    grid to the eye. grid.json records whether the command ran every cell; an interrupted one lists them all."""
+    class StopAtDNS(FakeRunner):
+        def __call__(self, cell, *args, **kwargs):
+            if cell.sampler == "DNS":
+                raise KeyboardInterrupt
+            return super().__call__(cell, *args, **kwargs)
+
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        grid(out, ["RNS", "DNS"], [1, 2], StopAtDNS())
+    assert json.loads((out / "grid.json").read_text())["completed"] is False
+    text = open(write_report(str(out), plots=False)["table"]).read()
+    listed = text.split("## Not finished", 1)[1]
+    assert "`MF-DNS-seed1`" in listed and "`MF-DNS-seed2`" in listed and "MF-RNS" not in listed
+    grid(out, ["RNS", "DNS"], [1, 2], FakeRunner())  # resumed to the end
+    assert json.loads((out / "grid.json").read_text())["completed"] is True
+    assert "## Not finished" not in open(write_report(str(out), plots=False)["table"]).read()
