@@ -244,7 +244,8 @@ class HNLMRec(NegativeSampler):
             aux += (self.cl_weight * self.alignment_loss(user, pos, h, found),)
         if self.adapter_reg_weight > 0:
             aux += (self.adapter_reg_weight * self.adapter_frobenius(),)
-        self._record(user, h, found)
+        if self.training:  # an epoch's figures: not the probes of an eval-mode model (fhn analysis, teacher export)
+            self._record(user, h, found)
         return Negatives(pooled=negative.unsqueeze(1), ego=gather_rows(emb.item_ego, ctx.neg).unsqueeze(1),
                          item_ids=None, aux_losses=aux, margin=self.margin)
 

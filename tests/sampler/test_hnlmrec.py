@@ -515,3 +515,17 @@ def test_every_loss_term_and_the_adapter_gradient_match_eq6_to_eq10(fast_config,
     for got, want in zip(model.sampler.adapter.parameters(), adapter.parameters()):
         scale = float(want.grad.abs().max())
         assert scale > 0 and float((got.grad.double() - want.grad).abs().max()) <= 1e-4 * scale
+
+
+def test_probes_of_an_eval_mode_model_stay_out_of_the_epoch_report(fast_config, ml_slice, tmp_path):
+    """The fhn analysis probes the model between epochs through hard_negatives (eval mode): its rows were folded
+    into the next epoch's coverage and cos(user, h) figures."""
+    store = write_store(ml_slice, tmp_path / "s.safetensors")
+    model, batch = build(fast_config, store)
+    model.train()
+    model.calculate_loss(batch)
+    after_training = dict(model.sampler._stats)
+    assert after_training["rows"] == len(batch["user_id"])
+    model.eval()
+    model.hard_negatives(batch["user_id"][:100], batch["item_id"][:100])
+    assert model.sampler._stats == after_training

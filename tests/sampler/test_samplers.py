@@ -89,6 +89,18 @@ def test_ahns_picks_the_candidate_closest_to_the_target_hardness():
     assert sampler.nonpositive_base == int(((s_pos + 1.0) <= 0).sum())
 
 
+def test_ahns_counts_only_training_rows():
+    """An eval-mode probe (the fhn analysis) added its rows to the epoch's 'rows had s+ + alpha <= 0' count."""
+    ctx = context(propagation())
+    sampler = AHNS({"ahns_candidates": M, "ahns_alpha": -10.0, "ahns_beta": 0.1, "ahns_p": -2.5}, None)
+    sampler.eval()
+    sampler(ctx)
+    assert sampler.nonpositive_base == 0 and sampler.undefined_target == 0
+    sampler.train()
+    sampler(ctx)
+    assert sampler.nonpositive_base == B and sampler.undefined_target == B  # every base negative, p + 1 not integer
+
+
 def test_ahns_with_its_defaults_picks_as_dns_while_the_scores_are_small():
     """As documented (AHNS docstring, docs/results.md): early in training every candidate scores below the target
     beta / (s+ + 1) ~ 0.1, so the closest candidate is the highest-scored one."""
