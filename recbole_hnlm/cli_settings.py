@@ -14,7 +14,7 @@ def parse_value(text: str):
     """One ``--key=value`` value (see the module docstring)."""
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):  # "{[1]: 2}": unhashable, "[[[..."
         return {"true": True, "false": False, "none": None}.get(text.lower(), text)
 
 

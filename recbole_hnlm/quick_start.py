@@ -251,6 +251,26 @@ def _last_setting_wins(argv):
     return kept[::-1]
 
 
+def _refused_setting(items, parser):
+    """The message for the first argument RecBole would drop without a word (a stray word: a second config file
+    outside --config_files' quotes) or take for an option it does not know (``--train-batch-size=5``), else None."""
+    from recbole_hnlm.cli_settings import parse_settings, parser_flags
+
+    class Refused(Exception):
+        pass
+
+    def refuse(message):
+        if "settings are written --key=value" in message:
+            message += " (several config files go in one quoted --config_files: --config_files='a.yaml b.yaml')"
+        raise Refused(message)
+
+    try:
+        parse_settings(items, refuse, flags=parser_flags(parser))
+    except Refused as refusal:
+        return str(refusal)
+    return None
+
+
 def main(argv=None):
     """Command line entry point; mirrors ``run_recbole.py``: ``--model``, ``--dataset``, ``--sampler``,
     ``--config_files``, and every other ``--key=value`` is read by ``Config`` (values go through ``eval``). A key
@@ -273,6 +293,10 @@ def main(argv=None):
         print(f"error: option {valueless[0]} has no value: RecBole options are written --key=value "
               f"(e.g. --epochs=50); only --model, --dataset, --sampler and --config_files also take a space.",
               file=sys.stderr)
+        return 2
+    refused = _refused_setting(rest, parser)
+    if refused:
+        print(f"error: {refused}", file=sys.stderr)
         return 2
     config_file_list = args.config_files.strip().split(" ") if args.config_files else None
     config_dict = {"sampler": args.sampler} if args.sampler else None

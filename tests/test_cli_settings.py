@@ -49,3 +49,11 @@ def test_a_setting_with_a_dash_is_refused_not_taken_for_a_recbole_option():
         parse_settings(["--learning-rate=0.01"], error, flags=["--max_evals"])
     assert parse_settings(["--data_path=/data/my-sets", "--x=a-b"], error) == {"data_path": "/data/my-sets",
                                                                               "x": "a-b"}
+
+
+def test_a_value_that_is_no_literal_stays_text():
+    """A dict with a list key (unhashable) raised TypeError out of the command line's parsing, deep nesting a
+    RecursionError; both are strings, as any other value that is no Python literal."""
+    assert parse_value("{[1]: 2}") == "{[1]: 2}"
+    assert parse_value("[" * 5000) == "[" * 5000
+    assert parse_value("[1, 2]") == [1, 2]

@@ -514,3 +514,20 @@ def test_multi_character_separators_split_as_pandas_splits_them(tmp_path, caplog
     path.write_text("user_id:token||item_id:token\nu1||i1\n")
     with pytest.raises(DataError, match="fields, but the header"):
         check_inter_header(str(path), build_config(field_separator="||"))
+
+
+def test_the_run_script_refuses_what_recbole_would_drop_or_misread(fast_config, capsys):
+    """A second config file outside --config_files' quotes was dropped without a word (only RecBole's 'will not be
+    used' print), and --train-batch-size=5 was warned about and the run trained with the default; docs/usage.md says
+    both are refused, as the other command lines refuse them."""
+    common = ["--model=MF", f"--dataset={fast_config['dataset']}", f"--data_path={fast_config['data_path']}",
+              "--epochs=1"]
+    assert main(common + ["--config_files", "a.yaml", "b.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert "error: unrecognised argument 'b.yaml': settings are written --key=value (several config files go in one " \
+           "quoted --config_files: --config_files='a.yaml b.yaml')" in err
+    assert main(common + ["--train-batch-size=5"]) == 2
+    assert "error: unrecognised argument '--train-batch-size=5': option names have underscores: " \
+           "--train_batch_size" in capsys.readouterr().err
+    assert main(common + ["--keep-seen=1", "--train_batch_size={[1]: 2}"]) == 2  # the first refusal is named
+    assert "'--keep-seen=1'" in capsys.readouterr().err

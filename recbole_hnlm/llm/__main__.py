@@ -134,8 +134,8 @@ def _run_stage(argv, quiet: contextlib.ExitStack) -> int:
     parser.add_argument("--max_pairs", type=int, default=None, help="= --hnlm_max_pairs")
     parser.add_argument("--split", choices=["recbole", "all"], default="recbole",
                         help="training split of RecBole's data preparation, or every interaction (not for teacher)")
-    parser.add_argument("--config_files", nargs="*", default=None, help="RecBole yaml files, as the run script's "
-                        "(their hnlm_* keys and the split's settings)")
+    parser.add_argument("--config_files", nargs="*", default=None, help="RecBole yaml files (their hnlm_* keys and "
+                        "the split's settings): separate arguments, or one string as the run script takes them")
     parser.add_argument("--model", default="LightGCN", help="model name for RecBole's config (split only; the "
                         "teacher's backbone is --hnlm_teacher_model)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, and warnings and errors only")
@@ -151,6 +151,9 @@ def _run_stage(argv, quiet: contextlib.ExitStack) -> int:
         except BrokenPipeError:  # `keys | head`: the reader has what it wanted
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 0
+    if args.config_files:  # the run script's form too: one string of space-separated files
+        args.config_files = [part for entry in args.config_files
+                             for part in ([entry] if os.path.exists(entry) else entry.split())]
     overrides = parse_settings(rest, parser.error, hint=" (hnlm_* keys, or RecBole dataset keys such as --load_col)",
                                flags=parser_flags(parser))
     if args.max_pairs is not None:

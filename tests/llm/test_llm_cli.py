@@ -209,3 +209,18 @@ def test_load_col_of_config_files_reads_the_item_file_as_the_run_does(tmp_path, 
                      f"--hnlm_encoder={tiny_encoder_dir}", "--max_pairs", "2", "--hnlm_item_profiles=False",
                      "--hnlm_max_new_tokens=4", "--hnlm_retries=0", f"--hnlm_store_path={store}"]) == 0, split
         assert PairEmbeddingStore.open(str(store)).manifest["dataset_hash"] == run_hash, split
+
+
+def test_config_files_in_the_run_scripts_one_string_form(tmp_path, caplog):
+    """The help says the files are the run script's, whose form is one quoted string of space-separated files; the
+    stage took that string for one file name ('a.yaml b.yaml cannot be read')."""
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    (folder / "empty.inter").write_text("user_id:token\titem_id:token\n")
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text("hnlm_retries: 1\n")
+    second.write_text("hnlm_max_pair: 5\n")  # misspelt: warned about, so read
+    caplog.set_level(logging.WARNING)
+    assert main(["negatives", "--split", "all", "--dataset", "empty", "--data_path", str(tmp_path),
+                 "--config_files", f"{first} {second}", "--hnlm_generator=no-such-model"]) == 2  # no training pairs
+    assert "Unknown option 'hnlm_max_pair' is ignored" in caplog.text and "cannot be read" not in caplog.text
