@@ -69,7 +69,9 @@ def check_adapter_path(folder: str) -> None:
                           "(or move the files away)")
 
 
-def _adapter_matches(folder: str, identity: Dict) -> bool:
+def _adapter_matches(folder: str, identity: Dict, before_retraining=lambda: None) -> bool:
+    """Whether the adapter in ``folder`` was fine-tuned with ``identity``; a mismatch is warned about (after
+    ``before_retraining``, which raises when the fine-tuning could not run: no false "fine-tuned again")."""
     if not os.path.isdir(folder):
         return False
     try:
@@ -81,9 +83,12 @@ def _adapter_matches(folder: str, identity: Dict) -> bool:
         return False
     changed = [key for key, value in identity.items() if settings.get(key) != value]
     if changed:  # a cache: the run's adapter replaces it, but a folder the user named may be one they meant to keep
+        before_retraining()
+        described = [key if isinstance(identity[key], str) and len(identity[key]) == 64 else
+                     f"{key}: {settings.get(key)!r} -> {identity[key]!r}" for key in changed]  # hashes by name only
         logger.warning("HNLMRec adapter: %s was fine-tuned with other settings or data than this run's (%s); it is "
                        "fine-tuned again over it. Give hnlm_adapter_path another folder to keep it.", folder,
-                       ", ".join(changed))
+                       "; ".join(described))
     return not changed
 
 
@@ -178,7 +183,7 @@ def ensure_finetuned(cfg: LLMConfig, text: DatasetText, store_path: str, progres
 
     With ``embed=False`` only the adapter is ensured (CLI ``finetune``); returns the adapter folder then.
     """
-    from .models import resolve_generator
+    from .models import check_4bit, resolve_generator
     from .pipeline import _cached, llm_threads
 
     if cfg.negatives_per_pair != 1:
@@ -192,7 +197,8 @@ def ensure_finetuned(cfg: LLMConfig, text: DatasetText, store_path: str, progres
     generator_name = generator_name or resolve_generator(cfg.generator).name
     identity = adapter_identity(cfg, teacher, generator_name, text)
     pairs = text.select_pairs(cfg.max_pairs, cfg.seed)
-    reusable = _adapter_matches(adapter, identity)  # read once: a mismatch is warned about once
+    reusable = _adapter_matches(adapter, identity,  # read once: a mismatch is warned about once
+                                lambda: check_4bit(cfg.load_in_4bit, "hnlm_load_in_4bit"))
     if reusable:  # a fine-tuning stopped between saving the adapter and removing its resume state
         discard_stale_work(adapter)
     if embed and not reusable and os.path.exists(store_path):  # its manifest names the adapter hash: never a hit

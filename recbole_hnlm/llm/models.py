@@ -22,7 +22,7 @@ import torch
 from recbole_hnlm.errors import ConfigError
 
 __all__ = ["DEFAULT_GENERATOR", "DEFAULT_ENCODER", "resolve_generator", "resolve_encoder", "load_causal_lm",
-           "TextEncoder", "load_text_encoder", "ModelNotFound"]
+           "check_4bit", "TextEncoder", "load_text_encoder", "ModelNotFound"]
 
 logger = logging.getLogger(__name__)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -138,7 +138,8 @@ def resolve_encoder(path: str, option: str = "hnlm_encoder") -> ModelRef:
     return _local_folder(path, option)
 
 
-def _check_4bit(load_in_4bit: bool, option: str) -> None:
+def check_4bit(load_in_4bit: bool, option: str) -> None:
+    """Raise :class:`ConfigError` when 4-bit loading is asked for where it cannot run (no CUDA, no bitsandbytes)."""
     if not load_in_4bit:
         return
     if not torch.cuda.is_available():
@@ -160,7 +161,7 @@ def load_causal_lm(path: str = DEFAULT_GENERATOR, dtype: str = "float32", load_i
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    _check_4bit(load_in_4bit, option)
+    check_4bit(load_in_4bit, option)
     ref = resolve_generator(path, option)
     torch_dtype = getattr(torch, dtype)
     kwargs = dict(local_files_only=True)

@@ -589,7 +589,33 @@ def test_the_adapter_depends_on_hnlm_seed_not_on_the_callers_rng(tmp_path, tiny_
                          lm_and_tokenizer=(model, tokenizer), embed=False)
     assert json.loads(settings_file.read_text())["template"] == installed
     # the folder was replaced without a word: a folder the user named may hold an adapter they meant to keep
-    assert caplog.text.count("was fine-tuned with other settings or data than this run's (template)") == 1
+    assert caplog.text.count("was fine-tuned with other settings or data than this run's (template: "
+                             f"'hybrid_query.v1@0000' -> {installed!r})") == 1  # what changed, not only its name
+
+
+def test_4bit_where_it_cannot_run_is_refused_before_announcing_a_fine_tuning(tmp_path, tiny_llama_dir, teacher_path,
+                                                                            data_root, mini_recbole, caplog):
+    """hnlm_load_in_4bit on a machine without CUDA warned that the adapter would be fine-tuned again over (the
+    compute setting differs), then failed to load the LLM: the adapter was never touched. The refusal now comes
+    first, and the adapter folder stays as it was."""
+    import pytest
+
+    from recbole_hnlm.errors import ConfigError
+
+    if torch.cuda.is_available():
+        pytest.skip("4-bit loading can run here")
+    config = _small_finetune_config(tmp_path, tiny_llama_dir, str(tmp_path / "s.safetensors"))
+    text = DatasetText(data_root, "mini", _train_token_pairs(mini_recbole))
+    model, tokenizer, _ = load_causal_lm(tiny_llama_dir, device="cpu")
+    ensure_finetuned(LLMConfig.from_config(config), text, str(tmp_path / "s.safetensors"), progress=False,
+                     lm_and_tokenizer=(model, tokenizer), embed=False)
+    adapter = str(tmp_path / "adapter")
+    before = folder_hash(adapter)
+    caplog.set_level(logging.WARNING)
+    with pytest.raises(ConfigError, match="4-bit loading \\(bitsandbytes\\) needs a CUDA GPU"):
+        ensure_finetuned(LLMConfig.from_config(dict(config, hnlm_load_in_4bit=True)), text,
+                         str(tmp_path / "s.safetensors"), progress=False, embed=False)
+    assert "fine-tuned again" not in caplog.text and folder_hash(adapter) == before
 
 
 def test_damaged_teacher_and_adapter_files_are_named(tmp_path, tiny_llama_dir, teacher_path, data_root, mini_recbole,
