@@ -1,4 +1,4 @@
-"""GPU benchmark of the recbole_hnlm CUDA kernels against their baselines, printed as one markdown table (issue 4).
+"""GPU benchmark of the recbole_hnlm CUDA kernels against their baselines, printed as one markdown table.
 
     python benchmarks/run_gpu_benchmarks.py [--graphs yelp2018 amazon-book] [--dtypes float32 bfloat16] [--rounds 20]
     python benchmarks/run_gpu_benchmarks.py --device cpu --quick     # smoke-test the script itself (no GPU)

@@ -38,7 +38,8 @@ class SGL(LightGCN):
     @classmethod
     def check_config(cls, config):
         super().check_config(config)
-        require(config, "type", lambda v: v in SGL_AUGMENTATIONS, f"one of {SGL_AUGMENTATIONS}")
+        require(config, "type", lambda v: v in SGL_AUGMENTATIONS, f"one of {SGL_AUGMENTATIONS} (RecBole's RW, an edge "
+                "dropout per layer, is not implemented)")
         require(config, "drop_ratio", lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)")
         require(config, "ssl_tau", lambda v: is_number(v) and v > 0, "a number > 0")
         require(config, "ssl_weight", lambda v: is_number(v) and v >= 0, "a number >= 0 (0 turns SGL into LightGCN)")
