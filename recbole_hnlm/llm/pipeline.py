@@ -150,6 +150,10 @@ def _prompt_versions(cfg: LLMConfig):
     return versions
 
 
+#: Pairs above which a semantic run without a GPU is announced as long (at 0.4 pairs/s, 2,000 pairs: ~1.4 hours).
+LONG_SEMANTIC_RUN_PAIRS = 2000
+
+
 def run_negatives(cfg: LLMConfig, text: DatasetText, store_path: Optional[str] = None, progress: bool = True,
                   on_chunk=None, generator=None, encoder=None, generator_name: Optional[str] = None) -> str:
     """Semantic variant end to end (profiles + negatives + store); a matching store is a cache hit."""
@@ -165,6 +169,10 @@ def run_negatives(cfg: LLMConfig, text: DatasetText, store_path: Optional[str] =
         logger.info("%s: cache hit, semantic negatives already computed", store_path)
         discard_stale_work(store_path)
         return store_path
+    if len(pairs) > LONG_SEMANTIC_RUN_PAIRS and not torch.cuda.is_available():
+        logger.warning("HNLMRec semantic variant: %d pairs, each an LLM answer (docs/llm.md measures about 0.4 pairs/s "
+                       "on 2 CPU cores: hours to days), after the profiles of their users and items; it resumes where "
+                       "it stops. hnlm_max_pairs=N with hnlm_missing=random writes a subset.", len(pairs))
     with llm_threads(cfg):
         if generator is None:
             generator, _ = _generator(cfg, cfg.max_new_tokens)

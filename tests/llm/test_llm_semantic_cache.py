@@ -166,3 +166,20 @@ def test_max_pairs_of_every_pair_names_the_store_of_every_pair(root, tmp_path, t
     chunks = []
     _run(root, store, tiny_tokenizer, tiny_encoder_dir, on_chunk=chunks.append, max_pairs=n_pairs - 1)
     assert chunks and PairEmbeddingStore.open(store).manifest["max_pairs"] == n_pairs - 1
+
+
+def test_a_long_semantic_run_says_so_before_it_starts(root, tmp_path, tiny_tokenizer, tiny_encoder_dir, caplog,
+                                                      monkeypatch):
+    """The semantic variant of the main command started hours of generation (about 50 on ml-100k's 80,808 pairs)
+    with only a progress bar; a run of more pairs than LONG_SEMANTIC_RUN_PAIRS on the CPU names the subset option."""
+    import logging
+
+    import recbole_hnlm.llm.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "LONG_SEMANTIC_RUN_PAIRS", 10)
+    caplog.set_level(logging.WARNING)
+    _run(root, str(tmp_path / "few.safetensors"), tiny_tokenizer, tiny_encoder_dir, max_pairs=10)
+    assert "HNLMRec semantic variant" not in caplog.text
+    _run(root, str(tmp_path / "many.safetensors"), tiny_tokenizer, tiny_encoder_dir, max_pairs=11)
+    assert "HNLMRec semantic variant: 11 pairs, each an LLM answer" in caplog.text
+    assert "hnlm_max_pairs=N with hnlm_missing=random writes a subset" in caplog.text
