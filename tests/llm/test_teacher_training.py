@@ -180,8 +180,9 @@ def test_teacher_resume_ignores_evaluation_options_and_overwrite_starts_afresh(h
     assert trained == [0, 1]
 
 
-def test_finetuned_run_trains_teacher_then_embeds_every_training_pair(fast_config, tiny_llama_dir, tmp_path):
-    """The run script's path for ``--hnlm_variant=finetuned`` with nothing on disk: teacher -> LoRA -> store."""
+def test_finetuned_run_trains_teacher_then_embeds_every_training_pair(fast_config, tiny_llama_dir, tmp_path, capfd):
+    """The run script's path for ``--hnlm_variant=finetuned`` with nothing on disk: teacher -> LoRA -> store, with
+    no progress bar under ``show_progress: False`` (the LLM stage's bars ignored it)."""
     from recbole_hnlm.llm.store import PairEmbeddingStore
     from recbole_hnlm.quick_start import run_recbole_hnlm
 
@@ -204,6 +205,7 @@ def test_finetuned_run_trains_teacher_then_embeds_every_training_pair(fast_confi
     assert store.manifest["variant"] == "finetuned" and store.manifest["teacher_hash"] == teacher.sha256
     assert store.num_pairs == teacher.pair_user.numel()  # every training pair has its negative
     assert 0 <= result["test_result"]["ndcg@20"] <= 1
+    assert "%|" not in capfd.readouterr().err  # tqdm's bar
     # the split it was built from, as the sampler hashes the run's training dataset (same tokens, any order)
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_seed
