@@ -215,9 +215,14 @@ def search_report(search: Dict[str, object]) -> str:
              "Test metrics are shown beside it and take no part in the ranking (mean ± sample std over seeds).", ""]
     if order:
         best = order[0]
-        lines += [f"**Best:** {_values(best['values'])} (validation "
+        tied = [t for t in order[1:] if _cell(t["valid"]) == _cell(best["valid"])]  # equal as the table shows them
+        pending = len(order) < len(search["trials"])  # an interrupted search: the best so far
+        lines += [f"**Best{' so far' if pending else ''}:** {_values(best['values'])} (validation "
                   f"{best['valid_metric']} {_cell(best['valid'])}, test NDCG@20 {_cell(best['test'].get('ndcg@20'))}; "
-                  f"`{best['folder']}`)", "",
+                  f"`{best['folder']}`)" + (f"; tied on validation with {len(tied)} other trial(s) ("
+                                             f"{'; '.join(_values(t['values']) for t in tied)}), the first run kept"
+                                             if tied else "")
+                  + (f". {len(order)} of {len(search['trials'])} trials finished." if pending else ""), "",
                   "To confirm it on more seeds (these and two more), beside other samplers in one table:", "",
                   "```", confirm_command(search, best["values"]), "```", ""]
     valid = f"valid {order[0]['valid_metric']}" if order else "valid"  # no finished trial names its metric yet

@@ -375,3 +375,24 @@ def test_the_confirm_command_reads_back_as_the_search_settings(tmp_path):
     assert args.out == str(tmp_path / "my out" / "confirm") and args.config_files == [str(tmp_path / "a.yaml")]
     expected = {k: v for k, v in search["settings"].items() if k != "config_files"}
     assert args.config == {**expected, **values}  # "True" stays a string, lists and dicts stay themselves
+
+
+def test_the_best_line_says_when_it_is_a_tie_or_the_search_is_unfinished():
+    """search.md named the first of two trials tied on validation 'Best' without a word (table.md flags ties), and
+    after Ctrl-C it said 'Best' of the trials run so far as if the search were over."""
+    from recbole_hnlm.benchmark.tune import search_report
+
+    def trial(lr, valid, status="finished"):
+        return {"values": {"learning_rate": lr}, "folder": f"trials/lr{lr}", "status": status, "errors": [],
+                "valid": {"mean": valid, "std": None}, "valid_metric": "NDCG@20", "valid_metric_bigger": True,
+                "test": {}, "best_epochs": [1]}
+
+    search = {"model": "MF", "sampler": "AHNS", "dataset": "ml-100k", "algo": "random", "seeds": [2020],
+              "settings": {}, "out": "out", "space": [{"name": "learning_rate"}]}
+    tied = search_report(dict(search, trials=[trial(0.01, 0.0197), trial(0.02, 0.0197), trial(0.03, 0.01)]))
+    assert ("**Best:** learning_rate=0.01 (validation NDCG@20 0.0197, test NDCG@20 -; `trials/lr0.01`); tied on "
+            "validation with 1 other trial(s) (learning_rate=0.02), the first run kept") in tied
+    unfinished = search_report(dict(search, trials=[trial(0.01, 0.02), trial(0.02, 0.0, status="pending")]))
+    assert "**Best so far:** learning_rate=0.01" in unfinished and ". 1 of 2 trials finished." in unfinished
+    plain = search_report(dict(search, trials=[trial(0.01, 0.02), trial(0.02, 0.01)]))
+    assert "**Best:** learning_rate=0.01" in plain and "tied" not in plain and "so far" not in plain
