@@ -111,7 +111,8 @@ def _warn_unread_options(args, overrides) -> None:
 
 
 def main(argv=None) -> int:
-    """Run one stage; bad input is one ``error:`` line and exit status 2, an interruption exit status 130 (143 by SIGTERM)."""
+    """Run one stage; bad input is one ``error:`` line and exit status 2, an interruption exit status 130 (143 by
+    SIGTERM)."""
     try:
         with contextlib.ExitStack() as quiet, sigterm_as_interrupt():
             return _run_stage(argv, quiet)

@@ -247,8 +247,8 @@ class DatasetText:
         sees = "item ids and the review text of the .inter file" if self.has_reviews else "item ids"
         example = "\t".join([f"{iid_field}:token", "title:token_seq", "categories:token_seq"])
         logger.warning("%s: item profiles and prompts show the LLM only %s, so the hard negatives it writes or "
-                       "embeds will be weak. Provide %s with a title field (one of %s) and attributes (any of %s), e.g. the header "
-                       "%r.", problem, sees, item_path, ", ".join(TITLE_FIELDS),
+                       "embeds will be weak. Provide %s with a title field (one of %s) and attributes (any of %s), "
+                       "e.g. the header %r.", problem, sees, item_path, ", ".join(TITLE_FIELDS),
                        ", ".join(dict.fromkeys(src for src, _ in ATTRIBUTE_FIELDS)), example)
 
     def dataset_hash(self) -> str:

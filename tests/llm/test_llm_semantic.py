@@ -77,10 +77,9 @@ def test_a_negative_naming_the_interacted_item_or_nothing_is_refused(name, inter
 def test_a_negative_naming_an_item_of_the_users_training_history_is_refused():
     """An item the user interacted with is a positive of theirs: it was stored as their hard negative."""
     history = [("Heat", "1995"), ("Usual Suspects, The", "1995")]
-    assert "names an item of the user's history" in negative_problem({"hard_negative_item": "The Usual Suspects"}, "Fargo",
-                                                             "1996", history)
-    assert "names an item of the user's history" in negative_problem({"hard_negative_item": "The movie Heat."}, "Fargo",
-                                                             "1996", history)
+    for answer in ("The Usual Suspects", "The movie Heat."):
+        assert "names an item of the user's history" in negative_problem({"hard_negative_item": answer}, "Fargo",
+                                                                          "1996", history)
     assert negative_problem({"hard_negative_item": "Heat (1986)"}, "Fargo", "1996", history) is None  # another Heat
     assert negative_problem({"hard_negative_item": "Casino"}, "Fargo", "1996", history) is None
 

@@ -230,8 +230,8 @@ def test_a_store_of_other_pairs_is_refused(fast_config, ml_slice, tmp_path, capl
         build(fast_config, renamed)
     write_pair_store(str(tmp_path / "other.safetensors"), ["nobody"], ["nothing"], torch.ones(1, D_LLM),
                      {"variant": "semantic", "dataset": "yelp2018", "dataset_hash": "test"}, dtype=torch.float32)
-    with pytest.raises(ConfigError, match=r"0.00% \(0\) of the \d+ training pairs have an LLM negative: .*other.safetensors "
-                                          "was built for dataset 'yelp2018'"):
+    with pytest.raises(ConfigError, match=r"0.00% \(0\) of the \d+ training pairs have an LLM negative: "
+                                          ".*other.safetensors was built for dataset 'yelp2018'"):
         build(fast_config, str(tmp_path / "other.safetensors"))
     caplog.set_level("WARNING")
     build(fast_config, str(tmp_path / "other.safetensors"), hnlm_missing="random")
