@@ -10,6 +10,7 @@ stored ones). Every item a user interacted with in the dataset (training, valida
     user_id<TAB>rank<TAB>item_id<TAB>score
 """
 import argparse
+import logging
 import os
 import sys
 from typing import List, Optional, Sequence
@@ -54,6 +55,11 @@ def top_k(model, users: torch.Tensor, k: int, seen: Optional[SeenItems] = None):
     with torch.no_grad():
         score = model.full_sort_predict({model.USER_ID: users.to(model.device)}).view(len(users), n_items)
     score = score.float().cpu()
+    if bool(score.isnan().any()):  # a diverged model: topk ranks NaN first, and the tie cut below cannot order it
+        logging.getLogger(__name__).warning(
+            "recommend: %d scores of %d users are NaN (training diverged, or a damaged checkpoint): those items are "
+            "left out", int(score.isnan().sum()), int(score.isnan().any(1).sum()))
+        score = score.nan_to_num(nan=-torch.inf, posinf=torch.inf, neginf=-torch.inf)
     score[:, 0] = -torch.inf
     if seen is not None:
         rows, seen_columns = seen.positions(users)
