@@ -27,6 +27,7 @@ from recbole_hnlm.errors import ConcurrentWriterError, ConfigError, DataError, T
 from recbole_hnlm.ops._ext import kernel_experiments, kernels_in_use
 from recbole_hnlm.resume import changed_options, check_resume_from
 from recbole_hnlm.signals import interrupted_status, sigterm_as_interrupt
+from recbole_hnlm.trainer import check_resume_not_in_use
 from recbole_hnlm.utils import get_model, get_sampler, get_trainer
 from recbole_hnlm.warm_start import (check_checkpoint_data, check_checkpoint_shapes, check_init_from, load_backbone,
                                      record_eval_split, warm_start, warn_about_changed_eval_split, weights_mismatch)
@@ -78,6 +79,8 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
                            "(e.g. ml-100k-local) to use it.")
         check_dataset_files(config)
         check_resume_from(config)
+        if config["resume_from"]:
+            check_resume_not_in_use(config["resume_from"])  # before HNLMRec's LLM stage; the trainer checks again
         check_init_from(config)
 
         dataset = read_dataset(config)

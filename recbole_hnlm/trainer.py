@@ -73,6 +73,38 @@ def _reserve_stem(stem):
         candidate = f"{stem}-{n}"
 
 
+def _live_holder(marker):
+    """The pid of another process that holds ``marker`` and runs, else None. Where liveness cannot be told (Windows:
+    ``pid_alive`` is always True there) a marker never counts as live: a resume is not refused for good."""
+    try:
+        with open(marker, encoding="utf-8") as existing:
+            text = existing.read().strip()
+    except OSError:
+        return None
+    if os.name != "nt" and text.isdigit() and int(text) != os.getpid() and pid_alive(int(text)):
+        return int(text)
+    return None
+
+
+def check_resume_not_in_use(resume_file):
+    """Raise :class:`ConcurrentWriterError` when a live process holds the name marker of the run whose resume state
+    ``resume_file`` is (that run, or another resume of it, still writes its files). Called before the sampler's
+    preparation (HNLMRec's LLM stage), and again when the trainer takes the marker over."""
+    if not str(resume_file).endswith(".resume.safetensors"):
+        return
+    marker = _marker_of(str(resume_file)[:-len(".resume.safetensors")])
+    holder = _live_holder(marker)
+    if holder is not None:
+        raise _in_use(resume_file, marker, holder)
+
+
+def _in_use(resume_file, marker, holder):
+    return ConcurrentWriterError(
+        f"resume_from: {resume_file}: another process (pid {holder}) is still writing this run's files (it holds "
+        f"{marker}); resume it once that process has ended. If no process of this run is left (a process id reused "
+        "since), delete that file and resume again.")
+
+
 def _claim_marker(marker):
     """Hold ``marker`` (write this process's pid into it) for a run that goes on writing an earlier run's files
     (``resume_from``). Returns None, or the pid of the live process that holds it (that run is still writing)."""
@@ -80,13 +112,9 @@ def _claim_marker(marker):
         try:
             handle = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
         except FileExistsError:
-            try:
-                with open(marker, encoding="utf-8") as existing:
-                    text = existing.read().strip()
-            except FileNotFoundError:
-                continue
-            if text.isdigit() and int(text) != os.getpid() and pid_alive(int(text)):
-                return int(text)
+            holder = _live_holder(marker)
+            if holder is not None:
+                return holder
             try:  # a dead run's, a marker without a pid (older versions) or this process's own
                 os.remove(marker)
             except FileNotFoundError:
@@ -257,9 +285,7 @@ class SafeCheckpointMixin:
             marker = _marker_of(resume_file[:-len(".resume.safetensors")])
             holder = _claim_marker(marker)
             if holder is not None:
-                raise ConcurrentWriterError(
-                    f"resume_from: {resume_file}: another process (pid {holder}) is still writing this run's files "
-                    f"(it holds {marker}); resume it once that process has ended")
+                raise _in_use(resume_file, marker, holder)
             self._release_name()
             self._name_marker = marker
             self.resume_state_file = resume_file

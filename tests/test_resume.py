@@ -12,7 +12,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from recbole_hnlm.checkpoint import read_trainer_state
-from recbole_hnlm.errors import ConfigError, TrainingInterrupted
+from recbole_hnlm.errors import ConcurrentWriterError, ConfigError, TrainingInterrupted
 from recbole_hnlm.model.abstract import SampledRecommender
 from recbole_hnlm.quick_start import main, run_recbole_hnlm
 from recbole_hnlm.rng_state import capture_rng_state, restore_rng_state
@@ -526,7 +526,8 @@ def test_resuming_removes_the_name_marker_a_hard_kill_left(fast_config, tmp_path
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".reserved")]
 
 
-def test_a_run_still_writing_its_files_is_not_resumed_beside_it(fast_config, tmp_path, ctrl_c_in_epoch, capsys):
+def test_a_run_still_writing_its_files_is_not_resumed_beside_it(fast_config, tmp_path, ctrl_c_in_epoch, capsys,
+                                                                 monkeypatch):
     """Resuming from the files of a run that still writes them (or that another resume continues) let both write
     the same resume state and best file; the resume is refused naming the live process, and goes ahead once it is
     gone (the resumed run then holds the marker, so a second resume of it is refused in turn)."""
@@ -548,9 +549,22 @@ def test_a_run_still_writing_its_files_is_not_resumed_beside_it(fast_config, tmp
                 f"--data_path={fast_config['data_path']}", "--state=WARNING", "--show_progress=False",
                 "--load_col={'inter': ['user_id', 'item_id']}", f"--checkpoint_dir={tmp_path}",
                 f"--resume_from={resume_file}"]
-        assert main(argv) == 1
+        from recbole_hnlm.sampler import RNS
+
+        def prepared(*args, **kwargs):
+            raise AssertionError("the sampler's preparation (HNLMRec's LLM stage) ran before the refusal")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(RNS, "prepare", classmethod(prepared))
+            assert main(argv) == 1
         err = capsys.readouterr().err
         assert f"another process (pid {live.pid}) is still writing this run's files" in err
+        assert "If no process of this run is left (a process id reused since), delete that file" in err
+        # refused before the sampler's preparation (HNLMRec's LLM stage), not only when the trainer takes over
+        from recbole_hnlm.trainer import check_resume_not_in_use
+
+        with pytest.raises(ConcurrentWriterError):
+            check_resume_not_in_use(resume_file)
         after = {name: os.path.getmtime(os.path.join(tmp_path, name)) for name in os.listdir(tmp_path)}
         assert after == before  # nothing written, no marker of its own left
     finally:
