@@ -255,22 +255,29 @@ def _last_setting_wins(argv):
 
 
 def _refused_setting(items, parser):
-    """The message for the first argument RecBole would drop without a word (a stray word: a second config file
-    outside --config_files' quotes) or take for an option it does not know (``--train-batch-size=5``), else None."""
+    """The message for the first argument RecBole would drop without a word (a stray word, e.g. a second config file
+    outside --config_files' quotes; a value holding '=', which RecBole's reader cannot split) or take for an option
+    it does not know (``--train-batch-size=5``), else None."""
     from recbole_hnlm.cli_settings import parse_settings, parser_flags
 
     class Refused(Exception):
         pass
 
     def refuse(message):
-        if "settings are written --key=value" in message:
-            message += " (several config files go in one quoted --config_files: --config_files='a.yaml b.yaml')"
         raise Refused(message)
 
+    for item in items:
+        if item.startswith("--") and item.count("=") > 1:
+            return (f"option {item.split('=', 1)[0]}: its value holds '=', which RecBole's command line reader cannot "
+                    "read (it drops the option); set it in a yaml file given with --config_files")
     try:
         parse_settings(items, refuse, flags=parser_flags(parser))
     except Refused as refusal:
-        return str(refusal)
+        message = str(refusal)
+        stray = next((item for item in items if not item.startswith("-")), "")
+        if stray.endswith((".yaml", ".yml")) or os.path.isfile(stray):
+            message += " (several config files go in one quoted --config_files: --config_files='a.yaml b.yaml')"
+        return message
     return None
 
 
@@ -301,7 +308,7 @@ def main(argv=None):
     if refused:
         print(f"error: {refused}", file=sys.stderr)
         return 2
-    config_file_list = args.config_files.strip().split(" ") if args.config_files else None
+    config_file_list = args.config_files.split() if args.config_files else None  # RecBole's split(" "), any spacing
     config_dict = {"sampler": args.sampler} if args.sampler else None
     program_argv = sys.argv
     sys.argv = [program_argv[0] if program_argv else "recbole-hnlm"] + argv  # RecBole's Config reads sys.argv

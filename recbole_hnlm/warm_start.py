@@ -26,9 +26,17 @@ from recbole_hnlm.resume import option_checkpoint_state
 
 __all__ = ["id_map_digest", "train_pairs_digest", "dataset_digests", "data_digests", "record_eval_split",
            "warn_about_changed_eval_split", "check_same_data",
-           "check_checkpoint_data", "check_init_from", "warm_start", "weights_mismatch"]
+           "check_checkpoint_data", "check_checkpoint_shapes", "check_init_from", "warm_start", "load_backbone",
+           "weights_mismatch"]
 
 _SAMPLER_PREFIX = "sampler."
+#: The remedy of a warm start whose weights do not fit (check_checkpoint_shapes and _checked_backbone).
+_SAME_BACKBONE = "use the same backbone options as that run (embedding_size, n_layers ...)"
+
+
+def _backbone_weights(weights: dict) -> dict:
+    """The backbone's entries of a ``name -> tensor`` map (the sampler's parameters left out)."""
+    return {k: v for k, v in weights.items() if not k.startswith(_SAMPLER_PREFIX)}
 
 
 def id_map_digest(dataset) -> str:
@@ -135,14 +143,13 @@ def check_checkpoint_shapes(config, train_dataset) -> None:
     sampler, streams = config["sampler"], capture_rng_state()
     config["sampler"] = "RNS"  # a sampler shapes no backbone weight (HNLMRec's needs its store, not built yet)
     try:
-        own = {k: v for k, v in get_model(config["model"])(config, train_dataset).state_dict().items()
-               if not k.startswith(_SAMPLER_PREFIX)}
+        own = _backbone_weights(get_model(config["model"])(config, train_dataset).state_dict())
     finally:
         config["sampler"] = sampler
         restore_rng_state(*streams)
     for option in options:
         _, stored = read_model_weights(config[option])
-        problem = weights_mismatch({k: v for k, v in stored.items() if not k.startswith(_SAMPLER_PREFIX)}, own)
+        problem = weights_mismatch(_backbone_weights(stored), own)
         if problem:
             if option == "resume_from":
                 from recbole_hnlm.resume import changed_options
@@ -151,7 +158,7 @@ def check_checkpoint_shapes(config, train_dataset) -> None:
                 hint = "resume with the options of the interrupted run" + (
                     f" (changed since: {'; '.join(changed)})" if changed else " (embedding_size, n_layers ...)")
             else:
-                hint = "use the same backbone options as that run (embedding_size, n_layers ...)"
+                hint = _SAME_BACKBONE
             raise ConfigError(f"{option}: the weights in {config[option]} do not fit this {config['model']} "
                               f"({problem}); {hint}.")
 
@@ -228,12 +235,11 @@ def _checked_backbone(model, config):
     """
     path = config["init_from"]
     state, stored = read_model_weights(path)
-    backbone = {k: v for k, v in stored.items() if not k.startswith(_SAMPLER_PREFIX)}
-    own = {k: v for k, v in model.state_dict().items() if not k.startswith(_SAMPLER_PREFIX)}
-    problem = weights_mismatch(backbone, own)
+    backbone = _backbone_weights(stored)
+    problem = weights_mismatch(backbone, _backbone_weights(model.state_dict()))
     if problem:
         raise ConfigError(f"init_from: the weights in {path} do not fit this {config['model']} ({problem}); "
-                          "use the same backbone options (embedding_size, n_layers ...) as that run.")
+                          f"{_SAME_BACKBONE}.")
     return state, stored, backbone
 
 

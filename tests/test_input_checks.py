@@ -531,3 +531,8 @@ def test_the_run_script_refuses_what_recbole_would_drop_or_misread(fast_config, 
            "--train_batch_size" in capsys.readouterr().err
     assert main(common + ["--keep-seen=1", "--train_batch_size={[1]: 2}"]) == 2  # the first refusal is named
     assert "'--keep-seen=1'" in capsys.readouterr().err
+    assert main(common + ["LightGCN"]) == 2  # a stray word that is no file: no config-file hint
+    err = capsys.readouterr().err
+    assert "unrecognised argument 'LightGCN'" in err and "config_files" not in err
+    assert main(common + ["--checkpoint_dir=/runs/seed=1"]) == 2  # RecBole splits on every '=' and drops it
+    assert "error: option --checkpoint_dir: its value holds '='" in capsys.readouterr().err

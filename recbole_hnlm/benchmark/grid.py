@@ -217,17 +217,21 @@ def check_out_folder(out):
 
 
 def check_one_split_for_llm_artifacts(cells, config_dict=None, config_file_list=None):
-    """Refuse, before any cell runs, HNLMRec cells of several seeds without ``split_seed``: each seed would split the
-    data its own way, while HNLMRec's LLM artifacts (the teacher, adapter and store in the dataset's artifact
-    folder) serve one training split, so every seed but the first failed (the teacher of another split)."""
+    """Refuse, before any cell runs, HNLMRec cells of several seeds whose random splits follow the seed (no
+    ``split_seed``, no pre-split files, no split in time order): each seed would split the data its own way, while
+    HNLMRec's LLM artifacts (the teacher, adapter and store in the dataset's artifact folder) serve one training
+    split, so every seed but the first failed (the teacher of another split). The sparsity analysis's subsampled
+    cells are other training splits too: they are not covered here."""
     from recbole_hnlm.config import read_config_files
 
     seeds = sorted({cell.seed for cell in cells if cell.sampler == "HNLMRec"})
     if len(seeds) < 2:
         return
     options = {**read_config_files(config_file_list), **(config_dict or {})}
-    if options.get("split_seed") is not None:
-        return
+    eval_args = options.get("eval_args")
+    if (options.get("split_seed") is not None or options.get("benchmark_filename")
+            or (isinstance(eval_args, dict) and eval_args.get("order") == "TO")):
+        return  # one split for every seed: given, pre-split files, or a split in time order
     raise ConfigError(
         f"--samplers HNLMRec with --seeds {' '.join(map(str, seeds))}: without --split_seed each seed splits the data "
         "its own way, but HNLMRec's LLM artifacts (teacher, adapter, store) serve one training split. Give "

@@ -227,6 +227,8 @@ def test_hnlmrec_over_seeds_needs_one_split(ml_slice, tmp_path, capsys):
     settings = tmp_path / "split.yaml"
     settings.write_text("split_seed: 7\n")
     check_one_split_for_llm_artifacts(cells, {"split_seed": 2020})
+    check_one_split_for_llm_artifacts(cells, {"benchmark_filename": ["train", "valid", "test"]})  # pre-split files
+    check_one_split_for_llm_artifacts(cells, {"eval_args": {"order": "TO", "split": {"RS": [0.8, 0.1, 0.1]}}})
     check_one_split_for_llm_artifacts(cells, None, [str(settings)])
     check_one_split_for_llm_artifacts(cells[:1] + [Cell("MF", "RNS", 2021)])
     with pytest.raises(ConfigError, match="--split_seed=2020"):
