@@ -172,6 +172,9 @@ class DatasetText:
         self.history: Dict[str, List[Interaction]] = {}
         self.item_reviews: Dict[str, List[str]] = {}
         self.pairs: List[Tuple[str, str]] = []
+        #: The training split the stage was given (every interaction without one): what a store records as its
+        #: split_hash, also for pairs the ``.inter`` file does not hold (warned about below).
+        self.split_pairs = train
         seen: Set[Tuple[str, str]] = set()
         repeated = _repeated_pairs(users, items) if train is not None and (rating or review) else set()
         for row, (u, i, r, text, t) in enumerate(zip(users, items, ratings, reviews, orders)):
@@ -197,6 +200,8 @@ class DatasetText:
         if train is not None and len(seen) < len(train):
             logger.warning("%s: %d training pairs are not in the interaction file and are ignored",
                            self.inter_path, len(train) - len(seen))
+        if train is None:
+            self.split_pairs = set(self.pairs)
         self.items: Dict[str, ItemText] = {}
         item_path = self.item_path = atomic_file(data_path, dataset, "item")
         title, attrs, fields = None, [], None

@@ -101,7 +101,7 @@ def finetuned_manifest(cfg: LLMConfig, text: DatasetText, pairs, generator_name:
                 pairs_hash=pairs_sha256(pairs), generator=generator_name, encoder="[EOS] last hidden state",
                 prompt_version=",".join(f"{k}={v}" for k, v in sorted(versions.items())),
                 negatives_per_pair=1, adapter_hash=adapter_hash, teacher_hash=teacher.sha256,
-                max_pairs=text.effective_max_pairs(cfg.max_pairs), split_hash=split_sha256(text.pairs),
+                max_pairs=text.effective_max_pairs(cfg.max_pairs), split_hash=split_sha256(text.split_pairs),
                 seed=cfg.seed, dtype=cfg.store_dtype,
                 settings=dict(ft_user_text=cfg.ft_user_text, ft_item_text=cfg.ft_item_text,
                               ft_history=cfg.ft_history, max_history=cfg.max_history,

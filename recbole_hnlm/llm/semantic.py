@@ -59,7 +59,7 @@ def semantic_manifest(cfg: LLMConfig, text: DatasetText, pairs, generator_name: 
                 pairs_hash=pairs_sha256(pairs), generator=generator_name, encoder=encoder_name,
                 prompt_version=",".join(f"{k}={v}" for k, v in sorted(prompt_versions.items())),
                 negatives_per_pair=cfg.negatives_per_pair, max_pairs=text.effective_max_pairs(cfg.max_pairs),
-                split_hash=split_sha256(text.pairs), seed=cfg.seed,
+                split_hash=split_sha256(text.split_pairs), seed=cfg.seed,
                 dtype=cfg.store_dtype, answer_checks=ANSWER_CHECKS,
                 settings=dict(max_history=cfg.max_history, max_reviews=cfg.max_reviews,
                               profile_words=cfg.profile_words, item_profiles=cfg.item_profiles,

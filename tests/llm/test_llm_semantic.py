@@ -477,3 +477,17 @@ def test_an_answer_naming_an_item_of_the_users_history_is_retried(tmp_path, data
     for record in records:
         own = {title_key(text.items[e.item].title) for e in text.history[record["user"]]}
         assert not own & {title_key(n) for n in record["negatives"]}
+
+
+def test_the_split_a_store_records_is_the_split_given(data_root):
+    """split_hash is compared with the run's training split: it was hashed from the pairs found in the .inter file,
+    so a training pair the file lacks (warned about) made the run refuse the store it had just built."""
+    from recbole_hnlm.llm.store import split_sha256
+
+    train = DatasetText(data_root, "mini").pairs[::2]
+    given = train + [("nobody", "nothing")]
+    text = DatasetText(data_root, "mini", train_pairs=given)
+    assert sorted(text.pairs) == sorted(train)
+    assert split_sha256(text.split_pairs) == split_sha256(given) != split_sha256(text.pairs)
+    every = DatasetText(data_root, "mini")  # --split all: every interaction
+    assert split_sha256(every.split_pairs) == split_sha256(every.pairs)
