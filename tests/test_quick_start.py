@@ -115,37 +115,51 @@ def test_trainers_started_together_get_their_own_names(fast_config, monkeypatch)
     assert third.saved_model_file.endswith("MF-Dec-03-2026_12-00-00-3.safetensors")
 
 
-def test_a_hard_killed_runs_name_marker_is_taken_over(fast_config, monkeypatch):
-    """A run killed with SIGKILL left its hidden marker for good (14 of them after 16 kills, a helper found): a
-    marker whose pid no longer runs frees its name, a live run's does not."""
+@pytest.fixture
+def dead_and_live_pids():
+    """``(pid of a process that has ended, pid of one that runs)``: the owners of the markers the tests write."""
     import subprocess
     import sys
 
-    from recbole.data import create_dataset, data_preparation
-
-    import recbole_hnlm.trainer
-    from recbole_hnlm.config import Config
-    from recbole_hnlm.model.mf import MF
-    from recbole_hnlm.trainer import HNLMTrainer
-
-    monkeypatch.setattr(recbole_hnlm.trainer, "get_local_time", lambda: "Dec-05-2026_12-00-00")
-    config = Config(model="MF", config_dict={**fast_config, "sampler": "RNS", "epochs": 1})
-    train_data, _, _ = data_preparation(config, create_dataset(config))
-    folder = fast_config["checkpoint_dir"]
-    os.makedirs(folder, exist_ok=True)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait(timeout=60)
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        with open(os.path.join(folder, ".MF-Dec-05-2026_12-00-00.reserved"), "w") as handle:
-            handle.write(f"{dead.pid}\n")
-        with open(os.path.join(folder, ".MF-Dec-05-2026_12-00-00-2.reserved"), "w") as handle:
-            handle.write(f"{live.pid}\n")
-        first = HNLMTrainer(config, MF(config, train_data._dataset))
-        second = HNLMTrainer(config, MF(config, train_data._dataset))
+        yield dead.pid, live.pid
     finally:
         live.kill()
         live.wait(timeout=60)
+
+
+def _mf_trainer_inputs(fast_config):
+    """``(config, training dataset)`` of a one-epoch MF + RNS run on the slice, its checkpoint folder created."""
+    from recbole.data import create_dataset, data_preparation
+
+    from recbole_hnlm.config import Config
+
+    config = Config(model="MF", config_dict={**fast_config, "sampler": "RNS", "epochs": 1})
+    train_data, _, _ = data_preparation(config, create_dataset(config))
+    os.makedirs(fast_config["checkpoint_dir"], exist_ok=True)
+    return config, train_data._dataset
+
+
+def test_a_hard_killed_runs_name_marker_is_taken_over(fast_config, monkeypatch, dead_and_live_pids):
+    """A run killed with SIGKILL left its hidden marker for good (14 of them after 16 kills, a helper found): a
+    marker whose pid no longer runs frees its name, a live run's does not."""
+    import recbole_hnlm.trainer
+    from recbole_hnlm.model.mf import MF
+    from recbole_hnlm.trainer import HNLMTrainer
+
+    monkeypatch.setattr(recbole_hnlm.trainer, "get_local_time", lambda: "Dec-05-2026_12-00-00")
+    config, dataset = _mf_trainer_inputs(fast_config)
+    folder = fast_config["checkpoint_dir"]
+    dead, live = dead_and_live_pids
+    with open(os.path.join(folder, ".MF-Dec-05-2026_12-00-00.reserved"), "w") as handle:
+        handle.write(f"{dead}\n")
+    with open(os.path.join(folder, ".MF-Dec-05-2026_12-00-00-2.reserved"), "w") as handle:
+        handle.write(f"{live}\n")
+    first = HNLMTrainer(config, MF(config, dataset))
+    second = HNLMTrainer(config, MF(config, dataset))
     assert first.saved_model_file.endswith("MF-Dec-05-2026_12-00-00.safetensors")  # the dead run's name
     assert second.saved_model_file.endswith("MF-Dec-05-2026_12-00-00-3.safetensors")  # not the live run's
     with open(os.path.join(folder, ".MF-Dec-05-2026_12-00-00.reserved")) as handle:
@@ -154,35 +168,21 @@ def test_a_hard_killed_runs_name_marker_is_taken_over(fast_config, monkeypatch):
     second.close()
 
 
-def test_markers_of_dead_runs_of_other_names_are_swept(fast_config):
+def test_markers_of_dead_runs_of_other_names_are_swept(fast_config, dead_and_live_pids):
     """A hard-killed run that was never resumed left its marker for good: only a run of the same name (the same
     second) took it over. A new run now removes every dead run's marker in its folder, and leaves live ones."""
-    import subprocess
-    import sys
-
-    from recbole.data import create_dataset, data_preparation
-
-    from recbole_hnlm.config import Config
     from recbole_hnlm.model.mf import MF
     from recbole_hnlm.trainer import HNLMTrainer
 
-    config = Config(model="MF", config_dict={**fast_config, "sampler": "RNS", "epochs": 1})
-    train_data, _, _ = data_preparation(config, create_dataset(config))
+    config, dataset = _mf_trainer_inputs(fast_config)
     folder = fast_config["checkpoint_dir"]
-    os.makedirs(folder, exist_ok=True)
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait(timeout=60)
-    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    markers = {".NGCF-Nov-01-2026_10-00-00.reserved": dead.pid, ".MF-Nov-02-2026_10-00-00.reserved": live.pid}
-    try:
-        for name, pid in markers.items():
-            with open(os.path.join(folder, name), "w") as handle:
-                handle.write(f"{pid}\n")
-        run = HNLMTrainer(config, MF(config, train_data._dataset))
-        left = sorted(name for name in os.listdir(folder) if name.endswith(".reserved"))
-    finally:
-        live.kill()
-        live.wait(timeout=60)
+    dead, live = dead_and_live_pids
+    markers = {".NGCF-Nov-01-2026_10-00-00.reserved": dead, ".MF-Nov-02-2026_10-00-00.reserved": live}
+    for name, pid in markers.items():
+        with open(os.path.join(folder, name), "w") as handle:
+            handle.write(f"{pid}\n")
+    run = HNLMTrainer(config, MF(config, dataset))
+    left = sorted(name for name in os.listdir(folder) if name.endswith(".reserved"))
     run.close()
     assert ".NGCF-Nov-01-2026_10-00-00.reserved" not in left and ".MF-Nov-02-2026_10-00-00.reserved" in left
 
