@@ -26,7 +26,7 @@ from recbole_hnlm.determinism import deterministic_algorithms
 from recbole_hnlm.errors import ConcurrentWriterError, ConfigError, DataError, TrainingInterrupted
 from recbole_hnlm.ops._ext import kernel_experiments, kernels_in_use
 from recbole_hnlm.resume import changed_options, check_resume_from
-from recbole_hnlm.signals import interrupted_status, sigterm_as_interrupt
+from recbole_hnlm.signals import interrupted_status, say_interrupted, sigterm_as_interrupt
 from recbole_hnlm.trainer import check_resume_not_in_use
 from recbole_hnlm.utils import get_model, get_sampler, get_trainer
 from recbole_hnlm.warm_start import (check_checkpoint_data, check_checkpoint_shapes, check_init_from, load_backbone,
@@ -323,23 +323,22 @@ def main(argv=None):
     except TrainingInterrupted as interrupt:
         epoch = read_trainer_state(interrupt.resume_file).get("epoch")
         if interrupt.best_only:
-            print(f"interrupted: no resume state ({interrupt.why}); the best checkpoint so far, after epoch {epoch}, "
-                  f"is {interrupt.resume_file}. Go on from it with the same options and "
-                  f"--resume_from={interrupt.resume_file} (fresh random streams), or rerun the command.",
-                  file=sys.stderr)
+            say_interrupted(f"interrupted: no resume state ({interrupt.why}); the best checkpoint so far, after "
+                            f"epoch {epoch}, is {interrupt.resume_file}. Go on from it with the same options and "
+                            f"--resume_from={interrupt.resume_file} (fresh random streams), or rerun the command.")
         else:
-            print(f"interrupted: the run's state after epoch {epoch} is saved (later work is lost); continue it with "
-                  f"the same options and --resume_from={interrupt.resume_file}", file=sys.stderr)
+            say_interrupted(f"interrupted: the run's state after epoch {epoch} is saved (later work is lost); "
+                            f"continue it with the same options and --resume_from={interrupt.resume_file}")
         return interrupted_status()
     except KeyboardInterrupt:
         from recbole_hnlm.llm.finetune_state import SAVE_EVERY_SECONDS
 
         llm = (args.sampler or "").lower() == "hnlmrec" or bool(args.config_files)  # config files may set it
-        print("interrupted: nothing half-written is left; rerun the command to start the run again" + (
+        say_interrupted("interrupted: nothing half-written is left; rerun the command to start the run again" + (
             " (finished LLM artifacts are reused; an interrupted profile, negative or embedding stage goes on from "
             "its last finished chunk, the teacher from its last finished epoch, the fine-tuning from its last state, "
             f"saved every {SAVE_EVERY_SECONDS / 60:g} minutes)"
-            if llm else ""), file=sys.stderr)
+            if llm else ""))
         return interrupted_status()
     finally:
         sys.argv = program_argv

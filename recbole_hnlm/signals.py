@@ -3,9 +3,10 @@ it, and the job should leave the same saved state and print the same resume hint
 (with the name marker and temporary files of an unfinished write behind)."""
 import contextlib
 import signal
+import sys
 import threading
 
-__all__ = ["sigterm_as_interrupt", "interrupted_status"]
+__all__ = ["sigterm_as_interrupt", "interrupted_status", "say_interrupted"]
 
 _received = None  # the signal number that stopped the current command, None for Ctrl-C
 
@@ -36,3 +37,9 @@ def sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def say_interrupted(message: str) -> None:
+    """Print a command's ``interrupted: ...`` line on standard error, on a line of its own: on a terminal a progress
+    bar the interruption cut short leaves the cursor inside its line."""
+    print(("\n" if sys.stderr.isatty() else "") + message, file=sys.stderr)

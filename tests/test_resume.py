@@ -594,3 +594,20 @@ def test_ctrl_c_in_the_llm_stage_names_what_resumes(fast_config, tmp_path, monke
     monkeypatch.setattr("recbole_hnlm.llm.finetune_state.SAVE_EVERY_SECONDS", 90.0)
     assert main(argv) == 130
     assert "saved every 1.5 minutes)" in capsys.readouterr().err
+
+
+def test_the_interrupted_line_starts_its_own_line_on_a_terminal(monkeypatch):
+    """On a terminal the line was printed after a progress bar the interruption cut short, on the bar's line."""
+    import io
+    import sys
+
+    from recbole_hnlm.signals import say_interrupted
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for stream, expected in ((Terminal(), "\ninterrupted: x\n"), (io.StringIO(), "interrupted: x\n")):
+        monkeypatch.setattr(sys, "stderr", stream)
+        say_interrupted("interrupted: x")
+        assert stream.getvalue() == expected

@@ -174,7 +174,7 @@ def parse_args(argv):
 def main(argv=None):
     from recbole_hnlm.benchmark.grid import SettingsMismatch, run_grid
     from recbole_hnlm.benchmark.report import write_report
-    from recbole_hnlm.signals import interrupted_status, sigterm_as_interrupt
+    from recbole_hnlm.signals import interrupted_status, say_interrupted, sigterm_as_interrupt
 
     args, status = parse_command_line(parse_args, argv)
     if args is None:
@@ -190,7 +190,7 @@ def main(argv=None):
         except (SettingsMismatch, ValueError, FileNotFoundError) as error:  # ConfigError is a ValueError
             return fail(error)
         except KeyboardInterrupt:
-            print("interrupted: finished cells are saved; rerun the same command to resume", file=sys.stderr)
+            say_interrupted("interrupted: finished cells are saved; rerun the same command to resume")
             return interrupted_status()
         print(f"cells: {len(summary['ran'])} ran, {len(summary['skipped'])} skipped (finished), "
               f"{len(summary['failed'])} failed{': ' + ', '.join(summary['failed']) if summary['failed'] else ''}")

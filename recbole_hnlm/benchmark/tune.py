@@ -380,7 +380,7 @@ def _parse_args(argv):
 def main(argv=None) -> int:
     """Command line (see the module docstring)."""
     from recbole_hnlm.benchmark.__main__ import fail, parse_command_line
-    from recbole_hnlm.signals import interrupted_status, sigterm_as_interrupt
+    from recbole_hnlm.signals import interrupted_status, say_interrupted, sigterm_as_interrupt
 
     args, status = parse_command_line(_parse_args, argv)
     if args is None:
@@ -394,7 +394,7 @@ def main(argv=None) -> int:
     except (SettingsMismatch, ValueError, FileNotFoundError) as error:  # ConfigError is a ValueError
         return fail(error)
     except KeyboardInterrupt:
-        print("interrupted: finished cells are saved; rerun the same command to resume", file=sys.stderr)
+        say_interrupted("interrupted: finished cells are saved; rerun the same command to resume")
         return interrupted_status()
     order = ranked(search["trials"])
     if order:

@@ -22,7 +22,7 @@ import sys
 
 from recbole_hnlm.cli_settings import parse_settings, parser_flags
 from recbole_hnlm.errors import ConcurrentWriterError, ConfigError, DataError
-from recbole_hnlm.signals import interrupted_status, sigterm_as_interrupt
+from recbole_hnlm.signals import interrupted_status, say_interrupted, sigterm_as_interrupt
 
 from .config import LLMConfig
 from .paths import artifact_dir
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1 if isinstance(error, ConcurrentWriterError) else 2  # not bad input: it works once the other ends
     except KeyboardInterrupt:
-        print("interrupted: finished work is saved; run the same command again to resume", file=sys.stderr)
+        say_interrupted("interrupted: finished work is saved; run the same command again to resume")
         return interrupted_status()
 
 
