@@ -162,7 +162,8 @@ class HNLMRec(NegativeSampler):
             check_records(item_file, config["encoding"] or "utf-8", quoted=item_file_loaded(config))
         if config["hnlm_variant"] == "finetuned":
             ensure_teacher(config, train_data, teacher_path_for(config))
-        config["hnlm_file"] = ensure_negatives(config, train_data._dataset, progress=bool(config["show_progress"]))
+        progress = bool(config["show_progress"]) if "show_progress" in config else True
+        config["hnlm_file"] = ensure_negatives(config, train_data._dataset, progress=progress)
 
     def check_no_pairs_outside_training(self, dataset):
         """Refuse a store that holds pairs of this dataset that are not training pairs of this run: it was built on

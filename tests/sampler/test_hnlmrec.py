@@ -383,7 +383,8 @@ def test_a_warm_up_covering_the_run_is_said_before_the_llm_stage(monkeypatch, ca
     from recbole_hnlm.sampler.hnlmrec import HNLMRec
 
     built = []  # the LLM stage itself is tested in tests/llm; here only what prepare() says and does around it
-    monkeypatch.setattr(llm, "ensure_negatives", lambda config, dataset: built.append(dataset) or "s.safetensors")
+    monkeypatch.setattr(llm, "ensure_negatives", lambda config, dataset, progress=True: built.append(dataset)
+                        or "s.safetensors")
     config = {"hnlm_file": None, "negative_warmup_epochs": warm_up, "epochs": 3, "hnlm_variant": "semantic",
               "data_path": "no-such-folder", "dataset": "x"}
     with caplog.at_level(logging.WARNING):
