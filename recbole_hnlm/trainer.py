@@ -61,27 +61,40 @@ def _reserve_stem(stem):
     while True:
         if not (os.path.exists(f"{candidate}.safetensors") or os.path.exists(f"{candidate}.resume.safetensors")):
             marker = _marker_of(candidate)
-            try:
-                handle = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)  # 0666 & umask, not 0755
-                os.write(handle, f"{os.getpid()}\n".encode())
-                os.close(handle)
+            if _create_marker(marker):
                 return candidate, marker
-            except FileExistsError:
-                if _remove_if_dead(marker, legacy_too=False):  # a hard-killed run's: the name is free again
-                    continue
+            if _remove_if_dead(marker, legacy_too=False):  # a hard-killed run's: the name is free again
+                continue
         n += 1
         candidate = f"{stem}-{n}"
+
+
+def _create_marker(marker):
+    """Create ``marker`` holding this process's pid, atomically (``O_EXCL``); False when it exists already."""
+    try:
+        handle = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)  # 0666 & umask, not 0755
+    except FileExistsError:
+        return False
+    os.write(handle, f"{os.getpid()}\n".encode())
+    os.close(handle)
+    return True
+
+
+def _holder_of(marker):
+    """``marker``'s content: the pid of the run that holds it as text ("" for markers of versions before session 25),
+    or None when it cannot be read (gone meanwhile)."""
+    try:
+        with open(marker, encoding="utf-8") as handle:
+            return handle.read().strip()
+    except OSError:
+        return None
 
 
 def _live_holder(marker):
     """The pid of another process that holds ``marker`` and runs, else None. Where liveness cannot be told (Windows:
     ``pid_alive`` is always True there) a marker never counts as live: a resume is not refused for good."""
-    try:
-        with open(marker, encoding="utf-8") as existing:
-            text = existing.read().strip()
-    except OSError:
-        return None
-    if os.name != "nt" and text.isdigit() and int(text) != os.getpid() and pid_alive(int(text)):
+    text = _holder_of(marker)
+    if os.name != "nt" and text and text.isdigit() and int(text) != os.getpid() and pid_alive(int(text)):
         return int(text)
     return None
 
@@ -108,21 +121,15 @@ def _in_use(resume_file, marker, holder):
 def _claim_marker(marker):
     """Hold ``marker`` (write this process's pid into it) for a run that goes on writing an earlier run's files
     (``resume_from``). Returns None, or the pid of the live process that holds it (that run is still writing)."""
-    while True:
-        try:
-            handle = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-        except FileExistsError:
-            holder = _live_holder(marker)
-            if holder is not None:
-                return holder
-            try:  # a dead run's, a marker without a pid (older versions) or this process's own
-                os.remove(marker)
-            except FileNotFoundError:
-                pass
-            continue
-        os.write(handle, f"{os.getpid()}\n".encode())
-        os.close(handle)
-        return None
+    while not _create_marker(marker):
+        holder = _live_holder(marker)
+        if holder is not None:
+            return holder
+        try:  # a dead run's, a marker without a pid (older versions) or this process's own
+            os.remove(marker)
+        except FileNotFoundError:
+            pass
+    return None
 
 
 def _remove_dead_markers(folder):
@@ -143,10 +150,8 @@ def _marker_of(stem):
 def _remove_if_dead(marker, legacy_too):
     """Remove a name marker whose run no longer runs (its pid is dead); a marker without a pid (written by versions
     before session 25) only with ``legacy_too``. Whether it was removed."""
-    try:
-        with open(marker, encoding="utf-8") as handle:
-            text = handle.read().strip()
-    except OSError:
+    text = _holder_of(marker)
+    if text is None:
         return False
     if (text.isdigit() and int(text) != os.getpid() and not pid_alive(int(text))) or (not text and legacy_too):
         try:

@@ -92,21 +92,15 @@ class Interaction:
 def _orders(values: List, path: str, field: str) -> List[float]:
     """The time field as numbers that order each user's history; file order for all rows when any value is not a
     number (mixing times and row numbers would order nothing)."""
-    try:
-        return [float(v) for v in values]
-    except (TypeError, ValueError):
-        bad = next(v for v in values if not _is_number(v))
-        logger.warning("%s: field %r holds a value that is not a number (%r): histories are in file order",
-                       path, field, bad)
-        return [float(row) for row in range(len(values))]
-
-
-def _is_number(value) -> bool:
-    try:
-        float(value)
-        return True
-    except (TypeError, ValueError):
-        return False
+    orders = []
+    for value in values:
+        try:
+            orders.append(float(value))
+        except (TypeError, ValueError):
+            logger.warning("%s: field %r holds a value that is not a number (%r): histories are in file order",
+                           path, field, value)
+            return [float(row) for row in range(len(values))]
+    return orders
 
 
 def _repeated_pairs(users: List[str], items: List[str]) -> Set[Tuple[str, str]]:
@@ -172,12 +166,9 @@ class DatasetText:
         self.history: Dict[str, List[Interaction]] = {}
         self.item_reviews: Dict[str, List[str]] = {}
         self.pairs: List[Tuple[str, str]] = []
-        #: The training split the stage was given (every interaction without one): what a store records as its
-        #: split_hash, also for pairs the ``.inter`` file does not hold (warned about below).
-        self.split_pairs = train
         seen: Set[Tuple[str, str]] = set()
         repeated = _repeated_pairs(users, items) if train is not None and (rating or review) else set()
-        for row, (u, i, r, text, t) in enumerate(zip(users, items, ratings, reviews, orders)):
+        for u, i, r, text, t in zip(users, items, ratings, reviews, orders):
             key = (u, i)
             if (train is not None and key not in train) or key in seen:
                 continue
@@ -200,8 +191,9 @@ class DatasetText:
         if train is not None and len(seen) < len(train):
             logger.warning("%s: %d training pairs are not in the interaction file and are ignored",
                            self.inter_path, len(train) - len(seen))
-        if train is None:
-            self.split_pairs = set(self.pairs)
+        #: The training split the stage was given (every interaction without one): what a store records as its
+        #: split_hash, also for pairs the ``.inter`` file does not hold (warned about above).
+        self.split_pairs = train if train is not None else set(self.pairs)
         self.items: Dict[str, ItemText] = {}
         item_path = self.item_path = atomic_file(data_path, dataset, "item")
         title, attrs, fields = None, [], None

@@ -69,27 +69,27 @@ def check_adapter_path(folder: str) -> None:
                           "(or move the files away)")
 
 
-def _adapter_matches(folder: str, identity: Dict, before_retraining=lambda: None) -> bool:
-    """Whether the adapter in ``folder`` was fine-tuned with ``identity``; a mismatch is warned about (after
-    ``before_retraining``, which raises when the fine-tuning could not run: no false "fine-tuned again")."""
+def _adapter_refit_reason(folder: str, identity: Dict) -> Optional[str]:
+    """None when the adapter in ``folder`` was fine-tuned with ``identity`` (reused); otherwise why it is fine-tuned
+    again: ``""`` when there is none yet, else the warning for a folder that is fine-tuned over (damaged, or of other
+    settings or data), which the caller gives once it knows the fine-tuning can run."""
     if not os.path.isdir(folder):
-        return False
+        return ""
     try:
         settings = read_settings(folder)
     except FileNotFoundError:
-        return False
+        return ""
     except DataError as error:  # a damaged folder is fine-tuned again (saved atomically over it)
-        logger.warning("%s; it is fine-tuned again", error)
-        return False
+        return f"{error}; it is fine-tuned again"
     changed = [key for key, value in identity.items() if settings.get(key) != value]
-    if changed:  # a cache: the run's adapter replaces it, but a folder the user named may be one they meant to keep
-        before_retraining()
-        described = [key if isinstance(identity[key], str) and len(identity[key]) == 64 else
-                     f"{key}: {settings.get(key)!r} -> {identity[key]!r}" for key in changed]  # hashes by name only
-        logger.warning("HNLMRec adapter: %s was fine-tuned with other settings or data than this run's (%s); it is "
-                       "fine-tuned again over it. Give hnlm_adapter_path another folder to keep it.", folder,
-                       "; ".join(described))
-    return not changed
+    if not changed:
+        return None
+    # a cache: the run's adapter replaces it, but a folder the user named may be one they meant to keep
+    described = [key if isinstance(identity[key], str) and len(identity[key]) == 64 else
+                 f"{key}: {settings.get(key)!r} -> {identity[key]!r}" for key in changed]  # hashes by name only
+    return (f"HNLMRec adapter: {folder} was fine-tuned with other settings or data than this run's "
+            f"({'; '.join(described)}); it is fine-tuned again over it. Give hnlm_adapter_path another folder to "
+            "keep it.")
 
 
 def finetuned_manifest(cfg: LLMConfig, text: DatasetText, pairs, generator_name: str, teacher: Teacher,
@@ -198,8 +198,11 @@ def ensure_finetuned(cfg: LLMConfig, text: DatasetText, store_path: str, progres
     generator_name = generator_name or resolve_generator(cfg.generator).name
     identity = adapter_identity(cfg, teacher, generator_name, text)
     pairs = text.select_pairs(cfg.max_pairs, cfg.seed)
-    reusable = _adapter_matches(adapter, identity,  # read once: a mismatch is warned about once
-                                lambda: check_4bit(cfg.load_in_4bit, "hnlm_load_in_4bit"))
+    refit = _adapter_refit_reason(adapter, identity)  # read once: a mismatch is warned about once
+    reusable = refit is None
+    if refit:  # refused first when the fine-tuning cannot run here: no false "fine-tuned again"
+        check_4bit(cfg.load_in_4bit, "hnlm_load_in_4bit")
+        logger.warning("%s", refit)
     if reusable:  # a fine-tuning stopped between saving the adapter and removing its resume state
         discard_stale_work(adapter)
     if embed and not reusable and os.path.exists(store_path):  # its manifest names the adapter hash: never a hit

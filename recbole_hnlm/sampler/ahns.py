@@ -66,10 +66,9 @@ class AHNS(NegativeSampler):
         """``[B]`` target score :math:`\\beta (s^+ + \\alpha)^{p+1}`."""
         user, pos = ctx.emb.user[ctx.user], ctx.emb.item[ctx.pos]
         base = (user * pos).sum(-1).float() + self.alpha
+        target = self.beta * base.pow(self.p + 1)
         if self.training:  # an epoch's counts: not those of an eval-mode model's probes (fhn analysis)
             self.nonpositive_base += int((base <= 0).sum())
-        target = self.beta * base.pow(self.p + 1)
-        if self.training:
             self.undefined_target += int((~torch.isfinite(target)).sum())
         return target
 

@@ -618,8 +618,7 @@ def test_4bit_where_it_cannot_run_is_refused_before_announcing_a_fine_tuning(tmp
     assert "fine-tuned again" not in caplog.text and folder_hash(adapter) == before
 
 
-def test_damaged_teacher_and_adapter_files_are_named(tmp_path, tiny_llama_dir, teacher_path, data_root, mini_recbole,
-                                                     caplog):
+def test_damaged_teacher_and_adapter_files_are_named(tmp_path, tiny_llama_dir, teacher_path, data_root, mini_recbole):
     """A truncated teacher, a store given as teacher, a truncated adapter file or settings file, or a folder as the
     store path gave raw tracebacks (SafetensorError, JSONDecodeError, IsADirectoryError); now one error naming the
     file and the remedy, and damaged adapter settings are fine-tuned again."""
@@ -658,9 +657,11 @@ def test_damaged_teacher_and_adapter_files_are_named(tmp_path, tiny_llama_dir, t
     settings.write_text(settings.read_text()[:20])
     with pytest.raises(DataError, match="not a readable fine-tuned adapter"):
         HybridPromptEncoder.load(model, tokenizer, str(broken))
-    from recbole_hnlm.llm.finetune_pipeline import _adapter_matches
+    from recbole_hnlm.llm.finetune_pipeline import _adapter_refit_reason
 
-    assert _adapter_matches(str(broken), {}) is False and "it is fine-tuned again" in caplog.text
+    reason = _adapter_refit_reason(str(broken), {})  # not reused; the caller warns with this
+    assert reason is not None and f"{broken}: not a readable fine-tuned adapter" in reason
+    assert reason.endswith("it is fine-tuned again")
 
     folder = tmp_path / "a-folder"
     folder.mkdir()
