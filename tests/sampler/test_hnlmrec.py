@@ -471,7 +471,8 @@ def test_every_loss_term_and_the_adapter_gradient_match_eq6_to_eq10(fast_config,
     sampler's attributes): half the pairs stored (the others keep the random negative), eq. 7's mixing (with the
     item-norm option), BPR + L2 over the random negative's ego row, eq. 9 with tau = 0.3 (2-way or in-batch) between
     the pooled user, the positive and h, and eq. 10's Frobenius term; the adapter's gradients too. Passing eq. 9 the
-    random negative, swapping user and item, detaching h or ignoring the temperature passed every earlier test."""
+    random negative, swapping user and item, detaching h or ignoring the temperature passed every earlier test; the
+    embedding tables' gradients catch a gradient through the item-norm scale, which only rescales h."""
     import copy
 
     import torch.nn.functional as F
@@ -490,18 +491,22 @@ def test_every_loss_term_and_the_adapter_gradient_match_eq6_to_eq10(fast_config,
     losses = model.calculate_loss(batch)
     assert isinstance(losses, tuple) and len(losses) == 3
     sum(losses).backward()
+    tables = (model.user_embedding.weight, model.item_embedding.weight)
+    table_grads = [t.grad.clone() for t in tables]
+    for table in tables:
+        table.grad = None
     adapter = copy.deepcopy(model.sampler.adapter).double()
     adapter.zero_grad()
     x, found = model.sampler.pairs.lookup(user, pos)
     assert 0 < int(found.sum()) < len(found)
     emb = model.propagate(with_layers=False)
-    u, i, j = (gather_rows(t, r).detach().double() for t, r in ((emb.user, user), (emb.item, pos), (emb.item, neg)))
+    u, i, j = (gather_rows(t, r).double() for t, r in ((emb.user, user), (emb.item, pos), (emb.item, neg)))
     h = adapter(x.double())
-    h_bpr = F.normalize(h, dim=1) * j.norm(dim=1, keepdim=True) if h_norm == "item" else h
+    h_bpr = F.normalize(h, dim=1) * j.detach().norm(dim=1, keepdim=True) if h_norm == "item" else h  # a scale only
     weight = lam * found.double()[:, None]
     mixed = weight * h_bpr + (1 - weight) * j  # eq. 7
     bpr = F.softplus((u * mixed).sum(1) - (u * i).sum(1)).mean()  # eq. 8
-    ego_u, ego_i = model.user_embedding.weight.detach().double(), model.item_embedding.weight.detach().double()
+    ego_u, ego_i = model.user_embedding.weight.double(), model.item_embedding.weight.double()
     l2 = model.reg_weight * (ego_u[user].pow(2).sum() + ego_i[pos].pow(2).sum() + ego_i[neg].pow(2).sum()) / (
         2 * len(user))
     un, pn, hn = (F.normalize(t[found], dim=1) for t in (u, i, h))
@@ -516,6 +521,9 @@ def test_every_loss_term_and_the_adapter_gradient_match_eq6_to_eq10(fast_config,
     for got, want in zip(model.sampler.adapter.parameters(), adapter.parameters()):
         scale = float(want.grad.abs().max())
         assert scale > 0 and float((got.grad.double() - want.grad).abs().max()) <= 1e-4 * scale
+    for got, table in zip(table_grads, tables):  # through the propagation (float32) and the reference's float64 tail
+        scale = float(table.grad.abs().max())
+        assert scale > 0 and float((got - table.grad).abs().max()) <= 1e-4 * scale
 
 
 def test_probes_of_an_eval_mode_model_stay_out_of_the_epoch_report(fast_config, ml_slice, tmp_path):

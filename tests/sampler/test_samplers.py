@@ -231,3 +231,25 @@ def test_device_rounds_keep_candidates_uniform_over_non_positives(device_rounds)
     expected = draws.numel() / 9
     chi2 = float(((counts - expected) ** 2 / expected).sum())
     assert chi2 < 26.1, counts  # chi-square, 8 degrees of freedom, p = 0.001
+
+
+@pytest.mark.parametrize("max_rounds,device_rounds", [(0, 0), (5, 0), (5, 2), (2, 7)])
+def test_candidate_redraws_stop_after_max_rounds_and_count_what_is_left(max_rounds, device_rounds, caplog):
+    """A user who owns every item: exactly ``max_rounds`` redraw rounds (device rounds included, never more than
+    max_rounds), then every remaining positive is kept, counted in ``leaked`` and warned about once."""
+
+    class CountingGenerator(CandidateGenerator):
+        checks = 0
+
+        def is_positive(self, user, items):
+            CountingGenerator.checks += 1
+            return super().is_positive(user, items)
+
+    users, items = torch.zeros(9, dtype=torch.long), torch.arange(1, 10)
+    generator = CountingGenerator(users, items, n_items=10, max_rounds=max_rounds, device_rounds=device_rounds)
+    with caplog.at_level("WARNING"):
+        generator(torch.zeros(3, dtype=torch.long), 4)
+        generator(torch.zeros(3, dtype=torch.long), 4)
+    assert CountingGenerator.checks == 2 * (1 + max_rounds)
+    assert generator.leaked == 2 * 3 * 4
+    assert caplog.text.count("still training positives after") == 1
