@@ -221,7 +221,7 @@ def check_one_split_for_llm_artifacts(cells, config_dict=None, config_file_list=
     ``split_seed``, no pre-split files, no split in time order): each seed would split the data its own way, while
     HNLMRec's LLM artifacts (the teacher, adapter and store in the dataset's artifact folder) serve one training
     split, so every seed but the first failed (the teacher of another split). The sparsity analysis's subsampled
-    cells are other training splits too: they are not covered here."""
+    cells are other training splits too: each builds its own artifacts (``runner.use_own_llm_artifacts``)."""
     from recbole_hnlm.config import read_config_files
 
     seeds = sorted({cell.seed for cell in cells if cell.sampler == "HNLMRec"})

@@ -71,6 +71,46 @@ def make_config(model, dataset, config_dict, config_file_list=None):
                   command_line=False)
 
 
+#: The options naming HNLMRec's LLM artifacts; each serves the one training split it was built on.
+LLM_ARTIFACT_OPTIONS = ("hnlm_file", "hnlm_teacher_path", "hnlm_adapter_path", "hnlm_store_path")
+
+
+def use_own_llm_artifacts(config, cell):
+    """Give an HNLMRec sparsity cell (``train_ratio < 1``) LLM artifacts of its own: its training split is a per-user
+    subsample drawn with the cell's seed, while the dataset's default teacher, adapter and store serve the full
+    split (the teacher of another split is refused). The cell's defaults are those of the dataset's artifact folder
+    with ``.train<NN>-seed<S>`` after the dataset name (e.g. ``ml-100k.train40-seed2020.hnlm-teacher.safetensors``),
+    so each subsample trains its teacher, fine-tunes its adapter and embeds its store once, and a rerun reuses them.
+
+    Raises:
+        ConfigError: the settings name one of :data:`LLM_ARTIFACT_OPTIONS` (one split's artifacts for every cell).
+    """
+    if cell.sampler != "HNLMRec" or cell.train_ratio >= 1.0:
+        return
+    from recbole_hnlm.errors import ConfigError
+    from recbole_hnlm.llm.config import LLMConfig
+    from recbole_hnlm.llm.finetune_pipeline import default_adapter_path
+    from recbole_hnlm.llm.pipeline import root_data_path
+    from recbole_hnlm.llm.store import default_store_path
+    from recbole_hnlm.llm.teacher import default_teacher_path
+
+    named = [key for key in LLM_ARTIFACT_OPTIONS if config[key] is not None]
+    if named:
+        raise ConfigError(
+            f"--analysis sparsity with --samplers HNLMRec: {', '.join(named)} names the LLM artifacts of one training "
+            "split, but each sparsity cell trains on its own subsample (and HNLMRec's teacher, adapter and store "
+            "must come from that subsample's pairs). Leave it unset: the grid gives each sparsity cell its own "
+            "files next to the dataset's (<dataset>.train<NN>-seed<S>.hnlm-*).")
+    dataset, root = config["dataset"], root_data_path(config, config["dataset"])
+    tag = f"{dataset}.train{int(round(cell.train_ratio * 100)):02d}-seed{cell.seed}"
+    defaults = {"hnlm_teacher_path": default_teacher_path(root, dataset),
+                "hnlm_adapter_path": default_adapter_path(root, dataset),
+                "hnlm_store_path": default_store_path(root, dataset, LLMConfig.from_config(config).variant)}
+    for key, path in defaults.items():
+        folder, name = os.path.split(path)
+        config[key] = os.path.join(folder, tag + name[len(dataset):])
+
+
 def cell_config_dict(cell, out_dir, config_dict=None):
     """The config dict of one cell: the shared settings plus the cell's sampler, seed and checkpoint folder. Cells
     write no per-epoch resume state (the grid resumes per finished cell, and the write would count in epoch times)."""
@@ -104,6 +144,7 @@ def check_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_
 
     check_model_sampler_pair(get_model(cell.model, options), get_sampler(cell.sampler), options)
     config = make_config(cell.model, dataset, cell_config_dict(cell, out_dir, config_dict), config_file_list)
+    use_own_llm_artifacts(config, cell)
     for message in unknown_option_messages(config.unknown_options) + config.option_warnings:
         (warn or logging.getLogger().warning)(message)
     if config["eval_only"]:
@@ -330,6 +371,7 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
     cell_dict = cell_config_dict(cell, out_dir, settings)
     shutil.rmtree(cell_dict["checkpoint_dir"], ignore_errors=True)  # left over by an unfinished run of this cell
     config = make_config(cell.model, dataset, cell_dict, config_file_list)
+    use_own_llm_artifacts(config, cell)
     with cell_logging(config, os.path.join(out_dir, "logs", f"{cell.key}.log")), \
             deterministic_algorithms(config["use_deterministic_algorithms"]):
         logger = logging.getLogger()

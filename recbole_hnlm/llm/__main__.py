@@ -58,10 +58,10 @@ def _check_teacher_of_split(path: str, rb_config, dataset: str, train_pairs) -> 
     """The ``teacher`` stage reuses an existing file: say now, not at the fine-tuning, when it was trained on another
     split than the one these settings give."""
     from .finetune_pipeline import check_teacher_split
-    from .pipeline import _root_data_path, load_dataset_text
+    from .pipeline import root_data_path, load_dataset_text
     from .teacher import Teacher
 
-    text = load_dataset_text(rb_config, dataset, _root_data_path(rb_config, dataset), train_pairs)
+    text = load_dataset_text(rb_config, dataset, root_data_path(rb_config, dataset), train_pairs)
     check_teacher_split(Teacher.load(path), text)
 
 
@@ -202,9 +202,9 @@ def _run_stage(argv, quiet: contextlib.ExitStack) -> int:
             return 0
         train_pairs = train_pairs_from_dataset(train)
         config = {k: rb_config[k] for k in rb_config.final_config_dict if _stage_key(k)}  # yaml files too
-        from .pipeline import _root_data_path
+        from .pipeline import root_data_path
 
-        read_from = _root_data_path(rb_config, args.dataset)  # RecBole reads its bundled ml-100k whatever is asked
+        read_from = root_data_path(rb_config, args.dataset)  # RecBole reads its bundled ml-100k whatever is asked
         if os.path.abspath(read_from) != os.path.abspath(data_path):
             logging.getLogger(__name__).warning(
                 "--data_path %s: RecBole reads %s from %s, so the LLM stage reads it from there too, and keeps its "

@@ -17,7 +17,7 @@ from .paths import artifact_dir
 from .store import PairEmbeddingStore, StoreError, default_store_path, manifest_mismatch
 
 __all__ = ["ensure_negatives", "run_profiles", "run_negatives", "profiles_path", "store_path_for",
-           "load_dataset_text", "teacher_path_for"]
+           "load_dataset_text", "root_data_path", "teacher_path_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def teacher_path_for(config) -> str:
 
     cfg = LLMConfig.from_config(config)
     dataset = config["dataset"]
-    return cfg.teacher_path or default_teacher_path(_root_data_path(config, dataset), dataset)
+    return cfg.teacher_path or default_teacher_path(root_data_path(config, dataset), dataset)
 
 
 def _id_fields(config) -> Tuple[str, str]:
@@ -189,7 +189,7 @@ def run_negatives(cfg: LLMConfig, text: DatasetText, store_path: Optional[str] =
     return store_path
 
 
-def _root_data_path(config, dataset: str) -> str:
+def root_data_path(config, dataset: str) -> str:
     """RecBole stores ``data_path`` already joined with the dataset name; return the folder above it."""
     path = os.path.normpath(config["data_path"])
     return os.path.dirname(path) if os.path.basename(path) == dataset else path
@@ -219,7 +219,7 @@ def ensure_negatives(config, dataset_name, data_path: Optional[str] = None,
         train_pairs = train_pairs_from_dataset(dataset_name) if train_pairs is None else train_pairs
         dataset_name = config["dataset"]
     if data_path is None:
-        data_path = _root_data_path(config, dataset_name)
+        data_path = root_data_path(config, dataset_name)
     cfg = LLMConfig.from_config(config)
     text = load_dataset_text(config, dataset_name, data_path, train_pairs)
     path = store_path_for(cfg, data_path, dataset_name)
