@@ -97,11 +97,13 @@ _FIELD_OPTIONS = ("val_interval", "threshold", "normalize_field", "numerical_fea
                   "alias_of_user_id", "alias_of_item_id", "unused_col")
 
 
-def dataset_error(config, error):
-    """RecBole's message for filters that leave nothing, or an option naming a field that is not loaded, as an error
-    that names the options; ``None`` for other errors."""
+def dataset_error(config, error, dataset=None):
+    """RecBole's message for filters that leave nothing, an option naming a field that is not loaded, or users who
+    interacted with every item (``dataset`` names them), as an error that names the options; ``None`` for others."""
     text = str(error)
     name = config["dataset"]
+    if "Some users have interacted with all items" in text and dataset is not None:
+        return _users_with_every_item_error(config, dataset)
     if "Some feat is empty" in text:
         return DataError(f"Dataset '{name}': the interaction filters leave no interactions "
                          f"({', '.join(_applied_filters(config)) or 'no filter option set'}): loosen them.")
@@ -122,14 +124,37 @@ def dataset_error(config, error):
     return None
 
 
+def _users_with_every_item_error(config, dataset):
+    """RecBole's negative sampler refuses users with every item, naming neither them nor a remedy that works for
+    pre-split files (RecBole filters those not at all)."""
+    feat = dataset.inter_feat
+    n_items = dataset.item_num - 1  # id 0 is padding
+    keys = np.unique(feat[dataset.uid_field].numpy().astype(np.int64) * dataset.item_num
+                     + feat[dataset.iid_field].numpy())
+    users, counts = np.unique(keys // dataset.item_num, return_counts=True)
+    full = users[counts >= n_items]
+    tokens = ", ".join(repr(str(t)) for t in dataset.id2token(dataset.uid_field, full[:5]))
+    more = f" and {len(full) - 5} more" if len(full) > 5 else ""
+    if config["benchmark_filename"]:
+        remedy = ("RecBole filters no pre-split files: remove some of their pairs, or the users, from the files "
+                  f"({', '.join(config['benchmark_filename'])})")
+    else:
+        remedy = (f"leave them out with user_inter_num_interval=\"[0,{n_items})\" (users with fewer interactions), or "
+                  "remove some of their pairs from the .inter file")
+    return DataError(f"Dataset '{config['dataset']}': user{'s' * (len(full) > 1)} {tokens}{more} interacted with "
+                     f"every one of the {n_items} items, so no negative item can be drawn for them (RecBole's sampler "
+                     f"refuses): {remedy}.")
+
+
 @contextlib.contextmanager
-def dataset_errors_named(config):
+def dataset_errors_named(config, dataset=None):
     """Context manager around RecBole's dataset reading and splitting: an error :func:`dataset_error` recognises is
-    raised as its :class:`DataError` (RecBole's own message may print the whole interaction table); others pass."""
+    raised as its :class:`DataError` (RecBole's own message may print the whole interaction table); others pass.
+    ``dataset``: the dataset being split (names the users of RecBole's sampler error)."""
     try:
         yield
     except (ValueError, TypeError) as error:
-        clear = dataset_error(config, error)
+        clear = dataset_error(config, error, dataset)
         if clear is None:
             raise
         raise clear from None

@@ -106,8 +106,9 @@ def _warn_about_changed_options(config, checkpoint, overridden):
     """Warn when the rebuilt configuration differs from the run's final one in an option not set by the caller: a
     property-file default changed since, or a setting the checkpoint could not store. Best-epoch checkpoints of earlier
     versions hold no final options (their resume states do): nothing to compare, no warning."""
+    ranking = set(getattr(config.model_class, "ranking_options", ()))  # the backbone's load warns about those
     changed = [line for line in changed_options(config, checkpoint)
-               if line.split(":", 1)[0] not in _NOT_COMPARED | overridden]
+               if line.split(":", 1)[0] not in _NOT_COMPARED | overridden | ranking]
     if changed:
         logging.getLogger().warning(
             f"load_data_and_model: {checkpoint} was trained with other values of these options than the rebuilt "

@@ -142,7 +142,7 @@ def read_dataset(config):
 def split_dataset(config, dataset):
     """RecBole's ``data_preparation``, its errors about the options (a split by a field that is not loaded) as one
     :class:`DataError` naming them."""
-    with dataset_errors_named(config):
+    with dataset_errors_named(config, dataset):
         return data_preparation(config, dataset)
 
 

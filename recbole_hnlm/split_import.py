@@ -250,6 +250,12 @@ def _summary(parts, train_file, test_file, training_pairs, valid_source, dropped
     if counts.get("items_only_in_validation"):
         warnings.append(f"{counts['items_only_in_validation']} items have all their training pairs in the validation "
                         "hold-out, so the model never trains on them.")
+    every_item = _users_with_every_item(parts)
+    if every_item:
+        warnings.append(f"{len(every_item)} user{'s' * (len(every_item) > 1)} ({', '.join(map(str, every_item[:5]))}"
+                        f"{' ...' * (len(every_item) > 5)}) interacted with every item of the files, so RecBole's "
+                        "sampler has no negative item for them and a run stops: remove some of their pairs (RecBole "
+                        "filters no pre-split files).")
     if valid_source == "test":
         warnings.append("The validation file is the test file (--valid test, the papers' protocol): the best epoch is "
                         "picked on the test split, so the test numbers are optimistic.")
@@ -258,6 +264,16 @@ def _summary(parts, train_file, test_file, training_pairs, valid_source, dropped
             warnings.append(f"{source.path}: the third column (weights) varies; it is not imported, every pair is a "
                             "positive as in the papers.")
     return counts, warnings
+
+
+def _users_with_every_item(parts):
+    """The users whose pairs, over every part, name every item the parts name (sorted)."""
+    items_of = {}
+    for pairs in parts.values():
+        for user, item in pairs:
+            items_of.setdefault(user, set()).add(item)
+    n_items = len(set().union(*items_of.values())) if items_of else 0
+    return sorted(user for user, items in items_of.items() if len(items) == n_items)
 
 
 def _manifest(train_file, test_file, options, counts, warnings):

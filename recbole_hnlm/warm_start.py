@@ -243,6 +243,18 @@ def _checked_backbone(model, config):
     return state, stored, backbone
 
 
+def _warn_if_not_the_best_epoch(path, state) -> None:
+    """A resume state holds the last epoch trained, which the run did not test when an earlier epoch validated
+    best: evaluating or ranking with it gives other numbers than the run's test result, without a word."""
+    best = state.get("best_epoch")
+    if not state.get("resume_state") or best is None or int(best) == int(state.get("epoch", best)):
+        return
+    best_file = state.get("best_checkpoint") or "the run's <model>-<time>.safetensors"
+    logging.getLogger().warning(
+        f"{path} is a resume state: it holds the weights of epoch {state.get('epoch')}, the last one trained, not "
+        f"those of the best epoch {best} that the run tested; give {best_file} for the best model.")
+
+
 def load_backbone(model, config) -> str:
     """Load the backbone weights of ``config["init_from"]`` into ``model`` for evaluation (``eval_only``): the
     sampler's parameters play no part in ranking. Returns a one-line summary for the log.
@@ -252,12 +264,14 @@ def load_backbone(model, config) -> str:
     """
     state, _, backbone = _checked_backbone(model, config)
     model.load_state_dict(backbone, strict=False)
+    _warn_if_not_the_best_epoch(config["init_from"], state)
     changes = backbone_option_changes(config, state)
     if changes:  # the same weights under other options (n_layers) rank differently: not the model that was trained
         logging.getLogger().warning(
             f"{config['init_from']} was trained with other {config['model']} options than this run's "
-            f"({'; '.join(changes)}): the evaluated model is not the trained one. Give the trained values (e.g. in "
-            "the run's config file) to evaluate it as trained.")
+            f"({'; '.join(changes)}): the evaluated model is not the trained one. Give the trained values to "
+            "evaluate it as trained (the run script: its config file or --key=value; load_data_and_model: "
+            "config_dict; recommend: --key=value).")
     return (f"eval_only: weights of {config['init_from']} ({state.get('model')}+{state.get('sampler')}, epoch "
             f"{state.get('epoch')}); no training.")
 

@@ -118,7 +118,8 @@ def test_overrides_and_refusals(dns_run, fast_config, tmp_path):
         logging.getLogger().removeHandler(handler)
     warned = " ".join(record.getMessage() for record in caplog_records)
     assert "n_layers: 1 -> 3" in warned and "embedding_size" not in warned and "split_seed" not in warned
-    assert "config_dict (recommend: as --key=value)" in warned  # both ways to pass them
+    assert warned.count("n_layers") == 1  # once, not by the options' check and again by the backbone's
+    assert "load_data_and_model: config_dict; recommend: --key=value" in warned  # both ways to pass them
     config, model, *_, test_data = load_data_and_model(older, {**options, "split_seed": 2020, "embedding_size": 16,
                                                                "n_layers": 1, "checkpoint_dir": str(tmp_path / "e")})
     assert _evaluate(config, model, test_data) == dns_run["test_result"]
@@ -156,3 +157,21 @@ def test_changed_validation_or_test_pairs_are_named(fast_config, tmp_path, caplo
     with caplog.at_level(logging.WARNING):
         load_data_and_model(run["checkpoint"])
     assert "the validation or test pairs differ from those the run of" in caplog.text
+
+
+def test_a_resume_state_is_loaded_with_a_word_about_its_epoch(fast_config, tmp_path, caplog):
+    """A resume state holds the last epoch trained; with eval_step=2 over three epochs the run tested epoch 1's
+    weights, and loading the resume state ranked with epoch 2's without a word."""
+    run = run_recbole_hnlm(model="MF", config_dict={**fast_config, "sampler": "RNS", "epochs": 3, "eval_step": 2,
+                                                    "checkpoint_dir": str(tmp_path / "run")})
+    resume = run["checkpoint"].replace(".safetensors", ".resume.safetensors")
+    elsewhere = {"checkpoint_dir": str(tmp_path / "eval")}
+    with caplog.at_level(logging.WARNING):
+        config, model, *_, test_data = load_data_and_model(run["checkpoint"], elsewhere)
+    assert "resume state" not in caplog.text
+    assert _evaluate(config, model, test_data) == run["test_result"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        load_data_and_model(resume, elsewhere)
+    assert (f"{resume} is a resume state: it holds the weights of epoch 2, the last one trained, not those of the "
+            f"best epoch 1 that the run tested; give {run['checkpoint']} for the best model") in caplog.text

@@ -361,3 +361,36 @@ def test_presplit_duplicate_warning_counts_training_repeats_and_leaks_not_valid_
     with pytest.raises(FileNotFoundError, match=r"missing .*hand.valid.inter\. .*hand.inter exists: drop "
                                                 r"--benchmark_filename.*holds hand.train.inter, hand.valid.inter"):
         check_dataset_files(config)
+
+
+def test_a_user_with_every_item_is_named_at_import_and_at_the_run(tmp_path, fast_config):
+    """RecBole's sampler stops a run on a user who interacted with every item, in a traceback naming neither the user
+    nor a remedy that works for pre-split files (its hint is a filter, which it never applies to them)."""
+    from recbole_hnlm.quick_start import run_recbole_hnlm
+
+    rng = np.random.default_rng(1)
+    train, test = [], []
+    for user in range(1, 41):
+        items = list(range(1, 31)) if user == 7 else rng.choice(np.arange(1, 31), 12, replace=False).tolist()
+        train += [f"{user} {item}" for item in items[:-2]]
+        test += [f"{user} {item}" for item in items[-2:]]
+    manifest = import_split("full", write(tmp_path / "train.txt", train), write(tmp_path / "test.txt", test),
+                            str(tmp_path / "atomic"), file_format="pairs")
+    assert any("1 user (7) interacted with every item of the files" in w for w in manifest["warnings"])
+    with pytest.raises(DataError, match=r"Dataset 'full': user '7' interacted with every one of the 30 items, so no "
+                                        r"negative item can be drawn .* RecBole filters no pre-split files: remove"):
+        run_recbole_hnlm(model="MF", dataset="full", config_dict=dict(
+            fast_config, dataset="full", data_path=str(tmp_path / "atomic"), benchmark_filename=list(PARTS),
+            load_col={"inter": ["user_id", "item_id"]}, topk=[5], valid_metric="NDCG@5"))
+    inter = tmp_path / "plain" / "plain"  # the same pairs as one .inter file: RecBole's filter is the remedy
+    inter.mkdir(parents=True)
+    (inter / "plain.inter").write_text("user_id:token\titem_id:token\n" + "".join(
+        line.replace(" ", "\t") + "\n" for line in train + test))
+    with pytest.raises(DataError, match=r"user '7' .* user_inter_num_interval=\"\[0,30\)\""):
+        run_recbole_hnlm(model="MF", dataset="plain", config_dict=dict(
+            fast_config, dataset="plain", data_path=str(tmp_path / "plain"), load_col={"inter": ["user_id", "item_id"]},
+            topk=[5], valid_metric="NDCG@5"))
+    result = run_recbole_hnlm(model="MF", dataset="plain", config_dict=dict(  # and it works
+        fast_config, dataset="plain", data_path=str(tmp_path / "plain"), load_col={"inter": ["user_id", "item_id"]},
+        topk=[5], valid_metric="NDCG@5", user_inter_num_interval="[0,30)", epochs=1))
+    assert np.isfinite(result["best_valid_score"])

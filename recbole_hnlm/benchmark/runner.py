@@ -318,10 +318,10 @@ def build_data(config, dataset, train_ratio=1.0, seed=0):
 
     from recbole_hnlm.data_checks import dataset_errors_named
 
-    with dataset_errors_named(config):  # a split by a field that is not loaded: one error naming the options
+    with dataset_errors_named(config, dataset):  # a split by a field that is not loaded, users with every item
         built = dataset.build()
+        train_sampler, valid_sampler, test_sampler = create_samplers(config, dataset, built)
     train_dataset, valid_dataset, test_dataset = built
-    train_sampler, valid_sampler, test_sampler = create_samplers(config, dataset, built)
     full_train = train_dataset
     if train_ratio < 1.0:
         users = train_dataset.inter_feat[train_dataset.uid_field].numpy()

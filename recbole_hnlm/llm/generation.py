@@ -68,19 +68,38 @@ class Generator:
         (and for every attempt when ``do_sample``).  max_prompt_tokens: prompts are cut from the left beyond this
         (their instructions are lost: warned, counted in ``prompts_cut``); ``None`` (default): what the model's
         context (``max_position_embeddings``, 2048 when unknown) leaves after the answer budget.
+        load_model: with ``model=None``, called once to load the model when it is first needed, so a stage whose
+        answers are all cached never loads it (minutes for a 7B model).
     """
 
     def __init__(self, model, tokenizer, max_new_tokens: int = 64, batch_size: int = 8, retries: int = 2,
                  do_sample: bool = False, temperature: float = 0.7, top_p: float = 0.9,
-                 max_prompt_tokens: Optional[int] = None, seed: int = 2020):
-        self.model, self.tokenizer = model, tokenizer
+                 max_prompt_tokens: Optional[int] = None, seed: int = 2020,
+                 load_model: Optional[Callable[[], torch.nn.Module]] = None):
+        if model is None and load_model is None:
+            raise ValueError("Generator: give a model, or load_model to load it when first needed")
+        self._model, self._load_model, self.tokenizer = model, load_model, tokenizer
         self.max_new_tokens, self.batch_size, self.retries = max_new_tokens, batch_size, retries
         self.do_sample, self.temperature, self.top_p = do_sample, temperature, top_p
         self.max_prompt_tokens, self.seed = max_prompt_tokens, seed
         self.stop_ids = stop_token_ids(tokenizer)
-        self.device = next(model.parameters()).device
         self.tokens_generated = 0
         self.prompts_cut = 0  # prompts longer than max_prompt_tokens (cut from the left; the first one is logged)
+
+    @property
+    def model(self):
+        """The causal LM (loaded now when it was deferred to its first use)."""
+        if self._model is None:
+            self._model = self._load_model()
+        return self._model
+
+    @property
+    def model_loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
 
     def prompt_limit(self) -> int:
         """Prompt tokens kept: ``max_prompt_tokens``, or the model's context minus the answer budget."""

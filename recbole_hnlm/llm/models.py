@@ -159,16 +159,12 @@ def load_causal_lm(path: str = DEFAULT_GENERATOR, dtype: str = "float32", load_i
         load_in_4bit: NF4 quantisation through bitsandbytes (CUDA only; a clear error otherwise).
         device: ``cpu`` / ``cuda`` / None (cuda when available).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     check_4bit(load_in_4bit, option)
-    ref = resolve_generator(path, option)
+    tokenizer, ref = load_tokenizer(path, option)
     torch_dtype = getattr(torch, dtype)
-    kwargs = dict(local_files_only=True)
-    if ref.gguf_file:
-        kwargs["gguf_file"] = ref.gguf_file
-    tokenizer = AutoTokenizer.from_pretrained(ref.folder, **kwargs)
-    model_kwargs = dict(kwargs, dtype=torch_dtype)
+    model_kwargs = dict(_from_pretrained_kwargs(ref), dtype=torch_dtype)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if load_in_4bit:
         from transformers import BitsAndBytesConfig
@@ -181,8 +177,24 @@ def load_causal_lm(path: str = DEFAULT_GENERATOR, dtype: str = "float32", load_i
     if not load_in_4bit:
         model.to(device)
     model.eval()
-    prepare_tokenizer(tokenizer)
     return model, tokenizer, ref
+
+
+def _from_pretrained_kwargs(ref) -> dict:
+    kwargs = dict(local_files_only=True)
+    if ref.gguf_file:
+        kwargs["gguf_file"] = ref.gguf_file
+    return kwargs
+
+
+def load_tokenizer(path: str = DEFAULT_GENERATOR, option: str = "hnlm_generator"):
+    """Load ``(tokenizer, ModelRef)`` of a generator (:func:`load_causal_lm`'s tokenizer) without its model."""
+    from transformers import AutoTokenizer
+
+    ref = resolve_generator(path, option)
+    tokenizer = AutoTokenizer.from_pretrained(ref.folder, **_from_pretrained_kwargs(ref))
+    prepare_tokenizer(tokenizer)
+    return tokenizer, ref
 
 
 def prepare_tokenizer(tokenizer) -> None:

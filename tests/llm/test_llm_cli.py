@@ -224,3 +224,26 @@ def test_config_files_in_the_run_scripts_one_string_form(tmp_path, caplog):
     assert main(["negatives", "--split", "all", "--dataset", "empty", "--data_path", str(tmp_path),
                  "--config_files", f"{first} {second}", "--hnlm_generator=no-such-model"]) == 2  # no training pairs
     assert "Unknown option 'hnlm_max_pair' is ignored" in caplog.text and "cannot be read" not in caplog.text
+
+
+def test_a_profiles_stage_with_every_profile_cached_never_loads_the_model(tmp_path, tiny_llama_dir, monkeypatch):
+    """The profiles stage loaded the generator (minutes for a 7B model) before finding every answer cached."""
+    from recbole_hnlm.llm import models
+    from recbole_hnlm.llm.pipeline import profiles_path
+
+    loads = []
+    load = models.load_causal_lm
+    monkeypatch.setattr(models, "load_causal_lm", lambda *args, **kwargs: loads.append(args) or load(*args, **kwargs))
+    root = write_slice(str(tmp_path / "data"))
+    stage = ["profiles", "--split", "all", "--dataset", "mini", "--data_path", root, "--quiet", "--max_pairs", "2",
+             f"--hnlm_generator={tiny_llama_dir}", "--hnlm_profile_max_new_tokens=4", "--hnlm_retries=0"]
+    assert main(stage) == 0
+    assert len(loads) == 1
+    with open(profiles_path(root, "mini"), encoding="utf-8") as handle:
+        records = handle.read()
+    assert main(stage) == 0
+    assert len(loads) == 1  # every profile cached: the model stayed on disk
+    with open(profiles_path(root, "mini"), encoding="utf-8") as handle:
+        assert handle.read() == records
+    assert main(stage[:-1] + ["--hnlm_retries=1"]) == 0  # another setting: the profiles are made again
+    assert len(loads) == 2
