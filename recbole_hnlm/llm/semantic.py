@@ -32,8 +32,9 @@ __all__ = ["pairs_sha256", "semantic_manifest", "run_semantic_negatives", "NEGAT
 logger = logging.getLogger(__name__)
 NEGATIVE_TEMPLATE = "hard_negative.v1"
 #: What answers are refused (in the manifest: a store written under other checks is computed again).
-ANSWER_CHECKS = ("v5: none-like, placeholder, the interacted item or a training item of the user (also as the "
-                 "answer's leading title), the user's profile repeated (its start, or an undated sentence of its words)")
+ANSWER_CHECKS = ("v6: none-like, placeholder, the interacted item or a training item of the user (also as the "
+                 "answer's leading title, or opening a sentence about it after a preamble), the user's profile "
+                 "repeated (its start, or an undated sentence of its words)")
 _NONE_ANSWERS = {"none", "null", "n a", "na", "nothing", "unknown", "no item", "none found", "not applicable",
                  "item name", "none of the above"}
 _NONE_STARTS = ("no hard negative", "none of the ", "not applicable", "there is no ")
@@ -43,6 +44,14 @@ _ARTICLES = ("the", "a", "an", "das", "der", "die", "le", "la", "les", "il", "el
 _LEAD_IN = re.compile(r"^(?:the\s+)?(?:movie|film)\s*:?\s+", re.IGNORECASE)
 #: Where a sentence or an aside starts after a leading title: ". ", "! ", ", ", "; ", " - ", " (film)".
 _TITLE_END = re.compile(r"[.!?;,](?:\s|$)|\s[-\u2013\u2014]\s|\s\((?!\s*\d{4}\s*\))")
+#: Words that, right after a title, go on with a sentence about it ("Pulp Fiction is a great choice") rather than
+#: name a longer title ("Toy Story 2", "Batman Returns", "Star Wars: The Empire Strikes Back").
+_CONTINUATIONS = frozenset(
+    "is was are were would could should might may will can has had have offers features provides delivers remains "
+    "shares tells follows explores which that who whose with by from directed starring stars also because since but "
+    "as for it its this".split())
+#: What a model writes before a title, as a title_key: "The original 1989 classic Sex, Lies, and Videotape".
+_PREAMBLE = re.compile(r"^(?:(?:the|a|an|original|classic|cult|iconic|acclaimed|beloved|movie|film|\d{4})\s+)+")
 
 
 def pairs_sha256(pairs: Sequence[Tuple[str, str]]) -> str:
@@ -105,7 +114,26 @@ def _names(answer_keys: Tuple[str, str], answer_year: Optional[str], title: str,
     if answer_year and item_year and answer_year != item_year:
         return False
     key = title_key(title)
-    return bool(key) and key in answer_keys
+    return bool(key) and (key in answer_keys or _opens_sentence_about(answer_keys[0], key, item_year))
+
+
+def _opens_sentence_about(answer_key: str, key: str, item_year: Optional[str]) -> bool:
+    """Whether an answer (its ``title_key``) opens, after an optional preamble, with the title ``key`` and goes on
+    with its year or a sentence about it ("Pulp Fiction (1994) is great", "The original 1989 classic Sex, Lies, and
+    Videotape, which ..."). A year in the preamble or after the title other than the item's names a namesake."""
+    preamble = _PREAMBLE.match(answer_key)
+    for start in {0, preamble.end() if preamble else 0}:
+        rest = answer_key[start:]
+        if not rest.startswith(key + " "):
+            continue
+        after = rest[len(key) + 1:].split()  # not empty: title keys have no trailing space
+        dated = re.fullmatch(r"\d{4}", after[0]) is not None  # "Pulp Fiction (1994), a crime film"
+        years = re.findall(r"\b\d{4}\b", answer_key[:start]) + after[:dated]
+        if item_year and any(y != item_year for y in years):
+            continue
+        if dated or after[0] in _CONTINUATIONS:
+            return True
+    return False
 
 
 def _repeats(key: str, profile_key: str, dated: bool) -> bool:

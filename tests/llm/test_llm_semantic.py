@@ -67,6 +67,19 @@ def test_parser_rejects_unusable_answers(raw):
     ("N/A", "Heat (1995)", True),
     ("No hard negative.", "Heat (1995)", True),
     ("<item name, at most 20", "Heat (1995)", True),  # the prompt's placeholder echoed, cut by the budget
+    # a sentence about the item, with its year or after a preamble (a helper's real SmolLM2 run stored these)
+    ("Pulp Fiction is a great choice for fans of action movies", "Pulp Fiction (1994)", True),
+    ("Pulp Fiction (1994) is great", "Pulp Fiction (1994)", True),
+    ("Pulp Fiction (1994), a crime film", "Pulp Fiction (1994)", True),
+    ("The original 1989 classic Sex, Lies, and Videotape, which ...", "Sex, Lies, and Videotape (1989)", True),
+    ("It is a horror film", "It (1990)", True),
+    ("Jackie Brown, a lesser-known film than Pulp Fiction", "Pulp Fiction (1994)", False),
+    ("Toy Story 2 is a fine sequel", "Toy Story (1995)", False),
+    ("Star Wars: The Empire Strikes Back", "Star Wars (1977)", False),
+    ("Batman Returns", "Batman (1989)", False),
+    ("Heat and Dust", "Heat (1995)", False),
+    ("Sabrina (1954) is a classic", "Sabrina (1995)", False),
+    ("The 1954 classic Sabrina, with Audrey Hepburn", "Sabrina (1995)", False),
 ])
 def test_a_negative_naming_the_interacted_item_or_nothing_is_refused(name, interacted, refused):
     """The LLM named the positive itself as its hard negative ("Heavyweights" for Heavyweights (1994)), and it was
