@@ -18,9 +18,9 @@ try:
 except ImportError:  # Windows: no advisory locks, concurrent runs are not detected
     fcntl = None
 
-from recbole_hnlm.errors import ConcurrentWriterError
+from recbole_hnlm.errors import ConcurrentWriterError, ConfigError
 
-__all__ = ["atomic_folder", "atomic_path", "discard_stale_work", "exclusive_lock", "file_sha256",
+__all__ = ["atomic_folder", "atomic_path", "check_writable", "discard_stale_work", "exclusive_lock", "file_sha256",
            "is_safetensors_file", "lock_file", "pid_alive", "remove_dead_writers_files", "work_folder",
            "write_json_atomic", "write_text_atomic"]
 
@@ -129,6 +129,17 @@ def lock_file(path: str) -> str:
     return path.rstrip(os.sep) + ".lock"
 
 
+def check_writable(path: str, option: str) -> None:
+    """Raise :class:`ConfigError` naming ``option`` when ``path`` cannot be written (its nearest existing folder is
+    read-only): before the hours of work whose result would be written there, not after them."""
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"{option}: {path} cannot be written ({folder} is read-only); give a path in a writable "
+                          "folder")
+
+
 def work_folder(artifact: str) -> str:
     """The folder beside ``artifact`` where an unfinished computation of it keeps what it resumes from (chunks, a
     resume state); it is guarded by ``lock_file(work_folder(artifact))``."""
@@ -152,6 +163,9 @@ def discard_stale_work(artifact: str) -> None:
             shutil.rmtree(work, ignore_errors=True)
     except ConcurrentWriterError:
         return
+    except OSError as error:  # a read-only folder: tidying up is optional, the artifact is still used
+        logger.info("%s: left in place (%s)", work, error.strerror or error)
+        return
     logger.info("%s: removed (left beside %s by the run that wrote it)", work, artifact)
 
 
@@ -166,7 +180,9 @@ def exclusive_lock(path: str, what: str, wait: bool = False):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     handle = open(path, "a+", encoding="utf-8")
     try:
-        if fcntl is not None and _flock(handle, path, what, wait):
+        if fcntl is None:
+            _warn_no_fcntl_once(what)
+        elif _flock(handle, path, what, wait):
             handle.seek(0)
             handle.truncate()
             handle.write(f"{os.getpid()}\n")
@@ -174,6 +190,17 @@ def exclusive_lock(path: str, what: str, wait: bool = False):
         yield
     finally:
         handle.close()  # releases the lock
+
+
+_warned_no_fcntl = []
+
+
+def _warn_no_fcntl_once(what: str) -> None:
+    """Where Python has no ``fcntl`` (Windows), say once per process that no lock guards the files."""
+    if not _warned_no_fcntl:
+        _warned_no_fcntl.append(True)
+        logger.warning("this platform has no advisory file locks (no fcntl module): a second run writing %s (or "
+                       "any other artifact) at the same time would not be detected", what)
 
 
 def _flock(handle, path: str, what: str, wait: bool) -> bool:

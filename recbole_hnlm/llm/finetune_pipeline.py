@@ -9,7 +9,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 from recbole_hnlm.errors import ConfigError, DataError
-from recbole_hnlm.files import discard_stale_work, exclusive_lock, lock_file, work_folder, write_text_atomic
+from recbole_hnlm.files import (check_writable, discard_stale_work, exclusive_lock, lock_file, work_folder,
+                                 write_text_atomic)
 from .chunks import ChunkedRun, user_aligned_starts
 from .config import LLMConfig
 from .dataset_text import DatasetText
@@ -217,6 +218,9 @@ def ensure_finetuned(cfg: LLMConfig, text: DatasetText, store_path: str, progres
             logger.info("%s: cache hit, fine-tuned negatives already computed", store_path)
             discard_stale_work(store_path)
             return store_path
+    for path, option, written in ((adapter, "hnlm_adapter_path", not reusable), (store_path, "hnlm_store_path", embed)):
+        if written:
+            check_writable(path, option)
     # one run at a time fine-tunes (or reads) the adapter folder: a second one would save over it after hours
     with exclusive_lock(lock_file(adapter), f"the adapter {adapter} (or embedding pairs with it)"), \
             llm_threads(cfg):

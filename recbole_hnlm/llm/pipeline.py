@@ -10,7 +10,7 @@ from typing import Iterable, Optional, Tuple
 
 import torch
 
-from recbole_hnlm.files import discard_stale_work, is_safetensors_file
+from recbole_hnlm.files import check_writable, discard_stale_work, is_safetensors_file
 from .config import LLMConfig
 from .dataset_text import DatasetText
 from .paths import artifact_dir
@@ -172,6 +172,7 @@ def run_negatives(cfg: LLMConfig, text: DatasetText, store_path: Optional[str] =
         logger.info("%s: cache hit, semantic negatives already computed", store_path)
         discard_stale_work(store_path)
         return store_path
+    check_writable(store_path, "hnlm_store_path")
     if len(pairs) > LONG_SEMANTIC_RUN_PAIRS and not torch.cuda.is_available():
         logger.warning("HNLMRec semantic variant: %d pairs, each an LLM answer (docs/llm.md measures about 0.4 pairs/s "
                        "on 2 CPU cores: hours to days), after the profiles of their users and items; it resumes where "

@@ -153,9 +153,10 @@ def user_profile_prompt(formatter: ChatFormatter, template: PromptTemplate, text
 
 def _generate_kind(kind: str, keys: List[str], prompts: List[str], generator: Generator, template: PromptTemplate,
                    book: ProfileBook, generator_name: str, settings: Dict, progress: bool,
-                   flush_every: Optional[int] = None) -> int:
+                   flush_every: Optional[int] = None) -> str:
     """Generate the missing profiles of one kind; each ``generate`` batch (``flush_every``, default the generator's
-    batch size) is appended to ``book`` as it finishes, so a kill loses at most one batch. Returns the failures."""
+    batch size) is appended to ``book`` as it finishes, so a kill loses at most one batch. Returns a warning naming
+    the failed profiles among ``keys`` (cached ones included), or ``""``."""
     flush_every = flush_every or generator.batch_size
     todo = [(k, p, _sha(p)) for k, p in zip(keys, prompts)]
     todo = [(k, p, s) for k, p, s in todo if book.get(kind, k, s, generator_name, settings) is None]
@@ -175,7 +176,12 @@ def _generate_kind(kind: str, keys: List[str], prompts: List[str], generator: Ge
         book.append(records)
         bar.update(len(batch))
     bar.close()
-    return failures
+    failed = sum(not (book.get(kind, key, sha, generator_name, settings) or {}).get("ok")
+                 for key, sha in zip(keys, map(_sha, prompts)))
+    if not failed:
+        return ""
+    return (f"{failed}/{len(keys)} {kind} profiles failed ({failures} of the {len(todo)} generated in this run; "
+            f"recorded in {book.path})")
 
 
 def build_profiles(text: DatasetText, generator: Generator, generator_name: str, book: ProfileBook,
@@ -205,14 +211,12 @@ def build_profiles(text: DatasetText, generator: Generator, generator_name: str,
         prompts = [item_profile_prompt(formatter, item_t, text, i, max_reviews) for i in items]
         failed = _generate_kind("item", items, prompts, generator, item_t, book, generator_name, settings, progress)
         if failed:
-            logger.warning("%d/%d item profiles failed (recorded in %s); user prompts describe those items by "
-                           "their raw attributes", failed, len(items), book.path)
+            logger.warning("%s; user prompts describe those items by their raw attributes", failed)
     prompts = [user_profile_prompt(formatter, user_t, text, book if item_profiles else None, u,
                                    max_history, profile_words) for u in users]
     failed = _generate_kind("user", users, prompts, generator, user_t, book, generator_name, settings, progress)
     if failed:
-        logger.warning("%d/%d user profiles failed (recorded in %s); their pairs get no negatives", failed,
-                       len(users), book.path)
+        logger.warning("%s; their pairs get no negatives", failed)
     if generator.prompts_cut:
         logger.warning("%d prompts were longer than the model's context and lost their start (the instructions); "
                        "their profiles are unreliable: shorten the histories (hnlm_max_history, hnlm_profile_words)",

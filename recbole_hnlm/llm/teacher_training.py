@@ -21,7 +21,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from recbole_hnlm.files import discard_stale_work, exclusive_lock, lock_file, work_folder
+from recbole_hnlm.files import check_writable, discard_stale_work, exclusive_lock, lock_file, work_folder
 from .teacher import check_replaceable_teacher, export_teacher, training_settings
 
 __all__ = ["ensure_teacher", "train_teacher", "teacher_config", "teacher_settings"]
@@ -114,6 +114,7 @@ def train_teacher(config, train_data, path: str, model: Optional[str] = None, ep
     from recbole_hnlm.utils import get_model, get_trainer
 
     model, epochs = _teacher_choice(config, model, epochs)
+    check_writable(path, "hnlm_teacher_path")
     loader_generator = getattr(train_data, "generator", None)  # RecBole's shuffling generator
     states = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
               loader_generator.get_state() if loader_generator is not None else None)

@@ -136,3 +136,15 @@ def make_scripted_generator(tokenizer, always_bad_mod: int = 11, first_bad_mod: 
             return {"ids": self._encode(prefix), "kv": None}
 
     return Scripted(torch.nn.Linear(1, 1), tokenizer, max_new_tokens=16, batch_size=4, retries=2)
+
+
+def simulate_read_only(monkeypatch, folder) -> None:
+    """Make ``os.access`` report ``folder`` and what is inside it as not writable, as on a read-only mount (root, as
+    the tests often run, writes anywhere else)."""
+    real_access, root = os.access, os.path.realpath(str(folder))
+
+    def access(path, mode, *args, **kwargs):
+        inside = os.path.commonpath([os.path.realpath(path), root]) == root
+        return not (inside and mode & os.W_OK) and real_access(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)

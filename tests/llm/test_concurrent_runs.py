@@ -8,6 +8,7 @@ import textwrap
 import pytest
 import torch
 
+from llm_helpers import simulate_read_only
 from recbole_hnlm.errors import ConcurrentWriterError
 from recbole_hnlm.llm.chunks import ChunkedRun
 from recbole_hnlm.llm.profiles import ProfileBook
@@ -153,3 +154,49 @@ def test_a_write_removes_the_temporary_files_of_dead_writers_only(tmp_path):
     finally:
         live.kill()
         live.wait(timeout=60)
+
+
+def test_a_python_without_fcntl_runs_unlocked_after_one_warning(tmp_path, monkeypatch, caplog):
+    """Windows has no fcntl: every lock was skipped without a word, while the docs promised a warning."""
+    import recbole_hnlm.files as files
+
+    monkeypatch.setattr(files, "fcntl", None)
+    monkeypatch.setattr(files, "_warned_no_fcntl", [])
+    with ChunkedRun(str(tmp_path / "w"), {}, 2, 1) as run:
+        _save(run, 0, 1)
+    ProfileBook(str(tmp_path / "p.jsonl")).append([{"kind": "user", "key": "a", "summarization": "x", "ok": True}])
+    assert caplog.text.count("no advisory file locks (no fcntl module)") == 1
+
+
+def test_a_cache_hit_in_a_folder_that_cannot_be_tidied_is_still_used(tmp_path, caplog):
+    """A read-only folder made the optional removal of a finished artifact's leftover work folder a traceback, and
+    the cached store was not used. The lock file here is a folder: opening it fails for root too."""
+    import logging
+    import time
+
+    from recbole_hnlm.files import discard_stale_work, lock_file, work_folder
+
+    artifact = tmp_path / "s.safetensors"
+    os.makedirs(work_folder(str(artifact)))
+    (tmp_path / "s.safetensors.work" / "plan.json").write_text("{}")
+    time.sleep(0.05)
+    artifact.write_bytes(b"done")
+    os.makedirs(lock_file(work_folder(str(artifact))))
+    with caplog.at_level(logging.INFO):
+        discard_stale_work(str(artifact))
+    assert os.path.isdir(work_folder(str(artifact))) and "left in place" in caplog.text
+
+
+def test_artifacts_that_cannot_be_written_are_refused_before_the_work(tmp_path, monkeypatch):
+    """A store path in a read-only folder failed after the LLM loaded and the profiles ran, in a traceback."""
+    from recbole_hnlm.errors import ConfigError
+    from recbole_hnlm.files import check_writable
+
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    simulate_read_only(monkeypatch, read_only)
+    check_writable(str(tmp_path / "new" / "deeper" / "s.safetensors"), "hnlm_store_path")  # created when written
+    for path in (read_only / "s.safetensors", read_only / "sub" / "s.safetensors"):
+        with pytest.raises(ConfigError, match=rf"hnlm_store_path: .*s.safetensors cannot be written \({read_only} is "
+                                              r"read-only\); give a path in a writable folder"):
+            check_writable(str(path), "hnlm_store_path")

@@ -2,7 +2,7 @@
 import logging
 import os
 
-from llm_helpers import write_slice
+from llm_helpers import simulate_read_only, write_slice
 from recbole_hnlm.llm.__main__ import main
 from recbole_hnlm.llm.store import PairEmbeddingStore
 
@@ -247,3 +247,28 @@ def test_a_profiles_stage_with_every_profile_cached_never_loads_the_model(tmp_pa
         assert handle.read() == records
     assert main(stage[:-1] + ["--hnlm_retries=1"]) == 0  # another setting: the profiles are made again
     assert len(loads) == 2
+
+
+def test_a_store_path_that_cannot_be_written_is_one_line_before_the_llm_works(tmp_path, tiny_llama_dir,
+                                                                             tiny_encoder_dir, monkeypatch, capsys,
+                                                                             caplog):
+    """The LLM loaded and the profiles ran before the read-only store folder failed in a traceback; and a read-only
+    dataset folder's own artifacts were passed over without a word (hours of LLM work done again elsewhere)."""
+    root = write_slice(str(tmp_path / "data"))
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    simulate_read_only(monkeypatch, read_only)
+    stage = ["negatives", "--split", "all", "--dataset", "mini", "--data_path", root, "--quiet", "--max_pairs", "2",
+             f"--hnlm_generator={tiny_llama_dir}", f"--hnlm_encoder={tiny_encoder_dir}"]
+    assert main(stage + [f"--hnlm_store_path={read_only / 's.safetensors'}"]) == 2
+    assert "hnlm_store_path: " in capsys.readouterr().err
+    assert not os.path.exists(os.path.join(root, "mini", "mini.hnlm-profiles.jsonl"))  # no profile was generated
+    (tmp_path / "data" / "mini").rename(read_only / "mini")  # the dataset folder is now the read-only one
+    (read_only / "mini" / "mini.hnlm-semantic.safetensors").write_bytes(b"an earlier run's")
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        from recbole_hnlm.llm.paths import artifact_dir
+
+        assert artifact_dir(str(read_only), "mini") == os.path.join(str(tmp_path), "saved", "hnlm", "mini")
+    assert f"{read_only / 'mini'} is read-only, so the LLM artifacts go to" in caplog.text
+    assert "the 1 there (mini.hnlm-semantic.safetensors) are not read: copy them over" in caplog.text

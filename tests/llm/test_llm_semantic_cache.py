@@ -183,3 +183,26 @@ def test_a_long_semantic_run_says_so_before_it_starts(root, tmp_path, tiny_token
     _run(root, str(tmp_path / "many.safetensors"), tiny_tokenizer, tiny_encoder_dir, max_pairs=11)
     assert "HNLMRec semantic variant: 11 pairs, each an LLM answer" in caplog.text
     assert "hnlm_max_pairs=N with hnlm_missing=random writes a subset" in caplog.text
+
+
+def test_the_failed_profiles_warning_counts_the_cached_ones_too(tmp_path, tiny_tokenizer, caplog):
+    """"2/15 item profiles failed" counted the failures of this run over every profile it needed, and a fully cached
+    rerun hid the earlier failures."""
+    from recbole_hnlm.llm.profiles import ProfileBook, _generate_kind
+    from recbole_hnlm.llm.prompts import PromptTemplate
+
+    generator = make_scripted_generator(tiny_tokenizer, always_bad_mod=3)
+    book = ProfileBook(str(tmp_path / "profiles.jsonl"))
+    keys = [f"i{k}" for k in range(12)]
+    prompts = [f"item {k} profile please" for k in keys]
+    args = (generator, PromptTemplate.load("item_profile.v1"), book, "scripted", {})
+    first = _generate_kind("item", keys[:6], prompts[:6], *args, progress=False)
+    failed_first = sum(not r["ok"] for r in ProfileBook(book.path).records.values())
+    assert failed_first and first.startswith(f"{failed_first}/6 item profiles failed ({failed_first} of the 6 "
+                                             "generated in this run")
+    both = _generate_kind("item", keys, prompts, *args, progress=False)
+    failed = sum(not r["ok"] for r in ProfileBook(book.path).records.values())
+    assert failed > failed_first and both.startswith(f"{failed}/12 item profiles failed ({failed - failed_first} of "
+                                                     "the 6 generated in this run")
+    again = _generate_kind("item", keys, prompts, *args, progress=False)
+    assert again.startswith(f"{failed}/12 item profiles failed (0 of the 0 generated in this run")
