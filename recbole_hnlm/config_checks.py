@@ -216,12 +216,32 @@ def foreign_options(external_keys, plugin_properties_dir: str, model: str, sampl
         read |= owners.get(reader, frozenset())
     found = []
     for key in external_keys:
+        if key in read or _general_option(key, plugin_properties_dir):
+            continue
         holders = [(kind, name) for (kind, name), names in owners.items() if key in names]
-        if holders and key not in read and not _general_option(key, plugin_properties_dir):
+        if holders:
             described = [f"the {'/'.join(n for k, n in holders if k == kind)} {kind}" for kind in ("model", "sampler")
                          if any(k == kind for k, _ in holders)]
             found.append((key, " and ".join(described)))
+            continue
+        recbole_models = [name for name, names in recbole_model_options().items() if key in names]
+        if recbole_models:  # e.g. the MixGCF code's mess_dropout, only RecBole's KGAT/KGIN/MCCLK define it
+            listed = "/".join(recbole_models[:4]) + ("/..." if len(recbole_models) > 4 else "")
+            hint = difflib.get_close_matches(key, sorted(read), n=1, cutoff=0.6)
+            found.append((key, f"RecBole's {listed} model{'s' * (len(recbole_models) > 1)}"
+                               + (f" (did you mean '{hint[0]}'?)" if hint else "")))
     return found
+
+
+_RECBOLE_MODEL_OPTIONS = {}
+
+
+def recbole_model_options() -> dict:
+    """``{model name: option names}`` of RecBole's own ``properties/model/*.yaml`` (cached)."""
+    if not _RECBOLE_MODEL_OPTIONS:
+        for path in sorted(glob.glob(os.path.join(_recbole_properties(), "model", "*.yaml"))):
+            _RECBOLE_MODEL_OPTIONS[os.path.basename(path)[:-len(".yaml")]] = frozenset(_yaml_keys_of(path))
+    return _RECBOLE_MODEL_OPTIONS
 
 
 def foreign_option_messages(foreign, never_read_by: str) -> list:

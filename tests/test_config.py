@@ -104,6 +104,7 @@ def test_recbole_model_without_layers_cannot_use_hard_samplers(fast_config):
     ("NGCF", "message_dropout", 1.5), ("NGCF", "message_dropout", -0.1), ("NGCF", "message_dropout", "x"),
     ("NGCF", "self_loop", "yes"), ("NGCF", "node_dropout", 1.0), ("NGCF", "node_dropout", -0.5),
     ("NGCF", "hidden_size_list", [64, -3]), ("NGCF", "hidden_size_list", "abc"), ("NGCF", "hidden_size_list", [64.5]),
+    ("NGCF", "hidden_size_list", []),  # no layer: the run was MF's, without a word
     ("SGL", "ssl_weight", -1), ("SGL", "drop_ratio", "abc"), ("SGL", "drop_ratio", 1.0), ("SGL", "ssl_tau", 0),
     ("SGL", "type", "XX"), ("SGL", "layers_dtype", "float16"), ("LightGCN", "layers_dtype", "float16"),
 ])

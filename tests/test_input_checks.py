@@ -124,8 +124,21 @@ def test_options_of_other_backbones_and_samplers_are_named():
     assert teacher.foreign_options == []  # the MixGCF teacher (LightGCN) reads both
     squared = Config(model="LightGCN", dataset="ml-100k", config_dict={"require_pow": False}, command_line=False)
     assert [key for key, _ in squared.foreign_options] == ["require_pow"]  # RecBole's switch: the plugin squares
+    assert Config(model="NGCF", dataset="ml-100k", config_dict={"require_pow": False},
+                  command_line=False).foreign_options[0][0] == "require_pow"
     assert Config(model="BPR", dataset="ml-100k", config_dict={"require_pow": False},
                   command_line=False).foreign_options == []  # RecBole's own models read it
+    # options only other RecBole models define, such as the MixGCF code's name of NGCF's message dropout, were
+    # ignored without a word
+    ngcf = Config(model="NGCF", dataset="ml-100k", config_dict={"mess_dropout": 0.1, "message_dropout": 0.1},
+                  command_line=False)
+    assert ngcf.foreign_options == [("mess_dropout", "RecBole's KGAT model (did you mean 'message_dropout'?)")]
+    sgl = Config(model="SGL", dataset="ml-100k", config_dict={"ssl_temp": 0.2, "ssl_tau": 0.2}, command_line=False)
+    assert foreign_option_messages(sgl.foreign_options, run_never_reads("SGL", "RNS")) == [
+        "Option 'ssl_temp' is ignored: it is an option of RecBole's NCL model (did you mean 'ssl_tau'?), which a SGL "
+        "run with the RNS sampler never reads."]
+    assert Config(model="LightGCN", dataset="ml-100k", config_dict={"n_layers": 2, "reg_weight": 1e-4},
+                  command_line=False).foreign_options == []
     dns = Config(model="MF", dataset="ml-100k", config_dict={"sampler": "DNS", "hnlm_lambda": 0.1}, command_line=False)
     assert dns.foreign_options == [("hnlm_lambda", "the HNLMRec sampler")]  # amazon-toys.yaml sets it: still HNLMRec's
 

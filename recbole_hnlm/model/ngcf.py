@@ -53,8 +53,8 @@ class NGCF(SampledRecommender):
         from recbole_hnlm.utils import get_sampler
 
         require(config, "hidden_size_list",
-                lambda v: isinstance(v, (list, tuple)) and all(is_integer(h) and h >= 1 for h in v),
-                "a list of integers >= 1, the output size of each layer (e.g. [64,64,64])")
+                lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(is_integer(h) and h >= 1 for h in v),
+                "a non-empty list of integers >= 1, the output size of each layer (e.g. [64,64,64]; [] would be MF)")
         require(config, "message_dropout", lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)")
         require(config, "node_dropout", lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)")
         require(config, "self_loop", lambda v: isinstance(v, bool), "True or False")

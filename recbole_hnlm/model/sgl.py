@@ -80,6 +80,8 @@ class SGL(LightGCN):
     def extra_losses(self, interaction, emb):
         if self.views is None:
             self.views = (self.augmented_graph(), self.augmented_graph())
+        if self.ssl_weight == 0:  # LightGCN: the views are drawn all the same (the same random stream), not propagated
+            return ()
         view1 = self.propagate_graph(self.views[0], with_layers=False)
         view2 = self.propagate_graph(self.views[1], with_layers=False)
         # row 0 is RecBole's padding id, neither a user nor an item: it stays out of eq. 10's denominators

@@ -382,3 +382,19 @@ def test_inference_scores_follow_the_weights(fast_config, model_name):
     with torch.no_grad():
         assert torch.allclose(model.full_sort_predict(Interaction({"user_id": users})).view(len(users), -1), full)
     assert model.other_parameter() == {}  # nothing of the cache goes into a checkpoint
+
+
+def test_sgl_without_its_contrastive_term_is_lightgcn_and_propagates_no_view(fast_config):
+    """ssl_weight = 0 propagated both views and computed both InfoNCE terms every batch, to multiply them by 0 (an
+    SGL epoch took 1.5x LightGCN's for LightGCN's numbers). The views are still drawn, so the random stream and the
+    numbers are those of earlier runs."""
+    sgl, batch, _ = build(fast_config, "SGL", ssl_weight=0.0)
+    lightgcn, _, _ = build(fast_config, "LightGCN")
+    lightgcn.load_state_dict(sgl.state_dict(), strict=False)
+    sgl.on_epoch_start(0)
+    propagated = []
+    propagate_graph = sgl.propagate_graph
+    sgl.propagate_graph = lambda *args, **kwargs: propagated.append(1) or propagate_graph(*args, **kwargs)
+    loss = sgl.calculate_loss(batch)
+    assert torch.is_tensor(loss) and torch.equal(loss, lightgcn.calculate_loss(batch))
+    assert len(propagated) <= 1  # the training graph's own propagation only, if it goes through propagate_graph
