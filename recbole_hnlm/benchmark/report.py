@@ -249,6 +249,12 @@ def _fmt_compare(c):
     return f"{text} (p={c['p']:.3g}, n={c['n']})"
 
 
+def _rounded_as_recbole(run, value):
+    """``value`` rounded to the run's ``metric_decimal_place`` (RecBole's default 4), as its reported metrics are."""
+    places = (run.get("settings") or {}).get("metric_decimal_place")
+    return round(float(value), int(places) if places is not None else 4)
+
+
 def _table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -300,11 +306,11 @@ def markdown_report(results, errors=None, title=None, not_finished=()):
         rows = []
         for model in _order([r["model"] for r in popularity], MODEL_ORDER):
             for sampler in _order([r["sampler"] for r in popularity if r["model"] == model], SAMPLER_ORDER):
-                runs = [r["analysis"]["popularity"] for r in popularity
-                        if r["model"] == model and r["sampler"] == sampler]
+                runs = [r for r in popularity if r["model"] == model and r["sampler"] == sampler]
                 row = [model, sampler, len(runs)]
-                for group in ("All",) + POPULARITY_GROUPS:
-                    values = np.array([[g[group][m] for m in ("recall@20", "ndcg@20")] for g in runs], dtype=float)
+                for group in ("All",) + POPULARITY_GROUPS:  # rounded as RecBole rounds: "All" is the main table's
+                    values = np.array([[_rounded_as_recbole(r, r["analysis"]["popularity"][group][m])
+                                        for m in ("recall@20", "ndcg@20")] for r in runs], dtype=float)
                     finite = int(np.isfinite(values[:, 0]).sum())  # a group without test users is NaN in a split
                     cell = " / ".join(f"{np.nanmean(values[:, j]):.4f}" if finite else "-" for j in (0, 1))
                     row.append(cell if finite == len(runs) else f"{cell} (n={finite})")

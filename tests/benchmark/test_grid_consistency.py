@@ -362,3 +362,25 @@ def test_an_interrupted_grid_names_the_rows_it_never_started(tmp_path):
     grid(out, ["RNS", "DNS"], [1, 2], FakeRunner())  # resumed to the end
     assert json.loads((out / "grid.json").read_text())["completed"] is True
     assert "## Not finished" not in open(write_report(str(out), plots=False)["table"]).read()
+
+
+def test_the_popularity_tables_all_column_is_the_main_tables_mean():
+    """The "All" group averaged unrounded values while the main table averages RecBole's rounded metrics, so the two
+    could differ in the last digit (0.1234 against 0.1235 here)."""
+    from recbole_hnlm.benchmark.analysis import POPULARITY_GROUPS
+    from recbole_hnlm.benchmark.report import markdown_report
+
+    results = []
+    for seed, exact in ((1, 0.12336), (2, 0.12346)):  # RecBole reports 0.1234 and 0.1235
+        result = FakeRunner()(Cell("MF", "RNS", seed), "toy", None)
+        result["test_result"].update({"recall@20": round(exact, 4), "ndcg@20": 0.2})
+        result["analysis"]["popularity"] = {group: {"recall@20": exact, "ndcg@20": 0.2, "n_items": 10, "n_test": 5}
+                                            for group in ("All",) + POPULARITY_GROUPS}
+        results.append(result)
+    lines = markdown_report(results).splitlines()
+    main = [line for line in lines if line.startswith("| RNS | 2 |")][0].split(" | ")[3]
+    popularity = [line for line in lines if line.startswith("| MF | RNS | 2 |")][0].split(" | ")[3]
+    assert main.startswith("0.1235 ± ") and popularity == "0.1235 / 0.2000"  # unrounded, the mean 0.12341 read 0.1234
+    results[0]["settings"] = results[1]["settings"] = {"metric_decimal_place": 6}
+    row = [line for line in markdown_report(results).splitlines() if line.startswith("| MF | RNS | 2 |")][0]
+    assert row.split(" | ")[3] == "0.1234 / 0.2000"  # kept to 6 decimals, shown with 4
