@@ -162,6 +162,20 @@ def _check_same_search(out, search):
     return stored
 
 
+#: What a search writes into ``out`` (``confirm``: the grid its report suggests running).
+_SEARCH_OUTPUT = {"search.json", "search.md", "trials", "confirm"}
+
+
+def _warn_about_other_files(out, warn) -> None:
+    """A new search in a folder of other files (a grid's results, another tool's) mixed its report in among them
+    without a word."""
+    others = sorted(set(os.listdir(out)) - _SEARCH_OUTPUT) if os.path.isdir(out) else []
+    if others:
+        warn(f"--out {out} holds files that are no output of a search ({', '.join(others[:3])}"
+             f"{' ...' if len(others) > 3 else ''}); the search writes search.json, search.md and trials/ beside them "
+             "(another --out folder keeps them apart)")
+
+
 def _warn_about_dropped_trials(stored, folders, out, warn) -> None:
     """A changed space (or --max_evals, --search_seed) leaves trials of the earlier search out of the new report;
     their folders stay in ``out``."""
@@ -287,6 +301,8 @@ def run_search(dataset, model, sampler, seeds, params_file, out, algo="exhaustiv
                         for p in params],
               "settings": grid_settings(config_dict, config_file_list), "trials": []}
     stored = _check_same_search(out, search)
+    if stored is None:
+        _warn_about_other_files(out, warn_once)
     _warn_about_dropped_trials(stored, folders, out, warn_once)
     cells = expand_cells([model], [sampler], seeds)
     summaries = []

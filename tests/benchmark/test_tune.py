@@ -396,3 +396,21 @@ def test_the_best_line_says_when_it_is_a_tie_or_the_search_is_unfinished():
     assert "**Best so far:** learning_rate=0.01" in unfinished and ". 1 of 2 trials finished." in unfinished
     plain = search_report(dict(search, trials=[trial(0.01, 0.02), trial(0.02, 0.01)]))
     assert "**Best:** learning_rate=0.01" in plain and "tied" not in plain and "so far" not in plain
+
+
+def test_a_new_search_among_other_files_says_so(search_args, caplog):
+    """A search into a grid's results folder (or any folder of other files) wrote its report among them silently;
+    a search's own folder is no such case."""
+    out = search_args["out"]
+    os.makedirs(os.path.join(out, "runs"))
+    with open(os.path.join(out, "grid.json"), "w") as handle:
+        handle.write("{}")
+
+    def not_trained(*args, **kwargs):
+        raise RuntimeError("the checks passed")
+
+    run_search(**{**search_args, "seeds": [1]}, cell_runner=not_trained)
+    assert f"--out {out} holds files that are no output of a search (grid.json, runs)" in caplog.text
+    caplog.clear()
+    run_search(**{**search_args, "seeds": [1]}, cell_runner=not_trained)  # the search's own record is there now
+    assert "no output of a search" not in caplog.text
