@@ -343,8 +343,8 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
     if cell_checker is not None:  # a typo or a bad value stops the grid here, not in every cell's error file
         check_one_split_for_llm_artifacts(cells, config_dict, config_file_list)
         first_of_pair = {}
-        for cell in todo:
-            first_of_pair.setdefault((cell.model, cell.sampler), cell)
+        for cell in todo:  # a sparsity cell is checked too: HNLMRec's are refused what its main cell accepts
+            first_of_pair.setdefault((cell.model, cell.sampler, cell.train_ratio < 1.0), cell)
         warn_once = warning_once()  # the pairs share their settings, hence their warnings
         unread = None  # options of other backbones or samplers that no cell to run reads
         for cell in first_of_pair.values():
@@ -352,7 +352,7 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
                                    config_file_list=config_file_list, analyses=cell_analyses, warn=warn_once)
             foreign = dict(foreign or ())
             unread = foreign if unread is None else {key: unread[key] for key in unread if key in foreign}
-        pairs = sorted(first_of_pair)
+        pairs = sorted({(model, sampler) for model, sampler, _ in first_of_pair})
         never_read_by = (run_never_reads(*pairs[0]) if len(pairs) == 1 else
                          f"none of this grid's {len(pairs)} model-sampler pairs to run reads")
         for message in foreign_option_messages(list((unread or {}).items()), never_read_by):

@@ -6,9 +6,10 @@ profiles are therefore generated first. Only ``summarization`` is used downstrea
 
 Each JSONL record: ``{"kind", "key", "input_sha", "generator", "settings", "prompt_version", "ok", "summarization",
 "raw", "attempts", "error"}``. Records are appended per batch (flushed + fsynced); on restart the last valid record
-per (kind, key) whose ``input_sha`` (the prompt), generator and ``settings`` (the LLM's numerics, answer budget,
-retries and seed: what else decides the answer) match is reused; a line cut by a killed run is cut off the file
-before the next append. A failed profile stays a failure record while those match (the same settings would fail
+per (kind, key) is what prompts read; a profile whose ``input_sha`` (the prompt), generator and ``settings`` (the
+LLM's numerics, answer budget, retries and seed: what else decides the answer) match a record is reused, an earlier
+record that later ones of other settings or another split's history followed being appended again (so it is the
+latest of its key); a line cut by a killed run is cut off the file before the next append. A failed profile stays a failure record while those match (the same settings would fail
 again): a user whose profile failed gets no negatives; an item whose profile failed is described by its raw
 title/attributes inside user prompts (counted and logged). Changing e.g. ``hnlm_profile_max_new_tokens`` or
 ``hnlm_retries`` generates the profiles again.
@@ -35,20 +36,36 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+def _identity(kind: str, key: str, input_sha, generator, settings) -> tuple:
+    """What a profile record answers: its prompt, generator and generation settings."""
+    return kind, key, input_sha, generator, json.dumps(settings, sort_keys=True)
+
+
 class ProfileBook:
-    """Append-only JSONL of profiles, with an in-memory index of the latest record per (kind, key)."""
+    """Append-only JSONL of profiles, with an in-memory index of the latest record per (kind, key) (the one the
+    prompts read) and of the latest record per identity (:meth:`find`)."""
 
     def __init__(self, path: str):
         self.path = path
         self.records: Dict[tuple, Dict] = {}
+        self._by_identity: Dict[tuple, Dict] = {}
         if os.path.exists(path):
             with open(path, encoding="utf-8") as handle:
                 for line in handle:
                     try:
-                        record = json.loads(line)
-                        self.records[(record["kind"], record["key"])] = record
+                        self._index(json.loads(line))
                     except (json.JSONDecodeError, KeyError, TypeError):
                         continue  # a line cut by a killed run
+
+    def _index(self, record: Dict) -> None:
+        self.records[(record["kind"], record["key"])] = record
+        self._by_identity[_identity(record["kind"], record["key"], record.get("input_sha"), record.get("generator"),
+                                    record.get("settings"))] = record
+
+    def find(self, kind: str, key: str, input_sha: str, generator: str, settings: Dict) -> Optional[Dict]:
+        """The latest record of this prompt, generator and settings, even when a later one of other settings (another
+        split's history) followed it; None when there is none."""
+        return self._by_identity.get(_identity(kind, key, input_sha, generator, settings))
 
     def get(self, kind: str, key: str, input_sha: Optional[str] = None, generator: Optional[str] = None,
             settings: Optional[Dict] = None):
@@ -78,7 +95,7 @@ class ProfileBook:
             with open(self.path, "a", encoding="utf-8") as handle:
                 for record in records:
                     handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-                    self.records[(record["kind"], record["key"])] = record
+                    self._index(record)
                 handle.flush()
                 os.fsync(handle.fileno())
 
@@ -158,8 +175,19 @@ def _generate_kind(kind: str, keys: List[str], prompts: List[str], generator: Ge
     batch size) is appended to ``book`` as it finishes, so a kill loses at most one batch. Returns a warning naming
     the failed profiles among ``keys`` (cached ones included), or ``""``."""
     flush_every = flush_every or generator.batch_size
-    todo = [(k, p, _sha(p)) for k, p in zip(keys, prompts)]
-    todo = [(k, p, s) for k, p, s in todo if book.get(kind, k, s, generator_name, settings) is None]
+    todo, earlier = [], []
+    for key, prompt in zip(keys, prompts):
+        sha = _sha(prompt)
+        if book.get(kind, key, sha, generator_name, settings) is not None:
+            continue
+        found = book.find(kind, key, sha, generator_name, settings)
+        if found is not None:
+            earlier.append(found)
+        else:
+            todo.append((key, prompt, sha))
+    # a profile of these settings that a later record of other ones (another split's history) followed: appended
+    # again, so it is the latest record of its key, which prompts read, without a generation
+    book.append(earlier)
     failures = 0
     bar = tqdm(total=len(todo), desc=f"{kind} profiles", disable=not progress, unit=kind)
     for start in range(0, len(todo), flush_every):

@@ -87,7 +87,10 @@ class HNLMRec(NegativeSampler):
         self.store_path, self.store_dataset = store.path, store.manifest.get("dataset")
         self.check_no_pairs_outside_training(dataset)
         self.check_built_on_this_split(store.manifest, dataset)
-        if config["hnlm_center"]:
+        if config["hnlm_center"] and self.pairs.emb.shape[0] < 2:  # its mean is the one vector: centred, it is 0
+            logging.getLogger().warning(f"HNLMRec: hnlm_center is not applied: {self.store_path} holds "
+                                        f"{self.pairs.emb.shape[0]} vector(s), and centring one leaves 0.")
+        elif config["hnlm_center"]:
             mean_norm = self.pairs.center()
             logging.getLogger().info(f"HNLMRec: stored vectors centred (norm of their mean {mean_norm:.4g})")
         self.mix = float(config["hnlm_lambda"])

@@ -206,3 +206,25 @@ def test_the_failed_profiles_warning_counts_the_cached_ones_too(tmp_path, tiny_t
                                                      "the 6 generated in this run")
     again = _generate_kind("item", keys, prompts, *args, progress=False)
     assert again.startswith(f"{failed}/12 item profiles failed (0 of the 0 generated in this run")
+
+
+def test_a_profile_of_earlier_settings_is_reused_after_a_record_of_others(tmp_path, tiny_tokenizer):
+    """The book indexed the latest record per key only: profiles of the full split were generated again after a
+    sparsity cell (another history, so another prompt) had appended its own, hours of LLM work at scale."""
+    from recbole_hnlm.llm.profiles import ProfileBook, _generate_kind
+    from recbole_hnlm.llm.prompts import PromptTemplate
+
+    generator = make_scripted_generator(tiny_tokenizer)
+    template, path = PromptTemplate.load("user_profile.v1"), str(tmp_path / "profiles.jsonl")
+    keys = ["u1", "u2", "u3"]
+    full, half = ([f"history of {k} on the {split} split" for k in keys] for split in ("full", "half"))
+    for prompts in (full, half):
+        _generate_kind("user", keys, prompts, generator, template, ProfileBook(path), "scripted", {}, progress=False)
+    calls, lines = type(generator).calls, open(path).read().splitlines()
+    book = ProfileBook(path)
+    _generate_kind("user", keys, full, generator, template, book, "scripted", {}, progress=False)
+    assert type(generator).calls == calls  # nothing generated again
+    after = open(path).read().splitlines()
+    assert after[:len(lines)] == lines and after[len(lines):] == lines[:3]  # the full split's records, appended again
+    reread = ProfileBook(path)
+    assert [reread.records[("user", k)] for k in keys] == [json.loads(line) for line in lines[:3]]

@@ -44,3 +44,19 @@ def test_a_sparsity_cell_refuses_one_splits_llm_artifacts(tmp_path, tiny_llama_d
     check_cell(Cell("MF", "HNLMRec", 1), "mini", str(tmp_path / "out"), settings)  # the main cell may name it
     with pytest.raises(ConfigError, match="hnlm_teacher_path names the LLM artifacts of one training split"):
         check_cell(Cell("MF", "HNLMRec", 1, 0.4), "mini", str(tmp_path / "out"), settings)
+
+
+def test_the_grid_refuses_them_before_any_cell_runs(tmp_path, tiny_llama_dir):
+    """The grid checked the first cell of each model and sampler only, the main one, which may name them: the main
+    cells (an HNLMRec one's LLM stage: hours) ran before the sparsity cell failed."""
+    from recbole_hnlm.benchmark.grid import run_grid
+
+    ran = []
+    root = write_slice(str(tmp_path / "data"))
+    for option in ("hnlm_store_path", "hnlm_file"):
+        settings = _settings(root, tiny_llama_dir, **{option: str(tmp_path / "s.safetensors")})
+        with pytest.raises(ConfigError, match=f"{option} names the LLM artifacts of one training split"):
+            run_grid("mini", ["MF"], ["RNS", "HNLMRec"], [1], str(tmp_path / option), config_dict=settings,
+                     analyses=("sparsity",), ratios=(0.5,), progress=False, cell_runner=lambda *a, **k: ran.append(a),
+                     cell_checker=check_cell)
+        assert ran == [] and not os.path.exists(tmp_path / option / "runs")

@@ -180,6 +180,19 @@ def test_centering_removes_the_mean_stored_vector(fast_config, ml_slice, tmp_pat
     assert float(everything.abs().max()) < 1e-5
 
 
+def test_a_store_of_one_vector_is_not_centred_to_zero(fast_config, ml_slice, tmp_path, caplog):
+    """A tiny --max_pairs store with one accepted answer: centring made its one LLM vector exactly 0 (a helper's
+    sparsity cell), with the log saying it was centred."""
+    store = write_store(ml_slice, tmp_path / "one.safetensors", pairs=training_pairs(ml_slice)[:1])
+    model, _ = build(fast_config, store, hnlm_center=True, hnlm_missing="random")
+    assert float(model.sampler.pairs.emb.float().norm()) > 0
+    pairs = model.sampler.pairs
+    key = pairs.keys[:1]
+    x, found = pairs.lookup(key // pairs.n_items, key % pairs.n_items)
+    assert bool(found.all()) and float(x.norm()) > 0
+    assert "hnlm_center is not applied" in caplog.text and "holds 1 vector(s)" in caplog.text
+
+
 def test_alignment_loss_matches_eq9(fast_config, ml_slice, tmp_path):
     store = write_store(ml_slice, tmp_path / "s.safetensors")
     model, _ = build(fast_config, store)
