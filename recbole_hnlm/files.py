@@ -178,7 +178,15 @@ def exclusive_lock(path: str, what: str, wait: bool = False):
     (or another ``with`` block of this one) holds it; ``wait=True`` blocks until it is free. On a file system
     without locks the block runs unlocked, after a warning."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    handle = open(path, "a+", encoding="utf-8")
+    try:
+        handle = open(path, "a+", encoding="utf-8")
+    except OSError as error:
+        if error.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        # a read-only folder: nobody writes what the lock guards there either (a reused adapter is only read)
+        logger.info("%s: no lock taken (%s); nothing in its folder can be written", path, error.strerror)
+        yield
+        return
     try:
         if fcntl is None:
             _warn_no_fcntl_once(what)

@@ -22,7 +22,7 @@ from typing import Dict, Iterable, List, Optional
 
 from tqdm.auto import tqdm
 
-from recbole_hnlm.files import exclusive_lock, lock_file
+from recbole_hnlm.files import check_writable, exclusive_lock, lock_file
 from .dataset_text import DatasetText
 from .generation import Generator
 from .prompts import ChatFormatter, PromptTemplate
@@ -185,6 +185,8 @@ def _generate_kind(kind: str, keys: List[str], prompts: List[str], generator: Ge
             earlier.append(found)
         else:
             todo.append((key, prompt, sha))
+    if todo or earlier:  # before the LLM loads and generates, not at the first append
+        check_writable(book.path, "the profiles file (the dataset's artifact folder, docs/llm.md)")
     # a profile of these settings that a later record of other ones (another split's history) followed: appended
     # again, so it is the latest record of its key, which prompts read, without a generation
     book.append(earlier)

@@ -46,10 +46,9 @@ _LEAD_IN = re.compile(r"^(?:the\s+)?(?:movie|film)\s*:?\s+", re.IGNORECASE)
 _TITLE_END = re.compile(r"[.!?;,](?:\s|$)|\s[-\u2013\u2014]\s|\s\((?!\s*\d{4}\s*\))")
 #: Words that, right after a title, go on with a sentence about it ("Pulp Fiction is a great choice") rather than
 #: name a longer title ("Toy Story 2", "Batman Returns", "Star Wars: The Empire Strikes Back").
-_CONTINUATIONS = frozenset(
+_CONTINUATIONS = frozenset(  # no preposition or pronoun: "Die Hard: With a Vengeance", "North by Northwest"
     "is was are were would could should might may will can has had have offers features provides delivers remains "
-    "shares tells follows explores which that who whose with by from directed starring stars also because since but "
-    "as for it its this".split())
+    "shares tells follows explores which whose directed starring also because since".split())
 #: What a model writes before a title, as a title_key: "The original 1989 classic Sex, Lies, and Videotape".
 _PREAMBLE = re.compile(r"^(?:(?:the|a|an|original|classic|cult|iconic|acclaimed|beloved|movie|film|\d{4})\s+)+")
 
@@ -105,6 +104,14 @@ def leading_title(name: str) -> str:
     return text[:end.start()] if end else text
 
 
+def _year_of_leading_title(name: str) -> Optional[str]:
+    """The ``(1954)`` right after the title an answer starts with ("Sabrina (1954), a film"; "Scarlet Letter, The
+    (1926) is ..."), or None."""
+    text = _LEAD_IN.sub("", name.strip())
+    found = re.search(r"\(\s*(\d{4})\s*\)", text[:len(leading_title(name)) + 16])
+    return found.group(1) if found else None
+
+
 def _names(answer_keys: Tuple[str, str], answer_year: Optional[str], title: str, year: Optional[str]) -> bool:
     """Whether an answer (the :func:`title_key` of the whole answer and of the title it starts with, and the year it
     gives) names the item ``title`` (released in ``year``, when the title or the item's attributes tell): a year in
@@ -124,6 +131,8 @@ def _opens_sentence_about(answer_key: str, key: str, item_year: Optional[str]) -
     preamble = _PREAMBLE.match(answer_key)
     for start in {0, preamble.end() if preamble else 0}:
         rest = answer_key[start:]
+        if start and rest == key:  # "The 1995 film Heat"
+            return not item_year or all(y == item_year for y in re.findall(r"\b\d{4}\b", answer_key[:start]))
         if not rest.startswith(key + " "):
             continue
         after = rest[len(key) + 1:].split()  # not empty: title keys have no trailing space
@@ -154,7 +163,7 @@ def negative_problem(answer: Dict, interacted_title: str, interacted_year: Optio
     (``(title, year)`` pairs; a positive of the user, not a negative), or the user's ``profile`` repeated (SmolLM2
     copied it as its answer)."""
     name = negative_name(answer)
-    key, answer_year = title_key(name), title_year(name)
+    key, answer_year = title_key(name), _year_of_leading_title(name) or title_year(name)
     if name.startswith("<") or (answer_year is None and (key in _NONE_ANSWERS or key.startswith(_NONE_STARTS))):
         return f"no item named: {name[:120]!r}"
     if _repeats(key, title_key(profile), answer_year is not None):

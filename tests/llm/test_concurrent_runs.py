@@ -200,3 +200,53 @@ def test_artifacts_that_cannot_be_written_are_refused_before_the_work(tmp_path, 
         with pytest.raises(ConfigError, match=rf"hnlm_store_path: .*s.safetensors cannot be written \({read_only} is "
                                               r"read-only\); give a path in a writable folder"):
             check_writable(str(path), "hnlm_store_path")
+
+
+def test_a_lock_in_a_read_only_folder_is_skipped(tmp_path, monkeypatch, caplog):
+    """A reused adapter in a read-only folder: taking its lock (creating <adapter>.lock) was a traceback, though
+    nothing there can be written. Root opens any file, so the read-only mount's EROFS is raised for the lock."""
+    import builtins
+    import errno
+    import logging
+
+    from recbole_hnlm.files import exclusive_lock
+
+    real_open = builtins.open
+
+    def read_only_open(path, mode="r", *args, **kwargs):
+        if str(path).endswith(".lock") and str(tmp_path) in str(path):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", read_only_open)
+    ran = []
+    with caplog.at_level(logging.INFO):
+        with exclusive_lock(str(tmp_path / "adapter.lock"), "the adapter"):
+            ran.append(True)
+    assert ran == [True] and "no lock taken (Read-only file system)" in caplog.text
+    monkeypatch.setattr(builtins, "open", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
+    with pytest.raises(OSError, match="I/O error"):  # other errors are not taken for a read-only folder
+        with exclusive_lock(str(tmp_path / "other.lock"), "x"):
+            pass
+
+
+def test_profiles_that_cannot_be_written_are_refused_before_the_llm_generates(tmp_path, monkeypatch):
+    """The profiles file in a read-only folder failed at its first append, after the LLM had loaded and generated a
+    batch."""
+    from recbole_hnlm.errors import ConfigError
+    from recbole_hnlm.llm.profiles import _generate_kind
+    from recbole_hnlm.llm.prompts import PromptTemplate
+
+    simulate_read_only(monkeypatch, tmp_path)
+    generated = []
+
+    class Generator:  # the LLM stage's: records what it is asked to generate
+        batch_size = 4
+
+        def generate(self, prompts, **kwargs):
+            generated.append(prompts)
+
+    with pytest.raises(ConfigError, match="the profiles file .* cannot be written"):
+        _generate_kind("user", ["u1"], ["a prompt"], Generator(), PromptTemplate.load("user_profile.v1"),
+                       ProfileBook(str(tmp_path / "p.jsonl")), "g", {}, progress=False)
+    assert generated == []
