@@ -5,14 +5,14 @@ User profile (eq. 3): the user's most recent training interactions (title, ratin
 profiles are therefore generated first. Only ``summarization`` is used downstream.
 
 Each JSONL record: ``{"kind", "key", "input_sha", "generator", "settings", "prompt_version", "ok", "summarization",
-"raw", "attempts", "error"}``. Records are appended per batch (flushed + fsynced); on restart the last valid record
-per (kind, key) is what prompts read; a profile whose ``input_sha`` (the prompt), generator and ``settings`` (the
-LLM's numerics, answer budget, retries and seed: what else decides the answer) match a record is reused, an earlier
-record that later ones of other settings or another split's history followed being appended again (so it is the
-latest of its key); a line cut by a killed run is cut off the file before the next append. A failed profile stays a failure record while those match (the same settings would fail
-again): a user whose profile failed gets no negatives; an item whose profile failed is described by its raw
-title/attributes inside user prompts (counted and logged). Changing e.g. ``hnlm_profile_max_new_tokens`` or
-``hnlm_retries`` generates the profiles again.
+"raw", "attempts", "error"}``. Records are appended per batch (flushed + fsynced); the last valid record per (kind,
+key) is what prompts read. A profile whose ``input_sha`` (the prompt), generator and ``settings`` (the LLM's
+numerics, answer budget, retries and seed: what else decides the answer) match a record is reused; an earlier record
+that later ones of other settings or another split's history followed is appended again (so it is the latest of its
+key). A line cut by a killed run is cut off the file before the next append. A failed profile stays a failure record
+while those match (the same settings would fail again): a user whose profile failed gets no negatives; an item
+whose profile failed is described by its raw title/attributes inside user prompts (counted and logged). Changing
+e.g. ``hnlm_profile_max_new_tokens`` or ``hnlm_retries`` generates the profiles again.
 """
 import hashlib
 import json
