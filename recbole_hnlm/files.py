@@ -134,6 +134,8 @@ def check_writable(path: str, option: str) -> None:
     read-only): before the hours of work whose result would be written there, not after them."""
     folder = os.path.dirname(os.path.abspath(path))
     while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        if os.path.exists(folder):
+            raise ConfigError(f"{option}: {path} cannot be written ({folder} is a file, not a folder)")
         folder = os.path.dirname(folder)
     if not os.access(folder, os.W_OK):
         raise ConfigError(f"{option}: {path} cannot be written ({folder} is read-only); give a path in a writable "
@@ -183,14 +185,16 @@ def exclusive_lock(path: str, what: str, wait: bool = False):
     except OSError as error:
         if error.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
             raise
-        # a read-only folder: nobody writes what the lock guards there either (a reused adapter is only read)
-        logger.info("%s: no lock taken (%s); nothing in its folder can be written", path, error.strerror)
-        yield
-        return
+        if error.errno == errno.EROFS or not os.access(os.path.dirname(os.path.abspath(path)), os.W_OK):
+            # a read-only folder: nobody writes what the lock guards there either (a reused adapter is only read)
+            logger.info("%s: no lock taken (%s); nothing in its folder can be written", path, error.strerror)
+            yield
+            return
+        handle = open(path, encoding="utf-8")  # another user's lock file in a shared folder: flock takes it too
     try:
         if fcntl is None:
             _warn_no_fcntl_once(what)
-        elif _flock(handle, path, what, wait):
+        elif _flock(handle, path, what, wait) and handle.writable():
             handle.seek(0)
             handle.truncate()
             handle.write(f"{os.getpid()}\n")

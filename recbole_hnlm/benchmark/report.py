@@ -250,8 +250,9 @@ def _fmt_compare(c):
 
 
 def _rounded_as_recbole(run, value):
-    """``value`` rounded to the run's ``metric_decimal_place`` (RecBole's default 4), as its reported metrics are."""
-    places = (run.get("settings") or {}).get("metric_decimal_place")
+    """``value`` rounded to the run's ``metric_decimal_place`` (RecBole's default 4), as its reported metrics are:
+    the run's own record of it (a config file may set it), else its settings' (results of earlier versions)."""
+    places = run.get("metric_decimal_place", (run.get("settings") or {}).get("metric_decimal_place"))
     return round(float(value), int(places) if places is not None else 4)
 
 

@@ -433,6 +433,7 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
         "sampler": config["sampler"],
         "seed": cell.seed,
         "train_ratio": cell.train_ratio,
+        "metric_decimal_place": config["metric_decimal_place"],  # how RecBole rounded test_result (report.py)
         "dataset": dataset,
         "settings": settings,
         "valid_metric": config["valid_metric"],

@@ -235,7 +235,6 @@ def _train_and_embed(cfg, text, store_path, progress, lm_and_tokenizer, generato
     from .finetune_state import discard_finetune_state
     from .models import load_causal_lm
     from .pipeline import run_profiles
-    from .profiles import ProfileBook
 
     if lm_and_tokenizer is None:
         lm, tokenizer, _ = load_causal_lm(cfg.generator, cfg.dtype, cfg.load_in_4bit)
@@ -249,8 +248,8 @@ def _train_and_embed(cfg, text, store_path, progress, lm_and_tokenizer, generato
                               batch_size=cfg.gen_batch_size, retries=cfg.retries, seed=cfg.seed)
         # the users and items of the pairs to embed and of the teacher's pairs (fine-tuning examples)
         needed = list(dict.fromkeys(list(pairs) + teacher.token_pairs()))
-        book, _ = run_profiles(cfg, text, needed, generator, generator_name, progress)
-        book = ProfileBook(book.path)
+        book, _ = run_profiles(cfg, text, needed, generator, generator_name, progress)  # its profiles, not another
+        # run's appended since (a reload would read the latest record per key, whoever wrote it)
     texts = PairTexts(text, cfg, book)
     if reusable:
         encoder = HybridPromptEncoder.load(lm, tokenizer, adapter, merge=not cfg.load_in_4bit)

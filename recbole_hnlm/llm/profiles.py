@@ -52,6 +52,8 @@ class ProfileBook:
         if os.path.exists(path):
             with open(path, encoding="utf-8") as handle:
                 for line in handle:
+                    if not line.endswith("\n"):  # cut by a killed run, even if it parses: the next append cuts it
+                        break
                     try:
                         self._index(json.loads(line))
                     except (json.JSONDecodeError, KeyError, TypeError):

@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 import re
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
@@ -32,7 +32,7 @@ __all__ = ["pairs_sha256", "semantic_manifest", "run_semantic_negatives", "NEGAT
 logger = logging.getLogger(__name__)
 NEGATIVE_TEMPLATE = "hard_negative.v1"
 #: What answers are refused (in the manifest: a store written under other checks is computed again).
-ANSWER_CHECKS = ("v6: none-like, placeholder, the interacted item or a training item of the user (also as the "
+ANSWER_CHECKS = ("v7: none-like, placeholder, the interacted item or a training item of the user (also as the "
                  "answer's leading title, or opening a sentence about it after a preamble), the user's profile "
                  "repeated (its start, or an undated sentence of its words)")
 _NONE_ANSWERS = {"none", "null", "n a", "na", "nothing", "unknown", "no item", "none found", "not applicable",
@@ -46,9 +46,10 @@ _LEAD_IN = re.compile(r"^(?:the\s+)?(?:movie|film)\s*:?\s+", re.IGNORECASE)
 _TITLE_END = re.compile(r"[.!?;,](?:\s|$)|\s[-\u2013\u2014]\s|\s\((?!\s*\d{4}\s*\))")
 #: Words that, right after a title, go on with a sentence about it ("Pulp Fiction is a great choice") rather than
 #: name a longer title ("Toy Story 2", "Batman Returns", "Star Wars: The Empire Strikes Back").
-_CONTINUATIONS = frozenset(  # no preposition or pronoun: "Die Hard: With a Vengeance", "North by Northwest"
+_CONTINUATIONS = frozenset(  # "North by Northwest" for North (1994) is refused: one ml-100k pair
     "is was are were would could should might may will can has had have offers features provides delivers remains "
-    "shares tells follows explores which whose directed starring also because since".split())
+    "shares tells follows explores which that who whose directed starring stars also because since but as for from "
+    "with by it its this".split())
 #: What a model writes before a title, as a title_key: "The original 1989 classic Sex, Lies, and Videotape".
 _PREAMBLE = re.compile(r"^(?:(?:the|a|an|original|classic|cult|iconic|acclaimed|beloved|movie|film|\d{4})\s+)+")
 
@@ -104,30 +105,47 @@ def leading_title(name: str) -> str:
     return text[:end.start()] if end else text
 
 
-def _year_of_leading_title(name: str) -> Optional[str]:
-    """The ``(1954)`` right after the title an answer starts with ("Sabrina (1954), a film"; "Scarlet Letter, The
-    (1926) is ..."), or None."""
-    text = _LEAD_IN.sub("", name.strip())
-    found = re.search(r"\(\s*(\d{4})\s*\)", text[:len(leading_title(name)) + 16])
-    return found.group(1) if found else None
+class _Answer(NamedTuple):
+    """An answer as the checks compare it: the :func:`title_key` of the whole answer and its trailing year, the key
+    and year of each start of it that a sentence break or an aside ends (the first one is :func:`leading_title`;
+    "Mr. Holland's Opus, a film", "Seven (Se7en), a film"), and the keys of the starts a colon follows."""
+    key: str
+    year: Optional[str]
+    starts: Tuple[Tuple[str, Optional[str]], ...]
+    subtitled: frozenset  # "Die Hard: With a Vengeance": a longer title, not a sentence about Die Hard
+
+    @classmethod
+    def parse(cls, name: str) -> "_Answer":
+        text = _LEAD_IN.sub("", name.strip())
+        starts = []
+        for end in [m.start() for m in _TITLE_END.finditer(text)] or [len(text)]:
+            after = re.match(rf"[\s?!.]*(?:,\s*(?:{'|'.join(_ARTICLES)})\s*)?\(\s*(\d{{4}})\s*\)", text[end:],
+                             re.IGNORECASE)  # "Shall We Dance? (1937)", "Scarlet Letter, The (1926)"
+            starts.append((title_key(text[:end]), title_year(text[:end]) or (after.group(1) if after else None)))
+        return cls(title_key(name), title_year(name), tuple(starts),
+                   frozenset(title_key(text[:colon.start()]) for colon in re.finditer(":", text)))
 
 
-def _names(answer_keys: Tuple[str, str], answer_year: Optional[str], title: str, year: Optional[str]) -> bool:
-    """Whether an answer (the :func:`title_key` of the whole answer and of the title it starts with, and the year it
-    gives) names the item ``title`` (released in ``year``, when the title or the item's attributes tell): a year in
-    the answer that differs from the item's names another item of the same title (*Sabrina (1954)* for the 1995
-    *Sabrina*)."""
+def _names(answer: _Answer, title: str, year: Optional[str]) -> bool:
+    """Whether ``answer`` names the item ``title`` (released in ``year``, when the title or the item's attributes
+    tell): as the whole answer, as its leading title, or opening a sentence about it. The year given right with the
+    title, when it differs from the item's, names another item of the same title (*Sabrina (1954)* for the 1995
+    *Sabrina*); a year later in the sentence is another title's ("Heat is ... like Thief (1981)")."""
     item_year = title_year(title) or (str(year).strip() if year else None)
-    if answer_year and item_year and answer_year != item_year:
-        return False
     key = title_key(title)
-    return bool(key) and (key in answer_keys or _opens_sentence_about(answer_keys[0], key, item_year))
+    if not key:
+        return False
+    for answer_key, answer_year in ((answer.key, answer.year),) + answer.starts:
+        if answer_key == key:
+            return not (answer_year and item_year and answer_year != item_year)
+    return _opens_sentence_about(answer.key, key, item_year, subtitled=key in answer.subtitled)
 
 
-def _opens_sentence_about(answer_key: str, key: str, item_year: Optional[str]) -> bool:
+def _opens_sentence_about(answer_key: str, key: str, item_year: Optional[str], subtitled: bool = False) -> bool:
     """Whether an answer (its ``title_key``) opens, after an optional preamble, with the title ``key`` and goes on
     with its year or a sentence about it ("Pulp Fiction (1994) is great", "The original 1989 classic Sex, Lies, and
-    Videotape, which ..."). A year in the preamble or after the title other than the item's names a namesake."""
+    Videotape, which ..."). A year in the preamble or after the title other than the item's names a namesake; a
+    title that a colon follows (``subtitled``) starts a longer title ("Die Hard: With a Vengeance")."""
     preamble = _PREAMBLE.match(answer_key)
     for start in {0, preamble.end() if preamble else 0}:
         rest = answer_key[start:]
@@ -140,7 +158,7 @@ def _opens_sentence_about(answer_key: str, key: str, item_year: Optional[str]) -
         years = re.findall(r"\b\d{4}\b", answer_key[:start]) + after[:dated]
         if item_year and any(y != item_year for y in years):
             continue
-        if dated or after[0] in _CONTINUATIONS:
+        if dated or (after[0] in _CONTINUATIONS and not (subtitled and start == 0)):
             return True
     return False
 
@@ -163,15 +181,15 @@ def negative_problem(answer: Dict, interacted_title: str, interacted_year: Optio
     (``(title, year)`` pairs; a positive of the user, not a negative), or the user's ``profile`` repeated (SmolLM2
     copied it as its answer)."""
     name = negative_name(answer)
-    key, answer_year = title_key(name), _year_of_leading_title(name) or title_year(name)
+    parsed = _Answer.parse(name)
+    key, answer_year = parsed.key, parsed.starts[0][1] or parsed.year
     if name.startswith("<") or (answer_year is None and (key in _NONE_ANSWERS or key.startswith(_NONE_STARTS))):
         return f"no item named: {name[:120]!r}"
     if _repeats(key, title_key(profile), answer_year is not None):
         return f"the answer repeats the user's profile: {name[:120]!r}"
-    keys = (key, title_key(leading_title(name)))  # once per answer, not once per history item
-    if _names(keys, answer_year, interacted_title, interacted_year):
+    if _names(parsed, interacted_title, interacted_year):
         return f"the answer names the interacted item itself: {name[:120]!r}"
-    if any(_names(keys, answer_year, title, year) for title, year in history):
+    if any(_names(parsed, title, year) for title, year in history):
         return f"the answer names an item of the user's history: {name[:120]!r}"
     return None
 

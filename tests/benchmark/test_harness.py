@@ -65,7 +65,7 @@ def test_every_cell_ran_and_wrote_its_result(grid):
     for sampler in SAMPLERS:
         result = _result(out, sampler)
         assert result["sampler"] == sampler and result["seed"] == SEED
-        assert set(result["test_result"]) == set(METRICS)
+        assert set(result["test_result"]) == set(METRICS) and result["metric_decimal_place"] == 4  # as RecBole's
         assert all(0.0 <= v <= 1.0 for v in result["test_result"].values())
         assert result["test_result"]["ndcg@20"] > 0.0
         # the per-epoch log: two epochs, each with its wall time and validation NDCG@20

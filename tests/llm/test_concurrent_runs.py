@@ -230,6 +230,40 @@ def test_a_lock_in_a_read_only_folder_is_skipped(tmp_path, monkeypatch, caplog):
             pass
 
 
+def test_another_users_lock_file_in_a_writable_folder_still_locks(tmp_path, monkeypatch):
+    """A lock file another user created (0644) in a shared, writable folder cannot be opened for appending: the
+    read-only fallback let a second writer in unlocked while the first held the lock."""
+    import builtins
+    import errno
+
+    from recbole_hnlm.files import exclusive_lock
+
+    lock = str(tmp_path / "teacher.work.lock")
+    real_open = builtins.open
+
+    def others_lock_file(path, mode="r", *args, **kwargs):
+        if str(path) == lock and mode != "r":
+            raise OSError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, mode, *args, **kwargs)
+
+    with exclusive_lock(lock, "the teacher"):  # the first writer (its own file)
+        monkeypatch.setattr(builtins, "open", others_lock_file)
+        with pytest.raises(ConcurrentWriterError, match="another process"):
+            with exclusive_lock(lock, "the teacher"):
+                pass
+    with exclusive_lock(lock, "the teacher"):  # once free, taken through a read-only handle
+        pass
+
+
+def test_check_writable_names_a_file_in_the_way(tmp_path):
+    from recbole_hnlm.errors import ConfigError
+    from recbole_hnlm.files import check_writable
+
+    (tmp_path / "settings.yaml").write_text("")
+    with pytest.raises(ConfigError, match=r"hnlm_teacher_path: .* \(.*settings.yaml is a file, not a folder\)"):
+        check_writable(str(tmp_path / "settings.yaml" / "t.safetensors"), "hnlm_teacher_path")
+
+
 def test_profiles_that_cannot_be_written_are_refused_before_the_llm_generates(tmp_path, monkeypatch):
     """The profiles file in a read-only folder failed at its first append, after the LLM had loaded and generated a
     batch."""

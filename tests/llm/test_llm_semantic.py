@@ -82,8 +82,12 @@ def test_parser_rejects_unusable_answers(raw):
     ("The 1954 classic Sabrina, with Audrey Hepburn", "Sabrina (1995)", False),
     # a reviewer's: titles that go on with a preposition, a preamble with nothing after, a year before a comma
     ("Die Hard: With a Vengeance", "Die Hard (1988)", False),
-    ("North by Northwest", "North (1994)", False),
-    ("Ransom for a Dead Man", "Ransom (1996)", False),
+    ("North by Northwest", "North (1994)", True),  # the one ml-100k pair the continuation words refuse
+    ("Heat with its dark tone", "Heat (1995)", True),
+    ("Heat stars Al Pacino", "Heat (1995)", True),  # a second reviewer's: words that go on about the item
+    ("Heat that explores obsession", "Heat (1995)", True),
+    ("Heat is a crime thriller in the vein of Thief (1981) and Ronin", "Heat (1995)", True),  # Thief's year
+    ("Heat is darker than Ran (1985), a samurai epic", "Heat (1995)", True),
     ("The 1995 film Heat", "Heat (1995)", True),
     ("The original 1989 classic Sex, Lies, and Videotape", "Sex, Lies, and Videotape (1989)", True),
     ("The 1986 film Heat", "Heat (1995)", False),

@@ -228,3 +228,16 @@ def test_a_profile_of_earlier_settings_is_reused_after_a_record_of_others(tmp_pa
     assert after[:len(lines)] == lines and after[len(lines):] == lines[:3]  # the full split's records, appended again
     reread = ProfileBook(path)
     assert [reread.records[("user", k)] for k in keys] == [json.loads(line) for line in lines[:3]]
+
+
+def test_a_last_line_without_its_newline_is_not_read(tmp_path):
+    """A record a killed run had written all but its newline parsed, was read, and was then cut off the file by the
+    next append: the run had used a profile the file no longer held."""
+    from recbole_hnlm.llm.profiles import ProfileBook
+
+    path = tmp_path / "profiles.jsonl"
+    first = {"kind": "user", "key": "u1", "input_sha": "a", "generator": "g", "settings": {}, "ok": True,
+             "summarization": "likes Heat"}
+    path.write_text(json.dumps(first) + "\n" + json.dumps({**first, "input_sha": "b", "summarization": "x"}))
+    book = ProfileBook(str(path))
+    assert book.records[("user", "u1")]["summarization"] == "likes Heat" and book.find("user", "u1", "b", "g", {}) is None
