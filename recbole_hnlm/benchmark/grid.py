@@ -314,8 +314,8 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
         progress (bool): show a tqdm bar over the cells.
         cell_runner (callable): runs one cell (``runner.run_cell``; replaceable in tests).
         cell_checker (callable, optional): validates one cell without training (``runner.check_cell``); called once
-            per (model, sampler) pair still to run, before anything runs or is written, with ``warn`` logging each
-            distinct warning once. ``None`` skips the checks.
+            per (model, sampler) pair still to run, and once more for its sparsity cells, before anything runs or is
+            written, with ``warn`` logging each distinct warning once. ``None`` skips the checks.
         **cell_kwargs: passed to ``cell_runner`` (e.g. ``fhn_pairs``).
 
     Returns:
