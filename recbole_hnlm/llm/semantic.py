@@ -32,9 +32,10 @@ __all__ = ["pairs_sha256", "semantic_manifest", "run_semantic_negatives", "NEGAT
 logger = logging.getLogger(__name__)
 NEGATIVE_TEMPLATE = "hard_negative.v1"
 #: What answers are refused (in the manifest: a store written under other checks is computed again).
-ANSWER_CHECKS = ("v7: none-like, placeholder, the interacted item or a training item of the user (also as the "
-                 "answer's leading title, or opening a sentence about it after a preamble), the user's profile "
-                 "repeated (its start, or an undated sentence of its words)")
+ANSWER_CHECKS = ("v7: none-like, placeholder, the interacted item or a training item of the user (also as a start "
+                 "of the answer that a sentence break ends, or opening a sentence about it after a preamble; a year "
+                 "right with the title names a namesake), the user's profile repeated (its start, or an undated "
+                 "sentence of its words)")
 _NONE_ANSWERS = {"none", "null", "n a", "na", "nothing", "unknown", "no item", "none found", "not applicable",
                  "item name", "none of the above"}
 _NONE_STARTS = ("no hard negative", "none of the ", "not applicable", "there is no ")
