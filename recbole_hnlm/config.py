@@ -114,7 +114,6 @@ class Config(RecBoleConfig):
                 f"({self.final_config_dict['valid_metric']}: {self.final_config_dict['valid_metric_bigger']}).")
         plugin_backbone = isinstance(self.model_class, type) and issubclass(self.model_class, SampledRecommender)
         if plugin_backbone and "require_pow" in self.external_config_dict:  # RecBole's EmbLoss switch
-            self.foreign_options = [item for item in self.foreign_options if item[0] != "require_pow"]
             self.foreign_options.append(("require_pow", "RecBole's own models (the plugin's backbones always square "
                                                         "the L2 norms, as the MixGCF/AHNS code)"))
 

@@ -195,12 +195,16 @@ def plugin_option_owners(plugin_properties_dir: str) -> dict:
     """``{(kind, name): option names}`` of the plugin's ``model/<name>.yaml`` and ``sampler/<name>.yaml`` files
     (cached per folder)."""
     if plugin_properties_dir not in _OWNERS:
-        owners = {}
-        for kind in ("model", "sampler"):
-            for path in sorted(glob.glob(os.path.join(plugin_properties_dir, kind, "*.yaml"))):
-                owners[(kind, os.path.basename(path)[:-len(".yaml")])] = frozenset(_yaml_keys_of(path))
-        _OWNERS[plugin_properties_dir] = owners
+        _OWNERS[plugin_properties_dir] = {
+            (kind, name): keys for kind in ("model", "sampler")
+            for name, keys in _options_by_file(os.path.join(plugin_properties_dir, kind)).items()}
     return _OWNERS[plugin_properties_dir]
+
+
+def _options_by_file(folder: str) -> dict:
+    """``{file name without .yaml: its option names}`` of the yaml files in ``folder``."""
+    return {os.path.basename(path)[:-len(".yaml")]: frozenset(_yaml_keys_of(path))
+            for path in sorted(glob.glob(os.path.join(folder, "*.yaml")))}
 
 
 def foreign_options(external_keys, plugin_properties_dir: str, model: str, sampler: str, also_models=()) -> list:
@@ -239,8 +243,7 @@ _RECBOLE_MODEL_OPTIONS = {}
 def recbole_model_options() -> dict:
     """``{model name: option names}`` of RecBole's own ``properties/model/*.yaml`` (cached)."""
     if not _RECBOLE_MODEL_OPTIONS:
-        for path in sorted(glob.glob(os.path.join(_recbole_properties(), "model", "*.yaml"))):
-            _RECBOLE_MODEL_OPTIONS[os.path.basename(path)[:-len(".yaml")]] = frozenset(_yaml_keys_of(path))
+        _RECBOLE_MODEL_OPTIONS.update(_options_by_file(os.path.join(_recbole_properties(), "model")))
     return _RECBOLE_MODEL_OPTIONS
 
 

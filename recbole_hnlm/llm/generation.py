@@ -94,10 +94,6 @@ class Generator:
         return self._model
 
     @property
-    def model_loaded(self) -> bool:
-        return self._model is not None
-
-    @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 

@@ -22,7 +22,7 @@ import torch
 from recbole_hnlm.errors import ConfigError
 
 __all__ = ["DEFAULT_GENERATOR", "DEFAULT_ENCODER", "resolve_generator", "resolve_encoder", "load_causal_lm",
-           "check_4bit", "TextEncoder", "load_text_encoder", "ModelNotFound"]
+           "check_4bit", "load_model", "load_tokenizer", "TextEncoder", "load_text_encoder", "ModelNotFound"]
 
 logger = logging.getLogger(__name__)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -159,10 +159,16 @@ def load_causal_lm(path: str = DEFAULT_GENERATOR, dtype: str = "float32", load_i
         load_in_4bit: NF4 quantisation through bitsandbytes (CUDA only; a clear error otherwise).
         device: ``cpu`` / ``cuda`` / None (cuda when available).
     """
-    from transformers import AutoModelForCausalLM
-
     check_4bit(load_in_4bit, option)
     tokenizer, ref = load_tokenizer(path, option)
+    return load_model(ref, dtype, load_in_4bit, device), tokenizer, ref
+
+
+def load_model(ref, dtype: str = "float32", load_in_4bit: bool = False, device: Optional[str] = None):
+    """The causal LM of ``ref`` (:func:`resolve_generator`) in eval mode: :func:`load_causal_lm` without the
+    tokenizer (a generator that loads its model only when an answer is not cached has it already)."""
+    from transformers import AutoModelForCausalLM
+
     torch_dtype = getattr(torch, dtype)
     model_kwargs = dict(_from_pretrained_kwargs(ref), dtype=torch_dtype)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -177,7 +183,7 @@ def load_causal_lm(path: str = DEFAULT_GENERATOR, dtype: str = "float32", load_i
     if not load_in_4bit:
         model.to(device)
     model.eval()
-    return model, tokenizer, ref
+    return model
 
 
 def _from_pretrained_kwargs(ref) -> dict:

@@ -101,13 +101,13 @@ def llm_threads(cfg: LLMConfig):
 def _generator(cfg: LLMConfig, max_new_tokens: int):
     """The stage's :class:`Generator` and its ``ModelRef``; the model itself loads at the first answer not cached."""
     from .generation import Generator
-    from .models import check_4bit, load_causal_lm, load_tokenizer
+    from . import models
 
-    check_4bit(cfg.load_in_4bit, "hnlm_generator")
-    tokenizer, ref = load_tokenizer(cfg.generator)
+    models.check_4bit(cfg.load_in_4bit, "hnlm_generator")
+    tokenizer, ref = models.load_tokenizer(cfg.generator)
     return Generator(None, tokenizer, max_new_tokens=max_new_tokens, batch_size=cfg.gen_batch_size,
                      retries=cfg.retries, seed=cfg.seed,
-                     load_model=lambda: load_causal_lm(cfg.generator, cfg.dtype, cfg.load_in_4bit)[0]), ref
+                     load_model=lambda: models.load_model(ref, cfg.dtype, cfg.load_in_4bit)), ref
 
 
 def run_profiles(cfg: LLMConfig, text: DatasetText, pairs, generator=None, generator_name: Optional[str] = None,

@@ -177,9 +177,8 @@ def _generate_kind(kind: str, keys: List[str], prompts: List[str], generator: Ge
     batch size) is appended to ``book`` as it finishes, so a kill loses at most one batch. Returns a warning naming
     the failed profiles among ``keys`` (cached ones included), or ``""``."""
     flush_every = flush_every or generator.batch_size
-    todo, earlier = [], []
-    for key, prompt in zip(keys, prompts):
-        sha = _sha(prompt)
+    todo, earlier, shas = [], [], [_sha(prompt) for prompt in prompts]
+    for key, prompt, sha in zip(keys, prompts, shas):
         if book.get(kind, key, sha, generator_name, settings) is not None:
             continue
         found = book.find(kind, key, sha, generator_name, settings)
@@ -209,7 +208,7 @@ def _generate_kind(kind: str, keys: List[str], prompts: List[str], generator: Ge
         bar.update(len(batch))
     bar.close()
     failed = sum(not (book.get(kind, key, sha, generator_name, settings) or {}).get("ok")
-                 for key, sha in zip(keys, map(_sha, prompts)))
+                 for key, sha in zip(keys, shas))
     if not failed:
         return ""
     return (f"{failed}/{len(keys)} {kind} profiles failed ({failures} of the {len(todo)} generated in this run; "

@@ -51,6 +51,9 @@ _CONTINUATIONS = frozenset(  # "North by Northwest" for North (1994) is refused:
     "is was are were would could should might may will can has had have offers features provides delivers remains "
     "shares tells follows explores which that who whose directed starring stars also because since but as for from "
     "with by it its this".split())
+#: A year given right after a title that a break or an aside ended: "Shall We Dance? (1937)", "Scarlet Letter, The
+#: (1926)".
+_YEAR_AFTER = re.compile(rf"[\s?!.]*(?:,\s*(?:{'|'.join(_ARTICLES)})\s*)?\(\s*(\d{{4}})\s*\)", re.IGNORECASE)
 #: What a model writes before a title, as a title_key: "The original 1989 classic Sex, Lies, and Videotape".
 _PREAMBLE = re.compile(r"^(?:(?:the|a|an|original|classic|cult|iconic|acclaimed|beloved|movie|film|\d{4})\s+)+")
 
@@ -120,8 +123,7 @@ class _Answer(NamedTuple):
         text = _LEAD_IN.sub("", name.strip())
         starts = []
         for end in [m.start() for m in _TITLE_END.finditer(text)] or [len(text)]:
-            after = re.match(rf"[\s?!.]*(?:,\s*(?:{'|'.join(_ARTICLES)})\s*)?\(\s*(\d{{4}})\s*\)", text[end:],
-                             re.IGNORECASE)  # "Shall We Dance? (1937)", "Scarlet Letter, The (1926)"
+            after = _YEAR_AFTER.match(text[end:])
             starts.append((title_key(text[:end]), title_year(text[:end]) or (after.group(1) if after else None)))
         return cls(title_key(name), title_year(name), tuple(starts),
                    frozenset(title_key(text[:colon.start()]) for colon in re.finditer(":", text)))

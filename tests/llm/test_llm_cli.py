@@ -232,8 +232,8 @@ def test_a_profiles_stage_with_every_profile_cached_never_loads_the_model(tmp_pa
     from recbole_hnlm.llm.pipeline import profiles_path
 
     loads = []
-    load = models.load_causal_lm
-    monkeypatch.setattr(models, "load_causal_lm", lambda *args, **kwargs: loads.append(args) or load(*args, **kwargs))
+    load = models.load_model
+    monkeypatch.setattr(models, "load_model", lambda *args, **kwargs: loads.append(args) or load(*args, **kwargs))
     root = write_slice(str(tmp_path / "data"))
     stage = ["profiles", "--split", "all", "--dataset", "mini", "--data_path", root, "--quiet", "--max_pairs", "2",
              f"--hnlm_generator={tiny_llama_dir}", "--hnlm_profile_max_new_tokens=4", "--hnlm_retries=0"]
