@@ -32,15 +32,21 @@ __all__ = ["pairs_sha256", "semantic_manifest", "run_semantic_negatives", "NEGAT
 logger = logging.getLogger(__name__)
 NEGATIVE_TEMPLATE = "hard_negative.v1"
 #: What answers are refused (in the manifest: a store written under other checks is computed again).
-ANSWER_CHECKS = ("v7: none-like, placeholder, the interacted item or a training item of the user (also as a start "
-                 "of the answer that a sentence break ends, or opening a sentence about it after a preamble; a year "
-                 "right with the title names a namesake), the user's profile repeated (its start, or an undated "
-                 "sentence of its words)")
+ANSWER_CHECKS = ("v8: none-like, placeholder, the interacted item or a training item of the user (also as a start "
+                 "of the answer that a sentence break ends, or opening a sentence about it after a preamble, a "
+                 "recommending phrase or a quote; a year right with the title names a namesake), the user's profile "
+                 "repeated (its start, or an undated sentence of its words)")
 _NONE_ANSWERS = {"none", "null", "n a", "na", "nothing", "unknown", "no item", "none found", "not applicable",
                  "item name", "none of the above"}
 _NONE_STARTS = ("no hard negative", "none of the ", "not applicable", "there is no ")
 #: Articles RecBole's datasets move to the end of a title ("Usual Suspects, The", "Boot, Das", "Postino, Il").
 _ARTICLES = ("the", "a", "an", "das", "der", "die", "le", "la", "les", "il", "el", "los", "las")
+#: How a model recommends a title ("I recommend Heat", "Try Heat, a crime film", "You might enjoy Heat").
+_RECOMMENDING = re.compile(
+    r"^(?:i\s*(?:would|'d|'ll|can|might)?\s*(?:strongly\s+|highly\s+)?(?:recommend|suggest)|try|consider|how\s+about"
+    r"|you\s+(?:might|may|would|could|will|should)\s+(?:also\s+)?(?:like|enjoy|love|try)"
+    r"|my\s+(?:recommendation|suggestion|pick)\s+(?:is|would\s+be)|recommended|recommendation|suggestion)\b[\s:]*",
+    re.IGNORECASE)
 #: What a model writes before a title ("The movie 2001: A Space Odyssey.").
 _LEAD_IN = re.compile(r"^(?:the\s+)?(?:movie|film)\s*:?\s+", re.IGNORECASE)
 #: Where a sentence or an aside starts after a leading title: ". ", "! ", ", ", "; ", " - ", " (film)".
@@ -84,6 +90,7 @@ def title_key(title: str) -> str:
     """A title compared loosely: lower case, no trailing ``(1994)``, no leading or trailing article (``Usual
     Suspects, The`` and ``The Usual Suspects`` as ``usual suspects``), punctuation as spaces."""
     key = re.sub(r"\s*\(\s*\d{4}\s*\)\s*$", "", " ".join(str(title).lower().split()))
+    key = re.sub(r"^[^\w(]+", "", key)  # a quote first: '"Il Postino" is ...' as "postino is ..."
     key = re.sub(rf"^(.*),\s*(?:{'|'.join(_ARTICLES)})$", r"\1", key)  # "Usual Suspects, The" as "usual suspects"
     key = re.sub(rf"^(?:{'|'.join(_ARTICLES)})\s+(?=\S)", "", key)  # "The Usual Suspects" likewise
     return " ".join(re.sub(r"[^\w]+", " ", key).split())
@@ -120,7 +127,8 @@ class _Answer(NamedTuple):
 
     @classmethod
     def parse(cls, name: str) -> "_Answer":
-        text = _LEAD_IN.sub("", name.strip())
+        name = _RECOMMENDING.sub("", name.strip())
+        text = _LEAD_IN.sub("", name)
         starts = []
         for end in [m.start() for m in _TITLE_END.finditer(text)] or [len(text)]:
             after = _YEAR_AFTER.match(text[end:])

@@ -95,6 +95,19 @@ def test_parser_rejects_unusable_answers(raw):
     ("Sabrina (1995), a film", "Sabrina (1995)", True),
     ("Shall We Dance? (1937) is a film", "Shall We Dance? (1996)", False),
     ("Scarlet Letter, The (1926) is a film", "Scarlet Letter, The (1995)", False),
+    # a recommending phrase or a quote before the title (accepted up to v7)
+    ("I recommend Heat", "Heat (1995)", True),
+    ("I would recommend Heat.", "Heat (1995)", True),
+    ("Try Heat, a crime film", "Heat (1995)", True),
+    ("How about Heat?", "Heat (1995)", True),
+    ("You might enjoy Heat (1995)", "Heat (1995)", True),
+    ("My recommendation is: Heat", "Heat (1995)", True),
+    ('"Il Postino" is a gentle Italian film', "Postino, Il (1994)", True),
+    ('"Il Postino", a film', "Postino, Il (1994)", True),
+    ("I recommend Heat (1986)", "Heat (1995)", False),
+    ("Try Casino, a crime film", "Heat (1995)", False),
+    ("I recommend Heat and Dust", "Heat (1995)", False),
+    ('"Il Postino" is a gentle Italian film', "Heat (1995)", False),
 ])
 def test_a_negative_naming_the_interacted_item_or_nothing_is_refused(name, interacted, refused):
     """The LLM named the positive itself as its hard negative ("Heavyweights" for Heavyweights (1994)), and it was
