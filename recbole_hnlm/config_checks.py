@@ -231,13 +231,18 @@ def foreign_options(external_keys, plugin_properties_dir: str, model: str, sampl
         recbole_models = [name for name, names in recbole_model_options().items() if key in names]
         if recbole_models:  # e.g. the MixGCF code's mess_dropout, only RecBole's KGAT/KGIN/MCCLK define it
             listed = "/".join(recbole_models[:4]) + ("/..." if len(recbole_models) > 4 else "")
-            hint = difflib.get_close_matches(key, sorted(read), n=1, cutoff=0.6)
+            hint = ([_PLUGIN_NAME_OF[key]] if _PLUGIN_NAME_OF.get(key) in read
+                    else difflib.get_close_matches(key, sorted(read), n=1, cutoff=0.75))
             found.append((key, f"RecBole's {listed} model{'s' * (len(recbole_models) > 1)}"
                                + (f" (did you mean '{hint[0]}'?)" if hint else "")))
     return found
 
 
 _RECBOLE_MODEL_OPTIONS = {}
+#: Options of other RecBole models (NCL's contrastive pair, KGAT's as the MixGCF code names NGCF's) and the plugin's
+#: name of the same setting, which a close-name match finds poorly ('ssl_temp' is as close to 'ssl_tau' as
+#: 'loss_type' to 'layers_dtype').
+_PLUGIN_NAME_OF = {"ssl_temp": "ssl_tau", "ssl_reg": "ssl_weight", "mess_dropout": "message_dropout"}
 
 
 def recbole_model_options() -> dict:

@@ -137,6 +137,12 @@ def test_options_of_other_backbones_and_samplers_are_named():
     assert foreign_option_messages(sgl.foreign_options, run_never_reads("SGL", "RNS")) == [
         "Option 'ssl_temp' is ignored: it is an option of RecBole's NCL model (did you mean 'ssl_tau'?), which a SGL "
         "run with the RNS sampler never reads."]
+    sgl = Config(model="SGL", dataset="ml-100k", config_dict={"ssl_reg": 0.1}, command_line=False)
+    assert sgl.foreign_options == [("ssl_reg", "RecBole's NCL model (did you mean 'ssl_weight'?)")]
+    # a close name is offered only when it is close: 'loss_type' was answered with 'layers_dtype'
+    for model, key in (("LightGCN", "loss_type"), ("LightGCN", "mlp_hidden_size"), ("NGCF", "temperature")):
+        (_, owners), = Config(model=model, dataset="ml-100k", config_dict={key: 1}, command_line=False).foreign_options
+        assert owners.startswith("RecBole's") and "did you mean" not in owners, (key, owners)
     assert Config(model="LightGCN", dataset="ml-100k", config_dict={"n_layers": 2, "reg_weight": 1e-4},
                   command_line=False).foreign_options == []
     dns = Config(model="MF", dataset="ml-100k", config_dict={"sampler": "DNS", "hnlm_lambda": 0.1}, command_line=False)
