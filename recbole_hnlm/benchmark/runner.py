@@ -166,12 +166,15 @@ def cell_logging(config, log_file: Optional[str]):
     above the configured ``state`` (default WARNING in the harness), so tqdm's progress bar stays readable."""
     from recbole.utils.logger import RemoveColorFilter
 
+    from recbole_hnlm.log_output import plain_when_redirected
+
     root = logging.getLogger()
     level = getattr(logging, str(config["state"] or "INFO").upper(), logging.INFO)
     if not any(type(h) is logging.StreamHandler for h in root.handlers):
         console = logging.StreamHandler()
         console.setFormatter(logging.Formatter("%(asctime)-15s %(levelname)s  %(message)s", "%d %b %H:%M"))
         root.addHandler(console)
+    plain_when_redirected(root)
     consoles = [h for h in root.handlers if type(h) is logging.StreamHandler]
     console_levels = [h.level for h in consoles]
     for handler in consoles:

@@ -164,6 +164,9 @@ def _run_stage(argv, quiet: contextlib.ExitStack) -> int:
         overrides["hnlm_max_pairs"] = args.max_pairs
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from recbole_hnlm.log_output import plain_when_redirected
+
+    plain_when_redirected()  # RecBole's dataset lines carry colour codes
     _warn_unread_options(args, overrides)
     from recbole_hnlm.config import PROPERTIES_DIR, read_config_files
     from recbole_hnlm.config_checks import unknown_option_messages, unknown_options

@@ -368,3 +368,24 @@ def test_best_epoch_rule_without_a_checkpoint():
     assert best(2) == 4  # the warm-up's 0.50 no longer counts; of the equal 0.45s the later one
     assert best(9) == 1  # no epoch after the warm-up: all of them
     assert best(0, {"valid_metric_bigger": False}) == 0
+
+
+def test_a_cells_console_shows_warnings_without_colour_codes(tmp_path, capsys):
+    """The grid's console (a redirected `compare.py ... > grid.log`) printed RecBole-coloured warnings raw."""
+    import logging
+
+    from recbole.utils import set_color
+
+    from recbole_hnlm.benchmark.runner import cell_logging
+
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers = [h for h in saved if type(h) is not logging.StreamHandler]  # the cell's console on stderr
+    try:
+        with cell_logging({"state": None}, str(tmp_path / "logs" / "cell.log")):
+            logging.getLogger("test").warning(set_color("candidates redrawn", "red") + " 3 times")
+    finally:
+        root.handlers = saved
+    err = capsys.readouterr().err
+    assert "candidates redrawn 3 times" in err and "\x1b[" not in err
+    assert (tmp_path / "logs" / "cell.log").read_text().endswith("candidates redrawn 3 times\n")

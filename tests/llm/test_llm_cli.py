@@ -120,6 +120,18 @@ def test_keys_into_a_closed_pipe_ends_quietly():
     assert child.wait(timeout=120) == 0 and "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
 
 
+def test_a_redirected_stage_logs_recboles_lines_without_colour_codes(tmp_path):
+    """`python -m recbole_hnlm.llm profiles ... > log` wrote RecBole's dataset lines as "^[[1;35m[Training]: ^[[0m"."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "recbole_hnlm.llm", "profiles", "--dataset", "ml-100k",
+                           "--max_pairs", "1", "--hnlm_generator=no-such-model"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)
+    assert done.returncode == 2 and "no-such-model" in done.stderr, done.stderr[-2000:]
+    assert "[Training]: train_batch_size" in done.stderr and "\x1b[" not in done.stderr
+
+
 def test_stage_options_are_not_abbreviated_and_a_foreign_variant_is_named(tmp_path, caplog, capsys):
     """`--overwrit` was taken as --overwrite, `--data=...` as --dataset; `negatives --hnlm_variant=finetuned` was
     overridden without a word."""
