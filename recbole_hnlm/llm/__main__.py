@@ -174,7 +174,7 @@ def _run_stage(argv, quiet: contextlib.ExitStack) -> int:
     in_files = [key for key in read_config_files(args.config_files) if key not in overrides]  # as the run script
     for message in unknown_option_messages(unknown_options(list(overrides) + in_files, PROPERTIES_DIR)):
         logging.getLogger(__name__).warning(message)
-    if args.quiet:  # transformers' own bars and notices too (GGUF de-quantising, tokenizer legacy notice)
+    if args.quiet:  # transformers' own bars and notices too (GGUF de-quantising)
         from transformers.utils import logging as transformers_logging
 
         quiet.enter_context(_quiet_third_party_output())

@@ -275,7 +275,9 @@ class HybridPromptEncoder(nn.Module):
 
         with atomic_folder(folder) as tmp:
             if self.lora_settings is not None:
-                self.body.save_pretrained(tmp, safe_serialization=True)
+                # LoRA never targets the embeddings: PEFT's "auto" looked for the base model's config.json to tell
+                # (a GGUF file has none) and warned "Could not find a config file" at every save
+                self.body.save_pretrained(tmp, safe_serialization=True, save_embedding_layers=False)
                 _sort_target_modules(os.path.join(tmp, "adapter_config.json"))
             save_file(self.trainable_state(), os.path.join(tmp, _PROJECTORS))
             settings = dict(settings, cf_dim=self.cf_dim, soft_tokens=self.soft_tokens, hidden=self.hidden,

@@ -193,10 +193,31 @@ def _from_pretrained_kwargs(ref) -> dict:
     return kwargs
 
 
+class _LegacyNoticeFilter(logging.Filter):
+    """Drops transformers' "You are using the default legacy behaviour of LlamaTokenizerFast ... nothing changes for
+    you" notice, printed at every load of a Llama tokenizer whose files set no ``legacy`` (SmolLM2's GGUF). Passing
+    ``legacy=True`` would silence it too, but would override a folder whose tokenizer_config.json says otherwise."""
+
+    def filter(self, record):
+        return not str(record.msg).startswith("You are using the default legacy behaviour")
+
+
+_LEGACY_NOTICE_LOGGERS = ("transformers.models.llama.tokenization_llama",
+                          "transformers.models.llama.tokenization_llama_fast")
+
+
+def _quiet_legacy_notice() -> None:
+    for name in _LEGACY_NOTICE_LOGGERS:
+        target = logging.getLogger(name)
+        if not any(isinstance(f, _LegacyNoticeFilter) for f in target.filters):
+            target.addFilter(_LegacyNoticeFilter())
+
+
 def load_tokenizer(path: str = DEFAULT_GENERATOR, option: str = "hnlm_generator"):
     """Load ``(tokenizer, ModelRef)`` of a generator (:func:`load_causal_lm`'s tokenizer) without its model."""
     from transformers import AutoTokenizer
 
+    _quiet_legacy_notice()
     ref = resolve_generator(path, option)
     tokenizer = AutoTokenizer.from_pretrained(ref.folder, **_from_pretrained_kwargs(ref))
     prepare_tokenizer(tokenizer)

@@ -667,3 +667,25 @@ def test_damaged_teacher_and_adapter_files_are_named(tmp_path, tiny_llama_dir, t
     folder.mkdir()
     with pytest.raises(DataError, match="is a folder: hnlm_store_path names the store's .safetensors file"):
         store_path_for(LLMConfig.from_config({**config, "hnlm_store_path": str(folder)}), data_root, "mini")
+
+
+def test_saving_an_adapter_of_a_gguf_model_warns_nothing(tmp_path, tiny_llama_dir):
+    """PEFT looked for config.json beside the base model to tell whether the vocabulary changed, and warned "Could not
+    find a config file ... will assume that the vocabulary was not modified" at every save of SmolLM2's adapter (a
+    GGUF folder has none). LoRA never targets the embeddings, so none are saved either way."""
+    import warnings
+
+    from safetensors import safe_open
+
+    model, tokenizer, _ = load_causal_lm(tiny_llama_dir, device="cpu")  # fresh: LoRA is put into it in place
+    encoder = HybridPromptEncoder(model, tokenizer, cf_dim=8, lora=dict(r=2, alpha=4, dropout=0.0))
+    gguf_folder = tmp_path / "gguf"
+    gguf_folder.mkdir()
+    encoder.body.peft_config["default"].base_model_name_or_path = str(gguf_folder)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        encoder.save(str(tmp_path / "adapter"), {})
+    assert not [str(w.message) for w in caught if "config file" in str(w.message)]
+    with safe_open(str(tmp_path / "adapter" / "adapter_model.safetensors"), "pt") as saved:
+        names = list(saved.keys())
+    assert names and all("lora_" in name for name in names)

@@ -40,3 +40,27 @@ def test_smollm2_hybrid_prompt_opens_with_no_start_token():
     tokenizer = AutoTokenizer.from_pretrained(ref.folder, gguf_file=ref.gguf_file, local_files_only=True)
     assert tokenizer("a")["input_ids"][0] == tokenizer.convert_tokens_to_ids("<|im_start|>")
     assert sequence_start_ids(tokenizer) == []
+
+
+def test_loading_smollm2s_tokenizer_prints_no_legacy_notice():
+    """transformers printed "You are using the default legacy behaviour of the LlamaTokenizerFast ... nothing changes
+    for you" at every load of SmolLM2's GGUF tokenizer, in the main command's output too; the tokenizer's behaviour
+    is kept (legacy=True, what transformers picks when a tokenizer's files set none)."""
+    import io
+    import logging
+
+    import transformers.utils.logging
+
+    from recbole_hnlm.llm.models import load_tokenizer
+
+    transformers.utils.logging.warning_once.cache_clear()  # transformers prints the notice once per process
+    seen = io.StringIO()
+    handler = logging.StreamHandler(seen)
+    library = logging.getLogger("transformers")
+    library.addHandler(handler)
+    try:
+        tokenizer, _ = load_tokenizer("smollm2")
+    finally:
+        library.removeHandler(handler)
+    assert type(tokenizer).__name__ == "LlamaTokenizerFast" and tokenizer.legacy is True
+    assert "legacy behaviour" not in seen.getvalue(), seen.getvalue()
