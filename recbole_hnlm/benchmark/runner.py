@@ -314,7 +314,9 @@ def _pairs(dataset):
 def build_data(config, dataset, train_ratio=1.0, seed=0):
     """Split ``dataset`` as RecBole's ``data_preparation`` does and return ``(train_data, valid_data, test_data,
     full_train_dataset)``; with ``train_ratio < 1`` the training loader holds a per-user subsample of the training
-    split, while the evaluation loaders (and their history masks) are those of the full split."""
+    split, and its sampler knows only the subsample's positives (as in a sparser dataset: an item dropped from a
+    user's training interactions may be drawn as their negative), while the evaluation loaders (and their history
+    masks) are those of the full split."""
     from recbole.data.utils import create_samplers, get_dataloader
 
     from recbole_hnlm.benchmark.analysis import subsample_per_user
@@ -330,6 +332,10 @@ def build_data(config, dataset, train_ratio=1.0, seed=0):
         users = train_dataset.inter_feat[train_dataset.uid_field].numpy()
         keep = subsample_per_user(users, train_ratio, seed)
         train_dataset = train_dataset.copy(train_dataset.inter_feat[torch.from_numpy(keep)])
+        # the full split's sampler excluded every dropped item from the user's negatives (RNS and HNLMRec's random
+        # negative; the candidates of DNS, MixGCF and AHNS already excluded only the subsample's positives)
+        with dataset_errors_named(config, dataset):
+            train_sampler = create_samplers(config, dataset, [train_dataset, valid_dataset, test_dataset])[0]
     train_data = get_dataloader(config, "train")(config, train_dataset, train_sampler, shuffle=config["shuffle"])
     valid_data = get_dataloader(config, "valid")(config, valid_dataset, valid_sampler, shuffle=False)
     test_data = get_dataloader(config, "test")(config, test_dataset, test_sampler, shuffle=False)

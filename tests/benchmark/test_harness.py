@@ -320,6 +320,40 @@ def test_probe_leaves_the_random_stream_unchanged():
     assert torch.equal(torch.rand(3), expected)
 
 
+def test_a_sparsity_cells_training_negatives_may_be_the_items_it_dropped(ml_slice):
+    """The training sampler of a sparsity cell was the full split's: a user's negatives excluded the training items
+    the subsample dropped, which in a sparser dataset are not theirs (RNS and HNLMRec's random negative; the
+    candidates of DNS, MixGCF and AHNS excluded only the subsample's positives). The evaluation masks stay the full
+    split's."""
+    from recbole_hnlm.benchmark.runner import build_data
+    from recbole_hnlm.config import Config
+    from recbole_hnlm.quick_start import read_dataset
+
+    data_path, dataset = ml_slice
+    config = Config(model="MF", dataset=dataset, config_dict={"data_path": data_path, "use_gpu": False},
+                    command_line=False)
+    train, valid, test, full_train = build_data(config, read_dataset(config), train_ratio=0.4, seed=3)
+
+    def items_by_user(data):
+        users, items = (data.inter_feat[field].numpy() for field in (data.uid_field, data.iid_field))
+        by_user = {}
+        for user, item in zip(users, items):
+            by_user.setdefault(int(user), set()).add(int(item))
+        return by_user
+
+    kept, full = items_by_user(train.dataset), items_by_user(full_train)
+    assert sum(map(len, kept.values())) < 0.45 * sum(map(len, full.values()))
+    for user, items in full.items():
+        assert train._sampler.used_ids[user] == kept.get(user, set()), user
+        assert items <= valid._sampler.used_ids[user] and items <= test._sampler.used_ids[user], user  # the masks
+    # drawn: the dropped items come up as negatives
+    users = torch.tensor(sorted(full), dtype=torch.long).repeat_interleave(200)
+    drawn = train._sampler.sample_by_user_ids(users, None, 1).numpy()
+    dropped = {(u, i) for u, items in full.items() for i in items - kept.get(u, set())}
+    assert any((int(u), int(i)) in dropped for u, i in zip(users.numpy(), drawn))
+    assert not any(int(i) in kept.get(int(u), set()) for u, i in zip(users.numpy(), drawn))
+
+
 def test_split_seed_fixes_the_split_across_training_seeds(ml_slice, tmp_path):
     data_path, dataset = ml_slice
     settings = {"data_path": data_path, "epochs": 1, "train_batch_size": 1024, "use_gpu": False}
