@@ -32,7 +32,8 @@ __all__ = ["pairs_sha256", "semantic_manifest", "run_semantic_negatives", "NEGAT
 logger = logging.getLogger(__name__)
 NEGATIVE_TEMPLATE = "hard_negative.v1"
 #: What answers are refused (in the manifest: a store written under other checks is computed again).
-ANSWER_CHECKS = ("v8: none-like, placeholder, the interacted item or a training item of the user (also as a start "
+ANSWER_CHECKS = ("v8: none-like, placeholder, the pair's item or user id from the prompt, the interacted item or a "
+                 "training item of the user (also as a start "
                  "of the answer that a sentence break ends, or opening a sentence about it after a preamble, a "
                  "recommending phrase or a quote; a year right with the title names a namesake), the user's profile "
                  "repeated (its start, or an undated sentence of its words)")
@@ -47,6 +48,10 @@ _RECOMMENDING = re.compile(
     r"|you\s+(?:might|may|would|could|will|should)\s+(?:also\s+)?(?:like|enjoy|love|try)"
     r"|my\s+(?:recommendation|suggestion|pick)\s+(?:is|would\s+be)|recommended|recommendation|suggestion)\b[\s:]*",
     re.IGNORECASE)
+#: A label before an id the prompt showed: "item_id: B00DFT27EQ", "Item #242", "ASIN B00DFT27EQ".
+_ID_LABEL = re.compile(r"^(?:(?:item|user|business|product)(?:[\s_-]*id)?|id|asin)\b\s*[:#=]?\s*", re.IGNORECASE)
+#: Ids this long are matched inside a longer answer too ("B00DFT27EQ, a plush toy"); shorter ones only as the answer.
+_LONG_ID = 6
 #: What a model writes before a title ("The movie 2001: A Space Odyssey.").
 _LEAD_IN = re.compile(r"^(?:the\s+)?(?:movie|film)\s*:?\s+", re.IGNORECASE)
 #: Where a sentence or an aside starts after a leading title: ". ", "! ", ", ", "; ", " - ", " (film)".
@@ -185,17 +190,33 @@ def _repeats(key: str, profile_key: str, dated: bool) -> bool:
     return not dated and len(words) >= 6 and len(words & known) >= 5 / 6 * len(words)
 
 
+def _echoes_an_id(name: str, ids: Sequence[str]) -> bool:
+    """Whether an answer is one of the prompt's ``ids`` (the pair's item and user tokens), bare or labelled ("242",
+    "item_id: 242"), or holds a long one (an ASIN, a Yelp id) as a word. A title that is a number ("187") is refused
+    only for the pair whose id it is."""
+    bare = _ID_LABEL.sub("", name.strip().strip("\"'`")).strip().strip("\"'`.,;!")
+    for token in map(str, ids):
+        if bare.lower() == token.lower() or (len(token) >= _LONG_ID and re.search(
+                rf"(?<![\w-]){re.escape(token)}(?![\w-])", name, re.IGNORECASE)):
+            return True
+    return False
+
+
 def negative_problem(answer: Dict, interacted_title: str, interacted_year: Optional[str] = None,
-                     history: Sequence[Tuple[str, Optional[str]]] = (), profile: str = "") -> Optional[str]:
+                     history: Sequence[Tuple[str, Optional[str]]] = (), profile: str = "",
+                     ids: Sequence[str] = ()) -> Optional[str]:
     """Why a parsed answer names no usable hard negative for a pair whose item is ``interacted_title`` (released in
-    ``interacted_year``), or None: no item, the interacted item itself, an item of the user's training ``history``
-    (``(title, year)`` pairs; a positive of the user, not a negative), or the user's ``profile`` repeated (SmolLM2
-    copied it as its answer)."""
+    ``interacted_year``), or None: no item, an id the prompt showed (``ids``: the pair's item and user tokens; SmolLM2
+    echoed the item's), the interacted item itself, an item of the user's training ``history`` (``(title, year)``
+    pairs; a positive of the user, not a negative), or the user's ``profile`` repeated (SmolLM2 copied it as its
+    answer)."""
     name = negative_name(answer)
     parsed = _Answer.parse(name)
     key, answer_year = parsed.key, parsed.starts[0][1] or parsed.year
     if name.startswith("<") or (answer_year is None and (key in _NONE_ANSWERS or key.startswith(_NONE_STARTS))):
         return f"no item named: {name[:120]!r}"
+    if _echoes_an_id(name, ids):
+        return f"the answer is an id from the prompt, not an item's name: {name[:120]!r}"
     if _repeats(key, title_key(profile), answer_year is not None):
         return f"the answer repeats the user's profile: {name[:120]!r}"
     if _names(parsed, interacted_title, interacted_year):
@@ -245,7 +266,8 @@ def _chunk_negatives(rows: range, pairs, text: DatasetText, book: ProfileBook, g
                                                      answer_prefix=template.answer_prefix,
                                                      use_cache=cfg.prefix_cache,
                                                      check=lambda k, answer: negative_problem(
-                                                         answer, *titles[k], history=history, profile=profile))
+                                                         answer, *titles[k], history=history, profile=profile,
+                                                         ids=(pairs[user_rows[k]][1], user)))
             for k, result in enumerate(results):
                 attempts[k].append(result["attempts"])
                 refused[k].extend(result["errors"])

@@ -3,6 +3,7 @@ import importlib.util
 import json
 
 import pytest
+import torch
 
 from recbole_hnlm.llm.store import PairEmbeddingStore
 
@@ -23,10 +24,17 @@ def test_semantic_negatives_with_default_models(tmp_path):
     assert s.dim == 384 and s.manifest["num_requested"] == 6
     records = [json.loads(line) for line in open(store + ".texts.jsonl")]
     assert len(records) == 6 and all(r["ok"] == bool(r["negatives"]) for r in records)
-    # a 135M model answers in JSON, but often with a copy of the user's profile, which is refused (and recorded)
-    assert s.num_pairs == sum(r["ok"] for r in records) >= 1
+    # a 135M model answers in JSON, but with a copy of the user's profile or the pair's item id (the one answer
+    # stored before answer_checks v8 was item 250's "250"), which are refused and recorded: often none is left
+    assert s.num_pairs == sum(r["ok"] for r in records)
     assert all(r["refused"] for r in records if not r["ok"])
-    assert len({tuple(r) for r in s.emb.tolist()}) >= min(2, s.num_pairs)
+    assert not [n for r in records for n in r["negatives"] if n.strip().lower() in (r["item"], r["user"])]
+    assert len({tuple(r) for r in s.emb.tolist()}) == s.num_pairs
+    if not s.num_pairs:  # the encoder of the store still embeds: distinct 384-d vectors for distinct titles
+        from recbole_hnlm.llm.models import load_text_encoder
+
+        vectors = load_text_encoder("minilm").encode(["Heat", "Toy Story"])
+        assert vectors.shape == (2, 384) and not torch.allclose(vectors[0], vectors[1])
 
 
 def test_smollm2_hybrid_prompt_opens_with_no_start_token():

@@ -115,6 +115,27 @@ def test_a_negative_naming_the_interacted_item_or_nothing_is_refused(name, inter
     assert (negative_problem({"hard_negative_item": name}, interacted) is not None) == refused
 
 
+@pytest.mark.parametrize("name, refused", [
+    ("B00DFT27EQ", True),  # a helper's real SmolLM2 run on Amazon-format data stored the item's own ASIN
+    ("item_id: B00DFT27EQ", True),
+    ("B00DFT27EQ, a plush toy", True),
+    ('"b00dft27eq"', True),
+    ("A2SUAM1J3GNN3B", True),  # the user's id
+    ("242", False),  # not this pair's ids
+    ("LEGO Classic Bricks", False),
+])
+def test_an_answer_echoing_an_id_from_the_prompt_is_refused(name, refused):
+    """The hard-negative prompt shows the pair's user and item ids; an answer that is one names no item (its text
+    embedding is noise), and was stored."""
+    problem = negative_problem({"hard_negative_item": name}, "LEGO Plush Bear", None, (), "",
+                               ids=("B00DFT27EQ", "A2SUAM1J3GNN3B"))
+    assert (problem is not None and "an id from the prompt" in problem) == refused, problem
+    short = negative_problem({"hard_negative_item": name}, "Heat", "1995", ids=("242", "196"))
+    assert (short is not None) == (name == "242")  # a short id only as the whole answer
+    assert negative_problem({"hard_negative_item": "Item #242"}, "Heat", "1995", ids=("242", "196")) is not None
+    assert negative_problem({"hard_negative_item": "2420 Nights"}, "Heat", "1995", ids=("242", "196")) is None
+
+
 def test_a_negative_naming_an_item_of_the_users_training_history_is_refused():
     """An item the user interacted with is a positive of theirs: it was stored as their hard negative."""
     history = [("Heat", "1995"), ("Usual Suspects, The", "1995")]
@@ -491,6 +512,43 @@ def test_an_answer_naming_the_interacted_item_is_retried_then_a_failure(tmp_path
             retried = [r for r in records if any("names the interacted item itself" in e for e in r["refused"])]
             assert len(retried) >= len(records) // 2  # the records say what was refused on the way
             assert all(r["attempts"][0] >= 2 for r in retried)
+
+
+def test_an_answer_echoing_the_items_id_is_a_failure_record(tmp_path, data_root, tiny_tokenizer, tiny_encoder_dir,
+                                                            monkeypatch):
+    """A model that answers each pair's item id (the prompt shows it; SmolLM2 did so on Amazon-format data): the
+    pairs are failure records, never stored with the id's embedding as their negative."""
+    _remove_profiles(data_root)
+    import re
+
+    scripted = make_scripted_generator
+    echoed = []
+
+    def echoing_generator(tokenizer):
+        generator = scripted(tokenizer, always_bad_mod=10 ** 9, first_bad_mod=10 ** 9)  # no garbage answers
+        generator.retries = 0
+        answer = type(generator)._answer
+
+        def _answer(self, ids, sample):
+            prompt = self.tokenizer.decode(ids)
+            item_id = re.findall(r'item _ id " : " (.*?) " ?,', prompt)
+            if item_id and "negative" in prompt.split("assistant")[-1]:
+                echoed.append(item_id[-1].replace(" ", ""))
+                return f'{echoed[-1]}", "reasoning": "its id"}}'
+            return answer(self, ids, sample)
+
+        type(generator)._answer = _answer
+        return generator
+
+    monkeypatch.setitem(globals(), "make_scripted_generator", echoing_generator)  # the generator _run builds
+    path = str(tmp_path / "echo.safetensors")
+    _run(data_root, path, tiny_tokenizer, tiny_encoder_dir, retries=0)
+    records = [json.loads(x) for x in open(path + ".texts.jsonl")]
+    ids = [e for e in echoed if e in {r["item"] for r in records}]  # a few decode to <unk>
+    assert len(ids) >= len(records) // 2
+    assert all(negative != record["item"] for record in records for negative in record["negatives"])
+    refused = [r for r in records if "an id from the prompt" in (r["error"] or "")]
+    assert len(refused) >= len(ids) and not any(r["ok"] for r in refused)
 
 
 def test_an_answer_naming_an_item_of_the_users_history_is_retried(tmp_path, data_root, tiny_tokenizer,
