@@ -6,6 +6,7 @@ instead (no pickle) and works on top of any RecBole trainer class (:func:`make_s
 """
 import os
 import shutil
+import time
 import warnings
 from collections import OrderedDict
 
@@ -193,6 +194,9 @@ class SafeCheckpointMixin:
         self._train_data = None  # the loader whose generators a resume state captures
         self._resume_state_for = None  # the epoch the resume state on disk trains next
         self._selection_restarted = False  # negative_warmup_epochs: model selection restarted after the warm-up
+        #: Called with (epoch index, seconds it trained) after each training epoch: HNLMRec's teacher says which of
+        #: its epochs ended and how long the rest takes (its bars read like the run's own).
+        self.on_epoch_trained = None
         init_from = config["init_from"] if "init_from" in config else None
         self.init_from = os.path.abspath(init_from) if init_from else None  # the warm start's origin, recorded
 
@@ -434,12 +438,15 @@ class SafeCheckpointMixin:
         hook = getattr(self.model, "on_epoch_start", None)
         if hook is not None:
             hook(epoch_idx)
+        started = time.perf_counter()
         with warnings.catch_warnings():  # RecBole builds torch.cuda.amp.GradScaler every epoch (deprecated alias)
             warnings.filterwarnings("ignore", message=r"`torch\.cuda\.amp\.GradScaler", category=FutureWarning)
             loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         hook = getattr(self.model, "on_epoch_end", None)
         if hook is not None:
             hook(epoch_idx)
+        if self.on_epoch_trained is not None:
+            self.on_epoch_trained(epoch_idx, time.perf_counter() - started)
         return loss
 
 

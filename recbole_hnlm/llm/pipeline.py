@@ -15,6 +15,7 @@ from .config import LLMConfig
 from .dataset_text import DatasetText
 from .paths import artifact_dir
 from .store import PairEmbeddingStore, StoreError, default_store_path, manifest_mismatch
+from .throughput import CPU_SEMANTIC_PAIRS_PER_SECOND, long_on_this_machine, rough_duration
 
 __all__ = ["ensure_negatives", "run_profiles", "run_negatives", "profiles_path", "store_path_for",
            "load_dataset_text", "root_data_path", "teacher_path_for"]
@@ -153,10 +154,6 @@ def _prompt_versions(cfg: LLMConfig):
     return versions
 
 
-#: Pairs above which a semantic run without a GPU is announced as long (at 0.4 pairs/s, 2,000 pairs: ~1.4 hours).
-LONG_SEMANTIC_RUN_PAIRS = 2000
-
-
 def run_negatives(cfg: LLMConfig, text: DatasetText, store_path: Optional[str] = None, progress: bool = True,
                   on_chunk=None, generator=None, encoder=None, generator_name: Optional[str] = None) -> str:
     """Semantic variant end to end (profiles + negatives + store); a matching store is a cache hit."""
@@ -173,10 +170,11 @@ def run_negatives(cfg: LLMConfig, text: DatasetText, store_path: Optional[str] =
         discard_stale_work(store_path)
         return store_path
     check_writable(store_path, "hnlm_store_path")
-    if len(pairs) > LONG_SEMANTIC_RUN_PAIRS and not torch.cuda.is_available():
-        logger.warning("HNLMRec semantic variant: %d pairs, each an LLM answer (docs/llm.md measures about 0.4 pairs/s "
-                       "on 2 CPU cores: hours to days), after the profiles of their users and items; it resumes where "
-                       "it stops. hnlm_max_pairs=N with hnlm_missing=random writes a subset.", len(pairs))
+    if long_on_this_machine(len(pairs)):
+        logger.warning("HNLMRec semantic variant: %d pairs, each an LLM answer (docs/llm.md measures about %s pairs/s "
+                       "on 2 CPU cores: %s), after the profiles of their users and items; it resumes where it stops. "
+                       "hnlm_max_pairs=N with hnlm_missing=random writes a subset.", len(pairs),
+                       CPU_SEMANTIC_PAIRS_PER_SECOND, rough_duration(len(pairs) / CPU_SEMANTIC_PAIRS_PER_SECOND))
     with llm_threads(cfg):
         if generator is None:
             generator, _ = _generator(cfg, cfg.max_new_tokens)

@@ -26,6 +26,7 @@ from recbole_hnlm.files import check_writable, exclusive_lock, lock_file
 from .dataset_text import DatasetText
 from .generation import Generator
 from .prompts import ChatFormatter, PromptTemplate
+from .throughput import CPU_PROFILES_PER_SECOND, long_on_this_machine, rough_duration
 
 __all__ = ["ProfileBook", "item_profile_prompt", "user_profile_prompt", "build_profiles"]
 
@@ -191,6 +192,12 @@ def _generate_kind(kind: str, keys: List[str], prompts: List[str], generator: Ge
     # a profile of these settings that a later record of other ones (another split's history) followed: appended
     # again, so it is the latest record of its key, which prompts read, without a generation
     book.append(earlier)
+    if long_on_this_machine(len(todo)):  # a Yelp2018-size dataset: ~70k profiles, about a week on 2 cores
+        logger.warning("%d %s profiles to generate, each an LLM answer (docs/llm.md measures about %s profiles/s on 2 "
+                       "CPU cores: %s); they resume where they stop. hnlm_max_pairs=N limits the users%s.", len(todo),
+                       kind, CPU_PROFILES_PER_SECOND, rough_duration(len(todo) / CPU_PROFILES_PER_SECOND),
+                       " and items, hnlm_item_profiles=False describes items by their attributes" if kind == "item"
+                       else "")
     failures = 0
     bar = tqdm(total=len(todo), desc=f"{kind} profiles", disable=not progress, unit=kind)
     for start in range(0, len(todo), flush_every):

@@ -171,18 +171,33 @@ def test_max_pairs_of_every_pair_names_the_store_of_every_pair(root, tmp_path, t
 def test_a_long_semantic_run_says_so_before_it_starts(root, tmp_path, tiny_tokenizer, tiny_encoder_dir, caplog,
                                                       monkeypatch):
     """The semantic variant of the main command started hours of generation (about 50 on ml-100k's 80,808 pairs)
-    with only a progress bar; a run of more pairs than LONG_SEMANTIC_RUN_PAIRS on the CPU names the subset option."""
+    with only a progress bar; a run of more pairs than LONG_CPU_ANSWERS on the CPU names the subset option and how
+    long it takes at the measured rate (it said "hours to days" for a Yelp2018-size run of about 37 days)."""
     import logging
 
-    import recbole_hnlm.llm.pipeline as pipeline
+    import recbole_hnlm.llm.throughput as throughput
 
-    monkeypatch.setattr(pipeline, "LONG_SEMANTIC_RUN_PAIRS", 10)
+    monkeypatch.setattr(throughput, "LONG_CPU_ANSWERS", 10)
     caplog.set_level(logging.WARNING)
     _run(root, str(tmp_path / "few.safetensors"), tiny_tokenizer, tiny_encoder_dir, max_pairs=10)
     assert "HNLMRec semantic variant" not in caplog.text
+    # the profiles before them were started without a word (about a week for a Yelp2018-size dataset)
+    assert " item profiles to generate, each an LLM answer (docs/llm.md measures about 0.12 profiles/s on 2 CPU " \
+        "cores: about " in caplog.text and "hnlm_item_profiles=False describes items" in caplog.text
+    caplog.clear()
     _run(root, str(tmp_path / "many.safetensors"), tiny_tokenizer, tiny_encoder_dir, max_pairs=11)
-    assert "HNLMRec semantic variant: 11 pairs, each an LLM answer" in caplog.text
+    assert "HNLMRec semantic variant: 11 pairs, each an LLM answer (docs/llm.md measures about 0.4 pairs/s on 2 " \
+        "CPU cores: about 1 minute)" in caplog.text
     assert "hnlm_max_pairs=N with hnlm_missing=random writes a subset" in caplog.text
+
+
+def test_long_stages_are_announced_with_their_duration_in_words():
+    from recbole_hnlm.llm.throughput import CPU_PROFILES_PER_SECOND, CPU_SEMANTIC_PAIRS_PER_SECOND, rough_duration
+
+    assert rough_duration(1_276_740 / CPU_SEMANTIC_PAIRS_PER_SECOND) == "about 37 days"  # Yelp2018's training pairs
+    assert rough_duration(69_716 / CPU_PROFILES_PER_SECOND) == "about 7 days"
+    assert rough_duration(2_001 / CPU_SEMANTIC_PAIRS_PER_SECOND) == "about 83 minutes"
+    assert rough_duration(5_400) == "about 2 hours" and rough_duration(30) == "about 1 minute"
 
 
 def test_the_failed_profiles_warning_counts_the_cached_ones_too(tmp_path, tiny_tokenizer, caplog):

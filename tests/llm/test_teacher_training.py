@@ -63,8 +63,9 @@ def test_teacher_config_keeps_dataset_settings_and_takes_mixgcf(hnlm_finetuned_c
     assert not any(key.startswith("hnlm_") for key in t_config.external_config_dict)
 
 
-def test_train_teacher_writes_the_training_split_and_restores_rng(hnlm_finetuned_config):
+def test_train_teacher_writes_the_training_split_and_restores_rng(hnlm_finetuned_config, caplog):
     config = hnlm_finetuned_config
+    caplog.set_level("INFO", logger="recbole_hnlm.llm.teacher_training")
     dataset = create_dataset(config)
     train_data, _, _ = data_preparation(config, dataset)
     path = teacher_path_for(config)
@@ -74,8 +75,13 @@ def test_train_teacher_writes_the_training_split_and_restores_rng(hnlm_finetuned
     expected_next = torch.rand(4)
     shuffle_state = train_data.generator.get_state()
     torch.manual_seed(123)
-    train_teacher(config, train_data, path, epochs=1)
+    train_teacher(config, train_data, path, epochs=2)
     assert torch.equal(torch.rand(4), expected_next)  # the HNLMRec run is unchanged by training its teacher
+    # its epochs are named as the teacher's (its bars and loss lines read like the run's own)
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("HNLMRec teacher: epoch")]
+    assert len(said) == 2 and said[0].startswith("HNLMRec teacher: epoch 1 of 2 trained in ")
+    assert " left at this pace" in said[0] and said[1].startswith("HNLMRec teacher: epoch 2 of 2 trained in ")
+    assert "left" not in said[1]
     assert torch.equal(train_data.generator.get_state(), shuffle_state)
 
     teacher = Teacher.load(path)
