@@ -253,9 +253,16 @@ def _header_fields(path, header, separator, example, config, loaded):
     for key in ("USER_ID_FIELD", "ITEM_ID_FIELD"):
         name = config[key]
         if name not in fields:
+            others = [n for n, kind in fields.items() if kind == "token" and n.endswith("_id") and n != "review_id"
+                      and n not in (config["USER_ID_FIELD"], config["ITEM_ID_FIELD"])]
+            if len(others) == 1:  # RecBole's own Yelp files: business_id
+                ids = {"USER_ID_FIELD": config["USER_ID_FIELD"], "ITEM_ID_FIELD": config["ITEM_ID_FIELD"], key: others[0]}
+                example = (f"--{key}={others[0]} \"--load_col={{'inter': ['{ids['USER_ID_FIELD']}', "
+                           f"'{ids['ITEM_ID_FIELD']}']}}\"")
+            else:
+                example = f"--{key}=<its name> \"--load_col={{'inter': ['<user field>', '<item field>']}}\""
             raise DataError(f"{path}: no '{name}' field in the header {header!r} ({key} = {name!r}; rename the "
-                            f"column, or set --{key}=<its name> and list it in load_col, e.g. "
-                            "--load_col=\"{'inter': ['<user field>', '<item field>']}\").")
+                            f"column, or name it and load it: {example}).")
         if fields[name] != "token":
             raise DataError(f"{path}: field '{name}' is '{name}:{fields[name]}'; ids must be '{name}:token'.")
         if loaded is not None and name not in loaded:

@@ -22,7 +22,11 @@ from recbole_hnlm.cli_settings import parse_settings, parser_flags
 from recbole_hnlm.errors import ConfigError, DataError
 from recbole_hnlm.files import atomic_path
 
-HEADER = "user_id\trank\titem_id\tscore\n"
+
+
+def header(dataset) -> str:
+    """The TSV's first line, named with the dataset's id fields (``user_id rank business_id score`` for Yelp)."""
+    return f"{dataset.uid_field}\trank\t{dataset.iid_field}\tscore\n"
 
 
 class SeenItems:
@@ -87,7 +91,7 @@ def write_recommendations(path: str, model, dataset, user_ids: torch.Tensor, k: 
     almost every item gets fewer than ``k`` lines (left-out items are never written)."""
     def write(out):
         lines = 0
-        out.write(HEADER)
+        out.write(header(dataset))
         starts = range(0, len(user_ids), batch_size)
         for start in tqdm(starts, desc="recommend", unit="batch", disable=not progress):
             users = user_ids[start:start + batch_size]
@@ -178,6 +182,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"warning: {message}", file=sys.stderr)
     try:
         tokens = _read_users(args)
+        print(f"loading {args.checkpoint} and rebuilding its dataset (a minute at Yelp2018's size)", file=sys.stderr)
         config, model, dataset, *_ = load_data_and_model(args.checkpoint, overrides)
         user_ids = _user_ids(dataset, tokens)
         seen = None if args.keep_seen else SeenItems(dataset)

@@ -174,6 +174,10 @@ INTER_CASES = {
     "commas": ("user_id:token,item_id:token\n1,2\n", "separated by field_separator"),
     "bad_type": ("user_id:tokn\titem_id:token\n1\t2\n", "header field 'user_id:tokn'"),
     "no_item": ("user_id:token\trating:float\n1\t2\n", "no 'item_id' field in the header"),
+    # RecBole's own Yelp files: the hint names the field and both options (it took two runs to learn load_col)
+    "yelp_item": ("review_id:token\tuser_id:token\tbusiness_id:token\tstars:float\nr1\tu1\tb1\t5\n",
+                  "rename the column, or name it and load it: --ITEM_ID_FIELD=business_id "
+                  "\"--load_col={'inter': ['user_id', 'business_id']}\")."),
     "float_ids": ("user_id:token\titem_id:float\n1\t2\n", "ids must be 'item_id:token'"),
     "header_only": ("user_id:token\titem_id:token\n\n", "has a header but no interactions"),
     # lines that pandas would read with shifted columns (the run went on, training on timestamps as items)

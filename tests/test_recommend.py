@@ -208,3 +208,28 @@ def test_equal_scores_are_listed_in_item_id_order():
     nan = float("nan")
     values, items = top_k(Scored(torch.tensor([[0.0, nan, nan, 5.0, 5.0, 5.0, 1.0]])), torch.tensor([0]), 4)
     assert items.tolist() == [[3, 4, 5, 6]] and not bool(values.isnan().any())
+
+
+def test_the_header_names_the_datasets_id_fields_and_ids_may_start_with_a_dash(ml_slice, tmp_path, capsys):
+    """RecBole's Yelp files name items business_id, and Yelp ids may start with '-': the header said item_id, and
+    `--users -co810M6sQBkTY7eLQlIx4` was taken for an option (docs/usage.md gives the `--users=...` form)."""
+    data_path, name = ml_slice
+    folder = tmp_path / "data" / "yelpish"
+    folder.mkdir(parents=True)
+    with open(os.path.join(data_path, name, f"{name}.inter"), encoding="utf-8") as source, \
+            open(folder / "yelpish.inter", "w", encoding="utf-8") as target:
+        next(source)
+        target.write("user_id:token\tbusiness_id:token\n")
+        for line in source:
+            user, item = line.split("\t")[:2]
+            target.write(f"{'-' if user == '1' else ''}u{user}\tb{item}\n")
+    result = run_recbole_hnlm(model="MF", dataset="yelpish", config_dict={
+        "data_path": str(tmp_path / "data"), "ITEM_ID_FIELD": "business_id", "epochs": 1, "use_gpu": False,
+        "load_col": {"inter": ["user_id", "business_id"]}, "checkpoint_dir": str(tmp_path / "run"),
+        "show_progress": False})
+    out = tmp_path / "recs.tsv"
+    assert main(["--checkpoint", result["checkpoint"], "--out", str(out), "--k", "3", "--users=-u1,u2"]) == 0
+    header, rows = _read(out)
+    assert header == "user_id\trank\tbusiness_id\tscore\n"
+    assert [row[0] for row in rows] == ["-u1"] * 3 + ["u2"] * 3 and all(row[2].startswith("b") for row in rows)
+    assert "rebuilding its dataset" in capsys.readouterr().err  # said before a silent minute at Yelp's size
