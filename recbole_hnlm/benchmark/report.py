@@ -222,12 +222,12 @@ def settings_section(results):
     return lines
 
 
-def _fmt_mean_std(mean, std):
+def _fmt_mean_std(mean, std, places=4):
     if math.isnan(mean):
         return "-"
     if math.isnan(std):
-        return f"{mean:.4f}"
-    return f"{mean:.4f} ± {std:.4f}"
+        return f"{mean:.{places}f}"
+    return f"{mean:.{places}f} ± {std:.{places}f}"
 
 
 def _fmt_count(mean):
@@ -252,8 +252,14 @@ def _fmt_compare(c):
 def _rounded_as_recbole(run, value):
     """``value`` rounded to the run's ``metric_decimal_place`` (RecBole's default 4), as its reported metrics are:
     the run's own record of it (a config file may set it), else its settings' (results of earlier versions)."""
+    return round(float(value), _decimal_places(run))
+
+
+def _decimal_places(run) -> int:
+    """The run's ``metric_decimal_place``: its own record of it (a config file may set it), else its settings'
+    (results of earlier versions), else RecBole's default 4."""
     places = run.get("metric_decimal_place", (run.get("settings") or {}).get("metric_decimal_place"))
-    return round(float(value), int(places) if places is not None else 4)
+    return int(places) if places is not None else 4
 
 
 def _table(header, rows):
@@ -266,6 +272,7 @@ def markdown_report(results, errors=None, title=None, not_finished=()):
     """The markdown report of ``results`` (see the module docstring); ``not_finished``: keys of the cells of the last
     grid command that have neither a result nor an error file."""
     summary = summarize(results)
+    places = max((_decimal_places(r) for r in results), default=4)  # the tables show every digit RecBole reported
     names = [METRIC_NAMES[m] for m in METRICS]
     dataset = ", ".join(sorted({r["dataset"] for r in results})) or "-"
     parts = [f"# {title or 'Benchmark'}: {dataset}", ""]
@@ -280,7 +287,7 @@ def markdown_report(results, errors=None, title=None, not_finished=()):
         rows = []
         for sampler in samplers:
             e = summary[(model, sampler)]
-            rows.append([sampler, e["n"]] + [_fmt_mean_std(*e[m]) for m in METRICS]
+            rows.append([sampler, e["n"]] + [_fmt_mean_std(*e[m], places) for m in METRICS]
                         + [f"{e['s_per_epoch']:.2f}", f"{_fmt_count(e['epochs_run'])} ({_fmt_count(e['best_epoch'])})"])
         parts += ["", f"## {model}", "", _table(["Sampler", "n"] + names + ["s/epoch", "epochs (best)"], rows)]
 
@@ -313,7 +320,7 @@ def markdown_report(results, errors=None, title=None, not_finished=()):
                     values = np.array([[_rounded_as_recbole(r, r["analysis"]["popularity"][group][m])
                                         for m in ("recall@20", "ndcg@20")] for r in runs], dtype=float)
                     finite = int(np.isfinite(values[:, 0]).sum())  # a group without test users is NaN in a split
-                    cell = " / ".join(f"{np.nanmean(values[:, j]):.4f}" if finite else "-" for j in (0, 1))
+                    cell = " / ".join(f"{np.nanmean(values[:, j]):.{places}f}" if finite else "-" for j in (0, 1))
                     row.append(cell if finite == len(runs) else f"{cell} (n={finite})")
                 rows.append(row)
         def span(group, key):  # the splits of different seeds may give the groups other sizes
@@ -349,7 +356,7 @@ def markdown_report(results, errors=None, title=None, not_finished=()):
                     values = [r["test_result"]["ndcg@20"] for r in results if r["model"] == model
                               and r["sampler"] == sampler and float(r["train_ratio"]) == ratio
                               and r["test_result"].get("ndcg@20") is not None]
-                    row.append(f"{np.mean(values):.4f} (n={len(values)})" if values else "-")
+                    row.append(f"{np.mean(values):.{places}f} (n={len(values)})" if values else "-")
                 rows.append(row)
         parts += ["", "## Sparsity (test NDCG@20, mean over n seeds, by share of training interactions kept)", "",
                   _table(["Model", "Sampler"] + [f"{int(round(r * 100))}%" for r in ratios], rows)]

@@ -383,8 +383,15 @@ def test_the_popularity_tables_all_column_is_the_main_tables_mean():
     assert main.startswith("0.1235 ± ") and popularity == "0.1235 / 0.2000"  # unrounded, the mean 0.12341 read 0.1234
     results[0]["settings"] = results[1]["settings"] = {"metric_decimal_place": 6}  # results of earlier versions
     row = [line for line in markdown_report(results).splitlines() if line.startswith("| MF | RNS | 2 |")][0]
-    assert row.split(" | ")[3] == "0.1234 / 0.2000"  # kept to 6 decimals, shown with 4
+    assert row.split(" | ")[3] == "0.123410 / 0.200000"  # kept to 6 decimals, and shown with 6 (it showed 4)
     for result in results:  # the run's own record wins: a config file may have set it
         result["settings"], result["metric_decimal_place"] = {}, 6
-    row = [line for line in markdown_report(results).splitlines() if line.startswith("| MF | RNS | 2 |")][0]
-    assert row.split(" | ")[3] == "0.1234 / 0.2000"
+    lines = markdown_report(results).splitlines()
+    row = [line for line in lines if line.startswith("| MF | RNS | 2 |")][0]
+    assert row.split(" | ")[3] == "0.123410 / 0.200000"
+    main = [line for line in lines if line.startswith("| RNS | 2 |")][0].split(" | ")[3]
+    assert main.startswith("0.123450 ± 0.0000")  # the main table too: 0.1234 and 0.1235 read as their digits
+    sparse = FakeRunner()(Cell("MF", "RNS", 1, 0.4), "toy", None)
+    sparse["test_result"]["ndcg@20"], sparse["metric_decimal_place"] = 0.031234, 6
+    text = markdown_report(results + [sparse])
+    assert "| MF | RNS | 0.031234 (n=1) | 0.200000 (n=2) |" in text
