@@ -24,7 +24,9 @@ training pairs: RecBole ranks such a pair's item at test time (it masks only the
 where the papers' code masks every training item.
 
 Written to ``<out>/<dataset>/``: ``<dataset>.{train,valid,test}.inter`` (``user_id:token``, ``item_id:token``, ids
-as in the source files) and ``<dataset>.split.json`` (the sources' and outputs' sha256, the options, counts and
+as in the source files, or the original ids of ``--user_list``/``--item_list``: the ``user_list.txt`` and
+``item_list.txt`` LightGCN's data ships, ``org_id remap_id`` per line, so that the ids join RecBole's ``.item``/``.user``
+files and HNLMRec's LLM stages find each item's text) and ``<dataset>.split.json`` (the sources' and outputs' sha256, the options, counts and
 warnings). RecBole reads pre-split files as they are, without filtering or k-core, so what is written is what trains
 and evaluates. Rerunning with the same sources and options changes nothing; other sources or options, or output files
 changed since, need ``--overwrite``.
@@ -276,11 +278,48 @@ def _users_with_every_item(parts):
     return sorted(user for user, items in items_of.items() if len(items) == n_items)
 
 
-def _manifest(train_file, test_file, options, counts, warnings):
+def read_id_list(path: str, what: str) -> dict:
+    """``{remapped integer id: original token}`` of a LightGCN ``user_list.txt``/``item_list.txt`` (``org_id remap_id
+    [freebase_id]`` per line, after an optional header line)."""
+    mapping, originals = {}, {}
+    for line_no, fields in _rows(path):
+        if len(fields) < 2 or (line_no == 1 and not _is_id(fields[1])):
+            if line_no == 1 and len(fields) >= 2:
+                continue  # the header "org_id remap_id"
+            raise DataError(f"{path}:{line_no}: expected 'org_id remap_id' (the {what} list of LightGCN's data), got "
+                            f"{' '.join(fields)!r}")
+        original, remapped = fields[0], _parse_id(fields[1], path, line_no, "remap_id")
+        if remapped in mapping:
+            raise DataError(f"{path}:{line_no}: remap_id {remapped} is listed twice")
+        if original in originals:
+            raise DataError(f"{path}:{line_no}: org_id {original!r} is listed twice (remap_id {originals[original]} "
+                            f"and {remapped})")
+        mapping[remapped], originals[original] = original, remapped
+    if not mapping:
+        raise DataError(f"{path}: no ids listed")
+    return mapping
+
+
+def _original_ids(parts, users, items, lists):
+    """``parts`` with the ids of ``users``/``items`` (``{remap_id: org_id}`` or ``None``) put back; an id of the split
+    that a list lacks is an error naming the list."""
+    for position, mapping, path in ((0, users, lists.get("user_list")), (1, items, lists.get("item_list"))):
+        if mapping is None:
+            continue
+        missing = sorted({pair[position] for pairs in parts.values() for pair in pairs} - mapping.keys())
+        if missing:
+            raise DataError(f"{path}: no org_id for {len(missing)} {('user', 'item')[position]} id(s) of the split, "
+                            f"e.g. {missing[:5]}: is it the list of these train/test files?")
+    return {part: [(users[u] if users else u, items[i] if items else i) for u, i in pairs]
+            for part, pairs in parts.items()}
+
+
+def _manifest(train_file, test_file, options, counts, warnings, lists=None):
+    sources = [("train", train_file.path, train_file.format), ("test", test_file.path, test_file.format)]
+    sources += [(name, path, "id list") for name, path in sorted((lists or {}).items())]
     return {
-        "sources": {part: {"path": os.path.abspath(source.path), "sha256": file_sha256(source.path),
-                           "format": source.format}
-                    for part, source in (("train", train_file), ("test", test_file))},
+        "sources": {part: {"path": os.path.abspath(path), "sha256": file_sha256(path), "format": file_format}
+                    for part, path, file_format in sources},
         "options": options,
         "counts": counts,
         "warnings": warnings,
@@ -320,10 +359,12 @@ def _up_to_date(old, new, targets) -> bool:
 
 def import_split(dataset: str, train_path: str, test_path: str, out: str, valid: str = "holdout",
                  valid_ratio: float = 0.1, seed: int = 2020, file_format: str = "auto",
-                 drop_test_pairs_in_train: bool = False, overwrite: bool = False) -> dict:
+                 drop_test_pairs_in_train: bool = False, overwrite: bool = False, user_list: str = None,
+                 item_list: str = None) -> dict:
     """Write ``<out>/<dataset>/<dataset>.{train,valid,test}.inter`` and ``<dataset>.split.json``; return the
-    manifest. Nothing is written when an input is bad, and existing files are kept unless they are this very import
-    (then nothing is written) or ``overwrite``."""
+    manifest. ``user_list``/``item_list``: LightGCN's id lists, whose original ids are written instead of the
+    remapped integers (:func:`read_id_list`). Nothing is written when an input is bad, and existing files are kept
+    unless they are this very import (then nothing is written) or ``overwrite``."""
     if not dataset or os.sep in dataset or dataset.startswith("."):
         raise DataError(f"--dataset must be a plain folder name, got {dataset!r}")
     if dataset == "ml-100k":
@@ -355,7 +396,10 @@ def import_split(dataset: str, train_path: str, test_path: str, out: str, valid:
     options.update(format=file_format, drop_test_pairs_in_train=drop_test_pairs_in_train)
     parts = {"train": train, "valid": valid_pairs, "test": test}
     counts, warnings = _summary(parts, train_file, test_file, training_pairs, valid, dropped)
-    manifest = _manifest(train_file, test_file, options, counts, warnings)
+    lists = {name: path for name, path in (("user_list", user_list), ("item_list", item_list)) if path}
+    parts = _original_ids(parts, read_id_list(user_list, "user") if user_list else None,
+                          read_id_list(item_list, "item") if item_list else None, lists)
+    manifest = _manifest(train_file, test_file, options, counts, warnings, lists)
 
     folder = os.path.join(out, dataset)
     manifest_path = os.path.join(folder, f"{dataset}.split.json")
@@ -419,6 +463,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=2020, help="seed of the validation hold-out (default 2020)")
     parser.add_argument("--drop_test_pairs_in_train", action="store_true",
                         help="drop test pairs that are also training pairs (RecBole would rank them as easy hits)")
+    parser.add_argument("--user_list", help="LightGCN's user_list.txt (org_id remap_id): write the original user ids")
+    parser.add_argument("--item_list", help="LightGCN's item_list.txt (org_id remap_id [freebase_id]): write the "
+                                            "original item ids, which RecBole's .item file and the LLM stages join on")
     parser.add_argument("--overwrite", action="store_true", help="replace the split files of another import")
     args = parser.parse_args(argv)
     if args.seed < 0:
@@ -427,7 +474,8 @@ def main(argv=None) -> int:
     try:
         manifest = import_split(args.dataset, args.train, args.test, args.out, valid=args.valid,
                                 valid_ratio=args.valid_ratio, seed=args.seed, file_format=args.format,
-                                drop_test_pairs_in_train=args.drop_test_pairs_in_train, overwrite=args.overwrite)
+                                drop_test_pairs_in_train=args.drop_test_pairs_in_train, overwrite=args.overwrite,
+                                user_list=args.user_list, item_list=args.item_list)
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

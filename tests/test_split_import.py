@@ -394,3 +394,50 @@ def test_a_user_with_every_item_is_named_at_import_and_at_the_run(tmp_path, fast
         fast_config, dataset="plain", data_path=str(tmp_path / "plain"), load_col={"inter": ["user_id", "item_id"]},
         topk=[5], valid_metric="NDCG@5", user_inter_num_interval="[0,30)", epochs=1))
     assert np.isfinite(result["best_valid_score"])
+
+
+def test_id_lists_put_the_original_ids_back(tmp_path, capsys):
+    """LightGCN's files number users and items 0..n-1 and ship user_list.txt/item_list.txt (org_id remap_id): the
+    import wrote the numbers, so the ids matched no .item file and HNLMRec's LLM stages had no text."""
+    (train_txt, test_txt), train, test = ml100k_published_split(tmp_path)
+    users = sorted(set(train) | set(test))
+    items = sorted({i for lists in (train, test) for items in lists.values() for i in items})
+    user_list = write(tmp_path / "user_list.txt", ["org_id remap_id"] + [f"U{u:05d}x {u}" for u in users])
+    item_list = write(tmp_path / "item_list.txt", ["org_id remap_id freebase_id"]
+                      + [f"B00{i:07d} {i} m.0{i}" for i in items])
+    out = str(tmp_path / "atomic")
+    plain = import_split("plain", train_txt, test_txt, out, seed=5)
+    named = import_split("named", train_txt, test_txt, out, seed=5, user_list=user_list, item_list=item_list)
+    assert named["counts"] == plain["counts"] and named["sources"]["item_list"]["format"] == "id list"
+
+    def rows(dataset, part):
+        with open(os.path.join(out, dataset, f"{dataset}.{part}.inter")) as handle:
+            assert handle.readline() == "user_id:token\titem_id:token\n"
+            return [tuple(line.rstrip("\n").split("\t")) for line in handle]
+
+    for part in PARTS:  # the same pairs (the hold-out too), in the original ids
+        assert rows("named", part) == [(f"U{int(u):05d}x", f"B00{int(i):07d}") for u, i in rows("plain", part)]
+    assert import_split("named", train_txt, test_txt, out, seed=5, user_list=user_list, item_list=item_list) == named
+    with pytest.raises(DataError, match="records other sources or options"):  # the lists are part of the import
+        import_split("named", train_txt, test_txt, out, seed=5)
+    # the LLM stages join the original ids to the dataset's .item file
+    from recbole_hnlm.llm.dataset_text import DatasetText
+
+    first_item = rows("named", "train")[0][1]
+    write(tmp_path / "atomic" / "named" / "named.item", ["item_id:token\ttitle:token_seq", f"{first_item}\tLEGO Bear"])
+    text = DatasetText(out, "named", None, inter_parts=list(PARTS))
+    assert text.items[first_item].title == "LEGO Bear"
+    # one user list only; lists that do not fit the files
+    import_split("users", train_txt, test_txt, out, seed=5, user_list=user_list)
+    user, item = rows("plain", "test")[0]
+    assert rows("users", "test")[0] == (f"U{int(user):05d}x", item)
+    short = write(tmp_path / "short.txt", ["org_id remap_id"] + [f"B{i} {i}" for i in items[:-2]])
+    with pytest.raises(DataError, match=r"short.txt: no org_id for 2 item id\(s\) of the split, e\.g\. "):
+        import_split("bad", train_txt, test_txt, out, item_list=short)
+    twice = write(tmp_path / "twice.txt", ["org_id remap_id", "A 0", "A 1"])
+    with pytest.raises(DataError, match="twice.txt:3: org_id 'A' is listed twice"):
+        import_split("bad", train_txt, test_txt, out, item_list=twice)
+    assert not os.path.exists(os.path.join(out, "bad"))
+    assert main(["--dataset", "cli", "--train", train_txt, "--test", test_txt, "--out", out,
+                 "--item_list", item_list]) == 0
+    assert rows("cli", "test")[0][1].startswith("B00")
