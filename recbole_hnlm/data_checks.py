@@ -247,20 +247,30 @@ def encoding_error(path, encoding, error: UnicodeDecodeError) -> DataError:
                      f"{error.reason}): save it as UTF-8, or pass --encoding=<its encoding> (e.g. latin-1).")
 
 
+#: Id fields of public datasets' atomic files (RecBole's converted Yelp, Amazon, Book-Crossing, Douban, LFM ...) that
+#: an error names as the likely USER_ID_FIELD or ITEM_ID_FIELD.
+_KNOWN_ID_FIELDS = {
+    "USER_ID_FIELD": ("user_id", "uid", "userid", "reviewer_id", "customer_id"),
+    "ITEM_ID_FIELD": ("item_id", "business_id", "product_id", "parent_asin", "asin", "book_id", "isbn", "movie_id",
+                      "track_id", "artist_id", "song_id", "venue_id", "poi_id", "anime_id", "recipe_id", "game_id"),
+}
+
+
 def _header_fields(path, header, separator, example, config, loaded):
     """``{name: type}`` of a header line, with the id fields checked (``loaded``: see :func:`_loaded_columns`)."""
     fields = _parse_header(path, header, separator, example)
     for key in ("USER_ID_FIELD", "ITEM_ID_FIELD"):
         name = config[key]
         if name not in fields:
-            others = [n for n, kind in fields.items() if kind == "token" and n.endswith("_id") and n != "review_id"
-                      and n not in (config["USER_ID_FIELD"], config["ITEM_ID_FIELD"])]
-            if len(others) == 1:  # RecBole's own Yelp files: business_id
-                ids = {"USER_ID_FIELD": config["USER_ID_FIELD"], "ITEM_ID_FIELD": config["ITEM_ID_FIELD"], key: others[0]}
-                example = (f"--{key}={others[0]} \"--load_col={{'inter': ['{ids['USER_ID_FIELD']}', "
-                           f"'{ids['ITEM_ID_FIELD']}']}}\"")
-            else:
-                example = f"--{key}=<its name> \"--load_col={{'inter': ['<user field>', '<item field>']}}\""
+            example = f"--{key}=<its name> \"--load_col={{'inter': ['<user field>', '<item field>']}}\""
+            known = [n for n in _KNOWN_ID_FIELDS[key] if fields.get(n) == "token"]
+            if len(known) == 1:  # RecBole's own Yelp files: business_id
+                example = f"--{key}={known[0]}"
+                listed = ((config["load_col"] or {}).get("inter") if isinstance(config["load_col"], dict) else None)
+                if listed is not None:  # the columns load_col lists that the file has, this one renamed
+                    columns = [known[0] if column == name else column for column in listed
+                               if column == name or column in fields]
+                    example += f" \"--load_col={{'inter': {columns!r}}}\""
             raise DataError(f"{path}: no '{name}' field in the header {header!r} ({key} = {name!r}; rename the "
                             f"column, or name it and load it: {example}).")
         if fields[name] != "token":

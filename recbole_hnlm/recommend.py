@@ -23,7 +23,6 @@ from recbole_hnlm.errors import ConfigError, DataError
 from recbole_hnlm.files import atomic_path
 
 
-
 def header(dataset) -> str:
     """The TSV's first line, named with the dataset's id fields (``user_id rank business_id score`` for Yelp)."""
     return f"{dataset.uid_field}\trank\t{dataset.iid_field}\tscore\n"
@@ -182,7 +181,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"warning: {message}", file=sys.stderr)
     try:
         tokens = _read_users(args)
-        print(f"loading {args.checkpoint} and rebuilding its dataset (a minute at Yelp2018's size)", file=sys.stderr)
+        if sys.stderr.isatty():  # a silent minute at Yelp2018's size; redirected, an error stays one line
+            print(f"loading {args.checkpoint} and rebuilding its dataset", file=sys.stderr)
         config, model, dataset, *_ = load_data_and_model(args.checkpoint, overrides)
         user_ids = _user_ids(dataset, tokens)
         seen = None if args.keep_seen else SeenItems(dataset)

@@ -283,11 +283,11 @@ def read_id_list(path: str, what: str) -> dict:
     [freebase_id]`` per line, after an optional header line)."""
     mapping, originals = {}, {}
     for line_no, fields in _rows(path):
-        if len(fields) < 2 or (line_no == 1 and not _is_id(fields[1])):
-            if line_no == 1 and len(fields) >= 2:
-                continue  # the header "org_id remap_id"
-            raise DataError(f"{path}:{line_no}: expected 'org_id remap_id' (the {what} list of LightGCN's data), got "
-                            f"{' '.join(fields)!r}")
+        if line_no == 1 and fields[:2] == ["org_id", "remap_id"]:
+            continue  # the header
+        if len(fields) < 2 or not _is_id(fields[1]):
+            raise DataError(f"{path}:{line_no}: expected 'org_id remap_id' (the {what} list of LightGCN's data: the "
+                            f"original id, then the integer of train.txt/test.txt), got {' '.join(fields)!r}")
         original, remapped = fields[0], _parse_id(fields[1], path, line_no, "remap_id")
         if remapped in mapping:
             raise DataError(f"{path}:{line_no}: remap_id {remapped} is listed twice")
@@ -306,10 +306,14 @@ def _original_ids(parts, users, items, lists):
     for position, mapping, path in ((0, users, lists.get("user_list")), (1, items, lists.get("item_list"))):
         if mapping is None:
             continue
-        missing = sorted({pair[position] for pairs in parts.values() for pair in pairs} - mapping.keys())
+        used = {pair[position] for pairs in parts.values() for pair in pairs}
+        missing = sorted(used - mapping.keys())
         if missing:
             raise DataError(f"{path}: no org_id for {len(missing)} {('user', 'item')[position]} id(s) of the split, "
                             f"e.g. {missing[:5]}: is it the list of these train/test files?")
+        if len(mapping) != len(used):  # LightGCN's lists name exactly the users (items) of its files
+            logger.warning("%s lists %d ids, the split has %d %ss: is it the %s list of these files?", path,
+                           len(mapping), len(used), ("user", "item")[position], ("user", "item")[position])
     return {part: [(users[u] if users else u, items[i] if items else i) for u, i in pairs]
             for part, pairs in parts.items()}
 

@@ -177,7 +177,11 @@ INTER_CASES = {
     # RecBole's own Yelp files: the hint names the field and both options (it took two runs to learn load_col)
     "yelp_item": ("review_id:token\tuser_id:token\tbusiness_id:token\tstars:float\nr1\tu1\tb1\t5\n",
                   "rename the column, or name it and load it: --ITEM_ID_FIELD=business_id "
-                  "\"--load_col={'inter': ['user_id', 'business_id']}\")."),
+                  "\"--load_col={'inter': ['user_id', 'business_id']}\")."),  # (ml-100k's rating, timestamp: absent)
+    "uid": ("uid:token\titem_id:token\tstars:float\nu\tb\t5\n",
+            "(USER_ID_FIELD = 'user_id'; rename the column, or name it and load it: --USER_ID_FIELD=uid "
+            "\"--load_col={'inter': ['uid', 'item_id']}\")."),
+    "no_known_item": ("user_id:token\tcategory_id:token\n1\t2\n", "--ITEM_ID_FIELD=<its name> \"--load_col="),
     "float_ids": ("user_id:token\titem_id:float\n1\t2\n", "ids must be 'item_id:token'"),
     "header_only": ("user_id:token\titem_id:token\n\n", "has a header but no interactions"),
     # lines that pandas would read with shifted columns (the run went on, training on timestamps as items)

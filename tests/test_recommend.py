@@ -210,7 +210,8 @@ def test_equal_scores_are_listed_in_item_id_order():
     assert items.tolist() == [[3, 4, 5, 6]] and not bool(values.isnan().any())
 
 
-def test_the_header_names_the_datasets_id_fields_and_ids_may_start_with_a_dash(ml_slice, tmp_path, capsys):
+def test_the_header_names_the_datasets_id_fields_and_ids_may_start_with_a_dash(ml_slice, tmp_path, capsys,
+                                                                                monkeypatch):
     """RecBole's Yelp files name items business_id, and Yelp ids may start with '-': the header said item_id, and
     `--users -co810M6sQBkTY7eLQlIx4` was taken for an option (docs/usage.md gives the `--users=...` form)."""
     data_path, name = ml_slice
@@ -228,6 +229,9 @@ def test_the_header_names_the_datasets_id_fields_and_ids_may_start_with_a_dash(m
         "load_col": {"inter": ["user_id", "business_id"]}, "checkpoint_dir": str(tmp_path / "run"),
         "show_progress": False})
     out = tmp_path / "recs.tsv"
+    import sys
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # a terminal: the silent rebuild is announced
     assert main(["--checkpoint", result["checkpoint"], "--out", str(out), "--k", "3", "--users=-u1,u2"]) == 0
     header, rows = _read(out)
     assert header == "user_id\trank\tbusiness_id\tscore\n"

@@ -396,7 +396,7 @@ def test_a_user_with_every_item_is_named_at_import_and_at_the_run(tmp_path, fast
     assert np.isfinite(result["best_valid_score"])
 
 
-def test_id_lists_put_the_original_ids_back(tmp_path, capsys):
+def test_id_lists_put_the_original_ids_back(tmp_path, capsys, caplog):
     """LightGCN's files number users and items 0..n-1 and ship user_list.txt/item_list.txt (org_id remap_id): the
     import wrote the numbers, so the ids matched no .item file and HNLMRec's LLM stages had no text."""
     (train_txt, test_txt), train, test = ml100k_published_split(tmp_path)
@@ -437,7 +437,16 @@ def test_id_lists_put_the_original_ids_back(tmp_path, capsys):
     twice = write(tmp_path / "twice.txt", ["org_id remap_id", "A 0", "A 1"])
     with pytest.raises(DataError, match="twice.txt:3: org_id 'A' is listed twice"):
         import_split("bad", train_txt, test_txt, out, item_list=twice)
+    swapped = write(tmp_path / "swapped.txt", ["org_id remap_id", "0 A"])
+    with pytest.raises(DataError, match="swapped.txt:2: expected 'org_id remap_id' .* got '0 A'"):
+        import_split("bad", train_txt, test_txt, out, item_list=swapped)
+    headless = write(tmp_path / "headless.txt", ["A x"] + [f"B{i} {i}" for i in items])  # not taken for a header
+    with pytest.raises(DataError, match="headless.txt:1: expected 'org_id remap_id'"):
+        import_split("bad", train_txt, test_txt, out, item_list=headless)
     assert not os.path.exists(os.path.join(out, "bad"))
+    caplog.set_level("WARNING")
+    import_split("wrong", train_txt, test_txt, out, user_list=item_list)  # the item list, longer than the users
+    assert f"{item_list} lists {len(items)} ids, the split has {len(users)} users" in caplog.text
     assert main(["--dataset", "cli", "--train", train_txt, "--test", test_txt, "--out", out,
                  "--item_list", item_list]) == 0
     assert rows("cli", "test")[0][1].startswith("B00")

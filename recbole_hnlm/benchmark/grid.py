@@ -170,6 +170,13 @@ def _needs_run(result, dataset, settings, cell_analyses, digests=None, fhn_pairs
             raise SettingsMismatch(
                 f"{result.get('cell')}: ran with other defaults of the plugin's property files ({'; '.join(changed)}): "
                 "recbole_hnlm was updated since. Use another --out folder (or delete the old runs).")
+    if float(result.get("train_ratio", 1.0)) < 1.0 and (result.get("split") or {}).get("train_negatives") != \
+            "subsample":
+        raise SettingsMismatch(
+            f"{result.get('cell')}: a sparsity cell of an earlier recbole_hnlm, whose RNS and HNLMRec negatives "
+            "never picked the training items its subsample dropped (fixed 2026-12-05). Delete its runs/"
+            f"{result.get('cell')}.json (and the other sparsity cells' files) to run them again, or use another "
+            "--out folder.")
     requested = result.get("analysis", {}).get("fhn", {}).get("requested_pairs")  # absent in older results
     if requested is not None and fhn_pairs is not None and "fhn" in cell_analyses and requested != fhn_pairs:
         raise SettingsMismatch(

@@ -460,7 +460,9 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
                   "n_train_used": int(len(train_users)), "n_valid": int(len(valid_pairs[0])),
                   "n_test": int(len(test_pairs[0])),
                   "fingerprint": split_fingerprint(full_train, valid_data._dataset, test_data._dataset),
-                  "split_seed": split_seed(config)},
+                  "split_seed": split_seed(config),
+                  # the training negatives excluded only the subsample's positives (grid._needs_run asks for it)
+                  **({"train_negatives": "subsample"} if cell.train_ratio < 1.0 else {})},
         "analysis": result_analysis,
         "checkpoint": os.path.relpath(trainer.saved_model_file, out_dir) if saved else None,
         "environment": environment(config["device"]),

@@ -44,13 +44,16 @@ _NONE_STARTS = ("no hard negative", "none of the ", "not applicable", "there is 
 _ARTICLES = ("the", "a", "an", "das", "der", "die", "le", "la", "les", "il", "el", "los", "las")
 #: How a model recommends a title ("I recommend Heat", "Try Heat, a crime film", "You might enjoy Heat").
 _RECOMMENDING = re.compile(
-    r"^(?:i\s*(?:would|'d|'ll|can|might)?\s*(?:strongly\s+|highly\s+)?(?:recommend|suggest)|try|consider|how\s+about"
-    r"|you\s+(?:might|may|would|could|will|should)\s+(?:also\s+)?(?:like|enjoy|love|try)"
-    r"|my\s+(?:recommendation|suggestion|pick)\s+(?:is|would\s+be)|recommended|recommendation|suggestion)\b[\s:]*",
+    r"^(?:i\s+think\s+)?(?:i\s*(?:would|['\u2019]d|['\u2019]ll|can|might)?\s*(?:strongly\s+|highly\s+)?"
+    r"(?:recommend|suggest)|try|consider|how\s+about|check\s+out"
+    r"|you\s*(?:might|may|would|could|will|should|['\u2019]d|['\u2019]ll)?\s+(?:also\s+)?(?:like|enjoy|love|try)"
+    r"|(?:my|a)\s+(?:good\s+|great\s+)?(?:recommendation|suggestion|pick|choice|option)\s+(?:is|would\s+be)"
+    r"|recommended|recommendation|suggestion)\b[\s:]*(?:(?:watching|reading|visiting|trying)\s+)?",
     re.IGNORECASE)
 #: A label before an id the prompt showed: "item_id: B00DFT27EQ", "Item #242", "ASIN B00DFT27EQ".
 _ID_LABEL = re.compile(r"^(?:(?:item|user|business|product)(?:[\s_-]*id)?|id|asin)\b\s*[:#=]?\s*", re.IGNORECASE)
-#: Ids this long are matched inside a longer answer too ("B00DFT27EQ, a plush toy"); shorter ones only as the answer.
+#: Ids this long (with a digit, as written) are matched inside a longer answer too ("B00DFT27EQ, a plush toy");
+#: shorter ones only as the whole answer.
 _LONG_ID = 6
 #: What a model writes before a title ("The movie 2001: A Space Odyssey.").
 _LEAD_IN = re.compile(r"^(?:the\s+)?(?:movie|film)\s*:?\s+", re.IGNORECASE)
@@ -131,8 +134,10 @@ class _Answer(NamedTuple):
     subtitled: frozenset  # "Die Hard: With a Vengeance": a longer title, not a sentence about Die Hard
 
     @classmethod
-    def parse(cls, name: str) -> "_Answer":
-        name = _RECOMMENDING.sub("", name.strip())
+    def parse(cls, name: str, recommending: bool = False) -> "_Answer":
+        """``recommending``: drop a recommending phrase first ("I recommend Heat"); an answer is checked both ways,
+        since a title may start with one ("Consider the Lobster")."""
+        name = _RECOMMENDING.sub("", name.strip()) if recommending else name.strip()
         text = _LEAD_IN.sub("", name)
         starts = []
         for end in [m.start() for m in _TITLE_END.finditer(text)] or [len(text)]:
@@ -196,8 +201,8 @@ def _echoes_an_id(name: str, ids: Sequence[str]) -> bool:
     only for the pair whose id it is."""
     bare = _ID_LABEL.sub("", name.strip().strip("\"'`")).strip().strip("\"'`.,;!")
     for token in map(str, ids):
-        if bare.lower() == token.lower() or (len(token) >= _LONG_ID and re.search(
-                rf"(?<![\w-]){re.escape(token)}(?![\w-])", name, re.IGNORECASE)):
+        if bare.lower() == token.lower() or (len(token) >= _LONG_ID and any(c.isdigit() for c in token) and re.search(
+                rf"(?<![\w-]){re.escape(token)}(?![\w-])", name)):  # an id like a word ("george") names a title
             return True
     return False
 
@@ -212,6 +217,7 @@ def negative_problem(answer: Dict, interacted_title: str, interacted_year: Optio
     answer)."""
     name = negative_name(answer)
     parsed = _Answer.parse(name)
+    forms = (parsed, _Answer.parse(name, recommending=True))
     key, answer_year = parsed.key, parsed.starts[0][1] or parsed.year
     if name.startswith("<") or (answer_year is None and (key in _NONE_ANSWERS or key.startswith(_NONE_STARTS))):
         return f"no item named: {name[:120]!r}"
@@ -219,9 +225,9 @@ def negative_problem(answer: Dict, interacted_title: str, interacted_year: Optio
         return f"the answer is an id from the prompt, not an item's name: {name[:120]!r}"
     if _repeats(key, title_key(profile), answer_year is not None):
         return f"the answer repeats the user's profile: {name[:120]!r}"
-    if _names(parsed, interacted_title, interacted_year):
+    if any(_names(form, interacted_title, interacted_year) for form in forms):
         return f"the answer names the interacted item itself: {name[:120]!r}"
-    if any(_names(parsed, title, year) for title, year in history):
+    if any(_names(form, title, year) for title, year in history for form in forms):
         return f"the answer names an item of the user's history: {name[:120]!r}"
     return None
 

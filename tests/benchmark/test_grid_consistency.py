@@ -29,7 +29,8 @@ class FakeRunner:
                 "best_valid_score": value, "best_epoch": 0, "epochs_run": 1, "mean_epoch_time": 1.0,
                 "total_time": 1.0, "analysis": analysis, "test_result": {m: value for m in self.metrics},
                 "epochs": [{"epoch": 0, "train_time": 1.0, "train_loss": 1.0, "valid_score": value, "ndcg@10": value}],
-                "split": {"fingerprint": self.split(cell)}}
+                "split": {"fingerprint": self.split(cell),
+                          **({"train_negatives": "subsample"} if cell.train_ratio < 1 else {})}}
 
 
 def grid(out, samplers, seeds, runner, models=("MF",), **kwargs):
@@ -395,3 +396,19 @@ def test_the_popularity_tables_all_column_is_the_main_tables_mean():
     sparse["test_result"]["ndcg@20"], sparse["metric_decimal_place"] = 0.031234, 6
     text = markdown_report(results + [sparse])
     assert "| MF | RNS | 0.031234 (n=1) | 0.200000 (n=2) |" in text
+
+
+def test_sparsity_cells_of_earlier_versions_are_refused_by_name(tmp_path):
+    """Sparsity cells written before the subsample's own sampler drew biased RNS/HNLMRec negatives; a resumed grid
+    averaged them with new ones without a word."""
+    out = tmp_path / "out"
+    grid(out, ["RNS"], [1], FakeRunner(), analyses=("sparsity",), ratios=(0.4,))
+    sparse = os.path.join(out, "runs", "MF-RNS-seed1-train40.json")
+    assert os.path.exists(sparse)
+    grid(out, ["RNS"], [1], FakeRunner(), analyses=("sparsity",), ratios=(0.4,))  # a resume: nothing to run
+    result = json.loads(open(sparse).read())
+    del result["split"]["train_negatives"]
+    with open(sparse, "w") as handle:
+        json.dump(result, handle)
+    with pytest.raises(SettingsMismatch, match="MF-RNS-seed1-train40: a sparsity cell of an earlier recbole_hnlm"):
+        grid(out, ["RNS"], [1], FakeRunner(), analyses=("sparsity",), ratios=(0.4,))

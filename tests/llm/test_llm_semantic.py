@@ -108,6 +108,16 @@ def test_parser_rejects_unusable_answers(raw):
     ("Try Casino, a crime film", "Heat (1995)", False),
     ("I recommend Heat and Dust", "Heat (1995)", False),
     ('"Il Postino" is a gentle Italian film', "Heat (1995)", False),
+    ("I recommend watching Heat", "Heat (1995)", True),  # a reviewer's: more phrasings, a curly apostrophe
+    ("You\u2019ll love Heat", "Heat (1995)", True),
+    ("I think you'd enjoy Heat", "Heat (1995)", True),
+    ("Check out Heat, a crime film", "Heat (1995)", True),
+    ("A good choice is Heat", "Heat (1995)", True),
+    # a title that starts with a recommending word names itself (v8's first draft let it through)
+    ("Consider the Lobster", "Consider the Lobster (2005)", True),
+    ("Try Not to Breathe", "Try Not to Breathe", True),
+    ("How About Never", "How About Never", True),
+    ("Consider the Lobster", "Heat (1995)", False),
 ])
 def test_a_negative_naming_the_interacted_item_or_nothing_is_refused(name, interacted, refused):
     """The LLM named the positive itself as its hard negative ("Heavyweights" for Heavyweights (1994)), and it was
@@ -122,6 +132,7 @@ def test_a_negative_naming_the_interacted_item_or_nothing_is_refused(name, inter
     ('"b00dft27eq"', True),
     ("A2SUAM1J3GNN3B", True),  # the user's id
     ("242", False),  # not this pair's ids
+    ("b00dft27eq, a plush toy", False),  # inside an answer an id is matched as written
     ("LEGO Classic Bricks", False),
 ])
 def test_an_answer_echoing_an_id_from_the_prompt_is_refused(name, refused):
@@ -134,6 +145,9 @@ def test_an_answer_echoing_an_id_from_the_prompt_is_refused(name, refused):
     assert (short is not None) == (name == "242")  # a short id only as the whole answer
     assert negative_problem({"hard_negative_item": "Item #242"}, "Heat", "1995", ids=("242", "196")) is not None
     assert negative_problem({"hard_negative_item": "2420 Nights"}, "Heat", "1995", ids=("242", "196")) is None
+    # ids that are words (user names) are matched only as the whole answer
+    assert negative_problem({"hard_negative_item": "George of the Jungle"}, "Heat", "1995", ids=("george",)) is None
+    assert negative_problem({"hard_negative_item": "george"}, "Heat", "1995", ids=("george",)) is not None
 
 
 def test_a_negative_naming_an_item_of_the_users_training_history_is_refused():
