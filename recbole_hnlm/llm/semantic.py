@@ -33,10 +33,9 @@ logger = logging.getLogger(__name__)
 NEGATIVE_TEMPLATE = "hard_negative.v1"
 #: What answers are refused (in the manifest: a store written under other checks is computed again).
 ANSWER_CHECKS = ("v8: none-like, placeholder, the pair's item or user id from the prompt, the interacted item or a "
-                 "training item of the user (also as a start "
-                 "of the answer that a sentence break ends, or opening a sentence about it after a preamble, a "
-                 "recommending phrase or a quote; a year right with the title names a namesake), the user's profile "
-                 "repeated (its start, or an undated sentence of its words)")
+                 "training item of the user (also as a start of the answer that a sentence break ends, or opening a "
+                 "sentence about it after a preamble, a recommending phrase or a quote; a year right with the title "
+                 "names a namesake), the user's profile repeated (its start, or an undated sentence of its words)")
 _NONE_ANSWERS = {"none", "null", "n a", "na", "nothing", "unknown", "no item", "none found", "not applicable",
                  "item name", "none of the above"}
 _NONE_STARTS = ("no hard negative", "none of the ", "not applicable", "there is no ")
@@ -217,7 +216,7 @@ def negative_problem(answer: Dict, interacted_title: str, interacted_year: Optio
     answer)."""
     name = negative_name(answer)
     parsed = _Answer.parse(name)
-    forms = (parsed, _Answer.parse(name, recommending=True))
+    forms = (parsed, _Answer.parse(name, recommending=True)) if _RECOMMENDING.match(name.strip()) else (parsed,)
     key, answer_year = parsed.key, parsed.starts[0][1] or parsed.year
     if name.startswith("<") or (answer_year is None and (key in _NONE_ANSWERS or key.startswith(_NONE_STARTS))):
         return f"no item named: {name[:120]!r}"
