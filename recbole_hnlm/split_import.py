@@ -28,8 +28,8 @@ as in the source files, or the original ids of ``--user_list``/``--item_list``: 
 ``item_list.txt`` LightGCN's data ships, ``org_id remap_id`` per line, so that the ids join RecBole's
 ``.item``/``.user`` files and HNLMRec's LLM stages find each item's text) and ``<dataset>.split.json`` (the sources'
 and outputs' sha256, the options, counts and warnings). RecBole reads pre-split files as they are, without
-filtering or k-core, so what is written is what trains and evaluates. Rerunning with the same sources and options changes nothing; other sources or options, or output files
-changed since, need ``--overwrite``.
+filtering or k-core, so what is written is what trains and evaluates. Rerunning with the same sources and options
+changes nothing; other sources or options, or output files changed since, need ``--overwrite``.
 """
 import argparse
 import json
