@@ -262,17 +262,17 @@ def _header_fields(path, header, separator, example, config, loaded):
     for key in ("USER_ID_FIELD", "ITEM_ID_FIELD"):
         name = config[key]
         if name not in fields:
-            example = f"--{key}=<its name> \"--load_col={{'inter': ['<user field>', '<item field>']}}\""
+            remedy = f"--{key}=<its name> \"--load_col={{'inter': ['<user field>', '<item field>']}}\""
             known = [n for n in _KNOWN_ID_FIELDS[key] if fields.get(n) == "token"]
             if len(known) == 1:  # RecBole's own Yelp files: business_id
-                example = f"--{key}={known[0]}"
+                remedy = f"--{key}={known[0]}"
                 listed = ((config["load_col"] or {}).get("inter") if isinstance(config["load_col"], dict) else None)
                 if listed is not None:  # the columns load_col lists that the file has, this one renamed
                     columns = [known[0] if column == name else column for column in listed
                                if column == name or column in fields]
-                    example += f" \"--load_col={{'inter': {columns!r}}}\""
+                    remedy += f" \"--load_col={{'inter': {columns!r}}}\""
             raise DataError(f"{path}: no '{name}' field in the header {header!r} ({key} = {name!r}; rename the "
-                            f"column, or name it and load it: {example}).")
+                            f"column, or name it and load it: {remedy}).")
         if fields[name] != "token":
             raise DataError(f"{path}: field '{name}' is '{name}:{fields[name]}'; ids must be '{name}:token'.")
         if loaded is not None and name not in loaded:

@@ -303,17 +303,18 @@ def read_id_list(path: str, what: str) -> dict:
 def _original_ids(parts, users, items, lists):
     """``parts`` with the ids of ``users``/``items`` (``{remap_id: org_id}`` or ``None``) put back; an id of the split
     that a list lacks is an error naming the list."""
-    for position, mapping, path in ((0, users, lists.get("user_list")), (1, items, lists.get("item_list"))):
+    for position, what, mapping in ((0, "user", users), (1, "item", items)):
         if mapping is None:
             continue
+        path = lists[f"{what}_list"]
         used = {pair[position] for pairs in parts.values() for pair in pairs}
         missing = sorted(used - mapping.keys())
         if missing:
-            raise DataError(f"{path}: no org_id for {len(missing)} {('user', 'item')[position]} id(s) of the split, "
-                            f"e.g. {missing[:5]}: is it the list of these train/test files?")
+            raise DataError(f"{path}: no org_id for {len(missing)} {what} id(s) of the split, e.g. {missing[:5]}: is "
+                            "it the list of these train/test files?")
         if len(mapping) != len(used):  # LightGCN's lists name exactly the users (items) of its files
             logger.warning("%s lists %d ids, the split has %d %ss: is it the %s list of these files?", path,
-                           len(mapping), len(used), ("user", "item")[position], ("user", "item")[position])
+                           len(mapping), len(used), what, what)
     return {part: [(users[u] if users else u, items[i] if items else i) for u, i in pairs]
             for part, pairs in parts.items()}
 
