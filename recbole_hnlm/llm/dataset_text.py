@@ -5,7 +5,8 @@ Reads ``<data_path>/<ds>/<ds>.inter`` (or the pre-split ``<ds>.<part>.inter`` fi
 
 * item title: ``movie_title`` (ml-100k), ``title`` (Amazon), ``name`` (Yelp), ``item_name``
 * item attributes: ``release_year``/``year``, ``class``/``genre``/``genres`` (ml-100k genres), ``categories``/
-  ``category``, ``brand``, ``city``/``state`` (Yelp), ``description``, ``price``
+  ``category`` (Python list or set literals of RecBole's Amazon converters read as plain names:
+  :func:`plain_categories`), ``brand``, ``city``/``state`` (Yelp), ``description``, ``price``
 * interaction rating: ``rating``/``stars``/``score``; review text: ``review``/``review_text``/``reviewText``/``text``/
   ``summary``; order: RecBole's ``TIME_FIELD``, else ``timestamp``/``date``/``time`` (file order when a value is
   not a number)
@@ -17,6 +18,7 @@ Only *training* interactions may feed profiles (the test items would otherwise l
 training split as a set of ``(user_token, item_token)`` pairs; without it every interaction counts as training
 (documented fallback for stand-alone precompute, logged as a warning).
 """
+import ast
 import csv
 import hashlib
 import logging
@@ -31,7 +33,7 @@ from recbole_hnlm.data_checks import check_records
 from recbole_hnlm.errors import DataError
 from recbole_hnlm.files import file_sha256
 
-__all__ = ["ItemText", "Interaction", "DatasetText", "atomic_file"]
+__all__ = ["ItemText", "Interaction", "DatasetText", "atomic_file", "plain_categories"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +68,49 @@ def _read_atomic(path: str, encoding: str = "utf-8", quoted: bool = True) -> pd.
         names.append(column.split(":", 1)[0])
     frame.columns = names
     return frame
+
+
+def _names_in(value) -> Optional[List[str]]:
+    """The strings of a (nested) list, tuple or set literal, in order; ``None`` when it holds anything else."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple, set)):
+        names = []
+        for element in value:
+            inner = _names_in(element)
+            if inner is None:
+                return None
+            names.extend(inner)
+        return names
+    return None
+
+
+def plain_categories(value: str) -> str:
+    """A category list as the LLM should read it: ``Toys & Games, Puzzles``.
+
+    RecBole's Amazon converters write an item's categories as Python's repr of a set without its braces
+    (``'Toys & Games', 'Puzzles'``, ``"Kids' Toys"`` with an apostrophe; ``et(`` for an empty set), other converters
+    as a list literal (``[['Toys & Games', 'Puzzles']]``): those become the names joined by ``", "`` (repeats
+    dropped; empty for an empty set). A value that is not such a literal (Yelp's ``Pizza, Restaurants``, ml-100k's
+    genres) is returned as it is. Parsed with :func:`ast.literal_eval` (literals only, nothing is run)."""
+    text = value.strip()
+    if text in ("et(", "set()", "[]", "()", "''", '""'):
+        return ""
+    if not text or text[0] not in "[('\"":
+        return value
+    names = _literal_names(text)
+    if names is None and len(text) > 1 and text[0] == text[-1] == '"':  # CSV-quoted by pandas' writer, read as text
+        names = _literal_names(text[1:-1].replace('""', '"'))
+    if names is None:
+        return value
+    return ", ".join(dict.fromkeys(name.strip() for name in names if name.strip()))
+
+
+def _literal_names(text: str) -> Optional[List[str]]:
+    try:
+        return _names_in(ast.literal_eval(text))
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
 
 
 def _first(columns: Iterable[str], candidates: Sequence[str]) -> Optional[str]:
@@ -195,6 +240,8 @@ class DatasetText:
         #: split_hash, also for pairs the ``.inter`` file does not hold (warned about above).
         self.split_pairs = train if train is not None else set(self.pairs)
         self.items: Dict[str, ItemText] = {}
+        #: Some category value was a Python literal read as plain names (:func:`plain_categories`): in the hash.
+        self.categories_rewritten = False
         item_path = self.item_path = atomic_file(data_path, dataset, "item")
         title, attrs, fields = None, [], None
         if os.path.exists(item_path):
@@ -212,8 +259,10 @@ class DatasetText:
                     continue
                 attributes = {}
                 for src, dst in attrs:
-                    if record[src] and dst not in attributes:
-                        attributes[dst] = record[src]
+                    value = plain_categories(record[src]) if dst == "categories" else record[src]
+                    self.categories_rewritten = self.categories_rewritten or value != record[src]
+                    if value and dst not in attributes:
+                        attributes[dst] = value
                 if title and not record[title].strip():
                     untitled.append(token)
                 self.items[token] = ItemText(token, record[title] if title and record[title].strip() else token,
@@ -251,7 +300,8 @@ class DatasetText:
     def dataset_hash(self) -> str:
         """SHA-256 of the ``.inter`` file bytes (recorded in every manifest); for pre-split files, or with a
         ``.item`` file (its titles and attributes are in the prompts), of their names and digests in order, and of
-        how the ``.item`` file is read (``item_quoted``: ``"Kolya"`` or ``Kolya`` in the prompts)."""
+        how the ``.item`` file is read (``item_quoted``: ``"Kolya"`` or ``Kolya`` in the prompts; category literals
+        read as names)."""
         has_item_file = os.path.exists(self.item_path)
         paths = self.inter_paths + ([self.item_path] if has_item_file else [])
         if len(paths) == 1:
@@ -259,6 +309,8 @@ class DatasetText:
         listing = "\n".join(f"{os.path.basename(path)}:{file_sha256(path)}" for path in paths)
         if has_item_file and self.item_quoted:  # absent otherwise: hashes of the default reading stay as they were
             listing += "\n.item read with RecBole's quoting"
+        if self.categories_rewritten:  # stores made when the prompts showed the literal are not reused
+            listing += "\ncategories read as plain names"
         return hashlib.sha256(listing.encode()).hexdigest()
 
     def users(self) -> List[str]:

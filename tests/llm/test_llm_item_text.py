@@ -5,6 +5,8 @@ import logging
 import os
 import shutil
 
+import pandas as pd
+
 from llm_helpers import make_scripted_generator
 from recbole_hnlm.llm.config import LLMConfig
 from recbole_hnlm.llm.dataset_text import DatasetText
@@ -151,3 +153,33 @@ def test_quoted_item_text_is_read_as_recbole_reads_it(data_root, tmp_path, monke
     with pytest.raises(DataError, match="quoted.item:2: a double quote that RecBole's reader"):
         HNLMRec.prepare(config, None, None)
     assert trained == []
+
+
+def test_amazon_category_literals_reach_prompts_as_plain_names(data_root, tmp_path):
+    """RecBole's Amazon converters write categories as a set's repr without braces (``'Toys & Games', 'Puzzles'``,
+    ``et(`` for none): the prompts show the names, not Python's quotes; other values are kept as written."""
+    from recbole_hnlm.llm.prompts import ChatFormatter, PromptTemplate
+    from recbole_hnlm.llm.profiles import item_profile_prompt
+
+    item_path = _copy_inter(data_root, str(tmp_path), "amazon")
+    items = sorted({i for _, i in DatasetText(data_root, "mini").pairs})
+    categories = ["'Toys & Games', 'Puzzles', 'Jigsaw Puzzles'", "\"Kids' Toys\", 'Games'", "et(",
+                  "[['Books', 'Comics'], ['Books']]", "Pizza, Restaurants", "'unclosed, 'Toys"]
+    frame = pd.DataFrame({"item_id:token": items, "title:token_seq": [f"Title {item}" for item in items],
+                          "categories:token_seq": [categories[k % len(categories)] for k in range(len(items))]})
+    frame.to_csv(item_path, sep="\t", index=False)  # as the converters write it: a '"' field is quoted, '""' inside
+    for quoted in (False, True):  # as text, and as RecBole reads a loaded .item file
+        text = DatasetText(str(tmp_path), "amazon", item_quoted=quoted)
+        seen = [text.items[item].attributes.get("categories") for item in items[:len(categories)]]
+        assert seen == ["Toys & Games, Puzzles, Jigsaw Puzzles", "Kids' Toys, Games", None, "Books, Comics",
+                        "Pizza, Restaurants", "'unclosed, 'Toys"]
+    prompt = item_profile_prompt(ChatFormatter(None), PromptTemplate.load("item_profile.v1"), text, items[0], 5)
+    assert '"categories": "Toys & Games, Puzzles, Jigsaw Puzzles"' in prompt and "'Toys" not in prompt
+    # stores made when the prompts showed the literals are not reused: the reading is in the dataset hash
+    assert text.categories_rewritten
+    literal_reading = text.dataset_hash()
+    text.categories_rewritten = False
+    assert text.dataset_hash() != literal_reading
+    frame["categories:token_seq"] = "Pizza, Restaurants"
+    frame.to_csv(item_path, sep="\t", index=False)
+    assert not DatasetText(str(tmp_path), "amazon", item_quoted=True).categories_rewritten
