@@ -182,6 +182,8 @@ INTER_CASES = {
             "(USER_ID_FIELD = 'user_id'; rename the column, or name it and load it: --USER_ID_FIELD=uid "
             "\"--load_col={'inter': ['uid', 'item_id']}\")."),
     "no_known_item": ("user_id:token\tcategory_id:token\n1\t2\n", "--ITEM_ID_FIELD=<its name> \"--load_col="),
+    "two_known_items": ("user_id:token\tasin:token\tparent_asin:token\n1\t2\t3\n", "--ITEM_ID_FIELD=<its name> \""),
+    "known_item_not_a_token": ("user_id:token\tbusiness_id:float\n1\t2\n", "--ITEM_ID_FIELD=<its name> \""),
     "float_ids": ("user_id:token\titem_id:float\n1\t2\n", "ids must be 'item_id:token'"),
     "header_only": ("user_id:token\titem_id:token\n\n", "has a header but no interactions"),
     # lines that pandas would read with shifted columns (the run went on, training on timestamps as items)
@@ -210,6 +212,14 @@ def test_inter_header_errors_name_the_file_and_field(case, tmp_path):
     with pytest.raises(DataError) as error:
         check_inter_header(str(path), config)
     assert str(path) in str(error.value) and expected in str(error.value)
+
+
+def test_the_id_hint_without_load_col_names_the_field_only(tmp_path):
+    """With every column loaded (load_col None) naming the field is the whole remedy."""
+    path = tmp_path / "yelp.inter"
+    path.write_text("user_id:token\tbusiness_id:token\nu1\tb1\n")
+    with pytest.raises(DataError, match=r"name it and load it: --ITEM_ID_FIELD=business_id\)\.$"):
+        check_inter_header(str(path), build_config(load_col=None))
 
 
 def test_a_well_formed_header_passes(tmp_path, caplog):

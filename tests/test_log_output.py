@@ -5,7 +5,7 @@ import logging
 import colorlog
 from recbole.utils import set_color
 
-from recbole_hnlm.log_output import plain_when_redirected
+from recbole_hnlm.log_output import _is_terminal, plain_when_redirected
 
 
 class _Terminal(io.StringIO):
@@ -34,7 +34,7 @@ def test_a_redirected_console_gets_plain_lines_and_a_terminal_keeps_its_colours(
         assert len(logger.handlers[0].filters) == (stream is redirected)
         logger.info(set_color("[Training]: ", "pink") + "train_batch_size = 2048")
     assert "\x1b[" not in redirected.getvalue() and "INFO  [Training]: train_batch_size = 2048" in redirected.getvalue()
-    assert redirected.getvalue()[:2].isdigit()  # the date format kept: "05 Dec 21:39 INFO ..."
+    assert logger.handlers[0].formatter.datefmt == "%d %b %H:%M"  # RecBole's date format kept: "05 Dec 21:39 INFO"
     assert "\x1b[" in terminal.getvalue()
 
 
@@ -46,3 +46,9 @@ def test_file_handlers_are_left_alone(tmp_path):
     plain_when_redirected(logger)
     assert file_handler.filters == [] and file_handler.formatter is formatter
     file_handler.close()
+
+
+def test_a_closed_or_unknown_stream_counts_as_redirected():
+    closed = io.StringIO()
+    closed.close()
+    assert _is_terminal(closed) is False and _is_terminal(object()) is False and _is_terminal(_Terminal()) is True

@@ -210,6 +210,14 @@ def test_equal_scores_are_listed_in_item_id_order():
     assert items.tolist() == [[3, 4, 5, 6]] and not bool(values.isnan().any())
 
 
+def test_the_header_names_both_id_fields():
+    from types import SimpleNamespace
+
+    from recbole_hnlm.recommend import header
+
+    assert header(SimpleNamespace(uid_field="uid", iid_field="business_id")) == "uid\trank\tbusiness_id\tscore\n"
+
+
 def test_the_header_names_the_datasets_id_fields_and_ids_may_start_with_a_dash(ml_slice, tmp_path, capsys,
                                                                                 monkeypatch):
     """RecBole's Yelp files name items business_id, and Yelp ids may start with '-': the header said item_id, and

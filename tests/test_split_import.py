@@ -448,5 +448,30 @@ def test_id_lists_put_the_original_ids_back(tmp_path, capsys, caplog):
     import_split("wrong", train_txt, test_txt, out, user_list=item_list)  # the item list, longer than the users
     assert f"{item_list} lists {len(items)} ids, the split has {len(users)} users" in caplog.text
     assert main(["--dataset", "cli", "--train", train_txt, "--test", test_txt, "--out", out,
-                 "--item_list", item_list]) == 0
-    assert rows("cli", "test")[0][1].startswith("B00")
+                 "--item_list", item_list, "--user_list", user_list]) == 0
+    assert rows("cli", "test")[0][1].startswith("B00") and rows("cli", "test")[0][0].startswith("U")
+
+
+def test_id_list_sources_are_recorded_and_bad_lists_named(tmp_path):
+    """A list is a source of the import (its path and digest): one edited in place makes the import stale; a list
+    that cannot be one (a remap_id twice, leading zeros, a header again, no ids) names the file and line."""
+    from recbole_hnlm.files import file_sha256
+
+    (train_txt, test_txt), train, test = ml100k_published_split(tmp_path)
+    users = sorted(set(train) | set(test))
+    user_list = write(tmp_path / "user_list.txt", ["org_id remap_id"] + [f"U{u} {u}" for u in users])
+    out = str(tmp_path / "atomic")
+    manifest = import_split("m", train_txt, test_txt, out, user_list=user_list)
+    assert manifest["sources"]["user_list"] == {"path": os.path.abspath(user_list), "sha256": file_sha256(user_list),
+                                                "format": "id list"}
+    write(tmp_path / "user_list.txt", ["org_id remap_id"] + [f"V{u} {u}" for u in users])  # same path, other ids
+    with pytest.raises(DataError, match="records other sources or options"):
+        import_split("m", train_txt, test_txt, out, user_list=user_list)
+    for lines, message in ((["org_id remap_id", "A 0", "B 0"], "bad.txt:3: remap_id 0 is listed twice"),
+                           (["org_id remap_id", "A 01"], "leading zero"),
+                           (["org_id remap_id", "A 0", "org_id remap_id"], r"bad.txt:3: expected 'org_id remap_id'"),
+                           (["org_id remap_id"], "no ids listed")):
+        bad = write(tmp_path / "bad.txt", lines)
+        with pytest.raises(DataError, match=message):
+            import_split("bad", train_txt, test_txt, out, user_list=bad)
+    assert not os.path.exists(os.path.join(out, "bad"))

@@ -391,7 +391,14 @@ def test_the_popularity_tables_all_column_is_the_main_tables_mean():
     row = [line for line in lines if line.startswith("| MF | RNS | 2 |")][0]
     assert row.split(" | ")[3] == "0.123410 / 0.200000"
     main = [line for line in lines if line.startswith("| RNS | 2 |")][0].split(" | ")[3]
-    assert main.startswith("0.123450 ± 0.0000")  # the main table too: 0.1234 and 0.1235 read as their digits
+    assert main.startswith("0.123450 ± 0.000071")  # the main table too: 0.1234 and 0.1235 read as their digits
+    results[0]["settings"] = {"metric_decimal_place": 4}  # the run's own record wins over its settings
+    results[1]["metric_decimal_place"] = 4  # runs that differ: the most digits any of them has
+    lines = markdown_report(results).splitlines()
+    assert [line for line in lines if line.startswith("| RNS | 2 |")][0].split(" | ")[3].startswith("0.123450 ± ")
+    results[1]["metric_decimal_place"] = 6
+    single = markdown_report(results[:1]).splitlines()  # one seed: its mean alone, with the run's digits
+    assert [line for line in single if line.startswith("| RNS | 1 |")][0].split(" | ")[3] == "0.123400"
     sparse = FakeRunner()(Cell("MF", "RNS", 1, 0.4), "toy", None)
     sparse["test_result"]["ndcg@20"], sparse["metric_decimal_place"] = 0.031234, 6
     text = markdown_report(results + [sparse])

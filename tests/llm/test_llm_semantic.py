@@ -118,6 +118,14 @@ def test_parser_rejects_unusable_answers(raw):
     ("Try Not to Breathe", "Try Not to Breathe", True),
     ("How About Never", "How About Never", True),
     ("Consider the Lobster", "Heat (1995)", False),
+    # every phrasing of the pattern (a test audit's mutants dropped these and no row failed)
+    ("I suggest Heat", "Heat (1995)", True),
+    ("Consider Heat", "Heat (1995)", True),
+    ("Recommendation: Heat", "Heat (1995)", True),
+    ("Suggestion: Heat", "Heat (1995)", True),
+    ("Recommended: Heat", "Heat (1995)", True),
+    ("I suggest Casino", "Heat (1995)", False),
+    ("Recommended: Casino", "Heat (1995)", False),
 ])
 def test_a_negative_naming_the_interacted_item_or_nothing_is_refused(name, interacted, refused):
     """The LLM named the positive itself as its hard negative ("Heavyweights" for Heavyweights (1994)), and it was
@@ -145,9 +153,17 @@ def test_an_answer_echoing_an_id_from_the_prompt_is_refused(name, refused):
     assert (short is not None) == (name == "242")  # a short id only as the whole answer
     assert negative_problem({"hard_negative_item": "Item #242"}, "Heat", "1995", ids=("242", "196")) is not None
     assert negative_problem({"hard_negative_item": "2420 Nights"}, "Heat", "1995", ids=("242", "196")) is None
-    # ids that are words (user names) are matched only as the whole answer
-    assert negative_problem({"hard_negative_item": "George of the Jungle"}, "Heat", "1995", ids=("george",)) is None
-    assert negative_problem({"hard_negative_item": "george"}, "Heat", "1995", ids=("george",)) is not None
+    for answer in ("242.", "'242'.", "item 242!"):  # SmolLM2's echo on ml-100k, with trailing punctuation
+        assert "an id from the prompt" in negative_problem({"hard_negative_item": answer}, "Heat", "1995",
+                                                           ids=("242", "196"))
+    assert negative_problem({"hard_negative_item": "Apollo 13"}, "Heat", "1995", ids=("13", "196")) is None
+    # six characters and more are matched inside an answer, five only as the whole answer
+    assert negative_problem({"hard_negative_item": "A1B2C3, a toy"}, "LEGO Bear", None, ids=("A1B2C3",)) is not None
+    assert negative_problem({"hard_negative_item": "A1B2C, a toy"}, "LEGO Bear", None, ids=("A1B2C",)) is None
+    # ids that are words (user names) are matched only as the whole answer, also when written as in the title
+    for user in ("george", "George"):
+        assert negative_problem({"hard_negative_item": "George of the Jungle"}, "Heat", "1995", ids=(user,)) is None
+        assert negative_problem({"hard_negative_item": user}, "Heat", "1995", ids=(user,)) is not None
 
 
 def test_a_negative_naming_an_item_of_the_users_training_history_is_refused():
@@ -157,6 +173,9 @@ def test_a_negative_naming_an_item_of_the_users_training_history_is_refused():
         assert "names an item of the user's history" in negative_problem({"hard_negative_item": answer}, "Fargo",
                                                                           "1996", history)
     assert negative_problem({"hard_negative_item": "Heat (1986)"}, "Fargo", "1996", history) is None  # another Heat
+    assert "names an item of the user's history" in negative_problem({"hard_negative_item": "I recommend Heat"},
+                                                                      "Fargo", "1996", history)
+    assert negative_problem({"hard_negative_item": "I recommend Casino"}, "Fargo", "1996", history) is None
     assert negative_problem({"hard_negative_item": "Casino"}, "Fargo", "1996", history) is None
 
 
@@ -528,10 +547,11 @@ def test_an_answer_naming_the_interacted_item_is_retried_then_a_failure(tmp_path
             assert all(r["attempts"][0] >= 2 for r in retried)
 
 
-def test_an_answer_echoing_the_items_id_is_a_failure_record(tmp_path, data_root, tiny_tokenizer, tiny_encoder_dir,
-                                                            monkeypatch):
-    """A model that answers each pair's item id (the prompt shows it; SmolLM2 did so on Amazon-format data): the
-    pairs are failure records, never stored with the id's embedding as their negative."""
+@pytest.mark.parametrize("kind", ["item", "user"])
+def test_an_answer_echoing_the_pairs_id_is_a_failure_record(kind, tmp_path, data_root, tiny_tokenizer,
+                                                            tiny_encoder_dir, monkeypatch):
+    """A model that answers each pair's item (or user) id (the prompt shows both; SmolLM2 did so on Amazon-format
+    data): the pairs are failure records, never stored with the id's embedding as their negative."""
     _remove_profiles(data_root)
     import re
 
@@ -545,9 +565,9 @@ def test_an_answer_echoing_the_items_id_is_a_failure_record(tmp_path, data_root,
 
         def _answer(self, ids, sample):
             prompt = self.tokenizer.decode(ids)
-            item_id = re.findall(r'item _ id " : " (.*?) " ?,', prompt)
-            if item_id and "negative" in prompt.split("assistant")[-1]:
-                echoed.append(item_id[-1].replace(" ", ""))
+            shown = re.findall(kind + r' _ id " : " (.*?) " ?,', prompt)
+            if shown and "negative" in prompt.split("assistant")[-1]:
+                echoed.append(shown[-1].replace(" ", ""))
                 return f'{echoed[-1]}", "reasoning": "its id"}}'
             return answer(self, ids, sample)
 
@@ -558,9 +578,9 @@ def test_an_answer_echoing_the_items_id_is_a_failure_record(tmp_path, data_root,
     path = str(tmp_path / "echo.safetensors")
     _run(data_root, path, tiny_tokenizer, tiny_encoder_dir, retries=0)
     records = [json.loads(x) for x in open(path + ".texts.jsonl")]
-    ids = [e for e in echoed if e in {r["item"] for r in records}]  # a few decode to <unk>
+    ids = [e for e in echoed if e in {r[kind] for r in records}]  # a few decode to <unk>
     assert len(ids) >= len(records) // 2
-    assert all(negative != record["item"] for record in records for negative in record["negatives"])
+    assert all(negative != record[kind] for record in records for negative in record["negatives"])
     refused = [r for r in records if "an id from the prompt" in (r["error"] or "")]
     assert len(refused) >= len(ids) and not any(r["ok"] for r in refused)
 

@@ -191,6 +191,41 @@ def test_a_long_semantic_run_says_so_before_it_starts(root, tmp_path, tiny_token
     assert "hnlm_max_pairs=N with hnlm_missing=random writes a subset" in caplog.text
 
 
+def test_each_kinds_profiles_warning_gives_its_own_duration_and_options(root, tmp_path, tiny_tokenizer,
+                                                                        tiny_encoder_dir, caplog, monkeypatch):
+    """User and item profiles are announced apart, each at the profiles rate; only items can be left out."""
+    import logging
+    import re
+
+    import recbole_hnlm.llm.throughput as throughput
+    from recbole_hnlm.llm.throughput import CPU_PROFILES_PER_SECOND, rough_duration
+
+    monkeypatch.setattr(throughput, "LONG_CPU_ANSWERS", 1)
+    caplog.set_level(logging.WARNING)
+    _run(root, str(tmp_path / "s.safetensors"), tiny_tokenizer, tiny_encoder_dir, max_pairs=10)
+    said = {}
+    for message in caplog.messages:
+        found = re.match(r"(\d+) (user|item) profiles to generate", message)
+        if found:
+            said[found.group(2)] = (int(found.group(1)), message)
+    assert set(said) == {"user", "item"}
+    for kind, (count, message) in said.items():
+        assert f"cores: {rough_duration(count / CPU_PROFILES_PER_SECOND)})" in message, message
+        assert ("hnlm_item_profiles=False" in message) == (kind == "item"), message
+
+
+def test_a_gpu_machine_announces_no_cpu_duration(monkeypatch):
+    """The durations are measured CPU rates: a machine with CUDA gets no such warning."""
+    import torch
+
+    from recbole_hnlm.llm.throughput import LONG_CPU_ANSWERS, long_on_this_machine
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert long_on_this_machine(LONG_CPU_ANSWERS + 1) and not long_on_this_machine(LONG_CPU_ANSWERS)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert not long_on_this_machine(10 ** 7)
+
+
 def test_long_stages_are_announced_with_their_duration_in_words():
     from recbole_hnlm.llm.throughput import CPU_PROFILES_PER_SECOND, CPU_SEMANTIC_PAIRS_PER_SECOND, rough_duration
 
