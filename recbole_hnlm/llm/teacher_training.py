@@ -43,16 +43,22 @@ _NOT_TEACHER = frozenset({"topk", "metrics", "valid_metric", "valid_metric_bigge
 #: seed: a grid over training seeds on one split shares its teacher by design (the file's ``seed`` records it).
 _TRAINING_KEYS = ("learning_rate", "reg_weight", "embedding_size", "n_layers", "train_batch_size",
                   "mixgcf_candidates", "layers_dtype")
+#: The run's backbone hyper-parameters: a teacher of another backbone (an NGCF run's LightGCN teacher) takes its own
+#: model's defaults instead (NGCF's ``--reg_weight=1e-5`` trained the LightGCN teacher with it, and a run that typed a
+#: backbone default got another teacher than one that did not).
+_BACKBONE_KEYS = ("learning_rate", "reg_weight", "embedding_size", "n_layers", "train_batch_size")
 
 
 def teacher_config(config, model: str, epochs: int, work_dir: Optional[str] = None):
     """The teacher's plugin Config: the run's external settings (dataset, split, seed, device...), the teacher's
-    backbone and the MixGCF sampler with its yaml defaults. The command line is not re-read. ``work_dir``: where its
+    backbone and the MixGCF sampler with its yaml defaults. The run's backbone hyper-parameters (:data:`_BACKBONE_KEYS`)
+    are the teacher's only when it is the run's backbone. The command line is not re-read. ``work_dir``: where its
     trainer writes its per-epoch resume state."""
     from recbole_hnlm.config import Config
 
+    dropped = _RUN_ONLY_KEYS + (() if model == config["model"] else _BACKBONE_KEYS)
     external = {k: v for k, v in config.external_config_dict.items()
-                if k not in _RUN_ONLY_KEYS and not k.startswith("hnlm_")}
+                if k not in dropped and not k.startswith("hnlm_")}
     external.update(sampler="MixGCF", epochs=int(epochs), show_progress=config["show_progress"])
     if work_dir is not None:
         external.update(checkpoint_dir=work_dir, save_resume_state=True)

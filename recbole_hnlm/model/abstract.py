@@ -66,6 +66,7 @@ class SampledRecommender(GeneralRecommender):
         self.negative_warmup_epochs = int(config["negative_warmup_epochs"] or 0)
         self.warming_up = False  # set before every training epoch by on_epoch_start (a loaded model is past it)
         self._announced_warm_up = None
+        self._announced_losses = None
         self.restore_user_e = None  # inference cache of the pooled embeddings (not stored in checkpoints: it
         self.restore_item_e = None  # follows the weights and the backbone options, see _drop_inference_cache)
 
@@ -99,6 +100,15 @@ class SampledRecommender(GeneralRecommender):
     def extra_losses(self, interaction, emb: Propagation) -> tuple:
         """Backbone-specific loss terms (SGL's contrastive loss); none by default."""
         return ()
+
+    def extra_loss_names(self) -> tuple:
+        """What each of :meth:`extra_losses` is, in order."""
+        return ()
+
+    def loss_names(self) -> tuple:
+        """The loss columns RecBole logs (``train_loss1``, ...) in the order :meth:`calculate_loss` returns them."""
+        sampler_terms = () if self.warming_up else self.sampler.aux_loss_names()
+        return ("BPR + reg_weight x L2",) + sampler_terms + self.extra_loss_names()
 
     # -- RecBole interface ---------------------------------------------------------------------------------------
     def forward(self):
@@ -141,6 +151,11 @@ class SampledRecommender(GeneralRecommender):
             logging.getLogger().info(
                 f"negative_warmup_epochs={self.negative_warmup_epochs}: from epoch {epoch_idx} training uses "
                 + ("the uniform negative (RNS)" if self.warming_up else f"the {self.sampler.name} sampler"))
+        names = self.loss_names()
+        if len(names) > 1 and names != self._announced_losses:  # RecBole logs them as train_loss1, 2, ... only
+            self._announced_losses = names
+            logging.getLogger().info("loss columns from epoch %d: %s", epoch_idx,
+                                     ", ".join(f"train_loss{k} = {name}" for k, name in enumerate(names, 1)))
 
     def on_epoch_end(self, epoch_idx):
         """Called by the trainer after every training epoch: the sampler logs what it counted in it."""

@@ -77,6 +77,9 @@ class SGL(LightGCN):
         positive = (z1 * gather_rows(z_all, index)).sum(1) / tau
         return (torch.logsumexp(logits, dim=1) - positive).mean()
 
+    def extra_loss_names(self):
+        return ("ssl_weight x SGL's self-supervised InfoNCE",) if self.ssl_weight > 0 else ()
+
     def extra_losses(self, interaction, emb):
         if self.views is None:
             self.views = (self.augmented_graph(), self.augmented_graph())

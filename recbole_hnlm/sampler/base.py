@@ -115,6 +115,10 @@ class NegativeSampler(nn.Module):
         if cls.n_candidates_key:
             require(config, cls.n_candidates_key, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
 
+    def aux_loss_names(self) -> tuple:
+        """What each of the sampler's ``aux_losses`` is, in order (the log's loss columns after the first)."""
+        return ()
+
     @classmethod
     def option_warnings(cls, config) -> list:
         """Warnings about options this sampler accepts but that change nothing for it (logged at start-up): a

@@ -232,6 +232,10 @@ class HNLMRec(NegativeSampler):
                                         f"this run reads '{dataset.dataset_name}'.")
         logging.getLogger().info(message)
 
+    def aux_loss_names(self) -> tuple:
+        return ((("hnlm_cl_weight x eq. 9 alignment",) if self.cl_weight > 0 else ())
+                + (("hnlm_adapter_reg_weight x adapter Frobenius norm",) if self.adapter_reg_weight > 0 else ()))
+
     def forward(self, ctx: SamplingContext) -> Negatives:
         emb = ctx.emb
         x, found = self.pairs.lookup(ctx.user, ctx.pos)

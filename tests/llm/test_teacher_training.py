@@ -347,6 +347,21 @@ def test_teacher_config_leaves_the_runs_weight_files_out(fast_config, tmp_path):
     assert t_config["init_from"] is None and t_config["resume_from"] is None
 
 
+def test_another_backbones_options_do_not_reach_the_teacher(fast_config):
+    """An NGCF run's `--reg_weight=1e-5` (NGCF's own default) trained its LightGCN teacher with it, so typing a default
+    gave another teacher (and adapter, and store); a LightGCN run's options are its LightGCN teacher's."""
+    options = dict(reg_weight=1e-5, embedding_size=32, learning_rate=5e-4, n_layers=2, train_batch_size=512)
+    plain = teacher_config(Config(model="NGCF", dataset=fast_config["dataset"], command_line=False,
+                                  config_dict=dict(fast_config, sampler="HNLMRec")), "LightGCN", epochs=3)
+    typed = teacher_config(Config(model="NGCF", dataset=fast_config["dataset"], command_line=False,
+                                  config_dict=dict(fast_config, sampler="HNLMRec", **options)), "LightGCN", epochs=3)
+    assert all(typed[key] == plain[key] for key in options), {key: (typed[key], plain[key]) for key in options}
+    assert typed["dataset"] == plain["dataset"] and typed["seed"] == plain["seed"]
+    same = teacher_config(Config(model="LightGCN", dataset=fast_config["dataset"], command_line=False,
+                                 config_dict=dict(fast_config, sampler="HNLMRec", **options)), "LightGCN", epochs=3)
+    assert {key: same[key] for key in options} == options
+
+
 def test_finetuned_run_on_an_imported_published_split(fast_config, tiny_llama_dir, tmp_path, caplog):
     """A pre-split dataset (``split_import``, no item text): the teacher and the store cover exactly the imported
     training pairs, not the validation hold-out or the test pairs; test pairs that are also training pairs are

@@ -551,3 +551,37 @@ def test_probes_of_an_eval_mode_model_stay_out_of_the_epoch_report(fast_config, 
     model.eval()
     model.hard_negatives(batch["user_id"][:100], batch["item_id"][:100])
     assert model.sampler._stats == after_training
+
+
+@pytest.mark.parametrize("cl_weight, adapter_reg", [(1e-3, 1e-4), (0.0, 0.0)])
+def test_the_loss_columns_are_named_in_the_order_the_loss_returns_them(fast_config, ml_slice, tmp_path, caplog,
+                                                                       cl_weight, adapter_reg):
+    """RecBole logs a tuple loss as train_loss1, 2, ...: which is eq. 9 and which SGL's own term moved with the
+    options (hnlm_cl_weight=0 made train_loss2 SGL's), and no log said which."""
+    import logging
+
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import init_seed
+
+    from recbole_hnlm.config import Config
+    from recbole_hnlm.model.sgl import SGL
+
+    store = write_store(ml_slice, tmp_path / "s.safetensors")
+    config = Config(model="SGL", config_dict=config_for(fast_config, store, hnlm_cl_weight=cl_weight,
+                                                        hnlm_adapter_reg_weight=adapter_reg,
+                                                        negative_warmup_epochs=1))
+    init_seed(config["seed"], True)
+    train_data, _, _ = data_preparation(config, create_dataset(config))
+    model, batch = SGL(config, train_data._dataset), next(iter(train_data))
+    caplog.set_level(logging.INFO)
+    for epoch, sampler_terms in ((0, ()), (1, ("eq. 9",) * (cl_weight > 0) + ("Frobenius",) * (adapter_reg > 0))):
+        caplog.clear()
+        model.on_epoch_start(epoch)
+        names = model.loss_names()
+        assert len(names) == len(model.calculate_loss(batch))
+        expected = ("BPR",) + sampler_terms + ("self-supervised",)
+        assert len(names) == len(expected) and all(part in name for part, name in zip(expected, names)), names
+        said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("loss columns")]
+        assert said == [f"loss columns from epoch {epoch}: "
+                        + ", ".join(f"train_loss{k} = {name}" for k, name in enumerate(names, 1))] or (
+            epoch == 1 and not sampler_terms and said == [])  # the same columns: not said again
