@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import sys
+from typing import Optional
 
 from recbole_hnlm.cli_settings import parse_settings, parser_flags
 from recbole_hnlm.errors import ConcurrentWriterError, ConfigError, DataError
@@ -37,16 +38,24 @@ def _default_data_path(dataset: str) -> str:
     return "dataset"
 
 
-def recbole_split(dataset: str, data_path: str, config_files, model: str, settings=None):
+def recbole_split(dataset: str, data_path: str, config_files, model: Optional[str], settings=None,
+                  for_teacher: bool = False):
     """RecBole's training dataloader and the plugin Config, built exactly as the run script builds them (same
-    seed before the split), so the pairs prepared here are the pairs the HNLMRec run trains on."""
+    seed before the split), so the pairs prepared here are the pairs the HNLMRec run trains on. ``model`` ``None``:
+    LightGCN, or ``for_teacher`` the teacher's backbone (``hnlm_teacher_model``), so that backbone options such as
+    ``--learning_rate`` are the teacher's (they reach a teacher of the run's own backbone only)."""
     from recbole_hnlm.config import Config
     from recbole_hnlm.data_checks import check_dataset_files, check_duplicate_interactions
     from recbole_hnlm.quick_start import read_dataset, split_dataset
 
-    config = Config(model=model, dataset=dataset, config_file_list=config_files or None,
-                    config_dict=dict(settings or {}, data_path=data_path, show_progress=False, sampler="HNLMRec"),
-                    command_line=False)
+    def build(name):
+        return Config(model=name, dataset=dataset, config_file_list=config_files or None,
+                      config_dict=dict(settings or {}, data_path=data_path, show_progress=False, sampler="HNLMRec"),
+                      command_line=False)
+
+    config = build(model or "LightGCN")
+    if model is None and for_teacher and (config["hnlm_teacher_model"] or "LightGCN") != "LightGCN":
+        config = build(config["hnlm_teacher_model"])
     check_dataset_files(config)
     built = read_dataset(config)  # under the split seed, as a run
     check_duplicate_interactions(config, built)  # a warning, as in a run
@@ -137,8 +146,9 @@ def _run_stage(argv, quiet: contextlib.ExitStack) -> int:
                         help="training split of RecBole's data preparation, or every interaction (not for teacher)")
     parser.add_argument("--config_files", nargs="*", default=None, help="RecBole yaml files (their hnlm_* keys and "
                         "the split's settings): separate arguments, or one string as the run script takes them")
-    parser.add_argument("--model", default="LightGCN", help="model name for RecBole's config (split only; the "
-                        "teacher's backbone is --hnlm_teacher_model)")
+    parser.add_argument("--model", default=None, help="model name for RecBole's config (the split; default "
+                        "LightGCN, for teacher --hnlm_teacher_model, whose options such as --learning_rate the "
+                        "teacher then takes)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, and warnings and errors only")
     parser.add_argument("--overwrite", action="store_true", help="teacher: train again over an existing file")
     args, rest = parser.parse_known_args(argv)
@@ -187,7 +197,8 @@ def _run_stage(argv, quiet: contextlib.ExitStack) -> int:
     if args.split == "recbole":
         from .recbole_pairs import train_pairs_from_dataset
 
-        train, rb_config = recbole_split(args.dataset, data_path, args.config_files, args.model, overrides)
+        train, rb_config = recbole_split(args.dataset, data_path, args.config_files, args.model, overrides,
+                                         for_teacher=args.stage == "teacher")
         if args.stage == "teacher":
             from .pipeline import teacher_path_for
             from .teacher_training import ensure_teacher

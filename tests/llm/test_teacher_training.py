@@ -138,8 +138,8 @@ def test_an_interrupted_teacher_goes_on_from_its_last_epoch(hnlm_finetuned_confi
     interrupt[0] = True
     with pytest.raises(KeyboardInterrupt):
         train_teacher(config, train_data, resumed + "2", epochs=2)
-    other = Config(model="MF", dataset=config["dataset"], command_line=False,
-                   config_dict=dict(config.external_config_dict, learning_rate=0.01))
+    other = Config(model="LightGCN", dataset=config["dataset"], command_line=False,  # the teacher's backbone: its
+                   config_dict=dict(config.external_config_dict, learning_rate=0.01))  # options are the teacher's
     trained.clear()
     train_teacher(other, train_data, resumed + "2", epochs=2)
     assert trained == [0, 1]
