@@ -85,11 +85,13 @@ class HNLMRec(NegativeSampler):
         store = PairEmbeddingStore.open(config["hnlm_file"])
         self.pairs = store.align(dataset)
         self.store_path, self.store_dataset = store.path, store.manifest.get("dataset")
+        self.store_variant = store.manifest.get("variant")
         self.check_no_pairs_outside_training(dataset)
         self.check_built_on_this_split(store.manifest, dataset)
         if config["hnlm_center"] and self.pairs.emb.shape[0] < 2:  # its mean is the one vector: centred, it is 0
             logging.getLogger().warning(f"HNLMRec: hnlm_center is not applied: {self.store_path} holds "
-                                        f"{self.pairs.emb.shape[0]} vector(s), and centring one leaves 0.")
+                                        f"{self.pairs.emb.shape[0]} vector(s), and centring a single vector "
+                                        "leaves 0.")
         elif config["hnlm_center"]:
             mean_norm = self.pairs.center()
             logging.getLogger().info(f"HNLMRec: stored vectors centred (norm of their mean {mean_norm:.4g})")
@@ -160,6 +162,7 @@ class HNLMRec(NegativeSampler):
         from recbole_hnlm.llm.pipeline import item_file_loaded, teacher_path_for
         from recbole_hnlm.llm.teacher_training import ensure_teacher
 
+        cls.check_subset_is_allowed(config, train_data._dataset)
         item_file = os.path.join(config["data_path"], f"{config['dataset']}.item")
         if os.path.isfile(item_file):  # the LLM stage reads it, loaded or not: fail before the teacher trains
             check_records(item_file, config["encoding"] or "utf-8", quoted=item_file_loaded(config))
@@ -167,6 +170,21 @@ class HNLMRec(NegativeSampler):
             ensure_teacher(config, train_data, teacher_path_for(config))
         progress = bool(config["show_progress"]) if "show_progress" in config else True
         config["hnlm_file"] = ensure_negatives(config, train_data._dataset, progress=progress)
+
+    @staticmethod
+    def check_subset_is_allowed(config, dataset):
+        """``hnlm_max_pairs`` below the training pairs leaves the others without a negative, which ``hnlm_missing:
+        error`` refuses: say so before the LLM stage (hours at Amazon-Book size), not after it."""
+        max_pairs = int(config["hnlm_max_pairs"] or 0)
+        if max_pairs <= 0 or config["hnlm_missing"] != "error":
+            return
+        users = dataset.inter_feat[dataset.uid_field].long()
+        pairs = int(torch.unique(users * dataset.item_num + dataset.inter_feat[dataset.iid_field].long()).numel())
+        if max_pairs < pairs:
+            raise ConfigError(
+                f"hnlm_max_pairs={max_pairs} gives {max_pairs} of the {pairs} training pairs an LLM negative, and "
+                "hnlm_missing=error refuses a run whose training pairs are not all covered (after the LLM stage): set "
+                "hnlm_missing=random to train the others with the random negative only, or hnlm_max_pairs=0.")
 
     def check_no_pairs_outside_training(self, dataset):
         """Refuse a store that holds pairs of this dataset that are not training pairs of this run: it was built on
@@ -219,8 +237,15 @@ class HNLMRec(NegativeSampler):
         if coverage == 0:
             why = (f"{self.store_path} was built for dataset '{self.store_dataset}'" if other else
                    f"{self.store_path} holds none of this dataset's pairs")
+            remedy = "Leave hnlm_file unset to build the negatives of this dataset."
+            if not other and self.pairs.emb.shape[0] == 0:  # built for this dataset: every answer failed
+                records = f"{self.store_path}.{'failures' if self.store_variant == 'finetuned' else 'texts'}.jsonl"
+                why = (f"{self.store_path} holds no vector: every LLM answer of its stage failed or was refused "
+                       f"({records} records why)")
+                remedy = ("A model that answers (hnlm_generator, docs/llm.md), more pairs (hnlm_max_pairs), or "
+                          "hnlm_missing=random (the random negative only, as RNS).")
             if self.missing == "error":
-                raise ConfigError(f"{message}: {why}. Leave hnlm_file unset to build the negatives of this dataset.")
+                raise ConfigError(f"{message}: {why}. {remedy}")
             logging.getLogger().warning(f"{message} ({why}): this run trains with the random negative only, as RNS.")
             return
         if coverage < 1.0 and self.missing == "error":

@@ -585,3 +585,38 @@ def test_the_loss_columns_are_named_in_the_order_the_loss_returns_them(fast_conf
         assert said == [f"loss columns from epoch {epoch}: "
                         + ", ".join(f"train_loss{k} = {name}" for k, name in enumerate(names, 1))] or (
             epoch == 1 and not sampler_terms and said == [])  # the same columns: not said again
+
+
+def test_a_max_pairs_subset_under_missing_error_is_refused_before_the_llm_stage(fast_config, ml_slice, monkeypatch):
+    """hnlm_max_pairs below the training pairs with the default hnlm_missing=error was refused by the coverage check,
+    after the whole LLM stage (a MixGCF teacher of 10-40 hours at Amazon-Book size on a CPU)."""
+    from recbole.data import create_dataset, data_preparation
+
+    from recbole_hnlm.config import Config
+    from recbole_hnlm.llm import teacher_training
+    from recbole_hnlm.sampler.hnlmrec import HNLMRec
+
+    config = Config(model="LightGCN", config_dict={**fast_config, "sampler": "HNLMRec", "hnlm_max_pairs": 5})
+    train_data, _, _ = data_preparation(config, create_dataset(config))
+    started = []
+    monkeypatch.setattr(teacher_training, "ensure_teacher", lambda *args, **kwargs: started.append(args))
+    n = len(training_pairs(ml_slice))
+    with pytest.raises(ConfigError, match=rf"hnlm_max_pairs=5 gives 5 of the {n} training pairs an LLM negative, .*"
+                                          "set hnlm_missing=random"):
+        HNLMRec.prepare(config, train_data._dataset, train_data)
+    assert started == []
+    for max_pairs, missing in ((n, "error"), (0, "error"), (5, "random")):  # every pair, or the fallback named
+        config["hnlm_max_pairs"], config["hnlm_missing"] = max_pairs, missing
+        HNLMRec.check_subset_is_allowed(config, train_data._dataset)
+
+
+def test_a_store_of_this_dataset_without_vectors_names_the_failed_answers(fast_config, ml_slice, tmp_path):
+    """Every LLM answer failed (SmolLM2 on unfamiliar titles): the error said the store "holds none of this dataset's
+    pairs" and to leave hnlm_file unset, which it was."""
+    _, name = ml_slice
+    path = str(tmp_path / "empty.safetensors")
+    write_pair_store(path, [], [], torch.zeros(0, D_LLM), {"variant": "semantic", "dataset": name,
+                                                           "dataset_hash": "test"}, dtype=torch.float32)
+    with pytest.raises(ConfigError, match=rf"holds no vector: every LLM answer of its stage failed or was refused "
+                                          rf"\({path}\.texts\.jsonl records why\)\. A model that answers"):
+        build(fast_config, path)
