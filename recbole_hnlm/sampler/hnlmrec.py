@@ -162,7 +162,7 @@ class HNLMRec(NegativeSampler):
         from recbole_hnlm.llm.pipeline import item_file_loaded, teacher_path_for
         from recbole_hnlm.llm.teacher_training import ensure_teacher
 
-        cls.check_subset_is_allowed(config, train_data._dataset)
+        cls.check_subset_is_allowed(config, train_data)
         item_file = os.path.join(config["data_path"], f"{config['dataset']}.item")
         if os.path.isfile(item_file):  # the LLM stage reads it, loaded or not: fail before the teacher trains
             check_records(item_file, config["encoding"] or "utf-8", quoted=item_file_loaded(config))
@@ -172,12 +172,13 @@ class HNLMRec(NegativeSampler):
         config["hnlm_file"] = ensure_negatives(config, train_data._dataset, progress=progress)
 
     @staticmethod
-    def check_subset_is_allowed(config, dataset):
+    def check_subset_is_allowed(config, train_data):
         """``hnlm_max_pairs`` below the training pairs leaves the others without a negative, which ``hnlm_missing:
         error`` refuses: say so before the LLM stage (hours at Amazon-Book size), not after it."""
-        max_pairs = int(config["hnlm_max_pairs"] or 0)
-        if max_pairs <= 0 or config["hnlm_missing"] != "error":
+        max_pairs = int((config["hnlm_max_pairs"] if "hnlm_max_pairs" in config else 0) or 0)
+        if max_pairs <= 0 or (config["hnlm_missing"] if "hnlm_missing" in config else "error") != "error":
             return
+        dataset = train_data._dataset
         users = dataset.inter_feat[dataset.uid_field].long()
         pairs = int(torch.unique(users * dataset.item_num + dataset.inter_feat[dataset.iid_field].long()).numel())
         if max_pairs < pairs:

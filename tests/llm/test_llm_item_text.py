@@ -183,3 +183,16 @@ def test_amazon_category_literals_reach_prompts_as_plain_names(data_root, tmp_pa
     frame["categories:token_seq"] = "Pizza, Restaurants"
     frame.to_csv(item_path, sep="\t", index=False)
     assert not DatasetText(str(tmp_path), "amazon", item_quoted=True).categories_rewritten
+
+
+def test_a_large_interaction_file_is_announced_before_it_is_read(data_root, tmp_path, caplog, monkeypatch):
+    """Amazon-Book's 3M lines took ~25 s before the LLM stage's first line: a large file is named first."""
+    import recbole_hnlm.llm.dataset_text as dataset_text
+
+    caplog.set_level(logging.INFO)
+    DatasetText(data_root, "mini")
+    assert "interactions for the LLM stage's texts" not in caplog.text
+    monkeypatch.setattr(dataset_text, "LARGE_INTER_BYTES", 10)
+    DatasetText(data_root, "mini")
+    assert f"{os.path.join(data_root, 'mini', 'mini.inter')}: reading 0 MB of interactions for the LLM stage" \
+        in caplog.text

@@ -607,7 +607,7 @@ def test_a_max_pairs_subset_under_missing_error_is_refused_before_the_llm_stage(
     assert started == []
     for max_pairs, missing in ((n, "error"), (0, "error"), (5, "random")):  # every pair, or the fallback named
         config["hnlm_max_pairs"], config["hnlm_missing"] = max_pairs, missing
-        HNLMRec.check_subset_is_allowed(config, train_data._dataset)
+        HNLMRec.check_subset_is_allowed(config, train_data)
 
 
 def test_a_store_of_this_dataset_without_vectors_names_the_failed_answers(fast_config, ml_slice, tmp_path):
