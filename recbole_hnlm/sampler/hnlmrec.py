@@ -85,7 +85,7 @@ class HNLMRec(NegativeSampler):
         store = PairEmbeddingStore.open(config["hnlm_file"])
         self.pairs = store.align(dataset)
         self.store_path, self.store_dataset = store.path, store.manifest.get("dataset")
-        self.store_variant = store.manifest.get("variant")
+        self.store_variant, self.store_vectors = store.manifest.get("variant"), store.num_pairs
         self.check_no_pairs_outside_training(dataset)
         self.check_built_on_this_split(store.manifest, dataset)
         if config["hnlm_center"] and self.pairs.emb.shape[0] < 2:  # its mean is the one vector: centred, it is 0
@@ -239,12 +239,12 @@ class HNLMRec(NegativeSampler):
             why = (f"{self.store_path} was built for dataset '{self.store_dataset}'" if other else
                    f"{self.store_path} holds none of this dataset's pairs")
             remedy = "Leave hnlm_file unset to build the negatives of this dataset."
-            if not other and self.pairs.emb.shape[0] == 0:  # built for this dataset: every answer failed
+            if not other and self.store_vectors == 0:  # built for this dataset: every answer failed
                 records = f"{self.store_path}.{'failures' if self.store_variant == 'finetuned' else 'texts'}.jsonl"
                 why = (f"{self.store_path} holds no vector: every LLM answer of its stage failed or was refused "
                        f"({records} records why)")
-                remedy = ("A model that answers (hnlm_generator, docs/llm.md), more pairs (hnlm_max_pairs), or "
-                          "hnlm_missing=random (the random negative only, as RNS).")
+                remedy = ("A model that answers (hnlm_generator, docs/llm.md), or hnlm_missing=random (the random "
+                          "negative only, as RNS).")
             if self.missing == "error":
                 raise ConfigError(f"{message}: {why}. {remedy}")
             logging.getLogger().warning(f"{message} ({why}): this run trains with the random negative only, as RNS.")
