@@ -54,7 +54,7 @@ def recbole_split(dataset: str, data_path: str, config_files, model: Optional[st
                       command_line=False)
 
     config = build(model or "LightGCN")
-    if model is None and for_teacher and (config["hnlm_teacher_model"] or "LightGCN") != "LightGCN":
+    if model is None and for_teacher and str(config["hnlm_teacher_model"] or "LightGCN").lower() != "lightgcn":
         config = build(config["hnlm_teacher_model"])
     check_dataset_files(config)
     built = read_dataset(config)  # under the split seed, as a run

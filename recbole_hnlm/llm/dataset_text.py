@@ -24,6 +24,7 @@ import hashlib
 import logging
 import os
 import random
+import warnings
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
@@ -93,26 +94,30 @@ def plain_categories(value: str) -> str:
     RecBole's Amazon converters write an item's categories as Python's repr of a set without its braces
     (``'Toys & Games', 'Puzzles'``, ``"Kids' Toys"`` with an apostrophe; ``et(`` for an empty set), other converters
     as a list literal (``[['Toys & Games', 'Puzzles']]``): those become the names joined by ``", "`` (repeats
-    dropped; empty for an empty set). A value that is not such a literal (Yelp's ``Pizza, Restaurants``, ml-100k's
+    dropped, white space and escapes such as ``\\n`` as single spaces; empty for an empty set). A value that is not such a literal (Yelp's ``Pizza, Restaurants``, ml-100k's
     genres) is returned as it is. Parsed with :func:`ast.literal_eval` (literals only, nothing is run)."""
     text = value.strip()
-    if text in ("et(", "set()", "[]", "()", "''", '""'):
+    if text in ("et(", "set()", "[]", "()", "{}", "''", '""'):
         return ""
-    if not text or text[0] not in "[('\"":
+    if not text or text[0] not in "[({'\"":
         return value
-    names = _literal_names(text)
-    if names is None and len(text) > 1 and text[0] == text[-1] == '"':  # CSV-quoted by pandas' writer, read as text
-        names = _literal_names(text[1:-1].replace('""', '"'))
+    names = None
+    if len(text) > 1 and text[0] == text[-1] == '"' and '""' in text:  # CSV-quoted by pandas' writer, read as text
+        names = _literal_names(text[1:-1].replace('""', '"'))  # first: the quoted form may parse as other strings
+    if names is None:
+        names = _literal_names(text)
     if names is None:
         return value
-    return ", ".join(dict.fromkeys(name.strip() for name in names if name.strip()))
+    return ", ".join(dict.fromkeys(" ".join(name.split()) for name in names if name.strip()))
 
 
 def _literal_names(text: str) -> Optional[List[str]]:
-    try:
-        return _names_in(ast.literal_eval(text))
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return None
+    with warnings.catch_warnings():  # an invalid escape ("\d") warns on Python 3.12+
+        warnings.simplefilter("ignore")
+        try:
+            return _names_in(ast.literal_eval(text))
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return None
 
 
 def _first(columns: Iterable[str], candidates: Sequence[str]) -> Optional[str]:

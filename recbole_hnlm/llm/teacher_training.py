@@ -86,8 +86,11 @@ def teacher_settings(t_config, model: str, epochs: int) -> dict:
 
 
 def _teacher_choice(config, model: Optional[str] = None, epochs: Optional[int] = None):
-    """The teacher's backbone and epochs: the arguments, else ``hnlm_teacher_model`` / ``hnlm_teacher_epochs``."""
-    return (model or config["hnlm_teacher_model"] or "LightGCN",
+    """The teacher's backbone (its class name, as ``config["model"]`` spells it: ``lightgcn`` is ``LightGCN``) and
+    epochs: the arguments, else ``hnlm_teacher_model`` / ``hnlm_teacher_epochs``."""
+    from recbole_hnlm.utils import get_model
+
+    return (get_model(model or config["hnlm_teacher_model"] or "LightGCN").__name__,
             int(epochs if epochs is not None else config["hnlm_teacher_epochs"] or 30))
 
 

@@ -154,8 +154,8 @@ class SampledRecommender(GeneralRecommender):
         names = self.loss_names()
         if len(names) > 1 and names != self._announced_losses:  # RecBole logs them as train_loss1, 2, ... only
             self._announced_losses = names
-            logging.getLogger().info("loss columns from epoch %d: %s", epoch_idx,
-                                     ", ".join(f"train_loss{k} = {name}" for k, name in enumerate(names, 1)))
+            columns = ", ".join(f"train_loss{k} = {name}" for k, name in enumerate(names, 1))
+            logging.getLogger().info(f"loss columns from epoch {epoch_idx}: {columns}")
 
     def on_epoch_end(self, epoch_idx):
         """Called by the trainer after every training epoch: the sampler logs what it counted in it."""

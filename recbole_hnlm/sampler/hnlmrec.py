@@ -183,9 +183,10 @@ class HNLMRec(NegativeSampler):
         pairs = int(torch.unique(users * dataset.item_num + dataset.inter_feat[dataset.iid_field].long()).numel())
         if max_pairs < pairs:
             raise ConfigError(
-                f"hnlm_max_pairs={max_pairs} gives {max_pairs} of the {pairs} training pairs an LLM negative, and "
-                "hnlm_missing=error refuses a run whose training pairs are not all covered (after the LLM stage): set "
-                "hnlm_missing=random to train the others with the random negative only, or hnlm_max_pairs=0.")
+                f"hnlm_max_pairs={max_pairs} gives at most {max_pairs} of the {pairs} training pairs an LLM "
+                "negative, and hnlm_missing=error refuses a run whose training pairs are not all covered (after the "
+                "LLM stage): set hnlm_missing=random to train the others with the random negative only, or "
+                "hnlm_max_pairs=0.")
 
     def check_no_pairs_outside_training(self, dataset):
         """Refuse a store that holds pairs of this dataset that are not training pairs of this run: it was built on
@@ -239,10 +240,14 @@ class HNLMRec(NegativeSampler):
             why = (f"{self.store_path} was built for dataset '{self.store_dataset}'" if other else
                    f"{self.store_path} holds none of this dataset's pairs")
             remedy = "Leave hnlm_file unset to build the negatives of this dataset."
-            if not other and self.store_vectors == 0:  # built for this dataset: every answer failed
-                records = f"{self.store_path}.{'failures' if self.store_variant == 'finetuned' else 'texts'}.jsonl"
+            if not other and self.store_vectors == 0 and self.store_variant == "finetuned":
+                why = (f"{self.store_path} holds no vector: no pair could be embedded ({self.store_path}"
+                       ".failures.jsonl records why: users or items the teacher lacks, failed profiles)")
+                remedy = ("Check that the teacher (hnlm_teacher_path) was trained on this run's training pairs, or "
+                          "set hnlm_missing=random (the random negative only, as RNS).")
+            elif not other and self.store_vectors == 0:  # built for this dataset: every answer failed
                 why = (f"{self.store_path} holds no vector: every LLM answer of its stage failed or was refused "
-                       f"({records} records why)")
+                       f"({self.store_path}.texts.jsonl records why)")
                 remedy = ("A model that answers (hnlm_generator, docs/llm.md), or hnlm_missing=random (the random "
                           "negative only, as RNS).")
             if self.missing == "error":

@@ -164,7 +164,8 @@ def test_amazon_category_literals_reach_prompts_as_plain_names(data_root, tmp_pa
     item_path = _copy_inter(data_root, str(tmp_path), "amazon")
     items = sorted({i for _, i in DatasetText(data_root, "mini").pairs})
     categories = ["'Toys & Games', 'Puzzles', 'Jigsaw Puzzles'", "\"Kids' Toys\", 'Games'", "et(",
-                  "[['Books', 'Comics'], ['Books']]", "Pizza, Restaurants", "'unclosed, 'Toys"]
+                  "[['Books', 'Comics'], ['Books']]", "Pizza, Restaurants", "'unclosed, 'Toys",
+                  str([["Children's Books", "Books"]]), "{'Toys', 'Toys'}", "'Line\\nbreak'"]
     frame = pd.DataFrame({"item_id:token": items, "title:token_seq": [f"Title {item}" for item in items],
                           "categories:token_seq": [categories[k % len(categories)] for k in range(len(items))]})
     frame.to_csv(item_path, sep="\t", index=False)  # as the converters write it: a '"' field is quoted, '""' inside
@@ -172,7 +173,7 @@ def test_amazon_category_literals_reach_prompts_as_plain_names(data_root, tmp_pa
         text = DatasetText(str(tmp_path), "amazon", item_quoted=quoted)
         seen = [text.items[item].attributes.get("categories") for item in items[:len(categories)]]
         assert seen == ["Toys & Games, Puzzles, Jigsaw Puzzles", "Kids' Toys, Games", None, "Books, Comics",
-                        "Pizza, Restaurants", "'unclosed, 'Toys"]
+                        "Pizza, Restaurants", "'unclosed, 'Toys", "Children's Books, Books", "Toys", "Line break"]
     prompt = item_profile_prompt(ChatFormatter(None), PromptTemplate.load("item_profile.v1"), text, items[0], 5)
     assert '"categories": "Toys & Games, Puzzles, Jigsaw Puzzles"' in prompt and "'Toys" not in prompt
     # stores made when the prompts showed the literals are not reused: the reading is in the dataset hash

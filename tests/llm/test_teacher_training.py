@@ -360,6 +360,13 @@ def test_another_backbones_options_do_not_reach_the_teacher(fast_config):
     same = teacher_config(Config(model="LightGCN", dataset=fast_config["dataset"], command_line=False,
                                  config_dict=dict(fast_config, sampler="HNLMRec", **options)), "LightGCN", epochs=3)
     assert {key: same[key] for key in options} == options
+    # a teacher named in lower case is the run's backbone too (RecBole finds models by any case)
+    from recbole_hnlm.llm.teacher_training import _teacher_choice
+
+    lower = Config(model="LightGCN", dataset=fast_config["dataset"], command_line=False,
+                   config_dict=dict(fast_config, sampler="HNLMRec", hnlm_teacher_model="lightgcn", **options))
+    model, epochs = _teacher_choice(lower)
+    assert model == "LightGCN" and {key: teacher_config(lower, model, epochs)[key] for key in options} == options
 
 
 def test_finetuned_run_on_an_imported_published_split(fast_config, tiny_llama_dir, tmp_path, caplog):

@@ -601,7 +601,7 @@ def test_a_max_pairs_subset_under_missing_error_is_refused_before_the_llm_stage(
     started = []
     monkeypatch.setattr(teacher_training, "ensure_teacher", lambda *args, **kwargs: started.append(args))
     n = len(training_pairs(ml_slice))
-    with pytest.raises(ConfigError, match=rf"hnlm_max_pairs=5 gives 5 of the {n} training pairs an LLM negative, .*"
+    with pytest.raises(ConfigError, match=rf"hnlm_max_pairs=5 gives at most 5 of the {n} training pairs an LLM negative, .*"
                                           "set hnlm_missing=random"):
         HNLMRec.prepare(config, train_data._dataset, train_data)
     assert started == []
@@ -619,4 +619,9 @@ def test_a_store_of_this_dataset_without_vectors_names_the_failed_answers(fast_c
                                                            "dataset_hash": "test"}, dtype=torch.float32)
     with pytest.raises(ConfigError, match=rf"holds no vector: every LLM answer of its stage failed or was refused "
                                           rf"\({path}\.texts\.jsonl records why\)\. A model that answers"):
+        build(fast_config, path)
+    write_pair_store(path, [], [], torch.zeros(0, D_LLM), {"variant": "finetuned", "dataset": name,
+                                                           "dataset_hash": "test"}, dtype=torch.float32)
+    with pytest.raises(ConfigError, match=rf"holds no vector: no pair could be embedded \({path}\.failures\.jsonl "
+                                          "records why: users or items the teacher lacks"):
         build(fast_config, path)
