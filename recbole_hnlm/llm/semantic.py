@@ -32,7 +32,8 @@ __all__ = ["pairs_sha256", "semantic_manifest", "run_semantic_negatives", "NEGAT
 logger = logging.getLogger(__name__)
 NEGATIVE_TEMPLATE = "hard_negative.v1"
 #: What answers are refused (in the manifest: a store written under other checks is computed again).
-ANSWER_CHECKS = ("v8: none-like, placeholder, the pair's item or user id from the prompt, the interacted item or a "
+ANSWER_CHECKS = ("v9: none-like, placeholder, the pair's item or user id from the prompt, item attributes copied "
+                 "('Year: 1994, genres: Crime Drama'), the interacted item or a "
                  "training item of the user (also as a start of the answer that a sentence break ends, or opening a "
                  "sentence about it after a preamble, a recommending phrase or a quote; a year right with the title "
                  "names a namesake), the user's profile repeated (its start, or an undated sentence of its words)")
@@ -49,6 +50,10 @@ _RECOMMENDING = re.compile(
     r"|(?:my|a)\s+(?:good\s+|great\s+)?(?:recommendation|suggestion|pick|choice|option)\s+(?:is|would\s+be)"
     r"|recommended|recommendation|suggestion)\b[\s:]*(?:(?:watching|reading|visiting|trying)\s+)?",
     re.IGNORECASE)
+#: An attribute label of an item description the prompt showed, first in an answer: SmolLM2 answered "Year: 1994,
+#: genres: Crime Drama" (the interacted item's own attributes), and it was stored as a negative.
+_ATTRIBUTE_LABEL = re.compile(r"^\W*(?:release\s+)?(?:year|genres?|categor(?:y|ies)|brand|city|state|price|description)"
+                              r"\s*:", re.IGNORECASE)
 #: A label before an id the prompt showed: "item_id: B00DFT27EQ", "Item #242", "ASIN B00DFT27EQ".
 _ID_LABEL = re.compile(r"^(?:(?:item|user|business|product)(?:[\s_-]*id)?|id|asin)\b\s*[:#=]?\s*", re.IGNORECASE)
 #: Ids this long (with a digit, as written) are matched inside a longer answer too ("B00DFT27EQ, a plush toy");
@@ -211,7 +216,7 @@ def negative_problem(answer: Dict, interacted_title: str, interacted_year: Optio
                      ids: Sequence[str] = ()) -> Optional[str]:
     """Why a parsed answer names no usable hard negative for a pair whose item is ``interacted_title`` (released in
     ``interacted_year``), or None: no item, an id the prompt showed (``ids``: the pair's item and user tokens; SmolLM2
-    echoed the item's), the interacted item itself, an item of the user's training ``history`` (``(title, year)``
+    echoed the item's), attributes copied from a description ("Year: 1994, genres: ..."), the interacted item itself, an item of the user's training ``history`` (``(title, year)``
     pairs; a positive of the user, not a negative), or the user's ``profile`` repeated (SmolLM2 copied it as its
     answer)."""
     name = negative_name(answer)
@@ -222,6 +227,8 @@ def negative_problem(answer: Dict, interacted_title: str, interacted_year: Optio
         return f"no item named: {name[:120]!r}"
     if _echoes_an_id(name, ids):
         return f"the answer is an id from the prompt, not an item's name: {name[:120]!r}"
+    if _ATTRIBUTE_LABEL.match(name):
+        return f"the answer copies item attributes, not an item's name: {name[:120]!r}"
     if _repeats(key, title_key(profile), answer_year is not None):
         return f"the answer repeats the user's profile: {name[:120]!r}"
     if any(_names(form, interacted_title, interacted_year) for form in forms):

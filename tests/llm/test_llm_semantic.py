@@ -166,6 +166,22 @@ def test_an_answer_echoing_an_id_from_the_prompt_is_refused(name, refused):
         assert negative_problem({"hard_negative_item": user}, "Heat", "1995", ids=(user,)) is not None
 
 
+@pytest.mark.parametrize("name, refused", [
+    ("Year: 1994, genres: Crime Drama", True),  # SmolLM2's stored answer in session 29: the item's own attributes
+    ("genres: Comedy", True),
+    ("Categories: Toys & Games, Puzzles", True),
+    ("  City: Austin", True),
+    ("Release year: 1995", True),
+    ("Title: Casino", False),  # a label before a name still names an item
+    ("Year of the Dragon", False),
+    ("Brandy: A Love Story", False),
+    ("Casino", False),
+])
+def test_an_answer_copying_item_attributes_is_refused(name, refused):
+    problem = negative_problem({"hard_negative_item": name}, "Pulp Fiction (1994)")
+    assert (problem is not None and "copies item attributes" in problem) == refused, problem
+
+
 def test_a_negative_naming_an_item_of_the_users_training_history_is_refused():
     """An item the user interacted with is a positive of theirs: it was stored as their hard negative."""
     history = [("Heat", "1995"), ("Usual Suspects, The", "1995")]
