@@ -216,9 +216,9 @@ def negative_problem(answer: Dict, interacted_title: str, interacted_year: Optio
                      ids: Sequence[str] = ()) -> Optional[str]:
     """Why a parsed answer names no usable hard negative for a pair whose item is ``interacted_title`` (released in
     ``interacted_year``), or None: no item, an id the prompt showed (``ids``: the pair's item and user tokens; SmolLM2
-    echoed the item's), attributes copied from a description ("Year: 1994, genres: ..."), the interacted item itself, an item of the user's training ``history`` (``(title, year)``
-    pairs; a positive of the user, not a negative), or the user's ``profile`` repeated (SmolLM2 copied it as its
-    answer)."""
+    echoed the item's), attributes copied from a description ("Year: 1994, genres: ..."), the interacted item
+    itself, an item of the user's training ``history`` (``(title, year)`` pairs; a positive of the user, not a
+    negative), or the user's ``profile`` repeated (SmolLM2 copied it as its answer)."""
     name = negative_name(answer)
     parsed = _Answer.parse(name)
     forms = (parsed, _Answer.parse(name, recommending=True)) if _RECOMMENDING.match(name.strip()) else (parsed,)
