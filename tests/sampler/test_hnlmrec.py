@@ -601,8 +601,8 @@ def test_a_max_pairs_subset_under_missing_error_is_refused_before_the_llm_stage(
     started = []
     monkeypatch.setattr(teacher_training, "ensure_teacher", lambda *args, **kwargs: started.append(args))
     n = len(training_pairs(ml_slice))
-    with pytest.raises(ConfigError, match=rf"hnlm_max_pairs=5 gives at most 5 of the {n} training pairs an LLM negative, .*"
-                                          "set hnlm_missing=random"):
+    with pytest.raises(ConfigError, match=rf"hnlm_max_pairs=5 gives at most 5 of the {n} training pairs an LLM "
+                                          "negative, .*set hnlm_missing=random"):
         HNLMRec.prepare(config, train_data._dataset, train_data)
     assert started == []
     for max_pairs, missing in ((n, "error"), (0, "error"), (5, "random")):  # every pair, or the fallback named
