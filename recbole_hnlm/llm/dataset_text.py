@@ -95,7 +95,8 @@ def plain_categories(value: str) -> str:
     (``'Toys & Games', 'Puzzles'``, ``"Kids' Toys"`` with an apostrophe; ``et(`` for an empty set), other converters
     as a list literal (``[['Toys & Games', 'Puzzles']]``): those become the names joined by ``", "`` (repeats
     dropped, white space and escapes such as ``\\n`` as single spaces; empty for an empty set). A value that is not
-    such a literal (Yelp's ``Pizza, Restaurants``, ml-100k's genres) is returned as it is. Parsed with :func:`ast.literal_eval` (literals only, nothing is run)."""
+    such a literal (Yelp's ``Pizza, Restaurants``, ml-100k's genres) is returned as it is. Parsed with
+    :func:`ast.literal_eval` (literals only, nothing is run)."""
     text = value.strip()
     if text in ("et(", "set()", "[]", "()", "{}", "''", '""'):
         return ""
