@@ -266,9 +266,8 @@ def _header_fields(path, header, separator, example, config, loaded):
             known = [n for n in _KNOWN_ID_FIELDS[key] if fields.get(n) == "token"]
             if len(known) == 1:  # RecBole's own Yelp files: business_id
                 remedy = f"--{key}={known[0]}"
-                listed = ((config["load_col"] or {}).get("inter") if isinstance(config["load_col"], dict) else None)
-                if listed is not None:  # the columns load_col lists that the file has, this one renamed
-                    columns = [known[0] if column == name else column for column in listed
+                if loaded is not None:  # the columns load_col lists that the file has, this one renamed
+                    columns = [known[0] if column == name else column for column in loaded
                                if column == name or column in fields]
                     remedy += f" \"--load_col={{'inter': {columns!r}}}\""
             raise DataError(f"{path}: no '{name}' field in the header {header!r} ({key} = {name!r}; rename the "
@@ -305,10 +304,11 @@ def _parse_header(path, header, separator, example):
 
 
 def _loaded_columns(config):
-    """The ``.inter`` fields RecBole loads (``load_col['inter']``), or ``None`` for all of them."""
+    """The ``.inter`` fields RecBole loads (``load_col['inter']``, in its order, each once), or ``None`` for all of
+    them."""
     load_col = config["load_col"]
     if isinstance(load_col, dict) and isinstance(load_col.get("inter"), (list, tuple)):
-        return set(load_col["inter"])
+        return list(dict.fromkeys(load_col["inter"]))
     return None
 
 

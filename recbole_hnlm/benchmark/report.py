@@ -250,8 +250,8 @@ def _fmt_compare(c):
 
 
 def _rounded_as_recbole(run, value):
-    """``value`` rounded to the run's ``metric_decimal_place`` (RecBole's default 4), as its reported metrics are:
-    the run's own record of it (a config file may set it), else its settings' (results of earlier versions)."""
+    """``value`` rounded to the run's ``metric_decimal_place`` (:func:`_decimal_places`), as its reported metrics
+    are."""
     return round(float(value), _decimal_places(run))
 
 

@@ -98,7 +98,7 @@ def plain_categories(value: str) -> str:
     such a literal (Yelp's ``Pizza, Restaurants``, ml-100k's genres) is returned as it is. Parsed with
     :func:`ast.literal_eval` (literals only, nothing is run)."""
     text = value.strip()
-    if text in ("et(", "set()", "[]", "()", "{}", "''", '""'):
+    if text in ("et(", "set()", "{}"):  # not literals of strings (empty lists and quotes parse to nothing below)
         return ""
     if not text or text[0] not in "[({'\"":
         return value
