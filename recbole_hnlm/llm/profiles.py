@@ -199,7 +199,8 @@ def _generate_kind(kind: str, keys: List[str], prompts: List[str], generator: Ge
                        " and items, hnlm_item_profiles=False describes items by their attributes" if kind == "item"
                        else "")
     failures = 0
-    bar = tqdm(total=len(todo), desc=f"{kind} profiles", disable=not progress, unit=kind)
+    # no bar when every profile is cached: "user profiles: 0user [00:00, ?user/s]" read as a stage that ran
+    bar = tqdm(total=len(todo), desc=f"{kind} profiles", disable=not progress or not todo, unit=kind)
     for start in range(0, len(todo), flush_every):
         batch = todo[start:start + flush_every]
         results = generator.generate([p for _, p, _ in batch], required=["summarization"],

@@ -258,6 +258,21 @@ def test_the_failed_profiles_warning_counts_the_cached_ones_too(tmp_path, tiny_t
     assert again.startswith(f"{failed}/12 item profiles failed (0 of the 0 generated in this run")
 
 
+def test_a_fully_cached_kind_shows_no_progress_bar(tmp_path, tiny_tokenizer, capsys):
+    """Every profile cached printed an empty "user profiles: 0user" bar, read as a stage that ran."""
+    from recbole_hnlm.llm.profiles import ProfileBook, _generate_kind
+    from recbole_hnlm.llm.prompts import PromptTemplate
+
+    args = (make_scripted_generator(tiny_tokenizer), PromptTemplate.load("user_profile.v1"),
+            ProfileBook(str(tmp_path / "profiles.jsonl")), "scripted", {})
+    keys = ["u1", "u2"]
+    prompts = [f"user {k} profile please" for k in keys]
+    _generate_kind("user", keys, prompts, *args, progress=True)
+    assert "user profiles" in capsys.readouterr().err  # the bar the first run shows
+    _generate_kind("user", keys, prompts, *args, progress=True)
+    assert "user profiles" not in capsys.readouterr().err
+
+
 def test_a_profile_of_earlier_settings_is_reused_after_a_record_of_others(tmp_path, tiny_tokenizer):
     """The book indexed the latest record per key only: profiles of the full split were generated again after a
     sparsity cell (another history, so another prompt) had appended its own, hours of LLM work at scale."""
