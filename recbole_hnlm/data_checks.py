@@ -27,6 +27,11 @@ def _inter_files(config):
     return [os.path.join(data_path, name) for name in names]
 
 
+def atomic_files_read(config) -> list:
+    """The atomic files a run of ``config`` reads: its ``.inter`` file(s) and the loaded ``.user`` / ``.item``."""
+    return _inter_files(config) + [path for path, _ in _side_files(config)]
+
+
 def check_dataset_files(config):
     """Fail fast, naming the paths searched, when a dataset's atomic files are missing (RecBole would otherwise
     try to download it)."""

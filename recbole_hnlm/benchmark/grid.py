@@ -140,6 +140,7 @@ def _needs_run(result, dataset, settings, cell_analyses, digests=None, fhn_pairs
     """``False`` when ``result`` is a finished run for these settings; raise :class:`SettingsMismatch` when it was
     produced with other settings (:data:`PRESENTATION_KEYS` aside), from files that have other content now
     (``digests``: :func:`source_digests`; results stored before a digest was recorded are compared by path only),
+    on dataset files whose content changed since (its ``data_files_sha256``; a file no longer there is not compared),
     with other property-file defaults than ``defaults_now`` (a :class:`_DefaultsNow`) gives, or measured its FHN rate
     on another number of pairs than ``fhn_pairs``."""
     if result is None:
@@ -158,6 +159,13 @@ def _needs_run(result, dataset, settings, cell_analyses, digests=None, fhn_pairs
                 f"{result.get('cell')}: ran with the {what} {_named_files(key, settings)} of sha256 {_short(stored)}, "
                 f"but they now have sha256 {_short(now)}: the source {what} changed. Use another --out folder (or "
                 "delete the old runs).")
+    for path, stored in (result.get("data_files_sha256") or {}).items():  # absent in results before 2026-12-06
+        now = _dataset_file_sha256(path)
+        if now is not None and now != stored:
+            raise SettingsMismatch(
+                f"{result.get('cell')}: ran on the dataset file {path} of sha256 {_short(stored)}, but it now has "
+                f"sha256 {_short(now)}: the dataset changed since (edited, re-imported or split again), and a table "
+                "row must not average runs of both. Use another --out folder (or delete the old runs).")
     stored_defaults = result.get("defaults")
     now = defaults_now.of(result.get("model"), result.get("sampler"))
     if stored_defaults is None:  # results written before the defaults were stored: the changes known since
@@ -199,6 +207,22 @@ def plugin_defaults(model, sampler, dataset):
 
 def _short(digest):
     return ", ".join(d[:12] + "..." for d in ([digest] if isinstance(digest, str) else digest))
+
+
+_DATASET_FILE_DIGESTS = {}
+
+
+def _dataset_file_sha256(path):
+    """The sha256 of a dataset file now (``None`` when it is gone), read once per size and modification time: a
+    grid compares every stored result of its rows with the same few files."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    key = (path, stat.st_size, stat.st_mtime_ns)
+    if key not in _DATASET_FILE_DIGESTS:
+        _DATASET_FILE_DIGESTS[key] = file_sha256(path)
+    return _DATASET_FILE_DIGESTS[key]
 
 
 def _named_files(key, settings):

@@ -362,14 +362,16 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
         dict: ``cell``, ``model``, ``sampler``, ``seed``, ``train_ratio``, ``dataset``, ``settings``,
         ``best_valid_score``, ``best_valid_result``, ``best_epoch``, ``test_result``, ``epochs`` (the per-epoch log of
         :class:`RecordingMixin`), ``mean_epoch_time``, ``median_epoch_time``, ``total_time``, ``split``,
-        ``analysis``, ``checkpoint``, ``environment``.
+        ``data_files_sha256`` (``{absolute path: sha256}`` of the atomic files read), ``analysis``, ``checkpoint``,
+        ``environment``.
     """
     from recbole_hnlm.benchmark import analysis as A
     from recbole_hnlm.config import split_seed
-    from recbole_hnlm.data_checks import (check_dataset_files, check_duplicate_interactions, check_splits_not_empty,
-                                          check_topk_fits)
+    from recbole_hnlm.data_checks import (atomic_files_read, check_dataset_files, check_duplicate_interactions,
+                                          check_splits_not_empty, check_topk_fits)
     from recbole_hnlm.denormals import flush_denormals
     from recbole_hnlm.determinism import deterministic_algorithms
+    from recbole_hnlm.files import file_sha256
     from recbole_hnlm.quick_start import build_model, read_dataset
     from recbole_hnlm.utils import get_trainer
     from recbole_hnlm.ops._ext import kernels_in_use
@@ -389,6 +391,8 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
         logger.info(f"recbole_hnlm ops on {config['device']}: {kernels_in_use(config['device'])}")
         flush_denormals(config["flush_denormal"])  # before the cell's first parallel torch operation
         check_dataset_files(config)
+        # the files' bytes, so that a grid resumed after they changed (re-imported, edited) does not reuse this cell
+        data_files = {os.path.abspath(path): file_sha256(path) for path in atomic_files_read(config)}
         data = read_dataset(config)  # under the split seed
         logger.info(data)
         check_topk_fits(config, data)
@@ -463,6 +467,7 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
                   "split_seed": split_seed(config),
                   # the training negatives excluded only the subsample's positives (grid._needs_run asks for it)
                   **({"train_negatives": "subsample"} if cell.train_ratio < 1.0 else {})},
+        "data_files_sha256": data_files,
         "analysis": result_analysis,
         "checkpoint": os.path.relpath(trainer.saved_model_file, out_dir) if saved else None,
         "environment": environment(config["device"]),

@@ -52,6 +52,34 @@ def test_a_changed_config_file_stops_the_resume(tmp_path):
     assert runner.calls == []
 
 
+def test_a_changed_dataset_file_stops_the_resume(tmp_path):
+    """Only the dataset's name was compared: a dataset imported again into the same folder (another split) reused
+    the finished trials of a search, and a row averaged runs of both splits."""
+    from recbole_hnlm.files import file_sha256
+
+    data = tmp_path / "toy.inter"
+    data.write_text("user_id:token\titem_id:token\n1\t2\n")
+
+    class DataRunner(FakeRunner):
+        def __call__(self, *args, **kwargs):
+            return {**super().__call__(*args, **kwargs), "data_files_sha256": {str(data): file_sha256(str(data))}}
+
+    out = tmp_path / "out"
+    grid(out, ["RNS"], [1], DataRunner())
+    old = file_sha256(str(data))
+    runner = DataRunner()
+    grid(out, ["RNS"], [1], runner)  # the same bytes: finished
+    assert runner.calls == []
+    data.write_text("user_id:token\titem_id:token\n1\t3\n4\t2\n")
+    with pytest.raises(SettingsMismatch, match=f"MF-RNS-seed1: ran on the dataset file {data} of sha256 {old[:12]}"
+                                               rf"\.\.\., but it now has sha256 {file_sha256(str(data))[:12]}"):
+        grid(out, ["RNS"], [2], runner)  # another seed of the row: it would be averaged with the first
+    assert runner.calls == []
+    data.unlink()  # a file no longer there is not compared: a finished grid's folder stays readable without its data
+    grid(out, ["RNS"], [1], runner)
+    assert runner.calls == []
+
+
 def test_another_seed_of_a_row_must_share_its_settings(tmp_path):
     """A later command adding a seed with other settings averaged both into one row; other rows may differ (a
     tuned sampler's settings), and settings that only change the output (state) are not compared."""

@@ -58,7 +58,10 @@ def _table_row(table, sampler, section="## MF"):
 
 
 def test_every_cell_ran_and_wrote_its_result(grid):
-    out, _, summary, _, runner = grid
+    from recbole_hnlm.files import file_sha256
+
+    out, settings, summary, _, runner = grid
+    inter = os.path.abspath(os.path.join(settings["data_path"], "ml-slice", "ml-slice.inter"))
     expected = ["MF-RNS-seed2020", "MF-DNS-seed2020", "MF-RNS-seed2020-train40", "MF-DNS-seed2020-train40"]
     assert runner.calls == expected
     assert summary["ran"] == expected and not summary["failed"] and not summary["skipped"]
@@ -66,6 +69,9 @@ def test_every_cell_ran_and_wrote_its_result(grid):
         result = _result(out, sampler)
         assert result["sampler"] == sampler and result["seed"] == SEED
         assert set(result["test_result"]) == set(METRICS) and result["metric_decimal_place"] == 4  # as RecBole's
+        # the bytes of the files it read, which a resume compares (grid._needs_run)
+        files = result["data_files_sha256"]
+        assert inter in files and all(files[path] == file_sha256(path) for path in files), files
         assert all(0.0 <= v <= 1.0 for v in result["test_result"].values())
         assert result["test_result"]["ndcg@20"] > 0.0
         # the per-epoch log: two epochs, each with its wall time and validation NDCG@20
