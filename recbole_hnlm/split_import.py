@@ -213,8 +213,9 @@ def hold_out_validation(train_pairs, valid_ratio: float, seed: int):
     return train, valid
 
 
-def _summary(parts, train_file, test_file, training_pairs, valid_source, dropped):
-    """Counts and the warnings worth reading before a run (``training_pairs``: the set of the training file's)."""
+def _summary(parts, train_file, test_file, training_pairs, valid_source, dropped, user_names=None):
+    """Counts and the warnings worth reading before a run (``training_pairs``: the set of the training file's;
+    ``user_names``: ``{remap_id: org_id}`` of a user list, whose ids the warnings name, as the written files do)."""
     train, test = parts["train"], parts["test"]
     train_users, train_items = {user for user, _ in train}, {item for _, item in train}
     test_users, test_items = {user for user, _ in test}, {item for _, item in test}
@@ -250,9 +251,11 @@ def _summary(parts, train_file, test_file, training_pairs, valid_source, dropped
         warnings.append(f"{counts['test_items_without_training_pairs']} test items have no training pairs (cold "
                         "items, ranked from an untrained embedding: their test pairs are near-certain misses).")
     if counts.get("items_only_in_validation"):
+        also_cold = len(({item for _, item in parts["valid"]} - train_items) & (test_items - train_items))
         warnings.append(f"{counts['items_only_in_validation']} items have all their training pairs in the validation "
-                        "hold-out, so the model never trains on them.")
-    every_item = _users_with_every_item(parts)
+                        "hold-out, so the model never trains on them" + (
+                            f" ({also_cold} of them among the test items above)." if also_cold else "."))
+    every_item = [user_names[user] if user_names else user for user in _users_with_every_item(parts)]
     if every_item:
         warnings.append(f"{len(every_item)} user{'s' * (len(every_item) > 1)} ({', '.join(map(str, every_item[:5]))}"
                         f"{' ...' * (len(every_item) > 5)}) interacted with every item of the files, so RecBole's "
@@ -400,10 +403,11 @@ def import_split(dataset: str, train_path: str, test_path: str, out: str, valid:
         options = {"valid": valid}
     options.update(format=file_format, drop_test_pairs_in_train=drop_test_pairs_in_train)
     parts = {"train": train, "valid": valid_pairs, "test": test}
-    counts, warnings = _summary(parts, train_file, test_file, training_pairs, valid, dropped)
     lists = {name: path for name, path in (("user_list", user_list), ("item_list", item_list)) if path}
-    parts = _original_ids(parts, read_id_list(user_list, "user") if user_list else None,
-                          read_id_list(item_list, "item") if item_list else None, lists)
+    user_names = read_id_list(user_list, "user") if user_list else None
+    parts_as_read = parts
+    parts = _original_ids(parts, user_names, read_id_list(item_list, "item") if item_list else None, lists)
+    counts, warnings = _summary(parts_as_read, train_file, test_file, training_pairs, valid, dropped, user_names)
     manifest = _manifest(train_file, test_file, options, counts, warnings, lists)
 
     folder = os.path.join(out, dataset)

@@ -363,6 +363,20 @@ def test_presplit_duplicate_warning_counts_training_repeats_and_leaks_not_valid_
         check_dataset_files(config)
 
 
+def test_items_only_in_validation_that_are_also_cold_test_items_are_counted_once(tmp_path):
+    """"2 test items have no training pairs" then "2 items have all their training pairs in the validation
+    hold-out" read as four items when they were the same two."""
+    train = [f"{u} {i}" for u in range(1, 21) for i in (1, 2, 3)] + ["1 8", "2 9"]
+    test = ["3 8", "4 9", "5 1"]
+    manifest = import_split("cold", write(tmp_path / "train.txt", train), write(tmp_path / "test.txt", test),
+                            str(tmp_path / "atomic"), file_format="pairs", valid_ratio=0.9, seed=0)
+    only_valid = manifest["counts"]["items_only_in_validation"]
+    cold = manifest["counts"]["test_items_without_training_pairs"]
+    assert only_valid == cold == 2, manifest["counts"]  # seed 0 holds out both pairs of 8 and 9: cold test items
+    assert f"{only_valid} items have all their training pairs in the validation hold-out, so the model never trains " \
+           f"on them ({cold} of them among the test items above)." in manifest["warnings"], manifest["warnings"]
+
+
 def test_a_user_with_every_item_is_named_at_import_and_at_the_run(tmp_path, fast_config):
     """RecBole's sampler stops a run on a user who interacted with every item, in a traceback naming neither the user
     nor a remedy that works for pre-split files (its hint is a filter, which it never applies to them)."""
@@ -377,6 +391,10 @@ def test_a_user_with_every_item_is_named_at_import_and_at_the_run(tmp_path, fast
     manifest = import_split("full", write(tmp_path / "train.txt", train), write(tmp_path / "test.txt", test),
                             str(tmp_path / "atomic"), file_format="pairs")
     assert any("1 user (7) interacted with every item of the files" in w for w in manifest["warnings"])
+    users = write(tmp_path / "user_list.txt", ["org_id remap_id"] + [f"alice{u} {u}" for u in range(1, 41)])
+    named = import_split("named", str(tmp_path / "train.txt"), str(tmp_path / "test.txt"), str(tmp_path / "atomic"),
+                         file_format="pairs", user_list=users)  # the warning names the user as the files do
+    assert any("1 user (alice7) interacted with every item" in w for w in named["warnings"]), named["warnings"]
     with pytest.raises(DataError, match=r"Dataset 'full': user '7' interacted with every one of the 30 items, so no "
                                         r"negative item can be drawn .* RecBole filters no pre-split files: remove"):
         run_recbole_hnlm(model="MF", dataset="full", config_dict=dict(
