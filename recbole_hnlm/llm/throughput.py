@@ -15,7 +15,10 @@ def long_on_this_machine(answers: int) -> bool:
 
 
 def rough_duration(seconds: float) -> str:
-    """``"about 6 hours"``, ``"about 37 days"``: the order of magnitude a user plans by."""
+    """``"about 6 hours"``, ``"about 37 days"``: the order of magnitude a user plans by (``"less than a minute"``
+    under 30 s: a teacher's last epoch read "about 1 minute left" with half a second to go)."""
+    if seconds < 30:
+        return "less than a minute"
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds >= 1.5 * size or unit == "minute":
             count = max(1, round(seconds / size))

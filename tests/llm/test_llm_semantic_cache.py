@@ -187,7 +187,7 @@ def test_a_long_semantic_run_says_so_before_it_starts(root, tmp_path, tiny_token
     caplog.clear()
     _run(root, str(tmp_path / "many.safetensors"), tiny_tokenizer, tiny_encoder_dir, max_pairs=11)
     assert "HNLMRec semantic variant: 11 pairs, each an LLM answer (docs/llm.md measures about 0.4 pairs/s on 2 " \
-        "CPU cores: about 1 minute)" in caplog.text
+        "CPU cores: less than a minute)" in caplog.text
     assert "hnlm_max_pairs=N with hnlm_missing=random writes a subset" in caplog.text
 
 
@@ -233,6 +233,7 @@ def test_long_stages_are_announced_with_their_duration_in_words():
     assert rough_duration(69_716 / CPU_PROFILES_PER_SECOND) == "about 7 days"
     assert rough_duration(2_001 / CPU_SEMANTIC_PAIRS_PER_SECOND) == "about 83 minutes"
     assert rough_duration(5_400) == "about 2 hours" and rough_duration(30) == "about 1 minute"
+    assert rough_duration(29.5) == rough_duration(0.5) == "less than a minute"
 
 
 def test_the_failed_profiles_warning_counts_the_cached_ones_too(tmp_path, tiny_tokenizer, caplog):
