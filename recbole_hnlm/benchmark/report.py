@@ -290,6 +290,8 @@ def markdown_report(results, errors=None, title=None, not_finished=()):
             rows.append([sampler, e["n"]] + [_fmt_mean_std(*e[m], places) for m in METRICS]
                         + [f"{e['s_per_epoch']:.2f}", f"{_fmt_count(e['epochs_run'])} ({_fmt_count(e['best_epoch'])})"])
         parts += ["", f"## {model}", "", _table(["Sampler", "n"] + names + ["s/epoch", "epochs (best)"], rows)]
+        if len(samplers) < 2:  # nothing to compare with (a search trial's table): no empty comparison naming itself
+            continue
 
         comparison_rows = []
         best = {m: best_id_based(summary, model, m) for m in METRICS}

@@ -106,6 +106,20 @@ def test_names_are_spelled_as_their_classes(tmp_path):
     assert sorted(os.listdir(tmp_path / "runs")) == ["MF-RNS-seed1.json"]
 
 
+def test_a_backbone_with_one_sampler_has_no_comparison_table(tmp_path):
+    """A search trial's report (one sampler) printed an empty "vs RNS / vs best ID" table naming DNS the best
+    ID-based sampler, compared with nothing; a backbone with two samplers keeps it."""
+    from recbole_hnlm.benchmark.report import markdown_report
+
+    grid(tmp_path, ["DNS"], [1], FakeRunner())
+    grid(tmp_path, ["RNS", "DNS"], [1], FakeRunner(), models=["LightGCN"])
+    results = [json.loads((tmp_path / "runs" / name).read_text()) for name in os.listdir(tmp_path / "runs")]
+    report = markdown_report(results)
+    mf, lightgcn = report.split("## MF")[1].split("## LightGCN")[0], report.split("## LightGCN")[1]
+    assert "## MF" in report and "| DNS | 1 |" in mf and "Relative improvement" not in mf and "vs RNS" not in mf
+    assert "Relative improvement" in lightgcn and "| DNS | " in lightgcn.split("vs best ID", 1)[1]
+
+
 def test_improvement_and_test_use_the_same_pairs(tmp_path):
     """With a seed missing for one sampler, the improvement compared means over different seeds (a helper's grid:
     +130 % where the pairs gave +147 %); runs on different splits are not paired at all."""
