@@ -3,4 +3,4 @@ import sys
 
 from recbole_hnlm.quick_start import main
 
-sys.exit(main())
+sys.exit(main(prog="python -m recbole_hnlm"))  # not "__main__.py"

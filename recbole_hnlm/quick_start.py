@@ -281,13 +281,13 @@ def _refused_setting(items, parser):
     return None
 
 
-def main(argv=None):
+def main(argv=None, prog=None):
     """Command line entry point; mirrors ``run_recbole.py``: ``--model``, ``--dataset``, ``--sampler``,
     ``--config_files``, and every other ``--key=value`` is read by ``Config`` (values go through ``eval``). A key
-    given twice takes its last value."""
+    given twice takes its last value. ``prog``: the command its usage line names (default: the script's name)."""
     argv = _last_setting_wins(sys.argv[1:] if argv is None else list(argv))
     parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], allow_abbrev=False,  # "--data=..." is not --dataset
+        prog=prog, description=__doc__.splitlines()[0], allow_abbrev=False,  # "--data=..." is not --dataset
         epilog="Every other RecBole or plugin option goes in --key=value form (e.g. --epochs=50, --data_path=DIR); "
                "defaults are in properties/*.yaml.")
     parser.add_argument("--model", "-m", type=str, default="LightGCN",

@@ -88,11 +88,10 @@ class HNLMRec(NegativeSampler):
         self.store_variant, self.store_vectors = store.manifest.get("variant"), store.num_pairs
         self.check_no_pairs_outside_training(dataset)
         self.check_built_on_this_split(store.manifest, dataset)
-        if config["hnlm_center"] and self.pairs.emb.shape[0] < 2:  # its mean is the one vector: centred, it is 0
-            logging.getLogger().warning(f"HNLMRec: hnlm_center is not applied: {self.store_path} holds "
-                                        f"{self.pairs.emb.shape[0]} vector(s), and centring a single vector "
-                                        "leaves 0.")
-        elif config["hnlm_center"]:
+        if config["hnlm_center"] and self.pairs.emb.shape[0] == 1:  # its mean is the one vector: centred, it is 0
+            logging.getLogger().warning(f"HNLMRec: hnlm_center is not applied: {self.store_path} holds one "
+                                        "vector, and centring a single vector leaves 0.")
+        elif config["hnlm_center"] and self.pairs.emb.shape[0]:  # none: the coverage check says so, and why
             mean_norm = self.pairs.center()
             logging.getLogger().info(f"HNLMRec: stored vectors centred (norm of their mean {mean_norm:.4g})")
         self.mix = float(config["hnlm_lambda"])

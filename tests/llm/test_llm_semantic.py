@@ -407,6 +407,9 @@ def test_sampled_answers_do_not_depend_on_their_batch(tiny_llama_dir):
     suffixes = [" Toy Story", " GoldenEye", " Fargo"]
     assert answers(3, texts=suffixes, prefix="USER : likes Heat") == [
         answers(1, texts=[s], prefix="USER : likes Heat")[0] for s in suffixes]
+    # and they are drawn there too: another seed, other answers (the semantic stage's retries take this path)
+    assert answers(3, texts=suffixes, prefix="USER : likes Heat", seed=8) != answers(3, texts=suffixes,
+                                                                                     prefix="USER : likes Heat")
     cut = Generator(model, tokenizer, max_new_tokens=2, retries=0, max_prompt_tokens=4)
     cut.generate(["Heat Casino Fargo Clueless Se7en", "Heat"])
     assert cut.prompts_cut == 1  # counted (and logged once) instead of cut without a word

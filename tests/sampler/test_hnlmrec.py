@@ -190,7 +190,7 @@ def test_a_store_of_one_vector_is_not_centred_to_zero(fast_config, ml_slice, tmp
     key = pairs.keys[:1]
     x, found = pairs.lookup(key // pairs.n_items, key % pairs.n_items)
     assert bool(found.all()) and float(x.norm()) > 0
-    assert "hnlm_center is not applied" in caplog.text and "holds 1 vector(s)" in caplog.text
+    assert "hnlm_center is not applied" in caplog.text and "holds one vector" in caplog.text
 
 
 def test_alignment_loss_matches_eq9(fast_config, ml_slice, tmp_path):
@@ -625,3 +625,20 @@ def test_a_store_of_this_dataset_without_vectors_names_the_failed_answers(fast_c
     with pytest.raises(ConfigError, match=rf"holds no vector: no pair could be embedded \({path}\.failures\.jsonl "
                                           "records why: users or items the teacher lacks"):
         build(fast_config, path)
+
+
+
+def test_a_store_without_vectors_under_missing_random_is_one_warning(fast_config, ml_slice, tmp_path, caplog):
+    """With hnlm_missing=random the run trains as RNS: one warning naming the failures, not also a centring warning
+    about "0 vector(s)" that "centring a single vector leaves 0"."""
+    import logging
+
+    _, name = ml_slice
+    path = str(tmp_path / "empty.safetensors")
+    write_pair_store(path, [], [], torch.zeros(0, D_LLM), {"variant": "semantic", "dataset": name,
+                                                           "dataset_hash": "test"}, dtype=torch.float32)
+    caplog.set_level(logging.WARNING)
+    model, _ = build(fast_config, path, hnlm_missing="random", hnlm_center=True)
+    assert model.sampler.pairs.emb.shape[0] == 0
+    assert f"holds no vector: every LLM answer of its stage failed or was refused ({path}.texts.jsonl" in caplog.text
+    assert "hnlm_center" not in caplog.text and "vector(s)" not in caplog.text
