@@ -71,7 +71,10 @@ def _check_teacher_of_split(path: str, rb_config, dataset: str, train_pairs) -> 
     from .teacher import Teacher
 
     text = load_dataset_text(rb_config, dataset, root_data_path(rb_config, dataset), train_pairs)
-    check_teacher_split(Teacher.load(path), text)
+    teacher = Teacher.load(path)
+    check_teacher_split(teacher, text)
+    logging.getLogger(__name__).info("HNLMRec teacher: %s checked: its %d training pairs are training pairs of this "
+                                     "split; reused", path, teacher.pair_user.numel())  # "checked next" said before
 
 
 def _stage_key(key: str) -> bool:

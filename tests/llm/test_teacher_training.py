@@ -266,7 +266,7 @@ def test_cli_split_is_the_run_split_and_teacher_stage_writes_the_file(fast_confi
     assert Teacher.load(str(teacher_file)).sha256 != first.sha256
 
 
-def test_a_teacher_of_another_split_is_refused(fast_config, tmp_path, capsys):
+def test_a_teacher_of_another_split_is_refused(fast_config, tmp_path, capsys, caplog):
     """A teacher file trained on the split of another seed holds pairs that are this split's validation and test
     pairs: the fine-tuning stage refuses it (exit 2, one line naming the file and the remedy) before loading the LLM,
     and writes no adapter."""
@@ -278,6 +278,9 @@ def test_a_teacher_of_another_split_is_refused(fast_config, tmp_path, capsys):
             f"--hnlm_teacher_path={teacher_file}", f"--hnlm_adapter_path={adapter}",
             f"--load_col={fast_config['load_col']}", "--hnlm_generator=no-such-model"]
     assert main(["teacher", *args, "--hnlm_teacher_epochs=1", "--split_seed=1"]) == 0
+    caplog.set_level(logging.INFO, logger="recbole_hnlm.llm.__main__")
+    assert main(["teacher", *args, "--hnlm_teacher_epochs=1", "--split_seed=1"]) == 0  # reused: the check passed
+    assert f"HNLMRec teacher: {teacher_file} checked: its " in caplog.text  # "checked next" was never followed up
     capsys.readouterr()
     assert main(["finetune", *args, "--split_seed=2"]) == 2
     message = capsys.readouterr().err
