@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -134,9 +135,13 @@ class ChunkedRun:
     def pending(self) -> List[int]:
         return [k for k in range(self.num_chunks) if not os.path.exists(self.chunk_path(k))]
 
+    #: Seconds between the progress lines of a run without a bar (``show_progress`` off, ``--quiet``).
+    LOG_EVERY_SECONDS = 300
+
     def run_pending(self, compute: Callable[[range, Callable[[int], None]], ChunkResult], desc: str,
                     progress: bool = True, on_chunk: Optional[Callable[[int], None]] = None) -> None:
-        """Compute and save every missing chunk, with a tqdm bar that starts at the rows already done.
+        """Compute and save every missing chunk, with a tqdm bar that starts at the rows already done; without a bar
+        (``progress`` False), INFO lines: one before the first chunk, then one every :attr:`LOG_EVERY_SECONDS`.
 
         Args:
             compute: maps a chunk's row range and ``advance(n)`` (moves the bar by ``n`` rows of the chunk, for
@@ -150,6 +155,9 @@ class ChunkedRun:
             logger.info("%s: resuming, %d/%d chunks already done", self.work_dir, self.num_chunks - len(pending),
                         self.num_chunks)
         done = self.num_rows - sum(len(self.chunk_rows(k)) for k in pending)
+        if pending and not progress:  # minutes of silence otherwise (an embed of 814 pairs on a loaded CPU: 4)
+            logger.info("%s: %d of %d pairs to compute", desc, self.num_rows - done, self.num_rows)
+        said = time.monotonic()
         with tqdm(total=self.num_rows, initial=done, desc=desc, unit="pair", disable=not progress) as bar:
             for k in pending:
                 rows, moved = self.chunk_rows(k), [0]
@@ -161,6 +169,10 @@ class ChunkedRun:
 
                 self.save_chunk(k, *compute(rows, advance))
                 bar.update(len(rows) - moved[0])
+                done += len(rows)
+                if not progress and time.monotonic() - said >= self.LOG_EVERY_SECONDS:
+                    logger.info("%s: %d/%d pairs done", desc, done, self.num_rows)
+                    said = time.monotonic()
                 if on_chunk is not None:
                     on_chunk(k)
 

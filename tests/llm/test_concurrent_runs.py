@@ -111,6 +111,30 @@ def test_the_bar_moves_within_a_chunk(tmp_path, monkeypatch):
     assert seen == [1, 1, 2, 0, 1, 1, 0, 0] and sum(seen) == 6
 
 
+def test_a_run_without_a_bar_logs_its_progress(tmp_path, monkeypatch, caplog):
+    """show_progress=False left an embed of 814 pairs silent for 4 minutes on a loaded CPU: a line before the first
+    chunk and one every LOG_EVERY_SECONDS (here every chunk) say how far it is; a bar makes them unneeded."""
+    import logging
+
+    import recbole_hnlm.llm.chunks as chunks
+
+    caplog.set_level(logging.INFO, logger=chunks.__name__)
+
+    def compute(rows, advance):
+        return torch.tensor(list(rows)), torch.zeros(len(rows), 2), [{}] * len(rows)
+
+    with ChunkedRun(str(tmp_path / "w"), {}, 6, 4) as run:
+        run.save_chunk(0, *compute(range(0, 4), None))  # done before: the line counts what is left
+        monkeypatch.setattr(ChunkedRun, "LOG_EVERY_SECONDS", 0)
+        run.run_pending(compute, "fine-tuned embed", progress=False)
+    assert "fine-tuned embed: 2 of 6 pairs to compute" in caplog.text
+    assert "fine-tuned embed: 6/6 pairs done" in caplog.text
+    caplog.clear()
+    with ChunkedRun(str(tmp_path / "v"), {}, 6, 4) as run:
+        run.run_pending(compute, "fine-tuned embed", progress=True)
+    assert "pairs to compute" not in caplog.text and "pairs done" not in caplog.text
+
+
 def test_a_file_system_without_locks_runs_unlocked_after_a_warning(tmp_path, monkeypatch, caplog):
     """NFS without lockd answers flock with ENOLCK: every LLM stage and profile append died with a traceback."""
     import errno
