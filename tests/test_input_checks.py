@@ -222,6 +222,19 @@ def test_the_id_hint_without_load_col_names_the_field_only(tmp_path):
         check_inter_header(str(path), build_config(load_col=None))
 
 
+def test_the_id_hint_lists_load_cols_columns_in_order_each_once(tmp_path):
+    """The load_col of the hint is the user's own, in its order and without a column repeated (a set made its order
+    vary from run to run)."""
+    path = tmp_path / "renamed.inter"
+    path.write_text("uid:token\titem_id:token\trating:float\ttimestamp:float\treview:token_seq\tvotes:float\n"
+                    "u\tb\t5\t1\tgood\t2\n")
+    columns = ["user_id", "item_id", "rating", "timestamp", "review", "votes", "item_id"]
+    with pytest.raises(DataError) as error:
+        check_inter_header(str(path), build_config(load_col={"inter": columns}))
+    assert "--USER_ID_FIELD=uid \"--load_col={'inter': ['uid', 'item_id', 'rating', 'timestamp', 'review', " \
+           "'votes']}\")." in str(error.value), str(error.value)
+
+
 def test_a_well_formed_header_passes(tmp_path, caplog):
     path = tmp_path / "ok.inter"
     path.write_text("user_id:token\titem_id:token\trating:float\ttags:token_seq\nu1\ti1\t4\ta b\nu2\ti1\t\tc\n\n")

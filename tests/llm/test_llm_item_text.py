@@ -6,6 +6,7 @@ import os
 import shutil
 
 import pandas as pd
+import pytest
 
 from llm_helpers import make_scripted_generator
 from recbole_hnlm.llm.config import LLMConfig
@@ -197,3 +198,48 @@ def test_a_large_interaction_file_is_announced_before_it_is_read(data_root, tmp_
     DatasetText(data_root, "mini")
     assert f"{os.path.join(data_root, 'mini', 'mini.inter')}: reading 0 MB of interactions for the LLM stage" \
         in caplog.text
+
+
+@pytest.mark.parametrize("value, shown", [
+    ("set()", ""), ("{}", ""),  # an empty set written whole, an empty dict: nothing, not Python's spelling
+    ("('Toys', 'Games')", "Toys, Games"),  # a tuple literal reads as a list does
+    ("['Toys', '', ' ']", "Toys"),  # empty names are dropped, not shown as ", ,"
+    ("[1, 2]", "[1, 2]"), ("['Toys', 1]", "['Toys', 1]"),  # not a literal of names: kept as written
+    ("['Toys', Games]", "['Toys', Games]"), ("(Blank)", "(Blank)"),  # not a literal at all: kept, no error
+])
+def test_category_values_that_are_not_names_are_kept_and_empty_ones_dropped(value, shown):
+    """A mutation audit dropped each of these cases from plain_categories and no test failed."""
+    from recbole_hnlm.llm.dataset_text import plain_categories
+
+    assert plain_categories(value) == shown
+
+
+def test_a_category_with_an_invalid_escape_is_read_without_a_warning():
+    import warnings
+
+    from recbole_hnlm.llm.dataset_text import plain_categories
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert plain_categories(r"'Tools\d', 'Hardware'") == r"Tools\d, Hardware"
+    assert caught == []
+
+
+def test_only_categories_are_read_as_literals_and_any_rewritten_one_is_in_the_hash(data_root, tmp_path):
+    """The first item's category list is a literal, the last one's plain text: the reading is still recorded (the
+    last value decided it in a mutant); other attributes (brand) are shown as written."""
+    item_path = _copy_inter(data_root, str(tmp_path), "mixed")
+    items = sorted({i for _, i in DatasetText(data_root, "mini").pairs})
+    frame = pd.DataFrame({"item_id:token": items, "title:token_seq": [f"Title {item}" for item in items],
+                          "categories:token_seq": ["'Toys', 'Games'"] + ["Games"] * (len(items) - 1),
+                          "brand:token": ["['Acme']"] * len(items)})
+    frame.to_csv(item_path, sep="\t", index=False)
+    text = DatasetText(str(tmp_path), "mixed")
+    assert text.items[items[0]].attributes == {"categories": "Toys, Games", "brand": "['Acme']"}
+    assert text.items[items[-1]].attributes["categories"] == "Games"
+    assert text.categories_rewritten
+
+
+def test_a_missing_interaction_file_is_named_with_the_options_to_check(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nothing\.inter: interaction file not found \(check --data_path"):
+        DatasetText(str(tmp_path), "nothing")

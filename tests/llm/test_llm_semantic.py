@@ -176,6 +176,16 @@ def test_an_answer_echoing_an_id_from_the_prompt_is_refused(name, refused):
     ("Year of the Dragon", False),
     ("Brandy: A Love Story", False),
     ("Casino", False),
+    # every label of the prompts' item descriptions, written as models write them (a mutation audit dropped each)
+    ("Genre: Drama", True),
+    ("Category: Toys", True),
+    ("Brand: LEGO", True),
+    ("State: TX", True),
+    ("Price: $9.99", True),
+    ("Description: A plush toy", True),
+    ("**Year:** 1994", True),
+    ("Year : 1994", True),
+    ("Sin City: A Dame to Kill For", False),  # a label inside a title is not one
 ])
 def test_an_answer_copying_item_attributes_is_refused(name, refused):
     problem = negative_problem({"hard_negative_item": name}, "Pulp Fiction (1994)")

@@ -372,6 +372,40 @@ def test_another_backbones_options_do_not_reach_the_teacher(fast_config):
     assert model == "LightGCN" and {key: teacher_config(lower, model, epochs)[key] for key in options} == options
 
 
+def test_a_teacher_of_another_backbone_keeps_the_runs_seed_and_data_settings(fast_config):
+    """Only the backbone's hyper-parameters are dropped for a teacher of another backbone: the seed (which the teacher
+    file records) and the dataset's settings stay the run's."""
+    run = Config(model="NGCF", dataset=fast_config["dataset"], command_line=False,
+                 config_dict=dict(fast_config, sampler="HNLMRec", seed=7, split_seed=3))
+    t_config = teacher_config(run, "LightGCN", epochs=3)
+    assert t_config["model"] == "LightGCN" and t_config["seed"] == 7 and t_config["split_seed"] == 3
+    assert t_config["load_col"] == fast_config["load_col"]
+
+
+def test_the_cli_split_config_is_the_teachers_backbone_unless_a_model_is_named(fast_config):
+    """``--model`` left out: the teacher stage builds the config of ``hnlm_teacher_model`` (its options are the
+    teacher's), the other stages LightGCN's; a named --model is kept for every stage."""
+    from recbole_hnlm.llm.__main__ import recbole_split
+
+    data_path, name = fast_config["data_path"], fast_config["dataset"]
+    settings = {"load_col": fast_config["load_col"], "gpu_id": "", "use_gpu": False}
+    for teacher, for_teacher, model, expected in (
+            (None, True, None, "LightGCN"), ("MF", True, None, "MF"), ("mf", True, None, "MF"),
+            ("MF", False, None, "LightGCN"), ("MF", True, "NGCF", "NGCF")):
+        options = dict(settings, **({"hnlm_teacher_model": teacher} if teacher else {}))
+        _, config = recbole_split(name, data_path, None, model, options, for_teacher=for_teacher)
+        assert config["model"] == expected, (teacher, for_teacher, model, config["model"])
+
+
+def test_an_unset_teacher_model_is_lightgcn(fast_config):
+    """``hnlm_teacher_model: null`` (a yaml file's ``~``) is the documented default, LightGCN."""
+    from recbole_hnlm.llm.teacher_training import _teacher_choice
+
+    run = Config(model="NGCF", dataset=fast_config["dataset"], command_line=False,
+                 config_dict=dict(fast_config, sampler="HNLMRec", hnlm_teacher_model=None))
+    assert _teacher_choice(run) == ("LightGCN", 30)
+
+
 def test_finetuned_run_on_an_imported_published_split(fast_config, tiny_llama_dir, tmp_path, caplog):
     """A pre-split dataset (``split_import``, no item text): the teacher and the store cover exactly the imported
     training pairs, not the validation hold-out or the test pairs; test pairs that are also training pairs are

@@ -398,3 +398,24 @@ def test_sgl_without_its_contrastive_term_is_lightgcn_and_propagates_no_view(fas
     loss = sgl.calculate_loss(batch)
     assert torch.is_tensor(loss) and torch.equal(loss, lightgcn.calculate_loss(batch))
     assert len(propagated) <= 1  # the training graph's own propagation only, if it goes through propagate_graph
+
+
+@pytest.mark.parametrize("model_name, extra", [
+    ("MF", {}), ("LightGCN", dict(sampler="DNS", dns_candidates=4, dns_topn=1)),
+    ("SGL", dict(sampler="DNS", dns_candidates=4, dns_topn=1)), ("SGL", dict(ssl_weight=0.0))])
+def test_the_loss_columns_match_the_terms_the_loss_returns(fast_config, caplog, model_name, extra):
+    """One name per term calculate_loss returns, whatever the backbone and sampler; a single loss (RecBole's
+    train_loss column alone) is not announced, nor the same columns again."""
+    import logging
+
+    model, batch, _ = build(fast_config, model_name, **extra)
+    caplog.set_level(logging.INFO)
+    model.on_epoch_start(0)
+    loss = model.calculate_loss(batch)
+    names = model.loss_names()
+    assert len(names) == (len(loss) if isinstance(loss, tuple) else 1), names
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("loss columns")]
+    assert len(said) == (len(names) > 1), said
+    caplog.clear()
+    model.on_epoch_start(1)  # the same columns: not said again every epoch
+    assert not [r for r in caplog.records if r.getMessage().startswith("loss columns")]

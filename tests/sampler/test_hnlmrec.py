@@ -642,3 +642,41 @@ def test_a_store_without_vectors_under_missing_random_is_one_warning(fast_config
     assert model.sampler.pairs.emb.shape[0] == 0
     assert f"holds no vector: every LLM answer of its stage failed or was refused ({path}.texts.jsonl" in caplog.text
     assert "hnlm_center" not in caplog.text and "vector(s)" not in caplog.text
+
+
+@pytest.mark.parametrize("variant", ["finetuned", "semantic"])
+def test_an_empty_store_of_another_dataset_is_named_as_such(fast_config, tmp_path, variant):
+    """A store of another dataset is named as one, whether it holds vectors or not (its own remedy, not the failed
+    answers of an LLM stage this run never had); a store of this dataset with vectors of none of its pairs is not
+    called empty."""
+    path = str(tmp_path / "other.safetensors")
+    write_pair_store(path, [], [], torch.zeros(0, D_LLM), {"variant": variant, "dataset": "yelp2018",
+                                                           "dataset_hash": "test"}, dtype=torch.float32)
+    with pytest.raises(ConfigError, match=r"other\.safetensors was built for dataset 'yelp2018'\. Leave hnlm_file "
+                                          "unset to build the negatives of this dataset"):
+        build(fast_config, path)
+
+
+def test_a_store_of_this_dataset_with_vectors_of_none_of_its_pairs_is_not_called_empty(fast_config, ml_slice, tmp_path):
+    _, name = ml_slice
+    path = str(tmp_path / "strangers.safetensors")
+    write_pair_store(path, ["nobody"], ["nothing"], torch.ones(1, D_LLM), {"variant": "semantic", "dataset": name,
+                                                                           "dataset_hash": "test"}, dtype=torch.float32)
+    with pytest.raises(ConfigError, match=r"strangers\.safetensors holds none of this dataset's pairs\. Leave "
+                                          "hnlm_file unset"):
+        build(fast_config, path)
+
+
+def test_the_subset_check_counts_distinct_pairs_not_repeated_interactions():
+    """A pair interacted with twice is one pair of the LLM stage: hnlm_max_pairs equal to the distinct pairs covers
+    them all."""
+    from types import SimpleNamespace
+
+    from recbole_hnlm.sampler.hnlmrec import HNLMRec
+
+    dataset = SimpleNamespace(uid_field="user_id", iid_field="item_id", item_num=10,
+                              inter_feat={"user_id": torch.tensor([1, 1, 2]), "item_id": torch.tensor([3, 3, 3])})
+    train_data = SimpleNamespace(_dataset=dataset)
+    HNLMRec.check_subset_is_allowed({"hnlm_max_pairs": 2, "hnlm_missing": "error"}, train_data)
+    with pytest.raises(ConfigError, match="hnlm_max_pairs=1 gives at most 1 of the 2 training pairs"):
+        HNLMRec.check_subset_is_allowed({"hnlm_max_pairs": 1, "hnlm_missing": "error"}, train_data)
