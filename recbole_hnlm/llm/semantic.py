@@ -32,11 +32,11 @@ __all__ = ["pairs_sha256", "semantic_manifest", "run_semantic_negatives", "NEGAT
 logger = logging.getLogger(__name__)
 NEGATIVE_TEMPLATE = "hard_negative.v1"
 #: What answers are refused (in the manifest: a store written under other checks is computed again).
-ANSWER_CHECKS = ("v9: none-like, placeholder, the pair's item or user id from the prompt, item attributes copied "
-                 "('Year: 1994, genres: Crime Drama'), the interacted item or a "
+ANSWER_CHECKS = ("v10: none-like, placeholder, the pair's item or user id from the prompt, item attributes copied "
+                 "('Year: 1994, genres: Crime Drama', also as a list item), the interacted item or a "
                  "training item of the user (also as a start of the answer that a sentence break ends, or opening a "
                  "sentence about it after a preamble, a recommending phrase or a quote; a year right with the title "
-                 "names a namesake), the user's profile repeated (its start, or an undated sentence of its words)")
+                 "names a namesake; a 'Title:' label before it read as the title), the user's profile repeated (its start, or an undated sentence of its words)")
 _NONE_ANSWERS = {"none", "null", "n a", "na", "nothing", "unknown", "no item", "none found", "not applicable",
                  "item name", "none of the above"}
 _NONE_STARTS = ("no hard negative", "none of the ", "not applicable", "there is no ")
@@ -52,8 +52,12 @@ _RECOMMENDING = re.compile(
     re.IGNORECASE)
 #: An attribute label of an item description the prompt showed, first in an answer: SmolLM2 answered "Year: 1994,
 #: genres: Crime Drama" (the interacted item's own attributes), and it was stored as a negative.
-_ATTRIBUTE_LABEL = re.compile(r"^\W*(?:release\s+)?(?:year|genres?|categor(?:y|ies)|brand|city|state|price|description)"
+_ATTRIBUTE_LABEL = re.compile(r"^(?:\W|\d+[.)])*(?:release\s+)?(?:year|genres?|categor(?:y|ies)|brand|city|state|price|description)"
                               r"\s*:", re.IGNORECASE)
+#: A label before a name ("Title: Pulp Fiction", "1. Movie title: Heat"): the checks read the name after it (the
+#: prompt's item descriptions are labelled JSON, and "Title: <the interacted item>" was accepted as its negative).
+_TITLE_LABEL = re.compile(r"^(?:\W|\d+[.)])*(?:(?:item|movie|film|book|product|business)\s+)?(?:title|name)\W*:\W*",
+                          re.IGNORECASE)
 #: A label before an id the prompt showed: "item_id: B00DFT27EQ", "Item #242", "ASIN B00DFT27EQ".
 _ID_LABEL = re.compile(r"^(?:(?:item|user|business|product)(?:[\s_-]*id)?|id|asin)\b\s*[:#=]?\s*", re.IGNORECASE)
 #: Ids this long (with a digit, as written) are matched inside a longer answer too ("B00DFT27EQ, a plush toy");
@@ -220,8 +224,9 @@ def negative_problem(answer: Dict, interacted_title: str, interacted_year: Optio
     itself, an item of the user's training ``history`` (``(title, year)`` pairs; a positive of the user, not a
     negative), or the user's ``profile`` repeated (SmolLM2 copied it as its answer)."""
     name = negative_name(answer)
-    parsed = _Answer.parse(name)
-    forms = (parsed, _Answer.parse(name, recommending=True)) if _RECOMMENDING.match(name.strip()) else (parsed,)
+    named = _TITLE_LABEL.sub("", name, count=1)  # "Title: Pulp Fiction" names Pulp Fiction
+    parsed = _Answer.parse(named)
+    forms = (parsed, _Answer.parse(named, recommending=True)) if _RECOMMENDING.match(named.strip()) else (parsed,)
     key, answer_year = parsed.key, parsed.starts[0][1] or parsed.year
     if name.startswith("<") or (answer_year is None and (key in _NONE_ANSWERS or key.startswith(_NONE_STARTS))):
         return f"no item named: {name[:120]!r}"

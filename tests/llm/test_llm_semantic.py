@@ -186,10 +186,37 @@ def test_an_answer_echoing_an_id_from_the_prompt_is_refused(name, refused):
     ("**Year:** 1994", True),
     ("Year : 1994", True),
     ("Sin City: A Dame to Kill For", False),  # a label inside a title is not one
+    ("1. Year: 1994", True),  # as a list item
+    ("2001: A Space Odyssey", False),
 ])
 def test_an_answer_copying_item_attributes_is_refused(name, refused):
     problem = negative_problem({"hard_negative_item": name}, "Pulp Fiction (1994)")
     assert (problem is not None and "copies item attributes" in problem) == refused, problem
+
+
+def test_a_title_label_before_the_interacted_or_a_history_item_is_read_through():
+    """"Title: Pulp Fiction" was accepted as Pulp Fiction's own hard negative (the label hid the name from the checks;
+    a mutation audit found it): the name after the label is checked; a labelled other title still passes."""
+    for answer in ("Title: Pulp Fiction", "Title: Pulp Fiction, Year: 1994, genres: Crime Drama", "**Movie title:** "
+                   "Pulp Fiction", "1. Name: Pulp Fiction"):
+        assert "names the interacted item itself" in negative_problem({"hard_negative_item": answer},
+                                                                      "Pulp Fiction (1994)", "1994"), answer
+    assert "names an item of the user's history" in negative_problem({"hard_negative_item": "Title: Heat"}, "Fargo",
+                                                                      "1996", [("Heat", "1995")])
+    for answer in ("Title: Casino", "Name of the Rose", "Entertainment Weekly: the best of 1996"):
+        assert negative_problem({"hard_negative_item": answer}, "Fargo", "1996", [("Heat", "1995")]) is None, answer
+
+
+def test_no_ml100k_title_is_refused_as_another_pairs_negative():
+    """The label rules (attributes, ids, titles) and the none-like answers must not refuse a catalogue title."""
+    import recbole
+
+    path = os.path.join(os.path.dirname(recbole.__file__), "dataset_example", "ml-100k", "ml-100k.item")
+    with open(path, encoding="utf-8", errors="replace") as f:
+        titles = [line.split("\t")[1] for line in f.read().splitlines()[1:]]
+    assert len(titles) == 1682
+    refused = {title: negative_problem({"hard_negative_item": title}, "Some Other Movie", "1990") for title in titles}
+    assert not {title: why for title, why in refused.items() if why}
 
 
 def test_a_negative_naming_an_item_of_the_users_training_history_is_refused():
