@@ -36,7 +36,8 @@ ANSWER_CHECKS = ("v10: none-like, placeholder, the pair's item or user id from t
                  "('Year: 1994, genres: Crime Drama', also as a list item), the interacted item or a "
                  "training item of the user (also as a start of the answer that a sentence break ends, or opening a "
                  "sentence about it after a preamble, a recommending phrase or a quote; a year right with the title "
-                 "names a namesake; a 'Title:' label before it read as the title), the user's profile repeated (its start, or an undated sentence of its words)")
+                 "names a namesake; a 'Title:' label before it read as the title), the user's profile repeated (its "
+                 "start, or an undated sentence of its words)")
 _NONE_ANSWERS = {"none", "null", "n a", "na", "nothing", "unknown", "no item", "none found", "not applicable",
                  "item name", "none of the above"}
 _NONE_STARTS = ("no hard negative", "none of the ", "not applicable", "there is no ")
@@ -52,8 +53,9 @@ _RECOMMENDING = re.compile(
     re.IGNORECASE)
 #: An attribute label of an item description the prompt showed, first in an answer: SmolLM2 answered "Year: 1994,
 #: genres: Crime Drama" (the interacted item's own attributes), and it was stored as a negative.
-_ATTRIBUTE_LABEL = re.compile(r"^(?:\W|\d+[.)])*(?:release\s+)?(?:year|genres?|categor(?:y|ies)|brand|city|state|price|description)"
-                              r"\s*:", re.IGNORECASE)
+_ATTRIBUTE_LABEL = re.compile(r"^(?:\W|\d+[.)])*(?:release\s+)?"
+                              r"(?:year|genres?|categor(?:y|ies)|brand|city|state|price|description)\s*:",
+                              re.IGNORECASE)
 #: A label before a name ("Title: Pulp Fiction", "1. Movie title: Heat"): the checks read the name after it (the
 #: prompt's item descriptions are labelled JSON, and "Title: <the interacted item>" was accepted as its negative).
 _TITLE_LABEL = re.compile(r"^(?:\W|\d+[.)])*(?:(?:item|movie|film|book|product|business)\s+)?(?:title|name)\W*:\W*",
