@@ -47,8 +47,7 @@ def test_the_package_requires_the_torch_its_extension_was_built_against():
 
 
 @pytest.mark.parametrize("module", ["recbole_hnlm", "recbole_hnlm.benchmark", "recbole_hnlm.benchmark.tune",
-                                    "recbole_hnlm.llm",
-                                    "recbole_hnlm.recommend", "recbole_hnlm.split_import"])
+                                    "recbole_hnlm.llm", "recbole_hnlm.recommend", "recbole_hnlm.split_import"])
 def test_each_command_line_tool_names_the_command_that_runs_it(module):
     """``python -m recbole_hnlm.benchmark.tune --help`` named itself ``python benchmarks/tune.py``, a file an installed
     package does not have."""
