@@ -140,7 +140,8 @@ def _needs_run(result, dataset, settings, cell_analyses, digests=None, fhn_pairs
     """``False`` when ``result`` is a finished run for these settings; raise :class:`SettingsMismatch` when it was
     produced with other settings (:data:`PRESENTATION_KEYS` aside), from files that have other content now
     (``digests``: :func:`source_digests`; results stored before a digest was recorded are compared by path only),
-    on dataset files whose content changed since (its ``data_files_sha256``; a file no longer there is not compared),
+    on dataset files whose content changed since (its ``data_files_sha256``, read again where the settings' data_path
+    now points: a relative one from this working folder; a file no longer there is not compared),
     with other property-file defaults than ``defaults_now`` (a :class:`_DefaultsNow`) gives, or measured its FHN rate
     on another number of pairs than ``fhn_pairs``."""
     if result is None:

@@ -362,7 +362,7 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
         dict: ``cell``, ``model``, ``sampler``, ``seed``, ``train_ratio``, ``dataset``, ``settings``,
         ``best_valid_score``, ``best_valid_result``, ``best_epoch``, ``test_result``, ``epochs`` (the per-epoch log of
         :class:`RecordingMixin`), ``mean_epoch_time``, ``median_epoch_time``, ``total_time``, ``split``,
-        ``data_files_sha256`` (``{absolute path: sha256}`` of the atomic files read), ``analysis``, ``checkpoint``,
+        ``data_files_sha256`` (``{path: sha256}`` of the atomic files read, paths as ``data_path`` gives them), ``analysis``, ``checkpoint``,
         ``environment``.
     """
     from recbole_hnlm.benchmark import analysis as A
@@ -391,8 +391,9 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
         logger.info(f"recbole_hnlm ops on {config['device']}: {kernels_in_use(config['device'])}")
         flush_denormals(config["flush_denormal"])  # before the cell's first parallel torch operation
         check_dataset_files(config)
-        # the files' bytes, so that a grid resumed after they changed (re-imported, edited) does not reuse this cell
-        data_files = {os.path.abspath(path): file_sha256(path) for path in atomic_files_read(config)}
+        # the files' bytes, so that a grid resumed after they changed (re-imported, edited) does not reuse this cell;
+        # paths as data_path gives them: a relative one is read again from the resuming command's working folder
+        data_files = {path: file_sha256(path) for path in atomic_files_read(config)}
         data = read_dataset(config)  # under the split seed
         logger.info(data)
         check_topk_fits(config, data)

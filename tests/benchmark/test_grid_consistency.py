@@ -80,6 +80,31 @@ def test_a_changed_dataset_file_stops_the_resume(tmp_path):
     assert runner.calls == []
 
 
+def test_a_relative_data_path_is_read_again_from_the_resuming_folder(tmp_path, monkeypatch):
+    """RecBole's data_path is relative by default: the same settings started from another working folder read other
+    files, and a resume that re-hashed the first folder's files reused its cells for them."""
+    from recbole_hnlm.files import file_sha256
+
+    for folder, line in (("A", "1\t2"), ("B", "1\t3\n4\t2")):
+        (tmp_path / folder / "data").mkdir(parents=True)
+        (tmp_path / folder / "data" / "toy.inter").write_text(f"user_id:token\titem_id:token\n{line}\n")
+
+    class DataRunner(FakeRunner):
+        def __call__(self, *args, **kwargs):
+            path = os.path.join("data", "toy.inter")  # relative, as data_path gives it
+            return {**super().__call__(*args, **kwargs), "data_files_sha256": {path: file_sha256(path)}}
+
+    monkeypatch.chdir(tmp_path / "A")
+    grid(tmp_path / "out", ["RNS"], [1], DataRunner())
+    runner = DataRunner()
+    grid(tmp_path / "out", ["RNS"], [1], runner)
+    assert runner.calls == []
+    monkeypatch.chdir(tmp_path / "B")
+    with pytest.raises(SettingsMismatch, match="ran on the dataset file data/toy.inter of sha256"):
+        grid(tmp_path / "out", ["RNS"], [1, 2], runner)
+    assert runner.calls == []
+
+
 def test_another_seed_of_a_row_must_share_its_settings(tmp_path):
     """A later command adding a seed with other settings averaged both into one row; other rows may differ (a
     tuned sampler's settings), and settings that only change the output (state) are not compared."""

@@ -61,7 +61,7 @@ def test_every_cell_ran_and_wrote_its_result(grid):
     from recbole_hnlm.files import file_sha256
 
     out, settings, summary, _, runner = grid
-    inter = os.path.abspath(os.path.join(settings["data_path"], "ml-slice", "ml-slice.inter"))
+    inter = os.path.join(settings["data_path"], "ml-slice", "ml-slice.inter")  # as data_path gives it
     expected = ["MF-RNS-seed2020", "MF-DNS-seed2020", "MF-RNS-seed2020-train40", "MF-DNS-seed2020-train40"]
     assert runner.calls == expected
     assert summary["ran"] == expected and not summary["failed"] and not summary["skipped"]
@@ -371,6 +371,18 @@ def test_split_seed_fixes_the_split_across_training_seeds(ml_slice, tmp_path):
     assert free["split"]["fingerprint"] != fixed[0]["split"]["fingerprint"]
     # the training seed still matters: different initialisation, different scores
     assert fixed[0]["best_valid_result"] != fixed[1]["best_valid_result"]
+
+
+def test_a_cell_records_its_dataset_files_as_a_relative_data_path_gives_them(ml_slice, tmp_path, monkeypatch):
+    """Absolute paths recorded from a relative data_path made a resume from another working folder re-hash the
+    first folder's files while the cells to run read others (grid._needs_run reads the recorded paths again)."""
+    data_path, dataset = ml_slice
+    monkeypatch.chdir(os.path.dirname(data_path))
+    settings = {"data_path": os.path.basename(data_path), "epochs": 1, "train_batch_size": 1024, "use_gpu": False}
+    result = run_cell(Cell("MF", "RNS", SEED), dataset, str(tmp_path / "out"), saved=False, config_dict=settings)
+    files = result["data_files_sha256"]
+    assert os.path.join(os.path.basename(data_path), dataset, f"{dataset}.inter") in files
+    assert not any(os.path.isabs(path) for path in files), files
 
 
 def test_best_epoch_is_the_tested_one(ml_slice, tmp_path):
