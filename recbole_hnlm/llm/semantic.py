@@ -32,11 +32,12 @@ __all__ = ["pairs_sha256", "semantic_manifest", "run_semantic_negatives", "NEGAT
 logger = logging.getLogger(__name__)
 NEGATIVE_TEMPLATE = "hard_negative.v1"
 #: What answers are refused (in the manifest: a store written under other checks is computed again).
-ANSWER_CHECKS = ("v10: none-like, placeholder, the pair's item or user id from the prompt, item attributes copied "
-                 "('Year: 1994, genres: Crime Drama', also as a list item), the interacted item or a "
+ANSWER_CHECKS = ("v11: none-like, placeholder, the pair's item or user id from the prompt, item attributes copied "
+                 "('Year: 1994, genres: Crime Drama', also bold, as a list item or behind the prompt's key), the "
+                 "interacted item or a "
                  "training item of the user (also as a start of the answer that a sentence break ends, or opening a "
                  "sentence about it after a preamble, a recommending phrase or a quote; a year right with the title "
-                 "names a namesake; a 'Title:' label before it read as the title), the user's profile repeated (its "
+                 "names a namesake; a 'Title:'/'Answer:' label or a list number before it read through), the user's profile repeated (its "
                  "start, or an undated sentence of its words)")
 _NONE_ANSWERS = {"none", "null", "n a", "na", "nothing", "unknown", "no item", "none found", "not applicable",
                  "item name", "none of the above"}
@@ -53,13 +54,16 @@ _RECOMMENDING = re.compile(
     re.IGNORECASE)
 #: An attribute label of an item description the prompt showed, first in an answer: SmolLM2 answered "Year: 1994,
 #: genres: Crime Drama" (the interacted item's own attributes), and it was stored as a negative.
-_ATTRIBUTE_LABEL = re.compile(r"^(?:\W|\d+[.)])*(?:release\s+)?"
-                              r"(?:year|genres?|categor(?:y|ies)|brand|city|state|price|description)\s*:",
-                              re.IGNORECASE)
-#: A label before a name ("Title: Pulp Fiction", "1. Movie title: Heat"): the checks read the name after it (the
+_ATTRIBUTE_LABEL = re.compile(r"^(?:\W|\d+[.)])*(?:(?:release\s+)?(?:year|genres?|categor(?:y|ies)|brand|city|"
+                              r"state|price|description)|item_profile)[\s*_]*:", re.IGNORECASE)
+#: A label before a name ("Title: Pulp Fiction", "1. Movie title: Heat", "Answer: Heat", the prompt's
+#: "hard_negative_item: Heat"): the checks read the name after it, and the ids and attributes behind it (the
 #: prompt's item descriptions are labelled JSON, and "Title: <the interacted item>" was accepted as its negative).
-_TITLE_LABEL = re.compile(r"^(?:\W|\d+[.)])*(?:(?:item|movie|film|book|product|business)\s+)?(?:title|name)\W*:\W*",
+_TITLE_LABEL = re.compile(r"^(?:\W|\d+[.)])*(?:(?:(?:item|movie|film|book|product|business|restaurant)\s+)?"
+                          r"(?:title|name)|item|answer|hard[_\s]negative(?:[_\s]item)?)\W*[:\-\u2013]\W*",
                           re.IGNORECASE)
+#: A list number before a name ("1. Pulp Fiction", "2) Heat").
+_LIST_NUMBER = re.compile(r"^\s*\d+[.)]\s+")
 #: A label before an id the prompt showed: "item_id: B00DFT27EQ", "Item #242", "ASIN B00DFT27EQ".
 _ID_LABEL = re.compile(r"^(?:(?:item|user|business|product)(?:[\s_-]*id)?|id|asin)\b\s*[:#=]?\s*", re.IGNORECASE)
 #: Ids this long (with a digit, as written) are matched inside a longer answer too ("B00DFT27EQ, a plush toy");
@@ -226,15 +230,15 @@ def negative_problem(answer: Dict, interacted_title: str, interacted_year: Optio
     itself, an item of the user's training ``history`` (``(title, year)`` pairs; a positive of the user, not a
     negative), or the user's ``profile`` repeated (SmolLM2 copied it as its answer)."""
     name = negative_name(answer)
-    named = _TITLE_LABEL.sub("", name, count=1)  # "Title: Pulp Fiction" names Pulp Fiction
+    named = _LIST_NUMBER.sub("", _TITLE_LABEL.sub("", name, count=1), count=1)  # "Title: Pulp Fiction": Pulp Fiction
     parsed = _Answer.parse(named)
     forms = (parsed, _Answer.parse(named, recommending=True)) if _RECOMMENDING.match(named.strip()) else (parsed,)
     key, answer_year = parsed.key, parsed.starts[0][1] or parsed.year
     if name.startswith("<") or (answer_year is None and (key in _NONE_ANSWERS or key.startswith(_NONE_STARTS))):
         return f"no item named: {name[:120]!r}"
-    if _echoes_an_id(name, ids):
+    if _echoes_an_id(name, ids) or _echoes_an_id(named, ids):
         return f"the answer is an id from the prompt, not an item's name: {name[:120]!r}"
-    if _ATTRIBUTE_LABEL.match(name):
+    if _ATTRIBUTE_LABEL.match(name) or _ATTRIBUTE_LABEL.match(named):
         return f"the answer copies item attributes, not an item's name: {name[:120]!r}"
     if _repeats(key, title_key(profile), answer_year is not None):
         return f"the answer repeats the user's profile: {name[:120]!r}"

@@ -187,6 +187,9 @@ def test_an_answer_echoing_an_id_from_the_prompt_is_refused(name, refused):
     ("Year : 1994", True),
     ("Sin City: A Dame to Kill For", False),  # a label inside a title is not one
     ("1. Year: 1994", True),  # as a list item
+    ("**Year**: 1994", True),  # bold, the colon outside (a review of v10)
+    ("item_profile: year: 1994, genres: Crime Drama", True),  # the prompt's own JSON key echoed
+    ("Title: Year: 1994, genres: Crime Drama", True),  # behind a title label
     ("2001: A Space Odyssey", False),
 ])
 def test_an_answer_copying_item_attributes_is_refused(name, refused):
@@ -198,13 +201,18 @@ def test_a_title_label_before_the_interacted_or_a_history_item_is_read_through()
     """"Title: Pulp Fiction" was accepted as Pulp Fiction's own hard negative (the label hid the name from the checks;
     a mutation audit found it): the name after the label is checked; a labelled other title still passes."""
     for answer in ("Title: Pulp Fiction", "Title: Pulp Fiction, Year: 1994, genres: Crime Drama", "**Movie title:** "
-                   "Pulp Fiction", "1. Name: Pulp Fiction"):
+                   "Pulp Fiction", "1. Name: Pulp Fiction", "1. Pulp Fiction", "Item: Pulp Fiction", "Answer: Pulp "
+                   "Fiction", "hard_negative_item: Pulp Fiction", "Title - Pulp Fiction"):
         assert "names the interacted item itself" in negative_problem({"hard_negative_item": answer},
                                                                       "Pulp Fiction (1994)", "1994"), answer
     assert "names an item of the user's history" in negative_problem({"hard_negative_item": "Title: Heat"}, "Fargo",
                                                                       "1996", [("Heat", "1995")])
-    for answer in ("Title: Casino", "Name of the Rose", "Entertainment Weekly: the best of 1996"):
+    for answer in ("Title: Casino", "Name of the Rose", "Entertainment Weekly: the best of 1996", "Item: Casino",
+                   "2001: A Space Odyssey"):
         assert negative_problem({"hard_negative_item": answer}, "Fargo", "1996", [("Heat", "1995")]) is None, answer
+    for answer in ("Title: 242", "Name: 196", "Title: item_id: 242"):  # an id behind the label is still the id
+        assert "an id from the prompt" in negative_problem({"hard_negative_item": answer}, "Fargo", "1996",
+                                                           ids=("242", "196")), answer
 
 
 def test_no_ml100k_title_is_refused_as_another_pairs_negative():
