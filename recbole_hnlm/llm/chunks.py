@@ -135,7 +135,7 @@ class ChunkedRun:
     def pending(self) -> List[int]:
         return [k for k in range(self.num_chunks) if not os.path.exists(self.chunk_path(k))]
 
-    #: Seconds between the progress lines of a run without a bar (``show_progress`` off, ``--quiet``).
+    #: Seconds between the progress lines of a run without a bar (``show_progress`` off; ``--quiet`` hides INFO).
     LOG_EVERY_SECONDS = 300
 
     def run_pending(self, compute: Callable[[range, Callable[[int], None]], ChunkResult], desc: str,
@@ -157,7 +157,13 @@ class ChunkedRun:
         done = self.num_rows - sum(len(self.chunk_rows(k)) for k in pending)
         if pending and not progress:  # minutes of silence otherwise (an embed of 814 pairs on a loaded CPU: 4)
             logger.info("%s: %d of %d pairs to compute", desc, self.num_rows - done, self.num_rows)
-        said = time.monotonic()
+        said = [time.monotonic()]
+
+        def say(rows_done: int) -> None:  # within a chunk too: a semantic chunk takes ~10 minutes on a CPU
+            if not progress and time.monotonic() - said[0] >= self.LOG_EVERY_SECONDS:
+                logger.info("%s: %d/%d pairs done", desc, rows_done, self.num_rows)
+                said[0] = time.monotonic()
+
         with tqdm(total=self.num_rows, initial=done, desc=desc, unit="pair", disable=not progress) as bar:
             for k in pending:
                 rows, moved = self.chunk_rows(k), [0]
@@ -166,13 +172,12 @@ class ChunkedRun:
                     n = max(0, min(n, len(rows) - moved[0]))
                     moved[0] += n
                     bar.update(n)
+                    say(done + moved[0])
 
                 self.save_chunk(k, *compute(rows, advance))
                 bar.update(len(rows) - moved[0])
                 done += len(rows)
-                if not progress and time.monotonic() - said >= self.LOG_EVERY_SECONDS:
-                    logger.info("%s: %d/%d pairs done", desc, done, self.num_rows)
-                    said = time.monotonic()
+                say(done)
                 if on_chunk is not None:
                     on_chunk(k)
 

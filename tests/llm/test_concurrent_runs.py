@@ -129,6 +129,22 @@ def test_a_run_without_a_bar_logs_its_progress(tmp_path, monkeypatch, caplog):
         run.run_pending(compute, "fine-tuned embed", progress=False)
     assert "fine-tuned embed: 2 of 6 pairs to compute" in caplog.text
     assert "fine-tuned embed: 6/6 pairs done" in caplog.text
+    # timed: a clock moving 100 s per reading, lines at least 300 s apart: the first within the first chunk, then
+    # a few, not one per step (8 advances and 2 chunk ends)
+    caplog.clear()
+    clock = iter(range(0, 10_000, 100))
+    monkeypatch.setattr(chunks.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(ChunkedRun, "LOG_EVERY_SECONDS", 300)
+
+    def slow(rows, advance):
+        for _ in rows:
+            advance(1)
+        return compute(rows, advance)
+
+    with ChunkedRun(str(tmp_path / "t"), {}, 8, 4) as run:
+        run.run_pending(slow, "semantic", progress=False)
+    done = [line for line in caplog.text.splitlines() if "pairs done" in line]
+    assert done and done[0].endswith("semantic: 3/8 pairs done") and 2 <= len(done) <= 4, done
     caplog.clear()
     with ChunkedRun(str(tmp_path / "v"), {}, 6, 4) as run:
         run.run_pending(compute, "fine-tuned embed", progress=True)
