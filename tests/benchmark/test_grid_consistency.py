@@ -143,6 +143,10 @@ def test_a_backbone_with_one_sampler_has_no_comparison_table(tmp_path):
     mf, lightgcn = report.split("## MF")[1].split("## LightGCN")[0], report.split("## LightGCN")[1]
     assert "## MF" in report and "| DNS | 1 |" in mf and "Relative improvement" not in mf and "vs RNS" not in mf
     assert "Relative improvement" in lightgcn and "| DNS | " in lightgcn.split("vs best ID", 1)[1]
+    other = tmp_path / "no-rns"  # two samplers without RNS: compared with each other ("vs best ID")
+    grid(other, ["DNS", "MixGCF"], [1], FakeRunner(bonus={"MixGCF": 0.01}))
+    report = markdown_report([json.loads((other / "runs" / n).read_text()) for n in os.listdir(other / "runs")])
+    assert "Relative improvement" in report and "NDCG@20: MixGCF" in report
 
 
 def test_improvement_and_test_use_the_same_pairs(tmp_path):

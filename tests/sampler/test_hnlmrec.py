@@ -627,7 +627,6 @@ def test_a_store_of_this_dataset_without_vectors_names_the_failed_answers(fast_c
         build(fast_config, path)
 
 
-
 def test_a_store_without_vectors_under_missing_random_is_one_warning(fast_config, ml_slice, tmp_path, caplog):
     """With hnlm_missing=random the run trains as RNS: one warning naming the failures, not also a centring warning
     about "0 vector(s)" that "centring a single vector leaves 0"."""
