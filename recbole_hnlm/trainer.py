@@ -194,8 +194,9 @@ class SafeCheckpointMixin:
         self._train_data = None  # the loader whose generators a resume state captures
         self._resume_state_for = None  # the epoch the resume state on disk trains next
         self._selection_restarted = False  # negative_warmup_epochs: model selection restarted after the warm-up
-        #: Called with (epoch index, seconds it trained) after each training epoch: HNLMRec's teacher says which of
-        #: its epochs ended and how long the rest takes (its bars read like the run's own).
+        #: Called with (epoch index, seconds it trained, its loss as RecBole returns it) after each training epoch:
+        #: HNLMRec's teacher says which of its epochs ended and how long the rest takes (its bars read like the run's
+        #: own), and whether its loss moved.
         self.on_epoch_trained = None
         init_from = config["init_from"] if "init_from" in config else None
         self.init_from = os.path.abspath(init_from) if init_from else None  # the warm start's origin, recorded
@@ -446,7 +447,7 @@ class SafeCheckpointMixin:
         if hook is not None:
             hook(epoch_idx)
         if self.on_epoch_trained is not None:
-            self.on_epoch_trained(epoch_idx, time.perf_counter() - started)
+            self.on_epoch_trained(epoch_idx, time.perf_counter() - started, loss)
         return loss
 
 

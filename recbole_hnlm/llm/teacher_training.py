@@ -143,7 +143,8 @@ def train_teacher(config, train_data, path: str, model: Optional[str] = None, ep
             net = get_model(model)(t_config, dataset).to(t_config["device"])
             trainer = get_trainer(t_config["MODEL_TYPE"], model)(t_config, net)
             trainer.saves_best_checkpoints = False  # only the resume state is read back
-            trainer.on_epoch_trained = functools.partial(_say_teacher_epoch, epochs=epochs)
+            losses = {}  # epoch -> total loss, of the epochs this process trains
+            trainer.on_epoch_trained = functools.partial(_say_teacher_epoch, epochs=epochs, losses=losses)
             resume_file = _resume_state(work, t_config, net)
             if resume_file is not None:
                 trainer.resume_checkpoint(resume_file)
@@ -155,6 +156,7 @@ def train_teacher(config, train_data, path: str, model: Optional[str] = None, ep
                             f"resuming at epoch {trainer.start_epoch}" if resume_file else "training", model,
                             epochs, path)
                 trainer.fit(train_data, valid_data=None, saved=True, show_progress=t_config["show_progress"])
+                _warn_if_loss_stood_still(losses, t_config)
             net.eval()
             export_teacher(net, dataset, dataset, path, seed=t_config["seed"],
                            training=teacher_settings(t_config, model, epochs))
@@ -168,9 +170,32 @@ def train_teacher(config, train_data, path: str, model: Optional[str] = None, ep
     return path
 
 
-def _say_teacher_epoch(epoch: int, seconds: float, epochs: int) -> None:
+#: A teacher whose loss fell by less than this share over its epochs is announced as barely trained.
+STILL_LOSS_SHARE = 0.01
+
+
+def _warn_if_loss_stood_still(losses: dict, t_config) -> None:
+    """Say when the teacher's loss barely moved (a small dataset with the default batch and learning rate: 90 steps
+    took a helper's teacher from 1.3863 to 1.3842): its embeddings and MixGCF negatives, which the fine-tuned LLM
+    learns to predict, are then close to their random start."""
+    if len(losses) < 2:
+        return
+    first, last = losses[min(losses)], losses[max(losses)]
+    if first > 0 and (first - last) / first < STILL_LOSS_SHARE:
+        logger.warning("HNLMRec teacher: its loss moved from %.4f to %.4f over %d epochs (less than %d%%), so its "
+                       "embeddings and MixGCF negatives, which the fine-tuned LLM learns to predict, are close to "
+                       "their random start: give it more steps (hnlm_teacher_epochs, or a smaller train_batch_size "
+                       "or a larger learning_rate than its %s and %s) and train it again with `python -m "
+                       "recbole_hnlm.llm teacher --overwrite`", first, last, len(losses), round(STILL_LOSS_SHARE * 100),
+                       t_config["train_batch_size"], t_config["learning_rate"])
+
+
+def _say_teacher_epoch(epoch: int, seconds: float, loss=None, epochs: int = 0,
+                       losses: Optional[dict] = None) -> None:
     """One line per teacher epoch: its bars and loss lines read like the run's own ("Train 0:", "epoch 0
-    training"), and at Yelp2018's size its 30 epochs take hours on a CPU."""
+    training"), and at Yelp2018's size its 30 epochs take hours on a CPU. ``losses`` collects each epoch's total."""
+    if losses is not None and loss is not None:
+        losses[epoch] = float(sum(loss) if isinstance(loss, tuple) else loss)
     left = epochs - epoch - 1
     logger.info("HNLMRec teacher: epoch %d of %d trained in %.1f s%s", epoch + 1, epochs, seconds,
                 f"; {rough_duration(left * seconds)} left at this pace" if left else "")

@@ -266,6 +266,28 @@ def test_cli_split_is_the_run_split_and_teacher_stage_writes_the_file(fast_confi
     assert Teacher.load(str(teacher_file)).sha256 != first.sha256
 
 
+def test_a_teacher_whose_loss_stood_still_is_announced(hnlm_finetuned_config, caplog):
+    """90 steps of batch 2048 at lr 0.001 took a helper's teacher from 1.3863 to 1.3842 without a word: the
+    fine-tuned LLM then learns to predict near-random embeddings and negatives."""
+    from recbole_hnlm.llm import teacher_training
+
+    config = hnlm_finetuned_config
+    train_data, _, _ = data_preparation(config, create_dataset(config))
+    caplog.set_level("WARNING", logger="recbole_hnlm.llm.teacher_training")
+    train_teacher(config, train_data, teacher_path_for(config), epochs=2)  # 2 epochs of 2048-pair batches: ~0.05%
+    warned = [r.getMessage() for r in caplog.records if "its loss moved from" in r.getMessage()]
+    assert len(warned) == 1 and "over 2 epochs (less than 1%)" in warned[0], warned
+    assert "hnlm_teacher_epochs" in warned[0] and "than its 2048 and 0.001" in warned[0]
+    say = teacher_training._warn_if_loss_stood_still
+    caplog.clear()
+    say({0: 1.3863, 29: 1.3842}, {"train_batch_size": 2048, "learning_rate": 0.001})
+    assert "its loss moved from 1.3863 to 1.3842 over 2 epochs" in caplog.text
+    caplog.clear()
+    say({0: 1.3863, 1: 1.2}, {"train_batch_size": 2048, "learning_rate": 0.001})  # trained
+    say({5: 1.3863}, {"train_batch_size": 2048, "learning_rate": 0.001})  # one epoch in this process (a resume)
+    assert caplog.text == ""
+
+
 def test_a_teacher_of_another_split_is_refused(fast_config, tmp_path, capsys, caplog):
     """A teacher file trained on the split of another seed holds pairs that are this split's validation and test
     pairs: the fine-tuning stage refuses it (exit 2, one line naming the file and the remedy) before loading the LLM,
