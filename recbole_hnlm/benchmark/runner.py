@@ -362,8 +362,8 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
         dict: ``cell``, ``model``, ``sampler``, ``seed``, ``train_ratio``, ``dataset``, ``settings``,
         ``best_valid_score``, ``best_valid_result``, ``best_epoch``, ``test_result``, ``epochs`` (the per-epoch log of
         :class:`RecordingMixin`), ``mean_epoch_time``, ``median_epoch_time``, ``total_time``, ``split``,
-        ``data_files_sha256`` (``{path: sha256}`` of the atomic files read, paths as ``data_path`` gives them), ``analysis``, ``checkpoint``,
-        ``environment``.
+        ``data_files_sha256`` (``{path: sha256}`` of the atomic files read, paths as ``data_path`` gives them),
+        ``analysis``, ``checkpoint``, ``environment``.
     """
     from recbole_hnlm.benchmark import analysis as A
     from recbole_hnlm.config import split_seed

@@ -37,8 +37,8 @@ ANSWER_CHECKS = ("v11: none-like, placeholder, the pair's item or user id from t
                  "interacted item or a "
                  "training item of the user (also as a start of the answer that a sentence break ends, or opening a "
                  "sentence about it after a preamble, a recommending phrase or a quote; a year right with the title "
-                 "names a namesake; a 'Title:'/'Answer:' label or a list number before it read through), the user's profile repeated (its "
-                 "start, or an undated sentence of its words)")
+                 "names a namesake; a 'Title:'/'Answer:' label or a list number before it read through), the user's "
+                 "profile repeated (its start, or an undated sentence of its words)")
 _NONE_ANSWERS = {"none", "null", "n a", "na", "nothing", "unknown", "no item", "none found", "not applicable",
                  "item name", "none of the above"}
 _NONE_STARTS = ("no hard negative", "none of the ", "not applicable", "there is no ")
