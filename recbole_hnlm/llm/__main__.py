@@ -53,9 +53,12 @@ def recbole_split(dataset: str, data_path: str, config_files, model: Optional[st
                       config_dict=dict(settings or {}, data_path=data_path, show_progress=False, sampler="HNLMRec"),
                       command_line=False)
 
+    from .teacher_training import _teacher_choice
+
     config = build(model or "LightGCN")
-    if model is None and for_teacher and str(config["hnlm_teacher_model"] or "LightGCN").lower() != "lightgcn":
-        config = build(config["hnlm_teacher_model"])
+    teacher_model = _teacher_choice(config)[0] if model is None and for_teacher else "LightGCN"
+    if teacher_model != "LightGCN":
+        config = build(teacher_model)
     check_dataset_files(config)
     built = read_dataset(config)  # under the split seed, as a run
     check_duplicate_interactions(config, built)  # a warning, as in a run
