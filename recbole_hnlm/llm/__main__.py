@@ -98,19 +98,13 @@ def _quiet_third_party_output():
     """``--quiet`` for what other packages print, until the stage ends: bars made with plain tqdm (transformers' GGUF
     loader; tqdm reads its ``TQDM_DISABLE`` variable only when it is imported) and RecBole's pandas FutureWarnings.
     ``tqdm.notebook`` passes ``disable`` itself, so in Jupyter the GGUF loader's bar still shows."""
-    import functools
     import warnings
 
-    import tqdm
+    from .models import plain_tqdm_silenced
 
-    init = tqdm.std.tqdm.__init__
-    tqdm.std.tqdm.__init__ = functools.partialmethod(init, disable=True)  # an explicit disable= still wins
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole\.")
-            yield
-    finally:
-        tqdm.std.tqdm.__init__ = init
+    with plain_tqdm_silenced(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole\.")
+        yield
 
 
 def _warn_unread_options(args, overrides) -> None:

@@ -237,7 +237,7 @@ def _train_and_embed(cfg, text, store_path, progress, lm_and_tokenizer, generato
     from .pipeline import run_profiles
 
     if lm_and_tokenizer is None:
-        lm, tokenizer, _ = load_causal_lm(cfg.generator, cfg.dtype, cfg.load_in_4bit)
+        lm, tokenizer, _ = load_causal_lm(cfg.generator, cfg.dtype, cfg.load_in_4bit, progress=progress)
     else:
         lm, tokenizer = lm_and_tokenizer
     book = None

@@ -10,6 +10,8 @@ Any local folder also works: a Hugging Face causal LM folder (or ``folder/file.g
 sentence-transformers folder or any Hugging Face encoder folder (mean pooling) for the encoder. The hub is switched
 off (``HF_HUB_OFFLINE=1``, ``local_files_only=True``).
 """
+import contextlib
+import functools
 import hashlib
 import importlib.util
 import logging
@@ -22,7 +24,8 @@ import torch
 from recbole_hnlm.errors import ConfigError
 
 __all__ = ["DEFAULT_GENERATOR", "DEFAULT_ENCODER", "resolve_generator", "resolve_encoder", "load_causal_lm",
-           "check_4bit", "load_model", "load_tokenizer", "TextEncoder", "load_text_encoder", "ModelNotFound"]
+           "check_4bit", "load_model", "load_tokenizer", "TextEncoder", "load_text_encoder", "ModelNotFound",
+           "plain_tqdm_silenced"]
 
 logger = logging.getLogger(__name__)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -32,6 +35,21 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 DEFAULT_GENERATOR = "smollm2"
 DEFAULT_ENCODER = "minilm"
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@contextlib.contextmanager
+def plain_tqdm_silenced():
+    """No bar from plain tqdm until the block ends (transformers' GGUF loader draws one whatever its own progress
+    setting; tqdm reads ``TQDM_DISABLE`` only when imported). An explicit ``disable=`` still wins, so the stages' own
+    bars are unchanged; ``tqdm.notebook`` passes ``disable`` itself, so in Jupyter the loader's bar still shows."""
+    import tqdm
+
+    init = tqdm.std.tqdm.__init__
+    tqdm.std.tqdm.__init__ = functools.partialmethod(init, disable=True)
+    try:
+        yield
+    finally:
+        tqdm.std.tqdm.__init__ = init
 
 
 class ModelNotFound(FileNotFoundError):
@@ -150,7 +168,7 @@ def check_4bit(load_in_4bit: bool, option: str) -> None:
 
 
 def load_causal_lm(path: str = DEFAULT_GENERATOR, dtype: str = "float32", load_in_4bit: bool = False,
-                   device: Optional[str] = None, option: str = "hnlm_generator"):
+                   device: Optional[str] = None, option: str = "hnlm_generator", progress: bool = True):
     """Load ``(model, tokenizer, ModelRef)``; tokenizer padding side left, pad token set; model in eval mode.
 
     Args:
@@ -158,13 +176,15 @@ def load_causal_lm(path: str = DEFAULT_GENERATOR, dtype: str = "float32", load_i
         dtype: ``float32`` | ``bfloat16`` | ``float16`` (compute dtype; use float32 on CPU).
         load_in_4bit: NF4 quantisation through bitsandbytes (CUDA only; a clear error otherwise).
         device: ``cpu`` / ``cuda`` / None (cuda when available).
+        progress: False hides the GGUF loader's bar (a run with ``show_progress`` off).
     """
     check_4bit(load_in_4bit, option)
     tokenizer, ref = load_tokenizer(path, option)
-    return load_model(ref, dtype, load_in_4bit, device), tokenizer, ref
+    return load_model(ref, dtype, load_in_4bit, device, progress), tokenizer, ref
 
 
-def load_model(ref, dtype: str = "float32", load_in_4bit: bool = False, device: Optional[str] = None):
+def load_model(ref, dtype: str = "float32", load_in_4bit: bool = False, device: Optional[str] = None,
+               progress: bool = True):
     """The causal LM of ``ref`` (:func:`resolve_generator`) in eval mode: :func:`load_causal_lm` without the
     tokenizer (a generator that loads its model only when an answer is not cached has it already)."""
     from transformers import AutoModelForCausalLM
@@ -179,7 +199,8 @@ def load_model(ref, dtype: str = "float32", load_in_4bit: bool = False, device: 
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch_dtype,
             bnb_4bit_use_double_quant=True)
         model_kwargs["device_map"] = {"": 0}
-    model = AutoModelForCausalLM.from_pretrained(ref.folder, **model_kwargs)
+    with contextlib.nullcontext() if progress else plain_tqdm_silenced():
+        model = AutoModelForCausalLM.from_pretrained(ref.folder, **model_kwargs)
     if not load_in_4bit:
         model.to(device)
     model.eval()

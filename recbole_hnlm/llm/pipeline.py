@@ -99,8 +99,9 @@ def llm_threads(cfg: LLMConfig):
         torch.set_num_threads(before)
 
 
-def _generator(cfg: LLMConfig, max_new_tokens: int):
-    """The stage's :class:`Generator` and its ``ModelRef``; the model itself loads at the first answer not cached."""
+def _generator(cfg: LLMConfig, max_new_tokens: int, progress: bool = True):
+    """The stage's :class:`Generator` and its ``ModelRef``; the model itself loads at the first answer not cached
+    (without the GGUF loader's bar when ``progress`` is off)."""
     from .generation import Generator
     from . import models
 
@@ -108,7 +109,7 @@ def _generator(cfg: LLMConfig, max_new_tokens: int):
     tokenizer, ref = models.load_tokenizer(cfg.generator)
     return Generator(None, tokenizer, max_new_tokens=max_new_tokens, batch_size=cfg.gen_batch_size,
                      retries=cfg.retries, seed=cfg.seed,
-                     load_model=lambda: models.load_model(ref, cfg.dtype, cfg.load_in_4bit)), ref
+                     load_model=lambda: models.load_model(ref, cfg.dtype, cfg.load_in_4bit, progress=progress)), ref
 
 
 def run_profiles(cfg: LLMConfig, text: DatasetText, pairs, generator=None, generator_name: Optional[str] = None,
@@ -123,7 +124,7 @@ def _run_profiles(cfg: LLMConfig, text: DatasetText, pairs, generator, generator
     from .profiles import ProfileBook, build_profiles
 
     if generator is None:
-        generator, ref = _generator(cfg, cfg.profile_max_new_tokens)
+        generator, ref = _generator(cfg, cfg.profile_max_new_tokens, progress)
         generator_name = ref.name
     generator_name = generator_name or resolve_generator(cfg.generator).name
     book = ProfileBook(profiles_path(text.data_path, text.dataset))
@@ -177,7 +178,7 @@ def run_negatives(cfg: LLMConfig, text: DatasetText, store_path: Optional[str] =
                        CPU_SEMANTIC_PAIRS_PER_SECOND, rough_duration(len(pairs) / CPU_SEMANTIC_PAIRS_PER_SECOND))
     with llm_threads(cfg):
         if generator is None:
-            generator, _ = _generator(cfg, cfg.max_new_tokens)
+            generator, _ = _generator(cfg, cfg.max_new_tokens, progress)
         if encoder is None:
             encoder = TextEncoder(cfg.encoder)
         book, _ = run_profiles(cfg, text, pairs, generator, generator_name, progress)

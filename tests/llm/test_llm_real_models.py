@@ -12,13 +12,17 @@ pytestmark = [pytest.mark.llm, pytest.mark.skipif(
     reason="default model packages not installed (requirements/llm*.txt)")]
 
 
-def test_semantic_negatives_with_default_models(tmp_path):
+def test_semantic_negatives_with_default_models(tmp_path, capfd):
     from llm_helpers import write_slice
     from recbole_hnlm.llm import ensure_negatives
 
     root = write_slice(str(tmp_path), "tiny", users=2, per_user=3)
-    store = ensure_negatives({"hnlm_variant": "semantic", "hnlm_item_profiles": False, "hnlm_max_history": 3, "hnlm_max_new_tokens": 32,
-                              "hnlm_profile_max_new_tokens": 48, "hnlm_retries": 1}, "tiny", root)
+    store = ensure_negatives({"hnlm_variant": "semantic", "hnlm_item_profiles": False, "hnlm_max_history": 3,
+                              "hnlm_max_new_tokens": 32, "hnlm_profile_max_new_tokens": 48, "hnlm_retries": 1},
+                             "tiny", root, progress=False)
+    # a run with show_progress=False printed transformers' "Converting and de-quantizing GGUF tensors" bar (plain
+    # tqdm, which transformers' own progress switch does not reach) when it loaded SmolLM2
+    assert "de-quantizing" not in capfd.readouterr().err
     s = PairEmbeddingStore.open(store)
     assert s.manifest["generator"] == "SmolLM2-135M-Instruct.Q4_1" and s.manifest["encoder"] == "all-MiniLM-L6-v2"
     assert s.dim == 384 and s.manifest["num_requested"] == 6
