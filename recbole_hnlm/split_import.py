@@ -292,6 +292,9 @@ def read_id_list(path: str, what: str) -> dict:
             raise DataError(f"{path}:{line_no}: expected 'org_id remap_id' (the {what} list of LightGCN's data: the "
                             f"original id, then the integer of train.txt/test.txt), got {' '.join(fields)!r}")
         original, remapped = fields[0], _parse_id(fields[1], path, line_no, "remap_id")
+        if original.startswith('"'):  # the run would stop at the atomic file's line instead
+            raise DataError(f"{path}:{line_no}: org_id {original!r} starts with a double quote, which RecBole reads "
+                            f"as a CSV quote in the atomic files; remove the quote from the list")
         if remapped in mapping:
             raise DataError(f"{path}:{line_no}: remap_id {remapped} is listed twice")
         if original in originals:

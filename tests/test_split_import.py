@@ -488,7 +488,8 @@ def test_id_list_sources_are_recorded_and_bad_lists_named(tmp_path):
     for lines, message in ((["org_id remap_id", "A 0", "B 0"], "bad.txt:3: remap_id 0 is listed twice"),
                            (["org_id remap_id", "A 01"], "leading zero"),
                            (["org_id remap_id", "A 0", "org_id remap_id"], r"bad.txt:3: expected 'org_id remap_id'"),
-                           (["org_id remap_id"], "no ids listed")):
+                           (["org_id remap_id"], "no ids listed"),
+                           (["org_id remap_id", 'A 0', '"B 1'], "bad.txt:3: org_id '\"B' starts with a double quote")):
         bad = write(tmp_path / "bad.txt", lines)
         with pytest.raises(DataError, match=message):
             import_split("bad", train_txt, test_txt, out, user_list=bad)
