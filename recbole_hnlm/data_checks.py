@@ -14,6 +14,11 @@ from recbole_hnlm.errors import DataError
 
 logger = logging.getLogger(__name__)
 
+#: The values pandas' ``read_csv`` (RecBole's reader) takes as missing by default, besides the empty field: an id
+#: written so ("NA", "None", "null") is dropped with its row, or misread (pandas' documented ``na_values`` list).
+PANDAS_NA_STRINGS = frozenset(("#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                               "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"))
+
 #: Atomic-file suffixes RecBole can split into train/valid/test on its own.
 _SPLIT_SUFFIXES = ("inter",)
 
@@ -200,10 +205,39 @@ def check_side_file(path, id_key, config):
             names = _parse_header(path, header, separator, f"{config[id_key]}:token{separator}name:token_seq")
     except UnicodeDecodeError as error:
         raise encoding_error(path, encoding, error) from None
-    check_records(path, encoding, separator)  # decodes, and splits as RecBole will
     if config[id_key] not in names:
         raise DataError(f"{path}: no '{config[id_key]}' field in the header {header!r} ({id_key} = "
                         f"{config[id_key]!r}): RecBole needs it to join this file to the interactions.")
+    if not check_records(path, encoding, separator, id_field=config[id_key]):  # decodes, splits as RecBole will
+        raise DataError(f"{path} has a header but no rows: add its rows, or leave the file out of load_col "
+                        f"(RecBole fails on a loaded file without rows).")
+    _warn_unknown_loaded(path, os.path.splitext(path)[1][1:], config, names)
+
+
+def _recbole_default_load_col(dataset):
+    """RecBole's ``load_col`` for ``dataset`` when no option sets it: its dataset yaml's (ml-100k's names a
+    timestamp), else ``sample.yaml``'s (the two id fields)."""
+    import recbole
+    import yaml
+
+    folder = os.path.join(os.path.dirname(recbole.__file__), "properties", "dataset")
+    path = os.path.join(folder, f"{dataset}.yaml")
+    with open(path if os.path.isfile(path) else os.path.join(folder, "sample.yaml"), encoding="utf-8") as f:
+        return (yaml.safe_load(f) or {}).get("load_col")
+
+
+def _warn_unknown_loaded(path, suffix, config, names):
+    """Warn about the fields ``load_col[suffix]`` names that the file's header lacks: RecBole loads the others
+    without a word (a misspelt ``timestmp`` left the interactions unordered). RecBole's default ``load_col`` is not
+    warned about (ml-100k's names a timestamp that the user's own files need not have)."""
+    load_col = config["load_col"]
+    if not isinstance(load_col, dict) or not isinstance(load_col.get(suffix), (list, tuple)) \
+            or load_col == _recbole_default_load_col(config["dataset"]):
+        return
+    unknown = [name for name in load_col[suffix] if name not in names]
+    if unknown:
+        logger.warning(f"load_col['{suffix}'] names {', '.join(map(repr, unknown))}, which {path} does not have (its "
+                       f"fields: {', '.join(names)}): RecBole loads the other fields without it.")
 
 
 def check_no_recbole_pickles(config):
@@ -224,8 +258,9 @@ _ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")
 def check_inter_header(path, config):
     """Check an ``.inter`` file before RecBole parses it: a ``name:type`` header split by ``field_separator``, the
     user and item id fields present as ``token`` (and loaded, ``load_col``), then every line: as many fields as the
-    header (pandas would otherwise shift the columns without a word), loaded ``float`` fields numeric, and for
-    pre-split files (``benchmark_filename``, read as they are) no empty id. Text in another encoding than
+    header (pandas would otherwise shift the columns without a word), loaded ``float`` fields numeric, no id that
+    pandas reads as missing ("NA", "None"; an empty one in pre-split files, read as they are, or in both id fields),
+    and the ``load_col`` fields the header lacks warned about. Text in another encoding than
     ``encoding`` and a byte-order mark are named. About 1.5 s for Yelp2018's 1.5M lines.
 
     Raises:
@@ -244,6 +279,7 @@ def check_inter_header(path, config):
         raise encoding_error(path, encoding, error) from None
     if not has_rows:
         raise DataError(f"{path} has a header but no interactions.")
+    _warn_unknown_loaded(path, "inter", config, list(fields))
 
 
 def encoding_error(path, encoding, error: UnicodeDecodeError) -> DataError:
@@ -360,15 +396,18 @@ def _filled_records(path, lines, separator, quoted=True):
         yield start, values
 
 
-def check_records(path, encoding="utf-8", separator="\t", quoted=True):
+def check_records(path, encoding="utf-8", separator="\t", quoted=True, id_field=None):
     """Any atomic file, split as RecBole's reader splits it (:func:`_records`; ``quoted=False``: plain lines, for
-    files RecBole does not load, which the LLM stage reads with quotes as text): a header of ``name:type`` fields;
-    quotes that would merge lines or fail pandas, and lines with more fields than the header, are errors naming the
-    file and line (pandas fills a shorter line's last fields as empty). For files the LLM stage reads.
+    files RecBole does not load, which the LLM stage reads with quotes as text): a header of ``name:type`` fields,
+    each named once; quotes that would merge lines or fail pandas, lines with more fields than the header, and an
+    ``id_field`` value that pandas reads as missing (:data:`PANDAS_NA_STRINGS`) are errors naming the file and line
+    (pandas fills a shorter line's last fields as empty). For files the LLM stage reads and the side files RecBole
+    loads. Returns whether there was a record.
 
     Raises:
         DataError: naming the file and line.
     """
+    has_rows = False
     try:
         with open(path, encoding=encoding, newline="") as f:
             header = f.readline().rstrip("\r\n").lstrip("\ufeff")  # pandas drops a byte-order mark
@@ -376,13 +415,35 @@ def check_records(path, encoding="utf-8", separator="\t", quoted=True):
             if not header.strip() or any(":" not in name for name in names):
                 raise DataError(f"{path}: the first line {header!r} is not a header of 'name:type' fields separated "
                                 f"by {separator!r} (e.g. 'item_id:token{separator}title:token_seq').")
+            plain = [name.partition(":")[0] for name in names]
+            twice = next((name for k, name in enumerate(plain) if name in plain[:k]), None)
+            if twice is not None:  # pandas renames the second; the LLM stage read the wrong column as the title
+                raise DataError(f"{path}: the header {header!r} names field '{twice}' twice: give each column its "
+                                "own name.")
+            id_column = plain.index(id_field) if id_field in plain else None
             for start, values in _filled_records(path, f, separator, quoted):
+                has_rows = True
                 if len(values) > len(names):
+                    hint = (" Double quotes are text here (the file is not in load_col, so RecBole does not load "
+                            "it and the LLM stage reads it as plain lines): to read quoted fields as RecBole does, "
+                            "add the file to load_col." if not quoted and '"' in separator.join(values) else "")
                     raise DataError(f"{path}:{start}: {len(values)} fields, but the header {header!r} has "
                                     f"{len(names)}: every line needs one value per header field, separated by "
-                                    f"{separator!r}.")
+                                    f"{separator!r}.{hint}")
+                if id_column is not None and id_column < len(values):
+                    _check_id_value(path, start, id_field, values[id_column])
     except UnicodeDecodeError as error:
         raise encoding_error(path, encoding, error) from None
+    return has_rows
+
+
+def _check_id_value(path, line_no, name, value):
+    """An id that pandas reads as a missing value (:data:`PANDAS_NA_STRINGS`) is an error naming it: RecBole drops
+    its row with a warning (and, after a row of a missing user id, drops other rows for missing item ids)."""
+    if value in PANDAS_NA_STRINGS:
+        raise DataError(f"{path}:{line_no}: '{name}' is {value!r}, which RecBole's reader (pandas) reads as a missing "
+                        "value, so the row would be dropped: rename the id in the dataset's files (e.g. "
+                        f"{value + '_' + name.split('_')[0]!r}).")
 
 
 def _quote_error(path, start, end, error):
@@ -405,14 +466,15 @@ def _quote_error(path, start, end, error):
 
 def _check_rows(path, lines, header, fields, separator, config, loaded):
     """Every non-blank record after the header, split as RecBole's reader splits it (:func:`_records`): the
-    header's field count, numbers in loaded float fields, ids in pre-split files; quotes that would merge lines or
+    header's field count, numbers in loaded float fields, no id pandas reads as missing (an empty one only in
+    pre-split files, or in both id fields); quotes that would merge lines or
     fail pandas are named, and ids with surrounding spaces (RecBole keeps them: ``'U1 '`` is not ``'U1'``) are
     counted in a warning. Returns whether there was a record."""
     names = list(fields)
     numeric = [k for k, name in enumerate(names) if fields[name] == "float" and (loaded is None or name in loaded)]
     ids = [names.index(config["USER_ID_FIELD"]), names.index(config["ITEM_ID_FIELD"])]
     presplit = bool(config["benchmark_filename"])
-    has_rows, spaced, first_spaced = False, 0, None
+    has_rows, spaced, first_spaced, first_empty = False, 0, None, {}
     for start, values in _filled_records(path, lines, separator):
         has_rows = True
         if len(values) != len(names):
@@ -434,9 +496,17 @@ def _check_rows(path, lines, header, fields, separator, config, loaded):
             if presplit and not value.strip():
                 raise DataError(f"{path}:{start}: empty '{names[k]}'. RecBole reads pre-split files as they are (no "
                                 "row with a missing id is dropped): remove the line.")
+            _check_id_value(path, start, names[k], value)
+            if not value:
+                first_empty.setdefault(names[k], start)
             if value != value.strip():
                 spaced += 1
                 first_spaced = first_spaced or (start, names[k], value)
+    if len(first_empty) == 2:
+        (first, first_line), (second, second_line) = first_empty.items()
+        raise DataError(f"{path}: empty '{first}' (line {first_line}) and empty '{second}' (line {second_line}): "
+                        "RecBole 1.2.1 drops the rows of missing item ids by position after it dropped those of "
+                        "missing user ids, so it would drop other interactions: remove the lines with an empty id.")
     if spaced:
         line_no, name, value = first_spaced
         logger.warning(f"{path}:{line_no}: '{name}' is {value!r}, with spaces around it; RecBole keeps them, so it is "

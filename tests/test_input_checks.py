@@ -2,6 +2,7 @@
 atomic-file headers, datasets too small for the cut-offs or the split, and the command lines' exit codes."""
 import logging
 import os
+import re
 
 import pytest
 
@@ -298,6 +299,63 @@ def write_dataset(root, name, pairs):
     return str(root)
 
 
+def test_ids_pandas_reads_as_missing_are_named(tmp_path):
+    """Ids written "NA", "None", "null" ... were read by RecBole's pandas as missing values: rows were dropped with
+    RecBole's warning only, and after a dropped user row RecBole dropped other rows for missing item ids (it takes
+    the labels of the rows left as positions). Empty ids in both id fields trigger the same RecBole bug."""
+    import pandas as pd
+
+    from recbole_hnlm.data_checks import PANDAS_NA_STRINGS
+
+    table = tmp_path / "na.csv"
+    table.write_text("id\n" + "\n".join(sorted(PANDAS_NA_STRINGS)) + "\nNA_user\nnone\n")
+    read = pd.read_csv(table, dtype=str)["id"]
+    assert read.isna().sum() == len(PANDAS_NA_STRINGS) and list(read.dropna()) == ["NA_user", "none"]
+    path = tmp_path / "na.inter"
+    for line, message in (("NA\ti2", "na.inter:3: 'user_id' is 'NA', which RecBole's reader (pandas) reads as a "
+                                     "missing value, so the row would be dropped: rename the id in the dataset's "
+                                     "files (e.g. 'NA_user')"),
+                          ("u2\tNone", "na.inter:3: 'item_id' is 'None', which"),
+                          ("u2\tnull", "'item_id' is 'null'")):
+        path.write_text(f"user_id:token\titem_id:token\nu1\ti1\n{line}\n")
+        with pytest.raises(DataError, match=re.escape(message)):
+            check_inter_header(str(path), build_config())
+    path.write_text("user_id:token\titem_id:token\nu1\ti1\nnone\tNA_item\n")  # not read as missing
+    check_inter_header(str(path), build_config())
+    path.write_text("user_id:token\titem_id:token\nu1\ti1\n\ti2\nu2\t\nu3\ti3\n")
+    with pytest.raises(DataError, match=re.escape("empty 'user_id' (line 3) and empty 'item_id' (line 4): RecBole")):
+        check_inter_header(str(path), build_config())
+    path.write_text("user_id:token\titem_id:token\nu1\ti1\nu2\t\nu3\t\nu3\ti3\n")
+    check_inter_header(str(path), build_config())  # one id field only: RecBole drops exactly these rows
+
+
+def test_load_col_fields_a_file_lacks_are_warned_about(fast_config, tmp_path, caplog):
+    """A misspelt field in load_col (``timestmp``) was loaded as nothing without a word; RecBole's own default
+    load_col (ml-100k's names a timestamp) is not warned about."""
+    from recbole_hnlm.data_checks import check_side_file
+
+    path = tmp_path / "f.inter"
+    path.write_text("user_id:token\titem_id:token\ttimestamp:float\nu1\ti1\t3\n")
+    with caplog.at_level(logging.WARNING):
+        check_inter_header(str(path), build_config(load_col={"inter": ["user_id", "item_id", "timestmp"]}))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"load_col['inter'] names 'timestmp', which {path} does not have (its fields: user_id, item_id, timestamp): "
+        "RecBole loads the other fields without it."]
+    caplog.clear()
+    path.write_text("user_id:token\titem_id:token\nu1\ti1\n")
+    with caplog.at_level(logging.WARNING):
+        check_inter_header(str(path), build_config())  # ml-100k's default load_col: [user_id, item_id, rating, ...]
+    assert caplog.records == []
+    item = tmp_path / "f.item"
+    item.write_text("item_id:token\ttitle:token_seq\ni1\tHeat\n")
+    with caplog.at_level(logging.WARNING):
+        check_side_file(str(item), "ITEM_ID_FIELD", build_config(load_col={"inter": ["user_id", "item_id"],
+                                                                           "item": ["item_id", "titel"]}))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"load_col['item'] names 'titel', which {item} does not have (its fields: item_id, title): RecBole loads the "
+        "other fields without it."]
+
+
 def test_fewer_items_than_the_largest_cutoff(fast_config, tmp_path):
     data_path = write_dataset(tmp_path, "twelve", [(u, (u + k) % 12) for u in range(30) for k in range(8)])
     config = {**fast_config, "dataset": "twelve", "data_path": data_path}
@@ -314,6 +372,10 @@ ITEM_CASES = {
     "no_types": (b"item_id\tmovie_title\ni1\tHeat\n", "header field 'item_id' is not 'name:type'"),
     "no_id": (b"iid:token\tmovie_title:token_seq\ni1\tHeat\n", "no 'item_id' field in the header"),
     "quote": (b'item_id:token\tmovie_title:token_seq\ni1\t"Weird Al" Yankovic\n', ":2: a double quote that RecBole's"),
+    # RecBole stopped with "max() arg is an empty sequence"
+    "header_only": (b"item_id:token\tmovie_title:token_seq\n", "has a header but no rows"),
+    # RecBole dropped the row as a missing id (the item lost its features)
+    "na_id": (b"item_id:token\tmovie_title:token_seq\ni1\tHeat\nNA\tFargo\n", ":3: 'item_id' is 'NA', which"),
 }
 
 

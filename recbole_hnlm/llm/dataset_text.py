@@ -288,7 +288,12 @@ class DatasetText:
         missing = sorted(used - self.items.keys())
         if title is None and not attrs:
             self._warn_no_item_text(item_path, iid_field, fields)
-        elif missing:
+        elif title is None:  # attributes only: the prompts name each item by its id
+            logger.warning("%s has no title field (one of %s; its fields: %s): prompts and profiles name each item by "
+                           "its id, with its attributes, and the LLM cannot write a hard negative's title it has "
+                           "seen. Add a title field if the items have names.", item_path, ", ".join(TITLE_FIELDS),
+                           ", ".join(fields))
+        if (title is not None or attrs) and missing:
             logger.warning("%s has no row for %d of the %d items in training pairs (e.g. %s): the LLM sees only "
                            "their ids", item_path, len(missing), len(used), ", ".join(missing[:3]))
         for i in missing:

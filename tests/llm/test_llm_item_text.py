@@ -243,3 +243,45 @@ def test_only_categories_are_read_as_literals_and_any_rewritten_one_is_in_the_ha
 def test_a_missing_interaction_file_is_named_with_the_options_to_check(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"nothing\.inter: interaction file not found \(check --data_path"):
         DatasetText(str(tmp_path), "nothing")
+
+
+def test_items_with_attributes_but_no_title_field_are_warned_about(data_root, tmp_path, caplog):
+    """An .item file with categories but no title field named every item by its bare id without a word (a text-less
+    file warns, and so do empty titles)."""
+    item_path = _copy_inter(data_root, str(tmp_path), "untitled")
+    items = sorted({i for _, i in DatasetText(data_root, "mini").pairs})
+    _write_items(item_path, "item_id:token\tcategories:token_seq\n" + "".join(f"{i}\tDrama\n" for i in items))
+    caplog.set_level(logging.WARNING)
+    text = DatasetText(str(tmp_path), "untitled")
+    assert text.items[items[0]].title == items[0] and text.items[items[0]].attributes == {"categories": "Drama"}
+    about_items = [r.getMessage() for r in caplog.records if r.getMessage().startswith(item_path)]
+    assert len(about_items) == 1 and about_items[0].startswith(f"{item_path} has no title field (one of movie_title")
+
+
+def test_an_unloaded_item_file_naming_a_field_twice_is_an_error(data_root, tmp_path):
+    """With ``title`` twice in the header of an .item file load_col leaves out, pandas renamed the second and the
+    prompts showed the brand column as every item's title (RecBole's own reader names the field when it loads it)."""
+    from recbole_hnlm.errors import DataError
+
+    item_path = _copy_inter(data_root, str(tmp_path), "twice")
+    items = sorted({i for _, i in DatasetText(data_root, "mini").pairs})
+    _write_items(item_path, "item_id:token\ttitle:token_seq\tbrand:token\ttitle:token_seq\n"
+                 + "".join(f"{i}\tT{i}\tAcme\tT{i}\n" for i in items))
+    with pytest.raises(DataError, match="twice.item: the header .* names field 'title' twice"):
+        DatasetText(str(tmp_path), "twice")
+
+
+def test_a_quoted_tab_in_an_unloaded_item_file_names_load_col(data_root, tmp_path):
+    """Quotes are text in an .item file load_col leaves out: a quoted title holding a tab reads as one field too
+    many, and the error now says why and how to read the quotes as RecBole does."""
+    from recbole_hnlm.errors import DataError
+
+    item_path = _copy_inter(data_root, str(tmp_path), "tabbed")
+    items = sorted({i for _, i in DatasetText(data_root, "mini").pairs})
+    _write_items(item_path, "item_id:token\ttitle:token_seq\n" + f'{items[0]}\t"Tab\there"\n'
+                 + "".join(f"{i}\tT{i}\n" for i in items[1:]))
+    with pytest.raises(DataError, match="tabbed.item:2: 3 fields, .*Double quotes are text here .* add the file to "
+                                        "load_col"):
+        DatasetText(str(tmp_path), "tabbed")
+    assert DatasetText(str(tmp_path), "tabbed", item_quoted=True).items[items[0]].title == "Tab\there"
+
