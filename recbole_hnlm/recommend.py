@@ -13,6 +13,7 @@ import argparse
 import logging
 import os
 import sys
+import unicodedata
 from typing import List, Optional, Sequence
 
 import torch
@@ -121,8 +122,13 @@ def _user_ids(dataset, tokens: Optional[List[str]]) -> torch.Tensor:
     known = dataset.field2token_id[dataset.uid_field]
     unknown = [token for token in tokens if known.get(token, 0) == 0]  # id 0 is RecBole's padding ([PAD])
     if unknown:
+        look_alike = {token: other for token in unknown[:5] for other in {unicodedata.normalize(form, token)
+                                                                          for form in ("NFC", "NFD")}
+                      if other != token and known.get(other, 0)}
+        hint = "".join(f" {ascii(token)} is the dataset's {ascii(other)} in another Unicode normalisation: write it "
+                       "as the dataset does." for token, other in look_alike.items())
         raise ConfigError(f"--users: {len(unknown)} user(s) not in the dataset {dataset.dataset_name}, e.g. "
-                          f"{', '.join(map(repr, unknown[:5]))}.")
+                          f"{', '.join(map(repr, unknown[:5]))}.{hint}")
     return torch.tensor([known[token] for token in tokens], dtype=torch.long)
 
 

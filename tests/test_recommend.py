@@ -245,3 +245,32 @@ def test_the_header_names_the_datasets_id_fields_and_ids_may_start_with_a_dash(m
     assert header == "user_id\trank\tbusiness_id\tscore\n"
     assert [row[0] for row in rows] == ["-u1"] * 3 + ["u2"] * 3 and all(row[2].startswith("b") for row in rows)
     assert "rebuilding its dataset" in capsys.readouterr().err  # said before a silent minute at Yelp's size
+
+
+def test_a_user_id_in_another_unicode_normalisation_is_named(fast_config, tmp_path):
+    """'Zoe' + a combining diaeresis (NFD, as some tools write it) was refused as "not in the dataset, e.g. 'Zoë'",
+    which reads exactly as the dataset's precomposed 'Zoë' (NFC)."""
+    import unicodedata
+
+    from recbole.data import create_dataset
+
+    from recbole_hnlm.config import Config
+    from recbole_hnlm.errors import ConfigError
+    from recbole_hnlm.recommend import _user_ids
+
+    folder = tmp_path / "names"
+    folder.mkdir()
+    users = ["Zo\u00eb", "Ren\u00e9", "Ann"]
+    (folder / "names.inter").write_text("user_id:token\titem_id:token\n" + "".join(
+        f"{u}\ti{k}\n" for u in users for k in range(6)), encoding="utf-8")
+    dataset = create_dataset(Config(model="MF", dataset="names", config_dict={
+        **fast_config, "dataset": "names", "data_path": str(tmp_path), "load_col": {"inter": ["user_id", "item_id"]}},
+        command_line=False))
+    assert _user_ids(dataset, ["Zo\u00eb"]).tolist() == [dataset.field2token_id["user_id"]["Zo\u00eb"]]
+    decomposed = unicodedata.normalize("NFD", "Zo\u00eb")
+    with pytest.raises(ConfigError) as error:
+        _user_ids(dataset, [decomposed, "Bob"])
+    assert "2 user(s) not in the dataset names" in str(error.value)
+    assert ("'Zoe\\u0308' is the dataset's 'Zo\\xeb' in another Unicode normalisation: write it as the dataset "
+            "does.") in str(error.value)
+    assert "'Bob' is" not in str(error.value)

@@ -186,8 +186,9 @@ def _warn_if_loss_stood_still(losses: dict, t_config) -> None:
                        "embeddings and MixGCF negatives, which the fine-tuned LLM learns to predict, are close to "
                        "their random start: give it more steps (hnlm_teacher_epochs, or a smaller train_batch_size "
                        "or a larger learning_rate than its %s and %s) and train it again with `python -m "
-                       "recbole_hnlm.llm teacher --overwrite`", first, last, len(losses), round(STILL_LOSS_SHARE * 100),
-                       t_config["train_batch_size"], t_config["learning_rate"])
+                       "recbole_hnlm.llm teacher --overwrite --dataset=%s` and the run's other options (--data_path, "
+                       "--config_files ...)", first, last, len(losses), round(STILL_LOSS_SHARE * 100),
+                       t_config["train_batch_size"], t_config["learning_rate"], t_config["dataset"])
 
 
 def _say_teacher_epoch(epoch: int, seconds: float, loss=None, epochs: int = 0,

@@ -278,13 +278,16 @@ def test_a_teacher_whose_loss_stood_still_is_announced(hnlm_finetuned_config, ca
     warned = [r.getMessage() for r in caplog.records if "its loss moved from" in r.getMessage()]
     assert len(warned) == 1 and "over 2 epochs (less than 1%)" in warned[0], warned
     assert "hnlm_teacher_epochs" in warned[0] and "than its 2048 and 0.001" in warned[0]
+    # the command it suggests names the dataset (it is no command without one)
+    assert f"recbole_hnlm.llm teacher --overwrite --dataset={config['dataset']}` and the run's other" in warned[0]
     say = teacher_training._warn_if_loss_stood_still
     caplog.clear()
-    say({0: 1.3863, 29: 1.3842}, {"train_batch_size": 2048, "learning_rate": 0.001})
+    say({0: 1.3863, 29: 1.3842}, {"train_batch_size": 2048, "learning_rate": 0.001, "dataset": "d"})
     assert "its loss moved from 1.3863 to 1.3842 over 2 epochs" in caplog.text
     caplog.clear()
-    say({0: 1.3863, 1: 1.2}, {"train_batch_size": 2048, "learning_rate": 0.001})  # trained
-    say({5: 1.3863}, {"train_batch_size": 2048, "learning_rate": 0.001})  # one epoch in this process (a resume)
+    say({0: 1.3863, 1: 1.2}, {"train_batch_size": 2048, "learning_rate": 0.001, "dataset": "d"})  # trained
+    # one epoch in this process (a resume)
+    say({5: 1.3863}, {"train_batch_size": 2048, "learning_rate": 0.001, "dataset": "d"})
     assert caplog.text == ""
 
 
