@@ -6,7 +6,7 @@
 Rows: profile generation (eq. 2-3), semantic negatives (eq. 4-5) with and without the per-user prefix KV cache,
 the fine-tuned embed path (hybrid prompt -> [EOS] state, §4.3) with and without the prefix cache, and the
 fine-tuning step time. Correctness first: the cached and uncached paths must agree before anything is timed.
-The estimates assume ml-100k's RecBole 8:1:1 split: 80,000 training pairs, 943 users, 1,682 items.
+The estimates assume ml-100k's RecBole 8:1:1 split: 80,808 training pairs, 943 users, 1,682 items.
 """
 import argparse
 import os

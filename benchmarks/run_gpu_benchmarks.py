@@ -8,7 +8,7 @@
 
 Per graph (synthetic power-law graphs of the published LightGCN training sizes, d=64, K=3) and dtype:
 
-* one propagation layer: ours ``spmm`` vs ``torch.sparse.mm`` (cuSPARSE CSR);
+* one propagation layer: ours ``spmm`` vs ``torch.sparse.mm`` (cuSPARSE CSR; torch's CPU kernel with ``--device cpu``);
 * LightGCN propagation fwd+bwd (mean of K+1 layers): ours vs the reference autograd chain (``torch.sparse.mm`` per
   layer + stack + mean) vs PyG ``LGConv`` (CSR adjacency and edge_index forms) when torch_geometric is importable;
 * the layer stack fwd+bwd (what MixGCF needs, float32 embeddings): ours with a float32 stack, ours with a bfloat16
@@ -296,7 +296,8 @@ def main():
             variants["ours spmm, short chains"] = spmm_short_chains(lambda: spmm(graph, x))
             try:
                 torch.sparse.mm(csr, x)
-                variants["torch.sparse.mm CSR (cuSPARSE)"] = lambda: torch.sparse.mm(csr, x)
+                library = "cuSPARSE" if x.is_cuda else "CPU"  # --device cpu times torch's own CSR kernel
+                variants[f"torch.sparse.mm CSR ({library})"] = lambda: torch.sparse.mm(csr, x)
             except RuntimeError as error:  # e.g. no bf16 SpMM for this build
                 print(f"<!-- torch.sparse.mm {dtype_name}: {error} -->")
             results = timer.interleaved(variants, args.rounds)

@@ -25,6 +25,8 @@ def test_quick_run_on_the_cpu_prints_every_case():
     assert [case for case in CASES if case not in {row[2] for row in rows}] == []
     for row in rows:
         assert float(row[4]) > 0 and re.fullmatch(r"1\.0 \(ours\)|[0-9.]+x", row[5]), row
+    layer = {row[3] for row in rows if row[2] == "1 layer"}  # the CPU baseline is not named after cuSPARSE
+    assert "torch.sparse.mm CSR (CPU)" in layer and not [v for v in layer if "cuSPARSE" in v], layer
     epochs = [row for row in rows if row[2] == CASES[-1]]
     assert len(epochs) == 7 and all(row[6].startswith("2 batches") for row in epochs)
 
