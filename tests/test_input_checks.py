@@ -8,7 +8,7 @@ import pytest
 
 from recbole_hnlm.config import Config
 from recbole_hnlm.errors import ConfigError, DataError
-from recbole_hnlm.data_checks import check_inter_header
+from recbole_hnlm.data_checks import atomic_files_read, check_inter_header
 from recbole_hnlm.quick_start import main, run_recbole_hnlm
 
 
@@ -655,3 +655,25 @@ def test_the_run_script_refuses_what_recbole_would_drop_or_misread(fast_config, 
     assert "unrecognised argument 'LightGCN'" in err and "config_files" not in err
     assert main(common + ["--checkpoint_dir=/runs/seed=1"]) == 2  # RecBole splits on every '=' and drops it
     assert "error: option --checkpoint_dir: its value holds '='" in capsys.readouterr().err
+
+
+def _config(tmp_path, **options):
+    return Config(model="MF", dataset="toy", command_line=False, config_dict=dict(options, data_path=str(tmp_path)))
+
+
+def test_the_side_files_a_run_loads_are_recorded_with_its_inter_file(tmp_path):
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    for suffix in ("inter", "user", "item", "train.inter", "valid.inter", "test.inter"):
+        (folder / f"toy.{suffix}").write_text("x:token\n1\n")
+    path = lambda suffix: os.path.join(str(folder), f"toy.{suffix}")  # noqa: E731
+    # load_col None: RecBole loads every atomic file it finds
+    assert atomic_files_read(_config(tmp_path, load_col=None)) == [path("inter"), path("user"), path("item")]
+    # load_col naming the item file: the item attributes change the run (an .item edit must stop a resume)
+    assert atomic_files_read(_config(tmp_path, load_col={"inter": ["user_id", "item_id"], "item": ["item_id"]})) == [
+        path("inter"), path("item")]
+    assert atomic_files_read(_config(tmp_path, load_col={"inter": ["user_id", "item_id"]})) == [path("inter")]
+    # a pre-split dataset: every part is read
+    assert atomic_files_read(_config(tmp_path, load_col={"inter": ["user_id", "item_id"]},
+                                     benchmark_filename=["train", "valid", "test"])) == [
+        path("train.inter"), path("valid.inter"), path("test.inter")]

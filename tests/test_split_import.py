@@ -494,3 +494,15 @@ def test_id_list_sources_are_recorded_and_bad_lists_named(tmp_path):
         with pytest.raises(DataError, match=message):
             import_split("bad", train_txt, test_txt, out, user_list=bad)
     assert not os.path.exists(os.path.join(out, "bad"))
+
+
+def test_items_only_in_validation_and_no_cold_test_item_name_no_count(tmp_path):
+    train = [f"{u} {i}" for u in range(1, 21) for i in (1, 2, 3)] + ["1 8", "2 9"]
+    test = ["5 1", "6 2"]  # items 8 and 9 are no test items
+    manifest = import_split("warm", write(tmp_path / "train.txt", train), write(tmp_path / "test.txt", test),
+                            str(tmp_path / "atomic"), file_format="pairs", valid_ratio=0.9, seed=0)
+    assert manifest["counts"]["items_only_in_validation"] == 2, manifest["counts"]  # as in the neighbouring test
+    assert manifest["counts"]["test_items_without_training_pairs"] == 0
+    assert "2 items have all their training pairs in the validation hold-out, so the model never trains on them." \
+        in manifest["warnings"], manifest["warnings"]
+    assert not any("of them among the test items" in w for w in manifest["warnings"]), manifest["warnings"]

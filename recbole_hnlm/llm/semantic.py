@@ -32,12 +32,14 @@ __all__ = ["pairs_sha256", "semantic_manifest", "run_semantic_negatives", "NEGAT
 logger = logging.getLogger(__name__)
 NEGATIVE_TEMPLATE = "hard_negative.v1"
 #: What answers are refused (in the manifest: a store written under other checks is computed again).
-ANSWER_CHECKS = ("v11: none-like, placeholder, the pair's item or user id from the prompt, item attributes copied "
-                 "('Year: 1994, genres: Crime Drama', also bold, as a list item or behind the prompt's key), the "
+ANSWER_CHECKS = ("v12: none-like, placeholder (also behind a label), the pair's item or user id from the prompt, item "
+                 "attributes copied ('Year: 1994, genres: Crime Drama', also bold or underlined, as a numbered or "
+                 "lettered list item or behind the prompt's key), the "
                  "interacted item or a "
                  "training item of the user (also as a start of the answer that a sentence break ends, or opening a "
                  "sentence about it after a preamble, a recommending phrase or a quote; a year right with the title "
-                 "names a namesake; a 'Title:'/'Answer:' label or a list number before it read through), the user's "
+                 "names a namesake; a 'Title:'/'Answer:' label, also with an em dash, or a list number or letter "
+                 "before it read through), the user's "
                  "profile repeated (its start, or an undated sentence of its words)")
 _NONE_ANSWERS = {"none", "null", "n a", "na", "nothing", "unknown", "no item", "none found", "not applicable",
                  "item name", "none of the above"}
@@ -52,18 +54,20 @@ _RECOMMENDING = re.compile(
     r"|(?:my|a)\s+(?:good\s+|great\s+)?(?:recommendation|suggestion|pick|choice|option)\s+(?:is|would\s+be)"
     r"|recommended|recommendation|suggestion)\b[\s:]*(?:(?:watching|reading|visiting|trying)\s+)?",
     re.IGNORECASE)
+_ATTRIBUTE_NAMES = r"(?:release\s+)?(?:year|genres?|categor(?:y|ies)|brand|city|state|price|description)"
+#: Markdown emphasis ("**", "__"), other signs, and list numbers or letters ("1.", "2)", "a)") before a label.
+_LABEL_PREFIX = r"^(?:[\W_]|\d+[.)]|[a-z]\))*"
 #: An attribute label of an item description the prompt showed, first in an answer: SmolLM2 answered "Year: 1994,
 #: genres: Crime Drama" (the interacted item's own attributes), and it was stored as a negative.
-_ATTRIBUTE_LABEL = re.compile(r"^(?:\W|\d+[.)])*(?:(?:release\s+)?(?:year|genres?|categor(?:y|ies)|brand|city|"
-                              r"state|price|description)|item_profile)[\s*_]*:", re.IGNORECASE)
+_ATTRIBUTE_LABEL = re.compile(rf"{_LABEL_PREFIX}(?:{_ATTRIBUTE_NAMES}|item_profile)[\s*_]*:", re.IGNORECASE)
 #: A label before a name ("Title: Pulp Fiction", "1. Movie title: Heat", "Answer: Heat", the prompt's
 #: "hard_negative_item: Heat"): the checks read the name after it, and the ids and attributes behind it (the
 #: prompt's item descriptions are labelled JSON, and "Title: <the interacted item>" was accepted as its negative).
-_TITLE_LABEL = re.compile(r"^(?:\W|\d+[.)])*(?:(?:(?:item|movie|film|book|product|business|restaurant)\s+)?"
-                          r"(?:title|name)|item|answer|hard[_\s]negative(?:[_\s]item)?)\W*[:\-\u2013]\W*",
-                          re.IGNORECASE)
-#: A list number before a name ("1. Pulp Fiction", "2) Heat").
-_LIST_NUMBER = re.compile(r"^\s*\d+[.)]\s+")
+_TITLE_LABEL = re.compile(rf"{_LABEL_PREFIX}(?:(?:(?:item|movie|film|book|product|business|restaurant)\s+)?"
+                          r"(?:title|name)|item|answer|hard[_\s]negative(?:[_\s]item)?)[\W_]*[:\-\u2013\u2014]"
+                          r"(?:[^\w<]|_)*", re.IGNORECASE)  # "<" kept: "Answer: <item name>" is the placeholder
+#: A list number or letter before a name ("1. Pulp Fiction", "2) Heat", "a) Heat").
+_LIST_NUMBER = re.compile(r"^\s*(?:\d+[.)]|[a-z]\))\s+")
 #: A label before an id the prompt showed: "item_id: B00DFT27EQ", "Item #242", "ASIN B00DFT27EQ".
 _ID_LABEL = re.compile(r"^(?:(?:item|user|business|product)(?:[\s_-]*id)?|id|asin)\b\s*[:#=]?\s*", re.IGNORECASE)
 #: Ids this long (with a digit, as written) are matched inside a longer answer too ("B00DFT27EQ, a plush toy");
@@ -234,7 +238,8 @@ def negative_problem(answer: Dict, interacted_title: str, interacted_year: Optio
     parsed = _Answer.parse(named)
     forms = (parsed, _Answer.parse(named, recommending=True)) if _RECOMMENDING.match(named.strip()) else (parsed,)
     key, answer_year = parsed.key, parsed.starts[0][1] or parsed.year
-    if name.startswith("<") or (answer_year is None and (key in _NONE_ANSWERS or key.startswith(_NONE_STARTS))):
+    placeholder = name.startswith("<") or named.lstrip("*_\"'` ").startswith("<")  # also behind a label
+    if placeholder or (answer_year is None and (key in _NONE_ANSWERS or key.startswith(_NONE_STARTS))):
         return f"no item named: {name[:120]!r}"
     if _echoes_an_id(name, ids) or _echoes_an_id(named, ids):
         return f"the answer is an id from the prompt, not an item's name: {name[:120]!r}"

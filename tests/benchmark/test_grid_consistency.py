@@ -11,6 +11,7 @@ from recbole_hnlm.benchmark.report import compare, write_report
 from recbole_hnlm.benchmark.runner import METRICS, Cell, check_cell
 from recbole_hnlm.benchmark.search_space import read_params_file
 from recbole_hnlm.errors import ConfigError
+from recbole_hnlm.files import file_sha256
 
 
 class FakeRunner:
@@ -490,3 +491,70 @@ def test_sparsity_cells_of_earlier_versions_are_refused_by_name(tmp_path):
         json.dump(result, handle)
     with pytest.raises(SettingsMismatch, match="MF-RNS-seed1-train40: a sparsity cell of an earlier recbole_hnlm"):
         grid(out, ["RNS"], [1], FakeRunner(), analyses=("sparsity",), ratios=(0.4,))
+
+
+class FilesRunner(FakeRunner):
+    """A fake cell whose result records the sha256 of ``files`` as run_cell's ``data_files_sha256`` does."""
+
+    def __init__(self, files):
+        super().__init__()
+        self.files = files
+
+    def __call__(self, *args, **kwargs):
+        return {**super().__call__(*args, **kwargs),
+                "data_files_sha256": {str(path): file_sha256(str(path)) for path in self.files}}
+
+
+def _set_mtime(path, ns):
+    os.utime(path, ns=(ns, ns))
+
+
+def test_an_edit_that_keeps_the_files_size_stops_the_resume(tmp_path):
+    """One rating changed (4 -> 5) keeps the file's size: the cached digest of the old bytes must not be reused."""
+    data = tmp_path / "toy.inter"
+    data.write_text("user_id:token\titem_id:token\trating:float\n1\t2\t4\n")
+    grid(tmp_path / "out", ["RNS"], [1], FilesRunner([data]))
+    runner = FilesRunner([data])
+    grid(tmp_path / "out", ["RNS"], [1], runner)  # finished: its digest is now cached
+    assert runner.calls == []
+    before = data.stat().st_mtime_ns
+    data.write_text("user_id:token\titem_id:token\trating:float\n1\t2\t5\n")  # same size
+    _set_mtime(data, before + 2_000_000_000)  # a later modification time even on a coarse-grained file system
+    with pytest.raises(SettingsMismatch, match=f"ran on the dataset file {data} of sha256"):
+        grid(tmp_path / "out", ["RNS"], [1], runner)
+    assert runner.calls == []
+
+
+def test_another_size_under_the_same_modification_time_stops_the_resume(tmp_path):
+    """A file copied in with its timestamps kept (cp -p, rsync -t, tar) can carry the old modification time: a new
+    size alone must be enough to read it again."""
+    data = tmp_path / "toy.inter"
+    data.write_text("user_id:token\titem_id:token\n1\t2\n")
+    _set_mtime(data, 1_700_000_000_000_000_000)
+    grid(tmp_path / "out", ["RNS"], [1], FilesRunner([data]))
+    runner = FilesRunner([data])
+    grid(tmp_path / "out", ["RNS"], [1], runner)
+    assert runner.calls == []
+    data.write_text("user_id:token\titem_id:token\n1\t2\n3\t4\n")
+    _set_mtime(data, 1_700_000_000_000_000_000)
+    with pytest.raises(SettingsMismatch, match="ran on the dataset file"):
+        grid(tmp_path / "out", ["RNS"], [1], runner)
+
+
+def test_every_recorded_file_is_compared_with_its_own_bytes(tmp_path):
+    """A run records its .inter and its .item/.user files: two of them with the same size and modification time
+    (files of one tar archive) are not mistaken for each other, and a change in any of them (not only the first)
+    stops the resume."""
+    inter, item = tmp_path / "toy.inter", tmp_path / "toy.item"
+    inter.write_text("a:token\n1\n")
+    item.write_text("b:token\n2\n")  # the same size
+    for path in (inter, item):
+        _set_mtime(path, 1_700_000_000_000_000_000)
+    grid(tmp_path / "out", ["RNS"], [1], FilesRunner([inter, item]))
+    runner = FilesRunner([inter, item])
+    grid(tmp_path / "out", ["RNS"], [1], runner)  # nothing changed: finished, no mismatch
+    assert runner.calls == []
+    item.write_text("b:token\n3\n4\n")  # the second file changes: the item attributes were re-imported
+    with pytest.raises(SettingsMismatch, match=f"ran on the dataset file {item} of sha256"):
+        grid(tmp_path / "out", ["RNS"], [1], runner)
+    assert runner.calls == []

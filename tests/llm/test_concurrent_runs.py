@@ -1,6 +1,8 @@
 """Two runs writing the same LLM artifacts at once: refused (chunked stores) or serialised (the profile book)."""
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -9,6 +11,7 @@ import pytest
 import torch
 
 from llm_helpers import simulate_read_only
+import recbole_hnlm.llm.chunks as chunks
 from recbole_hnlm.errors import ConcurrentWriterError
 from recbole_hnlm.llm.chunks import ChunkedRun
 from recbole_hnlm.llm.profiles import ProfileBook
@@ -324,3 +327,44 @@ def test_profiles_that_cannot_be_written_are_refused_before_the_llm_generates(tm
         _generate_kind("user", ["u1"], ["a prompt"], Generator(), PromptTemplate.load("user_profile.v1"),
                        ProfileBook(str(tmp_path / "p.jsonl")), "g", {}, progress=False)
     assert generated == []
+
+
+def _compute(rows, advance):
+    return torch.tensor(list(rows)), torch.zeros(len(rows), 2), [{}] * len(rows)
+
+
+def _stepping(rows, advance):
+    for _ in rows:
+        advance(1)
+    return _compute(rows, advance)
+
+
+def _done_lines(caplog):
+    return [line for line in caplog.text.splitlines() if "pairs done" in line]
+
+
+def test_the_counts_of_a_run_of_several_chunks_add_up(tmp_path, monkeypatch, caplog):
+    """Every line counts the pairs of the chunks saved before it: with a line at each step, the counts go 1, 2, ...
+    up to every pair, across the three chunks."""
+    caplog.set_level(logging.INFO, logger=chunks.__name__)
+    monkeypatch.setattr(ChunkedRun, "LOG_EVERY_SECONDS", 0)
+    with ChunkedRun(str(tmp_path / "w"), {}, 10, 4) as run:
+        run.run_pending(_stepping, "semantic", progress=False)
+    counts = [int(re.search(r"semantic: (\d+)/10 pairs done", line).group(1)) for line in _done_lines(caplog)]
+    assert counts and counts == sorted(counts) and counts[-1] == 10 and set(range(1, 11)) <= set(counts), counts
+
+
+def test_a_finished_run_and_a_run_with_a_bar_log_no_progress_lines(tmp_path, monkeypatch, caplog):
+    """Nothing left to compute: no "0 of N pairs to compute" line; a bar: no lines, however long the chunks take."""
+    caplog.set_level(logging.INFO, logger=chunks.__name__)
+    monkeypatch.setattr(ChunkedRun, "LOG_EVERY_SECONDS", 0)
+    with ChunkedRun(str(tmp_path / "w"), {}, 6, 4) as run:
+        run.run_pending(_compute, "fine-tuned embed", progress=False)
+    caplog.clear()
+    with ChunkedRun(str(tmp_path / "w"), {}, 6, 4) as run:  # every chunk done: resumed with nothing to do
+        run.run_pending(_compute, "fine-tuned embed", progress=False)
+    assert "pairs to compute" not in caplog.text and not _done_lines(caplog), caplog.text
+    caplog.clear()
+    with ChunkedRun(str(tmp_path / "bar"), {}, 6, 4) as run:
+        run.run_pending(_stepping, "fine-tuned embed", progress=True)
+    assert "pairs to compute" not in caplog.text and not _done_lines(caplog), caplog.text

@@ -696,3 +696,54 @@ def test_the_split_a_store_records_is_the_split_given(data_root):
     assert split_sha256(text.split_pairs) == split_sha256(given) != split_sha256(text.pairs)
     every = DatasetText(data_root, "mini")  # --split all: every interaction
     assert split_sha256(every.split_pairs) == split_sha256(every.pairs)
+
+
+@pytest.mark.parametrize("answer", [
+    # each qualifier of "<kind> title/name" (the prompts of Amazon, Yelp and MovieLens data)
+    "Film title: Pulp Fiction", "Item name: Pulp Fiction", "Book title: Pulp Fiction", "Product name: Pulp Fiction",
+    "Business name: Pulp Fiction", "Restaurant name: Pulp Fiction",
+    # the prompt's key, written with a space or without its "_item"
+    "Hard negative: Pulp Fiction", "Hard negative item: Pulp Fiction", "hard_negative: Pulp Fiction",
+    # an en dash as the separator, a bold label with the colon outside
+    "Title \u2013 Pulp Fiction", "**Title**: Pulp Fiction", "**Answer** - Pulp Fiction",
+    # a list item numbered "2)", and a list number behind a label
+    "2) Pulp Fiction", "Answer: 1. Pulp Fiction",
+    # a recommending phrase behind a label
+    "Answer: I would recommend Pulp Fiction, a crime classic", 'Answer: "I recommend Pulp Fiction"',
+])
+def test_every_label_form_before_the_interacted_item_is_read_through(answer):
+    problem = negative_problem({"hard_negative_item": answer}, "Pulp Fiction (1994)", "1994")
+    assert problem is not None and "names the interacted item itself" in problem, (answer, problem)
+
+
+@pytest.mark.parametrize("answer, interacted, year", [
+    ("8 Seconds", "Seconds (1966)", "1966"),  # ml-100k's "8 Seconds" (1994): a number, not a list item
+    ("12 Angry Men", "Angry Men", None),
+    ("101 Dalmatians", "Dalmatians", None),
+])
+def test_a_title_starting_with_a_number_is_not_read_as_a_list_item(answer, interacted, year):
+    assert negative_problem({"hard_negative_item": answer}, interacted, year) is None
+
+
+@pytest.mark.parametrize("answer, why", [
+    # the prompt's placeholder behind a label (the bare one was refused, this one stored and embedded)
+    ("hard_negative_item: <item name, at most 20 words>", "no item named"),
+    ("Answer: <item name, at most 20 words>", "no item named"),
+    # Markdown's "__" emphasis, as "**" ("_" is a word character: the labels' prefix skipped none)
+    ("__Year:__ 1994", "copies item attributes"), ("_Year_: 1994", "copies item attributes"),
+    ("__Title:__ Pulp Fiction", "names the interacted item itself"),
+    # an em dash as the separator; a lettered list item
+    ("Answer \u2014 Pulp Fiction", "names the interacted item itself"), ("a) Year: 1994", "copies item attributes"),
+    ("b) Pulp Fiction", "names the interacted item itself"),
+])
+def test_answer_checks_v12_forms(answer, why):
+    """Forms answer checks v11 accepted as hard negatives (a mutation audit and an Amazon-format walkthrough)."""
+    problem = negative_problem({"hard_negative_item": answer}, "Pulp Fiction (1994)", "1994")
+    assert problem is not None and why in problem, (answer, problem)
+
+
+@pytest.mark.parametrize("answer", ["Heat, a crime film", "Brazil; a satire of bureaucracy", "A Fish Called Wanda",
+                                    "Price of Glory", "Year of the Horse", "Brand Upon the Brain!",
+                                    "Heat, Year: 1995, genres: Action"])  # another title, its own attributes after it
+def test_answers_with_attribute_words_but_no_leading_label_stay_accepted(answer):
+    assert negative_problem({"hard_negative_item": answer}, "Pulp Fiction (1994)", "1994") is None

@@ -10,6 +10,7 @@ import torch
 from recbole.data import create_dataset, data_preparation
 
 from recbole_hnlm.config import Config
+from recbole_hnlm.llm import teacher_training
 from recbole_hnlm.llm.paths import artifact_dir
 from recbole_hnlm.llm.pipeline import teacher_path_for
 from recbole_hnlm.llm.teacher import Teacher
@@ -482,3 +483,40 @@ def test_llm_stages_read_benchmark_filename_from_a_config_file(fast_config, tiny
     assert main(["embed", *common]) == 0
     store = PairEmbeddingStore.open(os.path.join(out, "cli", "cli.hnlm-finetuned.safetensors"))
     assert store.num_pairs == manifest["counts"]["train_pairs"]
+
+
+CONFIG = {"train_batch_size": 2048, "learning_rate": 0.001, "dataset": "ml-100k"}
+
+
+def test_a_teacher_loss_that_rose_is_announced_with_its_own_remedy(caplog):
+    """A loss that went up (a learning rate too large) trained the teacher no better than one that stood still; it
+    was told it moved "less than 1%" and to raise its learning rate."""
+    caplog.set_level(logging.WARNING, logger=teacher_training.__name__)
+    teacher_training._warn_if_loss_stood_still({0: 1.2, 1: 1.3, 2: 1.5}, CONFIG)
+    assert "its loss rose from 1.2000 to 1.5000 over 3 epochs" in caplog.text
+    assert "a smaller learning_rate than its 0.001 (or a larger train_batch_size than its 2048)" in caplog.text
+    assert "less than 1%" not in caplog.text and "larger learning_rate" not in caplog.text
+    assert "teacher --overwrite --dataset=ml-100k" in caplog.text
+
+
+def test_a_fall_of_exactly_the_share_is_enough_and_a_zero_loss_is_no_error(caplog):
+    """"less than" STILL_LOSS_SHARE: a fall of exactly 1% is not announced; a first loss of 0 (nothing to learn) is
+    no ZeroDivisionError at the end of a teacher's training."""
+    caplog.set_level(logging.WARNING, logger=teacher_training.__name__)
+    assert teacher_training.STILL_LOSS_SHARE == 0.01
+    teacher_training._warn_if_loss_stood_still({0: 100.0, 1: 99.0}, CONFIG)
+    teacher_training._warn_if_loss_stood_still({0: 0.0, 1: 0.0}, CONFIG)
+    assert caplog.text == ""
+
+
+def test_an_epochs_loss_of_several_terms_counts_their_sum(caplog):
+    """RecBole returns a tuple when the model's loss has several terms (SGL's contrastive term, a sampler's auxiliary
+    loss): the epoch's total is their sum, as the docstring says."""
+    caplog.set_level(logging.INFO, logger=teacher_training.__name__)
+    losses = {}
+    teacher_training._say_teacher_epoch(0, 2.0, (1.0, 0.5), epochs=2, losses=losses)
+    teacher_training._say_teacher_epoch(1, 2.0, 1.25, epochs=2, losses=losses)
+    assert losses == {0: 1.5, 1: 1.25}
+    said = [record.getMessage() for record in caplog.records]
+    assert said == ["HNLMRec teacher: epoch 1 of 2 trained in 2.0 s; less than a minute left at this pace",
+                    "HNLMRec teacher: epoch 2 of 2 trained in 2.0 s"], said  # the last one announces no time left

@@ -1,4 +1,5 @@
 """HNLMRec sampler (eq. 6-10): mixing, alignment loss, missing-pair policy, and end-to-end training on a store."""
+import logging
 import os
 
 import pytest
@@ -679,3 +680,14 @@ def test_the_subset_check_counts_distinct_pairs_not_repeated_interactions():
     HNLMRec.check_subset_is_allowed({"hnlm_max_pairs": 2, "hnlm_missing": "error"}, train_data)
     with pytest.raises(ConfigError, match="hnlm_max_pairs=1 gives at most 1 of the 2 training pairs"):
         HNLMRec.check_subset_is_allowed({"hnlm_max_pairs": 1, "hnlm_missing": "error"}, train_data)
+
+
+def test_a_store_without_vectors_is_not_announced_as_centred(fast_config, ml_slice, tmp_path, caplog):
+    _, name = ml_slice
+    path = str(tmp_path / "empty.safetensors")
+    write_pair_store(path, [], [], torch.zeros(0, D_LLM), {"variant": "semantic", "dataset": name,
+                                                           "dataset_hash": "test"}, dtype=torch.float32)
+    caplog.set_level(logging.INFO)
+    build(fast_config, path, hnlm_missing="random", hnlm_center=True)
+    assert "holds no vector" in caplog.text
+    assert "stored vectors centred" not in caplog.text and "hnlm_center is not applied" not in caplog.text
