@@ -67,8 +67,8 @@ def check_dataset_files(config):
             f"or pass --data_path=DIR where DIR/{dataset}/{dataset}.inter exists (ml-100k needs no files: it ships "
             "with RecBole)."
         )
-    for path in paths:
-        check_inter_header(path, config)
+    for k, path in enumerate(paths):
+        check_inter_header(path, config, warn_load_col=k == 0)  # pre-split parts share their header
     warn_unapplied_options(config)
     for path, id_key in _side_files(config):
         check_side_file(path, id_key, config)
@@ -208,10 +208,12 @@ def check_side_file(path, id_key, config):
     if config[id_key] not in names:
         raise DataError(f"{path}: no '{config[id_key]}' field in the header {header!r} ({id_key} = "
                         f"{config[id_key]!r}): RecBole needs it to join this file to the interactions.")
+    suffix = os.path.splitext(path)[1][1:]
     if not check_records(path, encoding, separator, id_field=config[id_key]):  # decodes, splits as RecBole will
-        raise DataError(f"{path} has a header but no rows: add its rows, or leave the file out of load_col "
-                        f"(RecBole fails on a loaded file without rows).")
-    _warn_unknown_loaded(path, os.path.splitext(path)[1][1:], config, names)
+        raise DataError(f"{path} has a header but no rows, and RecBole fails on a loaded file without rows: add "
+                        f"its rows, delete it, or give load_col a dict without '{suffix}' (e.g. \"--load_col="
+                        f"{{'inter': ['{config['USER_ID_FIELD']}', '{config['ITEM_ID_FIELD']}']}}\").")
+    _warn_unknown_loaded(path, suffix, config, names)
 
 
 def _recbole_default_load_col(dataset):
@@ -255,12 +257,14 @@ def check_no_recbole_pickles(config):
 _ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")
 
 
-def check_inter_header(path, config):
+def check_inter_header(path, config, warn_load_col=True):
     """Check an ``.inter`` file before RecBole parses it: a ``name:type`` header split by ``field_separator``, the
     user and item id fields present as ``token`` (and loaded, ``load_col``), then every line: as many fields as the
     header (pandas would otherwise shift the columns without a word), loaded ``float`` fields numeric, no id that
-    pandas reads as missing ("NA", "None"; an empty one in pre-split files, read as they are, or in both id fields),
-    and the ``load_col`` fields the header lacks warned about. Text in another encoding than
+    pandas reads as missing ("NA", "None"; an empty one in pre-split files, read as they are, or for an item on a
+    line after an empty user id),
+    and the ``load_col`` fields the header lacks warned about (``warn_load_col``: once for a dataset's pre-split
+    parts). Text in another encoding than
     ``encoding`` and a byte-order mark are named. About 1.5 s for Yelp2018's 1.5M lines.
 
     Raises:
@@ -279,7 +283,8 @@ def check_inter_header(path, config):
         raise encoding_error(path, encoding, error) from None
     if not has_rows:
         raise DataError(f"{path} has a header but no interactions.")
-    _warn_unknown_loaded(path, "inter", config, list(fields))
+    if warn_load_col:
+        _warn_unknown_loaded(path, "inter", config, list(fields))
 
 
 def encoding_error(path, encoding, error: UnicodeDecodeError) -> DataError:
@@ -467,14 +472,15 @@ def _quote_error(path, start, end, error):
 def _check_rows(path, lines, header, fields, separator, config, loaded):
     """Every non-blank record after the header, split as RecBole's reader splits it (:func:`_records`): the
     header's field count, numbers in loaded float fields, no id pandas reads as missing (an empty one only in
-    pre-split files, or in both id fields); quotes that would merge lines or
+    pre-split files, or for an item after an empty user id); quotes that would merge lines or
     fail pandas are named, and ids with surrounding spaces (RecBole keeps them: ``'U1 '`` is not ``'U1'``) are
     counted in a warning. Returns whether there was a record."""
     names = list(fields)
     numeric = [k for k, name in enumerate(names) if fields[name] == "float" and (loaded is None or name in loaded)]
     ids = [names.index(config["USER_ID_FIELD"]), names.index(config["ITEM_ID_FIELD"])]
     presplit = bool(config["benchmark_filename"])
-    has_rows, spaced, first_spaced, first_empty = False, 0, None, {}
+    has_rows, spaced, first_spaced = False, 0, None
+    first_empty_user, last_empty_item = None, None
     for start, values in _filled_records(path, lines, separator):
         has_rows = True
         if len(values) != len(names):
@@ -491,22 +497,27 @@ def _check_rows(path, lines, header, fields, separator, config, loaded):
                 except ValueError:
                     raise DataError(f"{path}:{start}: field '{names[k]}' is {value!r}, not a number (it is "
                                     f"'{names[k]}:float').") from None
-        for k in ids:
+        for position, k in enumerate(ids):
             value = values[k]
             if presplit and not value.strip():
                 raise DataError(f"{path}:{start}: empty '{names[k]}'. RecBole reads pre-split files as they are (no "
                                 "row with a missing id is dropped): remove the line.")
-            _check_id_value(path, start, names[k], value)
             if not value:
-                first_empty.setdefault(names[k], start)
+                if position == 0:
+                    first_empty_user = first_empty_user or start
+                else:
+                    last_empty_item = start
+            elif value in PANDAS_NA_STRINGS:
+                _check_id_value(path, start, names[k], value)
             if value != value.strip():
                 spaced += 1
                 first_spaced = first_spaced or (start, names[k], value)
-    if len(first_empty) == 2:
-        (first, first_line), (second, second_line) = first_empty.items()
-        raise DataError(f"{path}: empty '{first}' (line {first_line}) and empty '{second}' (line {second_line}): "
-                        "RecBole 1.2.1 drops the rows of missing item ids by position after it dropped those of "
-                        "missing user ids, so it would drop other interactions: remove the lines with an empty id.")
+    if first_empty_user and last_empty_item and last_empty_item > first_empty_user:
+        user, item = names[ids[0]], names[ids[1]]
+        raise DataError(f"{path}: empty '{user}' on line {first_empty_user} and empty '{item}' on line "
+                        f"{last_empty_item}: RecBole 1.2.1 drops the rows of missing user ids, then takes the line "
+                        "numbers of missing item ids after them as positions, so it would drop other interactions "
+                        "and keep this one: remove the lines with an empty id.")
     if spaced:
         line_no, name, value = first_spaced
         logger.warning(f"{path}:{line_no}: '{name}' is {value!r}, with spaces around it; RecBole keeps them, so it is "

@@ -122,8 +122,8 @@ def _user_ids(dataset, tokens: Optional[List[str]]) -> torch.Tensor:
     known = dataset.field2token_id[dataset.uid_field]
     unknown = [token for token in tokens if known.get(token, 0) == 0]  # id 0 is RecBole's padding ([PAD])
     if unknown:
-        look_alike = {token: other for token in unknown[:5] for other in {unicodedata.normalize(form, token)
-                                                                          for form in ("NFC", "NFD")}
+        forms = {token: {unicodedata.normalize(form, token) for form in ("NFC", "NFD")} for token in unknown[:5]}
+        look_alike = {token: other for token, others in forms.items() for other in others
                       if other != token and known.get(other, 0)}
         hint = "".join(f" {ascii(token)} is the dataset's {ascii(other)} in another Unicode normalisation: write it "
                        "as the dataset does." for token, other in look_alike.items())

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from recbole_hnlm.data_checks import PANDAS_NA_STRINGS
 from recbole_hnlm.errors import DataError
 from recbole_hnlm.files import atomic_path, file_sha256, write_json_atomic
 
@@ -295,6 +296,10 @@ def read_id_list(path: str, what: str) -> dict:
         if original.startswith('"'):  # the run would stop at the atomic file's line instead
             raise DataError(f"{path}:{line_no}: org_id {original!r} starts with a double quote, which RecBole reads "
                             f"as a CSV quote in the atomic files; remove the quote from the list")
+        if original in PANDAS_NA_STRINGS:
+            raise DataError(f"{path}:{line_no}: org_id {original!r} is what RecBole's reader (pandas) takes as a "
+                            f"missing value, so its rows would be dropped; rename it in the list (e.g. "
+                            f"{original + '_' + what!r})")
         if remapped in mapping:
             raise DataError(f"{path}:{line_no}: remap_id {remapped} is listed twice")
         if original in originals:

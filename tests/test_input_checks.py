@@ -323,10 +323,42 @@ def test_ids_pandas_reads_as_missing_are_named(tmp_path):
     path.write_text("user_id:token\titem_id:token\nu1\ti1\nnone\tNA_item\n")  # not read as missing
     check_inter_header(str(path), build_config())
     path.write_text("user_id:token\titem_id:token\nu1\ti1\n\ti2\nu2\t\nu3\ti3\n")
-    with pytest.raises(DataError, match=re.escape("empty 'user_id' (line 3) and empty 'item_id' (line 4): RecBole")):
+    with pytest.raises(DataError, match=re.escape("empty 'user_id' on line 3 and empty 'item_id' on line 4: RecBole")):
         check_inter_header(str(path), build_config())
     path.write_text("user_id:token\titem_id:token\nu1\ti1\nu2\t\nu3\t\nu3\ti3\n")
     check_inter_header(str(path), build_config())  # one id field only: RecBole drops exactly these rows
+    path.write_text("user_id:token\titem_id:token\nu1\ti1\nu2\t\n\ti2\nu3\ti3\n")
+    check_inter_header(str(path), build_config())  # the item row first: its line is still its position
+
+
+def test_empty_ids_are_refused_exactly_when_recbole_would_drop_other_rows(fast_config, tmp_path):
+    """The check's rule against RecBole itself: every order of one empty user id and one empty item id in a
+    12-line file, loaded by RecBole when the check lets it through, keeps every other interaction."""
+    from recbole.data import create_dataset
+
+    from recbole_hnlm.config import Config
+
+    for user_line in range(2, 14, 3):
+        for item_line in range(2, 14, 3):
+            if user_line == item_line:
+                continue
+            rows = [[f"u{k % 3}", f"i{k}"] for k in range(12)]
+            rows[user_line - 2][0], rows[item_line - 2][1] = "", ""
+            folder = tmp_path / f"e{user_line}_{item_line}"
+            folder.mkdir()
+            (folder / f"{folder.name}.inter").write_text(
+                "user_id:token\titem_id:token\n" + "".join(f"{u}\t{i}\n" for u, i in rows))
+            config = Config(model="MF", dataset=folder.name, config_dict={
+                **fast_config, "dataset": folder.name, "data_path": str(tmp_path),
+                "load_col": {"inter": ["user_id", "item_id"]}}, command_line=False)
+            if item_line > user_line:
+                with pytest.raises(DataError, match="would drop other interactions"):
+                    check_inter_header(str(folder / f"{folder.name}.inter"), config)
+                continue
+            check_inter_header(str(folder / f"{folder.name}.inter"), config)
+            dataset = create_dataset(config)
+            kept = {dataset.id2token("item_id", i) for i in dataset.inter_feat["item_id"].tolist()}
+            assert kept == {i for u, i in rows if u and i}, (user_line, item_line, kept)
 
 
 def test_load_col_fields_a_file_lacks_are_warned_about(fast_config, tmp_path, caplog):
@@ -354,6 +386,19 @@ def test_load_col_fields_a_file_lacks_are_warned_about(fast_config, tmp_path, ca
     assert [r.getMessage() for r in caplog.records] == [
         f"load_col['item'] names 'titel', which {item} does not have (its fields: item_id, title): RecBole loads the "
         "other fields without it."]
+    caplog.clear()
+    from recbole_hnlm.data_checks import check_dataset_files
+
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for part in ("train", "valid", "test"):
+        (folder / f"parts.{part}.inter").write_text("user_id:token\titem_id:token\nu1\ti1\n")
+    with caplog.at_level(logging.WARNING):
+        check_dataset_files(Config(model="MF", dataset="parts", command_line=False, config_dict=dict(
+            data_path=str(tmp_path), benchmark_filename=["train", "valid", "test"],
+            load_col={"inter": ["user_id", "item_id", "timestamp"]})))
+    said = [r.getMessage() for r in caplog.records if "names 'timestamp'" in r.getMessage()]
+    assert len(said) == 1 and "parts.train.inter" in said[0], said  # once, not per pre-split part
 
 
 def test_fewer_items_than_the_largest_cutoff(fast_config, tmp_path):

@@ -489,7 +489,9 @@ def test_id_list_sources_are_recorded_and_bad_lists_named(tmp_path):
                            (["org_id remap_id", "A 01"], "leading zero"),
                            (["org_id remap_id", "A 0", "org_id remap_id"], r"bad.txt:3: expected 'org_id remap_id'"),
                            (["org_id remap_id"], "no ids listed"),
-                           (["org_id remap_id", 'A 0', '"B 1'], "bad.txt:3: org_id '\"B' starts with a double quote")):
+                           (["org_id remap_id", 'A 0', '"B 1'], "bad.txt:3: org_id '\"B' starts with a double quote"),
+                           (["org_id remap_id", "NA 0"], "bad.txt:2: org_id 'NA' is what RecBole's reader .* "
+                                                         "'NA_user'")):
         bad = write(tmp_path / "bad.txt", lines)
         with pytest.raises(DataError, match=message):
             import_split("bad", train_txt, test_txt, out, user_list=bad)

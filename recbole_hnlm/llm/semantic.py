@@ -66,6 +66,8 @@ _ATTRIBUTE_LABEL = re.compile(rf"{_LABEL_PREFIX}(?:{_ATTRIBUTE_NAMES}|item_profi
 _TITLE_LABEL = re.compile(rf"{_LABEL_PREFIX}(?:(?:(?:item|movie|film|book|product|business|restaurant)\s+)?"
                           r"(?:title|name)|item|answer|hard[_\s]negative(?:[_\s]item)?)[\W_]*[:\-\u2013\u2014]"
                           r"(?:[^\w<]|_)*", re.IGNORECASE)  # "<" kept: "Answer: <item name>" is the placeholder
+#: The prompt's placeholder ("<item name, at most 20 words>") copied behind a label; "Item: <Aladdin>" names a title.
+_PLACEHOLDER = re.compile(r"<\s*(?:item\s+name|at\s+most|one\s+short)", re.IGNORECASE)
 #: A list number or letter before a name ("1. Pulp Fiction", "2) Heat", "a) Heat").
 _LIST_NUMBER = re.compile(r"^\s*(?:\d+[.)]|[a-z]\))\s+")
 #: A label before an id the prompt showed: "item_id: B00DFT27EQ", "Item #242", "ASIN B00DFT27EQ".
@@ -238,7 +240,7 @@ def negative_problem(answer: Dict, interacted_title: str, interacted_year: Optio
     parsed = _Answer.parse(named)
     forms = (parsed, _Answer.parse(named, recommending=True)) if _RECOMMENDING.match(named.strip()) else (parsed,)
     key, answer_year = parsed.key, parsed.starts[0][1] or parsed.year
-    placeholder = name.startswith("<") or named.lstrip("*_\"'` ").startswith("<")  # also behind a label
+    placeholder = name.startswith("<") or _PLACEHOLDER.match(named.lstrip("*_\"'` ")) is not None  # behind a label
     if placeholder or (answer_year is None and (key in _NONE_ANSWERS or key.startswith(_NONE_STARTS))):
         return f"no item named: {name[:120]!r}"
     if _echoes_an_id(name, ids) or _echoes_an_id(named, ids):

@@ -177,14 +177,14 @@ STILL_LOSS_SHARE = 0.01
 def _warn_if_loss_stood_still(losses: dict, t_config) -> None:
     """Say when the teacher's loss barely moved (a small dataset with the default batch and learning rate: 90 steps
     took a helper's teacher from 1.3863 to 1.3842): its embeddings and MixGCF negatives, which the fine-tuned LLM
-    learns to predict, are then close to their random start. A loss that rose gets its own warning: a learning rate
-    too large for the batch, not too few steps."""
+    learns to predict, are then close to their random start. A loss that rose by more than the share gets its own
+    warning: a learning rate too large for the batch, not too few steps."""
     if len(losses) < 2:
         return
     first, last = losses[min(losses)], losses[max(losses)]
     again = (f"train it again with `python -m recbole_hnlm.llm teacher --overwrite --dataset={t_config['dataset']}` "
              "and the run's other options (--data_path, --config_files ...)")
-    if last > first:
+    if first > 0 and (last - first) / first > STILL_LOSS_SHARE:  # within the share either way: stood still
         logger.warning("HNLMRec teacher: its loss rose from %.4f to %.4f over %d epochs, so its embeddings and MixGCF "
                        "negatives, which the fine-tuned LLM learns to predict, are not trained: give it a smaller "
                        "learning_rate than its %s (or a larger train_batch_size than its %s) and %s", first, last,

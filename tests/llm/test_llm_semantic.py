@@ -742,7 +742,8 @@ def test_answer_checks_v12_forms(answer, why):
     assert problem is not None and why in problem, (answer, problem)
 
 
-@pytest.mark.parametrize("answer", ["Heat, a crime film", "Brazil; a satire of bureaucracy", "A Fish Called Wanda",
+@pytest.mark.parametrize("answer", ["Item: <Aladdin>", '"<Aladdin>"',  # a title in the placeholder's brackets
+                                    "Heat, a crime film", "Brazil; a satire of bureaucracy", "A Fish Called Wanda",
                                     "Price of Glory", "Year of the Horse", "Brand Upon the Brain!",
                                     "Heat, Year: 1995, genres: Action"])  # another title, its own attributes after it
 def test_answers_with_attribute_words_but_no_leading_label_stay_accepted(answer):

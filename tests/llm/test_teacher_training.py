@@ -497,6 +497,9 @@ def test_a_teacher_loss_that_rose_is_announced_with_its_own_remedy(caplog):
     assert "a smaller learning_rate than its 0.001 (or a larger train_batch_size than its 2048)" in caplog.text
     assert "less than 1%" not in caplog.text and "larger learning_rate" not in caplog.text
     assert "teacher --overwrite --dataset=ml-100k" in caplog.text
+    caplog.clear()
+    teacher_training._warn_if_loss_stood_still({0: 27.7403, 29: 27.7404}, CONFIG)  # noise within the share
+    assert "its loss moved from 27.7403 to 27.7404" in caplog.text and "rose" not in caplog.text
 
 
 def test_a_fall_of_exactly_the_share_is_enough_and_a_zero_loss_is_no_error(caplog):
