@@ -137,7 +137,7 @@ class Config(RecBoleConfig):
             model_class, model = model, model.__name__
         if dataset is None:
             if "dataset" not in self.external_config_dict:
-                raise KeyError("Set the dataset with --dataset=NAME, a config file or the config dict.")
+                raise ConfigError("Set the dataset with --dataset=NAME, a config file or the config dict.")
             dataset = self.external_config_dict["dataset"]
         return model, model_class, dataset
 

@@ -44,8 +44,8 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
         saved (bool): save the best model's checkpoint (safetensors) and test it.
 
     Returns:
-        dict: ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``, ``checkpoint``
-        and ``resume_state`` (the file ``resume_from`` takes to train on; ``None`` when the run wrote none:
+        dict: ``model`` (its name, as RecBole's objective function gives it), ``best_valid_score``,
+        ``valid_score_bigger``, ``best_valid_result``, ``test_result``, ``checkpoint`` and ``resume_state`` (the file ``resume_from`` takes to train on; ``None`` when the run wrote none:
         ``save_resume_state=False``, ``saved=False`` or a RecBole model). With ``eval_only`` the ``init_from``
         checkpoint is evaluated instead of training (:func:`evaluate_checkpoint`): the valid and test results are
         its own, and ``checkpoint`` is that file.
@@ -57,7 +57,7 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     with deterministic_algorithms(config["use_deterministic_algorithms"]):
         init_seed(config["seed"], config["reproducibility"])
-        init_logger(config)
+        _init_run_logger(config)
         logger = getLogger()
         logger.info(sys.argv)
         logger.info(config)
@@ -119,6 +119,7 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
         logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
         logger.info(set_color("test result", "yellow") + f": {test_result}")
         return {
+            "model": config["model"],
             "best_valid_score": best_valid_score,
             "valid_score_bigger": config["valid_metric_bigger"],
             "best_valid_result": best_valid_result,
@@ -199,7 +200,8 @@ def evaluate_checkpoint(config, train_data, valid_data, test_data, logger):
                 pass
     logger.info(set_color("valid result", "yellow") + f": {valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
-    return {"best_valid_score": valid_result.get(config["valid_metric"].lower()),  # None: not among the metrics
+    return {"model": config["model"],
+            "best_valid_score": valid_result.get(config["valid_metric"].lower()),  # None: not among the metrics
             "valid_score_bigger": config["valid_metric_bigger"], "best_valid_result": valid_result,
             "test_result": test_result, "checkpoint": config["init_from"], "resume_state": None}
 
@@ -224,8 +226,26 @@ def resume(trainer, config, logger):
                           "with the options of the interrupted run (embedding_size, n_layers ...).") from error
 
 
+def _init_run_logger(config):
+    """RecBole's ``init_logger`` for each run of a process: its ``logging.basicConfig`` adds nothing once the root
+    logger has handlers, so a second run in one process (a notebook, a script looping over models) logged into the
+    first run's file and left its own empty. The handlers the previous run's ``init_logger`` added are removed
+    first; handlers of the user's own logging setup are kept (and, as with RecBole, keep ``init_logger`` from
+    adding any)."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "_recbole_hnlm_run", False)]:
+        root.removeHandler(handler)
+        handler.close()
+    before = set(root.handlers)
+    init_logger(config)
+    for handler in root.handlers:
+        if handler not in before:
+            handler._recbole_hnlm_run = True
+
+
 def objective_function(config_dict=None, config_file_list=None, saved=True):
-    """RecBole-style objective for hyper-parameter tuning: same run, same return value."""
+    """RecBole-style objective for hyper-parameter tuning: the run's result with the ``model`` name that RecBole's
+    ``HyperTuning.trial`` reads."""
     return run_recbole_hnlm(config_dict=config_dict, config_file_list=config_file_list, saved=saved)
 
 

@@ -550,6 +550,8 @@ def test_the_plugins_own_errors_in_config_are_not_taken_for_recboles(monkeypatch
         build_config()
     with pytest.raises(ConfigError, match="Set the model with --model=NAME"):
         Config(dataset="ml-100k", config_dict={}, command_line=False)
+    with pytest.raises(ConfigError, match="Set the dataset with --dataset=NAME"):  # was a bare KeyError
+        Config(model="MF", config_dict={}, command_line=False)
 
 
 @pytest.mark.parametrize("split, empty", [({"LS": "valid_only"}, "test"), ({"RS": [0.9, 0.0, 0.1]}, "validation")])

@@ -419,3 +419,27 @@ def test_item_count_metrics_are_computed(fast_config):
         **fast_config, "sampler": "DNS", "topk": [10], "metrics": metrics, "valid_metric": "NDCG@10",
         "init_from": result["checkpoint"], "eval_only": True})
     assert evaluated["test_result"] == test
+
+
+def test_each_run_in_one_process_writes_its_own_log_file(fast_config, tmp_path):
+    """RecBole's init_logger (logging.basicConfig) adds nothing once the root logger has handlers: the second
+    run_recbole_hnlm of a process (a notebook) wrote into the first run's log file and left its own empty. Run in a
+    subprocess: pytest's own handlers on the root logger keep RecBole from adding any here."""
+    import json
+    import subprocess
+    import sys
+
+    settings = {**fast_config, "epochs": 1, "state": "INFO"}
+    script = ("import json, sys\nfrom recbole_hnlm.quick_start import run_recbole_hnlm\n"
+              "settings = json.loads(sys.argv[1])\n"
+              "for model in ('MF', 'LightGCN'):\n"
+              "    result = run_recbole_hnlm(model=model, config_dict=dict(settings, sampler='RNS'), saved=False)\n"
+              "    assert result['model'] == model\n")
+    process = subprocess.run([sys.executable, "-c", script, json.dumps(settings)], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=600)
+    assert process.returncode == 0, process.stderr[-3000:]
+    logs = {model: list((tmp_path / "log" / model).glob("*.log")) for model in ("MF", "LightGCN")}
+    assert all(len(files) == 1 for files in logs.values()), logs
+    mf, lightgcn = (files[0].read_text() for files in logs.values())
+    assert "test result" in mf and "test result" in lightgcn
+    assert mf.count("test result") == 1 and lightgcn.count("test result") == 1

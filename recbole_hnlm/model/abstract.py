@@ -67,6 +67,7 @@ class SampledRecommender(GeneralRecommender):
         self.warming_up = False  # set before every training epoch by on_epoch_start (a loaded model is past it)
         self._announced_warm_up = None
         self._announced_losses = None
+        self._epoch_hooks_called = False  # RecBole's own Trainer calls none: said once at the first loss
         self.restore_user_e = None  # inference cache of the pooled embeddings (not stored in checkpoints: it
         self.restore_item_e = None  # follows the weights and the backbone options, see _drop_inference_cache)
 
@@ -116,6 +117,14 @@ class SampledRecommender(GeneralRecommender):
         return emb.user, emb.item
 
     def calculate_loss(self, interaction):
+        if not self._epoch_hooks_called:
+            self._epoch_hooks_called = True
+            logging.getLogger().warning(
+                f"{type(self).__name__}.calculate_loss ran before on_epoch_start: RecBole's own Trainer does not call "
+                "the plugin's epoch hooks, so negative_warmup_epochs, SGL's views redrawn per epoch and the "
+                "samplers' epoch reports are skipped, and its checkpoints are pickles (its evaluate with "
+                "load_best_model fails). Train with recbole_hnlm.utils.get_trainer(config['MODEL_TYPE'], "
+                "config['model']), or call model.on_epoch_start(epoch) before each epoch of a loop of your own.")
         self._drop_inference_cache()
         user, pos, neg = interaction[self.USER_ID], interaction[self.ITEM_ID], interaction[self.NEG_ITEM_ID]
         if self.warming_up:  # negative_warmup_epochs: the loader's uniform negative, as RNS
@@ -145,6 +154,7 @@ class SampledRecommender(GeneralRecommender):
 
     def on_epoch_start(self, epoch_idx):
         """Called by the trainer before every training epoch (also the first epoch of a resumed run)."""
+        self._epoch_hooks_called = True
         self.warming_up = epoch_idx < self.negative_warmup_epochs
         if self.negative_warmup_epochs and self.warming_up != self._announced_warm_up:  # the run's start, the switch
             self._announced_warm_up = self.warming_up

@@ -419,3 +419,22 @@ def test_the_loss_columns_match_the_terms_the_loss_returns(fast_config, caplog, 
     caplog.clear()
     model.on_epoch_start(1)  # the same columns: not said again every epoch
     assert not [r for r in caplog.records if r.getMessage().startswith("loss columns")]
+
+
+def test_training_without_the_epoch_hooks_is_said_once(fast_config, caplog):
+    """RecBole's own Trainer never calls on_epoch_start: negative_warmup_epochs was ignored without a word (a helper's
+    MF + DNS run sampled hard negatives in its warm-up epoch) and SGL kept one pair of views. The first loss computed
+    before the hook names the plugin's trainer; a model the hooks reach says nothing."""
+    import logging
+
+    caplog.set_level(logging.WARNING)
+    model, batch, _ = build(fast_config, "MF", negative_warmup_epochs=1)
+    model.calculate_loss(batch)
+    model.calculate_loss(batch)
+    said = [r.getMessage() for r in caplog.records if "ran before on_epoch_start" in r.getMessage()]
+    assert len(said) == 1 and "recbole_hnlm.utils.get_trainer" in said[0] and "negative_warmup_epochs" in said[0]
+    caplog.clear()
+    model, batch, _ = build(fast_config, "MF", negative_warmup_epochs=1)
+    model.on_epoch_start(0)
+    model.calculate_loss(batch)
+    assert model.warming_up and not [r for r in caplog.records if "ran before on_epoch_start" in r.getMessage()]
