@@ -210,9 +210,12 @@ def check_side_file(path, id_key, config):
                         f"{config[id_key]!r}): RecBole needs it to join this file to the interactions.")
     suffix = os.path.splitext(path)[1][1:]
     if not check_records(path, encoding, separator, id_field=config[id_key]):  # decodes, splits as RecBole will
+        load_col = config["load_col"]
+        kept = ({key: value for key, value in load_col.items() if key != suffix} if isinstance(load_col, dict)
+                else {"inter": [config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]]})
         raise DataError(f"{path} has a header but no rows, and RecBole fails on a loaded file without rows: add "
                         f"its rows, delete it, or give load_col a dict without '{suffix}' (e.g. \"--load_col="
-                        f"{{'inter': ['{config['USER_ID_FIELD']}', '{config['ITEM_ID_FIELD']}']}}\").")
+                        f"{kept}\").")
     _warn_unknown_loaded(path, suffix, config, names)
 
 
@@ -394,8 +397,8 @@ def _filled_records(path, lines, separator, quoted=True):
     for start, end, values in _records(lines, separator, quoted):
         if isinstance(values, csv.Error):
             raise _quote_error(path, start, end, values)
-        if not any(value.strip() for value in values):
-            continue  # a blank line (pandas skips it)
+        if len(values) <= 1 and not "".join(values).strip():
+            continue  # a blank line: pandas skips it (a line of separators only is a row of missing values)
         if end > start:
             raise _quote_error(path, start, end, None)
         yield start, values

@@ -8,7 +8,7 @@ import pytest
 
 from recbole_hnlm.config import Config
 from recbole_hnlm.errors import ConfigError, DataError
-from recbole_hnlm.data_checks import atomic_files_read, check_inter_header
+from recbole_hnlm.data_checks import atomic_files_read, check_inter_header, check_records, check_side_file
 from recbole_hnlm.quick_start import main, run_recbole_hnlm
 
 
@@ -724,3 +724,126 @@ def test_the_side_files_a_run_loads_are_recorded_with_its_inter_file(tmp_path):
     assert atomic_files_read(_config(tmp_path, load_col={"inter": ["user_id", "item_id"]},
                                      benchmark_filename=["train", "valid", "test"])) == [
         path("train.inter"), path("valid.inter"), path("test.inter")]
+
+
+def test_pandas_na_strings_are_all_of_pandas_defaults():
+    """The check's list is pandas' own default na_values (less the empty field): a value dropped from it is an id
+    RecBole drops again without a word (mutant: '-1.#IND' removed; the existing test writes the list's own values,
+    so it passed)."""
+    from pandas._libs.parsers import STR_NA_VALUES
+
+    from recbole_hnlm.data_checks import PANDAS_NA_STRINGS
+
+    assert PANDAS_NA_STRINGS == set(STR_NA_VALUES) - {""}
+
+
+def test_several_empty_ids_are_judged_by_the_first_empty_user_and_the_last_empty_item(tmp_path):
+    """RecBole 1.2.1 shifts every item-drop after the first dropped user row: with empty users on lines 3 and 6 and
+    an empty item on line 5 it keeps line 5 and drops line 7; with empty items on lines 2 and 6 and an empty user on
+    line 4 it drops line 7 for line 6 (checked against RecBole). Mutants: the last empty user / the first empty
+    item."""
+    path = tmp_path / "gaps.inter"
+    rows = [[f"u{k % 3}", f"i{k}"] for k in range(12)]
+    two_users = [list(row) for row in rows]
+    two_users[1][0] = two_users[4][0] = two_users[3][1] = ""
+    path.write_text("user_id:token\titem_id:token\n" + "".join(f"{u}\t{i}\n" for u, i in two_users))
+    with pytest.raises(DataError, match=re.escape("empty 'user_id' on line 3 and empty 'item_id' on line 5")):
+        check_inter_header(str(path), build_config())
+    two_items = [list(row) for row in rows]
+    two_items[0][1] = two_items[4][1] = two_items[2][0] = ""
+    path.write_text("user_id:token\titem_id:token\n" + "".join(f"{u}\t{i}\n" for u, i in two_items))
+    with pytest.raises(DataError, match=re.escape("empty 'user_id' on line 4 and empty 'item_id' on line 6")):
+        check_inter_header(str(path), build_config())
+
+
+def test_a_line_with_both_ids_empty_or_a_blank_id_drops_no_other_row(tmp_path, caplog):
+    """RecBole drops a line with both ids empty with the user rows (it is gone before the item rows are looked up),
+    and reads an id of one space as that id (not missing): both load the right rows (checked against RecBole).
+    Mutants: '>=' between the lines; an id of spaces counted as empty."""
+    path = tmp_path / "blank.inter"
+    path.write_text("user_id:token\titem_id:token\trating:float\nu1\ti1\t1\nu2\ti2\t2\n\t\t3\nu3\ti3\t4\n")
+    check_inter_header(str(path), build_config(load_col={"inter": ["user_id", "item_id", "rating"]}))
+    path.write_text("user_id:token\titem_id:token\nu1\ti1\n \ti2\nu2\ti3\nu3\t\nu3\ti4\n")
+    with caplog.at_level(logging.WARNING):
+        check_inter_header(str(path), build_config())
+    assert "with spaces around it" in caplog.text
+
+
+def test_load_col_star_loads_every_field_and_is_not_warned_about(tmp_path, caplog):
+    """RecBole reads load_col {'inter': '*'} as every column; the warning took the string as a list of field names
+    ("load_col['inter'] names '*'") in a mutant without the list check."""
+    path = tmp_path / "star.inter"
+    path.write_text("user_id:token\titem_id:token\nu1\ti1\n")
+    item = tmp_path / "star.item"
+    item.write_text("item_id:token\ttitle:token_seq\ni1\tHeat\n")
+    with caplog.at_level(logging.WARNING):
+        check_inter_header(str(path), build_config(load_col={"inter": "*"}))
+        check_side_file(str(item), "ITEM_ID_FIELD", build_config(load_col={"inter": ["user_id", "item_id"],
+                                                                            "item": "*"}))
+    assert not [r for r in caplog.records if "load_col[" in r.getMessage()]
+
+
+def test_a_field_named_twice_with_two_types_is_an_error(tmp_path):
+    """'title:token_seq' and 'title:token' are one field 'title' to the LLM stage (mutant: full 'name:type' strings
+    compared, which passed it)."""
+    path = tmp_path / "types.item"
+    path.write_text("item_id:token\ttitle:token_seq\ttitle:token\ni1\tHeat\tHeat\n")
+    with pytest.raises(DataError, match="names field 'title' twice"):
+        check_records(str(path), quoted=False)
+
+
+def test_only_the_id_field_is_read_as_an_id(tmp_path):
+    """Without id_field no value is an id ('None' is an Amazon category); a short line (pandas fills its last fields)
+    without the id column is no IndexError. Mutants: column 0 taken as the id; the length check dropped."""
+    path = tmp_path / "plain.item"
+    path.write_text("categories:token_seq\titem_id:token\nNone\ti1\n")
+    assert check_records(str(path), quoted=False)
+    user = tmp_path / "short.user"
+    user.write_text("age:float\tuser_id:token\n30\tu1\n40\n")
+    check_side_file(str(user), "USER_ID_FIELD", build_config(load_col={"inter": ["user_id", "item_id"],
+                                                                        "user": ["user_id", "age"]}))
+
+
+def test_na_strings_with_spaces_around_them_are_ids(tmp_path):
+    """pandas (RecBole's python engine) reads ' NA' as the text ' NA', not as missing (checked): the side file is not
+    refused (mutant: the value stripped before the lookup)."""
+    item = tmp_path / "spaced.item"
+    item.write_text("item_id:token\ttitle:token_seq\ni1\tHeat\n NA\tFargo\n")
+    check_side_file(str(item), "ITEM_ID_FIELD", build_config(load_col={"inter": ["user_id", "item_id"],
+                                                                        "item": ["item_id", "title"]}))
+
+
+def test_the_quote_hint_is_given_only_for_lines_with_quotes(tmp_path):
+    """A stray tab in an unloaded file is one field too many, and the error's hint about double quotes is about
+    quotes only (mutant: the hint on every line of too many fields)."""
+    path = tmp_path / "tab.item"
+    path.write_text("item_id:token\ttitle:token_seq\ni1\tHeat\tagain\n")
+    with pytest.raises(DataError) as error:
+        check_records(str(path), quoted=False)
+    assert "3 fields" in str(error.value) and "Double quotes" not in str(error.value)
+
+
+def test_a_header_only_side_file_names_the_load_col_without_it(tmp_path):
+    """The remedy is a load_col without the side file: both id fields of the interactions (mutant: the user id
+    dropped from the example)."""
+    item = tmp_path / "empty.item"
+    item.write_text("item_id:token\ttitle:token_seq\n")
+    with pytest.raises(DataError) as error:
+        check_side_file(str(item), "ITEM_ID_FIELD", build_config(load_col={"inter": ["user_id", "item_id"],
+                                                                            "item": ["item_id"]}))
+    assert "give load_col a dict without 'item' (e.g. \"--load_col={'inter': ['user_id', 'item_id']}\")" in \
+        str(error.value)
+    columns = ["user_id", "item_id", "rating", "timestamp"]  # the example keeps the user's own inter columns
+    with pytest.raises(DataError) as error:
+        check_side_file(str(item), "ITEM_ID_FIELD", build_config(load_col={"inter": columns, "item": ["item_id"]}))
+    assert f"--load_col={{'inter': {columns!r}}}" in str(error.value), str(error.value)
+
+
+def test_a_line_of_separators_only_is_a_row_of_missing_ids(tmp_path):
+    """pandas skips an empty line, but reads a line holding only the separator ('\\t') as a row whose ids are
+    missing: RecBole 1.2.1 then drops other rows for a later empty item id (checked: line 7 dropped, line 6 kept
+    with a [PAD] item), and keeps a ([PAD], [PAD]) interaction in a pre-split file. The check passed both."""
+    path = tmp_path / "tabs.inter"
+    path.write_text("user_id:token\titem_id:token\nu1\ti1\n\t\nu2\ti2\nu3\t\nu4\ti4\n")
+    with pytest.raises(DataError, match=re.escape("empty 'user_id' on line 3 and empty 'item_id' on line 5")):
+        check_inter_header(str(path), build_config())

@@ -1,5 +1,8 @@
 """End to end: every backbone x sampler trains and evaluates; checkpoints reload without pickle; clear errors."""
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -425,10 +428,6 @@ def test_each_run_in_one_process_writes_its_own_log_file(fast_config, tmp_path):
     """RecBole's init_logger (logging.basicConfig) adds nothing once the root logger has handlers: the second
     run_recbole_hnlm of a process (a notebook) wrote into the first run's log file and left its own empty. Run in a
     subprocess: pytest's own handlers on the root logger keep RecBole from adding any here."""
-    import json
-    import subprocess
-    import sys
-
     settings = {**fast_config, "epochs": 1, "state": "INFO"}
     script = ("import json, sys\nfrom recbole_hnlm.quick_start import run_recbole_hnlm\n"
               "settings = json.loads(sys.argv[1])\n"
@@ -443,3 +442,44 @@ def test_each_run_in_one_process_writes_its_own_log_file(fast_config, tmp_path):
     mf, lightgcn = (files[0].read_text() for files in logs.values())
     assert "test result" in mf and "test result" in lightgcn
     assert mf.count("test result") == 1 and lightgcn.count("test result") == 1
+
+
+def test_an_evaluated_checkpoints_result_names_its_model(fast_config):
+    """eval_only returns evaluate_checkpoint's dict: it names the model too (RecBole's HyperTuning reads it; mutant:
+    'model' dropped there, and only the training run's result was tested)."""
+    config = {**fast_config, "epochs": 1, "sampler": "RNS"}
+    result = run_recbole_hnlm(model="MF", config_dict=config)
+    evaluated = run_recbole_hnlm(model="MF", config_dict={**config, "init_from": result["checkpoint"],
+                                                          "eval_only": True})
+    assert result["model"] == evaluated["model"] == "MF"
+
+
+def test_a_new_runs_logger_keeps_the_users_handlers_and_closes_the_last_runs(fast_config, tmp_path):
+    """Only the handlers RecBole's init_logger added for the previous run are taken off (and closed: a notebook
+    looping over models kept every log file open); a handler of the user's own is kept. Mutants: every handler
+    marked as the run's; no close. In a subprocess: pytest's handlers on the root logger keep RecBole from adding
+    any here."""
+    script = """
+import json, logging, sys
+from recbole_hnlm.config import Config
+from recbole_hnlm.quick_start import _init_run_logger
+
+settings = json.loads(sys.argv[1])
+root = logging.getLogger()
+config = Config(model="MF", dataset=settings["dataset"], config_dict=settings, command_line=False)
+_init_run_logger(config)
+first = [h for h in root.handlers if isinstance(h, logging.FileHandler)]
+assert len(first) == 1, root.handlers
+_init_run_logger(config)
+assert first[0] not in root.handlers and first[0].stream is None, "the first run's file handler is left open"
+for handler in list(root.handlers):
+    root.removeHandler(handler)
+mine = logging.StreamHandler(sys.stdout)
+root.addHandler(mine)
+_init_run_logger(config)
+_init_run_logger(config)
+assert mine in root.handlers, "the user's own handler was removed"
+"""
+    process = subprocess.run([sys.executable, "-c", script, json.dumps({**fast_config, "state": "INFO"})],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr[-3000:]

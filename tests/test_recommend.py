@@ -1,6 +1,8 @@
 """python -m recbole_hnlm.recommend: top-k lists of a trained run, checked against the model's own embeddings."""
 import os
 
+import unicodedata
+
 import pytest
 import torch
 
@@ -274,3 +276,27 @@ def test_a_user_id_in_another_unicode_normalisation_is_named(fast_config, tmp_pa
     assert ("'Zoe\\u0308' is the dataset's 'Zo\\xeb' in another Unicode normalisation: write it as the dataset "
             "does.") in str(error.value)
     assert "'Bob' is" not in str(error.value)
+
+
+def test_a_precomposed_user_id_is_named_for_a_decomposed_dataset_id_also_after_another_unknown(fast_config,
+                                                                                             tmp_path):
+    """The other direction of the normalisation hint: the dataset writes 'Zoë' decomposed (NFD) and --users the
+    precomposed form (mutant: NFC only); and the hint is given for any of the first five unknown ids, not only the
+    first (mutant: unknown[:1])."""
+    from recbole.data import create_dataset
+
+    from recbole_hnlm.config import Config
+    from recbole_hnlm.errors import ConfigError
+    from recbole_hnlm.recommend import _user_ids
+
+    folder = tmp_path / "nfd"
+    folder.mkdir()
+    users = [unicodedata.normalize("NFD", "Zo\u00eb"), "Ann"]
+    (folder / "nfd.inter").write_text("user_id:token\titem_id:token\n" + "".join(
+        f"{u}\ti{k}\n" for u in users for k in range(6)), encoding="utf-8")
+    dataset = create_dataset(Config(model="MF", dataset="nfd", config_dict={
+        **fast_config, "dataset": "nfd", "data_path": str(tmp_path), "load_col": {"inter": ["user_id", "item_id"]}},
+        command_line=False))
+    with pytest.raises(ConfigError) as error:
+        _user_ids(dataset, ["Bob", "Zo\u00eb"])
+    assert "'Zo\\xeb' is the dataset's 'Zoe\\u0308' in another Unicode normalisation" in str(error.value)

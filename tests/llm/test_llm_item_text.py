@@ -285,3 +285,30 @@ def test_a_quoted_tab_in_an_unloaded_item_file_names_load_col(data_root, tmp_pat
         DatasetText(str(tmp_path), "tabbed")
     assert DatasetText(str(tmp_path), "tabbed", item_quoted=True).items[items[0]].title == "Tab\there"
 
+
+def _messages(caplog, item_path):
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith(item_path)]
+
+
+def test_the_no_title_and_missing_row_warnings_each_for_their_own_files(data_root, tmp_path, caplog):
+    """A titled .item with attributes says nothing about titles (mutant: the no-title warning for any attributes);
+    an attributes-only .item that lacks rows gets both warnings (mutants: the missing-row warning only with a title
+    field, or only when no title warning came); a dataset without an .item file gets the no-text warning only, not
+    "has no row" for a file it does not have (mutant: the missing-row warning for every file)."""
+    caplog.set_level(logging.WARNING)
+    DatasetText(data_root, "mini")  # titles and attributes
+    assert not [m for m in (r.getMessage() for r in caplog.records) if "has no title field" in m]
+    item_path = _copy_inter(data_root, str(tmp_path), "untitled")
+    items = sorted({i for _, i in DatasetText(data_root, "mini").pairs})
+    with open(item_path, "w", encoding="utf-8") as f:
+        f.write("item_id:token\tcategories:token_seq\n" + "".join(f"{i}\tDrama\n" for i in items[1:]))
+    caplog.clear()
+    DatasetText(str(tmp_path), "untitled")
+    said = _messages(caplog, item_path)
+    assert len(said) == 2 and "has no title field" in said[0], said
+    assert f"has no row for 1 of the {len(items)} items" in said[1], said
+    bare = _copy_inter(data_root, str(tmp_path), "bare")
+    caplog.clear()
+    DatasetText(str(tmp_path), "bare")
+    said = _messages(caplog, bare)
+    assert len(said) == 1 and said[0].startswith(f"{bare} not found: "), said

@@ -1,4 +1,5 @@
 """Model loading: clear errors for missing paths and for 4-bit on the CPU; offline by default."""
+import io
 import os
 
 import pytest
@@ -124,3 +125,33 @@ def test_llm_config_defaults_equal_the_sampler_yaml():
         key = f"hnlm_{spec.name}"
         assert key in documented, f"{key} missing from HNLMRec.yaml"
         assert documented[key] == spec.default, f"{key}: yaml {documented[key]!r} != LLMConfig {spec.default!r}"
+
+
+def test_progress_off_silences_plain_tqdm_while_the_model_loads(tiny_llama_dir, monkeypatch):
+    """transformers' GGUF loader draws a plain-tqdm bar inside from_pretrained: with progress off (a run with
+    show_progress off) plain tqdm is disabled there, and only there; load_causal_lm and the stages' lazy generator
+    pass it on. Mutants: the context swapped or dropped in load_model; progress not passed by load_causal_lm or by
+    pipeline._generator (only --quiet's own silencing was tested)."""
+    import tqdm
+    from transformers import AutoModelForCausalLM
+
+    from recbole_hnlm.llm import models
+    from recbole_hnlm.llm.config import LLMConfig
+    from recbole_hnlm.llm.pipeline import _generator
+
+    real = AutoModelForCausalLM.from_pretrained
+    silenced = []
+
+    def recording(folder, **kwargs):
+        silenced.append(tqdm.std.tqdm(range(1), file=io.StringIO()).disable)
+        return real(folder, **kwargs)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", recording)
+    ref = models.resolve_generator(tiny_llama_dir)
+    models.load_model(ref, device="cpu", progress=False)
+    models.load_model(ref, device="cpu")
+    models.load_causal_lm(tiny_llama_dir, device="cpu", progress=False)
+    generator, _ = _generator(LLMConfig.from_config({"hnlm_generator": tiny_llama_dir}), 4, progress=False)
+    generator._load_model()
+    assert silenced == [True, False, True, True]
+    assert not tqdm.std.tqdm(range(1), file=io.StringIO()).disable  # back after each load

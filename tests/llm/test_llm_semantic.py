@@ -748,3 +748,24 @@ def test_answer_checks_v12_forms(answer, why):
                                     "Heat, Year: 1995, genres: Action"])  # another title, its own attributes after it
 def test_answers_with_attribute_words_but_no_leading_label_stay_accepted(answer):
     assert negative_problem({"hard_negative_item": answer}, "Pulp Fiction (1994)", "1994") is None
+
+
+@pytest.mark.parametrize("answer, why", [
+    # a list number or letter right before a label: only the label prefix reads these (the list-number pattern needs
+    # a space and comes after the label; mutants without '[a-z]\)' or with '\d+\.' only in the prefix passed them)
+    ("a) Title: Pulp Fiction", "names the interacted item itself"), ("a)Year: 1994", "copies item attributes"),
+    ("2) Title: Pulp Fiction", "names the interacted item itself"), ("2)Year: 1994", "copies item attributes"),
+    # '__' emphasis between the label and its separator (mutant: '\W*' there, which skips no '_')
+    ("__Title__: Pulp Fiction", "names the interacted item itself"),
+    ("__Answer__ - Pulp Fiction", "names the interacted item itself"),
+    # each placeholder of the prompts behind a label: the hard-negative prompt's reasoning ("<one short sentence>")
+    # and the profile prompts' "<at most 50 words>" (mutants dropped either alternative)
+    ("Answer: <at most 50 words>", "no item named"), ("hard_negative_item: <one short sentence>", "no item named"),
+    # the placeholder in quotes or emphasis without a label (mutant: no lstrip before the match)
+    ('"<item name, at most 20 words>"', "no item named"), ("**<item name, at most 20 words>**", "no item named"),
+    # a bare answer in angle brackets is a placeholder of the model's own (mutant: only the prompts' words refused)
+    ("<movie title>", "no item named"),
+])
+def test_answer_checks_v12_forms_the_audit_left_untested(answer, why):
+    problem = negative_problem({"hard_negative_item": answer}, "Pulp Fiction (1994)", "1994")
+    assert problem is not None and why in problem, (answer, problem)

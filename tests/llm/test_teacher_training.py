@@ -523,3 +523,17 @@ def test_an_epochs_loss_of_several_terms_counts_their_sum(caplog):
     said = [record.getMessage() for record in caplog.records]
     assert said == ["HNLMRec teacher: epoch 1 of 2 trained in 2.0 s; less than a minute left at this pace",
                     "HNLMRec teacher: epoch 2 of 2 trained in 2.0 s"], said  # the last one announces no time left
+
+
+CONFIG = {"train_batch_size": 2048, "learning_rate": 0.001, "dataset": "ml-100k"}
+
+
+def test_a_rise_of_exactly_the_share_stood_still_and_the_share_is_of_the_first_loss(caplog):
+    """"Within 1% either way: stood still": a rise of exactly 1% gets the stood-still warning, not the rise's (mutant:
+    '>=' on the rise); the share is of the first loss, so 100 -> 101.005 rose (mutant: divided by the last loss)."""
+    caplog.set_level(logging.WARNING, logger=teacher_training.__name__)
+    teacher_training._warn_if_loss_stood_still({0: 100.0, 1: 101.0}, CONFIG)
+    assert "its loss moved from 100.0000 to 101.0000" in caplog.text and "rose" not in caplog.text
+    caplog.clear()
+    teacher_training._warn_if_loss_stood_still({0: 100.0, 1: 101.005}, CONFIG)
+    assert "its loss rose from 100.0000 to 101.0050" in caplog.text and "moved" not in caplog.text
