@@ -3,6 +3,7 @@ in the way, enough items for the cut-offs, non-empty evaluation splits. Each fai
 duplicate interactions, which RecBole keeps, are a warning."""
 import contextlib
 import csv
+import functools
 import glob
 import logging
 import os
@@ -10,6 +11,7 @@ import re
 
 import numpy as np
 
+from recbole_hnlm.config_checks import _recbole_properties
 from recbole_hnlm.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -219,13 +221,13 @@ def check_side_file(path, id_key, config):
     _warn_unknown_loaded(path, suffix, config, names)
 
 
+@functools.lru_cache(maxsize=None)
 def _recbole_default_load_col(dataset):
     """RecBole's ``load_col`` for ``dataset`` when no option sets it: its dataset yaml's (ml-100k's names a
-    timestamp), else ``sample.yaml``'s (the two id fields)."""
-    import recbole
+    timestamp), else ``sample.yaml``'s (the two id fields). Read once per dataset name (each checked file asks)."""
     import yaml
 
-    folder = os.path.join(os.path.dirname(recbole.__file__), "properties", "dataset")
+    folder = os.path.join(_recbole_properties(), "dataset")
     path = os.path.join(folder, f"{dataset}.yaml")
     with open(path if os.path.isfile(path) else os.path.join(folder, "sample.yaml"), encoding="utf-8") as f:
         return (yaml.safe_load(f) or {}).get("load_col")
@@ -345,10 +347,14 @@ def _parse_header(path, header, separator, example):
             raise DataError(f"{path}: header field {column!r} is not 'name:type' with a type in {_ATOMIC_TYPES}."
                             f"{hint} Example header: {example!r}.")
         if name in fields:
-            raise DataError(f"{path}: the header {header!r} names field '{name}' twice: give each column its own "
-                            "name.")
+            raise _named_twice(path, header, name)
         fields[name] = kind
     return fields
+
+
+def _named_twice(path, header, name) -> DataError:
+    """The error for a header that names a field twice (pandas renames the second copy without a word)."""
+    return DataError(f"{path}: the header {header!r} names field '{name}' twice: give each column its own name.")
 
 
 def _loaded_columns(config):
@@ -425,8 +431,7 @@ def check_records(path, encoding="utf-8", separator="\t", quoted=True, id_field=
             plain = [name.partition(":")[0] for name in names]
             twice = next((name for k, name in enumerate(plain) if name in plain[:k]), None)
             if twice is not None:  # pandas renames the second; the LLM stage read the wrong column as the title
-                raise DataError(f"{path}: the header {header!r} names field '{twice}' twice: give each column its "
-                                "own name.")
+                raise _named_twice(path, header, twice)
             id_column = plain.index(id_field) if id_field in plain else None
             for start, values in _filled_records(path, f, separator, quoted):
                 has_rows = True

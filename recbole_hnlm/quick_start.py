@@ -45,8 +45,9 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
 
     Returns:
         dict: ``model`` (its name, as RecBole's objective function gives it), ``best_valid_score``,
-        ``valid_score_bigger``, ``best_valid_result``, ``test_result``, ``checkpoint`` and ``resume_state`` (the file ``resume_from`` takes to train on; ``None`` when the run wrote none:
-        ``save_resume_state=False``, ``saved=False`` or a RecBole model). With ``eval_only`` the ``init_from``
+        ``valid_score_bigger``, ``best_valid_result``, ``test_result``, ``checkpoint`` and ``resume_state`` (the
+        file ``resume_from`` takes to train on; ``None`` when the run wrote none: ``save_resume_state=False``,
+        ``saved=False`` or a RecBole model). With ``eval_only`` the ``init_from``
         checkpoint is evaluated instead of training (:func:`evaluate_checkpoint`): the valid and test results are
         its own, and ``checkpoint`` is that file.
 
