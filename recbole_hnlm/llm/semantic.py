@@ -32,9 +32,9 @@ __all__ = ["pairs_sha256", "semantic_manifest", "run_semantic_negatives", "NEGAT
 logger = logging.getLogger(__name__)
 NEGATIVE_TEMPLATE = "hard_negative.v1"
 #: What answers are refused (in the manifest: a store written under other checks is computed again).
-ANSWER_CHECKS = ("v12: none-like, placeholder (also behind a label), the pair's item or user id from the prompt, item "
-                 "attributes copied ('Year: 1994, genres: Crime Drama', also bold or underlined, as a numbered or "
-                 "lettered list item or behind the prompt's key), the "
+ANSWER_CHECKS = ("v13: none-like, placeholder (also behind a label), the pair's item or user id from the prompt, item "
+                 "attributes copied ('Year: 1994, genres: Crime Drama', also bold or underlined, as a numbered, "
+                 "lettered or roman-numbered list item or behind the prompt's key), the "
                  "interacted item or a "
                  "training item of the user (also as a start of the answer that a sentence break ends, or opening a "
                  "sentence about it after a preamble, a recommending phrase or a quote; a year right with the title "
@@ -55,8 +55,9 @@ _RECOMMENDING = re.compile(
     r"|recommended|recommendation|suggestion)\b[\s:]*(?:(?:watching|reading|visiting|trying)\s+)?",
     re.IGNORECASE)
 _ATTRIBUTE_NAMES = r"(?:release\s+)?(?:year|genres?|categor(?:y|ies)|brand|city|state|price|description)"
-#: Markdown emphasis ("**", "__"), other signs, and list numbers or letters ("1.", "2)", "a)") before a label.
-_LABEL_PREFIX = r"^(?:[\W_]|\d+[.)]|[a-z]\))*"
+#: Markdown emphasis ("**", "__"), other signs, and list numbers or letters ("1.", "2)", "(1)", "a)", "A.", "ii.")
+#: before a label.
+_LABEL_PREFIX = r"^(?:[\W_]|\d+[.)]|[a-z][.)]|[ivx]{2,}\.)*"  # one way to read each sign: no backtracking
 #: An attribute label of an item description the prompt showed, first in an answer: SmolLM2 answered "Year: 1994,
 #: genres: Crime Drama" (the interacted item's own attributes), and it was stored as a negative.
 _ATTRIBUTE_LABEL = re.compile(rf"{_LABEL_PREFIX}(?:{_ATTRIBUTE_NAMES}|item_profile)[\s*_]*:", re.IGNORECASE)
@@ -68,8 +69,11 @@ _TITLE_LABEL = re.compile(rf"{_LABEL_PREFIX}(?:(?:(?:item|movie|film|book|produc
                           r"(?:[^\w<]|_)*", re.IGNORECASE)  # "<" kept: "Answer: <item name>" is the placeholder
 #: The prompt's placeholder ("<item name, at most 20 words>") copied behind a label; "Item: <Aladdin>" names a title.
 _PLACEHOLDER = re.compile(r"<\s*(?:item\s+name|at\s+most|one\s+short)", re.IGNORECASE)
-#: A list number or letter before a name ("1. Pulp Fiction", "2) Heat", "a) Heat").
-_LIST_NUMBER = re.compile(r"^\s*(?:\d+[.)]|[a-z]\))\s+")
+#: A list number, letter or roman numeral before a name ("1. Pulp Fiction", "1.Heat", "2) Heat", "(1) Heat", "a) Heat",
+#: "B. Heat", "ii. Heat"; not "9.5 Weeks"). The answer is also checked as written: "A. I. Artificial Intelligence" is a
+#: title.
+_LIST_NUMBER = re.compile(r"^\s*(?:\d+[.)](?!\d)\s*|\(\s*(?:\d+|[a-z]|[ivx]+)\s*\)\s*|[a-z]\)\s*|(?:[a-z]|[ivx]+)\.\s+)",
+                          re.IGNORECASE)
 #: A label before an id the prompt showed: "item_id: B00DFT27EQ", "Item #242", "ASIN B00DFT27EQ".
 _ID_LABEL = re.compile(r"^(?:(?:item|user|business|product)(?:[\s_-]*id)?|id|asin)\b\s*[:#=]?\s*", re.IGNORECASE)
 #: Ids this long (with a digit, as written) are matched inside a longer answer too ("B00DFT27EQ, a plush toy");
@@ -154,6 +158,11 @@ class _Answer(NamedTuple):
     subtitled: frozenset  # "Die Hard: With a Vengeance": a longer title, not a sentence about Die Hard
 
     @classmethod
+    def forms(cls, name: str) -> List["_Answer"]:
+        """The answer parsed, and parsed again without its recommending phrase when it starts with one."""
+        return [cls.parse(name)] + ([cls.parse(name, recommending=True)] if _RECOMMENDING.match(name.strip()) else [])
+
+    @classmethod
     def parse(cls, name: str, recommending: bool = False) -> "_Answer":
         """``recommending``: drop a recommending phrase first ("I recommend Heat"); an answer is checked both ways,
         since a title may start with one ("Consider the Lobster")."""
@@ -236,9 +245,11 @@ def negative_problem(answer: Dict, interacted_title: str, interacted_year: Optio
     itself, an item of the user's training ``history`` (``(title, year)`` pairs; a positive of the user, not a
     negative), or the user's ``profile`` repeated (SmolLM2 copied it as its answer)."""
     name = negative_name(answer)
-    named = _LIST_NUMBER.sub("", _TITLE_LABEL.sub("", name, count=1), count=1)  # "Title: Pulp Fiction": Pulp Fiction
-    parsed = _Answer.parse(named)
-    forms = (parsed, _Answer.parse(named, recommending=True)) if _RECOMMENDING.match(named.strip()) else (parsed,)
+    labelled = _TITLE_LABEL.sub("", name, count=1)  # "Title: Pulp Fiction": Pulp Fiction
+    named = _LIST_NUMBER.sub("", labelled, count=1)  # "1. Pulp Fiction": Pulp Fiction
+    # the answer as written too when a list sign went: "A. I. Artificial Intelligence" is a title
+    forms = _Answer.forms(named) + (_Answer.forms(labelled) if labelled != named else [])
+    parsed = forms[0]
     key, answer_year = parsed.key, parsed.starts[0][1] or parsed.year
     placeholder = name.startswith("<") or _PLACEHOLDER.match(named.lstrip("*_\"'` ")) is not None  # behind a label
     if placeholder or (answer_year is None and (key in _NONE_ANSWERS or key.startswith(_NONE_STARTS))):

@@ -742,6 +742,39 @@ def test_answer_checks_v12_forms(answer, why):
     assert problem is not None and why in problem, (answer, problem)
 
 
+@pytest.mark.parametrize("answer, why", [
+    # list signs v12 did not read: a letter or roman numeral with a period, a number in brackets, no space
+    ("B. Pulp Fiction", "names the interacted item itself"), ("i. Pulp Fiction", "names the interacted item itself"),
+    ("ii. Pulp Fiction", "names the interacted item itself"), ("(1) Pulp Fiction", "names the interacted item itself"),
+    ("(a) Pulp Fiction", "names the interacted item itself"), ("1.Pulp Fiction", "names the interacted item itself"),
+    ("2)Pulp Fiction", "names the interacted item itself"), ("B) Pulp Fiction", "names the interacted item itself"),
+    # and before a label
+    ("A. Title: Pulp Fiction", "names the interacted item itself"), ("a. Year: 1994", "copies item attributes"),
+    ("iii. Year: 1994", "copies item attributes"), ("(1) Title: Pulp Fiction", "names the interacted item itself"),
+    # a list sign before a recommending phrase
+    ("B. I recommend Pulp Fiction", "names the interacted item itself"),
+])
+def test_answer_checks_v13_list_signs(answer, why):
+    problem = negative_problem({"hard_negative_item": answer}, "Pulp Fiction (1994)", "1994")
+    assert problem is not None and why in problem, (answer, problem)
+
+
+@pytest.mark.parametrize("answer, interacted, year, refused", [
+    # a title that starts like a list item is also checked as written
+    ("A. I. Artificial Intelligence", "A. I. Artificial Intelligence (2001)", "2001", True),
+    ("I. Q.", "I. Q. (1994)", "1994", True),
+    # a decimal is not a list number; a title that starts like a list item names no other item
+    ("9.5 Weeks", "5 Weeks", None, False), ("(500) Days of Summer", "Heat", None, False),
+    ("A. I. Artificial Intelligence", "Pulp Fiction (1994)", "1994", False),
+    # the price of reading "B. Heat" as a list item: an initial before another item's whole title is refused (no
+    # pair of ml-100k titles is)
+    ("J. Edgar", "Edgar", None, True),
+])
+def test_list_signs_and_titles_that_start_like_them(answer, interacted, year, refused):
+    problem = negative_problem({"hard_negative_item": answer}, interacted, year)
+    assert (problem is not None) == refused, (answer, interacted, problem)
+
+
 @pytest.mark.parametrize("answer", ["Item: <Aladdin>", '"<Aladdin>"',  # a title in the placeholder's brackets
                                     "Heat, a crime film", "Brazil; a satire of bureaucracy", "A Fish Called Wanda",
                                     "Price of Glory", "Year of the Horse", "Brand Upon the Brain!",
