@@ -273,7 +273,7 @@ class HNLMRec(NegativeSampler):
         user, pos, random_neg = (gather_rows(emb.user, ctx.user), gather_rows(emb.item, ctx.pos),
                                   gather_rows(emb.item, ctx.neg))
         h_bpr = h.detach() if self.detach_in_bpr else h
-        if self.h_norm == "item":
+        if self.h_norm == "item":  # the scale is a constant of the step: no gradient into random_neg through it
             h_bpr = F.normalize(h_bpr, dim=1) * random_neg.detach().norm(dim=1, keepdim=True)
         weight = self.mix * found.to(h.dtype).unsqueeze(1)
         negative = weight * h_bpr + (1 - weight) * random_neg
