@@ -391,7 +391,7 @@ at::Tensor lightgcn_mean_cuda(const at::Tensor& rowptr, const at::Tensor& col, c
     auto& next = sweep_accumulator(buffers, layer - 1, n, d, ego_c);
     spmm_into(g, cur, d, next, d);
     sum.add_(next);
-    // the next layer reads E_k in the feature dtype, as the CPU kernel (and the reference chain) do
+    // the next layer reads E_k in the feature dtype, as the CPU kernel does (the reference chain keeps float32)
     cur = next.scalar_type() == ego_c.scalar_type() ? next : next.to(ego_c.scalar_type());
   }
   return sum.div_(static_cast<double>(num_layers + 1)).to(ego_c.scalar_type());
