@@ -139,10 +139,12 @@ def parse_args(argv):
         description="Samplers x backbones x seeds on one dataset: per-cell JSON, runs.csv, table.md, plots/*.png.",
         epilog="Any other --key=value is a RecBole or sampler setting shared by every cell.")
     parser.add_argument("--dataset", "-d", default="ml-100k", help="RecBole dataset name (default ml-100k)")
-    parser.add_argument("--models", "-m", nargs="+", default=list(DEFAULT_MODELS), help="backbones")
-    parser.add_argument("--samplers", "-s", nargs="+", default=list(DEFAULT_SAMPLERS), help="samplers")
+    parser.add_argument("--models", "-m", nargs="+", default=list(DEFAULT_MODELS), help=f"backbones (default: {' '.join(DEFAULT_MODELS)})")
+    parser.add_argument("--samplers", "-s", nargs="+", default=list(DEFAULT_SAMPLERS), help=f"samplers (default: {' '.join(DEFAULT_SAMPLERS)})")
     parser.add_argument("--seeds", nargs="+", type=_integer(0, _MAX_SEED, f"integers from 0 to {_MAX_SEED}"),
-                        default=list(DEFAULT_SEEDS), help="seeds")
+                        default=list(DEFAULT_SEEDS),
+                        help=f"seeds (default: {' '.join(map(str, DEFAULT_SEEDS))}); HNLMRec over several seeds needs "
+                             "--split_seed=N (one split for its LLM artifacts)")
     parser.add_argument("--out", "-o", default=None, help="output folder (default results/<dataset>)")
     parser.add_argument("--epochs", type=_integer(1, what="an integer >= 1"), default=None,
                         help="maximum epochs per cell (default: the yaml's)")
