@@ -6,7 +6,7 @@ The RecBole model gets every option its property file defines from the plugin's 
     .venv/bin/python benchmarks/recbole_parity.py --models MF LightGCN NGCF --seeds 2020 2021 \\
         --out results/ml-100k-recbole-parity
 
-Writes out/runs/<side>-<model>-<seed>.json (rerunning skips them) and out/parity.md: best-validation and test
+Writes out/runs/<side>-<model>-<seed>.json (rerunning skips them; --report-only trains nothing) and out/parity.md: best-validation and test
 Recall@20/NDCG@20 per run, and per model the mean difference over the seeds with the seeds' spread. docs/usage.md
 ("Comparing with RecBole's own models") says where the models differ.
 """
@@ -100,6 +100,7 @@ def main(argv=None):
     parser.add_argument("--require_pow", type=lambda v: {"true": True, "false": False}[v.lower()], default=True,
                         help="RecBole's L2 form: True (squared, ours) or False (RecBole's default, unsquared)")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--report-only", action="store_true", help="only rebuild parity.md from the stored runs")
     args = parser.parse_args(argv)
     sys.argv = sys.argv[:1]  # RecBole's Config reads "--key=value" from the command line
 
@@ -122,6 +123,8 @@ def main(argv=None):
                     with open(path, encoding="utf-8") as file:
                         run = json.load(file)
                 if run is None or run["epochs"] != settings["epochs"]:
+                    if args.report_only:
+                        continue
                     run = train(side, model, seed, settings, args.require_pow)
                     write_json_atomic(path, run)
                 records[(side, model, seed)] = run

@@ -27,3 +27,9 @@ def test_lightgcn_trains_to_recboles_metrics(ml_slice, tmp_path):
     assert "| LightGCN vs LightGCN | ndcg@20 |" in table and "+0.0000" in table
     again = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert again.returncode == 0 and "(%s s)" % ours["seconds"] in again.stdout  # read back, not trained again
+    (out / "parity.md").unlink()
+    report = subprocess.run(command[:command.index("--seeds") + 2] + ["2021"] + command[command.index("--epochs"):]
+                            + ["--report-only"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert not (out / "runs" / "ours-LightGCN-2021.json").exists()  # nothing trained: seed 2021 has no runs
+    assert "| LightGCN | ours | 2020 |" in (out / "parity.md").read_text()
