@@ -6,8 +6,8 @@ The RecBole model gets every option its property file defines from the plugin's 
     .venv/bin/python benchmarks/recbole_parity.py --models MF LightGCN NGCF --seeds 2020 2021 \\
         --out results/ml-100k-recbole-parity
 
-Writes out/runs/<side>-<model>-<seed>.json (rerunning skips them; --report-only trains nothing) and out/parity.md: best-validation and test
-Recall@20/NDCG@20 per run, and per model the mean difference over the seeds with the seeds' spread. docs/usage.md
+Writes out/runs/<side>-<model>-<seed>.json (rerunning skips them; --report-only trains nothing) and out/parity.md:
+best-validation and test Recall@20/NDCG@20 per run, and per model the mean difference over the seeds with the seeds' spread. docs/usage.md
 ("Comparing with RecBole's own models") says where the models differ.
 """
 import argparse
@@ -76,7 +76,8 @@ def table(records, models, seeds):
                 if run:
                     lines.append(f"| {run['model']} | {side} | {seed} | {run['epochs']} | " + " | ".join(
                         f"{run[split][m]:.4f}" for split in ("best_valid", "test") for m in METRICS) + " |")
-    lines += ["", "| model | test metric | ours (mean) | RecBole (mean) | difference | seeds' spread (ours / RecBole) |",
+    lines += ["",
+              "| model | test metric | ours (mean) | RecBole (mean) | difference | seeds' spread (ours / RecBole) |",
               "|---|---|---|---|---|---|"]
     for model in models:
         for metric in METRICS:

@@ -139,8 +139,10 @@ def parse_args(argv):
         description="Samplers x backbones x seeds on one dataset: per-cell JSON, runs.csv, table.md, plots/*.png.",
         epilog="Any other --key=value is a RecBole or sampler setting shared by every cell.")
     parser.add_argument("--dataset", "-d", default="ml-100k", help="RecBole dataset name (default ml-100k)")
-    parser.add_argument("--models", "-m", nargs="+", default=list(DEFAULT_MODELS), help=f"backbones (default: {' '.join(DEFAULT_MODELS)})")
-    parser.add_argument("--samplers", "-s", nargs="+", default=list(DEFAULT_SAMPLERS), help=f"samplers (default: {' '.join(DEFAULT_SAMPLERS)})")
+    parser.add_argument("--models", "-m", nargs="+", default=list(DEFAULT_MODELS),
+                        help=f"backbones (default: {' '.join(DEFAULT_MODELS)})")
+    parser.add_argument("--samplers", "-s", nargs="+", default=list(DEFAULT_SAMPLERS),
+                        help=f"samplers (default: {' '.join(DEFAULT_SAMPLERS)})")
     parser.add_argument("--seeds", nargs="+", type=_integer(0, _MAX_SEED, f"integers from 0 to {_MAX_SEED}"),
                         default=list(DEFAULT_SEEDS),
                         help=f"seeds (default: {' '.join(map(str, DEFAULT_SEEDS))}); HNLMRec over several seeds needs "

@@ -72,8 +72,8 @@ _PLACEHOLDER = re.compile(r"<\s*(?:item\s+name|at\s+most|one\s+short)", re.IGNOR
 #: A list number, letter or roman numeral before a name ("1. Pulp Fiction", "1.Heat", "2) Heat", "(1) Heat", "a) Heat",
 #: "B. Heat", "ii. Heat"; not "9.5 Weeks"). The answer is also checked as written: "A. I. Artificial Intelligence" is a
 #: title.
-_LIST_NUMBER = re.compile(r"^\s*(?:\d+[.)](?!\d)\s*|\(\s*(?:\d+|[a-z]|[ivx]+)\s*\)\s*|[a-z]\)\s*|(?:[a-z]|[ivx]+)\.\s+)",
-                          re.IGNORECASE)
+_LIST_NUMBER = re.compile(
+    r"^\s*(?:\d+[.)](?!\d)\s*|\(\s*(?:\d+|[a-z]|[ivx]+)\s*\)\s*|[a-z]\)\s*|(?:[a-z]|[ivx]+)\.\s+)", re.IGNORECASE)
 #: A label before an id the prompt showed: "item_id: B00DFT27EQ", "Item #242", "ASIN B00DFT27EQ".
 _ID_LABEL = re.compile(r"^(?:(?:item|user|business|product)(?:[\s_-]*id)?|id|asin)\b\s*[:#=]?\s*", re.IGNORECASE)
 #: Ids this long (with a digit, as written) are matched inside a longer answer too ("B00DFT27EQ, a plush toy");
