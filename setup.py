@@ -108,7 +108,7 @@ setup(
     long_description=open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
     if os.path.exists(os.path.join(ROOT, "README.md")) else "",
     long_description_content_type="text/markdown",
-    python_requires=">=3.10",
+    python_requires=">=3.10,<3.13",  # our numpy<2 and scipy 1.11 pins (RecBole 1.2.1) have no 3.13 wheels
     packages=find_packages(include=["recbole_hnlm", "recbole_hnlm.*"]) + ["recbole_hnlm.properties"],
     package_dir={"recbole_hnlm.properties": "properties"},
     package_data={"recbole_hnlm.properties": ["*.yaml", "*/*.yaml"], "recbole_hnlm.llm": ["prompts/*.txt"]},

@@ -1,4 +1,4 @@
-"""HNLMRec hybrid-prompt encoder (paper §4.2-4.3, algorithms.md §5.3 and §10.12).
+r"""HNLMRec hybrid-prompt encoder (paper §4.2-4.3, algorithms.md §5.3 and §10.12).
 
 Query prompt (template ``hybrid_query.v3``, ``format: raw`` like the authors' inference prompt)::
 

@@ -1,4 +1,4 @@
-"""``SampledRecommender``: the RecBole skeleton shared by the plugin's backbones.
+r"""``SampledRecommender``: the RecBole skeleton shared by the plugin's backbones.
 
 A backbone implements :meth:`SampledRecommender.propagate`; this class owns the negative sampler, the candidate
 generator, the pairwise loss and RecBole's prediction interface. Per training batch: one propagation, candidates if the
