@@ -7,8 +7,8 @@ The RecBole model gets every option its property file defines from the plugin's 
         --out results/ml-100k-recbole-parity
 
 Writes out/runs/<side>-<model>-<seed>.json (rerunning skips them; --report-only trains nothing) and out/parity.md:
-best-validation and test Recall@20/NDCG@20 per run, and per model the mean difference over the seeds with the seeds' spread. docs/usage.md
-("Comparing with RecBole's own models") says where the models differ.
+best-validation and test Recall@20/NDCG@20 per run, and per model the mean difference over the seeds with the seeds'
+spread. docs/usage.md ("Comparing with RecBole's own models") says where the models differ.
 """
 import argparse
 import json
@@ -26,12 +26,9 @@ METRICS = ("recall@20", "ndcg@20")
 
 def recbole_model_options(model):
     """The options RecBole's property file of ``model`` defines (their values are taken from the plugin's config)."""
-    import recbole
-    import yaml
+    from recbole_hnlm.config_checks import _recbole_properties, _yaml_keys_of
 
-    path = os.path.join(os.path.dirname(recbole.__file__), "properties", "model", f"{model}.yaml")
-    with open(path, encoding="utf-8") as file:
-        return list(yaml.safe_load(file) or {})
+    return _yaml_keys_of(os.path.join(_recbole_properties(), "model", f"{model}.yaml"))
 
 
 def train(side, model_name, seed, settings, require_pow):
