@@ -54,9 +54,10 @@ stage build build.log 300 "$PY" -m pip install -v --no-build-isolation --no-deps
 stage dispatch build.log 30 "$PY" -c "import recbole_hnlm.ops as o; print('WITH_EXT', o.WITH_EXT, 'WITH_CUDA_EXT',
   o.WITH_CUDA_EXT); assert o.WITH_CUDA_EXT" || exit 1
 # the emulated backend (CPU, already run by CI) is left out here: device time is for the GPU
-# the tests of the kernel experiments (RECBOLE_HNLM_SPMM_SHORT_CHAINS, RECBOLE_HNLM_ARGMAX_GROUPS) run later, after
-# the benchmark, which checks each experiment's results against the default kernels before timing it
-EXPERIMENTS="split or short_chains or argmax_groups"
+# the tests of the kernel experiments (RECBOLE_HNLM_SPMM_SHORT_CHAINS, RECBOLE_HNLM_SPMM_GROUPS,
+# RECBOLE_HNLM_ARGMAX_GROUPS, the split kernels) run later, after the benchmark, which checks each experiment's
+# results against the default kernels before timing it
+EXPERIMENTS="split or short_chains or spmm_groups or argmax_groups"
 # the device tests only: tests/ops' CPU-only files run in CI (160-260 s on a 2-core machine)
 stage tests tests.log 200 "${PYTEST[@]}" tests/ops/test_cuda_kernels.py tests/ops/test_extension_build.py \
   -m "not emulation" -k "not ($EXPERIMENTS)"

@@ -437,6 +437,10 @@ std::tuple<at::Tensor, at::Tensor> mixgcf_mix_backward_cuda(const at::Tensor& gr
             grad_items.data_ptr<acc_t>(), rows, static_cast<int>(L), d, num_items);
       }
     });
+  } else if (rows > 0) {
+    // d = 0: no kernel runs to assert on the ids, so they are checked here, as the CPU kernel checks them at any d
+    const bool outside = at::logical_or(chosen_c < 0, chosen_c >= num_items).any().item<bool>();
+    TORCH_CHECK_INDEX(!outside, "chosen contains an item id outside [0, ", num_items, ")");
   }
   if (grad_items.scalar_type() != grad_c.scalar_type()) grad_items = grad_items.to(grad_c.scalar_type());
   return {grad_pos, grad_items};

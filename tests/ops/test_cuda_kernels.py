@@ -657,3 +657,15 @@ def test_out_of_range_ids_trip_the_device_assertion(dev):
     col[-1] = graph.num_nodes
     with pytest.raises(RuntimeError, match=r"device-side assertion `c >= 0 && c < n_rows` failed"):
         _ext.ops.spmm(graph.rowptr, col, graph.val, torch.randn(graph.num_nodes, 4))
+
+
+def test_backward_checks_chosen_ids_when_rows_are_empty(dev):
+    """With d = 0 no backward kernel runs to assert on the ids: they are checked on the host, an IndexError as the
+    CPU kernel raises at any d."""
+    chosen = torch.tensor([[0, 5], [1, 2]], device=dev)
+    alpha = torch.rand(2, 2, device=dev)
+    grad_z = torch.randn(2, 2, 0, device=dev)
+    with pytest.raises(IndexError, match=r"outside \[0, 5\)"):
+        _ext.ops.mixgcf_mix_backward(grad_z, chosen, alpha, 5)
+    grad_pos, grad_items = _ext.ops.mixgcf_mix_backward(grad_z, chosen.clamp(max=4), alpha, 5)
+    assert grad_pos.shape == (2, 2, 0) and grad_items.shape == (5, 2, 0)
