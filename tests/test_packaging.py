@@ -54,3 +54,11 @@ def test_each_command_line_tool_names_the_command_that_runs_it(module):
     done = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith(f"usage: python -m {module} "), done.stdout[:200]
+
+
+@pytest.mark.parametrize("script", ["benchmarks/compare.py", "benchmarks/tune.py"])
+def test_each_checkout_script_names_itself(script):
+    """``python benchmarks/compare.py --help`` printed ``usage: python -m recbole_hnlm.benchmark``."""
+    done = subprocess.run([sys.executable, script, "--help"], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith(f"usage: python {script} "), done.stdout[:200]

@@ -132,10 +132,10 @@ def fail(error) -> int:
     return 2
 
 
-def parse_args(argv):
+def parse_args(argv, prog="python -m recbole_hnlm.benchmark"):
     """The parsed command line; a malformed one raises :class:`UsageError` naming the option."""
     parser = _Parser(
-        prog="python -m recbole_hnlm.benchmark", allow_abbrev=False,
+        prog=prog, allow_abbrev=False,
         description="Samplers x backbones x seeds on one dataset: per-cell JSON, runs.csv, table.md, plots/*.png.",
         epilog="Any other --key=value is a RecBole or sampler setting shared by every cell.")
     parser.add_argument("--dataset", "-d", default="ml-100k", help="RecBole dataset name (default ml-100k)")
@@ -175,12 +175,13 @@ def parse_args(argv):
     return args
 
 
-def main(argv=None):
+def main(argv=None, prog=None):
+    """Command line (see the module docstring); ``prog``: the command ``--help`` names (``benchmarks/compare.py``)."""
     from recbole_hnlm.benchmark.grid import SettingsMismatch, run_grid
     from recbole_hnlm.benchmark.report import write_report
     from recbole_hnlm.signals import interrupted_status, say_interrupted, sigterm_as_interrupt
 
-    args, status = parse_command_line(parse_args, argv)
+    args, status = parse_command_line(lambda items: parse_args(items, *([prog] if prog else [])), argv)
     if args is None:
         return status
     summary = {"failed": []}

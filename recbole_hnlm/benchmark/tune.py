@@ -357,10 +357,10 @@ def run_search(dataset, model, sampler, seeds, params_file, out, algo="exhaustiv
     return search
 
 
-def _parse_args(argv):
+def _parse_args(argv, prog="python -m recbole_hnlm.benchmark.tune"):
     from recbole_hnlm.benchmark.__main__ import _MAX_SEED, _integer, _no_repeats, _Parser, shared_settings
 
-    parser = _Parser(prog="python -m recbole_hnlm.benchmark.tune", allow_abbrev=False,
+    parser = _Parser(prog=prog, allow_abbrev=False,
                      description="Hyper-parameter search for one backbone and sampler (RecBole's params-file format).",
                      epilog="Any other --key=value is a RecBole or sampler setting shared by every trial.")
     parser.add_argument("--model", "-m", required=True, help="backbone")
@@ -393,12 +393,12 @@ def _parse_args(argv):
     return args
 
 
-def main(argv=None) -> int:
-    """Command line (see the module docstring)."""
+def main(argv=None, prog=None) -> int:
+    """Command line (see the module docstring); ``prog``: the command ``--help`` names (``benchmarks/tune.py``)."""
     from recbole_hnlm.benchmark.__main__ import fail, parse_command_line
     from recbole_hnlm.signals import interrupted_status, say_interrupted, sigterm_as_interrupt
 
-    args, status = parse_command_line(_parse_args, argv)
+    args, status = parse_command_line(lambda items: _parse_args(items, *([prog] if prog else [])), argv)
     if args is None:
         return status
     try:
