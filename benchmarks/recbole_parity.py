@@ -8,7 +8,8 @@ The RecBole model gets every option its property file defines from the plugin's 
 
 Writes out/runs/<side>-<model>-<seed>.json (rerunning skips them; --report-only trains nothing) and out/parity.md:
 best-validation and test Recall@20/NDCG@20 per run, and per model the mean difference over the seeds with the seeds'
-spread. docs/usage.md ("Comparing with RecBole's own models") says where the models differ.
+spread. A stored run of other settings (dataset, data path, split seed, epochs) is an error, never reused or
+replaced. docs/usage.md ("Comparing with RecBole's own models") says where the models differ.
 """
 import argparse
 import json
@@ -22,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 RECBOLE_NAMES = {"MF": "BPR", "LightGCN": "LightGCN", "NGCF": "NGCF", "SGL": "SGL"}
 DEFAULT_EPOCHS = {"MF": 40, "LightGCN": 20, "NGCF": 20, "SGL": 15}
 METRICS = ("recall@20", "ndcg@20")
+RUN_SETTINGS = ("dataset", "data_path", "split_seed", "epochs")  # a stored run is reused only when these match
 
 
 def recbole_model_options(model):
@@ -58,13 +60,24 @@ def train(side, model_name, seed, settings, require_pow):
     _, best_valid = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
     test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
     return dict(side=side, model=model_name if side == "ours" else RECBOLE_NAMES[model_name], seed=seed,
-                epochs=config["epochs"], require_pow=require_pow if side == "recbole" else None,
+                **{key: settings.get(key) for key in RUN_SETTINGS},
+                require_pow=require_pow if side == "recbole" else None,
                 best_valid={m: float(best_valid[m]) for m in METRICS}, test={m: float(test[m]) for m in METRICS},
                 seconds=round(time.time() - start, 1))
 
 
-def table(records, models, seeds):
-    lines = ["| model | side | seed | epochs | valid R@20 | valid N@20 | test R@20 | test N@20 |",
+def stored_run_conflict(run, settings):
+    """``None`` when a stored run was trained with ``settings``, else what differs (``"epochs 2, now 20"``)."""
+    differ = [f"{key} {run.get(key, '(not recorded)')!r}, now {settings.get(key)!r}" for key in RUN_SETTINGS
+              if key not in run or run[key] != settings.get(key)]
+    return "; ".join(differ) or None
+
+
+def table(records, models, seeds, require_pow=True):
+    l2 = ("squared L2 (require_pow: True), as ours" if require_pow
+          else "RecBole's default unsquared L2 (require_pow: False); ours squares it")
+    lines = [f"RecBole's models trained with {l2}.", "",
+             "| model | side | seed | epochs | valid R@20 | valid N@20 | test R@20 | test N@20 |",
              "|---|---|---|---|---|---|---|---|"]
     for model in models:
         for side in ("ours", "recbole"):
@@ -87,15 +100,29 @@ def table(records, models, seeds):
     return "\n".join(lines) + "\n"
 
 
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def true_or_false(text):
+    if text.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"must be true or false, got {text!r}")
+    return text.lower() == "true"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="benchmarks/recbole_parity.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["MF", "LightGCN", "NGCF"], choices=sorted(RECBOLE_NAMES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[2020, 2021])
     parser.add_argument("--dataset", default="ml-100k")
     parser.add_argument("--data_path", help="the folder of <dataset>/ (default: RecBole's)")
-    parser.add_argument("--epochs", type=int, help="for every model (default: MF 40, LightGCN and NGCF 20, SGL 15)")
+    parser.add_argument("--epochs", type=positive_int,
+                        help="for every model (default: MF 40, LightGCN and NGCF 20, SGL 15)")
     parser.add_argument("--split_seed", type=int, default=2020)
-    parser.add_argument("--require_pow", type=lambda v: {"true": True, "false": False}[v.lower()], default=True,
+    parser.add_argument("--require_pow", type=true_or_false, default=True,
                         help="RecBole's L2 form: True (squared, ours) or False (RecBole's default, unsquared)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--report-only", action="store_true", help="only rebuild parity.md from the stored runs")
@@ -111,7 +138,7 @@ def main(argv=None):
                         stopping_step=1000, eval_step=1, show_progress=False, state="ERROR", log_wandb=False,
                         save_resume_state=False, checkpoint_dir=os.path.join(args.out, "checkpoints"))
         if args.data_path:
-            settings["data_path"] = args.data_path
+            settings["data_path"] = os.path.abspath(args.data_path)
         for seed in args.seeds:
             for side in ("ours", "recbole"):
                 unsquared = side == "recbole" and not args.require_pow
@@ -120,7 +147,11 @@ def main(argv=None):
                 if os.path.isfile(path):
                     with open(path, encoding="utf-8") as file:
                         run = json.load(file)
-                if run is None or run["epochs"] != settings["epochs"]:
+                    conflict = stored_run_conflict(run, settings)
+                    if conflict:
+                        parser.error(f"{path} was trained with other settings ({conflict}): give the same options, "
+                                     "another --out folder, or delete that run")
+                if run is None:
                     if args.report_only:
                         continue
                     run = train(side, model, seed, settings, args.require_pow)
@@ -128,7 +159,7 @@ def main(argv=None):
                 records[(side, model, seed)] = run
                 print(f"{side} {run['model']} seed {seed}: test " + ", ".join(
                     f"{m} {run['test'][m]:.4f}" for m in METRICS) + f" ({run['seconds']} s)", flush=True)
-    text = table(records, args.models, args.seeds)
+    text = table(records, args.models, args.seeds, args.require_pow)
     write_text_atomic(os.path.join(args.out, "parity.md"), text)
     print(text)
     return 0

@@ -20,6 +20,8 @@ def test_lightgcn_trains_to_recboles_metrics(ml_slice, tmp_path):
     ours, theirs = (json.loads((out / "runs" / f"{side}-LightGCN-2020.json").read_text())
                     for side in ("ours", "recbole"))
     assert ours["model"] == theirs["model"] == "LightGCN" and theirs["require_pow"] is True
+    for run in (ours, theirs):  # what a later call checks before reusing the run
+        assert (run["dataset"], run["data_path"], run["split_seed"], run["epochs"]) == (name, data_path, 2020, 2)
     for split in ("best_valid", "test"):
         for metric, value in ours[split].items():
             assert value > 0 and abs(value - theirs[split][metric]) <= 1e-4, (split, metric)
