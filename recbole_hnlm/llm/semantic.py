@@ -32,15 +32,15 @@ __all__ = ["pairs_sha256", "semantic_manifest", "run_semantic_negatives", "NEGAT
 logger = logging.getLogger(__name__)
 NEGATIVE_TEMPLATE = "hard_negative.v1"
 #: What answers are refused (in the manifest: a store written under other checks is computed again).
-ANSWER_CHECKS = ("v13: none-like, placeholder (also behind a label), the pair's item or user id from the prompt, item "
+ANSWER_CHECKS = ("v14: none-like, placeholder (also behind a label), the pair's item or user id from the prompt, item "
                  "attributes copied ('Year: 1994, genres: Crime Drama', also bold or underlined, as a numbered, "
                  "lettered or roman-numbered list item or behind the prompt's key), the "
                  "interacted item or a "
                  "training item of the user (also as a start of the answer that a sentence break ends, or opening a "
                  "sentence about it after a preamble, a recommending phrase or a quote; a year right with the title "
-                 "names a namesake; a 'Title:'/'Answer:' label, also with an em dash, or a list number or letter "
-                 "before it read through), the user's "
-                 "profile repeated (its start, or an undated sentence of its words)")
+                 "names a namesake; a 'Title:'/'Answer:' label, also with an em dash, or a list number, letter or "
+                 "roman numeral with a period or a bracket, also in bold, before it read through; '_' as "
+                 "punctuation), the user's profile repeated (its start, or an undated sentence of its words)")
 _NONE_ANSWERS = {"none", "null", "n a", "na", "nothing", "unknown", "no item", "none found", "not applicable",
                  "item name", "none of the above"}
 _NONE_STARTS = ("no hard negative", "none of the ", "not applicable", "there is no ")
@@ -55,9 +55,9 @@ _RECOMMENDING = re.compile(
     r"|recommended|recommendation|suggestion)\b[\s:]*(?:(?:watching|reading|visiting|trying)\s+)?",
     re.IGNORECASE)
 _ATTRIBUTE_NAMES = r"(?:release\s+)?(?:year|genres?|categor(?:y|ies)|brand|city|state|price|description)"
-#: Markdown emphasis ("**", "__"), other signs, and list numbers or letters ("1.", "2)", "(1)", "a)", "A.", "ii.")
-#: before a label.
-_LABEL_PREFIX = r"^(?:[\W_]|\d+[.)]|[a-z][.)]|[ivx]{2,}\.)*"  # one way to read each sign: no backtracking
+#: Markdown emphasis ("**", "__"), other signs, and list numbers or letters ("1.", "2)", "(1)", "a)", "A.", "ii.",
+#: "iv)") before a label.
+_LABEL_PREFIX = r"^(?:[\W_]|\d+[.)]|[a-z][.)]|[ivx]{2,}[.)])*"  # one way to read each sign: no backtracking
 #: An attribute label of an item description the prompt showed, first in an answer: SmolLM2 answered "Year: 1994,
 #: genres: Crime Drama" (the interacted item's own attributes), and it was stored as a negative.
 _ATTRIBUTE_LABEL = re.compile(rf"{_LABEL_PREFIX}(?:{_ATTRIBUTE_NAMES}|item_profile)[\s*_]*:", re.IGNORECASE)
@@ -70,10 +70,10 @@ _TITLE_LABEL = re.compile(rf"{_LABEL_PREFIX}(?:(?:(?:item|movie|film|book|produc
 #: The prompt's placeholder ("<item name, at most 20 words>") copied behind a label; "Item: <Aladdin>" names a title.
 _PLACEHOLDER = re.compile(r"<\s*(?:item\s+name|at\s+most|one\s+short)", re.IGNORECASE)
 #: A list number, letter or roman numeral before a name ("1. Pulp Fiction", "1.Heat", "2) Heat", "(1) Heat", "a) Heat",
-#: "B. Heat", "ii. Heat"; not "9.5 Weeks"). The answer is also checked as written: "A. I. Artificial Intelligence" is a
-#: title.
-_LIST_NUMBER = re.compile(
-    r"^\s*(?:\d+[.)](?!\d)\s*|\(\s*(?:\d+|[a-z]|[ivx]+)\s*\)\s*|[a-z]\)\s*|(?:[a-z]|[ivx]+)\.\s+)", re.IGNORECASE)
+#: "B. Heat", "ii. Heat", "iv) Heat", also in bold: "**1. Heat**"; not "9.5 Weeks"). The answer is also checked as
+#: written: "A. I. Artificial Intelligence" is a title.
+_LIST_NUMBER = re.compile(r"^\s*[*_]*\s*(?:\d+[.)](?!\d)\s*|\(\s*(?:\d+|[a-z]|[ivx]+)\s*\)\s*|(?:[a-z]|[ivx]+)\)\s*|"
+                          r"(?:[a-z]|[ivx]+)\.\s+)", re.IGNORECASE)
 #: A label before an id the prompt showed: "item_id: B00DFT27EQ", "Item #242", "ASIN B00DFT27EQ".
 _ID_LABEL = re.compile(r"^(?:(?:item|user|business|product)(?:[\s_-]*id)?|id|asin)\b\s*[:#=]?\s*", re.IGNORECASE)
 #: Ids this long (with a digit, as written) are matched inside a longer answer too ("B00DFT27EQ, a plush toy");
@@ -120,12 +120,13 @@ def semantic_manifest(cfg: LLMConfig, text: DatasetText, pairs, generator_name: 
 
 def title_key(title: str) -> str:
     """A title compared loosely: lower case, no trailing ``(1994)``, no leading or trailing article (``Usual
-    Suspects, The`` and ``The Usual Suspects`` as ``usual suspects``), punctuation as spaces."""
+    Suspects, The`` and ``The Usual Suspects`` as ``usual suspects``), punctuation (``_`` too: Markdown's
+    ``__Heat__``) as spaces."""
     key = re.sub(r"\s*\(\s*\d{4}\s*\)\s*$", "", " ".join(str(title).lower().split()))
-    key = re.sub(r"^[^\w(]+", "", key)  # a quote first: '"Il Postino" is ...' as "postino is ..."
+    key = re.sub(r"^(?:[^\w(]|_)+", "", key)  # a quote first: '"Il Postino" is ...' as "postino is ..."
     key = re.sub(rf"^(.*),\s*(?:{'|'.join(_ARTICLES)})$", r"\1", key)  # "Usual Suspects, The" as "usual suspects"
     key = re.sub(rf"^(?:{'|'.join(_ARTICLES)})\s+(?=\S)", "", key)  # "The Usual Suspects" likewise
-    return " ".join(re.sub(r"[^\w]+", " ", key).split())
+    return " ".join(re.sub(r"[\W_]+", " ", key).split())
 
 
 def negative_name(answer: Dict) -> str:

@@ -13,7 +13,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 @pytest.fixture
 def parity(monkeypatch):
     monkeypatch.setattr(sys, "argv", list(sys.argv))  # main() cuts sys.argv to its first item
-    spec = importlib.util.spec_from_file_location("recbole_parity", os.path.join(REPO, "benchmarks", "recbole_parity.py"))
+    path = os.path.join(REPO, "benchmarks", "recbole_parity.py")
+    spec = importlib.util.spec_from_file_location("recbole_parity", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -1,6 +1,7 @@
 """Semantic path (eq. 2-5): dataset text, parser, generation mechanics, resumable store, ensure_negatives."""
 import json
 import os
+import time
 
 import pytest
 import torch
@@ -759,6 +760,44 @@ def test_answer_checks_v13_list_signs(answer, why):
     assert problem is not None and why in problem, (answer, problem)
 
 
+@pytest.mark.parametrize("answer, why", [
+    # a roman numeral with a bracket, before a name or a label (v13 read "b)" and "(ii)", not "ii)")
+    ("ii) Pulp Fiction", "names the interacted item itself"), ("iv) Pulp Fiction", "names the interacted item itself"),
+    ("iii) Title: Pulp Fiction", "names the interacted item itself"), ("ii) Year: 1994", "copies item attributes"),
+    ("(ii) Title: Pulp Fiction", "names the interacted item itself"),
+    ("Answer: (ii) Pulp Fiction", "names the interacted item itself"),
+    # a list number in bold
+    ("**1. Pulp Fiction**", "names the interacted item itself"), ("__2)__ Pulp Fiction", "names the interacted item"),
+    # Markdown's underscore emphasis around a title ("**Pulp Fiction**" was refused, "__Pulp Fiction__" was not)
+    ("__Pulp Fiction__", "names the interacted item itself"), ("_Pulp Fiction_", "names the interacted item itself"),
+    # every list form of v13, pinned by a mutation audit: roman numerals and letters in brackets, spaces inside
+    # them, no space after them, a roman numeral with a period before a label
+    ("ii. Title: Pulp Fiction", "names the interacted item itself"), ("(ii) Pulp Fiction", "names the interacted item"),
+    ("(b) Pulp Fiction", "names the interacted item itself"),  # "(a)" passes as an article too
+    ("( 1 ) Pulp Fiction", "names the interacted item itself"), ("b)Pulp Fiction", "names the interacted item itself"),
+    ("(1)Pulp Fiction", "names the interacted item itself"),
+    # the checks behind a list sign: none-like, placeholder, attributes
+    ("1. N/A", "no item named"), ("B. None", "no item named"), ("1. <item name, at most 20 words>", "no item named"),
+    ("(iv) Year: 1994", "copies item attributes"), ("( 1 ) Year: 1994", "copies item attributes"),
+])
+def test_answer_checks_v14_list_signs(answer, why):
+    problem = negative_problem({"hard_negative_item": answer}, "Pulp Fiction (1994)", "1994")
+    assert problem is not None and why in problem, (answer, problem)
+
+
+def test_an_id_behind_a_list_sign_is_refused():
+    for answer in ("1. 242", "B. 242", "(1) 196"):
+        problem = negative_problem({"hard_negative_item": answer}, "Heat", "1995", ids=("242", "196"))
+        assert problem is not None and "an id from the prompt" in problem, (answer, problem)
+
+
+def test_list_signs_are_read_one_way_without_backtracking():
+    """'[ivx]+' in the label prefix would read "i." two ways (a letter or a numeral): 2^n tries on "i." * n."""
+    start = time.perf_counter()
+    negative_problem({"hard_negative_item": "i." * 26 + "zz"}, "Heat", "1995")
+    assert time.perf_counter() - start < 5.0  # ~50 us as written; the two-way prefix takes ~15 s here
+
+
 @pytest.mark.parametrize("answer, interacted, year, refused", [
     # a title that starts like a list item is also checked as written
     ("A. I. Artificial Intelligence", "A. I. Artificial Intelligence (2001)", "2001", True),
@@ -769,6 +808,10 @@ def test_answer_checks_v13_list_signs(answer, why):
     # the price of reading "B. Heat" as a list item: an initial before another item's whole title is refused (no
     # pair of ml-100k titles is)
     ("J. Edgar", "Edgar", None, True),
+    # as written behind a label; a title that is itself list-like is also the interacted item; the period of an
+    # initial needs a space after it to be a list sign
+    ("Title: A. I. Artificial Intelligence", "A. I. Artificial Intelligence (2001)", "2001", True),
+    ("V. Try Not to Breathe", "V. Try Not to Breathe", None, True), ("L.A. Confidential", "Confidential", None, False),
 ])
 def test_list_signs_and_titles_that_start_like_them(answer, interacted, year, refused):
     problem = negative_problem({"hard_negative_item": answer}, interacted, year)
