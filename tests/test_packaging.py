@@ -3,6 +3,7 @@ extension was built against."""
 import glob
 import importlib.metadata
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -62,3 +63,18 @@ def test_each_checkout_script_names_itself(script):
     done = subprocess.run([sys.executable, script, "--help"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith(f"usage: python {script} "), done.stdout[:200]
+
+
+def test_python_requires_admits_the_tested_pythons_and_refuses_313():
+    """3.10 and 3.12 passed the tests (docs/install.md); 3.13 has no wheels of our numpy/scipy pins."""
+    import ast
+
+    from packaging.specifiers import SpecifierSet
+
+    with open(os.path.join(REPO, "setup.py"), encoding="utf-8") as file:
+        tree = ast.parse(file.read())
+    (requires,) = [keyword.value.value for node in ast.walk(tree) if isinstance(node, ast.Call)
+                   for keyword in node.keywords if keyword.arg == "python_requires"]
+    spec = SpecifierSet(requires)
+    assert all(version in spec for version in ("3.10.0", "3.11.7", "3.12.9", platform.python_version()))
+    assert not any(version in spec for version in ("3.9.18", "3.13.0", "3.14.0"))

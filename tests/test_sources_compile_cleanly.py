@@ -11,14 +11,23 @@ PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SOURCES = sorted(glob.glob(os.path.join(PACKAGE, "**", "*.py"), recursive=True))
 
 
-def test_the_package_has_sources():
-    assert len(SOURCES) > 50
+def compile_strictly(source, path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        compile(source, path, "exec")
+
+
+def test_every_module_of_the_package_is_checked():
+    walked = {os.path.join(root, name) for root, _, files in os.walk(PACKAGE) for name in files if name.endswith(".py")}
+    assert len(SOURCES) > 50 and set(SOURCES) == walked
+
+
+def test_the_check_refuses_an_invalid_escape():
+    with pytest.raises(SyntaxError):
+        compile_strictly('"""\\mathcal"""\n', "bad.py")
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: os.path.relpath(p, PACKAGE))
 def test_a_module_compiles_without_warnings(path):
     with open(path, encoding="utf-8") as file:
-        source = file.read()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        compile(source, path, "exec")
+        compile_strictly(file.read(), path)
