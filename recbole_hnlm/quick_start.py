@@ -302,6 +302,21 @@ def _refused_setting(items, parser):
     return None
 
 
+def _set_in_config_files(config_file_list, key) -> bool:
+    """Whether one of the yaml files sets ``key`` (a file that cannot be read is reported by ``Config``)."""
+    import yaml
+
+    from recbole_hnlm.config_checks import _yaml_keys_of
+
+    for path in config_file_list or ():
+        try:
+            if key in _yaml_keys_of(path):
+                return True
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+    return False
+
+
 def main(argv=None, prog=None):
     """Command line entry point; mirrors ``run_recbole.py``: ``--model``, ``--dataset``, ``--sampler``,
     ``--config_files``, and every other ``--key=value`` is read by ``Config`` (values go through ``eval``). A key
@@ -311,10 +326,12 @@ def main(argv=None, prog=None):
         prog=prog, description=__doc__.splitlines()[0], allow_abbrev=False,  # "--data=..." is not --dataset
         epilog="Every other RecBole or plugin option goes in --key=value form (e.g. --epochs=50, --data_path=DIR); "
                "defaults are in properties/*.yaml.")
-    parser.add_argument("--model", "-m", type=str, default="LightGCN",
-                        help="backbone: MF, NGCF, LightGCN or SGL, or a RecBole model with RNS (default: LightGCN)")
-    parser.add_argument("--dataset", "-d", type=str, default="ml-100k",
-                        help="dataset name, the folder <data_path>/<dataset>/ of atomic files (default: ml-100k)")
+    parser.add_argument("--model", "-m", type=str, default=None,
+                        help="backbone: MF, NGCF, LightGCN or SGL, or a RecBole model with RNS (default: LightGCN, or "
+                             "the config files' model)")
+    parser.add_argument("--dataset", "-d", type=str, default=None,
+                        help="dataset name, the folder <data_path>/<dataset>/ of atomic files (default: ml-100k, or the "
+                             "config files' dataset)")
     parser.add_argument("--sampler", "-s", type=str, default=None,
                         help="RNS, DNS, MixGCF, AHNS or HNLMRec (default: RNS, or the config files' sampler)")
     parser.add_argument("--config_files", type=str, default=None, help="space-separated yaml files")
@@ -330,12 +347,15 @@ def main(argv=None, prog=None):
         print(f"error: {refused}", file=sys.stderr)
         return 2
     config_file_list = args.config_files.split() if args.config_files else None  # RecBole's split(" "), any spacing
+    # a config file's model/dataset is the run's unless the command line names one (it was overridden by the defaults)
+    model = args.model or (None if _set_in_config_files(config_file_list, "model") else "LightGCN")
+    dataset = args.dataset or (None if _set_in_config_files(config_file_list, "dataset") else "ml-100k")
     config_dict = {"sampler": args.sampler} if args.sampler else None
     program_argv = sys.argv
     sys.argv = [program_argv[0] if program_argv else "recbole-hnlm"] + argv  # RecBole's Config reads sys.argv
     try:
         with sigterm_as_interrupt():
-            run_recbole_hnlm(model=args.model, dataset=args.dataset, config_file_list=config_file_list,
+            run_recbole_hnlm(model=model, dataset=dataset, config_file_list=config_file_list,
                              config_dict=config_dict)
     except (ConfigError, DataError, FileNotFoundError, ConcurrentWriterError) as error:
         _log_to_files(f"error: {error}")

@@ -483,3 +483,15 @@ assert mine in root.handlers, "the user's own handler was removed"
     process = subprocess.run([sys.executable, "-c", script, json.dumps({**fast_config, "state": "INFO"})],
                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert process.returncode == 0, process.stderr[-3000:]
+
+
+def test_a_config_files_model_and_dataset_are_the_runs_unless_the_command_line_names_them(tmp_path, capsys):
+    """A yaml's ``model: MF`` / ``dataset: ...`` lost to the command line's defaults: LightGCN trained on ml-100k."""
+    settings = tmp_path / "run.yaml"
+    settings.write_text(f"model: Bogus\ndataset: my-data\ndata_path: {tmp_path}\n")
+    assert main([f"--config_files={settings}"]) == 2
+    assert "Unknown model 'Bogus'" in capsys.readouterr().err  # the file's model
+    assert main([f"--config_files={settings}", "--model=LightGCN"]) == 2
+    assert os.path.join(str(tmp_path), "my-data", "my-data.inter") in capsys.readouterr().err  # the file's dataset
+    assert main([f"--config_files={settings}", "--model=LightGCN", "--dataset=other"]) == 2
+    assert os.path.join(str(tmp_path), "other", "other.inter") in capsys.readouterr().err  # the command line wins
