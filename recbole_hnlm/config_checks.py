@@ -95,6 +95,13 @@ def check_core_options(config) -> None:
         raise ConfigError(f"Option 'eval_args' split {{'RS': {ratios!r}}}: RS takes three ratios [train, valid, test] "
                           "(RecBole scales them to sum to 1), e.g. \"--eval_args={'split': {'RS': [0.8, 0.1, 0.1]}}\" "
                           "(RecBole's own message was an unpacking error).")
+    modes = config["eval_args"].get("mode") if isinstance(config["eval_args"], dict) else None
+    labeled = [phase for phase, mode in (modes.items() if isinstance(modes, dict) else ()) if mode == "labeled"]
+    if labeled and str(config["eval_type"]).endswith("RANKING"):
+        raise ConfigError(f"Option 'eval_args' mode 'labeled' ({', '.join(labeled)}) scores only the interactions of "
+                          f"the data, with no ranking over items, and the ranking metrics {config['metrics']} need "
+                          "one (RecBole fails after the first epoch): use full, uni100 or pop100, e.g. "
+                          "\"--eval_args={'mode': 'full'}\".")
     for option in ("nproc", "world_size"):
         if is_number(config[option]) and config[option] > 1:
             raise ConfigError(f"Option '{option}' = {config[option]}: recbole_hnlm trains in one process; RecBole's "
@@ -151,7 +158,7 @@ def check_valid_metric(config) -> None:
     topk = config["topk"]  # always a list: RecBole's Config turns an int into one
     needs = getattr(metrics_dict.get(name.lower()), "metric_need", ())
     cut = any(need in ("rec.topk", "rec.items") for need in needs)  # reported per cut-off, as "<name>@<k>"
-    wrong_cutoff = (not cut or not cutoff.isdigit() or int(cutoff) not in topk) if at else cut
+    wrong_cutoff = (not cut or cutoff not in [str(k) for k in topk]) if at else cut  # "NDCG@020" is never reported
     if name.lower() not in metrics or wrong_cutoff:
         raise ConfigError(f"Option 'valid_metric' = {metric!r} is not computed: metrics = {config['metrics']}, "
                           f"topk = {topk}. Pick one of them (e.g. --valid_metric={config['metrics'][0]}@{topk[0]}).")

@@ -38,6 +38,13 @@ def build_config(**options):
     ({"valid_metric": "NDCG"}, "'valid_metric' = 'NDCG' is not computed"),  # a KeyError after the first epoch
     ({"valid_metric": "GAUC"}, "'valid_metric' = 'GAUC' is not computed"),  # not among the metrics
     ({"metrics": ["Recall", "GAUC"], "valid_metric": "GAUC@10"}, "'valid_metric' = 'GAUC@10'"),  # RecBole: 'gauc'
+    ({"valid_metric": "NDCG@020"}, "'valid_metric' = 'NDCG@020' is not computed"),  # RecBole reports 'ndcg@20'
+    ({"train_neg_sample_args": {"distribution": "uniform", "sample_num": 1, "dynamic": True}},
+     "dynamic needs an integer candidate_num >= 1"),  # RecBole: a reshape error at the first batch
+    ({"train_neg_sample_args": {"distribution": "uniform", "sample_num": 1, "dynamic": True, "candidate_num": 2.5}},
+     "'train_neg_sample_args' = .*candidate_num"),
+    ({"eval_args": {"mode": "labeled"}}, "'eval_args' mode 'labeled' .valid, test. scores only"),  # a TypeError
+    ({"eval_args": {"mode": {"valid": "full", "test": "labeled"}}}, "'eval_args' mode 'labeled' .test. scores"),
     ({"train_neg_sample_args": {"distribution": "uniform", "sample_num": 1.0}}, "an integer sample_num >= 1"),
     ({"train_neg_sample_args": None}, "'train_neg_sample_args' = .*need an integer sample_num >= 1"),
     ({"train_neg_sample_args": {"distribution": "uniform", "sample_num": 0}}, "'train_neg_sample_args'"),
@@ -70,6 +77,8 @@ def test_good_values_pass():
     # (RecBole warns and keeps it), no validation at all (valid_metric is never read)
     build_config(val_interval={"gender": ["M"]}, rm_dup_inter=False, user_inter_num_interval="[10,5];[1,inf)")
     build_config(eval_step=0, valid_metric="NDCG")
+    build_config(train_neg_sample_args={"distribution": "uniform", "sample_num": 1, "dynamic": True,
+                                        "candidate_num": 1}, eval_args={"mode": {"valid": "uni100", "test": "full"}})
 
 
 def test_loader_negative_settings_a_candidate_sampler_never_reads_are_warned_about():
@@ -80,7 +89,8 @@ def test_loader_negative_settings_a_candidate_sampler_never_reads_are_warned_abo
                   command_line=False).option_warnings == []  # RNS trains with the loader's negative
     dns = Config(model="MF", dataset="ml-100k", config_dict={"sampler": "DNS", "train_neg_sample_args": popularity},
                  command_line=False)
-    assert len(dns.option_warnings) == 1 and "distribution changes nothing for the DNS sampler" in dns.option_warnings[0]
+    assert len(dns.option_warnings) == 1
+    assert "popularity distribution changes nothing for the DNS sampler, which" in dns.option_warnings[0]
     assert "does count" not in dns.option_warnings[0]
     three = Config(model="MF", dataset="ml-100k", command_line=False, config_dict={
         "sampler": "DNS", "train_neg_sample_args": dict(popularity, sample_num=3)})
@@ -91,11 +101,15 @@ def test_loader_negative_settings_a_candidate_sampler_never_reads_are_warned_abo
                                                                       "train_neg_sample_args": dynamic},
                     command_line=False)
     assert "dynamic negatives score every batch" in mixgcf.option_warnings[0]
+    # only dynamic set: the warning said "its distribution changes nothing" of a uniform one
+    assert ": its dynamic negatives change nothing for the MixGCF sampler" in mixgcf.option_warnings[0]
+    assert "distribution changes" not in mixgcf.option_warnings[0]
     assert Config(model="MF", dataset="ml-100k", config_dict={"sampler": "AHNS"},
                   command_line=False).option_warnings == []
-    assert Config(model="MF", dataset="ml-100k", config_dict={"sampler": "DNS", "train_neg_sample_args": popularity,
-                                                              "negative_warmup_epochs": 2},
-                  command_line=False).option_warnings == []  # the warm-up trains on the loader's negative
+    warmed = Config(model="MF", dataset="ml-100k", config_dict={"sampler": "DNS", "train_neg_sample_args": popularity,
+                                                                "negative_warmup_epochs": 2}, command_line=False)
+    # the warm-up trains on the loader's negative; after it they are drawn for nothing (no word was said)
+    assert "changes nothing for the DNS sampler after the 2-epoch negative warm-up" in warmed.option_warnings[0]
     smaller = Config(model="MF", dataset="ml-100k", config_dict={"valid_metric_bigger": False}, command_line=False)
     assert smaller.option_warnings == ["Option 'valid_metric_bigger' = False is not applied: RecBole sets it from "
                                        "valid_metric (NDCG@20: True)."]  # it selected the highest NDCG silently

@@ -123,15 +123,18 @@ class NegativeSampler(nn.Module):
     def option_warnings(cls, config) -> list:
         """Warnings about options this sampler accepts but that change nothing for it (logged at start-up): a
         candidate sampler draws its own uniform candidates, so RecBole's loader-negative distribution and dynamic
-        negatives (``train_neg_sample_args``) only cost time."""
+        negatives (``train_neg_sample_args``) only cost time (after a negative warm-up, which trains on them)."""
         args = config["train_neg_sample_args"] or {}
         if not cls.n_candidates_key or (args.get("distribution") == "uniform" and not args.get("dynamic")):
             return []
-        if config["negative_warmup_epochs"]:  # the warm-up trains on the loader's negative
-            return []
+        unread = ([f"its {args.get('distribution')} distribution"] if args.get("distribution") != "uniform" else []) \
+            + (["its dynamic negatives"] if args.get("dynamic") else [])
+        verb = "changes" if len(unread) == 1 and not args.get("dynamic") else "change"
+        warmup = config["negative_warmup_epochs"]
+        after = f" after the {warmup}-epoch negative warm-up (which trains on them)" if warmup else ""
         repeats = args.get("sample_num") if isinstance(args.get("sample_num"), int) else 1
-        return [f"Option 'train_neg_sample_args' = {dict(args)}: its distribution changes nothing for the {cls.name} "
-                f"sampler, which scores {config[cls.n_candidates_key]} candidates drawn uniformly "
+        return [f"Option 'train_neg_sample_args' = {dict(args)}: {' and '.join(unread)} {verb} nothing for the "
+                f"{cls.name} sampler{after}, which scores {config[cls.n_candidates_key]} candidates drawn uniformly "
                 f"('{cls.n_candidates_key}') and reads no loader negative (only RNS, HNLMRec's random negative and a "
                 "negative warm-up do); RecBole still draws them"
                 + (", and its dynamic negatives score every batch (slower)" if args.get("dynamic") else " (slower)")
