@@ -13,8 +13,10 @@ Per graph (synthetic power-law graphs of the published LightGCN training sizes, 
   layer + stack + mean) vs PyG ``LGConv`` (CSR adjacency and edge_index forms) when torch_geometric is importable;
 * the layer stack fwd+bwd (what MixGCF needs, float32 embeddings): ours with a float32 stack, ours with a bfloat16
   stack (``layers_dtype``), the reference chain;
-* effective gathered bandwidth of our SpMM (bytes of the gathered rows + the written rows + indices over time) and
-  its ratio to the device's peak bandwidth (``--peak-gbps``, default from the device name);
+* effective gathered bandwidth of our SpMM (the gathered rows, nnz * d * element size, over time: the issue's and
+  perf_anchors.md's measure), the bandwidth of every byte it moves (gathered and written rows, indices, values,
+  rowptr), and the gathered figure's ratio to the device's peak bandwidth (``--peak-gbps``, default from the device
+  name);
 * the fused MixGCF step (B=2048, M=64) fwd+bwd vs eager official MixGCF, with the bytes saved for backward, and
   ours on a bfloat16 item stack;
 * DNS / AHNS selection vs eager gather+bmm+argmax/argmin;
@@ -220,7 +222,8 @@ def epoch_step_factory(graph, sizes, device, dtype, use_kernels, layers_dtype=No
             user_layers, item_layers = stack[:n_users], stack[n_users:]
             query = user_layers[u].mean(1, dtype=dtype)
             mix = mixgcf_mix if use_kernels else mixgcf_mix_official
-            z, _ = mix(query.detach().to(stack.dtype), item_layers[p], item_layers, cand, alpha)
+            # the query as MixGCF's code passes it (with its graph: eager MixGCF keeps its mixed tensor for backward)
+            z, _ = mix(query.to(stack.dtype), item_layers[p], item_layers, cand, alpha)
             pos_score = (query * item_layers[p].mean(1, dtype=dtype)).sum(-1)
             neg_score = (query * z.mean(1, dtype=dtype)).sum(-1)
             loss = torch.nn.functional.softplus(neg_score - pos_score).mean()
@@ -302,10 +305,12 @@ def main():
                 print(f"<!-- torch.sparse.mm {dtype_name}: {error} -->")
             results = timer.interleaved(variants, args.rounds)
             item = x.element_size()
-            moved = (nnz * D * item + n * D * item + nnz * (graph.col.element_size() + 4)
+            gathered = nnz * D * item  # the rows read through the column indices: the target's bytes
+            moved = (gathered + n * D * item + nnz * (graph.col.element_size() + graph.val.element_size())
                      + (n + 1) * graph.rowptr.element_size())
-            gbps = moved / results["ours spmm"] / 1e9
-            note = f"{gbps:.0f} GB/s effective" + (f", {gbps / peak:.2f} of peak" if peak else "")
+            gbps, all_gbps = (b / results["ours spmm"] / 1e9 for b in (gathered, moved))
+            note = (f"{gbps:.0f} GB/s gathered" + (f" ({gbps / peak:.2f} of peak)" if peak else "")
+                    + f", {all_gbps:.0f} GB/s of every byte moved")
             row(graph_name, dtype_name, "1 layer", results, {"ours spmm": note})
 
             ego = x.clone().requires_grad_()

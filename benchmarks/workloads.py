@@ -73,7 +73,8 @@ def propagation_case(graph, return_layers: bool) -> Dict[str, Callable]:
 
 def mixgcf_inputs(n_items: int, device="cpu"):
     """``(query, pos_layers, item_layers, candidates, alpha, upstream)`` of one MixGCF step, drawn on the CPU from a
-    fixed seed and moved to ``device``; the layer stacks require gradients."""
+    fixed seed and moved to ``device``; the layer stacks require gradients, and so does the query, as a model's
+    pooled user embedding does (eager MixGCF then keeps its ``[B, M, L, d]`` mixed tensor for backward)."""
     gen = torch.Generator().manual_seed(2)
     item_layers = torch.randn(n_items, K + 1, D, generator=gen)
     pos_layers = torch.randn(B, K + 1, D, generator=gen)
@@ -83,7 +84,8 @@ def mixgcf_inputs(n_items: int, device="cpu"):
     upstream = torch.randn(B, K + 1, D, generator=gen)
     query, pos_layers, item_layers, candidates, alpha, upstream = (
         t.to(device) for t in (query, pos_layers, item_layers, candidates, alpha, upstream))
-    return query, pos_layers.requires_grad_(), item_layers.requires_grad_(), candidates, alpha, upstream
+    return (query.requires_grad_(), pos_layers.requires_grad_(), item_layers.requires_grad_(), candidates, alpha,
+            upstream)
 
 
 def mixgcf_case(n_items: int = YELP2018["n_items"], backward: bool = True) -> Dict[str, Callable]:

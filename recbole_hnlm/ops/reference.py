@@ -132,12 +132,14 @@ def mixgcf_mix_official(
         m^*_{b,l} = \arg\max_m \langle q_{b,l}, Q'_{b,m,l}\rangle,\quad Z_{b,l} = Q'_{b,m^*_{b,l},l}
 
     Same shapes and outputs as :func:`mixgcf_mix_reference`; memory is ``O(B M L d)`` and the backward goes
-    through the advanced-index select, as in the official code. Kept as an oracle and benchmark baseline.
+    through the advanced-index select, as in the official code. Kept as an oracle and benchmark baseline. The query
+    is not detached, as in the official code: when it requires grad (a model's pooled user embedding), autograd
+    keeps the mixed ``[B, M, L, d]`` tensor for the scores' backward, which never runs (the argmax has no gradient).
     """
     B, L, _ = pos_layers.shape
     a = alpha[:, None, :, None].to(pos_layers.dtype)  # [B, 1, L, 1]
     mixed = a * pos_layers[:, None] + (1 - a) * item_layers[candidates]  # [B, M, L, d]
-    q = _layer_queries(query.detach(), L)[:, None]  # [B, 1, L, d]
+    q = _layer_queries(query, L)[:, None]  # [B, 1, L, d]
     scores = (q * mixed).sum(dim=-1)  # [B, M, L]
     best = scores.argmax(dim=1).detach()  # [B, L]
     rows = torch.arange(B, device=pos_layers.device)[:, None]

@@ -27,6 +27,12 @@ def test_quick_run_on_the_cpu_prints_every_case():
         assert float(row[4]) > 0 and re.fullmatch(r"1\.0 \(ours\)|[0-9.]+x", row[5]), row
     layer = {row[3] for row in rows if row[2] == "1 layer"}  # the CPU baseline is not named after cuSPARSE
     assert "torch.sparse.mm CSR (CPU)" in layer and not [v for v in layer if "cuSPARSE" in v], layer
+    notes = {(row[2], row[3]): row[6].rstrip(" |") for row in rows}
+    # the target's measure (gathered rows only, perf_anchors.md) first; it counted written rows and indices too
+    assert re.fullmatch(r"\d+ GB/s gathered, \d+ GB/s of every byte moved", notes[("1 layer", "ours spmm")])
+    mixgcf = next(case for case in CASES if case.startswith("MixGCF step"))
+    eager = float(re.fullmatch(r"saved for backward ([0-9.]+) MB", notes[(mixgcf, "eager official MixGCF")]).group(1))
+    assert eager >= 2048 * 64 * 4 * 64 * 4 / 1e6  # MixGCF's code keeps its mixed [B, M, L, d] candidates (was 3.3 MB)
     epochs = [row for row in rows if row[2] == CASES[-1]]
     assert len(epochs) == 7 and all(row[6].startswith("2 batches") for row in epochs)
 
