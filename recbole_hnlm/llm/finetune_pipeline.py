@@ -173,9 +173,10 @@ def check_teacher_split(teacher: Teacher, text: DatasetText) -> None:
         f"{user!r}, item {item!r}) are not training pairs of this run's split of {text.inter_path}, so it was trained "
         "on another split (another seed, eval_args or dataset filter) or before that file changed, and fine-tuning "
         "on it would leak this run's "
-        "validation and test interactions. Train the teacher on this split: `python -m recbole_hnlm.llm teacher "
-        "--overwrite` with the run's settings, or move the file away (the run script then trains one), or set "
-        "hnlm_teacher_path to another file (a benchmark grid over seeds: give it --split_seed, one split for all)")
+        "validation and test interactions. Give this split a teacher of its own: set hnlm_teacher_path to another "
+        "file (the run script trains one there; the file above stays for its own split), or replace this one with "
+        "`python -m recbole_hnlm.llm teacher --overwrite` and the run's settings, or move it away (a benchmark grid "
+        "over seeds: give it --split_seed, one split for all)")
 
 
 def ensure_finetuned(cfg: LLMConfig, text: DatasetText, store_path: str, progress: bool = True,

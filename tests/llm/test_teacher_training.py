@@ -312,6 +312,8 @@ def test_a_teacher_of_another_split_is_refused(fast_config, tmp_path, capsys, ca
     message = capsys.readouterr().err
     assert str(teacher_file) in message and "not training pairs of this run's split" in message
     assert "--overwrite" in message and not adapter.exists()
+    # first the remedy that keeps the other split's teacher (--overwrite replaced it: switching splits retrained)
+    assert message.index("set hnlm_teacher_path to another file") < message.index("--overwrite")
     # the teacher stage itself said "reused" with exit 0 and left the refusal to the fine-tuning
     assert main(["teacher", *args, "--hnlm_teacher_epochs=1", "--split_seed=2"]) == 2
     assert "not training pairs of this run's split" in capsys.readouterr().err
