@@ -46,8 +46,8 @@ def time_interleaved(variants, rounds):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds per case, interleaved (default 5)")
+    parser.add_argument("--quick", action="store_true", help="a 10x smaller graph: a check that the script runs")
     parser.add_argument("--only", default="", help="run only the cases whose title contains this text")
     args = parser.parse_args()
     cases = [  # built lazily: each case allocates its own inputs (graph, n_items: set below)
