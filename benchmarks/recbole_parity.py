@@ -101,6 +101,7 @@ def table(records, models, seeds, require_pow=True):
 
 
 def positive_int(text):
+    """An argparse ``type``: an integer >= 1."""
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
@@ -108,6 +109,7 @@ def positive_int(text):
 
 
 def true_or_false(text):
+    """An argparse ``type``: ``true`` or ``false``, any case."""
     if text.lower() not in ("true", "false"):
         raise argparse.ArgumentTypeError(f"must be true or false, got {text!r}")
     return text.lower() == "true"
@@ -115,7 +117,7 @@ def true_or_false(text):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="benchmarks/recbole_parity.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=["MF", "LightGCN", "NGCF"], choices=sorted(RECBOLE_NAMES))
+    parser.add_argument("--models", nargs="+", default=list(RECBOLE_NAMES), choices=sorted(RECBOLE_NAMES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[2020, 2021])
     parser.add_argument("--dataset", default="ml-100k")
     parser.add_argument("--data_path", help="the folder of <dataset>/ (default: RecBole's)")
@@ -153,12 +155,16 @@ def main(argv=None):
                                      "another --out folder, or delete that run")
                 if run is None:
                     if args.report_only:
+                        print(f"no stored run {path}: left out of the table", file=sys.stderr)
                         continue
                     run = train(side, model, seed, settings, args.require_pow)
                     write_json_atomic(path, run)
                 records[(side, model, seed)] = run
                 print(f"{side} {run['model']} seed {seed}: test " + ", ".join(
                     f"{m} {run['test'][m]:.4f}" for m in METRICS) + f" ({run['seconds']} s)", flush=True)
+    if not records:
+        parser.error(f"no stored run of these models and seeds in {os.path.join(args.out, 'runs')}: nothing to "
+                     "report (parity.md is left as it was)")
     text = table(records, args.models, args.seeds, args.require_pow)
     write_text_atomic(os.path.join(args.out, "parity.md"), text)
     print(text)

@@ -95,6 +95,13 @@ def check_core_options(config) -> None:
         raise ConfigError(f"Option 'eval_args' split {{'RS': {ratios!r}}}: RS takes three ratios [train, valid, test] "
                           "(RecBole scales them to sum to 1), e.g. \"--eval_args={'split': {'RS': [0.8, 0.1, 0.1]}}\" "
                           "(RecBole's own message was an unpacking error).")
+    negatives = config["train_neg_sample_args"] if isinstance(config["train_neg_sample_args"], dict) else {}
+    candidate_num = negatives.get("candidate_num")
+    if negatives.get("dynamic") and not (is_integer(candidate_num) and candidate_num >= 1):  # any model's loader
+        raise ConfigError(f"Option 'train_neg_sample_args' = {config['train_neg_sample_args']}: RecBole's dynamic "
+                          "negatives pick each one from candidate_num loader candidates by the model's score, so "
+                          "dynamic needs an integer candidate_num >= 1, e.g. {'dynamic': True, 'candidate_num': 10} "
+                          "(RecBole failed at the first batch).")
     modes = config["eval_args"].get("mode") if isinstance(config["eval_args"], dict) else None
     labeled = [phase for phase, mode in (modes.items() if isinstance(modes, dict) else ()) if mode == "labeled"]
     if labeled and str(config["eval_type"]).endswith("RANKING"):

@@ -303,17 +303,18 @@ def _refused_setting(items, parser):
 
 
 def _set_in_config_files(config_file_list, key) -> bool:
-    """Whether one of the yaml files sets ``key`` (a file that cannot be read is reported by ``Config``)."""
+    """Whether one of the yaml files gives ``key`` a value, read as RecBole's ``Config`` reads them (yaml's
+    FullLoader: python tags too); a file that cannot be read is reported by ``Config``."""
     import yaml
-
-    from recbole_hnlm.config_checks import _yaml_keys_of
 
     for path in config_file_list or ():
         try:
-            if key in _yaml_keys_of(path):
-                return True
+            with open(path, encoding="utf-8") as file:
+                content = yaml.load(file, Loader=yaml.FullLoader)
         except (OSError, UnicodeDecodeError, yaml.YAMLError):
             continue
+        if isinstance(content, dict) and content.get(key) is not None:
+            return True
     return False
 
 
@@ -330,8 +331,8 @@ def main(argv=None, prog=None):
                         help="backbone: MF, NGCF, LightGCN or SGL, or a RecBole model with RNS (default: LightGCN, or "
                              "the config files' model)")
     parser.add_argument("--dataset", "-d", type=str, default=None,
-                        help="dataset name, the folder <data_path>/<dataset>/ of atomic files (default: ml-100k, or the "
-                             "config files' dataset)")
+                        help="dataset name, the folder <data_path>/<dataset>/ of atomic files (default: ml-100k, or "
+                             "the config files' dataset)")
     parser.add_argument("--sampler", "-s", type=str, default=None,
                         help="RNS, DNS, MixGCF, AHNS or HNLMRec (default: RNS, or the config files' sampler)")
     parser.add_argument("--config_files", type=str, default=None, help="space-separated yaml files")

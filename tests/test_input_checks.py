@@ -66,6 +66,14 @@ def test_bad_core_options_name_the_option(options, named):
         build_config(**options)
 
 
+def test_dynamic_negatives_without_candidates_are_refused_for_recboles_models_too():
+    """The loader fails whatever the model: RecBole's BPR got the reshape error too (the check was the plugin's
+    backbones')."""
+    dynamic = {"distribution": "uniform", "sample_num": 1, "dynamic": True}
+    with pytest.raises(ConfigError, match="dynamic needs an integer candidate_num >= 1"):
+        Config(model="BPR", dataset="ml-100k", config_dict={"train_neg_sample_args": dynamic}, command_line=False)
+
+
 def test_good_values_pass():
     config = build_config(epochs=3, train_batch_size=512, learning_rate=5e-4, seed=7, split_seed=None, topk=[5, 20],
                           reg_weight=0, n_layers=2, stopping_step=0, valid_metric="recall@5", encoding="utf-8")
@@ -90,7 +98,8 @@ def test_loader_negative_settings_a_candidate_sampler_never_reads_are_warned_abo
     dns = Config(model="MF", dataset="ml-100k", config_dict={"sampler": "DNS", "train_neg_sample_args": popularity},
                  command_line=False)
     assert len(dns.option_warnings) == 1
-    assert "popularity distribution changes nothing for the DNS sampler, which" in dns.option_warnings[0]
+    assert "the DNS sampler scores 32 candidates drawn uniformly" in dns.option_warnings[0]
+    assert "so its popularity distribution changes nothing; RecBole still draws" in dns.option_warnings[0]
     assert "does count" not in dns.option_warnings[0]
     three = Config(model="MF", dataset="ml-100k", command_line=False, config_dict={
         "sampler": "DNS", "train_neg_sample_args": dict(popularity, sample_num=3)})
@@ -102,14 +111,15 @@ def test_loader_negative_settings_a_candidate_sampler_never_reads_are_warned_abo
                     command_line=False)
     assert "dynamic negatives score every batch" in mixgcf.option_warnings[0]
     # only dynamic set: the warning said "its distribution changes nothing" of a uniform one
-    assert ": its dynamic negatives change nothing for the MixGCF sampler" in mixgcf.option_warnings[0]
+    assert "so its dynamic negatives change nothing; RecBole" in mixgcf.option_warnings[0]
     assert "distribution changes" not in mixgcf.option_warnings[0]
     assert Config(model="MF", dataset="ml-100k", config_dict={"sampler": "AHNS"},
                   command_line=False).option_warnings == []
     warmed = Config(model="MF", dataset="ml-100k", config_dict={"sampler": "DNS", "train_neg_sample_args": popularity,
                                                                 "negative_warmup_epochs": 2}, command_line=False)
     # the warm-up trains on the loader's negative; after it they are drawn for nothing (no word was said)
-    assert "changes nothing for the DNS sampler after the 2-epoch negative warm-up" in warmed.option_warnings[0]
+    assert ("its popularity distribution changes nothing after the 2-epoch negative warm-up, which trains on the "
+            "loader's negatives; RecBole") in warmed.option_warnings[0]
     smaller = Config(model="MF", dataset="ml-100k", config_dict={"valid_metric_bigger": False}, command_line=False)
     assert smaller.option_warnings == ["Option 'valid_metric_bigger' = False is not applied: RecBole sets it from "
                                        "valid_metric (NDCG@20: True)."]  # it selected the highest NDCG silently

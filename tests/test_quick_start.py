@@ -495,3 +495,11 @@ def test_a_config_files_model_and_dataset_are_the_runs_unless_the_command_line_n
     assert os.path.join(str(tmp_path), "my-data", "my-data.inter") in capsys.readouterr().err  # the file's dataset
     assert main([f"--config_files={settings}", "--model=LightGCN", "--dataset=other"]) == 2
     assert os.path.join(str(tmp_path), "other", "other.inter") in capsys.readouterr().err  # the command line wins
+    # read as RecBole reads it (python tags: yaml.safe_load refused the file, and LightGCN won again); an empty
+    # model is no model (RecBole then failed with an AttributeError traceback)
+    settings.write_text(f"model: Bogus\nembedding_size: !!python/int 64\ndataset: my-data\ndata_path: {tmp_path}\n")
+    assert main([f"--config_files={settings}"]) == 2
+    assert "Unknown model 'Bogus'" in capsys.readouterr().err
+    settings.write_text(f"model:\ndataset: my-data\ndata_path: {tmp_path}\n")
+    assert main([f"--config_files={settings}"]) == 2
+    assert os.path.join(str(tmp_path), "my-data", "my-data.inter") in capsys.readouterr().err

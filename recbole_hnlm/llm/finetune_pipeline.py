@@ -174,9 +174,11 @@ def check_teacher_split(teacher: Teacher, text: DatasetText) -> None:
         "on another split (another seed, eval_args or dataset filter) or before that file changed, and fine-tuning "
         "on it would leak this run's "
         "validation and test interactions. Give this split a teacher of its own: set hnlm_teacher_path to another "
-        "file (the run script trains one there; the file above stays for its own split), or replace this one with "
-        "`python -m recbole_hnlm.llm teacher --overwrite` and the run's settings, or move it away (a benchmark grid "
-        "over seeds: give it --split_seed, one split for all)")
+        "file (the run script trains one there; the file above stays for its own split), with hnlm_adapter_path "
+        "and hnlm_store_path also naming this split's own (the default ones follow the teacher and would be "
+        "fine-tuned again at each switch), or replace this teacher with `python -m recbole_hnlm.llm teacher "
+        "--overwrite` and the run's settings, or move it away (a benchmark grid over seeds: give it --split_seed, "
+        "one split for all)")
 
 
 def ensure_finetuned(cfg: LLMConfig, text: DatasetText, store_path: str, progress: bool = True,

@@ -86,13 +86,6 @@ class SampledRecommender(GeneralRecommender):
             raise ConfigError(f"Option 'train_neg_sample_args' = {config['train_neg_sample_args']}: the plugin's "
                               "backbones train pairwise (BPR) and need an integer sample_num >= 1 loader negatives "
                               "per pair, e.g. {'distribution': 'uniform', 'sample_num': 1} (the default).")
-        candidate_num = args.get("candidate_num")
-        if args.get("dynamic") and not (isinstance(candidate_num, int) and not isinstance(candidate_num, bool)
-                                        and candidate_num >= 1):
-            raise ConfigError(f"Option 'train_neg_sample_args' = {config['train_neg_sample_args']}: RecBole's dynamic "
-                              "negatives pick each one from candidate_num loader candidates by the model's score, so "
-                              "dynamic needs an integer candidate_num >= 1, e.g. {'dynamic': True, 'candidate_num': "
-                              "10} (RecBole failed at the first batch).")
         if str(config["learner"]).lower() == "sparse_adam":
             raise ConfigError("Option 'learner' = 'sparse_adam' needs sparse gradients, and the plugin's backbones "
                               "have dense ones (PyTorch's SparseAdam fails at the first step): use adam or adamw.")

@@ -131,12 +131,12 @@ class NegativeSampler(nn.Module):
             + (["its dynamic negatives"] if args.get("dynamic") else [])
         verb = "changes" if len(unread) == 1 and not args.get("dynamic") else "change"
         warmup = config["negative_warmup_epochs"]
-        after = f" after the {warmup}-epoch negative warm-up (which trains on them)" if warmup else ""
+        after = f" after the {warmup}-epoch negative warm-up, which trains on the loader's negatives" if warmup else ""
         repeats = args.get("sample_num") if isinstance(args.get("sample_num"), int) else 1
-        return [f"Option 'train_neg_sample_args' = {dict(args)}: {' and '.join(unread)} {verb} nothing for the "
-                f"{cls.name} sampler{after}, which scores {config[cls.n_candidates_key]} candidates drawn uniformly "
-                f"('{cls.n_candidates_key}') and reads no loader negative (only RNS, HNLMRec's random negative and a "
-                "negative warm-up do); RecBole still draws them"
+        return [f"Option 'train_neg_sample_args' = {dict(args)}: the {cls.name} sampler scores "
+                f"{config[cls.n_candidates_key]} candidates drawn uniformly ('{cls.n_candidates_key}') and reads no "
+                "loader negative (only RNS, HNLMRec's random negative and a negative warm-up do), so "
+                f"{' and '.join(unread)} {verb} nothing{after}; RecBole still draws the loader's negatives"
                 + (", and its dynamic negatives score every batch (slower)" if args.get("dynamic") else " (slower)")
                 + (f". Its sample_num = {repeats} does count: every training pair appears {repeats} times per epoch, "
                    "each with its own candidates." if repeats > 1 else ".")]

@@ -47,7 +47,7 @@ def test_the_table_has_every_run_and_the_means_differences_and_spreads(parity):
     assert "unsquared L2 (require_pow: False)" in parity.table(records, ["MF"], [1, 2], require_pow=False)
 
 
-def test_report_only_reads_the_runs_of_its_settings(parity, tmp_path):
+def test_report_only_reads_the_runs_of_its_settings(parity, tmp_path, capsys):
     out = tmp_path / "out"
     store(out, "ours-LightGCN-2020.json", record("ours", "LightGCN", 2020, (0.1, 0.1), (0.2, 0.1)))
     store(out, "recbole-LightGCN-2020.json", record("recbole", "LightGCN", 2020, (0.1, 0.1), (0.2, 0.1)))
@@ -58,6 +58,7 @@ def test_report_only_reads_the_runs_of_its_settings(parity, tmp_path):
     text = (out / "parity.md").read_text()
     assert "| LightGCN | ours | 2020 | 20 |" in text and "| LightGCN | recbole | 2020 | 20 |" in text
     assert "0.1234" not in text and "| 2021 |" not in text  # seed 2021 has no runs: nothing trained
+    assert "no stored run " + str(out / "runs" / "ours-LightGCN-2021.json") in capsys.readouterr().err  # and said
     assert parity.main(base + ["--require_pow", "false"]) == 0  # our run and RecBole's unsquared one
     text = (out / "parity.md").read_text()
     assert "| LightGCN | ours | 2020 |" in text and "0.1234" in text and "unsquared L2" in text
@@ -136,3 +137,16 @@ def test_the_shipped_table_is_what_its_runs_give(parity, tmp_path):
         assert (tmp_path / "parity.md").read_text(encoding="utf-8") == file.read()
     with open(os.path.join(REPO, "docs", "results.md"), encoding="utf-8") as file:
         assert file.read().count((tmp_path / "parity.md").read_text(encoding="utf-8").split("\n", 2)[2]) == 1
+
+
+def test_report_only_without_any_stored_run_is_an_error_that_keeps_the_table(parity, tmp_path, capsys):
+    """It wrote a table of headers over parity.md and exited 0 (a seed or a folder without runs)."""
+    store(tmp_path, "ours-MF-2020.json", record("ours", "MF", 2020, (0.1, 0.1), (0.2, 0.1), epochs=40))
+    (tmp_path / "parity.md").write_text("the last report\n")
+    with pytest.raises(SystemExit) as done:
+        parity.main(["--seeds", "2030", "--out", str(tmp_path), "--report-only"])
+    assert done.value.code == 2 and "no stored run of these models and seeds" in capsys.readouterr().err
+    assert (tmp_path / "parity.md").read_text() == "the last report\n"
+    assert parity.main(["--out", str(tmp_path), "--report-only"]) == 0  # every model by default, SGL's too
+    assert "| MF | ours | 2020 | 40 |" in (tmp_path / "parity.md").read_text()
+    assert "ours-SGL-2021.json: left out" in capsys.readouterr().err
