@@ -405,7 +405,8 @@ def test_help_names_the_defaults(capsys):
         cli(["--help"])
     assert exit_info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    assert "(default: LightGCN)" in text and "(default: ml-100k)" in text and "(default: RNS" in text
+    assert "(default: LightGCN, or the config files' model)" in text and "(default: RNS" in text
+    assert "(default: ml-100k, or the config files' dataset)" in text
     assert "--key=value" in text
 
 
