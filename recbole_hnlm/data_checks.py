@@ -542,6 +542,18 @@ def check_topk_fits(config, dataset):
                         f"{largest}: lower it (e.g. --topk=[{small}] --valid_metric=NDCG@{small}) or use more items.")
 
 
+def check_label_field(config, dataset):
+    """``eval_args`` mode ``labeled`` scores the data's own interactions against their label: without a label field
+    (no ``threshold``, no loaded label column) RecBole fails after the first epoch (``KeyError: 'label'``)."""
+    modes = config["eval_args"]["mode"] if isinstance(config["eval_args"], dict) else None
+    labeled = [phase for phase, mode in (modes.items() if isinstance(modes, dict) else ()) if mode == "labeled"]
+    if labeled and config["LABEL_FIELD"] not in dataset.field2type:
+        raise DataError(f"Option 'eval_args' mode 'labeled' ({', '.join(labeled)}) evaluates the label field "
+                        f"'{config['LABEL_FIELD']}', which dataset '{config['dataset']}' does not have (no threshold, "
+                        "and no such column loaded): use mode full, uni100 or pop100, or give the .inter file a label "
+                        "column (LABEL_FIELD) or set threshold.")
+
+
 def check_duplicate_interactions(config, dataset):
     """Warn when a (user, item) pair occurs on several rows of the built dataset: RecBole keeps them unless
     ``rm_dup_inter`` is set, so they weigh more in training and a pair can land in both training and test.

@@ -19,8 +19,8 @@ from recbole.utils import init_logger, init_seed, set_color
 from recbole_hnlm.checkpoint import read_model_weights, read_trainer_state
 from recbole_hnlm.config import Config, split_seed
 from recbole_hnlm.config_checks import foreign_option_messages, run_never_reads, unknown_option_messages
-from recbole_hnlm.data_checks import (check_dataset_files, check_duplicate_interactions, check_splits_not_empty,
-                                      check_topk_fits, dataset_errors_named)
+from recbole_hnlm.data_checks import (check_dataset_files, check_duplicate_interactions, check_label_field,
+                                      check_splits_not_empty, check_topk_fits, dataset_errors_named)
 from recbole_hnlm.denormals import flush_denormals
 from recbole_hnlm.determinism import deterministic_algorithms
 from recbole_hnlm.errors import ConcurrentWriterError, ConfigError, DataError, TrainingInterrupted
@@ -87,6 +87,7 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
         dataset = read_dataset(config)
         logger.info(dataset)
         check_topk_fits(config, dataset)
+        check_label_field(config, dataset)
         check_duplicate_interactions(config, dataset)
         train_data, valid_data, test_data = split_dataset(config, dataset)
         check_splits_not_empty(config, valid_data, test_data)

@@ -425,6 +425,21 @@ def test_load_col_fields_a_file_lacks_are_warned_about(fast_config, tmp_path, ca
     assert len(said) == 1 and "parts.train.inter" in said[0], said  # once, not per pre-split part
 
 
+def test_labeled_evaluation_needs_a_label_field(fast_config):
+    """Value metrics in mode 'labeled' without a label field (no threshold, no label column) trained an epoch, then
+    failed with KeyError 'label' (RecBole's collector); with a threshold the field exists and the check passes."""
+    from recbole_hnlm.data_checks import check_label_field
+    from recbole_hnlm.quick_start import read_dataset
+
+    labeled = {**fast_config, "eval_args": {"mode": "labeled"}, "metrics": ["AUC"], "valid_metric": "AUC"}
+    with pytest.raises(DataError, match="mode 'labeled' .valid, test. evaluates the label field 'label', which "
+                                        "dataset 'ml-slice' does not have"):
+        run_recbole_hnlm(model="MF", config_dict=labeled)
+    config = Config(model="MF", dataset="ml-slice", command_line=False,
+                    config_dict={**labeled, "threshold": {"rating": 4}})
+    check_label_field(config, read_dataset(config))
+
+
 def test_fewer_items_than_the_largest_cutoff(fast_config, tmp_path):
     data_path = write_dataset(tmp_path, "twelve", [(u, (u + k) % 12) for u in range(30) for k in range(8)])
     config = {**fast_config, "dataset": "twelve", "data_path": data_path}
