@@ -102,8 +102,7 @@ def check_core_options(config) -> None:
                           "negatives pick each one from candidate_num loader candidates by the model's score, so "
                           "dynamic needs an integer candidate_num >= 1, e.g. {'dynamic': True, 'candidate_num': 10} "
                           "(RecBole failed at the first batch).")
-    modes = config["eval_args"].get("mode") if isinstance(config["eval_args"], dict) else None
-    labeled = [phase for phase, mode in (modes.items() if isinstance(modes, dict) else ()) if mode == "labeled"]
+    labeled = labeled_phases(config)
     if labeled and str(config["eval_type"]).endswith("RANKING"):
         raise ConfigError(f"Option 'eval_args' mode 'labeled' ({', '.join(labeled)}) scores only the interactions of "
                           f"the data, with no ranking over items, and the ranking metrics {config['metrics']} need "
@@ -134,6 +133,12 @@ def check_core_options(config) -> None:
         if config[key]:
             raise ConfigError(f"Option '{key}' makes RecBole load a pickle; recbole_hnlm loads none. Leave it unset: "
                               "the dataset is rebuilt from the atomic files.")
+
+
+def labeled_phases(config) -> list:
+    """The evaluation phases (``valid``, ``test``) that ``eval_args`` puts in mode ``labeled``."""
+    modes = config["eval_args"].get("mode") if isinstance(config["eval_args"], dict) else None
+    return [phase for phase, mode in (modes.items() if isinstance(modes, dict) else ()) if mode == "labeled"]
 
 
 def _intervals_ok(intervals) -> bool:

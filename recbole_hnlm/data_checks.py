@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 
-from recbole_hnlm.config_checks import _recbole_properties
+from recbole_hnlm.config_checks import _recbole_properties, labeled_phases
 from recbole_hnlm.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -545,13 +545,19 @@ def check_topk_fits(config, dataset):
 def check_label_field(config, dataset):
     """``eval_args`` mode ``labeled`` scores the data's own interactions against their label: without a label field
     (no ``threshold``, no loaded label column) RecBole fails after the first epoch (``KeyError: 'label'``)."""
-    modes = config["eval_args"]["mode"] if isinstance(config["eval_args"], dict) else None
-    labeled = [phase for phase, mode in (modes.items() if isinstance(modes, dict) else ()) if mode == "labeled"]
+    labeled = labeled_phases(config)
     if labeled and config["LABEL_FIELD"] not in dataset.field2type:
         raise DataError(f"Option 'eval_args' mode 'labeled' ({', '.join(labeled)}) evaluates the label field "
                         f"'{config['LABEL_FIELD']}', which dataset '{config['dataset']}' does not have (no threshold, "
                         "and no such column loaded): use mode full, uni100 or pop100, or give the .inter file a label "
                         "column (LABEL_FIELD) or set threshold.")
+
+
+def check_read_dataset(config, dataset):
+    """The checks of a run's dataset once RecBole has read it, before it is split (runs and grid cells alike)."""
+    check_topk_fits(config, dataset)
+    check_label_field(config, dataset)
+    check_duplicate_interactions(config, dataset)
 
 
 def check_duplicate_interactions(config, dataset):

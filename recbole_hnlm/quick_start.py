@@ -19,8 +19,8 @@ from recbole.utils import init_logger, init_seed, set_color
 from recbole_hnlm.checkpoint import read_model_weights, read_trainer_state
 from recbole_hnlm.config import Config, split_seed
 from recbole_hnlm.config_checks import foreign_option_messages, run_never_reads, unknown_option_messages
-from recbole_hnlm.data_checks import (check_dataset_files, check_duplicate_interactions, check_label_field,
-                                      check_splits_not_empty, check_topk_fits, dataset_errors_named)
+from recbole_hnlm.data_checks import (check_dataset_files, check_read_dataset, check_splits_not_empty,
+                                      dataset_errors_named)
 from recbole_hnlm.denormals import flush_denormals
 from recbole_hnlm.determinism import deterministic_algorithms
 from recbole_hnlm.errors import ConcurrentWriterError, ConfigError, DataError, TrainingInterrupted
@@ -86,9 +86,7 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
 
         dataset = read_dataset(config)
         logger.info(dataset)
-        check_topk_fits(config, dataset)
-        check_label_field(config, dataset)
-        check_duplicate_interactions(config, dataset)
+        check_read_dataset(config, dataset)
         train_data, valid_data, test_data = split_dataset(config, dataset)
         check_splits_not_empty(config, valid_data, test_data)
         if config["eval_only"]:
@@ -303,20 +301,21 @@ def _refused_setting(items, parser):
     return None
 
 
-def _set_in_config_files(config_file_list, key) -> bool:
-    """Whether one of the yaml files gives ``key`` a value, read as RecBole's ``Config`` reads them (yaml's
-    FullLoader: python tags too); a file that cannot be read is reported by ``Config``."""
+def _keys_set_in_config_files(config_file_list) -> set:
+    """The keys the yaml files give a value, read as RecBole's ``Config`` reads them (yaml's FullLoader: python tags
+    too); a file that cannot be read is reported by ``Config``."""
     import yaml
 
+    keys = set()
     for path in config_file_list or ():
         try:
             with open(path, encoding="utf-8") as file:
                 content = yaml.load(file, Loader=yaml.FullLoader)
         except (OSError, UnicodeDecodeError, yaml.YAMLError):
             continue
-        if isinstance(content, dict) and content.get(key) is not None:
-            return True
-    return False
+        if isinstance(content, dict):
+            keys.update(key for key, value in content.items() if value is not None)
+    return keys
 
 
 def main(argv=None, prog=None):
@@ -350,8 +349,9 @@ def main(argv=None, prog=None):
         return 2
     config_file_list = args.config_files.split() if args.config_files else None  # RecBole's split(" "), any spacing
     # a config file's model/dataset is the run's unless the command line names one (it was overridden by the defaults)
-    model = args.model or (None if _set_in_config_files(config_file_list, "model") else "LightGCN")
-    dataset = args.dataset or (None if _set_in_config_files(config_file_list, "dataset") else "ml-100k")
+    in_files = _keys_set_in_config_files(config_file_list)
+    model = args.model or (None if "model" in in_files else "LightGCN")
+    dataset = args.dataset or (None if "dataset" in in_files else "ml-100k")
     config_dict = {"sampler": args.sampler} if args.sampler else None
     program_argv = sys.argv
     sys.argv = [program_argv[0] if program_argv else "recbole-hnlm"] + argv  # RecBole's Config reads sys.argv

@@ -132,7 +132,10 @@ def fail(error) -> int:
     return 2
 
 
-def parse_args(argv, prog="python -m recbole_hnlm.benchmark"):
+PROG = "python -m recbole_hnlm.benchmark"
+
+
+def parse_args(argv, prog=PROG):
     """The parsed command line; a malformed one raises :class:`UsageError` naming the option."""
     parser = _Parser(
         prog=prog, allow_abbrev=False,
@@ -175,13 +178,13 @@ def parse_args(argv, prog="python -m recbole_hnlm.benchmark"):
     return args
 
 
-def main(argv=None, prog=None):
+def main(argv=None, prog=PROG):
     """Command line (see the module docstring); ``prog``: the command ``--help`` names (``benchmarks/compare.py``)."""
     from recbole_hnlm.benchmark.grid import SettingsMismatch, run_grid
     from recbole_hnlm.benchmark.report import write_report
     from recbole_hnlm.signals import interrupted_status, say_interrupted, sigterm_as_interrupt
 
-    args, status = parse_command_line(lambda items: parse_args(items, *([prog] if prog else [])), argv)
+    args, status = parse_command_line(lambda items: parse_args(items, prog), argv)
     if args is None:
         return status
     summary = {"failed": []}

@@ -367,8 +367,8 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
     """
     from recbole_hnlm.benchmark import analysis as A
     from recbole_hnlm.config import split_seed
-    from recbole_hnlm.data_checks import (atomic_files_read, check_dataset_files, check_duplicate_interactions,
-                                          check_label_field, check_splits_not_empty, check_topk_fits)
+    from recbole_hnlm.data_checks import (atomic_files_read, check_dataset_files, check_read_dataset,
+                                          check_splits_not_empty)
     from recbole_hnlm.denormals import flush_denormals
     from recbole_hnlm.determinism import deterministic_algorithms
     from recbole_hnlm.files import file_sha256
@@ -396,9 +396,7 @@ def run_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_fi
         data_files = {path: file_sha256(path) for path in atomic_files_read(config)}
         data = read_dataset(config)  # under the split seed
         logger.info(data)
-        check_topk_fits(config, data)
-        check_label_field(config, data)
-        check_duplicate_interactions(config, data)
+        check_read_dataset(config, data)
         train_data, valid_data, test_data, full_train = build_data(config, data, cell.train_ratio, cell.seed)
         check_splits_not_empty(config, valid_data, test_data)
         model = build_model(config, data, train_data, logger)

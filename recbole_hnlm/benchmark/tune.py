@@ -357,7 +357,10 @@ def run_search(dataset, model, sampler, seeds, params_file, out, algo="exhaustiv
     return search
 
 
-def _parse_args(argv, prog="python -m recbole_hnlm.benchmark.tune"):
+PROG = "python -m recbole_hnlm.benchmark.tune"
+
+
+def _parse_args(argv, prog=PROG):
     from recbole_hnlm.benchmark.__main__ import _MAX_SEED, _integer, _no_repeats, _Parser, shared_settings
 
     parser = _Parser(prog=prog, allow_abbrev=False,
@@ -393,12 +396,12 @@ def _parse_args(argv, prog="python -m recbole_hnlm.benchmark.tune"):
     return args
 
 
-def main(argv=None, prog=None) -> int:
+def main(argv=None, prog=PROG) -> int:
     """Command line (see the module docstring); ``prog``: the command ``--help`` names (``benchmarks/tune.py``)."""
     from recbole_hnlm.benchmark.__main__ import fail, parse_command_line
     from recbole_hnlm.signals import interrupted_status, say_interrupted, sigterm_as_interrupt
 
-    args, status = parse_command_line(lambda items: _parse_args(items, *([prog] if prog else [])), argv)
+    args, status = parse_command_line(lambda items: _parse_args(items, prog), argv)
     if args is None:
         return status
     try:
