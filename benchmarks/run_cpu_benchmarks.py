@@ -80,7 +80,7 @@ def main():
     print("- correctness cross-check: ok\n")
 
     n_items = workloads.YELP2018["n_items"]
-    print("| case | variant | median ms | min-max ms | speed-up of ours |")
+    print("| case | variant | median ms | min–max ms | speed-up of ours |")
     print("|---|---|---|---|---|")
     for title, variants in cases:
         if args.only.lower() not in title.lower():
@@ -91,8 +91,8 @@ def main():
         ours = statistics.median(samples[ours_name])
         for name, values in samples.items():
             median = statistics.median(values)
-            ratio = "1.0 (ours)" if name == ours_name else f"**{median / ours:.1f}x**"
-            print(f"| {title} | {name} | {median * 1e3:.1f} | {min(values) * 1e3:.1f}-{max(values) * 1e3:.1f} | {ratio} |",
+            ratio = "1.0 (ours)" if name == ours_name else f"**{median / ours:.1f}×**"
+            print(f"| {title} | {name} | {median * 1e3:.1f} | {min(values) * 1e3:.1f}–{max(values) * 1e3:.1f} | {ratio} |",
                   flush=True)
 
 
