@@ -9,6 +9,7 @@ Layout of the output folder ``out``::
     out/runs/<cell>.error.txt        traceback of a failed cell (removed when the cell later succeeds)
     out/logs/<cell>.log              RecBole's log of the cell
     out/checkpoints/<cell>/          the cell's best checkpoint (safetensors)
+    out/locks/<cell>.lock            held by the process running the cell (kept afterwards, like every lock file)
 
 A cell is *finished* when ``runs/<cell>.json`` exists, was produced with the same dataset and shared settings, and
 holds every analysis asked for now; finished cells are skipped, so an interrupted grid resumes where it stopped. A
@@ -20,11 +21,17 @@ Settings that only change what a run prints (:data:`PRESENTATION_KEYS`) are not 
 start (unknown model or sampler, invalid sampler setting, missing dataset files: ``runner.check_cell``), before
 anything is written. A cell failing while it runs is recorded and the grid goes on. Model and sampler names are
 spelled as their classes (``--models mf`` runs ``MF``), so one cell never has two files.
+
+Two processes may run the same grid on one ``out`` (e.g. on two machines or GPUs sharing the folder): each cell is run
+by the process that takes its lock first. A cell another process is running is put off; after its own cells, the
+grid waits for those, then skips each one the other process finished and runs any it left unfinished.
 """
 import json
 import logging
 import os
+import sys
 import traceback
+from contextlib import ExitStack
 from itertools import product
 
 from tqdm import tqdm
@@ -32,8 +39,8 @@ from tqdm import tqdm
 from recbole_hnlm.benchmark.runner import CELL_ANALYSES, Cell, check_cell, environment, run_cell
 from recbole_hnlm.config import read_config_files
 from recbole_hnlm.config_checks import foreign_option_messages, run_never_reads
-from recbole_hnlm.errors import ConfigError
-from recbole_hnlm.files import file_sha256, write_json_atomic
+from recbole_hnlm.errors import ConcurrentWriterError, ConfigError
+from recbole_hnlm.files import exclusive_lock, file_sha256, write_json_atomic
 from recbole_hnlm.resume import NOT_TRAINING_OPTIONS
 
 #: Training ratios of the sparsity analysis (1.0 is the main cell).
@@ -329,6 +336,46 @@ def pending_cells(out, dataset, cells, settings, cell_analyses=(), digests=None,
     return todo, finished
 
 
+def cell_lock_path(out, cell) -> str:
+    """The lock file held by the process running ``cell`` (``out/locks/<cell>.lock``)."""
+    return os.path.join(out, "locks", f"{cell.key}.lock")
+
+
+def _cell_lock(out, cell, wait):
+    """The held lock of ``cell`` as a context manager, or ``None`` when another process holds it (``wait=False``)."""
+    stack = ExitStack()
+    try:
+        stack.enter_context(exclusive_lock(cell_lock_path(out, cell), f"the grid cell {cell.key}", wait=wait))
+    except ConcurrentWriterError:
+        return None
+    return stack
+
+
+def _run_cell_and_store(cell, out, summary, bar, progress, run, settings, defaults, digests):
+    """Run one cell (``run()``) and store its result with the settings, ``defaults()`` and digests, or record its
+    error and go on."""
+    try:
+        result = run()
+        result["settings"] = settings
+        result["defaults"] = defaults()
+        result.update({key: digest for key, digest in digests.items() if digest is not None})
+    except Exception as error:  # record and go on: one broken sampler must not stop the grid
+        message = f"{type(error).__name__}: {error}"
+        with open(error_path(out, cell), "w") as f:
+            f.write(f"{cell.key}\n{message}\n\n{traceback.format_exc()}")
+        logging.getLogger().error(f"benchmark cell {cell.key} failed: {message}")
+        if progress:
+            bar.write(f"FAILED {cell.key}: {message} (see {error_path(out, cell)})")
+        summary["failed"].append(cell.key)
+        summary["errors"][cell.key] = error_path(out, cell)
+        return
+    write_json_atomic(result_path(out, cell), result)
+    if os.path.exists(error_path(out, cell)):
+        os.remove(error_path(out, cell))
+    summary["ran"].append(cell.key)
+    summary["results"][cell.key] = result
+
+
 def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_file_list=None, analyses=(),
              ratios=SPARSITY_RATIOS, progress=True, cell_runner=run_cell, cell_checker=check_cell, **cell_kwargs):
     """Run every unfinished cell of the grid and store one JSON file per cell.
@@ -399,32 +446,37 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
         "environment": environment(None if (config_dict or {}).get("use_gpu", True) else "cpu")}
     write_json_atomic(os.path.join(out, "grid.json"), {**record, "completed": False})  # true once every cell ran
 
-    logger = logging.getLogger()
+    fhn_pairs = cell_kwargs.get("fhn_pairs", 2048) if "fhn" in cell_analyses else None
+
+    def run_claimed(cell):
+        """Run ``cell`` under its lock, unless a process that held the lock before has finished it meanwhile."""
+        stored = load_result(result_path(out, cell))
+        if stored is not None and not _needs_run(stored, dataset, settings, cell_analyses, digests, fhn_pairs):
+            summary["skipped"].append(cell.key)
+            summary["results"][cell.key] = stored
+            return
+        _run_cell_and_store(cell, out, summary, bar, progress, lambda: cell_runner(
+            cell, dataset, out, config_dict=dict(config_dict or {}), config_file_list=config_file_list,
+            analyses=cell_analyses, **cell_kwargs), settings,
+            lambda: plugin_defaults(cell.model, cell.sampler, dataset), digests)
+
     bar = tqdm(todo, desc=f"{dataset} grid", unit="cell", disable=not progress, dynamic_ncols=True)
     if progress and summary["skipped"]:
         bar.write(f"resuming: {len(summary['skipped'])} finished cell(s) skipped, {len(todo)} to run")
+    put_off = []  # cells another process was running when their turn came
     for cell in bar:
         bar.set_postfix_str(cell.key)
-        try:
-            result = cell_runner(cell, dataset, out, config_dict=dict(config_dict or {}),
-                                 config_file_list=config_file_list, analyses=cell_analyses, **cell_kwargs)
-            result["settings"] = settings
-            result["defaults"] = plugin_defaults(cell.model, cell.sampler, dataset)
-            result.update({key: digest for key, digest in digests.items() if digest is not None})
-        except Exception as error:  # record and go on: one broken sampler must not stop the grid
-            message = f"{type(error).__name__}: {error}"
-            with open(error_path(out, cell), "w") as f:
-                f.write(f"{cell.key}\n{message}\n\n{traceback.format_exc()}")
-            logger.error(f"benchmark cell {cell.key} failed: {message}")
-            if progress:
-                bar.write(f"FAILED {cell.key}: {message} (see {error_path(out, cell)})")
-            summary["failed"].append(cell.key)
-            summary["errors"][cell.key] = error_path(out, cell)
+        lock = _cell_lock(out, cell, wait=False)
+        if lock is None:
+            tqdm.write(f"{cell.key}: another process is running it (its pid is in {cell_lock_path(out, cell)}); "
+                       "put off until this grid's other cells are done", file=sys.stderr)
+            put_off.append(cell)
             continue
-        write_json_atomic(result_path(out, cell), result)
-        if os.path.exists(error_path(out, cell)):
-            os.remove(error_path(out, cell))
-        summary["ran"].append(cell.key)
-        summary["results"][cell.key] = result
+        with lock:
+            run_claimed(cell)
+    for cell in put_off:
+        tqdm.write(f"{cell.key}: waiting for the other process running it", file=sys.stderr)
+        with _cell_lock(out, cell, wait=True):
+            run_claimed(cell)
     write_json_atomic(os.path.join(out, "grid.json"), {**record, "completed": True})
     return summary
