@@ -133,12 +133,19 @@ class Config(RecBoleConfig):
         if isinstance(model, str):  # matched case-insensitively; the class's spelling names its property files
             model_class = get_model(model)
             model = model_class.__name__
-        else:
+        elif isinstance(model, type):
             model_class, model = model, model.__name__
+        else:  # a yaml's "model: 5", "model: [MF]", or an empty value of a later file (RecBole's merge keeps None)
+            raise ConfigError(f"Option 'model' must be a model name such as LightGCN, got {model!r} "
+                              f"({type(model).__name__}): check the config files' 'model:' line.")
         if dataset is None:
             if "dataset" not in self.external_config_dict:
                 raise ConfigError("Set the dataset with --dataset=NAME, a config file or the config dict.")
             dataset = self.external_config_dict["dataset"]
+        if not isinstance(dataset, str):
+            raise ConfigError(f"Option 'dataset' must be a dataset name (its folder's name), got {dataset!r} "
+                              f"({type(dataset).__name__}): check the config files' 'dataset:' line (quote a name "
+                              "yaml reads as a number: dataset: '2018').")
         return model, model_class, dataset
 
     def _load_internal_config_dict(self, model, model_class, dataset):

@@ -302,11 +302,12 @@ def _refused_setting(items, parser):
 
 
 def _keys_set_in_config_files(config_file_list) -> set:
-    """The keys the yaml files give a value, read as RecBole's ``Config`` reads them (yaml's FullLoader: python tags
-    too); a file that cannot be read is reported by ``Config``."""
+    """The keys the yaml files give a value, read and merged as RecBole's ``Config`` does (yaml's FullLoader: python
+    tags too; a later file's key replaces an earlier one's, an empty value included); a file that cannot be read is
+    reported by ``Config``."""
     import yaml
 
-    keys = set()
+    merged = {}
     for path in config_file_list or ():
         try:
             with open(path, encoding="utf-8") as file:
@@ -314,8 +315,8 @@ def _keys_set_in_config_files(config_file_list) -> set:
         except (OSError, UnicodeDecodeError, yaml.YAMLError):
             continue
         if isinstance(content, dict):
-            keys.update(key for key, value in content.items() if value is not None)
-    return keys
+            merged.update(content)
+    return {key for key, value in merged.items() if value is not None}
 
 
 def main(argv=None, prog=None):

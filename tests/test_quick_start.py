@@ -498,9 +498,45 @@ def test_a_config_files_model_and_dataset_are_the_runs_unless_the_command_line_n
     assert os.path.join(str(tmp_path), "other", "other.inter") in capsys.readouterr().err  # the command line wins
     # read as RecBole reads it (python tags: yaml.safe_load refused the file, and LightGCN won again); an empty
     # model is no model (RecBole then failed with an AttributeError traceback)
-    settings.write_text(f"model: Bogus\nembedding_size: !!python/int 64\ndataset: my-data\ndata_path: {tmp_path}\n")
+    # (epochs: 1 caps the fallback when a regression reads neither: LightGCN on the embedded ml-100k)
+    settings.write_text(f"model: Bogus\nembedding_size: !!python/int 64\ndataset: my-data\ndata_path: {tmp_path}\n"
+                        "epochs: 1\n")
     assert main([f"--config_files={settings}"]) == 2
     assert "Unknown model 'Bogus'" in capsys.readouterr().err
-    settings.write_text(f"model:\ndataset: my-data\ndata_path: {tmp_path}\n")
+    settings.write_text(f"model:\ndataset: my-data\ndata_path: {tmp_path}\nepochs: 1\n")
     assert main([f"--config_files={settings}"]) == 2
     assert os.path.join(str(tmp_path), "my-data", "my-data.inter") in capsys.readouterr().err
+
+
+def test_the_last_config_file_with_a_model_names_it_and_bad_model_or_dataset_values_are_refused(tmp_path, capsys):
+    """RecBole merges the files in order: the model of the second file is the run's. A model or dataset that is not a name ended in an AttributeError traceback from ``model.__name__``."""
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text(f"dataset: my-data\ndata_path: {tmp_path}\nepochs: 1\n")
+    second.write_text("model: Bogus\n")
+    assert main([f"--config_files={first} {second}"]) == 2
+    assert "Unknown model 'Bogus'" in capsys.readouterr().err
+    for line, expected in [("model: 5", "Option 'model' must be a model name such as LightGCN, got 5 (int)"),
+                           ("model: [MF]", "got ['MF'] (list)"),
+                           ("dataset: 2018", "Option 'dataset' must be a dataset name (its folder's name), got 2018 "
+                                             "(int)")]:
+        second.write_text(line + "\n")
+        assert main([f"--config_files={first} {second}"]) == 2, line
+        assert expected in capsys.readouterr().err, line
+
+
+@pytest.mark.parametrize("content, expected", [("a: [\n", "is not valid YAML"),
+                                               ("- model\n- MF\n", "must hold 'key: value' lines, got a YAML list")])
+def test_a_config_file_that_is_not_a_mapping_is_one_error_line(tmp_path, capsys, content, expected):
+    settings = tmp_path / "run.yaml"
+    settings.write_text(content)
+    assert main([f"--config_files={settings}"]) == 2
+    errors = capsys.readouterr().err
+    assert f"Config file '{settings}' {expected}" in errors and "Traceback" not in errors
+
+
+def test_without_a_dataset_anywhere_the_run_reads_ml_100k(tmp_path, monkeypatch, caplog):
+    """``--help`` says the dataset defaults to ml-100k (RecBole's bundled example, whatever --data_path says)."""
+    monkeypatch.chdir(tmp_path)  # RecBole's log/ folder
+    assert main(["--model=MF", "--epochs=1", "--state=WARNING", "--show_progress=False", "--use_gpu=False",
+                 f"--data_path={tmp_path}", f"--checkpoint_dir={tmp_path / 'saved'}"]) == 0
+    assert "ml-100k is RecBole's bundled example" in caplog.text
