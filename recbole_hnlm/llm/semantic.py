@@ -32,14 +32,14 @@ __all__ = ["pairs_sha256", "semantic_manifest", "run_semantic_negatives", "NEGAT
 logger = logging.getLogger(__name__)
 NEGATIVE_TEMPLATE = "hard_negative.v1"
 #: What answers are refused (in the manifest: a store written under other checks is computed again).
-ANSWER_CHECKS = ("v14: none-like, placeholder (also behind a label), the pair's item or user id from the prompt, item "
+ANSWER_CHECKS = ("v15: none-like, placeholder (also behind a label), the pair's item or user id from the prompt, item "
                  "attributes copied ('Year: 1994, genres: Crime Drama', also bold or underlined, as a numbered, "
                  "lettered or roman-numbered list item or behind the prompt's key), the "
                  "interacted item or a "
                  "training item of the user (also as a start of the answer that a sentence break ends, or opening a "
                  "sentence about it after a preamble, a recommending phrase or a quote; a year right with the title "
                  "names a namesake; a 'Title:'/'Answer:' label, also with an em dash, or a list number, letter or "
-                 "roman numeral with a period or a bracket, also in bold, before it read through; '_' as "
+                 "roman numeral with a period or a bracket, also in bold or with only the sign in bold, before it read through; '_' as "
                  "punctuation), the user's profile repeated (its start, or an undated sentence of its words)")
 _NONE_ANSWERS = {"none", "null", "n a", "na", "nothing", "unknown", "no item", "none found", "not applicable",
                  "item name", "none of the above"}
@@ -70,10 +70,10 @@ _TITLE_LABEL = re.compile(rf"{_LABEL_PREFIX}(?:(?:(?:item|movie|film|book|produc
 #: The prompt's placeholder ("<item name, at most 20 words>") copied behind a label; "Item: <Aladdin>" names a title.
 _PLACEHOLDER = re.compile(r"<\s*(?:item\s+name|at\s+most|one\s+short)", re.IGNORECASE)
 #: A list number, letter or roman numeral before a name ("1. Pulp Fiction", "1.Heat", "2) Heat", "(1) Heat", "a) Heat",
-#: "B. Heat", "ii. Heat", "iv) Heat", also in bold: "**1. Heat**"; not "9.5 Weeks"). The answer is also checked as
+#: "B. Heat", "ii. Heat", "iv) Heat", also in bold: "**1. Heat**", "**B.** Heat"; not "9.5 Weeks"). The answer is also checked as
 #: written: "A. I. Artificial Intelligence" is a title.
-_LIST_NUMBER = re.compile(r"^\s*[*_]*\s*(?:\d+[.)](?!\d)\s*|\(\s*(?:\d+|[a-z]|[ivx]+)\s*\)\s*|(?:[a-z]|[ivx]+)\)\s*|"
-                          r"(?:[a-z]|[ivx]+)\.\s+)", re.IGNORECASE)
+_LIST_NUMBER = re.compile(r"^\s*[*_]*\s*(?:\d+[.)](?!\d)[*_]*\s*|\(\s*(?:\d+|[a-z]|[ivx]+)\s*\)[*_]*\s*|"
+                          r"(?:[a-z]|[ivx]+)\)[*_]*\s*|(?:[a-z]|[ivx]+)\.(?:[*_]+\s*|\s+))", re.IGNORECASE)
 #: A label before an id the prompt showed: "item_id: B00DFT27EQ", "Item #242", "ASIN B00DFT27EQ".
 _ID_LABEL = re.compile(r"^(?:(?:item|user|business|product)(?:[\s_-]*id)?|id|asin)\b\s*[:#=]?\s*", re.IGNORECASE)
 #: Ids this long (with a digit, as written) are matched inside a longer answer too ("B00DFT27EQ, a plush toy");

@@ -845,3 +845,42 @@ def test_answers_with_attribute_words_but_no_leading_label_stay_accepted(answer)
 def test_answer_checks_v12_forms_the_audit_left_untested(answer, why):
     problem = negative_problem({"hard_negative_item": answer}, "Pulp Fiction (1994)", "1994")
     assert problem is not None and why in problem, (answer, problem)
+
+
+@pytest.mark.parametrize("answer", ["**B.** Pulp Fiction", "**ii.** Pulp Fiction", "__B.__ Pulp Fiction",
+                                    "**B.**Pulp Fiction", "**ii)** Pulp Fiction", "**(2)** Pulp Fiction"])
+def test_answer_checks_v15_a_list_sign_alone_in_bold(answer):
+    """v14 read "**1. Heat**" but not "**B.** Heat": its letter or numeral with a period wanted a space right after."""
+    problem = negative_problem({"hard_negative_item": answer}, "Pulp Fiction (1994)", "1994")
+    assert problem is not None and "names the interacted item itself" in problem, (answer, problem)
+
+
+def test_title_keys_read_underscores_as_punctuation():
+    assert title_key("__The Usual Suspects__") == title_key("The Usual Suspects") == "usual suspects"
+
+
+#: The checks' patterns per ANSWER_CHECKS version: a pattern changed without a new version would reuse stores whose
+#: negatives the new checks refuse. Changing a pattern: bump the version in semantic.py and add its digest here.
+CHECKS_DIGESTS = {"v15": "f9f31ffdafc62064"}
+
+
+def answer_check_patterns_digest():
+    import hashlib
+
+    from recbole_hnlm.llm import semantic
+
+    parts = [semantic._LABEL_PREFIX, semantic._ATTRIBUTE_NAMES, repr(sorted(semantic._NONE_ANSWERS)),
+             repr(semantic._NONE_STARTS), repr(semantic._ARTICLES), repr(sorted(semantic._CONTINUATIONS)),
+             str(semantic._LONG_ID)]
+    parts += [getattr(semantic, name).pattern for name in sorted(vars(semantic))
+              if isinstance(getattr(semantic, name), type(semantic._LIST_NUMBER))]
+    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:16]
+
+
+def test_answer_check_patterns_changed_only_with_a_new_version():
+    from recbole_hnlm.llm.semantic import ANSWER_CHECKS
+
+    version = ANSWER_CHECKS.split(":", 1)[0]
+    assert version in CHECKS_DIGESTS, f"add {version!r}: {answer_check_patterns_digest()!r} to CHECKS_DIGESTS"
+    assert answer_check_patterns_digest() == CHECKS_DIGESTS[version], (
+        f"the answer checks' patterns changed under {version}: bump ANSWER_CHECKS's version in semantic.py")
