@@ -43,6 +43,8 @@ def build_config(**options):
      "dynamic needs an integer candidate_num >= 1"),  # RecBole: a reshape error at the first batch
     ({"train_neg_sample_args": {"distribution": "uniform", "sample_num": 1, "dynamic": True, "candidate_num": 2.5}},
      "'train_neg_sample_args' = .*candidate_num"),
+    ({"train_neg_sample_args": {"distribution": "uniform", "sample_num": 1, "dynamic": 1}},  # yaml's 1: truthy
+     "dynamic needs an integer candidate_num >= 1"),
     ({"eval_args": {"mode": "labeled"}}, "'eval_args' mode 'labeled' .valid, test. scores only"),  # a TypeError
     ({"eval_args": {"mode": {"valid": "full", "test": "labeled"}}}, "'eval_args' mode 'labeled' .test. scores"),
     ({"train_neg_sample_args": {"distribution": "uniform", "sample_num": 1.0}}, "an integer sample_num >= 1"),
@@ -113,6 +115,9 @@ def test_loader_negative_settings_a_candidate_sampler_never_reads_are_warned_abo
     # only dynamic set: the warning said "its distribution changes nothing" of a uniform one
     assert "so its dynamic negatives change nothing; RecBole" in mixgcf.option_warnings[0]
     assert "distribution changes" not in mixgcf.option_warnings[0]
+    both = Config(model="MF", dataset="ml-100k", command_line=False, config_dict={
+        "sampler": "DNS", "train_neg_sample_args": dict(popularity, dynamic=True, candidate_num=8)})
+    assert "so its popularity distribution and its dynamic negatives change nothing" in both.option_warnings[0]
     assert Config(model="MF", dataset="ml-100k", config_dict={"sampler": "AHNS"},
                   command_line=False).option_warnings == []
     warmed = Config(model="MF", dataset="ml-100k", config_dict={"sampler": "DNS", "train_neg_sample_args": popularity,
@@ -438,6 +443,41 @@ def test_labeled_evaluation_needs_a_label_field(fast_config):
     config = Config(model="MF", dataset="ml-slice", command_line=False,
                     config_dict={**labeled, "threshold": {"rating": 4}})
     check_label_field(config, read_dataset(config))
+
+
+def test_labeled_evaluation_reads_the_label_field_the_config_names(fast_config, tmp_path):
+    """A dataset with its own label column (``LABEL_FIELD: click``) passes the check; a config naming a column the
+    dataset lacks does not."""
+    from recbole_hnlm.data_checks import check_label_field
+    from recbole_hnlm.quick_start import read_dataset
+
+    folder = tmp_path / "clicks"
+    folder.mkdir()
+    rows = [f"{u}\t{(u + k) % 40}\t{(u + k) % 2}.0" for u in range(30) for k in range(8)]
+    (folder / "clicks.inter").write_text("user_id:token\titem_id:token\tclick:float\n" + "\n".join(rows) + "\n")
+    labeled = {**fast_config, "dataset": "clicks", "data_path": str(tmp_path), "eval_args": {"mode": "labeled"},
+               "metrics": ["AUC"], "valid_metric": "AUC", "LABEL_FIELD": "click",
+               "load_col": {"inter": ["user_id", "item_id", "click"]}}
+    config = Config(model="MF", dataset="clicks", command_line=False, config_dict=labeled)
+    check_label_field(config, read_dataset(config))
+    config = Config(model="MF", dataset="clicks", command_line=False, config_dict={**labeled, "LABEL_FIELD": "like"})
+    with pytest.raises(DataError, match="evaluates the label field 'like', which dataset 'clicks' does not have"):
+        check_label_field(config, read_dataset(config))
+
+
+def test_grid_cells_check_the_read_dataset_before_training(fast_config, tmp_path):
+    """Grid cells run the read dataset's checks too: labeled mode without a label field trained an epoch and then
+    failed with KeyError 'label'; a cut-off above the number of items failed after training likewise."""
+    from recbole_hnlm.benchmark.runner import Cell, run_cell
+
+    options = {key: fast_config[key] for key in ("data_path", "epochs", "train_batch_size", "show_progress", "state",
+                                                 "use_gpu")}
+    labeled = {**options, "eval_args": {"mode": "labeled"}, "metrics": ["AUC"], "valid_metric": "AUC"}
+    with pytest.raises(DataError, match="evaluates the label field 'label', which dataset 'ml-slice' does not have"):
+        run_cell(Cell("MF", "RNS", 1), "ml-slice", str(tmp_path / "grid"), config_dict=labeled)
+    data_path = write_dataset(tmp_path, "twelve", [(u, (u + k) % 12) for u in range(30) for k in range(8)])
+    with pytest.raises(DataError, match="has 12 items, fewer than the largest cut-off topk = 20"):
+        run_cell(Cell("MF", "RNS", 1), "twelve", str(tmp_path / "grid"), config_dict={**options, "data_path": data_path})
 
 
 def test_fewer_items_than_the_largest_cutoff(fast_config, tmp_path):
