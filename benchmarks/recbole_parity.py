@@ -134,7 +134,7 @@ def main(argv=None):
     from recbole_hnlm.files import write_json_atomic, write_text_atomic
 
     os.makedirs(os.path.join(args.out, "runs"), exist_ok=True)
-    records = {}
+    planned = []  # every stored run is checked before anything trains (a stale one stopped the command midway)
     for model in args.models:
         settings = dict(dataset=args.dataset, split_seed=args.split_seed, epochs=args.epochs or DEFAULT_EPOCHS[model],
                         stopping_step=1000, eval_step=1, show_progress=False, state="ERROR", log_wandb=False,
@@ -153,15 +153,18 @@ def main(argv=None):
                     if conflict:
                         parser.error(f"{path} was trained with other settings ({conflict}): give the same options, "
                                      "another --out folder, or delete that run")
-                if run is None:
-                    if args.report_only:
-                        print(f"no stored run {path}: left out of the table", file=sys.stderr)
-                        continue
-                    run = train(side, model, seed, settings, args.require_pow)
-                    write_json_atomic(path, run)
-                records[(side, model, seed)] = run
-                print(f"{side} {run['model']} seed {seed}: test " + ", ".join(
-                    f"{m} {run['test'][m]:.4f}" for m in METRICS) + f" ({run['seconds']} s)", flush=True)
+                elif args.report_only:
+                    print(f"no stored run {path}: left out of the table", file=sys.stderr)
+                    continue
+                planned.append((side, model, seed, settings, path, run))
+    records = {}
+    for side, model, seed, settings, path, run in planned:
+        if run is None:
+            run = train(side, model, seed, settings, args.require_pow)
+            write_json_atomic(path, run)
+        records[(side, model, seed)] = run
+        print(f"{side} {run['model']} seed {seed}: test " + ", ".join(
+            f"{m} {run['test'][m]:.4f}" for m in METRICS) + f" ({run['seconds']} s)", flush=True)
     if not records:
         parser.error(f"no stored run of these models and seeds in {os.path.join(args.out, 'runs')}: nothing to "
                      "report (parity.md is left as it was)")

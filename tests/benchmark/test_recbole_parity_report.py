@@ -150,3 +150,34 @@ def test_report_only_without_any_stored_run_is_an_error_that_keeps_the_table(par
     assert parity.main(["--out", str(tmp_path), "--report-only"]) == 0  # every model by default, SGL's too
     assert "| MF | ours | 2020 | 40 |" in (tmp_path / "parity.md").read_text()
     assert "ours-SGL-2021.json: left out" in capsys.readouterr().err
+
+
+def test_every_stored_run_is_checked_before_anything_trains(parity, tmp_path, capsys, monkeypatch):
+    """A stale run of the second model stopped the command after the first model's runs had trained."""
+    monkeypatch.setattr(parity, "train", lambda *args: pytest.fail(f"trained {args[:3]} before the conflict"))
+    out = tmp_path / "out"
+    store(out, "ours-LightGCN-2020.json", record("ours", "LightGCN", 2020, (0.1, 0.1), (0.2, 0.1), epochs=3))
+    with pytest.raises(SystemExit) as done:
+        parity.main(["--models", "MF", "LightGCN", "--seeds", "2020", "--out", str(out)])
+    assert done.value.code == 2 and "ours-LightGCN-2020.json was trained with other settings" in \
+        capsys.readouterr().err
+
+
+def test_a_relative_data_path_is_stored_absolute(parity, tmp_path, monkeypatch):
+    """The same relative --data_path from two working folders names two folders: the run records where it read."""
+    def train_nothing(side, model, seed, settings, require_pow):
+        return {**record(side, model, seed, (0.1, 0.1), (0.2, 0.1), epochs=settings["epochs"]),
+                "data_path": settings["data_path"]}
+
+    monkeypatch.setattr(parity, "train", train_nothing)
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    out = str(tmp_path / "out")
+    assert parity.main(["--models", "MF", "--seeds", "2020", "--out", out, "--data_path", "data"]) == 0
+    stored = json.loads((tmp_path / "out" / "runs" / "ours-MF-2020.json").read_text())
+    assert stored["data_path"] == str(tmp_path / "a" / "data")
+    monkeypatch.chdir(tmp_path / "b")
+    with pytest.raises(SystemExit) as done:
+        parity.main(["--models", "MF", "--seeds", "2020", "--out", out, "--data_path", "data"])
+    assert done.value.code == 2

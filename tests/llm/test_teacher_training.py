@@ -314,6 +314,8 @@ def test_a_teacher_of_another_split_is_refused(fast_config, tmp_path, capsys, ca
     assert "--overwrite" in message and not adapter.exists()
     # first the remedy that keeps the other split's teacher (--overwrite replaced it: switching splits retrained)
     assert message.index("set hnlm_teacher_path to another file") < message.index("--overwrite")
+    # the default adapter and store follow the teacher: the message names them too (a mutation audit)
+    assert "with hnlm_adapter_path and hnlm_store_path also naming this split's own" in message
     # the teacher stage itself said "reused" with exit 0 and left the refusal to the fine-tuning
     assert main(["teacher", *args, "--hnlm_teacher_epochs=1", "--split_seed=2"]) == 2
     assert "not training pairs of this run's split" in capsys.readouterr().err
