@@ -477,7 +477,8 @@ def test_grid_cells_check_the_read_dataset_before_training(fast_config, tmp_path
         run_cell(Cell("MF", "RNS", 1), "ml-slice", str(tmp_path / "grid"), config_dict=labeled)
     data_path = write_dataset(tmp_path, "twelve", [(u, (u + k) % 12) for u in range(30) for k in range(8)])
     with pytest.raises(DataError, match="has 12 items, fewer than the largest cut-off topk = 20"):
-        run_cell(Cell("MF", "RNS", 1), "twelve", str(tmp_path / "grid"), config_dict={**options, "data_path": data_path})
+        run_cell(Cell("MF", "RNS", 1), "twelve", str(tmp_path / "grid"),
+                 config_dict={**options, "data_path": data_path})
 
 
 def test_fewer_items_than_the_largest_cutoff(fast_config, tmp_path):

@@ -509,7 +509,8 @@ def test_a_config_files_model_and_dataset_are_the_runs_unless_the_command_line_n
 
 
 def test_the_last_config_file_with_a_model_names_it_and_bad_model_or_dataset_values_are_refused(tmp_path, capsys):
-    """RecBole merges the files in order: the model of the second file is the run's. A model or dataset that is not a name ended in an AttributeError traceback from ``model.__name__``."""
+    """RecBole merges the files in order: the model of the second file is the run's. A model or dataset that is not
+    a name ended in an AttributeError traceback from ``model.__name__``."""
     first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
     first.write_text(f"dataset: my-data\ndata_path: {tmp_path}\nepochs: 1\n")
     second.write_text("model: Bogus\n")

@@ -39,7 +39,8 @@ ANSWER_CHECKS = ("v15: none-like, placeholder (also behind a label), the pair's 
                  "training item of the user (also as a start of the answer that a sentence break ends, or opening a "
                  "sentence about it after a preamble, a recommending phrase or a quote; a year right with the title "
                  "names a namesake; a 'Title:'/'Answer:' label, also with an em dash, or a list number, letter or "
-                 "roman numeral with a period or a bracket, also in bold or with only the sign in bold, before it read through; '_' as "
+                 "roman numeral with a period or a bracket, also in bold or with only the sign in bold, before it "
+                 "read through; '_' as "
                  "punctuation), the user's profile repeated (its start, or an undated sentence of its words)")
 _NONE_ANSWERS = {"none", "null", "n a", "na", "nothing", "unknown", "no item", "none found", "not applicable",
                  "item name", "none of the above"}
@@ -70,8 +71,8 @@ _TITLE_LABEL = re.compile(rf"{_LABEL_PREFIX}(?:(?:(?:item|movie|film|book|produc
 #: The prompt's placeholder ("<item name, at most 20 words>") copied behind a label; "Item: <Aladdin>" names a title.
 _PLACEHOLDER = re.compile(r"<\s*(?:item\s+name|at\s+most|one\s+short)", re.IGNORECASE)
 #: A list number, letter or roman numeral before a name ("1. Pulp Fiction", "1.Heat", "2) Heat", "(1) Heat", "a) Heat",
-#: "B. Heat", "ii. Heat", "iv) Heat", also in bold: "**1. Heat**", "**B.** Heat"; not "9.5 Weeks"). The answer is also checked as
-#: written: "A. I. Artificial Intelligence" is a title.
+#: "B. Heat", "ii. Heat", "iv) Heat", also in bold: "**1. Heat**", "**B.** Heat"; not "9.5 Weeks"). The answer is also
+#: checked as written: "A. I. Artificial Intelligence" is a title.
 _LIST_NUMBER = re.compile(r"^\s*[*_]*\s*(?:\d+[.)](?!\d)[*_]*\s*|\(\s*(?:\d+|[a-z]|[ivx]+)\s*\)[*_]*\s*|"
                           r"(?:[a-z]|[ivx]+)\)[*_]*\s*|(?:[a-z]|[ivx]+)\.(?:[*_]+\s*|\s+))", re.IGNORECASE)
 #: A label before an id the prompt showed: "item_id: B00DFT27EQ", "Item #242", "ASIN B00DFT27EQ".
