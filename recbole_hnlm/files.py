@@ -172,13 +172,14 @@ def discard_stale_work(artifact: str) -> None:
 
 
 @contextmanager
-def exclusive_lock(path: str, what: str, wait: bool = False):
+def exclusive_lock(path: str, what: str, wait: bool = False, shared: bool = False):
     """Hold an advisory lock (``flock``) on the file ``path`` (created, kept afterwards) for the ``with`` block.
 
     The operating system releases it when its holder exits, however it exits, so a killed run leaves no stale lock.
     ``wait=False`` raises :class:`ConcurrentWriterError` naming ``what`` and the holder's pid when another process
-    (or another ``with`` block of this one) holds it; ``wait=True`` blocks until it is free. On a file system
-    without locks the block runs unlocked, after a warning."""
+    (or another ``with`` block of this one) holds it; ``wait=True`` blocks until it is free. ``shared=True`` takes a
+    reader's lock: any number of readers hold it together, and none while a writer holds it (nor a writer while they
+    do). On a file system without locks the block runs unlocked, after a warning."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     try:
         handle = open(path, "a+", encoding="utf-8")
@@ -194,7 +195,7 @@ def exclusive_lock(path: str, what: str, wait: bool = False):
     try:
         if fcntl is None:
             _warn_no_fcntl_once(what)
-        elif _flock(handle, path, what, wait) and handle.writable():
+        elif _flock(handle, path, what, wait, shared) and handle.writable():
             handle.seek(0)
             handle.truncate()
             handle.write(f"{os.getpid()}\n")
@@ -215,10 +216,10 @@ def _warn_no_fcntl_once(what: str) -> None:
                        "any other artifact) at the same time would not be detected", what)
 
 
-def _flock(handle, path: str, what: str, wait: bool) -> bool:
+def _flock(handle, path: str, what: str, wait: bool, shared: bool = False) -> bool:
     """Lock ``handle`` for :func:`exclusive_lock`; False (after a warning) where the file system takes no locks."""
     try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        fcntl.flock(handle.fileno(), (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB))
         return True
     except OSError as error:
         if error.errno in _NO_LOCKS:

@@ -41,6 +41,31 @@ def user_aligned_starts(pairs: Sequence[Tuple[str, str]], chunk_size: int) -> Li
     return starts
 
 
+def refuse_if_running(work_dir: str) -> None:
+    """Raise :class:`~recbole_hnlm.errors.ConcurrentWriterError` now when another process holds ``work_dir`` (its
+    :class:`ChunkedRun`): before this one spends minutes loading models and writing profiles that it would then be
+    refused with anyway."""
+    with exclusive_lock(lock_file(work_dir), _what(work_dir)):
+        pass
+
+
+def finished_meanwhile(store_path: str, manifest: Dict, run: "ChunkedRun") -> bool:
+    """Whether another process wrote the store of ``manifest`` while this one loaded its models (it held the work
+    folder's lock): then this one's ``run`` (entered, so the lock is held now) removes its work folder and reuses the
+    store instead of computing it again."""
+    from .pipeline import _cached
+
+    if not _cached(store_path, manifest, say=False):
+        return False
+    logger.info("%s: written by another process meanwhile; reused", store_path)
+    run.cleanup()
+    return True
+
+
+def _what(work_dir: str) -> str:
+    return f"the chunks of {work_dir}"
+
+
 class ChunkedRun:
     """Work folder of one precompute run; use it as a context manager (``with ChunkedRun(...) as run:``), which
     locks the folder, then discards chunks of another plan.
@@ -68,7 +93,7 @@ class ChunkedRun:
         self._lock = None
 
     def __enter__(self) -> "ChunkedRun":
-        self._lock = exclusive_lock(lock_file(self.work_dir), f"the chunks of {self.work_dir}")
+        self._lock = exclusive_lock(lock_file(self.work_dir), _what(self.work_dir))
         self._lock.__enter__()
         try:
             self._adopt_plan()

@@ -11,7 +11,7 @@ import torch
 from recbole_hnlm.errors import ConfigError, DataError
 from recbole_hnlm.files import (check_writable, discard_stale_work, exclusive_lock, lock_file, work_folder,
                                  write_text_atomic)
-from .chunks import ChunkedRun, user_aligned_starts
+from .chunks import ChunkedRun, finished_meanwhile, refuse_if_running, user_aligned_starts
 from .config import LLMConfig
 from .dataset_text import DatasetText
 from .hybrid_encoder import HYBRID_TEMPLATE, HybridPromptEncoder, PromptGroup, folder_hash, read_settings
@@ -146,6 +146,8 @@ def embed_pairs(cfg: LLMConfig, pairs: List[Tuple[str, str]], store_path: str, e
 
     with ChunkedRun(work_folder(store_path), dict(manifest=manifest), len(pairs), cfg.chunk_size,
                     starts=user_aligned_starts(pairs, cfg.chunk_size)) as run:
+        if finished_meanwhile(store_path, manifest, run):
+            return None
         run.run_pending(compute, "fine-tuned embed", progress, on_chunk)
         rows, emb, records = run.merge()
         failures = [r for r in records if not r["ok"]]
@@ -224,9 +226,17 @@ def ensure_finetuned(cfg: LLMConfig, text: DatasetText, store_path: str, progres
     for path, option, written in ((adapter, "hnlm_adapter_path", not reusable), (store_path, "hnlm_store_path", embed)):
         if written:
             check_writable(path, option)
-    # one run at a time fine-tunes (or reads) the adapter folder: a second one would save over it after hours
-    with exclusive_lock(lock_file(adapter), f"the adapter {adapter} (or embedding pairs with it)"), \
-            llm_threads(cfg):
+    if embed:
+        refuse_if_running(work_folder(store_path))  # before the model loads (the store's own lock is taken later)
+    # one run at a time fine-tunes the adapter folder (a second one would save over it after hours), and none while
+    # others read it: runs reusing it to embed their stores hold it together
+    what = f"the adapter {adapter} (fine-tuning it, or embedding pairs with it)"
+    with exclusive_lock(lock_file(adapter), what, shared=reusable), llm_threads(cfg):
+        if not reusable and _adapter_refit_reason(adapter, identity) is None:
+            logger.info("%s: fine-tuned by another process meanwhile; reused", adapter)
+            reusable = True
+            if not embed:
+                return adapter
         return _train_and_embed(cfg, text, store_path, progress, lm_and_tokenizer, generator_name, on_chunk, embed,
                                 teacher, adapter, identity, pairs, reusable)
 

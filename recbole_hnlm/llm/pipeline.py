@@ -10,7 +10,8 @@ from typing import Iterable, Optional, Tuple
 
 import torch
 
-from recbole_hnlm.files import check_writable, discard_stale_work, is_safetensors_file
+from recbole_hnlm.files import check_writable, discard_stale_work, is_safetensors_file, work_folder
+from .chunks import refuse_if_running
 from .config import LLMConfig
 from .dataset_text import DatasetText
 from .paths import artifact_dir
@@ -70,20 +71,21 @@ def item_file_loaded(config) -> bool:
     return load_col is None or (isinstance(load_col, dict) and "item" in load_col)
 
 
-def _cached(path: str, wanted: dict) -> bool:
+def _cached(path: str, wanted: dict, say: bool = True) -> bool:
+    """Whether the store at ``path`` was computed for ``wanted`` (a manifest); ``say``: warn why one is not reused."""
     if not os.path.exists(path):
         return False
     try:
         store = PairEmbeddingStore.open(path)
     except StoreError as err:
-        logger.warning("%s: unreadable store, recomputing (%s)", path, err)
+        if say:
+            logger.warning("%s: unreadable store, recomputing (%s)", path, err)
         return False
     message = manifest_mismatch(store.manifest, wanted)
-    if message:  # hours of work on a large dataset, and the file is replaced: said even under --quiet
+    if message and say:  # hours of work on a large dataset, and the file is replaced: said even under --quiet
         logger.warning("%s was built with other settings or data (%s): it is computed again and replaced (give "
                        "hnlm_store_path another file to keep it)", path, message)
-        return False
-    return True
+    return not message
 
 
 @contextlib.contextmanager
@@ -171,6 +173,7 @@ def run_negatives(cfg: LLMConfig, text: DatasetText, store_path: Optional[str] =
         discard_stale_work(store_path)
         return store_path
     check_writable(store_path, "hnlm_store_path")
+    refuse_if_running(work_folder(store_path))  # before the models load and the profiles are written
     if long_on_this_machine(len(pairs)):
         logger.warning("HNLMRec semantic variant: %d pairs, each an LLM answer (docs/llm.md measures about %s pairs/s "
                        "on 2 CPU cores: %s), after the profiles of their users and items; it resumes where it stops. "

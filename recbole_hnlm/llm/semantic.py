@@ -19,7 +19,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 import torch
 
 from recbole_hnlm.files import work_folder, write_text_atomic
-from .chunks import ChunkedRun
+from .chunks import ChunkedRun, finished_meanwhile
 from .config import LLMConfig
 from .dataset_text import DatasetText
 from .generation import Generator
@@ -357,6 +357,8 @@ def run_semantic_negatives(cfg: LLMConfig, text: DatasetText, pairs: List[Tuple[
         return rows, emb.reshape(-1, encoder.dim), records
 
     with ChunkedRun(work_folder(store_path), dict(manifest=manifest), len(pairs), cfg.chunk_size) as run:
+        if finished_meanwhile(store_path, manifest, run):
+            return None
         run.run_pending(compute, "semantic negatives", progress, on_chunk)
         rows, emb, records = run.merge()
         failures = sum(not r["ok"] for r in records)

@@ -689,3 +689,81 @@ def test_saving_an_adapter_of_a_gguf_model_warns_nothing(tmp_path, tiny_llama_di
     with safe_open(str(tmp_path / "adapter" / "adapter_model.safetensors"), "pt") as saved:
         names = list(saved.keys())
     assert names and all("lora_" in name for name in names)
+
+
+def _hold_lock(path, mode):
+    """A process holding ``path`` with ``fcntl.LOCK_SH`` or ``LOCK_EX`` until killed."""
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, time\n"
+        f"lock = open({path!r}, 'a+')\n"
+        f"fcntl.flock(lock.fileno(), fcntl.{mode})\n"
+        "print('held', flush=True)\n"
+        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_runs_reusing_one_adapter_embed_side_by_side(tmp_path, tiny_llama_dir, teacher_path, data_root, mini_recbole,
+                                                     caplog):
+    """A run embedding its own store with an adapter another run was only reading (reused, not fine-tuned) was
+    refused as if that run were writing it; fine-tuning over an adapter others read still is, and a fine-tuning
+    that another process finished while this one waited for nothing is reused, not run again."""
+    import logging
+
+    import recbole_hnlm.llm.finetune_pipeline as pipeline
+    from recbole_hnlm.errors import ConcurrentWriterError
+
+    model, tokenizer, _ = load_causal_lm(tiny_llama_dir, device="cpu")
+    text = DatasetText(data_root, "mini", _train_token_pairs(mini_recbole))
+    first = str(tmp_path / "first.safetensors")
+    cfg = LLMConfig.from_config(_small_finetune_config(tmp_path, tiny_llama_dir, first))
+    ensure_finetuned(cfg, text, first, progress=False, lm_and_tokenizer=(model, tokenizer))
+    adapter = str(tmp_path / "adapter")
+    weights = os.path.join(adapter, "adapter_model.safetensors")
+    trained = os.stat(weights).st_mtime_ns
+    second = str(tmp_path / "second.safetensors")
+    reader = _hold_lock(adapter + ".lock", "LOCK_SH")  # a run embedding with the adapter
+    try:
+        ensure_finetuned(cfg, text, second, progress=False, lm_and_tokenizer=(model, tokenizer))
+        assert PairEmbeddingStore.open(second).num_pairs == PairEmbeddingStore.open(first).num_pairs
+        other = LLMConfig.from_config(_small_finetune_config(tmp_path, tiny_llama_dir, second, hnlm_ft_epochs=2))
+        with pytest.raises(ConcurrentWriterError, match=r"adapter\.lock: another process .*fine-tuning it"):
+            ensure_finetuned(other, text, second, progress=False, lm_and_tokenizer=(model, tokenizer))
+    finally:
+        reader.kill()
+        reader.wait(timeout=60)
+    assert os.stat(weights).st_mtime_ns == trained
+    # seen as missing at first (another process still fine-tuning), matching once this one holds the lock
+    real, calls = pipeline._adapter_refit_reason, []
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(pipeline, "_adapter_refit_reason",
+                        lambda *args: calls.append(args) or ("" if len(calls) == 1 else real(*args)))
+    caplog.set_level(logging.INFO, logger=pipeline.__name__)
+    try:
+        third = str(tmp_path / "third.safetensors")
+        ensure_finetuned(cfg, text, third, progress=False, lm_and_tokenizer=(model, tokenizer))
+    finally:
+        monkeypatch.undo()
+    assert len(calls) == 2 and "fine-tuned by another process meanwhile; reused" in caplog.text
+    assert os.stat(weights).st_mtime_ns == trained and PairEmbeddingStore.open(third).num_pairs > 0
+
+
+def test_embedding_into_a_store_another_process_computes_is_refused_before_the_llm_loads(tmp_path, tiny_llama_dir,
+                                                                                          teacher_path, data_root,
+                                                                                          mini_recbole):
+    from recbole_hnlm.errors import ConcurrentWriterError
+
+    store = str(tmp_path / "s.safetensors")
+    holder = _hold_lock(store + ".work.lock", "LOCK_EX")
+    try:
+        cfg = LLMConfig.from_config(_small_finetune_config(tmp_path, tiny_llama_dir, store))
+        text = DatasetText(data_root, "mini", _train_token_pairs(mini_recbole))
+        with pytest.raises(ConcurrentWriterError, match=r"s\.safetensors\.work\.lock: another process"):
+            ensure_finetuned(cfg, text, store, progress=False, lm_and_tokenizer=(None, None))  # nothing may load
+    finally:
+        holder.kill()
+        holder.wait(timeout=60)
+    assert not os.path.exists(tmp_path / "adapter")

@@ -884,3 +884,52 @@ def test_answer_check_patterns_changed_only_with_a_new_version():
     assert version in CHECKS_DIGESTS, f"add {version!r}: {answer_check_patterns_digest()!r} to CHECKS_DIGESTS"
     assert answer_check_patterns_digest() == CHECKS_DIGESTS[version], (
         f"the answer checks' patterns changed under {version}: bump ANSWER_CHECKS's version in semantic.py")
+
+
+def test_a_second_semantic_run_is_refused_before_it_writes_profiles(tmp_path, data_root, tiny_tokenizer,
+                                                                    tiny_encoder_dir):
+    """Another process computing the same store: the second run generated every profile (hours on a real dataset)
+    and loaded its models before its chunks' lock refused it."""
+    import subprocess
+    import sys
+
+    from recbole_hnlm.errors import ConcurrentWriterError
+
+    _remove_profiles(data_root)
+    store = str(tmp_path / "s.safetensors")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, time\n"
+        f"lock = open({store + '.work.lock'!r}, 'a+')\n"
+        "fcntl.flock(lock.fileno(), fcntl.LOCK_EX)\n"
+        "print('held', flush=True)\n"
+        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ConcurrentWriterError, match=r"s\.safetensors\.work\.lock: another process"):
+            _run(data_root, store, tiny_tokenizer, tiny_encoder_dir)
+    finally:
+        holder.kill()
+        holder.wait(timeout=60)
+    assert not os.path.exists(os.path.join(data_root, "mini", "mini.hnlm-profiles.jsonl"))
+
+
+def test_a_store_another_process_wrote_while_this_one_loaded_is_reused(tmp_path, data_root, tiny_tokenizer,
+                                                                       tiny_encoder_dir, monkeypatch, caplog):
+    """The cache was checked only before the models loaded: a store finished by another process meanwhile was
+    computed again and replaced once this run took the lock."""
+    import logging
+
+    import recbole_hnlm.llm.pipeline as pipeline
+
+    store = str(tmp_path / "s.safetensors")
+    _run(data_root, store, tiny_tokenizer, tiny_encoder_dir)
+    written = os.stat(store).st_mtime_ns
+    real, calls = pipeline._cached, []
+    # missing when first checked (the other process still computing), there once this run holds the lock
+    monkeypatch.setattr(pipeline, "_cached", lambda *args, **kwargs: calls.append(args) or (
+        False if len(calls) == 1 else real(*args, **kwargs)))
+    caplog.set_level(logging.INFO)
+    done = []
+    _run(data_root, store, tiny_tokenizer, tiny_encoder_dir, on_chunk=done.append)
+    assert len(calls) == 2 and done == [] and os.stat(store).st_mtime_ns == written
+    assert "written by another process meanwhile; reused" in caplog.text and not os.path.exists(store + ".work")
