@@ -49,6 +49,37 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def lock_open_file(handle) -> bool:
+    """Take an exclusive ``flock`` on the open file ``handle`` without waiting, held until it is closed (or its
+    process ends, however it ends); False where no lock can be taken (no ``fcntl``, a file system without locks,
+    or another holder)."""
+    if fcntl is None:
+        return False
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def held_by_another(path: str):
+    """Whether another open file holds a ``flock`` on ``path`` (a live process, in whatever process-id namespace:
+    another container sharing the folder); None where that cannot be told (no ``fcntl``, a file system without
+    locks, the file gone)."""
+    if fcntl is None:
+        return None
+    try:
+        handle = open(path, encoding="utf-8")
+    except OSError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            return True if error.errno in (errno.EAGAIN, errno.EACCES) else None
+        return False  # closing the handle releases the lock just taken
+
+
 def remove_dead_writers_files(path: str) -> None:
     """Remove the ``<path>.tmp-<pid>`` files and folders of writers that no longer run (hard-killed during a write);
     those of live processes stay."""

@@ -20,7 +20,7 @@ from recbole_hnlm.compat import EvalCollector
 from recbole_hnlm.checkpoint import load_checkpoint, read_rng_state, read_trainer_state, save_checkpoint
 from recbole_hnlm.config import split_seed
 from recbole_hnlm.errors import ConcurrentWriterError
-from recbole_hnlm.files import atomic_path, pid_alive
+from recbole_hnlm.files import atomic_path, held_by_another, lock_open_file, pid_alive
 from recbole_hnlm.resume import best_checkpoint_of, json_value, training_options
 from recbole_hnlm.rng_state import capture_rng_state, restore_rng_state
 from recbole_hnlm.warm_start import data_digests
@@ -50,7 +50,7 @@ def _run_settings(config):
 
 def _reserve_stem(stem):
     """``(stem, marker)``: ``stem``, or ``stem-2``, ``stem-3`` ... when another run took that name, and the hidden
-    file (holding the run's pid) that reserves it until the run has written its own files.
+    file (holding the run's pid, and locked by it) that reserves it until the run has written its own files.
 
     RecBole names checkpoints by the second, so runs started together (seeds launched side by side, or a warm start
     right after its source) would otherwise write over each other's checkpoints. A name is taken when its files exist
@@ -70,15 +70,37 @@ def _reserve_stem(stem):
         candidate = f"{stem}-{n}"
 
 
+#: Open name markers of this process, each holding a ``flock`` that tells other processes it runs: process ids
+#: alone did not (a run in another container sharing the folder saw no such pid, removed the marker and took the name).
+_HELD_MARKERS = {}
+
+
 def _create_marker(marker):
-    """Create ``marker`` holding this process's pid, atomically (``O_EXCL``); False when it exists already."""
+    """Create ``marker`` holding this process's pid, atomically (``O_EXCL``), and lock it until the name is
+    released or this process ends; False when it exists already."""
     try:
-        handle = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)  # 0666 & umask, not 0755
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)  # 0666 & umask, not 0755
     except FileExistsError:
         return False
-    os.write(handle, f"{os.getpid()}\n".encode())
-    os.close(handle)
+    handle = os.fdopen(fd, "w", encoding="utf-8")
+    if lock_open_file(handle):
+        _HELD_MARKERS[os.path.abspath(marker)] = handle
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    if os.path.abspath(marker) not in _HELD_MARKERS:  # no locks here: the pid alone tells
+        handle.close()
     return True
+
+
+def _drop_marker(marker):
+    """Remove this process's ``marker`` and release its lock."""
+    try:
+        os.remove(marker)
+    except FileNotFoundError:
+        pass
+    handle = _HELD_MARKERS.pop(os.path.abspath(marker), None)
+    if handle is not None:
+        handle.close()
 
 
 def _holder_of(marker):
@@ -95,7 +117,11 @@ def _live_holder(marker):
     """The pid of another process that holds ``marker`` and runs, else None. Where liveness cannot be told (Windows:
     ``pid_alive`` is always True there) a marker never counts as live: a resume is not refused for good."""
     text = _holder_of(marker)
-    if os.name != "nt" and text and text.isdigit() and int(text) != os.getpid() and pid_alive(int(text)):
+    if text is None or os.path.abspath(marker) in _HELD_MARKERS or (text.isdigit() and int(text) == os.getpid()):
+        return None
+    if held_by_another(marker):  # its run holds the lock: alive, even where its pid means nothing here
+        return int(text) if text.isdigit() else "unknown"
+    if os.name != "nt" and text and text.isdigit() and pid_alive(int(text)):
         return int(text)
     return None
 
@@ -126,10 +152,7 @@ def _claim_marker(marker):
         holder = _live_holder(marker)
         if holder is not None:
             return holder
-        try:  # a dead run's, a marker without a pid (older versions) or this process's own
-            os.remove(marker)
-        except FileNotFoundError:
-            pass
+        _drop_marker(marker)  # a dead run's, a marker without a pid (older versions) or this process's own
     return None
 
 
@@ -149,10 +172,10 @@ def _marker_of(stem):
 
 
 def _remove_if_dead(marker, legacy_too):
-    """Remove a name marker whose run no longer runs (its pid is dead); a marker without a pid (written by versions
-    before session 25) only with ``legacy_too``. Whether it was removed."""
+    """Remove a name marker whose run no longer runs (no lock on it, and its pid is dead); a marker without a pid
+    (written by versions before session 25) only with ``legacy_too``. Whether it was removed."""
     text = _holder_of(marker)
-    if text is None:
+    if text is None or held_by_another(marker):  # a locked marker's run is alive, whatever its pid means here
         return False
     if (text.isdigit() and int(text) != os.getpid() and not pid_alive(int(text))) or (not text and legacy_too):
         try:
@@ -204,10 +227,7 @@ class SafeCheckpointMixin:
     def _release_name(self):
         """Drop the marker that reserved this run's file names (its own files, once written, keep them taken)."""
         if self._name_marker is not None:
-            try:
-                os.remove(self._name_marker)
-            except FileNotFoundError:
-                pass
+            _drop_marker(self._name_marker)
             self._name_marker = None
 
     def close(self):

@@ -190,6 +190,42 @@ def test_markers_of_dead_runs_of_other_names_are_swept(fast_config, dead_and_liv
     assert ".NGCF-Nov-01-2026_10-00-00.reserved" not in left and ".MF-Nov-02-2026_10-00-00.reserved" in left
 
 
+def test_a_marker_locked_by_a_run_whose_pid_means_nothing_here_keeps_its_name(fast_config, monkeypatch):
+    """Two containers sharing a checkpoint folder see different process ids: a run whose pid was no process here
+    had its marker removed and its name taken (both runs wrote one checkpoint). The marker's lock tells instead."""
+    import subprocess
+    import sys
+
+    import recbole_hnlm.trainer
+    from recbole_hnlm.model.mf import MF
+    from recbole_hnlm.trainer import HNLMTrainer
+
+    monkeypatch.setattr(recbole_hnlm.trainer, "get_local_time", lambda: "Dec-06-2026_12-00-00")
+    config, dataset = _mf_trainer_inputs(fast_config)
+    folder = fast_config["checkpoint_dir"]
+    marker = os.path.join(folder, ".MF-Dec-06-2026_12-00-00.reserved")
+    other = subprocess.Popen([sys.executable, "-c", (  # a pid no process has here (above Linux's pid_max)
+        "import fcntl, time\n"
+        f"marker = open({marker!r}, 'w')\n"
+        "fcntl.flock(marker.fileno(), fcntl.LOCK_EX)\n"
+        "marker.write('4194305\\n'); marker.flush()\n"
+        "print('held', flush=True)\n"
+        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "held"
+        sweeper = HNLMTrainer(config, MF(config, dataset))  # sweeps dead runs' markers first
+        assert sweeper.saved_model_file.endswith("MF-Dec-06-2026_12-00-00-2.safetensors")
+        assert open(marker).read().strip() == "4194305"
+        sweeper.close()
+    finally:
+        other.kill()
+        other.wait(timeout=60)
+    after = HNLMTrainer(config, MF(config, dataset))  # that run ended: its lock went with it, and the name is free
+    assert after.saved_model_file.endswith("MF-Dec-06-2026_12-00-00.safetensors")
+    after.close()
+    assert not [name for name in os.listdir(folder) if name.endswith(".reserved")]
+
+
 def test_resume_restores_optimizer_state(fast_config, tmp_path):
     from recbole.data import create_dataset, data_preparation
 
