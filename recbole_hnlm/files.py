@@ -2,15 +2,18 @@
 
 Atomic writes go to a temporary file in the target folder, are fsynced, then ``os.replace``d onto the target: a reader
 never sees a half-written file; a failed write removes its temporary file, and a hard-killed writer (SIGKILL, power
-loss) leaves at most a ``*.tmp-<pid>`` file behind, which nothing reads, and which the next write of the same path
-removes once no process of that pid runs.
+loss) leaves at most a ``*.tmp-<pid>-<random>`` file behind, which nothing reads, and which the next write of the
+same path removes once no process of that pid runs and it has not changed for :data:`STALE_WRITE_SECONDS` (the random
+part keeps writers with the same pid apart: processes of two containers sharing a folder).
 """
 import errno
 import hashlib
 import json
 import logging
 import os
+import secrets
 import shutil
+import time
 from contextlib import contextmanager
 
 try:
@@ -80,18 +83,35 @@ def held_by_another(path: str):
         return False  # closing the handle releases the lock just taken
 
 
+#: A temporary file whose writer's pid runs no process here is removed only once unchanged for this long: in another
+#: container sharing the folder that pid means nothing here, and its writer may still be writing.
+STALE_WRITE_SECONDS = 600
+
+
+def _temporary_name(path: str) -> str:
+    """``<path>.tmp-<pid>-<random>``: the pid tells whether its writer may still run, the random part keeps apart
+    writers of the same pid (two containers)."""
+    return f"{path.rstrip(os.sep)}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+
+
 def remove_dead_writers_files(path: str) -> None:
-    """Remove the ``<path>.tmp-<pid>`` files and folders of writers that no longer run (hard-killed during a write);
-    those of live processes stay."""
+    """Remove the ``<path>.tmp-<pid>[-<random>]`` files and folders of writers that no longer run (hard-killed during
+    a write): no process of the pid runs, and nothing changed them for :data:`STALE_WRITE_SECONDS`. Those of live
+    processes stay."""
     folder, prefix = os.path.dirname(os.path.abspath(path)), os.path.basename(path.rstrip(os.sep)) + ".tmp-"
     try:
         names = os.listdir(folder)
     except OSError:
         return
     for name in names:
-        pid = name[len(prefix):]
+        pid = name[len(prefix):].split("-", 1)[0]
         if name.startswith(prefix) and pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             full = os.path.join(folder, name)
+            try:
+                if time.time() - os.lstat(full).st_mtime < STALE_WRITE_SECONDS:
+                    continue
+            except OSError:
+                continue
             if os.path.isdir(full):
                 shutil.rmtree(full, ignore_errors=True)
             else:
@@ -109,7 +129,7 @@ def atomic_path(path: str):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     remove_dead_writers_files(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
+    tmp = _temporary_name(path)
     try:
         yield tmp
         with open(tmp, "rb") as handle:
@@ -127,7 +147,7 @@ def atomic_folder(path: str):
     :func:`atomic_path`, and it replaces ``path`` (an earlier folder there is removed first: a kill between the two
     leaves no folder, never a mixed one). On failure the temporary folder is removed."""
     remove_dead_writers_files(path)
-    tmp = f"{path.rstrip(os.sep)}.tmp-{os.getpid()}"
+    tmp = _temporary_name(path)
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     try:

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 import torch
@@ -171,29 +172,40 @@ def test_a_file_system_without_locks_runs_unlocked_after_a_warning(tmp_path, mon
 
 
 def test_a_write_removes_the_temporary_files_of_dead_writers_only(tmp_path):
-    """A writer killed mid-write (SIGKILL) left `<file>.tmp-<pid>` (a checkpoint's: MBs) that no later run removed."""
-    from recbole_hnlm.files import atomic_folder, write_text_atomic
+    """A writer killed mid-write (SIGKILL) left `<file>.tmp-<pid>` (a checkpoint's: MBs) that no later run removed.
+    One whose pid runs no process here but that changed within STALE_WRITE_SECONDS stays: in another container
+    sharing the folder that pid means nothing here, and its writer may still be writing it."""
+    from recbole_hnlm.files import STALE_WRITE_SECONDS, atomic_folder, write_text_atomic
 
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait(timeout=60)
+    old = time.time() - STALE_WRITE_SECONDS - 60
+
+    def leftover(name, age=old, folder=False):
+        path = tmp_path / name
+        path.mkdir() if folder else path.write_text("half")
+        os.utime(path, (age, age))
+        return name
+
     try:
         target = tmp_path / "result.json"
-        for pid in (live.pid, dead.pid):
-            (tmp_path / f"result.json.tmp-{pid}").write_text("half")
-        (tmp_path / "result.json.tmp-notapid").write_text("kept")
-        (tmp_path / "result.json.tmp-99999999999999999999").write_text("kept")  # no such pid number: OverflowError
+        kept = [leftover(f"result.json.tmp-{live.pid}"), leftover(f"result.json.tmp-{live.pid}-1a2b3c4d"),
+                leftover("result.json.tmp-notapid"),
+                leftover("result.json.tmp-99999999999999999999"),  # no such pid number: OverflowError
+                leftover(f"result.json.tmp-{dead.pid}-5e6f7a8b", age=time.time())]  # being written elsewhere
+        leftover(f"result.json.tmp-{dead.pid}")  # an older version's name
+        leftover(f"result.json.tmp-{dead.pid}-0a0b0c0d")
         write_text_atomic(str(target), "{}")
         assert target.read_text() == "{}"
-        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-            ["result.json", f"result.json.tmp-{live.pid}", "result.json.tmp-notapid",
-             "result.json.tmp-99999999999999999999"])
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["result.json"] + kept)
         folder = tmp_path / "adapter"
-        (tmp_path / f"adapter.tmp-{dead.pid}").mkdir()
+        leftover(f"adapter.tmp-{dead.pid}-0a0b0c0d", folder=True)
         with atomic_folder(str(folder)) as tmp:
+            assert re.fullmatch(rf"adapter\.tmp-{os.getpid()}-[0-9a-f]{{8}}", os.path.basename(tmp))
             with open(os.path.join(tmp, "a.txt"), "w") as handle:
                 handle.write("a")
-        assert (folder / "a.txt").read_text() == "a" and not (tmp_path / f"adapter.tmp-{dead.pid}").exists()
+        assert (folder / "a.txt").read_text() == "a" and not (tmp_path / f"adapter.tmp-{dead.pid}-0a0b0c0d").exists()
     finally:
         live.kill()
         live.wait(timeout=60)
