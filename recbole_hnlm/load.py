@@ -41,7 +41,9 @@ def load_data_and_model(checkpoint, config_dict=None):
     are loaded and the model is returned in eval mode; the sampler plays no part in ranking, so it is not prepared
     (HNLMRec's LLM stage does not run): ``model.sampler`` is the uniform one while ``config["sampler"]`` names the
     run's (to train on, start a run with ``init_from``). Validation or test pairs that differ from those the run was
-    evaluated on are warned about (its logged metrics will not be reproduced).
+    evaluated on are warned about (its logged metrics will not be reproduced). The file is read several times (its
+    settings, its digests, its weights): when a run replaces it meanwhile (a resume state is written after every
+    epoch), everything is read again, so settings and weights always come from one version of it.
 
     Args:
         checkpoint (str): a best-epoch checkpoint or a resume state (``.safetensors``) of the plugin's trainer.
@@ -50,10 +52,37 @@ def load_data_and_model(checkpoint, config_dict=None):
             ...); their split is still checked.
 
     Raises:
-        ConfigError: the file is not such a checkpoint, or its weights, ids or split do not fit the rebuilt run.
+        ConfigError: the file is not such a checkpoint, or its weights, ids or split do not fit the rebuilt run, or it
+            was replaced while it was read, each of several times.
         FileNotFoundError: the dataset's atomic files are not where the settings say (pass ``data_path``).
     """
     checkpoint = os.path.abspath(str(checkpoint))
+    for _ in range(_READ_ATTEMPTS):
+        before = _file_version(checkpoint)
+        loaded = _load_once(checkpoint, config_dict)
+        if _file_version(checkpoint) == before:
+            return loaded
+        logging.getLogger().info(f"load_data_and_model: {checkpoint} was replaced while it was read (a run is "
+                                 "writing it); reading it again")
+    raise ConfigError(f"load_data_and_model({os.path.basename(checkpoint)}): the file was replaced while it was read, "
+                      f"{_READ_ATTEMPTS} times in a row (a run writes it): copy it and load the copy.")
+
+
+#: Reads of a checkpoint that a run keeps replacing before :func:`load_data_and_model` gives up.
+_READ_ATTEMPTS = 3
+
+
+def _file_version(path):
+    """What changes when ``path`` is replaced or rewritten (None when it is not there)."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns
+
+
+def _load_once(checkpoint, config_dict):
+    """One read of :func:`load_data_and_model`'s ``checkpoint`` (an absolute path)."""
     state = checkpoint_state(checkpoint, "load_data_and_model",
                              "Give a checkpoint of a run: <checkpoint_dir>/<model>-<time>.safetensors.")
     settings = {k: v for k, v in (state.get("run_settings") or {}).items() if k not in _NOT_REUSED}

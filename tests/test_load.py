@@ -175,3 +175,34 @@ def test_a_resume_state_is_loaded_with_a_word_about_its_epoch(fast_config, tmp_p
         load_data_and_model(resume, elsewhere)
     assert (f"{resume} is a resume state: it holds the weights of epoch 2, the last one trained, not those of the "
             f"best epoch 1 that the run tested; give {run['checkpoint']} for the best model") in caplog.text
+
+
+def test_a_checkpoint_replaced_while_it_is_read_is_read_again(dns_run, tmp_path, monkeypatch, caplog):
+    """A run replaces its resume state after every epoch: the settings and checks came from one epoch's file and the
+    weights from a later one's. A replaced file is now read again from the start, and refused after three tries."""
+    import shutil
+
+    import recbole_hnlm.load as load
+
+    checkpoint, copy = dns_run["checkpoint"], str(tmp_path / "copy.safetensors")
+    shutil.copyfile(checkpoint, copy)
+    real, reads = load.read_dataset, []
+
+    def read_while_a_run_writes(config, replace=1):
+        reads.append(1)
+        if len(reads) <= replace:  # the run writes its next version meanwhile (atomically: a new file)
+            shutil.copyfile(copy, checkpoint + ".new")
+            os.replace(checkpoint + ".new", checkpoint)
+        return real(config)
+
+    monkeypatch.setattr(load, "read_dataset", read_while_a_run_writes)
+    elsewhere = {"checkpoint_dir": str(tmp_path / "eval")}
+    with caplog.at_level(logging.INFO):
+        config, model, *_ = load_data_and_model(checkpoint, elsewhere)
+    assert len(reads) == 2 and "was replaced while it was read (a run is writing it); reading it again" in caplog.text
+    assert config["embedding_size"] == 16 and not model.training
+    reads.clear()
+    monkeypatch.setattr(load, "read_dataset", lambda config: read_while_a_run_writes(config, replace=99))
+    with pytest.raises(ConfigError, match="the file was replaced while it was read, 3 times in a row"):
+        load_data_and_model(checkpoint, elsewhere)
+    assert len(reads) == 3
