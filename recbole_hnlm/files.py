@@ -24,8 +24,9 @@ except ImportError:  # Windows: no advisory locks, concurrent runs are not detec
 from recbole_hnlm.errors import ConcurrentWriterError, ConfigError
 
 __all__ = ["atomic_folder", "atomic_path", "check_writable", "discard_stale_work", "exclusive_lock", "file_sha256",
-           "is_safetensors_file", "lock_file", "pid_alive", "remove_dead_writers_files", "work_folder",
-           "write_json_atomic", "write_text_atomic"]
+           "held_by_another", "is_safetensors_file", "lock_file", "lock_open_file", "pid_alive",
+           "remove_dead_writers_files", "temporary_name", "work_folder", "write_json_atomic", "write_text_atomic",
+           "STALE_WRITE_SECONDS"]
 
 logger = logging.getLogger(__name__)
 #: flock errors of file systems without locks (NFS without lockd, some FUSE and SMB mounts): work goes on unlocked.
@@ -53,13 +54,13 @@ def pid_alive(pid: int) -> bool:
 
 
 def lock_open_file(handle) -> bool:
-    """Take an exclusive ``flock`` on the open file ``handle`` without waiting, held until it is closed (or its
-    process ends, however it ends); False where no lock can be taken (no ``fcntl``, a file system without locks,
-    or another holder)."""
+    """Take an exclusive ``flock`` on the open file ``handle`` (a file no other process can have opened yet: it
+    waits for nobody), held until it is closed or its process ends, however it ends; False where no lock can be
+    taken (no ``fcntl``, a file system without locks)."""
     if fcntl is None:
         return False
     try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
     except OSError:
         return False
     return True
@@ -76,8 +77,8 @@ def held_by_another(path: str):
     except OSError:
         return None
     with handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:  # a reader's lock: it conflicts with the holder's, and needs no write access (NFSv4 wants it for LOCK_EX)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
         except OSError as error:
             return True if error.errno in (errno.EAGAIN, errno.EACCES) else None
         return False  # closing the handle releases the lock just taken
@@ -88,7 +89,7 @@ def held_by_another(path: str):
 STALE_WRITE_SECONDS = 600
 
 
-def _temporary_name(path: str) -> str:
+def temporary_name(path: str) -> str:
     """``<path>.tmp-<pid>-<random>``: the pid tells whether its writer may still run, the random part keeps apart
     writers of the same pid (two containers)."""
     return f"{path.rstrip(os.sep)}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
@@ -129,7 +130,7 @@ def atomic_path(path: str):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     remove_dead_writers_files(path)
-    tmp = _temporary_name(path)
+    tmp = temporary_name(path)
     try:
         yield tmp
         with open(tmp, "rb") as handle:
@@ -147,7 +148,7 @@ def atomic_folder(path: str):
     :func:`atomic_path`, and it replaces ``path`` (an earlier folder there is removed first: a kill between the two
     leaves no folder, never a mixed one). On failure the temporary folder is removed."""
     remove_dead_writers_files(path)
-    tmp = _temporary_name(path)
+    tmp = temporary_name(path)
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     try:

@@ -20,7 +20,7 @@ from recbole_hnlm.compat import EvalCollector
 from recbole_hnlm.checkpoint import load_checkpoint, read_rng_state, read_trainer_state, save_checkpoint
 from recbole_hnlm.config import split_seed
 from recbole_hnlm.errors import ConcurrentWriterError
-from recbole_hnlm.files import atomic_path, held_by_another, lock_open_file, pid_alive
+from recbole_hnlm.files import atomic_path, held_by_another, lock_open_file, pid_alive, temporary_name
 from recbole_hnlm.resume import best_checkpoint_of, json_value, training_options
 from recbole_hnlm.rng_state import capture_rng_state, restore_rng_state
 from recbole_hnlm.warm_start import data_digests
@@ -76,18 +76,48 @@ _HELD_MARKERS = {}
 
 
 def _create_marker(marker):
-    """Create ``marker`` holding this process's pid, atomically (``O_EXCL``), and lock it until the name is
-    released or this process ends; False when it exists already."""
+    """Create ``marker`` holding this process's pid, locked by this process until the name is released or it ends;
+    False when it exists already. It is written and locked under a temporary name, then linked into place (which
+    never replaces an existing marker), so no other process sees it empty or unlocked."""
+    tmp = temporary_name(marker)
+    handle = open(tmp, "x", encoding="utf-8")  # 0666 & umask, not 0755
     try:
-        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)  # 0666 & umask, not 0755
+        locked = lock_open_file(handle)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            os.link(tmp, marker)
+        except FileExistsError:
+            handle.close()
+            return False
+        except OSError:  # a file system without hard links: created in place (a reader may see it empty a moment)
+            handle.close()
+            return _create_marker_in_place(marker)
+    finally:
+        try:
+            os.remove(tmp)
+        except FileNotFoundError:
+            pass
+    if locked:
+        _HELD_MARKERS[os.path.abspath(marker)] = handle
+    else:  # no locks here: the pid alone tells
+        handle.close()
+    return True
+
+
+def _create_marker_in_place(marker):
+    """:func:`_create_marker` where no hard link can be made: ``O_EXCL`` creation, then the lock and the pid."""
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
     except FileExistsError:
         return False
     handle = os.fdopen(fd, "w", encoding="utf-8")
-    if lock_open_file(handle):
-        _HELD_MARKERS[os.path.abspath(marker)] = handle
+    locked = lock_open_file(handle)
     handle.write(f"{os.getpid()}\n")
     handle.flush()
-    if os.path.abspath(marker) not in _HELD_MARKERS:  # no locks here: the pid alone tells
+    if locked:
+        _HELD_MARKERS[os.path.abspath(marker)] = handle
+    else:
         handle.close()
     return True
 
@@ -117,11 +147,11 @@ def _live_holder(marker):
     """The pid of another process that holds ``marker`` and runs, else None. Where liveness cannot be told (Windows:
     ``pid_alive`` is always True there) a marker never counts as live: a resume is not refused for good."""
     text = _holder_of(marker)
-    if text is None or os.path.abspath(marker) in _HELD_MARKERS or (text.isdigit() and int(text) == os.getpid()):
+    if text is None or os.path.abspath(marker) in _HELD_MARKERS:  # gone, or this process's own
         return None
-    if held_by_another(marker):  # its run holds the lock: alive, even where its pid means nothing here
-        return int(text) if text.isdigit() else "unknown"
-    if os.name != "nt" and text and text.isdigit() and pid_alive(int(text)):
+    if held_by_another(marker):  # its run holds the lock: alive, even where its pid means nothing here, or is ours
+        return int(text) if text.isdigit() else "unknown"  # (a process of another container with the same pid)
+    if os.name != "nt" and text and text.isdigit() and int(text) != os.getpid() and pid_alive(int(text)):
         return int(text)
     return None
 

@@ -226,6 +226,46 @@ def test_a_marker_locked_by_a_run_whose_pid_means_nothing_here_keeps_its_name(fa
     assert not [name for name in os.listdir(folder) if name.endswith(".reserved")]
 
 
+def test_a_runs_marker_is_locked_and_a_locked_marker_with_this_pid_is_not_taken_for_ours(fast_config, tmp_path):
+    """Other processes see a run's marker locked (the lock, not the pid, tells them it runs), and a marker locked by
+    a process of another container that has this process's pid (pid 1 in both, say) is that run's: a resume of it is
+    refused, not taken over."""
+    import subprocess
+    import sys
+
+    from recbole_hnlm.errors import ConcurrentWriterError
+    from recbole_hnlm.model.mf import MF
+    from recbole_hnlm.trainer import HNLMTrainer, check_resume_not_in_use
+
+    config, dataset = _mf_trainer_inputs(fast_config)
+    run = HNLMTrainer(config, MF(config, dataset))
+    marker = run._name_marker
+    probe = [sys.executable, "-c", f"from recbole_hnlm.files import held_by_another; print(held_by_another({marker!r}))"]
+    try:
+        assert subprocess.run(probe, capture_output=True, text=True, timeout=120).stdout.strip() == "True"
+        assert open(marker).read().strip() == str(os.getpid())  # written before anyone could see it
+    finally:
+        run.close()
+    assert not os.path.exists(marker)
+    resume = str(tmp_path / "MF-Dec-06-2026_13-00-00.resume.safetensors")
+    other_marker = str(tmp_path / ".MF-Dec-06-2026_13-00-00.reserved")
+    other = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, time\n"
+        f"marker = open({other_marker!r}, 'w')\n"
+        "fcntl.flock(marker.fileno(), fcntl.LOCK_EX)\n"
+        f"marker.write('{os.getpid()}\\n'); marker.flush()\n"
+        "print('held', flush=True)\n"
+        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "held"
+        with pytest.raises(ConcurrentWriterError, match=f"another process .pid {os.getpid()}. is still writing"):
+            check_resume_not_in_use(resume)
+    finally:
+        other.kill()
+        other.wait(timeout=60)
+    check_resume_not_in_use(resume)  # that process ended: its lock went with it
+
+
 def test_resume_restores_optimizer_state(fast_config, tmp_path):
     from recbole.data import create_dataset, data_preparation
 
