@@ -247,7 +247,7 @@ def exclusive_lock(path: str, what: str, wait: bool = False, shared: bool = Fals
     try:
         if fcntl is None:
             _warn_no_fcntl_once(what)
-        elif _flock(handle, path, what, wait, shared) and handle.writable():
+        elif _flock(handle, path, what, wait, shared) and handle.writable() and not shared:  # readers write no pid
             handle.seek(0)
             handle.truncate()
             handle.write(f"{os.getpid()}\n")

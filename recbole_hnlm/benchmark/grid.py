@@ -24,12 +24,15 @@ spelled as their classes (``--models mf`` runs ``MF``), so one cell never has tw
 
 Two processes may run the same grid on one ``out`` (e.g. on two machines or GPUs sharing the folder): each cell is run
 by the process that takes its lock first. A cell another process is running is put off; after its own cells, the
-grid waits for those, then skips each one the other process finished and runs any it left unfinished.
+grid waits for those, then skips each one the other process finished and runs any it left unfinished. A cell whose
+files another process is writing (HNLMRec's LLM artifacts, which the cells of one split share) is put off likewise,
+then tried every :data:`BUSY_RETRY_SECONDS` until they are free.
 """
 import json
 import logging
 import os
 import sys
+import time
 import traceback
 from contextlib import ExitStack
 from itertools import product
@@ -353,12 +356,15 @@ def _cell_lock(out, cell, wait):
 
 def _run_cell_and_store(cell, out, summary, bar, progress, run, settings, defaults, digests):
     """Run one cell (``run()``) and store its result with the settings, ``defaults()`` and digests, or record its
-    error and go on."""
+    error and go on. Returns the :class:`ConcurrentWriterError` of a cell whose files another process is writing
+    (HNLMRec's LLM artifacts, shared by the cells of one split), which is not a failure: it is retried later."""
     try:
         result = run()
         result["settings"] = settings
         result["defaults"] = defaults()
         result.update({key: digest for key, digest in digests.items() if digest is not None})
+    except ConcurrentWriterError as busy:
+        return busy
     except Exception as error:  # record and go on: one broken sampler must not stop the grid
         message = f"{type(error).__name__}: {error}"
         with open(error_path(out, cell), "w") as f:
@@ -374,6 +380,11 @@ def _run_cell_and_store(cell, out, summary, bar, progress, run, settings, defaul
         os.remove(error_path(out, cell))
     summary["ran"].append(cell.key)
     summary["results"][cell.key] = result
+    return None
+
+
+#: Seconds between two tries of a cell whose LLM artifacts another process is writing.
+BUSY_RETRY_SECONDS = 30
 
 
 def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_file_list=None, analyses=(),
@@ -449,13 +460,14 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
     fhn_pairs = cell_kwargs.get("fhn_pairs", 2048) if "fhn" in cell_analyses else None
 
     def run_claimed(cell):
-        """Run ``cell`` under its lock, unless a process that held the lock before has finished it meanwhile."""
+        """Run ``cell`` under its lock, unless a process that held the lock before has finished it meanwhile; the
+        error of files another process is writing, or None."""
         stored = load_result(result_path(out, cell))
         if stored is not None and not _needs_run(stored, dataset, settings, cell_analyses, digests, fhn_pairs):
             summary["skipped"].append(cell.key)
             summary["results"][cell.key] = stored
-            return
-        _run_cell_and_store(cell, out, summary, bar, progress, lambda: cell_runner(
+            return None
+        return _run_cell_and_store(cell, out, summary, bar, progress, lambda: cell_runner(
             cell, dataset, out, config_dict=dict(config_dict or {}), config_file_list=config_file_list,
             analyses=cell_analyses, **cell_kwargs), settings,
             lambda: plugin_defaults(cell.model, cell.sampler, dataset), digests)
@@ -473,10 +485,17 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
             put_off.append(cell)
             continue
         with lock:
-            run_claimed(cell)
-    for cell in put_off:
-        tqdm.write(f"{cell.key}: waiting for the other process running it", file=sys.stderr)
-        with _cell_lock(out, cell, wait=True):
-            run_claimed(cell)
+            busy = run_claimed(cell)
+        if busy is not None:
+            tqdm.write(f"{cell.key}: put off until this grid's other cells are done: {busy}", file=sys.stderr)
+            put_off.append(cell)
+    for cell in put_off:  # each waited for, then run unless the other process finished it
+        tqdm.write(f"{cell.key}: waiting for the other process", file=sys.stderr)
+        while True:
+            with _cell_lock(out, cell, wait=True):
+                busy = run_claimed(cell)
+            if busy is None:
+                break
+            time.sleep(BUSY_RETRY_SECONDS)  # its LLM artifacts are still being written: no lock to wait on here
     write_json_atomic(os.path.join(out, "grid.json"), {**record, "completed": True})
     return summary

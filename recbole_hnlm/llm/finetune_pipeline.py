@@ -232,13 +232,13 @@ def ensure_finetuned(cfg: LLMConfig, text: DatasetText, store_path: str, progres
     # others read it: runs reusing it to embed their stores hold it together
     what = f"the adapter {adapter} (fine-tuning it, or embedding pairs with it)"
     with exclusive_lock(lock_file(adapter), what, shared=reusable), llm_threads(cfg):
-        if not reusable and _adapter_refit_reason(adapter, identity) is None:
-            logger.info("%s: fine-tuned by another process meanwhile; reused", adapter)
-            reusable = True
-            if not embed:
-                return adapter
-        return _train_and_embed(cfg, text, store_path, progress, lm_and_tokenizer, generator_name, on_chunk, embed,
-                                teacher, adapter, identity, pairs, reusable)
+        if reusable or _adapter_refit_reason(adapter, identity) is not None:
+            return _train_and_embed(cfg, text, store_path, progress, lm_and_tokenizer, generator_name, on_chunk,
+                                    embed, teacher, adapter, identity, pairs, reusable)
+    # another process fine-tuned it while this one got ready: reuse it as any run does (its store may be cached, and
+    # runs reading it embed side by side)
+    logger.info("%s: fine-tuned by another process meanwhile; reused", adapter)
+    return ensure_finetuned(cfg, text, store_path, progress, lm_and_tokenizer, generator_name, on_chunk, embed)
 
 
 def _train_and_embed(cfg, text, store_path, progress, lm_and_tokenizer, generator_name, on_chunk, embed, teacher,

@@ -380,3 +380,20 @@ def test_a_finished_run_and_a_run_with_a_bar_log_no_progress_lines(tmp_path, mon
     with ChunkedRun(str(tmp_path / "bar"), {}, 6, 4) as run:
         run.run_pending(_stepping, "fine-tuned embed", progress=True)
     assert "pairs to compute" not in caplog.text and not _done_lines(caplog), caplog.text
+
+
+def test_readers_share_a_lock_and_write_no_pid_a_writer_waits_for_them(tmp_path):
+    """Readers of one adapter hold its lock together; a writer is refused while they do. Readers wrote their pids
+    over each other in the lock file (append mode: "123\\n456"), and a refused writer named the last one."""
+    from recbole_hnlm.files import exclusive_lock
+
+    path = str(tmp_path / "adapter.lock")
+    with open(path, "w") as handle:
+        handle.write("4242\n")  # the last writer's
+    with exclusive_lock(path, "the adapter", shared=True), exclusive_lock(path, "the adapter", shared=True):
+        assert open(path).read() == "4242\n"
+        with pytest.raises(ConcurrentWriterError, match="another process"):
+            with exclusive_lock(path, "the adapter"):
+                pass
+    with exclusive_lock(path, "the adapter"):
+        assert open(path).read() == f"{os.getpid()}\n"
