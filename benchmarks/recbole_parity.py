@@ -129,6 +129,10 @@ def main(argv=None):
     parser.add_argument("--out", required=True)
     parser.add_argument("--report-only", action="store_true", help="only rebuild parity.md from the stored runs")
     args = parser.parse_args(argv)
+    for option, values in (("--models", args.models), ("--seeds", args.seeds)):
+        repeated = sorted({value for value in values if values.count(value) > 1}, key=str)
+        if repeated:  # each run would train twice, and its seed count twice in the means
+            parser.error(f"argument {option}: {', '.join(map(str, repeated))} listed twice")
     sys.argv = sys.argv[:1]  # RecBole's Config reads "--key=value" from the command line
 
     from recbole_hnlm.files import write_json_atomic, write_text_atomic

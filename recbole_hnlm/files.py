@@ -268,6 +268,9 @@ def _warn_no_fcntl_once(what: str) -> None:
                        "any other artifact) at the same time would not be detected", what)
 
 
+_WARNED_NO_LOCKS = set()
+
+
 def _flock(handle, path: str, what: str, wait: bool, shared: bool = False) -> bool:
     """Lock ``handle`` for :func:`exclusive_lock`; False (after a warning) where the file system takes no locks."""
     try:
@@ -275,8 +278,11 @@ def _flock(handle, path: str, what: str, wait: bool, shared: bool = False) -> bo
         return True
     except OSError as error:
         if error.errno in _NO_LOCKS:
-            logger.warning("%s: the file system takes no locks (%s); a second run writing %s at the same time would "
-                           "not be detected", path, error.strerror, what)
+            folder = os.path.dirname(os.path.abspath(path))
+            if folder not in _WARNED_NO_LOCKS:  # once per folder: a grid takes a lock per cell
+                _WARNED_NO_LOCKS.add(folder)
+                logger.warning("%s: the file system takes no locks (%s); a second run writing %s at the same time "
+                               "would not be detected", path, error.strerror, what)
             return False
         if error.errno not in (errno.EAGAIN, errno.EACCES):
             raise

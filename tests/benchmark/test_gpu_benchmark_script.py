@@ -85,7 +85,7 @@ def test_an_op_off_by_1e_3_is_caught_before_anything_is_timed(script, monkeypatc
     """The float32 checks use the tests' tolerance (1e-4): at 3e-2 a propagation 1e-3 off was timed as correct."""
     propagate = script.lightgcn_propagate
     monkeypatch.setattr(script, "lightgcn_propagate", lambda *args, **kwargs: propagate(*args, **kwargs) + 1e-3)
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match="not close"):  # the cross-check's, not another assertion's
         script.run()
     assert "| yelp2018 |" not in capsys.readouterr().out
 
@@ -99,7 +99,7 @@ def test_mixgcf_rows_off_by_1e_3_are_caught_before_they_are_timed(script, monkey
         return z + 1e-3, chosen
 
     monkeypatch.setattr(script, "mixgcf_mix", off)
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match="not close"):  # the cross-check's, not another assertion's
         script.run()
     assert "MixGCF step" not in capsys.readouterr().out
 

@@ -181,3 +181,13 @@ def test_a_relative_data_path_is_stored_absolute(parity, tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as done:
         parity.main(["--models", "MF", "--seeds", "2020", "--out", out, "--data_path", "data"])
     assert done.value.code == 2
+
+
+@pytest.mark.parametrize("option, message", [(["--seeds", "2020", "2020"], "argument --seeds: 2020 listed twice"),
+                                             (["--models", "MF", "MF"], "argument --models: MF listed twice")])
+def test_repeated_models_or_seeds_are_usage_errors(parity, tmp_path, capsys, monkeypatch, option, message):
+    """A repeated seed was planned twice before its run existed: trained twice, and counted twice in the means."""
+    monkeypatch.setattr(parity, "train", lambda *args: pytest.fail(f"trained {args[:3]}"))
+    with pytest.raises(SystemExit) as done:
+        parity.main(["--out", str(tmp_path), *option])
+    assert done.value.code == 2 and message in capsys.readouterr().err

@@ -169,6 +169,7 @@ def test_a_file_system_without_locks_runs_unlocked_after_a_warning(tmp_path, mon
         _save(run, 0, 1)
     ProfileBook(str(tmp_path / "p.jsonl")).append([{"kind": "user", "key": "a", "summarization": "x", "ok": True}])
     assert "takes no locks (No locks available)" in caplog.text
+    assert caplog.text.count("takes no locks") == 1  # once per folder (a grid took a lock per cell, each warned)
 
 
 def test_a_write_removes_the_temporary_files_of_dead_writers_only(tmp_path):
