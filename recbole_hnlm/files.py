@@ -286,10 +286,24 @@ def _flock(handle, path: str, what: str, wait: bool, shared: bool = False) -> bo
             return False
         if error.errno not in (errno.EAGAIN, errno.EACCES):
             raise
+    if not shared and _only_readers_hold(handle):  # the pid in the file is an earlier writer's, maybe long gone
+        raise ConcurrentWriterError(f"{path}: other processes are reading {what} (readers record no pid); wait for "
+                                    "them to finish, or give this run files of its own")
     handle.seek(0)
     holder = handle.read().strip() or "unknown"
     raise ConcurrentWriterError(f"{path}: another process (pid {holder}) is writing {what}; wait for it to finish, or "
                                 "give this run files of its own")
+
+
+def _only_readers_hold(handle) -> bool:
+    """Whether the lock that refused a writer is held by readers only: a reader's lock is granted then (and
+    released here at once)."""
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    return True
 
 
 def file_sha256(path: str) -> str:

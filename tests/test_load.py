@@ -206,3 +206,16 @@ def test_a_checkpoint_replaced_while_it_is_read_is_read_again(dns_run, tmp_path,
     with pytest.raises(ConfigError, match="the file was replaced while it was read, 3 times in a row"):
         load_data_and_model(checkpoint, elsewhere)
     assert len(reads) == 3
+
+
+def test_a_checkpoint_rewritten_in_place_counts_as_replaced(tmp_path):
+    """``cp`` over a checkpoint keeps its inode: its size or time changes."""
+    from recbole_hnlm.load import _file_version
+
+    path = tmp_path / "c.safetensors"
+    path.write_bytes(b"a" * 10)
+    before = _file_version(str(path))
+    with open(path, "r+b") as handle:
+        handle.write(b"b" * 12)
+    os.utime(path, ns=(1, 2))
+    assert _file_version(str(path)) != before

@@ -617,3 +617,13 @@ def test_without_a_dataset_anywhere_the_run_reads_ml_100k(tmp_path, monkeypatch,
     assert main(["--model=MF", "--epochs=1", "--state=WARNING", "--show_progress=False", "--use_gpu=False",
                  f"--data_path={tmp_path}", f"--checkpoint_dir={tmp_path / 'saved'}"]) == 0
     assert "ml-100k is RecBole's bundled example" in caplog.text
+
+
+def test_a_later_config_files_empty_model_replaces_an_earlier_files(tmp_path):
+    """RecBole merges the files in order, an empty value included: the run then has no model from the files."""
+    from recbole_hnlm.quick_start import _keys_set_in_config_files
+
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text("model: MF\ndataset: x\n")
+    second.write_text("model:\n")
+    assert _keys_set_in_config_files([str(first), str(second)]) == {"dataset"}

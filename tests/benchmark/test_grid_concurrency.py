@@ -103,8 +103,8 @@ def test_a_cell_whose_llm_artifacts_another_process_writes_is_retried_not_failed
     from recbole_hnlm.errors import ConcurrentWriterError
     from test_grid_consistency import FakeRunner
 
-    monkeypatch.setattr(grid, "BUSY_RETRY_SECONDS", 0)
-    fake, tries = FakeRunner(), []
+    sleeps, fake, tries = [], FakeRunner(), []
+    monkeypatch.setattr(grid.time, "sleep", sleeps.append)  # recorded, not slept
 
     def runner(cell, *args, **kwargs):
         tries.append(cell.key)
@@ -119,3 +119,4 @@ def test_a_cell_whose_llm_artifacts_another_process_writes_is_retried_not_failed
     assert "MF-RNS-seed1: put off until this grid's other cells are done: store.safetensors.work.lock" in \
         capsys.readouterr().err
     assert not (tmp_path / "out" / "runs" / "MF-RNS-seed1.error.txt").exists()
+    assert sleeps == [grid.BUSY_RETRY_SECONDS]  # between the two retries: no busy loop reloading the dataset

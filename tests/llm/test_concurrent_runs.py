@@ -393,8 +393,19 @@ def test_readers_share_a_lock_and_write_no_pid_a_writer_waits_for_them(tmp_path)
         handle.write("4242\n")  # the last writer's
     with exclusive_lock(path, "the adapter", shared=True), exclusive_lock(path, "the adapter", shared=True):
         assert open(path).read() == "4242\n"
-        with pytest.raises(ConcurrentWriterError, match="another process"):
+        # the refusal says readers hold it: it named pid 4242, an earlier writer (a user who found that process gone
+        # could take the lock for stale, delete it, and fine-tune over the adapter being read)
+        with pytest.raises(ConcurrentWriterError, match="other processes are reading the adapter .readers record no "
+                                                        "pid.") as refused:
             with exclusive_lock(path, "the adapter"):
                 pass
+        assert "4242" not in str(refused.value)
     with exclusive_lock(path, "the adapter"):
         assert open(path).read() == f"{os.getpid()}\n"
+
+
+def test_temporary_names_differ_for_one_path_and_pid():
+    """Two containers' writers of one path may have the same pid: their temporary files must not be one file."""
+    from recbole_hnlm.files import temporary_name
+
+    assert temporary_name("/x/a.json") != temporary_name("/x/a.json")

@@ -768,3 +768,25 @@ def test_embedding_into_a_store_another_process_computes_is_refused_before_the_l
         holder.kill()
         holder.wait(timeout=60)
     assert not os.path.exists(tmp_path / "adapter")
+
+
+def test_a_finetuned_store_written_meanwhile_is_reused(tmp_path, tiny_llama_dir, teacher_path, data_root,
+                                                       mini_recbole, caplog, monkeypatch):
+    """The fine-tuned variant's embed checks the cache again under its store's lock, as the semantic one does."""
+    import logging
+
+    import recbole_hnlm.llm.pipeline as pipeline
+
+    model, tokenizer, _ = load_causal_lm(tiny_llama_dir, device="cpu")
+    store = str(tmp_path / "ft.safetensors")
+    cfg = LLMConfig.from_config(_small_finetune_config(tmp_path, tiny_llama_dir, store))
+    text = DatasetText(data_root, "mini", _train_token_pairs(mini_recbole))
+    ensure_finetuned(cfg, text, store, progress=False, lm_and_tokenizer=(model, tokenizer))
+    written = os.stat(store).st_mtime_ns
+    real, calls = pipeline._cached, []
+    monkeypatch.setattr(pipeline, "_cached", lambda *args, **kwargs: calls.append(args) or (
+        False if len(calls) == 1 else real(*args, **kwargs)))
+    caplog.set_level(logging.INFO)
+    ensure_finetuned(cfg, text, store, progress=False, lm_and_tokenizer=(model, tokenizer))
+    assert os.stat(store).st_mtime_ns == written and "written by another process meanwhile; reused" in caplog.text
+    assert not os.path.exists(store + ".work")

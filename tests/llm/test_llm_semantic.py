@@ -933,3 +933,12 @@ def test_a_store_another_process_wrote_while_this_one_loaded_is_reused(tmp_path,
     _run(data_root, store, tiny_tokenizer, tiny_encoder_dir, on_chunk=done.append)
     assert len(calls) == 2 and done == [] and os.stat(store).st_mtime_ns == written
     assert "written by another process meanwhile; reused" in caplog.text and not os.path.exists(store + ".work")
+
+
+def test_a_store_of_other_settings_is_warned_about_once(tmp_path, data_root, tiny_tokenizer, tiny_encoder_dir, caplog):
+    """The cache is checked twice (before the models load, and under the lock): the replacement is said once."""
+    store = str(tmp_path / "s.safetensors")
+    _run(data_root, store, tiny_tokenizer, tiny_encoder_dir, max_pairs=30)
+    caplog.clear()
+    _run(data_root, store, tiny_tokenizer, tiny_encoder_dir)
+    assert caplog.text.count("was built with other settings or data") == 1, caplog.text
