@@ -230,8 +230,7 @@ def ensure_finetuned(cfg: LLMConfig, text: DatasetText, store_path: str, progres
         refuse_if_running(work_folder(store_path))  # before the model loads (the store's own lock is taken later)
     # one run at a time fine-tunes the adapter folder (a second one would save over it after hours), and none while
     # others read it: runs reusing it to embed their stores hold it together
-    what = f"the adapter {adapter} (fine-tuning it, or embedding pairs with it)"
-    with exclusive_lock(lock_file(adapter), what, shared=reusable), llm_threads(cfg):
+    with exclusive_lock(lock_file(adapter), f"the adapter {adapter}", shared=reusable), llm_threads(cfg):
         if reusable or _adapter_refit_reason(adapter, identity) is not None:
             return _train_and_embed(cfg, text, store_path, progress, lm_and_tokenizer, generator_name, on_chunk,
                                     embed, teacher, adapter, identity, pairs, reusable)
