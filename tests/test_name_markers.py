@@ -7,22 +7,10 @@ import sys
 
 import pytest
 
+from lock_holder import held_by_another_process
 from recbole_hnlm.errors import ConcurrentWriterError
 from recbole_hnlm.trainer import (_HELD_MARKERS, _claim_marker, _create_marker, _drop_marker,
                                   check_resume_not_in_use)
-
-
-def hold(path, content):
-    """A process that locks ``path``, writes ``content`` into it, and holds it until killed."""
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, time\n"
-        f"marker = open({path!r}, 'w')\n"
-        "fcntl.flock(marker.fileno(), fcntl.LOCK_EX)\n"
-        f"marker.write({content!r}); marker.flush()\n"
-        "print('held', flush=True)\n"
-        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "held"
-    return holder
 
 
 def seen_held_by_another_process(path):
@@ -31,13 +19,9 @@ def seen_held_by_another_process(path):
 
 
 def test_a_locked_marker_without_a_pid_yet_is_live(tmp_path):
-    holder = hold(str(tmp_path / ".MF-x.reserved"), "")
-    try:
+    with held_by_another_process(str(tmp_path / ".MF-x.reserved"), "", truncate=True):
         with pytest.raises(ConcurrentWriterError, match=r"pid unknown"):
             check_resume_not_in_use(str(tmp_path / "MF-x.resume.safetensors"))
-    finally:
-        holder.kill()
-        holder.wait(timeout=60)
 
 
 def test_this_processs_own_marker_does_not_refuse_its_resume(tmp_path):
@@ -53,13 +37,9 @@ def test_claiming_a_marker_a_live_run_holds_returns_its_pid_and_leaves_it(tmp_pa
     """The trainer's own check (the run script refuses first): without it a resume took a live run's marker over,
     and two processes wrote one checkpoint pair."""
     marker = str(tmp_path / ".MF-z.reserved")
-    holder = hold(marker, "4194305\n")  # a pid no process has here
-    try:
+    with held_by_another_process(marker, "4194305\n", truncate=True):  # a pid no process has here
         assert _claim_marker(marker) == 4194305
         assert open(marker).read().strip() == "4194305"
-    finally:
-        holder.kill()
-        holder.wait(timeout=60)
 
 
 def test_a_marker_made_where_no_hard_link_can_be_is_locked_too(tmp_path, monkeypatch):
@@ -83,13 +63,9 @@ def test_a_dropped_marker_is_no_longer_this_processs(tmp_path):
     assert _create_marker(marker)
     _drop_marker(marker)
     assert os.path.abspath(marker) not in _HELD_MARKERS and not os.path.exists(marker)
-    holder = hold(marker, "4194305\n")
-    try:
+    with held_by_another_process(marker, "4194305\n", truncate=True):
         with pytest.raises(ConcurrentWriterError):
             check_resume_not_in_use(str(tmp_path / "MF-v.resume.safetensors"))
-    finally:
-        holder.kill()
-        holder.wait(timeout=60)
 
 
 def test_a_closed_trainer_holds_no_marker(fast_config):

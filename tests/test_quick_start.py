@@ -9,6 +9,7 @@ import torch
 from recbole.utils import init_seed
 from safetensors import safe_open
 
+from lock_holder import held_by_another_process
 from recbole_hnlm.quick_start import main, run_recbole_hnlm
 
 BACKBONES = ["MF", "NGCF", "LightGCN", "SGL"]
@@ -193,9 +194,6 @@ def test_markers_of_dead_runs_of_other_names_are_swept(fast_config, dead_and_liv
 def test_a_marker_locked_by_a_run_whose_pid_means_nothing_here_keeps_its_name(fast_config, monkeypatch):
     """Two containers sharing a checkpoint folder see different process ids: a run whose pid was no process here
     had its marker removed and its name taken (both runs wrote one checkpoint). The marker's lock tells instead."""
-    import subprocess
-    import sys
-
     import recbole_hnlm.trainer
     from recbole_hnlm.model.mf import MF
     from recbole_hnlm.trainer import HNLMTrainer
@@ -204,22 +202,11 @@ def test_a_marker_locked_by_a_run_whose_pid_means_nothing_here_keeps_its_name(fa
     config, dataset = _mf_trainer_inputs(fast_config)
     folder = fast_config["checkpoint_dir"]
     marker = os.path.join(folder, ".MF-Dec-06-2026_12-00-00.reserved")
-    other = subprocess.Popen([sys.executable, "-c", (  # a pid no process has here (above Linux's pid_max)
-        "import fcntl, time\n"
-        f"marker = open({marker!r}, 'w')\n"
-        "fcntl.flock(marker.fileno(), fcntl.LOCK_EX)\n"
-        "marker.write('4194305\\n'); marker.flush()\n"
-        "print('held', flush=True)\n"
-        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
-    try:
-        assert other.stdout.readline().strip() == "held"
+    with held_by_another_process(marker, "4194305\n", truncate=True):  # a pid no process has (above pid_max)
         sweeper = HNLMTrainer(config, MF(config, dataset))  # sweeps dead runs' markers first
         assert sweeper.saved_model_file.endswith("MF-Dec-06-2026_12-00-00-2.safetensors")
         assert open(marker).read().strip() == "4194305"
         sweeper.close()
-    finally:
-        other.kill()
-        other.wait(timeout=60)
     after = HNLMTrainer(config, MF(config, dataset))  # that run ended: its lock went with it, and the name is free
     assert after.saved_model_file.endswith("MF-Dec-06-2026_12-00-00.safetensors")
     after.close()
@@ -249,20 +236,9 @@ def test_a_runs_marker_is_locked_and_a_locked_marker_with_this_pid_is_not_taken_
     assert not os.path.exists(marker)
     resume = str(tmp_path / "MF-Dec-06-2026_13-00-00.resume.safetensors")
     other_marker = str(tmp_path / ".MF-Dec-06-2026_13-00-00.reserved")
-    other = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, time\n"
-        f"marker = open({other_marker!r}, 'w')\n"
-        "fcntl.flock(marker.fileno(), fcntl.LOCK_EX)\n"
-        f"marker.write('{os.getpid()}\\n'); marker.flush()\n"
-        "print('held', flush=True)\n"
-        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
-    try:
-        assert other.stdout.readline().strip() == "held"
+    with held_by_another_process(other_marker, f"{os.getpid()}\n", truncate=True):
         with pytest.raises(ConcurrentWriterError, match=f"another process .pid {os.getpid()}. is still writing"):
             check_resume_not_in_use(resume)
-    finally:
-        other.kill()
-        other.wait(timeout=60)
     check_resume_not_in_use(resume)  # that process ended: its lock went with it
 
 

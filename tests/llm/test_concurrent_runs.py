@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from llm_helpers import simulate_read_only
+from lock_holder import held_by_another_process
 import recbole_hnlm.llm.chunks as chunks
 from recbole_hnlm.errors import ConcurrentWriterError
 from recbole_hnlm.llm.chunks import ChunkedRun
@@ -73,19 +74,10 @@ def test_profile_appends_wait_for_another_writer_to_finish_its_line(tmp_path):
 
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
     work = str(tmp_path / "s.work")
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import fcntl, os, time
-        lock = open({work + ".lock"!r}, "a+")
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        print("held", flush=True)
-        time.sleep(60)
-    """)], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "held"
-    with pytest.raises(ConcurrentWriterError):
-        with ChunkedRun(work, {}, 2, 1):
-            pass
-    holder.kill()
-    holder.wait(timeout=60)
+    with held_by_another_process(work + ".lock"):
+        with pytest.raises(ConcurrentWriterError):
+            with ChunkedRun(work, {}, 2, 1):
+                pass
     with ChunkedRun(work, {}, 2, 1) as run:
         assert run.pending() == [0, 1] and os.path.isdir(work)
 

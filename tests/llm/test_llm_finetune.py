@@ -6,6 +6,7 @@ import os
 import pytest
 import torch
 
+from lock_holder import held_by_another_process
 from recbole_hnlm.llm.config import LLMConfig
 from recbole_hnlm.llm.dataset_text import DatasetText
 from recbole_hnlm.llm.finetune import PairTexts, train_hybrid_encoder, training_examples
@@ -442,30 +443,16 @@ def test_a_second_run_fine_tuning_the_same_adapter_is_refused_before_it_trains(t
                                                                                 data_root, mini_recbole):
     """Two runs fine-tuning one adapter folder: the second saved its adapter over the first's after its whole
     fine-tuning, and only the embedding stage's lock stopped it."""
-    import subprocess
-    import sys
-
     from recbole_hnlm.errors import ConcurrentWriterError
 
     adapter = str(tmp_path / "adapter")
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, time\n"
-        f"lock = open({adapter + '.lock'!r}, 'a+')\n"
-        "fcntl.flock(lock.fileno(), fcntl.LOCK_EX)\n"
-        "lock.write('4242\\n'); lock.flush()\n"
-        "print('held', flush=True)\n"
-        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with held_by_another_process(adapter + ".lock", "4242\n", truncate=True):
         cfg = LLMConfig.from_config(_small_finetune_config(tmp_path, tiny_llama_dir, str(tmp_path / "s.safetensors")))
         text = DatasetText(data_root, "mini", _train_token_pairs(mini_recbole))
         with pytest.raises(ConcurrentWriterError, match=r"adapter\.lock: another process \(pid 4242\) is writing the "
                                                         "adapter"):
             ensure_finetuned(cfg, text, str(tmp_path / "s.safetensors"), progress=False,
                              lm_and_tokenizer=(None, None))  # nothing may load or train
-    finally:
-        holder.kill()
-        holder.wait(timeout=60)
     assert not os.path.exists(adapter)
 
 
@@ -691,21 +678,6 @@ def test_saving_an_adapter_of_a_gguf_model_warns_nothing(tmp_path, tiny_llama_di
     assert names and all("lora_" in name for name in names)
 
 
-def _hold_lock(path, mode):
-    """A process holding ``path`` with ``fcntl.LOCK_SH`` or ``LOCK_EX`` until killed."""
-    import subprocess
-    import sys
-
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, time\n"
-        f"lock = open({path!r}, 'a+')\n"
-        f"fcntl.flock(lock.fileno(), fcntl.{mode})\n"
-        "print('held', flush=True)\n"
-        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "held"
-    return holder
-
-
 def test_runs_reusing_one_adapter_embed_side_by_side(tmp_path, tiny_llama_dir, teacher_path, data_root, mini_recbole,
                                                      caplog):
     """A run embedding its own store with an adapter another run was only reading (reused, not fine-tuned) was
@@ -725,16 +697,12 @@ def test_runs_reusing_one_adapter_embed_side_by_side(tmp_path, tiny_llama_dir, t
     weights = os.path.join(adapter, "adapter_model.safetensors")
     trained = os.stat(weights).st_mtime_ns
     second = str(tmp_path / "second.safetensors")
-    reader = _hold_lock(adapter + ".lock", "LOCK_SH")  # a run embedding with the adapter
-    try:
+    with held_by_another_process(adapter + ".lock", shared=True):  # a run embedding with the adapter
         ensure_finetuned(cfg, text, second, progress=False, lm_and_tokenizer=(model, tokenizer))
         assert PairEmbeddingStore.open(second).num_pairs == PairEmbeddingStore.open(first).num_pairs
         other = LLMConfig.from_config(_small_finetune_config(tmp_path, tiny_llama_dir, second, hnlm_ft_epochs=2))
         with pytest.raises(ConcurrentWriterError, match=r"adapter\.lock: other processes are reading the adapter "):
             ensure_finetuned(other, text, second, progress=False, lm_and_tokenizer=(model, tokenizer))
-    finally:
-        reader.kill()
-        reader.wait(timeout=60)
     assert os.stat(weights).st_mtime_ns == trained
     # seen as missing at first (another process still fine-tuning), matching once this one holds the lock
     real, calls = pipeline._adapter_refit_reason, []
@@ -758,15 +726,11 @@ def test_embedding_into_a_store_another_process_computes_is_refused_before_the_l
     from recbole_hnlm.errors import ConcurrentWriterError
 
     store = str(tmp_path / "s.safetensors")
-    holder = _hold_lock(store + ".work.lock", "LOCK_EX")
-    try:
+    with held_by_another_process(store + ".work.lock"):
         cfg = LLMConfig.from_config(_small_finetune_config(tmp_path, tiny_llama_dir, store))
         text = DatasetText(data_root, "mini", _train_token_pairs(mini_recbole))
         with pytest.raises(ConcurrentWriterError, match=r"s\.safetensors\.work\.lock: another process"):
             ensure_finetuned(cfg, text, store, progress=False, lm_and_tokenizer=(None, None))  # nothing may load
-    finally:
-        holder.kill()
-        holder.wait(timeout=60)
     assert not os.path.exists(tmp_path / "adapter")
 
 

@@ -890,26 +890,14 @@ def test_a_second_semantic_run_is_refused_before_it_writes_profiles(tmp_path, da
                                                                     tiny_encoder_dir):
     """Another process computing the same store: the second run generated every profile (hours on a real dataset)
     and loaded its models before its chunks' lock refused it."""
-    import subprocess
-    import sys
-
+    from lock_holder import held_by_another_process
     from recbole_hnlm.errors import ConcurrentWriterError
 
     _remove_profiles(data_root)
     store = str(tmp_path / "s.safetensors")
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, time\n"
-        f"lock = open({store + '.work.lock'!r}, 'a+')\n"
-        "fcntl.flock(lock.fileno(), fcntl.LOCK_EX)\n"
-        "print('held', flush=True)\n"
-        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with held_by_another_process(store + ".work.lock"):
         with pytest.raises(ConcurrentWriterError, match=r"s\.safetensors\.work\.lock: another process"):
             _run(data_root, store, tiny_tokenizer, tiny_encoder_dir)
-    finally:
-        holder.kill()
-        holder.wait(timeout=60)
     assert not os.path.exists(os.path.join(data_root, "mini", "mini.hnlm-profiles.jsonl"))
 
 

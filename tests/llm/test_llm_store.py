@@ -9,6 +9,7 @@ from recbole_hnlm.llm.store import (FORMAT, AlignedPairEmbeddings, PairEmbedding
                                     write_pair_store)
 
 from llm_helpers import ML100K
+from lock_holder import held_by_another_process
 
 
 def _write(tmp_path, users, items, dim=8, dtype=torch.float32, name="s.safetensors"):
@@ -205,8 +206,6 @@ def test_a_store_rewritten_up_to_its_rename_opens_without_the_old_manifest(tmp_p
 def test_stale_work_beside_a_finished_artifact_is_removed_unless_newer_or_in_use(tmp_path):
     """The chunks a run left beside the store it wrote go; those of a later run of other settings, stopped on the way
     (newer than the store), stay for it to resume from, and so does a folder another process works in."""
-    import subprocess
-    import sys
     import time
 
     from recbole_hnlm.files import discard_stale_work
@@ -221,19 +220,9 @@ def test_stale_work_beside_a_finished_artifact_is_removed_unless_newer_or_in_use
     discard_stale_work(str(store))
     assert chunk.exists()
     os.utime(chunk, (later - 120, later - 120))  # before the store: its writer's leftovers
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, time\n"
-        f"lock = open({str(work) + '.lock'!r}, 'a+')\n"
-        "fcntl.flock(lock.fileno(), fcntl.LOCK_EX)\n"
-        "print('held', flush=True)\n"
-        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with held_by_another_process(str(work) + ".lock"):
         discard_stale_work(str(store))  # another run computes into it
         assert chunk.exists()
-    finally:
-        holder.kill()
-        holder.wait(timeout=60)
     discard_stale_work(str(store))
     assert not work.exists()
     discard_stale_work(str(store))  # nothing there: nothing to do
