@@ -53,14 +53,14 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def lock_open_file(handle) -> bool:
-    """Take an exclusive ``flock`` on the open file ``handle`` (a file no other process can have opened yet: it
-    waits for nobody), held until it is closed or its process ends, however it ends; False where no lock can be
-    taken (no ``fcntl``, a file system without locks)."""
+def lock_open_file(handle, wait: bool = True) -> bool:
+    """Take an exclusive ``flock`` on the open file ``handle``, held until it is closed or its process ends, however
+    it ends (``wait=True``: for a file no other process can have opened yet, so it waits for nobody); False where no
+    lock can be taken (no ``fcntl``, a file system without locks) or, without ``wait``, another process holds it."""
     if fcntl is None:
         return False
     try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
     except OSError:
         return False
     return True

@@ -236,11 +236,45 @@ def _init_run_logger(config):
     for handler in [h for h in root.handlers if getattr(h, "_recbole_hnlm_run", False)]:
         root.removeHandler(handler)
         handler.close()
+        if getattr(handler, "_recbole_hnlm_lock", None) is not None:
+            handler._recbole_hnlm_lock.close()
     before = set(root.handlers)
     init_logger(config)
-    for handler in root.handlers:
+    for handler in list(root.handlers):
         if handler not in before:
             handler._recbole_hnlm_run = True
+            if isinstance(handler, logging.FileHandler):
+                _own_log_file(root, handler)
+
+
+def _own_log_file(root, handler):
+    """Give the run a log file of its own: RecBole names it by model, dataset, second and a hash of the config, so two
+    identical commands started in the same second wrote into one file. The run locks its file (``flock``); a file
+    another run holds is left to it, and this run writes ``<name>-2.log`` (``-3`` ...) instead."""
+    from recbole_hnlm.files import held_by_another, lock_open_file
+
+    stem, path, n = handler.baseFilename[:-len(".log")], handler.baseFilename, 1
+    while True:
+        lock = open(path, "a", encoding="utf-8")
+        if lock_open_file(lock, wait=False):
+            break
+        lock.close()
+        if not held_by_another(path):  # no locks here: RecBole's name, as before
+            return
+        n += 1
+        path = f"{stem}-{n}.log"
+    if path != handler.baseFilename:
+        own = logging.FileHandler(path)
+        own.setLevel(handler.level)
+        own.setFormatter(handler.formatter)
+        for log_filter in handler.filters:
+            own.addFilter(log_filter)
+        own._recbole_hnlm_run = True
+        root.removeHandler(handler)
+        handler.close()
+        root.addHandler(own)
+        handler = own
+    handler._recbole_hnlm_lock = lock
 
 
 def objective_function(config_dict=None, config_file_list=None, saved=True):

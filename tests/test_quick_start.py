@@ -538,6 +538,42 @@ assert mine in root.handlers, "the user's own handler was removed"
     assert process.returncode == 0, process.stderr[-3000:]
 
 
+def test_identical_runs_started_in_the_same_second_log_to_files_of_their_own(fast_config, tmp_path):
+    """RecBole names a log by model, dataset, second and a hash of the config: two identical commands started in the
+    same second wrote their lines, two test results included, into one file. The second now writes ``<name>-2.log``.
+    In subprocesses: pytest's handlers on the root logger keep RecBole from adding any here."""
+    script = """
+import json, logging, sys
+import recbole.utils.logger
+from recbole_hnlm.config import Config
+from recbole_hnlm.quick_start import _init_run_logger
+
+recbole.utils.logger.get_local_time = lambda: "Dec-06-2026_12-00-00"  # the same second
+settings = json.loads(sys.argv[1])
+config = Config(model="MF", dataset=settings["dataset"], config_dict=settings, command_line=False)
+_init_run_logger(config)
+print(next(h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)), flush=True)
+if len(sys.argv) > 2:  # the first run: it goes on while the second starts
+    sys.stdin.readline()
+"""
+    settings = json.dumps({**fast_config, "state": "INFO"})
+    first = subprocess.Popen([sys.executable, "-c", script, settings, "wait"], cwd=tmp_path, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        first_log = first.stdout.readline().strip()
+        second = subprocess.run([sys.executable, "-c", script, settings], cwd=tmp_path, capture_output=True, text=True,
+                                timeout=300)
+        assert second.returncode == 0, second.stderr[-3000:]
+    finally:
+        first.communicate("\n", timeout=60)
+    assert first_log.endswith("-Dec-06-2026_12-00-00-" + first_log.rsplit("-", 1)[1])
+    assert second.stdout.strip() == first_log[:-len(".log")] + "-2.log"
+    # a later run of the same second, the first one ended: its file is free again
+    third = subprocess.run([sys.executable, "-c", script, settings], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=300)
+    assert third.stdout.strip() == first_log
+
+
 def test_a_config_files_model_and_dataset_are_the_runs_unless_the_command_line_names_them(tmp_path, capsys):
     """A yaml's ``model: MF`` / ``dataset: ...`` lost to the command line's defaults: LightGCN trained on ml-100k."""
     settings = tmp_path / "run.yaml"
