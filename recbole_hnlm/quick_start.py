@@ -17,7 +17,7 @@ from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_logger, init_seed, set_color
 
 from recbole_hnlm.checkpoint import read_model_weights, read_trainer_state
-from recbole_hnlm.config import Config, split_seed
+from recbole_hnlm.config import Config, read_config_files, split_seed
 from recbole_hnlm.config_checks import foreign_option_messages, run_never_reads, unknown_option_messages
 from recbole_hnlm.data_checks import (check_dataset_files, check_read_dataset, check_splits_not_empty,
                                       dataset_errors_named)
@@ -336,20 +336,12 @@ def _refused_setting(items, parser):
 
 
 def _keys_set_in_config_files(config_file_list) -> set:
-    """The keys the yaml files give a value, read and merged as RecBole's ``Config`` does (yaml's FullLoader: python
-    tags too; a later file's key replaces an earlier one's, an empty value included); a file that cannot be read is
-    reported by ``Config``."""
-    import yaml
-
-    merged = {}
-    for path in config_file_list or ():
-        try:
-            with open(path, encoding="utf-8") as file:
-                content = yaml.load(file, Loader=yaml.FullLoader)
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            continue
-        if isinstance(content, dict):
-            merged.update(content)
+    """The keys the yaml files give a value, read and merged by the reader ``Config`` uses (a later file's key
+    replaces an earlier one's, an empty value included); files that cannot be read are reported by ``Config``."""
+    try:
+        merged = read_config_files(config_file_list)
+    except ConfigError:
+        return set()
     return {key for key, value in merged.items() if value is not None}
 
 
