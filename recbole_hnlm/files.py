@@ -77,11 +77,20 @@ def held_by_another(path: str):
     except OSError:
         return None
     with handle:
-        try:  # a reader's lock: it conflicts with the holder's, and needs no write access (NFSv4 wants it for LOCK_EX)
-            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError as error:
-            return True if error.errno in (errno.EAGAIN, errno.EACCES) else None
-        return False  # closing the handle releases the lock just taken
+        granted = _reader_lock_granted(handle)
+    return None if granted is None else not granted
+
+
+def _reader_lock_granted(handle):
+    """Whether a reader's lock on the open file ``handle`` is granted now (then released at once): False while a
+    writer holds it, None where that cannot be told. A reader's lock needs no write access (NFSv4 wants it for
+    LOCK_EX)."""
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as error:
+        return False if error.errno in (errno.EAGAIN, errno.EACCES) else None
+    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    return True
 
 
 #: A temporary file whose writer's pid runs no process here is removed only once unchanged for this long: in another
@@ -286,24 +295,13 @@ def _flock(handle, path: str, what: str, wait: bool, shared: bool = False) -> bo
             return False
         if error.errno not in (errno.EAGAIN, errno.EACCES):
             raise
-    if not shared and _only_readers_hold(handle):  # the pid in the file is an earlier writer's, maybe long gone
+    if not shared and _reader_lock_granted(handle):  # readers hold it: the pid in the file is an earlier writer's
         raise ConcurrentWriterError(f"{path}: other processes are reading {what} (readers record no pid); wait for "
                                     "them to finish, or give this run files of its own")
     handle.seek(0)
     holder = handle.read().strip() or "unknown"
     raise ConcurrentWriterError(f"{path}: another process (pid {holder}) is writing {what}; wait for it to finish, or "
                                 "give this run files of its own")
-
-
-def _only_readers_hold(handle) -> bool:
-    """Whether the lock that refused a writer is held by readers only: a reader's lock is granted then (and
-    released here at once)."""
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
-        return False
-    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-    return True
 
 
 def file_sha256(path: str) -> str:
