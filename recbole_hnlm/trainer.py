@@ -82,9 +82,7 @@ def _create_marker(marker):
     tmp = temporary_name(marker)
     handle = open(tmp, "x", encoding="utf-8")  # 0666 & umask, not 0755
     try:
-        locked = lock_open_file(handle)
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
+        locked = _sign(handle)
         try:
             os.link(tmp, marker)
         except FileExistsError:
@@ -98,10 +96,7 @@ def _create_marker(marker):
             os.remove(tmp)
         except FileNotFoundError:
             pass
-    if locked:
-        _HELD_MARKERS[os.path.abspath(marker)] = handle
-    else:  # no locks here: the pid alone tells
-        handle.close()
+    _keep(marker, handle, locked)
     return True
 
 
@@ -112,14 +107,25 @@ def _create_marker_in_place(marker):
     except FileExistsError:
         return False
     handle = os.fdopen(fd, "w", encoding="utf-8")
+    _keep(marker, handle, _sign(handle))
+    return True
+
+
+def _sign(handle):
+    """Lock a new marker's open file ``handle`` for this process and write its pid; whether a lock was taken."""
     locked = lock_open_file(handle)
     handle.write(f"{os.getpid()}\n")
     handle.flush()
+    return locked
+
+
+def _keep(marker, handle, locked):
+    """Hold ``marker`` open, its lock held until :func:`_drop_marker` or the end of this process; where no lock could
+    be taken the file is closed, and its pid alone tells."""
     if locked:
         _HELD_MARKERS[os.path.abspath(marker)] = handle
     else:
         handle.close()
-    return True
 
 
 def _drop_marker(marker):
