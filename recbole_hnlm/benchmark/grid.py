@@ -354,35 +354,6 @@ def _cell_lock(out, cell, wait):
     return stack
 
 
-def _run_cell_and_store(cell, out, summary, bar, progress, run, settings, defaults, digests):
-    """Run one cell (``run()``) and store its result with the settings, ``defaults()`` and digests, or record its
-    error and go on. Returns the :class:`ConcurrentWriterError` of a cell whose files another process is writing
-    (HNLMRec's LLM artifacts, shared by the cells of one split), which is not a failure: it is retried later."""
-    try:
-        result = run()
-        result["settings"] = settings
-        result["defaults"] = defaults()
-        result.update({key: digest for key, digest in digests.items() if digest is not None})
-    except ConcurrentWriterError as busy:
-        return busy
-    except Exception as error:  # record and go on: one broken sampler must not stop the grid
-        message = f"{type(error).__name__}: {error}"
-        with open(error_path(out, cell), "w") as f:
-            f.write(f"{cell.key}\n{message}\n\n{traceback.format_exc()}")
-        logging.getLogger().error(f"benchmark cell {cell.key} failed: {message}")
-        if progress:
-            bar.write(f"FAILED {cell.key}: {message} (see {error_path(out, cell)})")
-        summary["failed"].append(cell.key)
-        summary["errors"][cell.key] = error_path(out, cell)
-        return
-    write_json_atomic(result_path(out, cell), result)
-    if os.path.exists(error_path(out, cell)):
-        os.remove(error_path(out, cell))
-    summary["ran"].append(cell.key)
-    summary["results"][cell.key] = result
-    return None
-
-
 #: Seconds between two tries of a cell whose LLM artifacts another process is writing.
 BUSY_RETRY_SECONDS = 30
 
@@ -460,17 +431,39 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
     fhn_pairs = cell_kwargs.get("fhn_pairs", 2048) if "fhn" in cell_analyses else None
 
     def run_claimed(cell):
-        """Run ``cell`` under its lock, unless a process that held the lock before has finished it meanwhile; the
-        error of files another process is writing, or None."""
+        """Run ``cell`` under its lock and store its result, or record its error and go on; skipped when a process
+        that held the lock before finished it meanwhile. Returns the :class:`ConcurrentWriterError` of a cell whose
+        files another process is writing (HNLMRec's LLM artifacts, shared by the cells of one split), which is not a
+        failure: it is retried later; else None."""
         stored = load_result(result_path(out, cell))
         if stored is not None and not _needs_run(stored, dataset, settings, cell_analyses, digests, fhn_pairs):
             summary["skipped"].append(cell.key)
             summary["results"][cell.key] = stored
             return None
-        return _run_cell_and_store(cell, out, summary, bar, progress, lambda: cell_runner(
-            cell, dataset, out, config_dict=dict(config_dict or {}), config_file_list=config_file_list,
-            analyses=cell_analyses, **cell_kwargs), settings,
-            lambda: plugin_defaults(cell.model, cell.sampler, dataset), digests)
+        try:
+            result = cell_runner(cell, dataset, out, config_dict=dict(config_dict or {}),
+                                 config_file_list=config_file_list, analyses=cell_analyses, **cell_kwargs)
+            result["settings"] = settings
+            result["defaults"] = plugin_defaults(cell.model, cell.sampler, dataset)
+            result.update({key: digest for key, digest in digests.items() if digest is not None})
+        except ConcurrentWriterError as busy:
+            return busy
+        except Exception as error:  # record and go on: one broken sampler must not stop the grid
+            message = f"{type(error).__name__}: {error}"
+            with open(error_path(out, cell), "w") as f:
+                f.write(f"{cell.key}\n{message}\n\n{traceback.format_exc()}")
+            logging.getLogger().error(f"benchmark cell {cell.key} failed: {message}")
+            if progress:
+                bar.write(f"FAILED {cell.key}: {message} (see {error_path(out, cell)})")
+            summary["failed"].append(cell.key)
+            summary["errors"][cell.key] = error_path(out, cell)
+            return None
+        write_json_atomic(result_path(out, cell), result)
+        if os.path.exists(error_path(out, cell)):
+            os.remove(error_path(out, cell))
+        summary["ran"].append(cell.key)
+        summary["results"][cell.key] = result
+        return None
 
     bar = tqdm(todo, desc=f"{dataset} grid", unit="cell", disable=not progress, dynamic_ncols=True)
     if progress and summary["skipped"]:
