@@ -92,8 +92,8 @@ def main():
         for name, values in samples.items():
             median = statistics.median(values)
             ratio = "1.0 (ours)" if name == ours_name else f"**{median / ours:.1f}×**"
-            print(f"| {title} | {name} | {median * 1e3:.1f} | {min(values) * 1e3:.1f}–{max(values) * 1e3:.1f} | {ratio} |",
-                  flush=True)
+            spread = f"{min(values) * 1e3:.1f}–{max(values) * 1e3:.1f}"
+            print(f"| {title} | {name} | {median * 1e3:.1f} | {spread} | {ratio} |", flush=True)
 
 
 if __name__ == "__main__":
