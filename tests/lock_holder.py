@@ -21,3 +21,9 @@ def held_by_another_process(path, content=None, shared=False, truncate=False):
     finally:
         child.kill()
         child.wait(timeout=60)
+
+
+def seen_held_by_another_process(path):
+    """Whether a child process finds ``path`` locked (``files.held_by_another``, as other runs look)."""
+    probe = [sys.executable, "-c", f"from recbole_hnlm.files import held_by_another; print(held_by_another({path!r}))"]
+    return subprocess.run(probe, capture_output=True, text=True, timeout=120).stdout.strip() == "True"

@@ -2,20 +2,13 @@
 container's process, or one with this process's pid), and this process's own never refuses its resume."""
 import errno
 import os
-import subprocess
-import sys
 
 import pytest
 
-from lock_holder import held_by_another_process
+from lock_holder import held_by_another_process, seen_held_by_another_process
 from recbole_hnlm.errors import ConcurrentWriterError
 from recbole_hnlm.trainer import (_HELD_MARKERS, _claim_marker, _create_marker, _drop_marker,
                                   check_resume_not_in_use)
-
-
-def seen_held_by_another_process(path):
-    probe = [sys.executable, "-c", f"from recbole_hnlm.files import held_by_another; print(held_by_another({path!r}))"]
-    return subprocess.run(probe, capture_output=True, text=True, timeout=120).stdout.strip() == "True"
 
 
 def test_a_locked_marker_without_a_pid_yet_is_live(tmp_path):
