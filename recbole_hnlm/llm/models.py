@@ -17,7 +17,7 @@ import importlib.util
 import logging
 import os
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import torch
 
@@ -343,7 +343,3 @@ class TextEncoder:
 def load_text_encoder(path: str = DEFAULT_ENCODER, batch_size: int = 64, normalize: bool = False,
                       device: Optional[str] = None) -> TextEncoder:
     return TextEncoder(path, batch_size, normalize, device)
-
-
-def pair_tokens(pairs: Sequence[Tuple[str, str]]) -> Tuple[List[str], List[str]]:
-    return [u for u, _ in pairs], [i for _, i in pairs]

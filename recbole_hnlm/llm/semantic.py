@@ -141,18 +141,9 @@ def title_year(title: str) -> Optional[str]:
     return found.group(1) if found else None
 
 
-def leading_title(name: str) -> str:
-    """The title an answer starts with: after a lead-in ("The movie ..."), up to a sentence break or an aside
-    ("That Thing You Do! In fact, ..." -> "That Thing You Do"; "Chinatown (film)" -> "Chinatown"). A sequel's
-    number stays ("Toy Story 2")."""
-    text = _LEAD_IN.sub("", name.strip())
-    end = _TITLE_END.search(text)
-    return text[:end.start()] if end else text
-
-
 class _Answer(NamedTuple):
     """An answer as the checks compare it: the :func:`title_key` of the whole answer and its trailing year, the key
-    and year of each start of it that a sentence break or an aside ends (the first one is :func:`leading_title`;
+    and year of each start of it that a sentence break or an aside ends (after a lead-in, "The movie ...";
     "Mr. Holland's Opus, a film", "Seven (Se7en), a film"), and the keys of the starts a colon follows."""
     key: str
     year: Optional[str]

@@ -232,12 +232,3 @@ class Teacher:
         """The teacher's training pairs that are not in ``allowed``."""
         allowed = set(allowed)
         return [pair for pair in self.token_pairs() if pair not in allowed]
-
-    def rows_for(self, pairs: Sequence[Tuple[str, str]]) -> Tuple[List[int], List[Optional[Tuple[int, int]]]]:
-        """Teacher (user row, item row) per token pair; None where the teacher lacks the user or the item."""
-        users = {t: r for r, t in enumerate(self.user_tokens)}
-        items = {t: r for r, t in enumerate(self.item_tokens)}
-        out = []
-        for u, i in pairs:
-            out.append((users[u], items[i]) if u in users and i in items else None)
-        return [k for k, r in enumerate(out) if r is not None], out
