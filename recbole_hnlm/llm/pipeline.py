@@ -16,7 +16,8 @@ from .config import LLMConfig
 from .dataset_text import DatasetText
 from .paths import artifact_dir
 from .store import PairEmbeddingStore, StoreError, default_store_path, manifest_mismatch
-from .throughput import CPU_SEMANTIC_PAIRS_PER_SECOND, long_on_this_machine, rough_duration
+from .throughput import (CPU_SEMANTIC_PAIRS_PER_SECOND, busy_machine_hint, long_on_this_machine, machine_load,
+                         rough_duration, usable_cores)
 
 __all__ = ["ensure_negatives", "run_profiles", "run_negatives", "profiles_path", "store_path_for",
            "load_dataset_text", "root_data_path", "teacher_path_for"]
@@ -88,13 +89,23 @@ def _cached(path: str, wanted: dict, say: bool = True) -> bool:
     return not message
 
 
+_BUSY_MACHINE_SAID = []  # the busy-machine hint of this process, once said
+
+
 @contextlib.contextmanager
 def llm_threads(cfg: LLMConfig):
     """``hnlm_threads`` for the LLM stage only: the thread count before it is restored after it, so the CF training
-    that follows runs with the same threads (and numerics) whether the stage ran or its store was cached."""
+    that follows runs with the same threads (and numerics) whether the stage ran or its store was cached. With
+    torch's default threads on a busy CPU the stage says that one thread may be faster (:func:`busy_machine_hint`),
+    once per process."""
     before = torch.get_num_threads()
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    elif not torch.cuda.is_available() and not _BUSY_MACHINE_SAID:
+        hint = busy_machine_hint(before, machine_load(), usable_cores())
+        if hint:
+            _BUSY_MACHINE_SAID.append(hint)
+            logger.warning("HNLMRec LLM stage: %s", hint)
     try:
         yield
     finally:

@@ -105,6 +105,47 @@ def test_the_stage_keeps_its_threads_to_itself(root, tmp_path, tiny_tokenizer, t
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize("threads, load, cores, busy", [
+    (2, 3.1, 2, True), (2, 2.5, 2, False), (2, 2.51, 2, True), (1, 9.0, 2, False), (8, 8.4, 8, False),
+    (8, 9.0, 8, True), (2, None, 2, False), (2, 5.0, None, False)])
+def test_busy_machine_hint_needs_several_threads_and_a_load_above_the_cores(threads, load, cores, busy):
+    from recbole_hnlm.llm.throughput import busy_machine_hint
+
+    hint = busy_machine_hint(threads, load, cores)
+    assert (hint is not None) == busy
+    if busy:
+        assert f"load average {load:.1f} on {cores} cores" in hint and f"runs {threads} torch threads" in hint
+        assert "hnlm_threads=1" in hint
+
+
+def test_a_stage_on_a_busy_cpu_with_default_threads_says_one_thread_may_be_faster(root, tmp_path, tiny_tokenizer,
+                                                                                   tiny_encoder_dir, caplog,
+                                                                                   monkeypatch):
+    """Under a load of 5 on 2 cores the main command's embedding ran 17 pairs/s with torch's 2 threads and 90 with
+    hnlm_threads=1, without a word about it; the stage now says so once per process, and not with hnlm_threads set."""
+    import logging
+
+    import recbole_hnlm.llm.pipeline as pipeline
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the hint is for CPU stages
+    monkeypatch.setattr(os, "getloadavg", lambda: (7.0, 6.0, 5.0))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(pipeline, "_BUSY_MACHINE_SAID", [])
+    caplog.set_level(logging.WARNING)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        _run(root, str(tmp_path / "set.safetensors"), tiny_tokenizer, tiny_encoder_dir, threads=2)
+        assert "machine is busy" not in caplog.text  # the user chose the threads
+        _run(root, str(tmp_path / "a.safetensors"), tiny_tokenizer, tiny_encoder_dir)
+        _run(root, str(tmp_path / "b.safetensors"), tiny_tokenizer, tiny_encoder_dir)
+    finally:
+        torch.set_num_threads(before)
+    assert caplog.text.count("the machine is busy (load average 7.0 on 2 cores) and the LLM stage runs 2 torch "
+                             "threads") == 1
+    assert "hnlm_threads=1 (--hnlm_threads=1) makes it use one" in caplog.text
+
+
 def test_a_kill_while_writing_leaves_no_store_without_its_texts(root, tmp_path, tiny_tokenizer, tiny_encoder_dir,
                                                               monkeypatch):
     import recbole_hnlm.llm.semantic as semantic
