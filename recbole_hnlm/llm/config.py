@@ -38,7 +38,8 @@ class LLMConfig:
     max_pairs: int = field(default=0, metadata={
         "help": "0 = every training pair; N = seeded uniform subset of N pairs (the others have no negative)"})
     threads: int = field(default=0, metadata={
-        "help": "torch CPU threads for the LLM stage; 0 = torch default (use 1 on a CPU shared with other jobs)"})
+        "help": "torch CPU threads for the LLM stage (teacher included); 0 = torch default (use 1 on a CPU shared "
+                "with other jobs)"})
     chunk_size: int = field(default=256, metadata={"help": "pairs per resumable chunk"})
     # semantic variant: generation
     negatives_per_pair: int = field(default=1, metadata={"help": "hard negatives per pair, averaged (eq. 5)"})

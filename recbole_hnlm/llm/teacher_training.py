@@ -23,6 +23,8 @@ import numpy as np
 import torch
 
 from recbole_hnlm.files import check_writable, discard_stale_work, exclusive_lock, lock_file, work_folder
+from .config import LLMConfig
+from .pipeline import llm_threads
 from .teacher import check_replaceable_teacher, export_teacher, training_settings
 from .throughput import rough_duration
 
@@ -121,6 +123,8 @@ def train_teacher(config, train_data, path: str, model: Optional[str] = None, ep
         path: output teacher file (written atomically).
         fresh: train from the first epoch (``--overwrite``): an interrupted training's resume state is discarded.
             Otherwise a teacher file that another run wrote since the caller looked for it is taken as it is.
+
+    It trains with ``hnlm_threads`` torch threads, as the rest of the LLM stage (:func:`~.pipeline.llm_threads`).
     """
     from recbole_hnlm.utils import get_model, get_trainer
 
@@ -131,7 +135,8 @@ def train_teacher(config, train_data, path: str, model: Optional[str] = None, ep
               loader_generator.get_state() if loader_generator is not None else None)
     work = work_folder(path)
     try:
-        with exclusive_lock(lock_file(work), f"the teacher {path} (the run that holds it trains it)"):
+        with exclusive_lock(lock_file(work), f"the teacher {path} (the run that holds it trains it)"), \
+                llm_threads(LLMConfig.from_config(config)):
             if os.path.exists(path) and not fresh:  # written by a run that held the lock before this one
                 logger.info("HNLMRec teacher: %s was written meanwhile and is reused", path)
                 return path
