@@ -80,13 +80,16 @@ def test_config_file_then_command_line_precedence(fast_config, tmp_path, monkeyp
 def test_unknown_names_list_the_valid_ones(fast_config):
     with pytest.raises(ConfigError, match="MF, NGCF, LightGCN, SGL"):
         make(fast_config, model="NoSuchModel")
-    with pytest.raises(ConfigError, match="RNS, DNS, MixGCF, AHNS"):
+    with pytest.raises(ConfigError, match="RNS, DNS, MixGCF, AHNS, HNLMRec"):
         make(fast_config, model="LightGCN", sampler="nope")
 
 
 @pytest.mark.parametrize("key,value", [
     ("mixgcf_candidates", 0), ("dns_topn", 40), ("dns_variant", "best"), ("ahns_beta", -1.0), ("ahns_p", 0.5),
     ("dns_candidates", 2.5),
+    # a bool is no number (True read as 1: --mixgcf_candidates=True trained with M = 1)
+    ("mixgcf_candidates", True), ("dns_candidates", True), ("dns_topn", True), ("ahns_alpha", True),
+    ("ahns_beta", True),
 ])
 def test_bad_hyper_parameters_are_rejected(fast_config, key, value):
     sampler = key.split("_")[0]

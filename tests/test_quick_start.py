@@ -274,7 +274,7 @@ def test_missing_dataset_names_the_searched_path(tmp_path, capsys):
 def test_cli_reports_unknown_sampler(capsys):
     code = main(["--model=LightGCN", "--sampler=Bogus"])
     assert code == 2
-    assert "Valid samplers" in capsys.readouterr().err
+    assert "Valid samplers: RNS, DNS, MixGCF, AHNS, HNLMRec" in capsys.readouterr().err
 
 
 def test_a_setting_given_twice_takes_its_last_value(capsys):

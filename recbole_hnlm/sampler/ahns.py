@@ -10,6 +10,7 @@ import logging
 
 import torch
 
+from recbole_hnlm.config_checks import is_number
 from recbole_hnlm.ops import select_candidates
 from recbole_hnlm.sampler.base import NegativeSampler, Negatives, SamplingContext, gather_items, require
 
@@ -56,9 +57,9 @@ class AHNS(NegativeSampler):
     @classmethod
     def check_config(cls, config):
         super().check_config(config)
-        require(config, "ahns_alpha", lambda v: isinstance(v, (int, float)), "a number")
-        require(config, "ahns_beta", lambda v: isinstance(v, (int, float)) and v > 0, "a number > 0")
-        require(config, "ahns_p", lambda v: isinstance(v, (int, float)) and v < -1,
+        require(config, "ahns_alpha", is_number, "a number")
+        require(config, "ahns_beta", lambda v: is_number(v) and v > 0, "a number > 0")
+        require(config, "ahns_p", lambda v: is_number(v) and v < -1,
                 "a number < -1 (AHNS_{p<0}: the target hardness must fall as the positive score rises)")
 
     @torch.no_grad()

@@ -13,6 +13,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
+from recbole_hnlm.config_checks import is_integer
 from recbole_hnlm.errors import ConfigError
 from recbole_hnlm.ops import gather_rows
 
@@ -113,7 +114,7 @@ class NegativeSampler(nn.Module):
     def check_config(cls, config):
         """Reject bad hyper-parameters at start-up with a message naming the key."""
         if cls.n_candidates_key:
-            require(config, cls.n_candidates_key, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
+            require(config, cls.n_candidates_key, lambda v: is_integer(v) and v >= 1, "an integer >= 1")
 
     def aux_loss_names(self) -> tuple:
         """What each of the sampler's ``aux_losses`` is, in order (the log's loss columns after the first)."""

@@ -9,6 +9,7 @@ Reference code:
 """
 import torch
 
+from recbole_hnlm.config_checks import is_integer
 from recbole_hnlm.ops import candidate_scores, select_candidates
 from recbole_hnlm.sampler.base import NegativeSampler, Negatives, SamplingContext, gather_items, require
 
@@ -27,7 +28,9 @@ class DNS(NegativeSampler):
     * ``dns_variant: single`` (default; AHNS repo): one negative drawn uniformly from :math:`\mathcal T_b`; with
       ``dns_topn: 1`` this is Zhang et al.'s DNS, :math:`j_b = \arg\max_m S_{bm}`.
     * ``dns_variant: shi_sum`` (Shi et al.): all ``N`` negatives enter the loss, summed over ``N`` (and, as every
-      loss term here, averaged over the batch; Shi et al. sum over it).
+      loss term here, averaged over the batch; Shi et al. sum over it). Its candidates leave out the user's training
+      positives, as every sampler's here (:class:`~.candidates.CandidateGenerator`); Shi et al.'s code draws them
+      from all items (algorithms.md §2.2).
 
     Config:
         dns_candidates (int): ``M``, candidates per positive pair. Default 32.
@@ -46,7 +49,7 @@ class DNS(NegativeSampler):
     @classmethod
     def check_config(cls, config):
         super().check_config(config)
-        require(config, "dns_topn", lambda v: isinstance(v, int) and 1 <= v <= config["dns_candidates"],
+        require(config, "dns_topn", lambda v: is_integer(v) and 1 <= v <= config["dns_candidates"],
                 f"an integer in [1, dns_candidates={config['dns_candidates']}]")
         require(config, "dns_variant", lambda v: v in DNS_VARIANTS, f"one of {DNS_VARIANTS}")
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recbole_hnlm.config_checks import is_integer, is_number
 from recbole_hnlm.errors import ConfigError
 from recbole_hnlm.ops import gather_rows
 from recbole_hnlm.sampler.base import NegativeSampler, Negatives, SamplingContext, require
@@ -123,18 +124,18 @@ class HNLMRec(NegativeSampler):
 
     @classmethod
     def check_config(cls, config):
-        require(config, "hnlm_lambda", lambda v: isinstance(v, (int, float)) and 0 <= v <= 1, "a number in [0, 1]")
-        require(config, "hnlm_cl_weight", lambda v: isinstance(v, (int, float)) and v >= 0, "a number >= 0")
-        require(config, "hnlm_cl_temperature", lambda v: isinstance(v, (int, float)) and v > 0, "a number > 0")
+        require(config, "hnlm_lambda", lambda v: is_number(v) and 0 <= v <= 1, "a number in [0, 1]")
+        require(config, "hnlm_cl_weight", lambda v: is_number(v) and v >= 0, "a number >= 0")
+        require(config, "hnlm_cl_temperature", lambda v: is_number(v) and v > 0, "a number > 0")
         require(config, "hnlm_missing", lambda v: v in MISSING_POLICIES, f"one of {MISSING_POLICIES}")
         require(config, "hnlm_center", lambda v: isinstance(v, bool), "True or False")
         require(config, "hnlm_h_norm", lambda v: v in NORM_POLICIES, f"one of {NORM_POLICIES}")
-        require(config, "hnlm_adapter_reg_weight", lambda v: isinstance(v, (int, float)) and v >= 0, "a number >= 0")
+        require(config, "hnlm_adapter_reg_weight", lambda v: is_number(v) and v >= 0, "a number >= 0")
         require(config, "hnlm_adapter_hidden",
-                lambda v: isinstance(v, (list, tuple)) and all(isinstance(w, int) and w > 0 for w in v),
+                lambda v: isinstance(v, (list, tuple)) and all(is_integer(w) and w > 0 for w in v),
                 "a list of positive integers (may be empty)")
         margin = config["hnlm_margin"]
-        if margin is not None and not (isinstance(margin, (int, float)) and margin >= 0):
+        if margin is not None and not (is_number(margin) and margin >= 0):
             require(config, "hnlm_margin", lambda v: False, "~ (BPR, the paper) or a number >= 0 (hinge, the code)")
         from recbole_hnlm.llm.config import LLMConfig
 

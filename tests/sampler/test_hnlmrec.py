@@ -310,7 +310,10 @@ def test_bad_hnlm_options_are_rejected(fast_config, ml_slice, tmp_path):
     from recbole_hnlm.config import Config
 
     for key, value in [("hnlm_lambda", 1.5), ("hnlm_missing", "noise"), ("hnlm_cl_temperature", 0.0),
-                       ("hnlm_h_norm", "unit"), ("hnlm_adapter_reg_weight", -1.0), ("hnlm_center", "yes")]:
+                       ("hnlm_h_norm", "unit"), ("hnlm_adapter_reg_weight", -1.0), ("hnlm_center", "yes"),
+                       # a bool is no number (--hnlm_lambda=True trained with lambda 1)
+                       ("hnlm_lambda", True), ("hnlm_cl_weight", True), ("hnlm_cl_temperature", True),
+                       ("hnlm_adapter_reg_weight", False), ("hnlm_adapter_hidden", [True]), ("hnlm_margin", True)]:
         with pytest.raises(ConfigError, match=key):
             Config(model="LightGCN", config_dict=config_for(fast_config, store, **{key: value}))
 
