@@ -2,6 +2,7 @@
 import glob
 import logging
 import os
+import re
 import sys
 
 import pytest
@@ -248,6 +249,33 @@ def test_finetuned_run_trains_teacher_then_embeds_every_training_pair(fast_confi
     init_seed(config["seed"], True)
     train_data, _, _ = data_preparation(config, create_dataset(config))
     assert store.manifest["split_hash"] == dataset_split_sha256(train_data._dataset)
+
+
+@pytest.mark.parametrize("setting, error", [
+    ({"hnlm_generator": "/no/such/model"}, "hnlm_generator: model folder /no/such/model not found"),
+    ({"hnlm_load_in_4bit": True}, "hnlm_load_in_4bit: 4-bit loading"),
+])
+def test_models_that_cannot_load_are_refused_before_the_teacher_trains(fast_config, tiny_llama_dir, tmp_path,
+                                                                       monkeypatch, setting, error):
+    """A missing generator path, or 4-bit loading without a GPU, was said only after the 30-epoch teacher had
+    trained (hours at Yelp2018's size)."""
+    import shutil
+
+    from recbole_hnlm.quick_start import run_recbole_hnlm
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # 4-bit loading needs one
+    data_path, name = str(tmp_path / "data"), fast_config["dataset"]
+    os.makedirs(os.path.join(data_path, name))
+    shutil.copyfile(os.path.join(fast_config["data_path"], name, name + ".inter"),
+                    os.path.join(data_path, name, name + ".inter"))
+    settings = dict(fast_config, data_path=data_path, sampler="HNLMRec", hnlm_variant="finetuned",
+                    hnlm_generator=tiny_llama_dir, hnlm_teacher_epochs=1, epochs=1)
+    settings.update(setting)
+    trained = []
+    monkeypatch.setattr("recbole_hnlm.llm.teacher_training.train_teacher", lambda *a, **k: trained.append(a))
+    with pytest.raises(Exception, match=re.escape(error)):
+        run_recbole_hnlm(model="MF", dataset=name, config_dict=settings, saved=False)
+    assert not trained
 
 
 def test_cli_split_is_the_run_split_and_teacher_stage_writes_the_file(fast_config, tmp_path, caplog):
