@@ -15,6 +15,14 @@ class ConcurrentWriterError(RuntimeError):
     the holder's pid)."""
 
 
+class WriteError(OSError):
+    """A file could not be written (a full disk, a file-size limit, an I/O error): the message names the file and
+    says that its earlier version, if any, is unchanged."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during training, once a resume state exists: ``resume_file`` continues the run (``--resume_from``).
     With ``best_only`` the run wrote no resume state and ``resume_file`` is its best checkpoint so far, from which

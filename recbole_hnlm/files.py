@@ -11,17 +11,19 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import time
 from contextlib import contextmanager
+from typing import Optional
 
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks, concurrent runs are not detected
     fcntl = None
 
-from recbole_hnlm.errors import ConcurrentWriterError, ConfigError
+from recbole_hnlm.errors import ConcurrentWriterError, ConfigError, WriteError
 
 __all__ = ["atomic_folder", "atomic_path", "check_writable", "discard_stale_work", "exclusive_lock", "file_sha256",
            "held_by_another", "is_safetensors_file", "lock_file", "lock_open_file", "pid_alive",
@@ -131,6 +133,41 @@ def remove_dead_writers_files(path: str) -> None:
                     pass
 
 
+#: What a write that failed on each cause needs before the command can run again.
+_WRITE_FAILURES = {errno.ENOSPC: "free space on its disk", errno.EDQUOT: "free space within the disk quota",
+                   errno.EFBIG: "raise the file-size limit (ulimit -f)", errno.EIO: "check its disk",
+                   errno.EROFS: "make its folder writable (its file system is read-only)"}
+
+
+def write_failed(path: str, error: BaseException, kept: bool = True) -> WriteError:
+    """:class:`WriteError` naming ``path`` for ``error``, a write that failed on one of the causes of
+    :data:`_WRITE_FAILURES` (safetensors says which only as ``os error N``, and names no file)."""
+    code = _write_errno(error) or getattr(error, "errno", None)
+    why = os.strerror(code) if code else str(error)
+    failure = WriteError(f"{path}: cannot be written ({why}); "
+                         + ("its earlier version, if any, is unchanged" if kept else
+                            "the records were not added, the earlier ones are unchanged")
+                         + f". {_WRITE_FAILURES.get(code, 'fix the cause').capitalize()} and run the command again")
+    failure.errno, failure.filename = code, path
+    return failure
+
+
+def _write_errno(error: BaseException) -> Optional[int]:
+    """The errno of :data:`_WRITE_FAILURES` that ``error`` carries (an ``OSError``, or safetensors' error whose
+    message ends in ``(os error N)``), else None: other errors (a missing input file, a refused lock) pass on as
+    they are."""
+    if isinstance(error, WriteError):
+        return None
+    if isinstance(error, OSError):
+        code = error.errno
+    elif type(error).__name__ == "SafetensorError":
+        found = re.search(r"\(os error (\d+)\)", str(error))
+        code = int(found.group(1)) if found else None
+    else:
+        return None
+    return code if code in _WRITE_FAILURES else None
+
+
 @contextmanager
 def atomic_path(path: str):
     """Yield a temporary path next to ``path``; on success it is renamed onto ``path`` (same file system). A symbolic
@@ -141,11 +178,16 @@ def atomic_path(path: str):
     remove_dead_writers_files(path)
     tmp = temporary_name(path)
     try:
-        yield tmp
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # writers such as safetensors create 0600 files; users share results
-        os.replace(tmp, path)
+        try:
+            yield tmp
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.chmod(tmp, 0o666 & ~_umask())  # writers such as safetensors create 0600 files; users share results
+            os.replace(tmp, path)
+        except Exception as error:
+            if _write_errno(error):
+                raise write_failed(path, error) from error
+            raise
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -160,19 +202,31 @@ def atomic_folder(path: str):
     tmp = temporary_name(path)
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
+    old = None
     try:
-        yield tmp
-        for name in os.listdir(tmp):
-            full = os.path.join(tmp, name)
-            if os.path.isfile(full):
-                with open(full, "rb") as handle:
-                    os.fsync(handle.fileno())
-                os.chmod(full, 0o666 & ~_umask())  # safetensors and peft write 0600 files; users share results
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        try:
+            yield tmp
+            for name in os.listdir(tmp):
+                full = os.path.join(tmp, name)
+                if os.path.isfile(full):
+                    with open(full, "rb") as handle:
+                        os.fsync(handle.fileno())
+                    os.chmod(full, 0o666 & ~_umask())  # safetensors and peft write 0600 files; users share results
+            if os.path.isdir(path):  # moved aside, not removed: a failed rename below puts it back
+                old = temporary_name(path)
+                os.replace(path, old)
+            os.replace(tmp, path)
+        except Exception as error:
+            if old is not None and not os.path.exists(path):
+                os.replace(old, path)
+                old = None
+            if _write_errno(error):
+                raise write_failed(path, error) from error
+            raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def write_text_atomic(path: str, text: str) -> None:

@@ -23,7 +23,7 @@ from recbole_hnlm.data_checks import (check_dataset_files, check_read_dataset, c
                                       dataset_errors_named)
 from recbole_hnlm.denormals import flush_denormals
 from recbole_hnlm.determinism import deterministic_algorithms
-from recbole_hnlm.errors import ConcurrentWriterError, ConfigError, DataError, TrainingInterrupted
+from recbole_hnlm.errors import ConcurrentWriterError, ConfigError, DataError, TrainingInterrupted, WriteError
 from recbole_hnlm.ops._ext import kernel_experiments, kernels_in_use
 from recbole_hnlm.resume import changed_options, check_resume_from
 from recbole_hnlm.signals import interrupted_status, say_interrupted, sigterm_as_interrupt
@@ -386,10 +386,11 @@ def main(argv=None, prog=None):
         with sigterm_as_interrupt():
             run_recbole_hnlm(model=model, dataset=dataset, config_file_list=config_file_list,
                              config_dict=config_dict)
-    except (ConfigError, DataError, FileNotFoundError, ConcurrentWriterError) as error:
+    except (ConfigError, DataError, FileNotFoundError, ConcurrentWriterError, WriteError) as error:
         _log_to_files(f"error: {error}")
         print(f"error: {error}", file=sys.stderr)
-        return 1 if isinstance(error, ConcurrentWriterError) else 2  # not bad input: it works once the other ends
+        # not bad input: it works once the other process ends, or once the disk has room
+        return 1 if isinstance(error, (ConcurrentWriterError, WriteError)) else 2
     except TrainingInterrupted as interrupt:
         epoch = read_trainer_state(interrupt.resume_file).get("epoch")
         if interrupt.best_only:

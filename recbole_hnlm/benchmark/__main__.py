@@ -127,9 +127,11 @@ def parse_command_line(parse, argv):
 
 
 def fail(error) -> int:
-    """Bad input: one ``error:`` line on stderr, exit status 2."""
+    """One ``error:`` line on stderr; exit status 2 for bad input, 1 for a write that failed (a full disk)."""
+    from recbole_hnlm.errors import WriteError
+
     print(f"error: {error}", file=sys.stderr)
-    return 2
+    return 1 if isinstance(error, WriteError) else 2
 
 
 PROG = "python -m recbole_hnlm.benchmark"
@@ -182,6 +184,7 @@ def main(argv=None, prog=PROG):
     """Command line (see the module docstring); ``prog``: the command ``--help`` names (``benchmarks/compare.py``)."""
     from recbole_hnlm.benchmark.grid import SettingsMismatch, run_grid
     from recbole_hnlm.benchmark.report import write_report
+    from recbole_hnlm.errors import WriteError
     from recbole_hnlm.signals import interrupted_status, say_interrupted, sigterm_as_interrupt
 
     args, status = parse_command_line(lambda items: parse_args(items, prog), argv)
@@ -195,7 +198,7 @@ def main(argv=None, prog=PROG):
                                    config_dict=args.config, config_file_list=args.config_files,
                                    analyses=args.analyses, ratios=args.ratios, progress=not args.no_progress,
                                    fhn_pairs=args.fhn_pairs)
-        except (SettingsMismatch, ValueError, FileNotFoundError) as error:  # ConfigError is a ValueError
+        except (SettingsMismatch, ValueError, FileNotFoundError, WriteError) as error:  # ConfigError: a ValueError
             return fail(error)
         except KeyboardInterrupt:
             say_interrupted("interrupted: finished cells are saved; rerun the same command to resume")
@@ -204,7 +207,7 @@ def main(argv=None, prog=PROG):
               f"{len(summary['failed'])} failed{': ' + ', '.join(summary['failed']) if summary['failed'] else ''}")
     try:
         paths = write_report(args.out, plots=not args.no_plots)
-    except (FileNotFoundError, ValueError) as error:  # no runs; a result file that is not JSON
+    except (FileNotFoundError, ValueError, WriteError) as error:  # no runs; a result file that is not JSON
         return fail(error)
     for name, path in paths.items():
         print(f"{name}: {path}")

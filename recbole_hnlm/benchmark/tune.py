@@ -42,7 +42,7 @@ from recbole_hnlm.benchmark.report import METRIC_NAMES
 from recbole_hnlm.benchmark.runner import METRICS, Cell, check_cell, run_cell
 from recbole_hnlm.benchmark.search_space import ALGORITHMS, make_trials, read_params_file, trial_key
 from recbole_hnlm.config_checks import foreign_option_messages, run_never_reads
-from recbole_hnlm.errors import ConfigError
+from recbole_hnlm.errors import ConfigError, WriteError
 from recbole_hnlm.files import write_json_atomic, write_text_atomic
 
 __all__ = ["run_search", "search_report", "main"]
@@ -410,7 +410,7 @@ def main(argv=None, prog=PROG) -> int:
                                 algo=args.algo, max_evals=args.max_evals, search_seed=args.search_seed,
                                 config_dict=args.config, config_file_list=args.config_files,
                                 progress=not args.no_progress)
-    except (SettingsMismatch, ValueError, FileNotFoundError) as error:  # ConfigError is a ValueError
+    except (SettingsMismatch, ValueError, FileNotFoundError, WriteError) as error:  # ConfigError: a ValueError
         return fail(error)
     except KeyboardInterrupt:
         say_interrupted("interrupted: finished cells are saved; rerun the same command to resume")

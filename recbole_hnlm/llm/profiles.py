@@ -22,7 +22,7 @@ from typing import Dict, Iterable, List, Optional
 
 from tqdm.auto import tqdm
 
-from recbole_hnlm.files import check_writable, exclusive_lock, lock_file
+from recbole_hnlm.files import check_writable, exclusive_lock, lock_file, write_failed
 from .dataset_text import DatasetText
 from .generation import Generator
 from .prompts import ChatFormatter, PromptTemplate
@@ -95,12 +95,20 @@ class ProfileBook:
         # another run may append to the same book: its last line is complete once it releases the lock
         with exclusive_lock(lock_file(self.path), "profiles", wait=True):
             _cut_partial_last_line(self.path)
-            with open(self.path, "a", encoding="utf-8") as handle:
-                for record in records:
-                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-                    self._index(record)
-                handle.flush()
-                os.fsync(handle.fileno())
+            size = os.path.getsize(self.path) if os.path.exists(self.path) else 0
+            try:
+                with open(self.path, "a", encoding="utf-8") as handle:
+                    handle.write("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            except OSError as error:  # a full disk: the records are not stored, nor is a cut one left behind
+                try:
+                    os.truncate(self.path, size)
+                except OSError:
+                    pass  # the next append cuts it
+                raise write_failed(self.path, error, kept=False) from None
+            for record in records:
+                self._index(record)
 
 
 def _cut_partial_last_line(path: str) -> None:

@@ -28,7 +28,7 @@ from torch import nn
 
 from recbole_hnlm.errors import DataError
 
-from recbole_hnlm.files import atomic_path, file_sha256, write_json_atomic, write_text_atomic
+from recbole_hnlm.files import atomic_path, file_sha256, write_json_atomic
 from .paths import artifact_dir
 
 __all__ = [
@@ -133,7 +133,6 @@ def write_pair_store(path: str, user_tokens: Sequence[str], item_tokens: Sequenc
                 raise StoreError(f"{path}: token {token!r} contains a tab or newline and cannot be keyed")
         keys = "".join(f"{u}\t{i}\n" for u, i in zip(user_tokens, item_tokens))
         full["keys_sha256"] = hashlib.sha256(keys.encode("utf-8")).hexdigest()  # pairs the two files (open checks)
-        write_text_atomic(keys_path, keys)
     from safetensors.torch import save_file
 
     side = path + ".manifest.json"
@@ -141,6 +140,10 @@ def write_pair_store(path: str, user_tokens: Sequence[str], item_tokens: Sequenc
         os.remove(side)
     with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata={"format": FORMAT, "manifest": json.dumps(full, sort_keys=True)})
+        if key_type == "tsv":  # replaced once the new store is written in full, just before it: a full disk during
+            with atomic_path(keys_path) as keys_tmp:  # the store's write left the old store beside the new keys
+                with open(keys_tmp, "w", encoding="utf-8") as handle:
+                    handle.write(keys)
     write_json_atomic(side, full)
     if key_type == "int64" and os.path.exists(keys_path):
         os.remove(keys_path)  # stale keys from an earlier string-keyed file

@@ -1,0 +1,112 @@
+"""A write that fails with an error (full disk, file-size limit, I/O error) while the process lives on: the error
+names the file, the earlier version stays usable, no temporary file is left behind."""
+import errno
+import os
+import resource
+
+import pytest
+import torch
+
+from recbole_hnlm import files
+from recbole_hnlm.errors import WriteError
+
+
+def _full_disk(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_failed_atomic_write_names_the_file_and_keeps_the_old_one(tmp_path):
+    path = str(tmp_path / "result.json")
+    files.write_json_atomic(path, {"old": 1})
+    with pytest.raises(WriteError, match=r"result\.json: cannot be written \(No space left on device\)"):
+        with files.atomic_path(path) as tmp:
+            with open(tmp, "w") as handle:
+                handle.write("partial")
+            _full_disk()
+    assert os.listdir(tmp_path) == ["result.json"]
+    assert open(path).read() == '{\n  "old": 1\n}\n'
+
+
+def test_a_folder_whose_rename_fails_keeps_the_old_folder(tmp_path, monkeypatch):
+    folder = str(tmp_path / "x.hnlm-adapter")
+    with files.atomic_folder(folder) as tmp:
+        open(os.path.join(tmp, "hybrid.json"), "w").write("old")
+    real, new = os.replace, []
+
+    def replace(source, target):  # the rename of the new folder into place fails
+        if new and source == new[0]:
+            _full_disk()
+        return real(source, target)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(WriteError, match="x.hnlm-adapter: cannot be written"):
+        with files.atomic_folder(folder) as tmp:
+            new.append(tmp)
+            open(os.path.join(tmp, "hybrid.json"), "w").write("new")
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["x.hnlm-adapter"]
+    assert open(os.path.join(folder, "hybrid.json")).read() == "old"
+
+
+def test_a_string_keyed_store_survives_a_failed_rewrite(tmp_path, monkeypatch):
+    from recbole_hnlm.llm import store
+
+    path = str(tmp_path / "s.safetensors")
+    manifest = dict(variant="semantic", dataset="x", dataset_hash="h")
+    store.write_pair_store(path, [f"u{i}" for i in range(4)], [f"i{i}" for i in range(4)], torch.randn(4, 8), manifest)
+    import safetensors.torch
+
+    monkeypatch.setattr(safetensors.torch, "save_file", _full_disk)
+    with pytest.raises(WriteError, match="s.safetensors: cannot be written"):
+        store.write_pair_store(path, [f"u{i}" for i in range(3)], [f"j{i}" for i in range(3)], torch.randn(3, 8),
+                               manifest)
+    monkeypatch.undo()
+    assert store.PairEmbeddingStore.open(path).item_tokens == ["i0", "i1", "i2", "i3"]
+    assert not [name for name in os.listdir(tmp_path) if ".tmp-" in name]
+
+
+def test_a_failed_profile_append_leaves_no_cut_line_and_no_record_in_memory(tmp_path):
+    from recbole_hnlm.llm.profiles import ProfileBook
+
+    path = str(tmp_path / "p.jsonl")
+    record = lambda key: dict(kind="user", key=key, input_sha="s", generator="g", settings={}, ok=True,  # noqa: E731
+                              summarization="x" * 200)
+    book = ProfileBook(path)
+    book.append([record("a")])
+    size = os.path.getsize(path)
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size + 100, limits[1]))  # Python ignores SIGXFSZ: write gets EFBIG
+    try:
+        with pytest.raises(WriteError, match="p.jsonl: cannot be written"):
+            book.append([record("b"), record("c")])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+    assert os.path.getsize(path) == size
+    assert sorted(key for _, key in book.records) == ["a"]
+    assert sorted(key for _, key in ProfileBook(path).records) == ["a"]
+
+
+def test_the_run_script_names_the_checkpoint_a_full_disk_refused(tmp_path, ml_slice):
+    """A checkpoint write that failed (here the file-size limit, as a full disk would) ended the run with a
+    safetensors traceback naming no file; now one ``error:`` line names the checkpoint, exit status 1."""
+    import subprocess
+    import sys
+
+    data_path, name = ml_slice
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "run_recbole_hnlm.py")
+    limit = 200 * 1024  # the log is smaller; MF's checkpoint of the slice (1,800 rows of 64 floats) is larger
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    done = subprocess.run([sys.executable, script, "--model=MF", f"--dataset={name}", f"--data_path={data_path}",
+                           "--epochs=1", "--show_progress=False", f"--checkpoint_dir={tmp_path / 'saved'}",
+                           "--load_col={'inter': ['user_id', 'item_id', 'rating', 'timestamp']}"],
+                          capture_output=True, text=True, cwd=tmp_path, preexec_fn=small_files, timeout=300)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {tmp_path / 'saved'}{os.sep}MF-")
+    assert ".safetensors: cannot be written (File too large); its earlier version, if any, is unchanged. Raise the " \
+        "file-size limit (ulimit -f) and run the command again" in errors[0]
+    assert not [f for f in os.listdir(tmp_path / "saved") if ".tmp-" in f]
