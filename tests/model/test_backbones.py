@@ -438,3 +438,55 @@ def test_training_without_the_epoch_hooks_is_said_once(fast_config, caplog):
     model.on_epoch_start(0)
     model.calculate_loss(batch)
     assert model.warming_up and not [r for r in caplog.records if "ran before on_epoch_start" in r.getMessage()]
+
+
+def test_ngcf_with_mixgcf_pools_like_its_pooled_embeddings_and_trains(fast_config):
+    """NGCF with MixGCF ran in no test: its layers pooled in the wrong order (concatenation) or a global query
+    passed unseen."""
+    model, batch, _ = build(fast_config, "NGCF", sampler="MixGCF", mixgcf_candidates=4, message_dropout=0.0)
+    emb = model.propagate(with_layers=True)
+    assert torch.equal(emb.pool(emb.user_layers), emb.user) and torch.equal(emb.pool(emb.item_layers), emb.item)
+    assert emb.layerwise_query
+    model.on_epoch_start(0)
+    loss = model.calculate_loss(batch)
+    assert torch.isfinite(loss).all()
+
+
+def test_ngcf_loss_is_bpr_plus_l2_of_the_ego_embeddings(fast_config):
+    """The loss of NGCF (concatenated layers) in float64: an L2 term on the wrong item rows passed unseen."""
+    model, batch, _ = build(fast_config, "NGCF", message_dropout=0.0, reg_weight=1.0)  # a visible L2 term
+    model.on_epoch_start(0)
+    user, pos, neg = batch[model.USER_ID], batch[model.ITEM_ID], batch[model.NEG_ITEM_ID]
+    got = model.calculate_loss(batch)
+    with torch.no_grad():
+        emb = model.propagate(with_layers=False)
+        u, i, j = emb.user[user].double(), emb.item[pos].double(), emb.item[neg].double()
+        ego_u, ego_i = model.user_embedding.weight.double(), model.item_embedding.weight.double()
+    bpr = F.softplus((u * j).sum(-1) - (u * i).sum(-1)).mean()
+    reg = model.reg_weight * (ego_u[user].pow(2).sum() + ego_i[pos].pow(2).sum() + ego_i[neg].pow(2).sum()) \
+        / (2 * len(user))
+    assert torch.isclose(got.double(), bpr + reg, rtol=1e-5, atol=0)
+
+
+def test_ngcf_with_unequal_hidden_sizes(fast_config):
+    """Layers of unequal widths never trained: the width pairs and the pooled width (HNLMRec's adapter output on
+    NGCF) went unchecked."""
+    model, batch, _ = build(fast_config, "NGCF", hidden_size_list=[48, 32])
+    emb = model.propagate(with_layers=False)
+    assert emb.user.shape[1] == model.embedding_size + 48 + 32
+    settings = {"embedding_size": model.embedding_size, "hidden_size_list": [48, 32]}
+    assert model.pooled_size(settings) == emb.user.shape[1]  # HNLMRec's adapter maps into this width
+
+
+def test_negative_warm_up_trains_on_the_loaders_negative(fast_config):
+    """The negative warm-up trains BPR on the loader's negative (a warm-up scoring the positive as its negative
+    passed unseen)."""
+    model, batch, _ = build(fast_config, "MF", sampler="DNS", negative_warmup_epochs=1)
+    model.on_epoch_start(0)
+    assert model.warming_up
+    user, pos, neg = batch[model.USER_ID], batch[model.ITEM_ID], batch[model.NEG_ITEM_ID]
+    got = model.calculate_loss(batch)
+    u, e = model.user_embedding.weight.detach().double(), model.item_embedding.weight.detach().double()
+    bpr = F.softplus((u[user] * e[neg]).sum(-1) - (u[user] * e[pos]).sum(-1)).mean()
+    reg = model.reg_weight * (u[user].pow(2).sum() + e[pos].pow(2).sum() + e[neg].pow(2).sum()) / (2 * len(user))
+    assert torch.isclose(got.double(), bpr + reg, rtol=1e-6, atol=0)

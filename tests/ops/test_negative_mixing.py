@@ -360,3 +360,16 @@ def test_raw_kernel_names_target():
     user, table, cand = scoring_inputs(3, 4, 5, 6)
     with pytest.raises(RuntimeError, match=r"^target must be a floating tensor"):
         torch.ops.recbole_hnlm.select_candidates(user, table, cand, torch.zeros(3, dtype=torch.long))
+
+
+def test_mixgcf_reference_accepts_an_alpha_of_exactly_zero():
+    """The reference path accepts alpha = 0 (torch.rand draws 0.0 with probability 2^-24: about once per 2,000
+    MixGCF batches of 8,192 draws, a check of alpha > 0 would fail at random); the positive then has no share."""
+    from recbole_hnlm.ops import _ext, mixgcf_mix
+
+    g = torch.Generator().manual_seed(0)
+    items = torch.randn(5, 2, 3, generator=g, dtype=torch.float64)
+    alpha = torch.tensor([[0.0, 0.5]], dtype=torch.float64)
+    with _ext.disabled():
+        z, chosen = mixgcf_mix(torch.randn(1, 3, dtype=torch.float64), items[1:2], items, torch.tensor([[2, 3]]), alpha)
+    assert torch.equal(z[0, 0], items[chosen[0, 0], 0])

@@ -1,13 +1,16 @@
 """HNLMRec sampler (eq. 6-10): mixing, alignment loss, missing-pair policy, and end-to-end training on a store."""
 import logging
 import os
+import re
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from recbole_hnlm.errors import ConfigError
 from recbole_hnlm.llm.store import write_pair_store
 from recbole_hnlm.quick_start import run_recbole_hnlm
+from recbole_hnlm.sampler.base import SamplingContext
 
 D_LLM = 24
 
@@ -694,3 +697,48 @@ def test_a_store_without_vectors_is_not_announced_as_centred(fast_config, ml_sli
     build(fast_config, path, hnlm_missing="random", hnlm_center=True)
     assert "holds no vector" in caplog.text
     assert "stored vectors centred" not in caplog.text and "hnlm_center is not applied" not in caplog.text
+
+
+def test_alignment_loss_of_a_batch_without_llm_negatives_is_zero(fast_config, ml_slice, tmp_path):
+    """A batch with no covered pair (hnlm_missing=random) adds an alignment loss of 0 with finite gradients (an
+    inf/NaN or non-zero term passed unseen)."""
+    store = write_store(ml_slice, tmp_path / "half.safetensors", fraction=0.5)
+    model, batch = build(fast_config, store, hnlm_missing="random")
+    user, pos = batch["user_id"], batch["item_id"]
+    _, found = model.sampler.pairs.lookup(user, pos)
+    keep = ~found
+    emb = model.propagate(with_layers=False)
+    out = model.sampler(SamplingContext(user=user[keep], pos=pos[keep], neg=batch["neg_item_id"][keep], emb=emb))
+    (cl,) = out.aux_losses[:1]
+    assert float(cl) == 0.0
+    cl.backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.sampler.adapter.parameters())
+
+
+def test_epoch_report_mean_cos_user_h_is_the_mean_over_covered_rows(fast_config, ml_slice, tmp_path, caplog):
+    """The logged mean cos(user, h), the figure that shows the degenerate solution, is the mean over the epoch's
+    covered rows (its sign, axis and averaging were never checked)."""
+    store = write_store(ml_slice, tmp_path / "s.safetensors")
+    model, batch = build(fast_config, store)
+    sampler = model.sampler
+    user, pos, neg = batch["user_id"], batch["item_id"], batch["neg_item_id"]
+    emb = model.propagate(with_layers=False)
+    halves = (slice(0, len(user) // 2), slice(len(user) // 2, None))
+    with torch.no_grad():
+        for p in halves:
+            sampler(SamplingContext(user=user[p], pos=pos[p], neg=neg[p], emb=emb))
+        h = sampler.adapter(sampler.pairs.lookup(user, pos)[0])
+        expected = float(F.cosine_similarity(emb.user[user].double(), h.double(), dim=1).mean())
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        sampler.epoch_report()
+    got = float(re.search(r"mean cos\(user, h\) ([-+0-9.]+)", caplog.text).group(1))
+    assert got == pytest.approx(expected, abs=1e-4)
+
+
+def test_a_frozen_adapter_adds_no_frobenius_term(fast_config, ml_slice, tmp_path):
+    """A frozen adapter has no Frobenius term (its weight or loss column would be a constant)."""
+    store = write_store(ml_slice, tmp_path / "s.safetensors")
+    model, batch = build(fast_config, store, hnlm_frozen_adapter=True, hnlm_adapter_reg_weight=1e-2)
+    assert model.sampler.adapter_reg_weight == 0.0
+    assert not any("Frobenius" in name for name in model.sampler.aux_loss_names())

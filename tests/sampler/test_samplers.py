@@ -1,5 +1,6 @@
 """Sampler invariants on random embeddings: what each one selects, shapes, gradients, determinism."""
 import dataclasses
+import logging
 
 import pytest
 import torch
@@ -253,3 +254,23 @@ def test_candidate_redraws_stop_after_max_rounds_and_count_what_is_left(max_roun
     assert CountingGenerator.checks == 2 * (1 + max_rounds)
     assert generator.leaked == 2 * 3 * 4
     assert caplog.text.count("still training positives after") == 1
+
+
+def test_ahns_counts_a_base_of_exactly_zero_as_nonpositive():
+    """AHNS counts a base s+ + alpha of exactly 0 as non-positive (its target is undefined there)."""
+    user = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    item = torch.tensor([[0.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [0.5, 0.0]])
+    emb = Propagation(user_ego=user, item_ego=item, user=user, item=item, pool=mean_pool)
+    sampler = AHNS({"ahns_candidates": 2, "ahns_alpha": 1.0, "ahns_beta": 0.1, "ahns_p": -2}, None).train()
+    ctx = SamplingContext(user=torch.tensor([0]), pos=torch.tensor([1]), neg=torch.tensor([2]), emb=emb,
+                          candidates=torch.tensor([[2, 3]]))  # s+ = -1, base = s+ + alpha = 0 exactly
+    sampler(ctx)
+    assert sampler.nonpositive_base == 1 and sampler.undefined_target == 1
+
+
+def test_the_first_leak_is_warned_about(caplog):
+    """Candidates that stay training positives after every redraw are warned about from the first one."""
+    gen = CandidateGenerator(torch.tensor([0, 0, 0]), torch.tensor([1, 2, 3]), n_items=4, max_rounds=2)
+    with caplog.at_level(logging.WARNING):
+        gen(torch.tensor([0]), 3)
+    assert gen.leaked == 3 and "still training positives" in caplog.text
