@@ -27,8 +27,8 @@ from recbole_hnlm.errors import ConcurrentWriterError, ConfigError, WriteError
 
 __all__ = ["atomic_folder", "atomic_path", "check_writable", "discard_stale_work", "exclusive_lock", "file_sha256",
            "held_by_another", "is_safetensors_file", "lock_file", "lock_open_file", "pid_alive",
-           "remove_dead_writers_files", "temporary_name", "work_folder", "write_json_atomic", "write_text_atomic",
-           "STALE_WRITE_SECONDS"]
+           "remove_dead_writers_files", "temporary_name", "work_folder", "write_failed", "write_failure_errno",
+           "write_json_atomic", "write_text_atomic", "STALE_WRITE_SECONDS"]
 
 logger = logging.getLogger(__name__)
 #: flock errors of file systems without locks (NFS without lockd, some FUSE and SMB mounts): work goes on unlocked.
@@ -142,7 +142,7 @@ _WRITE_FAILURES = {errno.ENOSPC: "free space on its disk", errno.EDQUOT: "free s
 def write_failed(path: str, error: BaseException, kept: bool = True) -> WriteError:
     """:class:`WriteError` naming ``path`` for ``error``, a write that failed on one of the causes of
     :data:`_WRITE_FAILURES` (safetensors says which only as ``os error N``, and names no file)."""
-    code = _write_errno(error) or getattr(error, "errno", None)
+    code = write_failure_errno(error) or getattr(error, "errno", None)
     why = os.strerror(code) if code else str(error)
     failure = WriteError(f"{path}: cannot be written ({why}); "
                          + ("its earlier version, if any, is unchanged" if kept else
@@ -152,7 +152,7 @@ def write_failed(path: str, error: BaseException, kept: bool = True) -> WriteErr
     return failure
 
 
-def _write_errno(error: BaseException) -> Optional[int]:
+def write_failure_errno(error: BaseException) -> Optional[int]:
     """The errno of :data:`_WRITE_FAILURES` that ``error`` carries (an ``OSError``, or safetensors' error whose
     message ends in ``(os error N)``), else None: other errors (a missing input file, a refused lock) pass on as
     they are."""
@@ -185,7 +185,7 @@ def atomic_path(path: str):
             os.chmod(tmp, 0o666 & ~_umask())  # writers such as safetensors create 0600 files; users share results
             os.replace(tmp, path)
         except Exception as error:
-            if _write_errno(error):
+            if write_failure_errno(error):
                 raise write_failed(path, error) from error
             raise
     finally:
@@ -220,7 +220,7 @@ def atomic_folder(path: str):
             if old is not None and not os.path.exists(path):
                 os.replace(old, path)
                 old = None
-            if _write_errno(error):
+            if write_failure_errno(error):
                 raise write_failed(path, error) from error
             raise
     finally:

@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from recbole_hnlm.data_checks import PANDAS_NA_STRINGS
-from recbole_hnlm.errors import DataError
-from recbole_hnlm.files import atomic_path, file_sha256, write_json_atomic
+from recbole_hnlm.errors import DataError, WriteError
+from recbole_hnlm.files import atomic_path, file_sha256, write_failed, write_failure_errno, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -445,11 +445,18 @@ def import_split(dataset: str, train_path: str, test_path: str, out: str, valid:
         with atomic_path(targets["train"]) as tmp_train, atomic_path(targets["valid"]) as tmp_valid, \
                 atomic_path(targets["test"]) as tmp_test:
             for tmp, part in ((tmp_train, "train"), (tmp_valid, "valid"), (tmp_test, "test")):
-                with open(tmp, "w", encoding="utf-8") as handle:
-                    handle.write(HEADER)
-                    handle.writelines(f"{user}\t{item}\n" for user, item in parts[part])
+                try:
+                    with open(tmp, "w", encoding="utf-8") as handle:
+                        handle.write(HEADER)
+                        handle.writelines(f"{user}\t{item}\n" for user, item in parts[part])
+                except OSError as error:  # named here: the innermost of the three writes would name the test file
+                    if write_failure_errno(error):
+                        raise write_failed(targets[part], error) from error
+                    raise
         manifest["outputs"] = {part: file_sha256(path) for part, path in targets.items()}
         write_json_atomic(manifest_path, manifest)  # last: its presence says the three files are complete
+    except WriteError:  # a full disk: names the file and its cause already
+        raise
     except OSError as error:
         raise DataError(f"--out {out}: cannot write {error.filename or folder} ({error.strerror}); choose a "
                         "writable folder.") from None
@@ -493,9 +500,9 @@ def main(argv=None) -> int:
                                 valid_ratio=args.valid_ratio, seed=args.seed, file_format=args.format,
                                 drop_test_pairs_in_train=args.drop_test_pairs_in_train, overwrite=args.overwrite,
                                 user_list=args.user_list, item_list=args.item_list)
-    except DataError as error:
+    except (DataError, WriteError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(error, WriteError) else 2  # a full disk is not bad input
     counts = manifest["counts"]
     print(f"{args.dataset}: {counts['users']} users, {counts['items']} items; train {counts['train_pairs']}, "
           f"valid {counts['valid_pairs']}, test {counts['test_pairs']} pairs -> "

@@ -515,3 +515,23 @@ def test_an_org_id_with_a_quote_inside_is_kept(tmp_path):
     run's checks pass it): such ids are imported (mutant: any quote in the id refused)."""
     path = write(tmp_path / "item_list.txt", ["org_id remap_id", '12"Inch 0', 'B" 1'])
     assert read_id_list(path, "item") == {0: '12"Inch', 1: 'B"'}
+
+
+def test_a_full_disk_names_the_split_file_it_could_not_write(tmp_path, capsys):
+    """A write that failed for lack of room said "choose a writable folder" about a writable folder; it names the
+    file and the cause now, exit status 1 (not bad input), and no temporary file stays."""
+    import resource
+
+    (train_txt, test_txt), _, _ = ml100k_published_split(tmp_path)
+    out = tmp_path / "atomic"
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, limits[1]))  # ml-100k's train file is larger
+    try:
+        code = main(["--dataset", "pub", "--train", train_txt, "--test", test_txt, "--out", str(out)])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"error: {out / 'pub' / 'pub.train.inter'}: cannot be written (File too large)" in err
+    assert "writable folder" not in err
+    assert not [name for name in os.listdir(out / "pub") if ".tmp-" in name]
