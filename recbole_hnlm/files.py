@@ -313,8 +313,11 @@ def exclusive_lock(path: str, what: str, wait: bool = False, shared: bool = Fals
         elif _flock(handle, path, what, wait, shared) and handle.writable() and not shared:  # readers write no pid
             handle.seek(0)
             handle.truncate()
-            handle.write(f"{os.getpid()}\n")
-            handle.flush()
+            try:  # unbuffered: a pid that could not be written is not written again when the handle closes
+                os.write(handle.fileno(), f"{os.getpid()}\n".encode())
+            except OSError as error:  # a full disk: the lock holds without its pid, and the work's own writes
+                if not write_failure_errno(error):  # name the file and the cause
+                    raise
         yield
     finally:
         handle.close()  # releases the lock

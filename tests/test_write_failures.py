@@ -110,3 +110,22 @@ def test_the_run_script_names_the_checkpoint_a_full_disk_refused(tmp_path, ml_sl
     assert ".safetensors: cannot be written (File too large); its earlier version, if any, is unchanged. Raise the " \
         "file-size limit (ulimit -f) and run the command again" in errors[0]
     assert not [f for f in os.listdir(tmp_path / "saved") if ".tmp-" in f]
+
+
+def test_a_lock_taken_on_a_full_disk_holds_without_its_pid(tmp_path):
+    """Writing the holder's pid into a lock file on a full disk ended the command with a bare OSError traceback
+    before any work; the lock is held without it, and the work's own writes say which file the disk refused."""
+    import subprocess
+    import sys
+
+    path = str(tmp_path / "x.lock")
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, limits[1]))  # every write that grows a file fails (EFBIG)
+    try:
+        with files.exclusive_lock(path, "the test's work"):
+            probe = subprocess.run([sys.executable, "-c", "import sys; from recbole_hnlm.files import held_by_another;"
+                                    " sys.exit(0 if held_by_another(sys.argv[1]) else 3)", path], timeout=60)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+    assert probe.returncode == 0  # another process sees it held
+    assert os.path.getsize(path) == 0
