@@ -124,7 +124,7 @@ def remove_dead_writers_files(path: str) -> None:
                     continue
             except OSError:
                 continue
-            if os.path.isdir(full):
+            if os.path.isdir(full) and not os.path.islink(full):
                 shutil.rmtree(full, ignore_errors=True)
             else:
                 try:
@@ -147,9 +147,21 @@ def write_failed(path: str, error: BaseException, kept: bool = True) -> WriteErr
     failure = WriteError(f"{path}: cannot be written ({why}); "
                          + ("its earlier version, if any, is unchanged" if kept else
                             "the records were not added, the earlier ones are unchanged")
-                         + f". {_WRITE_FAILURES.get(code, 'fix the cause').capitalize()} and run the command again")
+                         + f". {_capitalized(_WRITE_FAILURES.get(code, 'fix the cause'))} and run the command again")
     failure.errno, failure.filename = code, path
     return failure
+
+
+def _capitalized(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _about(error: BaseException, *paths: str) -> bool:
+    """Whether ``error`` is about one of ``paths`` or names no file (a ``write()`` that failed; safetensors' errors):
+    an error reading another file inside an atomic write (a checkpoint copied from a failing disk) is not the
+    target's write failure. ``shutil.copyfile`` names its source first and its target second."""
+    named = [getattr(error, "filename", None), getattr(error, "filename2", None)]
+    return named[0] is None or any(name in paths for name in named)
 
 
 def write_failure_errno(error: BaseException) -> Optional[int]:
@@ -185,19 +197,25 @@ def atomic_path(path: str):
             os.chmod(tmp, 0o666 & ~_umask())  # writers such as safetensors create 0600 files; users share results
             os.replace(tmp, path)
         except Exception as error:
-            if write_failure_errno(error):
+            if write_failure_errno(error) and _about(error, tmp, path):
                 raise write_failed(path, error) from error
             raise
     finally:
-        if os.path.exists(tmp):
+        try:
             os.remove(tmp)
+        except FileNotFoundError:
+            pass
+        except OSError:  # a file system remounted read-only after an I/O error: the error above is the one to say
+            logger.warning("%s: could not be removed", tmp)
 
 
 @contextmanager
 def atomic_folder(path: str):
     """Yield a temporary folder next to ``path``; on success its files are fsynced and given the permissions of
-    :func:`atomic_path`, and it replaces ``path`` (an earlier folder there is removed first: a kill between the two
-    leaves no folder, never a mixed one). On failure the temporary folder is removed."""
+    :func:`atomic_path`, and it replaces ``path`` (an earlier folder, or a link to one, is moved aside to a
+    ``.tmp-`` name first and removed once the new one is in place; a failed rename puts it back; a hard kill between
+    the two leaves no folder, never a mixed one, and a later write removes the moved-aside one). On failure the
+    temporary folder is removed."""
     remove_dead_writers_files(path)
     tmp = temporary_name(path)
     shutil.rmtree(tmp, ignore_errors=True)
@@ -216,17 +234,31 @@ def atomic_folder(path: str):
                 old = temporary_name(path)
                 os.replace(path, old)
             os.replace(tmp, path)
-        except Exception as error:
-            if old is not None and not os.path.exists(path):
-                os.replace(old, path)
+        except BaseException as error:  # Ctrl-C between the two renames too
+            if old is not None and not os.path.lexists(path):
+                try:
+                    os.replace(old, path)
+                except OSError:  # the earlier folder stays under its .tmp- name, never removed below
+                    logger.error("%s: the earlier folder could not be put back; it is kept as %s", path, old)
                 old = None
-            if write_failure_errno(error):
+            if isinstance(error, Exception) and write_failure_errno(error):
                 raise write_failed(path, error) from error
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            _remove_tree_or_link(old)
+
+
+def _remove_tree_or_link(path: str) -> None:
+    """Remove the folder ``path``, or the link ``path`` itself (``shutil.rmtree`` refuses links)."""
+    if os.path.islink(path):
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def write_text_atomic(path: str, text: str) -> None:

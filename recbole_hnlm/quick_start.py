@@ -245,6 +245,22 @@ def _init_run_logger(config):
             handler._recbole_hnlm_run = True
             if isinstance(handler, logging.FileHandler):
                 _own_log_file(root, handler)
+                _say_write_errors_once(handler)
+
+
+def _say_write_errors_once(handler):
+    """A log file on a full disk printed logging's ``--- Logging error ---`` traceback for every record of the run
+    (hundreds over a long one): the first is shown, then one line saying the others are not."""
+    shown = []
+    show = handler.handleError
+
+    def handle_error(record):
+        if not shown:
+            shown.append(record)
+            show(record)
+            sys.stderr.write(f"(later errors writing the log file {handler.baseFilename} are not shown)\n")
+
+    handler.handleError = handle_error
 
 
 def _own_log_file(root, handler):
@@ -391,6 +407,14 @@ def main(argv=None, prog=None):
         print(f"error: {error}", file=sys.stderr)
         # not bad input: it works once the other process ends, or once the disk has room
         return 1 if isinstance(error, (ConcurrentWriterError, WriteError)) else 2
+    except OSError as error:  # a full disk refused a file no atomic write guards (RecBole's tensorboard events, a
+        from recbole_hnlm.files import write_failed, write_failure_errno  # folder, a lock file)
+
+        if not write_failure_errno(error):
+            raise
+        where = error.filename or "a file of the run (its log, tensorboard events or checkpoint folder)"
+        print(f"error: {write_failed(where, error)}", file=sys.stderr)
+        return 1
     except TrainingInterrupted as interrupt:
         epoch = read_trainer_state(interrupt.resume_file).get("epoch")
         if interrupt.best_only:

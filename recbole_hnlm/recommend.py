@@ -195,8 +195,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         lines = write_recommendations(target, model, dataset, user_ids, args.k, seen, batch_size=args.batch_size,
                                       progress=config["show_progress"])
     except (ConfigError, DataError, OSError) as error:  # OSError: FileNotFoundError (dataset, users file, --out)
+        from recbole_hnlm.errors import WriteError
+
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(error, WriteError) else 2  # a full disk is not bad input
     print(f"{'stdout' if args.out == '-' else args.out}: {lines} recommendations for {len(user_ids)} users (at most "
           f"{args.k} each)", file=sys.stderr if args.out == "-" else sys.stdout)
     return 0

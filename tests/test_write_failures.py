@@ -124,8 +124,100 @@ def test_a_lock_taken_on_a_full_disk_holds_without_its_pid(tmp_path):
     try:
         with files.exclusive_lock(path, "the test's work"):
             probe = subprocess.run([sys.executable, "-c", "import sys; from recbole_hnlm.files import held_by_another;"
-                                    " sys.exit(0 if held_by_another(sys.argv[1]) else 3)", path], timeout=60)
+                                    " sys.exit(0 if held_by_another(sys.argv[1]) else 3)", path], timeout=60,
+                                   preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, limits))
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, limits)
     assert probe.returncode == 0  # another process sees it held
     assert os.path.getsize(path) == 0
+
+
+def test_an_adapter_folder_that_is_a_link_is_replaced_without_a_stray_link(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "hybrid.json").write_text("old")
+    folder = str(tmp_path / "x.hnlm-adapter")
+    os.symlink("real", folder)
+    with files.atomic_folder(folder) as tmp:
+        open(os.path.join(tmp, "hybrid.json"), "w").write("new")
+    assert sorted(os.listdir(tmp_path)) == ["real", "x.hnlm-adapter"]
+    assert open(os.path.join(folder, "hybrid.json")).read() == "new" and (real / "hybrid.json").read_text() == "old"
+
+
+def test_a_folder_whose_restore_fails_too_is_kept_aside(tmp_path, monkeypatch):
+    folder = str(tmp_path / "x.hnlm-adapter")
+    with files.atomic_folder(folder) as tmp:
+        open(os.path.join(tmp, "hybrid.json"), "w").write("old")
+    real, calls = os.replace, []
+
+    def replace(source, target):  # the new folder's rename and the old one's way back both fail
+        calls.append(source)
+        if len(calls) >= 2:
+            raise OSError(errno.EIO, "Input/output error")
+        return real(source, target)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(WriteError):
+        with files.atomic_folder(folder) as tmp:
+            open(os.path.join(tmp, "hybrid.json"), "w").write("new")
+    monkeypatch.undo()
+    kept = [name for name in os.listdir(tmp_path) if name.startswith("x.hnlm-adapter.tmp-")]
+    assert len(kept) == 1 and open(os.path.join(tmp_path, kept[0], "hybrid.json")).read() == "old"
+
+
+def test_a_grid_stops_at_a_full_disk(tmp_path):
+    from recbole_hnlm.benchmark import grid
+
+    ran = []
+
+    def runner(cell, *args, **kwargs):
+        ran.append(cell.key)
+        raise files.write_failed("/disk/MF.safetensors", OSError(errno.ENOSPC, "No space left on device"))
+
+    with pytest.raises(WriteError):
+        grid.run_grid("ml-100k", ["MF"], ["RNS", "DNS"], [1], str(tmp_path), config_dict={"epochs": 1},
+                      cell_runner=runner, cell_checker=None, progress=False)
+    assert len(ran) == 1
+
+
+def test_a_read_error_inside_an_atomic_write_is_not_the_targets_write_failure(tmp_path):
+    """A checkpoint copied from a failing disk inside an atomic write was reported as the target's write failure,
+    naming the wrong file and disk; errors that are no write failure (a missing input) pass on unchanged too."""
+    path = str(tmp_path / "best.safetensors")
+    with pytest.raises(OSError) as raised:
+        with files.atomic_path(path):
+            raise OSError(errno.EIO, "Input/output error", "/other/disk/source.safetensors")
+    assert not isinstance(raised.value, WriteError) and raised.value.filename == "/other/disk/source.safetensors"
+    with pytest.raises(FileNotFoundError):
+        with files.atomic_path(path) as tmp:
+            import shutil
+
+            shutil.copyfile(str(tmp_path / "missing"), tmp)
+    with pytest.raises(WriteError, match=r"best\.safetensors: cannot be written \(Input/output error\).*Check its"):
+        with files.atomic_path(path) as tmp:
+            raise OSError(errno.EIO, "Input/output error", tmp)
+    assert os.listdir(tmp_path) == []
+
+
+
+def test_a_run_whose_log_file_cannot_grow_shows_one_logging_error_and_ends_with_an_error_line(tmp_path, ml_slice):
+    """A disk full for every file of the run (its log too) printed logging's traceback for every record, then a
+    traceback of the first file that failed (tensorboard's events or a checkpoint), with no ``error:`` line."""
+    import subprocess
+    import sys
+
+    data_path, name = ml_slice
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "run_recbole_hnlm.py")
+
+    def tiny_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    done = subprocess.run([sys.executable, script, "--model=MF", f"--dataset={name}", f"--data_path={data_path}",
+                           "--epochs=2", "--show_progress=False", f"--checkpoint_dir={tmp_path / 'saved'}",
+                           "--load_col={'inter': ['user_id', 'item_id', 'rating', 'timestamp']}"],
+                          capture_output=True, text=True, cwd=tmp_path, preexec_fn=tiny_files, timeout=300)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output[-3000:]
+    assert output.count("--- Logging error ---") == 1 and "are not shown)" in output
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert errors and all("cannot be written (File too large)" in line for line in errors)

@@ -42,7 +42,7 @@ from tqdm import tqdm
 from recbole_hnlm.benchmark.runner import CELL_ANALYSES, Cell, check_cell, environment, run_cell
 from recbole_hnlm.config import read_config_files
 from recbole_hnlm.config_checks import foreign_option_messages, run_never_reads
-from recbole_hnlm.errors import ConcurrentWriterError, ConfigError
+from recbole_hnlm.errors import ConcurrentWriterError, ConfigError, WriteError
 from recbole_hnlm.files import exclusive_lock, file_sha256, write_json_atomic
 from recbole_hnlm.resume import NOT_TRAINING_OPTIONS
 
@@ -448,6 +448,8 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
             result.update({key: digest for key, digest in digests.items() if digest is not None})
         except ConcurrentWriterError as busy:
             return busy
+        except WriteError:  # a full disk fails every later cell too, after its training: stop the grid (exit 1)
+            raise
         except Exception as error:  # record and go on: one broken sampler must not stop the grid
             message = f"{type(error).__name__}: {error}"
             with open(error_path(out, cell), "w") as f:

@@ -22,7 +22,7 @@ from typing import Dict, Iterable, List, Optional
 
 from tqdm.auto import tqdm
 
-from recbole_hnlm.files import check_writable, exclusive_lock, lock_file, write_failed
+from recbole_hnlm.files import check_writable, exclusive_lock, lock_file, write_failed, write_failure_errno
 from .dataset_text import DatasetText
 from .generation import Generator
 from .prompts import ChatFormatter, PromptTemplate
@@ -106,7 +106,9 @@ class ProfileBook:
                     os.truncate(self.path, size)
                 except OSError:
                     pass  # the next append cuts it
-                raise write_failed(self.path, error, kept=False) from None
+                if write_failure_errno(error):
+                    raise write_failed(self.path, error, kept=False) from None
+                raise
             for record in records:
                 self._index(record)
 

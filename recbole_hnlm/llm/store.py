@@ -140,6 +140,8 @@ def write_pair_store(path: str, user_tokens: Sequence[str], item_tokens: Sequenc
         os.remove(side)
     with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata={"format": FORMAT, "manifest": json.dumps(full, sort_keys=True)})
+        with open(tmp, "rb") as handle:  # a disk that reports its lack of room only at fsync: before the keys move
+            os.fsync(handle.fileno())
         if key_type == "tsv":  # replaced once the new store is written in full, just before it: a full disk during
             with atomic_path(keys_path) as keys_tmp:  # the store's write left the old store beside the new keys
                 with open(keys_tmp, "w", encoding="utf-8") as handle:
