@@ -6,6 +6,7 @@ config (or set to ``None``) takes the default. Unknown values raise errors namin
 from dataclasses import dataclass, field, fields
 from typing import Optional
 
+from recbole_hnlm.config_checks import is_integer, is_number
 from recbole_hnlm.errors import ConfigError
 
 __all__ = ["LLMConfig"]
@@ -115,17 +116,17 @@ class LLMConfig:
         for names, minimum, kind in _INTEGER_RULES:
             for name in names:
                 value = getattr(self, name)
-                if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
+                if not is_integer(value) or (minimum is not None and value < minimum):
                     raise ConfigError(f"hnlm_{name} must be {kind}, got {value!r}")
         for name in _BOOLEANS:
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"hnlm_{name} must be True or False, got {getattr(self, name)!r}")
         for name in ("ft_tau", "ft_lr", "ft_lora_alpha"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            if not is_number(value) or not value > 0:
                 raise ConfigError(f"hnlm_{name} must be a positive number, got {value!r}")
         dropout = self.ft_lora_dropout
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        if not is_number(dropout) or not 0 <= dropout < 1:
             raise ConfigError(f"hnlm_ft_lora_dropout must be a number in [0, 1), got {dropout!r}")
         if self.variant == "finetuned" and self.ft_item_text == "profile" and not self.item_profiles:
             # the hybrid prompt would show whatever item profiles an earlier run left in the profiles file
