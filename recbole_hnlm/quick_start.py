@@ -407,8 +407,9 @@ def main(argv=None, prog=None):
         print(f"error: {error}", file=sys.stderr)
         # not bad input: it works once the other process ends, or once the disk has room
         return 1 if isinstance(error, (ConcurrentWriterError, WriteError)) else 2
-    except OSError as error:  # a full disk refused a file no atomic write guards (RecBole's tensorboard events, a
-        from recbole_hnlm.files import write_failed, write_failure_errno  # folder, a lock file)
+    except OSError as error:
+        # a full disk refused a file no atomic write guards: RecBole's tensorboard events, a folder, a lock file
+        from recbole_hnlm.files import write_failed, write_failure_errno
 
         if not write_failure_errno(error):
             raise
