@@ -300,3 +300,20 @@ def test_a_precomposed_user_id_is_named_for_a_decomposed_dataset_id_also_after_a
     with pytest.raises(ConfigError) as error:
         _user_ids(dataset, ["Bob", "Zo\u00eb"])
     assert "'Zo\\xeb' is the dataset's 'Zoe\\u0308' in another Unicode normalisation" in str(error.value)
+
+
+def test_a_full_disk_is_one_line_naming_the_output_with_exit_status_1(checkpoint, tmp_path, capsys):
+    """recommend said a full disk like bad input (exit status 2, "[Errno 28] No space left on device", no file)."""
+    import resource
+
+    out = tmp_path / "recs.tsv"
+    out.write_text("the earlier list\n")
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64, limits[1]))  # the header and a row fit, not the list
+    try:
+        code = main(["--checkpoint", checkpoint, "--out", str(out), "--k", "5", "--users", "1,2,3"])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+    assert code == 1
+    assert f"error: {out}: cannot be written (File too large)" in capsys.readouterr().err
+    assert out.read_text() == "the earlier list\n" and sorted(p.name for p in tmp_path.iterdir()) == ["recs.tsv", "run"]
