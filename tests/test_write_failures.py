@@ -221,3 +221,21 @@ def test_a_run_whose_log_file_cannot_grow_shows_one_logging_error_and_ends_with_
     assert output.count("--- Logging error ---") == 1 and "are not shown)" in output
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
     assert errors and all("cannot be written (File too large)" in line for line in errors)
+
+
+def test_a_grid_stops_at_a_full_disk_outside_the_atomic_writes(tmp_path):
+    """A cell that hit a full disk in a file no atomic write guards (RecBole's tensorboard events) was recorded as
+    failed, and every later cell trained and failed alike; its error file, written with a plain open, then failed
+    with a traceback too."""
+    from recbole_hnlm.benchmark import grid
+
+    ran = []
+
+    def runner(cell, *args, **kwargs):
+        ran.append(cell.key)
+        raise OSError(errno.ENOSPC, "No space left on device", "/disk/log_tensorboard/events.out")
+
+    with pytest.raises(WriteError, match="/disk/log_tensorboard/events.out: cannot be written"):
+        grid.run_grid("ml-100k", ["MF"], ["RNS", "DNS"], [1], str(tmp_path), config_dict={"epochs": 1},
+                      cell_runner=runner, cell_checker=None, progress=False)
+    assert len(ran) == 1
