@@ -27,8 +27,8 @@ from recbole_hnlm.errors import ConcurrentWriterError, ConfigError, WriteError
 
 __all__ = ["atomic_folder", "atomic_path", "check_writable", "discard_stale_work", "exclusive_lock", "file_sha256",
            "held_by_another", "is_safetensors_file", "lock_file", "lock_open_file", "pid_alive",
-           "remove_dead_writers_files", "temporary_name", "work_folder", "write_failed", "write_failure_errno",
-           "write_json_atomic", "write_text_atomic", "STALE_WRITE_SECONDS"]
+           "remove_dead_writers_files", "temporary_name", "unguarded_write_failure", "work_folder", "write_failed",
+           "write_failure_errno", "write_json_atomic", "write_text_atomic", "STALE_WRITE_SECONDS"]
 
 logger = logging.getLogger(__name__)
 #: flock errors of file systems without locks (NFS without lockd, some FUSE and SMB mounts): work goes on unlocked.
@@ -124,13 +124,7 @@ def remove_dead_writers_files(path: str) -> None:
                     continue
             except OSError:
                 continue
-            if os.path.isdir(full) and not os.path.islink(full):
-                shutil.rmtree(full, ignore_errors=True)
-            else:
-                try:
-                    os.remove(full)
-                except FileNotFoundError:
-                    pass
+            _remove_entry(full)
 
 
 #: What a write that failed on each cause needs before the command can run again.
@@ -150,6 +144,15 @@ def write_failed(path: str, error: BaseException, kept: bool = True) -> WriteErr
                          + f". {_capitalized(_WRITE_FAILURES.get(code, 'fix the cause'))} and run the command again")
     failure.errno, failure.filename = code, path
     return failure
+
+
+def unguarded_write_failure(error: BaseException, unnamed: str) -> Optional[WriteError]:
+    """:func:`write_failed` for ``error``, a write no atomic write guards that failed on one of the causes of
+    :data:`_WRITE_FAILURES` (RecBole's tensorboard events on a full disk), naming its file, or ``unnamed`` where the
+    error names none; None for any other error."""
+    if not write_failure_errno(error):
+        return None
+    return write_failed(getattr(error, "filename", None) or unnamed, error)
 
 
 def _capitalized(text: str) -> str:
@@ -247,18 +250,19 @@ def atomic_folder(path: str):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None:
-            _remove_tree_or_link(old)
+            _remove_entry(old)
 
 
-def _remove_tree_or_link(path: str) -> None:
-    """Remove the folder ``path``, or the link ``path`` itself (``shutil.rmtree`` refuses links)."""
-    if os.path.islink(path):
+def _remove_entry(path: str) -> None:
+    """Remove the folder ``path`` with its files, or the file or link ``path`` itself (``shutil.rmtree`` refuses
+    links); best effort, as the folder's ``rmtree(ignore_errors=True)``: what cannot be removed stays."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
         try:
             os.remove(path)
         except OSError:
             pass
-    else:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def write_text_atomic(path: str, text: str) -> None:

@@ -409,12 +409,12 @@ def main(argv=None, prog=None):
         return 1 if isinstance(error, (ConcurrentWriterError, WriteError)) else 2
     except OSError as error:
         # a full disk refused a file no atomic write guards: RecBole's tensorboard events, a folder, a lock file
-        from recbole_hnlm.files import write_failed, write_failure_errno
+        from recbole_hnlm.files import unguarded_write_failure
 
-        if not write_failure_errno(error):
+        failure = unguarded_write_failure(error, "a file of the run (its log, tensorboard events or checkpoint folder)")
+        if failure is None:
             raise
-        where = error.filename or "a file of the run (its log, tensorboard events or checkpoint folder)"
-        print(f"error: {write_failed(where, error)}", file=sys.stderr)
+        print(f"error: {failure}", file=sys.stderr)
         return 1
     except TrainingInterrupted as interrupt:
         epoch = read_trainer_state(interrupt.resume_file).get("epoch")

@@ -43,7 +43,7 @@ from recbole_hnlm.benchmark.runner import CELL_ANALYSES, Cell, check_cell, envir
 from recbole_hnlm.config import read_config_files
 from recbole_hnlm.config_checks import foreign_option_messages, run_never_reads
 from recbole_hnlm.errors import ConcurrentWriterError, ConfigError, WriteError
-from recbole_hnlm.files import (exclusive_lock, file_sha256, write_failed, write_failure_errno, write_json_atomic,
+from recbole_hnlm.files import (exclusive_lock, file_sha256, unguarded_write_failure, write_json_atomic,
                                 write_text_atomic)
 from recbole_hnlm.resume import NOT_TRAINING_OPTIONS
 
@@ -452,8 +452,9 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
         except WriteError:  # a full disk fails every later cell too, after its training: stop the grid (exit 1)
             raise
         except Exception as error:  # record and go on: one broken sampler must not stop the grid
-            if write_failure_errno(error):  # a full disk outside the atomic writes (RecBole's tensorboard events)
-                raise write_failed(getattr(error, "filename", None) or f"a file of cell {cell.key}", error) from error
+            failure = unguarded_write_failure(error, f"a file of cell {cell.key}")  # RecBole's tensorboard events
+            if failure is not None:  # on a full disk: every later cell would fail alike
+                raise failure from error
             message = f"{type(error).__name__}: {error}"
             write_text_atomic(error_path(out, cell), f"{cell.key}\n{message}\n\n{traceback.format_exc()}")
             logging.getLogger().error(f"benchmark cell {cell.key} failed: {message}")

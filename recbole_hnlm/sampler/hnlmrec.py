@@ -167,23 +167,23 @@ class HNLMRec(NegativeSampler):
         if os.path.isfile(item_file):  # the LLM stage reads it, loaded or not: fail before the teacher trains
             check_records(item_file, config["encoding"] or "utf-8", quoted=item_file_loaded(config))
         if config["hnlm_variant"] == "finetuned":
-            cls.check_generator_before_the_teacher(config)
-            ensure_teacher(config, train_data, teacher_path_for(config))
+            teacher = teacher_path_for(config)
+            cls.check_generator_before_the_teacher(config, teacher)
+            ensure_teacher(config, train_data, teacher)
         progress = bool(config["show_progress"]) if "show_progress" in config else True
         config["hnlm_file"] = ensure_negatives(config, train_data._dataset, progress=progress)
 
     @staticmethod
-    def check_generator_before_the_teacher(config):
+    def check_generator_before_the_teacher(config, teacher: str):
         """A generator path that is not there, or 4-bit loading on a machine that cannot do it, was said only after
         the fine-tuned variant's teacher had trained (30 epochs: minutes on ml-100k, hours at Yelp2018's size):
         check them first. The generator is resolved as the stage resolves it for its cache keys; 4-bit only when
-        the teacher is missing, since a new teacher means a new fine-tuning (a store made on a GPU is still reused
-        on the CPU)."""
+        the ``teacher`` file is missing, since a new teacher means a new fine-tuning (a store made on a GPU is still
+        reused on the CPU)."""
         from recbole_hnlm.llm.models import check_4bit, resolve_generator
-        from recbole_hnlm.llm.pipeline import teacher_path_for
 
         resolve_generator(config["hnlm_generator"])
-        if not os.path.exists(teacher_path_for(config)):
+        if not os.path.exists(teacher):
             check_4bit(config["hnlm_load_in_4bit"], "hnlm_load_in_4bit")
 
     @staticmethod
