@@ -318,6 +318,41 @@ def test_exported_random_negatives_are_never_training_positives(fast_config, mod
     assert (drawn >= 1).all() and len(set(drawn.tolist())) > model.n_items // 3  # spread over the catalogue
 
 
+@pytest.mark.parametrize("variant,top_n", [("shi_sum", 3), ("single", 1)])
+def test_exported_dns_negative_is_the_hardest_candidate(fast_config, variant, top_n):
+    """``hard_negatives`` under DNS exports the candidate the pooled user scores highest: for ``shi_sum`` the first
+    of its top-N (an export of the N-th passed every earlier test). The candidates are drawn again from the same
+    seed."""
+    model, batch, _ = build(fast_config, "LightGCN", sampler="DNS", dns_candidates=8, dns_topn=top_n,
+                            dns_variant=variant)
+    model.eval()
+    user, pos = batch[model.USER_ID][:64], batch[model.ITEM_ID][:64]
+    torch.manual_seed(3)
+    exported = model.hard_negatives(user, pos)
+    torch.manual_seed(3)
+    candidates = model.candidate_generator(user, 8)
+    user_table, item_table = model.pooled_embeddings()
+    scores = (user_table[user][:, None, :] * item_table[candidates]).sum(-1)
+    assert (scores.topk(2, dim=1).values[:, 0] > scores.topk(2, dim=1).values[:, 1]).all()  # no ties to blur it
+    hardest = candidates.gather(1, scores.argmax(1, keepdim=True))[:, 0]
+    assert torch.allclose(exported, item_table[hardest], rtol=0, atol=0)
+
+
+def test_ranking_keeps_full_precision_under_a_bfloat16_layer_stack(fast_config):
+    """``layers_dtype: bfloat16`` stores only MixGCF's layer stack in bfloat16: the embeddings ``forward`` ranks with
+    (full_sort_predict) are the float32 mean of the layers, within float32 rounding of the dense float64 mean, not
+    bfloat16's 3 significant digits (ranking from the stored stack passed every earlier test)."""
+    model, _, dataset = build(fast_config, "LightGCN", sampler="MixGCF", layers_dtype="bfloat16")
+    model.eval()
+    user_e, item_e = model.forward()
+    ego = torch.cat([model.user_embedding.weight, model.item_embedding.weight]).detach().double()
+    expected = dense_layers(model, dataset, ego).mean(1)
+    got = torch.cat([user_e, item_e]).double()
+    assert user_e.dtype == item_e.dtype == torch.float32
+    error = (got - expected).abs().max() / expected.abs().max()
+    assert error < 1e-5, float(error)  # bfloat16's rounding is ~4e-3
+
+
 def test_exported_negatives_follow_the_negative_warm_up(fast_config):
     """Inside the warm-up ``hard_negatives`` returns what training draws then (uniform items, never positives);
     after the switch, the sampler's (MixGCF's mixtures, which are no item's row)."""
