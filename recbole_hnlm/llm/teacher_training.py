@@ -9,7 +9,8 @@ same whether the teacher was trained now or found on disk.
 
 Training writes its resume state after every epoch to ``<teacher file>.work/``: an interrupted teacher goes on from
 its last finished epoch when the same settings train it again (the same weights, bit for bit on the CPU, as an
-uninterrupted one), and starts afresh when they changed. The folder goes once the teacher file is written.
+uninterrupted one), and starts afresh when they changed; so does an interrupted ``teacher --overwrite``, whose old
+teacher file stays in use until the new one is written. The folder goes once the teacher file is written.
 """
 import functools
 import glob
@@ -72,8 +73,11 @@ def ensure_teacher(config, train_data, path: str, overwrite: bool = False) -> st
     a new teacher makes them be built again), else trained by :func:`train_teacher`. Returns ``path``."""
     if os.path.isdir(path) or overwrite:  # before the training, which could not be written there
         check_replaceable_teacher(path)
+    if os.path.exists(path):
+        # a run stopped between writing the teacher and removing its resume state: with --overwrite too, that state
+        # is the file's own training, not one to resume (an interrupted --overwrite training's is newer and stays)
+        discard_stale_work(path)
     if os.path.exists(path) and not overwrite:
-        discard_stale_work(path)  # a run stopped between writing the teacher and removing its resume state
         _warn_if_trained_otherwise(config, path)
         logger.info("HNLMRec teacher: %s exists and is reused if it was trained on this run's training split (checked "
                     "next; python -m recbole_hnlm.llm teacher --overwrite trains it again; a new teacher makes the "
@@ -121,8 +125,10 @@ def train_teacher(config, train_data, path: str, model: Optional[str] = None, ep
             settings and the seed).
         train_data: the run's training dataloader (the same split the HNLMRec model trains on).
         path: output teacher file (written atomically).
-        fresh: train from the first epoch (``--overwrite``): an interrupted training's resume state is discarded.
-            Otherwise a teacher file that another run wrote since the caller looked for it is taken as it is.
+        fresh: train a new teacher even where a teacher file exists (``--overwrite``): an interrupted training of
+            the same settings still goes on from its last epoch (so an interrupted ``--overwrite`` resumes when run
+            again; remove the ``.work`` folder to start from the first epoch). Otherwise a teacher file that another
+            run wrote since the caller looked for it is taken as it is.
 
     It trains with ``hnlm_threads`` torch threads, as the rest of the LLM stage (:func:`~.pipeline.llm_threads`).
     """
@@ -140,8 +146,6 @@ def train_teacher(config, train_data, path: str, model: Optional[str] = None, ep
             if os.path.exists(path) and not fresh:  # written by a run that held the lock before this one
                 logger.info("HNLMRec teacher: %s was written meanwhile and is reused", path)
                 return path
-            if fresh:
-                shutil.rmtree(work, ignore_errors=True)
             t_config = teacher_config(config, model, epochs, work)
             torch.manual_seed(t_config["seed"])
             dataset = train_data._dataset
@@ -157,9 +161,9 @@ def train_teacher(config, train_data, path: str, model: Optional[str] = None, ep
                 trainer.close()
                 logger.info("HNLMRec teacher: its training had finished (%s); exporting it -> %s", resume_file, path)
             else:
-                logger.info("HNLMRec teacher: %s %s + MixGCF for %d epochs -> %s",
+                logger.info("HNLMRec teacher: %s %s + MixGCF for %d epochs -> %s%s",
                             f"resuming at epoch {trainer.start_epoch}" if resume_file else "training", model,
-                            epochs, path)
+                            epochs, path, f" (remove {work} to train from the first epoch)" if resume_file else "")
                 trainer.fit(train_data, valid_data=None, saved=True, show_progress=t_config["show_progress"])
                 _warn_if_loss_stood_still(losses, t_config)
             net.eval()

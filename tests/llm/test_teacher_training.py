@@ -15,7 +15,7 @@ from recbole_hnlm.llm import teacher_training
 from recbole_hnlm.llm.paths import artifact_dir
 from recbole_hnlm.llm.pipeline import teacher_path_for
 from recbole_hnlm.llm.teacher import Teacher
-from recbole_hnlm.llm.teacher_training import teacher_config, train_teacher
+from recbole_hnlm.llm.teacher_training import ensure_teacher, teacher_config, train_teacher
 
 
 def test_artifact_dir_next_to_atomic_files_when_writable(tmp_path):
@@ -171,10 +171,10 @@ def test_an_interrupted_teacher_goes_on_from_its_last_epoch(hnlm_finetuned_confi
     assert trained == [0, 1]
 
 
-def test_teacher_resume_ignores_evaluation_options_and_overwrite_starts_afresh(hnlm_finetuned_config, monkeypatch,
+def test_teacher_resume_ignores_evaluation_options_and_leaves_no_best_checkpoints(hnlm_finetuned_config, monkeypatch,
                                                                                caplog):
-    """A resume state was refused (and deleted) for options a teacher never reads (topk, valid_metric); --overwrite
-    with a finished training left behind only exported it again; every epoch wrote an unread best checkpoint."""
+    """A resume state was refused (and deleted) for options a teacher never reads (topk, valid_metric); a finished
+    training left behind is only exported again; every epoch wrote an unread best checkpoint."""
     import recbole_hnlm.llm.teacher_training as teacher_training
 
     config = hnlm_finetuned_config
@@ -204,12 +204,47 @@ def test_teacher_resume_ignores_evaluation_options_and_overwrite_starts_afresh(h
     assert trained == [0, 1, 1] and "its training had finished" in caplog.text and os.path.exists(path)
     assert not os.path.exists(path + ".work")
 
+
+def test_an_interrupted_overwrite_resumes_but_not_the_old_teachers_own_state(hnlm_finetuned_config, monkeypatch,
+                                                                           caplog):
+    """``llm teacher --overwrite`` interrupted said "run the same command again to resume", and the same command
+    trained from the first epoch again (hours on a large dataset; also after a full disk failed its export). It now
+    goes on from its last epoch; a resume state older than the teacher file (left by the run that wrote it, stopped
+    before removing it) is still not resumed: --overwrite trains from the first epoch then."""
+    config = Config(model="MF", dataset=hnlm_finetuned_config["dataset"], command_line=False,
+                    config_dict=dict(hnlm_finetuned_config.external_config_dict, hnlm_teacher_epochs=2))
+    train_data, _, _ = data_preparation(config, create_dataset(config))
+    path = config["hnlm_teacher_path"]
+    trained, interrupt = _interrupt_in_epoch_1(monkeypatch)
+    interrupt[0] = False
+    ensure_teacher(config, train_data, path)
+    assert trained == [0, 1] and os.path.exists(path) and not os.path.exists(path + ".work")
+    first = open(path, "rb").read()
+
+    trained.clear()
     interrupt[0] = True
     with pytest.raises(KeyboardInterrupt):
-        train_teacher(config, train_data, path + ".2", epochs=2)
+        ensure_teacher(config, train_data, path, overwrite=True)
+    assert glob.glob(path + ".work/*.resume.safetensors") and open(path, "rb").read() == first  # the old one kept
+    ensure_teacher(config, train_data, path)  # a run without --overwrite meanwhile: the old teacher, the state kept
+    assert trained == [0, 1] and glob.glob(path + ".work/*.resume.safetensors")
+    caplog.set_level(logging.INFO)
+    ensure_teacher(config, train_data, path, overwrite=True)  # the same command again: resumed
+    assert trained == [0, 1, 1] and "resuming at epoch 1 " in caplog.text
+    assert "to train from the first epoch" in caplog.text and not os.path.exists(path + ".work")
+
+    # the state of the run that wrote the file, older than the file: not resumed, --overwrite trains afresh
     trained.clear()
-    train_teacher(config, train_data, path + ".2", epochs=2, fresh=True)  # --overwrite: from the first epoch
-    assert trained == [0, 1]
+    interrupt[0] = True
+    with pytest.raises(KeyboardInterrupt):
+        train_teacher(config, train_data, path + ".other", epochs=2)
+    os.rename(path + ".other.work", path + ".work")
+    written = os.path.getmtime(path)
+    for name in glob.glob(path + ".work/*"):
+        os.utime(name, (written - 60, written - 60))
+    trained.clear()
+    ensure_teacher(config, train_data, path, overwrite=True)
+    assert trained == [0, 1] and not os.path.exists(path + ".work")
 
 
 def test_finetuned_run_trains_teacher_then_embeds_every_training_pair(fast_config, tiny_llama_dir, tmp_path, capfd):
