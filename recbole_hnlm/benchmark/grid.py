@@ -39,7 +39,7 @@ from itertools import product
 
 from tqdm import tqdm
 
-from recbole_hnlm.benchmark.runner import CELL_ANALYSES, Cell, check_cell, environment, run_cell
+from recbole_hnlm.benchmark.runner import CELL_ANALYSES, Cell, check_cell, environment, result_problem, run_cell
 from recbole_hnlm.config import read_config_files
 from recbole_hnlm.config_checks import foreign_option_messages, run_never_reads
 from recbole_hnlm.errors import ConcurrentWriterError, ConfigError, WriteError
@@ -103,12 +103,14 @@ def error_path(out, cell):
 
 
 def load_result(path):
-    """The stored result at ``path``, or ``None`` when it is missing or unreadable (then the cell runs again)."""
+    """The stored result at ``path``, or ``None`` when it is missing or unreadable, including a JSON file that is not
+    a finished run (:func:`~.runner.result_problem`): then the cell runs again."""
     try:
         with open(path) as f:
-            return json.load(f)
+            result = json.load(f)
     except (OSError, ValueError):
         return None
+    return None if result_problem(result) else result
 
 
 def _comparable(settings):

@@ -24,7 +24,7 @@ import numpy as np
 from scipy import stats
 
 from recbole_hnlm.benchmark.analysis import POPULARITY_GROUPS
-from recbole_hnlm.benchmark.runner import METRICS
+from recbole_hnlm.benchmark.runner import METRICS, result_problem
 from recbole_hnlm.files import write_text_atomic
 
 #: ID-based hard negative samplers (the "best ID-based" reference).
@@ -43,16 +43,20 @@ def load_results(out):
     """Every finished result in ``out/runs`` (sorted by file name).
 
     Raises:
-        ValueError: a result file is not readable JSON (the message names it).
+        ValueError: a result file is not readable JSON, or not a finished run's record (the message names it).
     """
     results = []
     for path in sorted(glob.glob(os.path.join(out, "runs", "*.json"))):
         try:
             with open(path) as f:
-                results.append(json.load(f))
+                result = json.load(f)
+            problem = result_problem(result)
+            if problem:
+                raise ValueError(problem)
         except ValueError as error:
             raise ValueError(f"{path} is not a readable result ({error}): delete it, or rerun the grid command that "
                              "made it (a grid reruns a cell whose result it cannot read)") from None
+        results.append(result)
     return results
 
 

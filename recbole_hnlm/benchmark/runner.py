@@ -36,6 +36,25 @@ METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 GRID_OPTIONS = {"model": "--models ", "sampler": "--samplers "}
 #: Analyses computed on the trained model of a cell (``sparsity`` adds cells instead, see ``grid.expand_cells``).
 CELL_ANALYSES = ("popularity", "fhn")
+#: Keys of a stored result (:func:`run_cell`) that the report reads from every run.
+REPORTED_KEYS = ("cell", "model", "sampler", "seed", "train_ratio", "dataset", "valid_metric", "best_valid_score",
+                 "best_epoch", "test_result", "epochs_run", "mean_epoch_time", "total_time", "split")
+
+
+def result_problem(result) -> Optional[str]:
+    """What keeps ``result`` (a stored result file's JSON) from being a finished run the report can read, else
+    ``None``: not an object, a missing key of :data:`REPORTED_KEYS`, or a ``test_result`` / ``split`` that is not
+    an object (``split`` with its ``fingerprint``)."""
+    if not isinstance(result, dict):
+        return "not a JSON object"
+    missing = [key for key in REPORTED_KEYS if key not in result]
+    if missing:
+        return "no " + ", ".join(repr(key) for key in missing)
+    if not isinstance(result["test_result"], dict):
+        return "'test_result' is not an object"
+    if not isinstance(result["split"], dict) or "fingerprint" not in result["split"]:
+        return "'split' has no 'fingerprint'"
+    return None
 
 
 @dataclass(frozen=True)

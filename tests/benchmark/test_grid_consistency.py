@@ -184,8 +184,14 @@ def test_report_without_some_metrics_and_without_losing_the_table(tmp_path):
     broken = json.loads((tmp_path / "runs" / "MF-DNS-seed1.json").read_text())
     del broken["test_result"]
     (tmp_path / "runs" / "MF-DNS-seed1.json").write_text(json.dumps(broken))
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match=r"MF-DNS-seed1.json is not a readable result \(no 'test_result'\)"):
         write_report(str(tmp_path), plots=False)
+    assert (tmp_path / "table.md").read_text() == good
+    assert cli_main(["--out", str(tmp_path), "--report-only", "--no-plots"]) == 2  # was a KeyError traceback
+    runner = FakeRunner(bonus={"DNS": 0.01})
+    grid(tmp_path, ["RNS", "DNS"], [1, 2], runner)  # a grid runs that cell again, and only that one
+    assert runner.calls == ["MF-DNS-seed1"]
+    write_report(str(tmp_path), plots=False)
     assert (tmp_path / "table.md").read_text() == good
     (tmp_path / "runs" / "MF-DNS-seed1.json").write_text("{not json")
     with pytest.raises(ValueError, match="MF-DNS-seed1.json is not a readable result"):

@@ -551,10 +551,10 @@ def test_the_adapter_depends_on_hnlm_seed_not_on_the_callers_rng(tmp_path, tiny_
 
     text = DatasetText(data_root, "mini", _train_token_pairs(mini_recbole))
     hashes = []
-    for caller_seed, folder in ((1, "a"), (2, "b")):
+    for caller_seed, folder, hnlm_seed in ((1, "c", 7), (1, "a", 2020), (2, "b", 2020)):
         config = dict(_small_finetune_config(tmp_path, tiny_llama_dir, str(tmp_path / "s.safetensors")),
                       hnlm_adapter_path=str(tmp_path / folder), hnlm_ft_lora_dropout=0.1,
-                      hnlm_negatives_per_pair=caller_seed)
+                      hnlm_negatives_per_pair=caller_seed, hnlm_seed=hnlm_seed)
         model, tokenizer, _ = load_causal_lm(tiny_llama_dir, device="cpu")
         torch.manual_seed(caller_seed)
         state = torch.get_rng_state()
@@ -562,7 +562,10 @@ def test_the_adapter_depends_on_hnlm_seed_not_on_the_callers_rng(tmp_path, tiny_
                          lm_and_tokenizer=(model, tokenizer), embed=False)
         assert torch.equal(torch.get_rng_state(), state)
         hashes.append(folder_hash(str(tmp_path / folder)))
-    assert hashes[0] == hashes[1]
+    assert hashes[1] == hashes[2]
+    # another hnlm_seed draws other weights (the folder hash alone differs by the seed recorded in hybrid.json)
+    weights = [(tmp_path / folder / "projectors.safetensors").read_bytes() for folder in ("c", "a")]
+    assert weights[0] != weights[1]
     # the semantic variant's option was accepted without a word (it plays no part here: the adapters are equal)
     assert caplog.text.count("hnlm_negatives_per_pair=2 is ignored") == 1 and "per_pair=1" not in caplog.text
     # an adapter of another prompt template is trained again, not reported as matching (and refused at the embed)
