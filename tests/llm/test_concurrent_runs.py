@@ -220,15 +220,15 @@ def test_a_cache_hit_in_a_folder_that_cannot_be_tidied_is_still_used(tmp_path, c
     """A read-only folder made the optional removal of a finished artifact's leftover work folder a traceback, and
     the cached store was not used. The lock file here is a folder: opening it fails for root too."""
     import logging
-    import time
 
     from recbole_hnlm.files import discard_stale_work, lock_file, work_folder
 
     artifact = tmp_path / "s.safetensors"
     os.makedirs(work_folder(str(artifact)))
     (tmp_path / "s.safetensors.work" / "plan.json").write_text("{}")
-    time.sleep(0.05)
     artifact.write_bytes(b"done")
+    written = os.path.getmtime(artifact)
+    os.utime(tmp_path / "s.safetensors.work" / "plan.json", (written - 60, written - 60))  # older than the artifact
     os.makedirs(lock_file(work_folder(str(artifact))))
     with caplog.at_level(logging.INFO):
         discard_stale_work(str(artifact))

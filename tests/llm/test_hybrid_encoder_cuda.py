@@ -10,8 +10,8 @@ import torch
 from recbole_hnlm.llm.hybrid_encoder import HybridPromptEncoder, PromptGroup
 from recbole_hnlm.llm.models import load_causal_lm
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
-                                reason="needs a GPU: the encoder's own parts follow the LLM there")
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
+                                                  reason="needs a GPU: the encoder's own parts follow the LLM there")]
 
 
 def test_encoder_parts_live_on_the_llms_device_and_agree_with_the_cpu(tiny_llama_dir):

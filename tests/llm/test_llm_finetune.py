@@ -312,7 +312,7 @@ def test_finetuned_embed_writes_store_and_caches(tmp_path, tiny_llama_dir, teach
     assert done and done[0] == 1  # chunk 0 was not recomputed
     a, b = PairEmbeddingStore.open(whole), PairEmbeddingStore.open(resumed)
     assert a.user_tokens == b.user_tokens and a.item_tokens == b.item_tokens and torch.equal(a.emb, b.emb)
-    torch.testing.assert_close(a.emb.float(), s.emb.float(), atol=2e-2, rtol=1e-2)  # = the in-memory run
+    torch.testing.assert_close(a.emb.float(), s.emb.float(), atol=4e-3, rtol=2e-3)  # = the in-memory run
 
 
 def test_an_interrupted_fine_tuning_resumes_bit_for_bit(tmp_path, tiny_llama_dir, teacher_path, data_root,

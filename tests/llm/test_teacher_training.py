@@ -284,12 +284,12 @@ def test_finetuned_run_trains_teacher_then_embeds_every_training_pair(fast_confi
     assert store.manifest["split_hash"] == dataset_split_sha256(train_data._dataset)
 
 
-@pytest.mark.parametrize("setting, error", [
-    ({"hnlm_generator": "/no/such/model"}, "hnlm_generator: model folder /no/such/model not found"),
-    ({"hnlm_load_in_4bit": True}, "hnlm_load_in_4bit: 4-bit loading"),
+@pytest.mark.parametrize("setting, kind, error", [
+    ({"hnlm_generator": "/no/such/model"}, "ModelNotFound", "hnlm_generator: model folder /no/such/model not found"),
+    ({"hnlm_load_in_4bit": True}, "ConfigError", "hnlm_load_in_4bit: 4-bit loading"),
 ])
 def test_models_that_cannot_load_are_refused_before_the_teacher_trains(fast_config, tiny_llama_dir, tmp_path,
-                                                                       monkeypatch, setting, error):
+                                                                       monkeypatch, setting, kind, error):
     """A missing generator path, or 4-bit loading without a GPU, was said only after the 30-epoch teacher had
     trained (hours at Yelp2018's size)."""
     import shutil
@@ -306,7 +306,10 @@ def test_models_that_cannot_load_are_refused_before_the_teacher_trains(fast_conf
     settings.update(setting)
     trained = []
     monkeypatch.setattr("recbole_hnlm.llm.teacher_training.train_teacher", lambda *a, **k: trained.append(a))
-    with pytest.raises(Exception, match=re.escape(error)):
+    from recbole_hnlm.errors import ConfigError
+    from recbole_hnlm.llm.models import ModelNotFound
+
+    with pytest.raises({"ModelNotFound": ModelNotFound, "ConfigError": ConfigError}[kind], match=re.escape(error)):
         run_recbole_hnlm(model="MF", dataset=name, config_dict=settings, saved=False)
     assert not trained
 

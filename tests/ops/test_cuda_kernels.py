@@ -7,8 +7,9 @@
   assertions) in CI; it says nothing about speed, memory ordering between warps or the GPU toolchain.
 
 Every case draws fresh random inputs and compares values and gradients with ``recbole_hnlm.ops.reference`` run on
-the same device. Tolerances (relative and absolute): float64 1e-10, float32 1e-5 (1e-4 after K=3 layers of atomics,
-whose summation order is not fixed), bfloat16 / float16 3e-2 (float32 accumulation on both sides). Outputs are
+the same device. Tolerances (relative and absolute, ``TOL``, one per dtype for every op): float64 1e-10, float32
+1e-4 (set by K=3 layers of atomics, whose summation order is not fixed), bfloat16 / float16 3e-2 (float32
+accumulation on both sides). Outputs are
 "poisoned": freed NaN-filled blocks of the same size are handed out again (the CUDA caching allocator does so every
 time, glibc's malloc often), so a kernel that leaves any output element unwritten fails. Argmax/argmin positions are
 compared exactly in float64 (random inputs) and in float32 on dyadic inputs (multiples of 1/4, alpha a multiple of

@@ -38,12 +38,16 @@ def test_gradient_adds_repeated_rows_in_index_order():
 
 def repeated_gradients_on_a_busy_machine(gradient, repeats=300):
     """How many of ``repeats`` calls of ``gradient()`` differ bitwise from the first, with two processes keeping the
-    cores busy (thread timing then varies from call to call)."""
+    cores busy (thread timing then varies from call to call) and at least two torch threads (one thread adds in one
+    order whatever the backward: the suite run with ``OMP_NUM_THREADS=1`` could not fail here)."""
+    threads = torch.get_num_threads()
     busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     try:
+        torch.set_num_threads(max(2, threads))
         first = gradient()
         return sum(not torch.equal(gradient(), first) for _ in range(repeats))
     finally:
+        torch.set_num_threads(threads)
         for process in busy:
             process.kill()
             process.wait()
