@@ -54,8 +54,11 @@ class CSRGraph:
         val = self.val.detach() if dtype is None else self.val.detach().to(dtype)  # constants, as in the kernels
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*[Ss]parse CSR tensor support is in beta.*")
+            # check_invariants=False reads the index tensors' storage as if contiguous: a strided rowptr/col
+            # (e.g. a column of an [nnz, 2] edge list) gave wrong products, or a segmentation fault
             return torch.sparse_csr_tensor(
-                self.rowptr, self.col, val, (self.num_nodes, self.num_nodes), check_invariants=False
+                self.rowptr.contiguous(), self.col.contiguous(), val.contiguous(), (self.num_nodes, self.num_nodes),
+                check_invariants=False,
             )
 
     def row_indices(self) -> Tensor:
@@ -63,9 +66,10 @@ class CSRGraph:
         return torch.repeat_interleave(torch.arange(self.num_nodes, device=self.device), self.rowptr.diff().long())
 
     def to_dense(self) -> Tensor:
-        """Dense ``[num_nodes, num_nodes]`` float32 matrix, for tests on small graphs."""
+        """Dense ``[num_nodes, num_nodes]`` matrix in ``val``'s dtype, for tests on small graphs; duplicate entries add
+        up, as in the ops."""
         dense = torch.zeros(self.num_nodes, self.num_nodes, dtype=self.val.dtype, device=self.device)
-        dense[self.row_indices(), self.col.long()] = self.val
+        dense.index_put_((self.row_indices(), self.col.long()), self.val.detach(), accumulate=True)
         return dense
 
     def validate_once(self) -> "CSRGraph":
@@ -79,14 +83,19 @@ class CSRGraph:
             self._validated = key
         return self
 
-    def validate(self) -> "CSRGraph":
-        """Check the CSR invariants (one pass over the indices); return ``self``. Raises ``ValueError``."""
+    def validate_structure(self) -> "CSRGraph":
+        """The shape and dtype invariants only (no pass over the data, no host sync); raises ``ValueError``."""
         if self.rowptr.dim() != 1 or self.rowptr.numel() != self.num_nodes + 1:
             raise ValueError(f"rowptr must have num_nodes + 1 = {self.num_nodes + 1} entries, got {self.rowptr.shape}")
         if self.rowptr.dtype not in (torch.int32, torch.int64) or self.col.dtype != self.rowptr.dtype:
             raise ValueError(f"rowptr and col must share an int32/int64 dtype, got {self.rowptr.dtype}, {self.col.dtype}")
         if self.col.shape != self.val.shape or self.col.dim() != 1:
             raise ValueError(f"col and val must be 1-D of equal length, got {self.col.shape} and {self.val.shape}")
+        return self
+
+    def validate(self) -> "CSRGraph":
+        """Check the CSR invariants (one pass over the indices); return ``self``. Raises ``ValueError``."""
+        self.validate_structure()
         if int(self.rowptr[0]) != 0 or int(self.rowptr[-1]) != self.nnz or bool((self.rowptr.diff() < 0).any()):
             raise ValueError("rowptr must start at 0, end at nnz and be non-decreasing")
         if self.nnz and (int(self.col.min()) < 0 or int(self.col.max()) >= self.num_nodes):

@@ -94,6 +94,8 @@ def _check(graph: CSRGraph, x: Tensor, name: str, use_kernel: bool) -> None:
         raise TypeError(f"graph.val must be float32 or {name}'s dtype {x.dtype}, got {graph.val.dtype}")
     if not use_kernel:  # the kernels check the CSR structure while reading it; torch's sparse ops do not
         graph.validate_once()
+    else:  # shapes and dtypes as the fallback reports them (ValueError naming the graph, not the kernel's `x`)
+        graph.validate_structure()
 
 
 def spmm(graph: CSRGraph, x: Tensor) -> Tensor:
@@ -116,7 +118,7 @@ def spmm(graph: CSRGraph, x: Tensor) -> Tensor:
     use_kernel = _ext.use_kernel("spmm", x.device)
     _check(graph, x, "x", use_kernel)
     if use_kernel:
-        return _SpMM.apply(x, graph.rowptr, graph.col, graph.val)
+        return _SpMM.apply(x, graph.rowptr, graph.col, graph.val.detach())  # constants: no grad (as the fallback)
     return spmm_reference(graph, x)
 
 
@@ -162,6 +164,9 @@ def lightgcn_propagate(
     layers_dtype = check_layers_dtype(ego, layers_dtype, return_layers)
     if not use_kernel:
         return lightgcn_propagate_reference(graph, ego, num_layers, return_layers, layers_dtype)
+    val = graph.val.detach()  # constants: the output needs no grad for them (as on the fallback)
     if return_layers:
-        return _LightGCNLayers.apply(ego, graph.rowptr, graph.col, graph.val, num_layers, layers_dtype)
-    return _LightGCNMean.apply(ego, graph.rowptr, graph.col, graph.val, num_layers)
+        # the kernels take val in float32 or the stack's dtype: a float64 val with a bfloat16 stack goes in float32
+        val = val if val.dtype in (torch.float32, layers_dtype) else val.float()
+        return _LightGCNLayers.apply(ego, graph.rowptr, graph.col, val, num_layers, layers_dtype)
+    return _LightGCNMean.apply(ego, graph.rowptr, graph.col, val, num_layers)

@@ -117,7 +117,7 @@ def mixgcf_mix_reference(
         chosen = candidates.gather(1, scores.argmax(dim=1))  # [B, L]
     layer_index = torch.arange(L, device=pos_layers.device).expand(B, L)
     a = alpha.detach().to(compute)[..., None]
-    flat = item_layers.reshape(-1, item_layers.shape[-1])  # row item * L + layer; index-order backward
+    flat = item_layers.reshape(item_layers.shape[0] * L, item_layers.shape[-1])  # row item * L + layer (d = 0 too)
     z = a * pos_layers.to(compute) + (1 - a) * gather_rows(flat, chosen * L + layer_index).to(compute)
     return z.to(pos_layers.dtype), chosen
 

@@ -85,3 +85,13 @@ def test_mixgcf_reference_backward_is_reproducible_on_a_busy_machine():
         return items.grad.clone()
 
     assert repeated_gradients_on_a_busy_machine(gradient, repeats=100) == 0
+
+
+
+def test_ids_out_of_range_are_an_index_error_not_another_row():
+    """Unlike indexing, -1 is not the last row; an id past the end is not clamped."""
+    table = torch.randn(4, 3)
+    with pytest.raises(IndexError):
+        gather_rows(table, torch.tensor([-1]))
+    with pytest.raises(IndexError):
+        gather_rows(table, torch.tensor([4]))

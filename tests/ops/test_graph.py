@@ -138,3 +138,78 @@ def test_a_pair_stored_twice_is_mirrored_copy_by_copy():
     unsorted = CSRGraph(torch.tensor([0, 2, 3, 4]), torch.tensor([2, 1, 0, 0]), torch.ones(4), 3)
     with pytest.raises(ValueError, match="sorted within each row"):
         transpose_positions(unsorted)
+
+
+def test_to_dense_adds_duplicate_entries_as_the_ops_do():
+    """Two stored entries of one position: ``to_dense`` kept the last (0.5) while spmm adds them (0.75)."""
+    from recbole_hnlm.ops import spmm
+
+    graph = CSRGraph(torch.tensor([0, 2, 2], dtype=torch.int32), torch.tensor([0, 0], dtype=torch.int32),
+                     torch.tensor([0.25, 0.5]), 2)
+    x = torch.randn(2, 3)
+    assert graph.to_dense().tolist() == [[0.75, 0.0], [0.0, 0.0]]
+    torch.testing.assert_close(graph.to_dense() @ x, spmm(graph, x))
+
+
+def small_graph():
+    """Users 0-2, items 0-2: (0, 0), (0, 1), (1, 1), (2, 2)."""
+    return bipartite_normalized_graph(torch.tensor([0, 0, 1, 2]), torch.tensor([0, 1, 1, 2]), 3, 3)
+
+
+def test_ids_just_outside_the_range_are_refused():
+    """A user id of ``n_users`` would become item 0, an item id of -1 the previous user's last item."""
+    with pytest.raises(ValueError, match="user_ids"):
+        bipartite_normalized_graph(torch.tensor([2]), torch.tensor([0]), 2, 5)
+    with pytest.raises(ValueError, match="item_ids"):
+        bipartite_normalized_graph(torch.tensor([1]), torch.tensor([-1]), 2, 5)
+
+
+def test_transpose_positions_refuses_a_missing_mirror_that_sorts_before_another_entry():
+    """(0, 1) without (1, 0): the search for (1, 0) lands on (1, 2), a larger key, which must not count as found
+    (only a missing mirror sorting last was tested)."""
+    g = CSRGraph(torch.tensor([0, 1, 2, 3]), torch.tensor([1, 2, 1]), torch.ones(3), 3)
+    with pytest.raises(ValueError, match="symmetric sparsity pattern"):
+        transpose_positions(g)
+
+
+def test_drop_edges_refuses_a_negative_rate():
+    with pytest.raises(ValueError, match=r"rate must lie in \[0, 1\)"):
+        drop_edges(small_graph(), -0.5)
+
+
+def test_drop_edges_finds_the_mirrors_itself():
+    """The public call without a precomputed ``transpose`` (NGCF always passes one): a symmetric, smaller graph."""
+    g = small_graph()
+    torch.manual_seed(0)
+    out = drop_edges(g, 0.5).validate()
+    dense = out.to_dense()
+    assert torch.equal(dense, dense.T) and out.nnz < g.nnz
+
+
+def test_drop_edges_keeps_a_self_loop_with_probability_one_minus_rate():
+    """A diagonal entry is its own mirror: kept or dropped like any edge, not always dropped."""
+    g = CSRGraph(torch.tensor([0, 1, 2]), torch.tensor([0, 1]), torch.ones(2), 2)
+    torch.manual_seed(0)
+    kept = sum(drop_edges(g, 0.5).nnz for _ in range(200))
+    assert 150 < kept < 250  # 200 expected of 400 stored entries; the binomial's sd is 10
+
+
+@pytest.mark.parametrize("corrupt", ["rowptr_too_long", "rowptr_starts_at_1", "rowptr_ends_past_nnz",
+                                     "rowptr_ends_before_nnz", "col_dtype_differs"])
+def test_validate_refuses_each_invariant_broken_alone(corrupt):
+    """The other corruption tests break two rules at once; on the fallback, a rowptr ending before nnz alone gave
+    wrong products and one ending past it a segmentation fault."""
+    g = small_graph()
+    rowptr, col = g.rowptr.clone(), g.col.clone()
+    if corrupt == "rowptr_too_long":
+        rowptr = torch.cat([rowptr, rowptr[-1:]])
+    elif corrupt == "rowptr_starts_at_1":
+        rowptr[0] = 1  # still non-decreasing, still ends at nnz
+    elif corrupt == "rowptr_ends_past_nnz":
+        rowptr[-1] = g.nnz + 2  # still non-decreasing
+    elif corrupt == "rowptr_ends_before_nnz":
+        rowptr[-1] = rowptr[-2]  # the last row's entries would be ignored
+    else:
+        col = col.long()
+    with pytest.raises(ValueError, match="rowptr"):
+        CSRGraph(rowptr, col, g.val, g.num_nodes).validate()

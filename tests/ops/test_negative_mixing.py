@@ -373,3 +373,40 @@ def test_mixgcf_reference_accepts_an_alpha_of_exactly_zero():
     with _ext.disabled():
         z, chosen = mixgcf_mix(torch.randn(1, 3, dtype=torch.float64), items[1:2], items, torch.tensor([[2, 3]]), alpha)
     assert torch.equal(z[0, 0], items[chosen[0, 0], 0])
+
+
+@BOTH_PATHS
+def test_mixgcf_with_zero_wide_embeddings(kernel):
+    """d = 0 ran on the kernel; the fallback failed reshaping the zero-element stack (``reshape(-1, 0)``). Every
+    score is 0, so both pick the first candidate."""
+    query, pos, items = torch.randn(2, 0), torch.randn(2, 1, 0), torch.randn(3, 1, 0)
+    candidates, alpha = torch.tensor([[1, 0], [2, 2]]), torch.rand(2, 1)
+    with kernels(kernel):
+        z, chosen = mixgcf_mix(query, pos, items, candidates, alpha)
+    assert z.shape == (2, 1, 0) and chosen.tolist() == [[1], [2]]
+
+
+
+def test_fallback_mixgcf_returns_16_bit_inputs_in_their_dtype():
+    pos, items = torch.randn(3, 2, 4).to(torch.bfloat16), torch.randn(5, 2, 4).to(torch.bfloat16)
+    with _ext.disabled():
+        z, _ = mixgcf_mix(pos[:, 0], pos, items, torch.randint(0, 5, (3, 4)), torch.rand(3, 2))
+    assert z.dtype == torch.bfloat16
+
+
+def test_reference_candidate_scores_carry_no_gradient():
+    user = torch.randn(2, 4, requires_grad=True)
+    items = torch.randn(5, 4, requires_grad=True)
+    assert not candidate_scores_reference(user, items, torch.randint(0, 5, (2, 3))).requires_grad
+
+
+def test_ahns_target_is_compared_in_the_scores_precision():
+    """A float64 target nearer item 1 in float64 ties in float32 (the scores' precision): the first position wins,
+    on the reference as in the kernel."""
+    user = torch.ones(1, 1)
+    items = torch.tensor([[1.0], [1.0 + 2**-22]])  # float32 scores 2 ulp apart
+    target = torch.tensor([1.0 + 2**-23 + 2**-30], dtype=torch.float64)
+    candidates = torch.tensor([[0, 1]])
+    assert select_candidates_reference(user, items, candidates, target).tolist() == [0]
+    if WITH_EXT and _ext.is_enabled():
+        assert select_candidates(user, items, candidates, target).tolist() == [0]

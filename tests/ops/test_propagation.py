@@ -421,3 +421,120 @@ def test_no_gradient_flows_to_the_graph_values_on_either_path(kernel):
         (spmm(CSRGraph(g.rowptr, g.col, val, g.num_nodes), x).sum()
          + lightgcn_propagate(CSRGraph(g.rowptr, g.col, val, g.num_nodes), x, 2).sum()).backward()
     assert val.grad is None and x.grad is not None
+
+
+@pytest.mark.parametrize("kernel", [pytest.param(True, marks=requires_ext), False], ids=["kernel", "fallback"])
+def test_strided_graph_tensors_give_the_same_products(kernel):
+    """A ``CSRGraph`` of strided views (columns of an edge table) passed ``validate``, and the fallback built its
+    sparse tensor without checks, reading the storage as if contiguous: wrong products (or a segmentation fault).
+    Here every second storage entry is a copy, so the misread indices stay in range and the numbers were wrong."""
+    g = GRAPHS["isolated_hub"]()
+
+    def strided(t):
+        return torch.stack([t, t], 1)[:, 0]  # the same values, stride 2
+
+    views = CSRGraph(strided(g.rowptr), strided(g.col), strided(g.val), g.num_nodes)
+    assert not views.rowptr.is_contiguous() and not views.col.is_contiguous()
+    x = torch.randn(g.num_nodes, 8, dtype=torch.float64)
+    with kernels(kernel):
+        assert_close(spmm(views, x), spmm_reference(g, x), torch.float64)
+        assert_close(lightgcn_propagate(views, x, 3), lightgcn_propagate_reference(g, x, 3), torch.float64)
+        assert_close(lightgcn_propagate(views, x, 2, return_layers=True),
+                     lightgcn_propagate_reference(g, x, 2, return_layers=True), torch.float64)
+
+
+@pytest.mark.parametrize("kernel", [pytest.param(True, marks=requires_ext), False], ids=["kernel", "fallback"])
+def test_float64_graph_values_with_a_bfloat16_stack(kernel):
+    """float64 ``val`` and ego (accepted: the ego's dtype) with ``layers_dtype=torch.bfloat16``: the kernel path
+    refused it (its stack's dtype is bfloat16) with a message naming the C++ argument, the fallback ran it. Both
+    give the float64 chain on the rounded ego, at bfloat16's tolerance, and the gradient in float64."""
+    g = GRAPHS["isolated_hub"]()
+    g64 = CSRGraph(g.rowptr, g.col, g.val.double(), g.num_nodes)
+    ego = torch.randn(g.num_nodes, 16, dtype=torch.float64, requires_grad=True)
+    with kernels(kernel):
+        stack = lightgcn_propagate(g64, ego, 2, return_layers=True, layers_dtype=torch.bfloat16)
+    assert stack.dtype == torch.bfloat16
+    expected = lightgcn_propagate_reference(g64, ego.detach().to(torch.bfloat16).double(), 2, return_layers=True)
+    assert_close(stack.double(), expected, torch.bfloat16)
+    stack.float().sum().backward()
+    assert ego.grad.dtype == torch.float64 and ego.grad.abs().max() > 0
+
+
+@pytest.mark.parametrize("case, message", [
+    ("num_nodes", r"rowptr must have num_nodes \+ 1 = 9 entries"),
+    ("int16", "rowptr and col must share an int32/int64 dtype"),
+    ("mixed", "rowptr and col must share an int32/int64 dtype"),
+    ("short_val", "col and val must be 1-D of equal length"),
+])
+def test_a_malformed_graph_is_the_same_value_error_on_both_paths(case, message):
+    """Wrong shapes or index dtypes were a ValueError naming the graph on the fallback, a RuntimeError on the kernel
+    path, one of which blamed the features (``x.size(0) must be 5``, for lightgcn_propagate's ``ego``)."""
+    g = GRAPHS["tiny"]()  # 7 nodes
+    rowptr, col, val, n = g.rowptr, g.col, g.val, g.num_nodes
+    if case == "num_nodes":
+        n += 1
+    elif case == "int16":
+        rowptr, col = rowptr.to(torch.int16), col.to(torch.int16)
+    elif case == "mixed":
+        col = col.long() if col.dtype == torch.int32 else col.int()
+    else:
+        val = val[:-1]
+    broken = CSRGraph(rowptr, col, val, n)
+    x = torch.randn(n, 4)
+    for on in ([True, False] if WITH_EXT and _ext.is_enabled() else [False]):
+        with kernels(on):
+            with pytest.raises(ValueError, match=message):
+                spmm(broken, x)
+            with pytest.raises(ValueError, match=message):
+                lightgcn_propagate(broken, x, 2, return_layers=True)
+
+
+@pytest.mark.parametrize("kernel", [pytest.param(True, marks=requires_ext), False], ids=["kernel", "fallback"])
+def test_graph_values_that_require_grad_leave_the_output_without_one(kernel):
+    """The values are constants on both paths: an output of x without grad needs none (the kernels' did)."""
+    g = GRAPHS["tiny"]()
+    graph = CSRGraph(g.rowptr, g.col, g.val.clone().requires_grad_(), g.num_nodes)
+    x = torch.randn(g.num_nodes, 4)
+    with kernels(kernel):
+        outputs = [spmm(graph, x), lightgcn_propagate(graph, x, 2),
+                   lightgcn_propagate(graph, x, 2, return_layers=True)]
+    assert not any(out.requires_grad for out in outputs)
+
+
+
+@pytest.mark.parametrize("change", ["rowptr_in_place", "rowptr_replaced", "val_prefix_view", "num_nodes"])
+def test_fallback_validates_again_after_any_structural_change(change):
+    """The fallback remembers a validated graph: each of these changes must make it check again (a rowptr changed
+    in place and not checked again segfaulted)."""
+    g = bipartite_normalized_graph(torch.tensor([0, 0, 1, 2]), torch.tensor([0, 1, 1, 2]), 3, 3)
+    x = torch.randn(g.num_nodes, 4)
+    with _ext.disabled():
+        spmm(g, x)
+        if change == "rowptr_in_place":
+            g.rowptr[-1] = g.nnz + 4
+        elif change == "rowptr_replaced":
+            g.rowptr = torch.cat([g.rowptr[:-1], g.rowptr.new_tensor([g.nnz + 4])])  # a new tensor, version 0
+        elif change == "val_prefix_view":
+            g.val = g.val[:1]  # the same data pointer, shorter
+        else:
+            g.num_nodes += 1
+            x = torch.randn(g.num_nodes, 4)
+        with pytest.raises(ValueError, match="rowptr|col and val"):
+            spmm(g, x)
+
+
+def test_a_graph_without_edges_validates_and_propagates_zeros():
+    g = GRAPHS["no_edges"]()
+    g.validate()
+    with _ext.disabled():
+        assert torch.equal(spmm(g, torch.ones(5, 2)), torch.zeros(5, 2))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_fallback_returns_16_bit_inputs_in_their_dtype(dtype):
+    """As the kernels do; the fallback accumulates in float32 and casts back."""
+    g = GRAPHS["isolated_hub"]()
+    x = torch.randn(g.num_nodes, 4).to(dtype)
+    with _ext.disabled():
+        assert spmm(g, x).dtype == dtype and lightgcn_propagate(g, x, 2).dtype == dtype
+    assert_close(spmm_reference(g, x).float(), spmm_reference(g, x.float()), dtype)
