@@ -24,6 +24,7 @@ _INTEGER_RULES = {
     "stopping_step": (lambda v: v >= 0, "an integer >= 0"),
     "n_layers": (lambda v: v >= 0, "an integer >= 0"),
     "negative_warmup_epochs": (lambda v: v >= 0, "an integer >= 0"),
+    "candidate_max_rounds": (lambda v: v >= 0, "an integer >= 0 (0: candidates may be training positives)"),
     "eval_step": (lambda v: True, "an integer"),
     "seed": (lambda v: True, "an integer"),
     "split_seed": (lambda v: True, "an integer, or ~ for the run's seed"),
@@ -36,7 +37,7 @@ _NUMBER_RULES = {
 #: Options every run reads, which RecBole's overall.yaml sets: ``--learning_rate=None`` (or a searched ``None``)
 #: failed inside torch's optimizer once the data had loaded.
 _NEVER_NONE = frozenset({"epochs", "train_batch_size", "eval_batch_size", "stopping_step", "eval_step", "seed",
-                         "learning_rate", "weight_decay"})
+                         "learning_rate", "weight_decay", "candidate_max_rounds"})
 #: RecBole options that write pickles (``torch.save`` of whole objects); users receive no pickle from this plugin.
 _PICKLE_WRITERS = ("save_dataset", "save_dataloaders")
 #: RecBole options that name pickles to load; this plugin never loads one.

@@ -122,12 +122,22 @@ def test_bad_backbone_options_are_rejected_before_the_dataset_loads(fast_config,
     ("MF", "RNS", "learning_rate"), ("MF", "RNS", "weight_decay"), ("MF", "RNS", "train_batch_size"),
     ("MF", "RNS", "reg_weight"), ("LightGCN", "RNS", "n_layers"), ("LightGCN", "RNS", "embedding_size"),
     ("MF", "DNS", "dns_candidates"), ("LightGCN", "MixGCF", "mixgcf_candidates"), ("MF", "AHNS", "ahns_beta"),
+    ("MF", "DNS", "candidate_max_rounds"),
 ])
 def test_an_option_every_run_reads_cannot_be_none(fast_config, model, sampler, key):
     """``--learning_rate=None`` or a searched ``None`` passed the checks (they skip unset options) and failed inside
     torch or the model once the data had loaded."""
     with pytest.raises(ConfigError, match=f"'{key}'.*None"):
         make(fast_config, model=model, sampler=sampler, **{key: None})
+
+
+@pytest.mark.parametrize("value", [-5, "abc", 2.5, True])
+def test_candidate_rounds_must_be_a_count(fast_config, value):
+    """A negative count left training positives among the candidates without a word; a string failed in int()
+    once the data had loaded."""
+    with pytest.raises(ConfigError, match="'candidate_max_rounds'"):
+        make(fast_config, model="MF", sampler="DNS", candidate_max_rounds=value)
+    assert make(fast_config, model="MF", sampler="DNS", candidate_max_rounds=0)["candidate_max_rounds"] == 0
 
 
 def test_options_that_may_be_none_stay_accepted(fast_config):

@@ -118,6 +118,12 @@ class LLMConfig:
                 value = getattr(self, name)
                 if not is_integer(value) or (minimum is not None and value < minimum):
                     raise ConfigError(f"hnlm_{name} must be {kind}, got {value!r}")
+        for name in ("generator", "encoder", "teacher_model"):
+            if not (isinstance(getattr(self, name), str) and getattr(self, name)):
+                raise ConfigError(f"hnlm_{name} must be a name or path, got {getattr(self, name)!r}")
+        for name in ("store_path", "teacher_path", "adapter_path"):
+            if getattr(self, name) is not None and not (isinstance(getattr(self, name), str) and getattr(self, name)):
+                raise ConfigError(f"hnlm_{name} must be ~ (the default path) or a path, got {getattr(self, name)!r}")
         for name in _BOOLEANS:
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"hnlm_{name} must be True or False, got {getattr(self, name)!r}")
@@ -136,4 +142,10 @@ class LLMConfig:
 
     @staticmethod
     def help_table() -> str:
-        return "\n".join(f"hnlm_{f.name}: {f.default!r}   # {f.metadata.get('help', '')}" for f in fields(LLMConfig))
+        """One ``hnlm_<key>: <default>   # help`` line per setting, the default written as YAML (``~``, not
+        ``None``, which a config file reads as the string 'None')."""
+        def shown(value):
+            return "~" if value is None else str(value)
+
+        return "\n".join(f"hnlm_{f.name}: {shown(f.default)}   # {f.metadata.get('help', '')}"
+                         for f in fields(LLMConfig))

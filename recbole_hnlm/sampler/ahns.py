@@ -39,7 +39,7 @@ class AHNS(NegativeSampler):
         ahns_candidates (int): ``M``. Default 32.
         ahns_alpha (float): :math:`\alpha`. Default 1.0.
         ahns_beta (float): :math:`\beta > 0`. Default 0.1.
-        ahns_p (int): :math:`p < -1` (the paper's AHNS\ :sub:`p<0` with a decreasing target). Default -2. A
+        ahns_p (float): :math:`p < -1` (the paper's AHNS\ :sub:`p<0` with a decreasing target). Default -2. A
             non-integer ``p`` is accepted (see above).
     """
 

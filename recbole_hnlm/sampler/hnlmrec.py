@@ -129,6 +129,12 @@ class HNLMRec(NegativeSampler):
         require(config, "hnlm_cl_temperature", lambda v: is_number(v) and v > 0, "a number > 0")
         require(config, "hnlm_missing", lambda v: v in MISSING_POLICIES, f"one of {MISSING_POLICIES}")
         require(config, "hnlm_center", lambda v: isinstance(v, bool), "True or False")
+        for flag in ("hnlm_cl_in_batch", "hnlm_frozen_adapter", "hnlm_final_relu", "hnlm_detach_in_bpr"):
+            if config[flag] is not None:  # ~ reads as False; a string would switch it on (bool("no") is True)
+                require(config, flag, lambda v: isinstance(v, bool), "True or False")
+        if config["hnlm_file"] is not None:
+            require(config, "hnlm_file", lambda v: isinstance(v, str) and v != "",
+                    "~ (build or find the store) or the path of a store file")
         require(config, "hnlm_h_norm", lambda v: v in NORM_POLICIES, f"one of {NORM_POLICIES}")
         require(config, "hnlm_adapter_reg_weight", lambda v: is_number(v) and v >= 0, "a number >= 0")
         require(config, "hnlm_adapter_hidden",
@@ -139,7 +145,24 @@ class HNLMRec(NegativeSampler):
             require(config, "hnlm_margin", lambda v: False, "~ (BPR, the paper) or a number >= 0 (hinge, the code)")
         from recbole_hnlm.llm.config import LLMConfig
 
-        LLMConfig.from_config(config)  # the LLM stage's settings, before a teacher trains for minutes
+        llm = LLMConfig.from_config(config)  # the LLM stage's settings, before a teacher trains for minutes
+        cls.check_teacher_model(llm.teacher_model)
+
+    @staticmethod
+    def check_teacher_model(name: str) -> None:
+        """``hnlm_teacher_model`` names a backbone of this plugin (the teacher trains with MixGCF): said when the run
+        starts, naming the option (it was said once the data had loaded, as if ``--model`` were wrong)."""
+        from recbole_hnlm.model.abstract import SampledRecommender
+        from recbole_hnlm.utils import PLUGIN_MODELS, get_model
+
+        try:
+            teacher = get_model(name)
+        except ConfigError:
+            teacher = None
+        if not (isinstance(teacher, type) and issubclass(teacher, SampledRecommender)):
+            raise ConfigError(f"hnlm_teacher_model={name!r}: expected a recbole_hnlm backbone "
+                              f"({', '.join(PLUGIN_MODELS)}); the teacher trains with the MixGCF sampler, which needs "
+                              "one.")
 
     @classmethod
     def prepare(cls, config, dataset, train_data):
@@ -166,7 +189,9 @@ class HNLMRec(NegativeSampler):
         item_file = os.path.join(config["data_path"], f"{config['dataset']}.item")
         if os.path.isfile(item_file):  # the LLM stage reads it, loaded or not: fail before the teacher trains
             check_records(item_file, config["encoding"] or "utf-8", quoted=item_file_loaded(config))
-        if config["hnlm_variant"] == "finetuned":
+        from recbole_hnlm.llm.config import LLMConfig
+
+        if LLMConfig.from_config(config).variant == "finetuned":  # hnlm_variant: ~ is the default, finetuned
             teacher = teacher_path_for(config)
             cls.check_generator_before_the_teacher(config, teacher)
             ensure_teacher(config, train_data, teacher)
@@ -180,11 +205,13 @@ class HNLMRec(NegativeSampler):
         check them first. The generator is resolved as the stage resolves it for its cache keys; 4-bit only when
         the ``teacher`` file is missing, since a new teacher means a new fine-tuning (a store made on a GPU is still
         reused on the CPU)."""
+        from recbole_hnlm.llm.config import LLMConfig
         from recbole_hnlm.llm.models import check_4bit, resolve_generator
 
-        resolve_generator(config["hnlm_generator"])
+        llm = LLMConfig.from_config(config)  # ~ takes the default, as in the LLM stage
+        resolve_generator(llm.generator)
         if not os.path.exists(teacher):
-            check_4bit(config["hnlm_load_in_4bit"], "hnlm_load_in_4bit")
+            check_4bit(llm.load_in_4bit, "hnlm_load_in_4bit")
 
     @staticmethod
     def check_subset_is_allowed(config, train_data):

@@ -4,6 +4,7 @@ import os
 
 from llm_helpers import simulate_read_only, write_slice
 from recbole_hnlm.llm.__main__ import main
+from recbole_hnlm.llm.config import LLMConfig
 from recbole_hnlm.llm.store import PairEmbeddingStore
 
 
@@ -284,3 +285,23 @@ def test_a_store_path_that_cannot_be_written_is_one_line_before_the_llm_works(tm
         assert artifact_dir(str(read_only), "mini") == os.path.join(str(tmp_path), "saved", "hnlm", "mini")
     assert f"{read_only / 'mini'} is read-only, so the LLM artifacts go to" in caplog.text
     assert "the 1 there (mini.hnlm-semantic.safetensors) are not read: copy them over" in caplog.text
+
+
+def test_the_keys_listing_pasted_into_a_config_file_gives_the_defaults(tmp_path):
+    """The listing printed Python reprs: ``hnlm_store_path: None`` pasted into a config file is the string 'None'
+    (a store file named None in the working folder), ``'smollm2'`` kept its quotes in some readers."""
+    import contextlib
+    import dataclasses
+    import io
+
+    from recbole_hnlm.config import read_config_files
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["keys"]) == 0
+    listing = tmp_path / "keys.yaml"
+    listing.write_text(out.getvalue())
+    read = read_config_files([str(listing)])
+    defaults = {f"hnlm_{f.name}": f.default for f in dataclasses.fields(LLMConfig)}
+    assert read == defaults
+    assert read["hnlm_store_path"] is None and LLMConfig.from_config(read) == LLMConfig()

@@ -287,6 +287,10 @@ def test_finetuned_run_trains_teacher_then_embeds_every_training_pair(fast_confi
 @pytest.mark.parametrize("setting, kind, error", [
     ({"hnlm_generator": "/no/such/model"}, "ModelNotFound", "hnlm_generator: model folder /no/such/model not found"),
     ({"hnlm_load_in_4bit": True}, "ConfigError", "hnlm_load_in_4bit: 4-bit loading"),
+    # ~ takes the default as in the LLM stage: the variant finetuned (the teacher was skipped, then missed), the
+    # packaged generator (an AttributeError traceback)
+    ({"hnlm_variant": None, "hnlm_generator": "/no/such/model"}, "ModelNotFound", "model folder /no/such/model"),
+    ({"hnlm_generator": None, "hnlm_load_in_4bit": True}, "ConfigError", "hnlm_load_in_4bit: 4-bit loading"),
 ])
 def test_models_that_cannot_load_are_refused_before_the_teacher_trains(fast_config, tiny_llama_dir, tmp_path,
                                                                        monkeypatch, setting, kind, error):

@@ -316,7 +316,14 @@ def test_bad_hnlm_options_are_rejected(fast_config, ml_slice, tmp_path):
                        ("hnlm_h_norm", "unit"), ("hnlm_adapter_reg_weight", -1.0), ("hnlm_center", "yes"),
                        # a bool is no number (--hnlm_lambda=True trained with lambda 1)
                        ("hnlm_lambda", True), ("hnlm_cl_weight", True), ("hnlm_cl_temperature", True),
-                       ("hnlm_adapter_reg_weight", False), ("hnlm_adapter_hidden", [True]), ("hnlm_margin", True)]:
+                       ("hnlm_adapter_reg_weight", False), ("hnlm_adapter_hidden", [True]), ("hnlm_margin", True),
+                       # a string switched these on (bool("no") is True); a number was taken as a store path
+                       ("hnlm_frozen_adapter", "no"), ("hnlm_cl_in_batch", 1), ("hnlm_final_relu", "yes"),
+                       ("hnlm_detach_in_bpr", 0), ("hnlm_file", 5), ("hnlm_file", ""),
+                       # a LLM-stage setting of no type: a traceback once the data had loaded
+                       ("hnlm_generator", 5), ("hnlm_encoder", ""), ("hnlm_store_path", 3),
+                       # the teacher's backbone: said after the data loaded, as if --model were wrong
+                       ("hnlm_teacher_model", "Nope"), ("hnlm_teacher_model", "BPR")]:
         with pytest.raises(ConfigError, match=key):
             Config(model="LightGCN", config_dict=config_for(fast_config, store, **{key: value}))
 
