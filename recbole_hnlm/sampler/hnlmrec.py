@@ -132,6 +132,9 @@ class HNLMRec(NegativeSampler):
         for flag in ("hnlm_cl_in_batch", "hnlm_frozen_adapter", "hnlm_final_relu", "hnlm_detach_in_bpr"):
             if config[flag] is not None:  # ~ reads as False; a string would switch it on (bool("no") is True)
                 require(config, flag, lambda v: isinstance(v, bool), "True or False")
+        if config["mixgcf_candidates"] is not None:  # read by the fine-tuned variant's MixGCF teacher
+            require(config, "mixgcf_candidates", lambda v: is_integer(v) and v >= 1,
+                    "an integer >= 1 (the MixGCF teacher's candidates)")
         if config["hnlm_file"] is not None:
             require(config, "hnlm_file", lambda v: isinstance(v, str) and v != "",
                     "~ (build or find the store) or the path of a store file")
