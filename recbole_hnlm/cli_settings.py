@@ -1,7 +1,7 @@
 """``--key=value`` settings of the plugin's command lines (``python -m recbole_hnlm.llm``, ``... .benchmark``).
 
 Values are Python literals when they parse as one (``10``, ``1e-3``, ``[64, 32]``, ``None``, ``True``), the
-lower-case words ``true``/``false``/``none`` as in RecBole's yaml, and plain strings otherwise.
+lower-case words ``true``/``false``/``none`` and YAML's ``~`` (``None``), and plain strings otherwise.
 """
 import ast
 import difflib
@@ -15,7 +15,7 @@ def parse_value(text: str):
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):  # "{[1]: 2}": unhashable, "[[[..."
-        return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+        return {"true": True, "false": False, "none": None, "~": None}.get(text.lower(), text)
 
 
 def parser_flags(parser) -> List[str]:

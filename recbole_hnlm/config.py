@@ -121,7 +121,12 @@ class Config(RecBoleConfig):
         return read_config_files(file_list, self.yaml_loader)
 
     def _load_cmd_line(self):
-        return super()._load_cmd_line() if self._read_command_line else {}
+        """RecBole's ``--key=value`` reading, with ``--key=~`` as YAML's null (``None``), as the option messages write
+        it: RecBole kept the string ``'~'`` (``--hnlm_margin=~`` was refused as "expected ~ ...", and
+        ``--hnlm_store_path=~`` named a file ``~``)."""
+        if not self._read_command_line:
+            return {}
+        return {key: None if value == "~" else value for key, value in super()._load_cmd_line().items()}
 
     def _get_model_and_dataset(self, model, dataset):
         from recbole_hnlm.utils import get_model

@@ -26,7 +26,11 @@ def get_model(model_name, options=RUN_SCRIPT_OPTIONS):
             module = importlib.import_module(f"recbole_hnlm.model.{name.lower()}")
             return getattr(module, name)
     module_name = f"recbole.model.general_recommender.{str(model_name).lower()}"
-    if importlib.util.find_spec(module_name) is not None:
+    try:  # a dotted name ("foo.bar", ".x") looks for a parent package that is not there
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None:
         module = importlib.import_module(module_name)
         for name in dir(module):
             if name.lower() == str(model_name).lower():

@@ -7,6 +7,7 @@ from recbole_hnlm.cli_settings import parse_settings, parse_value
 def test_values_are_literals_yaml_words_or_strings():
     assert parse_value("10") == 10 and parse_value("1e-3") == 1e-3 and parse_value("[64, 32]") == [64, 32]
     assert parse_value("True") is True and parse_value("false") is False and parse_value("none") is None
+    assert parse_value("~") is None  # YAML's null, as the option messages write it
     assert parse_value("LightGCN") == "LightGCN" and parse_value("/data/atomic") == "/data/atomic"
 
 

@@ -82,6 +82,11 @@ def test_unknown_names_list_the_valid_ones(fast_config):
         make(fast_config, model="NoSuchModel")
     with pytest.raises(ConfigError, match="RNS, DNS, MixGCF, AHNS, HNLMRec"):
         make(fast_config, model="LightGCN", sampler="nope")
+    for dotted in ("foo.bar", ".x"):  # a ModuleNotFoundError traceback from importlib, for --model as for the teacher
+        with pytest.raises(ConfigError, match="Unknown model"):
+            make(fast_config, model=dotted, sampler="RNS")
+        with pytest.raises(ConfigError, match="hnlm_teacher_model="):
+            make(fast_config, model="LightGCN", sampler="HNLMRec", hnlm_teacher_model=dotted)
 
 
 @pytest.mark.parametrize("key,value", [
@@ -131,13 +136,23 @@ def test_an_option_every_run_reads_cannot_be_none(fast_config, model, sampler, k
         make(fast_config, model=model, sampler=sampler, **{key: None})
 
 
-@pytest.mark.parametrize("value", [-5, "abc", 2.5, True])
+@pytest.mark.parametrize("value", [-5, -1, "abc", 2.5, True])
 def test_candidate_rounds_must_be_a_count(fast_config, value):
     """A negative count left training positives among the candidates without a word; a string failed in int()
     once the data had loaded."""
     with pytest.raises(ConfigError, match="'candidate_max_rounds'"):
         make(fast_config, model="MF", sampler="DNS", candidate_max_rounds=value)
     assert make(fast_config, model="MF", sampler="DNS", candidate_max_rounds=0)["candidate_max_rounds"] == 0
+
+
+def test_a_tilde_on_the_command_line_is_none_as_in_yaml(fast_config, monkeypatch):
+    """The messages write ``~`` for None: ``--hnlm_margin=~`` was refused as "expected ~ (BPR, the paper) ...", and
+    ``--hnlm_store_path=~`` would have written a store file named ``~``."""
+    monkeypatch.setattr("sys.argv", ["prog", "--hnlm_margin=~", "--hnlm_store_path=~", "--split_seed=~",
+                                     "--hnlm_cl_weight=0.5"])
+    config = Config(model="LightGCN", dataset=fast_config["dataset"], config_dict=dict(fast_config, sampler="HNLMRec"))
+    assert config["hnlm_margin"] is None and config["hnlm_store_path"] is None and config["split_seed"] is None
+    assert config["hnlm_cl_weight"] == 0.5
 
 
 def test_options_that_may_be_none_stay_accepted(fast_config):

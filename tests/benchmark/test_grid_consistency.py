@@ -564,3 +564,37 @@ def test_every_recorded_file_is_compared_with_its_own_bytes(tmp_path):
     with pytest.raises(SettingsMismatch, match=f"ran on the dataset file {item} of sha256"):
         grid(tmp_path / "out", ["RNS"], [1], runner)
     assert runner.calls == []
+
+
+#: What the report reads of every run, spelt out here (not runner.REPORTED_KEYS, which is under test).
+REPORT_READS = ("cell", "model", "sampler", "seed", "train_ratio", "dataset", "valid_metric", "best_valid_score",
+                "best_epoch", "test_result", "epochs_run", "mean_epoch_time", "total_time", "split")
+
+
+def _readable_result():
+    result = {key: 0 for key in REPORT_READS}
+    result.update(valid_metric="NDCG@20", test_result={"ndcg@20": 0.1}, split={"fingerprint": "ab" * 32})
+    return result
+
+
+def test_a_result_missing_any_key_the_report_reads_is_not_a_finished_run():
+    from recbole_hnlm.benchmark.runner import result_problem
+
+    assert result_problem(_readable_result()) is None
+    for key in REPORT_READS:
+        damaged = _readable_result()
+        del damaged[key]
+        assert result_problem(damaged) == f"no {key!r}"
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda r: [r], "not a JSON object"), (lambda r: None, "not a JSON object"),
+    (lambda r: {**r, "test_result": [0.1]}, "'test_result' is not an object"),
+    (lambda r: {**r, "split": {"n_users": 3}}, "'split' has no 'fingerprint'"),
+    (lambda r: {**r, "split": None}, "'split' has no 'fingerprint'"),
+    (lambda r: {**r, "split": "fingerprint"}, "'split' has no 'fingerprint'"),
+])
+def test_a_result_of_another_shape_is_not_a_finished_run(damage, problem):
+    from recbole_hnlm.benchmark.runner import result_problem
+
+    assert result_problem(damage(_readable_result())) == problem

@@ -101,6 +101,18 @@ def test_fine_tuning_and_switch_settings_are_checked(key, value, expected):
         LLMConfig.from_config({key: value})
 
 
+@pytest.mark.parametrize("key,value", [
+    ("hnlm_generator", 5), ("hnlm_encoder", ""), ("hnlm_teacher_model", ""), ("hnlm_teacher_model", 5),
+    ("hnlm_teacher_path", ""), ("hnlm_teacher_path", 3), ("hnlm_adapter_path", ""), ("hnlm_adapter_path", 3),
+    ("hnlm_store_path", ""), ("hnlm_store_path", ["a"]),
+])
+def test_names_and_paths_of_another_type_are_refused(key, value):
+    """A number as the generator was an AttributeError once the data had loaded; the LLM stage's own reader checks
+    them (the CLI stages run without the sampler's checks)."""
+    with pytest.raises(ConfigError, match=f"{key} must be"):
+        LLMConfig.from_config({key: value})
+
+
 def test_bad_llm_settings_stop_a_run_before_the_dataset_loads(fast_config):
     from recbole_hnlm.config import Config
 

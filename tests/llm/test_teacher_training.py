@@ -231,7 +231,16 @@ def test_an_interrupted_overwrite_resumes_but_not_the_old_teachers_own_state(hnl
     assert trained == [0, 1, 1] and "resuming at epoch 1 " in caplog.text
     assert "to train from the first epoch" in caplog.text and not os.path.exists(path + ".work")
 
-    # the state of the run that wrote the file, older than the file: not resumed, --overwrite trains afresh
+    # the state of the run that wrote the file, older than the file: removed when the file is reused
+    os.makedirs(path + ".work")
+    stale = path + ".work/LightGCN-x.resume.safetensors"
+    open(stale, "wb").close()
+    written = os.path.getmtime(path)
+    os.utime(stale, (written - 60, written - 60))
+    ensure_teacher(config, train_data, path)
+    assert not os.path.exists(path + ".work")
+
+    # ... and not resumed with --overwrite, which trains afresh
     trained.clear()
     interrupt[0] = True
     with pytest.raises(KeyboardInterrupt):

@@ -148,6 +148,9 @@ def test_to_dense_adds_duplicate_entries_as_the_ops_do():
                      torch.tensor([0.25, 0.5]), 2)
     x = torch.randn(2, 3)
     assert graph.to_dense().tolist() == [[0.75, 0.0], [0.0, 0.0]]
+    assert graph.validate_structure() is graph
+    learnt = CSRGraph(graph.rowptr, graph.col, graph.val.clone().requires_grad_(), 2)
+    assert not learnt.to_dense().requires_grad  # a constant, as the ops take the values
     torch.testing.assert_close(graph.to_dense() @ x, spmm(graph, x))
 
 

@@ -538,3 +538,17 @@ def test_fallback_returns_16_bit_inputs_in_their_dtype(dtype):
     with _ext.disabled():
         assert spmm(g, x).dtype == dtype and lightgcn_propagate(g, x, 2).dtype == dtype
     assert_close(spmm_reference(g, x).float(), spmm_reference(g, x.float()), dtype)
+
+
+@requires_ext
+def test_the_layer_kernel_takes_float64_values_in_float32_for_a_bfloat16_stack_only():
+    """A float64 ``val`` reaches the layer kernel in float32 under a bfloat16 stack (what the kernel takes: the same
+    bits as a float32 graph), and as it is under a float64 stack (float64 precision kept)."""
+    g = GRAPHS["isolated_hub"]()
+    g64 = CSRGraph(g.rowptr, g.col, g.val.double() / 3, g.num_nodes)  # values float32 cannot hold exactly
+    g32 = CSRGraph(g.rowptr, g.col, g64.val.float(), g.num_nodes)
+    ego = torch.randn(g.num_nodes, 16, dtype=torch.float64)
+    stack = lightgcn_propagate(g64, ego, 2, return_layers=True, layers_dtype=torch.bfloat16)
+    assert torch.equal(stack, lightgcn_propagate(g32, ego, 2, return_layers=True, layers_dtype=torch.bfloat16))
+    assert_close(lightgcn_propagate(g64, ego, 2, return_layers=True),
+                 lightgcn_propagate_reference(g64, ego, 2, return_layers=True), torch.float64)

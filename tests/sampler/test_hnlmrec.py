@@ -323,7 +323,8 @@ def test_bad_hnlm_options_are_rejected(fast_config, ml_slice, tmp_path):
                        # a LLM-stage setting of no type: a traceback once the data had loaded
                        ("hnlm_generator", 5), ("hnlm_encoder", ""), ("hnlm_store_path", 3),
                        # the teacher's backbone: said after the data loaded, as if --model were wrong
-                       ("hnlm_teacher_model", "Nope"), ("hnlm_teacher_model", "BPR"), ("mixgcf_candidates", 0)]:
+                       ("hnlm_teacher_model", "Nope"), ("hnlm_teacher_model", "BPR"), ("mixgcf_candidates", 0),
+                       ("mixgcf_candidates", 2.5), ("mixgcf_candidates", True)]:
         with pytest.raises(ConfigError, match=key):
             Config(model="LightGCN", config_dict=config_for(fast_config, store, **{key: value}))
 
