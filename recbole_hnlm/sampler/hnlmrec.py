@@ -18,6 +18,7 @@ from torch import nn
 
 from recbole_hnlm.config_checks import is_integer, is_number
 from recbole_hnlm.errors import ConfigError
+from recbole_hnlm.llm.config import LLMConfig
 from recbole_hnlm.ops import gather_rows
 from recbole_hnlm.sampler.base import NegativeSampler, Negatives, SamplingContext, require
 
@@ -146,8 +147,6 @@ class HNLMRec(NegativeSampler):
         margin = config["hnlm_margin"]
         if margin is not None and not (is_number(margin) and margin >= 0):
             require(config, "hnlm_margin", lambda v: False, "~ (BPR, the paper) or a number >= 0 (hinge, the code)")
-        from recbole_hnlm.llm.config import LLMConfig
-
         llm = LLMConfig.from_config(config)  # the LLM stage's settings, before a teacher trains for minutes
         cls.check_teacher_model(llm.teacher_model)
 
@@ -192,8 +191,6 @@ class HNLMRec(NegativeSampler):
         item_file = os.path.join(config["data_path"], f"{config['dataset']}.item")
         if os.path.isfile(item_file):  # the LLM stage reads it, loaded or not: fail before the teacher trains
             check_records(item_file, config["encoding"] or "utf-8", quoted=item_file_loaded(config))
-        from recbole_hnlm.llm.config import LLMConfig
-
         if LLMConfig.from_config(config).variant == "finetuned":  # hnlm_variant: ~ is the default, finetuned
             teacher = teacher_path_for(config)
             cls.check_generator_before_the_teacher(config, teacher)
@@ -208,7 +205,6 @@ class HNLMRec(NegativeSampler):
         check them first. The generator is resolved as the stage resolves it for its cache keys; 4-bit only when
         the ``teacher`` file is missing, since a new teacher means a new fine-tuning (a store made on a GPU is still
         reused on the CPU)."""
-        from recbole_hnlm.llm.config import LLMConfig
         from recbole_hnlm.llm.models import check_4bit, resolve_generator
 
         llm = LLMConfig.from_config(config)  # ~ takes the default, as in the LLM stage
