@@ -211,8 +211,11 @@ def check_side_file(path, id_key, config):
         raise DataError(f"{path}: no '{config[id_key]}' field in the header {header!r} ({id_key} = "
                         f"{config[id_key]!r}): RecBole needs it to join this file to the interactions.")
     suffix = os.path.splitext(path)[1][1:]
-    if not check_records(path, encoding, separator, id_field=config[id_key]):  # decodes, splits as RecBole will
-        load_col = config["load_col"]
+    load_col = config["load_col"]
+    loaded = load_col.get(suffix) if isinstance(load_col, dict) else None
+    numeric = {name: kind for name, kind in names.items() if kind in ("float", "float_seq")
+               and (not isinstance(loaded, (list, tuple)) or name in loaded)}
+    if not check_records(path, encoding, separator, id_field=config[id_key], numeric=numeric):
         kept = ({key: value for key, value in load_col.items() if key != suffix} if isinstance(load_col, dict)
                 else {"inter": [config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]]})
         raise DataError(f"{path} has a header but no rows, and RecBole fails on a loaded file without rows: add "
@@ -396,10 +399,26 @@ def _records(lines, separator, quoted=True):
         yield start, end, values
 
 
+def _line_ends_checked(path, lines):
+    """``lines`` (read with ``newline=""``), refusing a bare carriage return in a file whose lines end in ``\\n``:
+    pandas (RecBole's reader and the LLM stage's) ends the row there, so a stray ``\\r`` in a title made an extra
+    row (a phantom item) and cut the title."""
+    bare, newline = None, False
+    for line_no, line in enumerate(lines, 2):
+        if line.endswith("\r"):
+            bare = bare or line_no
+        elif line.endswith("\n"):
+            newline = True
+        if bare and newline:
+            raise DataError(f"{path}:{bare}: a carriage return (\\r) inside the line, which RecBole's reader (pandas) "
+                            "takes as a line end (the rest of the line becomes a row of its own): remove it.")
+        yield line
+
+
 def _filled_records(path, lines, separator, quoted=True):
     """``(line, values)`` of each non-blank record (:func:`_records`); a quote that fails pandas or runs over lines
     is an error naming the file and line."""
-    for start, end, values in _records(lines, separator, quoted):
+    for start, end, values in _records(_line_ends_checked(path, lines), separator, quoted):
         if isinstance(values, csv.Error):
             raise _quote_error(path, start, end, values)
         if len(values) <= 1 and not "".join(values).strip():
@@ -409,13 +428,14 @@ def _filled_records(path, lines, separator, quoted=True):
         yield start, values
 
 
-def check_records(path, encoding="utf-8", separator="\t", quoted=True, id_field=None):
+def check_records(path, encoding="utf-8", separator="\t", quoted=True, id_field=None, numeric=None):
     """Any atomic file, split as RecBole's reader splits it (:func:`_records`; ``quoted=False``: plain lines, for
     files RecBole does not load, which the LLM stage reads with quotes as text): a header of ``name:type`` fields,
     each named once; quotes that would merge lines or fail pandas, lines with more fields than the header, and an
-    ``id_field`` value that pandas reads as missing (:data:`PANDAS_NA_STRINGS`) are errors naming the file and line
-    (pandas fills a shorter line's last fields as empty). For files the LLM stage reads and the side files RecBole
-    loads. Returns whether there was a record.
+    ``id_field`` value that pandas reads as missing (:data:`PANDAS_NA_STRINGS`), a value of a ``numeric`` field
+    (``{name: "float" | "float_seq"}``, the loaded ones) that is no number, and a carriage return inside a line are
+    errors naming the file and line (pandas fills a shorter line's last fields as empty). For files the LLM stage
+    reads and the side files RecBole loads. Returns whether there was a record.
 
     Raises:
         DataError: naming the file and line.
@@ -444,6 +464,10 @@ def check_records(path, encoding="utf-8", separator="\t", quoted=True, id_field=
                                     f"{separator!r}.{hint}")
                 if id_column is not None and id_column < len(values):
                     _check_id_value(path, start, id_field, values[id_column])
+                for name, kind in (numeric or {}).items():  # RecBole's reader fails on them with a traceback
+                    k = plain.index(name) if name in plain else None
+                    if k is not None and k < len(values):
+                        _check_number(path, start, name, kind, values[k])
     except UnicodeDecodeError as error:
         raise encoding_error(path, encoding, error) from None
     return has_rows
@@ -476,6 +500,18 @@ def _quote_error(path, start, end, error):
                      f"atomic file holds one per line): {fix}, or close the quote on its own line.")
 
 
+def _check_number(path, line, name, kind, value):
+    """A loaded ``float`` field's value (``float_seq``: each of its space-separated values) is a number or empty:
+    RecBole's reader fails on anything else with a traceback that names no line."""
+    for part in value.split() if kind == "float_seq" else [value.strip()]:
+        if part:
+            try:
+                float(part)
+            except ValueError:
+                raise DataError(f"{path}:{line}: field '{name}' is {part!r}, not a number (it is "
+                                f"'{name}:{kind}').") from None
+
+
 def _check_rows(path, lines, header, fields, separator, config, loaded):
     """Every non-blank record after the header, split as RecBole's reader splits it (:func:`_records`): the
     header's field count, numbers in loaded float fields, no id pandas reads as missing (an empty one only in
@@ -483,7 +519,8 @@ def _check_rows(path, lines, header, fields, separator, config, loaded):
     fail pandas are named, and ids with surrounding spaces (RecBole keeps them: ``'U1 '`` is not ``'U1'``) are
     counted in a warning. Returns whether there was a record."""
     names = list(fields)
-    numeric = [k for k, name in enumerate(names) if fields[name] == "float" and (loaded is None or name in loaded)]
+    numeric = [k for k, name in enumerate(names)
+               if fields[name] in ("float", "float_seq") and (loaded is None or name in loaded)]
     ids = [names.index(config["USER_ID_FIELD"]), names.index(config["ITEM_ID_FIELD"])]
     presplit = bool(config["benchmark_filename"])
     has_rows, spaced, first_spaced = False, 0, None
@@ -497,13 +534,7 @@ def _check_rows(path, lines, header, fields, separator, config, loaded):
                             f"field_separator {separator!r} (no trailing separator); RecBole would read the columns "
                             "shifted.")
         for k in numeric:
-            value = values[k].strip()
-            if value:
-                try:
-                    float(value)
-                except ValueError:
-                    raise DataError(f"{path}:{start}: field '{names[k]}' is {value!r}, not a number (it is "
-                                    f"'{names[k]}:float').") from None
+            _check_number(path, start, names[k], fields[names[k]], values[k])
         for position, k in enumerate(ids):
             value = values[k]
             if presplit and not value.strip():
