@@ -440,6 +440,8 @@ def check_records(path, encoding="utf-8", separator="\t", quoted=True, id_field=
     Raises:
         DataError: naming the file and line.
     """
+    if os.path.isdir(path):  # open() would say IsADirectoryError, in a traceback
+        raise DataError(f"{path} is a folder, not an atomic file: move it away or replace it with the file.")
     has_rows = False
     try:
         with open(path, encoding=encoding, newline="") as f:
@@ -453,6 +455,8 @@ def check_records(path, encoding="utf-8", separator="\t", quoted=True, id_field=
             if twice is not None:  # pandas renames the second; the LLM stage read the wrong column as the title
                 raise _named_twice(path, header, twice)
             id_column = plain.index(id_field) if id_field in plain else None
+            numeric_columns = [(plain.index(name), name, kind) for name, kind in (numeric or {}).items()
+                               if name in plain]
             for start, values in _filled_records(path, f, separator, quoted):
                 has_rows = True
                 if len(values) > len(names):
@@ -464,9 +468,8 @@ def check_records(path, encoding="utf-8", separator="\t", quoted=True, id_field=
                                     f"{separator!r}.{hint}")
                 if id_column is not None and id_column < len(values):
                     _check_id_value(path, start, id_field, values[id_column])
-                for name, kind in (numeric or {}).items():  # RecBole's reader fails on them with a traceback
-                    k = plain.index(name) if name in plain else None
-                    if k is not None and k < len(values):
+                for k, name, kind in numeric_columns:  # RecBole's reader fails on them with a traceback
+                    if k < len(values):
                         _check_number(path, start, name, kind, values[k])
     except UnicodeDecodeError as error:
         raise encoding_error(path, encoding, error) from None

@@ -119,11 +119,13 @@ class LLMConfig:
                 if not is_integer(value) or (minimum is not None and value < minimum):
                     raise ConfigError(f"hnlm_{name} must be {kind}, got {value!r}")
         for name in ("generator", "encoder", "teacher_model"):
-            if not (isinstance(getattr(self, name), str) and getattr(self, name)):
-                raise ConfigError(f"hnlm_{name} must be a name or path, got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if not (isinstance(value, str) and value):
+                raise ConfigError(f"hnlm_{name} must be a name or path, got {value!r}")
         for name in ("store_path", "teacher_path", "adapter_path"):
-            if getattr(self, name) is not None and not (isinstance(getattr(self, name), str) and getattr(self, name)):
-                raise ConfigError(f"hnlm_{name} must be ~ (the default path) or a path, got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, str) and value):
+                raise ConfigError(f"hnlm_{name} must be ~ (the default path) or a path, got {value!r}")
         for name in _BOOLEANS:
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"hnlm_{name} must be True or False, got {getattr(self, name)!r}")

@@ -61,8 +61,6 @@ def _read_atomic(path: str, encoding: str = "utf-8", quoted: bool = True) -> pd.
     quotes that would merge lines and lines with more fields than the header are errors naming the file
     (:func:`check_records`): replaced characters would reach the prompts without a word. (pandas drops a UTF-8
     byte-order mark.)"""
-    if os.path.isdir(path):
-        raise DataError(f"{path} is a folder, not an atomic file: move it away or replace it with the file.")
     check_records(path, encoding, quoted=quoted)
     frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, encoding=encoding,
                         quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)

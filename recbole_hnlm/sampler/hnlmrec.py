@@ -144,9 +144,9 @@ class HNLMRec(NegativeSampler):
         require(config, "hnlm_adapter_hidden",
                 lambda v: isinstance(v, (list, tuple)) and all(is_integer(w) and w > 0 for w in v),
                 "a list of positive integers (may be empty)")
-        margin = config["hnlm_margin"]
-        if margin is not None and not (is_number(margin) and margin >= 0):
-            require(config, "hnlm_margin", lambda v: False, "~ (BPR, the paper) or a number >= 0 (hinge, the code)")
+        if config["hnlm_margin"] is not None:
+            require(config, "hnlm_margin", lambda v: is_number(v) and v >= 0,
+                    "~ (BPR, the paper) or a number >= 0 (hinge, the code)")
         llm = LLMConfig.from_config(config)  # the LLM stage's settings, before a teacher trains for minutes
         cls.check_teacher_model(llm.teacher_model)
 
@@ -191,15 +191,16 @@ class HNLMRec(NegativeSampler):
         item_file = os.path.join(config["data_path"], f"{config['dataset']}.item")
         if os.path.isfile(item_file):  # the LLM stage reads it, loaded or not: fail before the teacher trains
             check_records(item_file, config["encoding"] or "utf-8", quoted=item_file_loaded(config))
-        if LLMConfig.from_config(config).variant == "finetuned":  # hnlm_variant: ~ is the default, finetuned
+        llm = LLMConfig.from_config(config)  # as the LLM stage reads its settings: ~ takes the default
+        if llm.variant == "finetuned":
             teacher = teacher_path_for(config)
-            cls.check_generator_before_the_teacher(config, teacher)
+            cls.check_generator_before_the_teacher(llm, teacher)
             ensure_teacher(config, train_data, teacher)
         progress = bool(config["show_progress"]) if "show_progress" in config else True
         config["hnlm_file"] = ensure_negatives(config, train_data._dataset, progress=progress)
 
     @staticmethod
-    def check_generator_before_the_teacher(config, teacher: str):
+    def check_generator_before_the_teacher(llm: LLMConfig, teacher: str):
         """A generator path that is not there, or 4-bit loading on a machine that cannot do it, was said only after
         the fine-tuned variant's teacher had trained (30 epochs: minutes on ml-100k, hours at Yelp2018's size):
         check them first. The generator is resolved as the stage resolves it for its cache keys; 4-bit only when
@@ -207,7 +208,6 @@ class HNLMRec(NegativeSampler):
         reused on the CPU)."""
         from recbole_hnlm.llm.models import check_4bit, resolve_generator
 
-        llm = LLMConfig.from_config(config)  # ~ takes the default, as in the LLM stage
         resolve_generator(llm.generator)
         if not os.path.exists(teacher):
             check_4bit(llm.load_in_4bit, "hnlm_load_in_4bit")
