@@ -430,6 +430,82 @@ def test_load_col_fields_a_file_lacks_are_warned_about(fast_config, tmp_path, ca
     assert len(said) == 1 and "parts.train.inter" in said[0], said  # once, not per pre-split part
 
 
+def _side_file_dataset(tmp_path, name, users, items, rows):
+    """A dataset folder with ``.inter`` rows and ``.user``/``.item`` files holding ``users``/``items``."""
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / f"{name}.inter").write_text("user_id:token\titem_id:token\n" + "".join(f"{u}\t{i}\n" for u, i in rows))
+    (folder / f"{name}.user").write_text("user_id:token\tage:float\n" + "".join(f"{u}\t3\n" for u in users))
+    (folder / f"{name}.item").write_text("item_id:token\ttitle:token_seq\n" + "".join(f"{i}\tT\n" for i in items))
+    return folder
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_interactions_of_ids_missing_from_side_files_are_counted_as_recbole_drops_them(tmp_path, caplog, seed):
+    """RecBole's filter_inter_by_user_or_item dropped the interactions of users/items its loaded .user/.item lack
+    without a word (a spaced id, a side file of another export): the warning's counts are RecBole's own drop, on
+    random datasets where some rows lack a user, some an item, some both."""
+    import random
+
+    from recbole.data import create_dataset
+
+    from recbole_hnlm.data_checks import check_dataset_files
+
+    rng = random.Random(seed)
+    rows = [(f"u{rng.randrange(9)}", f"i{rng.randrange(12)}") for _ in range(80)]
+    users, items = rng.sample([f"u{k}" for k in range(9)], 6), rng.sample([f"i{k}" for k in range(12)], 9)
+    _side_file_dataset(tmp_path, "toy", users, items, rows)
+    config = Config(model="MF", dataset="toy", command_line=False, config_dict=dict(
+        data_path=str(tmp_path), load_col={"inter": ["user_id", "item_id"], "user": ["user_id", "age"],
+                                           "item": ["item_id", "title"]}))
+    with caplog.at_level(logging.WARNING):
+        check_dataset_files(config)
+    said = [r.getMessage() for r in caplog.records if "RecBole drops" in r.getMessage()]
+    lack_user = [k for k, (u, _) in enumerate(rows) if u not in users]
+    lack_item = [k for k, (_, i) in enumerate(rows) if i not in items]
+    dropped = len(set(lack_user) | set(lack_item))
+    assert len(said) == 1, said
+    assert f"{len(lack_user)} of 80 interactions have a 'user_id' that {tmp_path / 'toy' / 'toy.user'} lacks (first: " \
+           f"line {lack_user[0] + 2}, {rows[lack_user[0]][0]!r})" in said[0]
+    assert f"{len(lack_item)} of 80 interactions have a 'item_id' that {tmp_path / 'toy' / 'toy.item'} lacks (first: " \
+           f"line {lack_item[0] + 2}, {rows[lack_item[0]][1]!r})" in said[0]
+    assert f"RecBole drops those {dropped} interactions" in said[0]
+    assert len(create_dataset(config).inter_feat) == 80 - dropped  # the count is RecBole's
+
+
+def test_side_file_id_checks_follow_the_filter_and_refuse_a_dataset_left_empty(tmp_path, caplog):
+    """No warning when RecBole keeps the rows (filter_inter_by_user_or_item False, a side file not loaded, pre-split
+    files, which RecBole never filters); an error when every interaction would be dropped (ids written differently
+    in the side file), which RecBole only finds after reading every file."""
+    from recbole_hnlm.data_checks import check_dataset_files
+
+    rows = [("u1", "i1"), ("u2", "i2"), ("u3", "i1")]
+    _side_file_dataset(tmp_path, "toy", ["u1", "u2"], ["i1", "i2"], rows)
+    loaded = {"inter": ["user_id", "item_id"], "user": ["user_id", "age"], "item": ["item_id", "title"]}
+
+    def said(**options):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            check_dataset_files(Config(model="MF", dataset=options.pop("dataset", "toy"), command_line=False,
+                                       config_dict=dict(data_path=str(tmp_path), **options)))
+        return [r.getMessage() for r in caplog.records if "RecBole drops" in r.getMessage()]
+
+    assert len(said(load_col=loaded)) == 1
+    assert said(load_col=loaded, filter_inter_by_user_or_item=False) == []
+    assert said(load_col={"inter": ["user_id", "item_id"], "item": ["item_id", "title"]}) == []  # .user not loaded
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    for part in ("train", "valid", "test"):
+        (parts / f"parts.{part}.inter").write_text("user_id:token\titem_id:token\nu3\ti1\n")
+    (parts / "parts.user").write_text("user_id:token\tage:float\nu1\t3\n")
+    assert said(dataset="parts", load_col=loaded, benchmark_filename=["train", "valid", "test"]) == []
+    (tmp_path / "toy" / "toy.user").write_text("user_id:token\tage:float\n1\t3\n2\t3\n3\t3\n")  # 'u' dropped
+    with pytest.raises(DataError, match=r"toy.inter: 3 of 3 interactions have a 'user_id' that .*toy.user lacks "
+                                        r"\(first: line 2, 'u1'\)\. RecBole drops those 3 interactions "
+                                        r"\(filter_inter_by_user_or_item: True\), which leaves none"):
+        said(load_col=loaded)
+
+
 def test_labeled_evaluation_needs_a_label_field(fast_config):
     """Value metrics in mode 'labeled' without a label field (no threshold, no label column) trained an epoch, then
     failed with KeyError 'label' (RecBole's collector); with a threshold the field exists and the check passes."""
