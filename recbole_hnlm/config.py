@@ -64,7 +64,7 @@ class Config(RecBoleConfig):
         model (str or type, optional): model name or class; read from the external config when ``None``.
         dataset (str, optional): dataset name; read from the external config when ``None``.
         config_file_list (list of str, optional): yaml files.
-        config_dict (dict, optional): parameters.
+        config_dict (dict, optional): parameters; ``os.PathLike`` values (``pathlib.Path``) become their strings.
         command_line (bool): read ``--key=value`` from ``sys.argv`` as RecBole does; ``False`` builds a config
             from the arguments alone (e.g. the MixGCF teacher trained inside an HNLMRec run). (default: ``True``)
     """
@@ -74,6 +74,9 @@ class Config(RecBoleConfig):
 
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, command_line=True):
         self._read_command_line = command_line
+        if isinstance(config_dict, dict):  # a pathlib.Path value (data_path, hnlm_file, ...) as the string it names
+            config_dict = {key: os.fspath(value) if isinstance(value, os.PathLike) else value
+                           for key, value in config_dict.items()}
         try:
             super().__init__(model, dataset, config_file_list, config_dict)
         except (ValueError, TypeError, NotImplementedError, RuntimeError) as error:  # RecBole's own checks (topk,

@@ -3,6 +3,7 @@
 The defaults here equal the documented defaults of ``properties/sampler/HNLMRec.yaml``; a key absent from the
 config (or set to ``None``) takes the default. Unknown values raise errors naming the key.
 """
+import os
 from dataclasses import dataclass, field, fields
 from typing import Optional
 
@@ -102,6 +103,7 @@ class LLMConfig:
             if config is not None and key in config and config[key] is not None:
                 values[spec.name] = config[key]
         values.update({k: v for k, v in overrides.items() if v is not None})
+        values = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in values.items()}  # pathlib.Path
         out = cls(**values)
         out.validate()
         return out

@@ -113,6 +113,23 @@ def test_names_and_paths_of_another_type_are_refused(key, value):
         LLMConfig.from_config({key: value})
 
 
+def test_pathlib_paths_are_taken_as_the_paths_they_name(fast_config, tmp_path):
+    """Python callers pass ``pathlib.Path`` objects: the path and name checks refused them ("got PosixPath(...)"),
+    through ``LLMConfig`` and through a run's ``Config`` alike (``hnlm_file``, RecBole's own path options too)."""
+    from pathlib import Path
+
+    from recbole_hnlm.config import Config
+
+    settings = LLMConfig.from_config({"hnlm_store_path": tmp_path / "s.safetensors", "hnlm_generator": Path("gen")})
+    assert settings.store_path == str(tmp_path / "s.safetensors") and settings.generator == "gen"
+    config = Config(model="MF", command_line=False, config_dict={
+        **fast_config, "sampler": "HNLMRec", "hnlm_file": tmp_path / "s.safetensors",
+        "hnlm_teacher_path": tmp_path / "t.safetensors", "checkpoint_dir": tmp_path / "ckpt"})
+    assert config["hnlm_file"] == str(tmp_path / "s.safetensors")
+    assert config["checkpoint_dir"] == str(tmp_path / "ckpt")
+    assert LLMConfig.from_config(config).teacher_path == str(tmp_path / "t.safetensors")
+
+
 def test_bad_llm_settings_stop_a_run_before_the_dataset_loads(fast_config):
     from recbole_hnlm.config import Config
 
