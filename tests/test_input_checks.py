@@ -506,6 +506,44 @@ def test_side_file_id_checks_follow_the_filter_and_refuse_a_dataset_left_empty(t
         said(load_col=loaded)
 
 
+def test_pre_split_parts_must_load_the_same_fields(tmp_path):
+    """RecBole stacks pre-split parts by field name: a loaded field one part lacks was filled in without a word (and
+    the LLM stage refused the parts only once an HNLMRec run had begun); fields it does not load may differ, and the
+    order of the fields does not matter."""
+    from recbole_hnlm.data_checks import check_dataset_files
+
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    headers = {"train": "user_id:token\titem_id:token\trating:float",
+               "valid": "item_id:token\tuser_id:token\trating:float", "test": "user_id:token\titem_id:token"}
+    for part, header in headers.items():
+        row = {"user_id": "u1", "item_id": "i1", "rating": "3"}
+        (folder / f"parts.{part}.inter").write_text(
+            header + "\n" + "\t".join(row[field.split(":")[0]] for field in header.split("\t")) + "\n")
+
+    def check(load_col):
+        check_dataset_files(Config(model="MF", dataset="parts", command_line=False, config_dict=dict(
+            data_path=str(tmp_path), benchmark_filename=["train", "valid", "test"], load_col=load_col)))
+
+    with pytest.raises(DataError, match=r"parts.test.inter: loads the fields user_id:token, item_id:token, but "
+                                        r".*parts.train.inter loads user_id:token, item_id:token, rating:float"):
+        check({"inter": ["user_id", "item_id", "rating"]})
+    check({"inter": ["user_id", "item_id"]})  # rating not loaded; valid's other field order is fine
+    (folder / "parts.test.inter").write_text("user_id:token\titem_id:token\trating:token\nu1\ti1\t3\n")
+    with pytest.raises(DataError, match="parts.test.inter: loads the fields .*rating:token, but .*rating:float"):
+        check({"inter": ["user_id", "item_id", "rating"]})
+
+
+def test_a_folder_named_as_the_inter_file_is_named_a_folder(tmp_path):
+    """It was reported as a missing dataset ("Dataset 'q' not found: missing .../q.inter"), with the folder there."""
+    from recbole_hnlm.data_checks import check_dataset_files
+
+    (tmp_path / "q" / "q.inter").mkdir(parents=True)
+    with pytest.raises(DataError, match=r"q.inter is a folder, not an atomic file"):
+        check_dataset_files(Config(model="MF", dataset="q", command_line=False, config_dict=dict(
+            data_path=str(tmp_path))))
+
+
 def test_labeled_evaluation_needs_a_label_field(fast_config):
     """Value metrics in mode 'labeled' without a label field (no threshold, no label column) trained an epoch, then
     failed with KeyError 'label' (RecBole's collector); with a threshold the field exists and the check passes."""

@@ -202,7 +202,7 @@ class DatasetText:
             for name in (uid_field, iid_field):
                 if name not in frame.columns:
                     raise DataError(f"{path}: field {name!r} missing (columns: {list(frame.columns)})")
-            if frames and list(frame.columns) != list(frames[0].columns):
+            if frames and sorted(frame.columns) != sorted(frames[0].columns):  # concat aligns them by name
                 raise DataError(f"{path}: fields {list(frame.columns)} differ from {self.inter_paths[0]}'s "
                                  f"{list(frames[0].columns)}; the pre-split files need one header")
             frames.append(frame)

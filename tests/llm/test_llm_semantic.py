@@ -374,6 +374,14 @@ def test_dataset_text_reads_pre_split_files(data_root, tmp_path):
     with open(folder / "mini.test.inter", "a") as handle:
         handle.write(rows[0])
     assert DatasetText(str(tmp_path), "mini", inter_parts=["train", "valid", "test"]).dataset_hash() != digest
+    def reordered(line):  # the first two fields swapped
+        first, second, *rest = line.rstrip("\n").split("\t")
+        return "\t".join([second, first, *rest]) + "\n"
+
+    valid = (folder / "mini.valid.inter").read_text()
+    (folder / "mini.valid.inter").write_text("".join(map(reordered, valid.splitlines(keepends=True))))
+    reread = DatasetText(str(tmp_path), "mini", inter_parts=["train", "valid", "test"])  # pandas aligns by name
+    assert reread.pairs == split.pairs and reread.history == split.history
     (folder / "mini.valid.inter").write_text(header.replace("\t", "\tx:float\t", 1) + "".join(
         row.replace("\t", "\t1\t", 1) for row in rows[cut[1]:cut[2]]))
     with pytest.raises(ValueError, match="mini.valid.inter: fields .* differ from .*mini.train.inter"):
