@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from recbole_hnlm.ops import CSRGraph, WITH_EXT, bipartite_normalized_graph, lightgcn_propagate, spmm
+from recbole_hnlm.ops import CSRGraph, WITH_EXT, bipartite_normalized_graph, drop_edges, lightgcn_propagate, spmm
 from recbole_hnlm.ops import _ext
 from recbole_hnlm.ops.reference import lightgcn_propagate_reference, spmm_reference
 
@@ -552,3 +552,52 @@ def test_the_layer_kernel_takes_float64_values_in_float32_for_a_bfloat16_stack_o
     assert torch.equal(stack, lightgcn_propagate(g32, ego, 2, return_layers=True, layers_dtype=torch.bfloat16))
     assert_close(lightgcn_propagate(g64, ego, 2, return_layers=True),
                  lightgcn_propagate_reference(g64, ego, 2, return_layers=True), torch.float64)
+
+
+def row_normalized(graph):
+    """``D^-1 A`` of ``graph``'s pattern: a propagation matrix researchers try, and not symmetric."""
+    degree = graph.rowptr.diff().double().clamp(min=1)
+    return CSRGraph(graph.rowptr, graph.col, (1.0 / degree).repeat_interleave(graph.rowptr.diff().long()).float(),
+                    graph.num_nodes)
+
+
+@pytest.mark.parametrize("kernel", [pytest.param(True, marks=requires_ext), False], ids=["kernel", "fallback"])
+def test_an_asymmetric_graph_is_refused_before_a_gradient_flows_through_it(kernel):
+    """The backward takes the graph as its own transpose: with ``D^-1 A`` the kernels gave ``A_hat G`` where
+    ``A_hat^T G`` is due (silently wrong gradients). Forward-only products stay allowed and exact; the builders'
+    graphs and their edge-dropped copies are symmetric by construction and not checked again."""
+    g = GRAPHS["isolated_hub"]()
+    walk = row_normalized(g)
+    x = torch.randn(g.num_nodes, 4, dtype=torch.float64)
+    dense = walk.to_dense().double()
+    with kernels(kernel):
+        torch.testing.assert_close(spmm(walk, x), dense @ x)  # no gradient wanted: any square matrix
+        with torch.no_grad():
+            spmm(walk, x.requires_grad_())
+        for op in (lambda graph: spmm(graph, x), lambda graph: lightgcn_propagate(graph, x, 2),
+                   lambda graph: lightgcn_propagate(graph, x, 2, return_layers=True)):
+            with pytest.raises(ValueError, match=r"the graph is not symmetric: entry \(\d+, \d+\) is [\d.]+ but "
+                                                 r"\(\d+, \d+\) is [\d.]+\. The ops' backward"):
+                op(walk)
+            op(g).sum().backward()  # built symmetric
+        assert g.symmetric and drop_edges(g, 0.3).symmetric and g.to("cpu").symmetric
+        symmetric_copy = CSRGraph(g.rowptr, g.col, g.val.clone(), g.num_nodes)  # checked once, then passes
+        spmm(symmetric_copy, x).sum().backward()
+        symmetric_copy.val[0] *= 2  # changed in place: checked again
+        with pytest.raises(ValueError, match="not symmetric"):
+            spmm(symmetric_copy, x)
+
+
+def test_validate_symmetric_names_a_missing_mirror_and_adds_duplicates():
+    """An entry without its mirror is named as absent; duplicates add up before the comparison (the ops add them),
+    and values may differ by rounding (rtol 1e-5)."""
+    one_way = CSRGraph(torch.tensor([0, 1, 1, 1]), torch.tensor([2]), torch.tensor([0.5]), 3)
+    with pytest.raises(ValueError, match=r"entry \(0, 2\) is 0.5 but \(2, 0\) is absent"):
+        one_way.validate().validate_symmetric()
+    split = CSRGraph(torch.tensor([0, 2, 3]), torch.tensor([1, 1, 0]), torch.tensor([0.25, 0.25, 0.5]), 2)
+    assert split.validate().validate_symmetric() is split  # 0.25 + 0.25 = 0.5
+    rounded = CSRGraph(torch.tensor([0, 1, 2]), torch.tensor([1, 0]), torch.tensor([0.3, 0.3 * (1 + 1e-7)]), 2)
+    assert rounded.validate_symmetric() is rounded
+    off = CSRGraph(torch.tensor([0, 1, 2]), torch.tensor([1, 0]), torch.tensor([0.3, 0.3 * (1 + 1e-3)]), 2)
+    with pytest.raises(ValueError, match=r"entry \(0, 1\) is 0.3 but \(1, 0\) is 0.3003"):
+        off.validate_symmetric()
