@@ -93,7 +93,8 @@ class CSRGraph:
     def validate_symmetric(self, rtol: float = 1e-5) -> "CSRGraph":
         """Check that the matrix equals its transpose: each entry ``(r, c)`` has its mirror ``(c, r)``, with a value
         equal within ``rtol`` (duplicate entries add up, as in the ops). Sorts the entries twice (about 2 s for
-        Yelp2018's 3M on a 2-core CPU: the ops run it once per graph not built symmetric). Call :meth:`validate` first. Raises ``ValueError`` naming an entry."""
+        Yelp2018's 3M on a 2-core CPU: the ops run it once per graph not built symmetric). Call :meth:`validate`
+        first. Raises ``ValueError`` naming an entry."""
         n, rows, cols = self.num_nodes, self.row_indices(), self.col.long()
         val = self.val.detach().to(torch.float64 if self.val.dtype == torch.float64 else torch.float32)
         entries = torch.sparse_coo_tensor(torch.stack([rows, cols]), val, (n, n), check_invariants=False).coalesce()
