@@ -72,7 +72,8 @@ def check_dataset_files(config):
             f"or pass --data_path=DIR where DIR/{dataset}/{dataset}.inter exists (ml-100k needs no files: it ships "
             "with RecBole)."
         )
-    side_ids = {config[id_key]: (path, check_side_file(path, id_key, config)) for path, id_key in _side_files(config)}
+    side_ids = {config[id_key]: (path, ids) for path, id_key in _side_files(config)
+                for ids in [check_side_file(path, id_key, config)] if ids is not None}
     # RecBole drops the interactions of ids its loaded .user/.item lack (never in pre-split files: no filter runs)
     known = side_ids if config["filter_inter_by_user_or_item"] is True and not config["benchmark_filename"] else None
     headers = [check_inter_header(path, config, warn_load_col=k == 0, known=known)  # parts share their header
@@ -122,8 +123,11 @@ def dataset_error(config, error, dataset=None):
     if "Some users have interacted with all items" in text and dataset is not None:
         return _users_with_every_item_error(config, dataset)
     if "Some feat is empty" in text:
+        filters = _applied_filters(config)
+        if config["filter_inter_by_user_or_item"] is True and not config["benchmark_filename"]:
+            filters += [f"filter_inter_by_user_or_item=True with {path}" for path, _ in _side_files(config)]
         return DataError(f"Dataset '{name}': the interaction filters leave no interactions "
-                         f"({', '.join(_applied_filters(config)) or 'no filter option set'}): loosen them.")
+                         f"({', '.join(filters) or 'no filter option set'}): loosen them.")
     missing = re.match(r"\[([^\]]+)\] is not exist in interaction|Wrong type of by \[(None)\]", text)  # the split
     # sorts by a field that is not loaded, or by TIME_FIELD=None
     if missing:
@@ -200,7 +204,8 @@ def check_side_file(path, id_key, config):
     """A ``.user`` / ``.item`` file RecBole will read: ``encoding`` text without a byte-order mark, a ``name:type``
     header that holds the id field (RecBole fails on these with a ``UnicodeDecodeError`` or "iid_field must be
     loaded if item_feat is loaded"), and lines as RecBole's reader splits them (:func:`check_records`).
-    Returns the set of its ids.
+    Returns the set of its ids, or ``None`` when ``load_col`` names none of its fields (RecBole then loads no such
+    file).
 
     Raises:
         DataError: naming the file and what to change.
@@ -219,10 +224,19 @@ def check_side_file(path, id_key, config):
     suffix = os.path.splitext(path)[1][1:]
     load_col = config["load_col"]
     loaded = load_col.get(suffix) if isinstance(load_col, dict) else None
-    numeric = {name: kind for name, kind in names.items() if kind in ("float", "float_seq")
+    if isinstance(loaded, (list, tuple)) and not set(loaded) & set(names):
+        _warn_unknown_loaded(path, suffix, config, names)
+        return None  # RecBole loads no column of it: no user/item features, and nothing filtered by them
+    if isinstance(loaded, (list, tuple)) and config[id_key] not in loaded:  # RecBole: a ValueError, after the .inter
+        raise DataError(f"{path}: load_col['{suffix}'] = {list(loaded)} does not load the {id_key} field "
+                        f"'{config[id_key]}', which RecBole needs to join the file to the interactions: add it to "
+                        "load_col.")
+    unloaded = _unloaded_columns(config, suffix)
+    numeric = {name: kind for name, kind in names.items() if kind in ("float", "float_seq") and name not in unloaded
                and (not isinstance(loaded, (list, tuple)) or name in loaded)}
     ids = set()
-    if not check_records(path, encoding, separator, id_field=config[id_key], numeric=numeric, ids=ids):
+    if not check_records(path, encoding, separator, id_field=config[id_key], numeric=numeric, ids=ids,
+                         seq_separator=config["seq_separator"] or " "):
         kept = ({key: value for key, value in load_col.items() if key != suffix} if isinstance(load_col, dict)
                 else {"inter": [config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]]})
         raise DataError(f"{path} has a header but no rows, and RecBole fails on a loaded file without rows: add "
@@ -308,15 +322,17 @@ def check_inter_header(path, config, warn_load_col=True, known=None):
     example = f"user_id:token{separator}item_id:token"
     try:
         with open(path, encoding=encoding, newline="") as f:  # as pandas opens it: the reader sees \r\n and \r
-            header = f.readline().rstrip("\r\n")
+            lines = _line_ends_checked(path, f)
+            header = next(lines, "").rstrip("\r\n")
             loaded = _loaded_columns(config)
             fields = _header_fields(path, header, separator, example, config, loaded)
-            rows, unknown, dropped = _check_rows(path, f, header, fields, separator, config, loaded, known or {})
+            rows, unknown, dropped, kept = _check_rows(path, lines, header, fields, separator, config, loaded,
+                                                       known or {})
     except UnicodeDecodeError as error:
         raise encoding_error(path, encoding, error) from None
     if not rows:
         raise DataError(f"{path} has a header but no interactions.")
-    _report_unknown_ids(path, rows, unknown, dropped, known or {})
+    _report_unknown_ids(path, rows, unknown, dropped, kept, known or {})
     if warn_load_col:
         _warn_unknown_loaded(path, "inter", config, list(fields))
     return fields
@@ -388,6 +404,12 @@ def _named_twice(path, header, name) -> DataError:
     return DataError(f"{path}: the header {header!r} names field '{name}' twice: give each column its own name.")
 
 
+def _unloaded_columns(config, suffix):
+    """The fields of the ``.<suffix>`` file that ``unload_col`` leaves out: RecBole never reads them."""
+    unload_col = config["unload_col"]
+    return set(unload_col.get(suffix) or ()) if isinstance(unload_col, dict) else set()
+
+
 def _loaded_columns(config):
     """The ``.inter`` fields RecBole loads (``load_col['inter']``, in its order, each once), or ``None`` for all of
     them."""
@@ -428,11 +450,11 @@ def _records(lines, separator, quoted=True):
 
 
 def _line_ends_checked(path, lines):
-    """``lines`` (read with ``newline=""``), refusing a bare carriage return in a file whose lines end in ``\\n``:
-    pandas (RecBole's reader and the LLM stage's) ends the row there, so a stray ``\\r`` in a title made an extra
-    row (a phantom item) and cut the title."""
+    """``lines`` (read with ``newline=""``, the header first), refusing a bare carriage return in a file whose lines
+    end in ``\\n``: pandas (RecBole's reader and the LLM stage's) ends the row there, so a stray ``\\r`` in a title
+    made an extra row (a phantom item) and cut the title."""
     bare, newline = None, False
-    for line_no, line in enumerate(lines, 2):
+    for line_no, line in enumerate(lines, 1):
         if line.endswith("\r"):
             bare = bare or line_no
         elif line.endswith("\n"):
@@ -444,9 +466,9 @@ def _line_ends_checked(path, lines):
 
 
 def _filled_records(path, lines, separator, quoted=True):
-    """``(line, values)`` of each non-blank record (:func:`_records`); a quote that fails pandas or runs over lines
-    is an error naming the file and line."""
-    for start, end, values in _records(_line_ends_checked(path, lines), separator, quoted):
+    """``(line, values)`` of each non-blank record (:func:`_records`) of ``lines`` (:func:`_line_ends_checked`, past
+    the header); a quote that fails pandas or runs over lines is an error naming the file and line."""
+    for start, end, values in _records(lines, separator, quoted):
         if isinstance(values, csv.Error):
             raise _quote_error(path, start, end, values)
         if len(values) <= 1 and not "".join(values).strip():
@@ -456,13 +478,15 @@ def _filled_records(path, lines, separator, quoted=True):
         yield start, values
 
 
-def check_records(path, encoding="utf-8", separator="\t", quoted=True, id_field=None, numeric=None, ids=None):
+def check_records(path, encoding="utf-8", separator="\t", quoted=True, id_field=None, numeric=None, ids=None,
+                  seq_separator=" "):
     """Any atomic file, split as RecBole's reader splits it (:func:`_records`; ``quoted=False``: plain lines, for
     files RecBole does not load, which the LLM stage reads with quotes as text): a header of ``name:type`` fields,
     each named once; quotes that would merge lines or fail pandas, lines with more fields than the header, and an
     ``id_field`` value that pandas reads as missing (:data:`PANDAS_NA_STRINGS`), a value of a ``numeric`` field
-    (``{name: "float" | "float_seq"}``, the loaded ones) that is no number, and a carriage return inside a line are
-    errors naming the file and line (pandas fills a shorter line's last fields as empty). For files the LLM stage
+    (``{name: "float" | "float_seq"}``, the loaded ones; a sequence split at ``seq_separator``) that is no number,
+    and a carriage return inside a line are errors naming the file and line (pandas fills a shorter line's last
+    fields as empty). For files the LLM stage
     reads and the side files RecBole loads. ``ids``, a set, receives the ``id_field`` values. Returns whether there
     was a record.
 
@@ -474,7 +498,8 @@ def check_records(path, encoding="utf-8", separator="\t", quoted=True, id_field=
     has_rows = False
     try:
         with open(path, encoding=encoding, newline="") as f:
-            header = f.readline().rstrip("\r\n").lstrip("\ufeff")  # pandas drops a byte-order mark
+            lines = _line_ends_checked(path, f)
+            header = next(lines, "").rstrip("\r\n").lstrip("\ufeff")  # pandas drops a byte-order mark
             names = header.split(separator)
             if not header.strip() or any(":" not in name for name in names):
                 raise DataError(f"{path}: the first line {header!r} is not a header of 'name:type' fields separated "
@@ -486,7 +511,7 @@ def check_records(path, encoding="utf-8", separator="\t", quoted=True, id_field=
             id_column = plain.index(id_field) if id_field in plain else None
             numeric_columns = [(plain.index(name), name, kind) for name, kind in (numeric or {}).items()
                                if name in plain]
-            for start, values in _filled_records(path, f, separator, quoted):
+            for start, values in _filled_records(path, lines, separator, quoted):
                 has_rows = True
                 if len(values) > len(names):
                     hint = (" Double quotes are text here (the file is not in load_col, so RecBole does not load "
@@ -501,7 +526,7 @@ def check_records(path, encoding="utf-8", separator="\t", quoted=True, id_field=
                         ids.add(values[id_column])
                 for k, name, kind in numeric_columns:  # RecBole's reader fails on them with a traceback
                     if k < len(values):
-                        _check_number(path, start, name, kind, values[k])
+                        _check_number(path, start, name, kind, values[k], seq_separator)
     except UnicodeDecodeError as error:
         raise encoding_error(path, encoding, error) from None
     return has_rows
@@ -534,10 +559,11 @@ def _quote_error(path, start, end, error):
                      f"atomic file holds one per line): {fix}, or close the quote on its own line.")
 
 
-def _check_number(path, line, name, kind, value):
-    """A loaded ``float`` field's value (``float_seq``: each of its space-separated values) is a number or empty:
-    RecBole's reader fails on anything else with a traceback that names no line."""
-    for part in value.split() if kind == "float_seq" else [value.strip()]:
+def _check_number(path, line, name, kind, value, seq_separator=" "):
+    """A loaded ``float`` field's value (``float_seq``: each of its parts split at ``seq_separator``, empty parts
+    skipped, as RecBole splits them) is a number or empty: RecBole's reader fails on anything else, spaces alone
+    included, with a traceback that names no line."""
+    for part in value.split(seq_separator) if kind == "float_seq" else [value]:
         if part:
             try:
                 float(part)
@@ -552,16 +578,19 @@ def _check_rows(path, lines, header, fields, separator, config, loaded, known):
     pre-split files, or for an item after an empty user id); quotes that would merge lines or
     fail pandas are named, and ids with surrounding spaces (RecBole keeps them: ``'U1 '`` is not ``'U1'``) are
     counted in a warning. Returns the number of records, ``{id field: (count, first line, first value)}`` of the
-    records whose id ``known`` (``{id field: (side file, its ids)}``) lacks, and how many records lack one."""
+    records whose id ``known`` (``{id field: (side file, its ids)}``) lacks, how many records lack one, and how many
+    have both ids, neither empty nor lacking."""
     names = list(fields)
-    numeric = [k for k, name in enumerate(names)
-               if fields[name] in ("float", "float_seq") and (loaded is None or name in loaded)]
+    unloaded = _unloaded_columns(config, "inter")
+    numeric = [k for k, name in enumerate(names) if fields[name] in ("float", "float_seq") and name not in unloaded
+               and (loaded is None or name in loaded)]
+    seq_separator = config["seq_separator"] or " "
     ids = [names.index(config["USER_ID_FIELD"]), names.index(config["ITEM_ID_FIELD"])]
     presplit = bool(config["benchmark_filename"])
     rows, spaced, first_spaced = 0, 0, None
     first_empty_user, last_empty_item = None, None
     checked = [(k, names[k], known[names[k]][1]) for k in ids if names[k] in known]
-    unknown, dropped = {}, 0
+    unknown, dropped, kept = {}, 0, 0
     for start, values in _filled_records(path, lines, separator):
         rows += 1
         if len(values) != len(names):
@@ -571,7 +600,7 @@ def _check_rows(path, lines, header, fields, separator, config, loaded, known):
                             f"field_separator {separator!r} (no trailing separator); RecBole would read the columns "
                             "shifted.")
         for k in numeric:
-            _check_number(path, start, names[k], fields[names[k]], values[k])
+            _check_number(path, start, names[k], fields[names[k]], values[k], seq_separator)
         for position, k in enumerate(ids):
             value = values[k]
             if presplit and not value.strip():
@@ -592,6 +621,7 @@ def _check_rows(path, lines, header, fields, separator, config, loaded, known):
             count, line, first = unknown.get(name, (0, start, value))
             unknown[name] = (count + 1, line, first)
         dropped += bool(lacking)
+        kept += not lacking and all(values[k] for k in ids)  # RecBole drops a row with an empty id as missing
     if first_empty_user and last_empty_item and last_empty_item > first_empty_user:
         user, item = names[ids[0]], names[ids[1]]
         raise DataError(f"{path}: empty '{user}' on line {first_empty_user} and empty '{item}' on line "
@@ -603,21 +633,23 @@ def _check_rows(path, lines, header, fields, separator, config, loaded, known):
         logger.warning(f"{path}:{line_no}: '{name}' is {value!r}, with spaces around it; RecBole keeps them, so it is "
                        f"another id than {value.strip()!r} ({spaced} such id{'s' * (spaced != 1)} in the file). "
                        "Remove the spaces if they are not part of the ids.")
-    return rows, unknown, dropped
+    return rows, unknown, dropped, kept
 
 
-def _report_unknown_ids(path, rows, unknown, dropped, known):
+def _report_unknown_ids(path, rows, unknown, dropped, kept, known):
     """Warn about the interactions whose id a loaded ``.user``/``.item`` file lacks (:func:`_check_rows`): RecBole
-    drops them without a word (``filter_inter_by_user_or_item``); an error when no interaction would be left."""
+    drops them without a word (``filter_inter_by_user_or_item``); an error when no interaction would be left
+    (``kept``: those rows and the ones with an empty id gone)."""
     if not unknown:
         return
     parts = [f"{count} of {rows} interactions have a '{name}' that {known[name][0]} lacks (first: line {line}, "
              f"{value!r})" for name, (count, line, value) in unknown.items()]
     message = (f"{path}: {'; '.join(parts)}. RecBole drops those {dropped} interactions "
                "(filter_inter_by_user_or_item: True)")
-    if dropped == rows:
-        raise DataError(f"{message}, which leaves none: add the ids to the side file, or check that its ids are "
-                        "written as in the interactions.")
+    if not kept:
+        empty = ", and the rows with an empty id" if dropped < rows else ""
+        raise DataError(f"{message}{empty}, which leaves none: add the ids to the side file, or check that its ids "
+                        "are written as in the interactions.")
     logger.warning(f"{message}: add the ids to the side file to keep them, or set "
                    "--filter_inter_by_user_or_item=False to keep them without user or item features.")
 
