@@ -61,7 +61,11 @@ class SampledRecommender(GeneralRecommender):
         self.reg_weight = config["reg_weight"]
         users, items = self.training_pairs(dataset)
         self.data_digests = dataset_digests(dataset)  # stored in checkpoints (recbole_hnlm.warm_start)
-        self.sampler = get_sampler(config["sampler"])(config, dataset, pooled_size=self.pooled_size(config))
+        with torch.random.fork_rng(devices=[]):  # a sampler's own weights (HNLMRec's adapter) come from a stream
+            # derived from the seeded one, which they leave where it was: every sampler's run of a seed starts from
+            # the same backbone weights (and the two draw no common numbers)
+            torch.random.default_generator.manual_seed(int(torch.randint(2**62, ())))
+            self.sampler = get_sampler(config["sampler"])(config, dataset, pooled_size=self.pooled_size(config))
         self.candidate_generator = CandidateGenerator(users, items, self.n_items, config["candidate_max_rounds"])
         self.negative_warmup_epochs = int(config["negative_warmup_epochs"] or 0)
         self.warming_up = False  # set before every training epoch by on_epoch_start (a loaded model is past it)

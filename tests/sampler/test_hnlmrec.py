@@ -750,3 +750,41 @@ def test_a_frozen_adapter_adds_no_frobenius_term(fast_config, ml_slice, tmp_path
     model, batch = build(fast_config, store, hnlm_frozen_adapter=True, hnlm_adapter_reg_weight=1e-2)
     assert model.sampler.adapter_reg_weight == 0.0
     assert not any("Frobenius" in name for name in model.sampler.aux_loss_names())
+
+
+def test_every_sampler_starts_from_the_backbone_weights_of_its_seed(fast_config, ml_slice, tmp_path):
+    """HNLMRec's adapter was drawn from the seeded stream before the backbone's embeddings, so its runs started from
+    other embeddings than the RNS/DNS/MixGCF/AHNS runs of their seed: the grids' paired tests paired seeds, not
+    initialisations. The adapter now comes from a stream derived from the seeded one: the backbone's weights and the
+    stream after the build are every sampler's, while the adapter still follows the seed and shares no numbers with
+    the embeddings."""
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import init_seed
+
+    from recbole_hnlm.config import Config
+    from recbole_hnlm.model.lightgcn import LightGCN
+
+    store = write_store(ml_slice, tmp_path / "s.safetensors")
+
+    def built(sampler, seed):
+        config = Config(model="LightGCN", config_dict=config_for(fast_config, store, sampler=sampler, seed=seed))
+        init_seed(fast_config.get("seed", 2020), True)  # one split (the store's pairs are its training pairs)
+        train_data, _, _ = data_preparation(config, create_dataset(config))
+        init_seed(seed, True)  # as quick_start.build_model
+        model = LightGCN(config, train_data._dataset)
+        return model, torch.rand(4)
+
+    rns, after_rns = built("RNS", 2020)
+    for sampler in ("DNS", "MixGCF", "AHNS", "HNLMRec"):
+        model, after = built(sampler, 2020)
+        assert torch.equal(model.user_embedding.weight, rns.user_embedding.weight), sampler
+        assert torch.equal(model.item_embedding.weight, rns.item_embedding.weight), sampler
+        assert torch.equal(after, after_rns), sampler
+    hnlm, _ = built("HNLMRec", 2020)
+    other, _ = built("HNLMRec", 2021)
+    first = hnlm.sampler.adapter[0].weight
+    assert torch.equal(first, model.sampler.adapter[0].weight)  # the seed decides it
+    assert not torch.equal(first, other.sampler.adapter[0].weight)
+    init_seed(2020, True)
+    from_the_seeded_stream = torch.nn.Linear(*first.T.shape)  # the numbers the backbone's weights are made of
+    assert not torch.equal(first, from_the_seeded_stream.weight)
