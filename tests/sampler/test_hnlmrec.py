@@ -788,3 +788,13 @@ def test_every_sampler_starts_from_the_backbone_weights_of_its_seed(fast_config,
     init_seed(2020, True)
     from_the_seeded_stream = torch.nn.Linear(*first.T.shape)  # the numbers the backbone's weights are made of
     assert not torch.equal(first, from_the_seeded_stream.weight)
+
+
+def test_a_negative_warm_up_as_long_as_the_run_is_the_rns_run(fast_config, ml_slice, tmp_path):
+    """With the backbone's weights no longer moved by the adapter's draws, HNLMRec's warm-up epochs are an RNS run bit
+    for bit, as DNS's, MixGCF's and AHNS's are (tests/test_quick_start.py): a warm-up covering the run reproduces it."""
+    store = write_store(ml_slice, tmp_path / "s.safetensors")
+    rns = run_recbole_hnlm(model="LightGCN", config_dict={**fast_config, "sampler": "RNS", "epochs": 2})
+    warm = run_recbole_hnlm(model="LightGCN", config_dict=config_for(fast_config, store, epochs=2,
+                                                                     negative_warmup_epochs=2))
+    assert warm["best_valid_result"] == rns["best_valid_result"] and warm["test_result"] == rns["test_result"]
