@@ -78,7 +78,7 @@ def check_dataset_files(config):
     known = side_ids if config["filter_inter_by_user_or_item"] is True and not config["benchmark_filename"] else None
     headers = [check_inter_header(path, config, warn_load_col=k == 0, known=known)  # parts share their header
                for k, path in enumerate(paths)]
-    _check_parts_agree(paths, headers, _loaded_columns(config))
+    _check_parts_agree(paths, headers, _loaded_columns(config), _unloaded_columns(config, "inter"))
     warn_unapplied_options(config)
     check_no_recbole_pickles(config)
 
@@ -287,12 +287,13 @@ def check_no_recbole_pickles(config):
 _ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")
 
 
-def _check_parts_agree(paths, headers, loaded):
+def _check_parts_agree(paths, headers, loaded, unloaded=frozenset()):
     """Pre-split ``.inter`` parts load the same fields with the same types: RecBole stacks them by field name, so a
     field one part lacks was filled in without a word, and a type that differs re-typed the others' column (the LLM
     stage refused such parts, after the run had begun)."""
     def loaded_fields(fields):
-        return [f"{name}:{kind}" for name, kind in fields.items() if loaded is None or name in loaded]
+        return [f"{name}:{kind}" for name, kind in fields.items()
+                if (loaded is None or name in loaded) and name not in unloaded]
 
     first = loaded_fields(headers[0])
     for path, fields in zip(paths[1:], headers[1:]):

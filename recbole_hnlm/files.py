@@ -103,13 +103,14 @@ STALE_WRITE_SECONDS = 600
 def temporary_name(path: str) -> str:
     """``<path>.tmp-<pid>-<random>``: the pid tells whether its writer may still run, the random part keeps apart
     writers of the same pid (two containers)."""
-    return f"{path.rstrip(os.sep)}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    return f"{os.fspath(path).rstrip(os.sep)}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def remove_dead_writers_files(path: str) -> None:
     """Remove the ``<path>.tmp-<pid>[-<random>]`` files and folders of writers that no longer run (hard-killed during
     a write): no process of the pid runs, and nothing changed them for :data:`STALE_WRITE_SECONDS`. Those of live
     processes stay."""
+    path = os.fspath(path)
     folder, prefix = os.path.dirname(os.path.abspath(path)), os.path.basename(path.rstrip(os.sep)) + ".tmp-"
     try:
         names = os.listdir(folder)

@@ -534,6 +534,36 @@ def test_pre_split_parts_must_load_the_same_fields(tmp_path):
         check({"inter": ["user_id", "item_id", "rating"]})
 
 
+def test_pre_split_parts_compare_every_field_when_all_are_loaded_and_a_folder_part_is_named(tmp_path):
+    """load_col None loads every field: a field one part lacks is refused then too, unless unload_col leaves it out
+    (RecBole then reads the parts as they are); a folder in place of a pre-split part is named a folder."""
+    from recbole.data import create_dataset
+
+    from recbole_hnlm.data_checks import check_dataset_files
+
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    (folder / "parts.train.inter").write_text("user_id:token\titem_id:token\trating:float\n"
+                                              + "".join(f"u{k % 4}\ti{k % 5}\t3\n" for k in range(20)))
+    for part in ("valid", "test"):
+        (folder / f"parts.{part}.inter").write_text("user_id:token\titem_id:token\nu1\ti1\nu2\ti2\n")
+
+    def config(**options):
+        return Config(model="MF", dataset="parts", command_line=False, config_dict=dict(
+            data_path=str(tmp_path), benchmark_filename=["train", "valid", "test"], load_col=None, **options))
+
+    with pytest.raises(DataError, match=r"parts.valid.inter: loads the fields user_id:token, item_id:token, but "
+                                        r".*parts.train.inter loads user_id:token, item_id:token, rating:float"):
+        check_dataset_files(config())
+    unloaded = config(unload_col={"inter": ["rating"]})
+    check_dataset_files(unloaded)
+    assert list(create_dataset(unloaded).inter_feat.columns) == ["user_id", "item_id"]
+    (folder / "parts.valid.inter").unlink()
+    (folder / "parts.valid.inter").mkdir()
+    with pytest.raises(DataError, match=r"parts.valid.inter is a folder, not an atomic file"):
+        check_dataset_files(config())
+
+
 def test_a_folder_named_as_the_inter_file_is_named_a_folder(tmp_path):
     """It was reported as a missing dataset ("Dataset 'q' not found: missing .../q.inter"), with the folder there."""
     from recbole_hnlm.data_checks import check_dataset_files

@@ -239,3 +239,15 @@ def test_a_grid_stops_at_a_full_disk_outside_the_atomic_writes(tmp_path):
         grid.run_grid("ml-100k", ["MF"], ["RNS", "DNS"], [1], str(tmp_path), config_dict={"epochs": 1},
                       cell_runner=runner, cell_checker=None, progress=False)
     assert len(ran) == 1
+
+
+def test_an_atomic_write_takes_a_pathlib_path(tmp_path):
+    """``write_recommendations(Path(...), ...)`` failed with "'PosixPath' object has no attribute 'rstrip'" in the
+    temporary name and the sweep of dead writers' files, as any ``atomic_path`` caller given a ``pathlib.Path``."""
+    target = tmp_path / "out.tsv"
+    (tmp_path / "out.tsv.tmp-999999999-00000000").write_text("a dead writer's leftover")
+    os.utime(tmp_path / "out.tsv.tmp-999999999-00000000", (0, 0))
+    with files.atomic_path(target) as tmp:
+        with open(tmp, "w") as handle:
+            handle.write("user_id\n")
+    assert target.read_text() == "user_id\n" and os.listdir(tmp_path) == ["out.tsv"]

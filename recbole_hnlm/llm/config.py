@@ -108,6 +108,11 @@ class LLMConfig:
         out.validate()
         return out
 
+    def __post_init__(self):  # LLMConfig(store_path=Path(...)): the path it names
+        for spec in fields(self):
+            if isinstance(getattr(self, spec.name), os.PathLike):
+                setattr(self, spec.name, os.fspath(getattr(self, spec.name)))
+
     def validate(self) -> None:
         choices = {"variant": ("semantic", "finetuned"), "store_dtype": ("float16", "float32"),
                    "dtype": ("float32", "bfloat16", "float16"), "ft_item_text": ("title", "profile", "none"),

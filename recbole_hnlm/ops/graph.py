@@ -97,8 +97,13 @@ class CSRGraph:
         first. Raises ``ValueError`` naming an entry."""
         n, rows, cols = self.num_nodes, self.row_indices(), self.col.long()
         val = self.val.detach().to(torch.float64 if self.val.dtype == torch.float64 else torch.float32)
+        if self.val.dtype in (torch.float16, torch.bfloat16):  # mirrors rounded apart to adjacent 16-bit values
+            rtol = max(rtol, 2 * torch.finfo(self.val.dtype).eps)
+        if self.nnz and bool(torch.isnan(val).any()):
+            raise ValueError("graph.val holds NaN: the graph's values must be finite numbers")
         entries = torch.sparse_coo_tensor(torch.stack([rows, cols]), val, (n, n), check_invariants=False).coalesce()
         mirrors = torch.sparse_coo_tensor(torch.stack([cols, rows]), val, (n, n), check_invariants=False).coalesce()
+        entries, mirrors = (_without_zeros(t) for t in (entries, mirrors))  # a stored zero is no entry
         keys = entries.indices()[0] * n + entries.indices()[1]  # sorted: coalesce orders the entries
         mirror_keys = mirrors.indices()[0] * n + mirrors.indices()[1]
         if torch.equal(keys, mirror_keys):
@@ -146,6 +151,14 @@ class CSRGraph:
         if self.nnz and (int(self.col.min()) < 0 or int(self.col.max()) >= self.num_nodes):
             raise ValueError(f"col must lie in [0, {self.num_nodes})")
         return self
+
+
+def _without_zeros(coalesced: Tensor) -> Tensor:
+    keep = coalesced.values() != 0
+    if bool(keep.all()):
+        return coalesced
+    return torch.sparse_coo_tensor(coalesced.indices()[:, keep], coalesced.values()[keep], coalesced.shape,
+                                   check_invariants=False).coalesce()
 
 
 def bipartite_normalized_graph(user_ids: Tensor, item_ids: Tensor, n_users: int, n_items: int) -> CSRGraph:

@@ -92,7 +92,7 @@ def _check(graph: CSRGraph, x: Tensor, name: str, use_kernel: bool) -> None:
         raise ValueError(f"{name} is on {x.device} but the graph is on {graph.device}; use graph.to(device)")
     if graph.val.dtype not in (torch.float32, x.dtype):  # the kernels' contract (csrc/utils.h), on both paths
         raise TypeError(f"graph.val must be float32 or {name}'s dtype {x.dtype}, got {graph.val.dtype}")
-    if x.requires_grad and torch.is_grad_enabled():  # the backward takes the graph as its own transpose
+    if x.requires_grad and torch.is_grad_enabled() and not graph.symmetric:  # backward: graph as its transpose
         graph.validate_symmetric_once()
     elif not use_kernel:  # the kernels check the CSR structure while reading it; torch's sparse ops do not
         graph.validate_once()

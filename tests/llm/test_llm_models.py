@@ -130,6 +130,18 @@ def test_pathlib_paths_are_taken_as_the_paths_they_name(fast_config, tmp_path):
     assert LLMConfig.from_config(config).teacher_path == str(tmp_path / "t.safetensors")
 
 
+def test_pathlib_keyword_overrides_and_direct_settings_are_taken_as_paths(tmp_path):
+    """``LLMConfig.from_config(config, store_path=Path(...))`` and ``LLMConfig(store_path=Path(...))``: the keyword
+    overrides and the dataclass built directly take the paths too (the latter was refused by ``validate``)."""
+    settings = LLMConfig.from_config({"hnlm_store_path": "other.safetensors"}, store_path=tmp_path / "s.safetensors",
+                                     teacher_path=tmp_path / "t.safetensors")
+    assert settings.store_path == str(tmp_path / "s.safetensors")
+    assert settings.teacher_path == str(tmp_path / "t.safetensors")
+    direct = LLMConfig(store_path=tmp_path / "s.safetensors")
+    direct.validate()
+    assert direct.store_path == str(tmp_path / "s.safetensors")
+
+
 def test_bad_llm_settings_stop_a_run_before_the_dataset_loads(fast_config):
     from recbole_hnlm.config import Config
 

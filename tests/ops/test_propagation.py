@@ -601,3 +601,69 @@ def test_validate_symmetric_names_a_missing_mirror_and_adds_duplicates():
     off = CSRGraph(torch.tensor([0, 1, 2]), torch.tensor([1, 0]), torch.tensor([0.3, 0.3 * (1 + 1e-3)]), 2)
     with pytest.raises(ValueError, match=r"entry \(0, 1\) is 0.3 but \(1, 0\) is 0.3003"):
         off.validate_symmetric()
+
+
+def test_validate_symmetric_judges_tiny_values_relatively_and_names_an_entry_past_every_mirror():
+    """No absolute tolerance hides an asymmetry among small values (D^-1 A of high-degree nodes); an entry whose
+    mirror key would sort past every stored mirror is named as absent (not an IndexError)."""
+    tiny = CSRGraph(torch.tensor([0, 1, 2]), torch.tensor([1, 0]), torch.tensor([1e-9, 3e-9]), 2)
+    with pytest.raises(ValueError, match=r"entry \(0, 1\) is 1e-09 but \(1, 0\) is 3e-09"):
+        tiny.validate().validate_symmetric()
+    last = CSRGraph(torch.tensor([0, 0, 0, 1]), torch.tensor([0]), torch.tensor([0.5]), 3)  # (2, 0) alone
+    with pytest.raises(ValueError, match=r"entry \(2, 0\) is 0.5 but \(0, 2\) is absent"):
+        last.validate().validate_symmetric()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_16_bit_graph_symmetric_up_to_its_rounding_passes_the_symmetry_check(dtype):
+    """Mirror values one float32 rounding apart can round to adjacent 16-bit values (one ulp: 1e-3 relative in float16,
+    8e-3 in bfloat16), which rtol = 1e-5 refused; a gap of several ulps is still refused."""
+    ulp = {torch.float16: 2.0 ** -10, torch.bfloat16: 2.0 ** -7}[dtype]
+    a = 1 + ulp / 2  # halfway between two 16-bit values: rounds to even (down)
+    g32 = CSRGraph(torch.tensor([0, 1, 2]), torch.tensor([1, 0]), torch.tensor([a, a * (1 + 1e-7)]), 2)
+    g32.validate_symmetric()
+    CSRGraph(g32.rowptr, g32.col, g32.val.to(dtype), 2).validate_symmetric()  # 1 and 1 + ulp
+    apart = CSRGraph(g32.rowptr, g32.col, torch.tensor([1.0, 1.0 + 4 * ulp], dtype=dtype), 2)
+    with pytest.raises(ValueError, match="not symmetric"):
+        apart.validate_symmetric()
+
+
+def test_stored_zeros_are_no_entries_and_nan_is_named():
+    """A stored zero without its mirror (or duplicates that cancel) is still a symmetric matrix; NaN values were
+    reported as "entry is nan but its mirror is nan"."""
+    CSRGraph(torch.tensor([0, 1, 1]), torch.tensor([1]), torch.tensor([0.0]), 2).validate_symmetric()
+    CSRGraph(torch.tensor([0, 2, 2]), torch.tensor([1, 1]), torch.tensor([1.0, -1.0]), 2).validate_symmetric()
+    with pytest.raises(ValueError, match="graph.val holds NaN"):
+        CSRGraph(torch.tensor([0, 1, 2]), torch.tensor([1, 0]), torch.full((2,), float("nan")), 2).validate_symmetric()
+
+
+@pytest.mark.parametrize("kernel", [pytest.param(True, marks=requires_ext), False], ids=["kernel", "fallback"])
+def test_the_symmetry_check_runs_once_per_graph_and_never_for_built_ones(kernel, monkeypatch):
+    """The builders' graphs, their edge-dropped copies and their copies on another device are never sorted for the
+    check (a LightGCN/NGCF step must not pay for it); another graph is checked once, and again when its ``val`` is
+    replaced by another tensor."""
+    calls = []
+    check = CSRGraph.validate_symmetric
+
+    def counted(self, *args, **kwargs):
+        calls.append(self)
+        return check(self, *args, **kwargs)
+
+    monkeypatch.setattr(CSRGraph, "validate_symmetric", counted)
+    g = GRAPHS["isolated_hub"]()
+    x = torch.randn(g.num_nodes, 4, requires_grad=True)
+    assert g.to("meta").symmetric and drop_edges(g, 0.3).to("meta").symmetric
+    assert not CSRGraph(g.rowptr, g.col, g.val, g.num_nodes).to("meta").symmetric
+    with kernels(kernel):
+        for _ in range(3):
+            spmm(g, x).sum().backward()
+            lightgcn_propagate(drop_edges(g, 0.3), x, 2).sum().backward()
+        assert calls == []
+        copy = CSRGraph(g.rowptr, g.col, g.val.clone(), g.num_nodes)
+        for _ in range(3):
+            spmm(copy, x).sum().backward()
+            lightgcn_propagate(copy, x, 2, return_layers=True).sum().backward()
+        assert len(calls) == 1 and calls[0] is copy
+        copy.val = row_normalized(g).val  # another tensor, same structure and version: checked again
+        with pytest.raises(ValueError, match="not symmetric"):
+            spmm(copy, x)
