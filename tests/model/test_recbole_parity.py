@@ -75,10 +75,11 @@ def test_recboles_default_unsquared_l2_is_a_different_objective(fast_config, mon
     batch's ego rows of ||e||^2 / 2 - ||e|| (RecBole's EmbLoss: the norm of each table's batch rows)."""
     ours, theirs, batch = build_pair(fast_config, monkeypatch, "LightGCN", "LightGCN", {"reg_weight": 1e-2},
                                      {"require_pow": False})
-    rows = [ours.user_embedding.weight[batch[ours.USER_ID]], ours.item_embedding.weight[batch[ours.ITEM_ID]],
-            ours.item_embedding.weight[batch[ours.NEG_ITEM_ID]]]
+    rows = [ours.user_embedding.weight[batch[ours.USER_ID]].detach(),
+            ours.item_embedding.weight[batch[ours.ITEM_ID]].detach(),
+            ours.item_embedding.weight[batch[ours.NEG_ITEM_ID]].detach()]
     squared = sum(float(r.double().pow(2).sum()) for r in rows) / 2
     unsquared = sum(float(torch.linalg.vector_norm(r.double())) for r in rows)  # RecBole: a norm per table's rows
     expected = 1e-2 * (squared - unsquared) / len(batch)
-    got = float(ours.calculate_loss(batch)) - float(theirs.calculate_loss(batch))
+    got = float(ours.calculate_loss(batch).detach()) - float(theirs.calculate_loss(batch).detach())
     assert abs(got - expected) <= 1e-3 * abs(expected), (got, expected)
