@@ -92,9 +92,10 @@ class CSRGraph:
 
     def validate_symmetric(self, rtol: float = 1e-5) -> "CSRGraph":
         """Check that the matrix equals its transpose: each entry ``(r, c)`` has its mirror ``(c, r)``, with a value
-        equal within ``rtol`` (duplicate entries add up, as in the ops). Sorts the entries twice (about 2 s for
-        Yelp2018's 3M on a 2-core CPU: the ops run it once per graph not built symmetric). Call :meth:`validate`
-        first. Raises ``ValueError`` naming an entry."""
+        equal within ``rtol`` (two 16-bit rounding steps for float16/bfloat16 values; duplicate entries add up, as in
+        the ops, and a stored zero is no entry). Sorts the entries twice (about 2 s for Yelp2018's 3M on a 2-core
+        CPU: the ops run it once per graph not built symmetric). Call :meth:`validate` first. Raises ``ValueError``
+        naming an entry, or NaN values."""
         n, rows, cols = self.num_nodes, self.row_indices(), self.col.long()
         val = self.val.detach().to(torch.float64 if self.val.dtype == torch.float64 else torch.float32)
         if self.val.dtype in (torch.float16, torch.bfloat16):  # mirrors rounded apart to adjacent 16-bit values
@@ -154,6 +155,7 @@ class CSRGraph:
 
 
 def _without_zeros(coalesced: Tensor) -> Tensor:
+    """A coalesced sparse tensor without its stored zeros (the same matrix)."""
     keep = coalesced.values() != 0
     if bool(keep.all()):
         return coalesced
