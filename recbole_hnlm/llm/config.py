@@ -103,12 +103,11 @@ class LLMConfig:
             if config is not None and key in config and config[key] is not None:
                 values[spec.name] = config[key]
         values.update({k: v for k, v in overrides.items() if v is not None})
-        values = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in values.items()}  # pathlib.Path
         out = cls(**values)
         out.validate()
         return out
 
-    def __post_init__(self):  # LLMConfig(store_path=Path(...)): the path it names
+    def __post_init__(self):  # a pathlib.Path (LLMConfig(store_path=Path(...)), from_config's too): the path it names
         for spec in fields(self):
             if isinstance(getattr(self, spec.name), os.PathLike):
                 setattr(self, spec.name, os.fspath(getattr(self, spec.name)))
