@@ -45,8 +45,7 @@ def check_dataset_files(config):
     dataset = config["dataset"]
     paths = _inter_files(config)
     for path in paths:
-        if os.path.isdir(path):  # "not found" would send the user looking for a file that is there
-            raise DataError(f"{path} is a folder, not an atomic file: move it away or replace it with the file.")
+        _refuse_folder(path)  # "not found" would send the user looking for a file that is there
     missing = [path for path in paths if not os.path.isfile(path)]
     if missing:
         from recbole_hnlm.split_import import BENCHMARK_FILENAME, PARTS
@@ -74,8 +73,7 @@ def check_dataset_files(config):
         )
     side_ids = {config[id_key]: (path, ids) for path, id_key in _side_files(config)
                 for ids in [check_side_file(path, id_key, config)] if ids is not None}
-    # RecBole drops the interactions of ids its loaded .user/.item lack (never in pre-split files: no filter runs)
-    known = side_ids if config["filter_inter_by_user_or_item"] is True and not config["benchmark_filename"] else None
+    known = side_ids if _filters_by_side_files(config) else None
     headers = [check_inter_header(path, config, warn_load_col=k == 0, known=known)  # parts share their header
                for k, path in enumerate(paths)]
     _check_parts_agree(paths, headers, _loaded_columns(config), _unloaded_columns(config, "inter"))
@@ -124,7 +122,7 @@ def dataset_error(config, error, dataset=None):
         return _users_with_every_item_error(config, dataset)
     if "Some feat is empty" in text:
         filters = _applied_filters(config)
-        if config["filter_inter_by_user_or_item"] is True and not config["benchmark_filename"]:
+        if _filters_by_side_files(config):
             filters += [f"filter_inter_by_user_or_item=True with {path}" for path, _ in _side_files(config)]
         return DataError(f"Dataset '{name}': the interaction filters leave no interactions "
                          f"({', '.join(filters) or 'no filter option set'}): loosen them.")
@@ -231,9 +229,8 @@ def check_side_file(path, id_key, config):
         raise DataError(f"{path}: load_col['{suffix}'] = {list(loaded)} does not load the {id_key} field "
                         f"'{config[id_key]}', which RecBole needs to join the file to the interactions: add it to "
                         "load_col.")
-    unloaded = _unloaded_columns(config, suffix)
-    numeric = {name: kind for name, kind in names.items() if kind in ("float", "float_seq") and name not in unloaded
-               and (not isinstance(loaded, (list, tuple)) or name in loaded)}
+    numeric = _numeric_fields(names, loaded if isinstance(loaded, (list, tuple)) else None,
+                              _unloaded_columns(config, suffix))
     ids = set()
     if not check_records(path, encoding, separator, id_field=config[id_key], numeric=numeric, ids=ids,
                          seq_separator=config["seq_separator"] or " "):
@@ -287,6 +284,13 @@ def check_no_recbole_pickles(config):
 _ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")
 
 
+def _filters_by_side_files(config):
+    """Whether RecBole drops the interactions of ids its loaded ``.user``/``.item`` lack: only with
+    ``filter_inter_by_user_or_item`` True (RecBole tests ``is True``), and never for pre-split files (no filter
+    runs on them)."""
+    return config["filter_inter_by_user_or_item"] is True and not config["benchmark_filename"]
+
+
 def _check_parts_agree(paths, headers, loaded, unloaded=frozenset()):
     """Pre-split ``.inter`` parts load the same fields with the same types: RecBole stacks them by field name, so a
     field one part lacks was filled in without a word, and a type that differs re-typed the others' column (the LLM
@@ -321,19 +325,19 @@ def check_inter_header(path, config, warn_load_col=True, known=None):
     separator = config["field_separator"] or "\t"
     encoding = config["encoding"] or "utf-8"
     example = f"user_id:token{separator}item_id:token"
+    known = known or {}
     try:
         with open(path, encoding=encoding, newline="") as f:  # as pandas opens it: the reader sees \r\n and \r
             lines = _line_ends_checked(path, f)
             header = next(lines, "").rstrip("\r\n")
             loaded = _loaded_columns(config)
             fields = _header_fields(path, header, separator, example, config, loaded)
-            rows, unknown, dropped, kept = _check_rows(path, lines, header, fields, separator, config, loaded,
-                                                       known or {})
+            rows, unknown, dropped, kept = _check_rows(path, lines, header, fields, separator, config, loaded, known)
     except UnicodeDecodeError as error:
         raise encoding_error(path, encoding, error) from None
     if not rows:
         raise DataError(f"{path} has a header but no interactions.")
-    _report_unknown_ids(path, rows, unknown, dropped, kept, known or {})
+    _report_unknown_ids(path, rows, unknown, dropped, kept, known)
     if warn_load_col:
         _warn_unknown_loaded(path, "inter", config, list(fields))
     return fields
@@ -405,10 +409,23 @@ def _named_twice(path, header, name) -> DataError:
     return DataError(f"{path}: the header {header!r} names field '{name}' twice: give each column its own name.")
 
 
+def _numeric_fields(fields, loaded, unloaded):
+    """``{name: kind}`` of the ``float``/``float_seq`` fields of a header's ``fields`` that RecBole reads: named by
+    ``loaded`` (``None``: all) and not by ``unloaded``."""
+    return {name: kind for name, kind in fields.items() if kind in ("float", "float_seq") and name not in unloaded
+            and (loaded is None or name in loaded)}
+
+
 def _unloaded_columns(config, suffix):
     """The fields of the ``.<suffix>`` file that ``unload_col`` leaves out: RecBole never reads them."""
     unload_col = config["unload_col"]
     return set(unload_col.get(suffix) or ()) if isinstance(unload_col, dict) else set()
+
+
+def _refuse_folder(path):
+    """A folder where an atomic file should be is an error naming it."""
+    if os.path.isdir(path):
+        raise DataError(f"{path} is a folder, not an atomic file: move it away or replace it with the file.")
 
 
 def _loaded_columns(config):
@@ -487,15 +504,13 @@ def check_records(path, encoding="utf-8", separator="\t", quoted=True, id_field=
     ``id_field`` value that pandas reads as missing (:data:`PANDAS_NA_STRINGS`), a value of a ``numeric`` field
     (``{name: "float" | "float_seq"}``, the loaded ones; a sequence split at ``seq_separator``) that is no number,
     and a carriage return inside a line are errors naming the file and line (pandas fills a shorter line's last
-    fields as empty). For files the LLM stage
-    reads and the side files RecBole loads. ``ids``, a set, receives the ``id_field`` values. Returns whether there
-    was a record.
+    fields as empty). For files the LLM stage reads and the side files RecBole loads. ``ids``, a set, receives the
+    ``id_field`` values. Returns whether there was a record.
 
     Raises:
         DataError: naming the file and line.
     """
-    if os.path.isdir(path):  # open() would say IsADirectoryError, in a traceback
-        raise DataError(f"{path} is a folder, not an atomic file: move it away or replace it with the file.")
+    _refuse_folder(path)  # open() would say IsADirectoryError, in a traceback
     has_rows = False
     try:
         with open(path, encoding=encoding, newline="") as f:
@@ -582,9 +597,7 @@ def _check_rows(path, lines, header, fields, separator, config, loaded, known):
     records whose id ``known`` (``{id field: (side file, its ids)}``) lacks, how many records lack one, and how many
     have both ids, neither empty nor lacking."""
     names = list(fields)
-    unloaded = _unloaded_columns(config, "inter")
-    numeric = [k for k, name in enumerate(names) if fields[name] in ("float", "float_seq") and name not in unloaded
-               and (loaded is None or name in loaded)]
+    numeric = [names.index(name) for name in _numeric_fields(fields, loaded, _unloaded_columns(config, "inter"))]
     seq_separator = config["seq_separator"] or " "
     ids = [names.index(config["USER_ID_FIELD"]), names.index(config["ITEM_ID_FIELD"])]
     presplit = bool(config["benchmark_filename"])

@@ -160,7 +160,7 @@ def _without_zeros(coalesced: Tensor) -> Tensor:
     if bool(keep.all()):
         return coalesced
     return torch.sparse_coo_tensor(coalesced.indices()[:, keep], coalesced.values()[keep], coalesced.shape,
-                                   check_invariants=False).coalesce()
+                                   check_invariants=False, is_coalesced=True)  # a subset keeps order and uniqueness
 
 
 def bipartite_normalized_graph(user_ids: Tensor, item_ids: Tensor, n_users: int, n_items: int) -> CSRGraph:
