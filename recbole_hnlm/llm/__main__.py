@@ -44,26 +44,41 @@ def recbole_split(dataset: str, data_path: str, config_files, model: Optional[st
     seed before the split), so the pairs prepared here are the pairs the HNLMRec run trains on. ``model`` ``None``:
     LightGCN, or ``for_teacher`` the teacher's backbone (``hnlm_teacher_model``), so that backbone options such as
     ``--learning_rate`` are the teacher's (they reach a teacher of the run's own backbone only)."""
-    from recbole_hnlm.config import Config
     from recbole_hnlm.data_checks import check_dataset_files, check_duplicate_interactions
     from recbole_hnlm.quick_start import read_dataset, split_dataset
 
-    def build(name):
-        return Config(model=name, dataset=dataset, config_file_list=config_files or None,
-                      config_dict=dict(settings or {}, data_path=data_path, show_progress=False, sampler="HNLMRec"),
-                      command_line=False)
-
     from .teacher_training import _teacher_choice
 
-    config = build(model or "LightGCN")
+    config = _recbole_config(dataset, data_path, config_files, model or "LightGCN", settings)
     teacher_model = _teacher_choice(config)[0] if model is None and for_teacher else "LightGCN"
     if teacher_model != "LightGCN":
-        config = build(teacher_model)
+        config = _recbole_config(dataset, data_path, config_files, teacher_model, settings)
     check_dataset_files(config)
     built = read_dataset(config)  # under the split seed, as a run
     check_duplicate_interactions(config, built)  # a warning, as in a run
     train, _, _ = split_dataset(config, built)
     return train, config
+
+
+def _recbole_config(dataset: str, data_path: str, config_files, model: str, settings):
+    """The plugin Config of an HNLMRec run of ``model`` with these files and settings, as the run script builds it."""
+    from recbole_hnlm.config import Config
+
+    return Config(model=model, dataset=dataset, config_file_list=config_files or None,
+                  config_dict=dict(settings or {}, data_path=data_path, show_progress=False, sampler="HNLMRec"),
+                  command_line=False)
+
+
+def _check_atomic_files(dataset: str, data_path: str, config_files, model: Optional[str], settings) -> None:
+    """``--split all`` reads the atomic files itself, without RecBole: check them first as a run does (headers,
+    fields per line, numbers, ids, side files), so the LLM stage spends no hours on files the run would refuse. For
+    ml-100k read from another folder than RecBole's bundled copy (the run reads that copy) nothing is checked."""
+    from recbole_hnlm.data_checks import check_dataset_files
+    from .pipeline import root_data_path
+
+    config = _recbole_config(dataset, data_path, config_files, model or "LightGCN", settings)
+    if os.path.abspath(root_data_path(config, dataset)) == os.path.abspath(data_path):
+        check_dataset_files(config)
 
 
 def _check_teacher_of_split(path: str, rb_config, dataset: str, train_pairs) -> None:
@@ -87,7 +102,8 @@ def _stage_key(key: str) -> bool:
 
 
 def _yaml_settings(config_files) -> dict:
-    """The stage's settings in ``--config_files`` (``--split all`` builds no RecBole configuration)."""
+    """The stage's settings in ``--config_files`` (``--split all`` reads them from the files: its RecBole
+    configuration serves the file checks only)."""
     from recbole_hnlm.config import read_config_files
 
     return {k: v for k, v in read_config_files(config_files).items() if _stage_key(k)}
@@ -236,6 +252,8 @@ def _run_stage(argv, quiet: contextlib.ExitStack) -> int:
                                                 overrides["hnlm_variant"], args.stage, variant)
         config["hnlm_variant"] = variant
     cfg = LLMConfig.from_config(config)
+    if args.split == "all":  # after the settings' errors, as with RecBole's split
+        _check_atomic_files(args.dataset, data_path, args.config_files, args.model, overrides)
     from .pipeline import load_dataset_text, profiles_path, run_negatives, run_profiles, store_path_for
 
     text = load_dataset_text(config, args.dataset, data_path, train_pairs)

@@ -29,8 +29,28 @@ def test_no_training_pairs_is_one_line_before_any_model_loads(tmp_path, capsys):
     (folder / "empty.inter").write_text("user_id:token\titem_id:token\n")
     assert main(["negatives", "--split", "all", "--dataset", "empty", "--data_path", str(tmp_path),
                  "--hnlm_generator=no-such-model"]) == 2
-    assert "empty.inter: no training pairs" in capsys.readouterr().err
+    assert "empty.inter has a header but no interactions" in capsys.readouterr().err  # the run's check
     assert sorted(os.listdir(folder)) == ["empty.inter"]
+
+
+def test_split_all_checks_the_atomic_files_as_a_run_does(tmp_path, capsys):
+    """``--split all`` reads the files without RecBole: a line short of a field and an id pandas reads as missing
+    passed, and the stage spent its LLM work on files the run then refused at its first line."""
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    good = "user_id:token\titem_id:token\trating:float\n1\t10\t3\n2\t10\t4\n"
+    for bad_line, expected in (("1\t11\n", "toy.inter:4: 2 fields, but the header"),
+                               ("NA\t11\t3\n", "toy.inter:4: 'user_id' is 'NA'")):
+        (folder / "toy.inter").write_text(good + bad_line)
+        assert main(["profiles", "--split", "all", "--dataset", "toy", "--data_path", str(tmp_path),
+                     "--hnlm_generator=no-such-model"]) == 2
+        err = capsys.readouterr().err
+        assert expected in err and "no-such-model" not in err, err
+    (folder / "toy.inter").write_text(good)
+    assert main(["profiles", "--split", "all", "--dataset", "toy", "--data_path", str(tmp_path),
+                 "--hnlm_generator=no-such-model"]) == 2
+    assert "no-such-model" in capsys.readouterr().err  # valid files: on to the model
+    assert sorted(os.listdir(folder)) == ["toy.inter"]
 
 
 def test_the_stage_works_where_recbole_reads_the_dataset(tmp_path, caplog, capsys):
