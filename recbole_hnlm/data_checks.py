@@ -123,7 +123,8 @@ def dataset_error(config, error, dataset=None):
     if "Some feat is empty" in text:
         filters = _applied_filters(config)
         if _filters_by_side_files(config):
-            filters += [f"filter_inter_by_user_or_item=True with {path}" for path, _ in _side_files(config)]
+            filters += [f"filter_inter_by_user_or_item=True with {path}" for path, _ in _side_files(config)
+                        if _loads_a_field_of(path, config)]
         return DataError(f"Dataset '{name}': the interaction filters leave no interactions "
                          f"({', '.join(filters) or 'no filter option set'}): loosen them.")
     missing = re.match(r"\[([^\]]+)\] is not exist in interaction|Wrong type of by \[(None)\]", text)  # the split
@@ -282,6 +283,20 @@ def check_no_recbole_pickles(config):
 
 #: Field types of RecBole's atomic files (``recbole.utils.FeatureType``).
 _ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")
+
+
+def _loads_a_field_of(path, config):
+    """Whether ``load_col`` loads a field of the side file at ``path`` (checked already by :func:`check_side_file`):
+    a list for its suffix that names none of the header's fields makes RecBole load no such file."""
+    suffix = os.path.splitext(path)[1][1:]
+    load_col = config["load_col"]
+    loaded = load_col.get(suffix) if isinstance(load_col, dict) else None
+    if not isinstance(loaded, (list, tuple)):
+        return True
+    separator = config["field_separator"] or "\t"
+    with open(path, encoding=config["encoding"] or "utf-8") as f:
+        header = f.readline().rstrip("\r\n")
+    return bool(set(loaded) & set(_parse_header(path, header, separator, f"id:token{separator}name:token_seq")))
 
 
 def _filters_by_side_files(config):

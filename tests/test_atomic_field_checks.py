@@ -176,3 +176,7 @@ def test_the_empty_dataset_error_names_the_side_file_filter(tmp_path):
     error = dataset_error(_config(tmp_path, load_col=LOADED, filter_inter_by_user_or_item=False),
                           ValueError("Some feat is empty, please check."))
     assert "(no filter option set)" in str(error), error
+    # a load_col list naming none of the .user's fields: RecBole loads no such file, so it filters nothing
+    error = dataset_error(_config(tmp_path, load_col=dict(LOADED, user=["gender"])),
+                          ValueError("Some feat is empty, please check."))
+    assert "toy.user" not in str(error) and "filter_inter_by_user_or_item=True with " in str(error), error
