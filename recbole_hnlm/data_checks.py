@@ -352,7 +352,7 @@ def check_inter_header(path, config, warn_load_col=True, known=None):
         raise encoding_error(path, encoding, error) from None
     if not rows:
         raise DataError(f"{path} has a header but no interactions.")
-    _report_unknown_ids(path, rows, unknown, dropped, kept, known)
+    _report_unknown_ids(path, rows, unknown, dropped, kept, known, _filters_before_side_files(config))
     if warn_load_col:
         _warn_unknown_loaded(path, "inter", config, list(fields))
     return fields
@@ -665,16 +665,25 @@ def _check_rows(path, lines, header, fields, separator, config, loaded, known):
     return rows, unknown, dropped, kept
 
 
-def _report_unknown_ids(path, rows, unknown, dropped, kept, known):
+def _filters_before_side_files(config):
+    """``key=value`` of the filters RecBole applies before its side-file filter (``_data_filtering``'s order), so
+    that it may drop fewer interactions than the file's lines counted."""
+    return [f"{key}={config[key]!r}" for key in ("rm_dup_inter", "val_interval") if config[key] not in _FILTERS[key]]
+
+
+def _report_unknown_ids(path, rows, unknown, dropped, kept, known, filtered_first=()):
     """Warn about the interactions whose id a loaded ``.user``/``.item`` file lacks (:func:`_check_rows`): RecBole
     drops them without a word (``filter_inter_by_user_or_item``); an error when no interaction would be left
-    (``kept``: those rows and the ones with an empty id gone)."""
+    (``kept``: those rows and the ones with an empty id gone). The counts are the file's lines; ``filtered_first``
+    names the filters that remove some of them before (:func:`_filters_before_side_files`)."""
     if not unknown:
         return
     parts = [f"{count} of {rows} interactions have a '{name}' that {known[name][0]} lacks (first: line {line}, "
              f"{value!r})" for name, (count, line, value) in unknown.items()]
+    first = (f"; counted in the file: {' and '.join(filtered_first)} remove{'s' * (len(filtered_first) == 1)} "
+             "some interactions before, so it may drop fewer" if filtered_first else "")
     message = (f"{path}: {'; '.join(parts)}. RecBole drops those {dropped} interactions "
-               "(filter_inter_by_user_or_item: True)")
+               f"(filter_inter_by_user_or_item: True{first})")
     if not kept:
         empty = ", and the rows with an empty id" if dropped < rows else ""
         raise DataError(f"{message}{empty}, which leaves none: add the ids to the side file, or check that its ids "

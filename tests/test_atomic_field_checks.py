@@ -180,3 +180,23 @@ def test_the_empty_dataset_error_names_the_side_file_filter(tmp_path):
     error = dataset_error(_config(tmp_path, load_col=dict(LOADED, user=["gender"])),
                           ValueError("Some feat is empty, please check."))
     assert "toy.user" not in str(error) and "filter_inter_by_user_or_item=True with " in str(error), error
+
+
+def test_the_drop_count_says_when_filters_before_it_may_lower_it(tmp_path, caplog):
+    """RecBole removes duplicates (rm_dup_inter) and filters by value (val_interval) before its side-file filter, so
+    the warning's count of the file's lines can exceed what it drops: the warning said "drops those 2" where RecBole
+    dropped 1."""
+    from recbole.data import create_dataset
+
+    _dataset(tmp_path, "user_id:token\titem_id:token\nu1\ti1\nu9\ti1\nu9\ti1\nu1\ti2\n",
+             "user_id:token\tage:float\nu1\t3\n")
+    plain = _config(tmp_path, load_col=LOADED)
+    said = _drop_warnings(caplog, plain)
+    assert len(said) == 1 and "RecBole drops those 2 interactions (filter_inter_by_user_or_item: True)" in said[0]
+    assert len(create_dataset(plain).inter_feat) == 2  # without rm_dup_inter the count is RecBole's
+    deduplicated = _config(tmp_path, load_col=LOADED, rm_dup_inter="first")
+    said = _drop_warnings(caplog, deduplicated)
+    assert len(said) == 1 and ("RecBole drops those 2 interactions (filter_inter_by_user_or_item: True; counted in "
+                               "the file: rm_dup_inter='first' removes some interactions before, so it may drop "
+                               "fewer)") in said[0], said
+    assert len(create_dataset(deduplicated).inter_feat) == 2  # 4 lines, a duplicate removed, then 1 dropped
