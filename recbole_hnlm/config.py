@@ -36,6 +36,8 @@ def read_config_files(file_list, loader=None):
     """RecBole's merge of yaml files (``loader``: RecBole's, which reads ``1e-4`` as a float; the default builds it),
     with a clear error naming a file that is not a YAML mapping (an empty file sets nothing)."""
     loader = loader or RecBoleConfig._build_yaml_loader(None)  # the method uses no instance state
+    if isinstance(file_list, (str, os.PathLike)):  # one file, as Config takes it
+        file_list = [file_list]
     merged = {}
     for path in file_list or []:
         try:
@@ -63,7 +65,8 @@ class Config(RecBoleConfig):
     Args:
         model (str or type, optional): model name or class; read from the external config when ``None``.
         dataset (str, optional): dataset name; read from the external config when ``None``.
-        config_file_list (list of str, optional): yaml files.
+        config_file_list (list of str, optional): yaml files (one path alone, a ``str`` or ``pathlib.Path``, is
+            one file).
         config_dict (dict, optional): parameters; ``os.PathLike`` values (``pathlib.Path``) become their strings.
         command_line (bool): read ``--key=value`` from ``sys.argv`` as RecBole does; ``False`` builds a config
             from the arguments alone (e.g. the MixGCF teacher trained inside an HNLMRec run). (default: ``True``)
@@ -74,6 +77,10 @@ class Config(RecBoleConfig):
 
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, command_line=True):
         self._read_command_line = command_line
+        if isinstance(config_file_list, (str, os.PathLike)):  # one file (RecBole read a str's characters as files)
+            config_file_list = [config_file_list]
+        if config_file_list is not None:
+            config_file_list = [os.fspath(path) if isinstance(path, os.PathLike) else path for path in config_file_list]
         if isinstance(config_dict, dict):  # a pathlib.Path value (data_path, hnlm_file, ...) as the string it names
             config_dict = {key: os.fspath(value) if isinstance(value, os.PathLike) else value
                            for key, value in config_dict.items()}

@@ -39,7 +39,7 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
     Args:
         model (str, optional): backbone name; read from the config when ``None``.
         dataset (str, optional): dataset name; read from the config when ``None``.
-        config_file_list (list of str, optional): yaml files.
+        config_file_list (list of str, optional): yaml files (one path alone is one file).
         config_dict (dict, optional): parameters (lower priority than the command line).
         saved (bool): save the best model's checkpoint (safetensors) and test it.
 

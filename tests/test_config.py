@@ -176,3 +176,16 @@ def test_backbone_option_bounds_are_accepted(fast_config):
     assert make(fast_config, model="SGL", sampler="RNS", ssl_weight=0, drop_ratio=0)["ssl_weight"] == 0
     with pytest.raises(ConfigError, match="equal to embedding_size"):
         make(fast_config, model="NGCF", sampler="MixGCF", hidden_size_list=[64, 32])
+
+
+def test_one_config_file_may_be_given_alone_as_a_str_or_path(fast_config, tmp_path):
+    """``config_file_list="a.yaml"`` was read as the files '/', 't', ... (RecBole iterates the string), and a
+    ``pathlib.Path`` alone failed with "'PosixPath' object is not iterable"."""
+    from recbole_hnlm.config import Config, read_config_files
+
+    settings = tmp_path / "a.yaml"
+    settings.write_text("epochs: 3\nlearning_rate: 0.5\n")
+    for files in (str(settings), settings, [settings], (str(settings),)):
+        config = Config(model="MF", config_file_list=files, config_dict=dict(fast_config), command_line=False)
+        assert config["learning_rate"] == 0.5, files
+        assert read_config_files(files) == {"epochs": 3, "learning_rate": 0.5}, files
