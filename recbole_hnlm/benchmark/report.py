@@ -174,6 +174,7 @@ def compare(results, model, sampler, reference, metric):
     else:
         mean_a, mean_b = np.mean([v for v, _ in a.values()]), np.mean([v for v, _ in b.values()])
     improvement = (mean_a - mean_b) / mean_b * 100.0 if mean_b else float("nan")
+    improvement = round(improvement, 9) + 0.0  # equal means summed in another order: float noise, not "-0.0%"
     test = paired_test([a[s][0] for s in seeds], [b[s][0] for s in seeds])
     if not seeds:
         test["note"] = "unpaired"
