@@ -69,16 +69,30 @@ def _recbole_config(dataset: str, data_path: str, config_files, model: str, sett
                   command_line=False)
 
 
-def _check_atomic_files(dataset: str, data_path: str, config_files, model: Optional[str], settings) -> None:
-    """``--split all`` reads the atomic files itself, without RecBole: check them first as a run does (headers,
-    fields per line, numbers, ids, side files), so the LLM stage spends no hours on files the run would refuse. For
-    ml-100k read from another folder than RecBole's bundled copy (the run reads that copy) nothing is checked."""
-    from recbole_hnlm.data_checks import check_dataset_files
+def _where_recbole_reads(rb_config, dataset: str, data_path: str) -> str:
+    """The folder RecBole reads ``dataset`` from with these settings (its bundled ml-100k whatever ``data_path``
+    says), said when it is not ``data_path``: the stage reads the run's files and keeps its artifacts where the run
+    script looks for them."""
     from .pipeline import root_data_path
 
+    read_from = root_data_path(rb_config, dataset)
+    if os.path.abspath(read_from) != os.path.abspath(data_path):
+        logging.getLogger(__name__).warning(
+            "--data_path %s: RecBole reads %s from %s, so the LLM stage reads it from there too, and keeps its "
+            "artifacts where the run script looks for them (%s)", data_path, dataset, read_from,
+            artifact_dir(read_from, dataset))
+    return read_from
+
+
+def _checked_data_path(dataset: str, data_path: str, config_files, model: Optional[str], settings) -> str:
+    """``--split all`` reads the atomic files itself, without RecBole: check them first as a run does (headers,
+    fields per line, numbers, ids, side files), so the LLM stage spends no hours on files the run would refuse.
+    Returns the folder the run reads them from (:func:`_where_recbole_reads`)."""
+    from recbole_hnlm.data_checks import check_dataset_files
+
     config = _recbole_config(dataset, data_path, config_files, model or "LightGCN", settings)
-    if os.path.abspath(root_data_path(config, dataset)) == os.path.abspath(data_path):
-        check_dataset_files(config)
+    check_dataset_files(config)
+    return _where_recbole_reads(config, dataset, data_path)
 
 
 def _check_teacher_of_split(path: str, rb_config, dataset: str, train_pairs) -> None:
@@ -233,15 +247,7 @@ def _run_stage(argv, quiet: contextlib.ExitStack) -> int:
             return 0
         train_pairs = train_pairs_from_dataset(train)
         config = {k: rb_config[k] for k in rb_config.final_config_dict if _stage_key(k)}  # yaml files too
-        from .pipeline import root_data_path
-
-        read_from = root_data_path(rb_config, args.dataset)  # RecBole reads its bundled ml-100k whatever is asked
-        if os.path.abspath(read_from) != os.path.abspath(data_path):
-            logging.getLogger(__name__).warning(
-                "--data_path %s: RecBole reads %s from %s, so the LLM stage reads it from there too, and keeps its "
-                "artifacts where the run script looks for them (%s)", data_path, args.dataset, read_from,
-                artifact_dir(read_from, args.dataset))
-            data_path = read_from
+        data_path = _where_recbole_reads(rb_config, args.dataset, data_path)
     else:
         config = _yaml_settings(args.config_files)
     config.update(overrides)
@@ -253,7 +259,7 @@ def _run_stage(argv, quiet: contextlib.ExitStack) -> int:
         config["hnlm_variant"] = variant
     cfg = LLMConfig.from_config(config)
     if args.split == "all":  # after the settings' errors, as with RecBole's split
-        _check_atomic_files(args.dataset, data_path, args.config_files, args.model, overrides)
+        data_path = _checked_data_path(args.dataset, data_path, args.config_files, args.model, overrides)
     from .pipeline import load_dataset_text, profiles_path, run_negatives, run_profiles, store_path_for
 
     text = load_dataset_text(config, args.dataset, data_path, train_pairs)

@@ -64,6 +64,11 @@ def test_the_stage_works_where_recbole_reads_the_dataset(tmp_path, caplog, capsy
         in caplog.text and os.path.join("saved", "hnlm", "ml-100k") in caplog.text
     assert "no-such-model" in capsys.readouterr().err  # it got as far as loading the generator
     assert os.listdir(tmp_path) == []
+    caplog.clear()  # --split all reads the run's files too (it read --data_path's, here missing: "not found")
+    assert main(["profiles", "--split", "all", "--dataset", "ml-100k", "--data_path", str(tmp_path), "--max_pairs",
+                 "1", "--hnlm_generator=no-such-model"]) == 2
+    assert "so the LLM stage reads it from there too" in caplog.text
+    assert "no-such-model" in capsys.readouterr().err and os.listdir(tmp_path) == []
 
 
 def test_quiet_silences_plain_tqdm_bars_and_recbole_future_warnings_until_the_stage_ends():
