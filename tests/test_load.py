@@ -219,3 +219,33 @@ def test_a_checkpoint_rewritten_in_place_counts_as_replaced(tmp_path):
         handle.write(b"b" * 12)
     os.utime(path, ns=(1, 2))
     assert _file_version(str(path)) != before
+
+
+def test_the_runs_checkpoint_dir_is_not_reused_and_options_given_are_not_warned_about(dns_run, tmp_path, caplog):
+    """Kills L02 (checkpoint_dir reused: a trainer of the loaded config wrote into the run's own folder) and L12
+    (options the caller gave in config_dict warned about as changed since the run)."""
+    run_dir = os.path.dirname(dns_run["checkpoint"])
+    with caplog.at_level(logging.WARNING):
+        config, *_ = load_data_and_model(dns_run["checkpoint"], {"topk": [5], "metrics": ["Hit"]})
+    assert os.path.abspath(config["checkpoint_dir"]) != os.path.abspath(run_dir)
+    assert "trained with other values" not in caplog.text
+
+
+def test_a_checkpoint_rewritten_with_the_same_size_or_time_counts_as_replaced(tmp_path):
+    """Kills L08 (the time left out: a rewrite of the same size, e.g. the next epoch's resume state, went unseen)
+    and L09 (the size left out: a rewrite within the file system's time resolution went unseen)."""
+    from recbole_hnlm.load import _file_version
+
+    path = tmp_path / "c.safetensors"
+    path.write_bytes(b"a" * 10)
+    os.utime(path, ns=(1, 1_000_000_000))
+    before = _file_version(str(path))
+    with open(path, "r+b") as handle:
+        handle.write(b"b" * 10)
+    os.utime(path, ns=(1, 2_000_000_000))
+    assert _file_version(str(path)) != before  # same size, another time
+    before = _file_version(str(path))
+    with open(path, "ab") as handle:
+        handle.write(b"c")
+    os.utime(path, ns=(1, 2_000_000_000))
+    assert _file_version(str(path)) != before  # same time, another size

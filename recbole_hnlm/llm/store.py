@@ -170,11 +170,14 @@ def _read_header(path: str):
 
 
 def _mmap_tensor(path: str, info: Dict, data_start: int, name: str) -> torch.Tensor:
-    dtype = _SAFETENSORS_DTYPES.get(info["dtype"])
+    try:
+        dtype = _SAFETENSORS_DTYPES.get(info["dtype"])
+        begin, end = (int(offset) for offset in info["data_offsets"])
+        shape = tuple(int(size) for size in info["shape"])
+    except (KeyError, TypeError, ValueError):  # a damaged or foreign header: a store error, so a cache recomputes
+        raise StoreError(f"{path}: tensor '{name}' has a malformed header entry {info!r}") from None
     if dtype is None:
         raise StoreError(f"{path}: tensor '{name}' has unsupported dtype {info['dtype']}")
-    begin, end = info["data_offsets"]
-    shape = tuple(info["shape"])
     if end - begin != int(np.prod(shape)) * np.dtype(dtype).itemsize:
         raise StoreError(f"{path}: tensor '{name}' byte range does not match its shape {shape}")
     if data_start + end > os.path.getsize(path):
@@ -280,7 +283,7 @@ class PairEmbeddingStore:
             keys.append(uid * n_items + iid)
         keys_t = torch.tensor(keys, dtype=torch.int64)
         rows_t = torch.tensor(rows, dtype=torch.int64)
-        keys_t, order = torch.sort(keys_t)
+        keys_t, order = torch.sort(keys_t, stable=True)  # equal keys in row order: the first row comes first
         rows_t = rows_t[order]
         if keys_t.numel() > 1:  # duplicated pairs: keep the first row of each key
             keep = torch.ones_like(keys_t, dtype=torch.bool)
