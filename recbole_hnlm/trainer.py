@@ -379,6 +379,7 @@ class SafeCheckpointMixin:
             self._mend_best_checkpoint(state)
         else:  # the best so far is the checkpoint itself: this run's best file starts as its copy
             self.best_valid_result = _restored_result(state)  # None in best checkpoints before session 22
+            self._best_epoch = int(state["epoch"])  # its resume states name the tested epoch until a better one
             with atomic_path(self.saved_model_file) as tmp:
                 shutil.copyfile(resume_file, tmp)
             self.logger.warning(f"{resume_file} is a best-epoch checkpoint, not a resume state: training goes on "

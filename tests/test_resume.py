@@ -55,11 +55,12 @@ def ctrl_c_in_epoch(monkeypatch):
 
 def test_rng_state_round_trip():
     generator = torch.Generator().manual_seed(5)
+    random.gauss(0, 1), np.random.normal()  # each keeps the second normal of its pair for the next draw: state too
     tensors, meta = capture_rng_state({"loader": generator})
 
     def draw():
-        return (random.random(), np.random.rand(3).tolist(), np.random.normal(), torch.rand(3).tolist(),
-                torch.rand(3, generator=generator).tolist())
+        return (random.random(), random.gauss(0, 1), np.random.rand(3).tolist(), np.random.normal(),
+                torch.rand(3).tolist(), torch.rand(3, generator=generator).tolist())
 
     first = draw()
     draw()
@@ -311,7 +312,7 @@ def test_resume_option_types(fast_config, option, value, expected):
         run_recbole_hnlm(model="MF", config_dict={**fast_config, "sampler": "RNS", option: value})
 
 
-def test_a_copied_or_moved_run_folder_resumes_into_itself(fast_config, tmp_path, ctrl_c_in_epoch):
+def test_a_copied_or_moved_run_folder_resumes_into_itself(fast_config, tmp_path, ctrl_c_in_epoch, caplog):
     """The resume state stored its best checkpoint's absolute path: resuming a copy of the folder wrote into the
     original run's best file, and a moved folder was refused as "missing" with the file beside it."""
     import shutil
@@ -327,6 +328,7 @@ def test_a_copied_or_moved_run_folder_resumes_into_itself(fast_config, tmp_path,
     resumed = run_recbole_hnlm(model="MF", config_dict={
         **settings, "checkpoint_dir": str(tmp_path / "copy"), "resume_from": str(tmp_path / "copy" / resume_name)})
     assert resumed["checkpoint"] == str(tmp_path / "copy" / best_name)
+    assert "is not beside the resume state" not in caplog.text  # the copy's own best file, not the original's
     assert read_trainer_state(resumed["resume_state"])["best_checkpoint"] == str(tmp_path / "copy" / best_name)
     assert (tmp_path / "original" / best_name).read_bytes() == original_best  # the original run is untouched
     (tmp_path / "links").mkdir()  # a folder of links to the run's files: the writes replace the links, not the files
@@ -342,6 +344,7 @@ def test_a_copied_or_moved_run_folder_resumes_into_itself(fast_config, tmp_path,
     lonely = run_recbole_hnlm(model="MF", config_dict={
         **settings, "checkpoint_dir": str(tmp_path / "lonely"), "resume_from": str(tmp_path / "lonely" / resume_name)})
     assert lonely["checkpoint"] == str(tmp_path / "lonely" / best_name)
+    assert "is not beside the resume state" in caplog.text
     assert (tmp_path / "original" / best_name).read_bytes() == original_best
     _assert_same_weights(resumed["resume_state"], lonely["resume_state"])
     os.rename(tmp_path / "original", tmp_path / "moved")
@@ -611,3 +614,63 @@ def test_the_interrupted_line_starts_its_own_line_on_a_terminal(monkeypatch):
         monkeypatch.setattr(sys, "stderr", stream)
         say_interrupted("interrupted: x")
         assert stream.getvalue() == expected
+
+
+def test_a_resumed_run_keeps_its_early_stopping_counter(fast_config, tmp_path):
+    """The early-stopping counter (cur_step) and the best epoch come back with the resume state. A run whose epochs
+    end one validation before early stopping would end it (counter at stopping_step, not above) is not recorded as
+    stopped; trained further, it stops at the uninterrupted run's epoch with the same best epoch (a counter restored
+    as 0 trained on, a best epoch not restored was saved as None)."""
+    settings = {**fast_config, "sampler": "RNS", "stopping_step": 1, "learning_rate": 0.05}  # stops at epoch 3
+    straight = run_recbole_hnlm(model="MF", config_dict={**settings, "epochs": 10,
+                                                         "checkpoint_dir": str(tmp_path / "straight")})
+    final = read_trainer_state(straight["resume_state"])
+    assert final["stopped_early"] and final["cur_step"] == 2 and 1 <= final["epoch"] < 9
+    short = run_recbole_hnlm(model="MF", config_dict={**settings, "epochs": final["epoch"],
+                                                      "checkpoint_dir": str(tmp_path / "short")})
+    state = read_trainer_state(short["resume_state"])
+    assert state["cur_step"] == 1 and not state["stopped_early"]  # stopping_step reached, not passed: not a stop
+    resumed = run_recbole_hnlm(model="MF", config_dict={**settings, "epochs": 10, "checkpoint_dir": str(tmp_path / "c"),
+                                                        "resume_from": short["resume_state"]})
+    again = read_trainer_state(resumed["resume_state"])
+    for key in ("epoch", "cur_step", "stopped_early", "best_epoch", "best_valid_score", "best_valid_result"):
+        assert again[key] == final[key], key
+    _assert_same_weights(straight["resume_state"], resumed["resume_state"])
+    assert resumed["test_result"] == straight["test_result"]
+    # a best-epoch checkpoint trained on (fresh streams): its resume states name the epoch its best file holds (they
+    # said best_epoch None until a better epoch, so evaluating them gave no "not the best epoch" warning)
+    from_best = run_recbole_hnlm(model="MF", config_dict={**settings, "epochs": 10, "checkpoint_dir": str(tmp_path),
+                                                          "resume_from": straight["checkpoint"]})
+    assert read_trainer_state(from_best["resume_state"])["best_epoch"] == \
+        read_trainer_state(from_best["checkpoint"])["epoch"]
+
+
+def test_resume_applies_a_new_weight_decay_and_refuses_another_sampler(fast_config, caplog):
+    """docs/usage.md: a new weight_decay is applied like a new learning_rate; another sampler stops the run."""
+    settings = {**fast_config, "sampler": "RNS", "epochs": 1}
+    first = run_recbole_hnlm(model="MF", config_dict=settings)
+    resume = {**settings, "resume_from": first["resume_state"]}
+    with pytest.raises(ConfigError, match="trained with sampler=RNS, this run has sampler=DNS. Resume with "
+                                          "--sampler=RNS"):
+        run_recbole_hnlm(model="MF", config_dict={**resume, "sampler": "DNS"})
+    assert [g["weight_decay"] for g in _stored_optimizer_groups(first["resume_state"])] == [0.0]
+    run_recbole_hnlm(model="MF", config_dict={**resume, "epochs": 2, "weight_decay": 1e-4})
+    assert "weight_decay: 0.0 -> 0.0001" in caplog.text
+    assert [g["weight_decay"] for g in _stored_optimizer_groups(first["resume_state"])] == [1e-4]
+
+
+def test_checkpoints_older_than_an_option_are_compared_with_what_they_did(fast_config, monkeypatch):
+    """An option a checkpoint does not store is listed as a change (``None -> value``), except the options added
+    after checkpoints were first written (OPTIONS_ADDED: NGCF's self_loop), which compare with what those did."""
+    import recbole_hnlm.resume as resume_module
+    from recbole_hnlm.config import Config
+
+    config = Config(model="NGCF", config_dict={**fast_config, "sampler": "RNS"})
+    stored = {}
+    monkeypatch.setattr(resume_module, "read_trainer_state", lambda path: {"options": stored})
+    stored.update({k: v for k, v in resume_module.training_options(config).items() if k != "self_loop"})
+    assert resume_module.changed_options(config, "older.resume.safetensors") == []
+    no_self_loop = Config(model="NGCF", config_dict={**fast_config, "sampler": "RNS", "self_loop": False})
+    assert resume_module.changed_options(no_self_loop, "older.resume.safetensors") == ["self_loop: True -> False"]
+    del stored["embedding_size"]
+    assert resume_module.changed_options(config, "older.resume.safetensors") == ["embedding_size: None -> 64"]

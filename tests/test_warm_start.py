@@ -92,6 +92,11 @@ def test_warm_started_training_goes_on_and_resumes_with_its_origin(fast_config, 
     assert "options changed" not in caplog.text and "init_from: backbone weights" not in caplog.text
     assert read_trainer_state(warm["resume_state"])["init_from"] == os.path.abspath(rns_run["checkpoint"])
     assert read_trainer_state(warm["resume_state"])["epoch"] == 2
+    with pytest.raises(ConfigError, match=r"init_from: resume_from continues .*, a run started from "
+                                          rf"{re.escape(os.path.abspath(rns_run['checkpoint']))}; its weights come "
+                                          "from the resume state. Drop --init_from."):  # another init_from
+        run_recbole_hnlm(model="MF", config_dict={**settings, "init_from": rns_run["resume_state"],
+                                                  "resume_from": warm["resume_state"]})
 
 
 def test_unusable_checkpoints_name_the_option(fast_config, ml_slice, rns_run, tmp_path):
@@ -350,3 +355,26 @@ def test_ranking_options_of_checkpoints_older_than_the_option(fast_config):
     assert backbone_option_changes(config, older) == ["self_loop: True -> False"]
     config = Config(model="NGCF", config_dict={**fast_config, "sampler": "RNS"})
     assert backbone_option_changes(config, older) == []
+
+
+def test_the_shape_check_leaves_the_random_streams_and_the_sampler_as_they_were(fast_config, rns_run):
+    """check_checkpoint_shapes builds the backbone once (with RNS) before the sampler's preparation: the random
+    streams and the run's sampler are put back, so the run that follows is the same as without the check."""
+    import random
+
+    from recbole.data import create_dataset, data_preparation
+
+    from recbole_hnlm.config import Config
+    from recbole_hnlm.warm_start import check_checkpoint_shapes
+
+    config = Config(model="MF", config_dict={**fast_config, "sampler": "DNS", "init_from": rns_run["checkpoint"]})
+    train_data = data_preparation(config, create_dataset(config))[0]
+
+    def draws(check):
+        random.seed(3), np.random.seed(3), torch.manual_seed(3)
+        if check:
+            check_checkpoint_shapes(config, train_data._dataset)
+        return random.random(), np.random.rand(2).tolist(), torch.rand(2).tolist()
+
+    assert draws(check=True) == draws(check=False)
+    assert config["sampler"] == "DNS"
