@@ -77,10 +77,6 @@ class Config(RecBoleConfig):
 
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, command_line=True):
         self._read_command_line = command_line
-        if isinstance(config_file_list, (str, os.PathLike)):  # one file (RecBole read a str's characters as files)
-            config_file_list = [config_file_list]
-        if config_file_list is not None:
-            config_file_list = [os.fspath(path) if isinstance(path, os.PathLike) else path for path in config_file_list]
         if isinstance(config_dict, dict):  # a pathlib.Path value (data_path, hnlm_file, ...) as the string it names
             config_dict = {key: os.fspath(value) if isinstance(value, os.PathLike) else value
                            for key, value in config_dict.items()}
