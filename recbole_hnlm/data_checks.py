@@ -222,16 +222,15 @@ def check_side_file(path, id_key, config):
                         f"{config[id_key]!r}): RecBole needs it to join this file to the interactions.")
     suffix = os.path.splitext(path)[1][1:]
     load_col = config["load_col"]
-    loaded = load_col.get(suffix) if isinstance(load_col, dict) else None
-    if isinstance(loaded, (list, tuple)) and not set(loaded) & set(names):
+    loaded = _listed_fields(config, suffix)
+    if loaded is not None and not set(loaded) & set(names):
         _warn_unknown_loaded(path, suffix, config, names)
         return None  # RecBole loads no column of it: no user/item features, and nothing filtered by them
-    if isinstance(loaded, (list, tuple)) and config[id_key] not in loaded:  # RecBole: a ValueError, after the .inter
+    if loaded is not None and config[id_key] not in loaded:  # RecBole: a ValueError, after the .inter
         raise DataError(f"{path}: load_col['{suffix}'] = {list(loaded)} does not load the {id_key} field "
                         f"'{config[id_key]}', which RecBole needs to join the file to the interactions: add it to "
                         "load_col.")
-    numeric = _numeric_fields(names, loaded if isinstance(loaded, (list, tuple)) else None,
-                              _unloaded_columns(config, suffix))
+    numeric = _numeric_fields(names, loaded, _unloaded_columns(config, suffix))
     ids = set()
     if not check_records(path, encoding, separator, id_field=config[id_key], numeric=numeric, ids=ids,
                          seq_separator=config["seq_separator"] or " "):
@@ -260,11 +259,10 @@ def _warn_unknown_loaded(path, suffix, config, names):
     """Warn about the fields ``load_col[suffix]`` names that the file's header lacks: RecBole loads the others
     without a word (a misspelt ``timestmp`` left the interactions unordered). RecBole's default ``load_col`` is not
     warned about (ml-100k's names a timestamp that the user's own files need not have)."""
-    load_col = config["load_col"]
-    if not isinstance(load_col, dict) or not isinstance(load_col.get(suffix), (list, tuple)) \
-            or load_col == _recbole_default_load_col(config["dataset"]):
+    listed = _listed_fields(config, suffix)
+    if listed is None or config["load_col"] == _recbole_default_load_col(config["dataset"]):
         return
-    unknown = [name for name in load_col[suffix] if name not in names]
+    unknown = [name for name in listed if name not in names]
     if unknown:
         logger.warning(f"load_col['{suffix}'] names {', '.join(map(repr, unknown))}, which {path} does not have (its "
                        f"fields: {', '.join(names)}): RecBole loads the other fields without it.")
@@ -288,10 +286,8 @@ _ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")
 def _loads_a_field_of(path, config):
     """Whether ``load_col`` loads a field of the side file at ``path`` (checked already by :func:`check_side_file`):
     a list for its suffix that names none of the header's fields makes RecBole load no such file."""
-    suffix = os.path.splitext(path)[1][1:]
-    load_col = config["load_col"]
-    loaded = load_col.get(suffix) if isinstance(load_col, dict) else None
-    if not isinstance(loaded, (list, tuple)):
+    loaded = _listed_fields(config, os.path.splitext(path)[1][1:])
+    if loaded is None:
         return True
     separator = config["field_separator"] or "\t"
     with open(path, encoding=config["encoding"] or "utf-8") as f:
@@ -429,6 +425,14 @@ def _numeric_fields(fields, loaded, unloaded):
     ``loaded`` (``None``: all) and not by ``unloaded``."""
     return {name: kind for name, kind in fields.items() if kind in ("float", "float_seq") and name not in unloaded
             and (loaded is None or name in loaded)}
+
+
+def _listed_fields(config, suffix):
+    """The fields ``load_col`` lists for the ``.<suffix>`` file, or ``None`` when it lists none (every field of a
+    loaded file is read)."""
+    load_col = config["load_col"]
+    listed = load_col.get(suffix) if isinstance(load_col, dict) else None
+    return listed if isinstance(listed, (list, tuple)) else None
 
 
 def _unloaded_columns(config, suffix):
