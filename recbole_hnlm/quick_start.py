@@ -209,7 +209,7 @@ def evaluate_checkpoint(config, train_data, valid_data, test_data, logger):
 def resume(trainer, config, logger):
     """Load ``config["resume_from"]`` into ``trainer``, warning about options changed since that run."""
     path = config["resume_from"]
-    changed = changed_options(config, path)
+    changed = changed_options(config, path, continued=True)
     if changed:
         logger.warning(f"resume_from: options changed since {path} was written, so the continuation will not repeat "
                        f"the uninterrupted run: {'; '.join(changed)}")

@@ -147,12 +147,24 @@ def best_checkpoint_of(resume_file, state):
     return None
 
 
-def changed_options(config, path) -> list:
-    """``"name: old -> new"`` for every training option that differs from the run that wrote ``path``."""
-    stored = read_trainer_state(path).get("options")
+def _split_seed_of(options: dict):
+    return options.get("seed") if options.get("split_seed") is None else options.get("split_seed")
+
+
+def changed_options(config, path, continued=False) -> list:
+    """``"name: old -> new"`` for every training option that differs from the run that wrote ``path``.
+
+    With ``continued`` (``path`` is continued by ``resume_from``) and ``path`` a resume state, ``seed`` and
+    ``split_seed`` are left out while the split's seed is the same: the state carries every random stream, so
+    the seed draws nothing in the continuation (another split is refused by the split's digest)."""
+    state = read_trainer_state(path)
+    stored = state.get("options")
     if stored is None:
         return []
     current = training_options(config)
     stored = {**{k: v for k, v in OPTIONS_ADDED.items() if k in current}, **stored}
+    ignored = set()
+    if continued and state.get("resume_state") and _split_seed_of(stored) == _split_seed_of(current):
+        ignored = {"seed", "split_seed"}
     return [f"{key}: {stored.get(key)!r} -> {current.get(key)!r}"
-            for key in sorted(set(stored) | set(current)) if stored.get(key) != current.get(key)]
+            for key in sorted((set(stored) | set(current)) - ignored) if stored.get(key) != current.get(key)]

@@ -105,6 +105,47 @@ def test_interrupted_run_resumes_bit_for_bit(fast_config, tmp_path, ctrl_c_in_ep
     assert resumed["test_result"] == straight["test_result"]
 
 
+def test_another_seed_on_the_same_split_resumes_bit_for_bit_without_a_warning(fast_config, tmp_path,
+                                                                              ctrl_c_in_epoch, caplog):
+    """A resume state carries every random stream, so a continuation given another ``seed`` (the split's seed
+    unchanged) repeats the uninterrupted run and is not warned about; from a best-epoch checkpoint (fresh streams,
+    drawn from the seed) the seed is listed. Without ``split_seed`` another seed is another split: refused."""
+    import logging
+
+    settings = {**fast_config, "epochs": 3, "sampler": "DNS", "seed": 2020, "split_seed": 2020}
+    straight = run_recbole_hnlm(model="MF", config_dict={**settings, "checkpoint_dir": str(tmp_path / "straight")})
+    ctrl_c_in_epoch(1)
+    with pytest.raises(TrainingInterrupted) as interrupted:
+        run_recbole_hnlm(model="MF", config_dict={**settings, "checkpoint_dir": str(tmp_path / "interrupted")})
+    resume_file = interrupted.value.resume_file
+    with caplog.at_level(logging.WARNING):
+        resumed = run_recbole_hnlm(model="MF", config_dict={**settings, "seed": 7, "split_seed": 2020,
+                                                            "resume_from": resume_file})
+    assert "options changed" not in caplog.text
+    _assert_same_weights(straight["resume_state"], resumed["resume_state"])
+    assert resumed["test_result"] == straight["test_result"]
+
+    caplog.clear()  # a changed option is still listed beside the seed's change, which is not
+    with caplog.at_level(logging.WARNING):
+        run_recbole_hnlm(model="MF", config_dict={**settings, "seed": 7, "learning_rate": 0.002,
+                                                  "checkpoint_dir": str(tmp_path / "lr"),
+                                                  "resume_from": resumed["resume_state"]})
+    assert "learning_rate: 0.001 -> 0.002" in caplog.text and "seed:" not in caplog.text
+
+    caplog.clear()  # a best-epoch checkpoint's continuation draws from the seed
+    with caplog.at_level(logging.WARNING):
+        run_recbole_hnlm(model="MF", config_dict={**settings, "epochs": 4, "seed": 7,
+                                                  "checkpoint_dir": str(tmp_path / "best"),
+                                                  "resume_from": straight["checkpoint"]})
+    assert "options changed" in caplog.text and "seed: 2020 -> 7" in caplog.text
+
+    unsplit = {**settings, "split_seed": None, "checkpoint_dir": str(tmp_path / "unsplit")}
+    first = run_recbole_hnlm(model="MF", config_dict={**unsplit, "epochs": 1})
+    with pytest.raises(ConfigError, match=r"resume_from: .* another training split .*split_seed \(the seed when "
+                                          r"split_seed is unset\)"):
+        run_recbole_hnlm(model="MF", config_dict={**unsplit, "seed": 7, "resume_from": first["resume_state"]})
+
+
 def test_finished_run_trains_on_with_more_epochs(fast_config, tmp_path, caplog):
     settings = {**fast_config, "sampler": "RNS"}
     straight = run_recbole_hnlm(model="MF", config_dict={**settings, "epochs": 4,
