@@ -35,8 +35,15 @@ def _inter_files(config):
 
 
 def atomic_files_read(config) -> list:
-    """The atomic files a run of ``config`` reads: its ``.inter`` file(s) and the loaded ``.user`` / ``.item``."""
-    return _inter_files(config) + [path for path, _ in _side_files(config)]
+    """The atomic files a run of ``config`` reads: its ``.inter`` file(s), the loaded ``.user`` / ``.item``, and an
+    ``.item`` file RecBole does not load when the sampler reads it itself (HNLMRec's prompts)."""
+    from recbole_hnlm.utils import get_sampler
+
+    paths = _inter_files(config) + [path for path, _ in _side_files(config)]
+    item = os.path.join(config["data_path"], f"{config['dataset']}.item")
+    if get_sampler(config["sampler"]).reads_item_file and item not in paths and os.path.isfile(item):
+        paths.append(item)
+    return paths
 
 
 def check_dataset_files(config):

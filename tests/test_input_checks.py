@@ -944,6 +944,11 @@ def test_the_side_files_a_run_loads_are_recorded_with_its_inter_file(tmp_path):
     assert atomic_files_read(_config(tmp_path, load_col={"inter": ["user_id", "item_id"], "item": ["item_id"]})) == [
         path("inter"), path("item")]
     assert atomic_files_read(_config(tmp_path, load_col={"inter": ["user_id", "item_id"]})) == [path("inter")]
+    # HNLMRec's LLM stage reads the .item file for its prompts whether RecBole loads it or not
+    assert atomic_files_read(_config(tmp_path, sampler="HNLMRec", load_col={"inter": ["user_id", "item_id"]})) == [
+        path("inter"), path("item")]
+    assert atomic_files_read(_config(tmp_path, sampler="HNLMRec", load_col=None)) == [
+        path("inter"), path("user"), path("item")]
     # a pre-split dataset: every part is read
     assert atomic_files_read(_config(tmp_path, load_col={"inter": ["user_id", "item_id"]},
                                      benchmark_filename=["train", "valid", "test"])) == [

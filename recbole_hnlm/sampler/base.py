@@ -92,11 +92,14 @@ class NegativeSampler(nn.Module):
         name: the value of the ``sampler`` config key (and the yaml file ``properties/sampler/<name>.yaml``).
         needs_layers: the backbone must return per-layer stacks (MixGCF).
         n_candidates_key: config key holding ``M`` when the sampler draws candidates, else ``None``.
+        reads_item_file: :meth:`prepare` reads the dataset's ``.item`` file itself, loaded by RecBole or not
+            (HNLMRec's LLM prompts): a run's recorded dataset files include it.
     """
 
     name = ""
     needs_layers = False
     n_candidates_key = None
+    reads_item_file = False
 
     def __init__(self, config, dataset, pooled_size=None):
         super().__init__()

@@ -78,6 +78,7 @@ class HNLMRec(NegativeSampler):
     """
 
     name = "HNLMRec"
+    reads_item_file = True  # titles and attributes for the prompts
 
     def __init__(self, config, dataset, pooled_size=None):
         super().__init__(config, dataset, pooled_size)
