@@ -361,7 +361,10 @@ def _same_inputs(old, new) -> bool:
     """The same options and source contents (by sha256, wherever the sources now lie)."""
     if any(old.get(key) != new[key] for key in ("options", "benchmark_filename")):
         return False
-    return ({part: (src or {}).get("sha256") for part, src in (old.get("sources") or {}).items()}
+    sources = old.get("sources")
+    if not isinstance(sources, dict) or not all(isinstance(src, dict) for src in sources.values()):
+        return False  # a hand-edited manifest: "records other sources", and --overwrite imports again
+    return ({part: src.get("sha256") for part, src in sources.items()}
             == {part: src["sha256"] for part, src in new["sources"].items()})
 
 
@@ -389,6 +392,8 @@ def import_split(dataset: str, train_path: str, test_path: str, out: str, valid:
                         "name (e.g. ml-100k-split)")
     if valid not in VALID_SOURCES:
         raise DataError(f"--valid must be one of {VALID_SOURCES}, got {valid!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise DataError(f"--seed must be an integer >= 0, got {seed!r}")
     if file_format == "auto":
         file_format = detect_format(train_path, test_path)
     train_file = read_split_file(train_path, file_format)
@@ -439,9 +444,9 @@ def import_split(dataset: str, train_path: str, test_path: str, out: str, valid:
                         "or --dataset.")
     for message in warnings:
         logger.warning(message)
-    if os.path.exists(manifest_path):
-        os.remove(manifest_path)  # first: without it, a half-replaced set of files is never taken as up to date
     try:
+        if os.path.lexists(manifest_path):
+            os.remove(manifest_path)  # first: without it, a half-replaced set of files is never taken as up to date
         with atomic_path(targets["train"]) as tmp_train, atomic_path(targets["valid"]) as tmp_valid, \
                 atomic_path(targets["test"]) as tmp_test:
             for tmp, part in ((tmp_train, "train"), (tmp_valid, "valid"), (tmp_test, "test")):
@@ -458,14 +463,16 @@ def import_split(dataset: str, train_path: str, test_path: str, out: str, valid:
     except WriteError:  # a full disk: names the file and its cause already
         raise
     except OSError as error:
-        raise DataError(f"--out {out}: cannot write {error.filename or folder} ({error.strerror}); choose a "
-                        "writable folder.") from None
+        name = error.filename2 or error.filename or folder  # os.replace(tmp, target): the target is filename2
+        name = next((path for path in [*targets.values(), manifest_path] if str(name).startswith(path + ".tmp-")), name)
+        raise DataError(f"--out {out}: cannot write {name} ({error.strerror}); choose a writable folder, or remove "
+                        "what is in the way.") from None
     return manifest
 
 
 def run_command(dataset: str, out: str) -> str:
     """The run that trains on the imported split."""
-    return (f"python run_recbole_hnlm.py --model=LightGCN --sampler=MixGCF --dataset={dataset} "
+    return (f"python run_recbole_hnlm.py --model=LightGCN --sampler=MixGCF {shlex.quote('--dataset=' + dataset)} "
             f"{shlex.quote('--data_path=' + os.path.abspath(out))} \"--benchmark_filename={BENCHMARK_FILENAME}\"")
 
 
@@ -482,9 +489,9 @@ def main(argv=None) -> int:
     parser.add_argument("--valid", choices=VALID_SOURCES, default="holdout",
                         help="holdout: a seeded per-user hold-out of the training file (default); test: a copy of the "
                              "test file, the papers' protocol (best epoch picked on the test split)")
-    parser.add_argument("--valid_ratio", type=float, default=0.1,
+    parser.add_argument("--valid_ratio", type=float,
                         help="share of each user's training pairs held out for validation (default 0.1)")
-    parser.add_argument("--seed", type=int, default=2020, help="seed of the validation hold-out (default 2020)")
+    parser.add_argument("--seed", type=int, help="seed of the validation hold-out (default 2020)")
     parser.add_argument("--drop_test_pairs_in_train", action="store_true",
                         help="drop test pairs that are also training pairs (RecBole would rank them as easy hits)")
     parser.add_argument("--user_list", help="LightGCN's user_list.txt (org_id remap_id): write the original user ids")
@@ -492,9 +499,13 @@ def main(argv=None) -> int:
                                             "original item ids, which RecBole's .item file and the LLM stages join on")
     parser.add_argument("--overwrite", action="store_true", help="replace the split files of another import")
     args = parser.parse_args(argv)
-    if args.seed < 0:
-        parser.error(f"--seed must be >= 0, got {args.seed}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    unused = [f"--{name}" for name in ("valid_ratio", "seed") if getattr(args, name) is not None]
+    if args.valid == "test" and unused:
+        logger.warning("%s: not used with --valid test (the validation file is a copy of the test file)",
+                       " and ".join(unused))
+    args.valid_ratio = 0.1 if args.valid_ratio is None else args.valid_ratio
+    args.seed = 2020 if args.seed is None else args.seed
     try:
         manifest = import_split(args.dataset, args.train, args.test, args.out, valid=args.valid,
                                 valid_ratio=args.valid_ratio, seed=args.seed, file_format=args.format,
