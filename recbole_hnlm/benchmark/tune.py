@@ -229,7 +229,8 @@ def search_report(search: Dict[str, object]) -> str:
              "Test metrics are shown beside it and take no part in the ranking (mean ± sample std over seeds).", ""]
     if order:
         best = order[0]
-        tied = [t for t in order[1:] if _cell(t["valid"]) == _cell(best["valid"])]  # equal as the table shows them
+        shown = f"{best['valid']['mean']:.4f}"  # the ranked means, equal as the table shows them (stds aside)
+        tied = [t for t in order[1:] if f"{t['valid']['mean']:.4f}" == shown]
         pending = len(order) < len(search["trials"])  # an interrupted search: the best so far
         lines += [f"**Best{' so far' if pending else ''}:** {_values(best['values'])} (validation "
                   f"{best['valid_metric']} {_cell(best['valid'])}, test NDCG@20 {_cell(best['test'].get('ndcg@20'))}; "
@@ -279,6 +280,7 @@ def run_search(dataset, model, sampler, seeds, params_file, out, algo="exhaustiv
         SettingsMismatch: ``out`` holds a trial stored with other settings.
         FileNotFoundError: the params file or the dataset's files are missing.
     """
+    from recbole_hnlm.config import read_config_files
     from recbole_hnlm.utils import get_model
 
     check_out_folder(out)
@@ -308,9 +310,10 @@ def run_search(dataset, model, sampler, seeds, params_file, out, algo="exhaustiv
     summaries = []
     where = {p.name: p.where for p in params}
     never_read = {}  # searched key -> (its owners, the trials that never read it)
+    file_settings = read_config_files(config_file_list) if config_file_list else {}  # under config_dict and trial
     for trial, folder in zip(trials, folders):  # every trial is checked before the first one trains
         trial_dict = {**config_dict, **trial}
-        eval_step = trial_dict.get("eval_step")
+        eval_step = {**file_settings, **trial_dict}.get("eval_step")
         if isinstance(eval_step, int) and eval_step <= 0:
             raise ConfigError((f"{where['eval_step']}: " if "eval_step" in trial else "") + f"eval_step={eval_step} "
                               "never validates, and a search ranks its trials on validation: give eval_step >= 1")
