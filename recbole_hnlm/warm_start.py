@@ -111,8 +111,9 @@ def check_same_data(state: dict, own: dict, option: str, path: str, dataset: str
     if state.get("train_split") is not None and "train_split" in own and state["train_split"] != own["train_split"]:
         raise ConfigError(f"{option}: {path} was trained on another training split of {dataset}: the dataset's "
                           "interactions changed (its .inter file, or options that filter it), or split_seed (the "
-                          "seed when split_seed is unset), eval_args or the training fraction differ. Its weights may have seen this run's "
-                          "validation and test interactions. Use a checkpoint trained with this run's data and split.")
+                          "seed when split_seed is unset), eval_args or the training fraction differ. Its weights may "
+                          "have seen this run's validation and test interactions. Use a checkpoint trained with this "
+                          "run's data and split.")
     if own and not {"id_map", "train_split"} <= set(state):
         logging.getLogger().warning(
             f"{option}: {path} predates the dataset and split digests, so only the weights' shapes are checked: "

@@ -344,7 +344,8 @@ def run_search(dataset, model, sampler, seeds, params_file, out, algo="exhaustiv
                   f"(an option of {owners}), e.g. {_values(unread[0])}.")
 
     def write():
-        search["trials"] = [trial_summary(t, f, seeds, model, sampler, s) for t, f, s in zip(trials, folders, summaries)]
+        search["trials"] = [trial_summary(t, f, seeds, model, sampler, s)
+                            for t, f, s in zip(trials, folders, summaries)]
         write_json_atomic(os.path.join(out, "search.json"), search)
         write_text_atomic(os.path.join(out, "search.md"), search_report(search))
 
