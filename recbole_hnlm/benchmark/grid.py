@@ -227,13 +227,15 @@ _DATASET_FILE_DIGESTS = {}
 
 
 def _dataset_file_sha256(path):
-    """The sha256 of a dataset file now (``None`` when it is gone), read once per size and modification time: a
-    grid compares every stored result of its rows with the same few files."""
+    """The sha256 of a dataset file now (``None`` when it is gone), read once per file and state: a grid compares
+    every stored result of its rows with the same few files. The key is the file the path names now (a relative
+    path from the current working folder, which a process may change between two grids) and its size, modification
+    and status-change times (a copy that kept the old modification time still has a new ctime)."""
     try:
         stat = os.stat(path)
     except OSError:
         return None
-    key = (path, stat.st_size, stat.st_mtime_ns)
+    key = (os.path.realpath(path), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
     if key not in _DATASET_FILE_DIGESTS:
         _DATASET_FILE_DIGESTS[key] = file_sha256(path)
     return _DATASET_FILE_DIGESTS[key]
