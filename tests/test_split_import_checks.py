@@ -11,17 +11,7 @@ import pytest
 
 from recbole_hnlm.errors import DataError
 from recbole_hnlm.split_import import PARTS, detect_format, hold_out_validation, import_split, main
-
-
-def write(path, lines):
-    path.write_text("".join(f"{line}\n" for line in lines))
-    return str(path)
-
-
-def read_inter(path):
-    with open(path) as handle:
-        assert handle.readline() == "user_id:token\titem_id:token\n"
-        return [tuple(map(int, line.split("\t"))) for line in handle]
+from test_split_import import read_inter, write
 
 
 def test_nine_three_field_lines_to_one_longer_is_the_ambiguity_threshold(tmp_path):

@@ -81,19 +81,21 @@ def test_a_changed_dataset_file_stops_the_resume(tmp_path):
     assert runner.calls == []
 
 
+class DataRunner(FakeRunner):
+    """A :class:`FakeRunner` whose results record the digest of ``data/toy.inter`` (relative, as data_path gives
+    it) as read from the current working folder."""
+
+    def __call__(self, *args, **kwargs):
+        path = os.path.join("data", "toy.inter")
+        return {**super().__call__(*args, **kwargs), "data_files_sha256": {path: file_sha256(path)}}
+
+
 def test_a_relative_data_path_is_read_again_from_the_resuming_folder(tmp_path, monkeypatch):
     """RecBole's data_path is relative by default: the same settings started from another working folder read other
     files, and a resume that re-hashed the first folder's files reused its cells for them."""
-    from recbole_hnlm.files import file_sha256
-
     for folder, line in (("A", "1\t2"), ("B", "1\t3\n4\t2")):
         (tmp_path / folder / "data").mkdir(parents=True)
         (tmp_path / folder / "data" / "toy.inter").write_text(f"user_id:token\titem_id:token\n{line}\n")
-
-    class DataRunner(FakeRunner):
-        def __call__(self, *args, **kwargs):
-            path = os.path.join("data", "toy.inter")  # relative, as data_path gives it
-            return {**super().__call__(*args, **kwargs), "data_files_sha256": {path: file_sha256(path)}}
 
     monkeypatch.chdir(tmp_path / "A")
     grid(tmp_path / "out", ["RNS"], [1], DataRunner())

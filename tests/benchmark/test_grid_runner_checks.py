@@ -17,7 +17,7 @@ from recbole_hnlm.benchmark.grid import (SettingsMismatch, check_one_split_for_l
 from recbole_hnlm.benchmark.runner import (LLM_ARTIFACT_OPTIONS, Cell, RecordingMixin, cell_config_dict, check_cell,
                                            split_fingerprint, use_own_llm_artifacts)
 from recbole_hnlm.errors import ConfigError
-from test_grid_consistency import FakeRunner
+from test_grid_consistency import DataRunner, FakeRunner
 
 
 def grid(out, samplers, seeds, runner, models=("MF",), dataset="toy", **kwargs):
@@ -356,19 +356,12 @@ def test_a_relative_data_file_in_another_folder_is_read_again_in_the_same_proces
     """Two extractions of two versions of a dataset (tar keeps the modification time) whose files have one rating
     changed: same size, same mtime. A process that resumes the grid from folder A, then from folder B (tune.py,
     a notebook, the tests), compared B's file with A's cached digest and reused A's cells for B's data."""
-    from recbole_hnlm.files import file_sha256
-
     stamp = 1_700_000_000_000_000_000
     for folder, rating in (("A", "4"), ("B", "5")):
         (tmp_path / folder / "data").mkdir(parents=True)
         path = tmp_path / folder / "data" / "toy.inter"
         path.write_text(f"user_id:token\titem_id:token\trating:float\n1\t2\t{rating}\n")
         os.utime(path, ns=(stamp, stamp))
-
-    class DataRunner(FakeRunner):
-        def __call__(self, *args, **kwargs):
-            path = os.path.join("data", "toy.inter")  # relative, as data_path gives it
-            return {**super().__call__(*args, **kwargs), "data_files_sha256": {path: file_sha256(path)}}
 
     monkeypatch.chdir(tmp_path / "A")
     grid(tmp_path / "out", ["RNS"], [1], DataRunner())

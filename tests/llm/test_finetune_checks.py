@@ -18,6 +18,7 @@ from recbole_hnlm.llm.hybrid_encoder import SETTINGS_FILE, HybridPromptEncoder, 
 from recbole_hnlm.llm.models import load_causal_lm
 from recbole_hnlm.llm.store import PairEmbeddingStore
 from recbole_hnlm.llm.teacher import Teacher, check_replaceable_teacher, export_teacher
+from test_llm_finetune import mini_recbole  # noqa: F401 (the dataset fixture, shared)
 
 
 class HalfOfThePositive(torch.nn.Module):
@@ -46,21 +47,8 @@ class RandomMix(HalfOfThePositive):
 
 
 @pytest.fixture(scope="module")
-def mini(data_root, tmp_path_factory):
-    from recbole.config import Config
-    from recbole.data import create_dataset, data_preparation
-
-    config = Config(model="BPR", dataset="mini", config_dict={
-        "data_path": data_root, "show_progress": False, "checkpoint_dir": str(tmp_path_factory.mktemp("ck")),
-        "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "RO", "group_by": "user", "mode": "full"}})
-    dataset = create_dataset(config)
-    train, _, _ = data_preparation(config, dataset)
-    return dataset, train
-
-
-@pytest.fixture(scope="module")
-def teacher(mini, tmp_path_factory):
-    dataset, train = mini
+def teacher(mini_recbole, tmp_path_factory):
+    dataset, train = mini_recbole
     path = str(tmp_path_factory.mktemp("teacher") / "mini.hnlm-teacher.safetensors")
     export_teacher(RandomMix(dataset.user_num, dataset.item_num), dataset, train, path)
     return Teacher.load(path)
@@ -73,8 +61,8 @@ def text(data_root, teacher):
 
 # ---------------------------------------------------------------------------------------------------- teacher file
 
-def test_exported_negatives_are_the_models_for_each_pair_whatever_the_batch_size(mini, tmp_path):
-    dataset, train = mini
+def test_exported_negatives_are_the_models_for_each_pair_whatever_the_batch_size(mini_recbole, tmp_path):
+    dataset, train = mini_recbole
     model = HalfOfThePositive(dataset.user_num, dataset.item_num)
     one = export_teacher(model, dataset, train, str(tmp_path / "a.safetensors"), batch_size=3)
     many = export_teacher(model, dataset, train, str(tmp_path / "b.safetensors"))
@@ -84,8 +72,8 @@ def test_exported_negatives_are_the_models_for_each_pair_whatever_the_batch_size
     assert torch.equal(a.neg_emb, b.neg_emb) and torch.equal(a.pair_item, b.pair_item)
 
 
-def test_export_draws_from_its_seed_and_leaves_the_callers_rng_alone(mini, tmp_path):
-    dataset, train = mini
+def test_export_draws_from_its_seed_and_leaves_the_callers_rng_alone(mini_recbole, tmp_path):
+    dataset, train = mini_recbole
     model = RandomMix(dataset.user_num, dataset.item_num)
     torch.manual_seed(1)
     expected_next = torch.rand(3)
