@@ -500,15 +500,13 @@ def main(argv=None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace the split files of another import")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    unused = [f"--{name}" for name in ("valid_ratio", "seed") if getattr(args, name) is not None]
-    if args.valid == "test" and unused:
+    hold_out = {name: getattr(args, name) for name in ("valid_ratio", "seed") if getattr(args, name) is not None}
+    if args.valid == "test" and hold_out:  # not given: import_split's defaults
         logger.warning("%s: not used with --valid test (the validation file is a copy of the test file)",
-                       " and ".join(unused))
-    args.valid_ratio = 0.1 if args.valid_ratio is None else args.valid_ratio
-    args.seed = 2020 if args.seed is None else args.seed
+                       " and ".join(f"--{name}" for name in hold_out))
     try:
-        manifest = import_split(args.dataset, args.train, args.test, args.out, valid=args.valid,
-                                valid_ratio=args.valid_ratio, seed=args.seed, file_format=args.format,
+        manifest = import_split(args.dataset, args.train, args.test, args.out, valid=args.valid, **hold_out,
+                                file_format=args.format,
                                 drop_test_pairs_in_train=args.drop_test_pairs_in_train, overwrite=args.overwrite,
                                 user_list=args.user_list, item_list=args.item_list)
     except (DataError, WriteError) as error:

@@ -310,7 +310,7 @@ def run_search(dataset, model, sampler, seeds, params_file, out, algo="exhaustiv
     summaries = []
     where = {p.name: p.where for p in params}
     never_read = {}  # searched key -> (its owners, the trials that never read it)
-    file_settings = read_config_files(config_file_list) if config_file_list else {}  # under config_dict and trial
+    file_settings = read_config_files(config_file_list)  # under config_dict and trial
     for trial, folder in zip(trials, folders):  # every trial is checked before the first one trains
         trial_dict = {**config_dict, **trial}
         eval_step = {**file_settings, **trial_dict}.get("eval_step")
