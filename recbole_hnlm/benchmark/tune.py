@@ -19,7 +19,7 @@ Layout of ``out``::
 
 Everything is checked before the first trial runs: the params file, the names it searches (options, not set on the
 command line too, and none that would change what the trials are ranked on: ``valid_metric``, ``eval_args``,
-``split_seed``, ``data_path``), every trial's values (``Config``'s type and range checks, ``runner.check_cell``), and
+``split_seed``, ``data_path``, the dataset filters, ``metrics``, ``topk``), every trial's values (``Config``'s type and range checks, ``runner.check_cell``), and
 what ``out`` already holds (the same search, trials with the same dataset and settings). Rerunning the same command
 resumes: finished cells are skipped, so finished trials cost nothing.
 
@@ -59,6 +59,13 @@ FIXED_KEYS = {
     "eval_args": "the trials are ranked on one validation split",
     "split_seed": "the trials are ranked on one validation split",
     "data_path": "the trials are ranked on one dataset",
+    **dict.fromkeys(("user_inter_num_interval", "item_inter_num_interval", "filter_inter_by_user_or_item",
+                     "val_interval", "rm_dup_inter", "threshold", "load_col", "unload_col", "unused_col",
+                     "benchmark_filename"),
+                    "it filters the interactions the validation split is drawn from, and the trials are ranked on "
+                    "one dataset"),
+    **dict.fromkeys(("metrics", "topk", "metric_decimal_place"),
+                    "the trials are compared on one set of metrics, rounded alike"),
     "resume_from": "a search resumes by itself (rerun the same command: finished cells are kept)",
     "save_resume_state": "a search resumes by itself (rerun the same command: finished cells are kept)",
 }

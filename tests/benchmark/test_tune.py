@@ -183,7 +183,9 @@ def test_every_trial_is_checked_before_the_first_one_runs(search_args, tmp_path)
                                           "which a search with --sampler RNS never reads"):
         run_search(**{**search_args, "params_file": other_sampler})
     for name, why in (("valid_metric", "one validation metric"), ("split_seed", "one validation split"),
-                      ("resume_from", "resumes by itself")):
+                      ("resume_from", "resumes by itself"), ("user_inter_num_interval", "filters the interactions"),
+                      ("item_inter_num_interval", "filters the interactions"), ("val_interval", "filters the"),
+                      ("metrics", "one set of metrics"), ("topk", "one set of metrics")):
         fixed = _params(tmp_path, f"{name} choice ['a', 'b']\n", "fixed.hyper")
         with pytest.raises(ConfigError, match=f"fixed.hyper:1: '{name}' cannot be searched: .*{why}"):
             run_search(**{**search_args, "params_file": fixed})
