@@ -133,6 +133,14 @@ class _DefaultsNow:
         return self._rows[model, sampler]
 
 
+def _differences(stored, now):
+    """``key: stored -> now`` for each key whose value differs between two settings dicts, sorted by key."""
+    unset = object()
+    return [f"{key}: {'unset' if stored.get(key, unset) is unset else repr(stored[key])} -> "
+            f"{'unset' if now.get(key, unset) is unset else repr(now[key])}"
+            for key in sorted(set(stored) | set(now)) if stored.get(key, unset) != now.get(key, unset)]
+
+
 def _legacy_settings(result, dataset, settings, defaults_now):
     """The stored settings of ``result``, comparable with ``settings``. A result written before the defaults were
     stored ran with the old value of each :data:`LEGACY_DEFAULTS` key where it applied, and never read the key where
@@ -160,11 +168,13 @@ def _needs_run(result, dataset, settings, cell_analyses, digests=None, fhn_pairs
     if result is None:
         return True
     defaults_now = defaults_now or _DefaultsNow(dataset, settings)
-    if result.get("dataset") != dataset or _legacy_settings(result, dataset, settings, defaults_now) != \
-            _comparable(settings):
+    differing = _differences(_legacy_settings(result, dataset, settings, defaults_now), _comparable(settings))
+    if result.get("dataset") != dataset:
+        differing.insert(0, f"dataset: {result.get('dataset')!r} -> {dataset!r}")
+    if differing:
         raise SettingsMismatch(
-            f"{result.get('cell')}: stored with dataset={result.get('dataset')!r} settings={result.get('settings')}, "
-            f"now dataset={dataset!r} settings={settings}. Use another --out folder (or delete the old runs).")
+            f"{result.get('cell')}: stored with other settings than now ({'; '.join(differing)}; stored -> now, "
+            "'unset' where a side does not set it). Use another --out folder (or delete the old runs).")
     for key, now in (digests or {}).items():
         stored = result.get(key)
         if stored is not None and now is not None and stored != now:

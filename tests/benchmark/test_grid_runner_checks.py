@@ -122,9 +122,18 @@ def test_show_progress_is_not_compared_on_resume(tmp_path):
 def test_another_dataset_in_the_folder_stops_the_resume(tmp_path):
     grid(tmp_path, ["RNS"], [1], FakeRunner(), dataset="toy")
     runner = FakeRunner()
-    with pytest.raises(SettingsMismatch, match="MF-RNS-seed1: stored with dataset='toy'"):
+    with pytest.raises(SettingsMismatch, match="MF-RNS-seed1: stored with other settings than now .dataset: 'toy' -> 'other'; stored -> now"):
         grid(tmp_path, ["RNS"], [1, 2], runner, dataset="other")
     assert runner.calls == []
+
+
+def test_the_settings_mismatch_names_each_differing_key(tmp_path):
+    """The error used to print both settings dicts whole, leaving the reader to find the key that differs."""
+    grid(tmp_path, ["RNS"], [1], FakeRunner(), config_dict={"epochs": 2, "train_batch_size": 64})
+    with pytest.raises(SettingsMismatch) as error:
+        grid(tmp_path, ["RNS"], [1, 2], FakeRunner(), config_dict={"epochs": 3, "learning_rate": 0.01})
+    assert "(epochs: 2 -> 3; learning_rate: unset -> 0.01; train_batch_size: 64 -> unset; stored -> now" \
+        in str(error.value)
 
 
 def test_tuple_settings_resume_as_the_lists_json_stored(tmp_path):
@@ -142,7 +151,8 @@ def test_an_older_result_keeps_its_own_explicit_value_of_a_changed_default(tmp_p
          config_dict={"hnlm_adapter_reg_weight": 1e-3})
     _edit_result(str(tmp_path), "LightGCN-HNLMRec-seed1", lambda result: result.pop("defaults"))
     runner = FakeRunner()
-    with pytest.raises(SettingsMismatch, match="LightGCN-HNLMRec-seed1: stored with"):
+    with pytest.raises(SettingsMismatch, match=r"LightGCN-HNLMRec-seed1: stored with other settings than now "
+                                               r"\(hnlm_adapter_reg_weight: 0\.001 -> 0\.0001; stored -> now"):
         grid(tmp_path, ["HNLMRec"], [1, 2], runner, models=["LightGCN"],
              config_dict={"hnlm_adapter_reg_weight": 1e-4})
     assert runner.calls == []
