@@ -203,6 +203,7 @@ def atomic_path(path: str):
         except Exception as error:
             if write_failure_errno(error) and _about(error, tmp, path):
                 raise write_failed(path, error) from error
+            _name_the_target(error, tmp, path)
             raise
     finally:
         try:
@@ -211,6 +212,13 @@ def atomic_path(path: str):
             pass
         except OSError:  # a file system remounted read-only after an I/O error: the error above is the one to say
             logger.warning("%s: could not be removed", tmp)
+
+
+def _name_the_target(error: BaseException, tmp: str, path: str) -> None:
+    """Raise ``error`` again naming ``path`` where it names ``tmp``, the temporary name an atomic write removes (a
+    folder where the file goes, an unwritable folder): the message must name the file the user can act on."""
+    if isinstance(error, OSError) and error.errno is not None and tmp in (error.filename, error.filename2):
+        raise OSError(error.errno, error.strerror, path) from error
 
 
 @contextmanager
@@ -247,6 +255,7 @@ def atomic_folder(path: str):
                 old = None
             if isinstance(error, Exception) and write_failure_errno(error):
                 raise write_failed(path, error) from error
+            _name_the_target(error, tmp, path)
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

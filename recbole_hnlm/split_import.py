@@ -463,8 +463,7 @@ def import_split(dataset: str, train_path: str, test_path: str, out: str, valid:
     except WriteError:  # a full disk: names the file and its cause already
         raise
     except OSError as error:
-        name = error.filename2 or error.filename or folder  # os.replace(tmp, target): the target is filename2
-        name = next((path for path in [*targets.values(), manifest_path] if str(name).startswith(path + ".tmp-")), name)
+        name = error.filename or folder  # an atomic write names its target, never its temporary file
         raise DataError(f"--out {out}: cannot write {name} ({error.strerror}); choose a writable folder, or remove "
                         "what is in the way.") from None
     return manifest

@@ -251,3 +251,18 @@ def test_an_atomic_write_takes_a_pathlib_path(tmp_path):
         with open(tmp, "w") as handle:
             handle.write("user_id\n")
     assert target.read_text() == "user_id\n" and os.listdir(tmp_path) == ["out.tsv"]
+
+
+def test_an_atomic_write_blocked_by_what_is_in_the_way_names_the_target_not_its_temporary_file(tmp_path):
+    """A folder where a file goes (or a file where a folder goes): the error named ``<path>.tmp-<pid>-...``, a name
+    gone by the time the user reads it."""
+    (tmp_path / "result.json").mkdir()
+    with pytest.raises(IsADirectoryError) as error:
+        files.write_json_atomic(str(tmp_path / "result.json"), {"new": 1})
+    assert error.value.filename == str(tmp_path / "result.json") and ".tmp-" not in str(error.value)
+    (tmp_path / "x.hnlm-adapter").write_text("a file")
+    with pytest.raises(NotADirectoryError) as error:
+        with files.atomic_folder(str(tmp_path / "x.hnlm-adapter")) as tmp:
+            (tmp_path / tmp / "hybrid.json").write_text("{}")
+    assert error.value.filename == str(tmp_path / "x.hnlm-adapter") and ".tmp-" not in str(error.value)
+    assert sorted(os.listdir(tmp_path)) == ["result.json", "x.hnlm-adapter"]
