@@ -25,13 +25,17 @@ PANDAS_NA_STRINGS = frozenset(("#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN",
 _SPLIT_SUFFIXES = ("inter",)
 
 
+def dataset_file(config, suffix: str) -> str:
+    """The path of the atomic file ``<data_path>/<dataset>.<suffix>`` (``suffix`` such as ``item`` or
+    ``train.inter``)."""
+    return os.path.join(config["data_path"], f"{config['dataset']}.{suffix}")
+
+
 def _inter_files(config):
     """Paths of the ``.inter`` file(s) RecBole reads: ``<dataset>.inter`` or the ``benchmark_filename`` parts."""
-    dataset, data_path = config["dataset"], config["data_path"]
-    names = [f"{dataset}.{suffix}" for suffix in _SPLIT_SUFFIXES]
     if config["benchmark_filename"]:
-        names = [f"{dataset}.{part}.inter" for part in config["benchmark_filename"]]
-    return [os.path.join(data_path, name) for name in names]
+        return [dataset_file(config, f"{part}.inter") for part in config["benchmark_filename"]]
+    return [dataset_file(config, suffix) for suffix in _SPLIT_SUFFIXES]
 
 
 def atomic_files_read(config) -> list:
@@ -40,7 +44,7 @@ def atomic_files_read(config) -> list:
     from recbole_hnlm.utils import get_sampler
 
     paths = _inter_files(config) + [path for path, _ in _side_files(config)]
-    item = os.path.join(config["data_path"], f"{config['dataset']}.item")
+    item = dataset_file(config, "item")
     if get_sampler(config["sampler"]).reads_item_file and item not in paths and os.path.isfile(item):
         paths.append(item)
     return paths
@@ -57,7 +61,7 @@ def check_dataset_files(config):
     if missing:
         from recbole_hnlm.split_import import BENCHMARK_FILENAME, PARTS
 
-        presplit = [os.path.join(config["data_path"], f"{dataset}.{part}.inter") for part in PARTS]
+        presplit = [dataset_file(config, f"{part}.inter") for part in PARTS]
         hint = (" The folder holds a pre-split dataset (from python -m recbole_hnlm.split_import): add "
                 f"\"--benchmark_filename={BENCHMARK_FILENAME}\"."
                 if not config["benchmark_filename"] and all(map(os.path.isfile, presplit)) else "")
@@ -67,7 +71,7 @@ def check_dataset_files(config):
         hint = bundled + hint
         if config["benchmark_filename"]:
             wanted = ", ".join(f"{dataset}.{part}.inter" for part in config["benchmark_filename"])
-            whole = os.path.join(config["data_path"], f"{dataset}.inter")
+            whole = dataset_file(config, "inter")
             hint = bundled + (f" {whole} exists: drop --benchmark_filename to let RecBole split it."
                               if os.path.isfile(whole) else "")
             raise FileNotFoundError(f"Dataset '{dataset}' not found: missing {', '.join(missing)}.{hint} Put the "
@@ -201,7 +205,7 @@ def _side_files(config):
     ``load_col`` (every file when it is ``None``)."""
     load_col = config["load_col"]
     for suffix, id_key in (("user", "USER_ID_FIELD"), ("item", "ITEM_ID_FIELD")):
-        path = os.path.join(config["data_path"], f"{config['dataset']}.{suffix}")
+        path = dataset_file(config, suffix)
         if os.path.isfile(path) and (load_col is None or (isinstance(load_col, dict) and suffix in load_col)):
             yield path, id_key
 

@@ -183,13 +183,13 @@ class HNLMRec(NegativeSampler):
                 f"negative_warmup_epochs={warm_up} covers all epochs={epochs}: this run never trains with HNLMRec's "
                 "negatives (it is an RNS run), yet their LLM stage runs first (cached for later runs). Lower "
                 "negative_warmup_epochs, or use --sampler=RNS.")
-        from recbole_hnlm.data_checks import check_records
+        from recbole_hnlm.data_checks import check_records, dataset_file
         from recbole_hnlm.llm import ensure_negatives
         from recbole_hnlm.llm.pipeline import item_file_loaded, teacher_path_for
         from recbole_hnlm.llm.teacher_training import ensure_teacher
 
         cls.check_subset_is_allowed(config, train_data)
-        item_file = os.path.join(config["data_path"], f"{config['dataset']}.item")
+        item_file = dataset_file(config, "item")
         if os.path.isfile(item_file):  # the LLM stage reads it, loaded or not: fail before the teacher trains
             check_records(item_file, config["encoding"] or "utf-8", quoted=item_file_loaded(config))
         llm = LLMConfig.from_config(config)  # as the LLM stage reads its settings: ~ takes the default
