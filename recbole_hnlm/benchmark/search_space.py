@@ -14,11 +14,13 @@ round(U(low, high) / q) * q, ``loguniform`` exp(U(low, high)) (so ``-11.5,-4.6``
 is executed here). ``quniform`` gives integers when ``low``, ``high`` and ``q`` are whole numbers.
 
 Exhaustive search (RecBole's default ``algo``) takes every combination of the ``choice`` lines, in file order, the
-last line varying fastest. Random search draws trials from a generator seeded by ``seed``; drawn numbers are rounded
-to 4 significant digits, so a trial's name and the values it ran with are the same; a drawn combination that is
-already in the list is drawn again.
+last line varying fastest. Random search draws trials from a generator seeded by ``seed``; ``uniform`` and
+``loguniform`` draws are rounded to 4 significant digits and kept within their bounds, ``quniform`` draws to the
+decimals of ``q`` (a multiple of it, without float noise), so a trial's name and the values it ran with are the
+same; a drawn combination that is already in the list is drawn again.
 """
 import ast
+import decimal
 import hashlib
 import json
 import logging
@@ -65,16 +67,19 @@ class Param:
             return self.values[int(rng.integers(len(self.values)))]
         low, high = self.bounds[:2]
         if self.kind == "uniform":
-            return _round(rng.uniform(low, high))
+            return _round_within(rng.uniform(low, high), low, high)
         if self.kind == "loguniform":
-            return _round(math.exp(rng.uniform(low, high)))
+            return _round_within(math.exp(rng.uniform(low, high)), math.exp(low), math.exp(high))
         q = self.bounds[2]
-        value = round(rng.uniform(low, high) / q) * q
-        return int(value) if all(float(b).is_integer() for b in self.bounds) else _round(value)
+        steps = round(rng.uniform(low, high) / q)
+        if all(float(b).is_integer() for b in self.bounds):
+            return int(steps * q)
+        return round(steps * q, max(0, -decimal.Decimal(repr(float(q))).as_tuple().exponent))
 
 
-def _round(value: float) -> float:
-    return float(f"{value:.4g}")
+def _round_within(value: float, low: float, high: float) -> float:
+    """``value`` to 4 significant digits, the nearest bound where rounding left ``[low, high]``."""
+    return min(max(float(f"{value:.4g}"), low), high)
 
 
 def _numbers(text: str, count: int, param: str, where: str) -> Tuple[float, ...]:

@@ -3,6 +3,7 @@ the params-file edge cases, trial folder names, the per-trial summary, the recor
 command line's defaults, messages and exit status."""
 import functools
 import json
+import math
 import os
 
 import numpy as np
@@ -238,3 +239,24 @@ def test_a_tie_on_the_mean_is_flagged_whatever_the_stds():
               "out": "o", "space": [{"name": "learning_rate"}],
               "trials": [trial(0.01, 0.15302, 0.02), trial(0.02, 0.15301, 0.001)]}
     assert "tied on validation with 1 other trial(s) (learning_rate=0.02)" in tune.search_report(search)
+
+
+def test_rounded_draws_stay_within_their_bounds_and_on_their_step():
+    """Rounding a draw to 4 significant digits could leave the bounds (1.23451..1.23459 all rounded to 1.235) and
+    the step (a multiple of 0.3 near 1234.5 became 1234 or 1235)."""
+    rng = np.random.default_rng(0)
+    above = Param("ahns_beta", "uniform", bounds=(1.23451, 1.23459))
+    below = Param("ahns_beta", "uniform", bounds=(1.23441, 1.23449))
+    logs = Param("reg_weight", "loguniform", bounds=(math.log(1.23451), math.log(1.23459)))
+    for _ in range(50):
+        assert 1.23451 <= above.draw(rng) <= 1.23459 and 1.23441 <= below.draw(rng) <= 1.23449
+        assert 1.23451 * (1 - 1e-12) <= logs.draw(rng) <= 1.23459 * (1 + 1e-12)
+    assert {above.draw(rng) for _ in range(5)} == {1.23459} and {below.draw(rng) for _ in range(5)} == {1.23441}
+    step = Param("learning_rate", "quniform", bounds=(1000.0, 2000.0, 0.3))
+    for value in (step.draw(rng) for _ in range(200)):
+        assert isinstance(value, float) and 999.9 <= value <= 2000.1
+        assert abs(value / 0.3 - round(value / 0.3)) < 1e-9 and value == round(value, 1)
+    small = Param("learning_rate", "quniform", bounds=(0.0001, 0.001, 0.0001))
+    assert {small.draw(rng) for _ in range(200)} <= {round(k * 1e-4, 4) for k in range(1, 11)}
+    whole = Param("mixgcf_candidates", "quniform", bounds=(16, 64, 16))
+    assert {whole.draw(rng) for _ in range(50)} <= {16, 32, 48, 64} and type(whole.draw(rng)) is int
