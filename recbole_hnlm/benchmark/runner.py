@@ -99,7 +99,9 @@ def use_own_llm_artifacts(config, cell):
     subsample drawn with the cell's seed, while the dataset's default teacher, adapter and store serve the full
     split (the teacher of another split is refused). The cell's defaults are those of the dataset's artifact folder
     with ``.train<NN>-seed<S>`` after the dataset name (e.g. ``ml-100k.train40-seed2020.hnlm-teacher.safetensors``),
-    so each subsample trains its teacher, fine-tunes its adapter and embeds its store once, and a rerun reuses them.
+    and ``-split<T>`` after it where the split's seed ``split_seed`` is not the cell's seed (the subsample of another
+    split is another training set), so each subsample trains its teacher, fine-tunes its adapter and embeds its
+    store once, and a rerun reuses them.
 
     Raises:
         ConfigError: the settings name one of :data:`LLM_ARTIFACT_OPTIONS` (one split's artifacts for every cell).
@@ -121,7 +123,9 @@ def use_own_llm_artifacts(config, cell):
             "must come from that subsample's pairs). Leave it unset: the grid gives each sparsity cell its own "
             "files next to the dataset's (<dataset>.train<NN>-seed<S>.hnlm-*).")
     dataset, root = config["dataset"], root_data_path(config, config["dataset"])
-    tag = f"{dataset}.train{int(round(cell.train_ratio * 100)):02d}-seed{cell.seed}"
+    split = config["seed"] if config["split_seed"] is None else config["split_seed"]
+    tag = f"{dataset}.train{int(round(cell.train_ratio * 100)):02d}-seed{cell.seed}" + (
+        f"-split{split}" if int(split) != cell.seed else "")
     defaults = {"hnlm_teacher_path": default_teacher_path(root, dataset),
                 "hnlm_adapter_path": default_adapter_path(root, dataset),
                 "hnlm_store_path": default_store_path(root, dataset, LLMConfig.from_config(config).variant)}

@@ -80,6 +80,21 @@ def test_a_main_hnlmrec_cell_keeps_the_datasets_llm_artifacts():
     assert config == dict.fromkeys(LLM_ARTIFACT_OPTIONS)
 
 
+@pytest.mark.parametrize("split_seed, tag", [(None, "train40-seed3"), (3, "train40-seed3"),
+                                             (7, "train40-seed3-split7")])
+def test_a_sparsity_cells_llm_artifacts_name_the_split_its_subsample_comes_from(fast_config, split_seed, tag):
+    """Two grids of one seed on the splits of two split_seeds subsample two training sets: named alike, the second
+    found the first one's teacher and was refused ("the teacher of another split")."""
+    from recbole_hnlm.config import Config
+
+    settings = cell_config_dict(Cell("LightGCN", "HNLMRec", 3, 0.4), "out", dict(fast_config, split_seed=split_seed))
+    config = Config(model="LightGCN", dataset=fast_config["dataset"], config_dict=settings)
+    use_own_llm_artifacts(config, Cell("LightGCN", "HNLMRec", 3, 0.4))
+    names = {key: os.path.basename(config[key]) for key in ("hnlm_teacher_path", "hnlm_adapter_path")}
+    assert names == {"hnlm_teacher_path": f"{fast_config['dataset']}.{tag}.hnlm-teacher.safetensors",
+                     "hnlm_adapter_path": f"{fast_config['dataset']}.{tag}.hnlm-adapter"}
+
+
 # --- stored results and what makes a cell finished ------------------------------------------------------------------
 
 def test_a_result_file_that_is_not_json_is_run_again(tmp_path):
