@@ -115,6 +115,10 @@ def _batches(groups: Sequence[TrainingGroup], order: Sequence[int], batch_size: 
     return batches
 
 
+def _pairs_in(batch: Sequence[TrainingGroup]) -> int:
+    return sum(len(group.rows) for group in batch)
+
+
 def train_hybrid_encoder(encoder: HybridPromptEncoder, teacher: Teacher, examples: Sequence[TrainingGroup],
                          cfg: LLMConfig, progress: bool = True, max_steps: Optional[int] = None,
                          work_dir: Optional[str] = None, identity: Optional[Dict] = None,
@@ -144,7 +148,7 @@ def train_hybrid_encoder(encoder: HybridPromptEncoder, teacher: Teacher, example
     if work_dir is not None:
         resumed = load_finetune_state(work_dir, identity or {}, encoder, optimizer, draw, len(batches))
     start, losses = resumed or FineTuneProgress(0, [])
-    steps = sum(len(e) for e in epochs)
+    steps = sum(1 for batch in batches if _pairs_in(batch) >= 2)  # a batch of one pair is no step (below)
     bar = tqdm(total=min(steps, max_steps or steps), initial=len(losses), desc="fine-tune", unit="step",
                disable=not progress)
     last_save = time.monotonic()
@@ -156,9 +160,9 @@ def train_hybrid_encoder(encoder: HybridPromptEncoder, teacher: Teacher, example
                                 len(batches))
             last_save = time.monotonic()
         batch = batches[index]
-        rows = torch.tensor([r for g in batch for r in g.rows])
-        if len(rows) < 2:
+        if _pairs_in(batch) < 2:
             continue  # InfoNCE needs in-batch negatives
+        rows = torch.tensor([r for g in batch for r in g.rows])
         query = encoder.encode_groups([
             PromptGroup(g.user_text, teacher.user_emb[teacher.pair_user[g.rows[0]]], g.item_texts,
                         teacher.item_emb[teacher.pair_item[torch.tensor(g.rows)]]) for g in batch])

@@ -2,6 +2,7 @@
 the fine-tuning examples, the InfoNCE steps (eq. 12) against a reference written from the documented recipe, the
 resume state's cadence, the adapter's identity and reuse, the store's manifest and failures. Tiny random Llama, CPU."""
 import json
+import logging
 import os
 from dataclasses import replace
 
@@ -253,10 +254,16 @@ def test_fine_tuning_steps_follow_eq12_and_the_documented_recipe(tiny_llama_dir,
                                     max_steps=1)) == 1
 
 
-def test_a_batch_of_one_pair_is_no_step(tiny_llama_dir, teacher, text):
+def test_a_batch_of_one_pair_is_no_step(tiny_llama_dir, teacher, text, caplog):
     cfg = LLMConfig.from_config({"hnlm_ft_epochs": 2, "hnlm_ft_batch_size": 1, "hnlm_ft_explicit_negatives": 1})
     assert train_hybrid_encoder(_encoder(tiny_llama_dir, teacher), teacher, [_group_of(teacher, text, cfg, 0, 1)],
                                 cfg, progress=False) == []
+    # nor is it counted in the steps the log announces (it said "step 10/20" here)
+    cfg = LLMConfig.from_config({"hnlm_ft_epochs": 10, "hnlm_ft_batch_size": 1, "hnlm_ft_explicit_negatives": 0})
+    groups = [_group_of(teacher, text, cfg, 0, 1), _group_of(teacher, text, cfg, 1, 2)]
+    with caplog.at_level(logging.INFO, logger="recbole_hnlm.llm.finetune"):
+        losses = train_hybrid_encoder(_encoder(tiny_llama_dir, teacher), teacher, groups, cfg, progress=False)
+    assert len(losses) == 10 and "fine-tune step 10/10 loss" in caplog.text
 
 
 def test_the_resume_state_is_saved_before_each_step_with_the_losses_before_it(tiny_llama_dir, teacher, text,
