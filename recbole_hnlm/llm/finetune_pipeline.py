@@ -44,11 +44,13 @@ def _profile_settings(cfg: LLMConfig) -> Dict:
 
 def adapter_identity(cfg: LLMConfig, teacher: Teacher, generator_name: str, text: DatasetText) -> Dict:
     """What a saved adapter must have been trained with to be reused: the teacher, the fine-tuning settings, and
-    the texts its prompts were built from (the dataset files and the training pairs behind the histories)."""
+    the texts its prompts were built from (the dataset files and the training pairs behind the histories).
+    ``ft_max_train_pairs`` at or above the teacher's pair count draws every pair, as 0 does, and is recorded as 0."""
+    every_pair = cfg.ft_max_train_pairs >= teacher.pair_user.numel()
     return dict(teacher_hash=teacher.sha256, generator=generator_name,
                 template=PromptTemplate.load(HYBRID_TEMPLATE).version, dataset_hash=text.dataset_hash(),
                 train_pairs_hash=pairs_sha256(text.pairs), **_profile_settings(cfg), ft_epochs=cfg.ft_epochs,
-                ft_max_train_pairs=cfg.ft_max_train_pairs, ft_batch_size=cfg.ft_batch_size,
+                ft_max_train_pairs=0 if every_pair else cfg.ft_max_train_pairs, ft_batch_size=cfg.ft_batch_size,
                 ft_pairs_per_user=cfg.ft_pairs_per_user, ft_lr=cfg.ft_lr,
                 ft_tau=cfg.ft_tau, ft_explicit_negatives=cfg.ft_explicit_negatives, ft_lora_r=cfg.ft_lora_r,
                 ft_lora_alpha=cfg.ft_lora_alpha, ft_lora_dropout=cfg.ft_lora_dropout,

@@ -290,10 +290,19 @@ def _identity(teacher, text, **settings):
     ("hnlm_ft_tau", 0.1), ("hnlm_ft_history", 3), ("hnlm_seed", 1), ("hnlm_dtype", "bfloat16"),
     ("hnlm_ft_pairs_per_user", 2), ("hnlm_ft_lr", 1e-3), ("hnlm_ft_batch_size", 8), ("hnlm_ft_epochs", 2),
     ("hnlm_ft_explicit_negatives", 3), ("hnlm_ft_lora_r", 8), ("hnlm_ft_soft_tokens", 2),
-    ("hnlm_ft_item_text", "title"), ("hnlm_ft_max_train_pairs", 100), ("hnlm_ft_lora_dropout", 0.1),
+    ("hnlm_ft_item_text", "title"), ("hnlm_ft_max_train_pairs", 3), ("hnlm_ft_lora_dropout", 0.1),
 ])
 def test_every_fine_tuning_setting_enters_the_adapter_identity(teacher, text, setting, value):
     assert _identity(teacher, text, **{setting: value}) != _identity(teacher, text)
+
+
+def test_a_pair_budget_covering_every_teacher_pair_is_the_adapter_of_budget_0(teacher, text):
+    """Both draw every pair (training_examples stops at the budget), so one adapter serves both settings."""
+    pairs = teacher.pair_user.numel()
+    every = _identity(teacher, text, hnlm_ft_max_train_pairs=0)
+    assert _identity(teacher, text, hnlm_ft_max_train_pairs=pairs) == every
+    assert _identity(teacher, text, hnlm_ft_max_train_pairs=pairs + 7) == every
+    assert _identity(teacher, text, hnlm_ft_max_train_pairs=pairs - 1) != every
 
 
 def test_the_teacher_the_training_pairs_and_profile_settings_enter_the_adapter_identity(teacher, text, data_root):
