@@ -311,6 +311,13 @@ def init_from_sha256_of(settings):
     return file_sha256(init_from) if isinstance(init_from, str) and os.path.isfile(init_from) else None
 
 
+def recorded_device(settings):
+    """``"cpu"`` where ``use_gpu`` is off in the grid's settings or, below them, its config files; else ``None``
+    (the GPU when there is one): the device ``grid.json``'s environment describes."""
+    merged = {**read_config_files([p for p in settings.get("config_files") or [] if os.path.isfile(p)]), **settings}
+    return None if merged.get("use_gpu", True) else "cpu"
+
+
 def source_digests(settings):
     """``{key: digest}`` of the files ``settings`` names (:data:`SOURCE_DIGESTS`; ``None`` where there is none):
     the ``init_from`` checkpoint's sha256 and the list of the ``config_files``' sha256."""
@@ -440,7 +447,7 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
     record = {
         "dataset": dataset, "models": list(models), "samplers": list(samplers), "seeds": [int(s) for s in seeds],
         "analyses": list(analyses), "ratios": list(ratios), "settings": settings, **digests,
-        "environment": environment(None if (config_dict or {}).get("use_gpu", True) else "cpu")}
+        "environment": environment(recorded_device(settings))}
     write_json_atomic(os.path.join(out, "grid.json"), {**record, "completed": False})  # true once every cell ran
 
     fhn_pairs = cell_kwargs.get("fhn_pairs", 2048) if "fhn" in cell_analyses else None

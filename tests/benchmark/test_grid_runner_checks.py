@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from recbole_hnlm.benchmark.grid import (SettingsMismatch, check_one_split_for_llm_artifacts, expand_cells,
-                                         grid_settings, load_result, pending_cells, plugin_defaults, result_path,
-                                         run_grid, source_digests, warning_once)
+                                         grid_settings, load_result, pending_cells, plugin_defaults, recorded_device,
+                                         result_path, run_grid, source_digests, warning_once)
 from recbole_hnlm.benchmark.runner import (LLM_ARTIFACT_OPTIONS, Cell, RecordingMixin, cell_config_dict, check_cell,
                                            split_fingerprint, use_own_llm_artifacts)
 from recbole_hnlm.errors import ConfigError
@@ -93,6 +93,16 @@ def test_a_sparsity_cells_llm_artifacts_name_the_split_its_subsample_comes_from(
     names = {key: os.path.basename(config[key]) for key in ("hnlm_teacher_path", "hnlm_adapter_path")}
     assert names == {"hnlm_teacher_path": f"{fast_config['dataset']}.{tag}.hnlm-teacher.safetensors",
                      "hnlm_adapter_path": f"{fast_config['dataset']}.{tag}.hnlm-adapter"}
+
+
+def test_grid_json_describes_the_cpu_when_a_config_file_turns_the_gpu_off(tmp_path):
+    """use_gpu was read from the --key=value settings only: a yaml's use_gpu: False recorded the GPU's kernels."""
+    yaml_file = tmp_path / "cpu.yaml"
+    yaml_file.write_text("use_gpu: False\n")
+    assert recorded_device(grid_settings({}, [str(yaml_file)])) == "cpu"
+    assert recorded_device(grid_settings({"use_gpu": True}, [str(yaml_file)])) is None  # the command line wins
+    assert recorded_device(grid_settings({"use_gpu": False}, ())) == "cpu"
+    assert recorded_device(grid_settings({}, ())) is None
 
 
 # --- stored results and what makes a cell finished ------------------------------------------------------------------
