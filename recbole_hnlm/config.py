@@ -32,6 +32,20 @@ if not os.path.isdir(PROPERTIES_DIR):  # editable install: the yaml files live i
     PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "properties")
 
 
+def _metric_names_problem(options) -> str:
+    """What is wrong with ``valid_metric`` / ``metrics`` when they are not names (RecBole calls string methods on
+    them); empty when they are."""
+    metrics, valid = options.get("metrics"), options.get("valid_metric")
+    if metrics is not None and not (isinstance(metrics, str) or isinstance(metrics, (list, tuple)) and all(
+            isinstance(m, str) for m in metrics)):
+        return (f"metrics = {metrics!r}: give metric names, such as ['Recall', 'NDCG'] in a yaml file or "
+                "\"--metrics=['Recall','NDCG']\" on a command line")
+    if "valid_metric" in options and not isinstance(valid, str):
+        return (f"valid_metric = {valid!r}: give one metric name with its cut-off, such as NDCG@20 (a metric of "
+                "metrics, a cut-off of topk), which ranks the epochs on validation")
+    return ""
+
+
 def read_config_files(file_list, loader=None):
     """RecBole's merge of yaml files (``loader``: RecBole's, which reads ``1e-4`` as a float; the default builds it),
     with a clear error naming a file that is not a YAML mapping (an empty file sets nothing)."""
@@ -85,11 +99,15 @@ class Config(RecBoleConfig):
         except (ValueError, TypeError, NotImplementedError, RuntimeError) as error:  # RecBole's own checks (topk,
             if isinstance(error, ConfigError):  # metrics, eval_args, ranking and value metrics together, ...)
                 raise
-            raise ConfigError(str(error)) from error
-        except (AssertionError, KeyError) as error:  # RecBole asserts some options without a message (gpu_id, nproc)
+            raise ConfigError(_metric_names_problem(getattr(self, "final_config_dict", {})) or str(error)) from error
+        except (AssertionError, KeyError, AttributeError) as error:  # RecBole asserts some options without a
+            # message (gpu_id, nproc), and calls str methods on others (--valid_metric=~, metrics: [5])
             frame = traceback.extract_tb(error.__traceback__)[-1]
             if os.path.realpath(frame.filename) != os.path.realpath(recbole_configurator.__file__):
                 raise  # the plugin's own code: a bug to see in full, not an option to name
+            unnamed = _metric_names_problem(getattr(self, "final_config_dict", {}))
+            if unnamed:
+                raise ConfigError(unnamed) from error
             ddp = any(key in f"{frame.line} {error}" for key in _DDP_OPTIONS)
             raise ConfigError(
                 f"RecBole's Config failed on these options ({type(error).__name__} {error} at "
@@ -109,9 +127,13 @@ class Config(RecBoleConfig):
             self.model_class.check_config(self)  # the backbone's own options, before the dataset loads
         sampler_class.check_config(self)
         self.unknown_options = unknown_options(self.external_config_dict, PROPERTIES_DIR)
-        teacher = [self.final_config_dict.get("hnlm_teacher_model")] if sampler_class.name == "HNLMRec" else []
+        teacher = []
+        if sampler_class.name == "HNLMRec":  # the backbone teacher_training trains (its class name; unset: LightGCN)
+            from recbole_hnlm.utils import get_model
+
+            teacher = [get_model(self.final_config_dict.get("hnlm_teacher_model") or "LightGCN").__name__]
         self.foreign_options = foreign_options(self.external_config_dict, PROPERTIES_DIR, self.model,
-                                               sampler_class.name, also_models=[m for m in teacher if m])
+                                               sampler_class.name, also_models=teacher)
         self.option_warnings = sampler_class.option_warnings(self)
         wanted = self.external_config_dict.get("valid_metric_bigger")
         if wanted is not None and wanted != self.final_config_dict["valid_metric_bigger"]:  # RecBole overrides it

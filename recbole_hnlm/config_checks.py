@@ -6,6 +6,7 @@ into one line that names the option.
 """
 import difflib
 import glob
+import math
 import os
 from numbers import Integral, Real
 
@@ -30,9 +31,9 @@ _INTEGER_RULES = {
     "split_seed": (lambda v: True, "an integer, or ~ for the run's seed"),
 }
 _NUMBER_RULES = {
-    "learning_rate": (lambda v: v > 0, "a number > 0"),
-    "reg_weight": (lambda v: v >= 0, "a number >= 0"),
-    "weight_decay": (lambda v: v >= 0, "a number >= 0"),
+    "learning_rate": (lambda v: 0 < v < math.inf, "a finite number > 0"),
+    "reg_weight": (lambda v: 0 <= v < math.inf, "a finite number >= 0"),
+    "weight_decay": (lambda v: 0 <= v < math.inf, "a finite number >= 0"),
 }
 #: Options every run reads, which RecBole's overall.yaml sets: ``--learning_rate=None`` (or a searched ``None``)
 #: failed inside torch's optimizer once the data had loaded.
@@ -190,19 +191,18 @@ def _yaml_keys(folder: str) -> set:
             for key in _yaml_keys_of(path)}
 
 
-_KNOWN_KEYS = None
+_KNOWN_KEYS = {}
 #: Options RecBole reads that no property yaml lists.
 _OPTIONS_WITHOUT_YAML = frozenset({"model", "dataset", "config_files", "local_rank", "encoding", "nproc",
                                    "world_size", "offset", "ip", "port"})
 
 
 def known_option_names(plugin_properties_dir: str) -> set:
-    """Every option RecBole or the plugin defines: the keys of all their property yaml files (cached)."""
-    global _KNOWN_KEYS
-    if _KNOWN_KEYS is None:
-        _KNOWN_KEYS = frozenset(_yaml_keys(_recbole_properties()) | _yaml_keys(plugin_properties_dir)
-                                | _OPTIONS_WITHOUT_YAML)
-    return _KNOWN_KEYS
+    """Every option RecBole or the plugin defines: the keys of all their property yaml files (cached per folder)."""
+    if plugin_properties_dir not in _KNOWN_KEYS:
+        _KNOWN_KEYS[plugin_properties_dir] = frozenset(_yaml_keys(_recbole_properties())
+                                                       | _yaml_keys(plugin_properties_dir) | _OPTIONS_WITHOUT_YAML)
+    return _KNOWN_KEYS[plugin_properties_dir]
 
 
 #: Samplers whose runs also read another sampler's options: HNLMRec's fine-tuned variant trains a MixGCF teacher with
