@@ -91,8 +91,9 @@ def check_core_options(config) -> None:
                           "the epoch on the second and reports the third as the test result, so the order must be "
                           "\"--benchmark_filename=['train','valid','test']\".")
     split = (config["eval_args"] or {}).get("split") if isinstance(config["eval_args"], dict) else None
-    ratios = split.get("RS") if isinstance(split, dict) and parts is None else None  # pre-split files: unused
-    if ratios is not None and not (not isinstance(ratios, (str, dict)) and np.ndim(ratios) == 1 and len(ratios) == 3
+    random_split = isinstance(split, dict) and parts is None and "RS" in split  # pre-split files: unused
+    ratios = split["RS"] if random_split else None
+    if random_split and not (not isinstance(ratios, (str, dict)) and np.ndim(ratios) == 1 and len(ratios) == 3
                                    and all(is_number(r) and r >= 0 for r in ratios) and sum(ratios) > 0):
         raise ConfigError(f"Option 'eval_args' split {{'RS': {ratios!r}}}: RS takes three ratios [train, valid, test] "
                           "(RecBole scales them to sum to 1), e.g. \"--eval_args={'split': {'RS': [0.8, 0.1, 0.1]}}\" "

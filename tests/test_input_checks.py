@@ -739,7 +739,8 @@ def test_a_time_ordered_split_without_the_time_field_is_one_error(fast_config):
         run_recbole_hnlm(model="MF", config_dict={**settings, "TIME_FIELD": None})
 
 
-@pytest.mark.parametrize("ratios", [[0.8, 0.2], [0.7, 0.1, 0.1, 0.1], "0.8,0.1,0.1", [0.8, -0.1, 0.3], [0, 0, 0]])
+@pytest.mark.parametrize("ratios", [[0.8, 0.2], [0.7, 0.1, 0.1, 0.1], "0.8,0.1,0.1", [0.8, -0.1, 0.3], [0, 0, 0],
+                                    None])
 def test_a_random_split_needs_three_ratios(ratios):
     """{'RS': [0.8, 0.2]} ended in RecBole's 'not enough values to unpack' traceback after the dataset loaded."""
     eval_args = {"split": {"RS": ratios}, "order": "RO", "group_by": "user", "mode": "full"}
