@@ -191,7 +191,8 @@ class Config(RecBoleConfig):
         self._load_plugin_yaml("sampler", get_sampler(sampler).name)
         dataset_config = self._load_plugin_yaml("dataset", dataset)
         if dataset_config:
-            self.parameters["Dataset"] += [key for key in dataset_config if key not in self.parameters["Dataset"]]
+            listed = {key for keys in self.parameters.values() for key in keys}  # epochs stays under Training
+            self.parameters["Dataset"] += [key for key in dataset_config if key not in listed]
 
     def _load_plugin_yaml(self, kind, name):
         path = os.path.join(PROPERTIES_DIR, kind, f"{name}.yaml")

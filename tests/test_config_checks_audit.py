@@ -175,6 +175,10 @@ def test_a_plugin_dataset_files_keys_are_listed_as_dataset_parameters():
     config = Config(model="LightGCN", dataset="amazon-toys", config_dict={"sampler": "HNLMRec"}, command_line=False)
     assert config["hnlm_lambda"] == 1e-2 and "hnlm_lambda" in config.parameters["Dataset"]
     assert config.parameters["Dataset"].count("load_col") == 1
+    # a key RecBole lists elsewhere stays there: ml-100k.yaml's epochs was printed under Training and Dataset
+    listed = Config(model="MF", dataset="ml-100k", config_dict={"sampler": "RNS"}, command_line=False).parameters
+    assert "epochs" in listed["Training"] and "epochs" not in listed["Dataset"]
+    assert "normalize_all" in listed["Dataset"]
 
 
 def test_split_seed_falls_back_to_the_seed():
