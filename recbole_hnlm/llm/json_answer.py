@@ -75,6 +75,8 @@ def close_truncated(text: str) -> List[str]:
     if depth <= 0:
         return []
     body = text[start:].rstrip()
+    if quote is not None and (len(body) - len(body.rstrip("\\"))) % 2:
+        body = body[:-1]  # cut inside an escape: the closing quote must not be escaped by it
     candidates = [body + (quote or "") + "}" * depth]
     candidates += [text[start:pos] + "}" for pos in reversed(commas)]
     return candidates

@@ -86,7 +86,9 @@ _LEAD_IN = re.compile(r"^(?:the\s+)?(?:movie|film)\s*:?\s+", re.IGNORECASE)
 _TITLE_END = re.compile(r"[.!?;,](?:\s|$)|\s[-\u2013\u2014]\s|\s\((?!\s*\d{4}\s*\))")
 #: Words that, right after a title, go on with a sentence about it ("Pulp Fiction is a great choice") rather than
 #: name a longer title ("Toy Story 2", "Batman Returns", "Star Wars: The Empire Strikes Back").
-_CONTINUATIONS = frozenset(  # "North by Northwest" for North (1994) is refused: one ml-100k pair
+# "North by Northwest" for North (1994) is refused (the one ml-100k pair these words catch); the breaks above refuse
+# a few more, whatever the year: "M. Butterfly (1993)" for M (". "), "Clean Slate (Coup de Torchon)" for Clean Slate.
+_CONTINUATIONS = frozenset(
     "is was are were would could should might may will can has had have offers features provides delivers remains "
     "shares tells follows explores which that who whose directed starring stars also because since but as for from "
     "with by it its this".split())

@@ -84,7 +84,8 @@ def test_parser_rejects_unusable_answers(raw):
     ("The 1954 classic Sabrina, with Audrey Hepburn", "Sabrina (1995)", False),
     # a reviewer's: titles that go on with a preposition, a preamble with nothing after, a year before a comma
     ("Die Hard: With a Vengeance", "Die Hard (1988)", False),
-    ("North by Northwest", "North (1994)", True),  # the one ml-100k pair the continuation words refuse
+    ("North by Northwest", "North (1994)", True),  # the one ml-100k pair the continuation words refuse (the
+    # sentence and aside breaks refuse a few more: "M. Butterfly" for M, "Clean Slate (Coup de Torchon)")
     ("Heat with its dark tone", "Heat (1995)", True),
     ("Heat stars Al Pacino", "Heat (1995)", True),  # a second reviewer's: words that go on about the item
     ("Heat that explores obsession", "Heat (1995)", True),
