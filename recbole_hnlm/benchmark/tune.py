@@ -19,9 +19,10 @@ Layout of ``out``::
 
 Everything is checked before the first trial runs: the params file, the names it searches (options, not set on the
 command line too, and none that would change what the trials are ranked on: ``valid_metric``, ``eval_args``,
-``split_seed``, ``data_path``, the dataset filters, ``metrics``, ``topk``), every trial's values (``Config``'s type and range checks, ``runner.check_cell``), and
-what ``out`` already holds (the same search, trials with the same dataset and settings). Rerunning the same command
-resumes: finished cells are skipped, so finished trials cost nothing.
+``split_seed``, ``data_path``, the dataset filters, ``metrics``, ``topk``: :data:`FIXED_KEYS`), every trial's values
+(``Config``'s type and range checks, ``runner.check_cell``), and what ``out`` already holds (the same search,
+trials with the same dataset and settings). Rerunning the same command resumes: finished cells are skipped, so
+finished trials cost nothing.
 
 Exit status: 0 when every trial finished; 1 when a cell failed (its ``error.txt`` is named); 2 for bad input, before
 anything runs; 130 when interrupted (143 by SIGTERM).

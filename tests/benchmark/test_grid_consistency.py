@@ -114,7 +114,8 @@ def test_another_seed_of_a_row_must_share_its_settings(tmp_path):
     out = tmp_path / "out"
     grid(out, ["DNS"], [1], FakeRunner(), config_dict={"dns_candidates": 4})
     runner = FakeRunner()
-    with pytest.raises(SettingsMismatch, match=r"MF-DNS-seed1: stored with other settings than now \(dns_candidates: 4 -> 32;"):
+    with pytest.raises(SettingsMismatch,
+                       match=r"MF-DNS-seed1: stored with other settings than now \(dns_candidates: 4 -> 32;"):
         grid(out, ["DNS"], [2], runner, config_dict={"dns_candidates": 32})
     assert runner.calls == [] and not os.path.exists(out / "runs" / "MF-DNS-seed2.json")
     grid(out, ["RNS"], [2], runner, config_dict={"learning_rate": 0.01})  # another row: its own settings
