@@ -31,9 +31,9 @@ _INTEGER_RULES = {
     "split_seed": (lambda v: True, "an integer, or ~ for the run's seed"),
 }
 _NUMBER_RULES = {
-    "learning_rate": (lambda v: 0 < v < math.inf, "a finite number > 0"),
-    "reg_weight": (lambda v: 0 <= v < math.inf, "a finite number >= 0"),
-    "weight_decay": (lambda v: 0 <= v < math.inf, "a finite number >= 0"),
+    "learning_rate": (lambda v: v > 0, "a finite number > 0"),
+    "reg_weight": (lambda v: v >= 0, "a finite number >= 0"),
+    "weight_decay": (lambda v: v >= 0, "a finite number >= 0"),
 }
 #: Options every run reads, which RecBole's overall.yaml sets: ``--learning_rate=None`` (or a searched ``None``)
 #: failed inside torch's optimizer once the data had loaded.
@@ -50,7 +50,9 @@ def is_integer(value) -> bool:
 
 
 def is_number(value) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
+    """A finite real number (not a bool): ``inf`` (yaml ``.inf``, ``--key=1e999``) and NaN make a loss infinite or
+    NaN at the first step, or silently constant (an infinite temperature)."""
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_core_options(config) -> None:
