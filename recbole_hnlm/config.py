@@ -128,10 +128,10 @@ class Config(RecBoleConfig):
         sampler_class.check_config(self)
         self.unknown_options = unknown_options(self.external_config_dict, PROPERTIES_DIR)
         teacher = []
-        if sampler_class.name == "HNLMRec":  # the backbone teacher_training trains (its class name; unset: LightGCN)
-            from recbole_hnlm.utils import get_model
+        if sampler_class.name == "HNLMRec":  # the backbone its teacher trains
+            from recbole_hnlm.llm.teacher_training import _teacher_choice
 
-            teacher = [get_model(self.final_config_dict.get("hnlm_teacher_model") or "LightGCN").__name__]
+            teacher = [_teacher_choice(self)[0]]
         self.foreign_options = foreign_options(self.external_config_dict, PROPERTIES_DIR, self.model,
                                                sampler_class.name, also_models=teacher)
         self.option_warnings = sampler_class.option_warnings(self)
