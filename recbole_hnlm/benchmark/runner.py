@@ -108,6 +108,7 @@ def use_own_llm_artifacts(config, cell):
     """
     if cell.sampler != "HNLMRec" or cell.train_ratio >= 1.0:
         return
+    from recbole_hnlm.config import split_seed
     from recbole_hnlm.errors import ConfigError
     from recbole_hnlm.llm.config import LLMConfig
     from recbole_hnlm.llm.finetune_pipeline import default_adapter_path
@@ -123,9 +124,9 @@ def use_own_llm_artifacts(config, cell):
             "must come from that subsample's pairs). Leave it unset: the grid gives each sparsity cell its own "
             "files next to the dataset's (<dataset>.train<NN>-seed<S>.hnlm-*).")
     dataset, root = config["dataset"], root_data_path(config, config["dataset"])
-    split = config["seed"] if config["split_seed"] is None else config["split_seed"]
+    split = split_seed(config)
     tag = f"{dataset}.train{int(round(cell.train_ratio * 100)):02d}-seed{cell.seed}" + (
-        f"-split{split}" if int(split) != cell.seed else "")
+        f"-split{split}" if split != cell.seed else "")
     defaults = {"hnlm_teacher_path": default_teacher_path(root, dataset),
                 "hnlm_adapter_path": default_adapter_path(root, dataset),
                 "hnlm_store_path": default_store_path(root, dataset, LLMConfig.from_config(config).variant)}
