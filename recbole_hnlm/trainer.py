@@ -64,7 +64,7 @@ def _reserve_stem(stem):
             marker = _marker_of(candidate)
             if _create_marker(marker):
                 return candidate, marker
-            if _remove_if_dead(marker, legacy_too=False):  # a hard-killed run's: the name is free again
+            if _remove_if_dead(marker):  # a hard-killed run's: the name is free again
                 continue
         n += 1
         candidate = f"{stem}-{n}"
@@ -200,20 +200,20 @@ def _remove_dead_markers(folder):
         return
     for name in names:
         if name.startswith(".") and name.endswith(".reserved"):
-            _remove_if_dead(os.path.join(folder, name), legacy_too=False)
+            _remove_if_dead(os.path.join(folder, name))
 
 
 def _marker_of(stem):
     return os.path.join(os.path.dirname(stem), f".{os.path.basename(stem)}.reserved")
 
 
-def _remove_if_dead(marker, legacy_too):
+def _remove_if_dead(marker):
     """Remove a name marker whose run no longer runs (no lock on it, and its pid is dead); a marker without a pid
-    (written by versions before session 25) only with ``legacy_too``. Whether it was removed."""
+    (written by versions before session 25, which may still run) stays. Whether it was removed."""
     text = _holder_of(marker)
     if text is None or held_by_another(marker):  # a locked marker's run is alive, whatever its pid means here
         return False
-    if (text.isdigit() and int(text) != os.getpid() and not pid_alive(int(text))) or (not text and legacy_too):
+    if text.isdigit() and int(text) != os.getpid() and not pid_alive(int(text)):
         try:
             os.remove(marker)
         except FileNotFoundError:
