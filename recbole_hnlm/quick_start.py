@@ -397,7 +397,10 @@ def main(argv=None, prog=None):
     dataset = args.dataset or (None if "dataset" in in_files else "ml-100k")
     config_dict = {"sampler": args.sampler} if args.sampler else None
     program_argv = sys.argv
-    sys.argv = [program_argv[0] if program_argv else "recbole-hnlm"] + argv  # RecBole's Config reads sys.argv
+    # RecBole's Config reads sys.argv, and warned that the command's own flags in their space form ("--model MF",
+    # "-s DNS") "will not be used": they are, so it reads them in the --key=value form it takes
+    flags = [f"--{name}={value}" for name, value in vars(args).items() if value is not None]
+    sys.argv = [program_argv[0] if program_argv else "recbole-hnlm"] + flags + rest
     try:
         with sigterm_as_interrupt():
             run_recbole_hnlm(model=model, dataset=dataset, config_file_list=config_file_list,
