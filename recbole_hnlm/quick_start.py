@@ -219,11 +219,17 @@ def resume(trainer, config, logger):
         raise
     except (RuntimeError, ValueError, KeyError) as error:  # load_state_dict: missing keys, shapes, optimizer groups
         _, stored = read_model_weights(path)
+        mismatch = weights_mismatch(stored, trainer.model.state_dict())
+        if mismatch:
+            message = (f"resume_from: the weights in {path} do not fit this {config['model']} ({mismatch}); resume "
+                       "with the options of the interrupted run (embedding_size, n_layers ...).")
+            raise ConfigError(message) from error
         # load_state_dict's first line is only "Error(s) in loading state_dict for MF:"
-        problem = weights_mismatch(stored, trainer.model.state_dict()) or next(
-            (line.strip() for line in reversed(str(error).splitlines()) if line.strip()), type(error).__name__)
-        raise ConfigError(f"resume_from: the weights in {path} do not fit this {config['model']} ({problem}); resume "
-                          "with the options of the interrupted run (embedding_size, n_layers ...).") from error
+        problem = next((line.strip() for line in reversed(str(error).splitlines()) if line.strip()),
+                       type(error).__name__)
+        raise ConfigError(f"resume_from: the weights in {path} fit this {config['model']}, but the rest of its state "
+                          f"(optimizer, trainer) does not load ({problem}): resume with the options of the "
+                          "interrupted run (learner ...), or start again without resume_from.") from error
 
 
 def _init_run_logger(config):

@@ -66,9 +66,10 @@ def test_a_resume_the_trainer_refuses_gives_up_the_reserved_names(fast_config, t
     save_file(tensors, path, metadata={"recbole_hnlm": json.dumps(meta)})
     with pytest.raises(ConfigError) as refused:
         run_recbole_hnlm(model="MF", config_dict={**settings, "epochs": 2, "resume_from": path})
-    assert str(refused.value) == (f"resume_from: the weights in {path} do not fit this MF (loaded state dict has a "
-                                  "different number of parameter groups); resume with the options of the interrupted "
-                                  "run (embedding_size, n_layers ...).")
+    assert str(refused.value) == (f"resume_from: the weights in {path} fit this MF, but the rest of its state "
+                                  "(optimizer, trainer) does not load (loaded state dict has a different number of "
+                                  "parameter groups): resume with the options of the interrupted run (learner ...), "
+                                  "or start again without resume_from.")
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".reserved")]
 
 
