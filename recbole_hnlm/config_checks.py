@@ -335,13 +335,17 @@ def _yaml_keys_of(path):
 
 
 def unknown_options(external_keys, plugin_properties_dir: str) -> list:
-    """``[(key, suggestion or None)]`` for each user-set key that no property file defines (likely a typo)."""
+    """``[(key, suggestion or None)]`` for each user-set key that no property file defines (likely a typo). The
+    suggestion is the closest known name, else the (at most two shortest) names the key abbreviates, joined as
+    ``"dataset' or 'data_path"`` to be quoted whole (``--data=...`` found no name close enough)."""
     known = known_option_names(plugin_properties_dir)
     found = []
     for key in external_keys:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
-            found.append((key, close[0] if close else None))
+            longer = sorted((name for name in known if len(key) >= 3 and name.startswith(key)),
+                            key=lambda name: (len(name), name))[:2]
+            found.append((key, close[0] if close else "' or '".join(longer) or None))
     return found
 
 

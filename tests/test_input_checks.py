@@ -7,6 +7,7 @@ import re
 import pytest
 
 from recbole_hnlm.config import Config
+from recbole_hnlm.config_checks import unknown_option_messages
 from recbole_hnlm.errors import ConfigError, DataError
 from recbole_hnlm.data_checks import atomic_files_read, check_inter_header, check_records, check_side_file
 from recbole_hnlm.quick_start import main, run_recbole_hnlm
@@ -134,6 +135,10 @@ def test_misspelt_options_are_listed_with_the_closest_name():
     config = build_config(epochz=3, dns_candidatez=8, my_own_setting=1, dns_candidates=8)
     assert config.unknown_options == [("epochz", "epochs"), ("dns_candidatez", "dns_candidates"),
                                       ("my_own_setting", None)]  # dns_candidates is known, even for another sampler
+    # no name is close to an abbreviation: the two shortest it begins are named ("--data=" was ignored without a hint)
+    assert build_config(data="x").unknown_options == [("data", "dataset' or 'data_path")]
+    assert unknown_option_messages([("data", "dataset' or 'data_path")]) == [
+        "Unknown option 'data' is ignored: did you mean 'dataset' or 'data_path'?"]
 
 
 def test_options_of_other_backbones_and_samplers_are_named():
