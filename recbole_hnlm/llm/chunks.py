@@ -1,8 +1,8 @@
 """Resumable, chunked computation of per-pair embeddings.
 
 Pairs are processed in a fixed order and cut into fixed chunks. Each finished chunk is written atomically to
-``<work_dir>/chunk_<k>.safetensors`` (row indices, float32 embeddings, JSON records such as generated text or
-failures). A killed run restarts at the first missing chunk; chunk contents depend only on the chunk, so a resumed
+``<work_dir>/chunk_<k>.safetensors``, ``k`` zero-padded to 6 digits (row indices, float32 embeddings, JSON records
+such as generated text or failures). A killed run restarts at the first missing chunk; chunk contents depend only on the chunk, so a resumed
 run produces the same tensors and records as an uninterrupted one. ``plan.json`` pins what the chunks belong to: a
 different plan discards the stale chunks. A run holds ``<work_dir>.lock`` while it works (``with ChunkedRun(...)``):
 a second process computing into the same folder, with the same plan or another, is refused instead of mixing its
@@ -111,8 +111,12 @@ class ChunkedRun:
         """Keep the chunks of this plan; discard those of another one."""
         plan_path = os.path.join(self.work_dir, "plan.json")
         if os.path.exists(plan_path):
-            with open(plan_path, encoding="utf-8") as handle:
-                old = json.load(handle)
+            try:
+                with open(plan_path, encoding="utf-8") as handle:
+                    old = json.load(handle)
+            except (UnicodeDecodeError, json.JSONDecodeError) as error:  # edited, or cut by a copy: start over
+                logger.warning("%s: unreadable (%s); its chunks are computed again", plan_path, error)
+                old = None
             if old != json.loads(json.dumps(self.plan)):
                 logger.warning("%s: plan changed, discarding %d stale chunk(s)", self.work_dir,
                                len(self._chunk_files()))
