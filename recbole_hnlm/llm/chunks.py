@@ -2,11 +2,11 @@
 
 Pairs are processed in a fixed order and cut into fixed chunks. Each finished chunk is written atomically to
 ``<work_dir>/chunk_<k>.safetensors``, ``k`` zero-padded to 6 digits (row indices, float32 embeddings, JSON records
-such as generated text or failures). A killed run restarts at the first missing chunk; chunk contents depend only on the chunk, so a resumed
-run produces the same tensors and records as an uninterrupted one. ``plan.json`` pins what the chunks belong to: a
-different plan discards the stale chunks. A run holds ``<work_dir>.lock`` while it works (``with ChunkedRun(...)``):
-a second process computing into the same folder, with the same plan or another, is refused instead of mixing its
-chunks into the first one's store.
+such as generated text or failures). A killed run restarts at the first missing chunk; chunk contents depend only on
+the chunk, so a resumed run produces the same tensors and records as an uninterrupted one. ``plan.json`` pins what
+the chunks belong to: a different plan discards the stale chunks. A run holds ``<work_dir>.lock`` while it works
+(``with ChunkedRun(...)``): a second process computing into the same folder, with the same plan or another, is
+refused instead of mixing its chunks into the first one's store.
 """
 import glob
 import hashlib
