@@ -342,10 +342,10 @@ def unknown_options(external_keys, plugin_properties_dir: str) -> list:
     found = []
     for key in external_keys:
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
-            longer = sorted((name for name in known if len(key) >= 3 and name.startswith(key)),
-                            key=lambda name: (len(name), name))[:2]
-            found.append((key, close[0] if close else "' or '".join(longer) or None))
+            hints = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+            if not hints and len(key) >= 3:
+                hints = sorted((name for name in known if name.startswith(key)), key=lambda name: (len(name), name))[:2]
+            found.append((key, "' or '".join(hints) or None))
     return found
 
 
