@@ -187,17 +187,19 @@ def check_cell(cell: Cell, dataset: str, out_dir: str, config_dict=None, config_
 @contextlib.contextmanager
 def cell_logging(config, log_file: Optional[str]):
     """RecBole-style logging for one cell: INFO and above into ``log_file``; the console shows only records at or
-    above the configured ``state`` (default WARNING in the harness), so tqdm's progress bar stays readable."""
+    above the configured ``state`` (default WARNING in the harness), so tqdm's progress bar stays readable. The root
+    logger is left with the handlers and levels it had: a console added for the cell is removed again."""
     from recbole.utils.logger import RemoveColorFilter
 
     from recbole_hnlm.log_output import plain_when_redirected
 
     root = logging.getLogger()
     level = getattr(logging, str(config["state"] or "INFO").upper(), logging.INFO)
+    added_console = None
     if not any(type(h) is logging.StreamHandler for h in root.handlers):
-        console = logging.StreamHandler()
-        console.setFormatter(logging.Formatter("%(asctime)-15s %(levelname)s  %(message)s", "%d %b %H:%M"))
-        root.addHandler(console)
+        added_console = logging.StreamHandler()
+        added_console.setFormatter(logging.Formatter("%(asctime)-15s %(levelname)s  %(message)s", "%d %b %H:%M"))
+        root.addHandler(added_console)
     plain_when_redirected(root)
     consoles = [h for h in root.handlers if type(h) is logging.StreamHandler]
     console_levels = [h.level for h in consoles]
@@ -222,6 +224,8 @@ def cell_logging(config, log_file: Optional[str]):
         root.setLevel(old_level)
         for console, console_level in zip(consoles, console_levels):
             console.setLevel(console_level)
+        if added_console is not None:  # left behind, it kept the stream of its cell (a closed one, in a notebook)
+            root.removeHandler(added_console)
 
 
 def _best_epoch(trainer, model, config, epochs, saved):

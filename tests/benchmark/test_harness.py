@@ -422,6 +422,28 @@ def test_best_epoch_rule_without_a_checkpoint():
     assert best(0, {"valid_metric_bigger": False}) == 0
 
 
+def test_a_cells_console_is_removed_after_the_cell(tmp_path, capsys):
+    """The console a cell added stayed on the root logger, bound to the stream of its time: once that stream was
+    closed (a notebook cell's, a test's capture), every later record printed a "--- Logging error ---" traceback."""
+    import logging
+
+    from recbole_hnlm.benchmark.runner import cell_logging
+
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers = [h for h in saved if type(h) is not logging.StreamHandler]
+    before, level = root.handlers[:], root.level
+    try:
+        with cell_logging({"state": None}, str(tmp_path / "logs" / "cell.log")):
+            consoles = [h for h in root.handlers if type(h) is logging.StreamHandler]
+            logging.getLogger("test").warning("inside the cell")
+        after = root.handlers[:]
+    finally:
+        root.handlers = saved
+    assert len(consoles) == 1 and "inside the cell" in capsys.readouterr().err
+    assert after == before and root.level == level
+
+
 def test_a_cells_console_shows_warnings_without_colour_codes(tmp_path, capsys):
     """The grid's console (a redirected `compare.py ... > grid.log`) printed RecBole-coloured warnings raw."""
     import logging
