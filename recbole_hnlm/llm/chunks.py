@@ -115,12 +115,14 @@ class ChunkedRun:
                 with open(plan_path, encoding="utf-8") as handle:
                     old = json.load(handle)
             except (UnicodeDecodeError, json.JSONDecodeError) as error:  # edited, or cut by a copy: start over
-                logger.warning("%s: unreadable (%s); its chunks are computed again", plan_path, error)
-                old = None
-            if old != json.loads(json.dumps(self.plan)):
-                logger.warning("%s: plan changed, discarding %d stale chunk(s)", self.work_dir,
+                logger.warning("%s: unreadable (%s); its %d chunk(s) are computed again", plan_path, error,
                                len(self._chunk_files()))
                 shutil.rmtree(self.work_dir)
+            else:
+                if old != json.loads(json.dumps(self.plan)):
+                    logger.warning("%s: plan changed, discarding %d stale chunk(s)", self.work_dir,
+                                   len(self._chunk_files()))
+                    shutil.rmtree(self.work_dir)
         os.makedirs(self.work_dir, exist_ok=True)
         if not os.path.exists(plan_path):
             write_json_atomic(plan_path, self.plan)

@@ -73,6 +73,7 @@ def test_a_plan_json_that_is_not_json_is_named_and_its_chunks_computed_again(tmp
     with ChunkedRun(work, {}, 4, 2) as run:
         assert run.pending() == [0, 1]
     assert f"{os.path.join(work, 'plan.json')}: unreadable (Expecting property name" in caplog.text
+    assert "its 1 chunk(s) are computed again" in caplog.text and "plan changed" not in caplog.text  # one warning
 
 
 def test_a_chunk_without_embeddings_is_computed_again(tmp_path):
