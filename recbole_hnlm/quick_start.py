@@ -404,8 +404,9 @@ def main(argv=None, prog=None):
     config_dict = {"sampler": args.sampler} if args.sampler else None
     program_argv = sys.argv
     # RecBole's Config reads sys.argv, and warned that the command's own flags in their space form ("--model MF",
-    # "-s DNS") "will not be used": they are, so it reads them in the --key=value form it takes
-    flags = [f"--{name}={value}" for name, value in vars(args).items() if value is not None]
+    # "-s DNS") "will not be used": they are, so it reads them in the --key=value form it takes; a value holding '='
+    # (a config file in "lr=0.1/"), which its reader cannot split, reaches the run through the arguments only
+    flags = [f"--{name}={value}" for name, value in vars(args).items() if value is not None and "=" not in value]
     sys.argv = [program_argv[0] if program_argv else "recbole-hnlm"] + flags + rest
     try:
         with sigterm_as_interrupt():

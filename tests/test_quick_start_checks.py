@@ -418,3 +418,18 @@ def test_the_commands_own_flags_in_their_space_form_are_not_called_unused(tmp_pa
     assert main(["--model", "MF", "-s", "DNS", "--dataset", "nosuch", f"--data_path={tmp_path}", "--n_layers=2"]) == 2
     assert "which a MF run with the DNS sampler never reads" in caplog.text  # the flags were used
     assert "will not be used in RecBole" not in caplog.text
+
+
+@pytest.mark.parametrize("form", ["space", "equals"])
+def test_a_config_file_in_a_folder_holding_an_equals_sign_is_not_called_unused(tmp_path, caplog, capsys, form):
+    """``--config_files lr=0.1/run.yaml`` (a folder named after a setting) printed RecBole's "command line args
+    [--config_files=lr=0.1/run.yaml] will not be used in RecBole" (its reader cannot split a value holding '='),
+    although the run read the file."""
+    folder = tmp_path / "lr=0.1"
+    folder.mkdir()
+    (folder / "run.yaml").write_text(f"dataset: nosuch\ndata_path: {tmp_path}\n")
+    flag = ["--config_files", str(folder / "run.yaml")] if form == "space" else [f"--config_files={folder}/run.yaml"]
+    caplog.set_level(logging.WARNING)
+    assert main(["--model=MF"] + flag) == 2
+    assert "nosuch" in capsys.readouterr().err  # the file was read
+    assert "will not be used in RecBole" not in caplog.text
