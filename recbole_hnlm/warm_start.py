@@ -176,7 +176,7 @@ def check_init_from(config) -> None:
         return
     if config["resume_from"] is not None:  # "the same options" of a warm-started run include its init_from
         started_from = read_trainer_state(config["resume_from"]).get("init_from")
-        if started_from is not None and os.path.abspath(path) == started_from:
+        if started_from is not None and os.path.realpath(path) == os.path.realpath(started_from):
             config["init_from"] = None  # the resume state holds the weights; its init_from is kept as the origin
             return
         origin = f"from {started_from}" if started_from else "from random weights"

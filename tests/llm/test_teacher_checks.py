@@ -105,6 +105,21 @@ def test_resuming_a_warm_started_run_with_its_init_from_given_relative(tmp_path,
     assert config["init_from"] is None  # the resume state holds the weights
 
 
+def test_resuming_a_warm_started_run_with_its_init_from_given_through_a_link(tmp_path):
+    """The same checkpoint reached through a symbolic link (a "latest" link, a linked data folder) was refused with
+    "Drop --init_from": the paths were compared as absolute paths, not as the files they name."""
+    (tmp_path / "runs").mkdir()
+    source = _checkpoint(tmp_path / "runs" / "rns.safetensors")
+    os.symlink(tmp_path / "runs", tmp_path / "latest")
+    resume = _checkpoint(tmp_path / "MF-x.resume.safetensors", sampler="DNS", init_from=source)
+    config = _init_config(str(tmp_path / "latest" / "rns.safetensors"), resume_from=resume)
+    check_init_from(config)
+    assert config["init_from"] is None
+    other = _checkpoint(tmp_path / "runs" / "other.safetensors")
+    with pytest.raises(ConfigError, match="Drop --init_from"):
+        check_init_from(_init_config(other, resume_from=resume))
+
+
 def test_init_from_names_compare_in_any_case_and_an_old_checkpoint_has_no_split_seed(tmp_path):
     """RecBole finds models and samplers by any case (mutant: compared as spelt); a checkpoint without split_seed (older
     than it) is not compared (mutant: int(None))."""

@@ -630,9 +630,6 @@ def test_an_epochs_loss_of_several_terms_counts_their_sum(caplog):
                     "HNLMRec teacher: epoch 2 of 2 trained in 2.0 s"], said  # the last one announces no time left
 
 
-CONFIG = {"train_batch_size": 2048, "learning_rate": 0.001, "dataset": "ml-100k"}
-
-
 def test_a_rise_of_exactly_the_share_stood_still_and_the_share_is_of_the_first_loss(caplog):
     """"Within 1% either way: stood still": a rise of exactly 1% gets the stood-still warning, not the rise's (mutant:
     '>=' on the rise); the share is of the first loss, so 100 -> 101.005 rose (mutant: divided by the last loss)."""
