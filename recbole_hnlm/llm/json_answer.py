@@ -4,7 +4,8 @@ Accepted deviations, in this order: code fences (```json ... ```), text before/a
 ``{...}`` block is used), trailing commas, single-quoted strings, Python literals (True/False/None), unquoted keys;
 the repairs touch the text between string literals only. An object cut off by the token budget is closed
 (:func:`close_truncated`; the text is the model's own, only the closing quote/brace is added) and must still hold
-every required key. Anything else raises :class:`MalformedAnswer`; callers retry and then record a failure, they never invent a value.
+every required key. Anything else raises :class:`MalformedAnswer`; callers retry and then record a failure, they
+never invent a value.
 """
 import json
 import re
@@ -175,11 +176,17 @@ def parse_json_answer(text: str, required: Sequence[str] = (), allow_truncated: 
             last_error = MalformedAnswer(f"answer lacks non-empty string field(s) {missing}: {block[:200]!r}")
             continue
         return obj
-    for candidate in close_truncated(candidates[-1]) if allow_truncated else []:
-        try:
-            obj = _loads_lenient(candidate)
-        except MalformedAnswer:
-            continue
-        if isinstance(obj, dict) and all(isinstance(obj.get(k), str) and obj.get(k).strip() for k in required):
-            return obj
+    # an object the budget left open, closed from its first "{", then from each later one, as first_json_block
+    # does (a model that repeats the answer prefix opens an object it never closes before the real one)
+    whole = candidates[-1]
+    start = whole.find("{") if allow_truncated else -1
+    while start != -1:
+        for candidate in close_truncated(whole[start:]):
+            try:
+                obj = _loads_lenient(candidate)
+            except MalformedAnswer:
+                continue
+            if isinstance(obj, dict) and all(isinstance(obj.get(k), str) and obj.get(k).strip() for k in required):
+                return obj
+        start = whole.find("{", start + 1)
     raise last_error

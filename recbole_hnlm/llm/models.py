@@ -253,7 +253,8 @@ def prepare_tokenizer(tokenizer) -> None:
 
 
 def stop_token_ids(tokenizer) -> List[int]:
-    """EOS plus end-of-turn tokens (SmolLM2's GGUF metadata names ``<|im_start|>`` as EOS; ``<|im_end|>`` ends turns)."""
+    """EOS plus end-of-turn tokens (SmolLM2's GGUF metadata names ``<|im_start|>`` as EOS; ``<|im_end|>`` ends
+    turns)."""
     ids = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
     vocab = tokenizer.get_vocab()
     for marker in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "</s>"):
