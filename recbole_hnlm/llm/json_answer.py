@@ -58,27 +58,28 @@ def first_json_block(text: str) -> Optional[str]:
 
 
 def close_truncated(text: str) -> List[str]:
-    """Candidates that close an object cut off by the token budget: the open string and braces are closed, at the
-    end and at each earlier top-level comma (dropping a dangling partial key). Empty when there is no ``{``."""
+    """Candidates that close an object cut off by the token budget: the open string, lists and objects are closed
+    (each by its own bracket), at the end and at each earlier top-level comma (dropping a dangling partial key).
+    Empty when there is no ``{``."""
     start = text.find("{")
     if start == -1:
         return []
-    depth, quote, commas = 0, None, []
+    closers, quote, commas = [], None, []
     for pos, char, quote in _scan(text, start):
         if quote is not None:
             continue
         if char in "{[":
-            depth += 1
-        elif char in "}]":
-            depth -= 1
-        elif char == "," and depth == 1:
+            closers.append("}" if char == "{" else "]")
+        elif char in "}]" and closers:
+            closers.pop()
+        elif char == "," and len(closers) == 1:
             commas.append(pos)
-    if depth <= 0:
+    if not closers:
         return []
     body = text[start:].rstrip()
     if quote is not None and (len(body) - len(body.rstrip("\\"))) % 2:
         body = body[:-1]  # cut inside an escape: the closing quote must not be escaped by it
-    candidates = [body + (quote or "") + "}" * depth]
+    candidates = [body + (quote or "") + "".join(reversed(closers))]
     candidates += [text[start:pos] + "}" for pos in reversed(commas)]
     return candidates
 

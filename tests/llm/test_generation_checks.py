@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from recbole_hnlm.llm.json_answer import parse_json_answer
+from recbole_hnlm.llm.json_answer import close_truncated, parse_json_answer
 
 
 # --- json_answer.py -------------------------------------------------------------------------------------------------
@@ -64,6 +64,14 @@ def test_a_truncated_answer_that_repeats_the_answer_prefix_is_closed():
     raw = '{"hard_negative_item": "{"hard_negative_item": "Heat", "reasoning": "it is a crime film with a long'
     assert parse_json_answer(raw, ["hard_negative_item"], allow_truncated=True) == {
         "hard_negative_item": "Heat", "reasoning": "it is a crime film with a long"}
+
+
+def test_a_list_cut_by_the_budget_is_closed_by_its_own_bracket():
+    """An open list was closed with '}' (no JSON), so the answer fell back to the comma before it and lost the list."""
+    raw = '{"hard_negative_item": "Heat", "tags": ["crime", "thri'
+    assert parse_json_answer(raw, ["hard_negative_item"], allow_truncated=True) == {
+        "hard_negative_item": "Heat", "tags": ["crime", "thri"]}
+    assert close_truncated('{"a": {"b": [1, {"c": "d')[0] == '{"a": {"b": [1, {"c": "d"}]}}'
 
 
 # --- models.py: the names of local models ---------------------------------------------------------------------------
