@@ -110,10 +110,13 @@ class Generator:
         limit = max(1, self.prompt_limit() - reserve)
         if len(ids) > limit:
             if not self.prompts_cut:
-                logger.warning("a prompt of %d tokens is cut to its last %d (the model's context less the answer "
-                               "budget): the instructions at its start are lost; shorten the histories "
-                               "(hnlm_max_history, hnlm_max_reviews, hnlm_profile_words). Counted in "
-                               "Generator.prompts_cut and reported when the stage ends.", len(ids), limit)
+                why = ("max_prompt_tokens" if self.max_prompt_tokens is not None else
+                       "the model's context less the answer budget")
+                why += f", less the {reserve} tokens of the text that follows it" if reserve else ""
+                logger.warning("a prompt of %d tokens is cut to its last %d (%s): the instructions at its start are "
+                               "lost; shorten the histories (hnlm_max_history, hnlm_max_reviews, hnlm_profile_words). "
+                               "Counted in Generator.prompts_cut and reported when the stage ends.",
+                               len(ids), limit, why)
             self.prompts_cut += 1
         return ids[-limit:]
 

@@ -383,3 +383,19 @@ def test_sampling_seeds_are_63_bit_and_differ_between_prompts():
     seeds = {_seed_for(f"prompt {k}", 1, 2020) for k in range(2000)}
     assert len(seeds) == 2000 and max(seeds) < 2 ** 63 and max(seeds) > 2 ** 60
     assert _seed_for("prompt 1", 1, 2020) == _seed_for("prompt 1", 1, 2020)
+
+
+def test_the_cut_warning_names_the_limit_that_cut(tiny_llama_dir, caplog):
+    """The warning always blamed "the model's context less the answer budget", also when the limit was the user's
+    max_prompt_tokens or left room for the suffix that follows a shared prefix."""
+    from recbole_hnlm.llm.generation import Generator
+    from recbole_hnlm.llm.models import load_causal_lm
+
+    model, tokenizer, _ = load_causal_lm(tiny_llama_dir, device="cpu")
+    caplog.set_level(logging.WARNING)
+    Generator(model, tokenizer, max_new_tokens=3, retries=0, max_prompt_tokens=4)._encode("Heat " * 10, reserve=1)
+    assert "is cut to its last 3 (max_prompt_tokens, less the 1 tokens of the text that follows it)" in caplog.text
+    caplog.clear()
+    context = model.config.max_position_embeddings
+    Generator(model, tokenizer, max_new_tokens=3, retries=0)._encode("Heat " * (context + 10))
+    assert f"is cut to its last {context - 3} (the model's context less the answer budget):" in caplog.text
