@@ -163,7 +163,8 @@ def main():
                                                   [item_text(i) for _, i in sub[k:k + 16]], torch.randn(16, 64),
                                                   torch.randn(16, 64)) for k in range(0, len(sub), 16)])
         rate_full = len(sub) / s
-        rows.append((f"fine-tuned embed, item text {args.item_text}, one full prompt per pair", f"{rate_full:.1f} pairs/s",
+        rows.append((f"fine-tuned embed, item text {args.item_text}, one full prompt per pair",
+                     f"{rate_full:.1f} pairs/s",
                      f"{ML100K_PAIRS / rate_full / 60:.1f} min for {ML100K_PAIRS} pairs"))
     # fine-tuning step (LoRA r=16 + MLPs, 16 pairs, InfoNCE): user groups of ft_pairs_per_user vs independent pairs
     lm2, tok2, _ = load_causal_lm("smollm2", device="cpu")

@@ -12,7 +12,8 @@ def test_spmm_forward(benchmark, graph, variant):
     benchmark.pedantic(spmm_case(graph)[variant], **ROUNDS)
 
 
-@pytest.mark.parametrize("variant", ["ours lightgcn_propagate", "reference chain (CSR)", "reference chain (COO, as MixGCF)"])
+@pytest.mark.parametrize("variant",
+                         ["ours lightgcn_propagate", "reference chain (CSR)", "reference chain (COO, as MixGCF)"])
 @pytest.mark.parametrize("return_layers", [False, True], ids=["mean", "layers"])
 def test_lightgcn_forward_backward(benchmark, graph, variant, return_layers):
     benchmark.group = f"lightgcn fwd+bwd K=3 d=64 ({'layers' if return_layers else 'mean'})"

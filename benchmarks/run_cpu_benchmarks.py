@@ -70,7 +70,8 @@ def main():
         workloads.YELP2018 = dict(n_users=3_167, n_items=3_805, n_edges=123_726)
 
     print(f"- CPU: {cpu_model()}, {os.cpu_count()} logical cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} intra-op threads, THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}, "
+          f"{torch.get_num_threads()} intra-op threads, "
+          f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}, "
           f"load average {os.getloadavg()[0]:.1f} (other work on the cores moves the ratios)")
     start = time.perf_counter()
     graph = workloads.yelp_graph()

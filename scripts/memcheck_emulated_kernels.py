@@ -18,7 +18,8 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "tests", "ops")]
 
 import cuda_emulation  # noqa: E402  (tests/ops/cuda_emulation.py)
 from test_propagation import random_graph  # noqa: E402
-from recbole_hnlm.ops import _ext, candidate_scores, lightgcn_propagate, mixgcf_mix, select_candidates, spmm  # noqa: E402
+from recbole_hnlm.ops import (_ext, candidate_scores, lightgcn_propagate, mixgcf_mix,  # noqa: E402
+                              select_candidates, spmm)
 
 
 def main():

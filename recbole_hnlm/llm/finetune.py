@@ -85,8 +85,8 @@ def training_examples(teacher: Teacher, texts: PairTexts, cfg: LLMConfig) -> Lis
         rng.shuffle(rows)
         for s in range(0, len(rows), cfg.ft_pairs_per_user):
             part = sorted(rows[s:s + cfg.ft_pairs_per_user])
-            groups.append(TrainingGroup(user_text, part, [texts.item_text(teacher.item_tokens[int(teacher.pair_item[r])])
-                                                          for r in part]))
+            items = [texts.item_text(teacher.item_tokens[int(teacher.pair_item[r])]) for r in part]
+            groups.append(TrainingGroup(user_text, part, items))
     rng.shuffle(groups)
     if cfg.ft_max_train_pairs > 0:
         chosen, total = [], 0

@@ -173,7 +173,8 @@ def user_profile_prompt(formatter: ChatFormatter, template: PromptTemplate, text
     lines = []
     for event in text.user_history(user, max_history):
         rating = event.rating if event.rating is not None else "-"
-        line = f"- {text.items[event.item].title} | {rating} | {_item_description(text, book, event.item, profile_words)}"
+        description = _item_description(text, book, event.item, profile_words)
+        line = f"- {text.items[event.item].title} | {rating} | {description}"
         if event.review:
             line += f" | review: {' '.join(event.review.split()[:profile_words])}"
         lines.append(line)

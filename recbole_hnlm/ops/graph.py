@@ -139,7 +139,8 @@ class CSRGraph:
         if self.rowptr.dim() != 1 or self.rowptr.numel() != self.num_nodes + 1:
             raise ValueError(f"rowptr must have num_nodes + 1 = {self.num_nodes + 1} entries, got {self.rowptr.shape}")
         if self.rowptr.dtype not in (torch.int32, torch.int64) or self.col.dtype != self.rowptr.dtype:
-            raise ValueError(f"rowptr and col must share an int32/int64 dtype, got {self.rowptr.dtype}, {self.col.dtype}")
+            raise ValueError(
+                f"rowptr and col must share an int32/int64 dtype, got {self.rowptr.dtype}, {self.col.dtype}")
         if self.col.shape != self.val.shape or self.col.dim() != 1:
             raise ValueError(f"col and val must be 1-D of equal length, got {self.col.shape} and {self.val.shape}")
         return self
@@ -188,7 +189,8 @@ def bipartite_normalized_graph(user_ids: Tensor, item_ids: Tensor, n_users: int,
     """
     user_ids, item_ids = _id_vector(user_ids, "user_ids"), _id_vector(item_ids, "item_ids")
     if user_ids.shape != item_ids.shape:
-        raise ValueError(f"user_ids and item_ids must have the same length, got {user_ids.numel()} and {item_ids.numel()}")
+        raise ValueError(
+            f"user_ids and item_ids must have the same length, got {user_ids.numel()} and {item_ids.numel()}")
     n_users, n_items = nonnegative_int(n_users, "n_users"), nonnegative_int(n_items, "n_items")
     if user_ids.numel():
         if int(user_ids.min()) < 0 or int(user_ids.max()) >= n_users:

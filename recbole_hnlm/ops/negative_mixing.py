@@ -46,8 +46,8 @@ class _MixGCFMix(torch.autograd.Function):
 
 
 class _MixGCFScatter(torch.autograd.Function):
-    """MixGCF's backward, :math:`G \\mapsto (\\alpha G,\\ \\text{scatter}_{chosen}((1-\\alpha) G))`, as an autograd node:
-    it is linear in :math:`G`, and its own backward (the gather below) gives ``create_graph=True`` its second
+    """MixGCF's backward, :math:`G \\mapsto (\\alpha G,\\ \\text{scatter}_{chosen}((1-\\alpha) G))`, as an autograd
+    node: it is linear in :math:`G`, and its own backward (the gather below) gives ``create_graph=True`` its second
     derivatives."""
 
     @staticmethod

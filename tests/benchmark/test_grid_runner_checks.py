@@ -147,8 +147,8 @@ def test_show_progress_is_not_compared_on_resume(tmp_path):
 def test_another_dataset_in_the_folder_stops_the_resume(tmp_path):
     grid(tmp_path, ["RNS"], [1], FakeRunner(), dataset="toy")
     runner = FakeRunner()
-    with pytest.raises(SettingsMismatch,
-                       match="MF-RNS-seed1: stored with other settings than now .dataset: 'toy' -> 'other'; stored -> now"):
+    with pytest.raises(SettingsMismatch, match="MF-RNS-seed1: stored with other settings than now "
+                                               ".dataset: 'toy' -> 'other'; stored -> now"):
         grid(tmp_path, ["RNS"], [1, 2], runner, dataset="other")
     assert runner.calls == []
 

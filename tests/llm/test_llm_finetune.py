@@ -534,7 +534,8 @@ def test_fine_tuning_without_a_step_is_a_clear_error(tmp_path, tiny_llama_dir, t
     config = _small_finetune_config(tmp_path, tiny_llama_dir, str(tmp_path / "s.safetensors"),
                                     hnlm_ft_max_train_pairs=1)
     model, tokenizer, _ = load_causal_lm(tiny_llama_dir, device="cpu")
-    with pytest.raises(ConfigError, match="fine-tuning ran no step: 1 training examples.*Raise hnlm_ft_max_train_pairs,"):
+    with pytest.raises(ConfigError,
+                       match="fine-tuning ran no step: 1 training examples.*Raise hnlm_ft_max_train_pairs,"):
         ensure_finetuned(LLMConfig.from_config(config),
                          DatasetText(data_root, "mini", _train_token_pairs(mini_recbole)),
                          str(tmp_path / "s.safetensors"), progress=False, lm_and_tokenizer=(model, tokenizer))

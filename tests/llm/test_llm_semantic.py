@@ -539,7 +539,8 @@ def test_ensure_negatives_cache_hit_and_miss(tmp_path, data_root, tiny_tokenizer
 
     monkeypatch.setattr(pipeline, "_generator", lambda *a, **k: calls.append(1) or (_ for _ in ()).throw(
         AssertionError("model loaded on a cache hit")))
-    monkeypatch.setattr("recbole_hnlm.llm.models.resolve_generator", lambda *a, **k: type("R", (), {"name": "scripted"}))
+    monkeypatch.setattr("recbole_hnlm.llm.models.resolve_generator",
+                        lambda *a, **k: type("R", (), {"name": "scripted"}))
     encoder_name = resolve_encoder(tiny_encoder_dir).name
     monkeypatch.setattr("recbole_hnlm.llm.models.resolve_encoder",
                         lambda *a, **k: type("R", (), {"name": encoder_name}))

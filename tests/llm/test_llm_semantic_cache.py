@@ -347,4 +347,5 @@ def test_a_last_line_without_its_newline_is_not_read(tmp_path):
              "summarization": "likes Heat"}
     path.write_text(json.dumps(first) + "\n" + json.dumps({**first, "input_sha": "b", "summarization": "x"}))
     book = ProfileBook(str(path))
-    assert book.records[("user", "u1")]["summarization"] == "likes Heat" and book.find("user", "u1", "b", "g", {}) is None
+    assert book.records[("user", "u1")]["summarization"] == "likes Heat"
+    assert book.find("user", "u1", "b", "g", {}) is None

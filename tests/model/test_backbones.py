@@ -1,4 +1,5 @@
-"""Backbone formulas against plain dense references: NGCF's layers (official code's order) and SGL's contrastive loss."""
+"""Backbone formulas against plain dense references: NGCF's layers (official code's order) and SGL's contrastive
+loss."""
 import pytest
 import torch
 import torch.nn.functional as F

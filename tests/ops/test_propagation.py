@@ -42,7 +42,8 @@ GRAPHS = {
     "isolated_hub": lambda: random_graph(40, 30, 120, seed=2, hub=True),
     # large enough for several nnz-balanced parts, with a hub of degree ~2000
     "balanced_parts": lambda: random_graph(2000, 1500, 30000, seed=3, hub=True),
-    "no_edges": lambda: bipartite_normalized_graph(torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long), 3, 2),
+    "no_edges": lambda: bipartite_normalized_graph(torch.empty(0, dtype=torch.long),
+                                                   torch.empty(0, dtype=torch.long), 3, 2),
 }
 
 
@@ -101,7 +102,8 @@ def test_low_precision_accumulates_in_float32(dtype):
     expected = lightgcn_propagate_reference(g, ego.float(), 3)
     assert lightgcn_propagate(g, ego, 3).dtype == dtype
     assert_close(lightgcn_propagate(g, ego, 3).float(), expected, dtype)
-    assert_close(lightgcn_propagate(g, ego, 3, True).float(), lightgcn_propagate_reference(g, ego.float(), 3, True), dtype)
+    assert_close(lightgcn_propagate(g, ego, 3, True).float(), lightgcn_propagate_reference(g, ego.float(), 3, True),
+                 dtype)
     assert_close(spmm(g, ego).float(), spmm_reference(g, ego.float()), dtype)
 
 
