@@ -163,9 +163,12 @@ def _capitalized(text: str) -> str:
 def _about(error: BaseException, *paths: str) -> bool:
     """Whether ``error`` is about one of ``paths`` or names no file (a ``write()`` that failed; safetensors' errors):
     an error reading another file inside an atomic write (a checkpoint copied from a failing disk) is not the
-    target's write failure. ``shutil.copyfile`` names its source first and its target second."""
+    target's write failure. ``shutil.copyfile`` names its source first and its target second whichever of them
+    failed: an I/O error that names another file first may be that file's disk, and is not claimed."""
     named = [getattr(error, "filename", None), getattr(error, "filename2", None)]
-    return named[0] is None or any(name in paths for name in named)
+    if named[0] is None or named[0] in paths:
+        return True
+    return named[1] in paths and getattr(error, "errno", None) != errno.EIO
 
 
 def write_failure_errno(error: BaseException) -> Optional[int]:
@@ -218,7 +221,9 @@ def _name_the_target(error: BaseException, tmp: str, path: str) -> None:
     """Raise ``error`` again naming ``path`` where it names ``tmp``, the temporary name an atomic write removes (a
     folder where the file goes, an unwritable folder): the message must name the file the user can act on."""
     if isinstance(error, OSError) and error.errno is not None and tmp in (error.filename, error.filename2):
-        raise OSError(error.errno, error.strerror, path) from error
+        first, second = (path if name == tmp else name for name in (error.filename, error.filename2))
+        raise OSError(error.errno, error.strerror, first, None,  # a copy's source stays named
+                      None if second == first else second) from error
 
 
 @contextmanager

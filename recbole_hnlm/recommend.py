@@ -136,8 +136,15 @@ def _read_users(args) -> Optional[List[str]]:
     if args.users is not None:
         return [token.strip() for token in args.users.split(",") if token.strip()]
     if args.users_file is not None:
-        with open(args.users_file, encoding="utf-8-sig") as f:  # -sig: a byte-order mark is not part of a token
-            return [line.strip() for line in f if line.strip()]
+        try:
+            with open(args.users_file, encoding="utf-8-sig") as f:  # -sig: a byte-order mark is not part of a token
+                return [line.strip() for line in f if line.strip()]
+        except UnicodeDecodeError as error:  # a ValueError: it ended the command in a traceback
+            raise ConfigError(f"--users_file: {args.users_file} is not UTF-8 text (byte "
+                              f"{error.object[error.start:error.start + 1]!r}: {error.reason}); save it as UTF-8, "
+                              "one user token per line.") from error
+        except OSError as error:  # "[Errno 2] No such file or directory: 'x'" named no option
+            raise ConfigError(f"--users_file: {args.users_file}: {error.strerror or error}") from error
     return None
 
 
