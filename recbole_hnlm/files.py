@@ -324,7 +324,7 @@ def discard_stale_work(artifact: str) -> None:
         return
     written = os.path.getmtime(artifact)
     for folder, _, names in os.walk(work):
-        if any(os.path.getmtime(os.path.join(folder, name)) > written for name in names):
+        if any(_changed_after(os.path.join(folder, name), written) for name in names):
             return
     try:
         with exclusive_lock(lock_file(work), f"the work folder {work}"):
@@ -335,6 +335,15 @@ def discard_stale_work(artifact: str) -> None:
         logger.info("%s: left in place (%s)", work, error.strerror or error)
         return
     logger.info("%s: removed (left beside %s by the run that wrote it)", work, artifact)
+
+
+def _changed_after(path: str, when: float) -> bool:
+    """Whether ``path`` (a link itself, not its target: a dangling link is a file too) changed after ``when``; a
+    file removed meanwhile (another run tidying the same folder) did not."""
+    try:
+        return os.lstat(path).st_mtime > when
+    except FileNotFoundError:
+        return False
 
 
 @contextmanager

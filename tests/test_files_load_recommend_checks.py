@@ -346,6 +346,18 @@ def test_stale_work_written_in_the_same_instant_as_the_artifact_is_removed(tmp_p
     assert not work.exists()
 
 
+def test_stale_work_holding_a_dangling_link_is_removed(tmp_path):
+    """A dangling link in the work folder (a folder copied without its targets) ended a cache hit in a
+    FileNotFoundError traceback: its age was read through the link. It is judged by the link's own age."""
+    artifact, work = _work_beside(tmp_path, (60,))
+    link = work / "chunk_9.safetensors"
+    os.symlink(tmp_path / "gone", link)
+    written = os.path.getmtime(artifact)
+    os.utime(link, (written - 60, written - 60), follow_symlinks=False)
+    files.discard_stale_work(artifact)
+    assert not work.exists()
+
+
 # ---- files.py: digests and safetensors heads
 
 
