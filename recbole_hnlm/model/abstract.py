@@ -149,7 +149,8 @@ class SampledRecommender(GeneralRecommender):
         else:
             rank_loss = F.relu(neg_score - pos_score + negatives.margin).sum(1).mean()
         reg_loss = self.reg_weight * (
-            gather_rows(emb.user_ego, user).pow(2).sum() + gather_rows(emb.item_ego, pos).pow(2).sum() + negatives.ego.pow(2).sum()
+            gather_rows(emb.user_ego, user).pow(2).sum() + gather_rows(emb.item_ego, pos).pow(2).sum()
+            + negatives.ego.pow(2).sum()
         ) / (2 * user.shape[0])
         aux = tuple(negatives.aux_losses) + tuple(self.extra_losses(interaction, emb))
         if aux:
