@@ -69,14 +69,14 @@ def export_teacher(model, dataset, train_data_pairs, path: str, batch_size: int 
         raise ValueError(f"pooled_embeddings() shapes {tuple(user_all.shape)}, {tuple(item_all.shape)} do not match "
                          f"the dataset ({len(user_tokens)} users, {len(item_tokens)} items incl. [PAD])")
     device = user_all.device
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
     negs = []
-    for start in range(0, users.numel(), batch_size):
-        u = users[start:start + batch_size].to(device)
-        i = items[start:start + batch_size].to(device)
-        negs.append(model.hard_negatives(u, i).detach().float().cpu())
-    torch.random.set_rng_state(generator_state)
+    # the caller's streams go on as before: the CPU's, and the GPU's the negatives are drawn on
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for start in range(0, users.numel(), batch_size):
+            u = users[start:start + batch_size].to(device)
+            i = items[start:start + batch_size].to(device)
+            negs.append(model.hard_negatives(u, i).detach().float().cpu())
     neg = torch.cat(negs) if negs else torch.zeros(0, user_all.shape[1])
     # row 0 of RecBole's tables is [PAD]: drop it, so rows are r = id - 1
     tensors = {"user_emb": user_all[1:].detach().float().cpu().contiguous(),
