@@ -246,14 +246,16 @@ class HybridPromptEncoder(nn.Module):
         pieces = [PromptGroup(g.user_text, g.user_cf, g.item_texts[s:s + pairs_per_row],
                               g.item_cf[s:s + pairs_per_row])
                   for g in groups for s in range(0, len(g.item_texts), pairs_per_row)]
-        rows, outputs, batch, width = self._rows(pieces), [], [], 0
+        # padded width of a forward: the segment path pads every row to the longest prefix + the most suffix
+        # tokens (which bounds the dense path's longest row too)
+        rows, outputs, batch, zone, tail = self._rows(pieces), [], [], 0, 0
         for row in rows:
-            wider = max(width, row.width)
-            if batch and wider * (len(batch) + 1) > tokens_per_forward:
+            prefix = row.prefix.shape[0]
+            if batch and (max(zone, prefix) + max(tail, row.width - prefix)) * (len(batch) + 1) > tokens_per_forward:
                 outputs.append(self._forward_rows(batch))
-                batch, wider = [], row.width
+                batch, zone, tail = [], 0, 0
             batch.append(row)
-            width = wider
+            zone, tail = max(zone, prefix), max(tail, row.width - prefix)
         if batch:
             outputs.append(self._forward_rows(batch))
         return torch.cat(outputs) if outputs else torch.zeros(0, self.hidden)
