@@ -62,7 +62,8 @@ class _MixGCFScatter(torch.autograd.Function):
         compute = torch.promote_types(grad_grad_items.dtype, torch.float32)  # float32 sums for 16-bit stacks
         a = alpha.to(compute)[..., None]
         layer = torch.arange(L, device=chosen.device).expand(B, L)
-        winners = gather_rows(grad_grad_items.reshape(-1, d), chosen * L + layer).to(compute)  # row item * L + layer
+        flat = grad_grad_items.reshape(grad_grad_items.size(0) * L, d)  # row item * L + layer (d = 0 too)
+        winners = gather_rows(flat, chosen * L + layer).to(compute)
         grad = a * grad_grad_pos.to(compute) + (1 - a) * winners
         return grad.to(grad_grad_pos.dtype), None, None, None
 
