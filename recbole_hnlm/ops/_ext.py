@@ -90,9 +90,10 @@ def disabled():
 
 
 def _warn_once(key: str, message: str) -> None:
+    """Warn about ``key`` once per process, at the line that called the op (op -> use_kernel -> here)."""
     if key not in _warned:
         _warned.add(key)
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
 
 
 def _references_reason(device: torch.device):
@@ -103,7 +104,8 @@ def _references_reason(device: torch.device):
         return f"PyTorch references (recbole_hnlm._C is not available: {_IMPORT_ERROR})"
     dispatch_key = {"cpu": "CPU", "cuda": "CUDA"}.get(device.type)
     if dispatch_key is None or not _has_kernel("spmm", dispatch_key, _library):
-        return f"PyTorch references on {device.type} (recbole_hnlm._C has no {device.type} kernels)"
+        name = "recbole_hnlm._C" if _library == LIBRARY else f"torch.ops.{_library}"
+        return f"PyTorch references on {device.type} ({name} has no {device.type} kernels)"
     return None
 
 

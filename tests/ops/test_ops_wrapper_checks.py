@@ -328,13 +328,21 @@ def test_a_routed_library_without_kernels_falls_back_per_library_and_op(fresh_ex
     kernel is reported as running the references."""
     with _ext.library(_SCHEMAS_ONLY):
         assert not _ext.has_kernels("cpu")
-        assert _ext.kernels_in_use("cpu").startswith("PyTorch references on cpu")
+        assert _ext.kernels_in_use("cpu") == f"PyTorch references on cpu (torch.ops.{_SCHEMAS_ONLY} has no cpu kernels)"
     if WITH_EXT:
         assert _ext.use_kernel("candidate_scores", torch.device("cpu"))  # recbole_hnlm: remembered as present
     with _ext.library(_ROUTED):
         with pytest.warns(RuntimeWarning, match=f"{_ROUTED} has no cpu kernels \\(op candidate_scores\\)"):
             assert not _ext.use_kernel("candidate_scores", torch.device("cpu"))
         assert _ext.use_kernel("spmm", torch.device("cpu"))
+
+
+def test_the_fallback_warning_points_at_the_line_that_called_the_op(fresh_ext):
+    """The warning named the wrapper's line inside recbole_hnlm/ops, not the caller's."""
+    g = GRAPHS["isolated_hub"]()
+    with _ext.library(_SCHEMAS_ONLY), pytest.warns(RuntimeWarning, match="has no cpu kernels") as caught:
+        spmm(g, torch.randn(g.num_nodes, 3, dtype=torch.float64))
+    assert [os.path.basename(w.filename) for w in caught] == [os.path.basename(__file__)]
 
 
 def test_a_routed_library_runs_without_recbole_hnlm_c(fresh_ext, monkeypatch):
