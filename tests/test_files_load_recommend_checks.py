@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import save_file
 
 from lock_holder import held_by_another_process
+from test_recommend_output import _Scored
 from recbole_hnlm import files
 from recbole_hnlm.errors import ConcurrentWriterError, ConfigError, WriteError
 
@@ -447,17 +448,6 @@ def test_loading_words_its_refusals_for_itself_and_keeps_the_runs_sampler(mf_dns
 
 
 # ---- recommend.py
-
-
-class _Scored:
-    """A model whose ``full_sort_predict`` gives the rows of ``table`` for the user ids asked."""
-    USER_ID, device = "user_id", torch.device("cpu")
-
-    def __init__(self, table):
-        self.table, self.n_items = table, table.shape[1]
-
-    def full_sort_predict(self, interaction):
-        return self.table[interaction[self.USER_ID]].flatten()
 
 
 def _dataset(n_users, pairs=(), tokens=()):

@@ -22,11 +22,8 @@ from recbole_hnlm.ops.reference import (
     select_candidates_reference,
     spmm_reference,
 )
-from test_negative_mixing import mixgcf_inputs, scoring_inputs  # tests/ops is on sys.path (no __init__.py)
+from test_negative_mixing import mixgcf_inputs, requires_ext, scoring_inputs  # tests/ops is on sys.path
 from test_propagation import GRAPHS, TOL, kernels
-
-requires_ext = pytest.mark.skipif(not (WITH_EXT and _ext.is_enabled()),
-                                  reason="recbole_hnlm._C is not built, or RECBOLE_HNLM_DISABLE_EXT switches it off")
 BOTH_PATHS = pytest.mark.parametrize("kernel", [pytest.param(True, marks=requires_ext), False],
                                      ids=["kernel", "fallback"])
 
