@@ -353,6 +353,11 @@ def test_both_paths_refuse_the_same_dtypes(kernel):
             candidate_scores(user, table.double(), cand)
         with pytest.raises(TypeError, match="target must be a floating tensor"):
             select_candidates(user, table, cand, torch.zeros(3, dtype=torch.long))
+        with pytest.raises(TypeError, match="pos_layers must be a floating tensor"):
+            mixgcf_mix(query.long(), pos.long(), items.long(), candidates, alpha)
+        for op in (candidate_scores, select_candidates):
+            with pytest.raises(TypeError, match="user must be a floating tensor"):
+                op(user.long(), table.long(), cand)
 
 
 @requires_ext

@@ -170,19 +170,6 @@ def test_mixgcf_shape_checks_name_the_argument(kernel):
 
 
 @BOTH_PATHS
-def test_integer_embeddings_are_refused_with_a_type_error(kernel):
-    query, pos, items, candidates, alpha = mixgcf_inputs(3, 4, 2, 5, 6, torch.float32, False)
-    user, table, cand = scoring_inputs(3, 4, 5, 6)
-    with kernels(kernel):
-        with pytest.raises(TypeError, match="pos_layers must be a floating tensor"):
-            mixgcf_mix(query.long(), pos.long(), items.long(), candidates, alpha)
-        with pytest.raises(TypeError, match="user must be a floating tensor"):
-            candidate_scores(user.long(), table.long(), cand)
-        with pytest.raises(TypeError, match="user must be a floating tensor"):
-            select_candidates(user.long(), table.long(), cand)
-
-
-@BOTH_PATHS
 def test_scoring_shape_checks_name_the_argument(kernel):
     user, table, cand = scoring_inputs(3, 4, 5, 6)
     with kernels(kernel):
