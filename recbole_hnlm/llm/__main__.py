@@ -251,7 +251,7 @@ def _run_stage(argv, quiet: contextlib.ExitStack) -> int:
     else:
         config = _yaml_settings(args.config_files)
     config.update(overrides)
-    if args.stage in ("negatives", "embed"):
+    if args.stage in ("negatives", "finetune", "embed"):  # finetune: the fine-tuned variant's checks hold
         variant = "semantic" if args.stage == "negatives" else "finetuned"
         if overrides.get("hnlm_variant") not in (None, variant):  # given on the command line (the yaml has one)
             logging.getLogger(__name__).warning("--hnlm_variant=%s is ignored: the %s stage computes the %s variant",

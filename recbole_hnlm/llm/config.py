@@ -28,7 +28,8 @@ _INTEGER_RULES = (
 
 @dataclass
 class LLMConfig:
-    variant: str = field(default="finetuned", metadata={"help": "finetuned (HNLMRec, §4.2-4.3) | semantic (LLM-written negatives, §3.1)"})
+    variant: str = field(default="finetuned", metadata={
+        "help": "finetuned (HNLMRec, §4.2-4.3) | semantic (LLM-written negatives, §3.1)"})
     store_path: Optional[str] = field(default=None, metadata={
         "help": "side-car file; default <dir>/<ds>.hnlm-<variant>.safetensors"})
     generator: str = field(default="smollm2", metadata={"help": "causal LM: smollm2 | local folder | .gguf file"})

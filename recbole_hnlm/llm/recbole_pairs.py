@@ -6,7 +6,9 @@ __all__ = ["train_pairs_from_dataset"]
 
 def train_pairs_from_dataset(train) -> List[Tuple[str, str]]:
     """``(user_token, item_token)`` of every interaction of a RecBole training Dataset (or its dataloader)."""
-    dataset = getattr(train, "_dataset", None) or getattr(train, "dataset", None) or train
+    # the first that is a Dataset: an empty one is falsy (len 0), so ``or`` took its dataloader for it
+    dataset = next((found for found in (getattr(train, "_dataset", None), getattr(train, "dataset", None), train)
+                    if hasattr(found, "inter_feat")), train)
     if not hasattr(dataset, "inter_feat"):
         raise TypeError(f"expected a RecBole Dataset or dataloader, got {type(train).__name__}")
     feat = dataset.inter_feat
