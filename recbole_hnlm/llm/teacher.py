@@ -23,6 +23,7 @@ from recbole_hnlm.errors import ConfigError, DataError
 from recbole_hnlm.files import atomic_path, file_sha256, is_safetensors_file
 
 from .paths import artifact_dir
+from .recbole_pairs import recbole_dataset
 
 __all__ = ["TEACHER_FORMAT", "Teacher", "export_teacher", "default_teacher_path", "training_settings",
            "check_replaceable_teacher"]
@@ -37,9 +38,8 @@ def default_teacher_path(data_path: str, dataset: str) -> str:
 
 def _train_ids(dataset, train_data_pairs) -> Tuple[torch.Tensor, torch.Tensor]:
     """Internal (user, item) ids of the training pairs from a RecBole Dataset/dataloader or an id pair tuple."""
-    source = getattr(train_data_pairs, "_dataset", None) or getattr(train_data_pairs, "dataset", None)
-    source = source if source is not None and hasattr(source, "inter_feat") else train_data_pairs
-    if hasattr(source, "inter_feat"):
+    source = recbole_dataset(train_data_pairs)
+    if source is not None:
         feat = source.inter_feat
         return torch.as_tensor(feat[dataset.uid_field]).long(), torch.as_tensor(feat[dataset.iid_field]).long()
     users, items = train_data_pairs

@@ -450,9 +450,12 @@ def test_a_dataloader_of_an_empty_split_has_no_pairs(fast_config):
 
     from recbole_hnlm.config import Config
     from recbole_hnlm.llm.recbole_pairs import train_pairs_from_dataset
+    from recbole_hnlm.llm.teacher import _train_ids
 
     config = Config(model="LightGCN", dataset=fast_config["dataset"], command_line=False,
                     config_dict=dict(fast_config, sampler="RNS"))
     train, _, _ = data_preparation(config, create_dataset(config))
     train._dataset = train._dataset.copy(train._dataset.inter_feat[[]])
     assert train_pairs_from_dataset(train) == []
+    users, items = _train_ids(train._dataset, train)  # the teacher's export reads the same way
+    assert users.numel() == 0 and items.numel() == 0
