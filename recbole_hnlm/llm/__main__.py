@@ -126,15 +126,27 @@ def _yaml_settings(config_files) -> dict:
 @contextlib.contextmanager
 def _quiet_third_party_output():
     """``--quiet`` for what other packages print, until the stage ends: bars made with plain tqdm (transformers' GGUF
-    loader; tqdm reads its ``TQDM_DISABLE`` variable only when it is imported) and RecBole's pandas FutureWarnings.
-    ``tqdm.notebook`` passes ``disable`` itself, so in Jupyter the GGUF loader's bar still shows."""
+    loader; tqdm reads its ``TQDM_DISABLE`` variable only when it is imported), RecBole's pandas FutureWarnings, and
+    transformers' own bars and notices (GGUF de-quantising), whose verbosity and bar switch are restored afterwards
+    (``main`` may run in-process). ``tqdm.notebook`` passes ``disable`` itself, so in Jupyter the GGUF loader's bar
+    still shows."""
     import warnings
+
+    from transformers.utils import logging as transformers_logging
 
     from .models import plain_tqdm_silenced
 
-    with plain_tqdm_silenced(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole\.")
-        yield
+    verbosity, bars = transformers_logging.get_verbosity(), transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+    try:
+        with plain_tqdm_silenced(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole\.")
+            yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+        if bars:
+            transformers_logging.enable_progress_bar()
 
 
 def _warn_unread_options(args, overrides) -> None:
@@ -199,6 +211,8 @@ def _run_stage(argv, quiet: contextlib.ExitStack) -> int:
     overrides = parse_settings(rest, parser.error, hint=" (hnlm_* keys, or RecBole dataset keys such as --load_col)",
                                flags=parser_flags(parser))
     if args.max_pairs is not None:
+        if args.max_pairs < 0:  # named as typed (LLMConfig's check names hnlm_max_pairs)
+            parser.error(f"--max_pairs must be an integer >= 0 (0 = every training pair): got {args.max_pairs}")
         if "hnlm_max_pairs" in overrides and overrides["hnlm_max_pairs"] != args.max_pairs:
             parser.error(f"--max_pairs={args.max_pairs} and --hnlm_max_pairs={overrides['hnlm_max_pairs']!r} disagree: "
                          "give one of them")
@@ -215,12 +229,8 @@ def _run_stage(argv, quiet: contextlib.ExitStack) -> int:
     in_files = [key for key in read_config_files(args.config_files) if key not in overrides]  # as the run script
     for message in unknown_option_messages(unknown_options(list(overrides) + in_files, PROPERTIES_DIR)):
         logging.getLogger(__name__).warning(message)
-    if args.quiet:  # transformers' own bars and notices too (GGUF de-quantising)
-        from transformers.utils import logging as transformers_logging
-
+    if args.quiet:
         quiet.enter_context(_quiet_third_party_output())
-        transformers_logging.disable_progress_bar()
-        transformers_logging.set_verbosity_error()
     data_path = args.data_path or _default_data_path(args.dataset)
     if args.stage == "teacher" and args.split != "recbole":
         parser.error("the teacher trains on RecBole's training split: drop --split all")

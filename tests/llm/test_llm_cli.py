@@ -101,6 +101,28 @@ def test_quiet_silences_plain_tqdm_bars_and_recbole_future_warnings_until_the_st
     assert len([w for w in seen if "fillna inplace" in str(w.message)]) == 1
 
 
+def test_quiet_restores_transformers_verbosity_and_bars_when_the_stage_ends():
+    """transformers' verbosity and bar switch are ERROR/off during the stage and what they were afterwards (an
+    in-process ``main([... "--quiet"])`` left them changed for the rest of the process)."""
+    from transformers.utils import logging as transformers_logging
+
+    from recbole_hnlm.llm.__main__ import _quiet_third_party_output
+
+    before = transformers_logging.get_verbosity(), transformers_logging.is_progress_bar_enabled()
+    try:
+        for verbosity, bars in ((transformers_logging.INFO, True), (transformers_logging.DEBUG, False)):
+            transformers_logging.set_verbosity(verbosity)
+            (transformers_logging.enable_progress_bar if bars else transformers_logging.disable_progress_bar)()
+            with _quiet_third_party_output():
+                assert transformers_logging.get_verbosity() == transformers_logging.ERROR
+                assert not transformers_logging.is_progress_bar_enabled()
+            assert transformers_logging.get_verbosity() == verbosity
+            assert transformers_logging.is_progress_bar_enabled() is bars
+    finally:
+        transformers_logging.set_verbosity(before[0])
+        (transformers_logging.enable_progress_bar if before[1] else transformers_logging.disable_progress_bar)()
+
+
 def test_the_encoding_of_config_files_reaches_the_stage(tmp_path, tiny_llama_dir, tiny_encoder_dir, capsys):
     """RecBole's ``encoding`` in --config_files is how the stage reads a latin-1 .item file (it was dropped: the
     stage read UTF-8 and stopped, telling the user to pass the encoding they had passed)."""

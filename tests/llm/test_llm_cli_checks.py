@@ -224,11 +224,18 @@ def test_a_config_file_whose_path_holds_a_space_is_one_file(tmp_path, caplog):
 
 
 def test_max_pairs_is_the_setting_and_may_repeat_an_equal_hnlm_max_pairs(tmp_path, capsys):
-    """``--max_pairs N`` is ``hnlm_max_pairs`` (checked as it: mutant, the option never copied into the settings,
-    so -1 passed); the same number given both ways is no disagreement (mutant: any hnlm_max_pairs refused)."""
+    """``--max_pairs N`` is ``hnlm_max_pairs``; a negative one is refused naming the option typed (it was refused as
+    ``hnlm_max_pairs``, a key the user never wrote); the same number given both ways is no disagreement (mutant: any
+    hnlm_max_pairs refused), and a negative ``--hnlm_max_pairs`` keeps its own name."""
     root = _empty_dataset(tmp_path)
     common = ["negatives", "--split", "all", "--dataset", "empty", "--data_path", root, "--hnlm_generator=x"]
-    assert main([*common, "--max_pairs", "-1"]) == 2
+    with pytest.raises(SystemExit) as stop:
+        main([*common, "--max_pairs", "-1"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "--max_pairs must be an integer >= 0 (0 = every training pair): got -1" in err
+    assert "hnlm_max_pairs" not in err
+    assert main([*common, "--hnlm_max_pairs=-1"]) == 2
     assert capsys.readouterr().err.strip() == "error: hnlm_max_pairs must be an integer >= 0, got -1"
     assert main([*common, "--max_pairs", "3", "--hnlm_max_pairs=3"]) == 2
     assert NO_PAIRS in capsys.readouterr().err  # past the settings
