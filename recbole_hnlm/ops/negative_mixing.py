@@ -68,13 +68,16 @@ class _MixGCFScatter(torch.autograd.Function):
         return grad.to(grad_grad_pos.dtype), None, None, None
 
 
-def _check_candidates(candidates: Tensor, batch: int, num_items: int, check_range: bool) -> None:
+def _check_candidates(candidates: Tensor, batch: int) -> None:
     if candidates.dim() != 2 or candidates.size(0) != batch or candidates.size(1) < 1:
         raise ValueError(f"candidates must have shape [B={batch}, M>=1], got {tuple(candidates.shape)}")
     if candidates.dtype != torch.int64:
         raise TypeError(f"candidates must be int64, got {candidates.dtype}")
-    # The kernels check the range while reading; the reference path checks here for a clear message.
-    if check_range and candidates.numel() and (int(candidates.min()) < 0 or int(candidates.max()) >= num_items):
+
+
+def _check_candidate_range(candidates: Tensor, num_items: int) -> None:
+    """The reference path's range check (the kernels check the range while reading), for a clear message."""
+    if candidates.numel() and (int(candidates.min()) < 0 or int(candidates.max()) >= num_items):
         raise IndexError(f"candidates must lie in [0, {num_items})")
 
 
@@ -122,20 +125,22 @@ def mixgcf_mix(
     _check_floating(alpha, "alpha")
     _check_same_dtype(query, "query", pos_layers, "pos_layers")
     _check_same_dtype(item_layers, "item_layers", pos_layers, "pos_layers")
-    use_kernel = _ext.use_kernel("mixgcf_mix", pos_layers.device)
-    _check_candidates(candidates, B, item_layers.size(0), check_range=not use_kernel)
-    if use_kernel:  # the kernels check alpha while reading it
+    _check_candidates(candidates, B)
+    if _ext.use_kernel("mixgcf_mix", pos_layers.device):  # the kernels check the ids and alpha while reading them
         return _MixGCFMix.apply(query.detach(), pos_layers, item_layers, candidates, alpha.detach())
+    _check_candidate_range(candidates, item_layers.size(0))
     _check_alpha(alpha, pos_layers.dtype)
     return mixgcf_mix_reference(query, pos_layers, item_layers, candidates, alpha)
 
 
-def _check_scoring(user: Tensor, items: Tensor, candidates: Tensor, use_kernel: bool) -> None:
+def _check_scoring(user: Tensor, items: Tensor, candidates: Tensor) -> None:
+    """The scoring ops' shape and dtype checks, made before the op decides on a kernel (whose fallback warning would
+    come first); the candidates' range is checked on the reference path only."""
     if user.dim() != 2 or items.dim() != 2 or items.size(1) != user.size(1):
         raise ValueError(f"user must be [B, d] and items [I, d], got {tuple(user.shape)} and {tuple(items.shape)}")
     _check_floating(user, "user")
     _check_same_dtype(user, "user", items, "items")
-    _check_candidates(candidates, user.size(0), items.size(0), check_range=not use_kernel)
+    _check_candidates(candidates, user.size(0))
 
 
 def _check_floating(x: Tensor, name: str) -> None:
@@ -166,11 +171,11 @@ def candidate_scores(user: Tensor, items: Tensor, candidates: Tensor) -> Tensor:
     Shapes:
         user :math:`(B, d)`, items :math:`(I, d)`, candidates :math:`(B, M)` int64 -> :math:`(B, M)`.
     """
-    use_kernel = _ext.use_kernel("candidate_scores", user.device)
-    _check_scoring(user, items, candidates, use_kernel)
-    if use_kernel:
+    _check_scoring(user, items, candidates)
+    if _ext.use_kernel("candidate_scores", user.device):
         with torch.no_grad():
             return _ext.ops.candidate_scores(user.detach(), items.detach(), candidates)
+    _check_candidate_range(candidates, items.size(0))
     return candidate_scores_reference(user, items, candidates)
 
 
@@ -195,15 +200,15 @@ def select_candidates(user: Tensor, items: Tensor, candidates: Tensor, target: O
         user :math:`(B, d)`, items :math:`(I, d)`, candidates :math:`(B, M)`, target :math:`(B,)` ->
         positions :math:`(B,)` int64 in ``[0, M)`` (use ``candidates.gather(1, pos[:, None])`` for item ids).
     """
-    use_kernel = _ext.use_kernel("select_candidates", user.device)
-    _check_scoring(user, items, candidates, use_kernel)
+    _check_scoring(user, items, candidates)
     if target is not None:
         if target.shape != (user.size(0),):
             raise ValueError(f"target must be [B={user.size(0)}], got {tuple(target.shape)}")
         _check_floating(target, "target")
-    if use_kernel:
+    if _ext.use_kernel("select_candidates", user.device):
         with torch.no_grad():
             return _ext.ops.select_candidates(
                 user.detach(), items.detach(), candidates, None if target is None else target.detach()
             )
+    _check_candidate_range(candidates, items.size(0))
     return select_candidates_reference(user, items, candidates, target)

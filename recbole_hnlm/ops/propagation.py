@@ -81,7 +81,8 @@ class _LightGCNLayersAdjoint(torch.autograd.Function):
         return layers, None, None, None
 
 
-def _check(graph: CSRGraph, x: Tensor, name: str, use_kernel: bool) -> None:
+def _check_input(graph: CSRGraph, x: Tensor, name: str) -> None:
+    """The input's own checks, made before the op decides on a kernel (whose fallback warning would come first)."""
     if x.layout != torch.strided:
         raise TypeError(f"{name} must be a dense (strided) tensor, got layout {x.layout}")
     if x.dim() != 2 or x.size(0) != graph.num_nodes:
@@ -92,6 +93,10 @@ def _check(graph: CSRGraph, x: Tensor, name: str, use_kernel: bool) -> None:
         raise ValueError(f"{name} is on {x.device} but the graph is on {graph.device}; use graph.to(device)")
     if graph.val.dtype not in (torch.float32, x.dtype):  # the kernels' contract (csrc/utils.h), on both paths
         raise TypeError(f"graph.val must be float32 or {name}'s dtype {x.dtype}, got {graph.val.dtype}")
+
+
+def _check_graph(graph: CSRGraph, x: Tensor, use_kernel: bool) -> None:
+    """The graph's checks, as much of them as the path taken needs."""
     if x.requires_grad and torch.is_grad_enabled() and not graph.symmetric:  # backward: graph as its transpose
         graph.validate_symmetric_once()
     elif not use_kernel:  # the kernels check the CSR structure while reading it; torch's sparse ops do not
@@ -117,8 +122,9 @@ def spmm(graph: CSRGraph, x: Tensor) -> Tensor:
         >>> spmm(g, torch.tensor([[1.0], [2.0]])).tolist()
         [[2.0], [1.0]]
     """
+    _check_input(graph, x, "x")
     use_kernel = _ext.use_kernel("spmm", x.device)
-    _check(graph, x, "x", use_kernel)
+    _check_graph(graph, x, use_kernel)
     if use_kernel:
         return _SpMM.apply(x, graph.rowptr, graph.col, graph.val.detach())  # constants: no grad (as the fallback)
     return spmm_reference(graph, x)
@@ -161,9 +167,10 @@ def lightgcn_propagate(
         ``ego``: :math:`(N, d)` -> :math:`(N, d)`, or :math:`(N, K+1, d)` when ``return_layers``.
     """
     num_layers = nonnegative_int(num_layers, "num_layers")
-    use_kernel = _ext.use_kernel("lightgcn_layers" if return_layers else "lightgcn_mean", ego.device)
-    _check(graph, ego, "ego", use_kernel)
+    _check_input(graph, ego, "ego")
     layers_dtype = check_layers_dtype(ego, layers_dtype, return_layers)
+    use_kernel = _ext.use_kernel("lightgcn_layers" if return_layers else "lightgcn_mean", ego.device)
+    _check_graph(graph, ego, use_kernel)
     if not use_kernel:
         return lightgcn_propagate_reference(graph, ego, num_layers, return_layers, layers_dtype)
     val = graph.val.detach()  # constants: the output needs no grad for them (as on the fallback)

@@ -399,3 +399,32 @@ def test_the_disable_variable_accepts_the_usual_spellings():
                           timeout=300, check=True)
     assert done.stdout.splitlines() == [f"{value!r} {value.strip().lower() not in ('1', 'true', 'yes', 'on')}"
                                         for value in values]
+
+
+def test_bad_input_is_refused_before_the_fallback_warning(fresh_ext):
+    """Each op checks its input before it decides on a kernel: on a device without kernels (meta here; a machine
+    without the extension alike) bad input is one error and no fallback warning (the warning came first, and was
+    then spent: a later good call on that device had none)."""
+    g = GRAPHS["tiny"]().to("meta")
+    n, d = g.num_nodes, 4
+    user, items = torch.randn(3, d, device="meta"), torch.randn(5, d, device="meta")
+    layers = torch.randn(3, 2, d, device="meta")
+    bad_calls = [
+        (ValueError, lambda: spmm(g, torch.randn(n + 1, d, device="meta"))),
+        (TypeError, lambda: lightgcn_propagate(g, torch.zeros(n, d, dtype=torch.int64, device="meta"), 2)),
+        (ValueError, lambda: lightgcn_propagate(g, torch.randn(n, d, device="meta"), 2, True, torch.float16)),
+        (TypeError, lambda: candidate_scores(user, items, torch.zeros(3, 2, dtype=torch.int32, device="meta"))),
+        (ValueError, lambda: select_candidates(user, items, torch.zeros(3, 2, dtype=torch.int64, device="meta"),
+                                               torch.randn(4, device="meta"))),
+        (ValueError, lambda: select_candidates(user, items, torch.zeros(2, 2, dtype=torch.int64, device="meta"))),
+        (TypeError, lambda: mixgcf_mix(user, layers, torch.randn(5, 2, d, device="meta"),
+                                       torch.zeros(3, 2, device="meta"), torch.rand(3, 2, device="meta"))),
+    ]
+    for error, call in bad_calls:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            with pytest.raises(error):
+                call()
+        assert not [w for w in seen if "kernels" in str(w.message)], (error, [str(w.message) for w in seen])
+    with pytest.warns(RuntimeWarning, match="no meta kernels"):  # not spent by the bad calls
+        assert not _ext.use_kernel("spmm", torch.device("meta"))
