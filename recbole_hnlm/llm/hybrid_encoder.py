@@ -168,6 +168,8 @@ class HybridPromptEncoder(nn.Module):
 
     def _forward_rows(self, rows: Sequence[_Row]) -> torch.Tensor:
         """One forward over ``rows`` -> the [EOS] states of every suffix, row by row ``[sum k, H]``."""
+        if not rows:  # no suffix at all: no forward
+            return torch.zeros(0, self.hidden, device=self.device)
         lengths = {s.shape[0] for r in rows for s in r.suffixes}
         if len(lengths) == 1:
             return self._forward_segments(rows, lengths.pop())
@@ -222,6 +224,9 @@ class HybridPromptEncoder(nn.Module):
         return hidden[torch.tensor(row_of, device=dev), torch.tensor(at, device=dev)].float()
 
     def _rows(self, groups: Sequence[PromptGroup]) -> List[_Row]:
+        groups = [g for g in groups if len(g.item_texts)]  # a user without items has no suffix, hence no output row
+        if not groups:
+            return []
         soft_u = self._soft(self.user_proj, torch.stack([g.user_cf.reshape(-1) for g in groups]))
         soft_i = self._soft(self.item_proj, torch.cat([g.item_cf.reshape(len(g.item_texts), -1) for g in groups]))
         starts = [0] + torch.tensor([len(g.item_texts) for g in groups]).cumsum(0).tolist()
@@ -260,7 +265,7 @@ class HybridPromptEncoder(nn.Module):
             zone, tail = max(zone, prefix), max(tail, row.width - prefix)
         if batch:
             outputs.append(self._forward_rows(batch))
-        return torch.cat(outputs) if outputs else torch.zeros(0, self.hidden)
+        return torch.cat(outputs) if outputs else self._forward_rows([])
 
     def targets(self, cf: torch.Tensor) -> torch.Tensor:
         return self.target_proj(cf.to(self.device, torch.float32))

@@ -309,3 +309,19 @@ def test_the_prefix_segment_forward_restores_the_attention_implementation_even_a
         with prefix_segment_forward(config):
             raise RuntimeError("stop")
     assert config._attn_implementation == before
+
+
+def test_users_without_items_have_no_output_row_and_nothing_at_all_is_an_empty_batch(tiny_llama_dir):
+    """A group without items adds no row (``[sum of pairs, H]``; ``encode_groups`` failed on its reshape, and both
+    failed on no group at all with "stack expects a non-empty TensorList"); nothing in gives ``[0, H]`` float32 on
+    the encoder's device, as the forwards' outputs are."""
+    enc = _encoder(tiny_llama_dir)
+    heat = PromptGroup("liked: Heat", torch.randn(8), [" Fargo", " Alien"], torch.randn(2, 8))
+    nobody = PromptGroup("liked: Fargo", torch.randn(8), [], torch.randn(0, 8))
+    with torch.no_grad():
+        for run in (enc.encode_groups, enc.embed):
+            for groups in ([], [nobody], [nobody, nobody]):
+                out = run(groups)
+                assert out.shape == (0, enc.hidden) and out.dtype == torch.float32 and out.device == enc.device
+            torch.testing.assert_close(run([nobody, heat, nobody]), run([heat]), rtol=0, atol=0)
+            assert run([nobody, heat]).shape == (2, enc.hidden)
