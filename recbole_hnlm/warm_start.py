@@ -114,7 +114,7 @@ def check_same_data(state: dict, own: dict, option: str, path: str, dataset: str
                           "seed when split_seed is unset), eval_args or the training fraction differ. Its weights may "
                           "have seen this run's validation and test interactions. Use a checkpoint trained with this "
                           "run's data and split.")
-    if own and not {"id_map", "train_split"} <= set(state):
+    if own and any(state.get(key) is None for key in ("id_map", "train_split")):  # absent, or null (hand-edited)
         logging.getLogger().warning(
             f"{option}: {path} predates the dataset and split digests, so only the weights' shapes are checked: "
             "make sure it was trained on this run's dataset and training split.")

@@ -86,6 +86,10 @@ def test_a_checkpoint_missing_either_digest_is_taken_with_the_warning(caplog):
     caplog.clear()
     check_same_data({"id_map": "a", "train_split": "b"}, {"id_map": "a", "train_split": "b"}, "init_from", "p", "ml")
     assert caplog.text == ""
+    for state in ({"id_map": None, "train_split": "b"}, {"id_map": "a", "train_split": None}):
+        caplog.clear()  # a null digest is no digest either (it was compared with nothing, and not warned about)
+        check_same_data(state, {"id_map": "a", "train_split": "b"}, "init_from", "old.safetensors", "ml")
+        assert "init_from: old.safetensors predates the dataset and split digests" in caplog.text
 
 
 def _init_config(init_from, **changes):
