@@ -61,7 +61,7 @@ def plot_metrics(results, path):
                    label=f"{sampler} (n={entry['n']})")
         ax.set_xticks(x, [METRIC_NAMES[m] for m in METRICS])
         ax.set_title(model)
-        ax.legend(fontsize=7)
+        _legend(ax)
     return _save(fig, path)
 
 
@@ -74,6 +74,13 @@ def _curves(results, model, sampler, key):
                 points.setdefault(entry["epoch"], []).append(entry[key])
     epochs = sorted(points)
     return epochs, [float(np.mean(points[e])) for e in epochs]
+
+
+def _legend(ax):
+    """The panel's legend, when it has labelled lines (an empty one, e.g. results with no logged ``fhn_rate``,
+    made matplotlib warn "No artists with labels found")."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
 
 
 def plot_curve(results, path, key="ndcg@20", ylabel="validation NDCG@20"):
@@ -92,7 +99,7 @@ def plot_curve(results, path, key="ndcg@20", ylabel="validation NDCG@20"):
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no 0.5 ticks on short runs
         ax.set_ylabel(ylabel)
-        ax.legend(fontsize=7)
+        _legend(ax)
     return _save(fig, path)
 
 
@@ -127,7 +134,7 @@ def plot_popularity(results, path):
         ax.set_xticks(x, POPULARITY_GROUPS)
         ax.set_ylabel("Recall@20")
         ax.set_title(model)
-        ax.legend(fontsize=7)
+        _legend(ax)
     return _save(fig, path)
 
 
@@ -146,7 +153,7 @@ def plot_sparsity(results, path):
         ax.set_xlabel("% of training interactions")
         ax.set_ylabel("test NDCG@20")
         ax.set_title(model)
-        ax.legend(fontsize=7)
+        _legend(ax)
     return _save(fig, path)
 
 

@@ -30,6 +30,8 @@ from typing import Optional
 import numpy as np
 import torch
 
+from recbole_hnlm.benchmark.analysis import POPULARITY_GROUPS
+
 #: Metrics of the paper's tables (RecBole result keys).
 METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 #: How error hints spell the grid's model and sampler options (``recbole_hnlm.utils.get_model``).
@@ -54,6 +56,24 @@ def result_problem(result) -> Optional[str]:
         return "'test_result' is not an object"
     if not isinstance(result["split"], dict) or "fingerprint" not in result["split"]:
         return "'split' has no 'fingerprint'"
+    return _analysis_problem(result.get("analysis", {}))
+
+
+def _analysis_problem(analysis) -> Optional[str]:
+    """What keeps a result's ``analysis`` from being read by the report: the fhn section needs its rate and
+    threshold, the popularity section every group with the metrics the report prints."""
+    if not isinstance(analysis, dict):
+        return "'analysis' is not an object"
+    fhn = analysis.get("fhn")
+    if fhn and (not isinstance(fhn, dict) or not {"rate", "threshold"} <= set(fhn)):
+        return "'analysis.fhn' needs 'rate' and 'threshold'"
+    popularity = analysis.get("popularity")
+    if popularity:
+        for group in ("All",) + POPULARITY_GROUPS:
+            values = popularity.get(group) if isinstance(popularity, dict) else None
+            if not isinstance(values, dict) or not {"recall@20", "ndcg@20", "n_items", "n_test"} <= set(values):
+                return (f"'analysis.popularity' has no {group!r} group with 'recall@20', 'ndcg@20', 'n_items' and "
+                        "'n_test'")
     return None
 
 

@@ -24,7 +24,8 @@ class FakeRunner:
     def __call__(self, cell, dataset, out, config_dict=None, analyses=(), fhn_pairs=2048, **kwargs):
         self.calls.append(cell.key)
         value = 0.1 + cell.seed / 100 + self.bonus.get(cell.sampler, 0.0)
-        analysis = {"fhn": {"rate": 0.0, "pairs": 10, "requested_pairs": fhn_pairs}} if "fhn" in analyses else {}
+        analysis = ({"fhn": {"rate": 0.0, "threshold": 0.9, "pairs": 10, "requested_pairs": fhn_pairs}}
+                    if "fhn" in analyses else {})
         return {"cell": cell.key, "model": cell.model, "sampler": cell.sampler, "seed": cell.seed,
                 "train_ratio": cell.train_ratio, "dataset": dataset, "valid_metric": "NDCG@10",
                 "best_valid_score": value, "best_epoch": 0, "epochs_run": 1, "mean_epoch_time": 1.0,
@@ -596,8 +597,38 @@ def test_a_result_missing_any_key_the_report_reads_is_not_a_finished_run():
     (lambda r: {**r, "split": {"n_users": 3}}, "'split' has no 'fingerprint'"),
     (lambda r: {**r, "split": None}, "'split' has no 'fingerprint'"),
     (lambda r: {**r, "split": "fingerprint"}, "'split' has no 'fingerprint'"),
+    (lambda r: {**r, "analysis": []}, "'analysis' is not an object"),
+    (lambda r: {**r, "analysis": {"fhn": {"rate": 0.1}}}, "'analysis.fhn' needs 'rate' and 'threshold'"),
+    (lambda r: {**r, "analysis": {"fhn": 0.1}}, "'analysis.fhn' needs 'rate' and 'threshold'"),
+    (lambda r: {**r, "analysis": {"popularity": {"All": _GROUP}}},
+     "'analysis.popularity' has no 'Unpopular' group with 'recall@20', 'ndcg@20', 'n_items' and 'n_test'"),
+    (lambda r: {**r, "analysis": {"popularity": {**_POPULARITY, "Popular": {"recall@20": 0.1}}}},
+     "'analysis.popularity' has no 'Popular' group with 'recall@20', 'ndcg@20', 'n_items' and 'n_test'"),
 ])
 def test_a_result_of_another_shape_is_not_a_finished_run(damage, problem):
+    """The analysis sections too: a hand-made or older result without what the report reads of them was loaded and
+    then stopped the report with a bare KeyError ('threshold')."""
     from recbole_hnlm.benchmark.runner import result_problem
 
     assert result_problem(damage(_readable_result())) == problem
+
+
+_GROUP = {"recall@20": 0.1, "ndcg@20": 0.05, "n_users": 3, "n_items": 4, "n_test": 5}
+_POPULARITY = {group: _GROUP for group in ("All", "Unpopular", "Normal", "Popular")}
+
+
+def test_a_result_with_complete_analyses_is_read_by_the_report(tmp_path):
+    """The analysis sections the runner writes pass the check, and the report prints them."""
+    from recbole_hnlm.benchmark.report import load_results, markdown_report
+    from recbole_hnlm.benchmark.runner import result_problem
+
+    result = {**_readable_result(), "epochs": [{"epoch": 0, "fhn_rate": 0.25}], "analysis": {
+        "popularity": _POPULARITY, "fhn": {"rate": 0.5, "threshold": 0.9, "pairs": 4, "requested_pairs": 4}}}
+    assert result_problem(result) is None
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    result.update(cell="MF-RNS-seed0", model="MF", sampler="RNS", seed=0, train_ratio=1.0, dataset="ml",
+                  test_result={m: 0.1 for m in ("recall@10", "recall@20", "ndcg@10", "ndcg@20")})
+    (runs / "MF-RNS-seed0.json").write_text(json.dumps(result))
+    text = markdown_report(load_results(str(tmp_path)))
+    assert "cosine > 0.9 with a test positive" in text and "## Popularity groups" in text
