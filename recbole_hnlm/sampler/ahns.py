@@ -64,9 +64,11 @@ class AHNS(NegativeSampler):
 
     @torch.no_grad()
     def target(self, ctx: SamplingContext) -> torch.Tensor:
-        """``[B]`` target score :math:`\\beta (s^+ + \\alpha)^{p+1}`."""
+        """``[B]`` target score :math:`\\beta (s^+ + \\alpha)^{p+1}`, in the precision the candidates are scored in
+        (float64 for a float64 model, else float32)."""
         user, pos = ctx.emb.user[ctx.user], ctx.emb.item[ctx.pos]
-        base = (user * pos).sum(-1).float() + self.alpha
+        dtype = torch.float64 if user.dtype == torch.float64 else torch.float32
+        base = (user * pos).sum(-1, dtype=dtype) + self.alpha
         target = self.beta * base.pow(self.p + 1)
         if self.training:  # an epoch's counts: not those of an eval-mode model's probes (fhn analysis)
             self.nonpositive_base += int((base <= 0).sum())

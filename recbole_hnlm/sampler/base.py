@@ -110,8 +110,8 @@ class NegativeSampler(nn.Module):
             logging.getLogger().warning(
                 f"Option '{self.n_candidates_key}' = {self.n_candidates} exceeds the {n_items} items of dataset "
                 f"{config['dataset']!r}: every batch scores all {self.n_candidates} candidates per pair, drawn "
-                f"uniformly with replacement, so at least {self.n_candidates - n_items} of them repeat an item. At "
-                f"most {n_items} is enough.")
+                f"uniformly with replacement outside the user's training positives, so at least "
+                f"{self.n_candidates - n_items} of them repeat an item; candidates beyond {n_items} add only repeats.")
 
     @classmethod
     def check_config(cls, config):

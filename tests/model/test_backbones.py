@@ -389,6 +389,7 @@ def test_more_candidates_than_items_is_warned_about(fast_config, sampler, key, c
     model, _, _ = build(fast_config, "LightGCN", sampler=sampler, **{key: n_items + 1})
     assert model.sampler.n_candidates == n_items + 1
     assert f"'{key}' = {n_items + 1} exceeds the {n_items} items of dataset 'ml-slice'" in caplog.text
+    assert f"at least 1 of them repeat an item; candidates beyond {n_items} add only repeats" in caplog.text
 
 
 @pytest.mark.parametrize("model_name", ["MF", "NGCF", "LightGCN", "SGL"])

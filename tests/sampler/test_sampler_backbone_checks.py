@@ -67,6 +67,19 @@ def test_a_models_epoch_end_logs_and_resets_the_ahns_counts(fast_config, caplog)
     assert "AHNS:" not in caplog.text
 
 
+def test_the_ahns_target_of_a_float64_model_is_float64():
+    """select_candidates scores a float64 model's candidates in float64 and casts the target to it: the target was
+    computed in float32 first, so its rounding (~1e-8) could choose another candidate than the formula's."""
+    from recbole_hnlm.sampler import AHNS
+
+    ctx = context(propagation())  # float64 embeddings
+    sampler = AHNS({"ahns_candidates": M, "ahns_alpha": 1.0, "ahns_beta": 0.1, "ahns_p": -2.5}, None)
+    s_pos = (ctx.emb.user[ctx.user] * ctx.emb.item[ctx.pos]).sum(-1).detach()
+    target = sampler.target(ctx)
+    assert target.dtype == torch.float64
+    torch.testing.assert_close(target, 0.1 * (s_pos + 1.0) ** -1.5, rtol=1e-14, atol=0, equal_nan=True)
+
+
 # -- candidates --------------------------------------------------------------------------------------------------------
 def test_candidates_without_any_training_interaction():
     """No training pair at all (an empty key array): searchsorted's clamp would index position -1; every draw is
