@@ -40,6 +40,8 @@ def parse_settings(items: Iterable[str], error: Callable[[str], None], hint: str
                 error(f"unrecognised argument {item!r}: did you mean {close[0]}?")
             error(f"unrecognised argument {item!r}: settings are written --key=value{hint}")
         key, value = item[2:].split("=", 1)
+        if not key:  # "--=5" names no option
+            error(f"unrecognised argument {item!r}: settings are written --key=value{hint}")
         if "-" in key:
             underscored = "--" + key.replace("-", "_")
             error(f"unrecognised argument {item!r}: " + (f"did you mean {underscored}={value}?" if underscored in flags
