@@ -26,8 +26,10 @@ def get_model(model_name, options=RUN_SCRIPT_OPTIONS):
             module = importlib.import_module(f"recbole_hnlm.model.{name.lower()}")
             return getattr(module, name)
     module_name = f"recbole.model.general_recommender.{str(model_name).lower()}"
+    if str(model_name).startswith("_"):  # "__init__" would import the package's __init__.py again, as a module
+        module_name = ""
     try:  # a dotted name ("foo.bar", ".x") looks for a parent package that is not there
-        spec = importlib.util.find_spec(module_name)
+        spec = importlib.util.find_spec(module_name) if module_name else None
     except (ImportError, ValueError):
         spec = None
     if spec is not None:
@@ -37,7 +39,8 @@ def get_model(model_name, options=RUN_SCRIPT_OPTIONS):
                 return getattr(module, name)
     raise ConfigError(
         f"Unknown model '{model_name}'. recbole_hnlm backbones: {', '.join(PLUGIN_MODELS)}; "
-        f"any RecBole general recommender (e.g. BPR, NeuMF, ENMF) also runs with {options['sampler']}RNS."
+        f"any RecBole general recommender trained by gradient (ModelType.GENERAL, e.g. BPR, NeuMF, ENMF) also runs "
+        f"with {options['sampler']}RNS."
     )
 
 
@@ -64,8 +67,10 @@ def check_model_sampler_pair(model_class, sampler_class, options=RUN_SCRIPT_OPTI
             f"Use {options['model']}<one of {', '.join(PLUGIN_MODELS)}> or {options['sampler']}RNS."
         )
     if model_class.type != ModelType.GENERAL:
-        raise ConfigError(f"recbole_hnlm runs general (user-item) recommenders; {model_class.__name__} is "
-                          f"{model_class.type}.")
+        raise ConfigError(f"recbole_hnlm runs general (user-item) recommenders trained by gradient "
+                          f"(ModelType.GENERAL); {model_class.__name__} is {model_class.type}"
+                          + (" (fitted without a training loop): run it with RecBole itself."
+                             if model_class.type == ModelType.TRADITIONAL else "."))
 
 
 def get_trainer(model_type, model_name):

@@ -286,8 +286,34 @@ def test_model_sampler_pairs():
         with pytest.raises(ConfigError, match=rf"Sampler {name} needs .*RecBole's BPR .*--models <one of MF, NGCF"):
             check_model_sampler_pair(BPR, SAMPLERS[name], {"model": "--models ", "sampler": "--samplers "})
     assert GRU4Rec.type == ModelType.SEQUENTIAL
-    with pytest.raises(ConfigError, match="general .*GRU4Rec is"):
+    with pytest.raises(ConfigError, match=r"general .*GRU4Rec is ModelType\.SEQUENTIAL\.$"):
         check_model_sampler_pair(GRU4Rec, SAMPLERS["RNS"])
+
+
+@pytest.mark.parametrize("name", ["Pop", "ItemKNN", "EASE"])
+def test_recbole_models_of_the_general_folder_without_training_loop_are_refused_with_the_reason(name):
+    """Pop, ItemKNN, EASE ... live among RecBole's general recommenders, which get_model's error said run with RNS;
+    the refusal said only "... is ModelType.TRADITIONAL" (now: the models the plugin runs, and what to do)."""
+    from recbole_hnlm.sampler import SAMPLERS
+    from recbole_hnlm.utils import check_model_sampler_pair, get_model
+
+    model = get_model(name)
+    assert model.type == ModelType.TRADITIONAL
+    with pytest.raises(ConfigError, match=rf"trained by gradient \(ModelType\.GENERAL\); {name} is "
+                       r"ModelType\.TRADITIONAL \(fitted without a training loop\): run it with RecBole itself\."):
+        check_model_sampler_pair(model, SAMPLERS["RNS"])
+
+
+def test_private_names_are_not_looked_up_among_recboles_modules():
+    """``__init__`` imported RecBole's general_recommender/__init__.py a second time, as a module of that name,
+    before the error."""
+    import sys
+
+    from recbole_hnlm.utils import get_model
+
+    with pytest.raises(ConfigError, match="Unknown model '__init__'"):
+        get_model("__init__")
+    assert "recbole.model.general_recommender.__init__" not in sys.modules
 
 
 def test_get_trainer_wraps_recbole_trainers_in_the_safetensors_trainer():
