@@ -148,17 +148,22 @@ def _read_users(args) -> Optional[List[str]]:
     return None
 
 
-def _special_file(path: str) -> bool:
-    """Whether ``path``, or a link on the way to its target, is a device, pipe, folder or standard stream
-    (``/dev/stdout`` resolves through ``/proc/self/fd/1`` to whatever file the shell redirected to)."""
+_SPECIAL = ("is not a regular file (a device, pipe or standard stream, which the atomic write would replace by a "
+            "file): give a file path, or - for standard output")
+
+
+def _out_problem(path: str) -> Optional[str]:
+    """Why the atomic write cannot go to ``path``, else ``None``: it, or a link on the way to its target, is a
+    device, pipe, folder or standard stream (``/dev/stdout`` resolves through ``/proc/self/fd/1`` to whatever file the
+    shell redirected to), or its links loop."""
     for _ in range(40):  # the kernel's limit on links followed
         path = os.path.abspath(path)
         if path.startswith(("/dev/", "/proc/")):
-            return True
+            return _SPECIAL
         if not os.path.islink(path):
-            return os.path.exists(path) and not os.path.isfile(path)
+            return _SPECIAL if os.path.exists(path) and not os.path.isfile(path) else None
         path = os.path.join(os.path.dirname(path), os.readlink(path))
-    return True
+    return "is a loop of symbolic links (or a chain of over 40): give a file path, or - for standard output"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -181,9 +186,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if os.path.isdir(args.out):
         parser.error(f"--out {args.out} is a folder; give a file name")
     target = args.out if args.out == "-" else os.path.realpath(args.out)  # a link's target is written, not the link
-    if target != "-" and _special_file(args.out):
-        parser.error(f"--out {args.out} is not a regular file (a device, pipe or standard stream, which the atomic "
-                     "write would replace by a file): give a file path, or - for standard output")
+    problem = None if target == "-" else _out_problem(args.out)
+    if problem:
+        parser.error(f"--out {args.out} {problem}")
     overrides = parse_settings(extra, parser.error, flags=parser_flags(parser))
 
     from recbole_hnlm.config import PROPERTIES_DIR

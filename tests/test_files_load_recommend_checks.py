@@ -505,7 +505,7 @@ def test_special_files_are_found_through_chains_of_relative_links(tmp_path):
     """R15 (one link followed: a link to a link to a file was refused), R16 (a relative link resolved against the
     working folder: a link in another folder to a pipe was taken for a new file), R17 (a path not there yet, the
     usual --out, taken for a special file), R18 (/proc/self/fd/1 not taken for a standard stream)."""
-    from recbole_hnlm.recommend import _special_file
+    from recbole_hnlm.recommend import _out_problem
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -515,10 +515,25 @@ def test_special_files_are_found_through_chains_of_relative_links(tmp_path):
     os.symlink("one", tmp_path / "a" / "two")
     os.symlink("../b/pipe", tmp_path / "a" / "to_pipe")
     os.symlink("to_pipe", tmp_path / "a" / "to_to_pipe")
-    assert not _special_file(str(tmp_path / "a" / "two"))
-    assert _special_file(str(tmp_path / "a" / "to_to_pipe"))
-    assert not _special_file(str(tmp_path / "a" / "new.tsv"))
-    assert _special_file("/proc/self/fd/1")
+    assert not _out_problem(str(tmp_path / "a" / "two"))
+    assert _out_problem(str(tmp_path / "a" / "to_to_pipe"))
+    assert not _out_problem(str(tmp_path / "a" / "new.tsv"))
+    assert _out_problem("/proc/self/fd/1")
+
+
+def test_out_through_a_loop_of_links_is_named_a_loop(tmp_path, capsys):
+    """A loop of links was refused as "not a regular file (a device, pipe or standard stream ...)"."""
+    import pytest
+
+    from recbole_hnlm.recommend import main
+
+    os.symlink("b.tsv", tmp_path / "a.tsv")
+    os.symlink("a.tsv", tmp_path / "b.tsv")
+    with pytest.raises(SystemExit) as stop:
+        main(["--checkpoint", str(tmp_path / "missing.safetensors"), "--out", str(tmp_path / "a.tsv")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and f"--out {tmp_path / 'a.tsv'} is a loop of symbolic links" in err
+    assert "not a regular file" not in err
 
 
 def test_standard_output_redirected_to_a_file_is_refused_as_out(tmp_path):
