@@ -864,7 +864,9 @@ def test_llm_command_line_exit_codes(tmp_path, capsys):
 
     assert llm_main(["profiles", "--dataset", "nosuch", "--data_path", str(tmp_path)]) == 2
     assert "Dataset 'nosuch' not found" in capsys.readouterr().err
-    assert llm_main(["profiles", "--dataset", "ml-100k", "--split", "all", "--hnlm_chunk_size=0"]) == 2
+    # a generator that cannot load: were chunk_size 0 accepted, the stage would stop there, not load SmolLM2
+    assert llm_main(["profiles", "--dataset", "ml-100k", "--split", "all", "--hnlm_chunk_size=0",
+                     f"--hnlm_generator={tmp_path / 'no-such-model'}"]) == 2
     assert "hnlm_chunk_size must be a positive integer, got 0" in capsys.readouterr().err
 
 

@@ -223,7 +223,7 @@ def test_options_a_stage_does_not_read_are_named(tmp_path, caplog, capsys):
             assert expected in caplog.text, (stage, option)
         else:
             assert "is ignored" not in caplog.text
-    # the teacher stage refuses --split all before any warning: with RecBole's split it warns first
+    # the teacher stage on RecBole's split (it refuses --split all)
     caplog.clear()
     main(["teacher", "--dataset", "empty", "--data_path", str(tmp_path), "--max_pairs", "5"])
     assert "--max_pairs is ignored: the teacher stage trains on every training pair" in caplog.text
