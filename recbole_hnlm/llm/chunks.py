@@ -143,8 +143,12 @@ class ChunkedRun:
             else:
                 why = "rows, emb or records missing"
             if not complete:
-                logger.warning("%s: unreadable chunk (%s); it is computed again", path, why)
-                os.remove(path)
+                folder = os.path.isdir(path) and not os.path.islink(path)  # a folder of that name (copied, unpacked)
+                logger.warning("%s: unreadable chunk (%s); it is computed again", path, "a folder" if folder else why)
+                if folder:
+                    shutil.rmtree(path)
+                else:
+                    os.remove(path)
 
     def _check_locked(self) -> None:
         if self._lock is None:

@@ -102,6 +102,19 @@ def test_a_chunk_that_cannot_be_opened_is_computed_again(tmp_path, caplog):
     assert f"{link}: unreadable chunk (FileNotFoundError" in caplog.text
 
 
+def test_a_folder_named_as_a_chunk_is_computed_again(tmp_path, caplog):
+    """A folder ``chunk_000000.safetensors`` in the work folder ended the run in an IsADirectoryError (os.remove)."""
+    work = str(tmp_path / "w")
+    folder = os.path.join(work, "chunk_000000.safetensors")
+    os.makedirs(os.path.join(folder, "inside"))
+    with ChunkedRun(work, {}, 4, 2) as run:
+        assert run.pending() == [0, 1] and not os.path.lexists(folder)
+        _save(run, 0)
+        _save(run, 1)
+        assert run.merge()[0].tolist() == [0, 1, 2, 3]
+    assert f"{folder}: unreadable chunk (a folder); it is computed again" in caplog.text
+
+
 def test_a_run_that_is_not_entered_cannot_save_a_chunk(tmp_path):
     run = ChunkedRun(str(tmp_path / "w"), {}, 2, 1)
     with pytest.raises(RuntimeError, match="context manager"):
