@@ -276,7 +276,11 @@ class HNLMRec(NegativeSampler):
         users = dataset.inter_feat[dataset.uid_field]
         coverage = self.pairs.pair_coverage(users, dataset.inter_feat[dataset.iid_field])
         covered = round(coverage * len(users))  # 2 pairs of 80,808 read "0.00%" alone
-        message = f"HNLMRec: {coverage:.2%} ({covered}) of the {len(users)} training pairs have an LLM negative"
+        distinct = int(torch.unique(users.long() * dataset.item_num + dataset.inter_feat[dataset.iid_field].long())
+                       .numel())
+        counted = (f"{len(users)} training pairs" if distinct == len(users) else  # repeated rows (rm_dup_inter unset)
+                   f"{len(users)} training interactions ({distinct} distinct pairs)")
+        message = f"HNLMRec: {coverage:.2%} ({covered}) of the {counted} have an LLM negative"
         other = self.store_dataset and self.store_dataset != dataset.dataset_name
         if coverage == 0:
             why = (f"{self.store_path} was built for dataset '{self.store_dataset}'" if other else

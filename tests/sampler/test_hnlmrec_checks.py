@@ -288,6 +288,16 @@ def test_a_store_of_another_dataset_name_whose_pairs_are_all_training_pairs_is_w
     assert "HNLMRec: 100.00% (4) of the 4 training pairs have an LLM negative" in caplog.text
 
 
+def test_coverage_of_repeated_interactions_names_interactions_and_distinct_pairs(tmp_path, caplog):
+    """With repeated rows (rm_dup_inter unset) the coverage counts interactions, and said "of the 5 training pairs"
+    where the subset check (hnlm_max_pairs) counts 4 distinct pairs."""
+    import logging
+
+    caplog.set_level(logging.INFO)
+    toy_sampler(tmp_path, dataset_pairs=PAIRS + [("u1", "a")])
+    assert "HNLMRec: 100.00% (5) of the 5 training interactions (4 distinct pairs) have an LLM negative" in caplog.text
+
+
 @pytest.mark.parametrize("show_progress,expected", [(False, False), (True, True)])
 def test_prepare_hands_show_progress_to_the_llm_stage(monkeypatch, show_progress, expected):
     import recbole_hnlm.llm as llm
