@@ -137,11 +137,13 @@ def train_teacher(config, train_data, path: str, model: Optional[str] = None, ep
     model, epochs = _teacher_choice(config, model, epochs)
     check_writable(path, "hnlm_teacher_path")
     loader_generator = getattr(train_data, "generator", None)  # RecBole's shuffling generator
-    states = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+    states = (random.getstate(), np.random.get_state(),
               loader_generator.get_state() if loader_generator is not None else None)
+    device = torch.device(config["device"] if "device" in config and config["device"] is not None else "cpu")
     work = work_folder(path)
-    try:
-        with exclusive_lock(lock_file(work), f"the teacher {path} (the run that holds it trains it)"), \
+    try:  # torch's streams: the CPU's, and the GPU's the teacher trains on, go on as before for the caller
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
+                exclusive_lock(lock_file(work), f"the teacher {path} (the run that holds it trains it)"), \
                 llm_threads(LLMConfig.from_config(config)):
             if os.path.exists(path) and not fresh:  # written by a run that held the lock before this one
                 logger.info("HNLMRec teacher: %s was written meanwhile and is reused", path)
@@ -173,9 +175,8 @@ def train_teacher(config, train_data, path: str, model: Optional[str] = None, ep
     finally:
         random.setstate(states[0])
         np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
         if loader_generator is not None:
-            loader_generator.set_state(states[3])
+            loader_generator.set_state(states[2])
     return path
 
 
