@@ -4,6 +4,7 @@ RecBole passes ``--epochs=abc`` or ``learning_rate: 1e-3x`` straight to the trai
 torch), runs ``--train_batch_size=-5`` forever, and ignores ``--epochz=3`` without a word. These checks turn each
 into one line that names the option.
 """
+import codecs
 import difflib
 import glob
 import math
@@ -127,6 +128,13 @@ def check_core_options(config) -> None:
         if isinstance(intervals, str) and not _intervals_ok(intervals):  # a list: values of a token field
             raise ConfigError(f"Option 'val_interval' = {val_interval!r}: {intervals!r} for field '{field}' is not an "
                               "interval such as \"[3,inf)\" (RecBole would warn and not filter by it).")
+    encoding = config["encoding"]
+    if encoding is not None:  # every atomic file is opened in it: an unknown name was a LookupError traceback
+        try:
+            codecs.lookup(encoding)
+        except (LookupError, TypeError):
+            raise ConfigError(f"Option 'encoding' must name a text encoding of Python's (e.g. utf-8, latin-1), got "
+                              f"{encoding!r}.") from None
     if config["rm_dup_inter"] not in (None, "first", "last", False):
         raise ConfigError(f"Option 'rm_dup_inter' must be first or last (keep that row of a duplicated pair), False "
                           f"(drop every duplicated pair) or None (keep duplicates), got {config['rm_dup_inter']!r}.")
