@@ -1,6 +1,7 @@
 """Checks of a dataset before and after RecBole loads it: atomic files present and well-formed, no RecBole pickle
 in the way, enough items for the cut-offs, non-empty evaluation splits. Each failure names the file or option;
 duplicate interactions, which RecBole keeps, are a warning."""
+import codecs
 import contextlib
 import csv
 import functools
@@ -367,8 +368,11 @@ def check_inter_header(path, config, warn_load_col=True, known=None):
 
 def encoding_error(path, encoding, error: UnicodeDecodeError) -> DataError:
     """The error for an atomic file that is not ``encoding`` text (RecBole's option), naming the first bad byte."""
+    remedy = ("save it as UTF-8, or pass --encoding=<its encoding> (e.g. latin-1)"
+              if codecs.lookup(encoding).name == "utf-8" else
+              f"pass --encoding=<its encoding> (e.g. utf-8), or save it as {encoding}")
     return DataError(f"{path} is not {encoding} text (byte {error.object[error.start:error.start + 1]!r}: "
-                     f"{error.reason}): save it as UTF-8, or pass --encoding=<its encoding> (e.g. latin-1).")
+                     f"{error.reason}): {remedy}.")
 
 
 #: Id fields of public datasets' atomic files (RecBole's converted Yelp, Amazon, Book-Crossing, Douban, LFM ...) that

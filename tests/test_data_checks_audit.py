@@ -67,6 +67,19 @@ def test_a_side_file_is_read_in_the_configured_encoding_and_the_error_names_the_
     assert f"{path} is not utf-8 text (byte {byte!r}: {reason}): save it as UTF-8" in str(error.value)
 
 
+def test_the_encoding_error_of_another_configured_encoding_does_not_tell_to_save_as_utf8(tmp_path):
+    """With --encoding=ascii, a UTF-8 file's error said "save it as UTF-8", which it already is; it now points at
+    the option first (its remedy), then at the configured encoding."""
+    path = tmp_path / "a.item"
+    path.write_bytes("item_id:token\ttitle:token_seq\ni1\tCaf\u00e9\n".encode("utf-8"))
+    with pytest.raises(DataError) as error:
+        check_records(str(path), encoding="ascii")
+    message = str(error.value)
+    assert "a.item is not ascii text (byte b'\\xc3': ordinal not in range(128)): pass --encoding=<its encoding> " \
+           "(e.g. utf-8), or save it as ascii." in message
+    assert "UTF-8" not in message
+
+
 def test_check_records_names_another_encoding_and_reads_the_given_one(tmp_path):
     """check_records turns a UnicodeDecodeError into the file's DataError, and reads ``encoding`` text."""
     path = tmp_path / "r.item"
