@@ -504,12 +504,13 @@ def _records(lines, separator, quoted=True):
 def _line_ends_checked(path, lines):
     """``lines`` (read with ``newline=""``, the header first), refusing a bare carriage return in a file whose lines
     end in ``\\n``: pandas (RecBole's reader and the LLM stage's) ends the row there, so a stray ``\\r`` in a title
-    made an extra row (a phantom item) and cut the title."""
-    bare, newline = None, False
+    made an extra row (a phantom item) and cut the title. A ``\\r`` that ends the file splits nothing: it passes."""
+    bare, newline, ends_in_r = None, False, None
     for line_no, line in enumerate(lines, 1):
-        if line.endswith("\r"):
-            bare = bare or line_no
-        elif line.endswith("\n"):
+        if ends_in_r:  # the previous line's \r has a line after it
+            bare = bare or ends_in_r
+        ends_in_r = line_no if line.endswith("\r") else None
+        if line.endswith("\n"):
             newline = True
         if bare and newline:
             raise DataError(f"{path}:{bare}: a carriage return (\\r) inside the line, which RecBole's reader (pandas) "

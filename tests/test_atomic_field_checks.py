@@ -107,6 +107,20 @@ def test_crlf_line_ends_are_line_ends_and_the_first_stray_carriage_return_is_nam
         check_records(str(item))
 
 
+def test_a_carriage_return_that_ends_the_file_passes(tmp_path):
+    """The last line's bare \\r splits nothing (pandas reads the same rows as without it), so it is no error (it was
+    refused as a carriage return inside the line); one with a line after it still is."""
+    import pandas as pd
+
+    item = tmp_path / "end.item"
+    item.write_bytes(b"item_id:token\ttitle:token_seq\ni1\tHeat\ni2\tFargo\r")
+    assert check_records(str(item))
+    assert pd.read_csv(item, sep="\t").values.tolist() == [["i1", "Heat"], ["i2", "Fargo"]]
+    item.write_bytes(b"item_id:token\ttitle:token_seq\ni1\tHeat\ni2\tFargo\rX\n")
+    with pytest.raises(DataError, match=r"end.item:3: a carriage return"):
+        check_records(str(item))
+
+
 # ---- bugs (these fail on 5eddce5 and pass with the prototype fix) ----
 
 def test_a_float_field_of_spaces_only_is_named_as_pandas_fails_on_it(tmp_path):
