@@ -81,7 +81,8 @@ def load_finetune_state(work_dir: str, identity: Dict, encoder, optimizer: torch
         return _start_afresh(work_dir, f"its state {path} cannot be read ({type(error).__name__}: {error})")
     if not isinstance(header, dict) or header.get("format") != _FORMAT:
         return _start_afresh(work_dir, f"{path} is not a fine-tuning state of this version")
-    wanted, saved = json.loads(json.dumps(identity)), header.get("identity") or {}  # tuples read back as lists
+    wanted, saved = json.loads(json.dumps(identity)), header.get("identity")  # tuples read back as lists
+    saved = saved if isinstance(saved, dict) else {}  # none (or not a mapping): every key differs
     changed = sorted(key for key in set(wanted) | set(saved) if wanted.get(key) != saved.get(key))
     if changed or header.get("num_batches") != num_batches:
         return _start_afresh(work_dir, f"it had other settings or data ({', '.join(changed) or 'num_batches'})")
@@ -93,7 +94,7 @@ def load_finetune_state(work_dir: str, identity: Dict, encoder, optimizer: torch
     if unlike is not None:  # the same settings, another model behind the generator's name
         return _start_afresh(work_dir, f"its weight {unlike} has shape {tuple(tensors['param.' + unlike].shape)}, "
                                        f"this model's {tuple(params[unlike].shape)}")
-    if not isinstance(header.get("next_batch"), int) or not isinstance(header.get("losses"), list) or \
+    if not _is_position(header.get("next_batch"), header.get("losses"), num_batches) or \
             not {"rng.torch", "rng.draw"} <= set(tensors):
         return _start_afresh(work_dir, f"{path} lacks its position or random streams")
     with torch.no_grad():
@@ -115,6 +116,15 @@ def load_finetune_state(work_dir: str, identity: Dict, encoder, optimizer: torch
     progress = FineTuneProgress(int(header["next_batch"]), [float(v) for v in header["losses"]])
     logger.info("fine-tuning: resuming from %s at batch %d/%d", path, progress.next_batch + 1, num_batches)
     return progress
+
+
+def _is_position(next_batch, losses, num_batches: int) -> bool:
+    """A batch index in ``[0, num_batches]`` and a list of losses (numbers; an edited state may hold anything)."""
+    def number(value):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    return (isinstance(next_batch, int) and not isinstance(next_batch, bool) and 0 <= next_batch <= num_batches
+            and isinstance(losses, list) and all(number(v) for v in losses))
 
 
 def _start_afresh(work_dir: str, why: str) -> None:

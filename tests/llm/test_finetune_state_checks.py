@@ -237,8 +237,18 @@ def _without(key):
     (lambda p: _rewrite(p, drop=["rng.draw"]), "lacks its position or random streams"),
     (lambda p: _rewrite(p, drop=["rng.torch"]), "lacks its position or random streams"),
     (lambda p: (os.remove(p), os.mkdir(p)), "cannot be read"),
+    # these crashed (AttributeError, ValueError) or trained the last batch first (next_batch -1)
+    (lambda p: _rewrite(p, change=lambda h: dict(h, identity=["teacher_hash"])),
+     "other settings or data (ft_lr, profile_prompts, shape, teacher_hash)"),
+    (lambda p: _rewrite(p, change=lambda h: dict(h, next_batch=-1)), "lacks its position or random streams"),
+    (lambda p: _rewrite(p, change=lambda h: dict(h, next_batch=8)), "lacks its position or random streams"),
+    (lambda p: _rewrite(p, change=lambda h: dict(h, next_batch=True)), "lacks its position or random streams"),
+    (lambda p: _rewrite(p, change=lambda h: dict(h, losses=[2.5, "x"])), "lacks its position or random streams"),
+    (lambda p: _rewrite(p, change=lambda h: dict(h, losses=[[2.5]])), "lacks its position or random streams"),
 ], ids=["metadata_not_json", "no_metadata", "other_format", "no_identity", "weight_missing", "weight_reshaped",
-        "no_next_batch", "next_batch_text", "losses_not_list", "no_draw_stream", "no_torch_stream", "a_folder"])
+        "no_next_batch", "next_batch_text", "losses_not_list", "no_draw_stream", "no_torch_stream", "a_folder",
+        "identity_a_list", "next_batch_negative", "next_batch_past_the_end", "next_batch_bool", "loss_text",
+        "loss_a_list"])
 def test_a_damaged_state_is_named_and_fine_tuned_afresh(encoder, tmp_path, caplog, damage, reason):
     """An edited or cut state is no crash: its reason is warned, nothing is put back and the folder goes."""
     optimizer = _stepped(encoder, steps=1)
