@@ -111,6 +111,12 @@ def finetuned_manifest(cfg: LLMConfig, text: DatasetText, pairs, generator_name:
                               profile_words=cfg.profile_words, compute=cfg.compute, **_profile_settings(cfg)))
 
 
+def _missing_user_text(cfg: LLMConfig) -> str:
+    """Why a user of the teacher has no prompt text (:meth:`PairTexts.user_text` gave None)."""
+    return "user text missing (profile failed)" if cfg.ft_user_text == "profile" else \
+        "user text missing (no training history)"
+
+
 @torch.inference_mode()
 def _embed_chunk(rows: range, pairs, encoder: HybridPromptEncoder, teacher: Teacher, texts, cfg: LLMConfig):
     lookup = {t: r for r, t in enumerate(teacher.user_tokens)}, {t: r for r, t in enumerate(teacher.item_tokens)}
@@ -124,7 +130,8 @@ def _embed_chunk(rows: range, pairs, encoder: HybridPromptEncoder, teacher: Teac
         for r in user_rows:
             if user not in lookup[0] or user_text is None or r not in good:
                 reason = ("user not in teacher" if user not in lookup[0] else
-                          "user text missing (profile failed)" if user_text is None else "item not in teacher")
+                          _missing_user_text(cfg) if user_text is None else
+                          "item not in teacher" if pairs[r][1] not in lookup[1] else "item text missing")
                 records.append(dict(row=r, user=user, item=pairs[r][1], ok=False, error=reason))
         if user_text is None or not good:
             continue

@@ -460,6 +460,23 @@ def test_the_store_dtype_enters_the_store_manifest(teacher, text):
     assert a != b and b["dtype"] == "float32"
 
 
+def test_a_user_without_history_is_a_failure_named_so_not_a_failed_profile(lm, data_root, teacher, tmp_path):
+    """With history prompts (the default) a user without training history has no text: recorded as "no training
+    history" (it read "profile failed", although no profile was asked for)."""
+    pairs = teacher.token_pairs()
+    gone = pairs[0][0]
+    text = DatasetText(data_root, "mini", [p for p in pairs if p[0] != gone])
+    cfg = LLMConfig.from_config({"hnlm_chunk_size": 64})
+    assert cfg.ft_user_text == "history"
+    store = str(tmp_path / "s.safetensors")
+    manifest = finetuned_manifest(cfg, text, pairs, "tiny@abc", teacher, "a" * 64)
+    embed_pairs(cfg, pairs, store, _encoder(lm).eval(), teacher, PairTexts(text, cfg), manifest, progress=False)
+    with open(store + ".failures.jsonl", encoding="utf-8") as handle:
+        failures = [json.loads(line) for line in handle]
+    assert [(r["user"], r["item"]) for r in failures] == [p for p in pairs if p[0] == gone]
+    assert {r["error"] for r in failures} == {"user text missing (no training history)"}
+
+
 def test_a_failed_user_profile_is_a_named_failure_and_warned_about(lm, teacher, text, tmp_path, caplog):
     cfg = LLMConfig.from_config({"hnlm_ft_user_text": "profile", "hnlm_chunk_size": 64})
     pairs = teacher.token_pairs()
