@@ -69,6 +69,10 @@ def read_config_files(file_list, loader=None):
         if not isinstance(content, dict):
             raise ConfigError(f"Config file '{path}' must hold 'key: value' lines, got a YAML "
                               f"{type(content).__name__}.")
+        bad_keys = [key for key in content if not isinstance(key, str)]
+        if bad_keys:  # ``1: 2`` was a TypeError in the misspelt-option hint
+            raise ConfigError(f"Config file '{path}' has a key that is not an option name: {bad_keys[0]!r} "
+                              "(keys are names such as epochs).")
         merged.update(content)
     return merged
 

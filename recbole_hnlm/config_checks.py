@@ -65,7 +65,8 @@ def check_core_options(config) -> None:
             if (value is not None or key in _NEVER_NONE) and not (is_kind(value) and ok(value)):
                 raise ConfigError(f"Option '{key}' must be {expected}, got {value!r}.")
     dataset = config["dataset"]
-    if not (isinstance(dataset, str) and dataset.strip() and dataset == dataset.strip()):
+    if not (isinstance(dataset, str) and dataset.strip() and dataset == dataset.strip() and "/" not in dataset
+            and dataset not in (".", "..")):  # "../x" was an Errno 2 about RecBole's log file
         raise ConfigError(f"Option 'dataset' must name a dataset, the folder <data_path>/<dataset>/ with its atomic "
                           f"files (e.g. --dataset=ml-100k), got {dataset!r}.")
     if config["eval_only"] is not True:  # evaluating a checkpoint selects no epoch: any topk and metrics will do
@@ -79,6 +80,23 @@ def check_core_options(config) -> None:
     if init_from is not None and not (isinstance(init_from, str) and init_from):
         raise ConfigError(f"Option 'init_from' must be the path of a checkpoint (.safetensors) file, got "
                           f"{init_from!r}.")
+    checkpoint_dir = config["checkpoint_dir"]
+    if not (isinstance(checkpoint_dir, str) and checkpoint_dir.strip()):  # --checkpoint_dir=5: a TypeError traceback
+        raise ConfigError(f"Option 'checkpoint_dir' must be the path of a folder (e.g. --checkpoint_dir=saved), got "
+                          f"{checkpoint_dir!r}.")
+    if os.path.lexists(checkpoint_dir) and not os.path.isdir(checkpoint_dir):  # the trainer's NotADirectoryError
+        raise ConfigError(f"Option 'checkpoint_dir': {checkpoint_dir} is not a folder (a file, device, pipe or broken "
+                          "link is there); give a folder, which is created when missing.")
+    learner = config["learner"]
+    if not (isinstance(learner, str) and learner.strip()):  # --learner=1.5: RecBole's trainer called .lower() on it
+        raise ConfigError(f"Option 'learner' must name an optimizer: adam, sgd, adagrad, rmsprop or sparse_adam, got "
+                          f"{learner!r}.")
+    threshold = config["threshold"]
+    if threshold is not None and not (isinstance(threshold, dict) and len(threshold) == 1
+                                      and all(isinstance(field, str) and is_number(value)
+                                              for field, value in threshold.items())):
+        raise ConfigError(f"Option 'threshold' must be one field and a number, e.g. \"--threshold={{'rating': 4}}\" "
+                          f"(RecBole's label >= that value), got {threshold!r}.")
     if not isinstance(config["flush_denormal"], bool):
         raise ConfigError(f"Option 'flush_denormal' must be True or False, got {config['flush_denormal']!r}.")
     if not isinstance(config["eval_only"], bool):

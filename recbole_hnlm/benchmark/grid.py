@@ -269,8 +269,9 @@ def warning_once():
 
 def check_out_folder(out):
     """Raise :class:`ConfigError` when ``--out`` names a file (a missing folder is created later)."""
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise ConfigError(f"--out {out}: a file is there; give a folder (it is created when missing)")
+    if os.path.lexists(out) and not os.path.isdir(out):  # lexists: a dangling link was tune's FileExistsError
+        raise ConfigError(f"--out {out}: a file is there (or a broken link); give a folder (it is created when "
+                          "missing)")
 
 
 def check_one_split_for_llm_artifacts(cells, config_dict=None, config_file_list=None):
