@@ -105,12 +105,20 @@ def error_path(out, cell):
 def load_result(path):
     """The stored result at ``path``, or ``None`` when it is missing or unreadable, including a JSON file that is not
     a finished run (:func:`~.runner.result_problem`): then the cell runs again."""
+    return _read_result(path)[0]
+
+
+def _read_result(path):
+    """``(result, None)``; ``(None, None)`` when ``path`` is missing; ``(None, why)`` when it cannot be read."""
+    if not os.path.lexists(path):
+        return None, None
     try:
         with open(path) as f:
             result = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return None if result_problem(result) else result
+    except (OSError, ValueError) as error:
+        return None, f"{type(error).__name__}: {error}"
+    problem = result_problem(result)
+    return (None, problem) if problem else (result, None)
 
 
 def _comparable(settings):
@@ -340,10 +348,11 @@ def _stored_row_results(out, pairs, skip=()):
     return found
 
 
-def pending_cells(out, dataset, cells, settings, cell_analyses=(), digests=None, fhn_pairs=None):
+def pending_cells(out, dataset, cells, settings, cell_analyses=(), digests=None, fhn_pairs=None, say_unreadable=True):
     """``(todo, finished)``: the cells of ``cells`` still to run, and ``{key: stored result}`` of the finished ones.
     Every stored result of the same (model, sampler) rows, other seeds and training ratios included, must have been
-    produced with these settings: a row of the table averages them.
+    produced with these settings: a row of the table averages them. A result file that cannot be read is warned about
+    (``say_unreadable``), and its cell is to run.
 
     Raises:
         SettingsMismatch: a stored cell was produced with another dataset or other settings (see :func:`_needs_run`).
@@ -351,7 +360,10 @@ def pending_cells(out, dataset, cells, settings, cell_analyses=(), digests=None,
     todo, finished = [], {}
     defaults_now = _DefaultsNow(dataset, settings)
     for cell in cells:
-        stored = load_result(result_path(out, cell))
+        stored, problem = _read_result(result_path(out, cell))
+        if problem and say_unreadable:  # a cut or edited file: said, as the report says it (it ran without a word)
+            logging.getLogger().warning(f"{result_path(out, cell)} is not a readable result ({problem}): cell "
+                                        f"{cell.key} runs again")
         if _needs_run(stored, dataset, settings, cell_analyses, digests, fhn_pairs, defaults_now):
             todo.append(cell)
         else:

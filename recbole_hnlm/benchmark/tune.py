@@ -328,7 +328,7 @@ def run_search(dataset, model, sampler, seeds, params_file, out, algo="exhaustiv
         settings = grid_settings(trial_dict, config_file_list)
         try:
             _, finished = pending_cells(os.path.join(out, folder), dataset, cells, settings, (),
-                                        source_digests(settings))
+                                        source_digests(settings), say_unreadable=False)  # said when it runs
         except SettingsMismatch as error:
             raise SettingsMismatch(f"{os.path.join(out, folder)}: {error}") from None
         summaries.append({"results": finished})

@@ -107,14 +107,19 @@ def test_grid_json_describes_the_cpu_when_a_config_file_turns_the_gpu_off(tmp_pa
 
 # --- stored results and what makes a cell finished ------------------------------------------------------------------
 
-def test_a_result_file_that_is_not_json_is_run_again(tmp_path):
+def test_a_result_file_that_is_not_json_is_run_again(tmp_path, caplog):
+    """... and said so (it was run again without a word, while the report names such a file)."""
     grid(tmp_path, ["RNS"], [1], FakeRunner())
     path = result_path(str(tmp_path), Cell("MF", "RNS", 1))
     with open(path, "w") as f:
         f.write("{cut short")
     assert load_result(path) is None
     runner = FakeRunner()
-    summary = grid(tmp_path, ["RNS"], [1], runner)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        summary = grid(tmp_path, ["RNS"], [1], runner)
+    assert f"{path} is not a readable result (JSONDecodeError: " in caplog.text
+    assert "cell MF-RNS-seed1 runs again" in caplog.text
     assert runner.calls == ["MF-RNS-seed1"] and summary["ran"] == ["MF-RNS-seed1"]
     assert load_result(path)["cell"] == "MF-RNS-seed1"
 

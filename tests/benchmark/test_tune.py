@@ -1,6 +1,7 @@
 """Hyper-parameter search: RecBole's params-file format, the trials drawn from it, and the resumable search that
 ranks them by validation (``recbole_hnlm.benchmark.search_space`` and ``.tune``)."""
 import json
+import logging
 import math
 import os
 
@@ -125,7 +126,7 @@ def search_args(ml_slice, tmp_path):
                              "load_col": {"inter": ["user_id", "item_id"]}})
 
 
-def test_search_ranks_trials_by_mean_validation_and_resumes(search_args):
+def test_search_ranks_trials_by_mean_validation_and_resumes(search_args, caplog):
     search = run_search(**search_args)
     out = search_args["out"]
     with open(os.path.join(out, "search.json")) as f:
@@ -162,6 +163,14 @@ def test_search_ranks_trials_by_mean_validation_and_resumes(search_args):
     assert os.stat(run_file).st_mtime_ns == written
     with pytest.raises(SettingsMismatch, match="another --out"):
         run_search(**{**search_args, "config_dict": {**search_args["config_dict"], "epochs": 3}})
+    with open(run_file, "w") as f:  # a cut result: its cell runs again, said once (not also by the trial checks)
+        f.write("{cut")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert run_search(**search_args)["trials"][0]["values"] == search["trials"][0]["values"]
+    assert caplog.text.count(f"{run_file} is not a readable result (JSONDecodeError") == 1
+    with open(run_file) as f:
+        assert json.load(f)["cell"] == "MF-RNS-seed1"
 
 
 def test_every_trial_is_checked_before_the_first_one_runs(search_args, tmp_path):
