@@ -206,6 +206,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         seen = None if args.keep_seen else SeenItems(dataset)
         lines = write_recommendations(target, model, dataset, user_ids, args.k, seen, batch_size=args.batch_size,
                                       progress=config["show_progress"])
+    except BrokenPipeError:  # `--out - | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error as Python exits
+        return 0
     except (ConfigError, DataError, OSError) as error:  # OSError: FileNotFoundError (dataset, users file, --out)
         from recbole_hnlm.errors import WriteError
 

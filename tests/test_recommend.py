@@ -317,3 +317,18 @@ def test_a_full_disk_is_one_line_naming_the_output_with_exit_status_1(checkpoint
     assert code == 1
     assert f"error: {out}: cannot be written (File too large)" in capsys.readouterr().err
     assert out.read_text() == "the earlier list\n" and sorted(p.name for p in tmp_path.iterdir()) == ["recs.tsv", "run"]
+
+
+def test_standard_output_into_a_reader_that_stops_early_ends_quietly(checkpoint, tmp_path):
+    """``--out - | head -1``: the closed pipe ended in "error: [Errno 32] Broken pipe" and exit status 2 (bad input);
+    the reader had what it wanted, as with ``llm keys | head``."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "recbole_hnlm.recommend", "--checkpoint", checkpoint, "--out",
+                                "-", "--k", "50"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    assert process.stdout.readline().decode() == "user_id\trank\titem_id\tscore\n"
+    process.stdout.close()  # more than a pipe's buffer is still to come
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=300) == 0, err
+    assert "Broken pipe" not in err and "Traceback" not in err and "error:" not in err
