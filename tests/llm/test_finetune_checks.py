@@ -47,12 +47,17 @@ class RandomMix(HalfOfThePositive):
         return alpha * self.item[pos_ids] + (1 - alpha) * self.item[torch.randint(1, self.item.shape[0], pos_ids.shape)]
 
 
+def exported_teacher(cf_class, dataset_and_train, tmp_path_factory):
+    """The teacher file of a stand-in CF model ``cf_class`` over a dataset's training split, loaded."""
+    dataset, train = dataset_and_train
+    path = str(tmp_path_factory.mktemp("teacher") / "mini.hnlm-teacher.safetensors")
+    export_teacher(cf_class(dataset.user_num, dataset.item_num), dataset, train, path)
+    return Teacher.load(path)
+
+
 @pytest.fixture(scope="module")
 def teacher(mini_recbole, tmp_path_factory):
-    dataset, train = mini_recbole
-    path = str(tmp_path_factory.mktemp("teacher") / "mini.hnlm-teacher.safetensors")
-    export_teacher(RandomMix(dataset.user_num, dataset.item_num), dataset, train, path)
-    return Teacher.load(path)
+    return exported_teacher(RandomMix, mini_recbole, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,9 @@ from recbole_hnlm.llm.hybrid_encoder import HYBRID_TEMPLATE, SETTINGS_FILE, Hybr
 from recbole_hnlm.llm.models import load_causal_lm
 from recbole_hnlm.llm.prompts import PromptTemplate
 from recbole_hnlm.llm.store import PairEmbeddingStore
-from recbole_hnlm.llm.teacher import Teacher, export_teacher
+import test_finetune_checks
 import test_llm_finetune
+from test_finetune_checks import exported_teacher
 from test_llm_finetune import StandInCF
 
 mini_recbole = test_llm_finetune.mini_recbole  # the dataset fixture, shared
@@ -33,15 +34,10 @@ mini_recbole = test_llm_finetune.mini_recbole  # the dataset fixture, shared
 
 @pytest.fixture(scope="module")
 def teacher(mini_recbole, tmp_path_factory):
-    dataset, train = mini_recbole
-    path = str(tmp_path_factory.mktemp("teacher") / "mini.hnlm-teacher.safetensors")
-    export_teacher(StandInCF(dataset.user_num, dataset.item_num), dataset, train, path)
-    return Teacher.load(path)
+    return exported_teacher(StandInCF, mini_recbole, tmp_path_factory)
 
 
-@pytest.fixture(scope="module")
-def text(data_root, teacher):
-    return DatasetText(data_root, "mini", teacher.token_pairs())
+text = test_finetune_checks.text  # the prompt texts of this module's teacher's pairs, shared
 
 
 @pytest.fixture(scope="module")
