@@ -281,7 +281,10 @@ def _id_vector(ids, name: str) -> Tensor:
 
 
 def nonnegative_int(n, name: str) -> int:
-    """``n`` as a Python int >= 0 (an integer scalar tensor is taken); errors name the argument ``name``."""
+    """``n`` as a Python int >= 0 (an integer scalar tensor is taken, a bool is not: ``True`` layers is a slip);
+    errors name the argument ``name``."""
+    if isinstance(n, bool) or (isinstance(n, torch.Tensor) and n.dtype == torch.bool):
+        raise TypeError(f"{name} must be an integer, got {n!r}")
     try:
         n = operator.index(n)
     except TypeError:
