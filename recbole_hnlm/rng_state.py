@@ -63,3 +63,10 @@ def restore_rng_state(tensors, meta, generators=None):
         if f"generator.{name}" not in tensors:
             raise ValueError(f"the random state has no generator {name!r} (it holds {meta.get('generators')})")
         generator.set_state(tensors[f"generator.{name}"])
+
+
+def torch_streams_forked(device):
+    """``torch.random.fork_rng`` over the CPU's stream and, on a CUDA ``device``, that device's: draws made inside
+    leave the caller's streams where they were."""
+    device = torch.device(device)
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])

@@ -26,12 +26,12 @@ def get_model(model_name, options=RUN_SCRIPT_OPTIONS):
             module = importlib.import_module(f"recbole_hnlm.model.{name.lower()}")
             return getattr(module, name)
     module_name = f"recbole.model.general_recommender.{str(model_name).lower()}"
-    if str(model_name).startswith("_"):  # "__init__" would import the package's __init__.py again, as a module
-        module_name = ""
-    try:  # a dotted name ("foo.bar", ".x") looks for a parent package that is not there
-        spec = importlib.util.find_spec(module_name) if module_name else None
-    except (ImportError, ValueError):
-        spec = None
+    spec = None
+    if not str(model_name).startswith("_"):  # "__init__" would import the package's __init__.py again, as a module
+        try:  # a dotted name ("foo.bar", ".x") looks for a parent package that is not there
+            spec = importlib.util.find_spec(module_name)
+        except (ImportError, ValueError):
+            pass
     if spec is not None:
         module = importlib.import_module(module_name)
         for name in dir(module):

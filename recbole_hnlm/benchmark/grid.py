@@ -360,10 +360,10 @@ def pending_cells(out, dataset, cells, settings, cell_analyses=(), digests=None,
     todo, finished = [], {}
     defaults_now = _DefaultsNow(dataset, settings)
     for cell in cells:
-        stored, problem = _read_result(result_path(out, cell))
+        path = result_path(out, cell)
+        stored, problem = _read_result(path)
         if problem and say_unreadable:  # a cut or edited file: said, as the report says it (it ran without a word)
-            logging.getLogger().warning(f"{result_path(out, cell)} is not a readable result ({problem}): cell "
-                                        f"{cell.key} runs again")
+            logging.getLogger().warning(f"{path} is not a readable result ({problem}): cell {cell.key} runs again")
         if _needs_run(stored, dataset, settings, cell_analyses, digests, fhn_pairs, defaults_now):
             todo.append(cell)
         else:

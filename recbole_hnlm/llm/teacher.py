@@ -21,6 +21,7 @@ import torch
 
 from recbole_hnlm.errors import ConfigError, DataError
 from recbole_hnlm.files import atomic_path, file_sha256, is_safetensors_file
+from recbole_hnlm.rng_state import torch_streams_forked
 
 from .paths import artifact_dir
 from .recbole_pairs import recbole_dataset
@@ -71,7 +72,7 @@ def export_teacher(model, dataset, train_data_pairs, path: str, batch_size: int 
     device = user_all.device
     negs = []
     # the caller's streams go on as before: the CPU's, and the GPU's the negatives are drawn on
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with torch_streams_forked(device):
         torch.manual_seed(seed)
         for start in range(0, users.numel(), batch_size):
             u = users[start:start + batch_size].to(device)

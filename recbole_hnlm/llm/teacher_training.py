@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from recbole_hnlm.files import check_writable, discard_stale_work, exclusive_lock, lock_file, work_folder
+from recbole_hnlm.rng_state import torch_streams_forked
 from .config import LLMConfig
 from .pipeline import llm_threads
 from .teacher import check_replaceable_teacher, export_teacher, training_settings
@@ -139,10 +140,10 @@ def train_teacher(config, train_data, path: str, model: Optional[str] = None, ep
     loader_generator = getattr(train_data, "generator", None)  # RecBole's shuffling generator
     states = (random.getstate(), np.random.get_state(),
               loader_generator.get_state() if loader_generator is not None else None)
-    device = torch.device(config["device"] if "device" in config and config["device"] is not None else "cpu")
+    device = config["device"] if "device" in config and config["device"] is not None else "cpu"
     work = work_folder(path)
     try:  # torch's streams: the CPU's, and the GPU's the teacher trains on, go on as before for the caller
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
+        with torch_streams_forked(device), \
                 exclusive_lock(lock_file(work), f"the teacher {path} (the run that holds it trains it)"), \
                 llm_threads(LLMConfig.from_config(config)):
             if os.path.exists(path) and not fresh:  # written by a run that held the lock before this one

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from . import _ext
 from .gather import gather_rows
-from .reference import _compute_dtype, candidate_scores_reference, mixgcf_mix_reference, select_candidates_reference
+from .reference import candidate_scores_reference, compute_dtype, mixgcf_mix_reference, select_candidates_reference
 
 __all__ = ["mixgcf_mix", "candidate_scores", "select_candidates"]
 
@@ -158,7 +158,7 @@ def _check_same_dtype(x: Tensor, x_name: str, y: Tensor, y_name: str) -> None:
 def _check_alpha(alpha: Tensor, stack_dtype: torch.dtype) -> None:
     """MixGCF's argmax identity needs :math:`1 - \\alpha > 0` (the kernels check while reading ``alpha``), for
     ``alpha`` in the precision it is mixed in: a float64 ``1 - 1e-9`` is 1 in float32."""
-    alpha = alpha.to(_compute_dtype(stack_dtype))
+    alpha = alpha.to(compute_dtype(stack_dtype))
     if alpha.numel() and not bool(((alpha >= 0) & (alpha < 1)).all()):
         raise ValueError("alpha must lie in [0, 1) (torch.rand), as MixGCF's positive mixing requires")
 

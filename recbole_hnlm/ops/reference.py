@@ -24,18 +24,20 @@ __all__ = [
     "mixgcf_mix_official",
     "candidate_scores_reference",
     "select_candidates_reference",
+    "compute_dtype",
 ]
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The precision inputs of ``dtype`` are summed and scored in: float32 for 16-bit inputs, else their own."""
     return torch.float32 if dtype in _LOW_PRECISION else dtype
 
 
 def spmm_reference(graph: CSRGraph, x: Tensor) -> Tensor:
     """``A_hat @ x`` with ``torch.sparse.mm`` (differentiable w.r.t. ``x``). Shapes: ``[N, d] -> [N, d]``."""
-    compute = _compute_dtype(x.dtype)
+    compute = compute_dtype(x.dtype)
     out = torch.sparse.mm(graph.to_sparse_csr(compute), x.to(compute))
     return out.to(x.dtype)
 
@@ -76,7 +78,7 @@ def lightgcn_propagate_reference(
         return lightgcn_propagate_reference(graph, ego.to(layers_dtype), num_layers, return_layers=True)
     if num_layers < 0:
         raise ValueError(f"num_layers must be >= 0, got {num_layers}")
-    compute = _compute_dtype(ego.dtype)
+    compute = compute_dtype(ego.dtype)
     adj = graph.to_sparse_csr(compute)
     layers = [ego.to(compute)]
     for _ in range(num_layers):
@@ -107,7 +109,7 @@ def mixgcf_mix_reference(
     ``pos_layers`` and ``item_layers`` only.
     """
     B, L, _ = pos_layers.shape
-    compute = _compute_dtype(pos_layers.dtype)
+    compute = compute_dtype(pos_layers.dtype)
     with torch.no_grad():
         q = _layer_queries(query.detach(), L).to(compute)
         scores = torch.stack(
@@ -150,7 +152,7 @@ def mixgcf_mix_official(
 
 def candidate_scores_reference(user: Tensor, items: Tensor, candidates: Tensor) -> Tensor:
     """``<user_b, items[C_bm]>`` without gradient. Shapes: ``[B, d], [I, d], [B, M] -> [B, M]``."""
-    compute = _compute_dtype(user.dtype)
+    compute = compute_dtype(user.dtype)
     with torch.no_grad():
         gathered = items.detach()[candidates].to(compute)  # [B, M, d]
         return torch.bmm(gathered, user.detach().to(compute)[:, :, None])[..., 0].to(user.dtype)
@@ -166,7 +168,7 @@ def select_candidates_reference(
     whose target is inf or NaN has ``|s - t|`` inf/NaN everywhere and therefore selects position 0.
     Shapes: ``[B, d], [I, d], [B, M], [B]`` -> ``[B]`` int64.
     """
-    compute = _compute_dtype(user.dtype)
+    compute = compute_dtype(user.dtype)
     with torch.no_grad():
         gathered = items.detach()[candidates].to(compute)
         scores = torch.bmm(gathered, user.detach().to(compute)[:, :, None])[..., 0]  # [B, M]

@@ -12,6 +12,7 @@ import torch
 
 from recbole_hnlm.config_checks import is_number
 from recbole_hnlm.ops import select_candidates
+from recbole_hnlm.ops.reference import compute_dtype
 from recbole_hnlm.sampler.base import NegativeSampler, Negatives, SamplingContext, gather_items, require
 
 
@@ -67,8 +68,7 @@ class AHNS(NegativeSampler):
         """``[B]`` target score :math:`\\beta (s^+ + \\alpha)^{p+1}`, in the precision the candidates are scored in
         (float64 for a float64 model, else float32)."""
         user, pos = ctx.emb.user[ctx.user], ctx.emb.item[ctx.pos]
-        dtype = torch.float64 if user.dtype == torch.float64 else torch.float32
-        base = (user * pos).sum(-1, dtype=dtype) + self.alpha
+        base = (user * pos).sum(-1, dtype=compute_dtype(user.dtype)) + self.alpha
         target = self.beta * base.pow(self.p + 1)
         if self.training:  # an epoch's counts: not those of an eval-mode model's probes (fhn analysis)
             self.nonpositive_base += int((base <= 0).sum())

@@ -36,6 +36,12 @@ def parameter_fingerprint(manifest, config) -> str:
     return hashlib.sha256(json.dumps([identity, settings], sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _distinct_pairs(dataset) -> int:
+    """Distinct (user, item) pairs among the dataset's interactions (fewer than its rows when rows repeat)."""
+    users, items = dataset.inter_feat[dataset.uid_field].long(), dataset.inter_feat[dataset.iid_field].long()
+    return int(torch.unique(users * dataset.item_num + items).numel())
+
+
 class HNLMRec(NegativeSampler):
     r"""Semantic alignment of precomputed LLM hard negatives (paper §3.1 "semantic alignment", §4.3).
 
@@ -220,9 +226,7 @@ class HNLMRec(NegativeSampler):
         max_pairs = int((config["hnlm_max_pairs"] if "hnlm_max_pairs" in config else 0) or 0)
         if max_pairs <= 0 or (config["hnlm_missing"] if "hnlm_missing" in config else "error") != "error":
             return
-        dataset = train_data._dataset
-        users = dataset.inter_feat[dataset.uid_field].long()
-        pairs = int(torch.unique(users * dataset.item_num + dataset.inter_feat[dataset.iid_field].long()).numel())
+        pairs = _distinct_pairs(train_data._dataset)
         if max_pairs < pairs:
             raise ConfigError(
                 f"hnlm_max_pairs={max_pairs} gives at most {max_pairs} of the {pairs} training pairs an LLM "
@@ -276,8 +280,7 @@ class HNLMRec(NegativeSampler):
         users = dataset.inter_feat[dataset.uid_field]
         coverage = self.pairs.pair_coverage(users, dataset.inter_feat[dataset.iid_field])
         covered = round(coverage * len(users))  # 2 pairs of 80,808 read "0.00%" alone
-        distinct = int(torch.unique(users.long() * dataset.item_num + dataset.inter_feat[dataset.iid_field].long())
-                       .numel())
+        distinct = _distinct_pairs(dataset)
         counted = (f"{len(users)} training pairs" if distinct == len(users) else  # repeated rows (rm_dup_inter unset)
                    f"{len(users)} training interactions ({distinct} distinct pairs)")
         message = f"HNLMRec: {coverage:.2%} ({covered}) of the {counted} have an LLM negative"
