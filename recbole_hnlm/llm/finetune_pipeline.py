@@ -140,8 +140,7 @@ def _embed_chunk(rows: range, pairs, encoder: HybridPromptEncoder, teacher: Teac
                                   [texts.item_text(pairs[r][1]) for r in good], teacher.item_emb[item_rows]))
         ok_rows.extend(good)
         records.extend(dict(row=r, user=user, item=pairs[r][1], ok=True, error=None) for r in good)
-    emb = (encoder.embed(groups, cfg.embed_batch_size, cfg.embed_tokens).cpu() if groups
-           else torch.zeros(0, encoder.hidden))
+    emb = encoder.embed(groups, cfg.embed_batch_size, cfg.embed_tokens).cpu()  # [0, H] without groups
     return torch.tensor(ok_rows, dtype=torch.int64), emb, records
 
 
