@@ -3,6 +3,7 @@ in the way, enough items for the cut-offs, non-empty evaluation splits. Each fai
 duplicate interactions, which RecBole keeps, are a warning."""
 import codecs
 import contextlib
+import copy
 import csv
 import functools
 import glob
@@ -51,9 +52,72 @@ def atomic_files_read(config) -> list:
     return paths
 
 
+#: The file checks already passed inside :func:`checks_remembered`: ``(settings read, files' stats)`` pairs.
+_passed_file_checks = None
+
+
+@contextlib.contextmanager
+def checks_remembered():
+    """Within this block, :func:`check_dataset_files` reads a dataset's files once per distinct set of the settings
+    the checks read (and per state of the files): a grid or search checks many cells that differ only in settings
+    the file checks never read (a learning rate, a seed), and each check reads the whole ``.inter`` file (seconds at
+    Yelp2018 size). A check that passed is not repeated, and so neither are its warnings."""
+    global _passed_file_checks
+    outer, _passed_file_checks = _passed_file_checks, ([] if _passed_file_checks is None else _passed_file_checks)
+    try:
+        yield
+    finally:
+        _passed_file_checks = outer
+
+
+class _SettingsRead:
+    """A config that records each setting read through it (by ``[]`` or ``in``), the key of a passed check."""
+
+    def __init__(self, config):
+        self._config, self.read = config, {}
+
+    def __getitem__(self, key):
+        value = self._config[key]
+        self.read.setdefault(("value", key), copy.deepcopy(value))
+        return value
+
+    def __contains__(self, key):
+        found = key in self._config
+        self.read.setdefault(("in", key), found)
+        return found
+
+
+def _settings_equal(config, read) -> bool:
+    return all((key in config if how == "in" else config[key]) == value for (how, key), value in read.items())
+
+
+def _files_state(config):
+    """Size and modification time of the atomic files of ``config``'s dataset folder (``None`` when it is not a
+    folder): a file edited between two checks is read again."""
+    folder = config["data_path"]
+    try:
+        with os.scandir(folder) as entries:
+            return sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries if e.is_file())
+    except OSError:
+        return None
+
+
 def check_dataset_files(config):
     """Fail fast, naming the paths searched, when a dataset's atomic files are missing (RecBole would otherwise
-    try to download it)."""
+    try to download it). Inside :func:`checks_remembered` a check that passed with the same settings read and the
+    same files is not repeated."""
+    if _passed_file_checks is None:
+        _check_dataset_files(config)
+    else:
+        state = _files_state(config)
+        if not any(files == state and _settings_equal(config, read) for read, files in _passed_file_checks):
+            recorder = _SettingsRead(config)
+            _check_dataset_files(recorder)
+            _passed_file_checks.append((recorder.read, state))
+    check_no_recbole_pickles(config)  # cheap, and each cell has its own checkpoint folder
+
+
+def _check_dataset_files(config):
     dataset = config["dataset"]
     paths = _inter_files(config)
     for path in paths:
@@ -90,7 +154,6 @@ def check_dataset_files(config):
                for k, path in enumerate(paths)]
     _check_parts_agree(paths, headers, _loaded_columns(config), _unloaded_columns(config, "inter"))
     warn_unapplied_options(config)
-    check_no_recbole_pickles(config)
 
 
 #: RecBole's interaction filters and the values that filter nothing (its defaults).
@@ -420,8 +483,9 @@ def _parse_header(path, header, separator, example):
     for column in header.split(separator):
         name, colon, kind = column.partition(":")
         if not colon or kind not in _ATOMIC_TYPES:
-            hint = (" Fields must be separated by field_separator (a tab by default)."
-                    if any(sep in header for sep in (",", ";", " ")) and separator not in header else "")
+            used = [sep for sep in ("\t", ",", ";", "|", " ") if sep in header.strip()]
+            hint = (f" Fields must be separated by field_separator ({separator!r} here, a tab by default); this "
+                    f"header holds {used[0]!r}." if used and separator not in header else "")
             raise DataError(f"{path}: header field {column!r} is not 'name:type' with a type in {_ATOMIC_TYPES}."
                             f"{hint} Example header: {example!r}.")
         if name in fields:

@@ -42,6 +42,7 @@ from tqdm import tqdm
 from recbole_hnlm.benchmark.runner import CELL_ANALYSES, Cell, check_cell, environment, result_problem, run_cell
 from recbole_hnlm.config import read_config_files
 from recbole_hnlm.config_checks import foreign_option_messages, run_never_reads
+from recbole_hnlm.data_checks import checks_remembered
 from recbole_hnlm.errors import ConcurrentWriterError, ConfigError, WriteError
 from recbole_hnlm.files import (exclusive_lock, file_sha256, unguarded_write_failure, write_json_atomic,
                                 write_text_atomic)
@@ -443,11 +444,12 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
             first_of_pair.setdefault((cell.model, cell.sampler, cell.train_ratio < 1.0), cell)
         warn_once = warning_once()  # the pairs share their settings, hence their warnings
         unread = None  # options of other backbones or samplers that no cell to run reads
-        for cell in first_of_pair.values():
-            foreign = cell_checker(cell, dataset, out, config_dict=dict(config_dict or {}),
-                                   config_file_list=config_file_list, analyses=cell_analyses, warn=warn_once)
-            foreign = dict(foreign or ())
-            unread = foreign if unread is None else {key: unread[key] for key in unread if key in foreign}
+        with checks_remembered():  # the pairs read the same files
+            for cell in first_of_pair.values():
+                foreign = cell_checker(cell, dataset, out, config_dict=dict(config_dict or {}),
+                                       config_file_list=config_file_list, analyses=cell_analyses, warn=warn_once)
+                foreign = dict(foreign or ())
+                unread = foreign if unread is None else {key: unread[key] for key in unread if key in foreign}
         pairs = sorted({(model, sampler) for model, sampler, _ in first_of_pair})
         never_read_by = (run_never_reads(*pairs[0]) if len(pairs) == 1 else
                          f"none of this grid's {len(pairs)} model-sampler pairs to run reads")

@@ -43,6 +43,7 @@ from recbole_hnlm.benchmark.report import METRIC_NAMES
 from recbole_hnlm.benchmark.runner import METRICS, Cell, check_cell, run_cell
 from recbole_hnlm.benchmark.search_space import ALGORITHMS, make_trials, read_params_file, trial_key
 from recbole_hnlm.config_checks import foreign_option_messages, run_never_reads
+from recbole_hnlm.data_checks import checks_remembered
 from recbole_hnlm.errors import ConfigError, WriteError
 from recbole_hnlm.files import write_json_atomic, write_text_atomic
 
@@ -53,6 +54,8 @@ TUNE_OPTIONS = {"model": "--model ", "sampler": "--sampler "}
 #: Settings each trial's cells set themselves, and the option that sets them.
 TRIAL_KEYS = {"model": "--model", "sampler": "--sampler", "seed": "--seeds", "checkpoint_dir": "--out",
               "dataset": "--dataset"}
+#: A search of at least this many trials shows a bar while it checks them (about 0.05 s each) before the first runs.
+CHECK_BAR_TRIALS = 20
 #: Settings a search must not vary, and why: the trials are ranked on one validation split and one metric.
 FIXED_KEYS = {
     "valid_metric": "the trials are ranked by one validation metric",
@@ -299,9 +302,10 @@ def run_search(dataset, model, sampler, seeds, params_file, out, algo="exhaustiv
     _check_params(params, config_dict, sampler)
     trials = make_trials(params, algo, max_evals, search_seed)
     folders = [os.path.join("trials", trial_key(t)) for t in trials]
+    first_with = {}  # folder -> its first trial
     for index, folder in enumerate(folders):
-        if folder in folders[:index]:
-            first = trials[folders.index(folder)]
+        first = first_with.setdefault(folder, trials[index])
+        if first is not trials[index]:
             raise ConfigError(f"{params_file}: the trials {_values(first)} and {_values(trials[index])} print the same "
                               f"(folder {folder}): give values that differ as text")
     warn_once = warning_once()
@@ -319,31 +323,35 @@ def run_search(dataset, model, sampler, seeds, params_file, out, algo="exhaustiv
     where = {p.name: p.where for p in params}
     never_read = {}  # searched key -> (its owners, the trials that never read it)
     file_settings = read_config_files(config_file_list)  # under config_dict and trial
-    for trial, folder in zip(trials, folders):  # every trial is checked before the first one trains
-        trial_dict = {**config_dict, **trial}
-        eval_step = {**file_settings, **trial_dict}.get("eval_step")
-        if isinstance(eval_step, int) and eval_step <= 0:
-            raise ConfigError((f"{where['eval_step']}: " if "eval_step" in trial else "") + f"eval_step={eval_step} "
-                              "never validates, and a search ranks its trials on validation: give eval_step >= 1")
-        settings = grid_settings(trial_dict, config_file_list)
-        try:
-            _, finished = pending_cells(os.path.join(out, folder), dataset, cells, settings, (),
-                                        source_digests(settings), say_unreadable=False)  # said when it runs
-        except SettingsMismatch as error:
-            raise SettingsMismatch(f"{os.path.join(out, folder)}: {error}") from None
-        summaries.append({"results": finished})
-        if cell_checker is not None:
+    checking = tqdm(list(zip(trials, folders)), desc="checking trials", unit="trial", leave=False,
+                    disable=not progress or len(trials) < CHECK_BAR_TRIALS, dynamic_ncols=True)
+    with checks_remembered(), checking:  # the trials read the same dataset files
+        for trial, folder in checking:  # every trial is checked before the first one trains
+            trial_dict = {**config_dict, **trial}
+            eval_step = {**file_settings, **trial_dict}.get("eval_step")
+            if isinstance(eval_step, int) and eval_step <= 0:
+                raise ConfigError((f"{where['eval_step']}: " if "eval_step" in trial else "")
+                                  + f"eval_step={eval_step} never validates, and a search ranks its trials on "
+                                  "validation: give eval_step >= 1")
+            settings = grid_settings(trial_dict, config_file_list)
             try:
-                foreign = cell_checker(cells[0], dataset, os.path.join(out, folder), config_dict=trial_dict,
-                                       config_file_list=config_file_list, warn=warn_once, options=TUNE_OPTIONS)
-            except ConfigError as error:
-                raise ConfigError(f"trial {_values(trial)}: {error}") from None
-            for key, owners in foreign or []:
-                if key in trial:
-                    never_read.setdefault(key, (owners, []))[1].append(trial)
-            for message in foreign_option_messages([f for f in foreign or [] if f[0] not in trial],
-                                                   run_never_reads(model, sampler)):
-                warn_once(message)  # a shared option of another backbone or sampler
+                _, finished = pending_cells(os.path.join(out, folder), dataset, cells, settings, (),
+                                            source_digests(settings), say_unreadable=False)  # said when it runs
+            except SettingsMismatch as error:
+                raise SettingsMismatch(f"{os.path.join(out, folder)}: {error}") from None
+            summaries.append({"results": finished})
+            if cell_checker is not None:
+                try:
+                    foreign = cell_checker(cells[0], dataset, os.path.join(out, folder), config_dict=trial_dict,
+                                           config_file_list=config_file_list, warn=warn_once, options=TUNE_OPTIONS)
+                except ConfigError as error:
+                    raise ConfigError(f"trial {_values(trial)}: {error}") from None
+                for key, owners in foreign or []:
+                    if key in trial:
+                        never_read.setdefault(key, (owners, []))[1].append(trial)
+                for message in foreign_option_messages([f for f in foreign or [] if f[0] not in trial],
+                                                       run_never_reads(model, sampler)):
+                    warn_once(message)  # a shared option of another backbone or sampler
     for key, (owners, unread) in never_read.items():
         if len(unread) == len(trials):  # its values would repeat one run
             raise ConfigError(f"{where[key]}: '{key}' is an option of {owners}, which "
