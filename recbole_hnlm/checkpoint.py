@@ -5,12 +5,14 @@ trainer's progress (epoch, step, best validation score) and, for the state that 
 (:mod:`recbole_hnlm.rng_state`). Loading never unpickles anything, so a checkpoint received
 from someone else is safe to open. Writes go to a temporary file that is renamed into place.
 """
+import hashlib
 import json
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from recbole_hnlm.errors import DataError
 from recbole_hnlm.files import atomic_path
 
 FORMAT = "recbole_hnlm/checkpoint/v1"
@@ -63,8 +65,33 @@ def save_checkpoint(path, model, optimizer=None, trainer_state=None, rng_state=N
         rng_tensors, meta["rng"] = rng_state
         tensors.update({f"rng.{name}": value for name, value in rng_tensors.items()})
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    meta["sha256"] = {name: _tensor_sha256(value) for name, value in tensors.items()}
     with atomic_path(path) as tmp:  # created with the umask's mode (mkstemp's would be 0600)
         save_file(tensors, tmp, metadata={"recbole_hnlm": json.dumps(meta)})
+
+
+def _tensor_sha256(tensor) -> str:
+    """sha256 of a CPU tensor's dtype, shape and bytes: a byte changed on disk after the write is found on reading
+    (safetensors checks the layout of a file, not its values)."""
+    digest = hashlib.sha256(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+    digest.update(tensor.contiguous().reshape(-1).view(torch.uint8).numpy() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def _check_sums(path, meta, tensors):
+    """The loaded ``tensors`` against the checksums written with them (files written before they were stored have
+    none and are taken as they are)."""
+    sums = meta.get("sha256")
+    if sums is None:
+        return
+    if not isinstance(sums, dict):
+        raise DataError(f"{path}: damaged checkpoint metadata: 'sha256' is not a mapping (the file was edited or "
+                        "damaged)")
+    for name, tensor in tensors.items():
+        if sums.get(name) != _tensor_sha256(tensor.cpu()):
+            raise DataError(f"{path}: tensor {name!r} does not match the checksum written with it: the file was "
+                            "damaged after it was written (a disk or copy error, or an edit). Use another copy or "
+                            "checkpoint, or train again.")
 
 
 def _checked_meta(path, header):
@@ -116,7 +143,9 @@ def _read(path, device="cpu", prefix=""):
     """``(meta, tensors)`` of a checkpoint file, in one pass; only the tensors whose names start with ``prefix``."""
     with safe_open(path, framework="pt", device=str(device)) as f:
         meta = _checked_meta(path, f.metadata())
-        return meta, {key: f.get_tensor(key) for key in f.keys() if key.startswith(prefix)}
+        tensors = {key: f.get_tensor(key) for key in f.keys() if key.startswith(prefix)}
+    _check_sums(path, meta, tensors)
+    return meta, tensors
 
 
 def read_trainer_state(path):
@@ -146,7 +175,8 @@ def load_checkpoint(path, model, optimizer=None, device="cpu"):
         dict: the trainer state stored with it.
 
     Raises:
-        ValueError: the file is not a recbole_hnlm checkpoint.
+        ValueError: the file is not a recbole_hnlm checkpoint; :class:`DataError` (a ``ValueError``): a tensor does
+            not match the checksum written with it.
     """
     meta, tensors = _read(path, device)
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})

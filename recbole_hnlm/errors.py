@@ -6,8 +6,8 @@ class ConfigError(ValueError):
 
 
 class DataError(ValueError):
-    """A user-facing data error: an atomic file or a side-car file that cannot be used as it is (the message names
-    the file and what to change)."""
+    """A user-facing data error: an atomic file, a side-car file or a damaged checkpoint that cannot be used as it is
+    (the message names the file and what to change)."""
 
 
 class ConcurrentWriterError(RuntimeError):

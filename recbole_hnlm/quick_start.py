@@ -215,7 +215,7 @@ def resume(trainer, config, logger):
                        f"the uninterrupted run: {'; '.join(changed)}")
     try:
         trainer.resume_checkpoint(path)
-    except ConcurrentWriterError:  # a RuntimeError too, but no mismatch: the run it continues is still writing
+    except (ConcurrentWriterError, DataError):  # no mismatch: the run it continues is still writing; a damaged file
         raise
     except (RuntimeError, ValueError, KeyError) as error:  # load_state_dict: missing keys, shapes, optimizer groups
         _, stored = read_model_weights(path)
