@@ -115,6 +115,7 @@ inline void check_mixgcf_backward_args(const at::Tensor& grad_z, const at::Tenso
                                        int64_t num_items) {
   CHECK_DIM(grad_z, 3);
   CHECK_FLOATING(grad_z);
+  CHECK_FLOATING(alpha);  // an integer alpha read as 0 (the Python wrapper refuses it before the op)
   CHECK_LONG(chosen);
   CHECK_SHAPE(chosen, grad_z.size(0), grad_z.size(1));
   CHECK_SHAPE(alpha, grad_z.size(0), grad_z.size(1));

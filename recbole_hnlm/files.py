@@ -46,6 +46,8 @@ def pid_alive(pid: int) -> bool:
     (where ``os.kill(pid, 0)`` would send Ctrl-C) and for pids the system cannot look up, True."""
     if os.name == "nt":
         return True
+    if isinstance(pid, int) and pid <= 0:  # kill(0) and kill(-n) signal process groups: no process has such a pid
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -11,6 +11,7 @@ stored ones). Every item a user interacted with in the dataset (training, valida
 """
 import argparse
 import logging
+import operator
 import os
 import sys
 import unicodedata
@@ -55,6 +56,10 @@ def top_k(model, users: torch.Tensor, k: int, seen: Optional[SeenItems] = None):
     first, equal scores in the order of the internal item ids (``topk`` leaves the order of ties unspecified: two
     machines could list them differently); ``k`` is capped at the number of real items. Left-out items (the padding
     item 0, and ``seen`` ones) score ``-inf``."""
+    if isinstance(k, bool) or not hasattr(k, "__index__"):  # 2.5 was cut to 2; None got int()'s message
+        raise TypeError(f"k must be an integer, got {k!r}")
+    if operator.index(k) < 1:  # k <= 0 failed in the tie cut, with shape errors naming nothing
+        raise ValueError(f"k must be >= 1, got {k}")
     n_items = model.n_items
     with torch.no_grad():
         score = model.full_sort_predict({model.USER_ID: users.to(model.device)}).view(len(users), n_items)

@@ -205,11 +205,12 @@ class SampledRecommender(GeneralRecommender):
 
     def predict(self, interaction):
         user_e, item_e = self._pooled_for_inference()
-        return (user_e[interaction[self.USER_ID]] * item_e[interaction[self.ITEM_ID]]).sum(-1)
+        # gather_rows, not indexing: a negative id is an error, not the score of a row from the end
+        return (gather_rows(user_e, interaction[self.USER_ID]) * gather_rows(item_e, interaction[self.ITEM_ID])).sum(-1)
 
     def full_sort_predict(self, interaction):
         user_e, item_e = self._pooled_for_inference()
-        return (user_e[interaction[self.USER_ID]] @ item_e.T).view(-1)
+        return (gather_rows(user_e, interaction[self.USER_ID]) @ item_e.T).view(-1)
 
     # -- used by the LLM module (teacher export) -----------------------------------------------------------------
     @torch.no_grad()

@@ -135,7 +135,14 @@ class CSRGraph:
         return self
 
     def validate_structure(self) -> "CSRGraph":
-        """The shape and dtype invariants only (no pass over the data, no host sync); raises ``ValueError``."""
+        """The shape, dtype and device invariants only (no pass over the data, no host sync); raises ``ValueError``
+        (``TypeError`` for a field that is no tensor)."""
+        for name in ("rowptr", "col", "val"):
+            if not isinstance(getattr(self, name), Tensor):
+                raise TypeError(f"CSRGraph.{name} must be a Tensor, got {type(getattr(self, name)).__name__}")
+        if not (self.rowptr.device == self.col.device == self.val.device):
+            raise ValueError(f"rowptr, col and val must be on one device, got {self.rowptr.device}, "
+                             f"{self.col.device} and {self.val.device}")
         if self.rowptr.dim() != 1 or self.rowptr.numel() != self.num_nodes + 1:
             raise ValueError(f"rowptr must have num_nodes + 1 = {self.num_nodes + 1} entries, got {self.rowptr.shape}")
         if self.rowptr.dtype not in (torch.int32, torch.int64) or self.col.dtype != self.rowptr.dtype:
@@ -191,7 +198,11 @@ def bipartite_normalized_graph(user_ids: Tensor, item_ids: Tensor, n_users: int,
     if user_ids.shape != item_ids.shape:
         raise ValueError(
             f"user_ids and item_ids must have the same length, got {user_ids.numel()} and {item_ids.numel()}")
+    if user_ids.device != item_ids.device:
+        raise ValueError(f"user_ids and item_ids must be on one device, got {user_ids.device} and {item_ids.device}")
     n_users, n_items = nonnegative_int(n_users, "n_users"), nonnegative_int(n_items, "n_items")
+    if n_users * n_items >= 2**63:  # the int64 keys user * n_items + item would wrap around
+        raise ValueError(f"n_users * n_items must be < 2**63, got {n_users} * {n_items}")
     if user_ids.numel():
         if int(user_ids.min()) < 0 or int(user_ids.max()) >= n_users:
             raise ValueError(f"user_ids must lie in [0, {n_users})")
@@ -226,6 +237,7 @@ def transpose_positions(graph: CSRGraph) -> Tensor:
         ValueError: the sparsity pattern is not symmetric (an entry without its mirror, or fewer copies of it), or
             the columns of a row are not sorted.
     """
+    graph.validate_once()  # a malformed rowptr/col raised torch's "repeats can not be negative", naming neither
     n = graph.num_nodes
     keys = graph.row_indices() * n + graph.col.long()  # non-decreasing: rows in order, columns sorted within a row
     if graph.nnz > 1 and bool((keys.diff() < 0).any()):
@@ -252,11 +264,16 @@ def drop_edges(graph: CSRGraph, rate: float, transpose: Tensor = None) -> CSRGra
         rate (float): drop probability in ``[0, 1)``; 0 returns ``graph`` itself.
         transpose (Tensor, optional): :func:`transpose_positions` of ``graph``, when the caller keeps it.
     """
+    if isinstance(rate, (str, bytes)) or not hasattr(rate, "__float__"):  # None, '0.5': a comparison error before
+        raise TypeError(f"rate must be a number in [0, 1), got {rate!r}")
     if not 0 <= rate < 1:
         raise ValueError(f"rate must lie in [0, 1), got {rate}")
     if rate == 0 or graph.nnz == 0:
         return graph
     transpose = transpose_positions(graph) if transpose is None else transpose
+    if not isinstance(transpose, Tensor) or transpose.shape != (graph.nnz,) or transpose.dtype != torch.int64:
+        raise ValueError(f"transpose must be the [nnz={graph.nnz}] int64 transpose_positions(graph), got "
+                         f"{tuple(transpose.shape) if isinstance(transpose, Tensor) else type(transpose).__name__}")
     rows = graph.row_indices()
     upper = (rows <= graph.col.long()).nonzero(as_tuple=True)[0]  # one stored entry per undirected edge
     keep_edge = torch.rand(upper.numel(), device=graph.device) >= rate
@@ -291,4 +308,6 @@ def nonnegative_int(n, name: str) -> int:
         raise TypeError(f"{name} must be an integer, got {n!r}") from None
     if n < 0:
         raise ValueError(f"{name} must be >= 0, got {n}")
+    if n >= 2**63:  # the kernels take an int64: torch's own error read "expected type 'int', found type 'int'"
+        raise ValueError(f"{name} must be < 2**63, got {n}")
     return n

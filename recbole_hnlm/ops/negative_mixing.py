@@ -112,6 +112,8 @@ def mixgcf_mix(
         (Tensor, Tensor): the mixed negatives Z (differentiable w.r.t. ``pos_layers`` and ``item_layers``) and the
         chosen item id per row and layer.
     """
+    _check_tensors(pos_layers, query=query, pos_layers=pos_layers, item_layers=item_layers, candidates=candidates,
+                   alpha=alpha)
     if pos_layers.dim() != 3 or pos_layers.size(1) < 1:
         raise ValueError(f"pos_layers must be [B, L, d] with L >= 1, got {tuple(pos_layers.shape)}")
     B, L, d = pos_layers.shape
@@ -136,11 +138,23 @@ def mixgcf_mix(
 def _check_scoring(user: Tensor, items: Tensor, candidates: Tensor) -> None:
     """The scoring ops' shape and dtype checks, made before the op decides on a kernel (whose fallback warning would
     come first); the candidates' range is checked on the reference path only."""
+    _check_tensors(user, user=user, items=items, candidates=candidates)
     if user.dim() != 2 or items.dim() != 2 or items.size(1) != user.size(1):
         raise ValueError(f"user must be [B, d] and items [I, d], got {tuple(user.shape)} and {tuple(items.shape)}")
     _check_floating(user, "user")
     _check_same_dtype(user, "user", items, "items")
     _check_candidates(candidates, user.size(0))
+
+
+def _check_tensors(first: Tensor, **tensors) -> None:
+    """Every argument a Tensor on ``first``'s device: the kernels' device checks did not run when another device's
+    dispatch key won (a meta tensor among CPU ones raised the dispatcher's "no Meta kernel registered")."""
+    for name, tensor in tensors.items():
+        if not isinstance(tensor, Tensor):
+            raise TypeError(f"{name} must be a Tensor, got {type(tensor).__name__}")
+    for name, tensor in tensors.items():
+        if tensor.device != first.device:
+            raise ValueError(f"{name} is on {tensor.device} but the other arguments are on {first.device}")
 
 
 def _check_floating(x: Tensor, name: str) -> None:
@@ -202,6 +216,7 @@ def select_candidates(user: Tensor, items: Tensor, candidates: Tensor, target: O
     """
     _check_scoring(user, items, candidates)
     if target is not None:
+        _check_tensors(user, target=target)
         if target.shape != (user.size(0),):
             raise ValueError(f"target must be [B={user.size(0)}], got {tuple(target.shape)}")
         _check_floating(target, "target")

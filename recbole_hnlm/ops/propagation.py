@@ -83,6 +83,11 @@ class _LightGCNLayersAdjoint(torch.autograd.Function):
 
 def _check_input(graph: CSRGraph, x: Tensor, name: str) -> None:
     """The input's own checks, made before the op decides on a kernel (whose fallback warning would come first)."""
+    if not isinstance(graph, CSRGraph):
+        raise TypeError(f"graph must be a CSRGraph (bipartite_normalized_graph), got {type(graph).__name__}")
+    graph.validate_structure()  # shapes, dtypes, devices (no host sync): lists as rowptr raised an AttributeError
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a Tensor, got {type(x).__name__}")
     if x.layout != torch.strided:
         raise TypeError(f"{name} must be a dense (strided) tensor, got layout {x.layout}")
     if x.dim() != 2 or x.size(0) != graph.num_nodes:

@@ -11,7 +11,7 @@ import logging
 import torch
 
 from recbole_hnlm.config_checks import is_number
-from recbole_hnlm.ops import select_candidates
+from recbole_hnlm.ops import gather_rows, select_candidates
 from recbole_hnlm.ops.reference import compute_dtype
 from recbole_hnlm.sampler.base import NegativeSampler, Negatives, SamplingContext, gather_items, require
 
@@ -67,7 +67,7 @@ class AHNS(NegativeSampler):
     def target(self, ctx: SamplingContext) -> torch.Tensor:
         """``[B]`` target score :math:`\\beta (s^+ + \\alpha)^{p+1}`, in the precision the candidates are scored in
         (float64 for a float64 model, else float32)."""
-        user, pos = ctx.emb.user[ctx.user], ctx.emb.item[ctx.pos]
+        user, pos = gather_rows(ctx.emb.user, ctx.user), gather_rows(ctx.emb.item, ctx.pos)
         base = (user * pos).sum(-1, dtype=compute_dtype(user.dtype)) + self.alpha
         target = self.beta * base.pow(self.p + 1)
         if self.training:  # an epoch's counts: not those of an eval-mode model's probes (fhn analysis)
@@ -77,7 +77,8 @@ class AHNS(NegativeSampler):
 
     @torch.no_grad()
     def select(self, ctx: SamplingContext) -> torch.Tensor:
-        position = select_candidates(ctx.emb.user[ctx.user], ctx.emb.item, ctx.candidates, target=self.target(ctx))
+        user = gather_rows(ctx.emb.user, ctx.user)  # not indexing: a negative id is an error, not the last user
+        position = select_candidates(user, ctx.emb.item, ctx.candidates, target=self.target(ctx))
         return ctx.candidates.gather(1, position.unsqueeze(1))
 
     def forward(self, ctx: SamplingContext) -> Negatives:

@@ -10,7 +10,7 @@ Reference code:
 import torch
 
 from recbole_hnlm.config_checks import is_integer
-from recbole_hnlm.ops import candidate_scores, select_candidates
+from recbole_hnlm.ops import candidate_scores, gather_rows, select_candidates
 from recbole_hnlm.sampler.base import NegativeSampler, Negatives, SamplingContext, gather_items, require
 
 DNS_VARIANTS = ("single", "shi_sum")
@@ -56,7 +56,7 @@ class DNS(NegativeSampler):
     @torch.no_grad()
     def select(self, ctx: SamplingContext) -> torch.Tensor:
         """``[B, N']`` chosen item ids (``N' = 1`` for ``single``, ``N`` for ``shi_sum``)."""
-        user, items, candidates = ctx.emb.user[ctx.user], ctx.emb.item, ctx.candidates
+        user, items, candidates = gather_rows(ctx.emb.user, ctx.user), ctx.emb.item, ctx.candidates
         if self.top_n == 1:
             position = select_candidates(user, items, candidates).unsqueeze(1)
         else:

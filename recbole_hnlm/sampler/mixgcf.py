@@ -42,7 +42,7 @@ class MixGCF(NegativeSampler):
     def forward(self, ctx: SamplingContext) -> Negatives:
         emb = ctx.emb
         user_layers, pos_layers = gather_rows(emb.user_layers, ctx.user), gather_rows(emb.item_layers, ctx.pos)
-        query = user_layers if emb.layerwise_query else emb.user[ctx.user]
+        query = user_layers if emb.layerwise_query else gather_rows(emb.user, ctx.user)
         alpha = torch.rand(pos_layers.shape[:2], device=pos_layers.device, dtype=emb.user.dtype)
         query = query.detach().to(pos_layers.dtype)  # a bf16 stack (LightGCN's layers_dtype) is scored in bf16
         neg_layers, _ = mixgcf_mix(query, pos_layers, emb.item_layers, ctx.candidates, alpha)
