@@ -102,6 +102,17 @@ def _files_state(config):
         return None
 
 
+def _own_folder_hint(config, missing) -> str:
+    """A hint when ``data_path`` names the dataset's own folder: RecBole looks in ``<data_path>/<dataset>/``, so
+    ``--data_path=data/amz`` for ``data/amz/amz.inter`` searched ``data/amz/amz/amz.inter``."""
+    given = os.path.dirname(os.path.normpath(config["data_path"]))  # RecBole's data_path is <given>/<dataset>
+    if not missing or not all(os.path.isfile(os.path.join(given, os.path.basename(path))) for path in missing):
+        return ""
+    parent = os.path.dirname(given) or "."
+    return (f" The files are in {given}, the dataset's own folder: data_path names the folder that holds it "
+            f"(--data_path={parent}).")
+
+
 def check_dataset_files(config):
     """Fail fast, naming the paths searched, when a dataset's atomic files are missing (RecBole would otherwise
     try to download it). Inside :func:`checks_remembered` a check that passed with the same settings read and the
@@ -133,12 +144,12 @@ def _check_dataset_files(config):
         bundled = (" ml-100k is RecBole's bundled example: RecBole reads it from its own folder and ignores "
                    "data_path, so files of your own need another dataset name (e.g. ml-100k-split)."
                    if dataset == "ml-100k" else "")  # RecBole maps this name to its copy whatever data_path says
-        hint = bundled + hint
+        hint = bundled + hint + _own_folder_hint(config, missing)
         if config["benchmark_filename"]:
             wanted = ", ".join(f"{dataset}.{part}.inter" for part in config["benchmark_filename"])
             whole = dataset_file(config, "inter")
             hint = bundled + (f" {whole} exists: drop --benchmark_filename to let RecBole split it."
-                              if os.path.isfile(whole) else "")
+                              if os.path.isfile(whole) else "") + _own_folder_hint(config, missing)
             raise FileNotFoundError(f"Dataset '{dataset}' not found: missing {', '.join(missing)}.{hint} Put the "
                                     f"pre-split files there, or pass --data_path=DIR where DIR/{dataset}/ holds "
                                     f"{wanted}.")

@@ -69,7 +69,12 @@ def check_model_sampler_pair(model_class, sampler_class, options=RUN_SCRIPT_OPTI
     if model_class.type != ModelType.GENERAL:
         raise ConfigError(f"recbole_hnlm runs general (user-item) recommenders trained by gradient "
                           f"(ModelType.GENERAL); {model_class.__name__} is {model_class.type}"
-                          + (" (fitted without a training loop): run it with RecBole itself."
+                          + (" (fitted without a training loop), which the plugin does not run. RecBole's own runner "
+                             "needs ray and torch < 2.6 (pickled checkpoints), which this install leaves out "
+                             "(docs/install.md)"
+                             + (", and RecBole 1.2.1's Pop counts an item once per training batch "
+                                "(RUCAIBox/RecBole#2198): its ranking is no popularity baseline."
+                                if model_class.__name__ == "Pop" else ".")
                              if model_class.type == ModelType.TRADITIONAL else "."))
 
 

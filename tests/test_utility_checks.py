@@ -300,7 +300,8 @@ def test_recbole_models_of_the_general_folder_without_training_loop_are_refused_
     model = get_model(name)
     assert model.type == ModelType.TRADITIONAL
     with pytest.raises(ConfigError, match=rf"trained by gradient \(ModelType\.GENERAL\); {name} is "
-                       r"ModelType\.TRADITIONAL \(fitted without a training loop\): run it with RecBole itself\."):
+                       r"ModelType\.TRADITIONAL \(fitted without a training loop\), which the plugin does not run\. "
+                       r"RecBole's own runner needs ray and torch < 2\.6 .*docs/install\.md"):
         check_model_sampler_pair(model, SAMPLERS["RNS"])
 
 
