@@ -5,6 +5,7 @@ import codecs
 import contextlib
 import copy
 import csv
+import difflib
 import functools
 import glob
 import logging
@@ -113,6 +114,25 @@ def _own_folder_hint(config, missing) -> str:
             f"(--data_path={parent}).")
 
 
+def _close_name_hint(config) -> str:
+    """A dataset name close to the one given: a folder beside its own that holds that name's ``.inter`` file(s), or
+    RecBole's bundled ml-100k."""
+    dataset = config["dataset"]
+    root = os.path.dirname(os.path.normpath(config["data_path"]))  # RecBole's data_path is <root>/<dataset>
+
+    def holds_dataset(folder, name):
+        return os.path.isfile(os.path.join(folder, f"{name}.inter")) or os.path.isfile(
+            os.path.join(folder, f"{name}.train.inter"))
+    try:
+        with os.scandir(root) as entries:
+            names = [e.name for e in entries if e.is_dir() and holds_dataset(e.path, e.name)]
+    except OSError:
+        names = []
+    by_lower = {n.lower(): n for n in sorted(set(names) | {"ml-100k"}) if n != dataset}  # 'Amz' for 'amz' too
+    close = difflib.get_close_matches(dataset.lower(), list(by_lower), n=1, cutoff=0.75)
+    return f" Did you mean --dataset={by_lower[close[0]]}?" if close else ""
+
+
 def check_dataset_files(config):
     """Fail fast, naming the paths searched, when a dataset's atomic files are missing (RecBole would otherwise
     try to download it). Inside :func:`checks_remembered` a check that passed with the same settings read and the
@@ -144,12 +164,13 @@ def _check_dataset_files(config):
         bundled = (" ml-100k is RecBole's bundled example: RecBole reads it from its own folder and ignores "
                    "data_path, so files of your own need another dataset name (e.g. ml-100k-split)."
                    if dataset == "ml-100k" else "")  # RecBole maps this name to its copy whatever data_path says
-        hint = bundled + hint + _own_folder_hint(config, missing)
+        hint = bundled + hint + (_own_folder_hint(config, missing) or _close_name_hint(config))
         if config["benchmark_filename"]:
             wanted = ", ".join(f"{dataset}.{part}.inter" for part in config["benchmark_filename"])
             whole = dataset_file(config, "inter")
             hint = bundled + (f" {whole} exists: drop --benchmark_filename to let RecBole split it."
-                              if os.path.isfile(whole) else "") + _own_folder_hint(config, missing)
+                              if os.path.isfile(whole) else "") + (_own_folder_hint(config, missing)
+                                                                   or _close_name_hint(config))
             raise FileNotFoundError(f"Dataset '{dataset}' not found: missing {', '.join(missing)}.{hint} Put the "
                                     f"pre-split files there, or pass --data_path=DIR where DIR/{dataset}/ holds "
                                     f"{wanted}.")

@@ -83,3 +83,18 @@ def test_pop_refusal_says_why_recbole_is_no_way_out_and_the_count_bug_it_names_i
     item = torch.tensor([1, 1, 1, 2])
     pop.calculate_loss(Interaction({config["ITEM_ID_FIELD"]: item}))
     assert pop.item_cnt[1].item() == 1 and pop.item_cnt[2].item() == 1  # three clicks of item 1 counted as one
+
+
+@pytest.mark.parametrize("given,meant", [("amzz", "amz"), ("Amz", "amz"), ("ml100k", "ml-100k"),
+                                         ("amz-splt", "amz-split")])
+def test_a_misspelt_dataset_name_gets_the_close_name_of_a_dataset_beside_it(tmp_path, given, meant):
+    """A name with no files names a close dataset folder beside it (one holding that name's .inter or pre-split
+    parts), or RecBole's bundled ml-100k; a folder without the files, and a name close to nothing, get no guess."""
+    _dataset(tmp_path, "amz")
+    _dataset(tmp_path, "amz-split", parts=("train.inter", "valid.inter", "test.inter"))
+    (tmp_path / "amzzz").mkdir()  # closer to amzz, but holds no dataset
+    with pytest.raises(FileNotFoundError, match=re.escape(f"Did you mean --dataset={meant}?")):
+        check_dataset_files(_config(given, tmp_path))
+    with pytest.raises(FileNotFoundError) as caught:
+        check_dataset_files(_config("qwerty", tmp_path))
+    assert "Did you mean" not in str(caught.value)
