@@ -312,7 +312,8 @@ def markdown_report(results, errors=None, title=None, not_finished=()):
                               for m in METRICS)
         parts += ["", "Relative improvement of the mean over the seeds both samplers ran on the same split (it can "
                       "differ from the ratio of the means above when their seeds differ), paired t-test across those "
-                      f"seeds; the best ID-based sampler is chosen on these test means ({best_text}).",
+                      f"seeds; the best ID-based sampler (of the hard-negative samplers {', '.join(ID_BASED)}: never "
+                      f"RNS, which has its own columns) is chosen on these test means ({best_text}).",
                   "", _table(["Sampler"] + [f"vs RNS {n}" for n in names] + [f"vs best ID {n}" for n in names],
                              comparison_rows)]
 
