@@ -106,13 +106,17 @@ class Generator:
 
     def _encode(self, text: str, reserve: int = 0) -> List[int]:
         """Token ids of ``text``, cut from the left to the prompt limit less ``reserve`` (a suffix that follows)."""
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self._cut(self.tokenizer(text, add_special_tokens=False)["input_ids"], reserve)
+
+    def _cut(self, ids: List[int], reserve: int = 0, reserved_for: str = "the text that follows it") -> List[int]:
+        """``ids`` cut from the left to the prompt limit less ``reserve`` tokens (``reserved_for``; warned once,
+        counted in ``prompts_cut``)."""
         limit = max(1, self.prompt_limit() - reserve)
         if len(ids) > limit:
             if not self.prompts_cut:
                 why = ("max_prompt_tokens" if self.max_prompt_tokens is not None else
                        "the model's context less the answer budget")
-                why += f", less the {reserve} tokens of the text that follows it" if reserve else ""
+                why += f", less the {reserve} tokens of {reserved_for}" if reserve else ""
                 logger.warning("a prompt of %d tokens is cut to its last %d (%s): the instructions at its start are "
                                "lost; shorten the histories (hnlm_max_history, hnlm_max_reviews, hnlm_profile_words). "
                                "Counted in Generator.prompts_cut and reported when the stage ends.",
@@ -231,7 +235,10 @@ class Generator:
         is prefilled in full (same tokens, used to measure what the cache saves). ``check(k, answer)`` returns an
         error message for a parsed answer to ``suffixes[k]`` that must be retried like a malformed one, else None.
         """
-        suffix_ids = [self.tokenizer(s, add_special_tokens=False)["input_ids"] for s in suffixes]
+        # a suffix keeps one token of the limit for the prefix (an item block of a 40,000-character title was
+        # passed whole, past the model's context)
+        suffix_ids = [self._cut(self.tokenizer(s, add_special_tokens=False)["input_ids"], 1, "the prefix before it")
+                      for s in suffixes]
         keys = [prefix + s for s in suffixes]
         reserve = max(map(len, suffix_ids), default=0)  # prefix and longest suffix within the model's context
         if not use_cache:

@@ -2,7 +2,8 @@
 
 Accepted deviations, in this order: code fences (```json ... ```), text before/after the object (the first balanced
 ``{...}`` block is used), trailing commas, single-quoted strings, Python literals (True/False/None), unquoted keys;
-the repairs touch the text between string literals only. An object cut off by the token budget is closed
+the repairs touch the text between string literals only. A ``\\u`` escape of half a character (a lone surrogate,
+which no UTF-8 file can hold) is malformed. An object cut off by the token budget is closed
 (:func:`close_truncated`; the text is the model's own, only the closing quote/brace is added) and must still hold
 every required key. Anything else raises :class:`MalformedAnswer`; callers retry and then record a failure, they
 never invent a value.
@@ -146,6 +147,16 @@ def _loads_lenient(block: str):
     raise MalformedAnswer(f"not JSON after repairs: {block[:200]!r}")
 
 
+def _is_text(obj) -> bool:
+    """Whether every string of ``obj`` is Unicode text: a ``\\ud83c`` escape without its pair (an emoji's escape cut
+    by the token budget) parses to a lone surrogate, which no UTF-8 file (profiles, texts) can hold."""
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parse_json_answer(text: str, required: Sequence[str] = (), allow_truncated: bool = False) -> Dict:
     """Parse an LLM answer into a dict holding every key in ``required`` (non-empty string values).
 
@@ -176,6 +187,10 @@ def parse_json_answer(text: str, required: Sequence[str] = (), allow_truncated: 
         if missing:
             last_error = MalformedAnswer(f"answer lacks non-empty string field(s) {missing}: {block[:200]!r}")
             continue
+        if not _is_text(obj):
+            last_error = MalformedAnswer(f"answer holds a \\u escape of half a character (a lone surrogate): "
+                                         f"{block[:200]!r}")
+            continue
         return obj
     # an object the budget left open, closed from its first "{", then from each later one, as first_json_block
     # does (a model that repeats the answer prefix opens an object it never closes before the real one)
@@ -187,7 +202,8 @@ def parse_json_answer(text: str, required: Sequence[str] = (), allow_truncated: 
                 obj = _loads_lenient(candidate)
             except MalformedAnswer:
                 continue
-            if isinstance(obj, dict) and all(isinstance(obj.get(k), str) and obj.get(k).strip() for k in required):
+            if isinstance(obj, dict) and all(isinstance(obj.get(k), str) and obj.get(k).strip() for k in required) \
+                    and _is_text(obj):
                 return obj
         start = whole.find("{", start + 1)
     raise last_error

@@ -77,10 +77,13 @@ class PromptTemplate:
     def answer_prefix(self) -> str:
         return self.sections.get("answer_prefix", "")
 
-    def user_message(self, values: Dict[str, str], item_values: Optional[Dict[str, str]] = None) -> str:
+    def user_message(self, values: Dict[str, str], item_values: Optional[Dict[str, str]] = None,
+                     sentinel: str = _SENTINEL) -> str:
+        """The user message; without ``item_values`` the item block is ``sentinel`` (:meth:`ChatFormatter.render_split`
+        splits there)."""
         user = self.sections["user"]
         if "item_block" in self.sections:
-            block = _SENTINEL if item_values is None else Template(self.sections["item_block"]).substitute(item_values)
+            block = sentinel if item_values is None else Template(self.sections["item_block"]).substitute(item_values)
             user = user.replace("$item_block", block.replace("$", "$$"))
         return Template(user).substitute(values)
 
@@ -106,10 +109,14 @@ class ChatFormatter:
         return text + answer_prefix
 
     def render_split(self, template: PromptTemplate, values: Dict[str, str]) -> Tuple[str, str]:
-        """Render with the item block left open -> (shared prefix text, tail text after the item block)."""
-        full = self.render(template.sections["system"], template.user_message(values), template.answer_prefix,
-                           template.format)
-        if _SENTINEL not in full:
+        """Render with the item block left open -> (shared prefix text, tail text after the item block). The split
+        marker is one that no value holds (a title or profile holding the default one split the prompt inside it)."""
+        sentinel = _SENTINEL
+        while any(sentinel in str(value) for value in values.values()):
+            sentinel += "\u2063"
+        full = self.render(template.sections["system"], template.user_message(values, sentinel=sentinel),
+                           template.answer_prefix, template.format)
+        if sentinel not in full:
             raise ValueError(f"template {template.name}: no $item_block to split at")
-        prefix, tail = full.split(_SENTINEL, 1)
+        prefix, tail = full.split(sentinel, 1)
         return prefix, tail

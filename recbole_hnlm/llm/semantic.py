@@ -32,7 +32,7 @@ __all__ = ["pairs_sha256", "semantic_manifest", "run_semantic_negatives", "NEGAT
 logger = logging.getLogger(__name__)
 NEGATIVE_TEMPLATE = "hard_negative.v1"
 #: What answers are refused (in the manifest: a store written under other checks is computed again).
-ANSWER_CHECKS = ("v15: none-like, placeholder (also behind a label), the pair's item or user id from the prompt, item "
+ANSWER_CHECKS = ("v16: none-like, placeholder (also behind a label), the pair's item or user id from the prompt, item "
                  "attributes copied ('Year: 1994, genres: Crime Drama', also bold or underlined, as a numbered, "
                  "lettered or roman-numbered list item or behind the prompt's key), the "
                  "interacted item or a "
@@ -41,7 +41,8 @@ ANSWER_CHECKS = ("v15: none-like, placeholder (also behind a label), the pair's 
                  "names a namesake; a 'Title:'/'Answer:' label, also with an em dash, or a list number, letter or "
                  "roman numeral with a period or a bracket, also in bold or with only the sign in bold, before it "
                  "read through; '_' as "
-                 "punctuation), the user's profile repeated (its start, or an undated sentence of its words)")
+                 "punctuation; a title of signs only, '!!!' or emoji, as written), the user's profile repeated (its "
+                 "start, or an undated sentence of its words)")
 _NONE_ANSWERS = {"none", "null", "n a", "na", "nothing", "unknown", "no item", "none found", "not applicable",
                  "item name", "none of the above"}
 _NONE_STARTS = ("no hard negative", "none of the ", "not applicable", "there is no ")
@@ -124,12 +125,14 @@ def semantic_manifest(cfg: LLMConfig, text: DatasetText, pairs, generator_name: 
 def title_key(title: str) -> str:
     """A title compared loosely: lower case, no trailing ``(1994)``, no leading or trailing article (``Usual
     Suspects, The`` and ``The Usual Suspects`` as ``usual suspects``), punctuation (``_`` too: Markdown's
-    ``__Heat__``) as spaces."""
+    ``__Heat__``) as spaces; a title without a letter or digit (``!!!``, emoji only) as written, in lower case."""
     key = re.sub(r"\s*\(\s*\d{4}\s*\)\s*$", "", " ".join(str(title).lower().split()))
     key = re.sub(r"^(?:[^\w(]|_)+", "", key)  # a quote first: '"Il Postino" is ...' as "postino is ..."
     key = re.sub(rf"^(.*),\s*(?:{'|'.join(_ARTICLES)})$", r"\1", key)  # "Usual Suspects, The" as "usual suspects"
     key = re.sub(rf"^(?:{'|'.join(_ARTICLES)})\s+(?=\S)", "", key)  # "The Usual Suspects" likewise
-    return " ".join(re.sub(r"[\W_]+", " ", key).split())
+    key = " ".join(re.sub(r"[\W_]+", " ", key).split())
+    # a title of signs only ("!!!", an emoji name, "(1994)") has no words: compared as written, up to case and spaces
+    return key or " ".join(str(title).lower().split())
 
 
 def negative_name(answer: Dict) -> str:

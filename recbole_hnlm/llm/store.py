@@ -129,7 +129,7 @@ def write_pair_store(path: str, user_tokens: Sequence[str], item_tokens: Sequenc
         tensors["item"] = torch.tensor([int(t) for t in item_tokens], dtype=torch.int64)
     else:
         for token in user_tokens + item_tokens:
-            if "\t" in token or "\n" in token:
+            if "\t" in token or "\n" in token or "\r" in token:
                 raise StoreError(f"{path}: token {token!r} contains a tab or newline and cannot be keyed")
         keys = "".join(f"{u}\t{i}\n" for u, i in zip(user_tokens, item_tokens))
         full["keys_sha256"] = hashlib.sha256(keys.encode("utf-8")).hexdigest()  # pairs the two files (open checks)
@@ -253,7 +253,8 @@ class PairEmbeddingStore:
             if digest is not None and hashlib.sha256(text.encode("utf-8")).hexdigest() != digest:
                 raise StoreError(f"{keys}: not the keys file written with {path} (a write was cut off between the "
                                  f"two, or one was replaced); compute the store again")
-            rows = [line.split("\t") for line in text.splitlines()]
+            # at "\n" only, as written: splitlines() also split at "\x1c", "\x85", "\u2028" ... inside a token
+            rows = [line.split("\t") for line in text.split("\n")[:-1 if text.endswith("\n") else None]]
             if any(len(r) != 2 for r in rows):
                 raise StoreError(f"{keys}: every line must be 'user<TAB>item'")
             users, items = [r[0] for r in rows], [r[1] for r in rows]
