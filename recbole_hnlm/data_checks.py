@@ -89,16 +89,24 @@ class _SettingsRead:
 
 
 def _settings_equal(config, read) -> bool:
-    return all((key in config if how == "in" else config[key]) == value for (how, key), value in read.items())
+    """Whether ``config`` holds the settings ``read`` recorded: equal and written alike (``1 == True``, but RecBole
+    tests ``filter_inter_by_user_or_item is True``)."""
+    return all(_same(key in config if how == "in" else config[key], value) for (how, key), value in read.items())
+
+
+def _same(value, recorded) -> bool:
+    return value == recorded and repr(value) == repr(recorded)
 
 
 def _files_state(config):
-    """Size and modification time of the atomic files of ``config``'s dataset folder (``None`` when it is not a
-    folder): a file edited between two checks is read again."""
+    """Size, modification and change time and inode of the atomic files of ``config``'s dataset folder (``None``
+    when it is not a folder): a file edited between two checks is read again, also when the edit restored its
+    modification time (``cp -p``, ``tar x``: the change time, which no program sets, moves on)."""
     folder = config["data_path"]
     try:
         with os.scandir(folder) as entries:
-            return sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries if e.is_file())
+            return sorted((e.name, s.st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_ino)
+                          for e in entries if e.is_file() for s in [e.stat()])
     except OSError:
         return None
 
