@@ -1,6 +1,6 @@
 """Python-API fuzz findings outside recbole_hnlm.ops: a negative id scored as the last user/item (predict,
-full_sort_predict, the DNS/AHNS/MixGCF hard negatives), top_k's k <= 0 failing with shape errors, and pid_alive(0)
-answering True (kill(0) signals the caller's process group)."""
+full_sort_predict, the DNS/AHNS/MixGCF hard negatives) and pid_alive(0) answering True (kill(0) signals the caller's
+process group); top_k's k checks are in test_recommend_output.py."""
 import os
 import sys
 
@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from recbole_hnlm.files import pid_alive
-from recbole_hnlm.recommend import top_k
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "model"))
 from test_backbones import build  # noqa: E402
@@ -43,28 +42,6 @@ def test_hard_negatives_refuse_a_negative_user_id(fast_config, sampler, extra):
     assert model.hard_negatives(torch.tensor([1]), torch.tensor([2])).shape[0] == 1
     with pytest.raises(IndexError):
         model.hard_negatives(torch.tensor([-1]), torch.tensor([2]))
-
-
-class _Scored:
-    """full_sort_predict over a fixed score table (the model is not what top_k's checks are about)."""
-    USER_ID, device = "user_id", torch.device("cpu")
-
-    def __init__(self, table):
-        self.table, self.n_items = table, table.shape[1]
-
-    def full_sort_predict(self, interaction):
-        return self.table[interaction[self.USER_ID]].flatten()
-
-
-@pytest.mark.parametrize("k,error", [(0, ValueError), (-1, ValueError), (2.5, TypeError), (None, TypeError)])
-def test_top_k_refuses_a_k_that_is_no_positive_integer(k, error):
-    """k = 0 failed with "The size of tensor a (5) must match the size of tensor b (0)", k = -1 with an IndexError,
-    k = 2.5 was cut to 2 and None raised int()'s message: none named k."""
-    scores = torch.tensor([[0.0, 3.0, 1.0, 2.0, 5.0]])
-    with pytest.raises(error, match="k must be"):
-        top_k(_Scored(scores), torch.tensor([0]), k)
-    values, items = top_k(_Scored(scores), torch.tensor([0]), 2)
-    assert items.tolist() == [[4, 1]] and values.tolist() == [[5.0, 3.0]]
 
 
 @pytest.mark.skipif(os.name == "nt", reason="pid_alive is always True on Windows")

@@ -90,3 +90,25 @@ def test_users_given_on_the_command_line_keep_their_order_and_repeats():
     from recbole_hnlm.recommend import _read_users
 
     assert _read_users(SimpleNamespace(users=" 2,1 ,, 2,", users_file=None)) == ["2", "1", "2"]
+
+
+# --- top_k's k (the Python-API fuzz, session 44) ---
+
+@pytest.mark.parametrize("k,error", [(0, ValueError), (-1, ValueError), (2.5, TypeError), (None, TypeError)])
+def test_top_k_refuses_a_k_that_is_no_positive_integer(k, error):
+    """k = 0 failed with "The size of tensor a (5) must match the size of tensor b (0)", k = -1 with an IndexError,
+    k = 2.5 was cut to 2 and None raised int()'s message: none named k."""
+    scores = torch.tensor([[0.0, 3.0, 1.0, 2.0, 5.0]])
+    with pytest.raises(error, match="k must be"):
+        top_k(_Scored(scores), torch.tensor([0]), k)
+    values, items = top_k(_Scored(scores), torch.tensor([0]), 2)
+    assert items.tolist() == [[4, 1]] and values.tolist() == [[5.0, 3.0]]
+
+
+def test_top_k_takes_integer_like_k_and_refuses_bool():
+    """numpy and 0-d integer tensors are integers (``__index__``); True is no count of items."""
+    scores = torch.tensor([[0.0, 3.0, 1.0, 2.0, 5.0]])
+    for k in (np.int64(1), torch.tensor(1), 1):
+        assert top_k(_Scored(scores), torch.tensor([0]), k)[1].tolist() == [[4]]
+    with pytest.raises(TypeError, match="k must be an integer"):
+        top_k(_Scored(scores), torch.tensor([0]), True)

@@ -5,7 +5,6 @@ import json
 import logging
 import os
 
-import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -17,7 +16,6 @@ from recbole_hnlm.data_checks import check_dataset_files, checks_remembered
 from recbole_hnlm.errors import DataError
 from recbole_hnlm.files import pid_alive
 from recbole_hnlm.ops import gather_rows
-from recbole_hnlm.recommend import top_k
 
 INTER = "user_id:token\titem_id:token\trating:float\n" + "".join(f"u{u}\ti{(u * 7 + k) % 9}\t{1 + k % 5}\n"
                                                                  for u in range(6) for k in range(4))
@@ -278,24 +276,6 @@ def test_gather_rows_names_the_range_and_refuses_0d_and_other_devices():
         gather_rows(table, [0])
     assert gather_rows(table, torch.tensor([[2], [0]])).tolist() == [[[4.0, 5.0]], [[0.0, 1.0]]]
 
-
-class _Scored:
-    USER_ID, device = "user_id", torch.device("cpu")
-
-    def __init__(self, table):
-        self.table, self.n_items = table, table.shape[1]
-
-    def full_sort_predict(self, interaction):
-        return self.table[interaction[self.USER_ID]].flatten()
-
-
-def test_top_k_takes_integer_like_k_and_refuses_bool():
-    """numpy and 0-d integer tensors are integers (``__index__``); True is no count of items."""
-    scores = torch.tensor([[0.0, 3.0, 1.0, 2.0, 5.0]])
-    for k in (np.int64(1), torch.tensor(1), 1):
-        assert top_k(_Scored(scores), torch.tensor([0]), k)[1].tolist() == [[4]]
-    with pytest.raises(TypeError, match="k must be an integer"):
-        top_k(_Scored(scores), torch.tensor([0]), True)
 
 
 def test_only_pop_names_the_batch_count_bug():
