@@ -605,12 +605,18 @@ def _records(lines, separator, quoted=True):
         yield start, end, values
 
 
-def _line_ends_checked(path, lines):
+def _line_ends_checked(path, lines, refuse_nul=False):
     """``lines`` (read with ``newline=""``, the header first), refusing a bare carriage return in a file whose lines
     end in ``\\n``: pandas (RecBole's reader and the LLM stage's) ends the row there, so a stray ``\\r`` in a title
-    made an extra row (a phantom item) and cut the title. A ``\\r`` that ends the file splits nothing: it passes."""
+    made an extra row (a phantom item) and cut the title. A ``\\r`` that ends the file splits nothing: it passes.
+    ``refuse_nul``: a NUL byte is refused too (the LLM stage's reader, pandas' C parser, ends a field there where
+    RecBole's Python-engine reader keeps it)."""
     bare, newline, ends_in_r = None, False, None
     for line_no, line in enumerate(lines, 1):
+        if refuse_nul and "\x00" in line:
+            raise DataError(f"{path}:{line_no}: a NUL byte (\\x00) in the line: the LLM stage's reader ends the field "
+                            "there while RecBole's reader keeps it, so the prompts would name another id or a cut "
+                            "title. Remove it.")
         if ends_in_r:  # the previous line's \r has a line after it
             bare = bare or ends_in_r
         ends_in_r = line_no if line.endswith("\r") else None
@@ -636,7 +642,7 @@ def _filled_records(path, lines, separator, quoted=True):
 
 
 def check_records(path, encoding="utf-8", separator="\t", quoted=True, id_field=None, numeric=None, ids=None,
-                  seq_separator=" "):
+                  seq_separator=" ", refuse_nul=False):
     """Any atomic file, split as RecBole's reader splits it (:func:`_records`; ``quoted=False``: plain lines, for
     files RecBole does not load, which the LLM stage reads with quotes as text): a header of ``name:type`` fields,
     each named once; quotes that would merge lines or fail pandas, lines with more fields than the header, and an
@@ -644,7 +650,8 @@ def check_records(path, encoding="utf-8", separator="\t", quoted=True, id_field=
     (``{name: "float" | "float_seq"}``, the loaded ones; a sequence split at ``seq_separator``) that is no number,
     and a carriage return inside a line are errors naming the file and line (pandas fills a shorter line's last
     fields as empty). For files the LLM stage reads and the side files RecBole loads. ``ids``, a set, receives the
-    ``id_field`` values. Returns whether there was a record.
+    ``id_field`` values; ``refuse_nul``: a NUL byte is an error (the LLM stage's files). Returns whether there was a
+    record.
 
     Raises:
         DataError: naming the file and line.
@@ -653,7 +660,7 @@ def check_records(path, encoding="utf-8", separator="\t", quoted=True, id_field=
     has_rows = False
     try:
         with open(path, encoding=encoding, newline="") as f:
-            lines = _line_ends_checked(path, f)
+            lines = _line_ends_checked(path, f, refuse_nul)
             header = next(lines, "").rstrip("\r\n").lstrip("\ufeff")  # pandas drops a byte-order mark
             names = header.split(separator)
             if not header.strip() or any(":" not in name for name in names):

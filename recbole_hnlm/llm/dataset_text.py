@@ -58,10 +58,11 @@ def _read_atomic(path: str, encoding: str = "utf-8", quoted: bool = True) -> pd.
     """Read an atomic file as strings; columns renamed from ``name:type`` to ``name``. ``quoted``: as RecBole reads
     it (``"`` a CSV quote), for the files RecBole loads; otherwise quotes are text (an ``.item`` file outside
     ``load_col`` may hold titles such as ``"Weird Al" Yankovic``). Text that is not ``encoding`` (RecBole's option),
-    quotes that would merge lines and lines with more fields than the header are errors naming the file
-    (:func:`check_records`): replaced characters would reach the prompts without a word. (pandas drops a UTF-8
+    quotes that would merge lines, lines with more fields than the header and a NUL byte (where pandas' C parser
+    ends a field, RecBole's reader does not) are errors naming the file (:func:`check_records`): replaced or cut
+    text would reach the prompts without a word. (pandas drops a UTF-8
     byte-order mark.)"""
-    check_records(path, encoding, quoted=quoted)
+    check_records(path, encoding, quoted=quoted, refuse_nul=True)
     frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, encoding=encoding,
                         quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
     names = []

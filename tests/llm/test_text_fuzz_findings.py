@@ -128,3 +128,23 @@ def test_store_keys_with_line_separator_characters_round_trip(tmp_path):
     write_pair_store(path, users, items, torch.randn(5, 3), dict(variant="semantic", dataset="x", dataset_hash="h"))
     store = PairEmbeddingStore.open(path)
     assert (store.user_tokens, store.item_tokens) == (users, items)
+
+
+@pytest.mark.parametrize("suffix", ["item", "inter"])
+def test_a_nul_byte_in_a_file_the_llm_stage_reads_is_an_error_naming_the_line(tmp_path, suffix):
+    """pandas' C parser (the LLM stage's reader) ends a field at a NUL byte where RecBole's Python-engine reader
+    keeps it: a title reached the prompts cut ('Nul' for 'Nul\\x00Byte'), an id would not match RecBole's."""
+    from recbole_hnlm.errors import DataError
+    from recbole_hnlm.llm.dataset_text import DatasetText
+
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    inter = "user_id:token\titem_id:token\nu1\ti1\nu2\ti2\n"
+    item = "item_id:token\ttitle:token_seq\ni1\tHeat\ni2\tSeven\n"
+    (folder / "toy.inter").write_text(inter)
+    (folder / "toy.item").write_text(item)
+    assert DatasetText(str(tmp_path), "toy").items["i2"].title == "Seven"
+    target = folder / f"toy.{suffix}"
+    target.write_text(target.read_text().replace("Seven", "Sev\x00en").replace("u2\t", "u\x002\t"))
+    with pytest.raises(DataError, match=rf"toy\.{suffix}:3: a NUL byte"):
+        DatasetText(str(tmp_path), "toy")
