@@ -172,13 +172,13 @@ def _check_dataset_files(config):
         bundled = (" ml-100k is RecBole's bundled example: RecBole reads it from its own folder and ignores "
                    "data_path, so files of your own need another dataset name (e.g. ml-100k-split)."
                    if dataset == "ml-100k" else "")  # RecBole maps this name to its copy whatever data_path says
-        hint = bundled + hint + (_own_folder_hint(config, missing) or _close_name_hint(config))
+        elsewhere = _own_folder_hint(config, missing) or _close_name_hint(config)
+        hint = bundled + hint + elsewhere
         if config["benchmark_filename"]:
             wanted = ", ".join(f"{dataset}.{part}.inter" for part in config["benchmark_filename"])
             whole = dataset_file(config, "inter")
             hint = bundled + (f" {whole} exists: drop --benchmark_filename to let RecBole split it."
-                              if os.path.isfile(whole) else "") + (_own_folder_hint(config, missing)
-                                                                   or _close_name_hint(config))
+                              if os.path.isfile(whole) else "") + elsewhere
             raise FileNotFoundError(f"Dataset '{dataset}' not found: missing {', '.join(missing)}.{hint} Put the "
                                     f"pre-split files there, or pass --data_path=DIR where DIR/{dataset}/ holds "
                                     f"{wanted}.")
