@@ -60,8 +60,7 @@ def _read_atomic(path: str, encoding: str = "utf-8", quoted: bool = True) -> pd.
     ``load_col`` may hold titles such as ``"Weird Al" Yankovic``). Text that is not ``encoding`` (RecBole's option),
     quotes that would merge lines, lines with more fields than the header and a NUL byte (where pandas' C parser
     ends a field, RecBole's reader does not) are errors naming the file (:func:`check_records`): replaced or cut
-    text would reach the prompts without a word. (pandas drops a UTF-8
-    byte-order mark.)"""
+    text would reach the prompts without a word. (pandas drops a UTF-8 byte-order mark.)"""
     check_records(path, encoding, quoted=quoted, refuse_nul=True)
     frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, encoding=encoding,
                         quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
