@@ -5,7 +5,7 @@
 """
 import sys
 
-from recbole_hnlm.quick_start import main
+from recbole_hnlm.signals import load_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(load_main("recbole_hnlm.quick_start")())  # a Ctrl-C while torch and RecBole load is one line too

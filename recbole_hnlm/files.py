@@ -4,7 +4,9 @@ Atomic writes go to a temporary file in the target folder, are fsynced, then ``o
 never sees a half-written file; a failed write removes its temporary file, and a hard-killed writer (SIGKILL, power
 loss) leaves at most a ``*.tmp-<pid>-<random>`` file behind, which nothing reads, and which the next write of the
 same path removes once no process of that pid runs and it has not changed for :data:`STALE_WRITE_SECONDS` (the random
-part keeps writers with the same pid apart: processes of two containers sharing a folder).
+part keeps writers with the same pid apart: processes of two containers sharing a folder). A training checkpoint's is
+removed sooner, by the next run or resume in its folder, once its run's name marker shows that run ended
+(:mod:`recbole_hnlm.trainer`): a run resumed or started again under a new name never writes that path again.
 """
 import errno
 import hashlib

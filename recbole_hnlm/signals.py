@@ -6,7 +6,7 @@ import signal
 import sys
 import threading
 
-__all__ = ["sigterm_as_interrupt", "interrupted_status", "say_interrupted"]
+__all__ = ["sigterm_as_interrupt", "interrupted_status", "say_interrupted", "load_main"]
 
 _received = None  # the signal number that stopped the current command, None for Ctrl-C
 
@@ -43,3 +43,18 @@ def say_interrupted(message: str) -> None:
     """Print a command's ``interrupted: ...`` line on standard error, on a line of its own: on a terminal a progress
     bar the interruption cut short leaves the cursor inside its line."""
     print(("\n" if sys.stderr.isatty() else "") + message, file=sys.stderr)
+
+
+def load_main(module: str):
+    """The ``main`` of ``module``, imported for a command line script: importing it loads torch and RecBole (seconds,
+    more on a busy machine), and a Ctrl-C or SIGTERM then showed a ``KeyboardInterrupt`` traceback, or nothing at
+    all. Here it prints one ``interrupted:`` line and exits with 130 (143), as later in the run; nothing was written
+    yet."""
+    import importlib
+
+    try:
+        with sigterm_as_interrupt():
+            return importlib.import_module(module).main
+    except KeyboardInterrupt:
+        say_interrupted("interrupted: nothing was started yet; rerun the command")
+        sys.exit(interrupted_status())

@@ -5,6 +5,7 @@ RecBole 1.2.1 pickles its ``Config`` into ``torch.save`` checkpoints and reloads
 instead (no pickle) and works on top of any RecBole trainer class (:func:`make_safe_trainer`).
 """
 import os
+import re
 import shutil
 import time
 import warnings
@@ -188,6 +189,7 @@ def _claim_marker(marker):
         holder = _live_holder(marker)
         if holder is not None:
             return holder
+        _remove_dead_writes(marker)  # a hard-killed run's half-written checkpoint, which this run never rewrites
         _drop_marker(marker)  # a dead run's, a marker without a pid (older versions) or this process's own
     return None
 
@@ -214,12 +216,39 @@ def _remove_if_dead(marker):
     if text is None or held_by_another(marker):  # a locked marker's run is alive, whatever its pid means here
         return False
     if text.isdigit() and int(text) != os.getpid() and not pid_alive(int(text)):
+        _remove_dead_writes(marker)
         try:
             os.remove(marker)
         except FileNotFoundError:
             pass
         return True
     return False
+
+
+def _remove_dead_writes(marker):
+    """Remove the temporary files (``<stem>.safetensors.tmp-<pid>-<random>``, ``<stem>.resume.safetensors.tmp-...``)
+    that the run holding ``marker`` left when it was hard-killed (SIGKILL, power loss) during a checkpoint write, once
+    that run certainly ended: its marker names its pid, which runs no process here, and no process holds the marker's
+    lock (so it runs in no other container either). The atomic writes themselves remove such a file only when they
+    write the same path again and it is older than ``STALE_WRITE_SECONDS``: a resume soon after the kill, or a rerun
+    under a new name, left a checkpoint-sized file behind for good."""
+    text = _holder_of(marker)
+    if not text or not text.isdigit() or int(text) == os.getpid() or pid_alive(int(text)) or \
+            held_by_another(marker) is not False:  # no lock to tell (a file system without locks): left as it was
+        return
+    folder, name = os.path.split(marker)
+    stem = name[1:-len(".reserved")]
+    pattern = re.compile(rf"{re.escape(stem)}(\.resume)?\.safetensors\.tmp-{text}-[0-9a-f]{{8}}")
+    try:
+        names = os.listdir(folder or ".")
+    except OSError:
+        return
+    for leftover in names:
+        if pattern.fullmatch(leftover):
+            try:
+                os.remove(os.path.join(folder, leftover))
+            except OSError:  # removed meanwhile, or a read-only folder: tidying up is optional
+                pass
 
 
 class SafeCheckpointMixin:

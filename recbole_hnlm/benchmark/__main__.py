@@ -181,11 +181,23 @@ def parse_args(argv, prog=PROG):
 
 
 def main(argv=None, prog=PROG):
-    """Command line (see the module docstring); ``prog``: the command ``--help`` names (``benchmarks/compare.py``)."""
+    """Command line (see the module docstring); ``prog``: the command ``--help`` names (``benchmarks/compare.py``).
+    Ctrl-C or SIGTERM at any point (loading the libraries, the checks, a cell, the report) prints one
+    ``interrupted:`` line and exits 130 (143): the report is written atomically and rebuilt by the rerun."""
+    from recbole_hnlm.signals import interrupted_status, say_interrupted, sigterm_as_interrupt
+
+    try:
+        with sigterm_as_interrupt():
+            return _main(argv, prog)
+    except KeyboardInterrupt:
+        say_interrupted("interrupted: finished cells are saved; rerun the same command to resume")
+        return interrupted_status()
+
+
+def _main(argv, prog):
     from recbole_hnlm.benchmark.grid import SettingsMismatch, run_grid
     from recbole_hnlm.benchmark.report import write_report
     from recbole_hnlm.errors import WriteError
-    from recbole_hnlm.signals import interrupted_status, say_interrupted, sigterm_as_interrupt
 
     args, status = parse_command_line(lambda items: parse_args(items, prog), argv)
     if args is None:
@@ -193,16 +205,12 @@ def main(argv=None, prog=PROG):
     summary = {"failed": []}
     if not args.report_only:
         try:
-            with sigterm_as_interrupt():
-                summary = run_grid(args.dataset, args.models, args.samplers, args.seeds, args.out,
-                                   config_dict=args.config, config_file_list=args.config_files,
-                                   analyses=args.analyses, ratios=args.ratios, progress=not args.no_progress,
-                                   fhn_pairs=args.fhn_pairs)
+            summary = run_grid(args.dataset, args.models, args.samplers, args.seeds, args.out,
+                               config_dict=args.config, config_file_list=args.config_files,
+                               analyses=args.analyses, ratios=args.ratios, progress=not args.no_progress,
+                               fhn_pairs=args.fhn_pairs)
         except (SettingsMismatch, ValueError, FileNotFoundError, WriteError) as error:  # ConfigError: a ValueError
             return fail(error)
-        except KeyboardInterrupt:
-            say_interrupted("interrupted: finished cells are saved; rerun the same command to resume")
-            return interrupted_status()
         print(f"cells: {len(summary['ran'])} ran, {len(summary['skipped'])} skipped (finished), "
               f"{len(summary['failed'])} failed{': ' + ', '.join(summary['failed']) if summary['failed'] else ''}")
     try:

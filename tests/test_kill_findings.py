@@ -1,0 +1,163 @@
+"""Findings of an interruption fuzz (Ctrl-C, SIGTERM and SIGKILL at random moments of real runs): the commands
+promise one ``interrupted:`` line, exit status 130 (143 for SIGTERM) and nothing half-written; these moments broke it.
+Each test delivers a real signal to a real process (itself or a child) at a fixed point of the work."""
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LOAD_COL = "--load_col={'inter': ['user_id', 'item_id', 'rating', 'timestamp']}"
+
+# Sends the signal to its own process at the first call into a module of RecBole, i.e. while the run script's
+# imports (torch, RecBole: seconds, more on a busy machine) are still loading, then runs the script as `python` would.
+_SIGNAL_DURING_IMPORTS = """
+import os, runpy, signal, sys
+def hook(frame, event, arg):
+    if event == "call" and str(frame.f_globals.get("__name__", "")).startswith("recbole."):
+        sys.setprofile(None)
+        os.kill(os.getpid(), signal.{sig})
+sys.setprofile(hook)
+sys.argv = [sys.argv[1], "--model=MF", "--epochs=1"]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_run_script_interrupted_while_loading_says_so(sig, tmp_path):
+    """Ctrl-C while the run script still imported torch and RecBole printed a ``KeyboardInterrupt`` traceback
+    (SIGTERM: a silent exit by the signal); now one ``interrupted:`` line, exit status 128 + the signal's number, and
+    nothing written."""
+    code = _SIGNAL_DURING_IMPORTS.format(sig=sig.name)
+    result = subprocess.run([sys.executable, "-c", code, os.path.join(REPO, "run_recbole_hnlm.py")], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": REPO})
+    assert result.returncode == 128 + sig, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("interrupted:")
+    assert os.listdir(tmp_path) == []  # no log, no checkpoint folder
+
+
+class _Unhandled(Exception):
+    """What a SIGTERM raises in this test process when the command under test does not handle it."""
+
+
+def _raise_unhandled(signum, frame):
+    raise _Unhandled(signal.Signals(signum).name)
+
+
+@pytest.fixture(scope="module")
+def finished_grid(ml_slice, tmp_path_factory):
+    """``(argv, out)``: a grid of one cell (MF, RNS, one epoch) run to its end by the command line."""
+    from recbole_hnlm.benchmark.__main__ import main
+
+    data_path, name = ml_slice
+    out = str(tmp_path_factory.mktemp("grid") / "out")
+    argv = ["--dataset", name, f"--data_path={data_path}", "--models", "MF", "--samplers", "RNS", "--seeds", "2020",
+            "--epochs", "1", "--out", out, LOAD_COL, "--no-plots", "--no-progress"]
+    assert main(argv) == 0
+    return argv, out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+@pytest.mark.parametrize("report_only", [False, True], ids=["rerun", "report-only"])
+def test_compare_interrupted_while_writing_its_report(sig, report_only, finished_grid, monkeypatch, capsys):
+    """A signal while compare.py wrote its report (runs.csv, table.md, plots: seconds with plots), after the cells or
+    with ``--report-only``, was outside its signal handling: Ctrl-C gave a ``KeyboardInterrupt`` traceback and
+    SIGTERM killed it on the spot (a ``.tmp-`` file of the write being made stays behind). Now the documented
+    ``interrupted:`` line and 128 + the signal's number, no ``.tmp-`` file, and the rerun writes the report."""
+    from recbole_hnlm.benchmark import report
+    from recbole_hnlm.benchmark.__main__ import main
+
+    argv, out = finished_grid
+    argv = argv + (["--report-only"] if report_only else [])
+    for name in ("runs.csv", "table.md"):  # so that the rerun's report is a new one
+        if os.path.exists(os.path.join(out, name)):
+            os.remove(os.path.join(out, name))
+    write_report = report.write_report
+
+    def interrupted_report(*args, **kwargs):
+        os.kill(os.getpid(), sig)  # delivered before the first file of the report is written
+        return write_report(*args, **kwargs)
+
+    monkeypatch.setattr(report, "write_report", interrupted_report)
+    previous = signal.signal(signal.SIGTERM, _raise_unhandled)  # not this test process's end if left unhandled
+    try:
+        status = main(argv)
+    except (KeyboardInterrupt, _Unhandled) as error:
+        pytest.fail(f"the command did not handle {sig.name}: {type(error).__name__} {error}")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert status == 128 + sig
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("interrupted:")
+    assert not [name for name in os.listdir(out) if ".tmp-" in name]
+
+    monkeypatch.setattr(report, "write_report", write_report)
+    assert main(argv) == 0
+    assert os.path.isfile(os.path.join(out, "table.md")) and os.path.isfile(os.path.join(out, "runs.csv"))
+
+
+# SIGKILLs its own process at the N-th os.fsync, which an atomic write calls once its temporary file is complete and
+# before it renames it into place: a hard kill in the middle of a checkpoint write.
+_SIGKILL_IN_WRITE = """
+import os, runpy, signal, sys
+left = [int(sys.argv[1])]
+def hook(frame, event, arg):
+    if event == "c_call" and arg is os.fsync:
+        left[0] -= 1
+        if not left[0]:
+            os.kill(os.getpid(), signal.SIGKILL)
+sys.setprofile(hook)
+sys.argv = sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def _killed_in_write(nth, fast_config):
+    options = {**fast_config, "model": "MF", "sampler": "RNS", "seed": 2020}
+    argv = [f"--{key}={value}" for key, value in options.items() if key != "load_col"] + [LOAD_COL]
+    script = os.path.join(REPO, "run_recbole_hnlm.py")
+    result = subprocess.run([sys.executable, "-c", _SIGKILL_IN_WRITE, str(nth), script, *argv], capture_output=True,
+                            text=True, timeout=300, env={**os.environ, "PYTHONPATH": REPO})
+    assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
+    folder = fast_config["checkpoint_dir"]
+    leftovers = [name for name in os.listdir(folder) if ".tmp-" in name]
+    assert len(leftovers) == 1  # the write the kill cut short
+    return folder, leftovers[0]
+
+
+def test_a_checkpoint_write_cut_by_sigkill_is_removed_by_the_rerun(fast_config):
+    """SIGKILL during the first resume state's write (no state to resume: the run is started again, under a new name)
+    left a checkpoint-sized ``*.resume.safetensors.tmp-<pid>-<random>`` for good: an atomic write removes such a file
+    only when it writes the same path again. The next run in the folder removes it (its run's marker shows it
+    dead), and leaves a temporary file of a live process's pid alone."""
+    from recbole_hnlm.quick_start import run_recbole_hnlm
+
+    folder, leftover = _killed_in_write(1, fast_config)
+    assert leftover.endswith(".resume.safetensors" + leftover[leftover.index(".tmp-"):])
+    live = leftover.split(".tmp-")[0] + f".tmp-{os.getppid()}-0a0b0c0d"  # a live writer's (this test's parent)
+    open(os.path.join(folder, live), "w").close()
+    result = run_recbole_hnlm(model="MF", config_dict={**fast_config, "sampler": "RNS", "seed": 2020})
+    names = os.listdir(folder)
+    assert [name for name in names if ".tmp-" in name] == [live]
+    assert os.path.basename(result["resume_state"]) in names and not [n for n in names if n.endswith(".reserved")]
+
+
+def test_a_best_checkpoint_write_cut_by_sigkill_is_removed_by_the_resume(fast_config):
+    """SIGKILL while the first best checkpoint was written (its resume state complete): the resume, as the docs say,
+    writes the best file from the state, but the killed write's ``*.safetensors.tmp-<pid>-<random>`` (younger than
+    STALE_WRITE_SECONDS) stayed beside it for good. The resume removes it; the continued run's files are whole."""
+    from recbole_hnlm.checkpoint import read_trainer_state
+    from recbole_hnlm.quick_start import run_recbole_hnlm
+
+    folder, leftover = _killed_in_write(2, fast_config)
+    state = os.path.join(folder, leftover.split(".safetensors.tmp-")[0] + ".resume.safetensors")
+    assert os.path.isfile(state)
+    result = run_recbole_hnlm(model="MF", config_dict={**fast_config, "sampler": "RNS", "seed": 2020,
+                                                       "resume_from": state})
+    assert [name for name in os.listdir(folder) if ".tmp-" in name] == []
+    assert result["resume_state"] == state
+    assert read_trainer_state(state)["epoch"] == fast_config["epochs"] - 1
+    assert read_trainer_state(result["checkpoint"])["epoch"] is not None
