@@ -12,7 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout, uninstalled
 
-from recbole_hnlm.benchmark.tune import main  # noqa: E402
+from recbole_hnlm.signals import load_main  # noqa: E402
 
-if __name__ == "__main__":
-    sys.exit(main(prog="python benchmarks/tune.py"))
+if __name__ == "__main__":  # loading torch and RecBole takes seconds: a Ctrl-C then is one line too
+    sys.exit(load_main("recbole_hnlm.benchmark.tune")(prog="python benchmarks/tune.py"))

@@ -20,7 +20,7 @@ def hook(frame, event, arg):
         sys.setprofile(None)
         os.kill(os.getpid(), signal.{sig})
 sys.setprofile(hook)
-sys.argv = [sys.argv[1], "--model=MF", "--epochs=1"]
+sys.argv = sys.argv[1:] if len(sys.argv) > 2 else [sys.argv[1], "--model=MF", "--epochs=1"]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
@@ -46,6 +46,22 @@ class _Unhandled(Exception):
 
 def _raise_unhandled(signum, frame):
     raise _Unhandled(signal.Signals(signum).name)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+@pytest.mark.parametrize("script, args", [("compare.py", ["--models", "MF", "--samplers", "RNS"]),
+                                          ("tune.py", ["--model", "MF", "--params_file", "x.hyper"])])
+def test_benchmark_scripts_interrupted_while_loading_say_so(sig, script, args, tmp_path):
+    """The benchmark scripts imported the grid (torch, RecBole) before their signal handling: Ctrl-C then gave a
+    ``KeyboardInterrupt`` traceback, SIGTERM a silent exit by the signal."""
+    code = _SIGNAL_DURING_IMPORTS.format(sig=sig.name)
+    result = subprocess.run([sys.executable, "-c", code, os.path.join(REPO, "benchmarks", script), *args,
+                             "--out", str(tmp_path / "out")], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "PYTHONPATH": REPO})
+    assert result.returncode == 128 + sig, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("interrupted:")
+    assert os.listdir(tmp_path) == []
 
 
 @pytest.fixture(scope="module")

@@ -417,24 +417,32 @@ def _parse_args(argv, prog=PROG):
 
 
 def main(argv=None, prog=PROG) -> int:
-    """Command line (see the module docstring); ``prog``: the command ``--help`` names (``benchmarks/tune.py``)."""
-    from recbole_hnlm.benchmark.__main__ import fail, parse_command_line
+    """Command line (see the module docstring); ``prog``: the command ``--help`` names (``benchmarks/tune.py``).
+    Ctrl-C or SIGTERM at any point (the option checks, the trials' checks, a trial) prints one ``interrupted:`` line
+    and exits 130 (143)."""
     from recbole_hnlm.signals import interrupted_status, say_interrupted, sigterm_as_interrupt
+
+    try:
+        with sigterm_as_interrupt():
+            return _main(argv, prog)
+    except KeyboardInterrupt:
+        say_interrupted("interrupted: finished cells are saved; rerun the same command to resume")
+        return interrupted_status()
+
+
+def _main(argv, prog) -> int:
+    from recbole_hnlm.benchmark.__main__ import fail, parse_command_line
 
     args, status = parse_command_line(lambda items: _parse_args(items, prog), argv)
     if args is None:
         return status
     try:
-        with sigterm_as_interrupt():
-            search = run_search(args.dataset, args.model, args.sampler, args.seeds, args.params_file, args.out,
-                                algo=args.algo, max_evals=args.max_evals, search_seed=args.search_seed,
-                                config_dict=args.config, config_file_list=args.config_files,
-                                progress=not args.no_progress)
+        search = run_search(args.dataset, args.model, args.sampler, args.seeds, args.params_file, args.out,
+                            algo=args.algo, max_evals=args.max_evals, search_seed=args.search_seed,
+                            config_dict=args.config, config_file_list=args.config_files,
+                            progress=not args.no_progress)
     except (SettingsMismatch, ValueError, FileNotFoundError, WriteError) as error:  # ConfigError: a ValueError
         return fail(error)
-    except KeyboardInterrupt:
-        say_interrupted("interrupted: finished cells are saved; rerun the same command to resume")
-        return interrupted_status()
     order = ranked(search["trials"])
     if order:
         best = order[0]
