@@ -110,13 +110,17 @@ class ChatFormatter:
 
     def render_split(self, template: PromptTemplate, values: Dict[str, str]) -> Tuple[str, str]:
         """Render with the item block left open -> (shared prefix text, tail text after the item block). The split
-        marker is one that no value holds (a title or profile holding the default one split the prompt inside it)."""
+        marker is one that no value holds (a title or profile holding the default one split the prompt inside it) and
+        that the rendered text holds once (a value ending in the marker's start, right before ``$item_block``)."""
         sentinel = _SENTINEL
-        while any(sentinel in str(value) for value in values.values()):
+        while True:
+            if not any(sentinel in str(value) for value in values.values()):
+                full = self.render(template.sections["system"], template.user_message(values, sentinel=sentinel),
+                                   template.answer_prefix, template.format)
+                if sentinel not in full:
+                    raise ValueError(f"template {template.name}: no $item_block to split at")
+                if full.find(sentinel) == full.rfind(sentinel):
+                    break
             sentinel += "\u2063"
-        full = self.render(template.sections["system"], template.user_message(values, sentinel=sentinel),
-                           template.answer_prefix, template.format)
-        if sentinel not in full:
-            raise ValueError(f"template {template.name}: no $item_block to split at")
         prefix, tail = full.split(sentinel, 1)
         return prefix, tail

@@ -41,8 +41,8 @@ ANSWER_CHECKS = ("v16: none-like, placeholder (also behind a label), the pair's 
                  "names a namesake; a 'Title:'/'Answer:' label, also with an em dash, or a list number, letter or "
                  "roman numeral with a period or a bracket, also in bold or with only the sign in bold, before it "
                  "read through; '_' as "
-                 "punctuation; a title of signs only, '!!!' or emoji, as written), the user's profile repeated (its "
-                 "start, or an undated sentence of its words)")
+                 "punctuation; a title of signs only, '!!!' or emoji, as written less a trailing year), the user's "
+                 "profile repeated (its start, or an undated sentence of its words)")
 _NONE_ANSWERS = {"none", "null", "n a", "na", "nothing", "unknown", "no item", "none found", "not applicable",
                  "item name", "none of the above"}
 _NONE_STARTS = ("no hard negative", "none of the ", "not applicable", "there is no ")
@@ -125,14 +125,17 @@ def semantic_manifest(cfg: LLMConfig, text: DatasetText, pairs, generator_name: 
 def title_key(title: str) -> str:
     """A title compared loosely: lower case, no trailing ``(1994)``, no leading or trailing article (``Usual
     Suspects, The`` and ``The Usual Suspects`` as ``usual suspects``), punctuation (``_`` too: Markdown's
-    ``__Heat__``) as spaces; a title without a letter or digit (``!!!``, emoji only) as written, in lower case."""
-    key = re.sub(r"\s*\(\s*\d{4}\s*\)\s*$", "", " ".join(str(title).lower().split()))
-    key = re.sub(r"^(?:[^\w(]|_)+", "", key)  # a quote first: '"Il Postino" is ...' as "postino is ..."
+    ``__Heat__``) as spaces; a title without a letter or digit (``!!!``, emoji only) as written, in lower case, less
+    a trailing year."""
+    written = " ".join(str(title).lower().split())
+    undated = re.sub(r"\s*\(\s*\d{4}\s*\)\s*$", "", written)
+    key = re.sub(r"^(?:[^\w(]|_)+", "", undated)  # a quote first: '"Il Postino" is ...' as "postino is ..."
     key = re.sub(rf"^(.*),\s*(?:{'|'.join(_ARTICLES)})$", r"\1", key)  # "Usual Suspects, The" as "usual suspects"
     key = re.sub(rf"^(?:{'|'.join(_ARTICLES)})\s+(?=\S)", "", key)  # "The Usual Suspects" likewise
     key = " ".join(re.sub(r"[\W_]+", " ", key).split())
-    # a title of signs only ("!!!", an emoji name, "(1994)") has no words: compared as written, up to case and spaces
-    return key or " ".join(str(title).lower().split())
+    # a title of signs only ("!!!", an emoji name) has no words: compared as written, up to case, spaces and a
+    # trailing year ("!!! (2001)" as "!!!", as "Heat (1995)" as "heat"); a title that is only a year ("(1994)") keeps it
+    return key or undated or written
 
 
 def negative_name(answer: Dict) -> str:
