@@ -116,7 +116,7 @@ class Generator:
             if not self.prompts_cut:
                 why = ("max_prompt_tokens" if self.max_prompt_tokens is not None else
                        "the model's context less the answer budget")
-                why += f", less the {reserve} tokens of {reserved_for}" if reserve else ""
+                why += f", less the {reserve} token{'s' if reserve != 1 else ''} of {reserved_for}" if reserve else ""
                 logger.warning("a prompt of %d tokens is cut to its last %d (%s): the instructions at its start are "
                                "lost; shorten the histories (hnlm_max_history, hnlm_max_reviews, hnlm_profile_words). "
                                "Counted in Generator.prompts_cut and reported when the stage ends.",

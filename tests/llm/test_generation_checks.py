@@ -394,7 +394,7 @@ def test_the_cut_warning_names_the_limit_that_cut(tiny_llama_dir, caplog):
     model, tokenizer, _ = load_causal_lm(tiny_llama_dir, device="cpu")
     caplog.set_level(logging.WARNING)
     Generator(model, tokenizer, max_new_tokens=3, retries=0, max_prompt_tokens=4)._encode("Heat " * 10, reserve=1)
-    assert "is cut to its last 3 (max_prompt_tokens, less the 1 tokens of the text that follows it)" in caplog.text
+    assert "is cut to its last 3 (max_prompt_tokens, less the 1 token of the text that follows it)" in caplog.text
     caplog.clear()
     context = model.config.max_position_embeddings
     Generator(model, tokenizer, max_new_tokens=3, retries=0)._encode("Heat " * (context + 10))

@@ -81,7 +81,7 @@ def test_a_long_suffix_keeps_its_end_and_the_prefix_its_last_token(tiny_tokenize
     assert gen.prefixes == [_ids(tiny_tokenizer, "Clueless Jumanji")[-1:]]
     warnings = [r.getMessage() for r in caplog.records if "is cut to its last" in r.getMessage()]
     assert len(warnings) == 1  # the prefix cut that follows is counted, not warned again
-    assert "max_prompt_tokens, less the 1 tokens of the prefix before it" in warnings[0]
+    assert "max_prompt_tokens, less the 1 token of the prefix before it" in warnings[0]
 
 
 def test_a_prefix_cut_for_its_suffixes_names_the_text_that_follows(tiny_tokenizer, caplog):
