@@ -6,7 +6,7 @@ import signal
 import sys
 import threading
 
-__all__ = ["sigterm_as_interrupt", "interrupted_status", "say_interrupted", "load_main"]
+__all__ = ["sigterm_as_interrupt", "interrupted_status", "say_interrupted", "load_main", "run_interruptible"]
 
 _received = None  # the signal number that stopped the current command, None for Ctrl-C
 
@@ -58,3 +58,14 @@ def load_main(module: str):
     except KeyboardInterrupt:
         say_interrupted("interrupted: nothing was started yet; rerun the command")
         sys.exit(interrupted_status())
+
+
+def run_interruptible(command, message: str):
+    """``command()``'s return value; a Ctrl-C or SIGTERM at any point of it prints ``message`` (one
+    ``interrupted: ...`` line) and returns 130 (143)."""
+    try:
+        with sigterm_as_interrupt():
+            return command()
+    except KeyboardInterrupt:
+        say_interrupted(message)
+        return interrupted_status()

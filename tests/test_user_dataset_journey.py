@@ -98,3 +98,49 @@ def test_a_misspelt_dataset_name_gets_the_close_name_of_a_dataset_beside_it(tmp_
     with pytest.raises(FileNotFoundError) as caught:
         check_dataset_files(_config("qwerty", tmp_path))
     assert "Did you mean" not in str(caught.value)
+
+
+# --- the close-name hint (audit of the session-44 text and hint fixes) ---
+
+def _missing(dataset, data_path, **options):
+    from recbole_hnlm.config import Config
+    from recbole_hnlm.data_checks import check_dataset_files
+
+    config = Config(model="MF", dataset=dataset, command_line=False,
+                    config_dict=dict(data_path=str(data_path), **options))
+    with pytest.raises(FileNotFoundError) as caught:
+        check_dataset_files(config)
+    return str(caught.value)
+
+
+def test_the_close_name_keeps_its_case_and_is_given_with_benchmark_filename(tmp_path):
+    """A folder 'AMZ' is suggested as written for 'amzz'; also in the pre-split (benchmark_filename) message."""
+    _dataset(tmp_path, "AMZ")
+    assert "Did you mean --dataset=AMZ?" in _missing("amzz", tmp_path)
+    assert "Did you mean --dataset=AMZ?" in _missing("amzz", tmp_path, benchmark_filename=["train", "valid", "test"])
+
+
+def test_the_close_name_is_never_the_name_given(tmp_path):
+    """A folder of the given name holding only pre-split parts (no benchmark_filename) is not suggested to itself."""
+    _dataset(tmp_path, "amz", parts=("train.inter", "valid.inter", "test.inter"))
+    message = _missing("amz", tmp_path)
+    assert "benchmark_filename" in message and "Did you mean" not in message
+
+
+def test_the_close_name_cutoff(tmp_path):
+    """Names as close as 3 of 4 letters ('abcd' for 'abce', ratio 0.75) are suggested; 'amxy' for 'amz' (0.57) not."""
+    import difflib
+
+    _dataset(tmp_path, "abcd")
+    _dataset(tmp_path, "amz")
+    assert difflib.SequenceMatcher(None, "abce", "abcd").ratio() == 0.75
+    assert "Did you mean --dataset=abcd?" in _missing("abce", tmp_path)
+    assert "Did you mean" not in _missing("amxy", tmp_path)
+
+
+def test_the_own_folder_hint_replaces_the_close_name(tmp_path):
+    """data_path naming the dataset's own folder gets that hint only, not also a guess at another name."""
+    folder = _dataset(tmp_path, "amz")
+    _dataset(folder, "amzz")  # a close dataset beside the searched amz/amz/ folder
+    message = _missing("amz", folder)
+    assert "the dataset's own folder" in message and "Did you mean" not in message

@@ -184,14 +184,10 @@ def main(argv=None, prog=PROG):
     """Command line (see the module docstring); ``prog``: the command ``--help`` names (``benchmarks/compare.py``).
     Ctrl-C or SIGTERM at any point (loading the libraries, the checks, a cell, the report) prints one
     ``interrupted:`` line and exits 130 (143): the report is written atomically and rebuilt by the rerun."""
-    from recbole_hnlm.signals import interrupted_status, say_interrupted, sigterm_as_interrupt
+    from recbole_hnlm.signals import run_interruptible
 
-    try:
-        with sigterm_as_interrupt():
-            return _main(argv, prog)
-    except KeyboardInterrupt:
-        say_interrupted("interrupted: finished cells are saved; rerun the same command to resume")
-        return interrupted_status()
+    return run_interruptible(lambda: _main(argv, prog),
+                             "interrupted: finished cells are saved; rerun the same command to resume")
 
 
 def _main(argv, prog):

@@ -420,14 +420,10 @@ def main(argv=None, prog=PROG) -> int:
     """Command line (see the module docstring); ``prog``: the command ``--help`` names (``benchmarks/tune.py``).
     Ctrl-C or SIGTERM at any point (the option checks, the trials' checks, a trial) prints one ``interrupted:`` line
     and exits 130 (143)."""
-    from recbole_hnlm.signals import interrupted_status, say_interrupted, sigterm_as_interrupt
+    from recbole_hnlm.signals import run_interruptible
 
-    try:
-        with sigterm_as_interrupt():
-            return _main(argv, prog)
-    except KeyboardInterrupt:
-        say_interrupted("interrupted: finished cells are saved; rerun the same command to resume")
-        return interrupted_status()
+    return run_interruptible(lambda: _main(argv, prog),
+                             "interrupted: finished cells are saved; rerun the same command to resume")
 
 
 def _main(argv, prog) -> int:

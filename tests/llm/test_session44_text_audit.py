@@ -209,63 +209,6 @@ def test_a_nul_byte_is_refused_only_for_the_llm_stage(tmp_path):
         check_records(str(path), refuse_nul=True)
 
 
-# ---------------------------------------------------------------- the close-name hint
-
-INTER = "user_id:token\titem_id:token\trating:float\ttimestamp:float\nA1\tB1\t1.0\t1.0\nA2\tB2\t2.0\t2.0\n"
-
-
-def _dataset(root, name, parts=("inter",)):
-    folder = root / name
-    folder.mkdir(parents=True)
-    for part in parts:
-        (folder / f"{name}.{part}").write_text(INTER, encoding="utf-8")
-    return folder
-
-
-def _missing(dataset, data_path, **options):
-    from recbole_hnlm.config import Config
-    from recbole_hnlm.data_checks import check_dataset_files
-
-    config = Config(model="MF", dataset=dataset, command_line=False,
-                    config_dict=dict(data_path=str(data_path), **options))
-    with pytest.raises(FileNotFoundError) as caught:
-        check_dataset_files(config)
-    return str(caught.value)
-
-
-def test_the_close_name_keeps_its_case_and_is_given_with_benchmark_filename(tmp_path):
-    """A folder 'AMZ' is suggested as written for 'amzz'; also in the pre-split (benchmark_filename) message."""
-    _dataset(tmp_path, "AMZ")
-    assert "Did you mean --dataset=AMZ?" in _missing("amzz", tmp_path)
-    assert "Did you mean --dataset=AMZ?" in _missing("amzz", tmp_path, benchmark_filename=["train", "valid", "test"])
-
-
-def test_the_close_name_is_never_the_name_given(tmp_path):
-    """A folder of the given name holding only pre-split parts (no benchmark_filename) is not suggested to itself."""
-    _dataset(tmp_path, "amz", parts=("train.inter", "valid.inter", "test.inter"))
-    message = _missing("amz", tmp_path)
-    assert "benchmark_filename" in message and "Did you mean" not in message
-
-
-def test_the_close_name_cutoff(tmp_path):
-    """Names as close as 3 of 4 letters ('abcd' for 'abce', ratio 0.75) are suggested; 'amxy' for 'amz' (0.57) not."""
-    import difflib
-
-    _dataset(tmp_path, "abcd")
-    _dataset(tmp_path, "amz")
-    assert difflib.SequenceMatcher(None, "abce", "abcd").ratio() == 0.75
-    assert "Did you mean --dataset=abcd?" in _missing("abce", tmp_path)
-    assert "Did you mean" not in _missing("amxy", tmp_path)
-
-
-def test_the_own_folder_hint_replaces_the_close_name(tmp_path):
-    """data_path naming the dataset's own folder gets that hint only, not also a guess at another name."""
-    folder = _dataset(tmp_path, "amz")
-    _dataset(folder, "amzz")  # a close dataset beside the searched amz/amz/ folder
-    message = _missing("amz", folder)
-    assert "the dataset's own folder" in message and "Did you mean" not in message
-
-
 # ---------------------------------------------------------------- report
 
 def test_the_best_id_sentence_names_the_id_based_samplers_and_not_rns():
