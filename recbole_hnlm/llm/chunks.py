@@ -138,10 +138,10 @@ class ChunkedRun:
             try:
                 with safe_open(path, framework="pt") as handle:
                     complete = {"rows", "emb"} <= set(handle.keys()) and "records" in (handle.metadata() or {})
+                    why = "rows, emb or records missing" if not complete else self._chunk_problem(path, handle)
+                    complete = why is None
             except (SafetensorError, OSError) as error:
                 complete, why = False, f"{type(error).__name__}: {error}"
-            else:
-                why = "rows, emb or records missing"
             if not complete:
                 folder = os.path.isdir(path) and not os.path.islink(path)  # a folder of that name (copied, unpacked)
                 logger.warning("%s: unreadable chunk (%s); it is computed again", path, "a folder" if folder else why)
@@ -149,6 +149,30 @@ class ChunkedRun:
                     shutil.rmtree(path)
                 else:
                     os.remove(path)
+
+    def _chunk_problem(self, path: str, handle) -> Optional[str]:
+        """What makes an open chunk file unusable for this plan (rows of another chunk, shapes, records), or None."""
+        try:
+            k = int(os.path.basename(path)[len("chunk_"):-len(".safetensors")])
+        except ValueError:
+            return "not a chunk file name"
+        if not 0 <= k < self.num_chunks:
+            return f"chunk {k} is not in this plan of {self.num_chunks} chunks"
+        rows = handle.get_tensor("rows")
+        emb_shape = handle.get_slice("emb").get_shape()
+        if rows.dim() != 1 or rows.dtype != torch.int64 or len(emb_shape) != 2 or emb_shape[0] != rows.shape[0]:
+            return f"rows {rows.dtype} {tuple(rows.shape)} vs emb {tuple(emb_shape)}"
+        span = self.chunk_rows(k)
+        if rows.numel() and (int(rows.min()) < span.start or int(rows.max()) >= span.stop
+                             or rows.unique().numel() != rows.numel()):
+            return f"rows outside the chunk's pairs {span.start}..{span.stop - 1} or repeated"
+        try:
+            records = json.loads(handle.metadata()["records"])
+        except json.JSONDecodeError as error:
+            return f"records: {error}"
+        if not isinstance(records, list):
+            return "records is not a JSON list"
+        return None
 
     def _check_locked(self) -> None:
         if self._lock is None:

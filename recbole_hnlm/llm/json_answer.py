@@ -44,16 +44,24 @@ def _scan(text: str, start: int):
 
 def first_json_block(text: str) -> Optional[str]:
     """Return the first balanced ``{...}`` block, honouring quoted strings; None when there is none."""
+    # a "{" that one scan saw outside strings is balanced from there exactly when that scan matched it (the scan from
+    # it would read the same text the same way), so it needs no scan of its own: linear for "{{{{..." answers
+    known: Dict[int, Optional[int]] = {}  # "{" position -> position of its "}" (None: never closed)
     start = text.find("{")
     while start != -1:
-        depth = 0
-        for pos, char, quote in _scan(text, start):
-            if quote is None and char == "{":
-                depth += 1
-            elif quote is None and char == "}":
-                depth -= 1
-                if depth == 0:
-                    return text[start:pos + 1]
+        if start not in known:
+            opened = []
+            for pos, char, quote in _scan(text, start):
+                if quote is None and char == "{":
+                    opened.append(pos)
+                    known.setdefault(pos, None)
+                elif quote is None and char == "}" and opened:
+                    known[opened.pop()] = pos
+                    if not opened:
+                        break
+        end = known[start]
+        if end is not None:
+            return text[start:end + 1]
         start = text.find("{", start + 1)
     return None
 
@@ -142,7 +150,7 @@ def _loads_lenient(block: str):
     for attempt in attempts:
         try:
             return json.loads(attempt, strict=False)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # JSONDecodeError; a number past int's digit limit; nesting too deep
             continue
     raise MalformedAnswer(f"not JSON after repairs: {block[:200]!r}")
 
@@ -197,6 +205,9 @@ def parse_json_answer(text: str, required: Sequence[str] = (), allow_truncated: 
     whole = candidates[-1]
     start = whole.find("{") if allow_truncated else -1
     while start != -1:
+        if whole[start + 1:].lstrip()[:1] in ("{", "["):  # "{{" or "{[": no repair makes it an object
+            start = whole.find("{", start + 1)
+            continue
         for candidate in close_truncated(whole[start:]):
             try:
                 obj = _loads_lenient(candidate)

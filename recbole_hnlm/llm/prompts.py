@@ -112,8 +112,15 @@ class ChatFormatter:
         """Render with the item block left open -> (shared prefix text, tail text after the item block). The split
         marker is one that no value holds (a title or profile holding the default one split the prompt inside it) and
         that the rendered text holds once (a value ending in the marker's start, right before ``$item_block``)."""
+        if template.sections["user"].count("$item_block") > 1:  # the marker would be there twice, however long
+            raise ValueError(f"template {template.name}: $item_block appears more than once in '### user'")
         sentinel = _SENTINEL
+        # a marker longer than every value and the template's text together is held by none of them: a rendering
+        # that still holds it twice repeats the user message (a chat template), which no marker can split
+        longest = len(_SENTINEL) + sum(len(str(v)) for v in values.values()) + sum(map(len, template.sections.values()))
         while True:
+            if len(sentinel) > longest:
+                raise ValueError(f"template {template.name}: the rendered prompt holds $item_block more than once")
             if not any(sentinel in str(value) for value in values.values()):
                 full = self.render(template.sections["system"], template.user_message(values, sentinel=sentinel),
                                    template.answer_prefix, template.format)

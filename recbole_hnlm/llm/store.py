@@ -116,6 +116,10 @@ def write_pair_store(path: str, user_tokens: Sequence[str], item_tokens: Sequenc
                          f"{len(item_tokens)} items")
     if dtype not in (torch.float16, torch.float32):
         raise StoreError(f"{path}: store dtype must be float16 or float32, got {dtype}")
+    finite = torch.isfinite(emb.detach().to("cpu", dtype)).all(1) if emb.numel() else None
+    if finite is not None and not bool(finite.all()):  # NaN / inf, or past float16's range (65504)
+        raise StoreError(f"{path}: {int((~finite).sum())} of {emb.shape[0]} embeddings hold NaN or inf as {dtype} "
+                         f"(first row {int((~finite).nonzero()[0])}); nothing was written")
     user_tokens = [str(t) for t in user_tokens]
     item_tokens = [str(t) for t in item_tokens]
     key_type = "int64" if _integer_like(user_tokens) and _integer_like(item_tokens) else "tsv"
@@ -174,6 +178,8 @@ def _mmap_tensor(path: str, info: Dict, data_start: int, name: str) -> torch.Ten
         dtype = _SAFETENSORS_DTYPES.get(info["dtype"])
         begin, end = (int(offset) for offset in info["data_offsets"])
         shape = tuple(int(size) for size in info["shape"])
+        if begin < 0 or end < begin or any(size < 0 for size in shape):
+            raise ValueError
     except (KeyError, TypeError, ValueError):  # a damaged or foreign header: a store error, so a cache recomputes
         raise StoreError(f"{path}: tensor '{name}' has a malformed header entry {info!r}") from None
     if dtype is None:
@@ -213,12 +219,16 @@ class PairEmbeddingStore:
             raise StoreError(f"{path} is a folder: hnlm_file / hnlm_store_path name the store's .safetensors file")
         header, data_start = _read_header(path)
         meta = header.pop("__metadata__", None) or {}
+        if not isinstance(meta, dict):
+            raise StoreError(f"{path}: __metadata__ is not a JSON object")
         if meta.get("format") != FORMAT:
             raise StoreError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
         try:
             manifest = json.loads(meta["manifest"])
-        except (KeyError, json.JSONDecodeError) as err:
+        except (KeyError, TypeError, json.JSONDecodeError) as err:
             raise StoreError(f"{path}: __metadata__ has no valid 'manifest' ({err})") from err
+        if not isinstance(manifest, dict):
+            raise StoreError(f"{path}: __metadata__ 'manifest' is not a JSON object")
         for field in _REQUIRED_FIELDS:
             if field not in manifest:
                 raise StoreError(f"{path}: manifest lacks field '{field}'")
@@ -234,6 +244,8 @@ class PairEmbeddingStore:
         if "emb" not in header:
             raise StoreError(f"{path}: tensor 'emb' missing")
         emb = _mmap_tensor(path, header["emb"], data_start, "emb")
+        if str(emb.dtype).replace("torch.", "") != manifest["dtype"]:
+            raise StoreError(f"{path}: emb is {emb.dtype}, manifest dtype {manifest['dtype']!r}")
         if emb.dim() != 2 or emb.shape[0] != manifest["num_pairs"] or emb.shape[1] != manifest["dim"]:
             raise StoreError(f"{path}: emb shape {tuple(emb.shape)} != manifest [num_pairs={manifest['num_pairs']}, "
                              f"dim={manifest['dim']}]")
@@ -241,14 +253,21 @@ class PairEmbeddingStore:
             for name in ("user", "item"):
                 if name not in header:
                     raise StoreError(f"{path}: tensor '{name}' missing (key_type int64)")
-            users = [str(t) for t in _mmap_tensor(path, header["user"], data_start, "user").tolist()]
-            items = [str(t) for t in _mmap_tensor(path, header["item"], data_start, "item").tolist()]
+            keys = {name: _mmap_tensor(path, header[name], data_start, name) for name in ("user", "item")}
+            for name, tensor in keys.items():
+                if tensor.dim() != 1 or tensor.dtype != torch.int64:
+                    raise StoreError(f"{path}: tensor '{name}' is {tensor.dtype} {tuple(tensor.shape)}, expected "
+                                     f"int64 [num_pairs]")
+            users, items = ([str(t) for t in keys[name].tolist()] for name in ("user", "item"))
         elif manifest["key_type"] == "tsv":
             keys = path + ".keys.tsv"
             if not os.path.exists(keys):
                 raise StoreError(f"{keys}: keys file missing (key_type tsv)")
-            with open(keys, encoding="utf-8") as handle:
-                text = handle.read()
+            try:
+                with open(keys, encoding="utf-8") as handle:
+                    text = handle.read()
+            except (UnicodeDecodeError, OSError) as err:  # edited, binary, a folder of that name
+                raise StoreError(f"{keys}: unreadable keys file ({err}); compute the store again") from err
             digest = manifest.get("keys_sha256")
             if digest is not None and hashlib.sha256(text.encode("utf-8")).hexdigest() != digest:
                 raise StoreError(f"{keys}: not the keys file written with {path} (a write was cut off between the "
@@ -291,6 +310,10 @@ class PairEmbeddingStore:
             keep[1:] = keys_t[1:] != keys_t[:-1]
             keys_t, rows_t = keys_t[keep], rows_t[keep]
         emb = self.emb[rows_t].clone() if rows_t.numel() else torch.zeros(0, self.dim, dtype=self.emb.dtype)
+        finite = torch.isfinite(emb).all(1) if emb.numel() else torch.ones(0, dtype=torch.bool)
+        if not bool(finite.all()):  # a damaged file (a flipped exponent byte): the sampler would train on NaN
+            raise StoreError(f"{self.path}: {int((~finite).sum())} stored embedding(s) hold NaN or inf (row "
+                             f"{int(rows_t[~finite][0])}); the file is damaged, compute the store again")
         coverage = keys_t.numel() / self.num_pairs if self.num_pairs else 0.0
         return AlignedPairEmbeddings(keys_t, emb, n_items, coverage)
 

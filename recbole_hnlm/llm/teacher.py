@@ -209,6 +209,22 @@ class Teacher:
         return teacher
 
     def validate(self) -> None:
+        for name in ("user_tokens", "item_tokens"):  # a JSON dict or string would index as something else
+            tokens = getattr(self, name)
+            if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+                raise ValueError(f"{self.path}: {name} must be a JSON list of strings")
+            if len(set(tokens)) != len(tokens):
+                raise ValueError(f"{self.path}: {name} holds a token twice")
+        for name in ("user_emb", "item_emb", "neg_emb"):
+            tensor = getattr(self, name)
+            if tensor.dim() != 2 or not tensor.is_floating_point():
+                raise ValueError(f"{self.path}: {name} is {tensor.dtype} {tuple(tensor.shape)}, expected float [N, d]")
+            if not bool(torch.isfinite(tensor).all()):
+                raise ValueError(f"{self.path}: {name} holds NaN or inf (a diverged or damaged teacher)")
+        for name in ("pair_user", "pair_item"):
+            tensor = getattr(self, name)
+            if tensor.dim() != 1 or tensor.dtype != torch.int64:
+                raise ValueError(f"{self.path}: {name} is {tensor.dtype} {tuple(tensor.shape)}, expected int64 [P]")
         p = self.pair_user.shape[0]
         checks = [
             (self.user_emb.shape[0] == len(self.user_tokens), "user_emb rows != len(user_tokens)"),
