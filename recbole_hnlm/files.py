@@ -110,10 +110,11 @@ def temporary_name(path: str) -> str:
     return f"{os.fspath(path).rstrip(os.sep)}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
 
 
-def remove_dead_writers_files(path: str) -> None:
+def remove_dead_writers_files(path: str, ended_pid: Optional[int] = None) -> None:
     """Remove the ``<path>.tmp-<pid>[-<random>]`` files and folders of writers that no longer run (hard-killed during
     a write): no process of the pid runs, and nothing changed them for :data:`STALE_WRITE_SECONDS`. Those of live
-    processes stay."""
+    processes stay. ``ended_pid``: only the files of that pid, whose writer the caller knows ended (no process holds
+    its run's lock, so it runs in no other container either), whatever their age."""
     path = os.fspath(path)
     folder, prefix = os.path.dirname(os.path.abspath(path)), os.path.basename(path.rstrip(os.sep)) + ".tmp-"
     try:
@@ -122,14 +123,21 @@ def remove_dead_writers_files(path: str) -> None:
         return
     for name in names:
         pid = name[len(prefix):].split("-", 1)[0]
-        if name.startswith(prefix) and pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
-            full = os.path.join(folder, name)
+        if not (name.startswith(prefix) and pid.isdigit()):
+            continue
+        full = os.path.join(folder, name)
+        if ended_pid is not None:
+            if int(pid) != ended_pid:
+                continue
+        elif int(pid) == os.getpid() or pid_alive(int(pid)):
+            continue
+        else:
             try:
                 if time.time() - os.lstat(full).st_mtime < STALE_WRITE_SECONDS:
                     continue
             except OSError:
                 continue
-            _remove_entry(full)
+        _remove_entry(full)
 
 
 #: What a write that failed on each cause needs before the command can run again.

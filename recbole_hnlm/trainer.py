@@ -5,7 +5,6 @@ RecBole 1.2.1 pickles its ``Config`` into ``torch.save`` checkpoints and reloads
 instead (no pickle) and works on top of any RecBole trainer class (:func:`make_safe_trainer`).
 """
 import os
-import re
 import shutil
 import time
 import warnings
@@ -21,7 +20,8 @@ from recbole_hnlm.compat import EvalCollector
 from recbole_hnlm.checkpoint import load_checkpoint, read_rng_state, read_trainer_state, save_checkpoint
 from recbole_hnlm.config import split_seed
 from recbole_hnlm.errors import ConcurrentWriterError
-from recbole_hnlm.files import atomic_path, held_by_another, lock_open_file, pid_alive, temporary_name
+from recbole_hnlm.files import (atomic_path, held_by_another, lock_open_file, pid_alive, remove_dead_writers_files,
+                                temporary_name)
 from recbole_hnlm.resume import best_checkpoint_of, json_value, training_options
 from recbole_hnlm.rng_state import capture_rng_state, restore_rng_state
 from recbole_hnlm.warm_start import data_digests
@@ -237,18 +237,9 @@ def _remove_dead_writes(marker):
             held_by_another(marker) is not False:  # no lock to tell (a file system without locks): left as it was
         return
     folder, name = os.path.split(marker)
-    stem = name[1:-len(".reserved")]
-    pattern = re.compile(rf"{re.escape(stem)}(\.resume)?\.safetensors\.tmp-{text}-[0-9a-f]{{8}}")
-    try:
-        names = os.listdir(folder or ".")
-    except OSError:
-        return
-    for leftover in names:
-        if pattern.fullmatch(leftover):
-            try:
-                os.remove(os.path.join(folder, leftover))
-            except OSError:  # removed meanwhile, or a read-only folder: tidying up is optional
-                pass
+    stem = os.path.join(folder, name[1:-len(".reserved")])
+    for path in (f"{stem}.safetensors", f"{stem}.resume.safetensors"):
+        remove_dead_writers_files(path, ended_pid=int(text))
 
 
 class SafeCheckpointMixin:
