@@ -131,7 +131,8 @@ class ChunkedRun:
     def _drop_unreadable_chunks(self) -> None:
         """Remove chunk files that cannot be read (cut by a full disk or a copy, edited), so they are computed again:
         each was otherwise taken as done and failed the merge after every other chunk, on every rerun. Chunks are
-        written atomically, so a killed run leaves none; the check reads headers only."""
+        written atomically, so a killed run leaves none; the check reads each chunk's header, rows and records (not
+        its embeddings: :meth:`_chunk_problem`)."""
         from safetensors import SafetensorError, safe_open
 
         for path in self._chunk_files():

@@ -102,6 +102,16 @@ class _Absent:
 _ABSENT = _Absent()
 
 
+def _dtype_name(dtype: torch.dtype) -> str:
+    """A store dtype as its manifest writes it (``float16``)."""
+    return str(dtype).replace("torch.", "")
+
+
+def _non_finite_rows(emb: torch.Tensor) -> torch.Tensor:
+    """Positions of the rows of a ``[P, D]`` tensor that hold NaN or inf, in order."""
+    return (~torch.isfinite(emb).all(1)).nonzero().flatten()
+
+
 def write_pair_store(path: str, user_tokens: Sequence[str], item_tokens: Sequence[str], emb: torch.Tensor,
                      manifest: Dict, dtype: torch.dtype = torch.float16) -> Dict:
     """Atomically write a store (tensors, manifest, optional keys file). Returns the full manifest written.
@@ -116,17 +126,18 @@ def write_pair_store(path: str, user_tokens: Sequence[str], item_tokens: Sequenc
                          f"{len(item_tokens)} items")
     if dtype not in (torch.float16, torch.float32):
         raise StoreError(f"{path}: store dtype must be float16 or float32, got {dtype}")
-    finite = torch.isfinite(emb.detach().to("cpu", dtype)).all(1) if emb.numel() else None
-    if finite is not None and not bool(finite.all()):  # NaN / inf, or past float16's range (65504)
-        raise StoreError(f"{path}: {int((~finite).sum())} of {emb.shape[0]} embeddings hold NaN or inf as {dtype} "
-                         f"(first row {int((~finite).nonzero()[0])}); nothing was written")
+    stored = emb.detach().to("cpu", dtype).contiguous()
+    bad = _non_finite_rows(stored)  # NaN / inf, or past float16's range (65504)
+    if bad.numel():
+        raise StoreError(f"{path}: {bad.numel()} of {emb.shape[0]} embeddings hold NaN or inf as {dtype} "
+                         f"(first row {int(bad[0])}); nothing was written")
     user_tokens = [str(t) for t in user_tokens]
     item_tokens = [str(t) for t in item_tokens]
     key_type = "int64" if _integer_like(user_tokens) and _integer_like(item_tokens) else "tsv"
     full = dict(manifest)
     full.update(format=FORMAT, dim=int(emb.shape[1]), num_pairs=int(emb.shape[0]), key_type=key_type,
-                dtype=str(dtype).replace("torch.", ""))
-    tensors = {"emb": emb.detach().to("cpu", dtype).contiguous()}
+                dtype=_dtype_name(dtype))
+    tensors = {"emb": stored}
     keys_path = path + ".keys.tsv"
     if key_type == "int64":
         tensors["user"] = torch.tensor([int(t) for t in user_tokens], dtype=torch.int64)
@@ -244,7 +255,7 @@ class PairEmbeddingStore:
         if "emb" not in header:
             raise StoreError(f"{path}: tensor 'emb' missing")
         emb = _mmap_tensor(path, header["emb"], data_start, "emb")
-        if str(emb.dtype).replace("torch.", "") != manifest["dtype"]:
+        if _dtype_name(emb.dtype) != manifest["dtype"]:
             raise StoreError(f"{path}: emb is {emb.dtype}, manifest dtype {manifest['dtype']!r}")
         if emb.dim() != 2 or emb.shape[0] != manifest["num_pairs"] or emb.shape[1] != manifest["dim"]:
             raise StoreError(f"{path}: emb shape {tuple(emb.shape)} != manifest [num_pairs={manifest['num_pairs']}, "
@@ -310,10 +321,10 @@ class PairEmbeddingStore:
             keep[1:] = keys_t[1:] != keys_t[:-1]
             keys_t, rows_t = keys_t[keep], rows_t[keep]
         emb = self.emb[rows_t].clone() if rows_t.numel() else torch.zeros(0, self.dim, dtype=self.emb.dtype)
-        finite = torch.isfinite(emb).all(1) if emb.numel() else torch.ones(0, dtype=torch.bool)
-        if not bool(finite.all()):  # a damaged file (a flipped exponent byte): the sampler would train on NaN
-            raise StoreError(f"{self.path}: {int((~finite).sum())} stored embedding(s) hold NaN or inf (row "
-                             f"{int(rows_t[~finite][0])}); the file is damaged, compute the store again")
+        bad = _non_finite_rows(emb)
+        if bad.numel():  # a damaged file (a flipped exponent byte): the sampler would train on NaN
+            raise StoreError(f"{self.path}: {bad.numel()} stored embedding(s) hold NaN or inf (row "
+                             f"{int(rows_t[bad[0]])}); the file is damaged, compute the store again")
         coverage = keys_t.numel() / self.num_pairs if self.num_pairs else 0.0
         return AlignedPairEmbeddings(keys_t, emb, n_items, coverage)
 
