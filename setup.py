@@ -133,5 +133,5 @@ setup(
     },
     ext_modules=ext_modules,
     cmdclass=cmdclass,
-    entry_points={"console_scripts": ["recbole-hnlm=recbole_hnlm.quick_start:main"]},
+    entry_points={"console_scripts": ["recbole-hnlm=recbole_hnlm.__main__:main"]},
 )

@@ -17,12 +17,18 @@ import sys
 import unicodedata
 from typing import List, Optional, Sequence
 
+if __name__ == "__main__":  # `python -m`: the imports below (torch, seconds) load under the commands' signal handling
+    from recbole_hnlm.signals import load_main
+
+    sys.exit(load_main("recbole_hnlm.recommend")())
+
 import torch
 from tqdm import tqdm
 
 from recbole_hnlm.cli_settings import parse_settings, parser_flags
 from recbole_hnlm.errors import ConfigError, DataError
 from recbole_hnlm.files import atomic_path
+from recbole_hnlm.signals import interrupted_status, say_interrupted, sigterm_as_interrupt
 
 
 def header(dataset) -> str:
@@ -195,7 +201,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if problem:
         parser.error(f"--out {args.out} {problem}")
     overrides = parse_settings(extra, parser.error, flags=parser_flags(parser))
+    try:
+        with sigterm_as_interrupt():
+            return _recommend(args, target, overrides)
+    except KeyboardInterrupt:  # the file is written atomically at the end; standard output line by line
+        say_interrupted("interrupted: " + ("the lines on standard output are incomplete" if target == "-" else
+                                           f"nothing was written to {args.out}") + "; rerun the command")
+        return interrupted_status()
 
+
+def _recommend(args, target: str, overrides: dict) -> int:
+    """Load the run (RecBole's imports, the dataset: a minute at Yelp2018's size), score and write; ``main``'s exit
+    status."""
     from recbole_hnlm.config import PROPERTIES_DIR
     from recbole_hnlm.config_checks import unknown_option_messages, unknown_options
     from recbole_hnlm.load import load_data_and_model
@@ -223,6 +240,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"{args.k} each)", file=sys.stderr if args.out == "-" else sys.stdout)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -45,6 +45,7 @@ import numpy as np
 from recbole_hnlm.data_checks import PANDAS_NA_STRINGS
 from recbole_hnlm.errors import DataError, WriteError
 from recbole_hnlm.files import atomic_path, file_sha256, write_failed, write_failure_errno, write_json_atomic
+from recbole_hnlm.signals import interrupted_status, say_interrupted, sigterm_as_interrupt
 
 logger = logging.getLogger(__name__)
 
@@ -475,6 +476,16 @@ def run_command(dataset: str, out: str) -> str:
             f"{shlex.quote('--data_path=' + os.path.abspath(out))} \"--benchmark_filename={BENCHMARK_FILENAME}\"")
 
 
+def _unfinished_import(out: str, dataset: str) -> str:
+    """What an interrupted import left, and how to go on: its split files are replaced only after the manifest is
+    removed, so split files without a manifest are an incomplete set, which only ``--overwrite`` replaces."""
+    folder = os.path.join(out, dataset)
+    written = [part for part in PARTS if os.path.exists(os.path.join(folder, f"{dataset}.{part}.inter"))]
+    if written and not os.path.exists(os.path.join(folder, f"{dataset}.split.json")):
+        return f"the split files in {folder} are incomplete; rerun the command with --overwrite"
+    return "the import did not finish; rerun the command"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m recbole_hnlm.split_import", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -504,13 +515,17 @@ def main(argv=None) -> int:
         logger.warning("%s: not used with --valid test (the validation file is a copy of the test file)",
                        " and ".join(f"--{name}" for name in hold_out))
     try:
-        manifest = import_split(args.dataset, args.train, args.test, args.out, valid=args.valid, **hold_out,
-                                file_format=args.format,
-                                drop_test_pairs_in_train=args.drop_test_pairs_in_train, overwrite=args.overwrite,
-                                user_list=args.user_list, item_list=args.item_list)
+        with sigterm_as_interrupt():
+            manifest = import_split(args.dataset, args.train, args.test, args.out, valid=args.valid, **hold_out,
+                                    file_format=args.format,
+                                    drop_test_pairs_in_train=args.drop_test_pairs_in_train, overwrite=args.overwrite,
+                                    user_list=args.user_list, item_list=args.item_list)
     except (DataError, WriteError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1 if isinstance(error, WriteError) else 2  # a full disk is not bad input
+    except KeyboardInterrupt:
+        say_interrupted(f"interrupted: {_unfinished_import(args.out, args.dataset)}")
+        return interrupted_status()
     counts = manifest["counts"]
     print(f"{args.dataset}: {counts['users']} users, {counts['items']} items; train {counts['train_pairs']}, "
           f"valid {counts['valid_pairs']}, test {counts['test_pairs']} pairs -> "
