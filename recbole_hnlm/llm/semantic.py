@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import re
+import unicodedata
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
@@ -32,7 +33,8 @@ __all__ = ["pairs_sha256", "semantic_manifest", "run_semantic_negatives", "NEGAT
 logger = logging.getLogger(__name__)
 NEGATIVE_TEMPLATE = "hard_negative.v1"
 #: What answers are refused (in the manifest: a store written under other checks is computed again).
-ANSWER_CHECKS = ("v16: none-like, placeholder (also behind a label), the pair's item or user id from the prompt, item "
+ANSWER_CHECKS = ("v17: none-like, placeholder (also behind a label), no letter or digit ('?', '...'), the pair's item "
+                 "or user id from the prompt, item "
                  "attributes copied ('Year: 1994, genres: Crime Drama', also bold or underlined, as a numbered, "
                  "lettered or roman-numbered list item or behind the prompt's key), the "
                  "interacted item or a "
@@ -42,7 +44,8 @@ ANSWER_CHECKS = ("v16: none-like, placeholder (also behind a label), the pair's 
                  "roman numeral with a period or a bracket, also in bold or with only the sign in bold, before it "
                  "read through; '_' as "
                  "punctuation; a title of signs only, '!!!' or emoji, as written less a trailing year), the user's "
-                 "profile repeated (its start, or an undated sentence of its words)")
+                 "profile repeated (its start, or an undated sentence of its words); titles and ids compared up to "
+                 "accents, compatibility forms, invisible characters and case folding ('ß' as 'ss')")
 _NONE_ANSWERS = {"none", "null", "n a", "na", "nothing", "unknown", "no item", "none found", "not applicable",
                  "item name", "none of the above"}
 _NONE_STARTS = ("no hard negative", "none of the ", "not applicable", "there is no ")
@@ -122,12 +125,20 @@ def semantic_manifest(cfg: LLMConfig, text: DatasetText, pairs, generator_name: 
                               retries=cfg.retries, compute=cfg.compute))
 
 
+def folded(text: str) -> str:
+    """``text`` as the answer checks compare it: accents, compatibility forms (full-width letters, ligatures) and
+    invisible characters (zero-width spaces and joiners, bidi marks, variation selectors) taken off, case folded
+    (``ß`` as ``ss``): "Amelie", "ＡＭＥＬＩＥ" and "Ame\u200blie" write *Amélie* otherwise, not another title."""
+    decomposed = unicodedata.normalize("NFKD", str(text))
+    return "".join(ch for ch in decomposed if unicodedata.category(ch) not in ("Mn", "Cf")).casefold()
+
+
 def title_key(title: str) -> str:
-    """A title compared loosely: lower case, no trailing ``(1994)``, no leading or trailing article (``Usual
+    """A title compared loosely (after :func:`folded`): no trailing ``(1994)``, no leading or trailing article (``Usual
     Suspects, The`` and ``The Usual Suspects`` as ``usual suspects``), punctuation (``_`` too: Markdown's
     ``__Heat__``) as spaces; a title without a letter or digit (``!!!``, emoji only) as written, in lower case, less
     a trailing year."""
-    written = " ".join(str(title).lower().split())
+    written = " ".join(folded(title).split())
     undated = re.sub(r"\s*\(\s*\d{4}\s*\)\s*$", "", written)
     key = re.sub(r"^(?:[^\w(]|_)+", "", undated)  # a quote first: '"Il Postino" is ...' as "postino is ..."
     key = re.sub(rf"^(.*),\s*(?:{'|'.join(_ARTICLES)})$", r"\1", key)  # "Usual Suspects, The" as "usual suspects"
@@ -229,9 +240,9 @@ def _echoes_an_id(name: str, ids: Sequence[str]) -> bool:
     """Whether an answer is one of the prompt's ``ids`` (the pair's item and user tokens), bare or labelled ("242",
     "item_id: 242"), or holds a long one (an ASIN, a Yelp id) as a word. A title that is a number ("187") is refused
     only for the pair whose id it is."""
-    bare = _ID_LABEL.sub("", name.strip().strip("\"'`")).strip().strip("\"'`.,;!")
+    bare = folded(_ID_LABEL.sub("", name.strip().strip("\"'`")).strip().strip("\"'`.,;!"))
     for token in map(str, ids):
-        if bare.lower() == token.lower() or (len(token) >= _LONG_ID and any(c.isdigit() for c in token) and re.search(
+        if bare == folded(token) or (len(token) >= _LONG_ID and any(c.isdigit() for c in token) and re.search(
                 rf"(?<![\w-]){re.escape(token)}(?![\w-])", name)):  # an id like a word ("george") names a title
             return True
     return False
@@ -255,6 +266,8 @@ def negative_problem(answer: Dict, interacted_title: str, interacted_year: Optio
     placeholder = name.startswith("<") or _PLACEHOLDER.match(named.lstrip("*_\"'` ")) is not None  # behind a label
     if placeholder or (answer_year is None and (key in _NONE_ANSWERS or key.startswith(_NONE_STARTS))):
         return f"no item named: {name[:120]!r}"
+    if not any(ch.isalnum() for ch in folded(name)):  # "?", "...", "🎬🍿": nothing a text encoder places near an item
+        return f"no item named (no letter or digit): {name[:120]!r}"
     if _echoes_an_id(name, ids) or _echoes_an_id(named, ids):
         return f"the answer is an id from the prompt, not an item's name: {name[:120]!r}"
     if _ATTRIBUTE_LABEL.match(name) or _ATTRIBUTE_LABEL.match(named):

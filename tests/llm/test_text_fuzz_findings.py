@@ -44,18 +44,53 @@ def test_hybrid_prefix_ends_at_its_item_slot_when_a_title_holds_the_marker():
 @pytest.mark.parametrize("title", ["!!!", "\U0001F3AC\U0001F37F", "(1994)", "...?"])
 def test_an_answer_naming_a_sign_only_title_is_refused(title):
     """A title without letters or digits named as written is the interacted item (or a history item), not a
-    negative; before, its empty comparison key matched nothing and the answer was stored."""
-    assert "interacted item itself" in negative_problem({"hard_negative_item": title}, title)
-    assert "interacted item itself" in negative_problem({"hard_negative_item": f" {title.upper()} "}, title)
-    assert "user's history" in negative_problem({"hard_negative_item": title}, "Heat (1995)", "1995",
-                                                history=[(title, None)])
+    negative; before, its empty comparison key matched nothing and the answer was stored. Since v17 an answer without
+    a letter or digit names no item whatever the titles, so only "(1994)" reaches the title comparison."""
+    why = "interacted item itself" if any(ch.isdigit() for ch in title) else "no letter or digit"
+    assert why in negative_problem({"hard_negative_item": title}, title)
+    assert why in negative_problem({"hard_negative_item": f" {title.upper()} "}, title)
+    assert ("user's history" if why != "no letter or digit" else why) in negative_problem(
+        {"hard_negative_item": title}, "Heat (1995)", "1995", history=[(title, None)])
 
 
 def test_sign_only_titles_do_not_refuse_other_answers():
-    """The sign-only comparison matches only that title: other names, and other sign strings, are accepted."""
-    for answer in ("Heat", "Casino (1995)", "???", "\U0001F3AC"):
-        assert negative_problem({"hard_negative_item": answer}, "!!!", history=[("\U0001F3AC\U0001F37F", None)]) \
-            is None, answer
+    """The sign-only comparison matches only that title: other names, a namesake of another year and other signs
+    with a digit, are accepted."""
+    for answer in ("Heat", "Casino (1995)", "!!! (1999)", "\U0001F3AC 2"):
+        assert negative_problem({"hard_negative_item": answer}, "!!! (2001)",
+                                history=[("\U0001F3AC\U0001F37F", None)]) is None, answer
+
+
+@pytest.mark.parametrize("answer", ["?", "...", " - ", "\u2014", "\U0001F3AC\U0001F37F", "**?**", "\u200b!\u200b"])
+def test_an_answer_without_a_letter_or_digit_names_no_item(answer):
+    """Punctuation or emoji alone ("?", "...") was stored as a hard negative: a text embedding of it is noise."""
+    problem = negative_problem({"hard_negative_item": answer}, "Heat (1995)", "1995")
+    assert problem is not None and "no letter or digit" in problem
+
+
+@pytest.mark.parametrize("title, answer", [
+    ("Amélie (2001)", "Amelie"), ("Amelie (2001)", "AMÉLIE"), ("Amélie (2001)", "Ame\u0301lie"),  # NFD accent
+    ("Amélie (2001)", "Amé\u200blie"), ("Heat (1995)", "\u202aHeat\u202c"), ("Heat (1995)", "\uff28\uff45\uff41\uff54"),
+    ("Straße (1999)", "STRASSE"), ("Official Story, The (1985)", "The O\ufb03cial Story"),  # the ffi ligature
+])
+def test_the_interacted_title_written_otherwise_is_refused(title, answer):
+    """Accents, decomposed accents, zero-width or bidi characters, full-width letters, ligatures and ß/SS wrote the
+    interacted title so that it was stored as its own hard negative (the checks folded case only)."""
+    problem = negative_problem({"hard_negative_item": answer}, title)
+    assert problem is not None and "interacted item itself" in problem, problem
+    assert "user's history" in negative_problem({"hard_negative_item": answer}, "Casino (1995)",
+                                                history=[(title, None)])
+
+
+def test_folding_keeps_other_titles_apart():
+    """Only how a title is written is folded: Amélie is not Amelia, nor Heat Heath."""
+    assert negative_problem({"hard_negative_item": "Amélie"}, "Amelia (2009)") is None
+    assert negative_problem({"hard_negative_item": "Heath"}, "Heat (1995)") is None
+
+
+def test_an_id_written_with_an_invisible_character_is_the_id():
+    assert "an id from the prompt" in negative_problem({"hard_negative_item": "2\u200b42"}, "Heat (1995)",
+                                                       ids=("242", "u1"))
 
 
 class _Recording(Generator):
