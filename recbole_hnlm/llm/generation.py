@@ -237,14 +237,18 @@ class Generator:
         """
         # a suffix keeps one token of the limit for the prefix (an item block of a 40,000-character title was
         # passed whole, past the model's context)
+        counted = self.prompts_cut
         suffix_ids = [self._cut(self.tokenizer(s, add_special_tokens=False)["input_ids"], 1, "the prefix before it")
                       for s in suffixes]
+        suffixes_cut = self.prompts_cut - counted
         keys = [prefix + s for s in suffixes]
         reserve = max(map(len, suffix_ids), default=0)  # prefix and longest suffix within the model's context
+        prefix_ids = self._encode(prefix, reserve) if not use_cache else None
+        cache = self.prefix_cache(prefix, reserve) if use_cache else None
+        # a cut prefix cuts every prompt it starts (it counted once): the prompts cut, each once
+        self.prompts_cut = counted + (len(suffixes) if self.prompts_cut > counted + suffixes_cut else suffixes_cut)
         if not use_cache:
-            prefix_ids = self._encode(prefix, reserve)
             return self._run(keys, lambda batch, seeds: self._generate_ids(
                 [prefix_ids + suffix_ids[k] for k in batch], seeds), required, answer_prefix, check)
-        cache = self.prefix_cache(prefix, reserve)
         return self._run(keys, lambda batch, seeds: self._generate_prefixed(
             cache, len(cache["ids"]), [suffix_ids[k] for k in batch], seeds), required, answer_prefix, check)

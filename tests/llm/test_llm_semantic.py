@@ -422,7 +422,7 @@ def test_prompts_are_cut_only_beyond_the_model_context(tiny_llama_dir):
     for use_cache in (True, False):  # a shared prefix leaves room for the longest suffix after it
         prefixed = Generator(model, tokenizer, max_new_tokens=3, retries=0)
         prefixed.generate_with_prefix("Heat " * (context - 8), [" Fargo" * 10, " Balto"], use_cache=use_cache)
-        assert prefixed.prompts_cut == 1
+        assert prefixed.prompts_cut == 2  # both prompts the cut prefix starts
 
 
 def test_item_profile_prompts_cut_long_descriptions_and_reviews():

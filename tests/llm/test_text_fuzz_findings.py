@@ -129,6 +129,24 @@ def test_a_suffix_longer_than_the_prompt_limit_is_cut_to_it(tiny_tokenizer, use_
     assert gen.prompts_cut >= 1
 
 
+@pytest.mark.parametrize("use_cache", [True, False])
+@pytest.mark.parametrize("long_suffix", [False, True])
+def test_a_cut_prefix_counts_every_prompt_it_starts(tiny_tokenizer, use_cache, long_suffix):
+    """A user's prefix (profile, instructions) longer than the limit cuts all of that user's prompts, but counted
+    once in prompts_cut (3 cut prompts reported as 1); each prompt counts once, also when its suffix was cut too."""
+    gen = _Recording(tiny_tokenizer, 20)
+    suffixes = ["Heat", "Casino", "Fargo"] + (["Nixon " * 60] if long_suffix else [])
+    gen.generate_with_prefix("Heat Casino Fargo Nixon " * 10, suffixes, required=["hard_negative_item"],
+                             answer_prefix=PREFIX, use_cache=use_cache)
+    assert gen.prompts_cut == len(suffixes)
+    gen.generate_with_prefix("Heat", ["Casino", "Nixon " * 60], required=["hard_negative_item"],
+                             answer_prefix=PREFIX, use_cache=use_cache)  # the long suffix only: one more
+    assert gen.prompts_cut == len(suffixes) + 1
+    gen.generate_with_prefix("Heat", ["Casino", "Fargo"], required=["hard_negative_item"], answer_prefix=PREFIX,
+                             use_cache=use_cache)
+    assert gen.prompts_cut == len(suffixes) + 1
+
+
 @pytest.mark.parametrize("answer, truncated", [
     ('{"hard_negative_item": "Heat \\ud83c", "reasoning": "r"}', False),  # a high surrogate without its pair
     ('{"hard_negative_item": "Heat \\udfac", "reasoning": "r"}', False),  # a low one alone
