@@ -18,6 +18,13 @@ _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 _UNQUOTED_KEY = re.compile(r'([{,]\s*)([A-Za-z_][A-Za-z0-9_]*)\s*:')
 _PY_LITERALS = re.compile(r"\b(True|False|None)\b")
+_OPENS_NESTED = re.compile(r"\{\s*[{\[]")
+
+
+#: Bounds of the repair of an answer the token budget cut: the first openings ``{`` it is closed from, and the
+#: top-level commas it is also closed at. Answers are a few hundred tokens with a few fields; a long text given to the
+#: API (5,000 fields, or ``{`` repeated) took minutes, every opening and comma tried in full.
+MAX_OPENINGS, MAX_COMMAS = 8, 16
 
 
 class MalformedAnswer(ValueError):
@@ -68,8 +75,9 @@ def first_json_block(text: str) -> Optional[str]:
 
 def close_truncated(text: str) -> List[str]:
     """Candidates that close an object cut off by the token budget: the open string, lists and objects are closed
-    (each by its own bracket), at the end and at each earlier top-level comma (dropping a dangling partial key).
-    Empty when there is no ``{``."""
+    (each by its own bracket), at the end and at each earlier top-level comma, latest first (dropping a dangling
+    partial key; past :data:`MAX_COMMAS` commas, at the first and the last half of them). Empty when there is no
+    ``{``."""
     start = text.find("{")
     if start == -1:
         return []
@@ -89,6 +97,8 @@ def close_truncated(text: str) -> List[str]:
     if quote is not None and (len(body) - len(body.rstrip("\\"))) % 2:
         body = body[:-1]  # cut inside an escape: the closing quote must not be escaped by it
     candidates = [body + (quote or "") + "".join(reversed(closers))]
+    if len(commas) > MAX_COMMAS:  # the object's first fields (a required one first) and its last
+        commas = commas[:MAX_COMMAS // 2] + commas[-(MAX_COMMAS // 2):]
     candidates += [text[start:pos] + "}" for pos in reversed(commas)]
     return candidates
 
@@ -200,14 +210,15 @@ def parse_json_answer(text: str, required: Sequence[str] = (), allow_truncated: 
                                          f"{block[:200]!r}")
             continue
         return obj
-    # an object the budget left open, closed from its first "{", then from each later one, as first_json_block
-    # does (a model that repeats the answer prefix opens an object it never closes before the real one)
+    # an object the budget left open, closed from its first "{", then from each later one (MAX_OPENINGS), as
+    # first_json_block does (a model that repeats the answer prefix opens an object it never closes before the real one)
     whole = candidates[-1]
     start = whole.find("{") if allow_truncated else -1
-    while start != -1:
-        if whole[start + 1:].lstrip()[:1] in ("{", "["):  # "{{" or "{[": no repair makes it an object
+    for _ in range(MAX_OPENINGS):
+        while start != -1 and _OPENS_NESTED.match(whole, start):  # "{{", "{[": no repair makes it an object
             start = whole.find("{", start + 1)
-            continue
+        if start == -1:
+            break
         for candidate in close_truncated(whole[start:]):
             try:
                 obj = _loads_lenient(candidate)

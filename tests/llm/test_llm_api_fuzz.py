@@ -65,6 +65,33 @@ def test_first_json_block_still_honours_strings_per_start():
     assert first_json_block('a { "b": "}" } c') == '{ "b": "}" }'
 
 
+@pytest.mark.parametrize("text", ['{"a": 1' + ', x' * 1000,  # a thousand top-level commas
+                                  '{"a": 1 ' * 1000,  # a thousand openings, each never closed
+                                  '{"a": 1, "b": [1' + ', {"c": 2' * 1000])  # commas inside lists are not top level
+def test_a_cut_answer_is_repaired_with_bounded_work(text, monkeypatch):
+    """Closing a cut answer tried every top-level comma from every ``{``: 5,000 fields took 86 s, ``{`` repeated
+    2,000 times 23 s. The repairs tried are bounded (MAX_OPENINGS openings, MAX_COMMAS + 1 closings each)."""
+    from recbole_hnlm.llm import json_answer
+
+    parsed, loads = [], json_answer._loads_lenient
+    monkeypatch.setattr(json_answer, "_loads_lenient", lambda block: parsed.append(block) or loads(block))
+    with pytest.raises(MalformedAnswer):
+        parse_json_answer(text, ["hard_negative_item"], allow_truncated=True)
+    assert len(parsed) <= 1 + json_answer.MAX_OPENINGS * (json_answer.MAX_COMMAS + 1)
+
+
+@pytest.mark.parametrize("fields", [3, 2000])
+def test_a_cut_answer_keeps_its_first_fields_past_many_others(fields):
+    """Past MAX_COMMAS commas the object is still closed right after its first fields (the required one, which the
+    prompt asks for first), and, when what follows parses, after its last ones."""
+    head = '{"hard_negative_item": "Heat", "reasoning": "r"'
+    assert parse_json_answer(head + ", x" * fields, ["hard_negative_item"], allow_truncated=True) == {
+        "hard_negative_item": "Heat", "reasoning": "r"}
+    whole = parse_json_answer(head + ''.join(f', "k{i}": {i}' for i in range(fields)) + ', "cut', ["reasoning"],
+                              allow_truncated=True)
+    assert len(whole) == 2 + fields and whole[f"k{fields - 1}"] == fields - 1
+
+
 # --- prompts -------------------------------------------------------------------------------------------------------
 
 def test_render_split_refuses_a_template_with_two_item_blocks(tmp_path):
