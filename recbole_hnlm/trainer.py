@@ -9,6 +9,7 @@ import shutil
 import time
 import warnings
 from collections import OrderedDict
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -20,8 +21,8 @@ from recbole_hnlm.compat import EvalCollector
 from recbole_hnlm.checkpoint import load_checkpoint, read_rng_state, read_trainer_state, save_checkpoint
 from recbole_hnlm.config import split_seed
 from recbole_hnlm.errors import ConcurrentWriterError
-from recbole_hnlm.files import (atomic_path, held_by_another, lock_open_file, pid_alive, remove_dead_writers_files,
-                                temporary_name)
+from recbole_hnlm.files import (atomic_path, fcntl, held_by_another, lock_open_file, pid_alive,
+                                remove_dead_writers_files, temporary_name)
 from recbole_hnlm.resume import best_checkpoint_of, json_value, training_options
 from recbole_hnlm.rng_state import capture_rng_state, restore_rng_state
 from recbole_hnlm.warm_start import data_digests
@@ -186,12 +187,50 @@ def _claim_marker(marker):
     """Hold ``marker`` (write this process's pid into it) for a run that goes on writing an earlier run's files
     (``resume_from``). Returns None, or the pid of the live process that holds it (that run is still writing)."""
     while not _create_marker(marker):
-        holder = _live_holder(marker)
-        if holder is not None:
-            return holder
-        _remove_dead_writes(marker)  # a hard-killed run's half-written checkpoint, which this run never rewrites
-        _drop_marker(marker)  # a dead run's, a marker without a pid (older versions) or this process's own
+        with _removals_in_turn(marker):
+            judged = _file_id(marker)
+            if judged is None:  # removed meanwhile (its run ended): create it again, never remove another's
+                continue
+            holder = _live_holder(marker)
+            if holder is not None:
+                return holder
+            if _file_id(marker) == judged:  # the marker judged: a dead run's, one without a pid (older versions) or
+                _remove_dead_writes(marker)  # this process's own; the dead run's half-written checkpoint goes too
+                _drop_marker(marker)
     return None
+
+
+def _file_id(path):
+    """``(device, inode)`` of ``path``, or None when it is not there."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+@contextmanager
+def _removals_in_turn(marker):
+    """Hold an exclusive ``flock`` on the folder of ``marker`` itself (no file of its own) while a marker there is
+    judged no longer held and removed. Two resumes of a hard-killed run both found its marker stale and removed it by
+    name: the slower one removed the marker the faster one had created meanwhile, took the name as well, and both
+    wrote the same files. A marker is only created where none is (a link), and only removed in turn (its own run
+    aside, which never removes a marker it does not hold), so the file judged here is the one removed. Where the
+    folder takes no lock, as before."""
+    try:
+        fd = os.open(os.path.dirname(os.path.abspath(marker)), os.O_RDONLY)
+    except OSError:
+        yield
+        return
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError:  # a file system without locks
+                pass
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _remove_dead_markers(folder):
@@ -212,16 +251,18 @@ def _marker_of(stem):
 def _remove_if_dead(marker):
     """Remove a name marker whose run no longer runs (no lock on it, and its pid is dead); a marker without a pid
     (written by versions before session 25, which may still run) stays. Whether it was removed."""
-    text = _holder_of(marker)
-    if text is None or held_by_another(marker):  # a locked marker's run is alive, whatever its pid means here
-        return False
-    if text.isdigit() and int(text) != os.getpid() and not pid_alive(int(text)):
-        _remove_dead_writes(marker)
-        try:
-            os.remove(marker)
-        except FileNotFoundError:
-            pass
-        return True
+    with _removals_in_turn(marker):
+        judged = _file_id(marker)
+        text = _holder_of(marker)
+        if text is None or held_by_another(marker):  # a locked marker's run is alive, whatever its pid means here
+            return False
+        if text.isdigit() and int(text) != os.getpid() and not pid_alive(int(text)) and _file_id(marker) == judged:
+            _remove_dead_writes(marker)
+            try:
+                os.remove(marker)
+            except FileNotFoundError:
+                pass
+            return True
     return False
 
 

@@ -8,6 +8,7 @@ the chunks belong to: a different plan discards the stale chunks. A run holds ``
 (``with ChunkedRun(...)``): a second process computing into the same folder, with the same plan or another, is
 refused instead of mixing its chunks into the first one's store.
 """
+import contextlib
 import glob
 import hashlib
 import json
@@ -41,12 +42,28 @@ def user_aligned_starts(pairs: Sequence[Tuple[str, str]], chunk_size: int) -> Li
     return starts
 
 
-def refuse_if_running(work_dir: str) -> None:
-    """Raise :class:`~recbole_hnlm.errors.ConcurrentWriterError` now when another process holds ``work_dir`` (its
-    :class:`ChunkedRun`): before this one spends minutes loading models and writing profiles that it would then be
-    refused with anyway."""
+#: Work folders whose lock this process holds from before its models load (:func:`hold_work_folder`): their
+#: :class:`ChunkedRun` works under it (a second ``flock`` of this process on the file would be refused).
+_HELD_WORK = set()
+
+
+@contextlib.contextmanager
+def hold_work_folder(work_dir: str):
+    """Take ``work_dir``'s lock now and hold it for the block, which loads the models, writes the profiles and runs
+    the :class:`ChunkedRun` (which then takes no lock of its own); ``ConcurrentWriterError`` at once when another
+    process holds it. A lock taken and let go at once only looked: two runs started together both passed it, both
+    loaded the LLM (and wrote the same profiles), and the second was refused only at its chunks. Nested blocks of one
+    folder hold it once."""
+    key = os.path.abspath(lock_file(work_dir))
+    if key in _HELD_WORK:
+        yield
+        return
     with exclusive_lock(lock_file(work_dir), _what(work_dir)):
-        pass
+        _HELD_WORK.add(key)
+        try:
+            yield
+        finally:
+            _HELD_WORK.discard(key)
 
 
 def finished_meanwhile(store_path: str, manifest: Dict, run: "ChunkedRun") -> bool:
@@ -93,7 +110,9 @@ class ChunkedRun:
         self._lock = None
 
     def __enter__(self) -> "ChunkedRun":
-        self._lock = exclusive_lock(lock_file(self.work_dir), _what(self.work_dir))
+        held = os.path.abspath(lock_file(self.work_dir)) in _HELD_WORK  # by this process: hold_work_folder
+        self._lock = contextlib.nullcontext() if held else exclusive_lock(lock_file(self.work_dir),
+                                                                          _what(self.work_dir))
         self._lock.__enter__()
         try:
             self._adopt_plan()

@@ -1,6 +1,7 @@
 """Variant finetuned end to end: profiles (if used) -> fine-tuning (cached adapter) -> one embedding per training
 pair written to the side-car store (no text generation; §4.3 "the tuned model outputs negative embeddings").
 """
+import contextlib
 import json
 import logging
 import os
@@ -11,7 +12,7 @@ import torch
 from recbole_hnlm.errors import ConfigError, DataError
 from recbole_hnlm.files import (check_writable, discard_stale_work, exclusive_lock, lock_file, work_folder,
                                  write_text_atomic)
-from .chunks import ChunkedRun, finished_meanwhile, refuse_if_running, user_aligned_starts
+from .chunks import ChunkedRun, finished_meanwhile, hold_work_folder, user_aligned_starts
 from .config import LLMConfig
 from .dataset_text import DatasetText
 from .hybrid_encoder import HYBRID_TEMPLATE, HybridPromptEncoder, PromptGroup, folder_hash, read_settings
@@ -235,18 +236,19 @@ def ensure_finetuned(cfg: LLMConfig, text: DatasetText, store_path: str, progres
     for path, option, written in ((adapter, "hnlm_adapter_path", not reusable), (store_path, "hnlm_store_path", embed)):
         if written:
             check_writable(path, option)
-    if embed:
-        refuse_if_running(work_folder(store_path))  # before the model loads (the store's own lock is taken later)
-    # one run at a time fine-tunes the adapter folder (a second one would save over it after hours), and none while
-    # others read it: runs reusing it to embed their stores hold it together
-    with exclusive_lock(lock_file(adapter), f"the adapter {adapter}", shared=reusable), llm_threads(cfg):
-        if reusable or _adapter_refit_reason(adapter, identity) is not None:
-            return _train_and_embed(cfg, text, store_path, progress, lm_and_tokenizer, generator_name, on_chunk,
-                                    embed, teacher, adapter, identity, pairs, reusable)
-    # another process fine-tuned it while this one got ready: reuse it as any run does (its store may be cached, and
-    # runs reading it embed side by side)
-    logger.info("%s: fine-tuned by another process meanwhile; reused", adapter)
-    return ensure_finetuned(cfg, text, store_path, progress, lm_and_tokenizer, generator_name, on_chunk, embed)
+    with contextlib.ExitStack() as held:
+        if embed:  # the store's work folder: refused now, before the model loads, when another process computes it
+            held.enter_context(hold_work_folder(work_folder(store_path)))
+        # one run at a time fine-tunes the adapter folder (a second one would save over it after hours), and none
+        # while others read it: runs reusing it to embed their stores hold it together
+        with exclusive_lock(lock_file(adapter), f"the adapter {adapter}", shared=reusable), llm_threads(cfg):
+            if reusable or _adapter_refit_reason(adapter, identity) is not None:
+                return _train_and_embed(cfg, text, store_path, progress, lm_and_tokenizer, generator_name, on_chunk,
+                                        embed, teacher, adapter, identity, pairs, reusable)
+        # another process fine-tuned it while this one got ready: reuse it as any run does (its store may be cached,
+        # and runs reading it embed side by side)
+        logger.info("%s: fine-tuned by another process meanwhile; reused", adapter)
+        return ensure_finetuned(cfg, text, store_path, progress, lm_and_tokenizer, generator_name, on_chunk, embed)
 
 
 def _train_and_embed(cfg, text, store_path, progress, lm_and_tokenizer, generator_name, on_chunk, embed, teacher,

@@ -11,7 +11,7 @@ from typing import Iterable, Optional, Tuple
 import torch
 
 from recbole_hnlm.files import check_writable, discard_stale_work, is_safetensors_file, work_folder
-from .chunks import refuse_if_running
+from .chunks import hold_work_folder
 from .config import LLMConfig
 from .dataset_text import DatasetText
 from .paths import artifact_dir
@@ -184,13 +184,14 @@ def run_negatives(cfg: LLMConfig, text: DatasetText, store_path: Optional[str] =
         discard_stale_work(store_path)
         return store_path
     check_writable(store_path, "hnlm_store_path")
-    refuse_if_running(work_folder(store_path))  # before the models load and the profiles are written
     if long_on_this_machine(len(pairs)):
         logger.warning("HNLMRec semantic variant: %d pairs, each an LLM answer (docs/llm.md measures about %s pairs/s "
                        "on 2 CPU cores: %s), after the profiles of their users and items; it resumes where it stops. "
                        "hnlm_max_pairs=N with hnlm_missing=random writes a subset.", len(pairs),
                        CPU_SEMANTIC_PAIRS_PER_SECOND, rough_duration(len(pairs) / CPU_SEMANTIC_PAIRS_PER_SECOND))
-    with llm_threads(cfg):
+    # the store's work folder: refused now, before the models load and the profiles are written, when another
+    # process computes it; held until the store is written
+    with hold_work_folder(work_folder(store_path)), llm_threads(cfg):
         if generator is None:
             generator, _ = _generator(cfg, cfg.max_new_tokens, progress)
         if encoder is None:

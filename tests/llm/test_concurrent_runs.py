@@ -11,8 +11,8 @@ import time
 import pytest
 import torch
 
-from llm_helpers import simulate_read_only
-from lock_holder import held_by_another_process
+from llm_helpers import make_scripted_generator, simulate_read_only, write_slice
+from lock_holder import held_by_another_process, seen_held_by_another_process
 import recbole_hnlm.llm.chunks as chunks
 from recbole_hnlm.errors import ConcurrentWriterError
 from recbole_hnlm.llm.chunks import ChunkedRun
@@ -401,3 +401,35 @@ def test_temporary_names_differ_for_one_path_and_pid():
     from recbole_hnlm.files import temporary_name
 
     assert temporary_name("/x/a.json") != temporary_name("/x/a.json")
+
+
+def test_the_llm_stage_holds_its_store_from_before_the_llm_generates(tmp_path, tiny_tokenizer, tiny_encoder_dir):
+    """Concurrency fuzz: two stages on one store started together both loaded the LLM (the semantic one also wrote
+    the same profiles twice), the second refused only at its chunks. While a semantic stage writes its profiles (its
+    LLM loaded), another process now finds the store's work folder locked, so a second stage on the same store is refused before it loads its LLM; the stage itself still computes
+    and writes the store under that lock, and releases it at the end."""
+    from recbole_hnlm.llm.config import LLMConfig
+    from recbole_hnlm.llm.dataset_text import DatasetText
+    from recbole_hnlm.llm.models import TextEncoder
+    from recbole_hnlm.llm.pipeline import run_negatives
+    from recbole_hnlm.files import lock_file, work_folder
+    from recbole_hnlm.llm.store import PairEmbeddingStore
+
+    root, store = write_slice(str(tmp_path / "data")), str(tmp_path / "s.safetensors")
+    lock = lock_file(work_folder(store))
+    generator, seen = make_scripted_generator(tiny_tokenizer), []
+    first_call = generator.generate
+
+    def generate(prompts, **kwargs):  # the LLM's first prompts: what does another process see now?
+        if not seen:
+            seen.append(seen_held_by_another_process(lock))
+        return first_call(prompts, **kwargs)
+
+    generator.generate = generate
+    cfg = LLMConfig.from_config({"hnlm_variant": "semantic", "hnlm_chunk_size": 7, "hnlm_max_pairs": 6,
+                                 "hnlm_generator": "scripted"})
+    run_negatives(cfg, DatasetText(root, "mini"), store, progress=False, generator=generator,
+                  encoder=TextEncoder(tiny_encoder_dir, batch_size=8), generator_name="scripted")
+    assert seen == [True], "another process found the store free while this one's LLM generated"
+    assert PairEmbeddingStore.open(store).manifest["num_requested"] == 6
+    assert not seen_held_by_another_process(lock)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import recbole_hnlm.llm.chunks as chunks
-from recbole_hnlm.llm.chunks import ChunkedRun, refuse_if_running, user_aligned_starts
+from recbole_hnlm.llm.chunks import ChunkedRun, hold_work_folder, user_aligned_starts
 
 
 def _rows_of(run, k):
@@ -55,7 +55,8 @@ def test_a_plan_that_cannot_be_read_releases_the_lock(tmp_path):
     run = ChunkedRun(work, {}, 4, 2)
     with pytest.raises(IsADirectoryError):
         run.__enter__()
-    refuse_if_running(work)  # free again, while ``run`` still lives
+    with hold_work_folder(work):  # free again, while ``run`` still lives
+        pass
     os.rmdir(os.path.join(work, "plan.json"))
     with ChunkedRun(work, {}, 4, 2) as again:
         assert again.pending() == [0, 1]
