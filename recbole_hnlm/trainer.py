@@ -187,8 +187,7 @@ def _claim_marker(marker):
     """Hold ``marker`` (write this process's pid into it) for a run that goes on writing an earlier run's files
     (``resume_from``). Returns None, or the pid of the live process that holds it (that run is still writing)."""
     while not _create_marker(marker):
-        with _removals_in_turn(marker):
-            judged = _file_id(marker)
+        with _removals_in_turn(marker), _opened_file_id(marker) as judged:
             if judged is None:  # removed meanwhile (its run ended): create it again, never remove another's
                 continue
             holder = _live_holder(marker)
@@ -207,6 +206,27 @@ def _file_id(path):
     except OSError:
         return None
     return status.st_dev, status.st_ino
+
+
+@contextmanager
+def _opened_file_id(path):
+    """``(device, inode)`` of the file at ``path`` (None when it is not there), kept open for the block: a file
+    removed meanwhile frees its inode number, which the next file created (a new run's marker) takes at once on ext4
+    and tmpfs, so only an open file's identity tells it from its replacement. On Windows (where an open file cannot
+    be removed) its identity is only read."""
+    if os.name == "nt":
+        yield _file_id(path)
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        yield None
+        return
+    try:
+        status = os.fstat(fd)
+        yield status.st_dev, status.st_ino
+    finally:
+        os.close(fd)
 
 
 @contextmanager
@@ -251,8 +271,7 @@ def _marker_of(stem):
 def _remove_if_dead(marker):
     """Remove a name marker whose run no longer runs (no lock on it, and its pid is dead); a marker without a pid
     (written by versions before session 25, which may still run) stays. Whether it was removed."""
-    with _removals_in_turn(marker):
-        judged = _file_id(marker)
+    with _removals_in_turn(marker), _opened_file_id(marker) as judged:
         text = _holder_of(marker)
         if text is None or held_by_another(marker):  # a locked marker's run is alive, whatever its pid means here
             return False
