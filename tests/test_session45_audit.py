@@ -177,21 +177,28 @@ def _replace(marker, content):
         handle.write(content)
 
 
+def _replaced_after_first_call(monkeypatch, name, marker, fresh):
+    """Wrap the trainer's ``name`` so that right after its first call returns, ``marker`` is replaced by a new file
+    holding ``fresh``; the returned list gets that call's value."""
+    original, first = getattr(T, name), []
+
+    def wrapped(arg):
+        value = original(arg)
+        if not first:
+            first.append(value)
+            _replace(marker, fresh)
+        return value
+
+    monkeypatch.setattr(T, name, wrapped)
+    return first
+
+
 def test_a_claim_never_removes_a_marker_that_replaced_the_one_it_judged(stale_marker, monkeypatch):
     """A marker judged stale, then replaced (its holder removed it and a new run created one: neither takes the
     folder's lock) before the removal: the new marker, of the same size, is another file and stays; the claim then
     finds its run alive and returns its pid."""
     marker, fresh = stale_marker
-    original, replaced = T._live_holder, []
-
-    def judged_then_replaced(path):
-        holder = original(path)
-        if not replaced:
-            replaced.append(holder)
-            _replace(path, fresh)
-        return holder
-
-    monkeypatch.setattr(T, "_live_holder", judged_then_replaced)
+    replaced = _replaced_after_first_call(monkeypatch, "_live_holder", marker, fresh)
     assert T._claim_marker(marker) == os.getppid()
     assert replaced == [None]  # the first look judged the killed run's marker stale
     with open(marker, encoding="utf-8") as handle:
@@ -202,16 +209,7 @@ def test_tidying_never_removes_a_marker_that_replaced_the_one_it_judged(stale_ma
     """``_remove_if_dead`` likewise: the marker whose dead pid it read is replaced before the removal, so it removes
     nothing and says so."""
     marker, fresh = stale_marker
-    original, replaced = T.pid_alive, []
-
-    def alive_then_replaced(pid):
-        alive = original(pid)
-        if not replaced:
-            replaced.append(alive)
-            _replace(marker, fresh)
-        return alive
-
-    monkeypatch.setattr(T, "pid_alive", alive_then_replaced)
+    replaced = _replaced_after_first_call(monkeypatch, "pid_alive", marker, fresh)
     assert T._remove_if_dead(marker) is False
     assert replaced == [False]
     with open(marker, encoding="utf-8") as handle:
