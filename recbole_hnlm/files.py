@@ -60,13 +60,14 @@ def pid_alive(pid: int) -> bool:
 
 
 def lock_open_file(handle, wait: bool = True) -> bool:
-    """Take an exclusive ``flock`` on the open file ``handle``, held until it is closed or its process ends, however
-    it ends (``wait=True``: for a file no other process can have opened yet, so it waits for nobody); False where no
-    lock can be taken (no ``fcntl``, a file system without locks) or, without ``wait``, another process holds it."""
+    """Take an exclusive ``flock`` on the open file ``handle`` (or file descriptor: a folder's), held until it is
+    closed or its process ends, however it ends (``wait=True``: until no other process holds it); False where no lock
+    can be taken (no ``fcntl``, a file system without locks) or, without ``wait``, another process holds it."""
     if fcntl is None:
         return False
     try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        fd = handle if isinstance(handle, int) else handle.fileno()
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
     except OSError:
         return False
     return True

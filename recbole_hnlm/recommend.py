@@ -28,7 +28,7 @@ from tqdm import tqdm
 from recbole_hnlm.cli_settings import parse_settings, parser_flags
 from recbole_hnlm.errors import ConfigError, DataError
 from recbole_hnlm.files import atomic_path
-from recbole_hnlm.signals import interrupted_status, say_interrupted, sigterm_as_interrupt
+from recbole_hnlm.signals import run_interruptible
 
 
 def header(dataset) -> str:
@@ -201,13 +201,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if problem:
         parser.error(f"--out {args.out} {problem}")
     overrides = parse_settings(extra, parser.error, flags=parser_flags(parser))
-    try:
-        with sigterm_as_interrupt():
-            return _recommend(args, target, overrides)
-    except KeyboardInterrupt:  # the file is written atomically at the end; standard output line by line
-        say_interrupted("interrupted: " + ("the lines on standard output are incomplete" if target == "-" else
-                                           f"nothing was written to {args.out}") + "; rerun the command")
-        return interrupted_status()
+    # the file is written atomically at the end; standard output line by line
+    left = "the lines on standard output are incomplete" if target == "-" else f"nothing was written to {args.out}"
+    return run_interruptible(lambda: _recommend(args, target, overrides), f"interrupted: {left}; rerun the command")
 
 
 def _recommend(args, target: str, overrides: dict) -> int:

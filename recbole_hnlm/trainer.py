@@ -21,8 +21,8 @@ from recbole_hnlm.compat import EvalCollector
 from recbole_hnlm.checkpoint import load_checkpoint, read_rng_state, read_trainer_state, save_checkpoint
 from recbole_hnlm.config import split_seed
 from recbole_hnlm.errors import ConcurrentWriterError
-from recbole_hnlm.files import (atomic_path, fcntl, held_by_another, lock_open_file, pid_alive,
-                                remove_dead_writers_files, temporary_name)
+from recbole_hnlm.files import (atomic_path, held_by_another, lock_open_file, pid_alive, remove_dead_writers_files,
+                                temporary_name)
 from recbole_hnlm.resume import best_checkpoint_of, json_value, training_options
 from recbole_hnlm.rng_state import capture_rng_state, restore_rng_state
 from recbole_hnlm.warm_start import data_digests
@@ -243,11 +243,7 @@ def _removals_in_turn(marker):
         yield
         return
     try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            except OSError:  # a file system without locks
-                pass
+        lock_open_file(fd)  # False (no fcntl, a file system without locks): unlocked, as before
         yield
     finally:
         os.close(fd)  # releases the lock

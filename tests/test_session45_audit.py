@@ -272,7 +272,12 @@ def test_a_folder_that_takes_no_lock_still_has_its_stale_markers_removed(stale_m
     def no_locks(fd, operation):
         raise OSError(errno.ENOLCK, "No locks available")
 
-    monkeypatch.setattr(T, "fcntl", types.SimpleNamespace(flock=no_locks, LOCK_EX=T.fcntl.LOCK_EX))
+    import fcntl
+
+    from recbole_hnlm import files
+
+    monkeypatch.setattr(files, "fcntl", types.SimpleNamespace(flock=no_locks, **{
+        name: getattr(fcntl, name) for name in ("LOCK_EX", "LOCK_SH", "LOCK_NB", "LOCK_UN")}))
     assert T._remove_if_dead(marker) is True and not os.path.exists(marker)
 
 
