@@ -47,7 +47,10 @@ _STACK_DTYPES = (torch.bfloat16,)
 
 def check_layers_dtype(ego: Tensor, layers_dtype: Optional[torch.dtype], return_layers: bool) -> torch.dtype:
     """The dtype of the layer stack for ``layers_dtype`` (``None``: ``ego.dtype``); ValueError unless it is ``ego``'s
-    or bfloat16 with ``return_layers`` (float16 is refused: LightGCN's gradients underflow its range)."""
+    or bfloat16 with ``return_layers`` (float16 is refused: LightGCN's gradients underflow its range). A
+    ``return_layers`` other than a boolean is a TypeError (the string ``"no"`` would have returned the stack)."""
+    if return_layers not in (True, False):
+        raise TypeError(f"return_layers must be True or False, got {return_layers!r}")
     if layers_dtype is None or layers_dtype == ego.dtype:
         return ego.dtype
     if not return_layers:

@@ -142,6 +142,18 @@ def test_layers_dtype_validation():
     assert lightgcn_propagate(g, ego, 2, layers_dtype=torch.float32).shape == ego.shape
 
 
+@pytest.mark.parametrize("propagate", [lightgcn_propagate, lightgcn_propagate_reference])
+def test_return_layers_must_be_a_boolean(propagate):
+    """A string for ``return_layers`` is refused, not read as true (``"no"`` returned the stack)."""
+    g = GRAPHS["tiny"]()
+    ego = torch.randn(g.num_nodes, 4)
+    for refused in ("no", "yes", None, 2):
+        with pytest.raises(TypeError, match="return_layers must be True or False"):
+            propagate(g, ego, 2, return_layers=refused)
+    assert propagate(g, ego, 2, return_layers=1).shape == (g.num_nodes, 3, 4)  # 1 == True, as bool(1)
+    assert propagate(g, ego, 2, return_layers=False).shape == ego.shape
+
+
 @requires_ext
 def test_non_contiguous_input():
     g = GRAPHS["isolated_hub"]()
