@@ -4,7 +4,8 @@ Precedence, lowest to highest (RecBole's own rule, extended by one sampler layer
 
 1. RecBole's ``overall.yaml``, ``model/<Model>.yaml`` and ``dataset/<dataset>.yaml``;
 2. the plugin's ``properties/overall.yaml``;
-3. the plugin's ``properties/model/<Model>.yaml``;
+3. the plugin's ``properties/model/<Model>.yaml`` (for the plugin's backbones: RecBole's own ``LightGCN``, ``NGCF`` or
+   ``SGL`` class keeps RecBole's model defaults);
 4. the plugin's ``properties/sampler/<Sampler>.yaml`` (sampler chosen by the ``sampler`` key);
 5. the plugin's ``properties/dataset/<dataset>.yaml``;
 6. config files < config dict < command line (``--key=value``), exactly as in RecBole.
@@ -127,8 +128,10 @@ class Config(RecBoleConfig):
         check_backbone_options_set(self, PROPERTIES_DIR, self.model)
         from recbole_hnlm.model.abstract import SampledRecommender
 
-        if isinstance(self.model_class, type) and issubclass(self.model_class, SampledRecommender):
+        plugin_backbone = isinstance(self.model_class, type) and issubclass(self.model_class, SampledRecommender)
+        if plugin_backbone:
             self.model_class.check_config(self)  # the backbone's own options, before the dataset loads
+            self.model_class.check_options_set(self)
         sampler_class.check_config(self)
         self.unknown_options = unknown_options(self.external_config_dict, PROPERTIES_DIR)
         teacher = []
@@ -144,7 +147,6 @@ class Config(RecBoleConfig):
             self.option_warnings.append(
                 f"Option 'valid_metric_bigger' = {wanted!r} is not applied: RecBole sets it from valid_metric "
                 f"({self.final_config_dict['valid_metric']}: {self.final_config_dict['valid_metric_bigger']}).")
-        plugin_backbone = isinstance(self.model_class, type) and issubclass(self.model_class, SampledRecommender)
         if plugin_backbone and "require_pow" in self.external_config_dict:  # RecBole's EmbLoss switch
             self.foreign_options.append(("require_pow", "RecBole's own models (the plugin's backbones always square "
                                                         "the L2 norms, as the MixGCF/AHNS code)"))
@@ -186,11 +188,15 @@ class Config(RecBoleConfig):
         return model, model_class, dataset
 
     def _load_internal_config_dict(self, model, model_class, dataset):
+        from recbole_hnlm.model.abstract import SampledRecommender
         from recbole_hnlm.utils import get_sampler
 
         super()._load_internal_config_dict(model, model_class, dataset)
         self._update_internal_config_dict(os.path.join(PROPERTIES_DIR, "overall.yaml"))
-        self._load_plugin_yaml("model", model)
+        if isinstance(model_class, type) and issubclass(model_class, SampledRecommender):
+            # the plugin's backbone yaml, not for RecBole's class of the same name (LightGCN, NGCF, SGL given as a
+            # class), which keeps RecBole's defaults (n_layers 2, reg_weight 1e-5 ...)
+            self._load_plugin_yaml("model", model)
         sampler = self.external_config_dict.get("sampler", self.internal_config_dict.get("sampler"))
         self._load_plugin_yaml("sampler", get_sampler(sampler).name)
         dataset_config = self._load_plugin_yaml("dataset", dataset)

@@ -37,7 +37,8 @@ def run_recbole_hnlm(model=None, dataset=None, config_file_list=None, config_dic
     """Train and test ``model`` on ``dataset`` with the configured ``sampler``.
 
     Args:
-        model (str, optional): backbone name; read from the config when ``None``.
+        model (str or type, optional): backbone name, or a model class (e.g. a subclass of
+            :class:`recbole_hnlm.model.abstract.SampledRecommender` of your own); read from the config when ``None``.
         dataset (str, optional): dataset name; read from the config when ``None``.
         config_file_list (list of str, optional): yaml files (one path alone is one file).
         config_dict (dict, optional): parameters (lower priority than the command line).
@@ -155,11 +156,18 @@ def build_model(config, dataset, train_data, logger):
     check_checkpoint_shapes(config, train_data._dataset)
     get_sampler(config["sampler"]).prepare(config, dataset, train_data)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model = model_class_of(config)(config, train_data._dataset).to(config["device"])
     logger.info(model)
     if config["init_from"]:
         logger.info(warm_start(model, config))
     return model
+
+
+def model_class_of(config):
+    """The run's model class: the one ``Config`` resolved (a class given as ``model`` included: looked up by its
+    name, a model of the user's own was refused once the data had loaded), else the one its name gives."""
+    model_class = getattr(config, "model_class", None)
+    return model_class if isinstance(model_class, type) else get_model(config["model"])
 
 
 def checkpoint_backbone(config, train_data):
@@ -170,7 +178,7 @@ def checkpoint_backbone(config, train_data):
     check_checkpoint_data(config, train_data._dataset)
     config["sampler"] = "RNS"
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model = model_class_of(config)(config, train_data._dataset).to(config["device"])
     return model, load_backbone(model, config)
 
 

@@ -54,6 +54,13 @@ def get_sampler(sampler_name):
     raise ConfigError(f"Unknown sampler '{sampler_name}'. Valid samplers: {', '.join(SAMPLERS)}.")
 
 
+def _whose(model_class):
+    """``RecBole's BPR`` for a RecBole model, ``MyModel (not a recbole_hnlm backbone)`` for another."""
+    if model_class.__module__.startswith("recbole."):
+        return f"RecBole's {model_class.__name__}"
+    return f"{model_class.__name__} (not a recbole_hnlm backbone)"
+
+
 def check_model_sampler_pair(model_class, sampler_class, options=RUN_SCRIPT_OPTIONS):
     """Reject a sampler that cannot work with the chosen backbone, saying why (``options`` as in :func:`get_model`)."""
     from recbole_hnlm.model.abstract import SampledRecommender
@@ -63,8 +70,11 @@ def check_model_sampler_pair(model_class, sampler_class, options=RUN_SCRIPT_OPTI
     if sampler_class.name != "RNS":
         raise ConfigError(
             f"Sampler {sampler_class.name} needs the propagated user/item embeddings of a recbole_hnlm backbone "
-            f"({', '.join(PLUGIN_MODELS)}); RecBole's {model_class.__name__} only exposes scores. "
-            f"Use {options['model']}<one of {', '.join(PLUGIN_MODELS)}> or {options['sampler']}RNS."
+            f"({', '.join(PLUGIN_MODELS)}); {_whose(model_class)} only exposes scores. "
+            f"Use {options['model']}<one of {', '.join(PLUGIN_MODELS)}> or {options['sampler']}RNS"
+            + ("" if model_class.__module__.startswith("recbole.") else
+               ", or write the model as a subclass of recbole_hnlm.model.abstract.SampledRecommender (its "
+               "propagate() gives the samplers the embeddings, as recbole_hnlm/model/mf.py does)") + "."
         )
     if model_class.type != ModelType.GENERAL:
         raise ConfigError(f"recbole_hnlm runs general (user-item) recommenders trained by gradient "

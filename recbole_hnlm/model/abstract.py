@@ -54,6 +54,7 @@ class SampledRecommender(GeneralRecommender):
 
     def __init__(self, config, dataset):
         type(self).check_config(config)
+        type(self).check_options_set(config)
         super().__init__(config, dataset)
         from recbole_hnlm.utils import get_sampler
 
@@ -93,6 +94,26 @@ class SampledRecommender(GeneralRecommender):
         if str(config["learner"]).lower() == "sparse_adam":
             raise ConfigError("Option 'learner' = 'sparse_adam' needs sparse gradients, and the plugin's backbones "
                               "have dense ones (PyTorch's SparseAdam fails at the first step): use adam or adamw.")
+
+    #: Options the backbone reads that have no usable ``None`` (the shipped backbones' property files set them).
+    required_options = ("embedding_size", "reg_weight")
+
+    @classmethod
+    def check_options_set(cls, config):
+        """Refuse a configuration without the plugin's property layers (RecBole's own ``Config``: the sampler's
+        options are missing) or without a value for one of :attr:`required_options` (a model of the user's own, or a
+        subclass, gets no property file): both failed inside torch once the data had loaded."""
+        if "candidate_max_rounds" not in config or config["sampler"] is None:
+            raise ConfigError(f"{cls.__name__} is a recbole_hnlm backbone and needs the plugin's options (sampler, "
+                              "candidate_max_rounds and the sampler's own): build its configuration with "
+                              "recbole_hnlm.config.Config, which loads the plugin's property files (RecBole's "
+                              "Config does not).")
+        missing = [key for key in cls.required_options if config[key] is None]
+        if missing:
+            raise ConfigError(f"Option(s) {', '.join(repr(key) for key in missing)} of {cls.__name__} are not set: "
+                              "only the shipped backbones (MF, NGCF, LightGCN, SGL) take defaults from the plugin's "
+                              "properties/model/<name>.yaml; a model of your own (a subclass included) needs them in "
+                              "config_dict or a config file.")
 
     def pooled_size(self, config):
         """Width ``d'`` of the pooled embeddings that score pairs (``d`` for mean pooling)."""

@@ -51,6 +51,8 @@ class LightGCN(SampledRecommender):
         super().check_config(config)
         stack_dtype(config["layers_dtype"])
 
+    required_options = SampledRecommender.required_options + ("n_layers",)
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.n_layers = config["n_layers"]

@@ -1,0 +1,113 @@
+"""A RecBole user's own Python workflow around the plugin: model classes given to ``Config``, RecBole's ``Config``
+with a plugin backbone, models of the user's own with the plugin's samplers (found by the RecBole-API QA helper)."""
+import os
+
+import pytest
+import recbole
+import yaml
+from torch import nn
+
+from recbole_hnlm.config import PROPERTIES_DIR, Config
+from recbole_hnlm.errors import ConfigError
+from recbole_hnlm.model.abstract import SampledRecommender, mean_pool
+from recbole_hnlm.sampler.base import Propagation
+
+
+def _yaml(path):
+    with open(path, encoding="utf-8") as f:
+        return yaml.load(f, Loader=Config._build_yaml_loader(None))  # RecBole's loader: 1e-05 is a float
+
+
+class MyMF(SampledRecommender):
+    """A user's matrix factorisation on the plugin's base class: the same layers, in the same order, as the
+    plugin's MF."""
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
+        self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
+        nn.init.xavier_uniform_(self.user_embedding.weight)
+        nn.init.xavier_uniform_(self.item_embedding.weight)
+
+    def propagate(self, with_layers):
+        user, item = self.user_embedding.weight, self.item_embedding.weight
+        emb = Propagation(user_ego=user, item_ego=item, user=user, item=item, pool=mean_pool)
+        if with_layers:
+            emb.user_layers, emb.item_layers = user.unsqueeze(1), item.unsqueeze(1)
+        return emb
+
+
+@pytest.mark.parametrize("name, keys", [("LightGCN", ("n_layers", "reg_weight")), ("NGCF", ("message_dropout",)),
+                                        ("SGL", ("reg_weight",))])
+def test_a_recbole_model_class_keeps_recbole_defaults(fast_config, name, keys):
+    """RecBole's own LightGCN/NGCF/SGL class given to the plugin's Config took the plugin's backbone yaml of the same
+    name (LightGCN: n_layers 3, reg_weight 1e-4 instead of RecBole's 2 and 1e-5); the plugin's backbone by name
+    still takes the plugin's."""
+    from recbole.utils import get_model as recbole_get_model
+
+    recbole_defaults = _yaml(os.path.join(os.path.dirname(recbole.__file__), "properties", "model", f"{name}.yaml"))
+    plugin_defaults = _yaml(os.path.join(PROPERTIES_DIR, "model", f"{name}.yaml"))
+    assert any(recbole_defaults[key] != plugin_defaults[key] for key in keys)  # the case this test is about
+    theirs = Config(model=recbole_get_model(name), config_dict=dict(fast_config), command_line=False)
+    ours = Config(model=name, config_dict=dict(fast_config), command_line=False)
+    assert {key: theirs[key] for key in keys} == {key: recbole_defaults[key] for key in keys}
+    assert {key: ours[key] for key in keys} == {key: plugin_defaults[key] for key in keys}
+
+
+def test_a_plugin_backbone_under_recbole_config_is_refused_by_name(fast_config, monkeypatch):
+    """RecBole's own Config loads none of the plugin's property files: building the plugin's LightGCN from it
+    failed with ``TypeError: '>' not supported between 'NoneType' and 'int'`` inside the sampler."""
+    from recbole.config import Config as RecBoleConfig
+    from recbole.data import create_dataset, data_preparation
+
+    from recbole_hnlm.model.lightgcn import LightGCN
+
+    monkeypatch.setattr("sys.argv", ["prog"])
+    config = RecBoleConfig(model=LightGCN, config_dict={**fast_config, "sampler": "DNS"})
+    train_data, _, _ = data_preparation(config, create_dataset(config))
+    with pytest.raises(ConfigError, match=r"recbole_hnlm\.config\.Config"):
+        LightGCN(config, train_data._dataset)
+
+
+def test_a_subclass_without_its_options_is_refused_at_config(fast_config):
+    """A subclass of a plugin backbone has no property file: its embedding_size, n_layers and reg_weight were None,
+    and the run failed inside torch after the data had loaded. The config says so; given, they are taken."""
+    from recbole_hnlm.model.lightgcn import LightGCN
+
+    class MyLightGCN(LightGCN):
+        pass
+
+    with pytest.raises(ConfigError, match="'embedding_size', 'reg_weight', 'n_layers' of MyLightGCN are not set"):
+        Config(model=MyLightGCN, config_dict=dict(fast_config), command_line=False)
+    given = {"embedding_size": 8, "reg_weight": 1e-3, "n_layers": 2}
+    config = Config(model=MyLightGCN, config_dict={**fast_config, **given}, command_line=False)
+    assert {key: config[key] for key in given} == given
+
+
+def test_a_score_only_model_of_the_users_own_is_told_about_sampled_recommender(fast_config):
+    """A hard sampler with a model of the user's own that is not a SampledRecommender: the message called it
+    "RecBole's MyBPR" and did not say how to give the sampler embeddings."""
+    from recbole.model.general_recommender import BPR
+
+    class MyBPR(BPR):
+        pass
+
+    with pytest.raises(ConfigError) as refused:
+        Config(model=MyBPR, config_dict={**fast_config, "sampler": "DNS"}, command_line=False)
+    assert "RecBole's MyBPR" not in str(refused.value) and "SampledRecommender" in str(refused.value)
+    with pytest.raises(ConfigError, match="RecBole's BPR only exposes scores"):  # RecBole's own model: as before
+        Config(model=BPR, config_dict={**fast_config, "sampler": "DNS"}, command_line=False)
+
+
+def test_run_recbole_hnlm_trains_a_model_class_of_the_users_own(fast_config, monkeypatch):
+    """``run_recbole_hnlm(model=<class>)``: Config took the class, then the run looked its name up and stopped with
+    "Unknown model 'MyMF'" after the data had loaded. A copy of MF trains with DNS exactly as MF does."""
+    from recbole_hnlm.quick_start import run_recbole_hnlm
+
+    monkeypatch.setattr("sys.argv", ["prog"])
+    settings = {**fast_config, "epochs": 1, "sampler": "DNS", "dns_candidates": 8, "embedding_size": 8,
+                "reg_weight": 1e-4}
+    mine = run_recbole_hnlm(model=MyMF, config_dict=settings)
+    theirs = run_recbole_hnlm(model="MF", config_dict=settings)
+    assert mine["model"] == "MyMF" and os.path.basename(mine["checkpoint"]).startswith("MyMF-")
+    assert mine["test_result"] == theirs["test_result"] and mine["best_valid_score"] == theirs["best_valid_score"]
