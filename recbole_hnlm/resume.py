@@ -131,7 +131,9 @@ def check_resume_from(config) -> None:
 
 
 def _beside(resume_file, best_checkpoint):
-    return os.path.join(os.path.dirname(os.path.abspath(resume_file)), os.path.basename(best_checkpoint))
+    """The file named as ``best_checkpoint`` in ``resume_file``'s folder, a relative path for a relative one (a
+    resumed run's result gave its best checkpoint as an absolute path beside a relative resume state)."""
+    return os.path.join(os.path.dirname(resume_file), os.path.basename(best_checkpoint))
 
 
 def best_checkpoint_of(resume_file, state):

@@ -1,5 +1,6 @@
 """Resuming an interrupted run (``--resume_from``): the continuation reaches the uninterrupted run's weights bit for
 bit, and unusable resume files stop the run with one line naming the option."""
+import contextlib
 import json
 import os
 import random
@@ -103,6 +104,22 @@ def test_interrupted_run_resumes_bit_for_bit(fast_config, tmp_path, ctrl_c_in_ep
     _assert_same_weights(straight["checkpoint"], resumed["checkpoint"])
     assert resumed["best_valid_result"] == straight["best_valid_result"]
     assert resumed["test_result"] == straight["test_result"]
+
+
+def test_a_resume_from_a_relative_path_names_both_files_relative(fast_config, tmp_path, ctrl_c_in_epoch):
+    """The result of a run resumed from a relative path gives its best checkpoint relative too, beside the resume
+    state (it was absolute, the resume state relative)."""
+    settings = {**fast_config, "epochs": 3, "sampler": "RNS", "checkpoint_dir": "run"}
+    with contextlib.chdir(tmp_path):
+        ctrl_c_in_epoch(2)
+        with pytest.raises(TrainingInterrupted) as interrupted:
+            run_recbole_hnlm(model="MF", config_dict=settings)
+        resume_file = interrupted.value.resume_file
+        assert not os.path.isabs(resume_file)
+        resumed = run_recbole_hnlm(model="MF", config_dict={**settings, "resume_from": resume_file})
+        assert resumed["resume_state"] == resume_file
+        assert resumed["checkpoint"] == resume_file.replace(".resume.safetensors", ".safetensors")
+        assert os.path.isfile(resumed["checkpoint"])
 
 
 def test_another_seed_on_the_same_split_resumes_bit_for_bit_without_a_warning(fast_config, tmp_path,
