@@ -127,7 +127,9 @@ setup(
         "pyyaml",
     ],
     extras_require={
-        "llm": ["transformers>=4.46,<5", "peft>=0.13", "sentence-transformers>=3.0", "gguf>=0.10",
+        # lowest releases measured (docs/install.md): transformers < 4.56 take no from_pretrained(dtype=), 4.56.0
+        # and 4.56.1 return None from get_decoder(); gguf 0.10.0 imports sentencepiece without declaring it
+        "llm": ["transformers>=4.56.2,<5", "peft>=0.13", "sentence-transformers>=3.0", "gguf>=0.11",
                 "bitsandbytes; platform_system=='Linux'"],
         "test": ["pytest>=8", "pytest-benchmark>=4"],
     },

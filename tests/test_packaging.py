@@ -78,3 +78,50 @@ def test_python_requires_admits_the_tested_pythons_and_refuses_313():
     spec = SpecifierSet(requires)
     assert all(version in spec for version in ("3.10.0", "3.11.7", "3.12.9", platform.python_version()))
     assert not any(version in spec for version in ("3.9.18", "3.13.0", "3.14.0"))
+
+
+def _declared_requirements():
+    """Canonical name -> SpecifierSet of each literal requirement of setup.py (install_requires and the extras)."""
+    import ast
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    with open(os.path.join(REPO, "setup.py"), encoding="utf-8") as file:
+        tree = ast.parse(file.read())
+    keywords = {keyword.arg: keyword.value for node in ast.walk(tree) if isinstance(node, ast.Call)
+                for keyword in node.keywords if keyword.arg in ("install_requires", "extras_require")}
+    texts = [item.value for item in keywords["install_requires"].elts if isinstance(item, ast.Constant)]
+    texts += [text for group in ast.literal_eval(keywords["extras_require"]).values() for text in group]
+    return {canonicalize_name(requirement.name): requirement.specifier for requirement in map(Requirement, texts)}
+
+
+def test_the_tested_pins_lie_inside_the_declared_ranges():
+    """requirements/*.txt pin the versions the tests ran with: setup.py's ranges must admit each of them."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    declared, checked = _declared_requirements(), set()
+    for path in glob.glob(os.path.join(REPO, "requirements", "*.txt")):
+        with open(path, encoding="utf-8") as file:
+            for line in file:
+                text = line.split("#", 1)[0].strip()
+                if "==" not in text:
+                    continue
+                requirement = Requirement(text)
+                name, (pin,) = canonicalize_name(requirement.name), requirement.specifier
+                if name in declared:
+                    assert pin.version in declared[name], (os.path.basename(path), text, str(declared[name]))
+                    checked.add(name)
+    assert {"numpy", "pandas", "scipy", "transformers", "peft", "sentence-transformers", "gguf"} <= checked
+
+
+@pytest.mark.parametrize("name, broken, lowest", [
+    ("transformers", "4.55.4", "4.56.2"), ("transformers", "4.56.1", "4.56.2"), ("gguf", "0.10.0", "0.11.0")])
+def test_the_llm_extra_refuses_the_releases_measured_broken(name, broken, lowest):
+    """Measured with the lowest admitted releases (docs/install.md): transformers < 4.56 hands the loader's ``dtype=``
+    to the model (``LlamaForCausalLM.__init__() got an unexpected keyword argument 'dtype'``), 4.56.0 and 4.56.1
+    return None from ``LlamaForCausalLM.get_decoder()`` (the hybrid encoder fails), and gguf 0.10.0 imports
+    sentencepiece without declaring it."""
+    spec = _declared_requirements()[name]
+    assert broken not in spec and lowest in spec, (name, str(spec))
