@@ -260,25 +260,29 @@ def foreign_options(external_keys, plugin_properties_dir: str, model: str, sampl
     """``[(key, owners)]`` for each user-set key that only other backbones' or samplers' property files define, so
     that a run of ``model`` with ``sampler`` never reads it (e.g. ``n_layers`` for MF, ``dns_candidates`` for AHNS);
     ``owners`` names them (``"the LightGCN/SGL model"``). ``also_models``: backbones the run also trains (HNLMRec's
-    teacher)."""
+    teacher). A model of the user's own (no property file, the plugin's or RecBole's) may read any model's option:
+    only the samplers' are named for it."""
     owners = plugin_option_owners(plugin_properties_dir)
     readers = {("model", model), *(("model", m) for m in also_models), ("sampler", sampler),
                *(("sampler", s) for s in ALSO_READS.get(sampler, ()))}
-    read = set(_yaml_keys_of(os.path.join(_recbole_properties(), "model", f"{model}.yaml")))
+    recbole_file = os.path.join(_recbole_properties(), "model", f"{model}.yaml")
+    own_model = not os.path.isfile(recbole_file) and ("model", model) not in owners
+    read = set(_yaml_keys_of(recbole_file))
     for reader in readers:
         read |= owners.get(reader, frozenset())
     found = []
     for key in external_keys:
         if key in read or _general_option(key, plugin_properties_dir):
             continue
-        holders = [(kind, name) for (kind, name), names in owners.items() if key in names]
+        holders = [(kind, name) for (kind, name), names in owners.items()
+                   if key in names and not (own_model and kind == "model")]
         if holders:
             described = [f"the {'/'.join(n for k, n in holders if k == kind)} {kind}" for kind in ("model", "sampler")
                          if any(k == kind for k, _ in holders)]
             found.append((key, " and ".join(described)))
             continue
         recbole_models = [name for name, names in recbole_model_options().items() if key in names]
-        if recbole_models:  # e.g. the MixGCF code's mess_dropout, only RecBole's KGAT/KGIN/MCCLK define it
+        if recbole_models and not own_model:  # e.g. the MixGCF code's mess_dropout, only RecBole's KGAT/KGIN/MCCLK define it
             listed = "/".join(recbole_models[:4]) + ("/..." if len(recbole_models) > 4 else "")
             hint = ([_PLUGIN_NAME_OF[key]] if _PLUGIN_NAME_OF.get(key) in read
                     else difflib.get_close_matches(key, sorted(read), n=1, cutoff=0.75))

@@ -32,7 +32,7 @@ _NOT_REUSED = ("checkpoint_dir", "resume_from", "init_from", "eval_only", "save_
 _NOT_COMPARED = frozenset(_NOT_REUSED + ("sampler", "device", "data_path", "hnlm_file"))
 
 
-def load_data_and_model(checkpoint, config_dict=None):
+def load_data_and_model(checkpoint, config_dict=None, model_class=None):
     """``(config, model, dataset, train_data, valid_data, test_data)`` of the run that wrote ``checkpoint``.
 
     The configuration is the run's stored settings, updated with ``config_dict`` (e.g. ``data_path`` on another
@@ -50,6 +50,8 @@ def load_data_and_model(checkpoint, config_dict=None):
         config_dict (dict, optional): settings that override the stored ones. Checkpoints written before run
             settings were stored need the run's dataset options here (``data_path``, ``load_col``, ``split_seed``
             ...); their split is still checked.
+        model_class (type, optional): the class of a model of your own (``run_recbole_hnlm(model=<class>)``): the
+            checkpoint stores its name, and only the plugin's backbones and RecBole's models are found by name.
 
     Raises:
         ConfigError: the file is not such a checkpoint, or its weights, ids or split do not fit the rebuilt run, or it
@@ -59,7 +61,7 @@ def load_data_and_model(checkpoint, config_dict=None):
     checkpoint = os.path.abspath(str(checkpoint))
     for _ in range(_READ_ATTEMPTS):
         before = _file_version(checkpoint)
-        loaded = _load_once(checkpoint, config_dict)
+        loaded = _load_once(checkpoint, config_dict, model_class)
         if _file_version(checkpoint) == before:
             return loaded
         logging.getLogger().info(f"load_data_and_model: {checkpoint} was replaced while it was read (a run is "
@@ -81,7 +83,7 @@ def _file_version(path):
     return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns
 
 
-def _load_once(checkpoint, config_dict):
+def _load_once(checkpoint, config_dict, model_class=None):
     """One read of :func:`load_data_and_model`'s ``checkpoint`` (an absolute path)."""
     state = checkpoint_state(checkpoint, "load_data_and_model",
                              "Give a checkpoint of a run: <checkpoint_dir>/<model>-<time>.safetensors.")
@@ -95,10 +97,13 @@ def _load_once(checkpoint, config_dict):
             raise ConfigError(f"load_data_and_model({os.path.basename(checkpoint)}): {key}={wanted} was given, but "
                               f"the checkpoint holds {key}={state.get(key)}, and a checkpoint is loaded with its own "
                               f"{key}. Drop {key}, or give a checkpoint of that {key}.")
+    if model_class is not None and getattr(model_class, "__name__", None) != state.get("model"):
+        raise ConfigError(f"load_data_and_model({os.path.basename(checkpoint)}): model_class={model_class!r} was "
+                          f"given, but the checkpoint holds model={state.get('model')}: give that model's class.")
     settings.update(config_dict or {})
     settings.update(init_from=checkpoint, eval_only=True, resume_from=None)
     try:
-        config = Config(model=state.get("model"), dataset=state.get("dataset"), config_dict=settings,
+        config = Config(model=model_class or state.get("model"), dataset=state.get("dataset"), config_dict=settings,
                         command_line=False)
         check_init_from(config)  # model, dataset and split seed against the checkpoint
     except ConfigError as error:

@@ -28,7 +28,7 @@ from recbole_hnlm.ops._ext import kernel_experiments, kernels_in_use
 from recbole_hnlm.resume import changed_options, check_resume_from
 from recbole_hnlm.signals import interrupted_status, say_interrupted, sigterm_as_interrupt
 from recbole_hnlm.trainer import check_resume_not_in_use
-from recbole_hnlm.utils import get_model, get_sampler, get_trainer
+from recbole_hnlm.utils import get_sampler, get_trainer, model_class_of
 from recbole_hnlm.warm_start import (check_checkpoint_data, check_checkpoint_shapes, check_init_from, load_backbone,
                                      record_eval_split, warm_start, warn_about_changed_eval_split, weights_mismatch)
 
@@ -161,13 +161,6 @@ def build_model(config, dataset, train_data, logger):
     if config["init_from"]:
         logger.info(warm_start(model, config))
     return model
-
-
-def model_class_of(config):
-    """The run's model class: the one ``Config`` resolved (a class given as ``model`` included: looked up by its
-    name, a model of the user's own was refused once the data had loaded), else the one its name gives."""
-    model_class = getattr(config, "model_class", None)
-    return model_class if isinstance(model_class, type) else get_model(config["model"])
 
 
 def checkpoint_backbone(config, train_data):

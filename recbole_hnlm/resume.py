@@ -12,7 +12,7 @@ import numpy as np
 
 from recbole_hnlm.checkpoint import read_trainer_state
 from recbole_hnlm.errors import ConfigError
-from recbole_hnlm.utils import PLUGIN_MODELS, get_model
+from recbole_hnlm.utils import PLUGIN_MODELS, model_class_of
 
 #: Options that change where things go or what is shown, not what is trained (``worker`` and the device do change
 #: the random draws, so they are compared). ``init_from`` only sets the first epoch's weights: a resumed run takes
@@ -64,7 +64,7 @@ def option_checkpoint_state(config, option: str, hint: str, refusal: str, reason
     """
     path = config[option]
     _check_is_file(path, option, hint)
-    if not getattr(get_model(config["model"]), "resumable", False):  # SampledRecommender: the plugin's backbones
+    if not getattr(model_class_of(config), "resumable", False):  # SampledRecommender: the plugin's backbones
         raise ConfigError(f"{option}: {config['model']} {refusal}; only the plugin's backbones "
                           f"({', '.join(PLUGIN_MODELS)}) can.{reason}")
     return checkpoint_state(path, option, hint)

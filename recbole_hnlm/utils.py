@@ -44,6 +44,13 @@ def get_model(model_name, options=RUN_SCRIPT_OPTIONS):
     )
 
 
+def model_class_of(config):
+    """The run's model class: the one ``Config`` resolved (a class given as ``model``, e.g. a model of the user's own,
+    which :func:`get_model` cannot find by its name), else the one its name gives."""
+    model_class = getattr(config, "model_class", None)
+    return model_class if isinstance(model_class, type) else get_model(config["model"])
+
+
 def get_sampler(sampler_name):
     """Return the sampler class registered under ``sampler_name`` (case-insensitive)."""
     from recbole_hnlm.sampler import SAMPLERS

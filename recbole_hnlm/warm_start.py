@@ -136,7 +136,7 @@ def check_checkpoint_shapes(config, train_dataset) -> None:
     ``n_layers`` ...). The backbone is built once with the uniform sampler to read its names and shapes; the
     random streams are put back, so the run that follows is the same."""
     from recbole_hnlm.rng_state import capture_rng_state, restore_rng_state
-    from recbole_hnlm.utils import get_model
+    from recbole_hnlm.utils import model_class_of
 
     options = [option for option in ("resume_from", "init_from") if config[option] is not None]
     if not options:
@@ -144,7 +144,7 @@ def check_checkpoint_shapes(config, train_dataset) -> None:
     sampler, streams = config["sampler"], capture_rng_state()
     config["sampler"] = "RNS"  # a sampler shapes no backbone weight (HNLMRec's needs its store, not built yet)
     try:
-        own = _backbone_weights(get_model(config["model"])(config, train_dataset).state_dict())
+        own = _backbone_weights(model_class_of(config)(config, train_dataset).state_dict())
     finally:
         config["sampler"] = sampler
         restore_rng_state(*streams)
@@ -203,7 +203,7 @@ def backbone_option_changes(config, state: dict) -> list:
     ``ranking_options``, e.g. LightGCN's ``n_layers``) whose value in this run differs from the one the checkpoint
     (trainer ``state``) was trained with; ``[]`` for checkpoints that predate stored options."""
     from recbole_hnlm.resume import OPTIONS_ADDED, training_options
-    from recbole_hnlm.utils import get_model
+    from recbole_hnlm.utils import model_class_of
 
     stored = state.get("options")
     if stored is None:
@@ -211,7 +211,7 @@ def backbone_option_changes(config, state: dict) -> list:
     stored = {**OPTIONS_ADDED, **stored}  # what checkpoints written before an option existed did
     current = training_options(config)
     return [f"{key}: {stored[key]!r} -> {current.get(key)!r}"
-            for key in getattr(get_model(config["model"]), "ranking_options", ())
+            for key in getattr(model_class_of(config), "ranking_options", ())
             if key in stored and stored[key] != current.get(key)]
 
 

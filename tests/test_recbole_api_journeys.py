@@ -111,3 +111,59 @@ def test_run_recbole_hnlm_trains_a_model_class_of_the_users_own(fast_config, mon
     theirs = run_recbole_hnlm(model="MF", config_dict=settings)
     assert mine["model"] == "MyMF" and os.path.basename(mine["checkpoint"]).startswith("MyMF-")
     assert mine["test_result"] == theirs["test_result"] and mine["best_valid_score"] == theirs["best_valid_score"]
+
+
+def test_a_model_of_the_users_own_resumes_warm_starts_and_evaluates(fast_config, monkeypatch):
+    """``resume_from``, ``init_from`` and ``eval_only`` with a model class of the user's own: each looked the class up
+    by its name ("Unknown model 'MyMF'"). The resumed run ends where a straight run does; ``eval_only`` gives the
+    checkpoint's own test result."""
+    from recbole_hnlm.quick_start import run_recbole_hnlm
+
+    monkeypatch.setattr("sys.argv", ["prog"])
+    settings = {**fast_config, "sampler": "DNS", "dns_candidates": 8, "embedding_size": 8, "reg_weight": 1e-4,
+                "stopping_step": 100}
+    straight = run_recbole_hnlm(model=MyMF, config_dict={**settings, "epochs": 2})
+    first = run_recbole_hnlm(model=MyMF, config_dict={**settings, "epochs": 1})
+    resumed = run_recbole_hnlm(model=MyMF, config_dict={**settings, "epochs": 2, "resume_from": first["resume_state"]})
+    assert resumed["test_result"] == straight["test_result"]
+    assert resumed["best_valid_score"] == straight["best_valid_score"]
+    evaluated = run_recbole_hnlm(model=MyMF, config_dict={**settings, "eval_only": True,
+                                                          "init_from": straight["checkpoint"]})
+    assert evaluated["test_result"] == straight["test_result"]
+    warm = run_recbole_hnlm(model=MyMF, config_dict={**settings, "epochs": 1, "init_from": first["checkpoint"]})
+    assert warm["model"] == "MyMF" and warm["test_result"] != first["test_result"]  # trained on from its weights
+
+
+def test_a_users_model_is_warned_about_sampler_options_only(fast_config):
+    """A model of the user's own has no property file, so what it reads is unknown: its ``embedding_size`` and
+    ``reg_weight`` (asked for by the config check) were warned "ignored: an option of the LightGCN/MF/NGCF/SGL
+    model". Another sampler's option is still named; the shipped MF still has ``n_layers`` named."""
+    settings = {**fast_config, "sampler": "DNS", "embedding_size": 8, "reg_weight": 1e-4, "n_layers": 2,
+                "ahns_beta": 0.1}
+    mine = Config(model=MyMF, config_dict=dict(settings), command_line=False)
+    assert [key for key, _ in mine.foreign_options] == ["ahns_beta"]
+    shipped = Config(model="MF", config_dict=dict(settings), command_line=False)
+    assert sorted(key for key, _ in shipped.foreign_options) == ["ahns_beta", "n_layers"]
+
+
+def test_load_data_and_model_takes_the_class_of_a_users_model(fast_config, monkeypatch):
+    """A checkpoint of a model of the user's own stores only its name: ``model_class`` rebuilds it (without it,
+    the name is unknown and says so); another class than the checkpoint's is refused, naming the stored model."""
+    from recbole_hnlm.checkpoint import read_model_weights
+    from recbole_hnlm.load import load_data_and_model
+    from recbole_hnlm.quick_start import run_recbole_hnlm
+
+    class OtherMF(MyMF):
+        pass
+
+    monkeypatch.setattr("sys.argv", ["prog"])
+    settings = {**fast_config, "epochs": 1, "embedding_size": 8, "reg_weight": 1e-4}
+    run = run_recbole_hnlm(model=MyMF, config_dict=settings)
+    config, model, *_ = load_data_and_model(run["checkpoint"], model_class=MyMF)
+    assert type(model) is MyMF and config["model"] == "MyMF"
+    _, stored = read_model_weights(run["checkpoint"])
+    assert stored and all(stored[key].equal(value) for key, value in model.state_dict().items())
+    with pytest.raises(ConfigError, match="Unknown model 'MyMF'"):
+        load_data_and_model(run["checkpoint"])
+    with pytest.raises(ConfigError, match="the checkpoint holds model=MyMF"):
+        load_data_and_model(run["checkpoint"], model_class=OtherMF)
