@@ -28,9 +28,9 @@ RUN_SETTINGS = ("dataset", "data_path", "split_seed", "epochs")  # a stored run 
 
 def recbole_model_options(model):
     """The options RecBole's property file of ``model`` defines (their values are taken from the plugin's config)."""
-    from recbole_hnlm.config_checks import _recbole_properties, _yaml_keys_of
+    from recbole_hnlm.config_checks import recbole_properties_dir, _yaml_keys_of
 
-    return _yaml_keys_of(os.path.join(_recbole_properties(), "model", f"{model}.yaml"))
+    return _yaml_keys_of(os.path.join(recbole_properties_dir(), "model", f"{model}.yaml"))
 
 
 def train(side, model_name, seed, settings, require_pow):

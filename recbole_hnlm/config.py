@@ -2,10 +2,11 @@
 
 Precedence, lowest to highest (RecBole's own rule, extended by one sampler layer):
 
-1. RecBole's ``overall.yaml``, ``model/<Model>.yaml`` and ``dataset/<dataset>.yaml``;
+1. RecBole's ``overall.yaml``, ``model/<Model>.yaml`` and ``dataset/<dataset>.yaml``, then RecBole's
+   ``model/<Base>.yaml`` of the model class's bases and its own again (a subclass keeps its bases' defaults);
 2. the plugin's ``properties/overall.yaml``;
-3. the plugin's ``properties/model/<Model>.yaml`` (for the plugin's backbones: RecBole's own ``LightGCN``, ``NGCF`` or
-   ``SGL`` class keeps RecBole's model defaults);
+3. the plugin's ``properties/model/<Model>.yaml`` of the model's bases and its own (for the plugin's backbones:
+   RecBole's own ``LightGCN``, ``NGCF`` or ``SGL`` class keeps RecBole's model defaults);
 4. the plugin's ``properties/sampler/<Sampler>.yaml`` (sampler chosen by the ``sampler`` key);
 5. the plugin's ``properties/dataset/<dataset>.yaml``;
 6. config files < config dict < command line (``--key=value``), exactly as in RecBole.
@@ -23,7 +24,7 @@ from recbole.config import configurator as recbole_configurator
 
 from recbole_hnlm.compat import install_numpy_aliases
 from recbole_hnlm.config_checks import (check_backbone_options_set, check_core_options, foreign_options,
-                                       unknown_options)
+                                       recbole_properties_dir, unknown_options)
 from recbole_hnlm.errors import ConfigError
 
 #: RecBole's multi-process (DDP) options: the plugin trains in one process.
@@ -192,11 +193,17 @@ class Config(RecBoleConfig):
         from recbole_hnlm.utils import get_sampler
 
         super()._load_internal_config_dict(model, model_class, dataset)
+        lineage = _model_lineage(model_class)
+        for klass in lineage:  # a subclass keeps its bases' RecBole defaults (RecBole reads the model's own name only)
+            path = os.path.join(recbole_properties_dir(), "model", f"{klass.__name__}.yaml")
+            if os.path.isfile(path):
+                self._update_internal_config_dict(path)
         self._update_internal_config_dict(os.path.join(PROPERTIES_DIR, "overall.yaml"))
-        if isinstance(model_class, type) and issubclass(model_class, SampledRecommender):
-            # the plugin's backbone yaml, not for RecBole's class of the same name (LightGCN, NGCF, SGL given as a
-            # class), which keeps RecBole's defaults (n_layers 2, reg_weight 1e-5 ...)
-            self._load_plugin_yaml("model", model)
+        for klass in lineage:
+            # the plugin's backbone yamls, its bases' included; not for RecBole's class of the same name (LightGCN,
+            # NGCF, SGL given as a class), which keeps RecBole's defaults (n_layers 2, reg_weight 1e-5 ...)
+            if issubclass(klass, SampledRecommender):
+                self._load_plugin_yaml("model", klass.__name__)
         sampler = self.external_config_dict.get("sampler", self.internal_config_dict.get("sampler"))
         self._load_plugin_yaml("sampler", get_sampler(sampler).name)
         dataset_config = self._load_plugin_yaml("dataset", dataset)
@@ -209,6 +216,16 @@ class Config(RecBoleConfig):
         if os.path.isfile(path):
             return self._update_internal_config_dict(path)
         return None
+
+
+def _model_lineage(model_class) -> list:
+    """The recommender classes of ``model_class``'s MRO, its farthest base first and itself last (whose property
+    files are loaded last, so that its own defaults win)."""
+    from recbole.model.abstract_recommender import AbstractRecommender
+
+    if not isinstance(model_class, type):
+        return []
+    return [klass for klass in reversed(model_class.__mro__) if issubclass(klass, AbstractRecommender)]
 
 
 def split_seed(config) -> int:

@@ -207,7 +207,7 @@ def check_valid_metric(config) -> None:
                           f"topk = {topk}. Pick one of them (e.g. --valid_metric={config['metrics'][0]}@{topk[0]}).")
 
 
-def _recbole_properties() -> str:
+def recbole_properties_dir() -> str:
     """RecBole's own property files (overall, model and dataset yaml)."""
     import recbole
 
@@ -229,7 +229,7 @@ _OPTIONS_WITHOUT_YAML = frozenset({"model", "dataset", "config_files", "local_ra
 def known_option_names(plugin_properties_dir: str) -> set:
     """Every option RecBole or the plugin defines: the keys of all their property yaml files (cached per folder)."""
     if plugin_properties_dir not in _KNOWN_KEYS:
-        _KNOWN_KEYS[plugin_properties_dir] = frozenset(_yaml_keys(_recbole_properties())
+        _KNOWN_KEYS[plugin_properties_dir] = frozenset(_yaml_keys(recbole_properties_dir())
                                                        | _yaml_keys(plugin_properties_dir) | _OPTIONS_WITHOUT_YAML)
     return _KNOWN_KEYS[plugin_properties_dir]
 
@@ -265,7 +265,7 @@ def foreign_options(external_keys, plugin_properties_dir: str, model: str, sampl
     owners = plugin_option_owners(plugin_properties_dir)
     readers = {("model", model), *(("model", m) for m in also_models), ("sampler", sampler),
                *(("sampler", s) for s in ALSO_READS.get(sampler, ()))}
-    recbole_file = os.path.join(_recbole_properties(), "model", f"{model}.yaml")
+    recbole_file = os.path.join(recbole_properties_dir(), "model", f"{model}.yaml")
     own_model = not os.path.isfile(recbole_file) and ("model", model) not in owners
     read = set(_yaml_keys_of(recbole_file))
     for reader in readers:
@@ -301,7 +301,7 @@ _PLUGIN_NAME_OF = {"ssl_temp": "ssl_tau", "ssl_reg": "ssl_weight", "mess_dropout
 def recbole_model_options() -> dict:
     """``{model name: option names}`` of RecBole's own ``properties/model/*.yaml`` (cached)."""
     if not _RECBOLE_MODEL_OPTIONS:
-        _RECBOLE_MODEL_OPTIONS.update(_options_by_file(os.path.join(_recbole_properties(), "model")))
+        _RECBOLE_MODEL_OPTIONS.update(_options_by_file(os.path.join(recbole_properties_dir(), "model")))
     return _RECBOLE_MODEL_OPTIONS
 
 
@@ -324,7 +324,7 @@ def _general_option(key, plugin_properties_dir):
     """An option of RecBole's or the plugin's overall and dataset property files (every run reads those); a
     sampler's or backbone's option that a dataset file sets (amazon-toys' ``hnlm_lambda``) stays theirs."""
     if plugin_properties_dir not in _GENERAL_KEYS:
-        recbole_properties = _recbole_properties()
+        recbole_properties = recbole_properties_dir()
         paths = [os.path.join(folder, "overall.yaml") for folder in (recbole_properties, plugin_properties_dir)]
         paths += glob.glob(os.path.join(recbole_properties, "dataset", "*.yaml"))
         owned = set().union(*plugin_option_owners(plugin_properties_dir).values())

@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 
-from recbole_hnlm.config_checks import _recbole_properties, labeled_phases
+from recbole_hnlm.config_checks import recbole_properties_dir, labeled_phases
 from recbole_hnlm.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -364,7 +364,7 @@ def _recbole_default_load_col(dataset):
     timestamp), else ``sample.yaml``'s (the two id fields). Read once per dataset name (each checked file asks)."""
     import yaml
 
-    folder = os.path.join(_recbole_properties(), "dataset")
+    folder = os.path.join(recbole_properties_dir(), "dataset")
     path = os.path.join(folder, f"{dataset}.yaml")
     with open(path if os.path.isfile(path) else os.path.join(folder, "sample.yaml"), encoding="utf-8") as f:
         return (yaml.safe_load(f) or {}).get("load_col")

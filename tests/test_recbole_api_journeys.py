@@ -69,19 +69,38 @@ def test_a_plugin_backbone_under_recbole_config_is_refused_by_name(fast_config, 
         LightGCN(config, train_data._dataset)
 
 
-def test_a_subclass_without_its_options_is_refused_at_config(fast_config):
-    """A subclass of a plugin backbone has no property file: its embedding_size, n_layers and reg_weight were None,
-    and the run failed inside torch after the data had loaded. The config says so; given, they are taken."""
+def test_a_model_of_the_users_own_without_its_options_is_refused_at_config(fast_config):
+    """A model of the user's own has no property file: its embedding_size and reg_weight were None, and the run
+    failed inside torch after the data had loaded. The config says so; given, they are taken."""
+    with pytest.raises(ConfigError, match="'embedding_size', 'reg_weight' of MyMF are not set"):
+        Config(model=MyMF, config_dict=dict(fast_config), command_line=False)
+    given = {"embedding_size": 8, "reg_weight": 1e-3}
+    config = Config(model=MyMF, config_dict={**fast_config, **given}, command_line=False)
+    assert {key: config[key] for key in given} == given
+
+
+def test_a_subclass_keeps_its_bases_defaults(fast_config):
+    """A subclass has no property file of its own: it takes its bases' (the plugin's LightGCN yaml over RecBole's for
+    a plugin backbone, RecBole's alone for RecBole's class), its own settings still winning. Both had none, and the
+    plugin's subclass was refused for a missing n_layers."""
+    from recbole.model.general_recommender import LightGCN as RecBoleLightGCN
+
     from recbole_hnlm.model.lightgcn import LightGCN
 
     class MyLightGCN(LightGCN):
         pass
 
-    with pytest.raises(ConfigError, match="'embedding_size', 'reg_weight', 'n_layers' of MyLightGCN are not set"):
-        Config(model=MyLightGCN, config_dict=dict(fast_config), command_line=False)
-    given = {"embedding_size": 8, "reg_weight": 1e-3, "n_layers": 2}
-    config = Config(model=MyLightGCN, config_dict={**fast_config, **given}, command_line=False)
-    assert {key: config[key] for key in given} == given
+    class TheirLightGCN(RecBoleLightGCN):
+        pass
+
+    keys = ("embedding_size", "n_layers", "reg_weight", "layers_dtype", "require_pow")
+    for subclass, base in ((MyLightGCN, "LightGCN"), (TheirLightGCN, RecBoleLightGCN)):
+        mine = Config(model=subclass, config_dict=dict(fast_config), command_line=False)
+        theirs = Config(model=base, config_dict=dict(fast_config), command_line=False)
+        assert {key: mine[key] for key in keys} == {key: theirs[key] for key in keys}
+    assert Config(model=MyLightGCN, config_dict=dict(fast_config), command_line=False)["n_layers"] == 3
+    assert Config(model=TheirLightGCN, config_dict=dict(fast_config), command_line=False)["n_layers"] == 2
+    assert Config(model=MyLightGCN, config_dict={**fast_config, "n_layers": 1}, command_line=False)["n_layers"] == 1
 
 
 def test_a_score_only_model_of_the_users_own_is_told_about_sampled_recommender(fast_config):
