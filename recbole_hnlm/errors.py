@@ -33,3 +33,10 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.resume_file = resume_file
         self.best_only = best_only
         self.why = why  # best_only: why there is no resume state
+
+
+def exit_status(error) -> int:
+    """The exit status of a command line that reports ``error`` as one ``error:`` line: 1 where the command works
+    as it is once another process ends or the disk has room (:class:`ConcurrentWriterError`, :class:`WriteError`),
+    2 for bad input."""
+    return 1 if isinstance(error, (ConcurrentWriterError, WriteError)) else 2

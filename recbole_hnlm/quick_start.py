@@ -23,7 +23,8 @@ from recbole_hnlm.data_checks import (check_dataset_files, check_read_dataset, c
                                       dataset_errors_named)
 from recbole_hnlm.denormals import flush_denormals
 from recbole_hnlm.determinism import deterministic_algorithms
-from recbole_hnlm.errors import ConcurrentWriterError, ConfigError, DataError, TrainingInterrupted, WriteError
+from recbole_hnlm.errors import (ConcurrentWriterError, ConfigError, DataError, TrainingInterrupted, WriteError,
+                                 exit_status)
 from recbole_hnlm.ops._ext import kernel_experiments, kernels_in_use
 from recbole_hnlm.resume import changed_options, check_resume_from
 from recbole_hnlm.signals import interrupted_status, say_interrupted, sigterm_as_interrupt
@@ -155,12 +156,17 @@ def build_model(config, dataset, train_data, logger):
     check_checkpoint_data(config, train_data._dataset)
     check_checkpoint_shapes(config, train_data._dataset)
     get_sampler(config["sampler"]).prepare(config, dataset, train_data)
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = model_class_of(config)(config, train_data._dataset).to(config["device"])
+    model = _seeded_model(config, train_data)
     logger.info(model)
     if config["init_from"]:
         logger.info(warm_start(model, config))
     return model
+
+
+def _seeded_model(config, train_data):
+    """The run's model on its device, built on the training split right after seeding with the run's seed."""
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    return model_class_of(config)(config, train_data._dataset).to(config["device"])
 
 
 def checkpoint_backbone(config, train_data):
@@ -170,8 +176,7 @@ def checkpoint_backbone(config, train_data):
     Shared by ``eval_only`` and :func:`recbole_hnlm.load.load_data_and_model`."""
     check_checkpoint_data(config, train_data._dataset)
     config["sampler"] = "RNS"
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = model_class_of(config)(config, train_data._dataset).to(config["device"])
+    model = _seeded_model(config, train_data)
     return model, load_backbone(model, config)
 
 
@@ -416,8 +421,7 @@ def main(argv=None, prog=None):
     except (ConfigError, DataError, FileNotFoundError, ConcurrentWriterError, WriteError) as error:
         _log_to_files(f"error: {error}")
         print(f"error: {error}", file=sys.stderr)
-        # not bad input: it works once the other process ends, or once the disk has room
-        return 1 if isinstance(error, (ConcurrentWriterError, WriteError)) else 2
+        return exit_status(error)
     except OSError as error:
         # a full disk refused a file no atomic write guards: RecBole's tensorboard events, a folder, a lock file
         from recbole_hnlm.files import unguarded_write_failure

@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from recbole_hnlm.cli_settings import parse_settings, parser_flags
-from recbole_hnlm.errors import ConfigError, DataError
+from recbole_hnlm.errors import ConfigError, DataError, exit_status
 from recbole_hnlm.files import atomic_path
 from recbole_hnlm.signals import run_interruptible
 
@@ -228,10 +228,8 @@ def _recommend(args, target: str, overrides: dict) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error as Python exits
         return 0
     except (ConfigError, DataError, OSError) as error:  # OSError: FileNotFoundError (dataset, users file, --out)
-        from recbole_hnlm.errors import WriteError
-
         print(f"error: {error}", file=sys.stderr)
-        return 1 if isinstance(error, WriteError) else 2  # a full disk is not bad input
+        return exit_status(error)  # a full disk is not bad input
     print(f"{'stdout' if args.out == '-' else args.out}: {lines} recommendations for {len(user_ids)} users (at most "
           f"{args.k} each)", file=sys.stderr if args.out == "-" else sys.stdout)
     return 0

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from recbole_hnlm.data_checks import PANDAS_NA_STRINGS
-from recbole_hnlm.errors import DataError, WriteError
+from recbole_hnlm.errors import DataError, WriteError, exit_status
 from recbole_hnlm.files import atomic_path, file_sha256, write_failed, write_failure_errno, write_json_atomic
 from recbole_hnlm.signals import interrupted_status, say_interrupted, sigterm_as_interrupt
 
@@ -522,7 +522,7 @@ def main(argv=None) -> int:
                                     user_list=args.user_list, item_list=args.item_list)
     except (DataError, WriteError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1 if isinstance(error, WriteError) else 2  # a full disk is not bad input
+        return exit_status(error)  # a full disk is not bad input
     except KeyboardInterrupt:
         say_interrupted(f"interrupted: {_unfinished_import(args.out, args.dataset)}")
         return interrupted_status()

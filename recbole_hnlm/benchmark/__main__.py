@@ -30,6 +30,8 @@ DEFAULT_SEEDS = (2020, 2021, 2022)
 #: ``--key=value`` settings that every cell sets itself, and the option to use instead.
 CELL_KEYS = {"model": "--models", "sampler": "--samplers", "seed": "--seeds", "checkpoint_dir": "--out"}
 _MAX_SEED = 2 ** 32 - 1  # numpy's limit (RecBole's init_seed)
+#: The line a grid or a search prints when Ctrl-C or SIGTERM stops it.
+INTERRUPTED = "interrupted: finished cells are saved; rerun the same command to resume"
 
 
 class UsageError(ValueError):
@@ -128,10 +130,10 @@ def parse_command_line(parse, argv):
 
 def fail(error) -> int:
     """One ``error:`` line on stderr; exit status 2 for bad input, 1 for a write that failed (a full disk)."""
-    from recbole_hnlm.errors import WriteError
+    from recbole_hnlm.errors import exit_status
 
     print(f"error: {error}", file=sys.stderr)
-    return 1 if isinstance(error, WriteError) else 2
+    return exit_status(error)
 
 
 PROG = "python -m recbole_hnlm.benchmark"
@@ -186,8 +188,7 @@ def main(argv=None, prog=PROG):
     ``interrupted:`` line and exits 130 (143): the report is written atomically and rebuilt by the rerun."""
     from recbole_hnlm.signals import run_interruptible
 
-    return run_interruptible(lambda: _main(argv, prog),
-                             "interrupted: finished cells are saved; rerun the same command to resume")
+    return run_interruptible(lambda: _main(argv, prog), INTERRUPTED)
 
 
 def _main(argv, prog):

@@ -25,8 +25,8 @@ def _pyplot():
     return plt
 
 
-def _panels(plt, n, width=5.0, height=3.6):
-    fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False)
+def _panels(plt, n, width=5.0):
+    fig, axes = plt.subplots(1, n, figsize=(width * n, 3.6), squeeze=False)
     return fig, axes[0]
 
 

@@ -211,14 +211,14 @@ def cell_logging(config, log_file: Optional[str]):
     logger is left with the handlers and levels it had: a console added for the cell is removed again."""
     from recbole.utils.logger import RemoveColorFilter
 
-    from recbole_hnlm.log_output import plain_when_redirected
+    from recbole_hnlm.log_output import PLAIN_FORMAT, plain_when_redirected
 
     root = logging.getLogger()
     level = getattr(logging, str(config["state"] or "INFO").upper(), logging.INFO)
     added_console = None
     if not any(type(h) is logging.StreamHandler for h in root.handlers):
         added_console = logging.StreamHandler()
-        added_console.setFormatter(logging.Formatter("%(asctime)-15s %(levelname)s  %(message)s", "%d %b %H:%M"))
+        added_console.setFormatter(logging.Formatter(PLAIN_FORMAT, "%d %b %H:%M"))
         root.addHandler(added_console)
     plain_when_redirected(root)
     consoles = [h for h in root.handlers if type(h) is logging.StreamHandler]
@@ -232,7 +232,7 @@ def cell_logging(config, log_file: Optional[str]):
         os.makedirs(os.path.dirname(log_file), exist_ok=True)
         handler = logging.FileHandler(log_file, mode="w")
         handler.setLevel(logging.INFO)
-        handler.setFormatter(logging.Formatter("%(asctime)-15s %(levelname)s  %(message)s", "%a %d %b %Y %H:%M:%S"))
+        handler.setFormatter(logging.Formatter(PLAIN_FORMAT, "%a %d %b %Y %H:%M:%S"))
         handler.addFilter(RemoveColorFilter())
         root.addHandler(handler)
     try:

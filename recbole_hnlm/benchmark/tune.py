@@ -420,10 +420,10 @@ def main(argv=None, prog=PROG) -> int:
     """Command line (see the module docstring); ``prog``: the command ``--help`` names (``benchmarks/tune.py``).
     Ctrl-C or SIGTERM at any point (the option checks, the trials' checks, a trial) prints one ``interrupted:`` line
     and exits 130 (143)."""
+    from recbole_hnlm.benchmark.__main__ import INTERRUPTED
     from recbole_hnlm.signals import run_interruptible
 
-    return run_interruptible(lambda: _main(argv, prog),
-                             "interrupted: finished cells are saved; rerun the same command to resume")
+    return run_interruptible(lambda: _main(argv, prog), INTERRUPTED)
 
 
 def _main(argv, prog) -> int:

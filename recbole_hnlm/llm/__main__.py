@@ -22,7 +22,7 @@ import sys
 from typing import Optional
 
 from recbole_hnlm.cli_settings import parse_settings, parser_flags
-from recbole_hnlm.errors import ConcurrentWriterError, ConfigError, DataError, WriteError
+from recbole_hnlm.errors import ConcurrentWriterError, ConfigError, DataError, WriteError, exit_status
 from recbole_hnlm.signals import interrupted_status, say_interrupted, sigterm_as_interrupt
 
 from .config import LLMConfig
@@ -169,8 +169,7 @@ def main(argv=None) -> int:
             return _run_stage(argv, quiet)
     except (ConfigError, DataError, FileNotFoundError, ConcurrentWriterError, WriteError) as error:
         print(f"error: {error}", file=sys.stderr)
-        # not bad input: it works once the other process ends, or once the disk has room
-        return 1 if isinstance(error, (ConcurrentWriterError, WriteError)) else 2
+        return exit_status(error)
     except KeyboardInterrupt:
         say_interrupted("interrupted: finished work is saved; run the same command again to resume")
         return interrupted_status()

@@ -59,10 +59,10 @@ class _Row(NamedTuple):
         return self.prefix.shape[0] + sum(s.shape[0] for s in self.suffixes)
 
 
-def _mlp(d_in: int, d_out: int, hidden: Optional[int] = None) -> nn.Sequential:
+def _mlp(d_in: int, d_out: int) -> nn.Sequential:
     """The projectors (soft tokens, target): two linear layers, GELU between (eq. 6's unnamed σ), hidden width the
     larger of ``d_in`` and ``d_out``."""
-    hidden = hidden or max(d_out, d_in)
+    hidden = max(d_out, d_in)
     return nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.Linear(hidden, d_out))
 
 

@@ -48,6 +48,8 @@ def _has_kernel(op: str, dispatch_key: str, namespace: str = LIBRARY) -> bool:
 
 WITH_CUDA_EXT = WITH_EXT and _has_kernel("spmm", "CUDA")
 
+#: ``torch.device.type`` -> the dispatch key of its kernels.
+_DISPATCH_KEYS = {"cpu": "CPU", "cuda": "CUDA"}
 _enabled = os.environ.get(DISABLE_ENV, "0").strip().lower() not in ("1", "true", "yes", "on")
 _kernel_cache: Dict[Tuple[str, str, str], bool] = {}
 _warned = set()
@@ -102,7 +104,7 @@ def _references_reason(device: torch.device):
         return f"PyTorch references ({DISABLE_ENV}=1 or set_enabled(False))"
     if _library == LIBRARY and not WITH_EXT:
         return f"PyTorch references (recbole_hnlm._C is not available: {_IMPORT_ERROR})"
-    dispatch_key = {"cpu": "CPU", "cuda": "CUDA"}.get(device.type)
+    dispatch_key = _DISPATCH_KEYS.get(device.type)
     if dispatch_key is None or not _has_kernel("spmm", dispatch_key, _library):
         name = "recbole_hnlm._C" if _library == LIBRARY else f"torch.ops.{_library}"
         return f"PyTorch references on {device.type} ({name} has no {device.type} kernels)"
@@ -142,7 +144,7 @@ def use_kernel(op: str, device: torch.device) -> bool:
         return False
     key = (_library, op, device.type)
     if key not in _kernel_cache:
-        dispatch_key = {"cpu": "CPU", "cuda": "CUDA"}.get(device.type)
+        dispatch_key = _DISPATCH_KEYS.get(device.type)
         _kernel_cache[key] = dispatch_key is not None and _has_kernel(op, dispatch_key, _library)
     if not _kernel_cache[key]:
         _warn_once(
