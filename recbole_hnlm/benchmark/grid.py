@@ -21,6 +21,8 @@ Settings that only change what a run prints (:data:`PRESENTATION_KEYS`) are not 
 start (unknown model or sampler, invalid sampler setting, missing dataset files: ``runner.check_cell``), before
 anything is written. A cell failing while it runs is recorded and the grid goes on. Model and sampler names are
 spelled as their classes (``--models mf`` runs ``MF``), so one cell never has two files.
+HNLMRec cells to run that join a row whose stored HNLMRec results lack ``init_rule`` (:data:`INIT_RULE`) are warned
+about: results without it may predate commit 0d96dcd, whose HNLMRec runs started from other initial weights.
 
 Two processes may run the same grid on one ``out`` (e.g. on two machines or GPUs sharing the folder): each cell is run
 by the process that takes its lock first. A cell another process is running is put off; after its own cells, the
@@ -63,6 +65,10 @@ LEGACY_DEFAULTS = (
 #: Defaults not compared on resume: options that do not change what a cell computes (where files go, what is shown;
 #: the resume check's list, but ``epochs`` sets a cell's result) and those each cell sets itself.
 _UNCOMPARED_DEFAULTS = (NOT_TRAINING_OPTIONS - {"epochs"}) | set(PRESENTATION_KEYS) | {"sampler", "seed"}
+#: Stored in every result (``init_rule``): each cell's sampler is built under a forked random stream, so every
+#: sampler's run of a seed starts from the same backbone weights (since commit 0d96dcd, 2026-12-06). An HNLMRec result
+#: without it may be older: its adapter was drawn from the seeded stream first, so its backbone started elsewhere.
+INIT_RULE = "sampler built under a forked random stream (0d96dcd)"
 #: Digests of the files a grid's settings name, stored in every result and compared on resume.
 SOURCE_DIGESTS = {"init_from_sha256": "checkpoint", "config_files_sha256": "config files"}
 
@@ -353,13 +359,14 @@ def pending_cells(out, dataset, cells, settings, cell_analyses=(), digests=None,
     """``(todo, finished)``: the cells of ``cells`` still to run, and ``{key: stored result}`` of the finished ones.
     Every stored result of the same (model, sampler) rows, other seeds and training ratios included, must have been
     produced with these settings: a row of the table averages them. A result file that cannot be read is warned about
-    (``say_unreadable``), and its cell is to run.
+    (``say_unreadable``, which also gates :func:`_warn_about_older_initialisation`), and its cell is to run.
 
     Raises:
         SettingsMismatch: a stored cell was produced with another dataset or other settings (see :func:`_needs_run`).
     """
     todo, finished = [], {}
     defaults_now = _DefaultsNow(dataset, settings)
+    stored_rows = []
     for cell in cells:
         path = result_path(out, cell)
         stored, problem = _read_result(path)
@@ -369,10 +376,33 @@ def pending_cells(out, dataset, cells, settings, cell_analyses=(), digests=None,
             todo.append(cell)
         else:
             finished[cell.key] = stored
+        if stored is not None:
+            stored_rows.append(stored)
     rows, keys = {(cell.model, cell.sampler) for cell in cells}, {cell.key for cell in cells}
     for stored in _stored_row_results(out, rows, skip=keys):  # the rows' other seeds and training ratios
         _needs_run(stored, dataset, settings, cell_analyses, digests, fhn_pairs, defaults_now)  # checked, not run
+        stored_rows.append(stored)
+    if say_unreadable:  # a search checks its trials first and says this when the trial runs, as for unreadable files
+        _warn_about_older_initialisation(todo, stored_rows)
     return todo, finished
+
+
+def _warn_about_older_initialisation(todo, stored_rows):
+    """Warn when HNLMRec cells to run join a row whose stored results lack ``init_rule`` (:data:`INIT_RULE`): those
+    may come from before commit 0d96dcd, whose HNLMRec runs started from other backbone weights, and the row would
+    average (and its paired tests pair) runs of both initialisations without a word."""
+    models, rerun = {cell.model for cell in todo if cell.sampler == "HNLMRec"}, {cell.key for cell in todo}
+    older = sorted({str(result.get("cell")) for result in stored_rows if result.get("sampler") == "HNLMRec"
+                    and result.get("model") in models and result.get("cell") not in rerun
+                    and result.get("init_rule") is None})
+    if older:
+        logging.getLogger().warning(
+            f"{', '.join(older)}: stored without a record of how the run's initial weights were drawn, so possibly "
+            "written before commit 0d96dcd (2026-12-06). Before it an HNLMRec run started from other backbone "
+            "weights than the other samplers' runs of its seed; the HNLMRec cells this grid runs now start from the "
+            "same weights as those runs, so the row would average (and its paired tests pair) runs of both kinds. "
+            "If these results are that old, delete their runs/<cell>.json files to run them again, or use another "
+            "--out folder.")
 
 
 def cell_lock_path(out, cell) -> str:
@@ -482,6 +512,7 @@ def run_grid(dataset, models, samplers, seeds, out, config_dict=None, config_fil
                                  config_file_list=config_file_list, analyses=cell_analyses, **cell_kwargs)
             result["settings"] = settings
             result["defaults"] = plugin_defaults(cell.model, cell.sampler, dataset)
+            result["init_rule"] = INIT_RULE
             result.update({key: digest for key, digest in digests.items() if digest is not None})
         except ConcurrentWriterError as busy:
             return busy

@@ -91,7 +91,19 @@ def _difference(field: str, stored, wanted) -> str:
                 if stored.get(k, _ABSENT) != wanted.get(k, _ABSENT)]
         return "; ".join(f"manifest field '{field}.{k}': stored {stored.get(k, _ABSENT)!r} != requested "
                          f"{wanted.get(k, _ABSENT)!r}" for k in keys)
+    if field == "answer_checks":  # a version tag before ~1,000 characters of rules: the whole text buried the rest
+        old, new = _checks_version(stored), _checks_version(wanted)
+        return (f"manifest field 'answer_checks': stored {old} != requested {new} (the rules that refuse an LLM "
+                f"answer {'were reworded' if old == new else 'changed'})")
     return f"manifest field '{field}': stored {stored!r} != requested {wanted!r}"
+
+
+def _checks_version(value) -> str:
+    """The ``vN`` tag an ``answer_checks`` text starts with (its repr when it has none, ``(absent)`` when absent)."""
+    if value is None:  # a store of a version before the checks were recorded
+        return "(absent)"
+    match = re.match(r"v[0-9]+(?=:)", value) if isinstance(value, str) else None
+    return match.group(0) if match else repr(value)
 
 
 class _Absent:
