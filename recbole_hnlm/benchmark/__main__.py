@@ -10,10 +10,10 @@ Every other ``--key=value`` is a RecBole / sampler setting shared by all cells (
 parse as one, else strings), e.g. ``--data_path=/data/atomic --stopping_step=10 --dns_candidates=64``.
 Rerunning the same command skips finished cells (``out/runs/<cell>.json``).
 
-Exit status: 0 when every cell finished; 1 when a cell failed (the summary names its ``out/runs/<cell>.error.txt``);
-2 for bad input, caught before any cell runs or anything is written (a malformed option such as ``--ratios abc``,
-unknown model or sampler, invalid setting, missing dataset files, a finished cell with other settings in ``out``,
-``--report-only`` on a folder without runs); 130 when interrupted (143 by SIGTERM; finished cells are kept, the
+Exit status: 0 when every cell finished; 1 when a cell failed (the summary names its ``out/runs/<cell>.error.txt``)
+or a file could not be written (a full disk); 2 for bad input, caught before any cell runs or anything is written (a
+malformed option such as ``--ratios abc``, unknown model or sampler, invalid setting, missing dataset files, a
+finished cell with other settings in ``out``, ``--report-only`` on a folder without runs); 130 when interrupted (143 by SIGTERM; finished cells are kept, the
 rerun resumes). Bad input is one ``error:`` line on stderr, without a traceback.
 """
 import argparse

@@ -24,8 +24,8 @@ command line too, and none that would change what the trials are ranked on: ``va
 trials with the same dataset and settings). Rerunning the same command resumes: finished cells are skipped, so
 finished trials cost nothing.
 
-Exit status: 0 when every trial finished; 1 when a cell failed (its ``error.txt`` is named); 2 for bad input, before
-anything runs; 130 when interrupted (143 by SIGTERM).
+Exit status: 0 when every trial finished; 1 when a cell failed (its ``error.txt`` is named) or a file could not be
+written (a full disk); 2 for bad input, before anything runs; 130 when interrupted (143 by SIGTERM).
 """
 import json
 import math

@@ -127,7 +127,8 @@ def kernels_in_use(device) -> str:
 
 
 def use_kernel(op: str, device: torch.device) -> bool:
-    """True when ``torch.ops.recbole_hnlm.<op>`` has a kernel for ``device`` and the kernels are enabled.
+    """True when ``<op>`` of the library the ops are routed to (``torch.ops.recbole_hnlm``, or the one
+    :func:`library` names) has a kernel for ``device`` and the kernels are enabled.
 
     Otherwise returns False (the caller runs the reference) and warns once per reason, unless the kernels were
     switched off on purpose.

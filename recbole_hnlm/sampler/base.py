@@ -154,7 +154,7 @@ class NegativeSampler(nn.Module):
 
 
 def require(config, key, predicate, expectation):
-    """Raise ``ValueError`` naming ``key`` unless ``predicate(config[key])`` holds."""
+    """Raise :class:`ConfigError` (a ``ValueError``) naming ``key`` unless ``predicate(config[key])`` holds."""
     value = config[key]
     if value is None or not predicate(value):
         raise ConfigError(f"Invalid value for '{key}': {value!r}; expected {expectation}.")
