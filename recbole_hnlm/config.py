@@ -2,8 +2,8 @@
 
 Precedence, lowest to highest (RecBole's own rule, extended by one sampler layer):
 
-1. RecBole's ``overall.yaml``, ``model/<Model>.yaml`` and ``dataset/<dataset>.yaml``, then RecBole's
-   ``model/<Base>.yaml`` of the model class's bases and its own again (a subclass keeps its bases' defaults);
+1. RecBole's ``overall.yaml``, ``model/<Model>.yaml`` (after its bases' ``model/<Base>.yaml``: a subclass keeps
+   its bases' defaults) and ``dataset/<dataset>.yaml``;
 2. the plugin's ``properties/overall.yaml``;
 3. the plugin's ``properties/model/<Model>.yaml`` of the model's bases and its own (for the plugin's backbones:
    RecBole's own ``LightGCN``, ``NGCF`` or ``SGL`` class keeps RecBole's model defaults);
@@ -194,10 +194,16 @@ class Config(RecBoleConfig):
 
         super()._load_internal_config_dict(model, model_class, dataset)
         lineage = _model_lineage(model_class)
-        for klass in lineage:  # a subclass keeps its bases' RecBole defaults (RecBole reads the model's own name only)
-            path = os.path.join(recbole_properties_dir(), "model", f"{klass.__name__}.yaml")
-            if os.path.isfile(path):
-                self._update_internal_config_dict(path)
+        recbole_dir = recbole_properties_dir()
+        bases = [os.path.join(recbole_dir, "model", f"{klass.__name__}.yaml") for klass in lineage[:-1]]
+        bases = [path for path in bases if os.path.isfile(path)]
+        if bases:  # a subclass keeps its bases' RecBole defaults (RecBole reads the model's own name only): RecBole's
+            # order again with them first, the model's own file over them and the dataset's files over both
+            for path in bases + [os.path.join(recbole_dir, "model", f"{model}.yaml"),
+                                 os.path.join(recbole_dir, "dataset", "sample.yaml"),
+                                 os.path.join(recbole_dir, "dataset", f"{dataset}.yaml")]:
+                if os.path.isfile(path):
+                    self._update_internal_config_dict(path)
         self._update_internal_config_dict(os.path.join(PROPERTIES_DIR, "overall.yaml"))
         for klass in lineage:
             # the plugin's backbone yamls, its bases' included; not for RecBole's class of the same name (LightGCN,

@@ -101,8 +101,8 @@ class SampledRecommender(GeneralRecommender):
     @classmethod
     def check_options_set(cls, config):
         """Refuse a configuration without the plugin's property layers (RecBole's own ``Config``: the sampler's
-        options are missing) or without a value for one of :attr:`required_options` (a model of the user's own, or a
-        subclass, gets no property file): both failed inside torch once the data had loaded."""
+        options are missing) or without a value for one of :attr:`required_options` (a model of the user's own that
+        is no subclass of a shipped backbone gets no property file): both failed inside torch once the data loaded."""
         if "candidate_max_rounds" not in config or config["sampler"] is None:
             raise ConfigError(f"{cls.__name__} is a recbole_hnlm backbone and needs the plugin's options (sampler, "
                               "candidate_max_rounds and the sampler's own): build its configuration with "
@@ -111,9 +111,9 @@ class SampledRecommender(GeneralRecommender):
         missing = [key for key in cls.required_options if config[key] is None]
         if missing:
             raise ConfigError(f"Option(s) {', '.join(repr(key) for key in missing)} of {cls.__name__} are not set: "
-                              "only the shipped backbones (MF, NGCF, LightGCN, SGL) take defaults from the plugin's "
-                              "properties/model/<name>.yaml; a model of your own (a subclass included) needs them in "
-                              "config_dict or a config file.")
+                              "only the shipped backbones (MF, NGCF, LightGCN, SGL) and their subclasses take defaults "
+                              "from the plugin's properties/model/<name>.yaml; another model of your own needs them "
+                              "in config_dict or a config file.")
 
     def pooled_size(self, config):
         """Width ``d'`` of the pooled embeddings that score pairs (``d`` for mean pooling)."""
