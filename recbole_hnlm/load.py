@@ -97,7 +97,10 @@ def _load_once(checkpoint, config_dict, model_class=None):
             raise ConfigError(f"load_data_and_model({os.path.basename(checkpoint)}): {key}={wanted} was given, but "
                               f"the checkpoint holds {key}={state.get(key)}, and a checkpoint is loaded with its own "
                               f"{key}. Drop {key}, or give a checkpoint of that {key}.")
-    if model_class is not None and getattr(model_class, "__name__", None) != state.get("model"):
+    if model_class is not None and not isinstance(model_class, type):
+        raise ConfigError(f"load_data_and_model({os.path.basename(checkpoint)}): model_class must be a class (that "
+                          f"of the checkpoint's model, {state.get('model')}), got {model_class!r}.")
+    if model_class is not None and model_class.__name__ != state.get("model"):
         raise ConfigError(f"load_data_and_model({os.path.basename(checkpoint)}): model_class={model_class!r} was "
                           f"given, but the checkpoint holds model={state.get('model')}: give that model's class.")
     settings.update(config_dict or {})
