@@ -282,7 +282,7 @@ def foreign_options(external_keys, plugin_properties_dir: str, model: str, sampl
             found.append((key, " and ".join(described)))
             continue
         recbole_models = [name for name, names in recbole_model_options().items() if key in names]
-        if recbole_models and not own_model:  # e.g. the MixGCF code's mess_dropout, only RecBole's KGAT/KGIN/MCCLK define it
+        if recbole_models and not own_model:  # e.g. the MixGCF code's mess_dropout (RecBole's KGAT/KGIN/MCCLK)
             listed = "/".join(recbole_models[:4]) + ("/..." if len(recbole_models) > 4 else "")
             hint = ([_PLUGIN_NAME_OF[key]] if _PLUGIN_NAME_OF.get(key) in read
                     else difflib.get_close_matches(key, sorted(read), n=1, cutoff=0.75))

@@ -13,8 +13,9 @@ Rerunning the same command skips finished cells (``out/runs/<cell>.json``).
 Exit status: 0 when every cell finished; 1 when a cell failed (the summary names its ``out/runs/<cell>.error.txt``)
 or a file could not be written (a full disk); 2 for bad input, caught before any cell runs or anything is written (a
 malformed option such as ``--ratios abc``, unknown model or sampler, invalid setting, missing dataset files, a
-finished cell with other settings in ``out``, ``--report-only`` on a folder without runs); 130 when interrupted (143 by SIGTERM; finished cells are kept, the
-rerun resumes). Bad input is one ``error:`` line on stderr, without a traceback.
+finished cell with other settings in ``out``, ``--report-only`` on a folder without runs); 130 when interrupted
+(143 by SIGTERM; finished cells are kept, the rerun resumes). Bad input is one ``error:`` line on stderr, without
+a traceback.
 """
 import argparse
 import os

@@ -95,9 +95,9 @@ _BUSY_MACHINE_SAID = []  # the busy-machine hint of this process, once said
 @contextlib.contextmanager
 def llm_threads(cfg: LLMConfig):
     """``hnlm_threads`` for the LLM stage only: the thread count before it is restored after it, so the CF training
-    that follows runs with the same threads whether the stage ran or its store was cached (the plugin's ops give the same bits
-    on any thread count, torch's own sums such as the L2 term may not). With
-    torch's default threads on a busy CPU the stage says that one thread may be faster (:func:`busy_machine_hint`),
+    that follows runs with the same threads whether the stage ran or its store was cached (the plugin's ops give the
+    same bits on any thread count, torch's own sums such as the L2 term may not). With torch's default threads on a
+    busy CPU the stage says that one thread may be faster (:func:`busy_machine_hint`),
     once per process."""
     before = torch.get_num_threads()
     if cfg.threads > 0:

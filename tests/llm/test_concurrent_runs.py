@@ -406,8 +406,9 @@ def test_temporary_names_differ_for_one_path_and_pid():
 def test_the_llm_stage_holds_its_store_from_before_the_llm_generates(tmp_path, tiny_tokenizer, tiny_encoder_dir):
     """Concurrency fuzz: two stages on one store started together both loaded the LLM (the semantic one also wrote
     the same profiles twice), the second refused only at its chunks. While a semantic stage writes its profiles (its
-    LLM loaded), another process now finds the store's work folder locked, so a second stage on the same store is refused before it loads its LLM; the stage itself still computes
-    and writes the store under that lock, and releases it at the end."""
+    LLM loaded), another process now finds the store's work folder locked, so a second stage on the same store is
+    refused before it loads its LLM; the stage itself still computes and writes the store under that lock, and
+    releases it at the end."""
     from recbole_hnlm.llm.config import LLMConfig
     from recbole_hnlm.llm.dataset_text import DatasetText
     from recbole_hnlm.llm.models import TextEncoder
