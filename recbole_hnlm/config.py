@@ -23,8 +23,7 @@ from recbole.config import Config as RecBoleConfig
 from recbole.config import configurator as recbole_configurator
 
 from recbole_hnlm.compat import install_numpy_aliases
-from recbole_hnlm.config_checks import (check_backbone_options_set, check_core_options, foreign_options,
-                                       recbole_properties_dir, unknown_options)
+from recbole_hnlm.config_checks import check_core_options, foreign_options, recbole_properties_dir, unknown_options
 from recbole_hnlm.errors import ConfigError
 
 #: RecBole's multi-process (DDP) options: the plugin trains in one process.
@@ -126,13 +125,12 @@ class Config(RecBoleConfig):
         self.final_config_dict["sampler"] = sampler_class.name
         check_model_sampler_pair(self.model_class, sampler_class)
         check_core_options(self)
-        check_backbone_options_set(self, PROPERTIES_DIR, self.model)
         from recbole_hnlm.model.abstract import SampledRecommender
 
         plugin_backbone = isinstance(self.model_class, type) and issubclass(self.model_class, SampledRecommender)
-        if plugin_backbone:
-            self.model_class.check_config(self)  # the backbone's own options, before the dataset loads
+        if plugin_backbone:  # the backbone's own options, before the dataset loads
             self.model_class.check_options_set(self)
+            self.model_class.check_config(self)
         sampler_class.check_config(self)
         self.unknown_options = unknown_options(self.external_config_dict, PROPERTIES_DIR)
         teacher = []
@@ -232,6 +230,18 @@ def _model_lineage(model_class) -> list:
     if not isinstance(model_class, type):
         return []
     return [klass for klass in reversed(model_class.__mro__) if issubclass(klass, AbstractRecommender)]
+
+
+def plugin_model_defaults(model_class) -> dict:
+    """The plugin's ``properties/model/<name>.yaml`` defaults of ``model_class`` and its bases, merged as
+    :class:`Config` loads them (its own over its bases'), values as the files write them."""
+    defaults = {}
+    for klass in _model_lineage(model_class):
+        path = os.path.join(PROPERTIES_DIR, "model", f"{klass.__name__}.yaml")
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                defaults.update(yaml.safe_load(f) or {})
+    return defaults
 
 
 def split_seed(config) -> int:

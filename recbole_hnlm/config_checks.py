@@ -335,26 +335,6 @@ def _general_option(key, plugin_properties_dir):
     return key in _GENERAL_KEYS[plugin_properties_dir]
 
 
-#: Backbone options that fail inside the model when ``None`` (the others of the model yamls take ``None`` as their
-#: default, e.g. ``layers_dtype``; the samplers check their own options).
-_BACKBONE_NEVER_NONE = ("embedding_size", "n_layers", "reg_weight")
-
-
-def check_backbone_options_set(config, plugin_properties_dir: str, model: str) -> None:
-    """Raise :class:`ConfigError` for an option of :data:`_BACKBONE_NEVER_NONE` that the plugin's
-    ``model/<model>.yaml`` sets and the run sets to ``None`` (``--reg_weight=None``, a searched ``None``): the model
-    failed inside torch once the data had loaded."""
-    path = os.path.join(plugin_properties_dir, "model", f"{model}.yaml")
-    if not os.path.isfile(path):
-        return
-    with open(path, encoding="utf-8") as f:
-        defaults = yaml.safe_load(f) or {}
-    for key in _BACKBONE_NEVER_NONE:
-        if defaults.get(key) is not None and config[key] is None:
-            raise ConfigError(f"Option '{key}' of the {model} model needs a value (its default is {defaults[key]}), "
-                              "got None.")
-
-
 def _yaml_keys_of(path):
     """The keys of one yaml file (none when it is missing or not a mapping)."""
     if not os.path.isfile(path):

@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 
-from recbole_hnlm.config_checks import recbole_properties_dir, labeled_phases
+from recbole_hnlm.config_checks import labeled_phases, recbole_properties_dir
 from recbole_hnlm.errors import DataError
 
 logger = logging.getLogger(__name__)

@@ -61,13 +61,6 @@ def get_sampler(sampler_name):
     raise ConfigError(f"Unknown sampler '{sampler_name}'. Valid samplers: {', '.join(SAMPLERS)}.")
 
 
-def _whose(model_class):
-    """``RecBole's BPR`` for a RecBole model, ``MyModel (not a recbole_hnlm backbone)`` for another."""
-    if model_class.__module__.startswith("recbole."):
-        return f"RecBole's {model_class.__name__}"
-    return f"{model_class.__name__} (not a recbole_hnlm backbone)"
-
-
 def check_model_sampler_pair(model_class, sampler_class, options=RUN_SCRIPT_OPTIONS):
     """Reject a sampler that cannot work with the chosen backbone, saying why (``options`` as in :func:`get_model`)."""
     from recbole_hnlm.model.abstract import SampledRecommender
@@ -75,11 +68,15 @@ def check_model_sampler_pair(model_class, sampler_class, options=RUN_SCRIPT_OPTI
     if issubclass(model_class, SampledRecommender):
         return
     if sampler_class.name != "RNS":
+        recboles = model_class.__module__.startswith("recbole.")  # RecBole's own, or a model of the user's own
         raise ConfigError(
             f"Sampler {sampler_class.name} needs the propagated user/item embeddings of a recbole_hnlm backbone "
-            f"({', '.join(PLUGIN_MODELS)}); {_whose(model_class)} only exposes scores. "
-            f"Use {options['model']}<one of {', '.join(PLUGIN_MODELS)}> or {options['sampler']}RNS"
-            + ("" if model_class.__module__.startswith("recbole.") else
+            f"({', '.join(PLUGIN_MODELS)}); "
+            + (f"RecBole's {model_class.__name__}" if recboles else
+               f"{model_class.__name__} (not a recbole_hnlm backbone)")
+            + f" only exposes scores. Use {options['model']}<one of {', '.join(PLUGIN_MODELS)}> or "
+            f"{options['sampler']}RNS"
+            + ("" if recboles else
                ", or write the model as a subclass of recbole_hnlm.model.abstract.SampledRecommender (its "
                "propagate() gives the samplers the embeddings, as recbole_hnlm/model/mf.py does)") + "."
         )

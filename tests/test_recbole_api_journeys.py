@@ -1,6 +1,7 @@
 """A RecBole user's own Python workflow around the plugin: model classes given to ``Config``, RecBole's ``Config``
 with a plugin backbone, models of the user's own with the plugin's samplers (found by the RecBole-API QA helper)."""
 import os
+import re
 
 import pytest
 import recbole
@@ -186,3 +187,23 @@ def test_load_data_and_model_takes_the_class_of_a_users_model(fast_config, monke
         load_data_and_model(run["checkpoint"])
     with pytest.raises(ConfigError, match="the checkpoint holds model=MyMF"):
         load_data_and_model(run["checkpoint"], model_class=OtherMF)
+
+
+def test_a_backbone_option_set_to_none_names_the_default_its_lineage_gives(fast_config):
+    """``--reg_weight=None`` (or a searched None) on a shipped backbone, or on a subclass of one, names the default
+    of the plugin's property file the class takes it from; a model of the user's own has none to name."""
+    from recbole_hnlm.model.lightgcn import LightGCN
+
+    class MyLightGCN(LightGCN):
+        pass
+
+    with open(os.path.join(PROPERTIES_DIR, "model", "LightGCN.yaml"), encoding="utf-8") as f:
+        written = yaml.safe_load(f)  # the value as the file writes it (1e-4 is a string to safe_load)
+    for model in ("LightGCN", MyLightGCN):
+        name = getattr(model, "__name__", model)
+        for key in ("n_layers", "reg_weight"):
+            with pytest.raises(ConfigError, match=re.escape(f"Option '{key}' of the {name} model needs a value (its "
+                                                            f"default is {written[key]}), got None.")):
+                Config(model=model, config_dict={**fast_config, key: None}, command_line=False)
+    with pytest.raises(ConfigError, match="'reg_weight' of MyMF are not set"):
+        Config(model=MyMF, config_dict={**fast_config, "embedding_size": 8, "reg_weight": None}, command_line=False)

@@ -95,7 +95,8 @@ class SampledRecommender(GeneralRecommender):
             raise ConfigError("Option 'learner' = 'sparse_adam' needs sparse gradients, and the plugin's backbones "
                               "have dense ones (PyTorch's SparseAdam fails at the first step): use adam or adamw.")
 
-    #: Options the backbone reads that have no usable ``None`` (the shipped backbones' property files set them).
+    #: Options the backbone reads that have no usable ``None`` (the shipped backbones' property files set them), in
+    #: the order a configuration that leaves several unset names them.
     required_options = ("embedding_size", "reg_weight")
 
     @classmethod
@@ -110,6 +111,13 @@ class SampledRecommender(GeneralRecommender):
                               "Config does not).")
         missing = [key for key in cls.required_options if config[key] is None]
         if missing:
+            from recbole_hnlm.config import plugin_model_defaults
+
+            defaults = plugin_model_defaults(cls)
+            for key in missing:  # a backbone's default set to None (--reg_weight=None, a searched None)
+                if defaults.get(key) is not None:
+                    raise ConfigError(f"Option '{key}' of the {cls.__name__} model needs a value (its default is "
+                                      f"{defaults[key]}), got None.")
             raise ConfigError(f"Option(s) {', '.join(repr(key) for key in missing)} of {cls.__name__} are not set: "
                               "only the shipped backbones (MF, NGCF, LightGCN, SGL) and their subclasses take defaults "
                               "from the plugin's properties/model/<name>.yaml; another model of your own needs them "

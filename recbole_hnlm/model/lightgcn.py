@@ -51,7 +51,7 @@ class LightGCN(SampledRecommender):
         super().check_config(config)
         stack_dtype(config["layers_dtype"])
 
-    required_options = SampledRecommender.required_options + ("n_layers",)
+    required_options = ("embedding_size", "n_layers", "reg_weight")
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
